@@ -1,0 +1,1 @@
+//! A typed builder for writing eBPF programs in Rust (placeholder, being written).
