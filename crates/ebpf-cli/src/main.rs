@@ -1,0 +1,3 @@
+//! The `ebpf` command (being written).
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! `ebpf-testgen`: proptest strategies for eBPF instructions and programs (being written).

@@ -1,0 +1,3 @@
+//! `cargo xtask` (being written).
+
+fn main() {}
