@@ -448,7 +448,7 @@ pub fn decode_at(bytes: &[u8], pc: usize) -> Result<Insn, DecodeError> {
 
 /// Decodes a whole program. Fails on the first invalid instruction.
 pub fn decode(bytes: &[u8]) -> Result<Program, DecodeError> {
-    if bytes.len() % SLOT_SIZE != 0 {
+    if !bytes.len().is_multiple_of(SLOT_SIZE) {
         let pc = bytes.len() / SLOT_SIZE;
         return Err(DecodeError {
             pc,
