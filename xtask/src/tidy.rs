@@ -21,7 +21,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ebpf-testdata", &[]),
     ("ebpf-testgen", &["ebpf-isa"]),
     ("ebpf-cfg", &["ebpf-isa"]),
-    ("ebpf-abi", &["ebpf-isa"]),
+    ("ebpf-abi", &[]),
     ("ebpf-verifier", &["ebpf-isa", "ebpf-cfg"]),
     ("ebpf-interp", &["ebpf-isa", "ebpf-abi"]),
     ("ebpf-jit-x86", &["ebpf-isa", "ebpf-cfg", "ebpf-abi"]),
@@ -46,7 +46,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Crates that must have no external (crates.io) dependencies and no `unsafe`.
-const PURE: &[&str] = &["ebpf-isa", "ebpf-cfg", "ebpf-verifier", "ebpf-interp"];
+const PURE: &[&str] = &["ebpf-isa", "ebpf-abi", "ebpf-cfg", "ebpf-verifier", "ebpf-interp"];
 
 /// The dependencies of one manifest section: (name, is a workspace crate).
 #[derive(Debug, Default)]

@@ -1,0 +1,188 @@
+//! The region table: which VM addresses a run may touch, and the host bytes behind them.
+//!
+//! [`MemoryMap`] maps region ids (see [`crate::layout`]) to borrowed byte slices, read-only or
+//! writable. Engines check every access against it; helpers reach VM memory only through it
+//! (it implements [`VmMemory`]).
+
+use alloc::vec::Vec;
+
+use crate::layout;
+use crate::{TrapKind, VmMemory};
+
+/// One region's bytes.
+#[derive(Debug)]
+pub enum Region<'a> {
+    /// Loads only; a store is `OutOfBounds { write: true }`.
+    ReadOnly(&'a [u8]),
+    /// Loads and stores.
+    Writable(&'a mut [u8]),
+}
+
+impl Region<'_> {
+    /// The region's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Region::ReadOnly(b) => b,
+            Region::Writable(b) => b,
+        }
+    }
+
+    /// Whether stores are allowed.
+    pub fn is_writable(&self) -> bool {
+        matches!(self, Region::Writable(_))
+    }
+}
+
+/// The regions of one run, indexed by region id.
+#[derive(Debug, Default)]
+pub struct MemoryMap<'a> {
+    regions: Vec<Option<Region<'a>>>,
+}
+
+impl<'a> MemoryMap<'a> {
+    /// An empty map: every access traps.
+    pub fn new() -> MemoryMap<'a> {
+        MemoryMap {
+            regions: Vec::new(),
+        }
+    }
+
+    /// Maps `region` at region id `id` (replacing what was there). Ids above
+    /// [`layout::MAX_REGION`] and region 0 are ignored: they can never be addressed.
+    pub fn insert(&mut self, id: u64, region: Region<'a>) {
+        if id == layout::NULL_REGION || id > layout::MAX_REGION {
+            return;
+        }
+        let Ok(index) = usize::try_from(id) else {
+            return;
+        };
+        if self.regions.len() <= index {
+            self.regions.resize_with(index + 1, || None);
+        }
+        if let Some(slot) = self.regions.get_mut(index) {
+            *slot = Some(region);
+        }
+    }
+
+    /// The region mapped at `id`, if any.
+    pub fn get(&self, id: u64) -> Option<&Region<'a>> {
+        self.regions.get(usize::try_from(id).ok()?)?.as_ref()
+    }
+
+    /// Removes and returns the region at `id`.
+    pub fn take(&mut self, id: u64) -> Option<Region<'a>> {
+        self.regions.get_mut(usize::try_from(id).ok()?)?.take()
+    }
+
+    /// The `N` bytes at `addr`, if they lie inside one region.
+    #[inline(always)]
+    pub fn load<const N: usize>(&self, addr: u64) -> Option<[u8; N]> {
+        let region = self
+            .regions
+            .get(layout::region_of(addr) as usize)?
+            .as_ref()?;
+        let off = layout::offset_of(addr) as usize;
+        let bytes = region.bytes().get(off..off.checked_add(N)?)?;
+        bytes.try_into().ok()
+    }
+
+    /// The writable `N` bytes at `addr`, if they lie inside one writable region.
+    #[inline(always)]
+    pub fn bytes_mut<const N: usize>(&mut self, addr: u64) -> Option<&mut [u8; N]> {
+        let region = self
+            .regions
+            .get_mut(layout::region_of(addr) as usize)?
+            .as_mut()?;
+        let Region::Writable(bytes) = region else {
+            return None;
+        };
+        let off = layout::offset_of(addr) as usize;
+        bytes.get_mut(off..off.checked_add(N)?)?.try_into().ok()
+    }
+
+    /// Stores `value` at `addr`, if the bytes lie inside one writable region.
+    #[inline(always)]
+    pub fn store<const N: usize>(&mut self, addr: u64, value: [u8; N]) -> Option<()> {
+        *self.bytes_mut::<N>(addr)? = value;
+        Some(())
+    }
+
+    fn slice(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        let region = self
+            .regions
+            .get(usize::try_from(layout::region_of(addr)).ok()?)?
+            .as_ref()?;
+        let off = usize::try_from(layout::offset_of(addr)).ok()?;
+        region.bytes().get(off..off.checked_add(len)?)
+    }
+
+    fn slice_mut(&mut self, addr: u64, len: usize) -> Option<&mut [u8]> {
+        let region = self
+            .regions
+            .get_mut(usize::try_from(layout::region_of(addr)).ok()?)?
+            .as_mut()?;
+        let Region::Writable(bytes) = region else {
+            return None;
+        };
+        let off = usize::try_from(layout::offset_of(addr)).ok()?;
+        bytes.get_mut(off..off.checked_add(len)?)
+    }
+}
+
+impl VmMemory for MemoryMap<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), TrapKind> {
+        let src = self.slice(addr, buf.len()).ok_or(TrapKind::OutOfBounds {
+            addr,
+            len: buf.len() as u64,
+            write: false,
+        })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), TrapKind> {
+        let dst = self
+            .slice_mut(addr, data.len())
+            .ok_or(TrapKind::OutOfBounds {
+                addr,
+                len: data.len() as u64,
+                write: true,
+            })?;
+        dst.copy_from_slice(data);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accesses_are_checked_per_region_and_width() {
+        let rodata = [1u8, 2, 3, 4];
+        let mut input = [0u8; 8];
+        let mut map = MemoryMap::new();
+        map.insert(layout::RODATA, Region::ReadOnly(&rodata));
+        map.insert(layout::INPUT, Region::Writable(&mut input));
+        let ro = layout::vm_addr(layout::RODATA, 0);
+        let inp = layout::vm_addr(layout::INPUT, 0);
+        assert_eq!(map.load::<4>(ro), Some([1, 2, 3, 4]));
+        assert_eq!(map.load::<4>(ro + 1), None, "straddles the end");
+        assert_eq!(map.load::<1>(0), None, "null");
+        assert_eq!(map.store(ro, [9u8]), None, "read-only");
+        assert_eq!(map.store(inp + 7, [9u8]), Some(()));
+        assert_eq!(map.store(inp + 7, [9u8, 9]), None);
+        assert_eq!(map.read_u64(inp).unwrap(), 9 << 56);
+        let err = map.write(inp + 4, &[0; 8]).unwrap_err();
+        assert_eq!(
+            err,
+            TrapKind::OutOfBounds {
+                addr: inp + 4,
+                len: 8,
+                write: true
+            }
+        );
+        map.insert(0, Region::ReadOnly(&rodata));
+        assert_eq!(map.load::<1>(0), None, "region 0 is never mapped");
+    }
+}

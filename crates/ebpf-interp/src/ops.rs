@@ -1,0 +1,707 @@
+//! The interpreter's internal form: one small [`Op`] per slot, built once by [`predecode`].
+//!
+//! Everything that can be decided before running is decided here: which operation (one enum
+//! variant per hot operation, so the dispatch loop needs a single `match`), absolute branch
+//! targets, and instructions that can only trap (a jump outside the program, a pseudo `lddw`),
+//! which become [`Op::Invalid`].
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use ebpf_abi::{InvalidReason, MemoryMap, TrapKind};
+use ebpf_isa::{
+    AluOp, AtomicOp, ByteOrder, CallKind, Cond, Imm64Kind, Insn, Operand, PacketAddr, Program,
+    SignExtend, Size, SwapWidth, Width,
+};
+
+/// A branch target that is outside the program: taking it traps.
+pub(crate) const BAD_TARGET: u32 = u32::MAX;
+
+/// One pre-decoded operation. Registers are numbers 0..=10; targets are absolute pcs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    Add64Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Add64Reg {
+        dst: u8,
+        src: u8,
+    },
+    Sub64Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Sub64Reg {
+        dst: u8,
+        src: u8,
+    },
+    Mul64Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Mul64Reg {
+        dst: u8,
+        src: u8,
+    },
+    Div64Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Div64Reg {
+        dst: u8,
+        src: u8,
+    },
+    Sdiv64Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Sdiv64Reg {
+        dst: u8,
+        src: u8,
+    },
+    Or64Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Or64Reg {
+        dst: u8,
+        src: u8,
+    },
+    And64Imm {
+        dst: u8,
+        imm: i32,
+    },
+    And64Reg {
+        dst: u8,
+        src: u8,
+    },
+    Lsh64Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Lsh64Reg {
+        dst: u8,
+        src: u8,
+    },
+    Rsh64Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Rsh64Reg {
+        dst: u8,
+        src: u8,
+    },
+    Mod64Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Mod64Reg {
+        dst: u8,
+        src: u8,
+    },
+    Smod64Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Smod64Reg {
+        dst: u8,
+        src: u8,
+    },
+    Xor64Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Xor64Reg {
+        dst: u8,
+        src: u8,
+    },
+    Mov64Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Mov64Reg {
+        dst: u8,
+        src: u8,
+    },
+    Arsh64Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Arsh64Reg {
+        dst: u8,
+        src: u8,
+    },
+    Add32Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Add32Reg {
+        dst: u8,
+        src: u8,
+    },
+    Sub32Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Sub32Reg {
+        dst: u8,
+        src: u8,
+    },
+    Mul32Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Mul32Reg {
+        dst: u8,
+        src: u8,
+    },
+    Div32Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Div32Reg {
+        dst: u8,
+        src: u8,
+    },
+    Sdiv32Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Sdiv32Reg {
+        dst: u8,
+        src: u8,
+    },
+    Or32Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Or32Reg {
+        dst: u8,
+        src: u8,
+    },
+    And32Imm {
+        dst: u8,
+        imm: i32,
+    },
+    And32Reg {
+        dst: u8,
+        src: u8,
+    },
+    Lsh32Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Lsh32Reg {
+        dst: u8,
+        src: u8,
+    },
+    Rsh32Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Rsh32Reg {
+        dst: u8,
+        src: u8,
+    },
+    Mod32Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Mod32Reg {
+        dst: u8,
+        src: u8,
+    },
+    Smod32Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Smod32Reg {
+        dst: u8,
+        src: u8,
+    },
+    Xor32Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Xor32Reg {
+        dst: u8,
+        src: u8,
+    },
+    Mov32Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Mov32Reg {
+        dst: u8,
+        src: u8,
+    },
+    Arsh32Imm {
+        dst: u8,
+        imm: i32,
+    },
+    Arsh32Reg {
+        dst: u8,
+        src: u8,
+    },
+    Neg {
+        dst: u8,
+        wide: bool,
+    },
+    MovSx {
+        dst: u8,
+        src: u8,
+        wide: bool,
+        from: SignExtend,
+    },
+    Endian {
+        dst: u8,
+        order: ByteOrder,
+        width: SwapWidth,
+    },
+
+    Ja {
+        target: u32,
+    },
+    Jeq64Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jeq64Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jne64Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jne64Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jcc64Imm {
+        cond: Cond,
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jcc64Reg {
+        cond: Cond,
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jcc32Imm {
+        cond: Cond,
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jcc32Reg {
+        cond: Cond,
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+
+    LoadImm64 {
+        dst: u8,
+        index: u32,
+    },
+    Ldxb {
+        dst: u8,
+        src: u8,
+        off: i16,
+    },
+    Ldxh {
+        dst: u8,
+        src: u8,
+        off: i16,
+    },
+    Ldxw {
+        dst: u8,
+        src: u8,
+        off: i16,
+    },
+    Ldxdw {
+        dst: u8,
+        src: u8,
+        off: i16,
+    },
+    Ldxsb {
+        dst: u8,
+        src: u8,
+        off: i16,
+    },
+    Ldxsh {
+        dst: u8,
+        src: u8,
+        off: i16,
+    },
+    Ldxsw {
+        dst: u8,
+        src: u8,
+        off: i16,
+    },
+    Stb {
+        dst: u8,
+        off: i16,
+        imm: i32,
+    },
+    Sth {
+        dst: u8,
+        off: i16,
+        imm: i32,
+    },
+    Stw {
+        dst: u8,
+        off: i16,
+        imm: i32,
+    },
+    Stdw {
+        dst: u8,
+        off: i16,
+        imm: i32,
+    },
+    Stxb {
+        dst: u8,
+        src: u8,
+        off: i16,
+    },
+    Stxh {
+        dst: u8,
+        src: u8,
+        off: i16,
+    },
+    Stxw {
+        dst: u8,
+        src: u8,
+        off: i16,
+    },
+    Stxdw {
+        dst: u8,
+        src: u8,
+        off: i16,
+    },
+    Atomic {
+        dst: u8,
+        src: u8,
+        off: i16,
+        wide: bool,
+        op: AtomicOp,
+    },
+    LoadPacket {
+        size: u8,
+        indirect: bool,
+        src: u8,
+        imm: i32,
+    },
+
+    CallHelper {
+        id: u32,
+    },
+    CallX {
+        reg: u8,
+    },
+    CallLocal {
+        target: u32,
+    },
+    Exit,
+    /// Cannot execute: traps with this reason when reached.
+    Invalid {
+        reason: InvalidReason,
+    },
+}
+
+fn alu_op(width: Width, op: AluOp, dst: u8, src: Operand) -> Op {
+    use Op::*;
+    macro_rules! pick {
+        ($($aluop:ident => $i64:ident $r64:ident $i32:ident $r32:ident),* $(,)?) => {
+            match (op, width, src) {
+                $(
+                    (AluOp::$aluop, Width::W64, Operand::Imm(imm)) => $i64 { dst, imm },
+                    (AluOp::$aluop, Width::W64, Operand::Reg(r)) => $r64 { dst, src: r.index() },
+                    (AluOp::$aluop, Width::W32, Operand::Imm(imm)) => $i32 { dst, imm },
+                    (AluOp::$aluop, Width::W32, Operand::Reg(r)) => $r32 { dst, src: r.index() },
+                )*
+            }
+        };
+    }
+    pick! {
+        Add => Add64Imm Add64Reg Add32Imm Add32Reg,
+        Sub => Sub64Imm Sub64Reg Sub32Imm Sub32Reg,
+        Mul => Mul64Imm Mul64Reg Mul32Imm Mul32Reg,
+        Div => Div64Imm Div64Reg Div32Imm Div32Reg,
+        Sdiv => Sdiv64Imm Sdiv64Reg Sdiv32Imm Sdiv32Reg,
+        Or => Or64Imm Or64Reg Or32Imm Or32Reg,
+        And => And64Imm And64Reg And32Imm And32Reg,
+        Lsh => Lsh64Imm Lsh64Reg Lsh32Imm Lsh32Reg,
+        Rsh => Rsh64Imm Rsh64Reg Rsh32Imm Rsh32Reg,
+        Mod => Mod64Imm Mod64Reg Mod32Imm Mod32Reg,
+        Smod => Smod64Imm Smod64Reg Smod32Imm Smod32Reg,
+        Xor => Xor64Imm Xor64Reg Xor32Imm Xor32Reg,
+        Mov => Mov64Imm Mov64Reg Mov32Imm Mov32Reg,
+        Arsh => Arsh64Imm Arsh64Reg Arsh32Imm Arsh32Reg,
+    }
+}
+
+fn jump_op(width: Width, cond: Cond, dst: u8, src: Operand, target: u32) -> Op {
+    match (width, cond, src) {
+        (Width::W64, Cond::Eq, Operand::Imm(imm)) => Op::Jeq64Imm { dst, imm, target },
+        (Width::W64, Cond::Eq, Operand::Reg(r)) => Op::Jeq64Reg {
+            dst,
+            src: r.index(),
+            target,
+        },
+        (Width::W64, Cond::Ne, Operand::Imm(imm)) => Op::Jne64Imm { dst, imm, target },
+        (Width::W64, Cond::Ne, Operand::Reg(r)) => Op::Jne64Reg {
+            dst,
+            src: r.index(),
+            target,
+        },
+        (Width::W64, cond, Operand::Imm(imm)) => Op::Jcc64Imm {
+            cond,
+            dst,
+            imm,
+            target,
+        },
+        (Width::W64, cond, Operand::Reg(r)) => Op::Jcc64Reg {
+            cond,
+            dst,
+            src: r.index(),
+            target,
+        },
+        (Width::W32, cond, Operand::Imm(imm)) => Op::Jcc32Imm {
+            cond,
+            dst,
+            imm,
+            target,
+        },
+        (Width::W32, cond, Operand::Reg(r)) => Op::Jcc32Reg {
+            cond,
+            dst,
+            src: r.index(),
+            target,
+        },
+    }
+}
+
+/// Builds the operation array (one per slot plus a final sentinel) and the `lddw` constants.
+pub(crate) fn predecode(program: &Program) -> (Vec<Op>, Vec<u64>) {
+    let len = program.slot_count();
+    // Slots not overwritten below are second halves of lddw.
+    let mut ops = vec![
+        Op::Invalid {
+            reason: InvalidReason::LddwTail
+        };
+        len + 1
+    ];
+    let mut imm64 = Vec::new();
+    let target = |t: Option<usize>| -> u32 {
+        match t {
+            Some(t) if t < len => u32::try_from(t).unwrap_or(BAD_TARGET),
+            _ => BAD_TARGET,
+        }
+    };
+    for (pc, insn) in program.iter() {
+        let op = match *insn {
+            Insn::Alu {
+                width,
+                op,
+                dst,
+                src,
+            } => alu_op(width, op, dst.index(), src),
+            Insn::Neg { width, dst } => Op::Neg {
+                dst: dst.index(),
+                wide: width == Width::W64,
+            },
+            Insn::MovSx {
+                width,
+                from,
+                dst,
+                src,
+            } => Op::MovSx {
+                dst: dst.index(),
+                src: src.index(),
+                wide: width == Width::W64,
+                from,
+            },
+            Insn::Endian { order, width, dst } => Op::Endian {
+                dst: dst.index(),
+                order,
+                width,
+            },
+            Insn::Ja { .. } | Insn::Ja32 { .. } => match target(insn.jump_target(pc)) {
+                BAD_TARGET => Op::Invalid {
+                    reason: InvalidReason::TargetOutOfRange,
+                },
+                t => Op::Ja { target: t },
+            },
+            Insn::Jump {
+                width,
+                cond,
+                dst,
+                src,
+                ..
+            } => jump_op(width, cond, dst.index(), src, target(insn.jump_target(pc))),
+            Insn::Call {
+                kind: CallKind::Helper,
+                imm,
+            } => Op::CallHelper { id: imm as u32 },
+            Insn::Call {
+                kind: CallKind::Local,
+                ..
+            } => match target(insn.call_target(pc)) {
+                BAD_TARGET => Op::Invalid {
+                    reason: InvalidReason::TargetOutOfRange,
+                },
+                t => Op::CallLocal { target: t },
+            },
+            Insn::Call {
+                kind: CallKind::Btf,
+                ..
+            } => Op::Invalid {
+                reason: InvalidReason::UnsupportedCall,
+            },
+            Insn::CallX { reg } => Op::CallX { reg: reg.index() },
+            Insn::Exit => Op::Exit,
+            Insn::LoadImm64 {
+                dst,
+                kind: Imm64Kind::Value,
+                imm,
+            } => {
+                let index = u32::try_from(imm64.len()).unwrap_or(u32::MAX);
+                imm64.push(imm);
+                Op::LoadImm64 {
+                    dst: dst.index(),
+                    index,
+                }
+            }
+            Insn::LoadImm64 { .. } => Op::Invalid {
+                reason: InvalidReason::UnsupportedLddw,
+            },
+            Insn::Load {
+                size,
+                signed,
+                dst,
+                src,
+                off,
+            } => {
+                let (dst, src) = (dst.index(), src.index());
+                match (size, signed) {
+                    (Size::B, false) => Op::Ldxb { dst, src, off },
+                    (Size::H, false) => Op::Ldxh { dst, src, off },
+                    (Size::W, false) => Op::Ldxw { dst, src, off },
+                    (Size::DW, _) => Op::Ldxdw { dst, src, off },
+                    (Size::B, true) => Op::Ldxsb { dst, src, off },
+                    (Size::H, true) => Op::Ldxsh { dst, src, off },
+                    (Size::W, true) => Op::Ldxsw { dst, src, off },
+                }
+            }
+            Insn::Store {
+                size,
+                dst,
+                off,
+                src: Operand::Imm(imm),
+            } => {
+                let dst = dst.index();
+                match size {
+                    Size::B => Op::Stb { dst, off, imm },
+                    Size::H => Op::Sth { dst, off, imm },
+                    Size::W => Op::Stw { dst, off, imm },
+                    Size::DW => Op::Stdw { dst, off, imm },
+                }
+            }
+            Insn::Store {
+                size,
+                dst,
+                off,
+                src: Operand::Reg(src),
+            } => {
+                let (dst, src) = (dst.index(), src.index());
+                match size {
+                    Size::B => Op::Stxb { dst, src, off },
+                    Size::H => Op::Stxh { dst, src, off },
+                    Size::W => Op::Stxw { dst, src, off },
+                    Size::DW => Op::Stxdw { dst, src, off },
+                }
+            }
+            Insn::Atomic {
+                width,
+                op,
+                dst,
+                src,
+                off,
+            } => Op::Atomic {
+                dst: dst.index(),
+                src: src.index(),
+                off,
+                wide: width == Width::W64,
+                op,
+            },
+            Insn::LoadPacket { size, addr, imm } => {
+                let (indirect, src) = match addr {
+                    PacketAddr::Abs => (false, 0),
+                    PacketAddr::Ind(r) => (true, r.index()),
+                };
+                Op::LoadPacket {
+                    size: size.bytes() as u8,
+                    indirect,
+                    src,
+                    imm,
+                }
+            }
+        };
+        if let Some(slot) = ops.get_mut(pc) {
+            *slot = op;
+        }
+    }
+    if let Some(last) = ops.last_mut() {
+        *last = Op::Invalid {
+            reason: InvalidReason::FellOffEnd,
+        };
+    }
+    (ops, imm64)
+}
+
+/// Applies `op` to `N` bytes of memory read and written as one little-endian value; returns
+/// the fetched old value where the operation fetches.
+macro_rules! atomic_fn {
+    ($name:ident, $t:ty, $n:literal) => {
+        pub(crate) fn $name(
+            mem: &mut MemoryMap<'_>,
+            addr: u64,
+            op: AtomicOp,
+            operand: u64,
+            r0: u64,
+        ) -> Result<Option<u64>, TrapKind> {
+            let bytes = mem.bytes_mut::<$n>(addr).ok_or(TrapKind::OutOfBounds {
+                addr,
+                len: $n,
+                write: true,
+            })?;
+            if addr % $n != 0 {
+                return Err(TrapKind::MisalignedAtomic { addr, len: $n });
+            }
+            let old = <$t>::from_le_bytes(*bytes);
+            let v = operand as $t;
+            let (new, fetch) = match op {
+                AtomicOp::Add { fetch } => (old.wrapping_add(v), fetch),
+                AtomicOp::Or { fetch } => (old | v, fetch),
+                AtomicOp::And { fetch } => (old & v, fetch),
+                AtomicOp::Xor { fetch } => (old ^ v, fetch),
+                AtomicOp::Xchg => (v, true),
+                AtomicOp::Cmpxchg => (if old == r0 as $t { v } else { old }, true),
+            };
+            *bytes = new.to_le_bytes();
+            Ok(fetch.then_some(old as u64))
+        }
+    };
+}
+
+atomic_fn!(atomic64, u64, 8);
+atomic_fn!(atomic32, u32, 4);
