@@ -1,21 +1,73 @@
-//! `ebpf-vm`: the facade most users depend on.
+//! `ebpf-vm`: run eBPF programs in user space — the facade most users depend on.
 //!
-//! What it is for: one small API over the workspace's crates. Today that is the instruction
-//! set — decoding, encoding, assembling and disassembling programs, re-exported from
-//! [`ebpf_isa`] as [`isa`]; the interpreter, the verifier, the JITs and the ELF loader join it
-//! behind cargo features as they land, so that an embedder compiles only the engines it uses.
+//! What it is for: one small API over the workspace. Load a program from bytes or text
+//! ([`Vm::builder`] … [`VmBuilder::load`]), configure it once (engine, helpers, budget, call
+//! depth, metadata buffer, extra regions), then run it as often as you like, from as many
+//! threads as you like, each run with its own memory. A run returns `r0` or a [`Trap`] with the
+//! pc and what went wrong — never a crash, whatever the bytes.
 //!
-//! What it is not for: logic of its own. Every behaviour lives in the crate that owns it; this
-//! crate chooses, configures and wires them together.
+//! What it is not for: logic of its own. Semantics live in `ebpf-interp`, the contract in
+//! `ebpf-abi`, the instruction set in `ebpf-isa` (re-exported as [`isa`]); this crate chooses,
+//! configures and wires them together.
+//!
+//! # Example
 //!
 //! ```
-//! use ebpf_vm::isa;
+//! use ebpf_vm::{HelperError, Trap, TrapKind, Vm, VmMemory};
 //!
-//! let program = isa::assemble("mov %r0, 42\nexit").unwrap();
-//! assert_eq!(isa::disassemble(&program), "mov %r0, 42\nexit\n");
+//! // r0 = the first byte of the input plus the value helper 1 computes from it.
+//! let program = "
+//!     ldxb %r1, [%r1]
+//!     mov %r6, %r1
+//!     call 1
+//!     add %r0, %r6
+//!     exit
+//! ";
+//! let vm = Vm::builder()
+//!     .helper(1, |args: [u64; 5], _mem: &mut dyn VmMemory| {
+//!         if args[0] > 100 {
+//!             return Err(HelperError::failed("too large"));
+//!         }
+//!         Ok(args[0] * 10)
+//!     })
+//!     .budget(10_000)
+//!     .load_asm(program)?;
+//!
+//! assert_eq!(vm.run(&mut [4])?, 44);
+//! // A helper can end the program; the trap says where.
+//! let err = vm.run(&mut [200]).unwrap_err();
+//! assert_eq!(err.pc, 2);
+//! assert!(matches!(err.kind, TrapKind::HelperFailed { id: 1, .. }));
+//! // Reading past the input is a trap, not a crash.
+//! let err: Trap = Vm::builder().load_asm("ldxw %r0, [%r1+2]\nexit")?.run(&mut [0; 4]).unwrap_err();
+//! assert_eq!(err.to_string(), "out-of-bounds read of 4 bytes at 0x400000002 at pc 0");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Memory and entry registers
+//!
+//! Programs see a virtual address space (see [`layout`]): the input is at
+//! `0x4_0000_0000`, the stack below `r10`, and so on. At entry `r1` is the input's address and
+//! `r2` its length — or, with a [metadata buffer](VmBuilder::metadata), `r1` points to that
+//! buffer, into which the VM writes the input's start and end addresses. `r10` is the top of
+//! a 512-byte frame; every local call gets a fresh frame.
+//!
+//! rbpf's four kinds of VM map onto one configuration each: `EbpfVmRaw` is the default;
+//! `EbpfVmNoData` is [`Vm::run_no_data`]; `EbpfVmFixedMbuff` is
+//! [`VmBuilder::metadata`]; `EbpfVmMbuff` is [`Vm::run_with`] with
+//! [`Input::metadata`]. See `docs/rbpf-migration.md`.
 
 #![forbid(unsafe_code)]
 
+mod vm;
+
+pub use ebpf_abi::{
+    Exit, Helper, HelperError, InvalidReason, Limits, Trap, TrapKind, VmMemory, layout,
+};
 /// The instruction set: typed instructions, decoding, encoding, assembly and disassembly.
 pub use ebpf_isa as isa;
+pub use vm::{Engine, Input, LoadError, MetadataLayout, Vm, VmBuilder};
+
+/// The `.data` test-vector reader (the bpf_conformance format), for tools and tests.
+#[cfg(feature = "testdata")]
+pub use ebpf_testdata as testdata;

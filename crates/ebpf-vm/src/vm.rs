@@ -1,0 +1,389 @@
+//! [`VmBuilder`] (configuration and loading), [`Vm`] (a loaded program) and [`Input`] (the
+//! memory of one run).
+
+use std::fmt;
+use std::sync::Arc;
+
+use ebpf_abi::{Exit, Helper, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout};
+use ebpf_interp::Interpreter;
+use ebpf_isa::{AsmError, DecodeError, Program};
+
+/// Which engine runs the program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Engine {
+    /// The reference interpreter: portable, no compile step.
+    #[default]
+    Interpreter,
+}
+
+impl Engine {
+    /// Every engine this build contains.
+    pub const ALL: &'static [Engine] = &[Engine::Interpreter];
+
+    /// The engine's short name, as the CLI spells it (`interp`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Interpreter => "interp",
+        }
+    }
+
+    /// The engine with this short name.
+    pub fn from_name(name: &str) -> Option<Engine> {
+        Engine::ALL.iter().copied().find(|e| e.name() == name)
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where the VM writes the input's addresses into a metadata buffer (rbpf's "mbuff").
+///
+/// With a layout configured, each run's `r1` points to the metadata buffer — a fresh zeroed
+/// one of `len` bytes, or the caller's (see [`Input::metadata`]) — and the VM stores the VM
+/// address of the input's first byte at `data_offset` and of one past its last byte at
+/// `data_end_offset`, as little-endian `u64`s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetadataLayout {
+    /// Size of the buffer the VM allocates when the caller brings none.
+    pub len: usize,
+    /// Where the input's start address goes.
+    pub data_offset: usize,
+    /// Where the input's end address goes.
+    pub data_end_offset: usize,
+}
+
+/// Why a program could not be loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The bytes are not a valid program.
+    Decode(DecodeError),
+    /// The text does not assemble.
+    Asm(AsmError),
+    /// The configuration is inconsistent.
+    InvalidConfig(String),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Decode(e) => write!(f, "invalid program: {e}"),
+            LoadError::Asm(e) => write!(f, "assembly error: {e}"),
+            LoadError::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoadError::Decode(e) => Some(e),
+            LoadError::Asm(e) => Some(e),
+            LoadError::InvalidConfig(_) => None,
+        }
+    }
+}
+
+impl From<DecodeError> for LoadError {
+    fn from(e: DecodeError) -> LoadError {
+        LoadError::Decode(e)
+    }
+}
+
+impl From<AsmError> for LoadError {
+    fn from(e: AsmError) -> LoadError {
+        LoadError::Asm(e)
+    }
+}
+
+/// Configuration of a VM; [`VmBuilder::load`] turns it and a program into a [`Vm`].
+#[derive(Clone, Debug, Default)]
+pub struct VmBuilder {
+    engine: Engine,
+    helpers: Helpers,
+    limits: Limits,
+    metadata: Option<MetadataLayout>,
+    read_only_regions: Vec<Arc<[u8]>>,
+}
+
+impl VmBuilder {
+    /// The engine (default: the interpreter).
+    pub fn engine(mut self, engine: Engine) -> VmBuilder {
+        self.engine = engine;
+        self
+    }
+
+    /// Registers a helper under `id` (`call id` in the program). A closure works:
+    /// `|args: [u64; 5], mem: &mut dyn VmMemory| Ok(args[0])`.
+    pub fn helper(mut self, id: u32, helper: impl Helper + 'static) -> VmBuilder {
+        self.helpers.insert(id, helper);
+        self
+    }
+
+    /// Stops runs after `instructions` executed instructions with
+    /// [`TrapKind::BudgetExhausted`] (default: no limit).
+    pub fn budget(mut self, instructions: u64) -> VmBuilder {
+        self.limits.budget = Some(instructions);
+        self
+    }
+
+    /// How deeply local calls may nest (default 8; the entry function is depth 0).
+    pub fn max_call_depth(mut self, depth: usize) -> VmBuilder {
+        self.limits.max_call_depth = depth;
+        self
+    }
+
+    /// Passes the input through a metadata buffer (see [`MetadataLayout`]).
+    pub fn metadata(mut self, layout: MetadataLayout) -> VmBuilder {
+        self.metadata = Some(layout);
+        self
+    }
+
+    /// Adds a read-only region shared by every run (a lookup table, say). The `i`-th region
+    /// added is at [`Vm::read_only_region_address`]`(i)`.
+    pub fn read_only_region(mut self, bytes: impl Into<Arc<[u8]>>) -> VmBuilder {
+        self.read_only_regions.push(bytes.into());
+        self
+    }
+
+    /// Loads bytecode.
+    pub fn load(self, bytes: &[u8]) -> Result<Vm, LoadError> {
+        let program = ebpf_isa::decode(bytes)?;
+        self.load_program(program)
+    }
+
+    /// Assembles and loads text in the bpf_conformance syntax.
+    pub fn load_asm(self, text: &str) -> Result<Vm, LoadError> {
+        let program = ebpf_isa::assemble(text)?;
+        self.load_program(program)
+    }
+
+    /// Loads an already decoded program.
+    pub fn load_program(self, program: Program) -> Result<Vm, LoadError> {
+        if let Some(m) = self.metadata {
+            for (name, off) in [
+                ("data_offset", m.data_offset),
+                ("data_end_offset", m.data_end_offset),
+            ] {
+                if off.checked_add(8).is_none_or(|end| end > m.len) {
+                    return Err(LoadError::InvalidConfig(format!(
+                        "metadata {name} {off} leaves no room for 8 bytes in {} bytes",
+                        m.len
+                    )));
+                }
+            }
+        }
+        let extra = self.read_only_regions.len() as u64;
+        if layout::FIRST_EXTRA + extra > layout::MAX_REGION + 1 {
+            return Err(LoadError::InvalidConfig(format!(
+                "too many regions ({extra})"
+            )));
+        }
+        let compiled = match self.engine {
+            Engine::Interpreter => Compiled::Interpreter(Interpreter::new(&program)),
+        };
+        Ok(Vm {
+            program,
+            compiled,
+            helpers: self.helpers,
+            limits: self.limits,
+            metadata: self.metadata,
+            read_only_regions: self.read_only_regions,
+            engine: self.engine,
+        })
+    }
+}
+
+#[derive(Debug)]
+enum Compiled {
+    Interpreter(Interpreter),
+}
+
+/// A loaded program with its configuration. `Send + Sync`: share it (`Arc<Vm>` or `&Vm`)
+/// and run it from many threads at once, each run with its own [`Input`].
+#[derive(Debug)]
+pub struct Vm {
+    program: Program,
+    compiled: Compiled,
+    helpers: Helpers,
+    limits: Limits,
+    metadata: Option<MetadataLayout>,
+    read_only_regions: Vec<Arc<[u8]>>,
+    engine: Engine,
+}
+
+/// The memory of one run: the input, optionally a metadata buffer, and extra regions.
+#[derive(Debug, Default)]
+pub struct Input<'a> {
+    data: Option<&'a mut [u8]>,
+    metadata: Option<&'a mut [u8]>,
+    regions: Vec<Region<'a>>,
+}
+
+impl<'a> Input<'a> {
+    /// An input buffer (writable by the program): `r1` is its address, `r2` its length.
+    pub fn new(data: &'a mut [u8]) -> Input<'a> {
+        Input {
+            data: Some(data),
+            ..Input::default()
+        }
+    }
+
+    /// No input at all: `r1` and `r2` are 0, and the input region is unmapped.
+    pub fn none() -> Input<'a> {
+        Input::default()
+    }
+
+    /// Uses the caller's metadata buffer: `r1` points to it and `r2` is its length. If the VM
+    /// has a [`MetadataLayout`], the input's addresses are written into it first.
+    pub fn metadata(mut self, buffer: &'a mut [u8]) -> Input<'a> {
+        self.metadata = Some(buffer);
+        self
+    }
+
+    /// Adds a writable region for this run; the `i`-th one added (after the VM's read-only
+    /// regions) is at [`Vm::run_region_address`]`(i)`.
+    pub fn region_mut(mut self, bytes: &'a mut [u8]) -> Input<'a> {
+        self.regions.push(Region::Writable(bytes));
+        self
+    }
+
+    /// Adds a read-only region for this run.
+    pub fn region(mut self, bytes: &'a [u8]) -> Input<'a> {
+        self.regions.push(Region::ReadOnly(bytes));
+        self
+    }
+}
+
+impl Vm {
+    /// A builder with the defaults: interpreter, no helpers, no budget, call depth 8.
+    pub fn builder() -> VmBuilder {
+        VmBuilder::default()
+    }
+
+    /// The loaded program.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// The engine that runs it.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The limits runs are held to.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The VM address of the `i`-th [read-only region](VmBuilder::read_only_region).
+    pub fn read_only_region_address(&self, i: usize) -> u64 {
+        layout::vm_addr(layout::FIRST_EXTRA + i as u64, 0)
+    }
+
+    /// The VM address of the `i`-th region an [`Input`] adds.
+    pub fn run_region_address(&self, i: usize) -> u64 {
+        self.read_only_region_address(self.read_only_regions.len() + i)
+    }
+
+    /// Runs the program on `data` (writable; `r1` = its address, `r2` = its length, or the
+    /// metadata buffer if the VM has a layout) and returns `r0`.
+    pub fn run(&self, data: &mut [u8]) -> Result<u64, Trap> {
+        self.run_with(Input::new(data)).map(|exit| exit.r0)
+    }
+
+    /// Runs the program without any input (rbpf's `EbpfVmNoData`) and returns `r0`.
+    pub fn run_no_data(&self) -> Result<u64, Trap> {
+        self.run_with(Input::none()).map(|exit| exit.r0)
+    }
+
+    /// Runs the program on `input`; returns `r0` and the instruction count.
+    pub fn run_with(&self, input: Input<'_>) -> Result<Exit, Trap> {
+        let Input {
+            data,
+            metadata,
+            regions,
+        } = input;
+        let mut map = MemoryMap::new();
+        for (i, region) in self.read_only_regions.iter().enumerate() {
+            map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));
+        }
+        let first_run_region = layout::FIRST_EXTRA + self.read_only_regions.len() as u64;
+        for (i, region) in regions.into_iter().enumerate() {
+            map.insert(first_run_region + i as u64, region);
+        }
+        let (data_start, data_end) = match &data {
+            Some(d) => (
+                layout::vm_addr(layout::INPUT, 0),
+                layout::vm_addr(layout::INPUT, d.len() as u64),
+            ),
+            None => (0, 0),
+        };
+        let data_len = data.as_ref().map_or(0, |d| d.len() as u64);
+        if let Some(d) = data {
+            map.insert(layout::INPUT, Region::Writable(d));
+        }
+        let mut owned_metadata = Vec::new();
+        let metadata = match (metadata, self.metadata) {
+            (Some(buffer), _) => Some(buffer),
+            (None, Some(m)) => {
+                owned_metadata.resize(m.len, 0);
+                Some(owned_metadata.as_mut_slice())
+            }
+            (None, None) => None,
+        };
+        let args = match metadata {
+            Some(buffer) => {
+                if let Some(m) = self.metadata {
+                    write_address(buffer, m.data_offset, data_start)?;
+                    write_address(buffer, m.data_end_offset, data_end)?;
+                }
+                let len = buffer.len() as u64;
+                map.insert(layout::METADATA, Region::Writable(buffer));
+                [layout::vm_addr(layout::METADATA, 0), len]
+            }
+            None => [data_start, data_len],
+        };
+        match &self.compiled {
+            Compiled::Interpreter(interp) => interp.run(map, args, &self.helpers, &self.limits),
+        }
+    }
+}
+
+/// Stores a VM address into a caller's metadata buffer; a buffer too short for the
+/// configured layout is an out-of-bounds write (reported at pc 0, before anything runs).
+fn write_address(buffer: &mut [u8], offset: usize, value: u64) -> Result<(), Trap> {
+    let slot = offset
+        .checked_add(8)
+        .and_then(|end| buffer.get_mut(offset..end));
+    match slot {
+        Some(slot) => {
+            slot.copy_from_slice(&value.to_le_bytes());
+            Ok(())
+        }
+        None => Err(Trap {
+            pc: 0,
+            kind: TrapKind::OutOfBounds {
+                addr: layout::vm_addr(layout::METADATA, offset as u64),
+                len: 8,
+                write: true,
+            },
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn vm_is_send_and_sync() {
+        assert_send_sync::<Vm>();
+    }
+}
