@@ -21,14 +21,14 @@ pub(crate) fn analyse(cfg: &mut Cfg) {
     // Reverse post-order per function (iterative DFS), noting retreating edges (cycles).
     let mut rpo_index = vec![usize::MAX; n];
     let mut cyclic_funcs = vec![false; cfg.functions.len()];
-    for f in 0..cfg.functions.len() {
+    for (f, cyclic_f) in cyclic_funcs.iter_mut().enumerate() {
         let entry = cfg.functions[f].entry_block();
         let (rpo, cyclic) = reverse_post_order(cfg, entry);
         for (i, b) in rpo.iter().enumerate() {
             rpo_index[b.index()] = i;
         }
         cfg.functions[f].rpo = rpo;
-        cyclic_funcs[f] = cyclic;
+        *cyclic_f = cyclic;
     }
 
     // Dominators per function.

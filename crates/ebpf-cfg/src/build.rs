@@ -162,8 +162,8 @@ pub(crate) fn build(program: &Program) -> Cfg {
     }
 
     // Terminators.
-    for b in 0..blocks.len() {
-        let last = blocks[b].insns.end - 1;
+    for block in &mut blocks {
+        let last = block.insns.end - 1;
         let pc = pcs[last];
         let insn = &insns[last];
         let func = func_of_pc(pc);
@@ -225,7 +225,7 @@ pub(crate) fn build(program: &Program) -> Cfg {
                 kind: CfgErrorKind::FallsOffEnd,
             });
         }
-        blocks[b].terminator = terminator;
+        block.terminator = terminator;
     }
 
     // Predecessors.
