@@ -21,8 +21,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ebpf-testdata", &[]),
     ("ebpf-testgen", &["ebpf-isa"]),
     ("ebpf-cfg", &["ebpf-isa"]),
-    ("ebpf-abi", &[]),
-    ("ebpf-verifier", &["ebpf-isa", "ebpf-cfg"]),
+    ("ebpf-abi", &["ebpf-isa"]),
+    ("ebpf-verifier", &["ebpf-isa", "ebpf-cfg", "ebpf-abi"]),
     ("ebpf-interp", &["ebpf-isa", "ebpf-abi"]),
     ("ebpf-jit-x86", &["ebpf-isa", "ebpf-cfg", "ebpf-abi"]),
     ("ebpf-jit-cranelift", &["ebpf-isa", "ebpf-cfg", "ebpf-abi"]),
@@ -42,6 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("ebpf-cli", &["ebpf-vm"]),
+    ("ebpf-bench", &["ebpf-isa", "ebpf-vm"]),
     ("xtask", &[]),
 ];
 

@@ -1,13 +1,13 @@
 //! `ebpf-abi`: the runtime contract every engine shares, defined once.
 //!
 //! What it is for: the types and constants that the interpreter and both JITs must agree on —
-//! the VM address space ([`layout`]), run-time errors ([`Trap`], [`TrapKind`]), the helper
+//! the VM address space ([`layout`]), the arithmetic ([`semantics`]), run-time errors ([`Trap`], [`TrapKind`]), the helper
 //! interface ([`Helper`], [`HelperError`], [`VmMemory`]), the region table ([`MemoryMap`]), call frames and the instruction
 //! budget ([`Limits`]). An engine that returns a different `Trap` than the interpreter for the
 //! same program and input is wrong, by definition.
 //!
 //! What it is not for: executing anything, or deciding which programs are acceptable (that is
-//! `ebpf-verifier`). It depends on nothing but `core` and `alloc`.
+//! `ebpf-verifier`). It depends only on `ebpf-isa` (for the operation enums).
 //!
 //! # The address space
 //!
@@ -25,6 +25,7 @@ extern crate alloc;
 
 mod helper;
 mod memory;
+pub mod semantics;
 mod trap;
 
 pub use helper::{Helper, HelperError, HelperFn, Helpers, VmMemory};

@@ -1,0 +1,409 @@
+//! The dataflow analysis: which registers are written on every path, which values are known
+//! (constants, and `r10` plus a constant), and which bytes of the stack frame are written on
+//! every path. A forward "must" analysis per function, iterated to a fixed point over reverse
+//! post-order, then one reporting pass.
+//!
+//! Values follow the ISA exactly — a 32-bit operation truncates and zero-extends (so
+//! `r10 + 8` computed with `add32` is not a frame pointer), `movsx` sign-extends, a 32-bit
+//! divisor is its low half — using the same arithmetic as the interpreter
+//! (`ebpf_abi::semantics`).
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use ebpf_abi::semantics;
+use ebpf_cfg::Cfg;
+use ebpf_isa::{AluOp, AtomicOp, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg, Width};
+
+use crate::{Finding, FindingKind, Proof};
+
+const FRAME: i64 = ebpf_abi::STACK_FRAME_SIZE as i64;
+
+/// What is known about a register's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Val {
+    Unknown,
+    Const(u64),
+    /// `r10 + offset` of the current frame.
+    Frame(i64),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct State {
+    /// Bit `r` set: register `r` is written on every path.
+    init: u16,
+    vals: [Val; 11],
+    /// Bit `i` set: byte `r10 - 512 + i` is written on every path.
+    stack: [u64; 8],
+}
+
+impl State {
+    fn entry(main: bool) -> State {
+        let init_regs: &[u8] = if main {
+            &[1, 2, 10]
+        } else {
+            &[1, 2, 3, 4, 5, 10]
+        };
+        let mut vals = [Val::Unknown; 11];
+        vals[10] = Val::Frame(0);
+        State {
+            init: init_regs.iter().fold(0, |m, r| m | 1 << r),
+            vals,
+            stack: [0; 8],
+        }
+    }
+
+    fn join(&self, other: &State) -> State {
+        let mut vals = self.vals;
+        for (v, o) in vals.iter_mut().zip(other.vals) {
+            if *v != o {
+                *v = Val::Unknown;
+            }
+        }
+        let mut stack = self.stack;
+        for (s, o) in stack.iter_mut().zip(other.stack) {
+            *s &= o;
+        }
+        State {
+            init: self.init & other.init,
+            vals,
+            stack,
+        }
+    }
+
+    fn is_init(&self, r: Reg) -> bool {
+        self.init & (1 << r.index()) != 0
+    }
+
+    fn val(&self, r: Reg) -> Val {
+        self.vals[usize::from(r.index())]
+    }
+
+    fn set(&mut self, r: Reg, v: Val) {
+        self.init |= 1 << r.index();
+        self.vals[usize::from(r.index())] = v;
+    }
+
+    fn clobber(&mut self, r: Reg) {
+        self.init &= !(1 << r.index());
+        self.vals[usize::from(r.index())] = Val::Unknown;
+    }
+
+    fn byte_range(offset: i64, size: u32) -> Option<core::ops::Range<usize>> {
+        let start = offset.checked_add(FRAME)?;
+        let end = start.checked_add(i64::from(size))?;
+        if start < 0 || end > FRAME {
+            return None;
+        }
+        Some(start as usize..end as usize)
+    }
+
+    fn mark(&mut self, bytes: core::ops::Range<usize>) {
+        for i in bytes {
+            self.stack[i / 64] |= 1 << (i % 64);
+        }
+    }
+
+    fn all_written(&self, bytes: core::ops::Range<usize>) -> bool {
+        bytes
+            .into_iter()
+            .all(|i| self.stack[i / 64] & (1 << (i % 64)) != 0)
+    }
+}
+
+/// Collects findings and proof facts during the reporting pass; does nothing during the
+/// fixed-point iteration.
+struct Sink<'a> {
+    report: bool,
+    findings: &'a mut Vec<Finding>,
+    proven: &'a mut Vec<usize>,
+}
+
+impl Sink<'_> {
+    fn error(&mut self, pc: usize, kind: FindingKind) {
+        if self.report {
+            self.findings.push(Finding::error(pc, kind));
+        }
+    }
+
+    fn warning(&mut self, pc: usize, kind: FindingKind) {
+        if self.report {
+            self.findings.push(Finding::warning(pc, kind));
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Access {
+    Read,
+    Write,
+    ReadWrite,
+}
+
+pub(crate) fn check(program: &Program, cfg: &Cfg, findings: &mut Vec<Finding>) -> Proof {
+    let insns = program.insns();
+    let pcs: Vec<usize> = program.iter().map(|(pc, _)| pc).collect();
+    let mut proven = Vec::new();
+    for (f, func) in cfg.functions().iter().enumerate() {
+        if !cfg.function_reachable(ebpf_cfg::FuncId(f as u32)) {
+            continue;
+        }
+        let entry = func.entry_block();
+        let entry_state = State::entry(f == 0);
+        let mut outs: Vec<Option<State>> = vec![None; cfg.blocks().len()];
+        let in_state = |b: ebpf_cfg::BlockId, outs: &[Option<State>]| -> Option<State> {
+            let mut acc = (b == entry).then(|| entry_state.clone());
+            for p in &cfg.block(b).preds {
+                if let Some(o) = &outs[p.index()] {
+                    acc = Some(match acc {
+                        None => o.clone(),
+                        Some(a) => a.join(o),
+                    });
+                }
+            }
+            acc
+        };
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for &b in &func.rpo {
+                let Some(mut state) = in_state(b, &outs) else {
+                    continue;
+                };
+                let mut sink = Sink {
+                    report: false,
+                    findings,
+                    proven: &mut proven,
+                };
+                for i in cfg.block(b).insns.clone() {
+                    transfer(pcs[i], &insns[i], &mut state, &mut sink);
+                }
+                if outs[b.index()].as_ref() != Some(&state) {
+                    outs[b.index()] = Some(state);
+                    changed = true;
+                }
+            }
+        }
+        for &b in &func.rpo {
+            let Some(mut state) = in_state(b, &outs) else {
+                continue;
+            };
+            let mut sink = Sink {
+                report: true,
+                findings,
+                proven: &mut proven,
+            };
+            for i in cfg.block(b).insns.clone() {
+                transfer(pcs[i], &insns[i], &mut state, &mut sink);
+            }
+        }
+    }
+    proven.sort_unstable();
+    proven.dedup();
+    Proof {
+        stack_accesses_in_bounds: proven,
+    }
+}
+
+fn use_reg(pc: usize, r: Reg, s: &State, sink: &mut Sink<'_>) {
+    if !s.is_init(r) {
+        sink.error(pc, FindingKind::UninitializedRegister { reg: r });
+    }
+}
+
+fn stack_access(
+    pc: usize,
+    base: Val,
+    off: i16,
+    size: u32,
+    access: Access,
+    s: &mut State,
+    sink: &mut Sink<'_>,
+) {
+    let Val::Frame(k) = base else { return };
+    let offset = k.saturating_add(i64::from(off));
+    let Some(bytes) = State::byte_range(offset, size) else {
+        sink.error(pc, FindingKind::StackOutOfBounds { offset, size });
+        return;
+    };
+    if offset.rem_euclid(i64::from(size)) != 0 {
+        sink.error(pc, FindingKind::MisalignedStack { offset, size });
+    }
+    if access != Access::Write && !s.all_written(bytes.clone()) {
+        sink.error(pc, FindingKind::UninitializedStack { offset, size });
+    }
+    if access != Access::Read {
+        s.mark(bytes);
+    }
+    if sink.report {
+        sink.proven.push(pc);
+    }
+}
+
+fn fold(width: Width, op: AluOp, dst: Val, src: Val) -> Val {
+    match (width, dst, src) {
+        (Width::W64, Val::Const(a), Val::Const(b)) => Val::Const(semantics::alu64(op, a, b)),
+        (Width::W32, Val::Const(a), Val::Const(b)) => Val::Const(semantics::alu32(op, a, b)),
+        (Width::W64, Val::Frame(k), Val::Const(c)) => match op {
+            AluOp::Add => Val::Frame(k.wrapping_add(c as i64)),
+            AluOp::Sub => Val::Frame(k.wrapping_sub(c as i64)),
+            _ => Val::Unknown,
+        },
+        _ => Val::Unknown,
+    }
+}
+
+fn transfer(pc: usize, insn: &Insn, s: &mut State, sink: &mut Sink<'_>) {
+    match *insn {
+        Insn::Alu {
+            width,
+            op,
+            dst,
+            src,
+        } => {
+            let src_val = match src {
+                Operand::Reg(r) => {
+                    use_reg(pc, r, s, sink);
+                    s.val(r)
+                }
+                Operand::Imm(i) => Val::Const(i64::from(i) as u64),
+            };
+            if op != AluOp::Mov {
+                use_reg(pc, dst, s, sink);
+            }
+            if matches!(op, AluOp::Div | AluOp::Mod | AluOp::Sdiv | AluOp::Smod) {
+                let zero = match (width, src_val) {
+                    (Width::W64, Val::Const(c)) => c == 0,
+                    // A 32-bit division divides by the low half only.
+                    (Width::W32, Val::Const(c)) => c as u32 == 0,
+                    _ => false,
+                };
+                if zero {
+                    sink.warning(pc, FindingKind::DivisionByZero);
+                }
+            }
+            let v = match (op, width) {
+                (AluOp::Mov, Width::W64) => src_val,
+                (AluOp::Mov, Width::W32) => match src_val {
+                    Val::Const(c) => Val::Const(u64::from(c as u32)),
+                    _ => Val::Unknown,
+                },
+                _ => fold(width, op, s.val(dst), src_val),
+            };
+            s.set(dst, v);
+        }
+        Insn::Neg { width, dst } => {
+            use_reg(pc, dst, s, sink);
+            let v = match s.val(dst) {
+                Val::Const(c) => Val::Const(semantics::neg(width == Width::W64, c)),
+                _ => Val::Unknown,
+            };
+            s.set(dst, v);
+        }
+        Insn::MovSx {
+            width,
+            from,
+            dst,
+            src,
+        } => {
+            use_reg(pc, src, s, sink);
+            let v = match s.val(src) {
+                Val::Const(c) => Val::Const(semantics::movsx(width == Width::W64, from, c)),
+                _ => Val::Unknown,
+            };
+            s.set(dst, v);
+        }
+        Insn::Endian { order, width, dst } => {
+            use_reg(pc, dst, s, sink);
+            let v = match s.val(dst) {
+                Val::Const(c) => Val::Const(semantics::endian(order, width, c)),
+                _ => Val::Unknown,
+            };
+            s.set(dst, v);
+        }
+        Insn::Ja { .. } | Insn::Ja32 { .. } => {}
+        Insn::Jump { dst, src, .. } => {
+            use_reg(pc, dst, s, sink);
+            if let Operand::Reg(r) = src {
+                use_reg(pc, r, s, sink);
+            }
+        }
+        Insn::Call { .. } | Insn::CallX { .. } => {
+            if let Insn::CallX { reg } = *insn {
+                use_reg(pc, reg, s, sink);
+            }
+            // The callee may write the caller's stack through a pointer argument: count the
+            // frame from that pointer up as written rather than report false positives.
+            for r in &Reg::ALL[1..=5] {
+                if let (true, Val::Frame(k)) = (s.is_init(*r), s.val(*r)) {
+                    let from = k.clamp(-FRAME, 0);
+                    if let Some(bytes) = State::byte_range(from, (-from) as u32) {
+                        s.mark(bytes);
+                    }
+                }
+            }
+            for r in &Reg::ALL[1..=5] {
+                s.clobber(*r);
+            }
+            s.set(Reg::R0, Val::Unknown);
+        }
+        Insn::Exit => use_reg(pc, Reg::R0, s, sink),
+        Insn::LoadImm64 { dst, kind, imm } => {
+            let v = if kind == Imm64Kind::Value {
+                Val::Const(imm)
+            } else {
+                Val::Unknown
+            };
+            s.set(dst, v);
+        }
+        Insn::Load {
+            size,
+            dst,
+            src,
+            off,
+            ..
+        } => {
+            use_reg(pc, src, s, sink);
+            stack_access(pc, s.val(src), off, size.bytes(), Access::Read, s, sink);
+            s.set(dst, Val::Unknown);
+        }
+        Insn::Store {
+            size,
+            dst,
+            off,
+            src,
+        } => {
+            use_reg(pc, dst, s, sink);
+            if let Operand::Reg(r) = src {
+                use_reg(pc, r, s, sink);
+            }
+            stack_access(pc, s.val(dst), off, size.bytes(), Access::Write, s, sink);
+        }
+        Insn::Atomic {
+            width,
+            op,
+            dst,
+            src,
+            off,
+        } => {
+            use_reg(pc, dst, s, sink);
+            use_reg(pc, src, s, sink);
+            if op == AtomicOp::Cmpxchg {
+                use_reg(pc, Reg::R0, s, sink);
+            }
+            let size = if width == Width::W64 { 8 } else { 4 };
+            stack_access(pc, s.val(dst), off, size, Access::ReadWrite, s, sink);
+            match op {
+                AtomicOp::Cmpxchg => s.set(Reg::R0, Val::Unknown),
+                op if op.fetches() => s.set(src, Val::Unknown),
+                _ => {}
+            }
+        }
+        Insn::LoadPacket { addr, .. } => {
+            if let PacketAddr::Ind(r) = addr {
+                use_reg(pc, r, s, sink);
+            }
+            s.set(Reg::R0, Val::Unknown);
+        }
+    }
+}

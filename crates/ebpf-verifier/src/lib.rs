@@ -1,0 +1,272 @@
+//! `ebpf-verifier`: rejects bad programs before they run, with the pc and a reason.
+//!
+//! What it is for: finding every problem in a program — not only the first — and saying each
+//! one in words a person can act on (`pc 12: jump to pc 40 lands inside the second half of
+//! lddw at pc 39`). It checks structure (decoding, jump and call targets, falling off the end,
+//! reachability, recursion, call depth, helper ids), runs a dataflow analysis over the
+//! control-flow graph (uninitialised registers, constant-offset stack accesses out of the
+//! frame, misaligned or reading bytes never written, division by a constant zero), and
+//! classifies termination (loop-free with a bound on executed instructions, or looping).
+//! Embedders add their own checks as [`Policy`]s.
+//!
+//! What it is not for: memory safety. Every engine is safe on unverified input; the verifier
+//! is a quality and policy layer. What it proves travels in [`VerifiedProgram`], so that an
+//! engine may skip a check it covers.
+//!
+//! ```
+//! use ebpf_verifier::{Verifier, VerifierConfig, Termination};
+//!
+//! let verifier = Verifier::new(VerifierConfig::default());
+//! let ok = verifier.verify(ebpf_isa::assemble("mov %r0, 1\nexit").unwrap()).unwrap();
+//! assert_eq!(ok.termination(), Termination::Bounded { max_instructions: 2 });
+//!
+//! let bad = verifier.verify(ebpf_isa::assemble("or %r0, %r10\nexit").unwrap()).unwrap_err();
+//! assert_eq!(bad.errors().next().unwrap().to_string(), "pc 0: r0 is read before it is written");
+//! ```
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod dataflow;
+mod finding;
+mod structure;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use ebpf_cfg::Cfg;
+use ebpf_isa::Program;
+
+pub use finding::{Finding, FindingKind, Severity};
+
+/// What the verifier checks against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifierConfig {
+    /// Longest accepted program, in slots (default 1,000,000).
+    pub max_slots: usize,
+    /// How unreachable instructions are reported (default: a warning).
+    pub unreachable: Severity,
+    /// The helper ids the embedder registered; `None` accepts any id.
+    pub helpers: Option<Vec<u32>>,
+    /// Deepest allowed local-call nesting (entry = depth 0; default 8).
+    pub max_call_depth: usize,
+}
+
+impl Default for VerifierConfig {
+    fn default() -> VerifierConfig {
+        VerifierConfig {
+            max_slots: 1_000_000,
+            unreachable: Severity::Warning,
+            helpers: None,
+            max_call_depth: 8,
+        }
+    }
+}
+
+/// How a program terminates, as far as its structure tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Termination {
+    /// No loops and no recursion: every run executes at most this many instructions.
+    Bounded {
+        /// The longest path, counting each call once plus its callee's longest path.
+        max_instructions: u64,
+    },
+    /// The program has loops: only an instruction budget bounds a run.
+    Looping,
+}
+
+/// An embedder's own check, run after the built-in ones on programs that decode and have a
+/// control-flow graph. Its findings are reported like the built-in ones.
+pub trait Policy: Send + Sync {
+    /// A short name, shown with each finding.
+    fn name(&self) -> &str;
+
+    /// Adds findings about `program` to `out`, as `(pc, severity, message)`.
+    fn check(&self, program: &Program, cfg: &Cfg, out: &mut Vec<(usize, Severity, String)>);
+}
+
+/// What verification proved about a program that passed, for engines to rely on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proof {
+    /// pcs of the loads, stores and atomics whose address is the frame pointer plus a constant
+    /// and lies inside the current 512-byte frame (the verifier also forbids writing `r10`).
+    pub stack_accesses_in_bounds: Vec<usize>,
+}
+
+/// A program that passed verification, with what was proven and the warnings found.
+#[derive(Clone, Debug)]
+pub struct VerifiedProgram {
+    program: Program,
+    termination: Termination,
+    proof: Proof,
+    warnings: Vec<Finding>,
+}
+
+impl VerifiedProgram {
+    /// The program.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// Consumes the verified program, returning the program.
+    pub fn into_program(self) -> Program {
+        self.program
+    }
+
+    /// How it terminates.
+    pub fn termination(&self) -> Termination {
+        self.termination
+    }
+
+    /// What was proven.
+    pub fn proof(&self) -> &Proof {
+        &self.proof
+    }
+
+    /// The warnings (findings that did not reject it).
+    pub fn warnings(&self) -> &[Finding] {
+        &self.warnings
+    }
+}
+
+/// A program that failed verification: every finding, errors and warnings, sorted by pc.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    findings: Vec<Finding>,
+}
+
+impl Rejected {
+    /// Every finding, sorted by pc.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// The errors only.
+    pub fn errors(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+    }
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut errors = self.errors();
+        match errors.next() {
+            Some(first) => {
+                write!(f, "{first}")?;
+                let more = errors.count();
+                if more > 0 {
+                    write!(
+                        f,
+                        " (and {more} more error{})",
+                        if more == 1 { "" } else { "s" }
+                    )?;
+                }
+                Ok(())
+            }
+            None => write!(f, "rejected"),
+        }
+    }
+}
+
+impl core::error::Error for Rejected {}
+
+/// The verifier: a configuration plus the embedder's policies.
+pub struct Verifier {
+    config: VerifierConfig,
+    policies: Vec<Box<dyn Policy>>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("config", &self.config)
+            .field(
+                "policies",
+                &self.policies.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Verifier {
+    /// A verifier with the built-in checks only.
+    pub fn new(config: VerifierConfig) -> Verifier {
+        Verifier {
+            config,
+            policies: Vec::new(),
+        }
+    }
+
+    /// Adds a policy, run after the built-in checks.
+    pub fn with_policy(mut self, policy: impl Policy + 'static) -> Verifier {
+        self.policies.push(Box::new(policy));
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VerifierConfig {
+        &self.config
+    }
+
+    /// Verifies bytecode: every undecodable slot is a finding (decoding resumes at the next
+    /// slot), then the decoded program is verified as by [`Verifier::verify`].
+    pub fn verify_bytes(&self, bytes: &[u8]) -> Result<VerifiedProgram, Rejected> {
+        match structure::decode_all(bytes, &self.config) {
+            Ok(program) => self.verify(program),
+            Err(findings) => Err(Rejected { findings }),
+        }
+    }
+
+    /// Verifies a decoded program.
+    pub fn verify(&self, program: Program) -> Result<VerifiedProgram, Rejected> {
+        let mut findings = Vec::new();
+        if program.is_empty() {
+            findings.push(Finding::error(0, FindingKind::Empty));
+            return Err(Rejected { findings });
+        }
+        if program.slot_count() > self.config.max_slots {
+            let kind = FindingKind::TooLong {
+                slots: program.slot_count(),
+                max: self.config.max_slots,
+            };
+            findings.push(Finding::error(0, kind));
+            return Err(Rejected { findings });
+        }
+        let cfg = Cfg::build(&program);
+        structure::check(&program, &cfg, &self.config, &mut findings);
+        let proof = dataflow::check(&program, &cfg, &mut findings);
+        for policy in &self.policies {
+            let mut out = Vec::new();
+            policy.check(&program, &cfg, &mut out);
+            for (pc, severity, message) in out {
+                let kind = FindingKind::Policy {
+                    name: policy.name().into(),
+                    message,
+                };
+                findings.push(Finding { pc, severity, kind });
+            }
+        }
+        findings.sort_by_key(|f| f.pc);
+        if findings.iter().any(|f| f.severity == Severity::Error) {
+            return Err(Rejected { findings });
+        }
+        let termination = match cfg.longest_path() {
+            Some(p) => Termination::Bounded {
+                max_instructions: p.instructions,
+            },
+            None => Termination::Looping,
+        };
+        Ok(VerifiedProgram {
+            program,
+            termination,
+            proof,
+            warnings: findings,
+        })
+    }
+}
