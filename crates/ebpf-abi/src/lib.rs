@@ -29,7 +29,7 @@ pub mod semantics;
 mod trap;
 
 pub use helper::{Helper, HelperError, HelperFn, Helpers, VmMemory};
-pub use memory::{MemoryMap, Region};
+pub use memory::{MemoryMap, REGION_TABLE_LEN, RawRegion, Region};
 pub use trap::{InvalidReason, Trap, TrapKind};
 
 /// Bytes of stack each call frame gets (RFC 9669 §3: 512 bytes).

@@ -129,6 +129,62 @@ impl<'a> MemoryMap<'a> {
     }
 }
 
+/// One entry of the region table as generated code reads it: host base, length, writability.
+///
+/// A JIT fills a `[RawRegion; REGION_TABLE_LEN]` from a [`MemoryMap`] with
+/// [`MemoryMap::raw_table`] and checks each access against it: region id `addr >> 32` must be
+/// below the table length, `(addr & 0xffff_ffff) + width <= len`, and `writable != 0` for
+/// stores. An unmapped region has `len == 0`, so every access to it fails the check.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawRegion {
+    /// Host address of the region's first byte (null when unmapped).
+    pub host: *mut u8,
+    /// Length in bytes.
+    pub len: u64,
+    /// 1 if stores are allowed, else 0.
+    pub writable: u64,
+}
+
+/// Number of entries of a raw region table: region ids `0..=layout::MAX_REGION`.
+pub const REGION_TABLE_LEN: usize = layout::MAX_REGION as usize + 1;
+
+impl RawRegion {
+    /// An unmapped entry.
+    pub const UNMAPPED: RawRegion = RawRegion {
+        host: core::ptr::null_mut(),
+        len: 0,
+        writable: 0,
+    };
+}
+
+impl MemoryMap<'_> {
+    /// Writes the map as a raw table for generated code. The pointers are valid while this
+    /// map is neither moved from nor changed; after a helper ran (it may have changed the
+    /// map through `VmMemory`), refresh the table.
+    ///
+    /// Read-only regions get a `*mut` pointer with `writable == 0`; code must never store
+    /// through it.
+    pub fn raw_table(&mut self, table: &mut [RawRegion; REGION_TABLE_LEN]) {
+        *table = [RawRegion::UNMAPPED; REGION_TABLE_LEN];
+        for (entry, region) in table.iter_mut().zip(&mut self.regions) {
+            *entry = match region {
+                Some(Region::ReadOnly(b)) => RawRegion {
+                    host: b.as_ptr().cast_mut(),
+                    len: b.len() as u64,
+                    writable: 0,
+                },
+                Some(Region::Writable(b)) => RawRegion {
+                    host: b.as_mut_ptr(),
+                    len: b.len() as u64,
+                    writable: 1,
+                },
+                None => RawRegion::UNMAPPED,
+            };
+        }
+    }
+}
+
 impl VmMemory for MemoryMap<'_> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), TrapKind> {
         let src = self.slice(addr, buf.len()).ok_or(TrapKind::OutOfBounds {
