@@ -122,6 +122,11 @@ pub enum DecodeErrorKind {
     },
     /// An `lddw` is the last slot: its second half is missing.
     TruncatedLddw,
+    /// The pc asked for is past the last whole slot of the program.
+    PastEnd {
+        /// How many whole slots the program has.
+        slots: usize,
+    },
     /// The second slot of an `lddw` is not a pseudo-instruction with only `imm` set.
     MalformedLddw {
         /// The field of the second slot that is not zero (`None`: its opcode is not 0).
@@ -187,6 +192,9 @@ impl fmt::Display for DecodeErrorKind {
                 field.name(),
                 mnemonic_for(opcode),
             ),
+            DecodeErrorKind::PastEnd { slots } => {
+                write!(f, "no instruction here: the program has {slots} slots")
+            }
             DecodeErrorKind::TruncatedLddw => {
                 write!(f, "lddw needs two slots but is the last instruction")
             }
@@ -335,9 +343,13 @@ pub fn decode_at(bytes: &[u8], pc: usize) -> Result<Insn, DecodeError> {
         Some(RawInsn::from_bytes(b))
     };
     let Some(raw) = slot(pc) else {
-        return Err(err(DecodeErrorKind::LengthNotMultipleOf8 {
-            len: bytes.len(),
-        }));
+        let slots = bytes.len() / SLOT_SIZE;
+        let kind = if pc == slots && !bytes.len().is_multiple_of(SLOT_SIZE) {
+            DecodeErrorKind::LengthNotMultipleOf8 { len: bytes.len() }
+        } else {
+            DecodeErrorKind::PastEnd { slots }
+        };
+        return Err(err(kind));
     };
     let spec = classify(&raw).map_err(err)?;
     let imm = raw.imm;

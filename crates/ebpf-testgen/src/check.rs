@@ -1,0 +1,483 @@
+//! Test-only: a small checking evaluator that runs a [`StructuredProgram`] and fails on any
+//! broken promise of [`crate::structured_program`] — a jump out of its function, a read of an
+//! uninitialized register or stack byte, a pointer used as a number, an access out of bounds
+//! or misaligned, recursion, more steps than `max_steps`.
+//!
+//! It is not the project's interpreter (that is `ebpf-interp`, the oracle); it exists so this
+//! crate can check its own generators, and it only knows the instructions they emit.
+
+use ebpf_isa::{
+    AluOp, AtomicOp, ByteOrder, CallKind, Cond, Imm64Kind, Insn, Operand, Reg, SignExtend, Size,
+    SwapWidth, Width,
+};
+
+use crate::structured::StructuredProgram;
+
+/// What a register holds, as the verifier sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum V {
+    Uninit,
+    Scalar(u64),
+    /// A pointer: region and byte offset from its base (input start, or the frame's `r10`).
+    Ptr(Region, i64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Region {
+    Input,
+    /// The stack frame of the given call depth.
+    Stack(usize),
+}
+
+const FRAME: usize = 512;
+
+/// What a run ends with.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub(crate) r0: u64,
+    pub(crate) steps: u64,
+    pub(crate) input: Vec<u8>,
+    /// Deepest call depth reached (0: main only).
+    pub(crate) depth: usize,
+}
+
+struct Frame {
+    ret_pc: usize,
+    saved: [V; 4],
+    function: usize,
+}
+
+struct Machine<'a> {
+    s: &'a StructuredProgram,
+    regs: [V; 11],
+    input: Vec<u8>,
+    /// One 512-byte stack per live frame; `None`: never written.
+    stacks: Vec<Vec<Option<u8>>>,
+    frames: Vec<Frame>,
+}
+
+type Res<T> = Result<T, String>;
+
+/// Runs `s` on `input` (which must be `s.input_len` bytes), checking every promise.
+pub(crate) fn run(s: &StructuredProgram, input: &[u8]) -> Res<Outcome> {
+    let mut m = Machine {
+        s,
+        regs: [V::Uninit; 11],
+        input: input.to_vec(),
+        stacks: vec![vec![None; FRAME]],
+        frames: Vec::new(),
+    };
+    m.regs[1] = V::Ptr(Region::Input, 0);
+    m.regs[10] = V::Ptr(Region::Stack(0), 0);
+    let mut pc = 0usize;
+    let mut steps = 0u64;
+    let mut depth = 0;
+    let mut function = 0usize;
+    loop {
+        let insn = *s
+            .program
+            .at_pc(pc)
+            .ok_or_else(|| format!("pc {pc} is not an instruction start"))?;
+        steps += insn.slots() as u64;
+        if steps > s.max_steps {
+            return Err(format!("more than max_steps = {} steps", s.max_steps));
+        }
+        let err = |e: String| format!("pc {pc} ({}): {e}", insn.conformance());
+        let next = pc + insn.slots();
+        match insn {
+            Insn::Exit => {
+                let r0 = m.scalar(Reg::R0).map_err(err)?;
+                let Some(frame) = m.frames.pop() else {
+                    return Ok(Outcome {
+                        r0,
+                        steps,
+                        input: m.input,
+                        depth,
+                    });
+                };
+                m.stacks.pop();
+                m.regs[6..10].copy_from_slice(&frame.saved);
+                m.regs[10] = V::Ptr(Region::Stack(m.frames.len()), 0);
+                for r in &mut m.regs[1..6] {
+                    *r = V::Uninit;
+                }
+                function = frame.function;
+                pc = frame.ret_pc;
+            }
+            Insn::Call {
+                kind: CallKind::Local,
+                ..
+            } => {
+                let target = insn.call_target(pc).ok_or_else(|| err("bad call".into()))?;
+                let callee = s
+                    .functions
+                    .iter()
+                    .position(|&f| f == target)
+                    .map(|i| i + 1)
+                    .ok_or_else(|| err(format!("call to {target}, not a function entry")))?;
+                if callee <= function {
+                    return Err(err(format!("function {function} calls {callee}")));
+                }
+                let mut saved = [V::Uninit; 4];
+                saved.copy_from_slice(&m.regs[6..10]);
+                m.frames.push(Frame {
+                    ret_pc: next,
+                    saved,
+                    function,
+                });
+                m.stacks.push(vec![None; FRAME]);
+                depth = depth.max(m.frames.len());
+                for r in [0, 6, 7, 8, 9] {
+                    m.regs[r] = V::Uninit;
+                }
+                m.regs[10] = V::Ptr(Region::Stack(m.frames.len()), 0);
+                function = callee;
+                pc = target;
+            }
+            Insn::Ja { .. } | Insn::Ja32 { .. } | Insn::Jump { .. } => {
+                let taken = match insn {
+                    Insn::Jump {
+                        width,
+                        cond,
+                        dst,
+                        src,
+                        ..
+                    } => {
+                        let d = m.scalar(dst).map_err(err)?;
+                        let s = m.operand(width, src).map_err(err)?;
+                        compare(width, cond, d, s)
+                    }
+                    _ => true,
+                };
+                pc = if taken {
+                    let t = insn
+                        .jump_target(pc)
+                        .ok_or_else(|| err("target < 0".into()))?;
+                    if m.function_of(t) != function || t >= m.end_of(function) {
+                        return Err(err(format!("jump to {t} leaves function {function}")));
+                    }
+                    t
+                } else {
+                    next
+                };
+            }
+            _ => {
+                m.step(insn).map_err(err)?;
+                pc = next;
+            }
+        }
+    }
+}
+
+impl Machine<'_> {
+    fn function_of(&self, pc: usize) -> usize {
+        self.s.functions.iter().filter(|&&f| f <= pc).count()
+    }
+
+    fn end_of(&self, function: usize) -> usize {
+        match self.s.functions.get(function) {
+            Some(&next) => next,
+            None => self.s.program.slot_count(),
+        }
+    }
+
+    fn scalar(&self, r: Reg) -> Res<u64> {
+        match self.regs[usize::from(r.index())] {
+            V::Scalar(v) => Ok(v),
+            V::Uninit => Err(format!("{r} read before it is written")),
+            V::Ptr(..) => Err(format!("{r} holds a pointer and is used as a number")),
+        }
+    }
+
+    fn operand(&self, width: Width, src: Operand) -> Res<u64> {
+        match (src, width) {
+            (Operand::Reg(r), _) => self.scalar(r),
+            (Operand::Imm(i), Width::W64) => Ok(i64::from(i).cast_unsigned()),
+            (Operand::Imm(i), Width::W32) => Ok(u64::from(i.cast_unsigned())),
+        }
+    }
+
+    fn set(&mut self, r: Reg, v: V) -> Res<()> {
+        if r == Reg::R10 {
+            return Err("r10 is written".into());
+        }
+        self.regs[usize::from(r.index())] = v;
+        Ok(())
+    }
+
+    /// The bytes at `base + off` of `size`, as (region, byte offset) after every check.
+    fn address(&self, base: Reg, off: i16, size: Size) -> Res<(Region, i64)> {
+        let V::Ptr(region, at) = self.regs[usize::from(base.index())] else {
+            return Err(format!("{base} is not a pointer"));
+        };
+        let at = at + i64::from(off);
+        let bytes = i64::from(size.bytes());
+        if at % bytes != 0 {
+            return Err(format!("misaligned access at {at}"));
+        }
+        let ok = match region {
+            Region::Input => at >= 0 && at + bytes <= self.s.input_len as i64,
+            Region::Stack(f) => {
+                f + 1 == self.stacks.len() && at >= -(self.s.stack_bytes as i64) && at + bytes <= 0
+            }
+        };
+        if !ok {
+            return Err(format!(
+                "access of {bytes} bytes at {region:?}{at:+} out of bounds"
+            ));
+        }
+        Ok((region, at))
+    }
+
+    fn read(&self, base: Reg, off: i16, size: Size) -> Res<u64> {
+        let (region, at) = self.address(base, off, size)?;
+        let mut v = 0u64;
+        for i in (0..i64::from(size.bytes())).rev() {
+            let byte = match region {
+                Region::Input => self.input[(at + i) as usize],
+                Region::Stack(f) => self.stacks[f][(FRAME as i64 + at + i) as usize]
+                    .ok_or_else(|| format!("stack byte {} read before written", at + i))?,
+            };
+            v = (v << 8) | u64::from(byte);
+        }
+        Ok(v)
+    }
+
+    fn write(&mut self, base: Reg, off: i16, size: Size, v: u64) -> Res<()> {
+        let (region, at) = self.address(base, off, size)?;
+        for i in 0..i64::from(size.bytes()) {
+            let byte = (v >> (8 * i)) as u8;
+            match region {
+                Region::Input => self.input[(at + i) as usize] = byte,
+                Region::Stack(f) => self.stacks[f][(FRAME as i64 + at + i) as usize] = Some(byte),
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, insn: Insn) -> Res<()> {
+        match insn {
+            // Pointer moves and pointer + constant: the only things done with pointers.
+            Insn::Alu {
+                width: Width::W64,
+                op: AluOp::Mov,
+                dst,
+                src: Operand::Reg(src),
+            } if matches!(self.regs[usize::from(src.index())], V::Ptr(..)) => {
+                let v = self.regs[usize::from(src.index())];
+                self.set(dst, v)
+            }
+            Insn::Alu {
+                width: Width::W64,
+                op: AluOp::Add,
+                dst,
+                src: Operand::Imm(k),
+            } if matches!(self.regs[usize::from(dst.index())], V::Ptr(..)) => {
+                if let V::Ptr(region, at) = self.regs[usize::from(dst.index())] {
+                    self.set(dst, V::Ptr(region, at + i64::from(k)))?;
+                }
+                Ok(())
+            }
+            Insn::Alu {
+                width,
+                op,
+                dst,
+                src,
+            } => {
+                let s = self.operand(width, src)?;
+                let d = if op == AluOp::Mov {
+                    0
+                } else {
+                    self.scalar(dst)?
+                };
+                self.set(dst, V::Scalar(alu(width, op, d, s)))
+            }
+            Insn::Neg { width, dst } => {
+                let d = self.scalar(dst)?;
+                self.set(dst, V::Scalar(alu(width, AluOp::Sub, 0, d)))
+            }
+            Insn::MovSx {
+                width,
+                from,
+                dst,
+                src,
+            } => {
+                let s = self.scalar(src)?;
+                let v = match from {
+                    SignExtend::From8 => i64::from(s as i8),
+                    SignExtend::From16 => i64::from(s as i16),
+                    SignExtend::From32 => i64::from(s as i32),
+                } as u64;
+                let v = if width == Width::W32 {
+                    v & 0xffff_ffff
+                } else {
+                    v
+                };
+                self.set(dst, V::Scalar(v))
+            }
+            Insn::Endian { order, width, dst } => {
+                let d = self.scalar(dst)?;
+                let v = match (order, width) {
+                    (ByteOrder::Le, SwapWidth::W16) => d & 0xffff,
+                    (ByteOrder::Le, SwapWidth::W32) => d & 0xffff_ffff,
+                    (ByteOrder::Le, SwapWidth::W64) => d,
+                    (_, SwapWidth::W16) => u64::from((d as u16).swap_bytes()),
+                    (_, SwapWidth::W32) => u64::from((d as u32).swap_bytes()),
+                    (_, SwapWidth::W64) => d.swap_bytes(),
+                };
+                self.set(dst, V::Scalar(v))
+            }
+            Insn::LoadImm64 {
+                dst,
+                kind: Imm64Kind::Value,
+                imm,
+            } => self.set(dst, V::Scalar(imm)),
+            Insn::Load {
+                size,
+                signed,
+                dst,
+                src,
+                off,
+            } => {
+                let v = self.read(src, off, size)?;
+                let v = if signed {
+                    let shift = 64 - 8 * size.bytes();
+                    ((v << shift).cast_signed() >> shift).cast_unsigned()
+                } else {
+                    v
+                };
+                self.set(dst, V::Scalar(v))
+            }
+            Insn::Store {
+                size,
+                dst,
+                off,
+                src,
+            } => {
+                let v = self.operand(Width::W64, src)?;
+                self.write(dst, off, size, v)
+            }
+            Insn::Atomic {
+                width,
+                op,
+                dst,
+                src,
+                off,
+            } => {
+                let size = if width == Width::W32 {
+                    Size::W
+                } else {
+                    Size::DW
+                };
+                let old = self.read(dst, off, size)?;
+                let s = self.scalar(src)?;
+                let (new, fetched) = match op {
+                    AtomicOp::Add { fetch } => (old.wrapping_add(s), fetch),
+                    AtomicOp::Or { fetch } => (old | s, fetch),
+                    AtomicOp::And { fetch } => (old & s, fetch),
+                    AtomicOp::Xor { fetch } => (old ^ s, fetch),
+                    AtomicOp::Xchg => (s, true),
+                    AtomicOp::Cmpxchg => {
+                        let r0 = self.scalar(Reg::R0)?;
+                        let mask = if width == Width::W32 {
+                            0xffff_ffff
+                        } else {
+                            u64::MAX
+                        };
+                        let new = if old == r0 & mask { s } else { old };
+                        self.write(dst, off, size, new)?;
+                        return self.set(Reg::R0, V::Scalar(old));
+                    }
+                };
+                self.write(dst, off, size, new)?;
+                if fetched {
+                    self.set(src, V::Scalar(old))?;
+                }
+                Ok(())
+            }
+            other => Err(format!("{other:?} is never generated")),
+        }
+    }
+}
+
+fn alu(width: Width, op: AluOp, d: u64, s: u64) -> u64 {
+    if width == Width::W32 {
+        let (d, s) = (d as u32, s as u32);
+        let v = match op {
+            AluOp::Add => d.wrapping_add(s),
+            AluOp::Sub => d.wrapping_sub(s),
+            AluOp::Mul => d.wrapping_mul(s),
+            AluOp::Div => d.checked_div(s).unwrap_or(0),
+            AluOp::Sdiv if s == 0 => 0,
+            AluOp::Sdiv => d
+                .cast_signed()
+                .wrapping_div(s.cast_signed())
+                .cast_unsigned(),
+            AluOp::Or => d | s,
+            AluOp::And => d & s,
+            AluOp::Lsh => d << (s & 31),
+            AluOp::Rsh => d >> (s & 31),
+            AluOp::Mod => d.checked_rem(s).unwrap_or(d),
+            AluOp::Smod if s == 0 => d,
+            AluOp::Smod => d
+                .cast_signed()
+                .wrapping_rem(s.cast_signed())
+                .cast_unsigned(),
+            AluOp::Xor => d ^ s,
+            AluOp::Mov => s,
+            AluOp::Arsh => (d.cast_signed() >> (s & 31)).cast_unsigned(),
+        };
+        return u64::from(v);
+    }
+    match op {
+        AluOp::Add => d.wrapping_add(s),
+        AluOp::Sub => d.wrapping_sub(s),
+        AluOp::Mul => d.wrapping_mul(s),
+        AluOp::Div => d.checked_div(s).unwrap_or(0),
+        AluOp::Sdiv if s == 0 => 0,
+        AluOp::Sdiv => d
+            .cast_signed()
+            .wrapping_div(s.cast_signed())
+            .cast_unsigned(),
+        AluOp::Or => d | s,
+        AluOp::And => d & s,
+        AluOp::Lsh => d << (s & 63),
+        AluOp::Rsh => d >> (s & 63),
+        AluOp::Mod => d.checked_rem(s).unwrap_or(d),
+        AluOp::Smod if s == 0 => d,
+        AluOp::Smod => d
+            .cast_signed()
+            .wrapping_rem(s.cast_signed())
+            .cast_unsigned(),
+        AluOp::Xor => d ^ s,
+        AluOp::Mov => s,
+        AluOp::Arsh => (d.cast_signed() >> (s & 63)).cast_unsigned(),
+    }
+}
+
+fn compare(width: Width, cond: Cond, d: u64, s: u64) -> bool {
+    let (d, s, sd, ss) = if width == Width::W32 {
+        let (d, s) = (d as u32, s as u32);
+        (
+            u64::from(d),
+            u64::from(s),
+            i64::from(d.cast_signed()),
+            i64::from(s.cast_signed()),
+        )
+    } else {
+        (d, s, d.cast_signed(), s.cast_signed())
+    };
+    match cond {
+        Cond::Eq => d == s,
+        Cond::Gt => d > s,
+        Cond::Ge => d >= s,
+        Cond::Set => d & s != 0,
+        Cond::Ne => d != s,
+        Cond::Sgt => sd > ss,
+        Cond::Sge => sd >= ss,
+        Cond::Lt => d < s,
+        Cond::Le => d <= s,
+        Cond::Slt => sd < ss,
+        Cond::Sle => sd <= ss,
+    }
+}
