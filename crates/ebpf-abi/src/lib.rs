@@ -39,6 +39,10 @@ pub const STACK_FRAME_SIZE: u64 = 512;
 /// may reach depth 8.
 pub const DEFAULT_MAX_CALL_DEPTH: usize = 8;
 
+/// The deepest call nesting any engine supports: 65,536 frames, 32 MiB of stack. Engines clamp
+/// `Limits::max_call_depth` to it; the facade refuses larger settings.
+pub const MAX_CALL_DEPTH: usize = 1 << 16;
+
 /// The helper id that bpf_conformance programs call (uBPF's "unwind"): our binaries register a
 /// helper under this id that returns its first argument.
 pub const CONFORMANCE_HELPER_ID: u32 = 5;
@@ -105,11 +109,18 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Bytes of stack a run needs: one frame per possible depth.
+    /// The call depth engines enforce: `max_call_depth`, clamped to [`MAX_CALL_DEPTH`].
+    pub const fn max_depth(&self) -> usize {
+        if self.max_call_depth < MAX_CALL_DEPTH {
+            self.max_call_depth
+        } else {
+            MAX_CALL_DEPTH
+        }
+    }
+
+    /// Bytes of stack a run needs: one frame per possible depth (at most 32 MiB).
     pub const fn stack_size(&self) -> u64 {
-        (self.max_call_depth as u64)
-            .saturating_add(1)
-            .saturating_mul(STACK_FRAME_SIZE)
+        (self.max_depth() as u64 + 1) * STACK_FRAME_SIZE
     }
 
     /// `r10` at depth `depth`: the top of that frame.

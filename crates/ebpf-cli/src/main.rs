@@ -1,14 +1,20 @@
-//! The `ebpf` command: assembles and disassembles eBPF programs (RFC 9669).
+//! The `ebpf` command: assembles, disassembles, runs, tests and benchmarks eBPF programs
+//! (RFC 9669).
 //!
 //! This binary is deliberately thin: argument parsing (clap), file I/O and printing. Every
-//! behaviour — the assembler, the decoder, both disassembly syntaxes — lives in the libraries
-//! behind [`ebpf_vm`].
+//! behaviour — the assembler, the decoder, both disassembly syntaxes, the engines — lives in
+//! the libraries behind [`ebpf_vm`]; what this binary shares with `ebpf-conformance-plugin`
+//! (hex parsing, the helper and budget every run uses, loading a program by its extension) is
+//! in the `ebpf_cli` library of this crate.
 //!
 //! Errors are one line on stderr that names the file and, for bad input, the line (`asm`) or
-//! the pc (`disasm`): `error: prog.s: line 3: invalid register: %r50 (expected %r0..%r10)`.
-//! The exit status is 1; usage errors exit with 2 (clap's convention). Output files are
-//! written to a temporary file beside the target and renamed over it, so a failure never
-//! leaves a partial or corrupted file behind.
+//! the pc (`disasm`): `error: prog.s: line 3: invalid register: %r50 (expected %r0..%r10)`;
+//! a trap in `run` is `error: <what> at pc N`. The exit status is 1; usage errors exit with 2
+//! (clap's convention). Output files are written to a temporary file beside the target and
+//! renamed over it, so a failure never leaves a partial or corrupted file behind.
+
+mod bench;
+mod vectors;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
@@ -18,10 +24,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::{Parser, Subcommand, ValueEnum};
-use ebpf_vm::isa;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ebpf_cli::{DEFAULT_BUDGET, ProgramFile, parse_hex, read_program, utf8};
+use ebpf_vm::{Engine, Input, isa};
 
-/// Assemble and disassemble eBPF programs (RFC 9669).
+/// Assemble, disassemble, run, test and benchmark eBPF programs (RFC 9669).
 #[derive(Debug, Parser)]
 #[command(name = "ebpf", version)]
 struct Cli {
@@ -61,6 +69,62 @@ enum Command {
         #[arg(long)]
         pcs: bool,
     },
+    /// Run a program and print r0 (as 0x<hex>).
+    ///
+    /// PROGRAM is bytecode (.bin), assembly in the bpf_conformance dialect (.s, .asm) or a
+    /// test vector (.data: its program, with its `-- mem` as the input unless --mem or
+    /// --mem-file is given). At entry r1 is the input's address and r2 its length; without
+    /// an input both are 0. Helper 5 returns its first argument, as the conformance suite
+    /// expects. A trap prints `error: <what> at pc N` and exits with status 1.
+    Run {
+        /// The program: FILE.bin, FILE.s, FILE.asm or FILE.data.
+        #[arg(value_name = "PROGRAM")]
+        program: PathBuf,
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        vm: VmArgs,
+    },
+    /// Run .data test vectors and compare r0 with their `-- result`.
+    ///
+    /// Prints `PASS name`, `FAIL name: why` or `SKIP name: why` for each file, then
+    /// `N passed, N failed` (and `, N skipped` when some were skipped); exits with status 1 if
+    /// any failed. A vector with an `-- error` section passes if loading or running it fails.
+    /// A directory stands for the .data files directly in it (not in subdirectories).
+    Test {
+        /// .data files, or directories of them.
+        #[arg(value_name = "FILES", required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        vm: VmArgs,
+    },
+    /// Time loading a program and running it many times, on each engine.
+    ///
+    /// The program is loaded (decoded and compiled) once per engine, run once to check it
+    /// ends, then run repeatedly, each time on a fresh copy of the input. Prints, per engine,
+    /// the load time, the median and minimum time per run, the instructions a run executes
+    /// and the median time per instruction, all in nanoseconds. Each run is timed on its own,
+    /// so the times include the clock's overhead (tens of nanoseconds).
+    Bench {
+        /// The program: FILE.bin, FILE.s, FILE.asm or FILE.data.
+        #[arg(value_name = "PROGRAM")]
+        program: PathBuf,
+        #[command(flatten)]
+        input: InputArgs,
+        /// The engine to time, or `all`.
+        #[arg(long, value_name = "ENGINE", default_value = "interp", value_parser = engines_parser())]
+        engine: Engines,
+        /// How many timed runs [default: as many as fit in about one second, at most
+        /// 1000000].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        iterations: Option<u64>,
+        /// Stop each run after N executed instructions.
+        #[arg(long, value_name = "N", default_value_t = DEFAULT_BUDGET)]
+        budget: u64,
+        /// Print the results as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The disassembly syntaxes.
@@ -74,6 +138,58 @@ enum Syntax {
 
 /// The name `-` stands for stdin or stdout.
 const STDIO: &str = "-";
+
+/// Where a run's input comes from.
+#[derive(Debug, Args)]
+struct InputArgs {
+    /// The input as hex bytes: `aa bb cc`, `aabbcc` or `"aa  bb  cc  "` (two digits per
+    /// byte). It is writable by the program.
+    #[arg(long, value_name = "HEX", value_parser = parse_mem, conflicts_with = "mem_file")]
+    mem: Option<Bytes>,
+    /// Read the input's raw bytes from a file.
+    #[arg(long, value_name = "PATH")]
+    mem_file: Option<PathBuf>,
+}
+
+/// The engine and the budget of `run` and `test`.
+#[derive(Debug, Args)]
+struct VmArgs {
+    /// The engine to run on.
+    #[arg(long, value_name = "ENGINE", default_value = "interp", value_parser = engine_parser())]
+    engine: Engine,
+    /// Stop with an error after N executed instructions, so that a runaway program ends
+    /// instead of hanging.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BUDGET)]
+    budget: u64,
+}
+
+/// Bytes given as hex on the command line.
+#[derive(Clone, Debug)]
+struct Bytes(Vec<u8>);
+
+/// Parses `--mem`.
+fn parse_mem(text: &str) -> Result<Bytes, String> {
+    parse_hex(text).map(Bytes)
+}
+
+/// The engines `bench --engine` names: one, or every one for `all`.
+#[derive(Clone, Debug)]
+struct Engines(Vec<Engine>);
+
+/// Parses `--engine`: the name of an engine this build contains (clap lists them in the help).
+fn engine_parser() -> impl TypedValueParser<Value = Engine> {
+    PossibleValuesParser::new(Engine::ALL.iter().map(|e| e.name()))
+        .map(|name| Engine::from_name(&name).unwrap_or_default())
+}
+
+/// Parses `bench --engine`: an engine's name, or `all`.
+fn engines_parser() -> impl TypedValueParser<Value = Engines> {
+    let names = Engine::ALL.iter().map(|e| e.name()).chain(["all"]);
+    PossibleValuesParser::new(names).map(|name| match Engine::from_name(&name) {
+        Some(engine) => Engines(vec![engine]),
+        None => Engines(Engine::ALL.to_vec()),
+    })
+}
 
 /// Runs the command line; on error prints one line to stderr and exits with 1.
 fn main() -> ExitCode {
@@ -93,7 +209,62 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Asm { input, output } => asm(&input, output.as_deref()),
         Command::Disasm { input, syntax, pcs } => disasm(&input, syntax, pcs),
+        Command::Run { program, input, vm } => run_program(&program, &input, &vm),
+        Command::Test { files, vm } => vectors::test(&files, vm.engine, vm.budget),
+        Command::Bench {
+            program,
+            input,
+            engine,
+            iterations,
+            budget,
+            json,
+        } => {
+            let config = bench::Config {
+                engines: &engine.0,
+                budget,
+                iterations,
+                json,
+            };
+            bench_program(&program, &input, &config)
+        }
     }
+}
+
+/// `ebpf run`.
+fn run_program(path: &Path, input: &InputArgs, vm: &VmArgs) -> Result<()> {
+    let ProgramFile { program, mem } = read_program(path)?;
+    let mut input = resolve_input(input, mem)?;
+    let name = path.display().to_string();
+    let vm = ebpf_cli::vm_builder(vm.engine, vm.budget)
+        .load_program(program)
+        .with_context(|| name.clone())?;
+    // A trap is reported as is: `error: <what> at pc N`.
+    let exit = vm.run_with(match input.as_deref_mut() {
+        Some(data) => Input::new(data),
+        None => Input::none(),
+    })?;
+    write_stdout(format!("{:#x}\n", exit.r0).as_bytes())
+}
+
+/// `ebpf bench`.
+fn bench_program(path: &Path, input: &InputArgs, config: &bench::Config<'_>) -> Result<()> {
+    let ProgramFile { program, mem } = read_program(path)?;
+    let input = resolve_input(input, mem)?;
+    let name = path.display().to_string();
+    bench::bench(&name, &program, input.as_deref(), config)
+}
+
+/// The input of `run` and `bench`: `--mem`, else `--mem-file`, else the memory the program
+/// file brings (a `.data` file's `-- mem`), else none.
+fn resolve_input(args: &InputArgs, from_file: Option<Vec<u8>>) -> Result<Option<Vec<u8>>> {
+    if let Some(Bytes(bytes)) = &args.mem {
+        return Ok(Some(bytes.clone()));
+    }
+    if let Some(path) = &args.mem_file {
+        let bytes = fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        return Ok(Some(bytes));
+    }
+    Ok(from_file)
 }
 
 /// `ebpf asm`.
@@ -158,15 +329,6 @@ fn read_input(path: &Path) -> Result<(String, Vec<u8>)> {
         let bytes = fs::read(path).with_context(|| format!("{name}: cannot read"))?;
         Ok((name, bytes))
     }
-}
-
-/// The bytes as text, or an error naming the first line that is not UTF-8.
-fn utf8<'a>(name: &str, bytes: &'a [u8]) -> Result<&'a str> {
-    std::str::from_utf8(bytes).map_err(|e| {
-        let good = bytes.get(..e.valid_up_to()).unwrap_or_default();
-        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
-        anyhow!("{name}: line {line}: not valid UTF-8")
-    })
 }
 
 /// Writes to the file, or to stdout for `-`.

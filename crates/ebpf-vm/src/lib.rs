@@ -1,7 +1,9 @@
 //! `ebpf-vm`: run eBPF programs in user space — the facade most users depend on.
 //!
 //! What it is for: one small API over the workspace. Load a program from bytes or text
-//! ([`Vm::builder`] … [`VmBuilder::load`]), configure it once (engine, helpers, budget, call
+//! ([`Vm::builder`] … [`VmBuilder::load`]) — loading runs the verifier, which reports every
+//! problem with its pc, and refuses a program that can loop unless a budget is set —,
+//! configure it once (engine, helpers, budget, call
 //! depth, metadata buffer, extra regions), then run it as often as you like, from as many
 //! threads as you like, each run with its own memory. A run returns `r0` or a [`Trap`] with the
 //! pc and what went wrong — never a crash, whatever the bytes.
@@ -62,10 +64,14 @@
 mod vm;
 
 pub use ebpf_abi::{
-    Exit, Helper, HelperError, InvalidReason, Limits, Trap, TrapKind, VmMemory, layout,
+    CONFORMANCE_HELPER_ID, Exit, Helper, HelperError, InvalidReason, Limits, Trap, TrapKind,
+    VmMemory, layout,
 };
 /// The instruction set: typed instructions, decoding, encoding, assembly and disassembly.
 pub use ebpf_isa as isa;
+pub use ebpf_verifier::{
+    Finding, FindingKind, Policy, Rejected, Severity, Termination, VerifierConfig,
+};
 pub use vm::{Engine, Input, LoadError, MetadataLayout, Vm, VmBuilder};
 
 /// The `.data` test-vector reader (the bpf_conformance format), for tools and tests.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use ebpf_abi::{Exit, Helper, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout};
 use ebpf_interp::Interpreter;
 use ebpf_isa::{AsmError, DecodeError, Program};
+use ebpf_verifier::{Finding, Policy, Rejected, Termination, Verifier, VerifierConfig};
 
 /// Which engine runs the program.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -64,6 +65,11 @@ pub enum LoadError {
     Decode(DecodeError),
     /// The text does not assemble.
     Asm(AsmError),
+    /// The verifier rejected the program; every finding is inside.
+    Rejected(Rejected),
+    /// The program can loop, and the VM has no instruction budget: set one with
+    /// [`VmBuilder::budget`], or accept the risk with [`VmBuilder::allow_unbounded`].
+    NeedsBudget,
     /// The configuration is inconsistent.
     InvalidConfig(String),
 }
@@ -73,20 +79,19 @@ impl fmt::Display for LoadError {
         match self {
             LoadError::Decode(e) => write!(f, "invalid program: {e}"),
             LoadError::Asm(e) => write!(f, "assembly error: {e}"),
+            LoadError::Rejected(e) => write!(f, "rejected by the verifier: {e}"),
+            LoadError::NeedsBudget => write!(
+                f,
+                "the program can loop forever and no instruction budget is set"
+            ),
             LoadError::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
         }
     }
 }
 
-impl std::error::Error for LoadError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            LoadError::Decode(e) => Some(e),
-            LoadError::Asm(e) => Some(e),
-            LoadError::InvalidConfig(_) => None,
-        }
-    }
-}
+/// The inner errors are part of the message rather than `source()`, so that printing a chain
+/// (`{:#}` with anyhow) does not say the same thing twice; match on the variant to reach them.
+impl std::error::Error for LoadError {}
 
 impl From<DecodeError> for LoadError {
     fn from(e: DecodeError) -> LoadError {
@@ -100,6 +105,43 @@ impl From<AsmError> for LoadError {
     }
 }
 
+/// How loading checks a program.
+#[derive(Clone, Debug, Default)]
+enum Verification {
+    /// The verifier runs; looping programs need a budget.
+    #[default]
+    Verify,
+    /// The verifier runs; looping programs are accepted without a budget.
+    AllowUnbounded,
+    /// No verification (engines are memory-safe regardless).
+    Skip,
+}
+
+/// A policy shared by clones of a builder.
+#[derive(Clone)]
+struct SharedPolicy(Arc<dyn Policy>);
+
+impl Policy for SharedPolicy {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn check(
+        &self,
+        program: &Program,
+        cfg: &ebpf_cfg::Cfg,
+        out: &mut Vec<(usize, ebpf_verifier::Severity, String)>,
+    ) {
+        self.0.check(program, cfg, out);
+    }
+}
+
+impl fmt::Debug for SharedPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.name())
+    }
+}
+
 /// Configuration of a VM; [`VmBuilder::load`] turns it and a program into a [`Vm`].
 #[derive(Clone, Debug, Default)]
 pub struct VmBuilder {
@@ -108,6 +150,9 @@ pub struct VmBuilder {
     limits: Limits,
     metadata: Option<MetadataLayout>,
     read_only_regions: Vec<Arc<[u8]>>,
+    verification: Verification,
+    verifier_config: Option<VerifierConfig>,
+    policies: Vec<SharedPolicy>,
 }
 
 impl VmBuilder {
@@ -150,10 +195,47 @@ impl VmBuilder {
         self
     }
 
-    /// Loads bytecode.
+    /// Replaces the verifier's configuration (unreachable code as an error, a shorter maximum
+    /// length, …). Its `helpers` and `max_call_depth` are always taken from this builder.
+    pub fn verifier_config(mut self, config: VerifierConfig) -> VmBuilder {
+        self.verifier_config = Some(config);
+        self
+    }
+
+    /// Adds an embedder's own check, run after the built-in ones at load time.
+    pub fn policy(mut self, policy: impl Policy + 'static) -> VmBuilder {
+        self.policies.push(SharedPolicy(Arc::new(policy)));
+        self
+    }
+
+    /// Accepts programs that can loop even without an instruction budget (by default such a
+    /// program is refused with [`LoadError::NeedsBudget`]).
+    pub fn allow_unbounded(mut self) -> VmBuilder {
+        self.verification = Verification::AllowUnbounded;
+        self
+    }
+
+    /// Loads without running the verifier. Every engine is memory-safe on any program, so
+    /// this is safe; it is for harnesses that must run programs a verifier would reject (to
+    /// test engines' traps, say). Prefer verification everywhere else.
+    pub fn unverified(mut self) -> VmBuilder {
+        self.verification = Verification::Skip;
+        self
+    }
+
+    /// Loads bytecode. Unless [`unverified`](VmBuilder::unverified), the verifier reports every
+    /// problem (including every undecodable slot) in [`LoadError::Rejected`].
     pub fn load(self, bytes: &[u8]) -> Result<Vm, LoadError> {
-        let program = ebpf_isa::decode(bytes)?;
-        self.load_program(program)
+        self.check_config()?;
+        if matches!(self.verification, Verification::Skip) {
+            let program = ebpf_isa::decode(bytes)?;
+            return self.load_program(program);
+        }
+        let verified = self
+            .verifier()
+            .verify_bytes(bytes)
+            .map_err(LoadError::Rejected)?;
+        self.finish(verified.program().clone(), Some(verified))
     }
 
     /// Assembles and loads text in the bpf_conformance syntax.
@@ -162,9 +244,36 @@ impl VmBuilder {
         self.load_program(program)
     }
 
-    /// Loads an already decoded program.
+    /// Loads an already decoded program (verifying it unless
+    /// [`unverified`](VmBuilder::unverified)).
     pub fn load_program(self, program: Program) -> Result<Vm, LoadError> {
+        self.check_config()?;
+        if matches!(self.verification, Verification::Skip) {
+            return self.finish(program, None);
+        }
+        let verified = self
+            .verifier()
+            .verify(program)
+            .map_err(LoadError::Rejected)?;
+        self.finish(verified.program().clone(), Some(verified))
+    }
+
+    /// Rejects configurations the address space cannot hold.
+    fn check_config(&self) -> Result<(), LoadError> {
+        if self.limits.max_call_depth > ebpf_abi::MAX_CALL_DEPTH {
+            return Err(LoadError::InvalidConfig(format!(
+                "max_call_depth {} exceeds the supported {}",
+                self.limits.max_call_depth,
+                ebpf_abi::MAX_CALL_DEPTH
+            )));
+        }
         if let Some(m) = self.metadata {
+            if m.len > layout::OFFSET_MASK as usize {
+                return Err(LoadError::InvalidConfig(format!(
+                    "metadata length {} does not fit a 4 GiB region",
+                    m.len
+                )));
+            }
             for (name, off) in [
                 ("data_offset", m.data_offset),
                 ("data_end_offset", m.data_end_offset),
@@ -183,6 +292,31 @@ impl VmBuilder {
                 "too many regions ({extra})"
             )));
         }
+        Ok(())
+    }
+
+    fn verifier(&self) -> Verifier {
+        let mut config = self.verifier_config.clone().unwrap_or_default();
+        config.helpers = Some(self.helpers.ids().collect());
+        config.max_call_depth = self.limits.max_call_depth;
+        let mut verifier = Verifier::new(config);
+        for policy in &self.policies {
+            verifier = verifier.with_policy(policy.clone());
+        }
+        verifier
+    }
+
+    fn finish(
+        self,
+        program: Program,
+        verified: Option<ebpf_verifier::VerifiedProgram>,
+    ) -> Result<Vm, LoadError> {
+        let termination = verified.as_ref().map(|v| v.termination());
+        let unbounded = termination == Some(Termination::Looping) && self.limits.budget.is_none();
+        if unbounded && matches!(self.verification, Verification::Verify) {
+            return Err(LoadError::NeedsBudget);
+        }
+        let warnings = verified.map(|v| v.warnings().to_vec()).unwrap_or_default();
         let compiled = match self.engine {
             Engine::Interpreter => Compiled::Interpreter(Interpreter::new(&program)),
         };
@@ -194,6 +328,8 @@ impl VmBuilder {
             metadata: self.metadata,
             read_only_regions: self.read_only_regions,
             engine: self.engine,
+            termination,
+            warnings,
         })
     }
 }
@@ -214,6 +350,8 @@ pub struct Vm {
     metadata: Option<MetadataLayout>,
     read_only_regions: Vec<Arc<[u8]>>,
     engine: Engine,
+    termination: Option<Termination>,
+    warnings: Vec<Finding>,
 }
 
 /// The memory of one run: the input, optionally a metadata buffer, and extra regions.
@@ -278,6 +416,16 @@ impl Vm {
     /// The limits runs are held to.
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// How the verifier classified the program (`None` if it was loaded unverified).
+    pub fn termination(&self) -> Option<Termination> {
+        self.termination
+    }
+
+    /// The verifier's warnings (findings that did not reject the program).
+    pub fn warnings(&self) -> &[Finding] {
+        &self.warnings
     }
 
     /// The VM address of the `i`-th [read-only region](VmBuilder::read_only_region).

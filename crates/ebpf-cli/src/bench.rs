@@ -1,0 +1,354 @@
+//! `ebpf bench`: times loading a program and running it many times, per engine, and prints
+//! the numbers as an aligned table or as JSON (written by hand: the crate has no serde).
+//!
+//! Each engine loads the program once (timed: decoding plus the engine's compile step), runs
+//! it once untimed to check that it ends (a trap is an error), then runs it N times, each time
+//! on a fresh copy of the input, timing every run on its own. N is `--iterations`, or as many
+//! runs as fit in about a second (at most [`MAX_RUNS`]). While that lasts longer than half a
+//! second, a dot goes to stderr every half second, when stderr is a terminal.
+
+use std::fmt::Write as _;
+use std::io::{self, IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ebpf_cli::vm_builder;
+use ebpf_vm::isa::Program;
+use ebpf_vm::{Engine, Exit, Input, Trap, Vm};
+
+/// How long the timed runs of one engine last without `--iterations`.
+const TARGET: Duration = Duration::from_secs(1);
+
+/// The most timed runs without `--iterations` (each keeps an 8-byte time).
+const MAX_RUNS: u64 = 1_000_000;
+
+/// How often the progress indicator moves.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// What `ebpf bench` was asked to do.
+#[derive(Debug)]
+pub(crate) struct Config<'a> {
+    /// The engines to time, in order.
+    pub(crate) engines: &'a [Engine],
+    /// The instruction budget of every run.
+    pub(crate) budget: u64,
+    /// How many timed runs; `None`: about a second's worth.
+    pub(crate) iterations: Option<u64>,
+    /// JSON instead of a table.
+    pub(crate) json: bool,
+}
+
+/// The numbers for one engine.
+#[derive(Debug)]
+struct Measurement {
+    engine: Engine,
+    load_ns: u64,
+    runs: u64,
+    r0: u64,
+    instructions: u64,
+    median_ns: u64,
+    min_ns: u64,
+}
+
+impl Measurement {
+    /// The median run time divided by the instructions a run executes.
+    fn ns_per_instruction(&self) -> f64 {
+        self.median_ns as f64 / self.instructions.max(1) as f64
+    }
+}
+
+/// `ebpf bench`: `name` is how to call the program in the output, `input` its input memory.
+pub(crate) fn bench(
+    name: &str,
+    program: &Program,
+    input: Option<&[u8]>,
+    config: &Config<'_>,
+) -> Result<()> {
+    let mut results = Vec::new();
+    for &engine in config.engines {
+        results.push(measure(engine, program, input, config)?);
+    }
+    let text = if config.json {
+        json(name, program, input, &results)
+    } else {
+        table(name, program, input, &results)
+    };
+    crate::write_stdout(text.as_bytes())
+}
+
+/// Loads and times the program on one engine.
+fn measure(
+    engine: Engine,
+    program: &Program,
+    input: Option<&[u8]>,
+    config: &Config<'_>,
+) -> Result<Measurement> {
+    let program = program.clone();
+    let started = Instant::now();
+    let vm = vm_builder(engine, config.budget)
+        .load_program(program)
+        .with_context(|| format!("{engine}"))?;
+    let load = started.elapsed();
+
+    let mut memory = input.map(<[u8]>::to_vec);
+    let (first, _) = timed_run(&vm, input, memory.as_deref_mut())
+        .with_context(|| format!("{engine}: the program does not end normally"))?;
+    let capacity = config.iterations.unwrap_or(MAX_RUNS).min(MAX_RUNS);
+    let mut times = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+    let mut progress = Progress::new(engine);
+    let started = Instant::now();
+    loop {
+        let (exit, time) = timed_run(&vm, input, memory.as_deref_mut())
+            .with_context(|| format!("{engine}: a later run trapped"))?;
+        if exit != first {
+            bail!(
+                "{engine}: runs disagree: r0 = {:#x} after {} instructions, then {:#x} after {}",
+                first.r0,
+                first.instructions,
+                exit.r0,
+                exit.instructions
+            );
+        }
+        times.push(nanos(time));
+        let runs = times.len() as u64;
+        let done = match config.iterations {
+            Some(n) => runs >= n,
+            None => runs >= MAX_RUNS || started.elapsed() >= TARGET,
+        };
+        if done {
+            break;
+        }
+        progress.tick();
+    }
+    progress.finish();
+    times.sort_unstable();
+    let n = times.len();
+    Ok(Measurement {
+        engine,
+        load_ns: nanos(load),
+        runs: n as u64,
+        r0: first.r0,
+        instructions: first.instructions,
+        median_ns: (times[(n - 1) / 2] + times[n / 2]) / 2,
+        min_ns: times[0],
+    })
+}
+
+/// Refreshes the input from `input` and runs the program once; returns the exit and the time
+/// the run took (the refresh is not timed).
+fn timed_run(
+    vm: &Vm,
+    input: Option<&[u8]>,
+    memory: Option<&mut [u8]>,
+) -> Result<(Exit, Duration), Trap> {
+    let input = match (memory, input) {
+        (Some(memory), Some(input)) => {
+            memory.copy_from_slice(input);
+            Input::new(memory)
+        }
+        _ => Input::none(),
+    };
+    let started = Instant::now();
+    let exit = vm.run_with(input)?;
+    Ok((exit, started.elapsed()))
+}
+
+/// A duration in whole nanoseconds (saturating: 584 years is plenty).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Dots on stderr while an engine's runs last, if stderr is a terminal.
+struct Progress {
+    engine: Engine,
+    enabled: bool,
+    last: Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(engine: Engine) -> Progress {
+        Progress {
+            engine,
+            enabled: io::stderr().is_terminal(),
+            last: Instant::now(),
+            shown: false,
+        }
+    }
+
+    /// Prints a dot if half a second has passed since the last one.
+    fn tick(&mut self) {
+        if !self.enabled || self.last.elapsed() < PROGRESS_EVERY {
+            return;
+        }
+        let mut err = io::stderr().lock();
+        // Progress is best effort.
+        if !self.shown {
+            let _ = write!(err, "{}: timing runs ", self.engine);
+        }
+        let _ = write!(err, ".");
+        let _ = err.flush();
+        self.shown = true;
+        self.last = Instant::now();
+    }
+
+    /// Ends the line of dots, if any.
+    fn finish(&mut self) {
+        if self.shown {
+            let _ = writeln!(io::stderr());
+            self.shown = false;
+        }
+    }
+}
+
+/// A description of the input for the table.
+fn describe_input(input: Option<&[u8]>) -> String {
+    match input {
+        Some(bytes) => format!("{} bytes of input", bytes.len()),
+        None => "no input".to_string(),
+    }
+}
+
+/// The human-readable output: a header line, then one aligned row per engine.
+fn table(name: &str, program: &Program, input: Option<&[u8]>, results: &[Measurement]) -> String {
+    let header = [
+        "engine",
+        "load ns",
+        "runs",
+        "insns/run",
+        "median ns",
+        "min ns",
+        "ns/insn",
+        "r0",
+    ];
+    let rows: Vec<[String; 8]> = results
+        .iter()
+        .map(|m| {
+            [
+                m.engine.to_string(),
+                m.load_ns.to_string(),
+                m.runs.to_string(),
+                m.instructions.to_string(),
+                m.median_ns.to_string(),
+                m.min_ns.to_string(),
+                format!("{:.2}", m.ns_per_instruction()),
+                format!("{:#x}", m.r0),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut out = format!(
+        "{name}: {} instructions, {}\n",
+        program.len(),
+        describe_input(input)
+    );
+    let header = header.map(str::to_string);
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            // Text columns (the first and last) align left, numbers right.
+            let _ = match i {
+                0 => write!(line, "{cell:<width$}"),
+                7 => write!(line, "  {cell}"),
+                _ => write!(line, "  {cell:>width$}"),
+            };
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The JSON output: one object with the program and a `results` array, one object per engine.
+fn json(name: &str, program: &Program, input: Option<&[u8]>, results: &[Measurement]) -> String {
+    let input_bytes = input.map_or_else(|| "null".to_string(), |b| b.len().to_string());
+    let mut out = String::new();
+    let _ = writeln!(out, "{{");
+    let _ = writeln!(out, "  \"program\": {},", json_string(name));
+    let _ = writeln!(out, "  \"program_instructions\": {},", program.len());
+    let _ = writeln!(out, "  \"input_bytes\": {input_bytes},");
+    let _ = writeln!(out, "  \"results\": [");
+    for (i, m) in results.iter().enumerate() {
+        let comma = if i + 1 < results.len() { "," } else { "" };
+        let _ = writeln!(
+            out,
+            "    {{\"engine\": {}, \"load_ns\": {}, \"runs\": {}, \"instructions_per_run\": {}, \
+             \"median_ns\": {}, \"min_ns\": {}, \"ns_per_instruction\": {:.3}, \"r0\": \"{:#x}\"}}{comma}",
+            json_string(m.engine.name()),
+            m.load_ns,
+            m.runs,
+            m.instructions,
+            m.median_ns,
+            m.min_ns,
+            m.ns_per_instruction(),
+            m.r0,
+        );
+    }
+    let _ = writeln!(out, "  ]");
+    let _ = writeln!(out, "}}");
+    out
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(
+            json_string("a\"b\\c\nd\u{1}é"),
+            "\"a\\\"b\\\\c\\nd\\u0001é\""
+        );
+    }
+
+    #[test]
+    fn the_table_is_aligned() {
+        let program = ebpf_vm::isa::assemble("mov %r0, 1\nexit").unwrap();
+        let m = Measurement {
+            engine: Engine::Interpreter,
+            load_ns: 1234,
+            runs: 10,
+            r0: 1,
+            instructions: 2,
+            median_ns: 100,
+            min_ns: 90,
+        };
+        let text = table("p.s", &program, None, &[m]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "p.s: 2 instructions, no input");
+        assert_eq!(
+            lines[1],
+            "engine  load ns  runs  insns/run  median ns  min ns  ns/insn  r0"
+        );
+        assert_eq!(
+            lines[2],
+            "interp     1234    10          2        100      90    50.00  0x1"
+        );
+    }
+}

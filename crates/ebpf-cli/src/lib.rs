@@ -1,0 +1,253 @@
+//! `ebpf_cli`: the code that the `ebpf` command and `ebpf-conformance-plugin` share — hex
+//! byte strings, the VM configuration every run uses (the conformance helper and the default
+//! instruction budget), engine names, and loading a program from a file by its extension.
+//!
+//! It exists so that the two binaries cannot drift apart; it is not a library API for
+//! anyone else (embed [`ebpf_vm`] instead). Like the binaries, it only parses, reads files and
+//! configures: every behaviour lives behind [`ebpf_vm`].
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+pub use ebpf_vm::CONFORMANCE_HELPER_ID;
+use ebpf_vm::isa::{self, Program};
+use ebpf_vm::testdata::TestVector;
+use ebpf_vm::{Engine, HelperError, VmBuilder, VmMemory};
+
+/// The instruction budget when none is given: far more than test programs need (the longest
+/// run in the conformance suite executes 655 instructions), few enough that a runaway loop
+/// ends with an error within about a second instead of hanging.
+pub const DEFAULT_BUDGET: u64 = 100_000_000;
+
+/// The conformance helper: returns `r1`.
+fn conformance_helper(args: [u64; 5], _memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
+    Ok(args[0])
+}
+
+/// The configuration every command runs with: `engine`, the conformance helper under id
+/// [`CONFORMANCE_HELPER_ID`], and a budget of `budget` instructions per run.
+pub fn vm_builder(engine: Engine, budget: u64) -> VmBuilder {
+    ebpf_vm::Vm::builder()
+        .engine(engine)
+        .helper(CONFORMANCE_HELPER_ID, conformance_helper)
+        .budget(budget)
+}
+
+/// The names of the engines this build contains, for messages: `interp, …`.
+pub fn engine_names() -> String {
+    let names: Vec<&str> = Engine::ALL.iter().map(|e| e.name()).collect();
+    names.join(", ")
+}
+
+/// The engine called `name`, or an error listing the ones that exist.
+pub fn parse_engine(name: &str) -> Result<Engine, String> {
+    Engine::from_name(name)
+        .ok_or_else(|| format!("unknown engine `{name}` (available: {})", engine_names()))
+}
+
+/// Parses hex bytes: whitespace-separated tokens of two digits per byte, so `aa bb cc`,
+/// `aabbcc`, `AA BB` and the plugin protocol's `aa  bb  cc  ` all work; a token may start
+/// with `0x`. An empty or all-blank string is no bytes.
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    for token in text.split_whitespace() {
+        let digits = token
+            .strip_prefix("0x")
+            .or_else(|| token.strip_prefix("0X"))
+            .unwrap_or(token);
+        if digits.is_empty() {
+            return Err(format!("`{token}` has no hex digits"));
+        }
+        if let Some(bad) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
+            return Err(format!("`{token}` is not hex: `{bad}` is not a hex digit"));
+        }
+        if digits.len() % 2 != 0 {
+            return Err(format!(
+                "`{token}` has an odd number of hex digits ({}); write every byte as two digits",
+                digits.len()
+            ));
+        }
+        for pair in digits.as_bytes().chunks_exact(2) {
+            // Both are ASCII hex digits, checked above.
+            let high = hex_value(pair[0]);
+            let low = hex_value(pair[1]);
+            bytes.push(high << 4 | low);
+        }
+    }
+    Ok(bytes)
+}
+
+/// The value of one ASCII hex digit (0 for anything else; callers check first).
+fn hex_value(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        b'a'..=b'f' => digit - b'a' + 10,
+        b'A'..=b'F' => digit - b'A' + 10,
+        _ => 0,
+    }
+}
+
+/// The kinds of program file, chosen by extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `.bin`: raw bytecode, 8-byte little-endian slots.
+    Bytecode,
+    /// `.s` or `.asm`: assembly in the bpf_conformance dialect.
+    Assembly,
+    /// `.data`: a bpf_conformance test vector.
+    Vector,
+}
+
+impl Format {
+    /// The format of `path`, by its extension.
+    pub fn of(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()? {
+            "bin" => Some(Format::Bytecode),
+            "s" | "asm" => Some(Format::Assembly),
+            "data" => Some(Format::Vector),
+            _ => None,
+        }
+    }
+}
+
+/// A program read from a file, with the input memory the file brings (a `.data` file's
+/// non-empty `-- mem`).
+#[derive(Clone, Debug)]
+pub struct ProgramFile {
+    /// The program.
+    pub program: Program,
+    /// The input memory, if the file has some.
+    pub mem: Option<Vec<u8>>,
+}
+
+/// Reads a program by its file's extension (see [`Format`]). Errors are one line and start
+/// with the file's name: `prog.s: line 3: invalid register: %r50 (expected %r0..%r10)`.
+pub fn read_program(path: &Path) -> Result<ProgramFile> {
+    let name = path.display().to_string();
+    let format = Format::of(path).ok_or_else(|| {
+        anyhow!(
+            "{name}: unknown program format; expected .bin (bytecode), .s or .asm (assembly) \
+             or .data (test vector)"
+        )
+    })?;
+    let bytes = fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+    match format {
+        Format::Bytecode => {
+            let program = isa::decode(&bytes).with_context(|| name.clone())?;
+            Ok(ProgramFile { program, mem: None })
+        }
+        Format::Assembly => {
+            let program = isa::assemble(utf8(&name, &bytes)?).with_context(|| name.clone())?;
+            Ok(ProgramFile { program, mem: None })
+        }
+        Format::Vector => {
+            let text = utf8(&name, &bytes)?;
+            let vector = ebpf_vm::testdata::parse(text).with_context(|| name.clone())?;
+            if !vector.has_program() {
+                bail!("{name}: no program (the file has no `-- asm` or `-- raw` section)");
+            }
+            let program = vector_program(&vector).map_err(|e| anyhow!("{name}: {e}"))?;
+            Ok(ProgramFile {
+                program,
+                mem: vector_mem(&vector),
+            })
+        }
+    }
+}
+
+/// A test vector's program: its `-- raw` bytecode if it has some (which replaces `-- asm`, as
+/// in the upstream runner), else its assembled `-- asm` lines. Errors carry the file's line
+/// (`line 3: …`) or the bytecode's pc (`pc 2: …`).
+pub fn vector_program(vector: &TestVector) -> Result<Program, String> {
+    match &vector.raw {
+        Some(raw) if !raw.is_empty() => isa::decode(raw).map_err(|e| e.to_string()),
+        _ => isa::assemble_lines(&vector.asm_lines()).map_err(|e| e.to_string()),
+    }
+}
+
+/// A test vector's input memory: its `-- mem` bytes, or `None` when it has none or they are
+/// empty (the runner passes memory to the plugin only when there is some).
+pub fn vector_mem(vector: &TestVector) -> Option<Vec<u8>> {
+    vector.mem.clone().filter(|m| !m.is_empty())
+}
+
+/// The bytes as text, or an error naming the first line that is not UTF-8.
+pub fn utf8<'a>(name: &str, bytes: &'a [u8]) -> Result<&'a str> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = bytes.get(..e.valid_up_to()).unwrap_or_default();
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        anyhow!("{name}: line {line}: not valid UTF-8")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_in_every_accepted_spelling() {
+        let want = vec![0xaa, 0xbb, 0x11, 0xcc];
+        for text in [
+            "aa bb 11 cc",
+            "aabb11cc",
+            "aa  bb  11  cc  ",
+            "AA BB 11 CC",
+            "0xaabb 11cc",
+            "\n aabb\t11 cc\n",
+        ] {
+            assert_eq!(parse_hex(text).as_ref(), Ok(&want), "{text:?}");
+        }
+        assert_eq!(parse_hex(""), Ok(vec![]));
+        assert_eq!(parse_hex("   "), Ok(vec![]));
+    }
+
+    #[test]
+    fn bad_hex_says_why() {
+        let e = parse_hex("aa b cc").unwrap_err();
+        assert!(e.contains("`b` has an odd number of hex digits (1)"), "{e}");
+        let e = parse_hex("aabbc").unwrap_err();
+        assert!(e.contains("odd number"), "{e}");
+        let e = parse_hex("aa zz").unwrap_err();
+        assert!(e.contains("`z` is not a hex digit"), "{e}");
+        let e = parse_hex("aa 0x").unwrap_err();
+        assert!(e.contains("`0x` has no hex digits"), "{e}");
+    }
+
+    #[test]
+    fn engines_by_name() {
+        assert_eq!(parse_engine("interp"), Ok(Engine::Interpreter));
+        let e = parse_engine("jit").unwrap_err();
+        assert!(
+            e.contains("unknown engine `jit`") && e.contains("interp"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn formats_by_extension() {
+        assert_eq!(Format::of(Path::new("a/b.bin")), Some(Format::Bytecode));
+        assert_eq!(Format::of(Path::new("b.s")), Some(Format::Assembly));
+        assert_eq!(Format::of(Path::new("b.asm")), Some(Format::Assembly));
+        assert_eq!(Format::of(Path::new("x.data")), Some(Format::Vector));
+        assert_eq!(Format::of(Path::new("x.txt")), None);
+        assert_eq!(Format::of(Path::new("noext")), None);
+    }
+
+    #[test]
+    fn the_conformance_helper_returns_r1() {
+        let vm = vm_builder(Engine::Interpreter, 100)
+            .load_asm("mov %r1, 42\ncall 5\nexit")
+            .unwrap();
+        assert_eq!(vm.run_no_data(), Ok(42));
+        let looping = vm_builder(Engine::Interpreter, 100)
+            .load_asm("mov %r0, 0\nloop:\nadd %r0, 1\njne %r0, 0, loop\nexit")
+            .unwrap();
+        let trap = looping.run_no_data().unwrap_err();
+        // mov, then (add, jne) 49 times, then the 50th add: the 101st instruction is a jne.
+        assert_eq!(
+            trap.to_string(),
+            "instruction budget of 100 exhausted at pc 2"
+        );
+    }
+}

@@ -1,0 +1,679 @@
+//! Integration tests of `ebpf run`, `ebpf test`, `ebpf bench` and `ebpf-conformance-plugin`:
+//! each test runs the built executables and checks their exit status and output.
+//!
+//! Covered: `run` on each program format, with input from `--mem` (every hex spelling),
+//! `--mem-file` or a vector's `-- mem`, and its error paths (a trap, a runaway loop stopped by
+//! the budget, bad hex, bad files); `test` on hand-made vectors (every outcome and the summary)
+//! and on the whole conformance suite; `bench` as a table and as JSON; and the plugin, driven
+//! over the whole suite exactly as the bpf_conformance runner drives it (README §5).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+use std::{fs, thread};
+
+use ebpf_vm::{Engine, isa};
+
+/// A directory under the system temp dir, unique to this process and test, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "ebpf-cli-commands-{}-{n}-{test}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(name);
+        fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `exe ARGS` in `dir`, feeding `stdin`.
+fn spawn(exe: &str, dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(exe)
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command that fails early may close stdin before reading it all.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `ebpf ARGS` in `dir` with empty stdin.
+fn ebpf(dir: &TempDir, args: &[&str]) -> Output {
+    spawn(env!("CARGO_BIN_EXE_ebpf"), dir.path(), args, b"")
+}
+
+/// Runs the plugin in the current directory with `args`, the program on stdin.
+fn plugin(args: &[&str], stdin: &[u8]) -> Output {
+    spawn(
+        env!("CARGO_BIN_EXE_ebpf-conformance-plugin"),
+        Path::new("."),
+        args,
+        stdin,
+    )
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+/// Asserts success with nothing on stderr; returns stdout.
+fn ok(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(out));
+    assert_eq!(stderr(out), "");
+    stdout(out)
+}
+
+/// Asserts exit status 1, nothing on stdout and exactly one line on stderr, which starts with
+/// `prefix` and contains every one of `needles`; returns that line.
+fn one_line_failure(out: &Output, prefix: &str, needles: &[&str]) -> String {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(out.stdout.is_empty(), "stdout: {}", stdout(out));
+    assert!(
+        err.starts_with(prefix) && err.ends_with('\n') && err.lines().count() == 1,
+        "not one {prefix:?} line: {err:?}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "{err:?} does not contain {needle:?}");
+    }
+    err
+}
+
+/// Asserts exit status 2 (a usage error, reported by clap) mentioning every needle.
+fn usage_error(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(out.stdout.is_empty(), "stdout: {}", stdout(out));
+    for needle in needles {
+        assert!(err.contains(needle), "{err:?} does not contain {needle:?}");
+    }
+}
+
+fn example_path() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/checksum.s");
+    path.to_str().unwrap().to_string()
+}
+
+/// Fletcher-16, written out independently of the example program.
+fn fletcher16(data: &[u8]) -> u16 {
+    let (mut sum1, mut sum2) = (0u16, 0u16);
+    for &byte in data {
+        sum1 = (sum1 + u16::from(byte)) % 255;
+        sum2 = (sum2 + sum1) % 255;
+    }
+    (sum2 << 8) | sum1
+}
+
+/// Bytes in the runner's hex format: two lower-case digits and two spaces per byte, including
+/// after the last (conformance README §5.1).
+fn runner_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}  ")).collect()
+}
+
+/// The bytecode the runner sends for a vector: its `-- raw` slots, else its assembled `-- asm`.
+fn vector_bytes(vector: &ebpf_testdata::TestVector) -> Vec<u8> {
+    match &vector.raw {
+        Some(raw) if !raw.is_empty() => raw.clone(),
+        _ => isa::assemble_lines(&vector.asm_lines()).unwrap().to_bytes(),
+    }
+}
+
+#[test]
+fn run_prints_the_example_checksum() {
+    let dir = TempDir::new("run-example");
+    let want = fletcher16(b"abcdefgh");
+    assert_eq!(want, 0x627);
+    let out = ok(&ebpf(&dir, &["run", &example_path()]));
+    assert_eq!(out, format!("{want:#x}\n"));
+
+    // The same program as bytecode, and with an explicit engine and budget.
+    let bytes = isa::assemble(&fs::read_to_string(example_path()).unwrap())
+        .unwrap()
+        .to_bytes();
+    dir.write("checksum.bin", &bytes);
+    for engine in Engine::ALL {
+        let out = ebpf(
+            &dir,
+            &[
+                "run",
+                "checksum.bin",
+                "--engine",
+                engine.name(),
+                "--budget",
+                "75",
+            ],
+        );
+        assert_eq!(ok(&out), "0x627\n", "{engine}");
+    }
+    // 75 instructions are exactly enough; 74 are not.
+    let out = ebpf(&dir, &["run", "checksum.bin", "--budget", "74"]);
+    one_line_failure(
+        &out,
+        "error: ",
+        &["instruction budget of 74 exhausted at pc "],
+    );
+}
+
+#[test]
+fn run_takes_its_input_from_mem_a_file_or_the_vector() {
+    let dir = TempDir::new("run-input");
+    // r0 = r2 (the length) << 16 | the little-endian halfword at offset 1.
+    let program = "ldxh %r0, [%r1+1]\nlsh %r2, 16\nor %r0, %r2\nexit\n";
+    dir.write("p.s", program);
+    dir.write(
+        "v.data",
+        format!("-- asm\n{program}-- mem\n11 22 33\n-- result\n0x33322\n"),
+    );
+    let run = |args: &[&str]| ok(&ebpf(&dir, args));
+    assert_eq!(run(&["run", "v.data"]), "0x33322\n");
+    for mem in ["aa bb cc dd", "aabbccdd", "aa  bb  cc  dd  ", "AA BB\nCCDD"] {
+        assert_eq!(
+            run(&["run", "v.data", "--mem", mem]),
+            "0x4ccbb\n",
+            "{mem:?}"
+        );
+        assert_eq!(run(&["run", "p.s", "--mem", mem]), "0x4ccbb\n", "{mem:?}");
+    }
+    dir.write("input.bin", [0u8, 0x34, 0x12, 0, 0, 0]);
+    assert_eq!(
+        run(&["run", "v.data", "--mem-file", "input.bin"]),
+        "0x61234\n"
+    );
+    assert_eq!(run(&["run", "p.s", "--mem-file", "input.bin"]), "0x61234\n");
+
+    // Without input, r1 and r2 are 0.
+    dir.write("regs.s", "mov %r0, %r1\nor %r0, %r2\nexit\n");
+    assert_eq!(run(&["run", "regs.s"]), "0x0\n");
+    // Helper 5 returns its first argument.
+    dir.write("helper.s", "mov %r1, 0xab\ncall 5\nexit\n");
+    assert_eq!(run(&["run", "helper.s"]), "0xab\n");
+    // r0 is printed in full, 64 bits.
+    dir.write("wide.s", "mov %r0, -10\nexit\n");
+    assert_eq!(run(&["run", "wide.s"]), "0xfffffffffffffff6\n");
+}
+
+#[test]
+fn run_reports_a_trap_on_one_line() {
+    let dir = TempDir::new("run-trap");
+    dir.write("oob.s", "mov %r0, 0\nldxw %r0, [%r1+2]\nexit\n");
+    let out = ebpf(&dir, &["run", "oob.s", "--mem", "00 00 00 00"]);
+    let line = one_line_failure(&out, "error: ", &[]);
+    assert_eq!(
+        line,
+        "error: out-of-bounds read of 4 bytes at 0x400000002 at pc 1\n"
+    );
+    // With no input at all, r1 is 0 and the read is of address 2.
+    let out = ebpf(&dir, &["run", "oob.s"]);
+    one_line_failure(
+        &out,
+        "error: ",
+        &["out-of-bounds read of 4 bytes at 0x2 at pc 1"],
+    );
+
+    dir.write(
+        "loop.s",
+        "mov %r0, 0\nloop:\nadd %r0, 1\njne %r0, 0, loop\nexit\n",
+    );
+    let out = ebpf(&dir, &["run", "loop.s", "--budget", "1000"]);
+    let line = one_line_failure(&out, "error: ", &[]);
+    assert!(
+        line.starts_with("error: instruction budget of 1000 exhausted at pc "),
+        "{line}"
+    );
+}
+
+#[test]
+fn run_without_a_budget_stops_a_runaway_loop() {
+    let help = ok(&ebpf(&TempDir::new("run-help"), &["run", "--help"]));
+    assert!(help.contains("[default: 100000000]"), "{help}");
+    assert!(help.contains("runaway"), "{help}");
+    let dir = TempDir::new("run-default-budget");
+    // A loop the verifier accepts (it has an exit) that practically never ends: after the mov,
+    // odd-numbered instructions are the jne at pc 2, so the 100,000,001st traps there.
+    dir.write(
+        "loop.s",
+        "mov %r0, 0\nloop:\nadd %r0, 1\njne %r0, 0, loop\nexit\n",
+    );
+    let out = ebpf(&dir, &["run", "loop.s"]);
+    one_line_failure(
+        &out,
+        "error: ",
+        &["instruction budget of 100000000 exhausted at pc 2"],
+    );
+}
+
+#[test]
+fn run_rejects_bad_hex_and_bad_files() {
+    let dir = TempDir::new("run-errors");
+    dir.write("p.s", "exit\n");
+    usage_error(
+        &ebpf(&dir, &["run", "p.s", "--mem", "aa bbc"]),
+        &["`bbc` has an odd number of hex digits (3)"],
+    );
+    usage_error(
+        &ebpf(&dir, &["run", "p.s", "--mem", "aabbc"]),
+        &["odd number of hex digits"],
+    );
+    usage_error(
+        &ebpf(&dir, &["run", "p.s", "--mem", "zz"]),
+        &["`z` is not a hex digit"],
+    );
+    dir.write("m.bin", [1u8]);
+    usage_error(
+        &ebpf(&dir, &["run", "p.s", "--mem", "aa", "--mem-file", "m.bin"]),
+        &["cannot be used with"],
+    );
+    usage_error(
+        &ebpf(&dir, &["run", "p.s", "--engine", "nope"]),
+        &["nope", "interp"],
+    );
+
+    let out = ebpf(&dir, &["run", "p.s", "--mem-file", "missing.bin"]);
+    one_line_failure(&out, "error: missing.bin: cannot read", &[]);
+    let out = ebpf(&dir, &["run", "missing.s"]);
+    one_line_failure(&out, "error: missing.s: cannot read", &[]);
+    dir.write("p.txt", "exit\n");
+    let out = ebpf(&dir, &["run", "p.txt"]);
+    one_line_failure(
+        &out,
+        "error: p.txt: unknown program format",
+        &[".bin", ".data"],
+    );
+    dir.write("bad.asm", "exit\nmov %r11, 1\n");
+    let out = ebpf(&dir, &["run", "bad.asm"]);
+    one_line_failure(&out, "error: bad.asm: line 2: invalid register: %r11", &[]);
+    dir.write("bad.bin", [0xffu8, 0, 0, 0, 0, 0, 0, 0]);
+    let out = ebpf(&dir, &["run", "bad.bin"]);
+    one_line_failure(&out, "error: bad.bin: pc 0: unknown opcode 0xff", &[]);
+    // A vector's line numbers are the file's.
+    dir.write(
+        "bad.data",
+        "# header\n-- asm\nexit\nldxq %r0, [%r1]\n-- result\n0x0\n",
+    );
+    let out = ebpf(&dir, &["run", "bad.data"]);
+    one_line_failure(&out, "error: bad.data: line 4: invalid mnemonic: ldxq", &[]);
+    dir.write("empty.data", "-- result\n0x0\n");
+    let out = ebpf(&dir, &["run", "empty.data"]);
+    one_line_failure(&out, "error: empty.data: no program", &[]);
+}
+
+#[test]
+fn test_reports_every_outcome_and_a_summary() {
+    let dir = TempDir::new("test-outcomes");
+    fs::create_dir(dir.path().join("more")).unwrap();
+    dir.write("pass.data", "-- asm\nmov %r0, 7\nexit\n-- result\n0x7\n");
+    dir.write(
+        "more/raw.data",
+        "-- raw\n0x00000007000000b7\n0x0000000000000095\n-- result\n7\n",
+    );
+    dir.write(
+        "more/mem.data",
+        "-- asm\nldxb %r0, [%r1+1]\nexit\n-- mem\n01 02\n-- result\n0x2\n",
+    );
+    dir.write("more/notes.txt", "not a vector");
+    dir.write("wrong.data", "-- asm\nmov %r0, 7\nexit\n-- result\n0x8\n");
+    dir.write(
+        "trap.data",
+        "-- asm\nldxb %r0, [%r1]\nexit\n-- result\n0x0\n",
+    );
+    dir.write("badasm.data", "-- asm\nexit\nmov %r50, 1\n-- result\n0x0\n");
+    dir.write("rejected.data", "-- asm\nldxb %r0, [%r1]\nexit\n-- error\n");
+    dir.write(
+        "named.data",
+        "-- asm\nldxb %r0, [%r1]\nexit\n-- error\nInvalid\n",
+    );
+    dir.write("accepted.data", "-- asm\nmov %r0, 1\nexit\n-- error\n");
+    dir.write("noprog.data", "-- result\n0x0\n");
+    dir.write("noresult.data", "-- asm\nexit\n");
+    dir.write("directive.data", "-- asm\nexit\n-- frobnicate\n");
+    let out = ebpf(
+        &dir,
+        &[
+            "test",
+            "pass.data",
+            "more",
+            "wrong.data",
+            "trap.data",
+            "badasm.data",
+            "rejected.data",
+            "named.data",
+            "accepted.data",
+            "noprog.data",
+            "noresult.data",
+            "directive.data",
+            "missing.data",
+        ],
+    );
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "PASS pass",
+            "PASS mem",
+            "PASS raw",
+            "FAIL wrong: got 0x7, expected 0x8",
+            "FAIL trap: out-of-bounds read of 1 bytes at 0x0 at pc 0",
+            "FAIL badasm: line 3: invalid register: %r50 (expected %r0..%r10)",
+            "PASS rejected",
+            "PASS named: failed as expected: out-of-bounds read of 1 bytes at 0x0 at pc 0 \
+             (expected error: Invalid)",
+            "FAIL accepted: got 0x1, expected an error",
+            "SKIP noprog: no program (no `-- asm` or `-- raw` instructions)",
+            "SKIP noresult: no `-- result` or `-- error` to compare with",
+            "SKIP directive: line 3: unknown directive `-- frobnicate`",
+            lines[12],
+            "5 passed, 5 failed, 3 skipped",
+        ],
+        "{text}"
+    );
+    assert!(
+        lines[12].starts_with("FAIL missing: cannot read: "),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "error: 5 of 10 test vectors failed\n");
+
+    // All passing: exit 0, no `skipped` in the summary.
+    let out = ebpf(&dir, &["test", "more", "pass.data"]);
+    assert_eq!(
+        ok(&out),
+        "PASS mem\nPASS raw\nPASS pass\n3 passed, 0 failed\n"
+    );
+
+    fs::create_dir(dir.path().join("none")).unwrap();
+    let out = ebpf(&dir, &["test", "none"]);
+    one_line_failure(&out, "error: none: no .data files", &[]);
+    usage_error(&ebpf(&dir, &["test"]), &["FILES"]);
+}
+
+#[test]
+fn test_passes_the_whole_conformance_suite() {
+    let Some((files, _)) = ebpf_testdata::suite() else {
+        return;
+    };
+    assert_eq!(files.len(), 313);
+    let dir = TempDir::new("test-suite");
+    let suite = ebpf_testdata::conformance_dir();
+    let out = ebpf(&dir, &["test", suite.to_str().unwrap()]);
+    let text = ok(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.last(), Some(&"313 passed, 0 failed"), "{text}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("PASS ")).count(), 313);
+}
+
+#[test]
+fn plugin_passes_the_whole_conformance_suite_as_the_runner_drives_it() {
+    let Some((files, _)) = ebpf_testdata::suite() else {
+        return;
+    };
+    let started = Instant::now();
+    // Two threads: the machine has two cores and each test is one process.
+    let halves: Vec<Vec<PathBuf>> = vec![
+        files.iter().step_by(2).cloned().collect(),
+        files.iter().skip(1).step_by(2).cloned().collect(),
+    ];
+    let checked: usize = thread::scope(|s| {
+        let workers: Vec<_> = halves
+            .iter()
+            .map(|half| s.spawn(move || half.iter().map(|p| check_with_plugin(p)).sum::<usize>()))
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert_eq!(checked, files.len());
+    eprintln!(
+        "plugin: {checked} vectors in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Runs one vector through the plugin as the runner would; returns 1.
+fn check_with_plugin(path: &Path) -> usize {
+    let name = path.file_name().unwrap().to_string_lossy();
+    let vector = ebpf_testdata::read(path).unwrap();
+    let want = vector.result.unwrap_or_else(|| panic!("{name}: no result"));
+    let mem = vector.mem.clone().unwrap_or_default();
+    let mem_arg = runner_hex(&mem);
+    let args: Vec<&str> = if mem.is_empty() {
+        vec![]
+    } else {
+        vec![mem_arg.as_str()]
+    };
+    let stdin = format!("{}\n", runner_hex(&vector_bytes(&vector)));
+    let out = plugin(&args, stdin.as_bytes());
+    let got = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{name}: {got}{}", stderr(&out));
+    // The runner strips one newline and parses the rest as hex; we print exactly `{:x}\n`.
+    let digits = got
+        .strip_suffix('\n')
+        .unwrap_or_else(|| panic!("{name}: {got:?}"));
+    assert_eq!(digits, format!("{want:x}"), "{name}");
+    1
+}
+
+#[test]
+fn plugin_follows_the_protocol() {
+    let program =
+        |text: &str| format!("{}\n", runner_hex(&isa::assemble(text).unwrap().to_bytes()));
+    // No memory: r1 = r2 = 0; lower-case hex without 0x.
+    let regs = program("lddw %r0, 0xABCDEF00\nadd %r0, %r1\nadd %r0, %r2\nexit");
+    let out = plugin(&[], regs.as_bytes());
+    assert_eq!(ok(&out), "abcdef00\n");
+    // Options without memory: the first argument starts with `--`, so it is not memory.
+    let out = plugin(&["--engine", "interp"], regs.as_bytes());
+    assert_eq!(ok(&out), "abcdef00\n");
+    // Two spaces in --plugin_options make an empty argument, which is ignored.
+    let out = plugin(&["", "--engine=interp", ""], regs.as_bytes());
+    assert_eq!(ok(&out), "abcdef00\n");
+
+    // Memory first, then options; the memory is writable; r2 is its length.
+    let write = program("stb [%r1+1], 0x7f\nldxh %r0, [%r1]\nlsh %r2, 32\nor %r0, %r2\nexit");
+    let out = plugin(&["aa  bb  cc  ", "--engine", "interp"], write.as_bytes());
+    assert_eq!(ok(&out), "300007faa\n");
+    // The program may also come as --program, in any hex spelling.
+    let hex = regs.replace("  ", "");
+    let out = plugin(&["--program", hex.trim()], b"");
+    assert_eq!(ok(&out), "abcdef00\n");
+    // Helper 5 returns r1.
+    let out = plugin(&[], program("mov %r1, -1\ncall 5\nexit").as_bytes());
+    assert_eq!(ok(&out), "ffffffffffffffff\n");
+
+    let help = ok(&plugin(&["--help"], b""));
+    assert!(
+        help.starts_with("usage: ebpf-conformance-plugin [MEM]"),
+        "{help}"
+    );
+
+    // Failures: one line on stderr, exit status 1, nothing on stdout.
+    let oob = program("ldxw %r0, [%r1+2]\nexit");
+    let out = plugin(&["00  00  00  00  "], oob.as_bytes());
+    one_line_failure(
+        &out,
+        "out-of-bounds read of 4 bytes at 0x400000002 at pc 0",
+        &[],
+    );
+    let looping = program("mov %r0, 0\nloop:\nadd %r0, 1\njne %r0, 0, loop\nexit");
+    let out = plugin(&[], looping.as_bytes());
+    one_line_failure(
+        &out,
+        "instruction budget of 100000000 exhausted at pc 2",
+        &[],
+    );
+    // A self loop never reaches its exit: the verifier refuses it before it runs.
+    let out = plugin(&[], program("ja -1\nexit").as_bytes());
+    one_line_failure(
+        &out,
+        "rejected by the verifier: pc 0: no exit is reachable",
+        &[],
+    );
+    let out = plugin(&["--budget", "10"], looping.as_bytes());
+    one_line_failure(&out, "instruction budget of 10 exhausted", &[]);
+    let out = plugin(&["--elf"], regs.as_bytes());
+    one_line_failure(&out, "ELF input is not supported yet", &[]);
+    let out = plugin(&["aa  ", "--elf"], regs.as_bytes());
+    one_line_failure(&out, "ELF input is not supported yet", &[]);
+    let out = plugin(&["--jit"], regs.as_bytes());
+    one_line_failure(&out, "unknown option `--jit`", &[]);
+    let out = plugin(&["--engine", "nope"], regs.as_bytes());
+    one_line_failure(&out, "unknown engine `nope` (available: interp", &[]);
+    let out = plugin(&["aa  b  "], regs.as_bytes());
+    one_line_failure(&out, "memory: `b` has an odd number of hex digits", &[]);
+    let out = plugin(&[], b"ff  00  00  00  00  00  00  00  \n");
+    one_line_failure(
+        &out,
+        "rejected by the verifier: pc 0: unknown opcode 0xff",
+        &[],
+    );
+    let out = plugin(&[], b"\n");
+    one_line_failure(&out, "no program", &[]);
+    let out = plugin(&[], b"9g\n");
+    one_line_failure(&out, "program: `9g` is not hex", &[]);
+}
+
+#[test]
+fn bench_prints_a_table_for_every_engine() {
+    let dir = TempDir::new("bench-table");
+    let out = ebpf(
+        &dir,
+        &[
+            "bench",
+            &example_path(),
+            "--engine",
+            "all",
+            "--iterations",
+            "10",
+        ],
+    );
+    let text = ok(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].ends_with("checksum.s: 19 instructions, no input"),
+        "{text}"
+    );
+    assert_eq!(
+        lines[1], "engine  load ns  runs  insns/run  median ns  min ns  ns/insn  r0",
+        "{text}"
+    );
+    assert_eq!(lines.len(), 2 + Engine::ALL.len(), "{text}");
+    for (line, engine) in lines[2..].iter().zip(Engine::ALL) {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells.len(), 8, "{line}");
+        assert_eq!(cells[0], engine.name());
+        assert_eq!(cells[2], "10");
+        assert_eq!(cells[3], "75");
+        assert_eq!(cells[7], "0x627");
+        for number in &cells[1..6] {
+            number.parse::<u64>().unwrap();
+        }
+        cells[6].parse::<f64>().unwrap();
+    }
+
+    // A vector's memory, a trap.
+    dir.write(
+        "v.data",
+        "-- asm\nldxb %r0, [%r1+1]\nexit\n-- mem\n01 02\n-- result\n0x2\n",
+    );
+    let text = ok(&ebpf(&dir, &["bench", "v.data", "--iterations", "3"]));
+    assert!(
+        text.starts_with("v.data: 2 instructions, 2 bytes of input\n"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("0x2"), "{text}");
+    let out = ebpf(
+        &dir,
+        &["bench", "v.data", "--mem", "01", "--iterations", "3"],
+    );
+    one_line_failure(
+        &out,
+        "error: interp: the program does not end normally: out-of-bounds read",
+        &[],
+    );
+    usage_error(
+        &ebpf(&dir, &["bench", "v.data", "--iterations", "0"]),
+        &["0"],
+    );
+}
+
+/// The text of the value of `"key": ` in hand-written, flat JSON.
+fn json_field<'a>(text: &'a str, key: &str) -> &'a str {
+    let start = text
+        .find(&format!("\"{key}\": "))
+        .unwrap_or_else(|| panic!("{key}: {text}"));
+    let rest = &text[start + key.len() + 4..];
+    let end = rest.find([',', '}', '\n']).unwrap();
+    rest[..end].trim()
+}
+
+#[test]
+fn bench_prints_json() {
+    let dir = TempDir::new("bench-json");
+    dir.write("p.s", "mov %r0, %r2\nexit\n");
+    let out = ebpf(
+        &dir,
+        &[
+            "bench",
+            "p.s",
+            "--mem",
+            "aa bb cc",
+            "--iterations",
+            "10",
+            "--json",
+        ],
+    );
+    let text = ok(&out);
+    assert!(
+        text.starts_with('{') && text.trim_end().ends_with('}'),
+        "{text}"
+    );
+    let field = |key: &str| json_field(&text, key);
+    assert_eq!(field("program"), "\"p.s\"");
+    assert_eq!(field("program_instructions"), "2");
+    assert_eq!(field("input_bytes"), "3");
+    assert_eq!(field("engine"), "\"interp\"");
+    assert_eq!(field("runs"), "10");
+    assert_eq!(field("instructions_per_run"), "2");
+    assert_eq!(field("r0"), "\"0x3\"");
+    for key in ["load_ns", "median_ns", "min_ns"] {
+        field(key)
+            .parse::<u64>()
+            .unwrap_or_else(|e| panic!("{key}: {e}: {text}"));
+    }
+    let median: u64 = field("median_ns").parse().unwrap();
+    let min: u64 = field("min_ns").parse().unwrap();
+    assert!(min <= median, "{text}");
+    let per_insn: f64 = field("ns_per_instruction").parse().unwrap();
+    assert!((per_insn - median as f64 / 2.0).abs() < 0.01, "{text}");
+}

@@ -1,0 +1,249 @@
+//! The runtime contract through the facade, on every engine of `Engine::ALL`.
+//!
+//! One test binary built from modules (as rust-analyzer organizes its tests), so that the
+//! workspace links one executable instead of one per file:
+//!
+//! - `cases` — the contract as a table of programs and exact outcomes, engine-agnostic and
+//!   reusable by other crates (see its module comment);
+//! - this file — runs every case through `Vm` on every engine, twice, checks the shortcuts
+//!   (`run`, `run_no_data`), and checks that the facade sets up memory exactly as the
+//!   contract's own description (`Case::run_raw` on the interpreter) does;
+//! - `facade` — what is not a program run: configuration and load errors, threads, helpers
+//!   with embedder state;
+//! - `props` — property tests: no byte string, program or input panics the facade, runs are
+//!   deterministic, and engines agree.
+
+mod cases;
+mod facade;
+mod props;
+
+use std::collections::BTreeMap;
+
+use cases::{Case, Category, Outcome, RunRegion};
+use ebpf_abi::layout;
+use ebpf_interp::Interpreter;
+use ebpf_vm::{Engine, Input, MetadataLayout, Vm, VmBuilder};
+
+/// A builder configured as `case` says (with the table's helpers), for `engine`.
+///
+/// Unverified: the table pins down what engines do at run time, including on programs a
+/// verifier rejects (jumps out of range, falling off the end, uninitialised reads).
+pub(crate) fn builder(case: &Case, engine: Engine) -> VmBuilder {
+    let mut b = Vm::builder().engine(engine).unverified();
+    for (id, helper) in cases::HELPERS {
+        b = b.helper(id, helper);
+    }
+    if let Some(budget) = case.config.budget {
+        b = b.budget(budget);
+    }
+    if let Some(depth) = case.config.max_call_depth {
+        b = b.max_call_depth(depth);
+    }
+    if let Some(m) = case.config.metadata {
+        b = b.metadata(MetadataLayout {
+            len: m.len,
+            data_offset: m.data_offset,
+            data_end_offset: m.data_end_offset,
+        });
+    }
+    for bytes in &case.config.read_only {
+        b = b.read_only_region(bytes.clone());
+    }
+    b
+}
+
+/// Runs `case` on a loaded `vm`, with fresh copies of the case's memory.
+pub(crate) fn run_facade(vm: &Vm, case: &Case) -> Outcome {
+    let mut input = case.input.clone();
+    let mut metadata = case.metadata_buffer.clone();
+    let mut regions = case.run_regions.clone();
+    let result = {
+        let mut run = match input.as_deref_mut() {
+            Some(data) => Input::new(data),
+            None => Input::none(),
+        };
+        if let Some(buffer) = metadata.as_deref_mut() {
+            run = run.metadata(buffer);
+        }
+        for region in &mut regions {
+            run = match region {
+                RunRegion::ReadOnly(b) => run.region(b),
+                RunRegion::Writable(b) => run.region_mut(b),
+            };
+        }
+        vm.run_with(run)
+    };
+    Outcome {
+        result,
+        input,
+        metadata,
+        regions: regions.iter().map(|r| r.bytes().to_vec()).collect(),
+    }
+}
+
+#[test]
+fn layout_constants_are_the_contracts() {
+    assert_eq!(cases::STACK, layout::vm_addr(layout::STACK, 0));
+    assert_eq!(cases::INPUT, layout::vm_addr(layout::INPUT, 0));
+    assert_eq!(cases::META, layout::vm_addr(layout::METADATA, 0));
+    assert_eq!(cases::EXTRA, layout::vm_addr(layout::FIRST_EXTRA, 0));
+    assert_eq!(cases::FRAME, ebpf_abi::STACK_FRAME_SIZE);
+    assert_eq!(cases::FP0, ebpf_abi::Limits::default().frame_pointer(0));
+}
+
+#[test]
+fn case_names_are_unique() {
+    let mut seen = BTreeMap::new();
+    for case in cases::all() {
+        if let Some(other) = seen.insert(case.name.clone(), case.asm.clone()) {
+            panic!("two cases named {}:\n{other}\n---\n{}", case.name, case.asm);
+        }
+    }
+}
+
+#[test]
+fn contract_table_on_every_engine() {
+    let cases = cases::all();
+    let mut by_category: BTreeMap<Category, usize> = BTreeMap::new();
+    for case in &cases {
+        *by_category.entry(case.category).or_default() += 1;
+    }
+    eprintln!("{} cases: {by_category:?}", cases.len());
+    let mut failures = Vec::new();
+    for &engine in Engine::ALL {
+        for case in &cases {
+            let vm = match builder(case, engine).load_asm(&case.asm) {
+                Ok(vm) => vm,
+                Err(e) => {
+                    failures.push(format!("[{engine}] {}: does not load: {e}", case.name));
+                    continue;
+                }
+            };
+            assert_eq!(vm.engine(), engine);
+            // Twice on the same Vm: nothing of one run is visible to the next.
+            for run in ["first", "second"] {
+                if let Err(e) = case.check(&run_facade(&vm, case)) {
+                    failures.push(format!("[{engine}] {run} run: {e}"));
+                }
+            }
+            // The shortcuts agree with run_with.
+            if case.metadata_buffer.is_none() && case.run_regions.is_empty() {
+                let want = run_facade(&vm, case).result.map(|exit| exit.r0);
+                let got = match case.input.clone() {
+                    Some(mut data) => vm.run(&mut data),
+                    None => vm.run_no_data(),
+                };
+                if got != want {
+                    failures.push(format!(
+                        "[{engine}] {}: run/run_no_data gave {got:#x?}, run_with {want:#x?}",
+                        case.name
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} runs failed:\n{}",
+        failures.len(),
+        cases.len() * Engine::ALL.len() * 2,
+        failures.join("\n")
+    );
+}
+
+/// The table's checker is not vacuous: on every case, an outcome that differs from the
+/// expected one in r0, the count, the trap's pc or kind, or the memory is rejected.
+#[test]
+fn the_checker_notices_every_difference() {
+    use cases::{Expect, Mem};
+    let mut rejected = 0;
+    for case in cases::all() {
+        let vm = builder(&case, Engine::Interpreter)
+            .load_asm(&case.asm)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let outcome = run_facade(&vm, &case);
+        if case.check(&outcome).is_err() {
+            continue; // reported by contract_table_on_every_engine
+        }
+        let mut wrongs = Vec::new();
+        match &case.expect {
+            Expect::Exit { r0, instructions } => {
+                for (r0, instructions) in [(r0 ^ 1, *instructions), (*r0, instructions + 1)] {
+                    let mut w = case.clone();
+                    w.expect = Expect::Exit { r0, instructions };
+                    wrongs.push(w);
+                }
+                let mut w = case.clone();
+                w.expect = Expect::Trap(ebpf_vm::Trap {
+                    pc: 0,
+                    kind: ebpf_vm::TrapKind::BudgetExhausted { budget: 0 },
+                });
+                wrongs.push(w);
+            }
+            Expect::Trap(t) => {
+                let mut w = case.clone();
+                w.expect = Expect::Trap(ebpf_vm::Trap {
+                    pc: t.pc + 1,
+                    kind: t.kind.clone(),
+                });
+                wrongs.push(w);
+                let mut w = case.clone();
+                w.expect = Expect::Trap(ebpf_vm::Trap {
+                    pc: t.pc,
+                    kind: ebpf_vm::TrapKind::UnknownHelper { id: 12345 },
+                });
+                wrongs.push(w);
+            }
+        }
+        for i in 0..case.memory_after.len() {
+            let mut w = case.clone();
+            match w.memory_after[i].1.first_mut() {
+                Some(b) => *b ^= 1,
+                None => w.memory_after[i].1.push(0),
+            }
+            wrongs.push(w);
+        }
+        let mut w = case.clone();
+        w.memory_after.push((Mem::RunRegion(99), vec![]));
+        wrongs.push(w);
+        for w in wrongs {
+            assert!(
+                w.check(&outcome).is_err(),
+                "{}: {:?} accepted",
+                w.name,
+                w.expect
+            );
+            rejected += 1;
+        }
+    }
+    assert!(rejected > 1000, "{rejected}");
+}
+
+/// The facade's memory set-up (regions, entry registers, metadata writes) is the contract's:
+/// on every case, `Vm` and `Case::run_raw` on the interpreter end in the same result and the
+/// same memory, including cases that do not check memory themselves.
+#[test]
+fn facade_sets_up_memory_as_the_contract_says() {
+    let interp = |program: &ebpf_isa::Program,
+                  map: ebpf_abi::MemoryMap<'_>,
+                  args: [u64; 2],
+                  helpers: &ebpf_abi::Helpers,
+                  limits: &ebpf_abi::Limits| {
+        Interpreter::new(program).run(map, args, helpers, limits)
+    };
+    let mut failures = Vec::new();
+    for case in cases::all() {
+        let raw = case.run_raw(&interp);
+        let vm = builder(&case, Engine::Interpreter)
+            .load_asm(&case.asm)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let facade = run_facade(&vm, &case);
+        if raw != facade {
+            failures.push(format!(
+                "{}:\n  contract: {raw:#x?}\n  facade:   {facade:#x?}",
+                case.name
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
