@@ -85,6 +85,23 @@ enum Command {
         #[command(flatten)]
         vm: VmArgs,
     },
+    /// Check a program without running it: print every finding, one per line.
+    ///
+    /// Each line is `error: pc N: <what>` or `warning: pc N: <what>`; the last line says
+    /// whether the program passed and how it terminates (loop-free with a bound on executed
+    /// instructions, or looping). Exits with status 1 if there is any error. Bytecode is
+    /// checked slot by slot, so every undecodable instruction is reported.
+    Verify {
+        /// The program: FILE.bin, FILE.s, FILE.asm or FILE.data.
+        #[arg(value_name = "PROGRAM")]
+        program: PathBuf,
+        /// Report unreachable instructions as errors instead of warnings.
+        #[arg(long)]
+        strict: bool,
+        /// The helper ids the program may call [default: 5, the conformance suite's].
+        #[arg(long, value_name = "ID,...", value_delimiter = ',')]
+        helpers: Option<Vec<u32>>,
+    },
     /// Run .data test vectors and compare r0 with their `-- result`.
     ///
     /// Prints `PASS name`, `FAIL name: why` or `SKIP name: why` for each file, then
@@ -204,6 +221,57 @@ fn main() -> ExitCode {
     }
 }
 
+/// `ebpf verify`: every finding on stdout, then a verdict; status 1 on any error.
+fn verify(path: &Path, strict: bool, helpers: Option<Vec<u32>>) -> Result<()> {
+    use ebpf_vm::verifier::{Severity, Termination, Verifier, VerifierConfig};
+    let config = VerifierConfig {
+        unreachable: if strict {
+            Severity::Error
+        } else {
+            Severity::Warning
+        },
+        helpers: Some(helpers.unwrap_or_else(|| vec![ebpf_vm::CONFORMANCE_HELPER_ID])),
+        ..VerifierConfig::default()
+    };
+    let verifier = Verifier::new(config);
+    let name = path.display();
+    let result = if ebpf_cli::Format::of(path) == Some(ebpf_cli::Format::Bytecode) {
+        let bytes = fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+        verifier.verify_bytes(&bytes)
+    } else {
+        verifier.verify(read_program(path)?.program)
+    };
+    let mut out = String::new();
+    match result {
+        Ok(verified) => {
+            for finding in verified.warnings() {
+                let _ = writeln!(out, "{}: {finding}", finding.severity);
+            }
+            let _ = match verified.termination() {
+                Termination::Bounded { max_instructions } => writeln!(
+                    out,
+                    "ok: {name}: loop-free, at most {max_instructions} instructions per run"
+                ),
+                Termination::Looping => {
+                    writeln!(out, "ok: {name}: may loop; runs need an instruction budget")
+                }
+            };
+            write_stdout(out.as_bytes())
+        }
+        Err(rejected) => {
+            for finding in rejected.findings() {
+                let _ = writeln!(out, "{}: {finding}", finding.severity);
+            }
+            write_stdout(out.as_bytes())?;
+            let errors = rejected.errors().count();
+            bail!(
+                "{name}: rejected with {errors} error{}",
+                if errors == 1 { "" } else { "s" }
+            )
+        }
+    }
+}
+
 /// Carries out one command.
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -211,6 +279,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Disasm { input, syntax, pcs } => disasm(&input, syntax, pcs),
         Command::Run { program, input, vm } => run_program(&program, &input, &vm),
         Command::Test { files, vm } => vectors::test(&files, vm.engine, vm.budget),
+        Command::Verify {
+            program,
+            strict,
+            helpers,
+        } => verify(&program, strict, helpers),
         Command::Bench {
             program,
             input,

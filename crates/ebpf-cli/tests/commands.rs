@@ -677,3 +677,56 @@ fn bench_prints_json() {
     let per_insn: f64 = field("ns_per_instruction").parse().unwrap();
     assert!((per_insn - median as f64 / 2.0).abs() < 0.01, "{text}");
 }
+
+#[test]
+fn verify_lists_every_finding_and_a_verdict() {
+    let dir = TempDir::new("verify");
+    dir.write(
+        "bad.s",
+        "mov %r0, %r10\nor %r0, %r9\njeq %r0, 0, +5\nexit\nexit\n",
+    );
+    let out = ebpf(&dir, &["verify", "bad.s"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        "error: pc 1: r9 is read before it is written\n\
+         error: pc 2: jump to pc 8, outside the program\n\
+         warning: pc 4: unreachable instructions up to pc 4\n"
+    );
+    assert_eq!(stderr(&out), "error: bad.s: rejected with 2 errors\n");
+    // --strict makes unreachable code an error.
+    let out = ebpf(&dir, &["verify", "bad.s", "--strict"]);
+    assert!(
+        stdout(&out).contains("error: pc 4: unreachable"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Bytecode is checked slot by slot: both bad slots are reported.
+    let mut bytes = vec![0xff, 0, 0, 0, 0, 0, 0, 0];
+    bytes.extend_from_slice(&[0x95, 0x11, 0, 0, 0, 0, 0, 0]);
+    dir.write("bad.bin", &bytes);
+    let out = ebpf(&dir, &["verify", "bad.bin"]);
+    assert_eq!(
+        stdout(&out),
+        "error: pc 0: unknown opcode 0xff\n\
+         error: pc 1: reserved field `dst` of exit (opcode 0x95) must be 0, is 1\n"
+    );
+
+    // Helpers: 5 by default, or the given list.
+    dir.write("call.s", "mov %r1, 1\ncall 7\nexit\n");
+    let out = ebpf(&dir, &["verify", "call.s"]);
+    assert!(
+        stdout(&out).contains("error: pc 1: call to unknown helper 7"),
+        "{}",
+        stdout(&out)
+    );
+    let out = ebpf(&dir, &["verify", "call.s", "--helpers", "5,7"]);
+    assert_eq!(
+        ok(&out),
+        "ok: call.s: loop-free, at most 3 instructions per run\n"
+    );
+
+    let out = ebpf(&dir, &["verify", &example_path()]);
+    assert!(ok(&out).ends_with("may loop; runs need an instruction budget\n"));
+}

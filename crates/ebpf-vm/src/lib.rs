@@ -69,6 +69,8 @@ pub use ebpf_abi::{
 };
 /// The instruction set: typed instructions, decoding, encoding, assembly and disassembly.
 pub use ebpf_isa as isa;
+/// The verifier on its own, for tools that check programs without running them.
+pub use ebpf_verifier as verifier;
 pub use ebpf_verifier::{
     Finding, FindingKind, Policy, Rejected, Severity, Termination, VerifierConfig,
 };
