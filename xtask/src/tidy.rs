@@ -47,7 +47,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Crates that must have no external (crates.io) dependencies and no `unsafe`.
-const PURE: &[&str] = &["ebpf-isa", "ebpf-abi", "ebpf-cfg", "ebpf-verifier", "ebpf-interp"];
+const PURE: &[&str] = &[
+    "ebpf-isa",
+    "ebpf-abi",
+    "ebpf-cfg",
+    "ebpf-verifier",
+    "ebpf-interp",
+];
 
 /// The dependencies of one manifest section: (name, is a workspace crate).
 #[derive(Debug, Default)]
@@ -79,7 +85,9 @@ pub(crate) fn read_manifest(path: &Path) -> Result<Manifest> {
             }
             continue;
         }
-        let Some((key, value)) = line.split_once('=') else { continue };
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
         let key = key.trim();
         let value = value.trim();
         let dep = key.split('.').next().unwrap_or(key).to_string();
@@ -88,11 +96,16 @@ pub(crate) fn read_manifest(path: &Path) -> Result<Manifest> {
             "lints" if key == "workspace" => m.inherits_lints = value == "true",
             "dependencies" | "build-dependencies" => m.dependencies.push(dep),
             "dev-dependencies" => m.dev_dependencies.push(dep),
-            s if s.starts_with("target.") && s.ends_with(".dependencies") => m.dependencies.push(dep),
+            s if s.starts_with("target.") && s.ends_with(".dependencies") => {
+                m.dependencies.push(dep)
+            }
             _ => {}
         }
     }
-    if path.parent().is_some_and(|dir| dir.join("src/main.rs").exists()) {
+    if path
+        .parent()
+        .is_some_and(|dir| dir.join("src/main.rs").exists())
+    {
         m.has_binary = true;
     }
     Ok(m)
@@ -100,7 +113,9 @@ pub(crate) fn read_manifest(path: &Path) -> Result<Manifest> {
 
 /// The workspace root (the directory above `xtask/`).
 pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// Every crate manifest of the workspace: `crates/*/Cargo.toml` and `xtask/Cargo.toml`.
@@ -121,25 +136,41 @@ pub(crate) fn check_crate_graph(root: &Path) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     for path in manifests(root)? {
         let m = read_manifest(&path)?;
-        let dir = path.parent().and_then(Path::file_name).map(|d| d.to_string_lossy().into_owned());
+        let dir = path
+            .parent()
+            .and_then(Path::file_name)
+            .map(|d| d.to_string_lossy().into_owned());
         if dir.as_deref() != Some(m.name.as_str()) {
-            problems.push(format!("{}: package `{}` is not in a directory of that name", path.display(), m.name));
+            problems.push(format!(
+                "{}: package `{}` is not in a directory of that name",
+                path.display(),
+                m.name
+            ));
         }
         if !m.inherits_lints {
             problems.push(format!("{}: missing `[lints] workspace = true`", m.name));
         }
         let Some((_, allowed)) = ALLOWED.iter().find(|(name, _)| *name == m.name) else {
-            problems.push(format!("{}: not in the tidy crate graph (xtask/src/tidy.rs ALLOWED)", m.name));
+            problems.push(format!(
+                "{}: not in the tidy crate graph (xtask/src/tidy.rs ALLOWED)",
+                m.name
+            ));
             continue;
         };
         let is_workspace_crate = |d: &str| ALLOWED.iter().any(|(name, _)| *name == d);
         for dep in &m.dependencies {
             if is_workspace_crate(dep) {
                 if !allowed.contains(&dep.as_str()) {
-                    problems.push(format!("{} depends on {dep}, which the crate graph does not allow", m.name));
+                    problems.push(format!(
+                        "{} depends on {dep}, which the crate graph does not allow",
+                        m.name
+                    ));
                 }
             } else if PURE.contains(&m.name.as_str()) || m.name == "ebpf-isa" {
-                problems.push(format!("{} must have no external dependencies, has {dep}", m.name));
+                problems.push(format!(
+                    "{} must have no external dependencies, has {dep}",
+                    m.name
+                ));
             } else if dep == "anyhow" && !m.has_binary {
                 problems.push(format!("{}: anyhow is for binaries and xtask only", m.name));
             }
@@ -153,7 +184,10 @@ pub(crate) fn check_crate_graph(root: &Path) -> Result<Vec<String>> {
             let lib = path.with_file_name("src/lib.rs");
             let text = fs::read_to_string(&lib).unwrap_or_default();
             if !text.contains("#![forbid(unsafe_code)]") {
-                problems.push(format!("{}: lib.rs must say #![forbid(unsafe_code)]", m.name));
+                problems.push(format!(
+                    "{}: lib.rs must say #![forbid(unsafe_code)]",
+                    m.name
+                ));
             }
         }
     }
@@ -167,17 +201,24 @@ pub(crate) fn check_module_docs(root: &Path) -> Result<Vec<String>> {
     while let Some(dir) = stack.pop() {
         for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
             let path = entry?.path();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if path.is_dir() {
                 if name != "target" && !name.starts_with('.') {
                     stack.push(path);
                 }
             } else if name.ends_with(".rs") {
-                let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                let text = fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
                 let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
                 if !first.starts_with("//!") {
                     let rel = path.strip_prefix(root).unwrap_or(&path);
-                    problems.push(format!("{}: does not open with a `//!` comment", rel.display()));
+                    problems.push(format!(
+                        "{}: does not open with a `//!` comment",
+                        rel.display()
+                    ));
                 }
             }
         }
@@ -191,7 +232,11 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     let mut problems = check_crate_graph(root)?;
     problems.extend(check_module_docs(root)?);
     if !problems.is_empty() {
-        bail!("tidy found {} problem(s):\n  {}", problems.len(), problems.join("\n  "));
+        bail!(
+            "tidy found {} problem(s):\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        );
     }
     Ok(())
 }
@@ -219,7 +264,11 @@ mod tests {
         let krate = root.join("crates/ebpf-isa");
         fs::create_dir_all(krate.join("src")).unwrap();
         fs::create_dir_all(root.join("xtask")).unwrap();
-        fs::write(root.join("xtask/Cargo.toml"), "[package]\nname = \"xtask\"\n[lints]\nworkspace = true\n").unwrap();
+        fs::write(
+            root.join("xtask/Cargo.toml"),
+            "[package]\nname = \"xtask\"\n[lints]\nworkspace = true\n",
+        )
+        .unwrap();
         fs::write(
             krate.join("Cargo.toml"),
             "[package]\nname = \"ebpf-isa\"\n[dependencies]\nebpf-vm.workspace = true\nanyhow = \"1\"\n",
@@ -231,7 +280,10 @@ mod tests {
         fs::remove_dir_all(&root).unwrap();
         let all = graph.join("\n");
         assert!(all.contains("ebpf-isa depends on ebpf-vm"), "{all}");
-        assert!(all.contains("ebpf-isa must have no external dependencies, has anyhow"), "{all}");
+        assert!(
+            all.contains("ebpf-isa must have no external dependencies, has anyhow"),
+            "{all}"
+        );
         assert!(all.contains("missing `[lints] workspace = true`"), "{all}");
         assert!(all.contains("#![forbid(unsafe_code)]"), "{all}");
         assert_eq!(docs.len(), 1, "{docs:?}");

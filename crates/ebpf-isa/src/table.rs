@@ -88,7 +88,10 @@ const SIZES: [(Size, u8, &str); 4] = [
 ];
 
 /// Atomic operations: operation, `imm`, mnemonic (without `lock`, `fetch` or the `32` suffix).
-#[expect(clippy::identity_op, reason = "`0x00 | FETCH` reads as the operation code plus its flag")]
+#[expect(
+    clippy::identity_op,
+    reason = "`0x00 | FETCH` reads as the operation code plus its flag"
+)]
 const ATOMIC_OPS: [(AtomicOp, i32, &str); 10] = [
     (AtomicOp::Add { fetch: false }, 0x00, "add"),
     (AtomicOp::Or { fetch: false }, 0x40, "or"),
