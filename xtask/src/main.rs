@@ -2,9 +2,11 @@
 //!
 //! Subcommands:
 //! - `tidy`: the checks of `tidy.rs` (crate graph, `//!` headers); they also run as tests.
+//! - `fixtures`: rebuilds the ELF fixtures of `tests/elf/` with clang-19 and gcc (`fixtures.rs`).
 //!
 //! xtask uses only std and anyhow, so it builds in seconds.
 
+mod fixtures;
 mod tidy;
 
 use std::process::ExitCode;
@@ -28,7 +30,8 @@ fn run(args: Vec<String>) -> Result<()> {
             println!("tidy: ok");
             Ok(())
         }
-        Some(other) => bail!("unknown task `{other}`; tasks: tidy"),
-        None => bail!("usage: cargo xtask <task>; tasks: tidy"),
+        Some("fixtures") => fixtures::run_fixtures(&tidy::workspace_root()),
+        Some(other) => bail!("unknown task `{other}`; tasks: tidy, fixtures"),
+        None => bail!("usage: cargo xtask <task>; tasks: tidy, fixtures"),
     }
 }

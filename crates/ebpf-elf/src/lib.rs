@@ -1,0 +1,226 @@
+//! `ebpf-elf`: loads the BPF ELF objects that `clang -target bpf` emits.
+//!
+//! What it is for: taking a relocatable object (ELF64, little-endian, `e_machine == EM_BPF`,
+//! as clang writes it at any optimisation level and for `-mcpu=v1` to `v4`), listing the
+//! programs in it ([`ElfObject::programs`]), and turning one of them into what an engine runs
+//! ([`ElfObject::load`] → [`LoadedElf`]): a flat [`Program`] plus the initial contents of the
+//! read-only and writable data regions.
+//!
+//! What it is not for: running anything (that is the engines' job, through `ebpf-vm`),
+//! checking that a program is safe (`ebpf-verifier`), or emulating the kernel's loader. Maps,
+//! kfuncs, extern variables (`.ksyms`, `.kconfig`) and function pointers need a kernel; a
+//! program that *uses* one is refused with [`ElfErrorKind::Unsupported`], which names the map
+//! or symbol (other programs of the same object still load). BTF (`.BTF`, `.BTF.ext`) and DWARF
+//! (`.debug_*`) sections, and their relocations, are ignored — CO-RE relocations included: field
+//! offsets stay as clang compiled them. `RELA` relocation tables and 32-bit absolute data
+//! relocations (`R_BPF_64_ABS32`, which cannot hold a VM address) are refused too.
+//!
+//! ```no_run
+//! use ebpf_elf::{ElfObject, Selector};
+//!
+//! let bytes = std::fs::read("filter.o").unwrap();
+//! let object = ElfObject::parse(&bytes)?;
+//! for p in object.programs() {
+//!     println!("{} in section {} (slots {:?})", p.name, p.section, p.pcs);
+//! }
+//! let loaded = object.load(Selector::Section("xdp"))?;
+//! # Ok::<(), ebpf_elf::ElfError>(())
+//! ```
+//!
+//! # Which functions are programs
+//!
+//! A *program* is a global (or weak) function symbol (`STT_FUNC`) in an executable section —
+//! what clang emits for a non-`static` function, whether it sits in `SEC("xdp")`, `socket` or
+//! `.text`. `static` functions are subprograms: they are linked in when a program calls them,
+//! and [`Selector::Function`] can still name one as the entry point. A code section without any
+//! function symbol (hand-assembled objects) is one program named after its section.
+//!
+//! # Linking
+//!
+//! The selected program's function comes first, at pc 0; then every function it calls,
+//! transitively, in the order the calls are found (breadth first), wherever the callee lives
+//! (a `.text` helper called from `xdp`, a function in another section). A *function* is the
+//! code from one function symbol to the next one in its section (or the section's end). Local
+//! calls are found through `R_BPF_64_32` relocations (target slot `st_value / 8 + imm + 1` in
+//! the symbol's section, LLVM's convention) and through unrelocated `call` instructions with
+//! `src = 1` (relative to their own section); each call's `imm` is rewritten to the callee's
+//! new position. A jump that leaves its function, or a function that does not end with `exit`
+//! or an unconditional jump, is an error, since the linked layout differs from the file's.
+//! Helper calls (`call imm`, `src = 0`, no relocation) stay as they are.
+//!
+//! # The data regions
+//!
+//! All `.rodata` and `.rodata.*` sections (`.rodata.str1.1`, `.rodata.cst16`, …) are
+//! concatenated in section order, each at its `sh_addralign`, into [`LoadedElf::rodata`], which
+//! the VM maps read-only at [`RODATA_BASE`]. All `.data` and `.data.*` sections, then all `.bss`
+//! and `.bss.*` sections (as zeroes), are concatenated likewise into [`LoadedElf::data`], which
+//! the VM maps writable at [`DATA_BASE`]; each run starts from a fresh copy of it. Neither
+//! image may exceed [`MAX_IMAGE_SIZE`].
+//!
+//! An `lddw` with an `R_BPF_64_64` relocation gets the 64-bit immediate
+//! `base + section's place in its image + st_value + addend`, where the addend is the
+//! immediate clang left in the instruction (clang relocates `static` variables and string
+//! literals against the *section* symbol and puts their offset there; globals are relocated
+//! against their own symbol with an addend of 0). `R_BPF_64_ABS64` relocations in `.rodata*`
+//! and `.data*` (tables of pointers, e.g. to string literals) write the same kind of address,
+//! with the addend read from the patched 8 bytes.
+//!
+//! # Errors
+//!
+//! Malformed input — a truncated header, section contents or tables outside the file, an
+//! out-of-range section or symbol index, a relocation outside its section or on an instruction
+//! that is neither `lddw` nor `call`, an undecodable instruction — is an [`ElfError`] with the
+//! file offset of the bad structure. Parsing and loading never panic, on any input.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod link;
+mod parse;
+
+use std::ops::Range;
+
+use ebpf_isa::Program;
+
+pub use error::{ElfError, ElfErrorKind};
+
+/// VM address of the first byte of [`LoadedElf::rodata`]: the read-only data region.
+///
+/// Equals `ebpf_abi::layout::vm_addr(ebpf_abi::layout::RODATA, 0)` (region 1); `ebpf-elf`
+/// does not depend on `ebpf-abi`, so the facade's tests check that the two agree.
+pub const RODATA_BASE: u64 = 0x1_0000_0000;
+
+/// VM address of the first byte of [`LoadedElf::data`]: the writable data region.
+///
+/// Equals `ebpf_abi::layout::vm_addr(ebpf_abi::layout::DATA, 0)` (region 3); `ebpf-elf` does
+/// not depend on `ebpf-abi`, so the facade's tests check that the two agree.
+pub const DATA_BASE: u64 = 0x3_0000_0000;
+
+/// The largest data image (read-only or writable) the loader builds, in bytes: 64 MiB. A
+/// larger `.bss` is refused with [`ElfErrorKind::TooLarge`] rather than allocated.
+pub const MAX_IMAGE_SIZE: u64 = 64 << 20;
+
+/// A parsed BPF object: its structure has been checked, its programs listed.
+#[derive(Clone, Debug)]
+pub struct ElfObject {
+    bytes: Vec<u8>,
+    parsed: parse::Parsed,
+    programs: Vec<ProgramInfo>,
+    entries: Vec<link::Entry>,
+}
+
+/// One program of an object, as [`ElfObject::programs`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ProgramInfo {
+    /// Its function symbol (or, for a code section without symbols, the section's name).
+    pub name: String,
+    /// The section it lives in (`xdp`, `socket`, `.text`, …).
+    pub section: String,
+    /// Its slots in that section: `st_value / 8 .. (st_value + st_size) / 8`.
+    pub pcs: Range<usize>,
+}
+
+/// Which program to load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Selector<'a> {
+    /// The object's only program; an error if it has none or several.
+    Only,
+    /// The only program in the section of this name.
+    Section(&'a str),
+    /// The function of this name: a program, or else a `static` function.
+    Function(&'a str),
+}
+
+impl core::fmt::Display for Selector<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Selector::Only => write!(f, "the only program"),
+            Selector::Section(s) => write!(f, "section `{s}`"),
+            Selector::Function(s) => write!(f, "function `{s}`"),
+        }
+    }
+}
+
+/// A program ready to run, with the initial contents of its data regions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadedElf {
+    /// The linked program: the entry function at pc 0, then every function it calls.
+    pub program: Program,
+    /// The read-only region, mapped at [`RODATA_BASE`]: every `.rodata*` section.
+    pub rodata: Vec<u8>,
+    /// The initial contents of the writable region, mapped at [`DATA_BASE`]: every `.data*`
+    /// section, then every `.bss*` section as zeroes. Each run should get a fresh copy.
+    pub data: Vec<u8>,
+}
+
+impl ElfObject {
+    /// Parses and checks an object: headers, section table, names, symbols, and the relocations
+    /// of the code and data sections.
+    pub fn parse(bytes: &[u8]) -> Result<ElfObject, ElfError> {
+        let parsed = parse::parse(bytes)?;
+        let (programs, entries) = link::programs(&parsed).into_iter().unzip();
+        Ok(ElfObject {
+            bytes: bytes.to_vec(),
+            parsed,
+            programs,
+            entries,
+        })
+    }
+
+    /// The programs the object contains, in section order, then by position.
+    pub fn programs(&self) -> &[ProgramInfo] {
+        &self.programs
+    }
+
+    /// Links the selected program and builds the data images.
+    pub fn load(&self, selector: Selector<'_>) -> Result<LoadedElf, ElfError> {
+        let entry = self.select(selector)?;
+        let images = link::images(&self.parsed, &self.bytes)?;
+        let program = link::link(&self.parsed, &self.bytes, &images, entry)?;
+        Ok(LoadedElf {
+            program,
+            rodata: images.rodata,
+            data: images.data,
+        })
+    }
+
+    fn select(&self, selector: Selector<'_>) -> Result<link::Entry, ElfError> {
+        let all = self.programs.iter().zip(&self.entries);
+        let matches: Vec<(ProgramInfo, link::Entry)> = match selector {
+            Selector::Only => {
+                if self.programs.is_empty() {
+                    return Err(ElfError::request(ElfErrorKind::NoPrograms));
+                }
+                all.map(|(p, e)| (p.clone(), *e)).collect()
+            }
+            Selector::Section(name) => all
+                .filter(|(p, _)| p.section == name)
+                .map(|(p, e)| (p.clone(), *e))
+                .collect(),
+            Selector::Function(name) => {
+                let programs: Vec<_> = all
+                    .filter(|(p, _)| p.name == name)
+                    .map(|(p, e)| (p.clone(), *e))
+                    .collect();
+                if programs.is_empty() {
+                    link::functions_named(&self.parsed, name)
+                } else {
+                    programs
+                }
+            }
+        };
+        match matches.as_slice() {
+            [(_, entry)] => Ok(*entry),
+            [] => Err(ElfError::request(ElfErrorKind::NotFound {
+                selector: selector.to_string(),
+            })),
+            several => Err(ElfError::request(ElfErrorKind::Ambiguous {
+                selector: selector.to_string(),
+                candidates: several
+                    .iter()
+                    .map(|(p, _)| format!("{} ({})", p.name, p.section))
+                    .collect(),
+            })),
+        }
+    }
+}
