@@ -17,13 +17,16 @@ pub struct LongestPath {
 
 pub(crate) fn analyse(cfg: &mut Cfg) {
     let n = cfg.blocks.len();
+    // Every per-block array below is allocated once for the whole program: functions own
+    // disjoint block ranges and never reach each other's blocks, so one array serves all of
+    // them and the work stays linear in the program, not in functions × blocks.
     cfg.idom = vec![None; n];
-    // Reverse post-order per function (iterative DFS), noting retreating edges (cycles).
     let mut rpo_index = vec![usize::MAX; n];
+    let mut dfs_state = vec![DfsState::New; n];
     let mut cyclic_funcs = vec![false; cfg.functions.len()];
     for (f, cyclic_f) in cyclic_funcs.iter_mut().enumerate() {
         let entry = cfg.functions[f].entry_block();
-        let (rpo, cyclic) = reverse_post_order(cfg, entry);
+        let (rpo, cyclic) = reverse_post_order(cfg, entry, &mut dfs_state);
         for (i, b) in rpo.iter().enumerate() {
             rpo_index[b.index()] = i;
         }
@@ -31,16 +34,15 @@ pub(crate) fn analyse(cfg: &mut Cfg) {
         *cyclic_f = cyclic;
     }
 
-    // Dominators per function.
-    for f in 0..cfg.functions.len() {
-        let rpo = cfg.functions[f].rpo.clone();
-        let entry = cfg.functions[f].entry_block();
-        let mut idom: Vec<Option<BlockId>> = vec![None; n];
+    // Dominators per function (Cooper, Harvey and Kennedy).
+    let mut idom: Vec<Option<BlockId>> = vec![None; n];
+    for func in &cfg.functions {
+        let entry = func.entry_block();
         idom[entry.index()] = Some(entry);
         let mut changed = true;
         while changed {
             changed = false;
-            for &b in rpo.iter().skip(1) {
+            for &b in func.rpo.iter().skip(1) {
                 let mut new: Option<BlockId> = None;
                 for &p in &cfg.blocks[b.index()].preds {
                     if idom[p.index()].is_none() {
@@ -57,10 +59,13 @@ pub(crate) fn analyse(cfg: &mut Cfg) {
                 }
             }
         }
-        for &b in rpo.iter().skip(1) {
+        for &b in func.rpo.iter().skip(1) {
             cfg.idom[b.index()] = idom[b.index()];
         }
     }
+
+    // The dominator tree numbered by DFS, so that `dominates` is two comparisons.
+    number_dominator_tree(cfg);
 
     // Back edges and natural loops (reachable blocks only).
     let mut back_edges = Vec::new();
@@ -74,26 +79,37 @@ pub(crate) fn analyse(cfg: &mut Cfg) {
         }
     }
     let mut loops: Vec<Loop> = Vec::new();
-    for &(tail, header) in &back_edges {
-        let mut body = vec![header];
+    let mut loop_of_header = vec![u32::MAX; n];
+    // `in_body[b] == stamp` marks `b` as already in the body being collected.
+    let mut in_body = vec![u32::MAX; n];
+    for (stamp, &(tail, header)) in back_edges.iter().enumerate() {
+        let stamp = stamp as u32;
+        let index = match loop_of_header[header.index()] {
+            u32::MAX => {
+                loop_of_header[header.index()] = loops.len() as u32;
+                loops.push(Loop {
+                    header,
+                    blocks: Vec::new(),
+                });
+                loops.len() - 1
+            }
+            i => i as usize,
+        };
+        let body = &mut loops[index].blocks;
+        in_body[header.index()] = stamp;
+        body.push(header);
         let mut work = vec![tail];
         while let Some(b) = work.pop() {
-            if body.contains(&b) {
+            if in_body[b.index()] == stamp {
                 continue;
             }
+            in_body[b.index()] = stamp;
             body.push(b);
             for &p in &cfg.blocks[b.index()].preds {
-                if rpo_index[p.index()] != usize::MAX {
+                if rpo_index[p.index()] != usize::MAX && in_body[p.index()] != stamp {
                     work.push(p);
                 }
             }
-        }
-        match loops.iter_mut().find(|l| l.header == header) {
-            Some(l) => l.blocks.extend(body),
-            None => loops.push(Loop {
-                header,
-                blocks: body,
-            }),
         }
     }
     for l in &mut loops {
@@ -103,7 +119,7 @@ pub(crate) fn analyse(cfg: &mut Cfg) {
     cfg.back_edges = back_edges;
     cfg.loops = loops;
 
-    // Call graph: reachable functions, recursion.
+    // Call graph (calls in reachable blocks): reachable functions, recursion among them.
     let nf = cfg.functions.len();
     let mut reachable = vec![false; nf];
     let callees = |cfg: &Cfg, f: usize| -> Vec<FuncId> {
@@ -136,6 +152,51 @@ pub(crate) fn analyse(cfg: &mut Cfg) {
     cfg.reachable_funcs = reachable;
 }
 
+/// Numbers the dominator tree of every function in DFS pre- and post-order.
+fn number_dominator_tree(cfg: &mut Cfg) {
+    let n = cfg.blocks.len();
+    // Children lists in one array (counting sort by parent).
+    let mut first_child = vec![0u32; n + 1];
+    for b in 0..n {
+        if let Some(p) = cfg.idom[b] {
+            first_child[p.index() + 1] += 1;
+        }
+    }
+    for i in 0..n {
+        first_child[i + 1] += first_child[i];
+    }
+    let mut next = first_child.clone();
+    let mut children = vec![BlockId(0); first_child[n] as usize];
+    for b in 0..n {
+        if let Some(p) = cfg.idom[b] {
+            children[next[p.index()] as usize] = BlockId(b as u32);
+            next[p.index()] += 1;
+        }
+    }
+    cfg.dom_pre = vec![u32::MAX; n];
+    cfg.dom_post = vec![u32::MAX; n];
+    let mut counter = 0u32;
+    for f in 0..cfg.functions.len() {
+        let entry = cfg.functions[f].entry_block();
+        let mut stack: Vec<(BlockId, u32)> = vec![(entry, first_child[entry.index()])];
+        cfg.dom_pre[entry.index()] = counter;
+        counter += 1;
+        while let Some(&mut (b, ref mut child)) = stack.last_mut() {
+            if *child < first_child[b.index() + 1] {
+                let c = children[*child as usize];
+                *child += 1;
+                cfg.dom_pre[c.index()] = counter;
+                counter += 1;
+                stack.push((c, first_child[c.index()]));
+            } else {
+                cfg.dom_post[b.index()] = counter;
+                counter += 1;
+                stack.pop();
+            }
+        }
+    }
+}
+
 fn intersect(idom: &[Option<BlockId>], rpo_index: &[usize], a: BlockId, b: BlockId) -> BlockId {
     let (mut a, mut b) = (a, b);
     while a != b {
@@ -149,16 +210,17 @@ fn intersect(idom: &[Option<BlockId>], rpo_index: &[usize], a: BlockId, b: Block
     a
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum DfsState {
+    New,
+    OnStack,
+    Done,
+}
+
 /// Reverse post-order of the blocks reachable from `entry`, and whether the DFS found a
 /// retreating edge (a cycle).
-fn reverse_post_order(cfg: &Cfg, entry: BlockId) -> (Vec<BlockId>, bool) {
-    #[derive(Clone, Copy, PartialEq)]
-    enum State {
-        New,
-        OnStack,
-        Done,
-    }
-    let mut state = vec![State::New; cfg.blocks.len()];
+fn reverse_post_order(cfg: &Cfg, entry: BlockId, state: &mut [DfsState]) -> (Vec<BlockId>, bool) {
+    use DfsState as State;
     let mut post = Vec::new();
     let mut cyclic = false;
     // Stack of (block, index of the next successor to visit).
@@ -196,10 +258,8 @@ fn find_call_cycle(graph: &[Vec<FuncId>]) -> Option<Vec<FuncId>> {
         Done,
     }
     let mut state = vec![State::New; graph.len()];
-    for root in 0..graph.len() {
-        if state[root] != State::New {
-            continue;
-        }
+    // Only functions reachable from the entry matter: recursion in dead code never runs.
+    for root in 0..graph.len().min(1) {
         let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
         state[root] = State::OnStack;
         while let Some(&mut (f, ref mut next)) = stack.last_mut() {
@@ -233,7 +293,8 @@ fn find_call_cycle(graph: &[Vec<FuncId>]) -> Option<Vec<FuncId>> {
 }
 
 pub(crate) fn longest_path(cfg: &Cfg) -> Option<crate::LongestPath> {
-    if cfg.has_cycles || cfg.recursion.is_some() || !cfg.errors.is_empty() {
+    // Structural errors only remove edges (a trap ends the run early), so the bound holds.
+    if cfg.has_cycles || cfg.recursion.is_some() || cfg.functions.is_empty() {
         return None;
     }
     let nf = cfg.functions.len();
@@ -257,18 +318,21 @@ pub(crate) fn longest_path(cfg: &Cfg) -> Option<crate::LongestPath> {
             }
         }
     }
+    // Indexed by block; each function only touches its own range, so one array serves all.
+    let mut best = vec![0u64; cfg.blocks.len()];
+    let mut calls = vec![0u64; cfg.blocks.len()];
     for f in order {
         let func = &cfg.functions[f];
-        let mut best = vec![0u64; cfg.blocks.len()];
+        for &(pc, callee) in &func.call_sites {
+            if let Some(b) = cfg.block_at(pc) {
+                let c = cost[callee.index()].unwrap_or(0);
+                calls[b.index()] = calls[b.index()].saturating_add(c);
+            }
+        }
         let mut result = 0u64;
         for &b in &func.rpo {
             let block = &cfg.blocks[b.index()];
-            let mut own = block.len() as u64;
-            for &(pc, callee) in &func.call_sites {
-                if block.start <= pc && pc < block.end {
-                    own = own.saturating_add(cost[callee.index()].unwrap_or(0));
-                }
-            }
+            let own = (block.len() as u64).saturating_add(calls[b.index()]);
             let before = block
                 .preds
                 .iter()

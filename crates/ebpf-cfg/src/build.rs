@@ -48,6 +48,8 @@ pub(crate) fn build(program: &Program) -> Cfg {
         block_of_slot: Vec::new(),
         errors: Vec::new(),
         idom: Vec::new(),
+        dom_pre: Vec::new(),
+        dom_post: Vec::new(),
         back_edges: Vec::new(),
         loops: Vec::new(),
         has_cycles: false,
@@ -233,7 +235,7 @@ pub(crate) fn build(program: &Program) -> Cfg {
         let succs: Vec<BlockId> = blocks[b].successors().map(|(s, _)| s).collect();
         for s in succs {
             let preds = &mut blocks[s.index()].preds;
-            if !preds.contains(&BlockId(b as u32)) {
+            if preds.last() != Some(&BlockId(b as u32)) {
                 preds.push(BlockId(b as u32));
             }
         }

@@ -242,6 +242,10 @@ pub struct Cfg {
     block_of_slot: Vec<BlockId>,
     errors: Vec<CfgError>,
     idom: Vec<Option<BlockId>>,
+    /// Pre- and post-order numbers of each block in its function's dominator tree
+    /// (`u32::MAX` for unreachable blocks).
+    dom_pre: Vec<u32>,
+    dom_post: Vec<u32>,
     back_edges: Vec<(BlockId, BlockId)>,
     loops: Vec<Loop>,
     /// Whether reachable code contains a cycle (including irreducible ones).
@@ -313,14 +317,13 @@ impl Cfg {
 
     /// Whether `a` dominates `b` (every path from the function entry to `b` passes `a`).
     pub fn dominates(&self, a: BlockId, b: BlockId) -> bool {
-        let mut cur = Some(b);
-        while let Some(x) = cur {
-            if x == a {
-                return true;
-            }
-            cur = self.idom(x);
+        if a == b {
+            return true;
         }
-        false
+        let pre = |x: BlockId| self.dom_pre.get(x.index()).copied().unwrap_or(u32::MAX);
+        let post = |x: BlockId| self.dom_post.get(x.index()).copied().unwrap_or(u32::MAX);
+        let (pa, pb) = (pre(a), pre(b));
+        pa != u32::MAX && pb != u32::MAX && pa <= pb && post(b) <= post(a)
     }
 
     /// Whether a block is reachable: from its function's entry, in a function reachable from
@@ -362,7 +365,8 @@ impl Cfg {
 
     /// For a program without loops or recursion: the largest number of instructions any run
     /// can execute (each call counts once plus its callee's longest path). `None` when the
-    /// program can loop or recurse, or has structural errors.
+    /// program can loop or recurse. Ways out that trap (see [`Cfg::errors`]) end a run early, so they
+    /// do not lengthen the bound.
     pub fn longest_path(&self) -> Option<LongestPath> {
         analysis::longest_path(self)
     }

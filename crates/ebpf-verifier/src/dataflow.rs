@@ -38,16 +38,12 @@ struct State {
 }
 
 impl State {
-    fn entry(main: bool) -> State {
-        let init_regs: &[u8] = if main {
-            &[1, 2, 10]
-        } else {
-            &[1, 2, 3, 4, 5, 10]
-        };
+    /// The state at a function's entry: `init` says which registers are written there.
+    fn entry(init: u16) -> State {
         let mut vals = [Val::Unknown; 11];
         vals[10] = Val::Frame(0);
         State {
-            init: init_regs.iter().fold(0, |m, r| m | 1 << r),
+            init,
             vals,
             stack: [0; 8],
         }
@@ -117,6 +113,11 @@ struct Sink<'a> {
     report: bool,
     findings: &'a mut Vec<Finding>,
     proven: &'a mut Vec<usize>,
+    cfg: &'a Cfg,
+    helpers: Option<&'a [u32]>,
+    /// Per function: the registers r1–r5 written at every call site seen so far (the AND of
+    /// the callers' states), `ALL_ARGS` until a call is seen.
+    arg_masks: &'a mut [u16],
 }
 
 impl Sink<'_> {
@@ -140,17 +141,60 @@ enum Access {
     ReadWrite,
 }
 
-pub(crate) fn check(program: &Program, cfg: &Cfg, findings: &mut Vec<Finding>) -> Proof {
+/// r1–r5: the argument registers.
+const ALL_ARGS: u16 = 0b11_1110;
+const R10: u16 = 1 << 10;
+
+/// Reachable functions, callers before callees (reverse DFS post-order of the call graph from
+/// the entry; with recursion, which is reported elsewhere, some callee comes first).
+fn callers_first(cfg: &Cfg) -> Vec<usize> {
+    let n = cfg.functions().len();
+    let mut seen = vec![false; n];
+    let mut post = Vec::new();
+    let mut stack = vec![(0usize, false)];
+    while let Some((f, expanded)) = stack.pop() {
+        if expanded {
+            post.push(f);
+            continue;
+        }
+        if n == 0 || core::mem::replace(&mut seen[f], true) {
+            continue;
+        }
+        stack.push((f, true));
+        for &(pc, callee) in &cfg.functions()[f].call_sites {
+            let live = cfg.block_at(pc).is_some_and(|b| cfg.is_reachable(b));
+            if live && !seen[callee.index()] {
+                stack.push((callee.index(), false));
+            }
+        }
+    }
+    post.reverse();
+    post
+}
+
+pub(crate) fn check(
+    program: &Program,
+    cfg: &Cfg,
+    helpers: Option<&[u32]>,
+    findings: &mut Vec<Finding>,
+) -> Proof {
     let insns = program.insns();
     let pcs: Vec<usize> = program.iter().map(|(pc, _)| pc).collect();
     let mut proven = Vec::new();
-    for (f, func) in cfg.functions().iter().enumerate() {
-        if !cfg.function_reachable(ebpf_cfg::FuncId(f as u32)) {
-            continue;
-        }
+    let mut arg_masks = vec![ALL_ARGS; cfg.functions().len()];
+    // Out-states by block; functions own disjoint block ranges, so one array serves all.
+    let mut outs: Vec<Option<State>> = vec![None; cfg.blocks().len()];
+    for f in callers_first(cfg) {
+        let func = &cfg.functions()[f];
         let entry = func.entry_block();
-        let entry_state = State::entry(f == 0);
-        let mut outs: Vec<Option<State>> = vec![None; cfg.blocks().len()];
+        // The entry function gets r1 and r2 from the embedder; a sub-program gets the
+        // arguments every caller wrote (r0 and r6–r9 are not passed).
+        let init = if f == 0 {
+            0b110
+        } else {
+            arg_masks[f] & ALL_ARGS
+        };
+        let entry_state = State::entry(init | R10);
         let in_state = |b: ebpf_cfg::BlockId, outs: &[Option<State>]| -> Option<State> {
             let mut acc = (b == entry).then(|| entry_state.clone());
             for p in &cfg.block(b).preds {
@@ -174,6 +218,9 @@ pub(crate) fn check(program: &Program, cfg: &Cfg, findings: &mut Vec<Finding>) -
                     report: false,
                     findings,
                     proven: &mut proven,
+                    cfg,
+                    helpers,
+                    arg_masks: &mut arg_masks,
                 };
                 for i in cfg.block(b).insns.clone() {
                     transfer(pcs[i], &insns[i], &mut state, &mut sink);
@@ -192,6 +239,9 @@ pub(crate) fn check(program: &Program, cfg: &Cfg, findings: &mut Vec<Finding>) -
                 report: true,
                 findings,
                 proven: &mut proven,
+                cfg,
+                helpers,
+                arg_masks: &mut arg_masks,
             };
             for i in cfg.block(b).insns.clone() {
                 transfer(pcs[i], &insns[i], &mut state, &mut sink);
@@ -244,6 +294,9 @@ fn fold(width: Width, op: AluOp, dst: Val, src: Val) -> Val {
     match (width, dst, src) {
         (Width::W64, Val::Const(a), Val::Const(b)) => Val::Const(semantics::alu64(op, a, b)),
         (Width::W32, Val::Const(a), Val::Const(b)) => Val::Const(semantics::alu32(op, a, b)),
+        (Width::W64, Val::Const(c), Val::Frame(k)) if op == AluOp::Add => {
+            Val::Frame(k.wrapping_add(c as i64))
+        }
         (Width::W64, Val::Frame(k), Val::Const(c)) => match op {
             AluOp::Add => Val::Frame(k.wrapping_add(c as i64)),
             AluOp::Sub => Val::Frame(k.wrapping_sub(c as i64)),
@@ -261,6 +314,9 @@ fn transfer(pc: usize, insn: &Insn, s: &mut State, sink: &mut Sink<'_>) {
             dst,
             src,
         } => {
+            if op != AluOp::Mov {
+                use_reg(pc, dst, s, sink);
+            }
             let src_val = match src {
                 Operand::Reg(r) => {
                     use_reg(pc, r, s, sink);
@@ -268,9 +324,6 @@ fn transfer(pc: usize, insn: &Insn, s: &mut State, sink: &mut Sink<'_>) {
                 }
                 Operand::Imm(i) => Val::Const(i64::from(i) as u64),
             };
-            if op != AluOp::Mov {
-                use_reg(pc, dst, s, sink);
-            }
             if matches!(op, AluOp::Div | AluOp::Mod | AluOp::Sdiv | AluOp::Smod) {
                 let zero = match (width, src_val) {
                     (Width::W64, Val::Const(c)) => c == 0,
@@ -331,6 +384,19 @@ fn transfer(pc: usize, insn: &Insn, s: &mut State, sink: &mut Sink<'_>) {
         Insn::Call { .. } | Insn::CallX { .. } => {
             if let Insn::CallX { reg } = *insn {
                 use_reg(pc, reg, s, sink);
+                // A helper id known as a constant is checked like `call id`.
+                if let (Val::Const(id), Some(helpers)) = (s.val(reg), sink.helpers) {
+                    let known = u32::try_from(id).is_ok_and(|id| helpers.contains(&id));
+                    if !known {
+                        sink.error(pc, FindingKind::UnknownHelper { id });
+                    }
+                }
+            }
+            if sink.report
+                && let Some(callee) = insn.call_target(pc).and_then(|t| sink.cfg.function_at(t))
+                && let Some(mask) = sink.arg_masks.get_mut(callee.index())
+            {
+                *mask &= s.init;
             }
             // The callee may write the caller's stack through a pointer argument: count the
             // frame from that pointer up as written rather than report false positives.

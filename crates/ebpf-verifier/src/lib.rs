@@ -240,7 +240,12 @@ impl Verifier {
         }
         let cfg = Cfg::build(&program);
         structure::check(&program, &cfg, &self.config, &mut findings);
-        let proof = dataflow::check(&program, &cfg, &mut findings);
+        let proof = dataflow::check(
+            &program,
+            &cfg,
+            self.config.helpers.as_deref(),
+            &mut findings,
+        );
         for policy in &self.policies {
             let mut out = Vec::new();
             policy.check(&program, &cfg, &mut out);

@@ -4,10 +4,13 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use ebpf_cfg::{Cfg, FuncId, Terminator};
+use ebpf_cfg::{Cfg, CfgErrorKind, FuncId, Terminator};
 use ebpf_isa::{AtomicOp, CallKind, DecodeErrorKind, Imm64Kind, Insn, Program, Reg, SLOT_SIZE};
 
 use crate::{Finding, FindingKind, Severity, VerifierConfig};
+
+/// The opcode byte of `lddw`, the one instruction of two slots.
+const LDDW_OPCODE: u8 = 0x18;
 
 /// Decodes every slot, collecting every error (decoding resumes at the next slot).
 pub(crate) fn decode_all(bytes: &[u8], config: &VerifierConfig) -> Result<Program, Vec<Finding>> {
@@ -41,7 +44,9 @@ pub(crate) fn decode_all(bytes: &[u8], config: &VerifierConfig) -> Result<Progra
             }
             Err(e) => {
                 findings.push(Finding::error(e.pc, FindingKind::Decode(e.kind)));
-                pc += 1;
+                // A rejected lddw still owns its second slot: do not report that slot again.
+                let lddw = bytes.get(pc * SLOT_SIZE) == Some(&LDDW_OPCODE);
+                pc += if lddw { 2 } else { 1 };
             }
         }
     }
@@ -73,17 +78,25 @@ fn writes_r10(insn: &Insn) -> bool {
 
 pub(crate) fn check(program: &Program, cfg: &Cfg, config: &VerifierConfig, out: &mut Vec<Finding>) {
     for e in cfg.errors() {
-        out.push(Finding::error(e.pc, FindingKind::Structure(e.kind)));
+        // "Execution can fall off the end" is false of code that never executes.
+        let dead = e.kind == CfgErrorKind::FallsOffEnd
+            && cfg.block_at(e.pc).is_some_and(|b| !cfg.is_reachable(b));
+        if !dead {
+            out.push(Finding::error(e.pc, FindingKind::Structure(e.kind)));
+        }
     }
 
-    // No reachable exit from the entry function.
-    if let Some(main) = cfg.functions().first() {
-        let exits = main
+    // Every function that runs must be able to return.
+    for (f, func) in cfg.functions().iter().enumerate() {
+        if !cfg.function_reachable(FuncId(f as u32)) {
+            continue;
+        }
+        let exits = func
             .rpo
             .iter()
             .any(|&b| matches!(cfg.block(b).terminator, Terminator::Exit));
         if !exits {
-            out.push(Finding::error(0, FindingKind::NoReachableExit));
+            out.push(Finding::error(func.entry, FindingKind::NoReachableExit));
         }
     }
 

@@ -1,0 +1,79 @@
+//! Verifying a 1,000,000-instruction program (control-flow graph, structural checks,
+//! dataflow, termination), for the five shapes of `ebpf-cfg/benches/common/programs.rs` —
+//! included from there so that this benchmark and `ebpf-cfg`'s measure the same programs.
+//! The aim is "well under a second" per verification.
+//!
+//! Before benchmarking a shape, one verification each of 10,000 and 100,000 instructions is
+//! timed and the 1,000,000-instruction time extrapolated, cautiously, from the observed
+//! growth: a shape whose projection exceeds [`SKIP_ABOVE`] is reported (with both probe
+//! times) and not benchmarked, so that a superlinear regression shows up as a message instead
+//! of an hours-long run.
+//!
+//! `cargo bench -p ebpf-verifier --bench verify` (add `-- loops` to run one shape).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use ebpf_verifier::{Verifier, VerifierConfig};
+
+#[path = "../../ebpf-cfg/benches/common/programs.rs"]
+mod programs;
+
+/// A shape whose projected 1,000,000-instruction verification takes longer is not
+/// benchmarked.
+const SKIP_ABOVE: Duration = Duration::from_secs(2);
+
+fn timed(verifier: &Verifier, n: usize, make: programs::Make) -> Duration {
+    let program = make(n);
+    let start = Instant::now();
+    let result = verifier.verify(black_box(program));
+    let elapsed = start.elapsed();
+    if let Err(rejected) = result {
+        panic!("the benchmark program is rejected: {rejected}");
+    }
+    elapsed
+}
+
+fn verify(c: &mut Criterion) {
+    let verifier = Verifier::new(VerifierConfig::default());
+    let mut group = c.benchmark_group("verify-1M");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(4));
+    for (name, make) in programs::SHAPES {
+        let small = timed(&verifier, 10_000, make);
+        let medium = timed(&verifier, 100_000, make);
+        let growth = medium.as_secs_f64() / small.as_secs_f64().max(1e-9);
+        // Cautious: a growth above 10x is taken to get worse with size (quadratic
+        // costs dominate more as the size grows), so the factor is growth² / 10, in 10..=100.
+        let factor = (growth * growth / 10.0).clamp(10.0, 100.0);
+        let projected = Duration::from_secs_f64(medium.as_secs_f64() * factor);
+        println!(
+            "{name}: 10k {small:.2?}, 100k {medium:.2?} (x{growth:.0} for 10x the size), \
+             1M projected {projected:.2?}"
+        );
+        if projected > SKIP_ABOVE {
+            println!("{name}: not benchmarked at 1M: projected verification over {SKIP_ABOVE:?}");
+            continue;
+        }
+        let program = make(programs::MILLION);
+        group.throughput(Throughput::Elements(program.len() as u64));
+        // `verify` takes the program by value: the clone is made outside the timed region.
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || program.clone(),
+                |p| verifier.verify(p),
+                criterion::BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    verify(&mut c);
+    c.final_summary();
+}
