@@ -10,8 +10,12 @@
 //! setting up memory regions and entry registers (that is the `ebpf-vm` facade).
 //!
 //! The program is pre-decoded once ([`Interpreter::new`]) into a flat array of small
-//! operations, one per slot, with branch targets resolved; the dispatch loop then does one
-//! `match` per instruction and no decoding. It is `#![no_std]` and contains no `unsafe`.
+//! operations, one per slot, with branch targets resolved and one variant per operation
+//! (condition and byte order included); the dispatch loop then does one `match` per
+//! instruction and no decoding. The budget is charged one straight-line run at a time, at
+//! control transfers, not per instruction; a run that does not fit in what is left is executed
+//! by a second, precise loop that charges each instruction, so counts and traps stay exact.
+//! It is `#![no_std]` and contains no `unsafe`.
 //!
 //! ```
 //! use ebpf_abi::{Helpers, Limits, MemoryMap};
@@ -30,7 +34,7 @@
 extern crate alloc;
 
 mod ops;
-pub mod semantics;
+pub use ebpf_abi::semantics;
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -38,10 +42,10 @@ use alloc::vec::Vec;
 use ebpf_abi::{
     Exit, HelperError, Helpers, InvalidReason, Limits, MemoryMap, Region, Trap, TrapKind, layout,
 };
-use ebpf_isa::{AluOp, Cond, Program};
+use ebpf_isa::{AluOp, ByteOrder, Cond, Program, SwapWidth};
 
 use ops::Op;
-use semantics::{alu32, alu64, cond32, cond64};
+use semantics::{alu32, alu64, cond32, cond64, endian};
 
 /// A pre-decoded program, ready to run any number of times, from any number of threads.
 #[derive(Clone, Debug)]
@@ -50,9 +54,18 @@ pub struct Interpreter {
     ops: Vec<Op>,
     /// The 64-bit immediates of `lddw`, indexed by `Op::LoadImm64::index`.
     imm64: Vec<u64>,
+    /// For each slot (and the sentinel), how many operations run from there up to and
+    /// including the next control transfer: what entering the slot by a jump charges to the
+    /// budget (see [`ops::run_lengths`]).
+    costs: Vec<u64>,
     /// Number of slots of the program.
     len: usize,
 }
+
+/// What the dispatch loop would run at a pc outside the program (it never gets one).
+const OUT_OF_RANGE: Op = Op::Invalid {
+    reason: InvalidReason::FellOffEnd,
+};
 
 /// A saved caller frame of a local call.
 #[derive(Clone, Copy)]
@@ -62,14 +75,26 @@ struct Frame {
     frame_pointer: u64,
 }
 
+/// The state of a run, handed from the fast loop to the precise one.
+struct Machine {
+    regs: [u64; 16],
+    frames: Vec<Frame>,
+    /// The next instruction.
+    pc: usize,
+    /// Instructions the budget still allows (`u64::MAX` minus those executed, without one).
+    remaining: u64,
+}
+
 impl Interpreter {
     /// Pre-decodes `program`. Never fails: what cannot execute (a jump outside the program, a
     /// pseudo `lddw`) becomes an operation that traps when reached.
     pub fn new(program: &Program) -> Interpreter {
         let (ops, imm64) = ops::predecode(program);
+        let costs = ops::run_lengths(&ops);
         Interpreter {
             ops,
             imm64,
+            costs,
             len: program.slot_count(),
         }
     }
@@ -96,6 +121,19 @@ impl Interpreter {
         helpers: &Helpers,
         limits: &Limits,
     ) -> Result<Exit, Trap> {
+        self.run_charged(memory, args, helpers, limits, true)
+    }
+
+    /// [`Interpreter::run`], with or without the fast loop (`fast = false` charges every
+    /// instruction from the start: the definition the fast loop is tested against).
+    fn run_charged(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+        fast: bool,
+    ) -> Result<Exit, Trap> {
         let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
         let mut stack = vec![0u8; stack_size];
         let mut memory = memory;
@@ -104,32 +142,75 @@ impl Interpreter {
         regs[1] = args[0];
         regs[2] = args[1];
         regs[10] = limits.frame_pointer(0);
-        self.execute(&mut regs, &mut memory, helpers, limits)
+        let budget = limits.budget.unwrap_or(u64::MAX);
+        let mut machine = Machine {
+            regs,
+            frames: Vec::new(),
+            pc: 0,
+            remaining: budget,
+        };
+        // The fast loop charges the budget one straight-line run at a time; when a run does not
+        // fit in what is left, the precise loop takes over at its first instruction and charges
+        // instruction by instruction, so the trap comes at exactly the right pc.
+        let entry = self.costs.first().copied().unwrap_or(1);
+        if fast && entry <= machine.remaining {
+            machine.remaining -= entry;
+            let fast = self.execute::<false>(&mut machine, &mut memory, helpers, limits, budget);
+            if let Some(result) = fast {
+                return result;
+            }
+        }
+        self.execute::<true>(&mut machine, &mut memory, helpers, limits, budget)
+            .unwrap_or_else(|| invalid(machine.pc, InvalidReason::FellOffEnd))
     }
 
-    fn execute(
+    /// The dispatch loop. With `PRECISE`, every instruction is charged to the budget before it
+    /// runs. Without, nothing is charged per instruction: every control transfer (taken or not,
+    /// calls and returns included) charges the whole straight-line run it enters, and returns
+    /// `None` — with `machine` at the run's first instruction — when that run does not fit in
+    /// the budget left. Either way `budget - remaining` is exactly the number of instructions
+    /// executed whenever the program exits, because a run, once entered, executes to its end
+    /// unless the program traps.
+    #[inline(always)]
+    fn execute<const PRECISE: bool>(
         &self,
-        regs: &mut [u64; 16],
+        machine: &mut Machine,
         mem: &mut MemoryMap<'_>,
         helpers: &Helpers,
         limits: &Limits,
-    ) -> Result<Exit, Trap> {
+        budget: u64,
+    ) -> Option<Result<Exit, Trap>> {
         let ops = self.ops.as_slice();
-        let budget = limits.budget.unwrap_or(u64::MAX);
-        let mut remaining = budget;
-        let mut frames: Vec<Frame> = Vec::new();
-        let mut pc = 0usize;
-        // The pc of the instruction executed last: a taken jump to an out-of-range target is
-        // reported there.
-        let mut last = 0usize;
-        let trap = |pc: usize, kind: TrapKind| Err(Trap { pc, kind });
-        let invalid = |pc: usize, reason: InvalidReason| {
-            Err(Trap {
-                pc,
-                kind: TrapKind::InvalidInstruction { reason },
-            })
-        };
+        let costs = self.costs.as_slice();
+        let Machine {
+            regs,
+            frames,
+            pc: machine_pc,
+            remaining: machine_remaining,
+        } = machine;
+        let mut pc = *machine_pc;
+        let mut remaining = *machine_remaining;
+        let trap = |pc: usize, kind: TrapKind| Some(Err(Trap { pc, kind }));
 
+        /// Transfers control to `$target` (the jump at `$at` traps if it is outside the
+        /// program) and, in the fast loop, charges the run that starts there.
+        macro_rules! goto {
+            ($target:expr, $at:expr) => {{
+                let target: usize = $target;
+                let Some(&cost) = costs.get(target) else {
+                    return Some(invalid($at, InvalidReason::TargetOutOfRange));
+                };
+                pc = target;
+                if !PRECISE {
+                    if cost > remaining {
+                        *machine_pc = pc;
+                        *machine_remaining = remaining;
+                        return None;
+                    }
+                    remaining -= cost;
+                }
+            }};
+        }
         macro_rules! r {
             ($i:expr) => {
                 regs[($i as usize) & 15]
@@ -143,8 +224,11 @@ impl Interpreter {
         }
         macro_rules! jump {
             ($f:ident, $cond:expr, $a:expr, $b:expr, $target:expr) => {{
+                // `pc` is already past the jump.
                 if $f($cond, $a, $b) {
-                    pc = $target as usize;
+                    goto!($target as usize, pc - 1);
+                } else {
+                    goto!(pc, pc - 1);
                 }
             }};
         }
@@ -153,7 +237,7 @@ impl Interpreter {
                 let addr: u64 = $addr;
                 match mem.load::<$n>(addr) {
                     Some(b) => r!($dst) = <$conv>::from_le_bytes(b) as $ext as u64,
-                    None => return oob($at, addr, $n, false),
+                    None => return Some(oob($at, addr, $n, false)),
                 }
             }};
         }
@@ -161,27 +245,27 @@ impl Interpreter {
             ($n:literal, $value:expr, $addr:expr, $at:expr) => {{
                 let addr: u64 = $addr;
                 if mem.store::<$n>(addr, $value).is_none() {
-                    return oob($at, addr, $n, true);
+                    return Some(oob($at, addr, $n, true));
                 }
             }};
         }
 
         loop {
             let at = pc;
-            let Some(op) = ops.get(pc) else {
-                // Only a taken conditional jump to an out-of-range target gets here: the last
-                // op is a sentinel that reports falling off the end.
-                return invalid(last, InvalidReason::TargetOutOfRange);
-            };
-            last = at;
-            if remaining == 0 {
-                // An operation that cannot execute traps as such, budget or not.
-                if let Op::Invalid { reason } = *op {
-                    return invalid(at, reason);
+            // `pc` is always in range: every transfer checks its target, and the last op is a
+            // sentinel that reports falling off the end. (A select, not a branch, keeps the
+            // dispatch one basic block.)
+            let op = ops.get(pc).unwrap_or(&OUT_OF_RANGE);
+            if PRECISE {
+                if remaining == 0 {
+                    // An operation that cannot execute traps as such, budget or not.
+                    if let Op::Invalid { reason } = *op {
+                        return Some(invalid(at, reason));
+                    }
+                    return trap(at, TrapKind::BudgetExhausted { budget });
                 }
-                return trap(at, TrapKind::BudgetExhausted { budget });
+                remaining -= 1;
             }
-            remaining -= 1;
             pc += 1;
             match *op {
                 // ALU64, immediate (sign-extended) and register.
@@ -251,17 +335,38 @@ impl Interpreter {
                 } => {
                     r!(dst) = semantics::movsx(wide, from, r!(src));
                 }
-                Op::Endian { dst, order, width } => {
-                    r!(dst) = semantics::endian(order, width, r!(dst));
-                }
+                Op::Le16 { dst } => r!(dst) = endian(ByteOrder::Le, SwapWidth::W16, r!(dst)),
+                Op::Le32 { dst } => r!(dst) = endian(ByteOrder::Le, SwapWidth::W32, r!(dst)),
+                Op::Le64 { dst } => r!(dst) = endian(ByteOrder::Le, SwapWidth::W64, r!(dst)),
+                Op::Be16 { dst } => r!(dst) = endian(ByteOrder::Be, SwapWidth::W16, r!(dst)),
+                Op::Be32 { dst } => r!(dst) = endian(ByteOrder::Be, SwapWidth::W32, r!(dst)),
+                Op::Be64 { dst } => r!(dst) = endian(ByteOrder::Be, SwapWidth::W64, r!(dst)),
 
                 // Jumps.
-                Op::Ja { target } => pc = target as usize,
+                Op::Ja { target } => goto!(target as usize, at),
                 Op::Jeq64Imm { dst, imm, target } => {
                     jump!(cond64, Cond::Eq, r!(dst), imm as i64 as u64, target)
                 }
                 Op::Jeq64Reg { dst, src, target } => {
                     jump!(cond64, Cond::Eq, r!(dst), r!(src), target)
+                }
+                Op::Jgt64Imm { dst, imm, target } => {
+                    jump!(cond64, Cond::Gt, r!(dst), imm as i64 as u64, target)
+                }
+                Op::Jgt64Reg { dst, src, target } => {
+                    jump!(cond64, Cond::Gt, r!(dst), r!(src), target)
+                }
+                Op::Jge64Imm { dst, imm, target } => {
+                    jump!(cond64, Cond::Ge, r!(dst), imm as i64 as u64, target)
+                }
+                Op::Jge64Reg { dst, src, target } => {
+                    jump!(cond64, Cond::Ge, r!(dst), r!(src), target)
+                }
+                Op::Jset64Imm { dst, imm, target } => {
+                    jump!(cond64, Cond::Set, r!(dst), imm as i64 as u64, target)
+                }
+                Op::Jset64Reg { dst, src, target } => {
+                    jump!(cond64, Cond::Set, r!(dst), r!(src), target)
                 }
                 Op::Jne64Imm { dst, imm, target } => {
                     jump!(cond64, Cond::Ne, r!(dst), imm as i64 as u64, target)
@@ -269,34 +374,108 @@ impl Interpreter {
                 Op::Jne64Reg { dst, src, target } => {
                     jump!(cond64, Cond::Ne, r!(dst), r!(src), target)
                 }
-                Op::Jcc64Imm {
-                    cond,
-                    dst,
-                    imm,
-                    target,
-                } => {
-                    jump!(cond64, cond, r!(dst), imm as i64 as u64, target)
+                Op::Jsgt64Imm { dst, imm, target } => {
+                    jump!(cond64, Cond::Sgt, r!(dst), imm as i64 as u64, target)
                 }
-                Op::Jcc64Reg {
-                    cond,
-                    dst,
-                    src,
-                    target,
-                } => jump!(cond64, cond, r!(dst), r!(src), target),
-                Op::Jcc32Imm {
-                    cond,
-                    dst,
-                    imm,
-                    target,
-                } => {
-                    jump!(cond32, cond, r!(dst), imm as u32 as u64, target)
+                Op::Jsgt64Reg { dst, src, target } => {
+                    jump!(cond64, Cond::Sgt, r!(dst), r!(src), target)
                 }
-                Op::Jcc32Reg {
-                    cond,
-                    dst,
-                    src,
-                    target,
-                } => jump!(cond32, cond, r!(dst), r!(src), target),
+                Op::Jsge64Imm { dst, imm, target } => {
+                    jump!(cond64, Cond::Sge, r!(dst), imm as i64 as u64, target)
+                }
+                Op::Jsge64Reg { dst, src, target } => {
+                    jump!(cond64, Cond::Sge, r!(dst), r!(src), target)
+                }
+                Op::Jlt64Imm { dst, imm, target } => {
+                    jump!(cond64, Cond::Lt, r!(dst), imm as i64 as u64, target)
+                }
+                Op::Jlt64Reg { dst, src, target } => {
+                    jump!(cond64, Cond::Lt, r!(dst), r!(src), target)
+                }
+                Op::Jle64Imm { dst, imm, target } => {
+                    jump!(cond64, Cond::Le, r!(dst), imm as i64 as u64, target)
+                }
+                Op::Jle64Reg { dst, src, target } => {
+                    jump!(cond64, Cond::Le, r!(dst), r!(src), target)
+                }
+                Op::Jslt64Imm { dst, imm, target } => {
+                    jump!(cond64, Cond::Slt, r!(dst), imm as i64 as u64, target)
+                }
+                Op::Jslt64Reg { dst, src, target } => {
+                    jump!(cond64, Cond::Slt, r!(dst), r!(src), target)
+                }
+                Op::Jsle64Imm { dst, imm, target } => {
+                    jump!(cond64, Cond::Sle, r!(dst), imm as i64 as u64, target)
+                }
+                Op::Jsle64Reg { dst, src, target } => {
+                    jump!(cond64, Cond::Sle, r!(dst), r!(src), target)
+                }
+                Op::Jeq32Imm { dst, imm, target } => {
+                    jump!(cond32, Cond::Eq, r!(dst), imm as u32 as u64, target)
+                }
+                Op::Jeq32Reg { dst, src, target } => {
+                    jump!(cond32, Cond::Eq, r!(dst), r!(src), target)
+                }
+                Op::Jgt32Imm { dst, imm, target } => {
+                    jump!(cond32, Cond::Gt, r!(dst), imm as u32 as u64, target)
+                }
+                Op::Jgt32Reg { dst, src, target } => {
+                    jump!(cond32, Cond::Gt, r!(dst), r!(src), target)
+                }
+                Op::Jge32Imm { dst, imm, target } => {
+                    jump!(cond32, Cond::Ge, r!(dst), imm as u32 as u64, target)
+                }
+                Op::Jge32Reg { dst, src, target } => {
+                    jump!(cond32, Cond::Ge, r!(dst), r!(src), target)
+                }
+                Op::Jset32Imm { dst, imm, target } => {
+                    jump!(cond32, Cond::Set, r!(dst), imm as u32 as u64, target)
+                }
+                Op::Jset32Reg { dst, src, target } => {
+                    jump!(cond32, Cond::Set, r!(dst), r!(src), target)
+                }
+                Op::Jne32Imm { dst, imm, target } => {
+                    jump!(cond32, Cond::Ne, r!(dst), imm as u32 as u64, target)
+                }
+                Op::Jne32Reg { dst, src, target } => {
+                    jump!(cond32, Cond::Ne, r!(dst), r!(src), target)
+                }
+                Op::Jsgt32Imm { dst, imm, target } => {
+                    jump!(cond32, Cond::Sgt, r!(dst), imm as u32 as u64, target)
+                }
+                Op::Jsgt32Reg { dst, src, target } => {
+                    jump!(cond32, Cond::Sgt, r!(dst), r!(src), target)
+                }
+                Op::Jsge32Imm { dst, imm, target } => {
+                    jump!(cond32, Cond::Sge, r!(dst), imm as u32 as u64, target)
+                }
+                Op::Jsge32Reg { dst, src, target } => {
+                    jump!(cond32, Cond::Sge, r!(dst), r!(src), target)
+                }
+                Op::Jlt32Imm { dst, imm, target } => {
+                    jump!(cond32, Cond::Lt, r!(dst), imm as u32 as u64, target)
+                }
+                Op::Jlt32Reg { dst, src, target } => {
+                    jump!(cond32, Cond::Lt, r!(dst), r!(src), target)
+                }
+                Op::Jle32Imm { dst, imm, target } => {
+                    jump!(cond32, Cond::Le, r!(dst), imm as u32 as u64, target)
+                }
+                Op::Jle32Reg { dst, src, target } => {
+                    jump!(cond32, Cond::Le, r!(dst), r!(src), target)
+                }
+                Op::Jslt32Imm { dst, imm, target } => {
+                    jump!(cond32, Cond::Slt, r!(dst), imm as u32 as u64, target)
+                }
+                Op::Jslt32Reg { dst, src, target } => {
+                    jump!(cond32, Cond::Slt, r!(dst), r!(src), target)
+                }
+                Op::Jsle32Imm { dst, imm, target } => {
+                    jump!(cond32, Cond::Sle, r!(dst), imm as u32 as u64, target)
+                }
+                Op::Jsle32Reg { dst, src, target } => {
+                    jump!(cond32, Cond::Sle, r!(dst), r!(src), target)
+                }
 
                 // Memory.
                 Op::LoadImm64 { dst, index } => {
@@ -438,7 +617,7 @@ impl Interpreter {
                     };
                     match value {
                         Some(v) => r!(0) = v,
-                        None => return oob(at, addr, u64::from(size), false),
+                        None => return Some(oob(at, addr, u64::from(size), false)),
                     }
                 }
 
@@ -456,11 +635,11 @@ impl Interpreter {
                     }
                 }
                 Op::CallLocal { target } => {
-                    if frames.len() >= limits.max_call_depth {
+                    if frames.len() >= limits.max_depth() {
                         return trap(
                             at,
                             TrapKind::CallDepthExceeded {
-                                max_depth: limits.max_call_depth,
+                                max_depth: limits.max_depth(),
                             },
                         );
                     }
@@ -470,25 +649,33 @@ impl Interpreter {
                         frame_pointer: regs[10],
                     });
                     regs[10] = limits.frame_pointer(frames.len());
-                    pc = target as usize;
+                    goto!(target as usize, at);
                 }
                 Op::Exit => match frames.pop() {
                     None => {
-                        return Ok(Exit {
+                        return Some(Ok(Exit {
                             r0: regs[0],
                             instructions: budget - remaining,
-                        });
+                        }));
                     }
                     Some(frame) => {
                         regs[6..10].copy_from_slice(&frame.saved);
                         regs[10] = frame.frame_pointer;
-                        pc = frame.return_pc;
+                        goto!(frame.return_pc, at);
                     }
                 },
-                Op::Invalid { reason } => return invalid(at, reason),
+                Op::Invalid { reason } => return Some(invalid(at, reason)),
             }
         }
     }
+}
+
+#[cold]
+fn invalid(pc: usize, reason: InvalidReason) -> Result<Exit, Trap> {
+    Err(Trap {
+        pc,
+        kind: TrapKind::InvalidInstruction { reason },
+    })
 }
 
 #[cold]
@@ -523,5 +710,138 @@ fn call_helper(
             message,
         }),
         Err(HelperError::Memory(kind)) => Err(kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use alloc::string::String;
+    use ebpf_abi::CONFORMANCE_HELPER_ID;
+
+    /// Runs `program` on `input` with `budget`, with the fast loop and charging every
+    /// instruction; both must agree exactly (r0, instruction count, trap pc and kind).
+    fn check(
+        name: &str,
+        program: &Program,
+        input: &[u8],
+        budget: Option<u64>,
+    ) -> Result<Exit, Trap> {
+        let interp = Interpreter::new(program);
+        let mut helpers = Helpers::new();
+        helpers.insert(
+            CONFORMANCE_HELPER_ID,
+            |args: [u64; 5], _: &mut dyn ebpf_abi::VmMemory| Ok(args[0]),
+        );
+        let limits = Limits {
+            budget,
+            ..Limits::default()
+        };
+        let run = |fast: bool| {
+            let mut mem = input.to_vec();
+            let mut map = MemoryMap::new();
+            let args = [layout::vm_addr(layout::INPUT, 0), mem.len() as u64];
+            map.insert(layout::INPUT, Region::Writable(&mut mem));
+            interp.run_charged(map, args, &helpers, &limits, fast)
+        };
+        let (fast, precise) = (run(true), run(false));
+        assert_eq!(fast, precise, "{name} with budget {budget:?}");
+        fast
+    }
+
+    /// Every budget around a program's instruction count, and a few far below it.
+    fn check_budgets(name: &str, program: &Program, input: &[u8]) {
+        let Ok(exit) = check(name, program, input, None) else {
+            return;
+        };
+        let n = exit.instructions;
+        let mut budgets: Vec<u64> = (0..n.min(64) + 2).collect();
+        budgets.extend([
+            n / 3,
+            n / 2,
+            n.saturating_sub(2),
+            n.saturating_sub(1),
+            n,
+            n + 1,
+        ]);
+        for b in budgets {
+            let result = check(name, program, input, Some(b));
+            match result {
+                Ok(e) => assert!(
+                    e.instructions == n && n <= b,
+                    "{name}: {e:?} with budget {b}"
+                ),
+                Err(Trap {
+                    kind: TrapKind::BudgetExhausted { .. },
+                    ..
+                }) => assert!(b < n, "{name}: exhausted with budget {b} >= {n}"),
+                Err(t) => panic!("{name}: {t} with budget {b}"),
+            }
+        }
+    }
+
+    #[test]
+    fn fast_loop_charges_exactly_like_the_precise_one_on_the_conformance_suite() {
+        let Some((files, _)) = ebpf_testdata::suite() else {
+            return;
+        };
+        for path in &files {
+            let name = String::from(path.file_name().unwrap().to_string_lossy());
+            let v = ebpf_testdata::read(path).unwrap();
+            let program = ebpf_isa::assemble_lines(&v.asm_lines()).unwrap();
+            check_budgets(&name, &program, &v.mem.clone().unwrap_or_default());
+        }
+    }
+
+    #[test]
+    fn fast_loop_charges_exactly_across_calls_lddw_and_traps() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "loop with a local call and lddw",
+                "mov %r6, 0\nloop:\nlddw %r1, 0x100000000\ncall local f\nadd %r6, 1\n\
+                 jlt %r6, 5, loop\nmov %r0, %r6\nexit\nf:\nmov %r0, %r1\nadd %r0, 1\nexit",
+            ),
+            (
+                "jump into straight-line code",
+                "mov %r0, 0\nja +1\nadd %r0, 1\nadd %r0, 2\nexit",
+            ),
+            (
+                "taken jump out of range",
+                "mov %r0, 1\njeq %r0, 1, +5\nexit",
+            ),
+            (
+                "untaken jump out of range",
+                "mov %r0, 2\njeq %r0, 1, +5\nexit",
+            ),
+            ("fall off the end", "mov %r0, 1\nadd %r0, 1"),
+            ("jump to lddw tail", "mov %r0, 1\nja +1\nlddw %r1, 5\nexit"),
+            (
+                "out-of-bounds load mid-run",
+                "mov %r0, 1\nldxw %r0, [%r1+4096]\nexit",
+            ),
+            ("helper call", "mov %r1, 7\ncall 5\nadd %r0, 1\nexit"),
+            ("unknown helper", "mov %r0, 1\ncall 99\nexit"),
+            ("empty", ""),
+        ];
+        for (name, text) in cases {
+            let program = ebpf_isa::assemble(text).unwrap();
+            check(name, &program, &[0; 16], None).ok();
+            for b in 0..64 {
+                check(&format!("{name} (budget {b})"), &program, &[0; 16], Some(b)).ok();
+            }
+            check_budgets(name, &program, &[0; 16]);
+        }
+    }
+
+    #[test]
+    fn run_lengths_end_at_transfers() {
+        let program = ebpf_isa::assemble(
+            "mov %r0, 0\nlddw %r1, 1\nadd %r0, 1\njne %r0, 3, +1\nexit\nmov %r0, 2\nexit",
+        )
+        .unwrap();
+        let interp = Interpreter::new(&program);
+        // Slots: mov, lddw, (tail), add, jne, exit, mov, exit, sentinel.
+        assert_eq!(interp.costs, [4, 3, 1, 2, 1, 1, 2, 1, 1]);
     }
 }

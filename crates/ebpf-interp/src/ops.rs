@@ -2,8 +2,9 @@
 //!
 //! Everything that can be decided before running is decided here: which operation (one enum
 //! variant per hot operation, so the dispatch loop needs a single `match`), absolute branch
-//! targets, and instructions that can only trap (a jump outside the program, a pseudo `lddw`),
-//! which become [`Op::Invalid`].
+//! targets, instructions that can only trap (a jump outside the program, a pseudo `lddw`),
+//! which become [`Op::Invalid`], and the length of the straight-line run from each slot
+//! ([`run_lengths`]), which the dispatch loop charges to the budget at each control transfer.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -254,21 +255,67 @@ pub(crate) enum Op {
         wide: bool,
         from: SignExtend,
     },
-    Endian {
+    // Byte order, one variant per conversion (`bswap` is `be` on a little-endian VM).
+    Le16 {
         dst: u8,
-        order: ByteOrder,
-        width: SwapWidth,
+    },
+    Le32 {
+        dst: u8,
+    },
+    Le64 {
+        dst: u8,
+    },
+    Be16 {
+        dst: u8,
+    },
+    Be32 {
+        dst: u8,
+    },
+    Be64 {
+        dst: u8,
     },
 
     Ja {
         target: u32,
     },
+    // Conditional jumps, one variant per condition, width and operand kind, so that the
+    // dispatch loop never matches a second time on the condition.
     Jeq64Imm {
         dst: u8,
         imm: i32,
         target: u32,
     },
     Jeq64Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jgt64Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jgt64Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jge64Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jge64Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jset64Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jset64Reg {
         dst: u8,
         src: u8,
         target: u32,
@@ -283,26 +330,172 @@ pub(crate) enum Op {
         src: u8,
         target: u32,
     },
-    Jcc64Imm {
-        cond: Cond,
+    Jsgt64Imm {
         dst: u8,
         imm: i32,
         target: u32,
     },
-    Jcc64Reg {
-        cond: Cond,
+    Jsgt64Reg {
         dst: u8,
         src: u8,
         target: u32,
     },
-    Jcc32Imm {
-        cond: Cond,
+    Jsge64Imm {
         dst: u8,
         imm: i32,
         target: u32,
     },
-    Jcc32Reg {
-        cond: Cond,
+    Jsge64Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jlt64Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jlt64Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jle64Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jle64Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jslt64Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jslt64Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jsle64Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jsle64Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jeq32Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jeq32Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jgt32Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jgt32Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jge32Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jge32Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jset32Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jset32Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jne32Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jne32Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jsgt32Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jsgt32Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jsge32Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jsge32Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jlt32Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jlt32Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jle32Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jle32Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jslt32Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jslt32Reg {
+        dst: u8,
+        src: u8,
+        target: u32,
+    },
+    Jsle32Imm {
+        dst: u8,
+        imm: i32,
+        target: u32,
+    },
+    Jsle32Reg {
         dst: u8,
         src: u8,
         target: u32,
@@ -450,43 +643,31 @@ fn alu_op(width: Width, op: AluOp, dst: u8, src: Operand) -> Op {
 }
 
 fn jump_op(width: Width, cond: Cond, dst: u8, src: Operand, target: u32) -> Op {
-    match (width, cond, src) {
-        (Width::W64, Cond::Eq, Operand::Imm(imm)) => Op::Jeq64Imm { dst, imm, target },
-        (Width::W64, Cond::Eq, Operand::Reg(r)) => Op::Jeq64Reg {
-            dst,
-            src: r.index(),
-            target,
-        },
-        (Width::W64, Cond::Ne, Operand::Imm(imm)) => Op::Jne64Imm { dst, imm, target },
-        (Width::W64, Cond::Ne, Operand::Reg(r)) => Op::Jne64Reg {
-            dst,
-            src: r.index(),
-            target,
-        },
-        (Width::W64, cond, Operand::Imm(imm)) => Op::Jcc64Imm {
-            cond,
-            dst,
-            imm,
-            target,
-        },
-        (Width::W64, cond, Operand::Reg(r)) => Op::Jcc64Reg {
-            cond,
-            dst,
-            src: r.index(),
-            target,
-        },
-        (Width::W32, cond, Operand::Imm(imm)) => Op::Jcc32Imm {
-            cond,
-            dst,
-            imm,
-            target,
-        },
-        (Width::W32, cond, Operand::Reg(r)) => Op::Jcc32Reg {
-            cond,
-            dst,
-            src: r.index(),
-            target,
-        },
+    use Op::*;
+    macro_rules! pick {
+        ($($cond:ident => $i64:ident $r64:ident $i32:ident $r32:ident),* $(,)?) => {
+            match (cond, width, src) {
+                $(
+                    (Cond::$cond, Width::W64, Operand::Imm(imm)) => $i64 { dst, imm, target },
+                    (Cond::$cond, Width::W64, Operand::Reg(r)) => $r64 { dst, src: r.index(), target },
+                    (Cond::$cond, Width::W32, Operand::Imm(imm)) => $i32 { dst, imm, target },
+                    (Cond::$cond, Width::W32, Operand::Reg(r)) => $r32 { dst, src: r.index(), target },
+                )*
+            }
+        };
+    }
+    pick! {
+        Eq => Jeq64Imm Jeq64Reg Jeq32Imm Jeq32Reg,
+        Gt => Jgt64Imm Jgt64Reg Jgt32Imm Jgt32Reg,
+        Ge => Jge64Imm Jge64Reg Jge32Imm Jge32Reg,
+        Set => Jset64Imm Jset64Reg Jset32Imm Jset32Reg,
+        Ne => Jne64Imm Jne64Reg Jne32Imm Jne32Reg,
+        Sgt => Jsgt64Imm Jsgt64Reg Jsgt32Imm Jsgt32Reg,
+        Sge => Jsge64Imm Jsge64Reg Jsge32Imm Jsge32Reg,
+        Lt => Jlt64Imm Jlt64Reg Jlt32Imm Jlt32Reg,
+        Le => Jle64Imm Jle64Reg Jle32Imm Jle32Reg,
+        Slt => Jslt64Imm Jslt64Reg Jslt32Imm Jslt32Reg,
+        Sle => Jsle64Imm Jsle64Reg Jsle32Imm Jsle32Reg,
     }
 }
 
@@ -530,11 +711,17 @@ pub(crate) fn predecode(program: &Program) -> (Vec<Op>, Vec<u64>) {
                 wide: width == Width::W64,
                 from,
             },
-            Insn::Endian { order, width, dst } => Op::Endian {
-                dst: dst.index(),
-                order,
-                width,
-            },
+            Insn::Endian { order, width, dst } => {
+                let dst = dst.index();
+                match (order, width) {
+                    (ByteOrder::Le, SwapWidth::W16) => Op::Le16 { dst },
+                    (ByteOrder::Le, SwapWidth::W32) => Op::Le32 { dst },
+                    (ByteOrder::Le, SwapWidth::W64) => Op::Le64 { dst },
+                    (ByteOrder::Be | ByteOrder::Swap, SwapWidth::W16) => Op::Be16 { dst },
+                    (ByteOrder::Be | ByteOrder::Swap, SwapWidth::W32) => Op::Be32 { dst },
+                    (ByteOrder::Be | ByteOrder::Swap, SwapWidth::W64) => Op::Be64 { dst },
+                }
+            }
             Insn::Ja { .. } | Insn::Ja32 { .. } => match target(insn.jump_target(pc)) {
                 BAD_TARGET => Op::Invalid {
                     reason: InvalidReason::TargetOutOfRange,
@@ -666,6 +853,89 @@ pub(crate) fn predecode(program: &Program) -> (Vec<Op>, Vec<u64>) {
         };
     }
     (ops, imm64)
+}
+
+impl Op {
+    /// Whether the operation ends a straight-line run: it transfers control (jumps, taken or
+    /// not, calls and exits) or cannot execute at all.
+    fn ends_run(&self) -> bool {
+        use Op::*;
+        matches!(
+            self,
+            Ja { .. }
+                | Jeq64Imm { .. }
+                | Jeq64Reg { .. }
+                | Jgt64Imm { .. }
+                | Jgt64Reg { .. }
+                | Jge64Imm { .. }
+                | Jge64Reg { .. }
+                | Jset64Imm { .. }
+                | Jset64Reg { .. }
+                | Jne64Imm { .. }
+                | Jne64Reg { .. }
+                | Jsgt64Imm { .. }
+                | Jsgt64Reg { .. }
+                | Jsge64Imm { .. }
+                | Jsge64Reg { .. }
+                | Jlt64Imm { .. }
+                | Jlt64Reg { .. }
+                | Jle64Imm { .. }
+                | Jle64Reg { .. }
+                | Jslt64Imm { .. }
+                | Jslt64Reg { .. }
+                | Jsle64Imm { .. }
+                | Jsle64Reg { .. }
+                | Jeq32Imm { .. }
+                | Jeq32Reg { .. }
+                | Jgt32Imm { .. }
+                | Jgt32Reg { .. }
+                | Jge32Imm { .. }
+                | Jge32Reg { .. }
+                | Jset32Imm { .. }
+                | Jset32Reg { .. }
+                | Jne32Imm { .. }
+                | Jne32Reg { .. }
+                | Jsgt32Imm { .. }
+                | Jsgt32Reg { .. }
+                | Jsge32Imm { .. }
+                | Jsge32Reg { .. }
+                | Jlt32Imm { .. }
+                | Jlt32Reg { .. }
+                | Jle32Imm { .. }
+                | Jle32Reg { .. }
+                | Jslt32Imm { .. }
+                | Jslt32Reg { .. }
+                | Jsle32Imm { .. }
+                | Jsle32Reg { .. }
+                | CallLocal { .. }
+                | Exit
+                | Invalid { .. }
+        )
+    }
+}
+
+/// For each slot of `ops`, the number of operations executed from there up to and including
+/// the first one that [ends the run](Op::ends_run), following `lddw`'s two slots.
+///
+/// The dispatch loop charges this to the budget when control arrives at a slot by a transfer;
+/// since nothing leaves a run before its end except a trap, the charges add up to exactly the
+/// instructions executed. The last op is the sentinel, an `Invalid`, so every run ends.
+pub(crate) fn run_lengths(ops: &[Op]) -> Vec<u64> {
+    let mut costs = vec![1u64; ops.len()];
+    for pc in (0..ops.len()).rev() {
+        let op = ops[pc];
+        if op.ends_run() {
+            continue;
+        }
+        let next = pc
+            + if matches!(op, Op::LoadImm64 { .. }) {
+                2
+            } else {
+                1
+            };
+        costs[pc] = costs.get(next).map_or(1, |c| c + 1);
+    }
+    costs
 }
 
 /// Applies `op` to `N` bytes of memory read and written as one little-endian value; returns

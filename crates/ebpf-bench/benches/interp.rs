@@ -1,0 +1,178 @@
+//! Our interpreter against rbpf 0.4.1's, on the shared program set of `ebpf-bench`.
+//!
+//! One criterion group per program, two functions in each: `ours` (the `ebpf-vm` facade with
+//! the interpreter, verified, no budget: [`Program::vm`]) and `rbpf` (`rbpf::EbpfVmRaw::execute_program`). Both run the
+//! same bytecode on a fresh copy of the same input every iteration (the sort writes to it); the
+//! copy is made outside the timed region, for both alike. Before timing, both results are
+//! checked against the Rust reference.
+//!
+//! Throughput is set to the number of executed instructions, so criterion's "thrpt" column is
+//! instructions per second. At the end, a table gives ns per instruction for both engines and
+//! their ratio, from the median of the very samples criterion measured.
+//!
+//! `cargo bench -p ebpf-bench --bench interp` (add `-- poly` to run one group).
+
+use std::cell::RefCell;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use ebpf_bench::{PROGRAMS, Program};
+use ebpf_vm::{Engine, Input};
+
+/// Samples per benchmark; criterion's minimum is 10.
+const SAMPLE_SIZE: usize = 20;
+
+/// One engine's measurements on one program: nanoseconds per run, one entry per sample.
+#[derive(Default)]
+struct Samples(Vec<f64>);
+
+impl Samples {
+    /// The median time per run of the last `n` samples (criterion's warm-up calls the routine
+    /// too; the measured samples are the last `SAMPLE_SIZE` calls).
+    fn median_ns(&self, n: usize) -> Option<f64> {
+        let start = self.0.len().checked_sub(n)?;
+        let mut v = self.0[start..].to_vec();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    }
+}
+
+/// Times `iters` runs of `run`, each on a fresh copy of `input` made outside the timed region,
+/// and records the mean time per run.
+fn timed(
+    iters: u64,
+    input: &[u8],
+    samples: &RefCell<Samples>,
+    mut run: impl FnMut(&mut [u8]) -> u64,
+) -> Duration {
+    let mut buf = input.to_vec();
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        buf.copy_from_slice(input);
+        let start = Instant::now();
+        black_box(run(black_box(&mut buf)));
+        total += start.elapsed();
+    }
+    samples
+        .borrow_mut()
+        .0
+        .push(total.as_nanos() as f64 / iters.max(1) as f64);
+    total
+}
+
+struct Row {
+    name: &'static str,
+    instructions: u64,
+    ours: Option<f64>,
+    rbpf: Option<f64>,
+}
+
+fn bench_program(c: &mut Criterion, p: &Program) -> Row {
+    let bytes = p.bytecode();
+    let input = p.input();
+    let expected = p.expected();
+
+    let vm = p
+        .vm(Engine::Interpreter)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.name));
+    let exit = vm
+        .run_with(Input::new(&mut input.clone()))
+        .unwrap_or_else(|t| panic!("{}: ours: {t}", p.name));
+    assert_eq!(exit.r0, expected, "{}: ours", p.name);
+    assert_eq!(
+        exit.instructions, p.instructions,
+        "{}: instructions",
+        p.name
+    );
+
+    let rbpf_vm = rbpf::EbpfVmRaw::new(Some(&bytes)).unwrap_or_else(|e| panic!("{}: {e}", p.name));
+    let r0 = rbpf_vm
+        .execute_program(&mut input.clone())
+        .unwrap_or_else(|e| panic!("{}: rbpf: {e}", p.name));
+    assert_eq!(r0, expected, "{}: rbpf", p.name);
+
+    let ours = RefCell::new(Samples::default());
+    let theirs = RefCell::new(Samples::default());
+    let mut group = c.benchmark_group(p.name);
+    group.throughput(Throughput::Elements(exit.instructions));
+    group.bench_function("ours", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, &input, &ours, |mem| match vm.run(mem) {
+                Ok(r0) => r0,
+                Err(t) => panic!("{t}"),
+            })
+        });
+    });
+    group.bench_function("rbpf", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, &input, &theirs, |mem| {
+                match rbpf_vm.execute_program(mem) {
+                    Ok(r0) => r0,
+                    Err(e) => panic!("{e}"),
+                }
+            })
+        });
+    });
+    group.finish();
+
+    Row {
+        name: p.name,
+        instructions: exit.instructions,
+        ours: ours.borrow().median_ns(SAMPLE_SIZE),
+        rbpf: theirs.borrow().median_ns(SAMPLE_SIZE),
+    }
+}
+
+fn print_summary(rows: &[Row]) {
+    let per_insn = |t: Option<f64>, n: u64| t.map(|t| t / n as f64);
+    println!();
+    println!("interpreter: ns per executed instruction (median of {SAMPLE_SIZE} samples)");
+    println!(
+        "| {:<10} | {:>12} | {:>10} | {:>10} | {:>16} |",
+        "program", "instructions", "ours", "rbpf", "rbpf / ours"
+    );
+    println!(
+        "|{:-<12}|{:->14}|{:->12}|{:->12}|{:->18}|",
+        "", ":", ":", ":", ":"
+    );
+    let (mut log_sum, mut n) = (0.0f64, 0u32);
+    for row in rows {
+        let ours = per_insn(row.ours, row.instructions);
+        let rbpf = per_insn(row.rbpf, row.instructions);
+        let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+        let ratio = match (ours, rbpf) {
+            (Some(o), Some(r)) => {
+                log_sum += (r / o).ln();
+                n += 1;
+                format!("{:.2}x", r / o)
+            }
+            _ => "-".to_string(),
+        };
+        println!(
+            "| {:<10} | {:>12} | {:>10} | {:>10} | {:>16} |",
+            row.name,
+            row.instructions,
+            fmt(ours),
+            fmt(rbpf),
+            ratio
+        );
+    }
+    if n > 0 {
+        println!(
+            "geometric mean of rbpf / ours: {:.2}x",
+            (log_sum / f64::from(n)).exp()
+        );
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .sample_size(SAMPLE_SIZE)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .configure_from_args();
+    let rows: Vec<Row> = PROGRAMS.iter().map(|p| bench_program(&mut c, p)).collect();
+    c.final_summary();
+    print_summary(&rows);
+}
