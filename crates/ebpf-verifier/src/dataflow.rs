@@ -118,6 +118,10 @@ struct Sink<'a> {
     /// Per function: the registers r1–r5 written at every call site seen so far (the AND of
     /// the callers' states), `ALL_ARGS` until a call is seen.
     arg_masks: &'a mut [u16],
+    /// Whether the function analysed is the entry: only its `exit` returns `r0` to the
+    /// embedder. A sub-program may return nothing (a C `void` function); the caller's `r0`
+    /// after the call counts as written, which this analysis cannot refine.
+    main: bool,
 }
 
 impl Sink<'_> {
@@ -221,6 +225,7 @@ pub(crate) fn check(
                     cfg,
                     helpers,
                     arg_masks: &mut arg_masks,
+                    main: f == 0,
                 };
                 for i in cfg.block(b).insns.clone() {
                     transfer(pcs[i], &insns[i], &mut state, &mut sink);
@@ -242,6 +247,7 @@ pub(crate) fn check(
                 cfg,
                 helpers,
                 arg_masks: &mut arg_masks,
+                main: f == 0,
             };
             for i in cfg.block(b).insns.clone() {
                 transfer(pcs[i], &insns[i], &mut state, &mut sink);
@@ -413,7 +419,11 @@ fn transfer(pc: usize, insn: &Insn, s: &mut State, sink: &mut Sink<'_>) {
             }
             s.set(Reg::R0, Val::Unknown);
         }
-        Insn::Exit => use_reg(pc, Reg::R0, s, sink),
+        Insn::Exit => {
+            if sink.main {
+                use_reg(pc, Reg::R0, s, sink);
+            }
+        }
         Insn::LoadImm64 { dst, kind, imm } => {
             let v = if kind == Imm64Kind::Value {
                 Val::Const(imm)

@@ -50,6 +50,10 @@ pub struct VerifierConfig {
     pub max_slots: usize,
     /// How unreachable instructions are reported (default: a warning).
     pub unreachable: Severity,
+    /// How recursion (a cycle of local calls) is reported (default: an error, as the kernel
+    /// does; every engine bounds it at run time with the call-depth limit, so a warning is
+    /// safe for programs that recurse on purpose).
+    pub recursion: Severity,
     /// The helper ids the embedder registered; `None` accepts any id.
     pub helpers: Option<Vec<u32>>,
     /// Deepest allowed local-call nesting (entry = depth 0; default 8).
@@ -61,6 +65,7 @@ impl Default for VerifierConfig {
         VerifierConfig {
             max_slots: 1_000_000,
             unreachable: Severity::Warning,
+            recursion: Severity::Error,
             helpers: None,
             max_call_depth: 8,
         }

@@ -155,7 +155,12 @@ pub(crate) fn check(program: &Program, cfg: &Cfg, config: &VerifierConfig, out: 
     if let Some(cycle) = cfg.recursion() {
         let pc = cycle.first().map_or(0, |f| cfg.function(*f).entry);
         let cycle = cycle.iter().map(|f| cfg.function(*f).entry).collect();
-        out.push(Finding::error(pc, FindingKind::Recursion { cycle }));
+        let kind = FindingKind::Recursion { cycle };
+        out.push(Finding {
+            pc,
+            severity: config.recursion,
+            kind,
+        });
         return;
     }
     let depth = call_depths(cfg);

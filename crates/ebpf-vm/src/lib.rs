@@ -61,12 +61,19 @@
 
 #![forbid(unsafe_code)]
 
+mod engine;
 mod vm;
 
 pub use ebpf_abi::{
     CONFORMANCE_HELPER_ID, Exit, Helper, HelperError, InvalidReason, Limits, Trap, TrapKind,
     VmMemory, layout,
 };
+/// The ELF loader on its own (listing an object's programs, say).
+#[cfg(feature = "elf")]
+pub use ebpf_elf as elf;
+/// Selecting a program in an ELF object: [`VmBuilder::load_elf`]'s second argument.
+#[cfg(feature = "elf")]
+pub use ebpf_elf::Selector;
 /// The instruction set: typed instructions, decoding, encoding, assembly and disassembly.
 pub use ebpf_isa as isa;
 /// The verifier on its own, for tools that check programs without running them.
@@ -74,7 +81,8 @@ pub use ebpf_verifier as verifier;
 pub use ebpf_verifier::{
     Finding, FindingKind, Policy, Rejected, Severity, Termination, VerifierConfig,
 };
-pub use vm::{Engine, Input, LoadError, MetadataLayout, Vm, VmBuilder};
+pub use engine::Engine;
+pub use vm::{Input, LoadError, MetadataLayout, Vm, VmBuilder};
 
 /// The `.data` test-vector reader (the bpf_conformance format), for tools and tests.
 #[cfg(feature = "testdata")]

@@ -4,42 +4,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::engine::{CompileError, Compiled, Engine};
 use ebpf_abi::{Exit, Helper, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout};
-use ebpf_interp::Interpreter;
 use ebpf_isa::{AsmError, DecodeError, Program};
 use ebpf_verifier::{Finding, Policy, Rejected, Termination, Verifier, VerifierConfig};
-
-/// Which engine runs the program.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Engine {
-    /// The reference interpreter: portable, no compile step.
-    #[default]
-    Interpreter,
-}
-
-impl Engine {
-    /// Every engine this build contains.
-    pub const ALL: &'static [Engine] = &[Engine::Interpreter];
-
-    /// The engine's short name, as the CLI spells it (`interp`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Engine::Interpreter => "interp",
-        }
-    }
-
-    /// The engine with this short name.
-    pub fn from_name(name: &str) -> Option<Engine> {
-        Engine::ALL.iter().copied().find(|e| e.name() == name)
-    }
-}
-
-impl fmt::Display for Engine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Where the VM writes the input's addresses into a metadata buffer (rbpf's "mbuff").
 ///
@@ -65,6 +33,9 @@ pub enum LoadError {
     Decode(DecodeError),
     /// The text does not assemble.
     Asm(AsmError),
+    /// The ELF object could not be loaded.
+    #[cfg(feature = "elf")]
+    Elf(ebpf_elf::ElfError),
     /// The verifier rejected the program; every finding is inside.
     Rejected(Rejected),
     /// The program can loop, and the VM has no instruction budget: set one with
@@ -72,6 +43,15 @@ pub enum LoadError {
     NeedsBudget,
     /// The configuration is inconsistent.
     InvalidConfig(String),
+    /// This build or this host does not have the engine.
+    EngineUnavailable(Engine),
+    /// The engine could not compile the program.
+    Compile {
+        /// The engine.
+        engine: Engine,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl fmt::Display for LoadError {
@@ -79,12 +59,26 @@ impl fmt::Display for LoadError {
         match self {
             LoadError::Decode(e) => write!(f, "invalid program: {e}"),
             LoadError::Asm(e) => write!(f, "assembly error: {e}"),
+            #[cfg(feature = "elf")]
+            LoadError::Elf(e) => write!(f, "invalid ELF object: {e}"),
             LoadError::Rejected(e) => write!(f, "rejected by the verifier: {e}"),
             LoadError::NeedsBudget => write!(
                 f,
                 "the program can loop forever and no instruction budget is set"
             ),
             LoadError::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
+            LoadError::EngineUnavailable(engine) => {
+                write!(
+                    f,
+                    "the {engine} engine is not available in this build or on this host"
+                )
+            }
+            LoadError::Compile { engine, message } => {
+                write!(
+                    f,
+                    "the {engine} engine cannot compile the program: {message}"
+                )
+            }
         }
     }
 }
@@ -115,6 +109,14 @@ enum Verification {
     AllowUnbounded,
     /// No verification (engines are memory-safe regardless).
     Skip,
+}
+
+/// The data images of an ELF object: read-only, and the initial contents of the writable
+/// region (copied for every run).
+#[derive(Clone, Debug, Default)]
+struct Images {
+    rodata: Option<Arc<[u8]>>,
+    data: Option<Arc<[u8]>>,
 }
 
 /// A policy shared by clones of a builder.
@@ -150,6 +152,7 @@ pub struct VmBuilder {
     limits: Limits,
     metadata: Option<MetadataLayout>,
     read_only_regions: Vec<Arc<[u8]>>,
+    images: Images,
     verification: Verification,
     verifier_config: Option<VerifierConfig>,
     policies: Vec<SharedPolicy>,
@@ -238,6 +241,26 @@ impl VmBuilder {
         self.finish(verified.program().clone(), Some(verified))
     }
 
+    /// Loads a program from a BPF ELF object as clang emits it (`clang -target bpf -c`),
+    /// chosen by `selector` (`Selector::Only` when the object has one program). Its
+    /// `.rodata*` become the read-only data region and its `.data*`/`.bss*` the writable data
+    /// region, fresh for every run.
+    #[cfg(feature = "elf")]
+    pub fn load_elf(
+        mut self,
+        bytes: &[u8],
+        selector: ebpf_elf::Selector<'_>,
+    ) -> Result<Vm, LoadError> {
+        self.check_config()?;
+        let object = ebpf_elf::ElfObject::parse(bytes).map_err(LoadError::Elf)?;
+        let loaded = object.load(selector).map_err(LoadError::Elf)?;
+        self.images = Images {
+            rodata: (!loaded.rodata.is_empty()).then(|| loaded.rodata.into()),
+            data: (!loaded.data.is_empty()).then(|| loaded.data.into()),
+        };
+        self.load_program(loaded.program)
+    }
+
     /// Assembles and loads text in the bpf_conformance syntax.
     pub fn load_asm(self, text: &str) -> Result<Vm, LoadError> {
         let program = ebpf_isa::assemble(text)?;
@@ -317,9 +340,13 @@ impl VmBuilder {
             return Err(LoadError::NeedsBudget);
         }
         let warnings = verified.map(|v| v.warnings().to_vec()).unwrap_or_default();
-        let compiled = match self.engine {
-            Engine::Interpreter => Compiled::Interpreter(Interpreter::new(&program)),
-        };
+        let compiled = Compiled::new(self.engine, &program).map_err(|e| match e {
+            CompileError::Unavailable => LoadError::EngineUnavailable(self.engine),
+            CompileError::Failed(message) => LoadError::Compile {
+                engine: self.engine,
+                message,
+            },
+        })?;
         Ok(Vm {
             program,
             compiled,
@@ -327,16 +354,12 @@ impl VmBuilder {
             limits: self.limits,
             metadata: self.metadata,
             read_only_regions: self.read_only_regions,
+            images: self.images,
             engine: self.engine,
             termination,
             warnings,
         })
     }
-}
-
-#[derive(Debug)]
-enum Compiled {
-    Interpreter(Interpreter),
 }
 
 /// A loaded program with its configuration. `Send + Sync`: share it (`Arc<Vm>` or `&Vm`)
@@ -349,6 +372,7 @@ pub struct Vm {
     limits: Limits,
     metadata: Option<MetadataLayout>,
     read_only_regions: Vec<Arc<[u8]>>,
+    images: Images,
     engine: Engine,
     termination: Option<Termination>,
     warnings: Vec<Finding>,
@@ -457,6 +481,13 @@ impl Vm {
             regions,
         } = input;
         let mut map = MemoryMap::new();
+        let mut data_image = self.images.data.as_deref().map(<[u8]>::to_vec);
+        if let Some(rodata) = &self.images.rodata {
+            map.insert(layout::RODATA, Region::ReadOnly(rodata));
+        }
+        if let Some(image) = data_image.as_deref_mut() {
+            map.insert(layout::DATA, Region::Writable(image));
+        }
         for (i, region) in self.read_only_regions.iter().enumerate() {
             map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));
         }
@@ -496,9 +527,7 @@ impl Vm {
             }
             None => [data_start, data_len],
         };
-        match &self.compiled {
-            Compiled::Interpreter(interp) => interp.run(map, args, &self.helpers, &self.limits),
-        }
+        self.compiled.run(map, args, &self.helpers, &self.limits)
     }
 }
 

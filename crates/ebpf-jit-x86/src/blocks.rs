@@ -1,0 +1,222 @@
+//! The JIT's view of control flow: where basic blocks start, what each one charges against the
+//! instruction budget, and which instructions can only trap.
+//!
+//! This is deliberately *not* `ebpf-cfg`'s graph. `ebpf-cfg` describes programs the way a
+//! verifier sees them: blocks are scoped to functions, a jump out of its function or a fall
+//! off the end of a function is a `None` successor ("traps"), and local calls do not end a
+//! block. The interpreter — the oracle the JIT must match on every program, verified or not —
+//! happily jumps from one function into another and only traps at the end of the *program*.
+//! So the JIT computes its own leaders in one linear pass, with the interpreter's rules:
+//!
+//! - a block starts at pc 0, at every jump or local-call target that is an instruction start
+//!   inside the program, and after every instruction that transfers control (jumps, `exit`,
+//!   calls of every kind, and instructions that can only trap);
+//! - every block ends with at most one control transfer, as its last instruction, so the code
+//!   of a block runs straight through or leaves through a trap;
+//! - a block *charges* the number of its instructions that consume budget: all of them, except
+//!   a final instruction that can only trap (the interpreter traps there even with no budget
+//!   left, so it needs none).
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use ebpf_abi::InvalidReason;
+use ebpf_isa::{CallKind, Imm64Kind, Insn, Program};
+
+/// One basic block of the JIT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Block {
+    /// Index (into `Program::insns`) of the first instruction.
+    pub(crate) first: usize,
+    /// Number of instructions.
+    pub(crate) len: usize,
+    /// Instructions charged against the budget on entry.
+    pub(crate) charge: usize,
+}
+
+/// Leaders, blocks and the slot map of a program.
+#[derive(Clone, Debug)]
+pub(crate) struct Shape {
+    /// `pcs[i]` is the pc of instruction `i`.
+    pub(crate) pcs: Vec<usize>,
+    /// The blocks, in pc order.
+    pub(crate) blocks: Vec<Block>,
+    /// Number of slots.
+    pub(crate) slots: usize,
+    /// Whether any instruction can write `r10` (then `r10` is not always a frame pointer).
+    pub(crate) writes_r10: bool,
+}
+
+/// The pc a jump at `pc` goes to, if it is inside the program (`t < slots`). The target may be
+/// the second slot of an `lddw`; that traps when reached.
+pub(crate) fn jump_target(insn: &Insn, pc: usize, slots: usize) -> Option<usize> {
+    insn.jump_target(pc).filter(|&t| t < slots)
+}
+
+/// The pc a local call at `pc` goes to, if it is inside the program.
+pub(crate) fn call_target(insn: &Insn, pc: usize, slots: usize) -> Option<usize> {
+    insn.call_target(pc).filter(|&t| t < slots)
+}
+
+/// Why `insn` at `pc` can only trap, if it can only trap (the interpreter's `Op::Invalid`).
+pub(crate) fn invalid_reason(insn: &Insn, pc: usize, slots: usize) -> Option<InvalidReason> {
+    match insn {
+        Insn::Ja { .. } | Insn::Ja32 { .. } if jump_target(insn, pc, slots).is_none() => {
+            Some(InvalidReason::TargetOutOfRange)
+        }
+        Insn::Call {
+            kind: CallKind::Local,
+            ..
+        } if call_target(insn, pc, slots).is_none() => Some(InvalidReason::TargetOutOfRange),
+        Insn::Call {
+            kind: CallKind::Btf,
+            ..
+        } => Some(InvalidReason::UnsupportedCall),
+        Insn::LoadImm64 { kind, .. } if *kind != Imm64Kind::Value => {
+            Some(InvalidReason::UnsupportedLddw)
+        }
+        _ => None,
+    }
+}
+
+/// Whether `insn` ends a block: it transfers control, or can only trap.
+pub(crate) fn ends_block(insn: &Insn) -> bool {
+    matches!(
+        insn,
+        Insn::Ja { .. }
+            | Insn::Ja32 { .. }
+            | Insn::Jump { .. }
+            | Insn::Exit
+            | Insn::Call { .. }
+            | Insn::CallX { .. }
+    ) || matches!(insn, Insn::LoadImm64 { kind, .. } if *kind != Imm64Kind::Value)
+}
+
+/// Whether `insn` writes register `r10`.
+fn writes_r10(insn: &Insn) -> bool {
+    let r10 = ebpf_isa::Reg::R10;
+    match *insn {
+        Insn::Alu { dst, .. }
+        | Insn::Neg { dst, .. }
+        | Insn::MovSx { dst, .. }
+        | Insn::Endian { dst, .. }
+        | Insn::LoadImm64 { dst, .. }
+        | Insn::Load { dst, .. } => dst == r10,
+        Insn::Atomic { op, src, .. } => {
+            op.fetches() && op != ebpf_isa::AtomicOp::Cmpxchg && src == r10
+        }
+        _ => false,
+    }
+}
+
+impl Shape {
+    /// Computes the shape of `program` in one pass over its instructions (plus one to mark jump
+    /// targets).
+    pub(crate) fn of(program: &Program) -> Shape {
+        let insns = program.insns();
+        let slots = program.slot_count();
+        let pcs: Vec<usize> = program.iter().map(|(pc, _)| pc).collect();
+        // Instruction index of each slot that starts an instruction.
+        let mut index_of = vec![u32::MAX; slots];
+        for (i, &pc) in pcs.iter().enumerate() {
+            if let Some(slot) = index_of.get_mut(pc) {
+                *slot = u32::try_from(i).unwrap_or(u32::MAX);
+            }
+        }
+        let mut leader = vec![false; insns.len()];
+        if let Some(first) = leader.first_mut() {
+            *first = true;
+        }
+        let mut writes = false;
+        for (i, insn) in insns.iter().enumerate() {
+            let pc = pcs.get(i).copied().unwrap_or(0);
+            writes |= writes_r10(insn);
+            if ends_block(insn)
+                && let Some(next) = leader.get_mut(i + 1)
+            {
+                *next = true;
+            }
+            let target = jump_target(insn, pc, slots).or_else(|| match insn {
+                Insn::Call {
+                    kind: CallKind::Local,
+                    ..
+                } => call_target(insn, pc, slots),
+                _ => None,
+            });
+            if let Some(t) = target
+                && let Some(&ti) = index_of.get(t)
+                && let Some(l) = leader.get_mut(ti as usize)
+            {
+                *l = true;
+            }
+        }
+        let mut blocks = Vec::new();
+        let mut start = 0usize;
+        for i in 0..insns.len() {
+            let last = leader.get(i + 1).copied().unwrap_or(true);
+            if !last {
+                continue;
+            }
+            let len = i + 1 - start;
+            let trailing_invalid = insns
+                .get(i)
+                .zip(pcs.get(i))
+                .is_some_and(|(insn, &pc)| invalid_reason(insn, pc, slots).is_some());
+            blocks.push(Block {
+                first: start,
+                len,
+                charge: len - usize::from(trailing_invalid),
+            });
+            start = i + 1;
+        }
+        Shape {
+            pcs,
+            blocks,
+            slots,
+            writes_r10: writes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(src: &str) -> Shape {
+        Shape::of(&ebpf_isa::assemble(src).unwrap())
+    }
+
+    #[test]
+    fn blocks_split_at_jumps_targets_and_calls() {
+        let s = shape("mov %r0, 0\nadd %r0, 1\njne %r0, 3, -2\ncall 5\nmov %r1, 1\nexit");
+        let starts: Vec<(usize, usize, usize)> = s
+            .blocks
+            .iter()
+            .map(|b| (b.first, b.len, b.charge))
+            .collect();
+        assert_eq!(starts, vec![(0, 1, 1), (1, 2, 2), (3, 1, 1), (4, 2, 2)]);
+        assert!(!s.writes_r10);
+    }
+
+    #[test]
+    fn a_final_invalid_instruction_is_not_charged() {
+        let s = shape("mov %r0, 0\nja +5");
+        assert_eq!(
+            s.blocks,
+            vec![Block {
+                first: 0,
+                len: 2,
+                charge: 1
+            }]
+        );
+        assert!(shape("mov %r10, 1\nexit").writes_r10);
+    }
+
+    #[test]
+    fn jumps_across_functions_make_leaders() {
+        // The jump at pc 3 leaves the function that starts at pc 2; the interpreter runs it.
+        let s = shape("call local +1\nexit\nmov %r0, 1\nja -3\nexit");
+        let firsts: Vec<usize> = s.blocks.iter().map(|b| b.first).collect();
+        assert_eq!(firsts, vec![0, 1, 2, 4]);
+    }
+}

@@ -1,0 +1,238 @@
+//! The run-time context that generated code works against: a `#[repr(C)]` struct whose address
+//! lives in `rbx` for the whole run, and the frame records of local calls.
+//!
+//! The JIT reads and writes the context only at the offsets exported here (`OFF_*`, computed
+//! with `offset_of!`, so the emitter and the struct cannot drift apart). The first part is a
+//! struct-of-arrays view of the region table, derived from `MemoryMap::raw_table` so that a
+//! bounds check is one compare against a precomputed limit:
+//!
+//! - `bias[r] = host(r) - (r << 32)`: adding it to a VM address in region `r` gives the host
+//!   address;
+//! - `load_lim[w][r]` / `store_lim[w][r]`: an access of `1 << w` bytes at VM address `a`, whose
+//!   region is `r = (a >> 32) & 63`, is in bounds exactly when `a < lim`. The limit is
+//!   `(r << 32) + len - width + 1` (0 when the region is unmapped, shorter than the access, or —
+//!   for stores — read-only). Masking the region id with 63 instead of checking it is exact
+//!   because `len` is clamped to 2^33: an address whose real region id is 64 or more is at
+//!   least 2^38 above its aliased region's base, so it is never below the limit.
+
+use alloc::boxed::Box;
+use core::any::Any;
+use core::mem::offset_of;
+
+use ebpf_abi::{Helpers, MemoryMap, REGION_TABLE_LEN, RawRegion, TrapKind};
+
+/// Access widths in bytes, indexed by `w` (`1 << w`).
+pub(crate) const WIDTHS: [u64; 4] = [1, 2, 4, 8];
+
+/// Lengths above this are clamped in the limits (see the module docs); offsets never reach it.
+const LEN_CLAMP: u64 = 1 << 33;
+
+/// What generated code returns in `eax`.
+pub(crate) mod status {
+    /// `exit` from the entry function: `r0` in `regs[0]`, `remaining` up to date.
+    pub(crate) const EXIT: u32 = 0;
+    /// A trap: `trap_pc`, `trap_code`, `trap_addr` (and `helper_trap` for helpers).
+    pub(crate) const TRAP: u32 = 1;
+    /// The budget ran short at the entry of block `block`: registers in `regs`, `remaining`
+    /// is what was left before the block.
+    pub(crate) const BUDGET: u32 = 2;
+    /// A helper panicked: the payload is in `panic`.
+    pub(crate) const PANIC: u32 = 3;
+}
+
+/// Trap codes in `trap_code`: the low byte is the kind, bits 8.. its details.
+pub(crate) mod code {
+    /// `OutOfBounds`: bits 8..16 the length, bit 16 set for a write; address in `trap_addr`.
+    pub(crate) const OOB: u32 = 1;
+    /// `MisalignedAtomic`: bits 8..16 the length; address in `trap_addr`.
+    pub(crate) const MISALIGNED: u32 = 2;
+    /// `CallDepthExceeded`.
+    pub(crate) const DEPTH: u32 = 3;
+    /// `InvalidInstruction`: bits 8.. the reason (see `reason_code`).
+    pub(crate) const INVALID: u32 = 4;
+    /// A helper call failed: the kind is in `helper_trap`.
+    pub(crate) const HELPER: u32 = 5;
+}
+
+/// One saved caller frame of a local call (a slot of the shadow stack), 64 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Frame {
+    /// The caller's `r6`–`r9` and `r10`.
+    pub(crate) saved: [u64; 5],
+    /// Host address the callee's `exit` jumps back to.
+    pub(crate) ret: u64,
+    /// `r10` of the callee (precomputed: `limits.frame_pointer(depth + 1)`).
+    pub(crate) callee_fp: u64,
+    pub(crate) _pad: u64,
+}
+
+/// Byte size of a [`Frame`].
+pub(crate) const FRAME_SIZE: i32 = core::mem::size_of::<Frame>() as i32;
+/// Offset of `Frame::ret`.
+pub(crate) const FRAME_RET: i32 = offset_of!(Frame, ret) as i32;
+/// Offset of `Frame::callee_fp`.
+pub(crate) const FRAME_CALLEE_FP: i32 = offset_of!(Frame, callee_fp) as i32;
+
+/// The context of one run. Generated code addresses it through `rbx`.
+#[repr(C)]
+pub(crate) struct Ctx<'a> {
+    /// Host address minus VM base, per region.
+    pub(crate) bias: [u64; REGION_TABLE_LEN],
+    /// Limits for loads of 1, 2, 4 and 8 bytes.
+    pub(crate) load_lim: [[u64; REGION_TABLE_LEN]; 4],
+    /// Limits for stores (and atomics) of 1, 2, 4 and 8 bytes.
+    pub(crate) store_lim: [[u64; REGION_TABLE_LEN]; 4],
+    /// `r0`..`r10`: entry values, the spill area of the budget path, `r0` at exit.
+    pub(crate) regs: [u64; 11],
+    /// Instructions that may still execute.
+    pub(crate) remaining: u64,
+    /// Next free shadow-stack slot (a `*mut Frame`).
+    pub(crate) frame_sp: u64,
+    /// First shadow-stack slot: `frame_sp == frame_base` means depth 0.
+    pub(crate) frame_base: u64,
+    /// One past the last slot: a call with `frame_sp == frame_end` nests too deep.
+    pub(crate) frame_end: u64,
+    /// `rsp` after the prologue, restored by the epilogue.
+    pub(crate) saved_rsp: u64,
+    /// Address of the helper trampoline.
+    pub(crate) trampoline: u64,
+    /// The helper id of the current call (the full register for `callx`).
+    pub(crate) helper_id: u64,
+    /// `r1`..`r5` of the current helper call.
+    pub(crate) args: [u64; 5],
+    /// What a trap reports.
+    pub(crate) trap_pc: u64,
+    /// See [`code`].
+    pub(crate) trap_code: u64,
+    /// The VM address of a memory trap.
+    pub(crate) trap_addr: u64,
+    /// The block whose budget ran short.
+    pub(crate) block: u64,
+    // Below: used by Rust only.
+    /// The run's memory, as helpers see it.
+    pub(crate) memory: *mut MemoryMap<'a>,
+    /// The run's helpers.
+    pub(crate) helpers: *const Helpers,
+    /// The raw table of the contract, refreshed after every helper call.
+    pub(crate) raw: [RawRegion; REGION_TABLE_LEN],
+    /// Regions `0..mapped` may be mapped; the rest never are during this run.
+    pub(crate) mapped: usize,
+    /// How a helper call failed.
+    pub(crate) helper_trap: Option<TrapKind>,
+    /// A helper's panic, resumed once generated code has returned.
+    pub(crate) panic: Option<Box<dyn Any + Send + 'static>>,
+}
+
+/// Offsets generated code uses.
+pub(crate) const OFF_BIAS: i32 = offset_of!(Ctx<'static>, bias) as i32;
+pub(crate) const OFF_LOAD_LIM: i32 = offset_of!(Ctx<'static>, load_lim) as i32;
+pub(crate) const OFF_STORE_LIM: i32 = offset_of!(Ctx<'static>, store_lim) as i32;
+pub(crate) const OFF_REGS: i32 = offset_of!(Ctx<'static>, regs) as i32;
+pub(crate) const OFF_REMAINING: i32 = offset_of!(Ctx<'static>, remaining) as i32;
+pub(crate) const OFF_FRAME_SP: i32 = offset_of!(Ctx<'static>, frame_sp) as i32;
+pub(crate) const OFF_FRAME_BASE: i32 = offset_of!(Ctx<'static>, frame_base) as i32;
+pub(crate) const OFF_FRAME_END: i32 = offset_of!(Ctx<'static>, frame_end) as i32;
+pub(crate) const OFF_SAVED_RSP: i32 = offset_of!(Ctx<'static>, saved_rsp) as i32;
+pub(crate) const OFF_TRAMPOLINE: i32 = offset_of!(Ctx<'static>, trampoline) as i32;
+pub(crate) const OFF_HELPER_ID: i32 = offset_of!(Ctx<'static>, helper_id) as i32;
+pub(crate) const OFF_ARGS: i32 = offset_of!(Ctx<'static>, args) as i32;
+pub(crate) const OFF_TRAP_PC: i32 = offset_of!(Ctx<'static>, trap_pc) as i32;
+pub(crate) const OFF_TRAP_CODE: i32 = offset_of!(Ctx<'static>, trap_code) as i32;
+pub(crate) const OFF_TRAP_ADDR: i32 = offset_of!(Ctx<'static>, trap_addr) as i32;
+pub(crate) const OFF_BLOCK: i32 = offset_of!(Ctx<'static>, block) as i32;
+
+/// Offset of `load_lim[w][region]` (or `store_lim`).
+pub(crate) const fn lim_offset(write: bool, w: usize, region: u64) -> i32 {
+    let base = if write { OFF_STORE_LIM } else { OFF_LOAD_LIM };
+    base + (w as i32) * (REGION_TABLE_LEN as i32 * 8) + (region as i32) * 8
+}
+
+impl<'a> Ctx<'a> {
+    /// A context for a run over `memory` (which must outlive every use of the context).
+    pub(crate) fn new(memory: *mut MemoryMap<'a>, helpers: *const Helpers) -> Ctx<'a> {
+        Ctx {
+            bias: [0; REGION_TABLE_LEN],
+            load_lim: [[0; REGION_TABLE_LEN]; 4],
+            store_lim: [[0; REGION_TABLE_LEN]; 4],
+            regs: [0; 11],
+            remaining: 0,
+            frame_sp: 0,
+            frame_base: 0,
+            frame_end: 0,
+            saved_rsp: 0,
+            trampoline: 0,
+            helper_id: 0,
+            args: [0; 5],
+            trap_pc: 0,
+            trap_code: 0,
+            trap_addr: 0,
+            block: 0,
+            memory,
+            helpers,
+            raw: [RawRegion::UNMAPPED; REGION_TABLE_LEN],
+            mapped: REGION_TABLE_LEN,
+            helper_trap: None,
+            panic: None,
+        }
+    }
+
+    /// Rebuilds the raw table from `memory` (which must be the map this context was made for)
+    /// and the JIT's view of it.
+    pub(crate) fn refresh(&mut self, memory: &mut MemoryMap<'_>) {
+        memory.raw_table(&mut self.raw);
+        // Helpers cannot add or remove regions (`VmMemory` only reads and writes bytes), so
+        // after the first refresh only regions below the last mapped one need updating; the
+        // entries above stay as `new` left them: zero, which fails every check.
+        let highest = self
+            .raw
+            .iter()
+            .take(self.mapped)
+            .rposition(|e| !e.host.is_null())
+            .map_or(0, |r| r + 1);
+        self.mapped = highest;
+        for (r, entry) in self.raw.iter().enumerate().take(highest) {
+            let base = (r as u64) << 32;
+            let len = if entry.host.is_null() {
+                0
+            } else {
+                entry.len.min(LEN_CLAMP)
+            };
+            self.bias[r] = (entry.host as usize as u64).wrapping_sub(base);
+            for (w, width) in WIDTHS.iter().enumerate() {
+                let lim = if len >= *width {
+                    base + len - width + 1
+                } else {
+                    0
+                };
+                self.load_lim[w][r] = lim;
+                self.store_lim[w][r] = if entry.writable != 0 { lim } else { 0 };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebpf_abi::{Region, layout};
+
+    #[test]
+    fn limits_encode_the_bounds_check() {
+        let rodata = [0u8; 10];
+        let mut input = [0u8; 3];
+        let mut map = MemoryMap::new();
+        map.insert(layout::RODATA, Region::ReadOnly(&rodata));
+        map.insert(layout::INPUT, Region::Writable(&mut input));
+        let mut ctx = Ctx::new(core::ptr::null_mut(), core::ptr::null());
+        ctx.refresh(&mut map);
+        assert_eq!(ctx.mapped, 5);
+        // An 8-byte load at rodata offset 2 is the last that fits.
+        let lim = ctx.load_lim[3][1];
+        assert!(layout::vm_addr(1, 2) < lim && layout::vm_addr(1, 3) >= lim);
+        assert_eq!(ctx.store_lim[0][1], 0, "read-only");
+        assert_eq!(ctx.load_lim[2][4], 0, "shorter than the access");
+        assert_eq!(ctx.store_lim[1][4], layout::vm_addr(4, 2));
+        assert_eq!(ctx.load_lim[0][2], 0, "unmapped");
+    }
+}

@@ -1,0 +1,1173 @@
+//! The single-pass emitter: eBPF instructions in, x86-64 machine code out (a `Vec<u8>`, not yet
+//! executable), written with dynasm-rs.
+//!
+//! One pass over the instructions emits every block in pc order; branch targets are dynamic
+//! labels that dynasm patches at the end (backward branches that fit get a rel8 encoding,
+//! forward ones rel32, as their distance is not known yet). Out-of-line code — trap stubs, the
+//! budget stubs of blocks, and the shared exit paths — follows the program's code, so the hot
+//! path is straight-line. Nothing here depends on the host: this module compiles and its
+//! output is tested (decoded with iced-x86) on any architecture.
+//!
+//! # Register mapping
+//!
+//! | eBPF | host | | eBPF | host |
+//! |------|------|-|------|------|
+//! | r0 | rsi | | r6 | r12 |
+//! | r1 | rdi | | r7 | r13 |
+//! | r2 | r8  | | r8 | r14 |
+//! | r3 | r9  | | r9 | r15 |
+//! | r4 | r10 | | r10 | rbp |
+//! | r5 | r11 | | context | rbx |
+//!
+//! `rcx` holds the remaining instruction budget; `rax` and `rdx` are scratch (`div` and
+//! `cmpxchg` need exactly those two). `r6`–`r10` and the context live in callee-saved host
+//! registers, so a helper call (through a System V trampoline) needs to save only the budget.
+
+// dynasm!'s expansion converts dynamic register numbers with `.into()`, even from `u8`.
+#![allow(clippy::useless_conversion)]
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use dynasmrt::x64::X64Relocation;
+use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
+use ebpf_abi::{InvalidReason, layout};
+use ebpf_isa::{
+    AluOp, AtomicOp, ByteOrder, CallKind, Cond, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg,
+    SignExtend, Size, SwapWidth, Width,
+};
+
+use crate::blocks::{Shape, call_target, invalid_reason, jump_target};
+use crate::context::{
+    FRAME_CALLEE_FP, FRAME_RET, FRAME_SIZE, OFF_ARGS, OFF_BIAS, OFF_BLOCK, OFF_FRAME_BASE,
+    OFF_FRAME_END, OFF_FRAME_SP, OFF_HELPER_ID, OFF_REGS, OFF_REMAINING, OFF_SAVED_RSP,
+    OFF_TRAMPOLINE, OFF_TRAP_ADDR, OFF_TRAP_CODE, OFF_TRAP_PC, code, lim_offset, status,
+};
+use crate::{JitError, JitOptions};
+
+/// dynasm with the architecture set.
+macro_rules! asm {
+    ($ops:expr; $($t:tt)*) => {
+        dynasm!($ops ; .arch x64 ; $($t)*)
+    };
+}
+
+const RAX: u8 = 0;
+const RCX: u8 = 1;
+const RDX: u8 = 2;
+
+/// Host register of each eBPF register (see the module docs).
+pub(crate) const HOST: [u8; 11] = [6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 5];
+
+/// The host register of `r`.
+fn h(r: Reg) -> u8 {
+    HOST.get(usize::from(r.index())).copied().unwrap_or(6)
+}
+
+// `bts rax, 34` turns an offset into a VM address in the input region.
+const _: () = assert!(layout::INPUT << layout::REGION_SHIFT == 1 << 34);
+
+/// Largest pc the emitter accepts (pcs are 32-bit immediates in the code).
+const MAX_SLOTS: usize = i32::MAX as usize - 1;
+
+/// The code of one program, and what the run time needs to know about it.
+#[derive(Debug)]
+pub(crate) struct Emitted {
+    /// Machine code; the entry point is offset 0 (`extern "sysv64" fn(*mut Ctx) -> u32`).
+    pub(crate) code: Vec<u8>,
+    /// Whether stack accesses through `r10` skip the bounds check (see `Emitter::stack_fast`).
+    pub(crate) stack_fast: bool,
+    /// The blocks the code was made of.
+    pub(crate) shape: Shape,
+}
+
+/// An x86 condition code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cc {
+    E,
+    Ne,
+    A,
+    Ae,
+    B,
+    Be,
+    G,
+    Ge,
+    L,
+    Le,
+}
+
+fn cc_of(cond: Cond) -> Cc {
+    match cond {
+        Cond::Eq => Cc::E,
+        Cond::Ne | Cond::Set => Cc::Ne,
+        Cond::Gt => Cc::A,
+        Cond::Ge => Cc::Ae,
+        Cond::Lt => Cc::B,
+        Cond::Le => Cc::Be,
+        Cond::Sgt => Cc::G,
+        Cond::Sge => Cc::Ge,
+        Cond::Slt => Cc::L,
+        Cond::Sle => Cc::Le,
+    }
+}
+
+/// The trap code of an `InvalidInstruction`.
+pub(crate) fn reason_code(reason: InvalidReason) -> u32 {
+    let r = match reason {
+        InvalidReason::FellOffEnd => 0,
+        InvalidReason::TargetOutOfRange => 1,
+        InvalidReason::LddwTail => 2,
+        InvalidReason::UnsupportedLddw => 3,
+        InvalidReason::UnsupportedCall => 4,
+        _ => 5,
+    };
+    code::INVALID | (r << 8)
+}
+
+/// The reason behind a trap code made by [`reason_code`].
+pub(crate) fn reason_of(code: u64) -> InvalidReason {
+    match code >> 8 {
+        0 => InvalidReason::FellOffEnd,
+        1 => InvalidReason::TargetOutOfRange,
+        2 => InvalidReason::LddwTail,
+        3 => InvalidReason::UnsupportedLddw,
+        4 => InvalidReason::UnsupportedCall,
+        _ => InvalidReason::Undecodable,
+    }
+}
+
+/// Out-of-line code emitted after the program.
+#[derive(Clone, Copy, Debug)]
+enum Stub {
+    /// `mov edx, pc; mov ecx, code; jmp trap_common` (`rax` holds the address, if any).
+    Trap { pc: u32, code: u32 },
+    /// `add rcx, charge; mov edx, block; jmp budget_common`.
+    Budget { block: u32, charge: i32 },
+}
+
+/// Random keys for constant blinding: SplitMix64 seeded from the standard library's per-process
+/// random hasher keys.
+pub(crate) struct Keys(u64);
+
+impl Keys {
+    pub(crate) fn new() -> Keys {
+        use std::hash::{BuildHasher, Hasher};
+        let state = std::collections::hash_map::RandomState::new();
+        let mut hasher = state.build_hasher();
+        hasher.write_usize(&state as *const _ as usize);
+        Keys(hasher.finish())
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A key with every byte odd, so every byte of a blinded value differs from the plain one.
+    fn key32(&mut self) -> i32 {
+        (self.next() as u32 | 0x0101_0101) as i32
+    }
+
+    fn key64(&mut self) -> i64 {
+        (self.next() | 0x0101_0101_0101_0101) as i64
+    }
+}
+
+struct Emitter<'p> {
+    ops: VecAssembler<X64Relocation>,
+    program: &'p Program,
+    shape: Shape,
+    /// One label per slot pc, plus one for the end; created when first needed.
+    labels: Vec<Option<DynamicLabel>>,
+    bound: Vec<bool>,
+    stubs: Vec<(DynamicLabel, Stub)>,
+    trap_common: DynamicLabel,
+    budget_common: DynamicLabel,
+    exit_ok: DynamicLabel,
+    epilogue: DynamicLabel,
+    blinding: bool,
+    keys: Keys,
+    /// Stack accesses `[r10 + off]` with `-512 <= off` and `off + width <= 0` skip the bounds
+    /// check. Sound because no instruction writes `r10`, so `r10` is always the top of the
+    /// current 512-byte frame, and the run allocates 512 bytes of slack below the stack (see
+    /// `run`), so even the wrapped frame pointers of a giant stack stay inside the allocation.
+    stack_fast: bool,
+}
+
+/// Emits the code of `program`.
+pub(crate) fn emit(
+    program: &Program,
+    options: &JitOptions,
+    allow_stack_fast: bool,
+) -> Result<Emitted, JitError> {
+    let shape = Shape::of(program);
+    if shape.slots > MAX_SLOTS || shape.blocks.len() > MAX_SLOTS {
+        return Err(JitError::TooLarge { slots: shape.slots });
+    }
+    let slots = shape.slots;
+    let mut ops = VecAssembler::<X64Relocation>::new(0);
+    ops.reserve_ops(program.len().saturating_mul(24).saturating_add(256));
+    let trap_common = ops.new_dynamic_label();
+    let budget_common = ops.new_dynamic_label();
+    let exit_ok = ops.new_dynamic_label();
+    let epilogue = ops.new_dynamic_label();
+    let stack_fast = allow_stack_fast && !shape.writes_r10;
+    let mut e = Emitter {
+        ops,
+        program,
+        shape,
+        labels: vec![None; slots + 1],
+        bound: vec![false; slots + 1],
+        stubs: Vec::new(),
+        trap_common,
+        budget_common,
+        exit_ok,
+        epilogue,
+        blinding: options.constant_blinding,
+        keys: Keys::new(),
+        stack_fast,
+    };
+    e.prologue();
+    e.body();
+    e.out_of_line();
+    let ops = core::mem::replace(&mut e.ops, VecAssembler::new(0));
+    let code = ops
+        .finalize()
+        .map_err(|err| JitError::Assembler(alloc::format!("{err}")))?;
+    Ok(Emitted {
+        code,
+        stack_fast,
+        shape: e.shape,
+    })
+}
+
+impl Emitter<'_> {
+    fn label(&mut self, pc: usize) -> DynamicLabel {
+        if let Some(Some(l)) = self.labels.get(pc) {
+            return *l;
+        }
+        let l = self.ops.new_dynamic_label();
+        if let Some(slot) = self.labels.get_mut(pc) {
+            *slot = Some(l);
+        }
+        l
+    }
+
+    fn bind(&mut self, pc: usize) {
+        let l = self.label(pc);
+        asm!(self.ops; =>l);
+        if let Some(b) = self.bound.get_mut(pc) {
+            *b = true;
+        }
+    }
+
+    fn stub(&mut self, stub: Stub) -> DynamicLabel {
+        let l = self.ops.new_dynamic_label();
+        self.stubs.push((l, stub));
+        l
+    }
+
+    fn trap_stub(&mut self, pc: usize, code: u32) -> DynamicLabel {
+        self.stub(Stub::Trap {
+            pc: pc as u32,
+            code,
+        })
+    }
+
+    /// A trap right here (`rax` must hold the address for memory traps).
+    fn trap_inline(&mut self, pc: usize, code: u32) {
+        let (pc, l) = (pc as i32, self.trap_common);
+        asm!(self.ops
+            ; mov edx, pc
+            ; mov ecx, code as i32
+            ; jmp =>l
+        );
+    }
+
+    /// Whether a 2-byte branch at the current position reaches `label` (only known for labels
+    /// already defined, i.e. backward branches).
+    fn short(&self, label: DynamicLabel) -> bool {
+        match self.ops.labels().resolve_dynamic(label) {
+            Ok(target) => {
+                let next = self.ops.offset().0 as isize + 2;
+                (-128..=127).contains(&(target.0 as isize - next))
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn jmp(&mut self, label: DynamicLabel) {
+        if self.short(label) {
+            asm!(self.ops; jmp BYTE =>label);
+        } else {
+            asm!(self.ops; jmp =>label);
+        }
+    }
+
+    fn jcc(&mut self, cc: Cc, label: DynamicLabel) {
+        let short = self.short(label);
+        macro_rules! j {
+            ($($v:ident => $m:ident),*) => {
+                match (cc, short) {
+                    $(
+                        (Cc::$v, true) => asm!(self.ops; $m BYTE =>label),
+                        (Cc::$v, false) => asm!(self.ops; $m =>label),
+                    )*
+                }
+            };
+        }
+        j!(E => je, Ne => jne, A => ja, Ae => jae, B => jb, Be => jbe, G => jg, Ge => jge, L => jl, Le => jle);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Frame of the whole run.
+
+    fn prologue(&mut self) {
+        asm!(self.ops
+            ; push rbp
+            ; push rbx
+            ; push r12
+            ; push r13
+            ; push r14
+            ; push r15
+            // 8 (return address) + 6 * 8 + 8: rsp is 16-byte aligned from here on, so every
+            // helper call below sees the alignment the System V ABI requires.
+            ; sub rsp, 8
+            ; mov rbx, rdi
+            ; mov [rbx + OFF_SAVED_RSP], rsp
+        );
+        for (i, &r) in HOST.iter().enumerate() {
+            let off = OFF_REGS + 8 * i as i32;
+            asm!(self.ops; mov Rq(r), [rbx + off]);
+        }
+        asm!(self.ops; mov rcx, [rbx + OFF_REMAINING]);
+    }
+
+    fn out_of_line(&mut self) {
+        // Labels that jumps or calls referenced but no block defined: second slots of lddw.
+        for pc in 0..self.labels.len() {
+            let unbound = matches!(self.labels.get(pc), Some(Some(_)))
+                && !self.bound.get(pc).copied().unwrap_or(true);
+            if unbound {
+                self.bind(pc);
+                self.trap_inline(pc, reason_code(InvalidReason::LddwTail));
+            }
+        }
+        let stubs = core::mem::take(&mut self.stubs);
+        for (label, stub) in stubs {
+            asm!(self.ops; =>label);
+            match stub {
+                Stub::Trap { pc, code } => self.trap_inline(pc as usize, code),
+                Stub::Budget { block, charge } => {
+                    let common = self.budget_common;
+                    asm!(self.ops
+                        ; add rcx, charge
+                        ; mov edx, block as i32
+                        ; jmp =>common
+                    );
+                }
+            }
+        }
+        let (trap_common, budget_common, exit_ok, epilogue) = (
+            self.trap_common,
+            self.budget_common,
+            self.exit_ok,
+            self.epilogue,
+        );
+        asm!(self.ops
+            ; =>trap_common
+            ; mov [rbx + OFF_TRAP_ADDR], rax
+            ; mov [rbx + OFF_TRAP_PC], rdx
+            ; mov [rbx + OFF_TRAP_CODE], rcx
+            ; mov eax, status::TRAP as i32
+            ; jmp =>epilogue
+            ; =>budget_common
+        );
+        for (i, &r) in HOST.iter().enumerate() {
+            let off = OFF_REGS + 8 * i as i32;
+            asm!(self.ops; mov [rbx + off], Rq(r));
+        }
+        asm!(self.ops
+            ; mov [rbx + OFF_REMAINING], rcx
+            ; mov [rbx + OFF_BLOCK], rdx
+            ; mov eax, status::BUDGET as i32
+            ; jmp =>epilogue
+            ; =>exit_ok
+            ; mov [rbx + OFF_REGS], rsi
+            ; mov [rbx + OFF_REMAINING], rcx
+            ; xor eax, eax
+            ; =>epilogue
+            ; mov rsp, [rbx + OFF_SAVED_RSP]
+            ; add rsp, 8
+            ; pop r15
+            ; pop r14
+            ; pop r13
+            ; pop r12
+            ; pop rbx
+            ; pop rbp
+            ; ret
+        );
+    }
+
+    fn body(&mut self) {
+        let program = self.program;
+        let insns = program.insns();
+        let slots = self.shape.slots;
+        let blocks = core::mem::take(&mut self.shape.blocks);
+        for (b, block) in blocks.iter().enumerate() {
+            let first_pc = self.shape.pcs.get(block.first).copied().unwrap_or(0);
+            self.bind(first_pc);
+            if block.charge > 0 {
+                let stub = self.stub(Stub::Budget {
+                    block: b as u32,
+                    charge: block.charge as i32,
+                });
+                asm!(self.ops; sub rcx, block.charge as i32);
+                self.jcc(Cc::B, stub);
+            }
+            for i in block.first..block.first + block.len {
+                let (Some(insn), Some(&pc)) = (insns.get(i), self.shape.pcs.get(i)) else {
+                    continue;
+                };
+                self.insn(insn, pc);
+            }
+        }
+        self.shape.blocks = blocks;
+        // Execution that runs past the last slot (or a call returning there) traps.
+        self.bind(slots);
+        self.trap_inline(slots, reason_code(InvalidReason::FellOffEnd));
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Instructions.
+
+    fn insn(&mut self, insn: &Insn, pc: usize) {
+        let slots = self.shape.slots;
+        if let Some(reason) = invalid_reason(insn, pc, slots) {
+            self.trap_inline(pc, reason_code(reason));
+            return;
+        }
+        match *insn {
+            Insn::Alu {
+                width,
+                op,
+                dst,
+                src: Operand::Imm(imm),
+            } => self.alu_imm(width == Width::W64, op, h(dst), imm),
+            Insn::Alu {
+                width,
+                op,
+                dst,
+                src: Operand::Reg(src),
+            } => self.alu_reg(width == Width::W64, op, h(dst), h(src)),
+            Insn::Neg { width, dst } => {
+                let d = h(dst);
+                if width == Width::W64 {
+                    asm!(self.ops; neg Rq(d));
+                } else {
+                    asm!(self.ops; neg Rd(d));
+                }
+            }
+            Insn::MovSx {
+                width,
+                from,
+                dst,
+                src,
+            } => self.movsx(width == Width::W64, from, h(dst), h(src)),
+            Insn::Endian { order, width, dst } => self.endian(order, width, h(dst)),
+            Insn::Ja { .. } | Insn::Ja32 { .. } => {
+                if let Some(t) = jump_target(insn, pc, slots) {
+                    let l = self.label(t);
+                    self.jmp(l);
+                }
+            }
+            Insn::Jump {
+                width,
+                cond,
+                dst,
+                src,
+                ..
+            } => {
+                let target = jump_target(insn, pc, slots);
+                self.cond_jump(width == Width::W64, cond, h(dst), src, target, pc);
+            }
+            Insn::Call {
+                kind: CallKind::Helper,
+                imm,
+            } => {
+                self.load_imm(RAX, imm, false);
+                asm!(self.ops; mov [rbx + OFF_HELPER_ID], rax);
+                self.helper_call(pc);
+            }
+            Insn::CallX { reg } => {
+                let r = h(reg);
+                asm!(self.ops; mov [rbx + OFF_HELPER_ID], Rq(r));
+                self.helper_call(pc);
+            }
+            Insn::Call {
+                kind: CallKind::Local,
+                ..
+            } => {
+                if let Some(t) = call_target(insn, pc, slots) {
+                    self.local_call(pc, t);
+                }
+            }
+            Insn::Call {
+                kind: CallKind::Btf,
+                ..
+            } => {}
+            Insn::Exit => self.exit(),
+            Insn::LoadImm64 { dst, kind, imm } => {
+                if kind == Imm64Kind::Value {
+                    self.load_imm64(h(dst), imm);
+                }
+            }
+            Insn::Load {
+                size,
+                signed,
+                dst,
+                src,
+                off,
+            } => self.load(size, signed, h(dst), src, off, pc),
+            Insn::Store {
+                size,
+                dst,
+                off,
+                src,
+            } => self.store(size, dst, off, src, pc),
+            Insn::Atomic {
+                width,
+                op,
+                dst,
+                src,
+                off,
+            } => self.atomic(width == Width::W64, op, dst, h(src), off, pc),
+            Insn::LoadPacket { size, addr, imm } => self.load_packet(size, addr, imm, pc),
+        }
+    }
+
+    /// `reg = imm` (sign-extended when `wide`, else zero-extended from 32 bits), blinded when
+    /// blinding is on.
+    fn load_imm(&mut self, reg: u8, imm: i32, wide: bool) {
+        if self.blinding {
+            let k = self.keys.key32();
+            if wide {
+                asm!(self.ops; mov Rq(reg), imm ^ k; xor Rq(reg), k);
+            } else {
+                asm!(self.ops; mov Rd(reg), imm ^ k; xor Rd(reg), k);
+            }
+        } else if wide && imm < 0 {
+            asm!(self.ops; mov Rq(reg), imm);
+        } else {
+            asm!(self.ops; mov Rd(reg), imm);
+        }
+    }
+
+    fn load_imm64(&mut self, d: u8, v: u64) {
+        if self.blinding {
+            let k = self.keys.key64();
+            let blinded = (v as i64) ^ k;
+            asm!(self.ops
+                ; mov Rq(d), QWORD blinded
+                ; mov rax, QWORD k
+                ; xor Rq(d), rax
+            );
+        } else if let Ok(v32) = u32::try_from(v) {
+            asm!(self.ops; mov Rd(d), v32 as i32);
+        } else if let Ok(s32) = i32::try_from(v as i64) {
+            asm!(self.ops; mov Rq(d), s32);
+        } else {
+            asm!(self.ops; mov Rq(d), QWORD v as i64);
+        }
+    }
+
+    /// `d op= s` for the operations that have a plain two-register form.
+    fn simple_reg(&mut self, wide: bool, op: AluOp, d: u8, s: u8) {
+        match (op, wide) {
+            (AluOp::Add, true) => asm!(self.ops; add Rq(d), Rq(s)),
+            (AluOp::Add, false) => asm!(self.ops; add Rd(d), Rd(s)),
+            (AluOp::Sub, true) => asm!(self.ops; sub Rq(d), Rq(s)),
+            (AluOp::Sub, false) => asm!(self.ops; sub Rd(d), Rd(s)),
+            (AluOp::And, true) => asm!(self.ops; and Rq(d), Rq(s)),
+            (AluOp::And, false) => asm!(self.ops; and Rd(d), Rd(s)),
+            (AluOp::Or, true) => asm!(self.ops; or Rq(d), Rq(s)),
+            (AluOp::Or, false) => asm!(self.ops; or Rd(d), Rd(s)),
+            (AluOp::Xor, true) => asm!(self.ops; xor Rq(d), Rq(s)),
+            (AluOp::Xor, false) => asm!(self.ops; xor Rd(d), Rd(s)),
+            (AluOp::Mul, true) => asm!(self.ops; imul Rq(d), Rq(s)),
+            (AluOp::Mul, false) => asm!(self.ops; imul Rd(d), Rd(s)),
+            (AluOp::Mov, true) if d != s => asm!(self.ops; mov Rq(d), Rq(s)),
+            // Zero-extends, even onto itself.
+            (AluOp::Mov, false) => asm!(self.ops; mov Rd(d), Rd(s)),
+            _ => {}
+        }
+    }
+
+    fn alu_reg(&mut self, wide: bool, op: AluOp, d: u8, s: u8) {
+        match op {
+            AluOp::Div => self.div_reg(wide, false, false, d, s),
+            AluOp::Mod => self.div_reg(wide, false, true, d, s),
+            AluOp::Sdiv => self.div_reg(wide, true, false, d, s),
+            AluOp::Smod => self.div_reg(wide, true, true, d, s),
+            AluOp::Lsh | AluOp::Rsh | AluOp::Arsh => {
+                // The count must be in cl, where the budget lives: park the budget in rdx.
+                asm!(self.ops; mov rdx, rcx; mov ecx, Rd(s));
+                match (op, wide) {
+                    (AluOp::Lsh, true) => asm!(self.ops; shl Rq(d), cl),
+                    (AluOp::Lsh, false) => asm!(self.ops; shl Rd(d), cl),
+                    (AluOp::Rsh, true) => asm!(self.ops; shr Rq(d), cl),
+                    (AluOp::Rsh, false) => asm!(self.ops; shr Rd(d), cl),
+                    (_, true) => asm!(self.ops; sar Rq(d), cl),
+                    (_, false) => asm!(self.ops; sar Rd(d), cl),
+                }
+                if !wide {
+                    // A 32-bit shift by 0 may leave the upper half alone: zero-extend.
+                    asm!(self.ops; mov Rd(d), Rd(d));
+                }
+                asm!(self.ops; mov rcx, rdx);
+            }
+            _ => self.simple_reg(wide, op, d, s),
+        }
+    }
+
+    fn alu_imm(&mut self, wide: bool, op: AluOp, d: u8, imm: i32) {
+        match op {
+            AluOp::Mov => self.load_imm(d, imm, wide),
+            AluOp::Div => self.div_imm(wide, false, false, d, imm),
+            AluOp::Mod => self.div_imm(wide, false, true, d, imm),
+            AluOp::Sdiv => self.div_imm(wide, true, false, d, imm),
+            AluOp::Smod => self.div_imm(wide, true, true, d, imm),
+            AluOp::Lsh | AluOp::Rsh | AluOp::Arsh => {
+                let count = (imm as u32 & if wide { 63 } else { 31 }) as i8;
+                if count == 0 {
+                    if !wide {
+                        asm!(self.ops; mov Rd(d), Rd(d));
+                    }
+                    return;
+                }
+                match (op, wide) {
+                    (AluOp::Lsh, true) => asm!(self.ops; shl Rq(d), count),
+                    (AluOp::Lsh, false) => asm!(self.ops; shl Rd(d), count),
+                    (AluOp::Rsh, true) => asm!(self.ops; shr Rq(d), count),
+                    (AluOp::Rsh, false) => asm!(self.ops; shr Rd(d), count),
+                    (_, true) => asm!(self.ops; sar Rq(d), count),
+                    (_, false) => asm!(self.ops; sar Rd(d), count),
+                }
+            }
+            _ if self.blinding => {
+                self.load_imm(RAX, imm, wide);
+                self.simple_reg(wide, op, d, RAX);
+            }
+            _ => match (op, wide) {
+                (AluOp::Add, true) => asm!(self.ops; add Rq(d), imm),
+                (AluOp::Add, false) => asm!(self.ops; add Rd(d), imm),
+                (AluOp::Sub, true) => asm!(self.ops; sub Rq(d), imm),
+                (AluOp::Sub, false) => asm!(self.ops; sub Rd(d), imm),
+                (AluOp::And, true) => asm!(self.ops; and Rq(d), imm),
+                (AluOp::And, false) => asm!(self.ops; and Rd(d), imm),
+                (AluOp::Or, true) => asm!(self.ops; or Rq(d), imm),
+                (AluOp::Or, false) => asm!(self.ops; or Rd(d), imm),
+                (AluOp::Xor, true) => asm!(self.ops; xor Rq(d), imm),
+                (AluOp::Xor, false) => asm!(self.ops; xor Rd(d), imm),
+                (AluOp::Mul, true) => asm!(self.ops; imul Rq(d), Rq(d), imm),
+                (_, _) => asm!(self.ops; imul Rd(d), Rd(d), imm),
+            },
+        }
+    }
+
+    /// Division and modulo by a register, without ever raising #DE: by zero, the quotient is 0
+    /// and the remainder `d`; the signed `MIN / -1` never reaches `idiv`.
+    fn div_reg(&mut self, wide: bool, signed: bool, modulo: bool, d: u8, s: u8) {
+        if wide {
+            asm!(self.ops; test Rq(s), Rq(s); jz BYTE >zero);
+            if signed {
+                asm!(self.ops; cmp Rq(s), -1; jne BYTE >normal);
+                if modulo {
+                    asm!(self.ops; xor Rd(d), Rd(d));
+                } else {
+                    asm!(self.ops; neg Rq(d));
+                }
+                asm!(self.ops; jmp BYTE >done; normal:; mov rax, Rq(d); cqo; idiv Rq(s));
+            } else {
+                asm!(self.ops; mov rax, Rq(d); xor edx, edx; div Rq(s));
+            }
+            if modulo {
+                asm!(self.ops; mov Rq(d), rdx);
+            } else {
+                asm!(self.ops; mov Rq(d), rax);
+            }
+            asm!(self.ops; jmp BYTE >done; zero:);
+            if !modulo {
+                asm!(self.ops; xor Rd(d), Rd(d));
+            }
+            asm!(self.ops; done:);
+        } else {
+            asm!(self.ops; test Rd(s), Rd(s); jz BYTE >zero);
+            if signed {
+                asm!(self.ops; cmp Rd(s), -1; jne BYTE >normal);
+                if modulo {
+                    asm!(self.ops; xor Rd(d), Rd(d));
+                } else {
+                    asm!(self.ops; neg Rd(d));
+                }
+                asm!(self.ops; jmp BYTE >done; normal:; mov eax, Rd(d); cdq; idiv Rd(s));
+            } else {
+                asm!(self.ops; mov eax, Rd(d); xor edx, edx; div Rd(s));
+            }
+            if modulo {
+                asm!(self.ops; mov Rd(d), edx);
+            } else {
+                asm!(self.ops; mov Rd(d), eax);
+            }
+            asm!(self.ops; jmp BYTE >done; zero:);
+            if modulo {
+                asm!(self.ops; mov Rd(d), Rd(d));
+            } else {
+                asm!(self.ops; xor Rd(d), Rd(d));
+            }
+            asm!(self.ops; done:);
+        }
+    }
+
+    /// Division and modulo by a constant: the edge cases are decided here, powers of two become
+    /// shifts and masks, the rest divides by the constant in `rcx` (the budget is parked on the
+    /// host stack meanwhile).
+    fn div_imm(&mut self, wide: bool, signed: bool, modulo: bool, d: u8, imm: i32) {
+        let divisor = if wide {
+            imm as i64 as u64
+        } else {
+            u64::from(imm as u32)
+        };
+        if divisor == 0 {
+            if !modulo {
+                asm!(self.ops; xor Rd(d), Rd(d));
+            } else if !wide {
+                asm!(self.ops; mov Rd(d), Rd(d));
+            }
+            return;
+        }
+        if signed && imm == -1 {
+            match (modulo, wide) {
+                (true, _) => asm!(self.ops; xor Rd(d), Rd(d)),
+                (false, true) => asm!(self.ops; neg Rq(d)),
+                (false, false) => asm!(self.ops; neg Rd(d)),
+            }
+            return;
+        }
+        if !signed && divisor.is_power_of_two() && divisor <= 1 << 31 {
+            let k = divisor.trailing_zeros() as i8;
+            if modulo {
+                let mask = (divisor - 1) as i32;
+                if self.blinding {
+                    self.load_imm(RAX, mask, false);
+                    self.simple_reg(wide, AluOp::And, d, RAX);
+                } else if wide {
+                    asm!(self.ops; and Rq(d), mask);
+                } else {
+                    asm!(self.ops; and Rd(d), mask);
+                }
+            } else if k == 0 {
+                if !wide {
+                    asm!(self.ops; mov Rd(d), Rd(d));
+                }
+            } else if wide {
+                asm!(self.ops; shr Rq(d), k);
+            } else {
+                asm!(self.ops; shr Rd(d), k);
+            }
+            return;
+        }
+        asm!(self.ops; push rcx);
+        self.load_imm(RCX, imm, wide);
+        if wide {
+            asm!(self.ops; mov rax, Rq(d));
+            if signed {
+                asm!(self.ops; cqo; idiv rcx);
+            } else {
+                asm!(self.ops; xor edx, edx; div rcx);
+            }
+            if modulo {
+                asm!(self.ops; mov Rq(d), rdx);
+            } else {
+                asm!(self.ops; mov Rq(d), rax);
+            }
+        } else {
+            asm!(self.ops; mov eax, Rd(d));
+            if signed {
+                asm!(self.ops; cdq; idiv ecx);
+            } else {
+                asm!(self.ops; xor edx, edx; div ecx);
+            }
+            if modulo {
+                asm!(self.ops; mov Rd(d), edx);
+            } else {
+                asm!(self.ops; mov Rd(d), eax);
+            }
+        }
+        asm!(self.ops; pop rcx);
+    }
+
+    fn movsx(&mut self, wide: bool, from: SignExtend, d: u8, s: u8) {
+        match (wide, from) {
+            (true, SignExtend::From8) => asm!(self.ops; movsx Rq(d), Rb(s)),
+            (true, SignExtend::From16) => asm!(self.ops; movsx Rq(d), Rw(s)),
+            (true, SignExtend::From32) => asm!(self.ops; movsxd Rq(d), Rd(s)),
+            (false, SignExtend::From8) => asm!(self.ops; movsx Rd(d), Rb(s)),
+            (false, SignExtend::From16) => asm!(self.ops; movsx Rd(d), Rw(s)),
+            (false, SignExtend::From32) => asm!(self.ops; mov Rd(d), Rd(s)),
+        }
+    }
+
+    fn endian(&mut self, order: ByteOrder, width: SwapWidth, d: u8) {
+        match (order, width) {
+            (ByteOrder::Le, SwapWidth::W16) => asm!(self.ops; movzx Rd(d), Rw(d)),
+            (ByteOrder::Le, SwapWidth::W32) => asm!(self.ops; mov Rd(d), Rd(d)),
+            (ByteOrder::Le, SwapWidth::W64) => {}
+            (_, SwapWidth::W16) => asm!(self.ops; rol Rw(d), 8; movzx Rd(d), Rw(d)),
+            (_, SwapWidth::W32) => asm!(self.ops; bswap Rd(d)),
+            (_, SwapWidth::W64) => asm!(self.ops; bswap Rq(d)),
+        }
+    }
+
+    fn cond_jump(
+        &mut self,
+        wide: bool,
+        cond: Cond,
+        d: u8,
+        src: Operand,
+        target: Option<usize>,
+        pc: usize,
+    ) {
+        let test = cond == Cond::Set;
+        match src {
+            Operand::Reg(s) => {
+                let s = h(s);
+                match (test, wide) {
+                    (true, true) => asm!(self.ops; test Rq(d), Rq(s)),
+                    (true, false) => asm!(self.ops; test Rd(d), Rd(s)),
+                    (false, true) => asm!(self.ops; cmp Rq(d), Rq(s)),
+                    (false, false) => asm!(self.ops; cmp Rd(d), Rd(s)),
+                }
+            }
+            Operand::Imm(imm) if self.blinding => {
+                self.load_imm(RAX, imm, wide);
+                match (test, wide) {
+                    (true, true) => asm!(self.ops; test Rq(d), rax),
+                    (true, false) => asm!(self.ops; test Rd(d), eax),
+                    (false, true) => asm!(self.ops; cmp Rq(d), rax),
+                    (false, false) => asm!(self.ops; cmp Rd(d), eax),
+                }
+            }
+            Operand::Imm(imm) => match (test, wide) {
+                (true, true) => asm!(self.ops; test Rq(d), imm),
+                (true, false) => asm!(self.ops; test Rd(d), imm),
+                (false, true) => asm!(self.ops; cmp Rq(d), imm),
+                (false, false) => asm!(self.ops; cmp Rd(d), imm),
+            },
+        }
+        let label = match target {
+            Some(t) => self.label(t),
+            // Taken, it traps at the jump itself.
+            None => self.trap_stub(pc, reason_code(InvalidReason::TargetOutOfRange)),
+        };
+        self.jcc(cc_of(cond), label);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Memory.
+
+    /// Leaves the host address of the access `[base + off]` of `1 << w` bytes as `rax + rdx`
+    /// (VM address and region bias, or stack bias and VM address), or jumps to a stub that
+    /// traps with the VM address in `rax`. Returns `false` when the access
+    /// always traps (then nothing more needs emitting).
+    fn host_address(
+        &mut self,
+        base: Reg,
+        off: i16,
+        w: usize,
+        write: bool,
+        atomic: bool,
+        pc: usize,
+    ) -> bool {
+        let width = 1i32 << w;
+        let off = i32::from(off);
+        let mis_code = code::MISALIGNED | ((width as u32) << 8);
+        if self.stack_fast && base == Reg::R10 && off >= -512 && off + width <= 0 {
+            // r10 is a multiple of 512, so alignment depends on `off` alone.
+            if atomic && off % width != 0 {
+                asm!(self.ops; lea rax, [rbp + off]);
+                self.trap_inline(pc, mis_code);
+                return false;
+            }
+            let stack_bias = OFF_BIAS + 8 * layout::STACK as i32;
+            asm!(self.ops
+                ; mov rax, [rbx + stack_bias]
+                ; lea rdx, [rbp + off]
+            );
+            return true;
+        }
+        let b = h(base);
+        if off == 0 {
+            asm!(self.ops; mov rax, Rq(b));
+        } else {
+            asm!(self.ops; lea rax, [Rq(b) + off]);
+        }
+        let oob = self.trap_stub(
+            pc,
+            code::OOB | ((width as u32) << 8) | (u32::from(write) << 16),
+        );
+        let lim = lim_offset(write, w, 0);
+        asm!(self.ops
+            ; mov rdx, rax
+            ; shr rdx, 32
+            ; and edx, 63
+            ; cmp rax, [rbx + rdx * 8 + lim]
+            ; jae =>oob
+        );
+        if atomic {
+            let mis = self.trap_stub(pc, mis_code);
+            asm!(self.ops; test al, (width - 1) as i8; jnz =>mis);
+        }
+        asm!(self.ops; mov rdx, [rbx + rdx * 8 + OFF_BIAS]);
+        true
+    }
+
+    fn load(&mut self, size: Size, signed: bool, d: u8, src: Reg, off: i16, pc: usize) {
+        let w = size_index(size);
+        if !self.host_address(src, off, w, false, false, pc) {
+            return;
+        }
+        match (size, signed) {
+            (Size::B, false) => asm!(self.ops; movzx Rd(d), BYTE [rax + rdx]),
+            (Size::H, false) => asm!(self.ops; movzx Rd(d), WORD [rax + rdx]),
+            (Size::W, false) => asm!(self.ops; mov Rd(d), DWORD [rax + rdx]),
+            (Size::DW, _) => asm!(self.ops; mov Rq(d), QWORD [rax + rdx]),
+            (Size::B, true) => asm!(self.ops; movsx Rq(d), BYTE [rax + rdx]),
+            (Size::H, true) => asm!(self.ops; movsx Rq(d), WORD [rax + rdx]),
+            (Size::W, true) => asm!(self.ops; movsxd Rq(d), DWORD [rax + rdx]),
+        }
+    }
+
+    fn store(&mut self, size: Size, dst: Reg, off: i16, src: Operand, pc: usize) {
+        let w = size_index(size);
+        if !self.host_address(dst, off, w, true, false, pc) {
+            return;
+        }
+        let s = match src {
+            Operand::Reg(s) => h(s),
+            Operand::Imm(imm) if self.blinding => {
+                asm!(self.ops; add rax, rdx);
+                self.load_imm(RDX, imm, true);
+                match size {
+                    Size::B => asm!(self.ops; mov BYTE [rax], dl),
+                    Size::H => asm!(self.ops; mov WORD [rax], dx),
+                    Size::W => asm!(self.ops; mov DWORD [rax], edx),
+                    Size::DW => asm!(self.ops; mov QWORD [rax], rdx),
+                }
+                return;
+            }
+            Operand::Imm(imm) => {
+                match size {
+                    Size::B => asm!(self.ops; mov BYTE [rax + rdx], imm as i8),
+                    Size::H => asm!(self.ops; mov WORD [rax + rdx], imm as i16),
+                    Size::W => asm!(self.ops; mov DWORD [rax + rdx], imm),
+                    Size::DW => asm!(self.ops; mov QWORD [rax + rdx], imm),
+                }
+                return;
+            }
+        };
+        match size {
+            Size::B => asm!(self.ops; mov BYTE [rax + rdx], Rb(s)),
+            Size::H => asm!(self.ops; mov WORD [rax + rdx], Rw(s)),
+            Size::W => asm!(self.ops; mov DWORD [rax + rdx], Rd(s)),
+            Size::DW => asm!(self.ops; mov QWORD [rax + rdx], Rq(s)),
+        }
+    }
+
+    fn atomic(&mut self, wide: bool, op: AtomicOp, dst: Reg, s: u8, off: i16, pc: usize) {
+        let w = if wide { 3 } else { 2 };
+        if !self.host_address(dst, off, w, true, true, pc) {
+            return;
+        }
+        match (op, wide) {
+            (AtomicOp::Add { fetch: false }, true) => asm!(self.ops; lock add [rax + rdx], Rq(s)),
+            (AtomicOp::Add { fetch: false }, false) => asm!(self.ops; lock add [rax + rdx], Rd(s)),
+            (AtomicOp::Or { fetch: false }, true) => asm!(self.ops; lock or [rax + rdx], Rq(s)),
+            (AtomicOp::Or { fetch: false }, false) => asm!(self.ops; lock or [rax + rdx], Rd(s)),
+            (AtomicOp::And { fetch: false }, true) => asm!(self.ops; lock and [rax + rdx], Rq(s)),
+            (AtomicOp::And { fetch: false }, false) => asm!(self.ops; lock and [rax + rdx], Rd(s)),
+            (AtomicOp::Xor { fetch: false }, true) => asm!(self.ops; lock xor [rax + rdx], Rq(s)),
+            (AtomicOp::Xor { fetch: false }, false) => asm!(self.ops; lock xor [rax + rdx], Rd(s)),
+            (AtomicOp::Add { fetch: true }, true) => asm!(self.ops; lock xadd [rax + rdx], Rq(s)),
+            (AtomicOp::Add { fetch: true }, false) => asm!(self.ops; lock xadd [rax + rdx], Rd(s)),
+            (AtomicOp::Xchg, true) => asm!(self.ops; xchg [rax + rdx], Rq(s)),
+            (AtomicOp::Xchg, false) => asm!(self.ops; xchg [rax + rdx], Rd(s)),
+            (AtomicOp::Cmpxchg, true) => asm!(self.ops
+                ; lea rdx, [rax + rdx]
+                ; mov rax, rsi
+                ; lock cmpxchg [rdx], Rq(s)
+                ; mov rsi, rax
+            ),
+            (AtomicOp::Cmpxchg, false) => asm!(self.ops
+                ; lea rdx, [rax + rdx]
+                ; mov eax, esi
+                ; lock cmpxchg [rdx], Rd(s)
+                ; mov esi, eax
+            ),
+            // Fetching and/or/xor: a compare-exchange loop, with the budget parked on the host
+            // stack to free rcx for the new value.
+            (AtomicOp::Or { .. } | AtomicOp::And { .. } | AtomicOp::Xor { .. }, true) => {
+                asm!(self.ops; lea rdx, [rax + rdx]; push rcx; mov rax, [rdx]; again:; mov rcx, rax);
+                match op {
+                    AtomicOp::Or { .. } => asm!(self.ops; or rcx, Rq(s)),
+                    AtomicOp::And { .. } => asm!(self.ops; and rcx, Rq(s)),
+                    _ => asm!(self.ops; xor rcx, Rq(s)),
+                }
+                asm!(self.ops
+                    ; lock cmpxchg [rdx], rcx
+                    ; jnz <again
+                    ; pop rcx
+                    ; mov Rq(s), rax
+                );
+            }
+            (AtomicOp::Or { .. } | AtomicOp::And { .. } | AtomicOp::Xor { .. }, false) => {
+                asm!(self.ops; lea rdx, [rax + rdx]; push rcx; mov eax, [rdx]; again:; mov ecx, eax);
+                match op {
+                    AtomicOp::Or { .. } => asm!(self.ops; or ecx, Rd(s)),
+                    AtomicOp::And { .. } => asm!(self.ops; and ecx, Rd(s)),
+                    _ => asm!(self.ops; xor ecx, Rd(s)),
+                }
+                asm!(self.ops
+                    ; lock cmpxchg [rdx], ecx
+                    ; jnz <again
+                    ; pop rcx
+                    ; mov Rd(s), eax
+                );
+            }
+        }
+    }
+
+    /// `LD_ABS`/`LD_IND`: `r0` = the big-endian value at input offset `(src as u32) + imm`
+    /// (wrapping in 32 bits).
+    fn load_packet(&mut self, size: Size, addr: PacketAddr, imm: i32, pc: usize) {
+        match addr {
+            PacketAddr::Abs => self.load_imm(RAX, imm, false),
+            PacketAddr::Ind(src) => {
+                let s = h(src);
+                if self.blinding {
+                    self.load_imm(RDX, imm, false);
+                    asm!(self.ops; mov eax, Rd(s); add eax, edx);
+                } else {
+                    asm!(self.ops; mov eax, Rd(s); add eax, imm);
+                }
+            }
+        }
+        // The interpreter reads 4 bytes for any size but B and H, and reports the size.
+        let (w, checked) = match size {
+            Size::B => (0, 1),
+            Size::H => (1, 2),
+            _ => (2, 4),
+        };
+        let reported = size.bytes();
+        let oob = self.trap_stub(pc, code::OOB | (reported << 8));
+        let lim = lim_offset(false, w, layout::INPUT);
+        let bias = OFF_BIAS + 8 * layout::INPUT as i32;
+        asm!(self.ops
+            ; bts rax, 34
+            ; cmp rax, [rbx + lim]
+            ; jae =>oob
+            ; mov rdx, [rbx + bias]
+        );
+        match checked {
+            1 => asm!(self.ops; movzx esi, BYTE [rax + rdx]),
+            2 => asm!(self.ops; movzx esi, WORD [rax + rdx]; rol si, 8),
+            _ => asm!(self.ops; mov esi, DWORD [rax + rdx]; bswap esi),
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Calls and exits.
+
+    /// Calls the trampoline for the helper whose id is in the context: arguments and budget
+    /// go to the context, `r0` comes back, `r1`–`r5` are zeroed.
+    fn helper_call(&mut self, pc: usize) {
+        let epilogue = self.epilogue;
+        asm!(self.ops
+            ; mov [rbx + OFF_ARGS], rdi
+            ; mov [rbx + OFF_ARGS + 8], r8
+            ; mov [rbx + OFF_ARGS + 16], r9
+            ; mov [rbx + OFF_ARGS + 24], r10
+            ; mov [rbx + OFF_ARGS + 32], r11
+            ; mov [rbx + OFF_REMAINING], rcx
+            ; mov QWORD [rbx + OFF_TRAP_PC], pc as i32
+            ; mov rdi, rbx
+            ; call QWORD [rbx + OFF_TRAMPOLINE]
+            ; test eax, eax
+            ; jnz =>epilogue
+            ; mov rsi, [rbx + OFF_REGS]
+            ; mov rcx, [rbx + OFF_REMAINING]
+            ; xor edi, edi
+            ; xor r8d, r8d
+            ; xor r9d, r9d
+            ; xor r10d, r10d
+            ; xor r11d, r11d
+        );
+    }
+
+    /// A local call: a fresh frame, the caller's r6–r10 and the return address on the shadow
+    /// stack in the context.
+    fn local_call(&mut self, pc: usize, target: usize) {
+        let depth = self.trap_stub(pc, code::DEPTH);
+        let next = self.label(pc + 1);
+        let callee = self.label(target);
+        asm!(self.ops
+            ; mov rdx, [rbx + OFF_FRAME_SP]
+            ; cmp rdx, [rbx + OFF_FRAME_END]
+            ; jae =>depth
+            ; mov [rdx], r12
+            ; mov [rdx + 8], r13
+            ; mov [rdx + 16], r14
+            ; mov [rdx + 24], r15
+            ; mov [rdx + 32], rbp
+            ; lea rax, [=>next]
+            ; mov [rdx + FRAME_RET], rax
+            ; mov rbp, [rdx + FRAME_CALLEE_FP]
+            ; add rdx, FRAME_SIZE
+            ; mov [rbx + OFF_FRAME_SP], rdx
+        );
+        self.jmp(callee);
+    }
+
+    /// `exit`: at depth 0 the program ends; otherwise the caller's frame comes back.
+    fn exit(&mut self) {
+        let exit_ok = self.exit_ok;
+        asm!(self.ops
+            ; mov rdx, [rbx + OFF_FRAME_SP]
+            ; cmp rdx, [rbx + OFF_FRAME_BASE]
+        );
+        self.jcc(Cc::E, exit_ok);
+        asm!(self.ops
+            ; sub rdx, FRAME_SIZE
+            ; mov [rbx + OFF_FRAME_SP], rdx
+            ; mov r12, [rdx]
+            ; mov r13, [rdx + 8]
+            ; mov r14, [rdx + 16]
+            ; mov r15, [rdx + 24]
+            ; mov rbp, [rdx + 32]
+            ; jmp QWORD [rdx + FRAME_RET]
+        );
+    }
+}
+
+/// `w` such that the size is `1 << w` bytes.
+fn size_index(size: Size) -> usize {
+    match size {
+        Size::B => 0,
+        Size::H => 1,
+        Size::W => 2,
+        Size::DW => 3,
+    }
+}

@@ -1,0 +1,199 @@
+//! `ebpf-jit-x86`: a hand-written, single-pass x86-64 JIT for eBPF that is safe on unverified
+//! programs.
+//!
+//! What it is for: turning a decoded [`ebpf_isa::Program`] into x86-64 machine code in one
+//! linear pass ([`compile`]) and running it ([`X86Program::run`]) with exactly the semantics of
+//! the reference interpreter (`ebpf-interp`) and the runtime contract of `ebpf-abi`: the same
+//! `r0`, the same [`Trap`] (kind and pc), the same instruction count and the same final memory,
+//! for every program, valid or not. Every load, store and atomic is bounds-checked inline
+//! against the run's region table; division never raises #DE; the budget is exact; local calls
+//! get real frames; helpers are called through the contract's [`Helpers`]; code pages are
+//! written, then made read+execute (never writable and executable at once); immediates are
+//! blinded by default.
+//!
+//! What it is not for: deciding which programs are acceptable (`ebpf-verifier`), setting up
+//! regions and entry registers for an embedder (the `ebpf-vm` facade), or other hosts. On
+//! anything but x86-64 Linux or macOS the crate compiles, and [`compile`] returns
+//! [`JitError::Unsupported`]; no code is ever generated for a host that cannot run it.
+//!
+//! See `docs/jit-x86.md` for the design: register mapping, context layout, calling convention,
+//! budget scheme, trap path, blinding, W^X, and what Windows would need.
+//!
+//! ```
+//! use ebpf_abi::{Helpers, Limits, MemoryMap};
+//! use ebpf_jit_x86::{JitError, JitOptions, compile};
+//!
+//! let program = ebpf_isa::assemble("mov %r0, 6\nmul %r0, 7\nexit").unwrap();
+//! match compile(&program, &JitOptions::default()) {
+//!     Ok(jit) => {
+//!         let exit = jit.run(MemoryMap::new(), [0, 0], &Helpers::new(), &Limits::default()).unwrap();
+//!         assert_eq!((exit.r0, exit.instructions), (42, 3));
+//!     }
+//!     Err(JitError::Unsupported) => {} // not an x86-64 Linux/macOS host
+//!     Err(e) => panic!("{e}"),
+//! }
+//! ```
+
+extern crate alloc;
+
+mod blocks;
+mod context;
+mod emit;
+mod slow;
+
+#[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
+mod run;
+
+#[cfg(test)]
+mod tests;
+
+use alloc::string::String;
+use core::fmt;
+
+use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Trap};
+use ebpf_isa::Program;
+
+/// How to compile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JitOptions {
+    /// Blind immediates: every 32- and 64-bit immediate of the program (ALU operands,
+    /// comparison constants, stored constants, `lddw` values, helper ids, packet offsets)
+    /// appears in the code only XORed with a fresh random key, so a program cannot plant chosen
+    /// byte sequences in executable memory. Costs one or two instructions per immediate.
+    /// Default: on.
+    pub constant_blinding: bool,
+}
+
+impl Default for JitOptions {
+    fn default() -> JitOptions {
+        JitOptions {
+            constant_blinding: true,
+        }
+    }
+}
+
+/// Why a program could not be compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JitError {
+    /// This host is not x86-64 Linux or macOS: the JIT is not available.
+    Unsupported,
+    /// The program has more slots than the code can address (pcs are 32-bit immediates).
+    TooLarge {
+        /// Number of slots of the program.
+        slots: usize,
+    },
+    /// The assembler rejected the code (a bug in the JIT, never the program's fault).
+    Assembler(String),
+    /// Executable memory could not be mapped or protected.
+    Memory(String),
+}
+
+impl fmt::Display for JitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JitError::Unsupported => f.write_str("the x86-64 JIT is not available on this host"),
+            JitError::TooLarge { slots } => {
+                write!(
+                    f,
+                    "program of {slots} slots is too large for the x86-64 JIT"
+                )
+            }
+            JitError::Assembler(m) => write!(f, "x86-64 assembler error: {m}"),
+            JitError::Memory(m) => write!(f, "cannot map executable memory: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for JitError {}
+
+/// A compiled program: immutable read+execute code plus what a run needs. `Send + Sync`: any
+/// number of threads may run it at once, each run with its own stack and context.
+pub struct X86Program {
+    #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
+    inner: run::Compiled,
+    #[cfg(not(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos"))))]
+    inner: core::convert::Infallible,
+}
+
+impl fmt::Debug for X86Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("X86Program")
+            .field("code_size", &self.code_size())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Compiles `program` to x86-64 machine code.
+///
+/// Never fails on account of the program's contents: what cannot execute compiles to code
+/// that traps when reached, exactly where the interpreter traps.
+pub fn compile(program: &Program, options: &JitOptions) -> Result<X86Program, JitError> {
+    #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
+    {
+        run::Compiled::new(program, options).map(|inner| X86Program { inner })
+    }
+    #[cfg(not(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos"))))]
+    {
+        let _ = (program, options);
+        Err(JitError::Unsupported)
+    }
+}
+
+impl X86Program {
+    /// Runs the program, like `ebpf_interp::Interpreter::run`.
+    ///
+    /// `memory` holds every region the program may touch except the stack, which the run
+    /// allocates itself (`limits.stack_size()` bytes, zeroed). `args` are `r1` and `r2`; `r10`
+    /// is the top of the entry frame; every other register starts at 0. A helper that panics
+    /// makes this call panic with the same payload, after the generated code has returned.
+    pub fn run(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+    ) -> Result<Exit, Trap> {
+        #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
+        {
+            self.inner.run(memory, args, helpers, limits)
+        }
+        #[cfg(not(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos"))))]
+        {
+            let _ = (memory, args, helpers, limits);
+            match self.inner {}
+        }
+    }
+
+    /// Bytes of machine code.
+    pub fn code_size(&self) -> usize {
+        #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
+        {
+            self.inner.code().len()
+        }
+        #[cfg(not(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos"))))]
+        {
+            match self.inner {}
+        }
+    }
+
+    /// The machine code (readable: the pages are read+execute), for inspection and tests.
+    pub fn code(&self) -> &[u8] {
+        #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
+        {
+            self.inner.code()
+        }
+        #[cfg(not(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos"))))]
+        {
+            match self.inner {}
+        }
+    }
+}
+
+/// Machine code for `program` as bytes, without mapping it: what [`compile`] would map, on
+/// any host (used to inspect the emitted instructions, e.g. with a disassembler). The code
+/// follows the System V x86-64 convention and expects the crate's private run-time context,
+/// so it cannot be run on its own.
+pub fn emit_code(program: &Program, options: &JitOptions) -> Result<alloc::vec::Vec<u8>, JitError> {
+    emit::emit(program, options, true).map(|e| e.code)
+}

@@ -1,0 +1,303 @@
+//! Mapping and running generated code (x86-64 Linux and macOS only): W^X mapping, the run's
+//! stack and context, the call into generated code, the helper trampoline, and turning what
+//! the code reports into an `Exit` or a `Trap`.
+//!
+//! All of the crate's `unsafe` is here: creating the function pointer, calling it, and the
+//! trampoline's dereferences of the context.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
+
+use dynasmrt::ExecutableBuffer;
+use dynasmrt::mmap::MutableBuffer;
+use ebpf_abi::{Exit, HelperError, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout};
+use ebpf_isa::Program;
+
+use crate::blocks::{Block, Shape};
+use crate::context::{Ctx, Frame, code, status};
+use crate::emit::{emit, reason_of};
+use crate::slow::finish_block;
+use crate::{JitError, JitOptions};
+
+/// Slack below the stack region in its host allocation: fast-path stack accesses reach at most
+/// 512 bytes below `r10`.
+const STACK_SLACK: usize = 512;
+
+/// The signature of generated code.
+type Entry = unsafe extern "sysv64" fn(*mut Ctx<'_>) -> u32;
+
+/// Read+execute code.
+struct Code {
+    buf: ExecutableBuffer,
+    len: usize,
+    stack_fast: bool,
+}
+
+/// Code and the blocks it was made of.
+type Made = (Code, Shape);
+
+impl Code {
+    /// Emits `program` and maps the code: written into a read+write mapping, which is then
+    /// turned read+execute (memmap2's `mprotect`), so no page is ever writable and executable.
+    fn new(program: &Program, options: &JitOptions, stack_fast: bool) -> Result<Made, JitError> {
+        let emitted = emit(program, options, stack_fast)?;
+        let len = emitted.code.len();
+        let mut buf =
+            MutableBuffer::new(len.max(1)).map_err(|e| JitError::Memory(alloc::format!("{e}")))?;
+        buf.set_len(len);
+        if let Some(dst) = buf.get_mut(..len) {
+            dst.copy_from_slice(&emitted.code);
+        }
+        let buf = buf
+            .make_exec()
+            .map_err(|e| JitError::Memory(alloc::format!("{e}")))?;
+        Ok((
+            Code {
+                buf,
+                len,
+                stack_fast: emitted.stack_fast,
+            },
+            emitted.shape,
+        ))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+}
+
+/// A compiled program.
+pub(crate) struct Compiled {
+    code: Code,
+    /// The same program without the stack fast path, compiled when a run's stack is so large
+    /// (over 4 GiB) that frame pointers wrap around their region's offset space.
+    checked: OnceLock<Option<Code>>,
+    program: Program,
+    blocks: Vec<Block>,
+    pcs: Vec<usize>,
+    slots: usize,
+    options: JitOptions,
+}
+
+impl Compiled {
+    pub(crate) fn new(program: &Program, options: &JitOptions) -> Result<Compiled, JitError> {
+        let (code, shape) = Code::new(program, options, true)?;
+        Ok(Compiled {
+            code,
+            checked: OnceLock::new(),
+            program: program.clone(),
+            blocks: shape.blocks,
+            pcs: shape.pcs,
+            slots: shape.slots,
+            options: options.clone(),
+        })
+    }
+
+    pub(crate) fn code(&self) -> &[u8] {
+        self.code.bytes()
+    }
+
+    /// The code to run under `limits`.
+    fn code_for(&self, limits: &Limits) -> &Code {
+        if self.code.stack_fast && limits.stack_size() > u64::from(u32::MAX) {
+            let checked = self.checked.get_or_init(|| {
+                Code::new(&self.program, &self.options, false)
+                    .ok()
+                    .map(|m| m.0)
+            });
+            // If even that cannot be mapped, the fast code is still memory-safe (the slack
+            // below the stack catches a wrapped frame pointer); only giant stacks get here.
+            if let Some(code) = checked {
+                return code;
+            }
+        }
+        &self.code
+    }
+
+    pub(crate) fn run(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+    ) -> Result<Exit, Trap> {
+        let code = self.code_for(limits);
+        let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
+        let mut stack = vec![0u8; stack_size.saturating_add(STACK_SLACK + 16)];
+        let align = stack
+            .get(STACK_SLACK..)
+            .map_or(0, |s| s.as_ptr().align_offset(16));
+        let start = STACK_SLACK.saturating_add(if align < 16 { align } else { 0 });
+        let region = match stack.get_mut(start..start.saturating_add(stack_size)) {
+            Some(r) => r,
+            None => &mut [],
+        };
+        let mut memory = memory;
+        memory.insert(layout::STACK, Region::Writable(region));
+
+        let depth = limits.max_call_depth;
+        let mut frames: Vec<Frame> = (0..depth)
+            .map(|d| Frame {
+                callee_fp: limits.frame_pointer(d.saturating_add(1)),
+                ..Frame::default()
+            })
+            .collect();
+        let budget = limits.budget.unwrap_or(u64::MAX);
+
+        let mut ctx = Ctx::new(core::ptr::null_mut(), helpers);
+        ctx.refresh(&mut memory);
+        // From here until generated code returns, `memory` is used only through this pointer
+        // (by the helper trampoline).
+        ctx.memory = &mut memory;
+        ctx.regs[1] = args[0];
+        ctx.regs[2] = args[1];
+        ctx.regs[10] = limits.frame_pointer(0);
+        ctx.remaining = budget;
+        let base = frames.as_mut_ptr();
+        ctx.frame_base = base as u64;
+        ctx.frame_sp = base as u64;
+        ctx.frame_end = base.wrapping_add(frames.len()) as u64;
+        let trampoline: extern "sysv64" fn(*mut Ctx<'_>) -> u32 = helper_trampoline;
+        ctx.trampoline = trampoline as usize as u64;
+
+        // SAFETY: the buffer starts with the prologue of a function of signature `Entry`
+        // (System V: the context in rdi, the status back in eax, callee-saved registers
+        // restored by the shared epilogue), and it stays mapped read+execute while `self`
+        // lives.
+        let entry: Entry = unsafe { core::mem::transmute(code.buf.as_ptr()) };
+        // SAFETY: the context is fully initialised: the region table describes exactly the
+        // live buffers of `memory` (bounds checked by the code before every access), the
+        // frame pointers and shadow stack point into `frames` (length checked against
+        // `frame_end` before every push), and `trampoline` is `helper_trampoline`. Generated
+        // code never touches memory outside these, never unwinds, and returns through its
+        // epilogue with the host stack balanced.
+        let st = unsafe { entry(&mut ctx) };
+        drop(frames);
+
+        match st {
+            status::EXIT => Ok(Exit {
+                r0: ctx.regs[0],
+                instructions: budget.wrapping_sub(ctx.remaining),
+            }),
+            status::BUDGET => {
+                let block = usize::try_from(ctx.block)
+                    .ok()
+                    .and_then(|b| self.blocks.get(b))
+                    .copied()
+                    .unwrap_or(Block {
+                        first: 0,
+                        len: 0,
+                        charge: 0,
+                    });
+                let mut regs = ctx.regs;
+                Err(finish_block(
+                    self.program.insns(),
+                    &self.pcs,
+                    self.slots,
+                    &block,
+                    &mut regs,
+                    ctx.remaining,
+                    &mut memory,
+                    budget,
+                ))
+            }
+            status::PANIC => match ctx.panic.take() {
+                Some(payload) => std::panic::resume_unwind(payload),
+                None => Err(unknown(ctx.trap_pc)),
+            },
+            _ => Err(trap_of(&mut ctx, limits)),
+        }
+    }
+}
+
+fn unknown(pc: u64) -> Trap {
+    Trap {
+        pc: pc as usize,
+        kind: TrapKind::InvalidInstruction {
+            reason: ebpf_abi::InvalidReason::Undecodable,
+        },
+    }
+}
+
+/// The trap that generated code (or the trampoline) described in the context.
+fn trap_of(ctx: &mut Ctx<'_>, limits: &Limits) -> Trap {
+    let c = ctx.trap_code;
+    let pc = ctx.trap_pc as usize;
+    let kind = match (c & 0xff) as u32 {
+        code::OOB => TrapKind::OutOfBounds {
+            addr: ctx.trap_addr,
+            len: (c >> 8) & 0xff,
+            write: (c >> 16) & 1 != 0,
+        },
+        code::MISALIGNED => TrapKind::MisalignedAtomic {
+            addr: ctx.trap_addr,
+            len: (c >> 8) & 0xff,
+        },
+        code::DEPTH => TrapKind::CallDepthExceeded {
+            max_depth: limits.max_call_depth,
+        },
+        code::INVALID => TrapKind::InvalidInstruction {
+            reason: reason_of(c),
+        },
+        code::HELPER => match ctx.helper_trap.take() {
+            Some(kind) => kind,
+            None => return unknown(ctx.trap_pc),
+        },
+        _ => return unknown(ctx.trap_pc),
+    };
+    Trap { pc, kind }
+}
+
+/// Called by generated code for `call` and `callx` (System V, 16-byte aligned stack): looks up
+/// the helper whose id is in the context, calls it with `args` and the run's memory, stores
+/// `r0` in `regs[0]` and refreshes the region table. Returns 0, or the status with which the
+/// generated code must end the run (the trap or panic is recorded in the context).
+extern "sysv64" fn helper_trampoline(ctx: *mut Ctx<'_>) -> u32 {
+    // SAFETY: generated code passes the context pointer it received from `run`, which is live
+    // for the whole run and not referenced elsewhere while generated code runs (it is
+    // suspended in this call).
+    let ctx = unsafe { &mut *ctx };
+    // SAFETY: `helpers` was set by `run` from a `&Helpers` that outlives the run.
+    let helpers = unsafe { &*ctx.helpers };
+    let id = ctx.helper_id;
+    let args = ctx.args;
+    let memory_ptr = ctx.memory;
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let helper = u32::try_from(id).ok().and_then(|id32| helpers.get(id32));
+        let Some(helper) = helper else {
+            return Err(TrapKind::UnknownHelper { id });
+        };
+        // SAFETY: `memory` points to the run's map, live for the run; generated code holds
+        // only raw pointers derived from it (refreshed below), and no reference to it exists
+        // while the helper runs.
+        let memory = unsafe { &mut *memory_ptr };
+        let result = helper.call(args, memory);
+        // The helper used the map: re-derive the table that generated code reads.
+        ctx.refresh(memory);
+        match result {
+            Ok(r0) => Ok(r0),
+            Err(HelperError::Failed(message)) => Err(TrapKind::HelperFailed {
+                id: id as u32,
+                message,
+            }),
+            Err(HelperError::Memory(kind)) => Err(kind),
+        }
+    }));
+    match outcome {
+        Ok(Ok(r0)) => {
+            ctx.regs[0] = r0;
+            0
+        }
+        Ok(Err(kind)) => {
+            ctx.helper_trap = Some(kind);
+            ctx.trap_code = u64::from(code::HELPER);
+            status::TRAP
+        }
+        Err(payload) => {
+            ctx.panic = Some(payload);
+            status::PANIC
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The budget's slow path: finishing the one block in which the budget runs out.
+//!
+//! Generated code charges a whole block at its entry (`sub rcx, n; jb stub`). When fewer than
+//! `n` instructions remain, the run cannot complete the block: exactly `remaining` of its
+//! instructions execute, then the next one traps with `BudgetExhausted`. Since every block
+//! ends with its only control transfer, those `remaining` instructions are straight-line code
+//! (ALU, loads, stores, atomics, packet loads, `lddw`) — so instead of a second, per-instruction
+//! counting copy of every block, generated code hands its registers back to Rust, which steps
+//! through them here with the contract's own arithmetic (`ebpf_abi::semantics`) and memory map,
+//! and ends the run. This happens at most once per run, so its speed does not matter, and the
+//! compiled code stays small and fast to produce.
+
+use ebpf_abi::semantics::{alu32, alu64, endian, movsx, neg};
+use ebpf_abi::{InvalidReason, MemoryMap, Trap, TrapKind, layout};
+use ebpf_isa::{AtomicOp, Imm64Kind, Insn, Operand, PacketAddr, Size, Width};
+
+use crate::blocks::{Block, invalid_reason};
+
+/// Runs the first `remaining` instructions of `block` (fewer than it charges) and returns the
+/// trap that ends the run: the budget's, at the next instruction, or an earlier memory trap.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish_block(
+    insns: &[Insn],
+    pcs: &[usize],
+    slots: usize,
+    block: &Block,
+    regs: &mut [u64; 11],
+    mut remaining: u64,
+    memory: &mut MemoryMap<'_>,
+    budget: u64,
+) -> Trap {
+    let end = block.first.saturating_add(block.len);
+    let mut last_pc = pcs.get(block.first).copied().unwrap_or(0);
+    for i in block.first..end {
+        let (Some(insn), Some(&pc)) = (insns.get(i), pcs.get(i)) else {
+            break;
+        };
+        last_pc = pc;
+        if let Some(reason) = invalid_reason(insn, pc, slots) {
+            return trap(pc, TrapKind::InvalidInstruction { reason });
+        }
+        if remaining == 0 {
+            return trap(pc, TrapKind::BudgetExhausted { budget });
+        }
+        remaining -= 1;
+        if let Err(kind) = step(insn, regs, memory) {
+            return trap(pc, kind);
+        }
+    }
+    // Unreachable: the block charges more than `remaining`, so the loop returns before its
+    // last instruction (the only one that transfers control) executes.
+    trap(
+        last_pc,
+        TrapKind::InvalidInstruction {
+            reason: InvalidReason::Undecodable,
+        },
+    )
+}
+
+fn trap(pc: usize, kind: TrapKind) -> Trap {
+    Trap { pc, kind }
+}
+
+fn r(regs: &[u64; 11], reg: ebpf_isa::Reg) -> u64 {
+    regs.get(usize::from(reg.index())).copied().unwrap_or(0)
+}
+
+fn set(regs: &mut [u64; 11], reg: ebpf_isa::Reg, value: u64) {
+    if let Some(slot) = regs.get_mut(usize::from(reg.index())) {
+        *slot = value;
+    }
+}
+
+fn oob(addr: u64, len: u64, write: bool) -> TrapKind {
+    TrapKind::OutOfBounds { addr, len, write }
+}
+
+/// Executes one straight-line instruction exactly as the interpreter does. Control transfers
+/// never reach here; they are ignored.
+fn step(insn: &Insn, regs: &mut [u64; 11], mem: &mut MemoryMap<'_>) -> Result<(), TrapKind> {
+    match *insn {
+        Insn::Alu {
+            width,
+            op,
+            dst,
+            src,
+        } => {
+            let d = r(regs, dst);
+            let v = match (width, src) {
+                (Width::W64, Operand::Imm(imm)) => alu64(op, d, imm as i64 as u64),
+                (Width::W64, Operand::Reg(s)) => alu64(op, d, r(regs, s)),
+                (Width::W32, Operand::Imm(imm)) => alu32(op, d, u64::from(imm as u32)),
+                (Width::W32, Operand::Reg(s)) => alu32(op, d, r(regs, s)),
+            };
+            set(regs, dst, v);
+        }
+        Insn::Neg { width, dst } => set(regs, dst, neg(width == Width::W64, r(regs, dst))),
+        Insn::MovSx {
+            width,
+            from,
+            dst,
+            src,
+        } => set(regs, dst, movsx(width == Width::W64, from, r(regs, src))),
+        Insn::Endian { order, width, dst } => set(regs, dst, endian(order, width, r(regs, dst))),
+        Insn::LoadImm64 {
+            dst,
+            kind: Imm64Kind::Value,
+            imm,
+        } => set(regs, dst, imm),
+        Insn::Load {
+            size,
+            signed,
+            dst,
+            src,
+            off,
+        } => {
+            let addr = r(regs, src).wrapping_add(off as i64 as u64);
+            let v = match (size, signed) {
+                (Size::B, false) => mem.load::<1>(addr).map(|b| u64::from(b[0])),
+                (Size::H, false) => mem
+                    .load::<2>(addr)
+                    .map(|b| u64::from(u16::from_le_bytes(b))),
+                (Size::W, false) => mem
+                    .load::<4>(addr)
+                    .map(|b| u64::from(u32::from_le_bytes(b))),
+                (Size::DW, _) => mem.load::<8>(addr).map(u64::from_le_bytes),
+                (Size::B, true) => mem.load::<1>(addr).map(|b| b[0] as i8 as i64 as u64),
+                (Size::H, true) => mem
+                    .load::<2>(addr)
+                    .map(|b| i16::from_le_bytes(b) as i64 as u64),
+                (Size::W, true) => mem
+                    .load::<4>(addr)
+                    .map(|b| i32::from_le_bytes(b) as i64 as u64),
+            };
+            let v = v.ok_or(oob(addr, u64::from(size.bytes()), false))?;
+            set(regs, dst, v);
+        }
+        Insn::Store {
+            size,
+            dst,
+            off,
+            src,
+        } => {
+            let addr = r(regs, dst).wrapping_add(off as i64 as u64);
+            let v = match src {
+                Operand::Imm(imm) => imm as i64 as u64,
+                Operand::Reg(s) => r(regs, s),
+            };
+            let done = match size {
+                Size::B => mem.store::<1>(addr, [v as u8]),
+                Size::H => mem.store::<2>(addr, (v as u16).to_le_bytes()),
+                Size::W => mem.store::<4>(addr, (v as u32).to_le_bytes()),
+                Size::DW => mem.store::<8>(addr, v.to_le_bytes()),
+            };
+            done.ok_or(oob(addr, u64::from(size.bytes()), true))?;
+        }
+        Insn::Atomic {
+            width,
+            op,
+            dst,
+            src,
+            off,
+        } => {
+            let addr = r(regs, dst).wrapping_add(off as i64 as u64);
+            let operand = r(regs, src);
+            let r0 = regs[0];
+            let fetched = if width == Width::W64 {
+                atomic64(mem, addr, op, operand, r0)?
+            } else {
+                atomic32(mem, addr, op, operand, r0)?
+            };
+            if let Some(old) = fetched {
+                match op {
+                    AtomicOp::Cmpxchg => regs[0] = old,
+                    _ => set(regs, src, old),
+                }
+            }
+        }
+        Insn::LoadPacket { size, addr, imm } => {
+            let base = match addr {
+                PacketAddr::Abs => 0,
+                PacketAddr::Ind(s) => r(regs, s) as u32,
+            };
+            let offset = u64::from(base.wrapping_add(imm as u32));
+            let vm = layout::vm_addr(layout::INPUT, offset);
+            let v = match size {
+                Size::B => mem.load::<1>(vm).map(|b| u64::from(b[0])),
+                Size::H => mem.load::<2>(vm).map(|b| u64::from(u16::from_be_bytes(b))),
+                _ => mem.load::<4>(vm).map(|b| u64::from(u32::from_be_bytes(b))),
+            };
+            regs[0] = v.ok_or(oob(vm, u64::from(size.bytes()), false))?;
+        }
+        Insn::Ja { .. }
+        | Insn::Ja32 { .. }
+        | Insn::Jump { .. }
+        | Insn::Call { .. }
+        | Insn::CallX { .. }
+        | Insn::Exit
+        | Insn::LoadImm64 { .. } => {}
+    }
+    Ok(())
+}
+
+/// The interpreter's atomic read-modify-write: bounds (as a write) first, then alignment.
+macro_rules! atomic_fn {
+    ($name:ident, $t:ty, $n:literal) => {
+        fn $name(
+            mem: &mut MemoryMap<'_>,
+            addr: u64,
+            op: AtomicOp,
+            operand: u64,
+            r0: u64,
+        ) -> Result<Option<u64>, TrapKind> {
+            let bytes = mem.bytes_mut::<$n>(addr).ok_or(oob(addr, $n, true))?;
+            if addr % $n != 0 {
+                return Err(TrapKind::MisalignedAtomic { addr, len: $n });
+            }
+            let old = <$t>::from_le_bytes(*bytes);
+            let v = operand as $t;
+            let (new, fetch) = match op {
+                AtomicOp::Add { fetch } => (old.wrapping_add(v), fetch),
+                AtomicOp::Or { fetch } => (old | v, fetch),
+                AtomicOp::And { fetch } => (old & v, fetch),
+                AtomicOp::Xor { fetch } => (old ^ v, fetch),
+                AtomicOp::Xchg => (v, true),
+                AtomicOp::Cmpxchg => (if old == r0 as $t { v } else { old }, true),
+            };
+            *bytes = new.to_le_bytes();
+            Ok(fetch.then_some(old as u64))
+        }
+    };
+}
+
+atomic_fn!(atomic64, u64, 8);
+atomic_fn!(atomic32, u32, 4);

@@ -1,0 +1,371 @@
+//! Emission tests: decode what the emitter produces with iced-x86 and compare it with the
+//! intended instruction sequences. They need no x86-64 host: only the bytes are inspected.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter, Mnemonic};
+
+use crate::JitOptions;
+use crate::emit::emit;
+
+fn code(src: &str, blinding: bool) -> Vec<u8> {
+    let program = ebpf_isa::assemble(src).unwrap();
+    emit(
+        &program,
+        &JitOptions {
+            constant_blinding: blinding,
+        },
+        true,
+    )
+    .unwrap()
+    .code
+}
+
+/// Every instruction, formatted in Intel syntax (`add rsi,12345h`), with its length.
+fn disasm(code: &[u8]) -> Vec<(String, usize)> {
+    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+    let mut formatter = IntelFormatter::new();
+    let mut out = Vec::new();
+    for insn in &mut decoder {
+        assert!(!insn.is_invalid(), "undecodable code at {:#x}", insn.ip());
+        let mut s = String::new();
+        formatter.format(&insn, &mut s);
+        out.push((s, insn.len()));
+    }
+    out
+}
+
+fn text(code: &[u8]) -> Vec<String> {
+    disasm(code).into_iter().map(|(s, _)| s).collect()
+}
+
+/// The instructions of the program proper: after the prologue's `mov rcx,[rbx+…]` (the budget)
+/// and up to the first trap stub.
+fn body(src: &str, blinding: bool) -> Vec<String> {
+    let all = text(&code(src, blinding));
+    let start = all
+        .iter()
+        .position(|s| s.starts_with("mov rcx,[rbx"))
+        .unwrap()
+        + 1;
+    all[start..].to_vec()
+}
+
+fn contains_window(haystack: &[String], needle: &[&str]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.iter().zip(needle).all(|(a, b)| a == b))
+}
+
+#[test]
+fn the_prologue_saves_callee_saved_registers_and_aligns_the_stack() {
+    let all = text(&code("exit", false));
+    assert_eq!(
+        &all[..8],
+        &[
+            "push rbp",
+            "push rbx",
+            "push r12",
+            "push r13",
+            "push r14",
+            "push r15",
+            "sub rsp,8",
+            "mov rbx,rdi"
+        ]
+    );
+    // And the shared epilogue undoes exactly that.
+    let tail: Vec<&str> = all.iter().rev().take(8).map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            "ret",
+            "pop rbp",
+            "pop rbx",
+            "pop r12",
+            "pop r13",
+            "pop r14",
+            "pop r15",
+            "add rsp,8"
+        ]
+    );
+}
+
+#[test]
+fn add64_with_an_immediate_is_one_add_without_blinding() {
+    let b = body("add %r0, 0x12345\nexit", false);
+    assert_eq!(b[0], "sub rcx,2", "the block charges its two instructions");
+    assert!(b[1].starts_with("jb "));
+    assert_eq!(b[2], "add rsi,12345h");
+    assert!(b[3].starts_with("mov rdx,[rbx"), "then exit: {b:?}");
+}
+
+#[test]
+fn blinding_hides_the_immediate_behind_a_key() {
+    let b = body("add %r0, 0x12345\nexit", true);
+    assert!(b[2].starts_with("mov rax,"), "{b:?}");
+    assert!(b[3].starts_with("xor rax,"), "{b:?}");
+    assert_eq!(b[4], "add rsi,rax");
+}
+
+#[test]
+fn the_register_mapping_is_the_documented_one() {
+    let b = body(
+        "mov %r1, %r0\nmov %r2, %r1\nmov %r3, %r2\nmov %r4, %r3\nmov %r5, %r4\nmov %r6, %r5\nmov %r7, %r6\nmov %r8, %r7\nmov %r9, %r8\nmov %r0, %r10\nexit",
+        false,
+    );
+    assert_eq!(
+        &b[2..12],
+        &[
+            "mov rdi,rsi",
+            "mov r8,rdi",
+            "mov r9,r8",
+            "mov r10,r9",
+            "mov r11,r10",
+            "mov r12,r11",
+            "mov r13,r12",
+            "mov r14,r13",
+            "mov r15,r14",
+            "mov rsi,rbp",
+        ]
+    );
+}
+
+#[test]
+fn thirty_two_bit_operations_write_thirty_two_bit_registers() {
+    let b = body(
+        "mov32 %r0, %r1\nadd32 %r0, 5\nle16 %r0\nle32 %r0\nbe32 %r0\nexit",
+        false,
+    );
+    assert_eq!(
+        &b[2..7],
+        &[
+            "mov esi,edi",
+            "add esi,5",
+            "movzx esi,si",
+            "mov esi,esi",
+            "bswap esi"
+        ]
+    );
+}
+
+#[test]
+fn division_never_reaches_div_with_zero_or_min_over_minus_one() {
+    let b = body("sdiv %r0, %r1\nexit", false);
+    assert!(contains_window(&b, &["test rdi,rdi"]), "{b:?}");
+    assert!(
+        contains_window(&b, &["cmp rdi,0FFFFFFFFFFFFFFFFh"]),
+        "{b:?}"
+    );
+    assert!(contains_window(
+        &b,
+        &["mov rax,rsi", "cqo", "idiv rdi", "mov rsi,rax"]
+    ));
+    // Constant divisors: the edge cases are decided at compile time.
+    let b = body(
+        "div %r0, 0\nmod %r1, 0\nsdiv %r2, -1\nsmod %r3, -1\ndiv %r4, 8\nmod %r5, 16\nexit",
+        false,
+    );
+    assert_eq!(
+        &b[2..7],
+        &[
+            "xor esi,esi",
+            "neg r8",
+            "xor r9d,r9d",
+            "shr r10,3",
+            "and r11,0Fh"
+        ]
+    );
+    assert!(
+        !b.iter()
+            .any(|s| s.starts_with("div ") || s.starts_with("idiv "))
+    );
+}
+
+#[test]
+fn memory_accesses_are_checked_against_the_region_table() {
+    let b = body("ldxw %r0, [%r1+8]\nexit", false);
+    let lim = crate::context::lim_offset(false, 2, 0);
+    let check = [
+        "lea rax,[rdi+8]".to_string(),
+        "mov rdx,rax".to_string(),
+        "shr rdx,20h".to_string(),
+        "and edx,3Fh".to_string(),
+        format!("cmp rax,[rbx+rdx*8+{lim:X}h]"),
+    ];
+    let check: Vec<&str> = check.iter().map(String::as_str).collect();
+    assert!(contains_window(&b, &check), "{b:?}");
+    assert!(
+        contains_window(&b, &["mov rdx,[rbx+rdx*8]", "mov esi,[rax+rdx]"]),
+        "{b:?}"
+    );
+}
+
+#[test]
+fn frame_accesses_through_r10_skip_the_check_when_r10_is_never_written() {
+    let b = body("stxdw [%r10-8], %r1\nexit", false);
+    assert!(
+        contains_window(
+            &b,
+            &["mov rax,[rbx+10h]", "lea rdx,[rbp-8]", "mov [rax+rdx],rdi"]
+        ),
+        "{b:?}"
+    );
+    let b = body("mov %r10, %r1\nstxdw [%r10-8], %r1\nexit", false);
+    assert!(
+        b.iter().any(|s| s.starts_with("cmp rax,[rbx+rdx*8")),
+        "{b:?}"
+    );
+}
+
+#[test]
+fn atomics_are_lock_prefixed() {
+    let b = body(
+        "lock add [%r1+0], %r2\nlock fetch add32 [%r1+0], %r2\nlock cmpxchg [%r1+0], %r2\nlock fetch or [%r1+8], %r3\nexit",
+        false,
+    );
+    for want in [
+        "lock add [rax+rdx],r8",
+        "lock xadd [rax+rdx],r8d",
+        "lock cmpxchg [rdx],r8",
+        "lock cmpxchg [rdx],rcx",
+    ] {
+        assert!(b.iter().any(|s| s == want), "{want} in {b:?}");
+    }
+    assert!(
+        b.iter().any(|s| s == "test al,7"),
+        "alignment is checked: {b:?}"
+    );
+}
+
+#[test]
+fn backward_branches_that_fit_are_short() {
+    let code = code(
+        "mov %r0, 0\nloop:\nadd %r0, 1\njne %r0, 10, loop\nexit",
+        false,
+    );
+    let all = disasm(&code);
+    let jne: Vec<&(String, usize)> = all.iter().filter(|(s, _)| s.starts_with("jne")).collect();
+    assert!(jne.iter().any(|(_, len)| *len == 2), "{all:?}");
+    // A long loop body needs rel32.
+    let mut src = String::from("mov %r0, 0\nloop:\n");
+    for _ in 0..100 {
+        src += "add %r0, 1\n";
+    }
+    src += "jne %r0, 1000, loop\nexit";
+    let all = disasm(&code_of(&src));
+    let back = all
+        .iter()
+        .find(|(s, _)| s.starts_with("jne") && s.contains("short"))
+        .map(|(_, l)| *l);
+    assert!(back.is_none());
+    assert!(all.iter().any(|(s, l)| s.starts_with("jne") && *l == 6));
+}
+
+fn code_of(src: &str) -> Vec<u8> {
+    code(src, false)
+}
+
+#[test]
+fn helper_calls_go_through_the_trampoline_and_zero_r1_to_r5() {
+    let b = body("call 5\nexit", false);
+    let tramp = crate::context::OFF_TRAMPOLINE;
+    let call = format!("call qword ptr [rbx+{tramp:X}h]");
+    assert!(
+        contains_window(&b, &["mov rdi,rbx", &call, "test eax,eax",]),
+        "{b:?}"
+    );
+    assert!(contains_window(
+        &b,
+        &[
+            "xor edi,edi",
+            "xor r8d,r8d",
+            "xor r9d,r9d",
+            "xor r10d,r10d",
+            "xor r11d,r11d"
+        ]
+    ));
+}
+
+/// Little-endian bytes of each immediate of the program below.
+const PLANTED: [u32; 9] = [
+    0x9090_c3c3,
+    0x5a5a_1234,
+    0x0f05_0f05,
+    0x1357_9bdf,
+    0x2468_ace0,
+    0x3c3c_7e7e,
+    0x6b6b_4d4d,
+    0x7111_2233,
+    0x5151_4242,
+];
+
+fn planted_program() -> String {
+    let [a, b, c, d, e, f, g, h, i] = PLANTED;
+    format!(
+        "mov %r0, {a:#x}\nadd %r0, {b:#x}\nmul32 %r0, {c:#x}\njeq %r0, {d:#x}, +1\n\
+         stw [%r10-8], {e:#x}\nlddw %r1, {f:#x}{g:08x}\ndiv %r0, {h:#x}\ncall {i:#x}\nldabsw {a:#x}\nexit"
+    )
+}
+
+fn find(code: &[u8], needle: &[u8]) -> bool {
+    code.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn blinded_code_never_contains_the_programs_immediates() {
+    let src = planted_program();
+    let plain = code(&src, false);
+    for imm in PLANTED {
+        assert!(
+            find(&plain, &imm.to_le_bytes()),
+            "{imm:#x} is planted without blinding"
+        );
+    }
+    for _ in 0..20 {
+        let blinded = code(&src, true);
+        for imm in PLANTED {
+            assert!(
+                !find(&blinded, &imm.to_le_bytes()),
+                "{imm:#x} appears in blinded code"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_instruction_form_decodes() {
+    // One of every row of the instruction table, in one program: the emitted code must decode
+    // completely (no garbage between instructions) with and without blinding.
+    let mut insns: Vec<ebpf_isa::Insn> = Vec::new();
+    for spec in ebpf_isa::table::SPECS {
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let insn = proptest::strategy::ValueTree::current(
+            &proptest::strategy::Strategy::new_tree(
+                &ebpf_testgen::insn_of_form(spec.form),
+                &mut runner,
+            )
+            .unwrap(),
+        );
+        insns.push(insn);
+    }
+    insns.push(ebpf_isa::Insn::Exit);
+    let program = ebpf_isa::Program::from_insns(insns);
+    for blinding in [false, true] {
+        let c = emit(
+            &program,
+            &JitOptions {
+                constant_blinding: blinding,
+            },
+            true,
+        )
+        .unwrap()
+        .code;
+        let all = disasm(&c);
+        let total: usize = all.iter().map(|(_, l)| l).sum();
+        assert_eq!(total, c.len());
+        assert!(all.iter().any(|(s, _)| s.starts_with("lock")));
+        let mut d = Decoder::with_ip(64, &c, 0, DecoderOptions::NONE);
+        assert!(d.iter().all(|i| i.mnemonic() != Mnemonic::INVALID));
+    }
+}

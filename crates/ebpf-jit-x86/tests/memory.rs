@@ -1,0 +1,91 @@
+//! The code's memory and size: pages are read+execute (never writable), the compiled program
+//! is `Send + Sync`, and large programs compile.
+
+#![cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
+
+use ebpf_abi::{Helpers, Limits, MemoryMap};
+use ebpf_isa::{AluOp, Insn, Operand, Program, Reg, Width};
+use ebpf_jit_x86::{JitOptions, X86Program, compile};
+
+#[test]
+fn compiled_programs_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<X86Program>();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn code_pages_are_read_execute_not_writable() {
+    let program = ebpf_isa::assemble("mov %r0, 1\nexit").unwrap();
+    let jit = compile(&program, &JitOptions::default()).unwrap();
+    let addr = jit.code().as_ptr() as usize;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps
+        .lines()
+        .find(|line| {
+            let range = line.split_whitespace().next().unwrap_or("");
+            let (lo, hi) = range.split_once('-').unwrap_or(("0", "0"));
+            let lo = usize::from_str_radix(lo, 16).unwrap_or(0);
+            let hi = usize::from_str_radix(hi, 16).unwrap_or(0);
+            (lo..hi).contains(&addr)
+        })
+        .expect("the code is mapped");
+    let perms = line.split_whitespace().nth(1).unwrap();
+    assert_eq!(&perms[..3], "r-x", "{line}");
+    // And nothing in the process is writable and executable at once because of us.
+    assert!(!maps.lines().any(|l| {
+        l.split_whitespace()
+            .nth(1)
+            .is_some_and(|p| p.starts_with("rwx"))
+    }));
+}
+
+/// `n` instructions: straight-line arithmetic with a stack store every 8, then `exit`.
+fn long_program(n: usize) -> Program {
+    let mut insns = Vec::with_capacity(n + 1);
+    for i in 0..n {
+        insns.push(if i % 8 == 7 {
+            Insn::Store {
+                size: ebpf_isa::Size::DW,
+                dst: Reg::R10,
+                off: -8,
+                src: Operand::Reg(Reg::R0),
+            }
+        } else {
+            Insn::Alu {
+                width: Width::W64,
+                op: if i % 2 == 0 { AluOp::Add } else { AluOp::Xor },
+                dst: Reg::R0,
+                src: Operand::Imm(i as i32),
+            }
+        });
+    }
+    insns.push(Insn::Exit);
+    Program::from_insns(insns)
+}
+
+#[test]
+fn a_million_instructions_compile_and_run() {
+    let program = long_program(1_000_000);
+    let jit = compile(&program, &JitOptions::default()).unwrap();
+    assert!(jit.code_size() > 1_000_000);
+    let exit = jit
+        .run(
+            MemoryMap::new(),
+            [0, 0],
+            &Helpers::new(),
+            &Limits::default(),
+        )
+        .unwrap();
+    assert_eq!(exit.instructions, 1_000_001);
+    let interp = ebpf_interp::Interpreter::new(&program);
+    let want = interp
+        .run(
+            MemoryMap::new(),
+            [0, 0],
+            &Helpers::new(),
+            &Limits::default(),
+        )
+        .unwrap();
+    assert_eq!(exit, want);
+}
