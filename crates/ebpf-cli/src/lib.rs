@@ -97,6 +97,8 @@ pub enum Format {
     Assembly,
     /// `.data`: a bpf_conformance test vector.
     Vector,
+    /// `.o`: a BPF ELF object, as `clang -target bpf -c` writes it.
+    Elf,
 }
 
 impl Format {
@@ -106,6 +108,7 @@ impl Format {
             "bin" => Some(Format::Bytecode),
             "s" | "asm" => Some(Format::Assembly),
             "data" => Some(Format::Vector),
+            "o" => Some(Format::Elf),
             _ => None,
         }
     }
@@ -127,8 +130,8 @@ pub fn read_program(path: &Path) -> Result<ProgramFile> {
     let name = path.display().to_string();
     let format = Format::of(path).ok_or_else(|| {
         anyhow!(
-            "{name}: unknown program format; expected .bin (bytecode), .s or .asm (assembly) \
-             or .data (test vector)"
+            "{name}: unknown program format; expected .bin (bytecode), .s or .asm (assembly), \
+             .data (test vector) or .o (BPF ELF object)"
         )
     })?;
     let bytes = fs::read(path).with_context(|| format!("{name}: cannot read"))?;
@@ -140,6 +143,17 @@ pub fn read_program(path: &Path) -> Result<ProgramFile> {
         Format::Assembly => {
             let program = isa::assemble(utf8(&name, &bytes)?).with_context(|| name.clone())?;
             Ok(ProgramFile { program, mem: None })
+        }
+        Format::Elf => {
+            // The code only (for `verify`); running needs the data images: see `load_vm`.
+            let object = ebpf_vm::elf::ElfObject::parse(&bytes).with_context(|| name.clone())?;
+            let loaded = object
+                .load(ebpf_vm::Selector::Only)
+                .with_context(|| name.clone())?;
+            Ok(ProgramFile {
+                program: loaded.program,
+                mem: None,
+            })
         }
         Format::Vector => {
             let text = utf8(&name, &bytes)?;
@@ -154,6 +168,66 @@ pub fn read_program(path: &Path) -> Result<ProgramFile> {
             })
         }
     }
+}
+
+/// Which program of an ELF object to load: by section, by function, or the only one.
+#[derive(Clone, Debug, Default)]
+pub struct ElfChoice {
+    /// `--section NAME`.
+    pub section: Option<String>,
+    /// `--function NAME`.
+    pub function: Option<String>,
+}
+
+impl ElfChoice {
+    /// The loader's selector.
+    pub fn selector(&self) -> ebpf_vm::Selector<'_> {
+        match (&self.function, &self.section) {
+            (Some(f), _) => ebpf_vm::Selector::Function(f),
+            (None, Some(s)) => ebpf_vm::Selector::Section(s),
+            (None, None) => ebpf_vm::Selector::Only,
+        }
+    }
+}
+
+/// Loads a program file into a VM configured by `builder`: an ELF object with its data
+/// images (the program `choice` selects), anything else as [`read_program`] reads it. Also
+/// returns the input memory the file brings (a `.data` file's `-- mem`).
+pub fn load_vm(
+    path: &Path,
+    builder: VmBuilder,
+    choice: &ElfChoice,
+) -> Result<(ebpf_vm::Vm, Option<Vec<u8>>)> {
+    let name = path.display().to_string();
+    if Format::of(path) == Some(Format::Elf) {
+        let bytes = fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+        let vm = builder
+            .load_elf(&bytes, choice.selector())
+            .with_context(|| name.clone())?;
+        return Ok((vm, None));
+    }
+    if choice.section.is_some() || choice.function.is_some() {
+        bail!("{name}: --section and --function select a program of an ELF object (.o)");
+    }
+    let ProgramFile { program, mem } = read_program(path)?;
+    let vm = builder.load_program(program).with_context(|| name)?;
+    Ok((vm, mem))
+}
+
+/// The bytes of an input file: a `.hex` file is text (two hex digits per byte, `#` comments,
+/// as the ELF fixtures' inputs are); anything else is taken as raw bytes.
+pub fn read_input_file(path: &Path) -> Result<Vec<u8>> {
+    let name = path.display().to_string();
+    let bytes = fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+    if path.extension().is_some_and(|e| e == "hex") {
+        let text = utf8(&name, &bytes)?;
+        let stripped: Vec<&str> = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or(""))
+            .collect();
+        return parse_hex(&stripped.join("\n")).map_err(|e| anyhow!("{name}: {e}"));
+    }
+    Ok(bytes)
 }
 
 /// A test vector's program: its `-- raw` bytecode if it has some (which replaces `-- asm`, as

@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ebpf_cli::{DEFAULT_BUDGET, ProgramFile, parse_hex, read_program, utf8};
+use ebpf_cli::{DEFAULT_BUDGET, ElfChoice, ProgramFile, parse_hex, read_program, utf8};
 use ebpf_vm::{Engine, Input, isa};
 
 /// Assemble, disassemble, run, test and benchmark eBPF programs (RFC 9669).
@@ -77,13 +77,15 @@ enum Command {
     /// an input both are 0. Helper 5 returns its first argument, as the conformance suite
     /// expects. A trap prints `error: <what> at pc N` and exits with status 1.
     Run {
-        /// The program: FILE.bin, FILE.s, FILE.asm or FILE.data.
+        /// The program: FILE.bin, FILE.s, FILE.asm, FILE.data or FILE.o (a BPF ELF object).
         #[arg(value_name = "PROGRAM")]
         program: PathBuf,
         #[command(flatten)]
         input: InputArgs,
         #[command(flatten)]
         vm: VmArgs,
+        #[command(flatten)]
+        elf: ElfArgs,
     },
     /// Check a program without running it: print every finding, one per line.
     ///
@@ -163,9 +165,29 @@ struct InputArgs {
     /// byte). It is writable by the program.
     #[arg(long, value_name = "HEX", value_parser = parse_mem, conflicts_with = "mem_file")]
     mem: Option<Bytes>,
-    /// Read the input's raw bytes from a file.
+    /// Read the input from a file: raw bytes, or hex text if the name ends in .hex.
     #[arg(long, value_name = "PATH")]
     mem_file: Option<PathBuf>,
+}
+
+/// Which program of an ELF object (`.o`) to use.
+#[derive(Debug, Args)]
+struct ElfArgs {
+    /// The program in this section of the ELF object (`xdp`, `socket`, `.text`, …).
+    #[arg(long, value_name = "NAME", conflicts_with = "function")]
+    section: Option<String>,
+    /// The program that starts at this function symbol of the ELF object.
+    #[arg(long, value_name = "NAME")]
+    function: Option<String>,
+}
+
+impl ElfArgs {
+    fn choice(&self) -> ElfChoice {
+        ElfChoice {
+            section: self.section.clone(),
+            function: self.function.clone(),
+        }
+    }
 }
 
 /// The engine and the budget of `run` and `test`.
@@ -277,7 +299,12 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Asm { input, output } => asm(&input, output.as_deref()),
         Command::Disasm { input, syntax, pcs } => disasm(&input, syntax, pcs),
-        Command::Run { program, input, vm } => run_program(&program, &input, &vm),
+        Command::Run {
+            program,
+            input,
+            vm,
+            elf,
+        } => run_program(&program, &input, &vm, &elf.choice()),
         Command::Test { files, vm } => vectors::test(&files, vm.engine, vm.budget),
         Command::Verify {
             program,
@@ -304,13 +331,10 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// `ebpf run`.
-fn run_program(path: &Path, input: &InputArgs, vm: &VmArgs) -> Result<()> {
-    let ProgramFile { program, mem } = read_program(path)?;
+fn run_program(path: &Path, input: &InputArgs, vm: &VmArgs, choice: &ElfChoice) -> Result<()> {
+    let builder = ebpf_cli::vm_builder(vm.engine, vm.budget);
+    let (vm, mem) = ebpf_cli::load_vm(path, builder, choice)?;
     let mut input = resolve_input(input, mem)?;
-    let name = path.display().to_string();
-    let vm = ebpf_cli::vm_builder(vm.engine, vm.budget)
-        .load_program(program)
-        .with_context(|| name.clone())?;
     // A trap is reported as is: `error: <what> at pc N`.
     let exit = vm.run_with(match input.as_deref_mut() {
         Some(data) => Input::new(data),
@@ -334,8 +358,7 @@ fn resolve_input(args: &InputArgs, from_file: Option<Vec<u8>>) -> Result<Option<
         return Ok(Some(bytes.clone()));
     }
     if let Some(path) = &args.mem_file {
-        let bytes = fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        return Ok(Some(bytes));
+        return ebpf_cli::read_input_file(path).map(Some);
     }
     Ok(from_file)
 }
@@ -362,6 +385,9 @@ fn asm(input: &Path, output: Option<&Path>) -> Result<()> {
 /// `ebpf disasm`.
 fn disasm(input: &Path, syntax: Syntax, pcs: bool) -> Result<()> {
     let (name, bytes) = read_input(input)?;
+    if ebpf_cli::Format::of(input) == Some(ebpf_cli::Format::Elf) {
+        return disasm_elf(&name, &bytes);
+    }
     let program = isa::decode(&bytes).with_context(|| name.clone())?;
     let text = if pcs {
         let mut text = String::new();
@@ -379,6 +405,31 @@ fn disasm(input: &Path, syntax: Syntax, pcs: bool) -> Result<()> {
             Syntax::Llvm => isa::disassemble_llvm(&program),
         }
     };
+    write_stdout(text.as_bytes())
+}
+
+/// `ebpf disasm prog.o`: every program of the object, with its section and function, as
+/// linked for running (its local callees follow it), in LLVM syntax with pcs.
+fn disasm_elf(name: &str, bytes: &[u8]) -> Result<()> {
+    use ebpf_vm::elf::ElfObject;
+    let object = ElfObject::parse(bytes).with_context(|| name.to_string())?;
+    let mut text = String::new();
+    for (i, info) in object.programs().iter().enumerate() {
+        if i > 0 {
+            text.push('\n');
+        }
+        let _ = writeln!(text, "{} (section {}):", info.name, info.section);
+        match object.load(ebpf_vm::Selector::Function(&info.name)) {
+            Ok(loaded) => {
+                for (pc, insn) in loaded.program.iter() {
+                    let _ = writeln!(text, "{pc:>6}: {}", insn.llvm());
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(text, "  cannot be loaded: {e}");
+            }
+        }
+    }
     write_stdout(text.as_bytes())
 }
 

@@ -278,7 +278,7 @@ fn run_without_a_budget_stops_a_runaway_loop() {
 #[test]
 fn run_rejects_bad_hex_and_bad_files() {
     let dir = TempDir::new("run-errors");
-    dir.write("p.s", "exit\n");
+    dir.write("p.s", "mov %r0, 0\nexit\n");
     usage_error(
         &ebpf(&dir, &["run", "p.s", "--mem", "aa bbc"]),
         &["`bbc` has an odd number of hex digits (3)"],
@@ -541,10 +541,23 @@ fn plugin_follows_the_protocol() {
     );
     let out = plugin(&["--budget", "10"], looping.as_bytes());
     one_line_failure(&out, "instruction budget of 10 exhausted", &[]);
+    // --elf: stdin is an ELF object in the same hex format; bytecode is not one.
     let out = plugin(&["--elf"], regs.as_bytes());
-    one_line_failure(&out, "ELF input is not supported yet", &[]);
-    let out = plugin(&["aa  ", "--elf"], regs.as_bytes());
-    one_line_failure(&out, "ELF input is not supported yet", &[]);
+    one_line_failure(&out, "invalid ELF object", &[]);
+    let object = std::fs::read(elf_fixture("ip_filter.o")).unwrap();
+    let hex: String = object
+        .iter()
+        .map(|b| format!("{b:02x}  "))
+        .collect::<String>()
+        + "\n";
+    let frame = std::fs::read_to_string(elf_fixture("inputs/frames/ipv4_from_10net.hex")).unwrap();
+    let mem: String = frame
+        .lines()
+        .flat_map(|l| l.split('#').next().unwrap_or("").split_whitespace())
+        .map(|b| format!("{b}  "))
+        .collect();
+    let out = plugin(&[&mem, "--elf"], hex.as_bytes());
+    assert_eq!(ok(&out), "1\n", "XDP_DROP through the plugin's ELF mode");
     let out = plugin(&["--jit"], regs.as_bytes());
     one_line_failure(&out, "unknown option `--jit`", &[]);
     let out = plugin(&["--engine", "nope"], regs.as_bytes());
@@ -729,4 +742,86 @@ fn verify_lists_every_finding_and_a_verdict() {
 
     let out = ebpf(&dir, &["verify", &example_path()]);
     assert!(ok(&out).ends_with("may loop; runs need an instruction budget\n"));
+}
+
+fn elf_fixture(name: &str) -> String {
+    format!("{}/../../tests/elf/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn run_takes_elf_objects_by_section_or_function() {
+    let dir = TempDir::new("elf");
+    let frames = |f: &str| elf_fixture(&format!("inputs/frames/{f}.hex"));
+    // The README's main job: an XDP filter on a raw Ethernet frame (results from native C).
+    for engine in ["interp", "x86"] {
+        let args = |frame: &str| {
+            vec![
+                "run".to_string(),
+                elf_fixture("ip_filter.o"),
+                "--mem-file".to_string(),
+                frames(frame),
+                "--engine".to_string(),
+                engine.to_string(),
+            ]
+        };
+        let run = |frame: &str| {
+            let a = args(frame);
+            ok(&ebpf(
+                &dir,
+                &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            ))
+        };
+        if ebpf(&dir, &["run", "--engine", engine, &example_path()])
+            .status
+            .code()
+            != Some(0)
+        {
+            continue; // engine not in this build
+        }
+        assert_eq!(run("ipv4_from_10net"), "0x1\n", "XDP_DROP on {engine}");
+        assert_eq!(run("ipv4_tcp_http"), "0x2\n", "XDP_PASS on {engine}");
+    }
+    // Two programs in section `tc`: a function picks one; the section alone is ambiguous.
+    let checksum = elf_fixture("checksum.o");
+    let wiki = elf_fixture("inputs/checksum/wikipedia.hex");
+    let out = ebpf(
+        &dir,
+        &[
+            "run",
+            &checksum,
+            "--function",
+            "adler32",
+            "--mem-file",
+            &wiki,
+        ],
+    );
+    assert_eq!(ok(&out), "0x11e60398\n");
+    let out = ebpf(
+        &dir,
+        &["run", &checksum, "--section", "tc", "--mem-file", &wiki],
+    );
+    one_line_failure(
+        &out,
+        "error: ",
+        &["section `tc`", "inet_checksum", "adler32"],
+    );
+    // --section on something that is not an ELF object is a clear error.
+    let out = ebpf(&dir, &["run", &example_path(), "--section", "xdp"]);
+    one_line_failure(&out, "error: ", &["select a program of an ELF object"]);
+    // Maps are refused by name.
+    let maps = elf_fixture("unsupported/maps.o");
+    let out = ebpf(&dir, &["run", &maps, "--function", "count_packets"]);
+    one_line_failure(&out, "error: ", &["unsupported"]);
+}
+
+#[test]
+fn disasm_lists_the_programs_of_an_elf_object() {
+    let dir = TempDir::new("elf-disasm");
+    let text = ok(&ebpf(&dir, &["disasm", &elf_fixture("checksum.o")]));
+    assert!(
+        text.starts_with("inet_checksum (section tc):\n     0: "),
+        "{text}"
+    );
+    assert!(text.contains("\nadler32 (section tc):\n     0: "), "{text}");
+    assert!(text.contains("exit"), "{text}");
 }

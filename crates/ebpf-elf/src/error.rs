@@ -240,9 +240,18 @@ impl fmt::Display for ElfErrorKind {
             ElfErrorKind::Ambiguous {
                 selector,
                 candidates,
+            } if *selector == crate::Selector::Only.to_string() => write!(
+                f,
+                "the object has {} programs: {}; select one by section or function",
+                candidates.len(),
+                candidates.join(", ")
+            ),
+            ElfErrorKind::Ambiguous {
+                selector,
+                candidates,
             } => write!(
                 f,
-                "{selector} matches {} programs: {}; select one by section or function",
+                "{selector} holds {} programs: {}; select one by function",
                 candidates.len(),
                 candidates.join(", ")
             ),

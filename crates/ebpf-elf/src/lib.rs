@@ -134,7 +134,7 @@ pub enum Selector<'a> {
 impl core::fmt::Display for Selector<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Selector::Only => write!(f, "the only program"),
+            Selector::Only => write!(f, "the object's only program"),
             Selector::Section(s) => write!(f, "section `{s}`"),
             Selector::Function(s) => write!(f, "function `{s}`"),
         }

@@ -15,7 +15,7 @@
 //!   timeout).
 //! - Success: `r0` in lower-case hex and a newline on stdout (`2a`), exit status 0.
 //!   Failure (bad arguments, a program that does not decode, a trap): one line on stderr,
-//!   exit status 1. `--elf` input is not supported yet and fails that way too.
+//!   exit status 1. `--elf`: stdin holds a BPF ELF object (its only program runs).
 //!
 //! Empty arguments (the runner makes one from two spaces in a row in `--plugin_options`) are
 //! ignored.
@@ -53,7 +53,7 @@ The bpf_conformance runner's plugin: reads a program as hex bytes on stdin (one 
   --engine E     the engine to run on: {engines} [default: {default}]
   --budget N     stop after N instructions [default: {DEFAULT_BUDGET}]
   --program HEX  the program as hex bytes instead of stdin
-  --elf          the program is an ELF object (not supported yet)
+  --elf          the program is a BPF ELF object (its only program runs)
 ",
         engines = engine_names(),
         default = Engine::default(),
@@ -84,9 +84,6 @@ fn run() -> Result<()> {
         print!("{}", usage());
         return Ok(());
     }
-    if options.elf {
-        bail!("ELF input is not supported yet (--elf); pass raw bytecode");
-    }
     let hex = match options.program {
         Some(hex) => hex,
         None => {
@@ -102,7 +99,13 @@ fn run() -> Result<()> {
     if bytes.is_empty() {
         bail!("no program: expected its bytes in hex on stdin (or --program HEX)");
     }
-    let vm = vm_builder(options.engine, options.budget).load(&bytes)?;
+    let builder = vm_builder(options.engine, options.budget);
+    let vm = if options.elf {
+        // The runner's object holds one program (`main`); the loader picks it.
+        builder.load_elf(&bytes, ebpf_vm::Selector::Only)?
+    } else {
+        builder.load(&bytes)?
+    };
     let r0 = match options.mem {
         Some(mut mem) => vm.run(&mut mem)?,
         None => vm.run_no_data()?,
