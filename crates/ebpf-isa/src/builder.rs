@@ -946,18 +946,16 @@ mod tests {
 
     #[test]
     fn insn_rejects_values_without_a_form() {
-        let bad = Insn::Load {
+        let bad = Insn::LoadPacket {
             size: Size::DW,
-            signed: true,
-            dst: R0,
-            src: R1,
-            off: 0,
+            addr: crate::PacketAddr::Abs,
+            imm: 4,
         };
         let mut b = Builder::new();
         b.exit().insn(bad);
         let err = b.build().unwrap_err();
         assert_eq!(err, BuildError::NoSuchInstruction { pc: 1, insn: bad });
-        assert!(err.to_string().starts_with("pc 1: Load"));
+        assert!(err.to_string().starts_with("pc 1: LoadPacket"));
 
         // Raw jumps go in untouched.
         let mut b = Builder::new();

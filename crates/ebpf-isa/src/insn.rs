@@ -488,7 +488,8 @@ pub enum Insn {
     },
     /// Legacy packet load into `r0`, in network byte order (`LD_ABS`, `LD_IND`).
     LoadPacket {
-        /// Access size (B, H or W).
+        /// Access size: B, H or W. (`DW` has no encoding in RFC 9669; the builder refuses it
+        /// and the decoder never produces it.)
         size: Size,
         /// Absolute or register-relative.
         addr: PacketAddr,

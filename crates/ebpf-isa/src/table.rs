@@ -707,6 +707,12 @@ impl Form {
                 ..
             } => Form::AluReg(width, op),
             Insn::Neg { width, .. } => Form::Neg(width),
+            // A 32-bit result sign-extended from 32 bits is a plain `mov32`.
+            Insn::MovSx {
+                width: Width::W32,
+                from: SignExtend::From32,
+                ..
+            } => Form::AluReg(Width::W32, AluOp::Mov),
             Insn::MovSx { width, from, .. } => Form::MovSx(width, from),
             Insn::Endian { order, width, .. } => Form::Endian(order, width),
             Insn::Ja { .. } => Form::Ja,
@@ -727,6 +733,8 @@ impl Form {
             Insn::CallX { .. } => Form::CallX,
             Insn::Exit => Form::Exit,
             Insn::LoadImm64 { kind, .. } => Form::LoadImm64(kind),
+            // Sign-extending 64 bits is the identity: the same instruction as `ldxdw`.
+            Insn::Load { size: Size::DW, .. } => Form::Load(Size::DW, false),
             Insn::Load { size, signed, .. } => Form::Load(size, signed),
             Insn::Store {
                 size,
