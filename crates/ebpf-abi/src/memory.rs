@@ -6,6 +6,8 @@
 
 use alloc::vec::Vec;
 
+use ebpf_isa::AtomicOp;
+
 use crate::layout;
 use crate::{TrapKind, VmMemory};
 
@@ -183,6 +185,60 @@ impl MemoryMap<'_> {
             };
         }
     }
+}
+
+/// An atomic read-modify-write of `N` bytes read and written as one little-endian value, as
+/// every engine must do it: bounds (as a write) first, then alignment. Returns the old value
+/// where the operation fetches it (zero-extended for 32 bits).
+macro_rules! atomic_fn {
+    ($name:ident, $t:ty, $n:literal, $doc:literal) => {
+        #[doc = $doc]
+        pub fn $name(
+            &mut self,
+            addr: u64,
+            op: AtomicOp,
+            operand: u64,
+            r0: u64,
+        ) -> Result<Option<u64>, TrapKind> {
+            let bytes = self.bytes_mut::<$n>(addr).ok_or(TrapKind::OutOfBounds {
+                addr,
+                len: $n,
+                write: true,
+            })?;
+            if addr % $n != 0 {
+                return Err(TrapKind::MisalignedAtomic { addr, len: $n });
+            }
+            let old = <$t>::from_le_bytes(*bytes);
+            let v = operand as $t;
+            let (new, fetch) = match op {
+                AtomicOp::Add { fetch } => (old.wrapping_add(v), fetch),
+                AtomicOp::Or { fetch } => (old | v, fetch),
+                AtomicOp::And { fetch } => (old & v, fetch),
+                AtomicOp::Xor { fetch } => (old ^ v, fetch),
+                AtomicOp::Xchg => (v, true),
+                AtomicOp::Cmpxchg => (if old == r0 as $t { v } else { old }, true),
+            };
+            *bytes = new.to_le_bytes();
+            Ok(fetch.then_some(old as u64))
+        }
+    };
+}
+
+impl MemoryMap<'_> {
+    atomic_fn!(
+        atomic64,
+        u64,
+        8,
+        "A 64-bit atomic at `addr`: bounds (as a write) first, then alignment; the old value \
+         where `op` fetches it (`cmpxchg` compares with `r0`)."
+    );
+    atomic_fn!(
+        atomic32,
+        u32,
+        4,
+        "A 32-bit atomic at `addr`, as [`MemoryMap::atomic64`]; operands are the low halves \
+         and the fetched value is zero-extended."
+    );
 }
 
 impl VmMemory for MemoryMap<'_> {

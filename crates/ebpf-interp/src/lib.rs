@@ -584,9 +584,9 @@ impl Interpreter {
                     let operand = r!(src);
                     let r0 = r!(0);
                     let result = if wide {
-                        ops::atomic64(mem, addr, op, operand, r0)
+                        mem.atomic64(addr, op, operand, r0)
                     } else {
-                        ops::atomic32(mem, addr, op, operand, r0)
+                        mem.atomic32(addr, op, operand, r0)
                     };
                     match result {
                         Ok(Some(old)) => match op {

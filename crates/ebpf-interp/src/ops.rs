@@ -9,7 +9,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use ebpf_abi::{InvalidReason, MemoryMap, TrapKind};
+use ebpf_abi::InvalidReason;
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Imm64Kind, Insn, Operand, PacketAddr, Program,
     SignExtend, Size, SwapWidth, Width,
@@ -937,41 +937,3 @@ pub(crate) fn run_lengths(ops: &[Op]) -> Vec<u64> {
     }
     costs
 }
-
-/// Applies `op` to `N` bytes of memory read and written as one little-endian value; returns
-/// the fetched old value where the operation fetches.
-macro_rules! atomic_fn {
-    ($name:ident, $t:ty, $n:literal) => {
-        pub(crate) fn $name(
-            mem: &mut MemoryMap<'_>,
-            addr: u64,
-            op: AtomicOp,
-            operand: u64,
-            r0: u64,
-        ) -> Result<Option<u64>, TrapKind> {
-            let bytes = mem.bytes_mut::<$n>(addr).ok_or(TrapKind::OutOfBounds {
-                addr,
-                len: $n,
-                write: true,
-            })?;
-            if addr % $n != 0 {
-                return Err(TrapKind::MisalignedAtomic { addr, len: $n });
-            }
-            let old = <$t>::from_le_bytes(*bytes);
-            let v = operand as $t;
-            let (new, fetch) = match op {
-                AtomicOp::Add { fetch } => (old.wrapping_add(v), fetch),
-                AtomicOp::Or { fetch } => (old | v, fetch),
-                AtomicOp::And { fetch } => (old & v, fetch),
-                AtomicOp::Xor { fetch } => (old ^ v, fetch),
-                AtomicOp::Xchg => (v, true),
-                AtomicOp::Cmpxchg => (if old == r0 as $t { v } else { old }, true),
-            };
-            *bytes = new.to_le_bytes();
-            Ok(fetch.then_some(old as u64))
-        }
-    };
-}
-
-atomic_fn!(atomic64, u64, 8);
-atomic_fn!(atomic32, u32, 4);

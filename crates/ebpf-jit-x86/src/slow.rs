@@ -165,9 +165,9 @@ fn step(insn: &Insn, regs: &mut [u64; 11], mem: &mut MemoryMap<'_>) -> Result<()
             let operand = r(regs, src);
             let r0 = regs[0];
             let fetched = if width == Width::W64 {
-                atomic64(mem, addr, op, operand, r0)?
+                mem.atomic64(addr, op, operand, r0)?
             } else {
-                atomic32(mem, addr, op, operand, r0)?
+                mem.atomic32(addr, op, operand, r0)?
             };
             if let Some(old) = fetched {
                 match op {
@@ -200,36 +200,3 @@ fn step(insn: &Insn, regs: &mut [u64; 11], mem: &mut MemoryMap<'_>) -> Result<()
     }
     Ok(())
 }
-
-/// The interpreter's atomic read-modify-write: bounds (as a write) first, then alignment.
-macro_rules! atomic_fn {
-    ($name:ident, $t:ty, $n:literal) => {
-        fn $name(
-            mem: &mut MemoryMap<'_>,
-            addr: u64,
-            op: AtomicOp,
-            operand: u64,
-            r0: u64,
-        ) -> Result<Option<u64>, TrapKind> {
-            let bytes = mem.bytes_mut::<$n>(addr).ok_or(oob(addr, $n, true))?;
-            if addr % $n != 0 {
-                return Err(TrapKind::MisalignedAtomic { addr, len: $n });
-            }
-            let old = <$t>::from_le_bytes(*bytes);
-            let v = operand as $t;
-            let (new, fetch) = match op {
-                AtomicOp::Add { fetch } => (old.wrapping_add(v), fetch),
-                AtomicOp::Or { fetch } => (old | v, fetch),
-                AtomicOp::And { fetch } => (old & v, fetch),
-                AtomicOp::Xor { fetch } => (old ^ v, fetch),
-                AtomicOp::Xchg => (v, true),
-                AtomicOp::Cmpxchg => (if old == r0 as $t { v } else { old }, true),
-            };
-            *bytes = new.to_le_bytes();
-            Ok(fetch.then_some(old as u64))
-        }
-    };
-}
-
-atomic_fn!(atomic64, u64, 8);
-atomic_fn!(atomic32, u32, 4);
