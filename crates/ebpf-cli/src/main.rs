@@ -104,6 +104,27 @@ enum Command {
         #[arg(long, value_name = "ID,...", value_delimiter = ',')]
         helpers: Option<Vec<u32>>,
     },
+    /// Compile a program ahead of time into a relocatable object for a target (Cranelift).
+    ///
+    /// The object defines one function with a C ABI, `uint64_t SYMBOL(struct ebpf_ctx *)`
+    /// (see crates/ebpf-jit-cranelift/c/ebpf_jit.h), and imports nothing. The program is
+    /// verified first. Targets: x86_64-, aarch64-, riscv64gc- and s390x-unknown-linux-gnu.
+    Compile {
+        /// The program: FILE.bin, FILE.s, FILE.asm, FILE.data or FILE.o.
+        #[arg(value_name = "PROGRAM")]
+        program: PathBuf,
+        /// The target triple.
+        #[arg(long, value_name = "TRIPLE")]
+        target: String,
+        /// Where to write the object.
+        #[arg(short, long, value_name = "FILE.o")]
+        output: PathBuf,
+        /// The exported function's name.
+        #[arg(long, value_name = "NAME", default_value = "ebpf_main")]
+        symbol: String,
+        #[command(flatten)]
+        elf: ElfArgs,
+    },
     /// Run .data test vectors and compare r0 with their `-- result`.
     ///
     /// Prints `PASS name`, `FAIL name: why` or `SKIP name: why` for each file, then
@@ -294,6 +315,26 @@ fn verify(path: &Path, strict: bool, helpers: Option<Vec<u32>>) -> Result<()> {
     }
 }
 
+/// `ebpf compile`: an ahead-of-time object for `target`.
+fn compile(
+    path: &Path,
+    target: &str,
+    output: &Path,
+    symbol: &str,
+    choice: &ElfChoice,
+) -> Result<()> {
+    use ebpf_vm::cranelift::{JitOptions, compile_object};
+    // Loading verifies; the object holds the code only (an ELF object's data images are the
+    // embedder's to provide as regions, as the C header says).
+    let builder = ebpf_cli::vm_builder(Engine::Interpreter, DEFAULT_BUDGET);
+    let (vm, _) = ebpf_cli::load_vm(path, builder, choice)?;
+    let mut options = JitOptions::default();
+    options.symbol = symbol.to_string();
+    let object = compile_object(vm.program(), target, &options)
+        .with_context(|| format!("{}: cannot compile for {target}", path.display()))?;
+    write_file(output, &object)
+}
+
 /// Carries out one command.
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -311,6 +352,13 @@ fn run(cli: Cli) -> Result<()> {
             strict,
             helpers,
         } => verify(&program, strict, helpers),
+        Command::Compile {
+            program,
+            target,
+            output,
+            symbol,
+            elf,
+        } => compile(&program, &target, &output, &symbol, &elf.choice()),
         Command::Bench {
             program,
             input,

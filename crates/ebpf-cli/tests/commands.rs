@@ -825,3 +825,52 @@ fn disasm_lists_the_programs_of_an_elf_object() {
     assert!(text.contains("\nadler32 (section tc):\n     0: "), "{text}");
     assert!(text.contains("exit"), "{text}");
 }
+
+#[test]
+fn compile_writes_an_object_for_each_target() {
+    let dir = TempDir::new("compile");
+    // (triple, e_machine, little-endian)
+    let targets = [
+        ("x86_64-unknown-linux-gnu", 62u16, true),
+        ("aarch64-unknown-linux-gnu", 183, true),
+        ("riscv64gc-unknown-linux-gnu", 243, true),
+        ("s390x-unknown-linux-gnu", 22, false),
+    ];
+    for (triple, machine, little) in targets {
+        let out = ebpf(
+            &dir,
+            &[
+                "compile",
+                &example_path(),
+                "--target",
+                triple,
+                "-o",
+                "prog.o",
+            ],
+        );
+        assert_eq!(ok(&out), "");
+        let object = std::fs::read(dir.path().join("prog.o")).unwrap();
+        assert_eq!(&object[..4], b"\x7fELF", "{triple}");
+        assert_eq!(
+            object[5],
+            if little { 1 } else { 2 },
+            "{triple}: byte order"
+        );
+        let half = |at: usize| {
+            let b = [object[at], object[at + 1]];
+            if little {
+                u16::from_le_bytes(b)
+            } else {
+                u16::from_be_bytes(b)
+            }
+        };
+        assert_eq!(half(16), 1, "{triple}: ET_REL");
+        assert_eq!(half(18), machine, "{triple}: e_machine");
+    }
+    let out = ebpf(
+        &dir,
+        &["compile", &example_path(), "--target", "nope", "-o", "x.o"],
+    );
+    one_line_failure(&out, "error: ", &["cannot compile for nope"]);
+    assert!(!dir.path().join("x.o").exists());
+}

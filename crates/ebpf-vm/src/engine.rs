@@ -86,7 +86,7 @@ pub(crate) enum Compiled {
     #[cfg(feature = "jit-x86")]
     X86(ebpf_jit_x86::X86Program),
     #[cfg(feature = "jit-cranelift")]
-    Cranelift(ebpf_jit_cranelift::CraneliftProgram),
+    Cranelift(Box<ebpf_jit_cranelift::CraneliftProgram>),
 }
 
 impl fmt::Debug for Compiled {
@@ -124,7 +124,7 @@ impl Compiled {
             #[cfg(feature = "jit-cranelift")]
             Engine::Cranelift => {
                 ebpf_jit_cranelift::compile(program, &ebpf_jit_cranelift::JitOptions::default())
-                    .map(Compiled::Cranelift)
+                    .map(|p| Compiled::Cranelift(Box::new(p)))
                     .map_err(|e| CompileError::Failed(e.to_string()))
             }
             #[allow(

@@ -76,6 +76,10 @@ pub use ebpf_elf as elf;
 pub use ebpf_elf::Selector;
 /// The instruction set: typed instructions, decoding, encoding, assembly and disassembly.
 pub use ebpf_isa as isa;
+/// The Cranelift JIT on its own: ahead-of-time objects for other targets
+/// (`compile_object`), with the C ABI of its `c/ebpf_jit.h`.
+#[cfg(feature = "jit-cranelift")]
+pub use ebpf_jit_cranelift as cranelift;
 /// The verifier on its own, for tools that check programs without running them.
 pub use ebpf_verifier as verifier;
 pub use ebpf_verifier::{

@@ -1,0 +1,258 @@
+//! [`JitOptions`] and the Cranelift target ISA they describe.
+//!
+//! ISA features are explicit on request: [`IsaFlags::Baseline`] (or `EBPF_JIT_ISA_FLAGS=baseline`)
+//! uses only what every CPU of the architecture has, so that results and code never depend on
+//! what an emulated CPU reports; [`IsaFlags::Host`] asks the running CPU (in-process only).
+
+use std::str::FromStr;
+
+use cranelift_codegen::isa::{self, OwnedTargetIsa};
+use cranelift_codegen::settings::{self, Configurable, SetError};
+use target_lexicon::{Architecture, PointerWidth, Triple};
+
+use crate::JitError;
+
+/// The environment variable that [`JitOptions::default`] reads the ISA flags from:
+/// `host`, `baseline`, or `name=value,name=value,…` (baseline plus these settings; a bare
+/// `name` means `name=true`).
+pub const ISA_FLAGS_ENV: &str = "EBPF_JIT_ISA_FLAGS";
+
+/// How hard Cranelift optimises.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OptLevel {
+    /// No optimisation: fastest compilation.
+    None,
+    /// Optimise for speed (the default).
+    #[default]
+    Speed,
+    /// Optimise for speed and size.
+    SpeedAndSize,
+}
+
+/// Which optional instruction-set features the generated code may use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum IsaFlags {
+    /// Whatever the running CPU supports (for objects for another target: baseline).
+    #[default]
+    Host,
+    /// Only the architecture's baseline (x86-64 v1, ARMv8.0, RV64GC, z14): the same code on
+    /// every CPU, emulated or not.
+    Baseline,
+    /// The baseline plus these Cranelift ISA (or shared) settings, e.g. `("has_lse", "true")`.
+    Explicit(Vec<(String, String)>),
+}
+
+impl IsaFlags {
+    /// Parses `host`, `baseline` or `name=value,…` (see [`ISA_FLAGS_ENV`]).
+    pub fn parse(text: &str) -> IsaFlags {
+        match text.trim() {
+            "" | "host" => IsaFlags::Host,
+            "baseline" => IsaFlags::Baseline,
+            list => IsaFlags::Explicit(
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| match s.split_once('=') {
+                        Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
+                        None => (s.to_string(), "true".to_string()),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The flags named by [`ISA_FLAGS_ENV`], if it is set.
+    pub fn from_env() -> Option<IsaFlags> {
+        std::env::var(ISA_FLAGS_ENV)
+            .ok()
+            .map(|s| IsaFlags::parse(&s))
+    }
+}
+
+/// How to compile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JitOptions {
+    /// Cranelift's optimisation level (default: speed).
+    pub opt_level: OptLevel,
+    /// ISA features (default: [`IsaFlags::from_env`], else [`IsaFlags::Host`]).
+    pub isa_flags: IsaFlags,
+    /// Name of the generated function (the exported symbol of [`crate::compile_object`]'s
+    /// object); default `ebpf_main`.
+    pub symbol: String,
+    /// Run Cranelift's IR verifier (default: in debug builds).
+    pub verify: bool,
+}
+
+impl Default for JitOptions {
+    fn default() -> JitOptions {
+        JitOptions {
+            opt_level: OptLevel::Speed,
+            isa_flags: IsaFlags::from_env().unwrap_or_default(),
+            symbol: "ebpf_main".to_string(),
+            verify: cfg!(debug_assertions),
+        }
+    }
+}
+
+impl JitOptions {
+    /// The default options with these ISA flags.
+    pub fn with_isa_flags(mut self, flags: IsaFlags) -> JitOptions {
+        self.isa_flags = flags;
+        self
+    }
+
+    /// The default options with this optimisation level.
+    pub fn with_opt_level(mut self, level: OptLevel) -> JitOptions {
+        self.opt_level = level;
+        self
+    }
+
+    /// The default options with this symbol name.
+    pub fn with_symbol(mut self, symbol: impl Into<String>) -> JitOptions {
+        self.symbol = symbol.into();
+        self
+    }
+}
+
+fn set(
+    builder: &mut dyn Configurable,
+    name: &str,
+    value: &str,
+) -> Result<(), (SetError, String, String)> {
+    builder
+        .set(name, value)
+        .map_err(|e| (e, name.to_string(), value.to_string()))
+}
+
+fn setting_error((e, name, value): (SetError, String, String)) -> JitError {
+    JitError::Setting {
+        name,
+        value,
+        reason: e.to_string(),
+    }
+}
+
+/// The target ISA for `target` (`None`: the host, for the in-process JIT).
+pub(crate) fn build_isa(
+    target: Option<&str>,
+    options: &JitOptions,
+) -> Result<OwnedTargetIsa, JitError> {
+    let (triple, native) = match target {
+        None => (Triple::host(), true),
+        Some(text) => {
+            let triple = Triple::from_str(text).map_err(|e| JitError::UnsupportedTarget {
+                triple: text.to_string(),
+                reason: e.to_string(),
+            })?;
+            let native = triple == Triple::host();
+            (triple, native)
+        }
+    };
+    let supported = matches!(
+        triple.architecture,
+        Architecture::X86_64
+            | Architecture::Aarch64(_)
+            | Architecture::Riscv64(_)
+            | Architecture::S390x
+    );
+    if !supported || triple.pointer_width() != Ok(PointerWidth::U64) {
+        let reason = "only 64-bit x86-64, AArch64, RISC-V 64 and s390x are supported".to_string();
+        return Err(match target {
+            None => JitError::UnsupportedHost { reason },
+            Some(t) => JitError::UnsupportedTarget {
+                triple: t.to_string(),
+                reason,
+            },
+        });
+    }
+
+    let mut shared = settings::builder();
+    let opt = match options.opt_level {
+        OptLevel::None => "none",
+        OptLevel::Speed => "speed",
+        OptLevel::SpeedAndSize => "speed_and_size",
+    };
+    set(&mut shared, "opt_level", opt).map_err(setting_error)?;
+    let verify = if options.verify { "true" } else { "false" };
+    set(&mut shared, "enable_verifier", verify).map_err(setting_error)?;
+    // Objects are linked into position-independent executables; the JIT maps code itself.
+    let pic = if target.is_some() { "true" } else { "false" };
+    set(&mut shared, "is_pic", pic).map_err(setting_error)?;
+    set(&mut shared, "use_colocated_libcalls", "false").map_err(setting_error)?;
+
+    let mut isa_builder = if native && options.isa_flags == IsaFlags::Host {
+        cranelift_native::builder().map_err(|reason| JitError::UnsupportedHost {
+            reason: reason.to_string(),
+        })?
+    } else {
+        isa::lookup(triple.clone()).map_err(|e| JitError::UnsupportedTarget {
+            triple: triple.to_string(),
+            reason: e.to_string(),
+        })?
+    };
+    if let IsaFlags::Explicit(flags) = &options.isa_flags {
+        for (name, value) in flags {
+            match set(&mut isa_builder, name, value) {
+                Ok(()) => {}
+                // Not an ISA setting: maybe a shared one (`opt_level`, …).
+                Err((SetError::BadName(_), _, _)) => {
+                    set(&mut shared, name, value).map_err(setting_error)?;
+                }
+                Err(e) => return Err(setting_error(e)),
+            }
+        }
+    }
+    isa_builder
+        .finish(settings::Flags::new(shared))
+        .map_err(JitError::Codegen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isa_flags_parse() {
+        assert_eq!(IsaFlags::parse("host"), IsaFlags::Host);
+        assert_eq!(IsaFlags::parse(" baseline "), IsaFlags::Baseline);
+        assert_eq!(
+            IsaFlags::parse("has_lse=false, has_zbb"),
+            IsaFlags::Explicit(vec![
+                ("has_lse".into(), "false".into()),
+                ("has_zbb".into(), "true".into())
+            ])
+        );
+    }
+
+    #[test]
+    fn every_supported_target_builds_and_others_are_refused() {
+        let options = JitOptions::default().with_isa_flags(IsaFlags::Baseline);
+        for t in [
+            "x86_64-unknown-linux-gnu",
+            "aarch64-unknown-linux-gnu",
+            "riscv64gc-unknown-linux-gnu",
+            "s390x-unknown-linux-gnu",
+        ] {
+            build_isa(Some(t), &options).unwrap();
+        }
+        for t in [
+            "i686-unknown-linux-gnu",
+            "armv7-unknown-linux-gnueabihf",
+            "nonsense",
+        ] {
+            assert!(matches!(
+                build_isa(Some(t), &options),
+                Err(JitError::UnsupportedTarget { .. })
+            ));
+        }
+        let bad = JitOptions::default().with_isa_flags(IsaFlags::Explicit(vec![(
+            "no_such_flag".into(),
+            "1".into(),
+        )]));
+        assert!(matches!(
+            build_isa(Some("x86_64-unknown-linux-gnu"), &bad),
+            Err(JitError::Setting { .. })
+        ));
+    }
+}
