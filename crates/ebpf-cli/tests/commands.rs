@@ -596,8 +596,23 @@ fn bench_prints_a_table_for_every_engine() {
         lines[0].ends_with("checksum.s: 19 instructions, no input"),
         "{text}"
     );
+    // Columns are padded to the longest engine name.
+    let header: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(
-        lines[1], "engine  load ns  runs  insns/run  median ns  min ns  ns/insn  r0",
+        header,
+        [
+            "engine",
+            "load",
+            "ns",
+            "runs",
+            "insns/run",
+            "median",
+            "ns",
+            "min",
+            "ns",
+            "ns/insn",
+            "r0"
+        ],
         "{text}"
     );
     assert_eq!(lines.len(), 2 + Engine::ALL.len(), "{text}");
