@@ -3,9 +3,12 @@
 //! Subcommands:
 //! - `tidy`: the checks of `tidy.rs` (crate graph, `//!` headers); they also run as tests.
 //! - `fixtures`: rebuilds the ELF fixtures of `tests/elf/` with clang-19 and gcc (`fixtures.rs`).
+//! - `test-cross [--arch aarch64|riscv64|s390x ...]`: the interpreter's and the Cranelift JIT's
+//!   tests under QEMU, and AOT objects linked by cross gcc (`cross.rs`).
 //!
 //! xtask uses only std and anyhow, so it builds in seconds.
 
+mod cross;
 mod fixtures;
 mod tidy;
 
@@ -31,7 +34,8 @@ fn run(args: Vec<String>) -> Result<()> {
             Ok(())
         }
         Some("fixtures") => fixtures::run_fixtures(&tidy::workspace_root()),
-        Some(other) => bail!("unknown task `{other}`; tasks: tidy, fixtures"),
-        None => bail!("usage: cargo xtask <task>; tasks: tidy, fixtures"),
+        Some("test-cross") => cross::run(&tidy::workspace_root(), &args[1..]),
+        Some(other) => bail!("unknown task `{other}`; tasks: tidy, fixtures, test-cross"),
+        None => bail!("usage: cargo xtask <task>; tasks: tidy, fixtures, test-cross"),
     }
 }

@@ -32,7 +32,7 @@ pub enum OptLevel {
 /// Which optional instruction-set features the generated code may use.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum IsaFlags {
-    /// Whatever the running CPU supports (for objects for another target: baseline).
+    /// Whatever the running CPU supports (in-process); for objects, the baseline.
     #[default]
     Host,
     /// Only the architecture's baseline (x86-64 v1, ARMv8.0, RV64GC, z14): the same code on
@@ -138,16 +138,12 @@ pub(crate) fn build_isa(
     target: Option<&str>,
     options: &JitOptions,
 ) -> Result<OwnedTargetIsa, JitError> {
-    let (triple, native) = match target {
-        None => (Triple::host(), true),
-        Some(text) => {
-            let triple = Triple::from_str(text).map_err(|e| JitError::UnsupportedTarget {
-                triple: text.to_string(),
-                reason: e.to_string(),
-            })?;
-            let native = triple == Triple::host();
-            (triple, native)
-        }
+    let triple = match target {
+        None => Triple::host(),
+        Some(text) => Triple::from_str(text).map_err(|e| JitError::UnsupportedTarget {
+            triple: text.to_string(),
+            reason: e.to_string(),
+        })?,
     };
     let supported = matches!(
         triple.architecture,
@@ -181,7 +177,8 @@ pub(crate) fn build_isa(
     set(&mut shared, "is_pic", pic).map_err(setting_error)?;
     set(&mut shared, "use_colocated_libcalls", "false").map_err(setting_error)?;
 
-    let mut isa_builder = if native && options.isa_flags == IsaFlags::Host {
+    // Objects are for a device, not for this machine: `Host` means the baseline for them.
+    let mut isa_builder = if target.is_none() && options.isa_flags == IsaFlags::Host {
         cranelift_native::builder().map_err(|reason| JitError::UnsupportedHost {
             reason: reason.to_string(),
         })?

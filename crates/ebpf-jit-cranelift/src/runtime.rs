@@ -102,12 +102,9 @@ pub(crate) unsafe fn run(
     // As the interpreter: the stack is one zeroed region of `stack_size` bytes.
     let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
     let mut stack = vec![0u8; stack_size];
-    let mut frames = vec![
-        0u64;
-        limits
-            .max_call_depth
-            .saturating_mul(off::FRAME_WORDS as usize)
-    ];
+    // The depth the contract enforces (`max_call_depth` clamped to `MAX_CALL_DEPTH`).
+    let max_depth = limits.max_depth();
+    let mut frames = vec![0u64; max_depth.saturating_mul(off::FRAME_WORDS as usize)];
     let mut host = Host {
         helpers,
         memory,
@@ -122,7 +119,7 @@ pub(crate) unsafe fn run(
         args,
         remaining: budget,
         stack_size: limits.stack_size(),
-        max_depth: limits.max_call_depth as u64,
+        max_depth: max_depth as u64,
         frames: frames.as_mut_ptr(),
         helper: trampoline,
         user: core::ptr::null_mut(),
@@ -164,9 +161,7 @@ pub(crate) unsafe fn run(
             len: ctx.trap_b,
         },
         code::BUDGET_EXHAUSTED => TrapKind::BudgetExhausted { budget },
-        code::CALL_DEPTH_EXCEEDED => TrapKind::CallDepthExceeded {
-            max_depth: limits.max_call_depth,
-        },
+        code::CALL_DEPTH_EXCEEDED => TrapKind::CallDepthExceeded { max_depth },
         code::UNKNOWN_HELPER => TrapKind::UnknownHelper { id: ctx.trap_a },
         code::INVALID_INSTRUCTION => TrapKind::InvalidInstruction {
             reason: reason_of(ctx.trap_a),

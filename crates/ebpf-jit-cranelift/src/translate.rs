@@ -11,7 +11,7 @@
 //! the function, deeper it pops the frame and continues at the return site through a jump
 //! table. Helpers are called through the context's helper pointer.
 //!
-//! Every memory access is checked against the region table, inline (see [`Tx::access`]).
+//! Every memory access is checked against the region table, inline (see [`Tx::memory`]).
 //! Nothing here ever raises a hardware trap: failed checks, and the budget, branch to cold
 //! blocks that store the trap in the context and return.
 
@@ -27,7 +27,7 @@ use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use ebpf_abi::{InvalidReason, layout};
 use ebpf_isa::{
-    AluOp, AtomicOp, ByteOrder, CallKind, Cond, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg,
+    AluOp, AtomicOp, ByteOrder, CallKind, Cond, Insn, Operand, PacketAddr, Program, Reg,
     SignExtend, Size, SwapWidth, Width,
 };
 
@@ -98,7 +98,7 @@ impl MemOp {
 
 /// A cold block whose contents are emitted after all the hot code (see [`Tx::emit_work`]).
 enum Cold {
-    /// `trap(pc, kind, a, b)`.
+    /// A trap of `kind` at `pc`, with operands `a` (or 0) and `b`.
     Trap {
         block: ir::Block,
         pc: usize,
@@ -108,6 +108,12 @@ enum Cold {
     },
     /// The budget trap at a computed pc.
     Budget { block: ir::Block, pc: Value },
+    /// A helper call that failed: the trap code is its status, the operands it stored.
+    Helper {
+        block: ir::Block,
+        pc: usize,
+        status: Value,
+    },
     /// A hinted access outside its guessed region: the full check, then the operation, then
     /// `cont(host address, result)`.
     Miss {
@@ -155,12 +161,10 @@ struct Tx<'a, 'f> {
     stack_size: Value,
     helper_fn: Value,
     helper_sig: ir::SigRef,
-    /// `trap(pc, kind, a, b)`: stores the trap and returns.
-    trap: ir::Block,
-    /// `helper_trap(pc, status)`: a trap whose operands the helper stored.
-    helper_trap: ir::Block,
     /// Returns `r0` from the program.
     exit: ir::Block,
+    /// Returns 0 after a trap (the trap is in the context).
+    trapped: ir::Block,
     /// Pops a frame and continues at its return site.
     ret: ir::Block,
     /// Fast and checked copies of each plan block, created on first use.
@@ -177,6 +181,8 @@ struct Tx<'a, 'f> {
     /// Per hinted region: bounds by (region, width, checked for writing), host address.
     bounds: HashMap<(u8, u32, bool), Value>,
     hosts: HashMap<u8, Value>,
+    /// Whether `r10` is never written (frame offsets are exact, frame slots unchecked).
+    frame_exact: bool,
     /// Whether the access being emitted is repeated later in the block (see
     /// [`reused_accesses`]).
     keep_address: bool,
@@ -252,20 +258,13 @@ impl<'a, 'f> Tx<'a, 'f> {
         b.def_var(remaining, budget);
         b.def_var(depth, zero);
 
-        let trap = b.create_block();
-        for _ in 0..4 {
-            b.append_block_param(trap, I64);
-        }
-        b.set_cold_block(trap);
-        let helper_trap = b.create_block();
-        for _ in 0..2 {
-            b.append_block_param(helper_trap, I64);
-        }
-        b.set_cold_block(helper_trap);
         let exit = b.create_block();
+        let trapped = b.create_block();
+        b.set_cold_block(trapped);
         let ret = b.create_block();
 
         let n = plan.blocks.len();
+        let frame_exact = !hints::writes_r10(insns);
         Tx {
             b,
             insns,
@@ -281,9 +280,8 @@ impl<'a, 'f> Tx<'a, 'f> {
             stack_size,
             helper_fn,
             helper_sig,
-            trap,
-            helper_trap,
             exit,
+            trapped,
             ret,
             fast: vec![None; n],
             slow: vec![None; n],
@@ -291,7 +289,8 @@ impl<'a, 'f> Tx<'a, 'f> {
             work_slow: Vec::new(),
             cold: Vec::new(),
             stubs: Vec::new(),
-            entries: hints::block_entries(plan, insns),
+            entries: hints::block_entries(plan, insns, frame_exact),
+            frame_exact,
             hints: [Hint::Nothing; 11],
             checked: HashMap::new(),
             bounds: HashMap::new(),
@@ -343,12 +342,19 @@ impl<'a, 'f> Tx<'a, 'f> {
                     self.b.switch_to_block(block);
                     self.jump_trap(pc, kind, a, 0, b);
                 }
+                Cold::Helper { block, pc, status } => {
+                    self.b.switch_to_block(block);
+                    let pc = self.iconst(I64, pc as i64);
+                    let flags = self.flags.ctx;
+                    let a = self.b.ins().load(I64, flags, self.ctx, off::TRAP_A);
+                    let b = self.b.ins().load(I64, flags, self.ctx, off::TRAP_B);
+                    self.trap_here(pc, status, a, b);
+                }
                 Cold::Budget { block, pc } => {
                     self.b.switch_to_block(block);
                     let kind = self.iconst(I64, code::BUDGET_EXHAUSTED as i64);
                     let zero = self.iconst(I64, 0);
-                    let args = [pc, kind, zero, zero].map(BlockArg::Value);
-                    self.b.ins().jump(self.trap, &args);
+                    self.trap_here(pc, kind, zero, zero);
                 }
                 Cold::Miss {
                     block,
@@ -461,8 +467,23 @@ impl<'a, 'f> Tx<'a, 'f> {
             None => self.iconst(I64, a as i64),
         };
         let b = self.iconst(I64, b as i64);
-        let args = [pc, kind, a, b].map(BlockArg::Value);
-        self.b.ins().jump(self.trap, &args);
+        self.trap_here(pc, kind, a, b);
+    }
+
+    /// Ends the current block with a trap exit: stores the trap in the context and jumps to
+    /// the shared `return 0`. (The stores happen at each site: one shared exit block taking
+    /// the trap as block parameters from thousands of predecessors makes register
+    /// allocation super-linear on large programs.)
+    fn trap_here(&mut self, pc: Value, kind: Value, a: Value, b: Value) {
+        for (v, offset) in [pc, kind, a, b].into_iter().zip([
+            off::TRAP_PC,
+            off::TRAP_KIND,
+            off::TRAP_A,
+            off::TRAP_B,
+        ]) {
+            self.b.ins().store(self.flags.ctx, v, self.ctx, offset);
+        }
+        self.b.ins().jump(self.trapped, &[]);
     }
 
     /// `if cond { trap }`: the trap's constants live in a cold block of their own, so the
@@ -617,6 +638,11 @@ impl<'a, 'f> Tx<'a, 'f> {
 
     /// The shared blocks: program exit, frame pop, trap exits.
     fn emit_tails(&mut self) {
+        // trapped: the trap is in the context.
+        self.b.switch_to_block(self.trapped);
+        let zero = self.iconst(I64, 0);
+        self.b.ins().return_(&[zero]);
+
         // exit: store the budget left, return r0.
         self.b.switch_to_block(self.exit);
         let rem = self.b.use_var(self.remaining);
@@ -679,33 +705,6 @@ impl<'a, 'f> Tx<'a, 'f> {
             // No reachable local calls: the depth is always 0 and this block is unreachable.
             self.b.ins().jump(self.exit, &[]);
         }
-
-        // helper_trap(pc, status): the helper stored the operands.
-        self.b.switch_to_block(self.helper_trap);
-        let params = self.b.block_params(self.helper_trap).to_vec();
-        let a = self
-            .b
-            .ins()
-            .load(I64, self.flags.ctx, self.ctx, off::TRAP_A);
-        let b = self
-            .b
-            .ins()
-            .load(I64, self.flags.ctx, self.ctx, off::TRAP_B);
-        let args = [params[0], params[1], a, b].map(BlockArg::Value);
-        self.b.ins().jump(self.trap, &args);
-
-        // trap(pc, kind, a, b).
-        self.b.switch_to_block(self.trap);
-        let params = self.b.block_params(self.trap).to_vec();
-        for (v, offset) in
-            params
-                .iter()
-                .zip([off::TRAP_PC, off::TRAP_KIND, off::TRAP_A, off::TRAP_B])
-        {
-            self.b.ins().store(self.flags.ctx, *v, self.ctx, offset);
-        }
-        let zero = self.iconst(I64, 0);
-        self.b.ins().return_(&[zero]);
     }
 
     /// Emits one instruction that does not end a block.
@@ -898,37 +897,46 @@ impl<'a, 'f> Tx<'a, 'f> {
                 _ => self.b.ins().srem(d, s),
             };
         }
-        let zero = self.iconst(ty, 0);
-        let one = self.iconst(ty, 1);
+        // A register divisor: branch around the division when it is 0 (or, signed, -1), so
+        // that the common case has no selects on its dependency chain.
         let is_zero = self.b.ins().icmp_imm_s(IntCC::Equal, s, 0);
-        match op {
-            AluOp::Div | AluOp::Mod => {
-                let safe = self.b.ins().select(is_zero, one, s);
-                if op == AluOp::Div {
-                    let q = self.b.ins().udiv(d, safe);
-                    self.b.ins().select(is_zero, zero, q)
-                } else {
-                    let r = self.b.ins().urem(d, safe);
-                    self.b.ins().select(is_zero, d, r)
-                }
+        let minus_one = self.iconst(ty, -1);
+        let is_minus_one = self.b.ins().icmp(IntCC::Equal, s, minus_one);
+        let special = match op {
+            AluOp::Div | AluOp::Mod => is_zero,
+            _ => self.b.ins().bor(is_zero, is_minus_one),
+        };
+        let normal = self.b.create_block();
+        let odd = self.b.create_block();
+        self.b.set_cold_block(odd);
+        let join = self.b.create_block();
+        let result = self.b.append_block_param(join, ty);
+        self.b.ins().brif(special, odd, &[], normal, &[]);
+
+        self.b.switch_to_block(normal);
+        let v = match op {
+            AluOp::Div => self.b.ins().udiv(d, s),
+            AluOp::Mod => self.b.ins().urem(d, s),
+            AluOp::Sdiv => self.b.ins().sdiv(d, s),
+            _ => self.b.ins().srem(d, s),
+        };
+        self.b.ins().jump(join, &[BlockArg::Value(v)]);
+
+        // x / 0 = 0, x % 0 = x, x / -1 = -x (MIN / -1 = MIN), x % -1 = 0.
+        self.b.switch_to_block(odd);
+        let zero = self.iconst(ty, 0);
+        let v = match op {
+            AluOp::Div => zero,
+            AluOp::Mod => d,
+            AluOp::Sdiv => {
+                let neg = self.b.ins().ineg(d);
+                self.b.ins().select(is_zero, zero, neg)
             }
-            _ => {
-                let minus_one = self.iconst(ty, -1);
-                let is_minus_one = self.b.ins().icmp(IntCC::Equal, s, minus_one);
-                let special = self.b.ins().bor(is_zero, is_minus_one);
-                let safe = self.b.ins().select(special, one, s);
-                if op == AluOp::Sdiv {
-                    let q = self.b.ins().sdiv(d, safe);
-                    let neg = self.b.ins().ineg(d);
-                    let q = self.b.ins().select(is_minus_one, neg, q);
-                    self.b.ins().select(is_zero, zero, q)
-                } else {
-                    let r = self.b.ins().srem(d, safe);
-                    let r = self.b.ins().select(is_minus_one, zero, r);
-                    self.b.ins().select(is_zero, d, r)
-                }
-            }
-        }
+            _ => self.b.ins().select(is_zero, d, zero),
+        };
+        self.b.ins().jump(join, &[BlockArg::Value(v)]);
+        self.b.switch_to_block(join);
+        result
     }
 
     /// The branch condition of a conditional jump.
@@ -1004,6 +1012,25 @@ impl<'a, 'f> Tx<'a, 'f> {
             return self.mem_op(op, p, addr, pc);
         }
         let keep = self.keep_address;
+        let hint = match hint {
+            Hint::Frame(k)
+                if self.frame_exact
+                    && hints::frame_access_is_safe(k.saturating_add(i64::from(off)), width) =>
+            {
+                // Inside the current frame: no check. (The mask keeps the host address inside
+                // an object caller's stack even if one over 4 GiB made frame pointers wrap.)
+                let (_, host) = self.region_values(layout::STACK as u8, width, write);
+                let offset = self.b.ins().band_imm_s(addr, 0xffff_ffff);
+                let p = self.b.ins().iadd(host, offset);
+                let result = self.mem_op(op, p, addr, pc);
+                if keep {
+                    self.checked.insert((addr, width), (p, true));
+                }
+                return result;
+            }
+            Hint::Frame(_) => Hint::Region(layout::STACK as u8),
+            h => h,
+        };
         let (p, result) = match hint {
             Hint::Region(region) => {
                 let (inside, p_fast) = self.hinted_check(addr, region, width, write);
@@ -1135,9 +1162,14 @@ impl<'a, 'f> Tx<'a, 'f> {
                     }
                     _ => None,
                 };
-                if let Some((base, width, write)) = access
-                    && let Hint::Region(region) = state[usize::from(base.index())]
+                let hint = access.map(|(base, ..)| state[usize::from(base.index())]);
+                if let (Some((_, width, write)), Some(Hint::Region(_) | Hint::Frame(_))) =
+                    (access, hint)
                 {
+                    let region = match hint {
+                        Some(Hint::Region(region)) => region,
+                        _ => layout::STACK as u8,
+                    };
                     let write = write && u64::from(region) != layout::STACK;
                     if !wanted.contains(&(region, width, write)) {
                         wanted.push((region, width, write));
@@ -1338,10 +1370,11 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.b.set_cold_block(cold);
         let cont = self.b.create_block();
         self.b.ins().brif(status, cold, &[], cont, &[]);
-        self.b.switch_to_block(cold);
-        let pc = self.iconst(I64, pc as i64);
-        let args = [pc, status].map(BlockArg::Value);
-        self.b.ins().jump(self.helper_trap, &args);
+        self.cold.push(Cold::Helper {
+            block: cold,
+            pc,
+            status,
+        });
         self.b.switch_to_block(cont);
         let r0 = self
             .b
@@ -1425,6 +1458,3 @@ fn has_effect(insn: &Insn) -> bool {
             | Insn::CallX { .. }
     )
 }
-
-/// `LoadImm64` kinds other than values never reach [`Tx::emit_insn`]; this keeps the import.
-const _: Imm64Kind = Imm64Kind::Value;

@@ -799,3 +799,116 @@ fn compiled_programs_are_send_sync_and_run_concurrently() {
         }
     });
 }
+
+#[test]
+fn frame_slots_are_unchecked_only_where_provably_inside_the_frame() {
+    if !supported() {
+        return;
+    }
+    let none = Setup::default();
+    // At the deepest frame, [r10-512] is the region's first byte and [r10-513] is outside.
+    let deep = |depth: usize, access: &str| {
+        let mut src = String::new();
+        for i in 0..depth {
+            src.push_str(&format!("call local f{i}\nexit\nf{i}:\n"));
+        }
+        src.push_str(access);
+        src.push_str("\nexit");
+        asm(&src)
+    };
+    let limits = |max_call_depth| Limits {
+        budget: None,
+        max_call_depth,
+    };
+    for depth in [0usize, 1, 3] {
+        let p = deep(depth, "stdw [%r10-512], 7\nldxdw %r0, [%r10-512]");
+        assert_eq!(r0(check(&p, &none, &limits(depth))), 7);
+        let p = deep(depth, "stb [%r10-513], 7");
+        assert_eq!(
+            trap_kind(check(&p, &none, &limits(depth))),
+            (
+                depth * 2,
+                TrapKind::OutOfBounds {
+                    addr: layout::vm_addr(layout::RODATA, 0xffff_ffff),
+                    len: 1,
+                    write: true
+                }
+            )
+        );
+        // The caller's frame, one level up, through an offset above r10: checked, in bounds
+        // unless at depth 0.
+        let p = deep(depth, "stdw [%r10+8], 1\nmov %r0, 1");
+        check(&p, &none, &limits(depth)).ok();
+    }
+}
+
+#[test]
+fn call_depth_above_the_contract_maximum_is_clamped_like_the_interpreter() {
+    if !supported() {
+        return;
+    }
+    // Endless recursion: the depth limit (max_call_depth clamped to MAX_CALL_DEPTH) or the
+    // budget ends it, at the same pc with the same kind, and the deepest frames are in bounds.
+    let p = asm("f:\nstdw [%r10-8], 1\ncall local f\nexit");
+    for max_call_depth in [
+        ebpf_abi::MAX_CALL_DEPTH,
+        ebpf_abi::MAX_CALL_DEPTH + 1,
+        usize::MAX,
+    ] {
+        let limits = Limits {
+            budget: Some(1 << 20),
+            max_call_depth,
+        };
+        let (_, kind) = trap_kind(check(&p, &Setup::default(), &limits));
+        assert_eq!(
+            kind,
+            TrapKind::CallDepthExceeded {
+                max_depth: ebpf_abi::MAX_CALL_DEPTH
+            }
+        );
+    }
+}
+
+#[test]
+fn large_programs_compile_and_agree() {
+    if !supported() {
+        return;
+    }
+    // 7,500 instructions (1,500 under emulation): straight-line arithmetic and stack traffic,
+    // branches every few instructions, a loop around it all, and a call.
+    let groups = if std::env::var_os("EBPF_CROSS_EMULATED").is_some() {
+        300
+    } else {
+        1_500
+    };
+    let mut src = String::from("mov %r6, 0\nmov %r0, 1\nouter:\n");
+    for i in 0..groups {
+        src.push_str(&format!(
+            "add %r0, {i}\nstxdw [%r10-{}], %r0\njgt %r0, {}, s{i}\nxor %r0, 0x55\ns{i}:\nmul %r0, 3\n",
+            8 * (i % 60 + 1),
+            i * 7
+        ));
+    }
+    src.push_str("call local f\nadd %r6, 1\njlt %r6, 3, outer\nexit\nf:\nldxdw %r1, [%r10+8]\nadd %r0, %r1\nexit");
+    let program = asm(&src);
+    assert!(program.len() > groups * 5);
+    let start = std::time::Instant::now();
+    let jit = common::jit(&program);
+    eprintln!(
+        "{} instructions compiled in {:?} to {} bytes",
+        program.len(),
+        start.elapsed(),
+        jit.code_size()
+    );
+    let full = groups as u64 * 15;
+    for budget in [None, Some(full / 2), Some(full - 1)] {
+        common::compare_compiled(
+            &program,
+            &jit,
+            &Setup::default(),
+            &helpers(),
+            &limits(budget),
+        )
+        .unwrap_or_else(|d| panic!("{}", &d[..d.len().min(2000)]));
+    }
+}
