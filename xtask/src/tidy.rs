@@ -20,7 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ebpf-isa", &[]),
     ("ebpf-testdata", &[]),
     ("ebpf-testgen", &["ebpf-isa"]),
-    ("ebpf-cfg", &["ebpf-isa"]),
+    ("ebpf-cfg", &["ebpf-isa", "ebpf-abi"]),
     ("ebpf-abi", &["ebpf-isa"]),
     ("ebpf-verifier", &["ebpf-isa", "ebpf-cfg", "ebpf-abi"]),
     ("ebpf-interp", &["ebpf-isa", "ebpf-abi"]),

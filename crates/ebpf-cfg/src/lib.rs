@@ -6,7 +6,8 @@
 //! kernel lays them out), each function into basic blocks with successor and predecessor edges
 //! (fall-through vs taken), and then derives reverse post-order, dominators, back edges,
 //! natural loops, unreachable blocks, the call graph and recursion, and a longest-path bound
-//! for loop-free programs.
+//! for loop-free programs. [`pointers`] is the pointer-hint analysis both JITs share (which
+//! region a register probably points into).
 //!
 //! What it is not for: judging programs. Structural problems (a jump outside the program or
 //! its function, into the second slot of an `lddw`, falling off the end) are recorded as
@@ -30,6 +31,7 @@ extern crate alloc;
 
 mod analysis;
 mod build;
+pub mod pointers;
 
 use alloc::vec::Vec;
 use core::fmt;

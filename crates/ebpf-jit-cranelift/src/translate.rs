@@ -26,6 +26,7 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use ebpf_abi::{InvalidReason, layout};
+use ebpf_cfg::pointers;
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Insn, Operand, PacketAddr, Program, Reg,
     SignExtend, Size, SwapWidth, Width,
@@ -1410,26 +1411,10 @@ fn reused_accesses(body: &[Insn]) -> Vec<bool> {
             _ => None,
         }
     }
-    fn writes(insn: &Insn, r: Reg) -> bool {
-        match *insn {
-            Insn::Alu { dst, .. }
-            | Insn::Neg { dst, .. }
-            | Insn::MovSx { dst, .. }
-            | Insn::Endian { dst, .. }
-            | Insn::LoadImm64 { dst, .. }
-            | Insn::Load { dst, .. } => dst == r,
-            Insn::Atomic { op, src, .. } => {
-                op.fetches() && (r == Reg::R0 || (op != AtomicOp::Cmpxchg && src == r))
-            }
-            Insn::LoadPacket { .. } => r == Reg::R0,
-            Insn::Call { .. } | Insn::CallX { .. } => r.index() <= 5,
-            _ => false,
-        }
-    }
     let mut reused = vec![false; body.len()];
     for (i, insn) in body.iter().enumerate() {
         let Some(a) = access(insn) else { continue };
-        if writes(insn, a.0) {
+        if pointers::insn_writes(insn, a.0) {
             continue;
         }
         for later in &body[i + 1..] {
@@ -1437,7 +1422,7 @@ fn reused_accesses(body: &[Insn]) -> Vec<bool> {
                 reused[i] = true;
                 break;
             }
-            if writes(later, a.0) {
+            if pointers::insn_writes(later, a.0) {
                 break;
             }
         }
