@@ -21,6 +21,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use ebpf_abi::InvalidReason;
+use ebpf_cfg::pointers::{self, Hints};
 use ebpf_isa::{CallKind, Imm64Kind, Insn, Program};
 
 /// One basic block of the JIT.
@@ -92,23 +93,6 @@ pub(crate) fn ends_block(insn: &Insn) -> bool {
     ) || matches!(insn, Insn::LoadImm64 { kind, .. } if *kind != Imm64Kind::Value)
 }
 
-/// Whether `insn` writes register `r10`.
-fn writes_r10(insn: &Insn) -> bool {
-    let r10 = ebpf_isa::Reg::R10;
-    match *insn {
-        Insn::Alu { dst, .. }
-        | Insn::Neg { dst, .. }
-        | Insn::MovSx { dst, .. }
-        | Insn::Endian { dst, .. }
-        | Insn::LoadImm64 { dst, .. }
-        | Insn::Load { dst, .. } => dst == r10,
-        Insn::Atomic { op, src, .. } => {
-            op.fetches() && op != ebpf_isa::AtomicOp::Cmpxchg && src == r10
-        }
-        _ => false,
-    }
-}
-
 impl Shape {
     /// Computes the shape of `program` in one pass over its instructions (plus one to mark jump
     /// targets).
@@ -130,7 +114,7 @@ impl Shape {
         let mut writes = false;
         for (i, insn) in insns.iter().enumerate() {
             let pc = pcs.get(i).copied().unwrap_or(0);
-            writes |= writes_r10(insn);
+            writes |= pointers::insn_writes_r10(insn);
             if ends_block(insn)
                 && let Some(next) = leader.get_mut(i + 1)
             {
@@ -175,6 +159,69 @@ impl Shape {
             slots,
             writes_r10: writes,
         }
+    }
+
+    /// The pointer hints at the entry of every block (`ebpf_cfg::pointers` on this graph).
+    /// `frame_exact`: `r10` is always the current frame's top, so frame offsets are facts.
+    pub(crate) fn hints(&self, insns: &[Insn], frame_exact: bool) -> Vec<Hints> {
+        let mut block_at = vec![u32::MAX; self.slots];
+        for (b, block) in self.blocks.iter().enumerate() {
+            if let Some(&pc) = self.pcs.get(block.first)
+                && let Some(slot) = block_at.get_mut(pc)
+            {
+                *slot = b as u32;
+            }
+        }
+        let block_of = |pc: Option<usize>| {
+            pc.and_then(|pc| block_at.get(pc))
+                .filter(|&&b| b != u32::MAX)
+                .map(|&b| b as usize)
+        };
+        let entry = pointers::entry_hints(frame_exact);
+        pointers::solve(self.blocks.len(), 0, entry, |b, hints, out| {
+            let block = self.blocks[b];
+            let mut state = *hints;
+            let last = block.first + block.len - 1;
+            for insn in &insns[block.first..last] {
+                pointers::transfer(&mut state, insn);
+            }
+            let (Some(insn), Some(&pc)) = (insns.get(last), self.pcs.get(last)) else {
+                return;
+            };
+            let next = if b + 1 < self.blocks.len() {
+                Some(b + 1)
+            } else {
+                None
+            };
+            if invalid_reason(insn, pc, self.slots).is_some() {
+                return;
+            }
+            match insn {
+                Insn::Call {
+                    kind: CallKind::Local,
+                    ..
+                } => {
+                    if let Some(t) = block_of(call_target(insn, pc, self.slots)) {
+                        out.push((t, pointers::callee_hints(&state, frame_exact)));
+                    }
+                    if let Some(n) = next {
+                        out.push((n, pointers::return_hints(&state)));
+                    }
+                    return;
+                }
+                Insn::Exit => return,
+                _ => {}
+            }
+            pointers::transfer(&mut state, insn);
+            if let Some(t) = block_of(jump_target(insn, pc, self.slots)) {
+                out.push((t, state));
+            }
+            if !matches!(insn, Insn::Ja { .. } | Insn::Ja32 { .. })
+                && let Some(n) = next
+            {
+                out.push((n, state));
+            }
+        })
     }
 }
 

@@ -83,6 +83,14 @@ pub(crate) struct Ctx<'a> {
     pub(crate) load_lim: [[u64; REGION_TABLE_LEN]; 4],
     /// Limits for stores (and atomics) of 1, 2, 4 and 8 bytes.
     pub(crate) store_lim: [[u64; REGION_TABLE_LEN]; 4],
+    /// VM base address of each region, `r << 32`.
+    pub(crate) start: [u64; REGION_TABLE_LEN],
+    /// Host address of each region's first byte.
+    pub(crate) host: [u64; REGION_TABLE_LEN],
+    /// `load_lim` minus `start` (0 where the limit is 0).
+    pub(crate) load_span: [[u64; REGION_TABLE_LEN]; 4],
+    /// `store_lim` minus `start` (0 where the limit is 0).
+    pub(crate) store_span: [[u64; REGION_TABLE_LEN]; 4],
     /// `r0`..`r10`: entry values, the spill area of the budget path, `r0` at exit.
     pub(crate) regs: [u64; 11],
     /// Instructions that may still execute.
@@ -128,6 +136,10 @@ pub(crate) struct Ctx<'a> {
 pub(crate) const OFF_BIAS: i32 = offset_of!(Ctx<'static>, bias) as i32;
 pub(crate) const OFF_LOAD_LIM: i32 = offset_of!(Ctx<'static>, load_lim) as i32;
 pub(crate) const OFF_STORE_LIM: i32 = offset_of!(Ctx<'static>, store_lim) as i32;
+pub(crate) const OFF_START: i32 = offset_of!(Ctx<'static>, start) as i32;
+pub(crate) const OFF_HOST: i32 = offset_of!(Ctx<'static>, host) as i32;
+pub(crate) const OFF_LOAD_SPAN: i32 = offset_of!(Ctx<'static>, load_span) as i32;
+pub(crate) const OFF_STORE_SPAN: i32 = offset_of!(Ctx<'static>, store_span) as i32;
 pub(crate) const OFF_REGS: i32 = offset_of!(Ctx<'static>, regs) as i32;
 pub(crate) const OFF_REMAINING: i32 = offset_of!(Ctx<'static>, remaining) as i32;
 pub(crate) const OFF_FRAME_SP: i32 = offset_of!(Ctx<'static>, frame_sp) as i32;
@@ -148,6 +160,12 @@ pub(crate) const fn lim_offset(write: bool, w: usize, region: u64) -> i32 {
     base + (w as i32) * (REGION_TABLE_LEN as i32 * 8) + (region as i32) * 8
 }
 
+/// Offset of `load_span[w][region]` (or `store_span`).
+pub(crate) const fn span_offset(write: bool, w: usize, region: u64) -> i32 {
+    let base = if write { OFF_STORE_SPAN } else { OFF_LOAD_SPAN };
+    base + (w as i32) * (REGION_TABLE_LEN as i32 * 8) + (region as i32) * 8
+}
+
 impl<'a> Ctx<'a> {
     /// A context for a run over `memory` (which must outlive every use of the context).
     pub(crate) fn new(memory: *mut MemoryMap<'a>, helpers: *const Helpers) -> Ctx<'a> {
@@ -155,6 +173,10 @@ impl<'a> Ctx<'a> {
             bias: [0; REGION_TABLE_LEN],
             load_lim: [[0; REGION_TABLE_LEN]; 4],
             store_lim: [[0; REGION_TABLE_LEN]; 4],
+            start: core::array::from_fn(|r| (r as u64) << 32),
+            host: [0; REGION_TABLE_LEN],
+            load_span: [[0; REGION_TABLE_LEN]; 4],
+            store_span: [[0; REGION_TABLE_LEN]; 4],
             regs: [0; 11],
             remaining: 0,
             frame_sp: 0,
@@ -198,15 +220,19 @@ impl<'a> Ctx<'a> {
             } else {
                 entry.len.min(LEN_CLAMP)
             };
-            self.bias[r] = (entry.host as usize as u64).wrapping_sub(base);
+            self.host[r] = entry.host as usize as u64;
+            self.bias[r] = self.host[r].wrapping_sub(base);
             for (w, width) in WIDTHS.iter().enumerate() {
                 let lim = if len >= *width {
                     base + len - width + 1
                 } else {
                     0
                 };
+                let store = if entry.writable != 0 { lim } else { 0 };
                 self.load_lim[w][r] = lim;
-                self.store_lim[w][r] = if entry.writable != 0 { lim } else { 0 };
+                self.store_lim[w][r] = store;
+                self.load_span[w][r] = if lim == 0 { 0 } else { lim - base };
+                self.store_span[w][r] = if store == 0 { 0 } else { store - base };
             }
         }
     }
@@ -234,5 +260,21 @@ mod tests {
         assert_eq!(ctx.load_lim[2][4], 0, "shorter than the access");
         assert_eq!(ctx.store_lim[1][4], layout::vm_addr(4, 2));
         assert_eq!(ctx.load_lim[0][2], 0, "unmapped");
+        // The guessed-region view agrees with the limits.
+        for r in 0..REGION_TABLE_LEN {
+            for w in 0..4 {
+                for (lim, span) in [
+                    (ctx.load_lim[w][r], ctx.load_span[w][r]),
+                    (ctx.store_lim[w][r], ctx.store_span[w][r]),
+                ] {
+                    for offset in [0u64, 1, 2, 3, 9, 10, 1 << 32] {
+                        let addr = layout::vm_addr(r as u64, 0) + offset;
+                        assert_eq!(addr < lim, addr - ctx.start[r] < span, "{r} {w} {offset}");
+                    }
+                }
+            }
+        }
+        assert_eq!(ctx.host[1], rodata.as_ptr() as u64);
+        assert_eq!(ctx.load_span[3][1], 3);
     }
 }

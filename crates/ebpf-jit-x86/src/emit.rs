@@ -37,11 +37,14 @@ use ebpf_isa::{
     SignExtend, Size, SwapWidth, Width,
 };
 
+use ebpf_cfg::pointers::{self, Hint, Hints};
+
 use crate::blocks::{Shape, call_target, invalid_reason, jump_target};
 use crate::context::{
     FRAME_CALLEE_FP, FRAME_RET, FRAME_SIZE, OFF_ARGS, OFF_BIAS, OFF_BLOCK, OFF_FRAME_BASE,
-    OFF_FRAME_END, OFF_FRAME_SP, OFF_HELPER_ID, OFF_REGS, OFF_REMAINING, OFF_SAVED_RSP,
-    OFF_TRAMPOLINE, OFF_TRAP_ADDR, OFF_TRAP_CODE, OFF_TRAP_PC, code, lim_offset, status,
+    OFF_FRAME_END, OFF_FRAME_SP, OFF_HELPER_ID, OFF_HOST, OFF_REGS, OFF_REMAINING, OFF_SAVED_RSP,
+    OFF_START, OFF_TRAMPOLINE, OFF_TRAP_ADDR, OFF_TRAP_CODE, OFF_TRAP_PC, code, lim_offset,
+    span_offset, status,
 };
 use crate::{JitError, JitOptions};
 
@@ -143,6 +146,16 @@ enum Stub {
     Trap { pc: u32, code: u32 },
     /// `add rcx, charge; mov edx, block; jmp budget_common`.
     Budget { block: u32, charge: i32 },
+    /// A guessed region was wrong: the full check of `[base + off]` (`1 << w` bytes), then
+    /// back to the access with the host address in `rdx`, or the out-of-bounds trap at `pc`.
+    Unguessed {
+        base: u8,
+        off: i32,
+        w: u8,
+        write: bool,
+        pc: u32,
+        back: DynamicLabel,
+    },
 }
 
 /// Random keys for constant blinding: SplitMix64 seeded from the standard library's per-process
@@ -195,6 +208,10 @@ struct Emitter<'p> {
     /// current 512-byte frame, and the run allocates 512 bytes of slack below the stack (see
     /// `run`), so even the wrapped frame pointers of a giant stack stay inside the allocation.
     stack_fast: bool,
+    /// Pointer hints at each block's entry (`Shape::hints`).
+    entries: Vec<Hints>,
+    /// Pointer hints before the instruction being emitted.
+    hints: Hints,
 }
 
 /// Emits the code of `program`.
@@ -215,6 +232,7 @@ pub(crate) fn emit(
     let exit_ok = ops.new_dynamic_label();
     let epilogue = ops.new_dynamic_label();
     let stack_fast = allow_stack_fast && !shape.writes_r10;
+    let entries = shape.hints(program.insns(), stack_fast);
     let mut e = Emitter {
         ops,
         program,
@@ -229,6 +247,8 @@ pub(crate) fn emit(
         blinding: options.constant_blinding,
         keys: Keys::new(),
         stack_fast,
+        entries,
+        hints: [Hint::Nothing; 11],
     };
     e.prologue();
     e.body();
@@ -369,6 +389,19 @@ impl Emitter<'_> {
                         ; jmp =>common
                     );
                 }
+                Stub::Unguessed {
+                    base,
+                    off,
+                    w,
+                    write,
+                    pc,
+                    back,
+                } => {
+                    let trap = self.ops.new_dynamic_label();
+                    self.full_check(base, off, usize::from(w), write, trap);
+                    asm!(self.ops; jmp =>back; =>trap);
+                    self.trap_inline(pc as usize, oob_code(usize::from(w), write));
+                }
             }
         }
         let (trap_common, budget_common, exit_ok, epilogue) = (
@@ -420,6 +453,7 @@ impl Emitter<'_> {
         for (b, block) in blocks.iter().enumerate() {
             let first_pc = self.shape.pcs.get(block.first).copied().unwrap_or(0);
             self.bind(first_pc);
+            self.hints = self.entries.get(b).copied().unwrap_or([Hint::Nothing; 11]);
             if block.charge > 0 {
                 let stub = self.stub(Stub::Budget {
                     block: b as u32,
@@ -433,6 +467,7 @@ impl Emitter<'_> {
                     continue;
                 };
                 self.insn(insn, pc);
+                pointers::transfer(&mut self.hints, insn);
             }
         }
         self.shape.blocks = blocks;
@@ -879,10 +914,15 @@ impl Emitter<'_> {
     // ---------------------------------------------------------------------------------------
     // Memory.
 
-    /// Leaves the host address of the access `[base + off]` of `1 << w` bytes as `rax + rdx`
-    /// (VM address and region bias, or stack bias and VM address), or jumps to a stub that
-    /// traps with the VM address in `rax`. Returns `false` when the access
+    /// Leaves the host address of the access `[base + off]` of `1 << w` bytes in `rdx`, or
+    /// jumps to code that traps with the VM address in `rax`. Returns `false` when the access
     /// always traps (then nothing more needs emitting).
+    ///
+    /// Three shapes, by what the pointer hints say of `base`:
+    /// - exactly `r10 + k` with the access inside the current frame: no check at all;
+    /// - probably in region `r` (not for atomics): `rdx = base + off - start[r]`, one compare
+    ///   against `span[r]`, `rdx += host[r]`; a wrong guess goes out of line to the full check;
+    /// - otherwise the full check against the region table (`full_check`).
     fn host_address(
         &mut self,
         base: Reg,
@@ -894,31 +934,90 @@ impl Emitter<'_> {
     ) -> bool {
         let width = 1i32 << w;
         let off = i32::from(off);
+        let b = h(base);
         let mis_code = code::MISALIGNED | ((width as u32) << 8);
-        if self.stack_fast && base == Reg::R10 && off >= -512 && off + width <= 0 {
-            // r10 is a multiple of 512, so alignment depends on `off` alone.
-            if atomic && off % width != 0 {
-                asm!(self.ops; lea rax, [rbp + off]);
+        let hint = self.hints[usize::from(base.index())];
+        let frame_offset = match hint {
+            Hint::Frame(k) if self.stack_fast => k.checked_add(i64::from(off)),
+            _ => None,
+        };
+        if let Some(k) = frame_offset
+            && pointers::frame_access_is_safe(k, width as u32)
+        {
+            // r10 is a multiple of 512, so alignment depends on `k` alone.
+            if atomic && k % i64::from(width) != 0 {
+                asm!(self.ops; lea rax, [Rq(b) + off]);
                 self.trap_inline(pc, mis_code);
                 return false;
             }
             let stack_bias = OFF_BIAS + 8 * layout::STACK as i32;
             asm!(self.ops
-                ; mov rax, [rbx + stack_bias]
-                ; lea rdx, [rbp + off]
+                ; lea rdx, [Rq(b) + off]
+                ; add rdx, [rbx + stack_bias]
             );
             return true;
         }
-        let b = h(base);
+        if !atomic && let Some(r) = hint.region() {
+            let back = self.ops.new_dynamic_label();
+            let unguessed = self.stub(Stub::Unguessed {
+                base: b,
+                off,
+                w: w as u8,
+                write,
+                pc: pc as u32,
+                back,
+            });
+            let start = OFF_START + 8 * i32::from(r);
+            let host = OFF_HOST + 8 * i32::from(r);
+            let span = span_offset(write, w, u64::from(r));
+            if off == 0 {
+                asm!(self.ops; mov rdx, Rq(b));
+            } else {
+                asm!(self.ops; lea rdx, [Rq(b) + off]);
+            }
+            asm!(self.ops
+                ; sub rdx, [rbx + start]
+                ; cmp rdx, [rbx + span]
+                ; jae =>unguessed
+                ; add rdx, [rbx + host]
+                ; =>back
+            );
+            return true;
+        }
+        let oob = self.trap_stub(pc, oob_code(w, write));
+        if atomic {
+            let mis = self.trap_stub(pc, mis_code);
+            self.full_check_then(b, off, w, write, oob, |e| {
+                asm!(e.ops; test al, (width - 1) as i8; jnz =>mis);
+            });
+        } else {
+            self.full_check(b, off, w, write, oob);
+        }
+        true
+    }
+
+    /// `rax = base + off` (the VM address); if `1 << w` bytes there are out of bounds, jumps to
+    /// `oob`; otherwise leaves the host address in `rdx`.
+    fn full_check(&mut self, b: u8, off: i32, w: usize, write: bool, oob: DynamicLabel) {
+        self.full_check_then(b, off, w, write, oob, |_| {});
+    }
+
+    /// [`Self::full_check`] with `between` emitted after the bounds check, before the host
+    /// address is formed (atomics check alignment there, as the interpreter does).
+    fn full_check_then(
+        &mut self,
+        b: u8,
+        off: i32,
+        w: usize,
+        write: bool,
+        oob: DynamicLabel,
+        between: impl FnOnce(&mut Self),
+    ) {
         if off == 0 {
             asm!(self.ops; mov rax, Rq(b));
         } else {
             asm!(self.ops; lea rax, [Rq(b) + off]);
         }
-        let oob = self.trap_stub(
-            pc,
-            code::OOB | ((width as u32) << 8) | (u32::from(write) << 16),
-        );
         let lim = lim_offset(write, w, 0);
         asm!(self.ops
             ; mov rdx, rax
@@ -927,12 +1026,11 @@ impl Emitter<'_> {
             ; cmp rax, [rbx + rdx * 8 + lim]
             ; jae =>oob
         );
-        if atomic {
-            let mis = self.trap_stub(pc, mis_code);
-            asm!(self.ops; test al, (width - 1) as i8; jnz =>mis);
-        }
-        asm!(self.ops; mov rdx, [rbx + rdx * 8 + OFF_BIAS]);
-        true
+        between(self);
+        asm!(self.ops
+            ; mov rdx, [rbx + rdx * 8 + OFF_BIAS]
+            ; add rdx, rax
+        );
     }
 
     fn load(&mut self, size: Size, signed: bool, d: u8, src: Reg, off: i16, pc: usize) {
@@ -941,13 +1039,13 @@ impl Emitter<'_> {
             return;
         }
         match (size, signed) {
-            (Size::B, false) => asm!(self.ops; movzx Rd(d), BYTE [rax + rdx]),
-            (Size::H, false) => asm!(self.ops; movzx Rd(d), WORD [rax + rdx]),
-            (Size::W, false) => asm!(self.ops; mov Rd(d), DWORD [rax + rdx]),
-            (Size::DW, _) => asm!(self.ops; mov Rq(d), QWORD [rax + rdx]),
-            (Size::B, true) => asm!(self.ops; movsx Rq(d), BYTE [rax + rdx]),
-            (Size::H, true) => asm!(self.ops; movsx Rq(d), WORD [rax + rdx]),
-            (Size::W, true) => asm!(self.ops; movsxd Rq(d), DWORD [rax + rdx]),
+            (Size::B, false) => asm!(self.ops; movzx Rd(d), BYTE [rdx]),
+            (Size::H, false) => asm!(self.ops; movzx Rd(d), WORD [rdx]),
+            (Size::W, false) => asm!(self.ops; mov Rd(d), DWORD [rdx]),
+            (Size::DW, _) => asm!(self.ops; mov Rq(d), QWORD [rdx]),
+            (Size::B, true) => asm!(self.ops; movsx Rq(d), BYTE [rdx]),
+            (Size::H, true) => asm!(self.ops; movsx Rq(d), WORD [rdx]),
+            (Size::W, true) => asm!(self.ops; movsxd Rq(d), DWORD [rdx]),
         }
     }
 
@@ -959,31 +1057,30 @@ impl Emitter<'_> {
         let s = match src {
             Operand::Reg(s) => h(s),
             Operand::Imm(imm) if self.blinding => {
-                asm!(self.ops; add rax, rdx);
-                self.load_imm(RDX, imm, true);
+                self.load_imm(RAX, imm, true);
                 match size {
-                    Size::B => asm!(self.ops; mov BYTE [rax], dl),
-                    Size::H => asm!(self.ops; mov WORD [rax], dx),
-                    Size::W => asm!(self.ops; mov DWORD [rax], edx),
-                    Size::DW => asm!(self.ops; mov QWORD [rax], rdx),
+                    Size::B => asm!(self.ops; mov BYTE [rdx], al),
+                    Size::H => asm!(self.ops; mov WORD [rdx], ax),
+                    Size::W => asm!(self.ops; mov DWORD [rdx], eax),
+                    Size::DW => asm!(self.ops; mov QWORD [rdx], rax),
                 }
                 return;
             }
             Operand::Imm(imm) => {
                 match size {
-                    Size::B => asm!(self.ops; mov BYTE [rax + rdx], imm as i8),
-                    Size::H => asm!(self.ops; mov WORD [rax + rdx], imm as i16),
-                    Size::W => asm!(self.ops; mov DWORD [rax + rdx], imm),
-                    Size::DW => asm!(self.ops; mov QWORD [rax + rdx], imm),
+                    Size::B => asm!(self.ops; mov BYTE [rdx], imm as i8),
+                    Size::H => asm!(self.ops; mov WORD [rdx], imm as i16),
+                    Size::W => asm!(self.ops; mov DWORD [rdx], imm),
+                    Size::DW => asm!(self.ops; mov QWORD [rdx], imm),
                 }
                 return;
             }
         };
         match size {
-            Size::B => asm!(self.ops; mov BYTE [rax + rdx], Rb(s)),
-            Size::H => asm!(self.ops; mov WORD [rax + rdx], Rw(s)),
-            Size::W => asm!(self.ops; mov DWORD [rax + rdx], Rd(s)),
-            Size::DW => asm!(self.ops; mov QWORD [rax + rdx], Rq(s)),
+            Size::B => asm!(self.ops; mov BYTE [rdx], Rb(s)),
+            Size::H => asm!(self.ops; mov WORD [rdx], Rw(s)),
+            Size::W => asm!(self.ops; mov DWORD [rdx], Rd(s)),
+            Size::DW => asm!(self.ops; mov QWORD [rdx], Rq(s)),
         }
     }
 
@@ -993,26 +1090,24 @@ impl Emitter<'_> {
             return;
         }
         match (op, wide) {
-            (AtomicOp::Add { fetch: false }, true) => asm!(self.ops; lock add [rax + rdx], Rq(s)),
-            (AtomicOp::Add { fetch: false }, false) => asm!(self.ops; lock add [rax + rdx], Rd(s)),
-            (AtomicOp::Or { fetch: false }, true) => asm!(self.ops; lock or [rax + rdx], Rq(s)),
-            (AtomicOp::Or { fetch: false }, false) => asm!(self.ops; lock or [rax + rdx], Rd(s)),
-            (AtomicOp::And { fetch: false }, true) => asm!(self.ops; lock and [rax + rdx], Rq(s)),
-            (AtomicOp::And { fetch: false }, false) => asm!(self.ops; lock and [rax + rdx], Rd(s)),
-            (AtomicOp::Xor { fetch: false }, true) => asm!(self.ops; lock xor [rax + rdx], Rq(s)),
-            (AtomicOp::Xor { fetch: false }, false) => asm!(self.ops; lock xor [rax + rdx], Rd(s)),
-            (AtomicOp::Add { fetch: true }, true) => asm!(self.ops; lock xadd [rax + rdx], Rq(s)),
-            (AtomicOp::Add { fetch: true }, false) => asm!(self.ops; lock xadd [rax + rdx], Rd(s)),
-            (AtomicOp::Xchg, true) => asm!(self.ops; xchg [rax + rdx], Rq(s)),
-            (AtomicOp::Xchg, false) => asm!(self.ops; xchg [rax + rdx], Rd(s)),
+            (AtomicOp::Add { fetch: false }, true) => asm!(self.ops; lock add [rdx], Rq(s)),
+            (AtomicOp::Add { fetch: false }, false) => asm!(self.ops; lock add [rdx], Rd(s)),
+            (AtomicOp::Or { fetch: false }, true) => asm!(self.ops; lock or [rdx], Rq(s)),
+            (AtomicOp::Or { fetch: false }, false) => asm!(self.ops; lock or [rdx], Rd(s)),
+            (AtomicOp::And { fetch: false }, true) => asm!(self.ops; lock and [rdx], Rq(s)),
+            (AtomicOp::And { fetch: false }, false) => asm!(self.ops; lock and [rdx], Rd(s)),
+            (AtomicOp::Xor { fetch: false }, true) => asm!(self.ops; lock xor [rdx], Rq(s)),
+            (AtomicOp::Xor { fetch: false }, false) => asm!(self.ops; lock xor [rdx], Rd(s)),
+            (AtomicOp::Add { fetch: true }, true) => asm!(self.ops; lock xadd [rdx], Rq(s)),
+            (AtomicOp::Add { fetch: true }, false) => asm!(self.ops; lock xadd [rdx], Rd(s)),
+            (AtomicOp::Xchg, true) => asm!(self.ops; xchg [rdx], Rq(s)),
+            (AtomicOp::Xchg, false) => asm!(self.ops; xchg [rdx], Rd(s)),
             (AtomicOp::Cmpxchg, true) => asm!(self.ops
-                ; lea rdx, [rax + rdx]
                 ; mov rax, rsi
                 ; lock cmpxchg [rdx], Rq(s)
                 ; mov rsi, rax
             ),
             (AtomicOp::Cmpxchg, false) => asm!(self.ops
-                ; lea rdx, [rax + rdx]
                 ; mov eax, esi
                 ; lock cmpxchg [rdx], Rd(s)
                 ; mov esi, eax
@@ -1020,7 +1115,7 @@ impl Emitter<'_> {
             // Fetching and/or/xor: a compare-exchange loop, with the budget parked on the host
             // stack to free rcx for the new value.
             (AtomicOp::Or { .. } | AtomicOp::And { .. } | AtomicOp::Xor { .. }, true) => {
-                asm!(self.ops; lea rdx, [rax + rdx]; push rcx; mov rax, [rdx]; again:; mov rcx, rax);
+                asm!(self.ops; push rcx; mov rax, [rdx]; again:; mov rcx, rax);
                 match op {
                     AtomicOp::Or { .. } => asm!(self.ops; or rcx, Rq(s)),
                     AtomicOp::And { .. } => asm!(self.ops; and rcx, Rq(s)),
@@ -1034,7 +1129,7 @@ impl Emitter<'_> {
                 );
             }
             (AtomicOp::Or { .. } | AtomicOp::And { .. } | AtomicOp::Xor { .. }, false) => {
-                asm!(self.ops; lea rdx, [rax + rdx]; push rcx; mov eax, [rdx]; again:; mov ecx, eax);
+                asm!(self.ops; push rcx; mov eax, [rdx]; again:; mov ecx, eax);
                 match op {
                     AtomicOp::Or { .. } => asm!(self.ops; or ecx, Rd(s)),
                     AtomicOp::And { .. } => asm!(self.ops; and ecx, Rd(s)),
@@ -1163,6 +1258,11 @@ impl Emitter<'_> {
 }
 
 /// `w` such that the size is `1 << w` bytes.
+/// The trap code of an out-of-bounds access of `1 << w` bytes.
+fn oob_code(w: usize, write: bool) -> u32 {
+    code::OOB | ((1u32 << w) << 8) | (u32::from(write) << 16)
+}
+
 fn size_index(size: Size) -> usize {
     match size {
         Size::B => 0,

@@ -52,6 +52,16 @@ fn body(src: &str, blinding: bool) -> Vec<String> {
     all[start..].to_vec()
 }
 
+/// A displacement as the Intel formatter prints it (`1220h`, `0C00h`).
+fn disp(v: i32) -> String {
+    let hex = alloc::format!("{v:X}");
+    if hex.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        alloc::format!("0{hex}h")
+    } else {
+        alloc::format!("{hex}h")
+    }
+}
+
 fn contains_window(haystack: &[String], needle: &[&str]) -> bool {
     haystack
         .windows(needle.len())
@@ -183,11 +193,12 @@ fn division_never_reaches_div_with_zero_or_min_over_minus_one() {
 }
 
 #[test]
-fn memory_accesses_are_checked_against_the_region_table() {
-    let b = body("ldxw %r0, [%r1+8]\nexit", false);
+fn accesses_through_an_unknown_pointer_are_checked_against_the_region_table() {
+    // r2 has no hint at entry: the full check.
+    let b = body("ldxw %r0, [%r2+8]\nexit", false);
     let lim = crate::context::lim_offset(false, 2, 0);
     let check = [
-        "lea rax,[rdi+8]".to_string(),
+        "lea rax,[r8+8]".to_string(),
         "mov rdx,rax".to_string(),
         "shr rdx,20h".to_string(),
         "and edx,3Fh".to_string(),
@@ -196,25 +207,74 @@ fn memory_accesses_are_checked_against_the_region_table() {
     let check: Vec<&str> = check.iter().map(String::as_str).collect();
     assert!(contains_window(&b, &check), "{b:?}");
     assert!(
-        contains_window(&b, &["mov rdx,[rbx+rdx*8]", "mov esi,[rax+rdx]"]),
+        contains_window(&b, &["mov rdx,[rbx+rdx*8]", "add rdx,rax", "mov esi,[rdx]"]),
         "{b:?}"
     );
 }
 
 #[test]
-fn frame_accesses_through_r10_skip_the_check_when_r10_is_never_written() {
+fn accesses_through_a_hinted_pointer_check_the_guessed_region_first() {
+    // r1 points into the input at entry (region 4); r6 advances through it in a loop.
+    let b = body(
+        "mov %r6, %r1\nloop:\nstxh [%r6+2], %r0\nadd %r6, 2\njne %r6, 0, loop\nexit",
+        false,
+    );
+    let start = crate::context::OFF_START + 8 * 4;
+    let span = crate::context::span_offset(true, 1, 4);
+    let host = crate::context::OFF_HOST + 8 * 4;
+    let fast = [
+        "lea rdx,[r12+2]".to_string(),
+        format!("sub rdx,[rbx+{}]", disp(start)),
+        format!("cmp rdx,[rbx+{}]", disp(span)),
+    ];
+    let fast: Vec<&str> = fast.iter().map(String::as_str).collect();
+    assert!(contains_window(&b, &fast), "{b:?}");
+    let after = [
+        format!("add rdx,[rbx+{}]", disp(host)),
+        "mov [rdx],si".to_string(),
+    ];
+    let after: Vec<&str> = after.iter().map(String::as_str).collect();
+    assert!(contains_window(&b, &after), "{b:?}");
+    // The wrong-guess path is out of line: the full check with the store limit, then back.
+    let all = text(&code(
+        "mov %r6, %r1\nloop:\nstxh [%r6+2], %r0\nadd %r6, 2\njne %r6, 0, loop\nexit",
+        false,
+    ));
+    let lim = crate::context::lim_offset(true, 1, 0);
+    assert!(
+        all.iter()
+            .any(|s| *s == format!("cmp rax,[rbx+rdx*8+{}]", disp(lim))),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn frame_accesses_skip_the_check_when_r10_is_never_written() {
     let b = body("stxdw [%r10-8], %r1\nexit", false);
     assert!(
         contains_window(
             &b,
-            &["mov rax,[rbx+10h]", "lea rdx,[rbp-8]", "mov [rax+rdx],rdi"]
+            &["lea rdx,[rbp-8]", "add rdx,[rbx+10h]", "mov [rdx],rdi"]
         ),
         "{b:?}"
     );
+    // Through a copy of r10 moved by constants, too; but not past the frame's bounds.
+    let b = body(
+        "mov %r3, %r10\nsub %r3, 512\nstxb [%r3+511], %r1\nstxb [%r3+512], %r1\nexit",
+        false,
+    );
+    assert!(
+        contains_window(&b, &["lea rdx,[r9+1FFh]", "add rdx,[rbx+10h]"]),
+        "{b:?}"
+    );
+    assert!(
+        b.iter().any(|s| s.starts_with("sub rdx,[rbx")),
+        "[r10 + 0] is outside the frame: guessed, checked: {b:?}"
+    );
     let b = body("mov %r10, %r1\nstxdw [%r10-8], %r1\nexit", false);
     assert!(
-        b.iter().any(|s| s.starts_with("cmp rax,[rbx+rdx*8")),
-        "{b:?}"
+        !b.iter().any(|s| s == "add rdx,[rbx+10h]"),
+        "r10 is written: no unchecked access: {b:?}"
     );
 }
 
@@ -225,8 +285,8 @@ fn atomics_are_lock_prefixed() {
         false,
     );
     for want in [
-        "lock add [rax+rdx],r8",
-        "lock xadd [rax+rdx],r8d",
+        "lock add [rdx],r8",
+        "lock xadd [rdx],r8d",
         "lock cmpxchg [rdx],r8",
         "lock cmpxchg [rdx],rcx",
     ] {

@@ -424,6 +424,37 @@ fn out_of_bounds_on_every_region_width_and_edge() {
     );
 }
 
+/// The emitter guesses a pointer's region (r1: the input) and checks that region first; a
+/// wrong guess must fall back to the full check, with the same result or trap.
+#[test]
+fn wrongly_guessed_regions_fall_back_to_the_full_check() {
+    // r1 + (region 1 - region 4): still "input" to the guess, really read-only data.
+    let to_rodata = "lddw %r3, 0xfffffffd00000000\nadd %r1, %r3\n";
+    case(
+        "load from read-only data through an input-hinted pointer",
+        &format!("{to_rodata}ldxdw %r0, [%r1+8]\nexit"),
+        Want::R0(u64::from_le_bytes(*b"y bytes!")),
+    );
+    case(
+        "store to read-only data through an input-hinted pointer",
+        &format!("{to_rodata}stxw [%r1+0], %r3\nexit"),
+        Want::Trap(3, "OutOfBounds { addr: 4294967296, len: 4, write: true"),
+    );
+    case(
+        "loop alternating between the input and the stack",
+        "mov %r0, 0\nmov %r6, 0\nstdw [%r10-8], 7\nmov %r2, %r1\nloop:\nldxb %r3, [%r2+0]\n\
+         add %r0, %r3\nmov %r2, %r10\nsub %r2, 8\nadd %r6, 1\njlt %r6, 4, loop\nexit",
+        Want::R0(21),
+    );
+    expect(
+        "no input: r1 is null",
+        &asm("ldxb %r0, [%r1+3]\nexit"),
+        Want::Trap(0, "OutOfBounds { addr: 3, len: 1"),
+        None,
+        false,
+    );
+}
+
 #[test]
 fn stack_accesses() {
     case(
