@@ -13,53 +13,12 @@
 //! `cargo bench -p ebpf-bench --bench interp` (add `-- poly` to run one group).
 
 use std::cell::RefCell;
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
+use ebpf_bench::timing::{SAMPLE_SIZE, Samples, timed};
 use ebpf_bench::{PROGRAMS, Program};
 use ebpf_vm::{Engine, Input};
-
-/// Samples per benchmark; criterion's minimum is 10.
-const SAMPLE_SIZE: usize = 20;
-
-/// One engine's measurements on one program: nanoseconds per run, one entry per sample.
-#[derive(Default)]
-struct Samples(Vec<f64>);
-
-impl Samples {
-    /// The median time per run of the last `n` samples (criterion's warm-up calls the routine
-    /// too; the measured samples are the last `SAMPLE_SIZE` calls).
-    fn median_ns(&self, n: usize) -> Option<f64> {
-        let start = self.0.len().checked_sub(n)?;
-        let mut v = self.0[start..].to_vec();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied()
-    }
-}
-
-/// Times `iters` runs of `run`, each on a fresh copy of `input` made outside the timed region,
-/// and records the mean time per run.
-fn timed(
-    iters: u64,
-    input: &[u8],
-    samples: &RefCell<Samples>,
-    mut run: impl FnMut(&mut [u8]) -> u64,
-) -> Duration {
-    let mut buf = input.to_vec();
-    let mut total = Duration::ZERO;
-    for _ in 0..iters {
-        buf.copy_from_slice(input);
-        let start = Instant::now();
-        black_box(run(black_box(&mut buf)));
-        total += start.elapsed();
-    }
-    samples
-        .borrow_mut()
-        .0
-        .push(total.as_nanos() as f64 / iters.max(1) as f64);
-    total
-}
 
 struct Row {
     name: &'static str,
@@ -119,8 +78,8 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
     Row {
         name: p.name,
         instructions: exit.instructions,
-        ours: ours.borrow().median_ns(SAMPLE_SIZE),
-        rbpf: theirs.borrow().median_ns(SAMPLE_SIZE),
+        ours: ours.borrow().median_ns(),
+        rbpf: theirs.borrow().median_ns(),
     }
 }
 

@@ -34,6 +34,8 @@
 
 use ebpf_isa::{Cond, Insn, Operand, Width};
 
+pub mod timing;
+
 /// One benchmark program.
 #[derive(Clone, Copy, Debug)]
 pub struct Program {

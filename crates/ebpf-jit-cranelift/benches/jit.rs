@@ -23,46 +23,9 @@ mod x86_64 {
 
     use criterion::{Criterion, Throughput};
     use ebpf_abi::{Helpers, Limits, MemoryMap, Region, layout};
+    use ebpf_bench::timing::{SAMPLE_SIZE, Samples, record, timed};
     use ebpf_bench::{PROGRAMS, Program};
     use ebpf_jit_cranelift::JitOptions;
-
-    /// Samples per benchmark; criterion's minimum is 10.
-    const SAMPLE_SIZE: usize = 20;
-
-    /// Nanoseconds per call, one entry per sample.
-    #[derive(Default)]
-    struct Samples(Vec<f64>);
-
-    impl Samples {
-        fn median_ns(&self) -> Option<f64> {
-            let start = self.0.len().checked_sub(SAMPLE_SIZE)?;
-            let mut v = self.0[start..].to_vec();
-            v.sort_by(f64::total_cmp);
-            v.get(v.len() / 2).copied()
-        }
-    }
-
-    /// Times `iters` runs of `run`, each on a fresh copy of `input` made outside the timed region.
-    fn timed(
-        iters: u64,
-        input: &[u8],
-        samples: &RefCell<Samples>,
-        mut run: impl FnMut(&mut [u8]) -> u64,
-    ) -> Duration {
-        let mut buf = input.to_vec();
-        let mut total = Duration::ZERO;
-        for _ in 0..iters {
-            buf.copy_from_slice(input);
-            let start = Instant::now();
-            black_box(run(black_box(&mut buf)));
-            total += start.elapsed();
-        }
-        samples
-            .borrow_mut()
-            .0
-            .push(total.as_nanos() as f64 / iters.max(1) as f64);
-        total
-    }
 
     /// Runs a program of ours the way `ebpf-vm` does: the input in region 4, `r1` = its address.
     fn run_ours(
@@ -201,11 +164,7 @@ mod x86_64 {
                     total += start.elapsed();
                     black_box(compiled.map(|c| c.code_size()).unwrap_or(0));
                 }
-                compile
-                    .borrow_mut()
-                    .0
-                    .push(total.as_nanos() as f64 / iters.max(1) as f64);
-                total
+                record(&compile, total, iters)
             });
         });
         group.finish();

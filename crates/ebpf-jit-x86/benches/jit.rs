@@ -18,51 +18,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use ebpf_abi::{Helpers, Limits, MemoryMap, Region, layout};
+use ebpf_bench::timing::{SAMPLE_SIZE, Samples, record, timed};
 use ebpf_bench::{PROGRAMS, Program};
 use ebpf_interp::Interpreter;
 use ebpf_isa::{AluOp, Insn, Operand, Reg, Width};
 use ebpf_jit_x86::{JitOptions, X86Program, compile};
-
-const SAMPLE_SIZE: usize = 20;
-
-/// Nanoseconds per call, one entry per criterion sample.
-#[derive(Default)]
-struct Samples(Vec<f64>);
-
-impl Samples {
-    fn median_ns(&self) -> Option<f64> {
-        let start = self.0.len().checked_sub(SAMPLE_SIZE)?;
-        let mut v = self.0[start..].to_vec();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied()
-    }
-}
-
-fn record(samples: &RefCell<Samples>, total: Duration, iters: u64) -> Duration {
-    samples
-        .borrow_mut()
-        .0
-        .push(total.as_nanos() as f64 / iters.max(1) as f64);
-    total
-}
-
-/// Times `iters` runs of `run`, each on a fresh copy of `input` made outside the timed region.
-fn timed(
-    iters: u64,
-    input: &[u8],
-    samples: &RefCell<Samples>,
-    mut run: impl FnMut(&mut [u8]) -> u64,
-) -> Duration {
-    let mut buf = input.to_vec();
-    let mut total = Duration::ZERO;
-    for _ in 0..iters {
-        buf.copy_from_slice(input);
-        let start = Instant::now();
-        black_box(run(black_box(&mut buf)));
-        total += start.elapsed();
-    }
-    record(samples, total, iters)
-}
 
 fn run_jit(jit: &X86Program, mem: &mut [u8]) -> u64 {
     let len = mem.len() as u64;

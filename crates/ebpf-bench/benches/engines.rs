@@ -1,0 +1,212 @@
+//! Every engine of ours side by side, in one run, on the shared program set: the numbers behind
+//! "the x86 JIT compiles at least 20x faster than the Cranelift JIT and runs within 1.5x of
+//! it", with rbpf 0.4.1's x86 JIT (no bounds checks at all) as the outside reference.
+//!
+//! All our engines go through the `ebpf-vm` facade exactly as a user would: `compile/<program>`
+//! times `Vm::builder().engine(e).unverified().load(bytes)` (decode and compile; verification
+//! is left out so the figure is the engine's own), `run/<program>` times `Vm::run` on a fresh
+//! copy of the input made outside the timed region. rbpf's JIT is timed with `jit_compile` and
+//! `execute_program_jit`. Every result is checked against the Rust reference before timing; an
+//! engine that gets one wrong is reported and not timed.
+//!
+//! `cargo bench -p ebpf-bench --bench engines` (add `-- sort` to run one program's groups).
+
+use std::cell::RefCell;
+use std::hint::black_box;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use criterion::{Criterion, Throughput};
+use ebpf_bench::timing::{SAMPLE_SIZE, Samples, record, timed};
+use ebpf_bench::{PROGRAMS, Program};
+use ebpf_vm::{Engine, Input, Vm};
+
+/// rbpf's x86 JIT, where it compiles the program and gets the reference result.
+#[cfg(target_arch = "x86_64")]
+fn rbpf_jit(p: &Program) -> Option<rbpf::EbpfVmRaw<'static>> {
+    let bytes: &'static [u8] = Box::leak(p.bytecode().into_boxed_slice());
+    p.rbpf_compatible().ok()?;
+    let vm = catch_unwind(AssertUnwindSafe(|| {
+        let mut vm = rbpf::EbpfVmRaw::new(Some(bytes)).ok()?;
+        vm.jit_compile().ok()?;
+        Some(vm)
+    }))
+    .ok()
+    .flatten()?;
+    // SAFETY: rbpf's contract for its JIT code; the benchmark programs stay inside their input.
+    let r0 = unsafe { vm.execute_program_jit(&mut p.input()) }.ok()?;
+    (r0 == p.expected()).then_some(vm)
+}
+
+struct Row {
+    name: &'static str,
+    executed: u64,
+    /// Per engine of `Engine::ALL`, then rbpf's JIT: (compile ns, run ns).
+    times: Vec<(Option<f64>, Option<f64>)>,
+}
+
+fn bench_program(c: &mut Criterion, p: &Program) -> Row {
+    let bytes = p.bytecode();
+    let input = p.input();
+    let expected = p.expected();
+    let load = |engine: Engine| {
+        Vm::builder()
+            .engine(engine)
+            .unverified()
+            .load(black_box(&bytes))
+    };
+    let vms: Vec<Option<Vm>> = Engine::ALL
+        .iter()
+        .map(|&e| {
+            let vm = load(e).ok()?;
+            (vm.run(&mut input.clone()).ok()? == expected).then_some(vm)
+        })
+        .collect();
+    let executed = vms
+        .iter()
+        .flatten()
+        .next()
+        .and_then(|vm| vm.run_with(Input::new(&mut input.clone())).ok())
+        .map_or(p.instructions, |exit| exit.instructions);
+    #[cfg(target_arch = "x86_64")]
+    let rbpf = rbpf_jit(p);
+
+    let n = Engine::ALL.len() + 1;
+    let compile: Vec<RefCell<Samples>> = (0..n).map(|_| RefCell::default()).collect();
+    let run: Vec<RefCell<Samples>> = (0..n).map(|_| RefCell::default()).collect();
+
+    let mut group = c.benchmark_group(format!("compile/{}", p.name));
+    group.throughput(Throughput::Elements(p.assemble().len() as u64));
+    for (i, &engine) in Engine::ALL.iter().enumerate() {
+        if vms[i].is_none() {
+            continue;
+        }
+        group.bench_function(engine.name(), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(load(engine).ok());
+                }
+                record(&compile[i], start.elapsed(), iters)
+            });
+        });
+    }
+    #[cfg(target_arch = "x86_64")]
+    if rbpf.is_some() {
+        group.bench_function("rbpf-x86", |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let mut vm = rbpf::EbpfVmRaw::new(Some(black_box(&bytes))).ok();
+                    if let Some(vm) = vm.as_mut() {
+                        black_box(vm.jit_compile().ok());
+                    }
+                    black_box(vm);
+                }
+                record(&compile[n - 1], start.elapsed(), iters)
+            });
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group(format!("run/{}", p.name));
+    group.throughput(Throughput::Elements(executed));
+    for (i, &engine) in Engine::ALL.iter().enumerate() {
+        let Some(vm) = &vms[i] else { continue };
+        group.bench_function(engine.name(), |b| {
+            b.iter_custom(|iters| {
+                timed(iters, &input, &run[i], |m| match vm.run(m) {
+                    Ok(r0) => r0,
+                    Err(t) => panic!("{t}"),
+                })
+            });
+        });
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(vm) = &rbpf {
+        group.bench_function("rbpf-x86", |b| {
+            b.iter_custom(|iters| {
+                timed(iters, &input, &run[n - 1], |m| {
+                    // SAFETY: as in `rbpf_jit`.
+                    match unsafe { vm.execute_program_jit(m) } {
+                        Ok(r0) => r0,
+                        Err(e) => panic!("{e}"),
+                    }
+                })
+            });
+        });
+    }
+    group.finish();
+
+    Row {
+        name: p.name,
+        executed,
+        times: (0..n)
+            .map(|i| (compile[i].borrow().median_ns(), run[i].borrow().median_ns()))
+            .collect(),
+    }
+}
+
+fn print_summary(rows: &[Row]) {
+    let mut names: Vec<&str> = Engine::ALL.iter().map(|e| e.name()).collect();
+    names.push("rbpf-x86");
+    let cell =
+        |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}x", a / b),
+        _ => "-".to_string(),
+    };
+    let index = |name: &str| names.iter().position(|n| *n == name);
+    let (x86, cl, rb) = (index("x86"), index("cranelift"), index("rbpf-x86"));
+    let pick = |r: &Row, i: Option<usize>, run: bool| {
+        i.and_then(|i| r.times.get(i))
+            .and_then(|t| if run { t.1 } else { t.0 })
+    };
+    for (title, run) in [
+        ("compile: microseconds per program", false),
+        ("run: ns per executed instruction", true),
+    ] {
+        println!();
+        println!("{title} (median of {SAMPLE_SIZE} samples, one run)");
+        print!("| {:<10} |", "program");
+        for name in &names {
+            print!(" {name:>11} |");
+        }
+        println!(" cranelift / x86 | rbpf-x86 / x86 |");
+        print!("|{:-<12}|", "");
+        for _ in &names {
+            print!("{:->13}|", ":");
+        }
+        println!("{:->17}|{:->16}|", ":", ":");
+        for r in rows {
+            let scale = |v: Option<f64>| {
+                v.map(|v| {
+                    if run {
+                        v / r.executed as f64
+                    } else {
+                        v / 1000.0
+                    }
+                })
+            };
+            print!("| {:<10} |", r.name);
+            for t in &r.times {
+                let v = scale(if run { t.1 } else { t.0 });
+                print!(" {:>11} |", cell(v, if run { 3 } else { 1 }));
+            }
+            println!(
+                " {:>15} | {:>14} |",
+                ratio(pick(r, cl, run), pick(r, x86, run)),
+                ratio(pick(r, rb, run), pick(r, x86, run)),
+            );
+        }
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .sample_size(SAMPLE_SIZE)
+        .configure_from_args();
+    let rows: Vec<Row> = PROGRAMS.iter().map(|p| bench_program(&mut c, p)).collect();
+    c.final_summary();
+    print_summary(&rows);
+}
