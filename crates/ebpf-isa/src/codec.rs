@@ -329,6 +329,93 @@ fn reg(n: u8) -> Reg {
     Reg::new(n).unwrap_or(Reg::R0)
 }
 
+impl Form {
+    /// The instruction of this form with these operands. Fields the form does not use are
+    /// ignored; `imm64` is the value of an `lddw` (every other form takes `imm`).
+    pub fn with_operands(self, dst: Reg, src: Reg, off: i16, imm: i32, imm64: u64) -> Insn {
+        match self {
+            Form::AluImm(width, op) => Insn::Alu {
+                width,
+                op,
+                dst,
+                src: Operand::Imm(imm),
+            },
+            Form::AluReg(width, op) => Insn::Alu {
+                width,
+                op,
+                dst,
+                src: Operand::Reg(src),
+            },
+            Form::Neg(width) => Insn::Neg { width, dst },
+            Form::MovSx(width, from) => Insn::MovSx {
+                width,
+                from,
+                dst,
+                src,
+            },
+            Form::Endian(order, width) => Insn::Endian { order, width, dst },
+            Form::Ja => Insn::Ja { off },
+            Form::Ja32 => Insn::Ja32 { imm },
+            Form::JumpImm(width, cond) => Insn::Jump {
+                width,
+                cond,
+                dst,
+                src: Operand::Imm(imm),
+                off,
+            },
+            Form::JumpReg(width, cond) => Insn::Jump {
+                width,
+                cond,
+                dst,
+                src: Operand::Reg(src),
+                off,
+            },
+            Form::Call(kind) => Insn::Call { kind, imm },
+            Form::CallX => Insn::CallX { reg: dst },
+            Form::Exit => Insn::Exit,
+            Form::LoadImm64(kind) => Insn::LoadImm64 {
+                dst,
+                kind,
+                imm: imm64,
+            },
+            Form::Load(size, signed) => Insn::Load {
+                size,
+                signed,
+                dst,
+                src,
+                off,
+            },
+            Form::StoreImm(size) => Insn::Store {
+                size,
+                dst,
+                off,
+                src: Operand::Imm(imm),
+            },
+            Form::StoreReg(size) => Insn::Store {
+                size,
+                dst,
+                off,
+                src: Operand::Reg(src),
+            },
+            Form::Atomic(width, op) => Insn::Atomic {
+                width,
+                op,
+                dst,
+                src,
+                off,
+            },
+            Form::Packet(size, ind) => {
+                let addr = if ind {
+                    PacketAddr::Ind(src)
+                } else {
+                    PacketAddr::Abs
+                };
+                Insn::LoadPacket { size, addr, imm }
+            }
+        }
+    }
+}
+
 /// Decodes the instruction starting at slot `pc` of `bytes` (which holds the whole program).
 ///
 /// Returns the instruction; it occupies [`Insn::slots`] slots.
@@ -356,106 +443,29 @@ pub fn decode_at(bytes: &[u8], pc: usize) -> Result<Insn, DecodeError> {
     let off = raw.off;
     let dst = reg(raw.dst);
     let src = reg(raw.src);
-    let insn = match spec.form {
-        Form::AluImm(width, op) => Insn::Alu {
-            width,
-            op,
-            dst,
-            src: Operand::Imm(imm),
-        },
-        Form::AluReg(width, op) => Insn::Alu {
-            width,
-            op,
-            dst,
-            src: Operand::Reg(src),
-        },
-        Form::Neg(width) => Insn::Neg { width, dst },
-        Form::MovSx(width, from) => Insn::MovSx {
-            width,
-            from,
-            dst,
-            src,
-        },
-        Form::Endian(order, width) => Insn::Endian { order, width, dst },
-        Form::Ja => Insn::Ja { off },
-        Form::Ja32 => Insn::Ja32 { imm },
-        Form::JumpImm(width, cond) => Insn::Jump {
-            width,
-            cond,
-            dst,
-            src: Operand::Imm(imm),
-            off,
-        },
-        Form::JumpReg(width, cond) => Insn::Jump {
-            width,
-            cond,
-            dst,
-            src: Operand::Reg(src),
-            off,
-        },
-        Form::Call(kind) => Insn::Call { kind, imm },
-        Form::CallX => Insn::CallX { reg: dst },
-        Form::Exit => Insn::Exit,
-        Form::LoadImm64(kind) => {
-            let next = pc
-                .checked_add(1)
-                .and_then(slot)
-                .ok_or(err(DecodeErrorKind::TruncatedLddw))?;
-            let malformed = |field, value| err(DecodeErrorKind::MalformedLddw { field, value });
-            if next.opcode != 0 {
-                return Err(malformed(None, i64::from(next.opcode)));
-            }
-            for field in [Field::Dst, Field::Src, Field::Offset] {
-                let value = next.field(field);
-                if value != 0 {
-                    return Err(malformed(Some(field), value));
-                }
-            }
-            // Both halves are bit patterns: reinterpret, do not sign-extend the low one.
-            let lo = u64::from(imm.cast_unsigned());
-            let hi = u64::from(next.imm.cast_unsigned());
-            Insn::LoadImm64 {
-                dst,
-                kind,
-                imm: (hi << 32) | lo,
+    let imm64 = if let Form::LoadImm64(_) = spec.form {
+        let next = pc
+            .checked_add(1)
+            .and_then(slot)
+            .ok_or(err(DecodeErrorKind::TruncatedLddw))?;
+        let malformed = |field, value| err(DecodeErrorKind::MalformedLddw { field, value });
+        if next.opcode != 0 {
+            return Err(malformed(None, i64::from(next.opcode)));
+        }
+        for field in [Field::Dst, Field::Src, Field::Offset] {
+            let value = next.field(field);
+            if value != 0 {
+                return Err(malformed(Some(field), value));
             }
         }
-        Form::Load(size, signed) => Insn::Load {
-            size,
-            signed,
-            dst,
-            src,
-            off,
-        },
-        Form::StoreImm(size) => Insn::Store {
-            size,
-            dst,
-            off,
-            src: Operand::Imm(imm),
-        },
-        Form::StoreReg(size) => Insn::Store {
-            size,
-            dst,
-            off,
-            src: Operand::Reg(src),
-        },
-        Form::Atomic(width, op) => Insn::Atomic {
-            width,
-            op,
-            dst,
-            src,
-            off,
-        },
-        Form::Packet(size, ind) => {
-            let addr = if ind {
-                PacketAddr::Ind(src)
-            } else {
-                PacketAddr::Abs
-            };
-            Insn::LoadPacket { size, addr, imm }
-        }
+        // Both halves are bit patterns: reinterpret, do not sign-extend the low one.
+        let lo = u64::from(imm.cast_unsigned());
+        let hi = u64::from(next.imm.cast_unsigned());
+        (hi << 32) | lo
+    } else {
+        0
     };
-    Ok(insn)
+    Ok(spec.form.with_operands(dst, src, off, imm, imm64))
 }
 
 /// Decodes a whole program. Fails on the first invalid instruction.

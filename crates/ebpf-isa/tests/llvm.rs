@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ebpf_isa::table::{self, Form};
 use ebpf_isa::{
-    CallKind, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg, assemble_lines, decode,
+    CallKind, Imm64Kind, Insn, PacketAddr, Program, Reg, assemble_lines, decode,
     disassemble_llvm,
 };
 
@@ -170,91 +170,13 @@ const IMM64S: [u64; 8] = [
 
 /// Instance `k` of `form`: registers, immediates and offsets cycle with `k`.
 fn sample(form: Form, k: usize) -> Insn {
-    let dst = Reg::ALL[k % Reg::ALL.len()];
-    let src = Reg::ALL[(3 * k + 1) % Reg::ALL.len()];
-    let imm = IMMS[k % IMMS.len()];
-    let off = OFFS[k % OFFS.len()];
-    match form {
-        Form::AluImm(width, op) => Insn::Alu {
-            width,
-            op,
-            dst,
-            src: Operand::Imm(imm),
-        },
-        Form::AluReg(width, op) => Insn::Alu {
-            width,
-            op,
-            dst,
-            src: Operand::Reg(src),
-        },
-        Form::Neg(width) => Insn::Neg { width, dst },
-        Form::MovSx(width, from) => Insn::MovSx {
-            width,
-            from,
-            dst,
-            src,
-        },
-        Form::Endian(order, width) => Insn::Endian { order, width, dst },
-        Form::Ja => Insn::Ja { off },
-        Form::Ja32 => Insn::Ja32 { imm },
-        Form::JumpImm(width, cond) => Insn::Jump {
-            width,
-            cond,
-            dst,
-            src: Operand::Imm(imm),
-            off,
-        },
-        Form::JumpReg(width, cond) => Insn::Jump {
-            width,
-            cond,
-            dst,
-            src: Operand::Reg(src),
-            off,
-        },
-        Form::Call(kind) => Insn::Call { kind, imm },
-        Form::CallX => Insn::CallX { reg: dst },
-        Form::Exit => Insn::Exit,
-        Form::LoadImm64(kind) => Insn::LoadImm64 {
-            dst,
-            kind,
-            imm: IMM64S[k % IMM64S.len()],
-        },
-        Form::Load(size, signed) => Insn::Load {
-            size,
-            signed,
-            dst,
-            src,
-            off,
-        },
-        Form::StoreImm(size) => Insn::Store {
-            size,
-            dst,
-            off,
-            src: Operand::Imm(imm),
-        },
-        Form::StoreReg(size) => Insn::Store {
-            size,
-            dst,
-            off,
-            src: Operand::Reg(src),
-        },
-        Form::Atomic(width, op) => Insn::Atomic {
-            width,
-            op,
-            dst,
-            src,
-            off,
-        },
-        Form::Packet(size, ind) => Insn::LoadPacket {
-            size,
-            addr: if ind {
-                PacketAddr::Ind(src)
-            } else {
-                PacketAddr::Abs
-            },
-            imm,
-        },
-    }
+    form.with_operands(
+        Reg::ALL[k % Reg::ALL.len()],
+        Reg::ALL[(3 * k + 1) % Reg::ALL.len()],
+        OFFS[k % OFFS.len()],
+        IMMS[k % IMMS.len()],
+        IMM64S[k % IMM64S.len()],
+    )
 }
 
 /// Every row of the table, eleven times (so that every register appears in every register
