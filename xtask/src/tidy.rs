@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 const ALLOWED: &[(&str, &[&str])] = &[
     ("ebpf-isa", &[]),
     ("ebpf-testdata", &[]),
-    ("ebpf-testgen", &["ebpf-isa"]),
+    ("ebpf-testgen", &["ebpf-isa", "ebpf-abi"]),
     ("ebpf-cfg", &["ebpf-isa", "ebpf-abi"]),
     ("ebpf-abi", &["ebpf-isa"]),
     ("ebpf-verifier", &["ebpf-isa", "ebpf-cfg", "ebpf-abi"]),

@@ -22,8 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ebpf_isa::table::{self, Form};
 use ebpf_isa::{
-    CallKind, Imm64Kind, Insn, PacketAddr, Program, Reg, assemble_lines, decode,
-    disassemble_llvm,
+    CallKind, Imm64Kind, Insn, PacketAddr, Program, Reg, assemble_lines, decode, disassemble_llvm,
 };
 
 /// Lines of `llvm-objdump-19 -d --mcpu=v4` output (raw bytes, tab, text; target annotations

@@ -4,12 +4,13 @@
 //! or misaligned, recursion, more steps than `max_steps`.
 //!
 //! It is not the project's interpreter (that is `ebpf-interp`, the oracle); it exists so this
-//! crate can check its own generators, and it only knows the instructions they emit.
+//! crate can check its own generators, and it only knows the instructions they emit. The
+//! arithmetic is the contract's (`ebpf_abi::semantics`); what this adds is the bookkeeping of
+//! which values are pointers and which bytes are initialised.
 
-use ebpf_isa::{
-    AluOp, AtomicOp, ByteOrder, CallKind, Cond, Imm64Kind, Insn, Operand, Reg, SignExtend, Size,
-    SwapWidth, Width,
-};
+use ebpf_isa::{AluOp, AtomicOp, CallKind, Imm64Kind, Insn, Operand, Reg, Size, Width};
+
+use ebpf_abi::semantics;
 
 use crate::structured::StructuredProgram;
 
@@ -145,7 +146,11 @@ pub(crate) fn run(s: &StructuredProgram, input: &[u8]) -> Res<Outcome> {
                     } => {
                         let d = m.scalar(dst).map_err(err)?;
                         let s = m.operand(width, src).map_err(err)?;
-                        compare(width, cond, d, s)
+                        if width == Width::W64 {
+                            semantics::cond64(cond, d, s)
+                        } else {
+                            semantics::cond32(cond, d, s)
+                        }
                     }
                     _ => true,
                 };
@@ -290,11 +295,16 @@ impl Machine<'_> {
                 } else {
                     self.scalar(dst)?
                 };
-                self.set(dst, V::Scalar(alu(width, op, d, s)))
+                let v = if width == Width::W64 {
+                    semantics::alu64(op, d, s)
+                } else {
+                    semantics::alu32(op, d, s)
+                };
+                self.set(dst, V::Scalar(v))
             }
             Insn::Neg { width, dst } => {
                 let d = self.scalar(dst)?;
-                self.set(dst, V::Scalar(alu(width, AluOp::Sub, 0, d)))
+                self.set(dst, V::Scalar(semantics::neg(width == Width::W64, d)))
             }
             Insn::MovSx {
                 width,
@@ -303,29 +313,14 @@ impl Machine<'_> {
                 src,
             } => {
                 let s = self.scalar(src)?;
-                let v = match from {
-                    SignExtend::From8 => i64::from(s as i8),
-                    SignExtend::From16 => i64::from(s as i16),
-                    SignExtend::From32 => i64::from(s as i32),
-                } as u64;
-                let v = if width == Width::W32 {
-                    v & 0xffff_ffff
-                } else {
-                    v
-                };
-                self.set(dst, V::Scalar(v))
+                self.set(
+                    dst,
+                    V::Scalar(semantics::movsx(width == Width::W64, from, s)),
+                )
             }
             Insn::Endian { order, width, dst } => {
                 let d = self.scalar(dst)?;
-                let v = match (order, width) {
-                    (ByteOrder::Le, SwapWidth::W16) => d & 0xffff,
-                    (ByteOrder::Le, SwapWidth::W32) => d & 0xffff_ffff,
-                    (ByteOrder::Le, SwapWidth::W64) => d,
-                    (_, SwapWidth::W16) => u64::from((d as u16).swap_bytes()),
-                    (_, SwapWidth::W32) => u64::from((d as u32).swap_bytes()),
-                    (_, SwapWidth::W64) => d.swap_bytes(),
-                };
-                self.set(dst, V::Scalar(v))
+                self.set(dst, V::Scalar(semantics::endian(order, width, d)))
             }
             Insn::LoadImm64 {
                 dst,
@@ -397,87 +392,5 @@ impl Machine<'_> {
             }
             other => Err(format!("{other:?} is never generated")),
         }
-    }
-}
-
-fn alu(width: Width, op: AluOp, d: u64, s: u64) -> u64 {
-    if width == Width::W32 {
-        let (d, s) = (d as u32, s as u32);
-        let v = match op {
-            AluOp::Add => d.wrapping_add(s),
-            AluOp::Sub => d.wrapping_sub(s),
-            AluOp::Mul => d.wrapping_mul(s),
-            AluOp::Div => d.checked_div(s).unwrap_or(0),
-            AluOp::Sdiv if s == 0 => 0,
-            AluOp::Sdiv => d
-                .cast_signed()
-                .wrapping_div(s.cast_signed())
-                .cast_unsigned(),
-            AluOp::Or => d | s,
-            AluOp::And => d & s,
-            AluOp::Lsh => d << (s & 31),
-            AluOp::Rsh => d >> (s & 31),
-            AluOp::Mod => d.checked_rem(s).unwrap_or(d),
-            AluOp::Smod if s == 0 => d,
-            AluOp::Smod => d
-                .cast_signed()
-                .wrapping_rem(s.cast_signed())
-                .cast_unsigned(),
-            AluOp::Xor => d ^ s,
-            AluOp::Mov => s,
-            AluOp::Arsh => (d.cast_signed() >> (s & 31)).cast_unsigned(),
-        };
-        return u64::from(v);
-    }
-    match op {
-        AluOp::Add => d.wrapping_add(s),
-        AluOp::Sub => d.wrapping_sub(s),
-        AluOp::Mul => d.wrapping_mul(s),
-        AluOp::Div => d.checked_div(s).unwrap_or(0),
-        AluOp::Sdiv if s == 0 => 0,
-        AluOp::Sdiv => d
-            .cast_signed()
-            .wrapping_div(s.cast_signed())
-            .cast_unsigned(),
-        AluOp::Or => d | s,
-        AluOp::And => d & s,
-        AluOp::Lsh => d << (s & 63),
-        AluOp::Rsh => d >> (s & 63),
-        AluOp::Mod => d.checked_rem(s).unwrap_or(d),
-        AluOp::Smod if s == 0 => d,
-        AluOp::Smod => d
-            .cast_signed()
-            .wrapping_rem(s.cast_signed())
-            .cast_unsigned(),
-        AluOp::Xor => d ^ s,
-        AluOp::Mov => s,
-        AluOp::Arsh => (d.cast_signed() >> (s & 63)).cast_unsigned(),
-    }
-}
-
-fn compare(width: Width, cond: Cond, d: u64, s: u64) -> bool {
-    let (d, s, sd, ss) = if width == Width::W32 {
-        let (d, s) = (d as u32, s as u32);
-        (
-            u64::from(d),
-            u64::from(s),
-            i64::from(d.cast_signed()),
-            i64::from(s.cast_signed()),
-        )
-    } else {
-        (d, s, d.cast_signed(), s.cast_signed())
-    };
-    match cond {
-        Cond::Eq => d == s,
-        Cond::Gt => d > s,
-        Cond::Ge => d >= s,
-        Cond::Set => d & s != 0,
-        Cond::Ne => d != s,
-        Cond::Sgt => sd > ss,
-        Cond::Sge => sd >= ss,
-        Cond::Lt => d < s,
-        Cond::Le => d <= s,
-        Cond::Slt => sd < ss,
-        Cond::Sle => sd <= ss,
     }
 }
