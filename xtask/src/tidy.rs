@@ -42,7 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("ebpf-cli", &["ebpf-vm"]),
-    ("ebpf-bench", &["ebpf-isa", "ebpf-vm"]),
+    ("ebpf-bench", &["ebpf-isa", "ebpf-abi", "ebpf-vm"]),
     ("xtask", &[]),
 ];
 

@@ -184,6 +184,49 @@ pub fn by_name(name: &str) -> Option<&'static Program> {
     PROGRAMS.iter().find(|p| p.name == name)
 }
 
+/// Runs an engine's `run` (`Interpreter::run`, `X86Program::run`, …) as the facade runs these
+/// programs: `mem` is the writable input region, `r1` its VM address, `r2` its length. Returns
+/// `r0`; a trap panics (the benchmark programs never trap).
+pub fn run_on_input(
+    mem: &mut [u8],
+    run: impl FnOnce(ebpf_abi::MemoryMap<'_>, [u64; 2]) -> Result<ebpf_abi::Exit, ebpf_abi::Trap>,
+) -> u64 {
+    use ebpf_abi::{MemoryMap, Region, layout};
+    let len = mem.len() as u64;
+    let mut map = MemoryMap::new();
+    map.insert(layout::INPUT, Region::Writable(mem));
+    match run(map, [layout::vm_addr(layout::INPUT, 0), len]) {
+        Ok(exit) => exit.r0,
+        Err(t) => panic!("{t}"),
+    }
+}
+
+/// `n` instructions of straight-line arithmetic with a stack store every 8, then `exit`: the
+/// large program for compile-time limits (rbpf's JIT cannot take it).
+pub fn straight_line(n: usize) -> ebpf_isa::Program {
+    use ebpf_isa::{AluOp, Reg, Size};
+    let mut insns = Vec::with_capacity(n + 1);
+    for i in 0..n {
+        insns.push(if i % 8 == 7 {
+            Insn::Store {
+                size: Size::DW,
+                dst: Reg::R10,
+                off: -8,
+                src: Operand::Reg(Reg::R0),
+            }
+        } else {
+            Insn::Alu {
+                width: Width::W64,
+                op: if i % 2 == 0 { AluOp::Add } else { AluOp::Xor },
+                dst: Reg::R0,
+                src: Operand::Imm(i as i32),
+            }
+        });
+    }
+    insns.push(Insn::Exit);
+    ebpf_isa::Program::from_insns(insns)
+}
+
 /// SplitMix64: a tiny deterministic generator, so inputs are the same on every machine.
 #[derive(Clone, Debug)]
 struct Rng(u64);

@@ -22,24 +22,10 @@ mod x86_64 {
     use std::time::{Duration, Instant};
 
     use criterion::{Criterion, Throughput};
-    use ebpf_abi::{Helpers, Limits, MemoryMap, Region, layout};
+    use ebpf_abi::{Helpers, Limits};
     use ebpf_bench::timing::{SAMPLE_SIZE, Samples, record, timed};
-    use ebpf_bench::{PROGRAMS, Program};
+    use ebpf_bench::{PROGRAMS, Program, run_on_input};
     use ebpf_jit_cranelift::JitOptions;
-
-    /// Runs a program of ours the way `ebpf-vm` does: the input in region 4, `r1` = its address.
-    fn run_ours(
-        run: impl FnOnce(MemoryMap<'_>, [u64; 2]) -> Result<ebpf_abi::Exit, ebpf_abi::Trap>,
-        mem: &mut [u8],
-    ) -> u64 {
-        let len = mem.len() as u64;
-        let mut map = MemoryMap::new();
-        map.insert(layout::INPUT, Region::Writable(mem));
-        match run(map, [layout::vm_addr(layout::INPUT, 0), len]) {
-            Ok(exit) => exit.r0,
-            Err(t) => panic!("{t}"),
-        }
-    }
 
     struct Row {
         name: &'static str,
@@ -64,13 +50,11 @@ mod x86_64 {
         let jit = ebpf_jit_cranelift::compile(&program, &options)
             .unwrap_or_else(|e| panic!("{}: {e}", p.name));
         let interp = ebpf_interp::Interpreter::new(&program);
-        let r0 = run_ours(|m, a| jit.run(m, a, &helpers, &limits), &mut input.clone());
+        let r0 = run_on_input(&mut input.clone(), |m, a| jit.run(m, a, &helpers, &limits));
         assert_eq!(r0, expected, "{}: cranelift", p.name);
         assert_eq!(
-            run_ours(
-                |m, a| interp.run(m, a, &helpers, &limits),
-                &mut input.clone()
-            ),
+            run_on_input(&mut input.clone(), |m, a| interp
+                .run(m, a, &helpers, &limits)),
             expected,
             "{}: interp",
             p.name
@@ -83,7 +67,7 @@ mod x86_64 {
         group.bench_function("cranelift", |b| {
             b.iter_custom(|iters| {
                 timed(iters, &input, s, |mem| {
-                    run_ours(|m, a| jit.run(m, a, &helpers, &limits), mem)
+                    run_on_input(mem, |m, a| jit.run(m, a, &helpers, &limits))
                 })
             });
         });
@@ -91,7 +75,7 @@ mod x86_64 {
         group.bench_function("interp", |b| {
             b.iter_custom(|iters| {
                 timed(iters, &input, s, |mem| {
-                    run_ours(|m, a| interp.run(m, a, &helpers, &limits), mem)
+                    run_on_input(mem, |m, a| interp.run(m, a, &helpers, &limits))
                 })
             });
         });

@@ -19,39 +19,20 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use ebpf_abi::{Helpers, Limits, MemoryMap, Region, layout};
 use ebpf_bench::timing::{SAMPLE_SIZE, Samples, record, timed};
-use ebpf_bench::{PROGRAMS, Program};
+use ebpf_bench::{PROGRAMS, Program, run_on_input, straight_line};
 use ebpf_interp::Interpreter;
-use ebpf_isa::{AluOp, Insn, Operand, Reg, Width};
 use ebpf_jit_x86::{JitOptions, X86Program, compile};
 
 fn run_jit(jit: &X86Program, mem: &mut [u8]) -> u64 {
-    let len = mem.len() as u64;
-    let mut map = MemoryMap::new();
-    map.insert(layout::INPUT, Region::Writable(mem));
-    match jit.run(
-        map,
-        [layout::vm_addr(layout::INPUT, 0), len],
-        &Helpers::new(),
-        &Limits::default(),
-    ) {
-        Ok(exit) => exit.r0,
-        Err(t) => panic!("{t}"),
-    }
+    run_on_input(mem, |map, args| {
+        jit.run(map, args, &Helpers::new(), &Limits::default())
+    })
 }
 
 fn run_interp(interp: &Interpreter, mem: &mut [u8]) -> u64 {
-    let len = mem.len() as u64;
-    let mut map = MemoryMap::new();
-    map.insert(layout::INPUT, Region::Writable(mem));
-    match interp.run(
-        map,
-        [layout::vm_addr(layout::INPUT, 0), len],
-        &Helpers::new(),
-        &Limits::default(),
-    ) {
-        Ok(exit) => exit.r0,
-        Err(t) => panic!("{t}"),
-    }
+    run_on_input(mem, |map, args| {
+        interp.run(map, args, &Helpers::new(), &Limits::default())
+    })
 }
 
 struct Row {
@@ -212,30 +193,6 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
         run_rbpf: m(5),
         rbpf_note,
     }
-}
-
-/// `n` instructions of straight-line arithmetic and stack stores, then `exit`.
-fn straight_line(n: usize) -> ebpf_isa::Program {
-    let mut insns = Vec::with_capacity(n + 1);
-    for i in 0..n {
-        insns.push(if i % 8 == 7 {
-            Insn::Store {
-                size: ebpf_isa::Size::DW,
-                dst: Reg::R10,
-                off: -8,
-                src: Operand::Reg(Reg::R0),
-            }
-        } else {
-            Insn::Alu {
-                width: Width::W64,
-                op: if i % 2 == 0 { AluOp::Add } else { AluOp::Xor },
-                dst: Reg::R0,
-                src: Operand::Imm(i as i32),
-            }
-        });
-    }
-    insns.push(Insn::Exit);
-    ebpf_isa::Program::from_insns(insns)
 }
 
 fn bench_big_compile(c: &mut Criterion) -> Option<f64> {

@@ -4,7 +4,6 @@
 #![cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
 
 use ebpf_abi::{Helpers, Limits, MemoryMap};
-use ebpf_isa::{AluOp, Insn, Operand, Program, Reg, Width};
 use ebpf_jit_x86::{JitOptions, X86Program, compile};
 
 #[test]
@@ -40,33 +39,9 @@ fn code_pages_are_read_execute_not_writable() {
     }));
 }
 
-/// `n` instructions: straight-line arithmetic with a stack store every 8, then `exit`.
-fn long_program(n: usize) -> Program {
-    let mut insns = Vec::with_capacity(n + 1);
-    for i in 0..n {
-        insns.push(if i % 8 == 7 {
-            Insn::Store {
-                size: ebpf_isa::Size::DW,
-                dst: Reg::R10,
-                off: -8,
-                src: Operand::Reg(Reg::R0),
-            }
-        } else {
-            Insn::Alu {
-                width: Width::W64,
-                op: if i % 2 == 0 { AluOp::Add } else { AluOp::Xor },
-                dst: Reg::R0,
-                src: Operand::Imm(i as i32),
-            }
-        });
-    }
-    insns.push(Insn::Exit);
-    Program::from_insns(insns)
-}
-
 #[test]
 fn a_million_instructions_compile_and_run() {
-    let program = long_program(1_000_000);
+    let program = ebpf_bench::straight_line(1_000_000);
     let jit = compile(&program, &JitOptions::default()).unwrap();
     assert!(jit.code_size() > 1_000_000);
     let exit = jit
