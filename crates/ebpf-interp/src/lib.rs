@@ -233,8 +233,8 @@ impl Interpreter {
             }};
         }
         macro_rules! load {
-            ($n:literal, $conv:ty, $ext:ty, $dst:expr, $addr:expr, $at:expr) => {{
-                let addr: u64 = $addr;
+            ($n:literal, $conv:ty, $ext:ty, $dst:expr, $base:expr, $off:expr, $at:expr) => {{
+                let addr = r!($base).wrapping_add($off as i64 as u64);
                 match mem.load::<$n>(addr) {
                     Some(b) => r!($dst) = <$conv>::from_le_bytes(b) as $ext as u64,
                     None => return Some(oob($at, addr, $n, false)),
@@ -242,8 +242,8 @@ impl Interpreter {
             }};
         }
         macro_rules! store {
-            ($n:literal, $value:expr, $addr:expr, $at:expr) => {{
-                let addr: u64 = $addr;
+            ($n:literal, $value:expr, $base:expr, $off:expr, $at:expr) => {{
+                let addr = r!($base).wrapping_add($off as i64 as u64);
                 if mem.store::<$n>(addr, $value).is_none() {
                     return Some(oob($at, addr, $n, true));
                 }
@@ -482,97 +482,25 @@ impl Interpreter {
                     r!(dst) = self.imm64.get(index as usize).copied().unwrap_or(0);
                     pc += 1;
                 }
-                Op::Ldxb { dst, src, off } => {
-                    load!(1, u8, u8, dst, r!(src).wrapping_add(off as i64 as u64), at)
+                Op::Ldxb { dst, src, off } => load!(1, u8, u8, dst, src, off, at),
+                Op::Ldxh { dst, src, off } => load!(2, u16, u16, dst, src, off, at),
+                Op::Ldxw { dst, src, off } => load!(4, u32, u32, dst, src, off, at),
+                Op::Ldxdw { dst, src, off } => load!(8, u64, u64, dst, src, off, at),
+                Op::Ldxsb { dst, src, off } => load!(1, i8, i64, dst, src, off, at),
+                Op::Ldxsh { dst, src, off } => load!(2, i16, i64, dst, src, off, at),
+                Op::Ldxsw { dst, src, off } => load!(4, i32, i64, dst, src, off, at),
+                Op::Stb { dst, off, imm } => store!(1, [imm as u8], dst, off, at),
+                Op::Sth { dst, off, imm } => store!(2, (imm as u16).to_le_bytes(), dst, off, at),
+                Op::Stw { dst, off, imm } => store!(4, (imm as u32).to_le_bytes(), dst, off, at),
+                Op::Stdw { dst, off, imm } => store!(8, (imm as i64).to_le_bytes(), dst, off, at),
+                Op::Stxb { dst, src, off } => store!(1, [r!(src) as u8], dst, off, at),
+                Op::Stxh { dst, src, off } => {
+                    store!(2, (r!(src) as u16).to_le_bytes(), dst, off, at)
                 }
-                Op::Ldxh { dst, src, off } => load!(
-                    2,
-                    u16,
-                    u16,
-                    dst,
-                    r!(src).wrapping_add(off as i64 as u64),
-                    at
-                ),
-                Op::Ldxw { dst, src, off } => load!(
-                    4,
-                    u32,
-                    u32,
-                    dst,
-                    r!(src).wrapping_add(off as i64 as u64),
-                    at
-                ),
-                Op::Ldxdw { dst, src, off } => load!(
-                    8,
-                    u64,
-                    u64,
-                    dst,
-                    r!(src).wrapping_add(off as i64 as u64),
-                    at
-                ),
-                Op::Ldxsb { dst, src, off } => {
-                    load!(1, i8, i64, dst, r!(src).wrapping_add(off as i64 as u64), at)
+                Op::Stxw { dst, src, off } => {
+                    store!(4, (r!(src) as u32).to_le_bytes(), dst, off, at)
                 }
-                Op::Ldxsh { dst, src, off } => load!(
-                    2,
-                    i16,
-                    i64,
-                    dst,
-                    r!(src).wrapping_add(off as i64 as u64),
-                    at
-                ),
-                Op::Ldxsw { dst, src, off } => load!(
-                    4,
-                    i32,
-                    i64,
-                    dst,
-                    r!(src).wrapping_add(off as i64 as u64),
-                    at
-                ),
-                Op::Stb { dst, off, imm } => {
-                    store!(1, [imm as u8], r!(dst).wrapping_add(off as i64 as u64), at)
-                }
-                Op::Sth { dst, off, imm } => store!(
-                    2,
-                    (imm as u16).to_le_bytes(),
-                    r!(dst).wrapping_add(off as i64 as u64),
-                    at
-                ),
-                Op::Stw { dst, off, imm } => store!(
-                    4,
-                    (imm as u32).to_le_bytes(),
-                    r!(dst).wrapping_add(off as i64 as u64),
-                    at
-                ),
-                Op::Stdw { dst, off, imm } => store!(
-                    8,
-                    (imm as i64).to_le_bytes(),
-                    r!(dst).wrapping_add(off as i64 as u64),
-                    at
-                ),
-                Op::Stxb { dst, src, off } => store!(
-                    1,
-                    [r!(src) as u8],
-                    r!(dst).wrapping_add(off as i64 as u64),
-                    at
-                ),
-                Op::Stxh { dst, src, off } => store!(
-                    2,
-                    (r!(src) as u16).to_le_bytes(),
-                    r!(dst).wrapping_add(off as i64 as u64),
-                    at
-                ),
-                Op::Stxw { dst, src, off } => store!(
-                    4,
-                    (r!(src) as u32).to_le_bytes(),
-                    r!(dst).wrapping_add(off as i64 as u64),
-                    at
-                ),
-                Op::Stxdw { dst, src, off } => store!(
-                    8,
-                    r!(src).to_le_bytes(),
-                    r!(dst).wrapping_add(off as i64 as u64),
-                    at
-                ),
+                Op::Stxdw { dst, src, off } => store!(8, r!(src).to_le_bytes(), dst, off, at),
                 Op::Atomic {
                     dst,
                     src,
