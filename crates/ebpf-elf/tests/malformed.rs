@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    SHF_ALLOC, SHF_EXECINSTR, SHT_PROGBITS, SHT_REL, SHT_STRTAB, SHT_SYMTAB, Section,
-    conformance_elf, fixture, rel, section, sections, strtab, symbol, u64_at, write_elf,
+    SHT_REL, Section, conformance_elf, fixture, rel, section, sections, strtab, symbol, u64_at,
+    write_elf,
 };
 use ebpf_elf::{ElfError, ElfErrorKind, ElfObject, LoadedElf, Selector};
 
@@ -476,36 +476,9 @@ fn object(code: &[u8], functions: &[(&str, u64, u64, bool)], relocations: &[Vec<
     symtab.extend(locals.into_iter().flatten());
     symtab.extend(globals.into_iter().flatten());
     let sections = [
-        Section {
-            name_offset: off[0],
-            sh_type: SHT_STRTAB,
-            flags: 0,
-            data: table,
-            link: 0,
-            info: 0,
-            align: 1,
-            entsize: 0,
-        },
-        Section {
-            name_offset: off[1],
-            sh_type: SHT_SYMTAB,
-            flags: 0,
-            data: symtab,
-            link: 1,
-            info: first_global,
-            align: 8,
-            entsize: 24,
-        },
-        Section {
-            name_offset: off[2],
-            sh_type: SHT_PROGBITS,
-            flags: SHF_ALLOC | SHF_EXECINSTR,
-            data: code.to_vec(),
-            link: 0,
-            info: 0,
-            align: 8,
-            entsize: 0,
-        },
+        Section::names(off[0], table),
+        Section::symbols(off[1], symtab, first_global),
+        Section::code(off[2], code),
         Section {
             name_offset: off[3],
             sh_type: SHT_REL,

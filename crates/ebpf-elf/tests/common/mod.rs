@@ -136,6 +136,51 @@ pub struct Section {
     pub entsize: u64,
 }
 
+impl Section {
+    /// The section-name string table (section 1 in these objects; it also holds symbol names).
+    pub fn names(name_offset: u32, data: Vec<u8>) -> Section {
+        Section {
+            name_offset,
+            sh_type: SHT_STRTAB,
+            flags: 0,
+            data,
+            link: 0,
+            info: 0,
+            align: 1,
+            entsize: 0,
+        }
+    }
+
+    /// A symbol table whose names are in section 1; `first_global` is the index of its first
+    /// global symbol (`sh_info`).
+    pub fn symbols(name_offset: u32, data: Vec<u8>, first_global: u32) -> Section {
+        Section {
+            name_offset,
+            sh_type: SHT_SYMTAB,
+            flags: 0,
+            data,
+            link: 1,
+            info: first_global,
+            align: 8,
+            entsize: 24,
+        }
+    }
+
+    /// An executable code section.
+    pub fn code(name_offset: u32, code: &[u8]) -> Section {
+        Section {
+            name_offset,
+            sh_type: SHT_PROGBITS,
+            flags: SHF_ALLOC | SHF_EXECINSTR,
+            data: code.to_vec(),
+            link: 0,
+            info: 0,
+            align: 8,
+            entsize: 0,
+        }
+    }
+}
+
 /// A string table of `names` and each name's offset in it.
 pub fn strtab(names: &[&str]) -> (Vec<u8>, Vec<u32>) {
     let mut table = vec![0u8];
@@ -223,36 +268,9 @@ pub fn conformance_elf(code: &[u8], code_section: &str) -> Vec<u8> {
     let mut symtab = symbol(0, 0, 0, 0, 0);
     symtab.extend(symbol(off[3], 0x12, 3, 0, code.len() as u64));
     let sections = [
-        Section {
-            name_offset: off[0],
-            sh_type: SHT_STRTAB,
-            flags: 0,
-            data: names,
-            link: 0,
-            info: 0,
-            align: 1,
-            entsize: 0,
-        },
-        Section {
-            name_offset: off[1],
-            sh_type: SHT_SYMTAB,
-            flags: 0,
-            data: symtab,
-            link: 1,
-            info: 1,
-            align: 8,
-            entsize: 24,
-        },
-        Section {
-            name_offset: off[2],
-            sh_type: SHT_PROGBITS,
-            flags: SHF_ALLOC | SHF_EXECINSTR,
-            data: code.to_vec(),
-            link: 0,
-            info: 0,
-            align: 8,
-            entsize: 0,
-        },
+        Section::names(off[0], names),
+        Section::symbols(off[1], symtab, 1),
+        Section::code(off[2], code),
     ];
     write_elf(&sections, 1)
 }
