@@ -6,114 +6,14 @@
 //! path — one `error:` line naming the file and the line or pc, exit status 1, no partial
 //! output — plus clap's usage errors (exit status 2).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::{fs, io::Write};
+mod common;
 
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{TempDir, ebpf, ebpf_with_stdin, example_path, ok, one_line_error, stderr};
 use ebpf_vm::isa;
-
-/// A directory under the system temp dir, unique to this process and test, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("ebpf-cli-test-{}-{n}-{test}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.join(name);
-        fs::write(&path, contents).unwrap();
-        path
-    }
-
-    /// The names of the entries, sorted (to check that no temporary file is left behind).
-    fn entries(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs `ebpf ARGS` in `dir`, feeding `stdin` (or nothing).
-fn ebpf_with_stdin(dir: &TempDir, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ebpf"))
-        .args(args)
-        .current_dir(dir.path())
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A command that fails early may close stdin before reading it all.
-    let _ = child.stdin.take().unwrap().write_all(stdin);
-    child.wait_with_output().unwrap()
-}
-
-/// Runs `ebpf ARGS` in `dir` with empty stdin.
-fn ebpf(dir: &TempDir, args: &[&str]) -> Output {
-    ebpf_with_stdin(dir, args, b"")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8(out.stderr.clone()).unwrap()
-}
-
-/// Asserts success with nothing on stderr; returns stdout.
-fn ok(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(out));
-    assert_eq!(stderr(out), "");
-    stdout(out)
-}
-
-/// Asserts exit status 1, nothing on stdout, and exactly one `error:` line on stderr that
-/// contains every one of `needles`; returns that line.
-fn one_line_error(out: &Output, needles: &[&str]) -> String {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert!(out.stdout.is_empty(), "stdout: {}", stdout(out));
-    assert!(
-        err.starts_with("error: ") && err.ends_with('\n') && err.lines().count() == 1,
-        "not one error line: {err:?}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "{err:?} does not contain {needle:?}");
-    }
-    err
-}
-
-fn example_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/checksum.s")
-}
 
 /// `asm` → `disasm` → `asm` on one file in `dir`; checks each step against the library and
 /// returns the bytecode.
@@ -197,8 +97,7 @@ fn example_round_trips_in_both_syntaxes() {
     // The README's command: assemble into another directory, then disassemble as LLVM.
     fs::create_dir(dir.join("target")).unwrap();
     let example = example_path();
-    let example = example.to_str().unwrap();
-    ok(&ebpf(&dir, &["asm", example, "-o", "target/checksum.bin"]));
+    ok(&ebpf(&dir, &["asm", &example, "-o", "target/checksum.bin"]));
     assert_eq!(fs::read(dir.join("target/checksum.bin")).unwrap(), bytes);
     let llvm = ok(&ebpf(
         &dir,

@@ -7,125 +7,16 @@
 //! and on the whole conformance suite; `bench` as a table and as JSON; and the plugin, driven
 //! over the whole suite exactly as the bpf_conformance runner drives it (README §5).
 
-use std::io::Write;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use std::{fs, thread};
 
+use common::{
+    TempDir, ebpf, example_path, ok, one_line_failure, plugin, stderr, stdout, usage_error,
+};
 use ebpf_vm::{Engine, isa};
-
-/// A directory under the system temp dir, unique to this process and test, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "ebpf-cli-commands-{}-{n}-{test}",
-            std::process::id()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.0.join(name);
-        fs::write(&path, contents).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs `exe ARGS` in `dir`, feeding `stdin`.
-fn spawn(exe: &str, dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(exe)
-        .args(args)
-        .current_dir(dir)
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A command that fails early may close stdin before reading it all.
-    let _ = child.stdin.take().unwrap().write_all(stdin);
-    child.wait_with_output().unwrap()
-}
-
-/// Runs `ebpf ARGS` in `dir` with empty stdin.
-fn ebpf(dir: &TempDir, args: &[&str]) -> Output {
-    spawn(env!("CARGO_BIN_EXE_ebpf"), dir.path(), args, b"")
-}
-
-/// Runs the plugin in the current directory with `args`, the program on stdin.
-fn plugin(args: &[&str], stdin: &[u8]) -> Output {
-    spawn(
-        env!("CARGO_BIN_EXE_ebpf-conformance-plugin"),
-        Path::new("."),
-        args,
-        stdin,
-    )
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8(out.stderr.clone()).unwrap()
-}
-
-/// Asserts success with nothing on stderr; returns stdout.
-fn ok(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(out));
-    assert_eq!(stderr(out), "");
-    stdout(out)
-}
-
-/// Asserts exit status 1, nothing on stdout and exactly one line on stderr, which starts with
-/// `prefix` and contains every one of `needles`; returns that line.
-fn one_line_failure(out: &Output, prefix: &str, needles: &[&str]) -> String {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert!(out.stdout.is_empty(), "stdout: {}", stdout(out));
-    assert!(
-        err.starts_with(prefix) && err.ends_with('\n') && err.lines().count() == 1,
-        "not one {prefix:?} line: {err:?}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "{err:?} does not contain {needle:?}");
-    }
-    err
-}
-
-/// Asserts exit status 2 (a usage error, reported by clap) mentioning every needle.
-fn usage_error(out: &Output, needles: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    assert!(out.stdout.is_empty(), "stdout: {}", stdout(out));
-    for needle in needles {
-        assert!(err.contains(needle), "{err:?} does not contain {needle:?}");
-    }
-}
-
-fn example_path() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/checksum.s");
-    path.to_str().unwrap().to_string()
-}
 
 /// Fletcher-16, written out independently of the example program.
 fn fletcher16(data: &[u8]) -> u16 {
