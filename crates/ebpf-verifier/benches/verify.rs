@@ -43,19 +43,7 @@ fn verify(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(4));
     for (name, make) in programs::SHAPES {
-        let small = timed(&verifier, 10_000, make);
-        let medium = timed(&verifier, 100_000, make);
-        let growth = medium.as_secs_f64() / small.as_secs_f64().max(1e-9);
-        // Cautious: a growth above 10x is taken to get worse with size (quadratic
-        // costs dominate more as the size grows), so the factor is growth² / 10, in 10..=100.
-        let factor = (growth * growth / 10.0).clamp(10.0, 100.0);
-        let projected = Duration::from_secs_f64(medium.as_secs_f64() * factor);
-        println!(
-            "{name}: 10k {small:.2?}, 100k {medium:.2?} (x{growth:.0} for 10x the size), \
-             1M projected {projected:.2?}"
-        );
-        if projected > SKIP_ABOVE {
-            println!("{name}: not benchmarked at 1M: projected verification over {SKIP_ABOVE:?}");
+        if !programs::worth_a_million(name, SKIP_ABOVE, |n| timed(&verifier, n, make)) {
             continue;
         }
         let program = make(programs::MILLION);

@@ -5,6 +5,8 @@
 //! Every program is valid — it passes the verifier with the default configuration — so the
 //! verifier benchmark measures the whole pipeline, not an early rejection.
 
+use std::time::Duration;
+
 use ebpf_isa::{AluOp, CallKind, Cond, Insn, Operand, Program, Reg, Size, Width};
 
 /// One million instructions: the size the benchmarks are about.
@@ -21,6 +23,34 @@ pub(crate) const SHAPES: [(&str, Make); 5] = [
     ("calls", calls),
     ("functions", functions),
 ];
+
+/// Whether shape `name` may be benchmarked at [`MILLION`] instructions: `measure(n)` (the time
+/// of one operation on an `n`-instruction program) is probed at 10,000 and 100,000, and the
+/// 1,000,000 time extrapolated cautiously from the growth; a projection over `skip_above` is
+/// reported and refused, so a superlinear regression shows up as a message instead of an
+/// hours-long run.
+pub(crate) fn worth_a_million(
+    name: &str,
+    skip_above: Duration,
+    mut measure: impl FnMut(usize) -> Duration,
+) -> bool {
+    let small = measure(10_000);
+    let medium = measure(100_000);
+    let growth = medium.as_secs_f64() / small.as_secs_f64().max(1e-9);
+    // Cautious: a growth above 10x is taken to get worse with size (quadratic costs dominate
+    // more as the size grows), so the factor is growth² / 10, in 10..=100.
+    let factor = (growth * growth / 10.0).clamp(10.0, 100.0);
+    let projected = Duration::from_secs_f64(medium.as_secs_f64() * factor);
+    println!(
+        "{name}: 10k {small:.2?}, 100k {medium:.2?} (x{growth:.0} for 10x the size), \
+         1M projected {projected:.2?}"
+    );
+    if projected > skip_above {
+        println!("{name}: not benchmarked at 1M: projected over {skip_above:?}");
+        return false;
+    }
+    true
+}
 
 fn alu(op: AluOp, dst: Reg, src: Operand) -> Insn {
     Insn::Alu {
