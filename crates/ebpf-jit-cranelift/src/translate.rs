@@ -490,17 +490,23 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// `if cond { trap }`: the trap's constants live in a cold block of their own, so the
     /// fast path only pays for the compare and branch.
     fn trap_if(&mut self, cond: Value, pc: usize, kind: u64, a: Option<Value>, b: u64) {
-        let cold = self.b.create_block();
-        self.b.set_cold_block(cold);
-        let cont = self.b.create_block();
-        self.b.ins().brif(cond, cold, &[], cont, &[]);
-        self.cold.push(Cold::Trap {
-            block: cold,
+        self.cold_if(cond, |block| Cold::Trap {
+            block,
             pc,
             kind,
             a,
             b,
         });
+    }
+
+    /// `if cond { goto cold }`: a new cold block, filled after the function body as `cold`
+    /// describes it; translation continues in a fresh block on the fall-through side.
+    fn cold_if(&mut self, cond: Value, cold: impl FnOnce(ir::Block) -> Cold) {
+        let block = self.b.create_block();
+        self.b.set_cold_block(block);
+        let cont = self.b.create_block();
+        self.b.ins().brif(cond, block, &[], cont, &[]);
+        self.cold.push(cold(block));
         self.b.switch_to_block(cont);
     }
 
@@ -525,12 +531,7 @@ impl<'a, 'f> Tx<'a, 'f> {
                 pc = self.b.ins().iadd(pc, one);
             }
         }
-        let cold = self.b.create_block();
-        self.b.set_cold_block(cold);
-        let cont = self.b.create_block();
-        self.b.ins().brif(cond, cold, &[], cont, &[]);
-        self.cold.push(Cold::Budget { block: cold, pc });
-        self.b.switch_to_block(cont);
+        self.cold_if(cond, |block| Cold::Budget { block, pc });
     }
 
     fn emit_block(&mut self, bi: usize, slow: bool) {
@@ -1367,16 +1368,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             .ins()
             .call_indirect(self.helper_sig, self.helper_fn, &args);
         let status = self.b.inst_results(call)[0];
-        let cold = self.b.create_block();
-        self.b.set_cold_block(cold);
-        let cont = self.b.create_block();
-        self.b.ins().brif(status, cold, &[], cont, &[]);
-        self.cold.push(Cold::Helper {
-            block: cold,
-            pc,
-            status,
-        });
-        self.b.switch_to_block(cont);
+        self.cold_if(status, |block| Cold::Helper { block, pc, status });
         let r0 = self
             .b
             .ins()
