@@ -211,38 +211,13 @@ pub(crate) fn check(
             }
             acc
         };
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for &b in &func.rpo {
-                let Some(mut state) = in_state(b, &outs) else {
-                    continue;
-                };
-                let mut sink = Sink {
-                    report: false,
-                    findings,
-                    proven: &mut proven,
-                    cfg,
-                    helpers,
-                    arg_masks: &mut arg_masks,
-                    main: f == 0,
-                };
-                for i in cfg.block(b).insns.clone() {
-                    transfer(pcs[i], &insns[i], &mut state, &mut sink);
-                }
-                if outs[b.index()].as_ref() != Some(&state) {
-                    outs[b.index()] = Some(state);
-                    changed = true;
-                }
-            }
-        }
-        for &b in &func.rpo {
-            let Some(mut state) = in_state(b, &outs) else {
-                continue;
-            };
+        // One pass over block `b` from its in-state; `report`: findings are recorded (only
+        // once the states are final).
+        let mut walk = |b: ebpf_cfg::BlockId, outs: &[Option<State>], report: bool| {
+            let mut state = in_state(b, outs)?;
             let mut sink = Sink {
-                report: true,
-                findings,
+                report,
+                findings: &mut *findings,
                 proven: &mut proven,
                 cfg,
                 helpers,
@@ -252,6 +227,22 @@ pub(crate) fn check(
             for i in cfg.block(b).insns.clone() {
                 transfer(pcs[i], &insns[i], &mut state, &mut sink);
             }
+            Some(state)
+        };
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for &b in &func.rpo {
+                if let Some(state) = walk(b, &outs, false)
+                    && outs[b.index()].as_ref() != Some(&state)
+                {
+                    outs[b.index()] = Some(state);
+                    changed = true;
+                }
+            }
+        }
+        for &b in &func.rpo {
+            walk(b, &outs, true);
         }
     }
     proven.sort_unstable();
