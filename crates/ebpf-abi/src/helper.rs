@@ -87,6 +87,12 @@ where
 /// The plain-function form of a helper.
 pub type HelperFn = fn([u64; 5], &mut dyn VmMemory) -> Result<u64, HelperError>;
 
+/// The helper bpf_conformance programs call under [`crate::CONFORMANCE_HELPER_ID`]: returns its
+/// first argument.
+pub fn conformance_helper(args: [u64; 5], _memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
+    Ok(args[0])
+}
+
 /// The helpers of a program, by id. Cheap to clone (helpers are shared).
 #[derive(Clone, Default)]
 pub struct Helpers {
@@ -97,6 +103,14 @@ impl Helpers {
     /// No helpers.
     pub fn new() -> Helpers {
         Helpers::default()
+    }
+
+    /// Only [`conformance_helper`] under [`crate::CONFORMANCE_HELPER_ID`]: what the
+    /// bpf_conformance programs call.
+    pub fn conformance() -> Helpers {
+        let mut helpers = Helpers::new();
+        helpers.insert(crate::CONFORMANCE_HELPER_ID, conformance_helper);
+        helpers
     }
 
     /// Registers `helper` under `id`, replacing any helper registered there.

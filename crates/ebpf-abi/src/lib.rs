@@ -28,7 +28,7 @@ mod memory;
 pub mod semantics;
 mod trap;
 
-pub use helper::{Helper, HelperError, HelperFn, Helpers, VmMemory};
+pub use helper::{Helper, HelperError, HelperFn, Helpers, VmMemory, conformance_helper};
 pub use memory::{MemoryMap, REGION_TABLE_LEN, RawRegion, Region};
 pub use trap::{InvalidReason, Trap, TrapKind};
 
@@ -43,8 +43,8 @@ pub const DEFAULT_MAX_CALL_DEPTH: usize = 8;
 /// `Limits::max_call_depth` to it; the facade refuses larger settings.
 pub const MAX_CALL_DEPTH: usize = 1 << 16;
 
-/// The helper id that bpf_conformance programs call (uBPF's "unwind"): our binaries register a
-/// helper under this id that returns its first argument.
+/// The helper id that bpf_conformance programs call (uBPF's "unwind"): our binaries register
+/// [`conformance_helper`] (which returns its first argument) under it.
 pub const CONFORMANCE_HELPER_ID: u32 = 5;
 
 /// The VM address space: where each region lives.

@@ -13,17 +13,12 @@ use anyhow::{Context, Result, anyhow, bail};
 pub use ebpf_vm::CONFORMANCE_HELPER_ID;
 use ebpf_vm::isa::{self, Program};
 use ebpf_vm::testdata::TestVector;
-use ebpf_vm::{Engine, HelperError, VmBuilder, VmMemory};
+use ebpf_vm::{Engine, VmBuilder, conformance_helper};
 
 /// The instruction budget when none is given: far more than test programs need (the longest
 /// run in the conformance suite executes 655 instructions), few enough that a runaway loop
 /// ends with an error within about a second instead of hanging.
 pub const DEFAULT_BUDGET: u64 = 100_000_000;
-
-/// The conformance helper: returns `r1`.
-fn conformance_helper(args: [u64; 5], _memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
-    Ok(args[0])
-}
 
 /// The configuration every command runs with: `engine`, the conformance helper under id
 /// [`CONFORMANCE_HELPER_ID`], and a budget of `budget` instructions per run.

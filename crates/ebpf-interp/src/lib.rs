@@ -646,7 +646,6 @@ mod tests {
     use super::*;
     use alloc::format;
     use alloc::string::String;
-    use ebpf_abi::CONFORMANCE_HELPER_ID;
 
     /// Runs `program` on `input` with `budget`, with the fast loop and charging every
     /// instruction; both must agree exactly (r0, instruction count, trap pc and kind).
@@ -657,11 +656,7 @@ mod tests {
         budget: Option<u64>,
     ) -> Result<Exit, Trap> {
         let interp = Interpreter::new(program);
-        let mut helpers = Helpers::new();
-        helpers.insert(
-            CONFORMANCE_HELPER_ID,
-            |args: [u64; 5], _: &mut dyn ebpf_abi::VmMemory| Ok(args[0]),
-        );
+        let helpers = Helpers::conformance();
         let limits = Limits {
             budget,
             ..Limits::default()

@@ -1,6 +1,6 @@
 //! All 313 bpf_conformance programs on the interpreter: each must exit with the expected `r0`.
 
-use ebpf_abi::{CONFORMANCE_HELPER_ID, Helpers, Limits, MemoryMap, Region, layout};
+use ebpf_abi::{Helpers, Limits, MemoryMap, Region, layout};
 use ebpf_interp::Interpreter;
 
 #[test]
@@ -8,11 +8,7 @@ fn conformance_suite_passes() {
     let Some((files, _)) = ebpf_testdata::suite() else {
         return;
     };
-    let mut helpers = Helpers::new();
-    helpers.insert(
-        CONFORMANCE_HELPER_ID,
-        |args: [u64; 5], _: &mut dyn ebpf_abi::VmMemory| Ok(args[0]),
-    );
+    let helpers = Helpers::conformance();
     let limits = Limits {
         budget: Some(1_000_000),
         ..Limits::default()

@@ -4,7 +4,7 @@
 
 #![cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
 
-use ebpf_abi::{CONFORMANCE_HELPER_ID, Helpers, Limits, MemoryMap, Region, layout};
+use ebpf_abi::{Helpers, Limits, MemoryMap, Region, layout};
 use ebpf_interp::Interpreter;
 use ebpf_jit_x86::{JitOptions, compile};
 
@@ -15,11 +15,7 @@ fn run_suite(constant_blinding: bool) {
     let Some((files, _)) = ebpf_testdata::suite() else {
         return;
     };
-    let mut helpers = Helpers::new();
-    helpers.insert(
-        CONFORMANCE_HELPER_ID,
-        |args: [u64; 5], _: &mut dyn ebpf_abi::VmMemory| Ok(args[0]),
-    );
+    let helpers = Helpers::conformance();
     let limits = Limits {
         budget: Some(1_000_000),
         ..Limits::default()

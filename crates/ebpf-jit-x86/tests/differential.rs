@@ -1030,7 +1030,7 @@ fn runs_share_nothing_and_threads_may_run_one_program() {
                         ebpf_abi::Region::Writable(&mut mem),
                     );
                     let mut helpers = Helpers::new();
-                    helpers.insert(5, |a: [u64; 5], _: &mut dyn ebpf_abi::VmMemory| Ok(a[0]));
+                    helpers.insert(5, ebpf_abi::conformance_helper);
                     let exit = jit
                         .run(
                             map,

@@ -66,7 +66,7 @@ mod vm;
 
 pub use ebpf_abi::{
     CONFORMANCE_HELPER_ID, Exit, Helper, HelperError, InvalidReason, Limits, Trap, TrapKind,
-    VmMemory, layout,
+    VmMemory, conformance_helper, layout,
 };
 /// The ELF loader on its own (listing an object's programs, say).
 #[cfg(feature = "elf")]

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use ebpf_vm::{
-    CONFORMANCE_HELPER_ID, Engine, Selector, Severity, VerifierConfig, Vm, VmMemory, layout,
+    CONFORMANCE_HELPER_ID, Engine, Selector, Severity, VerifierConfig, Vm, conformance_helper,
+    layout,
 };
 
 fn elf_dir() -> PathBuf {
@@ -45,10 +46,7 @@ fn every_fixture_gives_the_native_result_on_every_engine() {
         for &engine in Engine::ALL {
             let vm = Vm::builder()
                 .engine(engine)
-                .helper(
-                    CONFORMANCE_HELPER_ID,
-                    |a: [u64; 5], _: &mut dyn VmMemory| Ok(a[0]),
-                )
+                .helper(CONFORMANCE_HELPER_ID, conformance_helper)
                 .budget(10_000_000)
                 // `calls.c` recurses on purpose (the call-depth limit bounds it).
                 .verifier_config(VerifierConfig {

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use ebpf_abi::{CONFORMANCE_HELPER_ID, Exit, Helpers, Limits, MemoryMap, Region, Trap, layout};
+use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Region, Trap, layout};
 use ebpf_elf::LoadedElf;
 use ebpf_interp::Interpreter;
 
@@ -85,12 +85,7 @@ pub fn expectations() -> Vec<Expectation> {
 
 /// The helpers the fixtures may call: id 5 returns its first argument.
 pub fn helpers() -> Helpers {
-    let mut helpers = Helpers::new();
-    helpers.insert(
-        CONFORMANCE_HELPER_ID,
-        |args: [u64; 5], _: &mut dyn ebpf_abi::VmMemory| Ok(args[0]),
-    );
-    helpers
+    Helpers::conformance()
 }
 
 /// Runs a loaded program on the interpreter as the contract says: `.rodata` read-only at

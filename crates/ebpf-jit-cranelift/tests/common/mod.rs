@@ -3,10 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use ebpf_abi::{
-    CONFORMANCE_HELPER_ID, Exit, HelperError, Helpers, Limits, MemoryMap, Region, Trap, VmMemory,
-    layout,
-};
+use ebpf_abi::{Exit, HelperError, Helpers, Limits, MemoryMap, Region, Trap, VmMemory, layout};
 use ebpf_interp::Interpreter;
 use ebpf_isa::Program;
 use ebpf_jit_cranelift::{CraneliftProgram, JitOptions};
@@ -70,11 +67,7 @@ impl Setup {
 /// The helpers of the conformance suite (5 returns `r1`) plus a few for the differential
 /// tests: 1 sums its arguments, 2 fails, 3 reads 8 bytes at `r1`, 4 writes `r2` at `r1`.
 pub fn helpers() -> Helpers {
-    let mut h = Helpers::new();
-    h.insert(
-        CONFORMANCE_HELPER_ID,
-        |a: [u64; 5], _: &mut dyn VmMemory| Ok(a[0]),
-    );
+    let mut h = Helpers::conformance();
     h.insert(1, |a: [u64; 5], _: &mut dyn VmMemory| {
         Ok(a.iter().fold(0u64, |s, x| s.wrapping_add(*x)))
     });

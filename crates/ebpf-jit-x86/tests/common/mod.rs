@@ -34,7 +34,7 @@ pub(crate) struct Outcome {
 /// The test helpers; `DUMP_STACK` copies the whole stack region into `snapshot`.
 pub(crate) fn helpers(snapshot: Arc<Mutex<Vec<u8>>>, stack_size: u64) -> Helpers {
     let mut h = Helpers::new();
-    h.insert(RETURN_R1, |a: [u64; 5], _: &mut dyn VmMemory| Ok(a[0]));
+    h.insert(RETURN_R1, ebpf_abi::conformance_helper);
     h.insert(FAIL, |a: [u64; 5], _: &mut dyn VmMemory| {
         Err(HelperError::failed(format!("failed with {}", a[0])))
     });
