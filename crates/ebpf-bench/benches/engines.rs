@@ -23,8 +23,7 @@ use ebpf_vm::{Engine, Input, Vm};
 
 /// rbpf's x86 JIT, where it compiles the program and gets the reference result.
 #[cfg(target_arch = "x86_64")]
-fn rbpf_jit(p: &Program) -> Option<rbpf::EbpfVmRaw<'static>> {
-    let bytes: &'static [u8] = Box::leak(p.bytecode().into_boxed_slice());
+fn rbpf_jit<'a>(p: &Program, bytes: &'a [u8]) -> Option<rbpf::EbpfVmRaw<'a>> {
     p.rbpf_compatible().ok()?;
     let vm = catch_unwind(AssertUnwindSafe(|| {
         let mut vm = rbpf::EbpfVmRaw::new(Some(bytes)).ok()?;
@@ -69,7 +68,7 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
         .and_then(|vm| vm.run_with(Input::new(&mut input.clone())).ok())
         .map_or(p.instructions, |exit| exit.instructions);
     #[cfg(target_arch = "x86_64")]
-    let rbpf = rbpf_jit(p);
+    let rbpf = rbpf_jit(p, &bytes);
 
     let n = Engine::ALL.len() + 1;
     let compile: Vec<RefCell<Samples>> = (0..n).map(|_| RefCell::default()).collect();

@@ -188,11 +188,7 @@ impl Shape {
             let (Some(insn), Some(&pc)) = (insns.get(last), self.pcs.get(last)) else {
                 return;
             };
-            let next = if b + 1 < self.blocks.len() {
-                Some(b + 1)
-            } else {
-                None
-            };
+            let next = (b + 1 < self.blocks.len()).then_some(b + 1);
             if invalid_reason(insn, pc, self.slots).is_some() {
                 return;
             }

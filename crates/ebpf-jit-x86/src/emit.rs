@@ -398,7 +398,7 @@ impl Emitter<'_> {
                     back,
                 } => {
                     let trap = self.ops.new_dynamic_label();
-                    self.full_check(base, off, usize::from(w), write, trap);
+                    self.full_check(base, off, usize::from(w), write, trap, None);
                     asm!(self.ops; jmp =>back; =>trap);
                     self.trap_inline(pc as usize, oob_code(usize::from(w), write));
                 }
@@ -985,33 +985,22 @@ impl Emitter<'_> {
             return true;
         }
         let oob = self.trap_stub(pc, oob_code(w, write));
-        if atomic {
-            let mis = self.trap_stub(pc, mis_code);
-            self.full_check_then(b, off, w, write, oob, |e| {
-                asm!(e.ops; test al, (width - 1) as i8; jnz =>mis);
-            });
-        } else {
-            self.full_check(b, off, w, write, oob);
-        }
+        let misaligned = atomic.then(|| self.trap_stub(pc, mis_code));
+        self.full_check(b, off, w, write, oob, misaligned);
         true
     }
 
     /// `rax = base + off` (the VM address); if `1 << w` bytes there are out of bounds, jumps to
-    /// `oob`; otherwise leaves the host address in `rdx`.
-    fn full_check(&mut self, b: u8, off: i32, w: usize, write: bool, oob: DynamicLabel) {
-        self.full_check_then(b, off, w, write, oob, |_| {});
-    }
-
-    /// [`Self::full_check`] with `between` emitted after the bounds check, before the host
-    /// address is formed (atomics check alignment there, as the interpreter does).
-    fn full_check_then(
+    /// `oob`; then, for atomics, to `misaligned` if the address is not a multiple of the width
+    /// (bounds first, as the interpreter); otherwise leaves the host address in `rdx`.
+    fn full_check(
         &mut self,
         b: u8,
         off: i32,
         w: usize,
         write: bool,
         oob: DynamicLabel,
-        between: impl FnOnce(&mut Self),
+        misaligned: Option<DynamicLabel>,
     ) {
         if off == 0 {
             asm!(self.ops; mov rax, Rq(b));
@@ -1026,7 +1015,9 @@ impl Emitter<'_> {
             ; cmp rax, [rbx + rdx * 8 + lim]
             ; jae =>oob
         );
-        between(self);
+        if let Some(mis) = misaligned {
+            asm!(self.ops; test al, ((1 << w) - 1) as i8; jnz =>mis);
+        }
         asm!(self.ops
             ; mov rdx, [rbx + rdx * 8 + OFF_BIAS]
             ; add rdx, rax
