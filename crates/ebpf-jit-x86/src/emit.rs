@@ -32,12 +32,11 @@ use alloc::vec::Vec;
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
 use ebpf_abi::{InvalidReason, layout};
+use ebpf_cfg::pointers::{self, Hint, Hints};
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg,
     SignExtend, Size, SwapWidth, Width,
 };
-
-use ebpf_cfg::pointers::{self, Hint, Hints};
 
 use crate::blocks::{Shape, call_target, invalid_reason, jump_target};
 use crate::context::{
@@ -203,10 +202,11 @@ struct Emitter<'p> {
     epilogue: DynamicLabel,
     blinding: bool,
     keys: Keys,
-    /// Stack accesses `[r10 + off]` with `-512 <= off` and `off + width <= 0` skip the bounds
-    /// check. Sound because no instruction writes `r10`, so `r10` is always the top of the
-    /// current 512-byte frame, and the run allocates 512 bytes of slack below the stack (see
-    /// `run`), so even the wrapped frame pointers of a giant stack stay inside the allocation.
+    /// Frame offsets are facts: an access at `r10 + k` (a `Hint::Frame(k)` base plus the
+    /// offset) inside `[r10 - 512, r10)` skips the bounds check. Sound because no instruction
+    /// writes `r10`, so `r10` is always the top of the current 512-byte frame, and the run
+    /// allocates 512 bytes of slack below the stack (see `run`), so even the wrapped frame
+    /// pointers of a giant stack stay inside the allocation.
     stack_fast: bool,
     /// Pointer hints at each block's entry (`Shape::hints`).
     entries: Vec<Hints>,
