@@ -31,7 +31,9 @@ pub enum Hint {
     /// Probably an address in this region.
     Region(u8),
     /// Exactly the current frame pointer plus this offset (only when `r10` is never written).
-    Frame(i64),
+    /// Offsets that do not fit an `i32` are kept as [`STACK`] instead: no access from there
+    /// could be in the frame anyway, and a small hint keeps the solver's copies cheap.
+    Frame(i32),
     /// Nothing useful.
     Nothing,
 }
@@ -118,7 +120,7 @@ pub fn entry_hints(frame_exact: bool) -> Hints {
 pub fn callee_hints(caller: &Hints, frame_exact: bool) -> Hints {
     let mut callee = caller.map(|h| match h {
         Hint::Frame(k) => k
-            .checked_add(ebpf_abi::STACK_FRAME_SIZE as i64)
+            .checked_add(ebpf_abi::STACK_FRAME_SIZE as i32)
             .map_or(STACK, Hint::Frame),
         h => h,
     });
@@ -136,6 +138,9 @@ pub fn return_hints(caller: &Hints) -> Hints {
 
 /// Meets `from` into `into`; whether `into` changed.
 pub fn meet_into(into: &mut Hints, from: &Hints) -> bool {
+    if into == from {
+        return false;
+    }
     let mut changed = false;
     for (a, b) in into.iter_mut().zip(from) {
         let m = a.meet(*b);
@@ -174,7 +179,6 @@ pub fn transfer(hints: &mut Hints, insn: &Insn) {
                 (AluOp::Mov, Operand::Imm(imm)) => region_of_constant(i64::from(imm) as u64),
                 (AluOp::Add | AluOp::Sub, Operand::Imm(imm)) => match d {
                     Hint::Frame(k) => {
-                        let imm = i64::from(imm);
                         let k = if op == AluOp::Add {
                             k.checked_add(imm)
                         } else {
@@ -226,6 +230,11 @@ pub fn transfer(hints: &mut Hints, insn: &Insn) {
 /// `init` at block `entry`. `flow(b, entry_hints, out)` pushes onto `out` each successor of
 /// block `b` with the hints that flow there (applying [`transfer`] over the block and the call
 /// rules as the JIT's graph requires). Unreached blocks keep [`Hint::Unreached`].
+///
+/// Blocks are visited in index order, sweep after sweep, each only when its entry changed.
+/// The JITs number blocks in pc order, where most edges go forward, so one sweep settles
+/// straight-line code and each enclosing loop adds about one more (the lattice is three
+/// levels deep), instead of revisiting join points once per path as a stack worklist does.
 pub fn solve(
     blocks: usize,
     entry: usize,
@@ -237,22 +246,26 @@ pub fn solve(
         return entries;
     }
     entries[entry] = init;
-    let mut work = vec![entry];
-    let mut queued = vec![false; blocks];
-    queued[entry] = true;
+    let mut pending = vec![false; blocks];
+    pending[entry] = true;
     let mut out = Vec::new();
-    while let Some(b) = work.pop() {
-        queued[b] = false;
-        let state = entries[b];
-        out.clear();
-        flow(b, &state, &mut out);
-        for (to, hints) in out.drain(..) {
-            if let Some(slot) = entries.get_mut(to)
-                && meet_into(slot, &hints)
-                && !queued[to]
-            {
-                queued[to] = true;
-                work.push(to);
+    let mut sweep_from = Some(entry);
+    while let Some(first) = sweep_from.take() {
+        for b in first..blocks {
+            if !core::mem::replace(&mut pending[b], false) {
+                continue;
+            }
+            out.clear();
+            flow(b, &entries[b], &mut out);
+            for &(to, ref hints) in &out {
+                if let Some(slot) = entries.get_mut(to)
+                    && meet_into(slot, hints)
+                {
+                    pending[to] = true;
+                    if to <= b {
+                        sweep_from = Some(sweep_from.map_or(to, |s| s.min(to)));
+                    }
+                }
             }
         }
     }

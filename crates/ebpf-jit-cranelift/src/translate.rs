@@ -1017,7 +1017,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         let hint = match hint {
             Hint::Frame(k)
                 if self.frame_exact
-                    && hints::frame_access_is_safe(k.saturating_add(i64::from(off)), width) =>
+                    && hints::frame_access_is_safe(i64::from(k) + i64::from(off), width) =>
             {
                 // Inside the current frame: no check. (The mask keeps the host address inside
                 // an object caller's stack even if one over 4 GiB made frame pointers wrap.)

@@ -938,7 +938,7 @@ impl Emitter<'_> {
         let mis_code = code::MISALIGNED | ((width as u32) << 8);
         let hint = self.hints[usize::from(base.index())];
         let frame_offset = match hint {
-            Hint::Frame(k) if self.stack_fast => k.checked_add(i64::from(off)),
+            Hint::Frame(k) if self.stack_fast => i64::from(k).checked_add(i64::from(off)),
             _ => None,
         };
         if let Some(k) = frame_offset
