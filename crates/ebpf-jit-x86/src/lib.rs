@@ -42,6 +42,8 @@ mod emit;
 mod slow;
 
 #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
+mod pages;
+#[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
 mod run;
 
 #[cfg(test)]

@@ -10,14 +10,13 @@ use alloc::vec::Vec;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
-use dynasmrt::ExecutableBuffer;
-use dynasmrt::mmap::MutableBuffer;
 use ebpf_abi::{Exit, HelperError, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout};
 use ebpf_isa::Program;
 
 use crate::blocks::{Block, Shape};
 use crate::context::{Ctx, Frame, code, status};
 use crate::emit::{emit, reason_of};
+use crate::pages::{self, Pages};
 use crate::slow::finish_block;
 use crate::{JitError, JitOptions};
 
@@ -30,8 +29,7 @@ type Entry = unsafe extern "sysv64" fn(*mut Ctx<'_>) -> u32;
 
 /// Read+execute code.
 struct Code {
-    buf: ExecutableBuffer,
-    len: usize,
+    pages: pages::Code,
     stack_fast: bool,
 }
 
@@ -39,24 +37,15 @@ struct Code {
 type Made = (Code, Shape);
 
 impl Code {
-    /// Emits `program` and maps the code: written into a read+write mapping, which is then
-    /// turned read+execute (memmap2's `mprotect`), so no page is ever writable and executable.
+    /// Emits `program` and maps the code: written into read+write pages, which are then
+    /// turned read+execute (`pages`), so no page is ever writable and executable.
     fn new(program: &Program, options: &JitOptions, stack_fast: bool) -> Result<Made, JitError> {
         let emitted = emit(program, options, stack_fast)?;
-        let len = emitted.code.len();
-        let mut buf =
-            MutableBuffer::new(len.max(1)).map_err(|e| JitError::Memory(alloc::format!("{e}")))?;
-        buf.set_len(len);
-        if let Some(dst) = buf.get_mut(..len) {
-            dst.copy_from_slice(&emitted.code);
-        }
-        let buf = buf
-            .make_exec()
-            .map_err(|e| JitError::Memory(alloc::format!("{e}")))?;
+        let mut pages = Pages::new(emitted.code.len())?;
+        pages.bytes_mut().copy_from_slice(&emitted.code);
         Ok((
             Code {
-                buf,
-                len,
+                pages: pages.seal()?,
                 stack_fast: emitted.stack_fast,
             },
             emitted.shape,
@@ -64,7 +53,7 @@ impl Code {
     }
 
     fn bytes(&self) -> &[u8] {
-        self.buf.get(..self.len).unwrap_or(&[])
+        self.pages.bytes()
     }
 }
 
@@ -166,7 +155,7 @@ impl Compiled {
         // (System V: the context in rdi, the status back in eax, callee-saved registers
         // restored by the shared epilogue), and it stays mapped read+execute while `self`
         // lives.
-        let entry: Entry = unsafe { core::mem::transmute(code.buf.as_ptr()) };
+        let entry: Entry = unsafe { core::mem::transmute(code.pages.entry()) };
         // SAFETY: the context is fully initialised: the region table describes exactly the
         // live buffers of `memory` (bounds checked by the code before every access), the
         // frame pointers and shadow stack point into `frames` (length checked against

@@ -64,3 +64,42 @@ fn a_million_instructions_compile_and_run() {
         .unwrap();
     assert_eq!(exit, want);
 }
+
+/// Code pages come from a shared pool that is recycled once every program in a chunk is gone:
+/// many threads compiling, running and dropping programs at once, some kept alive across
+/// recycling, must each keep running their own code.
+#[test]
+fn pooled_code_survives_concurrent_compiles_drops_and_recycling() {
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut kept = Vec::new();
+                for i in 0..300u64 {
+                    let value = t * 1_000_000 + i;
+                    let source = format!("lddw %r0, {value}\nadd %r0, %r1\nexit");
+                    let program = ebpf_isa::assemble(&source).unwrap();
+                    let jit = compile(&program, &JitOptions::default()).unwrap();
+                    kept.push((value, jit));
+                    // The new program and every one kept so far run their own code.
+                    for (value, jit) in &kept {
+                        let exit = jit
+                            .run(
+                                MemoryMap::new(),
+                                [7, 0],
+                                &Helpers::new(),
+                                &Limits::default(),
+                            )
+                            .unwrap();
+                        assert_eq!(exit.r0, value + 7);
+                    }
+                    if i % 37 != 0 {
+                        kept.pop();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
