@@ -1,12 +1,10 @@
 //! Region hints over the plan's blocks: the shared analysis of `ebpf_cfg::pointers` (which
 //! region a register probably points into, and exact frame offsets when `r10` is never
 //! written), solved on this crate's block graph. A hint is a guess for speed, never a proof,
-//! except for [`Hint::Frame`] offsets that `frame_access_is_safe` accepts.
+//! except for [`Hint::Frame`] offsets that `Hint::frame_access_is_safe` accepts.
 
 use ebpf_cfg::pointers;
-pub(crate) use ebpf_cfg::pointers::{
-    Hint, Hints as State, frame_access_is_safe, transfer, writes_r10,
-};
+pub(crate) use ebpf_cfg::pointers::{Hint, Hints as State, transfer, writes_r10};
 use ebpf_isa::Insn;
 
 use crate::plan::{Plan, Target, Term};
@@ -83,10 +81,10 @@ mod tests {
         let plan = Plan::build(&program);
         let entries = block_entries(&plan, program.insns(), true);
         let callee = plan.blocks.iter().position(|b| b.insns.start == 7).unwrap();
-        assert_eq!(entries[callee][10], Hint::Frame(0));
+        assert_eq!(entries[callee][10], Hint::frame(0));
         assert_eq!(
             entries[callee][4],
-            Hint::Frame(-248 + 512),
+            Hint::frame(-248 + 512),
             "the caller's frame"
         );
         assert_eq!(entries[callee][5], Hint::Region(2), "unknown offset");

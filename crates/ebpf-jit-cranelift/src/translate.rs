@@ -1015,10 +1015,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         }
         let keep = self.keep_address;
         let hint = match hint {
-            Hint::Frame(k)
-                if self.frame_exact
-                    && hints::frame_access_is_safe(i64::from(k) + i64::from(off), width) =>
-            {
+            Hint::Frame { .. } if self.frame_exact && hint.frame_access_is_safe(off, width) => {
                 // Inside the current frame: no check. (The mask keeps the host address inside
                 // an object caller's stack even if one over 4 GiB made frame pointers wrap.)
                 let (_, host) = self.region_values(layout::STACK as u8, width, write);
@@ -1030,7 +1027,7 @@ impl<'a, 'f> Tx<'a, 'f> {
                 }
                 return result;
             }
-            Hint::Frame(_) => Hint::Region(layout::STACK as u8),
+            Hint::Frame { .. } => Hint::Region(layout::STACK as u8),
             h => h,
         };
         let (p, result) = match hint {
@@ -1165,7 +1162,7 @@ impl<'a, 'f> Tx<'a, 'f> {
                     _ => None,
                 };
                 let hint = access.map(|(base, ..)| state[usize::from(base.index())]);
-                if let (Some((_, width, write)), Some(Hint::Region(_) | Hint::Frame(_))) =
+                if let (Some((_, width, write)), Some(Hint::Region(_) | Hint::Frame { .. })) =
                     (access, hint)
                 {
                     let region = match hint {

@@ -937,25 +937,28 @@ impl Emitter<'_> {
         let b = h(base);
         let mis_code = code::MISALIGNED | ((width as u32) << 8);
         let hint = self.hints[usize::from(base.index())];
-        let frame_offset = match hint {
-            Hint::Frame(k) if self.stack_fast => i64::from(k).checked_add(i64::from(off)),
-            _ => None,
-        };
-        if let Some(k) = frame_offset
-            && pointers::frame_access_is_safe(k, width as u32)
-        {
-            // r10 is a multiple of 512, so alignment depends on `k` alone.
-            if atomic && k % i64::from(width) != 0 {
+        if self.stack_fast && hint.frame_access_is_safe(off as i16, width as u32) {
+            // r10 is a multiple of 512, so alignment depends on the frame offset alone; an
+            // atomic through a range of offsets takes the full check below instead.
+            let exact = hint
+                .exact_frame_offset()
+                .map(|k| i64::from(k) + i64::from(off));
+            if atomic
+                && let Some(k) = exact
+                && k % i64::from(width) != 0
+            {
                 asm!(self.ops; lea rax, [Rq(b) + off]);
                 self.trap_inline(pc, mis_code);
                 return false;
             }
-            let stack_bias = OFF_BIAS + 8 * layout::STACK as i32;
-            asm!(self.ops
-                ; lea rdx, [Rq(b) + off]
-                ; add rdx, [rbx + stack_bias]
-            );
-            return true;
+            if !atomic || exact.is_some() {
+                let stack_bias = OFF_BIAS + 8 * layout::STACK as i32;
+                asm!(self.ops
+                    ; lea rdx, [Rq(b) + off]
+                    ; add rdx, [rbx + stack_bias]
+                );
+                return true;
+            }
         }
         if !atomic && let Some(r) = hint.region() {
             let back = self.ops.new_dynamic_label();

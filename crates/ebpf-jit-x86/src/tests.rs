@@ -279,6 +279,29 @@ fn frame_accesses_skip_the_check_when_r10_is_never_written() {
 }
 
 #[test]
+fn stack_tables_indexed_by_bounded_values_skip_the_check() {
+    // &table[byte & 0xf8] with the table at r10 - 256: every index lands inside the frame.
+    let table = "ldxb %r6, [%r1]\nand %r6, 0xf8\nmov %r4, %r10\nsub %r4, 256\nadd %r6, %r4\n";
+    let b = body(&format!("{table}stxdw [%r6], %r1\nexit"), false);
+    assert!(
+        contains_window(&b, &["lea rdx,[r12]", "add rdx,[rbx+10h]", "mov [rdx],rdi"]),
+        "{b:?}"
+    );
+    // One byte further and the last index's access ends past r10: checked.
+    let b = body(&format!("{table}stxdw [%r6+1], %r1\nexit"), false);
+    assert!(
+        !b.iter().any(|s| s == "add rdx,[rbx+10h]"),
+        "the range overruns the frame: {b:?}"
+    );
+    // An atomic through a range of offsets: alignment is not known, so the full check.
+    let b = body(&format!("{table}lock add [%r6+0], %r1\nexit"), false);
+    assert!(
+        !b.iter().any(|s| s == "add rdx,[rbx+10h]"),
+        "atomic alignment needs an exact offset: {b:?}"
+    );
+}
+
+#[test]
 fn atomics_are_lock_prefixed() {
     let b = body(
         "lock add [%r1+0], %r2\nlock fetch add32 [%r1+0], %r2\nlock cmpxchg [%r1+0], %r2\nlock fetch or [%r1+8], %r3\nexit",

@@ -1666,6 +1666,115 @@ fn stack() -> Vec<Case> {
             ]),
         )
         .ok(99, 7),
+        // Tables on the stack indexed by bounded values: the JITs prove these in the frame
+        // and skip the check, so each edge of the proof is a case.
+        case(
+            S,
+            "table/masked-byte-index/top-entry",
+            lines(&[
+                "ldxb %r6, [%r1]",
+                "and %r6, 0xf8",
+                "mov %r4, %r10",
+                "sub %r4, 256",
+                "add %r6, %r4",
+                "stdw [%r6], 7",
+                "ldxdw %r0, [%r6]",
+                "ldxdw %r1, [%r10-8]",
+                "add %r0, %r1",
+                "exit",
+            ]),
+        )
+        .input([0xff])
+        .ok(14, 10),
+        case(
+            S,
+            "table/index-reaching-r10",
+            lines(&[
+                "ldxb %r6, [%r1]",
+                "and %r6, 0xff",
+                "add %r6, %r10",
+                "sub %r6, 256",
+                "ldxdw %r0, [%r6]",
+                "exit",
+            ]),
+        )
+        .input([0xff])
+        .trap(4, oob(FP0 - 1, 8, false)),
+        case(
+            S,
+            "table/subtracted-index",
+            lines(&[
+                "ldxb %r7, [%r1]",
+                "and %r7, 0xf8",
+                "mov %r5, %r10",
+                "sub %r5, %r7",
+                "stdw [%r5-8], 3",
+                "ldxdw %r0, [%r10-16]",
+                "exit",
+            ]),
+        )
+        .input([8])
+        .ok(3, 7),
+        case(
+            S,
+            "table/in-a-callee-frame",
+            lines(&[
+                "ldxb %r1, [%r1]",
+                "call local f",
+                "ldxdw %r2, [%r10-8]",
+                "add %r0, %r2",
+                "exit",
+                "f:",
+                "and %r1, 0x38",
+                "mov %r2, %r10",
+                "sub %r2, 64",
+                "add %r2, %r1",
+                "stxdw [%r2], %r1",
+                "ldxdw %r0, [%r2]",
+                "exit",
+            ]),
+        )
+        .input([0x3f])
+        .ok(56, 12),
+        case(
+            S,
+            "table/atomic-through-a-range/misaligned",
+            lines(&[
+                "ldxb %r6, [%r1]",
+                "and %r6, 0xfc",
+                "mov %r4, %r10",
+                "sub %r4, 256",
+                "add %r6, %r4",
+                "mov %r0, 1",
+                "lock add [%r6+0], %r0",
+                "exit",
+            ]),
+        )
+        .input([4])
+        .trap(
+            6,
+            TrapKind::MisalignedAtomic {
+                addr: FP0 - 252,
+                len: 8,
+            },
+        ),
+        case(
+            S,
+            "table/atomic-through-a-range/aligned",
+            lines(&[
+                "ldxb %r6, [%r1]",
+                "and %r6, 0xfc",
+                "mov %r4, %r10",
+                "sub %r4, 256",
+                "add %r6, %r4",
+                "mov %r0, 1",
+                "lock add [%r6+0], %r0",
+                "ldxdw %r0, [%r6]",
+                "exit",
+            ]),
+        )
+        .input([8])
+        .ok(1, 9),
         case(
             S,
             "return-value-in-r0",
