@@ -27,6 +27,7 @@ use ebpf_isa::{AluOp, AtomicOp, Insn, Operand, Reg, Size, Width};
 
 /// What is known about a register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, u32)]
 pub enum Hint {
     /// Not reached yet (the top of the lattice); at a solved block entry: unreachable.
     Unreached,
@@ -101,10 +102,13 @@ impl Hint {
     /// wider one (a loop would widen them one step per sweep): they fall to the stack region
     /// or to nothing, which keeps the lattice three levels deep.
     fn meet(self, other: Hint) -> Hint {
+        const S: u8 = layout::STACK as u8;
+        if self == other {
+            return self;
+        }
         match (self, other) {
             (Hint::Unreached, x) | (x, Hint::Unreached) => x,
-            (a, b) if a == b => a,
-            (a, b) if a.weaken() == STACK && b.weaken() == STACK => STACK,
+            (Hint::Region(S) | Hint::Frame { .. }, Hint::Region(S) | Hint::Frame { .. }) => STACK,
             _ => Hint::Nothing,
         }
     }
@@ -182,14 +186,13 @@ pub fn return_hints(caller: &Hints) -> Hints {
 
 /// Meets `from` into `into`; whether `into` changed.
 pub fn meet_into(into: &mut Hints, from: &Hints) -> bool {
-    if into == from {
-        return false;
-    }
     let mut changed = false;
-    for (a, b) in into.iter_mut().zip(from) {
-        let m = a.meet(*b);
-        changed |= m != *a;
-        *a = m;
+    for (a, &b) in into.iter_mut().zip(from) {
+        if *a != b {
+            let m = a.meet(b);
+            changed |= m != *a;
+            *a = m;
+        }
     }
     changed
 }
@@ -373,8 +376,8 @@ fn pointer_arithmetic(op: AluOp, d: Hint, s: Hint) -> Hint {
 }
 
 /// Solves the hints at the entry of every block of a graph of `blocks` blocks, starting from
-/// `init` at block `entry`. `flow(b, entry_hints, out)` pushes onto `out` each successor of
-/// block `b` with the hints that flow there (applying [`transfer`] over the block and the call
+/// `init` at block `entry`. `flow(b, entry_hints, edge)` calls `edge(successor, hints)` for
+/// each successor of block `b` with the hints that flow there (applying [`transfer`] over the block and the call
 /// rules as the JIT's graph requires). Unreached blocks keep [`Hint::Unreached`].
 ///
 /// Blocks are visited in index order, sweep after sweep, each only when its entry changed.
@@ -385,7 +388,7 @@ pub fn solve(
     blocks: usize,
     entry: usize,
     init: Hints,
-    mut flow: impl FnMut(usize, &Hints, &mut Vec<(usize, Hints)>),
+    mut flow: impl FnMut(usize, &Hints, &mut dyn FnMut(usize, &Hints)),
 ) -> Vec<Hints> {
     let mut entries = vec![[Hint::Unreached; 11]; blocks];
     if entry >= blocks {
@@ -394,16 +397,14 @@ pub fn solve(
     entries[entry] = init;
     let mut pending = vec![false; blocks];
     pending[entry] = true;
-    let mut out = Vec::new();
     let mut sweep_from = Some(entry);
     while let Some(first) = sweep_from.take() {
         for b in first..blocks {
             if !core::mem::replace(&mut pending[b], false) {
                 continue;
             }
-            out.clear();
-            flow(b, &entries[b], &mut out);
-            for &(to, ref hints) in &out {
+            let state = entries[b];
+            flow(b, &state, &mut |to, hints| {
                 if let Some(slot) = entries.get_mut(to)
                     && meet_into(slot, hints)
                 {
@@ -412,7 +413,7 @@ pub fn solve(
                         sweep_from = Some(sweep_from.map_or(to, |s| s.min(to)));
                     }
                 }
-            }
+            });
         }
     }
     entries
@@ -540,12 +541,12 @@ mod tests {
     fn loops_meet_to_a_fixed_point() {
         // Block 0 sets r2 to the stack; block 1 (a loop) moves r1 along and, on its back edge,
         // overwrites r2 with an input pointer: the loop head ends up knowing nothing of r2.
-        let entries = solve(3, 0, entry_hints(false), |b, h, out| {
+        let entries = solve(3, 0, entry_hints(false), |b, h, edge| {
             let mut h = *h;
             match b {
                 0 => {
                     h[2] = STACK;
-                    out.push((1, h));
+                    edge(1, &h);
                 }
                 1 => {
                     let back = {
@@ -553,8 +554,8 @@ mod tests {
                         back[2] = h[1];
                         back
                     };
-                    out.push((1, back));
-                    out.push((2, h));
+                    edge(1, &back);
+                    edge(2, &h);
                 }
                 _ => {}
             }

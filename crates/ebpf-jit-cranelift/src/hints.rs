@@ -21,7 +21,7 @@ pub(crate) fn block_entries(plan: &Plan, insns: &[Insn], frame_exact: bool) -> V
         n,
         entry,
         pointers::entry_hints(frame_exact),
-        |b, hints, out| {
+        |b, hints, edge| {
             let block = &plan.blocks[b];
             let mut state = *hints;
             let end = match block.term {
@@ -33,14 +33,14 @@ pub(crate) fn block_entries(plan: &Plan, insns: &[Insn], frame_exact: bool) -> V
                 transfer(&mut state, insn);
             }
             for s in plan.intra_successors(b).into_iter().flatten() {
-                out.push((s, state));
+                edge(s, &state);
             }
             if let Term::Call { target, site } = block.term {
                 if let Target::Block(t) = target {
-                    out.push((t, pointers::callee_hints(&state, frame_exact)));
+                    edge(t, &pointers::callee_hints(&state, frame_exact));
                 }
                 if let Some(Target::Block(r)) = plan.sites.get(site).copied() {
-                    out.push((r, pointers::return_hints(&state)));
+                    edge(r, &pointers::return_hints(&state));
                 }
             }
         },

@@ -178,7 +178,7 @@ impl Shape {
                 .map(|&b| b as usize)
         };
         let entry = pointers::entry_hints(frame_exact);
-        pointers::solve(self.blocks.len(), 0, entry, |b, hints, out| {
+        pointers::solve(self.blocks.len(), 0, entry, |b, hints, edge| {
             let block = self.blocks[b];
             let mut state = *hints;
             let last = block.first + block.len - 1;
@@ -198,10 +198,10 @@ impl Shape {
                     ..
                 } => {
                     if let Some(t) = block_of(call_target(insn, pc, self.slots)) {
-                        out.push((t, pointers::callee_hints(&state, frame_exact)));
+                        edge(t, &pointers::callee_hints(&state, frame_exact));
                     }
                     if let Some(n) = next {
-                        out.push((n, pointers::return_hints(&state)));
+                        edge(n, &pointers::return_hints(&state));
                     }
                     return;
                 }
@@ -210,12 +210,12 @@ impl Shape {
             }
             pointers::transfer(&mut state, insn);
             if let Some(t) = block_of(jump_target(insn, pc, self.slots)) {
-                out.push((t, state));
+                edge(t, &state);
             }
             if !matches!(insn, Insn::Ja { .. } | Insn::Ja32 { .. })
                 && let Some(n) = next
             {
-                out.push((n, state));
+                edge(n, &state);
             }
         })
     }
