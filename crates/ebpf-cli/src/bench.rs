@@ -12,8 +12,7 @@ use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ebpf_cli::vm_builder;
-use ebpf_vm::isa::Program;
+use ebpf_cli::{Source, vm_builder};
 use ebpf_vm::{Engine, Exit, Input, Trap, Vm};
 
 /// How long the timed runs of one engine last without `--iterations`.
@@ -60,34 +59,36 @@ impl Measurement {
 /// `ebpf bench`: `name` is how to call the program in the output, `input` its input memory.
 pub(crate) fn bench(
     name: &str,
-    program: &Program,
+    source: &Source,
     input: Option<&[u8]>,
     config: &Config<'_>,
 ) -> Result<()> {
     let mut results = Vec::new();
+    let mut insns = 0;
     for &engine in config.engines {
-        results.push(measure(engine, program, input, config)?);
+        let (measurement, loaded) = measure(engine, source, input, config)?;
+        insns = loaded;
+        results.push(measurement);
     }
     let text = if config.json {
-        json(name, program, input, &results)
+        json(name, insns, input, &results)
     } else {
-        table(name, program, input, &results)
+        table(name, insns, input, &results)
     };
     crate::write_stdout(text.as_bytes())
 }
 
-/// Loads and times the program on one engine.
+/// Loads and times the program on one engine; also returns the loaded program's length in
+/// instructions.
 fn measure(
     engine: Engine,
-    program: &Program,
+    source: &Source,
     input: Option<&[u8]>,
     config: &Config<'_>,
-) -> Result<Measurement> {
-    let program = program.clone();
+) -> Result<(Measurement, usize)> {
+    let builder = vm_builder(engine, config.budget);
     let started = Instant::now();
-    let vm = vm_builder(engine, config.budget)
-        .load_program(program)
-        .with_context(|| format!("{engine}"))?;
+    let vm = source.load(builder).with_context(|| format!("{engine}"))?;
     let load = started.elapsed();
 
     let mut memory = input.map(<[u8]>::to_vec);
@@ -123,7 +124,7 @@ fn measure(
     progress.finish();
     times.sort_unstable();
     let n = times.len();
-    Ok(Measurement {
+    let measurement = Measurement {
         engine,
         load_ns: nanos(load),
         runs: n as u64,
@@ -131,7 +132,8 @@ fn measure(
         instructions: first.instructions,
         median_ns: (times[(n - 1) / 2] + times[n / 2]) / 2,
         min_ns: times[0],
-    })
+    };
+    Ok((measurement, vm.program().len()))
 }
 
 /// Refreshes the input from `input` and runs the program once; returns the exit and the time
@@ -210,7 +212,7 @@ fn describe_input(input: Option<&[u8]>) -> String {
 }
 
 /// The human-readable output: a header line, then one aligned row per engine.
-fn table(name: &str, program: &Program, input: Option<&[u8]>, results: &[Measurement]) -> String {
+fn table(name: &str, insns: usize, input: Option<&[u8]>, results: &[Measurement]) -> String {
     let header = [
         "engine",
         "load ns",
@@ -242,11 +244,7 @@ fn table(name: &str, program: &Program, input: Option<&[u8]>, results: &[Measure
             *width = (*width).max(cell.len());
         }
     }
-    let mut out = format!(
-        "{name}: {} instructions, {}\n",
-        program.len(),
-        describe_input(input)
-    );
+    let mut out = format!("{name}: {insns} instructions, {}\n", describe_input(input));
     let header = header.map(str::to_string);
     for row in std::iter::once(&header).chain(&rows) {
         let mut line = String::new();
@@ -265,12 +263,12 @@ fn table(name: &str, program: &Program, input: Option<&[u8]>, results: &[Measure
 }
 
 /// The JSON output: one object with the program and a `results` array, one object per engine.
-fn json(name: &str, program: &Program, input: Option<&[u8]>, results: &[Measurement]) -> String {
+fn json(name: &str, insns: usize, input: Option<&[u8]>, results: &[Measurement]) -> String {
     let input_bytes = input.map_or_else(|| "null".to_string(), |b| b.len().to_string());
     let mut out = String::new();
     let _ = writeln!(out, "{{");
     let _ = writeln!(out, "  \"program\": {},", json_string(name));
-    let _ = writeln!(out, "  \"program_instructions\": {},", program.len());
+    let _ = writeln!(out, "  \"program_instructions\": {insns},");
     let _ = writeln!(out, "  \"input_bytes\": {input_bytes},");
     let _ = writeln!(out, "  \"results\": [");
     for (i, m) in results.iter().enumerate() {
@@ -329,7 +327,6 @@ mod tests {
 
     #[test]
     fn the_table_is_aligned() {
-        let program = ebpf_vm::isa::assemble("mov %r0, 1\nexit").unwrap();
         let m = Measurement {
             engine: Engine::Interpreter,
             load_ns: 1234,
@@ -339,7 +336,7 @@ mod tests {
             median_ns: 100,
             min_ns: 90,
         };
-        let text = table("p.s", &program, None, &[m]);
+        let text = table("p.s", 2, None, &[m]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "p.s: 2 instructions, no input");
         assert_eq!(

@@ -185,28 +185,70 @@ impl ElfChoice {
     }
 }
 
-/// Loads a program file into a VM configured by `builder`: an ELF object with its data
-/// images (the program `choice` selects), anything else as [`read_program`] reads it. Also
+/// A program file read into memory once, to load into any number of VMs (`bench` loads it
+/// once per engine, timing only the load).
+#[derive(Clone, Debug)]
+pub struct Source {
+    name: String,
+    code: Code,
+    /// The input memory the file brings (a `.data` file's `-- mem`).
+    pub mem: Option<Vec<u8>>,
+}
+
+/// What a [`Source`] loads from.
+#[derive(Clone, Debug)]
+enum Code {
+    /// A decoded program.
+    Program(Program),
+    /// An ELF object's bytes and the program chosen in it (linked, with its data images, at
+    /// each load).
+    Elf(Vec<u8>, ElfChoice),
+}
+
+impl Source {
+    /// Reads `path`: an ELF object (the program `choice` selects), anything else as
+    /// [`read_program`] reads it. `choice` must be empty for anything but an ELF object.
+    pub fn read(path: &Path, choice: &ElfChoice) -> Result<Source> {
+        let name = path.display().to_string();
+        if Format::of(path) == Some(Format::Elf) {
+            let bytes = fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+            return Ok(Source {
+                name,
+                code: Code::Elf(bytes, choice.clone()),
+                mem: None,
+            });
+        }
+        if choice.section.is_some() || choice.function.is_some() {
+            bail!("{name}: --section and --function select a program of an ELF object (.o)");
+        }
+        let ProgramFile { program, mem } = read_program(path)?;
+        Ok(Source {
+            name,
+            code: Code::Program(program),
+            mem,
+        })
+    }
+
+    /// Loads the program into a VM configured by `builder`; errors start with the file's name.
+    pub fn load(&self, builder: VmBuilder) -> Result<ebpf_vm::Vm> {
+        let vm = match &self.code {
+            Code::Program(program) => builder.load_program(program.clone()),
+            Code::Elf(bytes, choice) => builder.load_elf(bytes, choice.selector()),
+        };
+        vm.with_context(|| self.name.clone())
+    }
+}
+
+/// Loads a program file into a VM configured by `builder` (see [`Source::read`]). Also
 /// returns the input memory the file brings (a `.data` file's `-- mem`).
 pub fn load_vm(
     path: &Path,
     builder: VmBuilder,
     choice: &ElfChoice,
 ) -> Result<(ebpf_vm::Vm, Option<Vec<u8>>)> {
-    let name = path.display().to_string();
-    if Format::of(path) == Some(Format::Elf) {
-        let bytes = fs::read(path).with_context(|| format!("{name}: cannot read"))?;
-        let vm = builder
-            .load_elf(&bytes, choice.selector())
-            .with_context(|| name.clone())?;
-        return Ok((vm, None));
-    }
-    if choice.section.is_some() || choice.function.is_some() {
-        bail!("{name}: --section and --function select a program of an ELF object (.o)");
-    }
-    let ProgramFile { program, mem } = read_program(path)?;
-    let vm = builder.load_program(program).with_context(|| name)?;
-    Ok((vm, mem))
+    let source = Source::read(path, choice)?;
+    let vm = source.load(builder)?;
+    Ok((vm, source.mem))
 }
 
 /// The bytes of an input file: a `.hex` file is text (two hex digits per byte, `#` comments,

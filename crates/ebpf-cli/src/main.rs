@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ebpf_cli::{DEFAULT_BUDGET, ElfChoice, ProgramFile, parse_hex, read_program, utf8};
+use ebpf_cli::{DEFAULT_BUDGET, ElfChoice, parse_hex, read_program, utf8};
 use ebpf_vm::{Engine, Input, isa};
 
 /// Assemble, disassemble, run, test and benchmark eBPF programs (RFC 9669).
@@ -146,11 +146,13 @@ enum Command {
     /// and the median time per instruction, all in nanoseconds. Each run is timed on its own,
     /// so the times include the clock's overhead (tens of nanoseconds).
     Bench {
-        /// The program: FILE.bin, FILE.s, FILE.asm or FILE.data.
+        /// The program: FILE.bin, FILE.s, FILE.asm, FILE.data or FILE.o.
         #[arg(value_name = "PROGRAM")]
         program: PathBuf,
         #[command(flatten)]
         input: InputArgs,
+        #[command(flatten)]
+        elf: ElfArgs,
         /// The engine to time, or `all`.
         #[arg(long, value_name = "ENGINE", default_value = "interp", value_parser = engines_parser())]
         engine: Engines,
@@ -362,6 +364,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             program,
             input,
+            elf,
             engine,
             iterations,
             budget,
@@ -373,7 +376,7 @@ fn run(cli: Cli) -> Result<()> {
                 iterations,
                 json,
             };
-            bench_program(&program, &input, &config)
+            bench_program(&program, &input, &elf.choice(), &config)
         }
     }
 }
@@ -392,11 +395,16 @@ fn run_program(path: &Path, input: &InputArgs, vm: &VmArgs, choice: &ElfChoice) 
 }
 
 /// `ebpf bench`.
-fn bench_program(path: &Path, input: &InputArgs, config: &bench::Config<'_>) -> Result<()> {
-    let ProgramFile { program, mem } = read_program(path)?;
-    let input = resolve_input(input, mem)?;
+fn bench_program(
+    path: &Path,
+    input: &InputArgs,
+    choice: &ElfChoice,
+    config: &bench::Config<'_>,
+) -> Result<()> {
+    let source = ebpf_cli::Source::read(path, choice)?;
+    let input = resolve_input(input, source.mem.clone())?;
     let name = path.display().to_string();
-    bench::bench(&name, &program, input.as_deref(), config)
+    bench::bench(&name, &source, input.as_deref(), config)
 }
 
 /// The input of `run` and `bench`: `--mem`, else `--mem-file`, else the memory the program

@@ -546,6 +546,45 @@ fn bench_prints_a_table_for_every_engine() {
     );
 }
 
+#[test]
+fn bench_takes_elf_objects_with_their_data_and_a_chosen_program() {
+    let dir = TempDir::new("bench-elf");
+    // .data, .bss and .rodata images: the result native gcc computed for this input.
+    let text = ok(&ebpf(
+        &dir,
+        &[
+            "bench",
+            &elf_fixture("globals.o"),
+            "--mem-file",
+            &elf_fixture("inputs/globals/text.hex"),
+            "--iterations",
+            "3",
+        ],
+    ));
+    assert!(text.trim_end().ends_with("0xf2f2f7928a5a672c"), "{text}");
+    // One of two programs of an object, by function.
+    let text = ok(&ebpf(
+        &dir,
+        &[
+            "bench",
+            &elf_fixture("calls.o"),
+            "--function",
+            "mix_words",
+            "--mem-file",
+            &elf_fixture("inputs/calls/seven.hex"),
+            "--iterations",
+            "3",
+        ],
+    ));
+    assert!(text.trim_end().ends_with("0x9e3779b97f4a7c12"), "{text}");
+    let out = ebpf(&dir, &["bench", &example_path(), "--section", "xdp"]);
+    one_line_failure(
+        &out,
+        "error: ",
+        &["checksum.s: --section and --function select a program of an ELF object (.o)"],
+    );
+}
+
 /// The text of the value of `"key": ` in hand-written, flat JSON.
 fn json_field<'a>(text: &'a str, key: &str) -> &'a str {
     let start = text
