@@ -157,6 +157,20 @@ enum Stub {
     },
 }
 
+/// How an access is addressed once `host_address` has emitted its check (or proof).
+#[derive(Clone, Copy)]
+enum At {
+    /// `[rdx]`: `rdx` holds the host address.
+    Rdx,
+    /// `[base + rdx + off]`: `rdx` holds the stack's bias (an unchecked frame access).
+    Indexed {
+        /// The host register of the access's base.
+        base: u8,
+        /// The access's offset.
+        off: i32,
+    },
+}
+
 /// Random keys for constant blinding: SplitMix64 seeded from the standard library's per-process
 /// random hasher keys.
 pub(crate) struct Keys(u64);
@@ -914,12 +928,14 @@ impl Emitter<'_> {
     // ---------------------------------------------------------------------------------------
     // Memory.
 
-    /// Leaves the host address of the access `[base + off]` of `1 << w` bytes in `rdx`, or
-    /// jumps to code that traps with the VM address in `rax`. Returns `false` when the access
-    /// always traps (then nothing more needs emitting).
+    /// Emits what makes the access `[base + off]` of `1 << w` bytes addressable, and says how
+    /// to address it ([`At`]), or jumps to code that traps with the VM address in `rax`.
+    /// Returns `None` when the access always traps (then nothing more needs emitting).
     ///
     /// Three shapes, by what the pointer hints say of `base`:
-    /// - exactly `r10 + k` with the access inside the current frame: no check at all;
+    /// - `r10 + k` for `k` in a range with the whole access inside the current frame: no
+    ///   check at all, `rdx` = the stack's bias and the access is `[base + rdx + off]` (an
+    ///   atomic, whose alignment must be known, only at an exact offset, through `rdx`);
     /// - probably in region `r` (not for atomics): `rdx = base + off - start[r]`, one compare
     ///   against `span[r]`, `rdx += host[r]`; a wrong guess goes out of line to the full check;
     /// - otherwise the full check against the region table (`full_check`).
@@ -931,7 +947,7 @@ impl Emitter<'_> {
         write: bool,
         atomic: bool,
         pc: usize,
-    ) -> bool {
+    ) -> Option<At> {
         let width = 1i32 << w;
         let off = i32::from(off);
         let b = h(base);
@@ -949,15 +965,19 @@ impl Emitter<'_> {
             {
                 asm!(self.ops; lea rax, [Rq(b) + off]);
                 self.trap_inline(pc, mis_code);
-                return false;
+                return None;
             }
-            if !atomic || exact.is_some() {
-                let stack_bias = OFF_BIAS + 8 * layout::STACK as i32;
+            let stack_bias = OFF_BIAS + 8 * layout::STACK as i32;
+            if !atomic {
+                asm!(self.ops; mov rdx, [rbx + stack_bias]);
+                return Some(At::Indexed { base: b, off });
+            }
+            if exact.is_some() {
                 asm!(self.ops
                     ; lea rdx, [Rq(b) + off]
                     ; add rdx, [rbx + stack_bias]
                 );
-                return true;
+                return Some(At::Rdx);
             }
         }
         if !atomic && let Some(r) = hint.region() {
@@ -985,12 +1005,12 @@ impl Emitter<'_> {
                 ; add rdx, [rbx + host]
                 ; =>back
             );
-            return true;
+            return Some(At::Rdx);
         }
         let oob = self.trap_stub(pc, oob_code(w, write));
         let misaligned = atomic.then(|| self.trap_stub(pc, mis_code));
         self.full_check(b, off, w, write, oob, misaligned);
-        true
+        Some(At::Rdx)
     }
 
     /// `rax = base + off` (the VM address); if `1 << w` bytes there are out of bounds, jumps to
@@ -1029,7 +1049,19 @@ impl Emitter<'_> {
 
     fn load(&mut self, size: Size, signed: bool, d: u8, src: Reg, off: i16, pc: usize) {
         let w = size_index(size);
-        if !self.host_address(src, off, w, false, false, pc) {
+        let Some(at) = self.host_address(src, off, w, false, false, pc) else {
+            return;
+        };
+        if let At::Indexed { base: b, off } = at {
+            match (size, signed) {
+                (Size::B, false) => asm!(self.ops; movzx Rd(d), BYTE [Rq(b) + rdx + off]),
+                (Size::H, false) => asm!(self.ops; movzx Rd(d), WORD [Rq(b) + rdx + off]),
+                (Size::W, false) => asm!(self.ops; mov Rd(d), DWORD [Rq(b) + rdx + off]),
+                (Size::DW, _) => asm!(self.ops; mov Rq(d), QWORD [Rq(b) + rdx + off]),
+                (Size::B, true) => asm!(self.ops; movsx Rq(d), BYTE [Rq(b) + rdx + off]),
+                (Size::H, true) => asm!(self.ops; movsx Rq(d), WORD [Rq(b) + rdx + off]),
+                (Size::W, true) => asm!(self.ops; movsxd Rq(d), DWORD [Rq(b) + rdx + off]),
+            }
             return;
         }
         match (size, signed) {
@@ -1045,7 +1077,11 @@ impl Emitter<'_> {
 
     fn store(&mut self, size: Size, dst: Reg, off: i16, src: Operand, pc: usize) {
         let w = size_index(size);
-        if !self.host_address(dst, off, w, true, false, pc) {
+        let Some(at) = self.host_address(dst, off, w, true, false, pc) else {
+            return;
+        };
+        if let At::Indexed { base: b, off } = at {
+            self.store_indexed(size, b, off, src);
             return;
         }
         let s = match src {
@@ -1078,9 +1114,35 @@ impl Emitter<'_> {
         }
     }
 
+    /// A store to `[b + rdx + off]` (an unchecked frame access).
+    fn store_indexed(&mut self, size: Size, b: u8, off: i32, src: Operand) {
+        let s = match src {
+            Operand::Reg(s) => h(s),
+            Operand::Imm(imm) if self.blinding => {
+                self.load_imm(RAX, imm, true);
+                RAX
+            }
+            Operand::Imm(imm) => {
+                match size {
+                    Size::B => asm!(self.ops; mov BYTE [Rq(b) + rdx + off], imm as i8),
+                    Size::H => asm!(self.ops; mov WORD [Rq(b) + rdx + off], imm as i16),
+                    Size::W => asm!(self.ops; mov DWORD [Rq(b) + rdx + off], imm),
+                    Size::DW => asm!(self.ops; mov QWORD [Rq(b) + rdx + off], imm),
+                }
+                return;
+            }
+        };
+        match size {
+            Size::B => asm!(self.ops; mov BYTE [Rq(b) + rdx + off], Rb(s)),
+            Size::H => asm!(self.ops; mov WORD [Rq(b) + rdx + off], Rw(s)),
+            Size::W => asm!(self.ops; mov DWORD [Rq(b) + rdx + off], Rd(s)),
+            Size::DW => asm!(self.ops; mov QWORD [Rq(b) + rdx + off], Rq(s)),
+        }
+    }
+
     fn atomic(&mut self, wide: bool, op: AtomicOp, dst: Reg, s: u8, off: i16, pc: usize) {
         let w = if wide { 3 } else { 2 };
-        if !self.host_address(dst, off, w, true, true, pc) {
+        if self.host_address(dst, off, w, true, true, pc).is_none() {
             return;
         }
         match (op, wide) {
