@@ -126,6 +126,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) raw: [RawRegion; REGION_TABLE_LEN],
     /// Regions `0..mapped` may be mapped; the rest never are during this run.
     pub(crate) mapped: usize,
+    /// Rows `0..rows` of the region arrays may be non-zero; the rest are zero.
+    rows: usize,
     /// How a helper call failed.
     pub(crate) helper_trap: Option<TrapKind>,
     /// A helper's panic, resumed once generated code has returned.
@@ -194,25 +196,69 @@ impl<'a> Ctx<'a> {
             helpers,
             raw: [RawRegion::UNMAPPED; REGION_TABLE_LEN],
             mapped: REGION_TABLE_LEN,
+            rows: 0,
             helper_trap: None,
             panic: None,
         }
     }
 
+    /// Makes a context left by an earlier run ready for a new one, as [`Ctx::new`] would
+    /// make it, without rewriting the region arrays: [`Ctx::refresh`] rewrites the rows the
+    /// new run maps and zeroes the rows only the earlier run used.
+    pub(crate) fn reset(&mut self, memory: *mut MemoryMap<'a>, helpers: *const Helpers) {
+        self.regs = [0; 11];
+        self.remaining = 0;
+        self.frame_sp = 0;
+        self.frame_base = 0;
+        self.frame_end = 0;
+        self.saved_rsp = 0;
+        self.trampoline = 0;
+        self.helper_id = 0;
+        self.args = [0; 5];
+        self.trap_pc = 0;
+        self.trap_code = 0;
+        self.trap_addr = 0;
+        self.block = 0;
+        self.memory = memory;
+        self.helpers = helpers;
+        self.mapped = REGION_TABLE_LEN;
+        self.helper_trap = None;
+        self.panic = None;
+    }
+
     /// Rebuilds the raw table from `memory` (which must be the map this context was made for)
     /// and the JIT's view of it.
     pub(crate) fn refresh(&mut self, memory: &mut MemoryMap<'_>) {
-        memory.raw_table(&mut self.raw);
+        let mut raw = [RawRegion::UNMAPPED; REGION_TABLE_LEN];
+        memory.raw_table(&mut raw);
         // Helpers cannot add or remove regions (`VmMemory` only reads and writes bytes), so
         // after the first refresh only regions below the last mapped one need updating; the
         // entries above stay as `new` left them: zero, which fails every check.
-        let highest = self
-            .raw
+        let highest = raw
             .iter()
             .take(self.mapped)
             .rposition(|e| !e.host.is_null())
             .map_or(0, |r| r + 1);
+        // An embedder that runs again over the same buffers (or a helper that changed only
+        // bytes) leaves the table as it was: nothing to recompute.
+        if highest == self.rows && raw.get(..highest) == self.raw.get(..highest) {
+            self.mapped = highest;
+            return;
+        }
+        self.raw = raw;
         self.mapped = highest;
+        // Rows a reused context's earlier run filled and this one does not map: zero.
+        for r in highest..self.rows {
+            self.host[r] = 0;
+            self.bias[r] = 0;
+            for w in 0..WIDTHS.len() {
+                self.load_lim[w][r] = 0;
+                self.store_lim[w][r] = 0;
+                self.load_span[w][r] = 0;
+                self.store_span[w][r] = 0;
+            }
+        }
+        self.rows = highest;
         for (r, entry) in self.raw.iter().enumerate().take(highest) {
             let base = (r as u64) << 32;
             let len = if entry.host.is_null() {
@@ -276,5 +322,38 @@ mod tests {
         }
         assert_eq!(ctx.host[1], rodata.as_ptr() as u64);
         assert_eq!(ctx.load_span[3][1], 3);
+
+        // Reused for a run that maps less: the rows only the first run used are zero again,
+        // so the context equals a fresh one made for the second run's map.
+        let mut small = MemoryMap::new();
+        small.insert(layout::RODATA, Region::ReadOnly(&rodata));
+        ctx.reset(core::ptr::null_mut(), core::ptr::null());
+        ctx.refresh(&mut small);
+        let mut fresh = Ctx::new(core::ptr::null_mut(), core::ptr::null());
+        fresh.refresh(&mut small);
+        assert_eq!(ctx.mapped, 2);
+        assert_eq!(
+            (ctx.bias, ctx.host, ctx.load_lim, ctx.store_lim),
+            (fresh.bias, fresh.host, fresh.load_lim, fresh.store_lim)
+        );
+        assert_eq!(
+            (ctx.load_span, ctx.store_span),
+            (fresh.load_span, fresh.store_span)
+        );
+        // And again over the same map: nothing to recompute, nothing changes.
+        ctx.reset(core::ptr::null_mut(), core::ptr::null());
+        ctx.refresh(&mut small);
+        assert_eq!(ctx.mapped, 2);
+        assert_eq!(
+            (ctx.bias, ctx.load_lim, ctx.store_span),
+            (fresh.bias, fresh.load_lim, fresh.store_span)
+        );
+        // Back to the first map: its rows are recomputed.
+        ctx.reset(core::ptr::null_mut(), core::ptr::null());
+        ctx.refresh(&mut map);
+        assert_eq!(
+            (ctx.mapped, ctx.store_lim[1][4]),
+            (5, layout::vm_addr(4, 2))
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! All of the crate's `unsafe` is here: creating the function pointer, calling it, and the
 //! trampoline's dereferences of the context.
 
-use alloc::vec;
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
@@ -114,7 +114,10 @@ impl Compiled {
     ) -> Result<Exit, Trap> {
         let code = self.code_for(limits);
         let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
-        let mut stack = vec![0u8; stack_size.saturating_add(STACK_SLACK + 16)];
+        let mut spare = Spare::take();
+        let stack = &mut spare.stack;
+        stack.clear();
+        stack.resize(stack_size.saturating_add(STACK_SLACK + 16), 0);
         let align = stack
             .get(STACK_SLACK..)
             .map_or(0, |s| s.as_ptr().align_offset(16));
@@ -127,19 +130,21 @@ impl Compiled {
         memory.insert(layout::STACK, Region::Writable(region));
 
         let depth = limits.max_call_depth;
-        let mut frames: Vec<Frame> = (0..depth)
-            .map(|d| Frame {
-                callee_fp: limits.frame_pointer(d.saturating_add(1)),
-                ..Frame::default()
-            })
-            .collect();
+        let frames = &mut spare.frames;
+        frames.clear();
+        frames.extend((0..depth).map(|d| Frame {
+            callee_fp: limits.frame_pointer(d.saturating_add(1)),
+            ..Frame::default()
+        }));
         let budget = limits.budget.unwrap_or(u64::MAX);
 
-        let mut ctx = Ctx::new(core::ptr::null_mut(), helpers);
+        let ctx = &mut spare.ctx;
+        ctx.reset(core::ptr::null_mut(), helpers);
         ctx.refresh(&mut memory);
         // From here until generated code returns, `memory` is used only through this pointer
-        // (by the helper trampoline).
-        ctx.memory = &mut memory;
+        // (by the helper trampoline). The context outlives the run (it is reused), so the
+        // pointer's lifetime is erased; it is cleared before the context is put back.
+        ctx.memory = core::ptr::from_mut(&mut memory).cast();
         ctx.regs[1] = args[0];
         ctx.regs[2] = args[1];
         ctx.regs[10] = limits.frame_pointer(0);
@@ -162,10 +167,11 @@ impl Compiled {
         // `frame_end` before every push), and `trampoline` is `helper_trampoline`. Generated
         // code never touches memory outside these, never unwinds, and returns through its
         // epilogue with the host stack balanced.
-        let st = unsafe { entry(&mut ctx) };
-        drop(frames);
+        let st = unsafe { entry(ctx) };
+        ctx.memory = core::ptr::null_mut();
+        ctx.helpers = core::ptr::null();
 
-        match st {
+        let result = match st {
             status::EXIT => Ok(Exit {
                 r0: ctx.regs[0],
                 instructions: budget.wrapping_sub(ctx.remaining),
@@ -196,7 +202,53 @@ impl Compiled {
                 Some(payload) => std::panic::resume_unwind(payload),
                 None => Err(unknown(ctx.trap_pc)),
             },
-            _ => Err(trap_of(&mut ctx, limits)),
+            _ => Err(trap_of(ctx, limits)),
+        };
+        drop(memory);
+        spare.put_back();
+        result
+    }
+}
+
+/// The largest stack buffer a thread keeps for its next run.
+const KEPT_STACK: usize = 256 * 1024;
+
+/// The largest shadow stack (in frames) a thread keeps for its next run.
+const KEPT_FRAMES: usize = 4096;
+
+/// What a run needs besides the code — the context (about 11 KiB of region tables), the
+/// stack buffer and the shadow stack — kept per thread for the next run, so that a run of a
+/// small program is not mostly allocation and zeroing. A run takes it (a nested run, from a
+/// helper, finds none and makes its own) and puts it back when it ends.
+struct Spare {
+    ctx: Ctx<'static>,
+    stack: Vec<u8>,
+    frames: Vec<Frame>,
+}
+
+std::thread_local! {
+    static SPARE: core::cell::Cell<Option<Box<Spare>>> = const { core::cell::Cell::new(None) };
+}
+
+impl Spare {
+    fn take() -> Box<Spare> {
+        SPARE
+            .try_with(core::cell::Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| {
+                Box::new(Spare {
+                    ctx: Ctx::new(core::ptr::null_mut(), core::ptr::null()),
+                    stack: Vec::new(),
+                    frames: Vec::new(),
+                })
+            })
+    }
+
+    fn put_back(self: Box<Spare>) {
+        if self.stack.capacity() <= KEPT_STACK && self.frames.capacity() <= KEPT_FRAMES {
+            // During thread teardown there is nowhere to keep it: drop it.
+            let _ = SPARE.try_with(|s| s.set(Some(self)));
         }
     }
 }
