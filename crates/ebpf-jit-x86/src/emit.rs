@@ -598,10 +598,18 @@ impl Emitter<'_> {
         }
     }
 
+    /// Whether the immediate `imm` must be blinded: blinding is on and the value does not fit
+    /// a sign-extended byte. A smaller value puts at most one chosen byte into the code (its
+    /// other bytes are sign or zero extension, whatever the encoding), less than a 16-bit
+    /// memory offset does, which is not blinded either (as in Linux).
+    fn blinds(&self, imm: i64) -> bool {
+        self.blinding && i8::try_from(imm).is_err()
+    }
+
     /// `reg = imm` (sign-extended when `wide`, else zero-extended from 32 bits), blinded when
-    /// blinding is on.
+    /// [`Emitter::blinds`] says so.
     fn load_imm(&mut self, reg: u8, imm: i32, wide: bool) {
-        if self.blinding {
+        if self.blinds(i64::from(imm)) {
             let k = self.keys.key32();
             if wide {
                 asm!(self.ops; mov Rq(reg), imm ^ k; xor Rq(reg), k);
@@ -616,7 +624,7 @@ impl Emitter<'_> {
     }
 
     fn load_imm64(&mut self, d: u8, v: u64) {
-        if self.blinding {
+        if self.blinds(v as i64) {
             let k = self.keys.key64();
             let blinded = (v as i64) ^ k;
             asm!(self.ops
@@ -706,7 +714,7 @@ impl Emitter<'_> {
                     (_, false) => asm!(self.ops; sar Rd(d), count),
                 }
             }
-            _ if self.blinding => {
+            _ if self.blinds(i64::from(imm)) => {
                 self.load_imm(RAX, imm, wide);
                 self.simple_reg(wide, op, d, RAX);
             }
@@ -810,7 +818,7 @@ impl Emitter<'_> {
             let k = divisor.trailing_zeros() as i8;
             if modulo {
                 let mask = (divisor - 1) as i32;
-                if self.blinding {
+                if self.blinds(i64::from(mask)) {
                     self.load_imm(RAX, mask, false);
                     self.simple_reg(wide, AluOp::And, d, RAX);
                 } else if wide {
@@ -901,7 +909,7 @@ impl Emitter<'_> {
                     (false, false) => asm!(self.ops; cmp Rd(d), Rd(s)),
                 }
             }
-            Operand::Imm(imm) if self.blinding => {
+            Operand::Imm(imm) if self.blinds(i64::from(imm)) => {
                 self.load_imm(RAX, imm, wide);
                 match (test, wide) {
                     (true, true) => asm!(self.ops; test Rq(d), rax),
@@ -1086,7 +1094,7 @@ impl Emitter<'_> {
         }
         let s = match src {
             Operand::Reg(s) => h(s),
-            Operand::Imm(imm) if self.blinding => {
+            Operand::Imm(imm) if self.blinds(i64::from(imm)) => {
                 self.load_imm(RAX, imm, true);
                 match size {
                     Size::B => asm!(self.ops; mov BYTE [rdx], al),
@@ -1118,7 +1126,7 @@ impl Emitter<'_> {
     fn store_indexed(&mut self, size: Size, b: u8, off: i32, src: Operand) {
         let s = match src {
             Operand::Reg(s) => h(s),
-            Operand::Imm(imm) if self.blinding => {
+            Operand::Imm(imm) if self.blinds(i64::from(imm)) => {
                 self.load_imm(RAX, imm, true);
                 RAX
             }
@@ -1208,7 +1216,7 @@ impl Emitter<'_> {
             PacketAddr::Abs => self.load_imm(RAX, imm, false),
             PacketAddr::Ind(src) => {
                 let s = h(src);
-                if self.blinding {
+                if self.blinds(i64::from(imm)) {
                     self.load_imm(RDX, imm, false);
                     asm!(self.ops; mov eax, Rd(s); add eax, edx);
                 } else {

@@ -60,9 +60,10 @@ use ebpf_isa::Program;
 pub struct JitOptions {
     /// Blind immediates: every 32- and 64-bit immediate of the program (ALU operands,
     /// comparison constants, stored constants, `lddw` values, helper ids, packet offsets)
-    /// appears in the code only XORed with a fresh random key, so a program cannot plant chosen
-    /// byte sequences in executable memory. Costs one or two instructions per immediate.
-    /// Default: on.
+    /// that does not fit a sign-extended byte appears in the code only XORed with a fresh
+    /// random key, so a program cannot plant chosen byte sequences in executable memory (a
+    /// value from -128 to 127 puts one chosen byte there, a 16-bit memory offset two). Costs
+    /// one or two instructions per blinded immediate. Default: on.
     pub constant_blinding: bool,
 }
 

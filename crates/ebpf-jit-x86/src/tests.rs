@@ -381,6 +381,25 @@ const PLANTED: [u32; 9] = [
     0x5151_4242,
 ];
 
+#[test]
+fn blinding_spares_only_immediates_that_fit_a_signed_byte() {
+    // One chosen byte at most: emitted as is, even with blinding on.
+    for (imm, text) in [(127, "add rsi,7Fh"), (-128, "add rsi,0FFFFFFFFFFFFFF80h")] {
+        let b = body(&format!("add %r0, {imm}\nexit"), true);
+        assert!(b.iter().any(|s| s == text), "{imm}: {b:?}");
+    }
+    // One more and it is blinded: no `add` with an immediate, a key XORed in instead.
+    for imm in [128, -129] {
+        let b = body(&format!("add %r0, {imm}\nexit"), true);
+        assert!(
+            !b.iter()
+                .any(|s| s.starts_with("add rsi,") && !s.ends_with("rax")),
+            "{imm}: {b:?}"
+        );
+        assert!(b.iter().any(|s| s.starts_with("xor rax,")), "{imm}: {b:?}");
+    }
+}
+
 fn planted_program() -> String {
     let [a, b, c, d, e, f, g, h, i] = PLANTED;
     format!(
