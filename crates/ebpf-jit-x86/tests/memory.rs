@@ -3,7 +3,7 @@
 
 #![cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
 
-use ebpf_abi::{Helpers, Limits, MemoryMap};
+use ebpf_abi::{Exit, Helpers, Limits, MemoryMap};
 use ebpf_jit_x86::{JitOptions, X86Program, compile};
 
 #[test]
@@ -39,19 +39,23 @@ fn code_pages_are_read_execute_not_writable() {
     }));
 }
 
+/// Runs `jit` with no memory, `r1 = r1`, no helpers and default limits.
+fn run(jit: &X86Program, r1: u64) -> Exit {
+    jit.run(
+        MemoryMap::new(),
+        [r1, 0],
+        &Helpers::new(),
+        &Limits::default(),
+    )
+    .unwrap()
+}
+
 #[test]
 fn a_million_instructions_compile_and_run() {
     let program = ebpf_bench::straight_line(1_000_000);
     let jit = compile(&program, &JitOptions::default()).unwrap();
     assert!(jit.code_size() > 1_000_000);
-    let exit = jit
-        .run(
-            MemoryMap::new(),
-            [0, 0],
-            &Helpers::new(),
-            &Limits::default(),
-        )
-        .unwrap();
+    let exit = run(&jit, 0);
     assert_eq!(exit.instructions, 1_000_001);
     let interp = ebpf_interp::Interpreter::new(&program);
     let want = interp
@@ -82,15 +86,7 @@ fn pooled_code_survives_concurrent_compiles_drops_and_recycling() {
                     kept.push((value, jit));
                     // The new program and every one kept so far run their own code.
                     for (value, jit) in &kept {
-                        let exit = jit
-                            .run(
-                                MemoryMap::new(),
-                                [7, 0],
-                                &Helpers::new(),
-                                &Limits::default(),
-                            )
-                            .unwrap();
-                        assert_eq!(exit.r0, value + 7);
+                        assert_eq!(run(jit, 7).r0, value + 7);
                     }
                     if i % 37 != 0 {
                         kept.pop();

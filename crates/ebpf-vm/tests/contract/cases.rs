@@ -1393,6 +1393,11 @@ fn atomics() -> Vec<Case> {
 // ----------------------------------------------------------------------------------------------
 // Stack and local calls.
 
+/// `lock add` of 1 at `r10 - 256 + (byte & 0xfc)`, with `byte` the input's first: an atomic
+/// through a range of frame offsets (pcs 0-6).
+const ATOMIC_THROUGH_A_RANGE: &str = "ldxb %r6, [%r1]\nand %r6, 0xfc\nmov %r4, %r10\n\
+    sub %r4, 256\nadd %r6, %r4\nmov %r0, 1\nlock add [%r6+0], %r0";
+
 fn stack() -> Vec<Case> {
     use Category::Stack as S;
     vec![
@@ -1739,16 +1744,7 @@ fn stack() -> Vec<Case> {
         case(
             S,
             "table/atomic-through-a-range/misaligned",
-            lines(&[
-                "ldxb %r6, [%r1]",
-                "and %r6, 0xfc",
-                "mov %r4, %r10",
-                "sub %r4, 256",
-                "add %r6, %r4",
-                "mov %r0, 1",
-                "lock add [%r6+0], %r0",
-                "exit",
-            ]),
+            lines(&[ATOMIC_THROUGH_A_RANGE, "exit"]),
         )
         .input([4])
         .trap(
@@ -1761,17 +1757,7 @@ fn stack() -> Vec<Case> {
         case(
             S,
             "table/atomic-through-a-range/aligned",
-            lines(&[
-                "ldxb %r6, [%r1]",
-                "and %r6, 0xfc",
-                "mov %r4, %r10",
-                "sub %r4, 256",
-                "add %r6, %r4",
-                "mov %r0, 1",
-                "lock add [%r6+0], %r0",
-                "ldxdw %r0, [%r6]",
-                "exit",
-            ]),
+            lines(&[ATOMIC_THROUGH_A_RANGE, "ldxdw %r0, [%r6]", "exit"]),
         )
         .input([8])
         .ok(1, 9),
