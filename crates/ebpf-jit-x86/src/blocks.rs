@@ -15,7 +15,12 @@
 //!   of a block runs straight through or leaves through a trap;
 //! - a block *charges* the number of its instructions that consume budget: all of them, except
 //!   a final instruction that can only trap (the interpreter traps there even with no budget
-//!   left, so it needs none).
+//!   left, so it needs none);
+//! - blocks form *chains* for budget charging: a block that only the not-taken side of a
+//!   forward conditional jump reaches (no jump or call targets it) joins the chain of the block
+//!   before it. The chain's head charges all of it at once; a taken side exit refunds what it
+//!   skips. Forward, because a forward branch is usually not taken (the refund is paid on the
+//!   taken side) — the backward branch closing a loop usually is.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -46,6 +51,14 @@ pub(crate) struct Shape {
     pub(crate) slots: usize,
     /// Whether any instruction can write `r10` (then `r10` is not always a frame pointer).
     pub(crate) writes_r10: bool,
+    /// Per block: whether it belongs to the chain of the block before it (and charges nothing
+    /// itself).
+    pub(crate) chained: Vec<bool>,
+    /// Per block: what the blocks after it in its chain charge together (the refund of a side
+    /// exit taken at its end).
+    pub(crate) rest: Vec<usize>,
+    /// Per slot: the block starting there, or `u32::MAX`.
+    block_at: Vec<u32>,
 }
 
 /// The pc a jump at `pc` goes to, if it is inside the program (`t < slots`). The target may be
@@ -111,6 +124,7 @@ impl Shape {
         if let Some(first) = leader.first_mut() {
             *first = true;
         }
+        let mut targeted = vec![false; insns.len()];
         let mut writes = false;
         for (i, insn) in insns.iter().enumerate() {
             let pc = pcs.get(i).copied().unwrap_or(0);
@@ -132,6 +146,7 @@ impl Shape {
                 && let Some(l) = leader.get_mut(ti as usize)
             {
                 *l = true;
+                targeted[ti as usize] = true;
             }
         }
         let mut blocks = Vec::new();
@@ -153,30 +168,69 @@ impl Shape {
             });
             start = i + 1;
         }
-        Shape {
-            pcs,
-            blocks,
-            slots,
-            writes_r10: writes,
+        // Chains: a block joins the one before it if only the fall-through of a forward
+        // conditional jump (or one whose target is outside the program) reaches it.
+        let chained: Vec<bool> = (0..blocks.len())
+            .map(|b| {
+                let Some(prev) = b.checked_sub(1).and_then(|p| blocks.get(p)) else {
+                    return false;
+                };
+                let last = prev.first + prev.len - 1;
+                let (Some(insn), Some(&pc)) = (insns.get(last), pcs.get(last)) else {
+                    return false;
+                };
+                let first = blocks.get(b).map_or(0, |b| b.first);
+                matches!(insn, Insn::Jump { .. })
+                    && jump_target(insn, pc, slots).is_none_or(|t| t > pc)
+                    && !targeted.get(first).copied().unwrap_or(true)
+            })
+            .collect();
+        let mut rest = vec![0; blocks.len()];
+        for b in (0..blocks.len().saturating_sub(1)).rev() {
+            if chained.get(b + 1).copied().unwrap_or(false) {
+                rest[b] = rest[b + 1] + blocks[b + 1].charge;
+            }
         }
-    }
-
-    /// The pointer hints at the entry of every block (`ebpf_cfg::pointers` on this graph).
-    /// `frame_exact`: `r10` is always the current frame's top, so frame offsets are facts.
-    pub(crate) fn hints(&self, insns: &[Insn], frame_exact: bool) -> Vec<Hints> {
-        let mut block_at = vec![u32::MAX; self.slots];
-        for (b, block) in self.blocks.iter().enumerate() {
-            if let Some(&pc) = self.pcs.get(block.first)
+        let mut block_at = vec![u32::MAX; slots];
+        for (b, block) in blocks.iter().enumerate() {
+            if let Some(&pc) = pcs.get(block.first)
                 && let Some(slot) = block_at.get_mut(pc)
             {
                 *slot = b as u32;
             }
         }
-        let block_of = |pc: Option<usize>| {
-            pc.and_then(|pc| block_at.get(pc))
-                .filter(|&&b| b != u32::MAX)
-                .map(|&b| b as usize)
-        };
+        Shape {
+            pcs,
+            blocks,
+            slots,
+            writes_r10: writes,
+            chained,
+            rest,
+            block_at,
+        }
+    }
+
+    /// The block that starts at `pc`, if one does.
+    pub(crate) fn block_at(&self, pc: usize) -> Option<usize> {
+        self.block_at
+            .get(pc)
+            .filter(|&&b| b != u32::MAX)
+            .map(|&b| b as usize)
+    }
+
+    /// The last block of the chain that block `b` belongs to.
+    pub(crate) fn chain_end(&self, b: usize) -> usize {
+        let mut end = b;
+        while self.chained.get(end + 1).copied().unwrap_or(false) {
+            end += 1;
+        }
+        end
+    }
+
+    /// The pointer hints at the entry of every block (`ebpf_cfg::pointers` on this graph).
+    /// `frame_exact`: `r10` is always the current frame's top, so frame offsets are facts.
+    pub(crate) fn hints(&self, insns: &[Insn], frame_exact: bool) -> Vec<Hints> {
+        let block_of = |pc: Option<usize>| pc.and_then(|pc| self.block_at(pc));
         let entry = pointers::entry_hints(frame_exact);
         pointers::solve(self.blocks.len(), 0, entry, |b, hints, edge| {
             let block = self.blocks[b];

@@ -117,6 +117,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) trap_addr: u64,
     /// The block whose budget ran short.
     pub(crate) block: u64,
+    /// Where the resume entry jumps: the host address of a block's code.
+    pub(crate) resume: u64,
     // Below: used by Rust only.
     /// The run's memory, as helpers see it.
     pub(crate) memory: *mut MemoryMap<'a>,
@@ -155,6 +157,7 @@ pub(crate) const OFF_TRAP_PC: i32 = offset_of!(Ctx<'static>, trap_pc) as i32;
 pub(crate) const OFF_TRAP_CODE: i32 = offset_of!(Ctx<'static>, trap_code) as i32;
 pub(crate) const OFF_TRAP_ADDR: i32 = offset_of!(Ctx<'static>, trap_addr) as i32;
 pub(crate) const OFF_BLOCK: i32 = offset_of!(Ctx<'static>, block) as i32;
+pub(crate) const OFF_RESUME: i32 = offset_of!(Ctx<'static>, resume) as i32;
 
 /// Offset of `load_lim[w][region]` (or `store_lim`).
 pub(crate) const fn lim_offset(write: bool, w: usize, region: u64) -> i32 {
@@ -192,6 +195,7 @@ impl<'a> Ctx<'a> {
             trap_code: 0,
             trap_addr: 0,
             block: 0,
+            resume: 0,
             memory,
             helpers,
             raw: [RawRegion::UNMAPPED; REGION_TABLE_LEN],
@@ -219,6 +223,7 @@ impl<'a> Ctx<'a> {
         self.trap_code = 0;
         self.trap_addr = 0;
         self.block = 0;
+        self.resume = 0;
         self.memory = memory;
         self.helpers = helpers;
         self.mapped = REGION_TABLE_LEN;

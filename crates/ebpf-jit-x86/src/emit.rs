@@ -41,9 +41,9 @@ use ebpf_isa::{
 use crate::blocks::{Shape, call_target, invalid_reason, jump_target};
 use crate::context::{
     FRAME_CALLEE_FP, FRAME_RET, FRAME_SIZE, OFF_ARGS, OFF_BIAS, OFF_BLOCK, OFF_FRAME_BASE,
-    OFF_FRAME_END, OFF_FRAME_SP, OFF_HELPER_ID, OFF_HOST, OFF_REGS, OFF_REMAINING, OFF_SAVED_RSP,
-    OFF_START, OFF_TRAMPOLINE, OFF_TRAP_ADDR, OFF_TRAP_CODE, OFF_TRAP_PC, code, lim_offset,
-    span_offset, status,
+    OFF_FRAME_END, OFF_FRAME_SP, OFF_HELPER_ID, OFF_HOST, OFF_REGS, OFF_REMAINING, OFF_RESUME,
+    OFF_SAVED_RSP, OFF_START, OFF_TRAMPOLINE, OFF_TRAP_ADDR, OFF_TRAP_CODE, OFF_TRAP_PC, code,
+    lim_offset, span_offset, status,
 };
 use crate::{JitError, JitOptions};
 
@@ -81,6 +81,11 @@ pub(crate) struct Emitted {
     pub(crate) stack_fast: bool,
     /// The blocks the code was made of.
     pub(crate) shape: Shape,
+    /// Code offset of each block's first instruction.
+    pub(crate) block_offsets: Vec<u32>,
+    /// Code offset of the resume entry: the prologue, then `jmp [rbx + resume]` (same
+    /// signature as the entry at offset 0).
+    pub(crate) resume_offset: u32,
 }
 
 /// An x86 condition code.
@@ -145,6 +150,9 @@ enum Stub {
     Trap { pc: u32, code: u32 },
     /// `add rcx, charge; mov edx, block; jmp budget_common`.
     Budget { block: u32, charge: i32 },
+    /// A side exit taken out of a chain: `add rcx, amount; jmp target` (the refund of the
+    /// chain's blocks it skips).
+    Refund { amount: i32, target: DynamicLabel },
     /// A guessed region was wrong: the full check of `[base + off]` (`1 << w` bytes), then
     /// back to the access with the host address in `rdx`, or the out-of-bounds trap at `pc`.
     Unguessed {
@@ -226,6 +234,10 @@ struct Emitter<'p> {
     entries: Vec<Hints>,
     /// Pointer hints before the instruction being emitted.
     hints: Hints,
+    /// What a taken conditional jump at the end of the current block refunds (`Shape::rest`).
+    refund: usize,
+    /// Code offset of each block emitted so far.
+    block_offsets: Vec<u32>,
 }
 
 /// Emits the code of `program`.
@@ -263,9 +275,14 @@ pub(crate) fn emit(
         stack_fast,
         entries,
         hints: [Hint::Nothing; 11],
+        refund: 0,
+        block_offsets: Vec::new(),
     };
     e.prologue();
     e.body();
+    let resume = e.ops.offset().0 as u32;
+    e.prologue();
+    asm!(e.ops; jmp QWORD [rbx + OFF_RESUME]);
     e.out_of_line();
     let ops = core::mem::replace(&mut e.ops, VecAssembler::new(0));
     let code = ops
@@ -275,6 +292,8 @@ pub(crate) fn emit(
         code,
         stack_fast,
         shape: e.shape,
+        block_offsets: e.block_offsets,
+        resume_offset: resume,
     })
 }
 
@@ -403,6 +422,10 @@ impl Emitter<'_> {
                         ; jmp =>common
                     );
                 }
+                Stub::Refund { amount, target } => {
+                    asm!(self.ops; add rcx, amount);
+                    self.jmp(target);
+                }
                 Stub::Unguessed {
                     base,
                     off,
@@ -467,13 +490,17 @@ impl Emitter<'_> {
         for (b, block) in blocks.iter().enumerate() {
             let first_pc = self.shape.pcs.get(block.first).copied().unwrap_or(0);
             self.bind(first_pc);
+            self.block_offsets.push(self.ops.offset().0 as u32);
             self.hints = self.entries.get(b).copied().unwrap_or([Hint::Nothing; 11]);
-            if block.charge > 0 {
+            self.refund = self.shape.rest.get(b).copied().unwrap_or(0);
+            // A chain's head charges the whole chain; its other blocks charge nothing.
+            let charge = block.charge + self.refund;
+            if charge > 0 && !self.shape.chained.get(b).copied().unwrap_or(false) {
                 let stub = self.stub(Stub::Budget {
                     block: b as u32,
-                    charge: block.charge as i32,
+                    charge: charge as i32,
                 });
-                asm!(self.ops; sub rcx, block.charge as i32);
+                asm!(self.ops; sub rcx, charge as i32);
                 self.jcc(Cc::B, stub);
             }
             for i in block.first..block.first + block.len {
@@ -926,6 +953,14 @@ impl Emitter<'_> {
             },
         }
         let label = match target {
+            // Leaving a chain early: through a refund of what the chain's rest charged.
+            Some(t) if self.refund > 0 => {
+                let target = self.label(t);
+                self.stub(Stub::Refund {
+                    amount: self.refund as i32,
+                    target,
+                })
+            }
             Some(t) => self.label(t),
             // Taken, it traps at the jump itself.
             None => self.trap_stub(pc, reason_code(InvalidReason::TargetOutOfRange)),

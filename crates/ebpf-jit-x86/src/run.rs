@@ -13,11 +13,11 @@ use std::sync::OnceLock;
 use ebpf_abi::{Exit, HelperError, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout};
 use ebpf_isa::Program;
 
-use crate::blocks::{Block, Shape};
+use crate::blocks::Shape;
 use crate::context::{Ctx, Frame, code, status};
 use crate::emit::{emit, reason_of};
 use crate::pages::{self, Pages};
-use crate::slow::finish_block;
+use crate::slow::{Stepped, finish_chain};
 use crate::{JitError, JitOptions};
 
 /// Slack below the stack region in its host allocation: fast-path stack accesses reach at most
@@ -31,6 +31,10 @@ type Entry = unsafe extern "sysv64" fn(*mut Ctx<'_>) -> u32;
 struct Code {
     pages: pages::Code,
     stack_fast: bool,
+    /// Code offset of each block (where a run resumes after the budget's slow path).
+    block_offsets: Vec<u32>,
+    /// Code offset of the resume entry.
+    resume_offset: u32,
 }
 
 /// Code and the blocks it was made of.
@@ -47,6 +51,8 @@ impl Code {
             Code {
                 pages: pages.seal()?,
                 stack_fast: emitted.stack_fast,
+                block_offsets: emitted.block_offsets,
+                resume_offset: emitted.resume_offset,
             },
             emitted.shape,
         ))
@@ -64,9 +70,7 @@ pub(crate) struct Compiled {
     /// (over 4 GiB) that frame pointers wrap around their region's offset space.
     checked: OnceLock<Option<Code>>,
     program: Program,
-    blocks: Vec<Block>,
-    pcs: Vec<usize>,
-    slots: usize,
+    shape: Shape,
     options: JitOptions,
 }
 
@@ -77,9 +81,7 @@ impl Compiled {
             code,
             checked: OnceLock::new(),
             program: program.clone(),
-            blocks: shape.blocks,
-            pcs: shape.pcs,
-            slots: shape.slots,
+            shape,
             options: options.clone(),
         })
     }
@@ -141,10 +143,6 @@ impl Compiled {
         let ctx = &mut spare.ctx;
         ctx.reset(core::ptr::null_mut(), helpers);
         ctx.refresh(&mut memory);
-        // From here until generated code returns, `memory` is used only through this pointer
-        // (by the helper trampoline). The context outlives the run (it is reused), so the
-        // pointer's lifetime is erased; it is cleared before the context is put back.
-        ctx.memory = core::ptr::from_mut(&mut memory).cast();
         ctx.regs[1] = args[0];
         ctx.regs[2] = args[1];
         ctx.regs[10] = limits.frame_pointer(0);
@@ -156,53 +154,66 @@ impl Compiled {
         let trampoline: extern "sysv64" fn(*mut Ctx<'_>) -> u32 = helper_trampoline;
         ctx.trampoline = trampoline as usize as u64;
 
-        // SAFETY: the buffer starts with the prologue of a function of signature `Entry`
-        // (System V: the context in rdi, the status back in eax, callee-saved registers
-        // restored by the shared epilogue), and it stays mapped read+execute while `self`
-        // lives.
-        let entry: Entry = unsafe { core::mem::transmute(code.pages.entry()) };
-        // SAFETY: the context is fully initialised: the region table describes exactly the
-        // live buffers of `memory` (bounds checked by the code before every access), the
-        // frame pointers and shadow stack point into `frames` (length checked against
-        // `frame_end` before every push), and `trampoline` is `helper_trampoline`. Generated
-        // code never touches memory outside these, never unwinds, and returns through its
-        // epilogue with the host stack balanced.
-        let st = unsafe { entry(ctx) };
-        ctx.memory = core::ptr::null_mut();
-        ctx.helpers = core::ptr::null();
-
-        let result = match st {
-            status::EXIT => Ok(Exit {
-                r0: ctx.regs[0],
-                instructions: budget.wrapping_sub(ctx.remaining),
-            }),
-            status::BUDGET => {
-                let block = usize::try_from(ctx.block)
-                    .ok()
-                    .and_then(|b| self.blocks.get(b))
-                    .copied()
-                    .unwrap_or(Block {
-                        first: 0,
-                        len: 0,
-                        charge: 0,
+        // Generated code runs from its entry, and again from its resume entry each time the
+        // budget's slow path leaves a chain with budget to spare.
+        let mut start = code.pages.entry();
+        let result = loop {
+            // Until generated code returns, `memory` is used only through this pointer (by the
+            // helper trampoline). The context outlives the run (it is reused), so the pointer's
+            // lifetime is erased; it is cleared as soon as the code returns.
+            ctx.memory = core::ptr::from_mut(&mut memory).cast();
+            ctx.helpers = helpers;
+            // SAFETY: `start` is the entry (offset 0) or the resume entry of the code, both
+            // the prologue of a function of signature `Entry` (System V: the context in rdi,
+            // the status back in eax, callee-saved registers restored by the shared
+            // epilogue), and the code stays mapped read+execute while `self` lives.
+            let entry: Entry = unsafe { core::mem::transmute(start) };
+            // SAFETY: the context is fully initialised: the region table describes exactly
+            // the live buffers of `memory` (bounds checked by the code before every access),
+            // the frame pointers and shadow stack point into `frames` (length checked against
+            // `frame_end` before every push), `trampoline` is `helper_trampoline`, and for the
+            // resume entry `resume` is the address of a block's code. Generated code never
+            // touches memory outside these, never unwinds, and returns through its epilogue
+            // with the host stack balanced.
+            let st = unsafe { entry(ctx) };
+            ctx.memory = core::ptr::null_mut();
+            ctx.helpers = core::ptr::null();
+            match st {
+                status::EXIT => {
+                    break Ok(Exit {
+                        r0: ctx.regs[0],
+                        instructions: budget.wrapping_sub(ctx.remaining),
                     });
-                let mut regs = ctx.regs;
-                Err(finish_block(
-                    self.program.insns(),
-                    &self.pcs,
-                    self.slots,
-                    &block,
-                    &mut regs,
-                    ctx.remaining,
-                    &mut memory,
-                    budget,
-                ))
+                }
+                status::BUDGET => {
+                    let head = usize::try_from(ctx.block).unwrap_or(usize::MAX);
+                    let stepped = finish_chain(
+                        self.program.insns(),
+                        &self.shape,
+                        head,
+                        &mut ctx.regs,
+                        ctx.remaining,
+                        &mut memory,
+                        budget,
+                    );
+                    match stepped {
+                        Stepped::Trap(trap) => break Err(trap),
+                        Stepped::Resume { block, remaining } => {
+                            let Some(&offset) = code.block_offsets.get(block) else {
+                                break Err(unknown(ctx.trap_pc));
+                            };
+                            ctx.remaining = remaining;
+                            ctx.resume = code.pages.entry().wrapping_add(offset as usize) as u64;
+                            start = code.pages.entry().wrapping_add(code.resume_offset as usize);
+                        }
+                    }
+                }
+                status::PANIC => match ctx.panic.take() {
+                    Some(payload) => std::panic::resume_unwind(payload),
+                    None => break Err(unknown(ctx.trap_pc)),
+                },
+                _ => break Err(trap_of(ctx, limits)),
             }
-            status::PANIC => match ctx.panic.take() {
-                Some(payload) => std::panic::resume_unwind(payload),
-                None => Err(unknown(ctx.trap_pc)),
-            },
-            _ => Err(trap_of(ctx, limits)),
         };
         drop(memory);
         spare.put_back();

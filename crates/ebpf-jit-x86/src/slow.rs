@@ -1,60 +1,117 @@
-//! The budget's slow path: finishing the one block in which the budget runs out.
+//! The budget's slow path: stepping through the one chain of blocks in which the budget runs
+//! out, until it does or the chain is left.
 //!
-//! Generated code charges a whole block at its entry (`sub rcx, n; jb stub`). When fewer than
-//! `n` instructions remain, the run cannot complete the block: exactly `remaining` of its
-//! instructions execute, then the next one traps with `BudgetExhausted`. Since every block
-//! ends with its only control transfer, those `remaining` instructions are straight-line code
-//! (ALU, loads, stores, atomics, packet loads, `lddw`) — so instead of a second, per-instruction
-//! counting copy of every block, generated code hands its registers back to Rust, which steps
-//! through them here with the contract's own arithmetic (`ebpf_abi::semantics`) and memory map,
-//! and ends the run. This happens at most once per run, so its speed does not matter, and the
-//! compiled code stays small and fast to produce.
+//! Generated code charges a whole *chain* at its head — a block and the blocks that follow it
+//! through the not-taken side of forward conditional jumps, entered no other way — with one
+//! `sub rcx, n; jb stub`, and refunds what a taken side exit skips. When fewer than `n`
+//! instructions remain, the run may still leave the chain early, or it may run out inside it.
+//! So instead of a second, per-instruction counting copy of the code, generated code hands its
+//! registers back to Rust, which steps through the chain here with the contract's own
+//! arithmetic (`ebpf_abi::semantics`) and memory map: until the budget runs out (the run ends
+//! with `BudgetExhausted` at the next instruction), an instruction traps, or a conditional
+//! jump leaves the chain — then the run resumes in generated code at the jump's target, with
+//! what is left of the budget. The chain's own last instruction (its only other control
+//! transfer) is never reached here: it needs more budget than remains. Every trip here
+//! consumes at least one instruction of a budget smaller than one chain, so a run makes few.
 
-use ebpf_abi::semantics::{alu32, alu64, endian, movsx, neg};
+use ebpf_abi::semantics::{alu32, alu64, cond32, cond64, endian, movsx, neg};
 use ebpf_abi::{InvalidReason, MemoryMap, Trap, TrapKind, layout};
 use ebpf_isa::{AtomicOp, Imm64Kind, Insn, Operand, PacketAddr, Size, Width};
 
-use crate::blocks::{Block, invalid_reason};
+use crate::blocks::{Shape, invalid_reason, jump_target};
 
-/// Runs the first `remaining` instructions of `block` (fewer than it charges) and returns the
-/// trap that ends the run: the budget's, at the next instruction, or an earlier memory trap.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn finish_block(
+/// How stepping a chain ended.
+#[derive(Debug)]
+pub(crate) enum Stepped {
+    /// The run ends with this trap.
+    Trap(Trap),
+    /// A conditional jump left the chain: resume generated code at the start of this block
+    /// with this many instructions left (the registers are updated in place).
+    Resume {
+        /// Index of the block to resume at.
+        block: usize,
+        /// The budget that remains.
+        remaining: u64,
+    },
+}
+
+/// Steps through the chain that starts at block `head` with `remaining` instructions of
+/// budget (fewer than the chain charges).
+pub(crate) fn finish_chain(
     insns: &[Insn],
-    pcs: &[usize],
-    slots: usize,
-    block: &Block,
+    shape: &Shape,
+    head: usize,
     regs: &mut [u64; 11],
     mut remaining: u64,
     memory: &mut MemoryMap<'_>,
     budget: u64,
-) -> Trap {
-    let end = block.first.saturating_add(block.len);
-    let mut last_pc = pcs.get(block.first).copied().unwrap_or(0);
-    for i in block.first..end {
-        let (Some(insn), Some(&pc)) = (insns.get(i), pcs.get(i)) else {
+) -> Stepped {
+    let slots = shape.slots;
+    let end = shape
+        .blocks
+        .get(shape.chain_end(head))
+        .map_or(0, |b| b.first + b.len);
+    let first = shape.blocks.get(head).map_or(end, |b| b.first);
+    let mut last_pc = shape.pcs.get(first).copied().unwrap_or(0);
+    for i in first..end {
+        let (Some(insn), Some(&pc)) = (insns.get(i), shape.pcs.get(i)) else {
             break;
         };
         last_pc = pc;
         if let Some(reason) = invalid_reason(insn, pc, slots) {
-            return trap(pc, TrapKind::InvalidInstruction { reason });
+            return Stepped::Trap(trap(pc, TrapKind::InvalidInstruction { reason }));
         }
         if remaining == 0 {
-            return trap(pc, TrapKind::BudgetExhausted { budget });
+            return Stepped::Trap(trap(pc, TrapKind::BudgetExhausted { budget }));
         }
         remaining -= 1;
+        if let Insn::Jump {
+            width,
+            cond,
+            dst,
+            src,
+            ..
+        } = *insn
+        {
+            let a = r(regs, dst);
+            let b = match src {
+                Operand::Imm(imm) => imm as i64 as u64,
+                Operand::Reg(s) => r(regs, s),
+            };
+            let taken = match width {
+                Width::W64 => cond64(cond, a, b),
+                Width::W32 => cond32(cond, a, b),
+            };
+            if !taken {
+                continue;
+            }
+            let Some(target) = jump_target(insn, pc, slots) else {
+                let reason = InvalidReason::TargetOutOfRange;
+                return Stepped::Trap(trap(pc, TrapKind::InvalidInstruction { reason }));
+            };
+            return match shape.block_at(target) {
+                Some(block) => Stepped::Resume { block, remaining },
+                // The second slot of an `lddw`: it traps when reached, whatever the budget.
+                None => Stepped::Trap(trap(
+                    target,
+                    TrapKind::InvalidInstruction {
+                        reason: InvalidReason::LddwTail,
+                    },
+                )),
+            };
+        }
         if let Err(kind) = step(insn, regs, memory) {
-            return trap(pc, kind);
+            return Stepped::Trap(trap(pc, kind));
         }
     }
-    // Unreachable: the block charges more than `remaining`, so the loop returns before its
-    // last instruction (the only one that transfers control) executes.
-    trap(
+    // Unreachable: the chain charges more than `remaining`, so the loop returns before the
+    // chain's last instruction (its only other control transfer) executes.
+    Stepped::Trap(trap(
         last_pc,
         TrapKind::InvalidInstruction {
             reason: InvalidReason::Undecodable,
         },
-    )
+    ))
 }
 
 fn trap(pc: usize, kind: TrapKind) -> Trap {

@@ -400,6 +400,27 @@ fn blinding_spares_only_immediates_that_fit_a_signed_byte() {
     }
 }
 
+#[test]
+fn a_forward_branch_chains_its_fall_through_into_one_charge_with_a_refund() {
+    // Blocks: pcs 0-2 (ends with a forward jeq), 3-5 (reached only by falling through), 6-7
+    // (the jeq's target). The first two charge 6 at once; the taken jeq refunds 3.
+    let b = body(
+        "ldxb %r2, [%r1]\nmov %r0, 0\njeq %r2, 0, +3\nadd %r0, 1\nadd %r0, 1\nadd %r0, 1\n\
+         add %r0, 10\nexit",
+        false,
+    );
+    let charges: Vec<&String> = b.iter().filter(|s| s.starts_with("sub rcx,")).collect();
+    assert_eq!(charges, ["sub rcx,6", "sub rcx,2"], "{b:?}");
+    assert!(b.iter().any(|s| s == "add rcx,3"), "the refund: {b:?}");
+    // A backward branch (a loop's) does not chain: its taken side stays free.
+    let b = body(
+        "mov %r0, 0\nadd %r0, 1\njlt %r0, 9, -2\nadd %r0, 1\nexit",
+        false,
+    );
+    let charges = b.iter().filter(|s| s.starts_with("sub rcx,")).count();
+    assert_eq!(charges, 3, "{b:?}");
+}
+
 fn planted_program() -> String {
     let [a, b, c, d, e, f, g, h, i] = PLANTED;
     format!(

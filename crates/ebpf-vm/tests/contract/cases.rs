@@ -1859,6 +1859,11 @@ fn counted_loop(k: u32) -> String {
     ])
 }
 
+/// r0 = 10 if the input's first byte is 0 (5 instructions), else 13 (8): a forward branch
+/// at pc 2 over pcs 3-5.
+const SIDE_EXIT: &str = "ldxb %r2, [%r1]\nmov %r0, 0\njeq %r2, 0, +3\nadd %r0, 1\nadd %r0, 1\n\
+    add %r0, 1\nadd %r0, 10\nexit";
+
 fn budget() -> Vec<Case> {
     use Category::Budget as B;
     let exhausted = |budget| TrapKind::BudgetExhausted { budget };
@@ -1956,6 +1961,28 @@ fn budget() -> Vec<Case> {
         case(B, "exit-counts/short", "exit")
             .budget(0)
             .trap(0, exhausted(0)),
+        // A forward branch's not-taken side (pcs 3-5) may be charged with the code before it
+        // (the x86 JIT's chains): taken or not, short or not, the counts stay exact.
+        case(B, "side-exit/taken/exact", SIDE_EXIT)
+            .input([0])
+            .budget(5)
+            .ok(10, 5),
+        case(B, "side-exit/taken/one-short", SIDE_EXIT)
+            .input([0])
+            .budget(4)
+            .trap(7, exhausted(4)),
+        case(B, "side-exit/taken/short-at-branch", SIDE_EXIT)
+            .input([0])
+            .budget(2)
+            .trap(2, exhausted(2)),
+        case(B, "side-exit/not-taken/exact", SIDE_EXIT)
+            .input([1])
+            .budget(8)
+            .ok(13, 8),
+        case(B, "side-exit/not-taken/short-inside", SIDE_EXIT)
+            .input([1])
+            .budget(4)
+            .trap(4, exhausted(4)),
     ];
     // Exact counts for several loop lengths, at the budget and one below.
     for k in [1u32, 2, 7, 100] {
