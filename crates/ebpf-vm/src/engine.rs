@@ -84,7 +84,7 @@ impl fmt::Display for Engine {
 pub(crate) enum Compiled {
     Interpreter(Interpreter),
     #[cfg(feature = "jit-x86")]
-    X86(ebpf_jit_x86::X86Program),
+    X86(Box<ebpf_jit_x86::X86Program>),
     #[cfg(feature = "jit-cranelift")]
     Cranelift(Box<ebpf_jit_cranelift::CraneliftProgram>),
 }
@@ -119,7 +119,7 @@ impl Compiled {
             Engine::Interpreter => Ok(Compiled::Interpreter(Interpreter::new(program))),
             #[cfg(feature = "jit-x86")]
             Engine::X86 => ebpf_jit_x86::compile(program, &ebpf_jit_x86::JitOptions::default())
-                .map(Compiled::X86)
+                .map(|p| Compiled::X86(Box::new(p)))
                 .map_err(|e| CompileError::Failed(e.to_string())),
             #[cfg(feature = "jit-cranelift")]
             Engine::Cranelift => {
