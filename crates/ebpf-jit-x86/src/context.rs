@@ -74,23 +74,11 @@ pub(crate) const FRAME_RET: i32 = offset_of!(Frame, ret) as i32;
 /// Offset of `Frame::callee_fp`.
 pub(crate) const FRAME_CALLEE_FP: i32 = offset_of!(Frame, callee_fp) as i32;
 
-/// The context of one run. Generated code addresses it through `rbx`.
+/// The part of the context that generated code uses besides the region arrays, and that every
+/// run starts afresh (a reused context only resets this, not the arrays).
 #[repr(C)]
-pub(crate) struct Ctx<'a> {
-    /// Host address minus VM base, per region.
-    pub(crate) bias: [u64; REGION_TABLE_LEN],
-    /// Limits for loads of 1, 2, 4 and 8 bytes.
-    pub(crate) load_lim: [[u64; REGION_TABLE_LEN]; 4],
-    /// Limits for stores (and atomics) of 1, 2, 4 and 8 bytes.
-    pub(crate) store_lim: [[u64; REGION_TABLE_LEN]; 4],
-    /// VM base address of each region, `r << 32`.
-    pub(crate) start: [u64; REGION_TABLE_LEN],
-    /// Host address of each region's first byte.
-    pub(crate) host: [u64; REGION_TABLE_LEN],
-    /// `load_lim` minus `start` (0 where the limit is 0).
-    pub(crate) load_span: [[u64; REGION_TABLE_LEN]; 4],
-    /// `store_lim` minus `start` (0 where the limit is 0).
-    pub(crate) store_span: [[u64; REGION_TABLE_LEN]; 4],
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RunState {
     /// `r0`..`r10`: entry values, the spill area of the budget path, `r0` at exit.
     pub(crate) regs: [u64; 11],
     /// Instructions that may still execute.
@@ -119,6 +107,27 @@ pub(crate) struct Ctx<'a> {
     pub(crate) block: u64,
     /// Where the resume entry jumps: the host address of a block's code.
     pub(crate) resume: u64,
+}
+
+/// The context of one run. Generated code addresses it through `rbx`.
+#[repr(C)]
+pub(crate) struct Ctx<'a> {
+    /// Host address minus VM base, per region.
+    pub(crate) bias: [u64; REGION_TABLE_LEN],
+    /// Limits for loads of 1, 2, 4 and 8 bytes.
+    pub(crate) load_lim: [[u64; REGION_TABLE_LEN]; 4],
+    /// Limits for stores (and atomics) of 1, 2, 4 and 8 bytes.
+    pub(crate) store_lim: [[u64; REGION_TABLE_LEN]; 4],
+    /// VM base address of each region, `r << 32`.
+    pub(crate) start: [u64; REGION_TABLE_LEN],
+    /// Host address of each region's first byte.
+    pub(crate) host: [u64; REGION_TABLE_LEN],
+    /// `load_lim` minus `start` (0 where the limit is 0).
+    pub(crate) load_span: [[u64; REGION_TABLE_LEN]; 4],
+    /// `store_lim` minus `start` (0 where the limit is 0).
+    pub(crate) store_span: [[u64; REGION_TABLE_LEN]; 4],
+    /// Registers, budget, shadow stack, helper call and trap report: fresh for every run.
+    pub(crate) run: RunState,
     // Below: used by Rust only.
     /// The run's memory, as helpers see it.
     pub(crate) memory: *mut MemoryMap<'a>,
@@ -126,10 +135,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) helpers: *const Helpers,
     /// The raw table of the contract, refreshed after every helper call.
     pub(crate) raw: [RawRegion; REGION_TABLE_LEN],
-    /// Regions `0..mapped` may be mapped; the rest never are during this run.
-    pub(crate) mapped: usize,
-    /// Rows `0..rows` of the region arrays may be non-zero; the rest are zero.
-    rows: usize,
+    /// Rows `0..rows` of the region arrays may be non-zero (regions `0..rows` may be mapped);
+    /// the rest are zero.
+    pub(crate) rows: usize,
     /// How a helper call failed.
     pub(crate) helper_trap: Option<TrapKind>,
     /// A helper's panic, resumed once generated code has returned.
@@ -144,20 +152,20 @@ pub(crate) const OFF_START: i32 = offset_of!(Ctx<'static>, start) as i32;
 pub(crate) const OFF_HOST: i32 = offset_of!(Ctx<'static>, host) as i32;
 pub(crate) const OFF_LOAD_SPAN: i32 = offset_of!(Ctx<'static>, load_span) as i32;
 pub(crate) const OFF_STORE_SPAN: i32 = offset_of!(Ctx<'static>, store_span) as i32;
-pub(crate) const OFF_REGS: i32 = offset_of!(Ctx<'static>, regs) as i32;
-pub(crate) const OFF_REMAINING: i32 = offset_of!(Ctx<'static>, remaining) as i32;
-pub(crate) const OFF_FRAME_SP: i32 = offset_of!(Ctx<'static>, frame_sp) as i32;
-pub(crate) const OFF_FRAME_BASE: i32 = offset_of!(Ctx<'static>, frame_base) as i32;
-pub(crate) const OFF_FRAME_END: i32 = offset_of!(Ctx<'static>, frame_end) as i32;
-pub(crate) const OFF_SAVED_RSP: i32 = offset_of!(Ctx<'static>, saved_rsp) as i32;
-pub(crate) const OFF_TRAMPOLINE: i32 = offset_of!(Ctx<'static>, trampoline) as i32;
-pub(crate) const OFF_HELPER_ID: i32 = offset_of!(Ctx<'static>, helper_id) as i32;
-pub(crate) const OFF_ARGS: i32 = offset_of!(Ctx<'static>, args) as i32;
-pub(crate) const OFF_TRAP_PC: i32 = offset_of!(Ctx<'static>, trap_pc) as i32;
-pub(crate) const OFF_TRAP_CODE: i32 = offset_of!(Ctx<'static>, trap_code) as i32;
-pub(crate) const OFF_TRAP_ADDR: i32 = offset_of!(Ctx<'static>, trap_addr) as i32;
-pub(crate) const OFF_BLOCK: i32 = offset_of!(Ctx<'static>, block) as i32;
-pub(crate) const OFF_RESUME: i32 = offset_of!(Ctx<'static>, resume) as i32;
+pub(crate) const OFF_REGS: i32 = offset_of!(Ctx<'static>, run.regs) as i32;
+pub(crate) const OFF_REMAINING: i32 = offset_of!(Ctx<'static>, run.remaining) as i32;
+pub(crate) const OFF_FRAME_SP: i32 = offset_of!(Ctx<'static>, run.frame_sp) as i32;
+pub(crate) const OFF_FRAME_BASE: i32 = offset_of!(Ctx<'static>, run.frame_base) as i32;
+pub(crate) const OFF_FRAME_END: i32 = offset_of!(Ctx<'static>, run.frame_end) as i32;
+pub(crate) const OFF_SAVED_RSP: i32 = offset_of!(Ctx<'static>, run.saved_rsp) as i32;
+pub(crate) const OFF_TRAMPOLINE: i32 = offset_of!(Ctx<'static>, run.trampoline) as i32;
+pub(crate) const OFF_HELPER_ID: i32 = offset_of!(Ctx<'static>, run.helper_id) as i32;
+pub(crate) const OFF_ARGS: i32 = offset_of!(Ctx<'static>, run.args) as i32;
+pub(crate) const OFF_TRAP_PC: i32 = offset_of!(Ctx<'static>, run.trap_pc) as i32;
+pub(crate) const OFF_TRAP_CODE: i32 = offset_of!(Ctx<'static>, run.trap_code) as i32;
+pub(crate) const OFF_TRAP_ADDR: i32 = offset_of!(Ctx<'static>, run.trap_addr) as i32;
+pub(crate) const OFF_BLOCK: i32 = offset_of!(Ctx<'static>, run.block) as i32;
+pub(crate) const OFF_RESUME: i32 = offset_of!(Ctx<'static>, run.resume) as i32;
 
 /// Offset of `load_lim[w][region]` (or `store_lim`).
 pub(crate) const fn lim_offset(write: bool, w: usize, region: u64) -> i32 {
@@ -172,8 +180,9 @@ pub(crate) const fn span_offset(write: bool, w: usize, region: u64) -> i32 {
 }
 
 impl<'a> Ctx<'a> {
-    /// A context for a run over `memory` (which must outlive every use of the context).
-    pub(crate) fn new(memory: *mut MemoryMap<'a>, helpers: *const Helpers) -> Ctx<'a> {
+    /// A context with every region unmapped; a run sets `memory` and `helpers` (which must
+    /// outlive every use of the context) and calls [`Ctx::refresh`].
+    pub(crate) fn new() -> Ctx<'a> {
         Ctx {
             bias: [0; REGION_TABLE_LEN],
             load_lim: [[0; REGION_TABLE_LEN]; 4],
@@ -182,24 +191,10 @@ impl<'a> Ctx<'a> {
             host: [0; REGION_TABLE_LEN],
             load_span: [[0; REGION_TABLE_LEN]; 4],
             store_span: [[0; REGION_TABLE_LEN]; 4],
-            regs: [0; 11],
-            remaining: 0,
-            frame_sp: 0,
-            frame_base: 0,
-            frame_end: 0,
-            saved_rsp: 0,
-            trampoline: 0,
-            helper_id: 0,
-            args: [0; 5],
-            trap_pc: 0,
-            trap_code: 0,
-            trap_addr: 0,
-            block: 0,
-            resume: 0,
-            memory,
-            helpers,
+            run: RunState::default(),
+            memory: core::ptr::null_mut(),
+            helpers: core::ptr::null(),
             raw: [RawRegion::UNMAPPED; REGION_TABLE_LEN],
-            mapped: REGION_TABLE_LEN,
             rows: 0,
             helper_trap: None,
             panic: None,
@@ -209,24 +204,10 @@ impl<'a> Ctx<'a> {
     /// Makes a context left by an earlier run ready for a new one, as [`Ctx::new`] would
     /// make it, without rewriting the region arrays: [`Ctx::refresh`] rewrites the rows the
     /// new run maps and zeroes the rows only the earlier run used.
-    pub(crate) fn reset(&mut self, memory: *mut MemoryMap<'a>, helpers: *const Helpers) {
-        self.regs = [0; 11];
-        self.remaining = 0;
-        self.frame_sp = 0;
-        self.frame_base = 0;
-        self.frame_end = 0;
-        self.saved_rsp = 0;
-        self.trampoline = 0;
-        self.helper_id = 0;
-        self.args = [0; 5];
-        self.trap_pc = 0;
-        self.trap_code = 0;
-        self.trap_addr = 0;
-        self.block = 0;
-        self.resume = 0;
-        self.memory = memory;
-        self.helpers = helpers;
-        self.mapped = REGION_TABLE_LEN;
+    pub(crate) fn reset(&mut self) {
+        self.run = RunState::default();
+        self.memory = core::ptr::null_mut();
+        self.helpers = core::ptr::null();
         self.helper_trap = None;
         self.panic = None;
     }
@@ -236,22 +217,18 @@ impl<'a> Ctx<'a> {
     pub(crate) fn refresh(&mut self, memory: &mut MemoryMap<'_>) {
         let mut raw = [RawRegion::UNMAPPED; REGION_TABLE_LEN];
         memory.raw_table(&mut raw);
-        // Helpers cannot add or remove regions (`VmMemory` only reads and writes bytes), so
-        // after the first refresh only regions below the last mapped one need updating; the
-        // entries above stay as `new` left them: zero, which fails every check.
+        // Only regions below the last mapped one need rows; the rows above stay zero, which
+        // fails every check.
         let highest = raw
             .iter()
-            .take(self.mapped)
             .rposition(|e| !e.host.is_null())
             .map_or(0, |r| r + 1);
         // An embedder that runs again over the same buffers (or a helper that changed only
         // bytes) leaves the table as it was: nothing to recompute.
         if highest == self.rows && raw.get(..highest) == self.raw.get(..highest) {
-            self.mapped = highest;
             return;
         }
         self.raw = raw;
-        self.mapped = highest;
         // Rows a reused context's earlier run filled and this one does not map: zero.
         for r in highest..self.rows {
             self.host[r] = 0;
@@ -301,9 +278,9 @@ mod tests {
         let mut map = MemoryMap::new();
         map.insert(layout::RODATA, Region::ReadOnly(&rodata));
         map.insert(layout::INPUT, Region::Writable(&mut input));
-        let mut ctx = Ctx::new(core::ptr::null_mut(), core::ptr::null());
+        let mut ctx = Ctx::new();
         ctx.refresh(&mut map);
-        assert_eq!(ctx.mapped, 5);
+        assert_eq!(ctx.rows, 5);
         // An 8-byte load at rodata offset 2 is the last that fits.
         let lim = ctx.load_lim[3][1];
         assert!(layout::vm_addr(1, 2) < lim && layout::vm_addr(1, 3) >= lim);
@@ -332,11 +309,11 @@ mod tests {
         // so the context equals a fresh one made for the second run's map.
         let mut small = MemoryMap::new();
         small.insert(layout::RODATA, Region::ReadOnly(&rodata));
-        ctx.reset(core::ptr::null_mut(), core::ptr::null());
+        ctx.reset();
         ctx.refresh(&mut small);
-        let mut fresh = Ctx::new(core::ptr::null_mut(), core::ptr::null());
+        let mut fresh = Ctx::new();
         fresh.refresh(&mut small);
-        assert_eq!(ctx.mapped, 2);
+        assert_eq!(ctx.rows, 2);
         assert_eq!(
             (ctx.bias, ctx.host, ctx.load_lim, ctx.store_lim),
             (fresh.bias, fresh.host, fresh.load_lim, fresh.store_lim)
@@ -346,19 +323,16 @@ mod tests {
             (fresh.load_span, fresh.store_span)
         );
         // And again over the same map: nothing to recompute, nothing changes.
-        ctx.reset(core::ptr::null_mut(), core::ptr::null());
+        ctx.reset();
         ctx.refresh(&mut small);
-        assert_eq!(ctx.mapped, 2);
+        assert_eq!(ctx.rows, 2);
         assert_eq!(
             (ctx.bias, ctx.load_lim, ctx.store_span),
             (fresh.bias, fresh.load_lim, fresh.store_span)
         );
         // Back to the first map: its rows are recomputed.
-        ctx.reset(core::ptr::null_mut(), core::ptr::null());
+        ctx.reset();
         ctx.refresh(&mut map);
-        assert_eq!(
-            (ctx.mapped, ctx.store_lim[1][4]),
-            (5, layout::vm_addr(4, 2))
-        );
+        assert_eq!((ctx.rows, ctx.store_lim[1][4]), (5, layout::vm_addr(4, 2)));
     }
 }

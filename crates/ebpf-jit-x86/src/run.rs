@@ -141,18 +141,18 @@ impl Compiled {
         let budget = limits.budget.unwrap_or(u64::MAX);
 
         let ctx = &mut spare.ctx;
-        ctx.reset(core::ptr::null_mut(), helpers);
+        ctx.reset();
         ctx.refresh(&mut memory);
-        ctx.regs[1] = args[0];
-        ctx.regs[2] = args[1];
-        ctx.regs[10] = limits.frame_pointer(0);
-        ctx.remaining = budget;
+        ctx.run.regs[1] = args[0];
+        ctx.run.regs[2] = args[1];
+        ctx.run.regs[10] = limits.frame_pointer(0);
+        ctx.run.remaining = budget;
         let base = frames.as_mut_ptr();
-        ctx.frame_base = base as u64;
-        ctx.frame_sp = base as u64;
-        ctx.frame_end = base.wrapping_add(frames.len()) as u64;
+        ctx.run.frame_base = base as u64;
+        ctx.run.frame_sp = base as u64;
+        ctx.run.frame_end = base.wrapping_add(frames.len()) as u64;
         let trampoline: extern "sysv64" fn(*mut Ctx<'_>) -> u32 = helper_trampoline;
-        ctx.trampoline = trampoline as usize as u64;
+        ctx.run.trampoline = trampoline as usize as u64;
 
         // Generated code runs from its entry, and again from its resume entry each time the
         // budget's slow path leaves a chain with budget to spare.
@@ -181,18 +181,18 @@ impl Compiled {
             match st {
                 status::EXIT => {
                     break Ok(Exit {
-                        r0: ctx.regs[0],
-                        instructions: budget.wrapping_sub(ctx.remaining),
+                        r0: ctx.run.regs[0],
+                        instructions: budget.wrapping_sub(ctx.run.remaining),
                     });
                 }
                 status::BUDGET => {
-                    let head = usize::try_from(ctx.block).unwrap_or(usize::MAX);
+                    let head = usize::try_from(ctx.run.block).unwrap_or(usize::MAX);
                     let stepped = finish_chain(
                         self.program.insns(),
                         &self.shape,
                         head,
-                        &mut ctx.regs,
-                        ctx.remaining,
+                        &mut ctx.run.regs,
+                        ctx.run.remaining,
                         &mut memory,
                         budget,
                     );
@@ -200,17 +200,18 @@ impl Compiled {
                         Stepped::Trap(trap) => break Err(trap),
                         Stepped::Resume { block, remaining } => {
                             let Some(&offset) = code.block_offsets.get(block) else {
-                                break Err(unknown(ctx.trap_pc));
+                                break Err(unknown(ctx.run.trap_pc));
                             };
-                            ctx.remaining = remaining;
-                            ctx.resume = code.pages.entry().wrapping_add(offset as usize) as u64;
+                            ctx.run.remaining = remaining;
+                            ctx.run.resume =
+                                code.pages.entry().wrapping_add(offset as usize) as u64;
                             start = code.pages.entry().wrapping_add(code.resume_offset as usize);
                         }
                     }
                 }
                 status::PANIC => match ctx.panic.take() {
                     Some(payload) => std::panic::resume_unwind(payload),
-                    None => break Err(unknown(ctx.trap_pc)),
+                    None => break Err(unknown(ctx.run.trap_pc)),
                 },
                 _ => break Err(trap_of(ctx, limits)),
             }
@@ -249,7 +250,7 @@ impl Spare {
             .flatten()
             .unwrap_or_else(|| {
                 Box::new(Spare {
-                    ctx: Ctx::new(core::ptr::null_mut(), core::ptr::null()),
+                    ctx: Ctx::new(),
                     stack: Vec::new(),
                     frames: Vec::new(),
                 })
@@ -275,16 +276,16 @@ fn unknown(pc: u64) -> Trap {
 
 /// The trap that generated code (or the trampoline) described in the context.
 fn trap_of(ctx: &mut Ctx<'_>, limits: &Limits) -> Trap {
-    let c = ctx.trap_code;
-    let pc = ctx.trap_pc as usize;
+    let c = ctx.run.trap_code;
+    let pc = ctx.run.trap_pc as usize;
     let kind = match (c & 0xff) as u32 {
         code::OOB => TrapKind::OutOfBounds {
-            addr: ctx.trap_addr,
+            addr: ctx.run.trap_addr,
             len: (c >> 8) & 0xff,
             write: (c >> 16) & 1 != 0,
         },
         code::MISALIGNED => TrapKind::MisalignedAtomic {
-            addr: ctx.trap_addr,
+            addr: ctx.run.trap_addr,
             len: (c >> 8) & 0xff,
         },
         code::DEPTH => TrapKind::CallDepthExceeded {
@@ -295,9 +296,9 @@ fn trap_of(ctx: &mut Ctx<'_>, limits: &Limits) -> Trap {
         },
         code::HELPER => match ctx.helper_trap.take() {
             Some(kind) => kind,
-            None => return unknown(ctx.trap_pc),
+            None => return unknown(ctx.run.trap_pc),
         },
-        _ => return unknown(ctx.trap_pc),
+        _ => return unknown(ctx.run.trap_pc),
     };
     Trap { pc, kind }
 }
@@ -313,8 +314,8 @@ extern "sysv64" fn helper_trampoline(ctx: *mut Ctx<'_>) -> u32 {
     let ctx = unsafe { &mut *ctx };
     // SAFETY: `helpers` was set by `run` from a `&Helpers` that outlives the run.
     let helpers = unsafe { &*ctx.helpers };
-    let id = ctx.helper_id;
-    let args = ctx.args;
+    let id = ctx.run.helper_id;
+    let args = ctx.run.args;
     let memory_ptr = ctx.memory;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let helper = u32::try_from(id).ok().and_then(|id32| helpers.get(id32));
@@ -339,12 +340,12 @@ extern "sysv64" fn helper_trampoline(ctx: *mut Ctx<'_>) -> u32 {
     }));
     match outcome {
         Ok(Ok(r0)) => {
-            ctx.regs[0] = r0;
+            ctx.run.regs[0] = r0;
             0
         }
         Ok(Err(kind)) => {
             ctx.helper_trap = Some(kind);
-            ctx.trap_code = u64::from(code::HELPER);
+            ctx.run.trap_code = u64::from(code::HELPER);
             status::TRAP
         }
         Err(payload) => {
