@@ -54,6 +54,51 @@ macro_rules! asm {
     };
 }
 
+/// `d = ` the `size` bytes at the memory operand `[..]`, zero- or (`signed`) sign-extended.
+macro_rules! load_from {
+    ($e:ident, $size:expr, $signed:expr, $d:expr, [$($m:tt)*]) => {
+        match ($size, $signed) {
+            (Size::B, false) => asm!($e.ops; movzx Rd($d), BYTE [$($m)*]),
+            (Size::H, false) => asm!($e.ops; movzx Rd($d), WORD [$($m)*]),
+            (Size::W, false) => asm!($e.ops; mov Rd($d), DWORD [$($m)*]),
+            (Size::DW, _) => asm!($e.ops; mov Rq($d), QWORD [$($m)*]),
+            (Size::B, true) => asm!($e.ops; movsx Rq($d), BYTE [$($m)*]),
+            (Size::H, true) => asm!($e.ops; movsx Rq($d), WORD [$($m)*]),
+            (Size::W, true) => asm!($e.ops; movsxd Rq($d), DWORD [$($m)*]),
+        }
+    };
+}
+
+/// Stores the low `size` bytes of `src` at the memory operand `[..]`; an immediate that must be
+/// blinded goes through `rax`.
+macro_rules! store_to {
+    ($e:ident, $size:expr, $src:expr, [$($m:tt)*]) => {
+        match $src {
+            Operand::Imm(imm) if !$e.blinds(i64::from(imm)) => match $size {
+                Size::B => asm!($e.ops; mov BYTE [$($m)*], imm as i8),
+                Size::H => asm!($e.ops; mov WORD [$($m)*], imm as i16),
+                Size::W => asm!($e.ops; mov DWORD [$($m)*], imm),
+                Size::DW => asm!($e.ops; mov QWORD [$($m)*], imm),
+            },
+            src => {
+                let s = match src {
+                    Operand::Reg(s) => h(s),
+                    Operand::Imm(imm) => {
+                        $e.load_imm(RAX, imm, true);
+                        RAX
+                    }
+                };
+                match $size {
+                    Size::B => asm!($e.ops; mov BYTE [$($m)*], Rb(s)),
+                    Size::H => asm!($e.ops; mov WORD [$($m)*], Rw(s)),
+                    Size::W => asm!($e.ops; mov DWORD [$($m)*], Rd(s)),
+                    Size::DW => asm!($e.ops; mov QWORD [$($m)*], Rq(s)),
+                }
+            }
+        }
+    };
+}
+
 const RAX: u8 = 0;
 const RCX: u8 = 1;
 const RDX: u8 = 2;
@@ -1092,94 +1137,21 @@ impl Emitter<'_> {
 
     fn load(&mut self, size: Size, signed: bool, d: u8, src: Reg, off: i16, pc: usize) {
         let w = size_index(size);
-        let Some(at) = self.host_address(src, off, w, false, false, pc) else {
-            return;
-        };
-        if let At::Indexed { base: b, off } = at {
-            match (size, signed) {
-                (Size::B, false) => asm!(self.ops; movzx Rd(d), BYTE [Rq(b) + rdx + off]),
-                (Size::H, false) => asm!(self.ops; movzx Rd(d), WORD [Rq(b) + rdx + off]),
-                (Size::W, false) => asm!(self.ops; mov Rd(d), DWORD [Rq(b) + rdx + off]),
-                (Size::DW, _) => asm!(self.ops; mov Rq(d), QWORD [Rq(b) + rdx + off]),
-                (Size::B, true) => asm!(self.ops; movsx Rq(d), BYTE [Rq(b) + rdx + off]),
-                (Size::H, true) => asm!(self.ops; movsx Rq(d), WORD [Rq(b) + rdx + off]),
-                (Size::W, true) => asm!(self.ops; movsxd Rq(d), DWORD [Rq(b) + rdx + off]),
+        match self.host_address(src, off, w, false, false, pc) {
+            None => {}
+            Some(At::Rdx) => load_from!(self, size, signed, d, [rdx]),
+            Some(At::Indexed { base: b, off }) => {
+                load_from!(self, size, signed, d, [Rq(b) + rdx + off])
             }
-            return;
-        }
-        match (size, signed) {
-            (Size::B, false) => asm!(self.ops; movzx Rd(d), BYTE [rdx]),
-            (Size::H, false) => asm!(self.ops; movzx Rd(d), WORD [rdx]),
-            (Size::W, false) => asm!(self.ops; mov Rd(d), DWORD [rdx]),
-            (Size::DW, _) => asm!(self.ops; mov Rq(d), QWORD [rdx]),
-            (Size::B, true) => asm!(self.ops; movsx Rq(d), BYTE [rdx]),
-            (Size::H, true) => asm!(self.ops; movsx Rq(d), WORD [rdx]),
-            (Size::W, true) => asm!(self.ops; movsxd Rq(d), DWORD [rdx]),
         }
     }
 
     fn store(&mut self, size: Size, dst: Reg, off: i16, src: Operand, pc: usize) {
         let w = size_index(size);
-        let Some(at) = self.host_address(dst, off, w, true, false, pc) else {
-            return;
-        };
-        if let At::Indexed { base: b, off } = at {
-            self.store_indexed(size, b, off, src);
-            return;
-        }
-        let s = match src {
-            Operand::Reg(s) => h(s),
-            Operand::Imm(imm) if self.blinds(i64::from(imm)) => {
-                self.load_imm(RAX, imm, true);
-                match size {
-                    Size::B => asm!(self.ops; mov BYTE [rdx], al),
-                    Size::H => asm!(self.ops; mov WORD [rdx], ax),
-                    Size::W => asm!(self.ops; mov DWORD [rdx], eax),
-                    Size::DW => asm!(self.ops; mov QWORD [rdx], rax),
-                }
-                return;
-            }
-            Operand::Imm(imm) => {
-                match size {
-                    Size::B => asm!(self.ops; mov BYTE [rdx], imm as i8),
-                    Size::H => asm!(self.ops; mov WORD [rdx], imm as i16),
-                    Size::W => asm!(self.ops; mov DWORD [rdx], imm),
-                    Size::DW => asm!(self.ops; mov QWORD [rdx], imm),
-                }
-                return;
-            }
-        };
-        match size {
-            Size::B => asm!(self.ops; mov BYTE [rdx], Rb(s)),
-            Size::H => asm!(self.ops; mov WORD [rdx], Rw(s)),
-            Size::W => asm!(self.ops; mov DWORD [rdx], Rd(s)),
-            Size::DW => asm!(self.ops; mov QWORD [rdx], Rq(s)),
-        }
-    }
-
-    /// A store to `[b + rdx + off]` (an unchecked frame access).
-    fn store_indexed(&mut self, size: Size, b: u8, off: i32, src: Operand) {
-        let s = match src {
-            Operand::Reg(s) => h(s),
-            Operand::Imm(imm) if self.blinds(i64::from(imm)) => {
-                self.load_imm(RAX, imm, true);
-                RAX
-            }
-            Operand::Imm(imm) => {
-                match size {
-                    Size::B => asm!(self.ops; mov BYTE [Rq(b) + rdx + off], imm as i8),
-                    Size::H => asm!(self.ops; mov WORD [Rq(b) + rdx + off], imm as i16),
-                    Size::W => asm!(self.ops; mov DWORD [Rq(b) + rdx + off], imm),
-                    Size::DW => asm!(self.ops; mov QWORD [Rq(b) + rdx + off], imm),
-                }
-                return;
-            }
-        };
-        match size {
-            Size::B => asm!(self.ops; mov BYTE [Rq(b) + rdx + off], Rb(s)),
-            Size::H => asm!(self.ops; mov WORD [Rq(b) + rdx + off], Rw(s)),
-            Size::W => asm!(self.ops; mov DWORD [Rq(b) + rdx + off], Rd(s)),
-            Size::DW => asm!(self.ops; mov QWORD [Rq(b) + rdx + off], Rq(s)),
+        match self.host_address(dst, off, w, true, false, pc) {
+            None => {}
+            Some(At::Rdx) => store_to!(self, size, src, [rdx]),
+            Some(At::Indexed { base: b, off }) => store_to!(self, size, src, [Rq(b) + rdx + off]),
         }
     }
 
