@@ -42,6 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("ebpf-cli", &["ebpf-vm"]),
+    ("ebpf-capi", &["ebpf-vm"]),
     ("ebpf-bench", &["ebpf-isa", "ebpf-abi", "ebpf-vm"]),
     ("xtask", &[]),
 ];
