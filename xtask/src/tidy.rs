@@ -43,6 +43,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("ebpf-cli", &["ebpf-vm"]),
     ("ebpf-capi", &["ebpf-vm"]),
+    ("ebpf-python", &["ebpf-vm"]),
     ("ebpf-bench", &["ebpf-isa", "ebpf-abi", "ebpf-vm"]),
     ("xtask", &[]),
 ];

@@ -1,0 +1,90 @@
+"""Run eBPF programs in user space: safely, fast, the same on every CPU.
+
+Type stubs for the `ebpf_vm` extension module (crates/ebpf-python/src).
+"""
+
+import os
+from typing import Callable, Mapping, Optional, Tuple, Union
+
+Helper = Callable[[Tuple[int, int, int, int, int], "Memory"], int]
+"""A helper: called with (r1, ..., r5) and the run's memory; returns the new r0 (0..2**64).
+Raising ends the run with Trap(kind="helper_failed") whose __cause__ is the exception."""
+
+def engines() -> list[str]:
+    """The engines this build has, the interpreter ("interp") first."""
+
+class Error(Exception):
+    """Anything ebpf_vm reports."""
+
+    kind: str
+    """What happened, as a short name (see LoadError and Trap)."""
+    pc: Optional[int]
+    """The instruction (slot index) it happened at, when there is one."""
+
+class LoadError(Error):
+    """A program could not be loaded. kind: decode, asm, elf, rejected, needs_budget,
+    invalid_config, engine_unavailable, compile."""
+
+class Trap(Error):
+    """A run ended with a trap. kind: out_of_bounds, misaligned_atomic, budget_exhausted,
+    call_depth_exceeded, unknown_helper, helper_failed, invalid_instruction."""
+
+    address: int
+    """The VM address, for out_of_bounds and misaligned_atomic only."""
+
+class Memory:
+    """The VM's memory during one helper call (invalid afterwards)."""
+
+    def read(self, addr: int, length: int) -> bytes:
+        """`length` bytes at VM address `addr`; raises Trap(kind="out_of_bounds")."""
+    def write(self, addr: int, data: bytes) -> None:
+        """Writes `data` at VM address `addr`; raises Trap(kind="out_of_bounds")."""
+
+class Vm:
+    """A loaded eBPF program with its configuration."""
+
+    @staticmethod
+    def load(
+        code: bytes,
+        *,
+        engine: str = "interp",
+        budget: Optional[int] = None,
+        max_call_depth: int = 8,
+        helpers: Optional[Mapping[int, Helper]] = None,
+        verify: bool = True,
+        allow_unbounded: bool = False,
+    ) -> "Vm":
+        """Loads bytecode (8-byte little-endian instructions), verifying it first."""
+    @staticmethod
+    def load_asm(
+        text: str,
+        *,
+        engine: str = "interp",
+        budget: Optional[int] = None,
+        max_call_depth: int = 8,
+        helpers: Optional[Mapping[int, Helper]] = None,
+        verify: bool = True,
+        allow_unbounded: bool = False,
+    ) -> "Vm":
+        """Assembles and loads bpf_conformance-syntax text ("mov %r0, 1\\nexit")."""
+    @staticmethod
+    def load_elf(
+        path: Union[str, "os.PathLike[str]"],
+        *,
+        section: Optional[str] = None,
+        function: Optional[str] = None,
+        engine: str = "interp",
+        budget: Optional[int] = None,
+        max_call_depth: int = 8,
+        helpers: Optional[Mapping[int, Helper]] = None,
+        verify: bool = True,
+        allow_unbounded: bool = False,
+    ) -> "Vm":
+        """Loads a program of a BPF ELF object file (clang -target bpf -c)."""
+    def run(self, data: Union[bytearray, bytes, None] = None) -> int:
+        """Runs the program on `data` and returns r0; raises Trap."""
+    @property
+    def engine(self) -> str:
+        """The engine that runs the program."""
+    def __len__(self) -> int:
+        """The number of instruction slots."""

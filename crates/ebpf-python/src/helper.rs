@@ -1,0 +1,156 @@
+//! Python callables as helpers: `helper(args, mem)` with `args` the tuple `(r1, …, r5)` and
+//! `mem` a [`Memory`] valid during the call; it returns the new `r0` (an int in
+//! `0..2**64`). An exception ends the run with `Trap(kind="helper_failed")` whose
+//! `__cause__` is that exception — or, if it came from a failed `mem` access, with that
+//! access's trap (`out_of_bounds`, …) at the call's pc.
+
+use std::cell::{Cell, RefCell};
+use std::ptr::NonNull;
+
+use ebpf_vm::{Helper, HelperError, TrapKind, VmMemory};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::errors;
+
+thread_local! {
+    /// The exception the last failing Python helper on this thread raised, for the `Trap`'s
+    /// `__cause__`: a run happens on the thread that called `Vm.run`, and so do its helpers.
+    static PENDING: RefCell<Option<PyErr>> = const { RefCell::new(None) };
+}
+
+/// Forgets an exception left by an earlier run.
+pub(crate) fn clear_pending_error() {
+    PENDING.with(|p| p.borrow_mut().take());
+}
+
+/// The exception the run's failing helper raised, if any.
+pub(crate) fn take_pending_error() -> Option<PyErr> {
+    PENDING.with(|p| p.borrow_mut().take())
+}
+
+/// A Python callable registered as helper `id`.
+pub(crate) struct PyHelper {
+    id: u32,
+    callable: Py<PyAny>,
+}
+
+impl PyHelper {
+    pub(crate) fn new(id: u32, callable: Py<PyAny>) -> PyHelper {
+        PyHelper { id, callable }
+    }
+}
+
+impl Helper for PyHelper {
+    fn call(&self, args: [u64; 5], memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
+        Python::attach(|py| {
+            let result = Memory::lend(py, memory, |mem| {
+                let [r1, r2, r3, r4, r5] = args;
+                let value = self.callable.call1(py, ((r1, r2, r3, r4, r5), mem))?;
+                value.extract::<u64>(py).map_err(|_| {
+                    pyo3::exceptions::PyTypeError::new_err(format!(
+                        "helper {} returned {}, not an int in 0..2**64",
+                        self.id,
+                        value
+                            .bind(py)
+                            .repr()
+                            .map_or_else(|_| "?".into(), |r| r.to_string())
+                    ))
+                })
+            });
+            result.map_err(|(err, memory_failure)| {
+                if let Some(kind) = memory_failure {
+                    return HelperError::Memory(kind);
+                }
+                let message = err.to_string();
+                PENDING.with(|p| *p.borrow_mut() = Some(err));
+                HelperError::Failed(message)
+            })
+        })
+    }
+}
+
+/// The VM's memory as a helper sees it, during one helper call: `read(addr, length)` and
+/// `write(addr, data)` go through the same bounds checks as the program. Using it after the
+/// helper returned raises `RuntimeError`.
+#[pyclass(unsendable, module = "ebpf_vm")]
+pub(crate) struct Memory {
+    /// The run's memory while the helper runs; `None` before and after.
+    target: Cell<Option<NonNull<dyn VmMemory>>>,
+    /// The first access that failed during this call.
+    failure: RefCell<Option<TrapKind>>,
+}
+
+impl Memory {
+    /// Runs `body` with a `Memory` that reaches `memory` until `body` returns; returns its
+    /// result, or its error with the kind of the first failed access.
+    fn lend<T>(
+        py: Python<'_>,
+        memory: &mut dyn VmMemory,
+        body: impl FnOnce(&Bound<'_, Memory>) -> PyResult<T>,
+    ) -> Result<T, (PyErr, Option<TrapKind>)> {
+        let borrowed = NonNull::from(memory);
+        // SAFETY: only the lifetime bound of the trait object changes. `Revoke` below clears
+        // the pointer before this function returns (also on unwinding), so it is never used
+        // after the borrow it came from ends.
+        let target: NonNull<dyn VmMemory> = unsafe { std::mem::transmute(borrowed) };
+        let mem = Bound::new(
+            py,
+            Memory {
+                target: Cell::new(Some(target)),
+                failure: RefCell::new(None),
+            },
+        )
+        .map_err(|e| (e, None))?;
+        /// Clears the pointer when dropped.
+        struct Revoke<'a, 'py>(&'a Bound<'py, Memory>);
+        impl Drop for Revoke<'_, '_> {
+            fn drop(&mut self) {
+                self.0.borrow().target.set(None);
+            }
+        }
+        let revoke = Revoke(&mem);
+        let result = body(&mem);
+        drop(revoke);
+        result.map_err(|e| (e, mem.borrow().failure.borrow_mut().take()))
+    }
+
+    /// Runs one access on the lent memory.
+    fn access<T>(
+        &self,
+        py: Python<'_>,
+        op: impl FnOnce(&mut dyn VmMemory) -> Result<T, TrapKind>,
+    ) -> PyResult<T> {
+        let Some(mut target) = self.target.get() else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "this Memory belongs to a helper call that has returned",
+            ));
+        };
+        // SAFETY: the pointer is set only while `lend` holds the exclusive borrow it came from,
+        // on this thread (the class is unsendable), and nothing else uses that borrow while
+        // the helper runs.
+        let memory = unsafe { target.as_mut() };
+        op(memory).map_err(|kind| {
+            let err = errors::memory_error(py, &kind);
+            self.failure.borrow_mut().get_or_insert(kind);
+            err
+        })
+    }
+}
+
+#[pymethods]
+impl Memory {
+    /// `length` bytes of VM memory at VM address `addr`; raises `Trap` (kind
+    /// `out_of_bounds`) if the program may not read them.
+    fn read<'py>(&self, py: Python<'py>, addr: u64, length: u32) -> PyResult<Bound<'py, PyBytes>> {
+        let mut buf = vec![0; length as usize];
+        self.access(py, |m| m.read(addr, &mut buf))?;
+        Ok(PyBytes::new(py, &buf))
+    }
+
+    /// Writes `data` to VM memory at VM address `addr`; raises `Trap` (kind `out_of_bounds`)
+    /// if the program may not write there.
+    fn write(&self, py: Python<'_>, addr: u64, data: &[u8]) -> PyResult<()> {
+        self.access(py, |m| m.write(addr, data))
+    }
+}

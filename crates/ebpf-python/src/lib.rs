@@ -1,0 +1,256 @@
+//! `ebpf-python`: the Python package `ebpf_vm` (PyO3), built into a wheel by maturin.
+//!
+//! What it is for: running eBPF programs from Python — pytest suites for kernel BPF code, say —
+//! through the facade: `Vm.load(bytes)`, `Vm.load_asm(text)`, `Vm.load_elf(path, section=…)`
+//! with `engine=`, `budget=`, `max_call_depth=`, `helpers={id: callable}`, then
+//! `vm.run(bytearray)`, which returns `r0` or raises `ebpf_vm.Trap` (with `kind` and `pc`).
+//! Load errors raise `ebpf_vm.LoadError` (also with `kind` and `pc`). `ebpf_vm.pyi` beside
+//! this crate's manifest is the typed API.
+//!
+//! What it is not for: behaviour of its own. It converts arguments, calls the facade, and
+//! converts results and errors; Python helpers are adapted in `helper.rs`. Runs release the
+//! GIL (helpers take it back), so several Python threads can run programs at once.
+//!
+//! The crate has no Rust tests: its tests are `tests/test_ebpf_vm.py`, run by pytest against
+//! the installed wheel (`.ci/run`).
+
+mod errors;
+mod helper;
+
+use std::collections::BTreeMap;
+
+use ebpf_vm::{Engine, Input, VmBuilder};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyByteArrayMethods, PyBytes, PySlice};
+
+use crate::errors::{Error, LoadError, Trap};
+use crate::helper::{Memory, PyHelper};
+
+/// A loaded eBPF program with its configuration; run it as often as you like.
+#[pyclass(frozen, module = "ebpf_vm")]
+struct Vm {
+    inner: ebpf_vm::Vm,
+}
+
+/// The configuration every `Vm.load*` takes as keyword arguments.
+struct Options<'py> {
+    engine: &'py str,
+    budget: Option<u64>,
+    max_call_depth: usize,
+    helpers: Option<BTreeMap<u32, Bound<'py, PyAny>>>,
+    verify: bool,
+    allow_unbounded: bool,
+}
+
+impl Options<'_> {
+    /// The facade's builder for these options.
+    fn builder(self) -> PyResult<VmBuilder> {
+        let engine = Engine::from_name(self.engine).ok_or_else(|| {
+            let names: Vec<&str> = Engine::ALL.iter().map(|e| e.name()).collect();
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "unknown engine {:?} (this build has: {})",
+                self.engine,
+                names.join(", ")
+            ))
+        })?;
+        let mut builder = ebpf_vm::Vm::builder()
+            .engine(engine)
+            .max_call_depth(self.max_call_depth);
+        if let Some(budget) = self.budget {
+            builder = builder.budget(budget);
+        }
+        if !self.verify {
+            builder = builder.unverified();
+        } else if self.allow_unbounded {
+            builder = builder.allow_unbounded();
+        }
+        for (id, callable) in self.helpers.unwrap_or_default() {
+            if !callable.is_callable() {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "helper {id} is not callable"
+                )));
+            }
+            builder = builder.helper(id, PyHelper::new(id, callable.unbind()));
+        }
+        Ok(builder)
+    }
+}
+
+/// Finishes a load: the VM, or `LoadError`.
+fn loaded(py: Python<'_>, result: Result<ebpf_vm::Vm, ebpf_vm::LoadError>) -> PyResult<Vm> {
+    result
+        .map(|inner| Vm { inner })
+        .map_err(|e| errors::load_error(py, &e))
+}
+
+#[pymethods]
+impl Vm {
+    /// Loads bytecode (8-byte little-endian instructions), verifying it first.
+    #[staticmethod]
+    #[pyo3(signature = (code, *, engine = "interp", budget = None, max_call_depth = 8,
+                        helpers = None, verify = true, allow_unbounded = false))]
+    #[expect(clippy::too_many_arguments, reason = "Python keyword arguments")]
+    fn load<'py>(
+        py: Python<'py>,
+        code: &[u8],
+        engine: &'py str,
+        budget: Option<u64>,
+        max_call_depth: usize,
+        helpers: Option<BTreeMap<u32, Bound<'py, PyAny>>>,
+        verify: bool,
+        allow_unbounded: bool,
+    ) -> PyResult<Vm> {
+        let options = Options {
+            engine,
+            budget,
+            max_call_depth,
+            helpers,
+            verify,
+            allow_unbounded,
+        };
+        loaded(py, options.builder()?.load(code))
+    }
+
+    /// Assembles and loads text in the bpf_conformance syntax (`mov %r0, 1\nexit`).
+    #[staticmethod]
+    #[pyo3(signature = (text, *, engine = "interp", budget = None, max_call_depth = 8,
+                        helpers = None, verify = true, allow_unbounded = false))]
+    #[expect(clippy::too_many_arguments, reason = "Python keyword arguments")]
+    fn load_asm<'py>(
+        py: Python<'py>,
+        text: &str,
+        engine: &'py str,
+        budget: Option<u64>,
+        max_call_depth: usize,
+        helpers: Option<BTreeMap<u32, Bound<'py, PyAny>>>,
+        verify: bool,
+        allow_unbounded: bool,
+    ) -> PyResult<Vm> {
+        let options = Options {
+            engine,
+            budget,
+            max_call_depth,
+            helpers,
+            verify,
+            allow_unbounded,
+        };
+        loaded(py, options.builder()?.load_asm(text))
+    }
+
+    /// Loads a program of a BPF ELF object file (`clang -target bpf -c`): the one starting at
+    /// `function`, else the one in `section`, else the object's only program.
+    #[staticmethod]
+    #[pyo3(signature = (path, *, section = None, function = None, engine = "interp",
+                        budget = None, max_call_depth = 8, helpers = None, verify = true,
+                        allow_unbounded = false))]
+    #[expect(clippy::too_many_arguments, reason = "Python keyword arguments")]
+    fn load_elf<'py>(
+        py: Python<'py>,
+        path: std::path::PathBuf,
+        section: Option<&str>,
+        function: Option<&str>,
+        engine: &'py str,
+        budget: Option<u64>,
+        max_call_depth: usize,
+        helpers: Option<BTreeMap<u32, Bound<'py, PyAny>>>,
+        verify: bool,
+        allow_unbounded: bool,
+    ) -> PyResult<Vm> {
+        let options = Options {
+            engine,
+            budget,
+            max_call_depth,
+            helpers,
+            verify,
+            allow_unbounded,
+        };
+        let builder = options.builder()?;
+        let bytes = std::fs::read(&path)?;
+        let selector = match (function, section) {
+            (Some(f), _) => ebpf_vm::Selector::Function(f),
+            (None, Some(s)) => ebpf_vm::Selector::Section(s),
+            (None, None) => ebpf_vm::Selector::Only,
+        };
+        loaded(py, builder.load_elf(&bytes, selector))
+    }
+
+    /// Runs the program and returns `r0`. `data` is the input: a `bytearray` (the program's
+    /// writes land in it), `bytes` (writes are discarded) or `None` (no input: `r1` = `r2` =
+    /// 0). A trap raises `Trap`.
+    #[pyo3(signature = (data = None))]
+    fn run(&self, py: Python<'_>, data: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+        let mut buffer = match data {
+            None => None,
+            Some(d) => {
+                if let Ok(array) = d.cast::<PyByteArray>() {
+                    Some(array.to_vec())
+                } else if let Ok(bytes) = d.extract::<&[u8]>() {
+                    Some(bytes.to_vec())
+                } else {
+                    return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                        "data must be bytearray, bytes or None, not {}",
+                        d.get_type().name()?
+                    )));
+                }
+            }
+        };
+        helper::clear_pending_error();
+        // The copy is the program's memory: Python code (a helper) cannot resize or free it
+        // while the program runs without the GIL.
+        let result = py.detach(|| {
+            self.inner.run_with(match buffer.as_deref_mut() {
+                Some(bytes) => Input::new(bytes),
+                None => Input::none(),
+            })
+        });
+        if let (Some(d), Some(bytes)) = (data, &buffer)
+            && let Ok(array) = d.cast::<PyByteArray>()
+        {
+            let end = isize::try_from(bytes.len()).unwrap_or(isize::MAX);
+            array.set_item(PySlice::new(py, 0, end, 1), PyBytes::new(py, bytes))?;
+        }
+        match result {
+            Ok(exit) => Ok(exit.r0),
+            Err(trap) => Err(errors::trap(py, &trap, helper::take_pending_error())),
+        }
+    }
+
+    /// The engine that runs the program (`"interp"`, `"x86"`, `"cranelift"`).
+    #[getter]
+    fn engine(&self) -> &'static str {
+        self.inner.engine().name()
+    }
+
+    /// The number of instruction slots of the loaded program.
+    fn __len__(&self) -> usize {
+        self.inner.program().slot_count()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<ebpf_vm.Vm: {} slots on {}>",
+            self.inner.program().slot_count(),
+            self.inner.engine()
+        )
+    }
+}
+
+/// The engines this build has, the interpreter first.
+#[pyfunction]
+fn engines() -> Vec<&'static str> {
+    Engine::ALL.iter().map(|e| e.name()).collect()
+}
+
+/// Run eBPF programs in user space: safely, fast, the same on every CPU.
+#[pymodule]
+#[pyo3(name = "ebpf_vm")]
+fn ebpf_vm_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Vm>()?;
+    m.add_class::<Memory>()?;
+    m.add_function(wrap_pyfunction!(engines, m)?)?;
+    m.add("Error", py.get_type::<Error>())?;
+    m.add("LoadError", py.get_type::<LoadError>())?;
+    m.add("Trap", py.get_type::<Trap>())?;
+    Ok(())
+}

@@ -1,0 +1,280 @@
+"""The ebpf_vm package as a Python user sees it, run by pytest against the installed wheel.
+
+Expected values come from the programs' meaning (and, for the ELF fixture, from its C
+source), never from our own output.
+"""
+
+import pathlib
+import struct
+import threading
+
+import pytest
+
+import ebpf_vm
+from ebpf_vm import LoadError, Trap, Vm
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+IP_FILTER = ROOT / "tests" / "elf" / "ip_filter.o"
+XDP_DROP, XDP_PASS = 1, 2
+
+
+# --- Loading and running ---------------------------------------------------------------------
+
+def test_bytecode_returns_r0():
+    # mov r0, 42; exit
+    code = bytes([0xB7, 0, 0, 0, 42, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0])
+    vm = Vm.load(code)
+    assert vm.run() == 42
+    assert len(vm) == 2
+    assert vm.engine == "interp"
+
+
+def test_the_input_is_r1_and_its_length_r2():
+    vm = Vm.load_asm("ldxw %r0, [%r1]\nadd %r0, %r2\nexit")
+    assert vm.run(bytearray(b"\x01\x02\x03\x04")) == 0x04030201 + 4
+    assert vm.run(b"\x10\x00\x00\x00\x00") == 0x10 + 5
+
+
+def test_writes_land_in_a_bytearray_not_in_bytes():
+    vm = Vm.load_asm("stb [%r1+1], 0x7f\nmov %r0, 0\nexit")
+    data = bytearray(3)
+    vm.run(data)
+    assert data == bytearray(b"\x00\x7f\x00")
+    frozen = bytes(3)
+    vm.run(frozen)
+    assert frozen == bytes(3)
+
+
+def test_every_engine_agrees():
+    assert ebpf_vm.engines()[0] == "interp"
+    text = "mov %r0, 0\nmov %r2, 10\nl:\nadd %r0, %r2\nsub %r2, 1\njne %r2, 0, l\nexit"
+    for engine in ebpf_vm.engines():
+        vm = Vm.load_asm(text, engine=engine, budget=1000)
+        assert vm.engine == engine
+        assert vm.run() == 55, engine
+
+
+def test_wrong_argument_types_raise_type_error():
+    vm = Vm.load_asm("mov %r0, 0\nexit")
+    with pytest.raises(TypeError, match="bytearray, bytes or None"):
+        vm.run("text")
+    with pytest.raises(ValueError, match="unknown engine"):
+        Vm.load_asm("exit", engine="jit")
+    with pytest.raises(TypeError, match="not callable"):
+        Vm.load_asm("exit", helpers={1: 5})
+
+
+# --- Load errors -----------------------------------------------------------------------------
+
+def test_malformed_bytes_are_a_load_error_with_pc():
+    bad = bytes([0xB7, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0, 0, 0, 0, 0, 0, 0])
+    with pytest.raises(LoadError) as info:
+        Vm.load(bad)
+    assert info.value.kind == "rejected"
+    assert info.value.pc == 1
+    with pytest.raises(LoadError) as info:
+        Vm.load(bad, verify=False)
+    assert info.value.kind == "decode"
+    assert info.value.pc == 1
+    with pytest.raises(LoadError) as info:
+        Vm.load(b"\x95\x00\x00")
+    assert info.value.kind == "rejected"
+
+
+def test_load_error_kinds():
+    with pytest.raises(LoadError) as info:
+        Vm.load_asm("mov %r50, 1\nexit")
+    assert (info.value.kind, info.value.pc) == ("asm", None)
+    loop = "mov %r0, 0\nl:\nadd %r0, 1\njne %r0, 9, l\nexit"
+    with pytest.raises(LoadError) as info:
+        Vm.load_asm(loop)
+    assert info.value.kind == "needs_budget"
+    assert Vm.load_asm(loop, allow_unbounded=True).run() == 9
+    with pytest.raises(LoadError) as info:
+        Vm.load_asm("exit", max_call_depth=10**6)
+    assert info.value.kind == "invalid_config"
+    assert isinstance(info.value, ebpf_vm.Error)
+
+
+def test_elf_errors(tmp_path):
+    junk = tmp_path / "junk.o"
+    junk.write_bytes(b"not an ELF object")
+    with pytest.raises(LoadError) as info:
+        Vm.load_elf(junk)
+    assert info.value.kind == "elf"
+    with pytest.raises(LoadError, match="no_such_section") as info:
+        Vm.load_elf(IP_FILTER, section="no_such_section")
+    assert info.value.kind == "elf"
+    with pytest.raises(OSError):
+        Vm.load_elf(tmp_path / "missing.o")
+
+
+# --- Traps -----------------------------------------------------------------------------------
+
+TRAPS = [
+    # (name, program, input, kind, pc)
+    ("out of bounds", "ldxw %r0, [%r1+2]\nexit", bytearray(4), "out_of_bounds", 0),
+    ("misaligned atomic", "mov %r2, 1\nlock add32 [%r1+1], %r2\nexit", bytearray(8),
+     "misaligned_atomic", 1),
+    ("budget", "mov %r0, 0\nl:\nadd %r0, 1\nja l\nexit", None, "budget_exhausted", 2),
+    ("call depth", "call local f\nexit\nf:\ncall local f\nexit", None, "call_depth_exceeded", 2),
+    ("unknown helper", "call 99\nexit", None, "unknown_helper", 0),
+    ("jump out of the program", "ja +5\nexit", None, "invalid_instruction", 0),
+]
+
+
+@pytest.mark.parametrize("name,text,data,kind,pc", TRAPS, ids=[t[0] for t in TRAPS])
+def test_each_trap_kind_raises_trap_with_kind_and_pc(name, text, data, kind, pc):
+    for engine in ebpf_vm.engines():
+        vm = Vm.load_asm(text, engine=engine, budget=100, max_call_depth=3, verify=False)
+        with pytest.raises(Trap) as info:
+            vm.run(data)
+        assert (info.value.kind, info.value.pc) == (kind, pc), engine
+        assert str(info.value).endswith(f"at pc {pc}")
+
+
+def test_out_of_bounds_trap_says_where():
+    vm = Vm.load_asm("ldxw %r0, [%r1+2]\nexit")
+    with pytest.raises(Trap) as info:
+        vm.run(bytearray(4))
+    assert info.value.address == 0x4_0000_0002
+    assert str(info.value) == "out-of-bounds read of 4 bytes at 0x400000002 at pc 0"
+
+
+# --- Helpers ---------------------------------------------------------------------------------
+
+def test_a_helper_with_state():
+    calls = []
+
+    def count(args, mem):
+        calls.append(args)
+        return len(calls) * 100 + args[0]
+
+    vm = Vm.load_asm("mov %r1, 7\nmov %r5, 9\ncall 1\nexit", helpers={1: count})
+    assert [vm.run() for _ in range(3)] == [107, 207, 307]
+    assert calls[0] == (7, 0, 0, 0, 9)
+
+
+def test_a_helper_that_fails_ends_the_run():
+    def refuse(args, mem):
+        raise ValueError(f"{args[0]} is too large")
+
+    vm = Vm.load_asm("mov %r1, 200\ncall 2\nexit", helpers={2: refuse})
+    with pytest.raises(Trap) as info:
+        vm.run()
+    assert (info.value.kind, info.value.pc) == ("helper_failed", 1)
+    assert "200 is too large" in str(info.value)
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_a_helper_must_return_a_u64():
+    vm = Vm.load_asm("call 1\nexit", helpers={1: lambda args, mem: -1})
+    with pytest.raises(Trap) as info:
+        vm.run()
+    assert info.value.kind == "helper_failed"
+    assert isinstance(info.value.__cause__, TypeError)
+
+
+def test_a_helper_reads_and_writes_vm_memory():
+    def checksum(args, mem):
+        data = mem.read(args[0], args[1])
+        mem.write(args[0] + args[1], bytes([sum(data) & 0xFF]))
+        return sum(data)
+
+    vm = Vm.load_asm("mov %r2, 3\ncall 4\nexit", helpers={4: checksum})
+    data = bytearray([100, 50, 120, 0])
+    assert vm.run(data) == 270
+    assert data[3] == 270 & 0xFF
+
+
+def test_a_helpers_failed_access_is_the_runs_trap():
+    kept = []
+
+    def peek(args, mem):
+        kept.append(mem)
+        return mem.read(args[0] + 2, 3)[0]
+
+    vm = Vm.load_asm("call 4\nexit", helpers={4: peek})
+    with pytest.raises(Trap) as info:
+        vm.run(bytearray(4))
+    assert (info.value.kind, info.value.pc) == ("out_of_bounds", 0)
+    # The memory of a call that has returned is gone.
+    with pytest.raises(RuntimeError, match="has returned"):
+        kept[0].read(0x4_0000_0000, 1)
+
+
+def test_runs_from_several_threads():
+    vm = Vm.load_asm("ldxb %r0, [%r1]\nexit", engine=ebpf_vm.engines()[-1])
+    results = {}
+
+    def worker(i):
+        results[i] = [vm.run(bytes([i])) for _ in range(200)]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: [i] * 200 for i in range(4)}
+
+
+# --- A clang-compiled XDP filter on packets built here ---------------------------------------
+
+def ipv4_tcp_frame(src, dst, vlan=None):
+    """An Ethernet frame with an IPv4/TCP header (addresses as dotted strings)."""
+    eth = b"\x00\x11\x22\x33\x44\x55" + b"\x66\x77\x88\x99\xaa\xbb"
+    if vlan is not None:
+        eth += struct.pack("!HH", 0x8100, vlan)
+    eth += struct.pack("!H", 0x0800)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 40, 1, 0, 64, 6, 0,
+        bytes(int(x) for x in src.split(".")), bytes(int(x) for x in dst.split(".")),
+    )
+    tcp = struct.pack("!HHIIBBHHH", 40000, 80, 0, 0, 0x50, 0x02, 8192, 0, 0)
+    return bytearray(eth + ip + tcp)
+
+
+@pytest.mark.parametrize(
+    "src,dst,vlan,verdict",
+    [
+        ("192.168.1.10", "93.184.216.34", None, XDP_PASS),
+        ("10.1.2.3", "8.8.8.8", None, XDP_DROP),          # from 10.0.0.0/8
+        ("192.168.66.7", "8.8.8.8", 42, XDP_DROP),        # from 192.168.66.0/24, VLAN-tagged
+        ("172.16.0.1", "255.255.255.255", None, XDP_DROP),  # to the limited broadcast
+        ("172.16.0.1", "8.8.4.4", 7, XDP_PASS),
+    ],
+)
+def test_ip_filter_on_built_packets(src, dst, vlan, verdict):
+    for engine in ebpf_vm.engines():
+        vm = Vm.load_elf(IP_FILTER, section="xdp", engine=engine, budget=100_000)
+        assert vm.run(ipv4_tcp_frame(src, dst, vlan)) == verdict, engine
+    # A runt frame (shorter than an Ethernet header) is dropped.
+    assert Vm.load_elf(IP_FILTER, function="xdp_ip_filter").run(bytearray(10)) == XDP_DROP
+
+
+# --- The type stubs --------------------------------------------------------------------------
+
+def test_stubs_name_exactly_what_the_module_has():
+    import ast
+
+    stub = pathlib.Path(ebpf_vm.__file__).parent / "__init__.pyi"
+    tree = ast.parse(stub.read_text())
+    declared = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            declared[node.name] = {
+                n.name for n in node.body if isinstance(n, ast.FunctionDef)
+            }
+        elif isinstance(node, ast.FunctionDef):
+            declared[node.name] = set()
+    public = {
+        n for n, v in vars(ebpf_vm).items()
+        if not n.startswith("_") and not isinstance(v, type(ebpf_vm))  # not the native module
+    }
+    assert set(declared) == public
+    for name, methods in declared.items():
+        obj = getattr(ebpf_vm, name)
+        if isinstance(obj, type):
+            runtime = {m for m in vars(obj) if not m.startswith("_") or m == "__len__"}
+            runtime -= {"address", "kind", "pc"}  # instance attributes of exceptions
+            assert methods == runtime, name
