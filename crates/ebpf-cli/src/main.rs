@@ -14,6 +14,7 @@
 //! renamed over it, so a failure never leaves a partial or corrupted file behind.
 
 mod bench;
+mod cfg;
 mod vectors;
 
 use std::ffi::{OsStr, OsString};
@@ -122,6 +123,28 @@ enum Command {
         /// The exported function's name.
         #[arg(long, value_name = "NAME", default_value = "ebpf_main")]
         symbol: String,
+        #[command(flatten)]
+        elf: ElfArgs,
+    },
+    /// Draw a program's control-flow graph for Graphviz.
+    ///
+    /// One box per basic block (its pcs and instructions in LLVM syntax), one cluster per
+    /// function; taken branches green, back edges red, blocks in loops shaded by depth, loop
+    /// headers with a thick border, local calls dashed blue, ways out that trap as red
+    /// octagons. `--dot` writes the DOT text; `--svg` renders it with Graphviz's `dot`.
+    Cfg {
+        /// The program: FILE.bin, FILE.s, FILE.asm, FILE.data or FILE.o.
+        #[arg(value_name = "PROGRAM")]
+        program: PathBuf,
+        /// Write the graph as DOT text.
+        #[arg(long, conflicts_with = "svg", required_unless_present = "svg")]
+        dot: bool,
+        /// Write the graph as SVG (needs Graphviz's `dot` on the PATH).
+        #[arg(long)]
+        svg: bool,
+        /// Where to write it [default: stdout].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
         #[command(flatten)]
         elf: ElfArgs,
     },
@@ -348,6 +371,13 @@ fn run(cli: Cli) -> Result<()> {
             vm,
             elf,
         } => run_program(&program, &input, &vm, &elf.choice()),
+        Command::Cfg {
+            program,
+            dot: _,
+            svg,
+            output,
+            elf,
+        } => draw_cfg(&program, svg, output.as_deref(), &elf.choice()),
         Command::Test { files, vm } => vectors::test(&files, vm.engine, vm.budget),
         Command::Verify {
             program,
@@ -392,6 +422,24 @@ fn run_program(path: &Path, input: &InputArgs, vm: &VmArgs, choice: &ElfChoice) 
         None => Input::none(),
     })?;
     write_stdout(format!("{:#x}\n", exit.r0).as_bytes())
+}
+
+/// `ebpf cfg`: the program as the VM would run it (linked, for an ELF object), unverified so
+/// that a broken program can be drawn too.
+fn draw_cfg(path: &Path, svg: bool, output: Option<&Path>, choice: &ElfChoice) -> Result<()> {
+    let builder = ebpf_cli::vm_builder(Engine::Interpreter, DEFAULT_BUDGET).unverified();
+    let (vm, _) = ebpf_cli::load_vm(path, builder, choice)?;
+    let mut title = path.display().to_string();
+    if let Some(name) = choice.function.as_ref().or(choice.section.as_ref()) {
+        title = format!("{title} ({name})");
+    }
+    let dot = cfg::dot(vm.program(), &title);
+    let bytes = if svg {
+        cfg::svg(&dot).with_context(|| path.display().to_string())?
+    } else {
+        dot.into_bytes()
+    };
+    write_output(output.unwrap_or(Path::new(STDIO)), &bytes)
 }
 
 /// `ebpf bench`.

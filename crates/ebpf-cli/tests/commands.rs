@@ -8,6 +8,9 @@
 //! over the whole suite exactly as the bpf_conformance runner drives it (README §5).
 
 mod common;
+// `ebpf cfg` (and, later, tracing and profiles): the commands that help people see.
+#[path = "commands/pictures.rs"]
+mod pictures;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

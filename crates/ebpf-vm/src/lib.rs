@@ -68,6 +68,8 @@ pub use ebpf_abi::{
     CONFORMANCE_HELPER_ID, Exit, Helper, HelperError, InvalidReason, Limits, Trap, TrapKind,
     VmMemory, conformance_helper, layout,
 };
+/// Control-flow graphs on their own (blocks, functions, loops: what `ebpf cfg` draws).
+pub use ebpf_cfg as cfg;
 /// The ELF loader on its own (listing an object's programs, say).
 #[cfg(feature = "elf")]
 pub use ebpf_elf as elf;
