@@ -155,3 +155,32 @@ pub(crate) unsafe fn free<T>(ptr: *mut T) {
         drop(unsafe { Box::from_raw(ptr) });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_an_internal_error_not_an_unwind() {
+        let mut err: *mut Error = std::ptr::null_mut();
+        let status = guard(&mut err, || panic!("boom"));
+        assert_eq!(status, Status::Internal);
+        // SAFETY: `guard` stored a live error from `Box::into_raw`; freed once below.
+        let error = unsafe { Box::from_raw(err) };
+        assert_eq!(error.status, Status::Internal);
+        assert_eq!(error.message(), "internal error (a bug in ebpf-vm): boom");
+        assert_eq!(guard_value(7, || panic!("again")), 7);
+    }
+
+    #[test]
+    fn lengths_are_checked_before_a_slice_is_made() {
+        // SAFETY: every call below is refused before the pointer would be read.
+        unsafe {
+            let e = bytes(std::ptr::null(), 3, "code").unwrap_err();
+            assert_eq!(e.message(), "code is NULL but its length is 3");
+            let e = bytes([0u8; 1].as_ptr(), usize::MAX, "code").unwrap_err();
+            assert_eq!(e.status, Status::InvalidArgument);
+            assert!(bytes(std::ptr::null(), 0, "code").is_ok_and(<[u8]>::is_empty));
+        }
+    }
+}

@@ -69,6 +69,12 @@ impl Error {
         }
     }
 
+    /// The message as Rust text (for tests).
+    #[cfg(test)]
+    pub(crate) fn message(&self) -> &str {
+        self.message.to_str().unwrap_or_default()
+    }
+
     /// A bad argument.
     pub(crate) fn invalid(message: String) -> Error {
         Error::new(Status::InvalidArgument, None, message)
