@@ -1,10 +1,11 @@
 //! `ebpf-abi`: the runtime contract every engine shares, defined once.
 //!
 //! What it is for: the types and constants that the interpreter and both JITs must agree on —
-//! the VM address space ([`layout`]), the arithmetic ([`semantics`]), run-time errors ([`Trap`], [`TrapKind`]), the helper
-//! interface ([`Helper`], [`HelperError`], [`VmMemory`]), the region table ([`MemoryMap`]), call frames and the instruction
-//! budget ([`Limits`]). An engine that returns a different `Trap` than the interpreter for the
-//! same program and input is wrong, by definition.
+//! the VM address space ([`layout`]), the arithmetic ([`semantics`]), run-time errors ([`Trap`],
+//! [`TrapKind`]), the helper interface ([`Helper`], [`HelperError`], [`VmMemory`]), the region
+//! table ([`MemoryMap`]), memory that concurrent runs share ([`SharedMemory`]), call frames and
+//! the instruction budget ([`Limits`]). An engine that returns a different `Trap` than the
+//! interpreter for the same program and input is wrong, by definition.
 //!
 //! What it is not for: executing anything, or deciding which programs are acceptable (that is
 //! `ebpf-verifier`). It depends only on `ebpf-isa` (for the operation enums).
@@ -26,10 +27,12 @@ extern crate alloc;
 mod helper;
 mod memory;
 pub mod semantics;
+mod shared;
 mod trap;
 
 pub use helper::{Helper, HelperError, HelperFn, Helpers, VmMemory, conformance_helper};
 pub use memory::{MemoryMap, REGION_TABLE_LEN, RawRegion, Region};
+pub use shared::SharedMemory;
 pub use trap::{InvalidReason, Trap, TrapKind};
 
 /// Bytes of stack each call frame gets (RFC 9669 §3: 512 bytes).

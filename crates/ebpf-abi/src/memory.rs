@@ -1,15 +1,15 @@
 //! The region table: which VM addresses a run may touch, and the host bytes behind them.
 //!
 //! [`MemoryMap`] maps region ids (see [`crate::layout`]) to borrowed byte slices, read-only or
-//! writable. Engines check every access against it; helpers reach VM memory only through it
-//! (it implements [`VmMemory`]).
+//! writable, or to [`SharedMemory`] that concurrent runs share (map values). Engines check every
+//! access against it; helpers reach VM memory only through it (it implements [`VmMemory`]).
 
 use alloc::vec::Vec;
 
 use ebpf_isa::AtomicOp;
 
 use crate::layout;
-use crate::{TrapKind, VmMemory};
+use crate::{SharedMemory, TrapKind, VmMemory};
 
 /// One region's bytes.
 #[derive(Debug)]
@@ -18,20 +18,39 @@ pub enum Region<'a> {
     ReadOnly(&'a [u8]),
     /// Loads and stores.
     Writable(&'a mut [u8]),
+    /// Loads and stores of memory that other runs (on other threads) and the host access at
+    /// the same time: map values. Every access is atomic per aligned word (see
+    /// [`SharedMemory`]).
+    Shared(SharedMemory<'a>),
 }
 
 impl Region<'_> {
-    /// The region's bytes.
-    pub fn bytes(&self) -> &[u8] {
+    /// The region's bytes, when this run has them to itself (`None` for [`Region::Shared`],
+    /// whose bytes other threads may change at any time: see [`Region::to_vec`]).
+    pub fn bytes(&self) -> Option<&[u8]> {
         match self {
-            Region::ReadOnly(b) => b,
-            Region::Writable(b) => b,
+            Region::ReadOnly(b) => Some(b),
+            Region::Writable(b) => Some(b),
+            Region::Shared(_) => None,
+        }
+    }
+
+    /// A copy of the region's bytes (for shared memory, each word as one atomic load).
+    pub fn to_vec(&self) -> Vec<u8> {
+        match self {
+            Region::ReadOnly(b) => b.to_vec(),
+            Region::Writable(b) => b.to_vec(),
+            Region::Shared(s) => {
+                let mut out = alloc::vec![0; s.len()];
+                let _ = s.read(0, &mut out);
+                out
+            }
         }
     }
 
     /// Whether stores are allowed.
     pub fn is_writable(&self) -> bool {
-        matches!(self, Region::Writable(_))
+        matches!(self, Region::Writable(_) | Region::Shared(_))
     }
 }
 
@@ -84,11 +103,16 @@ impl<'a> MemoryMap<'a> {
             .get(layout::region_of(addr) as usize)?
             .as_ref()?;
         let off = layout::offset_of(addr) as usize;
-        let bytes = region.bytes().get(off..off.checked_add(N)?)?;
-        bytes.try_into().ok()
+        let bytes = match region {
+            Region::ReadOnly(b) => &**b,
+            Region::Writable(b) => &**b,
+            Region::Shared(s) => return s.load::<N>(off),
+        };
+        bytes.get(off..off.checked_add(N)?)?.try_into().ok()
     }
 
-    /// The writable `N` bytes at `addr`, if they lie inside one writable region.
+    /// The writable `N` bytes at `addr`, if they lie inside one writable region that this run
+    /// has to itself (never [`Region::Shared`] memory: use [`MemoryMap::store`]).
     #[inline(always)]
     pub fn bytes_mut<const N: usize>(&mut self, addr: u64) -> Option<&mut [u8; N]> {
         let region = self
@@ -105,29 +129,20 @@ impl<'a> MemoryMap<'a> {
     /// Stores `value` at `addr`, if the bytes lie inside one writable region.
     #[inline(always)]
     pub fn store<const N: usize>(&mut self, addr: u64, value: [u8; N]) -> Option<()> {
+        if let Some(Some(Region::Shared(s))) = self.regions.get(layout::region_of(addr) as usize) {
+            return s.store(layout::offset_of(addr) as usize, value);
+        }
         *self.bytes_mut::<N>(addr)? = value;
         Some(())
     }
 
-    fn slice(&self, addr: u64, len: usize) -> Option<&[u8]> {
+    /// The region holding `addr` and the offset of `addr` in it.
+    fn locate(&self, addr: u64) -> Option<(&Region<'a>, usize)> {
         let region = self
             .regions
             .get(usize::try_from(layout::region_of(addr)).ok()?)?
             .as_ref()?;
-        let off = usize::try_from(layout::offset_of(addr)).ok()?;
-        region.bytes().get(off..off.checked_add(len)?)
-    }
-
-    fn slice_mut(&mut self, addr: u64, len: usize) -> Option<&mut [u8]> {
-        let region = self
-            .regions
-            .get_mut(usize::try_from(layout::region_of(addr)).ok()?)?
-            .as_mut()?;
-        let Region::Writable(bytes) = region else {
-            return None;
-        };
-        let off = usize::try_from(layout::offset_of(addr)).ok()?;
-        bytes.get_mut(off..off.checked_add(len)?)
+        Some((region, usize::try_from(layout::offset_of(addr)).ok()?))
     }
 }
 
@@ -181,6 +196,11 @@ impl MemoryMap<'_> {
                     len: b.len() as u64,
                     writable: 1,
                 },
+                Some(Region::Shared(s)) => RawRegion {
+                    host: s.as_ptr(),
+                    len: s.len() as u64,
+                    writable: 1,
+                },
                 None => RawRegion::UNMAPPED,
             };
         }
@@ -200,6 +220,9 @@ macro_rules! atomic_fn {
             operand: u64,
             r0: u64,
         ) -> Result<Option<u64>, TrapKind> {
+            if let Some((Region::Shared(s), off)) = self.locate(addr) {
+                return s.atomic(addr, off, $n, op, operand, r0);
+            }
             let bytes = self.bytes_mut::<$n>(addr).ok_or(TrapKind::OutOfBounds {
                 addr,
                 len: $n,
@@ -243,25 +266,41 @@ impl MemoryMap<'_> {
 
 impl VmMemory for MemoryMap<'_> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), TrapKind> {
-        let src = self.slice(addr, buf.len()).ok_or(TrapKind::OutOfBounds {
+        let done = self.locate(addr).and_then(|(region, off)| {
+            let bytes = match region {
+                Region::ReadOnly(b) => &**b,
+                Region::Writable(b) => &**b,
+                Region::Shared(s) => return s.read(off, buf),
+            };
+            buf.copy_from_slice(bytes.get(off..off.checked_add(buf.len())?)?);
+            Some(())
+        });
+        done.ok_or(TrapKind::OutOfBounds {
             addr,
             len: buf.len() as u64,
             write: false,
-        })?;
-        buf.copy_from_slice(src);
-        Ok(())
+        })
     }
 
     fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), TrapKind> {
-        let dst = self
-            .slice_mut(addr, data.len())
-            .ok_or(TrapKind::OutOfBounds {
-                addr,
-                len: data.len() as u64,
-                write: true,
-            })?;
-        dst.copy_from_slice(data);
-        Ok(())
+        let oob = TrapKind::OutOfBounds {
+            addr,
+            len: data.len() as u64,
+            write: true,
+        };
+        let region = usize::try_from(layout::region_of(addr))
+            .ok()
+            .and_then(|id| self.regions.get_mut(id)?.as_mut());
+        let off = layout::offset_of(addr) as usize;
+        let done = match region {
+            Some(Region::Writable(bytes)) => off
+                .checked_add(data.len())
+                .and_then(|end| bytes.get_mut(off..end))
+                .map(|dst| dst.copy_from_slice(data)),
+            Some(Region::Shared(s)) => s.write(off, data),
+            Some(Region::ReadOnly(_)) | None => None,
+        };
+        done.ok_or(oob)
     }
 }
 

@@ -65,8 +65,8 @@ mod engine;
 mod vm;
 
 pub use ebpf_abi::{
-    CONFORMANCE_HELPER_ID, Exit, Helper, HelperError, InvalidReason, Limits, Trap, TrapKind,
-    VmMemory, conformance_helper, layout,
+    CONFORMANCE_HELPER_ID, Exit, Helper, HelperError, InvalidReason, Limits, SharedMemory, Trap,
+    TrapKind, VmMemory, conformance_helper, layout,
 };
 /// Control-flow graphs on their own (blocks, functions, loops: what `ebpf cfg` draws).
 pub use ebpf_cfg as cfg;

@@ -419,6 +419,13 @@ impl<'a> Input<'a> {
         self.regions.push(Region::ReadOnly(bytes));
         self
     }
+
+    /// Adds a writable region that other runs and the host may use at the same time (map
+    /// values: see [`ebpf_abi::SharedMemory`]); numbered like [`Input::region_mut`].
+    pub fn region_shared(mut self, memory: ebpf_abi::SharedMemory<'a>) -> Input<'a> {
+        self.regions.push(Region::Shared(memory));
+        self
+    }
 }
 
 impl Vm {
