@@ -22,6 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ebpf-testgen", &["ebpf-isa", "ebpf-abi"]),
     ("ebpf-cfg", &["ebpf-isa", "ebpf-abi"]),
     ("ebpf-abi", &["ebpf-isa"]),
+    ("ebpf-maps", &["ebpf-abi"]),
     ("ebpf-verifier", &["ebpf-isa", "ebpf-cfg", "ebpf-abi"]),
     ("ebpf-interp", &["ebpf-isa", "ebpf-abi"]),
     ("ebpf-jit-x86", &["ebpf-isa", "ebpf-cfg", "ebpf-abi"]),
@@ -52,6 +53,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 const PURE: &[&str] = &[
     "ebpf-isa",
     "ebpf-abi",
+    "ebpf-maps",
     "ebpf-cfg",
     "ebpf-verifier",
     "ebpf-interp",

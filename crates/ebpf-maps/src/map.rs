@@ -1,0 +1,395 @@
+//! [`Map`] (one map of any type, one API) and [`Maps`] (a program's set of maps and its CPUs).
+
+use std::sync::Arc;
+
+use ebpf_abi::SharedMemory;
+
+use crate::array::Array;
+use crate::cpus::Cpus;
+use crate::hash::{Hash, Write};
+use crate::perf::PerfEventArray;
+use crate::prog_array::ProgArray;
+use crate::queue::Queue;
+use crate::ringbuf::RingBuf;
+use crate::{MapError, MapSpec, MapType, UpdateFlags, round_up_8};
+
+#[derive(Debug)]
+enum Kind {
+    Array(Array),
+    Hash(Hash),
+    Queue(Queue),
+    RingBuf(RingBuf),
+    Perf(PerfEventArray),
+    Prog(ProgArray),
+}
+
+/// One map. `Send + Sync`: share it (`Arc<Map>`) between the host and concurrent runs.
+///
+/// Two views of the same elements:
+/// - the **program's**, on a CPU ([`Map::values`], [`Map::lookup_offset`],
+///   [`Map::update_on_cpu`]): values in place, in the region a run maps;
+/// - the **host's** ([`Map::lookup`], [`Map::update`], [`Map::entries`]): copies, with a
+///   per-CPU map's value for every CPU side by side, each padded to a multiple of 8 bytes
+///   (the layout of the kernel's `bpf(BPF_MAP_LOOKUP_ELEM)`).
+#[derive(Debug)]
+pub struct Map {
+    name: String,
+    spec: MapSpec,
+    cpus: usize,
+    kind: Kind,
+}
+
+impl Map {
+    /// The most memory one map may take (1 GiB): larger definitions are
+    /// [`MapError::TooLarge`], not an allocation failure.
+    pub const MAX_BYTES: u64 = 1 << 30;
+
+    /// Creates an empty map (arrays: every element zero) with per-CPU values for `cpus`
+    /// CPUs.
+    pub fn new(name: impl Into<String>, spec: MapSpec, cpus: usize) -> Result<Map, MapError> {
+        let cpus = cpus.max(1);
+        let copies = if spec.map_type.is_per_cpu() { cpus } else { 1 } as u64;
+        let values = round_up_8(spec.value_size) as u64 + round_up_8(spec.key_size) as u64;
+        let bytes = u64::from(spec.max_entries)
+            .saturating_mul(values)
+            .saturating_mul(copies);
+        if bytes > Map::MAX_BYTES {
+            return Err(MapError::TooLarge { bytes });
+        }
+        let needs_entries = !matches!(spec.map_type, MapType::PerfEventArray);
+        if needs_entries && spec.max_entries == 0 {
+            return Err(MapError::BadSpec {
+                reason: "max_entries is 0".into(),
+            });
+        }
+        let value_types = matches!(
+            spec.map_type,
+            MapType::Array
+                | MapType::PerCpuArray
+                | MapType::Hash
+                | MapType::PerCpuHash
+                | MapType::LruHash
+                | MapType::LruPerCpuHash
+        );
+        if value_types && spec.value_size == 0 {
+            return Err(MapError::BadSpec {
+                reason: "value_size is 0".into(),
+            });
+        }
+        let kind = match spec.map_type {
+            MapType::Array | MapType::PerCpuArray => Kind::Array(Array::new(spec, cpus)?),
+            MapType::Hash | MapType::PerCpuHash | MapType::LruHash | MapType::LruPerCpuHash => {
+                Kind::Hash(Hash::new(spec, cpus)?)
+            }
+            MapType::Queue | MapType::Stack => Kind::Queue(Queue::new(spec)?),
+            MapType::RingBuf => Kind::RingBuf(RingBuf::new(spec)?),
+            MapType::PerfEventArray => Kind::Perf(PerfEventArray::new(spec, cpus)?),
+            MapType::ProgArray => Kind::Prog(ProgArray::new(spec)?),
+            other @ MapType::Other(_) => return Err(MapError::UnsupportedType(other)),
+        };
+        Ok(Map {
+            name: name.into(),
+            spec,
+            cpus,
+            kind,
+        })
+    }
+
+    /// The map's name (its symbol in the object).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the map is.
+    pub fn spec(&self) -> &MapSpec {
+        &self.spec
+    }
+
+    fn unsupported(&self, op: &'static str) -> MapError {
+        MapError::Unsupported {
+            op,
+            map_type: self.spec.map_type,
+        }
+    }
+
+    /// The memory a run on CPU `cpu` maps as this map's region: the values of an array or
+    /// hash map (that CPU's copy for per-CPU maps), or a ring buffer's data area. `None` for
+    /// maps whose elements programs never address (queues, stacks, perf event arrays, prog
+    /// arrays).
+    pub fn values(&self, cpu: usize) -> Option<SharedMemory<'_>> {
+        match &self.kind {
+            Kind::Array(a) => Some(a.values(cpu)),
+            Kind::Hash(h) => Some(h.values(cpu)),
+            Kind::RingBuf(r) => Some(r.values()),
+            Kind::Queue(_) | Kind::Perf(_) | Kind::Prog(_) => None,
+        }
+    }
+
+    /// A program's `map_lookup_elem`: the offset of the value in [`Map::values`], or `None`
+    /// when there is no such element. Marks the element used in an LRU map.
+    pub fn lookup_offset(&self, key: &[u8]) -> Result<Option<usize>, MapError> {
+        match &self.kind {
+            Kind::Array(a) => a.lookup_offset(key),
+            Kind::Hash(h) => h.lookup_offset(key),
+            _ => Err(self.unsupported("lookup from a program")),
+        }
+    }
+
+    /// The host's lookup: a copy of the value (per-CPU: every CPU's, side by side), or `None`.
+    pub fn lookup(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
+        match &self.kind {
+            Kind::Array(a) => a.lookup(key),
+            Kind::Hash(h) => h.lookup(key),
+            Kind::Prog(p) => p.lookup(key),
+            _ => Err(self.unsupported("lookup")),
+        }
+    }
+
+    /// The host's update (per-CPU: `value` holds every CPU's value, each padded to 8 bytes).
+    /// For a prog array, `value` is a program id (`u32`).
+    pub fn update(&self, key: &[u8], value: &[u8], flags: UpdateFlags) -> Result<(), MapError> {
+        match &self.kind {
+            Kind::Array(a) => a.update(key, value, flags),
+            Kind::Hash(h) => h.update(key, Write::Host(value), flags),
+            Kind::Prog(p) => p.update(key, value, flags),
+            Kind::Queue(_) if key.is_empty() => self.push(value, flags),
+            _ => Err(self.unsupported("update")),
+        }
+    }
+
+    /// A program's `map_update_elem` on CPU `cpu`: `value` is one value; a per-CPU map
+    /// changes only that CPU's copy (a new element's other copies start zeroed, as in the
+    /// kernel).
+    pub fn update_on_cpu(
+        &self,
+        cpu: usize,
+        key: &[u8],
+        value: &[u8],
+        flags: UpdateFlags,
+    ) -> Result<(), MapError> {
+        match &self.kind {
+            Kind::Array(a) => a.update_on(cpu, key, value, flags),
+            Kind::Hash(h) => h.update(key, Write::Cpu(cpu, value), flags),
+            Kind::Queue(_) => self.push(value, flags),
+            _ => Err(self.unsupported("update from a program")),
+        }
+    }
+
+    /// Deletes the element with `key` ([`MapError::NotFound`] if there is none; arrays
+    /// cannot delete).
+    pub fn delete(&self, key: &[u8]) -> Result<(), MapError> {
+        match &self.kind {
+            Kind::Array(a) => a.delete(),
+            Kind::Hash(h) => h.delete(key),
+            Kind::Prog(p) => p.delete(key),
+            _ => Err(self.unsupported("delete")),
+        }
+    }
+
+    /// The key after `key` (`bpf_map_get_next_key`): the first key for `None` or a key that
+    /// is not in the map; `None` after the last.
+    pub fn next_key(&self, key: Option<&[u8]>) -> Result<Option<Vec<u8>>, MapError> {
+        match &self.kind {
+            Kind::Array(a) => a.next_key(key),
+            Kind::Hash(h) => h.next_key(key),
+            Kind::Prog(p) => p.next_key(key),
+            _ => Err(self.unsupported("get_next_key")),
+        }
+    }
+
+    /// Every element as `(key, value)`, in iteration order, as the host sees them. Queues and
+    /// stacks give their values in pop order with empty keys; ring buffers and perf event
+    /// arrays give nothing (read their records instead).
+    pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        match &self.kind {
+            Kind::Array(a) => a.entries(),
+            Kind::Hash(h) => h.entries(),
+            Kind::Prog(p) => p.entries(),
+            Kind::Queue(q) => q.entries().into_iter().map(|v| (Vec::new(), v)).collect(),
+            Kind::RingBuf(_) | Kind::Perf(_) => Vec::new(),
+        }
+    }
+
+    /// Every element's key and the offset of its value in [`Map::values`], in iteration order
+    /// (what `bpf_for_each_map_elem` visits).
+    pub fn element_offsets(&self) -> Result<Vec<(Vec<u8>, usize)>, MapError> {
+        match &self.kind {
+            Kind::Array(a) => Ok(a.offsets()),
+            Kind::Hash(h) => Ok(h.offsets()),
+            _ => Err(self.unsupported("for_each_map_elem")),
+        }
+    }
+
+    /// How many elements the map holds (arrays: always `max_entries`).
+    pub fn len(&self) -> usize {
+        match &self.kind {
+            Kind::Array(_) => self.spec.max_entries as usize,
+            Kind::Hash(h) => h.len(),
+            Kind::Queue(q) => q.len(),
+            Kind::Prog(p) => p.entries().len(),
+            Kind::RingBuf(r) => usize::from(r.pending() > 0),
+            Kind::Perf(p) => p.len(),
+        }
+    }
+
+    /// Whether the map holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn queue(&self) -> Result<&Queue, MapError> {
+        match &self.kind {
+            Kind::Queue(q) => Ok(q),
+            _ => Err(self.unsupported("push/pop/peek")),
+        }
+    }
+
+    /// `map_push_elem` on a queue or stack.
+    pub fn push(&self, value: &[u8], flags: UpdateFlags) -> Result<(), MapError> {
+        self.queue()?.push(value, flags)
+    }
+
+    /// `map_pop_elem`: removes and returns the next value.
+    pub fn pop(&self) -> Result<Vec<u8>, MapError> {
+        self.queue()?.pop(true)
+    }
+
+    /// `map_peek_elem`: the next value, left in place.
+    pub fn peek(&self) -> Result<Vec<u8>, MapError> {
+        self.queue()?.pop(false)
+    }
+
+    fn ring(&self) -> Result<&RingBuf, MapError> {
+        match &self.kind {
+            Kind::RingBuf(r) => Ok(r),
+            _ => Err(self.unsupported("ring buffer operations")),
+        }
+    }
+
+    /// `ringbuf_reserve`: the offset in [`Map::values`] of `size` reserved bytes, or `None`
+    /// when the ring has no room.
+    pub fn ring_reserve(&self, size: u64) -> Result<Option<usize>, MapError> {
+        Ok(self.ring()?.reserve(size))
+    }
+
+    /// `ringbuf_submit` (or with `discard`, `ringbuf_discard`) of the record reserved at
+    /// `offset`; `false` if no reserved record starts there.
+    pub fn ring_commit(&self, offset: usize, discard: bool) -> Result<bool, MapError> {
+        Ok(self.ring()?.commit(offset, discard))
+    }
+
+    /// `ringbuf_output`: one record holding `data`; `false` when the ring has no room.
+    pub fn ring_output(&self, data: &[u8]) -> Result<bool, MapError> {
+        Ok(self.ring()?.output(data))
+    }
+
+    /// Takes the submitted records, oldest first (discarded ones are skipped; reading stops
+    /// at the first record still reserved).
+    pub fn ring_records(&self) -> Result<Vec<Vec<u8>>, MapError> {
+        Ok(self.ring()?.drain())
+    }
+
+    /// `ringbuf_query`: `(bytes waiting, ring size)`.
+    pub fn ring_query(&self) -> Result<(u64, u64), MapError> {
+        let r = self.ring()?;
+        Ok((r.pending(), r.size()))
+    }
+
+    fn perf(&self) -> Result<&PerfEventArray, MapError> {
+        match &self.kind {
+            Kind::Perf(p) => Ok(p),
+            _ => Err(self.unsupported("perf_event_output")),
+        }
+    }
+
+    /// `perf_event_output` into buffer `index` (a CPU number).
+    pub fn perf_output(&self, index: usize, data: &[u8]) -> Result<(), MapError> {
+        self.perf()?.output(index, data)
+    }
+
+    /// Takes buffer `index`'s records, oldest first.
+    pub fn perf_records(&self, index: usize) -> Result<Vec<Vec<u8>>, MapError> {
+        Ok(self.perf()?.drain(index))
+    }
+
+    /// Records dropped because their buffer was full.
+    pub fn perf_lost(&self) -> Result<u64, MapError> {
+        Ok(self.perf()?.lost())
+    }
+
+    /// The program id in slot `index` of a prog array (`bpf_tail_call`'s target).
+    pub fn program_at(&self, index: u32) -> Option<u32> {
+        match &self.kind {
+            Kind::Prog(p) => p.get(index),
+            _ => None,
+        }
+    }
+
+    /// How many CPUs the map keeps values for (1 unless per-CPU).
+    pub fn copies(&self) -> usize {
+        if self.spec.map_type.is_per_cpu() {
+            self.cpus
+        } else {
+            1
+        }
+    }
+}
+
+/// A set of maps (those of one object, say) and the CPUs their runs claim.
+#[derive(Debug)]
+pub struct Maps {
+    cpus: Cpus,
+    maps: Vec<Arc<Map>>,
+}
+
+impl Maps {
+    /// No maps, with `cpus` CPUs (at least one) for per-CPU values and concurrent runs.
+    pub fn new(cpus: usize) -> Maps {
+        Maps {
+            cpus: Cpus::new(cpus),
+            maps: Vec::new(),
+        }
+    }
+
+    /// No maps, with as many CPUs as the host runs threads in parallel.
+    pub fn for_host() -> Maps {
+        Maps::new(std::thread::available_parallelism().map_or(1, usize::from))
+    }
+
+    /// The CPUs runs claim.
+    pub fn cpus(&self) -> &Cpus {
+        &self.cpus
+    }
+
+    /// Creates a map; its index is the number of maps created before it.
+    pub fn create(&mut self, name: &str, spec: MapSpec) -> Result<Arc<Map>, MapError> {
+        let map = Arc::new(Map::new(name, spec, self.cpus.count())?);
+        self.maps.push(Arc::clone(&map));
+        Ok(map)
+    }
+
+    /// The map named `name` (the first, if several share it).
+    pub fn get(&self, name: &str) -> Option<&Arc<Map>> {
+        self.maps.iter().find(|m| m.name() == name)
+    }
+
+    /// The `index`-th map created.
+    pub fn by_index(&self, index: usize) -> Option<&Arc<Map>> {
+        self.maps.get(index)
+    }
+
+    /// Every map, in creation order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Map>> {
+        self.maps.iter()
+    }
+
+    /// How many maps there are.
+    pub fn len(&self) -> usize {
+        self.maps.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.maps.is_empty()
+    }
+}

@@ -1,0 +1,461 @@
+//! Every map type through the host API: the kernel's semantics for each operation (errors and
+//! errnos included), the program's view (offsets into the value region), and concurrent
+//! stress tests in which many threads update shared maps and the totals come out exact.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ebpf_isa::AtomicOp;
+use ebpf_maps::{Map, MapError, MapSpec, MapType, Maps, UpdateFlags};
+
+fn key(k: u32) -> [u8; 4] {
+    k.to_le_bytes()
+}
+
+fn u64_at(map: &Map, cpu: usize, off: usize) -> u64 {
+    u64::from_le_bytes(map.values(cpu).unwrap().load::<8>(off).unwrap())
+}
+
+#[test]
+fn arrays_hold_every_index_and_update_in_place() {
+    let map = Map::new("a", MapSpec::new(MapType::Array, 4, 12, 3), 2).unwrap();
+    assert_eq!(map.lookup(&key(2)).unwrap(), Some(vec![0; 12]));
+    assert_eq!(map.lookup(&key(3)).unwrap(), None, "past max_entries");
+    let value: Vec<u8> = (1..=12).collect();
+    map.update(&key(1), &value, UpdateFlags::Any).unwrap();
+    assert_eq!(map.lookup(&key(1)).unwrap(), Some(value.clone()));
+    // The program sees the value at index * round_up(12, 8) in the region.
+    assert_eq!(map.lookup_offset(&key(1)).unwrap(), Some(16));
+    let mut seen = [0u8; 12];
+    map.values(0).unwrap().read(16, &mut seen).unwrap();
+    assert_eq!(seen.to_vec(), value);
+    assert_eq!(
+        map.update(&key(1), &value, UpdateFlags::NoExist),
+        Err(MapError::Exists)
+    );
+    assert_eq!(
+        map.update(&key(3), &value, UpdateFlags::Any),
+        Err(MapError::Full)
+    );
+    assert_eq!(map.delete(&key(1)).unwrap_err().errno(), 22);
+    assert_eq!(
+        map.update(&key(0), &[0; 8], UpdateFlags::Any),
+        Err(MapError::ValueSize {
+            expected: 12,
+            got: 8
+        })
+    );
+    assert_eq!(
+        map.lookup(&[0; 8]),
+        Err(MapError::KeySize {
+            expected: 4,
+            got: 8
+        })
+    );
+    assert_eq!(map.next_key(None).unwrap(), Some(key(0).to_vec()));
+    assert_eq!(map.next_key(Some(&key(1))).unwrap(), Some(key(2).to_vec()));
+    assert_eq!(map.next_key(Some(&key(2))).unwrap(), None);
+    assert_eq!(map.next_key(Some(&key(99))).unwrap(), Some(key(0).to_vec()));
+    assert_eq!(map.entries().len(), 3);
+}
+
+#[test]
+fn per_cpu_arrays_keep_a_value_per_cpu() {
+    let map = Map::new("pc", MapSpec::new(MapType::PerCpuArray, 4, 4, 2), 3).unwrap();
+    map.update_on_cpu(1, &key(0), &7u32.to_le_bytes(), UpdateFlags::Any)
+        .unwrap();
+    // The host sees all three CPUs' values, each padded to 8 bytes.
+    let all = map.lookup(&key(0)).unwrap().unwrap();
+    assert_eq!(
+        all,
+        [vec![0; 8], vec![7, 0, 0, 0, 0, 0, 0, 0], vec![0; 8]].concat()
+    );
+    let host: Vec<u8> = [[1u8; 8], [2; 8], [3; 8]].concat();
+    map.update(&key(1), &host, UpdateFlags::Any).unwrap();
+    // Only value_size bytes of each padded value are stored.
+    assert_eq!(
+        map.lookup(&key(1)).unwrap().unwrap(),
+        [
+            [1, 1, 1, 1, 0, 0, 0, 0],
+            [2, 2, 2, 2, 0, 0, 0, 0],
+            [3, 3, 3, 3, 0, 0, 0, 0]
+        ]
+        .concat()
+    );
+    assert_eq!(map.values(2).unwrap().load::<4>(8), Some([3; 4]));
+}
+
+#[test]
+fn hashes_create_replace_and_delete() {
+    let map = Map::new("h", MapSpec::new(MapType::Hash, 6, 8, 4), 1).unwrap();
+    let k = |n: u8| [n, 0, 0, 0, 0, n];
+    for n in 0..4 {
+        map.update(&k(n), &u64::from(n).to_le_bytes(), UpdateFlags::NoExist)
+            .unwrap();
+    }
+    assert_eq!(map.len(), 4);
+    assert_eq!(
+        map.update(&k(9), &[0; 8], UpdateFlags::Any),
+        Err(MapError::Full)
+    );
+    assert_eq!(MapError::Full.errno(), 7, "E2BIG");
+    assert_eq!(
+        map.update(&k(1), &[0; 8], UpdateFlags::NoExist),
+        Err(MapError::Exists)
+    );
+    assert_eq!(
+        map.update(&k(9), &[0; 8], UpdateFlags::Exist),
+        Err(MapError::NotFound)
+    );
+    // Replacing an element moves it to a fresh slot: an old pointer keeps the old value.
+    let before = map.lookup_offset(&k(2)).unwrap().unwrap();
+    map.update(&k(2), &42u64.to_le_bytes(), UpdateFlags::Exist)
+        .unwrap();
+    let after = map.lookup_offset(&k(2)).unwrap().unwrap();
+    assert_ne!(before, after);
+    assert_eq!(u64_at(&map, 0, after), 42);
+    assert_eq!(
+        map.lookup(&k(2)).unwrap(),
+        Some(42u64.to_le_bytes().to_vec())
+    );
+    map.delete(&k(2)).unwrap();
+    assert_eq!(map.delete(&k(2)), Err(MapError::NotFound));
+    assert_eq!(map.lookup(&k(2)).unwrap(), None);
+    map.update(&k(9), &[9; 8], UpdateFlags::Any).unwrap();
+    // Iteration visits every key once, whatever the order.
+    let mut keys = Vec::new();
+    let mut at = None;
+    while let Some(next) = map.next_key(at.as_deref()).unwrap() {
+        keys.push(next.clone());
+        at = Some(next);
+    }
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![k(0).to_vec(), k(1).to_vec(), k(3).to_vec(), k(9).to_vec()]
+    );
+    assert_eq!(map.entries().len(), 4);
+    assert_eq!(map.element_offsets().unwrap().len(), 4);
+}
+
+#[test]
+fn per_cpu_hashes_zero_the_other_cpus_of_a_new_element() {
+    let map = Map::new("ph", MapSpec::new(MapType::PerCpuHash, 4, 8, 8), 2).unwrap();
+    map.update_on_cpu(1, &key(5), &[5; 8], UpdateFlags::Any)
+        .unwrap();
+    assert_eq!(
+        map.lookup(&key(5)).unwrap().unwrap(),
+        [[0u8; 8], [5; 8]].concat()
+    );
+    // An existing element: only this CPU's copy changes, in place.
+    let off = map.lookup_offset(&key(5)).unwrap().unwrap();
+    map.update_on_cpu(0, &key(5), &[1; 8], UpdateFlags::Exist)
+        .unwrap();
+    assert_eq!(map.lookup_offset(&key(5)).unwrap(), Some(off));
+    assert_eq!(
+        map.lookup(&key(5)).unwrap().unwrap(),
+        [[1u8; 8], [5; 8]].concat()
+    );
+}
+
+#[test]
+fn lru_hashes_evict_the_least_recently_used() {
+    let map = Map::new("lru", MapSpec::new(MapType::LruHash, 4, 8, 4), 1).unwrap();
+    for n in 0..4 {
+        map.update(&key(n), &[n as u8; 8], UpdateFlags::Any)
+            .unwrap();
+    }
+    // A program looks up 0, 1 and 3: 2 is the one not used since it was inserted.
+    for n in [0, 1, 3] {
+        assert!(map.lookup_offset(&key(n)).unwrap().is_some());
+    }
+    map.update(&key(10), &[10; 8], UpdateFlags::Any).unwrap();
+    assert_eq!(map.len(), 4);
+    assert_eq!(map.lookup(&key(2)).unwrap(), None, "2 was evicted");
+    for n in [0, 1, 3, 10] {
+        assert!(map.lookup(&key(n)).unwrap().is_some(), "{n} stays");
+    }
+    // Inserting many more never exceeds the capacity.
+    for n in 100..200 {
+        map.update(&key(n), &[1; 8], UpdateFlags::Any).unwrap();
+    }
+    assert_eq!(map.len(), 4);
+    assert_eq!(map.entries().len(), 4);
+    assert!(
+        map.lookup(&key(199)).unwrap().is_some(),
+        "the newest is there"
+    );
+}
+
+#[test]
+fn queues_and_stacks_pop_in_their_order() {
+    for (map_type, order) in [(MapType::Queue, [1u8, 2, 3]), (MapType::Stack, [3, 2, 1])] {
+        let map = Map::new("q", MapSpec::new(map_type, 0, 2, 3), 1).unwrap();
+        for v in 1..=3u8 {
+            map.push(&[v, v], UpdateFlags::Any).unwrap();
+        }
+        assert_eq!(map.push(&[4, 4], UpdateFlags::Any), Err(MapError::Full));
+        assert_eq!(map.peek().unwrap(), vec![order[0]; 2]);
+        let popped: Vec<u8> = (0..3).map(|_| map.pop().unwrap()[0]).collect();
+        assert_eq!(popped, order);
+        assert_eq!(map.pop(), Err(MapError::NotFound));
+    }
+    // BPF_EXIST on a full queue drops the oldest.
+    let map = Map::new("q", MapSpec::new(MapType::Queue, 0, 1, 2), 1).unwrap();
+    for v in 1..=3u8 {
+        map.push(&[v], UpdateFlags::Exist).unwrap();
+    }
+    assert_eq!(map.entries(), vec![(vec![], vec![2]), (vec![], vec![3])]);
+    assert!(Map::new("q", MapSpec::new(MapType::Queue, 4, 1, 2), 1).is_err());
+}
+
+#[test]
+fn ring_buffers_deliver_submitted_records_in_order() {
+    let map = Map::new("rb", MapSpec::new(MapType::RingBuf, 0, 0, 4096), 1).unwrap();
+    assert!(map.ring_output(b"hello").unwrap());
+    let a = map.ring_reserve(3).unwrap().unwrap();
+    let b = map.ring_reserve(16).unwrap().unwrap();
+    map.values(0).unwrap().write(a, b"abc").unwrap();
+    map.values(0).unwrap().write(b, &[7; 16]).unwrap();
+    // b is submitted, a is still reserved: the reader stops before a.
+    assert!(map.ring_commit(b, false).unwrap());
+    assert_eq!(map.ring_records().unwrap(), vec![b"hello".to_vec()]);
+    assert!(map.ring_commit(a, true).unwrap(), "discard a");
+    assert!(!map.ring_commit(a, false).unwrap(), "not reserved any more");
+    assert_eq!(map.ring_records().unwrap(), vec![vec![7; 16]]);
+    // Fill and wrap around: records never straddle the end of the region.
+    let mut sent = 0;
+    for i in 0..200u32 {
+        if map.ring_output(&[i as u8; 100]).unwrap() {
+            sent += 1;
+        }
+        if i % 10 == 9 {
+            let got = map.ring_records().unwrap();
+            assert!(got.iter().all(|r| r.len() == 100));
+            sent -= got.len();
+        }
+    }
+    assert_eq!(map.ring_records().unwrap().len(), sent);
+    assert_eq!(map.ring_query().unwrap(), (0, 4096));
+    assert_eq!(
+        map.ring_reserve(5000).unwrap(),
+        None,
+        "larger than the ring"
+    );
+    assert!(Map::new("rb", MapSpec::new(MapType::RingBuf, 0, 0, 5000), 1).is_err());
+}
+
+#[test]
+fn ring_buffers_survive_scribbled_headers() {
+    let map = Map::new("rb", MapSpec::new(MapType::RingBuf, 0, 0, 4096), 1).unwrap();
+    let a = map.ring_reserve(8).unwrap().unwrap();
+    // A program writes over its header: lengths are clamped, nothing panics.
+    map.values(0)
+        .unwrap()
+        .write(a - 8, &[0x3f, 0xff, 0xff, 0x3f])
+        .unwrap();
+    let records = map.ring_records().unwrap();
+    assert!(records.len() <= 1);
+}
+
+#[test]
+fn perf_event_arrays_and_prog_arrays() {
+    let perf = Map::new("events", MapSpec::new(MapType::PerfEventArray, 4, 4, 0), 2).unwrap();
+    perf.perf_output(1, b"x").unwrap();
+    assert_eq!(perf.perf_output(2, b"y"), Err(MapError::NotFound));
+    assert_eq!(perf.perf_records(1).unwrap(), vec![b"x".to_vec()]);
+    assert!(perf.perf_records(0).unwrap().is_empty());
+
+    let progs = Map::new("jmp", MapSpec::new(MapType::ProgArray, 4, 4, 4), 1).unwrap();
+    assert_eq!(progs.program_at(1), None);
+    progs
+        .update(&key(1), &7u32.to_le_bytes(), UpdateFlags::Any)
+        .unwrap();
+    assert_eq!(progs.program_at(1), Some(7));
+    assert_eq!(
+        progs.entries(),
+        vec![(key(1).to_vec(), 7u32.to_le_bytes().to_vec())]
+    );
+    progs.delete(&key(1)).unwrap();
+    assert_eq!(progs.program_at(1), None);
+    assert_eq!(progs.delete(&key(1)), Err(MapError::NotFound));
+    assert!(progs.values(0).is_none());
+}
+
+#[test]
+fn bad_specs_are_errors_not_allocations() {
+    let too_big = MapSpec::new(MapType::Hash, 64, 1 << 20, u32::MAX);
+    assert!(matches!(
+        Map::new("x", too_big, 1),
+        Err(MapError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        Map::new("x", MapSpec::new(MapType::Array, 8, 4, 4), 1),
+        Err(MapError::BadSpec { .. })
+    ));
+    assert!(matches!(
+        Map::new("x", MapSpec::new(MapType::Hash, 4, 4, 0), 1),
+        Err(MapError::BadSpec { .. })
+    ));
+    let lpm = Map::new("x", MapSpec::new(MapType::from_kernel(11), 8, 4, 4), 1).unwrap_err();
+    assert_eq!(
+        lpm.to_string(),
+        "map type lpm_trie (type 11) needs a kernel and is not supported"
+    );
+    assert_eq!(
+        UpdateFlags::from_raw(4),
+        Err(MapError::InvalidFlags { flags: 4 })
+    );
+    for id in 0..40 {
+        assert_eq!(MapType::from_kernel(id).kernel_id(), id);
+    }
+}
+
+/// N threads each run "programs" (through the program-side API, as the helpers will) that
+/// count packets per key in a shared hash with atomic adds on the value in place, insert
+/// and delete keys of their own, and bump a per-CPU counter on the CPU they claimed. The
+/// totals must be exact.
+#[test]
+fn concurrent_updates_keep_exact_totals() {
+    const THREADS: usize = 4;
+    const ROUNDS: u64 = 20_000;
+    let mut maps = Maps::new(3);
+    let shared = maps
+        .create("counts", MapSpec::new(MapType::Hash, 4, 8, 64))
+        .unwrap();
+    let per_cpu = maps
+        .create("per_cpu", MapSpec::new(MapType::PerCpuArray, 4, 8, 1))
+        .unwrap();
+    let array = maps
+        .create("array", MapSpec::new(MapType::Array, 4, 8, 8))
+        .unwrap();
+    for k in 0..8 {
+        shared
+            .update(&key(k), &[0; 8], UpdateFlags::NoExist)
+            .unwrap();
+    }
+    let maps = Arc::new(maps);
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let maps = Arc::clone(&maps);
+            s.spawn(move || {
+                let shared = maps.get("counts").unwrap();
+                let per_cpu = maps.get("per_cpu").unwrap();
+                let array = maps.get("array").unwrap();
+                for i in 0..ROUNDS {
+                    let cpu = maps.cpus().claim();
+                    let k = key((i % 8) as u32);
+                    let off = shared.lookup_offset(&k).unwrap().unwrap();
+                    shared
+                        .values(cpu.index())
+                        .unwrap()
+                        .atomic(0, off, 8, AtomicOp::Add { fetch: false }, 1, 0)
+                        .unwrap();
+                    // A plain read-modify-write of this CPU's counter: exact only because
+                    // no other run holds this CPU now.
+                    let region = per_cpu.values(cpu.index()).unwrap();
+                    let v = u64::from_le_bytes(region.load::<8>(0).unwrap());
+                    region.store(0, (v + 1).to_le_bytes()).unwrap();
+                    // Whole-element replacements of a private key, and churn of others.
+                    let own = key(1000 + t as u32);
+                    shared
+                        .update_on_cpu(cpu.index(), &own, &i.to_le_bytes(), UpdateFlags::Any)
+                        .unwrap();
+                    let churn = key(2000 + t as u32 * 100 + (i % 50) as u32);
+                    let _ = shared.update_on_cpu(cpu.index(), &churn, &[1; 8], UpdateFlags::Any);
+                    let _ = shared.delete(&churn);
+                    // Array elements: each thread owns one word.
+                    let aoff = array.lookup_offset(&key(t as u32)).unwrap().unwrap();
+                    array
+                        .values(0)
+                        .unwrap()
+                        .store(aoff, (i + 1).to_le_bytes())
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let total: u64 = (0..8)
+        .map(|k| u64::from_le_bytes(shared.lookup(&key(k)).unwrap().unwrap().try_into().unwrap()))
+        .sum();
+    assert_eq!(total, THREADS as u64 * ROUNDS);
+    let per_cpu_total: u64 = per_cpu
+        .lookup(&key(0))
+        .unwrap()
+        .unwrap()
+        .chunks(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .sum();
+    assert_eq!(per_cpu_total, THREADS as u64 * ROUNDS);
+    for t in 0..THREADS as u32 {
+        assert_eq!(
+            shared.lookup(&key(1000 + t)).unwrap(),
+            Some((ROUNDS - 1).to_le_bytes().to_vec())
+        );
+        assert_eq!(
+            array.lookup(&key(t)).unwrap(),
+            Some(ROUNDS.to_le_bytes().to_vec())
+        );
+    }
+    // Only the 8 counters and the 4 private keys remain.
+    let keys: BTreeMap<Vec<u8>, Vec<u8>> = shared.entries().into_iter().collect();
+    assert_eq!(keys.len(), 12);
+    assert_eq!(shared.len(), 12);
+}
+
+/// Lookups race with replacements of the same key: every lookup finds the key (an update
+/// never makes an existing key disappear) and reads one whole value, never a mix.
+#[test]
+fn lookups_see_old_or_new_elements_never_a_mix() {
+    let map = Arc::new(Map::new("h", MapSpec::new(MapType::Hash, 4, 16, 16), 1).unwrap());
+    map.update(&key(1), &[0; 16], UpdateFlags::Any).unwrap();
+    std::thread::scope(|s| {
+        let writer = Arc::clone(&map);
+        s.spawn(move || {
+            for i in 1..=20_000u64 {
+                let v = [i.to_le_bytes(), i.to_le_bytes()].concat();
+                writer.update(&key(1), &v, UpdateFlags::Exist).unwrap();
+            }
+        });
+        for _ in 0..2 {
+            let reader = Arc::clone(&map);
+            s.spawn(move || {
+                for _ in 0..20_000 {
+                    let v = reader
+                        .lookup(&key(1))
+                        .unwrap()
+                        .expect("the key is always there");
+                    assert_eq!(v[..8], v[8..], "a torn element");
+                }
+            });
+        }
+    });
+}
+
+/// Many threads insert into and evict from one small LRU map: it never holds more than its
+/// capacity and every key it holds has its own value.
+#[test]
+fn concurrent_lru_inserts_stay_within_capacity() {
+    let map = Arc::new(Map::new("lru", MapSpec::new(MapType::LruHash, 4, 8, 32), 4).unwrap());
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let map = Arc::clone(&map);
+            s.spawn(move || {
+                for i in 0..5_000u32 {
+                    let k = t * 100_000 + i;
+                    map.update(&key(k), &u64::from(k).to_le_bytes(), UpdateFlags::Any)
+                        .unwrap();
+                    let _ = map.lookup_offset(&key(k));
+                }
+            });
+        }
+    });
+    let entries = map.entries();
+    assert!(entries.len() <= 32 && map.len() <= 32, "{}", entries.len());
+    for (k, v) in entries {
+        assert_eq!(
+            u64::from(u32::from_le_bytes(k.try_into().unwrap())),
+            u64::from_le_bytes(v.try_into().unwrap())
+        );
+    }
+}
