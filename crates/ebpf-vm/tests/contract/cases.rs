@@ -351,7 +351,7 @@ impl Case {
             input,
             // A buffer the VM allocates itself is not observable.
             metadata: metadata.filter(|_| self.metadata_buffer.is_some()),
-            regions: regions.iter().map(|r| r.to_vec()).collect(),
+            regions: regions.iter().map(|r| r.bytes().to_vec()).collect(),
         }
     }
 

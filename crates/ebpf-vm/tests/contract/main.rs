@@ -77,7 +77,7 @@ pub(crate) fn run_facade(vm: &Vm, case: &Case) -> Outcome {
         result,
         input,
         metadata,
-        regions: regions.iter().map(|r| r.to_vec()).collect(),
+        regions: regions.iter().map(|r| r.bytes().to_vec()).collect(),
     }
 }
 
