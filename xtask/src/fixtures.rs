@@ -8,7 +8,13 @@
 //!   input of the file's input set (`// inputs: SET` → `tests/elf/inputs/SET/*.hex`; default:
 //!   the file's name), and records every program's result in `tests/elf/expected.txt`.
 //!
-//! `tests/elf/unsupported/*.c` (maps, kfuncs: they need a kernel) are compiled for BPF only.
+//! `tests/elf/unsupported/*.c` (kfuncs: they need a kernel) are compiled for BPF only.
+//!
+//! `tests/bpf/*.c`, the corpus of XDP and socket-filter programs written like real ones
+//! (kernel contexts, maps, helpers, against the kernel's UAPI headers and libbpf's
+//! `bpf_helpers.h` from Debian's `libbpf-dev`), are compiled for BPF only, with `-g` (their
+//! maps are BTF-defined); the kernel is their oracle.
+//!
 //! The objects and `expected.txt` are committed, so the tests need no C compiler.
 
 use std::fmt::Write as _;
@@ -19,7 +25,12 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// How to install what this task needs (Debian 12).
-const INSTALL: &str = "sudo apt-get update && sudo apt-get install -y clang-19 gcc";
+const INSTALL: &str =
+    "sudo apt-get update && sudo apt-get install -y clang-19 gcc libbpf-dev linux-libc-dev";
+
+/// Flags of the corpus in `tests/bpf/` (the multiarch directory holds `asm/types.h`, which
+/// the UAPI headers include).
+const CORPUS_FLAGS: &str = "-O2 -g -mcpu=v3 -I/usr/include/x86_64-linux-gnu";
 
 /// Flags used when a source has no `// build:` line.
 const DEFAULT_FLAGS: &str = "-O2 -mcpu=v3";
@@ -254,6 +265,24 @@ pub(crate) fn run_fixtures(root: &Path) -> Result<()> {
         for build in &directives(&stem, &text).builds {
             compile_bpf(&clang, &unsupported, &source, build)?;
         }
+    }
+    let corpus = root.join("tests/bpf");
+    if !Path::new("/usr/include/bpf/bpf_helpers.h").exists() {
+        bail!(
+            "libbpf's headers are missing (tests/bpf needs them); install them with:\n  {INSTALL}"
+        );
+    }
+    for source in sources(&corpus)? {
+        let stem = stem_of(&source);
+        println!("bpf/{stem}:");
+        let build = Build {
+            stem,
+            flags: CORPUS_FLAGS
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+        };
+        compile_bpf(&clang, &corpus, &source, &build)?;
     }
     fs::write(dir.join("expected.txt"), expected).context("writing tests/elf/expected.txt")?;
     println!("fixtures: wrote tests/elf/*.o and tests/elf/expected.txt");

@@ -150,6 +150,19 @@ pub enum ElfErrorKind {
         /// What it is.
         reason: &'static str,
     },
+    /// The `.BTF` section is malformed, or lacks what a BTF-defined map needs.
+    BadBtf {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A map definition cannot be read (an attribute of the wrong shape, a legacy definition
+    /// cut short, a reference into the middle of a map, …).
+    BadMap {
+        /// The map.
+        map: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A data image or the linked program would exceed the loader's limit.
     TooLarge {
         /// What is too large.
@@ -232,6 +245,8 @@ impl fmt::Display for ElfErrorKind {
             ElfErrorKind::Unsupported { symbol, reason } => {
                 write!(f, "unsupported: `{symbol}` is {reason}")
             }
+            ElfErrorKind::BadBtf { reason } => write!(f, "bad BTF: {reason}"),
+            ElfErrorKind::BadMap { map, reason } => write!(f, "map `{map}`: {reason}"),
             ElfErrorKind::TooLarge { what, size } => {
                 write!(f, "{what} too large ({size} bytes)")
             }

@@ -7,10 +7,12 @@
 //! read-only and writable data regions.
 //!
 //! What it is not for: running anything (that is the engines' job, through `ebpf-vm`),
-//! checking that a program is safe (`ebpf-verifier`), or emulating the kernel's loader. Maps,
-//! kfuncs, extern variables (`.ksyms`, `.kconfig`) and function pointers need a kernel; a
-//! program that *uses* one is refused with [`ElfErrorKind::Unsupported`], which names the map
-//! or symbol (other programs of the same object still load). BTF (`.BTF`, `.BTF.ext`) and DWARF
+//! checking that a program is safe (`ebpf-verifier`), creating maps (`ebpf-maps`, wired by the
+//! facade), or emulating the kernel's loader. Maps are *described* ([`ElfObject::maps`]:
+//! BTF-defined `.maps` and legacy `maps` sections) and references to them relocated (see
+//! below). Kfuncs, extern variables (`.ksyms`, `.kconfig`) and function pointers need a
+//! kernel; a program that *uses* one is refused with [`ElfErrorKind::Unsupported`], which
+//! names the symbol (other programs of the same object still load). BTF (`.BTF`, `.BTF.ext`) and DWARF
 //! (`.debug_*`) sections, and their relocations, are ignored — CO-RE relocations included: field
 //! offsets stay as clang compiled them. `RELA` relocation tables and 32-bit absolute data
 //! relocations (`R_BPF_64_ABS32`, which cannot hold a VM address) are refused too.
@@ -65,6 +67,15 @@
 //! and `.data*` (tables of pointers, e.g. to string literals) write the same kind of address,
 //! with the addend read from the patched 8 bytes.
 //!
+//! # Maps
+//!
+//! An `lddw` relocated against a map (a symbol in `.maps`, `maps` or `maps/*`) becomes
+//! `lddw dst, map_fd N` (`src = 1`), where `N` is the map's index in [`ElfObject::maps`] (and
+//! in [`LoadedElf::maps`]): the loader that creates the maps gives `N` its meaning, as the
+//! kernel's loader puts a file descriptor there. A reference to anything but a map's start
+//! is an error. A prog array's `values` initialisers (`[slot] = &program`) are listed in
+//! [`MapDefinition::initial_programs`].
+//!
 //! # Errors
 //!
 //! Malformed input — a truncated header, section contents or tables outside the file, an
@@ -74,8 +85,10 @@
 
 #![forbid(unsafe_code)]
 
+mod btf;
 mod error;
 mod link;
+mod maps;
 mod parse;
 
 use std::ops::Range;
@@ -83,6 +96,7 @@ use std::ops::Range;
 use ebpf_isa::Program;
 
 pub use error::{ElfError, ElfErrorKind};
+pub use maps::{MapDefinition, MapStyle};
 
 /// VM address of the first byte of [`LoadedElf::rodata`]: the read-only data region.
 ///
@@ -107,6 +121,9 @@ pub struct ElfObject {
     parsed: parse::Parsed,
     programs: Vec<ProgramInfo>,
     entries: Vec<link::Entry>,
+    /// The map definitions, and the map sections that cannot be read (an error only for
+    /// programs that use one of their maps).
+    maps: maps::Definitions,
 }
 
 /// One program of an object, as [`ElfObject::programs`] lists it.
@@ -151,6 +168,10 @@ pub struct LoadedElf {
     /// The initial contents of the writable region, mapped at [`DATA_BASE`]: every `.data*`
     /// section, then every `.bss*` section as zeroes. Each run should get a fresh copy.
     pub data: Vec<u8>,
+    /// Every map the object defines that could be read (see [`ElfObject::maps`]); the
+    /// program's map references are `lddw` with `src = 1` (`Imm64Kind::MapFd`) whose
+    /// immediate is an index into this list.
+    pub maps: Vec<MapDefinition>,
 }
 
 impl ElfObject {
@@ -159,12 +180,28 @@ impl ElfObject {
     pub fn parse(bytes: &[u8]) -> Result<ElfObject, ElfError> {
         let parsed = parse::parse(bytes)?;
         let (programs, entries) = link::programs(&parsed).into_iter().unzip();
+        let maps = maps::definitions(&parsed, bytes);
         Ok(ElfObject {
             bytes: bytes.to_vec(),
             parsed,
             programs,
             entries,
+            maps,
         })
+    }
+
+    /// The maps the object defines, BTF-defined (`.maps`) and legacy (`maps`), in section
+    /// order, then by position; an error if a definition cannot be read.
+    pub fn maps(&self) -> Result<Vec<MapDefinition>, ElfError> {
+        if let Some((_, e)) = self.maps.failed.first() {
+            return Err(e.clone());
+        }
+        Ok(self
+            .maps
+            .maps
+            .iter()
+            .map(|p| p.definition.clone())
+            .collect())
     }
 
     /// The programs the object contains, in section order, then by position.
@@ -176,11 +213,17 @@ impl ElfObject {
     pub fn load(&self, selector: Selector<'_>) -> Result<LoadedElf, ElfError> {
         let entry = self.select(selector)?;
         let images = link::images(&self.parsed, &self.bytes)?;
-        let program = link::link(&self.parsed, &self.bytes, &images, entry)?;
+        let program = link::link(&self.parsed, &self.bytes, &images, &self.maps, entry)?;
         Ok(LoadedElf {
             program,
             rodata: images.rodata,
             data: images.data,
+            maps: self
+                .maps
+                .maps
+                .iter()
+                .map(|p| p.definition.clone())
+                .collect(),
         })
     }
 

@@ -8,6 +8,7 @@ use ebpf_isa::{CallKind, DecodeError, Imm64Kind, Insn, Program, decode};
 use goblin::elf::sym::{STB_GLOBAL, STB_WEAK, STT_FUNC, STT_OBJECT};
 
 use crate::error::{ElfError, ElfErrorKind};
+use crate::maps::Definitions;
 use crate::parse::{
     Parsed, Place, R_BPF_64_32, R_BPF_64_64, R_BPF_64_ABS32, R_BPF_64_ABS64, R_BPF_64_NODYLD32,
     Reloc, SectionKind, Symbol,
@@ -392,7 +393,8 @@ struct Chunk {
     pcs: Vec<usize>,
 }
 
-/// A local call to patch once every function has its place.
+/// A local call, or a function's address (`lddw`, src = 4), to patch once every function has
+/// its place.
 struct CallFix {
     chunk: usize,
     insn: usize,
@@ -411,6 +413,7 @@ struct Linker<'a> {
     parsed: &'a Parsed,
     bytes: &'a [u8],
     images: &'a Images,
+    maps: &'a Definitions,
     layout: Layout,
     chunks: Vec<Chunk>,
     /// (section, first slot) of each placed function -> its index in `chunks`.
@@ -427,12 +430,14 @@ pub(crate) fn link(
     parsed: &Parsed,
     bytes: &[u8],
     images: &Images,
+    maps: &Definitions,
     entry: Entry,
 ) -> Result<Program, ElfError> {
     let mut linker = Linker {
         parsed,
         bytes,
         images,
+        maps,
         layout: Layout::new(parsed),
         chunks: Vec::new(),
         placed: BTreeMap::new(),
@@ -638,6 +643,23 @@ impl Linker<'_> {
                     return bad("the relocated lddw has a pseudo source (src != 0)");
                 }
                 let sym = symbol(parsed, reloc)?;
+                if let Some(target) = self.code_address(sym, imm, reloc)? {
+                    // A callback (bpf_loop, for_each_map_elem, timers): `lddw dst, code OFF`
+                    // (src = 4), OFF from the lddw to the function, patched once placed.
+                    let kind = Imm64Kind::Code;
+                    return Ok((Insn::LoadImm64 { dst, kind, imm: 0 }, Some(target)));
+                }
+                if let Some(index) = self.map_reference(sym, imm, reloc)? {
+                    let kind = Imm64Kind::MapFd;
+                    return Ok((
+                        Insn::LoadImm64 {
+                            dst,
+                            kind,
+                            imm: index,
+                        },
+                        None,
+                    ));
+                }
                 let imm = address_of(parsed, self.images, sym, imm, reloc)?;
                 Ok((Insn::LoadImm64 { dst, kind, imm }, None))
             }
@@ -687,6 +709,82 @@ impl Linker<'_> {
         }
     }
 
+    /// For a relocation against code (a function's address): the target (section, slot).
+    fn code_address(
+        &self,
+        sym: &Symbol,
+        addend: u64,
+        reloc: &Reloc,
+    ) -> Result<Option<(usize, usize)>, ElfError> {
+        let Place::Section(s) = sym.place else {
+            return Ok(None);
+        };
+        if self.parsed.sections.get(s).map(|x| x.kind) != Some(SectionKind::Code) {
+            return Ok(None);
+        }
+        let byte = sym.value.wrapping_add(addend);
+        let target = usize::try_from(byte / 8)
+            .ok()
+            .filter(|&t| byte.is_multiple_of(8) && t < slots_of(self.parsed, s));
+        match target {
+            Some(t) => Ok(Some((s, t))),
+            None => err(
+                reloc.entry_offset,
+                ElfErrorKind::BadCallTarget {
+                    reason: "a function address that is not an instruction of its section",
+                },
+            ),
+        }
+    }
+
+    /// For a relocation against a map: the map's index in the object's map list.
+    fn map_reference(
+        &self,
+        sym: &Symbol,
+        addend: u64,
+        reloc: &Reloc,
+    ) -> Result<Option<u64>, ElfError> {
+        let Place::Section(s) = sym.place else {
+            return Ok(None);
+        };
+        if self.parsed.sections.get(s).map(|x| x.kind) != Some(SectionKind::Maps) {
+            return Ok(None);
+        }
+        if let Some(e) = self.maps.failure(s) {
+            return Err(e.clone());
+        }
+        let maps = &self.maps.maps;
+        let offset = sym.value.wrapping_add(addend);
+        let index = maps
+            .iter()
+            .position(|m| m.section == s && m.offset == offset);
+        match index {
+            Some(index) => Ok(Some(index as u64)),
+            None => {
+                let inside = maps
+                    .iter()
+                    .find(|m| m.section == s && m.offset < offset && offset < m.offset + m.size);
+                let (map, reason) = match inside {
+                    Some(m) => (
+                        m.definition.name.clone(),
+                        format!(
+                            "a reference {} bytes into the definition",
+                            offset - m.offset
+                        ),
+                    ),
+                    None => (
+                        sym.name.clone(),
+                        format!("no map is defined at offset {offset:#x} of its section"),
+                    ),
+                };
+                Err(ElfError::at(
+                    reloc.entry_offset,
+                    ElfErrorKind::BadMap { map, reason },
+                ))
+            }
+        }
+    }
+
     /// Patches every local call with its final offset and flattens the functions.
     fn finish(mut self) -> Result<Program, ElfError> {
         for fix in &self.fixes {
@@ -712,9 +810,17 @@ impl Linker<'_> {
                 .get_mut(fix.chunk)
                 .and_then(|c| c.insns.get_mut(fix.insn))
             {
-                *insn = Insn::Call {
-                    kind: CallKind::Local,
-                    imm,
+                *insn = match *insn {
+                    Insn::LoadImm64 { dst, kind, .. } => Insn::LoadImm64 {
+                        dst,
+                        kind,
+                        // The low slot holds the signed offset; the high slot is 0.
+                        imm: u64::from(imm.cast_unsigned()),
+                    },
+                    _ => Insn::Call {
+                        kind: CallKind::Local,
+                        imm,
+                    },
                 };
             }
         }

@@ -53,7 +53,7 @@ pub(crate) enum SectionKind {
     Data,
     /// `.bss` and `.bss.*`: zeroes at the end of the writable image.
     Bss,
-    /// `maps`, `maps/*` and `.maps`: map definitions (unsupported when used).
+    /// `maps`, `maps/*` and `.maps`: map definitions.
     Maps,
     /// Everything else (BTF, DWARF, `license`, …): ignored.
     Other,
@@ -532,8 +532,8 @@ fn read_relocations(
         let Some(section) = sections.get_mut(target) else {
             continue;
         };
-        if matches!(section.kind, SectionKind::Other | SectionKind::Maps) {
-            // Relocations of BTF, DWARF and map definitions: ignored with their sections.
+        if section.kind == SectionKind::Other {
+            // Relocations of BTF and DWARF: ignored with their sections.
             continue;
         }
         if h.sh_type == SHT_RELA {

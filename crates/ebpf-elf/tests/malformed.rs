@@ -410,29 +410,83 @@ fn a_bss_too_large_to_allocate() {
 // ---- Unsupported features ---------------------------------------------------------------------
 
 #[test]
-fn maps_are_unsupported_and_named() {
+fn a_map_section_that_cannot_be_read_fails_only_the_programs_that_use_it() {
+    // `unsupported/maps.o` was built without -g: its `.maps` has no BTF to describe it.
     let b = fixture("unsupported/maps");
-    let entries: Vec<u64> = relocs(&b, "xdp")
-        .iter()
-        .chain(&relocs(&b, "socket"))
-        .map(|r| r.0 as u64)
-        .collect();
-    for (program, map) in [
-        ("count_packets", "packet_counts"),
-        ("legacy_lookup", "legacy_table"),
-    ] {
-        let e = load_err(&b, Selector::Function(program));
-        let ElfErrorKind::Unsupported { symbol, reason } = &e.kind else {
-            panic!("{program}: {e}")
-        };
-        assert_eq!(symbol, map);
-        assert!(reason.contains("map"), "{e}");
-        assert!(entries.contains(&e.offset.unwrap()), "{e}");
-        assert!(e.to_string().contains(map), "{e}");
-    }
+    let object = ElfObject::parse(&b).unwrap();
+    let e = object.maps().unwrap_err();
+    assert!(matches!(e.kind, ElfErrorKind::BadBtf { .. }), "{e}");
+    assert_eq!(e.offset, Some(section(&b, ".maps").header as u64));
+    let e = load_err(&b, Selector::Function("count_packets"));
+    assert!(e.to_string().contains("without a .BTF section"), "{e}");
+    // The legacy map in `maps` is read, and the program that uses it links.
+    let loaded = load(&b, Selector::Function("legacy_lookup")).unwrap();
+    assert_eq!(loaded.maps.len(), 1);
+    assert_eq!(loaded.maps[0].name, "legacy_table");
+    assert_eq!(
+        (
+            loaded.maps[0].map_type,
+            loaded.maps[0].key_size,
+            loaded.maps[0].value_size
+        ),
+        (2, 4, 8)
+    );
     // A program in the same object that uses no map loads and runs.
     let loaded = load(&b, Selector::Function("no_maps")).unwrap();
     assert_eq!(common::run(&loaded, &[1, 2, 3], None).0.unwrap().r0, 4);
+}
+
+/// The corpus' firewall with its `.BTF` broken in one place at a time: each is an error
+/// (for `maps()` and for loading the program), never a panic or a wrong definition.
+#[test]
+fn malformed_btf_is_a_clear_error() {
+    let good = std::fs::read(common::elf_dir().join("../bpf/xdp_firewall.o")).unwrap();
+    let btf = section(&good, ".BTF");
+    let cases: [(usize, &[u8], &str); 4] = [
+        (0, &[0, 0], "bad magic"),
+        (4, &[8, 0, 0, 0], "hdr_len"),
+        // type_len past the section's end.
+        (12, &[0xff, 0xff, 0xff, 0x00], "the type table lies outside"),
+        // str_off past the section's end.
+        (
+            16,
+            &[0xff, 0xff, 0xff, 0x00],
+            "the string table lies outside",
+        ),
+    ];
+    for (at, bytes, message) in cases {
+        let mut b = good.clone();
+        b[btf.offset + at..btf.offset + at + bytes.len()].copy_from_slice(bytes);
+        let e = ElfObject::parse(&b).unwrap().maps().unwrap_err();
+        assert!(matches!(e.kind, ElfErrorKind::BadBtf { .. }), "{e}");
+        assert!(e.to_string().contains(message), "{message}: {e}");
+        let e = load_err(&b, Selector::Function("xdp_firewall"));
+        assert!(e.to_string().contains(message), "{e}");
+    }
+    // A section cut short.
+    let mut b = good.clone();
+    let shdr = btf.header;
+    put_u64(&mut b, shdr + 32, 20);
+    let e = ElfObject::parse(&b).unwrap().maps().unwrap_err();
+    assert!(e.to_string().contains("shorter than its header"), "{e}");
+}
+
+/// A map reference that does not point at a map's start, and one into a map section whose
+/// symbol names no map.
+#[test]
+fn references_into_the_middle_of_a_map_are_errors() {
+    let good = std::fs::read(common::elf_dir().join("../bpf/xdp_firewall.o")).unwrap();
+    let text = section(&good, "xdp");
+    // The first relocated lddw: give it an addend of 8 (its imm).
+    let (_, r_offset, _, _) = relocs(&good, "xdp")[0];
+    let mut b = good.clone();
+    put_u32(&mut b, text.offset + r_offset as usize + 4, 8);
+    let e = load_err(&b, Selector::Function("xdp_firewall"));
+    let ElfErrorKind::BadMap { map, reason } = &e.kind else {
+        panic!("{e}")
+    };
+    assert_eq!(map, "verdicts");
+    assert!(reason.contains("8 bytes into"), "{e}");
 }
 
 #[test]

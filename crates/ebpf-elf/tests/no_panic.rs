@@ -27,7 +27,9 @@ fn targets() -> &'static [Target] {
                 let shoff = u64_at(&bytes, 40) as usize;
                 let mut regions = vec![(0, bytes.len()), (0, 64), (shoff, bytes.len())];
                 for s in sections(&bytes) {
-                    if matches!(s.sh_type, 2 | 9) && s.size > 0 {
+                    // Symbol and relocation tables, and the BTF that describes maps.
+                    let btf = matches!(s.name.as_str(), ".BTF" | ".maps");
+                    if (matches!(s.sh_type, 2 | 9) || btf) && s.size > 0 {
                         regions.push((s.offset, s.offset + s.size));
                     }
                 }
@@ -42,6 +44,11 @@ fn exercise(bytes: &[u8]) {
     let Ok(object) = ElfObject::parse(bytes) else {
         return;
     };
+    if let Ok(maps) = object.maps() {
+        for m in maps {
+            assert!(!m.to_string().is_empty());
+        }
+    }
     let mut selectors = vec![
         Selector::Only,
         Selector::Function("gcd"),

@@ -1,9 +1,10 @@
 // build: -O2 -mcpu=v3
 //
-// maps: programs that use BPF maps, which need a kernel. The loader must refuse each with an
-// `Unsupported` error naming the map:
-//   - count_packets (section "xdp") uses the BTF-style map `packet_counts` (section ".maps");
-//   - legacy_lookup (section "socket") uses the legacy map `legacy_table` (section "maps");
+// maps: programs that use BPF maps, built without -g (so without BTF):
+//   - count_packets (section "xdp") uses the BTF-style map `packet_counts` (section ".maps"),
+//     which cannot be described without the .BTF section: a clear error;
+//   - legacy_lookup (section "socket") uses the legacy map `legacy_table` (section "maps"),
+//     which is described and relocated;
 //   - no_maps (section "tc") uses no map and loads fine.
 // BPF only: there is no native build.
 typedef unsigned long long u64;

@@ -22,12 +22,14 @@ pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Every fixture object's name (`tests/elf/*.o` and `tests/elf/unsupported/*.o`), sorted.
+/// Every fixture object's name (`tests/elf/*.o`, `tests/elf/unsupported/*.o` and the corpus
+/// `tests/bpf/*.o` as `../bpf/NAME`), sorted.
 pub fn all_fixture_names() -> Vec<String> {
     let mut names = Vec::new();
     for (dir, prefix) in [
         (elf_dir(), ""),
         (elf_dir().join("unsupported"), "unsupported/"),
+        (elf_dir().join("../bpf"), "../bpf/"),
     ] {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();

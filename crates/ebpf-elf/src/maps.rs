@@ -1,0 +1,369 @@
+//! Map definitions: BTF-defined maps (`.maps`, what libbpf's `bpf_helpers.h` emits) and legacy
+//! ones (`struct bpf_map_def` in `maps` / `maps/*`), described for the embedder; the loader
+//! creates none.
+//!
+//! A BTF-defined map is a variable of the `.maps` data section whose type is a struct of
+//! members that encode the attributes in their types: `__uint(name, n)` is `int (*name)[n]`
+//! (a pointer to an array of `n` elements), `__type(name, T)` is `T *name` (the size of `T`
+//! is the key or value size), and `__array(values, T)` is an array of pointers whose
+//! relocations initialise a prog array's slots with programs. `pinning`, `numa_node` and
+//! `map_extra` are read and ignored.
+
+use goblin::elf::sym::{STT_FUNC, STT_SECTION};
+
+use crate::btf::{Btf, kind};
+use crate::error::{ElfError, ElfErrorKind};
+use crate::parse::{Parsed, Place, R_BPF_64_ABS64, SectionKind};
+
+/// How an object defines a map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MapStyle {
+    /// A variable of `.maps`, described by BTF.
+    Btf,
+    /// A `struct bpf_map_def` in `maps` or `maps/*`.
+    Legacy,
+}
+
+/// A map an object defines: what a loader needs to create it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MapDefinition {
+    /// Its name (the variable's symbol).
+    pub name: String,
+    /// The kernel's map type number (`BPF_MAP_TYPE_*`: 1 hash, 2 array, …).
+    pub map_type: u32,
+    /// Key size in bytes.
+    pub key_size: u32,
+    /// Value size in bytes.
+    pub value_size: u32,
+    /// Capacity (elements; bytes for a ring buffer).
+    pub max_entries: u32,
+    /// `map_flags`.
+    pub flags: u32,
+    /// How the object defines it.
+    pub style: MapStyle,
+    /// The section it is defined in (`.maps`, `maps`, …).
+    pub section: String,
+    /// A prog array's initial slots (`.values = { [slot] = &function }`): slot and function.
+    pub initial_programs: Vec<(u32, String)>,
+}
+
+impl std::fmt::Display for MapDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: type {} key {} value {} max_entries {} flags {:#x} ({}, {})",
+            self.name,
+            self.map_type,
+            self.key_size,
+            self.value_size,
+            self.max_entries,
+            self.flags,
+            match self.style {
+                MapStyle::Btf => "BTF",
+                MapStyle::Legacy => "legacy",
+            },
+            self.section
+        )
+    }
+}
+
+/// A definition and where it lies, for the relocations that refer to it.
+#[derive(Clone, Debug)]
+pub(crate) struct Placed {
+    pub(crate) section: usize,
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
+    pub(crate) definition: MapDefinition,
+}
+
+fn bad_map(at: u64, map: &str, reason: impl Into<String>) -> ElfError {
+    ElfError::at(
+        at,
+        ElfErrorKind::BadMap {
+            map: map.to_string(),
+            reason: reason.into(),
+        },
+    )
+}
+
+/// The maps of an object: every definition that could be read, in section order, then by
+/// offset, and for each map section that could not be read, why.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Definitions {
+    pub(crate) maps: Vec<Placed>,
+    pub(crate) failed: Vec<(usize, ElfError)>,
+}
+
+impl Definitions {
+    /// Why the maps of section `s` cannot be used, if they cannot.
+    pub(crate) fn failure(&self, s: usize) -> Option<&ElfError> {
+        self.failed.iter().find(|(f, _)| *f == s).map(|(_, e)| e)
+    }
+}
+
+/// Reads every map section; a section that cannot be read fails only the programs that use
+/// one of its maps.
+pub(crate) fn definitions(parsed: &Parsed, bytes: &[u8]) -> Definitions {
+    let mut out = Definitions::default();
+    for (s, section) in parsed.sections.iter().enumerate() {
+        if section.kind != SectionKind::Maps {
+            continue;
+        }
+        let mut maps = Vec::new();
+        let read = if section.name == ".maps" {
+            btf_maps(parsed, bytes, s, &mut maps)
+        } else {
+            legacy_maps(parsed, bytes, s, &mut maps)
+        };
+        match read {
+            Ok(()) => out.maps.extend(maps),
+            Err(e) => out.failed.push((s, e)),
+        }
+    }
+    out.maps.sort_by_key(|p| (p.section, p.offset));
+    out
+}
+
+fn legacy_maps(
+    parsed: &Parsed,
+    bytes: &[u8],
+    s: usize,
+    out: &mut Vec<Placed>,
+) -> Result<(), ElfError> {
+    let Some(section) = parsed.sections.get(s) else {
+        return Ok(());
+    };
+    let contents = bytes.get(section.contents.clone()).unwrap_or_default();
+    let symbols: Vec<_> = parsed
+        .symbols
+        .iter()
+        .filter(|sym| {
+            sym.place == Place::Section(s) && sym.st_type != STT_SECTION && !sym.name.is_empty()
+        })
+        .collect();
+    if symbols.is_empty() {
+        return Ok(());
+    }
+    // libbpf's rule: the section holds equal-size definitions, one per symbol.
+    let def_size = section.size / symbols.len() as u64;
+    for sym in symbols {
+        let size = if sym.size > 0 { sym.size } else { def_size };
+        let at = section.file_offset + sym.value;
+        if size < 16 || sym.value.checked_add(size).is_none_or(|e| e > section.size) {
+            return Err(bad_map(
+                at,
+                &sym.name,
+                format!(
+                    "a legacy definition of {size} bytes at {:#x} does not fit `struct bpf_map_def` in its section",
+                    sym.value
+                ),
+            ));
+        }
+        let field = |i: u64| {
+            let o = (sym.value + 4 * i) as usize;
+            if 4 * i + 4 > size {
+                return 0;
+            }
+            contents
+                .get(o..o + 4)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        out.push(Placed {
+            section: s,
+            offset: sym.value,
+            size,
+            definition: MapDefinition {
+                name: sym.name.clone(),
+                map_type: field(0),
+                key_size: field(1),
+                value_size: field(2),
+                max_entries: field(3),
+                flags: field(4),
+                style: MapStyle::Legacy,
+                section: section.name.clone(),
+                initial_programs: Vec::new(),
+            },
+        });
+    }
+    Ok(())
+}
+
+fn btf_maps(
+    parsed: &Parsed,
+    bytes: &[u8],
+    s: usize,
+    out: &mut Vec<Placed>,
+) -> Result<(), ElfError> {
+    let Some(section) = parsed.sections.get(s) else {
+        return Ok(());
+    };
+    let Some(btf_section) = parsed.sections.iter().find(|x| x.name == ".BTF") else {
+        return Err(ElfError::at(
+            section.header_offset,
+            ElfErrorKind::BadBtf {
+                reason: "BTF-defined maps (.maps) without a .BTF section",
+            },
+        ));
+    };
+    let btf = Btf::parse(
+        bytes.get(btf_section.contents.clone()).unwrap_or_default(),
+        btf_section.file_offset,
+    )?;
+    let Some(datasec) = btf.datasec(".maps") else {
+        return Err(ElfError::at(
+            btf_section.header_offset,
+            ElfErrorKind::BadBtf {
+                reason: "no .maps data section in the BTF",
+            },
+        ));
+    };
+    for var in &datasec.members {
+        let Some(v) = btf.get(var.type_id).filter(|t| t.kind == kind::VAR) else {
+            return Err(ElfError::at(
+                datasec.at,
+                ElfErrorKind::BadBtf {
+                    reason: "a .maps entry is not a variable",
+                },
+            ));
+        };
+        let name = v.name.clone();
+        let at = v.at;
+        let Some(def) = btf
+            .resolve(v.size_or_type)
+            .filter(|t| t.kind == kind::STRUCT)
+        else {
+            return Err(bad_map(at, &name, "its type is not a struct"));
+        };
+        let mut d = MapDefinition {
+            name: name.clone(),
+            map_type: 0,
+            key_size: 0,
+            value_size: 0,
+            max_entries: 0,
+            flags: 0,
+            style: MapStyle::Btf,
+            section: section.name.clone(),
+            initial_programs: Vec::new(),
+        };
+        let mut values_at = None;
+        for member in &def.members {
+            // `__uint(name, n)`: a pointer to an array of n elements.
+            let uint = || -> Result<u32, ElfError> {
+                btf.resolve(member.type_id)
+                    .filter(|t| t.kind == kind::PTR)
+                    .and_then(|p| btf.resolve(p.size_or_type))
+                    .and_then(|a| a.array)
+                    .map(|(_, n)| n)
+                    .ok_or_else(|| {
+                        bad_map(at, &name, format!("`{}` is not __uint(…)", member.name))
+                    })
+            };
+            // `__type(name, T)`: a pointer to T; its size.
+            let pointee_size = || -> Result<u32, ElfError> {
+                btf.resolve(member.type_id)
+                    .filter(|t| t.kind == kind::PTR)
+                    .and_then(|p| btf.size_of(p.size_or_type))
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| {
+                        bad_map(
+                            at,
+                            &name,
+                            format!("`{}` is not __type(…) of a sized type", member.name),
+                        )
+                    })
+            };
+            let set = |slot: &mut u32, value: u32, what: &str| {
+                if *slot != 0 && *slot != value {
+                    return Err(bad_map(
+                        at,
+                        &name,
+                        format!("{what} is given twice ({} and {value})", *slot),
+                    ));
+                }
+                *slot = value;
+                Ok(())
+            };
+            match member.name.as_str() {
+                "type" => d.map_type = uint()?,
+                "max_entries" => d.max_entries = uint()?,
+                "map_flags" => d.flags = uint()?,
+                "key_size" => set(&mut d.key_size, uint()?, "the key size")?,
+                "value_size" => set(&mut d.value_size, uint()?, "the value size")?,
+                "key" => set(&mut d.key_size, pointee_size()?, "the key size")?,
+                "value" => set(&mut d.value_size, pointee_size()?, "the value size")?,
+                "pinning" | "numa_node" | "map_extra" => {
+                    uint()?;
+                }
+                "values" => values_at = Some(u64::from(member.offset / 8)),
+                other => {
+                    return Err(bad_map(at, &name, format!("unknown attribute `{other}`")));
+                }
+            }
+        }
+        // libbpf sets the key and value sizes of these types itself.
+        if matches!(d.map_type, 3 | 12 | 13) {
+            d.key_size = 4;
+            d.value_size = 4;
+        }
+        if d.map_type == 4 {
+            d.key_size = 4;
+            d.value_size = 4;
+        }
+        // clang leaves the data section's offsets to the loader (libbpf fixes them up from
+        // the symbol table): the variable's symbol says where the map lies.
+        let Some(sym) = parsed.symbols.iter().find(|sym| {
+            sym.place == Place::Section(s) && sym.st_type != STT_SECTION && sym.name == name
+        }) else {
+            return Err(bad_map(
+                at,
+                &name,
+                "no symbol in .maps has the variable's name",
+            ));
+        };
+        let (offset, size) = (sym.value, sym.size.max(u64::from(var.size)));
+        if let Some(values_at) = values_at {
+            d.initial_programs = initial_slots(parsed, s, offset + values_at, size, &name)?;
+        }
+        out.push(Placed {
+            section: s,
+            offset,
+            size,
+            definition: d,
+        });
+    }
+    Ok(())
+}
+
+/// The `values` relocations of a map at `start` (`size` bytes) of section `s`: each is a
+/// pointer to a program, slot `(r_offset - start) / 8`.
+fn initial_slots(
+    parsed: &Parsed,
+    s: usize,
+    start: u64,
+    size: u64,
+    map: &str,
+) -> Result<Vec<(u32, String)>, ElfError> {
+    let Some(section) = parsed.sections.get(s) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let end = start.saturating_add(size);
+    for (&r_offset, reloc) in section.relocs.range(start..end) {
+        let sym = parsed.symbols.get(reloc.sym);
+        let program = sym.filter(|sym| {
+            reloc.r_type == R_BPF_64_ABS64
+                && sym.st_type == STT_FUNC
+                && matches!(sym.place, Place::Section(c) if parsed.sections.get(c).map(|x| x.kind) == Some(SectionKind::Code))
+        });
+        let Some(program) = program else {
+            return Err(bad_map(
+                reloc.entry_offset,
+                map,
+                "an initial value that is not a pointer to a program (map-in-map is not supported)",
+            ));
+        };
+        let slot = u32::try_from((r_offset - start) / 8).unwrap_or(u32::MAX);
+        out.push((slot, program.name.clone()));
+    }
+    Ok(out)
+}
