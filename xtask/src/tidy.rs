@@ -39,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ebpf-jit-x86",
             "ebpf-jit-cranelift",
             "ebpf-elf",
+            "ebpf-maps",
             "ebpf-testdata",
         ],
     ),

@@ -70,6 +70,12 @@ enum Command {
         #[arg(long)]
         pcs: bool,
     },
+    /// List the maps a BPF ELF object defines (BTF-defined `.maps` and legacy `maps`).
+    Maps {
+        /// The object.
+        #[arg(value_name = "FILE.o")]
+        input: PathBuf,
+    },
     /// Run a program and print r0 (as 0x<hex>).
     ///
     /// PROGRAM is bytecode (.bin), assembly in the bpf_conformance dialect (.s, .asm) or a
@@ -365,6 +371,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Asm { input, output } => asm(&input, output.as_deref()),
         Command::Disasm { input, syntax, pcs } => disasm(&input, syntax, pcs),
+        Command::Maps { input } => list_maps(&input),
         Command::Run {
             program,
             input,
@@ -533,6 +540,44 @@ fn disasm_elf(name: &str, bytes: &[u8]) -> Result<()> {
                 let _ = writeln!(text, "  cannot be loaded: {e}");
             }
         }
+    }
+    write_stdout(text.as_bytes())
+}
+
+/// `ebpf maps prog.o`: one line per map definition, under a header.
+fn list_maps(input: &Path) -> Result<()> {
+    use ebpf_vm::elf::{ElfObject, MapStyle};
+    use ebpf_vm::maps::MapType;
+    let (name, bytes) = read_input(input)?;
+    let object = ElfObject::parse(&bytes).with_context(|| name.clone())?;
+    let maps = object.maps().with_context(|| name.clone())?;
+    let mut text = format!(
+        "{:<20} {:<18} {:>5} {:>6} {:>11} {:>6}  {}\n",
+        "NAME", "TYPE", "KEY", "VALUE", "MAX_ENTRIES", "FLAGS", "DEFINED IN"
+    );
+    for m in &maps {
+        let style = match m.style {
+            MapStyle::Btf => "BTF",
+            MapStyle::Legacy => "legacy",
+        };
+        let _ = write!(
+            text,
+            "{:<20} {:<18} {:>5} {:>6} {:>11} {:>6}  {} ({style})",
+            m.name,
+            MapType::from_kernel(m.map_type).to_string(),
+            m.key_size,
+            m.value_size,
+            m.max_entries,
+            format!("{:#x}", m.flags),
+            m.section,
+        );
+        for (slot, program) in &m.initial_programs {
+            let _ = write!(text, " [{slot}]={program}");
+        }
+        text.push('\n');
+    }
+    if maps.is_empty() {
+        text.push_str("(no maps)\n");
     }
     write_stdout(text.as_bytes())
 }

@@ -756,10 +756,58 @@ fn run_takes_elf_objects_by_section_or_function() {
     // --section on something that is not an ELF object is a clear error.
     let out = ebpf(&dir, &["run", &example_path(), "--section", "xdp"]);
     one_line_failure(&out, "error: ", &["select a program of an ELF object"]);
-    // Maps are refused by name.
+    // Programs that use maps are refused, naming the maps; a map section that cannot be read
+    // is a clear error.
     let maps = elf_fixture("unsupported/maps.o");
+    let out = ebpf(&dir, &["run", &maps, "--function", "legacy_lookup"]);
+    one_line_failure(&out, "error: ", &["unsupported", "`legacy_table`"]);
     let out = ebpf(&dir, &["run", &maps, "--function", "count_packets"]);
-    one_line_failure(&out, "error: ", &["unsupported"]);
+    one_line_failure(&out, "error: ", &["without a .BTF section"]);
+}
+
+#[test]
+fn maps_lists_the_map_definitions_of_an_elf_object() {
+    let dir = TempDir::new("elf-maps");
+    let tailcall = elf_fixture("../bpf/xdp_tailcall.o");
+    let text = ok(&ebpf(&dir, &["maps", &tailcall]));
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            vec![
+                "NAME",
+                "TYPE",
+                "KEY",
+                "VALUE",
+                "MAX_ENTRIES",
+                "FLAGS",
+                "DEFINED",
+                "IN"
+            ],
+            vec![
+                "dispatch",
+                "prog_array",
+                "4",
+                "4",
+                "3",
+                "0x0",
+                ".maps",
+                "(BTF)",
+                "[0]=handle_tcp",
+                "[1]=handle_udp",
+                "[2]=handle_icmp"
+            ],
+            vec!["handled", "array", "4", "8", "4", "0x0", ".maps", "(BTF)"],
+        ],
+        "{text}"
+    );
+    let text = ok(&ebpf(&dir, &["maps", &elf_fixture("sort.o")]));
+    assert!(text.ends_with("(no maps)\n"), "{text}");
+    let out = ebpf(&dir, &["maps", &elf_fixture("unsupported/maps.o")]);
+    one_line_failure(&out, "error: ", &["maps.o", "without a .BTF section"]);
 }
 
 #[test]

@@ -82,6 +82,8 @@ pub use ebpf_isa as isa;
 /// (`compile_object`), with the C ABI of its `c/ebpf_jit.h`.
 #[cfg(feature = "jit-cranelift")]
 pub use ebpf_jit_cranelift as cranelift;
+/// BPF maps (array, hash, LRU, per-CPU, ring buffer, …) shared by concurrent runs and the host.
+pub use ebpf_maps as maps;
 /// The verifier on its own, for tools that check programs without running them.
 pub use ebpf_verifier as verifier;
 pub use ebpf_verifier::{

@@ -41,6 +41,12 @@ pub enum LoadError {
     /// The program can loop, and the VM has no instruction budget: set one with
     /// [`VmBuilder::budget`], or accept the risk with [`VmBuilder::allow_unbounded`].
     NeedsBudget,
+    /// The program uses maps, which runs do not provide yet (the object's map definitions
+    /// are read: [`ebpf_elf::ElfObject::maps`]).
+    UsesMaps {
+        /// The maps it references, by name.
+        maps: Vec<String>,
+    },
     /// The configuration is inconsistent.
     InvalidConfig(String),
     /// This build or this host does not have the engine.
@@ -65,6 +71,12 @@ impl fmt::Display for LoadError {
             LoadError::NeedsBudget => write!(
                 f,
                 "the program can loop forever and no instruction budget is set"
+            ),
+            LoadError::UsesMaps { maps } => write!(
+                f,
+                "unsupported: the program uses map{} `{}`; runs do not provide maps yet",
+                if maps.len() == 1 { "" } else { "s" },
+                maps.join("`, `")
             ),
             LoadError::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
             LoadError::EngineUnavailable(engine) => {
@@ -254,6 +266,28 @@ impl VmBuilder {
         self.check_config()?;
         let object = ebpf_elf::ElfObject::parse(bytes).map_err(LoadError::Elf)?;
         let loaded = object.load(selector).map_err(LoadError::Elf)?;
+        let mut maps: Vec<String> = loaded
+            .program
+            .iter()
+            .filter_map(|(_, insn)| match insn {
+                ebpf_isa::Insn::LoadImm64 {
+                    kind: ebpf_isa::Imm64Kind::MapFd,
+                    imm,
+                    ..
+                } => Some(
+                    loaded
+                        .maps
+                        .get(*imm as usize)
+                        .map_or_else(|| format!("#{imm}"), |m| m.name.clone()),
+                ),
+                _ => None,
+            })
+            .collect();
+        if !maps.is_empty() {
+            maps.sort();
+            maps.dedup();
+            return Err(LoadError::UsesMaps { maps });
+        }
         self.images = Images {
             rodata: (!loaded.rodata.is_empty()).then(|| loaded.rodata.into()),
             data: (!loaded.data.is_empty()).then(|| loaded.data.into()),
