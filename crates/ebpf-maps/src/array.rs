@@ -6,7 +6,7 @@
 use ebpf_abi::SharedMemory;
 
 use crate::words::Words;
-use crate::{MapError, MapSpec, UpdateFlags, round_up_8};
+use crate::{MapError, MapSpec, UpdateFlags, next_index, round_up_8, u32_key};
 
 #[derive(Debug)]
 pub(crate) struct Array {
@@ -36,11 +36,7 @@ impl Array {
 
     /// The element index a key names, if it is in range.
     fn index(&self, key: &[u8]) -> Result<Option<usize>, MapError> {
-        let key: [u8; 4] = key.try_into().map_err(|_| MapError::KeySize {
-            expected: 4,
-            got: key.len(),
-        })?;
-        let index = u32::from_le_bytes(key);
+        let index = u32_key(key)?;
         Ok((index < self.spec.max_entries).then_some(index as usize))
     }
 
@@ -61,17 +57,17 @@ impl Array {
         Ok(Some(self.read_all(off)))
     }
 
-    fn read_all(&self, off: usize) -> Vec<u8> {
-        let width = if self.copies == 1 {
+    /// Bytes per copy in the host's view: the value, or padded to 8 for per-CPU maps.
+    fn host_width(&self) -> usize {
+        if self.copies == 1 {
             self.spec.value_size as usize
         } else {
             self.stride
-        };
-        let mut out = vec![0u8; width * self.copies];
-        for (cpu, chunk) in out.chunks_mut(width.max(1)).enumerate() {
-            let _ = self.values(cpu).read(off, chunk);
         }
-        out
+    }
+
+    fn read_all(&self, off: usize) -> Vec<u8> {
+        self.values.read_copies(off, self.copies, self.host_width())
     }
 
     fn check_flags(&self, flags: UpdateFlags) -> Result<(), MapError> {
@@ -89,11 +85,7 @@ impl Array {
         value: &[u8],
         flags: UpdateFlags,
     ) -> Result<(), MapError> {
-        let width = if self.copies == 1 {
-            self.spec.value_size as usize
-        } else {
-            self.stride
-        };
+        let width = self.host_width();
         let expected = width * self.copies;
         if value.len() != expected {
             return Err(MapError::ValueSize {
@@ -103,10 +95,9 @@ impl Array {
         }
         let index = self.index(key)?.ok_or(MapError::Full)?;
         self.check_flags(flags)?;
-        for (cpu, chunk) in value.chunks(width.max(1)).enumerate() {
-            let own = chunk.get(..self.spec.value_size as usize).unwrap_or(chunk);
-            let _ = self.values(cpu).write(index * self.stride, own);
-        }
+        let own = self.spec.value_size as usize;
+        self.values
+            .write_copies(index * self.stride, value, width, own);
         Ok(())
     }
 
@@ -139,14 +130,7 @@ impl Array {
 
     /// The key after `key` (the first key for `None` or a key out of range).
     pub(crate) fn next_key(&self, key: Option<&[u8]>) -> Result<Option<Vec<u8>>, MapError> {
-        let next = match key {
-            None => 0,
-            Some(k) => match self.index(k)? {
-                Some(i) => i as u64 + 1,
-                None => 0,
-            },
-        };
-        Ok((next < u64::from(self.spec.max_entries)).then(|| (next as u32).to_le_bytes().to_vec()))
+        next_index(key, self.spec.max_entries)
     }
 
     /// Every element, in index order, as the host sees it.

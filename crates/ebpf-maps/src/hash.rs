@@ -261,12 +261,8 @@ impl Hash {
     }
 
     fn read_all(&self, slot: usize) -> Vec<u8> {
-        let width = self.value_width();
-        let mut out = vec![0u8; width * self.copies];
-        for (cpu, chunk) in out.chunks_mut(width.max(1)).enumerate() {
-            let _ = self.values(cpu).read(slot * self.stride, chunk);
-        }
-        out
+        self.values
+            .read_copies(slot * self.stride, self.copies, self.value_width())
     }
 
     /// The host's lookup (per-CPU: every CPU's value, each padded to 8 bytes): a copy of one
@@ -303,10 +299,9 @@ impl Hash {
         let off = slot * self.stride;
         match *write {
             Write::Host(value) => {
-                for (cpu, chunk) in value.chunks(self.value_width().max(1)).enumerate() {
-                    let own = chunk.get(..self.spec.value_size as usize).unwrap_or(chunk);
-                    let _ = self.values(cpu).write(off, own);
-                }
+                let own = self.spec.value_size as usize;
+                self.values
+                    .write_copies(off, value, self.value_width(), own);
             }
             Write::Cpu(this, value) => {
                 for cpu in 0..self.copies {

@@ -240,3 +240,25 @@ impl UpdateFlags {
 pub fn round_up_8(n: u32) -> usize {
     (n as usize).div_ceil(8) * 8
 }
+
+/// The index a 4-byte key names (arrays, prog arrays).
+pub(crate) fn u32_key(key: &[u8]) -> Result<u32, MapError> {
+    let key: [u8; 4] = key.try_into().map_err(|_| MapError::KeySize {
+        expected: 4,
+        got: key.len(),
+    })?;
+    Ok(u32::from_le_bytes(key))
+}
+
+/// `get_next_key` of an indexed map of `len` elements: index 0 for `None` or an index out of
+/// range, else the next index; `None` after the last.
+pub(crate) fn next_index(key: Option<&[u8]>, len: u32) -> Result<Option<Vec<u8>>, MapError> {
+    let next = match key {
+        None => 0,
+        Some(k) => match u32_key(k)? {
+            i if i < len => u64::from(i) + 1,
+            _ => 0,
+        },
+    };
+    Ok((next < u64::from(len)).then(|| (next as u32).to_le_bytes().to_vec()))
+}

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::{MapError, MapSpec, UpdateFlags};
+use crate::{MapError, MapSpec, UpdateFlags, next_index, u32_key};
 
 /// An empty slot.
 const EMPTY: u32 = u32::MAX;
@@ -29,13 +29,7 @@ impl ProgArray {
     }
 
     fn slot(&self, key: &[u8]) -> Result<&AtomicU32, MapError> {
-        let key: [u8; 4] = key.try_into().map_err(|_| MapError::KeySize {
-            expected: 4,
-            got: key.len(),
-        })?;
-        self.slots
-            .get(u32::from_le_bytes(key) as usize)
-            .ok_or(MapError::Full)
+        self.slots.get(u32_key(key)? as usize).ok_or(MapError::Full)
     }
 
     /// The program id in slot `index`, if any (what `bpf_tail_call` jumps to).
@@ -94,21 +88,6 @@ impl ProgArray {
     }
 
     pub(crate) fn next_key(&self, key: Option<&[u8]>) -> Result<Option<Vec<u8>>, MapError> {
-        let next = match key {
-            None => 0,
-            Some(k) => {
-                let k: [u8; 4] = k.try_into().map_err(|_| MapError::KeySize {
-                    expected: 4,
-                    got: k.len(),
-                })?;
-                let i = u64::from(u32::from_le_bytes(k));
-                if i < self.slots.len() as u64 {
-                    i + 1
-                } else {
-                    0
-                }
-            }
-        };
-        Ok((next < self.slots.len() as u64).then(|| (next as u32).to_le_bytes().to_vec()))
+        next_index(key, self.slots.len() as u32)
     }
 }

@@ -22,6 +22,24 @@ impl Words {
         }
     }
 
+    /// The host's view of the values at `off` of the first `copies` slices: `width` bytes of
+    /// each, side by side (the kernel's per-CPU layout when `width` is the padded size).
+    pub(crate) fn read_copies(&self, off: usize, copies: usize, width: usize) -> Vec<u8> {
+        let mut out = vec![0u8; width * copies];
+        for (i, chunk) in out.chunks_mut(width.max(1)).enumerate() {
+            let _ = self.slice(i).read(off, chunk);
+        }
+        out
+    }
+
+    /// Writes the host's view back: `value` holds `width` bytes per slice, of which the first
+    /// `own` (the value size) are stored.
+    pub(crate) fn write_copies(&self, off: usize, value: &[u8], width: usize, own: usize) {
+        for (i, chunk) in value.chunks(width.max(1)).enumerate() {
+            let _ = self.slice(i).write(off, chunk.get(..own).unwrap_or(chunk));
+        }
+    }
+
     /// Slice `i` as shared memory (empty when `i` is out of range).
     pub(crate) fn slice(&self, i: usize) -> SharedMemory<'_> {
         let per = self.slice_len / 8;
