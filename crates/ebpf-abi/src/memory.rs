@@ -221,7 +221,7 @@ macro_rules! atomic_fn {
             r0: u64,
         ) -> Result<Option<u64>, TrapKind> {
             if let Some((Region::Shared(s), off)) = self.locate(addr) {
-                return s.atomic(addr, off, $n, op, operand, r0);
+                return s.$name(addr, off, op, operand, r0);
             }
             let bytes = self.bytes_mut::<$n>(addr).ok_or(TrapKind::OutOfBounds {
                 addr,

@@ -187,10 +187,35 @@ impl<'a> SharedMemory<'a> {
         }
     }
 
-    /// An atomic read-modify-write of the `width`-byte (4 or 8) little-endian value at `off`,
-    /// as [`crate::MemoryMap::atomic64`] specifies it: bounds (as a write) first, then
-    /// alignment; `Ok(Some(old))` where `op` fetches. `addr` is only for the trap.
-    pub fn atomic(
+    /// A 64-bit atomic read-modify-write of the little-endian value at offset `off`, as
+    /// [`crate::MemoryMap::atomic64`] specifies it: bounds (as a write) first, then alignment;
+    /// `Ok(Some(old))` where `op` fetches. `addr` (the VM address) is for the trap.
+    pub fn atomic64(
+        &self,
+        addr: u64,
+        off: usize,
+        op: AtomicOp,
+        operand: u64,
+        r0: u64,
+    ) -> Result<Option<u64>, TrapKind> {
+        self.atomic(addr, off, 8, op, operand, r0)
+    }
+
+    /// A 32-bit atomic, as [`SharedMemory::atomic64`]; the operands are the low halves and
+    /// the fetched value is zero-extended. The other half of the word never changes.
+    pub fn atomic32(
+        &self,
+        addr: u64,
+        off: usize,
+        op: AtomicOp,
+        operand: u64,
+        r0: u64,
+    ) -> Result<Option<u64>, TrapKind> {
+        self.atomic(addr, off, 4, op, operand, r0)
+    }
+
+    /// `width` is 4 or 8 (the two public forms above).
+    fn atomic(
         &self,
         addr: u64,
         off: usize,
@@ -307,19 +332,19 @@ mod tests {
         let m = SharedMemory::new(&w);
         let base = 0x6_0000_0000;
         let add = AtomicOp::Add { fetch: true };
-        assert_eq!(m.atomic(base, 0, 8, add, 5, 0), Ok(Some(0)));
-        assert_eq!(m.atomic(base, 0, 8, add, u64::MAX, 0), Ok(Some(5)));
+        assert_eq!(m.atomic64(base, 0, add, 5, 0), Ok(Some(0)));
+        assert_eq!(m.atomic64(base, 0, add, u64::MAX, 0), Ok(Some(5)));
         assert_eq!(m.load::<8>(0), Some(4u64.to_le_bytes()));
         // The upper 32-bit half: a carry out of it is dropped, the lower half is untouched.
-        assert_eq!(m.atomic(base + 4, 4, 4, add, u64::MAX, 0), Ok(Some(0)));
-        assert_eq!(m.atomic(base + 4, 4, 4, add, 2, 0), Ok(Some(0xffff_ffff)));
+        assert_eq!(m.atomic32(base + 4, 4, add, u64::MAX, 0), Ok(Some(0)));
+        assert_eq!(m.atomic32(base + 4, 4, add, 2, 0), Ok(Some(0xffff_ffff)));
         assert_eq!(m.load::<8>(0), Some(0x1_0000_0004u64.to_le_bytes()));
         let cmpxchg = AtomicOp::Cmpxchg;
-        assert_eq!(m.atomic(base + 8, 8, 8, cmpxchg, 7, 1), Ok(Some(0)));
-        assert_eq!(m.atomic(base + 8, 8, 8, cmpxchg, 7, 0), Ok(Some(0)));
+        assert_eq!(m.atomic64(base + 8, 8, cmpxchg, 7, 1), Ok(Some(0)));
+        assert_eq!(m.atomic64(base + 8, 8, cmpxchg, 7, 0), Ok(Some(0)));
         assert_eq!(m.load::<8>(8), Some(7u64.to_le_bytes()));
         assert_eq!(
-            m.atomic(base + 12, 12, 8, add, 1, 0),
+            m.atomic64(base + 12, 12, add, 1, 0),
             Err(TrapKind::OutOfBounds {
                 addr: base + 12,
                 len: 8,
@@ -327,7 +352,7 @@ mod tests {
             })
         );
         assert_eq!(
-            m.atomic(base + 2, 2, 4, add, 1, 0),
+            m.atomic32(base + 2, 2, add, 1, 0),
             Err(TrapKind::MisalignedAtomic {
                 addr: base + 2,
                 len: 4
@@ -344,7 +369,7 @@ mod tests {
             for t in 0..4u8 {
                 s.spawn(move || {
                     for _ in 0..10_000 {
-                        m.atomic(0, 0, 8, AtomicOp::Add { fetch: false }, 1, 0)
+                        m.atomic64(0, 0, AtomicOp::Add { fetch: false }, 1, 0)
                             .unwrap();
                         // Each thread owns one byte of the second word.
                         let at = 8 + usize::from(t);

@@ -50,9 +50,13 @@ impl Map {
         let cpus = cpus.max(1);
         let copies = if spec.map_type.is_per_cpu() { cpus } else { 1 } as u64;
         let values = round_up_8(spec.value_size) as u64 + round_up_8(spec.key_size) as u64;
-        let bytes = u64::from(spec.max_entries)
-            .saturating_mul(values)
-            .saturating_mul(copies);
+        let bytes = if spec.map_type == MapType::RingBuf {
+            u64::from(spec.max_entries)
+        } else {
+            u64::from(spec.max_entries)
+                .saturating_mul(values.max(4))
+                .saturating_mul(copies)
+        };
         if bytes > Map::MAX_BYTES {
             return Err(MapError::TooLarge { bytes });
         }

@@ -18,11 +18,22 @@ pub(crate) struct PerfEventArray {
 impl PerfEventArray {
     /// Records one CPU's buffer holds before it drops new ones.
     pub(crate) const CAPACITY: usize = 4096;
+    /// The most buffers (CPUs) an array may have.
+    pub(crate) const MAX_BUFFERS: u32 = 4096;
 
     pub(crate) fn new(spec: MapSpec, cpus: usize) -> Result<PerfEventArray, MapError> {
         if spec.key_size != 4 || spec.value_size != 4 {
             return Err(MapError::BadSpec {
                 reason: "a perf event array has 4-byte keys and values".into(),
+            });
+        }
+        if spec.max_entries > Self::MAX_BUFFERS {
+            return Err(MapError::BadSpec {
+                reason: format!(
+                    "a perf event array has one buffer per CPU: {} is more than {}",
+                    spec.max_entries,
+                    Self::MAX_BUFFERS
+                ),
             });
         }
         // The kernel sizes it by the possible CPUs when max_entries is 0.

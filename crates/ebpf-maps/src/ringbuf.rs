@@ -155,7 +155,9 @@ impl RingBuf {
                 let _ = memory.read(at + HEADER, &mut record);
                 out.push(record);
             }
-            p.consumer += ((data_len + HEADER).div_ceil(8) * 8) as u64;
+            // Never past the producer, whatever a scribbled header says.
+            let step = ((data_len + HEADER).div_ceil(8) * 8) as u64;
+            p.consumer = p.consumer.saturating_add(step).min(p.producer);
         }
         out
     }

@@ -349,7 +349,7 @@ fn concurrent_updates_keep_exact_totals() {
                     shared
                         .values(cpu.index())
                         .unwrap()
-                        .atomic(0, off, 8, AtomicOp::Add { fetch: false }, 1, 0)
+                        .atomic64(0, off, AtomicOp::Add { fetch: false }, 1, 0)
                         .unwrap();
                     // A plain read-modify-write of this CPU's counter: exact only because
                     // no other run holds this CPU now.
@@ -458,4 +458,37 @@ fn concurrent_lru_inserts_stay_within_capacity() {
             u64::from_le_bytes(v.try_into().unwrap())
         );
     }
+}
+
+#[test]
+fn oversized_ring_buffers_and_perf_arrays_are_refused() {
+    let ring = MapSpec::new(MapType::RingBuf, 0, 0, 1 << 31);
+    assert!(matches!(
+        Map::new("rb", ring, 1),
+        Err(MapError::TooLarge { .. })
+    ));
+    let perf = MapSpec::new(MapType::PerfEventArray, 4, 4, 1 << 20);
+    assert!(matches!(
+        Map::new("p", perf, 1),
+        Err(MapError::BadSpec { .. })
+    ));
+}
+
+/// A program that scribbles over every header of its ring: the reader never reads past the
+/// ring, never passes the producer, and the ring keeps working.
+#[test]
+fn a_scribbled_ring_keeps_its_positions_consistent() {
+    let map = Map::new("rb", MapSpec::new(MapType::RingBuf, 0, 0, 4096), 1).unwrap();
+    for round in 0..50u32 {
+        let at = map.ring_reserve(24).unwrap().unwrap();
+        assert!(map.ring_commit(at, false).unwrap());
+        // Claim a huge record length (busy and discard bits clear).
+        let huge = (0x3fff_0000 | round).to_le_bytes();
+        map.values(0).unwrap().write(at - 8, &huge).unwrap();
+        let _ = map.ring_records().unwrap();
+        let (pending, size) = map.ring_query().unwrap();
+        assert!(pending <= size);
+    }
+    assert!(map.ring_output(b"still works").unwrap());
+    assert_eq!(map.ring_records().unwrap(), vec![b"still works".to_vec()]);
 }
