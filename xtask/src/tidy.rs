@@ -28,6 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ebpf-jit-x86", &["ebpf-isa", "ebpf-cfg", "ebpf-abi"]),
     ("ebpf-jit-cranelift", &["ebpf-isa", "ebpf-cfg", "ebpf-abi"]),
     ("ebpf-elf", &["ebpf-isa"]),
+    ("ebpf-kernel", &[]),
     (
         "ebpf-vm",
         &[
