@@ -196,8 +196,14 @@ impl fmt::Display for KernelError {
                     "the kernel's verifier rejected the program ({})",
                     strerror(*errno)
                 )?;
-                // The last lines of the log say why; the whole log is in the variant.
-                let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                // The last lines of the log say why (before the statistics the kernel appends);
+                // the whole log is in the variant.
+                let statistics = |line: &&str| {
+                    ["processed ", "verification time", "stack depth"]
+                        .iter()
+                        .any(|s| line.starts_with(s))
+                };
+                let tail: Vec<&str> = log.lines().rev().skip_while(statistics).take(2).collect();
                 for line in tail.iter().rev() {
                     write!(f, "\n  {}", line.escape_debug())?;
                 }
