@@ -10,10 +10,12 @@
 //!   contract's own description (`Case::run_raw` on the interpreter) does;
 //! - `facade` — what is not a program run: configuration and load errors, threads, helpers
 //!   with embedder state;
+//! - `dead_code` — code the verifier proves never runs: it loads, and traps if reached;
 //! - `props` — property tests: no byte string, program or input panics the facade, runs are
 //!   deterministic, and engines agree.
 
 mod cases;
+mod dead_code;
 mod facade;
 mod props;
 
