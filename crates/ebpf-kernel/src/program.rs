@@ -53,6 +53,10 @@ pub struct LoadOptions<'a> {
     pub license: &'a str,
     /// `prog_flags` (`BPF_F_*`, default 0).
     pub flags: u32,
+    /// Whether a rejected program is loaded a second time with a log, for
+    /// [`KernelError::Rejected`]'s `log` (default true; a program the verifier spends long on
+    /// costs that time twice).
+    pub log_on_rejection: bool,
     /// The first size of the log buffer for the second, logging load after a rejection; it
     /// grows fourfold while the kernel says it is too small, up to 64 MiB (default 1 MiB).
     pub log_size: usize,
@@ -64,6 +68,7 @@ impl Default for LoadOptions<'_> {
             name: "ebpf_vm",
             license: "GPL",
             flags: 0,
+            log_on_rejection: true,
             log_size: 1 << 20,
         }
     }
@@ -91,7 +96,7 @@ impl std::os::fd::AsFd for Program {
 ///
 /// The first attempt asks for no log (logging slows the verifier down); a rejected program is
 /// loaded once more with log level 1 so that [`KernelError::Rejected`] carries the
-/// verifier's reasons. Maps the program refers to must have been patched in
+/// verifier's reasons (unless [`LoadOptions::log_on_rejection`] is off). Maps the program refers to must have been patched in
 /// ([`patch_map_fd`](crate::patch_map_fd)) and stay open until this returns.
 pub fn load_program(
     program_type: ProgramType,
@@ -144,6 +149,12 @@ pub fn load_program(
             return Ok(Program {
                 fd: Fd::take(command, ret)?,
                 program_type,
+            });
+        }
+        Err(KernelError::Failed { errno, .. }) if !options.log_on_rejection => {
+            return Err(KernelError::Rejected {
+                errno,
+                log: String::new(),
             });
         }
         Err(KernelError::Failed { errno, .. }) => errno,

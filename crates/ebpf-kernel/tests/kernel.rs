@@ -139,6 +139,25 @@ fn a_rejection_carries_the_verifiers_log() {
 }
 
 #[test]
+fn a_rejection_without_a_log_is_still_a_rejection() {
+    if !kernel() {
+        return;
+    }
+    let options = LoadOptions {
+        log_on_rejection: false,
+        ..LoadOptions::default()
+    };
+    let err = load_program(ProgramType::Xdp, &asm("exit"), &options).unwrap_err();
+    assert_eq!(
+        err,
+        KernelError::Rejected {
+            errno: 13,
+            log: String::new()
+        }
+    );
+}
+
+#[test]
 fn a_tiny_log_buffer_grows() {
     if !kernel() {
         return;
