@@ -75,10 +75,13 @@ pub struct StructuredConfig {
     /// leaving out the atomic groups leaves out atomics. The scaffolding (see
     /// [`StructuredProgram`]) uses base32 and base64 instructions whatever this says.
     pub groups: Vec<Group>,
-    /// Only immediates the Linux verifier accepts: shift counts below the operand width and
+    /// Only what the Linux verifier accepts: immediate shift counts below the operand width,
     /// no division or modulo by an immediate zero (RFC 9669 defines both; the kernel refuses
-    /// them). Default: off.
-    pub kernel_immediates: bool,
+    /// them), and no code that no path reaches (the kernel refuses that too): an early `exit`
+    /// is taken only when `r0`'s low bit is clear (`jset r0, 1` jumps over it), and each
+    /// function ends by calling the next one (so every sub-function is called; its result is
+    /// xored into `r0`). Default: off.
+    pub kernel_compatible: bool,
     /// Before every `exit` of the main function, fold `r0`'s upper half into its lower half
     /// (`r0 ^= r0 >> 32`, through `r1`), so that a 32-bit return value — what the kernel's
     /// `BPF_PROG_TEST_RUN` reports — still depends on all 64 bits. Default: off.
@@ -116,7 +119,7 @@ impl Default for StructuredConfig {
                 Group::Divmul32,
                 Group::Divmul64,
             ],
-            kernel_immediates: false,
+            kernel_compatible: false,
             fold_r0: false,
             opaque_values: false,
             dead_code: false,
@@ -152,7 +155,7 @@ impl StructuredConfig {
             functions,
             max_cpu: self.max_cpu,
             groups: self.groups.clone(),
-            kernel_immediates: self.kernel_immediates,
+            kernel_compatible: self.kernel_compatible,
             fold_r0: self.fold_r0,
             opaque_values: self.opaque_values && self.groups.contains(&Group::Atomic64),
             dead_code: self.dead_code,
@@ -424,7 +427,7 @@ fn dead_strategy(at_start: bool) -> impl Strategy<Value = Dead> + Clone {
 }
 
 /// Makes an ALU instruction's immediate one the Linux verifier accepts (see
-/// [`StructuredConfig::kernel_immediates`]): shift counts are masked to the width, as every
+/// [`StructuredConfig::kernel_compatible`]): shift counts are masked to the width, as every
 /// engine masks them at run time, and an immediate zero divisor becomes -1.
 fn kernel_immediate(insn: Insn) -> Insn {
     match insn {
@@ -476,7 +479,7 @@ fn block_strategy(cfg: &Arc<StructuredConfig>) -> BoxedStrategy<Vec<Stmt>> {
 
     let mut leaves: Vec<(u32, BoxedStrategy<Stmt>)> = Vec::new();
     if !compute.is_empty() {
-        let kernel = cfg.kernel_immediates;
+        let kernel = cfg.kernel_compatible;
         let op = select(compute)
             .prop_flat_map(|form| insn_of_form_using(form, general()))
             .prop_map(move |insn| Stmt::Op(if kernel { kernel_immediate(insn) } else { insn }));
@@ -689,6 +692,15 @@ impl<'a> Emitter<'a> {
             off -= 8;
         }
         cost += self.block(k, &f.body, 0);
+        if self.cfg.kernel_compatible && k + 1 < self.entries.len() {
+            // Every function runs: each calls the next one last, and mixes its result in.
+            self.b
+                .mov64(Reg::R6, Reg::R0)
+                .mov64(Reg::R1, INPUT_REG)
+                .call_local(self.entries[k + 1])
+                .xor64(Reg::R0, Reg::R6);
+            cost += 4u64.saturating_add(self.costs[k + 1]);
+        }
         cost + self.exit(k)
     }
 
@@ -740,6 +752,14 @@ impl<'a> Emitter<'a> {
         match stmt {
             Stmt::Op(insn) => self.insn(*insn),
             Stmt::Mem(m) => self.mem(m),
+            Stmt::Exit if self.cfg.kernel_compatible => {
+                // A conditional exit: the code after it stays reachable.
+                let skip = self.b.label();
+                self.b.jump(Width::W64, Cond::Set, Reg::R0, 1, skip);
+                let cost = 1 + self.exit(k);
+                self.b.bind(skip);
+                cost
+            }
             Stmt::Exit => self.exit(k),
             Stmt::Opaque(r) => self.opaque(*r),
             Stmt::Dead(d) => self.dead(d),
@@ -985,6 +1005,27 @@ mod tests {
         Ok(())
     }
 
+    /// The pcs some path reaches from pc 0: both ways of conditional jumps, calls' targets and
+    /// the next instruction of everything but `exit` and `ja`.
+    fn reachable(program: &Program) -> BTreeSet<usize> {
+        let mut seen = BTreeSet::new();
+        let mut work = vec![0usize];
+        while let Some(pc) = work.pop() {
+            let Some(insn) = program.at_pc(pc) else {
+                continue;
+            };
+            if !seen.insert(pc) {
+                continue;
+            }
+            work.extend(insn.jump_target(pc));
+            work.extend(insn.call_target(pc));
+            if !matches!(insn, Insn::Exit | Insn::Ja { .. } | Insn::Ja32 { .. }) {
+                work.push(pc + insn.slots());
+            }
+        }
+        seen
+    }
+
     fn small_v1() -> StructuredConfig {
         StructuredConfig {
             input_len: 0,
@@ -1016,7 +1057,7 @@ mod tests {
     fn kernel() -> StructuredConfig {
         StructuredConfig {
             input_len: 0,
-            kernel_immediates: true,
+            kernel_compatible: true,
             fold_r0: true,
             opaque_values: true,
             dead_code: true,
@@ -1028,11 +1069,16 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         /// The evaluator refuses every piece of junk, so a run that succeeds never ran one.
+        /// And no instruction is out of every path's reach (the kernel refuses that).
         #[test]
         fn kernel_programs_keep_their_promises((s, input) in structured_with_input(kernel())) {
             keeps_promises(&kernel(), &s, &input)?;
             for &pc in &s.dead {
                 prop_assert!(s.program.at_pc(pc).is_some_and(|i| i.slots() == 1));
+            }
+            let reached = reachable(&s.program);
+            for (pc, _) in s.program.iter() {
+                prop_assert!(reached.contains(&pc), "pc {} is unreachable\n{}", pc, disassemble(&s.program));
             }
         }
 
