@@ -30,6 +30,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ebpf-elf", &["ebpf-isa"]),
     ("ebpf-kernel", &[]),
     (
+        "ebpf-kernel-diff",
+        &["ebpf-kernel", "ebpf-vm", "ebpf-testgen"],
+    ),
+    (
         "ebpf-vm",
         &[
             "ebpf-isa",
