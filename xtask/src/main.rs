@@ -5,11 +5,14 @@
 //! - `fixtures`: rebuilds the ELF fixtures of `tests/elf/` with clang-19 and gcc (`fixtures.rs`).
 //! - `test-cross [--arch aarch64|riscv64|s390x ...]`: the interpreter's and the Cranelift JIT's
 //!   tests under QEMU, and AOT objects linked by cross gcc (`cross.rs`).
+//! - `kernel-diff [ARGS...]`: the same programs on the Linux kernel and on every engine
+//!   (`kernel.rs`, which runs `crates/ebpf-kernel-diff`).
 //!
 //! xtask uses only std and anyhow, so it builds in seconds.
 
 mod cross;
 mod fixtures;
+mod kernel;
 mod tidy;
 
 use std::process::ExitCode;
@@ -35,7 +38,10 @@ fn run(args: Vec<String>) -> Result<()> {
         }
         Some("fixtures") => fixtures::run_fixtures(&tidy::workspace_root()),
         Some("test-cross") => cross::run(&tidy::workspace_root(), &args[1..]),
-        Some(other) => bail!("unknown task `{other}`; tasks: tidy, fixtures, test-cross"),
-        None => bail!("usage: cargo xtask <task>; tasks: tidy, fixtures, test-cross"),
+        Some("kernel-diff") => kernel::run(&tidy::workspace_root(), &args[1..]),
+        Some(other) => {
+            bail!("unknown task `{other}`; tasks: tidy, fixtures, test-cross, kernel-diff")
+        }
+        None => bail!("usage: cargo xtask <task>; tasks: tidy, fixtures, test-cross, kernel-diff"),
     }
 }
