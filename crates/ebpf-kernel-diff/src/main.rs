@@ -92,11 +92,50 @@ struct Tally {
     /// Why the kernel rejected what only it rejected, with counts.
     kernel_reasons: BTreeMap<String, usize>,
     not_comparable: BTreeMap<String, usize>,
+    /// How many programs have each feature (see [`features`]).
+    features: BTreeMap<&'static str, usize>,
+}
+
+/// What a program's bytes contain, for the report: loops, local calls, atomics, and slots
+/// that do not decode.
+fn features(bytes: &[u8]) -> Vec<&'static str> {
+    use ebpf_vm::isa::{CallKind, Insn};
+    let mut found = Vec::new();
+    let mut pc = 0;
+    while pc * 8 < bytes.len() {
+        let (feature, slots) = match ebpf_vm::isa::decode_at(bytes, pc) {
+            Ok(insn) => {
+                let feature = match insn {
+                    Insn::Jump { off, .. } | Insn::Ja { off } if off < 0 => Some("a loop"),
+                    Insn::Call {
+                        kind: CallKind::Local,
+                        ..
+                    } => Some("a local call"),
+                    Insn::Atomic { .. } => Some("an atomic"),
+                    _ => None,
+                };
+                (feature, insn.slots())
+            }
+            Err(_) => (Some("a slot that does not decode (in dead code)"), 1),
+        };
+        if let Some(f) = feature
+            && !found.contains(&f)
+        {
+            found.push(f);
+        }
+        pc += slots;
+    }
+    found
 }
 
 impl Tally {
     fn add(&mut self, subject: &Subject, verdict: &Verdict) {
         self.programs += 1;
+        if let compare::Ours::Bytes(bytes) = &subject.ours {
+            for f in features(bytes) {
+                *self.features.entry(f).or_default() += 1;
+            }
+        }
         match verdict {
             Verdict::Match => {
                 self.accepted += 1;
@@ -163,6 +202,14 @@ impl Tally {
             for (reason, n) in reasons.iter().take(6) {
                 println!("    {n:5}  {}", reason.escape_debug());
             }
+        }
+        if !self.features.is_empty() {
+            let list: Vec<String> = self
+                .features
+                .iter()
+                .map(|(f, n)| format!("{n} with {f}"))
+                .collect();
+            println!("  programs: {}", list.join(", "));
         }
         for (why, n) in &self.not_comparable {
             println!("  accepted, not compared: {n:5}  {why}");
