@@ -16,6 +16,7 @@
 //! divisor is its low half — using the same arithmetic as the interpreter
 //! (`ebpf_abi::semantics`).
 
+use alloc::collections::BTreeSet;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -232,6 +233,13 @@ pub(crate) fn check(
     let pcs: Vec<usize> = program.iter().map(|(pc, _)| pc).collect();
     let nf = cfg.functions().len();
     let order = callers_first(cfg);
+    // Each block's position in its function's reverse post-order (`usize::MAX`: in none).
+    let mut rpo_pos = vec![usize::MAX; cfg.blocks().len()];
+    for func in cfg.functions() {
+        for (i, b) in func.rpo.iter().enumerate() {
+            rpo_pos[b.index()] = i;
+        }
+    }
     let mut arg_masks = vec![ALL_ARGS; nf];
     let mut called = vec![false; nf];
     if let Some(main) = called.first_mut() {
@@ -261,7 +269,7 @@ pub(crate) fn check(
                     again: &mut again,
                     main: f == 0,
                 };
-                analyse_function(f, insns, &pcs, &mut outs, &mut sink);
+                analyse_function(f, insns, &pcs, &rpo_pos, &mut outs, &mut sink);
             }
             analysed[f] = true;
         }
@@ -290,6 +298,7 @@ fn analyse_function(
     f: usize,
     insns: &[Insn],
     pcs: &[usize],
+    rpo_pos: &[usize],
     outs: &mut [Option<State>],
     sink: &mut Sink<'_>,
 ) {
@@ -311,15 +320,24 @@ fn analyse_function(
         }
         Some(state)
     };
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for &b in &func.rpo {
-            if let Some(state) = walk(b, outs, sink)
-                && outs[b.index()].as_ref() != Some(&state)
-            {
-                outs[b.index()] = Some(state);
-                changed = true;
+    // A worklist in reverse post-order: a block is walked again only when a predecessor's
+    // out-state changed. (Sweeping the whole function until nothing changes would cost a
+    // sweep per loop in a row: each loop's exit edge comes alive only once its head's
+    // constant is found to vary.)
+    let mut pending = BTreeSet::new();
+    pending.insert(0usize);
+    while let Some(i) = pending.pop_first() {
+        let Some(&b) = func.rpo.get(i) else { continue };
+        if let Some(state) = walk(b, outs, sink)
+            && outs[b.index()].as_ref() != Some(&state)
+        {
+            outs[b.index()] = Some(state);
+            for (succ, _) in cfg.block(b).successors() {
+                if let Some(&p) = rpo_pos.get(succ.index())
+                    && p != usize::MAX
+                {
+                    pending.insert(p);
+                }
             }
         }
     }

@@ -8,6 +8,7 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use ebpf_cfg::{BlockId, Cfg, CfgErrorKind, FuncId, Terminator};
 use ebpf_isa::{AtomicOp, CallKind, DecodeErrorKind, Imm64Kind, Insn, Program, Reg, SLOT_SIZE};
@@ -151,15 +152,18 @@ pub(crate) fn check(
         }
     }
 
-    // Runs of blocks that never run.
-    let mut run: Option<(usize, usize)> = None;
+    // Runs of blocks that never run (as ranges of block indices, in pc order).
+    let mut run: Option<Range<usize>> = None;
     for (i, block) in cfg.blocks().iter().enumerate() {
         let id = BlockId(i as u32);
-        match (live.block(id), run) {
-            (false, Some((start, end))) if end == block.start => run = Some((start, block.end)),
+        let extends = run
+            .as_ref()
+            .is_some_and(|r| cfg.blocks()[r.end - 1].end == block.start);
+        match (live.block(id), &mut run) {
+            (false, Some(r)) if extends => r.end = i + 1,
             (false, _) => {
                 flush(cfg, live, run.take(), config.unreachable, out);
-                run = Some((block.start, block.end));
+                run = Some(i..i + 1);
             }
             (true, _) => flush(cfg, live, run.take(), config.unreachable, out),
         }
@@ -231,21 +235,25 @@ pub(crate) fn check(
     }
 }
 
-/// Reports a run of dead slots `start..end`: code that never runs because a branch on known
-/// values always goes the other way (the first such branch into the run is named), else
-/// code that no path reaches at all.
+/// Reports a run of dead blocks (indices, contiguous in pc order): code that never runs
+/// because a branch on known values always goes the other way (the first such branch into the
+/// run is named), else code that no path reaches at all.
 fn flush(
     cfg: &Cfg,
     live: &Live,
-    run: Option<(usize, usize)>,
+    run: Option<Range<usize>>,
     severity: Severity,
     out: &mut Vec<Finding>,
 ) {
-    let Some((start, end)) = run else { return };
-    let branch = cfg
-        .blocks()
+    let Some(blocks) = run.and_then(|r| cfg.blocks().get(r)) else {
+        return;
+    };
+    let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
+        return;
+    };
+    let (start, end) = (first.start, last.end);
+    let branch = blocks
         .iter()
-        .filter(|b| start <= b.start && b.end <= end)
         .flat_map(|b| &b.preds)
         .filter(|p| live.block(**p))
         .filter_map(|p| {
