@@ -239,7 +239,10 @@ impl VmBuilder {
     }
 
     /// Loads bytecode. Unless [`unverified`](VmBuilder::unverified), the verifier reports every
-    /// problem (including every undecodable slot) in [`LoadError::Rejected`].
+    /// problem (including every undecodable slot) in [`LoadError::Rejected`] — except in code
+    /// it proves never runs, where an undecodable slot is a warning ([`Vm::warnings`]) and is
+    /// compiled as a trap, as the Linux kernel loads such programs. Unverified, every slot must
+    /// decode.
     pub fn load(self, bytes: &[u8]) -> Result<Vm, LoadError> {
         self.check_config()?;
         if matches!(self.verification, Verification::Skip) {
