@@ -10,8 +10,9 @@
 //! is the comparison of map contents after a run.
 //!
 //! What it is not for: running programs for users (that is `ebpf-vm`), parsing ELF objects or
-//! BTF (the loader does that on our side and hands this crate sizes and bytes), attaching
-//! programs to interfaces or sockets, or loading BTF into the kernel.
+//! BTF (the loader does that on our side and hands this crate sizes and bytes), naming map
+//! types (a map's type is the kernel's number, which `ebpf_maps::MapType::kernel_id` gives),
+//! attaching programs to interfaces or sockets, or loading BTF into the kernel.
 //!
 //! # Where the kernel refuses
 //!
@@ -58,7 +59,7 @@ mod sys;
 
 pub use error::{Command, KernelError, PatchError, Refusal};
 pub use map::{
-    BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, Keys, Map, MapSpec, MapType, UpdateFlags,
+    BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, Keys, Map, MapSpec, UpdateFlags,
     create_map, patch_map_fd, patch_map_value, possible_cpus,
 };
 pub use program::{LoadOptions, Program, ProgramType, TestOutput, TestRun, load_program, probe};

@@ -7,8 +7,6 @@
 //! padded to 8 bytes ([`Map::value_len`]); queue, stack and bloom-filter maps have no key
 //! (pass `&[]`).
 
-use std::fmt;
-
 use crate::attr::{self, ptr};
 use crate::error::ERRNO_ENOENT;
 use crate::sys::{self, Fd};
@@ -28,84 +26,21 @@ const PSEUDO_MAP_VALUE: u8 = 2;
 /// `lddw`'s opcode.
 const LDDW: u8 = 0x18;
 
-/// A kind of map, numbered as in `enum bpf_map_type`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum MapType {
-    /// `BPF_MAP_TYPE_HASH`.
-    Hash,
-    /// `BPF_MAP_TYPE_ARRAY`.
-    Array,
-    /// `BPF_MAP_TYPE_PROG_ARRAY` (tail calls; values are program descriptors).
-    ProgArray,
-    /// `BPF_MAP_TYPE_PERF_EVENT_ARRAY`.
-    PerfEventArray,
-    /// `BPF_MAP_TYPE_PERCPU_HASH`.
-    PercpuHash,
-    /// `BPF_MAP_TYPE_PERCPU_ARRAY`.
-    PercpuArray,
-    /// `BPF_MAP_TYPE_LRU_HASH`.
-    LruHash,
-    /// `BPF_MAP_TYPE_LRU_PERCPU_HASH`.
-    LruPercpuHash,
-    /// `BPF_MAP_TYPE_LPM_TRIE`.
-    LpmTrie,
-    /// `BPF_MAP_TYPE_QUEUE` (no key).
-    Queue,
-    /// `BPF_MAP_TYPE_STACK` (no key).
-    Stack,
-    /// `BPF_MAP_TYPE_RINGBUF` (no key or value; `max_entries` is the size in bytes).
-    Ringbuf,
-    /// `BPF_MAP_TYPE_BLOOM_FILTER` (no key).
-    BloomFilter,
-    /// Any other type, by number.
-    Other(u32),
-}
-
-impl MapType {
-    /// The number in `enum bpf_map_type`.
-    pub fn number(self) -> u32 {
-        match self {
-            MapType::Hash => 1,
-            MapType::Array => 2,
-            MapType::ProgArray => 3,
-            MapType::PerfEventArray => 4,
-            MapType::PercpuHash => 5,
-            MapType::PercpuArray => 6,
-            MapType::LruHash => 9,
-            MapType::LruPercpuHash => 10,
-            MapType::LpmTrie => 11,
-            MapType::Queue => 22,
-            MapType::Stack => 23,
-            MapType::Ringbuf => 27,
-            MapType::BloomFilter => 30,
-            MapType::Other(n) => n,
-        }
-    }
-
-    /// Whether element values are per CPU (one copy per possible CPU in lookups and updates).
-    pub fn is_per_cpu(self) -> bool {
-        matches!(
-            self,
-            MapType::PercpuHash | MapType::PercpuArray | MapType::LruPercpuHash
-        ) || self == MapType::Other(21) // BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE
-    }
-}
-
-impl fmt::Display for MapType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MapType::Other(n) => write!(f, "map type {n}"),
-            other => write!(f, "{other:?}"),
-        }
-    }
+/// Whether maps of the kernel's type `map_type` keep one value per possible CPU:
+/// `BPF_MAP_TYPE_PERCPU_HASH` (5), `_PERCPU_ARRAY` (6), `_LRU_PERCPU_HASH` (10) and
+/// `_PERCPU_CGROUP_STORAGE` (21). The kernel then reads and writes a value per CPU through
+/// the pointers it is given, so the buffers here must be that large: this list is what keeps
+/// [`Map::lookup`] and [`Map::update`] memory-safe.
+fn is_per_cpu(map_type: u32) -> bool {
+    matches!(map_type, 5 | 6 | 10 | 21)
 }
 
 /// What [`create_map`] creates: the fields of a BTF or legacy map definition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MapSpec<'a> {
-    /// The kind.
-    pub map_type: MapType,
+    /// The kind: the kernel's number in `enum bpf_map_type` (`ebpf_maps::MapType::kernel_id`
+    /// gives it for the types the VM implements).
+    pub map_type: u32,
     /// Key size in bytes (0 for queue, stack, bloom filter and ring buffer).
     pub key_size: u32,
     /// Value size in bytes (of one CPU's copy, for per-CPU maps).
@@ -122,7 +57,7 @@ pub struct MapSpec<'a> {
 #[derive(Debug)]
 pub struct Map {
     fd: Fd,
-    map_type: MapType,
+    map_type: u32,
     key_size: u32,
     value_size: u32,
     max_entries: u32,
@@ -205,7 +140,7 @@ pub fn create_map(spec: &MapSpec<'_>) -> Result<Map, KernelError> {
             ),
         )
     })?;
-    let value_len = if spec.map_type.is_per_cpu() {
+    let value_len = if is_per_cpu(spec.map_type) {
         (spec.value_size as usize)
             .next_multiple_of(8)
             .saturating_mul(possible_cpus()?)
@@ -213,7 +148,7 @@ pub fn create_map(spec: &MapSpec<'_>) -> Result<Map, KernelError> {
         spec.value_size as usize
     };
     let mut a = attr::MapCreate {
-        map_type: spec.map_type.number(),
+        map_type: spec.map_type,
         key_size: spec.key_size,
         value_size: spec.value_size,
         max_entries: spec.max_entries,
@@ -234,8 +169,8 @@ pub fn create_map(spec: &MapSpec<'_>) -> Result<Map, KernelError> {
 }
 
 impl Map {
-    /// The kind.
-    pub fn map_type(&self) -> MapType {
+    /// The kind (the kernel's number).
+    pub fn map_type(&self) -> u32 {
         self.map_type
     }
 
@@ -484,6 +419,28 @@ pub fn patch_map_value(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The per-CPU list agrees with the VM's maps on every type they implement.
+    #[test]
+    fn per_cpu_types_agree_with_ebpf_maps() {
+        use ebpf_maps::MapType;
+        for t in [
+            MapType::Hash,
+            MapType::Array,
+            MapType::ProgArray,
+            MapType::PerfEventArray,
+            MapType::PerCpuHash,
+            MapType::PerCpuArray,
+            MapType::LruHash,
+            MapType::LruPerCpuHash,
+            MapType::Queue,
+            MapType::Stack,
+            MapType::RingBuf,
+        ] {
+            assert_eq!(is_per_cpu(t.kernel_id()), t.is_per_cpu(), "{t:?}");
+        }
+        assert!(is_per_cpu(21), "BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE");
+    }
 
     #[test]
     fn cpu_lists_count() {

@@ -4,9 +4,10 @@
 //! these).
 
 use ebpf_kernel::{
-    Command, KernelError, LoadOptions, Map, MapSpec, MapType, PatchError, ProgramType, TestRun,
-    UpdateFlags, create_map, load_program, patch_map_fd, patch_map_value, possible_cpus, probe,
+    Command, KernelError, LoadOptions, Map, MapSpec, PatchError, ProgramType, TestRun, UpdateFlags,
+    create_map, load_program, patch_map_fd, patch_map_value, possible_cpus, probe,
 };
+use ebpf_maps::MapType;
 
 /// Whether the kernel loads BPF here; prints why not (or fails under `CI`).
 fn kernel() -> bool {
@@ -209,7 +210,7 @@ fn bad_arguments_are_refused_before_the_kernel_sees_them() {
 
 fn array(value_size: u32, max_entries: u32) -> Map {
     create_map(&MapSpec {
-        map_type: MapType::Array,
+        map_type: MapType::Array.kernel_id(),
         key_size: 4,
         value_size,
         max_entries,
@@ -225,7 +226,7 @@ fn array_maps_hold_what_is_written() {
         return;
     }
     let map = array(8, 4);
-    assert_eq!(map.map_type(), MapType::Array);
+    assert_eq!(map.map_type(), MapType::Array.kernel_id());
     assert_eq!(
         (map.key_size(), map.value_size(), map.max_entries()),
         (4, 8, 4)
@@ -273,7 +274,7 @@ fn hash_maps_insert_iterate_and_delete() {
         return;
     }
     let map = create_map(&MapSpec {
-        map_type: MapType::Hash,
+        map_type: MapType::Hash.kernel_id(),
         key_size: 2,
         value_size: 3,
         max_entries: 8,
@@ -311,7 +312,7 @@ fn per_cpu_values_come_once_per_cpu() {
     let cpus = possible_cpus().unwrap();
     assert!(cpus >= 1);
     let map = create_map(&MapSpec {
-        map_type: MapType::PercpuArray,
+        map_type: MapType::PerCpuArray.kernel_id(),
         key_size: 4,
         value_size: 4,
         max_entries: 1,
@@ -335,7 +336,7 @@ fn queues_push_peek_and_pop_without_keys() {
         return;
     }
     let map = create_map(&MapSpec {
-        map_type: MapType::Queue,
+        map_type: MapType::Queue.kernel_id(),
         key_size: 0,
         value_size: 4,
         max_entries: 4,
@@ -439,7 +440,7 @@ fn an_unprivileged_process_is_refused() {
                 .starts_with("the kernel refuses BPF (BPF_PROG_LOAD): not permitted")
         );
         let e = create_map(&MapSpec {
-            map_type: MapType::Array,
+            map_type: MapType::Array.kernel_id(),
             key_size: 4,
             value_size: 4,
             max_entries: 1,
