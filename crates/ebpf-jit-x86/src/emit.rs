@@ -122,8 +122,6 @@ const MAX_SLOTS: usize = i32::MAX as usize - 1;
 pub(crate) struct Emitted {
     /// Machine code; the entry point is offset 0 (`extern "sysv64" fn(*mut Ctx) -> u32`).
     pub(crate) code: Vec<u8>,
-    /// Whether stack accesses through `r10` skip the bounds check (see `Emitter::stack_fast`).
-    pub(crate) stack_fast: bool,
     /// The blocks the code was made of.
     pub(crate) shape: Shape,
     /// Code offset of each block's first instruction.
@@ -271,9 +269,10 @@ struct Emitter<'p> {
     keys: Keys,
     /// Frame offsets are facts: an access at `r10 + k` (a `Hint::Frame(k)` base plus the
     /// offset) inside `[r10 - 512, r10)` skips the bounds check. Sound because no instruction
-    /// writes `r10`, so `r10` is always the top of the current 512-byte frame, and the run
-    /// allocates 512 bytes of slack below the stack (see `run`), so even the wrapped frame
-    /// pointers of a giant stack stay inside the allocation.
+    /// writes `r10`, so `r10` is always the top of the current 512-byte frame, which lies
+    /// inside the stack region (at most `MAX_CALL_DEPTH + 1` frames, 32 MiB: frame pointers
+    /// never wrap around the region's 4 GiB of offsets); the run also allocates 512 bytes of
+    /// slack below the stack (see `run`).
     stack_fast: bool,
     /// Pointer hints at each block's entry (`Shape::hints`).
     entries: Vec<Hints>,
@@ -286,11 +285,7 @@ struct Emitter<'p> {
 }
 
 /// Emits the code of `program`.
-pub(crate) fn emit(
-    program: &Program,
-    options: &JitOptions,
-    allow_stack_fast: bool,
-) -> Result<Emitted, JitError> {
+pub(crate) fn emit(program: &Program, options: &JitOptions) -> Result<Emitted, JitError> {
     let shape = Shape::of(program);
     if shape.slots > MAX_SLOTS || shape.blocks.len() > MAX_SLOTS {
         return Err(JitError::TooLarge { slots: shape.slots });
@@ -302,7 +297,7 @@ pub(crate) fn emit(
     let budget_common = ops.new_dynamic_label();
     let exit_ok = ops.new_dynamic_label();
     let epilogue = ops.new_dynamic_label();
-    let stack_fast = allow_stack_fast && !shape.writes_r10;
+    let stack_fast = !shape.writes_r10;
     let entries = shape.hints(program.insns(), stack_fast);
     let mut e = Emitter {
         ops,
@@ -335,7 +330,6 @@ pub(crate) fn emit(
         .map_err(|err| JitError::Assembler(alloc::format!("{err}")))?;
     Ok(Emitted {
         code,
-        stack_fast,
         shape: e.shape,
         block_offsets: e.block_offsets,
         resume_offset: resume,

@@ -198,5 +198,5 @@ impl X86Program {
 /// follows the System V x86-64 convention and expects the crate's private run-time context,
 /// so it cannot be run on its own.
 pub fn emit_code(program: &Program, options: &JitOptions) -> Result<alloc::vec::Vec<u8>, JitError> {
-    emit::emit(program, options, true).map(|e| e.code)
+    emit::emit(program, options).map(|e| e.code)
 }

@@ -8,7 +8,6 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::OnceLock;
 
 use ebpf_abi::{Exit, HelperError, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout};
 use ebpf_isa::Program;
@@ -30,81 +29,39 @@ type Entry = unsafe extern "sysv64" fn(*mut Ctx<'_>) -> u32;
 /// Read+execute code.
 struct Code {
     pages: pages::Code,
-    stack_fast: bool,
     /// Code offset of each block (where a run resumes after the budget's slow path).
     block_offsets: Vec<u32>,
     /// Code offset of the resume entry.
     resume_offset: u32,
 }
 
-/// Code and the blocks it was made of.
-type Made = (Code, Shape);
-
-impl Code {
-    /// Emits `program` and maps the code: written into read+write pages, which are then
-    /// turned read+execute (`pages`), so no page is ever writable and executable.
-    fn new(program: &Program, options: &JitOptions, stack_fast: bool) -> Result<Made, JitError> {
-        let emitted = emit(program, options, stack_fast)?;
-        let mut pages = Pages::new(emitted.code.len())?;
-        pages.bytes_mut().copy_from_slice(&emitted.code);
-        Ok((
-            Code {
-                pages: pages.seal()?,
-                stack_fast: emitted.stack_fast,
-                block_offsets: emitted.block_offsets,
-                resume_offset: emitted.resume_offset,
-            },
-            emitted.shape,
-        ))
-    }
-
-    fn bytes(&self) -> &[u8] {
-        self.pages.bytes()
-    }
-}
-
 /// A compiled program.
 pub(crate) struct Compiled {
     code: Code,
-    /// The same program without the stack fast path, compiled when a run's stack is so large
-    /// (over 4 GiB) that frame pointers wrap around their region's offset space.
-    checked: OnceLock<Option<Code>>,
     program: Program,
     shape: Shape,
-    options: JitOptions,
 }
 
 impl Compiled {
+    /// Emits `program` and maps the code: written into read+write pages, which are then
+    /// turned read+execute (`pages`), so no page is ever writable and executable.
     pub(crate) fn new(program: &Program, options: &JitOptions) -> Result<Compiled, JitError> {
-        let (code, shape) = Code::new(program, options, true)?;
+        let emitted = emit(program, options)?;
+        let mut pages = Pages::new(emitted.code.len())?;
+        pages.bytes_mut().copy_from_slice(&emitted.code);
         Ok(Compiled {
-            code,
-            checked: OnceLock::new(),
+            code: Code {
+                pages: pages.seal()?,
+                block_offsets: emitted.block_offsets,
+                resume_offset: emitted.resume_offset,
+            },
             program: program.clone(),
-            shape,
-            options: options.clone(),
+            shape: emitted.shape,
         })
     }
 
     pub(crate) fn code(&self) -> &[u8] {
-        self.code.bytes()
-    }
-
-    /// The code to run under `limits`.
-    fn code_for(&self, limits: &Limits) -> &Code {
-        if self.code.stack_fast && limits.stack_size() > u64::from(u32::MAX) {
-            let checked = self.checked.get_or_init(|| {
-                Code::new(&self.program, &self.options, false)
-                    .ok()
-                    .map(|m| m.0)
-            });
-            // If even that cannot be mapped, the fast code is still memory-safe (the slack
-            // below the stack catches a wrapped frame pointer); only giant stacks get here.
-            if let Some(code) = checked {
-                return code;
-            }
-        }
-        &self.code
+        self.code.pages.bytes()
     }
 
     pub(crate) fn run(
@@ -114,7 +71,7 @@ impl Compiled {
         helpers: &Helpers,
         limits: &Limits,
     ) -> Result<Exit, Trap> {
-        let code = self.code_for(limits);
+        let code = &self.code;
         let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
         let mut spare = Spare::take();
         let stack = &mut spare.stack;
@@ -131,7 +88,7 @@ impl Compiled {
         let mut memory = memory;
         memory.insert(layout::STACK, Region::Writable(region));
 
-        let depth = limits.max_call_depth;
+        let depth = limits.max_depth();
         let frames = &mut spare.frames;
         frames.clear();
         frames.extend((0..depth).map(|d| Frame {
@@ -289,7 +246,7 @@ fn trap_of(ctx: &mut Ctx<'_>, limits: &Limits) -> Trap {
             len: (c >> 8) & 0xff,
         },
         code::DEPTH => TrapKind::CallDepthExceeded {
-            max_depth: limits.max_call_depth,
+            max_depth: limits.max_depth(),
         },
         code::INVALID => TrapKind::InvalidInstruction {
             reason: reason_of(c),
