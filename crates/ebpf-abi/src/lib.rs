@@ -26,14 +26,16 @@ extern crate alloc;
 
 mod helper;
 mod memory;
+mod rand;
 pub mod semantics;
 mod shared;
 mod trap;
 
 pub use helper::{Helper, HelperError, HelperFn, Helpers, VmMemory, conformance_helper};
 pub use memory::{MemoryMap, REGION_TABLE_LEN, RawRegion, Region};
+pub use rand::SplitMix64;
 pub use shared::SharedMemory;
-pub use trap::{InvalidReason, Trap, TrapKind};
+pub use trap::{InvalidReason, RawTrap, Trap, TrapKind, reason_code, trap_code};
 
 /// Bytes of stack each call frame gets (RFC 9669 §3: 512 bytes).
 pub const STACK_FRAME_SIZE: u64 = 512;

@@ -227,17 +227,17 @@ pub fn straight_line(n: usize) -> ebpf_isa::Program {
     ebpf_isa::Program::from_insns(insns)
 }
 
-/// SplitMix64: a tiny deterministic generator, so inputs are the same on every machine.
+/// A deterministic generator (SplitMix64), so inputs are the same on every machine.
 #[derive(Clone, Debug)]
-struct Rng(u64);
+struct Rng(ebpf_abi::SplitMix64);
 
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(ebpf_abi::SplitMix64::new(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A value in `0..n` (n > 0).
@@ -266,13 +266,13 @@ mod inputs {
     }
 
     pub(super) fn hash() -> Vec<u8> {
-        let mut rng = Rng(1);
+        let mut rng = Rng::new(1);
         let body: Vec<u8> = (0..4096).map(|_| rng.next() as u8).collect();
         with_header(&body)
     }
 
     pub(super) fn sort() -> Vec<u8> {
-        let mut rng = Rng(2);
+        let mut rng = Rng::new(2);
         let n = 256u64;
         let mut body = n.to_le_bytes().to_vec();
         for _ in 0..n {
@@ -353,7 +353,7 @@ mod inputs {
     }
 
     pub(super) fn packet() -> Vec<u8> {
-        let mut rng = Rng(3);
+        let mut rng = Rng::new(3);
         let mut body = Vec::new();
         for _ in 0..1024 {
             let f = frame(&mut rng);
@@ -364,7 +364,7 @@ mod inputs {
     }
 
     pub(super) fn divmod() -> Vec<u8> {
-        let mut rng = Rng(4);
+        let mut rng = Rng::new(4);
         let count = 256u64;
         let mut body = count.to_le_bytes().to_vec();
         for _ in 0..count {
@@ -379,7 +379,7 @@ mod inputs {
     }
 
     pub(super) fn histogram() -> Vec<u8> {
-        let mut rng = Rng(5);
+        let mut rng = Rng::new(5);
         // Text-like: mostly lower-case letters and spaces, some digits and punctuation.
         let body: Vec<u8> = (0..4096)
             .map(|_| match rng.below(10) {

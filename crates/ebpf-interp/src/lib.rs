@@ -39,9 +39,7 @@ pub use ebpf_abi::semantics;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use ebpf_abi::{
-    Exit, HelperError, Helpers, InvalidReason, Limits, MemoryMap, Region, Trap, TrapKind, layout,
-};
+use ebpf_abi::{Exit, Helpers, InvalidReason, Limits, MemoryMap, Region, Trap, TrapKind, layout};
 use ebpf_isa::{AluOp, ByteOrder, Cond, Program, SwapWidth};
 
 use ops::Op;
@@ -622,23 +620,10 @@ fn call_helper(
     regs: &mut [u64; 16],
     mem: &mut MemoryMap<'_>,
 ) -> Result<(), TrapKind> {
-    let helper = u32::try_from(id).ok().and_then(|id32| helpers.get(id32));
-    let Some(helper) = helper else {
-        return Err(TrapKind::UnknownHelper { id });
-    };
     let args = [regs[1], regs[2], regs[3], regs[4], regs[5]];
-    match helper.call(args, mem) {
-        Ok(r0) => {
-            regs[0] = r0;
-            regs[1..6].fill(0);
-            Ok(())
-        }
-        Err(HelperError::Failed(message)) => Err(TrapKind::HelperFailed {
-            id: id as u32,
-            message,
-        }),
-        Err(HelperError::Memory(kind)) => Err(kind),
-    }
+    regs[0] = helpers.call(id, args, mem)?;
+    regs[1..6].fill(0);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -47,7 +47,8 @@ use cranelift_object::{ObjectBuilder, ObjectModule};
 use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Trap};
 use ebpf_isa::Program;
 
-pub use context::{code as trap_code, reason as invalid_reason};
+/// The trap and reason codes of the C ABI (`c/ebpf_jit.h`): the contract's own.
+pub use ebpf_abi::{reason_code as invalid_reason, trap_code};
 pub use error::JitError;
 pub use options::{ISA_FLAGS_ENV, IsaFlags, JitOptions, OptLevel};
 

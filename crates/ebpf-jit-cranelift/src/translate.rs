@@ -25,14 +25,14 @@ use cranelift_codegen::ir::{
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
-use ebpf_abi::{InvalidReason, layout};
+use ebpf_abi::{InvalidReason, layout, trap_code as code};
 use ebpf_cfg::pointers;
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Insn, Operand, PacketAddr, Program, Reg,
     SignExtend, Size, SwapWidth, Width,
 };
 
-use crate::context::{code, off, reason_code};
+use crate::context::off;
 use crate::hints::{self, Hint};
 use crate::plan::{Plan, Target, Term};
 
@@ -385,7 +385,7 @@ impl<'a, 'f> Tx<'a, 'f> {
     fn emit_stubs(&mut self) {
         while let Some((stub, pc, reason)) = self.stubs.pop() {
             self.b.switch_to_block(stub);
-            self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason_code(reason), 0);
+            self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason.code(), 0);
         }
     }
 
@@ -454,7 +454,7 @@ impl<'a, 'f> Tx<'a, 'f> {
                 self.b.ins().jump(block, &[]);
             }
             Target::Trap { pc, reason } => {
-                self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason_code(reason), 0);
+                self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason.code(), 0);
             }
         }
     }
@@ -606,7 +606,7 @@ impl<'a, 'f> Tx<'a, 'f> {
                 self.goto(target, slow);
             }
             Term::Trap { pc, reason } => {
-                self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason_code(reason), 0);
+                self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason.code(), 0);
             }
         }
     }

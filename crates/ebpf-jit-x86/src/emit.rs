@@ -31,7 +31,7 @@ use alloc::vec::Vec;
 
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
-use ebpf_abi::{InvalidReason, layout};
+use ebpf_abi::{InvalidReason, SplitMix64, layout, trap_code};
 use ebpf_cfg::pointers::{self, Hint, Hints};
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg,
@@ -42,8 +42,8 @@ use crate::blocks::{Shape, call_target, invalid_reason, jump_target};
 use crate::context::{
     FRAME_CALLEE_FP, FRAME_RET, FRAME_SIZE, OFF_ARGS, OFF_BIAS, OFF_BLOCK, OFF_FRAME_BASE,
     OFF_FRAME_END, OFF_FRAME_SP, OFF_HELPER_ID, OFF_HOST, OFF_REGS, OFF_REMAINING, OFF_RESUME,
-    OFF_SAVED_RSP, OFF_START, OFF_TRAMPOLINE, OFF_TRAP_ADDR, OFF_TRAP_CODE, OFF_TRAP_PC, code,
-    lim_offset, span_offset, status,
+    OFF_SAVED_RSP, OFF_START, OFF_TRAMPOLINE, OFF_TRAP_ADDR, OFF_TRAP_CODE, OFF_TRAP_PC,
+    lim_offset, packed, span_offset, status,
 };
 use crate::{JitError, JitOptions};
 
@@ -162,28 +162,8 @@ fn cc_of(cond: Cond) -> Cc {
 }
 
 /// The trap code of an `InvalidInstruction`.
-pub(crate) fn reason_code(reason: InvalidReason) -> u32 {
-    let r = match reason {
-        InvalidReason::FellOffEnd => 0,
-        InvalidReason::TargetOutOfRange => 1,
-        InvalidReason::LddwTail => 2,
-        InvalidReason::UnsupportedLddw => 3,
-        InvalidReason::UnsupportedCall => 4,
-        _ => 5,
-    };
-    code::INVALID | (r << 8)
-}
-
-/// The reason behind a trap code made by [`reason_code`].
-pub(crate) fn reason_of(code: u64) -> InvalidReason {
-    match code >> 8 {
-        0 => InvalidReason::FellOffEnd,
-        1 => InvalidReason::TargetOutOfRange,
-        2 => InvalidReason::LddwTail,
-        3 => InvalidReason::UnsupportedLddw,
-        4 => InvalidReason::UnsupportedCall,
-        _ => InvalidReason::Undecodable,
-    }
+fn invalid_code(reason: InvalidReason) -> u32 {
+    packed(trap_code::INVALID_INSTRUCTION, reason.code())
 }
 
 /// Out-of-line code emitted after the program.
@@ -224,7 +204,7 @@ enum At {
 
 /// Random keys for constant blinding: SplitMix64 seeded from the standard library's per-process
 /// random hasher keys.
-pub(crate) struct Keys(u64);
+pub(crate) struct Keys(SplitMix64);
 
 impl Keys {
     pub(crate) fn new() -> Keys {
@@ -232,15 +212,11 @@ impl Keys {
         let state = std::collections::hash_map::RandomState::new();
         let mut hasher = state.build_hasher();
         hasher.write_usize(&state as *const _ as usize);
-        Keys(hasher.finish())
+        Keys(SplitMix64::new(hasher.finish()))
     }
 
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A key with every byte odd, so every byte of a blinded value differs from the plain one.
@@ -445,7 +421,7 @@ impl Emitter<'_> {
                 && !self.bound.get(pc).copied().unwrap_or(true);
             if unbound {
                 self.bind(pc);
-                self.trap_inline(pc, reason_code(InvalidReason::LddwTail));
+                self.trap_inline(pc, invalid_code(InvalidReason::LddwTail));
             }
         }
         let stubs = core::mem::take(&mut self.stubs);
@@ -553,7 +529,7 @@ impl Emitter<'_> {
         self.shape.blocks = blocks;
         // Execution that runs past the last slot (or a call returning there) traps.
         self.bind(slots);
-        self.trap_inline(slots, reason_code(InvalidReason::FellOffEnd));
+        self.trap_inline(slots, invalid_code(InvalidReason::FellOffEnd));
     }
 
     // ---------------------------------------------------------------------------------------
@@ -562,7 +538,7 @@ impl Emitter<'_> {
     fn insn(&mut self, insn: &Insn, pc: usize) {
         let slots = self.shape.slots;
         if let Some(reason) = invalid_reason(insn, pc, slots) {
-            self.trap_inline(pc, reason_code(reason));
+            self.trap_inline(pc, invalid_code(reason));
             return;
         }
         match *insn {
@@ -1002,7 +978,7 @@ impl Emitter<'_> {
             }
             Some(t) => self.label(t),
             // Taken, it traps at the jump itself.
-            None => self.trap_stub(pc, reason_code(InvalidReason::TargetOutOfRange)),
+            None => self.trap_stub(pc, invalid_code(InvalidReason::TargetOutOfRange)),
         };
         self.jcc(cc_of(cond), label);
     }
@@ -1033,7 +1009,7 @@ impl Emitter<'_> {
         let width = 1i32 << w;
         let off = i32::from(off);
         let b = h(base);
-        let mis_code = code::MISALIGNED | ((width as u32) << 8);
+        let mis_code = packed(trap_code::MISALIGNED_ATOMIC, width as u64);
         let hint = self.hints[usize::from(base.index())];
         if self.stack_fast && hint.frame_access_is_safe(off as i16, width as u32) {
             // r10 is a multiple of 512, so alignment depends on the frame offset alone; an
@@ -1232,7 +1208,10 @@ impl Emitter<'_> {
             _ => (2, 4),
         };
         let reported = size.bytes();
-        let oob = self.trap_stub(pc, code::OOB | (reported << 8));
+        let oob = self.trap_stub(
+            pc,
+            packed(trap_code::OUT_OF_BOUNDS_READ, u64::from(reported)),
+        );
         let lim = lim_offset(false, w, layout::INPUT);
         let bias = OFF_BIAS + 8 * layout::INPUT as i32;
         asm!(self.ops
@@ -1280,7 +1259,7 @@ impl Emitter<'_> {
     /// A local call: a fresh frame, the caller's r6–r10 and the return address on the shadow
     /// stack in the context.
     fn local_call(&mut self, pc: usize, target: usize) {
-        let depth = self.trap_stub(pc, code::DEPTH);
+        let depth = self.trap_stub(pc, packed(trap_code::CALL_DEPTH_EXCEEDED, 0));
         let next = self.label(pc + 1);
         let callee = self.label(target);
         asm!(self.ops
@@ -1325,7 +1304,12 @@ impl Emitter<'_> {
 /// `w` such that the size is `1 << w` bytes.
 /// The trap code of an out-of-bounds access of `1 << w` bytes.
 fn oob_code(w: usize, write: bool) -> u32 {
-    code::OOB | ((1u32 << w) << 8) | (u32::from(write) << 16)
+    let code = if write {
+        trap_code::OUT_OF_BOUNDS_WRITE
+    } else {
+        trap_code::OUT_OF_BOUNDS_READ
+    };
+    packed(code, 1 << w)
 }
 
 fn size_index(size: Size) -> usize {

@@ -9,12 +9,12 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use ebpf_abi::{Exit, HelperError, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout};
+use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout, trap_code};
 use ebpf_isa::Program;
 
 use crate::blocks::Shape;
-use crate::context::{Ctx, Frame, code, status};
-use crate::emit::{emit, reason_of};
+use crate::context::{Ctx, Frame, status, unpacked};
+use crate::emit::emit;
 use crate::pages::{self, Pages};
 use crate::slow::{Stepped, finish_chain};
 use crate::{JitError, JitOptions};
@@ -233,36 +233,19 @@ fn unknown(pc: u64) -> Trap {
 
 /// The trap that generated code (or the trampoline) described in the context.
 fn trap_of(ctx: &mut Ctx<'_>, limits: &Limits) -> Trap {
-    let c = ctx.run.trap_code;
-    let pc = ctx.run.trap_pc as usize;
-    let kind = match (c & 0xff) as u32 {
-        code::OOB => TrapKind::OutOfBounds {
-            addr: ctx.run.trap_addr,
-            len: (c >> 8) & 0xff,
-            write: (c >> 16) & 1 != 0,
+    let raw = unpacked(ctx.run.trap_code, ctx.run.trap_addr);
+    match raw.kind(limits).or_else(|| ctx.helper_trap.take()) {
+        Some(kind) => Trap {
+            pc: ctx.run.trap_pc as usize,
+            kind,
         },
-        code::MISALIGNED => TrapKind::MisalignedAtomic {
-            addr: ctx.run.trap_addr,
-            len: (c >> 8) & 0xff,
-        },
-        code::DEPTH => TrapKind::CallDepthExceeded {
-            max_depth: limits.max_depth(),
-        },
-        code::INVALID => TrapKind::InvalidInstruction {
-            reason: reason_of(c),
-        },
-        code::HELPER => match ctx.helper_trap.take() {
-            Some(kind) => kind,
-            None => return unknown(ctx.run.trap_pc),
-        },
-        _ => return unknown(ctx.run.trap_pc),
-    };
-    Trap { pc, kind }
+        None => unknown(ctx.run.trap_pc),
+    }
 }
 
-/// Called by generated code for `call` and `callx` (System V, 16-byte aligned stack): looks up
-/// the helper whose id is in the context, calls it with `args` and the run's memory, stores
-/// `r0` in `regs[0]` and refreshes the region table. Returns 0, or the status with which the
+/// Called by generated code for `call` and `callx` (System V, 16-byte aligned stack): calls
+/// the helper whose id is in the context with `args` and the run's memory, stores `r0` in
+/// `regs[0]` and refreshes the region table. Returns 0, or the status with which the
 /// generated code must end the run (the trap or panic is recorded in the context).
 extern "sysv64" fn helper_trampoline(ctx: *mut Ctx<'_>) -> u32 {
     // SAFETY: generated code passes the context pointer it received from `run`, which is live
@@ -275,25 +258,14 @@ extern "sysv64" fn helper_trampoline(ctx: *mut Ctx<'_>) -> u32 {
     let args = ctx.run.args;
     let memory_ptr = ctx.memory;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let helper = u32::try_from(id).ok().and_then(|id32| helpers.get(id32));
-        let Some(helper) = helper else {
-            return Err(TrapKind::UnknownHelper { id });
-        };
         // SAFETY: `memory` points to the run's map, live for the run; generated code holds
         // only raw pointers derived from it (refreshed below), and no reference to it exists
         // while the helper runs.
         let memory = unsafe { &mut *memory_ptr };
-        let result = helper.call(args, memory);
+        let result = helpers.call(id, args, memory);
         // The helper used the map: re-derive the table that generated code reads.
         ctx.refresh(memory);
-        match result {
-            Ok(r0) => Ok(r0),
-            Err(HelperError::Failed(message)) => Err(TrapKind::HelperFailed {
-                id: id as u32,
-                message,
-            }),
-            Err(HelperError::Memory(kind)) => Err(kind),
-        }
+        result
     }));
     match outcome {
         Ok(Ok(r0)) => {
@@ -302,7 +274,7 @@ extern "sysv64" fn helper_trampoline(ctx: *mut Ctx<'_>) -> u32 {
         }
         Ok(Err(kind)) => {
             ctx.helper_trap = Some(kind);
-            ctx.run.trap_code = u64::from(code::HELPER);
+            ctx.run.trap_code = trap_code::HOST;
             status::TRAP
         }
         Err(payload) => {
