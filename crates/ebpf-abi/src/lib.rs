@@ -29,13 +29,16 @@ mod memory;
 mod rand;
 pub mod semantics;
 mod shared;
+pub mod step;
 mod trap;
+mod view;
 
 pub use helper::{Helper, HelperError, HelperFn, Helpers, VmMemory, conformance_helper};
 pub use memory::{MemoryMap, REGION_TABLE_LEN, RawRegion, Region};
 pub use rand::SplitMix64;
 pub use shared::SharedMemory;
 pub use trap::{InvalidReason, RawTrap, Trap, TrapKind, reason_code, trap_code};
+pub use view::{Flow, ProgramView, Target};
 
 /// Bytes of stack each call frame gets (RFC 9669 §3: 512 bytes).
 pub const STACK_FRAME_SIZE: u64 = 512;

@@ -31,14 +31,14 @@ use alloc::vec::Vec;
 
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
-use ebpf_abi::{InvalidReason, SplitMix64, layout, trap_code};
+use ebpf_abi::{Flow, InvalidReason, SplitMix64, Target, layout, trap_code};
 use ebpf_cfg::pointers::{self, Hint, Hints};
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg,
     SignExtend, Size, SwapWidth, Width,
 };
 
-use crate::blocks::{Shape, call_target, invalid_reason, jump_target};
+use crate::blocks::Shape;
 use crate::context::{
     FRAME_CALLEE_FP, FRAME_RET, FRAME_SIZE, OFF_ARGS, OFF_BIAS, OFF_BLOCK, OFF_FRAME_BASE,
     OFF_FRAME_END, OFF_FRAME_SP, OFF_HELPER_ID, OFF_HOST, OFF_REGS, OFF_REMAINING, OFF_RESUME,
@@ -235,7 +235,6 @@ struct Emitter<'p> {
     shape: Shape,
     /// One label per slot pc, plus one for the end; created when first needed.
     labels: Vec<Option<DynamicLabel>>,
-    bound: Vec<bool>,
     stubs: Vec<(DynamicLabel, Stub)>,
     trap_common: DynamicLabel,
     budget_common: DynamicLabel,
@@ -263,10 +262,10 @@ struct Emitter<'p> {
 /// Emits the code of `program`.
 pub(crate) fn emit(program: &Program, options: &JitOptions) -> Result<Emitted, JitError> {
     let shape = Shape::of(program);
-    if shape.slots > MAX_SLOTS || shape.blocks.len() > MAX_SLOTS {
-        return Err(JitError::TooLarge { slots: shape.slots });
+    let slots = shape.view.slot_count();
+    if slots > MAX_SLOTS || shape.blocks.len() > MAX_SLOTS {
+        return Err(JitError::TooLarge { slots });
     }
-    let slots = shape.slots;
     let mut ops = VecAssembler::<X64Relocation>::new(0);
     ops.reserve_ops(program.len().saturating_mul(24).saturating_add(256));
     let trap_common = ops.new_dynamic_label();
@@ -274,13 +273,12 @@ pub(crate) fn emit(program: &Program, options: &JitOptions) -> Result<Emitted, J
     let exit_ok = ops.new_dynamic_label();
     let epilogue = ops.new_dynamic_label();
     let stack_fast = !shape.writes_r10;
-    let entries = shape.hints(program.insns(), stack_fast);
+    let entries = shape.hints(stack_fast);
     let mut e = Emitter {
         ops,
         program,
         shape,
         labels: vec![None; slots + 1],
-        bound: vec![false; slots + 1],
         stubs: Vec::new(),
         trap_common,
         budget_common,
@@ -327,8 +325,17 @@ impl Emitter<'_> {
     fn bind(&mut self, pc: usize) {
         let l = self.label(pc);
         asm!(self.ops; =>l);
-        if let Some(b) = self.bound.get_mut(pc) {
-            *b = true;
+    }
+
+    /// Where a transfer to `target` jumps: the code of the instruction it arrives at, or a
+    /// stub that traps.
+    fn target_label(&mut self, target: Target) -> DynamicLabel {
+        match target {
+            Target::Insn(i) => {
+                let pc = self.shape.view.pcs().get(i).copied().unwrap_or(0);
+                self.label(pc)
+            }
+            Target::Trap { pc, reason } => self.trap_stub(pc, invalid_code(reason)),
         }
     }
 
@@ -415,15 +422,8 @@ impl Emitter<'_> {
     }
 
     fn out_of_line(&mut self) {
-        // Labels that jumps or calls referenced but no block defined: second slots of lddw.
-        for pc in 0..self.labels.len() {
-            let unbound = matches!(self.labels.get(pc), Some(Some(_)))
-                && !self.bound.get(pc).copied().unwrap_or(true);
-            if unbound {
-                self.bind(pc);
-                self.trap_inline(pc, invalid_code(InvalidReason::LddwTail));
-            }
-        }
+        // Every label is bound by now: jumps and calls reach instructions that start blocks
+        // (or trap stubs), and returns reach the instruction after a call or the end.
         let stubs = core::mem::take(&mut self.stubs);
         for (label, stub) in stubs {
             asm!(self.ops; =>label);
@@ -500,10 +500,10 @@ impl Emitter<'_> {
     fn body(&mut self) {
         let program = self.program;
         let insns = program.insns();
-        let slots = self.shape.slots;
+        let slots = self.shape.view.slot_count();
         let blocks = core::mem::take(&mut self.shape.blocks);
         for (b, block) in blocks.iter().enumerate() {
-            let first_pc = self.shape.pcs.get(block.first).copied().unwrap_or(0);
+            let first_pc = self.shape.view.pcs().get(block.first).copied().unwrap_or(0);
             self.bind(first_pc);
             self.block_offsets.push(self.ops.offset().0 as u32);
             self.hints = self.entries.get(b).copied().unwrap_or([Hint::Nothing; 11]);
@@ -519,10 +519,13 @@ impl Emitter<'_> {
                 self.jcc(Cc::B, stub);
             }
             for i in block.first..block.first + block.len {
-                let (Some(insn), Some(&pc)) = (insns.get(i), self.shape.pcs.get(i)) else {
+                let view = &self.shape.view;
+                let (Some(insn), Some(&pc), Some(&flow)) =
+                    (insns.get(i), view.pcs().get(i), view.flows().get(i))
+                else {
                     continue;
                 };
-                self.insn(insn, pc);
+                self.insn(insn, flow, pc);
                 pointers::transfer(&mut self.hints, insn);
             }
         }
@@ -535,9 +538,8 @@ impl Emitter<'_> {
     // ---------------------------------------------------------------------------------------
     // Instructions.
 
-    fn insn(&mut self, insn: &Insn, pc: usize) {
-        let slots = self.shape.slots;
-        if let Some(reason) = invalid_reason(insn, pc, slots) {
+    fn insn(&mut self, insn: &Insn, flow: Flow, pc: usize) {
+        if let Flow::Invalid(reason) = flow {
             self.trap_inline(pc, invalid_code(reason));
             return;
         }
@@ -570,8 +572,8 @@ impl Emitter<'_> {
             } => self.movsx(width == Width::W64, from, h(dst), h(src)),
             Insn::Endian { order, width, dst } => self.endian(order, width, h(dst)),
             Insn::Ja { .. } | Insn::Ja32 { .. } => {
-                if let Some(t) = jump_target(insn, pc, slots) {
-                    let l = self.label(t);
+                if let Flow::Jump(target) = flow {
+                    let l = self.target_label(target);
                     self.jmp(l);
                 }
             }
@@ -582,8 +584,9 @@ impl Emitter<'_> {
                 src,
                 ..
             } => {
-                let target = jump_target(insn, pc, slots);
-                self.cond_jump(width == Width::W64, cond, h(dst), src, target, pc);
+                if let Flow::Branch(target) = flow {
+                    self.cond_jump(width == Width::W64, cond, h(dst), src, target);
+                }
             }
             Insn::Call {
                 kind: CallKind::Helper,
@@ -602,8 +605,8 @@ impl Emitter<'_> {
                 kind: CallKind::Local,
                 ..
             } => {
-                if let Some(t) = call_target(insn, pc, slots) {
-                    self.local_call(pc, t);
+                if let Flow::Call(target) = flow {
+                    self.local_call(pc, target);
                 }
             }
             Insn::Call {
@@ -931,15 +934,7 @@ impl Emitter<'_> {
         }
     }
 
-    fn cond_jump(
-        &mut self,
-        wide: bool,
-        cond: Cond,
-        d: u8,
-        src: Operand,
-        target: Option<usize>,
-        pc: usize,
-    ) {
+    fn cond_jump(&mut self, wide: bool, cond: Cond, d: u8, src: Operand, target: Target) {
         let test = cond == Cond::Set;
         match src {
             Operand::Reg(s) => {
@@ -969,16 +964,15 @@ impl Emitter<'_> {
         }
         let label = match target {
             // Leaving a chain early: through a refund of what the chain's rest charged.
-            Some(t) if self.refund > 0 => {
-                let target = self.label(t);
+            Target::Insn(_) if self.refund > 0 => {
+                let target = self.target_label(target);
                 self.stub(Stub::Refund {
                     amount: self.refund as i32,
                     target,
                 })
             }
-            Some(t) => self.label(t),
-            // Taken, it traps at the jump itself.
-            None => self.trap_stub(pc, invalid_code(InvalidReason::TargetOutOfRange)),
+            // An instruction, or (taken, it traps) a trap stub.
+            _ => self.target_label(target),
         };
         self.jcc(cc_of(cond), label);
     }
@@ -1258,10 +1252,10 @@ impl Emitter<'_> {
 
     /// A local call: a fresh frame, the caller's r6–r10 and the return address on the shadow
     /// stack in the context.
-    fn local_call(&mut self, pc: usize, target: usize) {
+    fn local_call(&mut self, pc: usize, target: Target) {
         let depth = self.trap_stub(pc, packed(trap_code::CALL_DEPTH_EXCEEDED, 0));
         let next = self.label(pc + 1);
-        let callee = self.label(target);
+        let callee = self.target_label(target);
         asm!(self.ops
             ; mov rdx, [rbx + OFF_FRAME_SP]
             ; cmp rdx, [rbx + OFF_FRAME_END]

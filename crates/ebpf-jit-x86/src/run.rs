@@ -38,7 +38,6 @@ struct Code {
 /// A compiled program.
 pub(crate) struct Compiled {
     code: Code,
-    program: Program,
     shape: Shape,
 }
 
@@ -55,7 +54,6 @@ impl Compiled {
                 block_offsets: emitted.block_offsets,
                 resume_offset: emitted.resume_offset,
             },
-            program: program.clone(),
             shape: emitted.shape,
         })
     }
@@ -145,12 +143,12 @@ impl Compiled {
                 status::BUDGET => {
                     let head = usize::try_from(ctx.run.block).unwrap_or(usize::MAX);
                     let stepped = finish_chain(
-                        self.program.insns(),
                         &self.shape,
                         head,
                         &mut ctx.run.regs,
                         ctx.run.remaining,
                         &mut memory,
+                        helpers,
                         budget,
                     );
                     match stepped {
