@@ -7,7 +7,9 @@ use std::sync::Arc;
 use crate::engine::{CompileError, Compiled, Engine};
 use ebpf_abi::{Exit, Helper, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout};
 use ebpf_isa::{AsmError, DecodeError, Program};
-use ebpf_verifier::{Finding, Policy, Rejected, Termination, Verifier, VerifierConfig};
+use ebpf_verifier::{
+    Finding, Policy, PolicyView, Rejected, Severity, Termination, Verifier, VerifierConfig,
+};
 
 /// Where the VM writes the input's addresses into a metadata buffer (rbpf's "mbuff").
 ///
@@ -140,13 +142,8 @@ impl Policy for SharedPolicy {
         self.0.name()
     }
 
-    fn check(
-        &self,
-        program: &Program,
-        cfg: &ebpf_cfg::Cfg,
-        out: &mut Vec<(usize, ebpf_verifier::Severity, String)>,
-    ) {
-        self.0.check(program, cfg, out);
+    fn check(&self, program: &PolicyView<'_>, out: &mut Vec<(usize, Severity, String)>) {
+        self.0.check(program, out);
     }
 }
 
