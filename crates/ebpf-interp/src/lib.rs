@@ -25,11 +25,12 @@ pub use ebpf_abi::semantics;
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::fmt;
 
 use ebpf_abi::step::{self, Registers};
 use ebpf_abi::{
-    Exit, Flow, Helpers, InvalidReason, Limits, MemoryMap, ProgramView, Region, Target, Trap,
-    TrapKind, layout,
+    Executable, Exit, Flow, Helpers, InvalidReason, Limits, MemoryMap, ProgramView, Region, Target,
+    Trap, TrapKind, layout,
 };
 use ebpf_isa::{AluOp, ByteOrder, Cond, Insn, Program, SwapWidth};
 
@@ -37,7 +38,7 @@ use ops::{Op, for_each_op};
 use semantics::{alu32, alu64, cond32, cond64, endian};
 
 /// A pre-decoded program, ready to run any number of times, from any number of threads.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Interpreter {
     /// One operation per slot, then a sentinel that reports falling off the end.
     ops: Vec<Op>,
@@ -506,6 +507,27 @@ impl Interpreter {
                 Flow::Invalid(reason) => return invalid(at, reason),
             };
         }
+    }
+}
+
+impl fmt::Debug for Interpreter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Interpreter")
+            .field("slots", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The interpreter as an engine: [`Interpreter::run`].
+impl Executable for Interpreter {
+    fn run(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+    ) -> Result<Exit, Trap> {
+        Interpreter::run(self, memory, args, helpers, limits)
     }
 }
 

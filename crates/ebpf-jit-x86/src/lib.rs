@@ -52,7 +52,7 @@ mod tests;
 use alloc::string::String;
 use core::fmt;
 
-use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Trap};
+use ebpf_abi::{Executable, Exit, Helpers, Limits, MemoryMap, Trap};
 use ebpf_isa::Program;
 
 /// How to compile.
@@ -190,6 +190,23 @@ impl X86Program {
         {
             match self.inner {}
         }
+    }
+}
+
+/// The x86 JIT as an engine: [`X86Program::run`].
+impl Executable for X86Program {
+    fn run(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+    ) -> Result<Exit, Trap> {
+        X86Program::run(self, memory, args, helpers, limits)
+    }
+
+    fn code_size(&self) -> usize {
+        X86Program::code_size(self)
     }
 }
 
