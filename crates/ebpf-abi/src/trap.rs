@@ -172,29 +172,40 @@ pub mod reason_code {
     pub const OTHER: u64 = 5;
 }
 
+/// Each reason with its code: the one table both directions read.
+const REASON_CODES: [(InvalidReason, u64); 6] = [
+    (InvalidReason::FellOffEnd, reason_code::FELL_OFF_END),
+    (
+        InvalidReason::TargetOutOfRange,
+        reason_code::TARGET_OUT_OF_RANGE,
+    ),
+    (InvalidReason::LddwTail, reason_code::LDDW_TAIL),
+    (
+        InvalidReason::UnsupportedLddw,
+        reason_code::UNSUPPORTED_LDDW,
+    ),
+    (
+        InvalidReason::UnsupportedCall,
+        reason_code::UNSUPPORTED_CALL,
+    ),
+    (InvalidReason::Undecodable, reason_code::OTHER),
+];
+
 impl InvalidReason {
     /// The reason's code ([`reason_code`]).
-    pub const fn code(self) -> u64 {
-        match self {
-            InvalidReason::FellOffEnd => reason_code::FELL_OFF_END,
-            InvalidReason::TargetOutOfRange => reason_code::TARGET_OUT_OF_RANGE,
-            InvalidReason::LddwTail => reason_code::LDDW_TAIL,
-            InvalidReason::UnsupportedLddw => reason_code::UNSUPPORTED_LDDW,
-            InvalidReason::UnsupportedCall => reason_code::UNSUPPORTED_CALL,
-            InvalidReason::Undecodable => reason_code::OTHER,
-        }
+    pub fn code(self) -> u64 {
+        REASON_CODES
+            .iter()
+            .find(|(reason, _)| *reason == self)
+            .map_or(reason_code::OTHER, |&(_, code)| code)
     }
 
     /// The reason with this code; an unknown code is [`InvalidReason::Undecodable`].
-    pub const fn from_code(code: u64) -> InvalidReason {
-        match code {
-            reason_code::FELL_OFF_END => InvalidReason::FellOffEnd,
-            reason_code::TARGET_OUT_OF_RANGE => InvalidReason::TargetOutOfRange,
-            reason_code::LDDW_TAIL => InvalidReason::LddwTail,
-            reason_code::UNSUPPORTED_LDDW => InvalidReason::UnsupportedLddw,
-            reason_code::UNSUPPORTED_CALL => InvalidReason::UnsupportedCall,
-            _ => InvalidReason::Undecodable,
-        }
+    pub fn from_code(code: u64) -> InvalidReason {
+        REASON_CODES
+            .iter()
+            .find(|(_, c)| *c == code)
+            .map_or(InvalidReason::Undecodable, |&(reason, _)| reason)
     }
 }
 
