@@ -11,11 +11,26 @@
 //!
 //! The program is pre-decoded once ([`Interpreter::new`]) into a flat array of small
 //! operations, one per slot, with branch targets resolved and one variant per operation
-//! (condition and byte order included); the dispatch loop then does one `match` per
-//! instruction and no decoding. The budget is charged one straight-line run at a time, at
-//! control transfers, not per instruction; a run that does not fit in what is left is executed
-//! by a second, precise loop that charges each instruction, so counts and traps stay exact.
-//! It is `#![no_std]
+//! (condition and byte order included); the fast loop then does one `match` per instruction
+//! and no decoding. It charges the budget one straight-line run at a time, at control
+//! transfers, not per instruction; a run that does not fit in what is left is executed by a
+//! second, precise loop that charges each instruction and executes it with the contract's
+//! reference step (`ebpf_abi::step`), so counts and traps stay exact. The two loops are
+//! independent implementations, and the tests hold them to each other. It is `#![no_std]` and
+//! contains no `unsafe`.
+//!
+//! ```
+//! use ebpf_abi::{Helpers, Limits, MemoryMap};
+//! use ebpf_interp::Interpreter;
+//!
+//! let program = ebpf_isa::assemble("mov %r0, 6\nmul %r0, 7\nexit").unwrap();
+//! let interp = Interpreter::new(&program);
+//! let exit = interp.run(MemoryMap::new(), [0, 0], &Helpers::new(), &Limits::default()).unwrap();
+//! assert_eq!(exit.r0, 42);
+//! assert_eq!(exit.instructions, 3);
+//! ```
+
+#![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
