@@ -20,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ebpf-isa", &[]),
     ("ebpf-testdata", &[]),
     ("ebpf-testgen", &["ebpf-isa", "ebpf-abi"]),
+    ("ebpf-contract", &["ebpf-isa", "ebpf-abi", "ebpf-testdata"]),
     ("ebpf-cfg", &["ebpf-isa", "ebpf-abi"]),
     ("ebpf-abi", &["ebpf-isa"]),
     ("ebpf-maps", &["ebpf-abi"]),

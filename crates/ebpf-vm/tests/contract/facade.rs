@@ -9,7 +9,10 @@ use ebpf_vm::{
     Engine, HelperError, Input, Limits, LoadError, MetadataLayout, Trap, TrapKind, Vm, VmMemory,
 };
 
-use crate::cases::{EXTRA, INPUT};
+use ebpf_abi::layout;
+
+const INPUT: u64 = layout::vm_addr(layout::INPUT, 0);
+const EXTRA: u64 = layout::vm_addr(layout::FIRST_EXTRA, 0);
 
 fn layout(len: usize, data_offset: usize, data_end_offset: usize) -> MetadataLayout {
     MetadataLayout {
