@@ -13,6 +13,9 @@
 //!   run the same cases through `Vm` on every engine with [`Case::check`];
 //! - **the conformance runner**, [`conformance::check_suite`]: the 313 bpf_conformance programs
 //!   on one engine, the count and budget stated once;
+//! - **the differential harness**, [`differential`]: a program on the interpreter and on a JIT
+//!   over identical memory, compared on `r0`, trap, count, input/data memory and the stack, and
+//!   the generated program families every JIT is checked on.
 //!
 //! What it is not for: production code, or knowing any engine. It depends on `ebpf-abi`,
 //! `ebpf-isa` and `ebpf-testdata` only; engines come in as closures, so every engine crate can
@@ -22,6 +25,7 @@
 
 mod case;
 pub mod conformance;
+pub mod differential;
 mod format;
 mod helpers;
 mod runner;
