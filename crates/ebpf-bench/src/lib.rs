@@ -22,12 +22,18 @@
 //! - Each run executes between 10^4 and 10^6 instructions ([`Program::instructions`] is the
 //!   exact count, pinned by a test).
 //!
+//! What it depends on: `ebpf-isa` and `ebpf-abi` only, so that every engine crate can
+//! benchmark itself on these programs without a dependency cycle; the benchmark that compares
+//! every engine through the facade lives in `ebpf-vm/benches`.
+//!
 //! ```
 //! let program = ebpf_bench::by_name("poly").unwrap();
-//! let vm = program.vm(ebpf_vm::Engine::Interpreter)?;
-//! let mut input = program.input();
-//! assert_eq!(vm.run(&mut input)?, program.expected());
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! let interp = ebpf_interp::Interpreter::new(&program.assemble());
+//! let (helpers, limits) = (ebpf_abi::Helpers::new(), ebpf_abi::Limits::default());
+//! let r0 = ebpf_bench::run_on_input(&mut program.input(), |map, args| {
+//!     interp.run(map, args, &helpers, &limits)
+//! });
+//! assert_eq!(r0, program.expected());
 //! ```
 
 #![forbid(unsafe_code)]
@@ -83,16 +89,6 @@ impl Program {
     /// The program as bytecode (8 bytes per slot, little-endian), as rbpf loads it.
     pub fn bytecode(&self) -> Vec<u8> {
         self.assemble().to_bytes()
-    }
-
-    /// The program loaded the way every benchmark loads it: from [`Program::bytecode`],
-    /// verified, on `engine`, with no instruction budget (the programs loop, so the verifier's
-    /// [`NeedsBudget`](ebpf_vm::LoadError::NeedsBudget) is waived with `allow_unbounded`).
-    pub fn vm(&self, engine: ebpf_vm::Engine) -> Result<ebpf_vm::Vm, ebpf_vm::LoadError> {
-        ebpf_vm::Vm::builder()
-            .engine(engine)
-            .allow_unbounded()
-            .load(&self.bytecode())
     }
 
     /// Why rbpf 0.4.1's interpreter would not run the program with RFC 9669 semantics, if it
@@ -191,12 +187,20 @@ pub fn run_on_input(
     mem: &mut [u8],
     run: impl FnOnce(ebpf_abi::MemoryMap<'_>, [u64; 2]) -> Result<ebpf_abi::Exit, ebpf_abi::Trap>,
 ) -> u64 {
+    exit_on_input(mem, run).r0
+}
+
+/// [`run_on_input`], returning `r0` and the instruction count.
+pub fn exit_on_input(
+    mem: &mut [u8],
+    run: impl FnOnce(ebpf_abi::MemoryMap<'_>, [u64; 2]) -> Result<ebpf_abi::Exit, ebpf_abi::Trap>,
+) -> ebpf_abi::Exit {
     use ebpf_abi::{MemoryMap, Region, layout};
     let len = mem.len() as u64;
     let mut map = MemoryMap::new();
     map.insert(layout::INPUT, Region::Writable(mem));
     match run(map, [layout::vm_addr(layout::INPUT, 0), len]) {
-        Ok(exit) => exit.r0,
+        Ok(exit) => exit,
         Err(t) => panic!("{t}"),
     }
 }
@@ -565,19 +569,23 @@ mod reference {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ebpf_vm::{Engine, Input};
+    use ebpf_abi::{Exit, Helpers, Limits};
+    use ebpf_interp::Interpreter;
+
+    /// `p` on the interpreter over `input`.
+    fn interpret(p: &Program, input: &mut [u8]) -> Exit {
+        let interp = Interpreter::new(&p.assemble());
+        exit_on_input(input, |map, args| {
+            interp.run(map, args, &Helpers::new(), &Limits::default())
+        })
+    }
 
     #[test]
     fn every_program_matches_its_reference_on_the_interpreter() {
         let mut failures = Vec::new();
         for p in PROGRAMS {
-            let vm = p
-                .vm(Engine::Interpreter)
-                .unwrap_or_else(|e| panic!("{}: {e}", p.name));
             let mut input = p.input();
-            let exit = vm
-                .run_with(Input::new(&mut input))
-                .unwrap_or_else(|t| panic!("{}: {t}", p.name));
+            let exit = interpret(p, &mut input);
             println!(
                 "{:<10} r0 = {:#018x}, {:>7} instructions, {:>3} slots, {:>6} input bytes",
                 p.name,
@@ -627,9 +635,8 @@ mod tests {
     #[test]
     fn sort_sorts_the_input_in_place() {
         let p = by_name("sort").unwrap();
-        let vm = p.vm(Engine::Interpreter).unwrap();
         let mut input = p.input();
-        vm.run(&mut input).unwrap();
+        interpret(p, &mut input);
         let words: Vec<u32> = input[16..]
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
@@ -648,12 +655,11 @@ mod tests {
     fn the_references_reject_short_inputs_like_the_programs() {
         for name in ["poly", "sort", "divmod"] {
             let p = by_name(name).unwrap();
-            let vm = p.vm(Engine::Interpreter).unwrap();
             let mut input = p.input();
             let cut = 20;
             input.truncate(cut);
             input[..8].copy_from_slice(&(cut as u64).to_le_bytes());
-            let r0 = vm.run(&mut input.clone()).unwrap();
+            let r0 = interpret(p, &mut input.clone()).r0;
             assert_eq!(r0, p.reference(&input), "{name}");
         }
     }

@@ -476,3 +476,28 @@ fn traps_display_where_and_what() {
         "helper 2 failed: no such key at pc 0"
     );
 }
+
+/// The benchmark programs load the way the benchmarks' users would: verified (no budget, as
+/// they loop), and run to the Rust reference's result with the pinned count on every engine.
+#[test]
+fn benchmark_programs_verify_and_agree_on_every_engine() {
+    for p in ebpf_bench::PROGRAMS {
+        for &engine in Engine::ALL {
+            let vm = Vm::builder()
+                .engine(engine)
+                .allow_unbounded()
+                .load(&p.bytecode())
+                .unwrap_or_else(|e| panic!("{} on {engine}: {e}", p.name));
+            let mut input = p.input();
+            let exit = vm
+                .run_with(Input::new(&mut input))
+                .unwrap_or_else(|t| panic!("{} on {engine}: {t}", p.name));
+            assert_eq!(
+                (exit.r0, exit.instructions),
+                (p.expected(), p.instructions),
+                "{} on {engine}",
+                p.name
+            );
+        }
+    }
+}
