@@ -10,6 +10,7 @@
 
 mod cross;
 mod fixtures;
+mod json;
 mod tidy;
 
 use std::process::ExitCode;
