@@ -6,7 +6,7 @@
 //! Where the contract cases pin down fixed programs and outcomes, this module covers what has
 //! no fixed outcome: generated matrices of operations and edge values, budget sweeps, deep
 //! recursion, large programs, and every contract case again with its final stack compared.
-//! [`FAMILIES`] lists them; each JIT crate's `tests/differential.rs` runs them all with
+//! [`FAMILIES`] lists them; each JIT crate's `tests/contract/differential.rs` runs them all with
 //! [`check_families`], and its property tests use [`Differential::compare`].
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
