@@ -310,6 +310,31 @@ impl<'e> Differential<'e> {
     }
 }
 
+/// A [`RawEngine`] that threads may share.
+pub type SharedEngine<'e> =
+    &'e (dyn Fn(&Program, MemoryMap<'_>, [u64; 2], &Helpers, &Limits) -> Result<Exit, Trap> + Sync);
+
+/// Runs `engine` — one compiled program, shared — on four threads at once, 50 runs each, each
+/// run on a fresh copy of `setup`'s memory, and panics unless every run ends exactly as
+/// `program` does on `reference`: nothing of one run may leak into another.
+pub fn shared_by_threads(
+    program: &Program,
+    setup: &Setup,
+    reference: RawEngine<'_>,
+    engine: SharedEngine<'_>,
+) {
+    let want = setup.run(program, reference);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    assert_eq!(setup.run(program, engine), want);
+                }
+            });
+        }
+    });
+}
+
 fn same(a: &[u8], b: &[u8]) -> &'static str {
     if a == b { "equal" } else { "differ" }
 }
@@ -709,9 +734,10 @@ fn atomics(d: &Differential<'_>) {
     d.check_asm(&chained, &Setup::input(input)).exit();
 }
 
-/// Loops, local calls, helpers (with and without memory effects), packet loads, `lddw`s and
-/// atomics: the programs of the budget sweeps.
-const BUSY: &str = "
+/// A loop with local calls, stack traffic, a helper (5), a packet load, an `lddw` and an atomic
+/// on the input (at least 2 bytes): one of the budget sweeps' programs, and a busy program for
+/// engines' own tests (threads, for one).
+pub const BUSY: &str = "
     mov %r9, %r1
     mov %r6, 0
     mov %r7, 3
@@ -765,7 +791,9 @@ fn:
     exit
 ";
 
-const LOOPS_AND_CALLS: &str = "
+/// A loop with nested local calls, stack traffic and a helper (4) writing the input (at least
+/// 40 bytes): one of the budget sweeps' programs, and a busy program for engines' own tests.
+pub const LOOPS_AND_CALLS: &str = "
     mov %r9, %r1
     mov %r6, 0
     mov %r0, 0

@@ -4,7 +4,7 @@
 //! interpreter's.
 
 use ebpf_abi::{Helpers, Limits, MemoryMap, TrapKind};
-use ebpf_contract::differential::{Setup, asm, check_families};
+use ebpf_contract::differential::{LOOPS_AND_CALLS, Setup, asm, check_families, shared_by_threads};
 
 use crate::{jit, supported, with_differential};
 
@@ -50,30 +50,14 @@ fn compiled_programs_are_send_sync_and_run_concurrently() {
     if !supported() {
         return;
     }
-    // A loop with a local call, stack traffic and a helper writing the input.
-    let program = asm(
-        "mov %r9, %r1\nmov %r6, 0\nloop:\nmov %r1, %r6\ncall local f\n\
-         stxdw [%r10-8], %r0\nmov %r1, %r9\nmov %r7, %r6\nlsh %r7, 3\nadd %r1, %r7\n\
-         mov %r2, %r0\ncall 4\nadd %r6, 1\njlt %r6, 5, loop\nldxdw %r0, [%r10-8]\nexit\n\
-         f:\nmov %r0, %r1\nmul %r0, 3\nexit",
-    );
+    let program = asm(LOOPS_AND_CALLS);
     let compiled = jit(&program);
-    let setup = Setup::input(vec![3; 40]);
-    let want = setup.run(&program, &crate::interp);
-    let engine = |_: &ebpf_isa::Program,
-                  map: MemoryMap<'_>,
-                  args: [u64; 2],
-                  helpers: &Helpers,
-                  limits: &Limits| compiled.run(map, args, helpers, limits);
-    std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| {
-                for _ in 0..50 {
-                    assert_eq!(setup.run(&program, &engine), want);
-                }
-            });
-        }
-    });
+    shared_by_threads(
+        &program,
+        &Setup::input(vec![3; 40]),
+        &crate::interp,
+        &|_, map, args, helpers, limits| compiled.run(map, args, helpers, limits),
+    );
 }
 
 #[test]

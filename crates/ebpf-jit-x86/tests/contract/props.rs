@@ -18,11 +18,17 @@ use crate::with_differential;
 /// Read-only data every run maps (region 1), for programs that happen to read it.
 const RODATA: &[u8; 16] = b"read-only bytes!";
 
-fn budget_for(max_steps: u64) -> impl Strategy<Value = Option<u64>> {
-    prop_oneof![
-        1 => Just(None),
-        3 => (0..=max_steps.saturating_add(2)).prop_map(Some),
-    ]
+/// A structured program, its input, and no budget or one that is often too small.
+fn structured_with_budget(
+    config: StructuredConfig,
+) -> impl Strategy<Value = (Program, Vec<u8>, Option<u64>)> {
+    structured_with_input(config).prop_flat_map(|(s, input)| {
+        let budget = prop_oneof![
+            1 => Just(None),
+            3 => (0..=s.max_steps.saturating_add(2)).prop_map(Some),
+        ];
+        (Just(s.program), Just(input), budget)
+    })
 }
 
 fn bigger() -> StructuredConfig {
@@ -55,26 +61,18 @@ proptest! {
 
     #[test]
     fn structured_programs_agree(
-        (s, input, budget) in structured_with_input(StructuredConfig::default())
-            .prop_flat_map(|(s, input)| {
-                let steps = s.max_steps;
-                (Just(s), Just(input), budget_for(steps))
-            })
+        (program, input, budget) in structured_with_budget(StructuredConfig::default())
     ) {
         let limits = Limits { budget, ..Limits::default() };
-        agree(&with_stack_dumps(&s.program), input, true, limits);
+        agree(&with_stack_dumps(&program), input, true, limits);
     }
 
     #[test]
     fn larger_structured_programs_agree(
-        (s, input, budget) in structured_with_input(bigger())
-            .prop_flat_map(|(s, input)| {
-                let steps = s.max_steps;
-                (Just(s), Just(input), budget_for(steps))
-            })
+        (program, input, budget) in structured_with_budget(bigger())
     ) {
         let limits = Limits { budget, ..Limits::default() };
-        agree(&with_stack_dumps(&s.program), input, true, limits);
+        agree(&with_stack_dumps(&program), input, true, limits);
     }
 
     #[test]
