@@ -12,6 +12,16 @@ use crate::helpers::helpers;
 pub type RawEngine<'e> =
     &'e dyn Fn(&Program, MemoryMap<'_>, [u64; 2], &Helpers, &Limits) -> Result<Exit, Trap>;
 
+/// An engine from its two halves: how it prepares a program (`Interpreter::new`, a JIT's
+/// compile) and how the prepared program runs (`Interpreter::run`). It prepares the program
+/// again for every run; an engine that compiles slowly can keep compiled programs itself.
+pub fn engine<P>(
+    prepare: impl Fn(&Program) -> P,
+    run: impl Fn(&P, MemoryMap<'_>, [u64; 2], &Helpers, &Limits) -> Result<Exit, Trap>,
+) -> impl Fn(&Program, MemoryMap<'_>, [u64; 2], &Helpers, &Limits) -> Result<Exit, Trap> {
+    move |program, map, args, helpers, limits| run(&prepare(program), map, args, helpers, limits)
+}
+
 /// A metadata layout (the facade's `MetadataLayout`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta {

@@ -30,7 +30,7 @@ mod format;
 mod helpers;
 mod runner;
 
-pub use case::{Case, Config, Expect, Mem, Meta, Outcome, RawEngine, RunRegion};
+pub use case::{Case, Config, Expect, Mem, Meta, Outcome, RawEngine, RunRegion, engine};
 pub use helpers::{
     FAIL_MESSAGE, H_ECHO, H_FAIL, H_MIX, H_READ64, H_SUM, H_SUM_BYTES, H_WRITE64, HELPERS, helpers,
 };

@@ -34,7 +34,7 @@ fn conformance_programs_load_from_elf() {
             }
             Ok(Interpreter::new(&loaded.program))
         },
-        |interp, map, args, helpers, limits| interp.run(map, args, helpers, limits),
+        Interpreter::run,
         None,
     );
 }

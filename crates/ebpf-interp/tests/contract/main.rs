@@ -18,18 +18,9 @@ use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout}
 use ebpf_interp::Interpreter;
 use ebpf_isa::Program;
 
-fn interp(
-    program: &Program,
-    map: MemoryMap<'_>,
-    args: [u64; 2],
-    helpers: &Helpers,
-    limits: &Limits,
-) -> Result<Exit, Trap> {
-    Interpreter::new(program).run(map, args, helpers, limits)
-}
-
 #[test]
 fn contract_on_the_interpreter() {
+    let interp = ebpf_contract::engine(Interpreter::new, Interpreter::run);
     if ebpf_contract::blessing() {
         let changed = ebpf_contract::bless(&interp);
         eprintln!("EBPF_BLESS=1: rewrote {changed} expectations");
@@ -44,7 +35,7 @@ fn conformance_suite() {
     ebpf_contract::conformance::check_suite(
         "interp",
         |v| Ok(Interpreter::new(&v.program)),
-        |interp, map, args, helpers, limits| interp.run(map, args, helpers, limits),
+        Interpreter::run,
         None,
     );
 }

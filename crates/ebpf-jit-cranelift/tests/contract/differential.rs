@@ -55,7 +55,7 @@ fn compiled_programs_are_send_sync_and_run_concurrently() {
     shared_by_threads(
         &program,
         &Setup::input(vec![3; 40]),
-        &crate::interp,
+        &crate::interp(),
         &|_, map, args, helpers, limits| compiled.run(map, args, helpers, limits),
     );
 }

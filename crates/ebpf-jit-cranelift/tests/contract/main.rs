@@ -26,14 +26,9 @@ use ebpf_isa::Program;
 use ebpf_jit_cranelift::{CraneliftProgram, JitOptions};
 
 /// The interpreter, the oracle, as an engine.
-pub(crate) fn interp(
-    program: &Program,
-    map: MemoryMap<'_>,
-    args: [u64; 2],
-    helpers: &Helpers,
-    limits: &Limits,
-) -> Result<Exit, Trap> {
-    Interpreter::new(program).run(map, args, helpers, limits)
+pub(crate) fn interp()
+-> impl Fn(&Program, MemoryMap<'_>, [u64; 2], &Helpers, &Limits) -> Result<Exit, Trap> {
+    ebpf_contract::engine(Interpreter::new, Interpreter::run)
 }
 
 /// Whether this host can run the JIT; says so when not.
@@ -94,7 +89,7 @@ fn stride() -> usize {
 
 /// Runs `f` with a differential check of the JIT against the interpreter.
 pub(crate) fn with_differential<T>(f: impl FnOnce(&Differential<'_>) -> T) -> T {
-    let engine = cranelift();
+    let (interp, engine) = (interp(), cranelift());
     f(&Differential::new(&interp)
         .engine("cranelift", &engine)
         .stride(stride()))
@@ -113,8 +108,8 @@ fn conformance_suite() {
         ebpf_contract::conformance::check_suite(
             "cranelift",
             |v| ebpf_jit_cranelift::compile(&v.program, &options()).map_err(|e| e.to_string()),
-            |jit, map, args, helpers, limits| jit.run(map, args, helpers, limits),
-            Some(&interp),
+            CraneliftProgram::run,
+            Some(&interp()),
         );
     }
 }

@@ -48,7 +48,7 @@ fn runs_share_nothing_and_threads_may_run_one_program() {
     shared_by_threads(
         &program,
         &Setup::input((0u8..16).collect::<Vec<_>>()),
-        &crate::interp,
+        &crate::interp(),
         &|_, map, args, helpers, limits| jit.run(map, args, helpers, limits),
     );
 }

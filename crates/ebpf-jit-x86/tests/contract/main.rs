@@ -20,34 +20,30 @@ use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Trap};
 use ebpf_contract::differential::Differential;
 use ebpf_interp::Interpreter;
 use ebpf_isa::Program;
-use ebpf_jit_x86::{JitOptions, compile};
+use ebpf_jit_x86::{JitOptions, X86Program, compile};
 
 /// The interpreter, the oracle, as an engine.
-pub(crate) fn interp(
-    program: &Program,
-    map: MemoryMap<'_>,
-    args: [u64; 2],
-    helpers: &Helpers,
-    limits: &Limits,
-) -> Result<Exit, Trap> {
-    Interpreter::new(program).run(map, args, helpers, limits)
+pub(crate) fn interp()
+-> impl Fn(&Program, MemoryMap<'_>, [u64; 2], &Helpers, &Limits) -> Result<Exit, Trap> {
+    ebpf_contract::engine(Interpreter::new, Interpreter::run)
 }
 
 /// The JIT as an engine: compiles each program it is given (compiling is cheap).
 pub(crate) fn x86(
     constant_blinding: bool,
 ) -> impl Fn(&Program, MemoryMap<'_>, [u64; 2], &Helpers, &Limits) -> Result<Exit, Trap> {
-    move |program, map, args, helpers, limits| {
-        compile(program, &JitOptions { constant_blinding })
+    let options = JitOptions { constant_blinding };
+    let compile = move |program: &Program| {
+        compile(program, &options)
             .unwrap_or_else(|e| panic!("compile: {e}\n{}", ebpf_isa::disassemble(program)))
-            .run(map, args, helpers, limits)
-    }
+    };
+    ebpf_contract::engine(compile, X86Program::run)
 }
 
 /// Runs `f` with a differential check of the JIT, with and without blinding, against the
 /// interpreter.
 pub(crate) fn with_differential<T>(f: impl FnOnce(&Differential<'_>) -> T) -> T {
-    let (plain, blinded) = (x86(false), x86(true));
+    let (interp, plain, blinded) = (interp(), x86(false), x86(true));
     let d = Differential::new(&interp)
         .engine("x86", &plain)
         .engine("x86 (blinded)", &blinded);
@@ -73,8 +69,8 @@ fn conformance(constant_blinding: bool) {
             "x86"
         },
         |v| compile(&v.program, &options).map_err(|e| format!("compile: {e}")),
-        |jit, map, args, helpers, limits| jit.run(map, args, helpers, limits),
-        Some(&interp),
+        X86Program::run,
+        Some(&interp()),
     );
 }
 

@@ -199,13 +199,7 @@ fn the_checker_notices_every_difference() {
 /// same memory, including cases that do not check memory themselves.
 #[test]
 fn facade_sets_up_memory_as_the_contract_says() {
-    let interp = |program: &ebpf_isa::Program,
-                  map: ebpf_abi::MemoryMap<'_>,
-                  args: [u64; 2],
-                  helpers: &ebpf_abi::Helpers,
-                  limits: &ebpf_abi::Limits| {
-        Interpreter::new(program).run(map, args, helpers, limits)
-    };
+    let interp = ebpf_contract::engine(Interpreter::new, Interpreter::run);
     let mut failures = Vec::new();
     for case in ebpf_contract::cases() {
         let raw = case.run_raw(&interp);
