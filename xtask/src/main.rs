@@ -12,6 +12,7 @@
 
 mod cross;
 mod fixtures;
+mod json;
 mod kernel;
 mod tidy;
 

@@ -5,8 +5,8 @@
 //! conformance helper here (it returns `r1`) and `bpf_ktime_get_ns` in the kernel.
 
 use anyhow::{Result, bail};
+use ebpf_testdata as testdata;
 use ebpf_vm::isa::{self, CallKind, Insn};
-use ebpf_vm::testdata;
 
 use crate::compare::{Ours, Subject};
 
