@@ -40,6 +40,7 @@
 
 use ebpf_isa::{Cond, Insn, Operand, Width};
 
+pub mod shapes;
 pub mod timing;
 
 /// One benchmark program.
