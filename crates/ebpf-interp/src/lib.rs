@@ -74,18 +74,37 @@ const OUT_OF_RANGE: Op = Op::Invalid {
     reason: InvalidReason::FellOffEnd,
 };
 
-/// A saved caller frame of a local call.
-#[derive(Clone, Copy)]
-struct Frame {
-    return_pc: usize,
-    saved: [u64; 4],
-    frame_pointer: u64,
+/// A caller's frame saved by a local call: where its `exit` returns, and the registers it
+/// gets back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallerFrame {
+    /// The instruction after the call.
+    pub return_pc: usize,
+    /// `r6`–`r9`.
+    pub saved: [u64; 4],
+    /// `r10`.
+    pub frame_pointer: u64,
+}
+
+/// A run stopped between two instructions, for [`Interpreter::resume`]: what another engine
+/// hands over when it lets the interpreter finish a run (the Cranelift JIT does when a budget
+/// check finds too little budget left for its next stretch of code).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunState {
+    /// The next instruction.
+    pub pc: usize,
+    /// `r0`–`r10`.
+    pub regs: [u64; 11],
+    /// The frames of the calls in progress, outermost first.
+    pub frames: Vec<CallerFrame>,
+    /// Instructions the budget still allows (`u64::MAX` minus those executed, without one).
+    pub remaining: u64,
 }
 
 /// The state of a run, handed from the fast loop to the precise one.
 struct Machine {
     regs: [u64; 16],
-    frames: Vec<Frame>,
+    frames: Vec<CallerFrame>,
     /// The next instruction.
     pc: usize,
     /// Instructions the budget still allows (`u64::MAX` minus those executed, without one).
@@ -151,25 +170,61 @@ impl Interpreter {
         regs[1] = args[0];
         regs[2] = args[1];
         regs[10] = limits.frame_pointer(0);
-        let budget = limits.budget.unwrap_or(u64::MAX);
-        let mut machine = Machine {
+        let machine = Machine {
             regs,
             frames: Vec::new(),
             pc: 0,
-            remaining: budget,
+            remaining: limits.budget.unwrap_or(u64::MAX),
         };
+        self.finish(machine, &mut memory, helpers, limits, fast)
+    }
+
+    /// Continues a run that another engine started, from `state`, exactly as this
+    /// interpreter would have continued it: the same `r0`, instruction count (`budget -
+    /// remaining` when it exits, with `limits.budget`) and trap, the same memory.
+    ///
+    /// `memory` is the run's memory as it is now, with every region the run has, its stack
+    /// (region 2, `limits.stack_size()` bytes) included.
+    pub fn resume(
+        &self,
+        state: RunState,
+        memory: &mut MemoryMap<'_>,
+        helpers: &Helpers,
+        limits: &Limits,
+    ) -> Result<Exit, Trap> {
+        let mut regs = [0u64; 16];
+        regs[..11].copy_from_slice(&state.regs);
+        let machine = Machine {
+            regs,
+            frames: state.frames,
+            pc: state.pc,
+            remaining: state.remaining,
+        };
+        self.finish(machine, memory, helpers, limits, true)
+    }
+
+    /// Runs `machine` to its end.
+    fn finish(
+        &self,
+        mut machine: Machine,
+        memory: &mut MemoryMap<'_>,
+        helpers: &Helpers,
+        limits: &Limits,
+        fast: bool,
+    ) -> Result<Exit, Trap> {
+        let budget = limits.budget.unwrap_or(u64::MAX);
         // The fast loop charges the budget one straight-line run at a time; when a run does not
         // fit in what is left, the precise loop takes over at its first instruction and charges
         // instruction by instruction, so the trap comes at exactly the right pc.
-        let entry = self.costs.first().copied().unwrap_or(1);
+        let entry = self.costs.get(machine.pc).copied().unwrap_or(1);
         if fast && entry <= machine.remaining {
             machine.remaining -= entry;
-            let fast = self.execute(&mut machine, &mut memory, helpers, limits, budget);
+            let fast = self.execute(&mut machine, memory, helpers, limits, budget);
             if let Some(result) = fast {
                 return result;
             }
         }
-        self.precise(&mut machine, &mut memory, helpers, limits, budget)
+        self.precise(&mut machine, memory, helpers, limits, budget)
     }
 
     /// The fast loop: one `match` per operation and nothing charged per instruction. Every
@@ -404,7 +459,7 @@ impl Interpreter {
                                     },
                                 );
                             }
-                            frames.push(Frame {
+                            frames.push(CallerFrame {
                                 return_pc: pc,
                                 saved: [regs[6], regs[7], regs[8], regs[9]],
                                 frame_pointer: regs[10],
@@ -498,7 +553,7 @@ impl Interpreter {
                             },
                         });
                     }
-                    frames.push(Frame {
+                    frames.push(CallerFrame {
                         return_pc: at + 1,
                         saved: [regs[6], regs[7], regs[8], regs[9]],
                         frame_pointer: regs[10],
@@ -689,6 +744,74 @@ mod tests {
             }
             check_budgets(name, &program, &[0; 16]);
         }
+    }
+
+    #[test]
+    fn resuming_continues_exactly_where_the_state_stands() {
+        let program = ebpf_isa::assemble(
+            "mov %r6, 5\ncall local f\nadd %r0, %r6\nexit\nf:\nmov %r0, %r1\nadd %r0, 1\nexit",
+        )
+        .unwrap();
+        let interp = Interpreter::new(&program);
+        let helpers = Helpers::new();
+        let limits = Limits {
+            budget: Some(1000),
+            ..Limits::default()
+        };
+        // From the start, the state is the entry state: the same as `run`.
+        let mut stack = vec![0u8; limits.stack_size() as usize];
+        let mut memory = MemoryMap::new();
+        memory.insert(layout::STACK, Region::Writable(&mut stack));
+        let mut regs = [0; 11];
+        regs[1] = 9;
+        regs[10] = limits.frame_pointer(0);
+        let start = RunState {
+            pc: 0,
+            regs,
+            frames: Vec::new(),
+            remaining: 1000,
+        };
+        let resumed = interp.resume(start, &mut memory, &helpers, &limits);
+        let run = interp.run(MemoryMap::new(), [9, 0], &helpers, &limits);
+        assert_eq!(resumed, run);
+        assert_eq!(run.unwrap().r0, 15);
+        // Inside the callee (before `add %r0, 1`, with r0 = 10 and r6 clobbered), one frame
+        // deep, 100 instructions left: the caller gets r6 = 5 back.
+        let mut regs = [0; 11];
+        regs[0] = 10;
+        regs[6] = 99;
+        regs[10] = limits.frame_pointer(1);
+        let inside = RunState {
+            pc: 5,
+            regs,
+            frames: vec![CallerFrame {
+                return_pc: 2,
+                saved: [5, 0, 0, 0],
+                frame_pointer: limits.frame_pointer(0),
+            }],
+            remaining: 100,
+        };
+        let exit = interp.resume(inside.clone(), &mut memory, &helpers, &limits);
+        // 1000 - 100 already ran; then add, exit, add, exit.
+        assert_eq!(
+            exit,
+            Ok(Exit {
+                r0: 16,
+                instructions: 904
+            })
+        );
+        // The same with a budget that runs out in the caller, at its `exit`.
+        let short = RunState {
+            remaining: 3,
+            ..inside
+        };
+        assert_eq!(
+            interp.resume(short, &mut memory, &helpers, &limits),
+            Err(Trap {
+                pc: 3,
+                kind: TrapKind::BudgetExhausted { budget: 1000 }
+            })
+        );
     }
 
     #[test]
