@@ -38,6 +38,7 @@
 #define EBPF_TRAP_HELPER_FAILED 7        /* a = helper id */
 #define EBPF_TRAP_INVALID_INSTRUCTION 8  /* a = EBPF_REASON_* */
 #define EBPF_TRAP_HOST 9                 /* reserved for the Rust host */
+#define EBPF_TRAP_SUSPENDED 10           /* in-process JIT only; objects never return it */
 
 /* ctx->trap_a of EBPF_TRAP_INVALID_INSTRUCTION */
 #define EBPF_REASON_FELL_OFF_END 0
@@ -80,9 +81,16 @@ struct ebpf_ctx {
     uint64_t trap_pc;     /* out: pc (slot index) of the trapping instruction */
     uint64_t trap_a;      /* out: address, helper id or reason */
     uint64_t trap_b;      /* out: access width */
+    /* Scratch of the generated code (registers, call depth and the next part to run, when a
+     * large program is split into several functions; a bounds check's result); leave it
+     * alone. */
+    uint64_t state[11];
+    uint64_t depth;
+    uint64_t next;
+    uint64_t host;
 };
 
-#define EBPF_CTX_SIZE 1640
+#define EBPF_CTX_SIZE 1752
 
 /* r10 at entry is (EBPF_REGION_STACK << 32) | stack_size, the top of region 2, which must be
  * stack_size zeroed, writable bytes. */

@@ -1,14 +1,15 @@
 //! Ahead-of-time compilation from the command line: `cargo run -p ebpf-jit-cranelift --example
 //! aot -- PROGRAM.s OUT.o [TARGET-TRIPLE [SYMBOL]]` assembles a program (conformance syntax)
 //! and writes a relocatable object defining `uint64_t SYMBOL(struct ebpf_ctx *)` (see
-//! `c/ebpf_jit.h`). With `--ir` (`--ir-opt`) instead of `OUT.o`, prints the Cranelift IR (optimised).
+//! `c/ebpf_jit.h`). With `--ir` (`--ir-opt`, `--asm`) instead of `OUT.o`, prints the Cranelift
+//! IR (optimised; the machine code) of the in-process translation.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [source, out, rest @ ..] = args.as_slice() else {
-        eprintln!("usage: aot PROGRAM.s (OUT.o|--ir|--ir-opt) [TARGET-TRIPLE [SYMBOL]]");
+        eprintln!("usage: aot PROGRAM.s (OUT.o|--ir|--ir-opt|--asm) [TARGET-TRIPLE [SYMBOL]]");
         return ExitCode::FAILURE;
     };
     let text = match std::fs::read_to_string(source) {
@@ -25,8 +26,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if out == "--ir" || out == "--ir-opt" {
-        return match ebpf_jit_cranelift::ir_text(&program, out == "--ir-opt") {
+    let stage = match out.as_str() {
+        "--ir" => Some(ebpf_jit_cranelift::IrStage::Translated),
+        "--ir-opt" => Some(ebpf_jit_cranelift::IrStage::Optimized),
+        "--asm" => Some(ebpf_jit_cranelift::IrStage::Machine),
+        _ => None,
+    };
+    if let Some(stage) = stage {
+        return match ebpf_jit_cranelift::ir_text(&program, stage) {
             Ok(text) => {
                 println!("{text}");
                 ExitCode::SUCCESS

@@ -51,6 +51,15 @@ pub(crate) struct Context {
     pub(crate) trap_a: u64,
     /// Out: second operand of the trap (access width).
     pub(crate) trap_b: u64,
+    /// Scratch: `r0`–`r10` when control passes from one unit of a large program to another
+    /// (and, in-process, when a run is handed to the interpreter).
+    pub(crate) state: [u64; 11],
+    /// Scratch: the call depth, likewise.
+    pub(crate) depth: u64,
+    /// Scratch: the entry the next unit starts at (`plan::Plan::word`).
+    pub(crate) next: u64,
+    /// Scratch: the check function's result (a host address, or 0).
+    pub(crate) host: u64,
 }
 
 /// Byte offsets of [`Context`]'s fields, as generated code uses them.
@@ -75,11 +84,22 @@ pub(crate) mod off {
     pub(crate) const TRAP_PC: i32 = TRAP_KIND + 8;
     pub(crate) const TRAP_A: i32 = TRAP_PC + 8;
     pub(crate) const TRAP_B: i32 = TRAP_A + 8;
+    pub(crate) const STATE: i32 = TRAP_B + 8;
+    pub(crate) const DEPTH: i32 = STATE + 8 * 11;
+    pub(crate) const NEXT: i32 = DEPTH + 8;
+    pub(crate) const HOST: i32 = NEXT + 8;
     #[cfg(test)]
-    pub(crate) const SIZE: i32 = TRAP_B + 8;
+    pub(crate) const SIZE: i32 = HOST + 8;
     /// Words per saved frame: return site, r6, r7, r8, r9, r10.
     pub(crate) const FRAME_WORDS: i64 = 6;
 }
+
+/// In-process only, beside the contract's trap codes (`ebpf_abi::trap_code`; objects never
+/// stop so): the budget is too short for the code ahead, or a check failed where the code has
+/// no checked copy, and the run, as it stands before the instruction at `trap_pc` (registers
+/// and depth in the context's scratch, the budget in `remaining`), is for the interpreter to
+/// finish.
+pub(crate) const SUSPENDED: u64 = 10;
 
 #[cfg(test)]
 mod tests {
@@ -106,6 +126,10 @@ mod tests {
         assert_eq!(offset_of!(Context, trap_pc) as i32, off::TRAP_PC);
         assert_eq!(offset_of!(Context, trap_a) as i32, off::TRAP_A);
         assert_eq!(offset_of!(Context, trap_b) as i32, off::TRAP_B);
+        assert_eq!(offset_of!(Context, state) as i32, off::STATE);
+        assert_eq!(offset_of!(Context, depth) as i32, off::DEPTH);
+        assert_eq!(offset_of!(Context, next) as i32, off::NEXT);
+        assert_eq!(offset_of!(Context, host) as i32, off::HOST);
         assert_eq!(size_of::<Context>() as i32, off::SIZE);
     }
 
@@ -123,6 +147,7 @@ mod tests {
             ("EBPF_TRAP_HELPER_FAILED", code::HELPER_FAILED),
             ("EBPF_TRAP_INVALID_INSTRUCTION", code::INVALID_INSTRUCTION),
             ("EBPF_TRAP_HOST", code::HOST),
+            ("EBPF_TRAP_SUSPENDED", SUSPENDED),
             ("EBPF_REASON_FELL_OFF_END", reason::FELL_OFF_END),
             (
                 "EBPF_REASON_TARGET_OUT_OF_RANGE",
@@ -151,6 +176,10 @@ mod tests {
             "uint64_t trap_pc;",
             "uint64_t trap_a;",
             "uint64_t trap_b;",
+            "uint64_t state[11];",
+            "uint64_t depth;",
+            "uint64_t next;",
+            "uint64_t host;",
         ] {
             assert!(header.contains(field), "ebpf_jit.h lacks `{field}`");
         }

@@ -39,9 +39,7 @@ pub(crate) fn block_entries(plan: &Plan, insns: &[Insn], frame_exact: bool) -> V
                 if let Target::Block(t) = target {
                     edge(t, &pointers::callee_hints(&state, frame_exact));
                 }
-                if let Some(Target::Block(r)) = plan.sites.get(site).copied() {
-                    edge(r, &pointers::return_hints(&state));
-                }
+                edge(plan.site(site), &pointers::return_hints(&state));
             }
         },
     )
@@ -59,7 +57,7 @@ mod tests {
              jne %r7, 0, loop\nexit",
         )
         .unwrap();
-        let plan = Plan::build(&program);
+        let plan = Plan::build(&program, usize::MAX);
         let entries = block_entries(&plan, program.insns(), false);
         let header = plan.blocks.iter().position(|b| b.insns.start == 7).unwrap();
         let s = entries[header];
@@ -78,7 +76,7 @@ mod tests {
         )
         .unwrap();
         assert!(!writes_r10(program.insns()));
-        let plan = Plan::build(&program);
+        let plan = Plan::build(&program, usize::MAX);
         let entries = block_entries(&plan, program.insns(), true);
         let callee = plan.blocks.iter().position(|b| b.insns.start == 7).unwrap();
         assert_eq!(entries[callee][10], Hint::frame(0));

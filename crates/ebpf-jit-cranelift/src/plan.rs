@@ -1,33 +1,52 @@
 //! The shape of the generated code: translation blocks, their exits, checkpoints and budget
-//! limits, decided before any Cranelift IR is built.
+//! limits, and how the program is cut into Cranelift functions, decided before any Cranelift IR
+//! is built.
 //!
 //! The interpreter runs a flat array of slots: a jump may land anywhere in the program, a local
 //! call pushes a frame and goes to any pc, and `exit` pops the newest frame, wherever the code
-//! that runs it was reached from. To be exactly as permissive, the whole program becomes *one*
-//! Cranelift function over the flat pc space, with local calls as jumps plus an explicit frame
-//! stack (see `translate.rs`).
+//! that runs it was reached from. To be exactly as permissive, the generated code works over
+//! the flat pc space, with local calls as jumps plus an explicit frame stack (see
+//! `translate.rs`).
 //!
 //! Blocks start from `ebpf-cfg`'s basic blocks and are split further where the flat view needs
 //! it: after every local call (the return site, which `exit` reaches through a jump table), at
 //! jump targets in other functions (which the CFG reports as errors, but the interpreter runs),
-//! and after instructions that can only trap. Each block ends with a [`Term`].
+//! after instructions that can only trap, and every [`MAX_STRETCH`] instructions. Each block
+//! ends with a [`Term`]. A local call that is the program's last instruction returns to a
+//! synthetic empty block at the end, which traps (`FellOffEnd`), so that every return site is a
+//! block.
 //!
 //! # The budget scheme
 //!
 //! Every block costs its number of instructions (an `lddw` counts once; an instruction that can
 //! only trap costs nothing, because it traps whatever the budget says). *Checkpoints* are the
-//! entry block, every local-call target, every return site and the target of every retreating
-//! edge of a depth-first search, so every cycle of the graph passes through one. Removing the
-//! edges into checkpoints leaves an acyclic graph, in which [`Block::limit`] of a checkpoint is
-//! the cost of the longest path from it to the next checkpoint (or an exit, or a trap).
+//! entry block, every local-call target, every return site, the target of every retreating
+//! edge of a depth-first search (so every cycle of the graph passes through one), every block
+//! entered from another unit (below), and whatever more it takes for no path between two
+//! checkpoints to be longer than [`MAX_STRETCH`] instructions. Removing the edges into
+//! checkpoints leaves an acyclic graph, in which [`Block::limit`] of a checkpoint is the cost
+//! of the longest path from it to the next checkpoint (or an exit, or a trap): at most
+//! [`MAX_STRETCH`].
 //!
 //! At a checkpoint the generated code tests `remaining < limit` once; when enough budget is
 //! left, the whole region up to the next checkpoint runs without any further test, each block
-//! subtracting its cost. Otherwise it continues in a second, *checked* copy of the code, which
-//! tests the budget before every instruction with an effect (memory access, call, exit) and at
-//! the end of each block, so the trap happens at exactly the interpreter's pc, after exactly the
-//! interpreter's side effects. The checked copy re-enters the fast copy at the next checkpoint.
-
+//! subtracting its cost. Otherwise the run cannot be finished by this region's code without
+//! per-instruction counting, and one of two things happens (`translate::Shortfall`): the
+//! in-process JIT hands the run, as it stands at the checkpoint, to the interpreter, which
+//! finishes it exactly (at most `limit` more instructions: the budget runs out first); objects,
+//! which have no interpreter to hand over to, continue in a second, *checked* copy of the code,
+//! which tests the budget before every instruction with an effect (memory access, call, exit)
+//! and at the end of each block, so the trap happens at exactly the interpreter's pc, after
+//! exactly the interpreter's side effects, and re-enters the fast copy at the next checkpoint.
+//!
+//! # Units
+//!
+//! Compile time and memory must grow linearly with the program, and Cranelift's are not linear
+//! in the size of one function. So a large program is cut into *units* of about
+//! `function_size` instructions, contiguous in pc order, each its own Cranelift function; cuts
+//! avoid splitting loops where they can. A jump, fall-through, call or return from one unit into
+//! another leaves the function with the registers in the context, and a small dispatcher calls
+//! the unit that continues; such targets are each unit's *entries*, and they are checkpoints.
 use std::ops::Range;
 
 use ebpf_abi::{Flow, InvalidReason, ProgramView};
@@ -94,6 +113,8 @@ pub(crate) struct Block {
     pub(crate) limit: u64,
     /// Whether execution can reach the block.
     pub(crate) reachable: bool,
+    /// Whether it is the return site of a reachable local call.
+    pub(crate) return_site: bool,
 }
 
 impl Block {
@@ -103,23 +124,45 @@ impl Block {
     }
 }
 
+/// The most instructions any path runs between two budget checks: what the interpreter may
+/// have to run when the in-process JIT hands it a run whose budget is about to run out.
+pub(crate) const MAX_STRETCH: usize = 1024;
+
+/// One Cranelift function's share of the program.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Unit {
+    /// Its blocks, in pc order.
+    pub(crate) blocks: Range<usize>,
+    /// The blocks execution can enter it at from outside (see [`Plan::word`]), in pc order.
+    pub(crate) entries: Vec<usize>,
+}
+
 /// The translation plan of a program.
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
-    /// Blocks in pc order.
+    /// Blocks in pc order (the synthetic end block, if any, last).
     pub(crate) blocks: Vec<Block>,
     /// Where execution starts.
     pub(crate) entry: Target,
-    /// Return sites of the reachable and unreachable local calls, by site index: where `exit`
-    /// continues after popping the frame the call pushed.
-    pub(crate) sites: Vec<Target>,
+    /// Return sites of the reachable and unreachable local calls, by site index: the block
+    /// where `exit` continues after popping the frame the call pushed.
+    pub(crate) sites: Vec<usize>,
     /// Whether a reachable block makes a local call (otherwise the depth is always 0).
     pub(crate) has_calls: bool,
+    /// The first pc of each block (for the synthetic end block, the slot count).
+    pub(crate) start_pcs: Vec<usize>,
+    /// The units, in pc order; at least one.
+    pub(crate) units: Vec<Unit>,
+    /// Unit of each block.
+    pub(crate) unit_of: Vec<u32>,
+    /// Index of each block in its unit's entries (`u32::MAX` if it is not an entry).
+    entry_index: Vec<u32>,
 }
 
 impl Plan {
-    /// Plans the translation of `program`. Never fails: what cannot run becomes a trap.
-    pub(crate) fn build(program: &Program) -> Plan {
+    /// Plans the translation of `program`, in units of about `function_size` instructions.
+    /// Never fails: what cannot run becomes a trap.
+    pub(crate) fn build(program: &Program, function_size: usize) -> Plan {
         let insns = program.insns();
         // Each instruction's pc and control flow, targets resolved (the contract's).
         let view = ProgramView::new(program);
@@ -153,14 +196,17 @@ impl Plan {
             }
         }
 
-        // Blocks.
-        let mut block_of = vec![usize::MAX; insns.len()];
+        // Blocks. A return site past the last instruction is the synthetic end block, at
+        // instruction index `insns.len()`.
+        let end_index = insns.len();
+        let len = view.slot_count();
+        let mut block_of = vec![usize::MAX; insns.len() + 1];
         let mut blocks = Vec::new();
         let mut sites = Vec::new();
         let mut start = 0usize;
         for i in 0..insns.len() {
             block_of[i] = blocks.len();
-            let ends = i + 1 == insns.len() || leader[i + 1];
+            let ends = i + 1 == insns.len() || leader[i + 1] || i + 1 - start == MAX_STRETCH;
             if !ends {
                 continue;
             }
@@ -177,7 +223,12 @@ impl Plan {
                 ),
                 Flow::Exit => (start..i + 1, Term::Exit),
                 Flow::Call(t) => {
-                    sites.push(next);
+                    // The only slot after a one-slot call that is not an instruction is the
+                    // end of the program.
+                    sites.push(match view.next(i) {
+                        ebpf_abi::Target::Insn(n) => n,
+                        ebpf_abi::Target::Trap { .. } => end_index,
+                    });
                     (
                         start..i + 1,
                         Term::Call {
@@ -194,8 +245,25 @@ impl Plan {
                 checkpoint: false,
                 limit: 0,
                 reachable: false,
+                return_site: false,
             });
             start = i + 1;
+        }
+        let mut start_pcs: Vec<usize> = blocks.iter().map(|b| pcs[b.insns.start]).collect();
+        if sites.contains(&end_index) {
+            block_of[end_index] = blocks.len();
+            blocks.push(Block {
+                insns: end_index..end_index,
+                term: Term::Trap {
+                    pc: len,
+                    reason: InvalidReason::FellOffEnd,
+                },
+                checkpoint: false,
+                limit: 0,
+                reachable: false,
+                return_site: false,
+            });
+            start_pcs.push(len);
         }
         // Instruction indices to block indices.
         let map = |t: Target| match t {
@@ -218,16 +286,21 @@ impl Plan {
             };
         }
         for site in &mut sites {
-            *site = map(*site);
+            *site = block_of[*site];
         }
         let entry = tgt(view.entry());
+        let n = blocks.len();
         let mut plan = Plan {
             blocks,
             entry,
             sites,
             has_calls: false,
+            start_pcs,
+            units: Vec::new(),
+            unit_of: vec![0; n],
+            entry_index: vec![u32::MAX; n],
         };
-        plan.analyse();
+        plan.analyse(function_size);
         plan.has_calls = plan
             .blocks
             .iter()
@@ -248,9 +321,35 @@ impl Plan {
         }
     }
 
-    /// Reachability, checkpoints and limits.
-    fn analyse(&mut self) {
+    /// The return site of a local call's site index.
+    pub(crate) fn site(&self, site: usize) -> usize {
+        self.sites.get(site).copied().unwrap_or(0)
+    }
+
+    /// How generated code names an entry `b` of a unit (in the frames of local calls and in
+    /// the context between units): its unit in the high 32 bits, its index among the unit's
+    /// entries in the low ones.
+    pub(crate) fn word(&self, b: usize) -> u64 {
+        (u64::from(self.unit_of[b]) << 32) | u64::from(self.entry_index[b])
+    }
+
+    /// Whether `b` is an entry of its unit.
+    pub(crate) fn is_entry(&self, b: usize) -> bool {
+        self.entry_index[b] != u32::MAX
+    }
+
+    /// Whether an edge from block `from` to block `to` leaves `from`'s unit.
+    pub(crate) fn crosses(&self, from: usize, to: usize) -> bool {
+        self.unit_of[from] != self.unit_of[to]
+    }
+
+    /// Reachability, units, checkpoints, limits and entries.
+    fn analyse(&mut self, function_size: usize) {
         let n = self.blocks.len();
+        self.units = vec![Unit {
+            blocks: 0..n,
+            entries: Vec::new(),
+        }];
         let Target::Block(entry) = self.entry else {
             return;
         };
@@ -261,20 +360,41 @@ impl Plan {
         while let Some(b) = stack.pop() {
             let mut next: Vec<usize> = self.intra_successors(b).into_iter().flatten().collect();
             if let Term::Call { target, site } = self.blocks[b].term {
-                for t in [Some(target), self.sites.get(site).copied()]
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Target::Block(t) = t {
-                        roots.push(t);
-                        next.push(t);
-                    }
+                let mut callee = Vec::new();
+                if let Target::Block(t) = target {
+                    callee.push(t);
                 }
+                callee.push(self.site(site));
+                roots.extend(&callee);
+                next.extend(callee);
             }
             for s in next {
                 if !self.blocks[s].reachable {
                     self.blocks[s].reachable = true;
                     stack.push(s);
+                }
+            }
+        }
+
+        self.cut_units(function_size);
+        // Blocks entered from another unit start regions too.
+        let mut entered = vec![false; n];
+        for b in 0..n {
+            if !self.blocks[b].reachable {
+                continue;
+            }
+            let mut targets: Vec<usize> = self.intra_successors(b).into_iter().flatten().collect();
+            if let Term::Call {
+                target: Target::Block(t),
+                ..
+            } = self.blocks[b].term
+            {
+                targets.push(t);
+            }
+            for t in targets {
+                if self.crosses(b, t) {
+                    roots.push(t);
+                    entered[t] = true;
                 }
             }
         }
@@ -287,6 +407,7 @@ impl Plan {
         const GREY: u8 = 1;
         const BLACK: u8 = 2;
         let mut color = vec![WHITE; n];
+        let mut postorder = Vec::with_capacity(n);
         for &root in &roots {
             if color[root] != WHITE {
                 continue;
@@ -308,47 +429,136 @@ impl Plan {
                     }
                 } else {
                     color[b] = BLACK;
+                    postorder.push(b);
                     stack.pop();
                 }
             }
         }
 
-        // Longest path to the next checkpoint, in post-order of the acyclic graph left after
-        // removing the edges into checkpoints.
-        let mut longest = vec![0u64; n];
-        let mut done = vec![false; n];
-        for start in 0..n {
-            if done[start] || !self.blocks[start].reachable {
-                continue;
+        // No stretch between checkpoints longer than MAX_STRETCH: in topological order of the
+        // acyclic graph (reverse post-order; every retreating edge enters a checkpoint), the
+        // longest path from a checkpoint to each block's start.
+        let mut before = vec![0u64; n];
+        for &b in postorder.iter().rev() {
+            let cost = self.blocks[b].cost();
+            if self.blocks[b].checkpoint {
+                before[b] = 0;
+            } else if before[b] + cost > MAX_STRETCH as u64 {
+                self.blocks[b].checkpoint = true;
+                before[b] = 0;
             }
-            let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
-            while let Some(&mut (b, ref mut i)) = stack.last_mut() {
-                let succs = self.intra_successors(b);
-                if let Some(s) = succs.get(*i).copied() {
-                    *i += 1;
-                    if let Some(s) = s
-                        && !self.blocks[s].checkpoint
-                        && !done[s]
-                    {
-                        stack.push((s, 0));
-                    }
-                } else {
-                    let tail = succs
-                        .into_iter()
-                        .flatten()
-                        .filter(|&s| !self.blocks[s].checkpoint)
-                        .map(|s| longest[s])
-                        .max()
-                        .unwrap_or(0);
-                    longest[b] = self.blocks[b].cost().saturating_add(tail);
-                    done[b] = true;
-                    stack.pop();
+            let after = before[b] + cost;
+            for s in self.intra_successors(b).into_iter().flatten() {
+                if !self.blocks[s].checkpoint {
+                    before[s] = before[s].max(after);
                 }
             }
+        }
+
+        // Longest path to the next checkpoint, in post-order of the same graph.
+        let mut longest = vec![0u64; n];
+        for &b in &postorder {
+            let tail = self
+                .intra_successors(b)
+                .into_iter()
+                .flatten()
+                .filter(|&s| !self.blocks[s].checkpoint)
+                .map(|s| longest[s])
+                .max()
+                .unwrap_or(0);
+            longest[b] = self.blocks[b].cost().saturating_add(tail);
         }
         for (block, l) in self.blocks.iter_mut().zip(longest) {
             block.limit = l;
         }
+
+        // Entries: the program's entry, return sites, and targets of edges between units.
+        entered[entry] = true;
+        for b in 0..n {
+            if let (true, Term::Call { site, .. }) = (self.blocks[b].reachable, self.blocks[b].term)
+            {
+                let s = self.site(site);
+                entered[s] = true;
+                self.blocks[s].return_site = true;
+            }
+        }
+        for unit in &mut self.units {
+            for b in unit.blocks.clone() {
+                if entered[b] && self.blocks[b].reachable {
+                    self.entry_index[b] = unit.entries.len() as u32;
+                    unit.entries.push(b);
+                }
+            }
+        }
+    }
+
+    /// Cuts the blocks into units of about `function_size` instructions (at least one
+    /// block each), preferring cuts that no loop spans: a cut inside a loop costs a trip
+    /// through the dispatcher per iteration.
+    fn cut_units(&mut self, function_size: usize) {
+        let n = self.blocks.len();
+        let size = function_size.max(1);
+        let total: usize = self.blocks.iter().map(|b| b.insns.len()).sum();
+        if total <= size {
+            return;
+        }
+        // spans[i]: backward edges across the boundary before block i.
+        let mut delta = vec![0i64; n + 1];
+        for b in 0..n {
+            for t in self.intra_successors(b).into_iter().flatten() {
+                if t <= b {
+                    delta[t + 1] += 1;
+                    delta[b + 1] -= 1;
+                }
+            }
+        }
+        let mut spans = vec![0i64; n + 1];
+        let mut running = 0;
+        for i in 0..=n {
+            running += delta[i];
+            spans[i] = running;
+        }
+        let mut units = Vec::new();
+        let mut start = 0;
+        let mut count = 0;
+        let mut b = 0;
+        while b < n {
+            count += self.blocks[b].insns.len();
+            b += 1;
+            if count < size || b == n {
+                continue;
+            }
+            // Look ahead up to half a unit for a boundary no loop spans; else the least spanned.
+            let mut best = b;
+            let mut ahead = 0;
+            let mut i = b;
+            while i < n && ahead <= size / 2 && spans[best] > 0 {
+                if spans[i] < spans[best] {
+                    best = i;
+                }
+                ahead += self.blocks[i].insns.len();
+                i += 1;
+            }
+            b = best;
+            units.push(Unit {
+                blocks: start..b,
+                entries: Vec::new(),
+            });
+            start = b;
+            count = 0;
+        }
+        if start < n {
+            units.push(Unit {
+                blocks: start..n,
+                entries: Vec::new(),
+            });
+        }
+        for (u, unit) in units.iter().enumerate() {
+            for b in unit.blocks.clone() {
+                self.unit_of[b] = u as u32;
+            }
+        }
+        self.units = units;
     }
 }
 
@@ -366,7 +576,7 @@ mod tests {
     use super::*;
 
     fn plan(src: &str) -> Plan {
-        Plan::build(&ebpf_isa::assemble(src).unwrap())
+        Plan::build(&ebpf_isa::assemble(src).unwrap(), usize::MAX)
     }
 
     #[test]
@@ -390,7 +600,7 @@ mod tests {
     #[test]
     fn calls_split_blocks_and_record_return_sites() {
         let p = plan("mov %r1, 1\ncall local f\nadd %r0, 1\nexit\nf:\nmov %r0, 2\nexit");
-        assert_eq!(p.sites, vec![Target::Block(1)]);
+        assert_eq!(p.sites, vec![1]);
         assert!(p.blocks.iter().all(|b| b.checkpoint));
         assert_eq!(p.blocks[0].limit, 2);
     }

@@ -1,5 +1,14 @@
-//! Running compiled code in-process: the context a run builds, the helper trampoline, and the
-//! conversion of the context's trap fields into an `ebpf_abi::Trap`.
+//! Running compiled code in-process: the context a run builds, the helper trampoline, the
+//! conversion of the context's trap fields into an `ebpf_abi::Trap`, and the hand-over of a run
+//! whose budget runs short to the interpreter.
+//!
+//! Generated code tests the budget only at checkpoints, each covering at most
+//! `plan::MAX_STRETCH` instructions. When one finds less budget left than its stretch may use,
+//! the code stops (`context::SUSPENDED`) with the run as it stands at the checkpoint in the
+//! context: registers, call depth and frames, budget, pc. The interpreter then finishes the
+//! run from there, exactly, on the same memory: it runs at most `MAX_STRETCH` instructions
+//! before the budget runs out, so the hand-over costs microseconds, once per run, and only in
+//! runs that end by exhausting their budget or come within a stretch of it.
 //!
 //! This file and `lib.rs` (mapping the code) hold the crate's only `unsafe`.
 
@@ -9,8 +18,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use ebpf_abi::{
     Exit, Helpers, Limits, MemoryMap, RawRegion, RawTrap, Region, Trap, TrapKind, layout, trap_code,
 };
+use ebpf_interp::{CallerFrame, RunState};
 
-use crate::context::{Context, off};
+use crate::Finish;
+use crate::context::{Context, SUSPENDED, off};
 
 /// The entry point of compiled code.
 pub(crate) type EntryFn = unsafe extern "C" fn(*mut Context) -> u64;
@@ -82,6 +93,7 @@ unsafe extern "C" fn trampoline(
 /// still mapped.
 pub(crate) unsafe fn run(
     entry: EntryFn,
+    finish: &Finish,
     memory: MemoryMap<'_>,
     args: [u64; 2],
     helpers: &Helpers,
@@ -116,6 +128,10 @@ pub(crate) unsafe fn run(
         trap_pc: 0,
         trap_a: 0,
         trap_b: 0,
+        state: [0; 11],
+        depth: 0,
+        next: 0,
+        host: 0,
     };
     host.memory.raw_table(&mut ctx.regions);
     ctx.user = (&raw mut host).cast();
@@ -137,6 +153,29 @@ pub(crate) unsafe fn run(
             instructions: budget.wrapping_sub(ctx.remaining),
         });
     }
+    let pc = usize::try_from(ctx.trap_pc).unwrap_or(usize::MAX);
+    if ctx.trap_kind == SUSPENDED {
+        let depth = usize::try_from(ctx.depth).unwrap_or(0).min(max_depth);
+        let words = off::FRAME_WORDS as usize;
+        let callers = frames
+            .chunks_exact(words)
+            .take(depth)
+            .map(|f| CallerFrame {
+                return_pc: finish.return_pc(f[0]),
+                saved: [f[1], f[2], f[3], f[4]],
+                frame_pointer: f[5],
+            })
+            .collect();
+        let state = RunState {
+            pc,
+            regs: ctx.state,
+            frames: callers,
+            remaining: ctx.remaining,
+        };
+        return finish
+            .interpreter()
+            .resume(state, &mut host.memory, helpers, limits);
+    }
     let raw = RawTrap {
         code: ctx.trap_kind,
         a: ctx.trap_a,
@@ -149,6 +188,5 @@ pub(crate) unsafe fn run(
             id: ctx.trap_a as u32,
             message: String::new(),
         });
-    let pc = usize::try_from(ctx.trap_pc).unwrap_or(usize::MAX);
     Err(Trap { pc, kind })
 }

@@ -1,27 +1,36 @@
-//! eBPF to Cranelift IR: one function `fn(ctx) -> r0` for the whole program.
+//! eBPF to Cranelift IR: one function per unit of the plan (one for the whole program unless
+//! it is large), and, for a program of several units, a dispatcher that calls them in turn.
 //!
 //! Registers `r0`–`r10`, the remaining budget and the call depth are frontend `Variable`s, so
 //! Cranelift's SSA construction and register allocator keep them in machine registers. The
-//! blocks, their exits and the budget checkpoints come from [`Plan`]; each plan block is
-//! emitted as a *fast* copy (no budget tests except at checkpoints) and, when a checkpoint's
-//! test fails, a *checked* copy (see `plan.rs` for the scheme).
+//! blocks, their exits, the budget checkpoints and the units come from [`Plan`]; each plan block
+//! is emitted once, in pc order, with no budget test except at checkpoints. When a checkpoint
+//! finds too little budget left for its region, the [`Shortfall`] decides what follows: the
+//! in-process JIT hands the run to the interpreter, objects continue in a *checked* copy of the
+//! region (see `plan.rs` for the scheme).
 //!
 //! Local calls are jumps: the call pushes `(return site, r6..r9, r10)` on the frame stack in
-//! the context's scratch buffer and sets `r10` to the new frame; `exit` at depth 0 returns from
-//! the function, deeper it pops the frame and continues at the return site through a jump
-//! table. Helpers are called through the context's helper pointer.
+//! the context's scratch buffer and sets `r10` to the new frame; `exit` at depth 0 leaves the
+//! program, deeper it pops the frame and continues at the return site through a jump table.
+//! Helpers are called through the context's helper pointer. A transfer into another unit stores
+//! the registers in the context and returns to the dispatcher, which calls that unit.
 //!
 //! Every memory access is checked against the region table, inline (see [`Tx::memory`]).
 //! Nothing here ever raises a hardware trap: failed checks, and the budget, branch to cold
 //! blocks that store the trap in the context and return.
+//!
+//! Compile time is most of what this module decides, so the IR is kept small: blocks are
+//! sealed as soon as their last predecessor is emitted (few block parameters for the SSA
+//! builder to add and then remove), cold paths are filled where they branch off (then moved to
+//! the end of the layout), and nothing is emitted twice in-process.
 
 use std::collections::HashMap;
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I8, I16, I32, I64};
 use cranelift_codegen::ir::{
-    self, AbiParam, AliasRegionData, AtomicRmwOp, BlockArg, Endianness, Function, InstBuilder,
-    JumpTableData, MemFlagsData, Signature, Value,
+    self, AbiParam, AliasRegionData, AtomicRmwOp, BlockArg, Endianness, FuncRef, Function,
+    InstBuilder, JumpTableData, MemFlagsData, Signature, Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -32,11 +41,12 @@ use ebpf_isa::{
     SignExtend, Size, SwapWidth, Width,
 };
 
-use crate::context::off;
+use crate::context::{SUSPENDED, off};
 use crate::hints::{self, Hint};
+use crate::live::{self, Regs};
 use crate::plan::{Plan, Target, Term};
 
-/// `fn(ctx: *mut Context) -> u64`.
+/// `fn(ctx: *mut Context) -> u64`: the program's entry point, and every unit's.
 pub(crate) fn entry_signature(call_conv: CallConv) -> Signature {
     let mut sig = Signature::new(call_conv);
     sig.params.push(AbiParam::new(I64));
@@ -54,17 +64,254 @@ fn helper_signature(call_conv: CallConv) -> Signature {
     sig
 }
 
-/// Fills `func` (which has the [`entry_signature`]) with the translation of `program`.
-pub(crate) fn translate(program: &Program, func: &mut Function, frontend: TargetFrontendConfig) {
-    let call_conv = frontend.default_call_conv;
-    let plan = Plan::build(program);
-    let mut fctx = FunctionBuilderContext::new();
-    let mut builder = FunctionBuilder::new(func, &mut fctx);
-    let pcs: Vec<usize> = program.iter().map(|(pc, _)| pc).collect();
-    let mut tx = Tx::new(&mut builder, program.insns(), &pcs, &plan, call_conv);
+/// The check function: `(ctx, addr, site)`, leaving the host address in the context, or 0
+/// after storing the trap.
+///
+/// It preserves every register (Cranelift's `preserve_all` convention, which has no return
+/// value: the result goes to the context's `host` field), so that a call on a cold path costs
+/// the register allocator nothing on the hot one.
+pub(crate) fn check_signature() -> Signature {
+    let mut sig = Signature::new(CallConv::PreserveAll);
+    for _ in 0..3 {
+        sig.params.push(AbiParam::new(I64));
+    }
+    sig
+}
+
+/// How generated code reaches the check function.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Check {
+    /// At this address (in-process: one check function per ISA, compiled once).
+    Address(u64),
+    /// As a function of the same module (objects).
+    Func(FuncRef),
+}
+
+/// Fills `func` (which has the [`check_signature`]) with the check function that the cold
+/// paths of memory accesses call: the full bounds check of [`Tx::checked_address`] for an
+/// access described by `site` (`width | write << 8 | pc << 16`), returning the host address,
+/// or 0 after storing the out-of-bounds trap in the context. One function instead of an
+/// inline copy per access keeps the IR of every access small; it only runs when a region
+/// guess fails, or to report a trap.
+pub(crate) fn translate_check(
+    func: &mut Function,
+    fctx: &mut FunctionBuilderContext,
+    frontend: TargetFrontendConfig,
+) {
+    let mut b = FunctionBuilder::new(func, fctx);
+    let flags = MemFlagsData::trusted();
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    b.seal_block(entry);
+    let (ctx, addr, site) = {
+        let p = b.block_params(entry);
+        (p[0], p[1], p[2])
+    };
+    let hi = b.ins().band_imm_s(addr, 0x3f_0000_0000);
+    let rel = b.ins().isub(addr, hi);
+    let eight = b.ins().ushr_imm_s(hi, 29);
+    let sixteen = b.ins().ishl_imm_s(eight, 1);
+    let offset = b.ins().iadd(eight, sixteen);
+    let entry_addr = b.ins().iadd(ctx, offset);
+    let len = b.ins().load(I64, flags, entry_addr, off::REGION_LEN);
+    let writable = b.ins().load(I64, flags, entry_addr, off::REGION_WRITABLE);
+    let write = b.ins().ushr_imm_s(site, 8);
+    let write = b.ins().band_imm_s(write, 1);
+    let one = b.ins().iconst(I64, 1);
+    let allowed = b.ins().select(write, writable, one);
+    let zero = b.ins().iconst(I64, 0);
+    let limit = b.ins().select(allowed, len, zero);
+    let width = b.ins().band_imm_s(site, 0xff);
+    let end = b.ins().iadd(rel, width);
+    let out = b.ins().icmp(IntCC::UnsignedGreaterThan, end, limit);
+    let fail = b.create_block();
+    let ok = b.create_block();
+    b.ins().brif(out, fail, &[], ok, &[]);
+    b.switch_to_block(ok);
+    b.seal_block(ok);
+    let host = b.ins().load(I64, flags, entry_addr, 0);
+    let p = b.ins().iadd(host, rel);
+    b.ins().store(flags, p, ctx, off::HOST);
+    b.ins().return_(&[]);
+    b.switch_to_block(fail);
+    b.seal_block(fail);
+    // OUT_OF_BOUNDS_READ + write is OUT_OF_BOUNDS_WRITE.
+    let kind = b.ins().iadd_imm_s(write, code::OUT_OF_BOUNDS_READ as i64);
+    let pc = b.ins().ushr_imm_s(site, 16);
+    for (v, offset) in [
+        (pc, off::TRAP_PC),
+        (kind, off::TRAP_KIND),
+        (addr, off::TRAP_A),
+        (width, off::TRAP_B),
+    ] {
+        b.ins().store(flags, v, ctx, offset);
+    }
+    b.ins().store(flags, zero, ctx, off::HOST);
+    b.ins().return_(&[]);
+    b.finalize(frontend);
+}
+
+/// What a checkpoint does when less budget is left than its region may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shortfall {
+    /// Stop with [`SUSPENDED`], the run as it stands at the checkpoint in the context,
+    /// for the host to finish in the interpreter (in-process).
+    Suspend,
+    /// Continue in a checked copy of the region (objects: no interpreter to hand over to).
+    CheckedCopy,
+}
+
+/// A unit's status when it returns to the dispatcher: run the unit of `ctx.next` next.
+/// (0: the program exited, trapped or was suspended; the context says which.)
+const CONTINUE: i64 = 1;
+
+/// What translating a program's units needs, computed once for all of them.
+pub(crate) struct Prepared<'p> {
+    pub(crate) plan: Plan,
+    insns: &'p [Insn],
+    /// The pc of each instruction.
+    pcs: Vec<usize>,
+    /// Region hints at each block's entry.
+    entries: Vec<hints::State>,
+    /// Whether `r10` is never written (frame offsets are exact, frame slots unchecked).
+    frame_exact: bool,
+    shortfall: Shortfall,
+    /// Registers live at each block.
+    live: Vec<Regs>,
+}
+
+impl<'p> Prepared<'p> {
+    /// Plans `program` in units of about `function_size` instructions.
+    pub(crate) fn new(program: &'p Program, function_size: usize, shortfall: Shortfall) -> Self {
+        let plan = Plan::build(program, function_size);
+        let insns = program.insns();
+        let frame_exact = !hints::writes_r10(insns);
+        let entries = hints::block_entries(&plan, insns, frame_exact);
+        let live = live::live_in(&plan, insns);
+        Prepared {
+            live,
+            plan,
+            insns,
+            pcs: program.iter().map(|(pc, _)| pc).collect(),
+            entries,
+            frame_exact,
+            shortfall,
+        }
+    }
+
+    /// Whether the program is one function (else: units and a dispatcher).
+    pub(crate) fn is_whole(&self) -> bool {
+        self.plan.units.len() == 1
+    }
+
+    /// The pc each frame word of a return site stands for, sorted by word.
+    pub(crate) fn return_sites(&self) -> Vec<(u64, usize)> {
+        let plan = &self.plan;
+        let mut sites: Vec<(u64, usize)> = plan
+            .sites
+            .iter()
+            .filter(|&&s| plan.is_entry(s))
+            .map(|&s| (plan.word(s), plan.start_pcs[s]))
+            .collect();
+        sites.sort_unstable();
+        sites.dedup();
+        sites
+    }
+}
+
+/// Fills `func` (which has the [`entry_signature`]) with unit `unit` of `prep`.
+///
+/// `check` is the check function for cold paths: its address (in-process), or a reference to
+/// it already declared in `func` (objects).
+pub(crate) fn translate_unit(
+    prep: &Prepared<'_>,
+    unit: usize,
+    check: Check,
+    func: &mut Function,
+    fctx: &mut FunctionBuilderContext,
+    frontend: TargetFrontendConfig,
+) {
+    let mut builder = FunctionBuilder::new(func, fctx);
+    let mut tx = Tx::new(&mut builder, prep, unit, check, frontend.default_call_conv);
     tx.run();
     builder.seal_all_blocks();
     builder.finalize(frontend);
+}
+
+/// Fills `func` (which has the [`entry_signature`]) with the dispatcher of a program of
+/// several units: it sets up the entry state, then calls the unit that `ctx.next` names
+/// until one says the program is done, and returns `r0` (0 after a trap).
+pub(crate) fn translate_dispatcher(
+    prep: &Prepared<'_>,
+    units: &[FuncRef],
+    func: &mut Function,
+    fctx: &mut FunctionBuilderContext,
+    frontend: TargetFrontendConfig,
+) {
+    let plan = &prep.plan;
+    let mut b = FunctionBuilder::new(func, fctx);
+    let flags = MemFlagsData::trusted();
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    b.seal_block(entry);
+    let ctx = b.block_params(entry)[0];
+    let args = [
+        b.ins().load(I64, flags, ctx, off::ARGS),
+        b.ins().load(I64, flags, ctx, off::ARGS + 8),
+    ];
+    let stack_size = b.ins().load(I64, flags, ctx, off::STACK_SIZE);
+    let zero = b.ins().iconst(I64, 0);
+    let fp = frame_pointer(&mut b, stack_size, zero);
+    for r in 0..11 {
+        let v = match r {
+            1 => args[0],
+            2 => args[1],
+            10 => fp,
+            _ => zero,
+        };
+        b.ins().store(flags, v, ctx, off::STATE + 8 * r);
+    }
+    b.ins().store(flags, zero, ctx, off::DEPTH);
+    let first = match plan.entry {
+        Target::Block(e) => plan.word(e),
+        Target::Trap { .. } => 0,
+    };
+    let first = b.ins().iconst(I64, first as i64);
+    b.ins().store(flags, first, ctx, off::NEXT);
+    let top = b.create_block();
+    b.ins().jump(top, &[]);
+
+    b.switch_to_block(top);
+    let next = b.ins().load(I64, flags, ctx, off::NEXT);
+    let unit = b.ins().ushr_imm_s(next, 32);
+    let unit = b.ins().ireduce(I32, unit);
+    let done = b.create_block();
+    let calls: Vec<ir::Block> = units.iter().map(|_| b.create_block()).collect();
+    let table: Vec<_> = calls
+        .iter()
+        .map(|&c| b.func.dfg.block_call(c, &[]))
+        .collect();
+    let default = b.func.dfg.block_call(calls[0], &[]);
+    let jt = b.create_jump_table(JumpTableData::new(default, &table));
+    b.ins().br_table(unit, jt);
+    for (&call, &f) in calls.iter().zip(units) {
+        b.switch_to_block(call);
+        b.seal_block(call);
+        let inst = b.ins().call(f, &[ctx]);
+        let status = b.inst_results(inst)[0];
+        b.ins().brif(status, top, &[], done, &[]);
+    }
+    b.seal_block(top);
+    b.switch_to_block(done);
+    b.seal_block(done);
+    let kind = b.ins().load(I64, flags, ctx, off::TRAP_KIND);
+    let r0 = b.ins().load(I64, flags, ctx, off::STATE);
+    let zero = b.ins().iconst(I64, 0);
+    let result = b.ins().select(kind, zero, r0);
+    b.ins().return_(&[result]);
+    b.finalize(frontend);
 }
 
 /// What a checked memory access does once its host address is known.
@@ -86,50 +333,6 @@ enum MemOp {
     },
 }
 
-impl MemOp {
-    /// The type of what [`Tx::mem_op`] returns.
-    fn result_type(self) -> Option<ir::Type> {
-        match self {
-            MemOp::Load { .. } => Some(I64),
-            MemOp::Store { .. } => None,
-            MemOp::Atomic { wide, .. } => Some(if wide { I64 } else { I32 }),
-        }
-    }
-}
-
-/// A cold block whose contents are emitted after all the hot code (see [`Tx::emit_work`]).
-enum Cold {
-    /// A trap of `kind` at `pc`, with operands `a` (or 0) and `b`.
-    Trap {
-        block: ir::Block,
-        pc: usize,
-        kind: u64,
-        a: Option<Value>,
-        b: u64,
-    },
-    /// The budget trap at a computed pc.
-    Budget { block: ir::Block, pc: Value },
-    /// A helper call that failed: the trap code is its status, the operands it stored.
-    Helper {
-        block: ir::Block,
-        pc: usize,
-        status: Value,
-    },
-    /// A hinted access outside its guessed region: the full check, then the operation, then
-    /// `cont(host address, result)`.
-    Miss {
-        block: ir::Block,
-        cont: ir::Block,
-        addr: Value,
-        width: u32,
-        write: bool,
-        pc: usize,
-        op: MemOp,
-        /// Whether `cont` takes the host address (for a later access to reuse).
-        keep: bool,
-    },
-}
-
 /// Memory flags of the four kinds of memory generated code touches.
 #[derive(Clone, Copy)]
 struct Flags {
@@ -146,35 +349,62 @@ struct Flags {
     frames: MemFlagsData,
 }
 
-/// The translator's state.
+/// Where a branch goes, and what to do once the branch instruction exists.
+#[derive(Clone, Copy)]
+struct Dest {
+    block: ir::Block,
+    after: After,
+}
+
+/// What follows emitting a branch to a [`Dest`].
+#[derive(Clone, Copy)]
+enum After {
+    /// A plan block's fast copy has one predecessor fewer to wait for.
+    Arrived(usize),
+    /// Nothing (a checked copy, sealed at the end).
+    Nothing,
+    /// A new block that leaves the unit for this block of another: fill it.
+    Leave(usize),
+    /// A new block that traps: fill it.
+    Trap { pc: usize, reason: InvalidReason },
+}
+
+/// The translator's state for one unit.
 struct Tx<'a, 'f> {
     b: &'a mut FunctionBuilder<'f>,
-    insns: &'a [Insn],
-    pcs: &'a [usize],
+    prep: &'a Prepared<'a>,
     plan: &'a Plan,
+    insns: &'a [Insn],
+    unit: usize,
+    whole: bool,
     regs: [Variable; 11],
     remaining: Variable,
     depth: Variable,
     flags: Flags,
     ctx: Value,
-    frames: Value,
-    max_depth: Value,
-    stack_size: Value,
-    helper_fn: Value,
     helper_sig: ir::SigRef,
-    /// Returns `r0` from the program.
-    exit: ir::Block,
+    /// The check function of cold paths, and its signature.
+    check: Check,
+    check_sig: ir::SigRef,
+    /// Registers live at each of the unit's blocks (see `live.rs`).
+    live: &'a [Regs],
+    /// Leaves the program (its exit), shared by every `exit` at depth 0.
+    exit: Option<ir::Block>,
     /// Returns 0 after a trap (the trap is in the context).
-    trapped: ir::Block,
+    trapped: Option<ir::Block>,
     /// Pops a frame and continues at its return site.
-    ret: ir::Block,
-    /// Fast and checked copies of each plan block, created on first use.
+    ret: Option<ir::Block>,
+    /// The first block of the unit.
+    base: usize,
+    /// Fast and checked copies of each of the unit's plan blocks, created on first use.
     fast: Vec<Option<ir::Block>>,
     slow: Vec<Option<ir::Block>>,
-    /// Fast copies still to emit.
-    work: Vec<usize>,
-    /// Region hints at each block's entry, and while emitting a block.
-    entries: Vec<hints::State>,
+    /// Branches still to come into each fast copy before it can be sealed (`u32::MAX`: at
+    /// the end, with the blocks the `ret` jump table or checked copies also reach).
+    pending: Vec<u32>,
+    /// Checked copies still to emit.
+    work_slow: Vec<usize>,
+    /// Region hints while emitting a block.
     hints: hints::State,
     /// Accesses already checked in the current block: (address, width) to (host address,
     /// checked for writing).
@@ -182,27 +412,31 @@ struct Tx<'a, 'f> {
     /// Per hinted region: bounds by (region, width, checked for writing), host address.
     bounds: HashMap<(u8, u32, bool), Value>,
     hosts: HashMap<u8, Value>,
-    /// Whether `r10` is never written (frame offsets are exact, frame slots unchecked).
-    frame_exact: bool,
+    /// The region of `r1` at entry (see [`Tx::input_region`]), once computed.
+    input: Option<(Value, Value)>,
     /// Whether the access being emitted is repeated later in the block (see
     /// [`reused_accesses`]).
     keep_address: bool,
-    /// Cold blocks still to fill.
-    cold: Vec<Cold>,
-    /// Checked copies still to emit.
-    work_slow: Vec<usize>,
-    /// Trap stubs still to fill: block, pc, reason.
-    stubs: Vec<(ir::Block, usize, InvalidReason)>,
+    /// Cold blocks, moved to the end of the layout when the unit is done.
+    cold: Vec<ir::Block>,
+    /// The instruction being emitted (index into the program's instructions).
+    current: usize,
+    /// The plan block being emitted, whether its cost is already subtracted from
+    /// `remaining`, and the registers live before each of its instructions.
+    block: usize,
+    charged: bool,
+    live_here: Vec<Regs>,
 }
 
 impl<'a, 'f> Tx<'a, 'f> {
     fn new(
         b: &'a mut FunctionBuilder<'f>,
-        insns: &'a [Insn],
-        pcs: &'a [usize],
-        plan: &'a Plan,
+        prep: &'a Prepared<'a>,
+        unit: usize,
+        check: Check,
         call_conv: CallConv,
     ) -> Tx<'a, 'f> {
+        let plan = &prep.plan;
         let region = |b: &mut FunctionBuilder<'f>, id: u32, what: &'static str| {
             Some(b.func.dfg.alias_regions.insert(AliasRegionData {
                 user_id: id,
@@ -230,163 +464,235 @@ impl<'a, 'f> Tx<'a, 'f> {
             frames: MemFlagsData::trusted().with_alias_region(frames_region),
         };
         let helper_sig = b.import_signature(helper_signature(call_conv));
+        let check_sig = b.import_signature(check_signature());
 
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
+        b.seal_block(entry);
         let ctx = b.block_params(entry)[0];
         let load =
             |b: &mut FunctionBuilder<'f>, offset: i32| b.ins().load(I64, flags.fixed, ctx, offset);
-        let frames = load(b, off::FRAMES);
-        let max_depth = load(b, off::MAX_DEPTH);
-        let stack_size = load(b, off::STACK_SIZE);
-        let helper_fn = load(b, off::HELPER);
 
+        let whole = prep.is_whole();
         let regs = Reg::ALL.map(|_| b.declare_var(I64));
         let remaining = b.declare_var(I64);
         let depth = b.declare_var(I64);
         let zero = b.ins().iconst(I64, 0);
+        // A unit of several starts at one of its entries, with the registers live there.
+        let live_in = plan.units[unit]
+            .entries
+            .iter()
+            .fold(0, |set, &e| set | prep.live[e]);
         for (i, &r) in regs.iter().enumerate() {
-            let v = match i {
-                1 => load(b, off::ARGS),
-                2 => load(b, off::ARGS + 8),
-                10 => frame_pointer(b, stack_size, zero),
-                _ => zero,
+            let v = if !whole {
+                if live_in & (1 << i) != 0 {
+                    b.ins()
+                        .load(I64, flags.ctx, ctx, off::STATE + 8 * (i as i32))
+                } else {
+                    zero
+                }
+            } else {
+                match i {
+                    1 => load(b, off::ARGS),
+                    2 => load(b, off::ARGS + 8),
+                    10 => {
+                        // The top of the stack: `frame_pointer` at depth 0.
+                        let stack_size = load(b, off::STACK_SIZE);
+                        let top = b.ins().band_imm_s(stack_size, 0xffff_ffff);
+                        b.ins().bor_imm_s(top, (layout::STACK << 32) as i64)
+                    }
+                    _ => zero,
+                }
             };
             b.def_var(r, v);
         }
         let budget = b.ins().load(I64, flags.ctx, ctx, off::REMAINING);
         b.def_var(remaining, budget);
-        b.def_var(depth, zero);
+        let d = if whole || !plan.has_calls {
+            zero
+        } else {
+            b.ins().load(I64, flags.ctx, ctx, off::DEPTH)
+        };
+        b.def_var(depth, d);
 
-        let exit = b.create_block();
-        let trapped = b.create_block();
-        b.set_cold_block(trapped);
-        let ret = b.create_block();
+        let blocks = plan.units[unit].blocks.clone();
+        let base = blocks.start;
+        let n = blocks.len();
+        // Predecessors of each fast copy: branches from the unit's own blocks, the unit's
+        // entry. Return sites (reached from `ret`, emitted last) and, with checked copies,
+        // checkpoints (which checked copies jump back to) are sealed at the end.
+        let mut pending = vec![0u32; n];
+        let local = |t: usize| (plan.unit_of[t] as usize == unit).then(|| t - base);
+        for p in blocks.clone() {
+            if !plan.blocks[p].reachable {
+                continue;
+            }
+            let mut succs: Vec<usize> = plan.intra_successors(p).into_iter().flatten().collect();
+            if let Term::Call {
+                target: Target::Block(t),
+                ..
+            } = plan.blocks[p].term
+            {
+                succs.push(t);
+            }
+            for s in succs.into_iter().filter_map(local) {
+                pending[s] = pending[s].saturating_add(1);
+            }
+        }
+        for b in blocks.clone() {
+            if plan.blocks[b].return_site {
+                pending[b - base] = u32::MAX;
+            }
+        }
+        if whole {
+            if let Target::Block(e) = plan.entry {
+                pending[e] = pending[e].saturating_add(1);
+            }
+        } else {
+            for (k, &e) in plan.units[unit].entries.iter().enumerate() {
+                // Each jump-table slot is a predecessor; so is the default (the first entry).
+                let slots = if k == 0 { 2 } else { 1 };
+                pending[e - base] = pending[e - base].saturating_add(slots);
+            }
+        }
+        if prep.shortfall == Shortfall::CheckedCopy {
+            for b in blocks.clone() {
+                if plan.blocks[b].checkpoint {
+                    pending[b - base] = u32::MAX;
+                }
+            }
+        }
 
-        let n = plan.blocks.len();
-        let frame_exact = !hints::writes_r10(insns);
         Tx {
             b,
-            insns,
-            pcs,
+            prep,
             plan,
+            insns: prep.insns,
+            unit,
+            whole,
             regs,
             remaining,
             depth,
             flags,
             ctx,
-            frames,
-            max_depth,
-            stack_size,
-            helper_fn,
             helper_sig,
-            exit,
-            trapped,
-            ret,
+            check,
+            check_sig,
+            live: &prep.live,
+            exit: None,
+            trapped: None,
+            ret: None,
+            base,
             fast: vec![None; n],
             slow: vec![None; n],
-            work: Vec::new(),
+            pending,
             work_slow: Vec::new(),
-            cold: Vec::new(),
-            stubs: Vec::new(),
-            entries: hints::block_entries(plan, insns, frame_exact),
-            frame_exact,
             hints: [Hint::Nothing; 11],
             checked: HashMap::new(),
             bounds: HashMap::new(),
-            keep_address: false,
             hosts: HashMap::new(),
+            input: None,
+            keep_address: false,
+            cold: Vec::new(),
+            current: 0,
+            block: 0,
+            charged: false,
+            live_here: Vec::new(),
         }
     }
 
-    /// Emits everything: the entry's jump, every reachable block copy, the shared tails.
+    /// Emits the unit: its start, every reachable block in pc order, then the checked copies
+    /// and the shared tails.
     fn run(&mut self) {
-        // The current block is the entry block.
+        // The current block is the function's entry block.
         self.precompute_regions();
-        self.goto(self.plan.entry, false);
-        self.emit_work();
-        self.emit_tails();
-        self.emit_work();
-        self.emit_stubs();
-        self.emit_cold();
-    }
-
-    /// Emits the queued plan blocks: every fast copy first, then the checked copies.
-    ///
-    /// The order matters for the code's speed: Cranelift hoists loop invariants only while
-    /// its dominator-tree walk has not yet left the loop, so blocks outside loops (checked
-    /// copies, trap paths) come after the fast code in the layout.
-    fn emit_work(&mut self) {
-        loop {
-            if let Some(b) = self.work.pop() {
+        if self.whole {
+            self.goto(self.plan.entry, false, None);
+        } else {
+            self.dispatch();
+        }
+        for b in self.plan.units[self.unit].blocks.clone() {
+            if self.plan.blocks[b].reachable {
                 self.emit_block(b, false);
-            } else if let Some(b) = self.work_slow.pop() {
-                self.emit_block(b, true);
-            } else {
-                break;
+            }
+        }
+        while let Some(b) = self.work_slow.pop() {
+            self.emit_block(b, true);
+        }
+        self.emit_tails();
+        // Cold code after all hot code in the layout: Cranelift's loop-invariant code motion
+        // stops hoisting out of a loop once its walk of the dominator tree leaves the loop.
+        let layout = &mut self.b.func.layout;
+        let mut insts = Vec::new();
+        for &block in &self.cold {
+            if !layout.is_block_inserted(block) {
+                continue;
+            }
+            insts.clear();
+            insts.extend(layout.block_insts(block));
+            for &inst in &insts {
+                layout.remove_inst(inst);
+            }
+            layout.remove_block(block);
+            layout.append_block(block);
+            for &inst in &insts {
+                layout.append_inst(inst, block);
             }
         }
     }
 
-    /// Fills the deferred cold blocks (which may defer more).
-    fn emit_cold(&mut self) {
-        while let Some(cold) = self.cold.pop() {
-            match cold {
-                Cold::Trap {
-                    block,
-                    pc,
-                    kind,
-                    a,
-                    b,
-                } => {
-                    self.b.switch_to_block(block);
-                    self.jump_trap(pc, kind, a, 0, b);
-                }
-                Cold::Helper { block, pc, status } => {
-                    self.b.switch_to_block(block);
-                    let pc = self.iconst(I64, pc as i64);
-                    let flags = self.flags.ctx;
-                    let a = self.b.ins().load(I64, flags, self.ctx, off::TRAP_A);
-                    let b = self.b.ins().load(I64, flags, self.ctx, off::TRAP_B);
-                    self.trap_here(pc, status, a, b);
-                }
-                Cold::Budget { block, pc } => {
-                    self.b.switch_to_block(block);
-                    let kind = self.iconst(I64, code::BUDGET_EXHAUSTED as i64);
-                    let zero = self.iconst(I64, 0);
-                    self.trap_here(pc, kind, zero, zero);
-                }
-                Cold::Miss {
-                    block,
-                    cont,
-                    addr,
-                    width,
-                    write,
-                    pc,
-                    op,
-                    keep,
-                } => {
-                    self.b.switch_to_block(block);
-                    let p = self.checked_address(addr, width, write, pc);
-                    let r = self.mem_op(op, p, addr, pc);
-                    if let Some(tail) = self.b.current_block() {
-                        self.b.set_cold_block(tail);
-                    }
-                    let mut args: Vec<BlockArg> =
-                        keep.then_some(BlockArg::Value(p)).into_iter().collect();
-                    args.extend(r.map(BlockArg::Value));
-                    self.b.ins().jump(cont, &args);
-                }
-            }
+    /// A unit of several: continue at the entry `ctx.next` names.
+    fn dispatch(&mut self) {
+        let entries = &self.plan.units[self.unit].entries;
+        let Some(&first) = entries.first() else {
+            // No way in: never called.
+            let zero = self.iconst(I64, 0);
+            self.b.ins().return_(&[zero]);
+            return;
+        };
+        let next = self.b.ins().load(I64, self.flags.ctx, self.ctx, off::NEXT);
+        let index = self.b.ins().ireduce(I32, next);
+        let first = self.block_for(first, false);
+        let blocks: Vec<ir::Block> = entries
+            .clone()
+            .into_iter()
+            .map(|e| self.block_for(e, false))
+            .collect();
+        let calls: Vec<_> = blocks
+            .iter()
+            .map(|&b| self.b.func.dfg.block_call(b, &[]))
+            .collect();
+        let default = self.b.func.dfg.block_call(first, &[]);
+        let table = self
+            .b
+            .create_jump_table(JumpTableData::new(default, &calls));
+        self.b.ins().br_table(index, table);
+        let entries = self.plan.units[self.unit].entries.clone();
+        self.arrived(entries[0]);
+        for e in entries {
+            self.arrived(e);
         }
     }
 
-    fn emit_stubs(&mut self) {
-        while let Some((stub, pc, reason)) = self.stubs.pop() {
-            self.b.switch_to_block(stub);
-            self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason.code(), 0);
-        }
+    /// A new cold block.
+    fn cold_block(&mut self) -> ir::Block {
+        let block = self.b.create_block();
+        self.b.set_cold_block(block);
+        self.cold.push(block);
+        block
+    }
+
+    /// Switches to `block`, whose predecessors are all emitted.
+    fn enter(&mut self, block: ir::Block) {
+        self.b.switch_to_block(block);
+        self.b.seal_block(block);
+    }
+
+    /// A field of the context that does not change during a run, loaded where it is used
+    /// (in a register for the whole function, it would cost one everywhere).
+    fn fixed(&mut self, offset: i32) -> Value {
+        self.b.ins().load(I64, self.flags.fixed, self.ctx, offset)
     }
 
     fn reg(&mut self, r: Reg) -> Value {
@@ -409,10 +715,11 @@ impl<'a, 'f> Tx<'a, 'f> {
 
     /// The IR block of plan block `b` (its checked copy if `slow`), created on first use.
     fn block_for(&mut self, b: usize, slow: bool) -> ir::Block {
+        let i = b - self.base;
         let slot = if slow {
-            &mut self.slow[b]
+            &mut self.slow[i]
         } else {
-            &mut self.fast[b]
+            &mut self.fast[i]
         };
         if let Some(block) = *slot {
             return block;
@@ -421,42 +728,157 @@ impl<'a, 'f> Tx<'a, 'f> {
         *slot = Some(block);
         if slow {
             self.b.set_cold_block(block);
+            self.cold.push(block);
             self.work_slow.push(b);
-        } else {
-            self.work.push(b);
         }
         block
     }
 
-    /// Where an edge to `t` goes from code in the fast (`slow == false`) or checked copy:
-    /// checkpoints always in the fast copy (they test the budget themselves).
-    fn edge(&mut self, t: Target, slow: bool) -> ir::Block {
+    /// One more branch into the fast copy of `b` exists: seal it after the last.
+    fn arrived(&mut self, b: usize) {
+        let i = b - self.base;
+        let Some(count) = self.pending.get_mut(i) else {
+            return;
+        };
+        if *count == u32::MAX || *count == 0 {
+            return;
+        }
+        *count -= 1;
+        if *count == 0
+            && let Some(block) = self.fast[i]
+        {
+            self.b.seal_block(block);
+        }
+    }
+
+    /// Where an edge from block `from` (its checked copy if `slow`) to `t` goes: checkpoints
+    /// always in the fast copy (they test the budget themselves), other units through a
+    /// block that leaves this one, traps through a block that traps.
+    fn edge(&mut self, from: usize, t: Target, slow: bool) -> Dest {
         match t {
+            Target::Block(s) if self.plan.crosses(from, s) => Dest {
+                block: self.b.create_block(),
+                after: After::Leave(s),
+            },
             Target::Block(s) => {
                 let checked = slow && !self.plan.blocks[s].checkpoint;
-                self.block_for(s, checked)
+                Dest {
+                    block: self.block_for(s, checked),
+                    after: if checked {
+                        After::Nothing
+                    } else {
+                        After::Arrived(s)
+                    },
+                }
             }
-            Target::Trap { pc, reason } => {
-                // Filled by `emit_stubs` (the current block must be finished first).
-                let stub = self.b.create_block();
-                self.b.set_cold_block(stub);
-                self.stubs.push((stub, pc, reason));
-                stub
+            Target::Trap { pc, reason } => Dest {
+                block: self.cold_block(),
+                after: After::Trap { pc, reason },
+            },
+        }
+    }
+
+    /// Completes a branch to `dest` (the current block is filled).
+    fn after(&mut self, dest: Dest) {
+        match dest.after {
+            After::Arrived(s) => self.arrived(s),
+            After::Nothing => {}
+            After::Leave(s) => {
+                self.enter(dest.block);
+                let next = self.iconst(I64, self.plan.word(s) as i64);
+                self.leave(next, self.live[s]);
+            }
+            After::Trap { pc, reason } => {
+                self.enter(dest.block);
+                self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason.code(), 0);
             }
         }
     }
 
-    /// Ends the current block with a jump to `t`.
-    fn goto(&mut self, t: Target, slow: bool) {
-        match t {
-            Target::Block(_) => {
-                let block = self.edge(t, slow);
-                self.b.ins().jump(block, &[]);
-            }
-            Target::Trap { pc, reason } => {
+    /// Ends the current block with a jump to `t`; `from` is the plan block it belongs to
+    /// (`None`: the function's entry).
+    fn goto(&mut self, t: Target, slow: bool, from: Option<usize>) {
+        let dest = match (t, from) {
+            (Target::Trap { pc, reason }, _) => {
                 self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason.code(), 0);
+                return;
             }
+            (Target::Block(s), None) => Dest {
+                block: self.block_for(s, false),
+                after: After::Arrived(s),
+            },
+            (t, Some(from)) => self.edge(from, t, slow),
+        };
+        self.b.ins().jump(dest.block, &[]);
+        self.after(dest);
+    }
+
+    /// Stores the registers, depth and budget in the context (for another unit or the
+    /// interpreter).
+    /// Only the registers of `live`: the others are never read again before being written.
+    fn save_state(&mut self, live: Regs) {
+        for r in (0..11).filter(|r| live & (1 << r) != 0) {
+            let v = self.b.use_var(self.regs[r]);
+            self.b
+                .ins()
+                .store(self.flags.ctx, v, self.ctx, off::STATE + 8 * r as i32);
         }
+        if self.plan.has_calls {
+            let depth = self.b.use_var(self.depth);
+            self.b
+                .ins()
+                .store(self.flags.ctx, depth, self.ctx, off::DEPTH);
+        }
+        let rem = self.b.use_var(self.remaining);
+        self.b
+            .ins()
+            .store(self.flags.ctx, rem, self.ctx, off::REMAINING);
+    }
+
+    /// Ends the current block by leaving the unit for the entry word `next`, where the
+    /// registers of `live` are live.
+    fn leave(&mut self, next: Value, live: Regs) {
+        self.save_state(live);
+        self.b
+            .ins()
+            .store(self.flags.ctx, next, self.ctx, off::NEXT);
+        let status = self.iconst(I64, CONTINUE);
+        self.b.ins().return_(&[status]);
+    }
+
+    /// Ends the current block by handing the run, as it stands before the instruction being
+    /// emitted, to the host (in-process): its live registers, the budget before it, its pc.
+    /// The interpreter then runs that instruction and the rest of the run exactly, so this is
+    /// how the in-process JIT handles everything rare: a budget about to run out, an access
+    /// outside its region guess or outside memory, a misaligned atomic, a call too deep.
+    fn suspend(&mut self) {
+        let block = &self.plan.blocks[self.block];
+        let j = self.current - block.insns.start;
+        let live = self
+            .live_here
+            .get(j)
+            .copied()
+            .unwrap_or(self.live[self.block]);
+        if self.charged {
+            // The whole block was charged on entry; the instructions from this one on have
+            // not run.
+            let rem = self.b.use_var(self.remaining);
+            let rem = self
+                .b
+                .ins()
+                .iadd_imm_s(rem, (block.cost() - j as u64) as i64);
+            self.b.def_var(self.remaining, rem);
+        }
+        let pc = self.prep.pcs.get(self.current).copied();
+        let pc = pc.unwrap_or(self.plan.start_pcs[self.block]);
+        self.save_state(live);
+        let pc = self.iconst(I64, pc as i64);
+        let kind = self.iconst(I64, SUSPENDED as i64);
+        let f = self.flags.ctx;
+        self.b.ins().store(f, pc, self.ctx, off::TRAP_PC);
+        self.b.ins().store(f, kind, self.ctx, off::TRAP_KIND);
+        let zero = self.iconst(I64, 0);
+        self.b.ins().return_(&[zero]);
     }
 
     /// Ends the current block with a jump to the trap exit; `dynamic_a` overrides `a`.
@@ -468,46 +890,71 @@ impl<'a, 'f> Tx<'a, 'f> {
             None => self.iconst(I64, a as i64),
         };
         let b = self.iconst(I64, b as i64);
-        self.trap_here(pc, kind, a, b);
+        self.trap_here(pc, kind, Some(a), Some(b));
     }
 
-    /// Ends the current block with a trap exit: stores the trap in the context and jumps to
-    /// the shared `return 0`. (The stores happen at each site: one shared exit block taking
-    /// the trap as block parameters from thousands of predecessors makes register
-    /// allocation super-linear on large programs.)
-    fn trap_here(&mut self, pc: Value, kind: Value, a: Value, b: Value) {
-        for (v, offset) in [pc, kind, a, b].into_iter().zip([
-            off::TRAP_PC,
-            off::TRAP_KIND,
-            off::TRAP_A,
-            off::TRAP_B,
-        ]) {
-            self.b.ins().store(self.flags.ctx, v, self.ctx, offset);
+    /// Ends the current block with a trap exit: stores the trap in the context (`a` and `b`
+    /// unless the helper entry point already did) and jumps to the shared `return 0`. (The
+    /// stores happen at each site: one shared exit block taking the trap as block
+    /// parameters from thousands of predecessors makes register allocation super-linear.)
+    fn trap_here(&mut self, pc: Value, kind: Value, a: Option<Value>, b: Option<Value>) {
+        let f = self.flags.ctx;
+        self.b.ins().store(f, pc, self.ctx, off::TRAP_PC);
+        self.b.ins().store(f, kind, self.ctx, off::TRAP_KIND);
+        if let Some(a) = a {
+            self.b.ins().store(f, a, self.ctx, off::TRAP_A);
         }
-        self.b.ins().jump(self.trapped, &[]);
+        if let Some(b) = b {
+            self.b.ins().store(f, b, self.ctx, off::TRAP_B);
+        }
+        self.jump_trapped();
+    }
+
+    /// The shared block that returns 0 after a trap.
+    fn trapped_block(&mut self) -> ir::Block {
+        match self.trapped {
+            Some(t) => t,
+            None => {
+                let t = self.cold_block();
+                self.trapped = Some(t);
+                t
+            }
+        }
+    }
+
+    /// Ends the current block with a jump to the shared `return 0` (the trap is stored).
+    fn jump_trapped(&mut self) {
+        let trapped = self.trapped_block();
+        self.b.ins().jump(trapped, &[]);
     }
 
     /// `if cond { trap }`: the trap's constants live in a cold block of their own, so the
     /// fast path only pays for the compare and branch.
     fn trap_if(&mut self, cond: Value, pc: usize, kind: u64, a: Option<Value>, b: u64) {
-        self.cold_if(cond, |block| Cold::Trap {
-            block,
-            pc,
-            kind,
-            a,
-            b,
-        });
+        self.cold_if(cond, |tx| tx.jump_trap(pc, kind, a, 0, b));
     }
 
-    /// `if cond { goto cold }`: a new cold block, filled after the function body as `cold`
-    /// describes it; translation continues in a fresh block on the fall-through side.
-    fn cold_if(&mut self, cond: Value, cold: impl FnOnce(ir::Block) -> Cold) {
-        let block = self.b.create_block();
-        self.b.set_cold_block(block);
+    /// `if cond { the current instruction traps }`: in-process the run is suspended before
+    /// it (the interpreter traps exactly there); in objects, the trap is stored.
+    fn fail_if(&mut self, cond: Value, kind: u64, a: Option<Value>, b: u64) {
+        match self.prep.shortfall {
+            Shortfall::Suspend => self.cold_if(cond, Tx::suspend),
+            Shortfall::CheckedCopy => {
+                let pc = self.prep.pcs[self.current];
+                self.trap_if(cond, pc, kind, a, b);
+            }
+        }
+    }
+
+    /// `if cond { cold }`: `cold` fills a new cold block (ending it); translation continues
+    /// in a fresh block on the fall-through side.
+    fn cold_if(&mut self, cond: Value, cold: impl FnOnce(&mut Self)) {
+        let block = self.cold_block();
         let cont = self.b.create_block();
         self.b.ins().brif(cond, block, &[], cont, &[]);
-        self.cold.push(cold(block));
-        self.b.switch_to_block(cont);
+        self.enter(block);
+        cold(self);
+        self.enter(cont);
     }
 
     /// In a checked copy: the budget trap if `remaining` (at block entry, `rem0`) does not
@@ -515,7 +962,7 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// instruction `rem0` of the block, with no effect in between.
     fn budget_check(&mut self, rem0: Value, j: usize, block: usize) {
         let insns = self.plan.blocks[block].insns.clone();
-        let start_pc = self.pcs[insns.start];
+        let start_pc = self.plan.start_pcs[block];
         let cond = self
             .b
             .ins()
@@ -531,7 +978,11 @@ impl<'a, 'f> Tx<'a, 'f> {
                 pc = self.b.ins().iadd(pc, one);
             }
         }
-        self.cold_if(cond, |block| Cold::Budget { block, pc });
+        self.cold_if(cond, |tx| {
+            let kind = tx.iconst(I64, code::BUDGET_EXHAUSTED as i64);
+            let zero = tx.iconst(I64, 0);
+            tx.trap_here(pc, kind, Some(zero), Some(zero));
+        });
     }
 
     fn emit_block(&mut self, bi: usize, slow: bool) {
@@ -540,6 +991,12 @@ impl<'a, 'f> Tx<'a, 'f> {
         let ir_block = self.block_for(bi, slow);
         self.b.switch_to_block(ir_block);
         let cost = block.cost();
+        self.block = bi;
+        self.current = block.insns.start;
+        self.charged = false;
+        if self.prep.shortfall == Shortfall::Suspend {
+            self.live_here = live::before_each(plan, self.insns, self.live, bi);
+        }
         if !slow && block.checkpoint && block.limit > 0 {
             let rem = self.b.use_var(self.remaining);
             let short = self.b.ins().icmp_imm_s(
@@ -547,16 +1004,22 @@ impl<'a, 'f> Tx<'a, 'f> {
                 rem,
                 i64::try_from(block.limit).unwrap_or(i64::MAX),
             );
-            let checked = self.block_for(bi, true);
-            let body = self.b.create_block();
-            self.b.ins().brif(short, checked, &[], body, &[]);
-            self.b.switch_to_block(body);
+            match self.prep.shortfall {
+                Shortfall::Suspend => self.cold_if(short, Tx::suspend),
+                Shortfall::CheckedCopy => {
+                    let checked = self.block_for(bi, true);
+                    let body = self.b.create_block();
+                    self.b.ins().brif(short, checked, &[], body, &[]);
+                    self.enter(body);
+                }
+            }
         }
         let rem0 = self.b.use_var(self.remaining);
         if cost > 0 {
             let rem = self.b.ins().iadd_imm_s(rem0, -(cost as i64));
             self.b.def_var(self.remaining, rem);
         }
+        self.charged = true;
         let controls = !matches!(block.term, Term::Fall(_) | Term::Trap { .. });
         let body_end = if controls {
             block.insns.end - 1
@@ -564,46 +1027,53 @@ impl<'a, 'f> Tx<'a, 'f> {
             block.insns.end
         };
         let mut last_checked = None;
-        self.hints = self.entries[bi];
+        self.hints = self.prep.entries[bi];
         self.checked.clear();
         let reused = reused_accesses(&self.insns[block.insns.start..body_end]);
         for (j, i) in (block.insns.start..body_end).enumerate() {
             let insn = self.insns[i];
+            self.current = i;
             self.keep_address = reused.get(j).copied().unwrap_or(false);
             if slow && has_effect(&insn) {
                 self.budget_check(rem0, j, bi);
                 last_checked = Some(j);
             }
-            self.emit_insn(&insn, self.pcs[i]);
+            self.emit_insn(&insn, self.prep.pcs[i]);
             hints::transfer(&mut self.hints, &insn);
         }
         if slow && cost > 0 && last_checked != Some(cost as usize - 1) {
             self.budget_check(rem0, cost as usize - 1, bi);
         }
         match block.term {
-            Term::Fall(t) | Term::Jump(t) => self.goto(t, slow),
+            Term::Fall(t) | Term::Jump(t) => self.goto(t, slow, Some(bi)),
             Term::Branch { taken, fall } => {
                 let insn = self.insns[block.insns.end - 1];
                 let cond = self.condition(&insn);
-                let taken = self.edge(taken, slow);
-                let fall = self.edge(fall, slow);
-                self.b.ins().brif(cond, taken, &[], fall, &[]);
+                let taken = self.edge(bi, taken, slow);
+                let fall = self.edge(bi, fall, slow);
+                self.b.ins().brif(cond, taken.block, &[], fall.block, &[]);
+                self.after(taken);
+                self.after(fall);
             }
             Term::Exit => {
+                let exit = self.exit_block();
                 if !plan.has_calls {
-                    self.b.ins().jump(self.exit, &[]);
+                    self.b.ins().jump(exit, &[]);
                 } else {
+                    let ret = self.ret_block();
                     let depth = self.b.use_var(self.depth);
-                    self.b.ins().brif(depth, self.ret, &[], self.exit, &[]);
+                    self.b.ins().brif(depth, ret, &[], exit, &[]);
                 }
             }
             Term::Call { target, site } => {
-                self.local_call(self.pcs[block.insns.end - 1], site);
-                // The return site is reached through `ret`'s jump table.
-                if let Some(Target::Block(s)) = plan.sites.get(site).copied() {
-                    self.block_for(s, false);
+                self.current = block.insns.end - 1;
+                let return_site = plan.site(site);
+                self.local_call(self.prep.pcs[block.insns.end - 1], return_site);
+                if !plan.crosses(bi, return_site) {
+                    // Reached through `ret`'s jump table.
+                    self.block_for(return_site, false);
                 }
-                self.goto(target, slow);
+                self.goto(target, slow, Some(bi));
             }
             Term::Trap { pc, reason } => {
                 self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason.code(), 0);
@@ -611,18 +1081,22 @@ impl<'a, 'f> Tx<'a, 'f> {
         }
     }
 
-    /// The call-depth check, the frame push and the new `r10` of a local call.
-    fn local_call(&mut self, pc: usize, site: usize) {
+    /// The call-depth check, the frame push and the new `r10` of a local call returning to
+    /// block `return_site`.
+    fn local_call(&mut self, pc: usize, return_site: usize) {
         let depth = self.b.use_var(self.depth);
+        let max_depth = self.fixed(off::MAX_DEPTH);
         let over = self
             .b
             .ins()
-            .icmp(IntCC::UnsignedGreaterThanOrEqual, depth, self.max_depth);
-        self.trap_if(over, pc, code::CALL_DEPTH_EXCEEDED, None, 0);
+            .icmp(IntCC::UnsignedGreaterThanOrEqual, depth, max_depth);
+        let _ = pc;
+        self.fail_if(over, code::CALL_DEPTH_EXCEEDED, None, 0);
         let offset = self.b.ins().imul_imm_s(depth, off::FRAME_WORDS * 8);
-        let frame = self.b.ins().iadd(self.frames, offset);
-        let site = self.iconst(I64, site as i64);
-        self.b.ins().store(self.flags.frames, site, frame, 0);
+        let frames = self.fixed(off::FRAMES);
+        let frame = self.b.ins().iadd(frames, offset);
+        let word = self.iconst(I64, self.plan.word(return_site) as i64);
+        self.b.ins().store(self.flags.frames, word, frame, 0);
         for (k, r) in [Reg::R6, Reg::R7, Reg::R8, Reg::R9, Reg::R10]
             .into_iter()
             .enumerate()
@@ -634,38 +1108,59 @@ impl<'a, 'f> Tx<'a, 'f> {
         }
         let depth = self.b.ins().iadd_imm_s(depth, 1);
         self.b.def_var(self.depth, depth);
-        let fp = frame_pointer(self.b, self.stack_size, depth);
+        let stack_size = self.fixed(off::STACK_SIZE);
+        let fp = frame_pointer(self.b, stack_size, depth);
         self.set(Reg::R10, fp);
     }
 
-    /// The shared blocks: program exit, frame pop, trap exits.
+    /// The shared block that leaves the program (`exit` at depth 0).
+    fn exit_block(&mut self) -> ir::Block {
+        *self.exit.get_or_insert_with(|| self.b.create_block())
+    }
+
+    /// The shared block that pops a frame (`exit` deeper).
+    fn ret_block(&mut self) -> ir::Block {
+        *self.ret.get_or_insert_with(|| self.b.create_block())
+    }
+
+    /// The shared blocks: program exit, trap exit, frame pop.
     fn emit_tails(&mut self) {
-        // trapped: the trap is in the context.
-        self.b.switch_to_block(self.trapped);
-        let zero = self.iconst(I64, 0);
-        self.b.ins().return_(&[zero]);
+        if let Some(trapped) = self.trapped {
+            self.enter(trapped);
+            let zero = self.iconst(I64, 0);
+            self.b.ins().return_(&[zero]);
+        }
+        if let Some(exit) = self.exit {
+            // Store the budget left, return r0 (a unit: leave it in the context).
+            self.enter(exit);
+            let f = self.flags.ctx;
+            let rem = self.b.use_var(self.remaining);
+            self.b.ins().store(f, rem, self.ctx, off::REMAINING);
+            let zero = self.iconst(I64, 0);
+            self.b.ins().store(f, zero, self.ctx, off::TRAP_KIND);
+            let r0 = self.reg(Reg::R0);
+            if self.whole {
+                self.b.ins().return_(&[r0]);
+            } else {
+                self.b.ins().store(f, r0, self.ctx, off::STATE);
+                self.b.ins().return_(&[zero]);
+            }
+        }
+        if let Some(ret) = self.ret {
+            self.emit_ret(ret);
+        }
+    }
 
-        // exit: store the budget left, return r0.
-        self.b.switch_to_block(self.exit);
-        let rem = self.b.use_var(self.remaining);
-        self.b
-            .ins()
-            .store(self.flags.ctx, rem, self.ctx, off::REMAINING);
-        let zero = self.iconst(I64, 0);
-        self.b
-            .ins()
-            .store(self.flags.ctx, zero, self.ctx, off::TRAP_KIND);
-        let r0 = self.reg(Reg::R0);
-        self.b.ins().return_(&[r0]);
-
-        // ret: pop a frame, continue at its return site.
-        self.b.switch_to_block(self.ret);
+    /// `ret`: pop a frame, continue at its return site, here or in another unit.
+    fn emit_ret(&mut self, ret: ir::Block) {
+        self.enter(ret);
         let depth = self.b.use_var(self.depth);
         let depth = self.b.ins().iadd_imm_s(depth, -1);
         self.b.def_var(self.depth, depth);
         let offset = self.b.ins().imul_imm_s(depth, off::FRAME_WORDS * 8);
-        let frame = self.b.ins().iadd(self.frames, offset);
-        let site = self.b.ins().load(I64, self.flags.frames, frame, 0);
+        let frames = self.fixed(off::FRAMES);
+        let frame = self.b.ins().iadd(frames, offset);
+        let word = self.b.ins().load(I64, self.flags.frames, frame, 0);
         for (k, r) in [Reg::R6, Reg::R7, Reg::R8, Reg::R9, Reg::R10]
             .into_iter()
             .enumerate()
@@ -676,37 +1171,47 @@ impl<'a, 'f> Tx<'a, 'f> {
                 .load(I64, self.flags.frames, frame, 8 * (k as i32 + 1));
             self.set(r, v);
         }
-        // Return sites of reachable calls; the others can never be on the frame stack.
+        // This unit's return sites, by entry index; other slots never occur.
         let plan = self.plan;
-        let mut sites: Vec<Option<Target>> = vec![None; plan.sites.len()];
-        for block in plan.blocks.iter().filter(|b| b.reachable) {
-            if let Term::Call { site, .. } = block.term
-                && let (Some(slot), Some(t)) = (sites.get_mut(site), plan.sites.get(site))
-            {
-                *slot = Some(*t);
-            }
-        }
-        let mut blocks = Vec::with_capacity(sites.len());
-        for t in sites {
-            // Return-site blocks were created when their calls were emitted.
-            blocks.push(t.map(|t| self.edge(t, false)));
-        }
-        if let Some(default) = blocks.iter().flatten().next().copied() {
-            // Every entry needs its own `BlockCall`: the SSA builder appends arguments to each.
-            let calls: Vec<_> = blocks
-                .into_iter()
-                .map(|b| self.b.func.dfg.block_call(b.unwrap_or(default), &[]))
-                .collect();
-            let default = self.b.func.dfg.block_call(default, &[]);
-            let index = self.b.ins().ireduce(I32, site);
-            let table = self
+        let entries = &plan.units[self.unit].entries;
+        let sites: Vec<Option<usize>> = entries
+            .iter()
+            .map(|&e| plan.blocks[e].return_site.then_some(e))
+            .collect();
+        let Some(default) = sites.iter().flatten().next().copied() else {
+            // Every return site is in another unit (or no call returns).
+            self.leave(word, live::ALL);
+            return;
+        };
+        if !self.whole {
+            let unit = self.b.ins().ushr_imm_s(word, 32);
+            let here = self
                 .b
-                .create_jump_table(JumpTableData::new(default, &calls));
-            self.b.ins().br_table(index, table);
-        } else {
-            // No reachable local calls: the depth is always 0 and this block is unreachable.
-            self.b.ins().jump(self.exit, &[]);
+                .ins()
+                .icmp_imm_s(IntCC::Equal, unit, self.unit as i64);
+            let local = self.b.create_block();
+            let away = self.b.create_block();
+            self.b.ins().brif(here, local, &[], away, &[]);
+            self.enter(away);
+            self.leave(word, live::ALL);
+            self.enter(local);
         }
+        let default = self.block_for(default, false);
+        let blocks: Vec<ir::Block> = sites
+            .into_iter()
+            .map(|s| s.map_or(default, |s| self.block_for(s, false)))
+            .collect();
+        // Every entry needs its own `BlockCall`: the SSA builder appends arguments to each.
+        let calls: Vec<_> = blocks
+            .into_iter()
+            .map(|b| self.b.func.dfg.block_call(b, &[]))
+            .collect();
+        let default = self.b.func.dfg.block_call(default, &[]);
+        let index = self.b.ins().ireduce(I32, word);
+        let table = self
+            .b
+            .create_jump_table(JumpTableData::new(default, &calls));
+        self.b.ins().br_table(index, table);
     }
 
     /// Emits one instruction that does not end a block.
@@ -893,8 +1398,12 @@ impl<'a, 'f> Tx<'a, 'f> {
                 (AluOp::Mod | AluOp::Smod, 0) => d,
                 (AluOp::Sdiv, -1) => self.b.ins().ineg(d),
                 (AluOp::Smod, -1) => zero,
-                (AluOp::Div, _) => self.b.ins().udiv(d, s),
-                (AluOp::Mod, _) => self.b.ins().urem(d, s),
+                (AluOp::Div, _) => self.udiv_const(ty, d, k),
+                (AluOp::Mod, _) => {
+                    let q = self.udiv_const(ty, d, k);
+                    let product = self.b.ins().imul_imm_s(q, k);
+                    self.b.ins().isub(d, product)
+                }
                 (AluOp::Sdiv, _) => self.b.ins().sdiv(d, s),
                 _ => self.b.ins().srem(d, s),
             };
@@ -909,13 +1418,12 @@ impl<'a, 'f> Tx<'a, 'f> {
             _ => self.b.ins().bor(is_zero, is_minus_one),
         };
         let normal = self.b.create_block();
-        let odd = self.b.create_block();
-        self.b.set_cold_block(odd);
+        let odd = self.cold_block();
         let join = self.b.create_block();
         let result = self.b.append_block_param(join, ty);
         self.b.ins().brif(special, odd, &[], normal, &[]);
 
-        self.b.switch_to_block(normal);
+        self.enter(normal);
         let v = match op {
             AluOp::Div => self.b.ins().udiv(d, s),
             AluOp::Mod => self.b.ins().urem(d, s),
@@ -925,7 +1433,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.b.ins().jump(join, &[BlockArg::Value(v)]);
 
         // x / 0 = 0, x % 0 = x, x / -1 = -x (MIN / -1 = MIN), x % -1 = 0.
-        self.b.switch_to_block(odd);
+        self.enter(odd);
         let zero = self.iconst(ty, 0);
         let v = match op {
             AluOp::Div => zero,
@@ -937,8 +1445,31 @@ impl<'a, 'f> Tx<'a, 'f> {
             _ => self.b.ins().select(is_zero, d, zero),
         };
         self.b.ins().jump(join, &[BlockArg::Value(v)]);
-        self.b.switch_to_block(join);
+        self.enter(join);
         result
+    }
+
+    /// `x / k` for a nonzero constant `k` (unsigned, of `ty`'s width), with a multiplication
+    /// instead of a divide instruction (which costs tens of cycles): a shift for a power of
+    /// two, else Granlund and Montgomery's round-up method, exact for every `x`:
+    /// `t = mulhi(x, m)`, `q = (t + ((x - t) >> 1)) >> (l - 1)` (see [`udiv_magic`]).
+    fn udiv_const(&mut self, ty: ir::Type, x: Value, k: i64) -> Value {
+        let bits = ty.bits();
+        let d = if bits == 32 {
+            u64::from(k as u32)
+        } else {
+            k as u64
+        };
+        if d.is_power_of_two() {
+            return self.b.ins().ushr_imm_s(x, i64::from(d.trailing_zeros()));
+        }
+        let (m, l) = udiv_magic(d, bits);
+        let m = self.iconst(ty, m as i64);
+        let t = self.b.ins().umulhi(x, m);
+        let diff = self.b.ins().isub(x, t);
+        let half = self.b.ins().ushr_imm_s(diff, 1);
+        let sum = self.b.ins().iadd(t, half);
+        self.b.ins().ushr_imm_s(sum, i64::from(l - 1))
     }
 
     /// The branch condition of a conditional jump.
@@ -992,10 +1523,10 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// returns (the loaded or old value).
     ///
     /// When `base` has a region hint, the access is first checked against that region alone
-    /// ([`Tx::hinted_check`]) with loop-invariant bounds; when the guess fails, a cold copy of `op` runs
-    /// after the full check ([`Tx::checked_address`]). Within a block, an access repeating an
-    /// earlier one (same address value and width, no stronger permission needed) is not
-    /// checked again.
+    /// ([`Tx::hinted_check`]) with loop-invariant bounds; when the guess fails, a cold block
+    /// runs the full check ([`Tx::checked_address`]) and rejoins with its host address. Within
+    /// a block, an access repeating an earlier one (same address value and width, no stronger
+    /// permission needed) is not checked again.
     fn memory(
         &mut self,
         base: Reg,
@@ -1007,7 +1538,11 @@ impl<'a, 'f> Tx<'a, 'f> {
     ) -> Option<Value> {
         let hint = self.hints[usize::from(base.index())];
         let base = self.reg(base);
-        let addr = self.b.ins().iadd_imm_s(base, i64::from(off));
+        let addr = if off == 0 {
+            base
+        } else {
+            self.b.ins().iadd_imm_s(base, i64::from(off))
+        };
         if let Some(&(p, writable)) = self.checked.get(&(addr, width))
             && (writable || !write)
         {
@@ -1015,7 +1550,9 @@ impl<'a, 'f> Tx<'a, 'f> {
         }
         let keep = self.keep_address;
         let hint = match hint {
-            Hint::Frame { .. } if self.frame_exact && hint.frame_access_is_safe(off, width) => {
+            Hint::Frame { .. }
+                if self.prep.frame_exact && hint.frame_access_is_safe(off, width) =>
+            {
                 // Inside the current frame: no check. (The mask keeps the host address inside
                 // an object caller's stack even if one over 4 GiB made frame pointers wrap.)
                 let (_, host) = self.region_values(layout::STACK as u8, width, write);
@@ -1030,59 +1567,90 @@ impl<'a, 'f> Tx<'a, 'f> {
             Hint::Frame { .. } => Hint::Region(layout::STACK as u8),
             h => h,
         };
-        let (p, result) = match hint {
+        let p = match hint {
+            Hint::Region(region) if self.prep.shortfall == Shortfall::Suspend => {
+                // A wrong guess (or memory outside any region): the interpreter takes over.
+                let (outside, p_fast) = self.hinted_check(addr, region, width, write);
+                self.cold_if(outside, Tx::suspend);
+                p_fast
+            }
             Hint::Region(region) => {
-                let (inside, p_fast) = self.hinted_check(addr, region, width, write);
-                let fast = self.b.create_block();
-                let slow = self.b.create_block();
-                self.b.set_cold_block(slow);
-                let cont = self.b.create_block();
-                let p = keep.then(|| self.b.append_block_param(cont, I64));
-                let result = op
-                    .result_type()
-                    .map(|ty| self.b.append_block_param(cont, ty));
-                self.b.ins().brif(inside, fast, &[], slow, &[]);
-                self.cold.push(Cold::Miss {
-                    block: slow,
-                    cont,
-                    addr,
-                    width,
-                    write,
-                    pc,
-                    op,
-                    keep,
-                });
-                self.b.switch_to_block(fast);
-                let r_fast = self.mem_op(op, p_fast, addr, pc);
-                let mut args: Vec<BlockArg> =
-                    p.map(|_| BlockArg::Value(p_fast)).into_iter().collect();
-                args.extend(r_fast.map(BlockArg::Value));
-                self.b.ins().jump(cont, &args);
-                self.b.switch_to_block(cont);
-                (p, result)
+                let (outside, p_fast) = self.hinted_check(addr, region, width, write);
+                let ok = self.b.create_block();
+                let p = self.b.append_block_param(ok, I64);
+                let miss = self.cold_block();
+                self.b
+                    .ins()
+                    .brif(outside, miss, &[], ok, &[BlockArg::Value(p_fast)]);
+                self.enter(miss);
+                let p_full = self.call_check(addr, width, write, pc);
+                let trapped = self.trapped_block();
+                self.b
+                    .ins()
+                    .brif(p_full, ok, &[BlockArg::Value(p_full)], trapped, &[]);
+                self.enter(ok);
+                p
             }
-            _ => {
-                let p = self.checked_address(addr, width, write, pc);
-                (Some(p), self.mem_op(op, p, addr, pc))
-            }
+            _ => self.checked_address(addr, width, write, pc),
         };
-        if let Some(p) = p {
+        if keep {
             self.checked.insert((addr, width), (p, write));
         }
-        result
+        self.mem_op(op, p, addr, pc)
     }
 
-    /// The check of an access to a hinted region: `(inside, host address)`. With `rel = addr -
+    /// The check of an access to a hinted region: `(outside, host address)`. With `rel = addr -
     /// (region << 32)`, the access is inside the region iff `rel < bound`, where `bound` is
     /// `limit - width + 1` (0 when the region is shorter than `width`) and `limit` the
     /// region's length (0 for a store to a read-only region). Everything but `rel` is
     /// loop-invariant, and the host address is `host + rel`.
     fn hinted_check(&mut self, addr: Value, region: u8, width: u32, write: bool) -> (Value, Value) {
         let (bound, host) = self.region_values(region, width, write);
-        let base = self.iconst(I64, (u64::from(region) << 32) as i64);
+        let base = self.region_base(region);
         let rel = self.b.ins().isub(addr, base);
-        let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, rel, bound);
-        (inside, self.b.ins().iadd(host, rel))
+        let outside = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThanOrEqual, rel, bound);
+        (outside, self.b.ins().iadd(host, rel))
+    }
+
+    /// The first VM address of a hinted region. The input hint stands for wherever `r1`
+    /// pointed at entry (the input, or a metadata buffer when the host maps one there), so
+    /// its base is computed from the run's `r1`: see [`Tx::input_region`].
+    fn region_base(&mut self, region: u8) -> Value {
+        if u64::from(region) == layout::INPUT {
+            self.input_region().0
+        } else {
+            self.iconst(I64, (u64::from(region) << 32) as i64)
+        }
+    }
+
+    /// The region `r1` points into at the program's entry, as `(its first VM address, the
+    /// address of its entry in the region table)`; an id of 64 or more has no entry, and
+    /// gets entry 0 (always unmapped), so that no access passes its check. Computed once, in
+    /// the entry block.
+    fn input_region(&mut self) -> (Value, Value) {
+        if let Some(r) = self.input {
+            return r;
+        }
+        let r1 = self
+            .b
+            .ins()
+            .load(I64, self.flags.fixed, self.ctx, off::ARGS);
+        let id = self.b.ins().ushr_imm_s(r1, 32);
+        let valid = self.b.ins().icmp_imm_s(
+            IntCC::UnsignedLessThan,
+            id,
+            ebpf_abi::REGION_TABLE_LEN as i64,
+        );
+        let zero = self.iconst(I64, 0);
+        let index = self.b.ins().select(valid, id, zero);
+        let offset = self.b.ins().imul_imm_s(index, off::REGION_SIZE);
+        let entry = self.b.ins().iadd(self.ctx, offset);
+        let base = self.b.ins().ishl_imm_s(id, 32);
+        self.input = Some((base, entry));
+        (base, entry)
     }
 
     /// `(bound, host address)` of a hinted access (see [`Tx::hinted_check`]), computed once
@@ -1096,20 +1664,22 @@ impl<'a, 'f> Tx<'a, 'f> {
         ) {
             return (bound, host);
         }
-        let entry = off::REGIONS + i32::from(region) * (off::REGION_SIZE as i32);
+        let (base, entry) = if u64::from(region) == layout::INPUT {
+            (self.input_region().1, 0)
+        } else {
+            let entry = off::REGIONS + i32::from(region) * (off::REGION_SIZE as i32);
+            (self.ctx, entry)
+        };
         // Not `can_move`: as pure values Cranelift would place these loads at their uses
         // (inside loops); as ordinary loads they stay in the entry block, run once per run.
         let table = MemFlagsData::trusted().with_readonly();
-        let len = self
-            .b
-            .ins()
-            .load(I64, table, self.ctx, entry + off::REGION_LEN);
+        let len = self.b.ins().load(I64, table, base, entry + off::REGION_LEN);
         let zero = self.iconst(I64, 0);
         let limit = if write {
             let writable = self
                 .b
                 .ins()
-                .load(I64, table, self.ctx, entry + off::REGION_WRITABLE);
+                .load(I64, table, base, entry + off::REGION_WRITABLE);
             self.opaque_select(writable, len, zero)
         } else {
             len
@@ -1122,7 +1692,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         let bound = self.opaque_select(fits, bound, zero);
         // (Not biased by the region's base: Cranelift rematerialises `x - constant` at every
         // use.)
-        let host = self.b.ins().load(I64, table, self.ctx, entry);
+        let host = self.b.ins().load(I64, table, base, entry);
         (bound, host)
     }
 
@@ -1135,11 +1705,11 @@ impl<'a, 'f> Tx<'a, 'f> {
         let join = self.b.create_block();
         let v = self.b.append_block_param(join, I64);
         self.b.ins().brif(cond, yes, &[], no, &[]);
-        self.b.switch_to_block(yes);
+        self.enter(yes);
         self.b.ins().jump(join, &[BlockArg::Value(a)]);
-        self.b.switch_to_block(no);
+        self.enter(no);
         self.b.ins().jump(join, &[BlockArg::Value(b)]);
-        self.b.switch_to_block(join);
+        self.enter(join);
         v
     }
 
@@ -1147,11 +1717,12 @@ impl<'a, 'f> Tx<'a, 'f> {
     fn precompute_regions(&mut self) {
         let plan = self.plan;
         let mut wanted = Vec::new();
-        for (b, block) in plan.blocks.iter().enumerate() {
+        for b in plan.units[self.unit].blocks.clone() {
+            let block = &plan.blocks[b];
             if !block.reachable {
                 continue;
             }
-            let mut state = self.entries[b];
+            let mut state = self.prep.entries[b];
             for insn in &self.insns[block.insns.clone()] {
                 let access = match *insn {
                     Insn::Load { size, src, .. } => Some((src, size.bytes(), false)),
@@ -1214,9 +1785,9 @@ impl<'a, 'f> Tx<'a, 'f> {
             MemOp::Atomic { wide, op, src, r0 } => {
                 let bytes: u32 = if wide { 8 } else { 4 };
                 let misaligned = self.b.ins().band_imm_s(addr, i64::from(bytes - 1));
-                self.trap_if(
+                let _ = pc;
+                self.fail_if(
                     misaligned,
-                    pc,
                     code::MISALIGNED_ATOMIC,
                     Some(addr),
                     u64::from(bytes),
@@ -1273,14 +1844,35 @@ impl<'a, 'f> Tx<'a, 'f> {
         };
         let end = self.b.ins().iadd_imm_s(rel, i64::from(width));
         let out = self.b.ins().icmp(IntCC::UnsignedGreaterThan, end, limit);
-        let kind = if write {
-            code::OUT_OF_BOUNDS_WRITE
-        } else {
-            code::OUT_OF_BOUNDS_READ
-        };
-        self.trap_if(out, pc, kind, Some(addr), u64::from(width));
+        match self.prep.shortfall {
+            Shortfall::Suspend => self.cold_if(out, Tx::suspend),
+            // The trap: the check function fails the same way and stores it.
+            Shortfall::CheckedCopy => self.cold_if(out, |tx| {
+                tx.call_check(addr, width, write, pc);
+                tx.jump_trapped();
+            }),
+        }
         let host = self.b.ins().load(I64, self.flags.table, entry, 0);
         self.b.ins().iadd(host, rel)
+    }
+
+    /// Calls the check function (see [`translate_check`]): the host address of the access, or
+    /// 0 after storing its trap.
+    fn call_check(&mut self, addr: Value, width: u32, write: bool, pc: usize) -> Value {
+        let site = u64::from(width) | (u64::from(write) << 8) | ((pc as u64) << 16);
+        let site = self.iconst(I64, site as i64);
+        let args = [self.ctx, addr, site];
+        match self.check {
+            Check::Address(address) => {
+                let f = self.iconst(I64, address as i64);
+                let sig = self.check_sig;
+                self.b.ins().call_indirect(sig, f, &args);
+            }
+            Check::Func(f) => {
+                self.b.ins().call(f, &args);
+            }
+        }
+        self.b.ins().load(I64, self.flags.ctx, self.ctx, off::HOST)
     }
 
     /// Atomic read-modify-write: bounds (as a write) first, then alignment.
@@ -1328,9 +1920,9 @@ impl<'a, 'f> Tx<'a, 'f> {
         let end = self.b.ins().iadd_imm_s(offset, i64::from(width));
         let out = self.b.ins().icmp(IntCC::UnsignedGreaterThan, end, len);
         let vm_addr = self.b.ins().bor_imm_s(offset, (layout::INPUT << 32) as i64);
-        self.trap_if(
+        let _ = pc;
+        self.fail_if(
             out,
-            pc,
             code::OUT_OF_BOUNDS_READ,
             Some(vm_addr),
             u64::from(width),
@@ -1360,12 +1952,17 @@ impl<'a, 'f> Tx<'a, 'f> {
         for r in [Reg::R1, Reg::R2, Reg::R3, Reg::R4, Reg::R5] {
             args.push(self.reg(r));
         }
+        let helper_fn = self.fixed(off::HELPER);
         let call = self
             .b
             .ins()
-            .call_indirect(self.helper_sig, self.helper_fn, &args);
+            .call_indirect(self.helper_sig, helper_fn, &args);
         let status = self.b.inst_results(call)[0];
-        self.cold_if(status, |block| Cold::Helper { block, pc, status });
+        // A failed call: the helper entry point stored the trap's operands.
+        self.cold_if(status, |tx| {
+            let pc = tx.iconst(I64, pc as i64);
+            tx.trap_here(pc, status, None, None);
+        });
         let r0 = self
             .b
             .ins()
@@ -1376,6 +1973,16 @@ impl<'a, 'f> Tx<'a, 'f> {
             self.set(r, zero);
         }
     }
+}
+
+/// The multiplier `m` and `l = ceil(log2 d)` of unsigned division by `d` (not a power of two,
+/// at least 3) for `bits`-bit operands: `m = floor(2^bits * (2^l - d) / d) + 1`, which fits in
+/// `bits` bits (Granlund and Montgomery, "Division by invariant integers using
+/// multiplication", 1994, figure 4.1).
+fn udiv_magic(d: u64, bits: u32) -> (u64, u32) {
+    let l = 64 - (d - 1).leading_zeros();
+    let m = (1u128 << bits) * ((1u128 << l) - u128::from(d)) / u128::from(d) + 1;
+    (m as u64, l)
 }
 
 /// `r10` at call depth `depth`: the top of that frame in the stack region.
@@ -1431,4 +2038,58 @@ fn has_effect(insn: &Insn) -> bool {
             | Insn::Call { .. }
             | Insn::CallX { .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the generated code computes with [`udiv_magic`]'s numbers.
+    fn divide(x: u64, d: u64, bits: u32) -> u64 {
+        if d.is_power_of_two() {
+            return x >> d.trailing_zeros();
+        }
+        let (m, l) = udiv_magic(d, bits);
+        let t = ((u128::from(x) * u128::from(m)) >> bits) as u64;
+        (t + ((x - t) >> 1)) >> (l - 1)
+    }
+
+    #[test]
+    fn division_by_constants_is_exact() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut divisors: Vec<u64> = (1..=1000).collect();
+        divisors.extend([
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 63,
+            (1 << 63) + 1,
+            0xffff_ffff,
+            7 << 40,
+        ]);
+        divisors.extend((0..200).map(|_| next()));
+        for &d in &divisors {
+            for bits in [32u32, 64] {
+                let d = if bits == 32 { d & 0xffff_ffff } else { d };
+                let max = if bits == 32 {
+                    u64::from(u32::MAX)
+                } else {
+                    u64::MAX
+                };
+                if d == 0 {
+                    continue;
+                }
+                let mut xs = vec![0, 1, d - 1, d, d.wrapping_add(1) & max, max, max - 1];
+                xs.extend((0..50).map(|_| next() & max));
+                for x in xs {
+                    assert_eq!(divide(x, d, bits), x / d, "{x} / {d} ({bits} bits)");
+                }
+            }
+        }
+    }
 }

@@ -83,3 +83,34 @@ fn call_depth_above_the_contract_maximum_is_clamped_like_the_interpreter() {
         );
     }
 }
+
+#[test]
+fn many_return_sites_agree_at_every_budget() {
+    if !supported() {
+        return;
+    }
+    // 24 calls (many return sites for one `exit`); callees that read r6 and r3 (kept across
+    // the call), use their frame, and call a shared leaf. Every budget stops the run at another
+    // instruction, inside or between calls.
+    let mut src = String::from("mov %r6, 7\nmov %r3, 100\nmov %r0, %r1\n");
+    for i in 0..24 {
+        src.push_str(&format!("mov %r1, %r0\ncall local f{i}\nadd %r0, %r3\n"));
+    }
+    src.push_str("add %r0, %r6\nexit\n");
+    for i in 0..24 {
+        src.push_str(&format!(
+            "f{i}:\nstxdw [%r10-8], %r1\nmov %r6, {i}\ncall local leaf\n\
+             ldxdw %r0, [%r10-8]\nadd %r0, %r6\nexit\n"
+        ));
+    }
+    src.push_str("leaf:\nmov %r0, %r6\nmul %r0, 3\nexit\n");
+    let program = asm(&src);
+    let setup = Setup::input(vec![1; 8]);
+    with_differential(|d| {
+        let full = d.check(&program, &setup).exit();
+        assert!(full.instructions > 200, "{full:?}");
+        for budget in 0..=full.instructions + 1 {
+            d.check(&program, &setup.clone().budget(Some(budget)));
+        }
+    });
+}

@@ -5,6 +5,10 @@
 //! - this file — every case of `tests/contract/*.txt` (run by `ebpf-contract` with the regions
 //!   and entry registers the contract prescribes) and the 313 bpf_conformance programs, which
 //!   must also match the interpreter's count and memory;
+//!
+//! Everything runs on two variants of the JIT: the program compiled as one function, and cut
+//! into units of about three instructions (every transfer between them through the context
+//! and the dispatcher, as in large programs).
 //! - `differential` — the generated families of `ebpf_contract::differential` (matrices, budget
 //!   sweeps, recursion, large programs, every contract case with its final stack) compared with
 //!   the interpreter, and what only this JIT shows (helper panics, threads, the call-depth
@@ -45,16 +49,37 @@ pub(crate) fn options() -> JitOptions {
     JitOptions::default()
 }
 
+/// The same, with the program cut into units of about three instructions: every jump, call
+/// and return between them goes through the context and the dispatcher.
+pub(crate) fn split_options() -> JitOptions {
+    JitOptions::default().with_function_size(3)
+}
+
+/// Every variant the tests run, with its label: the program in one function, and in many.
+pub(crate) fn variants() -> [(&'static str, JitOptions); 2] {
+    [
+        ("cranelift", options()),
+        ("cranelift (units of 3)", split_options()),
+    ]
+}
+
 /// `program` compiled, or a panic with the error.
 pub(crate) fn jit(program: &Program) -> CraneliftProgram {
-    ebpf_jit_cranelift::compile(program, &options())
+    jit_with(program, &options())
+}
+
+/// `program` compiled with `options`, or a panic with the error.
+pub(crate) fn jit_with(program: &Program, options: &JitOptions) -> CraneliftProgram {
+    ebpf_jit_cranelift::compile(program, options)
         .unwrap_or_else(|e| panic!("compile failed: {e}\n{}", ebpf_isa::disassemble(program)))
 }
 
-/// The JIT as an engine. Compiling takes milliseconds, so the last few programs stay compiled:
-/// contract cases run twice and budget sweeps run one program many times.
-pub(crate) fn cranelift()
--> impl Fn(&Program, MemoryMap<'_>, [u64; 2], &Helpers, &Limits) -> Result<Exit, Trap> {
+/// The JIT with `options` as an engine. Compiling takes milliseconds, so the last few
+/// programs stay compiled: contract cases run twice and budget sweeps run one program many
+/// times.
+pub(crate) fn cranelift_with(
+    options: JitOptions,
+) -> impl Fn(&Program, MemoryMap<'_>, [u64; 2], &Helpers, &Limits) -> Result<Exit, Trap> {
     const KEEP: usize = 4;
     let cache: RefCell<Vec<(Program, Rc<CraneliftProgram>)>> = RefCell::new(Vec::new());
     move |program, map, args, helpers, limits| {
@@ -64,7 +89,7 @@ pub(crate) fn cranelift()
             .find(|(p, _)| p == program)
             .map(|(_, jit)| jit.clone());
         let compiled = hit.unwrap_or_else(|| {
-            let compiled = Rc::new(jit(program));
+            let compiled = Rc::new(jit_with(program, &options));
             let mut cache = cache.borrow_mut();
             if cache.len() == KEEP {
                 cache.remove(0);
@@ -87,29 +112,36 @@ fn stride() -> usize {
     }
 }
 
-/// Runs `f` with a differential check of the JIT against the interpreter.
+/// Runs `f` with a differential check of the JIT, in both [`variants`], against the
+/// interpreter.
 pub(crate) fn with_differential<T>(f: impl FnOnce(&Differential<'_>) -> T) -> T {
-    let (interp, engine) = (interp(), cranelift());
+    let [(whole_label, whole), (split_label, split)] = variants();
+    let (interp, whole, split) = (interp(), cranelift_with(whole), cranelift_with(split));
     f(&Differential::new(&interp)
-        .engine("cranelift", &engine)
+        .engine(whole_label, &whole)
+        .engine(split_label, &split)
         .stride(stride()))
 }
 
 #[test]
 fn contract() {
     if supported() {
-        ebpf_contract::check_engine("cranelift", &cranelift());
+        for (label, options) in variants() {
+            ebpf_contract::check_engine(label, &cranelift_with(options));
+        }
     }
 }
 
 #[test]
 fn conformance_suite() {
     if supported() {
-        ebpf_contract::conformance::check_suite(
-            "cranelift",
-            |v| ebpf_jit_cranelift::compile(&v.program, &options()).map_err(|e| e.to_string()),
-            CraneliftProgram::run,
-            Some(&interp()),
-        );
+        for (label, options) in variants() {
+            ebpf_contract::conformance::check_suite(
+                label,
+                |v| ebpf_jit_cranelift::compile(&v.program, &options).map_err(|e| e.to_string()),
+                CraneliftProgram::run,
+                Some(&interp()),
+            );
+        }
     }
 }

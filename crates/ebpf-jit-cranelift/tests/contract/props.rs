@@ -6,6 +6,9 @@
 //! - arbitrary instruction sequences, which jump anywhere, call anything and touch any
 //!   address, under a small budget.
 //!
+//! Each runs on the JIT's two variants (see `with_differential`): the program in one function
+//! and cut into units of a few instructions.
+//!
 //! `PROPTEST_CASES` sets the number of cases (the cross-architecture run lowers it).
 
 use ebpf_contract::differential::Setup;
@@ -37,7 +40,7 @@ proptest! {
     #[test]
     fn structured_programs_agree(
         (s, input) in structured_with_input(structured()),
-        cut in any::<prop::sample::Index>(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 4),
     ) {
         prop_assume!(ebpf_jit_cranelift::host_supported());
         with_differential(|d| {
@@ -45,10 +48,13 @@ proptest! {
             let full = d.compare(&s.program, &setup).map_err(TestCaseError::fail)?;
             let exit = full.result.map_err(|t| TestCaseError::fail(format!("trapped: {t}")))?;
             prop_assert!(exit.instructions <= s.max_steps);
-            // The same run cut short somewhere by the budget, and with too little call depth.
-            let budget = cut.index(exit.instructions as usize + 1) as u64;
-            d.compare(&s.program, &setup.clone().budget(Some(budget)))
-                .map_err(TestCaseError::fail)?;
+            // The same run cut short by the budget at a few places (each hands the run to the
+            // interpreter somewhere), and with too little call depth.
+            for cut in &cuts {
+                let budget = cut.index(exit.instructions as usize + 1) as u64;
+                d.compare(&s.program, &setup.clone().budget(Some(budget)))
+                    .map_err(TestCaseError::fail)?;
+            }
             d.compare(&s.program, &setup.depth(1)).map_err(TestCaseError::fail)?;
             Ok(())
         })?;
