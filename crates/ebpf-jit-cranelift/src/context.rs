@@ -95,10 +95,9 @@ pub(crate) mod off {
 }
 
 /// In-process only, beside the contract's trap codes (`ebpf_abi::trap_code`; objects never
-/// stop so): the budget is too short for the code ahead, or a check failed where the code has
-/// no checked copy, and the run, as it stands before the instruction at `trap_pc` (registers
-/// and depth in the context's scratch, the budget in `remaining`), is for the interpreter to
-/// finish.
+/// stop so): the run, as it stands before the instruction at `trap_pc` (registers and depth in
+/// the context's scratch, the budget in `remaining`), is for the interpreter to finish.
+/// `trap_pc == u64::MAX`: at the return site whose frame word is in `next`.
 pub(crate) const SUSPENDED: u64 = 10;
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ mod tests {
              jne %r7, 0, loop\nexit",
         )
         .unwrap();
-        let plan = Plan::build(&program, usize::MAX);
+        let plan = Plan::build(&program, usize::MAX, false);
         let entries = block_entries(&plan, program.insns(), false);
         let header = plan.blocks.iter().position(|b| b.insns.start == 7).unwrap();
         let s = entries[header];
@@ -76,7 +76,7 @@ mod tests {
         )
         .unwrap();
         assert!(!writes_r10(program.insns()));
-        let plan = Plan::build(&program, usize::MAX);
+        let plan = Plan::build(&program, usize::MAX, false);
         let entries = block_entries(&plan, program.insns(), true);
         let callee = plan.blocks.iter().position(|b| b.insns.start == 7).unwrap();
         assert_eq!(entries[callee][10], Hint::frame(0));

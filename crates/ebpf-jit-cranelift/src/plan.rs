@@ -107,8 +107,11 @@ pub(crate) struct Block {
     pub(crate) insns: Range<usize>,
     /// How the block ends.
     pub(crate) term: Term,
-    /// Whether the block tests the budget on entry.
+    /// Whether the block starts a region (see the module docs).
     pub(crate) checkpoint: bool,
+    /// Whether it tests the budget on entry: every checkpoint but the return sites that
+    /// `ret` tests (see [`Plan::return_limit`]).
+    pub(crate) tested: bool,
     /// For a checkpoint: the most instructions any path runs until the next checkpoint.
     pub(crate) limit: u64,
     /// Whether execution can reach the block.
@@ -157,12 +160,15 @@ pub(crate) struct Plan {
     pub(crate) unit_of: Vec<u32>,
     /// Index of each block in its unit's entries (`u32::MAX` if it is not an entry).
     entry_index: Vec<u32>,
+    /// What `ret` tests before continuing at a return site: the largest limit of the return
+    /// sites it tests for (0: none).
+    pub(crate) return_limit: u64,
 }
 
 impl Plan {
-    /// Plans the translation of `program`, in units of about `function_size` instructions.
-    /// Never fails: what cannot run becomes a trap.
-    pub(crate) fn build(program: &Program, function_size: usize) -> Plan {
+    /// Plans the translation of `program`, in units of about `function_size` instructions;
+    /// `ret_tests`: see [`Plan::return_limit`]. Never fails: what cannot run becomes a trap.
+    pub(crate) fn build(program: &Program, function_size: usize, ret_tests: bool) -> Plan {
         let insns = program.insns();
         // Each instruction's pc and control flow, targets resolved (the contract's).
         let view = ProgramView::new(program);
@@ -243,6 +249,7 @@ impl Plan {
                 insns: range,
                 term,
                 checkpoint: false,
+                tested: false,
                 limit: 0,
                 reachable: false,
                 return_site: false,
@@ -259,6 +266,7 @@ impl Plan {
                     reason: InvalidReason::FellOffEnd,
                 },
                 checkpoint: false,
+                tested: false,
                 limit: 0,
                 reachable: false,
                 return_site: false,
@@ -299,8 +307,9 @@ impl Plan {
             units: Vec::new(),
             unit_of: vec![0; n],
             entry_index: vec![u32::MAX; n],
+            return_limit: 0,
         };
-        plan.analyse(function_size);
+        plan.analyse(function_size, ret_tests);
         plan.has_calls = plan
             .blocks
             .iter()
@@ -343,8 +352,23 @@ impl Plan {
         self.unit_of[from] != self.unit_of[to]
     }
 
-    /// Reachability, units, checkpoints, limits and entries.
-    fn analyse(&mut self, function_size: usize) {
+    /// Successors inside a region: [`Plan::intra_successors`] and a local call's target (the
+    /// callee's code up to its `exit` belongs to the caller's region).
+    fn region_successors(&self, b: usize) -> [Option<usize>; 3] {
+        let [a, c] = self.intra_successors(b);
+        let callee = match self.blocks[b].term {
+            Term::Call {
+                target: Target::Block(t),
+                ..
+            } => Some(t),
+            _ => None,
+        };
+        [a, c, callee]
+    }
+
+    /// Reachability, units, checkpoints, limits and entries. With `ret_tests`, return sites
+    /// entered only by returns are tested in the shared `ret` block instead of at their start.
+    fn analyse(&mut self, function_size: usize, ret_tests: bool) {
         let n = self.blocks.len();
         self.units = vec![Unit {
             blocks: 0..n,
@@ -353,20 +377,15 @@ impl Plan {
         let Target::Block(entry) = self.entry else {
             return;
         };
-        // Roots of regions: the entry, and the targets and return sites of reachable calls.
+        // Roots of regions: the entry and the return sites of reachable calls.
         let mut roots = vec![entry];
         let mut stack = vec![entry];
         self.blocks[entry].reachable = true;
         while let Some(b) = stack.pop() {
-            let mut next: Vec<usize> = self.intra_successors(b).into_iter().flatten().collect();
-            if let Term::Call { target, site } = self.blocks[b].term {
-                let mut callee = Vec::new();
-                if let Target::Block(t) = target {
-                    callee.push(t);
-                }
-                callee.push(self.site(site));
-                roots.extend(&callee);
-                next.extend(callee);
+            let mut next: Vec<usize> = self.region_successors(b).into_iter().flatten().collect();
+            if let Term::Call { site, .. } = self.blocks[b].term {
+                roots.push(self.site(site));
+                next.push(self.site(site));
             }
             for s in next {
                 if !self.blocks[s].reachable {
@@ -377,21 +396,16 @@ impl Plan {
         }
 
         self.cut_units(function_size);
-        // Blocks entered from another unit start regions too.
+        // Blocks entered from another unit start regions too; so does the entry.
         let mut entered = vec![false; n];
+        let mut preds = vec![0u32; n];
+        preds[entry] += 1;
         for b in 0..n {
             if !self.blocks[b].reachable {
                 continue;
             }
-            let mut targets: Vec<usize> = self.intra_successors(b).into_iter().flatten().collect();
-            if let Term::Call {
-                target: Target::Block(t),
-                ..
-            } = self.blocks[b].term
-            {
-                targets.push(t);
-            }
-            for t in targets {
+            for t in self.region_successors(b).into_iter().flatten() {
+                preds[t] += 1;
                 if self.crosses(b, t) {
                     roots.push(t);
                     entered[t] = true;
@@ -400,6 +414,7 @@ impl Plan {
         }
         for &r in &roots {
             self.blocks[r].checkpoint = true;
+            self.blocks[r].tested = true;
         }
 
         // Depth-first search from every root: targets of retreating edges become checkpoints.
@@ -415,7 +430,7 @@ impl Plan {
             color[root] = GREY;
             let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
             while let Some(&mut (b, ref mut i)) = stack.last_mut() {
-                let succs = self.intra_successors(b);
+                let succs = self.region_successors(b);
                 if let Some(s) = succs.get(*i).copied() {
                     *i += 1;
                     let Some(s) = s else { continue };
@@ -424,7 +439,10 @@ impl Plan {
                             color[s] = GREY;
                             stack.push((s, 0));
                         }
-                        GREY => self.blocks[s].checkpoint = true,
+                        GREY => {
+                            self.blocks[s].checkpoint = true;
+                            self.blocks[s].tested = true;
+                        }
                         _ => {}
                     }
                 } else {
@@ -445,10 +463,11 @@ impl Plan {
                 before[b] = 0;
             } else if before[b] + cost > MAX_STRETCH as u64 {
                 self.blocks[b].checkpoint = true;
+                self.blocks[b].tested = true;
                 before[b] = 0;
             }
             let after = before[b] + cost;
-            for s in self.intra_successors(b).into_iter().flatten() {
+            for s in self.region_successors(b).into_iter().flatten() {
                 if !self.blocks[s].checkpoint {
                     before[s] = before[s].max(after);
                 }
@@ -459,7 +478,7 @@ impl Plan {
         let mut longest = vec![0u64; n];
         for &b in &postorder {
             let tail = self
-                .intra_successors(b)
+                .region_successors(b)
                 .into_iter()
                 .flatten()
                 .filter(|&s| !self.blocks[s].checkpoint)
@@ -480,6 +499,16 @@ impl Plan {
                 let s = self.site(site);
                 entered[s] = true;
                 self.blocks[s].return_site = true;
+            }
+        }
+        // Return sites that nothing but a return enters are tested in `ret`, before it jumps
+        // to them, against the largest of their limits.
+        if ret_tests {
+            for (block, &preds) in self.blocks.iter_mut().zip(&preds) {
+                if block.return_site && preds == 0 {
+                    block.tested = false;
+                    self.return_limit = self.return_limit.max(block.limit);
+                }
             }
         }
         for unit in &mut self.units {
@@ -576,7 +605,7 @@ mod tests {
     use super::*;
 
     fn plan(src: &str) -> Plan {
-        Plan::build(&ebpf_isa::assemble(src).unwrap(), usize::MAX)
+        Plan::build(&ebpf_isa::assemble(src).unwrap(), usize::MAX, false)
     }
 
     #[test]
@@ -599,10 +628,31 @@ mod tests {
 
     #[test]
     fn calls_split_blocks_and_record_return_sites() {
-        let p = plan("mov %r1, 1\ncall local f\nadd %r0, 1\nexit\nf:\nmov %r0, 2\nexit");
+        let src = "mov %r1, 1\ncall local f\nadd %r0, 1\nexit\nf:\nmov %r0, 2\nexit";
+        let p = plan(src);
         assert_eq!(p.sites, vec![1]);
-        assert!(p.blocks.iter().all(|b| b.checkpoint));
-        assert_eq!(p.blocks[0].limit, 2);
+        let checkpoints: Vec<bool> = p.blocks.iter().map(|b| b.checkpoint).collect();
+        assert_eq!(
+            checkpoints,
+            [true, true, false],
+            "the callee is in its caller's region"
+        );
+        assert_eq!(
+            p.blocks[0].limit, 4,
+            "mov, call, and the callee's mov, exit"
+        );
+        assert!(p.blocks[1].tested);
+        // Tested in `ret` instead: nothing else enters the return site.
+        let p = Plan::build(&ebpf_isa::assemble(src).unwrap(), usize::MAX, true);
+        assert!(p.blocks[1].checkpoint && !p.blocks[1].tested);
+        assert_eq!(p.return_limit, 2);
+    }
+
+    #[test]
+    fn recursion_makes_the_callee_a_checkpoint() {
+        let p = plan("call local f\nexit\nf:\njeq %r1, 0, +1\ncall local f\nexit");
+        let f = p.blocks.iter().position(|b| b.insns.start == 2).unwrap();
+        assert!(p.blocks[f].checkpoint && p.blocks[f].tested);
     }
 
     #[test]

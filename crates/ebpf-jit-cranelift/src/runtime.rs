@@ -155,6 +155,12 @@ pub(crate) unsafe fn run(
     }
     let pc = usize::try_from(ctx.trap_pc).unwrap_or(usize::MAX);
     if ctx.trap_kind == SUSPENDED {
+        // Suspended by `ret` on its way to a return site: the site's word is in `next`.
+        let pc = if ctx.trap_pc == u64::MAX {
+            finish.return_pc(ctx.next)
+        } else {
+            pc
+        };
         let depth = usize::try_from(ctx.depth).unwrap_or(0).min(max_depth);
         let words = off::FRAME_WORDS as usize;
         let callers = frames

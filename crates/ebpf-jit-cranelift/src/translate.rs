@@ -184,7 +184,7 @@ pub(crate) struct Prepared<'p> {
 impl<'p> Prepared<'p> {
     /// Plans `program` in units of about `function_size` instructions.
     pub(crate) fn new(program: &'p Program, function_size: usize, shortfall: Shortfall) -> Self {
-        let plan = Plan::build(program, function_size);
+        let plan = Plan::build(program, function_size, shortfall == Shortfall::Suspend);
         let insns = program.insns();
         let frame_exact = !hints::writes_r10(insns);
         let entries = hints::block_entries(&plan, insns, frame_exact);
@@ -388,6 +388,9 @@ struct Tx<'a, 'f> {
     check_sig: ir::SigRef,
     /// Registers live at each of the unit's blocks (see `live.rs`).
     live: &'a [Regs],
+    /// The host address `r10` stands for (in-process, when no instruction writes `r10`),
+    /// kept up to date wherever `r10` changes: frame slots are then one load or store.
+    fp_host: Option<Variable>,
     /// Leaves the program (its exit), shared by every `exit` at depth 0.
     exit: Option<ir::Block>,
     /// Returns 0 after a trap (the trap is in the context).
@@ -479,6 +482,12 @@ impl<'a, 'f> Tx<'a, 'f> {
         let remaining = b.declare_var(I64);
         let depth = b.declare_var(I64);
         let zero = b.ins().iconst(I64, 0);
+        let d = if whole || !plan.has_calls {
+            zero
+        } else {
+            b.ins().load(I64, flags.ctx, ctx, off::DEPTH)
+        };
+        b.def_var(depth, d);
         // A unit of several starts at one of its entries, with the registers live there.
         let live_in = plan.units[unit]
             .entries
@@ -486,7 +495,10 @@ impl<'a, 'f> Tx<'a, 'f> {
             .fold(0, |set, &e| set | prep.live[e]);
         for (i, &r) in regs.iter().enumerate() {
             let v = if !whole {
-                if live_in & (1 << i) != 0 {
+                if i == 10 && prep.frame_exact {
+                    let stack_size = load(b, off::STACK_SIZE);
+                    frame_pointer(b, stack_size, d)
+                } else if live_in & (1 << i) != 0 {
                     b.ins()
                         .load(I64, flags.ctx, ctx, off::STATE + 8 * (i as i32))
                 } else {
@@ -497,10 +509,8 @@ impl<'a, 'f> Tx<'a, 'f> {
                     1 => load(b, off::ARGS),
                     2 => load(b, off::ARGS + 8),
                     10 => {
-                        // The top of the stack: `frame_pointer` at depth 0.
                         let stack_size = load(b, off::STACK_SIZE);
-                        let top = b.ins().band_imm_s(stack_size, 0xffff_ffff);
-                        b.ins().bor_imm_s(top, (layout::STACK << 32) as i64)
+                        frame_top(b, stack_size)
                     }
                     _ => zero,
                 }
@@ -509,12 +519,6 @@ impl<'a, 'f> Tx<'a, 'f> {
         }
         let budget = b.ins().load(I64, flags.ctx, ctx, off::REMAINING);
         b.def_var(remaining, budget);
-        let d = if whole || !plan.has_calls {
-            zero
-        } else {
-            b.ins().load(I64, flags.ctx, ctx, off::DEPTH)
-        };
-        b.def_var(depth, d);
 
         let blocks = plan.units[unit].blocks.clone();
         let base = blocks.start;
@@ -580,6 +584,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             check,
             check_sig,
             live: &prep.live,
+            fp_host: None,
             exit: None,
             trapped: None,
             ret: None,
@@ -701,6 +706,15 @@ impl<'a, 'f> Tx<'a, 'f> {
 
     fn set(&mut self, r: Reg, v: Value) {
         self.b.def_var(self.regs[usize::from(r.index())], v);
+    }
+
+    /// `r10 = v` (at a local call or return), and its host address.
+    fn set_r10(&mut self, v: Value) {
+        self.set(Reg::R10, v);
+        if let Some(var) = self.fp_host {
+            let host = frame_host(self.b, self.flags.table, self.ctx, v);
+            self.b.def_var(var, host);
+        }
     }
 
     fn iconst(&mut self, ty: ir::Type, v: i64) -> Value {
@@ -848,9 +862,10 @@ impl<'a, 'f> Tx<'a, 'f> {
 
     /// Ends the current block by handing the run, as it stands before the instruction being
     /// emitted, to the host (in-process): its live registers, the budget before it, its pc.
-    /// The interpreter then runs that instruction and the rest of the run exactly, so this is
-    /// how the in-process JIT handles everything rare: a budget about to run out, an access
-    /// outside its region guess or outside memory, a misaligned atomic, a call too deep.
+    /// The interpreter then runs that instruction and the rest of the run exactly. This is how
+    /// the in-process JIT handles what has no cheap exact answer in generated code: a budget
+    /// about to run out, and an access outside its region guess (outside memory, or in
+    /// another region).
     fn suspend(&mut self) {
         let block = &self.plan.blocks[self.block];
         let j = self.current - block.insns.start;
@@ -934,18 +949,6 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.cold_if(cond, |tx| tx.jump_trap(pc, kind, a, 0, b));
     }
 
-    /// `if cond { the current instruction traps }`: in-process the run is suspended before
-    /// it (the interpreter traps exactly there); in objects, the trap is stored.
-    fn fail_if(&mut self, cond: Value, kind: u64, a: Option<Value>, b: u64) {
-        match self.prep.shortfall {
-            Shortfall::Suspend => self.cold_if(cond, Tx::suspend),
-            Shortfall::CheckedCopy => {
-                let pc = self.prep.pcs[self.current];
-                self.trap_if(cond, pc, kind, a, b);
-            }
-        }
-    }
-
     /// `if cond { cold }`: `cold` fills a new cold block (ending it); translation continues
     /// in a fresh block on the fall-through side.
     fn cold_if(&mut self, cond: Value, cold: impl FnOnce(&mut Self)) {
@@ -997,7 +1000,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         if self.prep.shortfall == Shortfall::Suspend {
             self.live_here = live::before_each(plan, self.insns, self.live, bi);
         }
-        if !slow && block.checkpoint && block.limit > 0 {
+        if !slow && block.tested && block.limit > 0 {
             let rem = self.b.use_var(self.remaining);
             let short = self.b.ins().icmp_imm_s(
                 IntCC::UnsignedLessThan,
@@ -1090,8 +1093,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             .b
             .ins()
             .icmp(IntCC::UnsignedGreaterThanOrEqual, depth, max_depth);
-        let _ = pc;
-        self.fail_if(over, code::CALL_DEPTH_EXCEEDED, None, 0);
+        self.trap_if(over, pc, code::CALL_DEPTH_EXCEEDED, None, 0);
         let offset = self.b.ins().imul_imm_s(depth, off::FRAME_WORDS * 8);
         let frames = self.fixed(off::FRAMES);
         let frame = self.b.ins().iadd(frames, offset);
@@ -1110,7 +1112,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.b.def_var(self.depth, depth);
         let stack_size = self.fixed(off::STACK_SIZE);
         let fp = frame_pointer(self.b, stack_size, depth);
-        self.set(Reg::R10, fp);
+        self.set_r10(fp);
     }
 
     /// The shared block that leaves the program (`exit` at depth 0).
@@ -1169,10 +1171,36 @@ impl<'a, 'f> Tx<'a, 'f> {
                 .b
                 .ins()
                 .load(I64, self.flags.frames, frame, 8 * (k as i32 + 1));
-            self.set(r, v);
+            if r == Reg::R10 {
+                self.set_r10(v);
+            } else {
+                self.set(r, v);
+            }
+        }
+        let plan = self.plan;
+        if self.prep.shortfall == Shortfall::Suspend && plan.return_limit > 0 {
+            // The budget test of the return sites (see `Plan::return_limit`): too little left
+            // and the run goes to the interpreter at the return site, which the host finds
+            // from the frame's word.
+            let rem = self.b.use_var(self.remaining);
+            let short = self.b.ins().icmp_imm_s(
+                IntCC::UnsignedLessThan,
+                rem,
+                i64::try_from(plan.return_limit).unwrap_or(i64::MAX),
+            );
+            self.cold_if(short, |tx| {
+                tx.save_state(live::ALL);
+                let f = tx.flags.ctx;
+                tx.b.ins().store(f, word, tx.ctx, off::NEXT);
+                let at_return = tx.iconst(I64, -1);
+                let kind = tx.iconst(I64, SUSPENDED as i64);
+                tx.b.ins().store(f, at_return, tx.ctx, off::TRAP_PC);
+                tx.b.ins().store(f, kind, tx.ctx, off::TRAP_KIND);
+                let zero = tx.iconst(I64, 0);
+                tx.b.ins().return_(&[zero]);
+            });
         }
         // This unit's return sites, by entry index; other slots never occur.
-        let plan = self.plan;
         let entries = &plan.units[self.unit].entries;
         let sites: Vec<Option<usize>> = entries
             .iter()
@@ -1538,6 +1566,19 @@ impl<'a, 'f> Tx<'a, 'f> {
     ) -> Option<Value> {
         let hint = self.hints[usize::from(base.index())];
         let base = self.reg(base);
+        if let (Some(fp_host), Some(k)) = (self.fp_host, hint.exact_frame_offset())
+            && self.prep.frame_exact
+            && hint.frame_access_is_safe(off, width)
+        {
+            // At a known offset inside the current frame: no check, and no arithmetic either,
+            // the host address of `r10` being at hand.
+            let p = self.b.use_var(fp_host);
+            let addr = match op {
+                MemOp::Atomic { .. } => self.b.ins().iadd_imm_s(base, i64::from(off)),
+                _ => base,
+            };
+            return self.mem_op(op, p, k + i32::from(off), addr, pc);
+        }
         let addr = if off == 0 {
             base
         } else {
@@ -1546,7 +1587,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         if let Some(&(p, writable)) = self.checked.get(&(addr, width))
             && (writable || !write)
         {
-            return self.mem_op(op, p, addr, pc);
+            return self.mem_op(op, p, 0, addr, pc);
         }
         let keep = self.keep_address;
         let hint = match hint {
@@ -1555,10 +1596,13 @@ impl<'a, 'f> Tx<'a, 'f> {
             {
                 // Inside the current frame: no check. (The mask keeps the host address inside
                 // an object caller's stack even if one over 4 GiB made frame pointers wrap.)
-                let (_, host) = self.region_values(layout::STACK as u8, width, write);
+                let host = match self.hosts.get(&(layout::STACK as u8)) {
+                    Some(&host) => host,
+                    None => self.region_values(layout::STACK as u8, width, write).1,
+                };
                 let offset = self.b.ins().band_imm_s(addr, 0xffff_ffff);
                 let p = self.b.ins().iadd(host, offset);
-                let result = self.mem_op(op, p, addr, pc);
+                let result = self.mem_op(op, p, 0, addr, pc);
                 if keep {
                     self.checked.insert((addr, width), (p, true));
                 }
@@ -1596,7 +1640,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         if keep {
             self.checked.insert((addr, width), (p, write));
         }
-        self.mem_op(op, p, addr, pc)
+        self.mem_op(op, p, 0, addr, pc)
     }
 
     /// The check of an access to a hinted region: `(outside, host address)`. With `rel = addr -
@@ -1717,6 +1761,7 @@ impl<'a, 'f> Tx<'a, 'f> {
     fn precompute_regions(&mut self) {
         let plan = self.plan;
         let mut wanted = Vec::new();
+        let mut frame_slots = false;
         for b in plan.units[self.unit].blocks.clone() {
             let block = &plan.blocks[b];
             if !block.reachable {
@@ -1725,24 +1770,23 @@ impl<'a, 'f> Tx<'a, 'f> {
             let mut state = self.prep.entries[b];
             for insn in &self.insns[block.insns.clone()] {
                 let access = match *insn {
-                    Insn::Load { size, src, .. } => Some((src, size.bytes(), false)),
-                    Insn::Store { size, dst, .. } => Some((dst, size.bytes(), true)),
-                    Insn::Atomic { width, dst, .. } => {
-                        Some((dst, if width == Width::W64 { 8 } else { 4 }, true))
-                    }
+                    Insn::Load { size, src, off, .. } => Some((src, off, size.bytes(), false)),
+                    Insn::Store { size, dst, off, .. } => Some((dst, off, size.bytes(), true)),
+                    Insn::Atomic {
+                        width, dst, off, ..
+                    } => Some((dst, off, if width == Width::W64 { 8 } else { 4 }, true)),
                     _ => None,
                 };
-                let hint = access.map(|(base, ..)| state[usize::from(base.index())]);
-                if let (Some((_, width, write)), Some(Hint::Region(_) | Hint::Frame { .. })) =
-                    (access, hint)
-                {
-                    let region = match hint {
-                        Some(Hint::Region(region)) => region,
-                        _ => layout::STACK as u8,
-                    };
-                    let write = write && u64::from(region) != layout::STACK;
-                    if !wanted.contains(&(region, width, write)) {
-                        wanted.push((region, width, write));
+                if let Some((base, off, width, write)) = access {
+                    let hint = state[usize::from(base.index())];
+                    let unchecked = self.prep.frame_exact && hint.frame_access_is_safe(off, width);
+                    if unchecked {
+                        frame_slots = true;
+                    } else if let Some(region) = hint.region() {
+                        let write = write && u64::from(region) != layout::STACK;
+                        if !wanted.contains(&(region, width, write)) {
+                            wanted.push((region, width, write));
+                        }
                     }
                 }
                 hints::transfer(&mut state, insn);
@@ -1753,46 +1797,72 @@ impl<'a, 'f> Tx<'a, 'f> {
             self.bounds.insert((region, width, write), bound);
             self.hosts.insert(region, host);
         }
+        if frame_slots && self.prep.shortfall == Shortfall::Suspend {
+            // In-process: the host address of `r10`, kept up to date where it changes.
+            let var = self.b.declare_var(I64);
+            let r10 = self.b.use_var(self.regs[10]);
+            let host = frame_host(self.b, self.flags.table, self.ctx, r10);
+            self.b.def_var(var, host);
+            self.fp_host = Some(var);
+        } else if frame_slots && !self.hosts.contains_key(&(layout::STACK as u8)) {
+            let entry = off::REGIONS + (layout::STACK as i32) * (off::REGION_SIZE as i32);
+            let table = MemFlagsData::trusted().with_readonly();
+            let host = self.b.ins().load(I64, table, self.ctx, entry);
+            self.hosts.insert(layout::STACK as u8, host);
+        }
     }
 
-    /// Emits `op` on host address `p` (already checked); `addr` and `pc` are for the
-    /// alignment check of atomics.
-    fn mem_op(&mut self, op: MemOp, p: Value, addr: Value, pc: usize) -> Option<Value> {
+    /// Emits `op` on host address `p + offset` (already checked); `addr` (the VM address)
+    /// and `pc` are for the alignment check of atomics.
+    fn mem_op(
+        &mut self,
+        op: MemOp,
+        p: Value,
+        offset: i32,
+        addr: Value,
+        pc: usize,
+    ) -> Option<Value> {
         let f = self.flags.vm;
         match op {
             MemOp::Load { size, signed } => {
                 let ins = self.b.ins();
                 Some(match (size, signed) {
-                    (Size::B, false) => ins.uload8(I64, f, p, 0),
-                    (Size::H, false) => ins.uload16(I64, f, p, 0),
-                    (Size::W, false) => ins.uload32(f, p, 0),
-                    (Size::DW, _) => ins.load(I64, f, p, 0),
-                    (Size::B, true) => ins.sload8(I64, f, p, 0),
-                    (Size::H, true) => ins.sload16(I64, f, p, 0),
-                    (Size::W, true) => ins.sload32(f, p, 0),
+                    (Size::B, false) => ins.uload8(I64, f, p, offset),
+                    (Size::H, false) => ins.uload16(I64, f, p, offset),
+                    (Size::W, false) => ins.uload32(f, p, offset),
+                    (Size::DW, _) => ins.load(I64, f, p, offset),
+                    (Size::B, true) => ins.sload8(I64, f, p, offset),
+                    (Size::H, true) => ins.sload16(I64, f, p, offset),
+                    (Size::W, true) => ins.sload32(f, p, offset),
                 })
             }
             MemOp::Store { size, value } => {
                 let ins = self.b.ins();
                 match size {
-                    Size::B => ins.istore8(f, value, p, 0),
-                    Size::H => ins.istore16(f, value, p, 0),
-                    Size::W => ins.istore32(f, value, p, 0),
-                    Size::DW => ins.store(f, value, p, 0),
+                    Size::B => ins.istore8(f, value, p, offset),
+                    Size::H => ins.istore16(f, value, p, offset),
+                    Size::W => ins.istore32(f, value, p, offset),
+                    Size::DW => ins.store(f, value, p, offset),
                 };
                 None
             }
             MemOp::Atomic { wide, op, src, r0 } => {
                 let bytes: u32 = if wide { 8 } else { 4 };
                 let misaligned = self.b.ins().band_imm_s(addr, i64::from(bytes - 1));
-                let _ = pc;
-                self.fail_if(
+                self.trap_if(
                     misaligned,
+                    pc,
                     code::MISALIGNED_ATOMIC,
                     Some(addr),
                     u64::from(bytes),
                 );
                 let ty = if wide { I64 } else { I32 };
+                // The atomic instructions take no offset.
+                let p = if offset == 0 {
+                    p
+                } else {
+                    self.b.ins().iadd_imm_s(p, i64::from(offset))
+                };
                 let (v, expected) = if wide {
                     (src, r0)
                 } else {
@@ -1844,14 +1914,11 @@ impl<'a, 'f> Tx<'a, 'f> {
         };
         let end = self.b.ins().iadd_imm_s(rel, i64::from(width));
         let out = self.b.ins().icmp(IntCC::UnsignedGreaterThan, end, limit);
-        match self.prep.shortfall {
-            Shortfall::Suspend => self.cold_if(out, Tx::suspend),
-            // The trap: the check function fails the same way and stores it.
-            Shortfall::CheckedCopy => self.cold_if(out, |tx| {
-                tx.call_check(addr, width, write, pc);
-                tx.jump_trapped();
-            }),
-        }
+        // The trap: the check function fails the same way and stores it.
+        self.cold_if(out, |tx| {
+            tx.call_check(addr, width, write, pc);
+            tx.jump_trapped();
+        });
         let host = self.b.ins().load(I64, self.flags.table, entry, 0);
         self.b.ins().iadd(host, rel)
     }
@@ -1920,9 +1987,9 @@ impl<'a, 'f> Tx<'a, 'f> {
         let end = self.b.ins().iadd_imm_s(offset, i64::from(width));
         let out = self.b.ins().icmp(IntCC::UnsignedGreaterThan, end, len);
         let vm_addr = self.b.ins().bor_imm_s(offset, (layout::INPUT << 32) as i64);
-        let _ = pc;
-        self.fail_if(
+        self.trap_if(
             out,
+            pc,
             code::OUT_OF_BOUNDS_READ,
             Some(vm_addr),
             u64::from(width),
@@ -1983,6 +2050,20 @@ fn udiv_magic(d: u64, bits: u32) -> (u64, u32) {
     let l = 64 - (d - 1).leading_zeros();
     let m = (1u128 << bits) * ((1u128 << l) - u128::from(d)) / u128::from(d) + 1;
     (m as u64, l)
+}
+
+/// The host address of the frame pointer `r10` (in the stack region, below 4 GiB).
+fn frame_host(b: &mut FunctionBuilder<'_>, table: MemFlagsData, ctx: Value, r10: Value) -> Value {
+    let entry = off::REGIONS + (layout::STACK as i32) * (off::REGION_SIZE as i32);
+    let stack = b.ins().load(I64, table, ctx, entry);
+    let offset = b.ins().band_imm_s(r10, 0xffff_ffff);
+    b.ins().iadd(stack, offset)
+}
+
+/// `r10` at depth 0: the top of the stack region.
+fn frame_top(b: &mut FunctionBuilder<'_>, stack_size: Value) -> Value {
+    let top = b.ins().band_imm_s(stack_size, 0xffff_ffff);
+    b.ins().bor_imm_s(top, (layout::STACK << 32) as i64)
 }
 
 /// `r10` at call depth `depth`: the top of that frame in the stack region.
