@@ -2,7 +2,7 @@
 //! instruction, for profilers (`valgrind --tool=callgrind`, `perf`) and quick comparisons.
 //!
 //! `cargo run --release -p ebpf-jit-cranelift --example compile_time [--features timing] --
-//! [--repeat N] [--object TRIPLE] WHAT…` where WHAT is `bench` (the engines-bench programs),
+//! [--repeat N] [--object TRIPLE] [--function-size N] WHAT…` where WHAT is `bench` (the engines-bench programs),
 //! `elf` (every program of `tests/elf/*.o`), `SHAPE:N` (a generated program of
 //! `ebpf_bench::shapes`) or a file (`.s` assembly, `.bin` bytecode). Prints one line per
 //! program (the fastest of N compiles) and the median µs per instruction; built with the
@@ -118,12 +118,14 @@ fn main() -> ExitCode {
     let mut repeat = 5usize;
     let mut object = None;
     let mut run = false;
+    let mut function_size = None;
     let mut all = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--repeat" => repeat = args.next().and_then(|n| n.parse().ok()).unwrap_or(5),
             "--object" => object = args.next(),
             "--run" => run = true,
+            "--function-size" => function_size = args.next().and_then(|n| n.parse().ok()),
             what => match programs(what) {
                 Ok(p) => all.extend(p),
                 Err(e) => {
@@ -133,7 +135,10 @@ fn main() -> ExitCode {
             },
         }
     }
-    let options = JitOptions::default();
+    let mut options = JitOptions::default();
+    if let Some(size) = function_size {
+        options = options.with_function_size(size);
+    }
     let mut per_insn = Vec::new();
     let mut passes = Duration::ZERO;
     for (name, program) in &all {
