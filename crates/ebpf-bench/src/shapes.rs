@@ -133,11 +133,17 @@ mod tests {
                 let program = make(n);
                 let len = program.insns().len();
                 assert!(len <= n + 1 && len + 12 >= n, "{name} {n}: {len}");
-                let vm = ebpf_vm::Vm::builder()
-                    .budget(1 << 20)
-                    .load(&program.to_bytes())
-                    .unwrap_or_else(|e| panic!("{name} {n}: {e}"));
-                vm.run_with(ebpf_vm::Input::none())
+                let limits = ebpf_abi::Limits {
+                    budget: Some(1 << 20),
+                    ..ebpf_abi::Limits::default()
+                };
+                ebpf_interp::Interpreter::new(&program)
+                    .run(
+                        ebpf_abi::MemoryMap::new(),
+                        [0, 0],
+                        &ebpf_abi::Helpers::new(),
+                        &limits,
+                    )
                     .unwrap_or_else(|t| panic!("{name} {n}: {t}"));
             }
         }
