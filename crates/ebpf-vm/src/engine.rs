@@ -1,6 +1,8 @@
 //! The engines behind one enum: which ones this build has, and preparing a program for one.
 //! Every engine's prepared program implements the contract's engine interface
-//! (`ebpf_abi::Executable`), so the rest of the facade does not care which one runs.
+//! (`ebpf_abi::Executable`), so the rest of the facade does not care which one runs. The
+//! tiered engine is here too: a first tier that loads at once, Cranelift compiled in the
+//! background, and the switch between them.
 
 use std::fmt;
 #[cfg(any(feature = "jit-x86", feature = "jit-cranelift"))]
@@ -25,7 +27,18 @@ pub enum Engine {
     /// The Cranelift JIT: optimised native code on x86-64, AArch64, RISC-V 64 and s390x
     /// (cargo feature `jit-cranelift`).
     Cranelift,
+    /// Tiered: `load` returns at the first tier's speed (the x86 JIT where this build and
+    /// host have it, else the interpreter); after 16 runs, Cranelift
+    /// compiles the program on a background thread, and runs that start once it is ready run
+    /// its code. The same results in every tier; a run finishes in the tier it started in;
+    /// no run waits for the compiler. For long-lived programs (cargo feature
+    /// `jit-cranelift`).
+    Tiered,
 }
+
+/// Runs of a [`Engine::Tiered`] program before Cranelift starts compiling it: programs that
+/// run only a few times never pay for the compile.
+pub(crate) const TIER_UP_AFTER_RUNS: u64 = 16;
 
 /// Whether this build contains the x86 JIT and runs on a host it supports.
 const HAS_X86: bool = cfg!(all(
@@ -47,9 +60,14 @@ const HAS_CRANELIFT: bool = cfg!(all(
 
 const fn available() -> &'static [Engine] {
     match (HAS_X86, HAS_CRANELIFT) {
-        (true, true) => &[Engine::Interpreter, Engine::X86, Engine::Cranelift],
+        (true, true) => &[
+            Engine::Interpreter,
+            Engine::X86,
+            Engine::Cranelift,
+            Engine::Tiered,
+        ],
         (true, false) => &[Engine::Interpreter, Engine::X86],
-        (false, true) => &[Engine::Interpreter, Engine::Cranelift],
+        (false, true) => &[Engine::Interpreter, Engine::Cranelift, Engine::Tiered],
         (false, false) => &[Engine::Interpreter],
     }
 }
@@ -58,12 +76,14 @@ impl Engine {
     /// Every engine this build contains and this host can run, the interpreter first.
     pub const ALL: &'static [Engine] = available();
 
-    /// The engine's short name, as the CLI spells it (`interp`, `x86`, `cranelift`).
+    /// The engine's short name, as the CLI spells it (`interp`, `x86`, `cranelift`,
+    /// `tiered`).
     pub fn name(self) -> &'static str {
         match self {
             Engine::Interpreter => "interp",
             Engine::X86 => "x86",
             Engine::Cranelift => "cranelift",
+            Engine::Tiered => "tiered",
         }
     }
 
@@ -103,6 +123,8 @@ pub(crate) fn prepare(engine: Engine, program: &Program) -> Result<Box<dyn Execu
             engine,
             ebpf_jit_cranelift::compile(program, &ebpf_jit_cranelift::JitOptions::default()),
         ),
+        #[cfg(feature = "jit-cranelift")]
+        Engine::Tiered => Ok(Box::new(tiered::Tiered::new(program, TIER_UP_AFTER_RUNS))),
         #[allow(
             unreachable_patterns,
             reason = "which arms exist depends on the features"
@@ -125,6 +147,123 @@ where
             engine,
             source: Arc::new(e),
         }),
+    }
+}
+
+#[cfg(feature = "jit-cranelift")]
+mod tiered {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use ebpf_abi::{Executable, Exit, Helpers, Limits, MemoryMap, Trap};
+    use ebpf_interp::Interpreter;
+    use ebpf_isa::Program;
+
+    /// A program behind [`super::Engine::Tiered`].
+    #[derive(Debug)]
+    pub(crate) struct Tiered {
+        /// Runs until the second tier is ready.
+        first: Box<dyn Executable>,
+        /// What the first tier and the compiler thread share.
+        shared: Arc<Shared>,
+        /// Runs before the compile starts.
+        after: u64,
+    }
+
+    #[derive(Debug)]
+    struct Shared {
+        /// The Cranelift code, once compiled: set once, read without a lock by every run.
+        second: OnceLock<Box<dyn Executable>>,
+        /// The program, until the compiler thread takes it.
+        program: Mutex<Option<Program>>,
+        /// Runs started so far (counted until the compile starts).
+        runs: AtomicU64,
+        /// Whether the compile has been started.
+        started: AtomicBool,
+    }
+
+    impl Tiered {
+        /// `program` on its first tier; Cranelift starts after `after` runs.
+        pub(crate) fn new(program: &Program, after: u64) -> Tiered {
+            Tiered {
+                first: first_tier(program),
+                shared: Arc::new(Shared {
+                    second: OnceLock::new(),
+                    program: Mutex::new(Some(program.clone())),
+                    runs: AtomicU64::new(0),
+                    started: AtomicBool::new(false),
+                }),
+                after,
+            }
+        }
+
+        /// Whether runs now start on the Cranelift code.
+        #[cfg(test)]
+        pub(crate) fn is_optimised(&self) -> bool {
+            self.shared.second.get().is_some()
+        }
+
+        /// Starts the compile on a background thread, once. A compile that fails (or a
+        /// thread that cannot start) leaves the program on its first tier, which computes
+        /// the same results.
+        fn tier_up(&self) {
+            if self.shared.started.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            let shared = Arc::clone(&self.shared);
+            let compile = move || {
+                let program = shared.program.lock().ok().and_then(|mut p| p.take());
+                let Some(program) = program else { return };
+                let options = ebpf_jit_cranelift::JitOptions::default();
+                if let Ok(code) = ebpf_jit_cranelift::compile(&program, &options) {
+                    let _ = shared.second.set(Box::new(code));
+                }
+            };
+            let _ = std::thread::Builder::new()
+                .name("ebpf-tier-up".to_string())
+                .spawn(compile);
+        }
+    }
+
+    /// The x86 JIT where it compiles the program, else the interpreter.
+    fn first_tier(program: &Program) -> Box<dyn Executable> {
+        #[cfg(all(
+            feature = "jit-x86",
+            target_arch = "x86_64",
+            any(target_os = "linux", target_os = "macos")
+        ))]
+        if let Ok(code) = ebpf_jit_x86::compile(program, &ebpf_jit_x86::JitOptions::default()) {
+            return Box::new(code);
+        }
+        Box::new(Interpreter::new(program))
+    }
+
+    impl Executable for Tiered {
+        fn run(
+            &self,
+            memory: MemoryMap<'_>,
+            args: [u64; 2],
+            helpers: &Helpers,
+            limits: &Limits,
+        ) -> Result<Exit, Trap> {
+            // One atomic load picks the tier for the whole run.
+            if let Some(second) = self.shared.second.get() {
+                return second.run(memory, args, helpers, limits);
+            }
+            if !self.shared.started.load(Ordering::Relaxed)
+                && self.shared.runs.fetch_add(1, Ordering::Relaxed) >= self.after
+            {
+                self.tier_up();
+            }
+            self.first.run(memory, args, helpers, limits)
+        }
+
+        fn code_size(&self) -> usize {
+            match self.shared.second.get() {
+                Some(second) => second.code_size(),
+                None => self.first.code_size(),
+            }
+        }
     }
 }
 
@@ -171,7 +310,115 @@ mod tests {
                 )
                 .unwrap();
             assert_eq!((exit.r0, exit.instructions), (42, 3), "{engine}");
-            assert_eq!(prepared.code_size() > 0, engine != Engine::Interpreter);
+            let compiles = !matches!(engine, Engine::Interpreter)
+                && (engine != Engine::Tiered || Engine::X86.is_available());
+            assert_eq!(prepared.code_size() > 0, compiles, "{engine}");
+        }
+    }
+
+    #[cfg(feature = "jit-cranelift")]
+    mod tiered {
+        use std::time::{Duration, Instant};
+
+        use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Trap};
+        use ebpf_interp::Interpreter;
+
+        use super::super::tiered::Tiered;
+
+        /// A loop with local calls and frame traffic: 8 + 50 * 11 instructions.
+        const PROGRAM: &str = "
+            mov %r0, 1
+            mov %r6, 50
+        l:
+            add %r0, %r6
+            call local f
+            sub %r6, 1
+            jne %r6, 0, l
+            exit
+        f:
+            mov %r1, %r0
+            lsh %r1, 1
+            stxdw [%r10-8], %r1
+            ldxdw %r2, [%r10-8]
+            xor %r0, %r2
+            exit";
+
+        /// Budgets that end the run at different places, and none.
+        const BUDGETS: [Option<u64>; 5] = [None, Some(0), Some(7), Some(300), Some(557)];
+
+        fn limits(budget: Option<u64>) -> Limits {
+            Limits {
+                budget,
+                ..Limits::default()
+            }
+        }
+
+        fn run(engine: &dyn ebpf_abi::Executable, budget: Option<u64>) -> Result<Exit, Trap> {
+            engine.run(MemoryMap::new(), [3, 4], &Helpers::new(), &limits(budget))
+        }
+
+        /// The interpreter's results, per budget.
+        fn expected(program: &ebpf_isa::Program) -> Vec<Result<Exit, Trap>> {
+            let interp = Interpreter::new(program);
+            BUDGETS.iter().map(|&b| run(&interp, b)).collect()
+        }
+
+        #[test]
+        fn tiered_switches_to_cranelift_and_agrees_before_and_after() {
+            if !super::Engine::Tiered.is_available() {
+                eprintln!("skipping: no Cranelift on this host");
+                return;
+            }
+            let program = ebpf_isa::assemble(PROGRAM).unwrap();
+            let want = expected(&program);
+            assert!(want[0].is_ok() && want[1].is_err(), "{want:?}");
+            let tiered = Tiered::new(&program, 3);
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut before = 0;
+            while !tiered.is_optimised() {
+                for (&budget, want) in BUDGETS.iter().zip(&want) {
+                    assert_eq!(&run(&tiered, budget), want, "first tier, budget {budget:?}");
+                }
+                before += 1;
+                assert!(Instant::now() < deadline, "Cranelift never took over");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert!(before >= 1, "the first runs run on the first tier");
+            for (&budget, want) in BUDGETS.iter().zip(&want) {
+                assert_eq!(&run(&tiered, budget), want, "Cranelift, budget {budget:?}");
+            }
+        }
+
+        #[test]
+        fn tiered_agrees_on_several_threads_while_it_switches() {
+            if !super::Engine::Tiered.is_available() {
+                eprintln!("skipping: no Cranelift on this host");
+                return;
+            }
+            let program = ebpf_isa::assemble(PROGRAM).unwrap();
+            let want = expected(&program);
+            let tiered = Tiered::new(&program, 0);
+            let deadline = Instant::now() + Duration::from_secs(120);
+            std::thread::scope(|s| {
+                for t in 0..4 {
+                    let (tiered, want) = (&tiered, &want);
+                    s.spawn(move || {
+                        // Until the switch, and as many runs again after it.
+                        let mut after = 0;
+                        let mut i = t;
+                        while after < 200 {
+                            if tiered.is_optimised() {
+                                after += 1;
+                            }
+                            let k = i % BUDGETS.len();
+                            assert_eq!(&run(tiered, BUDGETS[k]), &want[k], "thread {t}, run {i}");
+                            assert!(Instant::now() < deadline, "Cranelift never took over");
+                            i += 1;
+                        }
+                    });
+                }
+            });
+            assert!(tiered.is_optimised());
         }
     }
 }
