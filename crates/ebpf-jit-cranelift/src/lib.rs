@@ -255,11 +255,20 @@ fn define_check<M: Module>(module: &mut M, isa: &dyn TargetIsa) -> Result<FuncId
     Ok(id)
 }
 
+/// The in-process check function of one ISA: its address, and the module that owns its code.
+pub(crate) struct CheckCode {
+    address: u64,
+    /// Kept (never freed) as long as the ISA's cache entry, that is for the life of the
+    /// process: every program compiled for this ISA calls into it. Held rather than
+    /// forgotten, so that the memory stays reachable (leak checkers see no leak).
+    _module: JITModule,
+}
+
 /// The address of the in-process check function for `target`, compiled on first use and
 /// kept for the life of the process (a few hundred bytes per distinct ISA configuration).
 fn check_address(target: &options::Target) -> Result<u64, JitError> {
-    let address = target.check.get_or_init(|| {
-        let build = || -> Result<u64, JitError> {
+    let built = target.check.get_or_init(|| {
+        let build = || -> Result<CheckCode, JitError> {
             let mut module = JITModule::new(JITBuilder::with_isa(
                 target.isa.clone(),
                 default_libcall_names(),
@@ -267,15 +276,19 @@ fn check_address(target: &options::Target) -> Result<u64, JitError> {
             let id = define_check(&mut module, &*target.isa)?;
             module.finalize_definitions()?;
             let address = module.get_finalized_function(id) as u64;
-            // Never freed: every program compiled for this ISA calls into it.
-            std::mem::forget(module);
-            Ok(address)
+            Ok(CheckCode {
+                address,
+                _module: module,
+            })
         };
         build().map_err(|e| e.to_string())
     });
-    address
-        .clone()
-        .map_err(|reason| JitError::UnsupportedHost { reason })
+    match built {
+        Ok(code) => Ok(code.address),
+        Err(reason) => Err(JitError::UnsupportedHost {
+            reason: reason.clone(),
+        }),
+    }
 }
 
 /// Compiles `program` for this host.

@@ -182,8 +182,8 @@ pub(crate) fn isa(target: Option<&str>, options: &JitOptions) -> Result<Arc<Targ
 /// A target ISA, and what in-process code compiled for it shares.
 pub(crate) struct Target {
     pub(crate) isa: OwnedTargetIsa,
-    /// The address of the in-process check function, once compiled (or why it could not be).
-    pub(crate) check: OnceLock<Result<u64, String>>,
+    /// The in-process check function, once compiled (or why it could not be).
+    pub(crate) check: OnceLock<Result<crate::CheckCode, String>>,
 }
 
 /// The target ISA for `target` (`None`: the host, for the in-process JIT).
