@@ -357,6 +357,15 @@ mod tests {
             engine.run(MemoryMap::new(), [3, 4], &Helpers::new(), &limits(budget))
         }
 
+        /// Whether this host runs Cranelift; says so when not.
+        fn tiered_available() -> bool {
+            let ok = super::Engine::Tiered.is_available();
+            if !ok {
+                eprintln!("skipping: no Cranelift on this host");
+            }
+            ok
+        }
+
         /// The interpreter's results, per budget.
         fn expected(program: &ebpf_isa::Program) -> Vec<Result<Exit, Trap>> {
             let interp = Interpreter::new(program);
@@ -365,8 +374,7 @@ mod tests {
 
         #[test]
         fn tiered_switches_to_cranelift_and_agrees_before_and_after() {
-            if !super::Engine::Tiered.is_available() {
-                eprintln!("skipping: no Cranelift on this host");
+            if !tiered_available() {
                 return;
             }
             let program = ebpf_isa::assemble(PROGRAM).unwrap();
@@ -389,10 +397,50 @@ mod tests {
             }
         }
 
+        /// `program` on its second tier: compiled, the switch made (or a panic after two
+        /// minutes).
+        fn switched(program: &ebpf_isa::Program) -> Tiered {
+            let tiered = Tiered::new(program, 0);
+            // The first run starts the compile (its result does not matter here).
+            let _ = run(&tiered, Some(0));
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !tiered.is_optimised() {
+                assert!(Instant::now() < deadline, "Cranelift never took over");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            tiered
+        }
+
+        #[test]
+        fn conformance_vectors_pass_on_both_tiers() {
+            if !tiered_available() {
+                return;
+            }
+            let interp = ebpf_contract::engine(Interpreter::new, Interpreter::run);
+            // Never switching: the first tier; switched before the vector runs: Cranelift.
+            let first = |v: &ebpf_contract::conformance::Vector| {
+                Ok::<_, String>(Tiered::new(&v.program, u64::MAX))
+            };
+            let second = |v: &ebpf_contract::conformance::Vector| Ok(switched(&v.program));
+            for (label, prepare) in [
+                (
+                    "tiered (first tier)",
+                    &first as &dyn Fn(&_) -> Result<Tiered, String>,
+                ),
+                ("tiered (switched)", &second),
+            ] {
+                ebpf_contract::conformance::check_suite(
+                    label,
+                    prepare,
+                    |p: &Tiered, m, a, h, l| ebpf_abi::Executable::run(p, m, a, h, l),
+                    Some(&interp),
+                );
+            }
+        }
+
         #[test]
         fn tiered_agrees_on_several_threads_while_it_switches() {
-            if !super::Engine::Tiered.is_available() {
-                eprintln!("skipping: no Cranelift on this host");
+            if !tiered_available() {
                 return;
             }
             let program = ebpf_isa::assemble(PROGRAM).unwrap();
