@@ -260,8 +260,9 @@ pub(crate) struct CheckCode {
     address: u64,
     /// Kept (never freed) as long as the ISA's cache entry, that is for the life of the
     /// process: every program compiled for this ISA calls into it. Held rather than
-    /// forgotten, so that the memory stays reachable (leak checkers see no leak).
-    _module: JITModule,
+    /// forgotten, so that the memory stays reachable (leak checkers see no leak); in a
+    /// `Mutex` only because the cache is shared between threads and a module is not `Sync`.
+    _module: Mutex<JITModule>,
 }
 
 /// The address of the in-process check function for `target`, compiled on first use and
@@ -278,7 +279,7 @@ fn check_address(target: &options::Target) -> Result<u64, JitError> {
             let address = module.get_finalized_function(id) as u64;
             Ok(CheckCode {
                 address,
-                _module: module,
+                _module: Mutex::new(module),
             })
         };
         build().map_err(|e| e.to_string())
