@@ -76,6 +76,8 @@ pub use ebpf_elf as elf;
 /// Selecting a program in an ELF object: [`VmBuilder::load_elf`]'s second argument.
 #[cfg(feature = "elf")]
 pub use ebpf_elf::Selector;
+/// Tracing a run ([`Vm::run_traced`]): what each executed instruction did.
+pub use ebpf_interp::{Access, Effect, Observer, Step};
 /// The instruction set: typed instructions, decoding, encoding, assembly and disassembly.
 pub use ebpf_isa as isa;
 /// The Cranelift JIT on its own: ahead-of-time objects for other targets

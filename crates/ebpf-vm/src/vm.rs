@@ -8,6 +8,7 @@ use crate::engine::{self, Engine};
 use ebpf_abi::{
     Executable, Exit, Helper, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout,
 };
+use ebpf_interp::{Interpreter, Observer};
 use ebpf_isa::{AsmError, DecodeError, Program};
 use ebpf_verifier::{
     Finding, Policy, PolicyView, Rejected, Severity, Termination, Verifier, VerifierConfig,
@@ -570,6 +571,47 @@ impl Vm {
 
     /// Runs the program on `input`; returns `r0` and the instruction count.
     pub fn run_with(&self, input: Input<'_>) -> Result<Exit, Trap> {
+        self.run_mapped(input, |map, args| {
+            self.compiled.run(map, args, &self.helpers, &self.limits)
+        })
+    }
+
+    /// Runs the program on `input` on the interpreter, whatever the VM's engine, and reports
+    /// every executed instruction to `observer`: its pc, the instruction, the registers
+    /// before and after, the memory it read or wrote, the helper it called (see [`Step`]).
+    ///
+    /// It returns what [`Vm::run_with`] returns on every engine — the same `r0` and
+    /// instruction count, or the same trap — and leaves memory the same; an instruction that
+    /// traps is not reported (the trap names its pc). A traced run executes in the
+    /// interpreter's precise loop, one instruction at a time, so it is several times slower
+    /// than an untraced interpreter run; untraced runs pay nothing for it. A closure is an
+    /// observer, and a `Vec<Step>` collects the whole trace:
+    ///
+    /// ```
+    /// use ebpf_vm::{Input, Step, Vm};
+    ///
+    /// let vm = Vm::builder().load_asm("mov %r0, 6\nmul %r0, 7\nexit")?;
+    /// let mut trace: Vec<Step> = Vec::new();
+    /// let exit = vm.run_traced(Input::none(), &mut trace)?;
+    /// assert_eq!(exit.r0, 42);
+    /// assert_eq!(trace.len(), 3);
+    /// assert_eq!(trace[1].changed().collect::<Vec<_>>(), [(0, 6, 42)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn run_traced(&self, input: Input<'_>, observer: &mut dyn Observer) -> Result<Exit, Trap> {
+        let interpreter = Interpreter::new(&self.program);
+        self.run_mapped(input, |map, args| {
+            interpreter.run_traced(map, args, &self.helpers, &self.limits, observer)
+        })
+    }
+
+    /// Maps `input`, the VM's images and regions into the run's memory, picks `r1` and
+    /// `r2`, and runs `run` on them.
+    fn run_mapped(
+        &self,
+        input: Input<'_>,
+        run: impl FnOnce(MemoryMap<'_>, [u64; 2]) -> Result<Exit, Trap>,
+    ) -> Result<Exit, Trap> {
         let Input {
             data,
             metadata,
@@ -622,9 +664,7 @@ impl Vm {
             }
             None => [data_start, data_len],
         };
-        self.compiled
-            .run(map, args, &self.helpers, &self.limits)
-            .map_err(|trap| undecodable_trap(trap, &self.undecodable))
+        run(map, args).map_err(|trap| undecodable_trap(trap, &self.undecodable))
     }
 }
 
