@@ -456,6 +456,11 @@ impl Interpreter {
     /// [`ProgramView`]) — an implementation independent of the fast loop's operations, which
     /// the tests compare with it. The fast loop hands over to it at the start of a
     /// straight-line run that does not fit in the budget left.
+    ///
+    /// With an `observer`, it reports each instruction that executed. Never inlined, so that
+    /// nothing tracing adds here changes the code of the fast loop, which is inlined into
+    /// `run_charged`.
+    #[inline(never)]
     fn precise(
         &self,
         machine: &mut Machine,
