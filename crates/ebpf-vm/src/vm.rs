@@ -583,8 +583,9 @@ impl Vm {
     /// It returns what [`Vm::run_with`] returns on every engine — the same `r0` and
     /// instruction count, or the same trap — and leaves memory the same; an instruction that
     /// traps is not reported (the trap names its pc). A traced run executes in the
-    /// interpreter's precise loop, one instruction at a time, so it is several times slower
-    /// than an untraced interpreter run; untraced runs pay nothing for it. A closure is an
+    /// interpreter's precise loop, one instruction at a time, so it is about ten times slower
+    /// than an untraced interpreter run before the observer does any work; untraced runs pay
+    /// nothing for it (docs/trace.md). A closure is an
     /// observer, and a `Vec<Step>` collects the whole trace:
     ///
     /// ```
