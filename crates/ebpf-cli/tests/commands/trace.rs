@@ -293,6 +293,56 @@ fn profile_of_a_run_the_budget_stops_shows_where_it_spun() {
 }
 
 #[test]
+fn profile_of_an_elf_fixture_counts_what_its_source_does() {
+    let dir = TempDir::new("profile-elf");
+    let out = ok(&ebpf(
+        &dir,
+        &[
+            "run",
+            &fixture("sort.o"),
+            "--mem-file",
+            &fixture("inputs/sort/word.hex"),
+            "--profile",
+        ],
+    ));
+    // tests/elf/expected.txt: the native build's result on "sorting".
+    assert!(out.ends_with("\n0x6ff1699537698ca7\n"), "{out}");
+    // The insertion sort of "sorting" shifts a byte once per inversion (s: 5, o: 3, r: 3,
+    // t: 3, i: 1, n: 1 — 16) and stores each of the 6 keys after the first once: 22 one-byte
+    // stores in all, whatever code clang made of it.
+    let stores: u64 = out
+        .lines()
+        .filter(|l| l.contains(": *(u8 *)("))
+        .map(|l| l.split_whitespace().next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(stores, 22, "{out}");
+    // The totals add up: functions, blocks and instructions all count the same run.
+    let total: u64 = out
+        .strip_prefix("profile: ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let counted: u64 = annotated(&out).iter().map(|&(count, _)| count).sum();
+    assert_eq!(counted, total);
+    let trace = ok(&ebpf(
+        &dir,
+        &[
+            "run",
+            &fixture("sort.o"),
+            "--mem-file",
+            &fixture("inputs/sort/word.hex"),
+            "--trace-json",
+        ],
+    ));
+    assert_eq!(
+        trace.lines().count() as u64,
+        total + 1,
+        "one line per step, then the exit"
+    );
+}
+
+#[test]
 fn bench_profile_follows_the_table() {
     let dir = TempDir::new("bench-profile");
     dir.write("loop.s", LOOP);
