@@ -19,6 +19,9 @@
 //! independent implementations, and the tests hold them to each other. It is `#![no_std]` and
 //! contains no `unsafe`.
 //!
+//! [`Interpreter::run_traced`] runs a whole program in the precise loop and reports each
+//! executed instruction to an [`Observer`] as a [`Step`] (what `ebpf run --trace` prints).
+//!
 //! ```
 //! use ebpf_abi::{Helpers, Limits, MemoryMap};
 //! use ebpf_interp::Interpreter;

@@ -578,7 +578,7 @@ impl Vm {
 
     /// Runs the program on `input` on the interpreter, whatever the VM's engine, and reports
     /// every executed instruction to `observer`: its pc, the instruction, the registers
-    /// before and after, the memory it read or wrote, the helper it called (see [`Step`]).
+    /// before and after, the memory it read or wrote, the helper it called (see [`Step`](crate::Step)).
     ///
     /// It returns what [`Vm::run_with`] returns on every engine — the same `r0` and
     /// instruction count, or the same trap — and leaves memory the same; an instruction that
