@@ -47,6 +47,21 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ebpf-capi", &["ebpf-vm"]),
     ("ebpf-python", &["ebpf-vm"]),
     ("ebpf-bench", &["ebpf-isa", "ebpf-abi", "ebpf-vm"]),
+    (
+        "ebpf-fuzz-checks",
+        &[
+            "ebpf-isa",
+            "ebpf-abi",
+            "ebpf-verifier",
+            "ebpf-interp",
+            "ebpf-jit-x86",
+            "ebpf-jit-cranelift",
+            "ebpf-elf",
+            "ebpf-testdata",
+            "ebpf-testgen",
+            "ebpf-vm",
+        ],
+    ),
     ("xtask", &[]),
 ];
 

@@ -343,6 +343,15 @@ impl VmBuilder {
                 }
             }
         }
+        for (i, region) in self.read_only_regions.iter().enumerate() {
+            if region.len() as u64 > layout::MAX_REGION_LEN {
+                return Err(LoadError::InvalidConfig(format!(
+                    "read-only region {i} is {} bytes; a region holds at most {} bytes (4 GiB)",
+                    region.len(),
+                    layout::MAX_REGION_LEN
+                )));
+            }
+        }
         let extra = self.read_only_regions.len() as u64;
         if layout::FIRST_EXTRA + extra > layout::MAX_REGION + 1 {
             return Err(LoadError::InvalidConfig(format!(
@@ -515,12 +524,35 @@ impl Vm {
     }
 
     /// Runs the program on `input`; returns `r0` and the instruction count.
+    ///
+    /// Each region holds at most 4 GiB ([`layout::MAX_REGION_LEN`]): an input, metadata
+    /// buffer or region longer than that is refused with [`TrapKind::RegionTooLarge`] at pc 0
+    /// before anything runs.
     pub fn run_with(&self, input: Input<'_>) -> Result<Exit, Trap> {
         let Input {
             data,
             metadata,
             regions,
         } = input;
+        let first_run_region = layout::FIRST_EXTRA + self.read_only_regions.len() as u64;
+        let lengths = [
+            (layout::INPUT, data.as_deref()),
+            (layout::METADATA, metadata.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(id, bytes)| Some((id, bytes?.len())))
+        .chain((first_run_region..).zip(regions.iter().map(|r| r.bytes().len())));
+        for (region, len) in lengths {
+            if len as u64 > layout::MAX_REGION_LEN {
+                return Err(Trap {
+                    pc: 0,
+                    kind: TrapKind::RegionTooLarge {
+                        region,
+                        len: len as u64,
+                    },
+                });
+            }
+        }
         let mut map = MemoryMap::new();
         let mut data_image = self.images.data.as_deref().map(<[u8]>::to_vec);
         if let Some(rodata) = &self.images.rodata {
@@ -532,15 +564,15 @@ impl Vm {
         for (i, region) in self.read_only_regions.iter().enumerate() {
             map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));
         }
-        let first_run_region = layout::FIRST_EXTRA + self.read_only_regions.len() as u64;
         for (i, region) in regions.into_iter().enumerate() {
             map.insert(first_run_region + i as u64, region);
         }
+        // (`start + len`, not `vm_addr(INPUT, len)`: a 4 GiB input ends at the next window.)
         let (data_start, data_end) = match &data {
-            Some(d) => (
-                layout::vm_addr(layout::INPUT, 0),
-                layout::vm_addr(layout::INPUT, d.len() as u64),
-            ),
+            Some(d) => {
+                let start = layout::vm_addr(layout::INPUT, 0);
+                (start, start + d.len() as u64)
+            }
             None => (0, 0),
         };
         let data_len = data.as_ref().map_or(0, |d| d.len() as u64);

@@ -10,11 +10,13 @@
 //!   contract's own description (`Case::run_raw` on the interpreter) does;
 //! - `facade` — what is not a program run: configuration and load errors, threads, helpers
 //!   with embedder state;
+//! - `limits` — the resource limits (region sizes) on every engine;
 //! - `props` — property tests: no byte string, program or input panics the facade, runs are
 //!   deterministic, and engines agree.
 
 mod cases;
 mod facade;
+mod limits;
 mod props;
 
 use std::collections::BTreeMap;
