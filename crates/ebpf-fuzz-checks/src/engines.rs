@@ -7,7 +7,9 @@
 //! fuzz target fast: the Cranelift JIT compiles in about a millisecond, a run takes
 //! microseconds.
 
-use ebpf_abi::{Exit, HelperError, Helpers, Limits, MemoryMap, Region, Trap, VmMemory, layout};
+use ebpf_abi::{
+    Exit, HelperError, HelperFn, Helpers, Limits, MemoryMap, Region, Trap, VmMemory, layout,
+};
 use ebpf_interp::Interpreter;
 use ebpf_isa::Program;
 use ebpf_jit_cranelift::{CraneliftProgram, OptLevel};
@@ -62,26 +64,43 @@ pub struct Outcome {
 /// - 2: stores `r2` at `r1` (8 bytes) and returns `r1 + r2`;
 /// - 3: fails when `r1` is odd, else returns `r1 / 2`;
 /// - 5: the conformance helper (returns `r1`).
-pub fn helpers() -> Helpers {
-    let mut helpers = Helpers::conformance();
-    helpers.insert(1, |args: [u64; 5], mem: &mut dyn VmMemory| {
-        Ok(mem.read_u64(args[0])?)
-    });
-    helpers.insert(2, |args: [u64; 5], mem: &mut dyn VmMemory| {
-        mem.write_u64(args[0], args[1])?;
-        Ok(args[0].wrapping_add(args[1]))
-    });
-    helpers.insert(3, |args: [u64; 5], _mem: &mut dyn VmMemory| {
-        if args[0] % 2 == 1 {
-            return Err(HelperError::failed("odd argument"));
-        }
-        Ok(args[0] / 2)
-    });
-    helpers
+pub const HELPERS: [(u32, HelperFn); 4] = [
+    (1, load_helper),
+    (2, store_helper),
+    (3, halve_helper),
+    (
+        ebpf_abi::CONFORMANCE_HELPER_ID,
+        ebpf_abi::conformance_helper,
+    ),
+];
+
+/// The ids of [`HELPERS`].
+pub const HELPER_IDS: [u32; 4] = [1, 2, 3, ebpf_abi::CONFORMANCE_HELPER_ID];
+
+fn load_helper(args: [u64; 5], mem: &mut dyn VmMemory) -> Result<u64, HelperError> {
+    Ok(mem.read_u64(args[0])?)
 }
 
-/// The helper ids of [`helpers`].
-pub const HELPER_IDS: [u32; 4] = [1, 2, 3, 5];
+fn store_helper(args: [u64; 5], mem: &mut dyn VmMemory) -> Result<u64, HelperError> {
+    mem.write_u64(args[0], args[1])?;
+    Ok(args[0].wrapping_add(args[1]))
+}
+
+fn halve_helper(args: [u64; 5], _mem: &mut dyn VmMemory) -> Result<u64, HelperError> {
+    if args[0] % 2 == 1 {
+        return Err(HelperError::failed("odd argument"));
+    }
+    Ok(args[0] / 2)
+}
+
+/// [`HELPERS`] as the engines take them.
+pub fn helpers() -> Helpers {
+    let mut helpers = Helpers::new();
+    for (id, helper) in HELPERS {
+        helpers.insert(id, helper);
+    }
+    helpers
+}
 
 /// Which engines to compile for, and how.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -131,7 +131,8 @@ impl Compiled {
         let mut memory = memory;
         memory.insert(layout::STACK, Region::Writable(region));
 
-        let depth = limits.max_call_depth;
+        // The depth the contract enforces (clamped to `MAX_CALL_DEPTH`), as the stack above.
+        let depth = limits.max_depth();
         let frames = &mut spare.frames;
         frames.clear();
         frames.extend((0..depth).map(|d| Frame {
@@ -289,7 +290,7 @@ fn trap_of(ctx: &mut Ctx<'_>, limits: &Limits) -> Trap {
             len: (c >> 8) & 0xff,
         },
         code::DEPTH => TrapKind::CallDepthExceeded {
-            max_depth: limits.max_call_depth,
+            max_depth: limits.max_depth(),
         },
         code::INVALID => TrapKind::InvalidInstruction {
             reason: reason_of(c),

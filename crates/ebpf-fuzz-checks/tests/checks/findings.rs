@@ -77,3 +77,31 @@ fn bytes_past_a_regions_4_gib_window_are_unaddressable_on_every_engine() {
     assert!(big[WINDOW as usize..].iter().all(|&b| b == 0xaa));
     assert_eq!(big[WINDOW as usize - 8..WINDOW as usize], [0; 8]);
 }
+
+/// A call depth beyond what engines support is clamped to `MAX_CALL_DEPTH` by every engine
+/// alike (the facade refuses it; an embedder driving an engine directly gets the clamp). The
+/// x86 JIT once sized its shadow stack from the unclamped value: `usize::MAX` frames.
+#[test]
+fn call_depths_beyond_the_maximum_are_clamped_alike_on_every_engine() {
+    // Recurses until the depth limit stops it.
+    let program = ebpf_isa::assemble("call local -1\nexit").unwrap();
+    let engines = Engines::compile(&program, &EngineOptions::default()).unwrap();
+    for depth in [ebpf_abi::MAX_CALL_DEPTH + 1, 1 << 40, usize::MAX] {
+        let limits = Limits {
+            budget: None,
+            max_call_depth: depth,
+        };
+        for (engine, result) in engines.run_each([0, 0], &limits, |run| run(MemoryMap::new())) {
+            assert_eq!(
+                result,
+                Err(Trap {
+                    pc: 0,
+                    kind: TrapKind::CallDepthExceeded {
+                        max_depth: ebpf_abi::MAX_CALL_DEPTH
+                    }
+                }),
+                "{engine}, max_call_depth {depth}"
+            );
+        }
+    }
+}
