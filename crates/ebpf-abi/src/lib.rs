@@ -52,6 +52,11 @@ pub const DEFAULT_MAX_CALL_DEPTH: usize = 8;
 /// `Limits::max_call_depth` to it; the facade refuses larger settings.
 pub const MAX_CALL_DEPTH: usize = 1 << 16;
 
+/// The longest program the facade loads, in slots (an `lddw` takes two): 1,000,000, the
+/// verifier's default maximum and the kernel's limit for privileged programs. Longer programs
+/// are refused at load, verified or not, before anything is allocated for them.
+pub const MAX_PROGRAM_SLOTS: usize = 1_000_000;
+
 /// The helper id that bpf_conformance programs call (uBPF's "unwind"): our binaries register
 /// [`conformance_helper`] (which returns its first argument) under it.
 pub const CONFORMANCE_HELPER_ID: u32 = 5;

@@ -65,7 +65,22 @@ impl Region<'_> {
                     Region::Writable(b)
                 }
             }
+            Region::Shared(s) => Region::Shared(s.prefix(max)),
         }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Region::ReadOnly(b) => b.len(),
+            Region::Writable(b) => b.len(),
+            Region::Shared(s) => s.len(),
+        }
+    }
+
+    /// Whether the region has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -371,7 +386,7 @@ mod tests {
         map.insert(layout::INPUT, Region::Writable(&mut big));
         let start = layout::vm_addr(layout::INPUT, 0);
         assert_eq!(
-            map.get(layout::INPUT).map(|r| r.bytes().len()),
+            map.get(layout::INPUT).map(Region::len),
             Some(window)
         );
         assert_eq!(map.load::<1>(start + window as u64 - 1), Some([7]));
@@ -392,7 +407,7 @@ mod tests {
         let rodata = alloc::vec![0u8; window + 1];
         map.insert(layout::RODATA, Region::ReadOnly(&rodata));
         assert_eq!(
-            map.get(layout::RODATA).map(|r| r.bytes().len()),
+            map.get(layout::RODATA).map(Region::len),
             Some(window)
         );
     }

@@ -47,6 +47,11 @@ pub enum LoadError {
         /// The maps it references, by name.
         maps: Vec<String>,
     },
+    /// The program is longer than any VM loads ([`crate::MAX_PROGRAM_SLOTS`]).
+    TooLarge {
+        /// Its length in slots (for bytes, their length divided by 8, rounded up).
+        slots: usize,
+    },
     /// The configuration is inconsistent.
     InvalidConfig(String),
     /// This build or this host does not have the engine.
@@ -76,7 +81,15 @@ impl fmt::Display for LoadError {
                 f,
                 "unsupported: the program uses map{} `{}`; runs do not provide maps yet",
                 if maps.len() == 1 { "" } else { "s" },
-                maps.join("`, `")
+                maps.iter()
+                    .map(|m| ebpf_isa::quoted(m).to_string())
+                    .collect::<Vec<_>>()
+                    .join("`, `")
+            ),
+            LoadError::TooLarge { slots } => write!(
+                f,
+                "the program has {slots} slots, more than the {} a VM loads",
+                ebpf_abi::MAX_PROGRAM_SLOTS
             ),
             LoadError::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
             LoadError::EngineUnavailable(engine) => {
@@ -242,6 +255,7 @@ impl VmBuilder {
     /// problem (including every undecodable slot) in [`LoadError::Rejected`].
     pub fn load(self, bytes: &[u8]) -> Result<Vm, LoadError> {
         self.check_config()?;
+        check_size(bytes.len().div_ceil(ebpf_isa::SLOT_SIZE))?;
         if matches!(self.verification, Verification::Skip) {
             let program = ebpf_isa::decode(bytes)?;
             return self.load_program(program);
@@ -305,6 +319,7 @@ impl VmBuilder {
     /// [`unverified`](VmBuilder::unverified)).
     pub fn load_program(self, program: Program) -> Result<Vm, LoadError> {
         self.check_config()?;
+        check_size(program.slot_count())?;
         if matches!(self.verification, Verification::Skip) {
             return self.finish(program, None);
         }
@@ -541,7 +556,7 @@ impl Vm {
         ]
         .into_iter()
         .filter_map(|(id, bytes)| Some((id, bytes?.len())))
-        .chain((first_run_region..).zip(regions.iter().map(|r| r.bytes().len())));
+        .chain((first_run_region..).zip(regions.iter().map(Region::len)));
         for (region, len) in lengths {
             if len as u64 > layout::MAX_REGION_LEN {
                 return Err(Trap {
@@ -602,6 +617,14 @@ impl Vm {
         };
         self.compiled.run(map, args, &self.helpers, &self.limits)
     }
+}
+
+/// Refuses programs longer than [`ebpf_abi::MAX_PROGRAM_SLOTS`].
+fn check_size(slots: usize) -> Result<(), LoadError> {
+    if slots > ebpf_abi::MAX_PROGRAM_SLOTS {
+        return Err(LoadError::TooLarge { slots });
+    }
+    Ok(())
 }
 
 /// Stores a VM address into a caller's metadata buffer; a buffer too short for the

@@ -172,3 +172,141 @@ fn a_4_gib_input_is_addressable_to_its_last_byte_and_no_further() {
         );
     }
 }
+
+/// `n` slots: `mov r0, 0`, add/xor/store instructions, then `exit` (the shape of the engines'
+/// size tests, and verifiable).
+fn straight_line(n: usize) -> ebpf_vm::isa::Program {
+    use ebpf_vm::isa::{AluOp, Insn, Operand, Reg, Size, Width};
+    let mut insns = vec![Insn::Alu {
+        width: Width::W64,
+        op: AluOp::Mov,
+        dst: Reg::R0,
+        src: Operand::Imm(0),
+    }];
+    insns.extend((1..n - 1).map(|i| match i % 8 {
+        7 => Insn::Store {
+            size: Size::DW,
+            dst: Reg::R10,
+            off: -8,
+            src: Operand::Reg(Reg::R0),
+        },
+        k => Insn::Alu {
+            width: Width::W64,
+            op: if k % 2 == 0 { AluOp::Add } else { AluOp::Xor },
+            dst: Reg::R0,
+            src: Operand::Imm(i as i32),
+        },
+    }));
+    insns.push(Insn::Exit);
+    ebpf_vm::isa::Program::from_insns(insns)
+}
+
+/// What `straight_line(n)` returns: each add/xor applied in turn (wrapping, as eBPF does).
+fn straight_line_r0(n: usize) -> u64 {
+    (1..n - 1).fold(0u64, |r0, i| match i % 8 {
+        7 => r0,
+        k if k % 2 == 0 => r0.wrapping_add(i as i32 as i64 as u64),
+        _ => r0 ^ (i as i32 as i64 as u64),
+    })
+}
+
+#[test]
+fn programs_longer_than_the_maximum_are_refused_on_every_engine() {
+    let max = ebpf_vm::MAX_PROGRAM_SLOTS;
+    let exits = [0x95u8, 0, 0, 0, 0, 0, 0, 0].repeat(max + 1);
+    for &engine in Engine::ALL {
+        for b in [Vm::builder(), Vm::builder().unverified()] {
+            let b = b.engine(engine).budget(10);
+            let too_large = LoadError::TooLarge { slots: max + 1 };
+            assert_eq!(b.clone().load(&exits).unwrap_err(), too_large, "{engine}");
+            // A partial slot counts as one.
+            assert_eq!(
+                b.clone().load(&exits[..max * 8 + 1]).unwrap_err(),
+                too_large,
+                "{engine}"
+            );
+            let program = ebpf_vm::isa::decode(&exits).unwrap();
+            let e = b.clone().load_program(program).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "the program has 1000001 slots, more than the 1000000 a VM loads"
+            );
+        }
+    }
+}
+
+/// A program of the maximum size loads (verified) and runs on the interpreter and the x86
+/// JIT. Time and memory: docs/limits.md (measured on release builds; here a test build).
+#[test]
+fn a_program_of_a_million_instructions_loads_and_runs() {
+    let n = ebpf_vm::MAX_PROGRAM_SLOTS;
+    let program = straight_line(n);
+    assert_eq!(program.slot_count(), n);
+    for &engine in Engine::ALL {
+        if engine == Engine::Cranelift {
+            continue;
+        }
+        let vm = Vm::builder()
+            .engine(engine)
+            .load_program(program.clone())
+            .unwrap_or_else(|e| panic!("{engine}: {e}"));
+        let exit = vm.run_with(Input::none()).unwrap();
+        assert_eq!(
+            (exit.r0, exit.instructions),
+            (straight_line_r0(n), n as u64),
+            "{engine}"
+        );
+    }
+}
+
+/// The Cranelift JIT at the size it compiles in about a second today: 20,000 instructions.
+/// A million takes minutes (its compile time is issue 14's); when that is fixed, this test
+/// joins the one above.
+#[test]
+fn cranelift_compiles_and_runs_twenty_thousand_instructions() {
+    if !Engine::Cranelift.is_available() {
+        return;
+    }
+    let n = 20_000;
+    let vm = Vm::builder()
+        .engine(Engine::Cranelift)
+        .load_program(straight_line(n))
+        .unwrap();
+    let exit = vm.run_with(Input::none()).unwrap();
+    assert_eq!(
+        (exit.r0, exit.instructions),
+        (straight_line_r0(n), n as u64)
+    );
+}
+
+/// The deepest call nesting is `MAX_CALL_DEPTH` (65,536) frames, 32 MiB of stack, on every
+/// engine; one more is refused at load (see `facade::configurations_beyond_the_address_space_are_rejected`).
+#[test]
+fn calls_nest_at_most_max_call_depth_deep_on_every_engine() {
+    for &engine in Engine::ALL {
+        let vm = Vm::builder()
+            .engine(engine)
+            .unverified()
+            .max_call_depth(ebpf_vm::MAX_CALL_DEPTH)
+            .load_asm("call local -1\nexit")
+            .unwrap();
+        assert_eq!(
+            vm.run_with(Input::none()),
+            Err(Trap {
+                pc: 0,
+                kind: TrapKind::CallDepthExceeded {
+                    max_depth: ebpf_vm::MAX_CALL_DEPTH
+                }
+            }),
+            "{engine}"
+        );
+        let loaded = Vm::builder()
+            .engine(engine)
+            .max_call_depth(ebpf_vm::MAX_CALL_DEPTH + 1)
+            .load_asm("exit");
+        assert!(
+            matches!(loaded, Err(LoadError::InvalidConfig(_))),
+            "{engine}"
+        );
+    }
+}
