@@ -5,11 +5,13 @@
 //! - `fixtures`: rebuilds the ELF fixtures of `tests/elf/` with clang-19 and gcc (`fixtures.rs`).
 //! - `test-cross [--arch aarch64|riscv64|s390x ...]`: the interpreter's and the Cranelift JIT's
 //!   tests under QEMU, and AOT objects linked by cross gcc (`cross.rs`).
+//! - `fuzz --smoke | --long TARGET | --seeds`: the cargo-fuzz targets of `fuzz/` (`fuzz.rs`).
 //!
 //! xtask uses only std and anyhow, so it builds in seconds.
 
 mod cross;
 mod fixtures;
+mod fuzz;
 mod tidy;
 
 use std::process::ExitCode;
@@ -35,7 +37,8 @@ fn run(args: Vec<String>) -> Result<()> {
         }
         Some("fixtures") => fixtures::run_fixtures(&tidy::workspace_root()),
         Some("test-cross") => cross::run(&tidy::workspace_root(), &args[1..]),
-        Some(other) => bail!("unknown task `{other}`; tasks: tidy, fixtures, test-cross"),
-        None => bail!("usage: cargo xtask <task>; tasks: tidy, fixtures, test-cross"),
+        Some("fuzz") => fuzz::run(&tidy::workspace_root(), &args[1..]),
+        Some(other) => bail!("unknown task `{other}`; tasks: tidy, fixtures, test-cross, fuzz"),
+        None => bail!("usage: cargo xtask <task>; tasks: tidy, fixtures, test-cross, fuzz"),
     }
 }
