@@ -11,7 +11,7 @@
 //! `fuzz/seeds/<target>/` as a read-only one; findings go to `fuzz/artifacts/<target>/`. The
 //! targets are built in release mode with AddressSanitizer (`cargo fuzz`'s default), without
 //! debug assertions (they make the Cranelift JIT verify its IR on every compile, several times
-//! slower). Needs the nightly toolchain and cargo-fuzz: `.ci/run` installs both.
+//! slower), and with coverage instrumentation for our crates only (`fuzz/rustc-wrapper.sh`). Needs the nightly toolchain and cargo-fuzz: `.ci/run` installs both.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
@@ -114,10 +114,15 @@ fn check_tools() -> Result<()> {
 fn cargo_fuzz(root: &Path, subcommand: &str) -> Command {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(root)
-        .args(["+nightly", "fuzz", subcommand, "--release"])
+        .args(["+nightly", "fuzz", subcommand, "--release", "--target-dir"])
+        // Its own target directory: cargo does not notice a change of `RUSTC_WRAPPER`, so a
+        // plain `cargo fuzz build` (everything instrumented) must not share artifacts with it.
+        .arg(root.join("fuzz/target/xtask"))
         // Not the stable toolchain this xtask runs under.
         .env_remove("RUSTUP_TOOLCHAIN")
         .env_remove("CARGO")
+        // Coverage instrumentation for our crates only (see the script).
+        .env("RUSTC_WRAPPER", root.join("fuzz/rustc-wrapper.sh"))
         .env("CARGO_TERM_COLOR", "never");
     cmd
 }

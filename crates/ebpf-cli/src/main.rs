@@ -447,7 +447,7 @@ fn draw_cfg(path: &Path, svg: bool, output: Option<&Path>, choice: &ElfChoice) -
     }
     let dot = cfg::dot(vm.program(), &title);
     let bytes = if svg {
-        cfg::svg(&dot).with_context(|| path.display().to_string())?
+        cfg::svg(&dot).with_context(|| ebpf_cli::quote_path(path))?
     } else {
         dot.into_bytes()
     };
