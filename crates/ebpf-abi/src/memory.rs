@@ -385,10 +385,7 @@ mod tests {
         let mut map = MemoryMap::new();
         map.insert(layout::INPUT, Region::Writable(&mut big));
         let start = layout::vm_addr(layout::INPUT, 0);
-        assert_eq!(
-            map.get(layout::INPUT).map(Region::len),
-            Some(window)
-        );
+        assert_eq!(map.get(layout::INPUT).map(Region::len), Some(window));
         assert_eq!(map.load::<1>(start + window as u64 - 1), Some([7]));
         assert_eq!(
             map.load::<8>(start + window as u64 - 4),
@@ -406,9 +403,6 @@ mod tests {
         assert!(map.read(start + window as u64 - 1, &mut buf).is_err());
         let rodata = alloc::vec![0u8; window + 1];
         map.insert(layout::RODATA, Region::ReadOnly(&rodata));
-        assert_eq!(
-            map.get(layout::RODATA).map(Region::len),
-            Some(window)
-        );
+        assert_eq!(map.get(layout::RODATA).map(Region::len), Some(window));
     }
 }
