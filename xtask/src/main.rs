@@ -12,6 +12,7 @@
 mod cross;
 mod fixtures;
 mod fuzz;
+mod json;
 mod tidy;
 
 use std::process::ExitCode;

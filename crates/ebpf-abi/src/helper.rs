@@ -123,6 +123,28 @@ impl Helpers {
         self.by_id.get(&id).map(|h| &**h)
     }
 
+    /// Calls the helper registered under `id` — a `call`'s immediate, or the full value of a
+    /// `callx` register — with `r1`..`r5`, as every engine must: `Ok` is the new `r0`; an
+    /// error is the kind of the run's trap (at the call's pc): `UnknownHelper` when no helper
+    /// has the id (an id above `u32::MAX` never does), `HelperFailed` with the helper's
+    /// message, or the memory trap of a failed access through `memory`.
+    ///
+    /// A helper's panic passes through; engines that must not unwind through generated code
+    /// catch it around this call.
+    pub fn call(
+        &self,
+        id: u64,
+        args: [u64; 5],
+        memory: &mut dyn VmMemory,
+    ) -> Result<u64, TrapKind> {
+        let id32 = u32::try_from(id).map_err(|_| TrapKind::UnknownHelper { id })?;
+        let helper = self.get(id32).ok_or(TrapKind::UnknownHelper { id })?;
+        helper.call(args, memory).map_err(|e| match e {
+            HelperError::Failed(message) => TrapKind::HelperFailed { id: id32, message },
+            HelperError::Memory(kind) => kind,
+        })
+    }
+
     /// The registered ids, ascending.
     pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
         self.by_id.keys().copied()

@@ -1,14 +1,28 @@
 //! `ebpf-abi`: the runtime contract every engine shares, defined once.
 //!
-//! What it is for: the types and constants that the interpreter and both JITs must agree on —
-//! the VM address space ([`layout`]), the arithmetic ([`semantics`]), run-time errors ([`Trap`],
-//! [`TrapKind`]), the helper interface ([`Helper`], [`HelperError`], [`VmMemory`]), the region
-//! table ([`MemoryMap`]), memory that concurrent runs share ([`SharedMemory`]), call frames and
-//! the instruction budget ([`Limits`]). An engine that returns a different `Trap` than the
-//! interpreter for the same program and input is wrong, by definition.
+//! What it is for: the types, constants and rules that the interpreter and both JITs must agree
+//! on, each written once —
 //!
-//! What it is not for: executing anything, or deciding which programs are acceptable (that is
-//! `ebpf-verifier`). It depends only on `ebpf-isa` (for the operation enums).
+//! - the engine interface: [`Executable`], a prepared program that runs with a [`MemoryMap`],
+//!   `r1`/`r2`, [`Helpers`] and [`Limits`] and returns an [`Exit`] or a [`Trap`];
+//! - the VM address space ([`layout`]), the region table ([`MemoryMap`]), memory that
+//!   concurrent runs share ([`SharedMemory`]), call frames and the instruction budget
+//!   ([`Limits`]);
+//! - the arithmetic ([`semantics`], atomics included) and the reference meaning of one
+//!   straight-line instruction ([`step`]);
+//! - control flow as every engine resolves it: which instructions can only trap, and where a
+//!   jump, call or fall-through lands ([`ProgramView`]);
+//! - run-time errors ([`Trap`], [`TrapKind`]) and how generated code reports them
+//!   ([`trap_code`], [`RawTrap`]);
+//! - the helper interface ([`Helper`], [`HelperError`], [`VmMemory`]) and its dispatch
+//!   ([`Helpers::call`]);
+//! - the workspace's pseudo-random generator ([`SplitMix64`]).
+//!
+//! An engine that returns a different `Trap` than the interpreter for the same program and
+//! input is wrong, by definition.
+//!
+//! What it is not for: running programs fast (that is each engine's business), or deciding
+//! which programs are acceptable (that is `ebpf-verifier`). It depends only on `ebpf-isa`.
 //!
 //! # The address space
 //!
@@ -30,16 +44,23 @@
 
 extern crate alloc;
 
+mod engine;
 mod helper;
 mod memory;
+mod rand;
 pub mod semantics;
 mod shared;
+pub mod step;
 mod trap;
+mod view;
 
+pub use engine::Executable;
 pub use helper::{Helper, HelperError, HelperFn, Helpers, VmMemory, conformance_helper};
 pub use memory::{MemoryMap, REGION_TABLE_LEN, RawRegion, Region};
+pub use rand::SplitMix64;
 pub use shared::SharedMemory;
-pub use trap::{InvalidReason, Trap, TrapKind};
+pub use trap::{InvalidReason, RawTrap, Trap, TrapKind, reason_code, trap_code};
+pub use view::{Flow, ProgramView, Target};
 
 /// Bytes of stack each call frame gets (RFC 9669 §3: 512 bytes).
 pub const STACK_FRAME_SIZE: u64 = 512;

@@ -6,10 +6,9 @@
 
 use alloc::vec::Vec;
 
-use ebpf_isa::AtomicOp;
+use ebpf_isa::{AtomicOp, Width};
 
-use crate::layout;
-use crate::{SharedMemory, TrapKind, VmMemory};
+use crate::{SharedMemory, TrapKind, VmMemory, layout, semantics};
 
 /// One region's bytes.
 #[derive(Debug)]
@@ -244,10 +243,11 @@ impl MemoryMap<'_> {
 }
 
 /// An atomic read-modify-write of `N` bytes read and written as one little-endian value, as
-/// every engine must do it: bounds (as a write) first, then alignment. Returns the old value
-/// where the operation fetches it (zero-extended for 32 bits).
+/// every engine must do it: bounds (as a write) first, then alignment; the arithmetic is
+/// [`semantics::atomic`]'s. Returns the old value where the operation fetches it
+/// (zero-extended for 32 bits).
 macro_rules! atomic_fn {
-    ($name:ident, $t:ty, $n:literal, $doc:literal) => {
+    ($name:ident, $t:ty, $n:literal, $width:expr, $doc:literal) => {
         #[doc = $doc]
         pub fn $name(
             &mut self,
@@ -267,18 +267,10 @@ macro_rules! atomic_fn {
             if addr % $n != 0 {
                 return Err(TrapKind::MisalignedAtomic { addr, len: $n });
             }
-            let old = <$t>::from_le_bytes(*bytes);
-            let v = operand as $t;
-            let (new, fetch) = match op {
-                AtomicOp::Add { fetch } => (old.wrapping_add(v), fetch),
-                AtomicOp::Or { fetch } => (old | v, fetch),
-                AtomicOp::And { fetch } => (old & v, fetch),
-                AtomicOp::Xor { fetch } => (old ^ v, fetch),
-                AtomicOp::Xchg => (v, true),
-                AtomicOp::Cmpxchg => (if old == r0 as $t { v } else { old }, true),
-            };
-            *bytes = new.to_le_bytes();
-            Ok(fetch.then_some(old as u64))
+            let old = u64::from(<$t>::from_le_bytes(*bytes));
+            let (new, fetched) = semantics::atomic(op, $width, old, operand, r0);
+            *bytes = (new as $t).to_le_bytes();
+            Ok(fetched)
         }
     };
 }
@@ -288,6 +280,7 @@ impl MemoryMap<'_> {
         atomic64,
         u64,
         8,
+        Width::W64,
         "A 64-bit atomic at `addr`: bounds (as a write) first, then alignment; the old value \
          where `op` fetches it (`cmpxchg` compares with `r0`)."
     );
@@ -295,6 +288,7 @@ impl MemoryMap<'_> {
         atomic32,
         u32,
         4,
+        Width::W32,
         "A 32-bit atomic at `addr`, as [`MemoryMap::atomic64`]; operands are the low halves \
          and the fetched value is zero-extended."
     );

@@ -5,9 +5,10 @@
 //!
 //! The rules that are easy to get wrong: division by zero gives 0 and modulo by zero leaves
 //! `dst`; `MIN / -1 = MIN` and `MIN % -1 = 0`; shift counts are masked to the width; 32-bit
-//! results zero-extend; `le` truncates, `be` and `bswap` swap and truncate.
+//! results zero-extend; `le` truncates, `be` and `bswap` swap and truncate; a 32-bit atomic
+//! works on the low halves of its operands and zero-extends what it fetches.
 
-use ebpf_isa::{AluOp, ByteOrder, Cond, SignExtend, SwapWidth};
+use ebpf_isa::{AluOp, AtomicOp, ByteOrder, Cond, SignExtend, SwapWidth, Width};
 
 /// `dst op src` on 64 bits.
 #[inline(always)]
@@ -149,6 +150,28 @@ pub fn cond32(cond: Cond, a: u64, b: u64) -> bool {
     }
 }
 
+/// An atomic read-modify-write of the value `old` found in memory (zero-extended when
+/// `width` is 32 bits): the value to store back, and — where the operation fetches — the old
+/// value that a register receives (`src`, or `r0` for `cmpxchg`). For 32 bits, `operand` and
+/// `r0` count by their low halves and both results are zero-extended.
+#[inline(always)]
+pub fn atomic(op: AtomicOp, width: Width, old: u64, operand: u64, r0: u64) -> (u64, Option<u64>) {
+    let mask = match width {
+        Width::W64 => u64::MAX,
+        Width::W32 => u64::from(u32::MAX),
+    };
+    let (old, v) = (old & mask, operand & mask);
+    let (new, fetch) = match op {
+        AtomicOp::Add { fetch } => (old.wrapping_add(v) & mask, fetch),
+        AtomicOp::Or { fetch } => (old | v, fetch),
+        AtomicOp::And { fetch } => (old & v, fetch),
+        AtomicOp::Xor { fetch } => (old ^ v, fetch),
+        AtomicOp::Xchg => (v, true),
+        AtomicOp::Cmpxchg => (if old == r0 & mask { v } else { old }, true),
+    };
+    (new, fetch.then_some(old))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +221,28 @@ mod tests {
         assert_eq!(neg(false, 0x8000_0000), 0x8000_0000);
         assert!(cond32(Cond::Slt, 0x1_ffff_ffff, 0));
         assert!(!cond64(Cond::Slt, 0x1_ffff_ffff, 0));
+    }
+
+    #[test]
+    fn atomics_work_on_their_width_and_fetch_the_old_value() {
+        let add = AtomicOp::Add { fetch: true };
+        assert_eq!(
+            atomic(add, Width::W32, 0xffff_ffff, 0x1_0000_0002, 0),
+            (1, Some(0xffff_ffff))
+        );
+        assert_eq!(
+            atomic(AtomicOp::Or { fetch: false }, Width::W64, 1, 6, 0),
+            (7, None)
+        );
+        // cmpxchg compares the low half of r0 for 32 bits.
+        assert_eq!(
+            atomic(AtomicOp::Cmpxchg, Width::W32, 5, 9, 0xdead_0000_0005),
+            (9, Some(5))
+        );
+        assert_eq!(
+            atomic(AtomicOp::Cmpxchg, Width::W64, 5, 9, 0xdead_0000_0005),
+            (5, Some(5))
+        );
+        assert_eq!(atomic(AtomicOp::Xchg, Width::W64, 5, 9, 0), (9, Some(5)));
     }
 }

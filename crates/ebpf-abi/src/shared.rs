@@ -31,9 +31,9 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use ebpf_isa::AtomicOp;
+use ebpf_isa::{AtomicOp, Width};
 
-use crate::TrapKind;
+use crate::{TrapKind, semantics};
 
 /// Bytes shared between concurrent runs and the host, in atomic 8-byte words.
 ///
@@ -251,7 +251,7 @@ impl<'a> SharedMemory<'a> {
             write: true,
         })?;
         let start = off % 8;
-        let mask = if width == 8 { u64::MAX } else { u64::MAX >> 32 };
+        let mask_width = if width == 8 { Width::W64 } else { Width::W32 };
         // The value's bytes in memory are little-endian; the word holds them in memory order.
         let value_of = |w: u64| -> u64 {
             let b = word_bytes(w);
@@ -264,29 +264,14 @@ impl<'a> SharedMemory<'a> {
             b[start..start + width].copy_from_slice(&v.to_le_bytes()[..width]);
             u64::from_ne_bytes(b)
         };
-        let (new_of, fetch): (&dyn Fn(u64) -> u64, bool) = match op {
-            AtomicOp::Add { fetch } => (&|old: u64| old.wrapping_add(operand) & mask, fetch),
-            AtomicOp::Or { fetch } => (&|old: u64| old | (operand & mask), fetch),
-            AtomicOp::And { fetch } => (&|old: u64| old & operand & mask, fetch),
-            AtomicOp::Xor { fetch } => (&|old: u64| (old ^ operand) & mask, fetch),
-            AtomicOp::Xchg => (&|_| operand & mask, true),
-            AtomicOp::Cmpxchg => (
-                &|old: u64| {
-                    if old == r0 & mask {
-                        operand & mask
-                    } else {
-                        old
-                    }
-                },
-                true,
-            ),
-        };
+        // The contract's arithmetic, applied to the word atomically.
+        let apply = |old: u64| semantics::atomic(op, mask_width, old, operand, r0);
         let previous = word
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
-                Some(with_value(w, new_of(value_of(w))))
+                Some(with_value(w, apply(value_of(w)).0))
             })
             .unwrap_or_else(|w| w);
-        Ok(fetch.then_some(value_of(previous)))
+        Ok(apply(value_of(previous)).1)
     }
 }
 

@@ -140,3 +140,186 @@ impl fmt::Display for InvalidReason {
         })
     }
 }
+
+/// Trap codes: how generated code reports the way a run ended, as one integer beside up to two
+/// operands ([`RawTrap`]). Both JITs use them, and they are part of the C ABI of
+/// ahead-of-time objects (`ebpf-jit-cranelift/c/ebpf_jit.h` spells the same values; a test
+/// keeps them equal), so the values never change.
+pub mod trap_code {
+    /// The program exited normally.
+    pub const EXIT: u64 = 0;
+    /// Out-of-bounds load: `a` = address, `b` = width.
+    pub const OUT_OF_BOUNDS_READ: u64 = 1;
+    /// Out-of-bounds (or read-only) store or atomic: `a` = address, `b` = width.
+    pub const OUT_OF_BOUNDS_WRITE: u64 = 2;
+    /// Misaligned atomic: `a` = address, `b` = width.
+    pub const MISALIGNED_ATOMIC: u64 = 3;
+    /// The instruction budget ran out before the trapping instruction.
+    pub const BUDGET_EXHAUSTED: u64 = 4;
+    /// A local call would nest deeper than the limit.
+    pub const CALL_DEPTH_EXCEEDED: u64 = 5;
+    /// No helper has this id: `a` = id.
+    pub const UNKNOWN_HELPER: u64 = 6;
+    /// The helper failed: `a` = id (a message, if any, stays with the host).
+    pub const HELPER_FAILED: u64 = 7;
+    /// The instruction cannot execute: `a` = the reason's code ([`super::reason_code`]).
+    pub const INVALID_INSTRUCTION: u64 = 8;
+    /// The host recorded the trap's kind itself (a helper's error, say); the code carries no
+    /// operands.
+    pub const HOST: u64 = 9;
+}
+
+/// The codes of [`InvalidReason`]s, in a [`RawTrap`]'s `a` for
+/// [`trap_code::INVALID_INSTRUCTION`]. Part of the same C ABI as [`trap_code`].
+pub mod reason_code {
+    /// Execution ran past the last instruction.
+    pub const FELL_OFF_END: u64 = 0;
+    /// A jump or call target outside the program.
+    pub const TARGET_OUT_OF_RANGE: u64 = 1;
+    /// Execution reached the second slot of an `lddw`.
+    pub const LDDW_TAIL: u64 = 2;
+    /// An `lddw` of a map or BTF object.
+    pub const UNSUPPORTED_LDDW: u64 = 3;
+    /// A call by BTF id (kfunc).
+    pub const UNSUPPORTED_CALL: u64 = 4;
+    /// Anything else.
+    pub const OTHER: u64 = 5;
+}
+
+/// Each reason with its code: the one table both directions read.
+const REASON_CODES: [(InvalidReason, u64); 6] = [
+    (InvalidReason::FellOffEnd, reason_code::FELL_OFF_END),
+    (
+        InvalidReason::TargetOutOfRange,
+        reason_code::TARGET_OUT_OF_RANGE,
+    ),
+    (InvalidReason::LddwTail, reason_code::LDDW_TAIL),
+    (
+        InvalidReason::UnsupportedLddw,
+        reason_code::UNSUPPORTED_LDDW,
+    ),
+    (
+        InvalidReason::UnsupportedCall,
+        reason_code::UNSUPPORTED_CALL,
+    ),
+    (InvalidReason::Undecodable, reason_code::OTHER),
+];
+
+impl InvalidReason {
+    /// The reason's code ([`reason_code`]).
+    pub fn code(self) -> u64 {
+        REASON_CODES
+            .iter()
+            .find(|(reason, _)| *reason == self)
+            .map_or(reason_code::OTHER, |&(_, code)| code)
+    }
+
+    /// The reason with this code; an unknown code is [`InvalidReason::Undecodable`].
+    pub fn from_code(code: u64) -> InvalidReason {
+        REASON_CODES
+            .iter()
+            .find(|(_, c)| *c == code)
+            .map_or(InvalidReason::Undecodable, |&(reason, _)| reason)
+    }
+}
+
+/// A trap as generated code reports it: a [`trap_code`] and its operands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawTrap {
+    /// What happened ([`trap_code`]).
+    pub code: u64,
+    /// The first operand: an address, a helper id or a reason code.
+    pub a: u64,
+    /// The second operand: an access width.
+    pub b: u64,
+}
+
+impl RawTrap {
+    /// The [`TrapKind`] this report stands for, under the run's `limits` (which the budget and
+    /// call-depth kinds quote). `None` for [`trap_code::EXIT`] (not a trap),
+    /// [`trap_code::HOST`] (the host holds the kind) and unknown codes.
+    pub fn kind(&self, limits: &crate::Limits) -> Option<TrapKind> {
+        let RawTrap { code, a, b } = *self;
+        Some(match code {
+            trap_code::OUT_OF_BOUNDS_READ | trap_code::OUT_OF_BOUNDS_WRITE => {
+                TrapKind::OutOfBounds {
+                    addr: a,
+                    len: b,
+                    write: code == trap_code::OUT_OF_BOUNDS_WRITE,
+                }
+            }
+            trap_code::MISALIGNED_ATOMIC => TrapKind::MisalignedAtomic { addr: a, len: b },
+            trap_code::BUDGET_EXHAUSTED => TrapKind::BudgetExhausted {
+                budget: limits.budget.unwrap_or(u64::MAX),
+            },
+            trap_code::CALL_DEPTH_EXCEEDED => TrapKind::CallDepthExceeded {
+                max_depth: limits.max_depth(),
+            },
+            trap_code::UNKNOWN_HELPER => TrapKind::UnknownHelper { id: a },
+            trap_code::HELPER_FAILED => TrapKind::HelperFailed {
+                id: a as u32,
+                message: String::new(),
+            },
+            trap_code::INVALID_INSTRUCTION => TrapKind::InvalidInstruction {
+                reason: InvalidReason::from_code(a),
+            },
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Limits;
+
+    #[test]
+    fn reasons_round_trip_through_their_codes() {
+        for reason in [
+            InvalidReason::FellOffEnd,
+            InvalidReason::TargetOutOfRange,
+            InvalidReason::LddwTail,
+            InvalidReason::UnsupportedLddw,
+            InvalidReason::UnsupportedCall,
+            InvalidReason::Undecodable,
+        ] {
+            assert_eq!(InvalidReason::from_code(reason.code()), reason);
+        }
+        assert_eq!(InvalidReason::from_code(99), InvalidReason::Undecodable);
+    }
+
+    #[test]
+    fn raw_traps_decode_with_the_runs_limits() {
+        let limits = Limits {
+            budget: Some(7),
+            max_call_depth: usize::MAX,
+        };
+        let raw = |code, a, b| RawTrap { code, a, b }.kind(&limits);
+        assert_eq!(
+            raw(trap_code::OUT_OF_BOUNDS_WRITE, 0x4_0000_0010, 8),
+            Some(TrapKind::OutOfBounds {
+                addr: 0x4_0000_0010,
+                len: 8,
+                write: true
+            })
+        );
+        assert_eq!(
+            raw(trap_code::BUDGET_EXHAUSTED, 0, 0),
+            Some(TrapKind::BudgetExhausted { budget: 7 })
+        );
+        assert_eq!(
+            raw(trap_code::CALL_DEPTH_EXCEEDED, 0, 0),
+            Some(TrapKind::CallDepthExceeded {
+                max_depth: crate::MAX_CALL_DEPTH
+            })
+        );
+        assert_eq!(
+            raw(trap_code::INVALID_INSTRUCTION, reason_code::LDDW_TAIL, 0),
+            Some(TrapKind::InvalidInstruction {
+                reason: InvalidReason::LddwTail
+            })
+        );
+        assert_eq!(raw(trap_code::EXIT, 0, 0), None);
+        assert_eq!(raw(trap_code::HOST, 0, 0), None);
+    }
+}

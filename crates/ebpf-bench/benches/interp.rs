@@ -1,8 +1,8 @@
 //! Our interpreter against rbpf 0.4.1's, on the shared program set of `ebpf-bench`.
 //!
-//! One criterion group per program, two functions in each: `ours` (the `ebpf-vm` facade with
-//! the interpreter, verified, no budget: [`Program::vm`]) and `rbpf` (`rbpf::EbpfVmRaw::execute_program`). Both run the
-//! same bytecode on a fresh copy of the same input every iteration (the sort writes to it); the
+//! One criterion group per program, two functions in each: `ours` (`ebpf_interp::Interpreter`,
+//! no budget, the input mapped as the facade maps it: [`ebpf_bench::run_on_input`]) and `rbpf`
+//! (`rbpf::EbpfVmRaw::execute_program`). Both run the same bytecode on a fresh copy of the same input every iteration (the sort writes to it); the
 //! copy is made outside the timed region, for both alike. Before timing, both results are
 //! checked against the Rust reference.
 //!
@@ -16,9 +16,10 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
+use ebpf_abi::{Helpers, Limits};
 use ebpf_bench::timing::{SAMPLE_SIZE, Samples, timed};
-use ebpf_bench::{PROGRAMS, Program};
-use ebpf_vm::{Engine, Input};
+use ebpf_bench::{PROGRAMS, Program, exit_on_input, run_on_input};
+use ebpf_interp::Interpreter;
 
 struct Row {
     name: &'static str,
@@ -32,12 +33,12 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
     let input = p.input();
     let expected = p.expected();
 
-    let vm = p
-        .vm(Engine::Interpreter)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.name));
-    let exit = vm
-        .run_with(Input::new(&mut input.clone()))
-        .unwrap_or_else(|t| panic!("{}: ours: {t}", p.name));
+    let program = ebpf_isa::decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.name));
+    let interp = Interpreter::new(&program);
+    let (helpers, limits) = (Helpers::new(), Limits::default());
+    let exit = exit_on_input(&mut input.clone(), |map, args| {
+        interp.run(map, args, &helpers, &limits)
+    });
     assert_eq!(exit.r0, expected, "{}: ours", p.name);
     assert_eq!(
         exit.instructions, p.instructions,
@@ -57,9 +58,8 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
     group.throughput(Throughput::Elements(exit.instructions));
     group.bench_function("ours", |b| {
         b.iter_custom(|iters| {
-            timed(iters, &input, &ours, |mem| match vm.run(mem) {
-                Ok(r0) => r0,
-                Err(t) => panic!("{t}"),
+            timed(iters, &input, &ours, |mem| {
+                run_on_input(mem, |map, args| interp.run(map, args, &helpers, &limits))
             })
         });
     });

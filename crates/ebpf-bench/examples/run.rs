@@ -6,7 +6,8 @@
 
 use std::time::Instant;
 
-use ebpf_vm::{Engine, Input};
+use ebpf_abi::{Helpers, Limits};
+use ebpf_interp::Interpreter;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -17,20 +18,17 @@ fn main() {
         eprintln!("unknown program {name}; one of {names:?}");
         std::process::exit(2);
     };
-    let vm = match program.vm(Engine::Interpreter) {
-        Ok(vm) => vm,
-        Err(e) => panic!("{name}: {e}"),
-    };
+    let interp = Interpreter::new(&program.assemble());
+    let (helpers, limits) = (Helpers::new(), Limits::default());
     let input = program.input();
     let mut buf = input.clone();
     let mut exit = None;
     let start = Instant::now();
     for _ in 0..runs {
         buf.copy_from_slice(&input);
-        exit = Some(
-            vm.run_with(Input::new(&mut buf))
-                .unwrap_or_else(|t| panic!("{t}")),
-        );
+        exit = Some(ebpf_bench::exit_on_input(&mut buf, |map, args| {
+            interp.run(map, args, &helpers, &limits)
+        }));
     }
     let elapsed = start.elapsed();
     let Some(exit) = exit else { return };

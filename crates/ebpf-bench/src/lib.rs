@@ -22,12 +22,18 @@
 //! - Each run executes between 10^4 and 10^6 instructions ([`Program::instructions`] is the
 //!   exact count, pinned by a test).
 //!
+//! What it depends on: `ebpf-isa` and `ebpf-abi` only, so that every engine crate can
+//! benchmark itself on these programs without a dependency cycle; the benchmark that compares
+//! every engine through the facade lives in `ebpf-vm/benches`.
+//!
 //! ```
 //! let program = ebpf_bench::by_name("poly").unwrap();
-//! let vm = program.vm(ebpf_vm::Engine::Interpreter)?;
-//! let mut input = program.input();
-//! assert_eq!(vm.run(&mut input)?, program.expected());
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! let interp = ebpf_interp::Interpreter::new(&program.assemble());
+//! let (helpers, limits) = (ebpf_abi::Helpers::new(), ebpf_abi::Limits::default());
+//! let r0 = ebpf_bench::run_on_input(&mut program.input(), |map, args| {
+//!     interp.run(map, args, &helpers, &limits)
+//! });
+//! assert_eq!(r0, program.expected());
 //! ```
 
 #![forbid(unsafe_code)]
@@ -83,16 +89,6 @@ impl Program {
     /// The program as bytecode (8 bytes per slot, little-endian), as rbpf loads it.
     pub fn bytecode(&self) -> Vec<u8> {
         self.assemble().to_bytes()
-    }
-
-    /// The program loaded the way every benchmark loads it: from [`Program::bytecode`],
-    /// verified, on `engine`, with no instruction budget (the programs loop, so the verifier's
-    /// [`NeedsBudget`](ebpf_vm::LoadError::NeedsBudget) is waived with `allow_unbounded`).
-    pub fn vm(&self, engine: ebpf_vm::Engine) -> Result<ebpf_vm::Vm, ebpf_vm::LoadError> {
-        ebpf_vm::Vm::builder()
-            .engine(engine)
-            .allow_unbounded()
-            .load(&self.bytecode())
     }
 
     /// Why rbpf 0.4.1's interpreter would not run the program with RFC 9669 semantics, if it
@@ -191,12 +187,20 @@ pub fn run_on_input(
     mem: &mut [u8],
     run: impl FnOnce(ebpf_abi::MemoryMap<'_>, [u64; 2]) -> Result<ebpf_abi::Exit, ebpf_abi::Trap>,
 ) -> u64 {
+    exit_on_input(mem, run).r0
+}
+
+/// [`run_on_input`], returning `r0` and the instruction count.
+pub fn exit_on_input(
+    mem: &mut [u8],
+    run: impl FnOnce(ebpf_abi::MemoryMap<'_>, [u64; 2]) -> Result<ebpf_abi::Exit, ebpf_abi::Trap>,
+) -> ebpf_abi::Exit {
     use ebpf_abi::{MemoryMap, Region, layout};
     let len = mem.len() as u64;
     let mut map = MemoryMap::new();
     map.insert(layout::INPUT, Region::Writable(mem));
     match run(map, [layout::vm_addr(layout::INPUT, 0), len]) {
-        Ok(exit) => exit.r0,
+        Ok(exit) => exit,
         Err(t) => panic!("{t}"),
     }
 }
@@ -227,17 +231,17 @@ pub fn straight_line(n: usize) -> ebpf_isa::Program {
     ebpf_isa::Program::from_insns(insns)
 }
 
-/// SplitMix64: a tiny deterministic generator, so inputs are the same on every machine.
+/// A deterministic generator (SplitMix64), so inputs are the same on every machine.
 #[derive(Clone, Debug)]
-struct Rng(u64);
+struct Rng(ebpf_abi::SplitMix64);
 
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(ebpf_abi::SplitMix64::new(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A value in `0..n` (n > 0).
@@ -266,13 +270,13 @@ mod inputs {
     }
 
     pub(super) fn hash() -> Vec<u8> {
-        let mut rng = Rng(1);
+        let mut rng = Rng::new(1);
         let body: Vec<u8> = (0..4096).map(|_| rng.next() as u8).collect();
         with_header(&body)
     }
 
     pub(super) fn sort() -> Vec<u8> {
-        let mut rng = Rng(2);
+        let mut rng = Rng::new(2);
         let n = 256u64;
         let mut body = n.to_le_bytes().to_vec();
         for _ in 0..n {
@@ -353,7 +357,7 @@ mod inputs {
     }
 
     pub(super) fn packet() -> Vec<u8> {
-        let mut rng = Rng(3);
+        let mut rng = Rng::new(3);
         let mut body = Vec::new();
         for _ in 0..1024 {
             let f = frame(&mut rng);
@@ -364,7 +368,7 @@ mod inputs {
     }
 
     pub(super) fn divmod() -> Vec<u8> {
-        let mut rng = Rng(4);
+        let mut rng = Rng::new(4);
         let count = 256u64;
         let mut body = count.to_le_bytes().to_vec();
         for _ in 0..count {
@@ -379,7 +383,7 @@ mod inputs {
     }
 
     pub(super) fn histogram() -> Vec<u8> {
-        let mut rng = Rng(5);
+        let mut rng = Rng::new(5);
         // Text-like: mostly lower-case letters and spaces, some digits and punctuation.
         let body: Vec<u8> = (0..4096)
             .map(|_| match rng.below(10) {
@@ -565,19 +569,23 @@ mod reference {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ebpf_vm::{Engine, Input};
+    use ebpf_abi::{Exit, Helpers, Limits};
+    use ebpf_interp::Interpreter;
+
+    /// `p` on the interpreter over `input`.
+    fn interpret(p: &Program, input: &mut [u8]) -> Exit {
+        let interp = Interpreter::new(&p.assemble());
+        exit_on_input(input, |map, args| {
+            interp.run(map, args, &Helpers::new(), &Limits::default())
+        })
+    }
 
     #[test]
     fn every_program_matches_its_reference_on_the_interpreter() {
         let mut failures = Vec::new();
         for p in PROGRAMS {
-            let vm = p
-                .vm(Engine::Interpreter)
-                .unwrap_or_else(|e| panic!("{}: {e}", p.name));
             let mut input = p.input();
-            let exit = vm
-                .run_with(Input::new(&mut input))
-                .unwrap_or_else(|t| panic!("{}: {t}", p.name));
+            let exit = interpret(p, &mut input);
             println!(
                 "{:<10} r0 = {:#018x}, {:>7} instructions, {:>3} slots, {:>6} input bytes",
                 p.name,
@@ -627,9 +635,8 @@ mod tests {
     #[test]
     fn sort_sorts_the_input_in_place() {
         let p = by_name("sort").unwrap();
-        let vm = p.vm(Engine::Interpreter).unwrap();
         let mut input = p.input();
-        vm.run(&mut input).unwrap();
+        interpret(p, &mut input);
         let words: Vec<u32> = input[16..]
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
@@ -648,12 +655,11 @@ mod tests {
     fn the_references_reject_short_inputs_like_the_programs() {
         for name in ["poly", "sort", "divmod"] {
             let p = by_name(name).unwrap();
-            let vm = p.vm(Engine::Interpreter).unwrap();
             let mut input = p.input();
             let cut = 20;
             input.truncate(cut);
             input[..8].copy_from_slice(&(cut as u64).to_le_bytes());
-            let r0 = vm.run(&mut input.clone()).unwrap();
+            let r0 = interpret(p, &mut input.clone()).r0;
             assert_eq!(r0, p.reference(&input), "{name}");
         }
     }

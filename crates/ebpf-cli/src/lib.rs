@@ -11,9 +11,9 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
+use ebpf_testdata::TestVector;
 pub use ebpf_vm::CONFORMANCE_HELPER_ID;
 use ebpf_vm::isa::{self, Program, quoted};
-use ebpf_vm::testdata::TestVector;
 use ebpf_vm::{Engine, VmBuilder, conformance_helper};
 
 /// The instruction budget when none is given: far more than test programs need (the longest
@@ -219,7 +219,7 @@ pub fn read_program(path: &Path) -> Result<ProgramFile> {
         }
         Format::Vector => {
             let text = utf8(&name, &bytes)?;
-            let vector = ebpf_vm::testdata::parse(text).with_context(|| name.clone())?;
+            let vector = ebpf_testdata::parse(text).with_context(|| name.clone())?;
             if !vector.has_program() {
                 bail!("{name}: no program (the file has no `-- asm` or `-- raw` section)");
             }

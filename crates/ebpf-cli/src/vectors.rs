@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use ebpf_cli::{MAX_PROGRAM_FILE, read_path_bounded, vector_mem, vector_program, vm_builder};
+use ebpf_testdata::TestVector;
 use ebpf_vm::Engine;
 use ebpf_vm::isa::quoted;
-use ebpf_vm::testdata::{self, TestVector};
 
 /// How one vector fared.
 #[derive(Debug)]
@@ -32,7 +32,7 @@ pub(crate) fn test(files: &[PathBuf], engine: Engine, budget: u64) -> Result<()>
     let mut paths = Vec::new();
     for path in files {
         if path.is_dir() {
-            let found = testdata::data_files(path).map_err(|e| anyhow!(e))?;
+            let found = ebpf_testdata::data_files(path).map_err(|e| anyhow!(e))?;
             if found.is_empty() {
                 bail!(
                     "{}: no .data files in this directory",
@@ -92,7 +92,7 @@ fn check(path: &Path, engine: Engine, budget: u64) -> Outcome {
         },
         Err(e) => return Outcome::Fail(e),
     };
-    let vector = match testdata::parse(&text) {
+    let vector = match ebpf_testdata::parse(&text) {
         Ok(v) => v,
         // The upstream runner skips a file with a directive it does not know.
         Err(e) if e.message.starts_with("unknown directive") => {

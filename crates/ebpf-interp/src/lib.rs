@@ -11,11 +11,13 @@
 //!
 //! The program is pre-decoded once ([`Interpreter::new`]) into a flat array of small
 //! operations, one per slot, with branch targets resolved and one variant per operation
-//! (condition and byte order included); the dispatch loop then does one `match` per
-//! instruction and no decoding. The budget is charged one straight-line run at a time, at
-//! control transfers, not per instruction; a run that does not fit in what is left is executed
-//! by a second, precise loop that charges each instruction, so counts and traps stay exact.
-//! It is `#![no_std]` and contains no `unsafe`.
+//! (condition and byte order included); the fast loop then does one `match` per instruction
+//! and no decoding. It charges the budget one straight-line run at a time, at control
+//! transfers, not per instruction; a run that does not fit in what is left is executed by a
+//! second, precise loop that charges each instruction and executes it with the contract's
+//! reference step (`ebpf_abi::step`), so counts and traps stay exact. The two loops are
+//! independent implementations, and the tests hold them to each other. It is `#![no_std]` and
+//! contains no `unsafe`.
 //!
 //! ```
 //! use ebpf_abi::{Helpers, Limits, MemoryMap};
@@ -38,17 +40,20 @@ pub use ebpf_abi::semantics;
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::fmt;
 
+use ebpf_abi::step::{self, Registers};
 use ebpf_abi::{
-    Exit, HelperError, Helpers, InvalidReason, Limits, MemoryMap, Region, Trap, TrapKind, layout,
+    Executable, Exit, Flow, Helpers, InvalidReason, Limits, MemoryMap, ProgramView, Region, Target,
+    Trap, TrapKind, layout,
 };
-use ebpf_isa::{AluOp, ByteOrder, Cond, Program, SwapWidth};
+use ebpf_isa::{AluOp, ByteOrder, Cond, Insn, Program, SwapWidth};
 
-use ops::Op;
+use ops::{Op, for_each_op};
 use semantics::{alu32, alu64, cond32, cond64, endian};
 
 /// A pre-decoded program, ready to run any number of times, from any number of threads.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Interpreter {
     /// One operation per slot, then a sentinel that reports falling off the end.
     ops: Vec<Op>,
@@ -58,8 +63,10 @@ pub struct Interpreter {
     /// including the next control transfer: what entering the slot by a jump charges to the
     /// budget (see [`ops::run_lengths`]).
     costs: Vec<u64>,
-    /// Number of slots of the program.
-    len: usize,
+    /// The instructions, for the precise loop.
+    insns: Vec<Insn>,
+    /// Their pcs and control flow, for the precise loop.
+    view: ProgramView,
 }
 
 /// What the dispatch loop would run at a pc outside the program (it never gets one).
@@ -89,24 +96,26 @@ impl Interpreter {
     /// Pre-decodes `program`. Never fails: what cannot execute (a jump outside the program, a
     /// pseudo `lddw`) becomes an operation that traps when reached.
     pub fn new(program: &Program) -> Interpreter {
-        let (ops, imm64) = ops::predecode(program);
+        let view = ProgramView::new(program);
+        let (ops, imm64) = ops::predecode(program, &view);
         let costs = ops::run_lengths(&ops);
         Interpreter {
             ops,
             imm64,
             costs,
-            len: program.slot_count(),
+            insns: program.insns().to_vec(),
+            view,
         }
     }
 
     /// Number of slots of the program.
     pub fn len(&self) -> usize {
-        self.len
+        self.view.slot_count()
     }
 
     /// Whether the program is empty (running it traps at pc 0).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.view.slot_count() == 0
     }
 
     /// Runs the program.
@@ -124,8 +133,8 @@ impl Interpreter {
         self.run_charged(memory, args, helpers, limits, true)
     }
 
-    /// [`Interpreter::run`], with or without the fast loop (`fast = false` charges every
-    /// instruction from the start: the definition the fast loop is tested against).
+    /// [`Interpreter::run`], with or without the fast loop (`fast = false` runs the whole
+    /// program in the precise loop: the definition the fast loop is tested against).
     fn run_charged(
         &self,
         memory: MemoryMap<'_>,
@@ -155,24 +164,22 @@ impl Interpreter {
         let entry = self.costs.first().copied().unwrap_or(1);
         if fast && entry <= machine.remaining {
             machine.remaining -= entry;
-            let fast = self.execute::<false>(&mut machine, &mut memory, helpers, limits, budget);
+            let fast = self.execute(&mut machine, &mut memory, helpers, limits, budget);
             if let Some(result) = fast {
                 return result;
             }
         }
-        self.execute::<true>(&mut machine, &mut memory, helpers, limits, budget)
-            .unwrap_or_else(|| invalid(machine.pc, InvalidReason::FellOffEnd))
+        self.precise(&mut machine, &mut memory, helpers, limits, budget)
     }
 
-    /// The dispatch loop. With `PRECISE`, every instruction is charged to the budget before it
-    /// runs. Without, nothing is charged per instruction: every control transfer (taken or not,
-    /// calls and returns included) charges the whole straight-line run it enters, and returns
-    /// `None` — with `machine` at the run's first instruction — when that run does not fit in
-    /// the budget left. Either way `budget - remaining` is exactly the number of instructions
-    /// executed whenever the program exits, because a run, once entered, executes to its end
-    /// unless the program traps.
+    /// The fast loop: one `match` per operation and nothing charged per instruction. Every
+    /// control transfer (taken or not, calls and returns included) charges the whole
+    /// straight-line run it enters, and returns `None` — with `machine` at the run's first
+    /// instruction — when that run does not fit in the budget left. So `budget - remaining`
+    /// is exactly the number of instructions executed whenever the program exits, because a
+    /// run, once entered, executes to its end unless the program traps.
     #[inline(always)]
-    fn execute<const PRECISE: bool>(
+    fn execute(
         &self,
         machine: &mut Machine,
         mem: &mut MemoryMap<'_>,
@@ -193,7 +200,7 @@ impl Interpreter {
         let trap = |pc: usize, kind: TrapKind| Some(Err(Trap { pc, kind }));
 
         /// Transfers control to `$target` (the jump at `$at` traps if it is outside the
-        /// program) and, in the fast loop, charges the run that starts there.
+        /// program) and charges the run that starts there.
         macro_rules! goto {
             ($target:expr, $at:expr) => {{
                 let target: usize = $target;
@@ -201,14 +208,12 @@ impl Interpreter {
                     return Some(invalid($at, InvalidReason::TargetOutOfRange));
                 };
                 pc = target;
-                if !PRECISE {
-                    if cost > remaining {
-                        *machine_pc = pc;
-                        *machine_remaining = remaining;
-                        return None;
-                    }
-                    remaining -= cost;
+                if cost > remaining {
+                    *machine_pc = pc;
+                    *machine_remaining = remaining;
+                    return None;
                 }
+                remaining -= cost;
             }};
         }
         macro_rules! r {
@@ -249,352 +254,295 @@ impl Interpreter {
                 }
             }};
         }
-
         loop {
             let at = pc;
             // `pc` is always in range: every transfer checks its target, and the last op is a
             // sentinel that reports falling off the end. (A select, not a branch, keeps the
             // dispatch one basic block.)
             let op = ops.get(pc).unwrap_or(&OUT_OF_RANGE);
-            if PRECISE {
-                if remaining == 0 {
-                    // An operation that cannot execute traps as such, budget or not.
-                    if let Op::Invalid { reason } = *op {
-                        return Some(invalid(at, reason));
-                    }
-                    return trap(at, TrapKind::BudgetExhausted { budget });
-                }
-                remaining -= 1;
-            }
             pc += 1;
-            match *op {
-                // ALU64, immediate (sign-extended) and register.
-                Op::Add64Imm { dst, imm } => alu!(alu64, AluOp::Add, dst, imm as i64 as u64),
-                Op::Add64Reg { dst, src } => alu!(alu64, AluOp::Add, dst, r!(src)),
-                Op::Sub64Imm { dst, imm } => alu!(alu64, AluOp::Sub, dst, imm as i64 as u64),
-                Op::Sub64Reg { dst, src } => alu!(alu64, AluOp::Sub, dst, r!(src)),
-                Op::Mul64Imm { dst, imm } => alu!(alu64, AluOp::Mul, dst, imm as i64 as u64),
-                Op::Mul64Reg { dst, src } => alu!(alu64, AluOp::Mul, dst, r!(src)),
-                Op::Div64Imm { dst, imm } => alu!(alu64, AluOp::Div, dst, imm as i64 as u64),
-                Op::Div64Reg { dst, src } => alu!(alu64, AluOp::Div, dst, r!(src)),
-                Op::Sdiv64Imm { dst, imm } => alu!(alu64, AluOp::Sdiv, dst, imm as i64 as u64),
-                Op::Sdiv64Reg { dst, src } => alu!(alu64, AluOp::Sdiv, dst, r!(src)),
-                Op::Or64Imm { dst, imm } => alu!(alu64, AluOp::Or, dst, imm as i64 as u64),
-                Op::Or64Reg { dst, src } => alu!(alu64, AluOp::Or, dst, r!(src)),
-                Op::And64Imm { dst, imm } => alu!(alu64, AluOp::And, dst, imm as i64 as u64),
-                Op::And64Reg { dst, src } => alu!(alu64, AluOp::And, dst, r!(src)),
-                Op::Lsh64Imm { dst, imm } => alu!(alu64, AluOp::Lsh, dst, imm as i64 as u64),
-                Op::Lsh64Reg { dst, src } => alu!(alu64, AluOp::Lsh, dst, r!(src)),
-                Op::Rsh64Imm { dst, imm } => alu!(alu64, AluOp::Rsh, dst, imm as i64 as u64),
-                Op::Rsh64Reg { dst, src } => alu!(alu64, AluOp::Rsh, dst, r!(src)),
-                Op::Mod64Imm { dst, imm } => alu!(alu64, AluOp::Mod, dst, imm as i64 as u64),
-                Op::Mod64Reg { dst, src } => alu!(alu64, AluOp::Mod, dst, r!(src)),
-                Op::Smod64Imm { dst, imm } => alu!(alu64, AluOp::Smod, dst, imm as i64 as u64),
-                Op::Smod64Reg { dst, src } => alu!(alu64, AluOp::Smod, dst, r!(src)),
-                Op::Xor64Imm { dst, imm } => alu!(alu64, AluOp::Xor, dst, imm as i64 as u64),
-                Op::Xor64Reg { dst, src } => alu!(alu64, AluOp::Xor, dst, r!(src)),
-                Op::Mov64Imm { dst, imm } => r!(dst) = imm as i64 as u64,
-                Op::Mov64Reg { dst, src } => r!(dst) = r!(src),
-                Op::Arsh64Imm { dst, imm } => alu!(alu64, AluOp::Arsh, dst, imm as i64 as u64),
-                Op::Arsh64Reg { dst, src } => alu!(alu64, AluOp::Arsh, dst, r!(src)),
-                // ALU32: operands are the low halves, results zero-extend.
-                Op::Add32Imm { dst, imm } => alu!(alu32, AluOp::Add, dst, imm as u32 as u64),
-                Op::Add32Reg { dst, src } => alu!(alu32, AluOp::Add, dst, r!(src)),
-                Op::Sub32Imm { dst, imm } => alu!(alu32, AluOp::Sub, dst, imm as u32 as u64),
-                Op::Sub32Reg { dst, src } => alu!(alu32, AluOp::Sub, dst, r!(src)),
-                Op::Mul32Imm { dst, imm } => alu!(alu32, AluOp::Mul, dst, imm as u32 as u64),
-                Op::Mul32Reg { dst, src } => alu!(alu32, AluOp::Mul, dst, r!(src)),
-                Op::Div32Imm { dst, imm } => alu!(alu32, AluOp::Div, dst, imm as u32 as u64),
-                Op::Div32Reg { dst, src } => alu!(alu32, AluOp::Div, dst, r!(src)),
-                Op::Sdiv32Imm { dst, imm } => alu!(alu32, AluOp::Sdiv, dst, imm as u32 as u64),
-                Op::Sdiv32Reg { dst, src } => alu!(alu32, AluOp::Sdiv, dst, r!(src)),
-                Op::Or32Imm { dst, imm } => alu!(alu32, AluOp::Or, dst, imm as u32 as u64),
-                Op::Or32Reg { dst, src } => alu!(alu32, AluOp::Or, dst, r!(src)),
-                Op::And32Imm { dst, imm } => alu!(alu32, AluOp::And, dst, imm as u32 as u64),
-                Op::And32Reg { dst, src } => alu!(alu32, AluOp::And, dst, r!(src)),
-                Op::Lsh32Imm { dst, imm } => alu!(alu32, AluOp::Lsh, dst, imm as u32 as u64),
-                Op::Lsh32Reg { dst, src } => alu!(alu32, AluOp::Lsh, dst, r!(src)),
-                Op::Rsh32Imm { dst, imm } => alu!(alu32, AluOp::Rsh, dst, imm as u32 as u64),
-                Op::Rsh32Reg { dst, src } => alu!(alu32, AluOp::Rsh, dst, r!(src)),
-                Op::Mod32Imm { dst, imm } => alu!(alu32, AluOp::Mod, dst, imm as u32 as u64),
-                Op::Mod32Reg { dst, src } => alu!(alu32, AluOp::Mod, dst, r!(src)),
-                Op::Smod32Imm { dst, imm } => alu!(alu32, AluOp::Smod, dst, imm as u32 as u64),
-                Op::Smod32Reg { dst, src } => alu!(alu32, AluOp::Smod, dst, r!(src)),
-                Op::Xor32Imm { dst, imm } => alu!(alu32, AluOp::Xor, dst, imm as u32 as u64),
-                Op::Xor32Reg { dst, src } => alu!(alu32, AluOp::Xor, dst, r!(src)),
-                Op::Mov32Imm { dst, imm } => r!(dst) = u64::from(imm as u32),
-                Op::Mov32Reg { dst, src } => r!(dst) = u64::from(r!(src) as u32),
-                Op::Arsh32Imm { dst, imm } => alu!(alu32, AluOp::Arsh, dst, imm as u32 as u64),
-                Op::Arsh32Reg { dst, src } => alu!(alu32, AluOp::Arsh, dst, r!(src)),
-                Op::Neg { dst, wide } => r!(dst) = semantics::neg(wide, r!(dst)),
-                Op::MovSx {
-                    dst,
-                    src,
-                    wide,
-                    from,
-                } => {
-                    r!(dst) = semantics::movsx(wide, from, r!(src));
-                }
-                Op::Le16 { dst } => r!(dst) = endian(ByteOrder::Le, SwapWidth::W16, r!(dst)),
-                Op::Le32 { dst } => r!(dst) = endian(ByteOrder::Le, SwapWidth::W32, r!(dst)),
-                Op::Le64 { dst } => r!(dst) = endian(ByteOrder::Le, SwapWidth::W64, r!(dst)),
-                Op::Be16 { dst } => r!(dst) = endian(ByteOrder::Be, SwapWidth::W16, r!(dst)),
-                Op::Be32 { dst } => r!(dst) = endian(ByteOrder::Be, SwapWidth::W32, r!(dst)),
-                Op::Be64 { dst } => r!(dst) = endian(ByteOrder::Be, SwapWidth::W64, r!(dst)),
+            /// The dispatch `match` on `op`: the arms of the ALU and jump families come from the
+            /// op table (`for_each_op!`), the others are written out below. (Defined here, after
+            /// `op` and `at`, so that its arms can name them.)
+            macro_rules! dispatch {
+                (
+                    alu { $($aop:ident => $ai64:ident $ar64:ident $ai32:ident $ar32:ident,)* }
+                    jump { $($cond:ident => $ji64:ident $jr64:ident $ji32:ident $jr32:ident,)* }
+                ) => {
+                    match *op {
+                        // ALU64, immediate (sign-extended) and register.
+                        $(
+                            Op::$ai64 { dst, imm } => alu!(alu64, AluOp::$aop, dst, imm as i64 as u64),
+                            Op::$ar64 { dst, src } => alu!(alu64, AluOp::$aop, dst, r!(src)),
+                        )*
+                        // ALU32: operands are the low halves, results zero-extend.
+                        $(
+                            Op::$ai32 { dst, imm } => alu!(alu32, AluOp::$aop, dst, imm as u32 as u64),
+                            Op::$ar32 { dst, src } => alu!(alu32, AluOp::$aop, dst, r!(src)),
+                        )*
+                        Op::Neg { dst, wide } => r!(dst) = semantics::neg(wide, r!(dst)),
+                        Op::MovSx { dst, src, wide, from } => {
+                            r!(dst) = semantics::movsx(wide, from, r!(src));
+                        }
+                        Op::Le16 { dst } => r!(dst) = endian(ByteOrder::Le, SwapWidth::W16, r!(dst)),
+                        Op::Le32 { dst } => r!(dst) = endian(ByteOrder::Le, SwapWidth::W32, r!(dst)),
+                        Op::Le64 { dst } => r!(dst) = endian(ByteOrder::Le, SwapWidth::W64, r!(dst)),
+                        Op::Be16 { dst } => r!(dst) = endian(ByteOrder::Be, SwapWidth::W16, r!(dst)),
+                        Op::Be32 { dst } => r!(dst) = endian(ByteOrder::Be, SwapWidth::W32, r!(dst)),
+                        Op::Be64 { dst } => r!(dst) = endian(ByteOrder::Be, SwapWidth::W64, r!(dst)),
 
-                // Jumps.
-                Op::Ja { target } => goto!(target as usize, at),
-                Op::Jeq64Imm { dst, imm, target } => {
-                    jump!(cond64, Cond::Eq, r!(dst), imm as i64 as u64, target)
-                }
-                Op::Jeq64Reg { dst, src, target } => {
-                    jump!(cond64, Cond::Eq, r!(dst), r!(src), target)
-                }
-                Op::Jgt64Imm { dst, imm, target } => {
-                    jump!(cond64, Cond::Gt, r!(dst), imm as i64 as u64, target)
-                }
-                Op::Jgt64Reg { dst, src, target } => {
-                    jump!(cond64, Cond::Gt, r!(dst), r!(src), target)
-                }
-                Op::Jge64Imm { dst, imm, target } => {
-                    jump!(cond64, Cond::Ge, r!(dst), imm as i64 as u64, target)
-                }
-                Op::Jge64Reg { dst, src, target } => {
-                    jump!(cond64, Cond::Ge, r!(dst), r!(src), target)
-                }
-                Op::Jset64Imm { dst, imm, target } => {
-                    jump!(cond64, Cond::Set, r!(dst), imm as i64 as u64, target)
-                }
-                Op::Jset64Reg { dst, src, target } => {
-                    jump!(cond64, Cond::Set, r!(dst), r!(src), target)
-                }
-                Op::Jne64Imm { dst, imm, target } => {
-                    jump!(cond64, Cond::Ne, r!(dst), imm as i64 as u64, target)
-                }
-                Op::Jne64Reg { dst, src, target } => {
-                    jump!(cond64, Cond::Ne, r!(dst), r!(src), target)
-                }
-                Op::Jsgt64Imm { dst, imm, target } => {
-                    jump!(cond64, Cond::Sgt, r!(dst), imm as i64 as u64, target)
-                }
-                Op::Jsgt64Reg { dst, src, target } => {
-                    jump!(cond64, Cond::Sgt, r!(dst), r!(src), target)
-                }
-                Op::Jsge64Imm { dst, imm, target } => {
-                    jump!(cond64, Cond::Sge, r!(dst), imm as i64 as u64, target)
-                }
-                Op::Jsge64Reg { dst, src, target } => {
-                    jump!(cond64, Cond::Sge, r!(dst), r!(src), target)
-                }
-                Op::Jlt64Imm { dst, imm, target } => {
-                    jump!(cond64, Cond::Lt, r!(dst), imm as i64 as u64, target)
-                }
-                Op::Jlt64Reg { dst, src, target } => {
-                    jump!(cond64, Cond::Lt, r!(dst), r!(src), target)
-                }
-                Op::Jle64Imm { dst, imm, target } => {
-                    jump!(cond64, Cond::Le, r!(dst), imm as i64 as u64, target)
-                }
-                Op::Jle64Reg { dst, src, target } => {
-                    jump!(cond64, Cond::Le, r!(dst), r!(src), target)
-                }
-                Op::Jslt64Imm { dst, imm, target } => {
-                    jump!(cond64, Cond::Slt, r!(dst), imm as i64 as u64, target)
-                }
-                Op::Jslt64Reg { dst, src, target } => {
-                    jump!(cond64, Cond::Slt, r!(dst), r!(src), target)
-                }
-                Op::Jsle64Imm { dst, imm, target } => {
-                    jump!(cond64, Cond::Sle, r!(dst), imm as i64 as u64, target)
-                }
-                Op::Jsle64Reg { dst, src, target } => {
-                    jump!(cond64, Cond::Sle, r!(dst), r!(src), target)
-                }
-                Op::Jeq32Imm { dst, imm, target } => {
-                    jump!(cond32, Cond::Eq, r!(dst), imm as u32 as u64, target)
-                }
-                Op::Jeq32Reg { dst, src, target } => {
-                    jump!(cond32, Cond::Eq, r!(dst), r!(src), target)
-                }
-                Op::Jgt32Imm { dst, imm, target } => {
-                    jump!(cond32, Cond::Gt, r!(dst), imm as u32 as u64, target)
-                }
-                Op::Jgt32Reg { dst, src, target } => {
-                    jump!(cond32, Cond::Gt, r!(dst), r!(src), target)
-                }
-                Op::Jge32Imm { dst, imm, target } => {
-                    jump!(cond32, Cond::Ge, r!(dst), imm as u32 as u64, target)
-                }
-                Op::Jge32Reg { dst, src, target } => {
-                    jump!(cond32, Cond::Ge, r!(dst), r!(src), target)
-                }
-                Op::Jset32Imm { dst, imm, target } => {
-                    jump!(cond32, Cond::Set, r!(dst), imm as u32 as u64, target)
-                }
-                Op::Jset32Reg { dst, src, target } => {
-                    jump!(cond32, Cond::Set, r!(dst), r!(src), target)
-                }
-                Op::Jne32Imm { dst, imm, target } => {
-                    jump!(cond32, Cond::Ne, r!(dst), imm as u32 as u64, target)
-                }
-                Op::Jne32Reg { dst, src, target } => {
-                    jump!(cond32, Cond::Ne, r!(dst), r!(src), target)
-                }
-                Op::Jsgt32Imm { dst, imm, target } => {
-                    jump!(cond32, Cond::Sgt, r!(dst), imm as u32 as u64, target)
-                }
-                Op::Jsgt32Reg { dst, src, target } => {
-                    jump!(cond32, Cond::Sgt, r!(dst), r!(src), target)
-                }
-                Op::Jsge32Imm { dst, imm, target } => {
-                    jump!(cond32, Cond::Sge, r!(dst), imm as u32 as u64, target)
-                }
-                Op::Jsge32Reg { dst, src, target } => {
-                    jump!(cond32, Cond::Sge, r!(dst), r!(src), target)
-                }
-                Op::Jlt32Imm { dst, imm, target } => {
-                    jump!(cond32, Cond::Lt, r!(dst), imm as u32 as u64, target)
-                }
-                Op::Jlt32Reg { dst, src, target } => {
-                    jump!(cond32, Cond::Lt, r!(dst), r!(src), target)
-                }
-                Op::Jle32Imm { dst, imm, target } => {
-                    jump!(cond32, Cond::Le, r!(dst), imm as u32 as u64, target)
-                }
-                Op::Jle32Reg { dst, src, target } => {
-                    jump!(cond32, Cond::Le, r!(dst), r!(src), target)
-                }
-                Op::Jslt32Imm { dst, imm, target } => {
-                    jump!(cond32, Cond::Slt, r!(dst), imm as u32 as u64, target)
-                }
-                Op::Jslt32Reg { dst, src, target } => {
-                    jump!(cond32, Cond::Slt, r!(dst), r!(src), target)
-                }
-                Op::Jsle32Imm { dst, imm, target } => {
-                    jump!(cond32, Cond::Sle, r!(dst), imm as u32 as u64, target)
-                }
-                Op::Jsle32Reg { dst, src, target } => {
-                    jump!(cond32, Cond::Sle, r!(dst), r!(src), target)
-                }
+                        // Jumps.
+                        Op::Ja { target } => goto!(target as usize, at),
+                        $(
+                            Op::$ji64 { dst, imm, target } => {
+                                jump!(cond64, Cond::$cond, r!(dst), imm as i64 as u64, target)
+                            }
+                            Op::$jr64 { dst, src, target } => {
+                                jump!(cond64, Cond::$cond, r!(dst), r!(src), target)
+                            }
+                        )*
+                        $(
+                            Op::$ji32 { dst, imm, target } => {
+                                jump!(cond32, Cond::$cond, r!(dst), imm as u32 as u64, target)
+                            }
+                            Op::$jr32 { dst, src, target } => {
+                                jump!(cond32, Cond::$cond, r!(dst), r!(src), target)
+                            }
+                        )*
 
-                // Memory.
-                Op::LoadImm64 { dst, index } => {
-                    r!(dst) = self.imm64.get(index as usize).copied().unwrap_or(0);
-                    pc += 1;
-                }
-                Op::Ldxb { dst, src, off } => load!(1, u8, u8, dst, src, off, at),
-                Op::Ldxh { dst, src, off } => load!(2, u16, u16, dst, src, off, at),
-                Op::Ldxw { dst, src, off } => load!(4, u32, u32, dst, src, off, at),
-                Op::Ldxdw { dst, src, off } => load!(8, u64, u64, dst, src, off, at),
-                Op::Ldxsb { dst, src, off } => load!(1, i8, i64, dst, src, off, at),
-                Op::Ldxsh { dst, src, off } => load!(2, i16, i64, dst, src, off, at),
-                Op::Ldxsw { dst, src, off } => load!(4, i32, i64, dst, src, off, at),
-                Op::Stb { dst, off, imm } => store!(1, [imm as u8], dst, off, at),
-                Op::Sth { dst, off, imm } => store!(2, (imm as u16).to_le_bytes(), dst, off, at),
-                Op::Stw { dst, off, imm } => store!(4, (imm as u32).to_le_bytes(), dst, off, at),
-                Op::Stdw { dst, off, imm } => store!(8, (imm as i64).to_le_bytes(), dst, off, at),
-                Op::Stxb { dst, src, off } => store!(1, [r!(src) as u8], dst, off, at),
-                Op::Stxh { dst, src, off } => {
-                    store!(2, (r!(src) as u16).to_le_bytes(), dst, off, at)
-                }
-                Op::Stxw { dst, src, off } => {
-                    store!(4, (r!(src) as u32).to_le_bytes(), dst, off, at)
-                }
-                Op::Stxdw { dst, src, off } => store!(8, r!(src).to_le_bytes(), dst, off, at),
-                Op::Atomic {
-                    dst,
-                    src,
-                    off,
-                    wide,
-                    op,
-                } => {
-                    let addr = r!(dst).wrapping_add(off as i64 as u64);
-                    let operand = r!(src);
-                    let r0 = r!(0);
-                    let result = if wide {
-                        mem.atomic64(addr, op, operand, r0)
-                    } else {
-                        mem.atomic32(addr, op, operand, r0)
-                    };
-                    match result {
-                        Ok(Some(old)) => match op {
-                            ebpf_isa::AtomicOp::Cmpxchg => r!(0) = old,
-                            _ => r!(src) = old,
+                        // Memory.
+                        Op::LoadImm64 { dst, index } => {
+                            r!(dst) = self.imm64.get(index as usize).copied().unwrap_or(0);
+                            pc += 1;
+                        }
+                        Op::Ldxb { dst, src, off } => load!(1, u8, u8, dst, src, off, at),
+                        Op::Ldxh { dst, src, off } => load!(2, u16, u16, dst, src, off, at),
+                        Op::Ldxw { dst, src, off } => load!(4, u32, u32, dst, src, off, at),
+                        Op::Ldxdw { dst, src, off } => load!(8, u64, u64, dst, src, off, at),
+                        Op::Ldxsb { dst, src, off } => load!(1, i8, i64, dst, src, off, at),
+                        Op::Ldxsh { dst, src, off } => load!(2, i16, i64, dst, src, off, at),
+                        Op::Ldxsw { dst, src, off } => load!(4, i32, i64, dst, src, off, at),
+                        Op::Stb { dst, off, imm } => store!(1, [imm as u8], dst, off, at),
+                        Op::Sth { dst, off, imm } => store!(2, (imm as u16).to_le_bytes(), dst, off, at),
+                        Op::Stw { dst, off, imm } => store!(4, (imm as u32).to_le_bytes(), dst, off, at),
+                        Op::Stdw { dst, off, imm } => store!(8, (imm as i64).to_le_bytes(), dst, off, at),
+                        Op::Stxb { dst, src, off } => store!(1, [r!(src) as u8], dst, off, at),
+                        Op::Stxh { dst, src, off } => {
+                            store!(2, (r!(src) as u16).to_le_bytes(), dst, off, at)
+                        }
+                        Op::Stxw { dst, src, off } => {
+                            store!(4, (r!(src) as u32).to_le_bytes(), dst, off, at)
+                        }
+                        Op::Stxdw { dst, src, off } => store!(8, r!(src).to_le_bytes(), dst, off, at),
+                        Op::Atomic {
+                            dst,
+                            src,
+                            off,
+                            wide,
+                            op,
+                        } => {
+                            let addr = r!(dst).wrapping_add(off as i64 as u64);
+                            let operand = r!(src);
+                            let r0 = r!(0);
+                            let result = if wide {
+                                mem.atomic64(addr, op, operand, r0)
+                            } else {
+                                mem.atomic32(addr, op, operand, r0)
+                            };
+                            match result {
+                                Ok(Some(old)) => match op {
+                                    ebpf_isa::AtomicOp::Cmpxchg => r!(0) = old,
+                                    _ => r!(src) = old,
+                                },
+                                Ok(None) => {}
+                                Err(kind) => return trap(at, kind),
+                            }
+                        }
+                        Op::LoadPacket {
+                            size,
+                            indirect,
+                            src,
+                            imm,
+                        } => {
+                            let base = if indirect { r!(src) as u32 } else { 0 };
+                            let offset = u64::from(base.wrapping_add(imm as u32));
+                            let addr = layout::vm_addr(layout::INPUT, offset);
+                            let value = match size {
+                                1 => mem.load::<1>(addr).map(|b| u64::from(b[0])),
+                                2 => mem
+                                    .load::<2>(addr)
+                                    .map(|b| u64::from(u16::from_be_bytes(b))),
+                                _ => mem
+                                    .load::<4>(addr)
+                                    .map(|b| u64::from(u32::from_be_bytes(b))),
+                            };
+                            match value {
+                                Some(v) => r!(0) = v,
+                                None => return Some(oob(at, addr, u64::from(size), false)),
+                            }
+                        }
+
+                        // Calls.
+                        Op::CallHelper { id } => {
+                            let result = call_helper(helpers, u64::from(id), regs, mem);
+                            if let Err(kind) = result {
+                                return trap(at, kind);
+                            }
+                        }
+                        Op::CallX { reg } => {
+                            let id = r!(reg);
+                            if let Err(kind) = call_helper(helpers, id, regs, mem) {
+                                return trap(at, kind);
+                            }
+                        }
+                        Op::CallLocal { target } => {
+                            if frames.len() >= limits.max_depth() {
+                                return trap(
+                                    at,
+                                    TrapKind::CallDepthExceeded {
+                                        max_depth: limits.max_depth(),
+                                    },
+                                );
+                            }
+                            frames.push(Frame {
+                                return_pc: pc,
+                                saved: [regs[6], regs[7], regs[8], regs[9]],
+                                frame_pointer: regs[10],
+                            });
+                            regs[10] = limits.frame_pointer(frames.len());
+                            goto!(target as usize, at);
+                        }
+                        Op::Exit => match frames.pop() {
+                            None => {
+                                return Some(Ok(Exit {
+                                    r0: regs[0],
+                                    instructions: budget - remaining,
+                                }));
+                            }
+                            Some(frame) => {
+                                regs[6..10].copy_from_slice(&frame.saved);
+                                regs[10] = frame.frame_pointer;
+                                goto!(frame.return_pc, at);
+                            }
                         },
-                        Ok(None) => {}
-                        Err(kind) => return trap(at, kind),
+                        Op::Invalid { reason } => return Some(invalid(at, reason)),
                     }
-                }
-                Op::LoadPacket {
-                    size,
-                    indirect,
-                    src,
-                    imm,
-                } => {
-                    let base = if indirect { r!(src) as u32 } else { 0 };
-                    let offset = u64::from(base.wrapping_add(imm as u32));
-                    let addr = layout::vm_addr(layout::INPUT, offset);
-                    let value = match size {
-                        1 => mem.load::<1>(addr).map(|b| u64::from(b[0])),
-                        2 => mem
-                            .load::<2>(addr)
-                            .map(|b| u64::from(u16::from_be_bytes(b))),
-                        _ => mem
-                            .load::<4>(addr)
-                            .map(|b| u64::from(u32::from_be_bytes(b))),
-                    };
-                    match value {
-                        Some(v) => r!(0) = v,
-                        None => return Some(oob(at, addr, u64::from(size), false)),
-                    }
-                }
+                };
+            }
+            for_each_op!(dispatch);
+        }
+    }
 
-                // Calls.
-                Op::CallHelper { id } => {
-                    let result = call_helper(helpers, u64::from(id), regs, mem);
-                    if let Err(kind) = result {
-                        return trap(at, kind);
-                    }
+    /// The precise loop: each instruction is charged to the budget before it runs, and runs
+    /// through the contract's reference [`step`] (control transfers resolved by the
+    /// [`ProgramView`]) — an implementation independent of the fast loop's operations, which
+    /// the tests compare with it. The fast loop hands over to it at the start of a
+    /// straight-line run that does not fit in the budget left.
+    fn precise(
+        &self,
+        machine: &mut Machine,
+        mem: &mut MemoryMap<'_>,
+        helpers: &Helpers,
+        limits: &Limits,
+        budget: u64,
+    ) -> Result<Exit, Trap> {
+        let Machine {
+            regs,
+            frames,
+            pc,
+            remaining,
+        } = machine;
+        let Some(regs) = regs.first_chunk_mut::<11>() else {
+            return invalid(*pc, InvalidReason::Undecodable);
+        };
+        let (pcs, flows) = (self.view.pcs(), self.view.flows());
+        // The pc control arrives at by a transfer to `target`, or the trap it causes.
+        let arrive = |target: Target| match target {
+            Target::Insn(i) => Ok(pcs.get(i).copied().unwrap_or(usize::MAX)),
+            Target::Trap { pc, reason } => invalid(pc, reason).map(|_| 0),
+        };
+        loop {
+            let at = *pc;
+            let i = match self.view.at(at) {
+                Target::Insn(i) => i,
+                Target::Trap { pc, reason } => return invalid(pc, reason),
+            };
+            let (Some(insn), Some(&flow)) = (self.insns.get(i), flows.get(i)) else {
+                return invalid(at, InvalidReason::Undecodable);
+            };
+            // An instruction that cannot execute traps as such, budget or not.
+            if let Flow::Invalid(reason) = flow {
+                return invalid(at, reason);
+            }
+            if *remaining == 0 {
+                return Err(Trap {
+                    pc: at,
+                    kind: TrapKind::BudgetExhausted { budget },
+                });
+            }
+            *remaining -= 1;
+            *pc = match flow {
+                Flow::Next => {
+                    step::step(insn, regs, mem, helpers).map_err(|kind| Trap { pc: at, kind })?;
+                    at + insn.slots()
                 }
-                Op::CallX { reg } => {
-                    let id = r!(reg);
-                    if let Err(kind) = call_helper(helpers, id, regs, mem) {
-                        return trap(at, kind);
-                    }
-                }
-                Op::CallLocal { target } => {
+                Flow::Jump(target) => arrive(target)?,
+                Flow::Branch(target) if step::taken(insn, regs) => arrive(target)?,
+                Flow::Branch(_) => at + 1,
+                Flow::Call(target) => {
                     if frames.len() >= limits.max_depth() {
-                        return trap(
-                            at,
-                            TrapKind::CallDepthExceeded {
+                        return Err(Trap {
+                            pc: at,
+                            kind: TrapKind::CallDepthExceeded {
                                 max_depth: limits.max_depth(),
                             },
-                        );
+                        });
                     }
                     frames.push(Frame {
-                        return_pc: pc,
+                        return_pc: at + 1,
                         saved: [regs[6], regs[7], regs[8], regs[9]],
                         frame_pointer: regs[10],
                     });
                     regs[10] = limits.frame_pointer(frames.len());
-                    goto!(target as usize, at);
+                    arrive(target)?
                 }
-                Op::Exit => match frames.pop() {
+                Flow::Exit => match frames.pop() {
                     None => {
-                        return Some(Ok(Exit {
+                        return Ok(Exit {
                             r0: regs[0],
-                            instructions: budget - remaining,
-                        }));
+                            instructions: budget - *remaining,
+                        });
                     }
                     Some(frame) => {
                         regs[6..10].copy_from_slice(&frame.saved);
                         regs[10] = frame.frame_pointer;
-                        goto!(frame.return_pc, at);
+                        frame.return_pc
                     }
                 },
-                Op::Invalid { reason } => return Some(invalid(at, reason)),
-            }
+                Flow::Invalid(reason) => return invalid(at, reason),
+            };
         }
+    }
+}
+
+impl fmt::Debug for Interpreter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Interpreter")
+            .field("slots", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The interpreter as an engine: [`Interpreter::run`].
+impl Executable for Interpreter {
+    fn run(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+    ) -> Result<Exit, Trap> {
+        Interpreter::run(self, memory, args, helpers, limits)
     }
 }
 
@@ -614,31 +562,17 @@ fn oob(pc: usize, addr: u64, len: u64, write: bool) -> Result<Exit, Trap> {
     })
 }
 
-/// Calls helper `id` with r1..r5; sets r0 and zeroes r1..r5 (the contract's "clobbered",
-/// made deterministic so that every engine agrees).
+/// A helper call from the fast loop: the contract's [`step::call_helper`] on `r0`..`r10`.
 fn call_helper(
     helpers: &Helpers,
     id: u64,
     regs: &mut [u64; 16],
     mem: &mut MemoryMap<'_>,
 ) -> Result<(), TrapKind> {
-    let helper = u32::try_from(id).ok().and_then(|id32| helpers.get(id32));
-    let Some(helper) = helper else {
-        return Err(TrapKind::UnknownHelper { id });
-    };
-    let args = [regs[1], regs[2], regs[3], regs[4], regs[5]];
-    match helper.call(args, mem) {
-        Ok(r0) => {
-            regs[0] = r0;
-            regs[1..6].fill(0);
-            Ok(())
-        }
-        Err(HelperError::Failed(message)) => Err(TrapKind::HelperFailed {
-            id: id as u32,
-            message,
-        }),
-        Err(HelperError::Memory(kind)) => Err(kind),
-    }
+    let regs: &mut Registers = regs
+        .first_chunk_mut()
+        .ok_or(TrapKind::UnknownHelper { id })?;
+    step::call_helper(helpers, id, regs, mem)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
-//! The context block generated code runs against: its C layout, the trap codes, and the
-//! helper entry point. This is the whole interface between compiled eBPF and its host, the same
-//! for the in-process JIT and for ahead-of-time objects (`c/ebpf_jit.h` is its C twin, and a
-//! test checks that both agree).
+//! The context block generated code runs against: its C layout and the helper entry point.
+//! This is the whole interface between compiled eBPF and its host, the same for the in-process
+//! JIT and for ahead-of-time objects (`c/ebpf_jit.h` is its C twin, and a test checks that
+//! both agree). The trap codes it reports are the contract's (`ebpf_abi::trap_code`).
 //!
 //! Every field is 8 bytes wide and naturally aligned, so the layout is identical on every
 //! 64-bit target; generated code uses the `OFF_*` constants below, never the host's
@@ -9,13 +9,14 @@
 
 use core::ffi::c_void;
 
-use ebpf_abi::{InvalidReason, REGION_TABLE_LEN, RawRegion};
+use ebpf_abi::{REGION_TABLE_LEN, RawRegion};
 
 /// The signature of the helper entry point: `(ctx, id, r1, r2, r3, r4, r5) -> status`.
 ///
 /// Status 0: the helper returned normally and stored its result in [`Context::helper_r0`].
-/// Any other status is a [`code`]: the run traps at the call's pc with that kind and the
-/// operands the function stored in [`Context::trap_a`] and [`Context::trap_b`].
+/// Any other status is a trap code (`ebpf_abi::trap_code`): the run traps at the call's pc
+/// with that kind and the operands the function stored in [`Context::trap_a`] and
+/// [`Context::trap_b`].
 pub(crate) type HelperEntry =
     unsafe extern "C" fn(*mut Context, u64, u64, u64, u64, u64, u64) -> u64;
 
@@ -42,7 +43,7 @@ pub(crate) struct Context {
     pub(crate) user: *mut c_void,
     /// Out of the helper entry point: the helper's result.
     pub(crate) helper_r0: u64,
-    /// Out: 0 when the program exited, else a [`code`].
+    /// Out: 0 when the program exited, else a trap code (`ebpf_abi::trap_code`).
     pub(crate) trap_kind: u64,
     /// Out: the pc of the trapping instruction.
     pub(crate) trap_pc: u64,
@@ -80,74 +81,12 @@ pub(crate) mod off {
     pub(crate) const FRAME_WORDS: i64 = 6;
 }
 
-/// Trap codes in [`Context::trap_kind`] (and helper statuses).
-pub mod code {
-    /// The program exited normally.
-    pub const EXIT: u64 = 0;
-    /// Out-of-bounds load: `a` = address, `b` = width.
-    pub const OUT_OF_BOUNDS_READ: u64 = 1;
-    /// Out-of-bounds (or read-only) store or atomic: `a` = address, `b` = width.
-    pub const OUT_OF_BOUNDS_WRITE: u64 = 2;
-    /// Misaligned atomic: `a` = address, `b` = width.
-    pub const MISALIGNED_ATOMIC: u64 = 3;
-    /// The instruction budget ran out before the instruction at `trap_pc`.
-    pub const BUDGET_EXHAUSTED: u64 = 4;
-    /// A local call would nest deeper than `max_depth`.
-    pub const CALL_DEPTH_EXCEEDED: u64 = 5;
-    /// No helper has this id: `a` = id.
-    pub const UNKNOWN_HELPER: u64 = 6;
-    /// The helper failed: `a` = id (the message stays with the host).
-    pub const HELPER_FAILED: u64 = 7;
-    /// The instruction cannot execute: `a` = reason (see [`super::reason`]).
-    pub const INVALID_INSTRUCTION: u64 = 8;
-    /// Reserved for the in-process host: the trap is stored on the Rust side.
-    pub const HOST: u64 = 9;
-}
-
-/// Reasons of [`code::INVALID_INSTRUCTION`], in `trap_a`.
-pub mod reason {
-    /// Execution ran past the last instruction.
-    pub const FELL_OFF_END: u64 = 0;
-    /// A jump or call target outside the program.
-    pub const TARGET_OUT_OF_RANGE: u64 = 1;
-    /// Execution reached the second slot of an `lddw`.
-    pub const LDDW_TAIL: u64 = 2;
-    /// An `lddw` of a map or BTF object.
-    pub const UNSUPPORTED_LDDW: u64 = 3;
-    /// A call by BTF id (kfunc).
-    pub const UNSUPPORTED_CALL: u64 = 4;
-    /// Anything else.
-    pub const OTHER: u64 = 5;
-}
-
-/// The code of an [`InvalidReason`].
-pub(crate) fn reason_code(reason: InvalidReason) -> u64 {
-    match reason {
-        InvalidReason::FellOffEnd => reason::FELL_OFF_END,
-        InvalidReason::TargetOutOfRange => reason::TARGET_OUT_OF_RANGE,
-        InvalidReason::LddwTail => reason::LDDW_TAIL,
-        InvalidReason::UnsupportedLddw => reason::UNSUPPORTED_LDDW,
-        InvalidReason::UnsupportedCall => reason::UNSUPPORTED_CALL,
-        _ => reason::OTHER,
-    }
-}
-
-/// The [`InvalidReason`] of a code.
-pub(crate) fn reason_of(code: u64) -> InvalidReason {
-    match code {
-        reason::FELL_OFF_END => InvalidReason::FellOffEnd,
-        reason::TARGET_OUT_OF_RANGE => InvalidReason::TargetOutOfRange,
-        reason::LDDW_TAIL => InvalidReason::LddwTail,
-        reason::UNSUPPORTED_LDDW => InvalidReason::UnsupportedLddw,
-        reason::UNSUPPORTED_CALL => InvalidReason::UnsupportedCall,
-        _ => InvalidReason::Undecodable,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use core::mem::{offset_of, size_of};
+
+    use ebpf_abi::{reason_code as reason, trap_code as code};
 
     #[test]
     fn the_constants_match_the_rust_layout() {

@@ -44,10 +44,11 @@ use std::sync::Mutex;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module, default_libcall_names};
 use cranelift_object::{ObjectBuilder, ObjectModule};
-use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Trap};
+use ebpf_abi::{Executable, Exit, Helpers, Limits, MemoryMap, Trap};
 use ebpf_isa::Program;
 
-pub use context::{code as trap_code, reason as invalid_reason};
+/// The trap and reason codes of the C ABI (`c/ebpf_jit.h`): the contract's own.
+pub use ebpf_abi::{reason_code as invalid_reason, trap_code};
 pub use error::JitError;
 pub use options::{ISA_FLAGS_ENV, IsaFlags, JitOptions, OptLevel};
 
@@ -110,6 +111,23 @@ impl CraneliftProgram {
 
     /// Bytes of machine code generated.
     pub fn code_size(&self) -> usize {
+        self.code_size
+    }
+}
+
+/// The Cranelift JIT as an engine: [`CraneliftProgram::run`].
+impl Executable for CraneliftProgram {
+    fn run(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+    ) -> Result<Exit, Trap> {
+        CraneliftProgram::run(self, memory, args, helpers, limits)
+    }
+
+    fn code_size(&self) -> usize {
         self.code_size
     }
 }

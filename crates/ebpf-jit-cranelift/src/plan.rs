@@ -30,9 +30,9 @@
 
 use std::ops::Range;
 
-use ebpf_abi::InvalidReason;
+use ebpf_abi::{Flow, InvalidReason, ProgramView};
 use ebpf_cfg::Cfg;
-use ebpf_isa::{CallKind, Imm64Kind, Insn, Program};
+use ebpf_isa::Program;
 
 /// Where control goes when it leaves a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,94 +117,13 @@ pub(crate) struct Plan {
     pub(crate) has_calls: bool,
 }
 
-/// What a slot holds.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Slot {
-    /// The first slot of the instruction with this index.
-    Start(usize),
-    /// The second slot of an `lddw`.
-    Tail,
-}
-
 impl Plan {
     /// Plans the translation of `program`. Never fails: what cannot run becomes a trap.
     pub(crate) fn build(program: &Program) -> Plan {
         let insns = program.insns();
-        let len = program.slot_count();
-        let pcs: Vec<usize> = program.iter().map(|(pc, _)| pc).collect();
-        let mut slots = vec![Slot::Tail; len];
-        for (i, &pc) in pcs.iter().enumerate() {
-            if let Some(s) = slots.get_mut(pc) {
-                *s = Slot::Start(i);
-            }
-        }
-        // Where a transfer to `t` goes; `from` is the pc that reports an out-of-range target.
-        let resolve = |t: Option<usize>, from: usize| -> Result<usize, Target> {
-            match t.and_then(|t| slots.get(t).map(|s| (t, *s))) {
-                Some((_, Slot::Start(i))) => Ok(i),
-                Some((t, Slot::Tail)) => Err(Target::Trap {
-                    pc: t,
-                    reason: InvalidReason::LddwTail,
-                }),
-                None => Err(Target::Trap {
-                    pc: from,
-                    reason: InvalidReason::TargetOutOfRange,
-                }),
-            }
-        };
-        // Execution continuing at `next` (falling through, or returning from a call).
-        let next_of = |next: usize| -> Result<usize, Target> {
-            match slots.get(next) {
-                Some(Slot::Start(i)) => Ok(*i),
-                _ => Err(Target::Trap {
-                    pc: next,
-                    reason: InvalidReason::FellOffEnd,
-                }),
-            }
-        };
-
-        // What each instruction does to control flow.
-        #[derive(Clone, Copy)]
-        enum Kind {
-            Plain,
-            Jump(Result<usize, Target>),
-            Branch(Result<usize, Target>),
-            Exit,
-            Call(Result<usize, Target>),
-            Invalid(InvalidReason),
-        }
-        let kinds: Vec<Kind> = program
-            .iter()
-            .map(|(pc, insn)| match *insn {
-                Insn::Ja { .. } | Insn::Ja32 { .. } => match resolve(insn.jump_target(pc), pc) {
-                    Err(Target::Trap {
-                        reason: InvalidReason::TargetOutOfRange,
-                        ..
-                    }) => Kind::Invalid(InvalidReason::TargetOutOfRange),
-                    r => Kind::Jump(r),
-                },
-                Insn::Jump { .. } => Kind::Branch(resolve(insn.jump_target(pc), pc)),
-                Insn::Exit => Kind::Exit,
-                Insn::Call {
-                    kind: CallKind::Local,
-                    ..
-                } => match resolve(insn.call_target(pc), pc) {
-                    Err(Target::Trap {
-                        reason: InvalidReason::TargetOutOfRange,
-                        ..
-                    }) => Kind::Invalid(InvalidReason::TargetOutOfRange),
-                    r => Kind::Call(r),
-                },
-                Insn::Call {
-                    kind: CallKind::Btf,
-                    ..
-                } => Kind::Invalid(InvalidReason::UnsupportedCall),
-                Insn::LoadImm64 { kind, .. } if kind != Imm64Kind::Value => {
-                    Kind::Invalid(InvalidReason::UnsupportedLddw)
-                }
-                _ => Kind::Plain,
-            })
-            .collect();
+        // Each instruction's pc and control flow, targets resolved (the contract's).
+        let view = ProgramView::new(program);
+        let (pcs, flows) = (view.pcs(), view.flows());
 
         // Leaders: ebpf-cfg's block starts, refined for the flat view.
         let mut leader = vec![false; insns.len()];
@@ -217,11 +136,14 @@ impl Plan {
                 *l = true;
             }
         }
-        for (i, kind) in kinds.iter().enumerate() {
-            let target = match *kind {
-                Kind::Plain => continue,
-                Kind::Jump(t) | Kind::Branch(t) | Kind::Call(t) => t.ok(),
-                Kind::Exit | Kind::Invalid(_) => None,
+        for (i, flow) in flows.iter().enumerate() {
+            let target = match *flow {
+                Flow::Next => continue,
+                Flow::Jump(t) | Flow::Branch(t) | Flow::Call(t) => match t {
+                    ebpf_abi::Target::Insn(t) => Some(t),
+                    ebpf_abi::Target::Trap { .. } => None,
+                },
+                Flow::Exit | Flow::Invalid(_) => None,
             };
             if let Some(l) = leader.get_mut(i + 1) {
                 *l = true;
@@ -242,20 +164,20 @@ impl Plan {
             if !ends {
                 continue;
             }
-            let next = pcs[i] + insns[i].slots();
-            let (range, term) = match kinds[i] {
-                Kind::Plain => (start..i + 1, Term::Fall(tgt(next_of(next)))),
-                Kind::Jump(t) => (start..i + 1, Term::Jump(tgt(t))),
-                Kind::Branch(t) => (
+            let next = tgt(view.next(i));
+            let (range, term) = match flows[i] {
+                Flow::Next => (start..i + 1, Term::Fall(next)),
+                Flow::Jump(t) => (start..i + 1, Term::Jump(tgt(t))),
+                Flow::Branch(t) => (
                     start..i + 1,
                     Term::Branch {
                         taken: tgt(t),
-                        fall: tgt(next_of(next)),
+                        fall: next,
                     },
                 ),
-                Kind::Exit => (start..i + 1, Term::Exit),
-                Kind::Call(t) => {
-                    sites.push(tgt(next_of(next)));
+                Flow::Exit => (start..i + 1, Term::Exit),
+                Flow::Call(t) => {
+                    sites.push(next);
                     (
                         start..i + 1,
                         Term::Call {
@@ -264,7 +186,7 @@ impl Plan {
                         },
                     )
                 }
-                Kind::Invalid(reason) => (start..i, Term::Trap { pc: pcs[i], reason }),
+                Flow::Invalid(reason) => (start..i, Term::Trap { pc: pcs[i], reason }),
             };
             blocks.push(Block {
                 insns: range,
@@ -298,14 +220,7 @@ impl Plan {
         for site in &mut sites {
             *site = map(*site);
         }
-        let entry = if insns.is_empty() {
-            Target::Trap {
-                pc: 0,
-                reason: InvalidReason::FellOffEnd,
-            }
-        } else {
-            Target::Block(0)
-        };
+        let entry = tgt(view.entry());
         let mut plan = Plan {
             blocks,
             entry,
@@ -437,10 +352,12 @@ impl Plan {
     }
 }
 
-fn tgt(r: Result<usize, Target>) -> Target {
-    match r {
-        Ok(i) => Target::Block(i),
-        Err(t) => t,
+/// A resolved target of the contract's view, with instruction indices where block indices go
+/// (`Plan::build` maps them).
+fn tgt(t: ebpf_abi::Target) -> Target {
+    match t {
+        ebpf_abi::Target::Insn(i) => Target::Block(i),
+        ebpf_abi::Target::Trap { pc, reason } => Target::Trap { pc, reason },
     }
 }
 

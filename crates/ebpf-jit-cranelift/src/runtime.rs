@@ -7,10 +7,10 @@ use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use ebpf_abi::{
-    Exit, HelperError, Helpers, Limits, MemoryMap, RawRegion, Region, Trap, TrapKind, layout,
+    Exit, Helpers, Limits, MemoryMap, RawRegion, RawTrap, Region, Trap, TrapKind, layout, trap_code,
 };
 
-use crate::context::{Context, code, off, reason_of};
+use crate::context::{Context, off};
 
 /// The entry point of compiled code.
 pub(crate) type EntryFn = unsafe extern "C" fn(*mut Context) -> u64;
@@ -20,7 +20,7 @@ pub(crate) type EntryFn = unsafe extern "C" fn(*mut Context) -> u64;
 struct Host<'h, 'm> {
     helpers: &'h Helpers,
     memory: MemoryMap<'m>,
-    /// A trap a helper caused (reported with [`code::HOST`]).
+    /// A trap a helper caused (reported with [`trap_code::HOST`]).
     trap: Option<TrapKind>,
     /// A helper's panic, resumed once generated code has returned.
     panic: Option<Box<dyn Any + Send>>,
@@ -49,31 +49,19 @@ unsafe extern "C" fn trampoline(
     let helpers = host.helpers;
     let memory = &mut host.memory;
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let helper = u32::try_from(id).ok().and_then(|id| helpers.get(id))?;
-        Some(helper.call([r1, r2, r3, r4, r5], memory))
+        helpers.call(id, [r1, r2, r3, r4, r5], memory)
     }));
     // The helper had `&mut` access to the regions: refresh the raw table from the map, as the
     // contract asks (the map's shape cannot change, so the entries stay the same).
     host.memory.raw_table(&mut ctx.regions);
     match result {
-        Ok(Some(Ok(r0))) => {
+        Ok(Ok(r0)) => {
             ctx.helper_r0 = r0;
-            code::EXIT
+            trap_code::EXIT
         }
-        Ok(None) => {
-            ctx.trap_a = id;
-            code::UNKNOWN_HELPER
-        }
-        Ok(Some(Err(HelperError::Failed(message)))) => {
-            host.trap = Some(TrapKind::HelperFailed {
-                id: id as u32,
-                message,
-            });
-            code::HOST
-        }
-        Ok(Some(Err(HelperError::Memory(kind)))) => {
+        Ok(Err(kind)) => {
             host.trap = Some(kind);
-            code::HOST
+            trap_code::HOST
         }
         Err(payload) => {
             host.panic = Some(payload);
@@ -81,7 +69,7 @@ unsafe extern "C" fn trampoline(
                 id: id as u32,
                 message: "helper panicked".to_string(),
             });
-            code::HOST
+            trap_code::HOST
         }
     }
 }
@@ -124,7 +112,7 @@ pub(crate) unsafe fn run(
         helper: trampoline,
         user: core::ptr::null_mut(),
         helper_r0: 0,
-        trap_kind: code::EXIT,
+        trap_kind: trap_code::EXIT,
         trap_pc: 0,
         trap_a: 0,
         trap_b: 0,
@@ -143,33 +131,24 @@ pub(crate) unsafe fn run(
         // A helper panicked: let the panic continue, as it does through the interpreter.
         resume_unwind(payload);
     }
-    let pc = usize::try_from(ctx.trap_pc).unwrap_or(usize::MAX);
-    let kind = match ctx.trap_kind {
-        code::EXIT => {
-            return Ok(Exit {
-                r0,
-                instructions: budget.wrapping_sub(ctx.remaining),
-            });
-        }
-        code::OUT_OF_BOUNDS_READ | code::OUT_OF_BOUNDS_WRITE => TrapKind::OutOfBounds {
-            addr: ctx.trap_a,
-            len: ctx.trap_b,
-            write: ctx.trap_kind == code::OUT_OF_BOUNDS_WRITE,
-        },
-        code::MISALIGNED_ATOMIC => TrapKind::MisalignedAtomic {
-            addr: ctx.trap_a,
-            len: ctx.trap_b,
-        },
-        code::BUDGET_EXHAUSTED => TrapKind::BudgetExhausted { budget },
-        code::CALL_DEPTH_EXCEEDED => TrapKind::CallDepthExceeded { max_depth },
-        code::UNKNOWN_HELPER => TrapKind::UnknownHelper { id: ctx.trap_a },
-        code::INVALID_INSTRUCTION => TrapKind::InvalidInstruction {
-            reason: reason_of(ctx.trap_a),
-        },
-        _ => host.trap.take().unwrap_or(TrapKind::HelperFailed {
+    if ctx.trap_kind == trap_code::EXIT {
+        return Ok(Exit {
+            r0,
+            instructions: budget.wrapping_sub(ctx.remaining),
+        });
+    }
+    let raw = RawTrap {
+        code: ctx.trap_kind,
+        a: ctx.trap_a,
+        b: ctx.trap_b,
+    };
+    let kind = raw
+        .kind(limits)
+        .or_else(|| host.trap.take())
+        .unwrap_or(TrapKind::HelperFailed {
             id: ctx.trap_a as u32,
             message: String::new(),
-        }),
-    };
+        });
+    let pc = usize::try_from(ctx.trap_pc).unwrap_or(usize::MAX);
     Err(Trap { pc, kind })
 }

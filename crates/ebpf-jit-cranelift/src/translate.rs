@@ -20,19 +20,19 @@ use std::collections::HashMap;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I8, I16, I32, I64};
 use cranelift_codegen::ir::{
-    self, AbiParam, AliasRegionData, BlockArg, Endianness, Function, InstBuilder, JumpTableData,
-    MemFlagsData, Signature, Value,
+    self, AbiParam, AliasRegionData, AtomicRmwOp, BlockArg, Endianness, Function, InstBuilder,
+    JumpTableData, MemFlagsData, Signature, Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
-use ebpf_abi::{InvalidReason, layout};
+use ebpf_abi::{InvalidReason, layout, trap_code as code};
 use ebpf_cfg::pointers;
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Insn, Operand, PacketAddr, Program, Reg,
     SignExtend, Size, SwapWidth, Width,
 };
 
-use crate::context::{code, off, reason_code};
+use crate::context::off;
 use crate::hints::{self, Hint};
 use crate::plan::{Plan, Target, Term};
 
@@ -385,7 +385,7 @@ impl<'a, 'f> Tx<'a, 'f> {
     fn emit_stubs(&mut self) {
         while let Some((stub, pc, reason)) = self.stubs.pop() {
             self.b.switch_to_block(stub);
-            self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason_code(reason), 0);
+            self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason.code(), 0);
         }
     }
 
@@ -454,7 +454,7 @@ impl<'a, 'f> Tx<'a, 'f> {
                 self.b.ins().jump(block, &[]);
             }
             Target::Trap { pc, reason } => {
-                self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason_code(reason), 0);
+                self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason.code(), 0);
             }
         }
     }
@@ -606,7 +606,7 @@ impl<'a, 'f> Tx<'a, 'f> {
                 self.goto(target, slow);
             }
             Term::Trap { pc, reason } => {
-                self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason_code(reason), 0);
+                self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason.code(), 0);
             }
         }
     }
@@ -1222,7 +1222,6 @@ impl<'a, 'f> Tx<'a, 'f> {
                     u64::from(bytes),
                 );
                 let ty = if wide { I64 } else { I32 };
-                let old = self.b.ins().load(ty, f, p, 0);
                 let (v, expected) = if wide {
                     (src, r0)
                 } else {
@@ -1231,19 +1230,21 @@ impl<'a, 'f> Tx<'a, 'f> {
                         self.b.ins().ireduce(I32, r0),
                     )
                 };
-                let new = match op {
-                    AtomicOp::Add { .. } => self.b.ins().iadd(old, v),
-                    AtomicOp::Or { .. } => self.b.ins().bor(old, v),
-                    AtomicOp::And { .. } => self.b.ins().band(old, v),
-                    AtomicOp::Xor { .. } => self.b.ins().bxor(old, v),
-                    AtomicOp::Xchg => v,
-                    AtomicOp::Cmpxchg => {
-                        let same = self.b.ins().icmp(IntCC::Equal, old, expected);
-                        self.b.ins().select(same, v, old)
-                    }
+                // Real host atomics: a shared region (a map value) is written by other runs
+                // at the same time, so a load and a store would lose updates.
+                let f = f.with_aligned();
+                let rmw = match op {
+                    AtomicOp::Add { .. } => Some(AtomicRmwOp::Add),
+                    AtomicOp::Or { .. } => Some(AtomicRmwOp::Or),
+                    AtomicOp::And { .. } => Some(AtomicRmwOp::And),
+                    AtomicOp::Xor { .. } => Some(AtomicRmwOp::Xor),
+                    AtomicOp::Xchg => Some(AtomicRmwOp::Xchg),
+                    AtomicOp::Cmpxchg => None,
                 };
-                self.b.ins().store(f, new, p, 0);
-                Some(old)
+                Some(match rmw {
+                    Some(rmw) => self.b.ins().atomic_rmw(ty, f, rmw, p, v),
+                    None => self.b.ins().atomic_cas(f, p, expected, v),
+                })
             }
         }
     }
@@ -1282,8 +1283,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.b.ins().iadd(host, rel)
     }
 
-    /// Atomic read-modify-write: bounds (as a write) first, then alignment. Memory a run
-    /// can write is borrowed exclusively for the run, so a plain load and store is atomic.
+    /// Atomic read-modify-write: bounds (as a write) first, then alignment.
     fn atomic(&mut self, width: Width, op: AtomicOp, dst: Reg, src: Reg, off: i16, pc: usize) {
         let wide = width == Width::W64;
         let mem = MemOp::Atomic {

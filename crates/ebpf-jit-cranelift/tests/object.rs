@@ -8,13 +8,11 @@
 //! `EBPF_OBJECT_RUNNER="qemu-<arch> -L /usr/<triple>"`; the test binaries it runs *under*
 //! emulation set `EBPF_CROSS_EMULATED=1` and skip this test (it needs the host's tools).
 
-mod common;
-
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use ebpf_abi::{InvalidReason, Limits, Trap, TrapKind};
+use ebpf_abi::{InvalidReason, Limits, MemoryMap, Region, Trap, TrapKind, layout};
 use ebpf_interp::Interpreter;
 use ebpf_isa::Program;
 use ebpf_jit_cranelift::{invalid_reason, trap_code};
@@ -92,20 +90,16 @@ fn expected(result: &Result<ebpf_abi::Exit, Trap>) -> Line {
 
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    if let Some((files, _)) = ebpf_testdata::suite() {
-        assert_eq!(files.len(), 313);
-        for path in &files {
-            let v = ebpf_testdata::read(path).unwrap();
-            cases.push(Case {
-                name: path.file_name().unwrap().to_string_lossy().into_owned(),
-                program: ebpf_isa::assemble_lines(&v.asm_lines()).unwrap(),
-                mem: v.mem.clone(),
-                limits: Limits {
-                    budget: Some(1_000_000),
-                    ..Limits::default()
-                },
-            });
-        }
+    for v in ebpf_contract::conformance::vectors().unwrap_or_default() {
+        cases.push(Case {
+            name: v.name,
+            program: v.program,
+            mem: v.input,
+            limits: Limits {
+                budget: Some(ebpf_contract::conformance::BUDGET),
+                ..Limits::default()
+            },
+        });
     }
     // Traps, which the conformance programs never do.
     let extra: [(&str, &str, Option<u64>, usize); 9] = [
@@ -253,7 +247,7 @@ fn objects_linked_with_c_agree_with_the_interpreter() {
         None => run(&mut Command::new(&exe)),
     };
 
-    let helpers = common::helpers();
+    let helpers = ebpf_abi::Helpers::conformance();
     let lines: Vec<&str> = output.lines().collect();
     assert_eq!(lines.len(), cases.len(), "{output}");
     let mut failures = Vec::new();
@@ -271,12 +265,16 @@ fn objects_linked_with_c_agree_with_the_interpreter() {
             b: f[5],
             instructions: f[6],
         };
+        // The harness's memory: the input always mapped, r1/r2 zero when it is empty.
         let mut mem = case.mem.clone().unwrap_or_default();
-        let setup = common::Setup::input(std::mem::take(&mut mem));
-        let interp = Interpreter::new(&case.program);
-        let want = setup
-            .run(|map, args| interp.run(map, args, &helpers, &case.limits))
-            .result;
+        let args = if mem.is_empty() {
+            [0, 0]
+        } else {
+            [layout::vm_addr(layout::INPUT, 0), mem.len() as u64]
+        };
+        let mut map = MemoryMap::new();
+        map.insert(layout::INPUT, Region::Writable(&mut mem));
+        let want = Interpreter::new(&case.program).run(map, args, &helpers, &case.limits);
         let mut want = expected(&want);
         if want.kind != trap_code::EXIT {
             // A trap's r0 and count are not part of the result.

@@ -25,9 +25,9 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use ebpf_abi::InvalidReason;
+use ebpf_abi::{Flow, ProgramView, Target};
 use ebpf_cfg::pointers::{self, Hints};
-use ebpf_isa::{CallKind, Imm64Kind, Insn, Program};
+use ebpf_isa::{Insn, Program};
 
 /// One basic block of the JIT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,12 +43,12 @@ pub(crate) struct Block {
 /// Leaders, blocks and the slot map of a program.
 #[derive(Clone, Debug)]
 pub(crate) struct Shape {
-    /// `pcs[i]` is the pc of instruction `i`.
-    pub(crate) pcs: Vec<usize>,
+    /// The instructions.
+    pub(crate) insns: Vec<Insn>,
+    /// Each instruction's pc and control flow, targets resolved (the contract's).
+    pub(crate) view: ProgramView,
     /// The blocks, in pc order.
     pub(crate) blocks: Vec<Block>,
-    /// Number of slots.
-    pub(crate) slots: usize,
     /// Whether any instruction can write `r10` (then `r10` is not always a frame pointer).
     pub(crate) writes_r10: bool,
     /// Per block: whether it belongs to the chain of the block before it (and charges nothing
@@ -57,53 +57,22 @@ pub(crate) struct Shape {
     /// Per block: what the blocks after it in its chain charge together (the refund of a side
     /// exit taken at its end).
     pub(crate) rest: Vec<usize>,
-    /// Per slot: the block starting there, or `u32::MAX`.
+    /// Per instruction: the block starting there, or `u32::MAX`.
     block_at: Vec<u32>,
 }
 
-/// The pc a jump at `pc` goes to, if it is inside the program (`t < slots`). The target may be
-/// the second slot of an `lddw`; that traps when reached.
-pub(crate) fn jump_target(insn: &Insn, pc: usize, slots: usize) -> Option<usize> {
-    insn.jump_target(pc).filter(|&t| t < slots)
+/// Whether an instruction ends a block: it transfers control (helper calls included), or can
+/// only trap.
+pub(crate) fn ends_block(insn: &Insn, flow: Flow) -> bool {
+    flow != Flow::Next || matches!(insn, Insn::Call { .. } | Insn::CallX { .. })
 }
 
-/// The pc a local call at `pc` goes to, if it is inside the program.
-pub(crate) fn call_target(insn: &Insn, pc: usize, slots: usize) -> Option<usize> {
-    insn.call_target(pc).filter(|&t| t < slots)
-}
-
-/// Why `insn` at `pc` can only trap, if it can only trap (the interpreter's `Op::Invalid`).
-pub(crate) fn invalid_reason(insn: &Insn, pc: usize, slots: usize) -> Option<InvalidReason> {
-    match insn {
-        Insn::Ja { .. } | Insn::Ja32 { .. } if jump_target(insn, pc, slots).is_none() => {
-            Some(InvalidReason::TargetOutOfRange)
-        }
-        Insn::Call {
-            kind: CallKind::Local,
-            ..
-        } if call_target(insn, pc, slots).is_none() => Some(InvalidReason::TargetOutOfRange),
-        Insn::Call {
-            kind: CallKind::Btf,
-            ..
-        } => Some(InvalidReason::UnsupportedCall),
-        Insn::LoadImm64 { kind, .. } if *kind != Imm64Kind::Value => {
-            Some(InvalidReason::UnsupportedLddw)
-        }
-        _ => None,
+/// The instruction a transfer to `target` arrives at, if it arrives at one.
+fn arrives_at(target: Target) -> Option<usize> {
+    match target {
+        Target::Insn(i) => Some(i),
+        Target::Trap { .. } => None,
     }
-}
-
-/// Whether `insn` ends a block: it transfers control, or can only trap.
-pub(crate) fn ends_block(insn: &Insn) -> bool {
-    matches!(
-        insn,
-        Insn::Ja { .. }
-            | Insn::Ja32 { .. }
-            | Insn::Jump { .. }
-            | Insn::Exit
-            | Insn::Call { .. }
-            | Insn::CallX { .. }
-    ) || matches!(insn, Insn::LoadImm64 { kind, .. } if *kind != Imm64Kind::Value)
 }
 
 impl Shape {
@@ -111,42 +80,30 @@ impl Shape {
     /// targets).
     pub(crate) fn of(program: &Program) -> Shape {
         let insns = program.insns();
-        let slots = program.slot_count();
-        let pcs: Vec<usize> = program.iter().map(|(pc, _)| pc).collect();
-        // Instruction index of each slot that starts an instruction.
-        let mut index_of = vec![u32::MAX; slots];
-        for (i, &pc) in pcs.iter().enumerate() {
-            if let Some(slot) = index_of.get_mut(pc) {
-                *slot = u32::try_from(i).unwrap_or(u32::MAX);
-            }
-        }
+        let view = ProgramView::new(program);
+        let flows = view.flows();
         let mut leader = vec![false; insns.len()];
         if let Some(first) = leader.first_mut() {
             *first = true;
         }
         let mut targeted = vec![false; insns.len()];
         let mut writes = false;
-        for (i, insn) in insns.iter().enumerate() {
-            let pc = pcs.get(i).copied().unwrap_or(0);
+        for (i, (insn, &flow)) in insns.iter().zip(flows).enumerate() {
             writes |= pointers::insn_writes_r10(insn);
-            if ends_block(insn)
+            if ends_block(insn, flow)
                 && let Some(next) = leader.get_mut(i + 1)
             {
                 *next = true;
             }
-            let target = jump_target(insn, pc, slots).or_else(|| match insn {
-                Insn::Call {
-                    kind: CallKind::Local,
-                    ..
-                } => call_target(insn, pc, slots),
-                _ => None,
-            });
+            let target = match flow {
+                Flow::Jump(t) | Flow::Branch(t) | Flow::Call(t) => arrives_at(t),
+                Flow::Next | Flow::Exit | Flow::Invalid(_) => None,
+            };
             if let Some(t) = target
-                && let Some(&ti) = index_of.get(t)
-                && let Some(l) = leader.get_mut(ti as usize)
+                && let Some(l) = leader.get_mut(t)
             {
                 *l = true;
-                targeted[ti as usize] = true;
+                targeted[t] = true;
             }
         }
         let mut blocks = Vec::new();
@@ -157,10 +114,7 @@ impl Shape {
                 continue;
             }
             let len = i + 1 - start;
-            let trailing_invalid = insns
-                .get(i)
-                .zip(pcs.get(i))
-                .is_some_and(|(insn, &pc)| invalid_reason(insn, pc, slots).is_some());
+            let trailing_invalid = matches!(flows.get(i), Some(Flow::Invalid(_)));
             blocks.push(Block {
                 first: start,
                 len,
@@ -169,20 +123,19 @@ impl Shape {
             start = i + 1;
         }
         // Chains: a block joins the one before it if only the fall-through of a forward
-        // conditional jump (or one whose target is outside the program) reaches it.
+        // conditional jump (or of one whose target traps) reaches it.
         let chained: Vec<bool> = (0..blocks.len())
             .map(|b| {
                 let Some(prev) = b.checked_sub(1).and_then(|p| blocks.get(p)) else {
                     return false;
                 };
                 let last = prev.first + prev.len - 1;
-                let (Some(insn), Some(&pc)) = (insns.get(last), pcs.get(last)) else {
-                    return false;
-                };
                 let first = blocks.get(b).map_or(0, |b| b.first);
-                matches!(insn, Insn::Jump { .. })
-                    && jump_target(insn, pc, slots).is_none_or(|t| t > pc)
-                    && !targeted.get(first).copied().unwrap_or(true)
+                let forward = match flows.get(last) {
+                    Some(&Flow::Branch(t)) => arrives_at(t).is_none_or(|t| t > last),
+                    _ => false,
+                };
+                forward && !targeted.get(first).copied().unwrap_or(true)
             })
             .collect();
         let mut rest = vec![0; blocks.len()];
@@ -191,18 +144,16 @@ impl Shape {
                 rest[b] = rest[b + 1] + blocks[b + 1].charge;
             }
         }
-        let mut block_at = vec![u32::MAX; slots];
+        let mut block_at = vec![u32::MAX; insns.len()];
         for (b, block) in blocks.iter().enumerate() {
-            if let Some(&pc) = pcs.get(block.first)
-                && let Some(slot) = block_at.get_mut(pc)
-            {
+            if let Some(slot) = block_at.get_mut(block.first) {
                 *slot = b as u32;
             }
         }
         Shape {
-            pcs,
+            insns: insns.to_vec(),
+            view,
             blocks,
-            slots,
             writes_r10: writes,
             chained,
             rest,
@@ -210,10 +161,12 @@ impl Shape {
         }
     }
 
-    /// The block that starts at `pc`, if one does.
-    pub(crate) fn block_at(&self, pc: usize) -> Option<usize> {
+    /// The block a transfer to `target` enters, if it arrives at an instruction (every
+    /// instruction a transfer reaches starts a block).
+    pub(crate) fn block_of(&self, target: Target) -> Option<usize> {
+        let i = arrives_at(target)?;
         self.block_at
-            .get(pc)
+            .get(i)
             .filter(|&&b| b != u32::MAX)
             .map(|&b| b as usize)
     }
@@ -229,8 +182,8 @@ impl Shape {
 
     /// The pointer hints at the entry of every block (`ebpf_cfg::pointers` on this graph).
     /// `frame_exact`: `r10` is always the current frame's top, so frame offsets are facts.
-    pub(crate) fn hints(&self, insns: &[Insn], frame_exact: bool) -> Vec<Hints> {
-        let block_of = |pc: Option<usize>| pc.and_then(|pc| self.block_at(pc));
+    pub(crate) fn hints(&self, frame_exact: bool) -> Vec<Hints> {
+        let insns = self.insns.as_slice();
         let entry = pointers::entry_hints(frame_exact);
         pointers::solve(self.blocks.len(), 0, entry, |b, hints, edge| {
             let block = self.blocks[b];
@@ -239,19 +192,14 @@ impl Shape {
             for insn in &insns[block.first..last] {
                 pointers::transfer(&mut state, insn);
             }
-            let (Some(insn), Some(&pc)) = (insns.get(last), self.pcs.get(last)) else {
+            let (Some(insn), Some(&flow)) = (insns.get(last), self.view.flows().get(last)) else {
                 return;
             };
             let next = (b + 1 < self.blocks.len()).then_some(b + 1);
-            if invalid_reason(insn, pc, self.slots).is_some() {
-                return;
-            }
-            match insn {
-                Insn::Call {
-                    kind: CallKind::Local,
-                    ..
-                } => {
-                    if let Some(t) = block_of(call_target(insn, pc, self.slots)) {
+            let target = match flow {
+                Flow::Invalid(_) | Flow::Exit => return,
+                Flow::Call(target) => {
+                    if let Some(t) = self.block_of(target) {
                         edge(t, &pointers::callee_hints(&state, frame_exact));
                     }
                     if let Some(n) = next {
@@ -259,14 +207,14 @@ impl Shape {
                     }
                     return;
                 }
-                Insn::Exit => return,
-                _ => {}
-            }
+                Flow::Jump(target) | Flow::Branch(target) => Some(target),
+                Flow::Next => None,
+            };
             pointers::transfer(&mut state, insn);
-            if let Some(t) = block_of(jump_target(insn, pc, self.slots)) {
+            if let Some(t) = target.and_then(|t| self.block_of(t)) {
                 edge(t, &state);
             }
-            if !matches!(insn, Insn::Ja { .. } | Insn::Ja32 { .. })
+            if !matches!(flow, Flow::Jump(_))
                 && let Some(n) = next
             {
                 edge(n, &state);

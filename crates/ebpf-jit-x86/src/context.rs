@@ -22,7 +22,7 @@ use alloc::boxed::Box;
 use core::any::Any;
 use core::mem::offset_of;
 
-use ebpf_abi::{Helpers, MemoryMap, REGION_TABLE_LEN, RawRegion, TrapKind};
+use ebpf_abi::{Helpers, MemoryMap, REGION_TABLE_LEN, RawRegion, RawTrap, TrapKind, trap_code};
 
 /// Access widths in bytes, indexed by `w` (`1 << w`).
 pub(crate) const WIDTHS: [u64; 4] = [1, 2, 4, 8];
@@ -44,18 +44,30 @@ pub(crate) mod status {
     pub(crate) const PANIC: u32 = 3;
 }
 
-/// Trap codes in `trap_code`: the low byte is the kind, bits 8.. its details.
-pub(crate) mod code {
-    /// `OutOfBounds`: bits 8..16 the length, bit 16 set for a write; address in `trap_addr`.
-    pub(crate) const OOB: u32 = 1;
-    /// `MisalignedAtomic`: bits 8..16 the length; address in `trap_addr`.
-    pub(crate) const MISALIGNED: u32 = 2;
-    /// `CallDepthExceeded`.
-    pub(crate) const DEPTH: u32 = 3;
-    /// `InvalidInstruction`: bits 8.. the reason (see `reason_code`).
-    pub(crate) const INVALID: u32 = 4;
-    /// A helper call failed: the kind is in `helper_trap`.
-    pub(crate) const HELPER: u32 = 5;
+/// What generated code stores in `trap_code`: the contract's trap code
+/// (`ebpf_abi::trap_code`) in the low byte and, from bit 8, the operand known when the code is
+/// emitted — the width of a memory access, the code of an invalid instruction's reason — so
+/// that one 32-bit immediate says it all. A memory trap's address is in `trap_addr`.
+pub(crate) const fn packed(code: u64, operand: u64) -> u32 {
+    (code | operand << 8) as u32
+}
+
+/// The contract's report of a trap whose `trap_code` is `code` (see [`packed`]) and whose
+/// `trap_addr` is `addr`.
+pub(crate) fn unpacked(code: u64, addr: u64) -> RawTrap {
+    let (code, operand) = (code & 0xff, code >> 8);
+    match code {
+        trap_code::INVALID_INSTRUCTION => RawTrap {
+            code,
+            a: operand,
+            b: 0,
+        },
+        _ => RawTrap {
+            code,
+            a: addr,
+            b: operand,
+        },
+    }
 }
 
 /// One saved caller frame of a local call (a slot of the shadow stack), 64 bytes.
@@ -103,7 +115,7 @@ pub(crate) struct RunState {
     pub(crate) args: [u64; 5],
     /// What a trap reports.
     pub(crate) trap_pc: u64,
-    /// See [`code`].
+    /// See [`packed`].
     pub(crate) trap_code: u64,
     /// The VM address of a memory trap.
     pub(crate) trap_addr: u64,

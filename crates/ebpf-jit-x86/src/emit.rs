@@ -31,19 +31,19 @@ use alloc::vec::Vec;
 
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
-use ebpf_abi::{InvalidReason, layout};
+use ebpf_abi::{Flow, InvalidReason, SplitMix64, Target, layout, trap_code};
 use ebpf_cfg::pointers::{self, Hint, Hints};
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg,
     SignExtend, Size, SwapWidth, Width,
 };
 
-use crate::blocks::{Shape, call_target, invalid_reason, jump_target};
+use crate::blocks::Shape;
 use crate::context::{
     FRAME_CALLEE_FP, FRAME_RET, FRAME_SIZE, OFF_ARGS, OFF_BIAS, OFF_BLOCK, OFF_FRAME_BASE,
     OFF_FRAME_END, OFF_FRAME_SP, OFF_HELPER_ID, OFF_HOST, OFF_REGS, OFF_REMAINING, OFF_RESUME,
-    OFF_SAVED_RSP, OFF_START, OFF_TRAMPOLINE, OFF_TRAP_ADDR, OFF_TRAP_CODE, OFF_TRAP_PC, code,
-    lim_offset, span_offset, status,
+    OFF_SAVED_RSP, OFF_START, OFF_TRAMPOLINE, OFF_TRAP_ADDR, OFF_TRAP_CODE, OFF_TRAP_PC,
+    lim_offset, packed, span_offset, status,
 };
 use crate::{JitError, JitOptions};
 
@@ -122,8 +122,6 @@ const MAX_SLOTS: usize = i32::MAX as usize - 1;
 pub(crate) struct Emitted {
     /// Machine code; the entry point is offset 0 (`extern "sysv64" fn(*mut Ctx) -> u32`).
     pub(crate) code: Vec<u8>,
-    /// Whether stack accesses through `r10` skip the bounds check (see `Emitter::stack_fast`).
-    pub(crate) stack_fast: bool,
     /// The blocks the code was made of.
     pub(crate) shape: Shape,
     /// Code offset of each block's first instruction.
@@ -164,28 +162,8 @@ fn cc_of(cond: Cond) -> Cc {
 }
 
 /// The trap code of an `InvalidInstruction`.
-pub(crate) fn reason_code(reason: InvalidReason) -> u32 {
-    let r = match reason {
-        InvalidReason::FellOffEnd => 0,
-        InvalidReason::TargetOutOfRange => 1,
-        InvalidReason::LddwTail => 2,
-        InvalidReason::UnsupportedLddw => 3,
-        InvalidReason::UnsupportedCall => 4,
-        _ => 5,
-    };
-    code::INVALID | (r << 8)
-}
-
-/// The reason behind a trap code made by [`reason_code`].
-pub(crate) fn reason_of(code: u64) -> InvalidReason {
-    match code >> 8 {
-        0 => InvalidReason::FellOffEnd,
-        1 => InvalidReason::TargetOutOfRange,
-        2 => InvalidReason::LddwTail,
-        3 => InvalidReason::UnsupportedLddw,
-        4 => InvalidReason::UnsupportedCall,
-        _ => InvalidReason::Undecodable,
-    }
+fn invalid_code(reason: InvalidReason) -> u32 {
+    packed(trap_code::INVALID_INSTRUCTION, reason.code())
 }
 
 /// Out-of-line code emitted after the program.
@@ -226,7 +204,7 @@ enum At {
 
 /// Random keys for constant blinding: SplitMix64 seeded from the standard library's per-process
 /// random hasher keys.
-pub(crate) struct Keys(u64);
+pub(crate) struct Keys(SplitMix64);
 
 impl Keys {
     pub(crate) fn new() -> Keys {
@@ -234,15 +212,11 @@ impl Keys {
         let state = std::collections::hash_map::RandomState::new();
         let mut hasher = state.build_hasher();
         hasher.write_usize(&state as *const _ as usize);
-        Keys(hasher.finish())
+        Keys(SplitMix64::new(hasher.finish()))
     }
 
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A key with every byte odd, so every byte of a blinded value differs from the plain one.
@@ -261,7 +235,6 @@ struct Emitter<'p> {
     shape: Shape,
     /// One label per slot pc, plus one for the end; created when first needed.
     labels: Vec<Option<DynamicLabel>>,
-    bound: Vec<bool>,
     stubs: Vec<(DynamicLabel, Stub)>,
     trap_common: DynamicLabel,
     budget_common: DynamicLabel,
@@ -271,9 +244,10 @@ struct Emitter<'p> {
     keys: Keys,
     /// Frame offsets are facts: an access at `r10 + k` (a `Hint::Frame(k)` base plus the
     /// offset) inside `[r10 - 512, r10)` skips the bounds check. Sound because no instruction
-    /// writes `r10`, so `r10` is always the top of the current 512-byte frame, and the run
-    /// allocates 512 bytes of slack below the stack (see `run`), so even the wrapped frame
-    /// pointers of a giant stack stay inside the allocation.
+    /// writes `r10`, so `r10` is always the top of the current 512-byte frame, which lies
+    /// inside the stack region (at most `MAX_CALL_DEPTH + 1` frames, 32 MiB: frame pointers
+    /// never wrap around the region's 4 GiB of offsets); the run also allocates 512 bytes of
+    /// slack below the stack (see `run`).
     stack_fast: bool,
     /// Pointer hints at each block's entry (`Shape::hints`).
     entries: Vec<Hints>,
@@ -286,30 +260,25 @@ struct Emitter<'p> {
 }
 
 /// Emits the code of `program`.
-pub(crate) fn emit(
-    program: &Program,
-    options: &JitOptions,
-    allow_stack_fast: bool,
-) -> Result<Emitted, JitError> {
+pub(crate) fn emit(program: &Program, options: &JitOptions) -> Result<Emitted, JitError> {
     let shape = Shape::of(program);
-    if shape.slots > MAX_SLOTS || shape.blocks.len() > MAX_SLOTS {
-        return Err(JitError::TooLarge { slots: shape.slots });
+    let slots = shape.view.slot_count();
+    if slots > MAX_SLOTS || shape.blocks.len() > MAX_SLOTS {
+        return Err(JitError::TooLarge { slots });
     }
-    let slots = shape.slots;
     let mut ops = VecAssembler::<X64Relocation>::new(0);
     ops.reserve_ops(program.len().saturating_mul(24).saturating_add(256));
     let trap_common = ops.new_dynamic_label();
     let budget_common = ops.new_dynamic_label();
     let exit_ok = ops.new_dynamic_label();
     let epilogue = ops.new_dynamic_label();
-    let stack_fast = allow_stack_fast && !shape.writes_r10;
-    let entries = shape.hints(program.insns(), stack_fast);
+    let stack_fast = !shape.writes_r10;
+    let entries = shape.hints(stack_fast);
     let mut e = Emitter {
         ops,
         program,
         shape,
         labels: vec![None; slots + 1],
-        bound: vec![false; slots + 1],
         stubs: Vec::new(),
         trap_common,
         budget_common,
@@ -335,7 +304,6 @@ pub(crate) fn emit(
         .map_err(|err| JitError::Assembler(alloc::format!("{err}")))?;
     Ok(Emitted {
         code,
-        stack_fast,
         shape: e.shape,
         block_offsets: e.block_offsets,
         resume_offset: resume,
@@ -357,8 +325,17 @@ impl Emitter<'_> {
     fn bind(&mut self, pc: usize) {
         let l = self.label(pc);
         asm!(self.ops; =>l);
-        if let Some(b) = self.bound.get_mut(pc) {
-            *b = true;
+    }
+
+    /// Where a transfer to `target` jumps: the code of the instruction it arrives at, or a
+    /// stub that traps.
+    fn target_label(&mut self, target: Target) -> DynamicLabel {
+        match target {
+            Target::Insn(i) => {
+                let pc = self.shape.view.pcs().get(i).copied().unwrap_or(0);
+                self.label(pc)
+            }
+            Target::Trap { pc, reason } => self.trap_stub(pc, invalid_code(reason)),
         }
     }
 
@@ -445,15 +422,8 @@ impl Emitter<'_> {
     }
 
     fn out_of_line(&mut self) {
-        // Labels that jumps or calls referenced but no block defined: second slots of lddw.
-        for pc in 0..self.labels.len() {
-            let unbound = matches!(self.labels.get(pc), Some(Some(_)))
-                && !self.bound.get(pc).copied().unwrap_or(true);
-            if unbound {
-                self.bind(pc);
-                self.trap_inline(pc, reason_code(InvalidReason::LddwTail));
-            }
-        }
+        // Every label is bound by now: jumps and calls reach instructions that start blocks
+        // (or trap stubs), and returns reach the instruction after a call or the end.
         let stubs = core::mem::take(&mut self.stubs);
         for (label, stub) in stubs {
             asm!(self.ops; =>label);
@@ -530,10 +500,10 @@ impl Emitter<'_> {
     fn body(&mut self) {
         let program = self.program;
         let insns = program.insns();
-        let slots = self.shape.slots;
+        let slots = self.shape.view.slot_count();
         let blocks = core::mem::take(&mut self.shape.blocks);
         for (b, block) in blocks.iter().enumerate() {
-            let first_pc = self.shape.pcs.get(block.first).copied().unwrap_or(0);
+            let first_pc = self.shape.view.pcs().get(block.first).copied().unwrap_or(0);
             self.bind(first_pc);
             self.block_offsets.push(self.ops.offset().0 as u32);
             self.hints = self.entries.get(b).copied().unwrap_or([Hint::Nothing; 11]);
@@ -549,26 +519,28 @@ impl Emitter<'_> {
                 self.jcc(Cc::B, stub);
             }
             for i in block.first..block.first + block.len {
-                let (Some(insn), Some(&pc)) = (insns.get(i), self.shape.pcs.get(i)) else {
+                let view = &self.shape.view;
+                let (Some(insn), Some(&pc), Some(&flow)) =
+                    (insns.get(i), view.pcs().get(i), view.flows().get(i))
+                else {
                     continue;
                 };
-                self.insn(insn, pc);
+                self.insn(insn, flow, pc);
                 pointers::transfer(&mut self.hints, insn);
             }
         }
         self.shape.blocks = blocks;
         // Execution that runs past the last slot (or a call returning there) traps.
         self.bind(slots);
-        self.trap_inline(slots, reason_code(InvalidReason::FellOffEnd));
+        self.trap_inline(slots, invalid_code(InvalidReason::FellOffEnd));
     }
 
     // ---------------------------------------------------------------------------------------
     // Instructions.
 
-    fn insn(&mut self, insn: &Insn, pc: usize) {
-        let slots = self.shape.slots;
-        if let Some(reason) = invalid_reason(insn, pc, slots) {
-            self.trap_inline(pc, reason_code(reason));
+    fn insn(&mut self, insn: &Insn, flow: Flow, pc: usize) {
+        if let Flow::Invalid(reason) = flow {
+            self.trap_inline(pc, invalid_code(reason));
             return;
         }
         match *insn {
@@ -600,8 +572,8 @@ impl Emitter<'_> {
             } => self.movsx(width == Width::W64, from, h(dst), h(src)),
             Insn::Endian { order, width, dst } => self.endian(order, width, h(dst)),
             Insn::Ja { .. } | Insn::Ja32 { .. } => {
-                if let Some(t) = jump_target(insn, pc, slots) {
-                    let l = self.label(t);
+                if let Flow::Jump(target) = flow {
+                    let l = self.target_label(target);
                     self.jmp(l);
                 }
             }
@@ -612,8 +584,9 @@ impl Emitter<'_> {
                 src,
                 ..
             } => {
-                let target = jump_target(insn, pc, slots);
-                self.cond_jump(width == Width::W64, cond, h(dst), src, target, pc);
+                if let Flow::Branch(target) = flow {
+                    self.cond_jump(width == Width::W64, cond, h(dst), src, target);
+                }
             }
             Insn::Call {
                 kind: CallKind::Helper,
@@ -632,8 +605,8 @@ impl Emitter<'_> {
                 kind: CallKind::Local,
                 ..
             } => {
-                if let Some(t) = call_target(insn, pc, slots) {
-                    self.local_call(pc, t);
+                if let Flow::Call(target) = flow {
+                    self.local_call(pc, target);
                 }
             }
             Insn::Call {
@@ -961,15 +934,7 @@ impl Emitter<'_> {
         }
     }
 
-    fn cond_jump(
-        &mut self,
-        wide: bool,
-        cond: Cond,
-        d: u8,
-        src: Operand,
-        target: Option<usize>,
-        pc: usize,
-    ) {
+    fn cond_jump(&mut self, wide: bool, cond: Cond, d: u8, src: Operand, target: Target) {
         let test = cond == Cond::Set;
         match src {
             Operand::Reg(s) => {
@@ -999,16 +964,15 @@ impl Emitter<'_> {
         }
         let label = match target {
             // Leaving a chain early: through a refund of what the chain's rest charged.
-            Some(t) if self.refund > 0 => {
-                let target = self.label(t);
+            Target::Insn(_) if self.refund > 0 => {
+                let target = self.target_label(target);
                 self.stub(Stub::Refund {
                     amount: self.refund as i32,
                     target,
                 })
             }
-            Some(t) => self.label(t),
-            // Taken, it traps at the jump itself.
-            None => self.trap_stub(pc, reason_code(InvalidReason::TargetOutOfRange)),
+            // An instruction, or (taken, it traps) a trap stub.
+            _ => self.target_label(target),
         };
         self.jcc(cc_of(cond), label);
     }
@@ -1039,7 +1003,7 @@ impl Emitter<'_> {
         let width = 1i32 << w;
         let off = i32::from(off);
         let b = h(base);
-        let mis_code = code::MISALIGNED | ((width as u32) << 8);
+        let mis_code = packed(trap_code::MISALIGNED_ATOMIC, width as u64);
         let hint = self.hints[usize::from(base.index())];
         if self.stack_fast && hint.frame_access_is_safe(off as i16, width as u32) {
             // r10 is a multiple of 512, so alignment depends on the frame offset alone; an
@@ -1238,7 +1202,10 @@ impl Emitter<'_> {
             _ => (2, 4),
         };
         let reported = size.bytes();
-        let oob = self.trap_stub(pc, code::OOB | (reported << 8));
+        let oob = self.trap_stub(
+            pc,
+            packed(trap_code::OUT_OF_BOUNDS_READ, u64::from(reported)),
+        );
         let lim = lim_offset(false, w, layout::INPUT);
         let bias = OFF_BIAS + 8 * layout::INPUT as i32;
         asm!(self.ops
@@ -1285,10 +1252,10 @@ impl Emitter<'_> {
 
     /// A local call: a fresh frame, the caller's r6–r10 and the return address on the shadow
     /// stack in the context.
-    fn local_call(&mut self, pc: usize, target: usize) {
-        let depth = self.trap_stub(pc, code::DEPTH);
+    fn local_call(&mut self, pc: usize, target: Target) {
+        let depth = self.trap_stub(pc, packed(trap_code::CALL_DEPTH_EXCEEDED, 0));
         let next = self.label(pc + 1);
-        let callee = self.label(target);
+        let callee = self.target_label(target);
         asm!(self.ops
             ; mov rdx, [rbx + OFF_FRAME_SP]
             ; cmp rdx, [rbx + OFF_FRAME_END]
@@ -1331,7 +1298,12 @@ impl Emitter<'_> {
 /// `w` such that the size is `1 << w` bytes.
 /// The trap code of an out-of-bounds access of `1 << w` bytes.
 fn oob_code(w: usize, write: bool) -> u32 {
-    code::OOB | ((1u32 << w) << 8) | (u32::from(write) << 16)
+    let code = if write {
+        trap_code::OUT_OF_BOUNDS_WRITE
+    } else {
+        trap_code::OUT_OF_BOUNDS_READ
+    };
+    packed(code, 1 << w)
 }
 
 fn size_index(size: Size) -> usize {

@@ -52,7 +52,7 @@ mod tests;
 use alloc::string::String;
 use core::fmt;
 
-use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Trap};
+use ebpf_abi::{Executable, Exit, Helpers, Limits, MemoryMap, Trap};
 use ebpf_isa::Program;
 
 /// How to compile.
@@ -193,10 +193,27 @@ impl X86Program {
     }
 }
 
+/// The x86 JIT as an engine: [`X86Program::run`].
+impl Executable for X86Program {
+    fn run(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+    ) -> Result<Exit, Trap> {
+        X86Program::run(self, memory, args, helpers, limits)
+    }
+
+    fn code_size(&self) -> usize {
+        X86Program::code_size(self)
+    }
+}
+
 /// Machine code for `program` as bytes, without mapping it: what [`compile`] would map, on
 /// any host (used to inspect the emitted instructions, e.g. with a disassembler). The code
 /// follows the System V x86-64 convention and expects the crate's private run-time context,
 /// so it cannot be run on its own.
 pub fn emit_code(program: &Program, options: &JitOptions) -> Result<alloc::vec::Vec<u8>, JitError> {
-    emit::emit(program, options, true).map(|e| e.code)
+    emit::emit(program, options).map(|e| e.code)
 }

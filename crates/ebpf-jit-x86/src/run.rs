@@ -8,14 +8,13 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::OnceLock;
 
-use ebpf_abi::{Exit, HelperError, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout};
+use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout, trap_code};
 use ebpf_isa::Program;
 
 use crate::blocks::Shape;
-use crate::context::{Ctx, Frame, code, status};
-use crate::emit::{emit, reason_of};
+use crate::context::{Ctx, Frame, status, unpacked};
+use crate::emit::emit;
 use crate::pages::{self, Pages};
 use crate::slow::{Stepped, finish_chain};
 use crate::{JitError, JitOptions};
@@ -30,81 +29,37 @@ type Entry = unsafe extern "sysv64" fn(*mut Ctx<'_>) -> u32;
 /// Read+execute code.
 struct Code {
     pages: pages::Code,
-    stack_fast: bool,
     /// Code offset of each block (where a run resumes after the budget's slow path).
     block_offsets: Vec<u32>,
     /// Code offset of the resume entry.
     resume_offset: u32,
 }
 
-/// Code and the blocks it was made of.
-type Made = (Code, Shape);
-
-impl Code {
-    /// Emits `program` and maps the code: written into read+write pages, which are then
-    /// turned read+execute (`pages`), so no page is ever writable and executable.
-    fn new(program: &Program, options: &JitOptions, stack_fast: bool) -> Result<Made, JitError> {
-        let emitted = emit(program, options, stack_fast)?;
-        let mut pages = Pages::new(emitted.code.len())?;
-        pages.bytes_mut().copy_from_slice(&emitted.code);
-        Ok((
-            Code {
-                pages: pages.seal()?,
-                stack_fast: emitted.stack_fast,
-                block_offsets: emitted.block_offsets,
-                resume_offset: emitted.resume_offset,
-            },
-            emitted.shape,
-        ))
-    }
-
-    fn bytes(&self) -> &[u8] {
-        self.pages.bytes()
-    }
-}
-
 /// A compiled program.
 pub(crate) struct Compiled {
     code: Code,
-    /// The same program without the stack fast path, compiled when a run's stack is so large
-    /// (over 4 GiB) that frame pointers wrap around their region's offset space.
-    checked: OnceLock<Option<Code>>,
-    program: Program,
     shape: Shape,
-    options: JitOptions,
 }
 
 impl Compiled {
+    /// Emits `program` and maps the code: written into read+write pages, which are then
+    /// turned read+execute (`pages`), so no page is ever writable and executable.
     pub(crate) fn new(program: &Program, options: &JitOptions) -> Result<Compiled, JitError> {
-        let (code, shape) = Code::new(program, options, true)?;
+        let emitted = emit(program, options)?;
+        let mut pages = Pages::new(emitted.code.len())?;
+        pages.bytes_mut().copy_from_slice(&emitted.code);
         Ok(Compiled {
-            code,
-            checked: OnceLock::new(),
-            program: program.clone(),
-            shape,
-            options: options.clone(),
+            code: Code {
+                pages: pages.seal()?,
+                block_offsets: emitted.block_offsets,
+                resume_offset: emitted.resume_offset,
+            },
+            shape: emitted.shape,
         })
     }
 
     pub(crate) fn code(&self) -> &[u8] {
-        self.code.bytes()
-    }
-
-    /// The code to run under `limits`.
-    fn code_for(&self, limits: &Limits) -> &Code {
-        if self.code.stack_fast && limits.stack_size() > u64::from(u32::MAX) {
-            let checked = self.checked.get_or_init(|| {
-                Code::new(&self.program, &self.options, false)
-                    .ok()
-                    .map(|m| m.0)
-            });
-            // If even that cannot be mapped, the fast code is still memory-safe (the slack
-            // below the stack catches a wrapped frame pointer); only giant stacks get here.
-            if let Some(code) = checked {
-                return code;
-            }
-        }
-        &self.code
+        self.code.pages.bytes()
     }
 
     pub(crate) fn run(
@@ -114,7 +69,7 @@ impl Compiled {
         helpers: &Helpers,
         limits: &Limits,
     ) -> Result<Exit, Trap> {
-        let code = self.code_for(limits);
+        let code = &self.code;
         let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
         let mut spare = Spare::take();
         let stack = &mut spare.stack;
@@ -131,7 +86,6 @@ impl Compiled {
         let mut memory = memory;
         memory.insert(layout::STACK, Region::Writable(region));
 
-        // The depth the contract enforces (clamped to `MAX_CALL_DEPTH`), as the stack above.
         let depth = limits.max_depth();
         let frames = &mut spare.frames;
         frames.clear();
@@ -189,12 +143,12 @@ impl Compiled {
                 status::BUDGET => {
                     let head = usize::try_from(ctx.run.block).unwrap_or(usize::MAX);
                     let stepped = finish_chain(
-                        self.program.insns(),
                         &self.shape,
                         head,
                         &mut ctx.run.regs,
                         ctx.run.remaining,
                         &mut memory,
+                        helpers,
                         budget,
                     );
                     match stepped {
@@ -277,36 +231,19 @@ fn unknown(pc: u64) -> Trap {
 
 /// The trap that generated code (or the trampoline) described in the context.
 fn trap_of(ctx: &mut Ctx<'_>, limits: &Limits) -> Trap {
-    let c = ctx.run.trap_code;
-    let pc = ctx.run.trap_pc as usize;
-    let kind = match (c & 0xff) as u32 {
-        code::OOB => TrapKind::OutOfBounds {
-            addr: ctx.run.trap_addr,
-            len: (c >> 8) & 0xff,
-            write: (c >> 16) & 1 != 0,
+    let raw = unpacked(ctx.run.trap_code, ctx.run.trap_addr);
+    match raw.kind(limits).or_else(|| ctx.helper_trap.take()) {
+        Some(kind) => Trap {
+            pc: ctx.run.trap_pc as usize,
+            kind,
         },
-        code::MISALIGNED => TrapKind::MisalignedAtomic {
-            addr: ctx.run.trap_addr,
-            len: (c >> 8) & 0xff,
-        },
-        code::DEPTH => TrapKind::CallDepthExceeded {
-            max_depth: limits.max_depth(),
-        },
-        code::INVALID => TrapKind::InvalidInstruction {
-            reason: reason_of(c),
-        },
-        code::HELPER => match ctx.helper_trap.take() {
-            Some(kind) => kind,
-            None => return unknown(ctx.run.trap_pc),
-        },
-        _ => return unknown(ctx.run.trap_pc),
-    };
-    Trap { pc, kind }
+        None => unknown(ctx.run.trap_pc),
+    }
 }
 
-/// Called by generated code for `call` and `callx` (System V, 16-byte aligned stack): looks up
-/// the helper whose id is in the context, calls it with `args` and the run's memory, stores
-/// `r0` in `regs[0]` and refreshes the region table. Returns 0, or the status with which the
+/// Called by generated code for `call` and `callx` (System V, 16-byte aligned stack): calls
+/// the helper whose id is in the context with `args` and the run's memory, stores `r0` in
+/// `regs[0]` and refreshes the region table. Returns 0, or the status with which the
 /// generated code must end the run (the trap or panic is recorded in the context).
 extern "sysv64" fn helper_trampoline(ctx: *mut Ctx<'_>) -> u32 {
     // SAFETY: generated code passes the context pointer it received from `run`, which is live
@@ -319,25 +256,14 @@ extern "sysv64" fn helper_trampoline(ctx: *mut Ctx<'_>) -> u32 {
     let args = ctx.run.args;
     let memory_ptr = ctx.memory;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let helper = u32::try_from(id).ok().and_then(|id32| helpers.get(id32));
-        let Some(helper) = helper else {
-            return Err(TrapKind::UnknownHelper { id });
-        };
         // SAFETY: `memory` points to the run's map, live for the run; generated code holds
         // only raw pointers derived from it (refreshed below), and no reference to it exists
         // while the helper runs.
         let memory = unsafe { &mut *memory_ptr };
-        let result = helper.call(args, memory);
+        let result = helpers.call(id, args, memory);
         // The helper used the map: re-derive the table that generated code reads.
         ctx.refresh(memory);
-        match result {
-            Ok(r0) => Ok(r0),
-            Err(HelperError::Failed(message)) => Err(TrapKind::HelperFailed {
-                id: id as u32,
-                message,
-            }),
-            Err(HelperError::Memory(kind)) => Err(kind),
-        }
+        result
     }));
     match outcome {
         Ok(Ok(r0)) => {
@@ -346,7 +272,7 @@ extern "sysv64" fn helper_trampoline(ctx: *mut Ctx<'_>) -> u32 {
         }
         Ok(Err(kind)) => {
             ctx.helper_trap = Some(kind);
-            ctx.run.trap_code = u64::from(code::HELPER);
+            ctx.run.trap_code = trap_code::HOST;
             status::TRAP
         }
         Err(payload) => {

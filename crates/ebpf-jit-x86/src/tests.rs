@@ -16,7 +16,6 @@ fn code(src: &str, blinding: bool) -> Vec<u8> {
         &JitOptions {
             constant_blinding: blinding,
         },
-        true,
     )
     .unwrap()
     .code
@@ -478,7 +477,6 @@ fn every_instruction_form_decodes() {
             &JitOptions {
                 constant_blinding: blinding,
             },
-            true,
         )
         .unwrap()
         .code;

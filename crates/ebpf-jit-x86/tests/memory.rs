@@ -1,9 +1,10 @@
-//! The code's memory and size: pages are read+execute (never writable), the compiled program
-//! is `Send + Sync`, and large programs compile.
+//! The code's memory and size, and a run's: pages are read+execute (never writable), the
+//! compiled program is `Send + Sync`, large programs compile, and a run allocates frames for the
+//! clamped call depth only.
 
 #![cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
 
-use ebpf_abi::{Exit, Helpers, Limits, MemoryMap};
+use ebpf_abi::{Exit, Helpers, Limits, MAX_CALL_DEPTH, MemoryMap, Trap, TrapKind};
 use ebpf_jit_x86::{JitOptions, X86Program, compile};
 
 #[test]
@@ -98,4 +99,30 @@ fn pooled_code_survives_concurrent_compiles_drops_and_recycling() {
     for t in threads {
         t.join().unwrap();
     }
+}
+
+/// `max_call_depth` is clamped to `MAX_CALL_DEPTH`, as in the interpreter: a run with
+/// `usize::MAX` allocates 65,536 frames (not `usize::MAX`), and endless recursion traps at that
+/// depth, at the same pc and count as the interpreter.
+#[test]
+fn the_call_depth_limit_is_clamped_like_the_interpreters() {
+    let program = ebpf_isa::assemble("mov %r0, 0\nf:\nadd %r0, 1\ncall local f\nexit").unwrap();
+    let limits = Limits {
+        budget: None,
+        max_call_depth: usize::MAX,
+    };
+    let jit = compile(&program, &JitOptions::default()).unwrap();
+    let got = jit.run(MemoryMap::new(), [0, 0], &Helpers::new(), &limits);
+    let interp = ebpf_interp::Interpreter::new(&program);
+    let want = interp.run(MemoryMap::new(), [0, 0], &Helpers::new(), &limits);
+    assert_eq!(got, want);
+    assert_eq!(
+        got,
+        Err(Trap {
+            pc: 2,
+            kind: TrapKind::CallDepthExceeded {
+                max_depth: MAX_CALL_DEPTH
+            }
+        })
+    );
 }

@@ -366,29 +366,17 @@ impl Machine<'_> {
                 };
                 let old = self.read(dst, off, size)?;
                 let s = self.scalar(src)?;
-                let (new, fetched) = match op {
-                    AtomicOp::Add { fetch } => (old.wrapping_add(s), fetch),
-                    AtomicOp::Or { fetch } => (old | s, fetch),
-                    AtomicOp::And { fetch } => (old & s, fetch),
-                    AtomicOp::Xor { fetch } => (old ^ s, fetch),
-                    AtomicOp::Xchg => (s, true),
-                    AtomicOp::Cmpxchg => {
-                        let r0 = self.scalar(Reg::R0)?;
-                        let mask = if width == Width::W32 {
-                            0xffff_ffff
-                        } else {
-                            u64::MAX
-                        };
-                        let new = if old == r0 & mask { s } else { old };
-                        self.write(dst, off, size, new)?;
-                        return self.set(Reg::R0, V::Scalar(old));
-                    }
+                // Only `cmpxchg` reads r0 (which may hold a pointer otherwise).
+                let (r0, receiver) = match op {
+                    AtomicOp::Cmpxchg => (self.scalar(Reg::R0)?, Reg::R0),
+                    _ => (0, src),
                 };
+                let (new, fetched) = semantics::atomic(op, width, old, s, r0);
                 self.write(dst, off, size, new)?;
-                if fetched {
-                    self.set(src, V::Scalar(old))?;
+                match fetched {
+                    Some(old) => self.set(receiver, V::Scalar(old)),
+                    None => Ok(()),
                 }
-                Ok(())
             }
             other => Err(format!("{other:?} is never generated")),
         }

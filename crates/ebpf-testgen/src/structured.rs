@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use ebpf_abi::SplitMix64;
 use ebpf_isa::builder::{Builder, Label};
 use ebpf_isa::table::{Form, Spec};
 use ebpf_isa::{CpuVersion, Group, Imm64Kind, Insn, Operand, Program, Reg, Size, Width};
@@ -436,15 +437,6 @@ fn block_strategy(cfg: &Arc<StructuredConfig>) -> BoxedStrategy<Vec<Stmt>> {
     vec(stmt, 1..=n).boxed()
 }
 
-/// splitmix64: the stack's initial contents from a seed.
-fn next(seed: &mut u64) -> u64 {
-    *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *seed;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// Lays out the main function and the sub-functions; `None` if a jump does not fit.
 fn lower(cfg: &StructuredConfig, main: &Function, subs: &[Function]) -> Option<StructuredProgram> {
     let n = subs.len();
@@ -527,11 +519,12 @@ impl<'a> Emitter<'a> {
             cost += self.constant(r, f.inits[i]);
         }
         // The data area of the frame; loop counters sit above it and are written by loops.
-        let mut seed = f.seed;
+        // The frame's initial contents come from the function's seed.
+        let mut rng = SplitMix64::new(f.seed);
         let data_end = self.cfg.counter_bytes();
         let mut off = self.cfg.stack_bytes;
         while off > data_end {
-            let value = next(&mut seed) as i32;
+            let value = rng.next_u64() as i32;
             self.b.stdw(Reg::R10, -(off as i16), value);
             cost += 1;
             off -= 8;

@@ -31,10 +31,10 @@ extern crate alloc;
 
 mod dataflow;
 mod finding;
+mod policy;
 mod structure;
 
 use alloc::boxed::Box;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -42,6 +42,7 @@ use ebpf_cfg::Cfg;
 use ebpf_isa::Program;
 
 pub use finding::{Finding, FindingKind, Severity};
+pub use policy::{Policy, PolicyView};
 
 /// What the verifier checks against.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,16 +83,6 @@ pub enum Termination {
     },
     /// The program has loops: only an instruction budget bounds a run.
     Looping,
-}
-
-/// An embedder's own check, run after the built-in ones on programs that decode and have a
-/// control-flow graph. Its findings are reported like the built-in ones.
-pub trait Policy: Send + Sync {
-    /// A short name, shown with each finding.
-    fn name(&self) -> &str;
-
-    /// Adds findings about `program` to `out`, as `(pc, severity, message)`.
-    fn check(&self, program: &Program, cfg: &Cfg, out: &mut Vec<(usize, Severity, String)>);
 }
 
 /// What verification proved about a program that passed, for engines to rely on.
@@ -253,7 +244,7 @@ impl Verifier {
         );
         for policy in &self.policies {
             let mut out = Vec::new();
-            policy.check(&program, &cfg, &mut out);
+            policy.check(&PolicyView::new(&program, &cfg), &mut out);
             for (pc, severity, message) in out {
                 let kind = FindingKind::Policy {
                     name: policy.name().into(),

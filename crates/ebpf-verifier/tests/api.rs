@@ -1,9 +1,10 @@
 //! The verifier's API beyond single cases: the default configuration and its 1,000,000-slot
 //! limit (too large for a case file), `Rejected`'s summary, and how policies show up.
 
-use ebpf_cfg::Cfg;
 use ebpf_isa::{AluOp, Insn, Operand, Program, Reg, Width};
-use ebpf_verifier::{FindingKind, Policy, Severity, Termination, Verifier, VerifierConfig};
+use ebpf_verifier::{
+    FindingKind, Policy, PolicyView, Severity, Termination, Verifier, VerifierConfig,
+};
 
 fn mov_r0(imm: i32) -> Insn {
     Insn::Alu {
@@ -98,7 +99,7 @@ impl Policy for Named {
         "named"
     }
 
-    fn check(&self, _: &Program, _: &Cfg, out: &mut Vec<(usize, Severity, String)>) {
+    fn check(&self, _: &PolicyView<'_>, out: &mut Vec<(usize, Severity, String)>) {
         out.push((1, Severity::Warning, "a note".into()));
     }
 }

@@ -10,10 +10,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use ebpf_cfg::Cfg;
-use ebpf_isa::{CallKind, Insn, Program};
+use ebpf_isa::{CallKind, Insn};
 use ebpf_verifier::{
-    Policy, Rejected, Severity, Termination, VerifiedProgram, Verifier, VerifierConfig,
+    Policy, PolicyView, Rejected, Severity, Termination, VerifiedProgram, Verifier, VerifierConfig,
 };
 
 /// The directory of the case files.
@@ -219,7 +218,7 @@ impl Policy for NoAtomics {
         "no-atomics"
     }
 
-    fn check(&self, program: &Program, _cfg: &Cfg, out: &mut Vec<(usize, Severity, String)>) {
+    fn check(&self, program: &PolicyView<'_>, out: &mut Vec<(usize, Severity, String)>) {
         for (pc, insn) in program.iter() {
             if matches!(insn, Insn::Atomic { .. }) {
                 out.push((
@@ -241,7 +240,7 @@ impl Policy for MaxHelperCalls {
         "max-helper-calls"
     }
 
-    fn check(&self, program: &Program, _cfg: &Cfg, out: &mut Vec<(usize, Severity, String)>) {
+    fn check(&self, program: &PolicyView<'_>, out: &mut Vec<(usize, Severity, String)>) {
         let mut count = 0;
         for (pc, insn) in program.iter() {
             let helper = matches!(
@@ -270,14 +269,8 @@ impl Policy for MaxLoops {
         "max-loops"
     }
 
-    fn check(&self, _program: &Program, cfg: &Cfg, out: &mut Vec<(usize, Severity, String)>) {
-        let mut headers: Vec<usize> = cfg
-            .loops()
-            .iter()
-            .map(|l| cfg.block(l.header).start)
-            .collect();
-        headers.sort_unstable();
-        for (i, pc) in headers.into_iter().enumerate().skip(self.0) {
+    fn check(&self, program: &PolicyView<'_>, out: &mut Vec<(usize, Severity, String)>) {
+        for (i, pc) in program.loop_headers().into_iter().enumerate().skip(self.0) {
             let message = format!("loop {} exceeds the limit of {}", i + 1, self.0);
             out.push((pc, Severity::Warning, message));
         }
@@ -310,8 +303,8 @@ impl Policy for Boxed {
         self.0.name()
     }
 
-    fn check(&self, program: &Program, cfg: &Cfg, out: &mut Vec<(usize, Severity, String)>) {
-        self.0.check(program, cfg, out);
+    fn check(&self, program: &PolicyView<'_>, out: &mut Vec<(usize, Severity, String)>) {
+        self.0.check(program, out);
     }
 }
 

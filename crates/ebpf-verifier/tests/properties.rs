@@ -24,7 +24,8 @@ use ebpf_isa::{
 };
 use ebpf_testgen::{StructuredConfig, arbitrary_bytes, closed_program, structured_with_input};
 use ebpf_verifier::{
-    Finding, FindingKind, Policy, Severity, Termination, VerifiedProgram, Verifier, VerifierConfig,
+    Finding, FindingKind, Policy, PolicyView, Severity, Termination, VerifiedProgram, Verifier,
+    VerifierConfig,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -377,7 +378,7 @@ impl Policy for EveryStore {
         "every-store"
     }
 
-    fn check(&self, program: &Program, _cfg: &Cfg, out: &mut Vec<(usize, Severity, String)>) {
+    fn check(&self, program: &PolicyView<'_>, out: &mut Vec<(usize, Severity, String)>) {
         for (pc, insn) in program.iter() {
             if matches!(insn, Insn::Store { .. } | Insn::Atomic { .. }) {
                 out.push((pc, Severity::Warning, "stores".into()));
@@ -394,7 +395,7 @@ impl Policy for Never {
         "never"
     }
 
-    fn check(&self, _program: &Program, _cfg: &Cfg, out: &mut Vec<(usize, Severity, String)>) {
+    fn check(&self, _program: &PolicyView<'_>, out: &mut Vec<(usize, Severity, String)>) {
         out.push((0, Severity::Error, "no program is allowed".into()));
     }
 }

@@ -1,12 +1,16 @@
-//! The engines behind one enum: which ones this build has, compiling a program for one, and
-//! running it. Every engine implements the same contract (`ebpf-abi`), so the rest of the
-//! facade does not care which one runs.
+//! The engines behind one enum: which ones this build has, and preparing a program for one.
+//! Every engine's prepared program implements the contract's engine interface
+//! (`ebpf_abi::Executable`), so the rest of the facade does not care which one runs.
 
 use std::fmt;
+#[cfg(any(feature = "jit-x86", feature = "jit-cranelift"))]
+use std::sync::Arc;
 
-use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Trap};
+use ebpf_abi::Executable;
 use ebpf_interp::Interpreter;
 use ebpf_isa::Program;
+
+use crate::LoadError;
 
 /// Which engine runs the program.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -80,74 +84,94 @@ impl fmt::Display for Engine {
     }
 }
 
-/// A program prepared for one engine.
-pub(crate) enum Compiled {
-    Interpreter(Interpreter),
+/// Prepares `program` for `engine`: the one place that knows how each engine prepares a
+/// program. What comes back runs through the engine interface, [`Executable`], whatever the
+/// engine; adding an engine is a variant of [`Engine`] and an arm here.
+pub(crate) fn prepare(engine: Engine, program: &Program) -> Result<Box<dyn Executable>, LoadError> {
+    if !engine.is_available() {
+        return Err(LoadError::EngineUnavailable(engine));
+    }
+    match engine {
+        Engine::Interpreter => Ok(Box::new(Interpreter::new(program))),
+        #[cfg(feature = "jit-x86")]
+        Engine::X86 => compiled(
+            engine,
+            ebpf_jit_x86::compile(program, &ebpf_jit_x86::JitOptions::default()),
+        ),
+        #[cfg(feature = "jit-cranelift")]
+        Engine::Cranelift => compiled(
+            engine,
+            ebpf_jit_cranelift::compile(program, &ebpf_jit_cranelift::JitOptions::default()),
+        ),
+        #[allow(
+            unreachable_patterns,
+            reason = "which arms exist depends on the features"
+        )]
+        _ => Err(LoadError::EngineUnavailable(engine)),
+    }
+}
+
+/// A compiler's result as the facade holds it: the program behind the engine interface, or
+/// the compiler's own error, typed, in [`LoadError::Compile`].
+#[cfg(any(feature = "jit-x86", feature = "jit-cranelift"))]
+fn compiled<P, E>(engine: Engine, result: Result<P, E>) -> Result<Box<dyn Executable>, LoadError>
+where
+    P: Executable + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(program) => Ok(Box::new(program)),
+        Err(e) => Err(LoadError::Compile {
+            engine,
+            source: Arc::new(e),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
     #[cfg(feature = "jit-x86")]
-    X86(Box<ebpf_jit_x86::X86Program>),
-    #[cfg(feature = "jit-cranelift")]
-    Cranelift(Box<ebpf_jit_cranelift::CraneliftProgram>),
-}
-
-impl fmt::Debug for Compiled {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let engine = match self {
-            Compiled::Interpreter(_) => Engine::Interpreter,
-            #[cfg(feature = "jit-x86")]
-            Compiled::X86(_) => Engine::X86,
-            #[cfg(feature = "jit-cranelift")]
-            Compiled::Cranelift(_) => Engine::Cranelift,
+    #[test]
+    fn compile_errors_keep_the_engines_own_type() {
+        use ebpf_jit_x86::JitError;
+        let failed = compiled::<Interpreter, _>(Engine::X86, Err(JitError::Unsupported));
+        let Err(err) = failed else {
+            panic!("a compile error must fail the load");
         };
-        write!(f, "Compiled({engine})")
-    }
-}
-
-/// Why an engine could not prepare a program.
-pub(crate) enum CompileError {
-    /// This build or host does not have the engine.
-    Unavailable,
-    /// The engine failed; the message says why.
-    Failed(String),
-}
-
-impl Compiled {
-    pub(crate) fn new(engine: Engine, program: &Program) -> Result<Compiled, CompileError> {
-        if !engine.is_available() {
-            return Err(CompileError::Unavailable);
-        }
-        match engine {
-            Engine::Interpreter => Ok(Compiled::Interpreter(Interpreter::new(program))),
-            #[cfg(feature = "jit-x86")]
-            Engine::X86 => ebpf_jit_x86::compile(program, &ebpf_jit_x86::JitOptions::default())
-                .map(|p| Compiled::X86(Box::new(p)))
-                .map_err(|e| CompileError::Failed(e.to_string())),
-            #[cfg(feature = "jit-cranelift")]
-            Engine::Cranelift => {
-                ebpf_jit_cranelift::compile(program, &ebpf_jit_cranelift::JitOptions::default())
-                    .map(|p| Compiled::Cranelift(Box::new(p)))
-                    .map_err(|e| CompileError::Failed(e.to_string()))
-            }
-            #[allow(
-                unreachable_patterns,
-                reason = "which arms exist depends on the features"
-            )]
-            _ => Err(CompileError::Unavailable),
-        }
+        let LoadError::Compile { engine, source } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(*engine, Engine::X86);
+        assert_eq!(
+            source.downcast_ref::<JitError>(),
+            Some(&JitError::Unsupported)
+        );
+        assert_eq!(
+            err.to_string(),
+            "the x86 engine cannot compile the program: the x86-64 JIT is not available on this \
+             host"
+        );
+        assert_eq!(err.clone(), err);
+        assert_ne!(err, LoadError::EngineUnavailable(Engine::X86));
     }
 
-    pub(crate) fn run(
-        &self,
-        memory: MemoryMap<'_>,
-        args: [u64; 2],
-        helpers: &Helpers,
-        limits: &Limits,
-    ) -> Result<Exit, Trap> {
-        match self {
-            Compiled::Interpreter(p) => p.run(memory, args, helpers, limits),
-            #[cfg(feature = "jit-x86")]
-            Compiled::X86(p) => p.run(memory, args, helpers, limits),
-            #[cfg(feature = "jit-cranelift")]
-            Compiled::Cranelift(p) => p.run(memory, args, helpers, limits),
+    #[test]
+    fn every_available_engine_prepares_a_program_that_runs() {
+        let program = ebpf_isa::assemble("mov %r0, 6\nmul %r0, 7\nexit").unwrap();
+        for &engine in Engine::ALL {
+            let prepared = prepare(engine, &program).unwrap();
+            let exit = prepared
+                .run(
+                    ebpf_abi::MemoryMap::new(),
+                    [0, 0],
+                    &ebpf_abi::Helpers::new(),
+                    &ebpf_abi::Limits::default(),
+                )
+                .unwrap();
+            assert_eq!((exit.r0, exit.instructions), (42, 3), "{engine}");
+            assert_eq!(prepared.code_size() > 0, engine != Engine::Interpreter);
         }
     }
 }

@@ -108,11 +108,7 @@ pub use ebpf_maps as maps;
 /// The verifier on its own, for tools that check programs without running them.
 pub use ebpf_verifier as verifier;
 pub use ebpf_verifier::{
-    Finding, FindingKind, Policy, Rejected, Severity, Termination, VerifierConfig,
+    Finding, FindingKind, Policy, PolicyView, Rejected, Severity, Termination, VerifierConfig,
 };
 pub use engine::Engine;
 pub use vm::{Input, LoadError, MetadataLayout, Vm, VmBuilder};
-
-/// The `.data` test-vector reader (the bpf_conformance format), for tools and tests.
-#[cfg(feature = "testdata")]
-pub use ebpf_testdata as testdata;

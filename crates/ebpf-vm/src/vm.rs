@@ -4,10 +4,14 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::engine::{CompileError, Compiled, Engine};
-use ebpf_abi::{Exit, Helper, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout};
+use crate::engine::{self, Engine};
+use ebpf_abi::{
+    Executable, Exit, Helper, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout,
+};
 use ebpf_isa::{AsmError, DecodeError, Program};
-use ebpf_verifier::{Finding, Policy, Rejected, Termination, Verifier, VerifierConfig};
+use ebpf_verifier::{
+    Finding, Policy, PolicyView, Rejected, Severity, Termination, Verifier, VerifierConfig,
+};
 
 /// Where the VM writes the input's addresses into a metadata buffer (rbpf's "mbuff").
 ///
@@ -26,7 +30,7 @@ pub struct MetadataLayout {
 }
 
 /// Why a program could not be loaded.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum LoadError {
     /// The bytes are not a valid program.
@@ -60,8 +64,9 @@ pub enum LoadError {
     Compile {
         /// The engine.
         engine: Engine,
-        /// What went wrong.
-        message: String,
+        /// The engine's own error (`ebpf_jit_x86::JitError`, `ebpf_jit_cranelift::JitError`):
+        /// `source.downcast_ref::<JitError>()` reaches it.
+        source: Arc<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -98,15 +103,60 @@ impl fmt::Display for LoadError {
                     "the {engine} engine is not available in this build or on this host"
                 )
             }
-            LoadError::Compile { engine, message } => {
+            LoadError::Compile { engine, source } => {
                 write!(
                     f,
-                    "the {engine} engine cannot compile the program: {message}"
+                    "the {engine} engine cannot compile the program: {source}"
                 )
             }
         }
     }
 }
+
+/// Two errors are equal when they are the same variant with equal contents; compile errors,
+/// whose sources are the engines' own types, when their engines and messages are.
+impl PartialEq for LoadError {
+    fn eq(&self, other: &LoadError) -> bool {
+        use LoadError::*;
+        match (self, other) {
+            (Decode(a), Decode(b)) => a == b,
+            (Asm(a), Asm(b)) => a == b,
+            #[cfg(feature = "elf")]
+            (Elf(a), Elf(b)) => a == b,
+            (Rejected(a), Rejected(b)) => a == b,
+            (NeedsBudget, NeedsBudget) => true,
+            (UsesMaps { maps: a }, UsesMaps { maps: b }) => a == b,
+            (InvalidConfig(a), InvalidConfig(b)) => a == b,
+            (EngineUnavailable(a), EngineUnavailable(b)) => a == b,
+            (
+                Compile {
+                    engine: a,
+                    source: s,
+                },
+                Compile {
+                    engine: b,
+                    source: t,
+                },
+            ) => a == b && s.to_string() == t.to_string(),
+            // Listed, not `_`, so that a new variant must be compared above.
+            #[cfg(feature = "elf")]
+            (Elf(_), _) => false,
+            (
+                Decode(_)
+                | Asm(_)
+                | Rejected(_)
+                | NeedsBudget
+                | UsesMaps { .. }
+                | InvalidConfig(_)
+                | EngineUnavailable(_)
+                | Compile { .. },
+                _,
+            ) => false,
+        }
+    }
+}
+
+impl Eq for LoadError {}
 
 /// The inner errors are part of the message rather than `source()`, so that printing a chain
 /// (`{:#}` with anyhow) does not say the same thing twice; match on the variant to reach them.
@@ -153,13 +203,8 @@ impl Policy for SharedPolicy {
         self.0.name()
     }
 
-    fn check(
-        &self,
-        program: &Program,
-        cfg: &ebpf_cfg::Cfg,
-        out: &mut Vec<(usize, ebpf_verifier::Severity, String)>,
-    ) {
-        self.0.check(program, cfg, out);
+    fn check(&self, program: &PolicyView<'_>, out: &mut Vec<(usize, Severity, String)>) {
+        self.0.check(program, out);
     }
 }
 
@@ -398,13 +443,7 @@ impl VmBuilder {
             return Err(LoadError::NeedsBudget);
         }
         let warnings = verified.map(|v| v.warnings().to_vec()).unwrap_or_default();
-        let compiled = Compiled::new(self.engine, &program).map_err(|e| match e {
-            CompileError::Unavailable => LoadError::EngineUnavailable(self.engine),
-            CompileError::Failed(message) => LoadError::Compile {
-                engine: self.engine,
-                message,
-            },
-        })?;
+        let compiled = engine::prepare(self.engine, &program)?;
         Ok(Vm {
             program,
             compiled,
@@ -425,7 +464,8 @@ impl VmBuilder {
 #[derive(Debug)]
 pub struct Vm {
     program: Program,
-    compiled: Compiled,
+    /// The program as the engine prepared it.
+    compiled: Box<dyn Executable>,
     helpers: Helpers,
     limits: Limits,
     metadata: Option<MetadataLayout>,
@@ -500,6 +540,11 @@ impl Vm {
     /// The engine that runs it.
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// Bytes of machine code the engine generated for the program (0 for the interpreter).
+    pub fn code_size(&self) -> usize {
+        self.compiled.code_size()
     }
 
     /// The limits runs are held to.

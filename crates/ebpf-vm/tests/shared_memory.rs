@@ -159,3 +159,61 @@ fn every_engine_bounds_checks_a_shared_region() {
         assert_eq!(exit.r0, 7, "{engine}");
     }
 }
+
+/// Each run hammers one shared word with many atomic operations of every kind, so an engine
+/// that implemented them as a plain load and store would lose updates on (almost) every run,
+/// not only when the scheduler happens to interleave two short runs.
+#[test]
+fn hammered_atomics_on_a_shared_word_lose_no_update_on_any_engine() {
+    const LOOPS: u64 = 200_000;
+    const HAMMER_RUNS: u64 = 4;
+    for &engine in Engine::ALL {
+        let map = Map::new("m", MapSpec::new(MapType::Array, 4, 24, 1), 1).unwrap();
+        let vm = Vm::builder()
+            .engine(engine)
+            .allow_unbounded()
+            .load_asm(&hammer_program())
+            .unwrap();
+        // Both threads start their runs together, so the runs overlap.
+        let start = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    start.wait();
+                    for _ in 0..HAMMER_RUNS {
+                        vm.run_with(Input::none().region_shared(map.values(0).unwrap()))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let values = map.lookup(&0u32.to_le_bytes()).unwrap().unwrap();
+        let total = 2 * HAMMER_RUNS * LOOPS;
+        assert_eq!(word(&values, 0, 8), total, "{engine}: lock add");
+        assert_eq!(word(&values, 8, 4), total, "{engine}: lock fetch add32");
+        assert_eq!(word(&values, 16, 8), total, "{engine}: cmpxchg loop");
+    }
+
+    fn hammer_program() -> String {
+        // r0 = *p; loop { r3 = r0 + 1; r0' = cmpxchg(p, r0, r3); if r0' == r0 break; r0 = r0' }
+        format!(
+            "lddw %r1, {:#x}
+             mov %r6, {LOOPS}
+             mov %r2, 1
+             lock add [%r1+0], %r2
+             mov %r2, 1
+             lock fetch add32 [%r1+8], %r2
+             ldxdw %r0, [%r1+16]
+             mov %r7, %r0
+             mov %r3, %r0
+             add %r3, 1
+             lock cmpxchg [%r1+16], %r3
+             jne %r0, %r7, -5
+             sub %r6, 1
+             jne %r6, 0, -12
+             mov %r0, 0
+             exit",
+            run_region(0)
+        )
+    }
+}

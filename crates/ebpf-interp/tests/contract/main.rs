@@ -2,66 +2,48 @@
 //!
 //! One test binary built from modules:
 //!
-//! - `cases` — the contract table, the very file `ebpf-vm`'s tests run through the facade
-//!   (`crates/ebpf-vm/tests/contract/cases.rs`); here every case runs on `Interpreter::run`
-//!   with the regions and entry registers that `Case::run_raw` builds from the contract, so
-//!   the interpreter is checked without the facade in between (and a JIT crate can do the
-//!   same with its own `run`);
-//! - this file — what only the engine level can express: regions the facade never maps
-//!   (read-only data in region 1, writable data in region 3, the last region, ids the map
-//!   ignores), the stack the run allocates itself, arbitrary entry registers;
+//! - this file — the bpf_conformance suite, and every case of `tests/contract/*.txt` on
+//!   `Interpreter::run`, with the regions
+//!   and entry registers that `ebpf-contract` builds from the contract, so the interpreter is
+//!   checked without the facade in between (`EBPF_BLESS=1` rewrites the cases' expectations
+//!   from the interpreter, the oracle); and what only the engine level can express: regions the
+//!   facade never maps (read-only data in region 1, writable data in region 3, the last region,
+//!   ids the map ignores), the stack the run allocates itself, arbitrary entry registers;
 //! - `props` — property tests: arbitrary programs on arbitrary memory never panic the
 //!   interpreter, stay within their budget, and run deterministically.
 
-#[path = "../../../ebpf-vm/tests/contract/cases.rs"]
-mod cases;
 mod props;
-
-use std::collections::BTreeMap;
 
 use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout};
 use ebpf_interp::Interpreter;
 use ebpf_isa::Program;
 
-use cases::Category;
-
-fn interp(
-    program: &Program,
-    map: MemoryMap<'_>,
-    args: [u64; 2],
-    helpers: &Helpers,
-    limits: &Limits,
-) -> Result<Exit, Trap> {
-    Interpreter::new(program).run(map, args, helpers, limits)
+#[test]
+fn contract_on_the_interpreter() {
+    let interp = ebpf_contract::engine(Interpreter::new, Interpreter::run);
+    if ebpf_contract::blessing() {
+        let changed = ebpf_contract::bless(&interp);
+        eprintln!("EBPF_BLESS=1: rewrote {changed} expectations");
+        return;
+    }
+    ebpf_contract::check_engine("interp", &interp);
 }
 
+/// The 313 bpf_conformance programs: each exits with the expected `r0`.
 #[test]
-fn contract_table_on_the_interpreter() {
-    let cases = cases::all();
-    let mut by_category: BTreeMap<Category, usize> = BTreeMap::new();
-    let mut failures = Vec::new();
-    for case in &cases {
-        *by_category.entry(case.category).or_default() += 1;
-        for run in ["first", "second"] {
-            if let Err(e) = case.check(&case.run_raw(&interp)) {
-                failures.push(format!("{run} run: {e}"));
-            }
-        }
-    }
-    eprintln!("{} cases: {by_category:?}", cases.len());
-    assert!(
-        failures.is_empty(),
-        "{} of {} runs failed:\n{}",
-        failures.len(),
-        2 * cases.len(),
-        failures.join("\n")
+fn conformance_suite() {
+    ebpf_contract::conformance::check_suite(
+        "interp",
+        |v| Ok(Interpreter::new(&v.program)),
+        Interpreter::run,
+        None,
     );
 }
 
 /// Runs `text` with `map`, `args` and the default limits.
 fn run(text: &str, map: MemoryMap<'_>, args: [u64; 2]) -> Result<Exit, Trap> {
     let program = ebpf_isa::assemble(text).unwrap();
-    Interpreter::new(&program).run(map, args, &cases::helpers(), &Limits::default())
+    Interpreter::new(&program).run(map, args, &ebpf_contract::helpers(), &Limits::default())
 }
 
 fn r0(text: &str, map: MemoryMap<'_>) -> Result<u64, Trap> {
@@ -203,7 +185,12 @@ fn interpreter_api() {
                     let mut map = MemoryMap::new();
                     map.insert(layout::INPUT, Region::Writable(&mut input));
                     let exit = interp
-                        .run(map, [cases::INPUT, 1], &Helpers::new(), &Limits::default())
+                        .run(
+                            map,
+                            [layout::vm_addr(layout::INPUT, 0), 1],
+                            &Helpers::new(),
+                            &Limits::default(),
+                        )
                         .unwrap();
                     assert_eq!(exit.r0, u64::from(t) * 3);
                 }

@@ -10,8 +10,6 @@ use ebpf_testgen::{any_program, closed_program};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use crate::cases;
-
 /// The memory of one run: input (region 4), writable data (region 3), read-only data
 /// (region 1), and a metadata buffer (region 5).
 #[derive(Clone, Debug)]
@@ -40,8 +38,8 @@ fn any_memory() -> impl Strategy<Value = Memory> {
 /// Entry registers: mostly real addresses, sometimes anything.
 fn any_args() -> impl Strategy<Value = [u64; 2]> {
     let addr = prop_oneof![
-        4 => Just(cases::INPUT),
-        1 => Just(cases::META),
+        4 => Just(layout::vm_addr(layout::INPUT, 0)),
+        1 => Just(layout::vm_addr(layout::METADATA, 0)),
         1 => Just(layout::vm_addr(layout::DATA, 0)),
         1 => Just(0u64),
         1 => any::<u64>(),
@@ -66,7 +64,7 @@ fn run(
         map.insert(layout::DATA, Region::Writable(&mut m.data));
         map.insert(layout::RODATA, Region::ReadOnly(&m.rodata));
         map.insert(layout::METADATA, Region::Writable(&mut m.metadata));
-        interp.run(map, args, &cases::helpers(), limits)
+        interp.run(map, args, &ebpf_contract::helpers(), limits)
     };
     (result, m)
 }

@@ -9,7 +9,10 @@ use ebpf_vm::{
     Engine, HelperError, Input, Limits, LoadError, MetadataLayout, Trap, TrapKind, Vm, VmMemory,
 };
 
-use crate::cases::{EXTRA, INPUT};
+use ebpf_abi::layout;
+
+const INPUT: u64 = layout::vm_addr(layout::INPUT, 0);
+const EXTRA: u64 = layout::vm_addr(layout::FIRST_EXTRA, 0);
 
 fn layout(len: usize, data_offset: usize, data_end_offset: usize) -> MetadataLayout {
     MetadataLayout {
@@ -472,4 +475,29 @@ fn traps_display_where_and_what() {
         vm.run_no_data().unwrap_err().to_string(),
         "helper 2 failed: no such key at pc 0"
     );
+}
+
+/// The benchmark programs load the way the benchmarks' users would: verified (no budget, as
+/// they loop), and run to the Rust reference's result with the pinned count on every engine.
+#[test]
+fn benchmark_programs_verify_and_agree_on_every_engine() {
+    for p in ebpf_bench::PROGRAMS {
+        for &engine in Engine::ALL {
+            let vm = Vm::builder()
+                .engine(engine)
+                .allow_unbounded()
+                .load(&p.bytecode())
+                .unwrap_or_else(|e| panic!("{} on {engine}: {e}", p.name));
+            let mut input = p.input();
+            let exit = vm
+                .run_with(Input::new(&mut input))
+                .unwrap_or_else(|t| panic!("{} on {engine}: {t}", p.name));
+            assert_eq!(
+                (exit.r0, exit.instructions),
+                (p.expected(), p.instructions),
+                "{} on {engine}",
+                p.name
+            );
+        }
+    }
 }

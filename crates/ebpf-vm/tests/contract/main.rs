@@ -3,36 +3,31 @@
 //! One test binary built from modules (as rust-analyzer organizes its tests), so that the
 //! workspace links one executable instead of one per file:
 //!
-//! - `cases` — the contract as a table of programs and exact outcomes, engine-agnostic and
-//!   reusable by other crates (see its module comment);
-//! - this file — runs every case through `Vm` on every engine, twice, checks the shortcuts
-//!   (`run`, `run_no_data`), and checks that the facade sets up memory exactly as the
-//!   contract's own description (`Case::run_raw` on the interpreter) does;
+//! - this file — runs every case of `tests/contract/*.txt` (read by `ebpf-contract`) through
+//!   `Vm` on every engine, twice, checks the shortcuts (`run`, `run_no_data`), checks that the
+//!   facade sets up memory exactly as the contract's own description (`Case::run_raw` on the
+//!   interpreter) does, and that the checker notices every difference;
 //! - `facade` — what is not a program run: configuration and load errors, threads, helpers
 //!   with embedder state;
 //! - `limits` — the resource limits (region sizes) on every engine;
 //! - `props` — property tests: no byte string, program or input panics the facade, runs are
 //!   deterministic, and engines agree.
 
-mod cases;
 mod facade;
 mod limits;
 mod props;
 
-use std::collections::BTreeMap;
-
-use cases::{Case, Category, Outcome, RunRegion};
-use ebpf_abi::layout;
+use ebpf_contract::{Case, Expect, Mem, Outcome, RunRegion};
 use ebpf_interp::Interpreter;
-use ebpf_vm::{Engine, Input, MetadataLayout, Vm, VmBuilder};
+use ebpf_vm::{Engine, Input, MetadataLayout, Trap, TrapKind, Vm, VmBuilder};
 
-/// A builder configured as `case` says (with the table's helpers), for `engine`.
+/// A builder configured as `case` says (with the contract's helpers), for `engine`.
 ///
-/// Unverified: the table pins down what engines do at run time, including on programs a
+/// Unverified: the contract pins down what engines do at run time, including on programs a
 /// verifier rejects (jumps out of range, falling off the end, uninitialised reads).
 pub(crate) fn builder(case: &Case, engine: Engine) -> VmBuilder {
     let mut b = Vm::builder().engine(engine).unverified();
-    for (id, helper) in cases::HELPERS {
+    for (id, helper) in ebpf_contract::HELPERS {
         b = b.helper(id, helper);
     }
     if let Some(budget) = case.config.budget {
@@ -52,6 +47,13 @@ pub(crate) fn builder(case: &Case, engine: Engine) -> VmBuilder {
         b = b.read_only_region(bytes.clone());
     }
     b
+}
+
+/// `case` loaded on `engine`.
+fn load(case: &Case, engine: Engine) -> Result<Vm, String> {
+    builder(case, engine)
+        .load_program(case.try_program()?)
+        .map_err(|e| format!("{}: does not load: {e}", case.name))
 }
 
 /// Runs `case` on a loaded `vm`, with fresh copies of the case's memory.
@@ -84,40 +86,15 @@ pub(crate) fn run_facade(vm: &Vm, case: &Case) -> Outcome {
 }
 
 #[test]
-fn layout_constants_are_the_contracts() {
-    assert_eq!(cases::STACK, layout::vm_addr(layout::STACK, 0));
-    assert_eq!(cases::INPUT, layout::vm_addr(layout::INPUT, 0));
-    assert_eq!(cases::META, layout::vm_addr(layout::METADATA, 0));
-    assert_eq!(cases::EXTRA, layout::vm_addr(layout::FIRST_EXTRA, 0));
-    assert_eq!(cases::FRAME, ebpf_abi::STACK_FRAME_SIZE);
-    assert_eq!(cases::FP0, ebpf_abi::Limits::default().frame_pointer(0));
-}
-
-#[test]
-fn case_names_are_unique() {
-    let mut seen = BTreeMap::new();
-    for case in cases::all() {
-        if let Some(other) = seen.insert(case.name.clone(), case.asm.clone()) {
-            panic!("two cases named {}:\n{other}\n---\n{}", case.name, case.asm);
-        }
-    }
-}
-
-#[test]
-fn contract_table_on_every_engine() {
-    let cases = cases::all();
-    let mut by_category: BTreeMap<Category, usize> = BTreeMap::new();
-    for case in &cases {
-        *by_category.entry(case.category).or_default() += 1;
-    }
-    eprintln!("{} cases: {by_category:?}", cases.len());
+fn contract_on_every_engine() {
+    let cases = ebpf_contract::cases();
     let mut failures = Vec::new();
     for &engine in Engine::ALL {
         for case in &cases {
-            let vm = match builder(case, engine).load_asm(&case.asm) {
+            let vm = match load(case, engine) {
                 Ok(vm) => vm,
                 Err(e) => {
-                    failures.push(format!("[{engine}] {}: does not load: {e}", case.name));
+                    failures.push(format!("[{engine}] {e}"));
                     continue;
                 }
             };
@@ -144,6 +121,7 @@ fn contract_table_on_every_engine() {
             }
         }
     }
+    eprintln!("{} cases on {:?}", cases.len(), Engine::ALL);
     assert!(
         failures.is_empty(),
         "{} of {} runs failed:\n{}",
@@ -153,19 +131,16 @@ fn contract_table_on_every_engine() {
     );
 }
 
-/// The table's checker is not vacuous: on every case, an outcome that differs from the
-/// expected one in r0, the count, the trap's pc or kind, or the memory is rejected.
+/// The checker is not vacuous: on every case, an outcome that differs from the expected one
+/// in r0, the count, the trap's pc or kind, or the memory is rejected.
 #[test]
 fn the_checker_notices_every_difference() {
-    use cases::{Expect, Mem};
     let mut rejected = 0;
-    for case in cases::all() {
-        let vm = builder(&case, Engine::Interpreter)
-            .load_asm(&case.asm)
-            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    for case in ebpf_contract::cases() {
+        let vm = load(&case, Engine::Interpreter).unwrap_or_else(|e| panic!("{e}"));
         let outcome = run_facade(&vm, &case);
         if case.check(&outcome).is_err() {
-            continue; // reported by contract_table_on_every_engine
+            continue; // reported by contract_on_every_engine
         }
         let mut wrongs = Vec::new();
         match &case.expect {
@@ -176,23 +151,23 @@ fn the_checker_notices_every_difference() {
                     wrongs.push(w);
                 }
                 let mut w = case.clone();
-                w.expect = Expect::Trap(ebpf_vm::Trap {
+                w.expect = Expect::Trap(Trap {
                     pc: 0,
-                    kind: ebpf_vm::TrapKind::BudgetExhausted { budget: 0 },
+                    kind: TrapKind::BudgetExhausted { budget: 0 },
                 });
                 wrongs.push(w);
             }
             Expect::Trap(t) => {
                 let mut w = case.clone();
-                w.expect = Expect::Trap(ebpf_vm::Trap {
+                w.expect = Expect::Trap(Trap {
                     pc: t.pc + 1,
                     kind: t.kind.clone(),
                 });
                 wrongs.push(w);
                 let mut w = case.clone();
-                w.expect = Expect::Trap(ebpf_vm::Trap {
+                w.expect = Expect::Trap(Trap {
                     pc: t.pc,
-                    kind: ebpf_vm::TrapKind::UnknownHelper { id: 12345 },
+                    kind: TrapKind::UnknownHelper { id: 12345 },
                 });
                 wrongs.push(w);
             }
@@ -226,19 +201,11 @@ fn the_checker_notices_every_difference() {
 /// same memory, including cases that do not check memory themselves.
 #[test]
 fn facade_sets_up_memory_as_the_contract_says() {
-    let interp = |program: &ebpf_isa::Program,
-                  map: ebpf_abi::MemoryMap<'_>,
-                  args: [u64; 2],
-                  helpers: &ebpf_abi::Helpers,
-                  limits: &ebpf_abi::Limits| {
-        Interpreter::new(program).run(map, args, helpers, limits)
-    };
+    let interp = ebpf_contract::engine(Interpreter::new, Interpreter::run);
     let mut failures = Vec::new();
-    for case in cases::all() {
+    for case in ebpf_contract::cases() {
         let raw = case.run_raw(&interp);
-        let vm = builder(&case, Engine::Interpreter)
-            .load_asm(&case.asm)
-            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let vm = load(&case, Engine::Interpreter).unwrap_or_else(|e| panic!("{e}"));
         let facade = run_facade(&vm, &case);
         if raw != facade {
             failures.push(format!(

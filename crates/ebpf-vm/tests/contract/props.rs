@@ -13,8 +13,6 @@ use ebpf_vm::{Engine, Exit, Input, LoadError, MetadataLayout, Trap, TrapKind, Vm
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use crate::cases;
-
 /// The budget of every run of arbitrary code.
 const BUDGET: u64 = 10_000;
 
@@ -42,7 +40,7 @@ fn builder(engine: Engine, mode: Mode, depth: usize, budget: u64) -> VmBuilder {
         .budget(budget)
         .max_call_depth(depth)
         .read_only_region(vec![0xab; 16]);
-    for (id, helper) in cases::HELPERS {
+    for (id, helper) in ebpf_contract::HELPERS {
         b = b.helper(id, helper);
     }
     if mode == Mode::FixedMbuff {

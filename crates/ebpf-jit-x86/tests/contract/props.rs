@@ -7,20 +7,28 @@
 //! sequences (jumps anywhere, any memory, unknown helpers: mostly traps); and closed programs
 //! (control flow inside the program, so loops and recursion), both under a budget.
 
-#![cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
-
-mod common;
-
-use common::{check_with, with_stack_dumps};
 use ebpf_abi::Limits;
+use ebpf_contract::differential::{Setup, with_stack_dumps};
+use ebpf_isa::Program;
 use ebpf_testgen::{StructuredConfig, any_program, closed_program, structured_with_input};
 use proptest::prelude::*;
 
-fn budget_for(max_steps: u64) -> impl Strategy<Value = Option<u64>> {
-    prop_oneof![
-        1 => Just(None),
-        3 => (0..=max_steps.saturating_add(2)).prop_map(Some),
-    ]
+use crate::with_differential;
+
+/// Read-only data every run maps (region 1), for programs that happen to read it.
+const RODATA: &[u8; 16] = b"read-only bytes!";
+
+/// A structured program, its input, and no budget or one that is often too small.
+fn structured_with_budget(
+    config: StructuredConfig,
+) -> impl Strategy<Value = (Program, Vec<u8>, Option<u64>)> {
+    structured_with_input(config).prop_flat_map(|(s, input)| {
+        let budget = prop_oneof![
+            1 => Just(None),
+            3 => (0..=s.max_steps.saturating_add(2)).prop_map(Some),
+        ];
+        (Just(s.program), Just(input), budget)
+    })
 }
 
 fn bigger() -> StructuredConfig {
@@ -35,31 +43,36 @@ fn bigger() -> StructuredConfig {
     }
 }
 
+/// Compares `program` on the engines over `input` (mapped or not) with `limits`.
+fn agree(program: &Program, input: Vec<u8>, map_input: bool, limits: Limits) {
+    let setup = Setup {
+        input: map_input.then_some(input),
+        limits,
+        ..Setup::none()
+    }
+    .rodata(*RODATA);
+    with_differential(|d| {
+        d.check(program, &setup);
+    });
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn structured_programs_agree(
-        (s, input, budget) in structured_with_input(StructuredConfig::default())
-            .prop_flat_map(|(s, input)| {
-                let steps = s.max_steps;
-                (Just(s), Just(input), budget_for(steps))
-            })
+        (program, input, budget) in structured_with_budget(StructuredConfig::default())
     ) {
         let limits = Limits { budget, ..Limits::default() };
-        check_with(&with_stack_dumps(&s.program), &input, &limits, true);
+        agree(&with_stack_dumps(&program), input, true, limits);
     }
 
     #[test]
     fn larger_structured_programs_agree(
-        (s, input, budget) in structured_with_input(bigger())
-            .prop_flat_map(|(s, input)| {
-                let steps = s.max_steps;
-                (Just(s), Just(input), budget_for(steps))
-            })
+        (program, input, budget) in structured_with_budget(bigger())
     ) {
         let limits = Limits { budget, ..Limits::default() };
-        check_with(&with_stack_dumps(&s.program), &input, &limits, true);
+        agree(&with_stack_dumps(&program), input, true, limits);
     }
 
     #[test]
@@ -71,7 +84,7 @@ proptest! {
         depth in 0usize..4,
     ) {
         let limits = Limits { budget: Some(budget), max_call_depth: depth };
-        check_with(&program, &input, &limits, map_input);
+        agree(&program, input, map_input, limits);
     }
 
     #[test]
@@ -82,6 +95,6 @@ proptest! {
         depth in 0usize..10,
     ) {
         let limits = Limits { budget: Some(budget), max_call_depth: depth };
-        check_with(&with_stack_dumps(&program), &input, &limits, true);
+        agree(&with_stack_dumps(&program), input, true, limits);
     }
 }

@@ -9,7 +9,8 @@
 //! `execute_program_jit`. Every result is checked against the Rust reference before timing; an
 //! engine that gets one wrong is reported and not timed.
 //!
-//! `cargo bench -p ebpf-bench --bench engines` (add `-- sort` to run one program's groups).
+//! `cargo bench -p ebpf-vm --features jit-cranelift --bench engines` (add `-- sort` to run one
+//! program's groups; without the feature, Cranelift is left out).
 
 use std::cell::RefCell;
 use std::hint::black_box;

@@ -8,19 +8,11 @@
 //!
 //! `PROPTEST_CASES` sets the number of cases (the cross-architecture run lowers it).
 
-mod common;
-
-use common::{Setup, compare, helpers};
-use ebpf_abi::Limits;
+use ebpf_contract::differential::Setup;
 use ebpf_testgen::{StructuredConfig, any_program, closed_program, structured_with_input};
 use proptest::prelude::*;
 
-fn limits(budget: Option<u64>, max_call_depth: usize) -> Limits {
-    Limits {
-        budget,
-        max_call_depth,
-    }
-}
+use crate::with_differential;
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -48,19 +40,18 @@ proptest! {
         cut in any::<prop::sample::Index>(),
     ) {
         prop_assume!(ebpf_jit_cranelift::host_supported());
-        let setup = Setup::input(input);
-        let jit = common::jit(&s.program);
-        let h = helpers();
-        let full = common::compare_compiled(&s.program, &jit, &setup, &h, &limits(None, 8))
-            .map_err(TestCaseError::fail)?;
-        let exit = full.result.clone().map_err(|t| TestCaseError::fail(format!("trapped: {t}")))?;
-        prop_assert!(exit.instructions <= s.max_steps);
-        // The same run cut short somewhere by the budget, and with too little call depth.
-        let budget = cut.index(exit.instructions as usize + 1) as u64;
-        common::compare_compiled(&s.program, &jit, &setup, &h, &limits(Some(budget), 8))
-            .map_err(TestCaseError::fail)?;
-        common::compare_compiled(&s.program, &jit, &setup, &h, &limits(None, 1))
-            .map_err(TestCaseError::fail)?;
+        with_differential(|d| {
+            let setup = Setup::input(input);
+            let full = d.compare(&s.program, &setup).map_err(TestCaseError::fail)?;
+            let exit = full.result.map_err(|t| TestCaseError::fail(format!("trapped: {t}")))?;
+            prop_assert!(exit.instructions <= s.max_steps);
+            // The same run cut short somewhere by the budget, and with too little call depth.
+            let budget = cut.index(exit.instructions as usize + 1) as u64;
+            d.compare(&s.program, &setup.clone().budget(Some(budget)))
+                .map_err(TestCaseError::fail)?;
+            d.compare(&s.program, &setup.depth(1)).map_err(TestCaseError::fail)?;
+            Ok(())
+        })?;
     }
 
     #[test]
@@ -71,7 +62,8 @@ proptest! {
         depth in 0usize..4,
     ) {
         prop_assume!(ebpf_jit_cranelift::host_supported());
-        compare(&program, &Setup::input(input), &helpers(), &limits(Some(budget), depth))
+        let setup = Setup::input(input).budget(Some(budget)).depth(depth);
+        with_differential(|d| d.compare(&program, &setup).map(drop))
             .map_err(TestCaseError::fail)?;
     }
 
@@ -82,7 +74,8 @@ proptest! {
         budget in 0u64..500,
     ) {
         prop_assume!(ebpf_jit_cranelift::host_supported());
-        compare(&program, &Setup::input(input), &helpers(), &limits(Some(budget), 3))
+        let setup = Setup::input(input).budget(Some(budget)).depth(3);
+        with_differential(|d| d.compare(&program, &setup).map(drop))
             .map_err(TestCaseError::fail)?;
     }
 }

@@ -2,6 +2,10 @@
 //! `ebpf-testgen`: decoding never panics and reports a sensible pc, `decode`/`encode` and
 //! `assemble`/`disassemble` are inverse on every kind of generated program, and `Program`'s
 //! pc addressing agrees with itself and with `decode_at`.
+//!
+//! They test `ebpf-isa` but live with the generators: `ebpf-testgen` depends on `ebpf-isa`, so
+//! `ebpf-isa` using it in its own tests would close a dependency cycle (the crate graph has
+//! none, dev-dependencies included; `cargo xtask tidy` checks).
 
 use std::collections::BTreeSet;
 

@@ -1,0 +1,41 @@
+//! [`Executable`]: the engine interface — what a program prepared by any engine offers, so
+//! that the facade, and an engine that wraps others (a tiered one, say), hold programs of every
+//! engine alike.
+//!
+//! Each engine has its own way to prepare a program (`Interpreter::new`, the JITs' `compile`
+//! with their options and their own error type); what they share is how the result runs. A
+//! new engine implements this trait for its prepared program, and the facade adds one arm
+//! where it picks engines.
+
+use core::fmt;
+
+use crate::{Exit, Helpers, Limits, MemoryMap, Trap};
+
+/// A program an engine has prepared (pre-decoded or compiled), ready to run any number of
+/// times, from any number of threads at once, each run with its own memory.
+///
+/// Every implementation runs with exactly the contract's semantics: for the same program,
+/// memory, arguments, helpers and limits, every engine returns the same [`Exit`] (`r0` and
+/// instruction count) or the same [`Trap`] (kind and pc), and leaves memory the same. The
+/// interpreter (`ebpf-interp`) is the reference.
+pub trait Executable: Send + Sync + fmt::Debug {
+    /// Runs the program.
+    ///
+    /// `memory` holds every region the program may touch except the stack, which the run
+    /// allocates itself (`limits.stack_size()` bytes, zeroed). `args` are `r1` and `r2`;
+    /// `r10` is the top of the entry frame; every other register starts at 0. A helper that
+    /// panics makes this call panic with the same payload.
+    fn run(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+    ) -> Result<Exit, Trap>;
+
+    /// Bytes of machine code the engine generated for the program (0 for an engine that
+    /// generates none).
+    fn code_size(&self) -> usize {
+        0
+    }
+}
