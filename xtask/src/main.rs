@@ -6,6 +6,8 @@
 //! - `test-cross [--arch aarch64|riscv64|s390x ...]`: the interpreter's and the Cranelift JIT's
 //!   tests under QEMU, and AOT objects linked by cross gcc (`cross.rs`).
 //! - `fuzz --smoke | --long TARGET | --seeds`: the cargo-fuzz targets of `fuzz/` (`fuzz.rs`).
+//! - `kernel-diff [ARGS...]`: the same programs on the Linux kernel and on every engine
+//!   (`kernel.rs`, which runs `crates/ebpf-kernel-diff`).
 //!
 //! xtask uses only std and anyhow, so it builds in seconds.
 
@@ -13,6 +15,7 @@ mod cross;
 mod fixtures;
 mod fuzz;
 mod json;
+mod kernel;
 mod tidy;
 
 use std::process::ExitCode;
@@ -41,5 +44,10 @@ fn run(args: Vec<String>) -> Result<()> {
         Some("fuzz") => fuzz::run(&tidy::workspace_root(), &args[1..]),
         Some(other) => bail!("unknown task `{other}`; tasks: tidy, fixtures, test-cross, fuzz"),
         None => bail!("usage: cargo xtask <task>; tasks: tidy, fixtures, test-cross, fuzz"),
+        Some("kernel-diff") => kernel::run(&tidy::workspace_root(), &args[1..]),
+        Some(other) => {
+            bail!("unknown task `{other}`; tasks: tidy, fixtures, test-cross, kernel-diff")
+        }
+        None => bail!("usage: cargo xtask <task>; tasks: tidy, fixtures, test-cross, kernel-diff"),
     }
 }

@@ -62,6 +62,12 @@ const ALLOWED: &[(&str, &[&str], &[&str])] = &[
         &["ebpf-isa"],
         &["ebpf-abi", "ebpf-interp", "ebpf-contract"],
     ),
+    ("ebpf-kernel", &[], &["ebpf-isa", "ebpf-maps"]),
+    (
+        "ebpf-kernel-diff",
+        &["ebpf-kernel", "ebpf-vm", "ebpf-testgen", "ebpf-testdata"],
+        &[],
+    ),
     (
         "ebpf-vm",
         &[

@@ -9,10 +9,12 @@
 
 use std::sync::Arc;
 
-use ebpf_abi::SplitMix64;
+use ebpf_abi::{SplitMix64, semantics};
 use ebpf_isa::builder::{Builder, Label};
 use ebpf_isa::table::{Form, Spec};
-use ebpf_isa::{CpuVersion, Group, Imm64Kind, Insn, Operand, Program, Reg, Size, Width};
+use ebpf_isa::{
+    AluOp, CallKind, Cond, CpuVersion, Group, Imm64Kind, Insn, Operand, Program, Reg, Size, Width,
+};
 use proptest::array::{uniform5, uniform9};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -73,6 +75,27 @@ pub struct StructuredConfig {
     /// leaving out the atomic groups leaves out atomics. The scaffolding (see
     /// [`StructuredProgram`]) uses base32 and base64 instructions whatever this says.
     pub groups: Vec<Group>,
+    /// Only what the Linux verifier accepts: immediate shift counts below the operand width,
+    /// no division or modulo by an immediate zero (RFC 9669 defines both; the kernel refuses
+    /// them), and no code that no path reaches (the kernel refuses that too): an early `exit`
+    /// is taken only when `r0`'s low bit is clear (`jset r0, 1` jumps over it), and each
+    /// function ends by calling the next one (so every sub-function is called; its result is
+    /// xored into `r0`). Default: off.
+    pub kernel_compatible: bool,
+    /// Before every `exit` of the main function, fold `r0`'s upper half into its lower half
+    /// (`r0 ^= r0 >> 32`, through `r1`), so that a 32-bit return value — what the kernel's
+    /// `BPF_PROG_TEST_RUN` reports — still depends on all 64 bits. Default: off.
+    pub fold_r0: bool,
+    /// Sometimes pass a register through a stack slot and an atomic `or` with itself (needs
+    /// [`Group::Atomic64`]): its value is unchanged, but a verifier that tracks constants
+    /// through the stack (the kernel's) no longer knows it, so both sides of later branches
+    /// are explored. Default: off.
+    pub opaque_values: bool,
+    /// Add code that never runs (see [`StructuredProgram::dead`]): behind a conditional jump
+    /// on a constant that always goes the other way, instructions that would be wrong if they
+    /// ran — misaligned and out-of-frame stack accesses, reads of unwritten stack bytes and
+    /// registers, an unknown helper, a write to `r10`. Default: off.
+    pub dead_code: bool,
 }
 
 impl Default for StructuredConfig {
@@ -96,6 +119,10 @@ impl Default for StructuredConfig {
                 Group::Divmul32,
                 Group::Divmul64,
             ],
+            kernel_compatible: false,
+            fold_r0: false,
+            opaque_values: false,
+            dead_code: false,
         }
     }
 }
@@ -128,6 +155,10 @@ impl StructuredConfig {
             functions,
             max_cpu: self.max_cpu,
             groups: self.groups.clone(),
+            kernel_compatible: self.kernel_compatible,
+            fold_r0: self.fold_r0,
+            opaque_values: self.opaque_values && self.groups.contains(&Group::Atomic64),
+            dead_code: self.dead_code,
         }
     }
 
@@ -196,6 +227,11 @@ pub struct StructuredProgram {
     pub max_steps: u64,
     /// The pc of each sub-function's first instruction, in order.
     pub functions: Vec<usize>,
+    /// The pcs of instructions that never run (with [`StructuredConfig::dead_code`]): each
+    /// sits behind a conditional jump on a register just set to a constant, which always goes
+    /// the other way. Each takes one slot, so a test may replace its bytes with anything,
+    /// undecodable ones included, without changing what the program computes.
+    pub dead: Vec<usize>,
 }
 
 /// Runnable programs as configured by `config` (see [`StructuredProgram`] for the
@@ -284,6 +320,37 @@ enum Stmt {
         after: [i32; 5],
     },
     Exit,
+    /// The register through a stack slot and `lock or` with itself (value unchanged).
+    Opaque(Reg),
+    Dead(Dead),
+}
+
+/// Code that never runs: `mov r0, value; j<cond> r0, imm` goes one way on every run, and
+/// `junk` sits on the other side.
+#[derive(Clone, Debug)]
+struct Dead {
+    width: Width,
+    cond: Cond,
+    value: i32,
+    imm: i32,
+    junk: Vec<Junk>,
+}
+
+/// An instruction that would be wrong if it ran.
+#[derive(Clone, Copy, Debug)]
+enum Junk {
+    /// `stw [r10-6], 1`.
+    Misaligned,
+    /// `stdw [r10+8], 1`.
+    OutOfFrame,
+    /// `ldxdw r0, [r10-512]` (the generated code writes only the top of the frame).
+    UnwrittenStack,
+    /// `call 0x7ffffff0`.
+    UnknownHelper,
+    /// `mov r10, 0`.
+    WriteR10,
+    /// `mov r0, rN` for r6–r9 (only at a function's start, where those are unwritten).
+    UnwrittenRegister(u8),
 }
 
 #[derive(Clone, Debug)]
@@ -293,6 +360,8 @@ struct Function {
     inits: [Const; 9],
     /// Seed of the stack's initial contents.
     seed: u64,
+    /// Code that never runs at the function's start (before any register is written).
+    dead: Option<Dead>,
 }
 
 fn constant() -> impl Strategy<Value = Const> + Clone {
@@ -307,9 +376,82 @@ fn general() -> impl Strategy<Value = Reg> + Clone {
 }
 
 fn function_strategy(cfg: &Arc<StructuredConfig>) -> BoxedStrategy<Function> {
-    (block_strategy(cfg), uniform9(constant()), any::<u64>())
-        .prop_map(|(body, inits, seed)| Function { body, inits, seed })
+    let dead = if cfg.dead_code {
+        proptest::option::of(dead_strategy(true)).boxed()
+    } else {
+        Just(None).boxed()
+    };
+    (
+        block_strategy(cfg),
+        uniform9(constant()),
+        any::<u64>(),
+        dead,
+    )
+        .prop_map(|(body, inits, seed, dead)| Function {
+            body,
+            inits,
+            seed,
+            dead,
+        })
         .boxed()
+}
+
+/// Dead code; `at_start`: it may read the registers a function has not written yet.
+fn dead_strategy(at_start: bool) -> impl Strategy<Value = Dead> + Clone {
+    let widths = select(vec![Width::W32, Width::W64]);
+    let conds = select(Cond::ALL.to_vec());
+    let mut junk: Vec<BoxedStrategy<Junk>> = vec![
+        Just(Junk::Misaligned).boxed(),
+        Just(Junk::OutOfFrame).boxed(),
+        Just(Junk::UnwrittenStack).boxed(),
+        Just(Junk::UnknownHelper).boxed(),
+        Just(Junk::WriteR10).boxed(),
+    ];
+    if at_start {
+        junk.push((6u8..=9).prop_map(Junk::UnwrittenRegister).boxed());
+    }
+    (
+        widths,
+        conds,
+        any_imm(),
+        any_imm(),
+        vec(Union::new(junk), 1..=3),
+    )
+        .prop_map(|(width, cond, value, imm, junk)| Dead {
+            width,
+            cond,
+            value,
+            imm,
+            junk,
+        })
+}
+
+/// Makes an ALU instruction's immediate one the Linux verifier accepts (see
+/// [`StructuredConfig::kernel_compatible`]): shift counts are masked to the width, as every
+/// engine masks them at run time, and an immediate zero divisor becomes -1.
+fn kernel_immediate(insn: Insn) -> Insn {
+    match insn {
+        Insn::Alu {
+            width,
+            op,
+            dst,
+            src: Operand::Imm(i),
+        } => {
+            let bits = if width == Width::W64 { 64 } else { 32 };
+            let i = match op {
+                AluOp::Lsh | AluOp::Rsh | AluOp::Arsh => i & (bits - 1),
+                AluOp::Div | AluOp::Mod | AluOp::Sdiv | AluOp::Smod if i == 0 => -1,
+                _ => i,
+            };
+            Insn::Alu {
+                width,
+                op,
+                dst,
+                src: Operand::Imm(i),
+            }
+        }
+        other => other,
+    }
 }
 
 fn block_strategy(cfg: &Arc<StructuredConfig>) -> BoxedStrategy<Vec<Stmt>> {
@@ -337,10 +479,17 @@ fn block_strategy(cfg: &Arc<StructuredConfig>) -> BoxedStrategy<Vec<Stmt>> {
 
     let mut leaves: Vec<(u32, BoxedStrategy<Stmt>)> = Vec::new();
     if !compute.is_empty() {
+        let kernel = cfg.kernel_compatible;
         let op = select(compute)
             .prop_flat_map(|form| insn_of_form_using(form, general()))
-            .prop_map(Stmt::Op);
+            .prop_map(move |insn| Stmt::Op(if kernel { kernel_immediate(insn) } else { insn }));
         leaves.push((16, op.boxed()));
+    }
+    if cfg.opaque_values {
+        leaves.push((3, general().prop_map(Stmt::Opaque).boxed()));
+    }
+    if cfg.dead_code {
+        leaves.push((1, dead_strategy(false).prop_map(Stmt::Dead).boxed()));
     }
     if !memory.is_empty() {
         let via = proptest::option::weighted(0.3, (general(), -64i16..=64));
@@ -460,6 +609,7 @@ fn lower(cfg: &StructuredConfig, main: &Function, subs: &[Function]) -> Option<S
         stack_bytes: cfg.stack_bytes,
         max_steps,
         functions,
+        dead: e.dead,
     })
 }
 
@@ -472,6 +622,8 @@ struct Emitter<'a> {
     entries: Vec<Label>,
     /// Step bounds of the functions, known for every function a caller may call.
     costs: &'a [u64],
+    /// The pcs of the instructions that never run.
+    dead: Vec<usize>,
 }
 
 impl<'a> Emitter<'a> {
@@ -483,6 +635,7 @@ impl<'a> Emitter<'a> {
             b,
             entries,
             costs,
+            dead: Vec::new(),
         }
     }
 
@@ -508,7 +661,8 @@ impl<'a> Emitter<'a> {
 
     fn function(&mut self, k: usize, f: &Function) -> u64 {
         self.b.bind(self.entries[k]);
-        let mut cost = self.mov(INPUT_REG, Reg::R1);
+        let mut cost = f.dead.as_ref().map_or(0, |d| self.dead(d));
+        cost += self.mov(INPUT_REG, Reg::R1);
         let regs: &[Reg] = if k == 0 {
             &GENERAL_REGS
         } else {
@@ -530,7 +684,54 @@ impl<'a> Emitter<'a> {
             off -= 8;
         }
         cost += self.block(k, &f.body, 0);
+        if self.cfg.kernel_compatible && k + 1 < self.entries.len() {
+            // Every function runs: each calls the next one last, and mixes its result in.
+            self.b
+                .mov64(Reg::R6, Reg::R0)
+                .mov64(Reg::R1, INPUT_REG)
+                .call_local(self.entries[k + 1])
+                .xor64(Reg::R0, Reg::R6);
+            cost += 4u64.saturating_add(self.costs[k + 1]);
+        }
+        cost + self.exit(k)
+    }
+
+    /// `exit`, after folding `r0` in the main function when configured.
+    fn exit(&mut self, k: usize) -> u64 {
+        let mut cost = 0;
+        if k == 0 && self.cfg.fold_r0 {
+            self.b
+                .mov64(Reg::R1, Reg::R0)
+                .rsh64(Reg::R1, 32)
+                .xor64(Reg::R0, Reg::R1);
+            cost += 3;
+        }
         cost + self.insn(Insn::Exit)
+    }
+
+    /// Code that never runs behind `mov r0, value; j<cond> r0, imm`; returns the cost of the
+    /// two instructions that do run.
+    fn dead(&mut self, d: &Dead) -> u64 {
+        let value = i64::from(d.value) as u64;
+        let imm = i64::from(d.imm) as u64;
+        let taken = match d.width {
+            Width::W64 => semantics::cond64(d.cond, value, imm),
+            Width::W32 => semantics::cond32(d.cond, value, imm),
+        };
+        let (junk, after) = (self.b.label(), self.b.label());
+        self.b.mov64(Reg::R0, d.value);
+        let target = if taken { after } else { junk };
+        self.b.jump(d.width, d.cond, Reg::R0, d.imm, target);
+        if !taken {
+            self.b.ja(after);
+        }
+        self.b.bind(junk);
+        for j in &d.junk {
+            self.dead.push(self.b.pc());
+            self.b.insn(junk_insn(*j));
+        }
+        self.b.bind(after);
+        if taken { 2 } else { 3 }
     }
 
     fn block(&mut self, k: usize, stmts: &[Stmt], level: usize) -> u64 {
@@ -543,7 +744,17 @@ impl<'a> Emitter<'a> {
         match stmt {
             Stmt::Op(insn) => self.insn(*insn),
             Stmt::Mem(m) => self.mem(m),
-            Stmt::Exit => self.insn(Insn::Exit),
+            Stmt::Exit if self.cfg.kernel_compatible => {
+                // A conditional exit: the code after it stays reachable.
+                let skip = self.b.label();
+                self.b.jump(Width::W64, Cond::Set, Reg::R0, 1, skip);
+                let cost = 1 + self.exit(k);
+                self.b.bind(skip);
+                cost
+            }
+            Stmt::Exit => self.exit(k),
+            Stmt::Opaque(r) => self.opaque(*r),
+            Stmt::Dead(d) => self.dead(d),
             Stmt::If {
                 width,
                 cond,
@@ -603,6 +814,17 @@ impl<'a> Emitter<'a> {
                 7u64.saturating_add(self.costs[target])
             }
         }
+    }
+
+    /// `r` through the lowest data slot of the frame and back, with an atomic `or` of itself
+    /// in between.
+    fn opaque(&mut self, r: Reg) -> u64 {
+        let slot = -(self.cfg.stack_bytes as i16);
+        self.b
+            .stxdw(Reg::R10, slot, r)
+            .atomic_or64(Reg::R10, slot, r)
+            .ldxdw(r, Reg::R10, slot);
+        3
     }
 
     fn mem(&mut self, m: &Mem) -> u64 {
@@ -689,6 +911,47 @@ impl<'a> Emitter<'a> {
     }
 }
 
+/// The one-slot instruction for a piece of junk.
+fn junk_insn(j: Junk) -> Insn {
+    match j {
+        Junk::Misaligned => Insn::Store {
+            size: Size::W,
+            dst: Reg::R10,
+            off: -6,
+            src: Operand::Imm(1),
+        },
+        Junk::OutOfFrame => Insn::Store {
+            size: Size::DW,
+            dst: Reg::R10,
+            off: 8,
+            src: Operand::Imm(1),
+        },
+        Junk::UnwrittenStack => Insn::Load {
+            size: Size::DW,
+            signed: false,
+            dst: Reg::R0,
+            src: Reg::R10,
+            off: -512,
+        },
+        Junk::UnknownHelper => Insn::Call {
+            kind: CallKind::Helper,
+            imm: 0x7fff_fff0,
+        },
+        Junk::WriteR10 => Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Mov,
+            dst: Reg::R10,
+            src: Operand::Imm(0),
+        },
+        Junk::UnwrittenRegister(r) => Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Mov,
+            dst: Reg::R0,
+            src: Operand::Reg(Reg::new(r).unwrap_or(Reg::R9)),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -734,6 +997,27 @@ mod tests {
         Ok(())
     }
 
+    /// The pcs some path reaches from pc 0: both ways of conditional jumps, calls' targets and
+    /// the next instruction of everything but `exit` and `ja`.
+    fn reachable(program: &Program) -> BTreeSet<usize> {
+        let mut seen = BTreeSet::new();
+        let mut work = vec![0usize];
+        while let Some(pc) = work.pop() {
+            let Some(insn) = program.at_pc(pc) else {
+                continue;
+            };
+            if !seen.insert(pc) {
+                continue;
+            }
+            work.extend(insn.jump_target(pc));
+            work.extend(insn.call_target(pc));
+            if !matches!(insn, Insn::Exit | Insn::Ja { .. } | Insn::Ja32 { .. }) {
+                work.push(pc + insn.slots());
+            }
+        }
+        seen
+    }
+
     fn small_v1() -> StructuredConfig {
         StructuredConfig {
             input_len: 0,
@@ -744,6 +1028,7 @@ mod tests {
             functions: 3,
             max_cpu: CpuVersion::V1,
             groups: vec![Group::Base32, Group::Base64],
+            ..StructuredConfig::default()
         }
     }
 
@@ -759,8 +1044,35 @@ mod tests {
         }
     }
 
+    /// What kernel-diff generates: register and stack only, what the kernel's verifier
+    /// takes, folded, with hidden values and dead code.
+    fn kernel() -> StructuredConfig {
+        StructuredConfig {
+            input_len: 0,
+            kernel_compatible: true,
+            fold_r0: true,
+            opaque_values: true,
+            dead_code: true,
+            ..StructuredConfig::default()
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The evaluator refuses every piece of junk, so a run that succeeds never ran one.
+        /// And no instruction is out of every path's reach (the kernel refuses that).
+        #[test]
+        fn kernel_programs_keep_their_promises((s, input) in structured_with_input(kernel())) {
+            keeps_promises(&kernel(), &s, &input)?;
+            for &pc in &s.dead {
+                prop_assert!(s.program.at_pc(pc).is_some_and(|i| i.slots() == 1));
+            }
+            let reached = reachable(&s.program);
+            for (pc, _) in s.program.iter() {
+                prop_assert!(reached.contains(&pc), "pc {} is unreachable\n{}", pc, disassemble(&s.program));
+            }
+        }
 
         #[test]
         fn default_programs_keep_their_promises((s, input) in structured_with_input(StructuredConfig::default())) {
@@ -779,6 +1091,57 @@ mod tests {
         }
     }
 
+    /// The kernel options do what they say: immediates the kernel takes, every kind of junk,
+    /// a fold before each main exit, and opaque round trips.
+    #[test]
+    fn kernel_options_show_up() {
+        let mut runner = TestRunner::deterministic();
+        let strategy = structured_program(kernel());
+        let (mut junk, mut folds, mut opaque, mut dead) = (BTreeSet::new(), 0, 0, 0);
+        for _ in 0..300 {
+            let s = strategy.new_tree(&mut runner).unwrap().current();
+            dead += s.dead.len();
+            let insns: Vec<(usize, &Insn)> = s.program.iter().collect();
+            for (i, &(pc, insn)) in insns.iter().enumerate() {
+                if s.dead.contains(&pc) {
+                    junk.insert(format!("{:?}", Form::of(insn)));
+                    continue;
+                }
+                if let Insn::Alu {
+                    width,
+                    op,
+                    src: Operand::Imm(imm),
+                    ..
+                } = *insn
+                {
+                    let bits = if width == Width::W64 { 64 } else { 32 };
+                    match op {
+                        AluOp::Lsh | AluOp::Rsh | AluOp::Arsh => assert!((0..bits).contains(&imm)),
+                        AluOp::Div | AluOp::Mod | AluOp::Sdiv | AluOp::Smod => assert_ne!(imm, 0),
+                        _ => {}
+                    }
+                }
+                let next = |k: usize| insns.get(i + k).map(|(_, insn)| **insn);
+                if matches!(insn, Insn::Atomic { .. }) && matches!(next(1), Some(Insn::Load { .. }))
+                {
+                    opaque += 1;
+                }
+                if *insn == Insn::Exit
+                    && i > 0
+                    && matches!(insns[i - 1].1, Insn::Alu { op: AluOp::Xor, .. })
+                {
+                    folds += 1;
+                }
+            }
+        }
+        // Misaligned and out-of-frame stores are one form, as are the two register moves.
+        assert!(junk.len() >= 4, "junk forms: {junk:?}");
+        assert!(
+            dead > 300 && folds > 300 && opaque > 100,
+            "dead {dead}, folds {folds}, opaque {opaque}"
+        );
+    }
+
     #[test]
     fn config_is_clamped() {
         let c = StructuredConfig {
@@ -790,8 +1153,11 @@ mod tests {
             functions: 100,
             max_cpu: CpuVersion::V2,
             groups: vec![],
+            opaque_values: true,
+            ..StructuredConfig::default()
         }
         .normalized();
+        assert!(!c.opaque_values, "opaque values need atomics");
         assert_eq!(c.input_len, 32_768);
         assert_eq!(c.stack_bytes, 8 * (MAX_DEPTH as usize + 1));
         assert_eq!(c.statements, 1);

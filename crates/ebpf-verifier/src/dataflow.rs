@@ -3,17 +3,26 @@
 //! every path. A forward "must" analysis per function, iterated to a fixed point over reverse
 //! post-order, then one reporting pass.
 //!
+//! It is also conditional constant propagation (Wegman–Zadeck): a conditional jump whose
+//! operands are known constants follows only the edge it takes, the edge it never takes
+//! carries nothing, and a block no edge reaches is dead — as in the kernel, which explores
+//! only the paths a run can take. `jeq`/`jne` refine the register they compare with a
+//! constant on their equal edge. A function is live when a live block calls it. Findings are
+//! reported for live code only; [`Analysis::live`] says which blocks are live, for the
+//! structural checks and for reporting code that never runs.
+//!
 //! Values follow the ISA exactly — a 32-bit operation truncates and zero-extends (so
 //! `r10 + 8` computed with `add32` is not a frame pointer), `movsx` sign-extends, a 32-bit
 //! divisor is its low half — using the same arithmetic as the interpreter
 //! (`ebpf_abi::semantics`).
 
+use alloc::collections::BTreeSet;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use ebpf_abi::semantics;
-use ebpf_cfg::Cfg;
-use ebpf_isa::{AluOp, AtomicOp, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg, Width};
+use ebpf_cfg::{BlockId, Cfg, FuncId, Terminator};
+use ebpf_isa::{AluOp, AtomicOp, Cond, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg, Width};
 
 use crate::{Finding, FindingKind, Proof};
 
@@ -115,9 +124,15 @@ struct Sink<'a> {
     proven: &'a mut Vec<usize>,
     cfg: &'a Cfg,
     helpers: Option<&'a [u32]>,
-    /// Per function: the registers r1–r5 written at every call site seen so far (the AND of
-    /// the callers' states), `ALL_ARGS` until a call is seen.
+    /// Per function: the registers r1–r5 written at every live call site seen so far (the
+    /// AND of the callers' states), `ALL_ARGS` until a call is seen.
     arg_masks: &'a mut [u16],
+    /// Per function: whether a live block calls it.
+    called: &'a mut [bool],
+    /// Per function: whether it has been analysed in this round; a call that changes what an
+    /// analysed function starts with (only possible with recursion) asks for another round.
+    analysed: &'a [bool],
+    again: &'a mut bool,
     /// Whether the function analysed is the entry: only its `exit` returns `r0` to the
     /// embedder. A sub-program may return nothing (a C `void` function); the caller's `r0`
     /// after the call counts as written, which this analysis cannot refine.
@@ -150,7 +165,8 @@ const ALL_ARGS: u16 = 0b11_1110;
 const R10: u16 = 1 << 10;
 
 /// Reachable functions, callers before callees (reverse DFS post-order of the call graph from
-/// the entry; with recursion, which is reported elsewhere, some callee comes first).
+/// the entry; with recursion, which is reported elsewhere, some callee comes first). Which of
+/// them can run is for the analysis to find.
 fn callers_first(cfg: &Cfg) -> Vec<usize> {
     let n = cfg.functions().len();
     let mut seen = vec![false; n];
@@ -176,79 +192,242 @@ fn callers_first(cfg: &Cfg) -> Vec<usize> {
     post
 }
 
+/// What the analysis found besides its findings.
+pub(crate) struct Analysis {
+    /// What verification proved.
+    pub(crate) proof: Proof,
+    /// The live blocks and functions.
+    pub(crate) live: Live,
+}
+
+/// Which code can run: blocks some run can reach, given what the analysis knows about values.
+pub(crate) struct Live {
+    blocks: Vec<bool>,
+    functions: Vec<bool>,
+}
+
+impl Live {
+    /// Whether the block can run.
+    pub(crate) fn block(&self, b: BlockId) -> bool {
+        self.blocks.get(b.index()).copied().unwrap_or(false)
+    }
+
+    /// Whether the function can run (the entry, or a function a live block calls).
+    pub(crate) fn function(&self, f: FuncId) -> bool {
+        self.functions.get(f.index()).copied().unwrap_or(false)
+    }
+
+    /// Whether the instruction at `pc` can run.
+    pub(crate) fn pc(&self, cfg: &Cfg, pc: usize) -> bool {
+        cfg.block_at(pc).is_some_and(|b| self.block(b))
+    }
+}
+
 pub(crate) fn check(
     program: &Program,
     cfg: &Cfg,
     helpers: Option<&[u32]>,
     findings: &mut Vec<Finding>,
-) -> Proof {
+) -> Analysis {
     let insns = program.insns();
     let pcs: Vec<usize> = program.iter().map(|(pc, _)| pc).collect();
-    let mut proven = Vec::new();
-    let mut arg_masks = vec![ALL_ARGS; cfg.functions().len()];
-    // Out-states by block; functions own disjoint block ranges, so one array serves all.
-    let mut outs: Vec<Option<State>> = vec![None; cfg.blocks().len()];
-    for f in callers_first(cfg) {
-        let func = &cfg.functions()[f];
-        let entry = func.entry_block();
-        // The entry function gets r1 and r2 from the embedder; a sub-program gets the
-        // arguments every caller wrote (r0 and r6–r9 are not passed).
-        let init = if f == 0 {
-            0b110
-        } else {
-            arg_masks[f] & ALL_ARGS
-        };
-        let entry_state = State::entry(init | R10);
-        let in_state = |b: ebpf_cfg::BlockId, outs: &[Option<State>]| -> Option<State> {
-            let mut acc = (b == entry).then(|| entry_state.clone());
-            for p in &cfg.block(b).preds {
-                if let Some(o) = &outs[p.index()] {
-                    acc = Some(match acc {
-                        None => o.clone(),
-                        Some(a) => a.join(o),
-                    });
-                }
-            }
-            acc
-        };
-        // One pass over block `b` from its in-state; `report`: findings are recorded (only
-        // once the states are final).
-        let mut walk = |b: ebpf_cfg::BlockId, outs: &[Option<State>], report: bool| {
-            let mut state = in_state(b, outs)?;
-            let mut sink = Sink {
-                report,
-                findings: &mut *findings,
-                proven: &mut proven,
-                cfg,
-                helpers,
-                arg_masks: &mut arg_masks,
-                main: f == 0,
-            };
-            for i in cfg.block(b).insns.clone() {
-                transfer(pcs[i], &insns[i], &mut state, &mut sink);
-            }
-            Some(state)
-        };
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for &b in &func.rpo {
-                if let Some(state) = walk(b, &outs, false)
-                    && outs[b.index()].as_ref() != Some(&state)
-                {
-                    outs[b.index()] = Some(state);
-                    changed = true;
-                }
-            }
-        }
-        for &b in &func.rpo {
-            walk(b, &outs, true);
+    let nf = cfg.functions().len();
+    let order = callers_first(cfg);
+    // Each block's position in its function's reverse post-order (`usize::MAX`: in none).
+    let mut rpo_pos = vec![usize::MAX; cfg.blocks().len()];
+    for func in cfg.functions() {
+        for (i, b) in func.rpo.iter().enumerate() {
+            rpo_pos[b.index()] = i;
         }
     }
-    proven.sort_unstable();
-    proven.dedup();
-    Proof {
-        stack_accesses_in_bounds: proven,
+    let mut arg_masks = vec![ALL_ARGS; nf];
+    let mut called = vec![false; nf];
+    if let Some(main) = called.first_mut() {
+        *main = true;
+    }
+    // Callers come before callees, so one round settles every function's entry state —
+    // unless functions call each other in a cycle (reported as recursion elsewhere): then
+    // rounds repeat until no call site changes an analysed function's entry.
+    loop {
+        let mut again = false;
+        let mut analysed = vec![false; nf];
+        let start = findings.len();
+        let mut proven = Vec::new();
+        // Out-states by block; functions own disjoint block ranges, so one array serves all.
+        let mut outs: Vec<Option<State>> = vec![None; cfg.blocks().len()];
+        for &f in &order {
+            if called[f] {
+                let mut sink = Sink {
+                    report: false,
+                    findings: &mut *findings,
+                    proven: &mut proven,
+                    cfg,
+                    helpers,
+                    arg_masks: &mut arg_masks,
+                    called: &mut called,
+                    analysed: &analysed,
+                    again: &mut again,
+                    main: f == 0,
+                };
+                analyse_function(f, insns, &pcs, &rpo_pos, &mut outs, &mut sink);
+            }
+            analysed[f] = true;
+        }
+        if again {
+            findings.truncate(start);
+            continue;
+        }
+        proven.sort_unstable();
+        proven.dedup();
+        // A block is live when some live edge reached it, i.e. it was given a state.
+        let blocks = outs.iter().map(Option::is_some).collect();
+        return Analysis {
+            proof: Proof {
+                stack_accesses_in_bounds: proven,
+            },
+            live: Live {
+                blocks,
+                functions: called,
+            },
+        };
+    }
+}
+
+/// Iterates function `f` to its fixed point, then walks it once more to report.
+fn analyse_function(
+    f: usize,
+    insns: &[Insn],
+    pcs: &[usize],
+    rpo_pos: &[usize],
+    outs: &mut [Option<State>],
+    sink: &mut Sink<'_>,
+) {
+    let cfg = sink.cfg;
+    let func = &cfg.functions()[f];
+    // The entry function gets r1 and r2 from the embedder; a sub-program gets the arguments
+    // every caller wrote (r0 and r6–r9 are not passed).
+    let init = if f == 0 {
+        0b110
+    } else {
+        sink.arg_masks[f] & ALL_ARGS
+    };
+    let entry = (func.entry_block(), State::entry(init | R10));
+    // One pass over block `b` from its in-state (`None`: no live edge reaches it yet).
+    let walk = |b: BlockId, outs: &[Option<State>], sink: &mut Sink<'_>| {
+        let mut state = in_state(cfg, insns, b, outs, &entry)?;
+        for i in cfg.block(b).insns.clone() {
+            transfer(pcs[i], &insns[i], &mut state, sink);
+        }
+        Some(state)
+    };
+    // A worklist in reverse post-order: a block is walked again only when a predecessor's
+    // out-state changed. (Sweeping the whole function until nothing changes would cost a
+    // sweep per loop in a row: each loop's exit edge comes alive only once its head's
+    // constant is found to vary.)
+    let mut pending = BTreeSet::new();
+    pending.insert(0usize);
+    while let Some(i) = pending.pop_first() {
+        let Some(&b) = func.rpo.get(i) else { continue };
+        if let Some(state) = walk(b, outs, sink)
+            && outs[b.index()].as_ref() != Some(&state)
+        {
+            outs[b.index()] = Some(state);
+            for (succ, _) in cfg.block(b).successors() {
+                if let Some(&p) = rpo_pos.get(succ.index())
+                    && p != usize::MAX
+                {
+                    pending.insert(p);
+                }
+            }
+        }
+    }
+    // Findings are recorded only now that the states are final.
+    sink.report = true;
+    for &b in &func.rpo {
+        walk(b, outs, sink);
+    }
+}
+
+/// The state at the start of block `b`: the join of what flows along every edge into it that
+/// can be taken (and the function's entry state, for its entry block). `None`: dead so far.
+fn in_state(
+    cfg: &Cfg,
+    insns: &[Insn],
+    b: BlockId,
+    outs: &[Option<State>],
+    entry: &(BlockId, State),
+) -> Option<State> {
+    let mut acc = (entry.0 == b).then(|| entry.1.clone());
+    for &p in &cfg.block(b).preds {
+        let Some(out) = &outs[p.index()] else {
+            continue;
+        };
+        if let Some(flow) = edge_state(cfg, insns, p, b, out) {
+            acc = Some(match acc {
+                None => flow,
+                Some(a) => a.join(&flow),
+            });
+        }
+    }
+    acc
+}
+
+/// What flows from block `from` (whose out-state is `out`) into its successor `to`: `None` if
+/// that edge is never taken — a conditional jump on known constants goes one way only.
+fn edge_state(cfg: &Cfg, insns: &[Insn], from: BlockId, to: BlockId, out: &State) -> Option<State> {
+    let block = cfg.block(from);
+    let Terminator::Branch { taken, fallthrough } = block.terminator else {
+        return Some(out.clone());
+    };
+    let jump = block.insns.end.checked_sub(1).and_then(|i| insns.get(i));
+    let Some(&Insn::Jump {
+        width,
+        cond,
+        dst,
+        src,
+        ..
+    }) = jump
+    else {
+        return Some(out.clone());
+    };
+    let src_val = match src {
+        Operand::Reg(r) => out.val(r),
+        Operand::Imm(i) => Val::Const(i64::from(i) as u64),
+    };
+    let decided = match (out.val(dst), src_val) {
+        (Val::Const(a), Val::Const(b)) => Some(match width {
+            Width::W64 => semantics::cond64(cond, a, b),
+            Width::W32 => semantics::cond32(cond, a, b),
+        }),
+        _ => None,
+    };
+    let via_taken = taken == Some(to) && decided != Some(false);
+    let via_fallthrough = fallthrough == Some(to) && decided != Some(true);
+    match (via_taken, via_fallthrough) {
+        (false, false) => None,
+        (true, true) => Some(out.clone()),
+        // On the edge where a 64-bit `jeq`/`jne` found its operands equal, an unknown operand
+        // equals the known one.
+        (taken_edge, _) => {
+            let mut flow = out.clone();
+            let equal = match cond {
+                Cond::Eq => taken_edge,
+                Cond::Ne => !taken_edge,
+                _ => false,
+            };
+            if equal && width == Width::W64 {
+                match (out.val(dst), src, src_val) {
+                    (Val::Unknown, _, Val::Const(c)) if out.is_init(dst) => {
+                        flow.vals[usize::from(dst.index())] = Val::Const(c);
+                    }
+                    (Val::Const(c), Operand::Reg(r), Val::Unknown) if out.is_init(r) => {
+                        flow.vals[usize::from(r.index())] = Val::Const(c);
+                    }
+                    _ => {}
+                }
+            }
+            Some(flow)
+        }
     }
 }
 
@@ -393,7 +572,13 @@ fn transfer(pc: usize, insn: &Insn, s: &mut State, sink: &mut Sink<'_>) {
                 && let Some(callee) = insn.call_target(pc).and_then(|t| sink.cfg.function_at(t))
                 && let Some(mask) = sink.arg_masks.get_mut(callee.index())
             {
+                let c = callee.index();
+                let before = (*mask, sink.called[c]);
                 *mask &= s.init;
+                sink.called[c] = true;
+                if sink.analysed[c] && before != (*mask, true) {
+                    *sink.again = true;
+                }
             }
             // The callee may write the caller's stack through a pointer argument: count the
             // frame from that pointer up as written rather than report false positives.

@@ -76,10 +76,21 @@ pub enum FindingKind {
     Structure(CfgErrorKind),
     /// No `exit` is reachable from the entry.
     NoReachableExit,
-    /// Instructions no execution reaches (pcs `pc..end`).
+    /// Instructions no execution reaches (pcs `pc..end`): no path leads there.
     Unreachable {
         /// One past the last unreachable slot of the run.
         end: usize,
+    },
+    /// Instructions that can never run (pcs `pc..end`), although a path leads there: a
+    /// conditional jump on values known at load time always goes the other way (`mov r0, 7;
+    /// jeq r0, 7, +1` never runs the next instruction). What is wrong inside them is reported
+    /// as warnings, as the kernel loads such programs; every engine traps if they run after
+    /// all.
+    NeverRuns {
+        /// One past the last slot of the run.
+        end: usize,
+        /// The pc of a conditional jump that never goes into the run.
+        branch: usize,
     },
     /// An instruction writes the read-only frame pointer `r10`.
     WriteToR10,
@@ -171,6 +182,12 @@ impl fmt::Display for FindingKind {
                     end.saturating_sub(1)
                 )
             }
+            FindingKind::NeverRuns { end, branch } => write!(
+                f,
+                "instructions up to pc {} never run: the jump at pc {branch} always goes \
+                 elsewhere",
+                end.saturating_sub(1)
+            ),
             FindingKind::WriteToR10 => write!(f, "writes r10, the read-only frame pointer"),
             FindingKind::SelfLoop => write!(f, "jumps to itself: an endless loop once taken"),
             FindingKind::UnknownHelper { id } => write!(f, "call to unknown helper {id}"),

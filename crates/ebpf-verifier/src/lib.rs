@@ -9,6 +9,14 @@
 //! classifies termination (loop-free with a bound on executed instructions, or looping).
 //! Embedders add their own checks as [`Policy`]s.
 //!
+//! It loads what the Linux kernel loads: like the kernel's verifier, it follows constants
+//! through conditional jumps and checks only code that can run. Code behind a jump that
+//! always goes the other way is reported as a warning ([`FindingKind::NeverRuns`]); what is
+//! wrong inside it (an uninitialised read, a misaligned access, an unknown helper, even a slot
+//! that does not decode) is a warning too, or not checked, never an error. Every engine traps
+//! if such code runs after all: a slot that did not decode is compiled as a trap
+//! ([`VerifiedProgram::undecodable`]).
+//!
 //! What it is not for: memory safety. Every engine is safe on unverified input; the verifier
 //! is a quality and policy layer. What it proves travels in [`VerifiedProgram`], so that an
 //! engine may skip a check it covers.
@@ -100,12 +108,23 @@ pub struct VerifiedProgram {
     termination: Termination,
     proof: Proof,
     warnings: Vec<Finding>,
+    undecodable: Vec<usize>,
 }
 
 impl VerifiedProgram {
-    /// The program.
+    /// The program. Where the bytes given to [`Verifier::verify_bytes`] did not decode — only
+    /// in code that never runs — it holds a stand-in that every engine compiles as a trap (a
+    /// call by BTF id; see [`VerifiedProgram::undecodable`]).
     pub fn program(&self) -> &Program {
         &self.program
+    }
+
+    /// The slots (pcs) whose bytes did not decode and hold a stand-in in
+    /// [`VerifiedProgram::program`], in order: all in code that never runs. An engine that
+    /// somehow reaches one traps with `InvalidInstruction` there; the facade reports that trap
+    /// as an undecodable instruction.
+    pub fn undecodable(&self) -> &[usize] {
+        &self.undecodable
     }
 
     /// Consumes the verified program, returning the program.
@@ -211,16 +230,26 @@ impl Verifier {
     }
 
     /// Verifies bytecode: every undecodable slot is a finding (decoding resumes at the next
-    /// slot), then the decoded program is verified as by [`Verifier::verify`].
+    /// slot) — an error where it can run, a warning where it never runs — and the program is
+    /// verified as by [`Verifier::verify`]. If any slot that can run does not decode, the
+    /// findings are the decoding ones only.
     pub fn verify_bytes(&self, bytes: &[u8]) -> Result<VerifiedProgram, Rejected> {
-        match structure::decode_all(bytes, &self.config) {
-            Ok(program) => self.verify(program),
+        match structure::decode_lenient(bytes, &self.config) {
+            Ok(decoded) => self.verify_decoded(decoded.program, &decoded.undecodable),
             Err(findings) => Err(Rejected { findings }),
         }
     }
 
     /// Verifies a decoded program.
     pub fn verify(&self, program: Program) -> Result<VerifiedProgram, Rejected> {
+        self.verify_decoded(program, &[])
+    }
+
+    fn verify_decoded(
+        &self,
+        program: Program,
+        undecodable: &[structure::Undecodable],
+    ) -> Result<VerifiedProgram, Rejected> {
         let mut findings = Vec::new();
         if program.is_empty() {
             findings.push(Finding::error(0, FindingKind::Empty));
@@ -235,13 +264,51 @@ impl Verifier {
             return Err(Rejected { findings });
         }
         let cfg = Cfg::build(&program);
-        structure::check(&program, &cfg, &self.config, &mut findings);
-        let proof = dataflow::check(
+        let mut flow_findings = Vec::new();
+        let analysis = dataflow::check(
             &program,
             &cfg,
             self.config.helpers.as_deref(),
+            &mut flow_findings,
+        );
+        let live = &analysis.live;
+        let mut decode_findings: Vec<Finding> = undecodable
+            .iter()
+            .map(|u| Finding {
+                pc: u.pc,
+                severity: if live.pc(&cfg, u.pc) {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
+                kind: FindingKind::Decode(u.kind.clone()),
+            })
+            .collect();
+        if decode_findings
+            .iter()
+            .any(|f| f.severity == Severity::Error)
+        {
+            // Slots that run do not decode: what else the analyses say about the stand-ins
+            // would only confuse.
+            decode_findings.sort_by_key(|f| f.pc);
+            return Err(Rejected {
+                findings: decode_findings,
+            });
+        }
+        let stand_ins: Vec<usize> = undecodable
+            .iter()
+            .flat_map(|u| u.pc..u.pc + u.slots)
+            .collect();
+        structure::check(
+            &program,
+            &cfg,
+            &self.config,
+            live,
+            &stand_ins,
             &mut findings,
         );
+        findings.append(&mut decode_findings);
+        findings.append(&mut flow_findings);
         for policy in &self.policies {
             let mut out = Vec::new();
             policy.check(&PolicyView::new(&program, &cfg), &mut out);
@@ -266,8 +333,9 @@ impl Verifier {
         Ok(VerifiedProgram {
             program,
             termination,
-            proof,
+            proof: analysis.proof,
             warnings: findings,
+            undecodable: stand_ins,
         })
     }
 }

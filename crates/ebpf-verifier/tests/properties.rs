@@ -9,6 +9,8 @@
 //!   program never executes more than that many instructions (checked on accepted byte
 //!   strings, on random closed programs behind a prologue that writes every register and the
 //!   frame — about a fifth of which pass — and on the two kinds below);
+//! - whatever sits behind a jump on a known constant that always goes elsewhere (random,
+//!   often undecodable slots) neither rejects a program nor changes what it computes;
 //! - programs that are correct by construction — straight-line code that initialises every
 //!   register and its stack area first, then random ALU, stack, atomic, helper and forward-jump
 //!   operations, then `exit`; and `ebpf_testgen::structured_program`s — are all accepted.
@@ -367,6 +369,37 @@ fn constructed_program() -> impl Strategy<Value = Program> {
     (vec(any::<i32>(), 10), vec(any_op(), 0..40)).prop_map(|(inits, ops)| lower(&inits, &ops))
 }
 
+/// `mov r0, 0; jeq r0, 0, +k`, then `junk` (k slots), then `program`: the junk never runs.
+/// Jumps, calls and `lddw` in the junk become an unknown opcode, so that the junk cannot reach
+/// into the program (a jump or call target outside the program is an error even in dead code,
+/// as in the kernel, and an `lddw` would swallow the program's first slot).
+fn behind_dead_junk(junk: &[u8], program: &Program) -> Vec<u8> {
+    let mut junk = junk.to_vec();
+    for slot in junk.chunks_mut(8) {
+        let class = slot[0] & 7;
+        if slot[0] == 0x18 || (matches!(class, 5 | 6) && slot[0] != 0x95) {
+            slot[0] = 0xff;
+        }
+    }
+    let k = (junk.len() / 8) as i16;
+    let prefix = Program::from_insns(vec![
+        Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Mov,
+            dst: Reg::R0,
+            src: Operand::Imm(0),
+        },
+        Insn::Jump {
+            width: Width::W64,
+            cond: Cond::Eq,
+            dst: Reg::R0,
+            src: Operand::Imm(0),
+            off: k,
+        },
+    ]);
+    [prefix.to_bytes(), junk, program.to_bytes()].concat()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Policies for the "adds, never replaces" property.
 
@@ -418,8 +451,23 @@ proptest! {
             walk(&Cfg::build(&program));
             // Both entry points agree when the bytes decode.
             prop_assert_eq!(findings(&verifier.verify(program)), findings(&result));
-        } else {
-            prop_assert!(result.is_err(), "undecodable bytes were accepted");
+            if let Ok(verified) = &result {
+                prop_assert!(verified.undecodable().is_empty());
+            }
+        } else if let Ok(verified) = &result {
+            // Undecodable bytes are accepted only where they never run: each has a warning,
+            // and `check_accepted` below runs the program and requires that no stand-in traps.
+            prop_assert!(!verified.undecodable().is_empty());
+            let warned: Vec<usize> = verified
+                .warnings()
+                .iter()
+                .filter(|w| matches!(w.kind, FindingKind::Decode(_)))
+                .map(|w| w.pc)
+                .collect();
+            for pc in &warned {
+                prop_assert!(verified.undecodable().contains(pc));
+            }
+            prop_assert!(!warned.is_empty());
         }
         if let Ok(verified) = &result {
             check_accepted(verified, &[0u8; 64])?;
@@ -478,17 +526,61 @@ proptest! {
                 )));
             }
         };
-        // Only warnings a straight-line program can have: division by zero, and code jumped
-        // over by a `ja`.
+        // Only warnings a straight-line program can have: division by zero, code jumped over
+        // by a `ja`, and code behind a jump on constants that always goes elsewhere.
         for w in verified.warnings() {
             prop_assert!(
-                matches!(w.kind, FindingKind::DivisionByZero | FindingKind::Unreachable { .. }),
+                matches!(
+                    w.kind,
+                    FindingKind::DivisionByZero
+                        | FindingKind::Unreachable { .. }
+                        | FindingKind::NeverRuns { .. }
+                ),
                 "unexpected warning {}", w
             );
         }
         let bounded = matches!(verified.termination(), Termination::Bounded { .. });
         prop_assert!(bounded, "a loop-free program is bounded");
         check_accepted(&verified, &[])?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Whatever sits behind a jump that always goes elsewhere — undecodable slots, unknown
+    /// helpers, reads of unwritten registers — a program accepted without it is accepted
+    /// with it, says so in warnings, never traps on it, and computes the same.
+    #[test]
+    fn dead_junk_changes_nothing(
+        program in constructed_program(),
+        junk in ebpf_testgen::near_valid_slots(1..8),
+        input in vec(any::<u8>(), 64),
+    ) {
+        let verifier = Verifier::new(config());
+        let plain = verifier.verify(program.clone());
+        prop_assert!(plain.is_ok(), "constructed programs are accepted");
+        let bytes = behind_dead_junk(&junk, &program);
+        let junked = match verifier.verify_bytes(&bytes) {
+            Ok(v) => v,
+            Err(r) => {
+                return Err(TestCaseError::fail(format!(
+                    "rejected for dead junk: {:?}",
+                    r.findings().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                )));
+            }
+        };
+        let end = 2 + junk.len() / 8;
+        let never_runs = FindingKind::NeverRuns { end, branch: 1 };
+        prop_assert!(
+            junked.warnings().iter().any(|w| w.pc == 2 && w.kind == never_runs),
+            "{:?}", junked.warnings()
+        );
+        prop_assert!(junked.undecodable().iter().all(|pc| (2..end).contains(pc)));
+        check_accepted(&junked, &input)?;
+        let plain = plain.unwrap();
+        let r0 = |v: &VerifiedProgram| run(v, &mut input.clone(), 10_000).map(|e| e.r0);
+        prop_assert_eq!(r0(&plain), r0(&junked).map_err(|t| Trap { pc: t.pc - end, ..t }));
     }
 }
 

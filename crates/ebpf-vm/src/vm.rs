@@ -297,7 +297,10 @@ impl VmBuilder {
     }
 
     /// Loads bytecode. Unless [`unverified`](VmBuilder::unverified), the verifier reports every
-    /// problem (including every undecodable slot) in [`LoadError::Rejected`].
+    /// problem (including every undecodable slot) in [`LoadError::Rejected`] — except in code
+    /// it proves never runs, where an undecodable slot is a warning ([`Vm::warnings`]) and is
+    /// compiled as a trap, as the Linux kernel loads such programs. Unverified, every slot must
+    /// decode.
     pub fn load(self, bytes: &[u8]) -> Result<Vm, LoadError> {
         self.check_config()?;
         check_size(bytes.len().div_ceil(ebpf_isa::SLOT_SIZE))?;
@@ -442,7 +445,9 @@ impl VmBuilder {
         if unbounded && matches!(self.verification, Verification::Verify) {
             return Err(LoadError::NeedsBudget);
         }
-        let warnings = verified.map(|v| v.warnings().to_vec()).unwrap_or_default();
+        let (warnings, undecodable) = verified
+            .map(|v| (v.warnings().to_vec(), v.undecodable().to_vec()))
+            .unwrap_or_default();
         let compiled = engine::prepare(self.engine, &program)?;
         Ok(Vm {
             program,
@@ -455,6 +460,7 @@ impl VmBuilder {
             engine: self.engine,
             termination,
             warnings,
+            undecodable,
         })
     }
 }
@@ -474,6 +480,9 @@ pub struct Vm {
     engine: Engine,
     termination: Option<Termination>,
     warnings: Vec<Finding>,
+    /// Slots whose bytes did not decode, in code the verifier proved never runs; the engines
+    /// hold a trapping stand-in there (see `VerifiedProgram::undecodable`).
+    undecodable: Vec<usize>,
 }
 
 /// The memory of one run: the input, optionally a metadata buffer, and extra regions.
@@ -660,7 +669,25 @@ impl Vm {
             }
             None => [data_start, data_len],
         };
-        self.compiled.run(map, args, &self.helpers, &self.limits)
+        self.compiled
+            .run(map, args, &self.helpers, &self.limits)
+            .map_err(|trap| undecodable_trap(trap, &self.undecodable))
+    }
+}
+
+/// A trap at the stand-in for a slot that did not decode says so, whichever engine ran it (the
+/// engines see only the stand-in, a call they do not run).
+fn undecodable_trap(trap: Trap, undecodable: &[usize]) -> Trap {
+    match trap.kind {
+        TrapKind::InvalidInstruction { .. } if undecodable.binary_search(&trap.pc).is_ok() => {
+            Trap {
+                pc: trap.pc,
+                kind: TrapKind::InvalidInstruction {
+                    reason: ebpf_abi::InvalidReason::Undecodable,
+                },
+            }
+        }
+        _ => trap,
     }
 }
 
@@ -703,5 +730,27 @@ mod tests {
     #[test]
     fn vm_is_send_and_sync() {
         assert_send_sync::<Vm>();
+    }
+
+    #[test]
+    fn traps_at_stand_ins_are_undecodable_instructions() {
+        use ebpf_abi::InvalidReason;
+        let invalid = |pc, reason| Trap {
+            pc,
+            kind: TrapKind::InvalidInstruction { reason },
+        };
+        let stand_ins = [3, 4, 9];
+        assert_eq!(
+            undecodable_trap(invalid(4, InvalidReason::UnsupportedCall), &stand_ins),
+            invalid(4, InvalidReason::Undecodable)
+        );
+        // Elsewhere, and other traps, stay as they are.
+        let elsewhere = invalid(5, InvalidReason::UnsupportedCall);
+        assert_eq!(undecodable_trap(elsewhere.clone(), &stand_ins), elsewhere);
+        let budget = Trap {
+            pc: 3,
+            kind: TrapKind::BudgetExhausted { budget: 10 },
+        };
+        assert_eq!(undecodable_trap(budget.clone(), &stand_ins), budget);
     }
 }

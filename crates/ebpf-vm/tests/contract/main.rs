@@ -9,10 +9,12 @@
 //!   interpreter) does, and that the checker notices every difference;
 //! - `facade` — what is not a program run: configuration and load errors, threads, helpers
 //!   with embedder state;
+//! - `dead_code` — code the verifier proves never runs: it loads, and traps if reached;
 //! - `limits` — the resource limits (region sizes) on every engine;
 //! - `props` — property tests: no byte string, program or input panics the facade, runs are
 //!   deterministic, and engines agree.
 
+mod dead_code;
 mod facade;
 mod limits;
 mod props;

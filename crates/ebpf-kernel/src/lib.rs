@@ -1,0 +1,65 @@
+//! `ebpf-kernel`: the Linux kernel's `bpf(2)` syscall, for using the running kernel as a
+//! second oracle beside ebpf-vm's interpreter.
+//!
+//! What it is for: loading a program into the kernel ([`load_program`], as a socket filter, an
+//! XDP or a TC program, with the verifier's log on rejection), running it with
+//! `BPF_PROG_TEST_RUN` ([`Program::test_run`]: packet in and out, return value, repeat), and
+//! creating and using maps ([`create_map`], [`Map::lookup`], [`Map::update`], [`Map::delete`],
+//! [`Map::next_key`], …) whose file descriptors are patched into `lddw` pseudo instructions
+//! ([`patch_map_fd`], [`patch_map_value`]). `cargo xtask kernel-diff` is built on it, and so
+//! is the comparison of map contents after a run.
+//!
+//! What it is not for: running programs for users (that is `ebpf-vm`), parsing ELF objects or
+//! BTF (the loader does that on our side and hands this crate sizes and bytes), naming map
+//! types (a map's type is the kernel's number, which `ebpf_maps::MapType::kernel_id` gives),
+//! attaching programs to interfaces or sockets, or loading BTF into the kernel.
+//!
+//! # Where the kernel refuses
+//!
+//! Every call returns [`KernelError::Refused`] where the kernel will not do BPF for this
+//! process: not root and no `CAP_BPF` (`EPERM`), no `bpf` syscall (`ENOSYS`), or not Linux at
+//! all (the crate compiles everywhere; off Linux every call is refused). A tool or test
+//! skips on a refusal, and [`probe`] asks once up front.
+//!
+//! # Why raw syscalls
+//!
+//! The alternatives were `aya` and `libbpf-rs`. `libbpf-rs` wraps libbpf's C library through
+//! `libbpf-sys`, which compiles libbpf (and wants libelf and zlib) in its build script: the
+//! heaviest build of the three on a 2-core machine, and a C dependency for a test tool. `aya`
+//! is pure Rust, but its loader starts from an ELF object (through `aya-obj` and `object`):
+//! its way of loading a bare instruction stream — which is what kernel-diff does thousands of
+//! times with generated programs — is private. What the maps work needs (map creation from
+//! sizes we parsed ourselves, element access, fd relocation) is a handful of fixed-layout
+//! `bpf_attr` structs. So this crate calls `bpf(2)` through `libc::syscall` (libc is already a
+//! workspace dependency) with the structs written out in `attr.rs`: no new dependency, a build
+//! of seconds, and every field the kernel sees is visible here. `unsafe` is confined to
+//! `sys.rs`: the syscall itself and taking ownership of the file descriptors it returns.
+//!
+//! ```no_run
+//! use ebpf_kernel::{LoadOptions, ProgramType, TestRun, load_program};
+//!
+//! // mov r0, 42; exit
+//! let insns = [0xb7, 0, 0, 0, 42, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+//! match load_program(ProgramType::Xdp, &insns, &LoadOptions::default()) {
+//!     Ok(program) => {
+//!         let out = program.test_run(&TestRun::new(&[0; 14]))?;
+//!         assert_eq!(out.retval, 42);
+//!     }
+//!     Err(e) if e.is_refusal() => eprintln!("skipped: {e}"),
+//!     Err(e) => return Err(e.into()),
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod attr;
+mod error;
+mod map;
+mod program;
+mod sys;
+
+pub use error::{Command, KernelError, PatchError, Refusal};
+pub use map::{
+    BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, Keys, Map, MapSpec, UpdateFlags,
+    create_map, patch_map_fd, patch_map_value, possible_cpus,
+};
+pub use program::{LoadOptions, Program, ProgramType, TestOutput, TestRun, load_program, probe};
