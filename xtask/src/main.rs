@@ -20,6 +20,9 @@ mod tidy;
 
 use std::process::ExitCode;
 
+/// The tasks, as usage messages list them.
+const TASKS: &str = "tidy, fixtures, test-cross, kernel-diff, fuzz";
+
 use anyhow::{Result, bail};
 
 fn main() -> ExitCode {
@@ -42,12 +45,8 @@ fn run(args: Vec<String>) -> Result<()> {
         Some("fixtures") => fixtures::run_fixtures(&tidy::workspace_root()),
         Some("test-cross") => cross::run(&tidy::workspace_root(), &args[1..]),
         Some("fuzz") => fuzz::run(&tidy::workspace_root(), &args[1..]),
-        Some(other) => bail!("unknown task `{other}`; tasks: tidy, fixtures, test-cross, fuzz"),
-        None => bail!("usage: cargo xtask <task>; tasks: tidy, fixtures, test-cross, fuzz"),
         Some("kernel-diff") => kernel::run(&tidy::workspace_root(), &args[1..]),
-        Some(other) => {
-            bail!("unknown task `{other}`; tasks: tidy, fixtures, test-cross, kernel-diff")
-        }
-        None => bail!("usage: cargo xtask <task>; tasks: tidy, fixtures, test-cross, kernel-diff"),
+        Some(other) => bail!("unknown task `{other}`; tasks: {TASKS}"),
+        None => bail!("usage: cargo xtask <task>; tasks: {TASKS}"),
     }
 }

@@ -126,6 +126,7 @@ impl PartialEq for LoadError {
             (Rejected(a), Rejected(b)) => a == b,
             (NeedsBudget, NeedsBudget) => true,
             (UsesMaps { maps: a }, UsesMaps { maps: b }) => a == b,
+            (TooLarge { slots: a }, TooLarge { slots: b }) => a == b,
             (InvalidConfig(a), InvalidConfig(b)) => a == b,
             (EngineUnavailable(a), EngineUnavailable(b)) => a == b,
             (
@@ -147,6 +148,7 @@ impl PartialEq for LoadError {
                 | Rejected(_)
                 | NeedsBudget
                 | UsesMaps { .. }
+                | TooLarge { .. }
                 | InvalidConfig(_)
                 | EngineUnavailable(_)
                 | Compile { .. },
