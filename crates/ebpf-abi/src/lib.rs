@@ -32,6 +32,12 @@
 //! program can never learn or forge a host address, and a bounds check is a table lookup and
 //! one compare. Address 0 is in no region, so a program that dereferences a null `r1` (no
 //! input) traps.
+//!
+//! A region therefore holds at most 4 GiB ([`layout::MAX_REGION_LEN`]): the bytes of a longer
+//! slice past its first 4 GiB would have the addresses of the next region. [`MemoryMap::insert`]
+//! maps only the first 4 GiB of such a slice, so those bytes are unaddressable on every engine
+//! and every check is exact; the facade refuses such a region before a run starts
+//! ([`TrapKind::RegionTooLarge`]).
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -67,6 +73,11 @@ pub const DEFAULT_MAX_CALL_DEPTH: usize = 8;
 /// `Limits::max_call_depth` to it; the facade refuses larger settings.
 pub const MAX_CALL_DEPTH: usize = 1 << 16;
 
+/// The longest program the facade loads, in slots (an `lddw` takes two): 1,000,000, the
+/// verifier's default maximum and the kernel's limit for privileged programs. Longer programs
+/// are refused at load, verified or not, before anything is allocated for them.
+pub const MAX_PROGRAM_SLOTS: usize = 1_000_000;
+
 /// The helper id that bpf_conformance programs call (uBPF's "unwind"): our binaries register
 /// [`conformance_helper`] (which returns its first argument) under it.
 pub const CONFORMANCE_HELPER_ID: u32 = 5;
@@ -95,6 +106,9 @@ pub mod layout {
     pub const FIRST_EXTRA: u64 = 6;
     /// The highest region id an engine supports.
     pub const MAX_REGION: u64 = 63;
+    /// The most bytes a region can hold: its 4 GiB window. Offsets `0..MAX_REGION_LEN` are
+    /// the region's; an access that would reach past it is out of bounds on every engine.
+    pub const MAX_REGION_LEN: u64 = 1 << REGION_SHIFT;
 
     /// The VM address of `offset` in region `region`.
     pub const fn vm_addr(region: u64, offset: u64) -> u64 {

@@ -51,6 +51,36 @@ impl Region<'_> {
     pub fn is_writable(&self) -> bool {
         matches!(self, Region::Writable(_) | Region::Shared(_))
     }
+
+    /// The region cut to the bytes its 4 GiB window can address.
+    fn within_window(self) -> Self {
+        let max = usize::try_from(layout::MAX_REGION_LEN).unwrap_or(usize::MAX);
+        match self {
+            Region::ReadOnly(b) => Region::ReadOnly(b.get(..max).unwrap_or(b)),
+            Region::Writable(b) => {
+                if b.len() > max {
+                    Region::Writable(b.split_at_mut(max).0)
+                } else {
+                    Region::Writable(b)
+                }
+            }
+            Region::Shared(s) => Region::Shared(s.prefix(max)),
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Region::ReadOnly(b) => b.len(),
+            Region::Writable(b) => b.len(),
+            Region::Shared(s) => s.len(),
+        }
+    }
+
+    /// Whether the region has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The regions of one run, indexed by region id.
@@ -69,10 +99,16 @@ impl<'a> MemoryMap<'a> {
 
     /// Maps `region` at region id `id` (replacing what was there). Ids above
     /// [`layout::MAX_REGION`] and region 0 are ignored: they can never be addressed.
+    ///
+    /// Only the first [`layout::MAX_REGION_LEN`] (4 GiB) bytes of a longer slice are mapped:
+    /// the rest would have the addresses of the next region, so they are unaddressable on every
+    /// engine (and for helpers) instead. Embedders should refuse such regions before a run, as
+    /// the facade does.
     pub fn insert(&mut self, id: u64, region: Region<'a>) {
         if id == layout::NULL_REGION || id > layout::MAX_REGION {
             return;
         }
+        let region = region.within_window();
         let Ok(index) = usize::try_from(id) else {
             return;
         };
@@ -329,5 +365,38 @@ mod tests {
         );
         map.insert(0, Region::ReadOnly(&rodata));
         assert_eq!(map.load::<1>(0), None, "region 0 is never mapped");
+    }
+
+    /// A slice longer than 4 GiB is mapped as its first 4 GiB only: its later bytes would have
+    /// the next region's addresses. (A zeroed `Vec` is not backed by memory until touched.)
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_region_holds_at_most_its_4_gib_window() {
+        let window = layout::MAX_REGION_LEN as usize;
+        let mut big = alloc::vec![0u8; window + 16];
+        big[window - 1] = 7;
+        big[window] = 9;
+        let mut map = MemoryMap::new();
+        map.insert(layout::INPUT, Region::Writable(&mut big));
+        let start = layout::vm_addr(layout::INPUT, 0);
+        assert_eq!(map.get(layout::INPUT).map(Region::len), Some(window));
+        assert_eq!(map.load::<1>(start + window as u64 - 1), Some([7]));
+        assert_eq!(
+            map.load::<8>(start + window as u64 - 4),
+            None,
+            "straddles the window"
+        );
+        assert_eq!(
+            map.load::<1>(start + window as u64),
+            None,
+            "the next region"
+        );
+        assert_eq!(map.store(start + window as u64 - 2, [1u8, 2]), Some(()));
+        assert_eq!(map.store(start + window as u64 - 1, [1u8, 2]), None);
+        let mut buf = [0u8; 2];
+        assert!(map.read(start + window as u64 - 1, &mut buf).is_err());
+        let rodata = alloc::vec![0u8; window + 1];
+        map.insert(layout::RODATA, Region::ReadOnly(&rodata));
+        assert_eq!(map.get(layout::RODATA).map(Region::len), Some(window));
     }
 }

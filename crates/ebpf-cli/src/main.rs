@@ -22,14 +22,17 @@ mod vectors;
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ebpf_cli::{DEFAULT_BUDGET, ElfChoice, parse_hex, read_program, utf8};
+use ebpf_cli::{
+    DEFAULT_BUDGET, ElfChoice, MAX_PROGRAM_FILE, parse_hex, read_file_bounded, read_program,
+    read_stdin_bounded, utf8,
+};
 use ebpf_vm::{Engine, Input, isa};
 
 /// Assemble, disassemble, run, test and benchmark eBPF programs (RFC 9669).
@@ -339,9 +342,9 @@ fn verify(path: &Path, strict: bool, helpers: Option<Vec<u32>>) -> Result<()> {
         ..VerifierConfig::default()
     };
     let verifier = Verifier::new(config);
-    let name = path.display();
+    let name = ebpf_cli::quote_path(path);
     let result = if ebpf_cli::Format::of(path) == Some(ebpf_cli::Format::Bytecode) {
-        let bytes = fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+        let bytes = read_file_bounded(path, MAX_PROGRAM_FILE, "program file")?;
         verifier.verify_bytes(&bytes)
     } else {
         verifier.verify(read_program(path)?.program)
@@ -392,8 +395,10 @@ fn compile(
     let (vm, _) = ebpf_cli::load_vm(path, builder, choice)?;
     let mut options = JitOptions::default();
     options.symbol = symbol.to_string();
-    let object = compile_object(vm.program(), target, &options)
-        .with_context(|| format!("{}: cannot compile for {target}", path.display()))?;
+    let object = compile_object(vm.program(), target, &options).with_context(|| {
+        let name = ebpf_cli::quote_path(path);
+        format!("{name}: cannot compile for {}", isa::quoted(target))
+    })?;
     write_file(output, &object)
 }
 
@@ -507,7 +512,7 @@ fn draw_cfg(path: &Path, svg: bool, output: Option<&Path>, choice: &ElfChoice) -
     }
     let dot = cfg::dot(vm.program(), &title);
     let bytes = if svg {
-        cfg::svg(&dot).with_context(|| path.display().to_string())?
+        cfg::svg(&dot).with_context(|| ebpf_cli::quote_path(path))?
     } else {
         dot.into_bytes()
     };
@@ -524,7 +529,7 @@ fn bench_program(
 ) -> Result<()> {
     let source = ebpf_cli::Source::read(path, choice)?;
     let mut input = resolve_input(input, source.mem.clone())?;
-    let name = path.display().to_string();
+    let name = ebpf_cli::quote_path(path);
     bench::bench(&name, &source, input.as_deref(), config)?;
     if !profile {
         return Ok(());
@@ -609,7 +614,8 @@ fn disasm_elf(name: &str, bytes: &[u8]) -> Result<()> {
         if i > 0 {
             text.push('\n');
         }
-        let _ = writeln!(text, "{} (section {}):", info.name, info.section);
+        let (name, section) = (isa::quoted(&info.name), isa::quoted(&info.section));
+        let _ = writeln!(text, "{name} (section {section}):");
         match object.load(ebpf_vm::Selector::Function(&info.name)) {
             Ok(loaded) => {
                 for (pc, insn) in loaded.program.iter() {
@@ -667,20 +673,15 @@ fn is_stdio(path: &Path) -> bool {
     path.as_os_str() == STDIO
 }
 
-/// Reads a file, or stdin for `-`; returns the name to use in messages and the bytes.
+/// Reads a program file, or stdin for `-` (at most [`MAX_PROGRAM_FILE`] bytes); returns the
+/// name to use in messages and the bytes.
 fn read_input(path: &Path) -> Result<(String, Vec<u8>)> {
     if is_stdio(path) {
-        let name = "<stdin>".to_string();
-        let mut bytes = Vec::new();
-        io::stdin()
-            .lock()
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("{name}: cannot read"))?;
-        Ok((name, bytes))
+        let bytes = read_stdin_bounded(MAX_PROGRAM_FILE, "program file")?;
+        Ok(("<stdin>".to_string(), bytes))
     } else {
-        let name = path.display().to_string();
-        let bytes = fs::read(path).with_context(|| format!("{name}: cannot read"))?;
-        Ok((name, bytes))
+        let bytes = read_file_bounded(path, MAX_PROGRAM_FILE, "program file")?;
+        Ok((ebpf_cli::quote_path(path), bytes))
     }
 }
 
@@ -705,10 +706,13 @@ fn write_stdout(bytes: &[u8]) -> Result<()> {
 /// Replaces the file's contents all at once: writes a temporary file beside it and renames it
 /// over the target, so that on failure the target is untouched and no temporary file remains.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let fail = || format!("{}: cannot write", path.display());
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: cannot write: not a file name", path.display()))?;
+    let fail = || format!("{}: cannot write", ebpf_cli::quote_path(path));
+    let file_name = path.file_name().ok_or_else(|| {
+        anyhow!(
+            "{}: cannot write: not a file name",
+            ebpf_cli::quote_path(path)
+        )
+    })?;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),

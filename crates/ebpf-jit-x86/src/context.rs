@@ -11,9 +11,12 @@
 //! - `load_lim[w][r]` / `store_lim[w][r]`: an access of `1 << w` bytes at VM address `a`, whose
 //!   region is `r = (a >> 32) & 63`, is in bounds exactly when `a < lim`. The limit is
 //!   `(r << 32) + len - width + 1` (0 when the region is unmapped, shorter than the access, or —
-//!   for stores — read-only). Masking the region id with 63 instead of checking it is exact
-//!   because `len` is clamped to 2^33: an address whose real region id is 64 or more is at
-//!   least 2^38 above its aliased region's base, so it is never below the limit.
+//!   for stores — read-only). `len` is clamped to the region's 4 GiB window
+//!   (`layout::MAX_REGION_LEN`, as `MemoryMap` already does), so the limit never reaches into
+//!   the next region's addresses and the guessed-region check (`a - base < span`) is exact too.
+//!   Masking the region id with 63 instead of checking it is exact for the same reason: an
+//!   address whose real region id is 64 or more is at least 2^38 above its aliased region's
+//!   base, so it is never below the limit.
 
 use alloc::boxed::Box;
 use core::any::Any;
@@ -24,8 +27,9 @@ use ebpf_abi::{Helpers, MemoryMap, REGION_TABLE_LEN, RawRegion, RawTrap, TrapKin
 /// Access widths in bytes, indexed by `w` (`1 << w`).
 pub(crate) const WIDTHS: [u64; 4] = [1, 2, 4, 8];
 
-/// Lengths above this are clamped in the limits (see the module docs); offsets never reach it.
-const LEN_CLAMP: u64 = 1 << 33;
+/// Lengths above this are clamped in the limits (see the module docs): a region addresses at
+/// most its 4 GiB window.
+const LEN_CLAMP: u64 = ebpf_abi::layout::MAX_REGION_LEN;
 
 /// What generated code returns in `eax`.
 pub(crate) mod status {

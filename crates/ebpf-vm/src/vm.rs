@@ -52,6 +52,11 @@ pub enum LoadError {
         /// The maps it references, by name.
         maps: Vec<String>,
     },
+    /// The program is longer than any VM loads ([`crate::MAX_PROGRAM_SLOTS`]).
+    TooLarge {
+        /// Its length in slots (for bytes, their length divided by 8, rounded up).
+        slots: usize,
+    },
     /// The configuration is inconsistent.
     InvalidConfig(String),
     /// This build or this host does not have the engine.
@@ -82,7 +87,15 @@ impl fmt::Display for LoadError {
                 f,
                 "unsupported: the program uses map{} `{}`; runs do not provide maps yet",
                 if maps.len() == 1 { "" } else { "s" },
-                maps.join("`, `")
+                maps.iter()
+                    .map(|m| ebpf_isa::quoted(m).to_string())
+                    .collect::<Vec<_>>()
+                    .join("`, `")
+            ),
+            LoadError::TooLarge { slots } => write!(
+                f,
+                "the program has {slots} slots, more than the {} a VM loads",
+                ebpf_abi::MAX_PROGRAM_SLOTS
             ),
             LoadError::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
             LoadError::EngineUnavailable(engine) => {
@@ -114,6 +127,7 @@ impl PartialEq for LoadError {
             (Rejected(a), Rejected(b)) => a == b,
             (NeedsBudget, NeedsBudget) => true,
             (UsesMaps { maps: a }, UsesMaps { maps: b }) => a == b,
+            (TooLarge { slots: a }, TooLarge { slots: b }) => a == b,
             (InvalidConfig(a), InvalidConfig(b)) => a == b,
             (EngineUnavailable(a), EngineUnavailable(b)) => a == b,
             (
@@ -135,6 +149,7 @@ impl PartialEq for LoadError {
                 | Rejected(_)
                 | NeedsBudget
                 | UsesMaps { .. }
+                | TooLarge { .. }
                 | InvalidConfig(_)
                 | EngineUnavailable(_)
                 | Compile { .. },
@@ -291,6 +306,7 @@ impl VmBuilder {
     /// decode.
     pub fn load(self, bytes: &[u8]) -> Result<Vm, LoadError> {
         self.check_config()?;
+        check_size(bytes.len().div_ceil(ebpf_isa::SLOT_SIZE))?;
         if matches!(self.verification, Verification::Skip) {
             let program = ebpf_isa::decode(bytes)?;
             return self.load_program(program);
@@ -354,6 +370,7 @@ impl VmBuilder {
     /// [`unverified`](VmBuilder::unverified)).
     pub fn load_program(self, program: Program) -> Result<Vm, LoadError> {
         self.check_config()?;
+        check_size(program.slot_count())?;
         if matches!(self.verification, Verification::Skip) {
             return self.finish(program, None);
         }
@@ -390,6 +407,15 @@ impl VmBuilder {
                         m.len
                     )));
                 }
+            }
+        }
+        for (i, region) in self.read_only_regions.iter().enumerate() {
+            if region.len() as u64 > layout::MAX_REGION_LEN {
+                return Err(LoadError::InvalidConfig(format!(
+                    "read-only region {i} is {} bytes; a region holds at most {} bytes (4 GiB)",
+                    region.len(),
+                    layout::MAX_REGION_LEN
+                )));
             }
         }
         let extra = self.read_only_regions.len() as u64;
@@ -570,6 +596,10 @@ impl Vm {
     }
 
     /// Runs the program on `input`; returns `r0` and the instruction count.
+    ///
+    /// Each region holds at most 4 GiB ([`layout::MAX_REGION_LEN`]): an input, metadata
+    /// buffer or region longer than that is refused with [`TrapKind::RegionTooLarge`] at pc 0
+    /// before anything runs.
     pub fn run_with(&self, input: Input<'_>) -> Result<Exit, Trap> {
         self.run_mapped(input, |map, args| {
             self.compiled.run(map, args, &self.helpers, &self.limits)
@@ -618,6 +648,25 @@ impl Vm {
             metadata,
             regions,
         } = input;
+        let first_run_region = layout::FIRST_EXTRA + self.read_only_regions.len() as u64;
+        let lengths = [
+            (layout::INPUT, data.as_deref()),
+            (layout::METADATA, metadata.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(id, bytes)| Some((id, bytes?.len())))
+        .chain((first_run_region..).zip(regions.iter().map(Region::len)));
+        for (region, len) in lengths {
+            if len as u64 > layout::MAX_REGION_LEN {
+                return Err(Trap {
+                    pc: 0,
+                    kind: TrapKind::RegionTooLarge {
+                        region,
+                        len: len as u64,
+                    },
+                });
+            }
+        }
         let mut map = MemoryMap::new();
         let mut data_image = self.images.data.as_deref().map(<[u8]>::to_vec);
         if let Some(rodata) = &self.images.rodata {
@@ -629,15 +678,15 @@ impl Vm {
         for (i, region) in self.read_only_regions.iter().enumerate() {
             map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));
         }
-        let first_run_region = layout::FIRST_EXTRA + self.read_only_regions.len() as u64;
         for (i, region) in regions.into_iter().enumerate() {
             map.insert(first_run_region + i as u64, region);
         }
+        // (`start + len`, not `vm_addr(INPUT, len)`: a 4 GiB input ends at the next window.)
         let (data_start, data_end) = match &data {
-            Some(d) => (
-                layout::vm_addr(layout::INPUT, 0),
-                layout::vm_addr(layout::INPUT, d.len() as u64),
-            ),
+            Some(d) => {
+                let start = layout::vm_addr(layout::INPUT, 0);
+                (start, start + d.len() as u64)
+            }
             None => (0, 0),
         };
         let data_len = data.as_ref().map_or(0, |d| d.len() as u64);
@@ -683,6 +732,14 @@ fn undecodable_trap(trap: Trap, undecodable: &[usize]) -> Trap {
         }
         _ => trap,
     }
+}
+
+/// Refuses programs longer than [`ebpf_abi::MAX_PROGRAM_SLOTS`].
+fn check_size(slots: usize) -> Result<(), LoadError> {
+    if slots > ebpf_abi::MAX_PROGRAM_SLOTS {
+        return Err(LoadError::TooLarge { slots });
+    }
+    Ok(())
 }
 
 /// Stores a VM address into a caller's metadata buffer; a buffer too short for the

@@ -10,6 +10,7 @@
 //! - `facade` — what is not a program run: configuration and load errors, threads, helpers
 //!   with embedder state;
 //! - `dead_code` — code the verifier proves never runs: it loads, and traps if reached;
+//! - `limits` — the resource limits (region sizes) on every engine;
 //! - `trace` — a traced run gives exactly what an untraced one gives, on every case and
 //!   engine, and its steps are the instructions the run executed;
 //! - `props` — property tests: no byte string, program or input panics the facade, runs are
@@ -17,6 +18,7 @@
 
 mod dead_code;
 mod facade;
+mod limits;
 mod props;
 mod trace;
 
