@@ -7,7 +7,8 @@ use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use ebpf_abi::{
-    Exit, Helpers, Limits, MemoryMap, RawRegion, RawTrap, Region, Trap, TrapKind, layout, trap_code,
+    CallFrame, Exit, Helpers, Limits, MemoryMap, RawRegion, RawTrap, Region, Stack, Trap, TrapKind,
+    layout, trap_code,
 };
 
 use crate::context::{Context, off};
@@ -86,13 +87,15 @@ pub(crate) unsafe fn run(
     args: [u64; 2],
     helpers: &Helpers,
     limits: &Limits,
+    stack: &mut Stack,
 ) -> Result<Exit, Trap> {
-    // As the interpreter: the stack is one zeroed region of `stack_size` bytes.
+    const _: () = assert!(size_of::<CallFrame>() == off::FRAME_WORDS as usize * 8);
+    // As the interpreter: the stack is one region of `stack_size` bytes, lent by the caller.
     let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
-    let mut stack = vec![0u8; stack_size];
-    // The depth the contract enforces (`max_call_depth` clamped to `MAX_CALL_DEPTH`).
+    // The depth the contract enforces (`max_call_depth` clamped to `MAX_CALL_DEPTH`). Generated
+    // code keeps `FRAME_WORDS` words per saved frame: a `CallFrame` is exactly that.
     let max_depth = limits.max_depth();
-    let mut frames = vec![0u64; max_depth.saturating_mul(off::FRAME_WORDS as usize)];
+    let frames: *mut u64 = stack.frames(max_depth).as_mut_ptr().cast();
     let mut host = Host {
         helpers,
         memory,
@@ -100,7 +103,7 @@ pub(crate) unsafe fn run(
         panic: None,
     };
     host.memory
-        .insert(layout::STACK, Region::Writable(&mut stack));
+        .insert(layout::STACK, Region::Writable(stack.region(stack_size)));
     let budget = limits.budget.unwrap_or(u64::MAX);
     let mut ctx = Context {
         regions: [RawRegion::UNMAPPED; ebpf_abi::REGION_TABLE_LEN],
@@ -108,7 +111,7 @@ pub(crate) unsafe fn run(
         remaining: budget,
         stack_size: limits.stack_size(),
         max_depth: max_depth as u64,
-        frames: frames.as_mut_ptr(),
+        frames,
         helper: trampoline,
         user: core::ptr::null_mut(),
         helper_r0: 0,
@@ -123,7 +126,8 @@ pub(crate) unsafe fn run(
     // SAFETY: `entry` is generated code for this host (the caller's promise) with the C ABI
     // `fn(*mut Context) -> u64`. The context is fully initialised: its region table describes
     // live buffers (the map's regions and `stack`, all outliving the call), `frames` has room
-    // for `max_depth` frames, `helper` is `trampoline` and `user` points to `host`. Generated
+    // for `max_depth` frames of `FRAME_WORDS` words (the stack's frames are not touched while
+    // the map borrows its bytes), `helper` is `trampoline` and `user` points to `host`. Generated
     // code touches only those, after checking every VM access against the table, and nothing
     // else uses `ctx`, `host`, `stack` or `frames` until it returns.
     let r0 = unsafe { entry(ctx_ptr) };
