@@ -69,6 +69,7 @@ pub struct MemoryMap<'a> {
 
 impl<'a> MemoryMap<'a> {
     /// An empty map: every access traps.
+    #[inline]
     pub fn new() -> MemoryMap<'a> {
         MemoryMap::default()
     }
@@ -92,13 +93,9 @@ impl<'a> MemoryMap<'a> {
         }
     }
 
-    /// Every slot, in id order (ids past the last extra one are unmapped).
-    fn slots_mut(&mut self) -> impl Iterator<Item = &mut Option<Region<'a>>> {
-        self.inline.iter_mut().chain(self.extra.iter_mut())
-    }
-
     /// Maps `region` at region id `id` (replacing what was there). Ids above
     /// [`layout::MAX_REGION`] and region 0 are ignored: they can never be addressed.
+    #[inline]
     pub fn insert(&mut self, id: u64, region: Region<'a>) {
         if id == layout::NULL_REGION || id > layout::MAX_REGION {
             return;
@@ -117,6 +114,7 @@ impl<'a> MemoryMap<'a> {
     }
 
     /// The region mapped at `id`, if any.
+    #[inline]
     pub fn get(&self, id: u64) -> Option<&Region<'a>> {
         self.slot(id)?.as_ref()
     }
@@ -198,6 +196,42 @@ impl RawRegion {
 }
 
 impl MemoryMap<'_> {
+    /// One past the highest region id that can be mapped: every id from here on is unmapped
+    /// (so a raw table needs only its rows below it).
+    #[inline]
+    pub fn id_bound(&self) -> usize {
+        if !self.extra.is_empty() {
+            return INLINE_REGIONS + self.extra.len();
+        }
+        self.inline
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |r| r + 1)
+    }
+
+    /// The raw table entry of region `id` (see [`MemoryMap::raw_table`]).
+    #[inline]
+    pub fn raw_entry(&mut self, id: usize) -> RawRegion {
+        match self.slot_mut(id as u64) {
+            Some(Some(Region::ReadOnly(b))) => RawRegion {
+                host: b.as_ptr().cast_mut(),
+                len: b.len() as u64,
+                writable: 0,
+            },
+            Some(Some(Region::Writable(b))) => RawRegion {
+                host: b.as_mut_ptr(),
+                len: b.len() as u64,
+                writable: 1,
+            },
+            Some(Some(Region::Shared(s))) => RawRegion {
+                host: s.as_ptr(),
+                len: s.len() as u64,
+                writable: 1,
+            },
+            Some(None) | None => RawRegion::UNMAPPED,
+        }
+    }
+
     /// Writes the map as a raw table for generated code. The pointers are valid while this
     /// map is neither moved from nor changed; after a helper ran (it may have changed the
     /// map through `VmMemory`), refresh the table.
@@ -205,27 +239,23 @@ impl MemoryMap<'_> {
     /// Read-only regions get a `*mut` pointer with `writable == 0`; code must never store
     /// through it.
     pub fn raw_table(&mut self, table: &mut [RawRegion; REGION_TABLE_LEN]) {
-        *table = [RawRegion::UNMAPPED; REGION_TABLE_LEN];
-        for (entry, region) in table.iter_mut().zip(self.slots_mut()) {
-            *entry = match region {
-                Some(Region::ReadOnly(b)) => RawRegion {
-                    host: b.as_ptr().cast_mut(),
-                    len: b.len() as u64,
-                    writable: 0,
-                },
-                Some(Region::Writable(b)) => RawRegion {
-                    host: b.as_mut_ptr(),
-                    len: b.len() as u64,
-                    writable: 1,
-                },
-                Some(Region::Shared(s)) => RawRegion {
-                    host: s.as_ptr(),
-                    len: s.len() as u64,
-                    writable: 1,
-                },
-                None => RawRegion::UNMAPPED,
-            };
+        self.refresh_raw_table(table, REGION_TABLE_LEN);
+    }
+
+    /// [`MemoryMap::raw_table`] for a table that is unmapped from row `rows` on (what this
+    /// returned for it last time, or 0 for a fresh table): rewrites only the rows that can
+    /// differ, and returns the bound to pass next time. This is how a run that reuses its
+    /// table refreshes it in a few stores instead of 64 entries.
+    pub fn refresh_raw_table(
+        &mut self,
+        table: &mut [RawRegion; REGION_TABLE_LEN],
+        rows: usize,
+    ) -> usize {
+        let bound = self.id_bound().min(REGION_TABLE_LEN);
+        for (id, entry) in table.iter_mut().enumerate().take(bound.max(rows)) {
+            *entry = self.raw_entry(id);
         }
+        bound
     }
 }
 

@@ -57,6 +57,7 @@ impl Stack {
 
     /// Where the region of `size` bytes starts in the buffer, growing the buffer (with
     /// zeroes) if it is too small.
+    #[inline]
     fn start(&mut self, size: usize) -> usize {
         let needed = size.saturating_add(SLACK + ALIGN);
         if self.bytes.len() < needed {
@@ -77,6 +78,7 @@ impl Stack {
     /// The stack region of a run, `size` bytes (`Limits::stack_size`), 16-byte aligned, with
     /// at least 512 bytes of the buffer below it. All zero unless a run wrote it and it was
     /// not [scrubbed](Stack::scrub) since.
+    #[inline]
     pub fn region(&mut self, size: usize) -> &mut [u8] {
         let start = self.start(size);
         match self.bytes.get_mut(start..start.saturating_add(size)) {
@@ -87,7 +89,11 @@ impl Stack {
 
     /// Zeroes the top `reach` bytes of the region of `size` bytes (all of it when `reach` is
     /// larger): what a run on that region can have written.
+    #[inline]
     pub fn scrub(&mut self, size: usize, reach: usize) {
+        if reach == 0 {
+            return;
+        }
         let region = self.region(size);
         let from = region.len().saturating_sub(reach);
         if let Some(dirty) = region.get_mut(from..) {
@@ -96,6 +102,7 @@ impl Stack {
     }
 
     /// Makes room for `n` saved frames (growing, never shrinking) and returns them.
+    #[inline]
     pub fn frames(&mut self, n: usize) -> &mut [CallFrame] {
         if self.frames.len() < n {
             self.frames.resize(n, CallFrame::default());

@@ -544,24 +544,22 @@ struct Scratch {
 const KEPT_STACK: usize = 1 << 20;
 
 std::thread_local! {
-    static SCRATCH: std::cell::Cell<Scratch> = const {
-        std::cell::Cell::new(Scratch {
-            stack: Stack::new(),
-            data: Vec::new(),
-            metadata: Vec::new(),
-        })
-    };
+    static SCRATCH: std::cell::Cell<Option<Box<Scratch>>> = const { std::cell::Cell::new(None) };
 }
 
 impl Scratch {
-    fn take() -> Scratch {
-        SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default()
+    fn take() -> Box<Scratch> {
+        SCRATCH
+            .try_with(std::cell::Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 
-    fn put_back(self) {
+    fn put_back(self: Box<Scratch>) {
         if self.stack.size() <= KEPT_STACK {
             // During thread teardown there is nowhere to keep it: drop it.
-            let _ = SCRATCH.try_with(|s| s.set(self));
+            let _ = SCRATCH.try_with(|s| s.set(Some(self)));
         }
     }
 }
