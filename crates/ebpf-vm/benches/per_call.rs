@@ -11,8 +11,13 @@
 //! clock's own cost is not in the figures. Every engine's result is checked against the
 //! interpreter's before timing.
 //!
-//! Then `threads/<program>`: the same loaded `Vm` run by one thread and by two threads at
-//! once, throughput in runs per second (the issue asks ≥ 1.9× with two threads).
+//! Then `helper/*`: the cost of one helper call through each engine's trampoline — a program
+//! that calls helper 1 ten times against one that calls it once, per extra call — next to a
+//! direct Rust call of the same closure through `&dyn Helper` (the issue asks ≤ 5 ns more).
+//!
+//! Last, the same loaded `Vm` run by one thread and by two threads at once, throughput in
+//! runs per second (the issue asks ≥ 1.9× with two threads; on a shared machine the second
+//! core may not be free, so read it with the load in mind).
 //!
 //! `cargo bench -p ebpf-vm --features jit-cranelift --bench per_call -- --warm-up-time 1
 //! --measurement-time 2` (without the feature, Cranelift is left out).
@@ -24,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use ebpf_bench::timing::{SAMPLE_SIZE, Samples, record};
-use ebpf_vm::{Engine, Selector, Vm, VmBuilder};
+use ebpf_vm::{Engine, Helper, HelperError, Selector, TrapKind, Vm, VmBuilder, VmMemory};
 
 /// One program of the bench.
 struct Case {
@@ -206,6 +211,87 @@ fn bench_case(c: &mut Criterion, case: &Case) -> Row {
     }
 }
 
+/// The helper the `helper/*` programs call: returns its first argument plus one.
+fn helper(args: [u64; 5], _memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
+    Ok(args[0].wrapping_add(1))
+}
+
+/// Memory for the direct call: there is none.
+struct NoMemory;
+
+impl VmMemory for NoMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), TrapKind> {
+        Err(TrapKind::OutOfBounds {
+            addr,
+            len: buf.len() as u64,
+            write: false,
+        })
+    }
+
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), TrapKind> {
+        Err(TrapKind::OutOfBounds {
+            addr,
+            len: data.len() as u64,
+            write: true,
+        })
+    }
+}
+
+/// A program that calls the helper `calls` times, chaining `r0` into `r1`.
+fn calling(calls: usize) -> String {
+    let mut text = String::from("mov %r0, 0\n");
+    for _ in 0..calls {
+        text.push_str("mov %r1, %r0\ncall 1\n");
+    }
+    text.push_str("exit");
+    text
+}
+
+/// ns per helper call through each engine (then the direct call), from `helper/*`.
+fn bench_helpers(c: &mut Criterion) -> Vec<(&'static str, Option<f64>)> {
+    let mut group = c.benchmark_group("helper");
+    let mut out = Vec::new();
+    for &engine in Engine::ALL {
+        let load = |calls| {
+            Vm::builder()
+                .engine(engine)
+                .helper(1, helper)
+                .load_asm(&calling(calls))
+                .expect("helper program")
+        };
+        let (one, ten) = (load(1), load(10));
+        assert_eq!((one.run_no_data(), ten.run_no_data()), (Ok(1), Ok(10)));
+        let samples: [RefCell<Samples>; 2] = Default::default();
+        for (i, vm) in [&one, &ten].into_iter().enumerate() {
+            group.bench_function(format!("{}/{}", engine.name(), [1, 10][i]), |b| {
+                b.iter_custom(|iters| batch(iters, &samples[i], || vm.run_no_data().unwrap_or(0)));
+            });
+        }
+        let per_call = match (
+            samples[0].borrow().median_ns(),
+            samples[1].borrow().median_ns(),
+        ) {
+            (Some(a), Some(b)) => Some((b - a) / 9.0),
+            _ => None,
+        };
+        out.push((engine.name(), per_call));
+    }
+    let direct = RefCell::default();
+    let h: &dyn Helper = &helper;
+    group.bench_function("direct", |b| {
+        b.iter_custom(|iters| {
+            batch(iters, &direct, || {
+                black_box(h)
+                    .call(black_box([1, 2, 3, 4, 5]), &mut NoMemory)
+                    .unwrap_or(0)
+            })
+        });
+    });
+    out.push(("direct &dyn Helper", direct.borrow().median_ns()));
+    group.finish();
+    out
+}
+
 /// Runs per second of `vm` on `threads` threads at once, each with its own input, over
 /// `duration`.
 fn throughput(vm: &Vm, input: &[u8], threads: usize, duration: Duration) -> f64 {
@@ -272,8 +358,16 @@ fn main() {
         .configure_from_args();
     let cases = cases();
     let rows: Vec<Row> = cases.iter().map(|case| bench_case(&mut c, case)).collect();
+    let helpers = bench_helpers(&mut c);
     c.final_summary();
     print_summary(&rows);
+
+    println!();
+    println!("ns per helper call (10 calls minus 1 call, over 9), and a direct Rust call");
+    for (name, ns) in &helpers {
+        let cell = ns.map_or("-".to_string(), |v| format!("{v:.1}"));
+        println!("| {name:<18} | {cell:>6} |");
+    }
 
     println!();
     println!("two threads on one Vm: runs per second, and the ratio to one thread");
