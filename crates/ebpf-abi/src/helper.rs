@@ -187,26 +187,6 @@ mod tests {
         Ok(N)
     }
 
-    struct NoMemory;
-
-    impl VmMemory for NoMemory {
-        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), TrapKind> {
-            Err(TrapKind::OutOfBounds {
-                addr,
-                len: buf.len() as u64,
-                write: false,
-            })
-        }
-
-        fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), TrapKind> {
-            Err(TrapKind::OutOfBounds {
-                addr,
-                len: data.len() as u64,
-                write: true,
-            })
-        }
-    }
-
     #[test]
     fn dense_and_sparse_ids_find_the_same_helpers() {
         let mut helpers = Helpers::new();
@@ -215,7 +195,7 @@ mod tests {
         helpers.insert(256, constant::<2560>);
         helpers.insert(70_000, constant::<7>);
         helpers.insert(3, constant::<31>);
-        let call = |id| helpers.call(id, [0; 5], &mut NoMemory);
+        let call = |id| helpers.call(id, [0; 5], &mut crate::MemoryMap::new());
         assert_eq!(call(3), Ok(31), "replaced");
         assert_eq!(call(255), Ok(2550));
         assert_eq!(call(256), Ok(2560));

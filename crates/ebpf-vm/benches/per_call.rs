@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use ebpf_bench::timing::{SAMPLE_SIZE, Samples, record};
-use ebpf_vm::{Engine, Helper, HelperError, Selector, TrapKind, Vm, VmBuilder, VmMemory};
+use ebpf_vm::{Engine, Helper, HelperError, Selector, Vm, VmBuilder, VmMemory};
 
 /// One program of the bench.
 struct Case {
@@ -216,27 +216,6 @@ fn helper(args: [u64; 5], _memory: &mut dyn VmMemory) -> Result<u64, HelperError
     Ok(args[0].wrapping_add(1))
 }
 
-/// Memory for the direct call: there is none.
-struct NoMemory;
-
-impl VmMemory for NoMemory {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), TrapKind> {
-        Err(TrapKind::OutOfBounds {
-            addr,
-            len: buf.len() as u64,
-            write: false,
-        })
-    }
-
-    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), TrapKind> {
-        Err(TrapKind::OutOfBounds {
-            addr,
-            len: data.len() as u64,
-            write: true,
-        })
-    }
-}
-
 /// A program that calls the helper `calls` times, chaining `r0` into `r1`.
 fn calling(calls: usize) -> String {
     let mut text = String::from("mov %r0, 0\n");
@@ -282,7 +261,7 @@ fn bench_helpers(c: &mut Criterion) -> Vec<(&'static str, Option<f64>)> {
         b.iter_custom(|iters| {
             batch(iters, &direct, || {
                 black_box(h)
-                    .call(black_box([1, 2, 3, 4, 5]), &mut NoMemory)
+                    .call(black_box([1, 2, 3, 4, 5]), &mut ebpf_abi::MemoryMap::new())
                     .unwrap_or(0)
             })
         });
