@@ -32,6 +32,9 @@ pub enum Status {
     EngineUnavailable = 16,
     /// Loading: the engine could not compile the program.
     Compile = 17,
+    /// Loading: the ELF program uses maps, which runs do not provide yet (the message names
+    /// them).
+    UsesMaps = 18,
     /// Trap: a load, store or atomic outside the memory the program may access.
     TrapOutOfBounds = 30,
     /// Trap: an atomic operation on a misaligned address.
@@ -101,6 +104,7 @@ impl Error {
             LoadError::InvalidConfig(_) => (Status::InvalidConfig, None),
             LoadError::EngineUnavailable(_) => (Status::EngineUnavailable, None),
             LoadError::Compile { .. } => (Status::Compile, None),
+            LoadError::UsesMaps { .. } => (Status::UsesMaps, None),
             _ => (Status::Internal, None),
         };
         Error::new(status, pc, e.to_string())
@@ -176,4 +180,21 @@ pub unsafe extern "C" fn ebpf_error_message(error: *const Error) -> *const c_cha
 pub unsafe extern "C" fn ebpf_error_free(error: *mut Error) {
     // SAFETY: the caller guarantees an error from this library, freed once, or NULL.
     boundary::guard_value((), || unsafe { boundary::free(error) });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_that_uses_maps_has_its_own_status() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/bpf/xdp_counter.o");
+        let bytes = std::fs::read(path).unwrap();
+        let e = ebpf_vm::Vm::builder()
+            .load_elf(&bytes, ebpf_vm::Selector::Only)
+            .unwrap_err();
+        let error = Error::load(&e);
+        assert_eq!(error.status, Status::UsesMaps, "{e}");
+        assert!(error.message().contains("uses map"), "{}", error.message());
+    }
 }

@@ -15,6 +15,8 @@
 
 mod bench;
 mod cfg;
+mod profile;
+mod trace;
 mod vectors;
 
 use std::ffi::{OsStr, OsString};
@@ -83,6 +85,11 @@ enum Command {
     /// --mem-file is given). At entry r1 is the input's address and r2 its length; without
     /// an input both are 0. Helper 5 returns its first argument, as the conformance suite
     /// expects. A trap prints `error: <what> at pc N` and exits with status 1.
+    ///
+    /// --trace prints every executed instruction before r0; --profile prints how often each
+    /// one ran. Both run the program on the interpreter, one instruction at a time, whatever
+    /// --engine says (the result is the same on every engine), and print what they saw even
+    /// when the run traps. See docs/trace.md.
     Run {
         /// The program: FILE.bin, FILE.s, FILE.asm, FILE.data or FILE.o (a BPF ELF object).
         #[arg(value_name = "PROGRAM")]
@@ -93,6 +100,8 @@ enum Command {
         vm: VmArgs,
         #[command(flatten)]
         elf: ElfArgs,
+        #[command(flatten)]
+        show: ShowArgs,
     },
     /// Check a program without running it: print every finding, one per line.
     ///
@@ -195,7 +204,29 @@ enum Command {
         /// Print the results as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// After the table, profile one run (see `ebpf run --profile`).
+        #[arg(long, conflicts_with = "json")]
+        profile: bool,
     },
+}
+
+/// What `run` shows of the run besides r0.
+#[derive(Debug, Args)]
+struct ShowArgs {
+    /// Print every executed instruction, one per line: the step, the pc, the instruction
+    /// (LLVM syntax, indented by call depth), the memory it read or wrote, the helper it
+    /// called, the registers it changed and where control went when not to the next
+    /// instruction; then r0.
+    #[arg(long, conflicts_with_all = ["trace_json", "profile"])]
+    trace: bool,
+    /// Like --trace, as JSON lines (one object per instruction, then one with the exit or the
+    /// trap).
+    #[arg(long, conflicts_with = "profile")]
+    trace_json: bool,
+    /// Print how often each instruction ran, per function and per basic block, hottest
+    /// first, with the disassembly; then r0.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// The disassembly syntaxes.
@@ -377,7 +408,8 @@ fn run(cli: Cli) -> Result<()> {
             input,
             vm,
             elf,
-        } => run_program(&program, &input, &vm, &elf.choice()),
+            show,
+        } => run_program(&program, &input, &vm, &elf.choice(), &show),
         Command::Cfg {
             program,
             dot: _,
@@ -406,6 +438,7 @@ fn run(cli: Cli) -> Result<()> {
             iterations,
             budget,
             json,
+            profile,
         } => {
             let config = bench::Config {
                 engines: &engine.0,
@@ -413,21 +446,53 @@ fn run(cli: Cli) -> Result<()> {
                 iterations,
                 json,
             };
-            bench_program(&program, &input, &elf.choice(), &config)
+            bench_program(&program, &input, &elf.choice(), &config, profile)
         }
     }
 }
 
 /// `ebpf run`.
-fn run_program(path: &Path, input: &InputArgs, vm: &VmArgs, choice: &ElfChoice) -> Result<()> {
+fn run_program(
+    path: &Path,
+    input: &InputArgs,
+    vm: &VmArgs,
+    choice: &ElfChoice,
+    show: &ShowArgs,
+) -> Result<()> {
     let builder = ebpf_cli::vm_builder(vm.engine, vm.budget);
     let (vm, mem) = ebpf_cli::load_vm(path, builder, choice)?;
     let mut input = resolve_input(input, mem)?;
-    // A trap is reported as is: `error: <what> at pc N`.
-    let exit = vm.run_with(match input.as_deref_mut() {
+    let input = match input.as_deref_mut() {
         Some(data) => Input::new(data),
         None => Input::none(),
-    })?;
+    };
+    let form = match (show.trace, show.trace_json) {
+        (true, _) => Some(trace::Form::Text),
+        (false, true) => Some(trace::Form::Json),
+        (false, false) => None,
+    };
+    // A trap is reported as is: `error: <what> at pc N`, after what the trace or the profile
+    // saw.
+    let exit = if let Some(form) = form {
+        let mut tracer = trace::Tracer::new(io::BufWriter::new(io::stdout().lock()), form);
+        let result = vm.run_traced(input, &mut tracer);
+        match tracer.finish(&result) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+            written => written.context("<stdout>: cannot write")?,
+        }
+        let exit = result?;
+        if form == trace::Form::Json {
+            return Ok(());
+        }
+        exit
+    } else if show.profile {
+        let mut profile = profile::Profile::new(vm.program().slot_count());
+        let result = vm.run_traced(input, &mut profile);
+        write_stdout(profile.report(vm.program()).as_bytes())?;
+        result?
+    } else {
+        vm.run_with(input)?
+    };
     write_stdout(format!("{:#x}\n", exit.r0).as_bytes())
 }
 
@@ -449,17 +514,32 @@ fn draw_cfg(path: &Path, svg: bool, output: Option<&Path>, choice: &ElfChoice) -
     write_output(output.unwrap_or(Path::new(STDIO)), &bytes)
 }
 
-/// `ebpf bench`.
+/// `ebpf bench`, and with `profile` the profile of one run after the table.
 fn bench_program(
     path: &Path,
     input: &InputArgs,
     choice: &ElfChoice,
     config: &bench::Config<'_>,
+    profile: bool,
 ) -> Result<()> {
     let source = ebpf_cli::Source::read(path, choice)?;
-    let input = resolve_input(input, source.mem.clone())?;
+    let mut input = resolve_input(input, source.mem.clone())?;
     let name = path.display().to_string();
-    bench::bench(&name, &source, input.as_deref(), config)
+    bench::bench(&name, &source, input.as_deref(), config)?;
+    if !profile {
+        return Ok(());
+    }
+    let vm = source.load(ebpf_cli::vm_builder(Engine::Interpreter, config.budget))?;
+    let mut counts = profile::Profile::new(vm.program().slot_count());
+    // The timed runs ended normally, so this one does too.
+    vm.run_traced(
+        match input.as_deref_mut() {
+            Some(data) => Input::new(data),
+            None => Input::none(),
+        },
+        &mut counts,
+    )?;
+    write_stdout(format!("\n{}", counts.report(vm.program())).as_bytes())
 }
 
 /// The input of `run` and `bench`: `--mem`, else `--mem-file`, else the memory the program

@@ -8,9 +8,11 @@
 //! over the whole suite exactly as the bpf_conformance runner drives it (README §5).
 
 mod common;
-// `ebpf cfg` (and, later, tracing and profiles): the commands that help people see.
+// `ebpf cfg`, traces and profiles: the commands that help people see.
 #[path = "commands/pictures.rs"]
 mod pictures;
+#[path = "commands/trace.rs"]
+mod trace;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -19,6 +19,9 @@
 //! independent implementations, and the tests hold them to each other. It is `#![no_std]` and
 //! contains no `unsafe`.
 //!
+//! [`Interpreter::run_traced`] runs a whole program in the precise loop and reports each
+//! executed instruction to an [`Observer`] as a [`Step`] (what `ebpf run --trace` prints).
+//!
 //! ```
 //! use ebpf_abi::{Helpers, Limits, MemoryMap};
 //! use ebpf_interp::Interpreter;
@@ -36,7 +39,9 @@
 extern crate alloc;
 
 mod ops;
+mod trace;
 pub use ebpf_abi::semantics;
+pub use trace::{Access, Effect, Observer, Step};
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -122,7 +127,7 @@ impl Interpreter {
         helpers: &Helpers,
         limits: &Limits,
     ) -> Result<Exit, Trap> {
-        self.run_charged(memory, args, helpers, limits, &mut Stack::new(), true)
+        self.run_charged(memory, args, helpers, limits, &mut Stack::new(), None)
     }
 
     /// [`Interpreter::run`] on a lent stack (see [`Executable::run_in`]): no allocation once
@@ -135,11 +140,34 @@ impl Interpreter {
         limits: &Limits,
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        self.run_charged(memory, args, helpers, limits, stack, true)
+        self.run_charged(memory, args, helpers, limits, stack, None)
     }
 
-    /// [`Interpreter::run_in`], with or without the fast loop (`fast = false` runs the whole
-    /// program in the precise loop: the definition the fast loop is tested against).
+    /// [`Interpreter::run`], reporting every executed instruction to `observer` (see
+    /// [`Step`]). The whole run goes through the precise loop, so it returns exactly what
+    /// `run` returns — the same [`Exit`] or [`Trap`], the same memory afterwards — only
+    /// slower; an instruction that traps is not reported (the [`Trap`] says where it is).
+    pub fn run_traced(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+        observer: &mut dyn Observer,
+    ) -> Result<Exit, Trap> {
+        self.run_charged(
+            memory,
+            args,
+            helpers,
+            limits,
+            &mut Stack::new(),
+            Some(observer),
+        )
+    }
+
+    /// [`Interpreter::run_in`], with the fast loop, or — when there is an `observer` to report
+    /// to — the whole program in the precise loop (the definition the fast loop is tested
+    /// against; the tests pass an observer that ignores what it sees).
     fn run_charged(
         &self,
         memory: MemoryMap<'_>,
@@ -147,7 +175,7 @@ impl Interpreter {
         helpers: &Helpers,
         limits: &Limits,
         stack: &mut Stack,
-        fast: bool,
+        observer: Option<&mut dyn Observer>,
     ) -> Result<Exit, Trap> {
         let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
         let mut frames = core::mem::take(&mut stack.frames);
@@ -165,7 +193,7 @@ impl Interpreter {
             pc: 0,
             remaining: budget,
         };
-        let result = self.dispatch(&mut machine, &mut memory, helpers, limits, budget, fast);
+        let result = self.dispatch(&mut machine, &mut memory, helpers, limits, budget, observer);
         drop(memory);
         stack.frames = machine.frames;
         result
@@ -180,20 +208,20 @@ impl Interpreter {
         helpers: &Helpers,
         limits: &Limits,
         budget: u64,
-        fast: bool,
+        observer: Option<&mut dyn Observer>,
     ) -> Result<Exit, Trap> {
         // The fast loop charges the budget one straight-line run at a time; when a run does not
         // fit in what is left, the precise loop takes over at its first instruction and charges
         // instruction by instruction, so the trap comes at exactly the right pc.
         let entry = self.costs.first().copied().unwrap_or(1);
-        if fast && entry <= machine.remaining {
+        if observer.is_none() && entry <= machine.remaining {
             machine.remaining -= entry;
             let fast = self.execute(machine, memory, helpers, limits, budget);
             if let Some(result) = fast {
                 return result;
             }
         }
-        self.precise(machine, memory, helpers, limits, budget)
+        self.precise(machine, memory, helpers, limits, budget, observer)
     }
 
     /// The fast loop: one `match` per operation and nothing charged per instruction. Every
@@ -462,6 +490,11 @@ impl Interpreter {
     /// [`ProgramView`]) — an implementation independent of the fast loop's operations, which
     /// the tests compare with it. The fast loop hands over to it at the start of a
     /// straight-line run that does not fit in the budget left.
+    ///
+    /// With an `observer`, it reports each instruction that executed. Never inlined, so that
+    /// nothing tracing adds here changes the code of the fast loop, which is inlined into
+    /// `run_charged`.
+    #[inline(never)]
     fn precise(
         &self,
         machine: &mut Machine,
@@ -469,6 +502,7 @@ impl Interpreter {
         helpers: &Helpers,
         limits: &Limits,
         budget: u64,
+        mut observer: Option<&mut dyn Observer>,
     ) -> Result<Exit, Trap> {
         let Machine {
             regs,
@@ -505,14 +539,18 @@ impl Interpreter {
                 });
             }
             *remaining -= 1;
-            *pc = match flow {
+            // What a trace needs from before the instruction (nothing when untraced).
+            let traced = observer
+                .is_some()
+                .then(|| (*regs, frames.len(), trace::read_before(insn, regs, mem)));
+            let next = match flow {
                 Flow::Next => {
                     step::step(insn, regs, mem, helpers).map_err(|kind| Trap { pc: at, kind })?;
-                    at + insn.slots()
+                    Some(at + insn.slots())
                 }
-                Flow::Jump(target) => arrive(target)?,
-                Flow::Branch(target) if step::taken(insn, regs) => arrive(target)?,
-                Flow::Branch(_) => at + 1,
+                Flow::Jump(target) => Some(arrive(target)?),
+                Flow::Branch(target) if step::taken(insn, regs) => Some(arrive(target)?),
+                Flow::Branch(_) => Some(at + 1),
                 Flow::Call(target) => {
                     if frames.len() >= limits.max_depth() {
                         return Err(Trap {
@@ -528,23 +566,40 @@ impl Interpreter {
                         frame_pointer: regs[10],
                     });
                     regs[10] = limits.frame_pointer(frames.len());
-                    arrive(target)?
+                    Some(arrive(target)?)
                 }
                 Flow::Exit => match frames.pop() {
-                    None => {
-                        return Ok(Exit {
-                            r0: regs[0],
-                            instructions: budget - *remaining,
-                        });
-                    }
+                    None => None,
                     Some(frame) => {
                         regs[6..10].copy_from_slice(&frame.saved);
                         regs[10] = frame.frame_pointer;
-                        frame.return_pc as usize
+                        Some(frame.return_pc as usize)
                     }
                 },
                 Flow::Invalid(reason) => return invalid(at, reason),
             };
+            if let (Some(observer), Some((before, depth, old))) = (observer.as_deref_mut(), traced)
+            {
+                observer.step(&Step {
+                    pc: at,
+                    insn: *insn,
+                    executed: budget - *remaining,
+                    depth,
+                    before,
+                    after: *regs,
+                    effect: trace::effect(insn, &before, regs, mem, old),
+                    next,
+                });
+            }
+            match next {
+                Some(next) => *pc = next,
+                None => {
+                    return Ok(Exit {
+                        r0: regs[0],
+                        instructions: budget - *remaining,
+                    });
+                }
+            }
         }
     }
 }
@@ -635,7 +690,10 @@ mod tests {
             let mut map = MemoryMap::new();
             let args = [layout::vm_addr(layout::INPUT, 0), mem.len() as u64];
             map.insert(layout::INPUT, Region::Writable(&mut mem));
-            interp.run_charged(map, args, &helpers, &limits, &mut Stack::new(), fast)
+            // Any observer makes the whole run precise.
+            let mut ignore = |_: &Step| {};
+            let observer: Option<&mut dyn Observer> = (!fast).then_some(&mut ignore);
+            interp.run_charged(map, args, &helpers, &limits, &mut Stack::new(), observer)
         };
         let (fast, precise) = (run(true), run(false));
         assert_eq!(fast, precise, "{name} with budget {budget:?}");
@@ -724,6 +782,134 @@ mod tests {
             }
             check_budgets(name, &program, &[0; 16]);
         }
+    }
+
+    /// Traces `text` with no input and the conformance helper.
+    fn trace(text: &str, budget: Option<u64>) -> (Result<Exit, Trap>, Vec<Step>) {
+        let program = ebpf_isa::assemble(text).unwrap();
+        let limits = Limits {
+            budget,
+            ..Limits::default()
+        };
+        let mut steps = Vec::new();
+        let interp = Interpreter::new(&program);
+        let helpers = Helpers::conformance();
+        let result = interp.run_traced(MemoryMap::new(), [0, 0], &helpers, &limits, &mut steps);
+        let untraced = interp.run(MemoryMap::new(), [0, 0], &helpers, &limits);
+        assert_eq!(result, untraced, "{text}");
+        (result, steps)
+    }
+
+    #[test]
+    fn a_trace_shows_every_step_its_registers_memory_and_helper_calls() {
+        let (result, steps) = trace(
+            "mov %r0, 0\nmov %r1, 3\nloop:\nadd %r0, %r1\nsub %r1, 1\njne %r1, 0, loop\n\
+             stxdw [%r10-8], %r0\nldxw %r2, [%r10-8]\nmov %r1, %r2\ncall 5\nexit",
+            None,
+        );
+        // mov, mov, three rounds of (add, sub, jne), stxdw, ldxw, mov, call, exit.
+        let pcs: Vec<usize> = steps.iter().map(|s| s.pc).collect();
+        assert_eq!(pcs, [0, 1, 2, 3, 4, 2, 3, 4, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(
+            result,
+            Ok(Exit {
+                r0: 6,
+                instructions: 16
+            })
+        );
+        for (i, step) in steps.iter().enumerate() {
+            assert_eq!(step.executed, i as u64 + 1);
+            assert_eq!(step.depth, 0);
+            let next = steps.get(i + 1).map(|s| s.pc);
+            assert_eq!(step.next, next, "{step:?}");
+        }
+        // The first add: r0 0 -> 3, nothing else.
+        let changed: Vec<_> = steps[2].changed().collect();
+        assert_eq!(changed, [(0, 0, 3)]);
+        // The last jne changes nothing and falls through.
+        assert_eq!(steps[10].changed().count(), 0);
+        assert_eq!(steps[10].next, Some(5));
+        let slot = Limits::default().frame_pointer(0) - 8;
+        assert_eq!(
+            steps[11].effect,
+            Effect::Write(Access {
+                addr: slot,
+                len: 8,
+                value: 6
+            })
+        );
+        assert_eq!(
+            steps[12].effect,
+            Effect::Read(Access {
+                addr: slot,
+                len: 4,
+                value: 6
+            })
+        );
+        assert_eq!(steps[12].changed().collect::<Vec<_>>(), [(2, 0, 6)]);
+        assert_eq!(
+            steps[14].effect,
+            Effect::Helper {
+                id: 5,
+                args: [6, 6, 0, 0, 0],
+                result: 6
+            }
+        );
+        // The helper sets r0 (already 6) and zeroes r1 and r2.
+        assert_eq!(
+            steps[14].changed().collect::<Vec<_>>(),
+            [(1, 6, 0), (2, 6, 0)]
+        );
+        assert_eq!(steps[15].effect, Effect::None);
+    }
+
+    #[test]
+    fn a_trace_shows_atomics_calls_and_stops_before_a_trap() {
+        let (result, steps) = trace(
+            "stdw [%r10-8], 40\nmov %r1, 2\nlock fetch add [%r10-8], %r1\ncall local f\n\
+             ldxdw %r0, [%r1]\nexit\nf:\nmov %r0, 1\nexit",
+            None,
+        );
+        let slot = Limits::default().frame_pointer(0) - 8;
+        assert_eq!(
+            steps[2].effect,
+            Effect::Atomic {
+                read: Access {
+                    addr: slot,
+                    len: 8,
+                    value: 40
+                },
+                after: 42
+            }
+        );
+        // The fetched value lands in r1.
+        assert_eq!(steps[2].changed().collect::<Vec<_>>(), [(1, 2, 40)]);
+        // The call moves to the callee's frame; its exit returns to pc 4.
+        assert_eq!((steps[3].pc, steps[3].next), (3, Some(6)));
+        let fp = |d| Limits::default().frame_pointer(d);
+        assert_eq!(steps[3].changed().collect::<Vec<_>>(), [(10, fp(0), fp(1))]);
+        assert_eq!((steps[4].depth, steps[5].depth), (1, 1));
+        assert_eq!((steps[5].pc, steps[5].next), (7, Some(4)));
+        // The load through r1 = 40 traps; the trace stops at the instruction before.
+        assert_eq!(steps.len(), 6);
+        assert_eq!(
+            result,
+            Err(Trap {
+                pc: 4,
+                kind: TrapKind::OutOfBounds {
+                    addr: 40,
+                    len: 8,
+                    write: false
+                }
+            })
+        );
+        // A budget trap: the trace holds exactly the instructions the budget allowed.
+        let (result, steps) = trace("mov %r0, 1\nja -2", Some(5));
+        assert_eq!(steps.len(), 5);
+        assert_eq!(
+            result.unwrap_err().kind,
+            TrapKind::BudgetExhausted { budget: 5 }
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ create_exception!(
     LoadError,
     Error,
     "A program could not be loaded (kind: decode, asm, elf, rejected, needs_budget, \
-     invalid_config, engine_unavailable, compile)."
+     invalid_config, engine_unavailable, compile, uses_maps)."
 );
 create_exception!(
     ebpf_vm,
@@ -55,6 +55,7 @@ pub(crate) fn load_error(py: Python<'_>, e: &ebpf_vm::LoadError) -> PyErr {
         E::InvalidConfig(_) => ("invalid_config", None),
         E::EngineUnavailable(_) => ("engine_unavailable", None),
         E::Compile { .. } => ("compile", None),
+        E::UsesMaps { .. } => ("uses_maps", None),
         _ => ("other", None),
     };
     with_details::<LoadError>(py, e.to_string(), kind, pc)

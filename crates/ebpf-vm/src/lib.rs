@@ -6,7 +6,8 @@
 //! configure it once (engine, helpers, budget, call
 //! depth, metadata buffer, extra regions), then run it as often as you like, from as many
 //! threads as you like, each run with its own memory. A run returns `r0` or a [`Trap`] with the
-//! pc and what went wrong — never a crash, whatever the bytes.
+//! pc and what went wrong — never a crash, whatever the bytes. [`Vm::run_traced`] shows what a
+//! run does, instruction by instruction.
 //!
 //! What it is not for: logic of its own. Semantics live in `ebpf-interp`, the contract in
 //! `ebpf-abi`, the instruction set in `ebpf-isa` (re-exported as [`isa`]); this crate chooses,
@@ -77,6 +78,8 @@ pub use ebpf_elf as elf;
 /// Selecting a program in an ELF object: [`VmBuilder::load_elf`]'s second argument.
 #[cfg(feature = "elf")]
 pub use ebpf_elf::Selector;
+/// Tracing a run ([`Vm::run_traced`]): what each executed instruction did.
+pub use ebpf_interp::{Access, Effect, Observer, Step};
 /// The instruction set: typed instructions, decoding, encoding, assembly and disassembly.
 pub use ebpf_isa as isa;
 /// The Cranelift JIT on its own: ahead-of-time objects for other targets

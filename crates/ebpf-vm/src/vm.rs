@@ -8,6 +8,7 @@ use crate::engine::{self, Engine};
 use ebpf_abi::{
     Executable, Exit, Helper, Helpers, Limits, MemoryMap, Region, Stack, Trap, TrapKind, layout,
 };
+use ebpf_interp::{Interpreter, Observer};
 use ebpf_isa::{AsmError, DecodeError, Program};
 use ebpf_verifier::{
     Finding, Policy, PolicyView, Rejected, Severity, Termination, Verifier, VerifierConfig,
@@ -624,14 +625,58 @@ impl Vm {
     /// Runs the program on `input`; returns `r0` and the instruction count.
     pub fn run_with(&self, input: Input<'_>) -> Result<Exit, Trap> {
         let mut scratch = Scratch::take();
-        let result = self.run_on(input, &mut scratch);
+        let result = self.run_mapped(input, &mut scratch, |map, args, stack| {
+            self.compiled
+                .run_in(map, args, &self.helpers, &self.limits, stack)
+        });
         scratch.put_back();
         result
     }
 
-    /// [`Vm::run_with`] on this thread's scratch buffers: the stack is all zero when the run
-    /// starts, and is again when it returns (the bytes it can have written are scrubbed).
-    fn run_on(&self, input: Input<'_>, scratch: &mut Scratch) -> Result<Exit, Trap> {
+    /// Runs the program on `input` on the interpreter, whatever the VM's engine, and reports
+    /// every executed instruction to `observer`: its pc, the instruction, the registers
+    /// before and after, the memory it read or wrote, the helper it called (see [`Step`](crate::Step)).
+    ///
+    /// It returns what [`Vm::run_with`] returns on every engine — the same `r0` and
+    /// instruction count, or the same trap — and leaves memory the same; an instruction that
+    /// traps is not reported (the trap names its pc). A traced run executes in the
+    /// interpreter's precise loop, one instruction at a time, so it is about ten times slower
+    /// than an untraced interpreter run before the observer does any work; untraced runs pay
+    /// nothing for it (docs/trace.md). A closure is an
+    /// observer, and a `Vec<Step>` collects the whole trace:
+    ///
+    /// ```
+    /// use ebpf_vm::{Input, Step, Vm};
+    ///
+    /// let vm = Vm::builder().load_asm("mov %r0, 6\nmul %r0, 7\nexit")?;
+    /// let mut trace: Vec<Step> = Vec::new();
+    /// let exit = vm.run_traced(Input::none(), &mut trace)?;
+    /// assert_eq!(exit.r0, 42);
+    /// assert_eq!(trace.len(), 3);
+    /// assert_eq!(trace[1].changed().collect::<Vec<_>>(), [(0, 6, 42)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn run_traced(&self, input: Input<'_>, observer: &mut dyn Observer) -> Result<Exit, Trap> {
+        let interpreter = Interpreter::new(&self.program);
+        let mut scratch = Scratch::take();
+        // The traced run takes a fresh stack of its own; the thread's stays untouched.
+        let result = self.run_mapped(input, &mut scratch, |map, args, _| {
+            interpreter.run_traced(map, args, &self.helpers, &self.limits, observer)
+        });
+        scratch.put_back();
+        result
+    }
+
+    /// Maps `input`, the VM's images and regions into the run's memory (on this thread's
+    /// scratch buffers), picks `r1` and `r2`, and runs `run` on them with the scratch stack:
+    /// the stack is all zero when the run starts, and is again when it returns (the bytes it
+    /// can have written are scrubbed).
+    fn run_mapped(
+        &self,
+        input: Input<'_>,
+        scratch: &mut Scratch,
+        run: impl FnOnce(MemoryMap<'_>, [u64; 2], &mut Stack) -> Result<Exit, Trap>,
+    ) -> Result<Exit, Trap> {
         let Input {
             data,
             metadata,
@@ -694,10 +739,8 @@ impl Vm {
             }
             None => [data_start, data_len],
         };
-        let result = self
-            .compiled
-            .run_in(map, args, &self.helpers, &self.limits, stack)
-            .map_err(|trap| undecodable_trap(trap, &self.undecodable));
+        let result =
+            run(map, args, stack).map_err(|trap| undecodable_trap(trap, &self.undecodable));
         let stack_size = usize::try_from(self.limits.stack_size()).unwrap_or(usize::MAX);
         stack.scrub(stack_size, self.stack_reach);
         result
