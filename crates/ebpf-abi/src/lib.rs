@@ -5,7 +5,8 @@
 //!
 //! - the engine interface: [`Executable`], a prepared program that runs with a [`MemoryMap`],
 //!   `r1`/`r2`, [`Helpers`] and [`Limits`] and returns an [`Exit`] or a [`Trap`];
-//! - the VM address space ([`layout`]), the region table ([`MemoryMap`]), memory that
+//! - the VM address space ([`layout`]), the region table ([`MemoryMap`]), the reusable
+//!   stack of a run ([`Stack`]), memory that
 //!   concurrent runs share ([`SharedMemory`]), call frames and the instruction budget
 //!   ([`Limits`]);
 //! - the arithmetic ([`semantics`], atomics included) and the reference meaning of one
@@ -50,6 +51,7 @@ mod memory;
 mod rand;
 pub mod semantics;
 mod shared;
+mod stack;
 pub mod step;
 mod trap;
 mod view;
@@ -59,6 +61,7 @@ pub use helper::{Helper, HelperError, HelperFn, Helpers, VmMemory, conformance_h
 pub use memory::{MemoryMap, REGION_TABLE_LEN, RawRegion, Region};
 pub use rand::SplitMix64;
 pub use shared::SharedMemory;
+pub use stack::{CallFrame, Stack};
 pub use trap::{InvalidReason, RawTrap, Trap, TrapKind, reason_code, trap_code};
 pub use view::{Flow, ProgramView, Target};
 

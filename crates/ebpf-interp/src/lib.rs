@@ -43,14 +43,13 @@ mod trace;
 pub use ebpf_abi::semantics;
 pub use trace::{Access, Effect, Observer, Step};
 
-use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
 use ebpf_abi::step::{self, Registers};
 use ebpf_abi::{
-    Executable, Exit, Flow, Helpers, InvalidReason, Limits, MemoryMap, ProgramView, Region, Target,
-    Trap, TrapKind, layout,
+    CallFrame, Executable, Exit, Flow, Helpers, InvalidReason, Limits, MemoryMap, ProgramView,
+    Region, Stack, Target, Trap, TrapKind, layout,
 };
 use ebpf_isa::{AluOp, ByteOrder, Cond, Insn, Program, SwapWidth};
 
@@ -79,18 +78,11 @@ const OUT_OF_RANGE: Op = Op::Invalid {
     reason: InvalidReason::FellOffEnd,
 };
 
-/// A saved caller frame of a local call.
-#[derive(Clone, Copy)]
-struct Frame {
-    return_pc: usize,
-    saved: [u64; 4],
-    frame_pointer: u64,
-}
-
 /// The state of a run, handed from the fast loop to the precise one.
 struct Machine {
     regs: [u64; 16],
-    frames: Vec<Frame>,
+    /// Saved caller frames (the lent [`Stack`]'s, so that calls do not allocate).
+    frames: Vec<CallFrame>,
     /// The next instruction.
     pc: usize,
     /// Instructions the budget still allows (`u64::MAX` minus those executed, without one).
@@ -123,7 +115,7 @@ impl Interpreter {
         self.view.slot_count() == 0
     }
 
-    /// Runs the program.
+    /// Runs the program on a fresh stack.
     ///
     /// `memory` holds every region the program may touch except the stack, which the run
     /// allocates itself (`limits.stack_size()` bytes, zeroed). `args` are `r1` and `r2`; `r10`
@@ -135,7 +127,20 @@ impl Interpreter {
         helpers: &Helpers,
         limits: &Limits,
     ) -> Result<Exit, Trap> {
-        self.run_charged(memory, args, helpers, limits, None)
+        self.run_charged(memory, args, helpers, limits, &mut Stack::new(), None)
+    }
+
+    /// [`Interpreter::run`] on a lent stack (see [`Executable::run_in`]): no allocation once
+    /// `stack` has served a run of the same size.
+    pub fn run_in(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        self.run_charged(memory, args, helpers, limits, stack, None)
     }
 
     /// [`Interpreter::run`], reporting every executed instruction to `observer` (see
@@ -150,10 +155,17 @@ impl Interpreter {
         limits: &Limits,
         observer: &mut dyn Observer,
     ) -> Result<Exit, Trap> {
-        self.run_charged(memory, args, helpers, limits, Some(observer))
+        self.run_charged(
+            memory,
+            args,
+            helpers,
+            limits,
+            &mut Stack::new(),
+            Some(observer),
+        )
     }
 
-    /// [`Interpreter::run`], with the fast loop, or — when there is an `observer` to report
+    /// [`Interpreter::run_in`], with the fast loop, or — when there is an `observer` to report
     /// to — the whole program in the precise loop (the definition the fast loop is tested
     /// against; the tests pass an observer that ignores what it sees).
     fn run_charged(
@@ -162,12 +174,14 @@ impl Interpreter {
         args: [u64; 2],
         helpers: &Helpers,
         limits: &Limits,
+        stack: &mut Stack,
         observer: Option<&mut dyn Observer>,
     ) -> Result<Exit, Trap> {
         let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
-        let mut stack = vec![0u8; stack_size];
+        let mut frames = core::mem::take(&mut stack.frames);
+        frames.clear();
         let mut memory = memory;
-        memory.insert(layout::STACK, Region::Writable(&mut stack));
+        memory.insert(layout::STACK, Region::Writable(stack.region(stack_size)));
         let mut regs = [0u64; 16];
         regs[1] = args[0];
         regs[2] = args[1];
@@ -175,22 +189,39 @@ impl Interpreter {
         let budget = limits.budget.unwrap_or(u64::MAX);
         let mut machine = Machine {
             regs,
-            frames: Vec::new(),
+            frames,
             pc: 0,
             remaining: budget,
         };
+        let result = self.dispatch(&mut machine, &mut memory, helpers, limits, budget, observer);
+        drop(memory);
+        stack.frames = machine.frames;
+        result
+    }
+
+    /// Runs `machine` to its end: in the fast loop, then (if the budget runs short) in the
+    /// precise one.
+    fn dispatch(
+        &self,
+        machine: &mut Machine,
+        memory: &mut MemoryMap<'_>,
+        helpers: &Helpers,
+        limits: &Limits,
+        budget: u64,
+        observer: Option<&mut dyn Observer>,
+    ) -> Result<Exit, Trap> {
         // The fast loop charges the budget one straight-line run at a time; when a run does not
         // fit in what is left, the precise loop takes over at its first instruction and charges
         // instruction by instruction, so the trap comes at exactly the right pc.
         let entry = self.costs.first().copied().unwrap_or(1);
         if observer.is_none() && entry <= machine.remaining {
             machine.remaining -= entry;
-            let fast = self.execute(&mut machine, &mut memory, helpers, limits, budget);
+            let fast = self.execute(machine, memory, helpers, limits, budget);
             if let Some(result) = fast {
                 return result;
             }
         }
-        self.precise(&mut machine, &mut memory, helpers, limits, budget, observer)
+        self.precise(machine, memory, helpers, limits, budget, observer)
     }
 
     /// The fast loop: one `match` per operation and nothing charged per instruction. Every
@@ -425,8 +456,8 @@ impl Interpreter {
                                     },
                                 );
                             }
-                            frames.push(Frame {
-                                return_pc: pc,
+                            frames.push(CallFrame {
+                                return_pc: pc as u64,
                                 saved: [regs[6], regs[7], regs[8], regs[9]],
                                 frame_pointer: regs[10],
                             });
@@ -443,7 +474,7 @@ impl Interpreter {
                             Some(frame) => {
                                 regs[6..10].copy_from_slice(&frame.saved);
                                 regs[10] = frame.frame_pointer;
-                                goto!(frame.return_pc, at);
+                                goto!(frame.return_pc as usize, at);
                             }
                         },
                         Op::Invalid { reason } => return Some(invalid(at, reason)),
@@ -529,8 +560,8 @@ impl Interpreter {
                             },
                         });
                     }
-                    frames.push(Frame {
-                        return_pc: at + 1,
+                    frames.push(CallFrame {
+                        return_pc: (at + 1) as u64,
                         saved: [regs[6], regs[7], regs[8], regs[9]],
                         frame_pointer: regs[10],
                     });
@@ -542,7 +573,7 @@ impl Interpreter {
                     Some(frame) => {
                         regs[6..10].copy_from_slice(&frame.saved);
                         regs[10] = frame.frame_pointer;
-                        Some(frame.return_pc)
+                        Some(frame.return_pc as usize)
                     }
                 },
                 Flow::Invalid(reason) => return invalid(at, reason),
@@ -591,6 +622,17 @@ impl Executable for Interpreter {
         limits: &Limits,
     ) -> Result<Exit, Trap> {
         Interpreter::run(self, memory, args, helpers, limits)
+    }
+
+    fn run_in(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        Interpreter::run_in(self, memory, args, helpers, limits, stack)
     }
 }
 
@@ -651,7 +693,7 @@ mod tests {
             // Any observer makes the whole run precise.
             let mut ignore = |_: &Step| {};
             let observer: Option<&mut dyn Observer> = (!fast).then_some(&mut ignore);
-            interp.run_charged(map, args, &helpers, &limits, observer)
+            interp.run_charged(map, args, &helpers, &limits, &mut Stack::new(), observer)
         };
         let (fast, precise) = (run(true), run(false));
         assert_eq!(fast, precise, "{name} with budget {budget:?}");

@@ -84,6 +84,7 @@
 #![forbid(unsafe_code)]
 
 mod engine;
+mod scrub;
 mod vm;
 
 pub use ebpf_abi::{

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::engine::{self, Engine};
 use ebpf_abi::{
-    Executable, Exit, Helper, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout,
+    Executable, Exit, Helper, Helpers, Limits, MemoryMap, Region, Stack, Trap, TrapKind, layout,
 };
 use ebpf_interp::{Interpreter, Observer};
 use ebpf_isa::{AsmError, DecodeError, Program};
@@ -452,9 +452,11 @@ impl VmBuilder {
             .map(|v| (v.warnings().to_vec(), v.undecodable().to_vec()))
             .unwrap_or_default();
         let compiled = engine::prepare(self.engine, &program)?;
+        let stack_reach = crate::scrub::stack_reach(&program, &self.limits);
         Ok(Vm {
             program,
             compiled,
+            stack_reach,
             helpers: self.helpers,
             limits: self.limits,
             metadata: self.metadata,
@@ -475,6 +477,9 @@ pub struct Vm {
     program: Program,
     /// The program as the engine prepared it.
     compiled: Box<dyn Executable>,
+    /// The bytes at the top of the stack a run can write, zeroed after each run
+    /// (`scrub::stack_reach`).
+    stack_reach: usize,
     helpers: Helpers,
     limits: Limits,
     metadata: Option<MetadataLayout>,
@@ -488,12 +493,19 @@ pub struct Vm {
     undecodable: Vec<usize>,
 }
 
-/// The memory of one run: the input, optionally a metadata buffer, and extra regions.
+/// How many regions an [`Input`] holds without allocating.
+const INLINE_INPUT_REGIONS: usize = 2;
+
+/// The memory of one run: the input, optionally a metadata buffer, and extra regions. Building
+/// one allocates nothing unless it has more than two extra regions.
 #[derive(Debug, Default)]
 pub struct Input<'a> {
     data: Option<&'a mut [u8]>,
     metadata: Option<&'a mut [u8]>,
-    regions: Vec<Region<'a>>,
+    /// The first extra regions.
+    regions: [Option<Region<'a>>; INLINE_INPUT_REGIONS],
+    /// The extra regions after those.
+    more_regions: Vec<Region<'a>>,
 }
 
 impl<'a> Input<'a> {
@@ -519,22 +531,63 @@ impl<'a> Input<'a> {
 
     /// Adds a writable region for this run; the `i`-th one added (after the VM's read-only
     /// regions) is at [`Vm::run_region_address`]`(i)`.
-    pub fn region_mut(mut self, bytes: &'a mut [u8]) -> Input<'a> {
-        self.regions.push(Region::Writable(bytes));
-        self
+    pub fn region_mut(self, bytes: &'a mut [u8]) -> Input<'a> {
+        self.with_region(Region::Writable(bytes))
     }
 
     /// Adds a read-only region for this run.
-    pub fn region(mut self, bytes: &'a [u8]) -> Input<'a> {
-        self.regions.push(Region::ReadOnly(bytes));
-        self
+    pub fn region(self, bytes: &'a [u8]) -> Input<'a> {
+        self.with_region(Region::ReadOnly(bytes))
     }
 
     /// Adds a writable region that other runs and the host may use at the same time (map
     /// values: see [`ebpf_abi::SharedMemory`]); numbered like [`Input::region_mut`].
-    pub fn region_shared(mut self, memory: ebpf_abi::SharedMemory<'a>) -> Input<'a> {
-        self.regions.push(Region::Shared(memory));
+    pub fn region_shared(self, memory: ebpf_abi::SharedMemory<'a>) -> Input<'a> {
+        self.with_region(Region::Shared(memory))
+    }
+
+    fn with_region(mut self, region: Region<'a>) -> Input<'a> {
+        match self.regions.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) if self.more_regions.is_empty() => *slot = Some(region),
+            _ => self.more_regions.push(region),
+        }
         self
+    }
+}
+
+/// What runs on a thread reuse instead of allocating: the stack, and the buffers behind the
+/// writable data image and the VM's own metadata buffer. A run takes it and puts it back when
+/// it returns (a run from inside a helper finds none and makes its own; a run that panics out
+/// drops it, so a stack a run may have dirtied is never lent again).
+#[derive(Default)]
+struct Scratch {
+    stack: Stack,
+    data: Vec<u8>,
+    metadata: Vec<u8>,
+}
+
+/// The largest stack buffer a thread keeps for its next run (deeper call limits than this
+/// allows allocate their stack per run).
+const KEPT_STACK: usize = 1 << 20;
+
+std::thread_local! {
+    static SCRATCH: std::cell::Cell<Option<Box<Scratch>>> = const { std::cell::Cell::new(None) };
+}
+
+impl Scratch {
+    fn take() -> Box<Scratch> {
+        SCRATCH
+            .try_with(std::cell::Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn put_back(self: Box<Scratch>) {
+        if self.stack.size() <= KEPT_STACK {
+            // During thread teardown there is nowhere to keep it: drop it.
+            let _ = SCRATCH.try_with(|s| s.set(Some(self)));
+        }
     }
 }
 
@@ -601,9 +654,13 @@ impl Vm {
     /// buffer or region longer than that is refused with [`TrapKind::RegionTooLarge`] at pc 0
     /// before anything runs.
     pub fn run_with(&self, input: Input<'_>) -> Result<Exit, Trap> {
-        self.run_mapped(input, |map, args| {
-            self.compiled.run(map, args, &self.helpers, &self.limits)
-        })
+        let mut scratch = Scratch::take();
+        let result = self.run_mapped(input, &mut scratch, |map, args, stack| {
+            self.compiled
+                .run_in(map, args, &self.helpers, &self.limits, stack)
+        });
+        scratch.put_back();
+        result
     }
 
     /// Runs the program on `input` on the interpreter, whatever the VM's engine, and reports
@@ -631,22 +688,30 @@ impl Vm {
     /// ```
     pub fn run_traced(&self, input: Input<'_>, observer: &mut dyn Observer) -> Result<Exit, Trap> {
         let interpreter = Interpreter::new(&self.program);
-        self.run_mapped(input, |map, args| {
+        let mut scratch = Scratch::take();
+        // The traced run takes a fresh stack of its own; the thread's stays untouched.
+        let result = self.run_mapped(input, &mut scratch, |map, args, _| {
             interpreter.run_traced(map, args, &self.helpers, &self.limits, observer)
-        })
+        });
+        scratch.put_back();
+        result
     }
 
-    /// Maps `input`, the VM's images and regions into the run's memory, picks `r1` and
-    /// `r2`, and runs `run` on them.
+    /// Maps `input`, the VM's images and regions into the run's memory (on this thread's
+    /// scratch buffers), picks `r1` and `r2`, and runs `run` on them with the scratch stack:
+    /// the stack is all zero when the run starts, and is again when it returns (the bytes it
+    /// can have written are scrubbed).
     fn run_mapped(
         &self,
         input: Input<'_>,
-        run: impl FnOnce(MemoryMap<'_>, [u64; 2]) -> Result<Exit, Trap>,
+        scratch: &mut Scratch,
+        run: impl FnOnce(MemoryMap<'_>, [u64; 2], &mut Stack) -> Result<Exit, Trap>,
     ) -> Result<Exit, Trap> {
         let Input {
             data,
             metadata,
             regions,
+            more_regions,
         } = input;
         let first_run_region = layout::FIRST_EXTRA + self.read_only_regions.len() as u64;
         let lengths = [
@@ -655,7 +720,15 @@ impl Vm {
         ]
         .into_iter()
         .filter_map(|(id, bytes)| Some((id, bytes?.len())))
-        .chain((first_run_region..).zip(regions.iter().map(Region::len)));
+        .chain(
+            (first_run_region..).zip(
+                regions
+                    .iter()
+                    .flatten()
+                    .chain(&more_regions)
+                    .map(Region::len),
+            ),
+        );
         for (region, len) in lengths {
             if len as u64 > layout::MAX_REGION_LEN {
                 return Err(Trap {
@@ -667,18 +740,26 @@ impl Vm {
                 });
             }
         }
+        let Scratch {
+            stack,
+            data: data_image,
+            metadata: owned_metadata,
+        } = scratch;
         let mut map = MemoryMap::new();
-        let mut data_image = self.images.data.as_deref().map(<[u8]>::to_vec);
         if let Some(rodata) = &self.images.rodata {
             map.insert(layout::RODATA, Region::ReadOnly(rodata));
         }
-        if let Some(image) = data_image.as_deref_mut() {
-            map.insert(layout::DATA, Region::Writable(image));
+        if let Some(image) = self.images.data.as_deref() {
+            // Fresh for every run: a copy of the object's initial contents.
+            data_image.clear();
+            data_image.extend_from_slice(image);
+            map.insert(layout::DATA, Region::Writable(data_image));
         }
         for (i, region) in self.read_only_regions.iter().enumerate() {
             map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));
         }
-        for (i, region) in regions.into_iter().enumerate() {
+        let run_regions = regions.into_iter().flatten().chain(more_regions);
+        for (i, region) in run_regions.enumerate() {
             map.insert(first_run_region + i as u64, region);
         }
         // (`start + len`, not `vm_addr(INPUT, len)`: a 4 GiB input ends at the next window.)
@@ -693,10 +774,11 @@ impl Vm {
         if let Some(d) = data {
             map.insert(layout::INPUT, Region::Writable(d));
         }
-        let mut owned_metadata = Vec::new();
         let metadata = match (metadata, self.metadata) {
             (Some(buffer), _) => Some(buffer),
             (None, Some(m)) => {
+                // A fresh zeroed buffer for every run.
+                owned_metadata.clear();
                 owned_metadata.resize(m.len, 0);
                 Some(owned_metadata.as_mut_slice())
             }
@@ -714,7 +796,11 @@ impl Vm {
             }
             None => [data_start, data_len],
         };
-        run(map, args).map_err(|trap| undecodable_trap(trap, &self.undecodable))
+        let result =
+            run(map, args, stack).map_err(|trap| undecodable_trap(trap, &self.undecodable));
+        let stack_size = usize::try_from(self.limits.stack_size()).unwrap_or(usize::MAX);
+        stack.scrub(stack_size, self.stack_reach);
+        result
     }
 }
 
