@@ -23,11 +23,12 @@ class Error(Exception):
 
 class LoadError(Error):
     """A program could not be loaded. kind: decode, asm, elf, rejected, needs_budget,
-    invalid_config, engine_unavailable, compile, uses_maps."""
+    invalid_config, engine_unavailable, compile, uses_maps, too_large."""
 
 class Trap(Error):
     """A run ended with a trap. kind: out_of_bounds, misaligned_atomic, budget_exhausted,
-    call_depth_exceeded, unknown_helper, helper_failed, invalid_instruction."""
+    call_depth_exceeded, unknown_helper, helper_failed, invalid_instruction,
+    region_too_large."""
 
     address: int
     """The VM address, for out_of_bounds and misaligned_atomic only."""

@@ -71,6 +71,10 @@ typedef enum {
    */
   EBPF_STATUS_USES_MAPS = 18,
   /*
+   Loading: the program is longer than any VM loads (1,000,000 slots).
+   */
+  EBPF_STATUS_TOO_LARGE = 19,
+  /*
    Trap: a load, store or atomic outside the memory the program may access.
    */
   EBPF_STATUS_TRAP_OUT_OF_BOUNDS = 30,
@@ -98,6 +102,11 @@ typedef enum {
    Trap: an instruction that cannot execute (a jump outside the program, …).
    */
   EBPF_STATUS_TRAP_INVALID_INSTRUCTION = 36,
+  /*
+   Trap (before the run, pc 0): an input, metadata buffer or region longer than the 4 GiB
+   a region can hold.
+   */
+  EBPF_STATUS_TRAP_REGION_TOO_LARGE = 37,
   /*
    A bug in the library (a caught panic), or an error of a kind newer than this API.
    */
