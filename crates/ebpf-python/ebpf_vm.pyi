@@ -4,7 +4,7 @@ Type stubs for the `ebpf_vm` extension module (crates/ebpf-python/src).
 """
 
 import os
-from typing import Callable, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 Helper = Callable[[Tuple[int, int, int, int, int], "Memory"], int]
 """A helper: called with (r1, ..., r5) and the run's memory; returns the new r0 (0..2**64).
@@ -23,11 +23,12 @@ class Error(Exception):
 
 class LoadError(Error):
     """A program could not be loaded. kind: decode, asm, elf, rejected, needs_budget,
-    invalid_config, engine_unavailable, compile."""
+    invalid_config, engine_unavailable, compile, uses_maps, too_large."""
 
 class Trap(Error):
     """A run ended with a trap. kind: out_of_bounds, misaligned_atomic, budget_exhausted,
-    call_depth_exceeded, unknown_helper, helper_failed, invalid_instruction."""
+    call_depth_exceeded, unknown_helper, helper_failed, invalid_instruction,
+    region_too_large."""
 
     address: int
     """The VM address, for out_of_bounds and misaligned_atomic only."""
@@ -81,8 +82,15 @@ class Vm:
         allow_unbounded: bool = False,
     ) -> "Vm":
         """Loads a program of a BPF ELF object file (clang -target bpf -c)."""
-    def run(self, data: Union[bytearray, bytes, None] = None) -> int:
-        """Runs the program on `data` and returns r0; raises Trap."""
+    def run(
+        self,
+        data: Union[bytearray, bytes, None] = None,
+        *,
+        trace: Optional[List[Dict[str, Any]]] = None,
+    ) -> int:
+        """Runs the program on `data` and returns r0; raises Trap. With `trace`, appends one
+        dict per executed instruction (step, pc, depth, insn, regs, next, and load, store,
+        atomic or helper), on the interpreter, with the same result."""
     @property
     def engine(self) -> str:
         """The engine that runs the program."""

@@ -5,6 +5,7 @@
 //! - `fixtures`: rebuilds the ELF fixtures of `tests/elf/` with clang-19 and gcc (`fixtures.rs`).
 //! - `test-cross [--arch aarch64|riscv64|s390x ...]`: the interpreter's and the Cranelift JIT's
 //!   tests under QEMU, and AOT objects linked by cross gcc (`cross.rs`).
+//! - `fuzz --smoke | --long TARGET | --seeds`: the cargo-fuzz targets of `fuzz/` (`fuzz.rs`).
 //! - `kernel-diff [ARGS...]`: the same programs on the Linux kernel and on every engine
 //!   (`kernel.rs`, which runs `crates/ebpf-kernel-diff`).
 //!
@@ -12,11 +13,15 @@
 
 mod cross;
 mod fixtures;
+mod fuzz;
 mod json;
 mod kernel;
 mod tidy;
 
 use std::process::ExitCode;
+
+/// The tasks, as usage messages list them.
+const TASKS: &str = "tidy, fixtures, test-cross, kernel-diff, fuzz";
 
 use anyhow::{Result, bail};
 
@@ -39,10 +44,9 @@ fn run(args: Vec<String>) -> Result<()> {
         }
         Some("fixtures") => fixtures::run_fixtures(&tidy::workspace_root()),
         Some("test-cross") => cross::run(&tidy::workspace_root(), &args[1..]),
+        Some("fuzz") => fuzz::run(&tidy::workspace_root(), &args[1..]),
         Some("kernel-diff") => kernel::run(&tidy::workspace_root(), &args[1..]),
-        Some(other) => {
-            bail!("unknown task `{other}`; tasks: tidy, fixtures, test-cross, kernel-diff")
-        }
-        None => bail!("usage: cargo xtask <task>; tasks: tidy, fixtures, test-cross, kernel-diff"),
+        Some(other) => bail!("unknown task `{other}`; tasks: {TASKS}"),
+        None => bail!("usage: cargo xtask <task>; tasks: {TASKS}"),
     }
 }

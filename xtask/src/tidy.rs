@@ -93,6 +93,22 @@ const ALLOWED: &[(&str, &[&str], &[&str])] = &[
     ("ebpf-cli", &["ebpf-vm", "ebpf-testdata"], &[]),
     ("ebpf-capi", &["ebpf-vm"], &[]),
     ("ebpf-python", &["ebpf-vm"], &[]),
+    (
+        "ebpf-fuzz-checks",
+        &[
+            "ebpf-isa",
+            "ebpf-abi",
+            "ebpf-verifier",
+            "ebpf-interp",
+            "ebpf-jit-x86",
+            "ebpf-jit-cranelift",
+            "ebpf-elf",
+            "ebpf-testdata",
+            "ebpf-testgen",
+            "ebpf-vm",
+        ],
+        &[],
+    ),
     ("xtask", &[], &[]),
 ];
 

@@ -9,7 +9,7 @@
 
 use core::fmt;
 
-use crate::{Exit, Helpers, Limits, MemoryMap, Trap};
+use crate::{Exit, Helpers, Limits, MemoryMap, Stack, Trap};
 
 /// A program an engine has prepared (pre-decoded or compiled), ready to run any number of
 /// times, from any number of threads at once, each run with its own memory.
@@ -19,7 +19,7 @@ use crate::{Exit, Helpers, Limits, MemoryMap, Trap};
 /// instruction count) or the same [`Trap`] (kind and pc), and leaves memory the same. The
 /// interpreter (`ebpf-interp`) is the reference.
 pub trait Executable: Send + Sync + fmt::Debug {
-    /// Runs the program.
+    /// Runs the program on a fresh stack (see [`Executable::run_in`]).
     ///
     /// `memory` holds every region the program may touch except the stack, which the run
     /// allocates itself (`limits.stack_size()` bytes, zeroed). `args` are `r1` and `r2`;
@@ -31,6 +31,22 @@ pub trait Executable: Send + Sync + fmt::Debug {
         args: [u64; 2],
         helpers: &Helpers,
         limits: &Limits,
+    ) -> Result<Exit, Trap> {
+        self.run_in(memory, args, helpers, limits, &mut Stack::new())
+    }
+
+    /// Runs the program with the stack region `stack.region(limits.stack_size())`, which the
+    /// caller lends: as [`Executable::run`] when that region is all zero (what the caller
+    /// promises, by keeping [`Stack`]'s invariant), and without allocating once the stack has
+    /// been used for a run of the same size. The run may leave its data in the region: the
+    /// caller scrubs it before lending the stack again.
+    fn run_in(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+        stack: &mut Stack,
     ) -> Result<Exit, Trap>;
 
     /// Bytes of machine code the engine generated for the program (0 for an engine that

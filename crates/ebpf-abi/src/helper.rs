@@ -93,10 +93,17 @@ pub fn conformance_helper(args: [u64; 5], _memory: &mut dyn VmMemory) -> Result<
     Ok(args[0])
 }
 
+/// Helper ids below this are also found by indexing (kernel helper ids are all below it), so
+/// that a call does not search a tree.
+const DENSE_IDS: u32 = 256;
+
 /// The helpers of a program, by id. Cheap to clone (helpers are shared).
 #[derive(Clone, Default)]
 pub struct Helpers {
     by_id: alloc::collections::BTreeMap<u32, alloc::sync::Arc<dyn Helper>>,
+    /// `dense[id]` for the registered ids below [`DENSE_IDS`] (as long as the largest of
+    /// them needs): the same helpers as `by_id`.
+    dense: alloc::vec::Vec<Option<alloc::sync::Arc<dyn Helper>>>,
 }
 
 impl Helpers {
@@ -115,11 +122,25 @@ impl Helpers {
 
     /// Registers `helper` under `id`, replacing any helper registered there.
     pub fn insert(&mut self, id: u32, helper: impl Helper + 'static) {
-        self.by_id.insert(id, alloc::sync::Arc::new(helper));
+        let helper: alloc::sync::Arc<dyn Helper> = alloc::sync::Arc::new(helper);
+        if id < DENSE_IDS {
+            let index = id as usize;
+            if self.dense.len() <= index {
+                self.dense.resize(index + 1, None);
+            }
+            if let Some(slot) = self.dense.get_mut(index) {
+                *slot = Some(helper.clone());
+            }
+        }
+        self.by_id.insert(id, helper);
     }
 
     /// The helper registered under `id`.
+    #[inline]
     pub fn get(&self, id: u32) -> Option<&dyn Helper> {
+        if id < DENSE_IDS {
+            return self.dense.get(id as usize)?.as_deref();
+        }
         self.by_id.get(&id).map(|h| &**h)
     }
 
@@ -131,6 +152,7 @@ impl Helpers {
     ///
     /// A helper's panic passes through; engines that must not unwind through generated code
     /// catch it around this call.
+    #[inline]
     pub fn call(
         &self,
         id: u64,
@@ -154,5 +176,36 @@ impl Helpers {
 impl fmt::Debug for Helpers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_set().entries(self.by_id.keys()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn constant<const N: u64>(_: [u64; 5], _: &mut dyn VmMemory) -> Result<u64, HelperError> {
+        Ok(N)
+    }
+
+    #[test]
+    fn dense_and_sparse_ids_find_the_same_helpers() {
+        let mut helpers = Helpers::new();
+        helpers.insert(3, constant::<30>);
+        helpers.insert(255, constant::<2550>);
+        helpers.insert(256, constant::<2560>);
+        helpers.insert(70_000, constant::<7>);
+        helpers.insert(3, constant::<31>);
+        let call = |id| helpers.call(id, [0; 5], &mut crate::MemoryMap::new());
+        assert_eq!(call(3), Ok(31), "replaced");
+        assert_eq!(call(255), Ok(2550));
+        assert_eq!(call(256), Ok(2560));
+        assert_eq!(call(70_000), Ok(7));
+        for id in [0, 4, 254, 257, 1 << 32] {
+            assert_eq!(call(id), Err(TrapKind::UnknownHelper { id }));
+        }
+        assert_eq!(
+            helpers.ids().collect::<alloc::vec::Vec<_>>(),
+            [3, 255, 256, 70_000]
+        );
     }
 }

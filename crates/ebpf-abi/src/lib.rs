@@ -5,7 +5,8 @@
 //!
 //! - the engine interface: [`Executable`], a prepared program that runs with a [`MemoryMap`],
 //!   `r1`/`r2`, [`Helpers`] and [`Limits`] and returns an [`Exit`] or a [`Trap`];
-//! - the VM address space ([`layout`]), the region table ([`MemoryMap`]), memory that
+//! - the VM address space ([`layout`]), the region table ([`MemoryMap`]), the reusable
+//!   stack of a run ([`Stack`]), memory that
 //!   concurrent runs share ([`SharedMemory`]), call frames and the instruction budget
 //!   ([`Limits`]);
 //! - the arithmetic ([`semantics`], atomics included) and the reference meaning of one
@@ -32,6 +33,12 @@
 //! program can never learn or forge a host address, and a bounds check is a table lookup and
 //! one compare. Address 0 is in no region, so a program that dereferences a null `r1` (no
 //! input) traps.
+//!
+//! A region therefore holds at most 4 GiB ([`layout::MAX_REGION_LEN`]): the bytes of a longer
+//! slice past its first 4 GiB would have the addresses of the next region. [`MemoryMap::insert`]
+//! maps only the first 4 GiB of such a slice, so those bytes are unaddressable on every engine
+//! and every check is exact; the facade refuses such a region before a run starts
+//! ([`TrapKind::RegionTooLarge`]).
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -44,6 +51,7 @@ mod memory;
 mod rand;
 pub mod semantics;
 mod shared;
+mod stack;
 pub mod step;
 mod trap;
 mod view;
@@ -53,6 +61,7 @@ pub use helper::{Helper, HelperError, HelperFn, Helpers, VmMemory, conformance_h
 pub use memory::{MemoryMap, REGION_TABLE_LEN, RawRegion, Region};
 pub use rand::SplitMix64;
 pub use shared::SharedMemory;
+pub use stack::{CallFrame, Stack};
 pub use trap::{InvalidReason, RawTrap, Trap, TrapKind, reason_code, trap_code};
 pub use view::{Flow, ProgramView, Target};
 
@@ -66,6 +75,11 @@ pub const DEFAULT_MAX_CALL_DEPTH: usize = 8;
 /// The deepest call nesting any engine supports: 65,536 frames, 32 MiB of stack. Engines clamp
 /// `Limits::max_call_depth` to it; the facade refuses larger settings.
 pub const MAX_CALL_DEPTH: usize = 1 << 16;
+
+/// The longest program the facade loads, in slots (an `lddw` takes two): 1,000,000, the
+/// verifier's default maximum and the kernel's limit for privileged programs. Longer programs
+/// are refused at load, verified or not, before anything is allocated for them.
+pub const MAX_PROGRAM_SLOTS: usize = 1_000_000;
 
 /// The helper id that bpf_conformance programs call (uBPF's "unwind"): our binaries register
 /// [`conformance_helper`] (which returns its first argument) under it.
@@ -95,6 +109,9 @@ pub mod layout {
     pub const FIRST_EXTRA: u64 = 6;
     /// The highest region id an engine supports.
     pub const MAX_REGION: u64 = 63;
+    /// The most bytes a region can hold: its 4 GiB window. Offsets `0..MAX_REGION_LEN` are
+    /// the region's; an access that would reach past it is out of bounds on every engine.
+    pub const MAX_REGION_LEN: u64 = 1 << REGION_SHIFT;
 
     /// The VM address of `offset` in region `region`.
     pub const fn vm_addr(region: u64, offset: u64) -> u64 {

@@ -51,56 +51,119 @@ impl Region<'_> {
     pub fn is_writable(&self) -> bool {
         matches!(self, Region::Writable(_) | Region::Shared(_))
     }
+
+    /// The region cut to the bytes its 4 GiB window can address.
+    fn within_window(self) -> Self {
+        let max = usize::try_from(layout::MAX_REGION_LEN).unwrap_or(usize::MAX);
+        match self {
+            Region::ReadOnly(b) => Region::ReadOnly(b.get(..max).unwrap_or(b)),
+            Region::Writable(b) => {
+                if b.len() > max {
+                    Region::Writable(b.split_at_mut(max).0)
+                } else {
+                    Region::Writable(b)
+                }
+            }
+            Region::Shared(s) => Region::Shared(s.prefix(max)),
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Region::ReadOnly(b) => b.len(),
+            Region::Writable(b) => b.len(),
+            Region::Shared(s) => s.len(),
+        }
+    }
+
+    /// Whether the region has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
+
+/// Region ids `0..INLINE_REGIONS` live inside the map itself, so that a run that maps only
+/// those (the data regions, the stack, the input, the metadata and two extra regions) builds
+/// its map without allocating.
+const INLINE_REGIONS: usize = 8;
 
 /// The regions of one run, indexed by region id.
 #[derive(Debug, Default)]
 pub struct MemoryMap<'a> {
-    regions: Vec<Option<Region<'a>>>,
+    /// Ids `0..INLINE_REGIONS`.
+    inline: [Option<Region<'a>>; INLINE_REGIONS],
+    /// Ids from `INLINE_REGIONS` on (empty, so unallocated, until such an id is mapped).
+    extra: Vec<Option<Region<'a>>>,
 }
 
 impl<'a> MemoryMap<'a> {
     /// An empty map: every access traps.
+    #[inline]
     pub fn new() -> MemoryMap<'a> {
-        MemoryMap {
-            regions: Vec::new(),
+        MemoryMap::default()
+    }
+
+    /// The slot of region `id`, if it exists (is inline, or was mapped at some point).
+    #[inline(always)]
+    fn slot(&self, id: u64) -> Option<&Option<Region<'a>>> {
+        let index = usize::try_from(id).ok()?;
+        match self.inline.get(index) {
+            Some(slot) => Some(slot),
+            None => self.extra.get(index - INLINE_REGIONS),
+        }
+    }
+
+    #[inline(always)]
+    fn slot_mut(&mut self, id: u64) -> Option<&mut Option<Region<'a>>> {
+        let index = usize::try_from(id).ok()?;
+        match self.inline.get_mut(index) {
+            Some(slot) => Some(slot),
+            None => self.extra.get_mut(index - INLINE_REGIONS),
         }
     }
 
     /// Maps `region` at region id `id` (replacing what was there). Ids above
     /// [`layout::MAX_REGION`] and region 0 are ignored: they can never be addressed.
+    ///
+    /// Only the first [`layout::MAX_REGION_LEN`] (4 GiB) bytes of a longer slice are mapped:
+    /// the rest would have the addresses of the next region, so they are unaddressable on every
+    /// engine (and for helpers) instead. Embedders should refuse such regions before a run, as
+    /// the facade does.
+    #[inline]
     pub fn insert(&mut self, id: u64, region: Region<'a>) {
         if id == layout::NULL_REGION || id > layout::MAX_REGION {
             return;
         }
+        let region = region.within_window();
         let Ok(index) = usize::try_from(id) else {
             return;
         };
-        if self.regions.len() <= index {
-            self.regions.resize_with(index + 1, || None);
+        if let Some(extra) = index.checked_sub(INLINE_REGIONS)
+            && self.extra.len() <= extra
+        {
+            self.extra.resize_with(extra + 1, || None);
         }
-        if let Some(slot) = self.regions.get_mut(index) {
+        if let Some(slot) = self.slot_mut(id) {
             *slot = Some(region);
         }
     }
 
     /// The region mapped at `id`, if any.
+    #[inline]
     pub fn get(&self, id: u64) -> Option<&Region<'a>> {
-        self.regions.get(usize::try_from(id).ok()?)?.as_ref()
+        self.slot(id)?.as_ref()
     }
 
     /// Removes and returns the region at `id`.
     pub fn take(&mut self, id: u64) -> Option<Region<'a>> {
-        self.regions.get_mut(usize::try_from(id).ok()?)?.take()
+        self.slot_mut(id)?.take()
     }
 
     /// The `N` bytes at `addr`, if they lie inside one region.
     #[inline(always)]
     pub fn load<const N: usize>(&self, addr: u64) -> Option<[u8; N]> {
-        let region = self
-            .regions
-            .get(layout::region_of(addr) as usize)?
-            .as_ref()?;
+        let region = self.get(layout::region_of(addr))?;
         let off = layout::offset_of(addr) as usize;
         let bytes = match region {
             Region::ReadOnly(b) => &**b,
@@ -114,10 +177,7 @@ impl<'a> MemoryMap<'a> {
     /// has to itself (never [`Region::Shared`] memory: use [`MemoryMap::store`]).
     #[inline(always)]
     pub fn bytes_mut<const N: usize>(&mut self, addr: u64) -> Option<&mut [u8; N]> {
-        let region = self
-            .regions
-            .get_mut(layout::region_of(addr) as usize)?
-            .as_mut()?;
+        let region = self.slot_mut(layout::region_of(addr))?.as_mut()?;
         let Region::Writable(bytes) = region else {
             return None;
         };
@@ -128,7 +188,7 @@ impl<'a> MemoryMap<'a> {
     /// Stores `value` at `addr`, if the bytes lie inside one writable region.
     #[inline(always)]
     pub fn store<const N: usize>(&mut self, addr: u64, value: [u8; N]) -> Option<()> {
-        if let Some(Some(Region::Shared(s))) = self.regions.get(layout::region_of(addr) as usize) {
+        if let Some(Region::Shared(s)) = self.get(layout::region_of(addr)) {
             return s.store(layout::offset_of(addr) as usize, value);
         }
         *self.bytes_mut::<N>(addr)? = value;
@@ -137,10 +197,7 @@ impl<'a> MemoryMap<'a> {
 
     /// The region holding `addr` and the offset of `addr` in it.
     fn locate(&self, addr: u64) -> Option<(&Region<'a>, usize)> {
-        let region = self
-            .regions
-            .get(usize::try_from(layout::region_of(addr)).ok()?)?
-            .as_ref()?;
+        let region = self.get(layout::region_of(addr))?;
         Some((region, usize::try_from(layout::offset_of(addr)).ok()?))
     }
 }
@@ -175,6 +232,42 @@ impl RawRegion {
 }
 
 impl MemoryMap<'_> {
+    /// One past the highest region id that can be mapped: every id from here on is unmapped
+    /// (so a raw table needs only its rows below it).
+    #[inline]
+    pub fn id_bound(&self) -> usize {
+        if !self.extra.is_empty() {
+            return INLINE_REGIONS + self.extra.len();
+        }
+        self.inline
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |r| r + 1)
+    }
+
+    /// The raw table entry of region `id` (see [`MemoryMap::raw_table`]).
+    #[inline]
+    pub fn raw_entry(&mut self, id: usize) -> RawRegion {
+        match self.slot_mut(id as u64) {
+            Some(Some(Region::ReadOnly(b))) => RawRegion {
+                host: b.as_ptr().cast_mut(),
+                len: b.len() as u64,
+                writable: 0,
+            },
+            Some(Some(Region::Writable(b))) => RawRegion {
+                host: b.as_mut_ptr(),
+                len: b.len() as u64,
+                writable: 1,
+            },
+            Some(Some(Region::Shared(s))) => RawRegion {
+                host: s.as_ptr(),
+                len: s.len() as u64,
+                writable: 1,
+            },
+            Some(None) | None => RawRegion::UNMAPPED,
+        }
+    }
+
     /// Writes the map as a raw table for generated code. The pointers are valid while this
     /// map is neither moved from nor changed; after a helper ran (it may have changed the
     /// map through `VmMemory`), refresh the table.
@@ -182,27 +275,23 @@ impl MemoryMap<'_> {
     /// Read-only regions get a `*mut` pointer with `writable == 0`; code must never store
     /// through it.
     pub fn raw_table(&mut self, table: &mut [RawRegion; REGION_TABLE_LEN]) {
-        *table = [RawRegion::UNMAPPED; REGION_TABLE_LEN];
-        for (entry, region) in table.iter_mut().zip(&mut self.regions) {
-            *entry = match region {
-                Some(Region::ReadOnly(b)) => RawRegion {
-                    host: b.as_ptr().cast_mut(),
-                    len: b.len() as u64,
-                    writable: 0,
-                },
-                Some(Region::Writable(b)) => RawRegion {
-                    host: b.as_mut_ptr(),
-                    len: b.len() as u64,
-                    writable: 1,
-                },
-                Some(Region::Shared(s)) => RawRegion {
-                    host: s.as_ptr(),
-                    len: s.len() as u64,
-                    writable: 1,
-                },
-                None => RawRegion::UNMAPPED,
-            };
+        self.refresh_raw_table(table, REGION_TABLE_LEN);
+    }
+
+    /// [`MemoryMap::raw_table`] for a table that is unmapped from row `rows` on (what this
+    /// returned for it last time, or 0 for a fresh table): rewrites only the rows that can
+    /// differ, and returns the bound to pass next time. This is how a run that reuses its
+    /// table refreshes it in a few stores instead of 64 entries.
+    pub fn refresh_raw_table(
+        &mut self,
+        table: &mut [RawRegion; REGION_TABLE_LEN],
+        rows: usize,
+    ) -> usize {
+        let bound = self.id_bound().min(REGION_TABLE_LEN);
+        for (id, entry) in table.iter_mut().enumerate().take(bound.max(rows)) {
+            *entry = self.raw_entry(id);
         }
+        bound
     }
 }
 
@@ -282,9 +371,9 @@ impl VmMemory for MemoryMap<'_> {
             len: data.len() as u64,
             write: true,
         };
-        let region = usize::try_from(layout::region_of(addr))
-            .ok()
-            .and_then(|id| self.regions.get_mut(id)?.as_mut());
+        let region = self
+            .slot_mut(layout::region_of(addr))
+            .and_then(Option::as_mut);
         let off = layout::offset_of(addr) as usize;
         let done = match region {
             Some(Region::Writable(bytes)) => off
@@ -329,5 +418,38 @@ mod tests {
         );
         map.insert(0, Region::ReadOnly(&rodata));
         assert_eq!(map.load::<1>(0), None, "region 0 is never mapped");
+    }
+
+    /// A slice longer than 4 GiB is mapped as its first 4 GiB only: its later bytes would have
+    /// the next region's addresses. (A zeroed `Vec` is not backed by memory until touched.)
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_region_holds_at_most_its_4_gib_window() {
+        let window = layout::MAX_REGION_LEN as usize;
+        let mut big = alloc::vec![0u8; window + 16];
+        big[window - 1] = 7;
+        big[window] = 9;
+        let mut map = MemoryMap::new();
+        map.insert(layout::INPUT, Region::Writable(&mut big));
+        let start = layout::vm_addr(layout::INPUT, 0);
+        assert_eq!(map.get(layout::INPUT).map(Region::len), Some(window));
+        assert_eq!(map.load::<1>(start + window as u64 - 1), Some([7]));
+        assert_eq!(
+            map.load::<8>(start + window as u64 - 4),
+            None,
+            "straddles the window"
+        );
+        assert_eq!(
+            map.load::<1>(start + window as u64),
+            None,
+            "the next region"
+        );
+        assert_eq!(map.store(start + window as u64 - 2, [1u8, 2]), Some(()));
+        assert_eq!(map.store(start + window as u64 - 1, [1u8, 2]), None);
+        let mut buf = [0u8; 2];
+        assert!(map.read(start + window as u64 - 1, &mut buf).is_err());
+        let rodata = alloc::vec![0u8; window + 1];
+        map.insert(layout::RODATA, Region::ReadOnly(&rodata));
+        assert_eq!(map.get(layout::RODATA).map(Region::len), Some(window));
     }
 }

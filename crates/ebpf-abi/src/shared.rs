@@ -68,6 +68,14 @@ impl<'a> SharedMemory<'a> {
         self.len
     }
 
+    /// The first `len` bytes at most (for `MemoryMap`'s 4 GiB windows).
+    pub(crate) fn prefix(self, len: usize) -> SharedMemory<'a> {
+        SharedMemory {
+            words: self.words,
+            len: self.len.min(len),
+        }
+    }
+
     /// Whether the region has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0

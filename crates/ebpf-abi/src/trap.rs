@@ -56,6 +56,15 @@ pub enum TrapKind {
         /// The helper's message.
         message: String,
     },
+    /// A region of the run's memory is longer than the 4 GiB its window can address
+    /// ([`crate::layout::MAX_REGION_LEN`]). The facade reports it at pc 0, before anything
+    /// runs; engines never raise it (they address only a region's first 4 GiB).
+    RegionTooLarge {
+        /// The region id.
+        region: u64,
+        /// Its length in bytes.
+        len: u64,
+    },
     /// The instruction cannot execute here: a jump or call outside the program, a jump into the
     /// second half of an `lddw`, falling off the end, or an instruction this VM does not run
     /// (map and BTF pseudo-loads, kfunc calls).
@@ -109,6 +118,11 @@ impl fmt::Display for TrapKind {
             }
             TrapKind::UnknownHelper { id } => write!(f, "unknown helper {id}"),
             TrapKind::HelperFailed { id, message } => write!(f, "helper {id} failed: {message}"),
+            TrapKind::RegionTooLarge { region, len } => write!(
+                f,
+                "region {region} is {len} bytes, more than the {} bytes (4 GiB) a region holds",
+                crate::layout::MAX_REGION_LEN
+            ),
             TrapKind::InvalidInstruction { reason } => write!(f, "invalid instruction: {reason}"),
         }
     }

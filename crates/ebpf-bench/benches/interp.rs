@@ -1,8 +1,9 @@
 //! Our interpreter against rbpf 0.4.1's, on the shared program set of `ebpf-bench`.
 //!
-//! One criterion group per program, two functions in each: `ours` (`ebpf_interp::Interpreter`,
-//! no budget, the input mapped as the facade maps it: [`ebpf_bench::run_on_input`]) and `rbpf`
-//! (`rbpf::EbpfVmRaw::execute_program`). Both run the same bytecode on a fresh copy of the same input every iteration (the sort writes to it); the
+//! One criterion group per program, three functions in each: `ours` (`ebpf_interp::Interpreter`,
+//! no budget, the input mapped as the facade maps it: [`ebpf_bench::run_on_input`]), `rbpf`
+//! (`rbpf::EbpfVmRaw::execute_program`), and `traced` (ours through `run_traced` with an
+//! observer that does nothing: what tracing costs before the observer does any work). Both run the same bytecode on a fresh copy of the same input every iteration (the sort writes to it); the
 //! copy is made outside the timed region, for both alike. Before timing, both results are
 //! checked against the Rust reference.
 //!
@@ -19,13 +20,14 @@ use criterion::{Criterion, Throughput};
 use ebpf_abi::{Helpers, Limits};
 use ebpf_bench::timing::{SAMPLE_SIZE, Samples, timed};
 use ebpf_bench::{PROGRAMS, Program, exit_on_input, run_on_input};
-use ebpf_interp::Interpreter;
+use ebpf_interp::{Interpreter, Step};
 
 struct Row {
     name: &'static str,
     instructions: u64,
     ours: Option<f64>,
     rbpf: Option<f64>,
+    traced: Option<f64>,
 }
 
 fn bench_program(c: &mut Criterion, p: &Program) -> Row {
@@ -54,6 +56,7 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
 
     let ours = RefCell::new(Samples::default());
     let theirs = RefCell::new(Samples::default());
+    let traced = RefCell::new(Samples::default());
     let mut group = c.benchmark_group(p.name);
     group.throughput(Throughput::Elements(exit.instructions));
     group.bench_function("ours", |b| {
@@ -73,6 +76,15 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
             })
         });
     });
+    group.bench_function("traced", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, &input, &traced, |mem| {
+                run_on_input(mem, |map, args| {
+                    interp.run_traced(map, args, &helpers, &limits, &mut |_: &Step| {})
+                })
+            })
+        });
+    });
     group.finish();
 
     Row {
@@ -80,6 +92,7 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
         instructions: exit.instructions,
         ours: ours.borrow().median_ns(),
         rbpf: theirs.borrow().median_ns(),
+        traced: traced.borrow().median_ns(),
     }
 }
 
@@ -88,12 +101,12 @@ fn print_summary(rows: &[Row]) {
     println!();
     println!("interpreter: ns per executed instruction (median of {SAMPLE_SIZE} samples)");
     println!(
-        "| {:<10} | {:>12} | {:>10} | {:>10} | {:>16} |",
-        "program", "instructions", "ours", "rbpf", "rbpf / ours"
+        "| {:<10} | {:>12} | {:>10} | {:>10} | {:>16} | {:>10} | {:>15} |",
+        "program", "instructions", "ours", "rbpf", "rbpf / ours", "traced", "traced / ours"
     );
     println!(
-        "|{:-<12}|{:->14}|{:->12}|{:->12}|{:->18}|",
-        "", ":", ":", ":", ":"
+        "|{:-<12}|{:->14}|{:->12}|{:->12}|{:->18}|{:->12}|{:->17}|",
+        "", ":", ":", ":", ":", ":", ":"
     );
     let (mut log_sum, mut n) = (0.0f64, 0u32);
     for row in rows {
@@ -108,13 +121,20 @@ fn print_summary(rows: &[Row]) {
             }
             _ => "-".to_string(),
         };
+        let traced = per_insn(row.traced, row.instructions);
+        let slowdown = match (ours, traced) {
+            (Some(o), Some(t)) => format!("{:.2}x", t / o),
+            _ => "-".to_string(),
+        };
         println!(
-            "| {:<10} | {:>12} | {:>10} | {:>10} | {:>16} |",
+            "| {:<10} | {:>12} | {:>10} | {:>10} | {:>16} | {:>10} | {:>15} |",
             row.name,
             row.instructions,
             fmt(ours),
             fmt(rbpf),
-            ratio
+            ratio,
+            fmt(traced),
+            slowdown
         );
     }
     if n > 0 {

@@ -66,6 +66,15 @@ typedef enum {
    */
   EBPF_STATUS_COMPILE = 17,
   /*
+   Loading: the ELF program uses maps, which runs do not provide yet (the message names
+   them).
+   */
+  EBPF_STATUS_USES_MAPS = 18,
+  /*
+   Loading: the program is longer than any VM loads (1,000,000 slots).
+   */
+  EBPF_STATUS_TOO_LARGE = 19,
+  /*
    Trap: a load, store or atomic outside the memory the program may access.
    */
   EBPF_STATUS_TRAP_OUT_OF_BOUNDS = 30,
@@ -94,10 +103,42 @@ typedef enum {
    */
   EBPF_STATUS_TRAP_INVALID_INSTRUCTION = 36,
   /*
+   Trap (before the run, pc 0): an input, metadata buffer or region longer than the 4 GiB
+   a region can hold.
+   */
+  EBPF_STATUS_TRAP_REGION_TOO_LARGE = 37,
+  /*
    A bug in the library (a caught panic), or an error of a kind newer than this API.
    */
   EBPF_STATUS_INTERNAL = 99,
 } ebpf_status;
+
+/*
+ What an instruction did besides changing registers (`ebpf_step.effect`).
+ */
+typedef enum {
+  /*
+   Nothing else.
+   */
+  EBPF_EFFECT_NONE = 0,
+  /*
+   It read `len` bytes at `addr`: `value`.
+   */
+  EBPF_EFFECT_READ = 1,
+  /*
+   It wrote `len` bytes at `addr`: `value`.
+   */
+  EBPF_EFFECT_WRITE = 2,
+  /*
+   An atomic read-modify-write of `len` bytes at `addr`: `value` before, `value_after`
+   after.
+   */
+  EBPF_EFFECT_ATOMIC = 3,
+  /*
+   A helper call: `helper_id`, `args` (`r1`..`r5`), `result` (the new `r0`).
+   */
+  EBPF_EFFECT_HELPER = 4,
+} ebpf_effect;
 
 /*
  The engines, as `ebpf_builder_set_engine` takes them.
@@ -167,6 +208,79 @@ typedef int32_t (*ebpf_helper_fn)(void *user_data,
  Releases a helper's `user_data` once no builder or VM uses the helper any more.
  */
 typedef void (*ebpf_helper_drop)(void *user_data);
+
+/*
+ One executed instruction, as `ebpf_vm_run_traced` reports it. Valid only during the
+ callback it is passed to (copy what you keep, `insn` included).
+ */
+typedef struct {
+  /*
+   The instruction's pc (slot index).
+   */
+  uint64_t pc;
+  /*
+   Instructions executed so far, this one included.
+   */
+  uint64_t executed;
+  /*
+   Local calls in progress when it executed (0 in the entry function).
+   */
+  uint64_t depth;
+  /*
+   The pc that executes next; `UINT64_MAX` after the `exit` that ends the run.
+   */
+  uint64_t next;
+  /*
+   The instruction in LLVM syntax, NUL-terminated.
+   */
+  const char *insn;
+  /*
+   `r0`..`r10` before it executed.
+   */
+  uint64_t before[11];
+  /*
+   `r0`..`r10` after it executed.
+   */
+  uint64_t after[11];
+  /*
+   What it did besides changing registers; which of the fields below are set.
+   */
+  ebpf_effect effect;
+  /*
+   `READ`, `WRITE`, `ATOMIC`: the access's width in bytes (1, 2, 4 or 8).
+   */
+  uint32_t len;
+  /*
+   `READ`, `WRITE`, `ATOMIC`: the VM address of the access.
+   */
+  uint64_t addr;
+  /*
+   `READ`, `WRITE`: the value moved; `ATOMIC`: the value before.
+   */
+  uint64_t value;
+  /*
+   `ATOMIC`: the value after.
+   */
+  uint64_t value_after;
+  /*
+   `HELPER`: the helper id.
+   */
+  uint64_t helper_id;
+  /*
+   `HELPER`: `r1`..`r5` at the call.
+   */
+  uint64_t args[5];
+  /*
+   `HELPER`: what it returned.
+   */
+  uint64_t result;
+} ebpf_step;
+
+/*
+ Receives each executed instruction of a traced run, with the `user_data` given to
+ `ebpf_vm_run_traced`. It must not unwind (throw) into the library.
+ */
+typedef void (*ebpf_step_fn)(void *user_data, const ebpf_step *step);
 
 #ifdef __cplusplus
 extern "C" {
@@ -378,6 +492,26 @@ ebpf_status ebpf_vm_run(const ebpf_vm *vm,
                         size_t len,
                         uint64_t *r0,
                         ebpf_error **err);
+
+/*
+ Runs the program as `ebpf_vm_run` does, on the interpreter whatever the VM's engine, and
+ calls `on_step` after each executed instruction (see `ebpf_step`). The result — `r0`, or
+ the trap with its status and pc — and the memory afterwards are exactly an untraced run's;
+ the instruction that traps is not reported. `on_step` NULL is
+ `EBPF_STATUS_INVALID_ARGUMENT`. Tracing is roughly ten times slower than the interpreter's
+ untraced run, before the callback's own work (docs/trace.md).
+
+ # Safety
+ As `ebpf_vm_run`; `on_step` is a function that is safe to call with `user_data` and a
+ step, during this call only.
+ */
+ebpf_status ebpf_vm_run_traced(const ebpf_vm *vm,
+                               uint8_t *mem,
+                               size_t len,
+                               ebpf_step_fn on_step,
+                               void *user_data,
+                               uint64_t *r0,
+                               ebpf_error **err);
 
 /*
  Frees a VM; NULL is ignored. Helpers' `drop` functions run once no VM or builder uses them.

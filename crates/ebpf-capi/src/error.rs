@@ -32,6 +32,11 @@ pub enum Status {
     EngineUnavailable = 16,
     /// Loading: the engine could not compile the program.
     Compile = 17,
+    /// Loading: the ELF program uses maps, which runs do not provide yet (the message names
+    /// them).
+    UsesMaps = 18,
+    /// Loading: the program is longer than any VM loads (1,000,000 slots).
+    TooLarge = 19,
     /// Trap: a load, store or atomic outside the memory the program may access.
     TrapOutOfBounds = 30,
     /// Trap: an atomic operation on a misaligned address.
@@ -46,6 +51,9 @@ pub enum Status {
     TrapHelperFailed = 35,
     /// Trap: an instruction that cannot execute (a jump outside the program, …).
     TrapInvalidInstruction = 36,
+    /// Trap (before the run, pc 0): an input, metadata buffer or region longer than the 4 GiB
+    /// a region can hold.
+    TrapRegionTooLarge = 37,
     /// A bug in the library (a caught panic), or an error of a kind newer than this API.
     Internal = 99,
 }
@@ -101,6 +109,8 @@ impl Error {
             LoadError::InvalidConfig(_) => (Status::InvalidConfig, None),
             LoadError::EngineUnavailable(_) => (Status::EngineUnavailable, None),
             LoadError::Compile { .. } => (Status::Compile, None),
+            LoadError::UsesMaps { .. } => (Status::UsesMaps, None),
+            LoadError::TooLarge { .. } => (Status::TooLarge, None),
             _ => (Status::Internal, None),
         };
         Error::new(status, pc, e.to_string())
@@ -122,6 +132,7 @@ pub(crate) fn trap_status(kind: &TrapKind) -> Status {
         TrapKind::UnknownHelper { .. } => Status::TrapUnknownHelper,
         TrapKind::HelperFailed { .. } => Status::TrapHelperFailed,
         TrapKind::InvalidInstruction { .. } => Status::TrapInvalidInstruction,
+        TrapKind::RegionTooLarge { .. } => Status::TrapRegionTooLarge,
         _ => Status::Internal,
     }
 }
@@ -176,4 +187,35 @@ pub unsafe extern "C" fn ebpf_error_message(error: *const Error) -> *const c_cha
 pub unsafe extern "C" fn ebpf_error_free(error: *mut Error) {
     // SAFETY: the caller guarantees an error from this library, freed once, or NULL.
     boundary::guard_value((), || unsafe { boundary::free(error) });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_that_uses_maps_has_its_own_status() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/bpf/xdp_counter.o");
+        let bytes = std::fs::read(path).unwrap();
+        let e = ebpf_vm::Vm::builder()
+            .load_elf(&bytes, ebpf_vm::Selector::Only)
+            .unwrap_err();
+        let error = Error::load(&e);
+        assert_eq!(error.status, Status::UsesMaps, "{e}");
+        assert!(error.message().contains("uses map"), "{}", error.message());
+    }
+
+    #[test]
+    fn oversized_programs_and_regions_have_their_own_statuses() {
+        let slots = ebpf_vm::MAX_PROGRAM_SLOTS + 1;
+        let e = ebpf_vm::Vm::builder()
+            .load(&vec![0u8; slots * 8])
+            .unwrap_err();
+        assert_eq!(Error::load(&e).status, Status::TooLarge, "{e}");
+        let kind = TrapKind::RegionTooLarge {
+            region: ebpf_vm::layout::INPUT,
+            len: 1 << 33,
+        };
+        assert_eq!(trap_status(&kind), Status::TrapRegionTooLarge);
+    }
 }

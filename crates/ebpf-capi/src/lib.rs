@@ -5,7 +5,8 @@
 //! embeds [`ebpf_vm`]. It mirrors the facade one to one: a builder (`ebpf_builder_*`: engine,
 //! budget, call depth, verification, helpers as C function pointers with a user-data pointer),
 //! loading from bytecode, assembly text or an ELF object (`ebpf_builder_load*`), a loaded
-//! program (`ebpf_vm_run`: `r0` or an error) and an error object (`ebpf_error_*`: status, pc,
+//! program (`ebpf_vm_run`: `r0` or an error; `ebpf_vm_run_traced`: the same, with a callback
+//! per executed instruction) and an error object (`ebpf_error_*`: status, pc,
 //! message). Every object has its `_free`.
 //!
 //! What it is not for: behaviour of its own. Each entry point checks its arguments (null
@@ -33,7 +34,7 @@ pub use error::{
     Error, Status, ebpf_error_free, ebpf_error_message, ebpf_error_pc, ebpf_error_status,
 };
 pub use helper::{Call, HelperDrop, HelperFn, ebpf_call_fail, ebpf_call_read, ebpf_call_write};
-pub use vm::{Vm, ebpf_vm_free, ebpf_vm_run};
+pub use vm::{EffectKind, StepC, StepFn, Vm, ebpf_vm_free, ebpf_vm_run, ebpf_vm_run_traced};
 
 /// The engines, as `ebpf_builder_set_engine` takes them.
 #[repr(u32)]

@@ -1,6 +1,9 @@
-//! `ebpf_vm`: a loaded program (the facade's `Vm`) and running it.
+//! `ebpf_vm`: a loaded program (the facade's `Vm`) and running it, untraced or traced
+//! (`ebpf_vm_run_traced`: one `ebpf_step` per executed instruction to a C callback).
 
-use ebpf_vm::Input;
+use std::ffi::{CString, c_char, c_void};
+
+use ebpf_vm::{Effect, Input, Step};
 
 use crate::boundary::{self, guard};
 use crate::error::{Error, Status};
@@ -49,6 +52,154 @@ pub unsafe extern "C" fn ebpf_vm_run(
         }
         Ok(())
     })
+}
+
+/// What an instruction did besides changing registers (`ebpf_step.effect`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EffectKind {
+    /// Nothing else.
+    None = 0,
+    /// It read `len` bytes at `addr`: `value`.
+    Read = 1,
+    /// It wrote `len` bytes at `addr`: `value`.
+    Write = 2,
+    /// An atomic read-modify-write of `len` bytes at `addr`: `value` before, `value_after`
+    /// after.
+    Atomic = 3,
+    /// A helper call: `helper_id`, `args` (`r1`..`r5`), `result` (the new `r0`).
+    Helper = 4,
+}
+
+/// One executed instruction, as `ebpf_vm_run_traced` reports it. Valid only during the
+/// callback it is passed to (copy what you keep, `insn` included).
+#[repr(C)]
+#[derive(Debug)]
+pub struct StepC {
+    /// The instruction's pc (slot index).
+    pub pc: u64,
+    /// Instructions executed so far, this one included.
+    pub executed: u64,
+    /// Local calls in progress when it executed (0 in the entry function).
+    pub depth: u64,
+    /// The pc that executes next; `UINT64_MAX` after the `exit` that ends the run.
+    pub next: u64,
+    /// The instruction in LLVM syntax, NUL-terminated.
+    pub insn: *const c_char,
+    /// `r0`..`r10` before it executed.
+    pub before: [u64; 11],
+    /// `r0`..`r10` after it executed.
+    pub after: [u64; 11],
+    /// What it did besides changing registers; which of the fields below are set.
+    pub effect: EffectKind,
+    /// `READ`, `WRITE`, `ATOMIC`: the access's width in bytes (1, 2, 4 or 8).
+    pub len: u32,
+    /// `READ`, `WRITE`, `ATOMIC`: the VM address of the access.
+    pub addr: u64,
+    /// `READ`, `WRITE`: the value moved; `ATOMIC`: the value before.
+    pub value: u64,
+    /// `ATOMIC`: the value after.
+    pub value_after: u64,
+    /// `HELPER`: the helper id.
+    pub helper_id: u64,
+    /// `HELPER`: `r1`..`r5` at the call.
+    pub args: [u64; 5],
+    /// `HELPER`: what it returned.
+    pub result: u64,
+}
+
+/// Receives each executed instruction of a traced run, with the `user_data` given to
+/// `ebpf_vm_run_traced`. It must not unwind (throw) into the library.
+pub type StepFn = Option<unsafe extern "C" fn(user_data: *mut c_void, step: *const StepC)>;
+
+/// Runs the program as `ebpf_vm_run` does, on the interpreter whatever the VM's engine, and
+/// calls `on_step` after each executed instruction (see `ebpf_step`). The result — `r0`, or
+/// the trap with its status and pc — and the memory afterwards are exactly an untraced run's;
+/// the instruction that traps is not reported. `on_step` NULL is
+/// `EBPF_STATUS_INVALID_ARGUMENT`. Tracing is roughly ten times slower than the interpreter's
+/// untraced run, before the callback's own work (docs/trace.md).
+///
+/// # Safety
+/// As `ebpf_vm_run`; `on_step` is a function that is safe to call with `user_data` and a
+/// step, during this call only.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ebpf_vm_run_traced(
+    vm: *const Vm,
+    mem: *mut u8,
+    len: usize,
+    on_step: StepFn,
+    user_data: *mut c_void,
+    r0: *mut u64,
+    err: *mut *mut Error,
+) -> Status {
+    guard(err, || {
+        // SAFETY: the caller guarantees a live VM or NULL.
+        let vm = unsafe { boundary::object(vm, "vm") }?;
+        let on_step = on_step.ok_or_else(|| Error::null("on_step"))?;
+        // SAFETY: the caller guarantees `len` writable, unaliased bytes at `mem` or NULL with 0.
+        let input = match unsafe { boundary::bytes_mut(mem, len, "mem") }? {
+            Some(data) => Input::new(data),
+            None => Input::none(),
+        };
+        let mut observer = |step: &Step| {
+            // LLVM syntax never contains a NUL; if it did, the step would show no text.
+            let insn = CString::new(step.insn.llvm().to_string()).unwrap_or_default();
+            let c = step_c(step, &insn);
+            // SAFETY: `on_step` is the caller's function, called as its type says, with the
+            // caller's `user_data` and a step (and its text) that live for the call.
+            unsafe { on_step(user_data, &c) };
+        };
+        let exit = vm
+            .inner
+            .run_traced(input, &mut observer)
+            .map_err(|t| Error::trap(&t))?;
+        if !r0.is_null() {
+            boundary::write_out(r0, "r0", exit.r0)?;
+        }
+        Ok(())
+    })
+}
+
+/// `step` as C sees it, with `insn` its text.
+fn step_c(step: &Step, insn: &CString) -> StepC {
+    let mut c = StepC {
+        pc: step.pc as u64,
+        executed: step.executed,
+        depth: step.depth as u64,
+        next: step.next.map_or(u64::MAX, |n| n as u64),
+        insn: insn.as_ptr(),
+        before: step.before,
+        after: step.after,
+        effect: EffectKind::None,
+        len: 0,
+        addr: 0,
+        value: 0,
+        value_after: 0,
+        helper_id: 0,
+        args: [0; 5],
+        result: 0,
+    };
+    match step.effect {
+        Effect::None => {}
+        Effect::Read(a) | Effect::Write(a) => {
+            c.effect = if matches!(step.effect, Effect::Read(_)) {
+                EffectKind::Read
+            } else {
+                EffectKind::Write
+            };
+            (c.len, c.addr, c.value) = (u32::from(a.len), a.addr, a.value);
+        }
+        Effect::Atomic { read, after } => {
+            c.effect = EffectKind::Atomic;
+            (c.len, c.addr, c.value, c.value_after) =
+                (u32::from(read.len), read.addr, read.value, after);
+        }
+        Effect::Helper { id, args, result } => {
+            c.effect = EffectKind::Helper;
+            (c.helper_id, c.args, c.result) = (id, args, result);
+        }
+    }
+    c
 }
 
 /// Frees a VM; NULL is ignored. Helpers' `drop` functions run once no VM or builder uses them.

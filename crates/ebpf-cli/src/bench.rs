@@ -293,7 +293,7 @@ fn json(name: &str, insns: usize, input: Option<&[u8]>, results: &[Measurement])
 }
 
 /// `text` as a JSON string literal.
-fn json_string(text: &str) -> String {
+pub(crate) fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {

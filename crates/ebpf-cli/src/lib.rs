@@ -6,13 +6,14 @@
 //! anyone else (embed [`ebpf_vm`] instead). Like the binaries, it only parses, reads files and
 //! configures: every behaviour lives behind [`ebpf_vm`].
 
-use std::fs;
+use std::fs::File;
+use std::io::{self, Read};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ebpf_testdata::TestVector;
 pub use ebpf_vm::CONFORMANCE_HELPER_ID;
-use ebpf_vm::isa::{self, Program};
+use ebpf_vm::isa::{self, Program, quoted};
 use ebpf_vm::{Engine, VmBuilder, conformance_helper};
 
 /// The instruction budget when none is given: far more than test programs need (the longest
@@ -29,6 +30,64 @@ pub fn vm_builder(engine: Engine, budget: u64) -> VmBuilder {
         .budget(budget)
 }
 
+/// The largest program file any command reads: 256 MiB, far above what the VM loads (a
+/// program of a million slots is 8 MB of bytecode, and an ELF object's data images are at most
+/// 64 MiB each), so that a wrong path (`/dev/zero`) is an error instead of exhausting memory.
+pub const MAX_PROGRAM_FILE: u64 = 256 << 20;
+
+/// The largest input a run accepts: one region's 4 GiB window.
+pub const MAX_INPUT: u64 = ebpf_vm::layout::MAX_REGION_LEN;
+
+/// Reads all of `reader`, refusing more than `limit` bytes of `what` (`input`, `program
+/// file`): at most `limit + 1` bytes are read, and a buffer that cannot be allocated is an
+/// error too (never an abort). Errors do not name the source; callers do.
+pub fn read_bounded(reader: impl Read, limit: u64, what: &str) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "more than {limit} bytes, the largest {what} accepted"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Reads the file at `path` as [`read_bounded`] does; a regular file longer than `limit` is
+/// refused before anything is read.
+pub fn read_path_bounded(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, String> {
+    let file = File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    if let Ok(meta) = file.metadata()
+        && meta.is_file()
+        && meta.len() > limit
+    {
+        return Err(format!(
+            "{} bytes, more than {limit}, the largest {what} accepted",
+            meta.len()
+        ));
+    }
+    read_bounded(file, limit, what)
+}
+
+/// [`read_path_bounded`], with errors that start with the file's name.
+pub fn read_file_bounded(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
+    read_path_bounded(path, limit, what).map_err(|e| anyhow!("{}: {e}", quote_path(path)))
+}
+
+/// Standard input, read as [`read_bounded`] does.
+pub fn read_stdin_bounded(limit: u64, what: &str) -> Result<Vec<u8>> {
+    read_bounded(io::stdin().lock(), limit, what).map_err(|e| anyhow!("<stdin>: {e}"))
+}
+
+/// A path as messages show it: as it is when it prints plainly, else quoted and escaped
+/// ([`isa::quoted`], which every piece of user input in a message goes through), so that
+/// control characters in a file name never reach the terminal.
+pub fn quote_path(path: &Path) -> String {
+    quoted(&path.display().to_string()).to_string()
+}
+
 /// The names of the engines this build contains, for messages: `interp, …`.
 pub fn engine_names() -> String {
     let names: Vec<&str> = Engine::ALL.iter().map(|e| e.name()).collect();
@@ -37,8 +96,10 @@ pub fn engine_names() -> String {
 
 /// The engine called `name`, or an error listing the ones that exist.
 pub fn parse_engine(name: &str) -> Result<Engine, String> {
-    Engine::from_name(name)
-        .ok_or_else(|| format!("unknown engine `{name}` (available: {})", engine_names()))
+    Engine::from_name(name).ok_or_else(|| {
+        let name = quoted(name);
+        format!("unknown engine `{name}` (available: {})", engine_names())
+    })
 }
 
 /// Parses hex bytes: whitespace-separated tokens of two digits per byte, so `aa bb cc`,
@@ -52,14 +113,20 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
             .or_else(|| token.strip_prefix("0X"))
             .unwrap_or(token);
         if digits.is_empty() {
-            return Err(format!("`{token}` has no hex digits"));
+            return Err(format!("`{}` has no hex digits", quoted(token)));
         }
         if let Some(bad) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
-            return Err(format!("`{token}` is not hex: `{bad}` is not a hex digit"));
+            let mut buf = [0; 4];
+            return Err(format!(
+                "`{}` is not hex: `{}` is not a hex digit",
+                quoted(token),
+                quoted(bad.encode_utf8(&mut buf))
+            ));
         }
         if digits.len() % 2 != 0 {
             return Err(format!(
-                "`{token}` has an odd number of hex digits ({}); write every byte as two digits",
+                "`{}` has an odd number of hex digits ({}); write every byte as two digits",
+                quoted(token),
                 digits.len()
             ));
         }
@@ -122,14 +189,14 @@ pub struct ProgramFile {
 /// Reads a program by its file's extension (see [`Format`]). Errors are one line and start
 /// with the file's name: `prog.s: line 3: invalid register: %r50 (expected %r0..%r10)`.
 pub fn read_program(path: &Path) -> Result<ProgramFile> {
-    let name = path.display().to_string();
+    let name = quote_path(path);
     let format = Format::of(path).ok_or_else(|| {
         anyhow!(
             "{name}: unknown program format; expected .bin (bytecode), .s or .asm (assembly), \
              .data (test vector) or .o (BPF ELF object)"
         )
     })?;
-    let bytes = fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+    let bytes = read_file_bounded(path, MAX_PROGRAM_FILE, "program file")?;
     match format {
         Format::Bytecode => {
             let program = isa::decode(&bytes).with_context(|| name.clone())?;
@@ -209,9 +276,9 @@ impl Source {
     /// Reads `path`: an ELF object (the program `choice` selects), anything else as
     /// [`read_program`] reads it. `choice` must be empty for anything but an ELF object.
     pub fn read(path: &Path, choice: &ElfChoice) -> Result<Source> {
-        let name = path.display().to_string();
+        let name = quote_path(path);
         if Format::of(path) == Some(Format::Elf) {
-            let bytes = fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+            let bytes = read_file_bounded(path, MAX_PROGRAM_FILE, "program file")?;
             return Ok(Source {
                 name,
                 code: Code::Elf(bytes, choice.clone()),
@@ -252,19 +319,26 @@ pub fn load_vm(
 }
 
 /// The bytes of an input file: a `.hex` file is text (two hex digits per byte, `#` comments,
-/// as the ELF fixtures' inputs are); anything else is taken as raw bytes.
+/// as the ELF fixtures' inputs are); anything else is taken as raw bytes. An input larger
+/// than a run accepts ([`MAX_INPUT`]) is refused, before reading it where the file's size says
+/// so (a regular file), else after reading one byte more than that (a pipe, `/dev/zero`).
 pub fn read_input_file(path: &Path) -> Result<Vec<u8>> {
-    let name = path.display().to_string();
-    let bytes = fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+    let name = quote_path(path);
     if path.extension().is_some_and(|e| e == "hex") {
-        let text = utf8(&name, &bytes)?;
+        // Two digits per byte and room for separators and comments.
+        let text = read_file_bounded(path, 4 * MAX_INPUT, "hex input file")?;
+        let text = utf8(&name, &text)?;
         let stripped: Vec<&str> = text
             .lines()
             .map(|l| l.split('#').next().unwrap_or(""))
             .collect();
-        return parse_hex(&stripped.join("\n")).map_err(|e| anyhow!("{name}: {e}"));
+        let bytes = parse_hex(&stripped.join("\n")).map_err(|e| anyhow!("{name}: {e}"))?;
+        if bytes.len() as u64 > MAX_INPUT {
+            bail!("{name}: more than {MAX_INPUT} bytes, the largest input accepted");
+        }
+        return Ok(bytes);
     }
-    Ok(bytes)
+    read_file_bounded(path, MAX_INPUT, "input")
 }
 
 /// A test vector's program: its `-- raw` bytecode if it has some (which replaces `-- asm`, as

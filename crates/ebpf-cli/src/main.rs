@@ -15,19 +15,24 @@
 
 mod bench;
 mod cfg;
+mod profile;
+mod trace;
 mod vectors;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ebpf_cli::{DEFAULT_BUDGET, ElfChoice, parse_hex, read_program, utf8};
+use ebpf_cli::{
+    DEFAULT_BUDGET, ElfChoice, MAX_PROGRAM_FILE, parse_hex, read_file_bounded, read_program,
+    read_stdin_bounded, utf8,
+};
 use ebpf_vm::{Engine, Input, isa};
 
 /// Assemble, disassemble, run, test and benchmark eBPF programs (RFC 9669).
@@ -83,6 +88,11 @@ enum Command {
     /// --mem-file is given). At entry r1 is the input's address and r2 its length; without
     /// an input both are 0. Helper 5 returns its first argument, as the conformance suite
     /// expects. A trap prints `error: <what> at pc N` and exits with status 1.
+    ///
+    /// --trace prints every executed instruction before r0; --profile prints how often each
+    /// one ran. Both run the program on the interpreter, one instruction at a time, whatever
+    /// --engine says (the result is the same on every engine), and print what they saw even
+    /// when the run traps. See docs/trace.md.
     Run {
         /// The program: FILE.bin, FILE.s, FILE.asm, FILE.data or FILE.o (a BPF ELF object).
         #[arg(value_name = "PROGRAM")]
@@ -93,6 +103,8 @@ enum Command {
         vm: VmArgs,
         #[command(flatten)]
         elf: ElfArgs,
+        #[command(flatten)]
+        show: ShowArgs,
     },
     /// Check a program without running it: print every finding, one per line.
     ///
@@ -195,7 +207,29 @@ enum Command {
         /// Print the results as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// After the table, profile one run (see `ebpf run --profile`).
+        #[arg(long, conflicts_with = "json")]
+        profile: bool,
     },
+}
+
+/// What `run` shows of the run besides r0.
+#[derive(Debug, Args)]
+struct ShowArgs {
+    /// Print every executed instruction, one per line: the step, the pc, the instruction
+    /// (LLVM syntax, indented by call depth), the memory it read or wrote, the helper it
+    /// called, the registers it changed and where control went when not to the next
+    /// instruction; then r0.
+    #[arg(long, conflicts_with_all = ["trace_json", "profile"])]
+    trace: bool,
+    /// Like --trace, as JSON lines (one object per instruction, then one with the exit or the
+    /// trap).
+    #[arg(long, conflicts_with = "profile")]
+    trace_json: bool,
+    /// Print how often each instruction ran, per function and per basic block, hottest
+    /// first, with the disassembly; then r0.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// The disassembly syntaxes.
@@ -308,9 +342,9 @@ fn verify(path: &Path, strict: bool, helpers: Option<Vec<u32>>) -> Result<()> {
         ..VerifierConfig::default()
     };
     let verifier = Verifier::new(config);
-    let name = path.display();
+    let name = ebpf_cli::quote_path(path);
     let result = if ebpf_cli::Format::of(path) == Some(ebpf_cli::Format::Bytecode) {
-        let bytes = fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+        let bytes = read_file_bounded(path, MAX_PROGRAM_FILE, "program file")?;
         verifier.verify_bytes(&bytes)
     } else {
         verifier.verify(read_program(path)?.program)
@@ -361,8 +395,10 @@ fn compile(
     let (vm, _) = ebpf_cli::load_vm(path, builder, choice)?;
     let mut options = JitOptions::default();
     options.symbol = symbol.to_string();
-    let object = compile_object(vm.program(), target, &options)
-        .with_context(|| format!("{}: cannot compile for {target}", path.display()))?;
+    let object = compile_object(vm.program(), target, &options).with_context(|| {
+        let name = ebpf_cli::quote_path(path);
+        format!("{name}: cannot compile for {}", isa::quoted(target))
+    })?;
     write_file(output, &object)
 }
 
@@ -377,7 +413,8 @@ fn run(cli: Cli) -> Result<()> {
             input,
             vm,
             elf,
-        } => run_program(&program, &input, &vm, &elf.choice()),
+            show,
+        } => run_program(&program, &input, &vm, &elf.choice(), &show),
         Command::Cfg {
             program,
             dot: _,
@@ -406,6 +443,7 @@ fn run(cli: Cli) -> Result<()> {
             iterations,
             budget,
             json,
+            profile,
         } => {
             let config = bench::Config {
                 engines: &engine.0,
@@ -413,21 +451,53 @@ fn run(cli: Cli) -> Result<()> {
                 iterations,
                 json,
             };
-            bench_program(&program, &input, &elf.choice(), &config)
+            bench_program(&program, &input, &elf.choice(), &config, profile)
         }
     }
 }
 
 /// `ebpf run`.
-fn run_program(path: &Path, input: &InputArgs, vm: &VmArgs, choice: &ElfChoice) -> Result<()> {
+fn run_program(
+    path: &Path,
+    input: &InputArgs,
+    vm: &VmArgs,
+    choice: &ElfChoice,
+    show: &ShowArgs,
+) -> Result<()> {
     let builder = ebpf_cli::vm_builder(vm.engine, vm.budget);
     let (vm, mem) = ebpf_cli::load_vm(path, builder, choice)?;
     let mut input = resolve_input(input, mem)?;
-    // A trap is reported as is: `error: <what> at pc N`.
-    let exit = vm.run_with(match input.as_deref_mut() {
+    let input = match input.as_deref_mut() {
         Some(data) => Input::new(data),
         None => Input::none(),
-    })?;
+    };
+    let form = match (show.trace, show.trace_json) {
+        (true, _) => Some(trace::Form::Text),
+        (false, true) => Some(trace::Form::Json),
+        (false, false) => None,
+    };
+    // A trap is reported as is: `error: <what> at pc N`, after what the trace or the profile
+    // saw.
+    let exit = if let Some(form) = form {
+        let mut tracer = trace::Tracer::new(io::BufWriter::new(io::stdout().lock()), form);
+        let result = vm.run_traced(input, &mut tracer);
+        match tracer.finish(&result) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+            written => written.context("<stdout>: cannot write")?,
+        }
+        let exit = result?;
+        if form == trace::Form::Json {
+            return Ok(());
+        }
+        exit
+    } else if show.profile {
+        let mut profile = profile::Profile::new(vm.program().slot_count());
+        let result = vm.run_traced(input, &mut profile);
+        write_stdout(profile.report(vm.program()).as_bytes())?;
+        result?
+    } else {
+        vm.run_with(input)?
+    };
     write_stdout(format!("{:#x}\n", exit.r0).as_bytes())
 }
 
@@ -442,24 +512,39 @@ fn draw_cfg(path: &Path, svg: bool, output: Option<&Path>, choice: &ElfChoice) -
     }
     let dot = cfg::dot(vm.program(), &title);
     let bytes = if svg {
-        cfg::svg(&dot).with_context(|| path.display().to_string())?
+        cfg::svg(&dot).with_context(|| ebpf_cli::quote_path(path))?
     } else {
         dot.into_bytes()
     };
     write_output(output.unwrap_or(Path::new(STDIO)), &bytes)
 }
 
-/// `ebpf bench`.
+/// `ebpf bench`, and with `profile` the profile of one run after the table.
 fn bench_program(
     path: &Path,
     input: &InputArgs,
     choice: &ElfChoice,
     config: &bench::Config<'_>,
+    profile: bool,
 ) -> Result<()> {
     let source = ebpf_cli::Source::read(path, choice)?;
-    let input = resolve_input(input, source.mem.clone())?;
-    let name = path.display().to_string();
-    bench::bench(&name, &source, input.as_deref(), config)
+    let mut input = resolve_input(input, source.mem.clone())?;
+    let name = ebpf_cli::quote_path(path);
+    bench::bench(&name, &source, input.as_deref(), config)?;
+    if !profile {
+        return Ok(());
+    }
+    let vm = source.load(ebpf_cli::vm_builder(Engine::Interpreter, config.budget))?;
+    let mut counts = profile::Profile::new(vm.program().slot_count());
+    // The timed runs ended normally, so this one does too.
+    vm.run_traced(
+        match input.as_deref_mut() {
+            Some(data) => Input::new(data),
+            None => Input::none(),
+        },
+        &mut counts,
+    )?;
+    write_stdout(format!("\n{}", counts.report(vm.program())).as_bytes())
 }
 
 /// The input of `run` and `bench`: `--mem`, else `--mem-file`, else the memory the program
@@ -529,7 +614,8 @@ fn disasm_elf(name: &str, bytes: &[u8]) -> Result<()> {
         if i > 0 {
             text.push('\n');
         }
-        let _ = writeln!(text, "{} (section {}):", info.name, info.section);
+        let (name, section) = (isa::quoted(&info.name), isa::quoted(&info.section));
+        let _ = writeln!(text, "{name} (section {section}):");
         match object.load(ebpf_vm::Selector::Function(&info.name)) {
             Ok(loaded) => {
                 for (pc, insn) in loaded.program.iter() {
@@ -587,20 +673,15 @@ fn is_stdio(path: &Path) -> bool {
     path.as_os_str() == STDIO
 }
 
-/// Reads a file, or stdin for `-`; returns the name to use in messages and the bytes.
+/// Reads a program file, or stdin for `-` (at most [`MAX_PROGRAM_FILE`] bytes); returns the
+/// name to use in messages and the bytes.
 fn read_input(path: &Path) -> Result<(String, Vec<u8>)> {
     if is_stdio(path) {
-        let name = "<stdin>".to_string();
-        let mut bytes = Vec::new();
-        io::stdin()
-            .lock()
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("{name}: cannot read"))?;
-        Ok((name, bytes))
+        let bytes = read_stdin_bounded(MAX_PROGRAM_FILE, "program file")?;
+        Ok(("<stdin>".to_string(), bytes))
     } else {
-        let name = path.display().to_string();
-        let bytes = fs::read(path).with_context(|| format!("{name}: cannot read"))?;
-        Ok((name, bytes))
+        let bytes = read_file_bounded(path, MAX_PROGRAM_FILE, "program file")?;
+        Ok((ebpf_cli::quote_path(path), bytes))
     }
 }
 
@@ -625,10 +706,13 @@ fn write_stdout(bytes: &[u8]) -> Result<()> {
 /// Replaces the file's contents all at once: writes a temporary file beside it and renames it
 /// over the target, so that on failure the target is untouched and no temporary file remains.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let fail = || format!("{}: cannot write", path.display());
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: cannot write: not a file name", path.display()))?;
+    let fail = || format!("{}: cannot write", ebpf_cli::quote_path(path));
+    let file_name = path.file_name().ok_or_else(|| {
+        anyhow!(
+            "{}: cannot write: not a file name",
+            ebpf_cli::quote_path(path)
+        )
+    })?;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),

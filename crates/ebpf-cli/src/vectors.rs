@@ -7,14 +7,14 @@
 //! runner skips it, when it has no program, no expected outcome, or an unknown `--` directive.
 
 use std::fmt::Write as _;
-use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use ebpf_cli::{vector_mem, vector_program, vm_builder};
+use ebpf_cli::{MAX_PROGRAM_FILE, read_path_bounded, vector_mem, vector_program, vm_builder};
 use ebpf_testdata::TestVector;
 use ebpf_vm::Engine;
+use ebpf_vm::isa::quoted;
 
 /// How one vector fared.
 #[derive(Debug)]
@@ -34,7 +34,10 @@ pub(crate) fn test(files: &[PathBuf], engine: Engine, budget: u64) -> Result<()>
         if path.is_dir() {
             let found = ebpf_testdata::data_files(path).map_err(|e| anyhow!(e))?;
             if found.is_empty() {
-                bail!("{}: no .data files in this directory", path.display());
+                bail!(
+                    "{}: no .data files in this directory",
+                    ebpf_cli::quote_path(path)
+                );
             }
             paths.extend(found);
         } else {
@@ -44,10 +47,8 @@ pub(crate) fn test(files: &[PathBuf], engine: Engine, budget: u64) -> Result<()>
     let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
     let mut out = io::stdout().lock();
     for path in &paths {
-        let name = path
-            .file_stem()
-            .unwrap_or(path.as_os_str())
-            .to_string_lossy();
+        let stem = path.file_stem().unwrap_or(path.as_os_str());
+        let name = ebpf_cli::quote_path(Path::new(stem));
         let line = match check(path, engine, budget) {
             Outcome::Pass(None) => {
                 passed += 1;
@@ -84,12 +85,12 @@ pub(crate) fn test(files: &[PathBuf], engine: Engine, budget: u64) -> Result<()>
 
 /// Reads, runs and judges one vector.
 fn check(path: &Path, engine: Engine, budget: u64) -> Outcome {
-    let text = match fs::read(path) {
+    let text = match read_path_bounded(path, MAX_PROGRAM_FILE, "test vector") {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(_) => return Outcome::Fail("not valid UTF-8".to_string()),
         },
-        Err(e) => return Outcome::Fail(format!("cannot read: {e}")),
+        Err(e) => return Outcome::Fail(e),
     };
     let vector = match ebpf_testdata::parse(&text) {
         Ok(v) => v,
@@ -107,12 +108,13 @@ fn check(path: &Path, engine: Engine, budget: u64) -> Outcome {
         (Some(expected), _) => match outcome {
             Err(_) if expected.is_empty() => Outcome::Pass(None),
             Err(got) => Outcome::Pass(Some(format!(
-                "failed as expected: {got} (expected error: {expected})"
+                "failed as expected: {got} (expected error: {})",
+                quoted(expected)
             ))),
             Ok(r0) if expected.is_empty() => {
                 Outcome::Fail(format!("got {r0:#x}, expected an error"))
             }
-            Ok(r0) => Outcome::Fail(format!("got {r0:#x}, expected error: {expected}")),
+            Ok(r0) => Outcome::Fail(format!("got {r0:#x}, expected error: {}", quoted(expected))),
         },
         (None, Some(want)) => match outcome {
             Ok(r0) if r0 == want => Outcome::Pass(None),

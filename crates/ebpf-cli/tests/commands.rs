@@ -8,16 +8,19 @@
 //! over the whole suite exactly as the bpf_conformance runner drives it (README §5).
 
 mod common;
-// `ebpf cfg` (and, later, tracing and profiles): the commands that help people see.
+// `ebpf cfg`, traces and profiles: the commands that help people see.
 #[path = "commands/pictures.rs"]
 mod pictures;
+#[path = "commands/trace.rs"]
+mod trace;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use std::{fs, thread};
 
 use common::{
-    TempDir, ebpf, example_path, ok, one_line_failure, plugin, stderr, stdout, usage_error,
+    TempDir, ebpf, example_path, ok, one_line_error, one_line_failure, plugin, stderr, stdout,
+    usage_error,
 };
 use ebpf_vm::{Engine, isa};
 
@@ -224,6 +227,76 @@ fn run_rejects_bad_hex_and_bad_files() {
     one_line_failure(&out, "error: empty.data: no program", &[]);
 }
 
+/// Inputs are read only up to what a run accepts (4 GiB): a larger file is refused before it is
+/// read, a stream (`/dev/zero`) after one byte more, or when memory runs out — with an error,
+/// never an abort. Program files and stdin are bounded the same way (256 MiB).
+#[test]
+fn run_refuses_inputs_larger_than_a_region_without_reading_them() {
+    let dir = TempDir::new("run-bounded");
+    dir.write("p.s", "mov %r0, 0\nexit\n");
+    let big = std::fs::File::create(dir.join("big.bin")).unwrap();
+    // Sparse: no block is written.
+    big.set_len((1 << 32) + 1).unwrap();
+    let out = ebpf(&dir, &["run", "p.s", "--mem-file", "big.bin"]);
+    one_line_error(
+        &out,
+        &["big.bin: 4294967297 bytes, more than 4294967296, the largest input accepted"],
+    );
+    // A stream: bounded by the read itself, and by memory (here 1.5 GB of address space).
+    let shell = |script: &str| {
+        std::process::Command::new("bash")
+            .args(["-c", script, "sh", env!("CARGO_BIN_EXE_ebpf")])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = shell(r#"ulimit -v 1500000; exec "$1" run p.s --mem-file /dev/zero"#);
+    one_line_error(&out, &["/dev/zero: cannot read: ", "memory"]);
+    let out = shell(r#"exec "$1" asm - -o out.bin < /dev/zero"#);
+    one_line_error(
+        &out,
+        &["<stdin>: more than 268435456 bytes, the largest program file accepted"],
+    );
+    assert!(!dir.join("out.bin").exists());
+}
+
+/// Nothing a message echoes from the user reaches the terminal raw: a NUL inside a number, a
+/// screen clear, an OSC title (in a file or in its name), invalid UTF-8.
+#[test]
+fn messages_escape_what_they_echo() {
+    let dir = TempDir::new("escapes");
+    let cases: [(&str, &[u8], &str); 4] = [
+        (
+            "nul.s",
+            b"mov %r0, 1\0\nexit\n",
+            "error: nul.s: line 1: invalid number: \"1\\0\"\n",
+        ),
+        (
+            "clear.s",
+            b"exit\nja \x1b[2J\n",
+            "error: clear.s: line 2: invalid label: \"\\u{1b}[2J\"\n",
+        ),
+        (
+            "title\x1b]0;pwned\x07.s",
+            b"exit\nldxq %r0, [%r1]\n",
+            "error: \"title\\u{1b}]0;pwned\\u{7}.s\": line 2: invalid mnemonic: ldxq\n",
+        ),
+        (
+            "latin1.s",
+            b"mov %r0, 1\nmov %r0, \xe9\n",
+            "error: latin1.s: line 2: not valid UTF-8\n",
+        ),
+    ];
+    for (name, text, message) in cases {
+        dir.write(name, text);
+        let out = ebpf(&dir, &["run", name]);
+        assert_eq!(out.status.code(), Some(1), "{name:?}");
+        assert_eq!(stderr(&out), message, "{name:?}");
+    }
+    let out = plugin(&["--engine", "\x1b[2J"], b"95 00 00 00 00 00 00 00");
+    one_line_failure(&out, "unknown engine `\"\\u{1b}[2J\"`", &[]);
+}
+
 #[test]
 fn test_reports_every_outcome_and_a_summary() {
     let dir = TempDir::new("test-outcomes");
@@ -288,7 +361,7 @@ fn test_reports_every_outcome_and_a_summary() {
             "FAIL accepted: got 0x1, expected an error",
             "SKIP noprog: no program (no `-- asm` or `-- raw` instructions)",
             "SKIP noresult: no `-- result` or `-- error` to compare with",
-            "SKIP directive: line 3: unknown directive `-- frobnicate`",
+            "SKIP directive: line 3: unknown directive \"-- frobnicate\"",
             lines[12],
             "5 passed, 5 failed, 3 skipped",
         ],

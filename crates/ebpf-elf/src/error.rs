@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use ebpf_isa::DecodeError;
+use ebpf_isa::{DecodeError, quoted};
 
 /// Why an ELF object cannot be parsed or a program cannot be loaded from it.
 ///
@@ -32,6 +32,10 @@ impl ElfError {
 }
 
 /// What is wrong with an object, or with the request made of it.
+///
+/// Names from the object (symbols, sections, functions) are displayed through
+/// [`ebpf_isa::quoted`]: as they are when they print plainly, else quoted and escaped, so that
+/// an object cannot write control sequences to a terminal through a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ElfErrorKind {
@@ -224,10 +228,13 @@ impl fmt::Display for ElfErrorKind {
             ElfErrorKind::BadSymbolIndex { index, count } => {
                 write!(f, "symbol index {index} out of range ({count} symbols)")
             }
-            ElfErrorKind::BadSymbol { name, reason } => write!(f, "symbol `{name}`: {reason}"),
+            ElfErrorKind::BadSymbol { name, reason } => {
+                write!(f, "symbol `{}`: {reason}", quoted(name))
+            }
             ElfErrorKind::RelocationOutOfRange { section, r_offset } => write!(
                 f,
-                "relocation at {r_offset:#x} lies outside section `{section}`"
+                "relocation at {r_offset:#x} lies outside section `{}`",
+                quoted(section)
             ),
             ElfErrorKind::UnknownRelocationType { r_type } => {
                 write!(f, "unknown BPF relocation type {r_type}")
@@ -236,14 +243,15 @@ impl fmt::Display for ElfErrorKind {
             ElfErrorKind::Decode(e) => write!(f, "invalid instruction: {e}"),
             ElfErrorKind::BadCallTarget { reason } => write!(f, "bad local call: {reason}"),
             ElfErrorKind::JumpOutsideFunction { function } => {
-                write!(f, "a jump leaves function `{function}`")
+                write!(f, "a jump leaves function `{}`", quoted(function))
             }
             ElfErrorKind::FallsThrough { function } => write!(
                 f,
-                "function `{function}` does not end with exit or an unconditional jump"
+                "function `{}` does not end with exit or an unconditional jump",
+                quoted(function)
             ),
             ElfErrorKind::Unsupported { symbol, reason } => {
-                write!(f, "unsupported: `{symbol}` is {reason}")
+                write!(f, "unsupported: `{}` is {reason}", quoted(symbol))
             }
             ElfErrorKind::BadBtf { reason } => write!(f, "bad BTF: {reason}"),
             ElfErrorKind::BadMap { map, reason } => write!(f, "map `{map}`: {reason}"),

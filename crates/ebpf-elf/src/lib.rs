@@ -152,8 +152,8 @@ impl core::fmt::Display for Selector<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Selector::Only => write!(f, "the object's only program"),
-            Selector::Section(s) => write!(f, "section `{s}`"),
-            Selector::Function(s) => write!(f, "function `{s}`"),
+            Selector::Section(s) => write!(f, "section `{}`", ebpf_isa::quoted(s)),
+            Selector::Function(s) => write!(f, "function `{}`", ebpf_isa::quoted(s)),
         }
     }
 }
@@ -261,7 +261,11 @@ impl ElfObject {
                 selector: selector.to_string(),
                 candidates: several
                     .iter()
-                    .map(|(p, _)| format!("{} ({})", p.name, p.section))
+                    .map(|(p, _)| {
+                        let (name, section) =
+                            (ebpf_isa::quoted(&p.name), ebpf_isa::quoted(&p.section));
+                        format!("{name} ({section})")
+                    })
                     .collect(),
             })),
         }

@@ -679,3 +679,38 @@ fn a_32_bit_absolute_address_in_data_is_unsupported() {
     };
     assert_eq!(symbol, ".rodata.str1.1");
 }
+
+/// Names come from the object: a message shows them escaped, so an object cannot clear the
+/// screen or set the terminal's title through an error (nor print invalid UTF-8).
+#[test]
+fn names_from_the_object_are_escaped_in_messages() {
+    let code = asm("mov %r0, 1\nexit\nmov %r0, 2\nmov %r0, 3\nexit");
+    let mut b = object(
+        &code,
+        &[
+            ("f\u{1b}[2J", 0, 16, true),
+            ("g\u{1b}]0;pwned\u{7}", 16, 8, true),
+            ("hX", 24, 16, true),
+        ],
+        &[],
+    );
+    let at = b.windows(3).position(|w| w == b"hX\0").unwrap();
+    b[at + 1] = 0xff;
+    let e = load_err(&b, Selector::Only);
+    assert_eq!(
+        e.to_string(),
+        "the object has 3 programs: \"f\\u{1b}[2J\" (.text), \"g\\u{1b}]0;pwned\\u{7}\" \
+         (.text), h\u{fffd} (.text); select one by section or function"
+    );
+    let e = load_err(&b, Selector::Function("g\u{1b}]0;pwned\u{7}"));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "function `\"g\\u{{1b}}]0;pwned\\u{{7}}\"` does not end with exit or an \
+             unconditional jump (at file offset {:#x})",
+            text_offset(&b) + 16
+        )
+    );
+    let e = load_err(&b, Selector::Section("\0x"));
+    assert_eq!(e.to_string(), "no program matches section `\"\\0x\"`");
+}

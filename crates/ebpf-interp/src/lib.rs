@@ -19,6 +19,9 @@
 //! independent implementations, and the tests hold them to each other. It is `#![no_std]` and
 //! contains no `unsafe`.
 //!
+//! [`Interpreter::run_traced`] runs a whole program in the precise loop and reports each
+//! executed instruction to an [`Observer`] as a [`Step`] (what `ebpf run --trace` prints).
+//!
 //! ```
 //! use ebpf_abi::{Helpers, Limits, MemoryMap};
 //! use ebpf_interp::Interpreter;
@@ -36,16 +39,17 @@
 extern crate alloc;
 
 mod ops;
+mod trace;
 pub use ebpf_abi::semantics;
+pub use trace::{Access, Effect, Observer, Step};
 
-use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
 use ebpf_abi::step::{self, Registers};
 use ebpf_abi::{
-    Executable, Exit, Flow, Helpers, InvalidReason, Limits, MemoryMap, ProgramView, Region, Target,
-    Trap, TrapKind, layout,
+    CallFrame, Executable, Exit, Flow, Helpers, InvalidReason, Limits, MemoryMap, ProgramView,
+    Region, Stack, Target, Trap, TrapKind, layout,
 };
 use ebpf_isa::{AluOp, ByteOrder, Cond, Insn, Program, SwapWidth};
 
@@ -74,18 +78,6 @@ const OUT_OF_RANGE: Op = Op::Invalid {
     reason: InvalidReason::FellOffEnd,
 };
 
-/// A caller's frame saved by a local call: where its `exit` returns, and the registers it
-/// gets back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CallerFrame {
-    /// The instruction after the call.
-    pub return_pc: usize,
-    /// `r6`–`r9`.
-    pub saved: [u64; 4],
-    /// `r10`.
-    pub frame_pointer: u64,
-}
-
 /// A run stopped between two instructions, for [`Interpreter::resume`]: what another engine
 /// hands over when it lets the interpreter finish a run (the Cranelift JIT does when a budget
 /// check finds too little budget left for its next stretch of code).
@@ -96,7 +88,7 @@ pub struct RunState {
     /// `r0`–`r10`.
     pub regs: [u64; 11],
     /// The frames of the calls in progress, outermost first.
-    pub frames: Vec<CallerFrame>,
+    pub frames: Vec<CallFrame>,
     /// Instructions the budget still allows (`u64::MAX` minus those executed, without one).
     pub remaining: u64,
 }
@@ -104,7 +96,8 @@ pub struct RunState {
 /// The state of a run, handed from the fast loop to the precise one.
 struct Machine {
     regs: [u64; 16],
-    frames: Vec<CallerFrame>,
+    /// Saved caller frames (the lent [`Stack`]'s, so that calls do not allocate).
+    frames: Vec<CallFrame>,
     /// The next instruction.
     pc: usize,
     /// Instructions the budget still allows (`u64::MAX` minus those executed, without one).
@@ -137,7 +130,7 @@ impl Interpreter {
         self.view.slot_count() == 0
     }
 
-    /// Runs the program.
+    /// Runs the program on a fresh stack.
     ///
     /// `memory` holds every region the program may touch except the stack, which the run
     /// allocates itself (`limits.stack_size()` bytes, zeroed). `args` are `r1` and `r2`; `r10`
@@ -149,34 +142,76 @@ impl Interpreter {
         helpers: &Helpers,
         limits: &Limits,
     ) -> Result<Exit, Trap> {
-        self.run_charged(memory, args, helpers, limits, true)
+        self.run_charged(memory, args, helpers, limits, &mut Stack::new(), None)
     }
 
-    /// [`Interpreter::run`], with or without the fast loop (`fast = false` runs the whole
-    /// program in the precise loop: the definition the fast loop is tested against).
+    /// [`Interpreter::run`] on a lent stack (see [`Executable::run_in`]): no allocation once
+    /// `stack` has served a run of the same size.
+    pub fn run_in(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        self.run_charged(memory, args, helpers, limits, stack, None)
+    }
+
+    /// [`Interpreter::run`], reporting every executed instruction to `observer` (see
+    /// [`Step`]). The whole run goes through the precise loop, so it returns exactly what
+    /// `run` returns — the same [`Exit`] or [`Trap`], the same memory afterwards — only
+    /// slower; an instruction that traps is not reported (the [`Trap`] says where it is).
+    pub fn run_traced(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+        observer: &mut dyn Observer,
+    ) -> Result<Exit, Trap> {
+        self.run_charged(
+            memory,
+            args,
+            helpers,
+            limits,
+            &mut Stack::new(),
+            Some(observer),
+        )
+    }
+
+    /// [`Interpreter::run_in`], with the fast loop, or — when there is an `observer` to report
+    /// to — the whole program in the precise loop (the definition the fast loop is tested
+    /// against; the tests pass an observer that ignores what it sees).
     fn run_charged(
         &self,
         memory: MemoryMap<'_>,
         args: [u64; 2],
         helpers: &Helpers,
         limits: &Limits,
-        fast: bool,
+        stack: &mut Stack,
+        observer: Option<&mut dyn Observer>,
     ) -> Result<Exit, Trap> {
         let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
-        let mut stack = vec![0u8; stack_size];
+        let mut frames = core::mem::take(&mut stack.frames);
+        frames.clear();
         let mut memory = memory;
-        memory.insert(layout::STACK, Region::Writable(&mut stack));
+        memory.insert(layout::STACK, Region::Writable(stack.region(stack_size)));
         let mut regs = [0u64; 16];
         regs[1] = args[0];
         regs[2] = args[1];
         regs[10] = limits.frame_pointer(0);
-        let machine = Machine {
+        let budget = limits.budget.unwrap_or(u64::MAX);
+        let mut machine = Machine {
             regs,
-            frames: Vec::new(),
+            frames,
             pc: 0,
-            remaining: limits.budget.unwrap_or(u64::MAX),
+            remaining: budget,
         };
-        self.finish(machine, &mut memory, helpers, limits, fast)
+        let result = self.dispatch(&mut machine, &mut memory, helpers, limits, budget, observer);
+        drop(memory);
+        stack.frames = machine.frames;
+        result
     }
 
     /// Continues a run that another engine started, from `state`, exactly as this
@@ -194,37 +229,39 @@ impl Interpreter {
     ) -> Result<Exit, Trap> {
         let mut regs = [0u64; 16];
         regs[..11].copy_from_slice(&state.regs);
-        let machine = Machine {
+        let mut machine = Machine {
             regs,
             frames: state.frames,
             pc: state.pc,
             remaining: state.remaining,
         };
-        self.finish(machine, memory, helpers, limits, true)
+        let budget = limits.budget.unwrap_or(u64::MAX);
+        self.dispatch(&mut machine, memory, helpers, limits, budget, None)
     }
 
-    /// Runs `machine` to its end.
-    fn finish(
+    /// Runs `machine` to its end: in the fast loop, then (if the budget runs short) in the
+    /// precise one.
+    fn dispatch(
         &self,
-        mut machine: Machine,
+        machine: &mut Machine,
         memory: &mut MemoryMap<'_>,
         helpers: &Helpers,
         limits: &Limits,
-        fast: bool,
+        budget: u64,
+        observer: Option<&mut dyn Observer>,
     ) -> Result<Exit, Trap> {
-        let budget = limits.budget.unwrap_or(u64::MAX);
         // The fast loop charges the budget one straight-line run at a time; when a run does not
         // fit in what is left, the precise loop takes over at its first instruction and charges
         // instruction by instruction, so the trap comes at exactly the right pc.
         let entry = self.costs.get(machine.pc).copied().unwrap_or(1);
-        if fast && entry <= machine.remaining {
+        if observer.is_none() && entry <= machine.remaining {
             machine.remaining -= entry;
-            let fast = self.execute(&mut machine, memory, helpers, limits, budget);
+            let fast = self.execute(machine, memory, helpers, limits, budget);
             if let Some(result) = fast {
                 return result;
             }
         }
-        self.precise(&mut machine, memory, helpers, limits, budget)
+        self.precise(machine, memory, helpers, limits, budget, observer)
     }
 
     /// The fast loop: one `match` per operation and nothing charged per instruction. Every
@@ -459,8 +496,8 @@ impl Interpreter {
                                     },
                                 );
                             }
-                            frames.push(CallerFrame {
-                                return_pc: pc,
+                            frames.push(CallFrame {
+                                return_pc: pc as u64,
                                 saved: [regs[6], regs[7], regs[8], regs[9]],
                                 frame_pointer: regs[10],
                             });
@@ -477,7 +514,7 @@ impl Interpreter {
                             Some(frame) => {
                                 regs[6..10].copy_from_slice(&frame.saved);
                                 regs[10] = frame.frame_pointer;
-                                goto!(frame.return_pc, at);
+                                goto!(frame.return_pc as usize, at);
                             }
                         },
                         Op::Invalid { reason } => return Some(invalid(at, reason)),
@@ -493,6 +530,11 @@ impl Interpreter {
     /// [`ProgramView`]) — an implementation independent of the fast loop's operations, which
     /// the tests compare with it. The fast loop hands over to it at the start of a
     /// straight-line run that does not fit in the budget left.
+    ///
+    /// With an `observer`, it reports each instruction that executed. Never inlined, so that
+    /// nothing tracing adds here changes the code of the fast loop, which is inlined into
+    /// `run_charged`.
+    #[inline(never)]
     fn precise(
         &self,
         machine: &mut Machine,
@@ -500,6 +542,7 @@ impl Interpreter {
         helpers: &Helpers,
         limits: &Limits,
         budget: u64,
+        mut observer: Option<&mut dyn Observer>,
     ) -> Result<Exit, Trap> {
         let Machine {
             regs,
@@ -536,14 +579,18 @@ impl Interpreter {
                 });
             }
             *remaining -= 1;
-            *pc = match flow {
+            // What a trace needs from before the instruction (nothing when untraced).
+            let traced = observer
+                .is_some()
+                .then(|| (*regs, frames.len(), trace::read_before(insn, regs, mem)));
+            let next = match flow {
                 Flow::Next => {
                     step::step(insn, regs, mem, helpers).map_err(|kind| Trap { pc: at, kind })?;
-                    at + insn.slots()
+                    Some(at + insn.slots())
                 }
-                Flow::Jump(target) => arrive(target)?,
-                Flow::Branch(target) if step::taken(insn, regs) => arrive(target)?,
-                Flow::Branch(_) => at + 1,
+                Flow::Jump(target) => Some(arrive(target)?),
+                Flow::Branch(target) if step::taken(insn, regs) => Some(arrive(target)?),
+                Flow::Branch(_) => Some(at + 1),
                 Flow::Call(target) => {
                     if frames.len() >= limits.max_depth() {
                         return Err(Trap {
@@ -553,29 +600,46 @@ impl Interpreter {
                             },
                         });
                     }
-                    frames.push(CallerFrame {
-                        return_pc: at + 1,
+                    frames.push(CallFrame {
+                        return_pc: (at + 1) as u64,
                         saved: [regs[6], regs[7], regs[8], regs[9]],
                         frame_pointer: regs[10],
                     });
                     regs[10] = limits.frame_pointer(frames.len());
-                    arrive(target)?
+                    Some(arrive(target)?)
                 }
                 Flow::Exit => match frames.pop() {
-                    None => {
-                        return Ok(Exit {
-                            r0: regs[0],
-                            instructions: budget - *remaining,
-                        });
-                    }
+                    None => None,
                     Some(frame) => {
                         regs[6..10].copy_from_slice(&frame.saved);
                         regs[10] = frame.frame_pointer;
-                        frame.return_pc
+                        Some(frame.return_pc as usize)
                     }
                 },
                 Flow::Invalid(reason) => return invalid(at, reason),
             };
+            if let (Some(observer), Some((before, depth, old))) = (observer.as_deref_mut(), traced)
+            {
+                observer.step(&Step {
+                    pc: at,
+                    insn: *insn,
+                    executed: budget - *remaining,
+                    depth,
+                    before,
+                    after: *regs,
+                    effect: trace::effect(insn, &before, regs, mem, old),
+                    next,
+                });
+            }
+            match next {
+                Some(next) => *pc = next,
+                None => {
+                    return Ok(Exit {
+                        r0: regs[0],
+                        instructions: budget - *remaining,
+                    });
+                }
+            }
         }
     }
 }
@@ -598,6 +662,17 @@ impl Executable for Interpreter {
         limits: &Limits,
     ) -> Result<Exit, Trap> {
         Interpreter::run(self, memory, args, helpers, limits)
+    }
+
+    fn run_in(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        Interpreter::run_in(self, memory, args, helpers, limits, stack)
     }
 }
 
@@ -633,6 +708,7 @@ fn call_helper(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
     use alloc::format;
     use alloc::string::String;
 
@@ -655,7 +731,10 @@ mod tests {
             let mut map = MemoryMap::new();
             let args = [layout::vm_addr(layout::INPUT, 0), mem.len() as u64];
             map.insert(layout::INPUT, Region::Writable(&mut mem));
-            interp.run_charged(map, args, &helpers, &limits, fast)
+            // Any observer makes the whole run precise.
+            let mut ignore = |_: &Step| {};
+            let observer: Option<&mut dyn Observer> = (!fast).then_some(&mut ignore);
+            interp.run_charged(map, args, &helpers, &limits, &mut Stack::new(), observer)
         };
         let (fast, precise) = (run(true), run(false));
         assert_eq!(fast, precise, "{name} with budget {budget:?}");
@@ -746,6 +825,134 @@ mod tests {
         }
     }
 
+    /// Traces `text` with no input and the conformance helper.
+    fn trace(text: &str, budget: Option<u64>) -> (Result<Exit, Trap>, Vec<Step>) {
+        let program = ebpf_isa::assemble(text).unwrap();
+        let limits = Limits {
+            budget,
+            ..Limits::default()
+        };
+        let mut steps = Vec::new();
+        let interp = Interpreter::new(&program);
+        let helpers = Helpers::conformance();
+        let result = interp.run_traced(MemoryMap::new(), [0, 0], &helpers, &limits, &mut steps);
+        let untraced = interp.run(MemoryMap::new(), [0, 0], &helpers, &limits);
+        assert_eq!(result, untraced, "{text}");
+        (result, steps)
+    }
+
+    #[test]
+    fn a_trace_shows_every_step_its_registers_memory_and_helper_calls() {
+        let (result, steps) = trace(
+            "mov %r0, 0\nmov %r1, 3\nloop:\nadd %r0, %r1\nsub %r1, 1\njne %r1, 0, loop\n\
+             stxdw [%r10-8], %r0\nldxw %r2, [%r10-8]\nmov %r1, %r2\ncall 5\nexit",
+            None,
+        );
+        // mov, mov, three rounds of (add, sub, jne), stxdw, ldxw, mov, call, exit.
+        let pcs: Vec<usize> = steps.iter().map(|s| s.pc).collect();
+        assert_eq!(pcs, [0, 1, 2, 3, 4, 2, 3, 4, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(
+            result,
+            Ok(Exit {
+                r0: 6,
+                instructions: 16
+            })
+        );
+        for (i, step) in steps.iter().enumerate() {
+            assert_eq!(step.executed, i as u64 + 1);
+            assert_eq!(step.depth, 0);
+            let next = steps.get(i + 1).map(|s| s.pc);
+            assert_eq!(step.next, next, "{step:?}");
+        }
+        // The first add: r0 0 -> 3, nothing else.
+        let changed: Vec<_> = steps[2].changed().collect();
+        assert_eq!(changed, [(0, 0, 3)]);
+        // The last jne changes nothing and falls through.
+        assert_eq!(steps[10].changed().count(), 0);
+        assert_eq!(steps[10].next, Some(5));
+        let slot = Limits::default().frame_pointer(0) - 8;
+        assert_eq!(
+            steps[11].effect,
+            Effect::Write(Access {
+                addr: slot,
+                len: 8,
+                value: 6
+            })
+        );
+        assert_eq!(
+            steps[12].effect,
+            Effect::Read(Access {
+                addr: slot,
+                len: 4,
+                value: 6
+            })
+        );
+        assert_eq!(steps[12].changed().collect::<Vec<_>>(), [(2, 0, 6)]);
+        assert_eq!(
+            steps[14].effect,
+            Effect::Helper {
+                id: 5,
+                args: [6, 6, 0, 0, 0],
+                result: 6
+            }
+        );
+        // The helper sets r0 (already 6) and zeroes r1 and r2.
+        assert_eq!(
+            steps[14].changed().collect::<Vec<_>>(),
+            [(1, 6, 0), (2, 6, 0)]
+        );
+        assert_eq!(steps[15].effect, Effect::None);
+    }
+
+    #[test]
+    fn a_trace_shows_atomics_calls_and_stops_before_a_trap() {
+        let (result, steps) = trace(
+            "stdw [%r10-8], 40\nmov %r1, 2\nlock fetch add [%r10-8], %r1\ncall local f\n\
+             ldxdw %r0, [%r1]\nexit\nf:\nmov %r0, 1\nexit",
+            None,
+        );
+        let slot = Limits::default().frame_pointer(0) - 8;
+        assert_eq!(
+            steps[2].effect,
+            Effect::Atomic {
+                read: Access {
+                    addr: slot,
+                    len: 8,
+                    value: 40
+                },
+                after: 42
+            }
+        );
+        // The fetched value lands in r1.
+        assert_eq!(steps[2].changed().collect::<Vec<_>>(), [(1, 2, 40)]);
+        // The call moves to the callee's frame; its exit returns to pc 4.
+        assert_eq!((steps[3].pc, steps[3].next), (3, Some(6)));
+        let fp = |d| Limits::default().frame_pointer(d);
+        assert_eq!(steps[3].changed().collect::<Vec<_>>(), [(10, fp(0), fp(1))]);
+        assert_eq!((steps[4].depth, steps[5].depth), (1, 1));
+        assert_eq!((steps[5].pc, steps[5].next), (7, Some(4)));
+        // The load through r1 = 40 traps; the trace stops at the instruction before.
+        assert_eq!(steps.len(), 6);
+        assert_eq!(
+            result,
+            Err(Trap {
+                pc: 4,
+                kind: TrapKind::OutOfBounds {
+                    addr: 40,
+                    len: 8,
+                    write: false
+                }
+            })
+        );
+        // A budget trap: the trace holds exactly the instructions the budget allowed.
+        let (result, steps) = trace("mov %r0, 1\nja -2", Some(5));
+        assert_eq!(steps.len(), 5);
+        assert_eq!(
+            result.unwrap_err().kind,
+            TrapKind::BudgetExhausted { budget: 5 }
+        );
+    }
+
     #[test]
     fn resuming_continues_exactly_where_the_state_stands() {
         let program = ebpf_isa::assemble(
@@ -784,7 +991,7 @@ mod tests {
         let inside = RunState {
             pc: 5,
             regs,
-            frames: vec![CallerFrame {
+            frames: vec![CallFrame {
                 return_pc: 2,
                 saved: [5, 0, 0, 0],
                 frame_pointer: limits.frame_pointer(0),

@@ -15,6 +15,7 @@ use core::fmt;
 
 use crate::insn::{AtomicOp, CallKind, Imm64Kind, Insn, Operand, PacketAddr, Reg};
 use crate::program::Program;
+use crate::quote::quoted;
 use crate::table::{self, Form, SPECS, Spec};
 
 /// Why a line does not assemble.
@@ -74,35 +75,45 @@ impl core::error::Error for AsmError {}
 impl fmt::Display for AsmErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AsmErrorKind::InvalidMnemonic(m) => write!(f, "invalid mnemonic: {m}"),
+            AsmErrorKind::InvalidMnemonic(m) => write!(f, "invalid mnemonic: {}", quoted(m)),
             AsmErrorKind::OperandCount {
                 mnemonic,
                 expected,
                 found,
             } => write!(
                 f,
-                "invalid number of operands for mnemonic {mnemonic}: expected {expected}, found {found}"
+                "invalid number of operands for mnemonic {}: expected {expected}, found {found}",
+                quoted(mnemonic)
             ),
             AsmErrorKind::InvalidLock => write!(
                 f,
                 "invalid number of operands for lock: expected `lock [fetch] OP [%rD+OFF], %rS`"
             ),
             AsmErrorKind::InvalidRegister(r) => {
-                write!(f, "invalid register: {r} (expected %r0..%r10)")
+                write!(f, "invalid register: {} (expected %r0..%r10)", quoted(r))
             }
             AsmErrorKind::InvalidMemoryOperand(m) => write!(
                 f,
-                "failed to decode register and offset: {m} (expected [%rN], [%rN+OFF] or [%rN-OFF])"
+                "failed to decode register and offset: {} (expected [%rN], [%rN+OFF] or [%rN-OFF])",
+                quoted(m)
             ),
-            AsmErrorKind::OffsetOutOfRange(o) => write!(f, "offset out of 16-bit range: {o}"),
-            AsmErrorKind::InvalidNumber(n) => write!(f, "invalid number: {n}"),
-            AsmErrorKind::ImmediateOutOfRange(n) => write!(f, "immediate out of 32-bit range: {n}"),
-            AsmErrorKind::InvalidLabel(l) => write!(f, "invalid label: {l}"),
-            AsmErrorKind::DuplicateLabel(l) => write!(f, "label defined twice: {l}"),
-            AsmErrorKind::TargetOutOfRange(l) => {
-                write!(f, "jump target {l} is too far for the offset field")
+            AsmErrorKind::OffsetOutOfRange(o) => {
+                write!(f, "offset out of 16-bit range: {}", quoted(o))
             }
-            AsmErrorKind::InvalidLddwKind(k) => write!(f, "invalid lddw kind: {k}"),
+            AsmErrorKind::InvalidNumber(n) => write!(f, "invalid number: {}", quoted(n)),
+            AsmErrorKind::ImmediateOutOfRange(n) => {
+                write!(f, "immediate out of 32-bit range: {}", quoted(n))
+            }
+            AsmErrorKind::InvalidLabel(l) => write!(f, "invalid label: {}", quoted(l)),
+            AsmErrorKind::DuplicateLabel(l) => write!(f, "label defined twice: {}", quoted(l)),
+            AsmErrorKind::TargetOutOfRange(l) => {
+                write!(
+                    f,
+                    "jump target {} is too far for the offset field",
+                    quoted(l)
+                )
+            }
+            AsmErrorKind::InvalidLddwKind(k) => write!(f, "invalid lddw kind: {}", quoted(k)),
         }
     }
 }
@@ -525,4 +536,41 @@ fn memory(text: &str) -> Res<(Reg, i16)> {
     })?;
     let off = i16::try_from(v).map_err(|_| AsmErrorKind::OffsetOutOfRange(off.to_string()))?;
     Ok((r, off))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Input bytes that a terminal would act on never reach the message as they are: a NUL
+    /// inside a number, a screen clear, an OSC window title, a bidi override.
+    #[test]
+    fn errors_quote_and_escape_what_they_echo() {
+        let cases = [
+            ("mov %r0, 1\0", "line 1: invalid number: \"1\\0\""),
+            (
+                "mov %r0, 1\nja \u{1b}[2J",
+                "line 2: invalid label: \"\\u{1b}[2J\"",
+            ),
+            (
+                "\u{1b}]0;pwned\u{7} %r0",
+                "line 1: invalid mnemonic: \"\\u{1b}]0;pwned\\u{7}\"",
+            ),
+            (
+                "ldxw %r0, [%r1+\u{202e}1]",
+                "line 1: failed to decode register and offset: \"[%r1+\\u{202e}1]\" (expected \
+                 [%rN], [%rN+OFF] or [%rN-OFF])",
+            ),
+            (
+                "mov %r\u{9b}1, 1",
+                "line 1: invalid register: \"%r\\u{9b}1\" (expected %r0..%r10)",
+            ),
+            // Plain tokens read as before.
+            ("ldxq %r0, [%r1]", "line 1: invalid mnemonic: ldxq"),
+        ];
+        for (text, message) in cases {
+            let err = assemble(text).unwrap_err();
+            assert_eq!(err.to_string(), message, "{text:?}");
+        }
+    }
 }

@@ -32,6 +32,7 @@ mod disasm;
 mod insn;
 mod llvm;
 mod program;
+mod quote;
 pub mod table;
 
 pub use asm::{AsmError, AsmErrorKind, assemble, assemble_lines};
@@ -43,4 +44,5 @@ pub use insn::{
 };
 pub use llvm::{Llvm, disassemble_llvm};
 pub use program::Program;
+pub use quote::{Quoted, quoted};
 pub use table::{CpuVersion, Field, Group};

@@ -48,7 +48,11 @@
 #define EBPF_REASON_UNSUPPORTED_CALL 4
 #define EBPF_REASON_OTHER 5
 
-/* One region: VM addresses (id << 32) + [0, len) map to host[0, len). Unmapped: len = 0. */
+/*
+ * One region: VM addresses (id << 32) + [0, len) map to host[0, len). Unmapped: len = 0.
+ * len must not exceed 4 GiB (1 << 32), the region's window: the bytes of a longer buffer past
+ * its first 4 GiB would have the next region's addresses. Give the first 4 GiB only.
+ */
 struct ebpf_region {
     uint8_t *host;
     uint64_t len;

@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use ebpf_isa::quoted;
+
 /// Why compilation failed. Run-time errors are `ebpf_abi::Trap`s, never this.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -42,14 +44,27 @@ impl fmt::Display for JitError {
             JitError::UnsupportedHost { reason } => {
                 write!(f, "cranelift cannot generate code for this host: {reason}")
             }
+            // The triple and settings are the user's (a command line, `EBPF_JIT_ISA_FLAGS`), and
+            // the reasons may echo them: all go through `quoted`.
             JitError::UnsupportedTarget { triple, reason } => {
-                write!(f, "unsupported target `{triple}`: {reason}")
+                write!(
+                    f,
+                    "unsupported target `{}`: {}",
+                    quoted(triple),
+                    quoted(reason)
+                )
             }
             JitError::Setting {
                 name,
                 value,
                 reason,
-            } => write!(f, "bad cranelift setting `{name}={value}`: {reason}"),
+            } => write!(
+                f,
+                "bad cranelift setting `{}={}`: {}",
+                quoted(name),
+                quoted(value),
+                quoted(reason)
+            ),
             JitError::Codegen(e) => write!(f, "cranelift code generation failed: {e}"),
             JitError::Module(e) => write!(f, "cranelift module error: {e}"),
             JitError::Object(e) => write!(f, "writing the object file failed: {e}"),

@@ -16,9 +16,10 @@ use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use ebpf_abi::{
-    Exit, Helpers, Limits, MemoryMap, RawRegion, RawTrap, Region, Trap, TrapKind, layout, trap_code,
+    CallFrame, Exit, Helpers, Limits, MemoryMap, RawRegion, RawTrap, Region, Stack, Trap, TrapKind,
+    layout, trap_code,
 };
-use ebpf_interp::{CallerFrame, RunState};
+use ebpf_interp::RunState;
 
 use crate::Finish;
 use crate::context::{Context, SUSPENDED, off};
@@ -35,6 +36,64 @@ struct Host<'h, 'm> {
     trap: Option<TrapKind>,
     /// A helper's panic, resumed once generated code has returned.
     panic: Option<Box<dyn Any + Send>>,
+    /// The context's region table is unmapped from this row on.
+    rows: usize,
+}
+
+/// The context of a finished run, kept per thread so that the next run rewrites only the
+/// rows of its region table that can be mapped instead of building 64 entries. A run takes
+/// it (a nested run, from a helper, finds none and makes its own) and puts it back when it
+/// ends; a run that panics out drops it.
+struct Spare {
+    ctx: Context,
+    /// `ctx.regions` is unmapped from this row on.
+    rows: usize,
+}
+
+std::thread_local! {
+    static SPARE: core::cell::Cell<Option<Box<Spare>>> = const { core::cell::Cell::new(None) };
+}
+
+impl Spare {
+    fn take() -> Box<Spare> {
+        SPARE
+            .try_with(core::cell::Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| {
+                Box::new(Spare {
+                    ctx: Context {
+                        regions: [RawRegion::UNMAPPED; ebpf_abi::REGION_TABLE_LEN],
+                        args: [0; 2],
+                        remaining: 0,
+                        stack_size: 0,
+                        max_depth: 0,
+                        frames: core::ptr::null_mut(),
+                        helper: trampoline,
+                        user: core::ptr::null_mut(),
+                        helper_r0: 0,
+                        trap_kind: trap_code::EXIT,
+                        trap_pc: 0,
+                        trap_a: 0,
+                        trap_b: 0,
+                        state: [0; 11],
+                        depth: 0,
+                        next: 0,
+                        host: 0,
+                    },
+                    rows: 0,
+                })
+            })
+    }
+
+    fn put_back(mut self: Box<Spare>) {
+        // No pointer of the finished run stays reachable but the table's, which the next run
+        // rewrites (rows `0..rows`) before generated code sees it.
+        self.ctx.user = core::ptr::null_mut();
+        self.ctx.frames = core::ptr::null_mut();
+        // During thread teardown there is nowhere to keep it: drop it.
+        let _ = SPARE.try_with(|s| s.set(Some(self)));
+    }
 }
 
 /// The helper entry point of in-process runs.
@@ -64,7 +123,7 @@ unsafe extern "C" fn trampoline(
     }));
     // The helper had `&mut` access to the regions: refresh the raw table from the map, as the
     // contract asks (the map's shape cannot change, so the entries stay the same).
-    host.memory.raw_table(&mut ctx.regions);
+    host.rows = host.memory.refresh_raw_table(&mut ctx.regions, host.rows);
     match result {
         Ok(Ok(r0)) => {
             ctx.helper_r0 = r0;
@@ -98,55 +157,118 @@ pub(crate) unsafe fn run(
     args: [u64; 2],
     helpers: &Helpers,
     limits: &Limits,
+    stack: &mut Stack,
 ) -> Result<Exit, Trap> {
-    // As the interpreter: the stack is one zeroed region of `stack_size` bytes.
+    const _: () = assert!(size_of::<CallFrame>() == off::FRAME_WORDS as usize * 8);
+    // As the interpreter: the stack is one region of `stack_size` bytes, lent by the caller.
     let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
-    let mut stack = vec![0u8; stack_size];
-    // The depth the contract enforces (`max_call_depth` clamped to `MAX_CALL_DEPTH`).
+    // The depth the contract enforces (`max_call_depth` clamped to `MAX_CALL_DEPTH`). Generated
+    // code keeps `FRAME_WORDS` words per saved frame: a `CallFrame` is exactly that.
     let max_depth = limits.max_depth();
-    let mut frames = vec![0u64; max_depth.saturating_mul(off::FRAME_WORDS as usize)];
+    let frames: *mut u64 = stack.frames(max_depth).as_mut_ptr().cast();
     let mut host = Host {
         helpers,
         memory,
         trap: None,
         panic: None,
+        rows: 0,
     };
     host.memory
-        .insert(layout::STACK, Region::Writable(&mut stack));
+        .insert(layout::STACK, Region::Writable(stack.region(stack_size)));
     let budget = limits.budget.unwrap_or(u64::MAX);
-    let mut ctx = Context {
-        regions: [RawRegion::UNMAPPED; ebpf_abi::REGION_TABLE_LEN],
-        args,
-        remaining: budget,
-        stack_size: limits.stack_size(),
-        max_depth: max_depth as u64,
-        frames: frames.as_mut_ptr(),
-        helper: trampoline,
-        user: core::ptr::null_mut(),
-        helper_r0: 0,
-        trap_kind: trap_code::EXIT,
-        trap_pc: 0,
-        trap_a: 0,
-        trap_b: 0,
-        state: [0; 11],
-        depth: 0,
-        next: 0,
-        host: 0,
-    };
-    host.memory.raw_table(&mut ctx.regions);
+    let mut spare = Spare::take();
+    let ctx = &mut spare.ctx;
+    ctx.args = args;
+    ctx.remaining = budget;
+    ctx.stack_size = limits.stack_size();
+    ctx.max_depth = max_depth as u64;
+    ctx.frames = frames;
+    ctx.helper = trampoline;
+    ctx.helper_r0 = 0;
+    ctx.trap_kind = trap_code::EXIT;
+    ctx.trap_pc = 0;
+    ctx.trap_a = 0;
+    ctx.trap_b = 0;
+    ctx.depth = 0;
+    ctx.next = 0;
+    ctx.host = 0;
+    host.rows = host.memory.refresh_raw_table(&mut ctx.regions, spare.rows);
+    spare.rows = host.rows;
+    let ctx = &mut spare.ctx;
     ctx.user = (&raw mut host).cast();
-    let ctx_ptr: *mut Context = &raw mut ctx;
+    let ctx_ptr: *mut Context = &raw mut *ctx;
     // SAFETY: `entry` is generated code for this host (the caller's promise) with the C ABI
     // `fn(*mut Context) -> u64`. The context is fully initialised: its region table describes
-    // live buffers (the map's regions and `stack`, all outliving the call), `frames` has room
-    // for `max_depth` frames, `helper` is `trampoline` and `user` points to `host`. Generated
-    // code touches only those, after checking every VM access against the table, and nothing
-    // else uses `ctx`, `host`, `stack` or `frames` until it returns.
+    // live buffers (the map's regions and `stack`, all outliving the call; rows from
+    // `host.rows` on are unmapped), `frames` has room for `max_depth` frames of `FRAME_WORDS`
+    // words (the stack's frames are not touched while the map borrows its bytes), `helper` is
+    // `trampoline` and `user` points to `host`. Generated code touches only those, after
+    // checking every VM access against the table, and nothing else uses `ctx`, `host`,
+    // `stack` or `frames` until it returns.
     let r0 = unsafe { entry(ctx_ptr) };
     if let Some(payload) = host.panic.take() {
         // A helper panicked: let the panic continue, as it does through the interpreter.
         resume_unwind(payload);
     }
+    let result = if ctx.trap_kind == SUSPENDED {
+        // SAFETY: `frames` points to the `max_depth` frames `stack.frames` lent, which live as
+        // long as `stack`; generated code, their only other user, has returned, and the map
+        // borrows only the stack's bytes.
+        let frames = unsafe { core::slice::from_raw_parts(frames.cast::<CallFrame>(), max_depth) };
+        hand_over(ctx, frames, finish, helpers, limits, &mut host)
+    } else {
+        outcome(ctx, r0, budget, limits, &mut host)
+    };
+    spare.put_back();
+    result
+}
+
+/// A run generated code suspended, finished by the interpreter: it suspends when a budget
+/// check finds too little budget left for its next stretch of code, with `r0`–`r10` in
+/// `state`, the call depth in `depth` and the saved frames in `frames`.
+fn hand_over(
+    ctx: &Context,
+    frames: &[CallFrame],
+    finish: &Finish,
+    helpers: &Helpers,
+    limits: &Limits,
+    host: &mut Host<'_, '_>,
+) -> Result<Exit, Trap> {
+    let pc = usize::try_from(ctx.trap_pc).unwrap_or(usize::MAX);
+    // Suspended by `ret` on its way to a return site: the site's word is in `next`.
+    let pc = if ctx.trap_pc == u64::MAX {
+        finish.return_pc(ctx.next)
+    } else {
+        pc
+    };
+    let depth = usize::try_from(ctx.depth).unwrap_or(0);
+    let callers = frames
+        .iter()
+        .take(depth)
+        .map(|f| CallFrame {
+            return_pc: finish.return_pc(f.return_pc) as u64,
+            ..*f
+        })
+        .collect();
+    let state = RunState {
+        pc,
+        regs: ctx.state,
+        frames: callers,
+        remaining: ctx.remaining,
+    };
+    finish
+        .interpreter()
+        .resume(state, &mut host.memory, helpers, limits)
+}
+
+/// The run's result from the context generated code left.
+fn outcome(
+    ctx: &Context,
+    r0: u64,
+    budget: u64,
+    limits: &Limits,
+    host: &mut Host<'_, '_>,
+) -> Result<Exit, Trap> {
     if ctx.trap_kind == trap_code::EXIT {
         return Ok(Exit {
             r0,
@@ -154,34 +276,6 @@ pub(crate) unsafe fn run(
         });
     }
     let pc = usize::try_from(ctx.trap_pc).unwrap_or(usize::MAX);
-    if ctx.trap_kind == SUSPENDED {
-        // Suspended by `ret` on its way to a return site: the site's word is in `next`.
-        let pc = if ctx.trap_pc == u64::MAX {
-            finish.return_pc(ctx.next)
-        } else {
-            pc
-        };
-        let depth = usize::try_from(ctx.depth).unwrap_or(0).min(max_depth);
-        let words = off::FRAME_WORDS as usize;
-        let callers = frames
-            .chunks_exact(words)
-            .take(depth)
-            .map(|f| CallerFrame {
-                return_pc: finish.return_pc(f[0]),
-                saved: [f[1], f[2], f[3], f[4]],
-                frame_pointer: f[5],
-            })
-            .collect();
-        let state = RunState {
-            pc,
-            regs: ctx.state,
-            frames: callers,
-            remaining: ctx.remaining,
-        };
-        return finish
-            .interpreter()
-            .resume(state, &mut host.memory, helpers, limits);
-    }
     let raw = RawTrap {
         code: ctx.trap_kind,
         a: ctx.trap_a,

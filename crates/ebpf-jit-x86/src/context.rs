@@ -3,7 +3,7 @@
 //!
 //! The JIT reads and writes the context only at the offsets exported here (`OFF_*`, computed
 //! with `offset_of!`, so the emitter and the struct cannot drift apart). The first part is a
-//! struct-of-arrays view of the region table, derived from `MemoryMap::raw_table` so that a
+//! struct-of-arrays view of the region table, derived from `MemoryMap::raw_entry` so that a
 //! bounds check is one compare against a precomputed limit:
 //!
 //! - `bias[r] = host(r) - (r << 32)`: adding it to a VM address in region `r` gives the host
@@ -11,9 +11,12 @@
 //! - `load_lim[w][r]` / `store_lim[w][r]`: an access of `1 << w` bytes at VM address `a`, whose
 //!   region is `r = (a >> 32) & 63`, is in bounds exactly when `a < lim`. The limit is
 //!   `(r << 32) + len - width + 1` (0 when the region is unmapped, shorter than the access, or —
-//!   for stores — read-only). Masking the region id with 63 instead of checking it is exact
-//!   because `len` is clamped to 2^33: an address whose real region id is 64 or more is at
-//!   least 2^38 above its aliased region's base, so it is never below the limit.
+//!   for stores — read-only). `len` is clamped to the region's 4 GiB window
+//!   (`layout::MAX_REGION_LEN`, as `MemoryMap` already does), so the limit never reaches into
+//!   the next region's addresses and the guessed-region check (`a - base < span`) is exact too.
+//!   Masking the region id with 63 instead of checking it is exact for the same reason: an
+//!   address whose real region id is 64 or more is at least 2^38 above its aliased region's
+//!   base, so it is never below the limit.
 
 use alloc::boxed::Box;
 use core::any::Any;
@@ -24,8 +27,9 @@ use ebpf_abi::{Helpers, MemoryMap, REGION_TABLE_LEN, RawRegion, RawTrap, TrapKin
 /// Access widths in bytes, indexed by `w` (`1 << w`).
 pub(crate) const WIDTHS: [u64; 4] = [1, 2, 4, 8];
 
-/// Lengths above this are clamped in the limits (see the module docs); offsets never reach it.
-const LEN_CLAMP: u64 = 1 << 33;
+/// Lengths above this are clamped in the limits (see the module docs): a region addresses at
+/// most its 4 GiB window.
+const LEN_CLAMP: u64 = ebpf_abi::layout::MAX_REGION_LEN;
 
 /// What generated code returns in `eax`.
 pub(crate) mod status {
@@ -148,7 +152,7 @@ pub(crate) struct Ctx<'a> {
     /// The raw table of the contract, refreshed after every helper call.
     pub(crate) raw: [RawRegion; REGION_TABLE_LEN],
     /// Rows `0..rows` of the region arrays may be non-zero (regions `0..rows` may be mapped);
-    /// the rest are zero.
+    /// the rest are zero, and their `raw` entries unmapped.
     pub(crate) rows: usize,
     /// How a helper call failed.
     pub(crate) helper_trap: Option<TrapKind>,
@@ -224,56 +228,57 @@ impl<'a> Ctx<'a> {
         self.panic = None;
     }
 
-    /// Rebuilds the raw table from `memory` (which must be the map this context was made for)
-    /// and the JIT's view of it.
+    /// Brings the region arrays up to date with `memory` (which must be the map this context
+    /// was made for): only the rows whose entry changed since the last refresh are
+    /// recomputed, and only the rows that can be mapped are looked at (the rest are unmapped
+    /// and stay zero).
     pub(crate) fn refresh(&mut self, memory: &mut MemoryMap<'_>) {
-        let mut raw = [RawRegion::UNMAPPED; REGION_TABLE_LEN];
-        memory.raw_table(&mut raw);
-        // Only regions below the last mapped one need rows; the rows above stay zero, which
-        // fails every check.
-        let highest = raw
-            .iter()
-            .rposition(|e| !e.host.is_null())
-            .map_or(0, |r| r + 1);
-        // An embedder that runs again over the same buffers (or a helper that changed only
-        // bytes) leaves the table as it was: nothing to recompute.
-        if highest == self.rows && raw.get(..highest) == self.raw.get(..highest) {
-            return;
-        }
-        self.raw = raw;
-        // Rows a reused context's earlier run filled and this one does not map: zero.
-        for r in highest..self.rows {
-            self.host[r] = 0;
-            self.bias[r] = 0;
-            for w in 0..WIDTHS.len() {
-                self.load_lim[w][r] = 0;
-                self.store_lim[w][r] = 0;
-                self.load_span[w][r] = 0;
-                self.store_span[w][r] = 0;
+        let bound = memory.id_bound().min(REGION_TABLE_LEN);
+        let mut highest = 0;
+        for r in 0..bound.max(self.rows) {
+            let entry = if r < bound {
+                memory.raw_entry(r)
+            } else {
+                RawRegion::UNMAPPED
+            };
+            if !entry.host.is_null() {
+                highest = r + 1;
+            }
+            // An embedder that runs again over the same buffers (or a helper that changed only
+            // bytes) leaves the row as it was: nothing to recompute.
+            if self.raw[r] != entry {
+                self.raw[r] = entry;
+                self.set_row(r, entry);
             }
         }
         self.rows = highest;
-        for (r, entry) in self.raw.iter().enumerate().take(highest) {
-            let base = (r as u64) << 32;
-            let len = if entry.host.is_null() {
-                0
+    }
+
+    /// Writes row `r` of the region arrays for `entry` (all zero when it is unmapped).
+    fn set_row(&mut self, r: usize, entry: RawRegion) {
+        let base = (r as u64) << 32;
+        let len = if entry.host.is_null() {
+            0
+        } else {
+            entry.len.min(LEN_CLAMP)
+        };
+        self.host[r] = entry.host as usize as u64;
+        self.bias[r] = if entry.host.is_null() {
+            0
+        } else {
+            self.host[r].wrapping_sub(base)
+        };
+        for (w, width) in WIDTHS.iter().enumerate() {
+            let lim = if len >= *width {
+                base + len - width + 1
             } else {
-                entry.len.min(LEN_CLAMP)
+                0
             };
-            self.host[r] = entry.host as usize as u64;
-            self.bias[r] = self.host[r].wrapping_sub(base);
-            for (w, width) in WIDTHS.iter().enumerate() {
-                let lim = if len >= *width {
-                    base + len - width + 1
-                } else {
-                    0
-                };
-                let store = if entry.writable != 0 { lim } else { 0 };
-                self.load_lim[w][r] = lim;
-                self.store_lim[w][r] = store;
-                self.load_span[w][r] = if lim == 0 { 0 } else { lim - base };
-                self.store_span[w][r] = if store == 0 { 0 } else { store - base };
-            }
+            let store = if entry.writable != 0 { lim } else { 0 };
+            self.load_lim[w][r] = lim;
+            self.store_lim[w][r] = store;
+            self.load_span[w][r] = if lim == 0 { 0 } else { lim - base };
+            self.store_span[w][r] = if store == 0 { 0 } else { store - base };
         }
     }
 }

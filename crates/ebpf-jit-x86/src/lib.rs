@@ -52,7 +52,7 @@ mod tests;
 use alloc::string::String;
 use core::fmt;
 
-use ebpf_abi::{Executable, Exit, Helpers, Limits, MemoryMap, Trap};
+use ebpf_abi::{Executable, Exit, Helpers, Limits, MemoryMap, Stack, Trap};
 use ebpf_isa::Program;
 
 /// How to compile.
@@ -157,13 +157,26 @@ impl X86Program {
         helpers: &Helpers,
         limits: &Limits,
     ) -> Result<Exit, Trap> {
+        self.run_in(memory, args, helpers, limits, &mut Stack::new())
+    }
+
+    /// [`X86Program::run`] on a lent stack (see [`Executable::run_in`]): no allocation once
+    /// `stack` has served a run of the same size on this thread.
+    pub fn run_in(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
         #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
         {
-            self.inner.run(memory, args, helpers, limits)
+            self.inner.run(memory, args, helpers, limits, stack)
         }
         #[cfg(not(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos"))))]
         {
-            let _ = (memory, args, helpers, limits);
+            let _ = (memory, args, helpers, limits, stack);
             match self.inner {}
         }
     }
@@ -203,6 +216,17 @@ impl Executable for X86Program {
         limits: &Limits,
     ) -> Result<Exit, Trap> {
         X86Program::run(self, memory, args, helpers, limits)
+    }
+
+    fn run_in(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        X86Program::run_in(self, memory, args, helpers, limits, stack)
     }
 
     fn code_size(&self) -> usize {

@@ -9,7 +9,9 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout, trap_code};
+use ebpf_abi::{
+    Exit, Helpers, Limits, MemoryMap, Region, Stack, Trap, TrapKind, layout, trap_code,
+};
 use ebpf_isa::Program;
 
 use crate::blocks::Shape;
@@ -18,10 +20,6 @@ use crate::emit::emit;
 use crate::pages::{self, Pages};
 use crate::slow::{Stepped, finish_chain};
 use crate::{JitError, JitOptions};
-
-/// Slack below the stack region in its host allocation: fast-path stack accesses reach at most
-/// 512 bytes below `r10`.
-const STACK_SLACK: usize = 512;
 
 /// The signature of generated code.
 type Entry = unsafe extern "sysv64" fn(*mut Ctx<'_>) -> u32;
@@ -68,31 +66,29 @@ impl Compiled {
         args: [u64; 2],
         helpers: &Helpers,
         limits: &Limits,
+        stack: &mut Stack,
     ) -> Result<Exit, Trap> {
         let code = &self.code;
         let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
         let mut spare = Spare::take();
-        let stack = &mut spare.stack;
-        stack.clear();
-        stack.resize(stack_size.saturating_add(STACK_SLACK + 16), 0);
-        let align = stack
-            .get(STACK_SLACK..)
-            .map_or(0, |s| s.as_ptr().align_offset(16));
-        let start = STACK_SLACK.saturating_add(if align < 16 { align } else { 0 });
-        let region = match stack.get_mut(start..start.saturating_add(stack_size)) {
-            Some(r) => r,
-            None => &mut [],
-        };
+        // The lent stack keeps 512 bytes of slack below the region (fast-path stack accesses
+        // stay inside `[r10 - 512, r10)`; the slack is a second guard).
         let mut memory = memory;
-        memory.insert(layout::STACK, Region::Writable(region));
+        memory.insert(layout::STACK, Region::Writable(stack.region(stack_size)));
 
         let depth = limits.max_depth();
         let frames = &mut spare.frames;
-        frames.clear();
-        frames.extend((0..depth).map(|d| Frame {
-            callee_fp: limits.frame_pointer(d.saturating_add(1)),
-            ..Frame::default()
-        }));
+        // The shadow stack's frame pointers depend only on the limits: rewrite them only when
+        // this thread's last run had others.
+        if frames.len() != depth
+            || frames.first().map(|f| f.callee_fp) != Some(limits.frame_pointer(1))
+        {
+            frames.clear();
+            frames.extend((0..depth).map(|d| Frame {
+                callee_fp: limits.frame_pointer(d.saturating_add(1)),
+                ..Frame::default()
+            }));
+        }
         let budget = limits.budget.unwrap_or(u64::MAX);
 
         let ctx = &mut spare.ctx;
@@ -177,19 +173,15 @@ impl Compiled {
     }
 }
 
-/// The largest stack buffer a thread keeps for its next run.
-const KEPT_STACK: usize = 256 * 1024;
-
 /// The largest shadow stack (in frames) a thread keeps for its next run.
 const KEPT_FRAMES: usize = 4096;
 
-/// What a run needs besides the code — the context (about 11 KiB of region tables), the
-/// stack buffer and the shadow stack — kept per thread for the next run, so that a run of a
-/// small program is not mostly allocation and zeroing. A run takes it (a nested run, from a
-/// helper, finds none and makes its own) and puts it back when it ends.
+/// What a run needs besides the code and the stack — the context (about 11 KiB of region
+/// tables) and the shadow stack — kept per thread for the next run, so that a run of a small
+/// program is not mostly allocation. A run takes it (a nested run, from a helper, finds none
+/// and makes its own) and puts it back when it ends.
 struct Spare {
     ctx: Ctx<'static>,
-    stack: Vec<u8>,
     frames: Vec<Frame>,
 }
 
@@ -206,14 +198,13 @@ impl Spare {
             .unwrap_or_else(|| {
                 Box::new(Spare {
                     ctx: Ctx::new(),
-                    stack: Vec::new(),
                     frames: Vec::new(),
                 })
             })
     }
 
     fn put_back(self: Box<Spare>) {
-        if self.stack.capacity() <= KEPT_STACK && self.frames.capacity() <= KEPT_FRAMES {
+        if self.frames.capacity() <= KEPT_FRAMES {
             // During thread teardown there is nowhere to keep it: drop it.
             let _ = SPARE.try_with(|s| s.set(Some(self)));
         }

@@ -17,14 +17,14 @@ create_exception!(
     LoadError,
     Error,
     "A program could not be loaded (kind: decode, asm, elf, rejected, needs_budget, \
-     invalid_config, engine_unavailable, compile)."
+     invalid_config, engine_unavailable, compile, uses_maps, too_large)."
 );
 create_exception!(
     ebpf_vm,
     Trap,
     Error,
     "A run ended with a trap (kind: out_of_bounds, misaligned_atomic, budget_exhausted, \
-     call_depth_exceeded, unknown_helper, helper_failed, invalid_instruction)."
+     call_depth_exceeded, unknown_helper, helper_failed, invalid_instruction, region_too_large)."
 );
 
 /// An exception of type `E` with `kind` and `pc` set.
@@ -55,6 +55,8 @@ pub(crate) fn load_error(py: Python<'_>, e: &ebpf_vm::LoadError) -> PyErr {
         E::InvalidConfig(_) => ("invalid_config", None),
         E::EngineUnavailable(_) => ("engine_unavailable", None),
         E::Compile { .. } => ("compile", None),
+        E::UsesMaps { .. } => ("uses_maps", None),
+        E::TooLarge { .. } => ("too_large", None),
         _ => ("other", None),
     };
     with_details::<LoadError>(py, e.to_string(), kind, pc)
@@ -83,6 +85,7 @@ pub(crate) fn trap_kind(kind: &TrapKind) -> &'static str {
         TrapKind::UnknownHelper { .. } => "unknown_helper",
         TrapKind::HelperFailed { .. } => "helper_failed",
         TrapKind::InvalidInstruction { .. } => "invalid_instruction",
+        TrapKind::RegionTooLarge { .. } => "region_too_large",
         _ => "other",
     }
 }

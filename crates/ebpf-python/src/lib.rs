@@ -3,7 +3,8 @@
 //! What it is for: running eBPF programs from Python — pytest suites for kernel BPF code, say —
 //! through the facade: `Vm.load(bytes)`, `Vm.load_asm(text)`, `Vm.load_elf(path, section=…)`
 //! with `engine=`, `budget=`, `max_call_depth=`, `helpers={id: callable}`, then
-//! `vm.run(bytearray)`, which returns `r0` or raises `ebpf_vm.Trap` (with `kind` and `pc`).
+//! `vm.run(bytearray)`, which returns `r0` or raises `ebpf_vm.Trap` (with `kind` and `pc`), and
+//! with `trace=[]` collects every executed instruction as a dict (`trace.rs`).
 //! Load errors raise `ebpf_vm.LoadError` (also with `kind` and `pc`). `ebpf_vm.pyi` beside
 //! this crate's manifest is the typed API.
 //!
@@ -16,12 +17,13 @@
 
 mod errors;
 mod helper;
+mod trace;
 
 use std::collections::BTreeMap;
 
 use ebpf_vm::{Engine, Input, VmBuilder};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyByteArrayMethods, PyBytes, PySlice};
+use pyo3::types::{PyByteArray, PyByteArrayMethods, PyBytes, PyList, PySlice};
 
 use crate::errors::{Error, LoadError, Trap};
 use crate::helper::{Memory, PyHelper};
@@ -176,9 +178,16 @@ impl Vm {
 
     /// Runs the program and returns `r0`. `data` is the input: a `bytearray` (the program's
     /// writes land in it), `bytes` (writes are discarded) or `None` (no input: `r1` = `r2` =
-    /// 0). A trap raises `Trap`.
-    #[pyo3(signature = (data = None))]
-    fn run(&self, py: Python<'_>, data: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+    /// 0). A trap raises `Trap`. With `trace`, a list, the run is traced (on the interpreter,
+    /// with the same result) and one dict per executed instruction is appended to it, also
+    /// when the run traps (docs/trace.md).
+    #[pyo3(signature = (data = None, *, trace = None))]
+    fn run(
+        &self,
+        py: Python<'_>,
+        data: Option<&Bound<'_, PyAny>>,
+        trace: Option<&Bound<'_, PyList>>,
+    ) -> PyResult<u64> {
         let mut buffer = match data {
             None => None,
             Some(d) => {
@@ -197,12 +206,22 @@ impl Vm {
         helper::clear_pending_error();
         // The copy is the program's memory: Python code (a helper) cannot resize or free it
         // while the program runs without the GIL.
+        let tracing = trace.is_some();
+        let mut steps = Vec::new();
         let result = py.detach(|| {
-            self.inner.run_with(match buffer.as_deref_mut() {
+            let input = match buffer.as_deref_mut() {
                 Some(bytes) => Input::new(bytes),
                 None => Input::none(),
-            })
+            };
+            if tracing {
+                self.inner.run_traced(input, &mut steps)
+            } else {
+                self.inner.run_with(input)
+            }
         });
+        if let Some(list) = trace {
+            trace::append(list, &steps)?;
+        }
         if let (Some(d), Some(bytes)) = (data, &buffer)
             && let Ok(array) = d.cast::<PyByteArray>()
         {

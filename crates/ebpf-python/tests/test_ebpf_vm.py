@@ -96,6 +96,13 @@ def test_load_error_kinds():
     assert isinstance(info.value, ebpf_vm.Error)
 
 
+def test_a_program_that_uses_maps_is_a_uses_maps_load_error():
+    with pytest.raises(LoadError) as info:
+        Vm.load_elf(ROOT / "tests" / "bpf" / "xdp_counter.o")
+    assert info.value.kind == "uses_maps"
+    assert "uses map" in str(info.value)
+
+
 def test_elf_errors(tmp_path):
     junk = tmp_path / "junk.o"
     junk.write_bytes(b"not an ELF object")
@@ -250,6 +257,44 @@ def test_ip_filter_on_built_packets(src, dst, vlan, verdict):
         assert vm.run(ipv4_tcp_frame(src, dst, vlan)) == verdict, engine
     # A runt frame (shorter than an Ethernet header) is dropped.
     assert Vm.load_elf(IP_FILTER, function="xdp_ip_filter").run(bytearray(10)) == XDP_DROP
+
+
+# --- Traces ---------------------------------------------------------------------------------
+
+def test_a_traced_run_lists_every_instruction_on_every_engine():
+    # r0 = 3 + 2 + 1: mov, mov, three rounds of (add, sub, jne), stxdw, exit.
+    text = ("mov %r0, 0\nmov %r1, 3\nloop:\nadd %r0, %r1\nsub %r1, 1\njne %r1, 0, loop\n"
+            "stxdw [%r10-8], %r0\nexit")
+    for engine in ebpf_vm.engines():
+        vm = Vm.load_asm(text, engine=engine, budget=1000)
+        steps = []
+        assert vm.run(trace=steps) == 6
+        assert [s["pc"] for s in steps] == [0, 1, 2, 3, 4, 2, 3, 4, 2, 3, 4, 5, 6]
+        assert [s["step"] for s in steps] == list(range(1, 14))
+        assert steps[1]["regs"] == {"r1": (0, 3)}
+        assert steps[2] == {"step": 3, "pc": 2, "depth": 0, "insn": "r0 += r1",
+                            "regs": {"r0": (0, 3)}, "next": 3}
+        assert steps[4]["next"] == 2 and steps[10]["next"] == 5
+        # The top frame of the stack ends at 0x200001200 (9 frames of 512 bytes).
+        assert steps[11]["store"] == {"addr": 0x2000011F8, "len": 8, "value": 6}
+        assert steps[12]["insn"] == "exit" and steps[12]["next"] is None
+
+
+def test_a_traced_run_that_traps_keeps_its_steps():
+    vm = Vm.load_asm("mov %r6, %r1\nmov %r1, 2\ncall 5\nldxw %r0, [%r6+2]\nexit",
+                     helpers={5: lambda args, mem: args[0] * 7})
+    steps = []
+    with pytest.raises(Trap) as info:
+        vm.run(bytearray(4), trace=steps)
+    assert (info.value.kind, info.value.pc) == ("out_of_bounds", 3)
+    assert len(steps) == 3
+    assert steps[2]["helper"] == {"id": 5, "args": [2, 4, 0, 0, 0], "result": 14}
+    assert steps[2]["regs"] == {"r0": (0, 14), "r1": (2, 0), "r2": (4, 0)}
+
+
+def test_trace_must_be_a_list():
+    with pytest.raises(TypeError):
+        Vm.load_asm("mov %r0, 1\nexit").run(trace=())
 
 
 # --- The type stubs --------------------------------------------------------------------------

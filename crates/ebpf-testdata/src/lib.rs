@@ -102,7 +102,7 @@ pub fn parse(text: &str) -> Result<TestVector, ParseError> {
                 v.error.get_or_insert_with(String::new);
                 Section::Error
             } else {
-                return Err(err(format!("unknown directive `{}`", line.trim())));
+                return Err(err(format!("unknown directive {:?}", line.trim())));
             };
             continue;
         }
@@ -118,7 +118,7 @@ pub fn parse(text: &str) -> Result<TestVector, ParseError> {
             Section::Mem => {
                 for tok in trimmed.split_whitespace() {
                     let byte = u32::from_str_radix(tok, 16)
-                        .map_err(|_| err(format!("`{tok}` is not a hex byte in -- mem")))?;
+                        .map_err(|_| err(format!("{tok:?} is not a hex byte in -- mem")))?;
                     // The upstream reader keeps the low 8 bits of each token.
                     mem.push(byte.to_le_bytes()[0]);
                 }
@@ -139,7 +139,7 @@ pub fn parse(text: &str) -> Result<TestVector, ParseError> {
         };
         v.result = Some(parsed.ok_or(ParseError {
             line: number,
-            message: format!("`{text}` is not a 64-bit result"),
+            message: format!("{text:?} is not a 64-bit result"),
         })?);
     }
     Ok(v)
@@ -164,7 +164,7 @@ fn parse_raw_line(line: &str, out: &mut Vec<u8>) -> Result<(), String> {
             Some(hex) => u64::from_str_radix(hex, 16),
             None => t.parse(),
         }
-        .map_err(|_| format!("`{t}` is not a 64-bit instruction in -- raw"))?;
+        .map_err(|_| format!("{t:?} is not a 64-bit instruction in -- raw"))?;
         out.extend_from_slice(&value.to_le_bytes());
     }
     Ok(())
@@ -172,8 +172,9 @@ fn parse_raw_line(line: &str, out: &mut Vec<u8>) -> Result<(), String> {
 
 /// Reads and parses a `.data` file. Errors name the file.
 pub fn read(path: &Path) -> Result<TestVector, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let name = format!("{:?}", path.display().to_string());
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+    parse(&text).map_err(|e| format!("{name}: {e}"))
 }
 
 /// Where the conformance suite is: `$EBPF_CONFORMANCE_DIR`, else
@@ -188,7 +189,8 @@ pub fn conformance_dir() -> PathBuf {
 
 /// The `.data` files directly in `dir`, sorted by name.
 pub fn data_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("{:?}: {e}", dir.display().to_string()))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "data") && p.is_file())
@@ -263,5 +265,44 @@ mod tests {
     fn bad_mem_and_result_are_errors_with_lines() {
         assert_eq!(parse("-- mem\nzz\n").unwrap_err().line, 2);
         assert_eq!(parse("-- result\nnope\n").unwrap_err().line, 2);
+    }
+
+    /// What a message echoes from the file is quoted and escaped (`{:?}`), so a NUL, a screen
+    /// clear or an OSC title never reaches the terminal as it is; a file that is not UTF-8 is
+    /// an error that echoes nothing of it.
+    #[test]
+    fn errors_escape_what_they_echo() {
+        let cases = [
+            (
+                "-- mem\naa\0\n",
+                r#"line 2: "aa\0" is not a hex byte in -- mem"#,
+            ),
+            (
+                "-- result\n\u{1b}[2J\n",
+                r#"line 2: "\u{1b}[2J" is not a 64-bit result"#,
+            ),
+            (
+                "-- \u{1b}]0;pwned\u{7}\n",
+                r#"line 1: unknown directive "-- \u{1b}]0;pwned\u{7}""#,
+            ),
+            (
+                "-- raw\n\u{202e}95\n",
+                r#"line 2: "\u{202e}95" is not a 64-bit instruction in -- raw"#,
+            ),
+        ];
+        for (text, message) in cases {
+            assert_eq!(parse(text).unwrap_err().to_string(), message, "{text:?}");
+        }
+        let dir = std::env::temp_dir().join(format!("ebpf-testdata-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad\u{1b}[2J.data");
+        std::fs::write(&path, b"-- asm\nexit \xff\n").unwrap();
+        let e = read(&path).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!e.contains('\u{1b}') && !e.contains('\u{ff}'), "{e:?}");
+        assert!(
+            e.contains("bad\\u{1b}[2J.data") && e.contains("valid UTF-8"),
+            "{e}"
+        );
     }
 }

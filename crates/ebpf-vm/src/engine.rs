@@ -38,6 +38,7 @@ pub enum Engine {
 
 /// Runs of a [`Engine::Tiered`] program before Cranelift starts compiling it: programs that
 /// run only a few times never pay for the compile.
+#[cfg(feature = "jit-cranelift")]
 pub(crate) const TIER_UP_AFTER_RUNS: u64 = 16;
 
 /// Whether this build contains the x86 JIT and runs on a host it supports.
@@ -155,7 +156,7 @@ mod tiered {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::{Arc, Mutex, OnceLock};
 
-    use ebpf_abi::{Executable, Exit, Helpers, Limits, MemoryMap, Trap};
+    use ebpf_abi::{Executable, Exit, Helpers, Limits, MemoryMap, Stack, Trap};
     use ebpf_interp::Interpreter;
     use ebpf_isa::Program;
 
@@ -239,23 +240,24 @@ mod tiered {
     }
 
     impl Executable for Tiered {
-        fn run(
+        fn run_in(
             &self,
             memory: MemoryMap<'_>,
             args: [u64; 2],
             helpers: &Helpers,
             limits: &Limits,
+            stack: &mut Stack,
         ) -> Result<Exit, Trap> {
             // One atomic load picks the tier for the whole run.
             if let Some(second) = self.shared.second.get() {
-                return second.run(memory, args, helpers, limits);
+                return second.run_in(memory, args, helpers, limits, stack);
             }
             if !self.shared.started.load(Ordering::Relaxed)
                 && self.shared.runs.fetch_add(1, Ordering::Relaxed) >= self.after
             {
                 self.tier_up();
             }
-            self.first.run(memory, args, helpers, limits)
+            self.first.run_in(memory, args, helpers, limits, stack)
         }
 
         fn code_size(&self) -> usize {

@@ -6,7 +6,8 @@
 //! configure it once (engine, helpers, budget, call
 //! depth, metadata buffer, extra regions), then run it as often as you like, from as many
 //! threads as you like, each run with its own memory. A run returns `r0` or a [`Trap`] with the
-//! pc and what went wrong — never a crash, whatever the bytes.
+//! pc and what went wrong — never a crash, whatever the bytes. [`Vm::run_traced`] shows what a
+//! run does, instruction by instruction.
 //!
 //! What it is not for: logic of its own. Semantics live in `ebpf-interp`, the contract in
 //! `ebpf-abi`, the instruction set in `ebpf-isa` (re-exported as [`isa`]); this crate chooses,
@@ -54,6 +55,27 @@
 //! buffer, into which the VM writes the input's start and end addresses. `r10` is the top of
 //! a 512-byte frame; every local call gets a fresh frame.
 //!
+//! # Resource limits
+//!
+//! Whatever the program and the input, a load and a run are bounded (`docs/limits.md` has
+//! the measured time and memory of each engine at the limits):
+//!
+//! - **Program size**: at most [`MAX_PROGRAM_SLOTS`] (1,000,000) slots, verified or not; a
+//!   longer program is [`LoadError::TooLarge`] before it is decoded or compiled. The verifier's
+//!   `max_slots` can lower the limit, not raise it.
+//! - **Call depth**: at most [`MAX_CALL_DEPTH`] (65,536) nested local calls
+//!   ([`VmBuilder::max_call_depth`], default 8; more is [`LoadError::InvalidConfig`]). Each
+//!   frame is 512 bytes, so a run's stack — allocated and zeroed for each run — is
+//!   `(depth + 1) × 512` bytes, at most 32 MiB.
+//! - **Budget**: [`VmBuilder::budget`] stops a run after that many instructions, exactly, on
+//!   every engine. Without one, only programs the verifier proves loop-free load (and they
+//!   execute at most the instructions its `Termination::Bounded` says), unless
+//!   [`VmBuilder::allow_unbounded`] accepts the risk.
+//! - **Memory per run**: each region (input, metadata buffer, extra regions) is borrowed, not
+//!   copied, and holds at most 4 GiB ([`layout::MAX_REGION_LEN`]); a longer one is refused
+//!   with [`TrapKind::RegionTooLarge`] before the run. An ELF object's data images are at most
+//!   64 MiB each (the writable one is copied for each run).
+//!
 //! rbpf's four kinds of VM map onto one configuration each: `EbpfVmRaw` is the default;
 //! `EbpfVmNoData` is [`Vm::run_no_data`]; `EbpfVmFixedMbuff` is
 //! [`VmBuilder::metadata`]; `EbpfVmMbuff` is [`Vm::run_with`] with
@@ -62,11 +84,12 @@
 #![forbid(unsafe_code)]
 
 mod engine;
+mod scrub;
 mod vm;
 
 pub use ebpf_abi::{
-    CONFORMANCE_HELPER_ID, Exit, Helper, HelperError, InvalidReason, Limits, SharedMemory, Trap,
-    TrapKind, VmMemory, conformance_helper, layout,
+    CONFORMANCE_HELPER_ID, Exit, Helper, HelperError, InvalidReason, Limits, MAX_CALL_DEPTH,
+    MAX_PROGRAM_SLOTS, SharedMemory, Trap, TrapKind, VmMemory, conformance_helper, layout,
 };
 /// Control-flow graphs on their own (blocks, functions, loops: what `ebpf cfg` draws).
 pub use ebpf_cfg as cfg;
@@ -76,6 +99,8 @@ pub use ebpf_elf as elf;
 /// Selecting a program in an ELF object: [`VmBuilder::load_elf`]'s second argument.
 #[cfg(feature = "elf")]
 pub use ebpf_elf::Selector;
+/// Tracing a run ([`Vm::run_traced`]): what each executed instruction did.
+pub use ebpf_interp::{Access, Effect, Observer, Step};
 /// The instruction set: typed instructions, decoding, encoding, assembly and disassembly.
 pub use ebpf_isa as isa;
 /// The Cranelift JIT on its own: ahead-of-time objects for other targets

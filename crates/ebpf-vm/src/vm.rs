@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use crate::engine::{self, Engine};
 use ebpf_abi::{
-    Executable, Exit, Helper, Helpers, Limits, MemoryMap, Region, Trap, TrapKind, layout,
+    Executable, Exit, Helper, Helpers, Limits, MemoryMap, Region, Stack, Trap, TrapKind, layout,
 };
+use ebpf_interp::{Interpreter, Observer};
 use ebpf_isa::{AsmError, DecodeError, Program};
 use ebpf_verifier::{
     Finding, Policy, PolicyView, Rejected, Severity, Termination, Verifier, VerifierConfig,
@@ -51,6 +52,11 @@ pub enum LoadError {
         /// The maps it references, by name.
         maps: Vec<String>,
     },
+    /// The program is longer than any VM loads ([`crate::MAX_PROGRAM_SLOTS`]).
+    TooLarge {
+        /// Its length in slots (for bytes, their length divided by 8, rounded up).
+        slots: usize,
+    },
     /// The configuration is inconsistent.
     InvalidConfig(String),
     /// This build or this host does not have the engine.
@@ -81,7 +87,15 @@ impl fmt::Display for LoadError {
                 f,
                 "unsupported: the program uses map{} `{}`; runs do not provide maps yet",
                 if maps.len() == 1 { "" } else { "s" },
-                maps.join("`, `")
+                maps.iter()
+                    .map(|m| ebpf_isa::quoted(m).to_string())
+                    .collect::<Vec<_>>()
+                    .join("`, `")
+            ),
+            LoadError::TooLarge { slots } => write!(
+                f,
+                "the program has {slots} slots, more than the {} a VM loads",
+                ebpf_abi::MAX_PROGRAM_SLOTS
             ),
             LoadError::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
             LoadError::EngineUnavailable(engine) => {
@@ -113,6 +127,7 @@ impl PartialEq for LoadError {
             (Rejected(a), Rejected(b)) => a == b,
             (NeedsBudget, NeedsBudget) => true,
             (UsesMaps { maps: a }, UsesMaps { maps: b }) => a == b,
+            (TooLarge { slots: a }, TooLarge { slots: b }) => a == b,
             (InvalidConfig(a), InvalidConfig(b)) => a == b,
             (EngineUnavailable(a), EngineUnavailable(b)) => a == b,
             (
@@ -134,6 +149,7 @@ impl PartialEq for LoadError {
                 | Rejected(_)
                 | NeedsBudget
                 | UsesMaps { .. }
+                | TooLarge { .. }
                 | InvalidConfig(_)
                 | EngineUnavailable(_)
                 | Compile { .. },
@@ -290,6 +306,7 @@ impl VmBuilder {
     /// decode.
     pub fn load(self, bytes: &[u8]) -> Result<Vm, LoadError> {
         self.check_config()?;
+        check_size(bytes.len().div_ceil(ebpf_isa::SLOT_SIZE))?;
         if matches!(self.verification, Verification::Skip) {
             let program = ebpf_isa::decode(bytes)?;
             return self.load_program(program);
@@ -353,6 +370,7 @@ impl VmBuilder {
     /// [`unverified`](VmBuilder::unverified)).
     pub fn load_program(self, program: Program) -> Result<Vm, LoadError> {
         self.check_config()?;
+        check_size(program.slot_count())?;
         if matches!(self.verification, Verification::Skip) {
             return self.finish(program, None);
         }
@@ -391,6 +409,15 @@ impl VmBuilder {
                 }
             }
         }
+        for (i, region) in self.read_only_regions.iter().enumerate() {
+            if region.len() as u64 > layout::MAX_REGION_LEN {
+                return Err(LoadError::InvalidConfig(format!(
+                    "read-only region {i} is {} bytes; a region holds at most {} bytes (4 GiB)",
+                    region.len(),
+                    layout::MAX_REGION_LEN
+                )));
+            }
+        }
         let extra = self.read_only_regions.len() as u64;
         if layout::FIRST_EXTRA + extra > layout::MAX_REGION + 1 {
             return Err(LoadError::InvalidConfig(format!(
@@ -425,9 +452,11 @@ impl VmBuilder {
             .map(|v| (v.warnings().to_vec(), v.undecodable().to_vec()))
             .unwrap_or_default();
         let compiled = engine::prepare(self.engine, &program)?;
+        let stack_reach = crate::scrub::stack_reach(&program, &self.limits);
         Ok(Vm {
             program,
             compiled,
+            stack_reach,
             helpers: self.helpers,
             limits: self.limits,
             metadata: self.metadata,
@@ -448,6 +477,9 @@ pub struct Vm {
     program: Program,
     /// The program as the engine prepared it.
     compiled: Box<dyn Executable>,
+    /// The bytes at the top of the stack a run can write, zeroed after each run
+    /// (`scrub::stack_reach`).
+    stack_reach: usize,
     helpers: Helpers,
     limits: Limits,
     metadata: Option<MetadataLayout>,
@@ -461,12 +493,19 @@ pub struct Vm {
     undecodable: Vec<usize>,
 }
 
-/// The memory of one run: the input, optionally a metadata buffer, and extra regions.
+/// How many regions an [`Input`] holds without allocating.
+const INLINE_INPUT_REGIONS: usize = 2;
+
+/// The memory of one run: the input, optionally a metadata buffer, and extra regions. Building
+/// one allocates nothing unless it has more than two extra regions.
 #[derive(Debug, Default)]
 pub struct Input<'a> {
     data: Option<&'a mut [u8]>,
     metadata: Option<&'a mut [u8]>,
-    regions: Vec<Region<'a>>,
+    /// The first extra regions.
+    regions: [Option<Region<'a>>; INLINE_INPUT_REGIONS],
+    /// The extra regions after those.
+    more_regions: Vec<Region<'a>>,
 }
 
 impl<'a> Input<'a> {
@@ -492,22 +531,63 @@ impl<'a> Input<'a> {
 
     /// Adds a writable region for this run; the `i`-th one added (after the VM's read-only
     /// regions) is at [`Vm::run_region_address`]`(i)`.
-    pub fn region_mut(mut self, bytes: &'a mut [u8]) -> Input<'a> {
-        self.regions.push(Region::Writable(bytes));
-        self
+    pub fn region_mut(self, bytes: &'a mut [u8]) -> Input<'a> {
+        self.with_region(Region::Writable(bytes))
     }
 
     /// Adds a read-only region for this run.
-    pub fn region(mut self, bytes: &'a [u8]) -> Input<'a> {
-        self.regions.push(Region::ReadOnly(bytes));
-        self
+    pub fn region(self, bytes: &'a [u8]) -> Input<'a> {
+        self.with_region(Region::ReadOnly(bytes))
     }
 
     /// Adds a writable region that other runs and the host may use at the same time (map
     /// values: see [`ebpf_abi::SharedMemory`]); numbered like [`Input::region_mut`].
-    pub fn region_shared(mut self, memory: ebpf_abi::SharedMemory<'a>) -> Input<'a> {
-        self.regions.push(Region::Shared(memory));
+    pub fn region_shared(self, memory: ebpf_abi::SharedMemory<'a>) -> Input<'a> {
+        self.with_region(Region::Shared(memory))
+    }
+
+    fn with_region(mut self, region: Region<'a>) -> Input<'a> {
+        match self.regions.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) if self.more_regions.is_empty() => *slot = Some(region),
+            _ => self.more_regions.push(region),
+        }
         self
+    }
+}
+
+/// What runs on a thread reuse instead of allocating: the stack, and the buffers behind the
+/// writable data image and the VM's own metadata buffer. A run takes it and puts it back when
+/// it returns (a run from inside a helper finds none and makes its own; a run that panics out
+/// drops it, so a stack a run may have dirtied is never lent again).
+#[derive(Default)]
+struct Scratch {
+    stack: Stack,
+    data: Vec<u8>,
+    metadata: Vec<u8>,
+}
+
+/// The largest stack buffer a thread keeps for its next run (deeper call limits than this
+/// allows allocate their stack per run).
+const KEPT_STACK: usize = 1 << 20;
+
+std::thread_local! {
+    static SCRATCH: std::cell::Cell<Option<Box<Scratch>>> = const { std::cell::Cell::new(None) };
+}
+
+impl Scratch {
+    fn take() -> Box<Scratch> {
+        SCRATCH
+            .try_with(std::cell::Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn put_back(self: Box<Scratch>) {
+        if self.stack.size() <= KEPT_STACK {
+            // During thread teardown there is nowhere to keep it: drop it.
+            let _ = SCRATCH.try_with(|s| s.set(Some(self)));
+        }
     }
 }
 
@@ -569,42 +649,136 @@ impl Vm {
     }
 
     /// Runs the program on `input`; returns `r0` and the instruction count.
+    ///
+    /// Each region holds at most 4 GiB ([`layout::MAX_REGION_LEN`]): an input, metadata
+    /// buffer or region longer than that is refused with [`TrapKind::RegionTooLarge`] at pc 0
+    /// before anything runs.
     pub fn run_with(&self, input: Input<'_>) -> Result<Exit, Trap> {
+        let mut scratch = Scratch::take();
+        let result = self.run_mapped(input, &mut scratch, |map, args, stack| {
+            self.compiled
+                .run_in(map, args, &self.helpers, &self.limits, stack)
+        });
+        scratch.put_back();
+        result
+    }
+
+    /// Runs the program on `input` on the interpreter, whatever the VM's engine, and reports
+    /// every executed instruction to `observer`: its pc, the instruction, the registers
+    /// before and after, the memory it read or wrote, the helper it called (see [`Step`](crate::Step)).
+    ///
+    /// It returns what [`Vm::run_with`] returns on every engine — the same `r0` and
+    /// instruction count, or the same trap — and leaves memory the same; an instruction that
+    /// traps is not reported (the trap names its pc). A traced run executes in the
+    /// interpreter's precise loop, one instruction at a time, so it is about ten times slower
+    /// than an untraced interpreter run before the observer does any work; untraced runs pay
+    /// nothing for it (docs/trace.md). A closure is an
+    /// observer, and a `Vec<Step>` collects the whole trace:
+    ///
+    /// ```
+    /// use ebpf_vm::{Input, Step, Vm};
+    ///
+    /// let vm = Vm::builder().load_asm("mov %r0, 6\nmul %r0, 7\nexit")?;
+    /// let mut trace: Vec<Step> = Vec::new();
+    /// let exit = vm.run_traced(Input::none(), &mut trace)?;
+    /// assert_eq!(exit.r0, 42);
+    /// assert_eq!(trace.len(), 3);
+    /// assert_eq!(trace[1].changed().collect::<Vec<_>>(), [(0, 6, 42)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn run_traced(&self, input: Input<'_>, observer: &mut dyn Observer) -> Result<Exit, Trap> {
+        let interpreter = Interpreter::new(&self.program);
+        let mut scratch = Scratch::take();
+        // The traced run takes a fresh stack of its own; the thread's stays untouched.
+        let result = self.run_mapped(input, &mut scratch, |map, args, _| {
+            interpreter.run_traced(map, args, &self.helpers, &self.limits, observer)
+        });
+        scratch.put_back();
+        result
+    }
+
+    /// Maps `input`, the VM's images and regions into the run's memory (on this thread's
+    /// scratch buffers), picks `r1` and `r2`, and runs `run` on them with the scratch stack:
+    /// the stack is all zero when the run starts, and is again when it returns (the bytes it
+    /// can have written are scrubbed).
+    fn run_mapped(
+        &self,
+        input: Input<'_>,
+        scratch: &mut Scratch,
+        run: impl FnOnce(MemoryMap<'_>, [u64; 2], &mut Stack) -> Result<Exit, Trap>,
+    ) -> Result<Exit, Trap> {
         let Input {
             data,
             metadata,
             regions,
+            more_regions,
         } = input;
+        let first_run_region = layout::FIRST_EXTRA + self.read_only_regions.len() as u64;
+        let lengths = [
+            (layout::INPUT, data.as_deref()),
+            (layout::METADATA, metadata.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(id, bytes)| Some((id, bytes?.len())))
+        .chain(
+            (first_run_region..).zip(
+                regions
+                    .iter()
+                    .flatten()
+                    .chain(&more_regions)
+                    .map(Region::len),
+            ),
+        );
+        for (region, len) in lengths {
+            if len as u64 > layout::MAX_REGION_LEN {
+                return Err(Trap {
+                    pc: 0,
+                    kind: TrapKind::RegionTooLarge {
+                        region,
+                        len: len as u64,
+                    },
+                });
+            }
+        }
+        let Scratch {
+            stack,
+            data: data_image,
+            metadata: owned_metadata,
+        } = scratch;
         let mut map = MemoryMap::new();
-        let mut data_image = self.images.data.as_deref().map(<[u8]>::to_vec);
         if let Some(rodata) = &self.images.rodata {
             map.insert(layout::RODATA, Region::ReadOnly(rodata));
         }
-        if let Some(image) = data_image.as_deref_mut() {
-            map.insert(layout::DATA, Region::Writable(image));
+        if let Some(image) = self.images.data.as_deref() {
+            // Fresh for every run: a copy of the object's initial contents.
+            data_image.clear();
+            data_image.extend_from_slice(image);
+            map.insert(layout::DATA, Region::Writable(data_image));
         }
         for (i, region) in self.read_only_regions.iter().enumerate() {
             map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));
         }
-        let first_run_region = layout::FIRST_EXTRA + self.read_only_regions.len() as u64;
-        for (i, region) in regions.into_iter().enumerate() {
+        let run_regions = regions.into_iter().flatten().chain(more_regions);
+        for (i, region) in run_regions.enumerate() {
             map.insert(first_run_region + i as u64, region);
         }
+        // (`start + len`, not `vm_addr(INPUT, len)`: a 4 GiB input ends at the next window.)
         let (data_start, data_end) = match &data {
-            Some(d) => (
-                layout::vm_addr(layout::INPUT, 0),
-                layout::vm_addr(layout::INPUT, d.len() as u64),
-            ),
+            Some(d) => {
+                let start = layout::vm_addr(layout::INPUT, 0);
+                (start, start + d.len() as u64)
+            }
             None => (0, 0),
         };
         let data_len = data.as_ref().map_or(0, |d| d.len() as u64);
         if let Some(d) = data {
             map.insert(layout::INPUT, Region::Writable(d));
         }
-        let mut owned_metadata = Vec::new();
         let metadata = match (metadata, self.metadata) {
             (Some(buffer), _) => Some(buffer),
             (None, Some(m)) => {
+                // A fresh zeroed buffer for every run.
+                owned_metadata.clear();
                 owned_metadata.resize(m.len, 0);
                 Some(owned_metadata.as_mut_slice())
             }
@@ -622,9 +796,11 @@ impl Vm {
             }
             None => [data_start, data_len],
         };
-        self.compiled
-            .run(map, args, &self.helpers, &self.limits)
-            .map_err(|trap| undecodable_trap(trap, &self.undecodable))
+        let result =
+            run(map, args, stack).map_err(|trap| undecodable_trap(trap, &self.undecodable));
+        let stack_size = usize::try_from(self.limits.stack_size()).unwrap_or(usize::MAX);
+        stack.scrub(stack_size, self.stack_reach);
+        result
     }
 }
 
@@ -642,6 +818,14 @@ fn undecodable_trap(trap: Trap, undecodable: &[usize]) -> Trap {
         }
         _ => trap,
     }
+}
+
+/// Refuses programs longer than [`ebpf_abi::MAX_PROGRAM_SLOTS`].
+fn check_size(slots: usize) -> Result<(), LoadError> {
+    if slots > ebpf_abi::MAX_PROGRAM_SLOTS {
+        return Err(LoadError::TooLarge { slots });
+    }
+    Ok(())
 }
 
 /// Stores a VM address into a caller's metadata buffer; a buffer too short for the

@@ -412,6 +412,100 @@ static void test_elf(const char *object_path, const char *frame_path)
     free(frame);
 }
 
+/* --- Tracing -------------------------------------------------------------------------------- */
+
+/* What a trace callback saw. */
+struct trace {
+    uint64_t steps;
+    uint64_t pcs[32];
+    int ordered;          /* every step's number is the count so far, its pc the last next */
+    uint64_t expected_pc; /* the last step's next */
+    uint64_t store_addr, store_value;
+    uint32_t store_len;
+    uint64_t helper_id, helper_result;
+    char last_insn[64];
+};
+
+static void record_step(void *user_data, const ebpf_step *step)
+{
+    struct trace *t = user_data;
+    t->steps++;
+    if (step->executed != t->steps || step->pc != t->expected_pc)
+        t->ordered = 0;
+    if (t->steps <= 32)
+        t->pcs[t->steps - 1] = step->pc;
+    t->expected_pc = step->next;
+    if (step->effect == EBPF_EFFECT_WRITE) {
+        t->store_addr = step->addr;
+        t->store_value = step->value;
+        t->store_len = step->len;
+    }
+    if (step->effect == EBPF_EFFECT_HELPER) {
+        t->helper_id = step->helper_id;
+        t->helper_result = step->result;
+    }
+    snprintf(t->last_insn, sizeof t->last_insn, "%s", step->insn);
+}
+
+static void test_trace(void)
+{
+    /* r0 = 3 + 2 + 1, stored on the stack, helper 2 called with r1 = 0 (it returns 10 * r1,
+     * so 0), then r0 restored: mov, mov, three rounds of (add, sub, jne), stxdw, mov, mov,
+     * call, ldxdw, exit — 17 instructions. */
+    const char *text = "mov %r0, 0\nmov %r1, 3\nloop:\nadd %r0, %r1\nsub %r1, 1\n"
+                       "jne %r1, 0, loop\nstxdw [%r10-8], %r0\nmov %r1, 0\nmov %r2, 0\n"
+                       "call 2\nldxdw %r0, [%r10-8]\nexit";
+    const uint64_t pcs[17] = {0, 1, 2, 3, 4, 2, 3, 4, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    for (uint32_t engine = EBPF_ENGINE_INTERPRETER; engine <= EBPF_ENGINE_CRANELIFT; engine++) {
+        if (!ebpf_engine_available(engine))
+            continue;
+        ebpf_builder *b = ebpf_builder_new();
+        ebpf_builder_set_engine(b, engine);
+        ebpf_builder_set_budget(b, 1000);
+        ebpf_builder_register_helper(b, 2, refuse_large, NULL, NULL);
+        ebpf_vm *vm = NULL;
+        CHECK(load_asm(b, text, &vm, NULL) == EBPF_STATUS_OK, "trace: load on engine %u", engine);
+        struct trace t = {.ordered = 1};
+        uint64_t r0 = 0;
+        ebpf_error *err = NULL;
+        ebpf_status s = ebpf_vm_run_traced(vm, NULL, 0, record_step, &t, &r0, &err);
+        CHECK(s == EBPF_STATUS_OK && err == NULL && r0 == 6, "trace: %d, r0 %llu", s,
+              (unsigned long long)r0);
+        CHECK(t.steps == 17 && t.ordered && t.expected_pc == UINT64_MAX, "trace: %llu steps",
+              (unsigned long long)t.steps);
+        CHECK(memcmp(t.pcs, pcs, sizeof pcs) == 0, "trace: pcs");
+        /* The stack's top frame ends at 0x200001200 (9 frames of 512 bytes). */
+        CHECK(t.store_addr == 0x2000011f8 && t.store_len == 8 && t.store_value == 6,
+              "trace: store %#llx", (unsigned long long)t.store_addr);
+        CHECK(t.helper_id == 2 && t.helper_result == 0, "trace: helper %llu",
+              (unsigned long long)t.helper_id);
+        CHECK(strcmp(t.last_insn, "exit") == 0, "trace: last insn `%s`", t.last_insn);
+
+        /* A trap: the trace stops before the trapping instruction; the error is the run's. */
+        ebpf_vm *oob = NULL;
+        CHECK(load_asm(b, "mov %r0, 1\nldxw %r0, [%r1+2]\nexit", &oob, NULL) == EBPF_STATUS_OK,
+              "trace: load oob");
+        uint8_t mem[4] = {0};
+        struct trace u = {.ordered = 1};
+        s = ebpf_vm_run_traced(oob, mem, sizeof mem, record_step, &u, &r0, &err);
+        CHECK(s == EBPF_STATUS_TRAP_OUT_OF_BOUNDS && err && ebpf_error_pc(err) == 1,
+              "trace: oob %d", s);
+        CHECK(u.steps == 1 && u.ordered && u.expected_pc == 1, "trace: oob steps %llu",
+              (unsigned long long)u.steps);
+        ebpf_error_free(err);
+
+        /* No callback is a bad argument, and nothing runs. */
+        CHECK(ebpf_vm_run_traced(vm, NULL, 0, NULL, NULL, &r0, &err) ==
+                  EBPF_STATUS_INVALID_ARGUMENT,
+              "trace: NULL callback");
+        CHECK(err && strstr(ebpf_error_message(err), "on_step") != NULL, "trace: message");
+        ebpf_error_free(err);
+        ebpf_vm_free(oob);
+        ebpf_vm_free(vm);
+        ebpf_builder_free(b);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -422,6 +516,7 @@ int main(int argc, char **argv)
     test_traps();
     test_helper_state_and_memory();
     test_bad_input();
+    test_trace();
     test_elf(argv[1], argv[2]);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

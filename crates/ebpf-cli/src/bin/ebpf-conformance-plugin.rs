@@ -21,12 +21,15 @@
 //! ignored.
 
 use std::ffi::OsString;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use ebpf_cli::{DEFAULT_BUDGET, engine_names, parse_engine, parse_hex, vm_builder};
+use ebpf_cli::{
+    DEFAULT_BUDGET, MAX_PROGRAM_FILE, engine_names, parse_engine, parse_hex, vm_builder,
+};
 use ebpf_vm::Engine;
+use ebpf_vm::isa::quoted;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -87,9 +90,11 @@ fn run() -> Result<()> {
     let hex = match options.program {
         Some(hex) => hex,
         None => {
+            // One line, and no more than any program file may be (not all of `/dev/zero`).
             let mut line = String::new();
             io::stdin()
                 .lock()
+                .take(MAX_PROGRAM_FILE)
                 .read_line(&mut line)
                 .context("cannot read the program from stdin")?;
             line
@@ -144,7 +149,7 @@ fn parse_args(args: Vec<String>) -> Result<Options> {
             inline
                 .clone()
                 .or_else(|| args.next())
-                .ok_or_else(|| anyhow!("{name} needs a value ({what})"))
+                .ok_or_else(|| anyhow!("{} needs a value ({what})", quoted(name)))
         };
         match name {
             "--engine" => {
@@ -152,17 +157,21 @@ fn parse_args(args: Vec<String>) -> Result<Options> {
             }
             "--budget" => {
                 let n = value("a number of instructions")?;
-                options.budget = n
-                    .parse()
-                    .map_err(|_| anyhow!("--budget: `{n}` is not a number of instructions"))?;
+                options.budget = n.parse().map_err(|_| {
+                    anyhow!("--budget: `{}` is not a number of instructions", quoted(&n))
+                })?;
             }
             "--program" => options.program = Some(value("hex bytes")?),
             "--elf" => options.elf = true,
             "--help" | "-h" => options.help = true,
             _ if name.starts_with('-') => bail!(
-                "unknown option `{name}` (expected --engine E, --budget N, --program HEX or --elf)"
+                "unknown option `{}` (expected --engine E, --budget N, --program HEX or --elf)",
+                quoted(name)
             ),
-            _ => bail!("unexpected argument `{arg}`: memory must be the first argument"),
+            _ => bail!(
+                "unexpected argument `{}`: memory must be the first argument",
+                quoted(&arg)
+            ),
         }
     }
     Ok(options)

@@ -10,12 +10,17 @@
 //! - `facade` — what is not a program run: configuration and load errors, threads, helpers
 //!   with embedder state;
 //! - `dead_code` — code the verifier proves never runs: it loads, and traps if reached;
+//! - `limits` — the resource limits (region sizes) on every engine;
+//! - `trace` — a traced run gives exactly what an untraced one gives, on every case and
+//!   engine, and its steps are the instructions the run executed;
 //! - `props` — property tests: no byte string, program or input panics the facade, runs are
 //!   deterministic, and engines agree.
 
 mod dead_code;
 mod facade;
+mod limits;
 mod props;
+mod trace;
 
 use ebpf_contract::{Case, Expect, Mem, Outcome, RunRegion};
 use ebpf_interp::Interpreter;
@@ -50,7 +55,7 @@ pub(crate) fn builder(case: &Case, engine: Engine) -> VmBuilder {
 }
 
 /// `case` loaded on `engine`.
-fn load(case: &Case, engine: Engine) -> Result<Vm, String> {
+pub(crate) fn load(case: &Case, engine: Engine) -> Result<Vm, String> {
     builder(case, engine)
         .load_program(case.try_program()?)
         .map_err(|e| format!("{}: does not load: {e}", case.name))
@@ -58,6 +63,14 @@ fn load(case: &Case, engine: Engine) -> Result<Vm, String> {
 
 /// Runs `case` on a loaded `vm`, with fresh copies of the case's memory.
 pub(crate) fn run_facade(vm: &Vm, case: &Case) -> Outcome {
+    run_facade_by(case, |input| vm.run_with(input))
+}
+
+/// [`run_facade`] with another way to run (`Vm::run_traced`, say).
+pub(crate) fn run_facade_by(
+    case: &Case,
+    run_with: impl FnOnce(Input<'_>) -> Result<ebpf_vm::Exit, Trap>,
+) -> Outcome {
     let mut input = case.input.clone();
     let mut metadata = case.metadata_buffer.clone();
     let mut regions = case.run_regions.clone();
@@ -75,7 +88,7 @@ pub(crate) fn run_facade(vm: &Vm, case: &Case) -> Outcome {
                 RunRegion::Writable(b) => run.region_mut(b),
             };
         }
-        vm.run_with(run)
+        run_with(run)
     };
     Outcome {
         result,

@@ -1,7 +1,8 @@
 //! Property tests of the facade, on every engine: no byte string and no program panics it
 //! (whatever loads runs, with a budget, on a small input in every metadata mode); a run is
 //! deterministic (twice the same result and the same memory); every engine agrees with the
-//! first one (so these become differential tests once a JIT joins `Engine::ALL`); and
+//! first one (so these become differential tests once a JIT joins `Engine::ALL`); a traced run
+//! ([`Vm::run_traced`]) gives what the untraced one gives, on every engine; and
 //! well-formed programs from `ebpf_testgen::structured_program` exit without a trap.
 
 use ebpf_isa::Program;
@@ -9,7 +10,9 @@ use ebpf_testgen::{
     StructuredConfig, StructuredProgram, any_program, arbitrary_bytes, closed_program, input_bytes,
     structured_program,
 };
-use ebpf_vm::{Engine, Exit, Input, LoadError, MetadataLayout, Trap, TrapKind, Vm, VmBuilder};
+use ebpf_vm::{
+    Engine, Exit, Input, LoadError, MetadataLayout, Step, Trap, TrapKind, Vm, VmBuilder,
+};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -57,16 +60,36 @@ fn builder(engine: Engine, mode: Mode, depth: usize, budget: u64) -> VmBuilder {
 type Run = (Result<Exit, Trap>, Vec<u8>, Vec<u8>, Vec<u8>);
 
 fn run(vm: &Vm, mode: Mode, input: &[u8]) -> Run {
+    run_by(mode, input, |run| vm.run_with(run))
+}
+
+/// [`run`] traced ([`Vm::run_traced`]); also returns the trace's length, checking on the way
+/// that its steps are numbered 1, 2, … and each names the pc of the next.
+fn run_traced(vm: &Vm, mode: Mode, input: &[u8]) -> (Run, u64) {
+    let mut steps = 0u64;
+    let mut next_pc = Some(0);
+    let mut consistent = true;
+    let mut observer = |step: &Step| {
+        steps += 1;
+        consistent &= step.executed == steps && next_pc == Some(step.pc);
+        next_pc = step.next;
+    };
+    let outcome = run_by(mode, input, |run| vm.run_traced(run, &mut observer));
+    assert!(consistent, "steps out of order");
+    (outcome, steps)
+}
+
+fn run_by(mode: Mode, input: &[u8], run: impl FnOnce(Input<'_>) -> Result<Exit, Trap>) -> Run {
     let mut data = input.to_vec();
     let mut metadata = vec![0x5a; 16];
     let mut region = vec![0u8; 16];
     let result = {
-        let run = match mode {
+        let input = match mode {
             Mode::NoData => Input::none(),
             Mode::Mbuff => Input::new(&mut data).metadata(&mut metadata),
             Mode::Raw | Mode::FixedMbuff => Input::new(&mut data),
         };
-        vm.run_with(run.region_mut(&mut region))
+        run(input.region_mut(&mut region))
     };
     (result, data, metadata, region)
 }
@@ -113,6 +136,20 @@ fn check_everywhere(
                 let a = run(&vm, mode, input);
                 let b = run(&vm, mode, input);
                 prop_assert_eq!(&a, &b, "two runs differ on {}", engine);
+                // Traced, the run is the same, and the trace has one step per instruction
+                // executed (a trap's instruction is not a step).
+                let (traced, steps) = run_traced(&vm, mode, input);
+                prop_assert_eq!(&a, &traced, "traced and untraced runs differ on {}", engine);
+                if let Ok(exit) = &a.0 {
+                    prop_assert_eq!(steps, exit.instructions);
+                }
+                if let Err(Trap {
+                    kind: TrapKind::BudgetExhausted { budget },
+                    ..
+                }) = &a.0
+                {
+                    prop_assert_eq!(steps, *budget);
+                }
                 check_invariants(&vm, &a.0, depth, budget)?;
                 Ok(a)
             }

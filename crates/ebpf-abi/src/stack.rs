@@ -1,0 +1,148 @@
+//! [`Stack`]: the memory behind a run's stack region and its saved call frames, which a caller
+//! lends to [`crate::Executable::run_in`] and reuses for its next run, so that a run neither
+//! allocates nor zeroes kilobytes it will not touch.
+//!
+//! The invariant that makes reuse private: **between runs, every byte of the buffer is zero.**
+//! A new buffer is zeroed memory; growing it appends zeroes; and whoever lends a buffer to a
+//! run scrubs, once the run has returned, every byte the run can have written
+//! ([`Stack::scrub`]; how many bytes that is comes from the program, see
+//! `docs/per-run.md`). A run that panics out never returns its buffer to the lender, so a
+//! buffer that might hold a run's data is never lent again. So a run finds a stack that is all
+//! zeroes, exactly as if it had been freshly allocated: it can never read another run's data.
+
+use alloc::vec::Vec;
+
+use crate::STACK_FRAME_SIZE;
+
+/// Bytes below the stack region that the buffer keeps (and never lends): the x86 JIT's
+/// unchecked frame accesses stay inside `[r10 - 512, r10)`, and this slack is a second guard.
+const SLACK: usize = STACK_FRAME_SIZE as usize;
+
+/// The alignment of the region's first byte (and so of every frame).
+const ALIGN: usize = 16;
+
+/// A saved caller frame of a local call, for engines that keep them in Rust (the interpreter)
+/// or in a plain word array (the Cranelift JIT: 6 words per frame).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallFrame {
+    /// Where the caller resumes.
+    pub return_pc: u64,
+    /// The caller's `r6`–`r9`.
+    pub saved: [u64; 4],
+    /// The caller's `r10`.
+    pub frame_pointer: u64,
+}
+
+/// The stack of a run (see the module documentation): a zeroed byte buffer with slack below
+/// it, and room for saved call frames. Reuse one for every run on a thread: after the first
+/// run, lending it allocates nothing.
+#[derive(Debug, Default)]
+pub struct Stack {
+    bytes: Vec<u8>,
+    /// Saved call frames: engines may use them as they like; their contents are never
+    /// addressable by a program (a frame is written by the call that pushes it before the
+    /// return that pops it reads it).
+    pub frames: Vec<CallFrame>,
+}
+
+impl Stack {
+    /// An empty stack (it allocates on first use).
+    pub const fn new() -> Stack {
+        Stack {
+            bytes: Vec::new(),
+            frames: Vec::new(),
+        }
+    }
+
+    /// Where the region of `size` bytes starts in the buffer, growing the buffer (with
+    /// zeroes) if it is too small.
+    #[inline]
+    fn start(&mut self, size: usize) -> usize {
+        let needed = size.saturating_add(SLACK + ALIGN);
+        if self.bytes.len() < needed {
+            self.bytes.resize(needed, 0);
+        }
+        let misalignment = self
+            .bytes
+            .get(SLACK..)
+            .map_or(0, |s| s.as_ptr().align_offset(ALIGN));
+        SLACK
+            + if misalignment < ALIGN {
+                misalignment
+            } else {
+                0
+            }
+    }
+
+    /// The stack region of a run, `size` bytes (`Limits::stack_size`), 16-byte aligned, with
+    /// at least 512 bytes of the buffer below it. All zero unless a run wrote it and it was
+    /// not [scrubbed](Stack::scrub) since.
+    #[inline]
+    pub fn region(&mut self, size: usize) -> &mut [u8] {
+        let start = self.start(size);
+        match self.bytes.get_mut(start..start.saturating_add(size)) {
+            Some(region) => region,
+            None => &mut [],
+        }
+    }
+
+    /// Zeroes the top `reach` bytes of the region of `size` bytes (all of it when `reach` is
+    /// larger): what a run on that region can have written.
+    #[inline]
+    pub fn scrub(&mut self, size: usize, reach: usize) {
+        if reach == 0 {
+            return;
+        }
+        let region = self.region(size);
+        let from = region.len().saturating_sub(reach);
+        if let Some(dirty) = region.get_mut(from..) {
+            dirty.fill(0);
+        }
+    }
+
+    /// Makes room for `n` saved frames (growing, never shrinking) and returns them.
+    #[inline]
+    pub fn frames(&mut self, n: usize) -> &mut [CallFrame] {
+        if self.frames.len() < n {
+            self.frames.resize(n, CallFrame::default());
+        }
+        match self.frames.get_mut(..n) {
+            Some(frames) => frames,
+            None => &mut [],
+        }
+    }
+
+    /// Bytes the buffer holds (the largest region it served, plus slack).
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether every byte of the buffer is zero (for tests of the invariant).
+    pub fn is_clean(&self) -> bool {
+        self.bytes.iter().all(|&b| b == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_are_aligned_zeroed_and_scrubbed_from_the_top() {
+        let mut stack = Stack::new();
+        let region = stack.region(1536);
+        assert_eq!(region.len(), 1536);
+        assert_eq!(region.as_ptr() as usize % ALIGN, 0);
+        assert!(region.iter().all(|&b| b == 0));
+        region.fill(0xaa);
+        stack.scrub(1536, 100);
+        let region = stack.region(1536);
+        assert!(region[1436..].iter().all(|&b| b == 0));
+        assert!(region[..1436].iter().all(|&b| b == 0xaa));
+        stack.scrub(1536, usize::MAX);
+        assert!(stack.is_clean());
+        // A larger region grows the buffer with zeroes.
+        assert!(stack.region(8192).iter().all(|&b| b == 0));
+    }
+}

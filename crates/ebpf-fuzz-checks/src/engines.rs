@@ -1,0 +1,303 @@
+//! Every engine on one program, driven directly (not through the facade): compile once per
+//! engine, run any number of [`Setup`]s, and compare each engine's [`Outcome`] with the
+//! interpreter's — `r0` or the trap (kind and pc), the instruction count, and every writable
+//! region's bytes afterwards.
+//!
+//! Compiling once and running several setups per compile is what keeps the differential
+//! fuzz target fast: the Cranelift JIT compiles in about a millisecond, a run takes
+//! microseconds.
+
+use ebpf_abi::{
+    Exit, HelperError, HelperFn, Helpers, Limits, MemoryMap, Region, Trap, VmMemory, layout,
+};
+use ebpf_interp::Interpreter;
+use ebpf_isa::Program;
+use ebpf_jit_cranelift::{CraneliftProgram, OptLevel};
+use ebpf_jit_x86::X86Program;
+
+use crate::Finding;
+
+/// Where a metadata buffer's run writes the input's start and end addresses (rbpf's mbuff,
+/// as the facade's `MetadataLayout` does it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metadata {
+    /// Where the input's start address goes (`data_offset + 8 <= buffer length`).
+    pub data_offset: usize,
+    /// Where the input's end address goes.
+    pub data_end_offset: usize,
+}
+
+/// The memory and limits of one run: what the facade's `VmBuilder` and `Input` configure,
+/// written out so that one compiled program runs under many of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Setup {
+    /// Budget and call depth.
+    pub limits: Limits,
+    /// The input (region 4, writable): `r1` and `r2` at entry, unless there is a metadata
+    /// buffer.
+    pub input: Option<Vec<u8>>,
+    /// A metadata buffer (region 5, writable) and where the input's addresses go in it: `r1`
+    /// then points to the buffer and `r2` is its length.
+    pub metadata: Option<(Vec<u8>, Option<Metadata>)>,
+    /// Read-only data (region 1).
+    pub rodata: Option<Vec<u8>>,
+    /// Writable data (region 3).
+    pub data: Option<Vec<u8>>,
+    /// Extra regions from region 6 on: (writable, bytes).
+    pub extra: Vec<(bool, Vec<u8>)>,
+}
+
+/// What one run did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// `r0` and the instruction count, or the trap.
+    pub result: Result<Exit, Trap>,
+    /// Every writable region's bytes after the run: (region id, bytes).
+    pub memory: Vec<(u64, Vec<u8>)>,
+}
+
+/// The helpers every engine runs with: deterministic, and between them they read and write VM
+/// memory (so generated code must see a helper's stores and keep its own region table right
+/// across calls), fail, and trap.
+///
+/// - 1: loads the 8 bytes at `r1` (a memory trap if they are out of bounds);
+/// - 2: stores `r2` at `r1` (8 bytes) and returns `r1 + r2`;
+/// - 3: fails when `r1` is odd, else returns `r1 / 2`;
+/// - 5: the conformance helper (returns `r1`).
+pub const HELPERS: [(u32, HelperFn); 4] = [
+    (1, load_helper),
+    (2, store_helper),
+    (3, halve_helper),
+    (
+        ebpf_abi::CONFORMANCE_HELPER_ID,
+        ebpf_abi::conformance_helper,
+    ),
+];
+
+/// The ids of [`HELPERS`].
+pub const HELPER_IDS: [u32; 4] = [1, 2, 3, ebpf_abi::CONFORMANCE_HELPER_ID];
+
+fn load_helper(args: [u64; 5], mem: &mut dyn VmMemory) -> Result<u64, HelperError> {
+    Ok(mem.read_u64(args[0])?)
+}
+
+fn store_helper(args: [u64; 5], mem: &mut dyn VmMemory) -> Result<u64, HelperError> {
+    mem.write_u64(args[0], args[1])?;
+    Ok(args[0].wrapping_add(args[1]))
+}
+
+fn halve_helper(args: [u64; 5], _mem: &mut dyn VmMemory) -> Result<u64, HelperError> {
+    if args[0] % 2 == 1 {
+        return Err(HelperError::failed("odd argument"));
+    }
+    Ok(args[0] / 2)
+}
+
+/// [`HELPERS`] as the engines take them.
+pub fn helpers() -> Helpers {
+    let mut helpers = Helpers::new();
+    for (id, helper) in HELPERS {
+        helpers.insert(id, helper);
+    }
+    helpers
+}
+
+/// Which engines to compile for, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// The x86 JIT, once with constant blinding and once without (where the host has it).
+    pub x86: bool,
+    /// The Cranelift JIT (where the host has it).
+    pub cranelift: bool,
+    /// Cranelift's optimisation level.
+    pub cranelift_opt: OptLevel,
+}
+
+impl Default for EngineOptions {
+    fn default() -> EngineOptions {
+        EngineOptions {
+            x86: true,
+            cranelift: true,
+            cranelift_opt: OptLevel::Speed,
+        }
+    }
+}
+
+/// One program compiled for every engine.
+pub struct Engines {
+    interp: Compiled,
+    /// (name, compiled program) of the other engines.
+    jits: Vec<(&'static str, Compiled)>,
+    helpers: Helpers,
+}
+
+/// A program prepared for one engine.
+enum Compiled {
+    Interp(Interpreter),
+    X86(X86Program),
+    Cranelift(CraneliftProgram),
+}
+
+impl Compiled {
+    fn run(
+        &self,
+        memory: MemoryMap<'_>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+    ) -> Result<Exit, Trap> {
+        match self {
+            Compiled::Interp(p) => p.run(memory, args, helpers, limits),
+            Compiled::X86(p) => p.run(memory, args, helpers, limits),
+            Compiled::Cranelift(p) => p.run(memory, args, helpers, limits),
+        }
+    }
+}
+
+impl Engines {
+    /// Compiles `program` for every engine `options` asks for that this host has. A JIT that
+    /// refuses a program the interpreter takes is a finding (except for size limits, which
+    /// `program` is far below in the fuzz targets).
+    pub fn compile(program: &Program, options: &EngineOptions) -> Result<Engines, Finding> {
+        let mut jits = Vec::new();
+        if options.x86 {
+            for (name, blinding) in [("x86", true), ("x86-unblinded", false)] {
+                let jit_options = ebpf_jit_x86::JitOptions {
+                    constant_blinding: blinding,
+                };
+                match ebpf_jit_x86::compile(program, &jit_options) {
+                    Ok(p) => jits.push((name, Compiled::X86(p))),
+                    Err(ebpf_jit_x86::JitError::Unsupported) => break,
+                    Err(e) => return Err(Finding::new(format!("{name} cannot compile: {e}"))),
+                }
+            }
+        }
+        if options.cranelift && ebpf_jit_cranelift::host_supported() {
+            let jit_options =
+                ebpf_jit_cranelift::JitOptions::default().with_opt_level(options.cranelift_opt);
+            let p = ebpf_jit_cranelift::compile(program, &jit_options)
+                .map_err(|e| Finding::new(format!("cranelift cannot compile: {e}")))?;
+            jits.push(("cranelift", Compiled::Cranelift(p)));
+        }
+        Ok(Engines {
+            interp: Compiled::Interp(Interpreter::new(program)),
+            jits,
+            helpers: helpers(),
+        })
+    }
+
+    /// The names of the engines compiled, the interpreter first.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.all().map(|(name, _)| name)
+    }
+
+    fn all(&self) -> impl Iterator<Item = (&'static str, &Compiled)> {
+        core::iter::once(("interp", &self.interp)).chain(self.jits.iter().map(|(n, p)| (*n, p)))
+    }
+
+    /// Runs every engine in turn on memory that `memory` builds afresh for each run (so that
+    /// a caller can lend the same large buffer to each), with [`helpers`]: (engine, result).
+    pub fn run_each(
+        &self,
+        args: [u64; 2],
+        limits: &Limits,
+        mut run: impl FnMut(&dyn Fn(MemoryMap<'_>) -> Result<Exit, Trap>) -> Result<Exit, Trap>,
+    ) -> Vec<(&'static str, Result<Exit, Trap>)> {
+        self.all()
+            .map(|(name, p)| {
+                let result = run(&|memory| p.run(memory, args, &self.helpers, limits));
+                (name, result)
+            })
+            .collect()
+    }
+
+    /// Runs `setup` on the interpreter only.
+    pub fn interpret(&self, setup: &Setup) -> Outcome {
+        self.outcome(&self.interp, setup)
+    }
+
+    /// Runs `setup` on every engine and returns the interpreter's outcome, or a finding naming
+    /// the first engine that differs from it.
+    pub fn check(&self, setup: &Setup) -> Result<Outcome, Finding> {
+        let want = self.interpret(setup);
+        for (name, p) in &self.jits {
+            let got = self.outcome(p, setup);
+            if got != want {
+                return Err(Finding::new(format!(
+                    "{name} differs from the interpreter\n  interp: {want:?}\n  {name}: {got:?}\n  setup: {setup:?}"
+                )));
+            }
+        }
+        Ok(want)
+    }
+
+    fn outcome(&self, p: &Compiled, setup: &Setup) -> Outcome {
+        run_with(setup, |memory, args, limits| {
+            p.run(memory, args, &self.helpers, limits)
+        })
+    }
+}
+
+/// Builds the run's memory map from `setup` (fresh copies of its buffers), runs `engine` on
+/// it, and collects the writable regions afterwards.
+fn run_with(
+    setup: &Setup,
+    engine: impl FnOnce(MemoryMap<'_>, [u64; 2], &Limits) -> Result<Exit, Trap>,
+) -> Outcome {
+    let mut input = setup.input.clone();
+    let mut metadata = setup.metadata.as_ref().map(|(bytes, _)| bytes.clone());
+    let mut data = setup.data.clone();
+    let mut extra: Vec<(bool, Vec<u8>)> = setup.extra.clone();
+    let (data_start, data_len) = match &input {
+        Some(bytes) => (layout::vm_addr(layout::INPUT, 0), bytes.len() as u64),
+        None => (0, 0),
+    };
+    let mut args = [data_start, data_len];
+    if let (Some(buffer), Some((_, layout))) = (&mut metadata, &setup.metadata) {
+        if let Some(m) = layout {
+            for (offset, value) in [
+                (m.data_offset, data_start),
+                (m.data_end_offset, data_start + data_len),
+            ] {
+                if let Some(slot) = buffer.get_mut(offset..offset.saturating_add(8)) {
+                    slot.copy_from_slice(&value.to_le_bytes());
+                }
+            }
+        }
+        args = [layout::vm_addr(layout::METADATA, 0), buffer.len() as u64];
+    }
+    let result = {
+        let mut map = MemoryMap::new();
+        if let Some(rodata) = &setup.rodata {
+            map.insert(layout::RODATA, Region::ReadOnly(rodata));
+        }
+        if let Some(data) = &mut data {
+            map.insert(layout::DATA, Region::Writable(data));
+        }
+        if let Some(input) = &mut input {
+            map.insert(layout::INPUT, Region::Writable(input));
+        }
+        if let Some(metadata) = &mut metadata {
+            map.insert(layout::METADATA, Region::Writable(metadata));
+        }
+        for (id, (writable, bytes)) in (layout::FIRST_EXTRA..).zip(&mut extra) {
+            let region = if *writable {
+                Region::Writable(bytes)
+            } else {
+                Region::ReadOnly(bytes)
+            };
+            map.insert(id, region);
+        }
+        engine(map, args, &setup.limits)
+    };
+    let mut memory = Vec::new();
+    memory.extend(data.map(|b| (layout::DATA, b)));
+    memory.extend(input.map(|b| (layout::INPUT, b)));
+    memory.extend(metadata.map(|b| (layout::METADATA, b)));
+    for (id, (writable, bytes)) in (layout::FIRST_EXTRA..).zip(extra) {
+        if writable {
+            memory.push((id, bytes));
+        }
+    }
+    Outcome { result, memory }
+}

@@ -1,0 +1,139 @@
+//! How much of the stack a run can write: the bytes the facade zeroes after each run, so that
+//! the next run on the same thread's stack finds it all zero (`ebpf_abi::Stack`'s invariant;
+//! the argument is in `docs/per-run.md`).
+//!
+//! The bound is computed once, at load time, from the instructions alone, so it holds for
+//! every run of every program, verified or not. It is exact enough for the programs that need
+//! it (short filters store only at constant offsets from `r10`), and falls back to the whole
+//! stack whenever a store could land anywhere.
+
+use ebpf_abi::{Limits, STACK_FRAME_SIZE};
+use ebpf_cfg::{Cfg, FuncId};
+use ebpf_isa::{CallKind, Insn, Program, Reg};
+
+/// The number of bytes at the top of the stack region that a run of `program` under `limits`
+/// can write (`limits.stack_size()` when it cannot be bounded): what must be zeroed after it.
+///
+/// Writes to the stack come from three places, each bounded or given up on:
+///
+/// - stores and atomics whose base register is `r10` itself, in a program that never writes
+///   `r10`: at depth `d`, `r10` is `top - 512 d`, so a store at `r10 + off` writes no lower
+///   than `top - 512 d + min(off, 0)`;
+/// - stores and atomics through any other register: the address is unknown, so the whole
+///   stack;
+/// - helpers (which may write any address through `VmMemory`): a program that calls one gets
+///   the whole stack.
+///
+/// The depth `d` is at most the longest chain of local calls from the entry function, which
+/// the control-flow graph gives exactly when it has no structural errors (no jump leaves its
+/// function, no function falls into the next one) and no recursion; otherwise, the deepest
+/// the limits allow.
+pub(crate) fn stack_reach(program: &Program, limits: &Limits) -> usize {
+    let full = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
+    let insns = program.insns();
+    if ebpf_cfg::pointers::writes_r10(insns) {
+        return full;
+    }
+    let mut below = 0u64;
+    let mut calls = false;
+    for insn in insns {
+        let (base, off) = match *insn {
+            Insn::Store { dst, off, .. } | Insn::Atomic { dst, off, .. } => (dst, off),
+            Insn::Call {
+                kind: CallKind::Local,
+                ..
+            } => {
+                calls = true;
+                continue;
+            }
+            Insn::Call { .. } | Insn::CallX { .. } => return full,
+            _ => continue,
+        };
+        if base != Reg::R10 {
+            return full;
+        }
+        below = below.max(u64::from(off.min(0).unsigned_abs()));
+    }
+    let depth = if calls {
+        call_depth(&Cfg::build(program)).map_or(limits.max_depth(), |d| d.min(limits.max_depth()))
+    } else {
+        0
+    };
+    let reach = (depth as u64)
+        .saturating_mul(STACK_FRAME_SIZE)
+        .saturating_add(below);
+    usize::try_from(reach).map_or(full, |r| r.min(full))
+}
+
+/// The longest chain of nested local calls from the entry function, if the graph is exact
+/// (no structural errors, no recursion).
+fn call_depth(cfg: &Cfg) -> Option<usize> {
+    if !cfg.errors().is_empty() || cfg.recursion().is_some() {
+        return None;
+    }
+    let functions = cfg.functions();
+    // Depth below each function, filled callees first (an explicit stack: no recursion on
+    // programs with long call chains).
+    let mut below: Vec<Option<usize>> = vec![None; functions.len()];
+    let mut work = vec![(FuncId(0), false)];
+    while let Some((f, expanded)) = work.pop() {
+        let callees = &functions.get(f.index())?.call_sites;
+        if expanded {
+            let mut deepest = 0;
+            for (_, callee) in callees {
+                deepest = deepest.max(below.get(callee.index()).copied().flatten()? + 1);
+            }
+            *below.get_mut(f.index())? = Some(deepest);
+            continue;
+        }
+        if below.get(f.index())?.is_some() {
+            continue;
+        }
+        work.push((f, true));
+        // A callee still being expanded would be a cycle, which `recursion` rules out; the
+        // `?` above turns any such surprise into "unknown".
+        work.extend(
+            callees
+                .iter()
+                .filter(|(_, c)| below.get(c.index()).is_some_and(Option::is_none))
+                .map(|&(_, c)| (c, false)),
+        );
+    }
+    below.first().copied().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reach(text: &str) -> usize {
+        stack_reach(&ebpf_isa::assemble(text).unwrap(), &Limits::default())
+    }
+
+    #[test]
+    fn the_reach_is_the_lowest_store_below_the_deepest_frame() {
+        assert_eq!(reach("mov %r0, 0\nexit"), 0);
+        assert_eq!(reach("ldxb %r0, [%r10-9]\nexit"), 0, "loads write nothing");
+        assert_eq!(
+            reach("stdw [%r10-16], 1\nstb [%r10-3], 1\nmov %r0, 0\nexit"),
+            16
+        );
+        // One call deep: the callee's frame is 512 bytes lower.
+        let call = "call local f\nstdw [%r10-8], 1\nexit\nf:\nstdw [%r10-24], 2\nexit";
+        assert_eq!(reach(call), 512 + 24);
+        let full = Limits::default().stack_size() as usize;
+        assert_eq!(
+            reach("mov %r1, %r10\nstdw [%r1-8], 1\nexit"),
+            full,
+            "unknown base"
+        );
+        assert_eq!(reach("call 1\nexit"), full, "helpers may write the stack");
+        assert_eq!(
+            reach("add %r10, -8\nstdw [%r10-8], 1\nexit"),
+            full,
+            "r10 written"
+        );
+        let recursive = "call local f\nexit\nf:\nstdw [%r10-8], 1\ncall local f\nexit";
+        assert_eq!(reach(recursive), 8 * 512 + 8, "as deep as the limits allow");
+    }
+}

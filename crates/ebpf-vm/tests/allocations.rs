@@ -1,0 +1,198 @@
+//! No heap allocation on the run path: after the first run on a thread, `Vm::run` and
+//! `Vm::run_with` (metadata buffer, extra regions, `.data` image) allocate nothing on any
+//! engine of `Engine::ALL`, helper-calling programs and local calls included.
+//!
+//! Its own test binary because it installs a counting global allocator: it counts the
+//! allocations of the current thread while counting is switched on.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::path::PathBuf;
+
+use ebpf_vm::{Engine, Input, MetadataLayout, Selector, Vm, VmBuilder, VmMemory};
+
+/// The system allocator, counting the allocations of threads that asked for it.
+struct Counting;
+
+std::thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note() {
+    // `try_with`: thread-locals may be gone while a thread exits.
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+    }
+}
+
+// SAFETY: every method forwards to the system allocator unchanged; the counting touches only
+// const-initialised thread-locals without destructors, which never allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// How many allocations `f` makes on this thread.
+fn allocations(f: impl FnOnce()) -> u64 {
+    COUNT.with(|c| c.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    COUNT.with(Cell::get)
+}
+
+fn elf(builder: VmBuilder, file: &str) -> Vm {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/elf")
+        .join(file);
+    let bytes = std::fs::read(&path).unwrap();
+    builder.load_elf(&bytes, Selector::Only).unwrap()
+}
+
+/// Runs `run` once (the thread's first run may allocate its buffers), then checks that 100
+/// more runs allocate nothing and all return the first run's result.
+fn check_no_allocation(what: &str, engine: Engine, mut run: impl FnMut() -> u64) {
+    let first = run();
+    let mut same = true;
+    let n = allocations(|| {
+        for _ in 0..100 {
+            same &= run() == first;
+        }
+    });
+    assert!(same, "{what} on {engine}: results differ between runs");
+    assert_eq!(n, 0, "{what} on {engine}: {n} allocations in 100 runs");
+}
+
+#[test]
+fn the_counter_counts() {
+    let n = allocations(|| drop(std::hint::black_box(vec![1u8; 10])));
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn runs_allocate_nothing_after_the_first() {
+    for &engine in Engine::ALL {
+        let empty = Vm::builder()
+            .engine(engine)
+            .load_asm("mov %r0, 0\nexit")
+            .unwrap();
+        let mut input = [0u8; 64];
+        check_no_allocation("Vm::run, empty program", engine, || {
+            empty.run(&mut input).unwrap()
+        });
+        check_no_allocation("Vm::run_no_data", engine, || empty.run_no_data().unwrap());
+
+        // clang's code: a local call and a dozen loads.
+        let ip_filter = elf(Vm::builder().engine(engine), "ip_filter.o");
+        let mut frame = [0u8; 64];
+        frame[12] = 0x08;
+        frame[14] = 0x45;
+        check_no_allocation("Vm::run, ip_filter.o", engine, || {
+            ip_filter.run(&mut frame).unwrap()
+        });
+
+        // `.data` is copied fresh for every run.
+        let globals = elf(Vm::builder().engine(engine).budget(100_000), "globals.o");
+        let mut input = [3u8; 16];
+        check_no_allocation("Vm::run, globals.o (.data)", engine, || {
+            globals.run(&mut input).unwrap()
+        });
+    }
+}
+
+#[test]
+fn run_with_metadata_and_regions_allocates_nothing_after_the_first() {
+    let program = "
+        ldxdw %r2, [%r1]
+        ldxb %r0, [%r2]
+        lddw %r3, 0x600000000
+        ldxb %r4, [%r3]
+        add %r0, %r4
+        lddw %r3, 0x700000000
+        stb [%r3+1], 9
+        ldxb %r4, [%r3+1]
+        add %r0, %r4
+        exit
+    ";
+    for &engine in Engine::ALL {
+        let vm = Vm::builder()
+            .engine(engine)
+            .metadata(MetadataLayout {
+                len: 16,
+                data_offset: 0,
+                data_end_offset: 8,
+            })
+            .load_asm(program)
+            .unwrap();
+        let mut data = [5u8; 8];
+        let lookup = [7u8; 4];
+        let mut out = [0u8; 4];
+        check_no_allocation("run_with, VM metadata, two regions", engine, || {
+            let input = Input::new(&mut data).region(&lookup).region_mut(&mut out);
+            vm.run_with(input).unwrap().r0
+        });
+        let mut meta = [0u8; 16];
+        check_no_allocation("run_with, caller's metadata, two regions", engine, || {
+            let input = Input::new(&mut data)
+                .metadata(&mut meta)
+                .region(&lookup)
+                .region_mut(&mut out);
+            vm.run_with(input).unwrap().r0
+        });
+        assert_eq!(out[1], 9);
+    }
+}
+
+#[test]
+fn helper_calls_allocate_nothing_after_the_first() {
+    let program = "
+        stdw [%r10-8], 40
+        mov %r6, %r1
+        mov %r1, %r10
+        add %r1, -8
+        call 1
+        ldxb %r1, [%r6]
+        add %r0, %r1
+        exit
+    ";
+    for &engine in Engine::ALL {
+        let vm = Vm::builder()
+            .engine(engine)
+            .helper(1, |args: [u64; 5], mem: &mut dyn VmMemory| {
+                let v = mem.read_u64(args[0])?;
+                mem.write_u64(args[0], v + 1)?;
+                Ok(v + 2)
+            })
+            .load_asm(program)
+            .unwrap();
+        let mut input = [1u8; 8];
+        check_no_allocation("a helper-calling program", engine, || {
+            vm.run(&mut input).unwrap()
+        });
+        assert_eq!(vm.run(&mut input).unwrap(), 43);
+    }
+}

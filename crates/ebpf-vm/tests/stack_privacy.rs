@@ -1,0 +1,199 @@
+//! A run never sees another run's stack: the stack buffer a thread reuses is scrubbed after
+//! every run (only the bytes the run can have written, see `docs/per-run.md`), on every engine
+//! of `Engine::ALL`.
+//!
+//! Each case is a run A that leaves a secret on its stack — by every way a program can write
+//! there: stores at constant offsets from `r10` in nested calls (the bounded case), stores
+//! through a computed pointer, a helper writing through `VmMemory`, a run that traps or runs
+//! out of budget halfway, a helper that panics — followed, on the same thread, by a run B of an
+//! unverified program that reads every byte of every frame of the stack: all must be zero.
+
+use std::fmt::Write as _;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use ebpf_vm::{Engine, HelperError, Limits, Vm, VmMemory, layout};
+
+const SECRET: u64 = 0x5ec2_e75e_c2e7_5ec2;
+
+/// Bytes of the stack region under the default limits (9 frames of 512 bytes).
+fn stack_size() -> u64 {
+    Limits::default().stack_size()
+}
+
+/// Run B: ORs every 8 bytes of the stack region, from its lowest byte up to the entry
+/// frame's `r10`, into `r0`.
+fn reader(engine: Engine) -> Vm {
+    let program = format!(
+        "mov %r0, 0
+        mov %r1, %r10
+        sub %r1, {size}
+        loop:
+        ldxdw %r2, [%r1]
+        or %r0, %r2
+        add %r1, 8
+        jlt %r1, %r10, loop
+        exit",
+        size = stack_size()
+    );
+    Vm::builder()
+        .engine(engine)
+        .unverified()
+        .budget(100_000)
+        .load_asm(&program)
+        .unwrap()
+}
+
+/// Stores the secret in every 8 bytes of the stack region through a computed pointer, then
+/// runs `tail`.
+fn fill_through_pointer(tail: &str) -> String {
+    format!(
+        "lddw %r3, {SECRET:#x}
+        mov %r1, %r10
+        sub %r1, {size}
+        loop:
+        stxdw [%r1], %r3
+        add %r1, 8
+        jlt %r1, %r10, loop
+        {tail}",
+        size = stack_size()
+    )
+}
+
+/// Functions `f0` → `f1` → … → `f{depth}`, each storing the secret in every 8 bytes of its
+/// own frame with constant offsets from `r10` (no computed pointers, no helpers: the scrub is
+/// bounded, not the whole stack).
+fn fill_frames_in_calls(depth: usize) -> String {
+    let mut text = String::new();
+    for d in 0..=depth {
+        if d > 0 {
+            writeln!(text, "f{d}:").unwrap();
+        }
+        writeln!(text, "lddw %r3, {SECRET:#x}").unwrap();
+        for off in (8..=512).step_by(8) {
+            writeln!(text, "stxdw [%r10-{off}], %r3").unwrap();
+        }
+        if d < depth {
+            writeln!(text, "call local f{}", d + 1).unwrap();
+        }
+        writeln!(text, "mov %r0, 0\nexit").unwrap();
+    }
+    text
+}
+
+/// Helper 1: writes the secret over the whole stack region.
+fn smear(_args: [u64; 5], mem: &mut dyn VmMemory) -> Result<u64, HelperError> {
+    let bytes: Vec<u8> = SECRET
+        .to_le_bytes()
+        .iter()
+        .copied()
+        .cycle()
+        .take(stack_size() as usize)
+        .collect();
+    mem.write(layout::vm_addr(layout::STACK, 0), &bytes)?;
+    Ok(0)
+}
+
+/// The runs A, by name: each leaves the secret on the stack (and may trap or panic).
+fn writers(engine: Engine) -> Vec<(&'static str, Vm)> {
+    let base = || Vm::builder().engine(engine).unverified().budget(100_000);
+    vec![
+        (
+            "constant offsets in 3 nested calls",
+            base().load_asm(&fill_frames_in_calls(3)).unwrap(),
+        ),
+        (
+            "a computed pointer",
+            base()
+                .load_asm(&fill_through_pointer("mov %r0, 0\nexit"))
+                .unwrap(),
+        ),
+        (
+            "a computed pointer, then a trap",
+            base()
+                .load_asm(&fill_through_pointer("ldxdw %r0, [%r0]\nexit"))
+                .unwrap(),
+        ),
+        (
+            "a computed pointer, out of budget halfway",
+            Vm::builder()
+                .engine(engine)
+                .unverified()
+                .budget(700)
+                .load_asm(&fill_through_pointer("mov %r0, 0\nexit"))
+                .unwrap(),
+        ),
+        (
+            "a helper",
+            base()
+                .helper(1, smear)
+                .load_asm("call 1\nmov %r0, 0\nexit")
+                .unwrap(),
+        ),
+        (
+            "a helper that then panics",
+            base()
+                .helper(1, |args: [u64; 5], mem: &mut dyn VmMemory| {
+                    smear(args, mem)?;
+                    panic!("helper gives up")
+                })
+                .load_asm("call 1\nmov %r0, 0\nexit")
+                .unwrap(),
+        ),
+    ]
+}
+
+#[test]
+fn no_run_reads_what_an_earlier_run_left_on_the_stack() {
+    let mut checked = 0;
+    for &a_engine in Engine::ALL {
+        for (name, writer) in writers(a_engine) {
+            for &b_engine in Engine::ALL {
+                let reader = reader(b_engine);
+                // The writer must really leave the secret where the reader looks: the
+                // reader's own stack read right after the writer's stores, in one program.
+                let outcome = catch_unwind(AssertUnwindSafe(|| writer.run(&mut [0u8; 8])));
+                let r0 = reader.run(&mut [0u8; 8]).unwrap();
+                assert_eq!(
+                    r0, 0,
+                    "{a_engine} run A ({name}: {outcome:?}) left {r0:#x} for {b_engine}'s run B"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 6 * Engine::ALL.len() * Engine::ALL.len());
+}
+
+/// The reader and writers are not vacuous: within one run, the reader's loop does see what
+/// the writer's loop stored (so the reader would see a leak).
+#[test]
+fn the_reader_sees_stores_of_its_own_run() {
+    for &engine in Engine::ALL {
+        let program = fill_through_pointer(&format!(
+            "mov %r0, 0
+            mov %r1, %r10
+            sub %r1, {size}
+            again:
+            ldxdw %r2, [%r1]
+            or %r0, %r2
+            add %r1, 8
+            jlt %r1, %r10, again
+            exit",
+            size = stack_size()
+        ));
+        let vm = Vm::builder()
+            .engine(engine)
+            .unverified()
+            .budget(100_000)
+            .load_asm(&program)
+            .unwrap();
+        assert_eq!(vm.run(&mut [0u8; 8]).unwrap(), SECRET, "{engine}");
+        // The nested-calls writer reaches 4 frames: its deepest store is 4 * 512 bytes below
+        // the top.
+        let calls = Vm::builder()
+            .engine(engine)
+            .load_asm(&fill_frames_in_calls(3))
+            .unwrap();
+        assert_eq!(calls.run(&mut [0u8; 8]).unwrap(), 0, "{engine}");
+    }
+}
