@@ -708,9 +708,9 @@ fn call_helper(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec;
     use alloc::format;
     use alloc::string::String;
+    use alloc::vec;
 
     /// Runs `program` on `input` with `budget`, with the fast loop and charging every
     /// instruction; both must agree exactly (r0, instruction count, trap pc and kind).
