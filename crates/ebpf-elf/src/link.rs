@@ -130,7 +130,7 @@ pub(crate) fn programs(parsed: &Parsed) -> Vec<(ProgramInfo, Entry)> {
             continue;
         }
         let end = if sym.size > 0 {
-            usize::try_from((sym.value + sym.size) / 8).unwrap_or(usize::MAX)
+            usize::try_from(sym.value.saturating_add(sym.size) / 8).unwrap_or(usize::MAX)
         } else {
             layout.chunk_of(parsed, s, start).map_or(start, |r| r.end)
         };
@@ -761,9 +761,9 @@ impl Linker<'_> {
         match index {
             Some(index) => Ok(Some(index as u64)),
             None => {
-                let inside = maps
-                    .iter()
-                    .find(|m| m.section == s && m.offset < offset && offset < m.offset + m.size);
+                let inside = maps.iter().find(|m| {
+                    m.section == s && m.offset < offset && offset < m.offset.saturating_add(m.size)
+                });
                 let (map, reason) = match inside {
                     Some(m) => (
                         m.definition.name.clone(),

@@ -148,7 +148,7 @@ fn legacy_maps(
     let def_size = section.size / symbols.len() as u64;
     for sym in symbols {
         let size = if sym.size > 0 { sym.size } else { def_size };
-        let at = section.file_offset + sym.value;
+        let at = section.file_offset.saturating_add(sym.value);
         if size < 16 || sym.value.checked_add(size).is_none_or(|e| e > section.size) {
             return Err(bad_map(
                 at,
