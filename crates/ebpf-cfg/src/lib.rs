@@ -31,6 +31,7 @@ extern crate alloc;
 
 mod analysis;
 mod build;
+pub mod facts;
 pub mod pointers;
 
 use alloc::vec::Vec;

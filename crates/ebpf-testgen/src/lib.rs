@@ -13,7 +13,10 @@
 //! - byte strings for decoders ([`arbitrary_bytes`], [`mutated_bytes`], …), mostly valid so
 //!   that every decode error is reached;
 //! - runnable programs ([`structured_program`]) that stay in bounds and terminate, for the
-//!   interpreter, the verifier and the JITs' differential tests.
+//!   interpreter, the verifier and the JITs' differential tests;
+//! - a step-by-step runner ([`trace`]) that shows the registers before every instruction, for
+//!   checking static facts against executions (tests compare its outcome with the
+//!   interpreter's).
 //!
 //! What it is not for: production code (it is a test-only dependency, never a normal one of a
 //! library), running or checking programs (that is `ebpf-interp` and `ebpf-verifier`; the
@@ -45,6 +48,7 @@ mod check;
 mod insn;
 mod program;
 mod structured;
+mod trace;
 
 pub use bytes::{
     Mutation, any_mutation, arbitrary_bytes, mutated_bytes, near_valid_slot, near_valid_slots,
@@ -59,3 +63,4 @@ pub use structured::{
     GENERAL_REGS, INPUT_REG, MAX_DEPTH, MAX_FUNCTIONS, MAX_ITERATIONS, StructuredConfig,
     StructuredProgram, input_bytes, structured_program, structured_with_input,
 };
+pub use trace::{Step, trace};

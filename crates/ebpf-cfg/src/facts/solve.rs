@@ -1,0 +1,662 @@
+//! The fixed point: an ascending phase over the execution graph (a worklist in reverse
+//! post-order, widening at the heads of retreating edges after a few visits), then one
+//! descending sweep that narrows loop heads and records the facts of every instruction.
+//!
+//! The descending sweep is sound without any monotonicity argument: visiting blocks in
+//! reverse post-order, every predecessor of a block is either visited earlier in the same
+//! sweep (a forward edge) or is the source of a retreating edge, whose contribution is taken
+//! from the ascending phase's post-fixed point. Both over-approximate every concrete state.
+
+use alloc::collections::BinaryHeap;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cmp::Reverse;
+
+use ebpf_abi::{STACK_FRAME_SIZE, layout};
+use ebpf_isa::{AluOp, Insn, Operand, Program, Width};
+
+use super::graph::{Graph, NO_BLOCK, Term};
+use super::num::{Bits, Num, Thresholds};
+use super::state::{NONE, REGS, SLOTS, Space, State, Val};
+use super::transfer::Ctx;
+use super::{Access, Arg, Entry, Facts, InsnFact, NO_REGION, RegionSpec};
+
+/// Visits of a loop head before widening starts.
+const WIDEN_AFTER: u32 = 2;
+/// Visits of a loop head after which every changing register is given up.
+const COLLAPSE_AFTER: u32 = 64;
+
+/// The analysis of one program: the state at every block entry, from which the state at any
+/// instruction can be recomputed, and the facts.
+#[derive(Clone, Debug)]
+pub struct Analysis {
+    graph: Graph,
+    insns: Vec<Insn>,
+    ctx: Ctx,
+    entries: Vec<Option<State>>,
+    facts: Facts,
+}
+
+impl Analysis {
+    /// Analyses `program` from `entry`.
+    pub fn run(program: &Program, entry: &Entry) -> Analysis {
+        let graph = Graph::of(program);
+        let insns = program.insns().to_vec();
+        let (ctx, init) = start(entry);
+        let thresholds = thresholds(&insns);
+        let mut solver = Solver {
+            graph: &graph,
+            insns: &insns,
+            ctx: &ctx,
+            thresholds: &thresholds,
+        };
+        let (ascended, back) = solver.ascend(&init);
+        let mut facts = vec![InsnFact::default(); insns.len()];
+        drop(ascended);
+        let entries = solver.descend(&init, back, &mut facts, entry);
+        Analysis {
+            facts: Facts::new(entry.clone(), facts),
+            graph,
+            insns,
+            ctx,
+            entries,
+        }
+    }
+
+    /// The facts.
+    pub fn facts(&self) -> &Facts {
+        &self.facts
+    }
+
+    /// The facts, without the states.
+    pub fn into_facts(self) -> Facts {
+        self.facts
+    }
+
+    /// What is known of the registers just before instruction `index` executes (`None` if
+    /// it is never reached).
+    pub fn registers_at(&self, index: usize) -> Option<Registers> {
+        let b = *self.graph.block_of.get(index)?;
+        let block = self.graph.blocks[b as usize];
+        let mut state = self.entries[b as usize].clone()?;
+        for i in block.first as usize..index {
+            state.transfer(&self.insns[i], &self.ctx);
+        }
+        Some(Registers {
+            state,
+            space: self.ctx.space,
+        })
+    }
+}
+
+/// What is known of `r0`–`r10` at one point.
+#[derive(Clone, Debug)]
+pub struct Registers {
+    state: State,
+    space: Space,
+}
+
+/// What is known of one register's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValueFacts {
+    /// Smallest value, unsigned.
+    pub umin: u64,
+    /// Largest value, unsigned.
+    pub umax: u64,
+    /// Smallest value, signed.
+    pub smin: i64,
+    /// Largest value, signed.
+    pub smax: i64,
+    /// Values of the known bits.
+    pub known_bits: u64,
+    /// The unknown bits.
+    pub unknown_bits: u64,
+}
+
+/// A relation between a register and another register or a region's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relation {
+    /// `value ≡ (r[reg] << shift) + offset (mod 2^64)`.
+    Link {
+        /// The other register.
+        reg: u8,
+        /// The shift.
+        shift: u8,
+        /// The offset.
+        offset: u64,
+    },
+    /// `value <= (r[reg] << shift) + offset`, as integers.
+    AtMostReg {
+        /// The other register.
+        reg: u8,
+        /// The shift.
+        shift: u8,
+        /// The offset.
+        offset: i64,
+    },
+    /// `value <= (end(region) + offset) >> shift`, as integers (`==` when `exact`), where
+    /// `end(region)` is the VM address one past the region's last byte.
+    AtMostEnd {
+        /// The region.
+        region: u8,
+        /// The shift.
+        shift: u8,
+        /// The offset.
+        offset: i64,
+        /// Equality.
+        exact: bool,
+    },
+}
+
+impl Registers {
+    /// What is known of register `r`'s value.
+    pub fn value(&self, r: usize) -> Option<ValueFacts> {
+        let n = self.state.regs.get(r)?.num;
+        Some(ValueFacts {
+            umin: n.umin,
+            umax: n.umax,
+            smin: n.smin,
+            smax: n.smax,
+            known_bits: n.bits,
+            unknown_bits: n.mask,
+        })
+    }
+
+    /// The relations register `r` is known to be in.
+    pub fn relations(&self, r: usize) -> Vec<Relation> {
+        let Some(v) = self.state.regs.get(r) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if v.link != NONE {
+            out.push(Relation::Link {
+                reg: v.link,
+                shift: v.link_shift,
+                offset: v.link_off,
+            });
+        }
+        if v.rel != NONE {
+            out.push(Relation::AtMostReg {
+                reg: v.rel,
+                shift: v.rel_shift,
+                offset: v.rel_off,
+            });
+        }
+        if v.end != NONE {
+            out.push(Relation::AtMostEnd {
+                region: self.space.regions[usize::from(v.end)],
+                shift: v.end_shift,
+                offset: v.end_off,
+                exact: v.end_exact,
+            });
+        }
+        out
+    }
+
+    /// The smallest length region `region` is known to have here.
+    pub fn min_len(&self, region: u8) -> u64 {
+        self.space
+            .slot_of(u64::from(region))
+            .map_or(0, |s| self.state.len_min[usize::from(s)])
+    }
+
+    /// Whether the metadata buffer's address fields are known to be intact here.
+    pub fn metadata_intact(&self) -> bool {
+        self.state.meta
+    }
+
+    /// Whether a concrete machine state satisfies every fact known here: `regs` are the
+    /// registers and `len(region)` the length of each region of the run. The first fact it
+    /// breaks, in words, otherwise. For testing the analysis against real executions.
+    pub fn check(
+        &self,
+        regs: &[u64; 11],
+        len: impl Fn(u8) -> u64,
+    ) -> Result<(), alloc::string::String> {
+        use alloc::format;
+        let end =
+            |region: u8| -> i128 { i128::from(u64::from(region) << 32) + i128::from(len(region)) };
+        for (r, v) in self.state.regs.iter().enumerate() {
+            let x = regs[r];
+            if !v.num.contains(x, Bits::B64) {
+                return Err(format!("r{r} = {x:#x} outside {:?}", v.num));
+            }
+            for rel in self.relations(r) {
+                let ok = match rel {
+                    Relation::Link { reg, shift, offset } => {
+                        x == (regs[usize::from(reg)] << shift).wrapping_add(offset)
+                    }
+                    Relation::AtMostReg { reg, shift, offset } => {
+                        i128::from(x)
+                            <= (i128::from(regs[usize::from(reg)]) << shift) + i128::from(offset)
+                    }
+                    Relation::AtMostEnd {
+                        region,
+                        shift,
+                        offset,
+                        exact,
+                    } => {
+                        let bound = (end(region) + i128::from(offset)) >> shift;
+                        if exact {
+                            i128::from(x) == bound
+                        } else {
+                            i128::from(x) <= bound
+                        }
+                    }
+                };
+                if !ok {
+                    return Err(format!("r{r} = {x:#x} breaks {rel:?} (r = {regs:x?})"));
+                }
+            }
+        }
+        for (slot, &region) in self.space.regions.iter().enumerate() {
+            if region != NONE && len(region) < self.state.len_min[slot] {
+                return Err(format!(
+                    "region {region} is {} bytes, below the known minimum {}",
+                    len(region),
+                    self.state.len_min[slot]
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The run-time-length regions and the entry state.
+fn start(entry: &Entry) -> (Ctx, State) {
+    let mut regions = [NONE; SLOTS];
+    let mut len_max = [0u64; SLOTS];
+    regions[0] = layout::STACK as u8;
+    len_max[0] = (ebpf_abi::MAX_CALL_DEPTH as u64 + 1) * STACK_FRAME_SIZE;
+    let mut next = 1;
+    for (r, spec) in entry.regions.iter().enumerate() {
+        if r as u64 == layout::STACK || r as u64 == layout::NULL_REGION {
+            continue;
+        }
+        if matches!(spec, RegionSpec::Dynamic { .. }) && next < SLOTS {
+            regions[next] = r as u8;
+            len_max[next] = u64::from(u32::MAX);
+            next += 1;
+        }
+    }
+    let space = Space { regions, len_max };
+    let meta = entry.metadata.and_then(|f| {
+        let input = space.slot_of(layout::INPUT)?;
+        space.slot_of(layout::METADATA)?;
+        Some((
+            layout::vm_addr(layout::METADATA, u64::from(f.data)),
+            layout::vm_addr(layout::METADATA, u64::from(f.data_end)),
+            input,
+        ))
+    });
+    let ctx = Ctx {
+        space,
+        meta,
+        stack: 0,
+    };
+    let mut state = State {
+        regs: [Val::constant(0); REGS],
+        len_min: [0; SLOTS],
+        meta: meta.is_some(),
+    };
+    state.len_min[0] = STACK_FRAME_SIZE;
+    for (k, arg) in entry.args.iter().enumerate() {
+        state.regs[k + 1] = match *arg {
+            Arg::Unknown => Val::top(),
+            Arg::Start(r) => Val::constant(u64::from(r) << 32),
+            Arg::Len(r) => match space.slot_of(u64::from(r)) {
+                Some(s) => Val::end_exactly(s, -((u64::from(r) << 32) as i64), &space, 0),
+                None => Val::of(Num::range(0, u64::from(u32::MAX), Bits::B64)),
+            },
+        };
+    }
+    // r10: the stack's end, a multiple of a frame.
+    let mut r10 = Val::end_exactly(0, 0, &space, STACK_FRAME_SIZE);
+    r10.num.bits &= !(STACK_FRAME_SIZE - 1);
+    r10.num.mask &= !(STACK_FRAME_SIZE - 1);
+    r10.num = r10.num.reduced(Bits::B64).unwrap_or(Num::top(Bits::B64));
+    state.regs[10] = r10;
+    (ctx, state)
+}
+
+/// Widening thresholds: every constant a conditional jump compares with, and its neighbours.
+fn thresholds(insns: &[Insn]) -> Thresholds {
+    let mut values = Vec::new();
+    for insn in insns {
+        if let Insn::Jump {
+            width,
+            src: Operand::Imm(k),
+            ..
+        } = *insn
+        {
+            let k = match width {
+                Width::W64 => i64::from(k) as u64,
+                Width::W32 => u64::from(k as u32),
+            };
+            values.extend([k.wrapping_sub(1), k, k.wrapping_add(1)]);
+        }
+    }
+    Thresholds::new(values)
+}
+
+struct Solver<'a> {
+    graph: &'a Graph,
+    insns: &'a [Insn],
+    ctx: &'a Ctx,
+    thresholds: &'a Thresholds,
+}
+
+impl Solver<'_> {
+    /// Runs block `b` from `state`, calling `flow(target, state)` for each way out, and
+    /// `record(index, state)` before each instruction.
+    fn run_block(
+        &self,
+        b: u32,
+        mut state: State,
+        record: &mut dyn FnMut(usize, &State),
+        flow: &mut dyn FnMut(u32, State),
+    ) {
+        let block = self.graph.blocks[b as usize];
+        let last = block.last();
+        for i in block.range() {
+            record(i, &state);
+            if i < last {
+                state.transfer(&self.insns[i], self.ctx);
+            }
+        }
+        let insn = &self.insns[last];
+        match block.term {
+            Term::Next(t) => {
+                state.transfer(insn, self.ctx);
+                flow(t, state);
+            }
+            Term::Jump(t) => flow(t, state),
+            Term::Branch { taken, next } => {
+                if let Insn::Jump {
+                    width,
+                    cond,
+                    dst,
+                    src,
+                    ..
+                } = *insn
+                {
+                    if let Some(s) = state.branch(width, cond, dst, src, true, self.ctx) {
+                        flow(taken, s);
+                    }
+                    if let Some(s) = state.branch(width, cond, dst, src, false, self.ctx) {
+                        flow(next, s);
+                    }
+                }
+            }
+            Term::Call { target, ret } => {
+                flow(target, state.callee(self.ctx));
+                flow(ret, state.returned(self.ctx));
+            }
+            Term::Exit | Term::Trap => {}
+        }
+    }
+
+    /// The ascending phase: block entry states at a post-fixed point, and per loop head the
+    /// join of everything that flowed in over retreating edges.
+    fn ascend(&mut self, init: &State) -> (Vec<Option<State>>, Vec<Option<State>>) {
+        let n = self.graph.blocks.len();
+        let mut entries: Vec<Option<State>> = vec![None; n];
+        let mut back: Vec<Option<State>> = vec![None; n];
+        let mut visits = vec![0u32; n];
+        let mut head = vec![false; n];
+        for &b in &self.graph.rpo {
+            for s in self.graph.blocks[b as usize].successors() {
+                if self.graph.retreating(b, s) {
+                    head[s as usize] = true;
+                }
+            }
+        }
+        if n == 0 {
+            return (entries, back);
+        }
+        entries[0] = Some(init.clone());
+        let mut queued = vec![false; n];
+        let mut work = BinaryHeap::new();
+        work.push(Reverse(self.graph.order[0]));
+        queued[0] = true;
+        while let Some(Reverse(pos)) = work.pop() {
+            let b = self.graph.rpo[pos as usize];
+            queued[b as usize] = false;
+            let Some(state) = entries[b as usize].clone() else {
+                continue;
+            };
+            let mut outs: Vec<(u32, State)> = Vec::new();
+            self.run_block(b, state, &mut |_, _| {}, &mut |t, s| {
+                if t != NO_BLOCK {
+                    outs.push((t, s));
+                }
+            });
+            for (t, s) in outs {
+                let ti = t as usize;
+                if self.graph.retreating(b, t) {
+                    back[ti] = Some(match back[ti].take() {
+                        None => s.clone(),
+                        Some(old) => old.join(&s, &self.ctx.space, true),
+                    });
+                }
+                let new = match &entries[ti] {
+                    None => s,
+                    Some(old) => {
+                        let joined = old.join(&s, &self.ctx.space, head[ti]);
+                        if joined == *old {
+                            continue;
+                        }
+                        if head[ti] {
+                            visits[ti] += 1;
+                            if visits[ti] > COLLAPSE_AFTER {
+                                old.collapse(&joined)
+                            } else if visits[ti] > WIDEN_AFTER {
+                                old.widen(&joined, self.thresholds)
+                            } else {
+                                joined
+                            }
+                        } else {
+                            joined
+                        }
+                    }
+                };
+                entries[ti] = Some(new);
+                if !queued[ti] {
+                    queued[ti] = true;
+                    work.push(Reverse(self.graph.order[ti]));
+                }
+            }
+        }
+        (entries, back)
+    }
+
+    /// The descending sweep: recomputes every entry from its predecessors (forward edges from
+    /// this sweep, retreating ones from the ascending phase) and records the facts.
+    fn descend(
+        &mut self,
+        init: &State,
+        back: Vec<Option<State>>,
+        facts: &mut [InsnFact],
+        entry: &Entry,
+    ) -> Vec<Option<State>> {
+        let n = self.graph.blocks.len();
+        let mut next: Vec<Option<State>> = back;
+        let mut done: Vec<Option<State>> = vec![None; n];
+        if n == 0 {
+            return done;
+        }
+        next[0] = Some(match next[0].take() {
+            None => init.clone(),
+            Some(b) => b.join(init, &self.ctx.space, true),
+        });
+        for &b in &self.graph.rpo {
+            let bi = b as usize;
+            let Some(state) = next[bi].take() else {
+                continue;
+            };
+            done[bi] = Some(state.clone());
+            let ctx = self.ctx;
+            self.run_block(
+                b,
+                state,
+                &mut |i, s| facts[i] = record(&self.insns[i], s, ctx, entry),
+                &mut |t, s| {
+                    if t == NO_BLOCK || self.graph.retreating(b, t) {
+                        return;
+                    }
+                    let ti = t as usize;
+                    next[ti] = Some(match next[ti].take() {
+                        None => s,
+                        Some(old) => old.join(&s, &ctx.space, false),
+                    });
+                },
+            );
+        }
+        done
+    }
+}
+
+/// The facts of instruction `insn` in state `s`.
+fn record(insn: &Insn, s: &State, ctx: &Ctx, entry: &Entry) -> InsnFact {
+    let mut f = InsnFact {
+        reached: true,
+        region: NO_REGION,
+        ..InsnFact::default()
+    };
+    let access = match *insn {
+        Insn::Load { size, src, off, .. } => {
+            Some((usize::from(src.index()), off, size.bytes(), false, false))
+        }
+        Insn::Store { size, dst, off, .. } => {
+            Some((usize::from(dst.index()), off, size.bytes(), true, false))
+        }
+        Insn::Atomic {
+            width, dst, off, ..
+        } => {
+            let bytes = if width == Width::W64 { 8 } else { 4 };
+            Some((usize::from(dst.index()), off, bytes, true, true))
+        }
+        _ => None,
+    };
+    if let Some((base, off, bytes, write, atomic)) = access {
+        match prove_access(s, base, off, bytes, write, atomic, ctx, entry) {
+            Access::InBounds { region } => {
+                f.in_bounds = true;
+                f.region = region;
+            }
+            Access::Checked { region } => f.region = region.unwrap_or(NO_REGION),
+        }
+    }
+    if let Insn::Alu {
+        width,
+        op: op @ (AluOp::Div | AluOp::Mod | AluOp::Sdiv | AluOp::Smod),
+        dst,
+        src: Operand::Reg(src),
+    } = *insn
+    {
+        let (a, b, w) = match width {
+            Width::W64 => (
+                *s.num(usize::from(dst.index())),
+                *s.num(usize::from(src.index())),
+                Bits::B64,
+            ),
+            Width::W32 => (
+                s.num(usize::from(dst.index())).low32(),
+                s.num(usize::from(src.index())).low32(),
+                Bits::B32,
+            ),
+        };
+        f.nonzero = !b.contains(0, w);
+        let signed = matches!(op, AluOp::Sdiv | AluOp::Smod);
+        let min = match w {
+            Bits::B64 => i64::MIN as u64,
+            Bits::B32 => u64::from(i32::MIN as u32),
+        };
+        f.no_overflow = !signed || !b.contains(w.max(), w) || !a.contains(min, w);
+    }
+    f
+}
+
+/// Whether `size` bytes at `R[base] + off` are in bounds of one region on every path.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one access, described field by field"
+)]
+fn prove_access(
+    s: &State,
+    base: usize,
+    off: i16,
+    bytes: u32,
+    write: bool,
+    atomic: bool,
+    ctx: &Ctx,
+    entry: &Entry,
+) -> Access {
+    let v = &s.regs[base];
+    let off = i128::from(off);
+    let lo = i128::from(v.num.umin) + off;
+    let hi = i128::from(v.num.umax) + off + i128::from(bytes) - 1;
+    if lo < 0 || hi > i128::from(u64::MAX) || lo >> 32 != hi >> 32 {
+        return Access::Checked { region: None };
+    }
+    let region = (lo >> 32) as u64;
+    if region == layout::NULL_REGION || region > layout::MAX_REGION {
+        return Access::Checked { region: None };
+    }
+    let checked = Access::Checked {
+        region: Some(region as u8),
+    };
+    if atomic {
+        let low = u64::from(bytes) - 1;
+        let aligned = v.num.mask & low == 0 && (v.num.bits.wrapping_add(off as u64)) & low == 0;
+        if !aligned {
+            return checked;
+        }
+    }
+    let base_addr = i128::from(region << 32);
+    let in_bounds = match entry.spec(region) {
+        RegionSpec::Unknown => false,
+        RegionSpec::Fixed { len, writable } => {
+            (writable || !write) && hi < base_addr + i128::from(len)
+        }
+        RegionSpec::Dynamic { writable } => {
+            let Some(slot) = ctx.space.slot_of(region) else {
+                return checked;
+            };
+            (writable || !write) && {
+                // The last byte, hi, must be below End: End >= base + len_min, or a
+                // relation bounds the register by End.
+                let numeric = hi < s.end_min(&ctx.space, slot);
+                numeric || below_end(s, base, slot, off + i128::from(bytes), 3)
+            }
+        }
+    };
+    if in_bounds {
+        Access::InBounds {
+            region: region as u8,
+        }
+    } else {
+        checked
+    }
+}
+
+/// Whether `R[r] + extra <= End(slot)` follows from the relations (chasing register bounds up
+/// to `depth` steps).
+fn below_end(s: &State, r: usize, slot: u8, extra: i128, depth: u32) -> bool {
+    let v = &s.regs[r];
+    if v.end == slot && v.end_shift == 0 && i128::from(v.end_off) + extra <= 0 {
+        return true;
+    }
+    if depth == 0 || v.rel == NONE {
+        return false;
+    }
+    // R[r] <= (R[j] << k) + c: enough that (R[j] << k) + c + extra <= End.
+    let j = usize::from(v.rel);
+    let (k, c) = (v.rel_shift, i128::from(v.rel_off));
+    let w = &s.regs[j];
+    if w.end == slot && w.end_shift == k && i128::from(w.end_off) + c + extra <= 0 {
+        // (R[j] << k) <= End + e.
+        return true;
+    }
+    k == 0 && below_end(s, j, slot, c + extra, depth - 1)
+}
