@@ -112,9 +112,7 @@ pub(crate) struct Graph {
     pub(crate) blocks: Vec<Block>,
     /// Per instruction: its block.
     pub(crate) block_of: Vec<u32>,
-    /// Blocks reachable from the entry, in reverse post-order.
-    pub(crate) rpo: Vec<u32>,
-    /// Per block: its position in `rpo` (`u32::MAX` if unreachable).
+    /// Per block: its position in reverse post-order (`u32::MAX` if unreachable).
     pub(crate) order: Vec<u32>,
 }
 
@@ -204,11 +202,10 @@ impl Graph {
                 term,
             });
         }
-        let (rpo, order) = reverse_post_order(&blocks);
+        let order = reverse_post_order(&blocks);
         Graph {
             blocks,
             block_of,
-            rpo,
             order,
         }
     }
@@ -219,12 +216,84 @@ impl Graph {
     }
 }
 
-/// Reverse post-order of the blocks reachable from block 0, and each block's position in it.
-fn reverse_post_order(blocks: &[Block]) -> (Vec<u32>, Vec<u32>) {
+impl Graph {
+    /// The strongly connected components of the reachable blocks, in topological order (a
+    /// component comes after every component with an edge into it); each component's blocks
+    /// in reverse post-order. Tarjan's algorithm, iteratively.
+    pub(crate) fn components(&self) -> Vec<Vec<u32>> {
+        let n = self.blocks.len();
+        let mut index = vec![u32::MAX; n];
+        let mut low = vec![0u32; n];
+        let mut on_stack = vec![false; n];
+        let mut stack: Vec<u32> = Vec::new();
+        let mut out: Vec<Vec<u32>> = Vec::new();
+        let mut counter = 0u32;
+        if n == 0 {
+            return out;
+        }
+        let mut calls: Vec<(u32, u8)> = vec![(0, 0)];
+        index[0] = 0;
+        low[0] = 0;
+        counter += 1;
+        stack.push(0);
+        on_stack[0] = true;
+        while let Some(&mut (b, ref mut next)) = calls.last_mut() {
+            let succ = self.blocks[b as usize].successors().nth(usize::from(*next));
+            *next += 1;
+            match succ {
+                Some(s) if index[s as usize] == u32::MAX => {
+                    index[s as usize] = counter;
+                    low[s as usize] = counter;
+                    counter += 1;
+                    stack.push(s);
+                    on_stack[s as usize] = true;
+                    calls.push((s, 0));
+                }
+                Some(s) => {
+                    if on_stack[s as usize] {
+                        low[b as usize] = low[b as usize].min(index[s as usize]);
+                    }
+                }
+                None => {
+                    calls.pop();
+                    if let Some(&(parent, _)) = calls.last() {
+                        low[parent as usize] = low[parent as usize].min(low[b as usize]);
+                    }
+                    if low[b as usize] == index[b as usize] {
+                        let mut comp = Vec::new();
+                        while let Some(x) = stack.pop() {
+                            on_stack[x as usize] = false;
+                            comp.push(x);
+                            if x == b {
+                                break;
+                            }
+                        }
+                        comp.sort_unstable_by_key(|&x| self.order[x as usize]);
+                        out.push(comp);
+                    }
+                }
+            }
+        }
+        out.reverse();
+        out
+    }
+
+    /// Whether a component is a single block without an edge to itself (no cycle).
+    pub(crate) fn acyclic(&self, comp: &[u32]) -> bool {
+        comp.len() == 1
+            && !self.blocks[comp[0] as usize]
+                .successors()
+                .any(|s| s == comp[0])
+    }
+}
+
+/// Each block's position in the reverse post-order of the blocks reachable from block 0
+/// (`u32::MAX` if unreachable).
+fn reverse_post_order(blocks: &[Block]) -> Vec<u32> {
     let mut order = vec![u32::MAX; blocks.len()];
     let mut post = Vec::with_capacity(blocks.len());
     if blocks.is_empty() {
-        return (post, order);
+        return order;
     }
     let mut seen = vec![false; blocks.len()];
     let mut stack: Vec<(u32, u8)> = vec![(0, 0)];
@@ -248,7 +317,7 @@ fn reverse_post_order(blocks: &[Block]) -> (Vec<u32>, Vec<u32>) {
     for (i, &b) in post.iter().enumerate() {
         order[b as usize] = i as u32;
     }
-    (post, order)
+    order
 }
 
 #[cfg(test)]
@@ -273,6 +342,17 @@ mod tests {
         assert_eq!(g.blocks[1].term, Term::Branch { taken: 1, next: 2 });
         assert!(g.retreating(1, 1));
         assert!(!g.retreating(0, 1));
+        assert_eq!(g.components(), vec![vec![0], vec![1], vec![2]]);
+        assert!(!g.acyclic(&[1]));
+        assert!(g.acyclic(&[2]));
+        // Two loops, one inside the other, and a call into a function that returns.
+        let g = graph(
+            "mov %r0, 0\nmov %r1, 0\nadd %r1, 1\njlt %r1, 3, -2\nadd %r0, 1\n\
+             jlt %r0, 3, -5\ncall local +1\nexit\nexit",
+        );
+        let comps = g.components();
+        assert_eq!(comps.len(), 5, "{comps:?}");
+        assert_eq!(comps[1], vec![1, 2, 3], "both loops in one component");
     }
 
     #[test]

@@ -274,7 +274,7 @@ impl Facts {
     /// Analyses `program` from `entry`. Linear in the program for loop-free code; loops add a
     /// few passes over their bodies (widening settles them).
     pub fn analyse(program: &Program, entry: &Entry) -> Facts {
-        Analysis::run(program, entry).into_facts()
+        Analysis::solve(program, entry, false).into_facts()
     }
 
     pub(crate) fn new(entry: Entry, insns: Vec<InsnFact>) -> Facts {

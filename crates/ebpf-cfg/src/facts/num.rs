@@ -148,6 +148,7 @@ impl Num {
         self.mask &= w.max();
         self.bits &= !self.mask;
         for _ in 0..2 {
+            let before = self;
             // Known bits bound the unsigned range...
             self.umin = self.umin.max(self.bits);
             self.umax = self.umax.min(self.bits | self.mask);
@@ -195,6 +196,9 @@ impl Num {
             }
             self.bits |= self.umin & prefix;
             self.mask &= !prefix;
+            if self == before {
+                break;
+            }
         }
         Some(self)
     }
@@ -237,7 +241,13 @@ impl Num {
             self.umin
         };
         let umax = if new.umax > self.umax {
-            thresholds.above(new.umax).min(w.max())
+            // A value inside one region's window first widens to the window's end.
+            let window = (new.umin >> 32 == new.umax >> 32 && new.umin >> 32 != 0)
+                .then_some(new.umax | 0xffff_ffff);
+            thresholds
+                .above(new.umax)
+                .min(window.unwrap_or(u64::MAX))
+                .min(w.max())
         } else {
             self.umax
         };
@@ -360,6 +370,27 @@ pub(crate) struct Thresholds {
 }
 
 impl Thresholds {
+    /// The widening ladder of a program: its own thresholds the first time, then only the
+    /// 32-bit, sign and 64-bit boundaries (so each register climbs a few steps at most).
+    pub(crate) fn ladder(program: Thresholds) -> [Thresholds; 2] {
+        let coarse = [
+            i32::MAX as u64,
+            u64::from(u32::MAX),
+            i64::MAX as u64,
+            u64::MAX,
+        ];
+        let mut signed: alloc::vec::Vec<i64> = coarse.iter().map(|&v| v as i64).collect();
+        signed.extend([i32::MIN as i64, i64::MIN, 0]);
+        signed.sort_unstable();
+        [
+            program,
+            Thresholds {
+                unsigned: coarse.to_vec(),
+                signed,
+            },
+        ]
+    }
+
     /// Thresholds from the constants of a program.
     pub(crate) fn new(mut values: alloc::vec::Vec<u64>) -> Thresholds {
         let fixed = [
@@ -374,9 +405,6 @@ impl Thresholds {
             i64::MIN as u64,
         ];
         values.extend(fixed);
-        // The last byte of every region's window, so that a widened pointer stays in its
-        // region.
-        values.extend((1..64u64).map(|r| (r << 32) | 0xffff_ffff));
         values.sort_unstable();
         values.dedup();
         let mut signed: alloc::vec::Vec<i64> = values.iter().map(|&v| v as i64).collect();
@@ -496,11 +524,13 @@ impl Tnum {
         Tnum::add(Tnum { v: acc_v, m: 0 }, acc_m)
     }
 
+    /// The known bits as a number with any range (not reduced: the callers tighten the
+    /// ranges, then reduce once).
     fn into_num(self, w: Bits) -> Num {
         let mut n = Num::top(w);
-        n.bits = self.v & w.max() & !self.m;
         n.mask = self.m & w.max();
-        n.reduced(w).unwrap_or(Num::top(w))
+        n.bits = self.v & w.max() & !n.mask;
+        n
     }
 }
 

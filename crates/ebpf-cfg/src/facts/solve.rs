@@ -7,6 +7,7 @@
 //! sweep (a forward edge) or is the source of a retreating edge, whose contribution is taken
 //! from the ascending phase's post-fixed point. Both over-approximate every concrete state.
 
+use alloc::boxed::Box;
 use alloc::collections::BinaryHeap;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -21,10 +22,13 @@ use super::state::{NONE, REGS, SLOTS, Space, State, Val};
 use super::transfer::Ctx;
 use super::{Access, Arg, Entry, Facts, InsnFact, NO_REGION, RegionSpec};
 
+/// States move between blocks boxed: a move is a pointer, not a kilobyte.
+type Boxed = Box<State>;
+
 /// Visits of a loop head before widening starts.
-const WIDEN_AFTER: u32 = 2;
+const WIDEN_AFTER: u32 = 0;
 /// Visits of a loop head after which every changing register is given up.
-const COLLAPSE_AFTER: u32 = 64;
+const COLLAPSE_AFTER: u32 = 16;
 
 /// The analysis of one program: the state at every block entry, from which the state at any
 /// instruction can be recomputed, and the facts.
@@ -33,13 +37,19 @@ pub struct Analysis {
     graph: Graph,
     insns: Vec<Insn>,
     ctx: Ctx,
-    entries: Vec<Option<State>>,
+    entries: Vec<Option<Boxed>>,
     facts: Facts,
 }
 
 impl Analysis {
-    /// Analyses `program` from `entry`.
+    /// Analyses `program` from `entry`, keeping the state at every block (see
+    /// [`Analysis::registers_at`]).
     pub fn run(program: &Program, entry: &Entry) -> Analysis {
+        Analysis::solve(program, entry, true)
+    }
+
+    /// The analysis; `keep`: keep the states at block entries (only the facts otherwise).
+    pub(crate) fn solve(program: &Program, entry: &Entry, keep: bool) -> Analysis {
         let graph = Graph::of(program);
         let insns = program.insns().to_vec();
         let (ctx, init) = start(entry);
@@ -48,12 +58,10 @@ impl Analysis {
             graph: &graph,
             insns: &insns,
             ctx: &ctx,
-            thresholds: &thresholds,
+            ladder: Thresholds::ladder(thresholds),
         };
-        let (ascended, back) = solver.ascend(&init);
         let mut facts = vec![InsnFact::default(); insns.len()];
-        drop(ascended);
-        let entries = solver.descend(&init, back, &mut facts, entry);
+        let entries = solver.solve(&init, &mut facts, entry, keep);
         Analysis {
             facts: Facts::new(entry.clone(), facts),
             graph,
@@ -78,7 +86,7 @@ impl Analysis {
     pub fn registers_at(&self, index: usize) -> Option<Registers> {
         let b = *self.graph.block_of.get(index)?;
         let block = self.graph.blocks[b as usize];
-        let mut state = self.entries[b as usize].clone()?;
+        let mut state = *self.entries.get(b as usize)?.clone()?;
         for i in block.first as usize..index {
             state.transfer(&self.insns[i], &self.ctx);
         }
@@ -343,7 +351,7 @@ struct Solver<'a> {
     graph: &'a Graph,
     insns: &'a [Insn],
     ctx: &'a Ctx,
-    thresholds: &'a Thresholds,
+    ladder: [Thresholds; 2],
 }
 
 impl Solver<'_> {
@@ -352,9 +360,9 @@ impl Solver<'_> {
     fn run_block(
         &self,
         b: u32,
-        mut state: State,
+        mut state: Boxed,
         record: &mut dyn FnMut(usize, &State),
-        flow: &mut dyn FnMut(u32, State),
+        flow: &mut dyn FnMut(u32, Boxed),
     ) {
         let block = self.graph.blocks[b as usize];
         let last = block.last();
@@ -381,139 +389,213 @@ impl Solver<'_> {
                 } = *insn
                 {
                     if let Some(s) = state.branch(width, cond, dst, src, true, self.ctx) {
-                        flow(taken, s);
+                        flow(taken, Box::new(s));
                     }
                     if let Some(s) = state.branch(width, cond, dst, src, false, self.ctx) {
-                        flow(next, s);
+                        flow(next, Box::new(s));
                     }
                 }
             }
             Term::Call { target, ret } => {
-                flow(target, state.callee(self.ctx));
-                flow(ret, state.returned(self.ctx));
+                flow(target, Box::new(state.callee(self.ctx)));
+                flow(ret, Box::new(state.returned(self.ctx)));
             }
             Term::Exit | Term::Trap => {}
         }
     }
 
-    /// The ascending phase: block entry states at a post-fixed point, and per loop head the
-    /// join of everything that flowed in over retreating edges.
-    fn ascend(&mut self, init: &State) -> (Vec<Option<State>>, Vec<Option<State>>) {
+    /// Solves every component in topological order. A block outside any cycle is run once,
+    /// from the join of what flowed into it; a cyclic component first iterates to a
+    /// post-fixed point (widening at the heads of its retreating edges), then runs one
+    /// descending sweep, which records the facts and feeds the components after it.
+    /// `keep`: also return the entry state of every block.
+    fn solve(
+        &mut self,
+        init: &State,
+        facts: &mut [InsnFact],
+        entry: &Entry,
+        keep: bool,
+    ) -> Vec<Option<Boxed>> {
         let n = self.graph.blocks.len();
-        let mut entries: Vec<Option<State>> = vec![None; n];
-        let mut back: Vec<Option<State>> = vec![None; n];
-        let mut visits = vec![0u32; n];
-        let mut head = vec![false; n];
-        for &b in &self.graph.rpo {
-            for s in self.graph.blocks[b as usize].successors() {
-                if self.graph.retreating(b, s) {
-                    head[s as usize] = true;
+        let mut kept: Vec<Option<Boxed>> = if keep { vec![None; n] } else { Vec::new() };
+        // What has flowed into blocks not yet run (the frontier).
+        let mut pending: Vec<Option<Boxed>> = vec![None; n];
+        // Per block: its position in the component being solved (u32::MAX: not in it).
+        let mut local = vec![u32::MAX; n];
+        if n == 0 {
+            return kept;
+        }
+        pending[0] = Some(Box::new(init.clone()));
+        let ctx = self.ctx;
+        for comp in self.graph.components() {
+            if self.graph.acyclic(&comp) {
+                let b = comp[0];
+                let Some(state) = pending[b as usize].take() else {
+                    continue;
+                };
+                if keep {
+                    kept[b as usize] = Some(state.clone());
+                }
+                self.run_block(
+                    b,
+                    state,
+                    &mut |i, s| facts[i] = record(&self.insns[i], s, ctx, entry),
+                    &mut |t, s| join_into(&mut pending, t, s, ctx),
+                );
+                continue;
+            }
+            for (k, &b) in comp.iter().enumerate() {
+                local[b as usize] = k as u32;
+            }
+            let ext: Vec<Option<Boxed>> =
+                comp.iter().map(|&b| pending[b as usize].take()).collect();
+            let back = self.ascend(&comp, &local, &ext);
+            // Descending sweep.
+            let mut next: Vec<Option<Boxed>> = ext;
+            for (slot, b) in next.iter_mut().zip(back) {
+                if let Some(b) = b {
+                    *slot = Some(match slot.take() {
+                        None => b,
+                        Some(s) => Box::new(s.join(&b, &ctx.space, true)),
+                    });
+                }
+            }
+            for (k, &b) in comp.iter().enumerate() {
+                let Some(state) = next[k].take() else {
+                    continue;
+                };
+                if keep {
+                    kept[b as usize] = Some(state.clone());
+                }
+                self.run_block(
+                    b,
+                    state,
+                    &mut |i, s| facts[i] = record(&self.insns[i], s, ctx, entry),
+                    &mut |t, s| {
+                        if t == NO_BLOCK {
+                            return;
+                        }
+                        match local[t as usize] {
+                            u32::MAX => join_into(&mut pending, t, s, ctx),
+                            _ if self.graph.retreating(b, t) => {}
+                            lt => join_local(&mut next, lt as usize, s, ctx),
+                        }
+                    },
+                );
+            }
+            for &b in &comp {
+                local[b as usize] = u32::MAX;
+            }
+        }
+        kept
+    }
+
+    /// The ascending phase of one cyclic component (`local` maps its blocks to positions,
+    /// `ext` is what flowed in from outside): iterates to a post-fixed point and returns, per
+    /// block, the join of everything that flowed in over retreating edges.
+    fn ascend(&self, comp: &[u32], local: &[u32], ext: &[Option<Boxed>]) -> Vec<Option<Boxed>> {
+        let m = comp.len();
+        let mut entries: Vec<Option<Boxed>> = ext.to_vec();
+        // Per block: the latest state each retreating edge brought (by source position).
+        let mut latest: Vec<Vec<(usize, Boxed)>> = vec![Vec::new(); m];
+        let mut visits = vec![0u32; m];
+        let mut levels = vec![[0u8; REGS]; m];
+        let mut head = vec![false; m];
+        for &b in comp {
+            for t in self.graph.blocks[b as usize].successors() {
+                if local[t as usize] != u32::MAX && self.graph.retreating(b, t) {
+                    head[local[t as usize] as usize] = true;
                 }
             }
         }
-        if n == 0 {
-            return (entries, back);
-        }
-        entries[0] = Some(init.clone());
-        let mut queued = vec![false; n];
+        let mut queued = vec![false; m];
         let mut work = BinaryHeap::new();
-        work.push(Reverse(self.graph.order[0]));
-        queued[0] = true;
-        while let Some(Reverse(pos)) = work.pop() {
-            let b = self.graph.rpo[pos as usize];
-            queued[b as usize] = false;
-            let Some(state) = entries[b as usize].clone() else {
+        for (k, e) in entries.iter().enumerate() {
+            if e.is_some() {
+                queued[k] = true;
+                work.push(Reverse(k as u32));
+            }
+        }
+        let space = &self.ctx.space;
+        while let Some(Reverse(k)) = work.pop() {
+            let k = k as usize;
+            queued[k] = false;
+            let Some(state) = entries[k].clone() else {
                 continue;
             };
-            let mut outs: Vec<(u32, State)> = Vec::new();
+            let b = comp[k];
+            let mut outs: Vec<(usize, bool, Boxed)> = Vec::new();
             self.run_block(b, state, &mut |_, _| {}, &mut |t, s| {
-                if t != NO_BLOCK {
-                    outs.push((t, s));
+                if t != NO_BLOCK && local[t as usize] != u32::MAX {
+                    outs.push((local[t as usize] as usize, self.graph.retreating(b, t), s));
                 }
             });
-            for (t, s) in outs {
-                let ti = t as usize;
-                if self.graph.retreating(b, t) {
-                    back[ti] = Some(match back[ti].take() {
-                        None => s.clone(),
-                        Some(old) => old.join(&s, &self.ctx.space, true),
-                    });
+            for (t, retreating, s) in outs {
+                if retreating {
+                    match latest[t].iter_mut().find(|(from, _)| *from == k) {
+                        Some((_, slot)) => *slot = s.clone(),
+                        None => latest[t].push((k, s.clone())),
+                    }
                 }
-                let new = match &entries[ti] {
+                let new = match &entries[t] {
                     None => s,
                     Some(old) => {
-                        let joined = old.join(&s, &self.ctx.space, head[ti]);
-                        if joined == *old {
+                        let joined = old.join(&s, space, head[t]);
+                        if joined == **old {
                             continue;
                         }
-                        if head[ti] {
-                            visits[ti] += 1;
-                            if visits[ti] > COLLAPSE_AFTER {
+                        Box::new(if head[t] {
+                            visits[t] += 1;
+                            if visits[t] > COLLAPSE_AFTER {
                                 old.collapse(&joined)
-                            } else if visits[ti] > WIDEN_AFTER {
-                                old.widen(&joined, self.thresholds)
+                            } else if visits[t] > WIDEN_AFTER {
+                                old.widen(&joined, &self.ladder, &mut levels[t])
                             } else {
                                 joined
                             }
                         } else {
                             joined
-                        }
+                        })
                     }
                 };
-                entries[ti] = Some(new);
-                if !queued[ti] {
-                    queued[ti] = true;
-                    work.push(Reverse(self.graph.order[ti]));
+                entries[t] = Some(new);
+                if !queued[t] {
+                    queued[t] = true;
+                    work.push(Reverse(t as u32));
                 }
             }
         }
-        (entries, back)
+        // The last run of every block started from its final entry, so the latest states over
+        // retreating edges are one application of the transfer to the post-fixed point:
+        // joining them with what comes from outside narrows the heads.
+        latest
+            .into_iter()
+            .map(|states| {
+                states
+                    .into_iter()
+                    .map(|(_, s)| s)
+                    .reduce(|a, b| Box::new(a.join(&b, space, true)))
+            })
+            .collect()
     }
+}
 
-    /// The descending sweep: recomputes every entry from its predecessors (forward edges from
-    /// this sweep, retreating ones from the ascending phase) and records the facts.
-    fn descend(
-        &mut self,
-        init: &State,
-        back: Vec<Option<State>>,
-        facts: &mut [InsnFact],
-        entry: &Entry,
-    ) -> Vec<Option<State>> {
-        let n = self.graph.blocks.len();
-        let mut next: Vec<Option<State>> = back;
-        let mut done: Vec<Option<State>> = vec![None; n];
-        if n == 0 {
-            return done;
-        }
-        next[0] = Some(match next[0].take() {
-            None => init.clone(),
-            Some(b) => b.join(init, &self.ctx.space, true),
-        });
-        for &b in &self.graph.rpo {
-            let bi = b as usize;
-            let Some(state) = next[bi].take() else {
-                continue;
-            };
-            done[bi] = Some(state.clone());
-            let ctx = self.ctx;
-            self.run_block(
-                b,
-                state,
-                &mut |i, s| facts[i] = record(&self.insns[i], s, ctx, entry),
-                &mut |t, s| {
-                    if t == NO_BLOCK || self.graph.retreating(b, t) {
-                        return;
-                    }
-                    let ti = t as usize;
-                    next[ti] = Some(match next[ti].take() {
-                        None => s,
-                        Some(old) => old.join(&s, &ctx.space, false),
-                    });
-                },
-            );
-        }
-        done
+/// Joins `s` into what has flowed into block `t`.
+fn join_into(pending: &mut [Option<Boxed>], t: u32, s: Boxed, ctx: &Ctx) {
+    if t == NO_BLOCK {
+        return;
     }
+    join_local(pending, t as usize, s, ctx);
+}
+
+fn join_local(states: &mut [Option<Boxed>], t: usize, s: Boxed, ctx: &Ctx) {
+    states[t] = Some(match states[t].take() {
+        None => s,
+        Some(mut old) => {
+            *old = old.join(&s, &ctx.space, false);
+            old
+        }
+    });
 }
 
 /// The facts of instruction `insn` in state `s`.

@@ -634,9 +634,22 @@ impl State {
     /// The join of two states (every path of either). At loop heads (`head`), registers that
     /// are constants on both sides and step together are discovered to be linked.
     pub(crate) fn join(&self, other: &State, space: &Space, head: bool) -> State {
-        let mut out = self.clone();
+        if self == other {
+            return self.clone();
+        }
+        let mut out = State {
+            regs: [Val::top(); REGS],
+            len_min: [0; SLOTS],
+            meta: self.meta && other.meta,
+        };
+        let mut any_link = false;
         for i in 0..REGS {
             let (a, b) = (&self.regs[i], &other.regs[i]);
+            any_link |= a.link != NONE || b.link != NONE;
+            if a == b && a.link == NONE {
+                out.regs[i] = *a;
+                continue;
+            }
             let mut v = Val::of(a.num.join(&b.num));
             // End relation.
             for (x, y) in [(self, other), (other, self)] {
@@ -670,6 +683,12 @@ impl State {
             }
             out.regs[i] = v;
         }
+        if !any_link && !head {
+            for (s, m) in out.len_min.iter_mut().enumerate() {
+                *m = self.len_min[s].min(other.len_min[s]);
+            }
+            return out;
+        }
         // Links: those that hold on both sides.
         let mut links = [(NONE, 0u8, 0u64); REGS];
         for (i, link) in links.iter_mut().enumerate() {
@@ -690,7 +709,6 @@ impl State {
         for (s, m) in out.len_min.iter_mut().enumerate() {
             *m = self.len_min[s].min(other.len_min[s]);
         }
-        out.meta = self.meta && other.meta;
         out
     }
 
@@ -738,11 +756,22 @@ impl State {
 
     /// Widening at a loop head: `self` is the head's previous state, `new` its join with what
     /// flows in now. Numbers jump to thresholds; relations that loosened are dropped.
-    pub(crate) fn widen(&self, new: &State, thresholds: &Thresholds) -> State {
+    /// `levels` counts, per register, how often it was widened at this head: the first time
+    /// to the program's thresholds (`ladder[0]`), then to coarser ones, then to the ends.
+    pub(crate) fn widen(
+        &self,
+        new: &State,
+        ladder: &[Thresholds],
+        levels: &mut [u8; REGS],
+    ) -> State {
         let mut out = new.clone();
         for (i, v) in out.regs.iter_mut().enumerate() {
             let old = &self.regs[i];
-            v.num = old.num.widen(&new.regs[i].num, Bits::B64, thresholds);
+            if v.num != old.num {
+                let level = usize::from(levels[i]).min(ladder.len() - 1);
+                v.num = old.num.widen(&new.regs[i].num, Bits::B64, &ladder[level]);
+                levels[i] = levels[i].saturating_add(1);
+            }
             if v.rel != NONE
                 && old.rel == v.rel
                 && old.rel_shift == v.rel_shift
