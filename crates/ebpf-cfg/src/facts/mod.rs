@@ -27,6 +27,7 @@
 //! checked code otherwise. See `docs/facts.md`.
 
 mod graph;
+mod loops;
 mod num;
 mod solve;
 mod state;
@@ -38,6 +39,7 @@ use core::fmt;
 use ebpf_abi::{MemoryMap, layout};
 use ebpf_isa::Program;
 
+pub use loops::{Condition, LoopFact, Version};
 pub use solve::{Analysis, Registers, Relation, ValueFacts};
 
 /// What an argument register holds at entry.
@@ -258,6 +260,8 @@ pub(crate) const NO_REGION: u8 = u8::MAX;
 pub struct Facts {
     entry: Entry,
     insns: Vec<InsnFact>,
+    versions: Vec<Version>,
+    loops: Vec<LoopFact>,
 }
 
 impl fmt::Debug for Facts {
@@ -266,6 +270,8 @@ impl fmt::Debug for Facts {
         f.debug_struct("Facts")
             .field("instructions", &self.insns.len())
             .field("accesses_in_bounds", &proven)
+            .field("versions", &self.versions)
+            .field("loops", &self.loops)
             .finish()
     }
 }
@@ -277,8 +283,30 @@ impl Facts {
         Analysis::solve(program, entry, false).into_facts()
     }
 
-    pub(crate) fn new(entry: Entry, insns: Vec<InsnFact>) -> Facts {
-        Facts { entry, insns }
+    pub(crate) fn new(
+        entry: Entry,
+        insns: Vec<InsnFact>,
+        mut versions: Vec<Version>,
+        mut loops: Vec<LoopFact>,
+    ) -> Facts {
+        versions.sort_unstable_by_key(|v| v.entry);
+        loops.sort_unstable_by_key(|l| l.entry);
+        Facts {
+            entry,
+            insns,
+            versions,
+            loops,
+        }
+    }
+
+    /// Loops with an unchecked version and the conditions that select it, by entry.
+    pub fn versions(&self) -> &[Version] {
+        &self.versions
+    }
+
+    /// Loops whose whole work is known at entry, by entry.
+    pub fn loops(&self) -> &[LoopFact] {
+        &self.loops
     }
 
     /// The entry the facts assume.

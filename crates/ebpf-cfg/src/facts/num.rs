@@ -415,6 +415,17 @@ impl Thresholds {
         }
     }
 
+    /// These thresholds and `more`.
+    pub(crate) fn with(&self, more: &[u64]) -> Thresholds {
+        let mut unsigned = self.unsigned.clone();
+        unsigned.extend_from_slice(more);
+        unsigned.sort_unstable();
+        unsigned.dedup();
+        let mut signed: alloc::vec::Vec<i64> = unsigned.iter().map(|&v| v as i64).collect();
+        signed.sort_unstable();
+        Thresholds { unsigned, signed }
+    }
+
     /// The smallest threshold `>= v` (unsigned).
     fn above(&self, v: u64) -> u64 {
         let i = self.unsigned.partition_point(|&t| t < v);

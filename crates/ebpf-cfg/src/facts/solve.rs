@@ -17,6 +17,7 @@ use ebpf_abi::{STACK_FRAME_SIZE, layout};
 use ebpf_isa::{AluOp, Insn, Operand, Program, Width};
 
 use super::graph::{Graph, NO_BLOCK, Term};
+use super::loops::{self, Condition, LoopFact, Version};
 use super::num::{Bits, Num, Thresholds};
 use super::state::{NONE, REGS, SLOTS, Space, State, Val};
 use super::transfer::Ctx;
@@ -61,9 +62,10 @@ impl Analysis {
             ladder: Thresholds::ladder(thresholds),
         };
         let mut facts = vec![InsnFact::default(); insns.len()];
-        let entries = solver.solve(&init, &mut facts, entry, keep);
+        let mut loops = Loops::default();
+        let entries = solver.solve(&init, &mut facts, entry, keep, &mut loops);
         Analysis {
-            facts: Facts::new(entry.clone(), facts),
+            facts: Facts::new(entry.clone(), facts, loops.versions, loops.loops),
             graph,
             insns,
             ctx,
@@ -133,7 +135,7 @@ pub enum Relation {
         /// The offset.
         offset: u64,
     },
-    /// `value <= (r[reg] << shift) + offset`, as integers.
+    /// `value <= (r[reg] << shift) + offset - r[minus]`, as integers.
     AtMostReg {
         /// The other register.
         reg: u8,
@@ -141,6 +143,8 @@ pub enum Relation {
         shift: u8,
         /// The offset.
         offset: i64,
+        /// A register subtracted, if any.
+        minus: Option<u8>,
     },
     /// `value <= (end(region) + offset) >> shift`, as integers (`==` when `exact`), where
     /// `end(region)` is the VM address one past the region's last byte.
@@ -188,6 +192,7 @@ impl Registers {
                 reg: v.rel,
                 shift: v.rel_shift,
                 offset: v.rel_off,
+                minus: (v.rel_minus != NONE).then_some(v.rel_minus),
             });
         }
         if v.end != NONE {
@@ -234,9 +239,16 @@ impl Registers {
                     Relation::Link { reg, shift, offset } => {
                         x == (regs[usize::from(reg)] << shift).wrapping_add(offset)
                     }
-                    Relation::AtMostReg { reg, shift, offset } => {
+                    Relation::AtMostReg {
+                        reg,
+                        shift,
+                        offset,
+                        minus,
+                    } => {
+                        let minus = minus.map_or(0, |m| i128::from(regs[usize::from(m)]));
                         i128::from(x)
                             <= (i128::from(regs[usize::from(reg)]) << shift) + i128::from(offset)
+                                - minus
                     }
                     Relation::AtMostEnd {
                         region,
@@ -415,6 +427,7 @@ impl Solver<'_> {
         facts: &mut [InsnFact],
         entry: &Entry,
         keep: bool,
+        out: &mut Loops,
     ) -> Vec<Option<Boxed>> {
         let n = self.graph.blocks.len();
         let mut kept: Vec<Option<Boxed>> = if keep { vec![None; n] } else { Vec::new() };
@@ -449,45 +462,186 @@ impl Solver<'_> {
             }
             let ext: Vec<Option<Boxed>> =
                 comp.iter().map(|&b| pending[b as usize].take()).collect();
-            let back = self.ascend(&comp, &local, &ext);
-            // Descending sweep.
-            let mut next: Vec<Option<Boxed>> = ext;
-            for (slot, b) in next.iter_mut().zip(back) {
-                if let Some(b) = b {
-                    *slot = Some(match slot.take() {
-                        None => b,
-                        Some(s) => Box::new(s.join(&b, &ctx.space, true)),
-                    });
+            let entries: Vec<usize> = (0..comp.len()).filter(|&k| ext[k].is_some()).collect();
+            let invariant = !loops::written(self.graph, self.insns, &comp);
+            let mut wanted: Vec<(loops::Candidate, loops::Natural)> = Vec::new();
+            let single = entries.len() == 1;
+            let entry_state = if single {
+                ext[entries[0]].as_deref().cloned()
+            } else {
+                None
+            };
+            self.cycle(
+                &comp,
+                &local,
+                ext,
+                &mut |i, s| {
+                    facts[i] = record(&self.insns[i], s, ctx, entry);
+                    if single && !facts[i].in_bounds {
+                        wanted.extend(want(&self.insns[i], s, invariant).map(|c| (c, false)));
+                        wanted.extend(
+                            loops::compared(s, &self.insns[i], invariant).map(|c| (c, true)),
+                        );
+                    }
+                },
+                &mut |b, s| {
+                    if keep {
+                        kept[b as usize] = Some(Box::new(s.clone()));
+                    }
+                },
+                &mut |t, s| join_into(&mut pending, t, s, ctx),
+            );
+            if let Some(state) = entry_state {
+                let head = entries[0];
+                if let Some(l) = loops::trip(self.graph, self.insns, &comp, head, &state) {
+                    out.loops.push(l);
                 }
-            }
-            for (k, &b) in comp.iter().enumerate() {
-                let Some(state) = next[k].take() else {
-                    continue;
-                };
-                if keep {
-                    kept[b as usize] = Some(state.clone());
+                if !wanted.is_empty() {
+                    self.version(&comp, &local, head, state, wanted, facts, entry, out);
                 }
-                self.run_block(
-                    b,
-                    state,
-                    &mut |i, s| facts[i] = record(&self.insns[i], s, ctx, entry),
-                    &mut |t, s| {
-                        if t == NO_BLOCK {
-                            return;
-                        }
-                        match local[t as usize] {
-                            u32::MAX => join_into(&mut pending, t, s, ctx),
-                            _ if self.graph.retreating(b, t) => {}
-                            lt => join_local(&mut next, lt as usize, s, ctx),
-                        }
-                    },
-                );
             }
             for &b in &comp {
                 local[b as usize] = u32::MAX;
             }
         }
         kept
+    }
+
+    /// One cyclic component: the ascent from `ext` (what flowed in from outside), then the
+    /// descending sweep, which calls `record` before each instruction, `kept` with each block's
+    /// final entry state, and `outside` for each state that leaves the component.
+    fn cycle(
+        &self,
+        comp: &[u32],
+        local: &[u32],
+        ext: Vec<Option<Boxed>>,
+        record: &mut dyn FnMut(usize, &State),
+        kept: &mut dyn FnMut(u32, &State),
+        outside: &mut dyn FnMut(u32, Boxed),
+    ) {
+        let ctx = self.ctx;
+        let back = self.ascend(comp, local, &ext);
+        let mut next: Vec<Option<Boxed>> = ext;
+        for (slot, b) in next.iter_mut().zip(back) {
+            if let Some(b) = b {
+                *slot = Some(match slot.take() {
+                    None => b,
+                    Some(s) => Box::new(s.join(&b, &ctx.space, true)),
+                });
+            }
+        }
+        for (k, &b) in comp.iter().enumerate() {
+            let Some(state) = next[k].take() else {
+                continue;
+            };
+            kept(b, &state);
+            self.run_block(b, state, record, &mut |t, s| {
+                if t == NO_BLOCK {
+                    return;
+                }
+                match local[t as usize] {
+                    u32::MAX => outside(t, s),
+                    _ if self.graph.retreating(b, t) => {}
+                    lt => join_local(&mut next, lt as usize, s, ctx),
+                }
+            });
+        }
+    }
+
+    /// Solves a loop (with one entry, `comp[head]`, entered in `state`) again under the
+    /// assumptions its unproven accesses `wanted`, and records a [`Version`] with the
+    /// accesses that proves.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the solver's state, passed through"
+    )]
+    fn version(
+        &self,
+        comp: &[u32],
+        local: &[u32],
+        head: usize,
+        mut state: State,
+        mut wanted: Vec<(loops::Candidate, loops::Natural)>,
+        facts: &[InsnFact],
+        entry: &Entry,
+        out: &mut Loops,
+    ) {
+        // Per (register, shift, region): the natural assumption of a comparison (a claimed end
+        // no later than the real one) if there is one, else the weakest need of an access —
+        // the most likely to hold at run time. Solving under it proves every access that
+        // follows from it, which may be more than the needs suggested.
+        wanted.sort_unstable_by_key(|&((reg, shift, region, offset), natural)| {
+            (reg, shift, region, !natural, core::cmp::Reverse(offset))
+        });
+        let mut conditions: Vec<Condition> = Vec::new();
+        for ((reg, shift, region, offset), _) in wanted {
+            if conditions
+                .last()
+                .is_some_and(|c| (c.reg, c.shift, c.region) == (reg, shift, region))
+            {
+                continue;
+            }
+            conditions.push(Condition {
+                reg,
+                region,
+                offset,
+                shift,
+            });
+        }
+        let space = &self.ctx.space;
+        for c in &conditions {
+            let r = usize::from(c.reg);
+            match space.slot_of(u64::from(c.region)) {
+                Some(slot) => state.regs[r].offer_end(slot, c.shift, c.offset),
+                None => {
+                    let len = match entry.spec(u64::from(c.region)) {
+                        RegionSpec::Fixed { len, .. } => len,
+                        _ => continue,
+                    };
+                    let bound =
+                        ((i128::from(c.region) << 32) + i128::from(len) + i128::from(c.offset))
+                            >> c.shift;
+                    let n = &mut state.regs[r].num;
+                    if bound < 0 {
+                        return;
+                    }
+                    if bound < i128::from(n.umax) {
+                        n.umax = bound as u64;
+                    }
+                }
+            }
+            if !state.reduce(r, space) || !state.propagate(r, space) {
+                return;
+            }
+        }
+        let mut ext: Vec<Option<Boxed>> = vec![None; comp.len()];
+        ext[head] = Some(Box::new(state));
+        let mut proven: Vec<(usize, u8)> = Vec::new();
+        let ctx = self.ctx;
+        self.cycle(
+            comp,
+            local,
+            ext,
+            &mut |i, s| {
+                let f = record(&self.insns[i], s, ctx, entry);
+                if f.in_bounds && !facts[i].in_bounds {
+                    proven.push((i, f.region));
+                }
+            },
+            &mut |_, _| {},
+            &mut |_, _| {},
+        );
+        if proven.is_empty() {
+            return;
+        }
+        proven.sort_unstable();
+        proven.dedup();
+        out.versions.push(Version {
+            entry: self.graph.blocks[comp[head] as usize].first as usize,
+            insns: loops::ranges(self.graph, comp),
+            conditions,
+            accesses: proven,
+        });
     }
 
     /// The ascending phase of one cyclic component (`local` maps its blocks to positions,
@@ -549,7 +703,7 @@ impl Solver<'_> {
                             if visits[t] > COLLAPSE_AFTER {
                                 old.collapse(&joined)
                             } else if visits[t] > WIDEN_AFTER {
-                                old.widen(&joined, &self.ladder, &mut levels[t])
+                                old.widen(&joined, &self.ladder, &mut levels[t], space)
                             } else {
                                 joined
                             }
@@ -578,6 +732,27 @@ impl Solver<'_> {
             })
             .collect()
     }
+}
+
+/// What the loops of a program yield besides per-instruction facts.
+#[derive(Default)]
+pub(crate) struct Loops {
+    pub(crate) versions: Vec<Version>,
+    pub(crate) loops: Vec<LoopFact>,
+}
+
+/// What a loop would have to assume about a register it never writes to prove the access
+/// `insn` (whose addresses lie in `region`).
+fn want(insn: &Insn, s: &State, invariant: u16) -> Option<loops::Candidate> {
+    let (base, off, bytes) = match *insn {
+        Insn::Load { size, src, off, .. } => (src, off, size.bytes()),
+        Insn::Store { size, dst, off, .. } => (dst, off, size.bytes()),
+        Insn::Atomic {
+            width, dst, off, ..
+        } => (dst, off, if width == Width::W64 { 8 } else { 4 }),
+        _ => return None,
+    };
+    loops::candidate(s, usize::from(base.index()), off, bytes, invariant)
 }
 
 /// Joins `s` into what has flowed into block `t`.
@@ -734,7 +909,7 @@ fn below_end(s: &State, r: usize, slot: u8, extra: i128, depth: u32) -> bool {
     }
     // R[r] <= (R[j] << k) + c: enough that (R[j] << k) + c + extra <= End.
     let j = usize::from(v.rel);
-    let (k, c) = (v.rel_shift, i128::from(v.rel_off));
+    let (k, c) = (v.rel_shift, s.rel_eff(r));
     let w = &s.regs[j];
     if w.end == slot && w.end_shift == k && i128::from(w.end_off) + c + extra <= 0 {
         // (R[j] << k) <= End + e.

@@ -77,6 +77,9 @@ pub(crate) struct Val {
     pub(crate) rel_shift: u8,
     /// See `rel`.
     pub(crate) rel_off: i64,
+    /// When set, the bound is lower by this register's value: `value <= (R[rel] <<
+    /// rel_shift) + rel_off - R[rel_minus]` (a pointer and the length that reaches an end).
+    pub(crate) rel_minus: u8,
     /// `value <= (End(slot end) + end_off) >> end_shift` as integers (`==` when `end_exact`).
     pub(crate) end: u8,
     /// See `end`.
@@ -85,6 +88,9 @@ pub(crate) struct Val {
     pub(crate) end_exact: bool,
     /// See `end`.
     pub(crate) end_off: i64,
+    /// The region the value was derived from (a guess, not a fact: a pointer moved, plus or
+    /// minus an index), `NONE` if none.
+    pub(crate) hint: u8,
 }
 
 impl Val {
@@ -98,10 +104,12 @@ impl Val {
             rel: NONE,
             rel_shift: 0,
             rel_off: 0,
+            rel_minus: NONE,
             end: NONE,
             end_shift: 0,
             end_exact: false,
             end_off: 0,
+            hint: NONE,
         }
     }
 
@@ -110,9 +118,14 @@ impl Val {
         Val::of(Num::top(Bits::B64))
     }
 
-    /// Exactly `v`.
+    /// Exactly `v` (a VM address names its region as the hint).
     pub(crate) const fn constant(v: u64) -> Val {
-        Val::of(Num::constant(v, Bits::B64))
+        let mut val = Val::of(Num::constant(v, Bits::B64));
+        let region = v >> 32;
+        if region >= 1 && region <= 63 {
+            val.hint = region as u8;
+        }
+        val
     }
 
     /// Exactly `End(slot) + off`.
@@ -124,13 +137,17 @@ impl Val {
         } else {
             Num::top(Bits::B64)
         };
-        Val {
+        let mut v = Val {
             end: slot,
             end_shift: 0,
             end_exact: true,
             end_off: off,
             ..Val::of(num)
+        };
+        if off >= 0 {
+            v.hint = space.regions[usize::from(slot)];
         }
+        v
     }
 
     fn drop_link(&mut self) {
@@ -143,6 +160,7 @@ impl Val {
         self.rel = NONE;
         self.rel_shift = 0;
         self.rel_off = 0;
+        self.rel_minus = NONE;
     }
 
     pub(crate) fn drop_end(&mut self) {
@@ -169,12 +187,22 @@ impl Val {
     /// Sets the register relation (the newest comparison wins, unless the old one is to the
     /// same register and tighter).
     pub(crate) fn offer_rel(&mut self, reg: u8, shift: u8, off: i64) {
-        if self.rel == reg && self.rel_shift == shift && self.rel_off <= off {
+        self.offer_rel_minus(reg, shift, off, NONE);
+    }
+
+    /// [`Val::offer_rel`] with a subtracted register.
+    pub(crate) fn offer_rel_minus(&mut self, reg: u8, shift: u8, off: i64, minus: u8) {
+        if self.rel == reg
+            && self.rel_shift == shift
+            && self.rel_minus == minus
+            && self.rel_off <= off
+        {
             return;
         }
         self.rel = reg;
         self.rel_shift = shift;
         self.rel_off = off;
+        self.rel_minus = if minus == reg { NONE } else { minus };
     }
 }
 
@@ -198,6 +226,32 @@ impl State {
     /// The numeric view of register `r`.
     pub(crate) fn num(&self, r: usize) -> &Num {
         &self.regs[r].num
+    }
+
+    /// The offset of register `i`'s bound with its subtracted register, if any, replaced by
+    /// that register's smallest value.
+    pub(crate) fn rel_eff(&self, i: usize) -> i128 {
+        let v = &self.regs[i];
+        let minus = match v.rel_minus {
+            NONE => 0,
+            m => i128::from(self.regs[usize::from(m)].num.umin),
+        };
+        i128::from(v.rel_off) - minus
+    }
+
+    /// Folds register `i`'s subtracted register into its bound's offset (before that register
+    /// changes).
+    pub(crate) fn concretize(&mut self, i: usize) {
+        if self.regs[i].rel_minus == NONE {
+            return;
+        }
+        match fit(self.rel_eff(i)) {
+            Some(off) => {
+                self.regs[i].rel_off = off;
+                self.regs[i].rel_minus = NONE;
+            }
+            None => self.regs[i].drop_rel(),
+        }
     }
 
     /// The smallest `End` of a slot's region in this state.
@@ -257,15 +311,20 @@ impl State {
     /// another member of its class (or lose the link), and bounds by it are rebased or turned
     /// into numbers.
     pub(crate) fn detach(&mut self, d: usize, space: &Space) {
+        for i in 0..REGS {
+            if i != d && self.regs[i].rel_minus == d as u8 {
+                self.concretize(i);
+            }
+        }
         let old = self.regs[d];
         // Bounds `R[i] <= (R[d] << s) + c`.
         for i in 0..REGS {
             if i == d || self.regs[i].rel != d as u8 {
                 continue;
             }
-            let (s, c) = (self.regs[i].rel_shift, self.regs[i].rel_off);
+            let v = self.regs[i];
             self.regs[i].drop_rel();
-            self.rebase_rel(i, d, s, c, &old, space);
+            self.rebase_rel(i, d, v.rel_shift, v.rel_off, v.rel_minus, &old, space);
         }
         // Links `R[i] ≡ (R[d] << s) + o`.
         let mut dependents = [false; REGS];
@@ -302,24 +361,43 @@ impl State {
         }
     }
 
-    /// `R[i] <= (R[d] << s) + c` held with the old value of `d` (about to be overwritten):
-    /// keeps what follows from it without `d`.
-    fn rebase_rel(&mut self, i: usize, d: usize, s: u8, c: i64, old: &Val, space: &Space) {
+    /// `R[i] <= (R[d] << s) + c - R[minus]` held with the old value of `d` (about to be
+    /// overwritten): keeps what follows from it without `d`.
+    #[expect(clippy::too_many_arguments, reason = "one relation, field by field")]
+    fn rebase_rel(
+        &mut self,
+        i: usize,
+        d: usize,
+        s: u8,
+        c: i64,
+        minus: u8,
+        old: &Val,
+        space: &Space,
+    ) {
+        let minus_min = match minus {
+            NONE => 0,
+            m => i128::from(self.regs[usize::from(m)].num.umin),
+        };
+        let c_eff = i128::from(c) - minus_min;
         // Through d's end relation: (R[d] << t) <= End + e with t == s.
         if old.end != NONE
             && old.end_shift == s
-            && let Some(off) = fit(i128::from(c) + i128::from(old.end_off))
+            && let Some(off) = fit(c_eff + i128::from(old.end_off))
         {
             self.regs[i].offer_end(old.end, 0, off);
         }
-        // Through d's own bound when unshifted: R[d] <= (R[k] << t) + e.
-        if s == 0
-            && old.rel != NONE
-            && usize::from(old.rel) != i
-            && let Some(off) = fit(i128::from(c) + i128::from(old.rel_off))
-        {
-            self.regs[i].offer_rel(old.rel, old.rel_shift, off);
-            return;
+        // Through d's own bound when unshifted: R[d] <= (R[k] << t) + e - R[m2].
+        if s == 0 && old.rel != NONE && usize::from(old.rel) != i {
+            let (off, keep) = if old.rel_minus == NONE {
+                (fit(i128::from(c) + i128::from(old.rel_off)), minus)
+            } else {
+                let m2 = i128::from(self.regs[usize::from(old.rel_minus)].num.umin);
+                (fit(c_eff + i128::from(old.rel_off) - m2), NONE)
+            };
+            if let Some(off) = off {
+                self.regs[i].offer_rel_minus(old.rel, old.rel_shift, off, keep);
+                return;
+            }
         }
         // Through another register equal to d plus a constant (no wrap-around).
         for m in 0..REGS {
@@ -335,13 +413,13 @@ impl State {
                     && hi <= i128::from(u64::MAX)
                     && let Some(off) = fit(i128::from(c) + (i128::from(o) << s))
                 {
-                    self.regs[i].offer_rel(m as u8, s, off);
+                    self.regs[i].offer_rel_minus(m as u8, s, off, minus);
                     return;
                 }
             }
         }
         // Otherwise only the number remains.
-        let bound = (i128::from(old.num.umax) << s) + i128::from(c);
+        let bound = (i128::from(old.num.umax) << s) + c_eff;
         if (0..=i128::from(u64::MAX)).contains(&bound) {
             let n = &mut self.regs[i].num;
             n.umax = n.umax.min(bound as u64);
@@ -357,6 +435,15 @@ impl State {
     pub(crate) fn assign(&mut self, d: usize, mut v: Val, space: &Space) {
         if usize::from(v.rel) == d {
             v.drop_rel();
+        }
+        if usize::from(v.rel_minus) == d {
+            match fit(i128::from(v.rel_off) - i128::from(self.regs[d].num.umin)) {
+                Some(off) => {
+                    v.rel_off = off;
+                    v.rel_minus = NONE;
+                }
+                None => v.drop_rel(),
+            }
         }
         if usize::from(v.link) == d {
             v.drop_link();
@@ -405,14 +492,24 @@ impl State {
             if i == d || self.regs[i].rel != d as u8 {
                 continue;
             }
-            let (s, c) = (self.regs[i].rel_shift, self.regs[i].rel_off);
-            let shifted = fit(i128::from(c) - (i128::from(ks) << s));
+            let v = self.regs[i];
+            let shifted = fit(i128::from(v.rel_off) - (i128::from(ks) << v.rel_shift));
             match shifted {
                 Some(off) if exact => self.regs[i].rel_off = off,
                 _ => {
                     self.regs[i].drop_rel();
-                    self.rebase_rel(i, d, s, c, &old, space);
+                    self.rebase_rel(i, d, v.rel_shift, v.rel_off, v.rel_minus, &old, space);
                 }
+            }
+        }
+        // Registers bounded by something minus d: - R[d]_old = - R[d]_new + k.
+        for i in 0..REGS {
+            if i == d || self.regs[i].rel_minus != d as u8 {
+                continue;
+            }
+            match fit(i128::from(self.regs[i].rel_off) + i128::from(ks)) {
+                Some(off) if exact => self.regs[i].rel_off = off,
+                _ => self.concretize(i),
             }
         }
         // Registers linked to d: R[i] = (R[d]_old << s) + o = ((R[d]_new - k) << s) + o.
@@ -449,8 +546,9 @@ impl State {
     pub(crate) fn shl_const(&mut self, d: usize, k: u32, space: &Space) {
         let old = self.regs[d];
         // Members of d's class, and registers bounded by d, cannot be expressed from the
-        // shifted d (detach leaves d itself alone).
+        // shifted d (detach leaves d itself alone); nor can a subtracted register be shifted.
         self.detach(d, space);
+        self.concretize(d);
         let mut v = self.regs[d];
         v.num = super::num::alu(
             ebpf_isa::AluOp::Lsh,
@@ -513,7 +611,7 @@ impl State {
         }
         if v.rel != NONE {
             let j = &self.regs[usize::from(v.rel)].num;
-            let bound = (i128::from(j.umax) << v.rel_shift) + i128::from(v.rel_off);
+            let bound = (i128::from(j.umax) << v.rel_shift) + self.rel_eff(r);
             if bound < 0 {
                 return false;
             }
@@ -569,18 +667,25 @@ impl State {
                 return false;
             };
             self.regs[i].num = m;
-            // As integers when (R[r] << s) + o does not wrap for any value of r.
+            // Upper bounds carry over as integers when (R[r] << s) + o cannot wrap below zero:
+            // either nothing wraps, or o is non-negative (wrapping then only lowers R[i]).
             let os = o as i64;
             let lo = (i128::from(from.num.umin) << s) + i128::from(os);
             let hi = (i128::from(from.num.umax) << s) + i128::from(os);
             let exact = lo >= 0 && hi <= i128::from(u64::MAX);
-            if exact {
+            if exact || os >= 0 {
                 if from.rel != NONE && usize::from(from.rel) != i {
                     let total = u32::from(from.rel_shift) + u32::from(s);
-                    if let Some(off) = fit((i128::from(from.rel_off) << s) + i128::from(os))
+                    // A subtracted register carries over unshifted only.
+                    let (base, minus) = if s == 0 && usize::from(from.rel_minus) != i {
+                        (i128::from(from.rel_off), from.rel_minus)
+                    } else {
+                        (self.rel_eff(r), NONE)
+                    };
+                    if let Some(off) = fit((base << s) + i128::from(os))
                         && total < 64
                     {
-                        self.regs[i].offer_rel(from.rel, total as u8, off);
+                        self.regs[i].offer_rel_minus(from.rel, total as u8, off, minus);
                     }
                 }
                 if from.end != NONE
@@ -612,11 +717,22 @@ impl State {
         fit((i128::from(v.num.umax) << t) - self.end_min(space, slot))
     }
 
-    /// The smallest offset `c` such that `R[i] <= (R[j] << s) + c` holds in this state.
-    fn rel_offset(&self, i: usize, j: usize, s: u8) -> Option<i64> {
+    /// The smallest offset `c` such that `R[i] <= (R[j] << s) + c - R[minus]` holds in this
+    /// state.
+    fn rel_offset(&self, i: usize, j: usize, s: u8, minus: u8) -> Option<i64> {
         let v = &self.regs[i];
-        if usize::from(v.rel) == j && v.rel_shift == s {
+        if usize::from(v.rel) == j && v.rel_shift == s && v.rel_minus == minus {
             return Some(v.rel_off);
+        }
+        let minus_max = match minus {
+            NONE => 0,
+            m => i128::from(self.regs[usize::from(m)].num.umax),
+        };
+        if minus != NONE {
+            // Only numbers can show it: R[i] <= (R[j] << s) + c - max(R[minus]).
+            return fit(
+                i128::from(v.num.umax) - (i128::from(self.regs[j].num.umin) << s) + minus_max,
+            );
         }
         if let Some((ls, o)) = self.express(i, j)
             && ls == s
@@ -651,6 +767,9 @@ impl State {
                 continue;
             }
             let mut v = Val::of(a.num.join(&b.num));
+            if a.hint == b.hint {
+                v.hint = a.hint;
+            }
             // End relation.
             for (x, y) in [(self, other), (other, self)] {
                 let xv = &x.regs[i];
@@ -675,10 +794,11 @@ impl State {
                 if xv.rel == NONE || v.rel != NONE {
                     continue;
                 }
-                if let Some(c) = y.rel_offset(i, usize::from(xv.rel), xv.rel_shift) {
+                if let Some(c) = y.rel_offset(i, usize::from(xv.rel), xv.rel_shift, xv.rel_minus) {
                     v.rel = xv.rel;
                     v.rel_shift = xv.rel_shift;
                     v.rel_off = xv.rel_off.max(c);
+                    v.rel_minus = xv.rel_minus;
                 }
             }
             out.regs[i] = v;
@@ -763,18 +883,33 @@ impl State {
         new: &State,
         ladder: &[Thresholds],
         levels: &mut [u8; REGS],
+        space: &Space,
     ) -> State {
         let mut out = new.clone();
+        // The values of registers that are constants here are thresholds too (a loop that
+        // counts a pointer down to its base stops there).
+        let constants: alloc::vec::Vec<u64> = new
+            .regs
+            .iter()
+            .filter_map(|v| v.num.as_constant())
+            .collect();
+        let mut first: Option<Thresholds> = None;
         for (i, v) in out.regs.iter_mut().enumerate() {
             let old = &self.regs[i];
             if v.num != old.num {
                 let level = usize::from(levels[i]).min(ladder.len() - 1);
-                v.num = old.num.widen(&new.regs[i].num, Bits::B64, &ladder[level]);
+                let thresholds = if level == 0 {
+                    first.get_or_insert_with(|| ladder[0].with(&constants))
+                } else {
+                    &ladder[level]
+                };
+                v.num = old.num.widen(&new.regs[i].num, Bits::B64, thresholds);
                 levels[i] = levels[i].saturating_add(1);
             }
             if v.rel != NONE
                 && old.rel == v.rel
                 && old.rel_shift == v.rel_shift
+                && old.rel_minus == v.rel_minus
                 && v.rel_off > old.rel_off
             {
                 v.drop_rel();
@@ -792,7 +927,22 @@ impl State {
                 *m = 0;
             }
         }
+        out.settle(space);
         out
+    }
+
+    /// Tightens every register's number with its bounds (after a join or a widening, whose
+    /// numbers were computed without them). An unreachable result cannot come from joining
+    /// reachable states; it is ignored.
+    fn settle(&mut self, space: &Space) {
+        for r in 0..REGS {
+            if self.regs[r].rel != NONE || self.regs[r].end != NONE {
+                let saved = self.regs[r];
+                if !self.reduce(r, space) {
+                    self.regs[r] = saved;
+                }
+            }
+        }
     }
 
     /// Gives up on precision (the last resort that guarantees a loop head settles): every

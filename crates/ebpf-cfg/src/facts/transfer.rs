@@ -57,8 +57,9 @@ impl State {
             return false;
         }
         let j = usize::from(va.rel);
+        let c = self.rel_eff(a);
         if j == b {
-            return va.rel_off <= 0;
+            return c <= 0;
         }
         // R[a] <= R[j] + c and R[b] = R[j] + o without wrap-around.
         let Some((0, o)) = self.express(b, j) else {
@@ -67,7 +68,7 @@ impl State {
         let os = o as i64;
         let lo = i128::from(self.regs[j].num.umin) + i128::from(os);
         let hi = i128::from(self.regs[j].num.umax) + i128::from(os);
-        lo >= 0 && hi <= i128::from(u64::MAX) && i128::from(va.rel_off) <= i128::from(os)
+        lo >= 0 && hi <= i128::from(u64::MAX) && c <= i128::from(os)
     }
 
     /// One instruction that does not transfer control (jumps, local calls and `exit` are the
@@ -219,14 +220,49 @@ impl State {
             (AluOp::Add, Src::Reg(s), None) if self.regs[d].num.as_constant().is_some() => {
                 // dst is a constant c: dst = src + c, linked to src.
                 let c = self.regs[d].num.umin;
+                let hint = match (self.regs[d].hint, self.regs[s].hint) {
+                    (h, NONE) => h,
+                    (NONE, h) => h,
+                    _ => NONE,
+                };
                 self.copy(d, s, space);
-                return self.add_const(d, c, space);
+                self.add_const(d, c, space);
+                self.regs[d].hint = hint;
+                return;
             }
             _ => {}
         }
         let old = self.regs[d];
         let s_num = self.src_num(src);
+        // dst += src with registers and no wrap-around: every register equal to dst plus a
+        // constant is now dst minus src plus that constant.
+        let mut behind: [(u8, i64); 11] = [(NONE, 0); 11];
+        if let (AluOp::Add, Src::Reg(s)) = (op, src)
+            && u128::from(old.num.umax) + u128::from(s_num.umax) <= u128::from(u64::MAX)
+        {
+            for (m, slot) in behind.iter_mut().enumerate() {
+                if m == d || m == s {
+                    continue;
+                }
+                if let Some((0, o)) = self.express(m, d) {
+                    let o = o as i64;
+                    let lo = i128::from(old.num.umin) + i128::from(o);
+                    let hi = i128::from(old.num.umax) + i128::from(o);
+                    if lo >= 0 && hi <= i128::from(u64::MAX) {
+                        *slot = (s as u8, o);
+                    }
+                }
+            }
+        }
         let mut v = Val::of(num::alu(op, &old.num, &s_num, Bits::B64));
+        // A pointer plus or minus a non-pointer keeps the pointer's region as a guess.
+        if let (AluOp::Add | AluOp::Sub, Src::Reg(s)) = (op, src) {
+            v.hint = match (old.hint, self.regs[s].hint) {
+                (h, NONE) => h,
+                (NONE, h) if op == AluOp::Add => h,
+                _ => NONE,
+            };
+        }
         match op {
             AluOp::Add => {
                 // Bounds of one operand plus the other's maximum (wrap-around only lowers).
@@ -258,6 +294,17 @@ impl State {
                     k.trailing_zeros()
                 };
                 keep_bounds(&mut v, &old);
+                if v.rel_minus != NONE {
+                    // A subtracted register does not shift: fold it in first.
+                    let m = i128::from(self.regs[usize::from(v.rel_minus)].num.umin);
+                    match i64::try_from(i128::from(v.rel_off) - m) {
+                        Ok(off) => {
+                            v.rel_off = off;
+                            v.rel_minus = NONE;
+                        }
+                        Err(_) => v.rel = NONE,
+                    }
+                }
                 if v.end != NONE && u32::from(v.end_shift) + by < 64 {
                     // floor(floor(x / 2^a) / 2^b) = floor(x / 2^(a+b)): exact stays exact.
                     v.end_shift += by as u8;
@@ -282,6 +329,11 @@ impl State {
             _ => {}
         }
         self.assign(d, v, space);
+        for (m, &(s, o)) in behind.iter().enumerate() {
+            if s != NONE {
+                self.regs[m].offer_rel_minus(d as u8, 0, o, s);
+            }
+        }
     }
 
     fn alu32(&mut self, op: AluOp, d: usize, src: Src, space: &Space) {
@@ -426,9 +478,27 @@ impl State {
         self.less(small, big, strict);
     }
 
-    /// `R[x] + strict <= R[y]`.
+    /// `R[x] + strict <= R[y]`; a strict inequality between registers with the same known
+    /// low bits (both stepping by a stride from aligned starts) is short by a whole stride.
     fn less(&mut self, x: usize, y: usize, strict: i64) {
         let vy = self.regs[y];
+        let vx = self.regs[x];
+        let strict = if strict == 0 {
+            0
+        } else {
+            let k = vx
+                .num
+                .mask
+                .trailing_zeros()
+                .min(vy.num.mask.trailing_zeros())
+                .min(32);
+            let low = (1u64 << k) - 1;
+            if vx.num.bits & low == vy.num.bits & low {
+                1i64 << k
+            } else {
+                1
+            }
+        };
         self.regs[x].offer_rel(y as u8, 0, -strict);
         if vy.end != NONE
             && let Some(off) =
@@ -456,7 +526,8 @@ impl State {
                 1
             }
         };
-        if usize::from(vx.rel) == y && vx.rel_shift == 0 && vx.rel_off == 0 {
+        if usize::from(vx.rel) == y && vx.rel_shift == 0 && vx.rel_off == 0 && vx.rel_minus == NONE
+        {
             self.regs[x].rel_off = -stride;
         }
         if vy.end != NONE
@@ -507,6 +578,7 @@ fn keep_bounds(v: &mut Val, from: &Val) {
     v.rel = from.rel;
     v.rel_shift = from.rel_shift;
     v.rel_off = from.rel_off;
+    v.rel_minus = from.rel_minus;
     v.end = from.end;
     v.end_shift = from.end_shift;
     v.end_off = from.end_off;
@@ -521,6 +593,7 @@ fn add_bounds(v: &mut Val, from: &Val, k: u64) {
         v.rel = from.rel;
         v.rel_shift = from.rel_shift;
         v.rel_off = off;
+        v.rel_minus = from.rel_minus;
     }
     if from.end != NONE
         && let Ok(off) = i64::try_from(i128::from(from.end_off) + (i128::from(k) << from.end_shift))

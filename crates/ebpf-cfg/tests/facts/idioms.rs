@@ -3,7 +3,7 @@
 
 use super::{Memory, analyse, assert_sound, proven};
 use ebpf_abi::layout;
-use ebpf_cfg::facts::{Access, Analysis, Entry, MetadataFields, Relation};
+use ebpf_cfg::facts::{Access, Analysis, Condition, Entry, MetadataFields, Relation};
 
 /// The bytes 0, 1, 2, … as input.
 fn bytes(n: usize) -> Memory {
@@ -422,10 +422,114 @@ fn links_follow_copies_and_strides() {
             Relation::AtMostReg {
                 reg: 2,
                 shift: 0,
-                offset: -1
+                offset: -1,
+                minus: None
             }
         )),
         "i <= n - 1: {:?}",
         regs.relations(3)
     );
+}
+
+/// A byte loop bounded by a length the input claims (the engines bench's programs).
+const CLAIMED: &str = "
+    ldxdw %r2, [%r1]
+    mov %r3, %r1
+    add %r3, %r2
+    add %r1, 8
+    mov %r0, 0
+count:
+    jge %r1, %r3, done
+    ldxb %r4, [%r1]
+    add %r0, %r4
+    add %r1, 1
+    ja count
+done:
+    exit";
+
+#[test]
+fn a_claimed_length_versions_the_loop() {
+    let (program, a) = analyse(CLAIMED);
+    let f = a.facts();
+    assert_eq!(proven(CLAIMED), Vec::<usize>::new(), "nothing statically");
+    let v = &f.versions()[0];
+    assert_eq!(v.entry, 5);
+    assert_eq!(
+        v.conditions,
+        vec![Condition {
+            reg: 3,
+            region: layout::INPUT as u8,
+            offset: 0,
+            shift: 0
+        }],
+        "r3 <= end(input)"
+    );
+    assert_eq!(v.accesses, vec![(6, layout::INPUT as u8)]);
+    let _ = program;
+    // Claimed lengths right, short, long and absurd: the version's access is checked in
+    // every run whose condition holds.
+    for claimed in [0u64, 8, 12, 16, 17, 40, u64::MAX - 3] {
+        let mut input = claimed.to_le_bytes().to_vec();
+        input.extend([7u8; 8]);
+        assert_sound(CLAIMED, &Memory::input(&input));
+    }
+}
+
+#[test]
+fn counted_loops_know_their_instructions() {
+    let text = "
+        mov %r0, 0
+        mov %r1, 0
+    loop:
+        add %r0, %r1
+        add %r1, 1
+        jlt %r1, 10, loop
+        exit";
+    let (_, a) = analyse(text);
+    let l = &a.facts().loops()[0];
+    assert_eq!(
+        (
+            l.entry,
+            l.trip_count,
+            l.per_iteration,
+            l.until_exit,
+            l.instructions
+        ),
+        (2, 10, 3, 3, 30)
+    );
+    assert_sound(text, &bytes(0));
+    // The exit test in the middle, a jump back at the bottom (clang's shape).
+    let middle = "
+        mov %r4, 0
+        mov %r1, 4
+    loop:
+        mov %r0, %r1
+        add %r0, -3
+        add %r1, 1
+        mov %r4, %r0
+        jeq %r1, 2003, out
+        ja loop
+    out:
+        exit";
+    let (_, a) = analyse(middle);
+    let l = &a.facts().loops()[0];
+    assert_eq!(
+        (l.trip_count, l.per_iteration, l.until_exit, l.instructions),
+        (1999, 6, 5, 1998 * 6 + 5)
+    );
+    assert_sound(middle, &bytes(0));
+    // A bound that is not a constant, or a body with two paths: no count.
+    let unknown = text.replace("jlt %r1, 10, loop", "jlt %r1, %r2, loop");
+    assert!(analyse(&unknown).1.facts().loops().is_empty());
+    let paths = "
+        mov %r1, 0
+    loop:
+        jset %r1, 1, odd
+        add %r0, 1
+    odd:
+        add %r1, 1
+        jlt %r1, 10, loop
+        exit";
+    assert!(analyse(paths).1.facts().loops().is_empty());
+    assert_sound(paths, &bytes(0));
 }

@@ -124,6 +124,9 @@ pub(crate) fn check(program: &Program, mem: &Memory, budget: Option<u64>) -> Res
             &limits,
         );
         let mut broken: Option<String> = None;
+        // The analysis's view of each instruction, computed when first reached.
+        let mut states: Vec<Option<Option<ebpf_cfg::facts::Registers>>> = vec![None; program.len()];
+        let mut loops = LoopWatch::new(program, facts, lens);
         let got = ebpf_testgen::trace(
             program,
             map_of(&mut input, &mut rodata, &mut data, &mut meta, mem.metadata),
@@ -135,7 +138,11 @@ pub(crate) fn check(program: &Program, mem: &Memory, budget: Option<u64>) -> Res
                     return;
                 }
                 let len = |r: u8| lens[usize::from(r)];
-                let Some(regs) = analysis.registers_at(step.index) else {
+                let cached = &mut states[step.index];
+                if cached.is_none() {
+                    *cached = Some(analysis.registers_at(step.index));
+                }
+                let Some(Some(regs)) = cached.as_ref() else {
                     broken = Some(format!(
                         "pc {} reached but the analysis says it is not",
                         step.pc
@@ -149,6 +156,10 @@ pub(crate) fn check(program: &Program, mem: &Memory, budget: Option<u64>) -> Res
                 let insn = &program.insns()[step.index];
                 if let Err(e) = check_insn(insn, step.regs, facts, step.index, step.memory) {
                     broken = Some(format!("pc {}: {e}", step.pc));
+                    return;
+                }
+                if let Err(e) = loops.step(step.index, step.depth, step.regs, step.memory) {
+                    broken = Some(format!("pc {}: {e}", step.pc));
                 }
             },
         );
@@ -156,6 +167,9 @@ pub(crate) fn check(program: &Program, mem: &Memory, budget: Option<u64>) -> Res
             return Err(format!(
                 "the trace ({got:?}) disagrees with the interpreter ({expected:?})"
             ));
+        }
+        if broken.is_none() && got.is_ok() {
+            broken = loops.finish().err();
         }
         if let Some(b) = broken {
             return Err(format!("{b}\nentry {entry:?}"));
@@ -173,6 +187,116 @@ pub(crate) fn check(program: &Program, mem: &Memory, budget: Option<u64>) -> Res
         }
     }
     Ok(())
+}
+
+/// Watches the loops with facts along a run: inside a version whose conditions held at entry,
+/// every versioned access must be in bounds; a loop with a trip count must run exactly its
+/// instructions per entry.
+struct LoopWatch<'a> {
+    program: &'a Program,
+    facts: &'a ebpf_cfg::facts::Facts,
+    lens: [u64; 64],
+    /// The version being run unchecked: index, call depth at entry.
+    fast: Option<(usize, usize)>,
+    /// The counted loop being run: index, depth, instructions so far.
+    counted: Option<(usize, usize, u64)>,
+    previous: Option<usize>,
+}
+
+impl<'a> LoopWatch<'a> {
+    fn new(program: &'a Program, facts: &'a ebpf_cfg::facts::Facts, lens: [u64; 64]) -> Self {
+        LoopWatch {
+            program,
+            facts,
+            lens,
+            fast: None,
+            counted: None,
+            previous: None,
+        }
+    }
+
+    fn inside(ranges: &[std::ops::Range<usize>], i: usize) -> bool {
+        ranges.iter().any(|r| r.contains(&i))
+    }
+
+    fn step(
+        &mut self,
+        index: usize,
+        depth: usize,
+        regs: &[u64; 11],
+        memory: &MemoryMap<'_>,
+    ) -> Result<(), String> {
+        let previous = self.previous.replace(index);
+        let versions = self.facts.versions();
+        // Leaving the version at its own depth ends it.
+        if let Some((v, d)) = self.fast
+            && depth <= d
+            && !Self::inside(&versions[v].insns, index)
+        {
+            self.fast = None;
+        }
+        // Entering a version's loop from outside it.
+        for (k, v) in versions.iter().enumerate() {
+            let from_outside = previous.is_none_or(|p| !Self::inside(&v.insns, p));
+            if index == v.entry && from_outside && self.fast.is_none() {
+                let holds = v
+                    .conditions
+                    .iter()
+                    .all(|c| c.holds(regs[usize::from(c.reg)], self.lens[usize::from(c.region)]));
+                if holds {
+                    self.fast = Some((k, depth));
+                }
+            }
+        }
+        if let Some((v, _)) = self.fast
+            && let Ok(at) = versions[v]
+                .accesses
+                .binary_search_by_key(&index, |&(i, _)| i)
+        {
+            let region = versions[v].accesses[at].1;
+            let insn = &self.program.insns()[index];
+            let facts_in_version = ebpf_cfg::facts::Access::InBounds { region };
+            check_access_fact(insn, regs, facts_in_version, memory)
+                .map_err(|e| format!("in version {v}: {e}"))?;
+        }
+        // Counted loops: the instructions from entry until the first one outside.
+        if let Some((l, d, count)) = self.counted {
+            let fact = &self.facts.loops()[l];
+            let inside = Self::inside(&fact.insns, index);
+            if depth == d && !inside {
+                if count != fact.instructions {
+                    return Err(format!(
+                        "loop at {} ran {count} instructions, not {} ({fact:?})",
+                        fact.entry, fact.instructions
+                    ));
+                }
+                self.counted = None;
+            } else {
+                self.counted = Some((l, d, count + 1));
+            }
+        }
+        if self.counted.is_none()
+            && let Some(l) = self.facts.loops().iter().position(|f| f.entry == index)
+        {
+            let fact = &self.facts.loops()[l];
+            let from_outside = previous.is_none_or(|p| !Self::inside(&fact.insns, p));
+            if from_outside {
+                self.counted = Some((l, depth, 1));
+            }
+        }
+        Ok(())
+    }
+
+    /// At the end of a run that exited: a counted loop still open is a miscount.
+    fn finish(&self) -> Result<(), String> {
+        match self.counted {
+            Some((l, _, count)) => Err(format!(
+                "the run ended inside the counted loop {:?} after {count} instructions",
+                self.facts.loops()[l]
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The memory map of a run.
@@ -209,6 +333,51 @@ fn region_lengths(map: &MemoryMap<'_>, limits: &Limits) -> [u64; 64] {
     lens
 }
 
+/// An access fact against the concrete registers before the access.
+fn check_access_fact(
+    insn: &Insn,
+    regs: &[u64; 11],
+    fact: Access,
+    memory: &MemoryMap<'_>,
+) -> Result<(), String> {
+    let r = |x: ebpf_isa::Reg| regs[usize::from(x.index())];
+    let (base, off, bytes, write) = match *insn {
+        Insn::Load { size, src, off, .. } => (r(src), off, size.bytes(), false),
+        Insn::Store { size, dst, off, .. } => (r(dst), off, size.bytes(), true),
+        Insn::Atomic {
+            width, dst, off, ..
+        } => (r(dst), off, if width == Width::W64 { 8 } else { 4 }, true),
+        _ => return Ok(()),
+    };
+    let addr = base.wrapping_add(off as i64 as u64);
+    match fact {
+        Access::InBounds { region } => {
+            let g = memory.get(u64::from(region));
+            let len = g.map_or(0, |g| g.bytes().len() as u64);
+            let ok = layout::region_of(addr) == u64::from(region)
+                && layout::offset_of(addr) + u64::from(bytes) <= len
+                && (!write || g.is_some_and(|g| g.is_writable()))
+                && (!matches!(insn, Insn::Atomic { .. }) || addr % u64::from(bytes) == 0);
+            if !ok {
+                return Err(format!(
+                    "{insn:?} at {addr:#x} proven in bounds of region {region} ({len} bytes)"
+                ));
+            }
+        }
+        Access::Checked {
+            region: Some(region),
+        } => {
+            if layout::region_of(addr) != u64::from(region) {
+                return Err(format!(
+                    "{insn:?} at {addr:#x} said to be in region {region}"
+                ));
+            }
+        }
+        Access::Checked { region: None } => {}
+    }
+    Ok(())
+}
+
 /// The facts of one instruction against the concrete registers before it.
 fn check_insn(
     insn: &Insn,
@@ -218,42 +387,7 @@ fn check_insn(
     memory: &MemoryMap<'_>,
 ) -> Result<(), String> {
     let r = |x: ebpf_isa::Reg| regs[usize::from(x.index())];
-    let access = match *insn {
-        Insn::Load { size, src, off, .. } => Some((r(src), off, size.bytes(), false)),
-        Insn::Store { size, dst, off, .. } => Some((r(dst), off, size.bytes(), true)),
-        Insn::Atomic {
-            width, dst, off, ..
-        } => Some((r(dst), off, if width == Width::W64 { 8 } else { 4 }, true)),
-        _ => None,
-    };
-    if let Some((base, off, bytes, write)) = access {
-        let addr = base.wrapping_add(off as i64 as u64);
-        match facts.access(index) {
-            Access::InBounds { region } => {
-                let g = memory.get(u64::from(region));
-                let len = g.map_or(0, |g| g.bytes().len() as u64);
-                let ok = layout::region_of(addr) == u64::from(region)
-                    && layout::offset_of(addr) + u64::from(bytes) <= len
-                    && (!write || g.is_some_and(|g| g.is_writable()))
-                    && (!matches!(insn, Insn::Atomic { .. }) || addr % u64::from(bytes) == 0);
-                if !ok {
-                    return Err(format!(
-                        "{insn:?} at {addr:#x} proven in bounds of region {region} ({len} bytes)"
-                    ));
-                }
-            }
-            Access::Checked {
-                region: Some(region),
-            } => {
-                if layout::region_of(addr) != u64::from(region) {
-                    return Err(format!(
-                        "{insn:?} at {addr:#x} said to be in region {region}"
-                    ));
-                }
-            }
-            Access::Checked { region: None } => {}
-        }
-    }
+    check_access_fact(insn, regs, facts.access(index), memory)?;
     if let Insn::Alu {
         width,
         op: op @ (AluOp::Div | AluOp::Mod | AluOp::Sdiv | AluOp::Smod),

@@ -311,3 +311,48 @@ fn the_elf_fixtures() {
     }
     assert!(runs > 40, "{runs} runs");
 }
+
+/// The engines bench's programs (`ebpf-bench/programs`), which bound their loops by lengths
+/// and counts read from the input.
+const BENCH: [(&str, &str); 6] = [
+    ("poly", include_str!("../../../ebpf-bench/programs/poly.s")),
+    ("hash", include_str!("../../../ebpf-bench/programs/hash.s")),
+    ("sort", include_str!("../../../ebpf-bench/programs/sort.s")),
+    (
+        "packet",
+        include_str!("../../../ebpf-bench/programs/packet.s"),
+    ),
+    (
+        "divmod",
+        include_str!("../../../ebpf-bench/programs/divmod.s"),
+    ),
+    (
+        "histogram",
+        include_str!("../../../ebpf-bench/programs/histogram.s"),
+    ),
+];
+
+proptest! {
+    /// The bench programs on random bodies whose length field (and count field) is right,
+    /// short, long or absurd: facts, versions and loop counts hold on every run.
+    #[test]
+    fn bench_programs_with_lying_headers(
+        which in 0usize..BENCH.len(),
+        body in prop::collection::vec(any::<u8>(), 0..160),
+        lie in prop::sample::select(vec![0i64, 0, 0, -1, -8, 1, 8, 1 << 20, i64::MAX]),
+        count in prop::sample::select(vec![None, Some(0u64), Some(1), Some(3), Some(9), Some(u64::MAX / 4)]),
+    ) {
+        let (name, source) = BENCH[which];
+        let program = assemble(source);
+        let mut input = Vec::new();
+        let len = (body.len() as i64 + 8).wrapping_add(lie) as u64;
+        input.extend_from_slice(&len.to_le_bytes());
+        input.extend_from_slice(&body);
+        if let (Some(n), true) = (count, input.len() >= 16) {
+            input[8..16].copy_from_slice(&n.to_le_bytes());
+        }
+        if let Err(e) = check(&program, &Memory::input(&input), Some(300_000)) {
+            return Err(TestCaseError::fail(format!("{name}: {e}")));
+        }
+    }
+}
