@@ -219,63 +219,63 @@ impl Graph {
 impl Graph {
     /// The strongly connected components of the reachable blocks, in topological order (a
     /// component comes after every component with an edge into it); each component's blocks
-    /// in reverse post-order. Tarjan's algorithm, iteratively.
-    pub(crate) fn components(&self) -> Vec<Vec<u32>> {
+    /// in reverse post-order. Tarjan's algorithm, iteratively; the components are slices of
+    /// one array.
+    pub(crate) fn components(&self) -> Components {
         let n = self.blocks.len();
         let mut index = vec![u32::MAX; n];
         let mut low = vec![0u32; n];
         let mut on_stack = vec![false; n];
         let mut stack: Vec<u32> = Vec::new();
-        let mut out: Vec<Vec<u32>> = Vec::new();
+        // Components as found (reverse topological order), flat.
+        let mut blocks: Vec<u32> = Vec::with_capacity(n);
+        let mut ends: Vec<u32> = Vec::new();
         let mut counter = 0u32;
-        if n == 0 {
-            return out;
-        }
-        let mut calls: Vec<(u32, u8)> = vec![(0, 0)];
-        index[0] = 0;
-        low[0] = 0;
-        counter += 1;
-        stack.push(0);
-        on_stack[0] = true;
-        while let Some(&mut (b, ref mut next)) = calls.last_mut() {
-            let succ = self.blocks[b as usize].successors().nth(usize::from(*next));
-            *next += 1;
-            match succ {
-                Some(s) if index[s as usize] == u32::MAX => {
-                    index[s as usize] = counter;
-                    low[s as usize] = counter;
-                    counter += 1;
-                    stack.push(s);
-                    on_stack[s as usize] = true;
-                    calls.push((s, 0));
-                }
-                Some(s) => {
-                    if on_stack[s as usize] {
-                        low[b as usize] = low[b as usize].min(index[s as usize]);
+        if n > 0 {
+            let mut calls: Vec<(u32, u8)> = vec![(0, 0)];
+            index[0] = 0;
+            counter += 1;
+            stack.push(0);
+            on_stack[0] = true;
+            while let Some(&mut (b, ref mut next)) = calls.last_mut() {
+                let succ = self.blocks[b as usize].successors().nth(usize::from(*next));
+                *next += 1;
+                match succ {
+                    Some(s) if index[s as usize] == u32::MAX => {
+                        index[s as usize] = counter;
+                        low[s as usize] = counter;
+                        counter += 1;
+                        stack.push(s);
+                        on_stack[s as usize] = true;
+                        calls.push((s, 0));
                     }
-                }
-                None => {
-                    calls.pop();
-                    if let Some(&(parent, _)) = calls.last() {
-                        low[parent as usize] = low[parent as usize].min(low[b as usize]);
-                    }
-                    if low[b as usize] == index[b as usize] {
-                        let mut comp = Vec::new();
-                        while let Some(x) = stack.pop() {
-                            on_stack[x as usize] = false;
-                            comp.push(x);
-                            if x == b {
-                                break;
-                            }
+                    Some(s) => {
+                        if on_stack[s as usize] {
+                            low[b as usize] = low[b as usize].min(index[s as usize]);
                         }
-                        comp.sort_unstable_by_key(|&x| self.order[x as usize]);
-                        out.push(comp);
+                    }
+                    None => {
+                        calls.pop();
+                        if let Some(&(parent, _)) = calls.last() {
+                            low[parent as usize] = low[parent as usize].min(low[b as usize]);
+                        }
+                        if low[b as usize] == index[b as usize] {
+                            let start = blocks.len();
+                            while let Some(x) = stack.pop() {
+                                on_stack[x as usize] = false;
+                                blocks.push(x);
+                                if x == b {
+                                    break;
+                                }
+                            }
+                            blocks[start..].sort_unstable_by_key(|&x| self.order[x as usize]);
+                            ends.push(blocks.len() as u32);
+                        }
                     }
                 }
             }
         }
-        out.reverse();
-        out
+        Components { blocks, ends }
     }
 
     /// Whether a component is a single block without an edge to itself (no cycle).
@@ -284,6 +284,24 @@ impl Graph {
             && !self.blocks[comp[0] as usize]
                 .successors()
                 .any(|s| s == comp[0])
+    }
+}
+
+/// Strongly connected components, flat: component `k` is `blocks[ends[k-1]..ends[k]]`, and
+/// they are stored in reverse topological order.
+#[derive(Clone, Debug)]
+pub(crate) struct Components {
+    blocks: Vec<u32>,
+    ends: Vec<u32>,
+}
+
+impl Components {
+    /// The components in topological order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u32]> {
+        (0..self.ends.len()).rev().map(|k| {
+            let start = if k == 0 { 0 } else { self.ends[k - 1] as usize };
+            &self.blocks[start..self.ends[k] as usize]
+        })
     }
 }
 
@@ -342,7 +360,8 @@ mod tests {
         assert_eq!(g.blocks[1].term, Term::Branch { taken: 1, next: 2 });
         assert!(g.retreating(1, 1));
         assert!(!g.retreating(0, 1));
-        assert_eq!(g.components(), vec![vec![0], vec![1], vec![2]]);
+        let comps: Vec<Vec<u32>> = g.components().iter().map(<[u32]>::to_vec).collect();
+        assert_eq!(comps, vec![vec![0], vec![1], vec![2]]);
         assert!(!g.acyclic(&[1]));
         assert!(g.acyclic(&[2]));
         // Two loops, one inside the other, and a call into a function that returns.
@@ -350,7 +369,7 @@ mod tests {
             "mov %r0, 0\nmov %r1, 0\nadd %r1, 1\njlt %r1, 3, -2\nadd %r0, 1\n\
              jlt %r0, 3, -5\ncall local +1\nexit\nexit",
         );
-        let comps = g.components();
+        let comps: Vec<Vec<u32>> = g.components().iter().map(<[u32]>::to_vec).collect();
         assert_eq!(comps.len(), 5, "{comps:?}");
         assert_eq!(comps[1], vec![1, 2, 3], "both loops in one component");
     }

@@ -94,6 +94,7 @@ pub(crate) struct Num {
 
 impl Num {
     /// Any number of the width.
+    #[inline]
     pub(crate) const fn top(w: Bits) -> Num {
         Num {
             umin: 0,
@@ -106,6 +107,7 @@ impl Num {
     }
 
     /// Exactly `v` (a `w`-bit pattern).
+    #[inline]
     pub(crate) const fn constant(v: u64, w: Bits) -> Num {
         let v = v & w.max();
         Num {
@@ -127,6 +129,7 @@ impl Num {
     }
 
     /// The value if it is a single one.
+    #[inline]
     pub(crate) fn as_constant(&self) -> Option<u64> {
         (self.umin == self.umax).then_some(self.umin)
     }
@@ -143,12 +146,18 @@ impl Num {
 
     /// Makes the three components agree (each tightened by the others); `None` if no value
     /// satisfies all of them.
+    #[inline]
     pub(crate) fn reduced(mut self, w: Bits) -> Option<Num> {
+        self.reduce(w).then_some(self)
+    }
+
+    /// [`Num::reduced`] in place; `false` if no value is left.
+    pub(crate) fn reduce(&mut self, w: Bits) -> bool {
         self.bits &= w.max();
         self.mask &= w.max();
         self.bits &= !self.mask;
         for _ in 0..2 {
-            let before = self;
+            let before = (self.umin, self.umax, self.smin, self.smax, self.mask);
             // Known bits bound the unsigned range...
             self.umin = self.umin.max(self.bits);
             self.umax = self.umax.min(self.bits | self.mask);
@@ -175,13 +184,23 @@ impl Num {
                 self.smax = self.smax.min(w.signed(self.umax));
             }
             if self.umin > self.umax || self.smin > self.smax {
-                return None;
+                return false;
             }
             // The unsigned ends move to the nearest values the known bits allow.
-            self.umin = next_ge(self.bits, self.mask, self.umin)?;
-            self.umax = prev_le(self.bits, self.mask, self.umax)?;
+            if self.umin & !self.mask != self.bits {
+                match next_ge(self.bits, self.mask, self.umin) {
+                    Some(v) => self.umin = v,
+                    None => return false,
+                }
+            }
+            if self.umax & !self.mask != self.bits {
+                match prev_le(self.bits, self.mask, self.umax) {
+                    Some(v) => self.umax = v,
+                    None => return false,
+                }
+            }
             if self.umin > self.umax {
-                return None;
+                return false;
             }
             // The range's common prefix is known.
             let diff = self.umin ^ self.umax;
@@ -192,18 +211,19 @@ impl Num {
             };
             let prefix = prefix & w.max();
             if (self.umin & prefix) & !self.mask != self.bits & prefix {
-                return None;
+                return false;
             }
             self.bits |= self.umin & prefix;
             self.mask &= !prefix;
-            if self == before {
+            if (self.umin, self.umax, self.smin, self.smax, self.mask) == before {
                 break;
             }
         }
-        Some(self)
+        true
     }
 
     /// The smallest set containing both.
+    #[inline]
     pub(crate) fn join(&self, other: &Num) -> Num {
         let mask = self.mask | other.mask | (self.bits ^ other.bits);
         Num {
@@ -467,6 +487,7 @@ struct Tnum {
 }
 
 impl Tnum {
+    #[inline]
     fn of(n: &Num) -> Tnum {
         Tnum {
             v: n.bits,
@@ -474,6 +495,7 @@ impl Tnum {
         }
     }
 
+    #[inline]
     fn add(a: Tnum, b: Tnum) -> Tnum {
         let sm = a.m.wrapping_add(b.m);
         let sv = a.v.wrapping_add(b.v);
@@ -483,6 +505,7 @@ impl Tnum {
         Tnum { v: sv & !mu, m: mu }
     }
 
+    #[inline]
     fn sub(a: Tnum, b: Tnum) -> Tnum {
         let dv = a.v.wrapping_sub(b.v);
         let alpha = dv.wrapping_add(a.m);
@@ -492,6 +515,7 @@ impl Tnum {
         Tnum { v: dv & !mu, m: mu }
     }
 
+    #[inline]
     fn and(a: Tnum, b: Tnum) -> Tnum {
         let alpha = a.v | a.m;
         let beta = b.v | b.m;
@@ -502,12 +526,14 @@ impl Tnum {
         }
     }
 
+    #[inline]
     fn or(a: Tnum, b: Tnum) -> Tnum {
         let v = a.v | b.v;
         let mu = a.m | b.m;
         Tnum { v, m: mu & !v }
     }
 
+    #[inline]
     fn xor(a: Tnum, b: Tnum) -> Tnum {
         let v = a.v ^ b.v;
         let mu = a.m | b.m;
@@ -537,6 +563,7 @@ impl Tnum {
 
     /// The known bits as a number with any range (not reduced: the callers tighten the
     /// ranges, then reduce once).
+    #[inline]
     fn into_num(self, w: Bits) -> Num {
         let mut n = Num::top(w);
         n.mask = self.m & w.max();
@@ -557,7 +584,7 @@ pub(crate) fn alu(op: AluOp, a: &Num, b: &Num, w: Bits) -> Num {
         };
         return Num::constant(r, w);
     }
-    let r = match op {
+    let mut r = match op {
         AluOp::Mov => *b,
         AluOp::Add => add(a, b, w),
         AluOp::Sub => sub(a, b, w),
@@ -571,7 +598,10 @@ pub(crate) fn alu(op: AluOp, a: &Num, b: &Num, w: Bits) -> Num {
         AluOp::Xor => Tnum::xor(Tnum::of(a), Tnum::of(b)).into_num(w),
         AluOp::Lsh | AluOp::Rsh | AluOp::Arsh => shift(op, a, b, w),
     };
-    r.reduced(w).unwrap_or(Num::top(w))
+    if !r.reduce(w) {
+        r = Num::top(w);
+    }
+    r
 }
 
 fn add(a: &Num, b: &Num, w: Bits) -> Num {

@@ -403,8 +403,8 @@ impl Solver<'_> {
                     if let Some(s) = state.branch(width, cond, dst, src, true, self.ctx) {
                         flow(taken, Box::new(s));
                     }
-                    if let Some(s) = state.branch(width, cond, dst, src, false, self.ctx) {
-                        flow(next, Box::new(s));
+                    if state.refine(width, cond, dst, src, false, self.ctx) {
+                        flow(next, state);
                     }
                 }
             }
@@ -440,8 +440,9 @@ impl Solver<'_> {
         }
         pending[0] = Some(Box::new(init.clone()));
         let ctx = self.ctx;
-        for comp in self.graph.components() {
-            if self.graph.acyclic(&comp) {
+        let components = self.graph.components();
+        for comp in components.iter() {
+            if self.graph.acyclic(comp) {
                 let b = comp[0];
                 let Some(state) = pending[b as usize].take() else {
                     continue;
@@ -463,7 +464,7 @@ impl Solver<'_> {
             let ext: Vec<Option<Boxed>> =
                 comp.iter().map(|&b| pending[b as usize].take()).collect();
             let entries: Vec<usize> = (0..comp.len()).filter(|&k| ext[k].is_some()).collect();
-            let invariant = !loops::written(self.graph, self.insns, &comp);
+            let invariant = !loops::written(self.graph, self.insns, comp);
             let mut wanted: Vec<(loops::Candidate, loops::Natural)> = Vec::new();
             let single = entries.len() == 1;
             let entry_state = if single {
@@ -472,7 +473,7 @@ impl Solver<'_> {
                 None
             };
             self.cycle(
-                &comp,
+                comp,
                 &local,
                 ext,
                 &mut |i, s| {
@@ -493,14 +494,14 @@ impl Solver<'_> {
             );
             if let Some(state) = entry_state {
                 let head = entries[0];
-                if let Some(l) = loops::trip(self.graph, self.insns, &comp, head, &state) {
+                if let Some(l) = loops::trip(self.graph, self.insns, comp, head, &state) {
                     out.loops.push(l);
                 }
                 if !wanted.is_empty() {
-                    self.version(&comp, &local, head, state, wanted, facts, entry, out);
+                    self.version(comp, &local, head, state, wanted, facts, entry, out);
                 }
             }
-            for &b in &comp {
+            for &b in comp {
                 local[b as usize] = u32::MAX;
             }
         }

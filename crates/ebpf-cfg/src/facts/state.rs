@@ -311,8 +311,16 @@ impl State {
     /// another member of its class (or lose the link), and bounds by it are rebased or turned
     /// into numbers.
     pub(crate) fn detach(&mut self, d: usize, space: &Space) {
+        let d8 = d as u8;
+        if !self
+            .regs
+            .iter()
+            .any(|v| v.link == d8 || v.rel == d8 || v.rel_minus == d8)
+        {
+            return;
+        }
         for i in 0..REGS {
-            if i != d && self.regs[i].rel_minus == d as u8 {
+            if i != d && self.regs[i].rel_minus == d8 {
                 self.concretize(i);
             }
         }

@@ -385,6 +385,33 @@ impl State {
         taken: bool,
         ctx: &Ctx,
     ) -> Option<State> {
+        let mut out = self.clone();
+        out.refine(width, cond, dst, src, taken, ctx).then_some(out)
+    }
+
+    /// [`State::branch`] in place: narrows this state to one side of the jump; `false` if that
+    /// side is never taken (the state is then meaningless).
+    pub(crate) fn refine(
+        &mut self,
+        width: Width,
+        cond: Cond,
+        dst: Reg,
+        src: Operand,
+        taken: bool,
+        ctx: &Ctx,
+    ) -> bool {
+        self.refined(width, cond, dst, src, taken, ctx).is_some()
+    }
+
+    fn refined(
+        &mut self,
+        width: Width,
+        cond: Cond,
+        dst: Reg,
+        src: Operand,
+        taken: bool,
+        ctx: &Ctx,
+    ) -> Option<()> {
         let space = &ctx.space;
         let d = reg(dst);
         let src = match (src, width) {
@@ -392,9 +419,9 @@ impl State {
             (Operand::Imm(k), Width::W32) => Src::Const(u64::from(k as u32)),
             (Operand::Reg(r), _) => Src::Reg(reg(r)),
         };
-        let mut out = self.clone();
-        let a = self.regs[d].num;
-        let b = self.src_num(src);
+        let out = self;
+        let a = out.regs[d].num;
+        let b = out.src_num(src);
         let (na, nb) = match width {
             Width::W64 => num::refine(&a, &b, cond, taken, Bits::B64)?,
             Width::W32 => {
@@ -433,7 +460,7 @@ impl State {
                 }
             }
         }
-        Some(out)
+        Some(())
     }
 
     /// Records what `R[d] cond R[s]` (holding or not) says between the two registers.
