@@ -42,12 +42,18 @@ enum Step {
 }
 
 /// How a mutant breaks the program by one.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mutation {
     /// A load one byte further.
     LoadPlusOne(usize),
     /// A guard for one byte fewer.
     GuardMinusOne(usize),
+    /// `>=` instead of `>` (or the other way round): off by one byte.
+    SwapStrictness(usize),
+    /// The guard's sum computed in 32 bits (it wraps: a pointer's low half is tiny).
+    Wrap32(usize),
+    /// A signed compare of an unsigned length.
+    Signed(usize),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -79,17 +85,37 @@ fn parser(steps: &[Step], mutation: Option<Mutation>) -> (String, Vec<usize>) {
             } => {
                 let minus = matches!(mutation, Some(Mutation::GuardMinusOne(m)) if m == k);
                 let n = if minus { n - 1 } else { *n };
+                let this = |m: fn(usize) -> Mutation| mutation == Some(m(k));
+                let add = if this(Mutation::Wrap32) {
+                    "add32"
+                } else {
+                    "add"
+                };
+                let (gt, ge) = if this(Mutation::SwapStrictness) {
+                    ("jge", "jgt")
+                } else {
+                    ("jgt", "jge")
+                };
+                let lt32 = if this(Mutation::Signed) {
+                    "jslt32"
+                } else {
+                    "jlt32"
+                };
                 let lines = match guard {
-                    Guard::Gt => format!("mov %r3, %r9\nadd %r3, {n}\njgt %r3, %r8, drop\n"),
+                    Guard::Gt => format!("mov %r3, %r9\n{add} %r3, {n}\n{gt} %r3, %r8, drop\n"),
                     Guard::GeMinusOne => format!(
-                        "mov %r3, %r9\nadd %r3, {}\njge %r3, %r8, drop\n",
+                        "mov %r3, %r9\n{add} %r3, {}\n{ge} %r3, %r8, drop\n",
                         i32::from(n) - 1
                     ),
                     Guard::ReversedLt => {
-                        format!("mov %r3, %r9\nadd %r3, {n}\njlt %r8, %r3, drop\n")
+                        format!("mov %r3, %r9\n{add} %r3, {n}\njlt %r8, %r3, drop\n")
                     }
-                    Guard::SignedGt => format!("mov %r3, %r9\nadd %r3, {n}\njsgt %r3, %r8, drop\n"),
-                    Guard::Len32 => format!("mov %r3, %r8\nsub %r3, %r9\njlt32 %r3, {n}, drop\n"),
+                    Guard::SignedGt => {
+                        format!("mov %r3, %r9\n{add} %r3, {n}\njsgt %r3, %r8, drop\n")
+                    }
+                    Guard::Len32 => {
+                        format!("mov %r3, %r8\nsub %r3, %r9\n{lt32} %r3, {n}, drop\n")
+                    }
                 };
                 pc += 3;
                 s.push_str(&lines);
@@ -170,7 +196,7 @@ proptest! {
     #[test]
     fn guarded_parsers_and_their_mutants(
         steps in prop::collection::vec(step(), 1..6),
-        mutate in prop::option::of((0usize..24, any::<bool>())),
+        mutate in prop::option::of((0usize..24, 0u8..5)),
         data in prop::collection::vec(any::<u8>(), 0..80),
     ) {
         let (text, loads) = parser(&steps, None);
@@ -190,8 +216,15 @@ proptest! {
                 return Err(TestCaseError::fail(format!("{e}\n{text}")));
             }
         }
-        if let Some((m, load)) = mutate {
-            let mutation = if load { Mutation::LoadPlusOne(m) } else { Mutation::GuardMinusOne(m % steps.len().max(1)) };
+        if let Some((m, kind)) = mutate {
+            let step = m % steps.len().max(1);
+            let mutation = match kind {
+                0 => Mutation::LoadPlusOne(m),
+                1 => Mutation::GuardMinusOne(step),
+                2 => Mutation::SwapStrictness(step),
+                3 => Mutation::Wrap32(step),
+                _ => Mutation::Signed(step),
+            };
             let (mutant, _) = parser(&steps, Some(mutation));
             let program = assemble(&mutant);
             for len in 0..=data.len().min(48) {
