@@ -206,7 +206,7 @@ pub(crate) fn trip(
     comp: &[u32],
     head: usize,
     state: &State,
-) -> Option<LoopFact> {
+) -> Option<Counted> {
     // Walk the cycle from the head; every block must continue to exactly one block of the
     // component, and exactly one of them may also leave it (the exit test).
     let inside = |b: u32| comp.contains(&b);
@@ -295,14 +295,29 @@ pub(crate) fn trip(
     let instructions = (trip_count - 1)
         .checked_mul(per_iteration)?
         .checked_add(until_exit)?;
-    Some(LoopFact {
-        entry: graph.blocks[comp[head] as usize].first as usize,
-        insns: ranges(graph, comp),
-        trip_count,
-        per_iteration,
-        until_exit,
-        instructions,
+    // The counter at the head: start + t * step for t < trip_count, when that never wraps.
+    let delta = i128::from(step as i64);
+    let last = i128::from(start) + delta * i128::from(trip_count - 1);
+    let (lo, hi) = (i128::from(start).min(last), i128::from(start).max(last));
+    let range = (lo >= 0 && hi <= i128::from(u64::MAX)).then_some((lo as u64, hi as u64));
+    Some(Counted {
+        fact: LoopFact {
+            entry: graph.blocks[comp[head] as usize].first as usize,
+            insns: ranges(graph, comp),
+            trip_count,
+            per_iteration,
+            until_exit,
+            instructions,
+        },
+        counter: range.map(|(lo, hi)| (dst, lo, hi)),
     })
+}
+
+/// A loop with a trip count, and what that says of its counter at the head: register, and the
+/// smallest and largest values it takes there.
+pub(crate) struct Counted {
+    pub(crate) fact: LoopFact,
+    pub(crate) counter: Option<(usize, u64, u64)>,
 }
 
 /// What one instruction does to registers known as `entry value + offset`.

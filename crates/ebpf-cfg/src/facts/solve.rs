@@ -472,10 +472,20 @@ impl Solver<'_> {
             } else {
                 None
             };
+            // A counted loop's counter never leaves the values its trip count allows: that
+            // caps it at the head (where widening would lose it).
+            let counted = entry_state
+                .as_ref()
+                .and_then(|s| loops::trip(self.graph, self.insns, comp, entries[0], s));
+            let cap = counted
+                .as_ref()
+                .and_then(|c| c.counter)
+                .map(|(r, lo, hi)| (entries[0], r, Num::range(lo, hi, Bits::B64)));
             self.cycle(
                 comp,
                 &local,
                 ext,
+                cap,
                 &mut |i, s| {
                     facts[i] = record(&self.insns[i], s, ctx, entry);
                     if single && !facts[i].in_bounds {
@@ -492,11 +502,11 @@ impl Solver<'_> {
                 },
                 &mut |t, s| join_into(&mut pending, t, s, ctx),
             );
+            if let Some(c) = counted {
+                out.loops.push(c.fact);
+            }
             if let Some(state) = entry_state {
                 let head = entries[0];
-                if let Some(l) = loops::trip(self.graph, self.insns, comp, head, &state) {
-                    out.loops.push(l);
-                }
                 if !wanted.is_empty() {
                     self.version(comp, &local, head, state, wanted, facts, entry, out);
                 }
@@ -511,17 +521,22 @@ impl Solver<'_> {
     /// One cyclic component: the ascent from `ext` (what flowed in from outside), then the
     /// descending sweep, which calls `record` before each instruction, `kept` with each block's
     /// final entry state, and `outside` for each state that leaves the component.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the component and what to do with it"
+    )]
     fn cycle(
         &self,
         comp: &[u32],
         local: &[u32],
         ext: Vec<Option<Boxed>>,
+        cap: Option<(usize, usize, Num)>,
         record: &mut dyn FnMut(usize, &State),
         kept: &mut dyn FnMut(u32, &State),
         outside: &mut dyn FnMut(u32, Boxed),
     ) {
         let ctx = self.ctx;
-        let back = self.ascend(comp, local, &ext);
+        let back = self.ascend(comp, local, &ext, cap.as_ref());
         let mut next: Vec<Option<Boxed>> = ext;
         for (slot, b) in next.iter_mut().zip(back) {
             if let Some(b) = b {
@@ -623,6 +638,7 @@ impl Solver<'_> {
             comp,
             local,
             ext,
+            None,
             &mut |i, s| {
                 let f = record(&self.insns[i], s, ctx, entry);
                 if f.in_bounds && !facts[i].in_bounds {
@@ -648,7 +664,13 @@ impl Solver<'_> {
     /// The ascending phase of one cyclic component (`local` maps its blocks to positions,
     /// `ext` is what flowed in from outside): iterates to a post-fixed point and returns, per
     /// block, the join of everything that flowed in over retreating edges.
-    fn ascend(&self, comp: &[u32], local: &[u32], ext: &[Option<Boxed>]) -> Vec<Option<Boxed>> {
+    fn ascend(
+        &self,
+        comp: &[u32],
+        local: &[u32],
+        ext: &[Option<Boxed>],
+        cap: Option<&(usize, usize, Num)>,
+    ) -> Vec<Option<Boxed>> {
         let m = comp.len();
         let mut entries: Vec<Option<Boxed>> = ext.to_vec();
         // Per block: the latest state each retreating edge brought (by source position).
@@ -713,6 +735,13 @@ impl Solver<'_> {
                         })
                     }
                 };
+                let mut new = new;
+                if let Some(&(h, r, ref range)) = cap
+                    && h == t
+                    && let Some(m) = new.regs[r].num.meet(range, Bits::B64)
+                {
+                    new.regs[r].num = m;
+                }
                 entries[t] = Some(new);
                 if !queued[t] {
                     queued[t] = true;

@@ -533,3 +533,39 @@ fn counted_loops_know_their_instructions() {
     assert!(analyse(paths).1.facts().loops().is_empty());
     assert_sound(paths, &bytes(0));
 }
+
+#[test]
+fn a_counted_loop_caps_its_counter() {
+    // clang's mul/div loop: i runs 1..2000, the divisor is i + 3 and the modulus is i. The
+    // exit test is an equality, so only the trip count bounds i (and keeps it nonzero).
+    let text = "
+        mov %r4, 0
+        mov %r1, 4
+        lddw %r3, 0x5851f42d4c957f2d
+        add %r2, 1
+    loop:
+        mov %r0, %r1
+        add %r0, -3
+        mov %r5, %r4
+        mod %r5, %r0
+        mul %r0, %r2
+        div %r0, %r1
+        add %r0, %r4
+        add %r0, %r5
+        mul %r2, %r3
+        add %r1, 1
+        mov %r4, %r0
+        jeq %r1, 2003, out
+        ja loop
+    out:
+        exit";
+    let (program, a) = analyse(text);
+    let d = |pc: usize| {
+        let i = program.iter().position(|(p, _)| p == pc).unwrap();
+        a.facts().division(i)
+    };
+    assert!(d(8).nonzero, "i >= 1");
+    assert!(d(10).nonzero, "i + 3 >= 4");
+    assert_eq!(a.facts().loops()[0].trip_count, 1999);
+    assert_sound(text, &bytes(0));
+}
