@@ -540,25 +540,27 @@ impl Tnum {
         Tnum { v: v & !mu, m: mu }
     }
 
-    fn mul(mut a: Tnum, mut b: Tnum) -> Tnum {
-        let acc_v = a.v.wrapping_mul(b.v);
-        let mut acc_m = Tnum { v: 0, m: 0 };
-        while a.v != 0 || a.m != 0 {
-            if a.v & 1 != 0 {
-                acc_m = Tnum::add(acc_m, Tnum { v: 0, m: b.m });
-            } else if a.m & 1 != 0 {
-                acc_m = Tnum::add(acc_m, Tnum { v: 0, m: b.v | b.m });
-            }
-            a = Tnum {
-                v: a.v >> 1,
-                m: a.m >> 1,
-            };
-            b = Tnum {
-                v: b.v << 1,
-                m: b.m << 1,
+    /// Known bits of a product: the low bits known in both operands give the product's low
+    /// bits (mod 2^k), and known-zero low bits add up.
+    fn mul(a: Tnum, b: Tnum) -> Tnum {
+        if a.m == 0 && b.m == 0 {
+            return Tnum {
+                v: a.v.wrapping_mul(b.v),
+                m: 0,
             };
         }
-        Tnum::add(Tnum { v: acc_v, m: 0 }, acc_m)
+        let known = a.m.trailing_zeros().min(b.m.trailing_zeros());
+        let zeros = ((a.v | a.m).trailing_zeros() + (b.v | b.m).trailing_zeros()).min(64);
+        let low = |k: u32| if k >= 64 { u64::MAX } else { (1u64 << k) - 1 };
+        if zeros >= known {
+            Tnum {
+                v: 0,
+                m: !low(zeros),
+            }
+        } else {
+            let v = a.v.wrapping_mul(b.v) & low(known);
+            Tnum { v, m: !low(known) }
+        }
     }
 
     /// The known bits as a number with any range (not reduced: the callers tighten the

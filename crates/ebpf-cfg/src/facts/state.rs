@@ -758,7 +758,7 @@ impl State {
     /// The join of two states (every path of either). At loop heads (`head`), registers that
     /// are constants on both sides and step together are discovered to be linked.
     pub(crate) fn join(&self, other: &State, space: &Space, head: bool) -> State {
-        if self == other {
+        if self.regs == other.regs && self.len_min == other.len_min && self.meta == other.meta {
             return self.clone();
         }
         let mut out = State {
@@ -767,16 +767,23 @@ impl State {
             meta: self.meta && other.meta,
         };
         let mut any_link = false;
-        for i in 0..REGS {
+        // Registers equal on both sides (relations included) are copied whole.
+        let mut same = [false; REGS];
+        for (i, equal) in same.iter_mut().enumerate() {
             let (a, b) = (&self.regs[i], &other.regs[i]);
             any_link |= a.link != NONE || b.link != NONE;
-            if a == b && a.link == NONE {
+            if a == b {
                 out.regs[i] = *a;
+                *equal = true;
                 continue;
             }
             let mut v = Val::of(a.num.join(&b.num));
             if a.hint == b.hint {
                 v.hint = a.hint;
+            }
+            if a.end == NONE && b.end == NONE && a.rel == NONE && b.rel == NONE {
+                out.regs[i] = v;
+                continue;
             }
             // End relation.
             for (x, y) in [(self, other), (other, self)] {
@@ -820,6 +827,14 @@ impl State {
         // Links: those that hold on both sides.
         let mut links = [(NONE, 0u8, 0u64); REGS];
         for (i, link) in links.iter_mut().enumerate() {
+            let (a, b) = (&self.regs[i], &other.regs[i]);
+            if a.link != NONE
+                && (same[i]
+                    || (a.link, a.link_shift, a.link_off) == (b.link, b.link_shift, b.link_off))
+            {
+                *link = (a.link, a.link_shift, a.link_off);
+                continue;
+            }
             for (x, y) in [(self, other), (other, self)] {
                 let xv = &x.regs[i];
                 if xv.link != NONE
@@ -843,7 +858,10 @@ impl State {
     /// Installs links, composing chains so that every base is a representative and breaking
     /// cycles.
     fn set_links(&mut self, mut links: [(u8, u8, u64); REGS]) {
-        for _ in 0..REGS {
+        let composed = links.iter().enumerate().all(|(i, &(b, _, _))| {
+            b == NONE || (usize::from(b) != i && links[usize::from(b)].0 == NONE)
+        });
+        for _ in 0..if composed { 0 } else { REGS } {
             let mut changed = false;
             for i in 0..REGS {
                 let (b, s, o) = links[i];
