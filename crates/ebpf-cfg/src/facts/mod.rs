@@ -247,6 +247,8 @@ pub(crate) struct InsnFact {
     pub(crate) reached: bool,
     /// `NO_REGION` or the region every address lies in.
     pub(crate) region: u8,
+    /// `NO_REGION` or the region the base register was derived from (a guess).
+    pub(crate) guess: u8,
     pub(crate) in_bounds: bool,
     pub(crate) nonzero: bool,
     pub(crate) no_overflow: bool,
@@ -340,6 +342,15 @@ impl Facts {
             (_, NO_REGION) => Access::Checked { region: None },
             (_, r) => Access::Checked { region: Some(r) },
         }
+    }
+
+    /// The region the access at instruction `index` most likely goes to: the one all its
+    /// addresses lie in if that is known, else the region its base register was derived from
+    /// (a pointer moved or offset by an index). A guess for a JIT to check first; never a
+    /// reason to skip a check.
+    pub fn likely_region(&self, index: usize) -> Option<u8> {
+        let i = self.insns.get(index)?;
+        [i.region, i.guess].into_iter().find(|&r| r != NO_REGION)
     }
 
     /// What is proven about the division or modulo by a register at instruction `index`.

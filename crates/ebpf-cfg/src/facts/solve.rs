@@ -808,6 +808,7 @@ fn record(insn: &Insn, s: &State, ctx: &Ctx, entry: &Entry) -> InsnFact {
     let mut f = InsnFact {
         reached: true,
         region: NO_REGION,
+        guess: NO_REGION,
         ..InsnFact::default()
     };
     let access = match *insn {
@@ -826,6 +827,7 @@ fn record(insn: &Insn, s: &State, ctx: &Ctx, entry: &Entry) -> InsnFact {
         _ => None,
     };
     if let Some((base, off, bytes, write, atomic)) = access {
+        f.guess = s.regs[base].hint;
         match prove_access(s, base, off, bytes, write, atomic, ctx, entry) {
             Access::InBounds { region } => {
                 f.in_bounds = true;

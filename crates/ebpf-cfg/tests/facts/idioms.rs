@@ -465,6 +465,11 @@ fn a_claimed_length_versions_the_loop() {
         "r3 <= end(input)"
     );
     assert_eq!(v.accesses, vec![(6, layout::INPUT as u8)]);
+    assert_eq!(
+        f.likely_region(6),
+        Some(layout::INPUT as u8),
+        "a guess where nothing is proven"
+    );
     let _ = program;
     // Claimed lengths right, short, long and absurd: the version's access is checked in
     // every run whose condition holds.
