@@ -714,34 +714,39 @@ impl Solver<'_> {
                         None => latest[t].push((k, s.clone())),
                     }
                 }
+                // A counted loop's cap applies to every state at its head, before the test
+                // for change: the join may lose it, and capping after would undo the change
+                // forever.
+                let capped = |mut state: Boxed| {
+                    if let Some(&(h, r, ref range)) = cap
+                        && h == t
+                        && let Some(m) = state.regs[r].num.meet(range, Bits::B64)
+                    {
+                        state.regs[r].num = m;
+                    }
+                    state
+                };
                 let new = match &entries[t] {
-                    None => s,
+                    None => capped(s),
                     Some(old) => {
-                        let joined = old.join(&s, space, head[t]);
-                        if joined == **old {
+                        let joined = capped(Box::new(old.join(&s, space, head[t])));
+                        if joined == *old {
                             continue;
                         }
-                        Box::new(if head[t] {
+                        if head[t] {
                             visits[t] += 1;
-                            if visits[t] > COLLAPSE_AFTER {
+                            capped(Box::new(if visits[t] > COLLAPSE_AFTER {
                                 old.collapse(&joined)
                             } else if visits[t] > WIDEN_AFTER {
                                 old.widen(&joined, &self.ladder, &mut levels[t], space)
                             } else {
-                                joined
-                            }
+                                *joined
+                            }))
                         } else {
                             joined
-                        })
+                        }
                     }
                 };
-                let mut new = new;
-                if let Some(&(h, r, ref range)) = cap
-                    && h == t
-                    && let Some(m) = new.regs[r].num.meet(range, Bits::B64)
-                {
-                    new.regs[r].num = m;
-                }
                 entries[t] = Some(new);
                 if !queued[t] {
                     queued[t] = true;
