@@ -261,6 +261,8 @@ pub(crate) const NO_REGION: u8 = u8::MAX;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Facts {
     entry: Entry,
+    /// The program they are about: facts are trusted only for it (`Facts::is_for`).
+    program: Program,
     insns: Vec<InsnFact>,
     versions: Vec<Version>,
     loops: Vec<LoopFact>,
@@ -287,6 +289,7 @@ impl Facts {
 
     pub(crate) fn new(
         entry: Entry,
+        program: Program,
         insns: Vec<InsnFact>,
         mut versions: Vec<Version>,
         mut loops: Vec<LoopFact>,
@@ -295,6 +298,7 @@ impl Facts {
         loops.sort_unstable_by_key(|l| l.entry);
         Facts {
             entry,
+            program,
             insns,
             versions,
             loops,
@@ -309,6 +313,13 @@ impl Facts {
     /// Loops whose whole work is known at entry, by entry.
     pub fn loops(&self) -> &[LoopFact] {
         &self.loops
+    }
+
+    /// Whether these are the facts of `program` (an engine handed facts with a program must
+    /// check this before trusting them: facts of another program prove nothing about it).
+    /// Linear in the program.
+    pub fn is_for(&self, program: &Program) -> bool {
+        self.program == *program
     }
 
     /// The entry the facts assume.

@@ -30,6 +30,9 @@ type Boxed = Box<State>;
 const WIDEN_AFTER: u32 = 0;
 /// Visits of a loop head after which every changing register is given up.
 const COLLAPSE_AFTER: u32 = 16;
+/// Visits of a loop head after which nothing is known there at all: a backstop that bounds
+/// the ascent whatever the refinements do (collapse alone settles every loop we know of).
+const GIVE_UP_AFTER: u32 = 2 * COLLAPSE_AFTER;
 
 /// The analysis of one program: the state at every block entry, from which the state at any
 /// instruction can be recomputed, and the facts.
@@ -65,7 +68,13 @@ impl Analysis {
         let mut loops = Loops::default();
         let entries = solver.solve(&init, &mut facts, entry, keep, &mut loops);
         Analysis {
-            facts: Facts::new(entry.clone(), facts, loops.versions, loops.loops),
+            facts: Facts::new(
+                entry.clone(),
+                program.clone(),
+                facts,
+                loops.versions,
+                loops.loops,
+            ),
             graph,
             insns,
             ctx,
@@ -322,6 +331,11 @@ fn start(entry: &Entry) -> (Ctx, State) {
     state.len_min[0] = STACK_FRAME_SIZE;
     for (k, arg) in entry.args.iter().enumerate() {
         state.regs[k + 1] = match *arg {
+            // An unknown r1 is most likely the input's start: a guess, never a proof.
+            Arg::Unknown if k == 0 => Val {
+                hint: layout::INPUT as u8,
+                ..Val::top()
+            },
             Arg::Unknown => Val::top(),
             Arg::Start(r) => Val::constant(u64::from(r) << 32),
             Arg::Len(r) => match space.slot_of(u64::from(r)) {
@@ -735,7 +749,9 @@ impl Solver<'_> {
                         }
                         if head[t] {
                             visits[t] += 1;
-                            capped(Box::new(if visits[t] > COLLAPSE_AFTER {
+                            capped(Box::new(if visits[t] > GIVE_UP_AFTER {
+                                State::unknown()
+                            } else if visits[t] > COLLAPSE_AFTER {
                                 old.collapse(&joined)
                             } else if visits[t] > WIDEN_AFTER {
                                 old.widen(&joined, &self.ladder, &mut levels[t], space)

@@ -223,6 +223,16 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Nothing known: every register any value, no region longer than nothing, the metadata
+    /// possibly overwritten.
+    pub(crate) fn unknown() -> State {
+        State {
+            regs: [Val::top(); REGS],
+            len_min: [0; SLOTS],
+            meta: false,
+        }
+    }
+
     /// The numeric view of register `r`.
     pub(crate) fn num(&self, r: usize) -> &Num {
         &self.regs[r].num
