@@ -14,6 +14,8 @@
 //!   that every decode error is reached;
 //! - runnable programs ([`structured_program`]) that stay in bounds and terminate, for the
 //!   interpreter, the verifier and the JITs' differential tests;
+//! - programs that guard their input accesses, and their off-by-one mutants ([`parser`],
+//!   [`counted_loop`]), for static facts and the engines that rely on them;
 //! - a step-by-step runner ([`trace`]) that shows the registers before every instruction, for
 //!   checking static facts against executions (tests compare its outcome with the
 //!   interpreter's).
@@ -45,6 +47,7 @@
 mod bytes;
 #[cfg(test)]
 mod check;
+mod guarded;
 mod insn;
 mod program;
 mod structured;
@@ -54,6 +57,7 @@ pub use bytes::{
     Mutation, any_mutation, arbitrary_bytes, mutated_bytes, near_valid_slot, near_valid_slots,
     raw_bytes, valid_bytes,
 };
+pub use guarded::{Guard, OffByOne, ParserStep, counted_loop, off_by_one, parser, parser_step};
 pub use insn::{
     INTERESTING_I16, INTERESTING_I32, INTERESTING_U64, any_form, any_imm, any_imm64, any_insn,
     any_insn_where, any_off, any_reg, forms, forms_where, insn_of_form, insn_of_form_using, reg_in,

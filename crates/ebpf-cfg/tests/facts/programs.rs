@@ -3,183 +3,15 @@
 //! conformance suite and the clang-compiled ELF fixtures. `PROPTEST_CASES` sets the number of
 //! cases of each property (256 by default).
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::{Memory, check};
 use ebpf_cfg::facts::{Access, Analysis, Entry};
-use ebpf_testgen::{StructuredConfig, closed_program, structured_with_input};
+use ebpf_testgen::{
+    StructuredConfig, closed_program, counted_loop, off_by_one, parser, parser_step,
+    structured_with_input,
+};
 use proptest::prelude::*;
-
-/// A guard against the input's end, written one of the ways programs write it.
-#[derive(Clone, Copy, Debug)]
-enum Guard {
-    /// `if (p + n > end) goto drop`
-    Gt,
-    /// `if (p + n - 1 >= end) goto drop`
-    GeMinusOne,
-    /// `if (end < p + n) goto drop`
-    ReversedLt,
-    /// `if (p + n s> end) goto drop`
-    SignedGt,
-    /// `if (len < n) goto drop` on the remaining length, 32-bit
-    Len32,
-}
-
-/// One step of a generated parser.
-#[derive(Clone, Debug)]
-enum Step {
-    /// A guard for `n` bytes at `p`, then loads at offsets inside them.
-    Header {
-        n: u8,
-        guard: Guard,
-        loads: Vec<(u8, u8)>,
-    },
-    /// `p += k`.
-    Skip(u8),
-    /// `p += *p & mask` (after a header of at least one byte).
-    VarSkip(u8),
-}
-
-/// How a mutant breaks the program by one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mutation {
-    /// A load one byte further.
-    LoadPlusOne(usize),
-    /// A guard for one byte fewer.
-    GuardMinusOne(usize),
-    /// `>=` instead of `>` (or the other way round): off by one byte.
-    SwapStrictness(usize),
-    /// The guard's sum computed in 32 bits (it wraps: a pointer's low half is tiny).
-    Wrap32(usize),
-    /// A signed compare of an unsigned length.
-    Signed(usize),
-}
-
-fn step() -> impl Strategy<Value = Step> {
-    prop_oneof![
-        4 => (1u8..40, prop::sample::select(vec![Guard::Gt, Guard::GeMinusOne, Guard::ReversedLt, Guard::SignedGt, Guard::Len32]),
-              prop::collection::vec((0u8..40, 0u8..4), 1..4))
-            .prop_map(|(n, guard, loads)| Step::Header { n, guard, loads }),
-        1 => (0u8..20).prop_map(Step::Skip),
-        1 => prop::sample::select(vec![3u8, 7, 15, 60]).prop_map(Step::VarSkip),
-    ]
-}
-
-/// The parser as assembly: `r9` walks the input, `r8` is its end. Loads are clamped into their
-/// header, so only a mutation can make one run past the guard.
-fn parser(steps: &[Step], mutation: Option<Mutation>) -> (String, Vec<usize>) {
-    let mut s = String::from("mov %r9, %r1\nmov %r8, %r1\nadd %r8, %r2\nmov %r0, 0\n");
-    let mut pc = 4usize;
-    let mut loads = Vec::new();
-    let mut header = 0u8;
-    // Whether the bytes of the current header are provable (`end - p < n` is not: it needs
-    // p <= end first, which a parser may not have).
-    let mut provable = true;
-    for (k, st) in steps.iter().enumerate() {
-        match st {
-            Step::Header {
-                n,
-                guard,
-                loads: ls,
-            } => {
-                let minus = matches!(mutation, Some(Mutation::GuardMinusOne(m)) if m == k);
-                let n = if minus { n - 1 } else { *n };
-                let this = |m: fn(usize) -> Mutation| mutation == Some(m(k));
-                let add = if this(Mutation::Wrap32) {
-                    "add32"
-                } else {
-                    "add"
-                };
-                let (gt, ge) = if this(Mutation::SwapStrictness) {
-                    ("jge", "jgt")
-                } else {
-                    ("jgt", "jge")
-                };
-                let lt32 = if this(Mutation::Signed) {
-                    "jslt32"
-                } else {
-                    "jlt32"
-                };
-                let lines = match guard {
-                    Guard::Gt => format!("mov %r3, %r9\n{add} %r3, {n}\n{gt} %r3, %r8, drop\n"),
-                    Guard::GeMinusOne => format!(
-                        "mov %r3, %r9\n{add} %r3, {}\n{ge} %r3, %r8, drop\n",
-                        i32::from(n) - 1
-                    ),
-                    Guard::ReversedLt => {
-                        format!("mov %r3, %r9\n{add} %r3, {n}\njlt %r8, %r3, drop\n")
-                    }
-                    Guard::SignedGt => {
-                        format!("mov %r3, %r9\n{add} %r3, {n}\njsgt %r3, %r8, drop\n")
-                    }
-                    Guard::Len32 => {
-                        format!("mov %r3, %r8\nsub %r3, %r9\n{lt32} %r3, {n}, drop\n")
-                    }
-                };
-                pc += 3;
-                s.push_str(&lines);
-                header = n;
-                provable = !matches!(guard, Guard::Len32);
-                for (j, &(off, size)) in ls.iter().enumerate() {
-                    let bytes = 1u8 << size;
-                    if bytes > header {
-                        continue;
-                    }
-                    let mut off = off.min(header - bytes);
-                    if matches!(mutation, Some(Mutation::LoadPlusOne(m)) if m == k * 4 + j) {
-                        off += 1;
-                    }
-                    let op = ["ldxb", "ldxh", "ldxw", "ldxdw"][usize::from(size)];
-                    let _ = writeln!(s, "{op} %r4, [%r9+{off}]\nxor %r0, %r4");
-                    if provable {
-                        loads.push(pc);
-                    }
-                    pc += 2;
-                }
-            }
-            Step::Skip(k) => {
-                let _ = writeln!(s, "add %r9, {k}");
-                pc += 1;
-                header = header.saturating_sub(*k);
-            }
-            Step::VarSkip(mask) => {
-                if header == 0 {
-                    continue;
-                }
-                let _ = writeln!(s, "ldxb %r4, [%r9]\nand %r4, {mask}\nadd %r9, %r4");
-                if provable {
-                    loads.push(pc);
-                }
-                pc += 3;
-                header = 0;
-            }
-        }
-    }
-    s.push_str("exit\ndrop:\nmov %r0, 1\nexit\n");
-    (s, loads)
-}
-
-/// A loop over the input: `count` elements of `stride` bytes (from `len >> log2(stride)`),
-/// each read with a `width`-byte load at offset `at`, by pointer or by index.
-fn counted_loop(stride_log: u8, width_log: u8, at: u8, by_index: bool, le: bool) -> String {
-    let stride = 1u32 << stride_log;
-    let cmp = if le { "jle" } else { "jlt" };
-    let op = ["ldxb", "ldxh", "ldxw", "ldxdw"][usize::from(width_log)];
-    if by_index {
-        format!(
-            "mov %r0, 0\nmov %r3, %r2\nrsh %r3, {stride_log}\njeq %r3, 0, out\nmov %r4, 0\n\
-             loop:\nmov %r5, %r4\nlsh %r5, {stride_log}\nadd %r5, %r1\n{op} %r6, [%r5+{at}]\n\
-             add %r0, %r6\nadd %r4, 1\n{cmp} %r4, %r3, loop\nout:\nexit"
-        )
-    } else {
-        format!(
-            "mov %r0, 0\nmov %r3, %r2\nrsh %r3, {stride_log}\njeq %r3, 0, out\nmov %r4, 0\n\
-             loop:\n{op} %r6, [%r1+{at}]\nadd %r0, %r6\nadd %r1, {stride}\nadd %r4, 1\n\
-             {cmp} %r4, %r3, loop\nout:\nexit"
-        )
-    }
-}
 
 fn assemble(text: &str) -> ebpf_isa::Program {
     match ebpf_isa::assemble(text) {
@@ -195,7 +27,7 @@ proptest! {
     /// on inputs of every length around what they read.
     #[test]
     fn guarded_parsers_and_their_mutants(
-        steps in prop::collection::vec(step(), 1..6),
+        steps in prop::collection::vec(parser_step(), 1..6),
         mutate in prop::option::of((0usize..24, 0u8..5)),
         data in prop::collection::vec(any::<u8>(), 0..80),
     ) {
@@ -217,14 +49,7 @@ proptest! {
             }
         }
         if let Some((m, kind)) = mutate {
-            let step = m % steps.len().max(1);
-            let mutation = match kind {
-                0 => Mutation::LoadPlusOne(m),
-                1 => Mutation::GuardMinusOne(step),
-                2 => Mutation::SwapStrictness(step),
-                3 => Mutation::Wrap32(step),
-                _ => Mutation::Signed(step),
-            };
+            let mutation = off_by_one(m, kind, steps.len());
             let (mutant, _) = parser(&steps, Some(mutation));
             let program = assemble(&mutant);
             for len in 0..=data.len().min(48) {
