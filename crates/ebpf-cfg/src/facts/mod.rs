@@ -36,7 +36,7 @@ mod transfer;
 use alloc::vec::Vec;
 use core::fmt;
 
-use ebpf_abi::{MemoryMap, layout};
+use ebpf_abi::{MemoryMap, Region, layout};
 use ebpf_isa::Program;
 
 pub use loops::{Condition, LoopFact, Version};
@@ -152,7 +152,10 @@ impl Entry {
         let len = |r: u8| -> u64 {
             memory
                 .get(u64::from(r))
-                .map_or(0, |region| region.bytes().len() as u64)
+                .map_or(0, |region| match region {
+                    Region::Shared(shared) => shared.len() as u64,
+                    other => other.bytes().map_or(0, |b| b.len() as u64),
+                })
         };
         for (r, spec) in self.regions.iter().enumerate() {
             let r = r as u8;
