@@ -54,9 +54,16 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
     let bytes = p.bytecode();
     let input = p.input();
     let expected = p.expected();
-    let blinded = JitOptions::default();
+    // The facade's configuration: the plain input's facts, checks they make impossible
+    // dropped.
+    let blinded = JitOptions {
+        entry: Some(ebpf_cfg::facts::Entry::input()),
+        checked_facts: false,
+        ..JitOptions::default()
+    };
     let plain = JitOptions {
         constant_blinding: false,
+        ..blinded.clone()
     };
 
     let jit = compile(&program, &blinded).unwrap_or_else(|e| panic!("{}: {e}", p.name));

@@ -42,6 +42,9 @@ pub(crate) mod status {
     pub(crate) const BUDGET: u32 = 2;
     /// A helper panicked: the payload is in `panic`.
     pub(crate) const PANIC: u32 = 3;
+    /// A check the facts declared impossible failed (checked-facts mode): the pc is in
+    /// `trap_pc`.
+    pub(crate) const FACT: u32 = 4;
 }
 
 /// What generated code stores in `trap_code`: the contract's trap code

@@ -32,7 +32,7 @@ use alloc::vec::Vec;
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
 use ebpf_abi::{Flow, InvalidReason, SplitMix64, Target, layout, trap_code};
-use ebpf_cfg::pointers::{self, Hint, Hints};
+use ebpf_cfg::facts::{Access, Facts};
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg,
     SignExtend, Size, SwapWidth, Width,
@@ -176,6 +176,9 @@ enum Stub {
     /// A side exit taken out of a chain: `add rcx, amount; jmp target` (the refund of the
     /// chain's blocks it skips).
     Refund { amount: i32, target: DynamicLabel },
+    /// A check the facts declared impossible failed (checked-facts mode): the run ends with
+    /// `status::FACT` and the pc.
+    Fact { pc: u32 },
     /// A guessed region was wrong: the full check of `[base + off]` (`1 << w` bytes), then
     /// back to the access with the host address in `rdx`, or the out-of-bounds trap at `pc`.
     Unguessed {
@@ -242,17 +245,24 @@ struct Emitter<'p> {
     epilogue: DynamicLabel,
     blinding: bool,
     keys: Keys,
-    /// Frame offsets are facts: an access at `r10 + k` (a `Hint::Frame(k)` base plus the
-    /// offset) inside `[r10 - 512, r10)` skips the bounds check. Sound because no instruction
-    /// writes `r10`, so `r10` is always the top of the current 512-byte frame, which lies
-    /// inside the stack region (at most `MAX_CALL_DEPTH + 1` frames, 32 MiB: frame pointers
-    /// never wrap around the region's 4 GiB of offsets); the run also allocates 512 bytes of
-    /// slack below the stack (see `run`).
-    stack_fast: bool,
-    /// Pointer hints at each block's entry (`Shape::hints`).
-    entries: Vec<Hints>,
-    /// Pointer hints before the instruction being emitted.
-    hints: Hints,
+    /// What holds on every path (`ebpf_cfg::facts`): an access proven in bounds needs no
+    /// check, a divisor proven nonzero no test, and a loop with a version gets a second,
+    /// unchecked copy selected once at its entry.
+    facts: &'p Facts,
+    /// Checked-facts mode: keep every check a fact makes impossible, failing to a `Fact`
+    /// stub instead of a trap.
+    checked: bool,
+    /// The instruction being emitted.
+    index: usize,
+    /// The version whose unchecked copy is being emitted.
+    version: Option<usize>,
+    /// Per slot pc: the label of the copy being emitted (reset per copy).
+    copy_labels: Vec<Option<DynamicLabel>>,
+    /// Per version: the label of its dispatcher (the conditions, then a jump to the copy), the
+    /// way into its loop from outside.
+    dispatch: Vec<DynamicLabel>,
+    /// Per version: the label of its copy's entry.
+    copy_entry: Vec<DynamicLabel>,
     /// What a taken conditional jump at the end of the current block refunds (`Shape::rest`).
     refund: usize,
     /// Code offset of each block emitted so far.
@@ -260,7 +270,11 @@ struct Emitter<'p> {
 }
 
 /// Emits the code of `program`.
-pub(crate) fn emit(program: &Program, options: &JitOptions) -> Result<Emitted, JitError> {
+pub(crate) fn emit(
+    program: &Program,
+    options: &JitOptions,
+    facts: &Facts,
+) -> Result<Emitted, JitError> {
     let shape = Shape::of(program);
     let slots = shape.view.slot_count();
     if slots > MAX_SLOTS || shape.blocks.len() > MAX_SLOTS {
@@ -272,8 +286,9 @@ pub(crate) fn emit(program: &Program, options: &JitOptions) -> Result<Emitted, J
     let budget_common = ops.new_dynamic_label();
     let exit_ok = ops.new_dynamic_label();
     let epilogue = ops.new_dynamic_label();
-    let stack_fast = !shape.writes_r10;
-    let entries = shape.hints(stack_fast);
+    let versions = facts.versions();
+    let dispatch = versions.iter().map(|_| ops.new_dynamic_label()).collect();
+    let copy_entry = versions.iter().map(|_| ops.new_dynamic_label()).collect();
     let mut e = Emitter {
         ops,
         program,
@@ -286,14 +301,19 @@ pub(crate) fn emit(program: &Program, options: &JitOptions) -> Result<Emitted, J
         epilogue,
         blinding: options.constant_blinding,
         keys: Keys::new(),
-        stack_fast,
-        entries,
-        hints: [Hint::Nothing; 11],
+        facts,
+        checked: options.checked_facts,
+        index: 0,
+        version: None,
+        copy_labels: Vec::new(),
+        dispatch,
+        copy_entry,
         refund: 0,
         block_offsets: Vec::new(),
     };
     e.prologue();
     e.body();
+    e.copies();
     let resume = e.ops.offset().0 as u32;
     e.prologue();
     asm!(e.ops; jmp QWORD [rbx + OFF_RESUME]);
@@ -332,11 +352,52 @@ impl Emitter<'_> {
     fn target_label(&mut self, target: Target) -> DynamicLabel {
         match target {
             Target::Insn(i) => {
+                // Inside the copy being emitted, transfers stay in it; from outside a
+                // versioned loop, its entry is its dispatcher.
+                if let Some(v) = self.version
+                    && self.inside(v, i)
+                {
+                    return self.copy_label(i);
+                }
+                // Only a way in from outside may select the copy: the copy's facts hold for
+                // the states the loop reaches from its entry with the conditions true, not for
+                // every state at its head.
+                if let Some(w) = self.facts.versions().iter().position(|v| v.entry == i)
+                    && !self.inside(w, self.index)
+                {
+                    return self.dispatch[w];
+                }
                 let pc = self.shape.view.pcs().get(i).copied().unwrap_or(0);
                 self.label(pc)
             }
             Target::Trap { pc, reason } => self.trap_stub(pc, invalid_code(reason)),
         }
+    }
+
+    /// Whether instruction `i` belongs to the loop of version `v`.
+    fn inside(&self, v: usize, i: usize) -> bool {
+        self.facts
+            .versions()
+            .get(v)
+            .is_some_and(|v| v.insns.iter().any(|r| r.contains(&i)))
+    }
+
+    /// The label of instruction `i` in the copy being emitted.
+    fn copy_label(&mut self, i: usize) -> DynamicLabel {
+        let pc = self.shape.view.pcs().get(i).copied().unwrap_or(0);
+        if let Some(Some(l)) = self.copy_labels.get(pc) {
+            return *l;
+        }
+        let l = self.ops.new_dynamic_label();
+        if let Some(slot) = self.copy_labels.get_mut(pc) {
+            *slot = Some(l);
+        }
+        l
+    }
+
+    /// A stub for a check the facts declared impossible (checked-facts mode).
+    fn fact_stub(&mut self, pc: usize) -> DynamicLabel {
+        self.stub(Stub::Fact { pc: pc as u32 })
     }
 
     fn stub(&mut self, stub: Stub) -> DynamicLabel {
@@ -429,6 +490,14 @@ impl Emitter<'_> {
             asm!(self.ops; =>label);
             match stub {
                 Stub::Trap { pc, code } => self.trap_inline(pc as usize, code),
+                Stub::Fact { pc } => {
+                    let epilogue = self.epilogue;
+                    asm!(self.ops
+                        ; mov QWORD [rbx + OFF_TRAP_PC], pc as i32
+                        ; mov eax, status::FACT as i32
+                        ; jmp =>epilogue
+                    );
+                }
                 Stub::Budget { block, charge } => {
                     let common = self.budget_common;
                     asm!(self.ops
@@ -498,41 +567,147 @@ impl Emitter<'_> {
     }
 
     fn body(&mut self) {
-        let program = self.program;
-        let insns = program.insns();
         let slots = self.shape.view.slot_count();
         let blocks = core::mem::take(&mut self.shape.blocks);
         for (b, block) in blocks.iter().enumerate() {
             let first_pc = self.shape.view.pcs().get(block.first).copied().unwrap_or(0);
+            if let Some(v) = self
+                .facts
+                .versions()
+                .iter()
+                .position(|v| v.entry == block.first)
+            {
+                // The block before may be part of the loop and fall into its entry: that way
+                // in is from inside, so it jumps over the dispatcher.
+                let falls_from_inside =
+                    b.checked_sub(1)
+                        .and_then(|p| blocks.get(p))
+                        .is_some_and(|p| {
+                            let last = p.first + p.len - 1;
+                            self.inside(v, last)
+                                && matches!(
+                                    self.shape.view.flows().get(last),
+                                    Some(Flow::Next | Flow::Branch(_))
+                                )
+                        });
+                if falls_from_inside {
+                    let entry = self.label(first_pc);
+                    self.jmp(entry);
+                }
+                self.dispatcher(v);
+            }
             self.bind(first_pc);
             self.block_offsets.push(self.ops.offset().0 as u32);
-            self.hints = self.entries.get(b).copied().unwrap_or([Hint::Nothing; 11]);
-            self.refund = self.shape.rest.get(b).copied().unwrap_or(0);
-            // A chain's head charges the whole chain; its other blocks charge nothing.
-            let charge = block.charge + self.refund;
-            if charge > 0 && !self.shape.chained.get(b).copied().unwrap_or(false) {
-                let stub = self.stub(Stub::Budget {
-                    block: b as u32,
-                    charge: charge as i32,
-                });
-                asm!(self.ops; sub rcx, charge as i32);
-                self.jcc(Cc::B, stub);
-            }
-            for i in block.first..block.first + block.len {
-                let view = &self.shape.view;
-                let (Some(insn), Some(&pc), Some(&flow)) =
-                    (insns.get(i), view.pcs().get(i), view.flows().get(i))
-                else {
-                    continue;
-                };
-                self.insn(insn, flow, pc);
-                pointers::transfer(&mut self.hints, insn);
-            }
+            self.block_code(b, block);
         }
         self.shape.blocks = blocks;
         // Execution that runs past the last slot (or a call returning there) traps.
         self.bind(slots);
         self.trap_inline(slots, invalid_code(InvalidReason::FellOffEnd));
+    }
+
+    /// The budget charge and the instructions of block `b`.
+    fn block_code(&mut self, b: usize, block: &crate::blocks::Block) {
+        let insns = self.program.insns();
+        self.refund = self.shape.rest.get(b).copied().unwrap_or(0);
+        // A chain's head charges the whole chain; its other blocks charge nothing.
+        let charge = block.charge + self.refund;
+        if charge > 0 && !self.shape.chained.get(b).copied().unwrap_or(false) {
+            let stub = self.stub(Stub::Budget {
+                block: b as u32,
+                charge: charge as i32,
+            });
+            asm!(self.ops; sub rcx, charge as i32);
+            self.jcc(Cc::B, stub);
+        }
+        for i in block.first..block.first + block.len {
+            let view = &self.shape.view;
+            let (Some(insn), Some(&pc), Some(&flow)) =
+                (insns.get(i), view.pcs().get(i), view.flows().get(i))
+            else {
+                continue;
+            };
+            self.index = i;
+            self.insn(insn, flow, pc);
+        }
+    }
+
+    /// The way into version `v`'s loop from outside: if every condition holds (on the
+    /// registers as they are and the region table), its unchecked copy; else on into the
+    /// checked loop, which follows.
+    fn dispatcher(&mut self, v: usize) {
+        let dispatch = self.dispatch[v];
+        let copy = self.copy_entry[v];
+        asm!(self.ops; =>dispatch);
+        let conditions = self
+            .facts
+            .versions()
+            .get(v)
+            .map(|v| v.conditions.clone())
+            .unwrap_or_default();
+        let fail = self.ops.new_dynamic_label();
+        for c in conditions {
+            // End of the region: its limit for 1-byte loads, (region << 32) + len (0 if the
+            // region is empty or unmapped, which fails every condition that matters).
+            let end = lim_offset(false, 0, u64::from(c.region));
+            self.load_imm64(RDX, c.offset as u64);
+            asm!(self.ops
+                ; mov rax, [rbx + end]
+                ; add rax, rdx
+                ; js =>fail
+            );
+            if c.shift > 0 {
+                asm!(self.ops; shr rax, c.shift as i8);
+            }
+            let r = HOST[usize::from(c.reg).min(10)];
+            asm!(self.ops
+                ; cmp Rq(r), rax
+                ; ja =>fail
+            );
+        }
+        asm!(self.ops; jmp =>copy; =>fail);
+    }
+
+    /// The unchecked copy of every versioned loop: its blocks again, with the facts proven
+    /// under the version's conditions, transfers inside the loop staying in the copy and the
+    /// ways out going to the ordinary code. The budget is charged exactly as in the original
+    /// (the slow path resumes in the original, which is always correct).
+    fn copies(&mut self) {
+        let blocks = core::mem::take(&mut self.shape.blocks);
+        let slots = self.shape.view.slot_count();
+        for v in 0..self.facts.versions().len() {
+            self.version = Some(v);
+            self.copy_labels = vec![None; slots + 1];
+            let members: Vec<usize> = (0..blocks.len())
+                .filter(|&b| self.inside(v, blocks[b].first))
+                .collect();
+            for (k, &b) in members.iter().enumerate() {
+                let block = blocks[b];
+                if block.first == self.facts.versions()[v].entry {
+                    let copy = self.copy_entry[v];
+                    asm!(self.ops; =>copy);
+                }
+                let l = self.copy_label(block.first);
+                asm!(self.ops; =>l);
+                self.block_code(b, &block);
+                // A block that falls through continues at the next instruction: the next
+                // block of the copy if it is that one, else a jump there.
+                let last = block.first + block.len - 1;
+                let falls = matches!(
+                    self.shape.view.flows().get(last),
+                    Some(Flow::Next | Flow::Branch(_))
+                );
+                let next_is_adjacent = members
+                    .get(k + 1)
+                    .is_some_and(|&n| blocks[n].first == last + 1);
+                if falls && !next_is_adjacent {
+                    let next = self.target_label(self.shape.view.next(last));
+                    self.jmp(next);
+                }
+            }
+            self.version = None;
+        }
+        self.shape.blocks = blocks;
     }
 
     // ---------------------------------------------------------------------------------------
@@ -781,57 +956,73 @@ impl Emitter<'_> {
     }
 
     /// Division and modulo by a register, without ever raising #DE: by zero, the quotient is 0
-    /// and the remainder `d`; the signed `MIN / -1` never reaches `idiv`.
+    /// and the remainder `d`; the signed `MIN / -1` never reaches `idiv`. A divisor the facts
+    /// prove nonzero needs no zero test, one never `-1` against the smallest value no `-1` test
+    /// (in checked-facts mode the tests stay and fail to a `Fact` stub instead).
     fn div_reg(&mut self, wide: bool, signed: bool, modulo: bool, d: u8, s: u8) {
-        if wide {
-            asm!(self.ops; test Rq(s), Rq(s); jz BYTE >zero);
-            if signed {
-                asm!(self.ops; cmp Rq(s), -1; jne BYTE >normal);
-                if modulo {
-                    asm!(self.ops; xor Rd(d), Rd(d));
-                } else {
-                    asm!(self.ops; neg Rq(d));
-                }
-                asm!(self.ops; jmp BYTE >done; normal:; mov rax, Rq(d); cqo; idiv Rq(s));
+        let facts = self.facts.division(self.index);
+        let pc = self.shape.view.pcs().get(self.index).copied().unwrap_or(0);
+        // The zero test: skipped, to a `Fact` stub, or to the `zero` case.
+        let zero_test = !facts.nonzero || self.checked;
+        let zero_fact = (facts.nonzero && self.checked).then(|| self.fact_stub(pc));
+        let minus_test = signed && (!facts.no_overflow || self.checked);
+        let minus_fact = (signed && facts.no_overflow && self.checked).then(|| self.fact_stub(pc));
+        let done = self.ops.new_dynamic_label();
+        let zero = self.ops.new_dynamic_label();
+        if zero_test {
+            if wide {
+                asm!(self.ops; test Rq(s), Rq(s));
             } else {
-                asm!(self.ops; mov rax, Rq(d); xor edx, edx; div Rq(s));
+                asm!(self.ops; test Rd(s), Rd(s));
             }
-            if modulo {
-                asm!(self.ops; mov Rq(d), rdx);
-            } else {
-                asm!(self.ops; mov Rq(d), rax);
-            }
-            asm!(self.ops; jmp BYTE >done; zero:);
-            if !modulo {
-                asm!(self.ops; xor Rd(d), Rd(d));
-            }
-            asm!(self.ops; done:);
-        } else {
-            asm!(self.ops; test Rd(s), Rd(s); jz BYTE >zero);
-            if signed {
-                asm!(self.ops; cmp Rd(s), -1; jne BYTE >normal);
-                if modulo {
-                    asm!(self.ops; xor Rd(d), Rd(d));
-                } else {
-                    asm!(self.ops; neg Rd(d));
-                }
-                asm!(self.ops; jmp BYTE >done; normal:; mov eax, Rd(d); cdq; idiv Rd(s));
-            } else {
-                asm!(self.ops; mov eax, Rd(d); xor edx, edx; div Rd(s));
-            }
-            if modulo {
-                asm!(self.ops; mov Rd(d), edx);
-            } else {
-                asm!(self.ops; mov Rd(d), eax);
-            }
-            asm!(self.ops; jmp BYTE >done; zero:);
-            if modulo {
-                asm!(self.ops; mov Rd(d), Rd(d));
-            } else {
-                asm!(self.ops; xor Rd(d), Rd(d));
-            }
-            asm!(self.ops; done:);
+            asm!(self.ops; jz =>zero_fact.unwrap_or(zero));
         }
+        if minus_test {
+            let normal = self.ops.new_dynamic_label();
+            if wide {
+                asm!(self.ops; cmp Rq(s), -1);
+            } else {
+                asm!(self.ops; cmp Rd(s), -1);
+            }
+            asm!(self.ops; jne =>normal);
+            // The fact is about -1 with the smallest dividend (where `idiv` faults); -1 with
+            // any other is merely a negation.
+            if let Some(fact) = minus_fact {
+                if wide {
+                    asm!(self.ops; mov rax, QWORD i64::MIN; cmp Rq(d), rax; je =>fact);
+                } else {
+                    asm!(self.ops; cmp Rd(d), i32::MIN; je =>fact);
+                }
+            }
+            match (modulo, wide) {
+                (true, _) => asm!(self.ops; xor Rd(d), Rd(d)),
+                (false, true) => asm!(self.ops; neg Rq(d)),
+                (false, false) => asm!(self.ops; neg Rd(d)),
+            }
+            asm!(self.ops; jmp =>done; =>normal);
+        }
+        match (signed, wide) {
+            (true, true) => asm!(self.ops; mov rax, Rq(d); cqo; idiv Rq(s)),
+            (true, false) => asm!(self.ops; mov eax, Rd(d); cdq; idiv Rd(s)),
+            (false, true) => asm!(self.ops; mov rax, Rq(d); xor edx, edx; div Rq(s)),
+            (false, false) => asm!(self.ops; mov eax, Rd(d); xor edx, edx; div Rd(s)),
+        }
+        match (modulo, wide) {
+            (true, true) => asm!(self.ops; mov Rq(d), rdx),
+            (true, false) => asm!(self.ops; mov Rd(d), edx),
+            (false, true) => asm!(self.ops; mov Rq(d), rax),
+            (false, false) => asm!(self.ops; mov Rd(d), eax),
+        }
+        if zero_test && zero_fact.is_none() {
+            // Division by zero gives 0; modulo by zero leaves dst (zero-extended at 32 bits).
+            asm!(self.ops; jmp =>done; =>zero);
+            match (modulo, wide) {
+                (true, true) => {}
+                (true, false) => asm!(self.ops; mov Rd(d), Rd(d)),
+                (false, _) => asm!(self.ops; xor Rd(d), Rd(d)),
+            }
+        }
+        asm!(self.ops; =>done);
     }
 
     /// Division and modulo by a constant: the edge cases are decided here, powers of two become
@@ -982,14 +1173,15 @@ impl Emitter<'_> {
 
     /// Emits what makes the access `[base + off]` of `1 << w` bytes addressable, and says how
     /// to address it ([`At`]), or jumps to code that traps with the VM address in `rax`.
-    /// Returns `None` when the access always traps (then nothing more needs emitting).
     ///
-    /// Three shapes, by what the pointer hints say of `base`:
-    /// - `r10 + k` for `k` in a range with the whole access inside the current frame: no
-    ///   check at all, `rdx` = the stack's bias and the access is `[base + rdx + off]` (an
-    ///   atomic, whose alignment must be known, only at an exact offset, through `rdx`);
-    /// - probably in region `r` (not for atomics): `rdx = base + off - start[r]`, one compare
-    ///   against `span[r]`, `rdx += host[r]`; a wrong guess goes out of line to the full check;
+    /// Three shapes, by what the facts say of the access:
+    /// - in bounds of region `r` on every path (`Access::InBounds`, or proven under the
+    ///   conditions of the loop copy being emitted): no check at all, `rdx` = the region's bias
+    ///   and the access is `[base + rdx + off]` (an atomic, through `rdx`); in checked-facts
+    ///   mode, the full check, failing to a `Fact` stub;
+    /// - probably in region `r` (`Facts::likely_region`; not for atomics): `rdx = base + off -
+    ///   start[r]`, one compare against `span[r]`, `rdx += host[r]`; a wrong guess goes out of
+    ///   line to the full check;
     /// - otherwise the full check against the region table (`full_check`).
     fn host_address(
         &mut self,
@@ -1004,35 +1196,34 @@ impl Emitter<'_> {
         let off = i32::from(off);
         let b = h(base);
         let mis_code = packed(trap_code::MISALIGNED_ATOMIC, width as u64);
-        let hint = self.hints[usize::from(base.index())];
-        if self.stack_fast && hint.frame_access_is_safe(off as i16, width as u32) {
-            // r10 is a multiple of 512, so alignment depends on the frame offset alone; an
-            // atomic through a range of offsets takes the full check below instead.
-            let exact = hint
-                .exact_frame_offset()
-                .map(|k| i64::from(k) + i64::from(off));
-            if atomic
-                && let Some(k) = exact
-                && k % i64::from(width) != 0
-            {
-                asm!(self.ops; lea rax, [Rq(b) + off]);
-                self.trap_inline(pc, mis_code);
-                return None;
-            }
-            let stack_bias = OFF_BIAS + 8 * layout::STACK as i32;
-            if !atomic {
-                asm!(self.ops; mov rdx, [rbx + stack_bias]);
-                return Some(At::Indexed { base: b, off });
-            }
-            if exact.is_some() {
-                asm!(self.ops
-                    ; lea rdx, [Rq(b) + off]
-                    ; add rdx, [rbx + stack_bias]
-                );
+        let i = self.index;
+        let proven = match self.facts.access(i) {
+            Access::InBounds { region } => Some(region),
+            Access::Checked { .. } => self.version.and_then(|v| {
+                let accesses = &self.facts.versions().get(v)?.accesses;
+                let at = accesses.binary_search_by_key(&i, |&(k, _)| k).ok()?;
+                Some(accesses[at].1)
+            }),
+        };
+        if let Some(region) = proven {
+            if self.checked {
+                let fact = self.fact_stub(pc);
+                let misaligned = atomic.then_some(fact);
+                self.full_check(b, off, w, write, fact, misaligned);
                 return Some(At::Rdx);
             }
+            let bias = OFF_BIAS + 8 * i32::from(region);
+            if !atomic {
+                asm!(self.ops; mov rdx, [rbx + bias]);
+                return Some(At::Indexed { base: b, off });
+            }
+            asm!(self.ops
+                ; lea rdx, [Rq(b) + off]
+                ; add rdx, [rbx + bias]
+            );
+            return Some(At::Rdx);
         }
-        if !atomic && let Some(r) = hint.region() {
+        if !atomic && let Some(r) = self.facts.likely_region(i) {
             let back = self.ops.new_dynamic_label();
             let unguessed = self.stub(Stub::Unguessed {
                 base: b,
@@ -1254,7 +1445,7 @@ impl Emitter<'_> {
     /// stack in the context.
     fn local_call(&mut self, pc: usize, target: Target) {
         let depth = self.trap_stub(pc, packed(trap_code::CALL_DEPTH_EXCEEDED, 0));
-        let next = self.label(pc + 1);
+        let next = self.target_label(self.shape.view.next(self.index));
         let callee = self.target_label(target);
         asm!(self.ops
             ; mov rdx, [rbx + OFF_FRAME_SP]
