@@ -5,10 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::engine::{self, Engine};
-use ebpf_cfg::facts::{Entry, MetadataFields, RegionSpec};
 use ebpf_abi::{
     Executable, Exit, Helper, Helpers, Limits, MemoryMap, Region, Stack, Trap, TrapKind, layout,
 };
+use ebpf_cfg::facts::{Entry, MetadataFields, RegionSpec};
 use ebpf_interp::{Interpreter, Observer};
 use ebpf_isa::{AsmError, DecodeError, Program};
 use ebpf_verifier::{

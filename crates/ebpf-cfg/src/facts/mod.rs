@@ -150,12 +150,10 @@ impl Entry {
     /// compiled with its facts may run it. A few comparisons per known region and argument.
     pub fn admits(&self, memory: &MemoryMap<'_>, args: [u64; 2]) -> bool {
         let len = |r: u8| -> u64 {
-            memory
-                .get(u64::from(r))
-                .map_or(0, |region| match region {
-                    Region::Shared(shared) => shared.len() as u64,
-                    other => other.bytes().map_or(0, |b| b.len() as u64),
-                })
+            memory.get(u64::from(r)).map_or(0, |region| match region {
+                Region::Shared(shared) => shared.len() as u64,
+                other => other.bytes().map_or(0, |b| b.len() as u64),
+            })
         };
         for (r, spec) in self.regions.iter().enumerate() {
             let r = r as u8;

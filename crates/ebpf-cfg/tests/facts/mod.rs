@@ -327,7 +327,7 @@ fn map_of<'a>(
 fn region_lengths(map: &MemoryMap<'_>, limits: &Limits) -> [u64; 64] {
     let mut lens = [0u64; 64];
     for (r, l) in lens.iter_mut().enumerate() {
-        *l = map.get(r as u64).map_or(0, |g| g.bytes().len() as u64);
+        *l = map.get(r as u64).map_or(0, |g| g.bytes().map_or(0, |b| b.len()) as u64);
     }
     lens[layout::STACK as usize] = limits.stack_size();
     lens
@@ -353,7 +353,7 @@ fn check_access_fact(
     match fact {
         Access::InBounds { region } => {
             let g = memory.get(u64::from(region));
-            let len = g.map_or(0, |g| g.bytes().len() as u64);
+            let len = g.map_or(0, |g| g.bytes().map_or(0, |b| b.len()) as u64);
             let ok = layout::region_of(addr) == u64::from(region)
                 && layout::offset_of(addr) + u64::from(bytes) <= len
                 && (!write || g.is_some_and(|g| g.is_writable()))

@@ -61,7 +61,10 @@ pub(crate) fn configurations() -> [(&'static str, JitOptions); 4] {
     [
         ("x86 (stack facts, checked)", with(false, None, true)),
         ("x86 (stack facts, blinded)", with(true, None, false)),
-        ("x86 (input facts, blinded, checked)", with(true, Some(entry()), true)),
+        (
+            "x86 (input facts, blinded, checked)",
+            with(true, Some(entry()), true),
+        ),
         ("x86 (input facts)", with(false, Some(entry()), false)),
     ]
 }
