@@ -28,6 +28,7 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
@@ -41,9 +42,9 @@ use ebpf_isa::{
 use crate::blocks::Shape;
 use crate::context::{
     FRAME_CALLEE_FP, FRAME_RET, FRAME_SIZE, OFF_ARGS, OFF_BIAS, OFF_BLOCK, OFF_FRAME_BASE,
-    OFF_FRAME_END, OFF_FRAME_SP, OFF_HELPER_ID, OFF_HOST, OFF_REGS, OFF_REMAINING, OFF_RESUME,
-    OFF_SAVED_RSP, OFF_START, OFF_TRAMPOLINE, OFF_TRAP_ADDR, OFF_TRAP_CODE, OFF_TRAP_PC,
-    lim_offset, packed, span_offset, status,
+    OFF_FRAME_END, OFF_FRAME_SP, OFF_HELPER_ID, OFF_HOST, OFF_LOOP_COUNT, OFF_REGS, OFF_REMAINING,
+    OFF_RESUME, OFF_SAVED_RSP, OFF_START, OFF_TRAMPOLINE, OFF_TRAP_ADDR, OFF_TRAP_CODE,
+    OFF_TRAP_PC, lim_offset, packed, span_offset, status,
 };
 use crate::{JitError, JitOptions};
 
@@ -179,6 +180,13 @@ enum Stub {
     /// A check the facts declared impossible failed (checked-facts mode): the run ends with
     /// `status::FACT` and the pc.
     Fact { pc: u32 },
+    /// Leaving a counted loop's copy in checked-facts mode: unless the loop ran exactly
+    /// `instructions`, to `fact`; else on to `target`.
+    LeaveCounted {
+        instructions: i32,
+        fact: DynamicLabel,
+        target: DynamicLabel,
+    },
     /// A guessed region was wrong: the full check of `[base + off]` (`1 << w` bytes), then
     /// back to the access with the host address in `rdx`, or the out-of-bounds trap at `pc`.
     Unguessed {
@@ -254,19 +262,123 @@ struct Emitter<'p> {
     checked: bool,
     /// The instruction being emitted.
     index: usize,
-    /// The version whose unchecked copy is being emitted.
-    version: Option<usize>,
+    /// The loops that get a second copy (`LoopCopy`), entered from outside through a
+    /// dispatcher.
+    loops: Vec<LoopCopy>,
+    /// The loop (index into `loops`) whose copy is being emitted.
+    copy: Option<usize>,
     /// Per slot pc: the label of the copy being emitted (reset per copy).
     copy_labels: Vec<Option<DynamicLabel>>,
-    /// Per version: the label of its dispatcher (the conditions, then a jump to the copy), the
-    /// way into its loop from outside.
-    dispatch: Vec<DynamicLabel>,
-    /// Per version: the label of its copy's entry.
-    copy_entry: Vec<DynamicLabel>,
     /// What a taken conditional jump at the end of the current block refunds (`Shape::rest`).
     refund: usize,
     /// Code offset of each block emitted so far.
     block_offsets: Vec<u32>,
+}
+
+/// A loop that gets a second copy of its code, entered only from outside the loop through a
+/// dispatcher that decides, once per entry, whether the copy may run.
+#[derive(Clone)]
+struct LoopCopy {
+    /// The loop's only entry (an instruction index).
+    entry: usize,
+    /// The loop's instructions, as ranges of instruction indices.
+    insns: Vec<Range<usize>>,
+    kind: CopyKind,
+    /// The dispatcher: the way into the loop from outside.
+    dispatch: DynamicLabel,
+    /// The copy's entry.
+    copy_entry: DynamicLabel,
+}
+
+#[derive(Clone, Copy)]
+enum CopyKind {
+    /// `Facts::versions()[v]`: the copy drops the checks the version's conditions prove; the
+    /// dispatcher tests the conditions.
+    Version(usize),
+    /// A loop whose every entry runs exactly `instructions` instructions (`LoopFact`) and can
+    /// neither trap nor call: the dispatcher charges them all at once when the budget has
+    /// them, and the copy charges nothing.
+    Counted { instructions: u64 },
+}
+
+/// The loops to copy: every version, and every counted loop that shares no instruction with
+/// a version whose charge fits an immediate, and in which nothing can end the run early (every
+/// access proven in bounds, no call, no exit, no jump to a trap, no invalid instruction), so
+/// charging all of it at entry is exact.
+fn loop_copies(
+    shape: &Shape,
+    facts: &Facts,
+    ops: &mut VecAssembler<X64Relocation>,
+) -> Vec<LoopCopy> {
+    let versions = facts.versions();
+    let mut loops: Vec<LoopCopy> = versions
+        .iter()
+        .enumerate()
+        .map(|(v, version)| LoopCopy {
+            entry: version.entry,
+            insns: version.insns.clone(),
+            kind: CopyKind::Version(v),
+            dispatch: ops.new_dynamic_label(),
+            copy_entry: ops.new_dynamic_label(),
+        })
+        .collect();
+    let overlaps = |insns: &[Range<usize>]| {
+        versions.iter().any(|v| {
+            v.insns
+                .iter()
+                .any(|a| insns.iter().any(|b| a.start < b.end && b.start < a.end))
+        })
+    };
+    for fact in facts.loops() {
+        let whole = fact.insns.iter().all(|r| {
+            r.clone().all(|i| {
+                let (Some(insn), Some(&flow)) = (shape.insns.get(i), shape.view.flows().get(i))
+                else {
+                    return false;
+                };
+                let stays = match flow {
+                    Flow::Next => true,
+                    Flow::Jump(t) | Flow::Branch(t) => matches!(t, Target::Insn(_)),
+                    Flow::Call(_) | Flow::Exit | Flow::Invalid(_) => false,
+                };
+                let memory = matches!(
+                    insn,
+                    Insn::Load { .. }
+                        | Insn::Store { .. }
+                        | Insn::Atomic { .. }
+                        | Insn::LoadPacket { .. }
+                );
+                let proven = !memory || matches!(facts.access(i), Access::InBounds { .. });
+                let plain = !matches!(insn, Insn::Call { .. } | Insn::CallX { .. })
+                    && !matches!(insn, Insn::LoadImm64 { kind, .. } if *kind != Imm64Kind::Value);
+                stays && proven && plain
+            })
+        });
+        // Every block of the copy lies inside the loop and starts at an instruction of it.
+        let inside = |i: usize| fact.insns.iter().any(|r| r.contains(&i));
+        let blocks_fit = shape.blocks.iter().all(|b| {
+            let mut all = b.first..b.first + b.len;
+            all.clone().all(inside) || !all.any(inside)
+        });
+        if whole
+            && blocks_fit
+            && fact.instructions > 0
+            && fact.instructions <= i32::MAX as u64
+            && !overlaps(&fact.insns)
+            && !loops.iter().any(|c| c.entry == fact.entry)
+        {
+            loops.push(LoopCopy {
+                entry: fact.entry,
+                insns: fact.insns.clone(),
+                kind: CopyKind::Counted {
+                    instructions: fact.instructions,
+                },
+                dispatch: ops.new_dynamic_label(),
+                copy_entry: ops.new_dynamic_label(),
+            });
+        }
+    }
+    loops
 }
 
 /// Emits the code of `program`.
@@ -286,9 +398,7 @@ pub(crate) fn emit(
     let budget_common = ops.new_dynamic_label();
     let exit_ok = ops.new_dynamic_label();
     let epilogue = ops.new_dynamic_label();
-    let versions = facts.versions();
-    let dispatch = versions.iter().map(|_| ops.new_dynamic_label()).collect();
-    let copy_entry = versions.iter().map(|_| ops.new_dynamic_label()).collect();
+    let loops = loop_copies(&shape, facts, &mut ops);
     let mut e = Emitter {
         ops,
         program,
@@ -304,10 +414,9 @@ pub(crate) fn emit(
         facts,
         checked: options.checked_facts,
         index: 0,
-        version: None,
+        loops,
+        copy: None,
         copy_labels: Vec::new(),
-        dispatch,
-        copy_entry,
         refund: 0,
         block_offsets: Vec::new(),
     };
@@ -352,34 +461,47 @@ impl Emitter<'_> {
     fn target_label(&mut self, target: Target) -> DynamicLabel {
         match target {
             Target::Insn(i) => {
-                // Inside the copy being emitted, transfers stay in it; from outside a
-                // versioned loop, its entry is its dispatcher.
-                if let Some(v) = self.version
-                    && self.inside(v, i)
+                // Inside the copy being emitted, transfers stay in it; from outside a copied
+                // loop, its entry is its dispatcher.
+                if let Some(c) = self.copy
+                    && self.inside(c, i)
                 {
                     return self.copy_label(i);
                 }
                 // Only a way in from outside may select the copy: the copy's facts hold for
                 // the states the loop reaches from its entry with the conditions true, not for
                 // every state at its head.
-                if let Some(w) = self.facts.versions().iter().position(|v| v.entry == i)
-                    && !self.inside(w, self.index)
-                {
-                    return self.dispatch[w];
+                let label = match self.loops.iter().position(|c| c.entry == i) {
+                    Some(w) if !self.inside(w, self.index) => self.loops[w].dispatch,
+                    _ => {
+                        let pc = self.shape.view.pcs().get(i).copied().unwrap_or(0);
+                        self.label(pc)
+                    }
+                };
+                // Leaving a counted copy in checked-facts mode: first, the loop ran exactly
+                // the instructions its fact says.
+                match self.copy.map(|c| self.loops[c].kind) {
+                    Some(CopyKind::Counted { instructions }) if self.checked => {
+                        let pc = self.shape.view.pcs().get(self.index).copied().unwrap_or(0);
+                        let fact = self.fact_stub(pc);
+                        self.stub(Stub::LeaveCounted {
+                            instructions: instructions as i32,
+                            fact,
+                            target: label,
+                        })
+                    }
+                    _ => label,
                 }
-                let pc = self.shape.view.pcs().get(i).copied().unwrap_or(0);
-                self.label(pc)
             }
             Target::Trap { pc, reason } => self.trap_stub(pc, invalid_code(reason)),
         }
     }
 
-    /// Whether instruction `i` belongs to the loop of version `v`.
-    fn inside(&self, v: usize, i: usize) -> bool {
-        self.facts
-            .versions()
-            .get(v)
-            .is_some_and(|v| v.insns.iter().any(|r| r.contains(&i)))
+    /// Whether instruction `i` belongs to copied loop `c`.
+    fn inside(&self, c: usize, i: usize) -> bool {
+        self.loops
+            .get(c)
+            .is_some_and(|c| c.insns.iter().any(|r| r.contains(&i)))
     }
 
     /// The label of instruction `i` in the copy being emitted.
@@ -498,6 +620,17 @@ impl Emitter<'_> {
                         ; jmp =>epilogue
                     );
                 }
+                Stub::LeaveCounted {
+                    instructions,
+                    fact,
+                    target,
+                } => {
+                    asm!(self.ops
+                        ; cmp QWORD [rbx + OFF_LOOP_COUNT], instructions
+                        ; jne =>fact
+                    );
+                    self.jmp(target);
+                }
                 Stub::Budget { block, charge } => {
                     let common = self.budget_common;
                     asm!(self.ops
@@ -571,12 +704,7 @@ impl Emitter<'_> {
         let blocks = core::mem::take(&mut self.shape.blocks);
         for (b, block) in blocks.iter().enumerate() {
             let first_pc = self.shape.view.pcs().get(block.first).copied().unwrap_or(0);
-            if let Some(v) = self
-                .facts
-                .versions()
-                .iter()
-                .position(|v| v.entry == block.first)
-            {
+            if let Some(v) = self.loops.iter().position(|c| c.entry == block.first) {
                 // The block before may be part of the loop and fall into its entry: that way
                 // in is from inside, so it jumps over the dispatcher.
                 let falls_from_inside =
@@ -606,19 +734,31 @@ impl Emitter<'_> {
         self.trap_inline(slots, invalid_code(InvalidReason::FellOffEnd));
     }
 
-    /// The budget charge and the instructions of block `b`.
+    /// The budget charge and the instructions of block `b`. In a counted loop's copy, which
+    /// its dispatcher charged in full, nothing is charged (in checked-facts mode the block's
+    /// instructions are counted instead, failing to a `Fact` stub past the loop's total).
     fn block_code(&mut self, b: usize, block: &crate::blocks::Block) {
         let insns = self.program.insns();
-        self.refund = self.shape.rest.get(b).copied().unwrap_or(0);
-        // A chain's head charges the whole chain; its other blocks charge nothing.
-        let charge = block.charge + self.refund;
-        if charge > 0 && !self.shape.chained.get(b).copied().unwrap_or(false) {
-            let stub = self.stub(Stub::Budget {
-                block: b as u32,
-                charge: charge as i32,
-            });
-            asm!(self.ops; sub rcx, charge as i32);
-            self.jcc(Cc::B, stub);
+        match self.copy.map(|c| self.loops[c].kind) {
+            Some(CopyKind::Counted { instructions }) => {
+                self.refund = 0;
+                if self.checked {
+                    let pc = self.shape.view.pcs().get(block.first).copied().unwrap_or(0);
+                    let fact = self.fact_stub(pc);
+                    asm!(self.ops
+                        ; add QWORD [rbx + OFF_LOOP_COUNT], block.len as i32
+                        ; cmp QWORD [rbx + OFF_LOOP_COUNT], instructions as i32
+                        ; ja =>fact
+                    );
+                }
+            }
+            _ => {
+                self.refund = self.shape.rest.get(b).copied().unwrap_or(0);
+                // A chain's head charges the whole chain; its other blocks charge nothing.
+                if !self.shape.chained.get(b).copied().unwrap_or(false) {
+                    self.charge_chain(b, block.charge + self.refund);
+                }
+            }
         }
         for i in block.first..block.first + block.len {
             let view = &self.shape.view;
@@ -632,20 +772,53 @@ impl Emitter<'_> {
         }
     }
 
-    /// The way into version `v`'s loop from outside: if every condition holds (on the
-    /// registers as they are and the region table), its unchecked copy; else on into the
-    /// checked loop, which follows.
-    fn dispatcher(&mut self, v: usize) {
-        let dispatch = self.dispatch[v];
-        let copy = self.copy_entry[v];
+    /// `sub rcx, charge; jb stub`: charges `charge` instructions from block `b` on (the rest
+    /// of its chain), or steps them exactly on the slow path if fewer remain.
+    fn charge_chain(&mut self, b: usize, charge: usize) {
+        if charge == 0 {
+            return;
+        }
+        let stub = self.stub(Stub::Budget {
+            block: b as u32,
+            charge: charge as i32,
+        });
+        asm!(self.ops; sub rcx, charge as i32);
+        self.jcc(Cc::B, stub);
+    }
+
+    /// The way into copied loop `c` from outside: if what its copy needs holds, its copy;
+    /// else on into the ordinary loop, which follows.
+    fn dispatcher(&mut self, c: usize) {
+        let LoopCopy {
+            dispatch,
+            copy_entry: copy,
+            kind,
+            ..
+        } = self.loops[c].clone();
         asm!(self.ops; =>dispatch);
-        let conditions = self
-            .facts
-            .versions()
-            .get(v)
-            .map(|v| v.conditions.clone())
-            .unwrap_or_default();
         let fail = self.ops.new_dynamic_label();
+        let conditions = match kind {
+            // A version: every condition holds (on the registers as they are and the region
+            // table).
+            CopyKind::Version(v) => self
+                .facts
+                .versions()
+                .get(v)
+                .map(|v| v.conditions.clone())
+                .unwrap_or_default(),
+            // A counted loop: the budget covers the whole loop, charged here at once.
+            CopyKind::Counted { instructions } => {
+                asm!(self.ops
+                    ; cmp rcx, instructions as i32
+                    ; jb =>fail
+                    ; sub rcx, instructions as i32
+                );
+                if self.checked {
+                    asm!(self.ops; mov QWORD [rbx + OFF_LOOP_COUNT], 0);
+                }
+                Vec::new()
+            }
+        };
         for c in conditions {
             // End of the region: its limit for 1-byte loads, (region << 32) + len (0 if the
             // region is empty or unmapped, which fails every condition that matters).
@@ -668,23 +841,25 @@ impl Emitter<'_> {
         asm!(self.ops; jmp =>copy; =>fail);
     }
 
-    /// The unchecked copy of every versioned loop: its blocks again, with the facts proven
-    /// under the version's conditions, transfers inside the loop staying in the copy and the
-    /// ways out going to the ordinary code. The budget is charged exactly as in the original
-    /// (the slow path resumes in the original, which is always correct).
+    /// The second copy of every copied loop: its blocks again, transfers inside the loop
+    /// staying in the copy and the ways out going to the ordinary code. A version's copy has
+    /// the facts proven under its conditions, and charges the budget exactly as the original
+    /// (the slow path resumes in the original, which is always correct); a counted loop's copy
+    /// charges nothing, and a way out into the middle of a chain charges the chain's rest.
     fn copies(&mut self) {
         let blocks = core::mem::take(&mut self.shape.blocks);
         let slots = self.shape.view.slot_count();
-        for v in 0..self.facts.versions().len() {
-            self.version = Some(v);
+        for c in 0..self.loops.len() {
+            self.copy = Some(c);
             self.copy_labels = vec![None; slots + 1];
+            let counted = matches!(self.loops[c].kind, CopyKind::Counted { .. });
             let members: Vec<usize> = (0..blocks.len())
-                .filter(|&b| self.inside(v, blocks[b].first))
+                .filter(|&b| self.inside(c, blocks[b].first))
                 .collect();
             for (k, &b) in members.iter().enumerate() {
                 let block = blocks[b];
-                if block.first == self.facts.versions()[v].entry {
-                    let copy = self.copy_entry[v];
+                if block.first == self.loops[c].entry {
+                    let copy = self.loops[c].copy_entry;
                     asm!(self.ops; =>copy);
                 }
                 let l = self.copy_label(block.first);
@@ -701,11 +876,21 @@ impl Emitter<'_> {
                     .get(k + 1)
                     .is_some_and(|&n| blocks[n].first == last + 1);
                 if falls && !next_is_adjacent {
+                    self.index = last;
                     let next = self.target_label(self.shape.view.next(last));
+                    // Out of a counted copy into a block its chain head would have charged.
+                    if counted
+                        && let Some(n) = self.shape.block_of(self.shape.view.next(last))
+                        && !self.inside(c, blocks[n].first)
+                        && self.shape.chained.get(n).copied().unwrap_or(false)
+                    {
+                        let rest = self.shape.rest.get(n).copied().unwrap_or(0);
+                        self.charge_chain(n, blocks[n].charge + rest);
+                    }
                     self.jmp(next);
                 }
             }
-            self.version = None;
+            self.copy = None;
         }
         self.shape.blocks = blocks;
     }
@@ -1199,7 +1384,10 @@ impl Emitter<'_> {
         let i = self.index;
         let proven = match self.facts.access(i) {
             Access::InBounds { region } => Some(region),
-            Access::Checked { .. } => self.version.and_then(|v| {
+            Access::Checked { .. } => self.copy.and_then(|c| {
+                let CopyKind::Version(v) = self.loops.get(c)?.kind else {
+                    return None;
+                };
                 let accesses = &self.facts.versions().get(v)?.accesses;
                 let at = accesses.binary_search_by_key(&i, |&(k, _)| k).ok()?;
                 Some(accesses[at].1)

@@ -450,9 +450,10 @@ fn a_forward_branch_chains_its_fall_through_into_one_charge_with_a_refund() {
     let charges: Vec<&String> = b.iter().filter(|s| s.starts_with("sub rcx,")).collect();
     assert_eq!(charges, ["sub rcx,6", "sub rcx,2"], "{b:?}");
     assert!(b.iter().any(|s| s == "add rcx,3"), "the refund: {b:?}");
-    // A backward branch (a loop's) does not chain: its taken side stays free.
+    // A backward branch (a loop's, whose trip count is unknown) does not chain: its taken
+    // side stays free.
     let b = body(
-        "mov %r0, 0\nadd %r0, 1\njlt %r0, 9, -2\nadd %r0, 1\nexit",
+        "mov %r0, 0\nadd %r0, 1\njlt %r0, %r2, -2\nadd %r0, 1\nexit",
         false,
     );
     let charges = b.iter().filter(|s| s.starts_with("sub rcx,")).count();
@@ -578,4 +579,65 @@ fn a_versioned_loop_gets_an_unchecked_copy_selected_at_its_entry() {
     let all = text(&code_with_input(COUNTED_WORDS, true));
     assert_eq!(checks(&all), 3, "{all:#?}");
     assert!(!all.contains(&bias), "{all:#?}");
+}
+
+/// A loop of 3 instructions run 100 times, which the facts count: 300 instructions per entry.
+const COUNTED: &str = "
+    mov %r0, 0
+    mov %r1, 0
+loop:
+    add %r0, %r1
+    add %r1, 1
+    jlt %r1, 100, loop
+    exit";
+
+#[test]
+fn a_counted_loop_is_charged_once_at_its_entry() {
+    let program = ebpf_isa::assemble(COUNTED).unwrap();
+    let facts = Facts::analyse(&program, &Entry::unknown());
+    assert_eq!(
+        facts
+            .loops()
+            .iter()
+            .map(|l| l.instructions)
+            .collect::<Vec<_>>(),
+        [300]
+    );
+    let all = text(&emitted(&program, false));
+    // The dispatcher: the whole loop's budget at once, then the copy.
+    assert!(
+        all.windows(3)
+            .any(|w| w[0] == "cmp rcx,12Ch" && w[1].starts_with("jb ") && w[2] == "sub rcx,12Ch"),
+        "{all:#?}"
+    );
+    // Two copies of the body: the ordinary loop charges its 3 instructions per iteration,
+    // the copy nothing.
+    let bodies: Vec<usize> = all
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| *s == "add rsi,rdi")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(bodies.len(), 2, "{all:#?}");
+    assert!(all[bodies[0] - 2] == "sub rcx,3", "{all:#?}");
+    assert!(
+        !all[bodies[1] - 2..bodies[1]]
+            .iter()
+            .any(|s| s.starts_with("sub rcx")),
+        "{all:#?}"
+    );
+    // Checked facts: the copy counts its instructions and compares them with the fact.
+    let options = JitOptions {
+        constant_blinding: false,
+        entry: None,
+        checked_facts: true,
+    };
+    let checked = text(&emit(&program, &options, &facts).unwrap().code);
+    let count = disp(crate::context::OFF_LOOP_COUNT);
+    assert!(
+        checked
+            .iter()
+            .any(|s| *s == alloc::format!("cmp qword ptr [rbx+{count}],12Ch")),
+        "{checked:#?}"
+    );
 }

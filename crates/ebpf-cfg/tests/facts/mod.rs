@@ -327,7 +327,9 @@ fn map_of<'a>(
 fn region_lengths(map: &MemoryMap<'_>, limits: &Limits) -> [u64; 64] {
     let mut lens = [0u64; 64];
     for (r, l) in lens.iter_mut().enumerate() {
-        *l = map.get(r as u64).map_or(0, |g| g.bytes().map_or(0, |b| b.len()) as u64);
+        *l = map
+            .get(r as u64)
+            .map_or(0, |g| g.bytes().map_or(0, |b| b.len()) as u64);
     }
     lens[layout::STACK as usize] = limits.stack_size();
     lens
