@@ -38,8 +38,15 @@ struct Code {
 pub(crate) struct Compiled {
     code: Code,
     shape: Shape,
-    /// The entry the code's facts assume, when it is more than the stack's.
-    entry: Option<FactsEntry>,
+    /// When the code's facts assume more than the stack's: what runs the entry does not admit
+    /// run instead (boxed: most programs have none, and this keeps `X86Program` small).
+    fallback: Option<Box<Fallback>>,
+}
+
+/// What code compiled with the facts of an entry needs for the runs that entry does not admit.
+struct Fallback {
+    /// The entry the code's facts assume.
+    entry: FactsEntry,
     /// For runs the entry does not admit: the program compiled with the stack's facts only
     /// (made when first needed), and what to make it from.
     plain: std::sync::OnceLock<Result<Box<Compiled>, JitError>>,
@@ -66,7 +73,14 @@ impl Compiled {
         let emitted = emit(program, options, facts)?;
         let mut pages = Pages::new(emitted.code.len())?;
         pages.bytes_mut().copy_from_slice(&emitted.code);
-        let entry = (*facts.entry() != FactsEntry::unknown()).then(|| facts.entry().clone());
+        let fallback = (*facts.entry() != FactsEntry::unknown()).then(|| {
+            Box::new(Fallback {
+                entry: facts.entry().clone(),
+                plain: std::sync::OnceLock::new(),
+                program: program.clone(),
+                options: options.clone(),
+            })
+        });
         Ok(Compiled {
             code: Code {
                 pages: pages.seal()?,
@@ -74,10 +88,7 @@ impl Compiled {
                 resume_offset: emitted.resume_offset,
             },
             shape: emitted.shape,
-            entry,
-            plain: std::sync::OnceLock::new(),
-            program: program.clone(),
-            options: options.clone(),
+            fallback,
         })
     }
 
@@ -93,15 +104,15 @@ impl Compiled {
         limits: &Limits,
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        if let Some(entry) = &self.entry
-            && !entry.admits(&memory, args)
+        if let Some(fallback) = &self.fallback
+            && !fallback.entry.admits(&memory, args)
         {
-            let plain = self.plain.get_or_init(|| {
+            let plain = fallback.plain.get_or_init(|| {
                 let options = JitOptions {
                     entry: None,
-                    ..self.options.clone()
+                    ..fallback.options.clone()
                 };
-                Compiled::new(&self.program, &options).map(Box::new)
+                Compiled::new(&fallback.program, &options).map(Box::new)
             });
             return match plain {
                 Ok(plain) => plain.run(memory, args, helpers, limits),
