@@ -115,7 +115,7 @@ impl Compiled {
                 Compiled::new(&fallback.program, &options).map(Box::new)
             });
             return match plain {
-                Ok(plain) => plain.run(memory, args, helpers, limits),
+                Ok(plain) => plain.run(memory, args, helpers, limits, stack),
                 // Only mapping memory can fail for a program that compiled once.
                 Err(_) => Err(unknown(0)),
             };
