@@ -8,6 +8,9 @@
 //! benchmarked, so that a superlinear regression shows up as a message instead of an
 //! hours-long run.
 //!
+//! The same for the facts (`ebpf_cfg::facts`, the analysis both JITs run before emitting
+//! code), on the same programs from `Entry::input()`.
+//!
 //! `cargo bench -p ebpf-cfg --bench cfg` (add `-- loops` to run one shape).
 
 use std::hint::black_box;
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use ebpf_cfg::Cfg;
+use ebpf_cfg::facts::{Entry, Facts};
 
 #[path = "common/programs.rs"]
 mod programs;
@@ -56,8 +60,43 @@ fn cfg_build(c: &mut Criterion) {
     group.finish();
 }
 
+fn timed_facts(n: usize, make: programs::Make) -> Duration {
+    let program = make(n);
+    let start = Instant::now();
+    let facts = Facts::analyse(black_box(&program), &Entry::input());
+    let elapsed = start.elapsed();
+    assert!(facts.reached(0));
+    elapsed
+}
+
+fn facts(c: &mut Criterion) {
+    let mut group = c.benchmark_group("facts-1M");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(4));
+    for (name, make) in programs::SHAPES {
+        if !programs::worth_a_million(name, SKIP_ABOVE, |n| timed_facts(n, make)) {
+            continue;
+        }
+        let program = make(programs::MILLION);
+        let facts = Facts::analyse(&program, &Entry::input());
+        println!(
+            "{name}: {} instructions, {} accesses proven in bounds",
+            program.len(),
+            facts.accesses_in_bounds().count()
+        );
+        group.throughput(Throughput::Elements(program.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| Facts::analyse(black_box(&program), &Entry::input()))
+        });
+    }
+    group.finish();
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     cfg_build(&mut c);
+    facts(&mut c);
     c.final_summary();
 }

@@ -7,7 +7,9 @@
 //! (fall-through vs taken), and then derives reverse post-order, dominators, back edges,
 //! natural loops, unreachable blocks, the call graph and recursion, and a longest-path bound
 //! for loop-free programs. [`pointers`] is the pointer-hint analysis both JITs share (which
-//! region a register probably points into).
+//! region a register probably points into); [`facts`] is the analysis that proves accesses in
+//! bounds, divisors nonzero and loops' trip counts and versions, on every path any engine can
+//! take, for the verifier and the engines to rely on.
 //!
 //! What it is not for: judging programs. Structural problems (a jump outside the program or
 //! its function, into the second slot of an `lddw`, falling off the end) are recorded as
@@ -31,6 +33,7 @@ extern crate alloc;
 
 mod analysis;
 mod build;
+pub mod facts;
 pub mod pointers;
 
 use alloc::vec::Vec;

@@ -1,5 +1,8 @@
 //! The control-flow graph on hand-written programs whose shape is known, on the conformance
-//! suite, and on arbitrary programs (it must never panic).
+//! suite, and on arbitrary programs (it must never panic); and the facts against executions
+//! (`facts/`).
+
+mod facts;
 
 use ebpf_cfg::{BlockId, Cfg, CfgErrorKind, EdgeKind, FuncId, Terminator};
 use proptest::prelude::*;

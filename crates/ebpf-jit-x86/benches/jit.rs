@@ -3,9 +3,11 @@
 //!
 //! Groups `compile/<program>` (ours with and without constant blinding, rbpf's `jit_compile`),
 //! `compile/straight-1M` (ours only: rbpf's JIT cannot take programs past a few hundred
-//! instructions), and `run/<program>` (our JIT with and without blinding, our interpreter,
-//! rbpf's JIT), each run on a fresh copy of the program's input made outside the timed
-//! region. Every engine's result is checked against the Rust reference first; an engine that
+//! instructions), and `run/<program>` (our JIT with and without blinding, our JIT with every
+//! check the facts drop kept — checked-facts mode, the "before" of `ebpf_cfg::facts` in the same
+//! run —, our interpreter, rbpf's JIT, and the program's plain Rust reference compiled natively),
+//! each run on a fresh copy of the program's input made outside the timed region. A table of
+//! what the facts prove per program (accesses, divisions, loops) comes first. Every engine's result is checked against the Rust reference first; an engine that
 //! gets it wrong is reported and not timed. A summary table at the end gives compile ns per instruction and run ns per executed
 //! instruction from the medians of criterion's samples.
 //!
@@ -44,6 +46,8 @@ struct Row {
     compile_rbpf: Option<f64>,
     run_jit: Option<f64>,
     run_plain: Option<f64>,
+    run_kept: Option<f64>,
+    run_native: Option<f64>,
     run_interp: Option<f64>,
     run_rbpf: Option<f64>,
     rbpf_note: &'static str,
@@ -54,9 +58,16 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
     let bytes = p.bytecode();
     let input = p.input();
     let expected = p.expected();
-    let blinded = JitOptions::default();
+    // The facade's configuration: the plain input's facts, checks they make impossible
+    // dropped.
+    let blinded = JitOptions {
+        entry: Some(ebpf_cfg::facts::Entry::input()),
+        checked_facts: false,
+        ..JitOptions::default()
+    };
     let plain = JitOptions {
         constant_blinding: false,
+        ..blinded.clone()
     };
 
     let jit = compile(&program, &blinded).unwrap_or_else(|e| panic!("{}: {e}", p.name));
@@ -67,6 +78,18 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
         p.name
     );
     let jit_plain = compile(&program, &plain).unwrap_or_else(|e| panic!("{}: {e}", p.name));
+    // Every check the facts make impossible kept (and proven never to fire on this input).
+    let kept = JitOptions {
+        checked_facts: true,
+        ..blinded.clone()
+    };
+    let jit_kept = compile(&program, &kept).unwrap_or_else(|e| panic!("{}: {e}", p.name));
+    assert_eq!(
+        run_jit(&jit_kept, &mut input.clone()),
+        expected,
+        "{}",
+        p.name
+    );
     assert_eq!(
         run_jit(&jit_plain, &mut input.clone()),
         expected,
@@ -102,7 +125,7 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
         }
     };
 
-    let samples: [RefCell<Samples>; 7] = Default::default();
+    let samples: [RefCell<Samples>; 9] = Default::default();
     let mut group = c.benchmark_group(format!("compile/{}", p.name));
     group.throughput(Throughput::Elements(program.len() as u64));
     group.bench_function("ours", |b| {
@@ -161,6 +184,12 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
     group.bench_function("jit-unblinded", |b| {
         b.iter_custom(|iters| timed(iters, &input, &samples[6], |m| run_jit(&jit_plain, m)));
     });
+    group.bench_function("jit-checks-kept", |b| {
+        b.iter_custom(|iters| timed(iters, &input, &samples[7], |m| run_jit(&jit_kept, m)));
+    });
+    group.bench_function("native", |b| {
+        b.iter_custom(|iters| timed(iters, &input, &samples[8], |m| p.reference(m)));
+    });
     group.bench_function("interp", |b| {
         b.iter_custom(|iters| timed(iters, &input, &samples[4], |m| run_interp(&interp, m)));
     });
@@ -189,6 +218,8 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
         compile_rbpf: m(2),
         run_jit: m(3),
         run_plain: m(6),
+        run_kept: m(7),
+        run_native: m(8),
         run_interp: m(4),
         run_rbpf: m(5),
         rbpf_note,
@@ -247,44 +278,193 @@ fn print_summary(rows: &[Row], big: Option<f64>) {
     println!();
     println!("run: ns per executed instruction (median of {SAMPLE_SIZE} samples)");
     println!(
-        "| {:<10} | {:>9} | {:>8} | {:>10} | {:>8} | {:>8} | {:>13} | {:>11} |",
+        "| {:<10} | {:>9} | {:>8} | {:>10} | {:>11} | {:>8} | {:>8} | {:>8} | {:>12} | {:>12} | {:>13} |",
         "program",
         "executed",
         "jit",
         "unblinded",
+        "checks kept",
         "interp",
         "rbpf jit",
-        "interp / jit",
-        "rbpf / jit"
+        "native",
+        "jit / native",
+        "jit / rbpf",
+        "kept / jit",
     );
     println!(
-        "|{:-<12}|{:->11}|{:->10}|{:->12}|{:->10}|{:->10}|{:->15}|{:->13}|",
-        "", ":", ":", ":", ":", ":", ":", ":"
+        "|{:-<12}|{:->11}|{:->10}|{:->12}|{:->13}|{:->10}|{:->10}|{:->10}|{:->14}|{:->14}|{:->15}|",
+        "", ":", ":", ":", ":", ":", ":", ":", ":", ":", ":"
     );
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}x", a / b),
+        _ => "-".to_string(),
+    };
     for r in rows {
         let n = r.executed as f64;
         let (j, i, rb) = (per(r.run_jit, n), per(r.run_interp, n), per(r.run_rbpf, n));
-        let u = per(r.run_plain, n);
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) => format!("{:.2}x", a / b),
-            _ => "-".to_string(),
-        };
+        let (u, k, nat) = (
+            per(r.run_plain, n),
+            per(r.run_kept, n),
+            per(r.run_native, n),
+        );
         println!(
-            "| {:<10} | {:>9} | {:>8} | {:>10} | {:>8} | {:>8} | {:>13} | {:>11} | {}",
+            "| {:<10} | {:>9} | {:>8} | {:>10} | {:>11} | {:>8} | {:>8} | {:>8} | {:>12} | {:>12} | {:>13} | {}",
             r.name,
             r.executed,
             f(j),
             f(u),
+            f(k),
             f(i),
             f(rb),
-            ratio(i, j),
-            ratio(rb, j),
+            f(nat),
+            ratio(j, nat),
+            ratio(j, rb),
+            ratio(k, j),
             r.rbpf_note
         );
     }
+    let geomean = |pick: &dyn Fn(&Row) -> Option<f64>| {
+        let logs: Vec<f64> = rows.iter().filter_map(|r| pick(r).map(f64::ln)).collect();
+        (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
+    };
+    let over = |a: fn(&Row) -> Option<f64>, b: fn(&Row) -> Option<f64>| {
+        geomean(&|r: &Row| Some(a(r)? / b(r)?))
+    };
+    println!(
+        "geomean: jit / native {}, jit / rbpf {}, kept / jit {}",
+        f(over(|r| r.run_jit, |r| r.run_native)),
+        f(over(|r| r.run_jit, |r| r.run_rbpf)),
+        f(over(|r| r.run_kept, |r| r.run_jit)),
+    );
+}
+
+/// What the facts prove on each program, with the facade's entry (the plain input): the
+/// checks the JIT drops, counted in the program text and in one run on the program's input
+/// (traced: a versioned loop's accesses count as unchecked on the entries where its conditions
+/// hold, which is when its dispatcher picks the copy).
+fn print_facts() {
+    use ebpf_cfg::facts::{Access, Entry, Facts};
+    use ebpf_isa::{AluOp, Insn, Operand};
+    println!("facts: checks dropped per program (entry: the plain input)");
+    println!(
+        "| {:<10} | {:>8} | {:>13} | {:>15} | {:>9} | {:>12} | {:>7} | {:>22} | {:>22} |",
+        "program",
+        "accesses",
+        "proven always",
+        "in a version",
+        "divisions",
+        "tests gone",
+        "counted",
+        "executed accesses",
+        "executed divisor tests"
+    );
+    println!(
+        "|{:-<12}|{:->10}|{:->15}|{:->17}|{:->11}|{:->14}|{:->9}|{:->24}|{:->24}|",
+        "", ":", ":", ":", ":", ":", ":", ":", ":"
+    );
+    for p in PROGRAMS {
+        let program = p.assemble();
+        let facts = Facts::analyse(&program, &Entry::input());
+        let insns = program.insns();
+        let is_access = |insn: &Insn| {
+            matches!(
+                insn,
+                Insn::Load { .. } | Insn::Store { .. } | Insn::Atomic { .. }
+            )
+        };
+        // Per instruction: how many divisor tests (zero, -1) it has, and how many the facts drop.
+        let division = |i: usize| -> (usize, usize) {
+            match insns[i] {
+                Insn::Alu {
+                    op: op @ (AluOp::Div | AluOp::Mod | AluOp::Sdiv | AluOp::Smod),
+                    src: Operand::Reg(_),
+                    ..
+                } => {
+                    let d = facts.division(i);
+                    let signed = matches!(op, AluOp::Sdiv | AluOp::Smod);
+                    (
+                        1 + usize::from(signed),
+                        usize::from(d.nonzero) + usize::from(signed && d.no_overflow),
+                    )
+                }
+                _ => (0, 0),
+            }
+        };
+        let accesses = insns.iter().filter(|i| is_access(i)).count();
+        let proven = (0..insns.len())
+            .filter(|&i| matches!(facts.access(i), Access::InBounds { .. }))
+            .count();
+        let versioned: usize = facts.versions().iter().map(|v| v.accesses.len()).sum();
+        let (tests, tests_gone) = (0..insns.len())
+            .map(division)
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+        // One traced run.
+        let versions = facts.versions();
+        let inside = |v: usize, i: usize| versions[v].insns.iter().any(|r| r.contains(&i));
+        let mut in_copy = vec![false; versions.len()];
+        let mut last: Option<usize> = None;
+        let (mut run_accesses, mut run_unchecked, mut run_tests, mut run_tests_gone) =
+            (0u64, 0u64, 0u64, 0u64);
+        let mut input = p.input();
+        let len = input.len() as u64;
+        let mut map = MemoryMap::new();
+        map.insert(layout::INPUT, Region::Writable(&mut input));
+        let traced = ebpf_testgen::trace(
+            &program,
+            map,
+            [layout::vm_addr(layout::INPUT, 0), len],
+            &Helpers::new(),
+            &Limits::default(),
+            |step| {
+                let i = step.index;
+                for (v, version) in versions.iter().enumerate() {
+                    if !inside(v, i) {
+                        in_copy[v] = false;
+                    } else if i == version.entry && last.is_none_or(|l| !inside(v, l)) {
+                        in_copy[v] = version.conditions.iter().all(|c| {
+                            let region_len = step
+                                .memory
+                                .get(u64::from(c.region))
+                                .and_then(|r| r.bytes().map(|b| b.len() as u64))
+                                .unwrap_or(0);
+                            c.holds(step.regs[usize::from(c.reg)], region_len)
+                        });
+                    }
+                }
+                last = Some(i);
+                if is_access(&insns[i]) {
+                    run_accesses += 1;
+                    let in_version = versions.iter().enumerate().any(|(v, version)| {
+                        in_copy[v] && version.accesses.iter().any(|&(k, _)| k == i)
+                    });
+                    if in_version || matches!(facts.access(i), Access::InBounds { .. }) {
+                        run_unchecked += 1;
+                    }
+                }
+                let (t, g) = division(i);
+                run_tests += t as u64;
+                run_tests_gone += g as u64;
+            },
+        );
+        assert_eq!(traced.map(|e| e.r0).ok(), Some(p.expected()), "{}", p.name);
+        println!(
+            "| {:<10} | {:>8} | {:>13} | {:>15} | {:>9} | {:>12} | {:>7} | {:>22} | {:>22} |",
+            p.name,
+            accesses,
+            proven,
+            versioned,
+            tests,
+            tests_gone,
+            facts.loops().len(),
+            format!("{run_unchecked} of {run_accesses} unchecked"),
+            format!("{run_tests_gone} of {run_tests} gone"),
+        );
+    }
+    println!();
 }
 
 fn main() {
+    print_facts();
     let mut c = Criterion::default()
         .sample_size(SAMPLE_SIZE)
         .warm_up_time(Duration::from_millis(300))

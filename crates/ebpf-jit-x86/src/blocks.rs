@@ -26,7 +26,6 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use ebpf_abi::{Flow, ProgramView, Target};
-use ebpf_cfg::pointers::{self, Hints};
 use ebpf_isa::{Insn, Program};
 
 /// One basic block of the JIT.
@@ -49,8 +48,6 @@ pub(crate) struct Shape {
     pub(crate) view: ProgramView,
     /// The blocks, in pc order.
     pub(crate) blocks: Vec<Block>,
-    /// Whether any instruction can write `r10` (then `r10` is not always a frame pointer).
-    pub(crate) writes_r10: bool,
     /// Per block: whether it belongs to the chain of the block before it (and charges nothing
     /// itself).
     pub(crate) chained: Vec<bool>,
@@ -87,9 +84,7 @@ impl Shape {
             *first = true;
         }
         let mut targeted = vec![false; insns.len()];
-        let mut writes = false;
         for (i, (insn, &flow)) in insns.iter().zip(flows).enumerate() {
-            writes |= pointers::insn_writes_r10(insn);
             if ends_block(insn, flow)
                 && let Some(next) = leader.get_mut(i + 1)
             {
@@ -154,7 +149,6 @@ impl Shape {
             insns: insns.to_vec(),
             view,
             blocks,
-            writes_r10: writes,
             chained,
             rest,
             block_at,
@@ -179,48 +173,6 @@ impl Shape {
         }
         end
     }
-
-    /// The pointer hints at the entry of every block (`ebpf_cfg::pointers` on this graph).
-    /// `frame_exact`: `r10` is always the current frame's top, so frame offsets are facts.
-    pub(crate) fn hints(&self, frame_exact: bool) -> Vec<Hints> {
-        let insns = self.insns.as_slice();
-        let entry = pointers::entry_hints(frame_exact);
-        pointers::solve(self.blocks.len(), 0, entry, |b, hints, edge| {
-            let block = self.blocks[b];
-            let mut state = *hints;
-            let last = block.first + block.len - 1;
-            for insn in &insns[block.first..last] {
-                pointers::transfer(&mut state, insn);
-            }
-            let (Some(insn), Some(&flow)) = (insns.get(last), self.view.flows().get(last)) else {
-                return;
-            };
-            let next = (b + 1 < self.blocks.len()).then_some(b + 1);
-            let target = match flow {
-                Flow::Invalid(_) | Flow::Exit => return,
-                Flow::Call(target) => {
-                    if let Some(t) = self.block_of(target) {
-                        edge(t, &pointers::callee_hints(&state, frame_exact));
-                    }
-                    if let Some(n) = next {
-                        edge(n, &pointers::return_hints(&state));
-                    }
-                    return;
-                }
-                Flow::Jump(target) | Flow::Branch(target) => Some(target),
-                Flow::Next => None,
-            };
-            pointers::transfer(&mut state, insn);
-            if let Some(t) = target.and_then(|t| self.block_of(t)) {
-                edge(t, &state);
-            }
-            if !matches!(flow, Flow::Jump(_))
-                && let Some(n) = next
-            {
-                edge(n, &state);
-            }
-        })
-    }
 }
 
 #[cfg(test)]
@@ -240,7 +192,6 @@ mod tests {
             .map(|b| (b.first, b.len, b.charge))
             .collect();
         assert_eq!(starts, vec![(0, 1, 1), (1, 2, 2), (3, 1, 1), (4, 2, 2)]);
-        assert!(!s.writes_r10);
     }
 
     #[test]
@@ -254,7 +205,6 @@ mod tests {
                 charge: 1
             }]
         );
-        assert!(shape("mov %r10, 1\nexit").writes_r10);
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub(crate) mod status {
     pub(crate) const BUDGET: u32 = 2;
     /// A helper panicked: the payload is in `panic`.
     pub(crate) const PANIC: u32 = 3;
+    /// A check the facts declared impossible failed (checked-facts mode): the pc is in
+    /// `trap_pc`.
+    pub(crate) const FACT: u32 = 4;
 }
 
 /// What generated code stores in `trap_code`: the contract's trap code
@@ -123,6 +126,9 @@ pub(crate) struct RunState {
     pub(crate) block: u64,
     /// Where the resume entry jumps: the host address of a block's code.
     pub(crate) resume: u64,
+    /// Checked-facts mode: instructions run so far in the copy of a counted loop, which
+    /// charges its budget once at entry (compared with the loop's fact when it is left).
+    pub(crate) loop_count: u64,
 }
 
 /// The context of one run. Generated code addresses it through `rbx`.
@@ -182,6 +188,7 @@ pub(crate) const OFF_TRAP_CODE: i32 = offset_of!(Ctx<'static>, run.trap_code) as
 pub(crate) const OFF_TRAP_ADDR: i32 = offset_of!(Ctx<'static>, run.trap_addr) as i32;
 pub(crate) const OFF_BLOCK: i32 = offset_of!(Ctx<'static>, run.block) as i32;
 pub(crate) const OFF_RESUME: i32 = offset_of!(Ctx<'static>, run.resume) as i32;
+pub(crate) const OFF_LOOP_COUNT: i32 = offset_of!(Ctx<'static>, run.loop_count) as i32;
 
 /// Offset of `load_lim[w][region]` (or `store_lim`).
 pub(crate) const fn lim_offset(write: bool, w: usize, region: u64) -> i32 {

@@ -28,11 +28,12 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
 use ebpf_abi::{Flow, InvalidReason, SplitMix64, Target, layout, trap_code};
-use ebpf_cfg::pointers::{self, Hint, Hints};
+use ebpf_cfg::facts::{Access, Facts};
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg,
     SignExtend, Size, SwapWidth, Width,
@@ -41,9 +42,9 @@ use ebpf_isa::{
 use crate::blocks::Shape;
 use crate::context::{
     FRAME_CALLEE_FP, FRAME_RET, FRAME_SIZE, OFF_ARGS, OFF_BIAS, OFF_BLOCK, OFF_FRAME_BASE,
-    OFF_FRAME_END, OFF_FRAME_SP, OFF_HELPER_ID, OFF_HOST, OFF_REGS, OFF_REMAINING, OFF_RESUME,
-    OFF_SAVED_RSP, OFF_START, OFF_TRAMPOLINE, OFF_TRAP_ADDR, OFF_TRAP_CODE, OFF_TRAP_PC,
-    lim_offset, packed, span_offset, status,
+    OFF_FRAME_END, OFF_FRAME_SP, OFF_HELPER_ID, OFF_HOST, OFF_LOOP_COUNT, OFF_REGS, OFF_REMAINING,
+    OFF_RESUME, OFF_SAVED_RSP, OFF_START, OFF_TRAMPOLINE, OFF_TRAP_ADDR, OFF_TRAP_CODE,
+    OFF_TRAP_PC, lim_offset, packed, span_offset, status,
 };
 use crate::{JitError, JitOptions};
 
@@ -176,6 +177,16 @@ enum Stub {
     /// A side exit taken out of a chain: `add rcx, amount; jmp target` (the refund of the
     /// chain's blocks it skips).
     Refund { amount: i32, target: DynamicLabel },
+    /// A check the facts declared impossible failed (checked-facts mode): the run ends with
+    /// `status::FACT` and the pc.
+    Fact { pc: u32 },
+    /// Leaving a counted loop's copy in checked-facts mode: unless the loop ran exactly
+    /// `instructions`, to `fact`; else on to `target`.
+    LeaveCounted {
+        instructions: i32,
+        fact: DynamicLabel,
+        target: DynamicLabel,
+    },
     /// A guessed region was wrong: the full check of `[base + off]` (`1 << w` bytes), then
     /// back to the access with the host address in `rdx`, or the out-of-bounds trap at `pc`.
     Unguessed {
@@ -242,25 +253,140 @@ struct Emitter<'p> {
     epilogue: DynamicLabel,
     blinding: bool,
     keys: Keys,
-    /// Frame offsets are facts: an access at `r10 + k` (a `Hint::Frame(k)` base plus the
-    /// offset) inside `[r10 - 512, r10)` skips the bounds check. Sound because no instruction
-    /// writes `r10`, so `r10` is always the top of the current 512-byte frame, which lies
-    /// inside the stack region (at most `MAX_CALL_DEPTH + 1` frames, 32 MiB: frame pointers
-    /// never wrap around the region's 4 GiB of offsets); the run also allocates 512 bytes of
-    /// slack below the stack (see `run`).
-    stack_fast: bool,
-    /// Pointer hints at each block's entry (`Shape::hints`).
-    entries: Vec<Hints>,
-    /// Pointer hints before the instruction being emitted.
-    hints: Hints,
+    /// What holds on every path (`ebpf_cfg::facts`): an access proven in bounds needs no
+    /// check, a divisor proven nonzero no test, and a loop with a version gets a second,
+    /// unchecked copy selected once at its entry.
+    facts: &'p Facts,
+    /// Checked-facts mode: keep every check a fact makes impossible, failing to a `Fact`
+    /// stub instead of a trap.
+    checked: bool,
+    /// The instruction being emitted.
+    index: usize,
+    /// The loops that get a second copy (`LoopCopy`), entered from outside through a
+    /// dispatcher.
+    loops: Vec<LoopCopy>,
+    /// The loop (index into `loops`) whose copy is being emitted.
+    copy: Option<usize>,
+    /// Per slot pc: the label of the copy being emitted (reset per copy).
+    copy_labels: Vec<Option<DynamicLabel>>,
     /// What a taken conditional jump at the end of the current block refunds (`Shape::rest`).
     refund: usize,
     /// Code offset of each block emitted so far.
     block_offsets: Vec<u32>,
 }
 
+/// A loop that gets a second copy of its code, entered only from outside the loop through a
+/// dispatcher that decides, once per entry, whether the copy may run.
+#[derive(Clone)]
+struct LoopCopy {
+    /// The loop's only entry (an instruction index).
+    entry: usize,
+    /// The loop's instructions, as ranges of instruction indices.
+    insns: Vec<Range<usize>>,
+    kind: CopyKind,
+    /// The dispatcher: the way into the loop from outside.
+    dispatch: DynamicLabel,
+    /// The copy's entry.
+    copy_entry: DynamicLabel,
+}
+
+#[derive(Clone, Copy)]
+enum CopyKind {
+    /// `Facts::versions()[v]`: the copy drops the checks the version's conditions prove; the
+    /// dispatcher tests the conditions.
+    Version(usize),
+    /// A loop whose every entry runs exactly `instructions` instructions (`LoopFact`) and can
+    /// neither trap nor call: the dispatcher charges them all at once when the budget has
+    /// them, and the copy charges nothing.
+    Counted { instructions: u64 },
+}
+
+/// The loops to copy: every version, and every counted loop that shares no instruction with
+/// a version whose charge fits an immediate, and in which nothing can end the run early (every
+/// access proven in bounds, no call, no exit, no jump to a trap, no invalid instruction), so
+/// charging all of it at entry is exact.
+fn loop_copies(
+    shape: &Shape,
+    facts: &Facts,
+    ops: &mut VecAssembler<X64Relocation>,
+) -> Vec<LoopCopy> {
+    let versions = facts.versions();
+    let mut loops: Vec<LoopCopy> = versions
+        .iter()
+        .enumerate()
+        .map(|(v, version)| LoopCopy {
+            entry: version.entry,
+            insns: version.insns.clone(),
+            kind: CopyKind::Version(v),
+            dispatch: ops.new_dynamic_label(),
+            copy_entry: ops.new_dynamic_label(),
+        })
+        .collect();
+    let overlaps = |insns: &[Range<usize>]| {
+        versions.iter().any(|v| {
+            v.insns
+                .iter()
+                .any(|a| insns.iter().any(|b| a.start < b.end && b.start < a.end))
+        })
+    };
+    for fact in facts.loops() {
+        let whole = fact.insns.iter().all(|r| {
+            r.clone().all(|i| {
+                let (Some(insn), Some(&flow)) = (shape.insns.get(i), shape.view.flows().get(i))
+                else {
+                    return false;
+                };
+                let stays = match flow {
+                    Flow::Next => true,
+                    Flow::Jump(t) | Flow::Branch(t) => matches!(t, Target::Insn(_)),
+                    Flow::Call(_) | Flow::Exit | Flow::Invalid(_) => false,
+                };
+                let memory = matches!(
+                    insn,
+                    Insn::Load { .. }
+                        | Insn::Store { .. }
+                        | Insn::Atomic { .. }
+                        | Insn::LoadPacket { .. }
+                );
+                let proven = !memory || matches!(facts.access(i), Access::InBounds { .. });
+                let plain = !matches!(insn, Insn::Call { .. } | Insn::CallX { .. })
+                    && !matches!(insn, Insn::LoadImm64 { kind, .. } if *kind != Imm64Kind::Value);
+                stays && proven && plain
+            })
+        });
+        // Every block of the copy lies inside the loop and starts at an instruction of it.
+        let inside = |i: usize| fact.insns.iter().any(|r| r.contains(&i));
+        let blocks_fit = shape.blocks.iter().all(|b| {
+            let mut all = b.first..b.first + b.len;
+            all.clone().all(inside) || !all.any(inside)
+        });
+        if whole
+            && blocks_fit
+            && fact.instructions > 0
+            && fact.instructions <= i32::MAX as u64
+            && !overlaps(&fact.insns)
+            && !loops.iter().any(|c| c.entry == fact.entry)
+        {
+            loops.push(LoopCopy {
+                entry: fact.entry,
+                insns: fact.insns.clone(),
+                kind: CopyKind::Counted {
+                    instructions: fact.instructions,
+                },
+                dispatch: ops.new_dynamic_label(),
+                copy_entry: ops.new_dynamic_label(),
+            });
+        }
+    }
+    loops
+}
+
 /// Emits the code of `program`.
-pub(crate) fn emit(program: &Program, options: &JitOptions) -> Result<Emitted, JitError> {
+pub(crate) fn emit(
+    program: &Program,
+    options: &JitOptions,
+    facts: &Facts,
+) -> Result<Emitted, JitError> {
     let shape = Shape::of(program);
     let slots = shape.view.slot_count();
     if slots > MAX_SLOTS || shape.blocks.len() > MAX_SLOTS {
@@ -272,8 +398,7 @@ pub(crate) fn emit(program: &Program, options: &JitOptions) -> Result<Emitted, J
     let budget_common = ops.new_dynamic_label();
     let exit_ok = ops.new_dynamic_label();
     let epilogue = ops.new_dynamic_label();
-    let stack_fast = !shape.writes_r10;
-    let entries = shape.hints(stack_fast);
+    let loops = loop_copies(&shape, facts, &mut ops);
     let mut e = Emitter {
         ops,
         program,
@@ -286,14 +411,18 @@ pub(crate) fn emit(program: &Program, options: &JitOptions) -> Result<Emitted, J
         epilogue,
         blinding: options.constant_blinding,
         keys: Keys::new(),
-        stack_fast,
-        entries,
-        hints: [Hint::Nothing; 11],
+        facts,
+        checked: options.checked_facts,
+        index: 0,
+        loops,
+        copy: None,
+        copy_labels: Vec::new(),
         refund: 0,
         block_offsets: Vec::new(),
     };
     e.prologue();
     e.body();
+    e.copies();
     let resume = e.ops.offset().0 as u32;
     e.prologue();
     asm!(e.ops; jmp QWORD [rbx + OFF_RESUME]);
@@ -332,11 +461,65 @@ impl Emitter<'_> {
     fn target_label(&mut self, target: Target) -> DynamicLabel {
         match target {
             Target::Insn(i) => {
-                let pc = self.shape.view.pcs().get(i).copied().unwrap_or(0);
-                self.label(pc)
+                // Inside the copy being emitted, transfers stay in it; from outside a copied
+                // loop, its entry is its dispatcher.
+                if let Some(c) = self.copy
+                    && self.inside(c, i)
+                {
+                    return self.copy_label(i);
+                }
+                // Only a way in from outside may select the copy: the copy's facts hold for
+                // the states the loop reaches from its entry with the conditions true, not for
+                // every state at its head.
+                let label = match self.loops.iter().position(|c| c.entry == i) {
+                    Some(w) if !self.inside(w, self.index) => self.loops[w].dispatch,
+                    _ => {
+                        let pc = self.shape.view.pcs().get(i).copied().unwrap_or(0);
+                        self.label(pc)
+                    }
+                };
+                // Leaving a counted copy in checked-facts mode: first, the loop ran exactly
+                // the instructions its fact says.
+                match self.copy.map(|c| self.loops[c].kind) {
+                    Some(CopyKind::Counted { instructions }) if self.checked => {
+                        let pc = self.shape.view.pcs().get(self.index).copied().unwrap_or(0);
+                        let fact = self.fact_stub(pc);
+                        self.stub(Stub::LeaveCounted {
+                            instructions: instructions as i32,
+                            fact,
+                            target: label,
+                        })
+                    }
+                    _ => label,
+                }
             }
             Target::Trap { pc, reason } => self.trap_stub(pc, invalid_code(reason)),
         }
+    }
+
+    /// Whether instruction `i` belongs to copied loop `c`.
+    fn inside(&self, c: usize, i: usize) -> bool {
+        self.loops
+            .get(c)
+            .is_some_and(|c| c.insns.iter().any(|r| r.contains(&i)))
+    }
+
+    /// The label of instruction `i` in the copy being emitted.
+    fn copy_label(&mut self, i: usize) -> DynamicLabel {
+        let pc = self.shape.view.pcs().get(i).copied().unwrap_or(0);
+        if let Some(Some(l)) = self.copy_labels.get(pc) {
+            return *l;
+        }
+        let l = self.ops.new_dynamic_label();
+        if let Some(slot) = self.copy_labels.get_mut(pc) {
+            *slot = Some(l);
+        }
+        l
+    }
+
+    /// A stub for a check the facts declared impossible (checked-facts mode).
+    fn fact_stub(&mut self, pc: usize) -> DynamicLabel {
+        self.stub(Stub::Fact { pc: pc as u32 })
     }
 
     fn stub(&mut self, stub: Stub) -> DynamicLabel {
@@ -429,6 +612,25 @@ impl Emitter<'_> {
             asm!(self.ops; =>label);
             match stub {
                 Stub::Trap { pc, code } => self.trap_inline(pc as usize, code),
+                Stub::Fact { pc } => {
+                    let epilogue = self.epilogue;
+                    asm!(self.ops
+                        ; mov QWORD [rbx + OFF_TRAP_PC], pc as i32
+                        ; mov eax, status::FACT as i32
+                        ; jmp =>epilogue
+                    );
+                }
+                Stub::LeaveCounted {
+                    instructions,
+                    fact,
+                    target,
+                } => {
+                    asm!(self.ops
+                        ; cmp QWORD [rbx + OFF_LOOP_COUNT], instructions
+                        ; jne =>fact
+                    );
+                    self.jmp(target);
+                }
                 Stub::Budget { block, charge } => {
                     let common = self.budget_common;
                     asm!(self.ops
@@ -498,41 +700,199 @@ impl Emitter<'_> {
     }
 
     fn body(&mut self) {
-        let program = self.program;
-        let insns = program.insns();
         let slots = self.shape.view.slot_count();
         let blocks = core::mem::take(&mut self.shape.blocks);
         for (b, block) in blocks.iter().enumerate() {
             let first_pc = self.shape.view.pcs().get(block.first).copied().unwrap_or(0);
+            if let Some(v) = self.loops.iter().position(|c| c.entry == block.first) {
+                // The block before may be part of the loop and fall into its entry: that way
+                // in is from inside, so it jumps over the dispatcher.
+                let falls_from_inside =
+                    b.checked_sub(1)
+                        .and_then(|p| blocks.get(p))
+                        .is_some_and(|p| {
+                            let last = p.first + p.len - 1;
+                            self.inside(v, last)
+                                && matches!(
+                                    self.shape.view.flows().get(last),
+                                    Some(Flow::Next | Flow::Branch(_))
+                                )
+                        });
+                if falls_from_inside {
+                    let entry = self.label(first_pc);
+                    self.jmp(entry);
+                }
+                self.dispatcher(v);
+            }
             self.bind(first_pc);
             self.block_offsets.push(self.ops.offset().0 as u32);
-            self.hints = self.entries.get(b).copied().unwrap_or([Hint::Nothing; 11]);
-            self.refund = self.shape.rest.get(b).copied().unwrap_or(0);
-            // A chain's head charges the whole chain; its other blocks charge nothing.
-            let charge = block.charge + self.refund;
-            if charge > 0 && !self.shape.chained.get(b).copied().unwrap_or(false) {
-                let stub = self.stub(Stub::Budget {
-                    block: b as u32,
-                    charge: charge as i32,
-                });
-                asm!(self.ops; sub rcx, charge as i32);
-                self.jcc(Cc::B, stub);
-            }
-            for i in block.first..block.first + block.len {
-                let view = &self.shape.view;
-                let (Some(insn), Some(&pc), Some(&flow)) =
-                    (insns.get(i), view.pcs().get(i), view.flows().get(i))
-                else {
-                    continue;
-                };
-                self.insn(insn, flow, pc);
-                pointers::transfer(&mut self.hints, insn);
-            }
+            self.block_code(b, block);
         }
         self.shape.blocks = blocks;
         // Execution that runs past the last slot (or a call returning there) traps.
         self.bind(slots);
         self.trap_inline(slots, invalid_code(InvalidReason::FellOffEnd));
+    }
+
+    /// The budget charge and the instructions of block `b`. In a counted loop's copy, which
+    /// its dispatcher charged in full, nothing is charged (in checked-facts mode the block's
+    /// instructions are counted instead, failing to a `Fact` stub past the loop's total).
+    fn block_code(&mut self, b: usize, block: &crate::blocks::Block) {
+        let insns = self.program.insns();
+        match self.copy.map(|c| self.loops[c].kind) {
+            Some(CopyKind::Counted { instructions }) => {
+                self.refund = 0;
+                if self.checked {
+                    let pc = self.shape.view.pcs().get(block.first).copied().unwrap_or(0);
+                    let fact = self.fact_stub(pc);
+                    asm!(self.ops
+                        ; add QWORD [rbx + OFF_LOOP_COUNT], block.len as i32
+                        ; cmp QWORD [rbx + OFF_LOOP_COUNT], instructions as i32
+                        ; ja =>fact
+                    );
+                }
+            }
+            _ => {
+                self.refund = self.shape.rest.get(b).copied().unwrap_or(0);
+                // A chain's head charges the whole chain; its other blocks charge nothing.
+                if !self.shape.chained.get(b).copied().unwrap_or(false) {
+                    self.charge_chain(b, block.charge + self.refund);
+                }
+            }
+        }
+        for i in block.first..block.first + block.len {
+            let view = &self.shape.view;
+            let (Some(insn), Some(&pc), Some(&flow)) =
+                (insns.get(i), view.pcs().get(i), view.flows().get(i))
+            else {
+                continue;
+            };
+            self.index = i;
+            self.insn(insn, flow, pc);
+        }
+    }
+
+    /// `sub rcx, charge; jb stub`: charges `charge` instructions from block `b` on (the rest
+    /// of its chain), or steps them exactly on the slow path if fewer remain.
+    fn charge_chain(&mut self, b: usize, charge: usize) {
+        if charge == 0 {
+            return;
+        }
+        let stub = self.stub(Stub::Budget {
+            block: b as u32,
+            charge: charge as i32,
+        });
+        asm!(self.ops; sub rcx, charge as i32);
+        self.jcc(Cc::B, stub);
+    }
+
+    /// The way into copied loop `c` from outside: if what its copy needs holds, its copy;
+    /// else on into the ordinary loop, which follows.
+    fn dispatcher(&mut self, c: usize) {
+        let LoopCopy {
+            dispatch,
+            copy_entry: copy,
+            kind,
+            ..
+        } = self.loops[c].clone();
+        asm!(self.ops; =>dispatch);
+        let fail = self.ops.new_dynamic_label();
+        let conditions = match kind {
+            // A version: every condition holds (on the registers as they are and the region
+            // table).
+            CopyKind::Version(v) => self
+                .facts
+                .versions()
+                .get(v)
+                .map(|v| v.conditions.clone())
+                .unwrap_or_default(),
+            // A counted loop: the budget covers the whole loop, charged here at once.
+            CopyKind::Counted { instructions } => {
+                asm!(self.ops
+                    ; cmp rcx, instructions as i32
+                    ; jb =>fail
+                    ; sub rcx, instructions as i32
+                );
+                if self.checked {
+                    asm!(self.ops; mov QWORD [rbx + OFF_LOOP_COUNT], 0);
+                }
+                Vec::new()
+            }
+        };
+        for c in conditions {
+            // End of the region: its limit for 1-byte loads, (region << 32) + len (0 if the
+            // region is empty or unmapped, which fails every condition that matters).
+            let end = lim_offset(false, 0, u64::from(c.region));
+            self.load_imm64(RDX, c.offset as u64);
+            asm!(self.ops
+                ; mov rax, [rbx + end]
+                ; add rax, rdx
+                ; js =>fail
+            );
+            if c.shift > 0 {
+                asm!(self.ops; shr rax, c.shift as i8);
+            }
+            let r = HOST[usize::from(c.reg).min(10)];
+            asm!(self.ops
+                ; cmp Rq(r), rax
+                ; ja =>fail
+            );
+        }
+        asm!(self.ops; jmp =>copy; =>fail);
+    }
+
+    /// The second copy of every copied loop: its blocks again, transfers inside the loop
+    /// staying in the copy and the ways out going to the ordinary code. A version's copy has
+    /// the facts proven under its conditions, and charges the budget exactly as the original
+    /// (the slow path resumes in the original, which is always correct); a counted loop's copy
+    /// charges nothing, and a way out into the middle of a chain charges the chain's rest.
+    fn copies(&mut self) {
+        let blocks = core::mem::take(&mut self.shape.blocks);
+        let slots = self.shape.view.slot_count();
+        for c in 0..self.loops.len() {
+            self.copy = Some(c);
+            self.copy_labels = vec![None; slots + 1];
+            let counted = matches!(self.loops[c].kind, CopyKind::Counted { .. });
+            let members: Vec<usize> = (0..blocks.len())
+                .filter(|&b| self.inside(c, blocks[b].first))
+                .collect();
+            for (k, &b) in members.iter().enumerate() {
+                let block = blocks[b];
+                if block.first == self.loops[c].entry {
+                    let copy = self.loops[c].copy_entry;
+                    asm!(self.ops; =>copy);
+                }
+                let l = self.copy_label(block.first);
+                asm!(self.ops; =>l);
+                self.block_code(b, &block);
+                // A block that falls through continues at the next instruction: the next
+                // block of the copy if it is that one, else a jump there.
+                let last = block.first + block.len - 1;
+                let falls = matches!(
+                    self.shape.view.flows().get(last),
+                    Some(Flow::Next | Flow::Branch(_))
+                );
+                let next_is_adjacent = members
+                    .get(k + 1)
+                    .is_some_and(|&n| blocks[n].first == last + 1);
+                if falls && !next_is_adjacent {
+                    self.index = last;
+                    let next = self.target_label(self.shape.view.next(last));
+                    // Out of a counted copy into a block its chain head would have charged.
+                    if counted
+                        && let Some(n) = self.shape.block_of(self.shape.view.next(last))
+                        && !self.inside(c, blocks[n].first)
+                        && self.shape.chained.get(n).copied().unwrap_or(false)
+                    {
+                        let rest = self.shape.rest.get(n).copied().unwrap_or(0);
+                        self.charge_chain(n, blocks[n].charge + rest);
+                    }
+                    self.jmp(next);
+                }
+            }
+            self.copy = None;
+        }
+        self.shape.blocks = blocks;
     }
 
     // ---------------------------------------------------------------------------------------
@@ -781,57 +1141,73 @@ impl Emitter<'_> {
     }
 
     /// Division and modulo by a register, without ever raising #DE: by zero, the quotient is 0
-    /// and the remainder `d`; the signed `MIN / -1` never reaches `idiv`.
+    /// and the remainder `d`; the signed `MIN / -1` never reaches `idiv`. A divisor the facts
+    /// prove nonzero needs no zero test, one never `-1` against the smallest value no `-1` test
+    /// (in checked-facts mode the tests stay and fail to a `Fact` stub instead).
     fn div_reg(&mut self, wide: bool, signed: bool, modulo: bool, d: u8, s: u8) {
-        if wide {
-            asm!(self.ops; test Rq(s), Rq(s); jz BYTE >zero);
-            if signed {
-                asm!(self.ops; cmp Rq(s), -1; jne BYTE >normal);
-                if modulo {
-                    asm!(self.ops; xor Rd(d), Rd(d));
-                } else {
-                    asm!(self.ops; neg Rq(d));
-                }
-                asm!(self.ops; jmp BYTE >done; normal:; mov rax, Rq(d); cqo; idiv Rq(s));
+        let facts = self.facts.division(self.index);
+        let pc = self.shape.view.pcs().get(self.index).copied().unwrap_or(0);
+        // The zero test: skipped, to a `Fact` stub, or to the `zero` case.
+        let zero_test = !facts.nonzero || self.checked;
+        let zero_fact = (facts.nonzero && self.checked).then(|| self.fact_stub(pc));
+        let minus_test = signed && (!facts.no_overflow || self.checked);
+        let minus_fact = (signed && facts.no_overflow && self.checked).then(|| self.fact_stub(pc));
+        let done = self.ops.new_dynamic_label();
+        let zero = self.ops.new_dynamic_label();
+        if zero_test {
+            if wide {
+                asm!(self.ops; test Rq(s), Rq(s));
             } else {
-                asm!(self.ops; mov rax, Rq(d); xor edx, edx; div Rq(s));
+                asm!(self.ops; test Rd(s), Rd(s));
             }
-            if modulo {
-                asm!(self.ops; mov Rq(d), rdx);
-            } else {
-                asm!(self.ops; mov Rq(d), rax);
-            }
-            asm!(self.ops; jmp BYTE >done; zero:);
-            if !modulo {
-                asm!(self.ops; xor Rd(d), Rd(d));
-            }
-            asm!(self.ops; done:);
-        } else {
-            asm!(self.ops; test Rd(s), Rd(s); jz BYTE >zero);
-            if signed {
-                asm!(self.ops; cmp Rd(s), -1; jne BYTE >normal);
-                if modulo {
-                    asm!(self.ops; xor Rd(d), Rd(d));
-                } else {
-                    asm!(self.ops; neg Rd(d));
-                }
-                asm!(self.ops; jmp BYTE >done; normal:; mov eax, Rd(d); cdq; idiv Rd(s));
-            } else {
-                asm!(self.ops; mov eax, Rd(d); xor edx, edx; div Rd(s));
-            }
-            if modulo {
-                asm!(self.ops; mov Rd(d), edx);
-            } else {
-                asm!(self.ops; mov Rd(d), eax);
-            }
-            asm!(self.ops; jmp BYTE >done; zero:);
-            if modulo {
-                asm!(self.ops; mov Rd(d), Rd(d));
-            } else {
-                asm!(self.ops; xor Rd(d), Rd(d));
-            }
-            asm!(self.ops; done:);
+            asm!(self.ops; jz =>zero_fact.unwrap_or(zero));
         }
+        if minus_test {
+            let normal = self.ops.new_dynamic_label();
+            if wide {
+                asm!(self.ops; cmp Rq(s), -1);
+            } else {
+                asm!(self.ops; cmp Rd(s), -1);
+            }
+            asm!(self.ops; jne =>normal);
+            // The fact is about -1 with the smallest dividend (where `idiv` faults); -1 with
+            // any other is merely a negation.
+            if let Some(fact) = minus_fact {
+                if wide {
+                    asm!(self.ops; mov rax, QWORD i64::MIN; cmp Rq(d), rax; je =>fact);
+                } else {
+                    asm!(self.ops; cmp Rd(d), i32::MIN; je =>fact);
+                }
+            }
+            match (modulo, wide) {
+                (true, _) => asm!(self.ops; xor Rd(d), Rd(d)),
+                (false, true) => asm!(self.ops; neg Rq(d)),
+                (false, false) => asm!(self.ops; neg Rd(d)),
+            }
+            asm!(self.ops; jmp =>done; =>normal);
+        }
+        match (signed, wide) {
+            (true, true) => asm!(self.ops; mov rax, Rq(d); cqo; idiv Rq(s)),
+            (true, false) => asm!(self.ops; mov eax, Rd(d); cdq; idiv Rd(s)),
+            (false, true) => asm!(self.ops; mov rax, Rq(d); xor edx, edx; div Rq(s)),
+            (false, false) => asm!(self.ops; mov eax, Rd(d); xor edx, edx; div Rd(s)),
+        }
+        match (modulo, wide) {
+            (true, true) => asm!(self.ops; mov Rq(d), rdx),
+            (true, false) => asm!(self.ops; mov Rd(d), edx),
+            (false, true) => asm!(self.ops; mov Rq(d), rax),
+            (false, false) => asm!(self.ops; mov Rd(d), eax),
+        }
+        if zero_test && zero_fact.is_none() {
+            // Division by zero gives 0; modulo by zero leaves dst (zero-extended at 32 bits).
+            asm!(self.ops; jmp =>done; =>zero);
+            match (modulo, wide) {
+                (true, true) => {}
+                (true, false) => asm!(self.ops; mov Rd(d), Rd(d)),
+                (false, _) => asm!(self.ops; xor Rd(d), Rd(d)),
+            }
+        }
+        asm!(self.ops; =>done);
     }
 
     /// Division and modulo by a constant: the edge cases are decided here, powers of two become
@@ -982,14 +1358,15 @@ impl Emitter<'_> {
 
     /// Emits what makes the access `[base + off]` of `1 << w` bytes addressable, and says how
     /// to address it ([`At`]), or jumps to code that traps with the VM address in `rax`.
-    /// Returns `None` when the access always traps (then nothing more needs emitting).
     ///
-    /// Three shapes, by what the pointer hints say of `base`:
-    /// - `r10 + k` for `k` in a range with the whole access inside the current frame: no
-    ///   check at all, `rdx` = the stack's bias and the access is `[base + rdx + off]` (an
-    ///   atomic, whose alignment must be known, only at an exact offset, through `rdx`);
-    /// - probably in region `r` (not for atomics): `rdx = base + off - start[r]`, one compare
-    ///   against `span[r]`, `rdx += host[r]`; a wrong guess goes out of line to the full check;
+    /// Three shapes, by what the facts say of the access:
+    /// - in bounds of region `r` on every path (`Access::InBounds`, or proven under the
+    ///   conditions of the loop copy being emitted): no check at all, `rdx` = the region's bias
+    ///   and the access is `[base + rdx + off]` (an atomic, through `rdx`); in checked-facts
+    ///   mode, the full check, failing to a `Fact` stub;
+    /// - probably in region `r` (`Facts::likely_region`; not for atomics): `rdx = base + off -
+    ///   start[r]`, one compare against `span[r]`, `rdx += host[r]`; a wrong guess goes out of
+    ///   line to the full check;
     /// - otherwise the full check against the region table (`full_check`).
     fn host_address(
         &mut self,
@@ -1004,35 +1381,37 @@ impl Emitter<'_> {
         let off = i32::from(off);
         let b = h(base);
         let mis_code = packed(trap_code::MISALIGNED_ATOMIC, width as u64);
-        let hint = self.hints[usize::from(base.index())];
-        if self.stack_fast && hint.frame_access_is_safe(off as i16, width as u32) {
-            // r10 is a multiple of 512, so alignment depends on the frame offset alone; an
-            // atomic through a range of offsets takes the full check below instead.
-            let exact = hint
-                .exact_frame_offset()
-                .map(|k| i64::from(k) + i64::from(off));
-            if atomic
-                && let Some(k) = exact
-                && k % i64::from(width) != 0
-            {
-                asm!(self.ops; lea rax, [Rq(b) + off]);
-                self.trap_inline(pc, mis_code);
-                return None;
-            }
-            let stack_bias = OFF_BIAS + 8 * layout::STACK as i32;
-            if !atomic {
-                asm!(self.ops; mov rdx, [rbx + stack_bias]);
-                return Some(At::Indexed { base: b, off });
-            }
-            if exact.is_some() {
-                asm!(self.ops
-                    ; lea rdx, [Rq(b) + off]
-                    ; add rdx, [rbx + stack_bias]
-                );
+        let i = self.index;
+        let proven = match self.facts.access(i) {
+            Access::InBounds { region } => Some(region),
+            Access::Checked { .. } => self.copy.and_then(|c| {
+                let CopyKind::Version(v) = self.loops.get(c)?.kind else {
+                    return None;
+                };
+                let accesses = &self.facts.versions().get(v)?.accesses;
+                let at = accesses.binary_search_by_key(&i, |&(k, _)| k).ok()?;
+                Some(accesses[at].1)
+            }),
+        };
+        if let Some(region) = proven {
+            if self.checked {
+                let fact = self.fact_stub(pc);
+                let misaligned = atomic.then_some(fact);
+                self.full_check(b, off, w, write, fact, misaligned);
                 return Some(At::Rdx);
             }
+            let bias = OFF_BIAS + 8 * i32::from(region);
+            if !atomic {
+                asm!(self.ops; mov rdx, [rbx + bias]);
+                return Some(At::Indexed { base: b, off });
+            }
+            asm!(self.ops
+                ; lea rdx, [Rq(b) + off]
+                ; add rdx, [rbx + bias]
+            );
+            return Some(At::Rdx);
         }
-        if !atomic && let Some(r) = hint.region() {
+        if !atomic && let Some(r) = self.facts.likely_region(i) {
             let back = self.ops.new_dynamic_label();
             let unguessed = self.stub(Stub::Unguessed {
                 base: b,
@@ -1254,7 +1633,7 @@ impl Emitter<'_> {
     /// stack in the context.
     fn local_call(&mut self, pc: usize, target: Target) {
         let depth = self.trap_stub(pc, packed(trap_code::CALL_DEPTH_EXCEEDED, 0));
-        let next = self.label(pc + 1);
+        let next = self.target_label(self.shape.view.next(self.index));
         let callee = self.target_label(target);
         asm!(self.ops
             ; mov rdx, [rbx + OFF_FRAME_SP]

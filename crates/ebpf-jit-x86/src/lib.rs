@@ -65,12 +65,24 @@ pub struct JitOptions {
     /// value from -128 to 127 puts one chosen byte there, a 16-bit memory offset two). Costs
     /// one or two instructions per blinded immediate. Default: on.
     pub constant_blinding: bool,
+    /// What holds when the program starts (`ebpf_cfg::facts::Entry`): the facts proven from it
+    /// drop the checks they make impossible (accesses in bounds, divisors never zero, loops
+    /// checked once at entry). A run the entry does not admit (`Entry::admits`: other
+    /// arguments or regions) runs a second compilation made without them. `None`: facts from
+    /// the stack alone, which every run admits. Default: `None`.
+    pub entry: Option<ebpf_cfg::facts::Entry>,
+    /// Keep every check a fact makes impossible, and end the run with a panic naming the pc if
+    /// one ever fires — a bug in the facts, made loud. For tests. Default: on in builds with
+    /// debug assertions.
+    pub checked_facts: bool,
 }
 
 impl Default for JitOptions {
     fn default() -> JitOptions {
         JitOptions {
             constant_blinding: true,
+            entry: None,
+            checked_facts: cfg!(debug_assertions),
         }
     }
 }
@@ -139,6 +151,32 @@ pub fn compile(program: &Program, options: &JitOptions) -> Result<X86Program, Ji
     #[cfg(not(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos"))))]
     {
         let _ = (program, options);
+        Err(JitError::Unsupported)
+    }
+}
+
+/// [`compile`] with facts already proven for `program` (by the verifier, say), which saves
+/// analysing it again. The facts' entry replaces `options.entry`; facts of another program
+/// are not trusted (`Facts::is_for`): the program is analysed afresh instead.
+pub fn compile_with_facts(
+    program: &Program,
+    options: &JitOptions,
+    facts: &ebpf_cfg::facts::Facts,
+) -> Result<X86Program, JitError> {
+    #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
+    {
+        if !facts.is_for(program) {
+            let options = JitOptions {
+                entry: Some(facts.entry().clone()),
+                ..options.clone()
+            };
+            return compile(program, &options);
+        }
+        run::Compiled::with_facts(program, options, facts).map(|inner| X86Program { inner })
+    }
+    #[cfg(not(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos"))))]
+    {
+        let _ = (program, options, facts);
         Err(JitError::Unsupported)
     }
 }
@@ -239,5 +277,10 @@ impl Executable for X86Program {
 /// follows the System V x86-64 convention and expects the crate's private run-time context,
 /// so it cannot be run on its own.
 pub fn emit_code(program: &Program, options: &JitOptions) -> Result<alloc::vec::Vec<u8>, JitError> {
-    emit::emit(program, options).map(|e| e.code)
+    let entry = options
+        .entry
+        .clone()
+        .unwrap_or_else(ebpf_cfg::facts::Entry::unknown);
+    let facts = ebpf_cfg::facts::Facts::analyse(program, &entry);
+    emit::emit(program, options, &facts).map(|e| e.code)
 }

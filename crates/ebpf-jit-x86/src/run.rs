@@ -20,6 +20,7 @@ use crate::emit::emit;
 use crate::pages::{self, Pages};
 use crate::slow::{Stepped, finish_chain};
 use crate::{JitError, JitOptions};
+use ebpf_cfg::facts::{Entry as FactsEntry, Facts};
 
 /// The signature of generated code.
 type Entry = unsafe extern "sysv64" fn(*mut Ctx<'_>) -> u32;
@@ -37,15 +38,49 @@ struct Code {
 pub(crate) struct Compiled {
     code: Code,
     shape: Shape,
+    /// When the code's facts assume more than the stack's: what runs the entry does not admit
+    /// run instead (boxed: most programs have none, and this keeps `X86Program` small).
+    fallback: Option<Box<Fallback>>,
+}
+
+/// What code compiled with the facts of an entry needs for the runs that entry does not admit.
+struct Fallback {
+    /// The entry the code's facts assume.
+    entry: FactsEntry,
+    /// For runs the entry does not admit: the program compiled with the stack's facts only
+    /// (made when first needed), and what to make it from.
+    plain: std::sync::OnceLock<Result<Box<Compiled>, JitError>>,
+    program: Program,
+    options: JitOptions,
 }
 
 impl Compiled {
-    /// Emits `program` and maps the code: written into read+write pages, which are then
-    /// turned read+execute (`pages`), so no page is ever writable and executable.
+    /// Emits `program` with the facts proven from `options.entry` (or from the stack alone)
+    /// and maps the code: written into read+write pages, which are then turned read+execute
+    /// (`pages`), so no page is ever writable and executable.
     pub(crate) fn new(program: &Program, options: &JitOptions) -> Result<Compiled, JitError> {
-        let emitted = emit(program, options)?;
+        let entry = options.entry.clone().unwrap_or_else(FactsEntry::unknown);
+        let facts = Facts::analyse(program, &entry);
+        Compiled::with_facts(program, options, &facts)
+    }
+
+    /// [`Compiled::new`] with facts already proven (by the verifier, say) for this program.
+    pub(crate) fn with_facts(
+        program: &Program,
+        options: &JitOptions,
+        facts: &Facts,
+    ) -> Result<Compiled, JitError> {
+        let emitted = emit(program, options, facts)?;
         let mut pages = Pages::new(emitted.code.len())?;
         pages.bytes_mut().copy_from_slice(&emitted.code);
+        let fallback = (*facts.entry() != FactsEntry::unknown()).then(|| {
+            Box::new(Fallback {
+                entry: facts.entry().clone(),
+                plain: std::sync::OnceLock::new(),
+                program: program.clone(),
+                options: options.clone(),
+            })
+        });
         Ok(Compiled {
             code: Code {
                 pages: pages.seal()?,
@@ -53,6 +88,7 @@ impl Compiled {
                 resume_offset: emitted.resume_offset,
             },
             shape: emitted.shape,
+            fallback,
         })
     }
 
@@ -68,6 +104,22 @@ impl Compiled {
         limits: &Limits,
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
+        if let Some(fallback) = &self.fallback
+            && !fallback.entry.admits(&memory, args)
+        {
+            let plain = fallback.plain.get_or_init(|| {
+                let options = JitOptions {
+                    entry: None,
+                    ..fallback.options.clone()
+                };
+                Compiled::new(&fallback.program, &options).map(Box::new)
+            });
+            return match plain {
+                Ok(plain) => plain.run(memory, args, helpers, limits, stack),
+                // Only mapping memory can fail for a program that compiled once.
+                Err(_) => Err(unknown(0)),
+            };
+        }
         let code = &self.code;
         let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
         let mut spare = Spare::take();
@@ -164,6 +216,17 @@ impl Compiled {
                     Some(payload) => std::panic::resume_unwind(payload),
                     None => break Err(unknown(ctx.run.trap_pc)),
                 },
+                status::FACT => {
+                    // Checked-facts mode: a check the facts declared impossible failed. That
+                    // is a bug in the facts, not in the program; say so as loudly as possible.
+                    let pc = ctx.run.trap_pc;
+                    drop(memory);
+                    spare.put_back();
+                    panic!(
+                        "ebpf-jit-x86 (checked facts): a check the facts declared impossible \
+                         failed at pc {pc}"
+                    );
+                }
                 _ => break Err(trap_of(ctx, limits)),
             }
         };

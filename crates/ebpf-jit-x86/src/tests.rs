@@ -6,19 +6,38 @@ use alloc::vec::Vec;
 
 use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter, Mnemonic};
 
+use ebpf_cfg::facts::{Entry, Facts};
+
 use crate::JitOptions;
 use crate::emit::emit;
 
-fn code(src: &str, blinding: bool) -> Vec<u8> {
+/// The code of `program` with the facts of the stack alone, checks they make impossible
+/// dropped.
+fn emitted(program: &ebpf_isa::Program, blinding: bool) -> Vec<u8> {
+    let options = JitOptions {
+        constant_blinding: blinding,
+        entry: None,
+        checked_facts: false,
+    };
+    let facts = Facts::analyse(program, &Entry::unknown());
+    emit(program, &options, &facts).unwrap().code
+}
+
+/// The code of `src` with the facts of the facade's plain input, checks they make impossible
+/// dropped or (`checked`) kept.
+fn code_with_input(src: &str, checked: bool) -> Vec<u8> {
     let program = ebpf_isa::assemble(src).unwrap();
-    emit(
-        &program,
-        &JitOptions {
-            constant_blinding: blinding,
-        },
-    )
-    .unwrap()
-    .code
+    let options = JitOptions {
+        constant_blinding: false,
+        entry: Some(Entry::input()),
+        checked_facts: checked,
+    };
+    let facts = Facts::analyse(&program, &Entry::input());
+    emit(&program, &options, &facts).unwrap().code
+}
+
+fn code(src: &str, blinding: bool) -> Vec<u8> {
+    emitted(&ebpf_isa::assemble(src).unwrap(), blinding)
 }
 
 /// Every instruction, formatted in Intel syntax (`add rsi,12345h`), with its length.
@@ -160,7 +179,8 @@ fn thirty_two_bit_operations_write_thirty_two_bit_registers() {
 
 #[test]
 fn division_never_reaches_div_with_zero_or_min_over_minus_one() {
-    let b = body("sdiv %r0, %r1\nexit", false);
+    // r2 and r1 are unknown at entry: both edge cases are tested.
+    let b = body("sdiv %r2, %r1\nexit", false);
     assert!(contains_window(&b, &["test rdi,rdi"]), "{b:?}");
     assert!(
         contains_window(&b, &["cmp rdi,0FFFFFFFFFFFFFFFFh"]),
@@ -168,8 +188,19 @@ fn division_never_reaches_div_with_zero_or_min_over_minus_one() {
     );
     assert!(contains_window(
         &b,
-        &["mov rax,rsi", "cqo", "idiv rdi", "mov rsi,rax"]
+        &["mov rax,r8", "cqo", "idiv rdi", "mov r8,rax"]
     ));
+    // r0 is 0 at entry, never INT_MIN: only the zero test is left.
+    let b = body("sdiv %r0, %r1\nexit", false);
+    assert!(contains_window(&b, &["test rdi,rdi"]), "{b:?}");
+    assert!(!b.iter().any(|s| s.starts_with("cmp rdi")), "{b:?}");
+    // A divisor proven positive: no test at all.
+    let b = body(
+        "mov %r1, %r2\nand %r1, 7\nor %r1, 1\nsdiv %r2, %r1\nexit",
+        false,
+    );
+    assert!(!b.iter().any(|s| s.starts_with("test ")), "{b:?}");
+    assert!(contains_window(&b, &["cqo", "idiv rdi"]), "{b:?}");
     // Constant divisors: the edge cases are decided at compile time.
     let b = body(
         "div %r0, 0\nmod %r1, 0\nsdiv %r2, -1\nsmod %r3, -1\ndiv %r4, 8\nmod %r5, 16\nexit",
@@ -289,12 +320,20 @@ fn stack_tables_indexed_by_bounded_values_skip_the_check() {
         !b.iter().any(|s| s == "mov rdx,[rbx+10h]"),
         "the range overruns the frame: {b:?}"
     );
-    // An atomic through a range of offsets: alignment is not known, so the full check.
+    // An atomic through a range of offsets, all multiples of 8 (r10 is a frame's multiple):
+    // aligned and in bounds.
     let b = body(&format!("{table}lock add [%r6+0], %r1\nexit"), false);
+    assert!(
+        contains_window(&b, &["add rdx,[rbx+10h]", "lock add [rdx],rdi"]),
+        "{b:?}"
+    );
+    // Multiples of 4 only: the alignment check stays, so the full check.
+    let table4 = table.replace("0xf8", "0xfc");
+    let b = body(&format!("{table4}lock add [%r6+0], %r1\nexit"), false);
     assert!(
         !b.iter()
             .any(|s| s == "add rdx,[rbx+10h]" || s == "mov rdx,[rbx+10h]"),
-        "atomic alignment needs an exact offset: {b:?}"
+        "atomic alignment is not proven: {b:?}"
     );
 }
 
@@ -411,9 +450,10 @@ fn a_forward_branch_chains_its_fall_through_into_one_charge_with_a_refund() {
     let charges: Vec<&String> = b.iter().filter(|s| s.starts_with("sub rcx,")).collect();
     assert_eq!(charges, ["sub rcx,6", "sub rcx,2"], "{b:?}");
     assert!(b.iter().any(|s| s == "add rcx,3"), "the refund: {b:?}");
-    // A backward branch (a loop's) does not chain: its taken side stays free.
+    // A backward branch (a loop's, whose trip count is unknown) does not chain: its taken
+    // side stays free.
     let b = body(
-        "mov %r0, 0\nadd %r0, 1\njlt %r0, 9, -2\nadd %r0, 1\nexit",
+        "mov %r0, 0\nadd %r0, 1\njlt %r0, %r2, -2\nadd %r0, 1\nexit",
         false,
     );
     let charges = b.iter().filter(|s| s.starts_with("sub rcx,")).count();
@@ -472,14 +512,7 @@ fn every_instruction_form_decodes() {
     insns.push(ebpf_isa::Insn::Exit);
     let program = ebpf_isa::Program::from_insns(insns);
     for blinding in [false, true] {
-        let c = emit(
-            &program,
-            &JitOptions {
-                constant_blinding: blinding,
-            },
-        )
-        .unwrap()
-        .code;
+        let c = emitted(&program, blinding);
         let all = disasm(&c);
         let total: usize = all.iter().map(|(_, l)| l).sum();
         assert_eq!(total, c.len());
@@ -487,4 +520,124 @@ fn every_instruction_form_decodes() {
         let mut d = Decoder::with_ip(64, &c, 0, DecoderOptions::NONE);
         assert!(d.iter().all(|i| i.mnemonic() != Mnemonic::INVALID));
     }
+}
+
+/// A loop over `count` words, the count read from the input's header: not provable, but
+/// versioned on `count <= (len - 8) / 4`.
+const COUNTED_WORDS: &str = "
+    mov %r0, 0
+    jlt %r2, 8, out
+    ldxdw %r3, [%r1+0]
+    mov %r4, 0
+loop:
+    jge %r4, %r3, out
+    mov %r5, %r4
+    lsh %r5, 2
+    add %r5, %r1
+    ldxw %r6, [%r5+8]
+    add %r0, %r6
+    add %r4, 1
+    ja loop
+out:
+    exit";
+
+#[test]
+fn a_versioned_loop_gets_an_unchecked_copy_selected_at_its_entry() {
+    let all = text(&code_with_input(COUNTED_WORDS, false));
+    // Full checks, of any width.
+    let checks = |all: &[String]| {
+        all.iter()
+            .filter(|s| s.starts_with("cmp rax,[rbx+rdx*8+"))
+            .count()
+    };
+    // The dispatcher: r3 <= ((4 << 32) + len - (4 << 32) - 8) >> 2, from the region table.
+    let end = crate::context::lim_offset(false, 0, 4);
+    let dispatcher = [
+        "mov rdx,0FFFFFFFBFFFFFFF8h".to_string(),
+        alloc::format!("mov rax,[rbx+{}]", disp(end)),
+        "add rax,rdx".to_string(),
+    ];
+    let dispatcher: Vec<&str> = dispatcher.iter().map(String::as_str).collect();
+    assert!(contains_window(&all, &dispatcher), "{all:#?}");
+    assert!(
+        contains_window(&all, &["shr rax,2", "cmp r9,rax"]),
+        "{all:#?}"
+    );
+    // The header load is proven by `len >= 8`; the word load is checked in the loop and not
+    // in its copy.
+    let bias = alloc::format!("mov rdx,[rbx+{}]", disp(crate::context::OFF_BIAS + 8 * 4));
+    assert!(
+        contains_window(&all, &[&bias, "mov r9,[rdi+rdx]"]),
+        "{all:#?}"
+    );
+    assert!(
+        contains_window(&all, &[&bias, "mov r12d,[r11+rdx+8]"]),
+        "{all:#?}"
+    );
+    assert_eq!(checks(&all), 1, "{all:#?}");
+    // Checked facts: every access checked, the copy's too.
+    let all = text(&code_with_input(COUNTED_WORDS, true));
+    assert_eq!(checks(&all), 3, "{all:#?}");
+    assert!(!all.contains(&bias), "{all:#?}");
+}
+
+/// A loop of 3 instructions run 100 times, which the facts count: 300 instructions per entry.
+const COUNTED: &str = "
+    mov %r0, 0
+    mov %r1, 0
+loop:
+    add %r0, %r1
+    add %r1, 1
+    jlt %r1, 100, loop
+    exit";
+
+#[test]
+fn a_counted_loop_is_charged_once_at_its_entry() {
+    let program = ebpf_isa::assemble(COUNTED).unwrap();
+    let facts = Facts::analyse(&program, &Entry::unknown());
+    assert_eq!(
+        facts
+            .loops()
+            .iter()
+            .map(|l| l.instructions)
+            .collect::<Vec<_>>(),
+        [300]
+    );
+    let all = text(&emitted(&program, false));
+    // The dispatcher: the whole loop's budget at once, then the copy.
+    assert!(
+        all.windows(3)
+            .any(|w| w[0] == "cmp rcx,12Ch" && w[1].starts_with("jb ") && w[2] == "sub rcx,12Ch"),
+        "{all:#?}"
+    );
+    // Two copies of the body: the ordinary loop charges its 3 instructions per iteration,
+    // the copy nothing.
+    let bodies: Vec<usize> = all
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| *s == "add rsi,rdi")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(bodies.len(), 2, "{all:#?}");
+    assert!(all[bodies[0] - 2] == "sub rcx,3", "{all:#?}");
+    assert!(
+        !all[bodies[1] - 2..bodies[1]]
+            .iter()
+            .any(|s| s.starts_with("sub rcx")),
+        "{all:#?}"
+    );
+    // Checked facts: the copy counts its instructions and compares them with the fact.
+    let options = JitOptions {
+        constant_blinding: false,
+        entry: None,
+        checked_facts: true,
+    };
+    let checked = text(&emit(&program, &options, &facts).unwrap().code);
+    let count = disp(crate::context::OFF_LOOP_COUNT);
+    assert!(
+        checked
+            .iter()
+            .any(|s| *s == alloc::format!("cmp qword ptr [rbx+{count}],12Ch")),
+        "{checked:#?}"
+    );
 }

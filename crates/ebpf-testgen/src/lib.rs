@@ -13,7 +13,12 @@
 //! - byte strings for decoders ([`arbitrary_bytes`], [`mutated_bytes`], …), mostly valid so
 //!   that every decode error is reached;
 //! - runnable programs ([`structured_program`]) that stay in bounds and terminate, for the
-//!   interpreter, the verifier and the JITs' differential tests.
+//!   interpreter, the verifier and the JITs' differential tests;
+//! - programs that guard their input accesses, and their off-by-one mutants ([`parser`],
+//!   [`counted_loop`]), for static facts and the engines that rely on them;
+//! - a step-by-step runner ([`trace`]) that shows the registers before every instruction, for
+//!   checking static facts against executions (tests compare its outcome with the
+//!   interpreter's).
 //!
 //! What it is not for: production code (it is a test-only dependency, never a normal one of a
 //! library), running or checking programs (that is `ebpf-interp` and `ebpf-verifier`; the
@@ -42,14 +47,17 @@
 mod bytes;
 #[cfg(test)]
 mod check;
+mod guarded;
 mod insn;
 mod program;
 mod structured;
+mod trace;
 
 pub use bytes::{
     Mutation, any_mutation, arbitrary_bytes, mutated_bytes, near_valid_slot, near_valid_slots,
     raw_bytes, valid_bytes,
 };
+pub use guarded::{Guard, OffByOne, ParserStep, counted_loop, off_by_one, parser, parser_step};
 pub use insn::{
     INTERESTING_I16, INTERESTING_I32, INTERESTING_U64, any_form, any_imm, any_imm64, any_insn,
     any_insn_where, any_off, any_reg, forms, forms_where, insn_of_form, insn_of_form_using, reg_in,
@@ -59,3 +67,4 @@ pub use structured::{
     GENERAL_REGS, INPUT_REG, MAX_DEPTH, MAX_FUNCTIONS, MAX_ITERATIONS, StructuredConfig,
     StructuredProgram, input_bytes, structured_program, structured_with_input,
 };
+pub use trace::{Step, trace};

@@ -24,7 +24,7 @@ use ebpf_abi::semantics;
 use ebpf_cfg::{BlockId, Cfg, FuncId, Terminator};
 use ebpf_isa::{AluOp, AtomicOp, Cond, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg, Width};
 
-use crate::{Finding, FindingKind, Proof};
+use crate::{Finding, FindingKind};
 
 const FRAME: i64 = ebpf_abi::STACK_FRAME_SIZE as i64;
 
@@ -116,12 +116,11 @@ impl State {
     }
 }
 
-/// Collects findings and proof facts during the reporting pass; does nothing during the
+/// Collects findings during the reporting pass; does nothing during the
 /// fixed-point iteration.
 struct Sink<'a> {
     report: bool,
     findings: &'a mut Vec<Finding>,
-    proven: &'a mut Vec<usize>,
     cfg: &'a Cfg,
     helpers: Option<&'a [u32]>,
     /// Per function: the registers r1–r5 written at every live call site seen so far (the
@@ -194,8 +193,6 @@ fn callers_first(cfg: &Cfg) -> Vec<usize> {
 
 /// What the analysis found besides its findings.
 pub(crate) struct Analysis {
-    /// What verification proved.
-    pub(crate) proof: Proof,
     /// The live blocks and functions.
     pub(crate) live: Live,
 }
@@ -252,7 +249,6 @@ pub(crate) fn check(
         let mut again = false;
         let mut analysed = vec![false; nf];
         let start = findings.len();
-        let mut proven = Vec::new();
         // Out-states by block; functions own disjoint block ranges, so one array serves all.
         let mut outs: Vec<Option<State>> = vec![None; cfg.blocks().len()];
         for &f in &order {
@@ -260,7 +256,6 @@ pub(crate) fn check(
                 let mut sink = Sink {
                     report: false,
                     findings: &mut *findings,
-                    proven: &mut proven,
                     cfg,
                     helpers,
                     arg_masks: &mut arg_masks,
@@ -277,14 +272,9 @@ pub(crate) fn check(
             findings.truncate(start);
             continue;
         }
-        proven.sort_unstable();
-        proven.dedup();
         // A block is live when some live edge reached it, i.e. it was given a state.
         let blocks = outs.iter().map(Option::is_some).collect();
         return Analysis {
-            proof: Proof {
-                stack_accesses_in_bounds: proven,
-            },
             live: Live {
                 blocks,
                 functions: called,
@@ -460,9 +450,6 @@ fn stack_access(
     }
     if access != Access::Read {
         s.mark(bytes);
-    }
-    if sink.report {
-        sink.proven.push(pc);
     }
 }
 

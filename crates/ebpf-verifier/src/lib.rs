@@ -18,8 +18,10 @@
 //! ([`VerifiedProgram::undecodable`]).
 //!
 //! What it is not for: memory safety. Every engine is safe on unverified input; the verifier
-//! is a quality and policy layer. What it proves travels in [`VerifiedProgram`], so that an
-//! engine may skip a check it covers.
+//! is a quality and policy layer. What is proven about the program travels in
+//! [`VerifiedProgram::facts`] (`ebpf_cfg::facts`, the one analysis every engine shares, run
+//! from the [`VerifierConfig::entry`] the embedder guarantees), so that an engine may skip a
+//! check a fact covers.
 //!
 //! ```
 //! use ebpf_verifier::{Verifier, VerifierConfig, Termination};
@@ -47,6 +49,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use ebpf_cfg::Cfg;
+use ebpf_cfg::facts::{Entry, Facts};
 use ebpf_isa::Program;
 
 pub use finding::{Finding, FindingKind, Severity};
@@ -67,6 +70,9 @@ pub struct VerifierConfig {
     pub helpers: Option<Vec<u32>>,
     /// Deepest allowed local-call nesting (entry = depth 0; default 8).
     pub max_call_depth: usize,
+    /// What holds when the program starts (arguments, regions), which the program's facts
+    /// may rely on; default: nothing beyond the stack.
+    pub entry: Entry,
 }
 
 impl Default for VerifierConfig {
@@ -77,6 +83,7 @@ impl Default for VerifierConfig {
             recursion: Severity::Error,
             helpers: None,
             max_call_depth: 8,
+            entry: Entry::unknown(),
         }
     }
 }
@@ -93,20 +100,12 @@ pub enum Termination {
     Looping,
 }
 
-/// What verification proved about a program that passed, for engines to rely on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Proof {
-    /// pcs of the loads, stores and atomics whose address is the frame pointer plus a constant
-    /// and lies inside the current 512-byte frame (the verifier also forbids writing `r10`).
-    pub stack_accesses_in_bounds: Vec<usize>,
-}
-
 /// A program that passed verification, with what was proven and the warnings found.
 #[derive(Clone, Debug)]
 pub struct VerifiedProgram {
     program: Program,
     termination: Termination,
-    proof: Proof,
+    facts: Facts,
     warnings: Vec<Finding>,
     undecodable: Vec<usize>,
 }
@@ -137,9 +136,10 @@ impl VerifiedProgram {
         self.termination
     }
 
-    /// What was proven.
-    pub fn proof(&self) -> &Proof {
-        &self.proof
+    /// What holds on every path, from the configured entry: accesses in bounds, divisors,
+    /// loops (see `ebpf_cfg::facts`).
+    pub fn facts(&self) -> &Facts {
+        &self.facts
     }
 
     /// The warnings (findings that did not reject it).
@@ -330,10 +330,11 @@ impl Verifier {
             },
             None => Termination::Looping,
         };
+        let facts = Facts::analyse(&program, &self.config.entry);
         Ok(VerifiedProgram {
             program,
             termination,
-            proof: analysis.proof,
+            facts,
             warnings: findings,
             undecodable: stand_ins,
         })

@@ -340,10 +340,11 @@ fn render(
                 });
             }
             if proof {
-                let pcs = &ok.proof().stack_accesses_in_bounds;
+                // The pcs of the accesses the facts prove in bounds.
+                let pcs: Vec<usize> = ok.program().iter().map(|(pc, _)| pc).collect();
                 let mut line = String::from("proof");
-                for pc in pcs {
-                    write!(line, " {pc}").unwrap();
+                for i in ok.facts().accesses_in_bounds() {
+                    write!(line, " {}", pcs[i]).unwrap();
                 }
                 out.push(line);
             }

@@ -9,6 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use ebpf_abi::Executable;
+use ebpf_cfg::facts::{Entry, Facts};
 use ebpf_interp::Interpreter;
 use ebpf_isa::Program;
 
@@ -107,18 +108,35 @@ impl fmt::Display for Engine {
 
 /// Prepares `program` for `engine`: the one place that knows how each engine prepares a
 /// program. What comes back runs through the engine interface, [`Executable`], whatever the
-/// engine; adding an engine is a variant of [`Engine`] and an arm here.
-pub(crate) fn prepare(engine: Engine, program: &Program) -> Result<Box<dyn Executable>, LoadError> {
+/// engine; adding an engine is a variant of [`Engine`] and an arm here. `entry` is what every
+/// run holds at entry and `facts` what the verifier proved from it, if it ran: a JIT drops
+/// the checks they make impossible.
+pub(crate) fn prepare(
+    engine: Engine,
+    program: &Program,
+    entry: &Entry,
+    facts: Option<&Facts>,
+) -> Result<Box<dyn Executable>, LoadError> {
     if !engine.is_available() {
         return Err(LoadError::EngineUnavailable(engine));
     }
+    let _ = (entry, facts);
     match engine {
         Engine::Interpreter => Ok(Box::new(Interpreter::new(program))),
         #[cfg(feature = "jit-x86")]
-        Engine::X86 => compiled(
-            engine,
-            ebpf_jit_x86::compile(program, &ebpf_jit_x86::JitOptions::default()),
-        ),
+        Engine::X86 => {
+            let options = ebpf_jit_x86::JitOptions {
+                entry: Some(entry.clone()),
+                ..ebpf_jit_x86::JitOptions::default()
+            };
+            compiled(
+                engine,
+                match facts {
+                    Some(facts) => ebpf_jit_x86::compile_with_facts(program, &options, facts),
+                    None => ebpf_jit_x86::compile(program, &options),
+                },
+            )
+        }
         #[cfg(feature = "jit-cranelift")]
         Engine::Cranelift => compiled(
             engine,
@@ -302,19 +320,25 @@ mod tests {
     fn every_available_engine_prepares_a_program_that_runs() {
         let program = ebpf_isa::assemble("mov %r0, 6\nmul %r0, 7\nexit").unwrap();
         for &engine in Engine::ALL {
-            let prepared = prepare(engine, &program).unwrap();
-            let exit = prepared
-                .run(
-                    ebpf_abi::MemoryMap::new(),
-                    [0, 0],
-                    &ebpf_abi::Helpers::new(),
-                    &ebpf_abi::Limits::default(),
-                )
-                .unwrap();
-            assert_eq!((exit.r0, exit.instructions), (42, 3), "{engine}");
-            let compiles = !matches!(engine, Engine::Interpreter)
-                && (engine != Engine::Tiered || Engine::X86.is_available());
-            assert_eq!(prepared.code_size() > 0, compiles, "{engine}");
+            // With the facts of the plain input, proven here or by a verifier; the run has no
+            // input, which the entry does not admit (the JIT falls back).
+            let entry = Entry::input();
+            let facts = Facts::analyse(&program, &entry);
+            for facts in [None, Some(&facts)] {
+                let prepared = prepare(engine, &program, &entry, facts).unwrap();
+                let exit = prepared
+                    .run(
+                        ebpf_abi::MemoryMap::new(),
+                        [0, 0],
+                        &ebpf_abi::Helpers::new(),
+                        &ebpf_abi::Limits::default(),
+                    )
+                    .unwrap();
+                assert_eq!((exit.r0, exit.instructions), (42, 3), "{engine}");
+                let compiles = !matches!(engine, Engine::Interpreter)
+                    && (engine != Engine::Tiered || Engine::X86.is_available());
+                assert_eq!(prepared.code_size() > 0, compiles, "{engine}");
+            }
         }
     }
 

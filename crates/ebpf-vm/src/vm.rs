@@ -8,6 +8,7 @@ use crate::engine::{self, Engine};
 use ebpf_abi::{
     Executable, Exit, Helper, Helpers, Limits, MemoryMap, Region, Stack, Trap, TrapKind, layout,
 };
+use ebpf_cfg::facts::{Entry, MetadataFields, RegionSpec};
 use ebpf_interp::{Interpreter, Observer};
 use ebpf_isa::{AsmError, DecodeError, Program};
 use ebpf_verifier::{
@@ -272,7 +273,8 @@ impl VmBuilder {
     }
 
     /// Replaces the verifier's configuration (unreachable code as an error, a shorter maximum
-    /// length, …). Its `helpers` and `max_call_depth` are always taken from this builder.
+    /// length, …). Its `helpers`, `max_call_depth` and `entry` are always taken from this
+    /// builder.
     pub fn verifier_config(mut self, config: VerifierConfig) -> VmBuilder {
         self.verifier_config = Some(config);
         self
@@ -427,10 +429,43 @@ impl VmBuilder {
         Ok(())
     }
 
+    /// What every run of this VM holds at entry, for the facts that let engines drop checks:
+    /// `r1`/`r2` as [`VmBuilder::run_with`] sets them, the images' and read-only regions'
+    /// lengths. Runs that break it (no input, a caller's metadata buffer without the
+    /// addresses) are still correct: engines check `Entry::admits` and fall back.
+    fn entry(&self) -> Entry {
+        let fixed = |len: usize, writable: bool| RegionSpec::Fixed {
+            len: len as u64,
+            writable,
+        };
+        let mut entry = match self.metadata {
+            None => Entry::input(),
+            Some(m) => match (
+                u32::try_from(m.data_offset),
+                u32::try_from(m.data_end_offset),
+            ) {
+                (Ok(data), Ok(data_end)) => Entry::metadata(MetadataFields { data, data_end }),
+                _ => Entry::unknown(),
+            },
+        };
+        if let Some(rodata) = &self.images.rodata {
+            entry = entry.with_region(layout::RODATA as u8, fixed(rodata.len(), false));
+        }
+        if let Some(data) = &self.images.data {
+            entry = entry.with_region(layout::DATA as u8, fixed(data.len(), true));
+        }
+        for (i, region) in self.read_only_regions.iter().enumerate() {
+            let id = layout::FIRST_EXTRA + i as u64;
+            entry = entry.with_region(id as u8, fixed(region.len(), false));
+        }
+        entry
+    }
+
     fn verifier(&self) -> Verifier {
         let mut config = self.verifier_config.clone().unwrap_or_default();
         config.helpers = Some(self.helpers.ids().collect());
         config.max_call_depth = self.limits.max_call_depth;
+        config.entry = self.entry();
         let mut verifier = Verifier::new(config);
         for policy in &self.policies {
             verifier = verifier.with_policy(policy.clone());
@@ -448,10 +483,15 @@ impl VmBuilder {
         if unbounded && matches!(self.verification, Verification::Verify) {
             return Err(LoadError::NeedsBudget);
         }
+        let compiled = engine::prepare(
+            self.engine,
+            &program,
+            &self.entry(),
+            verified.as_ref().map(|v| v.facts()),
+        )?;
         let (warnings, undecodable) = verified
             .map(|v| (v.warnings().to_vec(), v.undecodable().to_vec()))
             .unwrap_or_default();
-        let compiled = engine::prepare(self.engine, &program)?;
         let stack_reach = crate::scrub::stack_reach(&program, &self.limits);
         Ok(Vm {
             program,

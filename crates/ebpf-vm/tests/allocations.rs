@@ -81,7 +81,11 @@ fn check_no_allocation(what: &str, engine: Engine, mut run: impl FnMut() -> u64)
     let first = run();
     let warm_up = if engine == Engine::Tiered { 32 } else { 0 };
     for _ in 0..warm_up {
-        assert_eq!(run(), first, "{what} on {engine}: results differ between runs");
+        assert_eq!(
+            run(),
+            first,
+            "{what} on {engine}: results differ between runs"
+        );
     }
     let mut same = true;
     let n = allocations(|| {

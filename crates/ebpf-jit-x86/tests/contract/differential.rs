@@ -52,3 +52,34 @@ fn runs_share_nothing_and_threads_may_run_one_program() {
         &|_, map, args, helpers, limits| jit.run(map, args, helpers, limits),
     );
 }
+
+/// Loops the facts count, which the JIT charges once at their entry when the budget has them
+/// all: under every budget from none to a few past the whole run the JIT traps where the
+/// interpreter does, with the same count, in every configuration (the checked ones compare
+/// each copy's count with its fact). One exits at the bottom, one through the fall-through
+/// of a forward jump into the middle of a chain, one through the taken side at the top, one
+/// with stack accesses proven in bounds.
+#[test]
+fn counted_loops_charge_exactly_under_every_budget() {
+    let programs = [
+        "mov %r0, 0\nmov %r1, 0\nloop:\nadd %r0, %r1\nadd %r1, 1\njlt %r1, 20, loop\nexit",
+        "mov %r0, 0\nmov %r1, 0\nloop:\nadd %r0, %r1\nadd %r1, 1\njne %r1, 9, cont\n\
+         add %r0, 1000\nmul %r0, 3\njeq %r0, 7, out\nadd %r0, 1\nout:\nexit\ncont:\nja loop",
+        "mov %r0, 0\nmov %r1, 12\nloop:\njeq %r1, 0, out\nsub %r1, 1\nadd %r0, 3\nja loop\n\
+         out:\nexit",
+        "mov %r0, 0\nmov %r1, 0\nloop:\nstxdw [%r10-8], %r1\nldxdw %r2, [%r10-8]\n\
+         add %r0, %r2\nadd %r1, 1\njlt %r1, 15, loop\nexit",
+    ];
+    with_differential(|d| {
+        for text in programs {
+            let program = asm(text);
+            let facts = ebpf_cfg::facts::Facts::analyse(&program, &crate::entry());
+            assert_eq!(facts.loops().len(), 1, "not counted:\n{text}");
+            let total = d.check(&program, &Setup::none()).exit().instructions;
+            for budget in (0..=total + 2).map(Some).chain([None]) {
+                d.check(&program, &Setup::input(vec![0u8; 16]).budget(budget));
+                d.check(&program, &Setup::none().budget(budget));
+            }
+        }
+    });
+}

@@ -1,5 +1,8 @@
-//! The x86-64 JIT against the contract and the interpreter, below the facade, with and without
-//! constant blinding.
+//! The x86-64 JIT against the contract and the interpreter, below the facade, in every
+//! configuration that changes its code: with and without constant blinding, with the facts of
+//! the stack alone or of the plain input, and with the checks the facts make impossible dropped
+//! or kept (checked facts: a kept check that fires ends the run with a panic naming the pc, so
+//! a wrong fact fails the test instead of hiding behind a passing run).
 //!
 //! One test binary built from modules:
 //!
@@ -9,14 +12,16 @@
 //! - `differential` — the generated families of `ebpf_contract::differential` (matrices, budget
 //!   sweeps, recursion, large programs, every contract case with its final stack) compared with
 //!   the interpreter, and what only this JIT's own API shows (helper panics, threads);
-//! - `props` — property tests: generated programs agree with the interpreter.
+//! - `props` — property tests: generated programs agree with the interpreter; guarded parsers
+//!   and counted loops never trap, and their off-by-one mutants trap as the interpreter does.
 
 #![cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
 
 mod differential;
 mod props;
 
-use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Trap};
+use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Trap, layout};
+use ebpf_cfg::facts::{Entry, RegionSpec};
 use ebpf_contract::differential::Differential;
 use ebpf_interp::Interpreter;
 use ebpf_isa::Program;
@@ -28,11 +33,46 @@ pub(crate) fn interp()
     ebpf_contract::engine(Interpreter::new, Interpreter::run)
 }
 
+/// Read-only data the property tests map (region 1), for programs that happen to read it.
+pub(crate) const RODATA: &[u8; 16] = b"read-only bytes!";
+
+/// What the differential runs hold at entry: `r1`/`r2` the input's start and length, the input
+/// writable, [`RODATA`] read-only. Runs that break it (no input, other arguments, the contract's
+/// own entry registers) are not admitted, so they exercise the JIT's fallback compilation.
+pub(crate) fn entry() -> Entry {
+    Entry::input().with_region(
+        layout::RODATA as u8,
+        RegionSpec::Fixed {
+            len: RODATA.len() as u64,
+            writable: false,
+        },
+    )
+}
+
+/// The configurations every program runs under, with their labels: facts from the stack alone
+/// or from [`entry`], each with the checks the facts make impossible kept or dropped, constant
+/// blinding on in half of them.
+pub(crate) fn configurations() -> [(&'static str, JitOptions); 4] {
+    let with = |constant_blinding, entry: Option<Entry>, checked_facts| JitOptions {
+        constant_blinding,
+        entry,
+        checked_facts,
+    };
+    [
+        ("x86 (stack facts, checked)", with(false, None, true)),
+        ("x86 (stack facts, blinded)", with(true, None, false)),
+        (
+            "x86 (input facts, blinded, checked)",
+            with(true, Some(entry()), true),
+        ),
+        ("x86 (input facts)", with(false, Some(entry()), false)),
+    ]
+}
+
 /// The JIT as an engine: compiles each program it is given (compiling is cheap).
 pub(crate) fn x86(
-    constant_blinding: bool,
+    options: JitOptions,
 ) -> impl Fn(&Program, MemoryMap<'_>, [u64; 2], &Helpers, &Limits) -> Result<Exit, Trap> {
-    let options = JitOptions { constant_blinding };
     let compile = move |program: &Program| {
         compile(program, &options)
             .unwrap_or_else(|e| panic!("compile: {e}\n{}", ebpf_isa::disassemble(program)))
@@ -40,34 +80,32 @@ pub(crate) fn x86(
     ebpf_contract::engine(compile, X86Program::run)
 }
 
-/// Runs `f` with a differential check of the JIT, with and without blinding, against the
+/// Runs `f` with a differential check of the JIT, in every [`configurations`], against the
 /// interpreter.
 pub(crate) fn with_differential<T>(f: impl FnOnce(&Differential<'_>) -> T) -> T {
-    let (interp, plain, blinded) = (interp(), x86(false), x86(true));
+    let interp = interp();
+    let [(l0, o0), (l1, o1), (l2, o2), (l3, o3)] = configurations();
+    let (e0, e1, e2, e3) = (x86(o0), x86(o1), x86(o2), x86(o3));
     let d = Differential::new(&interp)
-        .engine("x86", &plain)
-        .engine("x86 (blinded)", &blinded);
+        .engine(l0, &e0)
+        .engine(l1, &e1)
+        .engine(l2, &e2)
+        .engine(l3, &e3);
     f(&d)
 }
 
 #[test]
-fn contract_without_blinding() {
-    ebpf_contract::check_engine("x86", &x86(false));
+fn contract_in_every_configuration() {
+    for (label, options) in configurations() {
+        ebpf_contract::check_engine(label, &x86(options));
+    }
 }
 
-#[test]
-fn contract_with_blinding() {
-    ebpf_contract::check_engine("x86 (blinded)", &x86(true));
-}
-
-fn conformance(constant_blinding: bool) {
-    let options = JitOptions { constant_blinding };
+/// The 313 vectors with `options`: vectors without memory run with `r1 = r2 = 0`, which the
+/// input's entry does not admit (they exercise the fallback compilation).
+fn conformance(label: &str, options: JitOptions) {
     ebpf_contract::conformance::check_suite(
-        if constant_blinding {
-            "x86 (blinded)"
-        } else {
-            "x86"
-        },
+        label,
         |v| compile(&v.program, &options).map_err(|e| format!("compile: {e}")),
         X86Program::run,
         Some(&interp()),
@@ -75,11 +113,8 @@ fn conformance(constant_blinding: bool) {
 }
 
 #[test]
-fn conformance_suite_without_blinding() {
-    conformance(false);
-}
-
-#[test]
-fn conformance_suite_with_blinding() {
-    conformance(true);
+fn conformance_suite_in_every_configuration() {
+    for (label, options) in configurations() {
+        conformance(label, options);
+    }
 }

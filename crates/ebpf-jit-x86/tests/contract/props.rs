@@ -5,18 +5,25 @@
 //! Three generators from `ebpf-testgen`: structured programs (runnable, in bounds, with loops,
 //! local calls and atomics) under a random budget that is often too small; arbitrary instruction
 //! sequences (jumps anywhere, any memory, unknown helpers: mostly traps); and closed programs
-//! (control flow inside the program, so loops and recursion), both under a budget.
+//! (control flow inside the program, so loops and recursion), both under a budget. And the
+//! programs the facts exist for: guarded parsers and loops over the input, whose originals
+//! never trap and whose off-by-one mutants trap exactly as the interpreter does, under every
+//! configuration of the facts (checked or not, from the plain input or the stack alone).
 
 use ebpf_abi::Limits;
-use ebpf_contract::differential::{Setup, with_stack_dumps};
+use ebpf_contract::differential::{Outcome, Setup, with_stack_dumps};
 use ebpf_isa::Program;
-use ebpf_testgen::{StructuredConfig, any_program, closed_program, structured_with_input};
+use ebpf_testgen::{
+    Guard, ParserStep, StructuredConfig, any_program, closed_program, counted_loop, off_by_one,
+    parser, parser_step, structured_with_input,
+};
 use proptest::prelude::*;
 
-use crate::with_differential;
+use crate::{RODATA, with_differential};
 
-/// Read-only data every run maps (region 1), for programs that happen to read it.
-const RODATA: &[u8; 16] = b"read-only bytes!";
+fn assemble(text: &str) -> Program {
+    ebpf_isa::assemble(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
 
 /// A structured program, its input, and no budget or one that is often too small.
 fn structured_with_budget(
@@ -43,17 +50,16 @@ fn bigger() -> StructuredConfig {
     }
 }
 
-/// Compares `program` on the engines over `input` (mapped or not) with `limits`.
-fn agree(program: &Program, input: Vec<u8>, map_input: bool, limits: Limits) {
+/// Compares `program` on the engines over `input` (mapped or not) with `limits`; returns the
+/// interpreter's outcome.
+fn agree(program: &Program, input: Vec<u8>, map_input: bool, limits: Limits) -> Outcome {
     let setup = Setup {
         input: map_input.then_some(input),
         limits,
         ..Setup::none()
     }
     .rodata(*RODATA);
-    with_differential(|d| {
-        d.check(program, &setup);
-    });
+    with_differential(|d| d.check(program, &setup))
 }
 
 proptest! {
@@ -96,5 +102,74 @@ proptest! {
     ) {
         let limits = Limits { budget: Some(budget), max_call_depth: depth };
         agree(&with_stack_dumps(&program), input, true, limits);
+    }
+
+    #[test]
+    fn guarded_parsers_never_trap_and_their_mutants_trap_alike(
+        steps in prop::collection::vec(parser_step(), 1..6),
+        (which, kind) in (0usize..24, 0u8..5),
+        data in prop::collection::vec(any::<u8>(), 0..80),
+    ) {
+        let (text, _) = parser(&steps, None);
+        let program = assemble(&text);
+        // A guard on the remaining length (`end - p < n`) lets a pointer already past the end
+        // through; every other guard keeps the original in bounds.
+        let safe = !steps.iter().any(|s| {
+            matches!(s, ParserStep::Header { guard: Guard::Len32, .. })
+        });
+        for len in [0, 1, data.len() / 3, data.len() / 2, data.len()] {
+            let len = len.min(data.len());
+            let got = agree(&program, data[..len].to_vec(), true, Limits::default());
+            prop_assert!(
+                !safe || got.result.is_ok(),
+                "{:?} on {} bytes:\n{}", got.result, len, text
+            );
+        }
+        let (mutant, _) = parser(&steps, Some(off_by_one(which, kind, steps.len())));
+        let program = assemble(&mutant);
+        for len in 0..=data.len().min(48) {
+            agree(&program, data[..len].to_vec(), true, Limits::default());
+        }
+    }
+
+    #[test]
+    fn counted_loops_never_trap_and_their_mutants_trap_alike(
+        stride_log in 0u8..4,
+        width_log in 0u8..4,
+        at in 0u8..9,
+        by_index in any::<bool>(),
+        le in any::<bool>(),
+        len in 0usize..70,
+    ) {
+        let width_log = width_log.min(stride_log);
+        let original = !le && u32::from(at) + (1u32 << width_log) <= 1 << stride_log;
+        let text = counted_loop(stride_log, width_log, at, by_index, le);
+        let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let got = agree(&assemble(&text), data, true, Limits::default());
+        if original {
+            prop_assert!(got.result.is_ok(), "{:?}:\n{}", got.result, text);
+        }
+    }
+
+    /// The bench programs (loops bounded by lengths and counts read from the input) on bodies
+    /// whose length field is right, short, long or absurd: their versioned loops run the
+    /// unchecked copy when the conditions hold and the checked loop when they do not.
+    #[test]
+    fn bench_programs_with_lying_headers_agree(
+        which in 0usize..ebpf_bench::PROGRAMS.len(),
+        body in prop::collection::vec(any::<u8>(), 0..160),
+        lie in prop::sample::select(vec![0i64, 0, 0, -1, -8, 1, 8, 1 << 20, i64::MAX]),
+        count in prop::sample::select(vec![None, Some(0u64), Some(1), Some(3), Some(9), Some(u64::MAX / 4)]),
+    ) {
+        let program = ebpf_bench::PROGRAMS[which].assemble();
+        let mut input = Vec::new();
+        let len = (body.len() as i64 + 8).wrapping_add(lie) as u64;
+        input.extend_from_slice(&len.to_le_bytes());
+        input.extend_from_slice(&body);
+        if let (Some(n), true) = (count, input.len() >= 16) {
+            input[8..16].copy_from_slice(&n.to_le_bytes());
+        }
+        let limits = Limits { budget: Some(300_000), ..Limits::default() };
+        agree(&program, input, true, limits);
     }
 }

@@ -1,0 +1,386 @@
+//! Facts: what holds at each instruction on every path the program can take, so that an
+//! engine may drop a check it makes impossible — the one analysis both JITs and the verifier
+//! share.
+//!
+//! [`Facts::analyse`] runs an abstract interpretation of the program over its *execution
+//! graph* (the interpreter's control flow: jumps between functions, falling into the next
+//! function, calls and returns), starting from what the embedder guarantees at entry
+//! ([`Entry`]). Per register it tracks value ranges (unsigned, signed), known bits (so a
+//! stride of 8 is known), and relations — to other registers (`i < n`), to the run-time end
+//! of a region (`p + 14 <= data_end`), and exact affine links (`p = base + (i << 3)`) — with
+//! widening to the program's own constants at loop heads and one narrowing sweep. Every
+//! conditional jump refines both of its sides, 32- and 64-bit, signed and unsigned, against
+//! a constant or another register.
+//!
+//! What comes out ([`Facts`]):
+//!
+//! - [`Access`]: a load, store or atomic that is in bounds of one region on every path (and
+//!   writable, and aligned for an atomic) — the bounds check can go;
+//! - [`Division`]: a divisor register that is never zero, and never `-1` when the dividend
+//!   can be the smallest signed value — the division needs no test;
+//! - whether an instruction is reached at all.
+//!
+//! Facts depend on the entry: with [`Entry::input`], `r1 + r2` is the input's end and every
+//! guard against it is a proof; with [`Entry::unknown`] only the stack is known. An engine
+//! compiled with facts for an entry must run that code only when [`Entry::admits`] the run
+//! (it checks the arguments and the region table in a few comparisons), and fall back to
+//! checked code otherwise. See `docs/facts.md`.
+
+mod graph;
+mod loops;
+mod num;
+mod solve;
+mod state;
+mod transfer;
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use ebpf_abi::{MemoryMap, Region, layout};
+use ebpf_isa::Program;
+
+pub use loops::{Condition, LoopFact, Version};
+pub use solve::{Analysis, Registers, Relation, ValueFacts};
+
+/// What an argument register holds at entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Arg {
+    /// Nothing is assumed.
+    #[default]
+    Unknown,
+    /// The VM address of the first byte of a region (`region << 32`).
+    Start(u8),
+    /// The length of a region, in bytes.
+    Len(u8),
+}
+
+/// What a region is, as far as facts may assume.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RegionSpec {
+    /// Nothing is assumed; no access to it is proven.
+    #[default]
+    Unknown,
+    /// Its length is only known at run time (below 4 GiB; 0 if unmapped).
+    Dynamic {
+        /// Whether stores are allowed.
+        writable: bool,
+    },
+    /// At least this many bytes long (the same every run: an ELF image, a table).
+    Fixed {
+        /// The length.
+        len: u64,
+        /// Whether stores are allowed.
+        writable: bool,
+    },
+}
+
+/// Where the metadata buffer holds the input's addresses (rbpf's "mbuff" layout): the VM
+/// address of the input's first byte at byte offset `data` of the metadata region and one
+/// past its last byte at `data_end`, as little-endian `u64`s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetadataFields {
+    /// Offset of the input's start address.
+    pub data: u32,
+    /// Offset of the input's end address.
+    pub data_end: u32,
+}
+
+/// What holds when the program starts: what facts may rely on. The stack is always known (its
+/// size is a run-time length; `r10` is its end).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// What `r1` and `r2` hold.
+    pub args: [Arg; 2],
+    /// What each region is, by region id (the stack's entry is ignored).
+    pub regions: [RegionSpec; layout::MAX_REGION as usize + 1],
+    /// Where the metadata buffer holds the input's addresses, if it does.
+    pub metadata: Option<MetadataFields>,
+}
+
+impl Default for Entry {
+    fn default() -> Entry {
+        Entry::unknown()
+    }
+}
+
+impl Entry {
+    /// Nothing beyond the stack: facts hold for any arguments and any region table.
+    pub fn unknown() -> Entry {
+        Entry {
+            args: [Arg::Unknown; 2],
+            regions: [RegionSpec::Unknown; layout::MAX_REGION as usize + 1],
+            metadata: None,
+        }
+    }
+
+    /// The facade's plain input: `r1` is the writable input region's start, `r2` its length.
+    pub fn input() -> Entry {
+        let mut e = Entry::unknown();
+        e.args = [
+            Arg::Start(layout::INPUT as u8),
+            Arg::Len(layout::INPUT as u8),
+        ];
+        e.regions[layout::INPUT as usize] = RegionSpec::Dynamic { writable: true };
+        e
+    }
+
+    /// The facade's metadata layout: `r1` is the writable metadata buffer's start, `r2` its
+    /// length, and the buffer holds the writable input's start and end at `fields`.
+    pub fn metadata(fields: MetadataFields) -> Entry {
+        let mut e = Entry::unknown();
+        e.args = [
+            Arg::Start(layout::METADATA as u8),
+            Arg::Len(layout::METADATA as u8),
+        ];
+        e.regions[layout::INPUT as usize] = RegionSpec::Dynamic { writable: true };
+        e.regions[layout::METADATA as usize] = RegionSpec::Dynamic { writable: true };
+        e.metadata = Some(fields);
+        e
+    }
+
+    /// Adds what is known of a region.
+    pub fn with_region(mut self, region: u8, spec: RegionSpec) -> Entry {
+        if let Some(slot) = self.regions.get_mut(usize::from(region)) {
+            *slot = spec;
+        }
+        self
+    }
+
+    /// Whether a run with this memory and these arguments satisfies the entry, so that code
+    /// compiled with its facts may run it. A few comparisons per known region and argument.
+    pub fn admits(&self, memory: &MemoryMap<'_>, args: [u64; 2]) -> bool {
+        let len = |r: u8| -> u64 {
+            memory.get(u64::from(r)).map_or(0, |region| match region {
+                Region::Shared(shared) => shared.len() as u64,
+                other => other.bytes().map_or(0, |b| b.len() as u64),
+            })
+        };
+        for (r, spec) in self.regions.iter().enumerate() {
+            let r = r as u8;
+            if u64::from(r) == layout::STACK || u64::from(r) == layout::NULL_REGION {
+                continue;
+            }
+            let region = memory.get(u64::from(r));
+            let writable = region.is_some_and(|g| g.is_writable());
+            match *spec {
+                RegionSpec::Unknown => {}
+                RegionSpec::Dynamic { writable: w } => {
+                    if len(r) > u64::from(u32::MAX) || (w && region.is_some() && !writable) {
+                        return false;
+                    }
+                }
+                RegionSpec::Fixed {
+                    len: l,
+                    writable: w,
+                } => {
+                    if len(r) < l || (w && !writable) {
+                        return false;
+                    }
+                }
+            }
+        }
+        for (arg, &value) in self.args.iter().zip(&args) {
+            let ok = match *arg {
+                Arg::Unknown => true,
+                Arg::Start(r) => value == layout::vm_addr(u64::from(r), 0),
+                Arg::Len(r) => value == len(r),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(fields) = self.metadata {
+            let input = layout::INPUT;
+            let at = |off: u32| memory.load::<8>(layout::vm_addr(layout::METADATA, u64::from(off)));
+            let start = layout::vm_addr(input, 0);
+            let end = start + len(input as u8);
+            if at(fields.data) != Some(start.to_le_bytes())
+                || at(fields.data_end) != Some(end.to_le_bytes())
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// What the entry says of region `r`: the stack is always a writable region whose length
+    /// is known at run time.
+    pub(crate) fn spec(&self, r: u64) -> RegionSpec {
+        if r == layout::STACK {
+            return RegionSpec::Dynamic { writable: true };
+        }
+        self.regions
+            .get(usize::try_from(r).unwrap_or(usize::MAX))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// What is proven about a load, store or atomic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No proof: the engine checks it. `region` is the region its address lies in on every
+    /// path, when that much is known (a check against that one region suffices).
+    Checked {
+        /// The region of every address, if one.
+        region: Option<u8>,
+    },
+    /// In bounds of `region` on every path, writable if it stores, aligned if it is atomic:
+    /// no check.
+    InBounds {
+        /// The region.
+        region: u8,
+    },
+}
+
+/// What is proven about a division or modulo by a register.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Division {
+    /// The divisor is never zero.
+    pub nonzero: bool,
+    /// Signed: never `-1` while the dividend is the smallest signed value.
+    pub no_overflow: bool,
+}
+
+/// Per instruction, compact.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct InsnFact {
+    pub(crate) reached: bool,
+    /// `NO_REGION` or the region every address lies in.
+    pub(crate) region: u8,
+    /// `NO_REGION` or the region the base register was derived from (a guess).
+    pub(crate) guess: u8,
+    pub(crate) in_bounds: bool,
+    pub(crate) nonzero: bool,
+    pub(crate) no_overflow: bool,
+}
+
+/// No region.
+pub(crate) const NO_REGION: u8 = u8::MAX;
+
+/// The facts of a program under an [`Entry`]: what every engine may rely on.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Facts {
+    entry: Entry,
+    /// The program they are about: facts are trusted only for it (`Facts::is_for`).
+    program: Program,
+    insns: Vec<InsnFact>,
+    versions: Vec<Version>,
+    loops: Vec<LoopFact>,
+}
+
+impl fmt::Debug for Facts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let proven = self.insns.iter().filter(|i| i.in_bounds).count();
+        f.debug_struct("Facts")
+            .field("instructions", &self.insns.len())
+            .field("accesses_in_bounds", &proven)
+            .field("versions", &self.versions)
+            .field("loops", &self.loops)
+            .finish()
+    }
+}
+
+impl Facts {
+    /// Analyses `program` from `entry`. Linear in the program for loop-free code; loops add a
+    /// few passes over their bodies (widening settles them).
+    pub fn analyse(program: &Program, entry: &Entry) -> Facts {
+        Analysis::solve(program, entry, false).into_facts()
+    }
+
+    pub(crate) fn new(
+        entry: Entry,
+        program: Program,
+        insns: Vec<InsnFact>,
+        mut versions: Vec<Version>,
+        mut loops: Vec<LoopFact>,
+    ) -> Facts {
+        versions.sort_unstable_by_key(|v| v.entry);
+        loops.sort_unstable_by_key(|l| l.entry);
+        Facts {
+            entry,
+            program,
+            insns,
+            versions,
+            loops,
+        }
+    }
+
+    /// Loops with an unchecked version and the conditions that select it, by entry.
+    pub fn versions(&self) -> &[Version] {
+        &self.versions
+    }
+
+    /// Loops whose whole work is known at entry, by entry.
+    pub fn loops(&self) -> &[LoopFact] {
+        &self.loops
+    }
+
+    /// Whether these are the facts of `program` (an engine handed facts with a program must
+    /// check this before trusting them: facts of another program prove nothing about it).
+    /// Linear in the program.
+    pub fn is_for(&self, program: &Program) -> bool {
+        self.program == *program
+    }
+
+    /// The entry the facts assume.
+    pub fn entry(&self) -> &Entry {
+        &self.entry
+    }
+
+    /// Number of instructions covered.
+    pub fn len(&self) -> usize {
+        self.insns.len()
+    }
+
+    /// Whether there are no instructions.
+    pub fn is_empty(&self) -> bool {
+        self.insns.is_empty()
+    }
+
+    /// Whether instruction `index` (into `Program::insns`) can be reached at all.
+    pub fn reached(&self, index: usize) -> bool {
+        self.insns.get(index).is_some_and(|i| i.reached)
+    }
+
+    /// What is proven about the load, store or atomic at instruction `index` (`Checked` for
+    /// anything else).
+    pub fn access(&self, index: usize) -> Access {
+        let Some(i) = self.insns.get(index) else {
+            return Access::Checked { region: None };
+        };
+        match (i.in_bounds, i.region) {
+            (true, r) if r != NO_REGION => Access::InBounds { region: r },
+            (_, NO_REGION) => Access::Checked { region: None },
+            (_, r) => Access::Checked { region: Some(r) },
+        }
+    }
+
+    /// The region the access at instruction `index` most likely goes to: the one all its
+    /// addresses lie in if that is known, else the region its base register was derived from
+    /// (a pointer moved or offset by an index). A guess for a JIT to check first; never a
+    /// reason to skip a check.
+    pub fn likely_region(&self, index: usize) -> Option<u8> {
+        let i = self.insns.get(index)?;
+        [i.region, i.guess].into_iter().find(|&r| r != NO_REGION)
+    }
+
+    /// What is proven about the division or modulo by a register at instruction `index`.
+    pub fn division(&self, index: usize) -> Division {
+        self.insns
+            .get(index)
+            .map_or(Division::default(), |i| Division {
+                nonzero: i.nonzero,
+                no_overflow: i.no_overflow,
+            })
+    }
+
+    /// Indices of the accesses proven in bounds, in order.
+    pub fn accesses_in_bounds(&self) -> impl Iterator<Item = usize> + '_ {
+        self.insns
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.in_bounds)
+            .map(|(k, _)| k)
+    }
+}

@@ -1,0 +1,972 @@
+//! The fixed point: an ascending phase over the execution graph (a worklist in reverse
+//! post-order, widening at the heads of retreating edges after a few visits), then one
+//! descending sweep that narrows loop heads and records the facts of every instruction.
+//!
+//! The descending sweep is sound without any monotonicity argument: visiting blocks in
+//! reverse post-order, every predecessor of a block is either visited earlier in the same
+//! sweep (a forward edge) or is the source of a retreating edge, whose contribution is taken
+//! from the ascending phase's post-fixed point. Both over-approximate every concrete state.
+
+use alloc::boxed::Box;
+use alloc::collections::BinaryHeap;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cmp::Reverse;
+
+use ebpf_abi::{STACK_FRAME_SIZE, layout};
+use ebpf_isa::{AluOp, Insn, Operand, Program, Width};
+
+use super::graph::{Graph, NO_BLOCK, Term};
+use super::loops::{self, Condition, LoopFact, Version};
+use super::num::{Bits, Num, Thresholds};
+use super::state::{NONE, REGS, SLOTS, Space, State, Val};
+use super::transfer::Ctx;
+use super::{Access, Arg, Entry, Facts, InsnFact, NO_REGION, RegionSpec};
+
+/// States move between blocks boxed: a move is a pointer, not a kilobyte.
+type Boxed = Box<State>;
+
+/// Visits of a loop head before widening starts.
+const WIDEN_AFTER: u32 = 0;
+/// Visits of a loop head after which every changing register is given up.
+const COLLAPSE_AFTER: u32 = 16;
+/// Visits of a loop head after which nothing is known there at all: a backstop that bounds
+/// the ascent whatever the refinements do (collapse alone settles every loop we know of).
+const GIVE_UP_AFTER: u32 = 2 * COLLAPSE_AFTER;
+
+/// The analysis of one program: the state at every block entry, from which the state at any
+/// instruction can be recomputed, and the facts.
+#[derive(Clone, Debug)]
+pub struct Analysis {
+    graph: Graph,
+    insns: Vec<Insn>,
+    ctx: Ctx,
+    entries: Vec<Option<Boxed>>,
+    facts: Facts,
+}
+
+impl Analysis {
+    /// Analyses `program` from `entry`, keeping the state at every block (see
+    /// [`Analysis::registers_at`]).
+    pub fn run(program: &Program, entry: &Entry) -> Analysis {
+        Analysis::solve(program, entry, true)
+    }
+
+    /// The analysis; `keep`: keep the states at block entries (only the facts otherwise).
+    pub(crate) fn solve(program: &Program, entry: &Entry, keep: bool) -> Analysis {
+        let graph = Graph::of(program);
+        let insns = program.insns().to_vec();
+        let (ctx, init) = start(entry);
+        let thresholds = thresholds(&insns);
+        let mut solver = Solver {
+            graph: &graph,
+            insns: &insns,
+            ctx: &ctx,
+            ladder: Thresholds::ladder(thresholds),
+        };
+        let mut facts = vec![InsnFact::default(); insns.len()];
+        let mut loops = Loops::default();
+        let entries = solver.solve(&init, &mut facts, entry, keep, &mut loops);
+        Analysis {
+            facts: Facts::new(
+                entry.clone(),
+                program.clone(),
+                facts,
+                loops.versions,
+                loops.loops,
+            ),
+            graph,
+            insns,
+            ctx,
+            entries,
+        }
+    }
+
+    /// The facts.
+    pub fn facts(&self) -> &Facts {
+        &self.facts
+    }
+
+    /// The facts, without the states.
+    pub fn into_facts(self) -> Facts {
+        self.facts
+    }
+
+    /// What is known of the registers just before instruction `index` executes (`None` if
+    /// it is never reached).
+    pub fn registers_at(&self, index: usize) -> Option<Registers> {
+        let b = *self.graph.block_of.get(index)?;
+        let block = self.graph.blocks[b as usize];
+        let mut state = *self.entries.get(b as usize)?.clone()?;
+        for i in block.first as usize..index {
+            state.transfer(&self.insns[i], &self.ctx);
+        }
+        Some(Registers {
+            state,
+            space: self.ctx.space,
+        })
+    }
+}
+
+/// What is known of `r0`–`r10` at one point.
+#[derive(Clone, Debug)]
+pub struct Registers {
+    state: State,
+    space: Space,
+}
+
+/// What is known of one register's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValueFacts {
+    /// Smallest value, unsigned.
+    pub umin: u64,
+    /// Largest value, unsigned.
+    pub umax: u64,
+    /// Smallest value, signed.
+    pub smin: i64,
+    /// Largest value, signed.
+    pub smax: i64,
+    /// Values of the known bits.
+    pub known_bits: u64,
+    /// The unknown bits.
+    pub unknown_bits: u64,
+}
+
+/// A relation between a register and another register or a region's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relation {
+    /// `value ≡ (r[reg] << shift) + offset (mod 2^64)`.
+    Link {
+        /// The other register.
+        reg: u8,
+        /// The shift.
+        shift: u8,
+        /// The offset.
+        offset: u64,
+    },
+    /// `value <= (r[reg] << shift) + offset - r[minus]`, as integers.
+    AtMostReg {
+        /// The other register.
+        reg: u8,
+        /// The shift.
+        shift: u8,
+        /// The offset.
+        offset: i64,
+        /// A register subtracted, if any.
+        minus: Option<u8>,
+    },
+    /// `value <= (end(region) + offset) >> shift`, as integers (`==` when `exact`), where
+    /// `end(region)` is the VM address one past the region's last byte.
+    AtMostEnd {
+        /// The region.
+        region: u8,
+        /// The shift.
+        shift: u8,
+        /// The offset.
+        offset: i64,
+        /// Equality.
+        exact: bool,
+    },
+}
+
+impl Registers {
+    /// What is known of register `r`'s value.
+    pub fn value(&self, r: usize) -> Option<ValueFacts> {
+        let n = self.state.regs.get(r)?.num;
+        Some(ValueFacts {
+            umin: n.umin,
+            umax: n.umax,
+            smin: n.smin,
+            smax: n.smax,
+            known_bits: n.bits,
+            unknown_bits: n.mask,
+        })
+    }
+
+    /// The relations register `r` is known to be in.
+    pub fn relations(&self, r: usize) -> Vec<Relation> {
+        let Some(v) = self.state.regs.get(r) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if v.link != NONE {
+            out.push(Relation::Link {
+                reg: v.link,
+                shift: v.link_shift,
+                offset: v.link_off,
+            });
+        }
+        if v.rel != NONE {
+            out.push(Relation::AtMostReg {
+                reg: v.rel,
+                shift: v.rel_shift,
+                offset: v.rel_off,
+                minus: (v.rel_minus != NONE).then_some(v.rel_minus),
+            });
+        }
+        if v.end != NONE {
+            out.push(Relation::AtMostEnd {
+                region: self.space.regions[usize::from(v.end)],
+                shift: v.end_shift,
+                offset: v.end_off,
+                exact: v.end_exact,
+            });
+        }
+        out
+    }
+
+    /// The smallest length region `region` is known to have here.
+    pub fn min_len(&self, region: u8) -> u64 {
+        self.space
+            .slot_of(u64::from(region))
+            .map_or(0, |s| self.state.len_min[usize::from(s)])
+    }
+
+    /// Whether the metadata buffer's address fields are known to be intact here.
+    pub fn metadata_intact(&self) -> bool {
+        self.state.meta
+    }
+
+    /// Whether a concrete machine state satisfies every fact known here: `regs` are the
+    /// registers and `len(region)` the length of each region of the run. The first fact it
+    /// breaks, in words, otherwise. For testing the analysis against real executions.
+    pub fn check(
+        &self,
+        regs: &[u64; 11],
+        len: impl Fn(u8) -> u64,
+    ) -> Result<(), alloc::string::String> {
+        use alloc::format;
+        let end =
+            |region: u8| -> i128 { i128::from(u64::from(region) << 32) + i128::from(len(region)) };
+        for (r, v) in self.state.regs.iter().enumerate() {
+            let x = regs[r];
+            if !v.num.contains(x, Bits::B64) {
+                return Err(format!("r{r} = {x:#x} outside {:?}", v.num));
+            }
+            for rel in self.relations(r) {
+                let ok = match rel {
+                    Relation::Link { reg, shift, offset } => {
+                        x == (regs[usize::from(reg)] << shift).wrapping_add(offset)
+                    }
+                    Relation::AtMostReg {
+                        reg,
+                        shift,
+                        offset,
+                        minus,
+                    } => {
+                        let minus = minus.map_or(0, |m| i128::from(regs[usize::from(m)]));
+                        i128::from(x)
+                            <= (i128::from(regs[usize::from(reg)]) << shift) + i128::from(offset)
+                                - minus
+                    }
+                    Relation::AtMostEnd {
+                        region,
+                        shift,
+                        offset,
+                        exact,
+                    } => {
+                        let bound = (end(region) + i128::from(offset)) >> shift;
+                        if exact {
+                            i128::from(x) == bound
+                        } else {
+                            i128::from(x) <= bound
+                        }
+                    }
+                };
+                if !ok {
+                    return Err(format!("r{r} = {x:#x} breaks {rel:?} (r = {regs:x?})"));
+                }
+            }
+        }
+        for (slot, &region) in self.space.regions.iter().enumerate() {
+            if region != NONE && len(region) < self.state.len_min[slot] {
+                return Err(format!(
+                    "region {region} is {} bytes, below the known minimum {}",
+                    len(region),
+                    self.state.len_min[slot]
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The run-time-length regions and the entry state.
+fn start(entry: &Entry) -> (Ctx, State) {
+    let mut regions = [NONE; SLOTS];
+    let mut len_max = [0u64; SLOTS];
+    regions[0] = layout::STACK as u8;
+    len_max[0] = (ebpf_abi::MAX_CALL_DEPTH as u64 + 1) * STACK_FRAME_SIZE;
+    let mut next = 1;
+    for (r, spec) in entry.regions.iter().enumerate() {
+        if r as u64 == layout::STACK || r as u64 == layout::NULL_REGION {
+            continue;
+        }
+        if matches!(spec, RegionSpec::Dynamic { .. }) && next < SLOTS {
+            regions[next] = r as u8;
+            len_max[next] = u64::from(u32::MAX);
+            next += 1;
+        }
+    }
+    let space = Space { regions, len_max };
+    let meta = entry.metadata.and_then(|f| {
+        let input = space.slot_of(layout::INPUT)?;
+        space.slot_of(layout::METADATA)?;
+        Some((
+            layout::vm_addr(layout::METADATA, u64::from(f.data)),
+            layout::vm_addr(layout::METADATA, u64::from(f.data_end)),
+            input,
+        ))
+    });
+    let ctx = Ctx {
+        space,
+        meta,
+        stack: 0,
+    };
+    let mut state = State {
+        regs: [Val::constant(0); REGS],
+        len_min: [0; SLOTS],
+        meta: meta.is_some(),
+    };
+    state.len_min[0] = STACK_FRAME_SIZE;
+    for (k, arg) in entry.args.iter().enumerate() {
+        state.regs[k + 1] = match *arg {
+            // An unknown r1 is most likely the input's start: a guess, never a proof.
+            Arg::Unknown if k == 0 => Val {
+                hint: layout::INPUT as u8,
+                ..Val::top()
+            },
+            Arg::Unknown => Val::top(),
+            Arg::Start(r) => Val::constant(u64::from(r) << 32),
+            Arg::Len(r) => match space.slot_of(u64::from(r)) {
+                Some(s) => Val::end_exactly(s, -((u64::from(r) << 32) as i64), &space, 0),
+                None => Val::of(Num::range(0, u64::from(u32::MAX), Bits::B64)),
+            },
+        };
+    }
+    // r10: the stack's end, a multiple of a frame.
+    let mut r10 = Val::end_exactly(0, 0, &space, STACK_FRAME_SIZE);
+    r10.num.bits &= !(STACK_FRAME_SIZE - 1);
+    r10.num.mask &= !(STACK_FRAME_SIZE - 1);
+    r10.num = r10.num.reduced(Bits::B64).unwrap_or(Num::top(Bits::B64));
+    state.regs[10] = r10;
+    (ctx, state)
+}
+
+/// Widening thresholds: every constant a conditional jump compares with, and its neighbours.
+fn thresholds(insns: &[Insn]) -> Thresholds {
+    let mut values = Vec::new();
+    for insn in insns {
+        if let Insn::Jump {
+            width,
+            src: Operand::Imm(k),
+            ..
+        } = *insn
+        {
+            let k = match width {
+                Width::W64 => i64::from(k) as u64,
+                Width::W32 => u64::from(k as u32),
+            };
+            values.extend([k.wrapping_sub(1), k, k.wrapping_add(1)]);
+        }
+    }
+    Thresholds::new(values)
+}
+
+struct Solver<'a> {
+    graph: &'a Graph,
+    insns: &'a [Insn],
+    ctx: &'a Ctx,
+    ladder: [Thresholds; 2],
+}
+
+impl Solver<'_> {
+    /// Runs block `b` from `state`, calling `flow(target, state)` for each way out, and
+    /// `record(index, state)` before each instruction.
+    fn run_block(
+        &self,
+        b: u32,
+        mut state: Boxed,
+        record: &mut dyn FnMut(usize, &State),
+        flow: &mut dyn FnMut(u32, Boxed),
+    ) {
+        let block = self.graph.blocks[b as usize];
+        let last = block.last();
+        for i in block.range() {
+            record(i, &state);
+            if i < last {
+                state.transfer(&self.insns[i], self.ctx);
+            }
+        }
+        let insn = &self.insns[last];
+        match block.term {
+            Term::Next(t) => {
+                state.transfer(insn, self.ctx);
+                flow(t, state);
+            }
+            Term::Jump(t) => flow(t, state),
+            Term::Branch { taken, next } => {
+                if let Insn::Jump {
+                    width,
+                    cond,
+                    dst,
+                    src,
+                    ..
+                } = *insn
+                {
+                    if let Some(s) = state.branch(width, cond, dst, src, true, self.ctx) {
+                        flow(taken, Box::new(s));
+                    }
+                    if state.refine(width, cond, dst, src, false, self.ctx) {
+                        flow(next, state);
+                    }
+                }
+            }
+            Term::Call { target, ret } => {
+                flow(target, Box::new(state.callee(self.ctx)));
+                flow(ret, Box::new(state.returned(self.ctx)));
+            }
+            Term::Exit | Term::Trap => {}
+        }
+    }
+
+    /// Solves every component in topological order. A block outside any cycle is run once,
+    /// from the join of what flowed into it; a cyclic component first iterates to a
+    /// post-fixed point (widening at the heads of its retreating edges), then runs one
+    /// descending sweep, which records the facts and feeds the components after it.
+    /// `keep`: also return the entry state of every block.
+    fn solve(
+        &mut self,
+        init: &State,
+        facts: &mut [InsnFact],
+        entry: &Entry,
+        keep: bool,
+        out: &mut Loops,
+    ) -> Vec<Option<Boxed>> {
+        let n = self.graph.blocks.len();
+        let mut kept: Vec<Option<Boxed>> = if keep { vec![None; n] } else { Vec::new() };
+        // What has flowed into blocks not yet run (the frontier).
+        let mut pending: Vec<Option<Boxed>> = vec![None; n];
+        // Per block: its position in the component being solved (u32::MAX: not in it).
+        let mut local = vec![u32::MAX; n];
+        if n == 0 {
+            return kept;
+        }
+        pending[0] = Some(Box::new(init.clone()));
+        let ctx = self.ctx;
+        let components = self.graph.components();
+        for comp in components.iter() {
+            if self.graph.acyclic(comp) {
+                let b = comp[0];
+                let Some(state) = pending[b as usize].take() else {
+                    continue;
+                };
+                if keep {
+                    kept[b as usize] = Some(state.clone());
+                }
+                self.run_block(
+                    b,
+                    state,
+                    &mut |i, s| facts[i] = record(&self.insns[i], s, ctx, entry),
+                    &mut |t, s| join_into(&mut pending, t, s, ctx),
+                );
+                continue;
+            }
+            for (k, &b) in comp.iter().enumerate() {
+                local[b as usize] = k as u32;
+            }
+            let ext: Vec<Option<Boxed>> =
+                comp.iter().map(|&b| pending[b as usize].take()).collect();
+            let entries: Vec<usize> = (0..comp.len()).filter(|&k| ext[k].is_some()).collect();
+            let invariant = !loops::written(self.graph, self.insns, comp);
+            let mut wanted: Vec<(loops::Candidate, loops::Natural)> = Vec::new();
+            let single = entries.len() == 1;
+            let entry_state = if single {
+                ext[entries[0]].as_deref().cloned()
+            } else {
+                None
+            };
+            // A counted loop's counter never leaves the values its trip count allows: that
+            // caps it at the head (where widening would lose it).
+            let counted = entry_state
+                .as_ref()
+                .and_then(|s| loops::trip(self.graph, self.insns, comp, entries[0], s));
+            let cap = counted
+                .as_ref()
+                .and_then(|c| c.counter)
+                .map(|(r, lo, hi)| (entries[0], r, Num::range(lo, hi, Bits::B64)));
+            self.cycle(
+                comp,
+                &local,
+                ext,
+                cap,
+                &mut |i, s| {
+                    facts[i] = record(&self.insns[i], s, ctx, entry);
+                    if single && !facts[i].in_bounds {
+                        wanted.extend(want(&self.insns[i], s, invariant).map(|c| (c, false)));
+                        wanted.extend(
+                            loops::compared(s, &self.insns[i], invariant).map(|c| (c, true)),
+                        );
+                    }
+                },
+                &mut |b, s| {
+                    if keep {
+                        kept[b as usize] = Some(Box::new(s.clone()));
+                    }
+                },
+                &mut |t, s| join_into(&mut pending, t, s, ctx),
+            );
+            if let Some(c) = counted {
+                out.loops.push(c.fact);
+            }
+            if let Some(state) = entry_state {
+                let head = entries[0];
+                if !wanted.is_empty() {
+                    self.version(comp, &local, head, state, wanted, facts, entry, out);
+                }
+            }
+            for &b in comp {
+                local[b as usize] = u32::MAX;
+            }
+        }
+        kept
+    }
+
+    /// One cyclic component: the ascent from `ext` (what flowed in from outside), then the
+    /// descending sweep, which calls `record` before each instruction, `kept` with each block's
+    /// final entry state, and `outside` for each state that leaves the component.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the component and what to do with it"
+    )]
+    fn cycle(
+        &self,
+        comp: &[u32],
+        local: &[u32],
+        ext: Vec<Option<Boxed>>,
+        cap: Option<(usize, usize, Num)>,
+        record: &mut dyn FnMut(usize, &State),
+        kept: &mut dyn FnMut(u32, &State),
+        outside: &mut dyn FnMut(u32, Boxed),
+    ) {
+        let ctx = self.ctx;
+        let back = self.ascend(comp, local, &ext, cap.as_ref());
+        let mut next: Vec<Option<Boxed>> = ext;
+        for (slot, b) in next.iter_mut().zip(back) {
+            if let Some(b) = b {
+                *slot = Some(match slot.take() {
+                    None => b,
+                    Some(s) => Box::new(s.join(&b, &ctx.space, true)),
+                });
+            }
+        }
+        for (k, &b) in comp.iter().enumerate() {
+            let Some(state) = next[k].take() else {
+                continue;
+            };
+            kept(b, &state);
+            self.run_block(b, state, record, &mut |t, s| {
+                if t == NO_BLOCK {
+                    return;
+                }
+                match local[t as usize] {
+                    u32::MAX => outside(t, s),
+                    _ if self.graph.retreating(b, t) => {}
+                    lt => join_local(&mut next, lt as usize, s, ctx),
+                }
+            });
+        }
+    }
+
+    /// Solves a loop (with one entry, `comp[head]`, entered in `state`) again under the
+    /// assumptions its unproven accesses `wanted`, and records a [`Version`] with the
+    /// accesses that proves.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the solver's state, passed through"
+    )]
+    fn version(
+        &self,
+        comp: &[u32],
+        local: &[u32],
+        head: usize,
+        mut state: State,
+        mut wanted: Vec<(loops::Candidate, loops::Natural)>,
+        facts: &[InsnFact],
+        entry: &Entry,
+        out: &mut Loops,
+    ) {
+        // Per (register, shift, region): the natural assumption of a comparison (a claimed end
+        // no later than the real one) if there is one, else the weakest need of an access —
+        // the most likely to hold at run time. Solving under it proves every access that
+        // follows from it, which may be more than the needs suggested.
+        wanted.sort_unstable_by_key(|&((reg, shift, region, offset), natural)| {
+            (reg, shift, region, !natural, core::cmp::Reverse(offset))
+        });
+        let mut conditions: Vec<Condition> = Vec::new();
+        for ((reg, shift, region, offset), _) in wanted {
+            if conditions
+                .last()
+                .is_some_and(|c| (c.reg, c.shift, c.region) == (reg, shift, region))
+            {
+                continue;
+            }
+            conditions.push(Condition {
+                reg,
+                region,
+                offset,
+                shift,
+            });
+        }
+        let space = &self.ctx.space;
+        for c in &conditions {
+            let r = usize::from(c.reg);
+            match space.slot_of(u64::from(c.region)) {
+                Some(slot) => state.regs[r].offer_end(slot, c.shift, c.offset),
+                None => {
+                    let len = match entry.spec(u64::from(c.region)) {
+                        RegionSpec::Fixed { len, .. } => len,
+                        _ => continue,
+                    };
+                    let bound =
+                        ((i128::from(c.region) << 32) + i128::from(len) + i128::from(c.offset))
+                            >> c.shift;
+                    let n = &mut state.regs[r].num;
+                    if bound < 0 {
+                        return;
+                    }
+                    if bound < i128::from(n.umax) {
+                        n.umax = bound as u64;
+                    }
+                }
+            }
+            if !state.reduce(r, space) || !state.propagate(r, space) {
+                return;
+            }
+        }
+        let mut ext: Vec<Option<Boxed>> = vec![None; comp.len()];
+        ext[head] = Some(Box::new(state));
+        let mut proven: Vec<(usize, u8)> = Vec::new();
+        let ctx = self.ctx;
+        self.cycle(
+            comp,
+            local,
+            ext,
+            None,
+            &mut |i, s| {
+                let f = record(&self.insns[i], s, ctx, entry);
+                if f.in_bounds && !facts[i].in_bounds {
+                    proven.push((i, f.region));
+                }
+            },
+            &mut |_, _| {},
+            &mut |_, _| {},
+        );
+        if proven.is_empty() {
+            return;
+        }
+        proven.sort_unstable();
+        proven.dedup();
+        out.versions.push(Version {
+            entry: self.graph.blocks[comp[head] as usize].first as usize,
+            insns: loops::ranges(self.graph, comp),
+            conditions,
+            accesses: proven,
+        });
+    }
+
+    /// The ascending phase of one cyclic component (`local` maps its blocks to positions,
+    /// `ext` is what flowed in from outside): iterates to a post-fixed point and returns, per
+    /// block, the join of everything that flowed in over retreating edges.
+    fn ascend(
+        &self,
+        comp: &[u32],
+        local: &[u32],
+        ext: &[Option<Boxed>],
+        cap: Option<&(usize, usize, Num)>,
+    ) -> Vec<Option<Boxed>> {
+        let m = comp.len();
+        let mut entries: Vec<Option<Boxed>> = ext.to_vec();
+        // Per block: the latest state each retreating edge brought (by source position).
+        let mut latest: Vec<Vec<(usize, Boxed)>> = vec![Vec::new(); m];
+        let mut visits = vec![0u32; m];
+        let mut levels = vec![[0u8; REGS]; m];
+        let mut head = vec![false; m];
+        for &b in comp {
+            for t in self.graph.blocks[b as usize].successors() {
+                if local[t as usize] != u32::MAX && self.graph.retreating(b, t) {
+                    head[local[t as usize] as usize] = true;
+                }
+            }
+        }
+        let mut queued = vec![false; m];
+        let mut work = BinaryHeap::new();
+        for (k, e) in entries.iter().enumerate() {
+            if e.is_some() {
+                queued[k] = true;
+                work.push(Reverse(k as u32));
+            }
+        }
+        let space = &self.ctx.space;
+        while let Some(Reverse(k)) = work.pop() {
+            let k = k as usize;
+            queued[k] = false;
+            let Some(state) = entries[k].clone() else {
+                continue;
+            };
+            let b = comp[k];
+            let mut outs: Vec<(usize, bool, Boxed)> = Vec::new();
+            self.run_block(b, state, &mut |_, _| {}, &mut |t, s| {
+                if t != NO_BLOCK && local[t as usize] != u32::MAX {
+                    outs.push((local[t as usize] as usize, self.graph.retreating(b, t), s));
+                }
+            });
+            for (t, retreating, s) in outs {
+                if retreating {
+                    match latest[t].iter_mut().find(|(from, _)| *from == k) {
+                        Some((_, slot)) => *slot = s.clone(),
+                        None => latest[t].push((k, s.clone())),
+                    }
+                }
+                // A counted loop's cap applies to every state at its head, before the test
+                // for change: the join may lose it, and capping after would undo the change
+                // forever.
+                let capped = |mut state: Boxed| {
+                    if let Some(&(h, r, ref range)) = cap
+                        && h == t
+                        && let Some(m) = state.regs[r].num.meet(range, Bits::B64)
+                    {
+                        state.regs[r].num = m;
+                    }
+                    state
+                };
+                let new = match &entries[t] {
+                    None => capped(s),
+                    Some(old) => {
+                        let joined = capped(Box::new(old.join(&s, space, head[t])));
+                        if joined == *old {
+                            continue;
+                        }
+                        if head[t] {
+                            visits[t] += 1;
+                            capped(Box::new(if visits[t] > GIVE_UP_AFTER {
+                                State::unknown()
+                            } else if visits[t] > COLLAPSE_AFTER {
+                                old.collapse(&joined)
+                            } else if visits[t] > WIDEN_AFTER {
+                                old.widen(&joined, &self.ladder, &mut levels[t], space)
+                            } else {
+                                *joined
+                            }))
+                        } else {
+                            joined
+                        }
+                    }
+                };
+                entries[t] = Some(new);
+                if !queued[t] {
+                    queued[t] = true;
+                    work.push(Reverse(t as u32));
+                }
+            }
+        }
+        // The last run of every block started from its final entry, so the latest states over
+        // retreating edges are one application of the transfer to the post-fixed point:
+        // joining them with what comes from outside narrows the heads.
+        latest
+            .into_iter()
+            .map(|states| {
+                states
+                    .into_iter()
+                    .map(|(_, s)| s)
+                    .reduce(|a, b| Box::new(a.join(&b, space, true)))
+            })
+            .collect()
+    }
+}
+
+/// What the loops of a program yield besides per-instruction facts.
+#[derive(Default)]
+pub(crate) struct Loops {
+    pub(crate) versions: Vec<Version>,
+    pub(crate) loops: Vec<LoopFact>,
+}
+
+/// What a loop would have to assume about a register it never writes to prove the access
+/// `insn` (whose addresses lie in `region`).
+fn want(insn: &Insn, s: &State, invariant: u16) -> Option<loops::Candidate> {
+    let (base, off, bytes) = match *insn {
+        Insn::Load { size, src, off, .. } => (src, off, size.bytes()),
+        Insn::Store { size, dst, off, .. } => (dst, off, size.bytes()),
+        Insn::Atomic {
+            width, dst, off, ..
+        } => (dst, off, if width == Width::W64 { 8 } else { 4 }),
+        _ => return None,
+    };
+    loops::candidate(s, usize::from(base.index()), off, bytes, invariant)
+}
+
+/// Joins `s` into what has flowed into block `t`.
+fn join_into(pending: &mut [Option<Boxed>], t: u32, s: Boxed, ctx: &Ctx) {
+    if t == NO_BLOCK {
+        return;
+    }
+    join_local(pending, t as usize, s, ctx);
+}
+
+fn join_local(states: &mut [Option<Boxed>], t: usize, s: Boxed, ctx: &Ctx) {
+    states[t] = Some(match states[t].take() {
+        None => s,
+        Some(mut old) => {
+            *old = old.join(&s, &ctx.space, false);
+            old
+        }
+    });
+}
+
+/// The facts of instruction `insn` in state `s`.
+fn record(insn: &Insn, s: &State, ctx: &Ctx, entry: &Entry) -> InsnFact {
+    let mut f = InsnFact {
+        reached: true,
+        region: NO_REGION,
+        guess: NO_REGION,
+        ..InsnFact::default()
+    };
+    let access = match *insn {
+        Insn::Load { size, src, off, .. } => {
+            Some((usize::from(src.index()), off, size.bytes(), false, false))
+        }
+        Insn::Store { size, dst, off, .. } => {
+            Some((usize::from(dst.index()), off, size.bytes(), true, false))
+        }
+        Insn::Atomic {
+            width, dst, off, ..
+        } => {
+            let bytes = if width == Width::W64 { 8 } else { 4 };
+            Some((usize::from(dst.index()), off, bytes, true, true))
+        }
+        _ => None,
+    };
+    if let Some((base, off, bytes, write, atomic)) = access {
+        f.guess = s.regs[base].hint;
+        match prove_access(s, base, off, bytes, write, atomic, ctx, entry) {
+            Access::InBounds { region } => {
+                f.in_bounds = true;
+                f.region = region;
+            }
+            Access::Checked { region } => f.region = region.unwrap_or(NO_REGION),
+        }
+    }
+    if let Insn::Alu {
+        width,
+        op: op @ (AluOp::Div | AluOp::Mod | AluOp::Sdiv | AluOp::Smod),
+        dst,
+        src: Operand::Reg(src),
+    } = *insn
+    {
+        let (a, b, w) = match width {
+            Width::W64 => (
+                *s.num(usize::from(dst.index())),
+                *s.num(usize::from(src.index())),
+                Bits::B64,
+            ),
+            Width::W32 => (
+                s.num(usize::from(dst.index())).low32(),
+                s.num(usize::from(src.index())).low32(),
+                Bits::B32,
+            ),
+        };
+        f.nonzero = !b.contains(0, w);
+        let signed = matches!(op, AluOp::Sdiv | AluOp::Smod);
+        let min = match w {
+            Bits::B64 => i64::MIN as u64,
+            Bits::B32 => u64::from(i32::MIN as u32),
+        };
+        f.no_overflow = !signed || !b.contains(w.max(), w) || !a.contains(min, w);
+    }
+    f
+}
+
+/// Whether `size` bytes at `R[base] + off` are in bounds of one region on every path.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one access, described field by field"
+)]
+fn prove_access(
+    s: &State,
+    base: usize,
+    off: i16,
+    bytes: u32,
+    write: bool,
+    atomic: bool,
+    ctx: &Ctx,
+    entry: &Entry,
+) -> Access {
+    let v = &s.regs[base];
+    let off = i128::from(off);
+    let lo = i128::from(v.num.umin) + off;
+    let hi = i128::from(v.num.umax) + off + i128::from(bytes) - 1;
+    if lo < 0 || hi > i128::from(u64::MAX) || lo >> 32 != hi >> 32 {
+        return Access::Checked { region: None };
+    }
+    let region = (lo >> 32) as u64;
+    if region == layout::NULL_REGION || region > layout::MAX_REGION {
+        return Access::Checked { region: None };
+    }
+    let checked = Access::Checked {
+        region: Some(region as u8),
+    };
+    if atomic {
+        let low = u64::from(bytes) - 1;
+        let aligned = v.num.mask & low == 0 && (v.num.bits.wrapping_add(off as u64)) & low == 0;
+        if !aligned {
+            return checked;
+        }
+    }
+    let base_addr = i128::from(region << 32);
+    let in_bounds = match entry.spec(region) {
+        RegionSpec::Unknown => false,
+        RegionSpec::Fixed { len, writable } => {
+            (writable || !write) && hi < base_addr + i128::from(len)
+        }
+        RegionSpec::Dynamic { writable } => {
+            let Some(slot) = ctx.space.slot_of(region) else {
+                return checked;
+            };
+            (writable || !write) && {
+                // The last byte, hi, must be below End: End >= base + len_min, or a
+                // relation bounds the register by End.
+                let numeric = hi < s.end_min(&ctx.space, slot);
+                numeric || below_end(s, base, slot, off + i128::from(bytes), 3)
+            }
+        }
+    };
+    if in_bounds {
+        Access::InBounds {
+            region: region as u8,
+        }
+    } else {
+        checked
+    }
+}
+
+/// Whether `R[r] + extra <= End(slot)` follows from the relations (chasing register bounds up
+/// to `depth` steps).
+fn below_end(s: &State, r: usize, slot: u8, extra: i128, depth: u32) -> bool {
+    let v = &s.regs[r];
+    if v.end == slot && v.end_shift == 0 && i128::from(v.end_off) + extra <= 0 {
+        return true;
+    }
+    if depth == 0 || v.rel == NONE {
+        return false;
+    }
+    // R[r] <= (R[j] << k) + c: enough that (R[j] << k) + c + extra <= End.
+    let j = usize::from(v.rel);
+    let (k, c) = (v.rel_shift, s.rel_eff(r));
+    let w = &s.regs[j];
+    if w.end == slot && w.end_shift == k && i128::from(w.end_off) + c + extra <= 0 {
+        // (R[j] << k) <= End + e.
+        return true;
+    }
+    k == 0 && below_end(s, j, slot, c + extra, depth - 1)
+}

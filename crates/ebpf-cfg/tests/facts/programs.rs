@@ -1,0 +1,216 @@
+//! Facts against executions of many programs: generated guarded parsers and loops with their
+//! off-by-one mutants, random structured programs, arbitrary instruction sequences, the
+//! conformance suite and the clang-compiled ELF fixtures. `PROPTEST_CASES` sets the number of
+//! cases of each property (256 by default).
+
+use std::path::PathBuf;
+
+use super::{Memory, check};
+use ebpf_cfg::facts::{Access, Analysis, Entry};
+use ebpf_testgen::{
+    StructuredConfig, closed_program, counted_loop, off_by_one, parser, parser_step,
+    structured_with_input,
+};
+use proptest::prelude::*;
+
+fn assemble(text: &str) -> ebpf_isa::Program {
+    match ebpf_isa::assemble(text) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}\n{text}"),
+    }
+}
+
+proptest! {
+    // `PROPTEST_CASES` sets the number of cases (256 by default).
+
+    /// Generated parsers: the original's loads are all proven; original and mutant are sound
+    /// on inputs of every length around what they read.
+    #[test]
+    fn guarded_parsers_and_their_mutants(
+        steps in prop::collection::vec(parser_step(), 1..6),
+        mutate in prop::option::of((0usize..24, 0u8..5)),
+        data in prop::collection::vec(any::<u8>(), 0..80),
+    ) {
+        let (text, loads) = parser(&steps, None);
+        let program = assemble(&text);
+        let a = Analysis::run(&program, &Entry::input());
+        for &pc in &loads {
+            let i = program.iter().position(|(p, _)| p == pc).unwrap();
+            prop_assert!(
+                matches!(a.facts().access(i), Access::InBounds { .. }),
+                "load at pc {} not proven:\n{}", pc, text
+            );
+        }
+        for len in [0, 1, data.len() / 3, data.len() / 2, data.len()] {
+            let len = len.min(data.len());
+            let mem = Memory::input(&data[..len]);
+            if let Err(e) = check(&program, &mem, None) {
+                return Err(TestCaseError::fail(format!("{e}\n{text}")));
+            }
+        }
+        if let Some((m, kind)) = mutate {
+            let mutation = off_by_one(m, kind, steps.len());
+            let (mutant, _) = parser(&steps, Some(mutation));
+            let program = assemble(&mutant);
+            for len in 0..=data.len().min(48) {
+                let mem = Memory::input(&data[..len]);
+                if let Err(e) = check(&program, &mem, None) {
+                    return Err(TestCaseError::fail(format!("{e}\n{mutant}")));
+                }
+            }
+        }
+    }
+
+    /// Counted loops over the input, and their mutants (`<=`, a load past its element).
+    #[test]
+    fn counted_loops_and_their_mutants(
+        stride_log in 0u8..4,
+        width_log in 0u8..4,
+        at in 0u8..9,
+        by_index in any::<bool>(),
+        le in any::<bool>(),
+        len in 0usize..70,
+    ) {
+        let width_log = width_log.min(stride_log);
+        let fits = u32::from(at) + (1u32 << width_log) <= 1 << stride_log;
+        let text = counted_loop(stride_log, width_log, at, by_index, le);
+        let program = assemble(&text);
+        let a = Analysis::run(&program, &Entry::input());
+        let load = program
+            .insns()
+            .iter()
+            .position(|i| matches!(i, ebpf_isa::Insn::Load { .. }))
+            .unwrap();
+        if fits && !le {
+            prop_assert!(
+                matches!(a.facts().access(load), Access::InBounds { .. }),
+                "not proven:\n{}", text
+            );
+        }
+        let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        if let Err(e) = check(&program, &Memory::input(&data), None) {
+            return Err(TestCaseError::fail(format!("{e}\n{text}")));
+        }
+    }
+
+    /// Random structured programs (calls, loops, stack and input accesses, every ALU and
+    /// atomic operation).
+    #[test]
+    fn structured_programs((s, input) in structured_with_input(StructuredConfig::default())) {
+        if let Err(e) = check(&s.program, &Memory::input(&input), Some(s.max_steps + 10)) {
+            return Err(TestCaseError::fail(format!("{e}\n{}", ebpf_isa::disassemble(&s.program))));
+        }
+    }
+
+    /// Arbitrary instruction sequences that jump only inside themselves: traps, wild
+    /// pointers, jumps between functions, calls.
+    #[test]
+    fn arbitrary_programs(
+        program in closed_program(1..40),
+        data in prop::collection::vec(any::<u8>(), 0..64),
+        budget in 1u64..400,
+    ) {
+        if let Err(e) = check(&program, &Memory::input(&data), Some(budget)) {
+            return Err(TestCaseError::fail(format!("{e}\n{}", ebpf_isa::disassemble(&program))));
+        }
+    }
+}
+
+#[test]
+fn the_conformance_suite() {
+    let Some((files, _)) = ebpf_testdata::suite() else {
+        return;
+    };
+    for path in files {
+        let v = ebpf_testdata::read(&path).unwrap();
+        let program = ebpf_isa::assemble_lines(&v.asm_lines()).unwrap();
+        let mem = Memory {
+            input: v.mem.clone(),
+            ..Memory::default()
+        };
+        if let Err(e) = check(&program, &mem, None) {
+            panic!("{}: {e}", path.display());
+        }
+    }
+}
+
+/// The clang-compiled fixtures in `tests/elf`, on each of their inputs.
+#[test]
+fn the_elf_fixtures() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/elf");
+    let expected = std::fs::read_to_string(root.join("expected.txt")).unwrap();
+    let mut runs = 0;
+    for line in expected
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (object, function, input) = (f[0], f[1], f[2]);
+        let bytes = std::fs::read(root.join(format!("{object}.o"))).unwrap();
+        let elf = ebpf_elf::ElfObject::parse(&bytes).unwrap();
+        let loaded = elf.load(ebpf_elf::Selector::Function(function)).unwrap();
+        let hex = std::fs::read_to_string(root.join(format!("inputs/{input}.hex"))).unwrap();
+        let data: Vec<u8> = hex
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or(""))
+            .flat_map(|l| l.split_whitespace())
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect();
+        let mem = Memory {
+            input: Some(data),
+            rodata: loaded.rodata.clone(),
+            data: loaded.data.clone(),
+            metadata: false,
+        };
+        if let Err(e) = check(&loaded.program, &mem, Some(10_000_000)) {
+            panic!("{object} {function} {input}: {e}");
+        }
+        runs += 1;
+    }
+    assert!(runs > 40, "{runs} runs");
+}
+
+/// The engines bench's programs (`ebpf-bench/programs`), which bound their loops by lengths
+/// and counts read from the input.
+const BENCH: [(&str, &str); 6] = [
+    ("poly", include_str!("../../../ebpf-bench/programs/poly.s")),
+    ("hash", include_str!("../../../ebpf-bench/programs/hash.s")),
+    ("sort", include_str!("../../../ebpf-bench/programs/sort.s")),
+    (
+        "packet",
+        include_str!("../../../ebpf-bench/programs/packet.s"),
+    ),
+    (
+        "divmod",
+        include_str!("../../../ebpf-bench/programs/divmod.s"),
+    ),
+    (
+        "histogram",
+        include_str!("../../../ebpf-bench/programs/histogram.s"),
+    ),
+];
+
+proptest! {
+    /// The bench programs on random bodies whose length field (and count field) is right,
+    /// short, long or absurd: facts, versions and loop counts hold on every run.
+    #[test]
+    fn bench_programs_with_lying_headers(
+        which in 0usize..BENCH.len(),
+        body in prop::collection::vec(any::<u8>(), 0..160),
+        lie in prop::sample::select(vec![0i64, 0, 0, -1, -8, 1, 8, 1 << 20, i64::MAX]),
+        count in prop::sample::select(vec![None, Some(0u64), Some(1), Some(3), Some(9), Some(u64::MAX / 4)]),
+    ) {
+        let (name, source) = BENCH[which];
+        let program = assemble(source);
+        let mut input = Vec::new();
+        let len = (body.len() as i64 + 8).wrapping_add(lie) as u64;
+        input.extend_from_slice(&len.to_le_bytes());
+        input.extend_from_slice(&body);
+        if let (Some(n), true) = (count, input.len() >= 16) {
+            input[8..16].copy_from_slice(&n.to_le_bytes());
+        }
+        if let Err(e) = check(&program, &Memory::input(&input), Some(300_000)) {
+            return Err(TestCaseError::fail(format!("{name}: {e}")));
+        }
+    }
+}
