@@ -135,7 +135,7 @@ pub struct Engines {
 enum Compiled {
     Interp(Interpreter),
     X86(X86Program),
-    Cranelift(CraneliftProgram),
+    Cranelift(Box<CraneliftProgram>),
 }
 
 impl Compiled {
@@ -181,7 +181,7 @@ impl Engines {
                 ebpf_jit_cranelift::JitOptions::default().with_opt_level(options.cranelift_opt);
             let p = ebpf_jit_cranelift::compile(program, &jit_options)
                 .map_err(|e| Finding::new(format!("cranelift cannot compile: {e}")))?;
-            jits.push(("cranelift", Compiled::Cranelift(p)));
+            jits.push(("cranelift", Compiled::Cranelift(Box::new(p))));
         }
         Ok(Engines {
             interp: Compiled::Interp(Interpreter::new(program)),
