@@ -73,8 +73,12 @@ fn call_depth(cfg: &Cfg) -> Option<usize> {
     }
     let functions = cfg.functions();
     // Depth below each function, filled callees first (an explicit stack: no recursion on
-    // programs with long call chains).
+    // programs with long call chains). Each function is expanded once, so the walk ends and
+    // pushes at most one entry per call site even on a call graph with a cycle that
+    // `recursion` did not report (a generated program once made the old walk, which
+    // re-expanded a function still in progress, grow its stack to 8 GiB).
     let mut below: Vec<Option<usize>> = vec![None; functions.len()];
+    let mut expanded_once = vec![false; functions.len()];
     let mut work = vec![(FuncId(0), false)];
     while let Some((f, expanded)) = work.pop() {
         let callees = &functions.get(f.index())?.call_sites;
@@ -86,16 +90,18 @@ fn call_depth(cfg: &Cfg) -> Option<usize> {
             *below.get_mut(f.index())? = Some(deepest);
             continue;
         }
-        if below.get(f.index())?.is_some() {
+        let seen = expanded_once.get_mut(f.index())?;
+        if *seen {
             continue;
         }
+        *seen = true;
         work.push((f, true));
         // A callee still being expanded would be a cycle, which `recursion` rules out; the
         // `?` above turns any such surprise into "unknown".
         work.extend(
             callees
                 .iter()
-                .filter(|(_, c)| below.get(c.index()).is_some_and(Option::is_none))
+                .filter(|(_, c)| expanded_once.get(c.index()) == Some(&false))
                 .map(|&(_, c)| (c, false)),
         );
     }
@@ -135,5 +141,26 @@ mod tests {
         );
         let recursive = "call local f\nexit\nf:\nstdw [%r10-8], 1\ncall local f\nexit";
         assert_eq!(reach(recursive), 8 * 512 + 8, "as deep as the limits allow");
+    }
+
+    #[test]
+    fn a_diamond_of_calls_is_walked_once_per_function() {
+        // f0 calls f1 twice, f1 calls f2 twice, ...: 2^40 paths through 41 functions.
+        let mut text = String::new();
+        for i in 0..40 {
+            text.push_str(&format!(
+                "f{i}:\ncall local f{n}\ncall local f{n}\nexit\n",
+                n = i + 1
+            ));
+        }
+        text.push_str("f40:\nstdw [%r10-8], 1\nexit\n");
+        let limits = Limits {
+            max_call_depth: 64,
+            ..Limits::default()
+        };
+        let reach = stack_reach(&ebpf_isa::assemble(&text).unwrap(), &limits);
+        let full = limits.stack_size() as usize;
+        // The deepest store is 40 frames below the entry's, 8 bytes into its frame.
+        assert_eq!(reach, (40 * 512 + 8).min(full));
     }
 }
