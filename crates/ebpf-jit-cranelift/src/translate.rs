@@ -1866,9 +1866,13 @@ impl<'a, 'f> Tx<'a, 'f> {
                 let (v, expected) = if wide {
                     (src, r0)
                 } else {
+                    // The comparand with its upper half cleared first: AArch64's 32-bit
+                    // `atomic_cas` compares a whole host register, and `ireduce` alone leaves
+                    // r0's upper bits there (cmpxchg32 then failed on an equal low half).
+                    let low = self.b.ins().band_imm_s(r0, 0xffff_ffff);
                     (
                         self.b.ins().ireduce(I32, src),
-                        self.b.ins().ireduce(I32, r0),
+                        self.b.ins().ireduce(I32, low),
                     )
                 };
                 // Real host atomics: a shared region (a map value) is written by other runs
