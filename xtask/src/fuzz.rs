@@ -61,6 +61,11 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             let started = Instant::now();
             for target in TARGETS {
                 let stats = fuzz(root, target, time)?;
+                if stats.executions == 0 {
+                    bail!(
+                        "fuzz {target}: libFuzzer reported no executions: the smoke run proved nothing"
+                    );
+                }
                 println!(
                     "fuzz {target}: {} executions in {time} s ({}/s), peak RSS {} MB, no finding",
                     stats.executions, stats.per_second, stats.peak_rss_mb
@@ -190,7 +195,8 @@ fn read_stats(log: &Path) -> Result<Stats> {
     let mut stats = Stats::default();
     for line in BufReader::new(file).lines() {
         let line = line.unwrap_or_default();
-        let Some((key, value)) = line.split_once(':') else {
+        // `stat::number_of_executed_units: 166592`: the key has colons of its own.
+        let Some((key, value)) = line.rsplit_once(':') else {
             continue;
         };
         let value = value.trim().parse().unwrap_or(0);
