@@ -654,16 +654,6 @@ impl fmt::Debug for Interpreter {
 
 /// The interpreter as an engine: [`Interpreter::run`].
 impl Executable for Interpreter {
-    fn run(
-        &self,
-        memory: MemoryMap<'_>,
-        args: [u64; 2],
-        helpers: &Helpers,
-        limits: &Limits,
-    ) -> Result<Exit, Trap> {
-        Interpreter::run(self, memory, args, helpers, limits)
-    }
-
     fn run_in(
         &self,
         memory: MemoryMap<'_>,

@@ -173,16 +173,6 @@ impl CraneliftProgram {
 
 /// The Cranelift JIT as an engine: [`CraneliftProgram::run`].
 impl Executable for CraneliftProgram {
-    fn run(
-        &self,
-        memory: MemoryMap<'_>,
-        args: [u64; 2],
-        helpers: &Helpers,
-        limits: &Limits,
-    ) -> Result<Exit, Trap> {
-        CraneliftProgram::run(self, memory, args, helpers, limits)
-    }
-
     fn run_in(
         &self,
         memory: MemoryMap<'_>,

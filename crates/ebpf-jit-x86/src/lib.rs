@@ -246,16 +246,6 @@ impl X86Program {
 
 /// The x86 JIT as an engine: [`X86Program::run`].
 impl Executable for X86Program {
-    fn run(
-        &self,
-        memory: MemoryMap<'_>,
-        args: [u64; 2],
-        helpers: &Helpers,
-        limits: &Limits,
-    ) -> Result<Exit, Trap> {
-        X86Program::run(self, memory, args, helpers, limits)
-    }
-
     fn run_in(
         &self,
         memory: MemoryMap<'_>,
