@@ -9,8 +9,13 @@
 //! `execute_program_jit`. Every result is checked against the Rust reference before timing; an
 //! engine that gets one wrong is reported and not timed.
 //!
+//! Each JIT runs twice, with Spectre masking (the default, named after the engine) and
+//! without (`x86-nomask`, `cranelift-nomask`), so the summary has the cost of masking per
+//! program and its geometric mean, measured in the same run.
+//!
 //! `cargo bench -p ebpf-vm --features jit-cranelift --bench engines` (add `-- sort` to run one
-//! program's groups; without the feature, Cranelift is left out).
+//! program's groups, `-- 'run/.*/(x86|cranelift|rbpf)'` the JITs' run groups only; without the
+//! feature, Cranelift is left out).
 
 use std::cell::RefCell;
 use std::hint::black_box;
@@ -41,24 +46,41 @@ fn rbpf_jit<'a>(p: &Program, bytes: &'a [u8]) -> Option<rbpf::EbpfVmRaw<'a>> {
 struct Row {
     name: &'static str,
     executed: u64,
-    /// Per engine of `Engine::ALL`, then rbpf's JIT: (compile ns, run ns).
+    /// Per configuration of `configurations()`, then rbpf's JIT: (compile ns, run ns).
     times: Vec<(Option<f64>, Option<f64>)>,
+}
+
+/// What is timed: every engine of `Engine::ALL` as configured by default (Spectre masking
+/// on), then each JIT without masking.
+fn configurations() -> Vec<(String, Engine, bool)> {
+    let mut all: Vec<(String, Engine, bool)> = Engine::ALL
+        .iter()
+        .map(|&e| (e.name().to_string(), e, true))
+        .collect();
+    for &e in Engine::ALL {
+        if matches!(e, Engine::X86 | Engine::Cranelift) {
+            all.push((format!("{}-nomask", e.name()), e, false));
+        }
+    }
+    all
 }
 
 fn bench_program(c: &mut Criterion, p: &Program) -> Row {
     let bytes = p.bytecode();
     let input = p.input();
     let expected = p.expected();
-    let load = |engine: Engine| {
+    let configs = configurations();
+    let load = |engine: Engine, masking: bool| {
         Vm::builder()
             .engine(engine)
+            .spectre_masking(masking)
             .unverified()
             .load(black_box(&bytes))
     };
-    let vms: Vec<Option<Vm>> = Engine::ALL
+    let vms: Vec<Option<Vm>> = configs
         .iter()
-        .map(|&e| {
-            let vm = load(e).ok()?;
+        .map(|&(_, e, masking)| {
+            let vm = load(e, masking).ok()?;
             (vm.run(&mut input.clone()).ok()? == expected).then_some(vm)
         })
         .collect();
@@ -71,21 +93,21 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
     #[cfg(target_arch = "x86_64")]
     let rbpf = rbpf_jit(p, &bytes);
 
-    let n = Engine::ALL.len() + 1;
+    let n = configs.len() + 1;
     let compile: Vec<RefCell<Samples>> = (0..n).map(|_| RefCell::default()).collect();
     let run: Vec<RefCell<Samples>> = (0..n).map(|_| RefCell::default()).collect();
 
     let mut group = c.benchmark_group(format!("compile/{}", p.name));
     group.throughput(Throughput::Elements(p.assemble().len() as u64));
-    for (i, &engine) in Engine::ALL.iter().enumerate() {
+    for (i, (name, engine, masking)) in configs.iter().enumerate() {
         if vms[i].is_none() {
             continue;
         }
-        group.bench_function(engine.name(), |b| {
+        group.bench_function(name.as_str(), |b| {
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    black_box(load(engine).ok());
+                    black_box(load(*engine, *masking).ok());
                 }
                 record(&compile[i], start.elapsed(), iters)
             });
@@ -111,9 +133,9 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
 
     let mut group = c.benchmark_group(format!("run/{}", p.name));
     group.throughput(Throughput::Elements(executed));
-    for (i, &engine) in Engine::ALL.iter().enumerate() {
+    for (i, (name, _, _)) in configs.iter().enumerate() {
         let Some(vm) = &vms[i] else { continue };
-        group.bench_function(engine.name(), |b| {
+        group.bench_function(name.as_str(), |b| {
             b.iter_custom(|iters| {
                 timed(iters, &input, &run[i], |m| match vm.run(m) {
                     Ok(r0) => r0,
@@ -148,7 +170,8 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
 }
 
 fn print_summary(rows: &[Row]) {
-    let mut names: Vec<&str> = Engine::ALL.iter().map(|e| e.name()).collect();
+    let configs = configurations();
+    let mut names: Vec<&str> = configs.iter().map(|(n, _, _)| n.as_str()).collect();
     names.push("rbpf-x86");
     let cell =
         |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
@@ -200,6 +223,64 @@ fn print_summary(rows: &[Row]) {
             );
         }
     }
+    print_masking(rows, &names);
+}
+
+/// The cost of Spectre masking: per program, each JIT's run time masked over unmasked (and
+/// rbpf's JIT, which checks nothing, over ours masked), with their geometric means.
+fn print_masking(rows: &[Row], names: &[&str]) {
+    let index = |name: &str| names.iter().position(|n| *n == name);
+    let run = |r: &Row, i: Option<usize>| i.and_then(|i| r.times.get(i)).and_then(|t| t.1);
+    let pairs = [
+        ("x86 masked / unmasked", index("x86"), index("x86-nomask")),
+        (
+            "cranelift masked / unmasked",
+            index("cranelift"),
+            index("cranelift-nomask"),
+        ),
+        ("rbpf-x86 / x86 masked", index("rbpf-x86"), index("x86")),
+        (
+            "rbpf-x86 / cranelift masked",
+            index("rbpf-x86"),
+            index("cranelift"),
+        ),
+    ];
+    println!();
+    println!("Spectre masking: run time ratios (one run)");
+    print!("| {:<10} |", "program");
+    for (title, _, _) in &pairs {
+        print!(" {title:>27} |");
+    }
+    println!();
+    print!("|{:-<12}|", "");
+    for _ in &pairs {
+        print!("{:->29}|", ":");
+    }
+    println!();
+    let mut logs = vec![(0.0f64, 0usize); pairs.len()];
+    for r in rows {
+        print!("| {:<10} |", r.name);
+        for (k, (_, a, b)) in pairs.iter().enumerate() {
+            match (run(r, *a), run(r, *b)) {
+                (Some(a), Some(b)) => {
+                    logs[k].0 += (a / b).ln();
+                    logs[k].1 += 1;
+                    print!(" {:>26.3}x |", a / b);
+                }
+                _ => print!(" {:>27} |", "-"),
+            }
+        }
+        println!();
+    }
+    print!("| {:<10} |", "geomean");
+    for (sum, n) in logs {
+        if n == 0 {
+            print!(" {:>27} |", "-");
+        } else {
+            print!(" {:>26.3}x |", (sum / n as f64).exp());
+        }
+    }
+    println!();
 }
 
 fn main() {
