@@ -11,7 +11,11 @@
 //!
 //! Each JIT runs twice, with Spectre masking (the default, named after the engine) and
 //! without (`x86-nomask`, `cranelift-nomask`), so the summary has the cost of masking per
-//! program and its geometric mean, measured in the same run.
+//! program and its geometric mean, measured in the same run. Criterion times one
+//! configuration after another, so load from other processes that comes and goes shows up as
+//! a difference between them; the bench therefore also times masked and unmasked code in
+//! alternating batches (`interleaved`) and reports the median of the paired ratios, which
+//! such drift cancels.
 //!
 //! `cargo bench -p ebpf-vm --features jit-cranelift --bench engines` (add `-- sort` to run one
 //! program's groups, `-- 'run/.*/(x86|cranelift|rbpf)'` the JITs' run groups only; without the
@@ -20,7 +24,7 @@
 use std::cell::RefCell;
 use std::hint::black_box;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use ebpf_bench::timing::{SAMPLE_SIZE, Samples, record, timed};
@@ -283,6 +287,94 @@ fn print_masking(rows: &[Row], names: &[&str]) {
     println!();
 }
 
+/// Rounds of [`interleaved`], and the time one batch of runs aims at.
+const ROUNDS: usize = 41;
+const BATCH: Duration = Duration::from_millis(15);
+
+/// Each JIT's run time masked over unmasked on `p`, timed in [`ROUNDS`] pairs of alternating
+/// batches (masked first in even rounds, second in odd ones): the median of the rounds'
+/// ratios. `None` for a JIT this build or host lacks.
+fn interleaved(p: &Program) -> Vec<(&'static str, Option<f64>)> {
+    let bytes = p.bytecode();
+    let input = p.input();
+    let load = |engine: Engine, masking: bool| {
+        let vm = Vm::builder()
+            .engine(engine)
+            .spectre_masking(masking)
+            .unverified()
+            .load(&bytes)
+            .ok()?;
+        (vm.run(&mut input.clone()).ok()? == p.expected()).then_some(vm)
+    };
+    let scratch = RefCell::default();
+    let batch = |vm: &Vm, iters: u64| {
+        timed(iters, &input, &scratch, |m| vm.run(m).unwrap_or(0)).as_nanos() as f64
+    };
+    [Engine::X86, Engine::Cranelift]
+        .into_iter()
+        .map(|engine| {
+            let (Some(masked), Some(plain)) = (load(engine, true), load(engine, false)) else {
+                return (engine.name(), None);
+            };
+            let once = batch(&plain, 20) / 20.0;
+            let iters = ((BATCH.as_nanos() as f64 / once.max(1.0)) as u64).max(1);
+            let mut ratios: Vec<f64> = (0..ROUNDS)
+                .map(|round| {
+                    let (a, b) = if round % 2 == 0 {
+                        let a = batch(&masked, iters);
+                        (a, batch(&plain, iters))
+                    } else {
+                        let b = batch(&plain, iters);
+                        (batch(&masked, iters), b)
+                    };
+                    a / b
+                })
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            (engine.name(), ratios.get(ROUNDS / 2).copied())
+        })
+        .collect()
+}
+
+/// The interleaved ratios of every program, with their geometric means.
+fn print_interleaved(rows: &[(&'static str, Vec<(&'static str, Option<f64>)>)]) {
+    println!();
+    println!(
+        "Spectre masking, interleaved: masked / unmasked run time, median of {ROUNDS} paired \
+         batches of ~{} ms",
+        BATCH.as_millis()
+    );
+    println!("| program    |   x86 masked / unmasked | cranelift masked / unmasked |");
+    println!("|------------|------------------------:|----------------------------:|");
+    let mut logs = [(0.0f64, 0usize); 2];
+    for (name, ratios) in rows {
+        print!("| {name:<10} |");
+        for (k, (_, r)) in ratios.iter().enumerate() {
+            let width = if k == 0 { 23 } else { 27 };
+            match r {
+                Some(r) => {
+                    logs[k].0 += r.ln();
+                    logs[k].1 += 1;
+                    print!(" {:>w$} |", format!("{r:.3}x"), w = width);
+                }
+                None => print!(" {:>w$} |", "-", w = width),
+            }
+        }
+        println!();
+    }
+    print!("| {:<10} |", "geomean");
+    for (k, (sum, n)) in logs.iter().enumerate() {
+        let width = if k == 0 { 23 } else { 27 };
+        let g = if *n == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.3}x", (sum / *n as f64).exp())
+        };
+        print!(" {g:>width$} |");
+    }
+    println!();
+}
+
 fn main() {
     let mut c = Criterion::default()
         .sample_size(SAMPLE_SIZE)
@@ -290,4 +382,6 @@ fn main() {
     let rows: Vec<Row> = PROGRAMS.iter().map(|p| bench_program(&mut c, p)).collect();
     c.final_summary();
     print_summary(&rows);
+    let masking: Vec<_> = PROGRAMS.iter().map(|p| (p.name, interleaved(p))).collect();
+    print_interleaved(&masking);
 }

@@ -109,36 +109,32 @@ impl fmt::Display for Engine {
 /// How generated code defends itself beyond the contract: the one place the facade configures
 /// it, handed to every JIT (both, and both tiers of [`Engine::Tiered`]); the interpreter has
 /// nothing to configure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Hardening {
     /// Spectre v1 masking of every access checked at run time (each JIT's
-    /// `JitOptions::spectre_masking`; [`crate::VmBuilder::spectre_masking`]).
-    pub(crate) spectre_masking: bool,
-}
-
-impl Default for Hardening {
-    fn default() -> Hardening {
-        Hardening {
-            spectre_masking: true,
-        }
-    }
+    /// `JitOptions::spectre_masking`; [`crate::VmBuilder::spectre_masking`]). `None`: each
+    /// JIT's own default, chosen by what masking costs it (on for x86, off for Cranelift).
+    pub(crate) spectre_masking: Option<bool>,
 }
 
 impl Hardening {
     /// The x86 JIT's options for a program whose runs start as `entry` says.
     #[cfg(feature = "jit-x86")]
     fn x86(self, entry: Option<&Entry>) -> ebpf_jit_x86::JitOptions {
+        let default = ebpf_jit_x86::JitOptions::default();
         ebpf_jit_x86::JitOptions {
             entry: entry.cloned(),
-            spectre_masking: self.spectre_masking,
-            ..ebpf_jit_x86::JitOptions::default()
+            spectre_masking: self.spectre_masking.unwrap_or(default.spectre_masking),
+            ..default
         }
     }
 
     /// The Cranelift JIT's options.
     #[cfg(feature = "jit-cranelift")]
     fn cranelift(self) -> ebpf_jit_cranelift::JitOptions {
-        ebpf_jit_cranelift::JitOptions::default().with_spectre_masking(self.spectre_masking)
+        let default = ebpf_jit_cranelift::JitOptions::default();
+        let masking = self.spectre_masking.unwrap_or(default.spectre_masking);
+        default.with_spectre_masking(masking)
     }
 }
 

@@ -287,15 +287,16 @@ impl VmBuilder {
         self
     }
 
-    /// Spectre v1 masking in the JITs' code (default: on). A bounds check is a branch, which
-    /// the CPU may mispredict and run the access anyway, speculatively, with an address the
-    /// check refused — reading memory outside every region into the cache, where timing can
+    /// Spectre v1 masking in the JITs' code, on or off for both JITs (default: each JIT's
+    /// own — on for the x86 JIT, where it costs about 1%, off for the Cranelift JIT, where it
+    /// costs about 11%; docs/security.md). A bounds check is a branch, which the CPU may
+    /// mispredict and run the access anyway, speculatively, with an address the check
+    /// refused — reading memory outside every region into the cache, where timing can
     /// recover it. With masking, the address of every access checked at run time is forced to
-    /// 0 by a conditional move on the check's result, so even speculation never uses it.
-    /// Turn it off only for programs you trust (it costs a few instructions per checked
-    /// access; docs/jit-x86.md measures it). No effect on the interpreter, nor on results.
+    /// 0 by a conditional move on the check's result, so even speculation never uses it. Turn
+    /// it on for programs you do not trust. No effect on the interpreter, nor on results.
     pub fn spectre_masking(mut self, on: bool) -> VmBuilder {
-        self.hardening.spectre_masking = on;
+        self.hardening.spectre_masking = Some(on);
         self
     }
 

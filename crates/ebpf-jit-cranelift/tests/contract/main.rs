@@ -56,14 +56,14 @@ pub(crate) fn split_options() -> JitOptions {
 }
 
 /// Every variant the tests run, with its label: the program in one function, and in many —
-/// the second with Spectre masking off, so that both settings run every case without a third
-/// variant.
+/// the second with Spectre masking on (off by default), so that both settings run every case
+/// without a third variant.
 pub(crate) fn variants() -> [(&'static str, JitOptions); 2] {
     [
         ("cranelift", options()),
         (
-            "cranelift (units of 3, unmasked)",
-            split_options().with_spectre_masking(false),
+            "cranelift (units of 3, masked)",
+            split_options().with_spectre_masking(true),
         ),
     ]
 }
