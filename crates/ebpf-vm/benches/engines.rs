@@ -287,6 +287,9 @@ fn print_masking(rows: &[Row], names: &[&str]) {
     println!();
 }
 
+/// Per JIT (its name): masked over unmasked run time, where it could be measured.
+type MaskingRatios = Vec<(&'static str, Option<f64>)>;
+
 /// Rounds of [`interleaved`], and the time one batch of runs aims at.
 const ROUNDS: usize = 41;
 const BATCH: Duration = Duration::from_millis(15);
@@ -294,7 +297,7 @@ const BATCH: Duration = Duration::from_millis(15);
 /// Each JIT's run time masked over unmasked on `p`, timed in [`ROUNDS`] pairs of alternating
 /// batches (masked first in even rounds, second in odd ones): the median of the rounds'
 /// ratios. `None` for a JIT this build or host lacks.
-fn interleaved(p: &Program) -> Vec<(&'static str, Option<f64>)> {
+fn interleaved(p: &Program) -> MaskingRatios {
     let bytes = p.bytecode();
     let input = p.input();
     let load = |engine: Engine, masking: bool| {
@@ -337,7 +340,7 @@ fn interleaved(p: &Program) -> Vec<(&'static str, Option<f64>)> {
 }
 
 /// The interleaved ratios of every program, with their geometric means.
-fn print_interleaved(rows: &[(&'static str, Vec<(&'static str, Option<f64>)>)]) {
+fn print_interleaved(rows: &[(&'static str, MaskingRatios)]) {
     println!();
     println!(
         "Spectre masking, interleaved: masked / unmasked run time, median of {ROUNDS} paired \
