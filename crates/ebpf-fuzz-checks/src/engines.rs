@@ -168,6 +168,7 @@ impl Engines {
                     constant_blinding: blinding,
                     entry: None,
                     checked_facts: blinding,
+                    spectre_masking: true,
                 };
                 match ebpf_jit_x86::compile(program, &jit_options) {
                     Ok(p) => jits.push((name, Compiled::X86(p))),

@@ -321,7 +321,12 @@ pub fn compile(program: &Program, options: &JitOptions) -> Result<CraneliftProgr
     let target = options::isa(None, options)?;
     let check = CheckFn::Address(check_address(&target)?);
     let isa = target.isa.clone();
-    let prep = Prepared::new(program, options.function_size, Shortfall::Suspend);
+    let prep = Prepared::new(
+        program,
+        options.function_size,
+        Shortfall::Suspend,
+        options.spectre_masking,
+    );
     let mut code = Code(Some(JITModule::new(JITBuilder::with_isa(
         isa.clone(),
         default_libcall_names(),
@@ -374,7 +379,12 @@ pub fn compile_objects(
     let mut module = ObjectModule::new(builder);
     let check = CheckFn::Id(define_check(&mut module, &*isa)?);
     for (symbol, program) in programs {
-        let prep = Prepared::new(program, options.function_size, Shortfall::CheckedCopy);
+        let prep = Prepared::new(
+            program,
+            options.function_size,
+            Shortfall::CheckedCopy,
+            options.spectre_masking,
+        );
         define(&mut module, &prep, symbol, &*isa, check)?;
     }
     module
@@ -399,11 +409,25 @@ pub enum IrStage {
 /// dispatcher of a program of several) at `stage`, for debugging and documentation.
 #[doc(hidden)]
 pub fn ir_text(program: &Program, stage: IrStage) -> Result<String, JitError> {
-    let options = JitOptions::default();
-    let target = options::isa(None, &options)?;
+    ir_text_with(program, stage, &JitOptions::default())
+}
+
+/// [`ir_text`] under `options`.
+#[doc(hidden)]
+pub fn ir_text_with(
+    program: &Program,
+    stage: IrStage,
+    options: &JitOptions,
+) -> Result<String, JitError> {
+    let target = options::isa(None, options)?;
     let check = Check::Address(check_address(&target)?);
     let isa = &target.isa;
-    let prep = Prepared::new(program, options.function_size, Shortfall::Suspend);
+    let prep = Prepared::new(
+        program,
+        options.function_size,
+        Shortfall::Suspend,
+        options.spectre_masking,
+    );
     let mut text = String::new();
     let mut fctx = FunctionBuilderContext::new();
     for u in 0..prep.plan.units.len() {

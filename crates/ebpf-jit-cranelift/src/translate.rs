@@ -132,6 +132,9 @@ pub(crate) fn translate_check(
     b.seal_block(ok);
     let host = b.ins().load(I64, flags, entry_addr, 0);
     let p = b.ins().iadd(host, rel);
+    // Spectre v1, whatever the options (the function is shared and cold): a mispredicted
+    // branch above hands back 0, never the refused address.
+    let p = b.ins().select_spectre_guard(out, zero, p);
     b.ins().store(flags, p, ctx, off::HOST);
     b.ins().return_(&[]);
     b.switch_to_block(fail);
@@ -177,13 +180,21 @@ pub(crate) struct Prepared<'p> {
     /// Whether `r10` is never written (frame offsets are exact, frame slots unchecked).
     frame_exact: bool,
     shortfall: Shortfall,
+    /// Spectre v1 masking (`JitOptions::spectre_masking`): see [`Tx::guard`].
+    masking: bool,
     /// Registers live at each block.
     live: Vec<Regs>,
 }
 
 impl<'p> Prepared<'p> {
-    /// Plans `program` in units of about `function_size` instructions.
-    pub(crate) fn new(program: &'p Program, function_size: usize, shortfall: Shortfall) -> Self {
+    /// Plans `program` in units of about `function_size` instructions, with or without
+    /// Spectre `masking`.
+    pub(crate) fn new(
+        program: &'p Program,
+        function_size: usize,
+        shortfall: Shortfall,
+        masking: bool,
+    ) -> Self {
         let plan = Plan::build(program, function_size, shortfall == Shortfall::Suspend);
         let insns = program.insns();
         let frame_exact = !hints::writes_r10(insns);
@@ -197,6 +208,7 @@ impl<'p> Prepared<'p> {
             entries,
             frame_exact,
             shortfall,
+            masking,
         }
     }
 
@@ -1656,7 +1668,21 @@ impl<'a, 'f> Tx<'a, 'f> {
             .b
             .ins()
             .icmp(IntCC::UnsignedGreaterThanOrEqual, rel, bound);
-        (outside, self.b.ins().iadd(host, rel))
+        let p = self.b.ins().iadd(host, rel);
+        (outside, self.guard(outside, p))
+    }
+
+    /// With Spectre masking, `p` — the host address of an access whose check is `out` — or
+    /// 0 (the null page) when `out` holds: a `select_spectre_guard`, which Cranelift lowers to
+    /// a compare and a conditional move and never to a branch, so an access behind a
+    /// mispredicted check cannot use the refused address even speculatively. Without
+    /// masking, `p`.
+    fn guard(&mut self, out: Value, p: Value) -> Value {
+        if !self.prep.masking {
+            return p;
+        }
+        let zero = self.iconst(I64, 0);
+        self.b.ins().select_spectre_guard(out, zero, p)
     }
 
     /// The first VM address of a hinted region. The input hint stands for wherever `r1`
@@ -1924,7 +1950,8 @@ impl<'a, 'f> Tx<'a, 'f> {
             tx.jump_trapped();
         });
         let host = self.b.ins().load(I64, self.flags.table, entry, 0);
-        self.b.ins().iadd(host, rel)
+        let p = self.b.ins().iadd(host, rel);
+        self.guard(out, p)
     }
 
     /// Calls the check function (see [`translate_check`]): the host address of the access, or
@@ -2000,6 +2027,8 @@ impl<'a, 'f> Tx<'a, 'f> {
         );
         let host = self.b.ins().load(I64, self.flags.table, self.ctx, entry);
         let p = self.b.ins().iadd(host, offset);
+        // The offset is the program's (any 32-bit value): masked like any checked access.
+        let p = self.guard(out, p);
         let f = self.flags.vm;
         let v = match size {
             Size::B => self.b.ins().uload8(I64, f, p, 0),
@@ -2128,6 +2157,56 @@ fn has_effect(insn: &Insn) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The IR of `src` (as translated, or as machine code) with Spectre masking on or off.
+    fn ir(src: &str, stage: crate::IrStage, masking: bool) -> String {
+        let program = ebpf_isa::assemble(src).unwrap();
+        let options = crate::JitOptions::default().with_spectre_masking(masking);
+        crate::ir_text_with(&program, stage, &options).unwrap()
+    }
+
+    /// Spectre v1: every access checked at run time — the full check, a region guess, a
+    /// packet load — takes its host address through one `select_spectre_guard` of its own
+    /// check, which becomes a conditional move on x86-64 (never a branch); frame slots proven
+    /// inside the frame have no check and no guard; with masking off there is none at all.
+    #[test]
+    fn checked_accesses_are_guarded_against_speculation() {
+        if !crate::host_supported() {
+            eprintln!("skipping: cranelift does not support this host");
+            return;
+        }
+        let cases = [
+            // (program, accesses checked at run time)
+            ("ldxw %r0, [%r2+8]\nexit", 1),
+            ("ldxw %r0, [%r1+0]\nstxb [%r1+7], %r0\nexit", 2),
+            ("lock add [%r2], %r0\nexit", 1),
+            ("ldabsb 3\nldindh %r2, 1\nexit", 2),
+            ("stxdw [%r10-8], %r1\nldxdw %r0, [%r10-8]\nexit", 0),
+        ];
+        for (src, checked) in cases {
+            let guards = |masking| {
+                ir(src, crate::IrStage::Translated, masking)
+                    .matches("select_spectre_guard")
+                    .count()
+            };
+            assert_eq!(guards(true), checked, "{src}");
+            assert_eq!(guards(false), 0, "{src}");
+            if cfg!(target_arch = "x86_64") {
+                let cmovs = |masking| {
+                    ir(src, crate::IrStage::Machine, masking)
+                        .lines()
+                        .filter(|l| l.trim_start().starts_with("cmov"))
+                        .count()
+                };
+                assert_eq!(
+                    cmovs(true),
+                    cmovs(false) + checked,
+                    "{src}: one conditional move per guard\n{}",
+                    ir(src, crate::IrStage::Machine, true)
+                );
+            }
+        }
+    }
 
     /// What the generated code computes with [`udiv_magic`]'s numbers.
     fn divide(x: u64, d: u64, bits: u32) -> u64 {

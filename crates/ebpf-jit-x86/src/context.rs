@@ -148,6 +148,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) load_span: [[u64; REGION_TABLE_LEN]; 4],
     /// `store_lim` minus `start` (0 where the limit is 0).
     pub(crate) store_span: [[u64; REGION_TABLE_LEN]; 4],
+    /// Always 0, never written: what Spectre masking moves into a host address that failed
+    /// its check (`cmovae rdx, [rbx + OFF_NULL]`: a conditional move has no immediate form).
+    pub(crate) null: u64,
     /// Registers, budget, shadow stack, helper call and trap report: fresh for every run.
     pub(crate) run: RunState,
     // Below: used by Rust only.
@@ -174,6 +177,7 @@ pub(crate) const OFF_START: i32 = offset_of!(Ctx<'static>, start) as i32;
 pub(crate) const OFF_HOST: i32 = offset_of!(Ctx<'static>, host) as i32;
 pub(crate) const OFF_LOAD_SPAN: i32 = offset_of!(Ctx<'static>, load_span) as i32;
 pub(crate) const OFF_STORE_SPAN: i32 = offset_of!(Ctx<'static>, store_span) as i32;
+pub(crate) const OFF_NULL: i32 = offset_of!(Ctx<'static>, null) as i32;
 pub(crate) const OFF_REGS: i32 = offset_of!(Ctx<'static>, run.regs) as i32;
 pub(crate) const OFF_REMAINING: i32 = offset_of!(Ctx<'static>, run.remaining) as i32;
 pub(crate) const OFF_FRAME_SP: i32 = offset_of!(Ctx<'static>, run.frame_sp) as i32;
@@ -214,6 +218,7 @@ impl<'a> Ctx<'a> {
             host: [0; REGION_TABLE_LEN],
             load_span: [[0; REGION_TABLE_LEN]; 4],
             store_span: [[0; REGION_TABLE_LEN]; 4],
+            null: 0,
             run: RunState::default(),
             memory: core::ptr::null_mut(),
             helpers: core::ptr::null(),

@@ -42,9 +42,9 @@ use ebpf_isa::{
 use crate::blocks::Shape;
 use crate::context::{
     FRAME_CALLEE_FP, FRAME_RET, FRAME_SIZE, OFF_ARGS, OFF_BIAS, OFF_BLOCK, OFF_FRAME_BASE,
-    OFF_FRAME_END, OFF_FRAME_SP, OFF_HELPER_ID, OFF_HOST, OFF_LOOP_COUNT, OFF_REGS, OFF_REMAINING,
-    OFF_RESUME, OFF_SAVED_RSP, OFF_START, OFF_TRAMPOLINE, OFF_TRAP_ADDR, OFF_TRAP_CODE,
-    OFF_TRAP_PC, lim_offset, packed, span_offset, status,
+    OFF_FRAME_END, OFF_FRAME_SP, OFF_HELPER_ID, OFF_HOST, OFF_LOOP_COUNT, OFF_NULL, OFF_REGS,
+    OFF_REMAINING, OFF_RESUME, OFF_SAVED_RSP, OFF_START, OFF_TRAMPOLINE, OFF_TRAP_ADDR,
+    OFF_TRAP_CODE, OFF_TRAP_PC, lim_offset, packed, span_offset, status,
 };
 use crate::{JitError, JitOptions};
 
@@ -260,6 +260,9 @@ struct Emitter<'p> {
     /// Checked-facts mode: keep every check a fact makes impossible, failing to a `Fact`
     /// stub instead of a trap.
     checked: bool,
+    /// Spectre v1 masking (`JitOptions::spectre_masking`): the host address of every access
+    /// checked at run time is forced to 0 when its check fails, without a branch.
+    masking: bool,
     /// The instruction being emitted.
     index: usize,
     /// The loops that get a second copy (`LoopCopy`), entered from outside through a
@@ -413,6 +416,7 @@ pub(crate) fn emit(
         keys: Keys::new(),
         facts,
         checked: options.checked_facts,
+        masking: options.spectre_masking,
         index: 0,
         loops,
         copy: None,
@@ -1368,6 +1372,16 @@ impl Emitter<'_> {
     ///   start[r]`, one compare against `span[r]`, `rdx += host[r]`; a wrong guess goes out of
     ///   line to the full check;
     /// - otherwise the full check against the region table (`full_check`).
+    ///
+    /// Spectre v1 masking (`self.masking`): a check's branch can be mispredicted, and the CPU
+    /// then runs the access speculatively with an address the check refused — far out of any
+    /// region if the program chose it. So on every checked shape the host address is also
+    /// made to depend on the check's own flags, as data: right after the branch, the guessed
+    /// region's `sbb rax, rax` (all ones when the compare's carry says "below the span", zero
+    /// otherwise) is ANDed into the host address, and the full check's `cmovae` replaces it
+    /// with `[rbx + OFF_NULL]` (0). Either way a refused address becomes 0, the never-mapped
+    /// null page, even speculatively: CPUs predict branches, not flags. Proven accesses have
+    /// no check, so nothing to mask (docs/jit-x86.md says what that relies on).
     fn host_address(
         &mut self,
         base: Reg,
@@ -1433,9 +1447,18 @@ impl Emitter<'_> {
                 ; sub rdx, [rbx + start]
                 ; cmp rdx, [rbx + span]
                 ; jae =>unguessed
-                ; add rdx, [rbx + host]
-                ; =>back
             );
+            if self.masking {
+                // Carry set (in bounds): rax = all ones; clear (a mispredicted jae): 0.
+                asm!(self.ops
+                    ; sbb rax, rax
+                    ; add rdx, [rbx + host]
+                    ; and rdx, rax
+                );
+            } else {
+                asm!(self.ops; add rdx, [rbx + host]);
+            }
+            asm!(self.ops; =>back);
             return Some(At::Rdx);
         }
         let oob = self.trap_stub(pc, oob_code(w, write));
@@ -1446,7 +1469,8 @@ impl Emitter<'_> {
 
     /// `rax = base + off` (the VM address); if `1 << w` bytes there are out of bounds, jumps to
     /// `oob`; then, for atomics, to `misaligned` if the address is not a multiple of the width
-    /// (bounds first, as the interpreter); otherwise leaves the host address in `rdx`.
+    /// (bounds first, as the interpreter); otherwise leaves the host address in `rdx` (with
+    /// masking, 0 where the bounds check failed: see `host_address`).
     fn full_check(
         &mut self,
         b: u8,
@@ -1469,6 +1493,19 @@ impl Emitter<'_> {
             ; cmp rax, [rbx + rdx * 8 + lim]
             ; jae =>oob
         );
+        if self.masking {
+            // `mov` and `lea` keep the compare's flags for the `cmovae`, which must come
+            // before the alignment test overwrites them.
+            asm!(self.ops
+                ; mov rdx, [rbx + rdx * 8 + OFF_BIAS]
+                ; lea rdx, [rdx + rax]
+                ; cmovae rdx, [rbx + OFF_NULL]
+            );
+            if let Some(mis) = misaligned {
+                asm!(self.ops; test al, ((1 << w) - 1) as i8; jnz =>mis);
+            }
+            return;
+        }
         if let Some(mis) = misaligned {
             asm!(self.ops; test al, ((1 << w) - 1) as i8; jnz =>mis);
         }
@@ -1593,6 +1630,19 @@ impl Emitter<'_> {
             ; jae =>oob
             ; mov rdx, [rbx + bias]
         );
+        if self.masking {
+            // The offset is the program's (any 32-bit value): masked as `full_check` does.
+            asm!(self.ops
+                ; lea rdx, [rdx + rax]
+                ; cmovae rdx, [rbx + OFF_NULL]
+            );
+            match checked {
+                1 => asm!(self.ops; movzx esi, BYTE [rdx]),
+                2 => asm!(self.ops; movzx esi, WORD [rdx]; rol si, 8),
+                _ => asm!(self.ops; mov esi, DWORD [rdx]; bswap esi),
+            }
+            return;
+        }
         match checked {
             1 => asm!(self.ops; movzx esi, BYTE [rax + rdx]),
             2 => asm!(self.ops; movzx esi, WORD [rax + rdx]; rol si, 8),

@@ -75,6 +75,14 @@ pub struct JitOptions {
     /// one ever fires — a bug in the facts, made loud. For tests. Default: on in builds with
     /// debug assertions.
     pub checked_facts: bool,
+    /// Spectre v1 masking: every access whose bounds check runs at run time uses a host
+    /// address that is forced to 0 (the null page) when the check fails, by a conditional move
+    /// or an `sbb`/`and` mask on the check's own flags — data flow the CPU does not predict —
+    /// so a mispredicted check cannot make it load or store out of bounds speculatively and
+    /// leak what it read through the cache. Accesses the facts prove in bounds have no check
+    /// and no mask (docs/jit-x86.md says when that is sound, and what the masking costs).
+    /// Default: on.
+    pub spectre_masking: bool,
 }
 
 impl Default for JitOptions {
@@ -83,6 +91,7 @@ impl Default for JitOptions {
             constant_blinding: true,
             entry: None,
             checked_facts: cfg!(debug_assertions),
+            spectre_masking: true,
         }
     }
 }

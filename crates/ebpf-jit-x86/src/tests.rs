@@ -18,6 +18,7 @@ fn emitted(program: &ebpf_isa::Program, blinding: bool) -> Vec<u8> {
         constant_blinding: blinding,
         entry: None,
         checked_facts: false,
+        spectre_masking: true,
     };
     let facts = Facts::analyse(program, &Entry::unknown());
     emit(program, &options, &facts).unwrap().code
@@ -31,6 +32,7 @@ fn code_with_input(src: &str, checked: bool) -> Vec<u8> {
         constant_blinding: false,
         entry: Some(Entry::input()),
         checked_facts: checked,
+        spectre_masking: true,
     };
     let facts = Facts::analyse(&program, &Entry::input());
     emit(&program, &options, &facts).unwrap().code
@@ -236,8 +238,18 @@ fn accesses_through_an_unknown_pointer_are_checked_against_the_region_table() {
     ];
     let check: Vec<&str> = check.iter().map(String::as_str).collect();
     assert!(contains_window(&b, &check), "{b:?}");
+    // Masked (Spectre v1): the host address, or 0 where the compare said out of bounds.
+    let null = format!("cmovae rdx,[rbx+{}]", disp(crate::context::OFF_NULL));
     assert!(
-        contains_window(&b, &["mov rdx,[rbx+rdx*8]", "add rdx,rax", "mov esi,[rdx]"]),
+        contains_window(
+            &b,
+            &[
+                "mov rdx,[rbx+rdx*8]",
+                "lea rdx,[rdx+rax]",
+                &null,
+                "mov esi,[rdx]"
+            ]
+        ),
         "{b:?}"
     );
 }
@@ -260,7 +272,9 @@ fn accesses_through_a_hinted_pointer_check_the_guessed_region_first() {
     let fast: Vec<&str> = fast.iter().map(String::as_str).collect();
     assert!(contains_window(&b, &fast), "{b:?}");
     let after = [
+        "sbb rax,rax".to_string(),
         format!("add rdx,[rbx+{}]", disp(host)),
+        "and rdx,rax".to_string(),
         "mov [rdx],si".to_string(),
     ];
     let after: Vec<&str> = after.iter().map(String::as_str).collect();
@@ -631,6 +645,7 @@ fn a_counted_loop_is_charged_once_at_its_entry() {
         constant_blinding: false,
         entry: None,
         checked_facts: true,
+        spectre_masking: true,
     };
     let checked = text(&emit(&program, &options, &facts).unwrap().code);
     let count = disp(crate::context::OFF_LOOP_COUNT);
@@ -640,4 +655,100 @@ fn a_counted_loop_is_charged_once_at_its_entry() {
             .any(|s| *s == alloc::format!("cmp qword ptr [rbx+{count}],12Ch")),
         "{checked:#?}"
     );
+}
+
+/// The code of `src` under the facts of the plain input, unblinded, with Spectre masking on or
+/// off, checks the facts make impossible dropped.
+fn code_masked(src: &str, masking: bool) -> Vec<String> {
+    let program = ebpf_isa::assemble(src).unwrap();
+    let options = JitOptions {
+        constant_blinding: false,
+        entry: Some(Entry::input()),
+        checked_facts: false,
+        spectre_masking: masking,
+    };
+    let facts = Facts::analyse(&program, &Entry::input());
+    text(&emit(&program, &options, &facts).unwrap().code)
+}
+
+/// Whether instruction `i` of `all` is a Spectre mask: the full check's and packet loads'
+/// `cmovae` from the null field, or the guessed region's `sbb rax,rax` (the start of its
+/// `sbb`/`add`/`and` sequence).
+fn is_mask(all: &[String], i: usize) -> bool {
+    let null = format!("cmovae rdx,[rbx+{}]", disp(crate::context::OFF_NULL));
+    all[i] == null
+        || (all[i] == "sbb rax,rax" && all.get(i + 2).is_some_and(|s| s == "and rdx,rax"))
+}
+
+/// Spectre v1: with masking on (the default), every access checked at run time — the full
+/// check, the guessed region (inline, and again in its out-of-line full check), an atomic, a
+/// packet load — gets a mask on its own compare's flags between the check's `jae` and the
+/// access; accesses the facts prove have no check and no mask; with masking off there is no
+/// mask anywhere.
+#[test]
+fn checked_accesses_are_masked_against_speculation() {
+    let cases = [
+        // (program, checks at run time: inline ones plus out-of-line full checks)
+        ("ldxw %r0, [%r2+8]\nexit", 1),
+        ("stxdw [%r1+8], %r0\nexit", 2),
+        ("lock add [%r2], %r0\nexit", 1),
+        ("ldabsb 3\nldindh %r2, 1\nexit", 2),
+        // Two guessed accesses to the input (its length unknown): each masked inline and in
+        // its out-of-line full check.
+        ("ldxw %r3, [%r1+0]\nldxb %r0, [%r1+3]\nexit", 4),
+        // Proven without a branch (frame slots at constant offsets): no check, no mask.
+        ("stxdw [%r10-8], %r1\nldxdw %r0, [%r10-8]\nexit", 0),
+    ];
+    for (src, checks) in cases {
+        let all = code_masked(src, true);
+        let masks: Vec<usize> = (0..all.len()).filter(|&i| is_mask(&all, i)).collect();
+        let jaes = all.iter().filter(|s| s.starts_with("jae ")).count();
+        assert_eq!(masks.len(), checks, "{src}: {all:#?}");
+        assert_eq!(jaes, checks, "{src}: one mask per check: {all:#?}");
+        for &i in &masks {
+            // Right after the check's branch, or after the flag-preserving `mov`/`lea` of
+            // the host address that follows it.
+            let before: Vec<&str> = all[..i].iter().rev().take(3).map(String::as_str).collect();
+            assert!(
+                before.iter().any(|b| b.starts_with("jae ")),
+                "{src}: the mask must follow its check: {before:?}"
+            );
+            assert!(
+                before
+                    .iter()
+                    .take_while(|b| !b.starts_with("jae "))
+                    .all(|b| b.starts_with("mov rdx,") || b.starts_with("lea rdx,")),
+                "{src}: nothing between the check and its mask may change the flags: {before:?}"
+            );
+        }
+        let unmasked = code_masked(src, false);
+        assert!(
+            !(0..unmasked.len()).any(|i| is_mask(&unmasked, i)),
+            "{src}: {unmasked:#?}"
+        );
+        assert!(
+            !unmasked
+                .iter()
+                .any(|s| s.starts_with("cmov") || s.starts_with("sbb")),
+            "{src}: {unmasked:#?}"
+        );
+    }
+}
+
+/// Accesses the facts prove in bounds carry neither a check nor a mask, masking on or off.
+/// (Sound against speculation where the proof needs no conditional branch, as here;
+/// docs/security.md says what is left for proofs through the program's own guards.)
+#[test]
+fn proven_accesses_carry_no_mask() {
+    // A stack table indexed by a masked value: proven without any branch.
+    let src = "mov %r0, 0\nstxdw [%r10-8], %r1\nldxdw %r2, [%r10-8]\nand %r2, 7\n\
+               mov %r3, %r10\nsub %r3, 16\nadd %r3, %r2\nldxb %r0, [%r3+0]\nexit";
+    for masking in [true, false] {
+        let all = code_masked(src, masking);
+        assert!(
+            !all.iter()
+                .any(|s| s.starts_with("jae ") || s.starts_with("cmov") || s.starts_with("sbb")),
+            "masking {masking}: {all:#?}"
+        );
+    }
 }

@@ -9,13 +9,22 @@
 //! `execute_program_jit`. Every result is checked against the Rust reference before timing; an
 //! engine that gets one wrong is reported and not timed.
 //!
+//! Each JIT runs twice, with Spectre masking (the default, named after the engine) and
+//! without (`x86-nomask`, `cranelift-nomask`), so the summary has the cost of masking per
+//! program and its geometric mean, measured in the same run. Criterion times one
+//! configuration after another, so load from other processes that comes and goes shows up as
+//! a difference between them; the bench therefore also times masked and unmasked code in
+//! alternating batches (`interleaved`) and reports the median of the paired ratios, which
+//! such drift cancels.
+//!
 //! `cargo bench -p ebpf-vm --features jit-cranelift --bench engines` (add `-- sort` to run one
-//! program's groups; without the feature, Cranelift is left out).
+//! program's groups, `-- 'run/.*/(x86|cranelift|rbpf)'` the JITs' run groups only; without the
+//! feature, Cranelift is left out).
 
 use std::cell::RefCell;
 use std::hint::black_box;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use ebpf_bench::timing::{SAMPLE_SIZE, Samples, record, timed};
@@ -41,24 +50,41 @@ fn rbpf_jit<'a>(p: &Program, bytes: &'a [u8]) -> Option<rbpf::EbpfVmRaw<'a>> {
 struct Row {
     name: &'static str,
     executed: u64,
-    /// Per engine of `Engine::ALL`, then rbpf's JIT: (compile ns, run ns).
+    /// Per configuration of `configurations()`, then rbpf's JIT: (compile ns, run ns).
     times: Vec<(Option<f64>, Option<f64>)>,
+}
+
+/// What is timed: every engine of `Engine::ALL` as configured by default (Spectre masking
+/// on), then each JIT without masking.
+fn configurations() -> Vec<(String, Engine, bool)> {
+    let mut all: Vec<(String, Engine, bool)> = Engine::ALL
+        .iter()
+        .map(|&e| (e.name().to_string(), e, true))
+        .collect();
+    for &e in Engine::ALL {
+        if matches!(e, Engine::X86 | Engine::Cranelift) {
+            all.push((format!("{}-nomask", e.name()), e, false));
+        }
+    }
+    all
 }
 
 fn bench_program(c: &mut Criterion, p: &Program) -> Row {
     let bytes = p.bytecode();
     let input = p.input();
     let expected = p.expected();
-    let load = |engine: Engine| {
+    let configs = configurations();
+    let load = |engine: Engine, masking: bool| {
         Vm::builder()
             .engine(engine)
+            .spectre_masking(masking)
             .unverified()
             .load(black_box(&bytes))
     };
-    let vms: Vec<Option<Vm>> = Engine::ALL
+    let vms: Vec<Option<Vm>> = configs
         .iter()
-        .map(|&e| {
-            let vm = load(e).ok()?;
+        .map(|&(_, e, masking)| {
+            let vm = load(e, masking).ok()?;
             (vm.run(&mut input.clone()).ok()? == expected).then_some(vm)
         })
         .collect();
@@ -71,21 +97,21 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
     #[cfg(target_arch = "x86_64")]
     let rbpf = rbpf_jit(p, &bytes);
 
-    let n = Engine::ALL.len() + 1;
+    let n = configs.len() + 1;
     let compile: Vec<RefCell<Samples>> = (0..n).map(|_| RefCell::default()).collect();
     let run: Vec<RefCell<Samples>> = (0..n).map(|_| RefCell::default()).collect();
 
     let mut group = c.benchmark_group(format!("compile/{}", p.name));
     group.throughput(Throughput::Elements(p.assemble().len() as u64));
-    for (i, &engine) in Engine::ALL.iter().enumerate() {
+    for (i, (name, engine, masking)) in configs.iter().enumerate() {
         if vms[i].is_none() {
             continue;
         }
-        group.bench_function(engine.name(), |b| {
+        group.bench_function(name.as_str(), |b| {
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    black_box(load(engine).ok());
+                    black_box(load(*engine, *masking).ok());
                 }
                 record(&compile[i], start.elapsed(), iters)
             });
@@ -111,9 +137,9 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
 
     let mut group = c.benchmark_group(format!("run/{}", p.name));
     group.throughput(Throughput::Elements(executed));
-    for (i, &engine) in Engine::ALL.iter().enumerate() {
+    for (i, (name, _, _)) in configs.iter().enumerate() {
         let Some(vm) = &vms[i] else { continue };
-        group.bench_function(engine.name(), |b| {
+        group.bench_function(name.as_str(), |b| {
             b.iter_custom(|iters| {
                 timed(iters, &input, &run[i], |m| match vm.run(m) {
                     Ok(r0) => r0,
@@ -148,7 +174,8 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
 }
 
 fn print_summary(rows: &[Row]) {
-    let mut names: Vec<&str> = Engine::ALL.iter().map(|e| e.name()).collect();
+    let configs = configurations();
+    let mut names: Vec<&str> = configs.iter().map(|(n, _, _)| n.as_str()).collect();
     names.push("rbpf-x86");
     let cell =
         |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
@@ -200,6 +227,155 @@ fn print_summary(rows: &[Row]) {
             );
         }
     }
+    print_masking(rows, &names);
+}
+
+/// The cost of Spectre masking: per program, each JIT's run time masked over unmasked (and
+/// rbpf's JIT, which checks nothing, over ours masked), with their geometric means.
+fn print_masking(rows: &[Row], names: &[&str]) {
+    let index = |name: &str| names.iter().position(|n| *n == name);
+    let run = |r: &Row, i: Option<usize>| i.and_then(|i| r.times.get(i)).and_then(|t| t.1);
+    let pairs = [
+        ("x86 masked / unmasked", index("x86"), index("x86-nomask")),
+        (
+            "cranelift masked / unmasked",
+            index("cranelift"),
+            index("cranelift-nomask"),
+        ),
+        ("rbpf-x86 / x86 masked", index("rbpf-x86"), index("x86")),
+        (
+            "rbpf-x86 / cranelift masked",
+            index("rbpf-x86"),
+            index("cranelift"),
+        ),
+    ];
+    println!();
+    println!("Spectre masking: run time ratios (one run)");
+    print!("| {:<10} |", "program");
+    for (title, _, _) in &pairs {
+        print!(" {title:>27} |");
+    }
+    println!();
+    print!("|{:-<12}|", "");
+    for _ in &pairs {
+        print!("{:->29}|", ":");
+    }
+    println!();
+    let mut logs = vec![(0.0f64, 0usize); pairs.len()];
+    for r in rows {
+        print!("| {:<10} |", r.name);
+        for (k, (_, a, b)) in pairs.iter().enumerate() {
+            match (run(r, *a), run(r, *b)) {
+                (Some(a), Some(b)) => {
+                    logs[k].0 += (a / b).ln();
+                    logs[k].1 += 1;
+                    print!(" {:>26.3}x |", a / b);
+                }
+                _ => print!(" {:>27} |", "-"),
+            }
+        }
+        println!();
+    }
+    print!("| {:<10} |", "geomean");
+    for (sum, n) in logs {
+        if n == 0 {
+            print!(" {:>27} |", "-");
+        } else {
+            print!(" {:>26.3}x |", (sum / n as f64).exp());
+        }
+    }
+    println!();
+}
+
+/// Per JIT (its name): masked over unmasked run time, where it could be measured.
+type MaskingRatios = Vec<(&'static str, Option<f64>)>;
+
+/// Rounds of [`interleaved`], and the time one batch of runs aims at.
+const ROUNDS: usize = 41;
+const BATCH: Duration = Duration::from_millis(15);
+
+/// Each JIT's run time masked over unmasked on `p`, timed in [`ROUNDS`] pairs of alternating
+/// batches (masked first in even rounds, second in odd ones): the median of the rounds'
+/// ratios. `None` for a JIT this build or host lacks.
+fn interleaved(p: &Program) -> MaskingRatios {
+    let bytes = p.bytecode();
+    let input = p.input();
+    let load = |engine: Engine, masking: bool| {
+        let vm = Vm::builder()
+            .engine(engine)
+            .spectre_masking(masking)
+            .unverified()
+            .load(&bytes)
+            .ok()?;
+        (vm.run(&mut input.clone()).ok()? == p.expected()).then_some(vm)
+    };
+    let scratch = RefCell::default();
+    let batch = |vm: &Vm, iters: u64| {
+        timed(iters, &input, &scratch, |m| vm.run(m).unwrap_or(0)).as_nanos() as f64
+    };
+    [Engine::X86, Engine::Cranelift]
+        .into_iter()
+        .map(|engine| {
+            let (Some(masked), Some(plain)) = (load(engine, true), load(engine, false)) else {
+                return (engine.name(), None);
+            };
+            let once = batch(&plain, 20) / 20.0;
+            let iters = ((BATCH.as_nanos() as f64 / once.max(1.0)) as u64).max(1);
+            let mut ratios: Vec<f64> = (0..ROUNDS)
+                .map(|round| {
+                    let (a, b) = if round % 2 == 0 {
+                        let a = batch(&masked, iters);
+                        (a, batch(&plain, iters))
+                    } else {
+                        let b = batch(&plain, iters);
+                        (batch(&masked, iters), b)
+                    };
+                    a / b
+                })
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            (engine.name(), ratios.get(ROUNDS / 2).copied())
+        })
+        .collect()
+}
+
+/// The interleaved ratios of every program, with their geometric means.
+fn print_interleaved(rows: &[(&'static str, MaskingRatios)]) {
+    println!();
+    println!(
+        "Spectre masking, interleaved: masked / unmasked run time, median of {ROUNDS} paired \
+         batches of ~{} ms",
+        BATCH.as_millis()
+    );
+    println!("| program    |   x86 masked / unmasked | cranelift masked / unmasked |");
+    println!("|------------|------------------------:|----------------------------:|");
+    let mut logs = [(0.0f64, 0usize); 2];
+    for (name, ratios) in rows {
+        print!("| {name:<10} |");
+        for (k, (_, r)) in ratios.iter().enumerate() {
+            let width = if k == 0 { 23 } else { 27 };
+            match r {
+                Some(r) => {
+                    logs[k].0 += r.ln();
+                    logs[k].1 += 1;
+                    print!(" {:>w$} |", format!("{r:.3}x"), w = width);
+                }
+                None => print!(" {:>w$} |", "-", w = width),
+            }
+        }
+        println!();
+    }
+    print!("| {:<10} |", "geomean");
+    for (k, (sum, n)) in logs.iter().enumerate() {
+        let width = if k == 0 { 23 } else { 27 };
+        let g = if *n == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.3}x", (sum / *n as f64).exp())
+        };
+        print!(" {g:>width$} |");
+    }
+    println!();
 }
 
 fn main() {
@@ -209,4 +385,6 @@ fn main() {
     let rows: Vec<Row> = PROGRAMS.iter().map(|p| bench_program(&mut c, p)).collect();
     c.final_summary();
     print_summary(&rows);
+    let masking: Vec<_> = PROGRAMS.iter().map(|p| (p.name, interleaved(p))).collect();
+    print_interleaved(&masking);
 }

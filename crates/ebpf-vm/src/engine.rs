@@ -106,6 +106,38 @@ impl fmt::Display for Engine {
     }
 }
 
+/// How generated code defends itself beyond the contract: the one place the facade configures
+/// it, handed to every JIT (both, and both tiers of [`Engine::Tiered`]); the interpreter has
+/// nothing to configure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Hardening {
+    /// Spectre v1 masking of every access checked at run time (each JIT's
+    /// `JitOptions::spectre_masking`; [`crate::VmBuilder::spectre_masking`]). `None`: each
+    /// JIT's own default, chosen by what masking costs it (on for x86, off for Cranelift).
+    pub(crate) spectre_masking: Option<bool>,
+}
+
+impl Hardening {
+    /// The x86 JIT's options for a program whose runs start as `entry` says.
+    #[cfg(feature = "jit-x86")]
+    fn x86(self, entry: Option<&Entry>) -> ebpf_jit_x86::JitOptions {
+        let default = ebpf_jit_x86::JitOptions::default();
+        ebpf_jit_x86::JitOptions {
+            entry: entry.cloned(),
+            spectre_masking: self.spectre_masking.unwrap_or(default.spectre_masking),
+            ..default
+        }
+    }
+
+    /// The Cranelift JIT's options.
+    #[cfg(feature = "jit-cranelift")]
+    fn cranelift(self) -> ebpf_jit_cranelift::JitOptions {
+        let default = ebpf_jit_cranelift::JitOptions::default();
+        let masking = self.spectre_masking.unwrap_or(default.spectre_masking);
+        default.with_spectre_masking(masking)
+    }
+}
+
 /// Prepares `program` for `engine`: the one place that knows how each engine prepares a
 /// program. What comes back runs through the engine interface, [`Executable`], whatever the
 /// engine; adding an engine is a variant of [`Engine`] and an arm here. `entry` is what every
@@ -116,19 +148,17 @@ pub(crate) fn prepare(
     program: &Program,
     entry: &Entry,
     facts: Option<&Facts>,
+    hardening: Hardening,
 ) -> Result<Box<dyn Executable>, LoadError> {
     if !engine.is_available() {
         return Err(LoadError::EngineUnavailable(engine));
     }
-    let _ = (entry, facts);
+    let _ = (entry, facts, hardening);
     match engine {
         Engine::Interpreter => Ok(Box::new(Interpreter::new(program))),
         #[cfg(feature = "jit-x86")]
         Engine::X86 => {
-            let options = ebpf_jit_x86::JitOptions {
-                entry: Some(entry.clone()),
-                ..ebpf_jit_x86::JitOptions::default()
-            };
+            let options = hardening.x86(Some(entry));
             compiled(
                 engine,
                 match facts {
@@ -140,10 +170,14 @@ pub(crate) fn prepare(
         #[cfg(feature = "jit-cranelift")]
         Engine::Cranelift => compiled(
             engine,
-            ebpf_jit_cranelift::compile(program, &ebpf_jit_cranelift::JitOptions::default()),
+            ebpf_jit_cranelift::compile(program, &hardening.cranelift()),
         ),
         #[cfg(feature = "jit-cranelift")]
-        Engine::Tiered => Ok(Box::new(tiered::Tiered::new(program, TIER_UP_AFTER_RUNS))),
+        Engine::Tiered => Ok(Box::new(tiered::Tiered::new(
+            program,
+            TIER_UP_AFTER_RUNS,
+            hardening,
+        ))),
         #[allow(
             unreachable_patterns,
             reason = "which arms exist depends on the features"
@@ -178,6 +212,8 @@ mod tiered {
     use ebpf_interp::Interpreter;
     use ebpf_isa::Program;
 
+    use super::Hardening;
+
     /// A program behind [`super::Engine::Tiered`].
     #[derive(Debug)]
     pub(crate) struct Tiered {
@@ -191,6 +227,8 @@ mod tiered {
 
     #[derive(Debug)]
     struct Shared {
+        /// What the Cranelift compile is configured with.
+        hardening: Hardening,
         /// The Cranelift code, once compiled: set once, read without a lock by every run.
         second: OnceLock<Box<dyn Executable>>,
         /// The program, until the compiler thread takes it.
@@ -203,10 +241,11 @@ mod tiered {
 
     impl Tiered {
         /// `program` on its first tier; Cranelift starts after `after` runs.
-        pub(crate) fn new(program: &Program, after: u64) -> Tiered {
+        pub(crate) fn new(program: &Program, after: u64, hardening: Hardening) -> Tiered {
             Tiered {
-                first: first_tier(program),
+                first: first_tier(program, hardening),
                 shared: Arc::new(Shared {
+                    hardening,
                     second: OnceLock::new(),
                     program: Mutex::new(Some(program.clone())),
                     runs: AtomicU64::new(0),
@@ -233,7 +272,7 @@ mod tiered {
             let compile = move || {
                 let program = shared.program.lock().ok().and_then(|mut p| p.take());
                 let Some(program) = program else { return };
-                let options = ebpf_jit_cranelift::JitOptions::default();
+                let options = shared.hardening.cranelift();
                 if let Ok(code) = ebpf_jit_cranelift::compile(&program, &options) {
                     let _ = shared.second.set(Box::new(code));
                 }
@@ -245,13 +284,13 @@ mod tiered {
     }
 
     /// The x86 JIT where it compiles the program, else the interpreter.
-    fn first_tier(program: &Program) -> Box<dyn Executable> {
+    fn first_tier(program: &Program, hardening: Hardening) -> Box<dyn Executable> {
         #[cfg(all(
             feature = "jit-x86",
             target_arch = "x86_64",
             any(target_os = "linux", target_os = "macos")
         ))]
-        if let Ok(code) = ebpf_jit_x86::compile(program, &ebpf_jit_x86::JitOptions::default()) {
+        if let Ok(code) = ebpf_jit_x86::compile(program, &hardening.x86(None)) {
             return Box::new(code);
         }
         Box::new(Interpreter::new(program))
@@ -325,7 +364,8 @@ mod tests {
             let entry = Entry::input();
             let facts = Facts::analyse(&program, &entry);
             for facts in [None, Some(&facts)] {
-                let prepared = prepare(engine, &program, &entry, facts).unwrap();
+                let prepared =
+                    prepare(engine, &program, &entry, facts, Hardening::default()).unwrap();
                 let exit = prepared
                     .run(
                         ebpf_abi::MemoryMap::new(),
@@ -342,6 +382,37 @@ mod tests {
         }
     }
 
+    /// The builder's one switch reaches both JITs: their code without masking is smaller (no
+    /// masks on the checked accesses), their results the same — in range, and trapping.
+    #[test]
+    fn spectre_masking_reaches_every_jit_and_changes_no_result() {
+        let src = "ldxw %r0, [%r1+0]\nldxb %r2, [%r1+4]\nadd %r0, %r2\nldabsb 5\nexit";
+        for &engine in Engine::ALL {
+            if !matches!(engine, Engine::X86 | Engine::Cranelift) {
+                continue;
+            }
+            let vm = |masking| {
+                crate::Vm::builder()
+                    .engine(engine)
+                    .spectre_masking(masking)
+                    .load_asm(src)
+                    .unwrap()
+            };
+            let (masked, unmasked) = (vm(true), vm(false));
+            assert!(
+                masked.code_size() > unmasked.code_size(),
+                "{engine}: {} <= {}",
+                masked.code_size(),
+                unmasked.code_size()
+            );
+            for len in [8, 6, 5, 2] {
+                let mut input: Vec<u8> = (1..=len).collect();
+                let (a, b) = (masked.run(&mut input.clone()), unmasked.run(&mut input));
+                assert_eq!(a, b, "{engine}, input of {len} bytes");
+            }
+        }
+    }
+
     #[cfg(feature = "jit-cranelift")]
     mod tiered {
         use std::time::{Duration, Instant};
@@ -349,6 +420,7 @@ mod tests {
         use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Trap};
         use ebpf_interp::Interpreter;
 
+        use super::super::Hardening;
         use super::super::tiered::Tiered;
 
         /// A loop with local calls and frame traffic: 8 + 50 * 11 instructions.
@@ -406,7 +478,7 @@ mod tests {
             let program = ebpf_isa::assemble(PROGRAM).unwrap();
             let want = expected(&program);
             assert!(want[0].is_ok() && want[1].is_err(), "{want:?}");
-            let tiered = Tiered::new(&program, 3);
+            let tiered = Tiered::new(&program, 3, Hardening::default());
             let deadline = Instant::now() + Duration::from_secs(120);
             let mut before = 0;
             while !tiered.is_optimised() {
@@ -426,7 +498,7 @@ mod tests {
         /// `program` on its second tier: compiled, the switch made (or a panic after two
         /// minutes).
         fn switched(program: &ebpf_isa::Program) -> Tiered {
-            let tiered = Tiered::new(program, 0);
+            let tiered = Tiered::new(program, 0, Hardening::default());
             // The first run starts the compile (its result does not matter here).
             let _ = run(&tiered, Some(0));
             let deadline = Instant::now() + Duration::from_secs(120);
@@ -445,7 +517,7 @@ mod tests {
             let interp = ebpf_contract::engine(Interpreter::new, Interpreter::run);
             // Never switching: the first tier; switched before the vector runs: Cranelift.
             let first = |v: &ebpf_contract::conformance::Vector| {
-                Ok::<_, String>(Tiered::new(&v.program, u64::MAX))
+                Ok::<_, String>(Tiered::new(&v.program, u64::MAX, Hardening::default()))
             };
             let second = |v: &ebpf_contract::conformance::Vector| Ok(switched(&v.program));
             for (label, prepare) in [
@@ -471,7 +543,7 @@ mod tests {
             }
             let program = ebpf_isa::assemble(PROGRAM).unwrap();
             let want = expected(&program);
-            let tiered = Tiered::new(&program, 0);
+            let tiered = Tiered::new(&program, 0, Hardening::default());
             let deadline = Instant::now() + Duration::from_secs(120);
             std::thread::scope(|s| {
                 for t in 0..4 {

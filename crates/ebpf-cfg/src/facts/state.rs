@@ -1028,7 +1028,9 @@ fn discover(a: &State, b: &State, i: usize) -> (u8, u8, u64) {
             continue;
         };
         let dj = bj.wrapping_sub(aj) as i64;
-        if dj == 0 || di % dj != 0 {
+        // `checked_rem`: `i64::MIN % -1` overflows (a program stepping one register by 2^63
+        // and another by -1 made the analysis panic).
+        if dj == 0 || di.checked_rem(dj) != Some(0) {
             continue;
         }
         let ratio = di / dj;

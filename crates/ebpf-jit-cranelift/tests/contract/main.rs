@@ -55,11 +55,16 @@ pub(crate) fn split_options() -> JitOptions {
     JitOptions::default().with_function_size(3)
 }
 
-/// Every variant the tests run, with its label: the program in one function, and in many.
+/// Every variant the tests run, with its label: the program in one function, and in many —
+/// the second with Spectre masking on (off by default), so that both settings run every case
+/// without a third variant.
 pub(crate) fn variants() -> [(&'static str, JitOptions); 2] {
     [
         ("cranelift", options()),
-        ("cranelift (units of 3)", split_options()),
+        (
+            "cranelift (units of 3, masked)",
+            split_options().with_spectre_masking(true),
+        ),
     ]
 }
 
