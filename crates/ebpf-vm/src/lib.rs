@@ -84,6 +84,9 @@
 #![forbid(unsafe_code)]
 
 mod engine;
+pub mod kernel;
+#[cfg(feature = "elf")]
+mod object;
 mod scrub;
 mod vm;
 
@@ -115,4 +118,8 @@ pub use ebpf_verifier::{
     Finding, FindingKind, Policy, PolicyView, Rejected, Severity, Termination, VerifierConfig,
 };
 pub use engine::Engine;
+pub use kernel::KernelHelpers;
+pub use kernel::context::{Context, Packet, ProgramKind, SkBuff, XdpAction, XdpMd};
+#[cfg(feature = "elf")]
+pub use object::{Object, Outcome};
 pub use vm::{Input, LoadError, MetadataLayout, Vm, VmBuilder};
