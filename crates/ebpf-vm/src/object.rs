@@ -11,7 +11,9 @@ use ebpf_maps::{Map, MapSpec, MapType, Maps, UpdateFlags};
 use crate::kernel::context::{
     Context, Packet, ProgramKind, XdpAction, convert_ctx_accesses, read_bounds, write_context,
 };
-use crate::kernel::{KernelHelpers, MAP_HANDLE_BASE, ObjectMaps, TAIL_CALL, helper_name};
+use crate::kernel::{
+    KernelHelpers, MAP_HANDLE_BASE, ObjectMaps, TAIL_CALL, helper_name, inline_loop,
+};
 use crate::vm::{LoadError, MetadataLayout, Scratch, Vm, VmBuilder};
 
 /// What a program of an object shares with the others: the maps, and every program (the
@@ -202,7 +204,15 @@ impl VmBuilder {
         shared: &Arc<ObjectShared>,
     ) -> Result<Vm, LoadError> {
         let loaded = object.load(selector).map_err(LoadError::Elf)?;
-        let program = resolve_maps(&loaded.program);
+        let program = match inline_loop::inline_loops(&loaded.program) {
+            Ok(Some(inlined)) => resolve_maps(&inlined),
+            Ok(None) => resolve_maps(&loaded.program),
+            Err(inline_loop::UnknownCallback) => {
+                return Err(LoadError::UnsupportedHelper {
+                    id: inline_loop::LOOP,
+                });
+            }
+        };
         for (_, insn) in program.iter() {
             if let Insn::Call {
                 kind: CallKind::Helper,
@@ -256,6 +266,17 @@ fn resolve_maps(program: &Program) -> Program {
                 dst,
                 kind: Imm64Kind::Value,
                 imm: MAP_HANDLE_BASE | (imm & 0xffff_ffff),
+            },
+            // A callback's address: `bpf_loop` calls are inlined (the callback is called
+            // directly), so the value itself is never used.
+            Insn::LoadImm64 {
+                dst,
+                kind: Imm64Kind::Code,
+                ..
+            } => Insn::LoadImm64 {
+                dst,
+                kind: Imm64Kind::Value,
+                imm: 0,
             },
             other => other,
         })

@@ -8,6 +8,7 @@
 //! id.
 
 pub(crate) mod context;
+pub(crate) mod inline_loop;
 mod names;
 
 use std::fmt;
