@@ -3,5 +3,6 @@
 //! verdicts and map contents the C source implies.
 
 mod corpus;
+mod differential;
 mod helpers;
 mod packets;
