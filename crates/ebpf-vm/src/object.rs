@@ -135,9 +135,25 @@ impl VmBuilder {
         })
     }
 
+    /// Loads a program built by hand (or by another loader) that uses `maps`: its
+    /// `lddw dst, map_fd N` (`Imm64Kind::MapFd`) name the `N`-th map of the set, `r1` is a
+    /// context of `kind`, and it runs with [`Vm::run_packet`] (a prog array's ids name this
+    /// program only: id 0). Opts into the kernel helpers as [`VmBuilder::load_object`] does.
+    pub fn load_with_maps(
+        self,
+        program: Program,
+        kind: ProgramKind,
+        maps: Arc<Maps>,
+    ) -> Result<Vm, LoadError> {
+        let (builder, shared, _) = self.attach_maps(maps)?;
+        let vm = builder.load_kernel_insns(&program, kind, &shared)?;
+        link(&shared, std::iter::once(&vm));
+        Ok(vm)
+    }
+
     /// Creates the object's maps and installs the kernel helpers on them.
     pub(crate) fn create_maps(
-        mut self,
+        self,
         object: &ebpf_elf::ElfObject,
         programs: &[&str],
     ) -> Result<(VmBuilder, Arc<ObjectShared>, Arc<Maps>), LoadError> {
@@ -176,7 +192,17 @@ impl VmBuilder {
                 }
             }
         }
-        let maps = Arc::new(maps);
+        self.attach_maps(Arc::new(maps))
+    }
+
+    /// Wires `maps` into the programs this builder loads: their value regions, and the
+    /// kernel helpers working on them.
+    pub(crate) fn attach_maps(
+        mut self,
+        maps: Arc<Maps>,
+    ) -> Result<(VmBuilder, Arc<ObjectShared>, Arc<Maps>), LoadError> {
+        self.check_config()?;
+        let kernel = self.kernel.clone().unwrap_or_default();
         let first = layout::FIRST_EXTRA + self.read_only_regions.len() as u64;
         let object_maps = Arc::new(ObjectMaps::new(Arc::clone(&maps), first));
         if first + object_maps.region_count() > layout::MAX_REGION + 1 {
@@ -204,9 +230,21 @@ impl VmBuilder {
         shared: &Arc<ObjectShared>,
     ) -> Result<Vm, LoadError> {
         let loaded = object.load(selector).map_err(LoadError::Elf)?;
-        let program = match inline_loop::inline_loops(&loaded.program) {
+        self.set_images(loaded.rodata, loaded.data);
+        self.load_kernel_insns(&loaded.program, kind, shared)
+    }
+
+    /// Loads `program` with a kernel context and the maps of `shared`: map references
+    /// resolved, `bpf_loop` inlined, context accesses converted.
+    pub(crate) fn load_kernel_insns(
+        mut self,
+        program: &Program,
+        kind: ProgramKind,
+        shared: &Arc<ObjectShared>,
+    ) -> Result<Vm, LoadError> {
+        let program = match inline_loop::inline_loops(program) {
             Ok(Some(inlined)) => resolve_maps(&inlined),
-            Ok(None) => resolve_maps(&loaded.program),
+            Ok(None) => resolve_maps(program),
             Err(inline_loop::UnknownCallback) => {
                 return Err(LoadError::UnsupportedHelper {
                     id: inline_loop::LOOP,
@@ -230,7 +268,6 @@ impl VmBuilder {
             data_offset: hidden,
             data_end_offset: hidden + 8,
         });
-        self.set_images(loaded.rodata, loaded.data);
         let mut vm = self.load_program(program)?;
         vm.kernel = Some(KernelProgram {
             kind,

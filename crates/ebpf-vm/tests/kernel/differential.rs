@@ -38,7 +38,12 @@ impl Rng {
 /// short; malformed IPv4 headers; random bytes.
 fn packets() -> Vec<Vec<u8>> {
     let mut rng = Rng(0x5eed_1234_abcd_0001);
-    let hosts = [[10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 0, 66], [10, 0, 0, 100]];
+    let hosts = [
+        [10, 0, 0, 1],
+        [10, 0, 0, 2],
+        [10, 0, 0, 66],
+        [10, 0, 0, 100],
+    ];
     let mut out = Vec::new();
     for i in 0..150 {
         let src = hosts[rng.below(3) as usize];
@@ -55,7 +60,12 @@ fn packets() -> Vec<Vec<u8>> {
                     }
                 };
                 let flags = [0x02, 0x10, 0x12, 0x04, 0x18][rng.below(5) as usize];
-                ipv4(src, dst, 6, &tcp(1000 + rng.below(3) as u16, 80, flags, &options))
+                ipv4(
+                    src,
+                    dst,
+                    6,
+                    &tcp(1000 + rng.below(3) as u16, 80, flags, &options),
+                )
             }
             4 | 5 => {
                 let dport = [53, 9, 123][rng.below(3) as usize];
@@ -107,7 +117,11 @@ fn dump(object: &Object) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
 }
 
 /// What one packet did.
-type Step = (Result<(u64, u32), String>, Vec<u8>, Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>);
+type Step = (
+    Result<(u64, u32), String>,
+    Vec<u8>,
+    Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>,
+);
 
 fn run_all(engine: Engine, name: &str, program: &str, seed: &dyn Fn(&Object)) -> Vec<Step> {
     let object = object(name, engine);
@@ -135,11 +149,17 @@ fn compare(name: &str, program: &str, seed: &dyn Fn(&Object)) {
         reference.iter().map(|s| format!("{:?}", s.0)).collect();
     // The packets exercise the program: its verdict varies, or its maps change.
     let maps_change = reference.first().map(|s| &s.2) != reference.last().map(|s| &s.2);
-    assert!(verdicts.len() >= 2 || maps_change, "{program}: {verdicts:?}");
+    assert!(
+        verdicts.len() >= 2 || maps_change,
+        "{program}: {verdicts:?}"
+    );
     for &engine in Engine::ALL {
         let got = run_all(engine, name, program, seed);
         for (i, (want, got)) in reference.iter().zip(&got).enumerate() {
-            assert_eq!(want, got, "{program}, packet {i}, {engine} against the interpreter");
+            assert_eq!(
+                want, got,
+                "{program}, packet {i}, {engine} against the interpreter"
+            );
         }
     }
 }
@@ -151,13 +171,18 @@ fn every_corpus_program_agrees_on_every_engine() {
     let seed_firewall = |o: &Object| {
         let blocked = o.map("blocked").unwrap();
         let any = ebpf_vm::maps::UpdateFlags::Any;
-        blocked.update(&[10, 0, 0, 66], &0u64.to_le_bytes(), any).unwrap();
+        blocked
+            .update(&[10, 0, 0, 66], &0u64.to_le_bytes(), any)
+            .unwrap();
     };
     let seed_lb = |o: &Object| {
         for i in 0..4u32 {
             let b = [10, 1, 0, i as u8, 2, 0, 0, 0, 0, i as u8, 0, 0];
             let any = ebpf_vm::maps::UpdateFlags::Any;
-            o.map("backends").unwrap().update(&i.to_le_bytes(), &b, any).unwrap();
+            o.map("backends")
+                .unwrap()
+                .update(&i.to_le_bytes(), &b, any)
+                .unwrap();
         }
     };
     compare("xdp_firewall", "xdp_firewall", &seed_firewall);
