@@ -6,3 +6,4 @@ mod corpus;
 mod differential;
 mod helpers;
 mod packets;
+mod stress;
