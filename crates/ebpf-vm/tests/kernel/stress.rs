@@ -36,7 +36,11 @@ fn threads_sharing_maps_count_exactly() {
                         packet.set(frame).unwrap();
                         let vm = fw.program("xdp_firewall").unwrap();
                         let out = vm.run_packet(&mut packet, &ctx).unwrap();
-                        let want = if i % 2 == 0 { XdpAction::Drop } else { XdpAction::Pass };
+                        let want = if i % 2 == 0 {
+                            XdpAction::Drop
+                        } else {
+                            XdpAction::Pass
+                        };
                         assert_eq!(out.xdp_action(), Some(want));
                         let vm = counter.program("xdp_counter").unwrap();
                         vm.run_packet(&mut packet, &ctx).unwrap();
@@ -49,11 +53,23 @@ fn threads_sharing_maps_count_exactly() {
             o.map(map).unwrap().lookup(key).unwrap().unwrap()
         };
         let u64s = |v: Vec<u8>| -> Vec<u64> {
-            v.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()
+            v.chunks(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                .collect()
         };
-        assert_eq!(u64s(lookup(&fw, "blocked", &blocked)), [total / 2], "{engine}");
-        assert_eq!(u64s(lookup(&fw, "verdicts", &1u32.to_le_bytes())), [total / 2]);
-        assert_eq!(u64s(lookup(&fw, "verdicts", &2u32.to_le_bytes())), [total / 2]);
+        assert_eq!(
+            u64s(lookup(&fw, "blocked", &blocked)),
+            [total / 2],
+            "{engine}"
+        );
+        assert_eq!(
+            u64s(lookup(&fw, "verdicts", &1u32.to_le_bytes())),
+            [total / 2]
+        );
+        assert_eq!(
+            u64s(lookup(&fw, "verdicts", &2u32.to_le_bytes())),
+            [total / 2]
+        );
         // Per-CPU slots TCP (0) and UDP (1): packets summed over both CPUs.
         for (slot, frame_len) in [(0u32, 54u64), (1, 42)] {
             let v = u64s(lookup(&counter, "stats", &slot.to_le_bytes()));
