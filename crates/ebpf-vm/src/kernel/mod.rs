@@ -34,11 +34,15 @@ pub const KERNEL_HELPER_IDS: &[u32] = &[
     TRACE_PRINTK,
     GET_PRANDOM_U32,
     GET_SMP_PROCESSOR_ID,
+    SKB_STORE_BYTES,
+    L3_CSUM_REPLACE,
+    L4_CSUM_REPLACE,
     TAIL_CALL,
     REDIRECT,
     PERF_EVENT_OUTPUT,
     SKB_LOAD_BYTES,
     CSUM_DIFF,
+    GET_HASH_RECALC,
     XDP_ADJUST_HEAD,
     XDP_ADJUST_TAIL,
     MAP_PUSH_ELEM,
@@ -60,12 +64,16 @@ const KTIME_GET_NS: u32 = 5;
 const TRACE_PRINTK: u32 = 6;
 const GET_PRANDOM_U32: u32 = 7;
 const GET_SMP_PROCESSOR_ID: u32 = 8;
+const SKB_STORE_BYTES: u32 = 9;
+const L3_CSUM_REPLACE: u32 = 10;
+const L4_CSUM_REPLACE: u32 = 11;
 /// `bpf_tail_call`.
 pub(crate) const TAIL_CALL: u32 = 12;
 const REDIRECT: u32 = 23;
 const PERF_EVENT_OUTPUT: u32 = 25;
 const SKB_LOAD_BYTES: u32 = 26;
 const CSUM_DIFF: u32 = 28;
+const GET_HASH_RECALC: u32 = 34;
 const XDP_ADJUST_HEAD: u32 = 44;
 const XDP_ADJUST_TAIL: u32 = 65;
 const MAP_PUSH_ELEM: u32 = 87;
@@ -377,6 +385,37 @@ impl Helper for KernelHelper {
                     Ok(errno(EFAULT))
                 }
             }),
+            SKB_STORE_BYTES => with_state(memory, |s, memory| {
+                if s.kind != Some(ProgramKind::SocketFilter) {
+                    return Ok(errno(EINVAL));
+                }
+                if a[4] & !3 != 0 {
+                    return Ok(errno(EINVAL));
+                }
+                let (data, end) = packet_bounds(memory, s, a[0])?;
+                let (off, len) = (a[1], a[3]);
+                if off > 0xffff || data + off + len > end {
+                    return Ok(errno(EFAULT));
+                }
+                read_into(memory, &mut s.buf, a[2], len as usize)?;
+                memory.write(data + off, &s.buf)?;
+                Ok(0)
+            }),
+            L3_CSUM_REPLACE | L4_CSUM_REPLACE => with_state(memory, |s, memory| {
+                if s.kind != Some(ProgramKind::SocketFilter) {
+                    return Ok(errno(EINVAL));
+                }
+                let (data, end) = packet_bounds(memory, s, a[0])?;
+                csum_replace(self.id == L4_CSUM_REPLACE, a, data, end, memory)
+            }),
+            GET_HASH_RECALC => with_state(memory, |s, memory| {
+                if s.kind != Some(ProgramKind::SocketFilter) {
+                    return Ok(0);
+                }
+                let mut hash = [0u8; 4];
+                memory.read(a[0].wrapping_add(68), &mut hash)?;
+                Ok(u64::from(u32::from_le_bytes(hash)))
+            }),
             XDP_ADJUST_HEAD | XDP_ADJUST_TAIL => with_state(memory, |s, memory| {
                 if s.kind != Some(ProgramKind::Xdp) {
                     return Ok(errno(EINVAL));
@@ -592,6 +631,77 @@ fn csum_diff(a: [u64; 5], memory: &mut dyn VmMemory) -> Result<u64, HelperError>
         sum = (sum & 0xffff_ffff) + (sum >> 32);
     }
     Ok(sum)
+}
+
+/// Ones'-complement addition of 32-bit words (end-around carry).
+fn ones_add(a: u32, b: u32) -> u32 {
+    let (sum, carry) = a.overflowing_add(b);
+    sum.wrapping_add(u32::from(carry))
+}
+
+/// `csum_fold`: the 32-bit sum folded to 16 bits, complemented.
+fn csum_fold(sum: u32) -> u16 {
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+/// `l3_csum_replace(skb, offset, from, to, flags)` and `l4_csum_replace`: the 16-bit checksum
+/// at `offset` in the packet updated for a field changing from `from` to `to` (`flags & 0xf`
+/// is the field's size: 2, 4, or 0 for `to` as a precomputed difference), as the kernel does
+/// it for a packet without checksum offload (`BPF_F_PSEUDO_HDR` then changes nothing).
+/// l4 also knows `BPF_F_MARK_MANGLED_0` (a zero checksum, "none" for UDP, stays zero and a
+/// result of zero becomes `0xffff`) and `BPF_F_MARK_ENFORCE`.
+fn csum_replace(
+    l4: bool,
+    a: [u64; 5],
+    data: u64,
+    end: u64,
+    memory: &mut dyn VmMemory,
+) -> Result<u64, HelperError> {
+    const SIZE: u64 = 0xf;
+    const PSEUDO_HDR: u64 = 0x10;
+    const MANGLED_0: u64 = 0x20;
+    const ENFORCE: u64 = 0x40;
+    const IPV6: u64 = 0x80;
+    let (offset, from, to, flags) = (a[1], a[2], a[3], a[4]);
+    let allowed = if l4 {
+        SIZE | PSEUDO_HDR | MANGLED_0 | ENFORCE | IPV6
+    } else {
+        SIZE
+    };
+    if flags & !allowed != 0 {
+        return Ok(errno(EINVAL));
+    }
+    if offset > 0xffff || offset & 1 != 0 || data + offset + 2 > end {
+        return Ok(errno(EFAULT));
+    }
+    let at = data + offset;
+    let mut field = [0u8; 2];
+    memory.read(at, &mut field)?;
+    let sum = u16::from_le_bytes(field);
+    let mangled_zero = l4 && flags & MANGLED_0 != 0;
+    if mangled_zero && flags & ENFORCE == 0 && sum == 0 {
+        return Ok(0);
+    }
+    let unfolded = !u32::from(sum);
+    let new = match flags & SIZE {
+        0 if from != 0 => return Ok(errno(EINVAL)),
+        0 => csum_fold(ones_add(to as u32, unfolded)),
+        2 => {
+            let tmp = ones_add(unfolded, !(u32::from(from as u16)) & 0xffff);
+            csum_fold(ones_add(tmp, u32::from(to as u16)))
+        }
+        4 => csum_fold(ones_add(ones_add(unfolded, !(from as u32)), to as u32)),
+        _ => return Ok(errno(EINVAL)),
+    };
+    let new = if mangled_zero && new == 0 {
+        0xffff
+    } else {
+        new
+    };
+    memory.write(at, &new.to_le_bytes())?;
+    Ok(0)
 }
 
 /// `trace_printk(fmt, fmt_size, a, b, c)`: formats `%d %i %u %x %lld %llu %llx %ld %lu %lx
