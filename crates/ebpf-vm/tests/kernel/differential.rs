@@ -98,8 +98,11 @@ fn packets() -> Vec<Vec<u8>> {
     out
 }
 
+/// A map's name and its entries (key, value) — or its records, as keys with empty values.
+type MapDump = (String, Vec<(Vec<u8>, Vec<u8>)>);
+
 /// Every map's contents: sorted entries, or the ring buffer's records.
-fn dump(object: &Object) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
+fn dump(object: &Object) -> Vec<MapDump> {
     object
         .maps()
         .iter()
