@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use ebpf_abi::{Executable, Exit, MemoryMap, Region, Trap, TrapKind, layout};
+use ebpf_abi::{Executable, Exit, Region, Trap, TrapKind, layout};
 use ebpf_isa::{CallKind, Imm64Kind, Insn, Program};
 use ebpf_maps::{Map, MapSpec, MapType, Maps, UpdateFlags};
 
@@ -378,18 +378,7 @@ impl Vm {
         let mut reach = self.stack_reach;
         let ctx_len = ctx.len() as u64;
         let result: Result<Exit, Trap> = loop {
-            let mut map = MemoryMap::new();
-            if let Some(rodata) = &self.images.rodata {
-                map.insert(layout::RODATA, Region::ReadOnly(rodata));
-            }
-            if let Some(image) = self.images.data.as_deref() {
-                data_image.clear();
-                data_image.extend_from_slice(image);
-                map.insert(layout::DATA, Region::Writable(data_image));
-            }
-            for (i, region) in self.read_only_regions.iter().enumerate() {
-                map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));
-            }
+            let mut map = self.fixed_regions(data_image);
             if let Some(m) = maps {
                 for (map_, region) in m.maps.iter().zip(&m.regions) {
                     if let (Some(region), Some(values)) = (region, map_.values(cpu)) {

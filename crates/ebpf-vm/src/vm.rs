@@ -862,19 +862,7 @@ impl Vm {
             metadata: owned_metadata,
             ..
         } = scratch;
-        let mut map = MemoryMap::new();
-        if let Some(rodata) = &self.images.rodata {
-            map.insert(layout::RODATA, Region::ReadOnly(rodata));
-        }
-        if let Some(image) = self.images.data.as_deref() {
-            // Fresh for every run: a copy of the object's initial contents.
-            data_image.clear();
-            data_image.extend_from_slice(image);
-            map.insert(layout::DATA, Region::Writable(data_image));
-        }
-        for (i, region) in self.read_only_regions.iter().enumerate() {
-            map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));
-        }
+        let mut map = self.fixed_regions(data_image);
         let run_regions = regions.into_iter().flatten().chain(more_regions);
         for (i, region) in run_regions.enumerate() {
             map.insert(first_run_region + i as u64, region);
@@ -918,6 +906,27 @@ impl Vm {
         let stack_size = usize::try_from(self.limits.stack_size()).unwrap_or(usize::MAX);
         stack.scrub(stack_size, self.stack_reach);
         result
+    }
+}
+
+impl Vm {
+    /// A run's memory with the regions every run of this VM has: the ELF images (the
+    /// writable one copied fresh into `data_image`) and the read-only regions.
+    pub(crate) fn fixed_regions<'a>(&'a self, data_image: &'a mut Vec<u8>) -> MemoryMap<'a> {
+        let mut map = MemoryMap::new();
+        if let Some(rodata) = &self.images.rodata {
+            map.insert(layout::RODATA, Region::ReadOnly(rodata));
+        }
+        if let Some(image) = self.images.data.as_deref() {
+            // Fresh for every run: a copy of the object's initial contents.
+            data_image.clear();
+            data_image.extend_from_slice(image);
+            map.insert(layout::DATA, Region::Writable(data_image));
+        }
+        for (i, region) in self.read_only_regions.iter().enumerate() {
+            map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));
+        }
+        map
     }
 }
 

@@ -464,7 +464,7 @@ mod tests {
         assert_eq!(lines[2], "ldxdw %r3, [%r1+32]", "{out}");
         assert_eq!(lines[3], "ldxw %r4, [%r1+12]", "not a pointer field: {out}");
         assert_eq!(
-            lines[6], "ldxw %r5, [%r6+0]",
+            lines[6], "ldxw %r5, [%r6]",
             "r6 is not the context on every path: {out}"
         );
     }

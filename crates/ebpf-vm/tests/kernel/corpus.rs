@@ -2,7 +2,7 @@
 
 use ebpf_vm::{Context, Engine, KernelHelpers, Object, Packet, Vm, XdpAction};
 
-use crate::packets::{arp, ipv4, tcp, udp};
+use crate::packets::{arp, ipv4, ones_sum, tcp, udp};
 
 pub(crate) fn object(name: &str, engine: Engine) -> Object {
     let path = format!("{}/../../tests/bpf/{name}.o", env!("CARGO_MANIFEST_DIR"));
@@ -189,18 +189,6 @@ fn conntrack_creates_updates_and_forgets_flows() {
         );
         assert_eq!(flows.len(), 1);
     }
-}
-
-/// The ones'-complement sum of a byte string's 16-bit big-endian words.
-fn ones_sum(bytes: &[u8]) -> u32 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum
 }
 
 /// A TCP segment's checksum over the IPv4 pseudo-header.

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::packets::ones_sum;
 use ebpf_vm::isa::{Imm64Kind, Insn, Program};
 use ebpf_vm::maps::{MapSpec, MapType, Maps, UpdateFlags};
 use ebpf_vm::{Context, Engine, KernelHelpers, LoadError, Packet, ProgramKind, TrapKind, Vm};
@@ -247,18 +248,6 @@ fn load_kind(engine: Engine, text: &str, kind: ProgramKind, maps: Arc<Maps>) -> 
         .kernel_helpers(KernelHelpers::new())
         .load_with_maps(program(text), kind, maps)
         .unwrap_or_else(|e| panic!("{engine}: {e}"))
-}
-
-/// The ones'-complement sum of 16-bit big-endian words.
-fn ones_sum(bytes: &[u8]) -> u32 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum
 }
 
 /// A UDP datagram's checksum over the IPv4 pseudo-header (0xffff when valid).

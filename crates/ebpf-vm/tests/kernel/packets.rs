@@ -1,15 +1,21 @@
 //! Frames built by hand: Ethernet + IPv4 + TCP/UDP/ICMP, with a correct IPv4 checksum.
 
-/// The IPv4 header checksum (ones'-complement sum of the 16-bit words).
-pub(crate) fn ip_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
+/// The ones'-complement sum of a byte string's 16-bit big-endian words (0xffff over a
+/// header or segment whose checksum is valid).
+pub(crate) fn ones_sum(bytes: &[u8]) -> u32 {
+    let mut sum: u32 = bytes
         .chunks(2)
         .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
         .sum();
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    !(sum as u16)
+    sum
+}
+
+/// The IPv4 header checksum.
+pub(crate) fn ip_checksum(header: &[u8]) -> u16 {
+    !(ones_sum(header) as u16)
 }
 
 /// An Ethernet frame carrying IPv4 from `src` to `dst` with protocol `proto` and `l4` as the
