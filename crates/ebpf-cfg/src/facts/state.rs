@@ -1028,7 +1028,7 @@ fn discover(a: &State, b: &State, i: usize) -> (u8, u8, u64) {
             continue;
         };
         let dj = bj.wrapping_sub(aj) as i64;
-        if dj == 0 || di % dj != 0 {
+        if dj == 0 || di.checked_rem(dj) != Some(0) {
             continue;
         }
         let ratio = di / dj;
