@@ -1,7 +1,7 @@
 //! Running programs written for the kernel: its helpers under their kernel ids
 //! ([`KernelHelpers`], a set the embedder opts into), an object's maps wired into runs, the
 //! program contexts (`context`) and the per-run state helpers reach through
-//! [`VmMemory::run_state`](ebpf_abi::VmMemory::run_state).
+//! [`VmMemory::run_state`].
 //!
 //! Semantics follow the kernel's helpers: errors are `-errno` in `r0`, a missed lookup is
 //! `NULL`, update flags are `BPF_ANY`/`BPF_NOEXIST`/`BPF_EXIST`. docs/helpers.md lists every
@@ -110,8 +110,8 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 /// Where `trace_printk` writes: the formatted line.
 pub type TraceSink = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// The kernel's helpers under their kernel ids, for [`VmBuilder::kernel_helpers`]
-/// (crate::VmBuilder::kernel_helpers): the map helpers, tail calls, the clock, random
+/// The kernel's helpers under their kernel ids, for
+/// [`VmBuilder::kernel_helpers`](crate::VmBuilder::kernel_helpers): the map helpers, tail calls, the clock, random
 /// numbers, packet access and checksums, ring buffers (see docs/helpers.md for every id).
 ///
 /// Deterministic by default: the clock reads a fixed 1 s (set one with
