@@ -2,7 +2,9 @@
 //! with `call ID` (or `callx`), passing `r1`..`r5` and receiving `r0`.
 //!
 //! A helper can carry embedder state (it is any `Fn` closure), can read and write VM memory
-//! only through the checked accessors of [`VmMemory`], and can end the program with an error.
+//! only through the checked accessors of [`VmMemory`], can reach the state of the run it is
+//! called from ([`VmMemory::run_state`]: engines pass it through untouched), and can end the
+//! program with an error.
 
 use alloc::string::String;
 use core::fmt;
@@ -27,6 +29,14 @@ pub trait VmMemory {
     /// Writes a little-endian `u64`.
     fn write_u64(&mut self, addr: u64, value: u64) -> Result<(), TrapKind> {
         self.write(addr, &value.to_le_bytes())
+    }
+
+    /// The state the embedder lent this run ([`crate::MemoryMap::set_run_state`]): what a
+    /// helper needs beyond its arguments and memory (the run's CPU, its context, a verdict
+    /// to record). A helper downcasts it to the type its embedder uses; `None` when the run
+    /// has none.
+    fn run_state(&mut self) -> Option<&mut dyn core::any::Any> {
+        None
     }
 }
 
@@ -207,5 +217,27 @@ mod tests {
             helpers.ids().collect::<alloc::vec::Vec<_>>(),
             [3, 255, 256, 70_000]
         );
+    }
+
+    /// A helper reaches the state lent to its run, and changes it; without one it sees none.
+    #[test]
+    fn helpers_reach_the_run_state() {
+        let mut helpers = Helpers::new();
+        helpers.insert(1, |args: [u64; 5], mem: &mut dyn VmMemory| {
+            let Some(count) = mem.run_state().and_then(|s| s.downcast_mut::<u64>()) else {
+                return Err(HelperError::failed("no state"));
+            };
+            *count += args[0];
+            Ok(*count)
+        });
+        let mut count = 10u64;
+        let mut map = crate::MemoryMap::new();
+        map.set_run_state(&mut count);
+        assert_eq!(helpers.call(1, [5, 0, 0, 0, 0], &mut map), Ok(15));
+        assert_eq!(helpers.call(1, [1, 0, 0, 0, 0], &mut map), Ok(16));
+        drop(map);
+        assert_eq!(count, 16);
+        let none = helpers.call(1, [0; 5], &mut crate::MemoryMap::new());
+        assert!(matches!(none, Err(TrapKind::HelperFailed { id: 1, .. })));
     }
 }

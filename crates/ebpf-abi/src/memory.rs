@@ -5,6 +5,7 @@
 //! access against it; helpers reach VM memory only through it (it implements [`VmMemory`]).
 
 use alloc::vec::Vec;
+use core::any::Any;
 
 use ebpf_isa::{AtomicOp, Width};
 
@@ -95,6 +96,9 @@ pub struct MemoryMap<'a> {
     inline: [Option<Region<'a>>; INLINE_REGIONS],
     /// Ids from `INLINE_REGIONS` on (empty, so unallocated, until such an id is mapped).
     extra: Vec<Option<Region<'a>>>,
+    /// The embedder's state of this run, which its helpers reach through
+    /// [`VmMemory::run_state`] (see [`MemoryMap::set_run_state`]).
+    run_state: Option<&'a mut (dyn Any + Send)>,
 }
 
 impl<'a> MemoryMap<'a> {
@@ -153,6 +157,16 @@ impl<'a> MemoryMap<'a> {
     #[inline]
     pub fn get(&self, id: u64) -> Option<&Region<'a>> {
         self.slot(id)?.as_ref()
+    }
+
+    /// Lends the run's helpers per-run state: whatever the embedder keeps for one run (the
+    /// CPU it claimed, the packet's context, a verdict a helper records, a tail call it
+    /// asked for). Every engine hands this map to [`crate::Helpers::call`] unchanged, so a
+    /// helper reaches the state with [`VmMemory::run_state`] and downcasts it to the type it
+    /// knows; engines never look at it. Costs nothing when unset.
+    #[inline]
+    pub fn set_run_state(&mut self, state: &'a mut (dyn Any + Send)) {
+        self.run_state = Some(state);
     }
 
     /// Removes and returns the region at `id`.
@@ -348,6 +362,13 @@ impl MemoryMap<'_> {
 }
 
 impl VmMemory for MemoryMap<'_> {
+    fn run_state(&mut self) -> Option<&mut dyn Any> {
+        match &mut self.run_state {
+            Some(state) => Some(&mut **state),
+            None => None,
+        }
+    }
+
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), TrapKind> {
         let done = self.locate(addr).and_then(|(region, off)| {
             let bytes = match region {

@@ -15,6 +15,7 @@
 
 mod bench;
 mod cfg;
+mod packet;
 mod profile;
 mod trace;
 mod vectors;
@@ -89,6 +90,9 @@ enum Command {
     /// an input both are 0. Helper 5 returns its first argument, as the conformance suite
     /// expects. A trap prints `error: <what> at pc N` and exits with status 1.
     ///
+    /// With --packet (or --maps-init / --maps-dump), an XDP or socket-filter program of a .o
+    /// runs on the frame with its kernel context and the object's maps (docs/maps.md).
+    ///
     /// --trace prints every executed instruction before r0; --profile prints how often each
     /// one ran. Both run the program on the interpreter, one instruction at a time, whatever
     /// --engine says (the result is the same on every engine), and print what they saw even
@@ -105,6 +109,8 @@ enum Command {
         elf: ElfArgs,
         #[command(flatten)]
         show: ShowArgs,
+        #[command(flatten)]
+        kernel: PacketArgs,
     },
     /// Check a program without running it: print every finding, one per line.
     ///
@@ -230,6 +236,24 @@ struct ShowArgs {
     /// first, with the disassembly; then r0.
     #[arg(long)]
     profile: bool,
+}
+
+/// A program written for the kernel (an XDP or socket-filter program of a `.o`), run on a
+/// packet with its context and the object's maps (docs/maps.md).
+#[derive(Debug, Args)]
+struct PacketArgs {
+    /// Run the object's XDP or socket-filter program (chosen by --section or --function) on
+    /// this frame (raw bytes, or hex text if the name ends in .hex) with its kernel context,
+    /// and print r0, the XDP action and the output packet.
+    #[arg(long, value_name = "FRAME", conflicts_with_all = ["mem", "mem_file", "trace", "trace_json", "profile"])]
+    packet: Option<PathBuf>,
+    /// Seed the object's maps first: `{"map": [{"key": "HEX", "value": "HEX"}, ...], ...}`.
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["mem", "mem_file", "trace", "trace_json", "profile"])]
+    maps_init: Option<PathBuf>,
+    /// Print every map after the run, as JSON in the --maps-init format (ring buffers as
+    /// their records).
+    #[arg(long, conflicts_with_all = ["mem", "mem_file", "trace", "trace_json", "profile"])]
+    maps_dump: bool,
 }
 
 /// The disassembly syntaxes.
@@ -414,7 +438,21 @@ fn run(cli: Cli) -> Result<()> {
             vm,
             elf,
             show,
-        } => run_program(&program, &input, &vm, &elf.choice(), &show),
+            kernel,
+        } => {
+            if kernel.packet.is_some() || kernel.maps_init.is_some() || kernel.maps_dump {
+                let args = packet::PacketRun {
+                    engine: vm.engine,
+                    budget: vm.budget,
+                    packet: kernel.packet.as_deref(),
+                    maps_init: kernel.maps_init.as_deref(),
+                    maps_dump: kernel.maps_dump,
+                };
+                let out = packet::run(&program, &elf.choice(), &args)?;
+                return write_stdout(out.as_bytes());
+            }
+            run_program(&program, &input, &vm, &elf.choice(), &show)
+        }
         Command::Cfg {
             program,
             dot: _,

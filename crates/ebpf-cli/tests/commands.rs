@@ -943,3 +943,74 @@ fn compile_writes_an_object_for_each_target() {
     one_line_failure(&out, "error: ", &["cannot compile for nope"]);
     assert!(!dir.path().join("x.o").exists());
 }
+
+/// `run prog.o --packet`: the firewall of tests/bpf/ drops a frame from a source the
+/// `--maps-init` file blocks, and `--maps-dump` shows the drop counted (5 + 1) and the
+/// verdict XDP_DROP (1) counted once.
+#[test]
+fn run_with_a_packet_seeds_runs_and_dumps_the_maps() {
+    let dir = TempDir::new("packet");
+    let object = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/bpf/xdp_firewall.o");
+    let mut frame = vec![0u8; 54];
+    frame[12..14].copy_from_slice(&[0x08, 0x00]);
+    frame[14] = 0x45;
+    frame[26..30].copy_from_slice(&[10, 0, 0, 66]);
+    let frame_path = dir.write("frame.bin", &frame);
+    let init = dir.write(
+        "init.json",
+        r#"{"blocked": [{"key": "0a000042", "value": "0500000000000000"}]}"#,
+    );
+    let args = [
+        "run",
+        object.to_str().unwrap(),
+        "--packet",
+        frame_path.to_str().unwrap(),
+        "--maps-init",
+        init.to_str().unwrap(),
+        "--maps-dump",
+    ];
+    for engine in Engine::ALL {
+        let mut args = args.to_vec();
+        args.extend(["--engine", engine.name()]);
+        let out = ok(&ebpf(&dir, &args));
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("0x1"), "{out}");
+        assert_eq!(lines.next(), Some("action: XDP_DROP"));
+        let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(lines.next(), Some(format!("packet: {hex}").as_str()));
+        let json: String = lines.collect::<Vec<_>>().join("\n");
+        let compact: String = json.split_whitespace().collect();
+        assert!(
+            compact.contains(r#""blocked":[{"key":"0a000042","value":"0600000000000000"}]"#),
+            "{json}"
+        );
+        assert!(
+            compact.contains(r#"{"key":"01000000","value":"0100000000000000"}"#),
+            "{json}"
+        );
+    }
+    // Several programs: the error names them.
+    let tailcall = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/bpf/xdp_tailcall.o");
+    let out = ebpf(
+        &dir,
+        &[
+            "run",
+            tailcall.to_str().unwrap(),
+            "--packet",
+            frame_path.to_str().unwrap(),
+        ],
+    );
+    one_line_error(&out, &["4 programs match", "xdp_dispatch", "--function"]);
+    // A map the object does not have.
+    let bad = dir.write("bad.json", r#"{"nope": []}"#);
+    let out = ebpf(
+        &dir,
+        &[
+            "run",
+            object.to_str().unwrap(),
+            "--maps-init",
+            bad.to_str().unwrap(),
+        ],
+    );
+    one_line_error(&out, &["nope", "no such map"]);
+}

@@ -9,6 +9,11 @@
 //! pc and what went wrong — never a crash, whatever the bytes. [`Vm::run_traced`] shows what a
 //! run does, instruction by instruction.
 //!
+//! Programs written for the kernel — XDP and socket filters that use maps and kernel helpers —
+//! load with [`VmBuilder::load_object`] (every program of an object, sharing its maps) and run
+//! with [`Vm::run_packet`] on a [`Packet`] and a [`Context`]; the kernel's helpers are a set
+//! the embedder opts into ([`VmBuilder::kernel_helpers`], `docs/helpers.md`).
+//!
 //! What it is not for: logic of its own. Semantics live in `ebpf-interp`, the contract in
 //! `ebpf-abi`, the instruction set in `ebpf-isa` (re-exported as [`isa`]); this crate chooses,
 //! configures and wires them together.
@@ -84,6 +89,9 @@
 #![forbid(unsafe_code)]
 
 mod engine;
+pub mod kernel;
+#[cfg(feature = "elf")]
+mod object;
 mod scrub;
 mod vm;
 
@@ -115,4 +123,8 @@ pub use ebpf_verifier::{
     Finding, FindingKind, Policy, PolicyView, Rejected, Severity, Termination, VerifierConfig,
 };
 pub use engine::Engine;
+pub use kernel::KernelHelpers;
+pub use kernel::context::{Context, Packet, ProgramKind, SkBuff, XdpAction, XdpMd};
+#[cfg(feature = "elf")]
+pub use object::{Object, Outcome};
 pub use vm::{Input, LoadError, MetadataLayout, Vm, VmBuilder};

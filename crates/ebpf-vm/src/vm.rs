@@ -47,11 +47,25 @@ pub enum LoadError {
     /// The program can loop, and the VM has no instruction budget: set one with
     /// [`VmBuilder::budget`], or accept the risk with [`VmBuilder::allow_unbounded`].
     NeedsBudget,
-    /// The program uses maps, which runs do not provide yet (the object's map definitions
-    /// are read: [`ebpf_elf::ElfObject::maps`]).
+    /// The program uses maps, and the builder was not opted into the kernel helpers that
+    /// use them ([`VmBuilder::kernel_helpers`]; [`VmBuilder::load_object`] opts in).
     UsesMaps {
         /// The maps it references, by name.
         maps: Vec<String>,
+    },
+    /// The program calls a helper no one registered (neither the embedder nor
+    /// [`VmBuilder::kernel_helpers`]); the message names the kernel's helper of that id.
+    UnsupportedHelper {
+        /// The helper id.
+        id: u32,
+    },
+    /// A map of the object cannot be created (a type this VM does not implement, a bad
+    /// size).
+    Map {
+        /// The map's name.
+        name: String,
+        /// Why.
+        error: ebpf_maps::MapError,
     },
     /// The program is longer than any VM loads ([`crate::MAX_PROGRAM_SLOTS`]).
     TooLarge {
@@ -86,12 +100,21 @@ impl fmt::Display for LoadError {
             ),
             LoadError::UsesMaps { maps } => write!(
                 f,
-                "unsupported: the program uses map{} `{}`; runs do not provide maps yet",
+                "the program uses map{} `{}`: load it with kernel helpers \
+                 (VmBuilder::kernel_helpers or load_object)",
                 if maps.len() == 1 { "" } else { "s" },
                 maps.iter()
                     .map(|m| ebpf_isa::quoted(m).to_string())
                     .collect::<Vec<_>>()
                     .join("`, `")
+            ),
+            LoadError::UnsupportedHelper { id } => {
+                f.write_str(&crate::object::unsupported_helper(*id))
+            }
+            LoadError::Map { name, error } => write!(
+                f,
+                "map `{}` cannot be created: {error}",
+                ebpf_isa::quoted(name)
             ),
             LoadError::TooLarge { slots } => write!(
                 f,
@@ -128,6 +151,8 @@ impl PartialEq for LoadError {
             (Rejected(a), Rejected(b)) => a == b,
             (NeedsBudget, NeedsBudget) => true,
             (UsesMaps { maps: a }, UsesMaps { maps: b }) => a == b,
+            (UnsupportedHelper { id: a }, UnsupportedHelper { id: b }) => a == b,
+            (Map { name: a, error: e }, Map { name: b, error: g }) => a == b && e == g,
             (TooLarge { slots: a }, TooLarge { slots: b }) => a == b,
             (InvalidConfig(a), InvalidConfig(b)) => a == b,
             (EngineUnavailable(a), EngineUnavailable(b)) => a == b,
@@ -150,6 +175,8 @@ impl PartialEq for LoadError {
                 | Rejected(_)
                 | NeedsBudget
                 | UsesMaps { .. }
+                | UnsupportedHelper { .. }
+                | Map { .. }
                 | TooLarge { .. }
                 | InvalidConfig(_)
                 | EngineUnavailable(_)
@@ -193,9 +220,9 @@ enum Verification {
 /// The data images of an ELF object: read-only, and the initial contents of the writable
 /// region (copied for every run).
 #[derive(Clone, Debug, Default)]
-struct Images {
-    rodata: Option<Arc<[u8]>>,
-    data: Option<Arc<[u8]>>,
+pub(crate) struct Images {
+    pub(crate) rodata: Option<Arc<[u8]>>,
+    pub(crate) data: Option<Arc<[u8]>>,
 }
 
 /// A policy shared by clones of a builder.
@@ -222,15 +249,19 @@ impl fmt::Debug for SharedPolicy {
 #[derive(Clone, Debug, Default)]
 pub struct VmBuilder {
     engine: Engine,
-    helpers: Helpers,
+    pub(crate) helpers: Helpers,
     limits: Limits,
-    metadata: Option<MetadataLayout>,
-    read_only_regions: Vec<Arc<[u8]>>,
+    pub(crate) metadata: Option<MetadataLayout>,
+    pub(crate) read_only_regions: Vec<Arc<[u8]>>,
     images: Images,
     verification: Verification,
     verifier_config: Option<VerifierConfig>,
     policies: Vec<SharedPolicy>,
     hardening: engine::Hardening,
+    /// The kernel helpers, when the embedder opted in.
+    pub(crate) kernel: Option<crate::kernel::KernelHelpers>,
+    /// Region ids an object's maps take after the read-only regions.
+    pub(crate) map_regions: u64,
 }
 
 impl VmBuilder {
@@ -244,6 +275,19 @@ impl VmBuilder {
     /// `|args: [u64; 5], mem: &mut dyn VmMemory| Ok(args[0])`.
     pub fn helper(mut self, id: u32, helper: impl Helper + 'static) -> VmBuilder {
         self.helpers.insert(id, helper);
+        self
+    }
+
+    /// Opts into the kernel's helpers under their kernel ids (map helpers, tail calls,
+    /// clock, random numbers, packet helpers, ring buffers: docs/helpers.md), replacing any
+    /// helper registered under those ids (the conformance helper's id 5 becomes
+    /// `ktime_get_ns`). With them, [`VmBuilder::load_elf`] creates the object's maps and
+    /// gives the program its kernel context ([`Vm::run_packet`]).
+    pub fn kernel_helpers(mut self, helpers: crate::kernel::KernelHelpers) -> VmBuilder {
+        let maps = std::sync::Arc::new(ebpf_maps::Maps::new(helpers.cpu_count()));
+        let none = crate::kernel::ObjectMaps::new(maps, layout::FIRST_EXTRA);
+        helpers.install(&mut self.helpers, Arc::new(none));
+        self.kernel = Some(helpers);
         self
     }
 
@@ -347,6 +391,21 @@ impl VmBuilder {
         self.check_config()?;
         let object = ebpf_elf::ElfObject::parse(bytes).map_err(LoadError::Elf)?;
         let loaded = object.load(selector).map_err(LoadError::Elf)?;
+        if self.kernel.is_some() {
+            let info = object.programs().iter().find(|p| match selector {
+                ebpf_elf::Selector::Only => true,
+                ebpf_elf::Selector::Section(s) => p.section == s,
+                ebpf_elf::Selector::Function(f) => p.name == f,
+            });
+            let kind = info.and_then(|p| crate::ProgramKind::from_section(&p.section));
+            if let (Some(info), Some(kind)) = (info, kind) {
+                let name = info.name.clone();
+                let (builder, shared, _) = self.create_maps(&object, &[name.as_str()])?;
+                let vm = builder.load_kernel_program(&object, selector, kind, &shared)?;
+                crate::object::link(&shared, std::iter::once(&vm));
+                return Ok(vm);
+            }
+        }
         let mut maps: Vec<String> = loaded
             .program
             .iter()
@@ -369,11 +428,17 @@ impl VmBuilder {
             maps.dedup();
             return Err(LoadError::UsesMaps { maps });
         }
-        self.images = Images {
-            rodata: (!loaded.rodata.is_empty()).then(|| loaded.rodata.into()),
-            data: (!loaded.data.is_empty()).then(|| loaded.data.into()),
-        };
+        self.set_images(loaded.rodata, loaded.data);
         self.load_program(loaded.program)
+    }
+
+    /// An ELF object's data images: read-only, and the initial writable data.
+    #[cfg(feature = "elf")]
+    pub(crate) fn set_images(&mut self, rodata: Vec<u8>, data: Vec<u8>) {
+        self.images = Images {
+            rodata: (!rodata.is_empty()).then(|| rodata.into()),
+            data: (!data.is_empty()).then(|| data.into()),
+        };
     }
 
     /// Assembles and loads text in the bpf_conformance syntax.
@@ -398,7 +463,7 @@ impl VmBuilder {
     }
 
     /// Rejects configurations the address space cannot hold.
-    fn check_config(&self) -> Result<(), LoadError> {
+    pub(crate) fn check_config(&self) -> Result<(), LoadError> {
         if self.limits.max_call_depth > ebpf_abi::MAX_CALL_DEPTH {
             return Err(LoadError::InvalidConfig(format!(
                 "max_call_depth {} exceeds the supported {}",
@@ -434,7 +499,7 @@ impl VmBuilder {
                 )));
             }
         }
-        let extra = self.read_only_regions.len() as u64;
+        let extra = self.read_only_regions.len() as u64 + self.map_regions;
         if layout::FIRST_EXTRA + extra > layout::MAX_REGION + 1 {
             return Err(LoadError::InvalidConfig(format!(
                 "too many regions ({extra})"
@@ -510,7 +575,10 @@ impl VmBuilder {
         let stack_reach = crate::scrub::stack_reach(&program, &self.limits);
         Ok(Vm {
             program,
-            compiled,
+            compiled: compiled.into(),
+            #[cfg(feature = "elf")]
+            kernel: None,
+            map_regions: self.map_regions,
             stack_reach,
             helpers: self.helpers,
             limits: self.limits,
@@ -530,16 +598,21 @@ impl VmBuilder {
 #[derive(Debug)]
 pub struct Vm {
     program: Program,
-    /// The program as the engine prepared it.
-    compiled: Box<dyn Executable>,
+    /// The program as the engine prepared it (shared with an object's tail calls).
+    pub(crate) compiled: Arc<dyn Executable>,
+    /// The object it came from, for programs with a kernel context.
+    #[cfg(feature = "elf")]
+    pub(crate) kernel: Option<crate::object::KernelProgram>,
+    /// Region ids its object's maps take after the read-only regions.
+    map_regions: u64,
     /// The bytes at the top of the stack a run can write, zeroed after each run
     /// (`scrub::stack_reach`).
-    stack_reach: usize,
-    helpers: Helpers,
-    limits: Limits,
+    pub(crate) stack_reach: usize,
+    pub(crate) helpers: Helpers,
+    pub(crate) limits: Limits,
     metadata: Option<MetadataLayout>,
-    read_only_regions: Vec<Arc<[u8]>>,
-    images: Images,
+    pub(crate) read_only_regions: Vec<Arc<[u8]>>,
+    pub(crate) images: Images,
     engine: Engine,
     termination: Option<Termination>,
     warnings: Vec<Finding>,
@@ -615,10 +688,12 @@ impl<'a> Input<'a> {
 /// it returns (a run from inside a helper finds none and makes its own; a run that panics out
 /// drops it, so a stack a run may have dirtied is never lent again).
 #[derive(Default)]
-struct Scratch {
-    stack: Stack,
-    data: Vec<u8>,
-    metadata: Vec<u8>,
+pub(crate) struct Scratch {
+    pub(crate) stack: Stack,
+    pub(crate) data: Vec<u8>,
+    pub(crate) metadata: Vec<u8>,
+    /// The kernel helpers' per-run state.
+    pub(crate) kernel: crate::kernel::RunState,
 }
 
 /// The largest stack buffer a thread keeps for its next run (deeper call limits than this
@@ -630,7 +705,7 @@ std::thread_local! {
 }
 
 impl Scratch {
-    fn take() -> Box<Scratch> {
+    pub(crate) fn take() -> Box<Scratch> {
         SCRATCH
             .try_with(std::cell::Cell::take)
             .ok()
@@ -638,7 +713,7 @@ impl Scratch {
             .unwrap_or_default()
     }
 
-    fn put_back(self: Box<Scratch>) {
+    pub(crate) fn put_back(self: Box<Scratch>) {
         if self.stack.size() <= KEPT_STACK {
             // During thread teardown there is nowhere to keep it: drop it.
             let _ = SCRATCH.try_with(|s| s.set(Some(self)));
@@ -689,7 +764,7 @@ impl Vm {
 
     /// The VM address of the `i`-th region an [`Input`] adds.
     pub fn run_region_address(&self, i: usize) -> u64 {
-        self.read_only_region_address(self.read_only_regions.len() + i)
+        self.read_only_region_address(self.read_only_regions.len() + self.map_regions as usize + i)
     }
 
     /// Runs the program on `data` (writable; `r1` = its address, `r2` = its length, or the
@@ -768,7 +843,8 @@ impl Vm {
             regions,
             more_regions,
         } = input;
-        let first_run_region = layout::FIRST_EXTRA + self.read_only_regions.len() as u64;
+        let first_run_region =
+            layout::FIRST_EXTRA + self.read_only_regions.len() as u64 + self.map_regions;
         let lengths = [
             (layout::INPUT, data.as_deref()),
             (layout::METADATA, metadata.as_deref()),
@@ -799,20 +875,9 @@ impl Vm {
             stack,
             data: data_image,
             metadata: owned_metadata,
+            ..
         } = scratch;
-        let mut map = MemoryMap::new();
-        if let Some(rodata) = &self.images.rodata {
-            map.insert(layout::RODATA, Region::ReadOnly(rodata));
-        }
-        if let Some(image) = self.images.data.as_deref() {
-            // Fresh for every run: a copy of the object's initial contents.
-            data_image.clear();
-            data_image.extend_from_slice(image);
-            map.insert(layout::DATA, Region::Writable(data_image));
-        }
-        for (i, region) in self.read_only_regions.iter().enumerate() {
-            map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));
-        }
+        let mut map = self.fixed_regions(data_image);
         let run_regions = regions.into_iter().flatten().chain(more_regions);
         for (i, region) in run_regions.enumerate() {
             map.insert(first_run_region + i as u64, region);
@@ -856,6 +921,27 @@ impl Vm {
         let stack_size = usize::try_from(self.limits.stack_size()).unwrap_or(usize::MAX);
         stack.scrub(stack_size, self.stack_reach);
         result
+    }
+}
+
+impl Vm {
+    /// A run's memory with the regions every run of this VM has: the ELF images (the
+    /// writable one copied fresh into `data_image`) and the read-only regions.
+    pub(crate) fn fixed_regions<'a>(&'a self, data_image: &'a mut Vec<u8>) -> MemoryMap<'a> {
+        let mut map = MemoryMap::new();
+        if let Some(rodata) = &self.images.rodata {
+            map.insert(layout::RODATA, Region::ReadOnly(rodata));
+        }
+        if let Some(image) = self.images.data.as_deref() {
+            // Fresh for every run: a copy of the object's initial contents.
+            data_image.clear();
+            data_image.extend_from_slice(image);
+            map.insert(layout::DATA, Region::Writable(data_image));
+        }
+        for (i, region) in self.read_only_regions.iter().enumerate() {
+            map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));
+        }
+        map
     }
 }
 

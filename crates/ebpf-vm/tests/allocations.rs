@@ -206,3 +206,51 @@ fn helper_calls_allocate_nothing_after_the_first() {
         assert_eq!(vm.run(&mut input).unwrap(), 43);
     }
 }
+
+/// Runs with a kernel context on an object's maps: a claimed CPU, map regions, map helpers
+/// (hash lookup, atomic adds, checksums), the run state — nothing allocated after the first.
+#[test]
+fn kernel_context_runs_allocate_nothing_after_the_first() {
+    use ebpf_vm::{Context, KernelHelpers, Packet, ProgramKind};
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/bpf");
+    let mut frame = vec![0u8; 54];
+    frame[12..14].copy_from_slice(&[0x08, 0x00]);
+    frame[14] = 0x45;
+    frame[23] = 6;
+    frame[26..30].copy_from_slice(&[10, 0, 0, 66]);
+    frame[30..34].copy_from_slice(&[10, 0, 0, 100]);
+    frame[46] = 0x50;
+    for &engine in Engine::ALL {
+        let load = |name: &str| {
+            let bytes = std::fs::read(corpus.join(name)).unwrap();
+            Vm::builder()
+                .engine(engine)
+                .kernel_helpers(KernelHelpers::new())
+                .load_object(&bytes)
+                .unwrap()
+        };
+        let fw = load("xdp_firewall.o");
+        let blocked = fw.map("blocked").unwrap();
+        let any = ebpf_vm::maps::UpdateFlags::Any;
+        blocked
+            .update(&[10, 0, 0, 66], &0u64.to_le_bytes(), any)
+            .unwrap();
+        let lb = load("xdp_lb.o");
+        for i in 0..4u32 {
+            let b = [10, 1, 0, 1, 2, 0, 0, 0, 0, 1, 0, 0];
+            lb.map("backends")
+                .unwrap()
+                .update(&i.to_le_bytes(), &b, any)
+                .unwrap();
+        }
+        let ctx = Context::default_for(ProgramKind::Xdp);
+        let mut packet = Packet::new(&frame).unwrap();
+        for (object, name) in [(&fw, "xdp_firewall"), (&lb, "xdp_lb")] {
+            let vm = object.program(name).unwrap();
+            check_no_allocation(name, engine, || {
+                packet.set(&frame).unwrap();
+                vm.run_packet(&mut packet, &ctx).unwrap().r0
+            });
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! `bpf_loop` as the kernel inlines it: each `call bpf_loop` whose callback is known at load
+//! time (the `lddw r2, code OFF` that reaches the call in its block) becomes a local call of a
+//! small function appended to the program, which calls the callback in a counted loop. No
+//! helper runs program code, and every engine runs the loop as ordinary instructions.
+
+use ebpf_isa::{AluOp, CallKind, Cond, Imm64Kind, Insn, Operand, Program, Reg, Size, Width};
+
+/// `bpf_loop`'s kernel id.
+pub(crate) const LOOP: u32 = 181;
+
+/// The most iterations `bpf_loop` allows (`BPF_MAX_LOOPS`).
+const MAX_LOOPS: i32 = 1 << 23;
+
+/// A `bpf_loop` call whose callback is not known at load time.
+#[derive(Debug)]
+pub(crate) struct UnknownCallback;
+
+/// Rewrites every `call bpf_loop` (see the module comment); `Ok(None)` when there is none.
+pub(crate) fn inline_loops(program: &Program) -> Result<Option<Program>, UnknownCallback> {
+    let mut insns = program.insns().to_vec();
+    let pcs: Vec<usize> = program.iter().map(|(pc, _)| pc).collect();
+    let targets = jump_targets(program);
+    let mut end_pc = program.slot_count();
+    let mut appended = Vec::new();
+    for i in 0..insns.len() {
+        if insns[i]
+            != (Insn::Call {
+                kind: CallKind::Helper,
+                imm: LOOP as i32,
+            })
+        {
+            continue;
+        }
+        let callback = callback_of(&insns, &pcs, &targets, i).ok_or(UnknownCallback)?;
+        let start = end_pc;
+        let function = loop_function(start, callback);
+        end_pc += function.iter().map(Insn::slots).sum::<usize>();
+        appended.extend(function);
+        insns[i] = Insn::Call {
+            kind: CallKind::Local,
+            imm: (start as i64 - pcs[i] as i64 - 1) as i32,
+        };
+    }
+    if appended.is_empty() {
+        return Ok(None);
+    }
+    insns.extend(appended);
+    Ok(Some(Program::from_insns(insns)))
+}
+
+/// Every pc a jump or call lands on (where a block starts).
+fn jump_targets(program: &Program) -> Vec<usize> {
+    let mut targets: Vec<usize> = program
+        .iter()
+        .filter_map(|(pc, insn)| {
+            let off = match *insn {
+                Insn::Ja { off } | Insn::Jump { off, .. } => i64::from(off),
+                Insn::Ja32 { imm } => i64::from(imm),
+                Insn::Call {
+                    kind: CallKind::Local,
+                    imm,
+                } => i64::from(imm),
+                _ => return None,
+            };
+            usize::try_from(pc as i64 + 1 + off).ok()
+        })
+        .collect();
+    targets.sort_unstable();
+    targets
+}
+
+/// The callback's pc: the last write of `r2` before the call `i`, in its block, must be
+/// `lddw r2, code OFF`.
+fn callback_of(insns: &[Insn], pcs: &[usize], targets: &[usize], i: usize) -> Option<usize> {
+    let mut j = i;
+    while j > 0 {
+        if targets.binary_search(&pcs[j]).is_ok() {
+            return None;
+        }
+        j -= 1;
+        match insns[j] {
+            Insn::LoadImm64 {
+                dst: Reg::R2,
+                kind: Imm64Kind::Code,
+                imm,
+            } => return usize::try_from(pcs[j] as i64 + 1 + i64::from(imm as u32 as i32)).ok(),
+            Insn::Alu { dst: Reg::R2, .. }
+            | Insn::Neg { dst: Reg::R2, .. }
+            | Insn::MovSx { dst: Reg::R2, .. }
+            | Insn::Endian { dst: Reg::R2, .. }
+            | Insn::Load { dst: Reg::R2, .. }
+            | Insn::LoadImm64 { dst: Reg::R2, .. }
+            | Insn::Atomic { src: Reg::R2, .. }
+            | Insn::Call { .. }
+            | Insn::CallX { .. }
+            | Insn::LoadPacket { .. }
+            | Insn::Exit
+            | Insn::Ja { .. }
+            | Insn::Ja32 { .. }
+            | Insn::Jump { .. } => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The function that stands for one `bpf_loop` call, placed at pc `start`: `r1` iterations
+/// of `callback(i, r3)`, stopping after an iteration that returns non-zero; `r0` is the
+/// number of iterations done; `-EINVAL` for flags (`r4`), `-E2BIG` for more than
+/// `BPF_MAX_LOOPS`.
+fn loop_function(start: usize, callback: usize) -> Vec<Insn> {
+    const R0: Reg = Reg::R0;
+    const R1: Reg = Reg::R1;
+    const R2: Reg = Reg::R2;
+    const R3: Reg = Reg::R3;
+    const R4: Reg = Reg::R4;
+    const R10: Reg = Reg::R10;
+    let mov = |dst, src| Insn::Alu {
+        width: Width::W64,
+        op: AluOp::Mov,
+        dst,
+        src,
+    };
+    let store = |off, src| Insn::Store {
+        size: Size::DW,
+        dst: R10,
+        off,
+        src,
+    };
+    let load = |dst, off| Insn::Load {
+        size: Size::DW,
+        signed: false,
+        dst,
+        src: R10,
+        off,
+    };
+    let jump = |cond, dst, src, off| Insn::Jump {
+        width: Width::W64,
+        cond,
+        dst,
+        src,
+        off,
+    };
+    // Every instruction here takes one slot; the call's offset is from its own pc. The
+    // count, the context and `i` live in this function's frame (slots -8, -16, -24), which
+    // the callback cannot reach.
+    let call_at = start + 9;
+    vec![
+        /* 0 */ jump(Cond::Ne, R4, Operand::Imm(0), 15), // -> 16: EINVAL
+        /* 1 */ jump(Cond::Gt, R1, Operand::Imm(MAX_LOOPS), 16), // -> 18: E2BIG
+        /* 2 */ store(-8, Operand::Reg(R1)),
+        /* 3 */ store(-16, Operand::Reg(R3)),
+        /* 4 */ store(-24, Operand::Imm(0)),
+        /* 5 */ load(R1, -24),
+        /* 6 */ load(R2, -8),
+        /* 7 */ jump(Cond::Ge, R1, Operand::Reg(R2), 6), // -> 14: done
+        /* 8 */ load(R2, -16),
+        /* 9 */
+        Insn::Call {
+            kind: CallKind::Local,
+            imm: (callback as i64 - call_at as i64 - 1) as i32,
+        },
+        /* 10 */ load(R1, -24),
+        /* 11 */
+        Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Add,
+            dst: R1,
+            src: Operand::Imm(1),
+        },
+        /* 12 */ store(-24, Operand::Reg(R1)),
+        /* 13 */ jump(Cond::Eq, R0, Operand::Imm(0), -9), // -> 5: next
+        /* 14 */ load(R0, -24),
+        /* 15 */ Insn::Exit,
+        /* 16 */ mov(R0, Operand::Imm(-22)),
+        /* 17 */ Insn::Exit,
+        /* 18 */ mov(R0, Operand::Imm(-7)),
+        /* 19 */ Insn::Exit,
+    ]
+}

@@ -1,0 +1,429 @@
+//! [`Object`]: every XDP and socket-filter program of one BPF object, loaded together so that
+//! they share the object's maps (and can tail-call each other), and [`Vm::run_packet`], a run
+//! with a kernel context on a [`Packet`].
+
+use std::sync::{Arc, OnceLock};
+
+use ebpf_abi::{Executable, Exit, Region, Trap, TrapKind, layout};
+use ebpf_isa::{CallKind, Imm64Kind, Insn, Program};
+use ebpf_maps::{Map, MapSpec, MapType, Maps, UpdateFlags};
+
+use crate::kernel::context::{
+    Context, Packet, ProgramKind, XdpAction, convert_ctx_accesses, read_bounds, write_context,
+};
+use crate::kernel::{
+    KernelHelpers, MAP_HANDLE_BASE, ObjectMaps, TAIL_CALL, helper_name, inline_loop,
+};
+use crate::vm::{LoadError, MetadataLayout, Scratch, Vm, VmBuilder};
+
+/// What a program of an object shares with the others: the maps, and every program (the
+/// targets of tail calls: a prog array holds indices into it).
+#[derive(Debug)]
+pub(crate) struct ObjectShared {
+    pub(crate) maps: Arc<ObjectMaps>,
+    pub(crate) programs: OnceLock<Vec<Linked>>,
+}
+
+/// A program as a tail call reaches it.
+#[derive(Debug)]
+pub(crate) struct Linked {
+    pub(crate) compiled: Arc<dyn Executable>,
+    pub(crate) stack_reach: usize,
+}
+
+/// What a program loaded from an object knows of it.
+#[derive(Debug, Clone)]
+pub(crate) struct KernelProgram {
+    pub(crate) kind: ProgramKind,
+    pub(crate) shared: Arc<ObjectShared>,
+}
+
+/// The programs of one object, sharing its maps. `Send + Sync`.
+#[derive(Debug)]
+pub struct Object {
+    programs: Vec<(String, String, Vm)>,
+    maps: Arc<Maps>,
+}
+
+impl Object {
+    /// The object's maps, by name (`maps().get("blocked")`): look up, update, delete,
+    /// iterate, from the host, while programs run.
+    pub fn maps(&self) -> &Maps {
+        &self.maps
+    }
+
+    /// The map named `name`.
+    pub fn map(&self, name: &str) -> Option<&Arc<Map>> {
+        self.maps.get(name)
+    }
+
+    /// The programs, in the object's order: `(function name, section)`. A program's index
+    /// here is its id in prog arrays.
+    pub fn programs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.programs
+            .iter()
+            .map(|(name, section, _)| (name.as_str(), section.as_str()))
+    }
+
+    /// The program whose function is named `name`.
+    pub fn program(&self, name: &str) -> Option<&Vm> {
+        self.programs
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, vm)| vm)
+    }
+
+    /// The id (index) of the program named `name`: what a prog array slot holds.
+    pub fn program_id(&self, name: &str) -> Option<u32> {
+        let index = self.programs.iter().position(|(n, _, _)| n == name)?;
+        u32::try_from(index).ok()
+    }
+}
+
+/// How a run with a kernel context ended without a trap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// `r0` of the last program of the run (the one that exited).
+    pub r0: u64,
+    /// Instructions the last program executed.
+    pub instructions: u64,
+    /// The interface `bpf_redirect` recorded.
+    pub redirect: Option<u32>,
+    /// Tail calls taken.
+    pub tail_calls: u32,
+}
+
+impl Outcome {
+    /// `r0` as an XDP action.
+    pub fn xdp_action(&self) -> Option<XdpAction> {
+        XdpAction::from_r0(self.r0)
+    }
+}
+
+impl VmBuilder {
+    /// Loads every XDP (`xdp…` sections) and socket-filter (`socket…`) program of an object,
+    /// sharing one set of maps created from its definitions (a prog array's `.values` filled
+    /// with the programs they name). Opts into the kernel helpers
+    /// ([`VmBuilder::kernel_helpers`], defaults unless set). Programs in other sections are
+    /// not loaded.
+    pub fn load_object(self, bytes: &[u8]) -> Result<Object, LoadError> {
+        let object = ebpf_elf::ElfObject::parse(bytes).map_err(LoadError::Elf)?;
+        let programs: Vec<(String, String, ProgramKind)> = object
+            .programs()
+            .iter()
+            .filter_map(|p| {
+                let kind = ProgramKind::from_section(&p.section)?;
+                Some((p.name.clone(), p.section.clone(), kind))
+            })
+            .collect();
+        let names: Vec<&str> = programs.iter().map(|(n, _, _)| n.as_str()).collect();
+        let (builder, shared, maps) = self.create_maps(&object, &names)?;
+        let mut vms = Vec::new();
+        for (name, section, kind) in &programs {
+            let vm = builder.clone().load_kernel_program(
+                &object,
+                ebpf_elf::Selector::Function(name),
+                *kind,
+                &shared,
+            )?;
+            vms.push((name.clone(), section.clone(), vm));
+        }
+        link(&shared, vms.iter().map(|(_, _, vm)| vm));
+        Ok(Object {
+            programs: vms,
+            maps,
+        })
+    }
+
+    /// Loads a program built by hand (or by another loader) that uses `maps`: its
+    /// `lddw dst, map_fd N` (`Imm64Kind::MapFd`) name the `N`-th map of the set, `r1` is a
+    /// context of `kind`, and it runs with [`Vm::run_packet`] (a prog array's ids name this
+    /// program only: id 0). Opts into the kernel helpers as [`VmBuilder::load_object`] does.
+    pub fn load_with_maps(
+        self,
+        program: Program,
+        kind: ProgramKind,
+        maps: Arc<Maps>,
+    ) -> Result<Vm, LoadError> {
+        let (builder, shared, _) = self.attach_maps(maps)?;
+        let vm = builder.load_kernel_insns(&program, kind, &shared)?;
+        link(&shared, std::iter::once(&vm));
+        Ok(vm)
+    }
+
+    /// Creates the object's maps and installs the kernel helpers on them.
+    pub(crate) fn create_maps(
+        self,
+        object: &ebpf_elf::ElfObject,
+        programs: &[&str],
+    ) -> Result<(VmBuilder, Arc<ObjectShared>, Arc<Maps>), LoadError> {
+        self.check_config()?;
+        let kernel = self.kernel.clone().unwrap_or_default();
+        let definitions = object.maps().map_err(LoadError::Elf)?;
+        let mut maps = Maps::new(kernel.cpu_count());
+        for d in &definitions {
+            let spec = MapSpec {
+                map_type: MapType::from_kernel(d.map_type),
+                key_size: d.key_size,
+                value_size: d.value_size,
+                max_entries: d.max_entries,
+                flags: d.flags,
+            };
+            maps.create(&d.name, spec).map_err(|error| LoadError::Map {
+                name: d.name.clone(),
+                error,
+            })?;
+        }
+        for (index, d) in definitions.iter().enumerate() {
+            for (slot, function) in &d.initial_programs {
+                let Some(id) = programs.iter().position(|p| p == function) else {
+                    continue;
+                };
+                if let Some(map) = maps.by_index(index) {
+                    map.update(
+                        &slot.to_le_bytes(),
+                        &(id as u32).to_le_bytes(),
+                        UpdateFlags::Any,
+                    )
+                    .map_err(|error| LoadError::Map {
+                        name: d.name.clone(),
+                        error,
+                    })?;
+                }
+            }
+        }
+        self.attach_maps(Arc::new(maps))
+    }
+
+    /// Wires `maps` into the programs this builder loads: their value regions, and the
+    /// kernel helpers working on them.
+    pub(crate) fn attach_maps(
+        mut self,
+        maps: Arc<Maps>,
+    ) -> Result<(VmBuilder, Arc<ObjectShared>, Arc<Maps>), LoadError> {
+        self.check_config()?;
+        let kernel = self.kernel.clone().unwrap_or_default();
+        let first = layout::FIRST_EXTRA + self.read_only_regions.len() as u64;
+        let object_maps = Arc::new(ObjectMaps::new(Arc::clone(&maps), first));
+        if first + object_maps.region_count() > layout::MAX_REGION + 1 {
+            return Err(LoadError::InvalidConfig(format!(
+                "the object's {} maps need more regions than a run has",
+                maps.len()
+            )));
+        }
+        KernelHelpers::install(&kernel, &mut self.helpers, Arc::clone(&object_maps));
+        self.kernel = Some(kernel);
+        self.map_regions = object_maps.region_count();
+        let shared = Arc::new(ObjectShared {
+            maps: object_maps,
+            programs: OnceLock::new(),
+        });
+        Ok((self, shared, maps))
+    }
+
+    /// Loads one program of `object` with its context and the object's maps.
+    pub(crate) fn load_kernel_program(
+        mut self,
+        object: &ebpf_elf::ElfObject,
+        selector: ebpf_elf::Selector<'_>,
+        kind: ProgramKind,
+        shared: &Arc<ObjectShared>,
+    ) -> Result<Vm, LoadError> {
+        let loaded = object.load(selector).map_err(LoadError::Elf)?;
+        self.set_images(loaded.rodata, loaded.data);
+        self.load_kernel_insns(&loaded.program, kind, shared)
+    }
+
+    /// Loads `program` with a kernel context and the maps of `shared`: map references
+    /// resolved, `bpf_loop` inlined, context accesses converted.
+    pub(crate) fn load_kernel_insns(
+        mut self,
+        program: &Program,
+        kind: ProgramKind,
+        shared: &Arc<ObjectShared>,
+    ) -> Result<Vm, LoadError> {
+        let program = match inline_loop::inline_loops(program) {
+            Ok(Some(inlined)) => resolve_maps(&inlined),
+            Ok(None) => resolve_maps(program),
+            Err(inline_loop::UnknownCallback) => {
+                return Err(LoadError::UnsupportedHelper {
+                    id: inline_loop::LOOP,
+                });
+            }
+        };
+        for (_, insn) in program.iter() {
+            if let Insn::Call {
+                kind: CallKind::Helper,
+                imm,
+            } = *insn
+                && self.helpers.get(imm as u32).is_none()
+            {
+                return Err(LoadError::UnsupportedHelper { id: imm as u32 });
+            }
+        }
+        let program = convert_ctx_accesses(&program, kind);
+        let hidden = kind.hidden();
+        self.metadata = Some(MetadataLayout {
+            len: kind.context_len(),
+            data_offset: hidden,
+            data_end_offset: hidden + 8,
+        });
+        let mut vm = self.load_program(program)?;
+        vm.kernel = Some(KernelProgram {
+            kind,
+            shared: Arc::clone(shared),
+        });
+        Ok(vm)
+    }
+}
+
+/// Hands every program of an object to its tail calls.
+pub(crate) fn link<'a>(shared: &ObjectShared, vms: impl Iterator<Item = &'a Vm>) {
+    let linked = vms
+        .map(|vm| Linked {
+            compiled: Arc::clone(&vm.compiled),
+            stack_reach: vm.stack_reach,
+        })
+        .collect();
+    let _ = shared.programs.set(linked);
+}
+
+/// `lddw dst, map_fd N` becomes `lddw dst, HANDLE(N)`: a value the map helpers decode and
+/// that is in no region.
+fn resolve_maps(program: &Program) -> Program {
+    let insns = program
+        .insns()
+        .iter()
+        .map(|insn| match *insn {
+            Insn::LoadImm64 {
+                dst,
+                kind: Imm64Kind::MapFd,
+                imm,
+            } => Insn::LoadImm64 {
+                dst,
+                kind: Imm64Kind::Value,
+                imm: MAP_HANDLE_BASE | (imm & 0xffff_ffff),
+            },
+            // A callback's address: `bpf_loop` calls are inlined (the callback is called
+            // directly), so the value itself is never used.
+            Insn::LoadImm64 {
+                dst,
+                kind: Imm64Kind::Code,
+                ..
+            } => Insn::LoadImm64 {
+                dst,
+                kind: Imm64Kind::Value,
+                imm: 0,
+            },
+            other => other,
+        })
+        .collect();
+    Program::from_insns(insns)
+}
+
+/// The message of [`LoadError::UnsupportedHelper`].
+pub(crate) fn unsupported_helper(id: u32) -> String {
+    match helper_name(id) {
+        Some(name) => {
+            format!("the program calls helper {id} (bpf_{name}), which this VM does not provide")
+        }
+        None => format!("the program calls helper {id}, which no kernel or embedder provides"),
+    }
+}
+
+impl Vm {
+    /// The kind of context the program was loaded for (programs from
+    /// [`VmBuilder::load_object`] and, with kernel helpers, [`VmBuilder::load_elf`]).
+    pub fn program_kind(&self) -> Option<ProgramKind> {
+        self.kernel.as_ref().map(|k| k.kind)
+    }
+
+    /// The maps of the object the program came from.
+    pub fn maps(&self) -> Option<&Maps> {
+        self.kernel.as_ref().map(|k| &*k.shared.maps.maps)
+    }
+
+    /// Runs the program on `packet` with `context` as `r1` (`struct xdp_md` or
+    /// `struct __sk_buff`), the object's maps mapped on a CPU this run claims, and tail
+    /// calls followed (at most [`crate::kernel::MAX_TAIL_CALLS`]). The packet is left as the
+    /// program left it (`xdp_adjust_head`/`_tail` move its bounds).
+    ///
+    /// Each program of a tail-call chain runs with the VM's whole budget.
+    pub fn run_packet(&self, packet: &mut Packet, context: &Context) -> Result<Outcome, Trap> {
+        let kind = context.kind();
+        let shared = self.kernel.as_ref().map(|k| &*k.shared);
+        let maps = shared.map(|s| &*s.maps);
+        let programs = shared.and_then(|s| s.programs.get());
+        let slot = maps.map(|m| m.maps.cpus().claim());
+        let cpu = slot.as_ref().map_or(0, |s| s.index());
+        let mut scratch = Scratch::take();
+        let Scratch {
+            stack,
+            data: data_image,
+            metadata: ctx,
+            kernel: state,
+        } = &mut *scratch;
+        ctx.clear();
+        ctx.resize(kind.context_len(), 0);
+        let input = layout::vm_addr(layout::INPUT, 0);
+        write_context(ctx, context, packet, input);
+        state.cpu = cpu;
+        state.kind = Some(kind);
+        state.tail_call = None;
+        state.tail_calls = 0;
+        state.redirect = None;
+        state.programs = programs.map_or(0, |p| p.len() as u32);
+        let stack_size = usize::try_from(self.limits.stack_size()).unwrap_or(usize::MAX);
+        let mut compiled: &dyn Executable = &*self.compiled;
+        let mut reach = self.stack_reach;
+        let ctx_len = ctx.len() as u64;
+        let result: Result<Exit, Trap> = loop {
+            let mut map = self.fixed_regions(data_image);
+            if let Some(m) = maps {
+                for (map_, region) in m.maps.iter().zip(&m.regions) {
+                    if let (Some(region), Some(values)) = (region, map_.values(cpu)) {
+                        map.insert(*region, Region::Shared(values));
+                    }
+                }
+            }
+            map.insert(layout::INPUT, Region::Writable(&mut packet.buf));
+            map.insert(layout::METADATA, Region::Writable(ctx));
+            map.set_run_state(state);
+            let args = [layout::vm_addr(layout::METADATA, 0), ctx_len];
+            let r = compiled.run_in(map, args, &self.helpers, &self.limits, stack);
+            stack.scrub(stack_size, reach);
+            match r {
+                Err(Trap {
+                    kind: TrapKind::HelperFailed { id: TAIL_CALL, .. },
+                    ..
+                }) if state.tail_call.is_some() => {
+                    let target = state.tail_call.take();
+                    match target.and_then(|t| programs?.get(t as usize)) {
+                        Some(next) => {
+                            compiled = &*next.compiled;
+                            reach = next.stack_reach;
+                        }
+                        None => break r,
+                    }
+                }
+                r => break r,
+            }
+        };
+        if let Some((start, end)) = read_bounds(ctx, kind)
+            && start <= end
+            && end <= packet.buf.len()
+        {
+            packet.start = start;
+            packet.end = end;
+        }
+        let outcome = result.map(|exit| Outcome {
+            r0: exit.r0,
+            instructions: exit.instructions,
+            redirect: state.redirect,
+            tail_calls: state.tail_calls,
+        });
+        drop(slot);
+        scratch.put_back();
+        outcome
+    }
+}

@@ -1,0 +1,428 @@
+//! Kernel helpers' edge cases on hand-written programs: update flags, deletes, full maps,
+//! missed lookups, the tail-call limit, bad map handles, helpers we do not provide — on every
+//! engine.
+
+use std::sync::Arc;
+
+use crate::packets::ones_sum;
+use ebpf_vm::isa::{Imm64Kind, Insn, Program};
+use ebpf_vm::maps::{MapSpec, MapType, Maps, UpdateFlags};
+use ebpf_vm::{Context, Engine, KernelHelpers, LoadError, Packet, ProgramKind, TrapKind, Vm};
+
+/// Assembles `text`; `lddw %rX, 0xfeed00000000000N` becomes a reference to map `N`.
+fn program(text: &str) -> Program {
+    let insns = ebpf_vm::isa::assemble(text)
+        .unwrap()
+        .into_insns()
+        .into_iter()
+        .map(|insn| match insn {
+            Insn::LoadImm64 { dst, imm, .. } if imm >> 32 == 0xfeed_0000 => Insn::LoadImm64 {
+                dst,
+                kind: Imm64Kind::MapFd,
+                imm: imm & 0xffff_ffff,
+            },
+            other => other,
+        })
+        .collect();
+    Program::from_insns(insns)
+}
+
+fn load(engine: Engine, text: &str, maps: &Arc<Maps>) -> Vm {
+    Vm::builder()
+        .engine(engine)
+        .budget(100_000)
+        .kernel_helpers(KernelHelpers::new())
+        .load_with_maps(program(text), ProgramKind::Xdp, Arc::clone(maps))
+        .unwrap_or_else(|e| panic!("{engine}: {e}"))
+}
+
+fn run(vm: &Vm) -> Result<ebpf_vm::Outcome, ebpf_vm::Trap> {
+    let mut packet = Packet::new(&[0u8; 64]).unwrap();
+    vm.run_packet(&mut packet, &Context::default_for(ProgramKind::Xdp))
+}
+
+fn r0(vm: &Vm) -> i64 {
+    run(vm)
+        .unwrap_or_else(|t| panic!("{}: {t}", vm.engine()))
+        .r0 as i64
+}
+
+fn hash(max_entries: u32) -> Arc<Maps> {
+    let mut maps = Maps::new(1);
+    maps.create("h", MapSpec::new(MapType::Hash, 4, 8, max_entries))
+        .unwrap();
+    Arc::new(maps)
+}
+
+/// `map_update_elem(h, &key, &value, flags)` with key 7 (or `key`) and value 42.
+fn update(key: u32, flags: u64) -> String {
+    format!(
+        "stw [%r10-4], {key}\nstdw [%r10-16], 42\nlddw %r1, 0xfeed000000000000\n\
+         mov %r2, %r10\nadd %r2, -4\nmov %r3, %r10\nadd %r3, -16\nmov %r4, {flags}\n\
+         call 2\nexit"
+    )
+}
+
+const ENOENT: i64 = -2;
+const E2BIG: i64 = -7;
+const EEXIST: i64 = -17;
+const EINVAL: i64 = -22;
+
+#[test]
+fn update_flags_follow_the_kernel() {
+    for &engine in Engine::ALL {
+        let maps = hash(2);
+        let h = maps.get("h").unwrap();
+        let key = 7u32.to_le_bytes();
+        assert_eq!(
+            r0(&load(engine, &update(7, 2), &maps)),
+            ENOENT,
+            "EXIST, missing"
+        );
+        assert_eq!(
+            r0(&load(engine, &update(7, 1), &maps)),
+            0,
+            "NOEXIST, missing"
+        );
+        assert_eq!(h.lookup(&key).unwrap(), Some(42u64.to_le_bytes().to_vec()));
+        assert_eq!(
+            r0(&load(engine, &update(7, 1), &maps)),
+            EEXIST,
+            "NOEXIST, present"
+        );
+        assert_eq!(r0(&load(engine, &update(7, 2), &maps)), 0, "EXIST, present");
+        assert_eq!(r0(&load(engine, &update(7, 0), &maps)), 0, "ANY");
+        assert_eq!(
+            r0(&load(engine, &update(7, 4), &maps)),
+            EINVAL,
+            "unknown flag"
+        );
+        assert_eq!(r0(&load(engine, &update(8, 0), &maps)), 0);
+        assert_eq!(
+            r0(&load(engine, &update(9, 0), &maps)),
+            E2BIG,
+            "full: {engine}"
+        );
+        assert_eq!(h.len(), 2);
+    }
+}
+
+#[test]
+fn deletes_and_missed_lookups() {
+    let delete = "stw [%r10-4], 7\nlddw %r1, 0xfeed000000000000\nmov %r2, %r10\nadd %r2, -4\n\
+                  call 3\nexit";
+    // r0 = the looked-up pointer, or 1000 + the value it points to.
+    let lookup = "stw [%r10-4], 7\nlddw %r1, 0xfeed000000000000\nmov %r2, %r10\nadd %r2, -4\n\
+                  call 1\njeq %r0, 0, +2\nldxdw %r0, [%r0]\nadd %r0, 1000\nexit";
+    for &engine in Engine::ALL {
+        let maps = hash(4);
+        let h = maps.get("h").unwrap();
+        assert_eq!(
+            r0(&load(engine, lookup, &maps)),
+            0,
+            "NULL for a missing key"
+        );
+        assert_eq!(r0(&load(engine, delete, &maps)), ENOENT);
+        h.update(&7u32.to_le_bytes(), &5u64.to_le_bytes(), UpdateFlags::Any)
+            .unwrap();
+        assert_eq!(r0(&load(engine, lookup, &maps)), 1005, "{engine}");
+        assert_eq!(r0(&load(engine, delete, &maps)), 0);
+        assert!(h.is_empty());
+        assert_eq!(r0(&load(engine, lookup, &maps)), 0);
+    }
+}
+
+#[test]
+fn bad_map_handles_trap_and_never_reach_memory() {
+    let not_a_map = "mov %r1, 1234\nmov %r2, %r10\ncall 1\nexit";
+    // A map handle is in no region: dereferencing it traps.
+    let deref_handle = "lddw %r1, 0xfeed000000000000\nldxdw %r0, [%r1]\nexit";
+    for &engine in Engine::ALL {
+        let maps = hash(4);
+        let trap = run(&load(engine, not_a_map, &maps)).unwrap_err();
+        assert!(
+            matches!(trap.kind, TrapKind::HelperFailed { id: 1, .. }),
+            "{engine}: {trap}"
+        );
+        assert_eq!(trap.pc, 2);
+        let vm = Vm::builder()
+            .engine(engine)
+            .unverified()
+            .kernel_helpers(KernelHelpers::new())
+            .load_with_maps(program(deref_handle), ProgramKind::Xdp, Arc::clone(&maps))
+            .unwrap();
+        let trap = run(&vm).unwrap_err();
+        assert!(
+            matches!(trap.kind, TrapKind::OutOfBounds { write: false, .. }),
+            "{engine}: {trap}"
+        );
+    }
+}
+
+#[test]
+fn tail_calls_stop_after_33() {
+    // Counts its runs in array[0], then tail-calls itself (prog array slot 0 = program 0);
+    // when the tail call fails, returns its result.
+    let text = "mov %r6, %r1\nstw [%r10-4], 0\nlddw %r1, 0xfeed000000000000\nmov %r2, %r10\n\
+                add %r2, -4\ncall 1\njeq %r0, 0, +2\nmov %r1, 1\nlock add [%r0], %r1\n\
+                mov %r1, %r6\nlddw %r2, 0xfeed000000000001\nmov %r3, 0\ncall 12\nexit";
+    for &engine in Engine::ALL {
+        let mut maps = Maps::new(1);
+        let counts = maps
+            .create("counts", MapSpec::new(MapType::Array, 4, 8, 1))
+            .unwrap();
+        let progs = maps
+            .create("progs", MapSpec::new(MapType::ProgArray, 4, 4, 1))
+            .unwrap();
+        let vm = load(engine, text, &Arc::new(maps));
+        let out = run(&vm).unwrap_or_else(|t| panic!("{engine}: {t}"));
+        assert_eq!((out.r0 as i64, out.tail_calls), (ENOENT, 0), "empty slot");
+        progs
+            .update(&0u32.to_le_bytes(), &0u32.to_le_bytes(), UpdateFlags::Any)
+            .unwrap();
+        let out = run(&vm).unwrap_or_else(|t| panic!("{engine}: {t}"));
+        assert_eq!((out.r0 as i64, out.tail_calls), (ENOENT, 33), "{engine}");
+        let n = counts.lookup(&0u32.to_le_bytes()).unwrap().unwrap();
+        assert_eq!(n, (1u64 + 34).to_le_bytes(), "1 run, then 1 + 33: {engine}");
+    }
+}
+
+#[test]
+fn a_helper_we_do_not_provide_is_refused_by_name() {
+    let maps = hash(1);
+    let e = Vm::builder()
+        .kernel_helpers(KernelHelpers::new())
+        .load_with_maps(program("call 4\nexit"), ProgramKind::Xdp, maps)
+        .unwrap_err();
+    assert_eq!(e, LoadError::UnsupportedHelper { id: 4 });
+    assert!(e.to_string().contains("helper 4 (bpf_probe_read)"), "{e}");
+    // Without opting in, a program that uses maps is refused with their names.
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/bpf/xdp_counter.o"
+    ))
+    .unwrap();
+    let e = Vm::builder()
+        .load_elf(&bytes, ebpf_vm::Selector::Only)
+        .unwrap_err();
+    assert!(matches!(e, LoadError::UsesMaps { .. }), "{e}");
+    // Opted in, `load_elf` creates the maps.
+    let vm = Vm::builder()
+        .kernel_helpers(KernelHelpers::new())
+        .load_elf(&bytes, ebpf_vm::Selector::Only)
+        .unwrap();
+    assert_eq!(vm.maps().unwrap().len(), 1);
+    assert_eq!(r0(&vm), 2, "XDP_PASS");
+}
+
+#[test]
+fn clock_random_and_cpu_helpers() {
+    let text = "call 5\nmov %r6, %r0\ncall 118\nadd %r6, %r0\ncall 8\nadd %r0, %r6\nexit";
+    for &engine in Engine::ALL {
+        let vm = Vm::builder()
+            .engine(engine)
+            .kernel_helpers(KernelHelpers::new().clock(|| 8_000_000_000))
+            .load_with_maps(program(text), ProgramKind::Xdp, hash(1))
+            .unwrap();
+        // ktime 8e9 ns + jiffies at 250 Hz (2,000) + CPU 0.
+        assert_eq!(r0(&vm), 8_000_002_000, "{engine}");
+    }
+    let random = "call 7\nexit";
+    let draw = |seed| {
+        let vm = Vm::builder()
+            .kernel_helpers(KernelHelpers::new().prandom_seed(seed))
+            .load_with_maps(program(random), ProgramKind::Xdp, hash(1))
+            .unwrap();
+        (r0(&vm), r0(&vm))
+    };
+    let (a, b) = draw(1);
+    assert_eq!(draw(1), (a, b), "deterministic per seed");
+    assert_ne!(a, b, "a sequence, not a constant");
+    assert!(a >= 0 && a <= i64::from(u32::MAX));
+}
+
+fn load_kind(engine: Engine, text: &str, kind: ProgramKind, maps: Arc<Maps>) -> Vm {
+    Vm::builder()
+        .engine(engine)
+        .budget(100_000)
+        .kernel_helpers(KernelHelpers::new())
+        .load_with_maps(program(text), kind, maps)
+        .unwrap_or_else(|e| panic!("{engine}: {e}"))
+}
+
+/// A UDP datagram's checksum over the IPv4 pseudo-header (0xffff when valid).
+fn udp_sum(frame: &[u8]) -> u32 {
+    let mut p = Vec::new();
+    p.extend_from_slice(&frame[26..34]);
+    p.extend_from_slice(&[0, 17]);
+    p.extend_from_slice(&((frame.len() - 34) as u16).to_be_bytes());
+    p.extend_from_slice(&frame[34..]);
+    ones_sum(&p)
+}
+
+#[test]
+fn store_bytes_and_checksum_replacement_keep_checksums_valid() {
+    // A socket filter (its view starts at the IPv4 header) rewrites the destination address
+    // and fixes the IPv4 checksum (l3, 4-byte field) and the UDP checksum (l4, pseudo-header).
+    let text = "mov %r6, %r1\n\
+        mov %r1, %r6\nmov %r2, 16\nmov %r3, %r10\nadd %r3, -8\nmov %r4, 4\ncall 26\n\
+        stw [%r10-16], 0x0a0b0c0d\n\
+        mov %r1, %r6\nmov %r2, 16\nmov %r3, %r10\nadd %r3, -16\nmov %r4, 4\nmov %r5, 0\ncall 9\n\
+        mov %r7, %r0\n\
+        ldxw %r3, [%r10-8]\nldxw %r4, [%r10-16]\nmov %r1, %r6\nmov %r2, 10\nmov %r5, 4\ncall 10\n\
+        add %r7, %r0\n\
+        ldxw %r3, [%r10-8]\nldxw %r4, [%r10-16]\nmov %r1, %r6\nmov %r2, 26\nmov %r5, 0x14\ncall 11\n\
+        add %r0, %r7\nexit";
+    let mut frame = crate::packets::ipv4(
+        [10, 0, 0, 1],
+        [10, 0, 0, 2],
+        17,
+        &crate::packets::udp(53, 53, b"query"),
+    );
+    let c = !(ones_sum(&{
+        let mut p = Vec::new();
+        p.extend_from_slice(&frame[26..34]);
+        p.extend_from_slice(&[0, 17, 0, 13]);
+        p.extend_from_slice(&frame[34..]);
+        p
+    }) as u16);
+    frame[40..42].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(udp_sum(&frame), 0xffff);
+    for &engine in Engine::ALL {
+        let vm = load_kind(engine, text, ProgramKind::SocketFilter, hash(1));
+        let mut packet = Packet::new(&frame).unwrap();
+        let ctx = Context::default_for(ProgramKind::SocketFilter);
+        let out = vm.run_packet(&mut packet, &ctx).unwrap();
+        assert_eq!(out.r0, 0, "every helper succeeded: {engine}");
+        let out = packet.bytes();
+        assert_eq!(out[30..34], [13, 12, 11, 10], "{engine}");
+        assert_eq!(ones_sum(&out[14..34]), 0xffff, "IPv4 checksum: {engine}");
+        assert_eq!(udp_sum(out), 0xffff, "UDP checksum: {engine}");
+    }
+}
+
+#[test]
+fn xdp_head_and_tail_adjustments_move_the_packet() {
+    // Grow the head by 4 bytes and write 0xaa there (bounds-checked), shrink the tail by 10,
+    // grow it by 2 (zeroed); an impossible head move fails with -EINVAL (added to r0).
+    let text = "mov %r6, %r1\n\
+        mov %r1, %r6\nmov %r2, -4\ncall 44\nmov %r7, %r0\n\
+        ldxw %r2, [%r6+0]\nldxw %r3, [%r6+4]\nmov %r4, %r2\nadd %r4, 4\njgt %r4, %r3, +1\n\
+        stw [%r2], -1\n\
+        mov %r1, %r6\nmov %r2, -10\ncall 65\nadd %r7, %r0\n\
+        mov %r1, %r6\nmov %r2, 2\ncall 65\nadd %r7, %r0\n\
+        mov %r1, %r6\nmov %r2, -1000\ncall 44\nadd %r7, %r0\n\
+        mov %r0, %r7\nexit";
+    let frame: Vec<u8> = (1..=40).collect();
+    for &engine in Engine::ALL {
+        let vm = load_kind(engine, text, ProgramKind::Xdp, hash(1));
+        let mut packet = Packet::new(&frame).unwrap();
+        let out = vm
+            .run_packet(&mut packet, &Context::default_for(ProgramKind::Xdp))
+            .unwrap();
+        assert_eq!(out.r0 as i64, EINVAL, "{engine}");
+        let mut want = vec![0xff; 4];
+        want.extend_from_slice(&frame[..30]);
+        want.extend_from_slice(&[0, 0]);
+        assert_eq!(packet.bytes(), want, "{engine}");
+    }
+}
+
+#[test]
+fn redirect_hash_and_trace_printk() {
+    for &engine in Engine::ALL {
+        let vm = load_kind(
+            engine,
+            "mov %r1, 7\nmov %r2, 0\ncall 23\nexit",
+            ProgramKind::Xdp,
+            hash(1),
+        );
+        let out = run(&vm).unwrap();
+        assert_eq!(
+            (out.xdp_action(), out.redirect),
+            (Some(ebpf_vm::XdpAction::Redirect), Some(7))
+        );
+        let vm = load_kind(engine, "call 34\nexit", ProgramKind::SocketFilter, hash(1));
+        let ctx = Context::SocketFilter(ebpf_vm::SkBuff {
+            hash: 77,
+            ..Default::default()
+        });
+        let mut packet = Packet::new(&[0u8; 40]).unwrap();
+        assert_eq!(vm.run_packet(&mut packet, &ctx).unwrap().r0, 77, "{engine}");
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        let vm = Vm::builder()
+            .engine(engine)
+            .kernel_helpers(
+                KernelHelpers::new()
+                    .trace_sink(move |line| sink.lock().unwrap().push(line.to_string())),
+            )
+            .load_with_maps(
+                program(
+                    "stw [%r10-8], 0x64253d6e\nstb [%r10-4], 0\nmov %r1, %r10\nadd %r1, -8\n\
+                     mov %r2, 5\nmov %r3, -42\ncall 6\nexit",
+                ),
+                ProgramKind::Xdp,
+                hash(1),
+            )
+            .unwrap();
+        assert_eq!(r0(&vm), 5, "{engine}");
+        assert_eq!(*lines.lock().unwrap(), ["n=-42"]);
+    }
+}
+
+#[test]
+fn ring_buffer_queue_and_perf_records() {
+    // Ring (map 0): reserve 8 bytes and submit 0x1122, reserve and discard, output 4 bytes.
+    let ring = "lddw %r1, 0xfeed000000000000\nmov %r2, 8\nmov %r3, 0\ncall 131\n\
+        jeq %r0, 0, +12\nstdw [%r0], 0x1122\nmov %r1, %r0\nmov %r2, 0\ncall 132\n\
+        lddw %r1, 0xfeed000000000000\nmov %r2, 8\nmov %r3, 0\ncall 131\n\
+        mov %r1, %r0\nmov %r2, 0\ncall 133\n\
+        stw [%r10-4], 0x33\nlddw %r1, 0xfeed000000000000\nmov %r2, %r10\nadd %r2, -4\n\
+        mov %r3, 4\nmov %r4, 0\ncall 130\nexit";
+    // Queue (map 1): push 1, 2, 3; r0 = pop * 10 + peek. Perf (map 2): one record.
+    let queue = "stdw [%r10-8], 1\nlddw %r1, 0xfeed000000000001\nmov %r2, %r10\nadd %r2, -8\n\
+        mov %r3, 0\ncall 87\nstdw [%r10-8], 2\nlddw %r1, 0xfeed000000000001\nmov %r2, %r10\n\
+        add %r2, -8\nmov %r3, 0\ncall 87\n\
+        lddw %r1, 0xfeed000000000001\nmov %r2, %r10\nadd %r2, -16\ncall 88\n\
+        lddw %r1, 0xfeed000000000001\nmov %r2, %r10\nadd %r2, -24\ncall 89\n\
+        mov %r1, %r6\nlddw %r2, 0xfeed000000000002\nlddw %r3, 0xffffffff\nmov %r4, %r10\n\
+        add %r4, -16\nmov %r5, 8\ncall 25\n\
+        ldxdw %r0, [%r10-16]\nmul %r0, 10\nldxdw %r1, [%r10-24]\nadd %r0, %r1\nexit";
+    for &engine in Engine::ALL {
+        let mut maps = Maps::new(1);
+        let rb = maps
+            .create("rb", MapSpec::new(MapType::RingBuf, 0, 0, 4096))
+            .unwrap();
+        let q = maps
+            .create("q", MapSpec::new(MapType::Queue, 0, 8, 4))
+            .unwrap();
+        let perf = maps
+            .create("perf", MapSpec::new(MapType::PerfEventArray, 4, 4, 1))
+            .unwrap();
+        let maps = Arc::new(maps);
+        let vm = load_kind(engine, ring, ProgramKind::Xdp, Arc::clone(&maps));
+        assert_eq!(r0(&vm), 0, "{engine}");
+        let records = rb.ring_records().unwrap();
+        assert_eq!(
+            records,
+            [
+                0x1122u64.to_le_bytes().to_vec(),
+                0x33u32.to_le_bytes().to_vec()
+            ],
+            "{engine}"
+        );
+        let vm = Vm::builder()
+            .engine(engine)
+            .kernel_helpers(KernelHelpers::new())
+            .load_with_maps(
+                program(&format!("mov %r6, %r1\n{queue}")),
+                ProgramKind::Xdp,
+                maps,
+            )
+            .unwrap_or_else(|e| panic!("{engine}: {e}"));
+        assert_eq!(r0(&vm), 12, "popped 1, then 2 is next: {engine}");
+        assert_eq!(q.pop().unwrap(), 2u64.to_le_bytes(), "peek left it");
+        assert_eq!(perf.perf_records(0).unwrap(), [1u64.to_le_bytes().to_vec()]);
+    }
+}

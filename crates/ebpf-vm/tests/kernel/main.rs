@@ -1,0 +1,9 @@
+//! Programs written for the kernel (tests/bpf/): loaded with their maps, run with an XDP or
+//! socket-filter context on packets built here, on every engine of `Engine::ALL`, with the
+//! verdicts and map contents the C source implies.
+
+mod corpus;
+mod differential;
+mod helpers;
+mod packets;
+mod stress;
