@@ -312,6 +312,11 @@ pub struct TestOutput {
 }
 
 impl Program {
+    /// The descriptor, for the crate's other modules (prog arrays).
+    pub(crate) fn fd(&self) -> &Fd {
+        &self.fd
+    }
+
     /// How it was loaded.
     pub fn program_type(&self) -> ProgramType {
         self.program_type
