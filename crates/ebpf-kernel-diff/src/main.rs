@@ -22,8 +22,11 @@
 
 mod compare;
 mod conformance;
+mod corpus;
 mod elf;
 mod generated;
+mod ours;
+mod packets;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -35,7 +38,7 @@ use anyhow::{Context, Result, bail};
 use compare::{Subject, Verdict};
 
 /// The sets, in the order they run.
-const SETS: [&str; 3] = ["conformance", "elf", "generated"];
+const SETS: [&str; 4] = ["conformance", "elf", "generated", "corpus"];
 
 struct Args {
     generated: usize,
@@ -70,7 +73,7 @@ fn parse_args() -> Result<Args> {
             }
             other => bail!(
                 "unknown argument {other:?}; usage: kernel-diff [--generated N] [--seed S] \
-                 [--set conformance|elf|generated]... [--verbose]"
+                 [--set conformance|elf|generated|corpus]... [--verbose]"
             ),
         }
     }
@@ -280,6 +283,14 @@ fn run() -> Result<bool> {
     let mut ok = true;
     for set in &args.sets {
         let started = Instant::now();
+        if set == "corpus" {
+            let tally = corpus_set(args.seed, args.verbose)?;
+            tally.print(set);
+            println!("  ({:.1?})", started.elapsed());
+            ok &= tally.mismatches.is_empty() && tally.rejected_only_by_us.is_empty();
+            total.merge(&tally);
+            continue;
+        }
         let results = match set.as_str() {
             "conformance" => {
                 let (subjects, skipped) = conformance::subjects()?;
@@ -316,6 +327,112 @@ fn run() -> Result<bool> {
     }
     println!("{}", total.line());
     Ok(ok)
+}
+
+/// The corpus set (see `corpus.rs`), on one thread pinned to `corpus::CPU`: every program of
+/// `tests/bpf` on every packet of `packets.rs`, in the kernel (twice, from fresh maps: the
+/// second run checks the kernel's own determinism) and on every engine.
+fn corpus_set(seed: u64, verbose: bool) -> Result<Tally> {
+    let programs = corpus::programs()?;
+    let packets = packets::packets(seed);
+    println!(
+        "corpus: {} programs, {} packets each ({})",
+        programs.len(),
+        packets.len(),
+        corpus::categories(&packets)
+    );
+    let thread = std::thread::spawn(move || -> Result<Tally> {
+        ebpf_kernel::pin_to_cpu(corpus::CPU).context("pinning the corpus set's thread")?;
+        let mut tally = Tally::default();
+        let mut packets_compared: BTreeMap<String, usize> = BTreeMap::new();
+        for program in &programs {
+            tally.programs += 1;
+            let mut reference = match corpus::KernelSide::load(program) {
+                Ok(side) => side,
+                Err(e) if e.is_refusal() => bail!("{e}"),
+                Err(e) => {
+                    // The corpus is written for the kernel: a rejection is a finding.
+                    tally
+                        .mismatches
+                        .push(format!("{}: the kernel refused it: {e}", program.name()));
+                    continue;
+                }
+            };
+            tally.accepted += 1;
+            let mut candidates: Vec<corpus::Candidate> = vec![(
+                "the kernel again".to_string(),
+                corpus::KernelSide::load(program)
+                    .map(|s| Box::new(s) as Box<dyn corpus::Side>)
+                    .map_err(anyhow::Error::from),
+            )];
+            candidates.extend(ours::candidates(program));
+            let results = corpus::compare(program, &packets, &mut reference, candidates)?;
+            let mut line = Vec::new();
+            let mut whole = true;
+            if let Some((_, first)) = results.first()
+                && !first.refused.is_empty()
+            {
+                let list: Vec<String> = first
+                    .refused
+                    .iter()
+                    .map(|&i| format!("{i} ({} bytes)", packets[i].bytes.len()))
+                    .collect();
+                *tally
+                    .not_comparable
+                    .entry(format!(
+                        "packets BPF_PROG_TEST_RUN refuses (EINVAL), {}",
+                        program.name()
+                    ))
+                    .or_default() += first.refused.len();
+                if verbose {
+                    println!(
+                        "  {}: the kernel refuses packets {}",
+                        program.name(),
+                        list.join(", ")
+                    );
+                }
+            }
+            for (side, result) in results {
+                *packets_compared.entry(side.clone()).or_default() += result.compared;
+                match (&result.not_run, &result.mismatch) {
+                    (Some(why), _) => {
+                        whole = false;
+                        line.push(format!("{side}: not run"));
+                        if side.starts_with("the kernel") {
+                            tally
+                                .mismatches
+                                .push(format!("{}: {side}: {why}", program.name()));
+                        } else {
+                            tally
+                                .rejected_only_by_us
+                                .push(format!("{} on {side}: {why}", program.name()));
+                        }
+                    }
+                    (None, Some(report)) => {
+                        whole = false;
+                        line.push(format!("{side}: MISMATCH at {}", result.compared));
+                        tally.mismatches.push(report.clone());
+                    }
+                    (None, None) => line.push(format!("{side}: {}", result.compared)),
+                }
+            }
+            if whole {
+                tally.compared += 1;
+            }
+            if verbose || !whole {
+                println!("  {}: {}", program.name(), line.join(", "));
+            }
+        }
+        let per_side: Vec<String> = packets_compared
+            .iter()
+            .map(|(side, n)| format!("{side} {n}"))
+            .collect();
+        println!("  packets compared: {}", per_side.join(", "));
+        Ok(tally)
+    });
+    thread
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 /// A comparison's result with how long it took.
