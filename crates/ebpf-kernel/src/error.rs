@@ -27,6 +27,8 @@ pub enum Command {
     MapLookupAndDeleteElem,
     /// `BPF_MAP_FREEZE`.
     MapFreeze,
+    /// `BPF_BTF_LOAD`.
+    BtfLoad,
     /// Not a `bpf(2)` command: `mmap(2)` of a map's pages (a ring buffer's positions and data).
     MapMmap,
     /// Not a `bpf(2)` command: `sched_setaffinity(2)`, pinning the thread whose runs fill
@@ -51,6 +53,7 @@ impl Command {
             Command::ProgTestRun => 10,
             Command::MapLookupAndDeleteElem => 21,
             Command::MapFreeze => 22,
+            Command::BtfLoad => 18,
             Command::MapMmap | Command::SchedSetaffinity => return None,
         })
     }
@@ -68,6 +71,7 @@ impl fmt::Display for Command {
             Command::ProgTestRun => "BPF_PROG_TEST_RUN",
             Command::MapLookupAndDeleteElem => "BPF_MAP_LOOKUP_AND_DELETE_ELEM",
             Command::MapFreeze => "BPF_MAP_FREEZE",
+            Command::BtfLoad => "BPF_BTF_LOAD",
             Command::MapMmap => "mmap of a map",
             Command::SchedSetaffinity => "sched_setaffinity",
         })
@@ -157,7 +161,10 @@ impl KernelError {
         expect(dead_code, reason = "only the Linux syscall uses it")
     )]
     pub(crate) fn from_errno(command: Command, errno: i32) -> KernelError {
-        let creates = matches!(command, Command::ProgLoad | Command::MapCreate);
+        let creates = matches!(
+            command,
+            Command::ProgLoad | Command::MapCreate | Command::BtfLoad
+        );
         match errno {
             ERRNO_EPERM if creates => KernelError::Refused {
                 command,

@@ -57,6 +57,7 @@
 //! ```
 
 mod attr;
+mod btf;
 mod error;
 mod map;
 mod object;
@@ -64,13 +65,16 @@ mod program;
 mod ring;
 mod sys;
 
+pub use btf::{Btf, CALLBACK_FUNC_TYPE, callback_btf, load_btf, subprogram_starts};
 pub use error::{Command, KernelError, PatchError, Refusal};
 pub use map::{
     BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, Entry, Keys, Map, MapSpec, UpdateFlags,
     create_map, patch_map_fd, patch_map_value, per_cpu_values, possible_cpus,
 };
 pub use object::{KernelObject, ObjectError, ObjectMap, ObjectProgram};
-pub use program::{LoadOptions, Program, ProgramType, TestOutput, TestRun, load_program, probe};
+pub use program::{
+    FuncInfo, LoadOptions, Program, ProgramType, TestOutput, TestRun, load_program, probe,
+};
 pub use ring::RingReader;
 
 /// Restricts the calling thread to CPU `cpu` (`sched_setaffinity`): the kernel runs a

@@ -7,14 +7,17 @@
 //! (`BPF_PSEUDO_MAP_FD`) or 2 (`BPF_PSEUDO_MAP_VALUE`, `imm2` the offset), `N` the map's index
 //! in the list given; [`KernelObject::load`] puts the map's descriptor in place of `N`. A
 //! callback's address (`lddw` with source 4, `BPF_PSEUDO_FUNC`, for `bpf_loop`) is already
-//! relative to the instruction, as the kernel wants it, and is left alone.
+//! relative to the instruction, as the kernel wants it, and is left alone; such a program is
+//! loaded with BTF function information ([`callback_btf`], one record per subprogram), which
+//! the kernel's verifier requires before it accepts a callback.
 
 use std::fmt;
 
 use crate::ring::RingReader;
 use crate::{
-    KernelError, LoadOptions, Map, MapSpec, PatchError, Program, ProgramType, create_map,
-    load_program, patch_map_fd, patch_map_value,
+    Btf, CALLBACK_FUNC_TYPE, FuncInfo, KernelError, LoadOptions, Map, MapSpec, PatchError, Program,
+    ProgramType, callback_btf, create_map, load_btf, load_program, patch_map_fd, patch_map_value,
+    subprogram_starts,
 };
 
 /// `BPF_MAP_TYPE_RINGBUF`.
@@ -177,6 +180,22 @@ fn kernel_name(name: &str) -> String {
         .collect()
 }
 
+/// Whether `insns` takes a callback's address (`lddw` with source 4, `BPF_PSEUDO_FUNC`).
+fn takes_callback(insns: &[u8]) -> bool {
+    let mut pc = 0;
+    while let Some(slot) = insns.get(pc * 8..pc * 8 + 8) {
+        if slot[0] == 0x18 {
+            if slot[1] >> 4 == 4 {
+                return true;
+            }
+            pc += 2;
+        } else {
+            pc += 1;
+        }
+    }
+    false
+}
+
 /// Patches every map reference of `insns` (`lddw` with source 1 or 2, `imm` a map index) to the
 /// map's descriptor.
 fn patch_maps(program: &str, insns: &mut [u8], maps: &[(String, Map)]) -> Result<(), ObjectError> {
@@ -252,12 +271,36 @@ impl KernelObject {
             created.push((m.name.clone(), map));
         }
         let mut loaded = Vec::with_capacity(programs.len());
+        let mut btf: Option<Btf> = None;
         for p in programs {
             let mut insns = p.insns.clone();
             patch_maps(&p.name, &mut insns, &created)?;
             let name = kernel_name(&p.name);
+            let records: Vec<(u32, u32)> = if takes_callback(&insns) {
+                subprogram_starts(&insns)
+                    .into_iter()
+                    .map(|slot| (slot, CALLBACK_FUNC_TYPE))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if !records.is_empty() && btf.is_none() {
+                btf = Some(
+                    load_btf(&callback_btf()).map_err(|error| ObjectError::Program {
+                        program: p.name.clone(),
+                        error,
+                    })?,
+                );
+            }
             let options = LoadOptions {
                 name: &name,
+                func_info: btf
+                    .as_ref()
+                    .filter(|_| !records.is_empty())
+                    .map(|btf| FuncInfo {
+                        btf,
+                        records: &records,
+                    }),
                 ..*options
             };
             let program = load_program(p.program_type, &insns, &options).map_err(|error| {
