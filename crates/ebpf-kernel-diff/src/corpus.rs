@@ -406,8 +406,6 @@ pub(crate) fn first_difference(reference: &Snapshot, other: &Snapshot) -> Option
 pub(crate) struct SideResult {
     /// Packets run and compared, up to and including a mismatch.
     pub(crate) compared: usize,
-    /// Packets the kernel's test run refused (run on no side).
-    pub(crate) refused: Vec<usize>,
     /// The reproducer of the first mismatch (the side stops there: its state diverged).
     pub(crate) mismatch: Option<String>,
     /// Why the side could not run the program at all (it refused to load it, or failed).
@@ -443,6 +441,17 @@ fn reproducer(
     out
 }
 
+/// What one program's comparison found.
+#[derive(Debug, Default)]
+pub(crate) struct ProgramResult {
+    /// How often the kernel returned each value (how many paths the packets took).
+    pub(crate) retvals: BTreeMap<u32, usize>,
+    /// Packets the kernel's test run refused (run on no side).
+    pub(crate) refused: Vec<usize>,
+    /// Each candidate side's result.
+    pub(crate) sides: Vec<(String, SideResult)>,
+}
+
 /// Runs `packets` through the kernel (the reference) and every candidate, seeding each first,
 /// and compares after every packet. `Err`: the reference itself failed.
 pub(crate) fn compare(
@@ -450,7 +459,8 @@ pub(crate) fn compare(
     packets: &[Packet],
     reference: &mut KernelSide,
     candidates: Vec<Candidate>,
-) -> Result<Vec<(String, SideResult)>> {
+) -> Result<ProgramResult> {
+    let mut outcome = ProgramResult::default();
     let seeds = seeds(&program.object_name);
     for (map, key, value) in &seeds {
         reference.seed(map, key, value)?;
@@ -483,11 +493,10 @@ pub(crate) fn compare(
             .try_run(&packet.bytes)
             .with_context(|| format!("the kernel on packet {index} ({})", packet.what))?;
         let Some(expected) = expected else {
-            for (_, _, result) in &mut sides {
-                result.refused.push(index);
-            }
+            outcome.refused.push(index);
             continue;
         };
+        *outcome.retvals.entry(expected.retval).or_default() += 1;
         let expected_maps = reference.snapshot()?;
         for (name, side, result) in &mut sides {
             let Some(s) = side else { continue };
@@ -533,7 +542,8 @@ pub(crate) fn compare(
             }
         }
     }
-    Ok(sides.into_iter().map(|(n, _, r)| (n, r)).collect())
+    outcome.sides = sides.into_iter().map(|(n, _, r)| (n, r)).collect();
+    Ok(outcome)
 }
 
 /// The packets' counts per category, for the report.

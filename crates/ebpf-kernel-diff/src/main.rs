@@ -366,13 +366,11 @@ fn corpus_set(seed: u64, verbose: bool) -> Result<Tally> {
                     .map_err(anyhow::Error::from),
             )];
             candidates.extend(ours::candidates(program));
-            let results = corpus::compare(program, &packets, &mut reference, candidates)?;
+            let result = corpus::compare(program, &packets, &mut reference, candidates)?;
             let mut line = Vec::new();
             let mut whole = true;
-            if let Some((_, first)) = results.first()
-                && !first.refused.is_empty()
-            {
-                let list: Vec<String> = first
+            if !result.refused.is_empty() {
+                let list: Vec<String> = result
                     .refused
                     .iter()
                     .map(|&i| format!("{i} ({} bytes)", packets[i].bytes.len()))
@@ -383,7 +381,7 @@ fn corpus_set(seed: u64, verbose: bool) -> Result<Tally> {
                         "packets BPF_PROG_TEST_RUN refuses (EINVAL), {}",
                         program.name()
                     ))
-                    .or_default() += first.refused.len();
+                    .or_default() += result.refused.len();
                 if verbose {
                     println!(
                         "  {}: the kernel refuses packets {}",
@@ -392,7 +390,17 @@ fn corpus_set(seed: u64, verbose: bool) -> Result<Tally> {
                     );
                 }
             }
-            for (side, result) in results {
+            let retvals: Vec<String> = result
+                .retvals
+                .iter()
+                .map(|(r, n)| format!("{r}: {n}"))
+                .collect();
+            if retvals.len() <= 8 {
+                line.push(format!("kernel return values {{{}}}", retvals.join(", ")));
+            } else {
+                line.push(format!("{} distinct kernel return values", retvals.len()));
+            }
+            for (side, result) in result.sides {
                 *packets_compared.entry(side.clone()).or_default() += result.compared;
                 match (&result.not_run, &result.mismatch) {
                     (Some(why), _) => {
