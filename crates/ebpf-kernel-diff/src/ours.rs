@@ -112,10 +112,9 @@ impl Side for OurSide {
                 .map(name)
                 .ok_or_else(|| anyhow!("no map `{name}`"))?;
             let contents = match *map_type {
-                RINGBUF => Contents::Records(
-                    map.ring_records()
-                        .map_err(|e| anyhow!("`{name}`: {e}"))?,
-                ),
+                RINGBUF => {
+                    Contents::Records(map.ring_records().map_err(|e| anyhow!("`{name}`: {e}"))?)
+                }
                 PROG_ARRAY => Contents::Slots(
                     (0..map.spec().max_entries)
                         .filter(|&i| map.program_at(i).is_some())
