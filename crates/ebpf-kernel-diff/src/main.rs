@@ -3,11 +3,13 @@
 //! every engine of `ebpf_vm::Engine::ALL`, and compares.
 //!
 //! ```text
-//! cargo xtask kernel-diff [--generated N] [--seed S] [--set conformance|elf|generated]...
+//! cargo xtask kernel-diff [--generated N] [--seed S] [--set conformance|elf|generated|corpus]...
 //! ```
 //!
-//! Three sets (see each module): the conformance vectors, the ELF fixtures, and `N` generated
-//! programs (default 2,000). Each set prints its counts, the reasons the kernel rejected
+//! Four sets (see each module): the conformance vectors, the ELF fixtures, `N` generated
+//! programs (default 2,000), and the corpus of real XDP and socket-filter programs
+//! (`tests/bpf`) with their maps, compared packet by packet (`corpus.rs`; the seed also picks
+//! its random packets). Each set prints its counts, the reasons the kernel rejected
 //! programs, what was not compared and why, and a reproducer for every mismatch; the run ends
 //! with exactly one summary line
 //!
@@ -15,8 +17,8 @@
 //! N programs, N accepted by the kernel, N compared, N mismatches, N rejected only by us
 //! ```
 //!
-//! and exits non-zero on any mismatch, or on a program of the generated or conformance set that
-//! the kernel loads and we do not (the ELF set's such programs are listed but do not fail the
+//! and exits non-zero on any mismatch, or on a program of the generated, conformance or corpus
+//! set that the kernel loads and we do not (the ELF set's such programs are listed but do not fail the
 //! run: see `docs/kernel-differences.md`). Where the kernel refuses BPF (not root), it says so
 //! and exits 0 — except under `CI`, where that is a failure.
 

@@ -16,7 +16,8 @@
 //! What it is not for: running programs for users (that is `ebpf-vm`), parsing ELF objects or
 //! BTF (the loader does that on our side and hands this crate sizes and bytes), naming map
 //! types (a map's type is the kernel's number, which `ebpf_maps::MapType::kernel_id` gives),
-//! attaching programs to interfaces or sockets, or loading BTF into the kernel.
+//! attaching programs to interfaces or sockets, or loading an object's own BTF into the kernel
+//! (the only BTF it loads is the minimal one a callback needs, [`callback_btf`]).
 //!
 //! # Where the kernel refuses
 //!
