@@ -465,7 +465,9 @@ pub(crate) fn compare(
     for (map, key, value) in &seeds {
         reference.seed(map, key, value)?;
     }
-    let mut sides: Vec<(String, Option<Box<dyn Side>>, SideResult)> = Vec::new();
+    // Each candidate by name, while it still runs, and its result so far.
+    type Running = (String, Option<Box<dyn Side>>, SideResult);
+    let mut sides: Vec<Running> = Vec::new();
     for (name, side) in candidates {
         let mut result = SideResult::default();
         let side = match side {
