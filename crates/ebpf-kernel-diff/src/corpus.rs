@@ -40,6 +40,7 @@ use ebpf_kernel::{
 };
 use ebpf_vm::elf::{ElfObject, MapDefinition, Selector};
 
+use crate::compare::hex;
 use crate::packets::{self, Category, Packet};
 
 /// `BPF_MAP_TYPE_PROG_ARRAY`.
@@ -310,23 +311,33 @@ impl Side for KernelSide {
                 }
                 _ => {
                     let map = self.object.map(name).ok_or_else(|| anyhow!("no map"))?;
-                    let mut elements = BTreeMap::new();
-                    for (key, value) in map.entries()? {
-                        let value = if per_cpu {
-                            own_copy(&value, *value_size)
-                                .with_context(|| format!("`{name}` key {}", hex(&key)))?
-                        } else {
-                            value
-                        };
-                        elements.insert(key, value);
-                    }
-                    Contents::Elements(elements)
+                    elements(name, map.entries()?, per_cpu, *value_size)?
                 }
             };
             out.push((name.clone(), contents));
         }
         Ok(out)
     }
+}
+
+/// A hash or array map's elements as compared: sorted by key, per-CPU values reduced to
+/// [`CPU`]'s copy (see [`own_copy`]).
+pub(crate) fn elements(
+    name: &str,
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    per_cpu: bool,
+    value_size: u32,
+) -> Result<Contents> {
+    let mut out = BTreeMap::new();
+    for (key, value) in entries {
+        let value = if per_cpu {
+            own_copy(&value, value_size).with_context(|| format!("`{name}` key {}", hex(&key)))?
+        } else {
+            value
+        };
+        out.insert(key, value);
+    }
+    Ok(Contents::Elements(out))
 }
 
 /// The copy of [`CPU`] of a per-CPU value; an error if another CPU's copy is not zero (a run
@@ -343,14 +354,6 @@ pub(crate) fn own_copy(value: &[u8], value_size: u32) -> Result<Vec<u8>> {
         .get(CPU)
         .map(|c| c.to_vec())
         .ok_or_else(|| anyhow!("no CPU {CPU}"))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The first difference between two snapshots: map, key and both sides' bytes.

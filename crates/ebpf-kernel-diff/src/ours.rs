@@ -6,9 +6,7 @@
 //! is compared with the kernel's copy of the CPU the set is pinned to (see `corpus.rs`).
 //! `ktime_get_ns` is the facade's default clock (a constant, non-zero).
 
-use std::collections::BTreeMap;
-
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Result, anyhow};
 use ebpf_kernel::ProgramType;
 use ebpf_vm::maps::UpdateFlags;
 use ebpf_vm::{Context, Engine, KernelHelpers, Object, Packet, ProgramKind, Vm};
@@ -121,20 +119,12 @@ impl Side for OurSide {
                         .map(|i| i.to_le_bytes().to_vec())
                         .collect(),
                 ),
-                _ => {
-                    let per_cpu = map.spec().map_type.is_per_cpu();
-                    let mut elements = BTreeMap::new();
-                    for (key, value) in map.entries() {
-                        let value = if per_cpu {
-                            corpus::own_copy(&value, *value_size)
-                                .with_context(|| format!("`{name}`"))?
-                        } else {
-                            value
-                        };
-                        elements.insert(key, value);
-                    }
-                    Contents::Elements(elements)
-                }
+                _ => corpus::elements(
+                    name,
+                    map.entries(),
+                    map.spec().map_type.is_per_cpu(),
+                    *value_size,
+                )?,
             };
             out.push((name.clone(), contents));
         }
