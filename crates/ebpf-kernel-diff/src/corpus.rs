@@ -65,12 +65,21 @@ pub(crate) struct CorpusProgram {
     pub(crate) maps: Vec<MapDefinition>,
     /// Every program of the object, linked (map references by index), for the kernel.
     pub(crate) programs: Vec<ObjectProgram>,
+    /// Whether ring buffers are read only after the last packet instead of after each one: a
+    /// ring that is never drained fills up, and what a program does when its reserve or
+    /// output fails (and how many records fit) is compared too.
+    pub(crate) drain_rings_at_end: bool,
 }
 
 impl CorpusProgram {
     /// `object.o program`, as reports name it.
     pub(crate) fn name(&self) -> String {
-        format!("{} {}", self.object_name, self.entry)
+        let undrained = if self.drain_rings_at_end {
+            " (twice over, rings read at the end)"
+        } else {
+            ""
+        };
+        format!("{} {}{undrained}", self.object_name, self.entry)
     }
 }
 
@@ -91,7 +100,8 @@ fn program_type(section: &str) -> Option<ProgramType> {
     }
 }
 
-/// Every program of every object in `tests/bpf`, objects by name.
+/// Every program of every object in `tests/bpf`, objects by name; a program whose object has
+/// a ring buffer comes twice, the second time with its rings read only at the end.
 pub(crate) fn programs() -> Result<Vec<CorpusProgram>> {
     let dir = corpus_dir();
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -125,15 +135,22 @@ pub(crate) fn programs() -> Result<Vec<CorpusProgram>> {
                 insns: loaded.program.to_bytes(),
             });
         }
+        let has_ring = maps.iter().any(|m| m.map_type == RINGBUF);
         for p in &programs {
-            out.push(CorpusProgram {
-                object_name: name.clone(),
-                object: bytes.clone(),
-                entry: p.name.clone(),
-                program_type: p.program_type,
-                maps: maps.clone(),
-                programs: programs.clone(),
-            });
+            for drain_rings_at_end in [false, true] {
+                if drain_rings_at_end && !has_ring {
+                    continue;
+                }
+                out.push(CorpusProgram {
+                    object_name: name.clone(),
+                    object: bytes.clone(),
+                    entry: p.name.clone(),
+                    program_type: p.program_type,
+                    maps: maps.clone(),
+                    programs: programs.clone(),
+                    drain_rings_at_end,
+                });
+            }
         }
     }
     Ok(out)
@@ -191,8 +208,9 @@ pub(crate) trait Side {
     fn seed(&mut self, map: &str, key: &[u8], value: &[u8]) -> Result<()>;
     /// Runs the entry program on one frame.
     fn run(&mut self, frame: &[u8]) -> Result<Run>;
-    /// Every map now.
-    fn snapshot(&mut self) -> Result<Snapshot>;
+    /// Every map now; ring buffers are drained (their records since the last drain) only if
+    /// `drain_rings`, else left as they are and shown as no records.
+    fn snapshot(&mut self, drain_rings: bool) -> Result<Snapshot>;
 }
 
 /// The packet as compared: for socket filters without the Ethernet header.
@@ -294,10 +312,11 @@ impl Side for KernelSide {
         })
     }
 
-    fn snapshot(&mut self) -> Result<Snapshot> {
+    fn snapshot(&mut self, drain_rings: bool) -> Result<Snapshot> {
         let mut out = Vec::new();
         for ((name, map_type, value_size), &per_cpu) in self.maps.iter().zip(&self.per_cpu) {
             let contents = match *map_type {
+                RINGBUF if !drain_rings => Contents::Records(Vec::new()),
                 RINGBUF => {
                     let ring = self
                         .object
@@ -502,12 +521,13 @@ pub(crate) fn compare(
             continue;
         };
         *outcome.retvals.entry(expected.retval).or_default() += 1;
-        let expected_maps = reference.snapshot()?;
+        let drain = !program.drain_rings_at_end;
+        let expected_maps = reference.snapshot(drain)?;
         for (name, side, result) in &mut sides {
             let Some(s) = side else { continue };
             let got = s
                 .run(&packet.bytes)
-                .and_then(|run| Ok((run, s.snapshot()?)));
+                .and_then(|run| Ok((run, s.snapshot(drain)?)));
             let (got, maps) = match got {
                 Ok(x) => x,
                 Err(e) => {
@@ -547,8 +567,32 @@ pub(crate) fn compare(
             }
         }
     }
+    if program.drain_rings_at_end {
+        // Every record the rings kept, after the last packet.
+        let expected_maps = reference.snapshot(true)?;
+        for (name, side, result) in &mut sides {
+            let Some(s) = side else { continue };
+            let difference = match s.snapshot(true) {
+                Ok(maps) => first_difference(&expected_maps, &maps),
+                Err(e) => Some(format!("{e:#}")),
+            };
+            if let Some(d) = difference {
+                result.mismatch = Some(format!(
+                    "mismatch: {} on {name}, the rings after the last packet: {d}",
+                    program.name()
+                ));
+            }
+        }
+    }
     outcome.sides = sides.into_iter().map(|(n, _, r)| (n, r)).collect();
     Ok(outcome)
+}
+
+/// The sequence a program whose rings are read only at the end runs: the packets twice over,
+/// enough records to overflow the corpus' 4 KiB ring (and so reach the paths where a
+/// program's reserve or output fails).
+pub(crate) fn undrained_sequence(packets: &[Packet]) -> Vec<Packet> {
+    [packets, packets].concat()
 }
 
 /// The packets' counts per category, for the report.
@@ -661,8 +705,8 @@ mod tests {
             (self.run)(&mut run);
             Ok(run)
         }
-        fn snapshot(&mut self) -> Result<Snapshot> {
-            let mut s = self.inner.snapshot()?;
+        fn snapshot(&mut self, drain_rings: bool) -> Result<Snapshot> {
+            let mut s = self.inner.snapshot(drain_rings)?;
             (self.maps)(&mut s);
             Ok(s)
         }
@@ -769,11 +813,54 @@ mod tests {
         .unwrap();
     }
 
+    /// The logger's ring, read only at the end, overflows: the sequence exercises the path
+    /// where `bpf_ringbuf_reserve`/`_output` fail and the program counts a lost record.
+    #[test]
+    fn an_undrained_ring_overflows_in_the_kernel() {
+        if !kernel() {
+            return;
+        }
+        let logger = programs()
+            .unwrap()
+            .into_iter()
+            .find(|p| p.drain_rings_at_end)
+            .unwrap();
+        let mut side = KernelSide::load(&logger).unwrap();
+        let mut ran = 0;
+        for p in undrained_sequence(&packets::packets(1)) {
+            ran += usize::from(side.try_run(&p.bytes).unwrap().is_some());
+        }
+        let snapshot = side.snapshot(true).unwrap();
+        let find = |name: &str| snapshot.iter().find(|(n, _)| n == name).unwrap().1.clone();
+        let Contents::Records(records) = find("events") else {
+            panic!()
+        };
+        let Contents::Elements(lost) = find("lost") else {
+            panic!()
+        };
+        let lost = u64::from_le_bytes(lost[&vec![0; 4]][..8].try_into().unwrap());
+        assert!(lost > 0, "nothing lost in {ran} runs");
+        // What was kept fits the ring's 4 KiB: each record with its 8-byte header, rounded.
+        let used: usize = records
+            .iter()
+            .map(|r| (r.len() + 8).next_multiple_of(8))
+            .sum();
+        assert!(!records.is_empty() && used <= 4096, "{used}");
+        assert!(records.len() as u64 + lost <= ran as u64);
+    }
+
     #[test]
     fn the_corpus_has_every_program_and_its_seeds_name_real_maps() {
         let programs = programs().unwrap();
         let names: Vec<String> = programs.iter().map(CorpusProgram::name).collect();
-        assert_eq!(programs.len(), 10, "{names:?}");
+        // Ten programs, the ring buffer's logger twice (rings read after each packet, and
+        // only at the end).
+        assert_eq!(programs.len(), 11, "{names:?}");
+        assert!(
+            names.contains(
+                &"socket_logger.o socket_logger (twice over, rings read at the end)".into()
+            )
+        );
         for p in &programs {
             for (map, key, value) in seeds(&p.object_name) {
                 let def = p.maps.iter().find(|m| m.name == map).unwrap();

@@ -368,14 +368,21 @@ fn corpus_set(seed: u64, verbose: bool) -> Result<Tally> {
                     .map_err(anyhow::Error::from),
             )];
             candidates.extend(ours::candidates(program));
-            let result = corpus::compare(program, &packets, &mut reference, candidates)?;
+            let undrained;
+            let sequence = if program.drain_rings_at_end {
+                undrained = corpus::undrained_sequence(&packets);
+                &undrained
+            } else {
+                &packets
+            };
+            let result = corpus::compare(program, sequence, &mut reference, candidates)?;
             let mut line = Vec::new();
             let mut whole = true;
             if !result.refused.is_empty() {
                 let list: Vec<String> = result
                     .refused
                     .iter()
-                    .map(|&i| format!("{i} ({} bytes)", packets[i].bytes.len()))
+                    .map(|&i| format!("{i} ({} bytes)", sequence[i].bytes.len()))
                     .collect();
                 *tally
                     .not_comparable

@@ -102,7 +102,7 @@ impl Side for OurSide {
         })
     }
 
-    fn snapshot(&mut self) -> Result<Snapshot> {
+    fn snapshot(&mut self, drain_rings: bool) -> Result<Snapshot> {
         let mut out = Vec::new();
         for (name, map_type, value_size) in &self.maps {
             let map = self
@@ -110,6 +110,7 @@ impl Side for OurSide {
                 .map(name)
                 .ok_or_else(|| anyhow!("no map `{name}`"))?;
             let contents = match *map_type {
+                RINGBUF if !drain_rings => Contents::Records(Vec::new()),
                 RINGBUF => {
                     Contents::Records(map.ring_records().map_err(|e| anyhow!("`{name}`: {e}"))?)
                 }
