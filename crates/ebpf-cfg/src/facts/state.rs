@@ -1028,10 +1028,11 @@ fn discover(a: &State, b: &State, i: usize) -> (u8, u8, u64) {
             continue;
         };
         let dj = bj.wrapping_sub(aj) as i64;
-        if dj == 0 || di % dj != 0 {
+        // Checked: `dj` may be 0, and `i64::MIN / -1` overflows (a ratio of 2^63 is no
+        // power of two an `i64` holds anyway).
+        let (Some(0), Some(ratio)) = (di.checked_rem(dj), di.checked_div(dj)) else {
             continue;
-        }
-        let ratio = di / dj;
+        };
         if ratio <= 0 || !(ratio as u64).is_power_of_two() {
             continue;
         }
@@ -1046,4 +1047,29 @@ fn discover(a: &State, b: &State, i: usize) -> (u8, u8, u64) {
         }
     }
     (NONE, 0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(constants: &[(usize, u64)]) -> State {
+        let mut s = State::unknown();
+        for &(r, v) in constants {
+            s.regs[r] = Val::constant(v);
+        }
+        s
+    }
+
+    /// Registers that step by `i64::MIN` and by -1 (a division that overflows) are no link,
+    /// and a strided pair is found: `r2 = (r1 << 3) + 16`.
+    #[test]
+    fn links_are_discovered_without_overflow() {
+        let a = with(&[(1, 1), (2, 0)]);
+        let b = with(&[(1, 0), (2, 1 << 63)]);
+        assert_eq!(discover(&a, &b, 2).0, NONE);
+        let a = with(&[(1, 2), (2, 32)]);
+        let b = with(&[(1, 3), (2, 40)]);
+        assert_eq!(discover(&a, &b, 2), (1, 3, 16));
+    }
 }
