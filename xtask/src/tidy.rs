@@ -73,7 +73,13 @@ const ALLOWED: &[(&str, &[&str], &[&str])] = &[
     ("ebpf-kernel", &[], &["ebpf-isa", "ebpf-maps"]),
     (
         "ebpf-kernel-diff",
-        &["ebpf-kernel", "ebpf-vm", "ebpf-testgen", "ebpf-testdata"],
+        &[
+            "ebpf-kernel",
+            "ebpf-vm",
+            "ebpf-abi",
+            "ebpf-testgen",
+            "ebpf-testdata",
+        ],
         &[],
     ),
     (

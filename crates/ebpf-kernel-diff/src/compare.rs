@@ -352,7 +352,8 @@ pub(crate) fn listing(bytes: &[u8]) -> String {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Bytes as space-separated hex pairs, for reproducers.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -3,11 +3,13 @@
 //! every engine of `ebpf_vm::Engine::ALL`, and compares.
 //!
 //! ```text
-//! cargo xtask kernel-diff [--generated N] [--seed S] [--set conformance|elf|generated]...
+//! cargo xtask kernel-diff [--generated N] [--seed S] [--set conformance|elf|generated|corpus]...
 //! ```
 //!
-//! Three sets (see each module): the conformance vectors, the ELF fixtures, and `N` generated
-//! programs (default 2,000). Each set prints its counts, the reasons the kernel rejected
+//! Four sets (see each module): the conformance vectors, the ELF fixtures, `N` generated
+//! programs (default 2,000), and the corpus of real XDP and socket-filter programs
+//! (`tests/bpf`) with their maps, compared packet by packet (`corpus.rs`; the seed also picks
+//! its random packets). Each set prints its counts, the reasons the kernel rejected
 //! programs, what was not compared and why, and a reproducer for every mismatch; the run ends
 //! with exactly one summary line
 //!
@@ -15,15 +17,18 @@
 //! N programs, N accepted by the kernel, N compared, N mismatches, N rejected only by us
 //! ```
 //!
-//! and exits non-zero on any mismatch, or on a program of the generated or conformance set that
-//! the kernel loads and we do not (the ELF set's such programs are listed but do not fail the
+//! and exits non-zero on any mismatch, or on a program of the generated, conformance or corpus
+//! set that the kernel loads and we do not (the ELF set's such programs are listed but do not fail the
 //! run: see `docs/kernel-differences.md`). Where the kernel refuses BPF (not root), it says so
 //! and exits 0 — except under `CI`, where that is a failure.
 
 mod compare;
 mod conformance;
+mod corpus;
 mod elf;
 mod generated;
+mod ours;
+mod packets;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -35,7 +40,7 @@ use anyhow::{Context, Result, bail};
 use compare::{Subject, Verdict};
 
 /// The sets, in the order they run.
-const SETS: [&str; 3] = ["conformance", "elf", "generated"];
+const SETS: [&str; 4] = ["conformance", "elf", "generated", "corpus"];
 
 struct Args {
     generated: usize,
@@ -70,7 +75,7 @@ fn parse_args() -> Result<Args> {
             }
             other => bail!(
                 "unknown argument {other:?}; usage: kernel-diff [--generated N] [--seed S] \
-                 [--set conformance|elf|generated]... [--verbose]"
+                 [--set conformance|elf|generated|corpus]... [--verbose]"
             ),
         }
     }
@@ -280,6 +285,14 @@ fn run() -> Result<bool> {
     let mut ok = true;
     for set in &args.sets {
         let started = Instant::now();
+        if set == "corpus" {
+            let tally = corpus_set(args.seed, args.verbose)?;
+            tally.print(set);
+            println!("  ({:.1?})", started.elapsed());
+            ok &= tally.mismatches.is_empty() && tally.rejected_only_by_us.is_empty();
+            total.merge(&tally);
+            continue;
+        }
         let results = match set.as_str() {
             "conformance" => {
                 let (subjects, skipped) = conformance::subjects()?;
@@ -316,6 +329,127 @@ fn run() -> Result<bool> {
     }
     println!("{}", total.line());
     Ok(ok)
+}
+
+/// The corpus set (see `corpus.rs`), on one thread pinned to `corpus::CPU`: every program of
+/// `tests/bpf` on every packet of `packets.rs`, in the kernel (twice, from fresh maps: the
+/// second run checks the kernel's own determinism) and on every engine.
+fn corpus_set(seed: u64, verbose: bool) -> Result<Tally> {
+    let programs = corpus::programs()?;
+    let packets = packets::packets(seed);
+    println!(
+        "corpus: {} programs, {} packets each ({})",
+        programs.len(),
+        packets.len(),
+        corpus::categories(&packets)
+    );
+    let thread = std::thread::spawn(move || -> Result<Tally> {
+        ebpf_kernel::pin_to_cpu(corpus::CPU).context("pinning the corpus set's thread")?;
+        let mut tally = Tally::default();
+        let mut packets_compared: BTreeMap<String, usize> = BTreeMap::new();
+        for program in &programs {
+            tally.programs += 1;
+            let mut reference = match corpus::KernelSide::load(program) {
+                Ok(side) => side,
+                Err(e) if e.is_refusal() => bail!("{e}"),
+                Err(e) => {
+                    // The corpus is written for the kernel: a rejection is a finding.
+                    tally
+                        .mismatches
+                        .push(format!("{}: the kernel refused it: {e}", program.name()));
+                    continue;
+                }
+            };
+            tally.accepted += 1;
+            let mut candidates: Vec<corpus::Candidate> = vec![(
+                "the kernel again".to_string(),
+                corpus::KernelSide::load(program)
+                    .map(|s| Box::new(s) as Box<dyn corpus::Side>)
+                    .map_err(anyhow::Error::from),
+            )];
+            candidates.extend(ours::candidates(program));
+            let undrained;
+            let sequence = if program.drain_rings_at_end {
+                undrained = corpus::undrained_sequence(&packets);
+                &undrained
+            } else {
+                &packets
+            };
+            let result = corpus::compare(program, sequence, &mut reference, candidates)?;
+            let mut line = Vec::new();
+            let mut whole = true;
+            if !result.refused.is_empty() {
+                let list: Vec<String> = result
+                    .refused
+                    .iter()
+                    .map(|&i| format!("{i} ({} bytes)", sequence[i].bytes.len()))
+                    .collect();
+                *tally
+                    .not_comparable
+                    .entry(format!(
+                        "packets BPF_PROG_TEST_RUN refuses (EINVAL), {}",
+                        program.name()
+                    ))
+                    .or_default() += result.refused.len();
+                if verbose {
+                    println!(
+                        "  {}: the kernel refuses packets {}",
+                        program.name(),
+                        list.join(", ")
+                    );
+                }
+            }
+            let retvals: Vec<String> = result
+                .retvals
+                .iter()
+                .map(|(r, n)| format!("{r}: {n}"))
+                .collect();
+            if retvals.len() <= 8 {
+                line.push(format!("kernel return values {{{}}}", retvals.join(", ")));
+            } else {
+                line.push(format!("{} distinct kernel return values", retvals.len()));
+            }
+            for (side, result) in result.sides {
+                *packets_compared.entry(side.clone()).or_default() += result.compared;
+                match (&result.not_run, &result.mismatch) {
+                    (Some(why), _) => {
+                        whole = false;
+                        line.push(format!("{side}: not run"));
+                        if side.starts_with("the kernel") {
+                            tally
+                                .mismatches
+                                .push(format!("{}: {side}: {why}", program.name()));
+                        } else {
+                            tally
+                                .rejected_only_by_us
+                                .push(format!("{} on {side}: {why}", program.name()));
+                        }
+                    }
+                    (None, Some(report)) => {
+                        whole = false;
+                        line.push(format!("{side}: MISMATCH at {}", result.compared));
+                        tally.mismatches.push(report.clone());
+                    }
+                    (None, None) => line.push(format!("{side}: {}", result.compared)),
+                }
+            }
+            if whole {
+                tally.compared += 1;
+            }
+            if verbose || !whole {
+                println!("  {}: {}", program.name(), line.join(", "));
+            }
+        }
+        let per_side: Vec<String> = packets_compared
+            .iter()
+            .map(|(side, n)| format!("{side} {n}"))
+            .collect();
+        println!("  packets compared: {}", per_side.join(", "));
+        Ok(tally)
+    });
+    thread
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 /// A comparison's result with how long it took.

@@ -56,6 +56,21 @@ pub(crate) struct ProgLoad {
     pub(crate) prog_name: [u8; OBJ_NAME_LEN],
     pub(crate) prog_ifindex: u32,
     pub(crate) expected_attach_type: u32,
+    pub(crate) prog_btf_fd: u32,
+    pub(crate) func_info_rec_size: u32,
+    pub(crate) func_info: u64,
+    pub(crate) func_info_cnt: u32,
+}
+
+/// `BPF_BTF_LOAD`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct BtfLoad {
+    pub(crate) btf: u64,
+    pub(crate) btf_log_buf: u64,
+    pub(crate) btf_size: u32,
+    pub(crate) btf_log_size: u32,
+    pub(crate) btf_log_level: u32,
 }
 
 /// `BPF_PROG_TEST_RUN`.
@@ -120,7 +135,13 @@ mod tests {
         assert_eq!(offset_of!(ProgLoad, log_buf), 32);
         assert_eq!(offset_of!(ProgLoad, prog_name), 48);
         assert_eq!(offset_of!(ProgLoad, expected_attach_type), 68);
-        assert_eq!(size_of::<ProgLoad>(), 72);
+        assert_eq!(offset_of!(ProgLoad, prog_btf_fd), 72);
+        assert_eq!(offset_of!(ProgLoad, func_info), 80);
+        assert_eq!(offset_of!(ProgLoad, func_info_cnt), 88);
+        assert_eq!(size_of::<ProgLoad>(), 96);
+        assert_eq!(offset_of!(BtfLoad, btf_size), 16);
+        assert_eq!(offset_of!(BtfLoad, btf_log_level), 24);
+        assert_eq!(size_of::<BtfLoad>(), 32);
         assert_eq!(offset_of!(TestRun, data_in), 16);
         assert_eq!(offset_of!(TestRun, repeat), 32);
         assert_eq!(offset_of!(TestRun, ctx_in), 48);

@@ -4,7 +4,8 @@
 use std::fmt;
 use std::io;
 
-/// A `bpf(2)` command, named as the kernel's uapi names it.
+/// A `bpf(2)` command, named as the kernel's uapi names it — or one of the two other system
+/// calls this crate makes for BPF's sake ([`Command::MapMmap`], [`Command::SchedSetaffinity`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Command {
@@ -26,6 +27,13 @@ pub enum Command {
     MapLookupAndDeleteElem,
     /// `BPF_MAP_FREEZE`.
     MapFreeze,
+    /// `BPF_BTF_LOAD`.
+    BtfLoad,
+    /// Not a `bpf(2)` command: `mmap(2)` of a map's pages (a ring buffer's positions and data).
+    MapMmap,
+    /// Not a `bpf(2)` command: `sched_setaffinity(2)`, pinning the thread whose runs fill
+    /// per-CPU maps.
+    SchedSetaffinity,
 }
 
 impl Command {
@@ -34,8 +42,8 @@ impl Command {
         not(target_os = "linux"),
         expect(dead_code, reason = "only the Linux syscall uses it")
     )]
-    pub(crate) fn number(self) -> u32 {
-        match self {
+    pub(crate) fn number(self) -> Option<u32> {
+        Some(match self {
             Command::MapCreate => 0,
             Command::MapLookupElem => 1,
             Command::MapUpdateElem => 2,
@@ -45,7 +53,9 @@ impl Command {
             Command::ProgTestRun => 10,
             Command::MapLookupAndDeleteElem => 21,
             Command::MapFreeze => 22,
-        }
+            Command::BtfLoad => 18,
+            Command::MapMmap | Command::SchedSetaffinity => return None,
+        })
     }
 }
 
@@ -61,6 +71,9 @@ impl fmt::Display for Command {
             Command::ProgTestRun => "BPF_PROG_TEST_RUN",
             Command::MapLookupAndDeleteElem => "BPF_MAP_LOOKUP_AND_DELETE_ELEM",
             Command::MapFreeze => "BPF_MAP_FREEZE",
+            Command::BtfLoad => "BPF_BTF_LOAD",
+            Command::MapMmap => "mmap of a map",
+            Command::SchedSetaffinity => "sched_setaffinity",
         })
     }
 }
@@ -148,7 +161,10 @@ impl KernelError {
         expect(dead_code, reason = "only the Linux syscall uses it")
     )]
     pub(crate) fn from_errno(command: Command, errno: i32) -> KernelError {
-        let creates = matches!(command, Command::ProgLoad | Command::MapCreate);
+        let creates = matches!(
+            command,
+            Command::ProgLoad | Command::MapCreate | Command::BtfLoad
+        );
         match errno {
             ERRNO_EPERM if creates => KernelError::Refused {
                 command,

@@ -10,7 +10,7 @@
 use crate::attr::{self, ptr};
 use crate::error::ERRNO_ENOENT;
 use crate::sys::{self, Fd};
-use crate::{Command, KernelError, PatchError};
+use crate::{Command, KernelError, PatchError, Program};
 
 /// `BPF_F_NO_PREALLOC`: a hash map allocates elements on update instead of up front.
 pub const BPF_F_NO_PREALLOC: u32 = 1 << 0;
@@ -330,6 +330,36 @@ impl Map {
         }
     }
 
+    /// Every element, in the map's order: keys from [`Map::keys`], each with its value (an
+    /// element deleted between the two is left out). For a per-CPU map each value holds every
+    /// CPU's copy ([`per_cpu_values`] splits them); for a prog array each value is the
+    /// program's id.
+    pub fn entries(&self) -> Result<Vec<Entry>, KernelError> {
+        let mut out = Vec::new();
+        for key in self.keys() {
+            let key = key?;
+            if let Some(value) = self.lookup(&key)? {
+                out.push((key, value));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Puts `program` in slot `index` of this prog array (`BPF_MAP_UPDATE_ELEM` with the
+    /// program's descriptor as the value), for `bpf_tail_call`.
+    pub fn set_program(&self, index: u32, program: &Program) -> Result<(), KernelError> {
+        self.update(
+            &index.to_le_bytes(),
+            &program.fd().raw().to_le_bytes(),
+            UpdateFlags::Any,
+        )
+    }
+
+    /// The descriptor, for the crate's other modules.
+    pub(crate) fn fd(&self) -> &Fd {
+        &self.fd
+    }
+
     /// Makes the map read-only for the host from now on (`BPF_MAP_FREEZE`; what libbpf does
     /// to `.rodata` after filling it).
     pub fn freeze(&self) -> Result<(), KernelError> {
@@ -341,6 +371,9 @@ impl Map {
         unsafe { sys::bpf(Command::MapFreeze, &mut a) }.map(drop)
     }
 }
+
+/// One element of a map, as [`Map::entries`] lists it: key and value bytes.
+pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// The keys of a map, from [`Map::keys`].
 #[derive(Debug)]
@@ -372,6 +405,18 @@ impl Iterator for Keys<'_> {
             }
         }
     }
+}
+
+/// One per-CPU value as [`Map::lookup`] returns it, split into each CPU's copy: `value_size`
+/// bytes each, the copies `round_up(value_size, 8)` apart (the kernel's syscall layout).
+/// `None` if `value` is not a whole number of copies.
+pub fn per_cpu_values(value: &[u8], value_size: u32) -> Option<Vec<&[u8]>> {
+    let size = value_size as usize;
+    let stride = size.next_multiple_of(8);
+    if stride == 0 || !value.len().is_multiple_of(stride) {
+        return None;
+    }
+    Some(value.chunks(stride).map(|copy| &copy[..size]).collect())
 }
 
 /// Checks that `pc` starts an `lddw` in `insns` and returns its byte offset.
@@ -440,6 +485,25 @@ mod tests {
             assert_eq!(is_per_cpu(t.kernel_id()), t.is_per_cpu(), "{t:?}");
         }
         assert!(is_per_cpu(21), "BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE");
+    }
+
+    #[test]
+    fn per_cpu_values_split_at_eight_byte_strides() {
+        // Two CPUs, 12-byte values: each copy padded to 16 bytes.
+        let mut value = vec![0u8; 32];
+        value[..12].copy_from_slice(&[1; 12]);
+        value[12..16].copy_from_slice(&[0xee; 4]); // padding, not part of the copy
+        value[16..28].copy_from_slice(&[2; 12]);
+        let copies = per_cpu_values(&value, 12).unwrap();
+        assert_eq!(copies, [&[1u8; 12][..], &[2u8; 12][..]]);
+        // 8-byte values have no padding.
+        let copies = per_cpu_values(&[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0], 8).unwrap();
+        assert_eq!(copies.len(), 2);
+        assert_eq!(copies[1][0], 2);
+        // Not a whole number of copies, or no value size at all.
+        assert_eq!(per_cpu_values(&value[..20], 12), None);
+        assert_eq!(per_cpu_values(&[], 0), None);
+        assert_eq!(per_cpu_values(&[], 4), Some(vec![]));
     }
 
     #[test]

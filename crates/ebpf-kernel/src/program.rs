@@ -6,7 +6,7 @@ use std::fmt;
 use crate::attr::{self, ptr};
 use crate::error::ERRNO_ENOSPC;
 use crate::sys::{self, Fd};
-use crate::{Command, KernelError, Refusal};
+use crate::{Btf, Command, KernelError, Refusal};
 
 /// What kind of program the kernel loads it as: that decides what `r1` points to, which
 /// helpers exist, and how the verifier checks context and packet accesses.
@@ -60,6 +60,19 @@ pub struct LoadOptions<'a> {
     /// The first size of the log buffer for the second, logging load after a rejection; it
     /// grows fourfold while the kernel says it is too small, up to 64 MiB (default 1 MiB).
     pub log_size: usize,
+    /// BTF function information (default none): the BTF and, per subprogram, its first slot
+    /// and function type id. A program that takes a callback's address needs it (see
+    /// [`callback_btf`](crate::callback_btf)).
+    pub func_info: Option<FuncInfo<'a>>,
+}
+
+/// BTF function information for [`LoadOptions::func_info`].
+#[derive(Clone, Copy, Debug)]
+pub struct FuncInfo<'a> {
+    /// The BTF the type ids are in.
+    pub btf: &'a Btf,
+    /// Per subprogram, in order of their first slots: (first slot, `BTF_KIND_FUNC` type id).
+    pub records: &'a [(u32, u32)],
 }
 
 impl Default for LoadOptions<'_> {
@@ -70,6 +83,7 @@ impl Default for LoadOptions<'_> {
             flags: 0,
             log_on_rejection: true,
             log_size: 1 << 20,
+            func_info: None,
         }
     }
 }
@@ -129,7 +143,16 @@ pub fn load_program(
         return Err(KernelError::invalid(command, "the license contains a NUL"));
     }
     license.push(0);
-    let base = attr::ProgLoad {
+    let records: Vec<u8> = options
+        .func_info
+        .map(|f| {
+            f.records
+                .iter()
+                .flat_map(|(slot, ty)| [slot.to_le_bytes(), ty.to_le_bytes()].concat())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut base = attr::ProgLoad {
         prog_type: program_type.number(),
         insn_cnt,
         insns: ptr(insns.as_ptr()),
@@ -138,10 +161,18 @@ pub fn load_program(
         prog_name: name,
         ..attr::ProgLoad::default()
     };
+    if let Some(f) = options.func_info {
+        base.prog_btf_fd = f.btf.fd().raw();
+        base.func_info_rec_size = 8;
+        base.func_info = ptr(records.as_ptr());
+        base.func_info_cnt = u32::try_from(f.records.len())
+            .map_err(|_| KernelError::invalid(command, "more than 2^32 func_info records"))?;
+    }
     let first = {
         let mut a = base;
-        // SAFETY: `insns` holds `insn_cnt` 8-byte slots and `license` is NUL-terminated; both
-        // outlive the call, and no log buffer is given.
+        // SAFETY: `insns` holds `insn_cnt` 8-byte slots, `license` is NUL-terminated, and
+        // `records` holds `func_info_cnt` 8-byte records (or none is given); all outlive the
+        // call, and no log buffer is given.
         unsafe { sys::bpf(command, &mut a) }
     };
     let errno = match first {
@@ -312,6 +343,11 @@ pub struct TestOutput {
 }
 
 impl Program {
+    /// The descriptor, for the crate's other modules (prog arrays).
+    pub(crate) fn fd(&self) -> &Fd {
+        &self.fd
+    }
+
     /// How it was loaded.
     pub fn program_type(&self) -> ProgramType {
         self.program_type

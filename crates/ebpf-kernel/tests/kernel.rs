@@ -4,8 +4,9 @@
 //! these).
 
 use ebpf_kernel::{
-    Command, KernelError, LoadOptions, Map, MapSpec, PatchError, ProgramType, TestRun, UpdateFlags,
-    create_map, load_program, patch_map_fd, patch_map_value, possible_cpus, probe,
+    Command, KernelError, KernelObject, LoadOptions, Map, MapSpec, ObjectError, ObjectMap,
+    ObjectProgram, PatchError, ProgramType, TestRun, UpdateFlags, create_map, current_cpu,
+    load_program, patch_map_fd, patch_map_value, per_cpu_values, pin_to_cpu, possible_cpus, probe,
 };
 use ebpf_maps::MapType;
 
@@ -478,4 +479,141 @@ fn an_unprivileged_process_is_refused() {
             eprintln!("warning: skipping the unprivileged run: setpriv: {e}");
         }
     }
+}
+
+/// A whole object: a ring buffer and a per-CPU counter used by an entry program that
+/// tail-calls a second one through a prog array the object initialises. Runs on a pinned
+/// thread: every run lands in that CPU's copy, and every record comes back from the ring.
+#[test]
+fn an_object_loads_with_its_maps_and_prog_array() {
+    if !kernel() {
+        return;
+    }
+    let map = |name: &str, map_type: MapType, key_size, value_size, max_entries| ObjectMap {
+        name: name.to_string(),
+        map_type: map_type.kernel_id(),
+        key_size,
+        value_size,
+        max_entries,
+        flags: 0,
+        initial_programs: Vec::new(),
+    };
+    let maps = vec![
+        map("events", MapType::RingBuf, 0, 0, 4096),
+        map("per_cpu_count", MapType::PerCpuArray, 4, 8, 1),
+        ObjectMap {
+            initial_programs: vec![(1, "second".to_string())],
+            ..map("jump", MapType::ProgArray, 4, 4, 2)
+        },
+    ];
+    // entry: count on this CPU, then tail-call slot 1 (falls through to return 1 if empty).
+    let entry = asm("
+        mov %r6, %r1
+        stw [%r10-4], 0
+        mov %r2, %r10
+        add %r2, -4
+        lddw %r1, map_fd 1
+        call 1
+        jeq %r0, 0, +2
+        mov %r1, 1
+        lock add [%r0+0], %r1
+        mov %r1, %r6
+        lddw %r2, map_fd 2
+        mov %r3, 1
+        call 12
+        mov %r0, 1
+        exit
+    ");
+    // second: a 12-byte record (an 8-byte marker and 4 bytes of the packet's length), XDP_TX.
+    let second = asm("
+        ldxw %r2, [%r1+4]
+        ldxw %r1, [%r1+0]
+        sub %r2, %r1
+        stxw [%r10-8], %r2
+        stdw [%r10-16], 0x5e0c
+        mov %r2, %r10
+        add %r2, -16
+        lddw %r1, map_fd 0
+        mov %r3, 12
+        mov %r4, 0
+        call 130
+        mov %r0, 3
+        exit
+    ");
+    let programs = vec![
+        ObjectProgram {
+            name: "entry".into(),
+            program_type: ProgramType::Xdp,
+            insns: entry,
+        },
+        ObjectProgram {
+            name: "second".into(),
+            program_type: ProgramType::Xdp,
+            insns: second,
+        },
+    ];
+    let object = KernelObject::load(&maps, &programs, &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ring = object.ring("events").unwrap();
+    assert!(object.ring("per_cpu_count").is_none());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin_to_cpu(0).unwrap();
+            assert_eq!(current_cpu().unwrap(), 0);
+            let entry = object.program("entry").unwrap();
+            for len in [14usize, 20, 60] {
+                let out = entry.test_run(&TestRun::new(&vec![0; len])).unwrap();
+                assert_eq!(out.retval, 3, "the tail call ran `second`");
+                let mut expected = 0x5e0cu64.to_le_bytes().to_vec();
+                expected.extend_from_slice(&(len as u32).to_le_bytes());
+                assert_eq!(ring.drain().unwrap(), [expected]);
+            }
+            assert_eq!(ring.drain().unwrap(), Vec::<Vec<u8>>::new(), "drained");
+        });
+    });
+    let counts = object.map("per_cpu_count").unwrap().entries().unwrap();
+    assert_eq!(counts.len(), 1);
+    let copies = per_cpu_values(&counts[0].1, 8).unwrap();
+    assert_eq!(copies.len(), possible_cpus().unwrap());
+    assert_eq!(copies[0], 3u64.to_le_bytes(), "three runs on CPU 0");
+    assert!(copies[1..].iter().all(|c| c.iter().all(|&b| b == 0)));
+    // The prog array lists the filled slot only.
+    let slots = object.map("jump").unwrap().entries().unwrap();
+    assert_eq!(slots.len(), 1);
+    assert_eq!(slots[0].0, 1u32.to_le_bytes());
+}
+
+#[test]
+fn an_object_names_what_failed() {
+    if !kernel() {
+        return;
+    }
+    let programs = vec![ObjectProgram {
+        name: "reads_r5".into(),
+        program_type: ProgramType::Xdp,
+        insns: asm("mov %r0, %r5\nexit"),
+    }];
+    let err = KernelObject::load(&[], &programs, &LoadOptions::default()).unwrap_err();
+    let ObjectError::Program { program, error } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(program, "reads_r5");
+    assert!(
+        matches!(error, KernelError::Rejected { log, .. } if log.contains("R5 !read_ok")),
+        "{error:?}"
+    );
+    let map = ObjectMap {
+        name: "too_big".into(),
+        map_type: MapType::Array.kernel_id(),
+        key_size: 4,
+        value_size: 8,
+        max_entries: 0,
+        flags: 0,
+        initial_programs: Vec::new(),
+    };
+    let err = KernelObject::load(&[map], &[], &LoadOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, ObjectError::Map { map, error } if map == "too_big" && error.errno() == Some(22)),
+        "{err:?}"
+    );
 }

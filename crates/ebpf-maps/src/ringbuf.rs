@@ -94,7 +94,11 @@ impl RingBuf {
             0
         };
         let used = p.producer - p.consumer;
-        if used + (pad + total) as u64 > ring {
+        // The kernel refuses a reserve that would bring the producer `size` bytes ahead of
+        // the consumer (`new_prod_pos - cons_pos > mask`): a ring never fills completely, at
+        // most `size - 8` bytes of records are outstanding. (Found by kernel-diff's corpus
+        // set: with the 4 KiB ring full to the last record, the kernel lost one we kept.)
+        if used + (pad + total) as u64 >= ring {
             return None;
         }
         if pad > 0 {

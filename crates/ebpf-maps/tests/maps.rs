@@ -245,6 +245,27 @@ fn ring_buffers_deliver_submitted_records_in_order() {
     assert!(Map::new("rb", MapSpec::new(MapType::RingBuf, 0, 0, 5000), 1).is_err());
 }
 
+/// As in the kernel (`__bpf_ringbuf_reserve`: `new_prod_pos - cons_pos > mask` fails), the
+/// producer never gets a whole ring ahead of the consumer: 4 KiB hold 4,088 bytes of records.
+#[test]
+fn ring_buffers_never_fill_completely() {
+    let map = Map::new("rb", MapSpec::new(MapType::RingBuf, 0, 0, 4096), 1).unwrap();
+    // 127 records of 24 bytes (32 with the header) take 4,064 bytes.
+    for _ in 0..127 {
+        assert!(map.ring_output(&[1; 24]).unwrap());
+    }
+    // 32 more would fill all 4,096: refused; 24 (16 + 8) still fit.
+    assert!(!map.ring_output(&[2; 24]).unwrap());
+    assert_eq!(map.ring_reserve(24).unwrap(), None);
+    assert!(map.ring_output(&[3; 16]).unwrap());
+    assert!(
+        !map.ring_output(&[]).unwrap(),
+        "even an empty record needs 8 more"
+    );
+    assert_eq!(map.ring_records().unwrap().len(), 128);
+    assert!(map.ring_output(&[4; 24]).unwrap(), "room again once read");
+}
+
 #[test]
 fn ring_buffers_survive_scribbled_headers() {
     let map = Map::new("rb", MapSpec::new(MapType::RingBuf, 0, 0, 4096), 1).unwrap();

@@ -1,0 +1,134 @@
+//! Our side of the corpus set: one [`Side`] per engine of `Engine::ALL`, each an
+//! `ebpf_vm::Object` (the facade's object API: every program of the object sharing one set of
+//! maps, kernel helpers by kernel id, XDP and socket-filter contexts).
+//!
+//! The maps have one CPU (`KernelHelpers::cpus(1)`), so each per-CPU value has one copy, which
+//! is compared with the kernel's copy of the CPU the set is pinned to (see `corpus.rs`).
+//! `ktime_get_ns` is the facade's default clock (a constant, non-zero).
+
+use anyhow::{Result, anyhow};
+use ebpf_kernel::ProgramType;
+use ebpf_vm::maps::UpdateFlags;
+use ebpf_vm::{Context, Engine, KernelHelpers, Object, Packet, ProgramKind, Vm};
+
+use crate::corpus::{self, Candidate, Contents, CorpusProgram, Run, Side, Snapshot};
+
+/// `BPF_MAP_TYPE_PROG_ARRAY`, `BPF_MAP_TYPE_RINGBUF`.
+const PROG_ARRAY: u32 = 3;
+const RINGBUF: u32 = 27;
+
+/// Enough for every corpus program on any packet (the longest, `xdp_tcp_options`, runs a
+/// few thousand instructions).
+const BUDGET: u64 = 1_000_000;
+
+/// One engine's object.
+struct OurSide {
+    object: Object,
+    entry: String,
+    program_type: ProgramType,
+    context: Context,
+    /// Each map's name, type and value size, in the object's order.
+    maps: Vec<(String, u32, u32)>,
+}
+
+/// One candidate per engine: the object loaded on it, or why not.
+pub(crate) fn candidates(program: &CorpusProgram) -> Vec<Candidate> {
+    Engine::ALL
+        .iter()
+        .map(|&engine| {
+            let side = load(program, engine).map(|s| Box::new(s) as Box<dyn Side>);
+            (engine.name().to_string(), side)
+        })
+        .collect()
+}
+
+fn load(program: &CorpusProgram, engine: Engine) -> Result<OurSide> {
+    let object = Vm::builder()
+        .engine(engine)
+        .budget(BUDGET)
+        .kernel_helpers(KernelHelpers::new().cpus(1))
+        .load_object(&program.object)?;
+    let kind = match program.program_type {
+        ProgramType::SocketFilter => ProgramKind::SocketFilter,
+        _ => ProgramKind::Xdp,
+    };
+    if object.program(&program.entry).is_none() {
+        return Err(anyhow!(
+            "the object has no program `{}` (it has {})",
+            program.entry,
+            object
+                .programs()
+                .map(|(name, _)| name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(OurSide {
+        object,
+        entry: program.entry.clone(),
+        program_type: program.program_type,
+        context: Context::default_for(kind),
+        maps: program
+            .maps
+            .iter()
+            .map(|m| (m.name.clone(), m.map_type, m.value_size))
+            .collect(),
+    })
+}
+
+impl Side for OurSide {
+    fn seed(&mut self, map: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        let m = self
+            .object
+            .map(map)
+            .ok_or_else(|| anyhow!("no map `{map}`"))?;
+        m.update(key, value, UpdateFlags::Any)
+            .map_err(|e| anyhow!("seeding `{map}`: {e}"))
+    }
+
+    fn run(&mut self, frame: &[u8]) -> Result<Run> {
+        let vm = self
+            .object
+            .program(&self.entry)
+            .ok_or_else(|| anyhow!("no program `{}`", self.entry))?;
+        let mut packet =
+            Packet::new(frame).ok_or_else(|| anyhow!("a frame of {} bytes", frame.len()))?;
+        let out = vm
+            .run_packet(&mut packet, &self.context)
+            .map_err(|trap| anyhow!("{trap}"))?;
+        Ok(Run {
+            retval: out.r0 as u32,
+            packet: corpus::comparable_packet(self.program_type, packet.bytes()),
+        })
+    }
+
+    fn snapshot(&mut self, drain_rings: bool) -> Result<Snapshot> {
+        let mut out = Vec::new();
+        for (name, map_type, value_size) in &self.maps {
+            let map = self
+                .object
+                .map(name)
+                .ok_or_else(|| anyhow!("no map `{name}`"))?;
+            let contents = match *map_type {
+                RINGBUF if !drain_rings => Contents::Records(Vec::new()),
+                RINGBUF => {
+                    Contents::Records(map.ring_records().map_err(|e| anyhow!("`{name}`: {e}"))?)
+                }
+                PROG_ARRAY => Contents::Slots(
+                    (0..map.spec().max_entries)
+                        .filter(|&i| map.program_at(i).is_some())
+                        .map(|i| i.to_le_bytes().to_vec())
+                        .collect(),
+                ),
+                _ => corpus::elements(
+                    name,
+                    map.entries(),
+                    map.spec().map_type.is_per_cpu(),
+                    *value_size,
+                )?,
+            };
+            out.push((name.clone(), contents));
+        }
+        Ok(out)
+    }
+}
