@@ -25,14 +25,19 @@ fn emitted(program: &ebpf_isa::Program, blinding: bool) -> Vec<u8> {
 }
 
 /// The code of `src` with the facts of the facade's plain input, checks they make impossible
-/// dropped or (`checked`) kept.
+/// dropped or (`checked`) kept, Spectre masking on.
 fn code_with_input(src: &str, checked: bool) -> Vec<u8> {
+    code_with_input_masked(src, checked, true)
+}
+
+/// [`code_with_input`] with Spectre masking on or off.
+fn code_with_input_masked(src: &str, checked: bool, masking: bool) -> Vec<u8> {
     let program = ebpf_isa::assemble(src).unwrap();
     let options = JitOptions {
         constant_blinding: false,
         entry: Some(Entry::input()),
         checked_facts: checked,
-        spectre_masking: true,
+        spectre_masking: masking,
     };
     let facts = Facts::analyse(&program, &Entry::input());
     emit(&program, &options, &facts).unwrap().code
@@ -658,17 +663,9 @@ fn a_counted_loop_is_charged_once_at_its_entry() {
 }
 
 /// The code of `src` under the facts of the plain input, unblinded, with Spectre masking on or
-/// off, checks the facts make impossible dropped.
+/// off, checks the facts make impossible dropped, as text.
 fn code_masked(src: &str, masking: bool) -> Vec<String> {
-    let program = ebpf_isa::assemble(src).unwrap();
-    let options = JitOptions {
-        constant_blinding: false,
-        entry: Some(Entry::input()),
-        checked_facts: false,
-        spectre_masking: masking,
-    };
-    let facts = Facts::analyse(&program, &Entry::input());
-    text(&emit(&program, &options, &facts).unwrap().code)
+    text(&code_with_input_masked(src, false, masking))
 }
 
 /// Whether instruction `i` of `all` is a Spectre mask: the full check's and packet loads'
