@@ -22,9 +22,11 @@ use alloc::vec::Vec;
 
 use ebpf_abi::semantics;
 use ebpf_cfg::{BlockId, Cfg, FuncId, Terminator};
-use ebpf_isa::{AluOp, AtomicOp, Cond, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg, Width};
+use ebpf_isa::{
+    AluOp, AtomicOp, CallKind, Cond, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg, Width,
+};
 
-use crate::{Finding, FindingKind};
+use crate::{Finding, FindingKind, MapLookup};
 
 const FRAME: i64 = ebpf_abi::STACK_FRAME_SIZE as i64;
 
@@ -35,6 +37,16 @@ enum Val {
     Const(u64),
     /// `r10 + offset` of the current frame.
     Frame(i64),
+    /// A pointer `offset` bytes into a value of map `map` (an index into
+    /// [`MapLookup::maps`]), returned by the lookup at pc `lookup`; `or_null` until a
+    /// `jeq`/`jne` against 0 tells that it is not NULL. Copies share `lookup`, so one check
+    /// refines them all, as the kernel's register ids do.
+    MapValue {
+        map: u16,
+        offset: i64,
+        lookup: u32,
+        or_null: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +135,7 @@ struct Sink<'a> {
     findings: &'a mut Vec<Finding>,
     cfg: &'a Cfg,
     helpers: Option<&'a [u32]>,
+    maps: Option<&'a MapLookup>,
     /// Per function: the registers r1–r5 written at every live call site seen so far (the
     /// AND of the callers' states), `ALL_ARGS` until a call is seen.
     arg_masks: &'a mut [u16],
@@ -224,6 +237,7 @@ pub(crate) fn check(
     program: &Program,
     cfg: &Cfg,
     helpers: Option<&[u32]>,
+    maps: Option<&MapLookup>,
     findings: &mut Vec<Finding>,
 ) -> Analysis {
     let insns = program.insns();
@@ -258,6 +272,7 @@ pub(crate) fn check(
                     findings: &mut *findings,
                     cfg,
                     helpers,
+                    maps,
                     arg_masks: &mut arg_masks,
                     called: &mut called,
                     analysed: &analysed,
@@ -393,6 +408,12 @@ fn edge_state(cfg: &Cfg, insns: &[Insn], from: BlockId, to: BlockId, out: &State
     };
     let via_taken = taken == Some(to) && decided != Some(false);
     let via_fallthrough = fallthrough == Some(to) && decided != Some(true);
+    if !(via_taken || via_fallthrough) {
+        return None;
+    }
+    if let Some(flow) = null_check(out, width, cond, dst, src_val, taken == Some(to)) {
+        return Some(flow);
+    }
     match (via_taken, via_fallthrough) {
         (false, false) => None,
         (true, true) => Some(out.clone()),
@@ -418,6 +439,126 @@ fn edge_state(cfg: &Cfg, insns: &[Insn], from: BlockId, to: BlockId, out: &State
             }
             Some(flow)
         }
+    }
+}
+
+/// What a conditional jump that compares a lookup's result that may be NULL tells on one
+/// edge (`taken_edge`): a 64-bit `jeq`/`jne` against 0 makes every copy of it a pointer on
+/// the not-equal edge and the constant 0 on the equal one. Any other comparison of it tells
+/// nothing this analysis follows, so its copies become unknown on both edges (the kernel
+/// would refuse a dereference after such a check; this analysis only never refuses what the
+/// kernel loads). `None`: the jump compares no such pointer.
+fn null_check(
+    out: &State,
+    width: Width,
+    cond: Cond,
+    dst: Reg,
+    src_val: Val,
+    taken_edge: bool,
+) -> Option<State> {
+    let or_null = |v: Val| match v {
+        Val::MapValue {
+            lookup,
+            or_null: true,
+            ..
+        } => Some(lookup),
+        _ => None,
+    };
+    let (lookup, other) = match (or_null(out.val(dst)), or_null(src_val)) {
+        (Some(l), _) => (l, src_val),
+        (None, Some(l)) => (l, out.val(dst)),
+        (None, None) => return None,
+    };
+    let against_zero = width == Width::W64 && other == Val::Const(0);
+    let equal = match cond {
+        Cond::Eq if against_zero => Some(taken_edge),
+        Cond::Ne if against_zero => Some(!taken_edge),
+        _ => None,
+    };
+    let mut flow = out.clone();
+    for v in &mut flow.vals {
+        if let Val::MapValue {
+            map,
+            offset,
+            lookup: l,
+            or_null: true,
+        } = *v
+            && l == lookup
+        {
+            *v = match equal {
+                Some(true) => Val::Const(0),
+                Some(false) => Val::MapValue {
+                    map,
+                    offset,
+                    lookup,
+                    or_null: false,
+                },
+                None => Val::Unknown,
+            };
+        }
+    }
+    Some(flow)
+}
+
+/// Checks an access of `size` bytes at `base + off` when `base` is a lookup's result.
+fn map_access(pc: usize, base: Val, off: i16, size: u32, sink: &mut Sink<'_>) {
+    let Val::MapValue {
+        map,
+        offset,
+        or_null,
+        ..
+    } = base
+    else {
+        return;
+    };
+    let Some(values) = sink.maps.and_then(|m| m.maps.get(usize::from(map))) else {
+        return;
+    };
+    let kind = if or_null {
+        FindingKind::MapValueOrNull {
+            map: values.name.clone(),
+        }
+    } else {
+        let start = offset.saturating_add(i64::from(off));
+        if start >= 0 && start.saturating_add(i64::from(size)) <= i64::from(values.value_size) {
+            return;
+        }
+        FindingKind::MapValueOutOfBounds {
+            map: values.name.clone(),
+            offset: start,
+            size,
+            value_size: values.value_size,
+        }
+    };
+    sink.error(pc, kind);
+}
+
+/// What `r0` holds after a call to `map_lookup_elem` whose `r1` is `map`: a pointer to a
+/// value of a known map, NULL or not; unknown for any other call.
+fn lookup_result(pc: usize, insn: &Insn, map: Val, sink: &Sink<'_>) -> Val {
+    let (
+        Some(lookup),
+        Insn::Call {
+            kind: CallKind::Helper,
+            imm,
+        },
+        Val::Const(handle),
+    ) = (sink.maps, *insn, map)
+    else {
+        return Val::Unknown;
+    };
+    if imm as u32 != lookup.helper {
+        return Val::Unknown;
+    }
+    let found = lookup.maps.iter().position(|m| m.handle == handle);
+    match (found.and_then(|i| u16::try_from(i).ok()), u32::try_from(pc)) {
+        (Some(index), Ok(pc)) => Val::MapValue {
+            map: index,
+            offset: 0,
+            lookup: pc,
+            or_null: lookup.maps[usize::from(index)].may_be_null,
+        },
+        _ => Val::Unknown,
     }
 }
 
@@ -453,6 +594,15 @@ fn stack_access(
     }
 }
 
+fn map_value(map: u16, offset: i64, lookup: u32) -> Val {
+    Val::MapValue {
+        map,
+        offset,
+        lookup,
+        or_null: false,
+    }
+}
+
 fn fold(width: Width, op: AluOp, dst: Val, src: Val) -> Val {
     match (width, dst, src) {
         (Width::W64, Val::Const(a), Val::Const(b)) => Val::Const(semantics::alu64(op, a, b)),
@@ -465,6 +615,32 @@ fn fold(width: Width, op: AluOp, dst: Val, src: Val) -> Val {
             AluOp::Sub => Val::Frame(k.wrapping_sub(c as i64)),
             _ => Val::Unknown,
         },
+        // Arithmetic on a lookup's result not yet checked against NULL is unknown (the
+        // kernel refuses it; this analysis never refuses what the kernel might load).
+        (
+            Width::W64,
+            Val::MapValue {
+                map,
+                offset,
+                lookup,
+                or_null: false,
+            },
+            Val::Const(c),
+        ) => match op {
+            AluOp::Add => map_value(map, offset.wrapping_add(c as i64), lookup),
+            AluOp::Sub => map_value(map, offset.wrapping_sub(c as i64), lookup),
+            _ => Val::Unknown,
+        },
+        (
+            Width::W64,
+            Val::Const(c),
+            Val::MapValue {
+                map,
+                offset,
+                lookup,
+                or_null: false,
+            },
+        ) if op == AluOp::Add => map_value(map, offset.wrapping_add(c as i64), lookup),
         _ => Val::Unknown,
     }
 }
@@ -577,10 +753,11 @@ fn transfer(pc: usize, insn: &Insn, s: &mut State, sink: &mut Sink<'_>) {
                     }
                 }
             }
+            let r0 = lookup_result(pc, insn, s.val(Reg::R1), sink);
             for r in &Reg::ALL[1..=5] {
                 s.clobber(*r);
             }
-            s.set(Reg::R0, Val::Unknown);
+            s.set(Reg::R0, r0);
         }
         Insn::Exit => {
             if sink.main {
@@ -604,6 +781,7 @@ fn transfer(pc: usize, insn: &Insn, s: &mut State, sink: &mut Sink<'_>) {
         } => {
             use_reg(pc, src, s, sink);
             stack_access(pc, s.val(src), off, size.bytes(), Access::Read, s, sink);
+            map_access(pc, s.val(src), off, size.bytes(), sink);
             s.set(dst, Val::Unknown);
         }
         Insn::Store {
@@ -617,6 +795,7 @@ fn transfer(pc: usize, insn: &Insn, s: &mut State, sink: &mut Sink<'_>) {
                 use_reg(pc, r, s, sink);
             }
             stack_access(pc, s.val(dst), off, size.bytes(), Access::Write, s, sink);
+            map_access(pc, s.val(dst), off, size.bytes(), sink);
         }
         Insn::Atomic {
             width,
@@ -632,6 +811,7 @@ fn transfer(pc: usize, insn: &Insn, s: &mut State, sink: &mut Sink<'_>) {
             }
             let size = if width == Width::W64 { 8 } else { 4 };
             stack_access(pc, s.val(dst), off, size, Access::ReadWrite, s, sink);
+            map_access(pc, s.val(dst), off, size, sink);
             match op {
                 AtomicOp::Cmpxchg => s.set(Reg::R0, Val::Unknown),
                 op if op.fetches() => s.set(src, Val::Unknown),

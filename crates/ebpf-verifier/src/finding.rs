@@ -143,6 +143,24 @@ pub enum FindingKind {
         /// Width in bytes.
         size: u32,
     },
+    /// An access through the result of a map lookup, at a constant offset, falls outside the
+    /// map's value (the kernel's "invalid access to map value").
+    MapValueOutOfBounds {
+        /// The map's name.
+        map: String,
+        /// Offset from the value's start of the first byte.
+        offset: i64,
+        /// Width in bytes.
+        size: u32,
+        /// The map's value size.
+        value_size: u32,
+    },
+    /// The result of a map lookup is dereferenced on a path where it was not checked against
+    /// NULL (the kernel's "invalid mem access 'map_value_or_null'").
+    MapValueOrNull {
+        /// The map's name.
+        map: String,
+    },
     /// Division or modulo by a constant zero (defined: the result is 0, or `dst` for
     /// modulo — but rarely what was meant).
     DivisionByZero,
@@ -221,6 +239,21 @@ impl fmt::Display for FindingKind {
             FindingKind::UninitializedStack { offset, size } => write!(
                 f,
                 "{size}-byte stack read at r10{offset:+} reads bytes never written on some path"
+            ),
+            FindingKind::MapValueOutOfBounds {
+                map,
+                offset,
+                size,
+                value_size,
+            } => write!(
+                f,
+                "invalid access to a value of map `{map}`: {size} bytes at offset {offset}, \
+                 but its values are {value_size} bytes"
+            ),
+            FindingKind::MapValueOrNull { map } => write!(
+                f,
+                "invalid mem access 'map_value_or_null': the result of a lookup in map \
+                 `{map}` is dereferenced before it is checked against NULL"
             ),
             FindingKind::DivisionByZero => write!(f, "division or modulo by constant zero"),
             FindingKind::Policy { name, message } => write!(f, "{name}: {message}"),

@@ -45,6 +45,7 @@ mod policy;
 mod structure;
 
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -73,6 +74,39 @@ pub struct VerifierConfig {
     /// What holds when the program starts (arguments, regions), which the program's facts
     /// may rely on; default: nothing beyond the stack.
     pub entry: Entry,
+    /// The map-lookup helper and the maps whose values it returns, so that constant-offset
+    /// accesses through a lookup's result are checked against the value size and a result
+    /// not checked against NULL is not dereferenced (as the kernel's verifier does);
+    /// default: none (helper results are unknown values).
+    pub map_lookup: Option<MapLookup>,
+}
+
+/// What the verifier knows of an embedder's maps: which helper looks a value up, and each
+/// map's value size, by the handle the program passes as the helper's first argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapLookup {
+    /// The helper id of `map_lookup_elem` (`r0 = lookup(r1 = map, r2 = key)`, a pointer to
+    /// the value or NULL).
+    pub helper: u32,
+    /// The maps a lookup can return values of.
+    pub maps: Vec<MapValues>,
+}
+
+/// One map, as [`MapLookup`] describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapValues {
+    /// The constant the program holds for the map (the value its `lddw` loads, which it
+    /// passes in `r1`).
+    pub handle: u64,
+    /// The map's name, for messages.
+    pub name: String,
+    /// Bytes of one value: accesses through a lookup's result must stay in `0..value_size`.
+    pub value_size: u32,
+    /// Whether a lookup may return NULL, so that the program must check the result before
+    /// dereferencing it. `false` for maps whose lookups the kernel proves non-NULL itself
+    /// (array maps, with a constant key in range, since Linux 6.14): the verifier then checks
+    /// only offsets.
+    pub may_be_null: bool,
 }
 
 impl Default for VerifierConfig {
@@ -84,6 +118,7 @@ impl Default for VerifierConfig {
             helpers: None,
             max_call_depth: 8,
             entry: Entry::unknown(),
+            map_lookup: None,
         }
     }
 }
@@ -269,6 +304,7 @@ impl Verifier {
             &program,
             &cfg,
             self.config.helpers.as_deref(),
+            self.config.map_lookup.as_ref(),
             &mut flow_findings,
         );
         let live = &analysis.live;
