@@ -214,6 +214,7 @@ impl VmBuilder {
         KernelHelpers::install(&kernel, &mut self.helpers, Arc::clone(&object_maps));
         self.kernel = Some(kernel);
         self.map_regions = object_maps.region_count();
+        self.map_lookup = Some(object_maps.verifier_view());
         let shared = Arc::new(ObjectShared {
             maps: object_maps,
             programs: OnceLock::new(),

@@ -262,6 +262,8 @@ pub struct VmBuilder {
     pub(crate) kernel: Option<crate::kernel::KernelHelpers>,
     /// Region ids an object's maps take after the read-only regions.
     pub(crate) map_regions: u64,
+    /// What the verifier knows of those maps' values (lookup results' sizes and NULL).
+    pub(crate) map_lookup: Option<ebpf_verifier::MapLookup>,
 }
 
 impl VmBuilder {
@@ -545,6 +547,9 @@ impl VmBuilder {
         config.helpers = Some(self.helpers.ids().collect());
         config.max_call_depth = self.limits.max_call_depth;
         config.entry = self.entry();
+        if self.map_lookup.is_some() {
+            config.map_lookup.clone_from(&self.map_lookup);
+        }
         let mut verifier = Verifier::new(config);
         for policy in &self.policies {
             verifier = verifier.with_policy(policy.clone());

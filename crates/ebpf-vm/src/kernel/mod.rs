@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ebpf_abi::{Helper, HelperError, Helpers, VmMemory, layout};
-use ebpf_maps::{Map, MapError, Maps, UpdateFlags};
+use ebpf_maps::{Map, MapError, MapType, Maps, UpdateFlags};
 
 use context::ProgramKind;
 
@@ -230,6 +230,39 @@ impl ObjectMaps {
     /// The region ids used.
     pub(crate) fn region_count(&self) -> u64 {
         self.regions.iter().flatten().count() as u64
+    }
+
+    /// What the verifier needs to check accesses through `map_lookup_elem` results: each
+    /// map with values, by the handle its `lddw` loads. Hash maps' lookups may return NULL;
+    /// arrays' are checked for offsets only (the kernel proves a constant in-range key
+    /// non-NULL, so a program may skip the check).
+    pub(crate) fn verifier_view(&self) -> ebpf_verifier::MapLookup {
+        let maps = self
+            .maps
+            .iter()
+            .enumerate()
+            .filter_map(|(index, map)| {
+                let spec = map.spec();
+                let may_be_null = match spec.map_type {
+                    MapType::Hash
+                    | MapType::PerCpuHash
+                    | MapType::LruHash
+                    | MapType::LruPerCpuHash => true,
+                    MapType::Array | MapType::PerCpuArray => false,
+                    _ => return None,
+                };
+                Some(ebpf_verifier::MapValues {
+                    handle: MAP_HANDLE_BASE | index as u64,
+                    name: map.name().to_string(),
+                    value_size: spec.value_size,
+                    may_be_null,
+                })
+            })
+            .collect();
+        ebpf_verifier::MapLookup {
+            helper: MAP_LOOKUP_ELEM,
+            maps,
+        }
     }
 
     /// The map a handle names.
