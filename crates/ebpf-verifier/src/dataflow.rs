@@ -442,12 +442,14 @@ fn edge_state(cfg: &Cfg, insns: &[Insn], from: BlockId, to: BlockId, out: &State
     }
 }
 
-/// What a conditional jump that compares a lookup's result that may be NULL tells on one
-/// edge (`taken_edge`): a 64-bit `jeq`/`jne` against 0 makes every copy of it a pointer on
-/// the not-equal edge and the constant 0 on the equal one. Any other comparison of it tells
-/// nothing this analysis follows, so its copies become unknown on both edges (the kernel
-/// would refuse a dereference after such a check; this analysis only never refuses what the
-/// kernel loads). `None`: the jump compares no such pointer.
+/// What a conditional jump that compares a lookup's result tells on one edge
+/// (`taken_edge`). A 64-bit `jeq`/`jne` of the result itself against 0 makes every copy of it
+/// a pointer that is not NULL on the not-equal edge, and on the equal edge the constant the
+/// copy then holds (its offset: the result was 0) — so an array value the kernel knows is not
+/// NULL is not checked on a path the kernel proves dead. Any other comparison of a result
+/// that may be NULL tells nothing this analysis follows: its copies become unknown on both
+/// edges (the kernel would refuse a dereference after such a check; this analysis only never
+/// refuses what the kernel loads). `None`: nothing to change.
 fn null_check(
     out: &State,
     width: Width,
@@ -456,24 +458,26 @@ fn null_check(
     src_val: Val,
     taken_edge: bool,
 ) -> Option<State> {
-    let or_null = |v: Val| match v {
+    let pointer = |v: Val| match v {
         Val::MapValue {
+            offset,
             lookup,
-            or_null: true,
+            or_null,
             ..
-        } => Some(lookup),
+        } => Some((offset, lookup, or_null)),
         _ => None,
     };
-    let (lookup, other) = match (or_null(out.val(dst)), or_null(src_val)) {
-        (Some(l), _) => (l, src_val),
-        (None, Some(l)) => (l, out.val(dst)),
+    let ((offset, lookup, or_null), other) = match (pointer(out.val(dst)), pointer(src_val)) {
+        (Some(p), _) => (p, src_val),
+        (None, Some(p)) => (p, out.val(dst)),
         (None, None) => return None,
     };
-    let against_zero = width == Width::W64 && other == Val::Const(0);
+    let against_zero = width == Width::W64 && offset == 0 && other == Val::Const(0);
     let equal = match cond {
         Cond::Eq if against_zero => Some(taken_edge),
         Cond::Ne if against_zero => Some(!taken_edge),
-        _ => None,
+        _ if or_null => None,
+        _ => return None,
     };
     let mut flow = out.clone();
     for v in &mut flow.vals {
@@ -481,19 +485,20 @@ fn null_check(
             map,
             offset,
             lookup: l,
-            or_null: true,
+            or_null,
         } = *v
             && l == lookup
         {
             *v = match equal {
-                Some(true) => Val::Const(0),
+                Some(true) => Val::Const(offset as u64),
                 Some(false) => Val::MapValue {
                     map,
                     offset,
                     lookup,
                     or_null: false,
                 },
-                None => Val::Unknown,
+                None if or_null => Val::Unknown,
+                None => continue,
             };
         }
     }

@@ -201,3 +201,18 @@ fn where_the_analysis_is_not_sure_it_refuses_nothing() {
         []
     );
 }
+
+#[test]
+fn the_null_side_of_a_check_holds_constants_not_values() {
+    // An array lookup is not NULL for the checks, but on `jeq r0, 0`'s taken edge r0 is 0
+    // (the kernel, which knows it is not NULL, never checks that path): nothing there is a
+    // map-value access.
+    assert_eq!(errors(STATS, "jne %r0, 0, +1\nldxdw %r3, [%r0+64]"), []);
+    // A copy 4 bytes further holds 4 there: `jeq r6, 4` is decided, and the access behind
+    // it never runs (a warning, not an error).
+    let body = "mov %r6, %r0\nadd %r6, 4\njne %r0, 0, +2\njeq %r6, 4, +1\nldxdw %r3, [%r0+64]";
+    assert_eq!(errors(STATS, body), []);
+    // On the not-equal edge the value is a value: the access at +64 is checked.
+    let body = "jeq %r0, 0, +1\nldxdw %r3, [%r0+64]";
+    assert_eq!(errors(STATS, body), [(7, out_of_bounds("stats", 64, 8, 8))]);
+}
