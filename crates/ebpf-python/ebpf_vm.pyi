@@ -4,7 +4,7 @@ Type stubs for the `ebpf_vm` extension module (crates/ebpf-python/src).
 """
 
 import os
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 Helper = Callable[[Tuple[int, int, int, int, int], "Memory"], int]
 """A helper: called with (r1, ..., r5) and the run's memory; returns the new r0 (0..2**64).
@@ -96,3 +96,34 @@ class Vm:
         """The engine that runs the program."""
     def __len__(self) -> int:
         """The number of instruction slots."""
+
+class Map:
+    """One map of an Object: bytes keys to bytes values (the kernel's syscall layouts)."""
+    @property
+    def name(self) -> str: ...
+    def __getitem__(self, key: bytes) -> bytes: ...
+    def __setitem__(self, key: bytes, value: bytes) -> None: ...
+    def __delitem__(self, key: bytes) -> None: ...
+    def __contains__(self, key: bytes) -> bool: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[bytes]: ...
+    def keys(self) -> List[bytes]: ...
+    def items(self) -> List[Tuple[bytes, bytes]]: ...
+
+class Object:
+    """The XDP and socket-filter programs of a BPF ELF object, sharing its maps."""
+    @staticmethod
+    def load(
+        path: Union[str, "os.PathLike[str]"],
+        *,
+        engine: str = "interp",
+        budget: Optional[int] = None,
+        max_call_depth: int = 8,
+    ) -> Object: ...
+    @property
+    def programs(self) -> List[str]: ...
+    @property
+    def maps(self) -> Dict[str, Map]: ...
+    def run(self, name: str, packet: Union[bytes, bytearray]) -> int:
+        """Runs program `name` on a frame with its kernel context; returns r0 (the XDP action)."""
+        ...

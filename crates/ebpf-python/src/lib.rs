@@ -5,6 +5,9 @@
 //! with `engine=`, `budget=`, `max_call_depth=`, `helpers={id: callable}`, then
 //! `vm.run(bytearray)`, which returns `r0` or raises `ebpf_vm.Trap` (with `kind` and `pc`), and
 //! with `trace=[]` collects every executed instruction as a dict (`trace.rs`).
+//! `Object.load(path)` loads an object's XDP and socket-filter programs with its maps and the
+//! kernel's helpers; `obj.run(name, packet)` runs one on a packet, and `obj.maps[name]` is a
+//! dict-like view of a map (`object.rs`).
 //! Load errors raise `ebpf_vm.LoadError` (also with `kind` and `pc`). `ebpf_vm.pyi` beside
 //! this crate's manifest is the typed API.
 //!
@@ -17,6 +20,7 @@
 
 mod errors;
 mod helper;
+mod object;
 mod trace;
 
 use std::collections::BTreeMap;
@@ -267,6 +271,8 @@ fn ebpf_vm_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Vm>()?;
     m.add_class::<Memory>()?;
+    m.add_class::<object::Object>()?;
+    m.add_class::<object::Map>()?;
     m.add_function(wrap_pyfunction!(engines, m)?)?;
     m.add("Error", py.get_type::<Error>())?;
     m.add("LoadError", py.get_type::<LoadError>())?;

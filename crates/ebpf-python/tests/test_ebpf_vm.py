@@ -299,6 +299,11 @@ def test_trace_must_be_a_list():
 
 # --- The type stubs --------------------------------------------------------------------------
 
+# The dunder methods the stubs declare where a class has them (`__repr__` and the like are left
+# out of both sides).
+PROTOCOL = {"__len__", "__getitem__", "__setitem__", "__delitem__", "__contains__", "__iter__"}
+
+
 def test_stubs_name_exactly_what_the_module_has():
     import ast
 
@@ -320,6 +325,66 @@ def test_stubs_name_exactly_what_the_module_has():
     for name, methods in declared.items():
         obj = getattr(ebpf_vm, name)
         if isinstance(obj, type):
-            runtime = {m for m in vars(obj) if not m.startswith("_") or m == "__len__"}
+            runtime = {m for m in vars(obj) if not m.startswith("_") or m in PROTOCOL}
             runtime -= {"address", "kind", "pc"}  # instance attributes of exceptions
             assert methods == runtime, name
+
+
+# --- Objects with maps (tests/bpf/xdp_firewall.c) ---------------------------------------------
+
+FIREWALL = ROOT / "tests" / "bpf" / "xdp_firewall.o"
+
+
+def ipv4_frame(source):
+    """An Ethernet + IPv4 header (IHL 5) from `source`, padded to 54 bytes."""
+    frame = bytearray(54)
+    frame[12:14] = b"\x08\x00"
+    frame[14] = 0x45
+    frame[26:30] = bytes(source)
+    return frame
+
+
+def test_an_object_drops_blocked_sources_and_counts_in_its_maps():
+    for engine in ebpf_vm.engines():
+        obj = ebpf_vm.Object.load(FIREWALL, engine=engine)
+        assert obj.programs == ["xdp_firewall"]
+        blocked, verdicts = obj.maps["blocked"], obj.maps["verdicts"]
+        blocked[bytes([10, 0, 0, 66])] = struct.pack("<Q", 5)
+        frame = ipv4_frame([10, 0, 0, 66])
+        assert obj.run("xdp_firewall", frame) == XDP_DROP, engine
+        # The C source adds one to the source's drop count and to verdicts[XDP_DROP].
+        assert struct.unpack("<Q", blocked[bytes([10, 0, 0, 66])]) == (6,)
+        assert obj.run("xdp_firewall", ipv4_frame([10, 0, 0, 67])) == XDP_PASS
+        # A frame shorter than an Ethernet header is dropped.
+        assert obj.run("xdp_firewall", bytes(10)) == XDP_DROP
+        counts = {k: struct.unpack("<Q", v)[0] for k, v in verdicts.items()}
+        assert counts[struct.pack("<I", XDP_DROP)] == 2
+        assert counts[struct.pack("<I", XDP_PASS)] == 1
+        assert frame == ipv4_frame([10, 0, 0, 66])  # the program rewrote nothing
+
+
+def test_maps_behave_like_dicts_of_bytes():
+    obj = ebpf_vm.Object.load(FIREWALL)
+    blocked = obj.maps["blocked"]
+    assert blocked.name == "blocked" and len(blocked) == 0
+    key = bytes([192, 168, 1, 1])
+    assert key not in blocked
+    with pytest.raises(KeyError):
+        blocked[key]
+    blocked[key] = struct.pack("<Q", 1)
+    assert key in blocked and len(blocked) == 1
+    assert list(blocked) == [key] and blocked.keys() == [key]
+    del blocked[key]
+    assert key not in blocked
+    with pytest.raises(KeyError):
+        del blocked[key]
+    with pytest.raises(ValueError, match="blocked"):
+        blocked[b"\x01"] = struct.pack("<Q", 1)  # a 1-byte key for a 4-byte-key map
+
+
+def test_an_object_refuses_unknown_programs_and_oversized_packets():
+    obj = ebpf_vm.Object.load(FIREWALL)
+    with pytest.raises(ValueError, match="no program"):
+        obj.run("nope", bytes(60))
+    with pytest.raises(ValueError, match="longer"):
+        obj.run("xdp_firewall", bytes(100_000))
