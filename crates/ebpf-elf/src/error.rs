@@ -254,7 +254,7 @@ impl fmt::Display for ElfErrorKind {
                 write!(f, "unsupported: `{}` is {reason}", quoted(symbol))
             }
             ElfErrorKind::BadBtf { reason } => write!(f, "bad BTF: {reason}"),
-            ElfErrorKind::BadMap { map, reason } => write!(f, "map `{map}`: {reason}"),
+            ElfErrorKind::BadMap { map, reason } => write!(f, "map `{}`: {reason}", quoted(map)),
             ElfErrorKind::TooLarge { what, size } => {
                 write!(f, "{what} too large ({size} bytes)")
             }

@@ -11,6 +11,8 @@
 
 use goblin::elf::sym::{STT_FUNC, STT_SECTION};
 
+use ebpf_isa::quoted;
+
 use crate::btf::{Btf, kind};
 use crate::error::{ElfError, ElfErrorKind};
 use crate::parse::{Parsed, Place, R_BPF_64_ABS64, SectionKind};
@@ -255,7 +257,11 @@ fn btf_maps(
                     .and_then(|a| a.array)
                     .map(|(_, n)| n)
                     .ok_or_else(|| {
-                        bad_map(at, &name, format!("`{}` is not __uint(…)", member.name))
+                        bad_map(
+                            at,
+                            &name,
+                            format!("`{}` is not __uint(…)", quoted(&member.name)),
+                        )
                     })
             };
             // `__type(name, T)`: a pointer to T; its size.
@@ -268,7 +274,10 @@ fn btf_maps(
                         bad_map(
                             at,
                             &name,
-                            format!("`{}` is not __type(…) of a sized type", member.name),
+                            format!(
+                                "`{}` is not __type(…) of a sized type",
+                                quoted(&member.name)
+                            ),
                         )
                     })
             };
@@ -296,7 +305,11 @@ fn btf_maps(
                 }
                 "values" => values_at = Some(u64::from(member.offset / 8)),
                 other => {
-                    return Err(bad_map(at, &name, format!("unknown attribute `{other}`")));
+                    return Err(bad_map(
+                        at,
+                        &name,
+                        format!("unknown attribute `{}`", quoted(other)),
+                    ));
                 }
             }
         }

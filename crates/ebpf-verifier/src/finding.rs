@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use ebpf_cfg::CfgErrorKind;
-use ebpf_isa::{DecodeErrorKind, Reg};
+use ebpf_isa::{DecodeErrorKind, Reg, quoted};
 
 /// How bad a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -247,13 +247,15 @@ impl fmt::Display for FindingKind {
                 value_size,
             } => write!(
                 f,
-                "invalid access to a value of map `{map}`: {size} bytes at offset {offset}, \
-                 but its values are {value_size} bytes"
+                "invalid access to a value of map `{}`: {size} bytes at offset {offset}, \
+                 but its values are {value_size} bytes",
+                quoted(map)
             ),
             FindingKind::MapValueOrNull { map } => write!(
                 f,
                 "invalid mem access 'map_value_or_null': the result of a lookup in map \
-                 `{map}` is dereferenced before it is checked against NULL"
+                 `{}` is dereferenced before it is checked against NULL",
+                quoted(map)
             ),
             FindingKind::DivisionByZero => write!(f, "division or modulo by constant zero"),
             FindingKind::Policy { name, message } => write!(f, "{name}: {message}"),
