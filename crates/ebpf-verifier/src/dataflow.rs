@@ -331,9 +331,28 @@ fn analyse_function(
     // constant is found to vary.)
     let mut pending = BTreeSet::new();
     pending.insert(0usize);
+    // Termination guard: the edge refinements (a register equal to a constant on one side of
+    // a jump) are not monotone in every combination, and the property tests found programs
+    // whose states cycled forever. A block walked more than `WIDEN_AFTER` times has its
+    // out-values widened to unknown (r10 stays the frame pointer): the value lattice then
+    // has nowhere left to climb, and only the init bits (which only shrink) can still change.
+    // Widening keeps the analysis sound: unknown values decide no edge, so more code is
+    // checked, never less.
+    const WIDEN_AFTER: u32 = 32;
+    let mut walks = vec![0u32; outs.len()];
     while let Some(i) = pending.pop_first() {
         let Some(&b) = func.rpo.get(i) else { continue };
-        if let Some(state) = walk(b, outs, sink)
+        let widened = walk(b, outs, sink).map(|mut state| {
+            let count = &mut walks[b.index()];
+            *count = count.saturating_add(1);
+            if *count > WIDEN_AFTER {
+                for v in &mut state.vals[..10] {
+                    *v = Val::Unknown;
+                }
+            }
+            state
+        });
+        if let Some(state) = widened
             && outs[b.index()].as_ref() != Some(&state)
         {
             outs[b.index()] = Some(state);
