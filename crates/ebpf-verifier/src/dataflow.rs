@@ -331,28 +331,23 @@ fn analyse_function(
     // constant is found to vary.)
     let mut pending = BTreeSet::new();
     pending.insert(0usize);
-    // Termination guard: the edge refinements (a register equal to a constant on one side of
-    // a jump) are not monotone in every combination, and the property tests found programs
-    // whose states cycled forever. A block walked more than `WIDEN_AFTER` times has its
-    // out-values widened to unknown (r10 stays the frame pointer): the value lattice then
-    // has nowhere left to climb, and only the init bits (which only shrink) can still change.
-    // Widening keeps the analysis sound: unknown values decide no edge, so more code is
-    // checked, never less.
-    const WIDEN_AFTER: u32 = 32;
-    let mut walks = vec![0u32; outs.len()];
+    // Termination: a block's out-state only ever climbs — each walk's result is joined with
+    // the previous one. The edge refinements are not monotone on their own: `jne r10, r0`
+    // makes an unknown `r10` equal to `r0`'s constant on its fall-through edge but leaves a
+    // frame pointer as it is, so a value that climbs from `Frame` to unknown can come back
+    // as a constant, decide a later jump the other way, kill the edge that made it unknown,
+    // and cycle (the property tests found such loops: a load that never ended,
+    // `tests/verifier/termination.txt` keeps one). Joined out-states climb a lattice of
+    // finite height (each value: none, one value, unknown; init and stack bits only clear),
+    // so the worklist ends; and the fixed point it reaches is still a post-fixed point of the
+    // transfer, i.e. sound: every state a run can reach is covered.
     while let Some(i) = pending.pop_first() {
         let Some(&b) = func.rpo.get(i) else { continue };
-        let widened = walk(b, outs, sink).map(|mut state| {
-            let count = &mut walks[b.index()];
-            *count = count.saturating_add(1);
-            if *count > WIDEN_AFTER {
-                for v in &mut state.vals[..10] {
-                    *v = Val::Unknown;
-                }
-            }
-            state
+        let climbed = walk(b, outs, sink).map(|state| match &outs[b.index()] {
+            Some(previous) => previous.join(&state),
+            None => state,
         });
-        if let Some(state) = widened
+        if let Some(state) = climbed
             && outs[b.index()].as_ref() != Some(&state)
         {
             outs[b.index()] = Some(state);
