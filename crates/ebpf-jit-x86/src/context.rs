@@ -163,6 +163,10 @@ pub(crate) struct Ctx<'a> {
     /// Rows `0..rows` of the region arrays may be non-zero (regions `0..rows` may be mapped);
     /// the rest are zero, and their `raw` entries unmapped.
     pub(crate) rows: usize,
+    /// The map's [generation](MemoryMap::generation) when the table was last refreshed: while
+    /// it stays the same, nothing reached the regions through `&mut`, and the table's
+    /// pointers need no re-deriving.
+    pub(crate) generation: u64,
     /// How a helper call failed.
     pub(crate) helper_trap: Option<TrapKind>,
     /// A helper's panic, resumed once generated code has returned.
@@ -224,6 +228,7 @@ impl<'a> Ctx<'a> {
             helpers: core::ptr::null(),
             raw: [RawRegion::UNMAPPED; REGION_TABLE_LEN],
             rows: 0,
+            generation: 0,
             helper_trap: None,
             panic: None,
         }
@@ -243,31 +248,32 @@ impl<'a> Ctx<'a> {
     /// Brings the region arrays up to date with `memory` (which must be the map this context
     /// was made for): only the rows whose entry changed since the last refresh are
     /// recomputed, and only the rows that can be mapped are looked at (the rest are unmapped
-    /// and stay zero).
+    /// and stay zero). The entries are the map's kept rows (`MemoryMap::raw_row`: a load
+    /// each, derived afresh only when the map's generation moved since they were made).
     pub(crate) fn refresh(&mut self, memory: &mut MemoryMap<'_>) {
         let bound = memory.id_bound().min(REGION_TABLE_LEN);
         let mut highest = 0;
-        for r in 0..bound.max(self.rows) {
-            let entry = if r < bound {
-                memory.raw_entry(r)
-            } else {
-                RawRegion::UNMAPPED
-            };
+        memory.raw_rows(bound.max(self.rows), |r, entry| {
+            // Rows from `bound` on are unmapped (`raw_rows` says so for them too).
             if !entry.host.is_null() {
                 highest = r + 1;
             }
             // An embedder that runs again over the same buffers (or a helper that changed only
             // bytes) leaves the row as it was: nothing to recompute.
-            if self.raw[r] != entry {
-                self.raw[r] = entry;
+            if self.raw.get(r) != Some(&entry) {
                 self.set_row(r, entry);
             }
-        }
+        });
         self.rows = highest;
+        self.generation = memory.generation();
     }
 
     /// Writes row `r` of the region arrays for `entry` (all zero when it is unmapped).
     fn set_row(&mut self, r: usize, entry: RawRegion) {
+        let Some(raw) = self.raw.get_mut(r) else {
+            return;
+        };
+        *raw = entry;
         let base = (r as u64) << 32;
         let len = if entry.host.is_null() {
             0
