@@ -721,13 +721,14 @@ mod tests {
         };
         let run = |fast: bool| {
             let mut mem = input.to_vec();
+            let mut stack = Stack::new();
             let mut map = MemoryMap::new();
             let args = [layout::vm_addr(layout::INPUT, 0), mem.len() as u64];
             map.insert(layout::INPUT, Region::Writable(&mut mem));
             // Any observer makes the whole run precise.
             let mut ignore = |_: &Step| {};
             let observer: Option<&mut dyn Observer> = (!fast).then_some(&mut ignore);
-            interp.run_charged(map, args, &helpers, &limits, &mut Stack::new(), observer)
+            interp.run_charged(&mut map, args, &helpers, &limits, &mut stack, observer)
         };
         let (fast, precise) = (run(true), run(false));
         assert_eq!(fast, precise, "{name} with budget {budget:?}");
