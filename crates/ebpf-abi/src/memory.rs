@@ -103,8 +103,9 @@ pub struct MemoryMap<'a> {
     inline: [Option<Region<'a>>; INLINE_REGIONS],
     /// `raw[id]` describes `inline[id]` (unmapped where it is `None`).
     raw: [Row; INLINE_REGIONS],
-    /// Every id from here on is unmapped (see [`MemoryMap::id_bound`]).
-    bound: usize,
+    /// Bit `id` is set when region `id` is mapped (ids above [`layout::MAX_REGION`] never
+    /// are, so every mapped id has a bit).
+    mapped: u64,
     /// Bumped by every `&mut` access to a region's bytes and every change of a region.
     generation: u64,
     /// `raw` was derived (through `&mut`) at this generation; when the map has moved on
@@ -239,7 +240,7 @@ impl<'a> MemoryMap<'a> {
         if fresh {
             self.raw_generation = self.generation;
         }
-        self.bound = self.bound.max(index + 1);
+        self.mapped |= 1 << (id & 63);
         let mut region = region;
         if let Some(raw) = self.raw.get_mut(index) {
             *raw = Row::of(raw_of(&mut region));
@@ -268,6 +269,9 @@ impl<'a> MemoryMap<'a> {
     /// Removes and returns the region at `id`.
     pub fn take(&mut self, id: u64) -> Option<Region<'a>> {
         self.generation = self.generation.wrapping_add(1);
+        if id <= layout::MAX_REGION {
+            self.mapped &= !(1 << id);
+        }
         if let Some(raw) = usize::try_from(id).ok().and_then(|i| self.raw.get_mut(i)) {
             *raw = Row::default();
         }
@@ -351,7 +355,13 @@ impl MemoryMap<'_> {
     /// (so a raw table needs only its rows below it).
     #[inline]
     pub fn id_bound(&self) -> usize {
-        self.bound
+        64 - self.mapped.leading_zeros() as usize
+    }
+
+    /// The ids mapped, as a bit set (bit `id` for region `id`).
+    #[inline]
+    pub fn mapped_ids(&self) -> u64 {
+        self.mapped
     }
 
     /// The raw table entry of region `id` (see [`MemoryMap::raw_table`]), its pointer derived
@@ -377,11 +387,15 @@ impl MemoryMap<'_> {
         }
     }
 
-    /// [`MemoryMap::raw_row`] of every id below `rows`, in order, passed to `f`.
+    /// [`MemoryMap::raw_row`] of every id in the bit set `ids` (bit `id` for region `id`), in
+    /// increasing order, passed to `f`.
     #[inline]
-    pub fn raw_rows(&mut self, rows: usize, mut f: impl FnMut(usize, RawRegion)) {
+    pub fn raw_rows(&mut self, ids: u64, mut f: impl FnMut(usize, RawRegion)) {
         self.rederive_if_stale();
-        for id in 0..rows {
+        let mut ids = ids;
+        while ids != 0 {
+            let id = ids.trailing_zeros() as usize;
+            ids &= ids - 1;
             let entry = match self.raw.get(id) {
                 Some(raw) => raw.raw(),
                 None => self.raw_entry(id),
@@ -393,7 +407,7 @@ impl MemoryMap<'_> {
     #[inline]
     fn rederive_if_stale(&mut self) {
         if self.raw_generation != self.generation {
-            for (id, slot) in self.inline.iter_mut().enumerate().take(self.bound) {
+            for (id, slot) in self.inline.iter_mut().enumerate() {
                 if let (Some(region), Some(raw)) = (slot, self.raw.get_mut(id)) {
                     *raw = Row::of(raw_of(region));
                 }
@@ -422,7 +436,13 @@ impl MemoryMap<'_> {
         rows: usize,
     ) -> usize {
         let bound = self.id_bound().min(REGION_TABLE_LEN);
-        self.raw_rows(bound.max(rows), |id, entry| {
+        let rows = bound.max(rows).min(REGION_TABLE_LEN);
+        let ids = if rows >= 64 {
+            u64::MAX
+        } else {
+            (1 << rows) - 1
+        };
+        self.raw_rows(ids, |id, entry| {
             if let Some(row) = table.get_mut(id) {
                 *row = entry;
             }
