@@ -423,31 +423,26 @@ impl MemoryMap<'_> {
     /// Read-only regions get a `*mut` pointer with `writable == 0`; code must never store
     /// through it.
     pub fn raw_table(&mut self, table: &mut [RawRegion; REGION_TABLE_LEN]) {
-        self.refresh_raw_table(table, REGION_TABLE_LEN);
+        self.refresh_raw_table(table, u64::MAX);
     }
 
-    /// [`MemoryMap::raw_table`] for a table that is unmapped from row `rows` on (what this
-    /// returned for it last time, or 0 for a fresh table): rewrites only the rows that can
-    /// differ, and returns the bound to pass next time. This is how a run that reuses its
-    /// table refreshes it in a few stores instead of 64 entries.
+    /// [`MemoryMap::raw_table`] for a table whose rows outside the bit set `rows` (bit `r` for
+    /// row `r`) are unmapped — what this returned for it last time, or 0 for a fresh table:
+    /// rewrites only the rows mapped now or in `rows`, and returns the set to pass next time
+    /// (the ids mapped now). This is how a run that reuses its table refreshes it in a few
+    /// stores instead of 64 entries.
     pub fn refresh_raw_table(
         &mut self,
         table: &mut [RawRegion; REGION_TABLE_LEN],
-        rows: usize,
-    ) -> usize {
-        let bound = self.id_bound().min(REGION_TABLE_LEN);
-        let rows = bound.max(rows).min(REGION_TABLE_LEN);
-        let ids = if rows >= 64 {
-            u64::MAX
-        } else {
-            (1 << rows) - 1
-        };
-        self.raw_rows(ids, |id, entry| {
+        rows: u64,
+    ) -> u64 {
+        let now = self.mapped_ids();
+        self.raw_rows(now | rows, |id, entry| {
             if let Some(row) = table.get_mut(id) {
                 *row = entry;
             }
         });
-        bound
+        now
     }
 }
 

@@ -36,8 +36,8 @@ struct Host<'h, 'm> {
     trap: Option<TrapKind>,
     /// A helper's panic, resumed once generated code has returned.
     panic: Option<Box<dyn Any + Send>>,
-    /// The context's region table is unmapped from this row on.
-    rows: usize,
+    /// The context's region table is unmapped outside this bit set of rows.
+    rows: u64,
     /// The map's generation when the table was last refreshed (see
     /// `MemoryMap::generation`).
     generation: u64,
@@ -49,8 +49,8 @@ struct Host<'h, 'm> {
 /// ends; a run that panics out drops it.
 struct Spare {
     ctx: Context,
-    /// `ctx.regions` is unmapped from this row on.
-    rows: usize,
+    /// `ctx.regions` is unmapped outside this bit set of rows.
+    rows: u64,
 }
 
 std::thread_local! {
@@ -91,7 +91,7 @@ impl Spare {
 
     fn put_back(mut self: Box<Spare>) {
         // No pointer of the finished run stays reachable but the table's, which the next run
-        // rewrites (rows `0..rows`) before generated code sees it.
+        // rewrites (the rows in `rows`) before generated code sees it.
         self.ctx.user = core::ptr::null_mut();
         self.ctx.frames = core::ptr::null_mut();
         // During thread teardown there is nowhere to keep it: drop it.
@@ -211,8 +211,8 @@ pub(crate) unsafe fn run<'m>(
     let ctx_ptr: *mut Context = &raw mut *ctx;
     // SAFETY: `entry` is generated code for this host (the caller's promise) with the C ABI
     // `fn(*mut Context) -> u64`. The context is fully initialised: its region table describes
-    // live buffers (the map's regions and `stack`, all outliving the call; rows from
-    // `host.rows` on are unmapped), `frames` has room for `max_depth` frames of `FRAME_WORDS`
+    // live buffers (the map's regions and `stack`, all outliving the call; rows outside
+    // `host.rows` are unmapped), `frames` has room for `max_depth` frames of `FRAME_WORDS`
     // words (the stack's frames are not touched while the map borrows its bytes), `helper` is
     // `trampoline` and `user` points to `host`. Generated code touches only those, after
     // checking every VM access against the table, and nothing else uses `ctx`, `host`,
