@@ -3,12 +3,13 @@
 //! instructions of `RUNS + 10000` runs minus those of `RUNS` runs, over 10,000, is the cost of
 //! one run, whatever the machine's load:
 //!
-//! `valgrind --tool=callgrind cargo run --release -p ebpf-vm --features jit-cranelift
-//! --example per_run -- ENGINE PROGRAM RUNS` (better: run the built binary under valgrind).
+//! `cargo build --release -p ebpf-vm --features jit-cranelift --example per_run`, then
+//! `valgrind --tool=callgrind target/release/examples/per_run ENGINE PROGRAM RUNS`
+//! (docs/benchmarks.md has the figures).
 //!
-//! `ENGINE` is `interp`, `x86` or `cranelift`; `PROGRAM` one of `empty`, `load`, `helper1`,
-//! `helper10` (one or ten calls of a helper that adds one) or `maps` (three array maps, kernel
-//! helpers, through `Vm::run_packet`-free `Vm::run`).
+//! `ENGINE` is an engine's short name (`interp`, `x86`, `cranelift`, `tiered`); `PROGRAM` one
+//! of `empty` (`mov r0, 0; exit`), `load` (one byte load from the input), `helper1` and
+//! `helper10` (one or ten calls of a helper that adds one to its argument).
 
 use std::hint::black_box;
 
