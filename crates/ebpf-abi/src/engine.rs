@@ -32,7 +32,10 @@ pub trait Executable: Send + Sync + fmt::Debug {
         helpers: &Helpers,
         limits: &Limits,
     ) -> Result<Exit, Trap> {
-        self.run_in(memory, args, helpers, limits, &mut Stack::new())
+        let mut stack = Stack::new();
+        // The map may hold the stack for no longer than the stack lives.
+        let mut memory: MemoryMap<'_> = memory;
+        self.run_in(&mut memory, args, helpers, limits, &mut stack)
     }
 
     /// Runs the program with the stack region `stack.region(limits.stack_size())`, which the
@@ -40,13 +43,18 @@ pub trait Executable: Send + Sync + fmt::Debug {
     /// promises, by keeping [`Stack`]'s invariant), and without allocating once the stack has
     /// been used for a run of the same size. The run may leave its data in the region: the
     /// caller scrubs it before lending the stack again.
-    fn run_in(
+    ///
+    /// The map is lent, not moved (a move copies a few hundred bytes per run); the run maps
+    /// the stack into it at [`crate::layout::STACK`] (replacing what is there), which is why
+    /// the stack is borrowed as long as the map's regions are. The map holds the same regions
+    /// afterwards, the stack's included.
+    fn run_in<'m>(
         &self,
-        memory: MemoryMap<'_>,
+        memory: &mut MemoryMap<'m>,
         args: [u64; 2],
         helpers: &Helpers,
         limits: &Limits,
-        stack: &mut Stack,
+        stack: &'m mut Stack,
     ) -> Result<Exit, Trap>;
 
     /// Bytes of machine code the engine generated for the program (0 for an engine that

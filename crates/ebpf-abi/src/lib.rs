@@ -58,7 +58,7 @@ mod view;
 
 pub use engine::Executable;
 pub use helper::{Helper, HelperError, HelperFn, Helpers, VmMemory, conformance_helper};
-pub use memory::{MemoryMap, REGION_TABLE_LEN, RawRegion, Region};
+pub use memory::{MapSpill, MemoryMap, REGION_TABLE_LEN, RawRegion, Region};
 pub use rand::SplitMix64;
 pub use shared::SharedMemory;
 pub use stack::{CallFrame, Stack};

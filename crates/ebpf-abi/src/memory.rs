@@ -54,6 +54,7 @@ impl Region<'_> {
     }
 
     /// The region cut to the bytes its 4 GiB window can address.
+    #[inline]
     fn within_window(self) -> Self {
         let max = usize::try_from(layout::MAX_REGION_LEN).unwrap_or(usize::MAX);
         match self {
@@ -90,15 +91,77 @@ impl Region<'_> {
 const INLINE_REGIONS: usize = 8;
 
 /// The regions of one run, indexed by region id.
+///
+/// Engines take it by `&mut` (it is a few hundred bytes: moving it costs a `memcpy` per run).
+/// Besides the regions it keeps, for the inline ids, each region's [`RawRegion`] (computed
+/// once, when the region is mapped, so that a JIT's table refresh is a few compares), one past
+/// the highest id mapped, and a [generation](MemoryMap::generation) that changes whenever a
+/// region's bytes may have been reached through `&mut`.
 #[derive(Debug, Default)]
 pub struct MemoryMap<'a> {
     /// Ids `0..INLINE_REGIONS`.
     inline: [Option<Region<'a>>; INLINE_REGIONS],
-    /// Ids from `INLINE_REGIONS` on (empty, so unallocated, until such an id is mapped).
+    /// `raw[id]` describes `inline[id]` (unmapped where it is `None`).
+    raw: [Row; INLINE_REGIONS],
+    /// Bit `id` is set when region `id` is mapped (ids above [`layout::MAX_REGION`] never
+    /// are, so every mapped id has a bit).
+    mapped: u64,
+    /// Bumped by every `&mut` access to a region's bytes and every change of a region.
+    generation: u64,
+    /// `raw` was derived (through `&mut`) at this generation; when the map has moved on
+    /// since, [`MemoryMap::raw_row`] derives it afresh.
+    raw_generation: u64,
+    /// Ids from `INLINE_REGIONS` on (empty, so unallocated, until such an id is mapped; or an
+    /// allocation kept from an earlier run, see [`MapSpill`]).
     extra: Vec<Option<Region<'a>>>,
     /// The embedder's state of this run, which its helpers reach through
     /// [`VmMemory::run_state`] (see [`MemoryMap::set_run_state`]).
-    run_state: Option<&'a mut (dyn Any + Send)>,
+    run_state: Option<&'a mut (dyn Any + Send + 'static)>,
+}
+
+/// A kept [`RawRegion`], its pointer's provenance exposed (so that the map stays `Send` and
+/// `Sync`, as a raw pointer would not let it be).
+#[derive(Clone, Copy, Debug, Default)]
+struct Row {
+    host: usize,
+    len: u64,
+    writable: u64,
+}
+
+impl Row {
+    #[inline]
+    fn of(raw: RawRegion) -> Row {
+        Row {
+            host: raw.host.expose_provenance(),
+            len: raw.len,
+            writable: raw.writable,
+        }
+    }
+
+    #[inline]
+    fn raw(self) -> RawRegion {
+        RawRegion {
+            host: core::ptr::with_exposed_provenance_mut(self.host),
+            len: self.len,
+            writable: self.writable,
+        }
+    }
+}
+
+/// The allocation behind the region ids of a [`MemoryMap`] above the inline ones, kept empty
+/// between runs ([`MemoryMap::into_spill`], [`MemoryMap::with_spill`]) so that a run whose map
+/// has many regions (an object with many maps, a run with many extra regions) allocates it
+/// once per thread, not once per run.
+#[derive(Debug, Default)]
+pub struct MapSpill(Vec<Option<Region<'static>>>);
+
+/// An empty vector of regions of another lifetime on the same allocation: `collect` of a
+/// `map` over a `Vec`'s `into_iter` reuses the allocation when the element types have the same
+/// size and alignment (which they do: only the lifetime differs), and nothing is moved, the
+/// vector being empty.
+fn respan<'b>(mut regions: Vec<Option<Region<'_>>>) -> Vec<Option<Region<'b>>> {
+    regions.clear();
+    regions.into_iter().map(|_| None).collect()
 }
 
 impl<'a> MemoryMap<'a> {
@@ -106,6 +169,30 @@ impl<'a> MemoryMap<'a> {
     #[inline]
     pub fn new() -> MemoryMap<'a> {
         MemoryMap::default()
+    }
+
+    /// An empty map whose ids above the inline ones use `spill`'s allocation.
+    #[inline]
+    pub fn with_spill(spill: MapSpill) -> MemoryMap<'a> {
+        MemoryMap {
+            extra: respan(spill.0),
+            ..MemoryMap::default()
+        }
+    }
+
+    /// Unmaps everything and returns the allocation of the ids above the inline ones, for the
+    /// next map ([`MemoryMap::with_spill`]).
+    #[inline]
+    pub fn into_spill(self) -> MapSpill {
+        MapSpill(respan(self.extra))
+    }
+
+    /// A number that changes whenever a region is mapped or unmapped, or its bytes are reached
+    /// through `&mut` (a store, a helper's write, an atomic): a JIT that derived raw pointers
+    /// from the map re-derives them only when it changed (see [`MemoryMap::raw_entry`]).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The slot of region `id`, if it exists (is inline, or was mapped at some point).
@@ -148,6 +235,16 @@ impl<'a> MemoryMap<'a> {
         {
             self.extra.resize_with(extra + 1, || None);
         }
+        let fresh = self.raw_generation == self.generation;
+        self.generation = self.generation.wrapping_add(1);
+        if fresh {
+            self.raw_generation = self.generation;
+        }
+        self.mapped |= 1 << (id & 63);
+        let mut region = region;
+        if let Some(raw) = self.raw.get_mut(index) {
+            *raw = Row::of(raw_of(&mut region));
+        }
         if let Some(slot) = self.slot_mut(id) {
             *slot = Some(region);
         }
@@ -165,12 +262,19 @@ impl<'a> MemoryMap<'a> {
     /// helper reaches the state with [`VmMemory::run_state`] and downcasts it to the type it
     /// knows; engines never look at it. Costs nothing when unset.
     #[inline]
-    pub fn set_run_state(&mut self, state: &'a mut (dyn Any + Send)) {
+    pub fn set_run_state(&mut self, state: &'a mut (dyn Any + Send + 'static)) {
         self.run_state = Some(state);
     }
 
     /// Removes and returns the region at `id`.
     pub fn take(&mut self, id: u64) -> Option<Region<'a>> {
+        self.generation = self.generation.wrapping_add(1);
+        if id <= layout::MAX_REGION {
+            self.mapped &= !(1 << id);
+        }
+        if let Some(raw) = usize::try_from(id).ok().and_then(|i| self.raw.get_mut(i)) {
+            *raw = Row::default();
+        }
         self.slot_mut(id)?.take()
     }
 
@@ -191,6 +295,7 @@ impl<'a> MemoryMap<'a> {
     /// has to itself (never [`Region::Shared`] memory: use [`MemoryMap::store`]).
     #[inline(always)]
     pub fn bytes_mut<const N: usize>(&mut self, addr: u64) -> Option<&mut [u8; N]> {
+        self.generation = self.generation.wrapping_add(1);
         let region = self.slot_mut(layout::region_of(addr))?.as_mut()?;
         let Region::Writable(bytes) = region else {
             return None;
@@ -250,35 +355,64 @@ impl MemoryMap<'_> {
     /// (so a raw table needs only its rows below it).
     #[inline]
     pub fn id_bound(&self) -> usize {
-        if !self.extra.is_empty() {
-            return INLINE_REGIONS + self.extra.len();
-        }
-        self.inline
-            .iter()
-            .rposition(Option::is_some)
-            .map_or(0, |r| r + 1)
+        64 - self.mapped.leading_zeros() as usize
     }
 
-    /// The raw table entry of region `id` (see [`MemoryMap::raw_table`]).
+    /// The ids mapped, as a bit set (bit `id` for region `id`).
+    #[inline]
+    pub fn mapped_ids(&self) -> u64 {
+        self.mapped
+    }
+
+    /// The raw table entry of region `id` (see [`MemoryMap::raw_table`]), its pointer derived
+    /// afresh from the region's reference.
     #[inline]
     pub fn raw_entry(&mut self, id: usize) -> RawRegion {
         match self.slot_mut(id as u64) {
-            Some(Some(Region::ReadOnly(b))) => RawRegion {
-                host: b.as_ptr().cast_mut(),
-                len: b.len() as u64,
-                writable: 0,
-            },
-            Some(Some(Region::Writable(b))) => RawRegion {
-                host: b.as_mut_ptr(),
-                len: b.len() as u64,
-                writable: 1,
-            },
-            Some(Some(Region::Shared(s))) => RawRegion {
-                host: s.as_ptr(),
-                len: s.len() as u64,
-                writable: 1,
-            },
+            Some(Some(region)) => raw_of(region),
             Some(None) | None => RawRegion::UNMAPPED,
+        }
+    }
+
+    /// [`MemoryMap::raw_entry`], from the rows kept since the regions were mapped: as long as
+    /// nothing reached a region's bytes through `&mut` since (the [generation](
+    /// MemoryMap::generation) did not move), this is a load; else every kept row is derived
+    /// afresh first.
+    #[inline]
+    pub fn raw_row(&mut self, id: usize) -> RawRegion {
+        self.rederive_if_stale();
+        match self.raw.get(id) {
+            Some(raw) => raw.raw(),
+            None => self.raw_entry(id),
+        }
+    }
+
+    /// [`MemoryMap::raw_row`] of every id in the bit set `ids` (bit `id` for region `id`), in
+    /// increasing order, passed to `f`.
+    #[inline]
+    pub fn raw_rows(&mut self, ids: u64, mut f: impl FnMut(usize, RawRegion)) {
+        self.rederive_if_stale();
+        let mut ids = ids;
+        while ids != 0 {
+            let id = ids.trailing_zeros() as usize;
+            ids &= ids - 1;
+            let entry = match self.raw.get(id) {
+                Some(raw) => raw.raw(),
+                None => self.raw_entry(id),
+            };
+            f(id, entry);
+        }
+    }
+
+    #[inline]
+    fn rederive_if_stale(&mut self) {
+        if self.raw_generation != self.generation {
+            for (id, slot) in self.inline.iter_mut().enumerate() {
+                if let (Some(region), Some(raw)) = (slot, self.raw.get_mut(id)) {
+                    *raw = Row::of(raw_of(region));
+                }
+            }
+            self.raw_generation = self.generation;
         }
     }
 
@@ -289,23 +423,49 @@ impl MemoryMap<'_> {
     /// Read-only regions get a `*mut` pointer with `writable == 0`; code must never store
     /// through it.
     pub fn raw_table(&mut self, table: &mut [RawRegion; REGION_TABLE_LEN]) {
-        self.refresh_raw_table(table, REGION_TABLE_LEN);
+        self.refresh_raw_table(table, u64::MAX);
     }
 
-    /// [`MemoryMap::raw_table`] for a table that is unmapped from row `rows` on (what this
-    /// returned for it last time, or 0 for a fresh table): rewrites only the rows that can
-    /// differ, and returns the bound to pass next time. This is how a run that reuses its
-    /// table refreshes it in a few stores instead of 64 entries.
+    /// [`MemoryMap::raw_table`] for a table whose rows outside the bit set `rows` (bit `r` for
+    /// row `r`) are unmapped — what this returned for it last time, or 0 for a fresh table:
+    /// rewrites only the rows mapped now or in `rows`, and returns the set to pass next time
+    /// (the ids mapped now). This is how a run that reuses its table refreshes it in a few
+    /// stores instead of 64 entries.
     pub fn refresh_raw_table(
         &mut self,
         table: &mut [RawRegion; REGION_TABLE_LEN],
-        rows: usize,
-    ) -> usize {
-        let bound = self.id_bound().min(REGION_TABLE_LEN);
-        for (id, entry) in table.iter_mut().enumerate().take(bound.max(rows)) {
-            *entry = self.raw_entry(id);
-        }
-        bound
+        rows: u64,
+    ) -> u64 {
+        let now = self.mapped_ids();
+        self.raw_rows(now | rows, |id, entry| {
+            if let Some(row) = table.get_mut(id) {
+                *row = entry;
+            }
+        });
+        now
+    }
+}
+
+/// The raw table entry of `region`. A read-only region gets a `*mut` pointer with
+/// `writable == 0`: code must never store through it.
+#[inline]
+fn raw_of(region: &mut Region<'_>) -> RawRegion {
+    match region {
+        Region::ReadOnly(b) => RawRegion {
+            host: b.as_ptr().cast_mut(),
+            len: b.len() as u64,
+            writable: 0,
+        },
+        Region::Writable(b) => RawRegion {
+            host: b.as_mut_ptr(),
+            len: b.len() as u64,
+            writable: 1,
+        },
+        Region::Shared(s) => RawRegion {
+            host: s.as_ptr(),
+            len: s.len() as u64,
+            writable: 1,
+        },
     }
 }
 
@@ -387,6 +547,7 @@ impl VmMemory for MemoryMap<'_> {
     }
 
     fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), TrapKind> {
+        self.generation = self.generation.wrapping_add(1);
         let oob = TrapKind::OutOfBounds {
             addr,
             len: data.len() as u64,

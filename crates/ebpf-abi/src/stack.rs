@@ -80,11 +80,19 @@ impl Stack {
     /// not [scrubbed](Stack::scrub) since.
     #[inline]
     pub fn region(&mut self, size: usize) -> &mut [u8] {
+        self.parts(size).0
+    }
+
+    /// [`Stack::region`] and the saved frames at once, for an engine that maps the region and
+    /// keeps using the frames while the map holds it.
+    #[inline]
+    pub fn parts(&mut self, size: usize) -> (&mut [u8], &mut Vec<CallFrame>) {
         let start = self.start(size);
-        match self.bytes.get_mut(start..start.saturating_add(size)) {
+        let region = match self.bytes.get_mut(start..start.saturating_add(size)) {
             Some(region) => region,
             None => &mut [],
-        }
+        };
+        (region, &mut self.frames)
     }
 
     /// Zeroes the top `reach` bytes of the region of `size` bytes (all of it when `reach` is

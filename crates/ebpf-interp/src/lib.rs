@@ -142,18 +142,20 @@ impl Interpreter {
         helpers: &Helpers,
         limits: &Limits,
     ) -> Result<Exit, Trap> {
-        self.run_charged(memory, args, helpers, limits, &mut Stack::new(), None)
+        let mut stack = Stack::new();
+        let mut memory: MemoryMap<'_> = memory;
+        self.run_charged(&mut memory, args, helpers, limits, &mut stack, None)
     }
 
     /// [`Interpreter::run`] on a lent stack (see [`Executable::run_in`]): no allocation once
     /// `stack` has served a run of the same size.
-    pub fn run_in(
+    pub fn run_in<'m>(
         &self,
-        memory: MemoryMap<'_>,
+        memory: &mut MemoryMap<'m>,
         args: [u64; 2],
         helpers: &Helpers,
         limits: &Limits,
-        stack: &mut Stack,
+        stack: &'m mut Stack,
     ) -> Result<Exit, Trap> {
         self.run_charged(memory, args, helpers, limits, stack, None)
     }
@@ -170,12 +172,14 @@ impl Interpreter {
         limits: &Limits,
         observer: &mut dyn Observer,
     ) -> Result<Exit, Trap> {
+        let mut stack = Stack::new();
+        let mut memory: MemoryMap<'_> = memory;
         self.run_charged(
-            memory,
+            &mut memory,
             args,
             helpers,
             limits,
-            &mut Stack::new(),
+            &mut stack,
             Some(observer),
         )
     }
@@ -183,20 +187,20 @@ impl Interpreter {
     /// [`Interpreter::run_in`], with the fast loop, or — when there is an `observer` to report
     /// to — the whole program in the precise loop (the definition the fast loop is tested
     /// against; the tests pass an observer that ignores what it sees).
-    fn run_charged(
+    fn run_charged<'m>(
         &self,
-        memory: MemoryMap<'_>,
+        memory: &mut MemoryMap<'m>,
         args: [u64; 2],
         helpers: &Helpers,
         limits: &Limits,
-        stack: &mut Stack,
+        stack: &'m mut Stack,
         observer: Option<&mut dyn Observer>,
     ) -> Result<Exit, Trap> {
         let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
-        let mut frames = core::mem::take(&mut stack.frames);
+        let (region, kept_frames) = stack.parts(stack_size);
+        let mut frames = core::mem::take(kept_frames);
         frames.clear();
-        let mut memory = memory;
-        memory.insert(layout::STACK, Region::Writable(stack.region(stack_size)));
+        memory.insert(layout::STACK, Region::Writable(region));
         let mut regs = [0u64; 16];
         regs[1] = args[0];
         regs[2] = args[1];
@@ -208,9 +212,8 @@ impl Interpreter {
             pc: 0,
             remaining: budget,
         };
-        let result = self.dispatch(&mut machine, &mut memory, helpers, limits, budget, observer);
-        drop(memory);
-        stack.frames = machine.frames;
+        let result = self.dispatch(&mut machine, memory, helpers, limits, budget, observer);
+        *kept_frames = machine.frames;
         result
     }
 
@@ -654,13 +657,13 @@ impl fmt::Debug for Interpreter {
 
 /// The interpreter as an engine: [`Interpreter::run`].
 impl Executable for Interpreter {
-    fn run_in(
+    fn run_in<'m>(
         &self,
-        memory: MemoryMap<'_>,
+        memory: &mut MemoryMap<'m>,
         args: [u64; 2],
         helpers: &Helpers,
         limits: &Limits,
-        stack: &mut Stack,
+        stack: &'m mut Stack,
     ) -> Result<Exit, Trap> {
         Interpreter::run_in(self, memory, args, helpers, limits, stack)
     }
@@ -718,13 +721,14 @@ mod tests {
         };
         let run = |fast: bool| {
             let mut mem = input.to_vec();
+            let mut stack = Stack::new();
             let mut map = MemoryMap::new();
             let args = [layout::vm_addr(layout::INPUT, 0), mem.len() as u64];
             map.insert(layout::INPUT, Region::Writable(&mut mem));
             // Any observer makes the whole run precise.
             let mut ignore = |_: &Step| {};
             let observer: Option<&mut dyn Observer> = (!fast).then_some(&mut ignore);
-            interp.run_charged(map, args, &helpers, &limits, &mut Stack::new(), observer)
+            interp.run_charged(&mut map, args, &helpers, &limits, &mut stack, observer)
         };
         let (fast, precise) = (run(true), run(false));
         assert_eq!(fast, precise, "{name} with budget {budget:?}");

@@ -163,6 +163,13 @@ pub(crate) struct Ctx<'a> {
     /// Rows `0..rows` of the region arrays may be non-zero (regions `0..rows` may be mapped);
     /// the rest are zero, and their `raw` entries unmapped.
     pub(crate) rows: usize,
+    /// The rows that may be non-zero, as a bit set (bit `r` for row `r`): the regions the last
+    /// refresh found mapped.
+    pub(crate) mapped: u64,
+    /// The map's [generation](MemoryMap::generation) when the table was last refreshed: while
+    /// it stays the same, nothing reached the regions through `&mut`, and the table's
+    /// pointers need no re-deriving.
+    pub(crate) generation: u64,
     /// How a helper call failed.
     pub(crate) helper_trap: Option<TrapKind>,
     /// A helper's panic, resumed once generated code has returned.
@@ -224,6 +231,8 @@ impl<'a> Ctx<'a> {
             helpers: core::ptr::null(),
             raw: [RawRegion::UNMAPPED; REGION_TABLE_LEN],
             rows: 0,
+            mapped: 0,
+            generation: 0,
             helper_trap: None,
             panic: None,
         }
@@ -243,31 +252,30 @@ impl<'a> Ctx<'a> {
     /// Brings the region arrays up to date with `memory` (which must be the map this context
     /// was made for): only the rows whose entry changed since the last refresh are
     /// recomputed, and only the rows that can be mapped are looked at (the rest are unmapped
-    /// and stay zero).
+    /// and stay zero). The entries are the map's kept rows (`MemoryMap::raw_row`: a load
+    /// each, derived afresh only when the map's generation moved since they were made).
     pub(crate) fn refresh(&mut self, memory: &mut MemoryMap<'_>) {
-        let bound = memory.id_bound().min(REGION_TABLE_LEN);
-        let mut highest = 0;
-        for r in 0..bound.max(self.rows) {
-            let entry = if r < bound {
-                memory.raw_entry(r)
-            } else {
-                RawRegion::UNMAPPED
-            };
-            if !entry.host.is_null() {
-                highest = r + 1;
-            }
+        // The rows mapped now, and those the last refresh left non-zero (to be zeroed if they
+        // are unmapped now): every other row is zero and stays so.
+        let now = memory.mapped_ids();
+        memory.raw_rows(now | self.mapped, |r, entry| {
             // An embedder that runs again over the same buffers (or a helper that changed only
             // bytes) leaves the row as it was: nothing to recompute.
-            if self.raw[r] != entry {
-                self.raw[r] = entry;
+            if self.raw.get(r) != Some(&entry) {
                 self.set_row(r, entry);
             }
-        }
-        self.rows = highest;
+        });
+        self.rows = 64 - now.leading_zeros() as usize;
+        self.mapped = now;
+        self.generation = memory.generation();
     }
 
     /// Writes row `r` of the region arrays for `entry` (all zero when it is unmapped).
     fn set_row(&mut self, r: usize, entry: RawRegion) {
+        let Some(raw) = self.raw.get_mut(r) else {
+            return;
+        };
+        *raw = entry;
         let base = (r as u64) << 32;
         let len = if entry.host.is_null() {
             0

@@ -204,18 +204,20 @@ impl X86Program {
         helpers: &Helpers,
         limits: &Limits,
     ) -> Result<Exit, Trap> {
-        self.run_in(memory, args, helpers, limits, &mut Stack::new())
+        let mut stack = Stack::new();
+        let mut memory: MemoryMap<'_> = memory;
+        self.run_in(&mut memory, args, helpers, limits, &mut stack)
     }
 
     /// [`X86Program::run`] on a lent stack (see [`Executable::run_in`]): no allocation once
     /// `stack` has served a run of the same size on this thread.
-    pub fn run_in(
+    pub fn run_in<'m>(
         &self,
-        memory: MemoryMap<'_>,
+        memory: &mut MemoryMap<'m>,
         args: [u64; 2],
         helpers: &Helpers,
         limits: &Limits,
-        stack: &mut Stack,
+        stack: &'m mut Stack,
     ) -> Result<Exit, Trap> {
         #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
         {
@@ -255,13 +257,13 @@ impl X86Program {
 
 /// The x86 JIT as an engine: [`X86Program::run`].
 impl Executable for X86Program {
-    fn run_in(
+    fn run_in<'m>(
         &self,
-        memory: MemoryMap<'_>,
+        memory: &mut MemoryMap<'m>,
         args: [u64; 2],
         helpers: &Helpers,
         limits: &Limits,
-        stack: &mut Stack,
+        stack: &'m mut Stack,
     ) -> Result<Exit, Trap> {
         X86Program::run_in(self, memory, args, helpers, limits, stack)
     }

@@ -45,8 +45,8 @@ pub(crate) struct Compiled {
 
 /// What code compiled with the facts of an entry needs for the runs that entry does not admit.
 struct Fallback {
-    /// The entry the code's facts assume.
-    entry: FactsEntry,
+    /// What the entry the code's facts assume asks of a run.
+    admission: ebpf_cfg::facts::Admission,
     /// For runs the entry does not admit: the program compiled with the stack's facts only
     /// (made when first needed), and what to make it from.
     plain: std::sync::OnceLock<Result<Box<Compiled>, JitError>>,
@@ -75,7 +75,7 @@ impl Compiled {
         pages.bytes_mut().copy_from_slice(&emitted.code);
         let fallback = (*facts.entry() != FactsEntry::unknown()).then(|| {
             Box::new(Fallback {
-                entry: facts.entry().clone(),
+                admission: facts.entry().admission(),
                 plain: std::sync::OnceLock::new(),
                 program: program.clone(),
                 options: options.clone(),
@@ -96,16 +96,16 @@ impl Compiled {
         self.code.pages.bytes()
     }
 
-    pub(crate) fn run(
+    pub(crate) fn run<'m>(
         &self,
-        memory: MemoryMap<'_>,
+        memory: &mut MemoryMap<'m>,
         args: [u64; 2],
         helpers: &Helpers,
         limits: &Limits,
-        stack: &mut Stack,
+        stack: &'m mut Stack,
     ) -> Result<Exit, Trap> {
         if let Some(fallback) = &self.fallback
-            && !fallback.entry.admits(&memory, args)
+            && !fallback.admission.admits(memory, args)
         {
             let plain = fallback.plain.get_or_init(|| {
                 let options = JitOptions {
@@ -125,7 +125,6 @@ impl Compiled {
         let mut spare = Spare::take();
         // The lent stack keeps 512 bytes of slack below the region (fast-path stack accesses
         // stay inside `[r10 - 512, r10)`; the slack is a second guard).
-        let mut memory = memory;
         memory.insert(layout::STACK, Region::Writable(stack.region(stack_size)));
 
         let depth = limits.max_depth();
@@ -145,7 +144,7 @@ impl Compiled {
 
         let ctx = &mut spare.ctx;
         ctx.reset();
-        ctx.refresh(&mut memory);
+        ctx.refresh(memory);
         ctx.run.regs[1] = args[0];
         ctx.run.regs[2] = args[1];
         ctx.run.regs[10] = limits.frame_pointer(0);
@@ -164,7 +163,7 @@ impl Compiled {
             // Until generated code returns, `memory` is used only through this pointer (by the
             // helper trampoline). The context outlives the run (it is reused), so the pointer's
             // lifetime is erased; it is cleared as soon as the code returns.
-            ctx.memory = core::ptr::from_mut(&mut memory).cast();
+            ctx.memory = core::ptr::from_mut(&mut *memory).cast();
             ctx.helpers = helpers;
             // SAFETY: `start` is the entry (offset 0) or the resume entry of the code, both
             // the prologue of a function of signature `Entry` (System V: the context in rdi,
@@ -195,7 +194,7 @@ impl Compiled {
                         head,
                         &mut ctx.run.regs,
                         ctx.run.remaining,
-                        &mut memory,
+                        memory,
                         helpers,
                         budget,
                     );
@@ -206,6 +205,10 @@ impl Compiled {
                                 break Err(unknown(ctx.run.trap_pc));
                             };
                             ctx.run.remaining = remaining;
+                            // The slow path stored through the map: re-derive the table.
+                            if memory.generation() != ctx.generation {
+                                ctx.refresh(memory);
+                            }
                             ctx.run.resume =
                                 code.pages.entry().wrapping_add(offset as usize) as u64;
                             start = code.pages.entry().wrapping_add(code.resume_offset as usize);
@@ -220,7 +223,6 @@ impl Compiled {
                     // Checked-facts mode: a check the facts declared impossible failed. That
                     // is a bug in the facts, not in the program; say so as loudly as possible.
                     let pc = ctx.run.trap_pc;
-                    drop(memory);
                     spare.put_back();
                     panic!(
                         "ebpf-jit-x86 (checked facts): a check the facts declared impossible \
@@ -230,7 +232,6 @@ impl Compiled {
                 _ => break Err(trap_of(ctx, limits)),
             }
         };
-        drop(memory);
         spare.put_back();
         result
     }
@@ -315,8 +316,12 @@ extern "sysv64" fn helper_trampoline(ctx: *mut Ctx<'_>) -> u32 {
         // while the helper runs.
         let memory = unsafe { &mut *memory_ptr };
         let result = helpers.call(id, args, memory);
-        // The helper used the map: re-derive the table that generated code reads.
-        ctx.refresh(memory);
+        // The helper reached a region's bytes through `&mut` (or changed the map): re-derive
+        // the table that generated code reads. A helper that only read (or used shared map
+        // memory) leaves the generation, and the table, as they were.
+        if memory.generation() != ctx.generation {
+            ctx.refresh(memory);
+        }
         result
     }));
     match outcome {

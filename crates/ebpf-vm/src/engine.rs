@@ -297,13 +297,13 @@ mod tiered {
     }
 
     impl Executable for Tiered {
-        fn run_in(
+        fn run_in<'m>(
             &self,
-            memory: MemoryMap<'_>,
+            memory: &mut MemoryMap<'m>,
             args: [u64; 2],
             helpers: &Helpers,
             limits: &Limits,
-            stack: &mut Stack,
+            stack: &'m mut Stack,
         ) -> Result<Exit, Trap> {
             // One atomic load picks the tier for the whole run.
             if let Some(second) = self.shared.second.get() {

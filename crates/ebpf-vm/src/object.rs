@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use ebpf_abi::{Executable, Exit, Region, Trap, TrapKind, layout};
+use ebpf_abi::{Executable, Exit, MemoryMap, Region, Trap, TrapKind, layout};
 use ebpf_isa::{CallKind, Imm64Kind, Insn, Program};
 use ebpf_maps::{Map, MapSpec, MapType, Maps, UpdateFlags};
 
@@ -363,6 +363,7 @@ impl Vm {
             data: data_image,
             metadata: ctx,
             kernel: state,
+            spill,
         } = &mut *scratch;
         ctx.clear();
         ctx.resize(kind.context_len(), 0);
@@ -379,7 +380,8 @@ impl Vm {
         let mut reach = self.stack_reach;
         let ctx_len = ctx.len() as u64;
         let result: Result<Exit, Trap> = loop {
-            let mut map = self.fixed_regions(data_image);
+            let mut map = MemoryMap::with_spill(core::mem::take(spill));
+            self.map_fixed_regions(&mut map, data_image);
             if let Some(m) = maps {
                 for (map_, region) in m.maps.iter().zip(&m.regions) {
                     if let (Some(region), Some(values)) = (region, map_.values(cpu)) {
@@ -391,7 +393,8 @@ impl Vm {
             map.insert(layout::METADATA, Region::Writable(ctx));
             map.set_run_state(state);
             let args = [layout::vm_addr(layout::METADATA, 0), ctx_len];
-            let r = compiled.run_in(map, args, &self.helpers, &self.limits, stack);
+            let r = compiled.run_in(&mut map, args, &self.helpers, &self.limits, stack);
+            *spill = map.into_spill();
             stack.scrub(stack_size, reach);
             match r {
                 Err(Trap {

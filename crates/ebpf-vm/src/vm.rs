@@ -699,6 +699,9 @@ pub(crate) struct Scratch {
     pub(crate) metadata: Vec<u8>,
     /// The kernel helpers' per-run state.
     pub(crate) kernel: crate::kernel::RunState,
+    /// The allocation of a run's region ids above the map's inline ones (many maps, many
+    /// extra regions), kept empty for the next run.
+    pub(crate) spill: ebpf_abi::MapSpill,
 }
 
 /// The largest stack buffer a thread keeps for its next run (deeper call limits than this
@@ -826,7 +829,13 @@ impl Vm {
         let mut scratch = Scratch::take();
         // The traced run takes a fresh stack of its own; the thread's stays untouched.
         let result = self.run_mapped(input, &mut scratch, |map, args, _| {
-            interpreter.run_traced(map, args, &self.helpers, &self.limits, observer)
+            interpreter.run_traced(
+                std::mem::take(map),
+                args,
+                &self.helpers,
+                &self.limits,
+                observer,
+            )
         });
         scratch.put_back();
         result
@@ -840,7 +849,7 @@ impl Vm {
         &self,
         input: Input<'_>,
         scratch: &mut Scratch,
-        run: impl FnOnce(MemoryMap<'_>, [u64; 2], &mut Stack) -> Result<Exit, Trap>,
+        run: impl for<'m> FnOnce(&mut MemoryMap<'m>, [u64; 2], &'m mut Stack) -> Result<Exit, Trap>,
     ) -> Result<Exit, Trap> {
         let Input {
             data,
@@ -848,45 +857,23 @@ impl Vm {
             regions,
             more_regions,
         } = input;
-        let first_run_region =
-            layout::FIRST_EXTRA + self.read_only_regions.len() as u64 + self.map_regions;
-        let lengths = [
-            (layout::INPUT, data.as_deref()),
-            (layout::METADATA, metadata.as_deref()),
-        ]
-        .into_iter()
-        .filter_map(|(id, bytes)| Some((id, bytes?.len())))
-        .chain(
-            (first_run_region..).zip(
-                regions
-                    .iter()
-                    .flatten()
-                    .chain(&more_regions)
-                    .map(Region::len),
-            ),
-        );
-        for (region, len) in lengths {
-            if len as u64 > layout::MAX_REGION_LEN {
-                return Err(Trap {
-                    pc: 0,
-                    kind: TrapKind::RegionTooLarge {
-                        region,
-                        len: len as u64,
-                    },
-                });
+        for (region, bytes) in [(layout::INPUT, &data), (layout::METADATA, &metadata)] {
+            if let Some(bytes) = bytes {
+                check_region_len(region, bytes.len())?;
             }
         }
         let Scratch {
             stack,
             data: data_image,
             metadata: owned_metadata,
+            spill,
             ..
         } = scratch;
-        let mut map = self.fixed_regions(data_image);
-        let run_regions = regions.into_iter().flatten().chain(more_regions);
-        for (i, region) in run_regions.enumerate() {
-            map.insert(first_run_region + i as u64, region);
+        let mut map = MemoryMap::with_spill(core::mem::take(spill));
+        if regions[0].is_some() || !more_regions.is_empty() {
+            self.map_run_regions(&mut map, regions, more_regions)?;
         }
+        self.map_fixed_regions(&mut map, data_image);
         // (`start + len`, not `vm_addr(INPUT, len)`: a 4 GiB input ends at the next window.)
         let (data_start, data_end) = match &data {
             Some(d) => {
@@ -922,7 +909,8 @@ impl Vm {
             None => [data_start, data_len],
         };
         let result =
-            run(map, args, stack).map_err(|trap| undecodable_trap(trap, &self.undecodable));
+            run(&mut map, args, stack).map_err(|trap| undecodable_trap(trap, &self.undecodable));
+        *spill = map.into_spill();
         let stack_size = usize::try_from(self.limits.stack_size()).unwrap_or(usize::MAX);
         stack.scrub(stack_size, self.stack_reach);
         result
@@ -930,10 +918,40 @@ impl Vm {
 }
 
 impl Vm {
+    /// Maps the extra regions of a run's [`Input`] after the VM's own (refusing any longer
+    /// than a region holds).
+    #[inline(never)]
+    fn map_run_regions<'a>(
+        &self,
+        map: &mut MemoryMap<'a>,
+        regions: [Option<Region<'a>>; INLINE_INPUT_REGIONS],
+        more_regions: Vec<Region<'a>>,
+    ) -> Result<(), Trap> {
+        let first_run_region =
+            layout::FIRST_EXTRA + self.read_only_regions.len() as u64 + self.map_regions;
+        let ids = first_run_region..;
+        for (id, region) in ids
+            .clone()
+            .zip(regions.iter().flatten().chain(&more_regions))
+        {
+            check_region_len(id, region.len())?;
+        }
+        for (id, region) in ids.zip(regions.into_iter().flatten().chain(more_regions)) {
+            map.insert(id, region);
+        }
+        Ok(())
+    }
+
     /// A run's memory with the regions every run of this VM has: the ELF images (the
     /// writable one copied fresh into `data_image`) and the read-only regions.
-    pub(crate) fn fixed_regions<'a>(&'a self, data_image: &'a mut Vec<u8>) -> MemoryMap<'a> {
-        let mut map = MemoryMap::new();
+    /// `map` is a new one (on the thread's [`MapSpill`]); it is filled in place, not returned
+    /// (a move copies a few hundred bytes).
+    #[inline]
+    pub(crate) fn map_fixed_regions<'a>(
+        &'a self,
+        map: &mut MemoryMap<'a>,
+        data_image: &'a mut Vec<u8>,
+    ) {
         if let Some(rodata) = &self.images.rodata {
             map.insert(layout::RODATA, Region::ReadOnly(rodata));
         }
@@ -946,7 +964,6 @@ impl Vm {
         for (i, region) in self.read_only_regions.iter().enumerate() {
             map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));
         }
-        map
     }
 }
 
@@ -964,6 +981,20 @@ fn undecodable_trap(trap: Trap, undecodable: &[usize]) -> Trap {
         }
         _ => trap,
     }
+}
+
+/// Refuses a run region longer than a region's 4 GiB window, before anything runs.
+fn check_region_len(region: u64, len: usize) -> Result<(), Trap> {
+    if len as u64 > layout::MAX_REGION_LEN {
+        return Err(Trap {
+            pc: 0,
+            kind: TrapKind::RegionTooLarge {
+                region,
+                len: len as u64,
+            },
+        });
+    }
+    Ok(())
 }
 
 /// Refuses programs longer than [`ebpf_abi::MAX_PROGRAM_SLOTS`].

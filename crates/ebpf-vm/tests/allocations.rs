@@ -254,3 +254,65 @@ fn kernel_context_runs_allocate_nothing_after_the_first() {
         }
     }
 }
+
+/// Region ids from 8 on live outside the map's inline slots: runs with that many regions (read-only
+/// regions, then an object's map values) reuse the thread's allocation for them instead of
+/// making one per run — through `Vm::run` and through `Vm::run_packet` with the kernel helpers.
+#[test]
+fn runs_with_many_regions_allocate_nothing_after_the_first() {
+    use ebpf_vm::{Context, KernelHelpers, Packet, ProgramKind};
+    // Regions 6, 7 and 8: the last is outside the inline slots.
+    let program = "
+        lddw %r1, 0x600000000
+        ldxb %r0, [%r1]
+        lddw %r1, 0x800000000
+        ldxb %r1, [%r1+1]
+        add %r0, %r1
+        exit
+    ";
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/bpf");
+    let lb_bytes = std::fs::read(corpus.join("xdp_lb.o")).unwrap();
+    let mut frame = vec![0u8; 54];
+    frame[12..14].copy_from_slice(&[0x08, 0x00]);
+    frame[14] = 0x45;
+    frame[23] = 6;
+    for &engine in Engine::ALL {
+        let vm = Vm::builder()
+            .engine(engine)
+            .read_only_region(vec![1u8])
+            .read_only_region(vec![2u8])
+            .read_only_region(vec![3u8, 4])
+            .load_asm(program)
+            .unwrap();
+        assert_eq!(vm.read_only_region_address(2), 0x8_0000_0000);
+        let mut input = [0u8; 8];
+        check_no_allocation("Vm::run, three read-only regions", engine, || {
+            vm.run(&mut input).unwrap()
+        });
+        assert_eq!(vm.run(&mut input), Ok(5));
+
+        // Two read-only regions, then xdp_lb.o's two array maps: map values at ids 8 and 9.
+        let lb = Vm::builder()
+            .engine(engine)
+            .read_only_region(vec![0u8; 4])
+            .read_only_region(vec![0u8; 4])
+            .kernel_helpers(KernelHelpers::new())
+            .load_object(&lb_bytes)
+            .unwrap();
+        for i in 0..4u32 {
+            let b = [10, 1, 0, 1, 2, 0, 0, 0, 0, 1, 0, 0];
+            let any = ebpf_vm::maps::UpdateFlags::Any;
+            lb.map("backends")
+                .unwrap()
+                .update(&i.to_le_bytes(), &b, any)
+                .unwrap();
+        }
+        let vm = lb.program("xdp_lb").unwrap();
+        let ctx = Context::default_for(ProgramKind::Xdp);
+        let mut packet = Packet::new(&frame).unwrap();
+        check_no_allocation("run_packet, map values past region 7", engine, || {
+            packet.set(&frame).unwrap();
+            vm.run_packet(&mut packet, &ctx).unwrap().r0
+        });
+    }
+}

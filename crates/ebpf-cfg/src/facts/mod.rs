@@ -147,60 +147,29 @@ impl Entry {
     }
 
     /// Whether a run with this memory and these arguments satisfies the entry, so that code
-    /// compiled with its facts may run it. A few comparisons per known region and argument.
+    /// compiled with its facts may run it (see [`Admission::admits`], which checks the same
+    /// without looking at the regions the entry says nothing of).
     pub fn admits(&self, memory: &MemoryMap<'_>, args: [u64; 2]) -> bool {
-        let len = |r: u8| -> u64 {
-            memory.get(u64::from(r)).map_or(0, |region| match region {
-                Region::Shared(shared) => shared.len() as u64,
-                other => other.bytes().map_or(0, |b| b.len() as u64),
-            })
-        };
-        for (r, spec) in self.regions.iter().enumerate() {
-            let r = r as u8;
-            if u64::from(r) == layout::STACK || u64::from(r) == layout::NULL_REGION {
-                continue;
-            }
-            let region = memory.get(u64::from(r));
-            let writable = region.is_some_and(|g| g.is_writable());
-            match *spec {
-                RegionSpec::Unknown => {}
-                RegionSpec::Dynamic { writable: w } => {
-                    if len(r) > u64::from(u32::MAX) || (w && region.is_some() && !writable) {
-                        return false;
-                    }
-                }
-                RegionSpec::Fixed {
-                    len: l,
-                    writable: w,
-                } => {
-                    if len(r) < l || (w && !writable) {
-                        return false;
-                    }
-                }
-            }
+        self.admission().admits(memory, args)
+    }
+
+    /// What [`Entry::admits`] checks, kept compact for checking before every run.
+    pub fn admission(&self) -> Admission {
+        Admission {
+            regions: self
+                .regions
+                .iter()
+                .enumerate()
+                .filter(|&(r, spec)| {
+                    *spec != RegionSpec::Unknown
+                        && r as u64 != layout::STACK
+                        && r as u64 != layout::NULL_REGION
+                })
+                .map(|(r, spec)| (r as u8, *spec))
+                .collect(),
+            args: self.args,
+            metadata: self.metadata,
         }
-        for (arg, &value) in self.args.iter().zip(&args) {
-            let ok = match *arg {
-                Arg::Unknown => true,
-                Arg::Start(r) => value == layout::vm_addr(u64::from(r), 0),
-                Arg::Len(r) => value == len(r),
-            };
-            if !ok {
-                return false;
-            }
-        }
-        if let Some(fields) = self.metadata {
-            let input = layout::INPUT;
-            let at = |off: u32| memory.load::<8>(layout::vm_addr(layout::METADATA, u64::from(off)));
-            let start = layout::vm_addr(input, 0);
-            let end = start + len(input as u8);
-            if at(fields.data) != Some(start.to_le_bytes())
-                || at(fields.data_end) != Some(end.to_le_bytes())
-            {
-                return false;
-            }
-        }
-        true
     }
 
     /// What the entry says of region `r`: the stack is always a writable region whose length
@@ -382,5 +351,70 @@ impl Facts {
             .enumerate()
             .filter(|(_, i)| i.in_bounds)
             .map(|(k, _)| k)
+    }
+}
+
+/// What an [`Entry`] asks of a run, without the regions it says nothing of
+/// ([`Entry::admission`]): what code compiled with the entry's facts checks before each run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// The regions the entry says something of (never the stack or region 0), by id.
+    regions: Vec<(u8, RegionSpec)>,
+    args: [Arg; 2],
+    metadata: Option<MetadataFields>,
+}
+
+impl Admission {
+    /// Whether a run with this memory and these arguments satisfies the entry, so that code
+    /// compiled with its facts may run it. A few comparisons per known region and argument.
+    pub fn admits(&self, memory: &MemoryMap<'_>, args: [u64; 2]) -> bool {
+        let len = |r: u8| -> u64 {
+            memory.get(u64::from(r)).map_or(0, |region| match region {
+                Region::Shared(shared) => shared.len() as u64,
+                other => other.bytes().map_or(0, |b| b.len() as u64),
+            })
+        };
+        for &(r, ref spec) in &self.regions {
+            let region = memory.get(u64::from(r));
+            let writable = region.is_some_and(|g| g.is_writable());
+            match *spec {
+                RegionSpec::Unknown => {}
+                RegionSpec::Dynamic { writable: w } => {
+                    if len(r) > u64::from(u32::MAX) || (w && region.is_some() && !writable) {
+                        return false;
+                    }
+                }
+                RegionSpec::Fixed {
+                    len: l,
+                    writable: w,
+                } => {
+                    if len(r) < l || (w && !writable) {
+                        return false;
+                    }
+                }
+            }
+        }
+        for (arg, &value) in self.args.iter().zip(&args) {
+            let ok = match *arg {
+                Arg::Unknown => true,
+                Arg::Start(r) => value == layout::vm_addr(u64::from(r), 0),
+                Arg::Len(r) => value == len(r),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(fields) = self.metadata {
+            let input = layout::INPUT;
+            let at = |off: u32| memory.load::<8>(layout::vm_addr(layout::METADATA, u64::from(off)));
+            let start = layout::vm_addr(input, 0);
+            let end = start + len(input as u8);
+            if at(fields.data) != Some(start.to_le_bytes())
+                || at(fields.data_end) != Some(end.to_le_bytes())
+            {
+                return false;
+            }
+        }
+        true
     }
 }

@@ -1,0 +1,59 @@
+//! Runs one short program through `Vm::run` many times on one engine: a steady loop for
+//! counting what a run costs besides the program (docs/per-run.md). Under callgrind, the
+//! instructions of `RUNS + 10000` runs minus those of `RUNS` runs, over 10,000, is the cost of
+//! one run, whatever the machine's load:
+//!
+//! `cargo build --release -p ebpf-vm --features jit-cranelift --example per_run`, then
+//! `valgrind --tool=callgrind target/release/examples/per_run ENGINE PROGRAM RUNS`
+//! (docs/benchmarks.md has the figures).
+//!
+//! `ENGINE` is an engine's short name (`interp`, `x86`, `cranelift`, `tiered`); `PROGRAM` one
+//! of `empty` (`mov r0, 0; exit`), `load` (one byte load from the input), `helper1` and
+//! `helper10` (one or ten calls of a helper that adds one to its argument).
+
+use std::hint::black_box;
+
+use ebpf_vm::{Engine, HelperError, Vm, VmMemory};
+
+fn helper(args: [u64; 5], _memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
+    Ok(args[0].wrapping_add(1))
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let engine = args.next().unwrap_or_else(|| "x86".to_string());
+    let program = args.next().unwrap_or_else(|| "empty".to_string());
+    let runs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let Some(&engine) = Engine::ALL.iter().find(|e| e.name() == engine) else {
+        eprintln!("unknown engine {engine}");
+        std::process::exit(2);
+    };
+    let builder = Vm::builder().engine(engine).helper(1, helper);
+    let calls = |n: usize| {
+        let mut text = String::from("mov %r0, 0\n");
+        for _ in 0..n {
+            text.push_str("mov %r1, %r0\ncall 1\n");
+        }
+        text + "exit"
+    };
+    let text = match program.as_str() {
+        "empty" => "mov %r0, 0\nexit".to_string(),
+        "load" => "ldxb %r0, [%r1]\nexit".to_string(),
+        "helper1" => calls(1),
+        "helper10" => calls(10),
+        _ => {
+            eprintln!("unknown program {program}");
+            std::process::exit(2);
+        }
+    };
+    let vm = builder.load_asm(&text).unwrap_or_else(|e| panic!("{e}"));
+    let mut input = vec![7u8; 64];
+    let mut last = 0;
+    for _ in 0..runs {
+        last = vm.run(black_box(&mut input)).unwrap_or(u64::MAX);
+    }
+    println!(
+        "{program} on {}: r0 = {last} after {runs} runs",
+        engine.name()
+    );
+}
