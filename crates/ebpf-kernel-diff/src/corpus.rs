@@ -1,4 +1,4 @@
-//! The corpus set: every program of `tests/bpf/*.o` — real XDP and socket-filter programs
+//! The corpus set: every program of `tests/bpf/*.o` — real XDP, socket-filter and TC programs
 //! with maps and kernel helpers — run on the packets of `packets.rs`, packet after packet,
 //! in the kernel and on every engine, comparing after each packet the return value, the
 //! output packet and every map's contents.
@@ -90,14 +90,12 @@ fn corpus_dir() -> PathBuf {
 
 /// What the kernel loads a program of `section` as, or `None` for a section the corpus does
 /// not use.
-fn program_type(section: &str) -> Option<ProgramType> {
-    if section.starts_with("xdp") {
-        Some(ProgramType::Xdp)
-    } else if section.starts_with("socket") {
-        Some(ProgramType::SocketFilter)
-    } else {
-        None
-    }
+pub(crate) fn program_type(section: &str) -> Option<ProgramType> {
+    Some(match ebpf_vm::ProgramKind::from_section(section)? {
+        ebpf_vm::ProgramKind::Xdp => ProgramType::Xdp,
+        ebpf_vm::ProgramKind::SocketFilter => ProgramType::SocketFilter,
+        ebpf_vm::ProgramKind::Tc => ProgramType::SchedCls,
+    })
 }
 
 /// Every program of every object in `tests/bpf`, objects by name; a program whose object has
@@ -213,7 +211,8 @@ pub(crate) trait Side {
     fn snapshot(&mut self, drain_rings: bool) -> Result<Snapshot>;
 }
 
-/// The packet as compared: for socket filters without the Ethernet header.
+/// The packet as compared: for socket filters without the Ethernet header (TC programs see
+/// it, and the kernel copies it out).
 pub(crate) fn comparable_packet(program_type: ProgramType, frame: &[u8]) -> Vec<u8> {
     match program_type {
         ProgramType::SocketFilter => frame.get(packets::MIN_FRAME..).unwrap_or(&[]).to_vec(),
@@ -853,9 +852,10 @@ mod tests {
     fn the_corpus_has_every_program_and_its_seeds_name_real_maps() {
         let programs = programs().unwrap();
         let names: Vec<String> = programs.iter().map(CorpusProgram::name).collect();
-        // Ten programs, the ring buffer's logger twice (rings read after each packet, and
+        // Eleven programs, the ring buffer's logger twice (rings read after each packet, and
         // only at the end).
-        assert_eq!(programs.len(), 11, "{names:?}");
+        assert_eq!(programs.len(), 12, "{names:?}");
+        assert!(names.contains(&"tc_classifier.o tc_classifier".into()));
         assert!(
             names.contains(
                 &"socket_logger.o socket_logger (twice over, rings read at the end)".into()

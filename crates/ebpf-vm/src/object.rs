@@ -162,10 +162,17 @@ impl VmBuilder {
         let definitions = object.maps().map_err(LoadError::Elf)?;
         let mut maps = Maps::new(kernel.cpu_count());
         for d in &definitions {
+            let map_type = MapType::from_kernel(d.map_type);
+            // Loaders (libbpf, cilium/ebpf) give a perf event array whose definition leaves
+            // the sizes out 4-byte keys and values, the only sizes the kernel takes.
+            let implied = |size: u32| match map_type {
+                MapType::PerfEventArray if size == 0 => 4,
+                _ => size,
+            };
             let spec = MapSpec {
-                map_type: MapType::from_kernel(d.map_type),
-                key_size: d.key_size,
-                value_size: d.value_size,
+                map_type,
+                key_size: implied(d.key_size),
+                value_size: implied(d.value_size),
                 max_entries: d.max_entries,
                 flags: d.flags,
             };

@@ -377,6 +377,14 @@ impl Helper for KernelHelper {
             GET_SMP_PROCESSOR_ID => with_state(memory, |s, _| Ok(s.cpu as u64)),
             TRACE_PRINTK => trace_printk(env, a, memory),
             REDIRECT => with_state(memory, |s, _| {
+                if s.kind == Some(ProgramKind::Tc) {
+                    // TC: `BPF_F_INGRESS` (1) is the only flag; anything else is TC_ACT_SHOT.
+                    if a[1] & !1 != 0 {
+                        return Ok(2);
+                    }
+                    s.redirect = Some(a[0] as u32);
+                    return Ok(7); // TC_ACT_REDIRECT
+                }
                 if a[1] != 0 {
                     return Ok(0); // XDP_ABORTED: flags must be 0
                 }
@@ -419,7 +427,7 @@ impl Helper for KernelHelper {
                 }
             }),
             SKB_STORE_BYTES => with_state(memory, |s, memory| {
-                if s.kind != Some(ProgramKind::SocketFilter) {
+                if !s.kind.is_some_and(ProgramKind::is_skb) {
                     return Ok(errno(EINVAL));
                 }
                 if a[4] & !3 != 0 {
@@ -435,14 +443,14 @@ impl Helper for KernelHelper {
                 Ok(0)
             }),
             L3_CSUM_REPLACE | L4_CSUM_REPLACE => with_state(memory, |s, memory| {
-                if s.kind != Some(ProgramKind::SocketFilter) {
+                if !s.kind.is_some_and(ProgramKind::is_skb) {
                     return Ok(errno(EINVAL));
                 }
                 let (data, end) = packet_bounds(memory, s, a[0])?;
                 csum_replace(self.id == L4_CSUM_REPLACE, a, data, end, memory)
             }),
             GET_HASH_RECALC => with_state(memory, |s, memory| {
-                if s.kind != Some(ProgramKind::SocketFilter) {
+                if !s.kind.is_some_and(ProgramKind::is_skb) {
                     return Ok(0);
                 }
                 let mut hash = [0u8; 4];

@@ -356,3 +356,76 @@ fn tcp_options_loop_counts_option_kinds() {
         assert_eq!(count(8), 1);
     }
 }
+
+/// Runs a TC program of `object` on `frame` with the default TC context.
+fn tc(object: &Object, program: &str, frame: &[u8]) -> (ebpf_vm::Outcome, Vec<u8>) {
+    let mut packet = Packet::new(frame).unwrap();
+    let vm = object.program(program).unwrap();
+    let out = vm
+        .run_packet(&mut packet, &Context::default_for(ebpf_vm::ProgramKind::Tc))
+        .unwrap_or_else(|t| panic!("{program} on {}: {t}", vm.engine()));
+    (out, packet.bytes().to_vec())
+}
+
+#[test]
+fn tc_classifier_sees_the_frame_from_the_ethernet_header_and_acts() {
+    use ebpf_vm::TcAction;
+    for &engine in Engine::ALL {
+        let cls = object("tc_classifier", engine);
+        assert_eq!(
+            cls.program("tc_classifier").unwrap().program_kind(),
+            Some(ebpf_vm::ProgramKind::Tc)
+        );
+        // UDP: TTL 64 -> 63 with a valid header checksum, redirected to interface 2.
+        let frame = ipv4([10, 0, 0, 7], [10, 0, 0, 1], 17, &udp(5, 53, b"hi"));
+        let (out, after) = tc(&cls, "tc_classifier", &frame);
+        assert_eq!(
+            TcAction::from_r0(out.r0),
+            Some(TcAction::Redirect),
+            "{engine}"
+        );
+        assert_eq!(out.redirect, Some(2), "{engine}");
+        assert_eq!(after[22], frame[22] - 1, "{engine}: the TTL");
+        assert_eq!(
+            ones_sum(&after[14..34]),
+            0xffff,
+            "{engine}: the IPv4 checksum"
+        );
+        // What it saw: len is the whole frame (TC starts at the Ethernet header), protocol
+        // the Ethernet type as the kernel stores it, the loopback interface, no wire_len.
+        let seen = cls
+            .map("last")
+            .unwrap()
+            .lookup(&0u32.to_le_bytes())
+            .unwrap()
+            .unwrap();
+        let field = |i: usize| u32::from_le_bytes(seen[4 * i..4 * i + 4].try_into().unwrap());
+        assert_eq!(field(0), frame.len() as u32, "{engine}: len");
+        assert_eq!(field(1), 0x0008, "{engine}: protocol");
+        assert_eq!(field(2), 1, "{engine}: ifindex");
+        assert_eq!(field(9), 0, "{engine}: wire_len");
+        assert_eq!(field(10), frame.len() as u32, "{engine}: data_end - data");
+        // ICMP is shot, TCP passes, ARP is left to the qdisc.
+        let icmp = ipv4([10, 0, 0, 7], [10, 0, 0, 1], 1, &[8, 0, 0, 0, 0, 0, 0, 0]);
+        let (out, _) = tc(&cls, "tc_classifier", &icmp);
+        assert_eq!(TcAction::from_r0(out.r0), Some(TcAction::Shot), "{engine}");
+        let ssh = ipv4([10, 0, 0, 7], [10, 0, 0, 1], 6, &tcp(1000, 22, 2, &[]));
+        let (out, after) = tc(&cls, "tc_classifier", &ssh);
+        assert_eq!(TcAction::from_r0(out.r0), Some(TcAction::Ok), "{engine}");
+        assert_eq!(after, ssh, "{engine}: TCP is not rewritten");
+        let (out, _) = tc(&cls, "tc_classifier", &arp());
+        assert_eq!(
+            TcAction::from_r0(out.r0),
+            Some(TcAction::Unspec),
+            "{engine}"
+        );
+        // One packet per action: UNSPEC (key 0), OK (1), SHOT (3), REDIRECT (8).
+        for (key, n) in [(0, 1), (1, 1), (3, 1), (8, 1), (4, 0)] {
+            assert_eq!(
+                u64_at(&cls, "actions", key),
+                n,
+                "{engine}: action key {key}"
+            );
+        }
+    }
+}
