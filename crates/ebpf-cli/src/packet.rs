@@ -69,7 +69,14 @@ pub(crate) fn run(path: &Path, choice: &ElfChoice, args: &PacketRun<'_>) -> Resu
         _ => {}
     }
     if let Some(target) = outcome.redirect {
-        out.push_str(&format!("redirect: {target}\n"));
+        out.push_str(&format!("redirect: interface {target}\n"));
+    }
+    if let Some((map, key)) = outcome.redirect_map {
+        let name = object
+            .maps()
+            .by_index(map as usize)
+            .map_or_else(|| format!("#{map}"), |m| isa::quoted(m.name()).to_string());
+        out.push_str(&format!("redirect: map `{name}` key {key}\n"));
     }
     out.push_str(&format!("packet: {}\n", hex(packet.bytes())));
     if args.maps_dump {

@@ -89,6 +89,9 @@ pub struct Outcome {
     pub instructions: u64,
     /// The interface `bpf_redirect` recorded.
     pub redirect: Option<u32>,
+    /// The entry `bpf_redirect_map` recorded: the map's index in [`Object::maps`] (its
+    /// creation order) and the key (a devmap's slot, a CPU, a queue).
+    pub redirect_map: Option<(u32, u32)>,
     /// Tail calls taken.
     pub tail_calls: u32,
 }
@@ -380,6 +383,7 @@ impl Vm {
         state.tail_call = None;
         state.tail_calls = 0;
         state.redirect = None;
+        state.redirect_map = None;
         state.programs = programs.map_or(0, |p| p.len() as u32);
         let stack_size = usize::try_from(self.limits.stack_size()).unwrap_or(usize::MAX);
         let mut compiled: &dyn Executable = &*self.compiled;
@@ -428,6 +432,7 @@ impl Vm {
             r0: exit.r0,
             instructions: exit.instructions,
             redirect: state.redirect,
+            redirect_map: state.redirect_map,
             tail_calls: state.tail_calls,
         });
         drop(slot);

@@ -44,6 +44,7 @@ pub const KERNEL_HELPER_IDS: &[u32] = &[
     CSUM_DIFF,
     GET_HASH_RECALC,
     XDP_ADJUST_HEAD,
+    REDIRECT_MAP,
     XDP_ADJUST_TAIL,
     MAP_PUSH_ELEM,
     MAP_POP_ELEM,
@@ -75,6 +76,7 @@ const SKB_LOAD_BYTES: u32 = 26;
 const CSUM_DIFF: u32 = 28;
 const GET_HASH_RECALC: u32 = 34;
 const XDP_ADJUST_HEAD: u32 = 44;
+const REDIRECT_MAP: u32 = 51;
 const XDP_ADJUST_TAIL: u32 = 65;
 const MAP_PUSH_ELEM: u32 = 87;
 const MAP_POP_ELEM: u32 = 88;
@@ -296,6 +298,8 @@ pub(crate) struct RunState {
     pub(crate) tail_calls: u32,
     /// The target `bpf_redirect` recorded.
     pub(crate) redirect: Option<u32>,
+    /// The entry `bpf_redirect_map` recorded: (the map's index, the key).
+    pub(crate) redirect_map: Option<(u32, u32)>,
     /// How many programs the run's object has (valid tail-call targets).
     pub(crate) programs: u32,
     /// A reusable buffer for keys and values (allocated once per thread).
@@ -383,12 +387,14 @@ impl Helper for KernelHelper {
                         return Ok(2);
                     }
                     s.redirect = Some(a[0] as u32);
+                    s.redirect_map = None;
                     return Ok(7); // TC_ACT_REDIRECT
                 }
                 if a[1] != 0 {
                     return Ok(0); // XDP_ABORTED: flags must be 0
                 }
                 s.redirect = Some(a[0] as u32);
+                s.redirect_map = None;
                 Ok(4)
             }),
             CSUM_DIFF => csum_diff(a, memory),
@@ -566,6 +572,31 @@ impl KernelHelper {
                     (Ok(Some(off)), Some(region)) => Ok(layout::vm_addr(region, off as u64)),
                     _ => Ok(0),
                 }
+            }
+            REDIRECT_MAP => {
+                // `__bpf_xdp_redirect_map`: the low two bits of the flags are the action on a
+                // miss; devmaps also take BPF_F_BROADCAST (8) and BPF_F_EXCLUDE_INGRESS (16).
+                const ACTIONS: u64 = 3;
+                const BROADCAST: u64 = 8;
+                const EXCLUDE_INGRESS: u64 = 16;
+                let flags = a[2];
+                let allowed = match spec.map_type {
+                    MapType::DevMap | MapType::DevMapHash => ACTIONS | BROADCAST | EXCLUDE_INGRESS,
+                    _ => ACTIONS,
+                };
+                if flags & !allowed != 0 {
+                    return Ok(0); // XDP_ABORTED
+                }
+                let key = a[1] as u32;
+                let Some(found) = map.redirect_entry(key) else {
+                    return Ok(0);
+                };
+                if !found && flags & BROADCAST == 0 {
+                    return Ok(flags & ACTIONS);
+                }
+                s.redirect_map = Some((index as u32, key));
+                s.redirect = None;
+                Ok(4) // XDP_REDIRECT
             }
             RINGBUF_QUERY => match map.ring_query() {
                 Ok((avail, size)) => Ok(match a[1] {

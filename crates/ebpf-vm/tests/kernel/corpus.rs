@@ -429,3 +429,64 @@ fn tc_classifier_sees_the_frame_from_the_ethernet_header_and_acts() {
         }
     }
 }
+
+#[test]
+fn redirect_map_records_the_entry_or_returns_the_miss_action() {
+    use ebpf_vm::maps::UpdateFlags;
+    for &engine in Engine::ALL {
+        let fwd = object("xdp_redirect", engine);
+        let index = |name: &str| fwd.maps().iter().position(|m| m.name() == name).unwrap() as u32;
+        let entry = |ifindex: u32| [ifindex.to_le_bytes(), 0u32.to_le_bytes()].concat();
+        fwd.map("by_port")
+            .unwrap()
+            .update(&5u32.to_le_bytes(), &entry(9), UpdateFlags::Any)
+            .unwrap();
+        let run = |frame: &[u8]| {
+            let mut packet = Packet::new(frame).unwrap();
+            let ctx = Context::default_for(ebpf_vm::ProgramKind::Xdp);
+            fwd.program("xdp_redirect")
+                .unwrap()
+                .run_packet(&mut packet, &ctx)
+                .unwrap()
+        };
+        // UDP to port 53 (53 % 8 = 5): the devmap hash entry; port 54: a miss, XDP_DROP.
+        let out = run(&ipv4([10, 0, 0, 7], [10, 0, 0, 1], 17, &udp(1, 53, b"")));
+        assert_eq!(out.xdp_action(), Some(XdpAction::Redirect), "{engine}");
+        assert_eq!(out.redirect_map, Some((index("by_port"), 5)), "{engine}");
+        let out = run(&ipv4([10, 0, 0, 7], [10, 0, 0, 1], 17, &udp(1, 54, b"")));
+        assert_eq!(out.xdp_action(), Some(XdpAction::Drop), "{engine}");
+        assert_eq!(out.redirect_map, None, "{engine}");
+        // ICMP broadcasts through the (empty) devmap: a redirect all the same.
+        let icmp = ipv4([10, 0, 0, 7], [10, 0, 0, 1], 1, &[8, 0, 0, 0, 0, 0, 0, 0]);
+        let out = run(&icmp);
+        assert_eq!(out.xdp_action(), Some(XdpAction::Redirect), "{engine}");
+        // Non-IPv4 goes to queue 0's AF_XDP socket once the host sets one.
+        assert_eq!(run(&arp()).xdp_action(), Some(XdpAction::Pass), "{engine}");
+        fwd.map("xsks")
+            .unwrap()
+            .update(&0u32.to_le_bytes(), &42u32.to_le_bytes(), UpdateFlags::Any)
+            .unwrap();
+        let out = run(&arp());
+        assert_eq!(out.redirect_map, Some((index("xsks"), 0)), "{engine}");
+        // TCP from 10.0.0.8 (8 % 4 = 0): CPU 0 once the host gives it a queue.
+        let tcp_frame = ipv4([10, 0, 0, 8], [10, 0, 0, 1], 6, &tcp(1, 80, 2, &[]));
+        assert_eq!(
+            run(&tcp_frame).xdp_action(),
+            Some(XdpAction::Pass),
+            "{engine}"
+        );
+        fwd.map("cpus")
+            .unwrap()
+            .update(&0u32.to_le_bytes(), &entry(64), UpdateFlags::Any)
+            .unwrap();
+        assert_eq!(
+            run(&tcp_frame).redirect_map,
+            Some((index("cpus"), 0)),
+            "{engine}"
+        );
+        // Counted per action: ABORTED 0, DROP 1, PASS 2, REDIRECT 4.
+        assert_eq!(u64_at(&fwd, "actions", 1), 1, "{engine}");
+        assert_eq!(u64_at(&fwd, "actions", 2), 2, "{engine}");
+        assert_eq!(u64_at(&fwd, "actions", 4), 4, "{engine}");
+    }
+}
