@@ -878,9 +878,9 @@ mod tests {
     fn the_corpus_has_every_program_and_its_seeds_name_real_maps() {
         let programs = programs().unwrap();
         let names: Vec<String> = programs.iter().map(CorpusProgram::name).collect();
-        // Twelve programs, the ring buffer's logger twice (rings read after each packet, and
+        // Thirteen programs, the ring buffer's logger twice (rings read after each packet, and
         // only at the end).
-        assert_eq!(programs.len(), 13, "{names:?}");
+        assert_eq!(programs.len(), 14, "{names:?}");
         assert!(names.contains(&"tc_classifier.o tc_classifier".into()));
         assert!(
             names.contains(

@@ -256,10 +256,8 @@ impl VmBuilder {
         let program = match inline_loop::inline_loops(program) {
             Ok(Some(inlined)) => resolve_maps(&inlined),
             Ok(None) => resolve_maps(program),
-            Err(inline_loop::UnknownCallback) => {
-                return Err(LoadError::UnsupportedHelper {
-                    id: inline_loop::LOOP,
-                });
+            Err(inline_loop::UnknownCallback(id)) => {
+                return Err(LoadError::UnsupportedHelper { id });
             }
         };
         for (_, insn) in program.iter() {

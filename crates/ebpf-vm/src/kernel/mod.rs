@@ -193,7 +193,10 @@ impl KernelHelpers {
             rng: AtomicU64::new(self.seed),
             trace: self.trace.clone(),
         });
-        for &id in KERNEL_HELPER_IDS {
+        for &id in KERNEL_HELPER_IDS
+            .iter()
+            .chain([&inline_loop::FOR_EACH_STEP])
+        {
             helpers.insert(
                 id,
                 KernelHelper {
@@ -469,9 +472,45 @@ impl Helper for KernelHelper {
                 }
                 adjust(self.id == XDP_ADJUST_HEAD, a, memory)
             }),
+            inline_loop::FOR_EACH_STEP => for_each_step(env, a, memory),
             _ => self.map_helper(a, memory),
         }
     }
+}
+
+/// The inlined `for_each_map_elem`'s step (see `inline_loop`): of map `a[0]`, the element
+/// whose value lies first at or after offset `a[1]` in the map's region, its key copied to
+/// `a[2]`, its value's address returned; 0 past the last element. Arrays are visited in index
+/// order, hashes in the order of their slots (the kernel's is its buckets'). Each step lists
+/// the map's elements: a visit of `n` elements costs `n²`.
+fn for_each_step(env: &Env, a: [u64; 5], memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
+    let Some((index, map)) = env.maps.decode(a[0]) else {
+        return Err(HelperError::failed(format!(
+            "for_each_map_elem called with {:#x}, which is not a map",
+            a[0]
+        )));
+    };
+    let Some(region) = env.maps.regions.get(index).copied().flatten() else {
+        return Ok(0);
+    };
+    let Ok(elements) = map.element_offsets() else {
+        return Ok(0);
+    };
+    let cursor = usize::try_from(a[1]).unwrap_or(usize::MAX);
+    let Some((key, offset)) = elements
+        .iter()
+        .filter(|(_, offset)| *offset >= cursor)
+        .min_by_key(|(_, offset)| *offset)
+    else {
+        return Ok(0);
+    };
+    if key.len() > (-i32::from(inline_loop::FOR_EACH_KEY) - 32) as usize {
+        return Err(HelperError::failed(
+            "for_each_map_elem: keys longer than 480 bytes do not fit the frame",
+        ));
+    }
+    memory.write(a[2], key)?;
+    Ok(layout::vm_addr(region, *offset as u64))
 }
 
 /// The message of the helper error a taken tail call ends its program with (the facade

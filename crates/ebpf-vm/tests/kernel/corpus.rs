@@ -490,3 +490,38 @@ fn redirect_map_records_the_entry_or_returns_the_miss_action() {
         assert_eq!(u64_at(&fwd, "actions", 4), 4, "{engine}");
     }
 }
+
+#[test]
+fn for_each_map_elem_walks_arrays_in_order_and_survives_deletes() {
+    for &engine in Engine::ALL {
+        let stats = object("xdp_flow_stats", engine);
+        let udp_from =
+            |last: u8| ipv4([10, 0, 0, last], [10, 0, 0, 1], 17, &udp(1, 53, &[0; 1000]));
+        // Sources 1 (four packets) and 2 (one): the fourth packet from 1 evicts it during
+        // the walk that counts it.
+        for last in [1, 1, 2, 1, 1] {
+            assert_eq!(
+                xdp(&stats, "xdp_flow_stats", &udp_from(last)).0,
+                XdpAction::Pass
+            );
+        }
+        let total = |key| u64_at(&stats, "totals", key);
+        let frame = udp_from(1).len() as u64;
+        // Five UDP frames of 1,042 bytes: past the 4,096-byte limit at slot 1 (UDP), so the
+        // array walk stops there, after visiting slots 0 and 1.
+        assert_eq!(total(0), 5 * frame, "{engine}: bytes summed");
+        assert_eq!(total(1), 2, "{engine}: array elements visited");
+        assert_eq!(total(2), 2, "{engine}: stopped at slot 1 (+1)");
+        // The last walk saw sources 1 (4 packets, evicted) and 2 (1 packet).
+        assert_eq!(total(3), 2, "{engine}: sources");
+        assert_eq!(total(4), 5, "{engine}: their packets");
+        assert_eq!(total(5), 2, "{engine}: hash elements visited");
+        assert_eq!(total(6), 1, "{engine}: evicted");
+        let sources = stats.map("sources").unwrap();
+        assert_eq!(sources.lookup(&[10, 0, 0, 1]).unwrap(), None, "{engine}");
+        assert!(
+            sources.lookup(&[10, 0, 0, 2]).unwrap().is_some(),
+            "{engine}"
+        );
+    }
+}
