@@ -979,21 +979,35 @@ impl Vm {
     /// A run's memory with the regions every run of this VM has: the ELF images (the
     /// writable one copied fresh into `data_image`) and the read-only regions.
     pub(crate) fn fixed_regions<'a>(&'a self, data_image: &'a mut Vec<u8>) -> MemoryMap<'a> {
-        let mut map = MemoryMap::new();
-        if let Some(rodata) = &self.images.rodata {
-            map.insert(layout::RODATA, Region::ReadOnly(rodata));
-        }
-        if let Some(image) = self.images.data.as_deref() {
+        data_regions(&self.images, &self.read_only_regions, data_image, true)
+    }
+}
+
+/// The regions of a program's data: its read-only image, the writable copy of its `.data`
+/// (made afresh from the image when `fresh`, else left as the run's previous program left
+/// it), and the embedder's read-only regions.
+pub(crate) fn data_regions<'a>(
+    images: &'a Images,
+    read_only_regions: &'a [Arc<[u8]>],
+    data_image: &'a mut Vec<u8>,
+    fresh: bool,
+) -> MemoryMap<'a> {
+    let mut map = MemoryMap::new();
+    if let Some(rodata) = &images.rodata {
+        map.insert(layout::RODATA, Region::ReadOnly(rodata));
+    }
+    if let Some(image) = images.data.as_deref() {
+        if fresh || data_image.len() != image.len() {
             // Fresh for every run: a copy of the object's initial contents.
             data_image.clear();
             data_image.extend_from_slice(image);
-            map.insert(layout::DATA, Region::Writable(data_image));
         }
-        for (i, region) in self.read_only_regions.iter().enumerate() {
-            map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));
-        }
-        map
+        map.insert(layout::DATA, Region::Writable(data_image));
     }
+    for (i, region) in read_only_regions.iter().enumerate() {
+        map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));
+    }
+    map
 }
 
 /// A trap at the stand-in for a slot that did not decode says so, whichever engine ran it (the

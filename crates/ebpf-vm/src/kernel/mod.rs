@@ -279,11 +279,25 @@ impl ObjectMaps {
         Some((index, self.maps.by_index(index)?))
     }
 
-    /// The map whose value region holds `addr`, and the offset of `addr` in it.
-    fn by_address(&self, addr: u64) -> Option<(&Map, usize)> {
+    /// The map whose value region holds `addr` (its index and itself), and the offset of
+    /// `addr` in it.
+    fn by_address(&self, addr: u64) -> Option<(usize, &Map, usize)> {
         let region = layout::region_of(addr);
         let index = self.regions.iter().position(|r| *r == Some(region))?;
-        Some((self.maps.by_index(index)?, layout::offset_of(addr) as usize))
+        Some((
+            index,
+            self.maps.by_index(index)?,
+            layout::offset_of(addr) as usize,
+        ))
+    }
+
+    /// Discards the ring buffer records a run reserved and left (see [`RunState::reserved`]).
+    pub(crate) fn release(&self, reserved: &mut Vec<(usize, usize)>) {
+        for (index, offset) in reserved.drain(..) {
+            if let Some(map) = self.maps.by_index(index) {
+                let _ = map.ring_commit(offset, true);
+            }
+        }
     }
 }
 
@@ -307,6 +321,10 @@ pub(crate) struct RunState {
     pub(crate) programs: u32,
     /// A reusable buffer for keys and values (allocated once per thread).
     pub(crate) buf: Vec<u8>,
+    /// Ring buffer records this run reserved and has not submitted or discarded yet:
+    /// (the map's index, the record's offset). The facade discards them when the run ends
+    /// (the kernel's verifier refuses a program that can leak one; ours does not check).
+    pub(crate) reserved: Vec<(usize, usize)>,
 }
 
 /// What every kernel helper of one set shares.
@@ -522,11 +540,14 @@ impl KernelHelper {
     fn map_helper(&self, a: [u64; 5], memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
         let maps = &self.env.maps;
         if matches!(self.id, RINGBUF_SUBMIT | RINGBUF_DISCARD) {
-            let Some((map, offset)) = maps.by_address(a[0]) else {
+            let Some((index, map, offset)) = maps.by_address(a[0]) else {
                 return Err(HelperError::failed("ringbuf submit/discard of no record"));
             };
             return match map.ring_commit(offset, self.id == RINGBUF_DISCARD) {
-                Ok(true) => Ok(0),
+                Ok(true) => with_state(memory, |s, _| {
+                    s.reserved.retain(|&r| r != (index, offset));
+                    Ok(0)
+                }),
                 _ => Err(HelperError::failed("ringbuf submit/discard of no record")),
             };
         }
@@ -608,7 +629,10 @@ impl KernelHelper {
                     map.ring_reserve(a[1]),
                     maps.regions.get(index).copied().flatten(),
                 ) {
-                    (Ok(Some(off)), Some(region)) => Ok(layout::vm_addr(region, off as u64)),
+                    (Ok(Some(off)), Some(region)) => {
+                        s.reserved.push((index, off));
+                        Ok(layout::vm_addr(region, off as u64))
+                    }
                     _ => Ok(0),
                 }
             }
