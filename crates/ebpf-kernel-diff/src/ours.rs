@@ -27,7 +27,7 @@ const BUDGET: u64 = 1_000_000;
 /// (`load_elf`, its own maps).
 enum Loaded {
     Object(Object),
-    Single(Vm),
+    Single(Box<Vm>),
 }
 
 impl Loaded {
@@ -89,11 +89,11 @@ fn load(program: &CorpusProgram, engine: Engine) -> Result<OurSide> {
                     .join(", ")
             ));
         }
-        Err(whole) => Loaded::Single(
+        Err(whole) => Loaded::Single(Box::new(
             builder(engine)
                 .load_elf(&program.object, Selector::Function(&program.entry))
                 .map_err(|alone| anyhow!("{alone} (the whole object: {whole})"))?,
-        ),
+        )),
     };
     let kind = match program.program_type {
         ProgramType::SocketFilter => ProgramKind::SocketFilter,
