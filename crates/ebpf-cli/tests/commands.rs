@@ -1024,7 +1024,9 @@ fn run_with_a_packet_names_tc_actions_and_redirects() {
     // Ethernet, IPv4 (TTL 64, protocol UDP, checksum 0x26c7), UDP 5 -> 53 with "hi".
     let frame: Vec<u8> = [
         &[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0][..],
-        &[0x45, 0, 0, 30, 0, 1, 0x40, 0, 64, 17, 0x26, 0xc7, 10, 0, 0, 7, 10, 0, 0, 1],
+        &[
+            0x45, 0, 0, 30, 0, 1, 0x40, 0, 64, 17, 0x26, 0xc7, 10, 0, 0, 7, 10, 0, 0, 1,
+        ],
         &[0, 5, 0, 53, 0, 10, 0, 0, b'h', b'i'],
     ]
     .concat();
