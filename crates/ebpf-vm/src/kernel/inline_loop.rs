@@ -139,26 +139,7 @@ fn loop_function(start: usize, callback: usize) -> Vec<Insn> {
     const R2: Reg = Reg::R2;
     const R3: Reg = Reg::R3;
     const R4: Reg = Reg::R4;
-    const R10: Reg = Reg::R10;
-    let mov = |dst, src| Insn::Alu {
-        width: Width::W64,
-        op: AluOp::Mov,
-        dst,
-        src,
-    };
-    let store = |off, src| Insn::Store {
-        size: Size::DW,
-        dst: R10,
-        off,
-        src,
-    };
-    let load = |dst, off| Insn::Load {
-        size: Size::DW,
-        signed: false,
-        dst,
-        src: R10,
-        off,
-    };
+    let mov = |dst, src| mov(Width::W64, dst, src);
     let jump = |cond, dst, src, off| Insn::Jump {
         width: Width::W64,
         cond,
@@ -186,13 +167,7 @@ fn loop_function(start: usize, callback: usize) -> Vec<Insn> {
             imm: (callback as i64 - call_at as i64 - 1) as i32,
         },
         /* 10 */ load(R1, -24),
-        /* 11 */
-        Insn::Alu {
-            width: Width::W64,
-            op: AluOp::Add,
-            dst: R1,
-            src: Operand::Imm(1),
-        },
+        /* 11 */ add(R1, 1),
         /* 12 */ store(-24, Operand::Reg(R1)),
         /* 13 */ jump(Cond::Eq, R0, Operand::Imm(0), -9), // -> 5: next
         /* 14 */ load(R0, -24),
@@ -217,31 +192,6 @@ fn for_each_function(start: usize, callback: usize) -> Vec<Insn> {
     const R3: Reg = Reg::R3;
     const R4: Reg = Reg::R4;
     const R10: Reg = Reg::R10;
-    let mov = |width, dst, src| Insn::Alu {
-        width,
-        op: AluOp::Mov,
-        dst,
-        src,
-    };
-    let add = |dst, imm| Insn::Alu {
-        width: Width::W64,
-        op: AluOp::Add,
-        dst,
-        src: Operand::Imm(imm),
-    };
-    let store = |off, src| Insn::Store {
-        size: Size::DW,
-        dst: R10,
-        off,
-        src,
-    };
-    let load = |dst, off| Insn::Load {
-        size: Size::DW,
-        signed: false,
-        dst,
-        src: R10,
-        off,
-    };
     let jump = |cond, dst, off| Insn::Jump {
         width: Width::W64,
         cond,
@@ -292,4 +242,45 @@ fn for_each_function(start: usize, callback: usize) -> Vec<Insn> {
         /* 26 */ mov(Width::W64, R0, Operand::Imm(-22)),
         /* 27 */ Insn::Exit,
     ]
+}
+
+/// `*(u64 *)(r10 + off) = src`: a slot of the inlined function's frame.
+fn store(off: i16, src: Operand) -> Insn {
+    Insn::Store {
+        size: Size::DW,
+        dst: Reg::R10,
+        off,
+        src,
+    }
+}
+
+/// `dst = *(u64 *)(r10 + off)`.
+fn load(dst: Reg, off: i16) -> Insn {
+    Insn::Load {
+        size: Size::DW,
+        signed: false,
+        dst,
+        src: Reg::R10,
+        off,
+    }
+}
+
+/// `dst = src` at `width` (32 bits zero-extends).
+fn mov(width: Width, dst: Reg, src: Operand) -> Insn {
+    Insn::Alu {
+        width,
+        op: AluOp::Mov,
+        dst,
+        src,
+    }
+}
+
+/// `dst += imm`.
+fn add(dst: Reg, imm: i32) -> Insn {
+    Insn::Alu {
+        width: Width::W64,
+        op: AluOp::Add,
+        dst,
+        src: Operand::Imm(imm),
+    }
 }
