@@ -111,7 +111,7 @@ class Map:
     def items(self) -> List[Tuple[bytes, bytes]]: ...
 
 class Object:
-    """The XDP and socket-filter programs of a BPF ELF object, sharing its maps."""
+    """The XDP, socket-filter and TC programs of a BPF ELF object, sharing its maps."""
     @staticmethod
     def load(
         path: Union[str, "os.PathLike[str]"],

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result, anyhow, bail};
 use ebpf_cli::{ElfChoice, MAX_PROGRAM_FILE, quote_path, read_file_bounded};
 use ebpf_vm::maps::{Map, UpdateFlags};
-use ebpf_vm::{Context, Engine, KernelHelpers, Object, Packet, Vm, XdpAction, isa};
+use ebpf_vm::{Context, Engine, KernelHelpers, Object, Packet, TcAction, Vm, XdpAction, isa};
 use serde_json::{Map as JsonMap, Value, json};
 
 /// What `run` was asked to do with a packet.
@@ -50,16 +50,33 @@ pub(crate) fn run(path: &Path, choice: &ElfChoice, args: &PacketRun<'_>) -> Resu
     let kind = vm.program_kind().unwrap_or(ebpf_vm::ProgramKind::Xdp);
     let outcome = vm.run_packet(&mut packet, &Context::default_for(kind))?;
     let mut out = format!("{:#x}\n", outcome.r0);
-    if kind == ebpf_vm::ProgramKind::Xdp {
-        let action = match outcome.xdp_action() {
-            Some(XdpAction::Aborted) => "XDP_ABORTED",
-            Some(XdpAction::Drop) => "XDP_DROP",
-            Some(XdpAction::Pass) => "XDP_PASS",
-            Some(XdpAction::Tx) => "XDP_TX",
-            Some(XdpAction::Redirect) => "XDP_REDIRECT",
-            None => "not an XDP action",
-        };
-        out.push_str(&format!("action: {action}\n"));
+    match kind {
+        ebpf_vm::ProgramKind::Xdp => {
+            let action = match outcome.xdp_action() {
+                Some(XdpAction::Aborted) => "XDP_ABORTED",
+                Some(XdpAction::Drop) => "XDP_DROP",
+                Some(XdpAction::Pass) => "XDP_PASS",
+                Some(XdpAction::Tx) => "XDP_TX",
+                Some(XdpAction::Redirect) => "XDP_REDIRECT",
+                None => "not an XDP action",
+            };
+            out.push_str(&format!("action: {action}\n"));
+        }
+        ebpf_vm::ProgramKind::Tc => {
+            let action = TcAction::from_r0(outcome.r0).map_or("not a TC action", TcAction::name);
+            out.push_str(&format!("action: {action}\n"));
+        }
+        _ => {}
+    }
+    if let Some(target) = outcome.redirect {
+        out.push_str(&format!("redirect: interface {target}\n"));
+    }
+    if let Some((map, key)) = outcome.redirect_map {
+        let name = object
+            .maps()
+            .by_index(map as usize)
+            .map_or_else(|| format!("#{map}"), |m| isa::quoted(m.name()).to_string());
+        out.push_str(&format!("redirect: map `{name}` key {key}\n"));
     }
     out.push_str(&format!("packet: {}\n", hex(packet.bytes())));
     if args.maps_dump {

@@ -1014,3 +1014,40 @@ fn run_with_a_packet_seeds_runs_and_dumps_the_maps() {
     );
     one_line_error(&out, &["nope", "no such map"]);
 }
+
+/// `run prog.o --packet` on a TC program prints its `TC_ACT_*` and where it redirected: the
+/// classifier of tests/bpf/ redirects UDP to interface 2 after decrementing the TTL.
+#[test]
+fn run_with_a_packet_names_tc_actions_and_redirects() {
+    let dir = TempDir::new("tc-packet");
+    let object = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/bpf/tc_classifier.o");
+    // Ethernet, IPv4 (TTL 64, protocol UDP, checksum 0x26c7), UDP 5 -> 53 with "hi".
+    let frame: Vec<u8> = [
+        &[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0][..],
+        &[
+            0x45, 0, 0, 30, 0, 1, 0x40, 0, 64, 17, 0x26, 0xc7, 10, 0, 0, 7, 10, 0, 0, 1,
+        ],
+        &[0, 5, 0, 53, 0, 10, 0, 0, b'h', b'i'],
+    ]
+    .concat();
+    let frame_path = dir.write("frame.bin", &frame);
+    let out = ok(&ebpf(
+        &dir,
+        &[
+            "run",
+            object.to_str().unwrap(),
+            "--packet",
+            frame_path.to_str().unwrap(),
+        ],
+    ));
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("0x7"), "{out}");
+    assert_eq!(lines.next(), Some("action: TC_ACT_REDIRECT"));
+    assert_eq!(lines.next(), Some("redirect: interface 2"));
+    // TTL 63, the checksum one more (0x27c7).
+    let mut expected = frame.clone();
+    expected[22] = 63;
+    expected[24..26].copy_from_slice(&[0x27, 0xc7]);
+    let hex: String = expected.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(lines.next(), Some(format!("packet: {hex}").as_str()));
+}

@@ -37,6 +37,14 @@ const PROGRAMS: &[(&str, &[(&str, &str)])] = &[
         "unsupported/kfunc",
         &[("uses_kfunc", "xdp"), ("uses_kconfig", "tc")],
     ),
+    (
+        "unsupported/program_types",
+        &[
+            ("probe", "kprobe/do_sys_open"),
+            ("trace", "tracepoint/syscalls/sys_enter_openat"),
+            ("entry", "fentry/tcp_connect"),
+        ],
+    ),
     // The corpus of `tests/bpf/` (maps, kernel contexts and helpers).
     ("../bpf/socket_logger", &[("socket_logger", "socket")]),
     ("../bpf/xdp_conntrack", &[("xdp_conntrack", "xdp")]),
@@ -53,6 +61,13 @@ const PROGRAMS: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     ("../bpf/xdp_tcp_options", &[("xdp_tcp_options", "xdp")]),
+    ("../bpf/tc_classifier", &[("tc_classifier", "tc")]),
+    ("../bpf/xdp_redirect", &[("xdp_redirect", "xdp")]),
+    ("../bpf/xdp_flow_stats", &[("xdp_flow_stats", "xdp")]),
+    (
+        "../bpf/vm-only/xdp_globals",
+        &[("second", "xdp"), ("first", "xdp")],
+    ),
 ];
 
 fn parse(name: &str) -> ElfObject {

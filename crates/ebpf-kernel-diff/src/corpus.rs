@@ -1,4 +1,4 @@
-//! The corpus set: every program of `tests/bpf/*.o` — real XDP and socket-filter programs
+//! The corpus set: every program of `tests/bpf/*.o` — real XDP, socket-filter and TC programs
 //! with maps and kernel helpers — run on the packets of `packets.rs`, packet after packet,
 //! in the kernel and on every engine, comparing after each packet the return value, the
 //! output packet and every map's contents.
@@ -20,6 +20,8 @@
 //!   and every other copy of the kernel's must be zero (a snapshot fails if not).
 //! - **Ring buffers**: the records submitted since the last snapshot, in order (both sides
 //!   drain them after each packet; discarded records are not records).
+//! - **Xskmaps**: not compared (the kernel lets no host read one; programs cannot write one).
+//! - **Devmaps, devmap hashes, cpumaps**: as hash maps (the present entries).
 //! - **Prog arrays**: which slots hold a program (the kernel's values are kernel-wide program
 //!   ids, ours indices).
 //! - **Output packet**: the whole frame for XDP. A socket filter's view starts at the network
@@ -47,6 +49,9 @@ use crate::packets::{self, Category, Packet};
 const PROG_ARRAY: u32 = 3;
 /// `BPF_MAP_TYPE_RINGBUF`.
 const RINGBUF: u32 = 27;
+/// `BPF_MAP_TYPE_XSKMAP`: the kernel lets no host read one (`EOPNOTSUPP`), so its contents
+/// are not compared (programs cannot change them either).
+pub(crate) const XSKMAP: u32 = 17;
 /// The CPU the set's thread is pinned to, whose copy of per-CPU values the kernel fills.
 pub(crate) const CPU: usize = 0;
 
@@ -90,14 +95,12 @@ fn corpus_dir() -> PathBuf {
 
 /// What the kernel loads a program of `section` as, or `None` for a section the corpus does
 /// not use.
-fn program_type(section: &str) -> Option<ProgramType> {
-    if section.starts_with("xdp") {
-        Some(ProgramType::Xdp)
-    } else if section.starts_with("socket") {
-        Some(ProgramType::SocketFilter)
-    } else {
-        None
-    }
+pub(crate) fn program_type(section: &str) -> Option<ProgramType> {
+    Some(match ebpf_vm::ProgramKind::from_section(section)? {
+        ebpf_vm::ProgramKind::Xdp => ProgramType::Xdp,
+        ebpf_vm::ProgramKind::SocketFilter => ProgramType::SocketFilter,
+        ebpf_vm::ProgramKind::Tc => ProgramType::SchedCls,
+    })
 }
 
 /// Every program of every object in `tests/bpf`, objects by name; a program whose object has
@@ -175,6 +178,26 @@ pub(crate) fn seeds(object_name: &str) -> Vec<Seed> {
                 ("backends", u32::from(i).to_le_bytes().to_vec(), backend)
             })
             .collect(),
+        "xdp_redirect.o" => {
+            // Interface 1 is the loopback device, the only one the kernel surely has; CPU 0
+            // the one the set runs on. Values: the interface (devmap), then no program.
+            let entry = |ifindex: u32| [ifindex.to_le_bytes(), 0u32.to_le_bytes()].concat();
+            vec![
+                (
+                    "tx_ports",
+                    1u32.to_le_bytes().to_vec(),
+                    1u32.to_le_bytes().to_vec(),
+                ),
+                (
+                    "tx_ports",
+                    3u32.to_le_bytes().to_vec(),
+                    1u32.to_le_bytes().to_vec(),
+                ),
+                ("by_port", 3u32.to_le_bytes().to_vec(), entry(1)),
+                ("by_port", 5u32.to_le_bytes().to_vec(), entry(1)),
+                ("cpus", 0u32.to_le_bytes().to_vec(), entry(64)),
+            ]
+        }
         _ => Vec::new(),
     }
 }
@@ -213,7 +236,8 @@ pub(crate) trait Side {
     fn snapshot(&mut self, drain_rings: bool) -> Result<Snapshot>;
 }
 
-/// The packet as compared: for socket filters without the Ethernet header.
+/// The packet as compared: for socket filters without the Ethernet header (TC programs see
+/// it, and the kernel copies it out).
 pub(crate) fn comparable_packet(program_type: ProgramType, frame: &[u8]) -> Vec<u8> {
     match program_type {
         ProgramType::SocketFilter => frame.get(packets::MIN_FRAME..).unwrap_or(&[]).to_vec(),
@@ -316,6 +340,7 @@ impl Side for KernelSide {
         let mut out = Vec::new();
         for ((name, map_type, value_size), &per_cpu) in self.maps.iter().zip(&self.per_cpu) {
             let contents = match *map_type {
+                XSKMAP => Contents::Slots(Vec::new()),
                 RINGBUF if !drain_rings => Contents::Records(Vec::new()),
                 RINGBUF => {
                     let ring = self
@@ -853,9 +878,10 @@ mod tests {
     fn the_corpus_has_every_program_and_its_seeds_name_real_maps() {
         let programs = programs().unwrap();
         let names: Vec<String> = programs.iter().map(CorpusProgram::name).collect();
-        // Ten programs, the ring buffer's logger twice (rings read after each packet, and
+        // Thirteen programs, the ring buffer's logger twice (rings read after each packet, and
         // only at the end).
-        assert_eq!(programs.len(), 11, "{names:?}");
+        assert_eq!(programs.len(), 14, "{names:?}");
+        assert!(names.contains(&"tc_classifier.o tc_classifier".into()));
         assert!(
             names.contains(
                 &"socket_logger.o socket_logger (twice over, rings read at the end)".into()
@@ -869,5 +895,6 @@ mod tests {
             }
         }
         assert!(!seeds("xdp_firewall.o").is_empty() && !seeds("xdp_lb.o").is_empty());
+        assert!(!seeds("xdp_redirect.o").is_empty());
     }
 }

@@ -6,6 +6,13 @@
 //! cargo xtask kernel-diff [--generated N] [--seed S] [--set conformance|elf|generated|corpus]...
 //! ```
 //!
+//! ```text
+//! cargo xtask kernel-diff --survey DIR [--verbose]
+//! ```
+//!
+//! surveys real-world objects instead (`survey.rs`): every program of every BPF object under
+//! DIR loaded, run and compared, or refused with the reason counted.
+//!
 //! Four sets (see each module): the conformance vectors, the ELF fixtures, `N` generated
 //! programs (default 2,000), and the corpus of real XDP and socket-filter programs
 //! (`tests/bpf`) with their maps, compared packet by packet (`corpus.rs`; the seed also picks
@@ -29,6 +36,7 @@ mod elf;
 mod generated;
 mod ours;
 mod packets;
+mod survey;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -48,6 +56,8 @@ struct Args {
     sets: Vec<String>,
     /// Print every program's verdict and how long it took.
     verbose: bool,
+    /// `--survey DIR`: the survey of the objects under DIR instead of the sets.
+    survey: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -56,6 +66,7 @@ fn parse_args() -> Result<Args> {
         seed: 0x6b65_726e_656c,
         sets: Vec::new(),
         verbose: false,
+        survey: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -66,6 +77,7 @@ fn parse_args() -> Result<Args> {
             }
             "--seed" => args.seed = value("--seed")?.parse().context("--seed")?,
             "--verbose" => args.verbose = true,
+            "--survey" => args.survey = Some(value("--survey")?.into()),
             "--set" => {
                 let set = value("--set")?;
                 if !SETS.contains(&set.as_str()) {
@@ -75,7 +87,7 @@ fn parse_args() -> Result<Args> {
             }
             other => bail!(
                 "unknown argument {other:?}; usage: kernel-diff [--generated N] [--seed S] \
-                 [--set conformance|elf|generated|corpus]... [--verbose]"
+                 [--set conformance|elf|generated|corpus]... [--verbose] [--survey DIR]"
             ),
         }
     }
@@ -269,6 +281,16 @@ fn main() -> ExitCode {
 /// `Ok(false)`: the comparison failed.
 fn run() -> Result<bool> {
     let args = parse_args()?;
+    if let Some(dir) = &args.survey {
+        let kernel = match ebpf_kernel::probe() {
+            Ok(()) => true,
+            Err(e) => {
+                println!("survey: without the kernel: {e}");
+                false
+            }
+        };
+        return survey::run(dir, args.seed, args.verbose, kernel);
+    }
     if let Err(e) = ebpf_kernel::probe() {
         if e.is_refusal() {
             if std::env::var_os("CI").is_some() {

@@ -8,6 +8,7 @@
 
 use anyhow::{Result, anyhow};
 use ebpf_kernel::ProgramType;
+use ebpf_vm::elf::Selector;
 use ebpf_vm::maps::UpdateFlags;
 use ebpf_vm::{Context, Engine, KernelHelpers, Object, Packet, ProgramKind, Vm};
 
@@ -21,9 +22,33 @@ const RINGBUF: u32 = 27;
 /// few thousand instructions).
 const BUDGET: u64 = 1_000_000;
 
+/// One engine's object: every packet program of it (`load_object`), or, where that fails
+/// for a sibling's sake (the survey's real-world objects), the entry program alone
+/// (`load_elf`, its own maps).
+enum Loaded {
+    Object(Object),
+    Single(Box<Vm>),
+}
+
+impl Loaded {
+    fn program(&self, entry: &str) -> Option<&Vm> {
+        match self {
+            Loaded::Object(o) => o.program(entry),
+            Loaded::Single(vm) => Some(vm),
+        }
+    }
+
+    fn map(&self, name: &str) -> Option<&std::sync::Arc<ebpf_vm::maps::Map>> {
+        match self {
+            Loaded::Object(o) => o.map(name),
+            Loaded::Single(vm) => vm.maps()?.get(name),
+        }
+    }
+}
+
 /// One engine's object.
 struct OurSide {
-    object: Object,
+    object: Loaded,
     entry: String,
     program_type: ProgramType,
     context: Context,
@@ -42,27 +67,39 @@ pub(crate) fn candidates(program: &CorpusProgram) -> Vec<Candidate> {
         .collect()
 }
 
-fn load(program: &CorpusProgram, engine: Engine) -> Result<OurSide> {
-    let object = Vm::builder()
+/// The builder every side loads with.
+pub(crate) fn builder(engine: Engine) -> ebpf_vm::VmBuilder {
+    Vm::builder()
         .engine(engine)
         .budget(BUDGET)
         .kernel_helpers(KernelHelpers::new().cpus(1))
-        .load_object(&program.object)?;
+}
+
+fn load(program: &CorpusProgram, engine: Engine) -> Result<OurSide> {
+    let object = match builder(engine).load_object(&program.object) {
+        Ok(object) if object.program(&program.entry).is_some() => Loaded::Object(object),
+        Ok(object) => {
+            return Err(anyhow!(
+                "the object has no program `{}` (it has {})",
+                program.entry,
+                object
+                    .programs()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Err(whole) => Loaded::Single(Box::new(
+            builder(engine)
+                .load_elf(&program.object, Selector::Function(&program.entry))
+                .map_err(|alone| anyhow!("{alone} (the whole object: {whole})"))?,
+        )),
+    };
     let kind = match program.program_type {
         ProgramType::SocketFilter => ProgramKind::SocketFilter,
+        ProgramType::SchedCls => ProgramKind::Tc,
         _ => ProgramKind::Xdp,
     };
-    if object.program(&program.entry).is_none() {
-        return Err(anyhow!(
-            "the object has no program `{}` (it has {})",
-            program.entry,
-            object
-                .programs()
-                .map(|(name, _)| name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
     Ok(OurSide {
         object,
         entry: program.entry.clone(),
@@ -110,6 +147,7 @@ impl Side for OurSide {
                 .map(name)
                 .ok_or_else(|| anyhow!("no map `{name}`"))?;
             let contents = match *map_type {
+                corpus::XSKMAP => Contents::Slots(Vec::new()),
                 RINGBUF if !drain_rings => Contents::Records(Vec::new()),
                 RINGBUF => {
                     Contents::Records(map.ring_records().map_err(|e| anyhow!("`{name}`: {e}"))?)

@@ -44,6 +44,12 @@ pub enum MapError {
         /// The map's type.
         map_type: MapType,
     },
+    /// A value the map's type does not take (a devmap hash entry for interface 0, a cpumap
+    /// entry for a CPU the maps do not have, …): `EINVAL`.
+    InvalidValue {
+        /// Why.
+        reason: String,
+    },
     /// The spec cannot make a map (zero entries, a key size the type forbids, a ring buffer
     /// size that is not a power of two, …): `EINVAL`.
     BadSpec {
@@ -79,6 +85,7 @@ impl MapError {
             | MapError::ValueSize { .. }
             | MapError::InvalidFlags { .. }
             | MapError::Unsupported { .. }
+            | MapError::InvalidValue { .. }
             | MapError::BadSpec { .. } => EINVAL,
         }
     }
@@ -105,6 +112,7 @@ impl fmt::Display for MapError {
             MapError::Unsupported { op, map_type } => {
                 write!(f, "{op} is not supported on a {map_type} map")
             }
+            MapError::InvalidValue { reason } => write!(f, "invalid value: {reason}"),
             MapError::BadSpec { reason } => write!(f, "invalid map definition: {reason}"),
             MapError::TooLarge { bytes } => write!(
                 f,

@@ -74,6 +74,14 @@ pub enum MapType {
     Stack,
     /// `BPF_MAP_TYPE_RINGBUF` (27): variable-length records the host reads.
     RingBuf,
+    /// `BPF_MAP_TYPE_DEVMAP` (14): interfaces by index, targets of `bpf_redirect_map`.
+    DevMap,
+    /// `BPF_MAP_TYPE_CPUMAP` (16): CPUs (their queue sizes), targets of `bpf_redirect_map`.
+    CpuMap,
+    /// `BPF_MAP_TYPE_XSKMAP` (17): AF_XDP sockets by queue, targets of `bpf_redirect_map`.
+    XskMap,
+    /// `BPF_MAP_TYPE_DEVMAP_HASH` (25): interfaces by any `u32` key.
+    DevMapHash,
     /// Any other kernel map type, by number: described, never created.
     Other(u32),
 }
@@ -93,6 +101,10 @@ impl MapType {
             22 => MapType::Queue,
             23 => MapType::Stack,
             27 => MapType::RingBuf,
+            14 => MapType::DevMap,
+            16 => MapType::CpuMap,
+            17 => MapType::XskMap,
+            25 => MapType::DevMapHash,
             other => MapType::Other(other),
         }
     }
@@ -111,6 +123,10 @@ impl MapType {
             MapType::Queue => 22,
             MapType::Stack => 23,
             MapType::RingBuf => 27,
+            MapType::DevMap => 14,
+            MapType::CpuMap => 16,
+            MapType::XskMap => 17,
+            MapType::DevMapHash => 25,
             MapType::Other(id) => id,
         }
     }
@@ -137,8 +153,20 @@ impl MapType {
             MapType::Queue => "queue",
             MapType::Stack => "stack",
             MapType::RingBuf => "ringbuf",
+            MapType::DevMap => "devmap",
+            MapType::CpuMap => "cpumap",
+            MapType::XskMap => "xskmap",
+            MapType::DevMapHash => "devmap_hash",
             MapType::Other(id) => kernel_type_name(id),
         }
+    }
+
+    /// Whether `bpf_redirect_map` takes it: a devmap, devmap hash, cpumap or xskmap.
+    pub fn is_redirect(self) -> bool {
+        matches!(
+            self,
+            MapType::DevMap | MapType::CpuMap | MapType::XskMap | MapType::DevMapHash
+        )
     }
 }
 

@@ -21,6 +21,10 @@ enum Kind {
     RingBuf(RingBuf),
     Perf(PerfEventArray),
     Prog(ProgArray),
+    /// A devmap, devmap hash, cpumap or xskmap: a hash of present entries (the array types'
+    /// keys bounded by `max_entries`), so that a slot can be empty and a program's lookup
+    /// finds the value in place.
+    Redirect(Hash),
 }
 
 /// One map. `Send + Sync`: share it (`Arc<Map>`) between the host and concurrent runs.
@@ -89,7 +93,26 @@ impl Map {
             MapType::RingBuf => Kind::RingBuf(RingBuf::new(spec)?),
             MapType::PerfEventArray => Kind::Perf(PerfEventArray::new(spec, cpus)?),
             MapType::ProgArray => Kind::Prog(ProgArray::new(spec)?),
-            other @ MapType::Other(_) => return Err(MapError::UnsupportedType(other)),
+            t if t.is_redirect() => {
+                let value_sizes: &[u32] = if t == MapType::XskMap { &[4] } else { &[4, 8] };
+                if spec.key_size != 4 || !value_sizes.contains(&spec.value_size) {
+                    return Err(MapError::BadSpec {
+                        reason: format!(
+                            "a {} has 4-byte keys and values of {} bytes",
+                            t.name(),
+                            if t == MapType::XskMap { "4" } else { "4 or 8" }
+                        ),
+                    });
+                }
+                Kind::Redirect(Hash::new(
+                    MapSpec {
+                        map_type: MapType::Hash,
+                        ..spec
+                    },
+                    cpus,
+                )?)
+            }
+            other => return Err(MapError::UnsupportedType(other)),
         };
         Ok(Map {
             name: name.into(),
@@ -123,7 +146,7 @@ impl Map {
     pub fn values(&self, cpu: usize) -> Option<SharedMemory<'_>> {
         match &self.kind {
             Kind::Array(a) => Some(a.values(cpu)),
-            Kind::Hash(h) => Some(h.values(cpu)),
+            Kind::Hash(h) | Kind::Redirect(h) => Some(h.values(cpu)),
             Kind::RingBuf(r) => Some(r.values()),
             Kind::Queue(_) | Kind::Perf(_) | Kind::Prog(_) => None,
         }
@@ -134,7 +157,7 @@ impl Map {
     pub fn lookup_offset(&self, key: &[u8]) -> Result<Option<usize>, MapError> {
         match &self.kind {
             Kind::Array(a) => a.lookup_offset(key),
-            Kind::Hash(h) => h.lookup_offset(key),
+            Kind::Hash(h) | Kind::Redirect(h) => h.lookup_offset(key),
             _ => Err(self.unsupported("lookup from a program")),
         }
     }
@@ -143,7 +166,7 @@ impl Map {
     pub fn lookup(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
         match &self.kind {
             Kind::Array(a) => a.lookup(key),
-            Kind::Hash(h) => h.lookup(key),
+            Kind::Hash(h) | Kind::Redirect(h) => h.lookup(key),
             Kind::Prog(p) => p.lookup(key),
             _ => Err(self.unsupported("lookup")),
         }
@@ -156,6 +179,7 @@ impl Map {
             Kind::Array(a) => a.update(key, value, flags),
             Kind::Hash(h) => h.update(key, Write::Host(value), flags),
             Kind::Prog(p) => p.update(key, value, flags),
+            Kind::Redirect(h) => self.redirect_update(h, key, value, flags),
             Kind::Queue(_) if key.is_empty() => self.push(value, flags),
             _ => Err(self.unsupported("update")),
         }
@@ -184,7 +208,7 @@ impl Map {
     pub fn delete(&self, key: &[u8]) -> Result<(), MapError> {
         match &self.kind {
             Kind::Array(a) => a.delete(),
-            Kind::Hash(h) => h.delete(key),
+            Kind::Hash(h) | Kind::Redirect(h) => h.delete(key),
             Kind::Prog(p) => p.delete(key),
             _ => Err(self.unsupported("delete")),
         }
@@ -195,7 +219,7 @@ impl Map {
     pub fn next_key(&self, key: Option<&[u8]>) -> Result<Option<Vec<u8>>, MapError> {
         match &self.kind {
             Kind::Array(a) => a.next_key(key),
-            Kind::Hash(h) => h.next_key(key),
+            Kind::Hash(h) | Kind::Redirect(h) => h.next_key(key),
             Kind::Prog(p) => p.next_key(key),
             _ => Err(self.unsupported("get_next_key")),
         }
@@ -207,7 +231,7 @@ impl Map {
     pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         match &self.kind {
             Kind::Array(a) => a.entries(),
-            Kind::Hash(h) => h.entries(),
+            Kind::Hash(h) | Kind::Redirect(h) => h.entries(),
             Kind::Prog(p) => p.entries(),
             Kind::Queue(q) => q.entries().into_iter().map(|v| (Vec::new(), v)).collect(),
             Kind::RingBuf(_) | Kind::Perf(_) => Vec::new(),
@@ -228,7 +252,7 @@ impl Map {
     pub fn len(&self) -> usize {
         match &self.kind {
             Kind::Array(_) => self.spec.max_entries as usize,
-            Kind::Hash(h) => h.len(),
+            Kind::Hash(h) | Kind::Redirect(h) => h.len(),
             Kind::Queue(q) => q.len(),
             Kind::Prog(p) => p.entries().len(),
             Kind::RingBuf(r) => usize::from(r.pending() > 0),
@@ -319,6 +343,78 @@ impl Map {
     /// Records dropped because their buffer was full.
     pub fn perf_lost(&self) -> Result<u64, MapError> {
         Ok(self.perf()?.lost())
+    }
+
+    /// The host's update of a devmap, devmap hash, cpumap or xskmap, as the kernel takes it:
+    /// the value's first `u32` is the interface (devmaps), the queue size (cpumaps) or the
+    /// socket (xskmaps, any id the embedder gives its sockets); 0 empties an array slot
+    /// (devmap, cpumap) and is refused by a devmap hash; a second `u32` (a program to run on
+    /// redirected frames) must be 0 or -1: no program. Array slots past `max_entries` are
+    /// `E2BIG`, and `BPF_NOEXIST` is `EEXIST` on them, as for every kernel array.
+    fn redirect_update(
+        &self,
+        h: &Hash,
+        key: &[u8],
+        value: &[u8],
+        flags: UpdateFlags,
+    ) -> Result<(), MapError> {
+        let index = crate::u32_key(key)?;
+        let t = self.spec.map_type;
+        let array = t != MapType::DevMapHash;
+        if array && index >= self.spec.max_entries {
+            return Err(MapError::Full);
+        }
+        if value.len() != self.spec.value_size as usize {
+            return Err(MapError::ValueSize {
+                expected: self.spec.value_size as usize,
+                got: value.len(),
+            });
+        }
+        let word = |i: usize| {
+            value
+                .get(4 * i..4 * i + 4)
+                .and_then(|w| w.try_into().ok())
+                .map(u32::from_le_bytes)
+        };
+        let first = word(0).unwrap_or(0);
+        if word(1).is_some_and(|fd| fd as i32 > 0) {
+            return Err(MapError::Unsupported {
+                op: "a program run on redirected frames",
+                map_type: t,
+            });
+        }
+        if array && flags == UpdateFlags::NoExist {
+            return Err(MapError::Exists);
+        }
+        if first == 0 && t != MapType::XskMap {
+            if t == MapType::DevMapHash {
+                return Err(MapError::InvalidValue {
+                    reason: "interface 0".into(),
+                });
+            }
+            return match h.delete(key) {
+                Ok(()) | Err(MapError::NotFound) => Ok(()),
+                Err(e) => Err(e),
+            };
+        }
+        if t == MapType::CpuMap && index as usize >= self.cpus {
+            return Err(MapError::InvalidValue {
+                reason: format!("no CPU {index} (the maps have {})", self.cpus),
+            });
+        }
+        let mut stored = [0u8; 8];
+        stored[..4].copy_from_slice(&first.to_le_bytes());
+        let flags = if array { UpdateFlags::Any } else { flags };
+        h.update(key, Write::Host(&stored[..value.len()]), flags)
+    }
+
+    /// Whether `bpf_redirect_map` finds an entry for `key` (a devmap, devmap hash, cpumap or
+    /// xskmap; `None` for other maps).
+    pub fn redirect_entry(&self, key: u32) -> Option<bool> {
+        match &self.kind {
+            Kind::Redirect(h) => Some(matches!(h.lookup_offset(&key.to_le_bytes()), Ok(Some(_)))),
+            _ => None,
+        }
     }
 
     /// The program id in slot `index` of a prog array (`bpf_tail_call`'s target).

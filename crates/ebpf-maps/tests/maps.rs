@@ -513,3 +513,67 @@ fn a_scribbled_ring_keeps_its_positions_consistent() {
     assert!(map.ring_output(b"still works").unwrap());
     assert_eq!(map.ring_records().unwrap(), vec![b"still works".to_vec()]);
 }
+
+#[test]
+fn redirect_maps_take_entries_as_the_kernel_does() {
+    let key = |k: u32| k.to_le_bytes();
+    let entry = |ifindex: u32, prog: u32| [ifindex.to_le_bytes(), prog.to_le_bytes()].concat();
+    let mut maps = Maps::new(2);
+    let dev = maps
+        .create("dev", MapSpec::new(MapType::DevMap, 4, 8, 4))
+        .unwrap();
+    assert_eq!(dev.redirect_entry(1), Some(false));
+    dev.update(&key(1), &entry(7, u32::MAX), UpdateFlags::Any)
+        .unwrap();
+    assert_eq!(dev.redirect_entry(1), Some(true));
+    // No program id is stored; -1 and 0 both mean none, a real descriptor is refused.
+    assert_eq!(dev.lookup(&key(1)).unwrap(), Some(entry(7, 0)));
+    assert!(matches!(
+        dev.update(&key(1), &entry(7, 3), UpdateFlags::Any),
+        Err(MapError::Unsupported { .. })
+    ));
+    // Interface 0 empties the slot; slots past max_entries are E2BIG; NOEXIST is EEXIST.
+    dev.update(&key(1), &entry(0, 0), UpdateFlags::Any).unwrap();
+    assert_eq!(dev.redirect_entry(1), Some(false));
+    assert_eq!(dev.lookup(&key(1)).unwrap(), None);
+    assert_eq!(
+        dev.update(&key(4), &entry(7, 0), UpdateFlags::Any),
+        Err(MapError::Full)
+    );
+    assert_eq!(
+        dev.update(&key(2), &entry(7, 0), UpdateFlags::NoExist),
+        Err(MapError::Exists)
+    );
+    // A devmap hash takes any key, refuses interface 0, and keeps hash flags.
+    let hash = maps
+        .create("hash", MapSpec::new(MapType::DevMapHash, 4, 4, 2))
+        .unwrap();
+    hash.update(&key(1000), &key(7), UpdateFlags::NoExist)
+        .unwrap();
+    assert_eq!(
+        hash.update(&key(1000), &key(8), UpdateFlags::NoExist),
+        Err(MapError::Exists)
+    );
+    assert!(matches!(
+        hash.update(&key(5), &key(0), UpdateFlags::Any),
+        Err(MapError::InvalidValue { .. })
+    ));
+    assert_eq!(hash.redirect_entry(1000), Some(true));
+    // A cpumap's keys are CPUs the maps have.
+    let cpus = maps
+        .create("cpus", MapSpec::new(MapType::CpuMap, 4, 4, 4))
+        .unwrap();
+    cpus.update(&key(1), &key(64), UpdateFlags::Any).unwrap();
+    assert!(matches!(
+        cpus.update(&key(2), &key(64), UpdateFlags::Any),
+        Err(MapError::InvalidValue { .. })
+    ));
+    // Sizes the kernel refuses.
+    assert!(Map::new("x", MapSpec::new(MapType::XskMap, 4, 8, 4), 1).is_err());
+    assert!(Map::new("x", MapSpec::new(MapType::DevMap, 8, 4, 4), 1).is_err());
+    // Other maps are no redirect targets.
+    let array = maps
+        .create("array", MapSpec::new(MapType::Array, 4, 4, 4))
+        .unwrap();
+    assert_eq!(array.redirect_entry(0), None);
+}

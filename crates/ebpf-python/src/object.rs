@@ -1,5 +1,5 @@
-//! `ebpf_vm.Object` and `ebpf_vm.Map`: an object's XDP and socket-filter programs sharing its
-//! maps, run on packets with their kernel context (`Vm::run_packet` of the facade), and each
+//! `ebpf_vm.Object` and `ebpf_vm.Map`: an object's XDP, socket-filter and TC programs sharing
+//! its maps, run on packets with their kernel context (`Vm::run_packet` of the facade), and each
 //! map as a dict-like view of bytes keys and values (the kernel's syscall layouts: per-CPU
 //! values side by side, each padded to 8 bytes).
 
@@ -102,7 +102,7 @@ impl Map {
     }
 }
 
-/// The XDP and socket-filter programs of one object, sharing its maps, with the kernel's
+/// The XDP, socket-filter and TC programs of one object, sharing its maps, with the kernel's
 /// helpers (`docs/helpers.md`).
 #[pyclass(frozen, module = "ebpf_vm")]
 pub(crate) struct Object {
@@ -111,7 +111,8 @@ pub(crate) struct Object {
 
 #[pymethods]
 impl Object {
-    /// Loads every `xdp*` and `socket*` program of a BPF ELF object, creating its maps.
+    /// Loads every `xdp*`, `socket*` and TC (`tc*`, `classifier*`) program of a BPF ELF
+    /// object, creating its maps.
     #[staticmethod]
     #[pyo3(signature = (path, *, engine = "interp", budget = None, max_call_depth = 8))]
     fn load(

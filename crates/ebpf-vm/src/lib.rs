@@ -124,7 +124,7 @@ pub use ebpf_verifier::{
 };
 pub use engine::Engine;
 pub use kernel::KernelHelpers;
-pub use kernel::context::{Context, Packet, ProgramKind, SkBuff, XdpAction, XdpMd};
+pub use kernel::context::{Context, Packet, ProgramKind, SkBuff, TcAction, XdpAction, XdpMd};
 #[cfg(feature = "elf")]
 pub use object::{Object, Outcome};
 pub use vm::{Input, LoadError, MetadataLayout, Vm, VmBuilder};

@@ -14,7 +14,7 @@ use crate::kernel::context::{
 use crate::kernel::{
     KernelHelpers, MAP_HANDLE_BASE, ObjectMaps, TAIL_CALL, helper_name, inline_loop,
 };
-use crate::vm::{LoadError, MetadataLayout, Scratch, Vm, VmBuilder};
+use crate::vm::{Images, LoadError, MetadataLayout, Scratch, Vm, VmBuilder};
 
 /// What a program of an object shares with the others: the maps, and every program (the
 /// targets of tail calls: a prog array holds indices into it).
@@ -24,11 +24,13 @@ pub(crate) struct ObjectShared {
     pub(crate) programs: OnceLock<Vec<Linked>>,
 }
 
-/// A program as a tail call reaches it.
+/// A program as a tail call reaches it: its code and its own data regions.
 #[derive(Debug)]
 pub(crate) struct Linked {
     pub(crate) compiled: Arc<dyn Executable>,
     pub(crate) stack_reach: usize,
+    pub(crate) images: Images,
+    pub(crate) read_only_regions: Vec<Arc<[u8]>>,
 }
 
 /// What a program loaded from an object knows of it.
@@ -89,6 +91,9 @@ pub struct Outcome {
     pub instructions: u64,
     /// The interface `bpf_redirect` recorded.
     pub redirect: Option<u32>,
+    /// The entry `bpf_redirect_map` recorded: the map's index in [`Object::maps`] (its
+    /// creation order) and the key (a devmap's slot, a CPU, a queue).
+    pub redirect_map: Option<(u32, u32)>,
     /// Tail calls taken.
     pub tail_calls: u32,
 }
@@ -162,10 +167,17 @@ impl VmBuilder {
         let definitions = object.maps().map_err(LoadError::Elf)?;
         let mut maps = Maps::new(kernel.cpu_count());
         for d in &definitions {
+            let map_type = MapType::from_kernel(d.map_type);
+            // Loaders (libbpf, cilium/ebpf) give a perf event array whose definition leaves
+            // the sizes out 4-byte keys and values, the only sizes the kernel takes.
+            let implied = |size: u32| match map_type {
+                MapType::PerfEventArray if size == 0 => 4,
+                _ => size,
+            };
             let spec = MapSpec {
-                map_type: MapType::from_kernel(d.map_type),
-                key_size: d.key_size,
-                value_size: d.value_size,
+                map_type,
+                key_size: implied(d.key_size),
+                value_size: implied(d.value_size),
                 max_entries: d.max_entries,
                 flags: d.flags,
             };
@@ -246,10 +258,8 @@ impl VmBuilder {
         let program = match inline_loop::inline_loops(program) {
             Ok(Some(inlined)) => resolve_maps(&inlined),
             Ok(None) => resolve_maps(program),
-            Err(inline_loop::UnknownCallback) => {
-                return Err(LoadError::UnsupportedHelper {
-                    id: inline_loop::LOOP,
-                });
+            Err(inline_loop::UnknownCallback(id)) => {
+                return Err(LoadError::UnsupportedHelper { id });
             }
         };
         for (_, insn) in program.iter() {
@@ -284,9 +294,17 @@ pub(crate) fn link<'a>(shared: &ObjectShared, vms: impl Iterator<Item = &'a Vm>)
         .map(|vm| Linked {
             compiled: Arc::clone(&vm.compiled),
             stack_reach: vm.stack_reach,
+            images: vm.images.clone(),
+            read_only_regions: vm.read_only_regions.clone(),
         })
         .collect();
     let _ = shared.programs.set(linked);
+}
+
+/// Whether two programs start from the same `.data` image (programs of one object do; each
+/// holds its own copy of it).
+fn same_image(a: &Option<Arc<[u8]>>, b: &Option<Arc<[u8]>>) -> bool {
+    a.as_deref() == b.as_deref()
 }
 
 /// `lddw dst, map_fd N` becomes `lddw dst, HANDLE(N)`: a value the map helpers decode and
@@ -349,7 +367,10 @@ impl Vm {
     /// calls followed (at most [`crate::kernel::MAX_TAIL_CALLS`]). The packet is left as the
     /// program left it (`xdp_adjust_head`/`_tail` move its bounds).
     ///
-    /// Each program of a tail-call chain runs with the VM's whole budget.
+    /// Each program of a tail-call chain runs with the VM's whole budget and its own
+    /// read-only regions; the writable `.data` copy made for the run carries over a tail call
+    /// to a program of the same object (globals are the object's, as in the kernel). Ring
+    /// buffer records the run reserved and never submitted are discarded when it ends.
     pub fn run_packet(&self, packet: &mut Packet, context: &Context) -> Result<Outcome, Trap> {
         let kind = context.kind();
         let shared = self.kernel.as_ref().map(|k| &*k.shared);
@@ -374,14 +395,18 @@ impl Vm {
         state.tail_call = None;
         state.tail_calls = 0;
         state.redirect = None;
+        state.redirect_map = None;
         state.programs = programs.map_or(0, |p| p.len() as u32);
         let stack_size = usize::try_from(self.limits.stack_size()).unwrap_or(usize::MAX);
         let mut compiled: &dyn Executable = &*self.compiled;
         let mut reach = self.stack_reach;
+        let mut images = &self.images;
+        let mut read_only: &[Arc<[u8]>] = &self.read_only_regions;
+        let mut fresh_data = true;
         let ctx_len = ctx.len() as u64;
         let result: Result<Exit, Trap> = loop {
             let mut map = MemoryMap::with_spill(core::mem::take(spill));
-            self.map_fixed_regions(&mut map, data_image);
+            crate::vm::map_data_regions(&mut map, images, read_only, data_image, fresh_data);
             if let Some(m) = maps {
                 for (map_, region) in m.maps.iter().zip(&m.regions) {
                     if let (Some(region), Some(values)) = (region, map_.values(cpu)) {
@@ -406,6 +431,9 @@ impl Vm {
                         Some(next) => {
                             compiled = &*next.compiled;
                             reach = next.stack_reach;
+                            fresh_data = !same_image(&images.data, &next.images.data);
+                            images = &next.images;
+                            read_only = &next.read_only_regions;
                         }
                         None => break r,
                     }
@@ -420,10 +448,14 @@ impl Vm {
             packet.start = start;
             packet.end = end;
         }
+        if let Some(m) = maps {
+            m.release(&mut state.reserved);
+        }
         let outcome = result.map(|exit| Outcome {
             r0: exit.r0,
             instructions: exit.instructions,
             redirect: state.redirect,
+            redirect_map: state.redirect_map,
             tail_calls: state.tail_calls,
         });
         drop(slot);

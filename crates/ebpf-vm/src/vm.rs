@@ -59,6 +59,14 @@ pub enum LoadError {
         /// The helper id.
         id: u32,
     },
+    /// The program's section names a kernel program type this VM does not run (only XDP,
+    /// socket filters and TC have their contexts here): a kprobe, a tracepoint, fentry, ….
+    UnsupportedProgramType {
+        /// The section (`kprobe/do_sys_open`).
+        section: String,
+        /// The kernel's program type (`BPF_PROG_TYPE_KPROBE`).
+        program_type: &'static str,
+    },
     /// A map of the object cannot be created (a type this VM does not implement, a bad
     /// size).
     Map {
@@ -111,6 +119,15 @@ impl fmt::Display for LoadError {
             LoadError::UnsupportedHelper { id } => {
                 f.write_str(&crate::object::unsupported_helper(*id))
             }
+            LoadError::UnsupportedProgramType {
+                section,
+                program_type,
+            } => write!(
+                f,
+                "section `{}` holds a {program_type} program; this VM runs XDP, socket-filter \
+                 and TC programs only",
+                ebpf_isa::quoted(section)
+            ),
             LoadError::Map { name, error } => write!(
                 f,
                 "map `{}` cannot be created: {error}",
@@ -152,6 +169,16 @@ impl PartialEq for LoadError {
             (NeedsBudget, NeedsBudget) => true,
             (UsesMaps { maps: a }, UsesMaps { maps: b }) => a == b,
             (UnsupportedHelper { id: a }, UnsupportedHelper { id: b }) => a == b,
+            (
+                UnsupportedProgramType {
+                    section: a,
+                    program_type: p,
+                },
+                UnsupportedProgramType {
+                    section: b,
+                    program_type: q,
+                },
+            ) => a == b && p == q,
             (Map { name: a, error: e }, Map { name: b, error: g }) => a == b && e == g,
             (TooLarge { slots: a }, TooLarge { slots: b }) => a == b,
             (InvalidConfig(a), InvalidConfig(b)) => a == b,
@@ -176,6 +203,7 @@ impl PartialEq for LoadError {
                 | NeedsBudget
                 | UsesMaps { .. }
                 | UnsupportedHelper { .. }
+                | UnsupportedProgramType { .. }
                 | Map { .. }
                 | TooLarge { .. }
                 | InvalidConfig(_)
@@ -392,6 +420,24 @@ impl VmBuilder {
     ) -> Result<Vm, LoadError> {
         self.check_config()?;
         let object = ebpf_elf::ElfObject::parse(bytes).map_err(LoadError::Elf)?;
+        if self.kernel.is_some() {
+            let info = object.programs().iter().find(|p| match selector {
+                ebpf_elf::Selector::Only => true,
+                ebpf_elf::Selector::Section(s) => p.section == s,
+                ebpf_elf::Selector::Function(f) => p.name == f,
+            });
+            // The program type first: what a kprobe also lacks (its externs, its kfuncs) is
+            // beside the point.
+            if let Some(info) = info
+                && crate::ProgramKind::from_section(&info.section).is_none()
+                && let Some(program_type) = crate::kernel::context::program_type_of(&info.section)
+            {
+                return Err(LoadError::UnsupportedProgramType {
+                    section: info.section.clone(),
+                    program_type,
+                });
+            }
+        }
         let loaded = object.load(selector).map_err(LoadError::Elf)?;
         if self.kernel.is_some() {
             let info = object.programs().iter().find(|p| match selector {
@@ -952,18 +998,34 @@ impl Vm {
         map: &mut MemoryMap<'a>,
         data_image: &'a mut Vec<u8>,
     ) {
-        if let Some(rodata) = &self.images.rodata {
-            map.insert(layout::RODATA, Region::ReadOnly(rodata));
-        }
-        if let Some(image) = self.images.data.as_deref() {
+        map_data_regions(map, &self.images, &self.read_only_regions, data_image, true);
+    }
+}
+
+/// Maps the regions of a program's data into `map`, in place: its read-only image, the
+/// writable copy of its `.data` (made afresh from the image when `fresh`, else left as the
+/// run's previous program left it), and the embedder's read-only regions.
+#[inline]
+pub(crate) fn map_data_regions<'a>(
+    map: &mut MemoryMap<'a>,
+    images: &'a Images,
+    read_only_regions: &'a [Arc<[u8]>],
+    data_image: &'a mut Vec<u8>,
+    fresh: bool,
+) {
+    if let Some(rodata) = &images.rodata {
+        map.insert(layout::RODATA, Region::ReadOnly(rodata));
+    }
+    if let Some(image) = images.data.as_deref() {
+        if fresh || data_image.len() != image.len() {
             // Fresh for every run: a copy of the object's initial contents.
             data_image.clear();
             data_image.extend_from_slice(image);
-            map.insert(layout::DATA, Region::Writable(data_image));
         }
-        for (i, region) in self.read_only_regions.iter().enumerate() {
-            map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));
-        }
+        map.insert(layout::DATA, Region::Writable(data_image));
+    }
+    for (i, region) in read_only_regions.iter().enumerate() {
+        map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));
     }
 }
 

@@ -77,3 +77,36 @@ fn unsupported_objects_are_load_errors_naming_the_symbol() {
         }
     }
 }
+
+#[test]
+fn programs_of_other_kernel_types_are_refused_naming_the_type() {
+    let bytes = std::fs::read(elf_dir().join("unsupported/program_types.o")).unwrap();
+    for (function, section, program_type) in [
+        ("probe", "kprobe/do_sys_open", "BPF_PROG_TYPE_KPROBE"),
+        (
+            "trace",
+            "tracepoint/syscalls/sys_enter_openat",
+            "BPF_PROG_TYPE_TRACEPOINT",
+        ),
+        ("entry", "fentry/tcp_connect", "BPF_PROG_TYPE_TRACING"),
+    ] {
+        let e = Vm::builder()
+            .kernel_helpers(ebpf_vm::KernelHelpers::new())
+            .load_elf(&bytes, Selector::Function(function))
+            .unwrap_err();
+        assert_eq!(
+            e,
+            ebpf_vm::LoadError::UnsupportedProgramType {
+                section: section.to_string(),
+                program_type,
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "section `{section}` holds a {program_type} program; this VM runs XDP, \
+                 socket-filter and TC programs only"
+            )
+        );
+    }
+}

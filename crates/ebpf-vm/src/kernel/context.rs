@@ -23,25 +23,42 @@ pub enum ProgramKind {
     /// `BPF_PROG_TYPE_SOCKET_FILTER`: `r1` is a `struct __sk_buff`; `r0` is how many bytes
     /// of the packet to keep.
     SocketFilter,
+    /// `BPF_PROG_TYPE_SCHED_CLS` (TC): `r1` is a `struct __sk_buff` whose packet starts at
+    /// the Ethernet header; `r0` is a TC action ([`TcAction`]).
+    Tc,
 }
 
 impl ProgramKind {
-    /// The kind an ELF section name implies, as libbpf reads it (`xdp…` and `socket…`).
+    /// The kind an ELF section name implies, as libbpf reads it (`xdp…`, `socket…`, and
+    /// `tc`, `tc/…`, `tcx/…`, `classifier…` for TC).
     pub fn from_section(section: &str) -> Option<ProgramKind> {
-        if section == "xdp" || section.starts_with("xdp/") || section.starts_with("xdp.") {
+        let is = |name: &str| {
+            section == name
+                || section
+                    .strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('/') || rest.starts_with('.'))
+        };
+        if is("xdp") {
             Some(ProgramKind::Xdp)
-        } else if section == "socket" || section.starts_with("socket/") {
+        } else if is("socket") {
             Some(ProgramKind::SocketFilter)
+        } else if is("tc") || is("tcx") || is("classifier") {
+            Some(ProgramKind::Tc)
         } else {
             None
         }
+    }
+
+    /// Whether `r1` is a `struct __sk_buff` (socket filters and TC).
+    pub(crate) const fn is_skb(self) -> bool {
+        matches!(self, ProgramKind::SocketFilter | ProgramKind::Tc)
     }
 
     /// Bytes of the context region: the public structure, then the hidden 64-bit addresses.
     pub(crate) const fn context_len(self) -> usize {
         match self {
             ProgramKind::Xdp => XDP_CTX_LEN,
-            ProgramKind::SocketFilter => SKB_CTX_LEN,
+            ProgramKind::SocketFilter | ProgramKind::Tc => SKB_CTX_LEN,
         }
     }
 
@@ -49,7 +66,7 @@ impl ProgramKind {
     pub(crate) const fn pointer_fields(self) -> [(i16, i16); 3] {
         match self {
             ProgramKind::Xdp => [(0, XDP_HIDDEN), (4, XDP_HIDDEN + 8), (8, XDP_HIDDEN + 16)],
-            ProgramKind::SocketFilter => [
+            ProgramKind::SocketFilter | ProgramKind::Tc => [
                 (76, SKB_HIDDEN),
                 (80, SKB_HIDDEN + 8),
                 (140, SKB_HIDDEN + 16),
@@ -61,9 +78,98 @@ impl ProgramKind {
     pub(crate) const fn hidden(self) -> usize {
         match self {
             ProgramKind::Xdp => XDP_HIDDEN as usize,
-            ProgramKind::SocketFilter => SKB_HIDDEN as usize,
+            ProgramKind::SocketFilter | ProgramKind::Tc => SKB_HIDDEN as usize,
         }
     }
+}
+
+/// libbpf's section names (`SEC("kprobe/…")`) by prefix, and the kernel program type each
+/// loads as: the types this VM has no context for. A prefix ending in `/` or `.` matches
+/// longer names; others match the name, or the name followed by `/`.
+const OTHER_PROGRAM_TYPES: &[(&str, &str)] = &[
+    ("kprobe", "BPF_PROG_TYPE_KPROBE"),
+    ("kretprobe", "BPF_PROG_TYPE_KPROBE"),
+    ("kprobe.multi", "BPF_PROG_TYPE_KPROBE"),
+    ("kretprobe.multi", "BPF_PROG_TYPE_KPROBE"),
+    ("ksyscall", "BPF_PROG_TYPE_KPROBE"),
+    ("kretsyscall", "BPF_PROG_TYPE_KPROBE"),
+    ("uprobe", "BPF_PROG_TYPE_KPROBE"),
+    ("uretprobe", "BPF_PROG_TYPE_KPROBE"),
+    ("uprobe.s", "BPF_PROG_TYPE_KPROBE"),
+    ("uretprobe.s", "BPF_PROG_TYPE_KPROBE"),
+    ("uprobe.multi", "BPF_PROG_TYPE_KPROBE"),
+    ("uretprobe.multi", "BPF_PROG_TYPE_KPROBE"),
+    ("usdt", "BPF_PROG_TYPE_KPROBE"),
+    ("tracepoint", "BPF_PROG_TYPE_TRACEPOINT"),
+    ("tp", "BPF_PROG_TYPE_TRACEPOINT"),
+    ("raw_tracepoint", "BPF_PROG_TYPE_RAW_TRACEPOINT"),
+    ("raw_tp", "BPF_PROG_TYPE_RAW_TRACEPOINT"),
+    ("raw_tracepoint.w", "BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE"),
+    ("raw_tp.w", "BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE"),
+    ("tp_btf", "BPF_PROG_TYPE_TRACING"),
+    ("fentry", "BPF_PROG_TYPE_TRACING"),
+    ("fexit", "BPF_PROG_TYPE_TRACING"),
+    ("fmod_ret", "BPF_PROG_TYPE_TRACING"),
+    ("fentry.s", "BPF_PROG_TYPE_TRACING"),
+    ("fexit.s", "BPF_PROG_TYPE_TRACING"),
+    ("fmod_ret.s", "BPF_PROG_TYPE_TRACING"),
+    ("iter", "BPF_PROG_TYPE_TRACING"),
+    ("iter.s", "BPF_PROG_TYPE_TRACING"),
+    ("freplace", "BPF_PROG_TYPE_EXT"),
+    ("lsm", "BPF_PROG_TYPE_LSM"),
+    ("lsm.s", "BPF_PROG_TYPE_LSM"),
+    ("lsm_cgroup", "BPF_PROG_TYPE_LSM"),
+    ("perf_event", "BPF_PROG_TYPE_PERF_EVENT"),
+    ("syscall", "BPF_PROG_TYPE_SYSCALL"),
+    ("struct_ops", "BPF_PROG_TYPE_STRUCT_OPS"),
+    ("struct_ops.s", "BPF_PROG_TYPE_STRUCT_OPS"),
+    ("action", "BPF_PROG_TYPE_SCHED_ACT"),
+    ("cgroup_skb", "BPF_PROG_TYPE_CGROUP_SKB"),
+    ("cgroup/skb", "BPF_PROG_TYPE_CGROUP_SKB"),
+    ("cgroup/dev", "BPF_PROG_TYPE_CGROUP_DEVICE"),
+    ("cgroup/sysctl", "BPF_PROG_TYPE_CGROUP_SYSCTL"),
+    ("cgroup/getsockopt", "BPF_PROG_TYPE_CGROUP_SOCKOPT"),
+    ("cgroup/setsockopt", "BPF_PROG_TYPE_CGROUP_SOCKOPT"),
+    ("cgroup/sock", "BPF_PROG_TYPE_CGROUP_SOCK"),
+    ("cgroup/sock_create", "BPF_PROG_TYPE_CGROUP_SOCK"),
+    ("cgroup/sock_release", "BPF_PROG_TYPE_CGROUP_SOCK"),
+    ("cgroup/post_bind4", "BPF_PROG_TYPE_CGROUP_SOCK"),
+    ("cgroup/post_bind6", "BPF_PROG_TYPE_CGROUP_SOCK"),
+    ("cgroup/", "BPF_PROG_TYPE_CGROUP_SOCK_ADDR"),
+    ("sockops", "BPF_PROG_TYPE_SOCK_OPS"),
+    ("sk_skb", "BPF_PROG_TYPE_SK_SKB"),
+    ("sk_msg", "BPF_PROG_TYPE_SK_MSG"),
+    ("sk_lookup", "BPF_PROG_TYPE_SK_LOOKUP"),
+    ("sk_reuseport", "BPF_PROG_TYPE_SK_REUSEPORT"),
+    ("sk_reuseport/migrate", "BPF_PROG_TYPE_SK_REUSEPORT"),
+    ("lirc_mode2", "BPF_PROG_TYPE_LIRC_MODE2"),
+    ("flow_dissector", "BPF_PROG_TYPE_FLOW_DISSECTOR"),
+    ("lwt_in", "BPF_PROG_TYPE_LWT_IN"),
+    ("lwt_out", "BPF_PROG_TYPE_LWT_OUT"),
+    ("lwt_xmit", "BPF_PROG_TYPE_LWT_XMIT"),
+    ("lwt_seg6local", "BPF_PROG_TYPE_LWT_SEG6LOCAL"),
+    ("netfilter", "BPF_PROG_TYPE_NETFILTER"),
+    ("netkit", "BPF_PROG_TYPE_SCHED_CLS (netkit)"),
+];
+
+/// The kernel program type a section names, for the types this VM does not run (see
+/// [`ProgramKind::from_section`] for those it does): `kprobe/do_sys_open` is
+/// `BPF_PROG_TYPE_KPROBE`. `None` for a name libbpf gives no type.
+pub(crate) fn program_type_of(section: &str) -> Option<&'static str> {
+    OTHER_PROGRAM_TYPES
+        .iter()
+        .filter(|(prefix, _)| {
+            if prefix.ends_with('/') {
+                section.starts_with(prefix)
+            } else {
+                section == *prefix
+                    || section
+                        .strip_prefix(prefix)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
+        })
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(_, program_type)| *program_type)
 }
 
 /// `sizeof(struct xdp_md)` is 24; the hidden addresses follow.
@@ -98,6 +204,67 @@ impl XdpAction {
             3 => Some(XdpAction::Tx),
             4 => Some(XdpAction::Redirect),
             _ => None,
+        }
+    }
+}
+
+/// The TC actions (`TC_ACT_*` in `linux/pkt_cls.h`): what a TC program's `r0` means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TcAction {
+    /// `TC_ACT_UNSPEC` (-1): the qdisc's default.
+    Unspec,
+    /// `TC_ACT_OK` (0): pass the packet on.
+    Ok,
+    /// `TC_ACT_RECLASSIFY` (1).
+    Reclassify,
+    /// `TC_ACT_SHOT` (2): drop.
+    Shot,
+    /// `TC_ACT_PIPE` (3): on to the next action.
+    Pipe,
+    /// `TC_ACT_STOLEN` (4): consumed.
+    Stolen,
+    /// `TC_ACT_QUEUED` (5).
+    Queued,
+    /// `TC_ACT_REPEAT` (6).
+    Repeat,
+    /// `TC_ACT_REDIRECT` (7): to the target `bpf_redirect` recorded.
+    Redirect,
+    /// `TC_ACT_TRAP` (8).
+    Trap,
+}
+
+impl TcAction {
+    /// The action `r0` names (its low 32 bits as a signed number, as the kernel reads them),
+    /// if any.
+    pub fn from_r0(r0: u64) -> Option<TcAction> {
+        Some(match r0 as u32 as i32 {
+            -1 => TcAction::Unspec,
+            0 => TcAction::Ok,
+            1 => TcAction::Reclassify,
+            2 => TcAction::Shot,
+            3 => TcAction::Pipe,
+            4 => TcAction::Stolen,
+            5 => TcAction::Queued,
+            6 => TcAction::Repeat,
+            7 => TcAction::Redirect,
+            8 => TcAction::Trap,
+            _ => return None,
+        })
+    }
+
+    /// The kernel's name: `TC_ACT_OK`, `TC_ACT_SHOT`, ….
+    pub fn name(self) -> &'static str {
+        match self {
+            TcAction::Unspec => "TC_ACT_UNSPEC",
+            TcAction::Ok => "TC_ACT_OK",
+            TcAction::Reclassify => "TC_ACT_RECLASSIFY",
+            TcAction::Shot => "TC_ACT_SHOT",
+            TcAction::Pipe => "TC_ACT_PIPE",
+            TcAction::Stolen => "TC_ACT_STOLEN",
+            TcAction::Queued => "TC_ACT_QUEUED",
+            TcAction::Repeat => "TC_ACT_REPEAT",
+            TcAction::Redirect => "TC_ACT_REDIRECT",
+            TcAction::Trap => "TC_ACT_TRAP",
         }
     }
 }
@@ -158,6 +325,9 @@ pub struct SkBuff {
     pub tc_classid: u32,
     /// `napi_id`.
     pub napi_id: u32,
+    /// `wire_len` (TC): the frame's length on the wire. 0 by default, as `BPF_PROG_TEST_RUN`
+    /// gives it without a context.
+    pub wire_len: u32,
 }
 
 /// The context of one run: which structure `r1` points to, and its host-supplied fields.
@@ -167,6 +337,8 @@ pub enum Context {
     Xdp(XdpMd),
     /// A socket filter's `struct __sk_buff`.
     SocketFilter(SkBuff),
+    /// A TC program's `struct __sk_buff` (the packet starts at the Ethernet header).
+    Tc(SkBuff),
 }
 
 impl Context {
@@ -175,6 +347,7 @@ impl Context {
         match self {
             Context::Xdp(_) => ProgramKind::Xdp,
             Context::SocketFilter(_) => ProgramKind::SocketFilter,
+            Context::Tc(_) => ProgramKind::Tc,
         }
     }
 
@@ -183,6 +356,11 @@ impl Context {
         match kind {
             ProgramKind::Xdp => Context::Xdp(XdpMd::default()),
             ProgramKind::SocketFilter => Context::SocketFilter(SkBuff::default()),
+            // `BPF_PROG_TEST_RUN` runs TC programs on the loopback device.
+            ProgramKind::Tc => Context::Tc(SkBuff {
+                ifindex: 1,
+                ..SkBuff::default()
+            }),
         }
     }
 }
@@ -271,8 +449,13 @@ pub(crate) fn write_context(ctx: &mut [u8], context: &Context, packet: &Packet, 
             put(20, md.egress_ifindex);
             (packet.start, packet.end)
         }
-        Context::SocketFilter(skb) => {
-            let start = (packet.start + ETH_HLEN).min(packet.end);
+        Context::SocketFilter(skb) | Context::Tc(skb) => {
+            // A socket filter sees the packet from the network header; TC from the
+            // Ethernet header (`BPF_PROG_TEST_RUN` pulls the header for the first only).
+            let start = match context {
+                Context::Tc(_) => packet.start,
+                _ => (packet.start + ETH_HLEN).min(packet.end),
+            };
             let ethertype = packet
                 .bytes()
                 .get(12..14)
@@ -295,7 +478,7 @@ pub(crate) fn write_context(ctx: &mut [u8], context: &Context, packet: &Packet, 
             put(68, skb.hash);
             put(72, skb.tc_classid);
             put(84, skb.napi_id);
-            put(160, (packet.end - packet.start) as u32);
+            put(160, skb.wire_len);
             (start, packet.end)
         }
     };
@@ -323,7 +506,7 @@ pub(crate) fn read_bounds(ctx: &[u8], kind: ProgramKind) -> Option<(usize, usize
     };
     let (data, end) = (at(0)?, at(1)?);
     Some(match kind {
-        ProgramKind::Xdp => (data, end),
+        ProgramKind::Xdp | ProgramKind::Tc => (data, end),
         ProgramKind::SocketFilter => (data.saturating_sub(ETH_HLEN), end),
     })
 }
@@ -450,6 +633,41 @@ mod tests {
     fn convert(text: &str, kind: ProgramKind) -> String {
         let program = ebpf_isa::assemble(text).unwrap();
         ebpf_isa::disassemble(&convert_ctx_accesses(&program, kind))
+    }
+
+    #[test]
+    fn sections_name_their_program_kind_or_the_kernel_type_we_do_not_run() {
+        for (section, kind) in [
+            ("xdp", Some(ProgramKind::Xdp)),
+            ("xdp/devmap", Some(ProgramKind::Xdp)),
+            ("xdp.frags", Some(ProgramKind::Xdp)),
+            ("xdpfoo", None),
+            ("socket", Some(ProgramKind::SocketFilter)),
+            ("socket/3", Some(ProgramKind::SocketFilter)),
+            ("tc", Some(ProgramKind::Tc)),
+            ("tc/ingress", Some(ProgramKind::Tc)),
+            ("tcx/egress", Some(ProgramKind::Tc)),
+            ("classifier", Some(ProgramKind::Tc)),
+            ("classifier/main", Some(ProgramKind::Tc)),
+            ("tcp", None),
+        ] {
+            assert_eq!(ProgramKind::from_section(section), kind, "{section}");
+        }
+        for (section, program_type) in [
+            ("kprobe/do_sys_open", Some("BPF_PROG_TYPE_KPROBE")),
+            ("kprobe.multi/tcp_*", Some("BPF_PROG_TYPE_KPROBE")),
+            ("tp/sched/sched_switch", Some("BPF_PROG_TYPE_TRACEPOINT")),
+            ("tp_btf/sched_switch", Some("BPF_PROG_TYPE_TRACING")),
+            ("raw_tp.w/x", Some("BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE")),
+            ("cgroup/skb", Some("BPF_PROG_TYPE_CGROUP_SKB")),
+            ("cgroup/connect4", Some("BPF_PROG_TYPE_CGROUP_SOCK_ADDR")),
+            ("cgroup/sock_create", Some("BPF_PROG_TYPE_CGROUP_SOCK")),
+            ("freplace/x", Some("BPF_PROG_TYPE_EXT")),
+            ("kprobes", None),
+            (".text", None),
+        ] {
+            assert_eq!(program_type_of(section), program_type, "{section}");
+        }
     }
 
     #[test]

@@ -1,21 +1,39 @@
-//! `bpf_loop` as the kernel inlines it: each `call bpf_loop` whose callback is known at load
-//! time (the `lddw r2, code OFF` that reaches the call in its block) becomes a local call of a
-//! small function appended to the program, which calls the callback in a counted loop. No
-//! helper runs program code, and every engine runs the loop as ordinary instructions.
+//! `bpf_loop` as the kernel inlines it, and `bpf_for_each_map_elem` the same way: each call
+//! whose callback is known at load time (the `lddw r2, code OFF` that reaches the call in its
+//! block) becomes a local call of a small function appended to the program, which calls the
+//! callback in a loop. No helper runs program code, and every engine runs the loop as
+//! ordinary instructions. `for_each_map_elem`'s function asks a private helper
+//! ([`FOR_EACH_STEP`]) for each element in turn: it copies the key into the function's frame
+//! and returns the value's address.
 
 use ebpf_isa::{AluOp, CallKind, Cond, Imm64Kind, Insn, Operand, Program, Reg, Size, Width};
 
 /// `bpf_loop`'s kernel id.
 pub(crate) const LOOP: u32 = 181;
 
+/// `bpf_for_each_map_elem`'s kernel id.
+pub(crate) const FOR_EACH_MAP_ELEM: u32 = 164;
+
+/// The private helper the inlined `for_each_map_elem` calls: `(map, cursor, key_out)` copies
+/// the key of the map's first element whose value lies at or after offset `cursor` to
+/// `key_out` and returns its value's address, or 0 past the last element. Outside the kernel's id range, so that no kernel program calls it by
+/// accident.
+pub(crate) const FOR_EACH_STEP: u32 = 0x4b45_0001;
+
+/// Where the inlined `for_each_map_elem` keeps the key it hands the callback: the bottom of
+/// its own frame (the frame's top 32 bytes hold its state), so keys of up to 480 bytes fit.
+pub(crate) const FOR_EACH_KEY: i16 = -512;
+
 /// The most iterations `bpf_loop` allows (`BPF_MAX_LOOPS`).
 const MAX_LOOPS: i32 = 1 << 23;
 
-/// A `bpf_loop` call whose callback is not known at load time.
+/// A `bpf_loop` or `for_each_map_elem` call (the helper id) whose callback is not known at
+/// load time.
 #[derive(Debug)]
-pub(crate) struct UnknownCallback;
+pub(crate) struct UnknownCallback(pub(crate) u32);
 
-/// Rewrites every `call bpf_loop` (see the module comment); `Ok(None)` when there is none.
+/// Rewrites every `call bpf_loop` and `call for_each_map_elem` (see the module comment);
+/// `Ok(None)` when there is none.
 pub(crate) fn inline_loops(program: &Program) -> Result<Option<Program>, UnknownCallback> {
     let mut insns = program.insns().to_vec();
     let pcs: Vec<usize> = program.iter().map(|(pc, _)| pc).collect();
@@ -23,17 +41,24 @@ pub(crate) fn inline_loops(program: &Program) -> Result<Option<Program>, Unknown
     let mut end_pc = program.slot_count();
     let mut appended = Vec::new();
     for i in 0..insns.len() {
-        if insns[i]
-            != (Insn::Call {
-                kind: CallKind::Helper,
-                imm: LOOP as i32,
-            })
-        {
+        let Insn::Call {
+            kind: CallKind::Helper,
+            imm,
+        } = insns[i]
+        else {
+            continue;
+        };
+        let id = imm as u32;
+        if id != LOOP && id != FOR_EACH_MAP_ELEM {
             continue;
         }
-        let callback = callback_of(&insns, &pcs, &targets, i).ok_or(UnknownCallback)?;
+        let callback = callback_of(&insns, &pcs, &targets, i).ok_or(UnknownCallback(id))?;
         let start = end_pc;
-        let function = loop_function(start, callback);
+        let function = if id == LOOP {
+            loop_function(start, callback)
+        } else {
+            for_each_function(start, callback)
+        };
         end_pc += function.iter().map(Insn::slots).sum::<usize>();
         appended.extend(function);
         insns[i] = Insn::Call {
@@ -114,26 +139,7 @@ fn loop_function(start: usize, callback: usize) -> Vec<Insn> {
     const R2: Reg = Reg::R2;
     const R3: Reg = Reg::R3;
     const R4: Reg = Reg::R4;
-    const R10: Reg = Reg::R10;
-    let mov = |dst, src| Insn::Alu {
-        width: Width::W64,
-        op: AluOp::Mov,
-        dst,
-        src,
-    };
-    let store = |off, src| Insn::Store {
-        size: Size::DW,
-        dst: R10,
-        off,
-        src,
-    };
-    let load = |dst, off| Insn::Load {
-        size: Size::DW,
-        signed: false,
-        dst,
-        src: R10,
-        off,
-    };
+    let mov = |dst, src| mov(Width::W64, dst, src);
     let jump = |cond, dst, src, off| Insn::Jump {
         width: Width::W64,
         cond,
@@ -161,13 +167,7 @@ fn loop_function(start: usize, callback: usize) -> Vec<Insn> {
             imm: (callback as i64 - call_at as i64 - 1) as i32,
         },
         /* 10 */ load(R1, -24),
-        /* 11 */
-        Insn::Alu {
-            width: Width::W64,
-            op: AluOp::Add,
-            dst: R1,
-            src: Operand::Imm(1),
-        },
+        /* 11 */ add(R1, 1),
         /* 12 */ store(-24, Operand::Reg(R1)),
         /* 13 */ jump(Cond::Eq, R0, Operand::Imm(0), -9), // -> 5: next
         /* 14 */ load(R0, -24),
@@ -177,4 +177,110 @@ fn loop_function(start: usize, callback: usize) -> Vec<Insn> {
         /* 18 */ mov(R0, Operand::Imm(-7)),
         /* 19 */ Insn::Exit,
     ]
+}
+
+/// The function that stands for one `for_each_map_elem(map, callback, ctx, flags)` call,
+/// placed at pc `start`: `callback(map, &key, &value, ctx)` for each element in turn,
+/// stopping after a call that returns non-zero; `r0` is the number of elements visited;
+/// `-EINVAL` for flags (`r4`). Elements are visited in the order of their values' offsets:
+/// the [`FOR_EACH_STEP`] helper finds the first element at or after a cursor, which moves
+/// past each one visited, so a callback that deletes its element skips none.
+fn for_each_function(start: usize, callback: usize) -> Vec<Insn> {
+    const R0: Reg = Reg::R0;
+    const R1: Reg = Reg::R1;
+    const R2: Reg = Reg::R2;
+    const R3: Reg = Reg::R3;
+    const R4: Reg = Reg::R4;
+    const R10: Reg = Reg::R10;
+    let jump = |cond, dst, off| Insn::Jump {
+        width: Width::W64,
+        cond,
+        dst,
+        src: Operand::Imm(0),
+        off,
+    };
+    // One slot each. The map, the context, the count and the cursor live in this function's
+    // frame (slots -8 to -32), the key at its bottom; the callback cannot reach them but
+    // through the key pointer it is given.
+    let call_at = start + 22;
+    let key = i32::from(FOR_EACH_KEY);
+    vec![
+        /* 0 */ jump(Cond::Ne, R4, 25), // -> 26: EINVAL
+        /* 1 */ store(-8, Operand::Reg(R1)),
+        /* 2 */ store(-16, Operand::Reg(R3)),
+        /* 3 */ store(-24, Operand::Imm(0)),
+        /* 4 */ store(-32, Operand::Imm(0)),
+        /* 5 */ load(R1, -8),
+        /* 6 */ load(R2, -32),
+        /* 7 */ mov(Width::W64, R3, Operand::Reg(R10)),
+        /* 8 */ add(R3, key),
+        /* 9 */
+        Insn::Call {
+            kind: CallKind::Helper,
+            imm: FOR_EACH_STEP as i32,
+        },
+        /* 10 */ jump(Cond::Eq, R0, 13), // -> 24: done
+        /* 11 */ mov(Width::W32, R1, Operand::Reg(R0)), // the value's offset
+        /* 12 */ add(R1, 1),
+        /* 13 */ store(-32, Operand::Reg(R1)),
+        /* 14 */ load(R1, -24),
+        /* 15 */ add(R1, 1),
+        /* 16 */ store(-24, Operand::Reg(R1)),
+        /* 17 */ load(R1, -8),
+        /* 18 */ mov(Width::W64, R2, Operand::Reg(R10)),
+        /* 19 */ add(R2, key),
+        /* 20 */ mov(Width::W64, R3, Operand::Reg(R0)),
+        /* 21 */ load(R4, -16),
+        /* 22 */
+        Insn::Call {
+            kind: CallKind::Local,
+            imm: (callback as i64 - call_at as i64 - 1) as i32,
+        },
+        /* 23 */ jump(Cond::Eq, R0, -19), // -> 5: next
+        /* 24 */ load(R0, -24),
+        /* 25 */ Insn::Exit,
+        /* 26 */ mov(Width::W64, R0, Operand::Imm(-22)),
+        /* 27 */ Insn::Exit,
+    ]
+}
+
+/// `*(u64 *)(r10 + off) = src`: a slot of the inlined function's frame.
+fn store(off: i16, src: Operand) -> Insn {
+    Insn::Store {
+        size: Size::DW,
+        dst: Reg::R10,
+        off,
+        src,
+    }
+}
+
+/// `dst = *(u64 *)(r10 + off)`.
+fn load(dst: Reg, off: i16) -> Insn {
+    Insn::Load {
+        size: Size::DW,
+        signed: false,
+        dst,
+        src: Reg::R10,
+        off,
+    }
+}
+
+/// `dst = src` at `width` (32 bits zero-extends).
+fn mov(width: Width, dst: Reg, src: Operand) -> Insn {
+    Insn::Alu {
+        width,
+        op: AluOp::Mov,
+        dst,
+        src,
+    }
+}
+
+/// `dst += imm`.
+fn add(dst: Reg, imm: i32) -> Insn {
+    Insn::Alu {
+        width: Width::W64,
+        op: AluOp::Add,
+        dst,
+        src: Operand::Imm(imm),
+    }
 }

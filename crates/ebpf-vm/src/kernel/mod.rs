@@ -44,6 +44,7 @@ pub const KERNEL_HELPER_IDS: &[u32] = &[
     CSUM_DIFF,
     GET_HASH_RECALC,
     XDP_ADJUST_HEAD,
+    REDIRECT_MAP,
     XDP_ADJUST_TAIL,
     MAP_PUSH_ELEM,
     MAP_POP_ELEM,
@@ -75,6 +76,7 @@ const SKB_LOAD_BYTES: u32 = 26;
 const CSUM_DIFF: u32 = 28;
 const GET_HASH_RECALC: u32 = 34;
 const XDP_ADJUST_HEAD: u32 = 44;
+const REDIRECT_MAP: u32 = 51;
 const XDP_ADJUST_TAIL: u32 = 65;
 const MAP_PUSH_ELEM: u32 = 87;
 const MAP_POP_ELEM: u32 = 88;
@@ -191,7 +193,10 @@ impl KernelHelpers {
             rng: AtomicU64::new(self.seed),
             trace: self.trace.clone(),
         });
-        for &id in KERNEL_HELPER_IDS {
+        for &id in KERNEL_HELPER_IDS
+            .iter()
+            .chain([&inline_loop::FOR_EACH_STEP])
+        {
             helpers.insert(
                 id,
                 KernelHelper {
@@ -274,11 +279,25 @@ impl ObjectMaps {
         Some((index, self.maps.by_index(index)?))
     }
 
-    /// The map whose value region holds `addr`, and the offset of `addr` in it.
-    fn by_address(&self, addr: u64) -> Option<(&Map, usize)> {
+    /// The map whose value region holds `addr` (its index and itself), and the offset of
+    /// `addr` in it.
+    fn by_address(&self, addr: u64) -> Option<(usize, &Map, usize)> {
         let region = layout::region_of(addr);
         let index = self.regions.iter().position(|r| *r == Some(region))?;
-        Some((self.maps.by_index(index)?, layout::offset_of(addr) as usize))
+        Some((
+            index,
+            self.maps.by_index(index)?,
+            layout::offset_of(addr) as usize,
+        ))
+    }
+
+    /// Discards the ring buffer records a run reserved and left (see [`RunState::reserved`]).
+    pub(crate) fn release(&self, reserved: &mut Vec<(usize, usize)>) {
+        for (index, offset) in reserved.drain(..) {
+            if let Some(map) = self.maps.by_index(index) {
+                let _ = map.ring_commit(offset, true);
+            }
+        }
     }
 }
 
@@ -296,10 +315,16 @@ pub(crate) struct RunState {
     pub(crate) tail_calls: u32,
     /// The target `bpf_redirect` recorded.
     pub(crate) redirect: Option<u32>,
+    /// The entry `bpf_redirect_map` recorded: (the map's index, the key).
+    pub(crate) redirect_map: Option<(u32, u32)>,
     /// How many programs the run's object has (valid tail-call targets).
     pub(crate) programs: u32,
     /// A reusable buffer for keys and values (allocated once per thread).
     pub(crate) buf: Vec<u8>,
+    /// Ring buffer records this run reserved and has not submitted or discarded yet:
+    /// (the map's index, the record's offset). The facade discards them when the run ends
+    /// (the kernel's verifier refuses a program that can leak one; ours does not check).
+    pub(crate) reserved: Vec<(usize, usize)>,
 }
 
 /// What every kernel helper of one set shares.
@@ -377,10 +402,20 @@ impl Helper for KernelHelper {
             GET_SMP_PROCESSOR_ID => with_state(memory, |s, _| Ok(s.cpu as u64)),
             TRACE_PRINTK => trace_printk(env, a, memory),
             REDIRECT => with_state(memory, |s, _| {
+                if s.kind == Some(ProgramKind::Tc) {
+                    // TC: `BPF_F_INGRESS` (1) is the only flag; anything else is TC_ACT_SHOT.
+                    if a[1] & !1 != 0 {
+                        return Ok(2);
+                    }
+                    s.redirect = Some(a[0] as u32);
+                    s.redirect_map = None;
+                    return Ok(7); // TC_ACT_REDIRECT
+                }
                 if a[1] != 0 {
                     return Ok(0); // XDP_ABORTED: flags must be 0
                 }
                 s.redirect = Some(a[0] as u32);
+                s.redirect_map = None;
                 Ok(4)
             }),
             CSUM_DIFF => csum_diff(a, memory),
@@ -419,7 +454,7 @@ impl Helper for KernelHelper {
                 }
             }),
             SKB_STORE_BYTES => with_state(memory, |s, memory| {
-                if s.kind != Some(ProgramKind::SocketFilter) {
+                if !s.kind.is_some_and(ProgramKind::is_skb) {
                     return Ok(errno(EINVAL));
                 }
                 if a[4] & !3 != 0 {
@@ -435,14 +470,14 @@ impl Helper for KernelHelper {
                 Ok(0)
             }),
             L3_CSUM_REPLACE | L4_CSUM_REPLACE => with_state(memory, |s, memory| {
-                if s.kind != Some(ProgramKind::SocketFilter) {
+                if !s.kind.is_some_and(ProgramKind::is_skb) {
                     return Ok(errno(EINVAL));
                 }
                 let (data, end) = packet_bounds(memory, s, a[0])?;
                 csum_replace(self.id == L4_CSUM_REPLACE, a, data, end, memory)
             }),
             GET_HASH_RECALC => with_state(memory, |s, memory| {
-                if s.kind != Some(ProgramKind::SocketFilter) {
+                if !s.kind.is_some_and(ProgramKind::is_skb) {
                     return Ok(0);
                 }
                 let mut hash = [0u8; 4];
@@ -455,9 +490,45 @@ impl Helper for KernelHelper {
                 }
                 adjust(self.id == XDP_ADJUST_HEAD, a, memory)
             }),
+            inline_loop::FOR_EACH_STEP => for_each_step(env, a, memory),
             _ => self.map_helper(a, memory),
         }
     }
+}
+
+/// The inlined `for_each_map_elem`'s step (see `inline_loop`): of map `a[0]`, the element
+/// whose value lies first at or after offset `a[1]` in the map's region, its key copied to
+/// `a[2]`, its value's address returned; 0 past the last element. Arrays are visited in index
+/// order, hashes in the order of their slots (the kernel's is its buckets'). Each step lists
+/// the map's elements: a visit of `n` elements costs `n²`.
+fn for_each_step(env: &Env, a: [u64; 5], memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
+    let Some((index, map)) = env.maps.decode(a[0]) else {
+        return Err(HelperError::failed(format!(
+            "for_each_map_elem called with {:#x}, which is not a map",
+            a[0]
+        )));
+    };
+    let Some(region) = env.maps.regions.get(index).copied().flatten() else {
+        return Ok(0);
+    };
+    let Ok(elements) = map.element_offsets() else {
+        return Ok(0);
+    };
+    let cursor = usize::try_from(a[1]).unwrap_or(usize::MAX);
+    let Some((key, offset)) = elements
+        .iter()
+        .filter(|(_, offset)| *offset >= cursor)
+        .min_by_key(|(_, offset)| *offset)
+    else {
+        return Ok(0);
+    };
+    if key.len() > (-i32::from(inline_loop::FOR_EACH_KEY) - 32) as usize {
+        return Err(HelperError::failed(
+            "for_each_map_elem: keys longer than 480 bytes do not fit the frame",
+        ));
+    }
+    memory.write(a[2], key)?;
+    Ok(layout::vm_addr(region, *offset as u64))
 }
 
 /// The message of the helper error a taken tail call ends its program with (the facade
@@ -469,11 +540,14 @@ impl KernelHelper {
     fn map_helper(&self, a: [u64; 5], memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
         let maps = &self.env.maps;
         if matches!(self.id, RINGBUF_SUBMIT | RINGBUF_DISCARD) {
-            let Some((map, offset)) = maps.by_address(a[0]) else {
+            let Some((index, map, offset)) = maps.by_address(a[0]) else {
                 return Err(HelperError::failed("ringbuf submit/discard of no record"));
             };
             return match map.ring_commit(offset, self.id == RINGBUF_DISCARD) {
-                Ok(true) => Ok(0),
+                Ok(true) => with_state(memory, |s, _| {
+                    s.reserved.retain(|&r| r != (index, offset));
+                    Ok(0)
+                }),
                 _ => Err(HelperError::failed("ringbuf submit/discard of no record")),
             };
         }
@@ -555,9 +629,37 @@ impl KernelHelper {
                     map.ring_reserve(a[1]),
                     maps.regions.get(index).copied().flatten(),
                 ) {
-                    (Ok(Some(off)), Some(region)) => Ok(layout::vm_addr(region, off as u64)),
+                    (Ok(Some(off)), Some(region)) => {
+                        s.reserved.push((index, off));
+                        Ok(layout::vm_addr(region, off as u64))
+                    }
                     _ => Ok(0),
                 }
+            }
+            REDIRECT_MAP => {
+                // `__bpf_xdp_redirect_map`: the low two bits of the flags are the action on a
+                // miss; devmaps also take BPF_F_BROADCAST (8) and BPF_F_EXCLUDE_INGRESS (16).
+                const ACTIONS: u64 = 3;
+                const BROADCAST: u64 = 8;
+                const EXCLUDE_INGRESS: u64 = 16;
+                let flags = a[2];
+                let allowed = match spec.map_type {
+                    MapType::DevMap | MapType::DevMapHash => ACTIONS | BROADCAST | EXCLUDE_INGRESS,
+                    _ => ACTIONS,
+                };
+                if flags & !allowed != 0 {
+                    return Ok(0); // XDP_ABORTED
+                }
+                let key = a[1] as u32;
+                let Some(found) = map.redirect_entry(key) else {
+                    return Ok(0);
+                };
+                if !found && flags & BROADCAST == 0 {
+                    return Ok(flags & ACTIONS);
+                }
+                s.redirect_map = Some((index as u32, key));
+                s.redirect = None;
+                Ok(4) // XDP_REDIRECT
             }
             RINGBUF_QUERY => match map.ring_query() {
                 Ok((avail, size)) => Ok(match a[1] {

@@ -356,3 +356,206 @@ fn tcp_options_loop_counts_option_kinds() {
         assert_eq!(count(8), 1);
     }
 }
+
+/// Runs a TC program of `object` on `frame` with the default TC context.
+fn tc(object: &Object, program: &str, frame: &[u8]) -> (ebpf_vm::Outcome, Vec<u8>) {
+    let mut packet = Packet::new(frame).unwrap();
+    let vm = object.program(program).unwrap();
+    let out = vm
+        .run_packet(&mut packet, &Context::default_for(ebpf_vm::ProgramKind::Tc))
+        .unwrap_or_else(|t| panic!("{program} on {}: {t}", vm.engine()));
+    (out, packet.bytes().to_vec())
+}
+
+#[test]
+fn tc_classifier_sees_the_frame_from_the_ethernet_header_and_acts() {
+    use ebpf_vm::TcAction;
+    for &engine in Engine::ALL {
+        let cls = object("tc_classifier", engine);
+        assert_eq!(
+            cls.program("tc_classifier").unwrap().program_kind(),
+            Some(ebpf_vm::ProgramKind::Tc)
+        );
+        // UDP: TTL 64 -> 63 with a valid header checksum, redirected to interface 2.
+        let frame = ipv4([10, 0, 0, 7], [10, 0, 0, 1], 17, &udp(5, 53, b"hi"));
+        let (out, after) = tc(&cls, "tc_classifier", &frame);
+        assert_eq!(
+            TcAction::from_r0(out.r0),
+            Some(TcAction::Redirect),
+            "{engine}"
+        );
+        assert_eq!(out.redirect, Some(2), "{engine}");
+        assert_eq!(after[22], frame[22] - 1, "{engine}: the TTL");
+        assert_eq!(
+            ones_sum(&after[14..34]),
+            0xffff,
+            "{engine}: the IPv4 checksum"
+        );
+        // What it saw: len is the whole frame (TC starts at the Ethernet header), protocol
+        // the Ethernet type as the kernel stores it, the loopback interface, no wire_len.
+        let seen = cls
+            .map("last")
+            .unwrap()
+            .lookup(&0u32.to_le_bytes())
+            .unwrap()
+            .unwrap();
+        let field = |i: usize| u32::from_le_bytes(seen[4 * i..4 * i + 4].try_into().unwrap());
+        assert_eq!(field(0), frame.len() as u32, "{engine}: len");
+        assert_eq!(field(1), 0x0008, "{engine}: protocol");
+        assert_eq!(field(2), 1, "{engine}: ifindex");
+        assert_eq!(field(9), 0, "{engine}: wire_len");
+        assert_eq!(field(10), frame.len() as u32, "{engine}: data_end - data");
+        // ICMP is shot, TCP passes, ARP is left to the qdisc.
+        let icmp = ipv4([10, 0, 0, 7], [10, 0, 0, 1], 1, &[8, 0, 0, 0, 0, 0, 0, 0]);
+        let (out, _) = tc(&cls, "tc_classifier", &icmp);
+        assert_eq!(TcAction::from_r0(out.r0), Some(TcAction::Shot), "{engine}");
+        let ssh = ipv4([10, 0, 0, 7], [10, 0, 0, 1], 6, &tcp(1000, 22, 2, &[]));
+        let (out, after) = tc(&cls, "tc_classifier", &ssh);
+        assert_eq!(TcAction::from_r0(out.r0), Some(TcAction::Ok), "{engine}");
+        assert_eq!(after, ssh, "{engine}: TCP is not rewritten");
+        let (out, _) = tc(&cls, "tc_classifier", &arp());
+        assert_eq!(
+            TcAction::from_r0(out.r0),
+            Some(TcAction::Unspec),
+            "{engine}"
+        );
+        // One packet per action: UNSPEC (key 0), OK (1), SHOT (3), REDIRECT (8).
+        for (key, n) in [(0, 1), (1, 1), (3, 1), (8, 1), (4, 0)] {
+            assert_eq!(
+                u64_at(&cls, "actions", key),
+                n,
+                "{engine}: action key {key}"
+            );
+        }
+    }
+}
+
+#[test]
+fn redirect_map_records_the_entry_or_returns_the_miss_action() {
+    use ebpf_vm::maps::UpdateFlags;
+    for &engine in Engine::ALL {
+        let fwd = object("xdp_redirect", engine);
+        let index = |name: &str| fwd.maps().iter().position(|m| m.name() == name).unwrap() as u32;
+        let entry = |ifindex: u32| [ifindex.to_le_bytes(), 0u32.to_le_bytes()].concat();
+        fwd.map("by_port")
+            .unwrap()
+            .update(&5u32.to_le_bytes(), &entry(9), UpdateFlags::Any)
+            .unwrap();
+        let run = |frame: &[u8]| {
+            let mut packet = Packet::new(frame).unwrap();
+            let ctx = Context::default_for(ebpf_vm::ProgramKind::Xdp);
+            fwd.program("xdp_redirect")
+                .unwrap()
+                .run_packet(&mut packet, &ctx)
+                .unwrap()
+        };
+        // UDP to port 53 (53 % 8 = 5): the devmap hash entry; port 54: a miss, XDP_DROP.
+        let out = run(&ipv4([10, 0, 0, 7], [10, 0, 0, 1], 17, &udp(1, 53, b"")));
+        assert_eq!(out.xdp_action(), Some(XdpAction::Redirect), "{engine}");
+        assert_eq!(out.redirect_map, Some((index("by_port"), 5)), "{engine}");
+        let out = run(&ipv4([10, 0, 0, 7], [10, 0, 0, 1], 17, &udp(1, 54, b"")));
+        assert_eq!(out.xdp_action(), Some(XdpAction::Drop), "{engine}");
+        assert_eq!(out.redirect_map, None, "{engine}");
+        // ICMP broadcasts through the (empty) devmap: a redirect all the same.
+        let icmp = ipv4([10, 0, 0, 7], [10, 0, 0, 1], 1, &[8, 0, 0, 0, 0, 0, 0, 0]);
+        let out = run(&icmp);
+        assert_eq!(out.xdp_action(), Some(XdpAction::Redirect), "{engine}");
+        // Non-IPv4 goes to queue 0's AF_XDP socket once the host sets one.
+        assert_eq!(run(&arp()).xdp_action(), Some(XdpAction::Pass), "{engine}");
+        fwd.map("xsks")
+            .unwrap()
+            .update(&0u32.to_le_bytes(), &42u32.to_le_bytes(), UpdateFlags::Any)
+            .unwrap();
+        let out = run(&arp());
+        assert_eq!(out.redirect_map, Some((index("xsks"), 0)), "{engine}");
+        // TCP from 10.0.0.8 (8 % 4 = 0): CPU 0 once the host gives it a queue.
+        let tcp_frame = ipv4([10, 0, 0, 8], [10, 0, 0, 1], 6, &tcp(1, 80, 2, &[]));
+        assert_eq!(
+            run(&tcp_frame).xdp_action(),
+            Some(XdpAction::Pass),
+            "{engine}"
+        );
+        fwd.map("cpus")
+            .unwrap()
+            .update(&0u32.to_le_bytes(), &entry(64), UpdateFlags::Any)
+            .unwrap();
+        assert_eq!(
+            run(&tcp_frame).redirect_map,
+            Some((index("cpus"), 0)),
+            "{engine}"
+        );
+        // Counted per action: ABORTED 0, DROP 1, PASS 2, REDIRECT 4.
+        assert_eq!(u64_at(&fwd, "actions", 1), 1, "{engine}");
+        assert_eq!(u64_at(&fwd, "actions", 2), 2, "{engine}");
+        assert_eq!(u64_at(&fwd, "actions", 4), 4, "{engine}");
+    }
+}
+
+#[test]
+fn for_each_map_elem_walks_arrays_in_order_and_survives_deletes() {
+    for &engine in Engine::ALL {
+        let stats = object("xdp_flow_stats", engine);
+        let udp_from =
+            |last: u8| ipv4([10, 0, 0, last], [10, 0, 0, 1], 17, &udp(1, 53, &[0; 1000]));
+        // Sources 1 (four packets) and 2 (one): the fourth packet from 1 evicts it during
+        // the walk that counts it.
+        for last in [1, 1, 2, 1, 1] {
+            assert_eq!(
+                xdp(&stats, "xdp_flow_stats", &udp_from(last)).0,
+                XdpAction::Pass
+            );
+        }
+        let total = |key| u64_at(&stats, "totals", key);
+        let frame = udp_from(1).len() as u64;
+        // Five UDP frames of 1,042 bytes: past the 4,096-byte limit at slot 1 (UDP), so the
+        // array walk stops there, after visiting slots 0 and 1.
+        assert_eq!(total(0), 5 * frame, "{engine}: bytes summed");
+        assert_eq!(total(1), 2, "{engine}: array elements visited");
+        assert_eq!(total(2), 2, "{engine}: stopped at slot 1 (+1)");
+        // The last walk saw sources 1 (4 packets, evicted) and 2 (1 packet).
+        assert_eq!(total(3), 2, "{engine}: sources");
+        assert_eq!(total(4), 5, "{engine}: their packets");
+        assert_eq!(total(5), 2, "{engine}: hash elements visited");
+        assert_eq!(total(6), 1, "{engine}: evicted");
+        let sources = stats.map("sources").unwrap();
+        assert_eq!(sources.lookup(&[10, 0, 0, 1]).unwrap(), None, "{engine}");
+        assert!(
+            sources.lookup(&[10, 0, 0, 2]).unwrap().is_some(),
+            "{engine}"
+        );
+    }
+}
+
+/// A tail call runs the target with the object's data as the caller left it: `.data`
+/// written before the call is seen after it, and `.rodata` is the target's own image.
+#[test]
+fn tail_calls_keep_the_objects_globals() {
+    let path = format!(
+        "{}/../../tests/bpf/vm-only/xdp_globals.o",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    for &engine in Engine::ALL {
+        let object = Vm::builder()
+            .engine(engine)
+            .budget(10_000)
+            .kernel_helpers(KernelHelpers::new())
+            .load_object(&bytes)
+            .unwrap_or_else(|e| panic!("{engine}: {e}"));
+        let run = |name: &str| {
+            let mut packet = Packet::new(&[0u8; 64]).unwrap();
+            object
+                .program(name)
+                .unwrap()
+                .run_packet(
+                    &mut packet,
+                    &Context::default_for(ebpf_vm::ProgramKind::Xdp),
+                )
+                .unwrap()
+        };
+        let out = run("first");
+        assert_eq!((out.r0, out.tail_calls), (230, 1), "{engine}");
+        // Each run starts from the object's initial `.data`.
+        assert_eq!(run("second").r0, 120, "{engine}");
+    }
+}

@@ -470,3 +470,50 @@ fn the_verifier_knows_value_sizes_and_null() {
         assert_eq!(refused(engine, "jeq %r0, 0, +1\nldxw %r3, [%r0+4]"), []);
     }
 }
+
+/// A record reserved and never submitted (the kernel's verifier refuses such a program; ours
+/// loads it) is discarded when the run ends: the next run's records reach the host, and a
+/// trap after a reserve releases it too.
+#[test]
+fn records_reserved_and_left_are_discarded_when_the_run_ends() {
+    // Reserve 8 bytes and exit; output 4 bytes; reserve, then trap.
+    let leak = "lddw %r1, 0xfeed000000000000\nmov %r2, 8\nmov %r3, 0\ncall 131\n\
+                mov %r0, 2\nexit";
+    let output = "stw [%r10-4], 0x77\nlddw %r1, 0xfeed000000000000\nmov %r2, %r10\n\
+                  add %r2, -4\nmov %r3, 4\nmov %r4, 0\ncall 130\nexit";
+    let trap = "lddw %r1, 0xfeed000000000000\nmov %r2, 8\nmov %r3, 0\ncall 131\n\
+                ldxdw %r0, [%r0+4096]\nexit";
+    for &engine in Engine::ALL {
+        let mut maps = Maps::new(1);
+        let rb = maps
+            .create("rb", MapSpec::new(MapType::RingBuf, 0, 0, 4096))
+            .unwrap();
+        let maps = Arc::new(maps);
+        let leaking = load(engine, leak, &maps);
+        let outputting = load(engine, output, &maps);
+        let trapping = load(engine, trap, &maps);
+        // The host reads as it goes: a leaked record that stayed reserved would block every
+        // record after it, and the ring (room for about 250 of these) would fill.
+        for _ in 0..1000 {
+            run(&leaking).unwrap();
+            assert_eq!(
+                rb.ring_records().unwrap(),
+                Vec::<Vec<u8>>::new(),
+                "{engine}"
+            );
+        }
+        assert!(run(&trapping).is_err(), "{engine}");
+        assert_eq!(
+            rb.ring_records().unwrap(),
+            Vec::<Vec<u8>>::new(),
+            "{engine}"
+        );
+        assert_eq!(r0(&outputting), 0, "{engine}: the ring has room");
+        assert_eq!(
+            rb.ring_records().unwrap(),
+            [0x77u32.to_le_bytes().to_vec()],
+            "{engine}: the leaked records were discarded, the output is readable"
+        );
+        assert_eq!(rb.ring_query().unwrap().0, 0, "{engine}");
+    }
+}
