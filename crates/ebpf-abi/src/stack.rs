@@ -3,8 +3,8 @@
 //! allocates nor zeroes kilobytes it will not touch.
 //!
 //! The invariant that makes reuse private: **between runs, every byte of the buffer is zero.**
-//! A new buffer is zeroed memory; growing it appends zeroes; and whoever lends a buffer to a
-//! run scrubs, once the run has returned, every byte the run can have written
+//! A new buffer is zeroed memory; growing it replaces it with a larger zeroed one; and whoever
+//! lends a buffer to a run scrubs, once the run has returned, every byte the run can have written
 //! ([`Stack::scrub`]; how many bytes that is comes from the program, see
 //! `docs/per-run.md`). A run that panics out never returns its buffer to the lender, so a
 //! buffer that might hold a run's data is never lent again. So a run finds a stack that is all
@@ -55,8 +55,8 @@ impl Stack {
         }
     }
 
-    /// Where the region of `size` bytes starts in the buffer, growing the buffer (with
-    /// zeroes) if it is too small.
+    /// Where the region of `size` bytes starts in the buffer, replacing the buffer with a
+    /// larger zeroed one if it is too small.
     #[inline]
     fn start(&mut self, size: usize) -> usize {
         let needed = size.saturating_add(SLACK + ALIGN);
