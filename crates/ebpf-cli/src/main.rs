@@ -324,7 +324,7 @@ struct HardeningArgs {
     /// at run time, so that a mispredicted bounds check cannot load out of bounds even
     /// speculatively; `off` leaves it out [default: each JIT's own, on for x86, off for
     /// cranelift]. No effect on the interpreter, nor on any result (docs/security.md).
-    #[arg(long, value_name = "on|off", value_enum)]
+    #[arg(long, value_name = "on|off", value_enum, hide_possible_values = true)]
     spectre_masking: Option<Switch>,
 }
 
