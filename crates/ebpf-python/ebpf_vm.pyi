@@ -42,7 +42,13 @@ class Memory:
         """Writes `data` at VM address `addr`; raises Trap(kind="out_of_bounds")."""
 
 class Vm:
-    """A loaded eBPF program with its configuration."""
+    """A loaded eBPF program with its configuration.
+
+    Every load takes `spectre_masking`: True or False turns Spectre v1 masking in the JITs'
+    code on or off (None: each JIT's default, on for x86, off for cranelift). With it, the
+    address of every access checked at run time is masked on the check's result, so that a
+    mispredicted bounds check cannot load out of bounds even speculatively. No effect on the
+    interpreter, nor on results."""
 
     @staticmethod
     def load(
@@ -54,6 +60,7 @@ class Vm:
         helpers: Optional[Mapping[int, Helper]] = None,
         verify: bool = True,
         allow_unbounded: bool = False,
+        spectre_masking: Optional[bool] = None,
     ) -> "Vm":
         """Loads bytecode (8-byte little-endian instructions), verifying it first."""
     @staticmethod
@@ -66,6 +73,7 @@ class Vm:
         helpers: Optional[Mapping[int, Helper]] = None,
         verify: bool = True,
         allow_unbounded: bool = False,
+        spectre_masking: Optional[bool] = None,
     ) -> "Vm":
         """Assembles and loads bpf_conformance-syntax text ("mov %r0, 1\\nexit")."""
     @staticmethod
@@ -80,6 +88,7 @@ class Vm:
         helpers: Optional[Mapping[int, Helper]] = None,
         verify: bool = True,
         allow_unbounded: bool = False,
+        spectre_masking: Optional[bool] = None,
     ) -> "Vm":
         """Loads a program of a BPF ELF object file (clang -target bpf -c)."""
     def run(
@@ -94,6 +103,9 @@ class Vm:
     @property
     def engine(self) -> str:
         """The engine that runs the program."""
+    @property
+    def code_size(self) -> int:
+        """Bytes of machine code the engine generated (0 for the interpreter)."""
     def __len__(self) -> int:
         """The number of instruction slots."""
 
@@ -119,6 +131,7 @@ class Object:
         engine: str = "interp",
         budget: Optional[int] = None,
         max_call_depth: int = 8,
+        spectre_masking: Optional[bool] = None,
     ) -> Object: ...
     @property
     def programs(self) -> List[str]: ...

@@ -2,8 +2,10 @@
 //!
 //! - `--smoke [--time S]`: every target for `S` seconds (default 30), one after the other; fails
 //!   on the first finding, naming the input libFuzzer saved. CI runs this.
-//! - `--long TARGET [--time S]`: one target for `S` seconds (default 3600); prints the executions
-//!   and executions per second libFuzzer reports, for `docs/fuzzing.md`.
+//! - `--long TARGET [--time S] [--no-asan]`: one target for `S` seconds (default 3600); prints
+//!   the executions and executions per second libFuzzer reports, for `docs/fuzzing.md`.
+//!   `--no-asan` builds without AddressSanitizer (in its own target directory), which the long
+//!   runs use: docs/fuzzing.md says what ASan checks here and why the long runs can do without.
 //! - `--seeds`: rewrites the seed corpus `fuzz/seeds/` from the conformance vectors and the ELF
 //!   fixtures (the `fuzz-seeds` binary of `ebpf-fuzz-checks`).
 //!
@@ -24,6 +26,33 @@ use anyhow::{Context, Result, bail};
 /// The targets, in the order `--smoke` runs them (as `fuzz/Cargo.toml` lists them).
 const TARGETS: [&str; 5] = ["isa", "elf", "verifier", "differential", "facade"];
 
+/// How the targets are built: with AddressSanitizer (`cargo fuzz`'s default; the smoke run), or
+/// without (`--long --no-asan`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sanitizer {
+    Address,
+    None,
+}
+
+impl Sanitizer {
+    /// `cargo fuzz --sanitizer`'s name for it.
+    fn name(self) -> &'static str {
+        match self {
+            Sanitizer::Address => "address",
+            Sanitizer::None => "none",
+        }
+    }
+
+    /// The target directory of builds with this sanitizer (cargo would rebuild everything on
+    /// each switch if they shared one).
+    fn target_dir(self) -> &'static str {
+        match self {
+            Sanitizer::Address => "fuzz/target/xtask",
+            Sanitizer::None => "fuzz/target/xtask-noasan",
+        }
+    }
+}
+
 /// What libFuzzer reported at the end of a run.
 #[derive(Debug, Default)]
 struct Stats {
@@ -36,10 +65,12 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut time = None;
     let mut mode = None;
     let mut target = None;
+    let mut sanitizer = Sanitizer::Address;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--smoke" | "--long" | "--seeds" => mode = Some(arg.as_str()),
+            "--no-asan" => sanitizer = Sanitizer::None,
             "--time" => {
                 let value = args.next().context("--time needs a number of seconds")?;
                 time = Some(
@@ -52,15 +83,18 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             other => bail!("unknown argument {other:?}; {USAGE}"),
         }
     }
+    if sanitizer != Sanitizer::Address && mode != Some("--long") {
+        bail!("--no-asan is for --long runs (the smoke run keeps AddressSanitizer); {USAGE}");
+    }
     match (mode, target) {
         (Some("--seeds"), None) => seeds(root),
         (Some("--smoke"), None) => {
             check_tools()?;
-            build(root)?;
+            build(root, sanitizer)?;
             let time = time.unwrap_or(30);
             let started = Instant::now();
             for target in TARGETS {
-                let stats = fuzz(root, target, time)?;
+                let stats = fuzz(root, target, time, sanitizer)?;
                 if stats.executions == 0 {
                     bail!(
                         "fuzz {target}: libFuzzer reported no executions: the smoke run proved nothing"
@@ -80,12 +114,16 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         }
         (Some("--long"), Some(target)) => {
             check_tools()?;
-            build(root)?;
+            build(root, sanitizer)?;
             let time = time.unwrap_or(3600);
-            let stats = fuzz(root, target, time)?;
+            let stats = fuzz(root, target, time, sanitizer)?;
             println!(
-                "fuzz {target}: {} executions in {time} s ({}/s), peak RSS {} MB, no finding",
-                stats.executions, stats.per_second, stats.peak_rss_mb
+                "fuzz {target} (sanitizer: {}): {} executions in {time} s ({}/s), peak RSS {} MB, \
+                 no finding",
+                sanitizer.name(),
+                stats.executions,
+                stats.per_second,
+                stats.peak_rss_mb
             );
             Ok(())
         }
@@ -93,8 +131,8 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask fuzz --smoke [--time S] | --long TARGET [--time S] | \
-                     --seeds; targets: isa, elf, verifier, differential, facade";
+const USAGE: &str = "usage: cargo xtask fuzz --smoke [--time S] | --long TARGET [--time S] \
+                     [--no-asan] | --seeds; targets: isa, elf, verifier, differential, facade";
 
 /// Fails with what to install when the nightly toolchain or cargo-fuzz is missing.
 fn check_tools() -> Result<()> {
@@ -116,13 +154,15 @@ fn check_tools() -> Result<()> {
 }
 
 /// The `cargo +nightly fuzz` command with the build options every run uses.
-fn cargo_fuzz(root: &Path, subcommand: &str) -> Command {
+fn cargo_fuzz(root: &Path, subcommand: &str, sanitizer: Sanitizer) -> Command {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(root)
-        .args(["+nightly", "fuzz", subcommand, "--release", "--target-dir"])
+        .args(["+nightly", "fuzz", subcommand, "--release", "--sanitizer"])
+        .arg(sanitizer.name())
         // Its own target directory: cargo does not notice a change of `RUSTC_WRAPPER`, so a
         // plain `cargo fuzz build` (everything instrumented) must not share artifacts with it.
-        .arg(root.join("fuzz/target/xtask"))
+        .arg("--target-dir")
+        .arg(root.join(sanitizer.target_dir()))
         // Not the stable toolchain this xtask runs under.
         .env_remove("RUSTUP_TOOLCHAIN")
         .env_remove("CARGO")
@@ -132,9 +172,12 @@ fn cargo_fuzz(root: &Path, subcommand: &str) -> Command {
     cmd
 }
 
-fn build(root: &Path) -> Result<()> {
-    println!("==> building the fuzz targets (nightly, AddressSanitizer)");
-    let status = cargo_fuzz(root, "build")
+fn build(root: &Path, sanitizer: Sanitizer) -> Result<()> {
+    println!(
+        "==> building the fuzz targets (nightly, sanitizer: {})",
+        sanitizer.name()
+    );
+    let status = cargo_fuzz(root, "build", sanitizer)
         .status()
         .context("running cargo fuzz build")?;
     if !status.success() {
@@ -144,7 +187,7 @@ fn build(root: &Path) -> Result<()> {
 }
 
 /// Runs one target for `seconds`; its libFuzzer log goes to `fuzz/target/logs/<target>.log`.
-fn fuzz(root: &Path, target: &str, seconds: u64) -> Result<Stats> {
+fn fuzz(root: &Path, target: &str, seconds: u64, sanitizer: Sanitizer) -> Result<Stats> {
     let fuzz_dir = root.join("fuzz");
     let corpus = fuzz_dir.join("corpus").join(target);
     let seeds = fuzz_dir.join("seeds").join(target);
@@ -158,7 +201,7 @@ fn fuzz(root: &Path, target: &str, seconds: u64) -> Result<Stats> {
         "==> fuzz {target} for {seconds} s (log: {})",
         log_path.display()
     );
-    let status = cargo_fuzz(root, "run")
+    let status = cargo_fuzz(root, "run", sanitizer)
         .arg(target)
         .arg(&corpus)
         .arg(&seeds)

@@ -351,6 +351,19 @@ ebpf_status ebpf_builder_allow_unbounded(ebpf_builder *builder);
 ebpf_status ebpf_builder_skip_verification(ebpf_builder *builder);
 
 /*
+ Spectre v1 masking in the JITs' code, on (`true`) or off (`false`) for both JITs (default:
+ each JIT's own — on for the x86 JIT, off for the Cranelift JIT). With masking, the address
+ of every access checked at run time is forced to 0 by a conditional move on the check's
+ result, so that a mispredicted bounds check cannot load out of bounds even speculatively.
+ Turn it on for programs you do not trust. No effect on the interpreter, nor on results
+ (docs/security.md).
+
+ # Safety
+ `builder` is NULL or a live builder that no other thread uses during the call.
+ */
+ebpf_status ebpf_builder_set_spectre_masking(ebpf_builder *builder, bool on);
+
+/*
  Registers `function` as helper `id` (`call id`), replacing any earlier one. `user_data` is
  passed to every call; `drop`, unless NULL, is called with it once the builder and every VM
  loaded from it are freed (if registering fails, nothing keeps `user_data` and `drop` is not
@@ -512,6 +525,15 @@ ebpf_status ebpf_vm_run_traced(const ebpf_vm *vm,
                                void *user_data,
                                uint64_t *r0,
                                ebpf_error **err);
+
+/*
+ Bytes of machine code the VM's engine generated for the program: 0 for the interpreter, and
+ for NULL.
+
+ # Safety
+ `vm` is NULL or a live VM.
+ */
+size_t ebpf_vm_code_size(const ebpf_vm *vm);
 
 /*
  Frees a VM; NULL is ignored. Helpers' `drop` functions run once no VM or builder uses them.

@@ -123,6 +123,24 @@ pub unsafe extern "C" fn ebpf_builder_skip_verification(builder: *mut Builder) -
     unsafe { configure(builder, |b| b.unverified()) }
 }
 
+/// Spectre v1 masking in the JITs' code, on (`true`) or off (`false`) for both JITs (default:
+/// each JIT's own — on for the x86 JIT, off for the Cranelift JIT). With masking, the address
+/// of every access checked at run time is forced to 0 by a conditional move on the check's
+/// result, so that a mispredicted bounds check cannot load out of bounds even speculatively.
+/// Turn it on for programs you do not trust. No effect on the interpreter, nor on results
+/// (docs/security.md).
+///
+/// # Safety
+/// `builder` is NULL or a live builder that no other thread uses during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ebpf_builder_set_spectre_masking(
+    builder: *mut Builder,
+    on: bool,
+) -> Status {
+    // SAFETY: forwarded from the caller.
+    unsafe { configure(builder, |b| b.spectre_masking(on)) }
+}
+
 /// Registers `function` as helper `id` (`call id`), replacing any earlier one. `user_data` is
 /// passed to every call; `drop`, unless NULL, is called with it once the builder and every VM
 /// loaded from it are freed (if registering fails, nothing keeps `user_data` and `drop` is not

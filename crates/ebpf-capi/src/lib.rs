@@ -28,13 +28,15 @@ pub use builder::{
     Builder, ebpf_builder_allow_unbounded, ebpf_builder_free, ebpf_builder_load,
     ebpf_builder_load_asm, ebpf_builder_load_elf, ebpf_builder_new, ebpf_builder_register_helper,
     ebpf_builder_set_budget, ebpf_builder_set_engine, ebpf_builder_set_max_call_depth,
-    ebpf_builder_skip_verification, ebpf_engine_available,
+    ebpf_builder_set_spectre_masking, ebpf_builder_skip_verification, ebpf_engine_available,
 };
 pub use error::{
     Error, Status, ebpf_error_free, ebpf_error_message, ebpf_error_pc, ebpf_error_status,
 };
 pub use helper::{Call, HelperDrop, HelperFn, ebpf_call_fail, ebpf_call_read, ebpf_call_write};
-pub use vm::{EffectKind, StepC, StepFn, Vm, ebpf_vm_free, ebpf_vm_run, ebpf_vm_run_traced};
+pub use vm::{
+    EffectKind, StepC, StepFn, Vm, ebpf_vm_code_size, ebpf_vm_free, ebpf_vm_run, ebpf_vm_run_traced,
+};
 
 /// The engines, as `ebpf_builder_set_engine` takes them.
 #[repr(u32)]

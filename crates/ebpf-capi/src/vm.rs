@@ -202,6 +202,19 @@ fn step_c(step: &Step, insn: &CString) -> StepC {
     c
 }
 
+/// Bytes of machine code the VM's engine generated for the program: 0 for the interpreter, and
+/// for NULL.
+///
+/// # Safety
+/// `vm` is NULL or a live VM.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ebpf_vm_code_size(vm: *const Vm) -> usize {
+    boundary::guard_value(0, || {
+        // SAFETY: the caller guarantees a live VM or NULL.
+        unsafe { boundary::object(vm, "vm") }.map_or(0, |vm| vm.inner.code_size())
+    })
+}
+
 /// Frees a VM; NULL is ignored. Helpers' `drop` functions run once no VM or builder uses them.
 ///
 /// # Safety

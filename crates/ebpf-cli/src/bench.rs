@@ -12,8 +12,8 @@ use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ebpf_cli::{Source, vm_builder};
-use ebpf_vm::{Engine, Exit, Input, Trap, Vm};
+use ebpf_cli::Source;
+use ebpf_vm::{Engine, Exit, Input, Trap, Vm, VmBuilder};
 
 /// How long the timed runs of one engine last without `--iterations`.
 const TARGET: Duration = Duration::from_secs(1);
@@ -29,7 +29,9 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 pub(crate) struct Config<'a> {
     /// The engines to time, in order.
     pub(crate) engines: &'a [Engine],
-    /// The instruction budget of every run.
+    /// The configuration to load with (budget, hardening), for every engine.
+    pub(crate) builder: VmBuilder,
+    /// The instruction budget of every run (what `builder` sets).
     pub(crate) budget: u64,
     /// How many timed runs; `None`: about a second's worth.
     pub(crate) iterations: Option<u64>,
@@ -42,6 +44,8 @@ pub(crate) struct Config<'a> {
 struct Measurement {
     engine: Engine,
     load_ns: u64,
+    /// Bytes of machine code the engine generated (0 for the interpreter).
+    code_bytes: usize,
     runs: u64,
     r0: u64,
     instructions: u64,
@@ -86,7 +90,7 @@ fn measure(
     input: Option<&[u8]>,
     config: &Config<'_>,
 ) -> Result<(Measurement, usize)> {
-    let builder = vm_builder(engine, config.budget);
+    let builder = config.builder.clone().engine(engine);
     let started = Instant::now();
     let vm = source.load(builder).with_context(|| format!("{engine}"))?;
     let load = started.elapsed();
@@ -127,6 +131,7 @@ fn measure(
     let measurement = Measurement {
         engine,
         load_ns: nanos(load),
+        code_bytes: vm.code_size(),
         runs: n as u64,
         r0: first.r0,
         instructions: first.instructions,
@@ -216,6 +221,7 @@ fn table(name: &str, insns: usize, input: Option<&[u8]>, results: &[Measurement]
     let header = [
         "engine",
         "load ns",
+        "code bytes",
         "runs",
         "insns/run",
         "median ns",
@@ -223,12 +229,13 @@ fn table(name: &str, insns: usize, input: Option<&[u8]>, results: &[Measurement]
         "ns/insn",
         "r0",
     ];
-    let rows: Vec<[String; 8]> = results
+    let rows: Vec<[String; 9]> = results
         .iter()
         .map(|m| {
             [
                 m.engine.to_string(),
                 m.load_ns.to_string(),
+                m.code_bytes.to_string(),
                 m.runs.to_string(),
                 m.instructions.to_string(),
                 m.median_ns.to_string(),
@@ -252,7 +259,7 @@ fn table(name: &str, insns: usize, input: Option<&[u8]>, results: &[Measurement]
             // Text columns (the first and last) align left, numbers right.
             let _ = match i {
                 0 => write!(line, "{cell:<width$}"),
-                7 => write!(line, "  {cell}"),
+                8 => write!(line, "  {cell}"),
                 _ => write!(line, "  {cell:>width$}"),
             };
         }
@@ -275,10 +282,11 @@ fn json(name: &str, insns: usize, input: Option<&[u8]>, results: &[Measurement])
         let comma = if i + 1 < results.len() { "," } else { "" };
         let _ = writeln!(
             out,
-            "    {{\"engine\": {}, \"load_ns\": {}, \"runs\": {}, \"instructions_per_run\": {}, \
+            "    {{\"engine\": {}, \"load_ns\": {}, \"code_bytes\": {}, \"runs\": {}, \"instructions_per_run\": {}, \
              \"median_ns\": {}, \"min_ns\": {}, \"ns_per_instruction\": {:.3}, \"r0\": \"{:#x}\"}}{comma}",
             json_string(m.engine.name()),
             m.load_ns,
+            m.code_bytes,
             m.runs,
             m.instructions,
             m.median_ns,
@@ -330,6 +338,7 @@ mod tests {
         let m = Measurement {
             engine: Engine::Interpreter,
             load_ns: 1234,
+            code_bytes: 0,
             runs: 10,
             r0: 1,
             instructions: 2,
@@ -341,11 +350,11 @@ mod tests {
         assert_eq!(lines[0], "p.s: 2 instructions, no input");
         assert_eq!(
             lines[1],
-            "engine  load ns  runs  insns/run  median ns  min ns  ns/insn  r0"
+            "engine  load ns  code bytes  runs  insns/run  median ns  min ns  ns/insn  r0"
         );
         assert_eq!(
             lines[2],
-            "interp     1234    10          2        100      90    50.00  0x1"
+            "interp     1234           0    10          2        100      90    50.00  0x1"
         );
     }
 }

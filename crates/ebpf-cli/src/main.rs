@@ -34,7 +34,7 @@ use ebpf_cli::{
     DEFAULT_BUDGET, ElfChoice, MAX_PROGRAM_FILE, parse_hex, read_file_bounded, read_program,
     read_stdin_bounded, utf8,
 };
-use ebpf_vm::{Engine, Input, isa};
+use ebpf_vm::{Engine, Input, Vm, isa};
 
 /// Assemble, disassemble, run, test and benchmark eBPF programs (RFC 9669).
 #[derive(Debug, Parser)]
@@ -105,6 +105,8 @@ enum Command {
         input: InputArgs,
         #[command(flatten)]
         vm: VmArgs,
+        #[command(flatten)]
+        hardening: HardeningArgs,
         #[command(flatten)]
         elf: ElfArgs,
         #[command(flatten)]
@@ -189,7 +191,8 @@ enum Command {
     ///
     /// The program is loaded (decoded and compiled) once per engine, run once to check it
     /// ends, then run repeatedly, each time on a fresh copy of the input. Prints, per engine,
-    /// the load time, the median and minimum time per run, the instructions a run executes
+    /// the load time, the bytes of machine code (0 on the interpreter), the median and
+    /// minimum time per run, the instructions a run executes
     /// and the median time per instruction, all in nanoseconds. Each run is timed on its own,
     /// so the times include the clock's overhead (tens of nanoseconds).
     Bench {
@@ -210,6 +213,8 @@ enum Command {
         /// Stop each run after N executed instructions.
         #[arg(long, value_name = "N", default_value_t = DEFAULT_BUDGET)]
         budget: u64,
+        #[command(flatten)]
+        hardening: HardeningArgs,
         /// Print the results as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -310,6 +315,36 @@ struct VmArgs {
     /// instead of hanging.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BUDGET)]
     budget: u64,
+}
+
+/// How the JITs harden the code they generate (`run` and `bench`).
+#[derive(Debug, Args)]
+struct HardeningArgs {
+    /// Spectre v1 masking in the JITs' code: `on` masks the address of every access checked
+    /// at run time, so that a mispredicted bounds check cannot load out of bounds even
+    /// speculatively; `off` leaves it out [default: each JIT's own, on for x86, off for
+    /// cranelift]. No effect on the interpreter, nor on any result (docs/security.md).
+    #[arg(long, value_name = "on|off", value_enum, hide_possible_values = true)]
+    spectre_masking: Option<Switch>,
+}
+
+impl HardeningArgs {
+    /// `builder` with these choices (those given; the rest stay the facade's defaults).
+    fn apply(&self, builder: ebpf_vm::VmBuilder) -> ebpf_vm::VmBuilder {
+        match self.spectre_masking {
+            Some(switch) => builder.spectre_masking(switch == Switch::On),
+            None => builder,
+        }
+    }
+}
+
+/// A flag's value that turns something on or off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
 }
 
 /// Bytes given as hex on the command line.
@@ -436,14 +471,14 @@ fn run(cli: Cli) -> Result<()> {
             program,
             input,
             vm,
+            hardening,
             elf,
             show,
             kernel,
         } => {
             if kernel.packet.is_some() || kernel.maps_init.is_some() || kernel.maps_dump {
                 let args = packet::PacketRun {
-                    engine: vm.engine,
-                    budget: vm.budget,
+                    builder: hardening.apply(Vm::builder().engine(vm.engine).budget(vm.budget)),
                     packet: kernel.packet.as_deref(),
                     maps_init: kernel.maps_init.as_deref(),
                     maps_dump: kernel.maps_dump,
@@ -451,7 +486,8 @@ fn run(cli: Cli) -> Result<()> {
                 let out = packet::run(&program, &elf.choice(), &args)?;
                 return write_stdout(out.as_bytes());
             }
-            run_program(&program, &input, &vm, &elf.choice(), &show)
+            let builder = hardening.apply(ebpf_cli::vm_builder(vm.engine, vm.budget));
+            run_program(&program, &input, builder, &elf.choice(), &show)
         }
         Command::Cfg {
             program,
@@ -480,11 +516,13 @@ fn run(cli: Cli) -> Result<()> {
             engine,
             iterations,
             budget,
+            hardening,
             json,
             profile,
         } => {
             let config = bench::Config {
                 engines: &engine.0,
+                builder: hardening.apply(ebpf_cli::vm_builder(Engine::Interpreter, budget)),
                 budget,
                 iterations,
                 json,
@@ -498,11 +536,10 @@ fn run(cli: Cli) -> Result<()> {
 fn run_program(
     path: &Path,
     input: &InputArgs,
-    vm: &VmArgs,
+    builder: ebpf_vm::VmBuilder,
     choice: &ElfChoice,
     show: &ShowArgs,
 ) -> Result<()> {
-    let builder = ebpf_cli::vm_builder(vm.engine, vm.budget);
     let (vm, mem) = ebpf_cli::load_vm(path, builder, choice)?;
     let mut input = resolve_input(input, mem)?;
     let input = match input.as_deref_mut() {

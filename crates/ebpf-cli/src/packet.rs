@@ -11,13 +11,13 @@ use std::path::Path;
 use anyhow::{Context as _, Result, anyhow, bail};
 use ebpf_cli::{ElfChoice, MAX_PROGRAM_FILE, quote_path, read_file_bounded};
 use ebpf_vm::maps::{Map, UpdateFlags};
-use ebpf_vm::{Context, Engine, KernelHelpers, Object, Packet, TcAction, Vm, XdpAction, isa};
+use ebpf_vm::{Context, KernelHelpers, Object, Packet, TcAction, VmBuilder, XdpAction, isa};
 use serde_json::{Map as JsonMap, Value, json};
 
 /// What `run` was asked to do with a packet.
 pub(crate) struct PacketRun<'a> {
-    pub(crate) engine: Engine,
-    pub(crate) budget: u64,
+    /// The engine, budget and hardening (the kernel's helpers are added here).
+    pub(crate) builder: VmBuilder,
     pub(crate) packet: Option<&'a Path>,
     pub(crate) maps_init: Option<&'a Path>,
     pub(crate) maps_dump: bool,
@@ -28,9 +28,9 @@ pub(crate) struct PacketRun<'a> {
 pub(crate) fn run(path: &Path, choice: &ElfChoice, args: &PacketRun<'_>) -> Result<String> {
     let name = quote_path(path);
     let bytes = read_file_bounded(path, MAX_PROGRAM_FILE, "object")?;
-    let object = Vm::builder()
-        .engine(args.engine)
-        .budget(args.budget)
+    let object = args
+        .builder
+        .clone()
         .kernel_helpers(KernelHelpers::new())
         .load_object(&bytes)
         .with_context(|| name.clone())?;

@@ -571,6 +571,8 @@ fn bench_prints_a_table_for_every_engine() {
             "engine",
             "load",
             "ns",
+            "code",
+            "bytes",
             "runs",
             "insns/run",
             "median",
@@ -585,15 +587,18 @@ fn bench_prints_a_table_for_every_engine() {
     assert_eq!(lines.len(), 2 + Engine::ALL.len(), "{text}");
     for (line, engine) in lines[2..].iter().zip(Engine::ALL) {
         let cells: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(cells.len(), 8, "{line}");
+        assert_eq!(cells.len(), 9, "{line}");
         assert_eq!(cells[0], engine.name());
-        assert_eq!(cells[2], "10");
-        assert_eq!(cells[3], "75");
-        assert_eq!(cells[7], "0x627");
-        for number in &cells[1..6] {
+        // Machine code from the JITs only.
+        let code_bytes: u64 = cells[2].parse().unwrap();
+        assert_eq!(code_bytes > 0, *engine != Engine::Interpreter, "{line}");
+        assert_eq!(cells[3], "10");
+        assert_eq!(cells[4], "75");
+        assert_eq!(cells[8], "0x627");
+        for number in &cells[1..7] {
             number.parse::<u64>().unwrap();
         }
-        cells[6].parse::<f64>().unwrap();
+        cells[7].parse::<f64>().unwrap();
     }
 
     // A vector's memory, a trap.
@@ -710,6 +715,75 @@ fn bench_prints_json() {
     assert!(min <= median, "{text}");
     let per_insn: f64 = field("ns_per_instruction").parse().unwrap();
     assert!((per_insn - median as f64 / 2.0).abs() < 0.01, "{text}");
+}
+
+/// `--spectre-masking on|off` reaches both JITs: masked code is larger (a conditional move
+/// or mask on every access checked at run time), and the results are the same either way,
+/// for a run that stays in bounds and one that traps.
+#[test]
+fn spectre_masking_switches_the_jits_code_and_changes_no_result() {
+    let dir = TempDir::new("spectre-masking");
+    dir.write(
+        "p.s",
+        "ldxw %r0, [%r1+0]\nldxb %r2, [%r1+4]\nadd %r0, %r2\nexit\n",
+    );
+    for engine in Engine::ALL
+        .iter()
+        .filter(|e| matches!(e, Engine::X86 | Engine::Cranelift))
+    {
+        let code_bytes = |switch: &str| -> u64 {
+            let out = ebpf(
+                &dir,
+                &[
+                    "bench",
+                    "p.s",
+                    "--engine",
+                    engine.name(),
+                    "--mem",
+                    "01 02 03 04 05",
+                    "--iterations",
+                    "2",
+                    "--json",
+                    "--spectre-masking",
+                    switch,
+                ],
+            );
+            let text = ok(&out);
+            assert_eq!(
+                json_field(&text, "r0"),
+                "\"0x4030206\"",
+                "{engine} {switch}"
+            );
+            json_field(&text, "code_bytes").parse().unwrap()
+        };
+        let (on, off) = (code_bytes("on"), code_bytes("off"));
+        assert!(on > off, "{engine}: masked {on} bytes, unmasked {off}");
+        for switch in ["on", "off"] {
+            let run = |mem: &str| {
+                ebpf(
+                    &dir,
+                    &[
+                        "run",
+                        "p.s",
+                        "--engine",
+                        engine.name(),
+                        "--spectre-masking",
+                        switch,
+                        "--mem",
+                        mem,
+                    ],
+                )
+            };
+            assert_eq!(
+                ok(&run("01 02 03 04 05")),
+                "0x4030206\n",
+                "{engine} {switch}"
+            );
+            one_line_error(&run("01 02 03 04"), &["out-of-bounds read of 1 bytes"]);
+        }
+    }
+    let out = ebpf(&dir, &["run", "p.s", "--spectre-masking", "maybe"]);
+    usage_error(&out, &["--spectre-masking", "on", "off"]);
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //!
 //! What it is for: running eBPF programs from Python — pytest suites for kernel BPF code, say —
 //! through the facade: `Vm.load(bytes)`, `Vm.load_asm(text)`, `Vm.load_elf(path, section=…)`
-//! with `engine=`, `budget=`, `max_call_depth=`, `helpers={id: callable}`, then
+//! with `engine=`, `budget=`, `max_call_depth=`, `helpers={id: callable}`,
+//! `spectre_masking=` (the JITs' Spectre v1 masking, on, off or each JIT's default), then
 //! `vm.run(bytearray)`, which returns `r0` or raises `ebpf_vm.Trap` (with `kind` and `pc`), and
 //! with `trace=[]` collects every executed instruction as a dict (`trace.rs`).
 //! `Object.load(path)` loads an object's XDP and socket-filter programs with its maps and the
@@ -46,6 +47,7 @@ struct Options<'py> {
     helpers: Option<BTreeMap<u32, Bound<'py, PyAny>>>,
     verify: bool,
     allow_unbounded: bool,
+    spectre_masking: Option<bool>,
 }
 
 impl Options<'_> {
@@ -64,6 +66,9 @@ impl Options<'_> {
             .max_call_depth(self.max_call_depth);
         if let Some(budget) = self.budget {
             builder = builder.budget(budget);
+        }
+        if let Some(on) = self.spectre_masking {
+            builder = builder.spectre_masking(on);
         }
         if !self.verify {
             builder = builder.unverified();
@@ -94,7 +99,8 @@ impl Vm {
     /// Loads bytecode (8-byte little-endian instructions), verifying it first.
     #[staticmethod]
     #[pyo3(signature = (code, *, engine = "interp", budget = None, max_call_depth = 8,
-                        helpers = None, verify = true, allow_unbounded = false))]
+                        helpers = None, verify = true, allow_unbounded = false,
+                        spectre_masking = None))]
     #[expect(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn load<'py>(
         py: Python<'py>,
@@ -105,6 +111,7 @@ impl Vm {
         helpers: Option<BTreeMap<u32, Bound<'py, PyAny>>>,
         verify: bool,
         allow_unbounded: bool,
+        spectre_masking: Option<bool>,
     ) -> PyResult<Vm> {
         let options = Options {
             engine,
@@ -113,6 +120,7 @@ impl Vm {
             helpers,
             verify,
             allow_unbounded,
+            spectre_masking,
         };
         loaded(py, options.builder()?.load(code))
     }
@@ -120,7 +128,8 @@ impl Vm {
     /// Assembles and loads text in the bpf_conformance syntax (`mov %r0, 1\nexit`).
     #[staticmethod]
     #[pyo3(signature = (text, *, engine = "interp", budget = None, max_call_depth = 8,
-                        helpers = None, verify = true, allow_unbounded = false))]
+                        helpers = None, verify = true, allow_unbounded = false,
+                        spectre_masking = None))]
     #[expect(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn load_asm<'py>(
         py: Python<'py>,
@@ -131,6 +140,7 @@ impl Vm {
         helpers: Option<BTreeMap<u32, Bound<'py, PyAny>>>,
         verify: bool,
         allow_unbounded: bool,
+        spectre_masking: Option<bool>,
     ) -> PyResult<Vm> {
         let options = Options {
             engine,
@@ -139,6 +149,7 @@ impl Vm {
             helpers,
             verify,
             allow_unbounded,
+            spectre_masking,
         };
         loaded(py, options.builder()?.load_asm(text))
     }
@@ -148,7 +159,7 @@ impl Vm {
     #[staticmethod]
     #[pyo3(signature = (path, *, section = None, function = None, engine = "interp",
                         budget = None, max_call_depth = 8, helpers = None, verify = true,
-                        allow_unbounded = false))]
+                        allow_unbounded = false, spectre_masking = None))]
     #[expect(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn load_elf<'py>(
         py: Python<'py>,
@@ -161,6 +172,7 @@ impl Vm {
         helpers: Option<BTreeMap<u32, Bound<'py, PyAny>>>,
         verify: bool,
         allow_unbounded: bool,
+        spectre_masking: Option<bool>,
     ) -> PyResult<Vm> {
         let options = Options {
             engine,
@@ -169,6 +181,7 @@ impl Vm {
             helpers,
             verify,
             allow_unbounded,
+            spectre_masking,
         };
         let builder = options.builder()?;
         let bytes = std::fs::read(&path)?;
@@ -242,6 +255,12 @@ impl Vm {
     #[getter]
     fn engine(&self) -> &'static str {
         self.inner.engine().name()
+    }
+
+    /// Bytes of machine code the engine generated for the program (0 for the interpreter).
+    #[getter]
+    fn code_size(&self) -> usize {
+        self.inner.code_size()
     }
 
     /// The number of instruction slots of the loaded program.

@@ -114,13 +114,15 @@ impl Object {
     /// Loads every `xdp*`, `socket*` and TC (`tc*`, `classifier*`) program of a BPF ELF
     /// object, creating its maps.
     #[staticmethod]
-    #[pyo3(signature = (path, *, engine = "interp", budget = None, max_call_depth = 8))]
+    #[pyo3(signature = (path, *, engine = "interp", budget = None, max_call_depth = 8,
+                        spectre_masking = None))]
     fn load(
         py: Python<'_>,
         path: std::path::PathBuf,
         engine: &str,
         budget: Option<u64>,
         max_call_depth: usize,
+        spectre_masking: Option<bool>,
     ) -> PyResult<Object> {
         let options = Options {
             engine,
@@ -129,6 +131,7 @@ impl Object {
             helpers: None,
             verify: true,
             allow_unbounded: false,
+            spectre_masking,
         };
         let builder = options.builder()?;
         let bytes = std::fs::read(&path)?;

@@ -45,6 +45,29 @@ def test_writes_land_in_a_bytearray_not_in_bytes():
     assert frozen == bytes(3)
 
 
+def test_spectre_masking_switches_the_jits_code_and_changes_no_result():
+    # Masked code is larger (a mask on every access checked at run time); the results are the
+    # same either way, in bounds and trapping; the interpreter generates no code.
+    text = "ldxw %r0, [%r1]\nldxb %r2, [%r1+4]\nadd %r0, %r2\nexit"
+    for engine in ebpf_vm.engines():
+        if engine not in ("interp", "x86", "cranelift"):
+            continue
+        sizes = {}
+        for masking in (True, False):
+            vm = Vm.load_asm(text, engine=engine, spectre_masking=masking)
+            sizes[masking] = vm.code_size
+            assert vm.run(bytes([1, 2, 3, 4, 5])) == 0x04030206, (engine, masking)
+            with pytest.raises(Trap) as info:
+                vm.run(bytes([1, 2, 3, 4]))
+            assert (info.value.kind, info.value.pc) == ("out_of_bounds", 1), (engine, masking)
+        if engine == "interp":
+            assert sizes == {True: 0, False: 0}
+        else:
+            assert sizes[True] > sizes[False], (engine, sizes)
+    with pytest.raises(TypeError):
+        Vm.load_asm("exit", spectre_masking="on")
+
+
 def test_every_engine_agrees():
     assert ebpf_vm.engines()[0] == "interp"
     text = "mov %r0, 0\nmov %r2, 10\nl:\nadd %r0, %r2\nsub %r2, 1\njne %r2, 0, l\nexit"

@@ -168,6 +168,47 @@ static void test_success_and_bytecode(void)
     ebpf_builder_free(b);
 }
 
+/* Spectre v1 masking reaches both JITs: masked code is larger (a mask on every access checked at
+ * run time), results are the same either way, in bounds and trapping; the interpreter has no
+ * code. */
+static void test_spectre_masking(void)
+{
+    const char *text = "ldxw %r0, [%r1]\nldxb %r2, [%r1+4]\nadd %r0, %r2\nexit";
+    for (uint32_t engine = EBPF_ENGINE_INTERPRETER; engine <= EBPF_ENGINE_CRANELIFT; engine++) {
+        if (!ebpf_engine_available(engine))
+            continue;
+        size_t size[2] = {0, 0};
+        for (int on = 0; on <= 1; on++) {
+            ebpf_builder *b = ebpf_builder_new();
+            ebpf_builder_set_engine(b, engine);
+            CHECK(ebpf_builder_set_spectre_masking(b, on) == EBPF_STATUS_OK, "engine %u: set %d",
+                  engine, on);
+            ebpf_vm *vm = NULL;
+            CHECK(load_asm(b, text, &vm, NULL) == EBPF_STATUS_OK, "engine %u: load", engine);
+            size[on] = ebpf_vm_code_size(vm);
+            uint8_t mem[5] = {1, 2, 3, 4, 5};
+            uint64_t r0 = 0;
+            CHECK(ebpf_vm_run(vm, mem, sizeof mem, &r0, NULL) == EBPF_STATUS_OK && r0 == 0x04030206,
+                  "engine %u, masking %d: r0 %#llx", engine, on, (unsigned long long)r0);
+            ebpf_error *err = NULL;
+            CHECK(ebpf_vm_run(vm, mem, 4, &r0, &err) == EBPF_STATUS_TRAP_OUT_OF_BOUNDS &&
+                      err && ebpf_error_pc(err) == 1,
+                  "engine %u, masking %d: 4 bytes", engine, on);
+            ebpf_error_free(err);
+            ebpf_vm_free(vm);
+            ebpf_builder_free(b);
+        }
+        if (engine == EBPF_ENGINE_INTERPRETER)
+            CHECK(size[0] == 0 && size[1] == 0, "the interpreter has no code: %zu %zu", size[0],
+                  size[1]);
+        else
+            CHECK(size[1] > size[0], "engine %u: masked %zu bytes, unmasked %zu", engine, size[1],
+                  size[0]);
+    }
+    CHECK(ebpf_builder_set_spectre_masking(NULL, 1) == EBPF_STATUS_INVALID_ARGUMENT, "NULL builder");
+    CHECK(ebpf_vm_code_size(NULL) == 0, "code size of NULL");
+}
+
 static void test_traps(void)
 {
     ebpf_builder *b = ebpf_builder_new();
@@ -514,6 +555,7 @@ int main(int argc, char **argv)
     }
     test_success_and_bytecode();
     test_traps();
+    test_spectre_masking();
     test_helper_state_and_memory();
     test_bad_input();
     test_trace();

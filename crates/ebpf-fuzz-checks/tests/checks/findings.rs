@@ -1,6 +1,8 @@
-//! Issue 16's findings on every engine, driven directly (the facade refuses what these feed
-//! them): a region longer than its 4 GiB window is addressable only inside the window, for
-//! loads, stores and atomics, whatever region it is.
+//! Issue 16's findings, each a test named after the bug (docs/fuzzing.md lists them). On every
+//! engine, driven directly (the facade refuses what these feed them): a region longer than its
+//! 4 GiB window is addressable only inside the window, for loads, stores and atomics, whatever
+//! region it is; call depths beyond the maximum are clamped alike. In the ELF loader: names
+//! from the object are quoted in messages.
 //!
 //! The buffers are zeroed `Vec`s of 4 GiB + 16 bytes, which the OS backs with memory only
 //! where a page is touched.
@@ -103,5 +105,40 @@ fn call_depths_beyond_the_maximum_are_clamped_alike_on_every_engine() {
                 "{engine}, max_call_depth {depth}"
             );
         }
+    }
+}
+
+/// Fuzz target `elf` (the input is `fuzz/regressions/elf/map-name-with-a-control-character`):
+/// an object whose legacy map name holds a control character (`legacy_table\u{1}tc`) had it
+/// echoed raw in the loader's error message (terminal injection). Names from the object are
+/// quoted: the message shows the escape, never the byte.
+#[test]
+fn a_map_name_with_a_control_character_is_quoted_in_loader_messages() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/regressions/elf/map-name-with-a-control-character");
+    let bytes = std::fs::read(&path).unwrap();
+    let mut messages = Vec::new();
+    let object = ebpf_elf::ElfObject::parse(&bytes).unwrap();
+    for info in object.programs() {
+        for selector in [
+            ebpf_elf::Selector::Function(&info.name),
+            ebpf_elf::Selector::Section(&info.section),
+        ] {
+            if let Err(e) = object.load(selector) {
+                messages.push(e.to_string());
+            }
+        }
+    }
+    let naming: Vec<&String> = messages
+        .iter()
+        .filter(|m| m.contains("legacy_table"))
+        .collect();
+    assert!(!naming.is_empty(), "no message names the map: {messages:?}");
+    for message in naming {
+        assert!(
+            !message.chars().any(char::is_control),
+            "a control character in {message:?}"
+        );
+        assert!(message.contains(r"legacy_table\u{1}tc"), "{message:?}");
     }
 }
