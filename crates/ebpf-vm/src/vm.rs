@@ -420,39 +420,34 @@ impl VmBuilder {
     ) -> Result<Vm, LoadError> {
         self.check_config()?;
         let object = ebpf_elf::ElfObject::parse(bytes).map_err(LoadError::Elf)?;
-        if self.kernel.is_some() {
-            let info = object.programs().iter().find(|p| match selector {
+        // With kernel helpers, the selected program's kind decides how it loads (its
+        // context, its maps).
+        let info = self.kernel.as_ref().and_then(|_| {
+            object.programs().iter().find(|p| match selector {
                 ebpf_elf::Selector::Only => true,
                 ebpf_elf::Selector::Section(s) => p.section == s,
                 ebpf_elf::Selector::Function(f) => p.name == f,
+            })
+        });
+        let kind = info.and_then(|p| crate::ProgramKind::from_section(&p.section));
+        // The program type first: what a kprobe also lacks (its externs, its kfuncs) is
+        // beside the point.
+        if let Some(info) = info
+            && kind.is_none()
+            && let Some(program_type) = crate::kernel::context::program_type_of(&info.section)
+        {
+            return Err(LoadError::UnsupportedProgramType {
+                section: info.section.clone(),
+                program_type,
             });
-            // The program type first: what a kprobe also lacks (its externs, its kfuncs) is
-            // beside the point.
-            if let Some(info) = info
-                && crate::ProgramKind::from_section(&info.section).is_none()
-                && let Some(program_type) = crate::kernel::context::program_type_of(&info.section)
-            {
-                return Err(LoadError::UnsupportedProgramType {
-                    section: info.section.clone(),
-                    program_type,
-                });
-            }
         }
         let loaded = object.load(selector).map_err(LoadError::Elf)?;
-        if self.kernel.is_some() {
-            let info = object.programs().iter().find(|p| match selector {
-                ebpf_elf::Selector::Only => true,
-                ebpf_elf::Selector::Section(s) => p.section == s,
-                ebpf_elf::Selector::Function(f) => p.name == f,
-            });
-            let kind = info.and_then(|p| crate::ProgramKind::from_section(&p.section));
-            if let (Some(info), Some(kind)) = (info, kind) {
-                let name = info.name.clone();
-                let (builder, shared, _) = self.create_maps(&object, &[name.as_str()])?;
-                let vm = builder.load_kernel_program(&object, selector, kind, &shared)?;
-                crate::object::link(&shared, std::iter::once(&vm));
-                return Ok(vm);
-            }
+        if let (Some(info), Some(kind)) = (info, kind) {
+            let name = info.name.clone();
+            let (builder, shared, _) = self.create_maps(&object, &[name.as_str()])?;
+            let vm = builder.load_kernel_program(&object, selector, kind, &shared)?;
+            crate::object::link(&shared, std::iter::once(&vm));
+            return Ok(vm);
         }
         let mut maps: Vec<String> = loaded
             .program
