@@ -109,7 +109,7 @@ pub struct MemoryMap<'a> {
     /// Bumped by every `&mut` access to a region's bytes and every change of a region.
     generation: u64,
     /// `raw` was derived (through `&mut`) at this generation; when the map has moved on
-    /// since, [`MemoryMap::raw_row`] derives it afresh.
+    /// since, [`MemoryMap::raw_rows`] derives it afresh.
     raw_generation: u64,
     /// Ids from `INLINE_REGIONS` on (empty, so unallocated, until such an id is mapped; or an
     /// allocation kept from an earlier run, see [`MapSpill`]).
@@ -374,21 +374,11 @@ impl MemoryMap<'_> {
         }
     }
 
-    /// [`MemoryMap::raw_entry`], from the rows kept since the regions were mapped: as long as
-    /// nothing reached a region's bytes through `&mut` since (the [generation](
-    /// MemoryMap::generation) did not move), this is a load; else every kept row is derived
+    /// [`MemoryMap::raw_entry`] of every id in the bit set `ids` (bit `id` for region `id`), in
+    /// increasing order, passed to `f` — from the rows kept since the regions were mapped: as
+    /// long as nothing reached a region's bytes through `&mut` since (the [generation](
+    /// MemoryMap::generation) did not move), each is a load; else every kept row is derived
     /// afresh first.
-    #[inline]
-    pub fn raw_row(&mut self, id: usize) -> RawRegion {
-        self.rederive_if_stale();
-        match self.raw.get(id) {
-            Some(raw) => raw.raw(),
-            None => self.raw_entry(id),
-        }
-    }
-
-    /// [`MemoryMap::raw_row`] of every id in the bit set `ids` (bit `id` for region `id`), in
-    /// increasing order, passed to `f`.
     #[inline]
     pub fn raw_rows(&mut self, ids: u64, mut f: impl FnMut(usize, RawRegion)) {
         self.rederive_if_stale();

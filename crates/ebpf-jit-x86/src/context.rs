@@ -252,7 +252,7 @@ impl<'a> Ctx<'a> {
     /// Brings the region arrays up to date with `memory` (which must be the map this context
     /// was made for): only the rows whose entry changed since the last refresh are
     /// recomputed, and only the rows that can be mapped are looked at (the rest are unmapped
-    /// and stay zero). The entries are the map's kept rows (`MemoryMap::raw_row`: a load
+    /// and stay zero). The entries are the map's kept rows (`MemoryMap::raw_rows`: a load
     /// each, derived afresh only when the map's generation moved since they were made).
     pub(crate) fn refresh(&mut self, memory: &mut MemoryMap<'_>) {
         // The rows mapped now, and those the last refresh left non-zero (to be zeroed if they
@@ -265,7 +265,7 @@ impl<'a> Ctx<'a> {
                 self.set_row(r, entry);
             }
         });
-        self.rows = 64 - now.leading_zeros() as usize;
+        self.rows = memory.id_bound();
         self.mapped = now;
         self.generation = memory.generation();
     }
