@@ -159,6 +159,7 @@ pub struct MapSpill(Vec<Option<Region<'static>>>);
 /// `map` over a `Vec`'s `into_iter` reuses the allocation when the element types have the same
 /// size and alignment (which they do: only the lifetime differs), and nothing is moved, the
 /// vector being empty.
+#[inline]
 fn respan<'b>(mut regions: Vec<Option<Region<'_>>>) -> Vec<Option<Region<'b>>> {
     regions.clear();
     regions.into_iter().map(|_| None).collect()
@@ -254,6 +255,19 @@ impl<'a> MemoryMap<'a> {
     #[inline]
     pub fn get(&self, id: u64) -> Option<&Region<'a>> {
         self.slot(id)?.as_ref()
+    }
+
+    /// The length of the region mapped at `id` and whether stores are allowed (`(0, false)`
+    /// when nothing is): what a check before a run asks, in two loads for the inline ids (from
+    /// the rows kept since the regions were mapped, no match on the region).
+    #[inline]
+    pub fn extent(&self, id: u64) -> (u64, bool) {
+        match usize::try_from(id).ok().and_then(|i| self.raw.get(i)) {
+            Some(row) => (row.len, row.writable != 0),
+            None => self
+                .get(id)
+                .map_or((0, false), |g| (g.len() as u64, g.is_writable())),
+        }
     }
 
     /// Lends the run's helpers per-run state: whatever the embedder keeps for one run (the
@@ -379,7 +393,7 @@ impl MemoryMap<'_> {
     /// long as nothing reached a region's bytes through `&mut` since (the [generation](
     /// MemoryMap::generation) did not move), each is a load; else every kept row is derived
     /// afresh first.
-    #[inline]
+    #[inline(always)]
     pub fn raw_rows(&mut self, ids: u64, mut f: impl FnMut(usize, RawRegion)) {
         self.rederive_if_stale();
         let mut ids = ids;
@@ -394,16 +408,22 @@ impl MemoryMap<'_> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn rederive_if_stale(&mut self) {
         if self.raw_generation != self.generation {
-            for (id, slot) in self.inline.iter_mut().enumerate() {
-                if let (Some(region), Some(raw)) = (slot, self.raw.get_mut(id)) {
-                    *raw = Row::of(raw_of(region));
-                }
-            }
-            self.raw_generation = self.generation;
+            self.rederive();
         }
+    }
+
+    /// Derives every kept row afresh (through `&mut`) and marks them current.
+    #[inline(never)]
+    fn rederive(&mut self) {
+        for (id, slot) in self.inline.iter_mut().enumerate() {
+            if let (Some(region), Some(raw)) = (slot, self.raw.get_mut(id)) {
+                *raw = Row::of(raw_of(region));
+            }
+        }
+        self.raw_generation = self.generation;
     }
 
     /// Writes the map as a raw table for generated code. The pointers are valid while this
@@ -421,6 +441,7 @@ impl MemoryMap<'_> {
     /// rewrites only the rows mapped now or in `rows`, and returns the set to pass next time
     /// (the ids mapped now). This is how a run that reuses its table refreshes it in a few
     /// stores instead of 64 entries.
+    #[inline]
     pub fn refresh_raw_table(
         &mut self,
         table: &mut [RawRegion; REGION_TABLE_LEN],

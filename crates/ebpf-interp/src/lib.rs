@@ -149,6 +149,7 @@ impl Interpreter {
 
     /// [`Interpreter::run`] on a lent stack (see [`Executable::run_in`]): no allocation once
     /// `stack` has served a run of the same size.
+    #[inline]
     pub fn run_in<'m>(
         &self,
         memory: &mut MemoryMap<'m>,

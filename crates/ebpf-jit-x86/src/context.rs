@@ -241,6 +241,7 @@ impl<'a> Ctx<'a> {
     /// Makes a context left by an earlier run ready for a new one, as [`Ctx::new`] would
     /// make it, without rewriting the region arrays: [`Ctx::refresh`] rewrites the rows the
     /// new run maps and zeroes the rows only the earlier run used.
+    #[inline]
     pub(crate) fn reset(&mut self) {
         self.run = RunState::default();
         self.memory = core::ptr::null_mut();
@@ -254,6 +255,7 @@ impl<'a> Ctx<'a> {
     /// recomputed, and only the rows that can be mapped are looked at (the rest are unmapped
     /// and stay zero). The entries are the map's kept rows (`MemoryMap::raw_rows`: a load
     /// each, derived afresh only when the map's generation moved since they were made).
+    #[inline]
     pub(crate) fn refresh(&mut self, memory: &mut MemoryMap<'_>) {
         // The rows mapped now, and those the last refresh left non-zero (to be zeroed if they
         // are unmapped now): every other row is zero and stays so.
@@ -271,6 +273,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Writes row `r` of the region arrays for `entry` (all zero when it is unmapped).
+    #[inline(never)]
     fn set_row(&mut self, r: usize, entry: RawRegion) {
         let Some(raw) = self.raw.get_mut(r) else {
             return;

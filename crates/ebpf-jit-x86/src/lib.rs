@@ -211,6 +211,7 @@ impl X86Program {
 
     /// [`X86Program::run`] on a lent stack (see [`Executable::run_in`]): no allocation once
     /// `stack` has served a run of the same size on this thread.
+    #[inline]
     pub fn run_in<'m>(
         &self,
         memory: &mut MemoryMap<'m>,

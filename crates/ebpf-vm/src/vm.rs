@@ -754,6 +754,7 @@ std::thread_local! {
 }
 
 impl Scratch {
+    #[inline]
     pub(crate) fn take() -> Box<Scratch> {
         SCRATCH
             .try_with(std::cell::Cell::take)
@@ -762,6 +763,7 @@ impl Scratch {
             .unwrap_or_default()
     }
 
+    #[inline]
     pub(crate) fn put_back(self: Box<Scratch>) {
         if self.stack.size() <= KEPT_STACK {
             // During thread teardown there is nowhere to keep it: drop it.
@@ -898,10 +900,11 @@ impl Vm {
             regions,
             more_regions,
         } = input;
-        for (region, bytes) in [(layout::INPUT, &data), (layout::METADATA, &metadata)] {
-            if let Some(bytes) = bytes {
-                check_region_len(region, bytes.len())?;
-            }
+        if let Some(bytes) = &data {
+            check_region_len(layout::INPUT, bytes.len())?;
+        }
+        if let Some(bytes) = &metadata {
+            check_region_len(layout::METADATA, bytes.len())?;
         }
         let Scratch {
             stack,

@@ -36,7 +36,7 @@ mod transfer;
 use alloc::vec::Vec;
 use core::fmt;
 
-use ebpf_abi::{MemoryMap, Region, layout};
+use ebpf_abi::{MemoryMap, layout};
 use ebpf_isa::Program;
 
 pub use loops::{Condition, LoopFact, Version};
@@ -364,41 +364,41 @@ pub struct Admission {
     metadata: Option<MetadataFields>,
 }
 
+/// Whether region `r` is mapped (a mapped region of length 0 is, and must then be writable
+/// where the entry says so).
+fn mapped(memory: &MemoryMap<'_>, r: u8) -> bool {
+    memory.get(u64::from(r)).is_some()
+}
+
 impl Admission {
     /// Whether a run with this memory and these arguments satisfies the entry, so that code
     /// compiled with its facts may run it. A few comparisons per known region and argument.
     pub fn admits(&self, memory: &MemoryMap<'_>, args: [u64; 2]) -> bool {
-        let len = |r: u8| -> u64 {
-            memory.get(u64::from(r)).map_or(0, |region| match region {
-                Region::Shared(shared) => shared.len() as u64,
-                other => other.bytes().map_or(0, |b| b.len() as u64),
-            })
-        };
-        for &(r, ref spec) in &self.regions {
-            let region = memory.get(u64::from(r));
-            let writable = region.is_some_and(|g| g.is_writable());
-            match *spec {
-                RegionSpec::Unknown => {}
+        // The map's kept rows answer each region's length and writability in two loads
+        // (`MemoryMap::extent`): this runs before every run of code compiled with the facts.
+        for &(r, spec) in &self.regions {
+            let (len, writable) = memory.extent(u64::from(r));
+            let ok = match spec {
+                RegionSpec::Unknown => true,
+                // (An unmapped region has length 0 and is not writable: it is admitted.)
                 RegionSpec::Dynamic { writable: w } => {
-                    if len(r) > u64::from(u32::MAX) || (w && region.is_some() && !writable) {
-                        return false;
-                    }
+                    len <= u64::from(u32::MAX)
+                        && (!w || writable || (len == 0 && !mapped(memory, r)))
                 }
                 RegionSpec::Fixed {
                     len: l,
                     writable: w,
-                } => {
-                    if len(r) < l || (w && !writable) {
-                        return false;
-                    }
-                }
+                } => len >= l && (!w || writable),
+            };
+            if !ok {
+                return false;
             }
         }
         for (arg, &value) in self.args.iter().zip(&args) {
             let ok = match *arg {
                 Arg::Unknown => true,
                 Arg::Start(r) => value == layout::vm_addr(u64::from(r), 0),
-                Arg::Len(r) => value == len(r),
+                Arg::Len(r) => value == memory.extent(u64::from(r)).0,
             };
             if !ok {
                 return false;
@@ -408,7 +408,7 @@ impl Admission {
             let input = layout::INPUT;
             let at = |off: u32| memory.load::<8>(layout::vm_addr(layout::METADATA, u64::from(off)));
             let start = layout::vm_addr(input, 0);
-            let end = start + len(input as u8);
+            let end = start + memory.extent(input).0;
             if at(fields.data) != Some(start.to_le_bytes())
                 || at(fields.data_end) != Some(end.to_le_bytes())
             {
