@@ -254,7 +254,7 @@ std::thread_local! {
 }
 
 impl Spare {
-    #[inline]
+    #[inline(always)]
     fn take() -> Box<Spare> {
         SPARE
             .try_with(core::cell::Cell::take)
@@ -268,7 +268,7 @@ impl Spare {
             })
     }
 
-    #[inline]
+    #[inline(always)]
     fn put_back(self: Box<Spare>) {
         if self.frames.capacity() <= KEPT_FRAMES {
             // During thread teardown there is nowhere to keep it: drop it.

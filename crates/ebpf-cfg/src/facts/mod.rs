@@ -169,7 +169,9 @@ impl Entry {
                 .collect(),
             args: self.args,
             metadata: self.metadata,
+            input_only: None,
         }
+        .with_input_only()
     }
 
     /// What the entry says of region `r`: the stack is always a writable region whose length
@@ -362,6 +364,10 @@ pub struct Admission {
     regions: Vec<(u8, RegionSpec)>,
     args: [Arg; 2],
     metadata: Option<MetadataFields>,
+    /// `Some(r)` when all the entry asks is what `Vm::run` gives every run: `r1`/`r2` the
+    /// start and length of region `r`, writable, below 4 GiB. Such a run is admitted in a
+    /// few compares, before any of the general check.
+    input_only: Option<u8>,
 }
 
 /// Whether region `r` is mapped (a mapped region of length 0 is, and must then be writable
@@ -371,9 +377,36 @@ fn mapped(memory: &MemoryMap<'_>, r: u8) -> bool {
 }
 
 impl Admission {
+    /// Finds out whether the entry asks only what `Vm::run` gives (see `input_only`).
+    fn with_input_only(mut self) -> Admission {
+        if let ([(r, RegionSpec::Dynamic { writable: true })], [Arg::Start(s), Arg::Len(l)], None) =
+            (self.regions.as_slice(), self.args, self.metadata)
+            && *r == s
+            && s == l
+        {
+            self.input_only = Some(*r);
+        }
+        self
+    }
+
     /// Whether a run with this memory and these arguments satisfies the entry, so that code
     /// compiled with its facts may run it. A few comparisons per known region and argument.
+    #[inline]
     pub fn admits(&self, memory: &MemoryMap<'_>, args: [u64; 2]) -> bool {
+        if let Some(r) = self.input_only {
+            let (len, writable) = memory.extent(u64::from(r));
+            if writable
+                && args == [layout::vm_addr(u64::from(r), 0), len]
+                && len <= u64::from(u32::MAX)
+            {
+                return true;
+            }
+        }
+        self.admits_in_full(memory, args)
+    }
+
+    /// [`Admission::admits`], every region and argument checked.
+    fn admits_in_full(&self, memory: &MemoryMap<'_>, args: [u64; 2]) -> bool {
         // The map's kept rows answer each region's length and writability in two loads
         // (`MemoryMap::extent`): this runs before every run of code compiled with the facts.
         for &(r, spec) in &self.regions {
@@ -416,5 +449,60 @@ impl Admission {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use ebpf_abi::Region;
+
+    /// The shortcut for `Vm::run`'s entry admits exactly the runs the full check admits: every
+    /// combination of the input region (writable, read-only or unmapped; 0, 1 or 64 bytes) and
+    /// of `r1`/`r2` (right, a wrong start, a wrong length, none).
+    #[test]
+    fn the_input_only_shortcut_agrees_with_the_full_check() {
+        let admission = Entry::input().admission();
+        assert_eq!(admission.input_only, Some(layout::INPUT as u8));
+        let with_rodata = Entry::input()
+            .with_region(
+                layout::RODATA as u8,
+                RegionSpec::Fixed {
+                    len: 4,
+                    writable: false,
+                },
+            )
+            .admission();
+        assert_eq!(with_rodata.input_only, None, "another region: no shortcut");
+        assert_eq!(Entry::unknown().admission().input_only, None);
+        let start = layout::vm_addr(layout::INPUT, 0);
+        for len in [0usize, 1, 64] {
+            let mut bytes = vec![0u8; len];
+            let rodata = vec![0u8; len];
+            let maps: [(&str, MemoryMap<'_>); 3] = [
+                ("writable", {
+                    let mut m = MemoryMap::new();
+                    m.insert(layout::INPUT, Region::Writable(&mut bytes));
+                    m
+                }),
+                ("read-only", {
+                    let mut m = MemoryMap::new();
+                    m.insert(layout::INPUT, Region::ReadOnly(&rodata));
+                    m
+                }),
+                ("unmapped", MemoryMap::new()),
+            ];
+            for (what, map) in &maps {
+                let l = len as u64;
+                for args in [[start, l], [start + 1, l], [start, l + 1], [0, 0], [0, l]] {
+                    assert_eq!(
+                        admission.admits(map, args),
+                        admission.admits_in_full(map, args),
+                        "{what} input of {len} bytes, args {args:x?}"
+                    );
+                }
+            }
+        }
     }
 }
