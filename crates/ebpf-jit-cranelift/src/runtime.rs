@@ -63,30 +63,36 @@ impl Spare {
             .try_with(core::cell::Cell::take)
             .ok()
             .flatten()
-            .unwrap_or_else(|| {
-                Box::new(Spare {
-                    ctx: Context {
-                        regions: [RawRegion::UNMAPPED; ebpf_abi::REGION_TABLE_LEN],
-                        args: [0; 2],
-                        remaining: 0,
-                        stack_size: 0,
-                        max_depth: 0,
-                        frames: core::ptr::null_mut(),
-                        helper: trampoline,
-                        user: core::ptr::null_mut(),
-                        helper_r0: 0,
-                        trap_kind: trap_code::EXIT,
-                        trap_pc: 0,
-                        trap_a: 0,
-                        trap_b: 0,
-                        state: [0; 11],
-                        depth: 0,
-                        next: 0,
-                        host: 0,
-                    },
-                    rows: 0,
-                })
-            })
+            .unwrap_or_else(Spare::fresh)
+    }
+
+    /// A new context, for the thread's first run (out of line, so that a run's stack frame
+    /// does not hold one).
+    #[cold]
+    #[inline(never)]
+    fn fresh() -> Box<Spare> {
+        Box::new(Spare {
+            ctx: Context {
+                regions: [RawRegion::UNMAPPED; ebpf_abi::REGION_TABLE_LEN],
+                args: [0; 2],
+                remaining: 0,
+                stack_size: 0,
+                max_depth: 0,
+                frames: core::ptr::null_mut(),
+                helper: trampoline,
+                user: core::ptr::null_mut(),
+                helper_r0: 0,
+                trap_kind: trap_code::EXIT,
+                trap_pc: 0,
+                trap_a: 0,
+                trap_b: 0,
+                state: [0; 11],
+                depth: 0,
+                next: 0,
+                host: 0,
+            },
+            rows: 0,
+        })
     }
 
     fn put_back(mut self: Box<Spare>) {

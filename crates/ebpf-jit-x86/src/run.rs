@@ -260,12 +260,18 @@ impl Spare {
             .try_with(core::cell::Cell::take)
             .ok()
             .flatten()
-            .unwrap_or_else(|| {
-                Box::new(Spare {
-                    ctx: Ctx::new(),
-                    frames: Vec::new(),
-                })
-            })
+            .unwrap_or_else(Spare::fresh)
+    }
+
+    /// A new context, for the thread's first run (out of line: building the 11 KiB context
+    /// inline gave every run a stack frame of that size, probed page by page).
+    #[cold]
+    #[inline(never)]
+    fn fresh() -> Box<Spare> {
+        Box::new(Spare {
+            ctx: Ctx::new(),
+            frames: Vec::new(),
+        })
     }
 
     #[inline(always)]
