@@ -1003,7 +1003,7 @@ impl Vm {
 /// Maps the regions of a program's data into `map`, in place: its read-only image, the
 /// writable copy of its `.data` (made afresh from the image when `fresh`, else left as the
 /// run's previous program left it), and the embedder's read-only regions.
-#[inline]
+#[inline(always)]
 pub(crate) fn map_data_regions<'a>(
     map: &mut MemoryMap<'a>,
     images: &'a Images,
