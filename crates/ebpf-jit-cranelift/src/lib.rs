@@ -8,7 +8,10 @@
 //! - [`compile`] + [`CraneliftProgram::run`]: the in-process JIT (`cranelift-jit`), with the
 //!   same inputs as `ebpf_interp::Interpreter::run`;
 //! - [`compile_object`]: a relocatable object for any supported target (`cranelift-object`),
-//!   whose C ABI is `c/ebpf_jit.h` (see `docs/jit-cranelift.md`).
+//!   whose C ABI is `c/ebpf_jit.h` (see `docs/jit-cranelift.md`);
+//! - [`CodeKey`]: everything that decides the generated code, the key of the facade's
+//!   in-process code cache, and [`compile_object_cached`] through an [`ObjectCache`], a
+//!   directory of objects reused when their full key matches.
 //!
 //! Both come from one translator (`translate.rs`): one Cranelift function per program, blocks
 //! from `ebpf-cfg`, eBPF registers as frontend variables, every memory access bounds-checked
@@ -31,8 +34,10 @@
 //! }
 //! ```
 
+mod cache;
 mod context;
 mod error;
+mod fnv;
 mod hints;
 mod live;
 mod options;
@@ -52,6 +57,10 @@ use ebpf_abi::{Executable, Exit, Helpers, Limits, MemoryMap, Stack, Trap};
 use ebpf_interp::Interpreter;
 use ebpf_isa::Program;
 
+pub use cache::{
+    CachedObject, CodeKey, Lookup, OBJECT_CACHE_ENV, ObjectCache, ObjectCacheError,
+    ObjectCacheErrorKind, compile_object_cached,
+};
 /// The trap and reason codes of the C ABI (`c/ebpf_jit.h`): the contract's own.
 pub use ebpf_abi::{reason_code as invalid_reason, trap_code};
 pub use error::JitError;

@@ -5,7 +5,6 @@
 //! background, and the switch between them.
 
 use std::fmt;
-#[cfg(any(feature = "jit-x86", feature = "jit-cranelift"))]
 use std::sync::Arc;
 
 use ebpf_abi::Executable;
@@ -14,6 +13,7 @@ use ebpf_interp::Interpreter;
 use ebpf_isa::Program;
 
 use crate::LoadError;
+use crate::cache::CodeCache;
 
 /// Which engine runs the program.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -142,20 +142,22 @@ impl Hardening {
 /// program. What comes back runs through the engine interface, [`Executable`], whatever the
 /// engine; adding an engine is a variant of [`Engine`] and an arm here. `entry` is what every
 /// run holds at entry and `facts` what the verifier proved from it, if it ran: a JIT drops
-/// the checks they make impossible.
+/// the checks they make impossible. Cranelift's code (the engine's, and the tiered engine's
+/// second tier) comes from `cache` when it has it, and goes into it when compiled.
 pub(crate) fn prepare(
     engine: Engine,
     program: &Program,
     entry: &Entry,
     facts: Option<&Facts>,
     hardening: Hardening,
-) -> Result<Box<dyn Executable>, LoadError> {
+    cache: Option<&CodeCache>,
+) -> Result<Arc<dyn Executable>, LoadError> {
     if !engine.is_available() {
         return Err(LoadError::EngineUnavailable(engine));
     }
-    let _ = (entry, facts, hardening);
+    let _ = (entry, facts, hardening, cache);
     match engine {
-        Engine::Interpreter => Ok(Box::new(Interpreter::new(program))),
+        Engine::Interpreter => Ok(Arc::new(Interpreter::new(program))),
         #[cfg(feature = "jit-x86")]
         Engine::X86 => {
             let options = hardening.x86(Some(entry));
@@ -164,19 +166,21 @@ pub(crate) fn prepare(
                 match facts {
                     Some(facts) => ebpf_jit_x86::compile_with_facts(program, &options, facts),
                     None => ebpf_jit_x86::compile(program, &options),
-                },
+                }
+                .map(|code| Arc::new(code) as Arc<dyn Executable>),
             )
         }
         #[cfg(feature = "jit-cranelift")]
         Engine::Cranelift => compiled(
             engine,
-            ebpf_jit_cranelift::compile(program, &hardening.cranelift()),
+            cranelift_code(program, &hardening.cranelift(), cache),
         ),
         #[cfg(feature = "jit-cranelift")]
-        Engine::Tiered => Ok(Box::new(tiered::Tiered::new(
+        Engine::Tiered => Ok(Arc::new(tiered::Tiered::new(
             program,
             TIER_UP_AFTER_RUNS,
             hardening,
+            cache.cloned(),
         ))),
         #[allow(
             unreachable_patterns,
@@ -189,17 +193,40 @@ pub(crate) fn prepare(
 /// A compiler's result as the facade holds it: the program behind the engine interface, or
 /// the compiler's own error, typed, in [`LoadError::Compile`].
 #[cfg(any(feature = "jit-x86", feature = "jit-cranelift"))]
-fn compiled<P, E>(engine: Engine, result: Result<P, E>) -> Result<Box<dyn Executable>, LoadError>
+fn compiled<E>(
+    engine: Engine,
+    result: Result<Arc<dyn Executable>, E>,
+) -> Result<Arc<dyn Executable>, LoadError>
 where
-    P: Executable + 'static,
     E: std::error::Error + Send + Sync + 'static,
 {
     match result {
-        Ok(program) => Ok(Box::new(program)),
+        Ok(program) => Ok(program),
         Err(e) => Err(LoadError::Compile {
             engine,
             source: Arc::new(e),
         }),
+    }
+}
+
+/// `program` compiled by Cranelift with `options`: from `cache` if it holds that code, else
+/// compiled (and stored there).
+#[cfg(feature = "jit-cranelift")]
+fn cranelift_code(
+    program: &Program,
+    options: &ebpf_jit_cranelift::JitOptions,
+    cache: Option<&CodeCache>,
+) -> Result<Arc<dyn Executable>, ebpf_jit_cranelift::JitError> {
+    let compile = || {
+        ebpf_jit_cranelift::compile(program, options)
+            .map(|code| Arc::new(code) as Arc<dyn Executable>)
+    };
+    match cache {
+        None => compile(),
+        Some(cache) => {
+            let key = ebpf_jit_cranelift::CodeKey::host(program, options)?;
+            cache.get_or_compile(key.as_bytes(), compile)
+        }
     }
 }
 
@@ -213,12 +240,13 @@ mod tiered {
     use ebpf_isa::Program;
 
     use super::Hardening;
+    use crate::cache::CodeCache;
 
     /// A program behind [`super::Engine::Tiered`].
     #[derive(Debug)]
     pub(crate) struct Tiered {
         /// Runs until the second tier is ready.
-        first: Box<dyn Executable>,
+        first: Arc<dyn Executable>,
         /// What the first tier and the compiler thread share.
         shared: Arc<Shared>,
         /// Runs before the compile starts.
@@ -229,8 +257,10 @@ mod tiered {
     struct Shared {
         /// What the Cranelift compile is configured with.
         hardening: Hardening,
+        /// Where the Cranelift code is looked for and stored.
+        cache: Option<CodeCache>,
         /// The Cranelift code, once compiled: set once, read without a lock by every run.
-        second: OnceLock<Box<dyn Executable>>,
+        second: OnceLock<Arc<dyn Executable>>,
         /// The program, until the compiler thread takes it.
         program: Mutex<Option<Program>>,
         /// Runs started so far (counted until the compile starts).
@@ -240,14 +270,35 @@ mod tiered {
     }
 
     impl Tiered {
-        /// `program` on its first tier; Cranelift starts after `after` runs.
-        pub(crate) fn new(program: &Program, after: u64, hardening: Hardening) -> Tiered {
+        /// `program` on its first tier; Cranelift starts after `after` runs. When `cache`
+        /// already holds its Cranelift code, that runs from the start and no first tier is
+        /// compiled.
+        pub(crate) fn new(
+            program: &Program,
+            after: u64,
+            hardening: Hardening,
+            cache: Option<CodeCache>,
+        ) -> Tiered {
+            let second = OnceLock::new();
+            let ready = cache.as_ref().and_then(|cache| {
+                let key = ebpf_jit_cranelift::CodeKey::host(program, &hardening.cranelift());
+                cache.get(key.ok()?.as_bytes())
+            });
+            let first = match ready {
+                Some(code) => {
+                    let _ = second.set(Arc::clone(&code));
+                    code
+                }
+                None => first_tier(program, hardening),
+            };
+            let pending = second.get().is_none().then(|| program.clone());
             Tiered {
-                first: first_tier(program, hardening),
+                first,
                 shared: Arc::new(Shared {
                     hardening,
-                    second: OnceLock::new(),
-                    program: Mutex::new(Some(program.clone())),
+                    cache,
+                    second,
+                    program: Mutex::new(pending),
                     runs: AtomicU64::new(0),
                     started: AtomicBool::new(false),
                 }),
@@ -273,8 +324,9 @@ mod tiered {
                 let program = shared.program.lock().ok().and_then(|mut p| p.take());
                 let Some(program) = program else { return };
                 let options = shared.hardening.cranelift();
-                if let Ok(code) = ebpf_jit_cranelift::compile(&program, &options) {
-                    let _ = shared.second.set(Box::new(code));
+                let compiled = super::cranelift_code(&program, &options, shared.cache.as_ref());
+                if let Ok(code) = compiled {
+                    let _ = shared.second.set(code);
                 }
             };
             let _ = std::thread::Builder::new()
@@ -284,16 +336,16 @@ mod tiered {
     }
 
     /// The x86 JIT where it compiles the program, else the interpreter.
-    fn first_tier(program: &Program, hardening: Hardening) -> Box<dyn Executable> {
+    fn first_tier(program: &Program, hardening: Hardening) -> Arc<dyn Executable> {
         #[cfg(all(
             feature = "jit-x86",
             target_arch = "x86_64",
             any(target_os = "linux", target_os = "macos")
         ))]
         if let Ok(code) = ebpf_jit_x86::compile(program, &hardening.x86(None)) {
-            return Box::new(code);
+            return Arc::new(code);
         }
-        Box::new(Interpreter::new(program))
+        Arc::new(Interpreter::new(program))
     }
 
     impl Executable for Tiered {
@@ -334,7 +386,7 @@ mod tests {
     #[test]
     fn compile_errors_keep_the_engines_own_type() {
         use ebpf_jit_x86::JitError;
-        let failed = compiled::<Interpreter, _>(Engine::X86, Err(JitError::Unsupported));
+        let failed = compiled(Engine::X86, Err(JitError::Unsupported));
         let Err(err) = failed else {
             panic!("a compile error must fail the load");
         };
@@ -365,7 +417,7 @@ mod tests {
             let facts = Facts::analyse(&program, &entry);
             for facts in [None, Some(&facts)] {
                 let prepared =
-                    prepare(engine, &program, &entry, facts, Hardening::default()).unwrap();
+                    prepare(engine, &program, &entry, facts, Hardening::default(), None).unwrap();
                 let exit = prepared
                     .run(
                         ebpf_abi::MemoryMap::new(),
@@ -478,7 +530,7 @@ mod tests {
             let program = ebpf_isa::assemble(PROGRAM).unwrap();
             let want = expected(&program);
             assert!(want[0].is_ok() && want[1].is_err(), "{want:?}");
-            let tiered = Tiered::new(&program, 3, Hardening::default());
+            let tiered = Tiered::new(&program, 3, Hardening::default(), None);
             let deadline = Instant::now() + Duration::from_secs(120);
             let mut before = 0;
             while !tiered.is_optimised() {
@@ -498,7 +550,7 @@ mod tests {
         /// `program` on its second tier: compiled, the switch made (or a panic after two
         /// minutes).
         fn switched(program: &ebpf_isa::Program) -> Tiered {
-            let tiered = Tiered::new(program, 0, Hardening::default());
+            let tiered = Tiered::new(program, 0, Hardening::default(), None);
             // The first run starts the compile (its result does not matter here).
             let _ = run(&tiered, Some(0));
             let deadline = Instant::now() + Duration::from_secs(120);
@@ -517,7 +569,12 @@ mod tests {
             let interp = ebpf_contract::engine(Interpreter::new, Interpreter::run);
             // Never switching: the first tier; switched before the vector runs: Cranelift.
             let first = |v: &ebpf_contract::conformance::Vector| {
-                Ok::<_, String>(Tiered::new(&v.program, u64::MAX, Hardening::default()))
+                Ok::<_, String>(Tiered::new(
+                    &v.program,
+                    u64::MAX,
+                    Hardening::default(),
+                    None,
+                ))
             };
             let second = |v: &ebpf_contract::conformance::Vector| Ok(switched(&v.program));
             for (label, prepare) in [
@@ -543,7 +600,7 @@ mod tests {
             }
             let program = ebpf_isa::assemble(PROGRAM).unwrap();
             let want = expected(&program);
-            let tiered = Tiered::new(&program, 0, Hardening::default());
+            let tiered = Tiered::new(&program, 0, Hardening::default(), None);
             let deadline = Instant::now() + Duration::from_secs(120);
             std::thread::scope(|s| {
                 for t in 0..4 {

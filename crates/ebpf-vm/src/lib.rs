@@ -88,6 +88,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cache;
 mod engine;
 pub mod kernel;
 #[cfg(feature = "elf")]
@@ -95,6 +96,7 @@ mod object;
 mod scrub;
 mod vm;
 
+pub use cache::{CacheStats, CodeCache};
 pub use ebpf_abi::{
     CONFORMANCE_HELPER_ID, Exit, Helper, HelperError, InvalidReason, Limits, MAX_CALL_DEPTH,
     MAX_PROGRAM_SLOTS, SharedMemory, Trap, TrapKind, VmMemory, conformance_helper, layout,

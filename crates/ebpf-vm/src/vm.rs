@@ -286,6 +286,8 @@ pub struct VmBuilder {
     verifier_config: Option<VerifierConfig>,
     policies: Vec<SharedPolicy>,
     hardening: engine::Hardening,
+    /// Where compiled code is shared between loads.
+    code_cache: crate::cache::CacheChoice,
     /// The kernel helpers, when the embedder opted in.
     pub(crate) kernel: Option<crate::kernel::KernelHelpers>,
     /// Region ids an object's maps take after the read-only regions.
@@ -371,6 +373,23 @@ impl VmBuilder {
     /// it on for programs you do not trust. No effect on the interpreter, nor on results.
     pub fn spectre_masking(mut self, on: bool) -> VmBuilder {
         self.hardening.spectre_masking = Some(on);
+        self
+    }
+
+    /// Shares compiled code through `cache` instead of the process-wide
+    /// [`CodeCache::global`](crate::CodeCache::global) (the default): a load whose program,
+    /// options and target match code that `cache` holds, and that some loaded program still
+    /// uses, takes that code instead of compiling. Applies to the Cranelift engine and the
+    /// tiered engine's Cranelift tier (docs/jit-cranelift.md, "Compile time").
+    pub fn code_cache(mut self, cache: crate::CodeCache) -> VmBuilder {
+        self.code_cache = crate::cache::CacheChoice::Own(cache);
+        self
+    }
+
+    /// Compiles every load afresh, sharing no code with other loads (see
+    /// [`VmBuilder::code_cache`]).
+    pub fn no_code_cache(mut self) -> VmBuilder {
+        self.code_cache = crate::cache::CacheChoice::Off;
         self
     }
 
@@ -614,6 +633,7 @@ impl VmBuilder {
             &self.entry(),
             verified.as_ref().map(|v| v.facts()),
             self.hardening,
+            self.code_cache.cache().as_ref(),
         )?;
         let (warnings, undecodable) = verified
             .map(|v| (v.warnings().to_vec(), v.undecodable().to_vec()))
@@ -621,7 +641,7 @@ impl VmBuilder {
         let stack_reach = crate::scrub::stack_reach(&program, &self.limits);
         Ok(Vm {
             program,
-            compiled: compiled.into(),
+            compiled,
             #[cfg(feature = "elf")]
             kernel: None,
             map_regions: self.map_regions,

@@ -7,6 +7,8 @@
 //!   `Vm` on every engine, twice, checks the shortcuts (`run`, `run_no_data`), checks that the
 //!   facade sets up memory exactly as the contract's own description (`Case::run_raw` on the
 //!   interpreter) does, and that the checker notices every difference;
+//! - `cache` — the code cache: a second load compiles nothing, what changes the code misses,
+//!   cached code gives what fresh code gives on every case, loads from several threads;
 //! - `facade` — what is not a program run: configuration and load errors, threads, helpers
 //!   with embedder state;
 //! - `dead_code` — code the verifier proves never runs: it loads, and traps if reached;
@@ -16,6 +18,7 @@
 //! - `props` — property tests: no byte string, program or input panics the facade, runs are
 //!   deterministic, and engines agree.
 
+mod cache;
 mod dead_code;
 mod facade;
 mod limits;
