@@ -136,6 +136,11 @@ enum Command {
     /// The object defines one function with a C ABI, `uint64_t SYMBOL(struct ebpf_ctx *)`
     /// (see crates/ebpf-jit-cranelift/c/ebpf_jit.h), and imports nothing. The program is
     /// verified first. Targets: x86_64-, aarch64-, riscv64gc- and s390x-unknown-linux-gnu.
+    ///
+    /// With a cache directory (`--cache-dir`, or the EBPF_OBJECT_CACHE environment variable),
+    /// an object compiled before for the same program, target, options and compiler build is
+    /// reused instead of compiled; a cache file that is damaged or holds another program is
+    /// reported as a warning, ignored and replaced.
     Compile {
         /// The program: FILE.bin, FILE.s, FILE.asm, FILE.data or FILE.o.
         #[arg(value_name = "PROGRAM")]
@@ -149,6 +154,10 @@ enum Command {
         /// The exported function's name.
         #[arg(long, value_name = "NAME", default_value = "ebpf_main")]
         symbol: String,
+        /// Reuse and keep compiled objects in this directory [default: $EBPF_OBJECT_CACHE, if
+        /// set; else no cache].
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
         #[command(flatten)]
         elf: ElfArgs,
     },
@@ -439,22 +448,37 @@ fn verify(path: &Path, strict: bool, helpers: Option<Vec<u32>>) -> Result<()> {
     }
 }
 
-/// `ebpf compile`: an ahead-of-time object for `target`.
+/// `ebpf compile`: an ahead-of-time object for `target`, through the object cache in
+/// `cache_dir` (else `$EBPF_OBJECT_CACHE`) when there is one.
 fn compile(
     path: &Path,
     target: &str,
     output: &Path,
     symbol: &str,
+    cache_dir: Option<&Path>,
     choice: &ElfChoice,
 ) -> Result<()> {
-    use ebpf_vm::cranelift::{JitOptions, compile_object};
+    use ebpf_vm::cranelift::{JitOptions, ObjectCache, compile_object, compile_object_cached};
     // Loading verifies; the object holds the code only (an ELF object's data images are the
     // embedder's to provide as regions, as the C header says).
     let builder = ebpf_cli::vm_builder(Engine::Interpreter, DEFAULT_BUDGET);
     let (vm, _) = ebpf_cli::load_vm(path, builder, choice)?;
     let mut options = JitOptions::default();
     options.symbol = symbol.to_string();
-    let object = compile_object(vm.program(), target, &options).with_context(|| {
+    let cache = cache_dir
+        .map(ObjectCache::new)
+        .or_else(ObjectCache::from_env);
+    let object = match &cache {
+        None => compile_object(vm.program(), target, &options),
+        Some(cache) => compile_object_cached(vm.program(), target, &options, cache).map(|c| {
+            for problem in &c.problems {
+                // A cache that cannot be used costs a compile, never the result.
+                let _ = writeln!(io::stderr(), "warning: {problem}");
+            }
+            c.object
+        }),
+    }
+    .with_context(|| {
         let name = ebpf_cli::quote_path(path);
         format!("{name}: cannot compile for {}", isa::quoted(target))
     })?;
@@ -507,8 +531,16 @@ fn run(cli: Cli) -> Result<()> {
             target,
             output,
             symbol,
+            cache_dir,
             elf,
-        } => compile(&program, &target, &output, &symbol, &elf.choice()),
+        } => compile(
+            &program,
+            &target,
+            &output,
+            &symbol,
+            cache_dir.as_deref(),
+            &elf.choice(),
+        ),
         Command::Bench {
             program,
             input,

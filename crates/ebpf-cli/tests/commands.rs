@@ -1018,6 +1018,124 @@ fn compile_writes_an_object_for_each_target() {
     assert!(!dir.path().join("x.o").exists());
 }
 
+/// `compile --cache-dir`: the second compile reuses the stored object (the entry is not
+/// rewritten: same inode), which is byte for byte what a compile without cache writes; a
+/// damaged, truncated or foreign entry is a one-line warning, the output is still the fresh
+/// object, and the entry is replaced. `EBPF_OBJECT_CACHE` names the directory too.
+#[cfg(unix)]
+#[test]
+fn compile_reuses_objects_from_a_cache_directory() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("compile-cache");
+    let cache = dir.path().join("cache");
+    let cache_arg = cache.to_str().unwrap().to_string();
+    let compile = |out: &str, symbol: &str, cached: bool| {
+        let mut args = vec![
+            "compile",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "--symbol",
+            symbol,
+            "-o",
+            out,
+        ];
+        if cached {
+            args.extend(["--cache-dir", &cache_arg]);
+        }
+        let path = example_path();
+        args.push(&path);
+        let output = ebpf(&dir, &args);
+        let object = fs::read(dir.path().join(out)).ok();
+        (output, object)
+    };
+    let entries = || {
+        let mut names: Vec<PathBuf> = fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        names
+    };
+    let (out, fresh) = compile("fresh.o", "ebpf_main", false);
+    assert_eq!(ok(&out), "");
+    let fresh = fresh.unwrap();
+    let (out, first) = compile("a.o", "ebpf_main", true);
+    assert_eq!(ok(&out), "");
+    assert_eq!(first.as_ref(), Some(&fresh));
+    let [entry] = entries().try_into().unwrap();
+    assert!(entry.to_str().unwrap().ends_with(".ebpf-obj"), "{entry:?}");
+    let inode = fs::metadata(&entry).unwrap().ino();
+    let (out, hit) = compile("b.o", "ebpf_main", true);
+    assert_eq!(ok(&out), "");
+    assert_eq!(hit.as_ref(), Some(&fresh));
+    assert_eq!(
+        fs::metadata(&entry).unwrap().ino(),
+        inode,
+        "a hit writes nothing"
+    );
+
+    let whole = fs::read(&entry).unwrap();
+    let damages: [(&[u8], &str); 3] = [
+        (b"garbage", "not a cache file"),
+        (&whole[..whole.len() / 2], "truncated"),
+        (
+            &[&whole[..whole.len() - 1], &[whole[whole.len() - 1] ^ 1]].concat(),
+            "checksum",
+        ),
+    ];
+    for (bytes, what) in damages {
+        fs::write(&entry, bytes).unwrap();
+        let (out, object) = compile("c.o", "ebpf_main", true);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("warning: object cache ") && err.lines().count() == 1,
+            "{what}: {err:?}"
+        );
+        assert!(err.contains(what), "{what}: {err:?}");
+        assert_eq!(object.as_ref(), Some(&fresh), "{what}");
+        assert_eq!(
+            fs::read(&entry).unwrap(),
+            whole,
+            "{what}: the entry is replaced"
+        );
+    }
+
+    // Another symbol is another key; its entry overwritten by the first program's entry is a
+    // foreign file, never that program's code.
+    let (out, other_fresh) = compile("other-fresh.o", "other", false);
+    assert_eq!(ok(&out), "");
+    let (out, _) = compile("other.o", "other", true);
+    assert_eq!(ok(&out), "");
+    let other = entries().into_iter().find(|e| *e != entry).unwrap();
+    fs::copy(&entry, &other).unwrap();
+    let (out, object) = compile("other2.o", "other", true);
+    let err = stderr(&out);
+    assert!(err.contains("holds code for another program"), "{err:?}");
+    assert_eq!(object, other_fresh);
+    assert_ne!(object.as_ref(), Some(&fresh));
+    assert_eq!(entries().len(), 2, "no temporary file left behind");
+
+    // The environment variable: same cache, so a hit (same inode).
+    let inode = fs::metadata(&entry).unwrap().ino();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ebpf"))
+        .args([
+            "compile",
+            &example_path(),
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "-o",
+            "env.o",
+        ])
+        .current_dir(dir.path())
+        .env("EBPF_OBJECT_CACHE", &cache)
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), "");
+    assert_eq!(fs::read(dir.path().join("env.o")).unwrap(), fresh);
+    assert_eq!(fs::metadata(&entry).unwrap().ino(), inode);
+}
+
 /// `run prog.o --packet`: the firewall of tests/bpf/ drops a frame from a source the
 /// `--maps-init` file blocks, and `--maps-dump` shows the drop counted (5 + 1) and the
 /// verdict XDP_DROP (1) counted once.

@@ -413,6 +413,86 @@ mod tests {
         assert_eq!(decode(&lengths, &k), Err(ObjectCacheErrorKind::Truncated));
     }
 
+    /// A directory of its own under the system's temporary directory, removed at the end.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir = std::env::temp_dir()
+                .join(format!("ebpf-object-cache-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn objects_are_stored_reused_and_a_broken_cache_never_fails_the_compile() {
+        let dir = TempDir::new("reuse");
+        let cache = ObjectCache::new(&dir.0);
+        let program = ebpf_isa::assemble("mov %r0, 7\nexit").unwrap();
+        let (target, options) = ("aarch64-unknown-linux-gnu", JitOptions::default());
+        let fresh = compile_object(&program, target, &options).unwrap();
+        let first = compile_object_cached(&program, target, &options, &cache).unwrap();
+        assert!(!first.hit && first.problems.is_empty(), "{first:?}");
+        assert_eq!(first.object, fresh);
+        let second = compile_object_cached(&program, target, &options, &cache).unwrap();
+        assert!(second.hit && second.problems.is_empty(), "{second:?}");
+        assert_eq!(second.object, fresh);
+        // A "directory" that is a file: every store fails, every compile succeeds.
+        let file = dir.0.join("not-a-dir");
+        fs::write(&file, b"x").unwrap();
+        let broken =
+            compile_object_cached(&program, target, &options, &ObjectCache::new(&file)).unwrap();
+        assert!(!broken.hit);
+        assert_eq!(broken.object, fresh);
+        // Both the read and the store fail, each reported.
+        assert_eq!(broken.problems.len(), 2, "{:?}", broken.problems);
+        assert!(
+            broken
+                .problems
+                .iter()
+                .all(|p| matches!(p.kind, ObjectCacheErrorKind::Io(_))),
+            "{:?}",
+            broken.problems
+        );
+    }
+
+    /// Threads (standing in for processes) storing the same entry at once: each gets the
+    /// right object, the entry ends up whole, and no temporary file is left.
+    #[test]
+    fn concurrent_stores_leave_one_whole_entry() {
+        let dir = TempDir::new("concurrent");
+        let cache = ObjectCache::new(&dir.0);
+        let program = ebpf_isa::assemble("mov %r0, 8\nexit").unwrap();
+        let (target, options) = ("x86_64-unknown-linux-gnu", JitOptions::default());
+        let fresh = compile_object(&program, target, &options).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..5 {
+                        let got =
+                            compile_object_cached(&program, target, &options, &cache).unwrap();
+                        assert!(got.problems.is_empty(), "{:?}", got.problems);
+                        assert_eq!(got.object, fresh);
+                    }
+                });
+            }
+        });
+        let files: Vec<_> = fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        let key = CodeKey::object(&program, target, &options).unwrap();
+        assert_eq!(files, [cache.path_for(&key)]);
+        assert!(matches!(cache.lookup(&key), Lookup::Hit(object) if object == fresh));
+    }
+
     #[test]
     fn keys_differ_in_everything_that_changes_the_code() {
         let program = ebpf_isa::assemble("ldxw %r0, [%r1]\nexit").unwrap();
