@@ -1,7 +1,8 @@
 //! `ebpf bench`: times loading a program and running it many times, per engine, and prints
 //! the numbers as an aligned table or as JSON (written by hand: the crate has no serde).
 //!
-//! Each engine loads the program once (timed: decoding plus the engine's compile step), runs
+//! Each engine loads the program once (timed: decoding plus the engine's compile step, never
+//! taken from the code cache; also shown per instruction of the program), runs
 //! it once untimed to check that it ends (a trap is an error), then runs it N times, each time
 //! on a fresh copy of the input, timing every run on its own. N is `--iterations`, or as many
 //! runs as fit in about a second (at most [`MAX_RUNS`]). While that lasts longer than half a
@@ -54,6 +55,11 @@ struct Measurement {
 }
 
 impl Measurement {
+    /// The load time in microseconds per instruction of the program (`insns` of them).
+    fn load_us_per_instruction(&self, insns: usize) -> f64 {
+        self.load_ns as f64 / 1000.0 / insns.max(1) as f64
+    }
+
     /// The median run time divided by the instructions a run executes.
     fn ns_per_instruction(&self) -> f64 {
         self.median_ns as f64 / self.instructions.max(1) as f64
@@ -90,7 +96,8 @@ fn measure(
     input: Option<&[u8]>,
     config: &Config<'_>,
 ) -> Result<(Measurement, usize)> {
-    let builder = config.builder.clone().engine(engine);
+    // Each engine's own compile, not code another engine's load left in the cache.
+    let builder = config.builder.clone().engine(engine).no_code_cache();
     let started = Instant::now();
     let vm = source.load(builder).with_context(|| format!("{engine}"))?;
     let load = started.elapsed();
@@ -221,6 +228,7 @@ fn table(name: &str, insns: usize, input: Option<&[u8]>, results: &[Measurement]
     let header = [
         "engine",
         "load ns",
+        "load µs/insn",
         "code bytes",
         "runs",
         "insns/run",
@@ -229,12 +237,13 @@ fn table(name: &str, insns: usize, input: Option<&[u8]>, results: &[Measurement]
         "ns/insn",
         "r0",
     ];
-    let rows: Vec<[String; 9]> = results
+    let rows: Vec<[String; 10]> = results
         .iter()
         .map(|m| {
             [
                 m.engine.to_string(),
                 m.load_ns.to_string(),
+                format!("{:.3}", m.load_us_per_instruction(insns)),
                 m.code_bytes.to_string(),
                 m.runs.to_string(),
                 m.instructions.to_string(),
@@ -245,10 +254,10 @@ fn table(name: &str, insns: usize, input: Option<&[u8]>, results: &[Measurement]
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
+    let mut widths = header.map(|h| h.chars().count());
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
+            *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = format!("{name}: {insns} instructions, {}\n", describe_input(input));
@@ -259,7 +268,7 @@ fn table(name: &str, insns: usize, input: Option<&[u8]>, results: &[Measurement]
             // Text columns (the first and last) align left, numbers right.
             let _ = match i {
                 0 => write!(line, "{cell:<width$}"),
-                8 => write!(line, "  {cell}"),
+                9 => write!(line, "  {cell}"),
                 _ => write!(line, "  {cell:>width$}"),
             };
         }
@@ -282,10 +291,11 @@ fn json(name: &str, insns: usize, input: Option<&[u8]>, results: &[Measurement])
         let comma = if i + 1 < results.len() { "," } else { "" };
         let _ = writeln!(
             out,
-            "    {{\"engine\": {}, \"load_ns\": {}, \"code_bytes\": {}, \"runs\": {}, \"instructions_per_run\": {}, \
+            "    {{\"engine\": {}, \"load_ns\": {}, \"load_us_per_instruction\": {:.3}, \"code_bytes\": {}, \"runs\": {}, \"instructions_per_run\": {}, \
              \"median_ns\": {}, \"min_ns\": {}, \"ns_per_instruction\": {:.3}, \"r0\": \"{:#x}\"}}{comma}",
             json_string(m.engine.name()),
             m.load_ns,
+            m.load_us_per_instruction(insns),
             m.code_bytes,
             m.runs,
             m.instructions,
@@ -350,11 +360,11 @@ mod tests {
         assert_eq!(lines[0], "p.s: 2 instructions, no input");
         assert_eq!(
             lines[1],
-            "engine  load ns  code bytes  runs  insns/run  median ns  min ns  ns/insn  r0"
+            "engine  load ns  load µs/insn  code bytes  runs  insns/run  median ns  min ns  ns/insn  r0"
         );
         assert_eq!(
             lines[2],
-            "interp     1234           0    10          2        100      90    50.00  0x1"
+            "interp     1234         0.617           0    10          2        100      90    50.00  0x1"
         );
     }
 }

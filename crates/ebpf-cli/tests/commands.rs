@@ -571,6 +571,8 @@ fn bench_prints_a_table_for_every_engine() {
             "engine",
             "load",
             "ns",
+            "load",
+            "µs/insn",
             "code",
             "bytes",
             "runs",
@@ -587,18 +589,22 @@ fn bench_prints_a_table_for_every_engine() {
     assert_eq!(lines.len(), 2 + Engine::ALL.len(), "{text}");
     for (line, engine) in lines[2..].iter().zip(Engine::ALL) {
         let cells: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(cells.len(), 9, "{line}");
+        assert_eq!(cells.len(), 10, "{line}");
         assert_eq!(cells[0], engine.name());
+        // The load per instruction: the load time over the program's 19 instructions.
+        let load_ns: f64 = cells[1].parse().unwrap();
+        let per_insn: f64 = cells[2].parse().unwrap();
+        assert!((per_insn - load_ns / 1000.0 / 19.0).abs() < 0.001, "{line}");
         // Machine code from the JITs only.
-        let code_bytes: u64 = cells[2].parse().unwrap();
+        let code_bytes: u64 = cells[3].parse().unwrap();
         assert_eq!(code_bytes > 0, *engine != Engine::Interpreter, "{line}");
-        assert_eq!(cells[3], "10");
-        assert_eq!(cells[4], "75");
-        assert_eq!(cells[8], "0x627");
-        for number in &cells[1..7] {
+        assert_eq!(cells[4], "10");
+        assert_eq!(cells[5], "75");
+        assert_eq!(cells[9], "0x627");
+        for number in [cells[1], cells[3], cells[4], cells[5], cells[6], cells[7]] {
             number.parse::<u64>().unwrap();
         }
-        cells[7].parse::<f64>().unwrap();
+        cells[8].parse::<f64>().unwrap();
     }
 
     // A vector's memory, a trap.
@@ -715,6 +721,12 @@ fn bench_prints_json() {
     assert!(min <= median, "{text}");
     let per_insn: f64 = field("ns_per_instruction").parse().unwrap();
     assert!((per_insn - median as f64 / 2.0).abs() < 0.01, "{text}");
+    let load: f64 = field("load_ns").parse().unwrap();
+    let load_per_insn: f64 = field("load_us_per_instruction").parse().unwrap();
+    assert!(
+        (load_per_insn - load / 1000.0 / 2.0).abs() < 0.001,
+        "{text}"
+    );
 }
 
 /// `--spectre-masking on|off` reaches both JITs: masked code is larger (a conditional move
