@@ -74,7 +74,7 @@ impl CodeKey {
             function_size,
             spectre_masking,
         } = options;
-        let isa = &options::isa(target, options)?.isa;
+        let isa = options::isa(target, options)?;
         let mut text = String::new();
         let _ = writeln!(
             text,
@@ -83,21 +83,13 @@ impl CodeKey {
             env!("EBPF_CODEGEN_FINGERPRINT")
         );
         let _ = match target {
-            None => writeln!(text, "output jit\ntarget {}", isa.triple()),
-            Some(t) => writeln!(text, "output object\ntarget {} {t:?}", isa.triple()),
+            None => writeln!(text, "output jit"),
+            Some(t) => writeln!(text, "output object {t:?}"),
         };
+        text.push_str(isa.settings());
         let _ = writeln!(
             text,
-            "shared {}",
-            isa.flags().to_string().replace('\n', " ")
-        );
-        text.push_str("isa");
-        for value in isa.isa_flags() {
-            let _ = write!(text, " {value}");
-        }
-        let _ = writeln!(
-            text,
-            "\noptions {opt_level:?} {isa_flags:?} {symbol:?} verify={verify} \
+            "options {opt_level:?} {isa_flags:?} {symbol:?} verify={verify} \
              function_size={function_size} spectre_masking={spectre_masking}"
         );
         let _ = writeln!(text, "program {} slots", program.slot_count());

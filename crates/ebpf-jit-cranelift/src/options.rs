@@ -189,6 +189,7 @@ pub(crate) fn isa(target: Option<&str>, options: &JitOptions) -> Result<Arc<Targ
     let isa = Arc::new(Target {
         isa: build_isa(target, options)?,
         check: OnceLock::new(),
+        settings: OnceLock::new(),
     });
     built.push((key, isa.clone()));
     Ok(isa)
@@ -199,6 +200,27 @@ pub(crate) struct Target {
     pub(crate) isa: OwnedTargetIsa,
     /// The in-process check function, once compiled (or why it could not be).
     pub(crate) check: OnceLock<Result<crate::CheckCode, String>>,
+    /// Every setting of `isa`, as text (`settings`).
+    settings: OnceLock<String>,
+}
+
+impl Target {
+    /// The triple and every shared and ISA-specific setting as Cranelift resolved them (the
+    /// host CPU's features included), one line each: part of every `CodeKey`, written once.
+    pub(crate) fn settings(&self) -> &str {
+        self.settings.get_or_init(|| {
+            use std::fmt::Write as _;
+            let isa = &self.isa;
+            let mut text = format!("target {}\nshared ", isa.triple());
+            text.push_str(&isa.flags().to_string().replace('\n', " "));
+            text.push_str("\nisa");
+            for value in isa.isa_flags() {
+                let _ = write!(text, " {value}");
+            }
+            text.push('\n');
+            text
+        })
+    }
 }
 
 /// The target ISA for `target` (`None`: the host, for the in-process JIT).

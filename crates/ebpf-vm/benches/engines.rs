@@ -3,8 +3,12 @@
 //! it", with rbpf 0.4.1's x86 JIT (no bounds checks at all) as the outside reference.
 //!
 //! All our engines go through the `ebpf-vm` facade exactly as a user would: `compile/<program>`
-//! times `Vm::builder().engine(e).unverified().load(bytes)` (decode and compile; verification
-//! is left out so the figure is the engine's own), `run/<program>` times `Vm::run` on a fresh
+//! times `Vm::builder().engine(e).unverified().no_code_cache().load(bytes)` (decode and
+//! compile; verification is left out so the figure is the engine's own, and the code cache so
+//! that every load compiles), and `compile/<program>/cranelift-hit` the same load on
+//! Cranelift when the code cache holds the program's code (a second load of a program in
+//! use); the summary gives compile times per program and per instruction. `run/<program>`
+//! times `Vm::run` on a fresh
 //! copy of the input made outside the timed region. rbpf's JIT is timed with `jit_compile` and
 //! `execute_program_jit`. Every result is checked against the Rust reference before timing; an
 //! engine that gets one wrong is reported and not timed.
@@ -29,7 +33,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use ebpf_bench::timing::{SAMPLE_SIZE, Samples, record, timed};
 use ebpf_bench::{PROGRAMS, Program};
-use ebpf_vm::{Engine, Input, Vm};
+use ebpf_vm::{CodeCache, Engine, Input, Vm};
 
 /// rbpf's x86 JIT, where it compiles the program and gets the reference result.
 #[cfg(target_arch = "x86_64")]
@@ -50,6 +54,10 @@ fn rbpf_jit<'a>(p: &Program, bytes: &'a [u8]) -> Option<rbpf::EbpfVmRaw<'a>> {
 struct Row {
     name: &'static str,
     executed: u64,
+    /// The program's length in instructions.
+    length: usize,
+    /// A Cranelift load that finds the code in the cache, ns.
+    cache_hit: Option<f64>,
     /// Per configuration of `configurations()`, then rbpf's JIT: (compile ns, run ns).
     times: Vec<(Option<f64>, Option<f64>)>,
 }
@@ -79,6 +87,7 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
             .engine(engine)
             .spectre_masking(masking)
             .unverified()
+            .no_code_cache()
             .load(black_box(&bytes))
     };
     let vms: Vec<Option<Vm>> = configs
@@ -116,6 +125,29 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
                 record(&compile[i], start.elapsed(), iters)
             });
         });
+    }
+    // A load that finds the code in use: the cache holds it as long as `in_use` lives.
+    let cache = CodeCache::new();
+    let cached = || {
+        Vm::builder()
+            .engine(Engine::Cranelift)
+            .code_cache(cache.clone())
+            .unverified()
+            .load(black_box(&bytes))
+    };
+    let in_use = cached().ok();
+    let cache_hit = RefCell::<Samples>::default();
+    if in_use.is_some() {
+        group.bench_function("cranelift-hit", |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(cached().ok());
+                }
+                record(&cache_hit, start.elapsed(), iters)
+            });
+        });
+        assert_eq!(cache.stats().compiles, 1, "every timed load is a hit");
     }
     #[cfg(target_arch = "x86_64")]
     if rbpf.is_some() {
@@ -167,6 +199,8 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
     Row {
         name: p.name,
         executed,
+        length: p.assemble().len(),
+        cache_hit: cache_hit.borrow().median_ns(),
         times: (0..n)
             .map(|i| (compile[i].borrow().median_ns(), run[i].borrow().median_ns()))
             .collect(),
@@ -193,6 +227,9 @@ fn print_summary(rows: &[Row]) {
         ("compile: microseconds per program", false),
         ("run: ns per executed instruction", true),
     ] {
+        if !run {
+            print_compile_per_instruction(rows, &names);
+        }
         println!();
         println!("{title} (median of {SAMPLE_SIZE} samples, one run)");
         print!("| {:<10} |", "program");
@@ -228,6 +265,62 @@ fn print_summary(rows: &[Row]) {
         }
     }
     print_masking(rows, &names);
+}
+
+/// Compile time per instruction of the program, per configuration, and a Cranelift load that
+/// hits the code cache beside one that compiles.
+fn print_compile_per_instruction(rows: &[Row], names: &[&str]) {
+    let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+    println!();
+    println!("compile: microseconds per instruction (median of {SAMPLE_SIZE} samples, one run)");
+    print!("| {:<10} | insns |", "program");
+    for name in names {
+        print!(" {name:>11} |");
+    }
+    println!(" cranelift-hit µs | hit µs/insn |");
+    print!("|{:-<12}|{:->7}|", "", ":");
+    for _ in names {
+        print!("{:->13}|", ":");
+    }
+    println!("{:->18}|{:->13}|", ":", ":");
+    let mut per_insn: Vec<Vec<f64>> = vec![Vec::new(); names.len() + 1];
+    for r in rows {
+        let len = r.length.max(1) as f64;
+        print!("| {:<10} | {:>5} |", r.name, r.length);
+        for (i, t) in r.times.iter().enumerate() {
+            let v = t.0.map(|ns| ns / 1000.0 / len);
+            if let Some(v) = v {
+                per_insn[i].push(v);
+            }
+            print!(" {:>11} |", cell(v));
+        }
+        let hit = r.cache_hit.map(|ns| ns / 1000.0 / len);
+        if let Some(v) = hit {
+            per_insn[names.len()].push(v);
+        }
+        println!(
+            " {:>16} | {:>11} |",
+            r.cache_hit
+                .map_or("-".to_string(), |ns| format!("{:.1}", ns / 1000.0)),
+            cell(hit)
+        );
+    }
+    print!("| {:<10} | {:>5} |", "median", "");
+    for values in &mut per_insn[..names.len()] {
+        print!(" {:>11} |", cell(median(values)));
+    }
+    println!(
+        " {:>16} | {:>11} |",
+        "",
+        cell(median(&mut per_insn[names.len()]))
+    );
+}
+
+/// The median of `values` (the mean of the middle two when their number is even).
+fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    (n > 0).then(|| (values[(n - 1) / 2] + values[n / 2]) / 2.0)
 }
 
 /// The cost of Spectre masking: per program, each JIT's run time masked over unmasked (and
