@@ -81,6 +81,13 @@
 //!   with [`TrapKind::RegionTooLarge`] before the run. An ELF object's data images are at most
 //!   64 MiB each (the writable one is copied for each run).
 //!
+//! # Code cache
+//!
+//! Loading a program that is already loaded — same bytecode, same JIT options, same host —
+//! reuses its Cranelift code instead of compiling it again ([`CodeCache`]: process-wide by
+//! default, per builder with [`VmBuilder::code_cache`], off with
+//! [`VmBuilder::no_code_cache`]). The code is freed with the last [`Vm`] that uses it.
+//!
 //! rbpf's four kinds of VM map onto one configuration each: `EbpfVmRaw` is the default;
 //! `EbpfVmNoData` is [`Vm::run_no_data`]; `EbpfVmFixedMbuff` is
 //! [`VmBuilder::metadata`]; `EbpfVmMbuff` is [`Vm::run_with`] with
