@@ -64,11 +64,15 @@ pub enum MapError {
     },
     /// A map of this type exists in the kernel, but not here.
     UnsupportedType(MapType),
+    /// The map is frozen ([`crate::Map::freeze`]: an object's `.rodata`) and cannot be
+    /// changed: `EPERM`.
+    Frozen,
 }
 
 impl MapError {
     /// The kernel's errno for this error (positive; helpers return its negation).
     pub fn errno(&self) -> i32 {
+        const EPERM: i32 = 1;
         const ENOENT: i32 = 2;
         const E2BIG: i32 = 7;
         const ENOMEM: i32 = 12;
@@ -81,6 +85,7 @@ impl MapError {
             MapError::Full => E2BIG,
             MapError::TooLarge { .. } => ENOMEM,
             MapError::UnsupportedType(_) => ENOTSUPP,
+            MapError::Frozen => EPERM,
             MapError::KeySize { .. }
             | MapError::ValueSize { .. }
             | MapError::InvalidFlags { .. }
@@ -122,6 +127,7 @@ impl fmt::Display for MapError {
             MapError::UnsupportedType(t) => {
                 write!(f, "map type {t} needs a kernel and is not supported")
             }
+            MapError::Frozen => f.write_str("the map is frozen (read-only)"),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! [`Map`] (one map of any type, one API) and [`Maps`] (a program's set of maps and its CPUs).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ebpf_abi::SharedMemory;
 
@@ -41,6 +41,8 @@ pub struct Map {
     spec: MapSpec,
     cpus: usize,
     kind: Kind,
+    /// The values when the map was frozen ([`Map::freeze`]): they never change again.
+    frozen: OnceLock<Box<[u8]>>,
 }
 
 impl Map {
@@ -119,6 +121,7 @@ impl Map {
             spec,
             cpus,
             kind,
+            frozen: OnceLock::new(),
         })
     }
 
@@ -172,9 +175,40 @@ impl Map {
         }
     }
 
+    /// Makes the map read-only for good (the kernel's `BPF_MAP_FREEZE`, what libbpf does to
+    /// an object's `.rodata` after writing its initial value): host updates and deletes fail
+    /// with [`MapError::Frozen`] from now on, and so do programs' `map_update_elem`. Returns
+    /// the values as they are now, which is what [`Map::frozen`] gives from then on; freezing
+    /// again changes nothing.
+    pub fn freeze(&self) -> &[u8] {
+        self.frozen.get_or_init(|| {
+            let Some(values) = self.values(0) else {
+                return Box::default();
+            };
+            let mut bytes = vec![0; values.len()];
+            let _ = values.read(0, &mut bytes);
+            bytes.into_boxed_slice()
+        })
+    }
+
+    /// A frozen map's values, which never change again: what a run maps read-only for a
+    /// map programs may only read (`BPF_F_RDONLY_PROG`, an object's `.rodata`). `None`
+    /// until [`Map::freeze`].
+    pub fn frozen(&self) -> Option<&[u8]> {
+        self.frozen.get().map(|b| &**b)
+    }
+
+    fn check_not_frozen(&self) -> Result<(), MapError> {
+        match self.frozen.get() {
+            Some(_) => Err(MapError::Frozen),
+            None => Ok(()),
+        }
+    }
+
     /// The host's update (per-CPU: `value` holds every CPU's value, each padded to 8 bytes).
     /// For a prog array, `value` is a program id (`u32`).
     pub fn update(&self, key: &[u8], value: &[u8], flags: UpdateFlags) -> Result<(), MapError> {
+        self.check_not_frozen()?;
         match &self.kind {
             Kind::Array(a) => a.update(key, value, flags),
             Kind::Hash(h) => h.update(key, Write::Host(value), flags),
@@ -195,6 +229,7 @@ impl Map {
         value: &[u8],
         flags: UpdateFlags,
     ) -> Result<(), MapError> {
+        self.check_not_frozen()?;
         match &self.kind {
             Kind::Array(a) => a.update_on(cpu, key, value, flags),
             Kind::Hash(h) => h.update(key, Write::Cpu(cpu, value), flags),
@@ -206,6 +241,7 @@ impl Map {
     /// Deletes the element with `key` ([`MapError::NotFound`] if there is none; arrays
     /// cannot delete).
     pub fn delete(&self, key: &[u8]) -> Result<(), MapError> {
+        self.check_not_frozen()?;
         match &self.kind {
             Kind::Array(a) => a.delete(),
             Kind::Hash(h) | Kind::Redirect(h) => h.delete(key),

@@ -577,3 +577,26 @@ fn redirect_maps_take_entries_as_the_kernel_does() {
         .unwrap();
     assert_eq!(array.redirect_entry(0), None);
 }
+
+/// A frozen map (`BPF_MAP_FREEZE`, an object's `.rodata`) keeps its values: host and
+/// program updates fail with `EPERM`, and `frozen` is what the map held when frozen.
+#[test]
+fn frozen_maps_refuse_every_change() {
+    let map = Map::new("ro", MapSpec::new(MapType::Array, 4, 8, 2), 1).unwrap();
+    assert_eq!(map.frozen(), None);
+    map.update(&key(1), &7u64.to_le_bytes(), UpdateFlags::Any)
+        .unwrap();
+    let mut want = vec![0u8; 16];
+    want[8] = 7;
+    assert_eq!(map.freeze(), &want[..]);
+    for err in [
+        map.update(&key(0), &1u64.to_le_bytes(), UpdateFlags::Any),
+        map.update_on_cpu(0, &key(0), &1u64.to_le_bytes(), UpdateFlags::Any),
+        map.delete(&key(0)),
+    ] {
+        assert_eq!(err, Err(MapError::Frozen));
+    }
+    assert_eq!(MapError::Frozen.errno(), 1);
+    assert_eq!(map.frozen(), Some(&want[..]));
+    assert_eq!(map.lookup(&key(1)), Ok(Some(7u64.to_le_bytes().to_vec())));
+}
