@@ -196,12 +196,7 @@ impl ElfObject {
         if let Some((_, e)) = self.maps.failed.first() {
             return Err(e.clone());
         }
-        Ok(self
-            .maps
-            .maps
-            .iter()
-            .map(|p| p.definition.clone())
-            .collect())
+        Ok(self.maps.all().cloned().collect())
     }
 
     /// The programs the object contains, in section order, then by position.
@@ -209,21 +204,49 @@ impl ElfObject {
         &self.programs
     }
 
-    /// Links the selected program and builds the data images.
+    /// Links the selected program and builds the data images: a reference to a global
+    /// variable is its address in the read-only or writable data region.
     pub fn load(&self, selector: Selector<'_>) -> Result<LoadedElf, ElfError> {
+        self.load_as(selector, link::Globals::Images)
+    }
+
+    /// Links the selected program as the kernel's loader does: each global data section
+    /// (`.data*`, `.bss*`, `.rodata*`) is a map of its own, one element holding the whole
+    /// section (the [`MapStyle::GlobalData`] definitions at the end of [`ElfObject::maps`]),
+    /// and a reference to a global variable is `lddw dst, map_value N, OFF`
+    /// (`Imm64Kind::MapValue`, `src = 2`, the kernel's `BPF_PSEUDO_MAP_VALUE`: the low 32
+    /// bits of the immediate are the map's index `N`, the high 32 the offset in its value).
+    /// The images of [`LoadedElf`] are empty. Pointers stored in data sections
+    /// (`R_BPF_64_ABS64`, tables of string literals) stay as the file holds them, as the
+    /// kernel's maps get them from libbpf.
+    pub fn load_with_data_maps(&self, selector: Selector<'_>) -> Result<LoadedElf, ElfError> {
+        self.load_as(selector, link::Globals::Maps)
+    }
+
+    fn load_as(
+        &self,
+        selector: Selector<'_>,
+        globals: link::Globals,
+    ) -> Result<LoadedElf, ElfError> {
         let entry = self.select(selector)?;
         let images = link::images(&self.parsed, &self.bytes)?;
-        let program = link::link(&self.parsed, &self.bytes, &images, &self.maps, entry)?;
+        let program = link::link(
+            &self.parsed,
+            &self.bytes,
+            &images,
+            &self.maps,
+            entry,
+            globals,
+        )?;
+        let (rodata, data) = match globals {
+            link::Globals::Images => (images.rodata, images.data),
+            link::Globals::Maps => (Vec::new(), Vec::new()),
+        };
         Ok(LoadedElf {
             program,
-            rodata: images.rodata,
-            data: images.data,
-            maps: self
-                .maps
-                .maps
-                .iter()
-                .map(|p| p.definition.clone())
-                .collect(),
+            rodata,
+            data,
+            maps: self.maps.all().cloned().collect(),
         })
     }
 

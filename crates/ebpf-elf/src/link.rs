@@ -409,7 +409,17 @@ fn relative(pc: usize, delta: i64) -> Option<usize> {
 }
 
 /// The state of one link: the functions placed so far and the calls to patch.
+/// How a linked program reaches global variables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Globals {
+    /// By their address in the data images (regions 1 and 3).
+    Images,
+    /// As the kernel does: `lddw dst, map_value N, OFF` into the section's own map.
+    Maps,
+}
+
 struct Linker<'a> {
+    globals: Globals,
     parsed: &'a Parsed,
     bytes: &'a [u8],
     images: &'a Images,
@@ -432,8 +442,10 @@ pub(crate) fn link(
     images: &Images,
     maps: &Definitions,
     entry: Entry,
+    globals: Globals,
 ) -> Result<Program, ElfError> {
     let mut linker = Linker {
+        globals,
         parsed,
         bytes,
         images,
@@ -660,6 +672,10 @@ impl Linker<'_> {
                         None,
                     ));
                 }
+                if let Some(imm) = self.data_map_reference(sym, imm) {
+                    let kind = Imm64Kind::MapValue;
+                    return Ok((Insn::LoadImm64 { dst, kind, imm }, None));
+                }
                 let imm = address_of(parsed, self.images, sym, imm, reloc)?;
                 Ok((Insn::LoadImm64 { dst, kind, imm }, None))
             }
@@ -738,6 +754,21 @@ impl Linker<'_> {
     }
 
     /// For a relocation against a map: the map's index in the object's map list.
+    /// With [`Globals::Maps`], a reference to a global variable: `map_value N, OFF` as the
+    /// immediate (`N | OFF << 32`), `OFF` the symbol's offset in its section plus the addend
+    /// (32 bits, as the kernel takes it).
+    fn data_map_reference(&self, sym: &Symbol, addend: u64) -> Option<u64> {
+        if self.globals != Globals::Maps {
+            return None;
+        }
+        let Place::Section(s) = sym.place else {
+            return None;
+        };
+        let index = self.maps.global_index(s)?;
+        let offset = sym.value.wrapping_add(addend) & 0xffff_ffff;
+        Some(index as u64 | offset << 32)
+    }
+
     fn map_reference(
         &self,
         sym: &Symbol,

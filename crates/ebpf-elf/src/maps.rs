@@ -13,9 +13,10 @@ use goblin::elf::sym::{STT_FUNC, STT_SECTION};
 
 use ebpf_isa::quoted;
 
+use crate::MAX_IMAGE_SIZE;
 use crate::btf::{Btf, kind};
 use crate::error::{ElfError, ElfErrorKind};
-use crate::parse::{Parsed, Place, R_BPF_64_ABS64, SectionKind};
+use crate::parse::{Parsed, Place, R_BPF_64_ABS64, Section, SectionKind};
 
 /// How an object defines a map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -24,6 +25,9 @@ pub enum MapStyle {
     Btf,
     /// A `struct bpf_map_def` in `maps` or `maps/*`.
     Legacy,
+    /// A global data section (`.data*`, `.bss*`, `.rodata*`) as the single-element array map
+    /// libbpf makes of it: see [`crate::ElfObject::load_with_data_maps`].
+    GlobalData,
 }
 
 /// A map an object defines: what a loader needs to create it.
@@ -47,6 +51,9 @@ pub struct MapDefinition {
     pub section: String,
     /// A prog array's initial slots (`.values = { [slot] = &function }`): slot and function.
     pub initial_programs: Vec<(u32, String)>,
+    /// A global data map's initial value: its section's bytes as the file holds them (zeroes
+    /// for `.bss*`). `None` for every other map.
+    pub initial_value: Option<Vec<u8>>,
 }
 
 impl std::fmt::Display for MapDefinition {
@@ -63,6 +70,7 @@ impl std::fmt::Display for MapDefinition {
             match self.style {
                 MapStyle::Btf => "BTF",
                 MapStyle::Legacy => "legacy",
+                MapStyle::GlobalData => "global data",
             },
             self.section
         )
@@ -94,9 +102,24 @@ fn bad_map(at: u64, map: &str, reason: impl Into<String>) -> ElfError {
 pub(crate) struct Definitions {
     pub(crate) maps: Vec<Placed>,
     pub(crate) failed: Vec<(usize, ElfError)>,
+    /// The global data maps, after `maps` in the object's list (as libbpf appends its
+    /// internal maps): each with its section.
+    pub(crate) globals: Vec<(usize, MapDefinition)>,
 }
 
 impl Definitions {
+    /// Every definition, in the object's list order: the maps, then the global data maps.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &MapDefinition> {
+        let maps = self.maps.iter().map(|p| &p.definition);
+        maps.chain(self.globals.iter().map(|(_, d)| d))
+    }
+
+    /// The index in that list of the global data map of section `s`.
+    pub(crate) fn global_index(&self, s: usize) -> Option<usize> {
+        let i = self.globals.iter().position(|(g, _)| *g == s)?;
+        Some(self.maps.len() + i)
+    }
+
     /// Why the maps of section `s` cannot be used, if they cannot.
     pub(crate) fn failure(&self, s: usize) -> Option<&ElfError> {
         self.failed.iter().find(|(f, _)| *f == s).map(|(_, e)| e)
@@ -123,7 +146,65 @@ pub(crate) fn definitions(parsed: &Parsed, bytes: &[u8]) -> Definitions {
         }
     }
     out.maps.sort_by_key(|p| (p.section, p.offset));
+    for (s, section) in parsed.sections.iter().enumerate() {
+        match global_data(section, bytes) {
+            Ok(Some(definition)) => out.globals.push((s, definition)),
+            Ok(None) => {}
+            Err(e) => out.failed.push((s, e)),
+        }
+    }
     out
+}
+
+/// `BPF_MAP_TYPE_ARRAY`.
+const ARRAY: u32 = 2;
+/// `BPF_F_RDONLY_PROG`: programs may only read the map (libbpf's flag for `.rodata`).
+pub(crate) const RDONLY_PROG: u32 = 1 << 7;
+
+/// The single-element array map libbpf makes of a global data section (`.data*`, `.bss*`,
+/// `.rodata*`; `None` for other and empty sections): 4-byte key, the section as the value,
+/// programs' writes refused for `.rodata*`.
+fn global_data(section: &Section, bytes: &[u8]) -> Result<Option<MapDefinition>, ElfError> {
+    let rodata = match section.kind {
+        SectionKind::Rodata => true,
+        SectionKind::Data | SectionKind::Bss => false,
+        _ => return Ok(None),
+    };
+    if section.size == 0 {
+        return Ok(None);
+    }
+    let value_size = u32::try_from(section.size)
+        .ok()
+        .filter(|&size| u64::from(size) <= MAX_IMAGE_SIZE)
+        .ok_or_else(|| {
+            ElfError::at(
+                section.header_offset,
+                ElfErrorKind::TooLarge {
+                    what: "a global data section",
+                    size: section.size,
+                },
+            )
+        })?;
+    let initial = match bytes.get(section.contents.clone()) {
+        Some(contents) if !section.nobits => {
+            let mut value = contents.to_vec();
+            value.resize(value_size as usize, 0);
+            value
+        }
+        _ => vec![0; value_size as usize],
+    };
+    Ok(Some(MapDefinition {
+        name: section.name.clone(),
+        map_type: ARRAY,
+        key_size: 4,
+        value_size,
+        max_entries: 1,
+        flags: if rodata { RDONLY_PROG } else { 0 },
+        style: MapStyle::GlobalData,
+        section: section.name.clone(),
+        initial_programs: Vec::new(),
+        initial_value: Some(initial),
+    }))
 }
 
 fn legacy_maps(
@@ -184,6 +265,7 @@ fn legacy_maps(
                 style: MapStyle::Legacy,
                 section: section.name.clone(),
                 initial_programs: Vec::new(),
+                initial_value: None,
             },
         });
     }
@@ -246,6 +328,7 @@ fn btf_maps(
             style: MapStyle::Btf,
             section: section.name.clone(),
             initial_programs: Vec::new(),
+            initial_value: None,
         };
         let mut values_at = None;
         for member in &def.members {

@@ -64,10 +64,8 @@ const PROGRAMS: &[(&str, &[(&str, &str)])] = &[
     ("../bpf/tc_classifier", &[("tc_classifier", "tc")]),
     ("../bpf/xdp_redirect", &[("xdp_redirect", "xdp")]),
     ("../bpf/xdp_flow_stats", &[("xdp_flow_stats", "xdp")]),
-    (
-        "../bpf/vm-only/xdp_globals",
-        &[("second", "xdp"), ("first", "xdp")],
-    ),
+    ("../bpf/xdp_bss_counter", &[("xdp_bss_counter", "xdp")]),
+    ("../bpf/xdp_globals", &[("second", "xdp"), ("first", "xdp")]),
 ];
 
 fn parse(name: &str) -> ElfObject {

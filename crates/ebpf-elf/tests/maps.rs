@@ -170,3 +170,103 @@ fn a_prog_array_lists_its_initial_programs() {
         "dispatch: type 3 key 4 value 4 max_entries 3 flags 0x0 (BTF, .maps)"
     );
 }
+
+/// Each global data section is a one-element array map after the object's own maps, as
+/// libbpf makes them (`.rodata` read-only for programs), holding the section's bytes.
+#[test]
+fn global_data_sections_are_described_as_libbpf_makes_their_maps() {
+    let object = corpus("xdp_bss_counter");
+    let maps = object.maps().unwrap();
+    let globals: Vec<(&str, u32, u32, u32, u32, u32, Option<Vec<u8>>)> = maps
+        .iter()
+        .map(|m| {
+            assert_eq!(m.style, MapStyle::GlobalData, "{}", m.name);
+            assert_eq!(m.section, m.name);
+            let d = (m.map_type, m.key_size, m.value_size, m.max_entries, m.flags);
+            (
+                m.name.as_str(),
+                d.0,
+                d.1,
+                d.2,
+                d.3,
+                d.4,
+                m.initial_value.clone(),
+            )
+        })
+        .collect();
+    let bss = vec![0u8; 16];
+    assert_eq!(
+        globals,
+        [
+            // Section order: .data, .bss, .rodata as clang emits them.
+            (
+                ".data",
+                2,
+                4,
+                4,
+                1,
+                0,
+                Some(0xffffu32.to_le_bytes().to_vec())
+            ),
+            (".bss", 2, 4, 16, 1, 0, Some(bss)),
+            (
+                ".rodata",
+                2,
+                4,
+                4,
+                1,
+                1 << 7,
+                Some(5u32.to_le_bytes().to_vec())
+            ),
+        ]
+    );
+    // After the object's own maps: xdp_globals has a prog array first.
+    let names: Vec<String> = corpus("xdp_globals")
+        .maps()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names, ["jumps", ".data", ".rodata"]);
+}
+
+/// `load_with_data_maps` makes each reference to a global `lddw map_value N, OFF` into its
+/// section's map; `load` makes it an address in the data regions.
+#[test]
+fn globals_link_as_map_values_or_as_addresses() {
+    let object = corpus("xdp_bss_counter");
+    let maps = object.maps().unwrap();
+    let index = |name: &str| maps.iter().position(|m| m.name == name).unwrap() as u64;
+    let refs = |loaded: ebpf_elf::LoadedElf| -> BTreeSet<(Imm64Kind, u64)> {
+        loaded
+            .program
+            .iter()
+            .filter_map(|(_, insn)| match *insn {
+                Insn::LoadImm64 { kind, imm, .. } => Some((kind, imm)),
+                _ => None,
+            })
+            .collect()
+    };
+    let loaded = object
+        .load_with_data_maps(Selector::Function("xdp_bss_counter"))
+        .unwrap();
+    assert!(loaded.rodata.is_empty() && loaded.data.is_empty());
+    let value = |name: &str, off: u64| (Imm64Kind::MapValue, index(name) | off << 32);
+    assert_eq!(
+        refs(loaded),
+        BTreeSet::from([
+            value(".bss", 0),
+            value(".bss", 8),
+            value(".data", 0),
+            value(".rodata", 0)
+        ])
+    );
+    // As addresses: `.data` then `.bss` in the writable region, `.rodata` in the read-only one.
+    let loaded = object.load(Selector::Function("xdp_bss_counter")).unwrap();
+    let addresses: BTreeSet<u64> = refs(loaded).into_iter().map(|(_, imm)| imm).collect();
+    let data = ebpf_elf::DATA_BASE;
+    assert_eq!(
+        addresses,
+        BTreeSet::from([data, data + 8, data + 16, ebpf_elf::RODATA_BASE])
+    );
+}

@@ -30,7 +30,6 @@ pub fn all_fixture_names() -> Vec<String> {
         (elf_dir(), ""),
         (elf_dir().join("unsupported"), "unsupported/"),
         (elf_dir().join("../bpf"), "../bpf/"),
-        (elf_dir().join("../bpf/vm-only"), "../bpf/vm-only/"),
     ] {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
