@@ -1,9 +1,9 @@
 // xdp_globals: a tail call between programs that share the object's global variables
-// (`.data`, `.rodata`). `first` sets `counter` to 2 and tail-calls `second`, which returns
-// counter * 100 + table[counter] (230 when the write carried over; 120 if `second` saw a
-// fresh `.data`). Not in the kernel corpus: ebpf-kernel loads no global data maps, so the
-// kernel cannot be asked; tests/kernel in ebpf-vm checks the values the source implies.
-#include "../common.h"
+// (`.data`, `.rodata`: maps of the object, as libbpf makes them). `first` sets `counter` to 2
+// and tail-calls `second`, which returns counter * 100 + table[counter]: 230 when the write
+// carried over (120 if `second` saw the initial `.data`, which it does only before `first`
+// ever ran: globals persist from run to run).
+#include "common.h"
 
 static volatile const __u32 table[4] = {10, 20, 30, 40};
 __u32 counter = 1;

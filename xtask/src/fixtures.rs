@@ -272,22 +272,18 @@ pub(crate) fn run_fixtures(root: &Path) -> Result<()> {
             "libbpf's headers are missing (tests/bpf needs them); install them with:\n  {INSTALL}"
         );
     }
-    // The corpus, and the programs only the VM runs (`vm-only/`: ebpf-kernel cannot load
-    // them into the kernel).
-    let vm_only = corpus.join("vm-only");
-    for (dir, label) in [(&corpus, "bpf"), (&vm_only, "bpf/vm-only")] {
-        for source in sources(dir)? {
-            let stem = stem_of(&source);
-            println!("{label}/{stem}:");
-            let build = Build {
-                stem,
-                flags: CORPUS_FLAGS
-                    .split_whitespace()
-                    .map(str::to_string)
-                    .collect(),
-            };
-            compile_bpf(&clang, dir, &source, &build)?;
-        }
+    // The corpus.
+    for source in sources(&corpus)? {
+        let stem = stem_of(&source);
+        println!("bpf/{stem}:");
+        let build = Build {
+            stem,
+            flags: CORPUS_FLAGS
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+        };
+        compile_bpf(&clang, &corpus, &source, &build)?;
     }
     fs::write(dir.join("expected.txt"), expected).context("writing tests/elf/expected.txt")?;
     println!("fixtures: wrote tests/elf/*.o and tests/elf/expected.txt");

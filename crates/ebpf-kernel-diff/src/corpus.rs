@@ -130,7 +130,7 @@ pub(crate) fn programs() -> Result<Vec<CorpusProgram>> {
                 continue;
             };
             let loaded = object
-                .load(Selector::Function(&info.name))
+                .load_with_data_maps(Selector::Function(&info.name))
                 .with_context(|| format!("{name}: {}", info.name))?;
             programs.push(ObjectProgram {
                 name: info.name.clone(),
@@ -270,6 +270,7 @@ impl KernelSide {
                 max_entries: m.max_entries,
                 flags: m.flags,
                 initial_programs: m.initial_programs.clone(),
+                initial_value: m.initial_value.clone(),
             })
             .collect();
         let options = LoadOptions {

@@ -186,7 +186,9 @@ impl Survey {
             .iter()
             .filter_map(|p| {
                 let program_type = corpus::program_type(&p.section)?;
-                let loaded = object.load(Selector::Function(&p.name)).ok()?;
+                let loaded = object
+                    .load_with_data_maps(Selector::Function(&p.name))
+                    .ok()?;
                 Some(ObjectProgram {
                     name: p.name.clone(),
                     program_type,

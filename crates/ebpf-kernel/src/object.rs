@@ -15,9 +15,9 @@ use std::fmt;
 
 use crate::ring::RingReader;
 use crate::{
-    Btf, CALLBACK_FUNC_TYPE, FuncInfo, KernelError, LoadOptions, Map, MapSpec, PatchError, Program,
-    ProgramType, callback_btf, create_map, load_btf, load_program, patch_map_fd, patch_map_value,
-    subprogram_starts,
+    BPF_F_RDONLY_PROG, Btf, CALLBACK_FUNC_TYPE, FuncInfo, KernelError, LoadOptions, Map, MapSpec,
+    PatchError, Program, ProgramType, UpdateFlags, callback_btf, create_map, load_btf,
+    load_program, patch_map_fd, patch_map_value, subprogram_starts,
 };
 
 /// `BPF_MAP_TYPE_RINGBUF`.
@@ -43,6 +43,11 @@ pub struct ObjectMap {
     pub flags: u32,
     /// For a prog array: the slots the object initialises, with the program for each.
     pub initial_programs: Vec<(u32, String)>,
+    /// For a global data map (`.data`, `.bss`, `.rodata`: an array with one element): the
+    /// element's initial value, written before any program loads; a map with
+    /// [`BPF_F_RDONLY_PROG`] is then frozen (`BPF_MAP_FREEZE`), as libbpf freezes `.rodata`,
+    /// so that the verifier knows its contents are constant.
+    pub initial_value: Option<Vec<u8>>,
 }
 
 /// One program of an object, linked, with map references by index.
@@ -259,6 +264,17 @@ impl KernelObject {
                 map: m.name.clone(),
                 error,
             })?;
+            if let Some(value) = &m.initial_value {
+                let fail = |error| ObjectError::Map {
+                    map: m.name.clone(),
+                    error,
+                };
+                map.update(&0u32.to_le_bytes(), value, UpdateFlags::Any)
+                    .map_err(fail)?;
+                if m.flags & BPF_F_RDONLY_PROG != 0 {
+                    map.freeze().map_err(fail)?;
+                }
+            }
             let ring = if m.map_type == RINGBUF {
                 Some(RingReader::new(&map).map_err(|error| ObjectError::Ring {
                     map: m.name.clone(),

@@ -497,6 +497,7 @@ fn an_object_loads_with_its_maps_and_prog_array() {
         max_entries,
         flags: 0,
         initial_programs: Vec::new(),
+        initial_value: None,
     };
     let maps = vec![
         map("events", MapType::RingBuf, 0, 0, 4096),
@@ -610,6 +611,7 @@ fn an_object_names_what_failed() {
         max_entries: 0,
         flags: 0,
         initial_programs: Vec::new(),
+        initial_value: None,
     };
     let err = KernelObject::load(&[map], &[], &LoadOptions::default()).unwrap_err();
     assert!(

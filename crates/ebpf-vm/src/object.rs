@@ -181,10 +181,23 @@ impl VmBuilder {
                 max_entries: d.max_entries,
                 flags: d.flags,
             };
-            maps.create(&d.name, spec).map_err(|error| LoadError::Map {
+            let map = maps.create(&d.name, spec).map_err(|error| LoadError::Map {
                 name: d.name.clone(),
                 error,
             })?;
+            // A global data map (`.data`, `.bss`, `.rodata`): its one element is the
+            // section; `.rodata` is then frozen, as libbpf freezes it.
+            if let Some(value) = &d.initial_value {
+                let fail = |error| LoadError::Map {
+                    name: d.name.clone(),
+                    error,
+                };
+                map.update(&0u32.to_le_bytes(), value, UpdateFlags::Any)
+                    .map_err(fail)?;
+                if d.flags & RDONLY_PROG != 0 {
+                    map.freeze();
+                }
+            }
         }
         for (index, d) in definitions.iter().enumerate() {
             for (slot, function) in &d.initial_programs {
@@ -236,14 +249,16 @@ impl VmBuilder {
 
     /// Loads one program of `object` with its context and the object's maps.
     pub(crate) fn load_kernel_program(
-        mut self,
+        self,
         object: &ebpf_elf::ElfObject,
         selector: ebpf_elf::Selector<'_>,
         kind: ProgramKind,
         shared: &Arc<ObjectShared>,
     ) -> Result<Vm, LoadError> {
-        let loaded = object.load(selector).map_err(LoadError::Elf)?;
-        self.set_images(loaded.rodata, loaded.data);
+        // Globals are the object's maps (`.data`, `.bss`, `.rodata`), as in the kernel.
+        let loaded = object
+            .load_with_data_maps(selector)
+            .map_err(LoadError::Elf)?;
         self.load_kernel_insns(&loaded.program, kind, shared)
     }
 
@@ -255,9 +270,10 @@ impl VmBuilder {
         kind: ProgramKind,
         shared: &Arc<ObjectShared>,
     ) -> Result<Vm, LoadError> {
+        let regions = &shared.maps.regions;
         let program = match inline_loop::inline_loops(program) {
-            Ok(Some(inlined)) => resolve_maps(&inlined),
-            Ok(None) => resolve_maps(program),
+            Ok(Some(inlined)) => resolve_maps(&inlined, regions),
+            Ok(None) => resolve_maps(program, regions),
             Err(inline_loop::UnknownCallback(id)) => {
                 return Err(LoadError::UnsupportedHelper { id });
             }
@@ -301,15 +317,14 @@ pub(crate) fn link<'a>(shared: &ObjectShared, vms: impl Iterator<Item = &'a Vm>)
     let _ = shared.programs.set(linked);
 }
 
-/// Whether two programs start from the same `.data` image (programs of one object do; each
-/// holds its own copy of it).
-fn same_image(a: &Option<Arc<[u8]>>, b: &Option<Arc<[u8]>>) -> bool {
-    a.as_deref() == b.as_deref()
-}
+/// `BPF_F_RDONLY_PROG`: programs may only read the map (an object's `.rodata`).
+const RDONLY_PROG: u32 = 1 << 7;
 
 /// `lddw dst, map_fd N` becomes `lddw dst, HANDLE(N)`: a value the map helpers decode and
-/// that is in no region.
-fn resolve_maps(program: &Program) -> Program {
+/// that is in no region. `lddw dst, map_value N, OFF` (a global variable) becomes the
+/// address of byte `OFF` of the map's region (`regions[N]`), or, for a map without one, a
+/// handle in no region (dereferencing it traps).
+fn resolve_maps(program: &Program, regions: &[Option<u64>]) -> Program {
     let insns = program
         .insns()
         .iter()
@@ -323,6 +338,25 @@ fn resolve_maps(program: &Program) -> Program {
                 kind: Imm64Kind::Value,
                 imm: MAP_HANDLE_BASE | (imm & 0xffff_ffff),
             },
+            Insn::LoadImm64 {
+                dst,
+                kind: Imm64Kind::MapValue,
+                imm,
+            } => {
+                let index = imm & 0xffff_ffff;
+                let offset = imm >> 32;
+                let region = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| regions.get(i).copied().flatten());
+                Insn::LoadImm64 {
+                    dst,
+                    kind: Imm64Kind::Value,
+                    imm: match region {
+                        Some(region) => layout::vm_addr(region, offset),
+                        None => MAP_HANDLE_BASE | index,
+                    },
+                }
+            }
             // A callback's address: `bpf_loop` calls are inlined (the callback is called
             // directly), so the value itself is never used.
             Insn::LoadImm64 {
@@ -338,6 +372,11 @@ fn resolve_maps(program: &Program) -> Program {
         })
         .collect();
     Program::from_insns(insns)
+}
+
+/// Whether programs may only read `map` (`BPF_F_RDONLY_PROG`, an object's `.rodata`).
+fn read_only_for_programs(map: &Map) -> bool {
+    map.spec().flags & RDONLY_PROG != 0
 }
 
 /// The message of [`LoadError::UnsupportedHelper`].
@@ -381,7 +420,6 @@ impl Vm {
         let mut scratch = Scratch::take();
         let Scratch {
             stack,
-            data: data_image,
             metadata: ctx,
             kernel: state,
             spill,
@@ -402,15 +440,18 @@ impl Vm {
         let mut reach = self.stack_reach;
         let mut images = &self.images;
         let mut read_only: &[Arc<[u8]>] = &self.read_only_regions;
-        let mut fresh_data = true;
         let ctx_len = ctx.len() as u64;
         let result: Result<Exit, Trap> = loop {
             let mut map = MemoryMap::with_spill(core::mem::take(spill));
-            crate::vm::map_data_regions(&mut map, images, read_only, data_image, fresh_data);
+            crate::vm::map_data_regions(&mut map, images, read_only);
             if let Some(m) = maps {
                 for (map_, region) in m.maps.iter().zip(&m.regions) {
-                    if let (Some(region), Some(values)) = (region, map_.values(cpu)) {
-                        map.insert(*region, Region::Shared(values));
+                    let Some(region) = *region else { continue };
+                    // A frozen map programs only read (`.rodata`) never changes again.
+                    if let Some(bytes) = map_.frozen().filter(|_| read_only_for_programs(map_)) {
+                        map.insert(region, Region::ReadOnly(bytes));
+                    } else if let Some(values) = map_.values(cpu) {
+                        map.insert(region, Region::Shared(values));
                     }
                 }
             }
@@ -431,7 +472,6 @@ impl Vm {
                         Some(next) => {
                             compiled = &*next.compiled;
                             reach = next.stack_reach;
-                            fresh_data = !same_image(&images.data, &next.images.data);
                             images = &next.images;
                             read_only = &next.read_only_regions;
                         }

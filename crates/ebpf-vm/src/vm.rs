@@ -245,12 +245,14 @@ enum Verification {
     Skip,
 }
 
-/// The data images of an ELF object: read-only, and the initial contents of the writable
-/// region (copied for every run).
+/// The data images of an ELF object loaded without kernel helpers: the read-only region,
+/// and the writable one — globals that persist across runs and that concurrent runs share,
+/// kept in a one-element array map, as the kernel keeps `.data` (map values are the one
+/// kind of memory runs share: `ebpf_abi::SharedMemory`).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Images {
     pub(crate) rodata: Option<Arc<[u8]>>,
-    pub(crate) data: Option<Arc<[u8]>>,
+    pub(crate) data: Option<Arc<ebpf_maps::Map>>,
 }
 
 /// A policy shared by clones of a builder.
@@ -490,17 +492,37 @@ impl VmBuilder {
             maps.dedup();
             return Err(LoadError::UsesMaps { maps });
         }
-        self.set_images(loaded.rodata, loaded.data);
+        self.set_images(loaded.rodata, loaded.data)?;
         self.load_program(loaded.program)
     }
 
-    /// An ELF object's data images: read-only, and the initial writable data.
+    /// An ELF object's data images: read-only, and the initial writable data (the value of
+    /// the `.data` map the VM's runs share; [`Vm::global_data`]).
     #[cfg(feature = "elf")]
-    pub(crate) fn set_images(&mut self, rodata: Vec<u8>, data: Vec<u8>) {
+    pub(crate) fn set_images(&mut self, rodata: Vec<u8>, data: Vec<u8>) -> Result<(), LoadError> {
+        let data = if data.is_empty() {
+            None
+        } else {
+            let map_error = |error| LoadError::Map {
+                name: ".data".to_string(),
+                error,
+            };
+            let size = u32::try_from(data.len()).map_err(|_| {
+                map_error(ebpf_maps::MapError::TooLarge {
+                    bytes: data.len() as u64,
+                })
+            })?;
+            let spec = ebpf_maps::MapSpec::new(ebpf_maps::MapType::Array, 4, size, 1);
+            let map = ebpf_maps::Map::new(".data", spec, 1).map_err(map_error)?;
+            map.update(&0u32.to_le_bytes(), &data, ebpf_maps::UpdateFlags::Any)
+                .map_err(map_error)?;
+            Some(Arc::new(map))
+        };
         self.images = Images {
             rodata: (!rodata.is_empty()).then(|| rodata.into()),
-            data: (!data.is_empty()).then(|| data.into()),
+            data,
         };
+        Ok(())
     }
 
     /// Assembles and loads text in the bpf_conformance syntax.
@@ -593,7 +615,8 @@ impl VmBuilder {
             entry = entry.with_region(layout::RODATA as u8, fixed(rodata.len(), false));
         }
         if let Some(data) = &self.images.data {
-            entry = entry.with_region(layout::DATA as u8, fixed(data.len(), true));
+            let len = data.spec().value_size as usize;
+            entry = entry.with_region(layout::DATA as u8, fixed(len, true));
         }
         for (i, region) in self.read_only_regions.iter().enumerate() {
             let id = layout::FIRST_EXTRA + i as u64;
@@ -749,14 +772,13 @@ impl<'a> Input<'a> {
     }
 }
 
-/// What runs on a thread reuse instead of allocating: the stack, and the buffers behind the
-/// writable data image and the VM's own metadata buffer. A run takes it and puts it back when
+/// What runs on a thread reuse instead of allocating: the stack, and the buffer behind the
+/// VM's own metadata buffer. A run takes it and puts it back when
 /// it returns (a run from inside a helper finds none and makes its own; a run that panics out
 /// drops it, so a stack a run may have dirtied is never lent again).
 #[derive(Default)]
 pub(crate) struct Scratch {
     pub(crate) stack: Stack,
-    pub(crate) data: Vec<u8>,
     pub(crate) metadata: Vec<u8>,
     /// The kernel helpers' per-run state.
     pub(crate) kernel: crate::kernel::RunState,
@@ -826,6 +848,19 @@ impl Vm {
     /// The verifier's warnings (findings that did not reject the program).
     pub fn warnings(&self) -> &[Finding] {
         &self.warnings
+    }
+
+    /// The globals of a program loaded from an ELF object without kernel helpers
+    /// ([`VmBuilder::load_elf`]): its `.data*` and `.bss*` sections, one after the other as
+    /// the writable data region holds them, as the value (key `0u32`) of a one-element array
+    /// map. Every run of this VM reads and writes these bytes in place, so globals persist
+    /// from run to run, as in the kernel; the host reads and writes them with
+    /// [`Map::lookup`](crate::maps::Map::lookup) and [`Map::update`](crate::maps::Map::update)
+    /// while programs run. `None` when the object has no writable globals. (Programs loaded
+    /// with kernel helpers have the kernel's maps instead: [`Object::map`](crate::Object::map)
+    /// `(".bss")`.)
+    pub fn global_data(&self) -> Option<&ebpf_maps::Map> {
+        self.images.data.as_deref()
     }
 
     /// The VM address of the `i`-th [read-only region](VmBuilder::read_only_region).
@@ -928,7 +963,6 @@ impl Vm {
         }
         let Scratch {
             stack,
-            data: data_image,
             metadata: owned_metadata,
             spill,
             ..
@@ -937,7 +971,7 @@ impl Vm {
         if regions[0].is_some() || !more_regions.is_empty() {
             self.map_run_regions(&mut map, regions, more_regions)?;
         }
-        self.map_fixed_regions(&mut map, data_image);
+        self.map_fixed_regions(&mut map);
         // (`start + len`, not `vm_addr(INPUT, len)`: a 4 GiB input ends at the next window.)
         let (data_start, data_end) = match &data {
             Some(d) => {
@@ -1006,41 +1040,29 @@ impl Vm {
         Ok(())
     }
 
-    /// A run's memory with the regions every run of this VM has: the ELF images (the
-    /// writable one copied fresh into `data_image`) and the read-only regions.
-    /// `map` is a new one (on the thread's [`MapSpill`]); it is filled in place, not returned
-    /// (a move copies a few hundred bytes).
+    /// A run's memory with the regions every run of this VM has: the ELF images and the
+    /// read-only regions. `map` is a new one (on the thread's [`MapSpill`]); it is filled in
+    /// place, not returned (a move copies a few hundred bytes).
     #[inline]
-    pub(crate) fn map_fixed_regions<'a>(
-        &'a self,
-        map: &mut MemoryMap<'a>,
-        data_image: &'a mut Vec<u8>,
-    ) {
-        map_data_regions(map, &self.images, &self.read_only_regions, data_image, true);
+    pub(crate) fn map_fixed_regions<'a>(&'a self, map: &mut MemoryMap<'a>) {
+        map_data_regions(map, &self.images, &self.read_only_regions);
     }
 }
 
-/// Maps the regions of a program's data into `map`, in place: its read-only image, the
-/// writable copy of its `.data` (made afresh from the image when `fresh`, else left as the
-/// run's previous program left it), and the embedder's read-only regions.
+/// Maps the regions of a program's data into `map`, in place: its read-only image, its
+/// globals (the `.data` map's value, shared with every other run: nothing is copied), and
+/// the embedder's read-only regions.
 #[inline(always)]
 pub(crate) fn map_data_regions<'a>(
     map: &mut MemoryMap<'a>,
     images: &'a Images,
     read_only_regions: &'a [Arc<[u8]>],
-    data_image: &'a mut Vec<u8>,
-    fresh: bool,
 ) {
     if let Some(rodata) = &images.rodata {
         map.insert(layout::RODATA, Region::ReadOnly(rodata));
     }
-    if let Some(image) = images.data.as_deref() {
-        if fresh || data_image.len() != image.len() {
-            // Fresh for every run: a copy of the object's initial contents.
-            data_image.clear();
-            data_image.extend_from_slice(image);
-        }
-        map.insert(layout::DATA, Region::Writable(data_image));
+    if let Some(values) = images.data.as_deref().and_then(|m| m.values(0)) {
+        map.insert(layout::DATA, Region::Shared(values));
     }
     for (i, region) in read_only_regions.iter().enumerate() {
         map.insert(layout::FIRST_EXTRA + i as u64, Region::ReadOnly(region));

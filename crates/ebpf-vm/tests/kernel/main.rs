@@ -4,6 +4,7 @@
 
 mod corpus;
 mod differential;
+mod globals;
 mod helpers;
 mod packets;
 mod stress;
