@@ -752,6 +752,7 @@ fn list_maps(input: &Path) -> Result<()> {
         let style = match m.style {
             MapStyle::Btf => "BTF",
             MapStyle::Legacy => "legacy",
+            MapStyle::GlobalData => "global data",
         };
         let _ = write!(
             text,

@@ -4,9 +4,10 @@
 //! these).
 
 use ebpf_kernel::{
-    Command, KernelError, KernelObject, LoadOptions, Map, MapSpec, ObjectError, ObjectMap,
-    ObjectProgram, PatchError, ProgramType, TestRun, UpdateFlags, create_map, current_cpu,
-    load_program, patch_map_fd, patch_map_value, per_cpu_values, pin_to_cpu, possible_cpus, probe,
+    BPF_F_RDONLY_PROG, Command, KernelError, KernelObject, LoadOptions, Map, MapSpec, ObjectError,
+    ObjectMap, ObjectProgram, PatchError, ProgramType, TestRun, UpdateFlags, create_map,
+    current_cpu, load_program, patch_map_fd, patch_map_value, per_cpu_values, pin_to_cpu,
+    possible_cpus, probe,
 };
 use ebpf_maps::MapType;
 
@@ -582,6 +583,64 @@ fn an_object_loads_with_its_maps_and_prog_array() {
     let slots = object.map("jump").unwrap().entries().unwrap();
     assert_eq!(slots.len(), 1);
     assert_eq!(slots[0].0, 1u32.to_le_bytes());
+}
+
+/// Global data as libbpf gives it to the kernel: `.data` (a counter the program increments,
+/// starting from its initial value) and a frozen `.rodata` (read-only for programs and host),
+/// reached with `lddw map_value`; the counter persists from run to run.
+#[test]
+fn global_data_maps_get_their_initial_values_and_rodata_is_frozen() {
+    if !kernel() {
+        return;
+    }
+    let global = |name: &str, flags, value: &[u8]| ObjectMap {
+        name: name.to_string(),
+        map_type: MapType::Array.kernel_id(),
+        key_size: 4,
+        value_size: value.len() as u32,
+        max_entries: 1,
+        flags,
+        initial_programs: Vec::new(),
+        initial_value: Some(value.to_vec()),
+    };
+    let maps = vec![
+        global(".data", 0, &100u64.to_le_bytes()),
+        global(".rodata", BPF_F_RDONLY_PROG, &[0, 0, 0, 0, 7, 0, 0, 0]),
+    ];
+    // r0 = ++counter * 1000 + rodata[1] (as u32, byte offset 4).
+    let program = asm("
+        lddw %r1, map_value 0
+        ldxdw %r0, [%r1]
+        add %r0, 1
+        stxdw [%r1], %r0
+        mul %r0, 1000
+        lddw %r2, map_value 0x400000001
+        ldxw %r3, [%r2]
+        add %r0, %r3
+        exit
+    ");
+    let programs = vec![ObjectProgram {
+        name: "count".into(),
+        program_type: ProgramType::Xdp,
+        insns: program,
+    }];
+    let object = KernelObject::load(&maps, &programs, &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let count = object.program("count").unwrap();
+    for n in 101..104u32 {
+        let out = count.test_run(&TestRun::new(&[0; 64])).unwrap();
+        assert_eq!(out.retval, n * 1000 + 7);
+    }
+    let data = object.map(".data").unwrap();
+    assert_eq!(
+        data.lookup(&0u32.to_le_bytes()),
+        Ok(Some(103u64.to_le_bytes().to_vec()))
+    );
+    let rodata = object.map(".rodata").unwrap();
+    let err = rodata
+        .update(&0u32.to_le_bytes(), &[0; 8], UpdateFlags::Any)
+        .unwrap_err();
+    assert_eq!(err.errno(), Some(1), "EPERM: {err}");
 }
 
 #[test]
