@@ -75,6 +75,45 @@ fn every_fixture_gives_the_native_result_on_every_engine() {
     assert!(checked >= 80, "only {checked} expectations");
 }
 
+/// Without kernel helpers, an object's `.data`/`.bss` are still one map the VM's runs share
+/// ([`Vm::global_data`]): the host sees what a run left there, and what the host writes is
+/// what the next run starts from — writing back the initial values gives the native result
+/// again, on every engine.
+#[test]
+fn the_host_reads_and_writes_the_globals_of_a_plain_vm() {
+    let bytes = std::fs::read(elf_dir().join("globals.o")).unwrap();
+    let native = 0x2dc609f5129f8c41; // expected.txt: globals histogram globals/ascending
+    for &engine in Engine::ALL {
+        let vm = Vm::builder()
+            .engine(engine)
+            .budget(10_000_000)
+            .load_elf(&bytes, Selector::Function("histogram"))
+            .unwrap();
+        let globals = vm.global_data().unwrap();
+        let key = 0u32.to_le_bytes();
+        let initial = globals.lookup(&key).unwrap().unwrap();
+        // `total_bytes` (the first `.data` variable) starts at 1000.
+        assert_eq!(initial[..8], 1000u64.to_le_bytes(), "{engine}");
+        let run = || vm.run(&mut input("globals/ascending"));
+        assert_eq!(run(), Ok(native), "{engine}");
+        let after = globals.lookup(&key).unwrap().unwrap();
+        assert_eq!(
+            after[..8],
+            1064u64.to_le_bytes(),
+            "{engine}: 64 input bytes added"
+        );
+        assert_ne!(
+            run(),
+            Ok(native),
+            "{engine}: the second run starts from the first's globals"
+        );
+        globals
+            .update(&key, &initial, ebpf_vm::maps::UpdateFlags::Any)
+            .unwrap();
+        assert_eq!(run(), Ok(native), "{engine}: restored by the host");
+    }
+}
+
 #[test]
 fn unsupported_objects_are_load_errors_naming_the_symbol() {
     let bytes = std::fs::read(elf_dir().join("unsupported/kfunc.o")).unwrap();
