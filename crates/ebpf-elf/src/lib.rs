@@ -56,8 +56,14 @@
 //! concatenated in section order, each at its `sh_addralign`, into [`LoadedElf::rodata`], which
 //! the VM maps read-only at [`RODATA_BASE`]. All `.data` and `.data.*` sections, then all `.bss`
 //! and `.bss.*` sections (as zeroes), are concatenated likewise into [`LoadedElf::data`], which
-//! the VM maps writable at [`DATA_BASE`]; each run starts from a fresh copy of it. Neither
-//! image may exceed [`MAX_IMAGE_SIZE`].
+//! the VM maps writable at [`DATA_BASE`] (the facade keeps it for the VM's runs to share, so
+//! globals persist from run to run). Neither image may exceed [`MAX_IMAGE_SIZE`].
+//!
+//! [`ElfObject::load_with_data_maps`] links as the kernel's loader does instead: each
+//! non-empty global data section is a map of its own (a one-element array, listed after the
+//! object's maps by [`ElfObject::maps`] with [`MapStyle::GlobalData`] and its initial value;
+//! `.rodata*` with `BPF_F_RDONLY_PROG`), and a reference to a global variable becomes
+//! `lddw dst, map_value N, OFF` (`src = 2`).
 //!
 //! An `lddw` with an `R_BPF_64_64` relocation gets the 64-bit immediate
 //! `base + section's place in its image + st_value + addend`, where the addend is the
@@ -166,7 +172,7 @@ pub struct LoadedElf {
     /// The read-only region, mapped at [`RODATA_BASE`]: every `.rodata*` section.
     pub rodata: Vec<u8>,
     /// The initial contents of the writable region, mapped at [`DATA_BASE`]: every `.data*`
-    /// section, then every `.bss*` section as zeroes. Each run should get a fresh copy.
+    /// section, then every `.bss*` section as zeroes.
     pub data: Vec<u8>,
     /// Every map the object defines that could be read (see [`ElfObject::maps`]); the
     /// program's map references are `lddw` with `src = 1` (`Imm64Kind::MapFd`) whose

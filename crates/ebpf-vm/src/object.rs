@@ -108,7 +108,10 @@ impl Outcome {
 impl VmBuilder {
     /// Loads every XDP (`xdp…` sections) and socket-filter (`socket…`) program of an object,
     /// sharing one set of maps created from its definitions (a prog array's `.values` filled
-    /// with the programs they name). Opts into the kernel helpers
+    /// with the programs they name). Each global data section is one of them, as libbpf
+    /// makes it: a one-element array named after the section (`object.map(".bss")`, the
+    /// whole section as the value of key `0u32`), `.rodata*` frozen and read-only for
+    /// programs; globals persist from run to run. Opts into the kernel helpers
     /// ([`VmBuilder::kernel_helpers`], defaults unless set). Programs in other sections are
     /// not loaded.
     pub fn load_object(self, bytes: &[u8]) -> Result<Object, LoadError> {
@@ -406,10 +409,10 @@ impl Vm {
     /// calls followed (at most [`crate::kernel::MAX_TAIL_CALLS`]). The packet is left as the
     /// program left it (`xdp_adjust_head`/`_tail` move its bounds).
     ///
-    /// Each program of a tail-call chain runs with the VM's whole budget and its own
-    /// read-only regions; the writable `.data` copy made for the run carries over a tail call
-    /// to a program of the same object (globals are the object's, as in the kernel). Ring
-    /// buffer records the run reserved and never submitted are discarded when it ends.
+    /// Each program of a tail-call chain runs with the VM's whole budget. Globals are the
+    /// object's maps (`.data`, `.bss`, `.rodata`, as in the kernel): every run of every
+    /// program of the object, on any thread, and the host share them. Ring buffer records
+    /// the run reserved and never submitted are discarded when it ends.
     pub fn run_packet(&self, packet: &mut Packet, context: &Context) -> Result<Outcome, Trap> {
         let kind = context.kind();
         let shared = self.kernel.as_ref().map(|k| &*k.shared);

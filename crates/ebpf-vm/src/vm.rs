@@ -432,7 +432,9 @@ impl VmBuilder {
     /// Loads a program from a BPF ELF object as clang emits it (`clang -target bpf -c`),
     /// chosen by `selector` (`Selector::Only` when the object has one program). Its
     /// `.rodata*` become the read-only data region and its `.data*`/`.bss*` the writable data
-    /// region, fresh for every run.
+    /// region, which every run of the VM shares ([`Vm::global_data`]): globals persist from
+    /// run to run, as in the kernel. With [`VmBuilder::kernel_helpers`], the object's global
+    /// data sections are maps of their own instead, as [`VmBuilder::load_object`] makes them.
     #[cfg(feature = "elf")]
     pub fn load_elf(
         mut self,
