@@ -177,7 +177,9 @@ fn a_prog_array_lists_its_initial_programs() {
 fn global_data_sections_are_described_as_libbpf_makes_their_maps() {
     let object = corpus("xdp_bss_counter");
     let maps = object.maps().unwrap();
-    let globals: Vec<(&str, u32, u32, u32, u32, u32, Option<Vec<u8>>)> = maps
+    /// (name, type, key size, value size, max_entries, flags, initial value)
+    type Global<'a> = (&'a str, u32, u32, u32, u32, u32, Option<Vec<u8>>);
+    let globals: Vec<Global<'_>> = maps
         .iter()
         .map(|m| {
             assert_eq!(m.style, MapStyle::GlobalData, "{}", m.name);

@@ -586,7 +586,7 @@ fn frozen_maps_refuse_every_change() {
     assert_eq!(map.frozen(), None);
     map.update(&key(1), &7u64.to_le_bytes(), UpdateFlags::Any)
         .unwrap();
-    let mut want = vec![0u8; 16];
+    let mut want = [0u8; 16];
     want[8] = 7;
     assert_eq!(map.freeze(), &want[..]);
     for err in [
