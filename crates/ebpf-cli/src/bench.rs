@@ -4,7 +4,9 @@
 //! Each engine loads the program once (timed: decoding plus the engine's compile step, never
 //! taken from the code cache; also shown per instruction of the program), runs
 //! it once untimed to check that it ends (a trap is an error), then runs it N times, each time
-//! on a fresh copy of the input, timing every run on its own. N is `--iterations`, or as many
+//! on a fresh copy of the input and with the object's globals (which persist from run to run,
+//! [`Vm::global_data`]) written back to their initial values, untimed, timing every run on its
+//! own. N is `--iterations`, or as many
 //! runs as fit in about a second (at most [`MAX_RUNS`]). While that lasts longer than half a
 //! second, a dot goes to stderr every half second, when stderr is a terminal.
 
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ebpf_cli::Source;
+use ebpf_vm::maps::{Map, UpdateFlags};
 use ebpf_vm::{Engine, Exit, Input, Trap, Vm, VmBuilder};
 
 /// How long the timed runs of one engine last without `--iterations`.
@@ -103,14 +106,20 @@ fn measure(
     let load = started.elapsed();
 
     let mut memory = input.map(<[u8]>::to_vec);
-    let (first, _) = timed_run(&vm, input, memory.as_deref_mut())
+    let globals = vm
+        .global_data()
+        .map(|map| (map, map.lookup(&GLOBALS_KEY).ok().flatten()));
+    let globals = globals
+        .as_ref()
+        .and_then(|(map, initial)| Some((*map, initial.as_deref()?)));
+    let (first, _) = timed_run(&vm, input, memory.as_deref_mut(), globals)
         .with_context(|| format!("{engine}: the program does not end normally"))?;
     let capacity = config.iterations.unwrap_or(MAX_RUNS).min(MAX_RUNS);
     let mut times = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
     let mut progress = Progress::new(engine);
     let started = Instant::now();
     loop {
-        let (exit, time) = timed_run(&vm, input, memory.as_deref_mut())
+        let (exit, time) = timed_run(&vm, input, memory.as_deref_mut(), globals)
             .with_context(|| format!("{engine}: a later run trapped"))?;
         if exit != first {
             bail!(
@@ -148,13 +157,21 @@ fn measure(
     Ok((measurement, vm.program().len()))
 }
 
-/// Refreshes the input from `input` and runs the program once; returns the exit and the time
-/// the run took (the refresh is not timed).
+/// The key of the one element of a global data map.
+const GLOBALS_KEY: [u8; 4] = 0u32.to_le_bytes();
+
+/// Refreshes the input from `input` and the globals to their initial values, and runs the
+/// program once; returns the exit and the time the run took (the refresh is not timed).
 fn timed_run(
     vm: &Vm,
     input: Option<&[u8]>,
     memory: Option<&mut [u8]>,
+    globals: Option<(&Map, &[u8])>,
 ) -> Result<(Exit, Duration), Trap> {
+    if let Some((map, initial)) = globals {
+        // The map and the value are the VM's own: the update cannot fail.
+        let _ = map.update(&GLOBALS_KEY, initial, UpdateFlags::Any);
+    }
     let input = match (memory, input) {
         (Some(memory), Some(input)) => {
             memory.copy_from_slice(input);

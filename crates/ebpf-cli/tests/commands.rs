@@ -636,7 +636,8 @@ fn bench_prints_a_table_for_every_engine() {
 #[test]
 fn bench_takes_elf_objects_with_their_data_and_a_chosen_program() {
     let dir = TempDir::new("bench-elf");
-    // .data, .bss and .rodata images: the result native gcc computed for this input.
+    // .data, .bss and .rodata images: the result native gcc computed for this input, on
+    // every run (the globals, which persist, are written back before each).
     let text = ok(&ebpf(
         &dir,
         &[

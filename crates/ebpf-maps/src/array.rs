@@ -40,8 +40,18 @@ impl Array {
         Ok((index < self.spec.max_entries).then_some(index as usize))
     }
 
+    /// The region a run maps. A one-element array (an object's `.data`, `.bss`, `.rodata`)
+    /// is exactly its value, not padded to 8 bytes: an access past it traps, where the
+    /// kernel's verifier refuses it.
+    #[inline]
     pub(crate) fn values(&self, cpu: usize) -> SharedMemory<'_> {
-        self.values.slice(if self.copies == 1 { 0 } else { cpu })
+        let slice = if self.copies == 1 { 0 } else { cpu };
+        if self.spec.max_entries == 1 {
+            self.values
+                .slice_prefix(slice, self.spec.value_size as usize)
+        } else {
+            self.values.slice(slice)
+        }
     }
 
     pub(crate) fn lookup_offset(&self, key: &[u8]) -> Result<Option<usize>, MapError> {

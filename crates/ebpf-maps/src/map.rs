@@ -146,6 +146,7 @@ impl Map {
     /// hash map (that CPU's copy for per-CPU maps), or a ring buffer's data area. `None` for
     /// maps whose elements programs never address (queues, stacks, perf event arrays, prog
     /// arrays).
+    #[inline]
     pub fn values(&self, cpu: usize) -> Option<SharedMemory<'_>> {
         match &self.kind {
             Kind::Array(a) => Some(a.values(cpu)),

@@ -41,12 +41,23 @@ impl Words {
     }
 
     /// Slice `i` as shared memory (empty when `i` is out of range).
+    #[inline]
     pub(crate) fn slice(&self, i: usize) -> SharedMemory<'_> {
+        SharedMemory::new(self.slice_words(i))
+    }
+
+    /// The first `len` bytes of slice `i` (empty when `i` is out of range or `len` longer
+    /// than a slice).
+    #[inline]
+    pub(crate) fn slice_prefix(&self, i: usize, len: usize) -> SharedMemory<'_> {
+        SharedMemory::with_len(self.slice_words(i), len).unwrap_or_else(|| SharedMemory::new(&[]))
+    }
+
+    #[inline]
+    fn slice_words(&self, i: usize) -> &[AtomicU64] {
         let per = self.slice_len / 8;
-        let words = i
-            .checked_mul(per)
+        i.checked_mul(per)
             .and_then(|start| self.words.get(start..start.checked_add(per)?))
-            .unwrap_or(&[]);
-        SharedMemory::new(words)
+            .unwrap_or(&[])
     }
 }

@@ -98,15 +98,16 @@ fn host_writes_to_globals_are_seen_by_the_next_run() {
     }
 }
 
-/// A set with one frozen `.rodata`-like map (programs may only read it) holding 4, 7.
+/// A set with one frozen `.rodata`-like map (programs may only read it) holding the `u32`s
+/// 4, 7, 9 (12 bytes: the region ends there, not at the next multiple of 8).
 fn rodata_maps() -> Arc<Maps> {
     let mut maps = Maps::new(1);
     let spec = MapSpec {
         flags: 1 << 7, // BPF_F_RDONLY_PROG
-        ..MapSpec::new(MapType::Array, 4, 8, 1)
+        ..MapSpec::new(MapType::Array, 4, 12, 1)
     };
     let map = maps.create(".rodata", spec).unwrap();
-    let value = [4u32.to_le_bytes(), 7u32.to_le_bytes()].concat();
+    let value = [4u32, 7, 9].map(u32::to_le_bytes).concat();
     map.update(&0u32.to_le_bytes(), &value, UpdateFlags::Any)
         .unwrap();
     map.freeze();
@@ -120,9 +121,11 @@ fn through_map_value(tail: &str) -> Program {
 }
 
 #[test]
-fn rodata_is_read_only_for_programs_on_every_engine() {
+fn rodata_is_read_only_and_exactly_its_size_for_programs_on_every_engine() {
     let load = through_map_value("ldxw %r0, [%r1]\nexit");
     let store = through_map_value("stw [%r1], 9\nmov %r0, 0\nexit");
+    // Bytes 12..16: past the value, inside its last 8-byte word.
+    let past = through_map_value("ldxw %r0, [%r1+8]\nexit");
     for &engine in Engine::ALL {
         let maps = rodata_maps();
         let run = |program: &Program| {
@@ -142,12 +145,15 @@ fn rodata_is_read_only_for_programs_on_every_engine() {
                 if layout::offset_of(addr) == 4),
             "{engine}: {trap}"
         );
-        let value = maps.get(".rodata").unwrap().lookup(&0u32.to_le_bytes());
-        assert_eq!(
-            value,
-            Ok(Some([4u32.to_le_bytes(), 7u32.to_le_bytes()].concat())),
-            "{engine}"
+        let trap = run(&past).unwrap_err();
+        assert!(
+            matches!(trap.kind, TrapKind::OutOfBounds { addr, len: 4, write: false }
+                if layout::offset_of(addr) == 12),
+            "{engine}: {trap}"
         );
+        let value = maps.get(".rodata").unwrap().lookup(&0u32.to_le_bytes());
+        let want = [4u32, 7, 9].map(u32::to_le_bytes).concat();
+        assert_eq!(value, Ok(Some(want)), "{engine}");
     }
 }
 
