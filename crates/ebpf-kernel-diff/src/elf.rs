@@ -4,9 +4,10 @@
 //! The fixtures are C functions `u64 f(u8 *data, u64 len)`, which the prologue of
 //! `compare.rs` serves as XDP programs. Most bound their loops by `len` rather than by the
 //! packet's end, which the kernel's verifier cannot follow: those the kernel rejects. Functions
-//! with `.rodata`/`.data`/`.bss` reach the kernel only as numbers it will not dereference (it
-//! would need those sections as array maps, which is the maps work), and a call of helper 5
-//! means something else there: such programs are counted, never compared.
+//! with `.rodata`/`.data`/`.bss` reach the kernel only as numbers it will not dereference (this
+//! set loads each function alone, without the array maps the kernel needs for them; the corpus
+//! set compares global data), and a call of helper 5 means something else there: such
+//! programs are counted, never compared.
 
 use std::path::{Path, PathBuf};
 
@@ -55,7 +56,10 @@ pub(crate) fn subjects() -> Result<Vec<Subject>> {
             .with_context(|| format!("{object}.o: {function}"))?;
         let kernel = loaded.program.to_bytes();
         let incomparable = if !loaded.rodata.is_empty() || !loaded.data.is_empty() {
-            Some("uses .rodata/.data/.bss (the kernel needs them as maps)".to_string())
+            Some(
+                "uses .rodata/.data/.bss (this set loads it without its global data maps)"
+                    .to_string(),
+            )
         } else if let Some(s) = kernel.chunks(8).find(|s| s[0] == 0x85 && s[1] >> 4 == 0) {
             let id = i32::from_le_bytes([s[4], s[5], s[6], s[7]]);
             Some(format!(
