@@ -405,6 +405,25 @@ def test_maps_behave_like_dicts_of_bytes():
         blocked[b"\x01"] = struct.pack("<Q", 1)  # a 1-byte key for a 4-byte-key map
 
 
+BSS_COUNTER = ROOT / "tests" / "bpf" / "xdp_bss_counter.o"
+
+
+def test_globals_are_maps_that_persist_and_the_host_writes():
+    # tests/bpf/xdp_bss_counter.c: `.bss` holds (packets, bytes), every fifth packet drops.
+    for engine in ebpf_vm.engines():
+        obj = ebpf_vm.Object.load(BSS_COUNTER, engine=engine)
+        bss, zero = obj.maps[".bss"], struct.pack("<I", 0)
+        frame = ipv4_frame([10, 0, 0, 1])
+        verdicts = [obj.run("xdp_bss_counter", frame) for _ in range(5)]
+        assert verdicts == [XDP_PASS] * 4 + [XDP_DROP], engine
+        assert struct.unpack("<QQ", bss[zero]) == (5, 5 * len(frame))
+        bss[zero] = struct.pack("<QQ", 9, 0)  # the next packet is the tenth
+        assert obj.run("xdp_bss_counter", frame) == XDP_DROP, engine
+        assert struct.unpack("<QQ", bss[zero]) == (10, len(frame))
+        with pytest.raises(ValueError, match="frozen"):
+            obj.maps[".rodata"][zero] = struct.pack("<I", 1)
+
+
 def test_an_object_refuses_unknown_programs_and_oversized_packets():
     obj = ebpf_vm.Object.load(FIREWALL)
     with pytest.raises(ValueError, match="no program"):
