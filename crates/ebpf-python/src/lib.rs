@@ -8,7 +8,8 @@
 //! with `trace=[]` collects every executed instruction as a dict (`trace.rs`).
 //! `Object.load(path)` loads an object's XDP and socket-filter programs with its maps and the
 //! kernel's helpers; `obj.run(name, packet)` runs one on a packet, and `obj.maps[name]` is a
-//! dict-like view of a map (`object.rs`).
+//! dict-like view of a map (`object.rs`) — the object's globals too, as libbpf names their
+//! maps: `obj.maps[".bss"][bytes(4)]` is the whole `.bss` section, kept across runs.
 //! Load errors raise `ebpf_vm.LoadError` (also with `kind` and `pc`). `ebpf_vm.pyi` beside
 //! this crate's manifest is the typed API.
 //!
