@@ -879,10 +879,15 @@ mod tests {
     fn the_corpus_has_every_program_and_its_seeds_name_real_maps() {
         let programs = programs().unwrap();
         let names: Vec<String> = programs.iter().map(CorpusProgram::name).collect();
-        // Thirteen programs, the ring buffer's logger twice (rings read after each packet, and
+        // Sixteen programs, the ring buffer's logger twice (rings read after each packet, and
         // only at the end).
-        assert_eq!(programs.len(), 14, "{names:?}");
+        assert_eq!(programs.len(), 17, "{names:?}");
         assert!(names.contains(&"tc_classifier.o tc_classifier".into()));
+        // Global variables: the kernel gets them as maps, like any other.
+        assert!(names.contains(&"xdp_bss_counter.o xdp_bss_counter".into()));
+        let globals = programs.iter().find(|p| p.entry == "first").unwrap();
+        let names: Vec<&str> = globals.maps.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["jumps", ".data", ".rodata"]);
         assert!(
             names.contains(
                 &"socket_logger.o socket_logger (twice over, rings read at the end)".into()
