@@ -886,8 +886,8 @@ mod tests {
         // Global variables: the kernel gets them as maps, like any other.
         assert!(names.contains(&"xdp_bss_counter.o xdp_bss_counter".into()));
         let globals = programs.iter().find(|p| p.entry == "first").unwrap();
-        let names: Vec<&str> = globals.maps.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["jumps", ".data", ".rodata"]);
+        let maps: Vec<&str> = globals.maps.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(maps, ["jumps", ".data", ".rodata"]);
         assert!(
             names.contains(
                 &"socket_logger.o socket_logger (twice over, rings read at the end)".into()
