@@ -527,6 +527,40 @@ ebpf_status ebpf_vm_run_traced(const ebpf_vm *vm,
                                ebpf_error **err);
 
 /*
+ The size in bytes of the VM's global variables (an ELF object's `.data` and `.bss`
+ sections, one after the other as the program's writable data region holds them): 0 for a
+ program without them, and for NULL. Globals persist from run to run (as in the kernel),
+ and every run of the VM shares them; `ebpf_vm_globals_read` and `ebpf_vm_globals_write`
+ reach them from the host.
+
+ # Safety
+ `vm` is NULL or a live VM.
+ */
+size_t ebpf_vm_globals_size(const ebpf_vm *vm);
+
+/*
+ Copies the VM's globals (`ebpf_vm_globals_size` bytes, which `len` must be) to `buf`. Runs
+ on other threads may be changing them: each aligned 8-byte word is read atomically.
+
+ # Safety
+ `vm` is NULL or a live VM; `buf` points to `len` writable bytes; `err` is NULL or writable.
+ */
+ebpf_status ebpf_vm_globals_read(const ebpf_vm *vm, uint8_t *buf, size_t len, ebpf_error **err);
+
+/*
+ Replaces the VM's globals with the `len` bytes at `data` (`len` must be
+ `ebpf_vm_globals_size`); the next run starts from them.
+
+ # Safety
+ `vm` is NULL or a live VM; `data` points to `len` readable bytes; `err` is NULL or
+ writable.
+ */
+ebpf_status ebpf_vm_globals_write(const ebpf_vm *vm,
+                                  const uint8_t *data,
+                                  size_t len,
+                                  ebpf_error **err);
+
+/*
  Bytes of machine code the VM's engine generated for the program: 0 for the interpreter, and
  for NULL.
 

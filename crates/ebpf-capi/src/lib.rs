@@ -6,7 +6,8 @@
 //! budget, call depth, verification, helpers as C function pointers with a user-data pointer),
 //! loading from bytecode, assembly text or an ELF object (`ebpf_builder_load*`), a loaded
 //! program (`ebpf_vm_run`: `r0` or an error; `ebpf_vm_run_traced`: the same, with a callback
-//! per executed instruction) and an error object (`ebpf_error_*`: status, pc,
+//! per executed instruction; `ebpf_vm_globals_*`: its ELF globals, which persist across runs)
+//! and an error object (`ebpf_error_*`: status, pc,
 //! message). Every object has its `_free`.
 //!
 //! What it is not for: behaviour of its own. Each entry point checks its arguments (null
@@ -35,7 +36,8 @@ pub use error::{
 };
 pub use helper::{Call, HelperDrop, HelperFn, ebpf_call_fail, ebpf_call_read, ebpf_call_write};
 pub use vm::{
-    EffectKind, StepC, StepFn, Vm, ebpf_vm_code_size, ebpf_vm_free, ebpf_vm_run, ebpf_vm_run_traced,
+    EffectKind, StepC, StepFn, Vm, ebpf_vm_code_size, ebpf_vm_free, ebpf_vm_globals_read,
+    ebpf_vm_globals_size, ebpf_vm_globals_write, ebpf_vm_run, ebpf_vm_run_traced,
 };
 
 /// The engines, as `ebpf_builder_set_engine` takes them.

@@ -202,6 +202,95 @@ fn step_c(step: &Step, insn: &CString) -> StepC {
     c
 }
 
+/// The size in bytes of the VM's global variables (an ELF object's `.data` and `.bss`
+/// sections, one after the other as the program's writable data region holds them): 0 for a
+/// program without them, and for NULL. Globals persist from run to run (as in the kernel),
+/// and every run of the VM shares them; `ebpf_vm_globals_read` and `ebpf_vm_globals_write`
+/// reach them from the host.
+///
+/// # Safety
+/// `vm` is NULL or a live VM.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ebpf_vm_globals_size(vm: *const Vm) -> usize {
+    boundary::guard_value(0, || {
+        // SAFETY: the caller guarantees a live VM or NULL.
+        unsafe { boundary::object(vm, "vm") }.map_or(0, |vm| {
+            vm.inner
+                .global_data()
+                .map_or(0, |m| m.spec().value_size as usize)
+        })
+    })
+}
+
+/// The key of the globals' one element.
+const GLOBALS_KEY: [u8; 4] = 0u32.to_le_bytes();
+
+/// The VM's globals, or an error naming their size when `len` is not it.
+fn globals<'v>(vm: &'v Vm, len: usize) -> Result<&'v ebpf_vm::maps::Map, Error> {
+    let map = vm.inner.global_data();
+    let size = map.map_or(0, |m| m.spec().value_size as usize);
+    match map {
+        Some(map) if len == size => Ok(map),
+        _ => Err(Error::invalid(format!(
+            "the VM's globals are {size} bytes, not {len}"
+        ))),
+    }
+}
+
+/// Copies the VM's globals (`ebpf_vm_globals_size` bytes, which `len` must be) to `buf`. Runs
+/// on other threads may be changing them: each aligned 8-byte word is read atomically.
+///
+/// # Safety
+/// `vm` is NULL or a live VM; `buf` points to `len` writable bytes; `err` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ebpf_vm_globals_read(
+    vm: *const Vm,
+    buf: *mut u8,
+    len: usize,
+    err: *mut *mut Error,
+) -> Status {
+    guard(err, || {
+        // SAFETY: the caller guarantees a live VM or NULL.
+        let vm = unsafe { boundary::object(vm, "vm") }?;
+        let map = globals(vm, len)?;
+        // SAFETY: the caller guarantees `len` writable bytes at `buf`.
+        let Some(buf) = (unsafe { boundary::bytes_mut(buf, len, "buf") }?) else {
+            return Err(Error::null("buf"));
+        };
+        let value = map
+            .lookup(&GLOBALS_KEY)
+            .ok()
+            .flatten()
+            .ok_or_else(|| Error::internal("the globals have no value".to_string()))?;
+        buf.copy_from_slice(value.get(..len).unwrap_or(&value));
+        Ok(())
+    })
+}
+
+/// Replaces the VM's globals with the `len` bytes at `data` (`len` must be
+/// `ebpf_vm_globals_size`); the next run starts from them.
+///
+/// # Safety
+/// `vm` is NULL or a live VM; `data` points to `len` readable bytes; `err` is NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ebpf_vm_globals_write(
+    vm: *const Vm,
+    data: *const u8,
+    len: usize,
+    err: *mut *mut Error,
+) -> Status {
+    guard(err, || {
+        // SAFETY: the caller guarantees a live VM or NULL.
+        let vm = unsafe { boundary::object(vm, "vm") }?;
+        let map = globals(vm, len)?;
+        // SAFETY: the caller guarantees `len` readable bytes at `data`.
+        let data = unsafe { boundary::bytes(data, len, "data") }?;
+        map.update(&GLOBALS_KEY, data, ebpf_vm::maps::UpdateFlags::Any)
+            .map_err(|e| Error::invalid(format!("the globals: {e}")))
+    })
+}
+
 /// Bytes of machine code the VM's engine generated for the program: 0 for the interpreter, and
 /// for NULL.
 ///

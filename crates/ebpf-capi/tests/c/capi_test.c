@@ -2,7 +2,9 @@
  * The C API from C: every entry point as a C embedder calls it, built by the crate's tests with
  * the system compiler under AddressSanitizer (leaks included), linked with libebpf.a.
  *
- * Usage: capi_test ELF_OBJECT FRAME_HEX   (tests/elf/ip_filter.o and an IPv4/TCP frame)
+ * Usage: capi_test ELF_OBJECT FRAME_HEX GLOBALS_OBJECT
+ *   (tests/elf/ip_filter.o, an IPv4/TCP frame, and tests/elf/globals.o, whose `histogram`
+ *   keeps state in .data and .bss)
  * Prints one line per failed check and a summary; exits with 1 if any check failed.
  */
 #include <stdint.h>
@@ -453,6 +455,54 @@ static void test_elf(const char *object_path, const char *frame_path)
     free(frame);
 }
 
+/* Globals persist from run to run; the host reads them, and writing back the initial ones makes
+ * the next run give the first run's result again. */
+static void test_globals(const char *object_path, const char *frame_path)
+{
+    size_t elf_len = 0, frame_len = 0;
+    uint8_t *elf = read_file(object_path, &elf_len);
+    uint8_t *frame = read_file(frame_path, &frame_len);
+    CHECK(elf && frame, "cannot read %s or %s", object_path, frame_path);
+    if (elf && frame) {
+        frame_len = parse_hex(frame, frame_len);
+        ebpf_builder *b = ebpf_builder_new();
+        ebpf_builder_set_budget(b, 1000000);
+        ebpf_vm *vm = NULL;
+        ebpf_error *err = NULL;
+        ebpf_status s = ebpf_builder_load_elf(b, elf, elf_len, NULL, "histogram", &vm, &err);
+        CHECK(s == EBPF_STATUS_OK, "load histogram: %s", err ? ebpf_error_message(err) : "");
+        ebpf_error_free(err);
+        size_t size = ebpf_vm_globals_size(vm);
+        CHECK(size >= 8, "globals of %zu bytes", size);
+        uint8_t *initial = calloc(size, 1), *after = calloc(size, 1);
+        CHECK(ebpf_vm_globals_read(vm, initial, size, NULL) == EBPF_STATUS_OK, "read");
+        uint64_t first = 0, second = 0, again = 0;
+        CHECK(ebpf_vm_run(vm, frame, frame_len, &first, NULL) == EBPF_STATUS_OK, "first run");
+        CHECK(ebpf_vm_globals_read(vm, after, size, NULL) == EBPF_STATUS_OK, "read after");
+        CHECK(memcmp(initial, after, size) != 0, "the run changed no global");
+        CHECK(ebpf_vm_run(vm, frame, frame_len, &second, NULL) == EBPF_STATUS_OK &&
+                  second != first,
+              "the second run starts from the first's globals");
+        CHECK(ebpf_vm_globals_write(vm, initial, size, NULL) == EBPF_STATUS_OK, "write");
+        CHECK(ebpf_vm_run(vm, frame, frame_len, &again, NULL) == EBPF_STATUS_OK && again == first,
+              "after restoring the globals: %llx, want %llx", (unsigned long long)again,
+              (unsigned long long)first);
+        /* A wrong length is refused and names the size. */
+        CHECK(ebpf_vm_globals_write(vm, initial, size - 1, &err) == EBPF_STATUS_INVALID_ARGUMENT,
+              "short write");
+        CHECK(err && strstr(ebpf_error_message(err), "bytes") != NULL, "message %s",
+              err ? ebpf_error_message(err) : "");
+        ebpf_error_free(err);
+        CHECK(ebpf_vm_globals_size(NULL) == 0, "NULL has no globals");
+        free(initial);
+        free(after);
+        ebpf_vm_free(vm);
+        ebpf_builder_free(b);
+    }
+    free(elf);
+    free(frame);
+}
+
 /* --- Tracing -------------------------------------------------------------------------------- */
 
 /* What a trace callback saw. */
@@ -549,8 +599,8 @@ static void test_trace(void)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s ELF_OBJECT FRAME_HEX\n", argv[0]);
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s ELF_OBJECT FRAME_HEX GLOBALS_OBJECT\n", argv[0]);
         return 2;
     }
     test_success_and_bytecode();
@@ -560,6 +610,7 @@ int main(int argc, char **argv)
     test_bad_input();
     test_trace();
     test_elf(argv[1], argv[2]);
+    test_globals(argv[3], argv[2]);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -75,6 +75,7 @@ fn c_program_passes_under_address_sanitizer() {
     let run = Command::new(&exe)
         .arg(workspace.join("tests/elf/ip_filter.o"))
         .arg(workspace.join("tests/elf/inputs/frames/ipv4_tcp_http.hex"))
+        .arg(workspace.join("tests/elf/globals.o"))
         .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
         .output()
