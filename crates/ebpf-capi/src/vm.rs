@@ -226,7 +226,7 @@ pub unsafe extern "C" fn ebpf_vm_globals_size(vm: *const Vm) -> usize {
 const GLOBALS_KEY: [u8; 4] = 0u32.to_le_bytes();
 
 /// The VM's globals, or an error naming their size when `len` is not it.
-fn globals<'v>(vm: &'v Vm, len: usize) -> Result<&'v ebpf_vm::maps::Map, Error> {
+fn globals(vm: &Vm, len: usize) -> Result<&ebpf_vm::maps::Map, Error> {
     let map = vm.inner.global_data();
     let size = map.map_or(0, |m| m.spec().value_size as usize);
     match map {
@@ -254,7 +254,7 @@ pub unsafe extern "C" fn ebpf_vm_globals_read(
         let vm = unsafe { boundary::object(vm, "vm") }?;
         let map = globals(vm, len)?;
         // SAFETY: the caller guarantees `len` writable bytes at `buf`.
-        let Some(buf) = (unsafe { boundary::bytes_mut(buf, len, "buf") }?) else {
+        let Some(buf) = unsafe { boundary::bytes_mut(buf, len, "buf") }? else {
             return Err(Error::null("buf"));
         };
         let value = map
