@@ -5,7 +5,12 @@
 //!
 //! Compiling once and running several setups per compile is what keeps the differential
 //! fuzz target fast: the Cranelift JIT compiles in about a millisecond, a run takes
-//! microseconds.
+//! microseconds. [`CompileCache`] goes one step further across inputs: an input whose program
+//! one of the last inputs compiled under the same options runs on that compile.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
 
 use ebpf_abi::{
     Exit, HelperError, HelperFn, Helpers, Limits, MemoryMap, Region, Trap, VmMemory, layout,
@@ -241,6 +246,80 @@ impl Engines {
             p.run(memory, args, &self.helpers, limits)
         })
     }
+}
+
+/// The programs compiled most recently, each with the options it was compiled under, so that
+/// an input whose program was compiled a moment ago runs on that compile instead of a new one.
+///
+/// Most of libFuzzer's mutations leave the program alone: they change a byte of a setup (the
+/// input buffer alone is up to 512 bytes), or a byte of a structured program's input past the
+/// 32 bytes that seed its generator. Compiling is nearly all the cost of an input (the
+/// Cranelift JIT's code generation, two x86 compiles and the facts analysis; runs take
+/// microseconds), and compiling is deterministic: the same program under the same options
+/// gives the same machine code, so a cached compile checks exactly what a fresh one would.
+/// Every setup still runs on every engine and is compared in full.
+///
+/// What it shares across inputs is the compiled programs, which must not carry anything from
+/// one run to the next (their runs are already independent of each other within one input's
+/// setups); a finding that does not reproduce from its input alone points there.
+pub struct CompileCache {
+    /// Most recently used first: (program, options, engines).
+    entries: VecDeque<(Program, EngineOptions, Rc<Engines>)>,
+    capacity: usize,
+}
+
+impl CompileCache {
+    /// A cache of at most `capacity` compiled programs (each holds a few pages of code per
+    /// JIT).
+    pub fn new(capacity: usize) -> CompileCache {
+        CompileCache {
+            entries: VecDeque::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// `program` compiled under `options`: from the cache, or compiled now (and kept, the
+    /// least recently used entry making room). A compile that fails is not kept.
+    pub fn compile(
+        &mut self,
+        program: &Program,
+        options: &EngineOptions,
+    ) -> Result<Rc<Engines>, Finding> {
+        // Programs compare instruction by instruction (not through `to_bytes`, whose encoder
+        // searches the instruction table: several per cent of an input under coverage
+        // instrumentation).
+        let at = self
+            .entries
+            .iter()
+            .position(|(p, o, _)| p == program && o == options);
+        if let Some(entry) = at.and_then(|at| self.entries.remove(at)) {
+            let engines = Rc::clone(&entry.2);
+            self.entries.push_front(entry);
+            return Ok(engines);
+        }
+        let engines = Rc::new(Engines::compile(program, options)?);
+        if self.capacity > 0 {
+            self.entries.truncate(self.capacity - 1);
+            self.entries
+                .push_front((program.clone(), *options, Rc::clone(&engines)));
+        }
+        Ok(engines)
+    }
+}
+
+thread_local! {
+    /// The differential target's [`CompileCache`] (libFuzzer runs inputs on one thread).
+    static COMPILED: RefCell<CompileCache> = RefCell::new(CompileCache::new(COMPILE_CACHE_SIZE));
+}
+
+/// How many compiled programs the differential target keeps: libFuzzer mutates one corpus
+/// input several times in a row (`-mutate_depth`, 5 by default), so the few programs of the
+/// last inputs are the ones that come back.
+pub const COMPILE_CACHE_SIZE: usize = 16;
+
+/// `program` compiled under `options` through this thread's [`CompileCache`].
+pub fn compile_cached(program: &Program, options: &EngineOptions) -> Result<Rc<Engines>, Finding> {
+    COMPILED.with(|cache| cache.borrow_mut().compile(program, options))
 }
 
 /// Builds the run's memory map from `setup` (fresh copies of its buffers), runs `engine` on

@@ -11,7 +11,7 @@ use ebpf_verifier::{Termination, Verifier, VerifierConfig};
 use ebpf_vm::{Engine, Input, Vm};
 
 use crate::Finding;
-use crate::engines::{EngineOptions, Engines, HELPER_IDS, HELPERS, Outcome, Setup};
+use crate::engines::{EngineOptions, Engines, HELPER_IDS, HELPERS, Outcome, Setup, compile_cached};
 use crate::generate::{buffer, byte, setup, structured_program, wild_program};
 
 /// Longest program the verifier and differential targets generate or take: small, so that
@@ -299,8 +299,9 @@ pub fn verifier(data: &[u8]) -> Result<(), Finding> {
     Ok(())
 }
 
-/// `differential`: one program (generated, raw or structured) compiled once per engine and
-/// run under one to three fuzzed setups (budget, call depth, input, metadata layout, data
+/// `differential`: one program (generated, raw or structured) compiled once per engine (or
+/// taken from the [`CompileCache`](crate::engines::CompileCache) when one of the last inputs
+/// had the same program and options) and run under one to three fuzzed setups (budget, call depth, input, metadata layout, data
 /// images, extra regions); the x86 JIT with and without constant blinding and the Cranelift
 /// JIT (at the optimisation level the input picks) must each match the interpreter: `r0` or
 /// the trap (kind and pc), the instruction count, and every writable region afterwards.
@@ -326,7 +327,7 @@ pub fn differential(data: &[u8]) -> Result<(), Finding> {
         },
         ..EngineOptions::default()
     };
-    let engines = Engines::compile(&program, &options)?;
+    let engines = compile_cached(&program, &options)?;
     for setup in &setups {
         let outcome = engines.check(setup).map_err(|f| {
             Finding::new(format!(

@@ -1,6 +1,8 @@
-//! The fuzz checks' own tests, one binary built from modules: the findings of issue 16 on every
+//! The fuzz checks' own tests, one binary built from modules: the differential target's
+//! compile cache (`cache`), the findings of issue 16 on every
 //! engine driven directly (`findings`), and every committed fuzz input replayed through its
 //! target's check (`replay`).
 
+mod cache;
 mod findings;
 mod replay;
