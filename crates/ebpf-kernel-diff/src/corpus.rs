@@ -52,6 +52,10 @@ const RINGBUF: u32 = 27;
 /// `BPF_MAP_TYPE_XSKMAP`: the kernel lets no host read one (`EOPNOTSUPP`), so its contents
 /// are not compared (programs cannot change them either).
 pub(crate) const XSKMAP: u32 = 17;
+/// `BPF_MAP_TYPE_PERF_EVENT_ARRAY`: its slots hold perf event descriptors, which the kernel
+/// lets no host read back (`ENOTSUPP`, errno 524); not compared, as for [`XSKMAP`] (programs
+/// cannot change them).
+pub(crate) const PERF_EVENT_ARRAY: u32 = 4;
 /// The CPU the set's thread is pinned to, whose copy of per-CPU values the kernel fills.
 pub(crate) const CPU: usize = 0;
 
@@ -341,7 +345,7 @@ impl Side for KernelSide {
         let mut out = Vec::new();
         for ((name, map_type, value_size), &per_cpu) in self.maps.iter().zip(&self.per_cpu) {
             let contents = match *map_type {
-                XSKMAP => Contents::Slots(Vec::new()),
+                XSKMAP | PERF_EVENT_ARRAY => Contents::Slots(Vec::new()),
                 RINGBUF if !drain_rings => Contents::Records(Vec::new()),
                 RINGBUF => {
                     let ring = self

@@ -147,7 +147,7 @@ impl Side for OurSide {
                 .map(name)
                 .ok_or_else(|| anyhow!("no map `{name}`"))?;
             let contents = match *map_type {
-                corpus::XSKMAP => Contents::Slots(Vec::new()),
+                corpus::XSKMAP | corpus::PERF_EVENT_ARRAY => Contents::Slots(Vec::new()),
                 RINGBUF if !drain_rings => Contents::Records(Vec::new()),
                 RINGBUF => {
                     Contents::Records(map.ring_records().map_err(|e| anyhow!("`{name}`: {e}"))?)
