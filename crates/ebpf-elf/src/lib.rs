@@ -210,6 +210,13 @@ impl ElfObject {
         &self.programs
     }
 
+    /// The program `selector` chooses, as [`ElfObject::load`] would choose it (the same
+    /// errors: none, several, or no program found). A function selected by name that is
+    /// not a program of its own (a `.text` function) is described by its name and section.
+    pub fn selected(&self, selector: Selector<'_>) -> Result<ProgramInfo, ElfError> {
+        self.select(selector).map(|(info, _)| info)
+    }
+
     /// Links the selected program and builds the data images: a reference to a global
     /// variable is its address in the read-only or writable data region.
     pub fn load(&self, selector: Selector<'_>) -> Result<LoadedElf, ElfError> {
@@ -234,7 +241,7 @@ impl ElfObject {
         selector: Selector<'_>,
         globals: link::Globals,
     ) -> Result<LoadedElf, ElfError> {
-        let entry = self.select(selector)?;
+        let (_, entry) = self.select(selector)?;
         let images = link::images(&self.parsed, &self.bytes)?;
         let program = link::link(
             &self.parsed,
@@ -256,7 +263,7 @@ impl ElfObject {
         })
     }
 
-    fn select(&self, selector: Selector<'_>) -> Result<link::Entry, ElfError> {
+    fn select(&self, selector: Selector<'_>) -> Result<(ProgramInfo, link::Entry), ElfError> {
         let all = self.programs.iter().zip(&self.entries);
         let matches: Vec<(ProgramInfo, link::Entry)> = match selector {
             Selector::Only => {
@@ -282,7 +289,7 @@ impl ElfObject {
             }
         };
         match matches.as_slice() {
-            [(_, entry)] => Ok(*entry),
+            [(info, entry)] => Ok((info.clone(), *entry)),
             [] => Err(ElfError::request(ElfErrorKind::NotFound {
                 selector: selector.to_string(),
             })),

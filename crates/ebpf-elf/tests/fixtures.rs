@@ -121,6 +121,17 @@ fn every_program_loads_by_function_and_by_unique_section() {
                 .load(Selector::Function(function))
                 .unwrap_or_else(|e| panic!("{name} {function}: {e}"));
             assert!(!by_function.program.is_empty());
+            let info = object.selected(Selector::Function(function)).unwrap();
+            assert_eq!(
+                (info.name.as_str(), info.section.as_str()),
+                (*function, *sec)
+            );
+            // `selected` chooses as `load` does, errors included.
+            assert_eq!(
+                object.selected(Selector::Section(sec)).err(),
+                object.load(Selector::Section(sec)).err(),
+                "{name} {sec}"
+            );
             let alone = programs.iter().filter(|(_, s)| s == sec).count() == 1;
             match object.load(Selector::Section(sec)) {
                 Ok(by_section) if alone => assert_eq!(by_section, by_function, "{name} {sec}"),
@@ -131,6 +142,11 @@ fn every_program_loads_by_function_and_by_unique_section() {
                 other => panic!("{name} section {sec}: {other:?}"),
             }
         }
+        assert_eq!(
+            object.selected(Selector::Only).err(),
+            object.load(Selector::Only).err(),
+            "{name}"
+        );
         match object.load(Selector::Only) {
             Ok(only) => {
                 assert_eq!(programs.len(), 1, "{name}");

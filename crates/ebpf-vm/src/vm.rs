@@ -444,14 +444,13 @@ impl VmBuilder {
         self.check_config()?;
         let object = ebpf_elf::ElfObject::parse(bytes).map_err(LoadError::Elf)?;
         // With kernel helpers, the selected program's kind decides how it loads (its
-        // context, its maps).
-        let info = self.kernel.as_ref().and_then(|_| {
-            object.programs().iter().find(|p| match selector {
-                ebpf_elf::Selector::Only => true,
-                ebpf_elf::Selector::Section(s) => p.section == s,
-                ebpf_elf::Selector::Function(f) => p.name == f,
-            })
-        });
+        // context, its maps); a selector that chooses none or several fails here as it
+        // would in `load`.
+        let info = match self.kernel {
+            Some(_) => Some(object.selected(selector).map_err(LoadError::Elf)?),
+            None => None,
+        };
+        let info = info.as_ref();
         let kind = info.and_then(|p| crate::ProgramKind::from_section(&p.section));
         // The program type first: what a kprobe also lacks (its externs, its kfuncs) is
         // beside the point.
