@@ -225,7 +225,16 @@ pub struct MapSpec {
     pub flags: u32,
 }
 
+/// `BPF_F_RDONLY_PROG` in [`MapSpec::flags`]: programs may only read the map (libbpf sets
+/// it on an object's `.rodata`).
+pub const BPF_F_RDONLY_PROG: u32 = 1 << 7;
+
 impl MapSpec {
+    /// Whether programs may only read the map ([`BPF_F_RDONLY_PROG`]).
+    pub fn read_only_for_programs(&self) -> bool {
+        self.flags & BPF_F_RDONLY_PROG != 0
+    }
+
     /// A spec without flags.
     pub fn new(map_type: MapType, key_size: u32, value_size: u32, max_entries: u32) -> MapSpec {
         MapSpec {

@@ -188,18 +188,8 @@ impl VmBuilder {
                 name: d.name.clone(),
                 error,
             })?;
-            // A global data map (`.data`, `.bss`, `.rodata`): its one element is the
-            // section; `.rodata` is then frozen, as libbpf freezes it.
             if let Some(value) = &d.initial_value {
-                let fail = |error| LoadError::Map {
-                    name: d.name.clone(),
-                    error,
-                };
-                map.update(&0u32.to_le_bytes(), value, UpdateFlags::Any)
-                    .map_err(fail)?;
-                if d.flags & RDONLY_PROG != 0 {
-                    map.freeze();
-                }
+                fill_global_data(&map, value)?;
             }
         }
         for (index, d) in definitions.iter().enumerate() {
@@ -320,8 +310,20 @@ pub(crate) fn link<'a>(shared: &ObjectShared, vms: impl Iterator<Item = &'a Vm>)
     let _ = shared.programs.set(linked);
 }
 
-/// `BPF_F_RDONLY_PROG`: programs may only read the map (an object's `.rodata`).
-const RDONLY_PROG: u32 = 1 << 7;
+/// Gives a global data map (`.data`, `.bss`, `.rodata`: an array with one element) its
+/// initial value, the section's bytes, as libbpf does before any program runs; a map programs
+/// may only read (`.rodata`) is then frozen, as libbpf freezes it.
+pub(crate) fn fill_global_data(map: &Map, value: &[u8]) -> Result<(), LoadError> {
+    map.update(&0u32.to_le_bytes(), value, UpdateFlags::Any)
+        .map_err(|error| LoadError::Map {
+            name: map.name().to_string(),
+            error,
+        })?;
+    if map.spec().read_only_for_programs() {
+        map.freeze();
+    }
+    Ok(())
+}
 
 /// `lddw dst, map_fd N` becomes `lddw dst, HANDLE(N)`: a value the map helpers decode and
 /// that is in no region. `lddw dst, map_value N, OFF` (a global variable) becomes the
@@ -375,11 +377,6 @@ fn resolve_maps(program: &Program, regions: &[Option<u64>]) -> Program {
         })
         .collect();
     Program::from_insns(insns)
-}
-
-/// Whether programs may only read `map` (`BPF_F_RDONLY_PROG`, an object's `.rodata`).
-fn read_only_for_programs(map: &Map) -> bool {
-    map.spec().flags & RDONLY_PROG != 0
 }
 
 /// The message of [`LoadError::UnsupportedHelper`].
@@ -451,7 +448,10 @@ impl Vm {
                 for (map_, region) in m.maps.iter().zip(&m.regions) {
                     let Some(region) = *region else { continue };
                     // A frozen map programs only read (`.rodata`) never changes again.
-                    if let Some(bytes) = map_.frozen().filter(|_| read_only_for_programs(map_)) {
+                    if let Some(bytes) = map_
+                        .frozen()
+                        .filter(|_| map_.spec().read_only_for_programs())
+                    {
                         map.insert(region, Region::ReadOnly(bytes));
                     } else if let Some(values) = map_.values(cpu) {
                         map.insert(region, Region::Shared(values));

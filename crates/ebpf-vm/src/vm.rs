@@ -515,8 +515,7 @@ impl VmBuilder {
             })?;
             let spec = ebpf_maps::MapSpec::new(ebpf_maps::MapType::Array, 4, size, 1);
             let map = ebpf_maps::Map::new(".data", spec, 1).map_err(map_error)?;
-            map.update(&0u32.to_le_bytes(), &data, ebpf_maps::UpdateFlags::Any)
-                .map_err(map_error)?;
+            crate::object::fill_global_data(&map, &data)?;
             Some(Arc::new(map))
         };
         self.images = Images {
