@@ -11,9 +11,7 @@ use ebpf_maps::{Map, MapSpec, MapType, Maps, UpdateFlags};
 use crate::kernel::context::{
     Context, Packet, ProgramKind, XdpAction, convert_ctx_accesses, read_bounds, write_context,
 };
-use crate::kernel::{
-    KernelHelpers, MAP_HANDLE_BASE, ObjectMaps, TAIL_CALL, helper_name, inline_loop,
-};
+use crate::kernel::{KernelHelpers, MAP_HANDLE_BASE, ObjectMaps, TAIL_CALL, inline_loop};
 use crate::vm::{Images, LoadError, MetadataLayout, Scratch, Vm, VmBuilder};
 
 /// What a program of an object shares with the others: the maps, and every program (the
@@ -377,16 +375,6 @@ fn resolve_maps(program: &Program, regions: &[Option<u64>]) -> Program {
         })
         .collect();
     Program::from_insns(insns)
-}
-
-/// The message of [`LoadError::UnsupportedHelper`].
-pub(crate) fn unsupported_helper(id: u32) -> String {
-    match helper_name(id) {
-        Some(name) => {
-            format!("the program calls helper {id} (bpf_{name}), which this VM does not provide")
-        }
-        None => format!("the program calls helper {id}, which no kernel or embedder provides"),
-    }
 }
 
 impl Vm {

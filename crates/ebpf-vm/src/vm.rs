@@ -117,7 +117,7 @@ impl fmt::Display for LoadError {
                     .join("`, `")
             ),
             LoadError::UnsupportedHelper { id } => {
-                f.write_str(&crate::object::unsupported_helper(*id))
+                f.write_str(&crate::kernel::unsupported_helper(*id))
             }
             LoadError::UnsupportedProgramType {
                 section,
@@ -780,7 +780,8 @@ impl<'a> Input<'a> {
 pub(crate) struct Scratch {
     pub(crate) stack: Stack,
     pub(crate) metadata: Vec<u8>,
-    /// The kernel helpers' per-run state.
+    /// The kernel helpers' per-run state (for programs of objects, which come from ELF).
+    #[cfg(feature = "elf")]
     pub(crate) kernel: crate::kernel::RunState,
     /// The allocation of a run's region ids above the map's inline ones (many maps, many
     /// extra regions), kept empty for the next run.

@@ -25,6 +25,16 @@ pub fn helper_name(id: u32) -> Option<&'static str> {
     names::HELPER_NAMES.get(id as usize).copied()
 }
 
+/// The message of [`crate::LoadError::UnsupportedHelper`].
+pub(crate) fn unsupported_helper(id: u32) -> String {
+    match helper_name(id) {
+        Some(name) => {
+            format!("the program calls helper {id} (bpf_{name}), which this VM does not provide")
+        }
+        None => format!("the program calls helper {id}, which no kernel or embedder provides"),
+    }
+}
+
 /// The helper ids [`KernelHelpers`] provides, ascending.
 pub const KERNEL_HELPER_IDS: &[u32] = &[
     MAP_LOOKUP_ELEM,
