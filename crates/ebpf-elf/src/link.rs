@@ -408,7 +408,6 @@ fn relative(pc: usize, delta: i64) -> Option<usize> {
     usize::try_from(t).ok()
 }
 
-/// The state of one link: the functions placed so far and the calls to patch.
 /// How a linked program reaches global variables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Globals {
@@ -418,6 +417,7 @@ pub(crate) enum Globals {
     Maps,
 }
 
+/// The state of one link: the functions placed so far and the calls to patch.
 struct Linker<'a> {
     globals: Globals,
     parsed: &'a Parsed,
@@ -753,7 +753,6 @@ impl Linker<'_> {
         }
     }
 
-    /// For a relocation against a map: the map's index in the object's map list.
     /// With [`Globals::Maps`], a reference to a global variable: `map_value N, OFF` as the
     /// immediate (`N | OFF << 32`), `OFF` the symbol's offset in its section plus the addend
     /// (32 bits, as the kernel takes it).
@@ -769,6 +768,7 @@ impl Linker<'_> {
         Some(index as u64 | offset << 32)
     }
 
+    /// For a relocation against a map: the map's index in the object's map list.
     fn map_reference(
         &self,
         sym: &Symbol,
