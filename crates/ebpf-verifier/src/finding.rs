@@ -136,7 +136,10 @@ pub enum FindingKind {
         /// Width in bytes.
         size: u32,
     },
-    /// A stack read of bytes that are not written on some path to it.
+    /// A stack read of bytes that are not written on some path to it. A warning, as the
+    /// kernel allows it to privileged loaders (`allow_uninit_stack`): the bytes read are zero
+    /// (the stack is zero when a run starts) or what this run wrote there earlier, the same in
+    /// every engine.
     UninitializedStack {
         /// Offset from `r10` of the first byte.
         offset: i64,

@@ -5,7 +5,8 @@
 //! lddw at pc 39`). It checks structure (decoding, jump and call targets, falling off the end,
 //! reachability, recursion, call depth, helper ids), runs a dataflow analysis over the
 //! control-flow graph (uninitialised registers, constant-offset stack accesses out of the
-//! frame, misaligned or reading bytes never written, division by a constant zero), and
+//! frame or misaligned, division by a constant zero; reads of stack bytes never written are a
+//! warning, as the kernel allows them to privileged loaders), and
 //! classifies termination (loop-free with a bound on executed instructions, or looping).
 //! Embedders add their own checks as [`Policy`]s.
 //!

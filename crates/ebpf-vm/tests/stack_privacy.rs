@@ -197,3 +197,61 @@ fn the_reader_sees_stores_of_its_own_run() {
         assert_eq!(calls.run(&mut [0u8; 8]).unwrap(), 0, "{engine}");
     }
 }
+
+/// A verified program may read stack bytes that no path before it wrote (a verifier warning,
+/// as the kernel allows root): every engine reads zero there, or what this run wrote there
+/// earlier — never what an earlier run left.
+#[test]
+fn reads_of_stack_bytes_never_written_see_zero_or_this_runs_bytes() {
+    // The input's first byte picks the path: non-zero stores the secret at r10-16 first.
+    let one_path = format!(
+        "ldxb %r2, [%r1]
+        jeq %r2, 0, read
+        lddw %r3, {SECRET:#x}
+        stxdw [%r10-16], %r3
+        read:
+        ldxw %r0, [%r10-16]
+        exit"
+    );
+    // f writes its frame's r10-16; g, called next at the same depth, reads its own r10-16,
+    // which no path of g writes: the same bytes, written earlier in this run.
+    let two_calls = format!(
+        "call local f
+        call local g
+        exit
+        f:
+        lddw %r3, {SECRET:#x}
+        stxdw [%r10-16], %r3
+        mov %r0, 0
+        exit
+        g:
+        ldxw %r0, [%r10-16]
+        exit"
+    );
+    let low = SECRET & 0xffff_ffff;
+    for &engine in Engine::ALL {
+        let load = |text: &str| Vm::builder().engine(engine).load_asm(text).unwrap();
+        let vm = load(&one_path);
+        assert!(
+            vm.warnings().iter().any(|f| matches!(
+                f.kind,
+                ebpf_vm::FindingKind::UninitializedStack {
+                    offset: -16,
+                    size: 4
+                }
+            )),
+            "{engine}: {:?}",
+            vm.warnings()
+        );
+        assert_eq!(vm.run(&mut [0]).unwrap(), 0, "{engine}: first run");
+        assert_eq!(vm.run(&mut [1]).unwrap(), low, "{engine}: written path");
+        assert_eq!(vm.run(&mut [0]).unwrap(), 0, "{engine}: after the secret");
+        let calls = load(&two_calls);
+        assert_eq!(
+            calls.run(&mut [0]).unwrap(),
+            low,
+            "{engine}: g reads f's bytes"
+        );
+        assert_eq!(vm.run(&mut [0]).unwrap(), 0, "{engine}: after the calls");
+    }
+}

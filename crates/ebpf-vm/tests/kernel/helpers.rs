@@ -517,3 +517,38 @@ fn records_reserved_and_left_are_discarded_when_the_run_ends() {
         assert_eq!(rb.ring_query().unwrap().0, 0, "{engine}");
     }
 }
+
+/// The shape of cilium/ebpf's `relocs_read` test program (section `socket`, program `reads`),
+/// which the kernel loads for root and we once refused: a socket filter whose sub-program
+/// reads a 4-byte stack word at `r10-16` that only some paths write. The read is a verifier
+/// warning, the program loads and runs on every engine, and the unwritten word reads zero.
+#[test]
+fn a_socket_filter_reading_stack_bytes_written_on_one_path_loads_and_reads_zero() {
+    // reads(skb) { return read_subprog(skb); }
+    // read_subprog: if (skb->len <= 100) *(u32 *)(r10 - 16) = 7; return *(u32 *)(r10 - 16);
+    let text = "call local read_subprog\nexit\nread_subprog:\n\
+                ldxw %r2, [%r1+0]\njgt %r2, 100, +1\nstw [%r10-16], 7\nldxw %r0, [%r10-16]\nexit";
+    for &engine in Engine::ALL {
+        let vm = load_kind(engine, text, ProgramKind::SocketFilter, hash(1));
+        let read = vm
+            .warnings()
+            .iter()
+            .map(|f| format!("{} {f}", f.severity))
+            .collect::<Vec<_>>();
+        assert_eq!(
+            read,
+            ["warning pc 5: 4-byte stack read at r10-16 reads bytes never written on some path"],
+            "{engine}"
+        );
+        let context = Context::default_for(ProgramKind::SocketFilter);
+        let mut short = Packet::new(&[0u8; 64]).unwrap();
+        let out = vm.run_packet(&mut short, &context).unwrap();
+        assert_eq!(out.r0, 7, "{engine}: the path that writes the word");
+        let mut long = Packet::new(&[0u8; 200]).unwrap();
+        let out = vm.run_packet(&mut long, &context).unwrap();
+        assert_eq!(
+            out.r0, 0,
+            "{engine}: the path that does not (after a run that did)"
+        );
+    }
+}
