@@ -117,6 +117,9 @@ pub struct MemoryMap<'a> {
     /// The embedder's state of this run, which its helpers reach through
     /// [`VmMemory::run_state`] (see [`MemoryMap::set_run_state`]).
     run_state: Option<&'a mut (dyn Any + Send + 'static)>,
+    /// Set by the engine when a run stops at a failed helper call: the instructions it had
+    /// executed, that call included (see [`MemoryMap::instructions_at_helper_trap`]).
+    helper_trap_instructions: Option<u64>,
 }
 
 /// A kept [`RawRegion`], its pointer's provenance exposed (so that the map stays `Send` and
@@ -278,6 +281,24 @@ impl<'a> MemoryMap<'a> {
     #[inline]
     pub fn set_run_state(&mut self, state: &'a mut (dyn Any + Send + 'static)) {
         self.run_state = Some(state);
+    }
+
+    /// How many instructions the run had executed, the failing call included, when it stopped
+    /// because a helper call (`call` of a helper id, `callx`) failed — [`crate::TrapKind::HelperFailed`]
+    /// or any other trap [`crate::Helpers::call`] returned. Every engine sets it there, counting
+    /// exactly as the interpreter counts; `None` when the run did not stop at a helper. A chain
+    /// of tail calls (each a helper that fails on purpose) adds them up, so that it runs under
+    /// one budget.
+    #[inline]
+    pub fn instructions_at_helper_trap(&self) -> Option<u64> {
+        self.helper_trap_instructions
+    }
+
+    /// Records [`MemoryMap::instructions_at_helper_trap`]: what an engine calls, on its cold
+    /// path, when a helper call fails.
+    #[cold]
+    pub fn set_instructions_at_helper_trap(&mut self, instructions: u64) {
+        self.helper_trap_instructions = Some(instructions);
     }
 
     /// Removes and returns the region at `id`.

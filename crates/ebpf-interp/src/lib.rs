@@ -51,7 +51,7 @@ use ebpf_abi::{
     CallFrame, Executable, Exit, Flow, Helpers, InvalidReason, Limits, MemoryMap, ProgramView,
     Region, Stack, Target, Trap, TrapKind, layout,
 };
-use ebpf_isa::{AluOp, ByteOrder, Cond, Insn, Program, SwapWidth};
+use ebpf_isa::{AluOp, ByteOrder, CallKind, Cond, Insn, Program, SwapWidth};
 
 use ops::{Op, for_each_op};
 use semantics::{alu32, alu64, cond32, cond64, endian};
@@ -482,12 +482,14 @@ impl Interpreter {
                         Op::CallHelper { id } => {
                             let result = call_helper(helpers, u64::from(id), regs, mem);
                             if let Err(kind) = result {
+                                helper_trap(mem, budget - remaining, costs, at);
                                 return trap(at, kind);
                             }
                         }
                         Op::CallX { reg } => {
                             let id = r!(reg);
                             if let Err(kind) = call_helper(helpers, id, regs, mem) {
+                                helper_trap(mem, budget - remaining, costs, at);
                                 return trap(at, kind);
                             }
                         }
@@ -589,7 +591,18 @@ impl Interpreter {
                 .then(|| (*regs, frames.len(), trace::read_before(insn, regs, mem)));
             let next = match flow {
                 Flow::Next => {
-                    step::step(insn, regs, mem, helpers).map_err(|kind| Trap { pc: at, kind })?;
+                    if let Err(kind) = step::step(insn, regs, mem, helpers) {
+                        if matches!(
+                            insn,
+                            Insn::Call {
+                                kind: CallKind::Helper,
+                                ..
+                            } | Insn::CallX { .. }
+                        ) {
+                            mem.set_instructions_at_helper_trap(budget - *remaining);
+                        }
+                        return Err(Trap { pc: at, kind });
+                    }
                     Some(at + insn.slots())
                 }
                 Flow::Jump(target) => Some(arrive(target)?),
@@ -684,6 +697,15 @@ fn oob(pc: usize, addr: u64, len: u64, write: bool) -> Result<Exit, Trap> {
         pc,
         kind: TrapKind::OutOfBounds { addr, len, write },
     })
+}
+
+/// Records how many instructions ran when the helper call at `at` failed in the fast loop:
+/// `charged` (what the budget was charged) less the rest of the straight-line run the call is
+/// in, which was charged when the run was entered and never ran (helper calls do not end runs).
+#[cold]
+fn helper_trap(mem: &mut MemoryMap<'_>, charged: u64, costs: &[u64], at: usize) {
+    let unrun = costs.get(at).map_or(0, |c| c - 1);
+    mem.set_instructions_at_helper_trap(charged.saturating_sub(unrun));
 }
 
 /// A helper call from the fast loop: the contract's [`step::call_helper`] on `r0`..`r10`.

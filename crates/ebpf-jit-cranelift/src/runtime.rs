@@ -294,6 +294,11 @@ fn outcome(
         });
     }
     let pc = usize::try_from(ctx.trap_pc).unwrap_or(usize::MAX);
+    if ctx.trap_kind == trap_code::HOST {
+        // A helper's trap: the failed call stored the budget left after it.
+        let executed = budget.wrapping_sub(ctx.remaining);
+        host.memory.set_instructions_at_helper_trap(executed);
+    }
     let raw = RawTrap {
         code: ctx.trap_kind,
         a: ctx.trap_a,

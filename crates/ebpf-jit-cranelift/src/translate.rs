@@ -920,6 +920,25 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.trap_here(pc, kind, Some(a), Some(b));
     }
 
+    /// Stores in the context the budget left just after the instruction being emitted (a
+    /// helper call that failed), as the interpreter counts it: the block was charged whole on
+    /// entry, and the instructions after this one have not run. The host reports the count
+    /// (`MemoryMap::instructions_at_helper_trap`), which a chain of tail calls adds up.
+    fn store_budget_after_current(&mut self) {
+        let block = &self.plan.blocks[self.block];
+        let j = (self.current - block.insns.start) as u64;
+        let rem = self.b.use_var(self.remaining);
+        let unrun = if self.charged {
+            block.cost().saturating_sub(j + 1)
+        } else {
+            0
+        };
+        let rem = self.b.ins().iadd_imm_s(rem, unrun as i64);
+        self.b
+            .ins()
+            .store(self.flags.ctx, rem, self.ctx, off::REMAINING);
+    }
+
     /// Ends the current block with a trap exit: stores the trap in the context (`a` and `b`
     /// unless the helper entry point already did) and jumps to the shared `return 0`. (The
     /// stores happen at each site: one shared exit block taking the trap as block
@@ -2060,6 +2079,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         let status = self.b.inst_results(call)[0];
         // A failed call: the helper entry point stored the trap's operands.
         self.cold_if(status, |tx| {
+            tx.store_budget_after_current();
             let pc = tx.iconst(I64, pc as i64);
             tx.trap_here(pc, status, None, None);
         });

@@ -229,7 +229,15 @@ impl Compiled {
                          failed at pc {pc}"
                     );
                 }
-                _ => break Err(trap_of(ctx, limits)),
+                _ => {
+                    // A helper's trap: its block ends at the call and charged exactly up to
+                    // it (a chain never continues past a call), and the call stored the budget.
+                    if ctx.run.trap_code == trap_code::HOST {
+                        let executed = budget.wrapping_sub(ctx.run.remaining);
+                        memory.set_instructions_at_helper_trap(executed);
+                    }
+                    break Err(trap_of(ctx, limits));
+                }
             }
         };
         spare.put_back();

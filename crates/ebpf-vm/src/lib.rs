@@ -73,7 +73,8 @@
 //!   frame is 512 bytes, so a run's stack — allocated and zeroed for each run — is
 //!   `(depth + 1) × 512` bytes, at most 32 MiB.
 //! - **Budget**: [`VmBuilder::budget`] stops a run after that many instructions, exactly, on
-//!   every engine. Without one, only programs the verifier proves loop-free load (and they
+//!   every engine; a chain of tail calls ([`Vm::run_packet`]) is one run, its programs
+//!   sharing the budget. Without one, only programs the verifier proves loop-free load (and they
 //!   execute at most the instructions its `Termination::Bounded` says), unless
 //!   [`VmBuilder::allow_unbounded`] accepts the risk.
 //! - **Memory per run**: each region (input, metadata buffer, extra regions) is borrowed, not

@@ -85,7 +85,8 @@ impl Object {
 pub struct Outcome {
     /// `r0` of the last program of the run (the one that exited).
     pub r0: u64,
-    /// Instructions the last program executed.
+    /// Instructions the run executed: every program of a tail-call chain, each up to and
+    /// including its tail call, and the last one to its `exit` (what the budget counts).
     pub instructions: u64,
     /// The interface `bpf_redirect` recorded.
     pub redirect: Option<u32>,
@@ -394,7 +395,11 @@ impl Vm {
     /// calls followed (at most [`crate::kernel::MAX_TAIL_CALLS`]). The packet is left as the
     /// program left it (`xdp_adjust_head`/`_tail` move its bounds).
     ///
-    /// Each program of a tail-call chain runs with the VM's whole budget. Globals are the
+    /// A chain of tail calls is one run for the budget: each program runs with what the
+    /// programs before it left ([`Outcome::instructions`] counts them all, each up to and
+    /// including its tail call), and running out in any of them is
+    /// [`TrapKind::BudgetExhausted`] with the VM's budget, at the pc in the program that ran
+    /// out (on every engine the same). Globals are the
     /// object's maps (`.data`, `.bss`, `.rodata`, as in the kernel): every run of every
     /// program of the object, on any thread, and the host share them. Ring buffer records
     /// the run reserved and never submitted are discarded when it ends.
@@ -429,6 +434,11 @@ impl Vm {
         let mut images = &self.images;
         let mut read_only: &[Arc<[u8]>] = &self.read_only_regions;
         let ctx_len = ctx.len() as u64;
+        // A chain of tail calls is one run for the budget: each program runs with what the
+        // ones before it left (`limits`), and the outcome counts them all (`executed`: the
+        // instructions of the programs that tail-called, each up to its tail call).
+        let mut limits = self.limits;
+        let mut executed = 0u64;
         let result: Result<Exit, Trap> = loop {
             let mut map = MemoryMap::with_spill(core::mem::take(spill));
             crate::vm::map_data_regions(&mut map, images, read_only);
@@ -450,7 +460,8 @@ impl Vm {
             map.insert(layout::METADATA, Region::Writable(ctx));
             map.set_run_state(state);
             let args = [layout::vm_addr(layout::METADATA, 0), ctx_len];
-            let r = compiled.run_in(&mut map, args, &self.helpers, &self.limits, stack);
+            let r = compiled.run_in(&mut map, args, &self.helpers, &limits, stack);
+            let at_tail_call = map.instructions_at_helper_trap();
             *spill = map.into_spill();
             stack.scrub(stack_size, reach);
             match r {
@@ -461,6 +472,8 @@ impl Vm {
                     let target = state.tail_call.take();
                     match target.and_then(|t| programs?.get(t as usize)) {
                         Some(next) => {
+                            executed = executed.saturating_add(at_tail_call.unwrap_or(0));
+                            limits.budget = self.limits.budget.map(|b| b.saturating_sub(executed));
                             compiled = &*next.compiled;
                             reach = next.stack_reach;
                             images = &next.images;
@@ -482,9 +495,22 @@ impl Vm {
         if let Some(m) = maps {
             m.release(&mut state.reserved);
         }
+        let result = match result {
+            // The budget a trap names is the chain's, not what its last program was left.
+            Err(Trap {
+                pc,
+                kind: TrapKind::BudgetExhausted { .. },
+            }) => Err(Trap {
+                pc,
+                kind: TrapKind::BudgetExhausted {
+                    budget: self.limits.budget.unwrap_or(u64::MAX),
+                },
+            }),
+            other => other,
+        };
         let outcome = result.map(|exit| Outcome {
             r0: exit.r0,
-            instructions: exit.instructions,
+            instructions: executed.saturating_add(exit.instructions),
             redirect: state.redirect,
             redirect_map: state.redirect_map,
             tail_calls: state.tail_calls,

@@ -2,6 +2,7 @@
 //! socket-filter context on packets built here, on every engine of `Engine::ALL`, with the
 //! verdicts and map contents the C source implies.
 
+mod budget;
 mod corpus;
 mod differential;
 mod globals;
