@@ -268,6 +268,24 @@ struct PacketArgs {
     /// their records).
     #[arg(long, conflicts_with_all = ["mem", "mem_file", "trace", "trace_json", "profile"])]
     maps_dump: bool,
+    /// Set a map's max_entries before it is created (repeatable): what a loader does for a
+    /// map whose definition leaves it 0.
+    #[arg(long, value_name = "MAP=N", value_parser = parse_map_size, conflicts_with_all = ["mem", "mem_file", "trace", "trace_json", "profile"])]
+    map_size: Vec<(String, u32)>,
+}
+
+/// `MAP=N` of `--map-size`.
+fn parse_map_size(text: &str) -> Result<(String, u32), String> {
+    let (name, n) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("expected MAP=N, got {text:?}"))?;
+    let n = n
+        .parse::<u32>()
+        .map_err(|e| format!("max_entries {n:?} of map {name:?}: {e}"))?;
+    if name.is_empty() {
+        return Err(format!("expected MAP=N, got {text:?}"));
+    }
+    Ok((name.to_string(), n))
 }
 
 /// The disassembly syntaxes.
@@ -500,9 +518,17 @@ fn run(cli: Cli) -> Result<()> {
             show,
             kernel,
         } => {
-            if kernel.packet.is_some() || kernel.maps_init.is_some() || kernel.maps_dump {
+            if kernel.packet.is_some()
+                || kernel.maps_init.is_some()
+                || kernel.maps_dump
+                || !kernel.map_size.is_empty()
+            {
+                let builder = kernel.map_size.iter().fold(
+                    Vm::builder().engine(vm.engine).budget(vm.budget),
+                    |b, (name, n)| b.map_max_entries(name, *n),
+                );
                 let args = packet::PacketRun {
-                    builder: hardening.apply(Vm::builder().engine(vm.engine).budget(vm.budget)),
+                    builder: hardening.apply(builder),
                     packet: kernel.packet.as_deref(),
                     maps_init: kernel.maps_init.as_deref(),
                     maps_dump: kernel.maps_dump,

@@ -1218,6 +1218,29 @@ fn run_with_a_packet_seeds_runs_and_dumps_the_maps() {
         ],
     );
     one_line_error(&out, &["nope", "no such map"]);
+    // `--map-size`: the verdict counters sized 2 instead of 4; the empty packet (no
+    // --packet) is dropped, and the drop's counter (XDP_DROP, key 1) still fits. A map the
+    // object does not have, and a size that is no number, are errors.
+    let sized = |size: &str| {
+        ebpf(
+            &dir,
+            &[
+                "run",
+                object.to_str().unwrap(),
+                "--maps-dump",
+                "--map-size",
+                size,
+            ],
+        )
+    };
+    let out = ok(&sized("verdicts=2"));
+    let compact: String = out.split_whitespace().collect();
+    assert!(
+        compact.contains(r#""verdicts":[{"key":"00000000","value":"0000000000000000"},{"key":"01000000","value":"0100000000000000"}]"#),
+        "{out}"
+    );
+    one_line_error(&sized("verdict=2"), &["map `verdict`", "does not define"]);
+    usage_error(&sized("verdicts=two"), &["--map-size", "verdicts"]);
 }
 
 /// `run prog.o --packet` on a TC program prints its `TC_ACT_*` and where it redirected: the

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use ebpf_abi::{Executable, Exit, MemoryMap, Region, Trap, TrapKind, layout};
 use ebpf_isa::{CallKind, Imm64Kind, Insn, Program};
-use ebpf_maps::{Map, MapSpec, MapType, Maps, UpdateFlags};
+use ebpf_maps::{Map, MapError, MapSpec, MapType, Maps, UpdateFlags};
 
 use crate::kernel::context::{
     Context, Packet, ProgramKind, XdpAction, convert_ctx_accesses, read_bounds, write_context,
@@ -167,6 +167,15 @@ impl VmBuilder {
         self.check_config()?;
         let kernel = self.kernel.clone().unwrap_or_default();
         let definitions = object.maps().map_err(LoadError::Elf)?;
+        if let Some((name, _)) = self
+            .map_sizes
+            .iter()
+            .find(|(name, _)| !definitions.iter().any(|d| d.name == *name))
+        {
+            return Err(LoadError::InvalidConfig(format!(
+                "max_entries is set for map `{name}`, which the object does not define"
+            )));
+        }
         let mut maps = Maps::new(kernel.cpu_count());
         for d in &definitions {
             let map_type = MapType::from_kernel(d.map_type);
@@ -176,11 +185,28 @@ impl VmBuilder {
                 MapType::PerfEventArray if size == 0 => 4,
                 _ => size,
             };
+            let max_entries = self
+                .map_sizes
+                .iter()
+                .find(|(name, _)| *name == d.name)
+                .map_or(d.max_entries, |&(_, n)| n);
+            // A perf event array left at 0 gets a slot per CPU (ebpf-maps); any other map
+            // needs its loader's size.
+            if max_entries == 0 && map_type != MapType::PerfEventArray {
+                return Err(LoadError::Map {
+                    name: d.name.clone(),
+                    error: MapError::BadSpec {
+                        reason: "max_entries is 0, which its loader sets at run time: size it \
+                                 with VmBuilder::map_max_entries (the CLI's --map-size)"
+                            .into(),
+                    },
+                });
+            }
             let spec = MapSpec {
                 map_type,
                 key_size: implied(d.key_size),
                 value_size: implied(d.value_size),
-                max_entries: d.max_entries,
+                max_entries,
                 flags: d.flags,
             };
             let map = maps.create(&d.name, spec).map_err(|error| LoadError::Map {

@@ -296,9 +296,26 @@ pub struct VmBuilder {
     pub(crate) map_regions: u64,
     /// What the verifier knows of those maps' values (lookup results' sizes and NULL).
     pub(crate) map_lookup: Option<ebpf_verifier::MapLookup>,
+    /// `max_entries` the embedder sets for an object's maps, by name
+    /// ([`VmBuilder::map_max_entries`]).
+    pub(crate) map_sizes: Vec<(String, u32)>,
 }
 
 impl VmBuilder {
+    /// Sets the `max_entries` of the object's map `name` before it is created, replacing the
+    /// object's value, as libbpf's `bpf_map__set_max_entries` does: what loaders do for maps
+    /// whose definition leaves it 0 (xdp-tools' counters, sized by the CPUs or interfaces at
+    /// run time). Such a map cannot be created otherwise — except a perf event array, which
+    /// gets one slot per CPU of the object's set ([`crate::KernelHelpers::cpus`]), as the
+    /// kernel gives it one per possible CPU. For [`VmBuilder::load_object`] and
+    /// [`VmBuilder::load_elf`] with kernel helpers; naming a map the object does not define
+    /// is [`LoadError::InvalidConfig`].
+    pub fn map_max_entries(mut self, name: &str, max_entries: u32) -> VmBuilder {
+        self.map_sizes.retain(|(n, _)| n != name);
+        self.map_sizes.push((name.to_string(), max_entries));
+        self
+    }
+
     /// The engine (default: the interpreter).
     pub fn engine(mut self, engine: Engine) -> VmBuilder {
         self.engine = engine;

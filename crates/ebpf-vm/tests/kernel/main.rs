@@ -8,4 +8,5 @@ mod differential;
 mod globals;
 mod helpers;
 mod packets;
+mod sizes;
 mod stress;
