@@ -5,11 +5,12 @@
 
 use std::sync::Arc;
 
-use ebpf_vm::isa::{CallKind, Imm64Kind, Insn, Program};
+use ebpf_vm::isa::{CallKind, Insn};
 use ebpf_vm::maps::{Map, MapSpec, MapType, Maps, UpdateFlags};
 use ebpf_vm::{Context, Engine, KernelHelpers, Outcome, Packet, ProgramKind, Trap, TrapKind, Vm};
 
 use crate::corpus::object;
+use crate::helpers::program;
 use crate::packets::{ipv4, udp};
 
 /// What the test compares of a run: `r0`, the instructions and the tail calls, or the trap.
@@ -22,93 +23,82 @@ fn seen(out: Result<Outcome, Trap>) -> Seen {
 /// The links a chain makes before its last program exits.
 const LINKS: u64 = 3;
 
+/// `counts[0] += 1` through a lookup, the new count left in `r1` (0, and a jump to `done`,
+/// if the lookup fails): 10 instructions, 11 slots.
+fn count_run(done: &str) -> String {
+    format!(
+        "stw [%r10-4], 0
+        lddw %r1, 0xfeed000000000000
+        mov %r2, %r10
+        add %r2, -4
+        call 1
+        mov %r1, 0
+        jeq %r0, 0, {done}
+        ldxdw %r1, [%r0]
+        add %r1, 1
+        stxdw [%r0], %r1"
+    )
+}
+
 /// Counts its runs in `counts[0]` and tail-calls itself (`progs[0]`) until the count reaches
 /// `LINKS`; the last one returns the count. By hand: a link that tail-calls runs 16
 /// instructions (the tail call, pc 17, is the 16th), the last link 14 (12, then `mov`,
 /// `exit`): 16 + 16 + 14 = 46. The instructions after the tail call never run, but share its
 /// straight-line stretch, which engines charge ahead.
-const CHAIN: &str = "
-    mov %r6, %r1
-    stw [%r10-4], 0
-    lddw %r1, 0xfeed000000000000
-    mov %r2, %r10
-    add %r2, -4
-    call 1
-    mov %r1, 0
-    jeq %r0, 0, out
-    ldxdw %r1, [%r0]
-    add %r1, 1
-    stxdw [%r0], %r1
-    jge %r1, 3, out
-    mov %r1, %r6
-    lddw %r2, 0xfeed000000000001
-    mov %r3, 0
-    call 12
-    mov %r0, 7
-    add %r0, 1
-    exit
-    out:
-    mov %r0, %r1
-    exit";
+fn chain() -> String {
+    format!(
+        "mov %r6, %r1
+        {count}
+        jge %r1, 3, out
+        mov %r1, %r6
+        lddw %r2, 0xfeed000000000001
+        mov %r3, 0
+        call 12
+        mov %r0, 7
+        add %r0, 1
+        exit
+        out:
+        mov %r0, %r1
+        exit",
+        count = count_run("out")
+    )
+}
 const CHAIN_TOTAL: u64 = 46;
 const CHAIN_TAIL_CALL_PC: usize = 17;
 const CHAIN_LINK: u64 = 16;
 
-/// Assembles `text`; `lddw %rX, 0xfeed00000000000N` becomes a reference to map `N`.
-fn program(text: &str) -> Program {
-    let insns = ebpf_vm::isa::assemble(text)
-        .unwrap()
-        .into_insns()
-        .into_iter()
-        .map(|insn| match insn {
-            Insn::LoadImm64 { dst, imm, .. } if imm >> 32 == 0xfeed_0000 => Insn::LoadImm64 {
-                dst,
-                kind: Imm64Kind::MapFd,
-                imm: imm & 0xffff_ffff,
-            },
-            other => other,
-        })
-        .collect();
-    Program::from_insns(insns)
-}
-
 /// A tail call from a sub-program, inside a loop, with instructions after it: on the loop's
 /// second round, the first run tail-calls itself; the second run's count stops it (4).
-const CHAIN_IN_A_LOOP: &str = "
-    mov %r6, %r1
-    mov %r7, 0
-    loop:
-    add %r7, 1
-    mov %r1, %r6
-    mov %r2, %r7
-    call local f
-    jlt %r7, 3, loop
-    mov %r0, %r7
-    exit
-    f:
-    mov %r8, %r1
-    mov %r9, %r2
-    stw [%r10-4], 0
-    lddw %r1, 0xfeed000000000000
-    mov %r2, %r10
-    add %r2, -4
-    call 1
-    mov %r1, 0
-    jeq %r0, 0, ret
-    ldxdw %r1, [%r0]
-    add %r1, 1
-    stxdw [%r0], %r1
-    jge %r1, 4, ret
-    jne %r9, 2, ret
-    mov %r1, %r8
-    lddw %r2, 0xfeed000000000001
-    mov %r3, 0
-    call 12
-    mov %r1, 5
-    add %r1, 1
-    ret:
-    mov %r0, %r1
-    exit";
+fn chain_in_a_loop() -> String {
+    format!(
+        "mov %r6, %r1
+        mov %r7, 0
+        loop:
+        add %r7, 1
+        mov %r1, %r6
+        mov %r2, %r7
+        call local f
+        jlt %r7, 3, loop
+        mov %r0, %r7
+        exit
+        f:
+        mov %r8, %r1
+        mov %r9, %r2
+        {count}
+        jge %r1, 4, ret
+        jne %r9, 2, ret
+        mov %r1, %r8
+        lddw %r2, 0xfeed000000000001
+        mov %r3, 0
+        call 12
+        mov %r1, 5
+        add %r1, 1
+        ret:
+        mov %r0, %r1
+        exit",
+        count = count_run("ret")
+    )
+}
 
 /// `text`'s chain on `engine` with `budget`, and its counter.
 fn chain_of(text: &str, engine: Engine, budget: Option<u64>) -> (Vm, Arc<Map>) {
@@ -135,7 +125,7 @@ fn chain_of(text: &str, engine: Engine, budget: Option<u64>) -> (Vm, Arc<Map>) {
 }
 
 fn run_chain(engine: Engine, budget: Option<u64>) -> Seen {
-    run_text(CHAIN, engine, budget)
+    run_text(&chain(), engine, budget)
 }
 
 fn run_text(text: &str, engine: Engine, budget: Option<u64>) -> Seen {
@@ -206,16 +196,16 @@ fn a_tail_call_chain_runs_under_one_budget_on_every_engine() {
 /// interpreter's straight-line runs, the x86 JIT's chains, Cranelift's checkpoints).
 #[test]
 fn a_tail_call_from_a_loop_in_a_sub_program_counts_the_same_everywhere() {
-    let Ok((r0, total, 1)) = run_text(CHAIN_IN_A_LOOP, Engine::Interpreter, Some(10_000)) else {
+    let Ok((r0, total, 1)) = run_text(&chain_in_a_loop(), Engine::Interpreter, Some(10_000)) else {
         panic!("the chain does not run");
     };
     assert_eq!(r0, 3, "three rounds of the second run's loop");
     for budget in 0..=total + 1 {
-        let reference = run_text(CHAIN_IN_A_LOOP, Engine::Interpreter, Some(budget));
+        let reference = run_text(&chain_in_a_loop(), Engine::Interpreter, Some(budget));
         assert_eq!(reference.is_ok(), budget >= total, "budget {budget}");
         for &engine in Engine::ALL {
             assert_eq!(
-                run_text(CHAIN_IN_A_LOOP, engine, Some(budget)),
+                run_text(&chain_in_a_loop(), engine, Some(budget)),
                 reference,
                 "{engine}, budget {budget}"
             );

@@ -10,7 +10,7 @@ use ebpf_vm::maps::{MapSpec, MapType, Maps, UpdateFlags};
 use ebpf_vm::{Context, Engine, KernelHelpers, LoadError, Packet, ProgramKind, TrapKind, Vm};
 
 /// Assembles `text`; `lddw %rX, 0xfeed00000000000N` becomes a reference to map `N`.
-fn program(text: &str) -> Program {
+pub(crate) fn program(text: &str) -> Program {
     let insns = ebpf_vm::isa::assemble(text)
         .unwrap()
         .into_insns()
