@@ -7,9 +7,10 @@
 //! new engine implements this trait for its prepared program, and the facade adds one arm
 //! where it picks engines.
 
+use alloc::boxed::Box;
 use core::fmt;
 
-use crate::{Exit, Helpers, Limits, MemoryMap, Stack, Trap};
+use crate::{Exit, Helpers, Limits, MapSpill, MemoryMap, Region, Stack, Trap, layout};
 
 /// A program an engine has prepared (pre-decoded or compiled), ready to run any number of
 /// times, from any number of threads at once, each run with its own memory.
@@ -61,5 +62,114 @@ pub trait Executable: Send + Sync + fmt::Debug {
     /// generates none).
     fn code_size(&self) -> usize {
         0
+    }
+
+    /// A [`Session`]: the program prepared for many runs on one thread, with these helpers
+    /// and limits and the regions every run shares (`fixed`: read-only and shared regions
+    /// only, see [`MemoryMap::shared_regions`]), so that each run pays only for what differs
+    /// between runs — its input.
+    ///
+    /// The default session builds a map per run and calls [`Executable::run_in`]: every
+    /// engine has one; an engine overrides this where it can do less per run (keep its
+    /// context, write only the input's row of its region table).
+    fn session<'s>(
+        &'s self,
+        helpers: &'s Helpers,
+        limits: &'s Limits,
+        fixed: MemoryMap<'s>,
+    ) -> Box<dyn Session + 's> {
+        Box::new(MappedSession {
+            program: self,
+            helpers,
+            limits,
+            fixed,
+            spill: MapSpill::default(),
+        })
+    }
+}
+
+/// A program bound to its helpers, limits and fixed regions for runs on one thread
+/// ([`Executable::session`]); what an embedder's per-thread runner holds.
+///
+/// Each run has exactly the contract's semantics, as [`Executable::run_in`] with a map of the
+/// fixed regions and the run's own. The caller lends the stack to each run and keeps its
+/// invariant (all zero when lent; it scrubs what the run can have written afterwards, as
+/// for `run_in`).
+pub trait Session {
+    /// Runs the program on the fixed regions, `data` at [`layout::INPUT`] and `metadata` at
+    /// [`layout::METADATA`] (both writable, each unmapped when `None`), with `args` as
+    /// `r1`/`r2` and the stack region `stack.region(limits.stack_size())`.
+    fn run(
+        &mut self,
+        data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap>;
+
+    /// Runs the program on `memory`, which the caller built with every region of the run
+    /// but the stack (the fixed ones included): as [`Executable::run_in`] with the
+    /// session's helpers and limits.
+    fn run_in<'m>(
+        &mut self,
+        memory: &mut MemoryMap<'m>,
+        args: [u64; 2],
+        stack: &'m mut Stack,
+    ) -> Result<Exit, Trap>;
+}
+
+/// The default [`Session`]: each run maps its buffers on a copy of the fixed regions and
+/// calls [`Executable::run_in`].
+struct MappedSession<'s, E: ?Sized> {
+    program: &'s E,
+    helpers: &'s Helpers,
+    limits: &'s Limits,
+    fixed: MemoryMap<'s>,
+    /// The allocation of region ids above the inline ones, kept between runs.
+    spill: MapSpill,
+}
+
+impl<E: Executable + ?Sized> Session for MappedSession<'_, E> {
+    fn run(
+        &mut self,
+        data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        let mut map = self.fixed.shared_regions(core::mem::take(&mut self.spill));
+        map_run_buffers(&mut map, data, metadata);
+        let result = self
+            .program
+            .run_in(&mut map, args, self.helpers, self.limits, stack);
+        self.spill = map.into_spill();
+        result
+    }
+
+    fn run_in<'m>(
+        &mut self,
+        memory: &mut MemoryMap<'m>,
+        args: [u64; 2],
+        stack: &'m mut Stack,
+    ) -> Result<Exit, Trap> {
+        self.program
+            .run_in(memory, args, self.helpers, self.limits, stack)
+    }
+}
+
+/// Maps a run's own buffers, as [`Session::run`] describes them, into `map`: what a session
+/// that builds a map for a run (always, or when a cold path needs one) adds to its fixed
+/// regions.
+#[inline]
+pub fn map_run_buffers<'a>(
+    map: &mut MemoryMap<'a>,
+    data: Option<&'a mut [u8]>,
+    metadata: Option<&'a mut [u8]>,
+) {
+    if let Some(data) = data {
+        map.insert(layout::INPUT, Region::Writable(data));
+    }
+    if let Some(metadata) = metadata {
+        map.insert(layout::METADATA, Region::Writable(metadata));
     }
 }

@@ -184,6 +184,27 @@ impl<'a> MemoryMap<'a> {
         }
     }
 
+    /// A map of the regions of this one that runs share — the read-only and the shared ones
+    /// (a run's own writable regions are left out: they cannot be lent twice) — borrowing
+    /// what this map borrows, not the map itself, on `spill`'s allocation. A [`crate::Session`]
+    /// keeps a program's fixed regions (its data images, the embedder's read-only regions) in
+    /// a map and makes each run's map from it.
+    pub fn shared_regions(&self, spill: MapSpill) -> MemoryMap<'a> {
+        let mut map = MemoryMap::with_spill(spill);
+        let mut ids = self.mapped;
+        while ids != 0 {
+            let id = u64::from(ids.trailing_zeros());
+            ids &= ids - 1;
+            let shared = match self.get(id) {
+                Some(Region::ReadOnly(bytes)) => Region::ReadOnly(bytes),
+                Some(Region::Shared(memory)) => Region::Shared(*memory),
+                Some(Region::Writable(_)) | None => continue,
+            };
+            map.insert(id, shared);
+        }
+        map
+    }
+
     /// Unmaps everything and returns the allocation of the ids above the inline ones, for the
     /// next map ([`MemoryMap::with_spill`]).
     #[inline]
@@ -383,6 +404,18 @@ impl RawRegion {
         len: 0,
         writable: 0,
     };
+
+    /// The entry of a writable region of `bytes` (cut to the 4 GiB a region's window
+    /// addresses, as [`MemoryMap::insert`] cuts it), its pointer derived from `bytes` now:
+    /// what a [`crate::Session`] writes for a run's own buffer without building a map.
+    #[inline]
+    pub fn writable(bytes: &mut [u8]) -> RawRegion {
+        RawRegion {
+            host: bytes.as_mut_ptr(),
+            len: (bytes.len() as u64).min(layout::MAX_REGION_LEN),
+            writable: 1,
+        }
+    }
 }
 
 impl MemoryMap<'_> {

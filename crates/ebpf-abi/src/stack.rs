@@ -44,6 +44,10 @@ pub struct Stack {
     /// addressable by a program (a frame is written by the call that pushes it before the
     /// return that pops it reads it).
     pub frames: Vec<CallFrame>,
+    /// Set by [`Stack::begin_run`], cleared by [`Stack::end_run`]: a run that never came back
+    /// (a helper's panic, caught by the embedder around the run) leaves it set, and the
+    /// buffer may hold that run's data.
+    dirty: bool,
 }
 
 impl Stack {
@@ -52,7 +56,33 @@ impl Stack {
         Stack {
             bytes: Vec::new(),
             frames: Vec::new(),
+            dirty: false,
         }
+    }
+
+    /// Call before lending the stack to a run that [`Stack::end_run`] follows: a stack whose
+    /// last run never ended (it panicked out, and the panic was caught) is zeroed whole first,
+    /// so the invariant holds even for a lender that outlives a panic.
+    #[inline]
+    pub fn begin_run(&mut self) {
+        if self.dirty {
+            self.bytes.fill(0);
+        }
+        self.dirty = true;
+    }
+
+    /// Call when the run that [`Stack::begin_run`] announced has returned: scrubs the top
+    /// `reach` bytes of the region of `size` bytes ([`Stack::scrub`]) and marks the stack
+    /// clean.
+    #[inline]
+    pub fn end_run(&mut self, size: usize, reach: usize) {
+        self.scrub(size, reach);
+        self.dirty = false;
+    }
+
+    /// Whether a run began on the stack and did not end ([`Stack::begin_run`]).
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
     }
 
     /// Where the region of `size` bytes starts in the buffer, replacing the buffer with a
@@ -158,5 +188,23 @@ mod tests {
         assert!(stack.is_clean());
         // A larger region grows the buffer with zeroes.
         assert!(stack.region(8192).iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_run_that_never_ended_is_zeroed_whole_before_the_next() {
+        let mut stack = Stack::new();
+        stack.begin_run();
+        stack.region(1536).fill(0xaa);
+        stack.end_run(1536, 100);
+        assert!(!stack.is_dirty() && !stack.is_clean(), "only the reach is scrubbed");
+        stack.scrub(1536, usize::MAX);
+        stack.begin_run();
+        stack.region(1536).fill(0xbb);
+        // The run panicked out: no `end_run`. The next run finds every byte zero.
+        assert!(stack.is_dirty());
+        stack.begin_run();
+        assert!(stack.is_clean());
+        stack.end_run(1536, 0);
+        assert!(!stack.is_dirty());
     }
 }

@@ -272,6 +272,21 @@ impl<'a> Ctx<'a> {
         self.generation = memory.generation();
     }
 
+    /// Makes row `r` (a run's own buffer: the stack, the input, the metadata buffer) describe
+    /// `entry`, without a map: a session's fast path, on a table that otherwise holds only
+    /// rows it keeps from run to run.
+    #[inline(always)]
+    pub(crate) fn set_run_row(&mut self, r: u64, entry: RawRegion) {
+        let r = r as usize;
+        if self.raw.get(r) != Some(&entry) {
+            self.set_row(r, entry);
+            // (A superset of the rows mapped is harmless: a refresh zeroes those no longer
+            // mapped.)
+            self.mapped |= 1 << r;
+            self.rows = self.rows.max(r + 1);
+        }
+    }
+
     /// Writes row `r` of the region arrays for `entry` (all zero when it is unmapped).
     #[inline(never)]
     fn set_row(&mut self, r: usize, entry: RawRegion) {

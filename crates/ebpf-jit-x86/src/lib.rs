@@ -272,6 +272,25 @@ impl Executable for X86Program {
     fn code_size(&self) -> usize {
         X86Program::code_size(self)
     }
+
+    /// A session that owns its context and, for code that calls no helper, writes only the
+    /// run's own rows of the region table per run (`run::Session`).
+    fn session<'s>(
+        &'s self,
+        helpers: &'s Helpers,
+        limits: &'s Limits,
+        fixed: MemoryMap<'s>,
+    ) -> alloc::boxed::Box<dyn ebpf_abi::Session + 's> {
+        #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
+        {
+            alloc::boxed::Box::new(run::Session::new(&self.inner, helpers, limits, fixed))
+        }
+        #[cfg(not(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos"))))]
+        {
+            let _ = (helpers, limits, fixed);
+            match self.inner {}
+        }
+    }
 }
 
 /// Machine code for `program` as bytes, without mapping it: what [`compile`] would map, on

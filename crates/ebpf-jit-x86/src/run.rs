@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ebpf_abi::{
-    Exit, Helpers, Limits, MemoryMap, Region, Stack, Trap, TrapKind, layout, trap_code,
+    Exit, Helpers, Limits, MemoryMap, RawRegion, Region, Stack, Trap, TrapKind, layout, trap_code,
 };
 use ebpf_isa::Program;
 
@@ -41,6 +41,9 @@ pub(crate) struct Compiled {
     /// When the code's facts assume more than the stack's: what runs the entry does not admit
     /// run instead (boxed: most programs have none, and this keeps `X86Program` small).
     fallback: Option<Box<Fallback>>,
+    /// Whether the program has a `call` of a helper or kfunc, or a `callx`: code that may
+    /// enter the helper trampoline, which needs the run's map.
+    calls_helpers: bool,
 }
 
 /// What code compiled with the facts of an entry needs for the runs that entry does not admit.
@@ -89,11 +92,45 @@ impl Compiled {
             },
             shape: emitted.shape,
             fallback,
+            calls_helpers: program.iter().any(|(_, insn)| {
+                matches!(
+                    insn,
+                    ebpf_isa::Insn::Call {
+                        kind: ebpf_isa::CallKind::Helper | ebpf_isa::CallKind::Btf,
+                        ..
+                    } | ebpf_isa::Insn::CallX { .. }
+                )
+            }),
         })
     }
 
     pub(crate) fn code(&self) -> &[u8] {
         self.code.pages.bytes()
+    }
+
+    /// The code that runs with `memory` and `args`: this, or — when this code was compiled
+    /// with the facts of an entry that the run does not satisfy — the program compiled with
+    /// the stack's facts only (made when first needed).
+    #[inline]
+    fn admitted(&self, memory: &MemoryMap<'_>, args: [u64; 2]) -> Result<&Compiled, Trap> {
+        let Some(fallback) = &self.fallback else {
+            return Ok(self);
+        };
+        if fallback.admission.admits(memory, args) {
+            return Ok(self);
+        }
+        let plain = fallback.plain.get_or_init(|| {
+            let options = JitOptions {
+                entry: None,
+                ..fallback.options.clone()
+            };
+            Compiled::new(&fallback.program, &options).map(Box::new)
+        });
+        match plain {
+            Ok(plain) => Ok(plain),
+            // Only mapping memory can fail for a program that compiled once.
+            Err(_) => Err(unknown(0)),
+        }
     }
 
     pub(crate) fn run<'m>(
@@ -104,85 +141,70 @@ impl Compiled {
         limits: &Limits,
         stack: &'m mut Stack,
     ) -> Result<Exit, Trap> {
-        if let Some(fallback) = &self.fallback
-            && !fallback.admission.admits(memory, args)
-        {
-            let plain = fallback.plain.get_or_init(|| {
-                let options = JitOptions {
-                    entry: None,
-                    ..fallback.options.clone()
-                };
-                Compiled::new(&fallback.program, &options).map(Box::new)
-            });
-            return match plain {
-                Ok(plain) => plain.run(memory, args, helpers, limits, stack),
-                // Only mapping memory can fail for a program that compiled once.
-                Err(_) => Err(unknown(0)),
-            };
-        }
-        let code = &self.code;
-        let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
+        let code = self.admitted(memory, args)?;
         let mut spare = Spare::take();
+        let result = code.run_on(&mut spare, memory, args, helpers, limits, stack);
+        spare.put_back();
+        result
+    }
+
+    /// A run on `spare`'s context (this code admits the run).
+    #[inline]
+    fn run_on<'m>(
+        &self,
+        spare: &mut Spare,
+        memory: &mut MemoryMap<'m>,
+        args: [u64; 2],
+        helpers: &Helpers,
+        limits: &Limits,
+        stack: &'m mut Stack,
+    ) -> Result<Exit, Trap> {
+        let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
         // The lent stack keeps 512 bytes of slack below the region (fast-path stack accesses
         // stay inside `[r10 - 512, r10)`; the slack is a second guard).
         memory.insert(layout::STACK, Region::Writable(stack.region(stack_size)));
-
-        let depth = limits.max_depth();
-        let frames = &mut spare.frames;
-        // The shadow stack's frame pointers depend only on the limits: rewrite them only when
-        // this thread's last run had others.
-        if frames.len() != depth
-            || frames.first().map(|f| f.callee_fp) != Some(limits.frame_pointer(1))
-        {
-            frames.clear();
-            frames.extend((0..depth).map(|d| Frame {
-                callee_fp: limits.frame_pointer(d.saturating_add(1)),
-                ..Frame::default()
-            }));
-        }
-        let budget = limits.budget.unwrap_or(u64::MAX);
-
-        let ctx = &mut spare.ctx;
+        spare.prepare_frames(limits);
+        let Spare { ctx, frames } = spare;
         ctx.reset();
         ctx.refresh(memory);
-        ctx.run.regs[1] = args[0];
-        ctx.run.regs[2] = args[1];
-        ctx.run.regs[10] = limits.frame_pointer(0);
-        ctx.run.remaining = budget;
-        let base = frames.as_mut_ptr();
-        ctx.run.frame_base = base as u64;
-        ctx.run.frame_sp = base as u64;
-        ctx.run.frame_end = base.wrapping_add(frames.len()) as u64;
-        let trampoline: extern "sysv64" fn(*mut Ctx<'_>) -> u32 = helper_trampoline;
-        ctx.run.trampoline = trampoline as usize as u64;
+        let budget = start_state(ctx, frames, args, limits);
+        self.drive(ctx, memory, helpers, limits, budget, None)
+    }
 
-        // Generated code runs from its entry, and again from its resume entry each time the
-        // budget's slow path leaves a chain with budget to spare.
+    /// Runs generated code from its entry (or handles `pending`, the status a run that
+    /// already started returned) until the run exits or traps: from the resume entry again
+    /// each time the budget's slow path leaves a chain with budget to spare.
+    fn drive(
+        &self,
+        ctx: &mut Ctx<'static>,
+        memory: &mut MemoryMap<'_>,
+        helpers: &Helpers,
+        limits: &Limits,
+        budget: u64,
+        mut pending: Option<u32>,
+    ) -> Result<Exit, Trap> {
+        let code = &self.code;
         let mut start = code.pages.entry();
-        let result = loop {
-            // Until generated code returns, `memory` is used only through this pointer (by the
-            // helper trampoline). The context outlives the run (it is reused), so the pointer's
-            // lifetime is erased; it is cleared as soon as the code returns.
-            ctx.memory = core::ptr::from_mut(&mut *memory).cast();
-            ctx.helpers = helpers;
-            // SAFETY: `start` is the entry (offset 0) or the resume entry of the code, both
-            // the prologue of a function of signature `Entry` (System V: the context in rdi,
-            // the status back in eax, callee-saved registers restored by the shared
-            // epilogue), and the code stays mapped read+execute while `self` lives.
-            let entry: Entry = unsafe { core::mem::transmute(start) };
-            // SAFETY: the context is fully initialised: the region table describes exactly
-            // the live buffers of `memory` (bounds checked by the code before every access),
-            // the frame pointers and shadow stack point into `frames` (length checked against
-            // `frame_end` before every push), `trampoline` is `helper_trampoline`, and for the
-            // resume entry `resume` is the address of a block's code. Generated code never
-            // touches memory outside these, never unwinds, and returns through its epilogue
-            // with the host stack balanced.
-            let st = unsafe { entry(ctx) };
-            ctx.memory = core::ptr::null_mut();
-            ctx.helpers = core::ptr::null();
+        loop {
+            let st = match pending.take() {
+                Some(st) => st,
+                None => {
+                    // Until generated code returns, `memory` is used only through this pointer
+                    // (by the helper trampoline). The context outlives the run (it is reused),
+                    // so the pointer's lifetime is erased; it is cleared as soon as the code
+                    // returns.
+                    ctx.memory = core::ptr::from_mut(&mut *memory).cast();
+                    ctx.helpers = helpers;
+                    // SAFETY: as in `call`; the context's table describes `memory`'s regions.
+                    let st = unsafe { call(start, ctx) };
+                    ctx.memory = core::ptr::null_mut();
+                    ctx.helpers = core::ptr::null();
+                    st
+                }
+            };
             match st {
                 status::EXIT => {
-                    break Ok(Exit {
+                    return Ok(Exit {
                         r0: ctx.run.regs[0],
                         instructions: budget.wrapping_sub(ctx.run.remaining),
                     });
@@ -199,10 +221,10 @@ impl Compiled {
                         budget,
                     );
                     match stepped {
-                        Stepped::Trap(trap) => break Err(trap),
+                        Stepped::Trap(trap) => return Err(trap),
                         Stepped::Resume { block, remaining } => {
                             let Some(&offset) = code.block_offsets.get(block) else {
-                                break Err(unknown(ctx.run.trap_pc));
+                                return Err(unknown(ctx.run.trap_pc));
                             };
                             ctx.run.remaining = remaining;
                             // The slow path stored through the map: re-derive the table.
@@ -215,15 +237,16 @@ impl Compiled {
                         }
                     }
                 }
-                status::PANIC => match ctx.panic.take() {
-                    Some(payload) => std::panic::resume_unwind(payload),
-                    None => break Err(unknown(ctx.run.trap_pc)),
-                },
+                status::PANIC => {
+                    return match ctx.panic.take() {
+                        Some(payload) => std::panic::resume_unwind(payload),
+                        None => Err(unknown(ctx.run.trap_pc)),
+                    };
+                }
                 status::FACT => {
                     // Checked-facts mode: a check the facts declared impossible failed. That
                     // is a bug in the facts, not in the program; say so as loudly as possible.
                     let pc = ctx.run.trap_pc;
-                    spare.put_back();
                     panic!(
                         "ebpf-jit-x86 (checked facts): a check the facts declared impossible \
                          failed at pc {pc}"
@@ -236,12 +259,232 @@ impl Compiled {
                         let executed = budget.wrapping_sub(ctx.run.remaining);
                         memory.set_instructions_at_helper_trap(executed);
                     }
-                    break Err(trap_of(ctx, limits));
+                    return Err(trap_of(ctx, limits));
                 }
             }
+        }
+    }
+
+    /// Whether a session's run of `data` (and a metadata buffer, if `metadata`) with `args`
+    /// may take the session's fast path: the code calls no helper (so nothing needs the run's
+    /// map until a cold path builds it) and the run satisfies the entry the code was
+    /// compiled for — checked here only for the entry of `Vm::run`, the input's start and
+    /// length in `r1`/`r2`; any other entry takes the mapped path, which checks it in full.
+    #[inline]
+    fn fast_admits(&self, data: Option<&[u8]>, metadata: bool, args: [u64; 2]) -> bool {
+        if self.calls_helpers {
+            return false;
+        }
+        let Some(fallback) = &self.fallback else {
+            return true;
         };
-        spare.put_back();
+        match data {
+            Some(data) => {
+                fallback.admission.input_only() == Some(layout::INPUT as u8)
+                    && !metadata
+                    && args == [layout::vm_addr(layout::INPUT, 0), data.len() as u64]
+                    && data.len() as u64 <= u64::from(u32::MAX)
+            }
+            None => false,
+        }
+    }
+}
+
+/// Calls generated code at `start` with the context.
+///
+/// # Safety
+///
+/// `start` is the entry (offset 0) or the resume entry of code that lives while the call
+/// runs, and the context is fully initialised for a run: its region table describes live
+/// buffers that nothing else uses while the code runs; the frame pointers and shadow stack
+/// point into live frames (`frame_end` bounds them); `trampoline` is `helper_trampoline`,
+/// and `memory`/`helpers` point to the run's map and helpers, or are null when the code
+/// calls no helper; for the resume entry, `resume` is the address of a block's code.
+#[inline(always)]
+unsafe fn call(start: *const u8, ctx: &mut Ctx<'static>) -> u32 {
+    // SAFETY: `start` is the prologue of a function of signature `Entry` (System V: the
+    // context in rdi, the status back in eax, callee-saved registers restored by the shared
+    // epilogue), mapped read+execute while the code lives (the caller's promise).
+    let entry: Entry = unsafe { core::mem::transmute(start) };
+    // SAFETY: the context is as the caller promises; generated code never touches memory
+    // outside the table's regions, the shadow stack and the context, never unwinds, and
+    // returns through its epilogue with the host stack balanced.
+    unsafe { entry(ctx) }
+}
+
+/// Sets the context's registers, budget, shadow stack and trampoline for a run from the
+/// entry; returns the budget.
+#[inline(always)]
+fn start_state(ctx: &mut Ctx<'_>, frames: &mut [Frame], args: [u64; 2], limits: &Limits) -> u64 {
+    let budget = limits.budget.unwrap_or(u64::MAX);
+    ctx.run.regs[1] = args[0];
+    ctx.run.regs[2] = args[1];
+    ctx.run.regs[10] = limits.frame_pointer(0);
+    ctx.run.remaining = budget;
+    let base = frames.as_mut_ptr();
+    ctx.run.frame_base = base as u64;
+    ctx.run.frame_sp = base as u64;
+    ctx.run.frame_end = base.wrapping_add(frames.len()) as u64;
+    let trampoline: extern "sysv64" fn(*mut Ctx<'_>) -> u32 = helper_trampoline;
+    ctx.run.trampoline = trampoline as usize as u64;
+    budget
+}
+
+/// A program bound to its helpers, limits and fixed regions for runs on one thread
+/// (`Executable::session`): it owns its context and shadow stack (no thread-local per run),
+/// keeps the fixed regions' rows of the region table from run to run, and — for code that
+/// calls no helper and a run the code's entry admits — writes only the rows of the run's
+/// own buffers (input, metadata, stack) before calling the code, building the run's map
+/// only if a cold path (the budget's slow path, a trap) needs one.
+pub(crate) struct Session<'s> {
+    code: &'s Compiled,
+    helpers: &'s Helpers,
+    limits: &'s Limits,
+    fixed: MemoryMap<'s>,
+    spill: ebpf_abi::MapSpill,
+    spare: Box<Spare>,
+    /// The table holds the fixed regions' rows and, of the rest, at most the rows of the
+    /// run's own buffers: what the fast path writes on. A mapped run (or a cold path) may
+    /// leave other rows, and clears it.
+    fast_table: bool,
+    stack_size: usize,
+}
+
+impl<'s> Session<'s> {
+    pub(crate) fn new(
+        code: &'s Compiled,
+        helpers: &'s Helpers,
+        limits: &'s Limits,
+        fixed: MemoryMap<'s>,
+    ) -> Session<'s> {
+        let mut spare = Spare::fresh();
+        spare.prepare_frames(limits);
+        Session {
+            code,
+            helpers,
+            limits,
+            fixed,
+            spill: ebpf_abi::MapSpill::default(),
+            spare,
+            fast_table: false,
+            stack_size: usize::try_from(limits.stack_size()).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// A run on a map of the fixed regions and the run's buffers.
+    #[cold]
+    #[inline(never)]
+    fn run_mapped(
+        &mut self,
+        data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        let mut map = self.fixed.shared_regions(core::mem::take(&mut self.spill));
+        ebpf_abi::map_run_buffers(&mut map, data, metadata);
+        let result = ebpf_abi::Session::run_in(self, &mut map, args, stack);
+        self.spill = map.into_spill();
         result
+    }
+
+    /// A fast run that returned `st` other than an exit: builds the run's map (its rows are
+    /// the ones the table already has, derived afresh) and finishes the run on it.
+    #[cold]
+    #[inline(never)]
+    fn finish_mapped(
+        &mut self,
+        st: u32,
+        data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
+        stack: &mut Stack,
+        budget: u64,
+    ) -> Result<Exit, Trap> {
+        self.fast_table = false;
+        let mut map = self.fixed.shared_regions(core::mem::take(&mut self.spill));
+        ebpf_abi::map_run_buffers(&mut map, data, metadata);
+        map.insert(layout::STACK, Region::Writable(stack.region(self.stack_size)));
+        let ctx = &mut self.spare.ctx;
+        ctx.refresh(&mut map);
+        let result = self
+            .code
+            .drive(ctx, &mut map, self.helpers, self.limits, budget, Some(st));
+        self.spill = map.into_spill();
+        result
+    }
+}
+
+impl ebpf_abi::Session for Session<'_> {
+    #[inline]
+    fn run(
+        &mut self,
+        mut data: Option<&mut [u8]>,
+        mut metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        let code = self.code;
+        if !code.fast_admits(data.as_deref(), metadata.is_some(), args) {
+            return self.run_mapped(data, metadata, args, stack);
+        }
+        let ctx = &mut self.spare.ctx;
+        if !self.fast_table {
+            // Only the fixed regions' rows (every other row unmapped); the run's rows follow.
+            ctx.refresh(&mut self.fixed);
+            self.fast_table = true;
+        }
+        // The rows of this run's own buffers, their pointers derived from this run's borrows
+        // (the stack's too: the caller scrubbed it through `&mut` since the last run).
+        ctx.set_run_row(
+            layout::STACK,
+            RawRegion::writable(stack.region(self.stack_size)),
+        );
+        let raw = |buffer: &mut Option<&mut [u8]>| {
+            buffer
+                .as_deref_mut()
+                .map_or(RawRegion::UNMAPPED, RawRegion::writable)
+        };
+        ctx.set_run_row(layout::INPUT, raw(&mut data));
+        ctx.set_run_row(layout::METADATA, raw(&mut metadata));
+        // (Not `reset`: `memory` and `helpers` are null and `helper_trap` and `panic` empty
+        // after every run — the code returned, and a trap or panic was taken — so only the
+        // run state is fresh.)
+        ctx.run = crate::context::RunState::default();
+        let budget = start_state(ctx, &mut self.spare.frames, args, self.limits);
+        let ctx = &mut self.spare.ctx;
+        // SAFETY: `start` is the code's entry, which lives while `self.code` is borrowed. The
+        // context is initialised for a run from the entry: its table holds the fixed regions'
+        // rows (derived from `self.fixed`, whose borrows outlive the session) and the rows of
+        // `data`, `metadata` and the stack region, derived from their borrows above, which
+        // nothing else uses until the code returns; every other row is unmapped. The code
+        // calls no helper (`fast_admits`), so `memory` and `helpers` stay null (and the
+        // trampoline refuses a null map).
+        let st = unsafe { call(code.code.pages.entry(), ctx) };
+        if st == status::EXIT {
+            return Ok(Exit {
+                r0: ctx.run.regs[0],
+                instructions: budget.wrapping_sub(ctx.run.remaining),
+            });
+        }
+        self.finish_mapped(st, data, metadata, stack, budget)
+    }
+
+    fn run_in<'m>(
+        &mut self,
+        memory: &mut MemoryMap<'m>,
+        args: [u64; 2],
+        stack: &'m mut Stack,
+    ) -> Result<Exit, Trap> {
+        self.fast_table = false;
+        let code = self.code.admitted(memory, args)?;
+        code.run_on(
+            &mut self.spare,
+            memory,
+            args,
+            self.helpers,
+            self.limits,
+            stack,
+        )
     }
 }
 
@@ -280,6 +523,23 @@ impl Spare {
             ctx: Ctx::new(),
             frames: Vec::new(),
         })
+    }
+
+    /// Makes the shadow stack's frames those of `limits`: their frame pointers depend only
+    /// on the limits, so they are rewritten only when the last run had others.
+    #[inline]
+    fn prepare_frames(&mut self, limits: &Limits) {
+        let depth = limits.max_depth();
+        let frames = &mut self.frames;
+        if frames.len() != depth
+            || frames.first().map(|f| f.callee_fp) != Some(limits.frame_pointer(1))
+        {
+            frames.clear();
+            frames.extend((0..depth).map(|d| Frame {
+                callee_fp: limits.frame_pointer(d.saturating_add(1)),
+                ..Frame::default()
+            }));
+        }
     }
 
     #[inline(always)]
@@ -321,11 +581,21 @@ extern "sysv64" fn helper_trampoline(ctx: *mut Ctx<'_>) -> u32 {
     // for the whole run and not referenced elsewhere while generated code runs (it is
     // suspended in this call).
     let ctx = unsafe { &mut *ctx };
+    let memory_ptr = ctx.memory;
+    if memory_ptr.is_null() || ctx.helpers.is_null() {
+        // A session's fast path runs only code that calls no helper, without a map; were a
+        // call to come anyway, it traps rather than touching a map that is not there.
+        ctx.run.trap_code = trap_code::HOST;
+        ctx.helper_trap = Some(TrapKind::HelperFailed {
+            id: ctx.run.helper_id as u32,
+            message: "helper called without a map".into(),
+        });
+        return status::TRAP;
+    }
     // SAFETY: `helpers` was set by `run` from a `&Helpers` that outlives the run.
     let helpers = unsafe { &*ctx.helpers };
     let id = ctx.run.helper_id;
     let args = ctx.run.args;
-    let memory_ptr = ctx.memory;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `memory` points to the run's map, live for the run; generated code holds
         // only raw pointers derived from it (refreshed below), and no reference to it exists

@@ -1,4 +1,4 @@
-//! Runs one short program through `Vm::run` many times on one engine: a steady loop for
+//! Runs one short program through `Vm::run` (or a `Runner`) many times on one engine: a steady loop for
 //! counting what a run costs besides the program (docs/per-run.md). Under callgrind, the
 //! instructions of `RUNS + 10000` runs minus those of `RUNS` runs, over 10,000, is the cost of
 //! one run, whatever the machine's load:
@@ -9,7 +9,8 @@
 //!
 //! `ENGINE` is an engine's short name (`interp`, `x86`, `cranelift`, `tiered`); `PROGRAM` one
 //! of `empty` (`mov r0, 0; exit`), `load` (one byte load from the input), `helper1` and
-//! `helper10` (one or ten calls of a helper that adds one to its argument).
+//! `helper10` (one or ten calls of a helper that adds one to its argument). A fourth argument
+//! `runner` runs through `Vm::runner` instead of `Vm::run`.
 
 use std::hint::black_box;
 
@@ -24,6 +25,7 @@ fn main() {
     let engine = args.next().unwrap_or_else(|| "x86".to_string());
     let program = args.next().unwrap_or_else(|| "empty".to_string());
     let runs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let through_runner = args.next().as_deref() == Some("runner");
     let Some(&engine) = Engine::ALL.iter().find(|e| e.name() == engine) else {
         eprintln!("unknown engine {engine}");
         std::process::exit(2);
@@ -49,8 +51,15 @@ fn main() {
     let vm = builder.load_asm(&text).unwrap_or_else(|e| panic!("{e}"));
     let mut input = vec![7u8; 64];
     let mut last = 0;
-    for _ in 0..runs {
-        last = vm.run(black_box(&mut input)).unwrap_or(u64::MAX);
+    if through_runner {
+        let mut runner = vm.runner();
+        for _ in 0..runs {
+            last = runner.run(black_box(&mut input)).unwrap_or(u64::MAX);
+        }
+    } else {
+        for _ in 0..runs {
+            last = vm.run(black_box(&mut input)).unwrap_or(u64::MAX);
+        }
     }
     println!(
         "{program} on {}: r0 = {last} after {runs} runs",

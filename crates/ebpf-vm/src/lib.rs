@@ -110,6 +110,7 @@ mod engine;
 pub mod kernel;
 #[cfg(feature = "elf")]
 mod object;
+mod runner;
 mod scrub;
 mod vm;
 
@@ -146,4 +147,5 @@ pub use kernel::KernelHelpers;
 pub use kernel::context::{Context, Packet, ProgramKind, SkBuff, TcAction, XdpAction, XdpMd};
 #[cfg(feature = "elf")]
 pub use object::{Object, Outcome};
+pub use runner::Runner;
 pub use vm::{Input, LoadError, MetadataLayout, Vm, VmBuilder};

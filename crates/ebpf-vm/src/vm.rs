@@ -716,7 +716,7 @@ pub struct Vm {
     pub(crate) stack_reach: usize,
     pub(crate) helpers: Helpers,
     pub(crate) limits: Limits,
-    metadata: Option<MetadataLayout>,
+    pub(crate) metadata: Option<MetadataLayout>,
     pub(crate) read_only_regions: Vec<Arc<[u8]>>,
     pub(crate) images: Images,
     engine: Engine,
@@ -724,7 +724,7 @@ pub struct Vm {
     warnings: Vec<Finding>,
     /// Slots whose bytes did not decode, in code the verifier proved never runs; the engines
     /// hold a trapping stand-in there (see `VerifiedProgram::undecodable`).
-    undecodable: Vec<usize>,
+    pub(crate) undecodable: Vec<usize>,
 }
 
 /// How many regions an [`Input`] holds without allocating.
@@ -734,7 +734,7 @@ const INLINE_INPUT_REGIONS: usize = 2;
 /// one allocates nothing unless it has more than two extra regions.
 #[derive(Debug, Default)]
 pub struct Input<'a> {
-    data: Option<&'a mut [u8]>,
+    pub(crate) data: Option<&'a mut [u8]>,
     metadata: Option<&'a mut [u8]>,
     /// The first extra regions.
     regions: [Option<Region<'a>>; INLINE_INPUT_REGIONS],
@@ -778,6 +778,11 @@ impl<'a> Input<'a> {
     /// values: see [`ebpf_abi::SharedMemory`]); numbered like [`Input::region_mut`].
     pub fn region_shared(self, memory: ebpf_abi::SharedMemory<'a>) -> Input<'a> {
         self.with_region(Region::Shared(memory))
+    }
+
+    /// Whether the input has no metadata buffer and no extra region.
+    pub(crate) fn is_data_only(&self) -> bool {
+        self.metadata.is_none() && self.regions[0].is_none() && self.more_regions.is_empty()
     }
 
     fn with_region(mut self, region: Region<'a>) -> Input<'a> {
@@ -961,7 +966,7 @@ impl Vm {
     /// scratch buffers), picks `r1` and `r2`, and runs `run` on them with the scratch stack:
     /// the stack is all zero when the run starts, and is again when it returns (the bytes it
     /// can have written are scrubbed).
-    fn run_mapped(
+    pub(crate) fn run_mapped(
         &self,
         input: Input<'_>,
         scratch: &mut Scratch,
@@ -1024,11 +1029,12 @@ impl Vm {
             }
             None => [data_start, data_len],
         };
+        stack.begin_run();
         let result =
             run(&mut map, args, stack).map_err(|trap| undecodable_trap(trap, &self.undecodable));
         *spill = map.into_spill();
         let stack_size = usize::try_from(self.limits.stack_size()).unwrap_or(usize::MAX);
-        stack.scrub(stack_size, self.stack_reach);
+        stack.end_run(stack_size, self.stack_reach);
         result
     }
 }
@@ -1089,7 +1095,7 @@ pub(crate) fn map_data_regions<'a>(
 
 /// A trap at the stand-in for a slot that did not decode says so, whichever engine ran it (the
 /// engines see only the stand-in, a call they do not run).
-fn undecodable_trap(trap: Trap, undecodable: &[usize]) -> Trap {
+pub(crate) fn undecodable_trap(trap: Trap, undecodable: &[usize]) -> Trap {
     match trap.kind {
         TrapKind::InvalidInstruction { .. } if undecodable.binary_search(&trap.pc).is_ok() => {
             Trap {

@@ -126,6 +126,19 @@ fn runs_allocate_nothing_after_the_first() {
             ip_filter.run(&mut frame).unwrap()
         });
 
+        // The same through a runner (made before the count: making one allocates).
+        let mut runner = empty.runner();
+        check_no_allocation("Runner::run, empty program", engine, || {
+            runner.run(&mut input).unwrap()
+        });
+        check_no_allocation("Runner::run_no_data", engine, || {
+            runner.run_no_data().unwrap()
+        });
+        let mut runner = ip_filter.runner();
+        check_no_allocation("Runner::run, ip_filter.o", engine, || {
+            runner.run(&mut frame).unwrap()
+        });
+
         // Globals: the `.data` map the runs share, mapped in place.
         let globals = elf(Vm::builder().engine(engine).budget(100_000), "globals.o");
         let mut input = [3u8; 16];
@@ -180,6 +193,11 @@ fn run_with_metadata_and_regions_allocates_nothing_after_the_first() {
                 .region_mut(&mut out);
             vm.run_with(input).unwrap().r0
         });
+        let mut runner = vm.runner();
+        check_no_allocation("Runner::run_with, VM metadata, two regions", engine, || {
+            let input = Input::new(&mut data).region(&lookup).region_mut(&mut out);
+            runner.run_with(input).unwrap().r0
+        });
         assert_eq!(out[1], 9);
     }
 }
@@ -209,6 +227,10 @@ fn helper_calls_allocate_nothing_after_the_first() {
         let mut input = [1u8; 8];
         check_no_allocation("a helper-calling program", engine, || {
             vm.run(&mut input).unwrap()
+        });
+        let mut runner = vm.runner();
+        check_no_allocation("a helper-calling program, Runner::run", engine, || {
+            runner.run(&mut input).unwrap()
         });
         assert_eq!(vm.run(&mut input).unwrap(), 43);
     }

@@ -7,6 +7,9 @@
 //! through a computed pointer, a helper writing through `VmMemory`, a run that traps or runs
 //! out of budget halfway, a helper that panics — followed, on the same thread, by a run B of an
 //! unverified program that reads every byte of every frame of the stack: all must be zero.
+//! Then the same through a `Runner`, whose stack only its own runs use: one program that
+//! writes (run A) or reads (run B) depending on its input's first byte, A then B on one
+//! runner — a panic caught around A included.
 
 use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -253,5 +256,119 @@ fn reads_of_stack_bytes_never_written_see_zero_or_this_runs_bytes() {
             "{engine}: g reads f's bytes"
         );
         assert_eq!(vm.run(&mut [0]).unwrap(), 0, "{engine}: after the calls");
+    }
+}
+
+/// One program for a runner's runs A and B: with a non-zero first input byte it runs
+/// `writer` (which leaves the secret on the stack, and may trap or panic), with a zero one
+/// the reader of [`reader`].
+fn writer_or_reader(writer: &str) -> String {
+    format!(
+        "ldxb %r4, [%r1]
+        jeq %r4, 0, read
+        {writer}
+        read:
+        mov %r0, 0
+        mov %r1, %r10
+        sub %r1, {size}
+        again:
+        ldxdw %r2, [%r1]
+        or %r0, %r2
+        add %r1, 8
+        jlt %r1, %r10, again
+        exit",
+        size = stack_size()
+    )
+}
+
+/// The runs A of a runner, by name: programs for [`writer_or_reader`]'s writer part, and the
+/// builder to load them with.
+fn runner_writers(engine: Engine) -> Vec<(&'static str, Vm)> {
+    let load = |builder: ebpf_vm::VmBuilder, writer: &str| {
+        builder
+            .engine(engine)
+            .unverified()
+            .budget(100_000)
+            .load_asm(&writer_or_reader(writer))
+            .unwrap()
+    };
+    // Constant offsets from r10 only, in the entry frame and one call deep.
+    let mut constant = String::from("lddw %r3, 0x5ec2e75ec2e75ec2\n");
+    for off in (8..=512).step_by(8) {
+        writeln!(constant, "stxdw [%r10-{off}], %r3").unwrap();
+    }
+    constant.push_str("call local deeper\nmov %r0, 0\nexit\ndeeper:\n");
+    for off in (8..=512).step_by(8) {
+        writeln!(constant, "stxdw [%r10-{off}], %r3").unwrap();
+    }
+    constant.push_str("mov %r0, 0\nexit");
+    vec![
+        ("constant offsets, one call deep", load(Vm::builder(), &constant)),
+        (
+            "a computed pointer",
+            load(Vm::builder(), &fill_through_pointer("mov %r0, 0\nexit")),
+        ),
+        (
+            "a computed pointer, then a trap",
+            load(Vm::builder(), &fill_through_pointer("ldxdw %r0, [%r0]\nexit")),
+        ),
+        (
+            "a computed pointer, for ever (out of budget)",
+            load(Vm::builder(), &fill_through_pointer("ja -5")),
+        ),
+        (
+            "a helper",
+            load(Vm::builder().helper(1, smear), "call 1\nmov %r0, 0\nexit"),
+        ),
+        (
+            "a helper that then panics",
+            load(
+                Vm::builder().helper(1, |args: [u64; 5], mem: &mut dyn VmMemory| {
+                    smear(args, mem)?;
+                    panic!("helper gives up")
+                }),
+                "call 1\nmov %r0, 0\nexit",
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn no_run_of_a_runner_reads_what_its_earlier_run_left_on_the_stack() {
+    let mut checked = 0;
+    for &engine in Engine::ALL {
+        for (name, vm) in runner_writers(engine) {
+            let mut runner = vm.runner();
+            for round in 0..3 {
+                // Run A; a panic is caught around it and the runner used again.
+                let a = catch_unwind(AssertUnwindSafe(|| runner.run(&mut [1u8; 8])));
+                let b = runner.run(&mut [0u8; 8]);
+                assert_eq!(
+                    b,
+                    Ok(0),
+                    "{engine}, round {round}: run A ({name}: {a:?}) left the secret for run B"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 6 * 3 * Engine::ALL.len());
+}
+
+/// The runner's writers are not vacuous: a run that writes then reads in one run sees the
+/// secret (the reader would see a leak), on the fast path of a helper-free program too.
+#[test]
+fn a_runner_run_sees_its_own_stores() {
+    for &engine in Engine::ALL {
+        let text = writer_or_reader(&fill_through_pointer("ja read"));
+        let vm = Vm::builder()
+            .engine(engine)
+            .unverified()
+            .budget(100_000)
+            .load_asm(&text)
+            .unwrap();
+        let mut runner = vm.runner();
+        assert_eq!(runner.run(&mut [1u8; 8]), Ok(SECRET), "{engine}");
+        assert_eq!(runner.run(&mut [0u8; 8]), Ok(0), "{engine}");
     }
 }

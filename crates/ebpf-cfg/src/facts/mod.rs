@@ -389,6 +389,13 @@ impl Admission {
         self
     }
 
+    /// `Some(r)` when all the entry asks is what `Vm::run` gives every run: `r1`/`r2` the
+    /// start and length of region `r`, writable, below 4 GiB (so a caller that builds such a
+    /// run itself knows it is admitted without a map to check).
+    pub fn input_only(&self) -> Option<u8> {
+        self.input_only
+    }
+
     /// Whether a run with this memory and these arguments satisfies the entry, so that code
     /// compiled with its facts may run it. A few comparisons per known region and argument.
     #[inline]

@@ -501,3 +501,43 @@ fn benchmark_programs_verify_and_agree_on_every_engine() {
         }
     }
 }
+
+/// A helper that runs another program — through `Vm::run` and through a runner of its own —
+/// while the outer program runs through a runner: every result is right, on every engine,
+/// and the outer runner goes on afterwards.
+#[test]
+fn nested_runs_from_a_helper_inside_a_runner_run() {
+    for &engine in Engine::ALL {
+        let inner = std::sync::Arc::new(
+            Vm::builder()
+                .engine(engine)
+                .load_asm("ldxb %r0, [%r1]\nmul %r0, 3\nexit")
+                .unwrap(),
+        );
+        let inner_vm = std::sync::Arc::clone(&inner);
+        let outer = Vm::builder()
+            .engine(engine)
+            .helper(1, move |args: [u64; 5], _: &mut dyn VmMemory| {
+                let mut byte = [args[0] as u8];
+                let plain = inner_vm.run(&mut byte).unwrap_or(u64::MAX);
+                let through_runner = inner_vm.runner().run(&mut byte).unwrap_or(u64::MAX);
+                Ok(plain * 100 + through_runner)
+            })
+            .load_asm(
+                "ldxb %r1, [%r1]
+                stdw [%r10-8], 77
+                call 1
+                ldxdw %r1, [%r10-8]
+                add %r0, %r1
+                exit",
+            )
+            .unwrap();
+        let mut runner = outer.runner();
+        for byte in [1u8, 5, 7] {
+            let want = u64::from(byte) * 3 * 101 + 77;
+            assert_eq!(runner.run(&mut [byte]), Ok(want), "{engine}, {byte}");
+            assert_eq!(outer.run(&mut [byte]), Ok(want), "{engine}, {byte}");
+        }
+        assert_eq!(inner.runner().run(&mut [2]), Ok(6));
+    }
+}

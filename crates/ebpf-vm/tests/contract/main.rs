@@ -6,7 +6,8 @@
 //! - this file — runs every case of `tests/contract/*.txt` (read by `ebpf-contract`) through
 //!   `Vm` on every engine, twice, checks the shortcuts (`run`, `run_no_data`), checks that the
 //!   facade sets up memory exactly as the contract's own description (`Case::run_raw` on the
-//!   interpreter) does, and that the checker notices every difference;
+//!   interpreter) does, and that the checker notices every difference; the same through a
+//!   `Runner` (twice on one), and the conformance vectors through a runner on every engine;
 //! - `cache` — the code cache: a second load compiles nothing, what changes the code misses,
 //!   cached code gives what fresh code gives on every case, loads from several threads;
 //! - `facade` — what is not a program run: configuration and load errors, threads, helpers
@@ -121,6 +122,14 @@ fn contract_on_every_engine() {
                     failures.push(format!("[{engine}] {run} run: {e}"));
                 }
             }
+            // Through a runner, twice on the same one (its fast path for cases with an input
+            // alone, its mapped path for the rest).
+            let mut runner = vm.runner();
+            for run in ["first", "second"] {
+                if let Err(e) = case.check(&run_facade_by(case, |input| runner.run_with(input))) {
+                    failures.push(format!("[{engine}] {run} run of a runner: {e}"));
+                }
+            }
             // The shortcuts agree with run_with.
             if case.metadata_buffer.is_none() && case.run_regions.is_empty() {
                 let want = run_facade(&vm, case).result.map(|exit| exit.r0);
@@ -131,6 +140,17 @@ fn contract_on_every_engine() {
                 if got != want {
                     failures.push(format!(
                         "[{engine}] {}: run/run_no_data gave {got:#x?}, run_with {want:#x?}",
+                        case.name
+                    ));
+                }
+                let got = match case.input.clone() {
+                    Some(mut data) => runner.run(&mut data),
+                    None => runner.run_no_data(),
+                };
+                if got != want {
+                    failures.push(format!(
+                        "[{engine}] {}: Runner::run/run_no_data gave {got:#x?}, run_with \
+                         {want:#x?}",
                         case.name
                     ));
                 }
@@ -231,4 +251,38 @@ fn facade_sets_up_memory_as_the_contract_says() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The bpf_conformance vectors through a [`ebpf_vm::Runner`] on every engine, against the
+/// interpreter run raw: a vector with memory through the runner's fast path (`run_with` of
+/// an input alone), one without through `run_no_data`'s.
+#[test]
+fn conformance_vectors_through_a_runner_on_every_engine() {
+    use ebpf_contract::conformance::{BUDGET, Vector};
+    let interp = ebpf_contract::engine(Interpreter::new, Interpreter::run);
+    for &engine in Engine::ALL {
+        let prepare = |v: &Vector| {
+            Vm::builder()
+                .engine(engine)
+                .unverified()
+                .budget(BUDGET)
+                .helper(ebpf_vm::CONFORMANCE_HELPER_ID, ebpf_vm::conformance_helper)
+                .load_program(v.program.clone())
+                .map_err(|e| e.to_string())
+        };
+        ebpf_contract::conformance::check_suite(
+            &format!("runner on {engine}"),
+            prepare,
+            |vm: &Vm, mut map, args, _helpers, _limits| {
+                let mut runner = vm.runner();
+                match map.take(ebpf_vm::layout::INPUT) {
+                    Some(ebpf_abi::Region::Writable(data)) if args[0] != 0 => {
+                        runner.run_with(Input::new(data))
+                    }
+                    _ => runner.run_with(Input::none()),
+                }
+            },
+            Some(&interp),
+        );
+    }
 }
