@@ -66,7 +66,7 @@ pub trait Executable: Send + Sync + fmt::Debug {
 
     /// A [`Session`]: the program prepared for many runs on one thread, with these helpers
     /// and limits and the regions every run shares (`fixed`: read-only and shared regions
-    /// only, see [`MemoryMap::shared_regions`]), so that each run pays only for what differs
+    /// only, see [`MemoryMap::share_into`]), so that each run pays only for what differs
     /// between runs — its input.
     ///
     /// The default session builds a map per run and calls [`Executable::run_in`]: every
@@ -137,7 +137,8 @@ impl<E: Executable + ?Sized> Session for MappedSession<'_, E> {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        let mut map = self.fixed.shared_regions(core::mem::take(&mut self.spill));
+        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
+        self.fixed.share_into(&mut map);
         map_run_buffers(&mut map, data, metadata);
         let result = self
             .program

@@ -184,13 +184,17 @@ impl<'a> MemoryMap<'a> {
         }
     }
 
-    /// A map of the regions of this one that runs share — the read-only and the shared ones
-    /// (a run's own writable regions are left out: they cannot be lent twice) — borrowing
-    /// what this map borrows, not the map itself, on `spill`'s allocation. A [`crate::Session`]
-    /// keeps a program's fixed regions (its data images, the embedder's read-only regions) in
-    /// a map and makes each run's map from it.
-    pub fn shared_regions(&self, spill: MapSpill) -> MemoryMap<'a> {
-        let mut map = MemoryMap::with_spill(spill);
+    /// Maps into `map` the regions of this one that runs share — the read-only and the
+    /// shared ones (a run's own writable regions are left out: they cannot be lent twice) —
+    /// borrowing what this map borrows, not the map itself. A [`crate::Session`] keeps a
+    /// program's fixed regions (its data images, the embedder's read-only regions) in a map
+    /// and makes each run's map from it, in place (a map returned by value is a few hundred
+    /// bytes copied).
+    #[inline]
+    pub fn share_into<'m>(&self, map: &mut MemoryMap<'m>)
+    where
+        'a: 'm,
+    {
         let mut ids = self.mapped;
         while ids != 0 {
             let id = u64::from(ids.trailing_zeros());
@@ -202,7 +206,6 @@ impl<'a> MemoryMap<'a> {
             };
             map.insert(id, shared);
         }
-        map
     }
 
     /// Unmaps everything and returns the allocation of the ids above the inline ones, for the

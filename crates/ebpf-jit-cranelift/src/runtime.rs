@@ -172,6 +172,30 @@ pub(crate) unsafe fn run<'m>(
     limits: &Limits,
     stack: &'m mut Stack,
 ) -> Result<Exit, Trap> {
+    let mut spare = Spare::take();
+    // SAFETY: the caller's promise.
+    let result = unsafe { run_on(&mut spare, entry, finish, memory, args, helpers, limits, stack) };
+    spare.put_back();
+    result
+}
+
+/// [`run`] on `spare`'s context.
+///
+/// # Safety
+///
+/// As for [`run`].
+#[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "`run`'s arguments and the context")]
+unsafe fn run_on<'m>(
+    spare: &mut Spare,
+    entry: EntryFn,
+    finish: &Finish,
+    memory: &mut MemoryMap<'m>,
+    args: [u64; 2],
+    helpers: &Helpers,
+    limits: &Limits,
+    stack: &'m mut Stack,
+) -> Result<Exit, Trap> {
     const _: () = assert!(size_of::<CallFrame>() == off::FRAME_WORDS as usize * 8);
     // As the interpreter: the stack is one region of `stack_size` bytes, lent by the caller.
     let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
@@ -193,23 +217,10 @@ pub(crate) unsafe fn run<'m>(
         generation: 0,
     };
     let budget = limits.budget.unwrap_or(u64::MAX);
-    let mut spare = Spare::take();
-    let ctx = &mut spare.ctx;
-    ctx.args = args;
-    ctx.remaining = budget;
-    ctx.stack_size = limits.stack_size();
-    ctx.max_depth = max_depth as u64;
-    ctx.frames = frames;
-    ctx.helper = trampoline;
-    ctx.helper_r0 = 0;
-    ctx.trap_kind = trap_code::EXIT;
-    ctx.trap_pc = 0;
-    ctx.trap_a = 0;
-    ctx.trap_b = 0;
-    ctx.depth = 0;
-    ctx.next = 0;
-    ctx.host = 0;
-    host.rows = host.memory.refresh_raw_table(&mut ctx.regions, spare.rows);
+    start_state(&mut spare.ctx, args, budget, limits, frames);
+    host.rows = host
+        .memory
+        .refresh_raw_table(&mut spare.ctx.regions, spare.rows);
     host.generation = host.memory.generation();
     spare.rows = host.rows;
     let ctx = &mut spare.ctx;
@@ -224,21 +235,270 @@ pub(crate) unsafe fn run<'m>(
     // checking every VM access against the table, and nothing else uses `ctx`, `host`,
     // `stack` or `frames` until it returns.
     let r0 = unsafe { entry(ctx_ptr) };
+    ctx.user = core::ptr::null_mut();
     if let Some(payload) = host.panic.take() {
         // A helper panicked: let the panic continue, as it does through the interpreter.
         resume_unwind(payload);
     }
-    let result = if ctx.trap_kind == SUSPENDED {
-        // SAFETY: `frames` points to the `max_depth` frames `stack.frames` lent, which live as
-        // long as `stack`; generated code, their only other user, has returned, and the map
-        // borrows only the stack's bytes.
+    // SAFETY: `frames` points to the `max_depth` frames `stack.frames` lent, which live as
+    // long as `stack`; generated code, their only other user, has returned, and the map
+    // borrows only the stack's bytes.
+    unsafe { finish_run(ctx, r0, frames, max_depth, finish, helpers, limits, budget, &mut host) }
+}
+
+/// Sets the context's fields for a run from the entry (everything but the region table and
+/// `user`).
+#[inline(always)]
+fn start_state(ctx: &mut Context, args: [u64; 2], budget: u64, limits: &Limits, frames: *mut u64) {
+    ctx.args = args;
+    ctx.remaining = budget;
+    ctx.stack_size = limits.stack_size();
+    ctx.max_depth = limits.max_depth() as u64;
+    ctx.frames = frames;
+    ctx.helper = trampoline;
+    ctx.helper_r0 = 0;
+    ctx.trap_kind = trap_code::EXIT;
+    ctx.trap_pc = 0;
+    ctx.trap_a = 0;
+    ctx.trap_b = 0;
+    ctx.depth = 0;
+    ctx.next = 0;
+    ctx.host = 0;
+}
+
+/// The result of a run whose code returned `r0`: its exit or trap, or — when the code
+/// suspended — what the interpreter makes of the rest.
+///
+/// # Safety
+///
+/// `frames` points to `max_depth` saved frames that nothing else uses (generated code has
+/// returned).
+#[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "a run's state, handed on")]
+unsafe fn finish_run(
+    ctx: &Context,
+    r0: u64,
+    frames: *mut u64,
+    max_depth: usize,
+    finish: &Finish,
+    helpers: &Helpers,
+    limits: &Limits,
+    budget: u64,
+    host: &mut Host<'_, '_>,
+) -> Result<Exit, Trap> {
+    if ctx.trap_kind == SUSPENDED {
+        // SAFETY: the caller's promise.
         let frames = unsafe { core::slice::from_raw_parts(frames.cast::<CallFrame>(), max_depth) };
-        hand_over(ctx, frames, finish, helpers, limits, &mut host)
+        hand_over(ctx, frames, finish, helpers, limits, host)
     } else {
-        outcome(ctx, r0, budget, limits, &mut host)
-    };
-    spare.put_back();
-    result
+        outcome(ctx, r0, budget, limits, host)
+    }
+}
+
+/// A program bound to its helpers, limits and fixed regions for runs on one thread
+/// (`Executable::session`): it owns its context (no thread-local per run), keeps the fixed
+/// regions' rows of the region table, and — for code that calls no helper — writes only the
+/// rows of the run's own buffers (input, metadata, stack) per run, building the run's map
+/// only when the run suspends (the interpreter finishes it on the map).
+pub(crate) struct Session<'s> {
+    entry: EntryFn,
+    finish: &'s Finish,
+    helpers: &'s Helpers,
+    limits: &'s Limits,
+    fixed: MemoryMap<'s>,
+    spill: ebpf_abi::MapSpill,
+    spare: Box<Spare>,
+    /// The table holds the fixed regions' rows and, of the rest, at most the rows of the
+    /// run's own buffers (`spare.rows` says which may be mapped): what the fast path writes
+    /// on. A mapped run may leave other rows, and clears it.
+    fast_table: bool,
+    /// Whether the program calls a helper (a kfunc, `callx`): then every run builds its map.
+    calls_helpers: bool,
+}
+
+impl<'s> Session<'s> {
+    /// # Safety
+    ///
+    /// `entry` must be the entry point of code generated by this crate's translator for the
+    /// host, mapped for as long as `'s`.
+    pub(crate) unsafe fn new(
+        entry: EntryFn,
+        finish: &'s Finish,
+        helpers: &'s Helpers,
+        limits: &'s Limits,
+        fixed: MemoryMap<'s>,
+    ) -> Session<'s> {
+        let calls_helpers = finish.program.iter().any(|(_, insn)| {
+            matches!(
+                insn,
+                ebpf_isa::Insn::Call {
+                    kind: ebpf_isa::CallKind::Helper | ebpf_isa::CallKind::Btf,
+                    ..
+                } | ebpf_isa::Insn::CallX { .. }
+            )
+        });
+        Session {
+            entry,
+            finish,
+            helpers,
+            limits,
+            fixed,
+            spill: ebpf_abi::MapSpill::default(),
+            spare: Spare::fresh(),
+            fast_table: false,
+            calls_helpers,
+        }
+    }
+
+    /// A run on a map of the fixed regions and the run's buffers.
+    #[cold]
+    #[inline(never)]
+    fn run_mapped(
+        &mut self,
+        data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
+        self.fixed.share_into(&mut map);
+        ebpf_abi::map_run_buffers(&mut map, data, metadata);
+        let result = ebpf_abi::Session::run_in(self, &mut map, args, stack);
+        self.spill = map.into_spill();
+        result
+    }
+
+    /// A fast run that did not exit: it suspended (the interpreter finishes it on a map of
+    /// the run's regions) or trapped.
+    #[cold]
+    #[inline(never)]
+    fn finish_mapped(
+        &mut self,
+        r0: u64,
+        data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
+        stack: &mut Stack,
+        budget: u64,
+    ) -> Result<Exit, Trap> {
+        self.fast_table = false;
+        let stack_size = usize::try_from(self.limits.stack_size()).unwrap_or(usize::MAX);
+        let max_depth = self.limits.max_depth();
+        let (region, kept_frames) = stack.parts(stack_size);
+        let frames: *mut u64 = kept_frames.as_mut_ptr().cast();
+        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
+        self.fixed.share_into(&mut map);
+        ebpf_abi::map_run_buffers(&mut map, data, metadata);
+        map.insert(layout::STACK, Region::Writable(region));
+        let mut host = Host {
+            helpers: self.helpers,
+            memory: &mut map,
+            trap: None,
+            panic: None,
+            rows: self.spare.rows,
+            generation: 0,
+        };
+        // SAFETY: `frames` points to the stack's `max_depth` frames (resized by the run),
+        // which generated code, their only other user, no longer uses; the map borrows only
+        // the stack's bytes.
+        let result = unsafe {
+            finish_run(
+                &self.spare.ctx,
+                r0,
+                frames,
+                max_depth,
+                self.finish,
+                self.helpers,
+                self.limits,
+                budget,
+                &mut host,
+            )
+        };
+        self.spill = map.into_spill();
+        result
+    }
+}
+
+impl ebpf_abi::Session for Session<'_> {
+    #[inline]
+    fn run(
+        &mut self,
+        mut data: Option<&mut [u8]>,
+        mut metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        if self.calls_helpers {
+            return self.run_mapped(data, metadata, args, stack);
+        }
+        let limits = self.limits;
+        let spare = &mut *self.spare;
+        if !self.fast_table {
+            // Only the fixed regions' rows (every other row unmapped); the run's rows follow.
+            spare.rows = self.fixed.refresh_raw_table(&mut spare.ctx.regions, spare.rows);
+            self.fast_table = true;
+        }
+        let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
+        let max_depth = limits.max_depth();
+        let (region, kept_frames) = stack.parts(stack_size);
+        if kept_frames.len() < max_depth {
+            kept_frames.resize(max_depth, CallFrame::default());
+        }
+        let frames: *mut u64 = kept_frames.as_mut_ptr().cast();
+        // The rows of this run's own buffers, their pointers derived from this run's borrows
+        // (the stack's too: the caller scrubbed it through `&mut` since the last run).
+        let regions = &mut spare.ctx.regions;
+        let raw = |buffer: &mut Option<&mut [u8]>| {
+            buffer
+                .as_deref_mut()
+                .map_or(RawRegion::UNMAPPED, RawRegion::writable)
+        };
+        regions[layout::STACK as usize] = RawRegion::writable(region);
+        regions[layout::INPUT as usize] = raw(&mut data);
+        regions[layout::METADATA as usize] = raw(&mut metadata);
+        spare.rows |= 1 << layout::STACK | 1 << layout::INPUT | 1 << layout::METADATA;
+        let budget = limits.budget.unwrap_or(u64::MAX);
+        let ctx = &mut spare.ctx;
+        start_state(ctx, args, budget, limits, frames);
+        ctx.user = core::ptr::null_mut();
+        let ctx_ptr: *mut Context = &raw mut *ctx;
+        // SAFETY: `entry` is generated code for this host, mapped while `'s` lasts
+        // (`Session::new`'s promise). The context is initialised for a run from the entry:
+        // its table holds the fixed regions' rows (from `self.fixed`, whose borrows outlive
+        // the session) and the rows of `data`, `metadata` and the stack region, derived from
+        // their borrows above, which nothing else uses until the code returns; every other
+        // row is unmapped; `frames` has room for `max_depth` frames. The code calls no
+        // helper, so `user` (null) is never read.
+        let r0 = unsafe { (self.entry)(ctx_ptr) };
+        if ctx.trap_kind == trap_code::EXIT {
+            return Ok(Exit {
+                r0,
+                instructions: budget.wrapping_sub(ctx.remaining),
+            });
+        }
+        self.finish_mapped(r0, data, metadata, stack, budget)
+    }
+
+    fn run_in<'m>(
+        &mut self,
+        memory: &mut MemoryMap<'m>,
+        args: [u64; 2],
+        stack: &'m mut Stack,
+    ) -> Result<Exit, Trap> {
+        self.fast_table = false;
+        // SAFETY: `entry` is this crate's code, mapped while `'s` lasts (`Session::new`).
+        unsafe {
+            run_on(
+                &mut self.spare,
+                self.entry,
+                self.finish,
+                memory,
+                args,
+                self.helpers,
+                self.limits,
+                stack,
+            )
+        }
+    }
 }
 
 /// A run generated code suspended, finished by the interpreter: it suspends when a budget
