@@ -239,6 +239,8 @@ mod tiered {
     use ebpf_interp::Interpreter;
     use ebpf_isa::Program;
 
+    use ebpf_abi::Session;
+
     use super::Hardening;
     use crate::cache::CodeCache;
 
@@ -363,11 +365,7 @@ mod tiered {
             if let Some(second) = self.shared.second.get() {
                 return second.run_in(memory, args, helpers, limits, stack);
             }
-            if !self.shared.started.load(Ordering::Relaxed)
-                && self.shared.runs.fetch_add(1, Ordering::Relaxed) >= self.after
-            {
-                self.tier_up();
-            }
+            self.count_run();
             self.first.run_in(memory, args, helpers, limits, stack)
         }
 
@@ -376,6 +374,115 @@ mod tiered {
                 Some(second) => second.code_size(),
                 None => self.first.code_size(),
             }
+        }
+
+        /// A session on the first tier's session until the second tier is ready; the first
+        /// run that starts after that makes a session of the second tier and keeps it (a
+        /// run finishes on the session it started on).
+        fn session<'s>(
+            &'s self,
+            helpers: &'s Helpers,
+            limits: &'s Limits,
+            fixed: MemoryMap<'s>,
+        ) -> Box<dyn Session + 's> {
+            Box::new(self.tiered_session(helpers, limits, fixed))
+        }
+    }
+
+    impl Tiered {
+        /// Counts a run on the first tier, and starts the compile after `after` of them.
+        #[inline]
+        fn count_run(&self) {
+            if !self.shared.started.load(Ordering::Relaxed)
+                && self.shared.runs.fetch_add(1, Ordering::Relaxed) >= self.after
+            {
+                self.tier_up();
+            }
+        }
+
+        /// [`Executable::session`], as its own type.
+        pub(crate) fn tiered_session<'s>(
+            &'s self,
+            helpers: &'s Helpers,
+            limits: &'s Limits,
+            fixed: MemoryMap<'s>,
+        ) -> TieredSession<'s> {
+            let second = self.shared.second.get();
+            let tier = second.unwrap_or(&self.first);
+            TieredSession {
+                current: tier.session(helpers, limits, copy_of(&fixed)),
+                on_second: second.is_some(),
+                tiered: self,
+                helpers,
+                limits,
+                fixed,
+            }
+        }
+    }
+
+    /// A map of the same (shared and read-only) regions as `fixed`, for another session.
+    fn copy_of<'s>(fixed: &MemoryMap<'s>) -> MemoryMap<'s> {
+        let mut copy = MemoryMap::new();
+        fixed.share_into(&mut copy);
+        copy
+    }
+
+    /// The session of a [`Tiered`] program (see its `session`).
+    pub(crate) struct TieredSession<'s> {
+        current: Box<dyn Session + 's>,
+        /// Whether `current` is the second tier's.
+        on_second: bool,
+        tiered: &'s Tiered,
+        helpers: &'s Helpers,
+        limits: &'s Limits,
+        /// The fixed regions, for the second tier's session.
+        fixed: MemoryMap<'s>,
+    }
+
+    impl TieredSession<'_> {
+        /// Before a run: switches to the second tier when it is ready (one atomic load while
+        /// it is not), else counts the run towards starting its compile.
+        #[inline]
+        fn pick(&mut self) {
+            if self.on_second {
+                return;
+            }
+            match self.tiered.shared.second.get() {
+                Some(second) => {
+                    self.current = second.session(self.helpers, self.limits, copy_of(&self.fixed));
+                    self.on_second = true;
+                }
+                None => self.tiered.count_run(),
+            }
+        }
+
+        /// Whether runs now start on the second tier's session.
+        #[cfg(test)]
+        pub(crate) fn is_on_second(&self) -> bool {
+            self.on_second
+        }
+    }
+
+    impl Session for TieredSession<'_> {
+        fn run(
+            &mut self,
+            data: Option<&mut [u8]>,
+            metadata: Option<&mut [u8]>,
+            args: [u64; 2],
+            stack: &mut Stack,
+        ) -> Result<Exit, Trap> {
+            self.pick();
+            self.current.run(data, metadata, args, stack)
+        }
+
+        fn run_in<'m>(
+            &mut self,
+            memory: &mut MemoryMap<'m>,
+            args: [u64; 2],
+            stack: &'m mut Stack,
+        ) -> Result<Exit, Trap> {
+            self.pick();
+            self.current.run_in(memory, args, stack)
         }
     }
 }
@@ -592,6 +699,60 @@ mod tests {
                     |p: &Tiered, m, a, h, l| ebpf_abi::Executable::run(p, m, a, h, l),
                     Some(&interp),
                 );
+            }
+        }
+
+        /// A session made before the switch: a run in flight when the second tier becomes
+        /// ready finishes on the first tier, the runs after it start on the second, and every
+        /// result is the interpreter's.
+        #[test]
+        fn a_session_switches_tiers_between_runs_never_during_one() {
+            if !tiered_available() {
+                return;
+            }
+            let program = ebpf_isa::assemble(
+                "mov %r6, %r1
+                mov %r1, 20
+                call 1
+                add %r0, %r6
+                exit",
+            )
+            .unwrap();
+            let tiered = std::sync::Arc::new(Tiered::new(&program, 0, Hardening::default(), None));
+            let watched = std::sync::Arc::clone(&tiered);
+            let mut helpers = Helpers::new();
+            // Waits (in the first run) until the second tier is ready.
+            helpers.insert(1, move |args: [u64; 5], _: &mut dyn ebpf_abi::VmMemory| {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while !watched.is_optimised() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(args[0] * 2)
+            });
+            let limits = limits(None);
+            let interp = Interpreter::new(&program);
+            let mut session = tiered.tiered_session(&helpers, &limits, MemoryMap::new());
+            let mut stack = ebpf_abi::Stack::new();
+            let run = |session: &mut dyn ebpf_abi::Session, stack: &mut ebpf_abi::Stack| {
+                stack.begin_run();
+                let got = session.run(None, None, [3, 0], stack);
+                stack.end_run(limits.stack_size() as usize, usize::MAX);
+                got
+            };
+            // (The reference's helper doubles without waiting.)
+            let mut doubling = Helpers::new();
+            doubling.insert(1, |args: [u64; 5], _: &mut dyn ebpf_abi::VmMemory| Ok(args[0] * 2));
+            let want = interp.run(MemoryMap::new(), [3, 0], &doubling, &limits);
+            assert_eq!(want.as_ref().map(|e| e.r0), Ok(43));
+            assert!(!session.is_on_second());
+            // The first run starts the compile, waits in its helper until the compile is
+            // done, and finishes on the first tier.
+            assert_eq!(run(&mut session, &mut stack), want);
+            assert!(tiered.is_optimised(), "Cranelift never took over");
+            assert!(!session.is_on_second(), "a run switched tiers halfway");
+            for _ in 0..3 {
+                assert_eq!(run(&mut session, &mut stack), want);
+                assert!(session.is_on_second(), "later runs pick up the second tier");
             }
         }
 
