@@ -1,4 +1,5 @@
-//! The fixed cost of one run: short programs through `Vm::run`, where the per-run overhead
+//! The fixed cost of one run: short programs through `Vm::run` and through a `Runner`
+//! (`Vm::runner`, the per-thread prepared runner), where the per-run overhead
 //! (stack, region table, context, the call into the engine) is most of the time, on every
 //! engine of `Engine::ALL`, side by side with rbpf 0.4.1's interpreter and x86 JIT in the same
 //! run (issue 12: ≤ 10 ns on the JITs, ≤ 20 ns on the interpreter for the empty program).
@@ -148,7 +149,8 @@ fn bench_case(c: &mut Criterion, case: &Case) -> Row {
             }
         })
         .collect();
-    let n = Engine::ALL.len() + 2;
+    // Per engine: `Vm::run`, then a `Runner`'s `run`; then rbpf's two.
+    let n = 2 * Engine::ALL.len() + 2;
     let samples: Vec<RefCell<Samples>> = (0..n).map(|_| RefCell::default()).collect();
     let mut group = c.benchmark_group(format!("per_call/{}", case.name));
     for (i, &engine) in Engine::ALL.iter().enumerate() {
@@ -156,9 +158,21 @@ fn bench_case(c: &mut Criterion, case: &Case) -> Row {
         let mut buf = case.input.clone();
         group.bench_function(engine.name(), |b| {
             b.iter_custom(|iters| {
-                batch(iters, &samples[i], || match vm.run(black_box(&mut buf)) {
+                batch(iters, &samples[2 * i], || match vm.run(black_box(&mut buf)) {
                     Ok(r0) => r0,
                     Err(t) => panic!("{t}"),
+                })
+            });
+        });
+        let mut runner = vm.runner();
+        assert_eq!(runner.run(&mut buf), Ok(exit.r0), "{engine} runner");
+        group.bench_function(format!("{}+runner", engine.name()), |b| {
+            b.iter_custom(|iters| {
+                batch(iters, &samples[2 * i + 1], || {
+                    match runner.run(black_box(&mut buf)) {
+                        Ok(r0) => r0,
+                        Err(t) => panic!("{t}"),
+                    }
                 })
             });
         });
@@ -240,20 +254,26 @@ fn bench_helpers(c: &mut Criterion) -> Vec<(&'static str, Option<f64>)> {
         };
         let (one, ten) = (load(1), load(10));
         assert_eq!((one.run_no_data(), ten.run_no_data()), (Ok(1), Ok(10)));
-        let samples: [RefCell<Samples>; 2] = Default::default();
+        let samples: [RefCell<Samples>; 4] = Default::default();
         for (i, vm) in [&one, &ten].into_iter().enumerate() {
             group.bench_function(format!("{}/{}", engine.name(), [1, 10][i]), |b| {
                 b.iter_custom(|iters| batch(iters, &samples[i], || vm.run_no_data().unwrap_or(0)));
             });
+            let mut runner = vm.runner();
+            group.bench_function(format!("{}+runner/{}", engine.name(), [1, 10][i]), |b| {
+                b.iter_custom(|iters| {
+                    batch(iters, &samples[2 + i], || runner.run_no_data().unwrap_or(0))
+                });
+            });
         }
-        let per_call = match (
-            samples[0].borrow().median_ns(),
-            samples[1].borrow().median_ns(),
-        ) {
-            (Some(a), Some(b)) => Some((b - a) / 9.0),
-            _ => None,
+        let per_call = |one: &RefCell<Samples>, ten: &RefCell<Samples>| {
+            match (one.borrow().median_ns(), ten.borrow().median_ns()) {
+                (Some(a), Some(b)) => Some((b - a) / 9.0),
+                _ => None,
+            }
         };
-        out.push((engine.name(), per_call));
+        out.push((engine.name(), per_call(&samples[0], &samples[1])));
+        out.push((runner_name(engine), per_call(&samples[2], &samples[3])));
     }
     let direct = RefCell::default();
     let h: &dyn Helper = &helper;
@@ -273,19 +293,34 @@ fn bench_helpers(c: &mut Criterion) -> Vec<(&'static str, Option<f64>)> {
     out
 }
 
-/// Runs per second of `vm` on `threads` threads at once, each with its own input, over
-/// `duration`.
-fn throughput(vm: &Vm, input: &[u8], threads: usize, duration: Duration) -> f64 {
+/// The name of an engine's `Runner` column.
+fn runner_name(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Interpreter => "interp+runner",
+        Engine::X86 => "x86+runner",
+        Engine::Cranelift => "cranelift+runner",
+        _ => "tiered+runner",
+    }
+}
+
+/// Runs per second of `vm` on `threads` threads at once, each with its own input (and its own
+/// runner, with `runner`), over `duration`.
+fn throughput(vm: &Vm, input: &[u8], threads: usize, duration: Duration, runner: bool) -> f64 {
     let runs: u64 = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
-                s.spawn(|| {
+                s.spawn(move || {
                     let mut buf = input.to_vec();
+                    let mut own = runner.then(|| vm.runner());
                     let start = Instant::now();
                     let mut runs = 0u64;
                     while start.elapsed() < duration {
                         for _ in 0..1000 {
-                            black_box(vm.run(black_box(&mut buf)).ok());
+                            let r0 = match &mut own {
+                                Some(runner) => runner.run(black_box(&mut buf)),
+                                None => vm.run(black_box(&mut buf)),
+                            };
+                            black_box(r0.ok());
                         }
                         runs += 1000;
                     }
@@ -302,11 +337,17 @@ fn throughput(vm: &Vm, input: &[u8], threads: usize, duration: Duration) -> f64 
 }
 
 fn print_summary(rows: &[Row]) {
-    let mut names: Vec<&str> = Engine::ALL.iter().map(|e| e.name()).collect();
+    let mut names: Vec<&str> = Engine::ALL
+        .iter()
+        .flat_map(|&e| [e.name(), runner_name(e)])
+        .collect();
     names.extend(["rbpf-interp", "rbpf-x86"]);
     let jit = names.len() - 1;
     println!();
-    println!("ns per run through Vm::run (median of {SAMPLE_SIZE} batch samples, one run);");
+    println!(
+        "ns per run through Vm::run and Runner::run (median of {SAMPLE_SIZE} batch samples, \
+         one run);"
+    );
     println!("in brackets: the ratio to rbpf's x86 JIT");
     print!("| {:<12} | insns |", "program");
     for name in &names {
@@ -358,16 +399,19 @@ fn main() {
     {
         for &engine in Engine::ALL {
             let vm = (case.load)(Vm::builder().engine(engine));
-            let one = throughput(&vm, &case.input, 1, Duration::from_millis(500));
-            let two = throughput(&vm, &case.input, 2, Duration::from_millis(500));
-            println!(
-                "| {:<12} | {:<9} | 1 thread {:>6.1} M/s | 2 threads {:>6.1} M/s | {:.2}x |",
-                case.name,
-                engine.name(),
-                one / 1e6,
-                two / 1e6,
-                two / one
-            );
+            for runner in [false, true] {
+                let time = Duration::from_millis(500);
+                let one = throughput(&vm, &case.input, 1, time, runner);
+                let two = throughput(&vm, &case.input, 2, time, runner);
+                println!(
+                    "| {:<12} | {:<16} | 1 thread {:>6.1} M/s | 2 threads {:>6.1} M/s | {:.2}x |",
+                    case.name,
+                    if runner { runner_name(engine) } else { engine.name() },
+                    one / 1e6,
+                    two / 1e6,
+                    two / one
+                );
+            }
         }
     }
 }
