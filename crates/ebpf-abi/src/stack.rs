@@ -37,7 +37,7 @@ pub struct CallFrame {
 /// The stack of a run (see the module documentation): a zeroed byte buffer with slack below
 /// it, and room for saved call frames. Reuse one for every run on a thread: after the first
 /// run, lending it allocates nothing.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stack {
     bytes: Vec<u8>,
     /// Saved call frames: engines may use them as they like; their contents are never
@@ -48,6 +48,16 @@ pub struct Stack {
     /// (a helper's panic, caught by the embedder around the run) leaves it set, and the
     /// buffer may hold that run's data.
     dirty: bool,
+    /// The region size the last [`Stack::start`] served, and where that region starts
+    /// (`usize::MAX` when none yet): a run of the same size finds its region without
+    /// recomputing the alignment.
+    served: (usize, usize),
+}
+
+impl Default for Stack {
+    fn default() -> Stack {
+        Stack::new()
+    }
 }
 
 impl Stack {
@@ -57,6 +67,7 @@ impl Stack {
             bytes: Vec::new(),
             frames: Vec::new(),
             dirty: false,
+            served: (usize::MAX, 0),
         }
     }
 
@@ -89,6 +100,15 @@ impl Stack {
     /// larger zeroed one if it is too small.
     #[inline]
     fn start(&mut self, size: usize) -> usize {
+        if self.served.0 == size {
+            return self.served.1;
+        }
+        self.start_afresh(size)
+    }
+
+    /// [`Stack::start`] for a size other than the last one served.
+    #[inline(never)]
+    fn start_afresh(&mut self, size: usize) -> usize {
         let needed = size.saturating_add(SLACK + ALIGN);
         if self.bytes.len() < needed {
             // A fresh zeroed buffer rather than `resize`: the old bytes are all zero (the
@@ -103,12 +123,15 @@ impl Stack {
             .bytes
             .get(SLACK..)
             .map_or(0, |s| s.as_ptr().align_offset(ALIGN));
-        SLACK
+        let start = SLACK
             + if misalignment < ALIGN {
                 misalignment
             } else {
                 0
-            }
+            };
+        // (The buffer is replaced only here, so the start holds until the size changes.)
+        self.served = (size, start);
+        start
     }
 
     /// The stack region of a run, `size` bytes (`Limits::stack_size`), 16-byte aligned, with
