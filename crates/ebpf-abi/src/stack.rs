@@ -219,7 +219,10 @@ mod tests {
         stack.begin_run();
         stack.region(1536).fill(0xaa);
         stack.end_run(1536, 100);
-        assert!(!stack.is_dirty() && !stack.is_clean(), "only the reach is scrubbed");
+        assert!(
+            !stack.is_dirty() && !stack.is_clean(),
+            "only the reach is scrubbed"
+        );
         stack.scrub(1536, usize::MAX);
         stack.begin_run();
         stack.region(1536).fill(0xbb);

@@ -174,7 +174,11 @@ pub(crate) unsafe fn run<'m>(
 ) -> Result<Exit, Trap> {
     let mut spare = Spare::take();
     // SAFETY: the caller's promise.
-    let result = unsafe { run_on(&mut spare, entry, finish, memory, args, helpers, limits, stack) };
+    let result = unsafe {
+        run_on(
+            &mut spare, entry, finish, memory, args, helpers, limits, stack,
+        )
+    };
     spare.put_back();
     result
 }
@@ -185,7 +189,10 @@ pub(crate) unsafe fn run<'m>(
 ///
 /// As for [`run`].
 #[inline(always)]
-#[expect(clippy::too_many_arguments, reason = "`run`'s arguments and the context")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "`run`'s arguments and the context"
+)]
 unsafe fn run_on<'m>(
     spare: &mut Spare,
     entry: EntryFn,
@@ -243,7 +250,11 @@ unsafe fn run_on<'m>(
     // SAFETY: `frames` points to the `max_depth` frames `stack.frames` lent, which live as
     // long as `stack`; generated code, their only other user, has returned, and the map
     // borrows only the stack's bytes.
-    unsafe { finish_run(ctx, r0, frames, max_depth, finish, helpers, limits, budget, &mut host) }
+    unsafe {
+        finish_run(
+            ctx, r0, frames, max_depth, finish, helpers, limits, budget, &mut host,
+        )
+    }
 }
 
 /// Sets the context's fields for a run from the entry (everything but the region table and
@@ -434,7 +445,9 @@ impl ebpf_abi::Session for Session<'_> {
         let spare = &mut *self.spare;
         if !self.fast_table {
             // Only the fixed regions' rows (every other row unmapped); the run's rows follow.
-            spare.rows = self.fixed.refresh_raw_table(&mut spare.ctx.regions, spare.rows);
+            spare.rows = self
+                .fixed
+                .refresh_raw_table(&mut spare.ctx.regions, spare.rows);
             self.fast_table = true;
         }
         let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);

@@ -407,7 +407,10 @@ impl<'s> Session<'s> {
         let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
         self.fixed.share_into(&mut map);
         ebpf_abi::map_run_buffers(&mut map, data, metadata);
-        map.insert(layout::STACK, Region::Writable(stack.region(self.stack_size)));
+        map.insert(
+            layout::STACK,
+            Region::Writable(stack.region(self.stack_size)),
+        );
         let ctx = &mut self.spare.ctx;
         ctx.refresh(&mut map);
         let result = self

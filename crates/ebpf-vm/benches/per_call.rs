@@ -158,9 +158,11 @@ fn bench_case(c: &mut Criterion, case: &Case) -> Row {
         let mut buf = case.input.clone();
         group.bench_function(engine.name(), |b| {
             b.iter_custom(|iters| {
-                batch(iters, &samples[2 * i], || match vm.run(black_box(&mut buf)) {
-                    Ok(r0) => r0,
-                    Err(t) => panic!("{t}"),
+                batch(iters, &samples[2 * i], || {
+                    match vm.run(black_box(&mut buf)) {
+                        Ok(r0) => r0,
+                        Err(t) => panic!("{t}"),
+                    }
                 })
             });
         });
@@ -266,11 +268,12 @@ fn bench_helpers(c: &mut Criterion) -> Vec<(&'static str, Option<f64>)> {
                 });
             });
         }
-        let per_call = |one: &RefCell<Samples>, ten: &RefCell<Samples>| {
-            match (one.borrow().median_ns(), ten.borrow().median_ns()) {
-                (Some(a), Some(b)) => Some((b - a) / 9.0),
-                _ => None,
-            }
+        let per_call = |one: &RefCell<Samples>, ten: &RefCell<Samples>| match (
+            one.borrow().median_ns(),
+            ten.borrow().median_ns(),
+        ) {
+            (Some(a), Some(b)) => Some((b - a) / 9.0),
+            _ => None,
         };
         out.push((engine.name(), per_call(&samples[0], &samples[1])));
         out.push((runner_name(engine), per_call(&samples[2], &samples[3])));
@@ -406,7 +409,11 @@ fn main() {
                 println!(
                     "| {:<12} | {:<16} | 1 thread {:>6.1} M/s | 2 threads {:>6.1} M/s | {:.2}x |",
                     case.name,
-                    if runner { runner_name(engine) } else { engine.name() },
+                    if runner {
+                        runner_name(engine)
+                    } else {
+                        engine.name()
+                    },
                     one / 1e6,
                     two / 1e6,
                     two / one

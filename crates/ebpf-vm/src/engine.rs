@@ -741,7 +741,9 @@ mod tests {
             };
             // (The reference's helper doubles without waiting.)
             let mut doubling = Helpers::new();
-            doubling.insert(1, |args: [u64; 5], _: &mut dyn ebpf_abi::VmMemory| Ok(args[0] * 2));
+            doubling.insert(1, |args: [u64; 5], _: &mut dyn ebpf_abi::VmMemory| {
+                Ok(args[0] * 2)
+            });
             let want = interp.run(MemoryMap::new(), [3, 0], &doubling, &limits);
             assert_eq!(want.as_ref().map(|e| e.r0), Ok(43));
             assert!(!session.is_on_second());

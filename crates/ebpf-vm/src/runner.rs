@@ -56,9 +56,7 @@ impl Vm {
         self.map_fixed_regions(&mut fixed);
         Runner {
             vm: self,
-            session: self
-                .compiled
-                .session(&self.helpers, &self.limits, fixed),
+            session: self.compiled.session(&self.helpers, &self.limits, fixed),
             scratch: Box::default(),
             stack_size: usize::try_from(self.limits.stack_size()).unwrap_or(usize::MAX),
         }

@@ -303,14 +303,20 @@ fn runner_writers(engine: Engine) -> Vec<(&'static str, Vm)> {
     }
     constant.push_str("mov %r0, 0\nexit");
     vec![
-        ("constant offsets, one call deep", load(Vm::builder(), &constant)),
+        (
+            "constant offsets, one call deep",
+            load(Vm::builder(), &constant),
+        ),
         (
             "a computed pointer",
             load(Vm::builder(), &fill_through_pointer("mov %r0, 0\nexit")),
         ),
         (
             "a computed pointer, then a trap",
-            load(Vm::builder(), &fill_through_pointer("ldxdw %r0, [%r0]\nexit")),
+            load(
+                Vm::builder(),
+                &fill_through_pointer("ldxdw %r0, [%r0]\nexit"),
+            ),
         ),
         (
             "a computed pointer, for ever (out of budget)",
