@@ -137,9 +137,7 @@ impl<E: Executable + ?Sized> Session for MappedSession<'_, E> {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
-        self.fixed.share_into(&mut map);
-        map_run_buffers(&mut map, data, metadata);
+        let mut map = run_map(&self.fixed, &mut self.spill, data, metadata);
         let result = self
             .program
             .run_in(&mut map, args, self.helpers, self.limits, stack);
@@ -158,19 +156,24 @@ impl<E: Executable + ?Sized> Session for MappedSession<'_, E> {
     }
 }
 
-/// Maps a run's own buffers, as [`Session::run`] describes them, into `map`: what a session
-/// that builds a map for a run (always, or when a cold path needs one) adds to its fixed
-/// regions.
-#[inline]
-pub fn map_run_buffers<'a>(
-    map: &mut MemoryMap<'a>,
+/// The map of a run as [`Session::run`] describes it — the fixed regions, `data` at
+/// [`layout::INPUT`], `metadata` at [`layout::METADATA`] — on `spill`'s allocation (give it
+/// back with [`MemoryMap::into_spill`]): what a session that maps every run (or a cold path
+/// of one that does not) builds.
+#[inline(always)]
+pub fn run_map<'a>(
+    fixed: &MemoryMap<'a>,
+    spill: &mut MapSpill,
     data: Option<&'a mut [u8]>,
     metadata: Option<&'a mut [u8]>,
-) {
+) -> MemoryMap<'a> {
+    let mut map = MemoryMap::with_spill(core::mem::take(spill));
+    fixed.share_into(&mut map);
     if let Some(data) = data {
         map.insert(layout::INPUT, Region::Writable(data));
     }
     if let Some(metadata) = metadata {
         map.insert(layout::METADATA, Region::Writable(metadata));
     }
+    map
 }

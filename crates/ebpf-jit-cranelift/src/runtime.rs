@@ -371,9 +371,7 @@ impl<'s> Session<'s> {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
-        self.fixed.share_into(&mut map);
-        ebpf_abi::map_run_buffers(&mut map, data, metadata);
+        let mut map = ebpf_abi::run_map(&self.fixed, &mut self.spill, data, metadata);
         let result = ebpf_abi::Session::run_in(self, &mut map, args, stack);
         self.spill = map.into_spill();
         result
@@ -396,9 +394,7 @@ impl<'s> Session<'s> {
         let max_depth = self.limits.max_depth();
         let (region, kept_frames) = stack.parts(stack_size);
         let frames: *mut u64 = kept_frames.as_mut_ptr().cast();
-        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
-        self.fixed.share_into(&mut map);
-        ebpf_abi::map_run_buffers(&mut map, data, metadata);
+        let mut map = ebpf_abi::run_map(&self.fixed, &mut self.spill, data, metadata);
         map.insert(layout::STACK, Region::Writable(region));
         let mut host = Host {
             helpers: self.helpers,
@@ -438,6 +434,9 @@ impl ebpf_abi::Session for Session<'_> {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
+        // (Cranelift's code assumes nothing of a run's entry, so every run is admitted; were
+        // it compiled with entry facts, this is where a run would be checked against them, as
+        // the x86 session's `fast_admits` does, before the code runs without a map.)
         if self.calls_helpers {
             return self.run_mapped(data, metadata, args, stack);
         }

@@ -383,9 +383,7 @@ impl<'s> Session<'s> {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
-        self.fixed.share_into(&mut map);
-        ebpf_abi::map_run_buffers(&mut map, data, metadata);
+        let mut map = ebpf_abi::run_map(&self.fixed, &mut self.spill, data, metadata);
         let result = ebpf_abi::Session::run_in(self, &mut map, args, stack);
         self.spill = map.into_spill();
         result
@@ -404,9 +402,7 @@ impl<'s> Session<'s> {
         budget: u64,
     ) -> Result<Exit, Trap> {
         self.fast_table = false;
-        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
-        self.fixed.share_into(&mut map);
-        ebpf_abi::map_run_buffers(&mut map, data, metadata);
+        let mut map = ebpf_abi::run_map(&self.fixed, &mut self.spill, data, metadata);
         map.insert(
             layout::STACK,
             Region::Writable(stack.region(self.stack_size)),

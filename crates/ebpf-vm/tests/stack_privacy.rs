@@ -26,24 +26,30 @@ fn stack_size() -> u64 {
 /// Run B: ORs every 8 bytes of the stack region, from its lowest byte up to the entry
 /// frame's `r10`, into `r0`.
 fn reader(engine: Engine) -> Vm {
-    let program = format!(
-        "mov %r0, 0
-        mov %r1, %r10
-        sub %r1, {size}
-        loop:
-        ldxdw %r2, [%r1]
-        or %r0, %r2
-        add %r1, 8
-        jlt %r1, %r10, loop
-        exit",
-        size = stack_size()
-    );
+    let program = read_the_stack("loop");
     Vm::builder()
         .engine(engine)
         .unverified()
         .budget(100_000)
         .load_asm(&program)
         .unwrap()
+}
+
+/// Run B's code: ORs every 8 bytes of the stack region into `r0` and exits (its loop's label
+/// is `label`).
+fn read_the_stack(label: &str) -> String {
+    format!(
+        "mov %r0, 0
+        mov %r1, %r10
+        sub %r1, {size}
+        {label}:
+        ldxdw %r2, [%r1]
+        or %r0, %r2
+        add %r1, 8
+        jlt %r1, %r10, {label}
+        exit",
+        size = stack_size()
+    )
 }
 
 /// Stores the secret in every 8 bytes of the stack region through a computed pointer, then
@@ -172,18 +178,7 @@ fn no_run_reads_what_an_earlier_run_left_on_the_stack() {
 #[test]
 fn the_reader_sees_stores_of_its_own_run() {
     for &engine in Engine::ALL {
-        let program = fill_through_pointer(&format!(
-            "mov %r0, 0
-            mov %r1, %r10
-            sub %r1, {size}
-            again:
-            ldxdw %r2, [%r1]
-            or %r0, %r2
-            add %r1, 8
-            jlt %r1, %r10, again
-            exit",
-            size = stack_size()
-        ));
+        let program = fill_through_pointer(&read_the_stack("again"));
         let vm = Vm::builder()
             .engine(engine)
             .unverified()
@@ -268,16 +263,8 @@ fn writer_or_reader(writer: &str) -> String {
         jeq %r4, 0, read
         {writer}
         read:
-        mov %r0, 0
-        mov %r1, %r10
-        sub %r1, {size}
-        again:
-        ldxdw %r2, [%r1]
-        or %r0, %r2
-        add %r1, 8
-        jlt %r1, %r10, again
-        exit",
-        size = stack_size()
+        {reader}",
+        reader = read_the_stack("again")
     )
 }
 
