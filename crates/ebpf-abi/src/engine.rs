@@ -137,7 +137,8 @@ impl<E: Executable + ?Sized> Session for MappedSession<'_, E> {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        let mut map = run_map(&self.fixed, &mut self.spill, data, metadata);
+        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
+        map_run(&mut map, &self.fixed, data, metadata);
         let result = self
             .program
             .run_in(&mut map, args, self.helpers, self.limits, stack);
@@ -156,24 +157,22 @@ impl<E: Executable + ?Sized> Session for MappedSession<'_, E> {
     }
 }
 
-/// The map of a run as [`Session::run`] describes it — the fixed regions, `data` at
-/// [`layout::INPUT`], `metadata` at [`layout::METADATA`] — on `spill`'s allocation (give it
-/// back with [`MemoryMap::into_spill`]): what a session that maps every run (or a cold path
-/// of one that does not) builds.
+/// Fills `map` (a new one, on the session's kept [`MapSpill`]) as [`Session::run`] describes
+/// a run's memory — the fixed regions, `data` at [`layout::INPUT`], `metadata` at
+/// [`layout::METADATA`] — in place (a map returned by value is a few hundred bytes copied):
+/// what a session that maps every run (or a cold path of one that does not) builds.
 #[inline(always)]
-pub fn run_map<'a>(
+pub fn map_run<'a>(
+    map: &mut MemoryMap<'a>,
     fixed: &MemoryMap<'a>,
-    spill: &mut MapSpill,
     data: Option<&'a mut [u8]>,
     metadata: Option<&'a mut [u8]>,
-) -> MemoryMap<'a> {
-    let mut map = MemoryMap::with_spill(core::mem::take(spill));
-    fixed.share_into(&mut map);
+) {
+    fixed.share_into(map);
     if let Some(data) = data {
         map.insert(layout::INPUT, Region::Writable(data));
     }
     if let Some(metadata) = metadata {
         map.insert(layout::METADATA, Region::Writable(metadata));
     }
-    map
 }

@@ -371,7 +371,8 @@ impl<'s> Session<'s> {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        let mut map = ebpf_abi::run_map(&self.fixed, &mut self.spill, data, metadata);
+        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
+        ebpf_abi::map_run(&mut map, &self.fixed, data, metadata);
         let result = ebpf_abi::Session::run_in(self, &mut map, args, stack);
         self.spill = map.into_spill();
         result
@@ -394,7 +395,8 @@ impl<'s> Session<'s> {
         let max_depth = self.limits.max_depth();
         let (region, kept_frames) = stack.parts(stack_size);
         let frames: *mut u64 = kept_frames.as_mut_ptr().cast();
-        let mut map = ebpf_abi::run_map(&self.fixed, &mut self.spill, data, metadata);
+        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
+        ebpf_abi::map_run(&mut map, &self.fixed, data, metadata);
         map.insert(layout::STACK, Region::Writable(region));
         let mut host = Host {
             helpers: self.helpers,

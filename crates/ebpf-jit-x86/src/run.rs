@@ -383,7 +383,8 @@ impl<'s> Session<'s> {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        let mut map = ebpf_abi::run_map(&self.fixed, &mut self.spill, data, metadata);
+        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
+        ebpf_abi::map_run(&mut map, &self.fixed, data, metadata);
         let result = ebpf_abi::Session::run_in(self, &mut map, args, stack);
         self.spill = map.into_spill();
         result
@@ -402,7 +403,8 @@ impl<'s> Session<'s> {
         budget: u64,
     ) -> Result<Exit, Trap> {
         self.fast_table = false;
-        let mut map = ebpf_abi::run_map(&self.fixed, &mut self.spill, data, metadata);
+        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
+        ebpf_abi::map_run(&mut map, &self.fixed, data, metadata);
         map.insert(
             layout::STACK,
             Region::Writable(stack.region(self.stack_size)),
