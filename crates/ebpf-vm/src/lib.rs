@@ -7,7 +7,9 @@
 //! depth, metadata buffer, extra regions), then run it as often as you like, from as many
 //! threads as you like, each run with its own memory. A run returns `r0` or a [`Trap`] with the
 //! pc and what went wrong — never a crash, whatever the bytes. [`Vm::run_traced`] shows what a
-//! run does, instruction by instruction.
+//! run does, instruction by instruction. A thread that runs one program millions of times
+//! holds a [`Runner`] ([`Vm::runner`]): the same results, at a fraction of the fixed cost of a
+//! run.
 //!
 //! Programs written for the kernel — XDP and socket filters that use maps and kernel helpers —
 //! load with [`VmBuilder::load_object`] (every program of an object, sharing its maps) and run
