@@ -69,7 +69,7 @@ impl Array {
 
     /// Bytes per copy in the host's view: the value, or padded to 8 for per-CPU maps.
     fn host_width(&self) -> usize {
-        if self.copies == 1 {
+        if !self.spec.map_type.is_per_cpu() {
             self.spec.value_size as usize
         } else {
             self.stride

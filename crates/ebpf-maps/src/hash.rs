@@ -253,7 +253,7 @@ impl Hash {
     }
 
     fn value_width(&self) -> usize {
-        if self.copies == 1 {
+        if !self.spec.map_type.is_per_cpu() {
             self.spec.value_size as usize
         } else {
             self.stride

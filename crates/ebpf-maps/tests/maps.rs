@@ -85,6 +85,31 @@ fn per_cpu_arrays_keep_a_value_per_cpu() {
     assert_eq!(map.values(2).unwrap().load::<4>(8), Some([3; 4]));
 }
 
+/// With one CPU, a per-CPU map's host view is still the kernel's syscall layout: the value
+/// padded to 8 bytes (a 4-byte per-CPU value reads back as 8 bytes, as `bpf_map_lookup_elem`
+/// gives it on a one-CPU machine), for arrays and hashes alike.
+#[test]
+fn per_cpu_values_are_padded_with_one_cpu_too() {
+    for map_type in [MapType::PerCpuArray, MapType::PerCpuHash] {
+        let map = Map::new("pc", MapSpec::new(map_type, 4, 4, 2), 1).unwrap();
+        map.update(&key(0), &[5, 0, 0, 0, 0, 0, 0, 0], UpdateFlags::Any)
+            .unwrap();
+        assert_eq!(
+            map.lookup(&key(0)).unwrap().unwrap(),
+            [5, 0, 0, 0, 0, 0, 0, 0],
+            "{map_type:?}"
+        );
+        assert_eq!(
+            map.update(&key(1), &[5, 0, 0, 0], UpdateFlags::Any),
+            Err(MapError::ValueSize {
+                expected: 8,
+                got: 4
+            }),
+            "{map_type:?}"
+        );
+    }
+}
+
 #[test]
 fn hashes_create_replace_and_delete() {
     let map = Map::new("h", MapSpec::new(MapType::Hash, 6, 8, 4), 1).unwrap();
