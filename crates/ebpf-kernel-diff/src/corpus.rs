@@ -74,6 +74,10 @@ pub(crate) struct CorpusProgram {
     pub(crate) maps: Vec<MapDefinition>,
     /// Every program of the object, linked (map references by index), for the kernel.
     pub(crate) programs: Vec<ObjectProgram>,
+    /// The `max_entries` its loader would set at run time, by map name (the maps the object
+    /// leaves at 0: see `survey::sized_at_load`), given to both sides alike; empty for the
+    /// corpus, whose objects size every map.
+    pub(crate) map_sizes: Vec<(String, u32)>,
     /// Whether ring buffers are read only after the last packet instead of after each one: a
     /// ring that is never drained fills up, and what a program does when its reserve or
     /// output fails (and how many records fit) is compared too.
@@ -155,6 +159,7 @@ pub(crate) fn programs() -> Result<Vec<CorpusProgram>> {
                     program_type: p.program_type,
                     maps: maps.clone(),
                     programs: programs.clone(),
+                    map_sizes: Vec::new(),
                     drain_rings_at_end,
                 });
             }
@@ -271,7 +276,11 @@ impl KernelSide {
                 map_type: m.map_type,
                 key_size: m.key_size,
                 value_size: m.value_size,
-                max_entries: m.max_entries,
+                max_entries: program
+                    .map_sizes
+                    .iter()
+                    .find(|(name, _)| *name == m.name)
+                    .map_or(m.max_entries, |&(_, n)| n),
                 flags: m.flags,
                 initial_programs: m.initial_programs.clone(),
                 initial_value: m.initial_value.clone(),

@@ -18,6 +18,9 @@ use crate::corpus::{self, Candidate, Contents, CorpusProgram, Run, Side, Snapsho
 const PROG_ARRAY: u32 = 3;
 const RINGBUF: u32 = 27;
 
+/// The CPUs of our sides' maps: each per-CPU value has one copy.
+pub(crate) const CPUS: usize = 1;
+
 /// Enough for every corpus program on any packet (the longest, `xdp_tcp_options`, runs a
 /// few thousand instructions).
 const BUDGET: u64 = 1_000_000;
@@ -67,16 +70,20 @@ pub(crate) fn candidates(program: &CorpusProgram) -> Vec<Candidate> {
         .collect()
 }
 
-/// The builder every side loads with.
-pub(crate) fn builder(engine: Engine) -> ebpf_vm::VmBuilder {
-    Vm::builder()
-        .engine(engine)
-        .budget(BUDGET)
-        .kernel_helpers(KernelHelpers::new().cpus(1))
+/// The builder every side loads with, with the maps sized at load (`map_sizes`, name and
+/// `max_entries`) sized as the kernel's side sizes them.
+pub(crate) fn builder(engine: Engine, map_sizes: &[(String, u32)]) -> ebpf_vm::VmBuilder {
+    map_sizes.iter().fold(
+        Vm::builder()
+            .engine(engine)
+            .budget(BUDGET)
+            .kernel_helpers(KernelHelpers::new().cpus(CPUS)),
+        |builder, (name, n)| builder.map_max_entries(name, *n),
+    )
 }
 
 fn load(program: &CorpusProgram, engine: Engine) -> Result<OurSide> {
-    let object = match builder(engine).load_object(&program.object) {
+    let object = match builder(engine, &program.map_sizes).load_object(&program.object) {
         Ok(object) if object.program(&program.entry).is_some() => Loaded::Object(object),
         Ok(object) => {
             return Err(anyhow!(
@@ -90,7 +97,7 @@ fn load(program: &CorpusProgram, engine: Engine) -> Result<OurSide> {
             ));
         }
         Err(whole) => Loaded::Single(Box::new(
-            builder(engine)
+            builder(engine, &program.map_sizes)
                 .load_elf(&program.object, Selector::Function(&program.entry))
                 .map_err(|alone| anyhow!("{alone} (the whole object: {whole})"))?,
         )),

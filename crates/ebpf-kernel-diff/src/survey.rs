@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use ebpf_kernel::ObjectProgram;
-use ebpf_vm::elf::{ElfObject, Selector};
+use ebpf_vm::elf::{ElfObject, MapDefinition, Selector};
 use ebpf_vm::{Engine, LoadError};
 
 use crate::corpus::{self, CorpusProgram, KernelSide};
@@ -88,6 +88,31 @@ fn reason(message: &str) -> String {
 fn names_what_is_missing(message: &str) -> bool {
     const GENERIC: [&str; 3] = ["unknown error", "internal error", "not supported"];
     message.len() > 20 && !GENERIC.iter().any(|g| message.trim() == *g)
+}
+
+/// How many entries the survey gives a map its loader sizes at run time (`max_entries` 0
+/// in the object), other than a perf event array. Real loaders size such maps by the machine
+/// (xdp-tools' counters: the possible CPUs times a per-counter factor, indexed by CPU); the
+/// comparison runs on one CPU (index 0 on both sides), so a fixed size serves, with room for
+/// an index that is a counter's number times the CPU count.
+pub(crate) const SIZED_AT_LOAD: u32 = 64;
+
+/// The `max_entries` a loader would set for each of `maps` left at 0, the same for the kernel
+/// and for us: a perf event array gets one slot per CPU of the comparison (libbpf gives it
+/// one per possible CPU; our side's default is one per CPU of its set, `ours::CPUS`), any
+/// other map [`SIZED_AT_LOAD`].
+pub(crate) fn sized_at_load(maps: &[MapDefinition]) -> Vec<(String, u32)> {
+    maps.iter()
+        .filter(|m| m.max_entries == 0)
+        .map(|m| {
+            let n = if m.map_type == corpus::PERF_EVENT_ARRAY {
+                ours::CPUS as u32
+            } else {
+                SIZED_AT_LOAD
+            };
+            (m.name.clone(), n)
+        })
+        .collect()
 }
 
 /// The counts the survey prints.
@@ -197,11 +222,12 @@ impl Survey {
             })
             .collect();
         let maps = object.maps().unwrap_or_default();
+        let map_sizes = sized_at_load(&maps);
         for info in object.programs() {
             self.programs += 1;
             let what = format!("{name} {} ({})", info.name, info.section);
             let mut loads = Engine::ALL.iter().map(|&engine| {
-                ours::builder(engine).load_elf(&bytes, Selector::Function(&info.name))
+                ours::builder(engine, &map_sizes).load_elf(&bytes, Selector::Function(&info.name))
             });
             let first = loads.next().ok_or_else(|| anyhow!("no engine"))?;
             let rest: Vec<_> = loads.collect();
@@ -213,6 +239,7 @@ impl Survey {
                 program_type,
                 maps: maps.clone(),
                 programs: linked.clone(),
+                map_sizes: map_sizes.clone(),
                 drain_rings_at_end: false,
             });
             match first {
@@ -230,7 +257,7 @@ impl Survey {
                     if kernel
                         && let Some(c) = &candidate
                         && c.programs.iter().any(|p| p.name == c.entry)
-                        && KernelSide::load(c).is_ok()
+                        && kernel_load(c).is_ok()
                     {
                         self.refused_only_by_us.push(format!("{what}: {message}"));
                     }
@@ -274,7 +301,7 @@ impl Survey {
         kernel: bool,
     ) -> Result<String> {
         let reference = if kernel && program.programs.iter().any(|p| p.name == program.entry) {
-            KernelSide::load(program).map_err(|e| e.to_string())
+            kernel_load(program).map_err(|e| e.to_string())
         } else {
             Err("the kernel was not asked".to_string())
         };
@@ -383,6 +410,29 @@ impl Survey {
             self.refused_only_by_us.len()
         );
     }
+}
+
+/// The kernel's side of `program`: its whole object or, where the kernel refuses a sibling
+/// (a program that needs BTF for its map's spin lock, a devmap program reading
+/// `egress_ifindex`), the entry program alone with the object's maps — what our side falls
+/// back to as well (`ours::load`), and what a loader that loads one program does. The error is
+/// the whole object's.
+fn kernel_load(program: &CorpusProgram) -> Result<KernelSide, ebpf_kernel::ObjectError> {
+    KernelSide::load(program).or_else(|whole| {
+        let alone = CorpusProgram {
+            programs: program
+                .programs
+                .iter()
+                .filter(|p| p.name == program.entry)
+                .cloned()
+                .collect(),
+            ..program.clone()
+        };
+        if alone.programs.is_empty() || alone.programs.len() == program.programs.len() {
+            return Err(whole);
+        }
+        KernelSide::load(&alone).map_err(|_| whole)
+    })
 }
 
 /// The first line of a kernel refusal (the verifier's log is long), numbers kept.
