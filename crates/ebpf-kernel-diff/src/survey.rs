@@ -444,6 +444,39 @@ fn generic_kernel(why: &str) -> String {
 mod tests {
     use super::*;
 
+    /// xdp-bench's counters and cpumap are sized 64 on both sides, its perf event array (as
+    /// libbpf sizes one) a slot per CPU of the comparison; a map the object sizes keeps its
+    /// size.
+    #[test]
+    fn maps_left_at_zero_get_the_survey_sizes() {
+        let map = |name: &str, map_type, max_entries| MapDefinition {
+            name: name.to_string(),
+            map_type,
+            key_size: 4,
+            value_size: 4,
+            max_entries,
+            flags: 0,
+            style: ebpf_vm::elf::MapStyle::Btf,
+            section: ".maps".to_string(),
+            initial_programs: Vec::new(),
+            initial_value: None,
+        };
+        let maps = [
+            map("rx_cnt", 2, 0),
+            map("events", corpus::PERF_EVENT_ARRAY, 0),
+            map("cpus_count", 2, 1),
+            map("cpu_map", 16, 0),
+        ];
+        assert_eq!(
+            sized_at_load(&maps),
+            [
+                ("rx_cnt".to_string(), 64),
+                ("events".to_string(), 1),
+                ("cpu_map".to_string(), 64)
+            ]
+        );
+    }
+
     #[test]
     fn reasons_group_without_the_objects_own_names() {
         assert_eq!(
