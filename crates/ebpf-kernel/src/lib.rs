@@ -70,7 +70,7 @@ pub use btf::{Btf, CALLBACK_FUNC_TYPE, callback_btf, load_btf, subprogram_starts
 pub use error::{Command, KernelError, PatchError, Refusal};
 pub use map::{
     BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, Entry, Keys, Map, MapSpec, UpdateFlags,
-    create_map, patch_map_fd, patch_map_value, per_cpu_values, possible_cpus,
+    create_map, create_map_of_maps, patch_map_fd, patch_map_value, per_cpu_values, possible_cpus,
 };
 pub use object::{KernelObject, ObjectError, ObjectMap, ObjectProgram};
 pub use program::{

@@ -130,6 +130,18 @@ fn count_cpu_list(list: &str) -> Option<usize> {
 
 /// Creates a map.
 pub fn create_map(spec: &MapSpec<'_>) -> Result<Map, KernelError> {
+    create(spec, 0)
+}
+
+/// Creates a map of maps (`BPF_MAP_TYPE_ARRAY_OF_MAPS` 12, `_HASH_OF_MAPS` 13: `spec`'s value
+/// size is 4, a descriptor) whose slots take maps like `inner` (`inner_map_fd`: the kernel
+/// copies its type, sizes and flags as the template every slot's map must match, and its
+/// verifier types a lookup's result as a map like it). Fill slots with [`Map::set_map`].
+pub fn create_map_of_maps(spec: &MapSpec<'_>, inner: &Map) -> Result<Map, KernelError> {
+    create(spec, inner.fd.raw())
+}
+
+fn create(spec: &MapSpec<'_>, inner_map_fd: u32) -> Result<Map, KernelError> {
     let command = Command::MapCreate;
     let name = attr::obj_name(spec.name).ok_or_else(|| {
         KernelError::invalid(
@@ -154,6 +166,7 @@ pub fn create_map(spec: &MapSpec<'_>) -> Result<Map, KernelError> {
         max_entries: spec.max_entries,
         map_flags: spec.flags,
         map_name: name,
+        inner_map_fd,
         ..attr::MapCreate::default()
     };
     // SAFETY: `MapCreate` holds no pointers.
@@ -353,6 +366,13 @@ impl Map {
             &program.fd().raw().to_le_bytes(),
             UpdateFlags::Any,
         )
+    }
+
+    /// Puts `map` in this map of maps under `key` (`BPF_MAP_UPDATE_ELEM` with the map's
+    /// descriptor as the value; the kernel refuses a map unlike the template, `EINVAL`). A
+    /// lookup of the slot from the host gives the map's id, not its descriptor.
+    pub fn set_map(&self, key: &[u8], map: &Map) -> Result<(), KernelError> {
+        self.update(key, &map.fd.raw().to_le_bytes(), UpdateFlags::Any)
     }
 
     /// The descriptor, for the crate's other modules.

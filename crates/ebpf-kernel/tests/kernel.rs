@@ -6,8 +6,8 @@
 use ebpf_kernel::{
     BPF_F_RDONLY_PROG, Command, KernelError, KernelObject, LoadOptions, Map, MapSpec, ObjectError,
     ObjectMap, ObjectProgram, PatchError, ProgramType, TestRun, UpdateFlags, create_map,
-    current_cpu, load_program, patch_map_fd, patch_map_value, per_cpu_values, pin_to_cpu,
-    possible_cpus, probe,
+    create_map_of_maps, current_cpu, load_program, patch_map_fd, patch_map_value, per_cpu_values,
+    pin_to_cpu, possible_cpus, probe,
 };
 use ebpf_maps::MapType;
 
@@ -393,6 +393,121 @@ fn a_program_updates_a_map_through_a_patched_lddw() {
         Some(15u64.to_le_bytes().to_vec()),
         "five runs, 3 each"
     );
+}
+
+/// Map-in-map as the kernel does it, the behaviour our own must match: an array of maps whose
+/// slots hold arrays; a program looks a slot up and uses the result as the map of a second
+/// lookup; an empty slot is NULL. The verifier refuses a dereference of the slot's map and a
+/// program's update of the outer map.
+#[test]
+fn an_array_of_maps_hands_its_inner_map_to_the_program() {
+    if !kernel() {
+        return;
+    }
+    let inner = array(8, 1);
+    let outer = create_map_of_maps(
+        &MapSpec {
+            map_type: 12,
+            key_size: 4,
+            value_size: 4,
+            max_entries: 2,
+            flags: 0,
+            name: "test_outer",
+        },
+        &inner,
+    )
+    .unwrap();
+    outer.set_map(&0u32.to_le_bytes(), &inner).unwrap();
+    // A map unlike the template (another value size) is refused.
+    assert!(outer.set_map(&1u32.to_le_bytes(), &array(16, 1)).is_err());
+    // The host reads a slot as the inner map's id.
+    let id = outer.lookup(&0u32.to_le_bytes()).unwrap().unwrap();
+    assert_eq!(id.len(), 4);
+    assert_ne!(id, [0; 4]);
+    assert_eq!(outer.lookup(&1u32.to_le_bytes()).unwrap(), None, "empty");
+    // key = *(u32 *)(r10 - 4) = r6; inner = lookup(outer, key); NULL: return 1;
+    // value = lookup(inner, 0); NULL: return 2; *value += 3; return 0.
+    let program = |slot: i32| {
+        let mut insns = asm(&format!(
+            "
+            stw [%r10-4], {slot}
+            mov %r2, %r10
+            add %r2, -4
+            lddw %r1, map_fd 0
+            call 1
+            jeq %r0, 0, +10
+            mov %r1, %r0
+            stw [%r10-4], 0
+            mov %r2, %r10
+            add %r2, -4
+            call 1
+            jeq %r0, 0, +6
+            mov %r1, 3
+            lock add [%r0+0], %r1
+            mov %r0, 0
+            exit
+            mov %r0, 1
+            exit
+            mov %r0, 2
+            exit
+        "
+        ));
+        patch_map_fd(&mut insns, 3, &outer).unwrap();
+        load_program(ProgramType::Xdp, &insns, &LoadOptions::default()).unwrap()
+    };
+    let run = |slot| {
+        program(slot)
+            .test_run(&TestRun::new(&PACKET).repeat(5))
+            .unwrap()
+            .retval
+    };
+    assert_eq!(run(0), 0);
+    assert_eq!(
+        inner.lookup(&[0; 4]).unwrap(),
+        Some(15u64.to_le_bytes().to_vec()),
+        "five runs through the outer map, 3 each"
+    );
+    assert_eq!(run(1), 1, "an empty slot is NULL");
+    assert!(outer.delete(&0u32.to_le_bytes()).unwrap());
+    assert_eq!(run(0), 1, "a slot the host emptied is NULL");
+    // The slot's map is no pointer to memory a program writes (the kernel lets a privileged
+    // program read `struct bpf_map`'s fields through it, by the kernel's BTF: that is kernel
+    // memory, which this VM has not, so its verifier refuses reads too).
+    let rejected = |text: &str| {
+        let mut insns = asm(text);
+        patch_map_fd(&mut insns, 3, &outer).unwrap();
+        match load_program(ProgramType::Xdp, &insns, &LoadOptions::default()) {
+            Err(KernelError::Rejected { log, .. }) => log,
+            other => panic!("{other:?}"),
+        }
+    };
+    let log = rejected(
+        "
+        stw [%r10-4], 0
+        mov %r2, %r10
+        add %r2, -4
+        lddw %r1, map_fd 0
+        call 1
+        jeq %r0, 0, +1
+        stdw [%r0+0], 1
+        exit
+    ",
+    );
+    assert!(log.contains("bpf_map"), "{log}");
+    // Programs may not update an outer map.
+    let log = rejected(
+        "
+        stw [%r10-4], 0
+        mov %r2, %r10
+        add %r2, -4
+        lddw %r1, map_fd 0
+        mov %r3, %r2
+        mov %r4, 0
+        call 2
+        exit
+    ",
+    );
+    assert!(log.contains("cannot pass map_type 12"), "{log}");
 }
 
 #[test]
