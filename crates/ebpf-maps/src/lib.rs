@@ -45,7 +45,7 @@ mod words;
 pub use cpus::{CpuSlot, Cpus};
 pub use ebpf_abi::SharedMemory;
 pub use error::MapError;
-pub use map::{Map, Maps};
+pub use map::{BPF_F_INNER_MAP, Map, Maps};
 
 /// A map's type, numbered as the kernel numbers `enum bpf_map_type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -82,6 +82,11 @@ pub enum MapType {
     XskMap,
     /// `BPF_MAP_TYPE_DEVMAP_HASH` (25): interfaces by any `u32` key.
     DevMapHash,
+    /// `BPF_MAP_TYPE_ARRAY_OF_MAPS` (12): slots holding maps of the same set, all like one
+    /// template ([`Maps::create_of_maps`]); a program's lookup gives the inner map.
+    ArrayOfMaps,
+    /// `BPF_MAP_TYPE_HASH_OF_MAPS` (13): maps of the same set by any key.
+    HashOfMaps,
     /// Any other kernel map type, by number: described, never created.
     Other(u32),
 }
@@ -105,6 +110,8 @@ impl MapType {
             16 => MapType::CpuMap,
             17 => MapType::XskMap,
             25 => MapType::DevMapHash,
+            12 => MapType::ArrayOfMaps,
+            13 => MapType::HashOfMaps,
             other => MapType::Other(other),
         }
     }
@@ -127,6 +134,8 @@ impl MapType {
             MapType::CpuMap => 16,
             MapType::XskMap => 17,
             MapType::DevMapHash => 25,
+            MapType::ArrayOfMaps => 12,
+            MapType::HashOfMaps => 13,
             MapType::Other(id) => id,
         }
     }
@@ -157,8 +166,15 @@ impl MapType {
             MapType::CpuMap => "cpumap",
             MapType::XskMap => "xskmap",
             MapType::DevMapHash => "devmap_hash",
+            MapType::ArrayOfMaps => "array_of_maps",
+            MapType::HashOfMaps => "hash_of_maps",
             MapType::Other(id) => kernel_type_name(id),
         }
+    }
+
+    /// Whether its values are maps (an array or hash of maps).
+    pub fn is_of_maps(self) -> bool {
+        matches!(self, MapType::ArrayOfMaps | MapType::HashOfMaps)
     }
 
     /// Whether `bpf_redirect_map` takes it: a devmap, devmap hash, cpumap or xskmap.

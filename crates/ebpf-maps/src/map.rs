@@ -25,7 +25,25 @@ enum Kind {
     /// keys bounded by `max_entries`), so that a slot can be empty and a program's lookup
     /// finds the value in place.
     Redirect(Hash),
+    /// An array or hash of maps.
+    OfMaps(OfMaps),
 }
+
+/// An array or hash of maps: each slot holds the index of a map of the same [`Maps`] set (the
+/// kernel's slots hold map pointers; an index into the set, whose maps live as long as it,
+/// keeps a run's lookup from ever seeing a freed map). Every inner map is like `template`.
+#[derive(Debug)]
+struct OfMaps {
+    template: MapSpec,
+    /// An array of maps: indices as a prog array keeps program ids (an atomic `u32` per
+    /// slot, a swap atomic for concurrent runs).
+    array: Option<ProgArray>,
+    /// A hash of maps: indices as 4-byte values.
+    hash: Option<Hash>,
+}
+
+/// `BPF_F_INNER_MAP`: an inner array map's `max_entries` need not match the template's.
+pub const BPF_F_INNER_MAP: u32 = 1 << 12;
 
 /// One map. `Send + Sync`: share it (`Arc<Map>`) between the host and concurrent runs.
 ///
@@ -95,6 +113,13 @@ impl Map {
             MapType::RingBuf => Kind::RingBuf(RingBuf::new(spec)?),
             MapType::PerfEventArray => Kind::Perf(PerfEventArray::new(spec, cpus)?),
             MapType::ProgArray => Kind::Prog(ProgArray::new(spec)?),
+            t if t.is_of_maps() => {
+                return Err(MapError::BadSpec {
+                    reason: "a map of maps needs its inner maps' template: create it with \
+                             Maps::create_of_maps"
+                        .into(),
+                });
+            }
             t if t.is_redirect() => {
                 let value_sizes: &[u32] = if t == MapType::XskMap { &[4] } else { &[4, 8] };
                 if spec.key_size != 4 || !value_sizes.contains(&spec.value_size) {
@@ -125,6 +150,100 @@ impl Map {
         })
     }
 
+    /// Creates an empty array or hash of maps (`spec.map_type` [`MapType::ArrayOfMaps`] or
+    /// [`MapType::HashOfMaps`], 4-byte values) whose slots take maps like `template`: the
+    /// same type, key and value sizes and flags, and for arrays the same `max_entries`
+    /// unless `template` has [`BPF_F_INNER_MAP`] (the kernel's `bpf_map_meta_equal`). Slots
+    /// are filled through the set ([`Maps::set_inner`]).
+    pub fn new_of_maps(
+        name: impl Into<String>,
+        spec: MapSpec,
+        template: MapSpec,
+    ) -> Result<Map, MapError> {
+        let array = spec.map_type == MapType::ArrayOfMaps;
+        if !spec.map_type.is_of_maps() {
+            return Err(MapError::BadSpec {
+                reason: format!("a {} is not a map of maps", spec.map_type.name()),
+            });
+        }
+        if spec.value_size != 4 || (array && spec.key_size != 4) || spec.max_entries == 0 {
+            return Err(MapError::BadSpec {
+                reason: format!(
+                    "a {} has 4-byte values{} and at least one entry",
+                    spec.map_type.name(),
+                    if array { " and keys" } else { "" }
+                ),
+            });
+        }
+        if template.map_type.is_of_maps() || template.map_type == MapType::ProgArray {
+            return Err(MapError::BadSpec {
+                reason: format!("an inner map cannot be a {}", template.map_type.name()),
+            });
+        }
+        let slots = MapSpec {
+            map_type: MapType::Hash,
+            flags: 0,
+            ..spec
+        };
+        let of = OfMaps {
+            template,
+            array: if array {
+                Some(ProgArray::new(slots)?)
+            } else {
+                None
+            },
+            hash: if array {
+                None
+            } else {
+                Some(Hash::new(slots, 1)?)
+            },
+        };
+        Ok(Map {
+            name: name.into(),
+            spec,
+            cpus: 1,
+            kind: Kind::OfMaps(of),
+            frozen: OnceLock::new(),
+        })
+    }
+
+    /// The template of a map of maps' inner maps.
+    pub fn inner_template(&self) -> Option<&MapSpec> {
+        match &self.kind {
+            Kind::OfMaps(of) => Some(&of.template),
+            _ => None,
+        }
+    }
+
+    /// A map of maps' slot `key`: the index in the set of the map it holds, or `None` when
+    /// it is empty (a program's `map_lookup_elem` on an outer map).
+    pub fn inner_at(&self, key: &[u8]) -> Result<Option<usize>, MapError> {
+        let Kind::OfMaps(of) = &self.kind else {
+            return Err(self.unsupported("an inner map lookup"));
+        };
+        let index = match (&of.array, &of.hash) {
+            (Some(a), _) => a.lookup(key)?,
+            (_, Some(h)) => h.lookup(key)?,
+            _ => None,
+        };
+        Ok(index
+            .and_then(|v| <[u8; 4]>::try_from(v.as_slice()).ok())
+            .map(|v| u32::from_le_bytes(v) as usize))
+    }
+
+    /// Puts the map of index `inner` in slot `key` (the set checked it is like the template).
+    fn set_inner_index(&self, key: &[u8], inner: u32, flags: UpdateFlags) -> Result<(), MapError> {
+        let Kind::OfMaps(of) = &self.kind else {
+            return Err(self.unsupported("setting an inner map"));
+        };
+        let value = inner.to_le_bytes();
+        match (&of.array, &of.hash) {
+            (Some(a), _) => a.update(key, &value, flags),
+            (_, Some(h)) => h.update(key, Write::Host(&value), flags),
+            _ => Err(self.unsupported("setting an inner map")),
+        }
+    }
+
     /// The map's name (its symbol in the object).
     pub fn name(&self) -> &str {
         &self.name
@@ -152,7 +271,7 @@ impl Map {
             Kind::Array(a) => Some(a.values(cpu)),
             Kind::Hash(h) | Kind::Redirect(h) => Some(h.values(cpu)),
             Kind::RingBuf(r) => Some(r.values()),
-            Kind::Queue(_) | Kind::Perf(_) | Kind::Prog(_) => None,
+            Kind::Queue(_) | Kind::Perf(_) | Kind::Prog(_) | Kind::OfMaps(_) => None,
         }
     }
 
@@ -172,6 +291,9 @@ impl Map {
             Kind::Array(a) => a.lookup(key),
             Kind::Hash(h) | Kind::Redirect(h) => h.lookup(key),
             Kind::Prog(p) => p.lookup(key),
+            Kind::OfMaps(_) => Ok(self
+                .inner_at(key)?
+                .map(|i| (i as u32).to_le_bytes().to_vec())),
             _ => Err(self.unsupported("lookup")),
         }
     }
@@ -216,6 +338,9 @@ impl Map {
             Kind::Prog(p) => p.update(key, value, flags),
             Kind::Redirect(h) => self.redirect_update(h, key, value, flags),
             Kind::Queue(_) if key.is_empty() => self.push(value, flags),
+            Kind::OfMaps(_) => {
+                Err(self.unsupported("update (put a map in a slot with Maps::set_inner)"))
+            }
             _ => Err(self.unsupported("update")),
         }
     }
@@ -247,6 +372,8 @@ impl Map {
             Kind::Array(a) => a.delete(),
             Kind::Hash(h) | Kind::Redirect(h) => h.delete(key),
             Kind::Prog(p) => p.delete(key),
+            Kind::OfMaps(OfMaps { array: Some(a), .. }) => a.delete(key),
+            Kind::OfMaps(OfMaps { hash: Some(h), .. }) => h.delete(key),
             _ => Err(self.unsupported("delete")),
         }
     }
@@ -257,7 +384,8 @@ impl Map {
         match &self.kind {
             Kind::Array(a) => a.next_key(key),
             Kind::Hash(h) | Kind::Redirect(h) => h.next_key(key),
-            Kind::Prog(p) => p.next_key(key),
+            Kind::Prog(p) | Kind::OfMaps(OfMaps { array: Some(p), .. }) => p.next_key(key),
+            Kind::OfMaps(OfMaps { hash: Some(h), .. }) => h.next_key(key),
             _ => Err(self.unsupported("get_next_key")),
         }
     }
@@ -269,9 +397,10 @@ impl Map {
         match &self.kind {
             Kind::Array(a) => a.entries(),
             Kind::Hash(h) | Kind::Redirect(h) => h.entries(),
-            Kind::Prog(p) => p.entries(),
+            Kind::Prog(p) | Kind::OfMaps(OfMaps { array: Some(p), .. }) => p.entries(),
+            Kind::OfMaps(OfMaps { hash: Some(h), .. }) => h.entries(),
             Kind::Queue(q) => q.entries().into_iter().map(|v| (Vec::new(), v)).collect(),
-            Kind::RingBuf(_) | Kind::Perf(_) => Vec::new(),
+            Kind::RingBuf(_) | Kind::Perf(_) | Kind::OfMaps(_) => Vec::new(),
         }
     }
 
@@ -294,6 +423,7 @@ impl Map {
             Kind::Prog(p) => p.entries().len(),
             Kind::RingBuf(r) => usize::from(r.pending() > 0),
             Kind::Perf(p) => p.len(),
+            Kind::OfMaps(_) => self.entries().len(),
         }
     }
 
@@ -503,6 +633,80 @@ impl Maps {
         let map = Arc::new(Map::new(name, spec, self.cpus.count())?);
         self.maps.push(Arc::clone(&map));
         Ok(map)
+    }
+
+    /// Creates an array or hash of maps whose slots take maps like `template`
+    /// ([`Map::new_of_maps`]); its index is the number of maps created before it.
+    pub fn create_of_maps(
+        &mut self,
+        name: &str,
+        spec: MapSpec,
+        template: MapSpec,
+    ) -> Result<Arc<Map>, MapError> {
+        let map = Arc::new(Map::new_of_maps(name, spec, template)?);
+        self.maps.push(Arc::clone(&map));
+        Ok(map)
+    }
+
+    /// Puts `inner`, a map of this set, in slot `key` of the map of maps `outer` (the host's
+    /// `bpf_map_update_elem` with the inner map's descriptor). A map of another set, or one
+    /// unlike `outer`'s template ([`Map::new_of_maps`]), is [`MapError::InvalidValue`]. A run
+    /// looking the slot up at the same time gets the old map or the new one, both alive as
+    /// long as the set.
+    pub fn set_inner(
+        &self,
+        outer: &Map,
+        key: &[u8],
+        inner: &Map,
+        flags: UpdateFlags,
+    ) -> Result<(), MapError> {
+        let template = outer.inner_template().ok_or(MapError::Unsupported {
+            op: "setting an inner map",
+            map_type: outer.spec.map_type,
+        })?;
+        let index = self
+            .maps
+            .iter()
+            .position(|m| std::ptr::eq(&**m, inner))
+            .ok_or_else(|| MapError::InvalidValue {
+                reason: format!("map `{}` is not of this set", inner.name),
+            })?;
+        let spec = inner.spec;
+        let array = matches!(spec.map_type, MapType::Array | MapType::PerCpuArray);
+        let like = spec.map_type == template.map_type
+            && spec.key_size == template.key_size
+            && spec.value_size == template.value_size
+            && spec.flags == template.flags
+            && (!array
+                || template.flags & BPF_F_INNER_MAP != 0
+                || spec.max_entries == template.max_entries);
+        if !like {
+            return Err(MapError::InvalidValue {
+                reason: format!(
+                    "map `{}` ({} key {} value {} max_entries {} flags {:#x}) is not like the \
+                     inner maps of `{}` ({} key {} value {} max_entries {} flags {:#x})",
+                    inner.name,
+                    spec.map_type.name(),
+                    spec.key_size,
+                    spec.value_size,
+                    spec.max_entries,
+                    spec.flags,
+                    outer.name,
+                    template.map_type.name(),
+                    template.key_size,
+                    template.value_size,
+                    template.max_entries,
+                    template.flags
+                ),
+            });
+        }
+        let index = u32::try_from(index).map_err(|_| MapError::Full)?;
+        outer.set_inner_index(key, index, flags)
+    }
+
+    /// The map in slot `key` of the map of maps `outer`, if any.
+    pub fn inner(&self, outer: &Map, key: &[u8]) -> Result<Option<&Arc<Map>>, MapError> {
+        Ok(outer.inner_at(key)?.and_then(|i| self.maps.get(i)))
     }
 
     /// The map named `name` (the first, if several share it).

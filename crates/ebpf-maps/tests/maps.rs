@@ -625,3 +625,160 @@ fn frozen_maps_refuse_every_change() {
     assert_eq!(map.frozen(), Some(&want[..]));
     assert_eq!(map.lookup(&key(1)), Ok(Some(7u64.to_le_bytes().to_vec())));
 }
+
+/// Arrays and hashes of maps hold maps of their set like their template; a slot reads back
+/// as the inner map, an emptied slot as nothing; the host's raw update is refused (a map goes
+/// in by `Maps::set_inner`), and so are maps unlike the template, maps of another set, and
+/// nesting.
+#[test]
+fn maps_of_maps_hold_maps_of_their_set_like_their_template() {
+    let mut maps = Maps::new(1);
+    let template = MapSpec::new(MapType::Hash, 4, 8, 16);
+    let a = maps.create("tenant_a", template).unwrap();
+    let b = maps.create("tenant_b", template).unwrap();
+    let other = maps
+        .create("other", MapSpec::new(MapType::Hash, 4, 16, 16))
+        .unwrap();
+    for outer_type in [MapType::ArrayOfMaps, MapType::HashOfMaps] {
+        let outer = maps
+            .create_of_maps(
+                &format!("outer_{}", outer_type.name()),
+                MapSpec::new(outer_type, 4, 4, 4),
+                template,
+            )
+            .unwrap();
+        assert_eq!(outer.inner_template(), Some(&template));
+        assert!(maps.inner(&outer, &key(1)).unwrap().is_none());
+        maps.set_inner(&outer, &key(1), &b, UpdateFlags::Any)
+            .unwrap();
+        maps.set_inner(&outer, &key(2), &a, UpdateFlags::Any)
+            .unwrap();
+        assert_eq!(
+            maps.inner(&outer, &key(1)).unwrap().unwrap().name(),
+            "tenant_b"
+        );
+        // The host's lookup gives the inner map's index in the set (the kernel gives its id).
+        assert_eq!(
+            outer.lookup(&key(2)).unwrap(),
+            Some(0u32.to_le_bytes().to_vec())
+        );
+        assert_eq!(outer.entries().len(), 2);
+        let err = maps
+            .set_inner(&outer, &key(0), &other, UpdateFlags::Any)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("is not like the inner maps of"),
+            "{err}"
+        );
+        let stranger = Map::new("stranger", template, 1).unwrap();
+        assert!(matches!(
+            maps.set_inner(&outer, &key(0), &stranger, UpdateFlags::Any),
+            Err(MapError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            outer.update(&key(0), &[0; 4], UpdateFlags::Any),
+            Err(MapError::Unsupported { .. })
+        ));
+        outer.delete(&key(1)).unwrap();
+        assert!(maps.inner(&outer, &key(1)).unwrap().is_none());
+        assert_eq!(outer.delete(&key(1)), Err(MapError::NotFound));
+    }
+    // An array of maps' keys are indices below max_entries.
+    let outer = maps
+        .create_of_maps("arr", MapSpec::new(MapType::ArrayOfMaps, 4, 4, 2), template)
+        .unwrap();
+    assert_eq!(
+        maps.set_inner(&outer, &key(2), &a, UpdateFlags::Any),
+        Err(MapError::Full)
+    );
+    // Inner arrays must match the template's size unless it says BPF_F_INNER_MAP.
+    let small = maps
+        .create("small", MapSpec::new(MapType::Array, 4, 8, 2))
+        .unwrap();
+    let array_template = MapSpec::new(MapType::Array, 4, 8, 4);
+    let strict = maps
+        .create_of_maps(
+            "strict",
+            MapSpec::new(MapType::ArrayOfMaps, 4, 4, 1),
+            array_template,
+        )
+        .unwrap();
+    assert!(
+        maps.set_inner(&strict, &key(0), &small, UpdateFlags::Any)
+            .is_err()
+    );
+    let loose = maps
+        .create_of_maps(
+            "loose",
+            MapSpec::new(MapType::ArrayOfMaps, 4, 4, 1),
+            MapSpec {
+                flags: ebpf_maps::BPF_F_INNER_MAP,
+                ..array_template
+            },
+        )
+        .unwrap();
+    let small_inner = maps
+        .create(
+            "small_inner",
+            MapSpec {
+                flags: ebpf_maps::BPF_F_INNER_MAP,
+                ..MapSpec::new(MapType::Array, 4, 8, 2)
+            },
+        )
+        .unwrap();
+    maps.set_inner(&loose, &key(0), &small_inner, UpdateFlags::Any)
+        .unwrap();
+    // No map of maps without a template, none nested, none of a prog array.
+    assert!(Map::new("m", MapSpec::new(MapType::ArrayOfMaps, 4, 4, 1), 1).is_err());
+    assert!(
+        Map::new_of_maps(
+            "m",
+            MapSpec::new(MapType::ArrayOfMaps, 4, 4, 1),
+            MapSpec::new(MapType::HashOfMaps, 4, 4, 1)
+        )
+        .is_err()
+    );
+}
+
+/// The host swaps a slot between two maps while threads look it up: every lookup sees one of
+/// the two (both alive as long as the set), never anything else.
+#[test]
+fn a_slot_swapped_during_lookups_gives_the_old_map_or_the_new() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const READERS: usize = 3;
+    let mut maps = Maps::new(1);
+    let template = MapSpec::new(MapType::Array, 4, 8, 1);
+    let a = maps.create("a", template).unwrap();
+    let b = maps.create("b", template).unwrap();
+    let outer = maps
+        .create_of_maps(
+            "outer",
+            MapSpec::new(MapType::ArrayOfMaps, 4, 4, 1),
+            template,
+        )
+        .unwrap();
+    maps.set_inner(&outer, &key(0), &a, UpdateFlags::Any)
+        .unwrap();
+    let done = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..READERS {
+            s.spawn(|| {
+                for _ in 0..50_000 {
+                    match outer.inner_at(&key(0)).unwrap() {
+                        Some(0 | 1) => {}
+                        other => panic!("slot held {other:?}"),
+                    }
+                }
+                done.fetch_add(1, Ordering::Release);
+            });
+        }
+        let mut round = 0u64;
+        while done.load(Ordering::Acquire) < READERS {
+            let next = if round.is_multiple_of(2) { &b } else { &a };
+            maps.set_inner(&outer, &key(0), next, UpdateFlags::Any)
+                .unwrap();
+            round += 1;
+        }
+        assert!(round > 0);
+    });
+}
