@@ -791,8 +791,8 @@ fn list_maps(input: &Path) -> Result<()> {
             format!("{:#x}", m.flags),
             m.section,
         );
-        for (slot, program) in &m.initial_programs {
-            let _ = write!(text, " [{slot}]={program}");
+        for (slot, name) in m.initial_programs.iter().chain(&m.initial_maps) {
+            let _ = write!(text, " [{slot}]={name}");
         }
         text.push('\n');
     }

@@ -54,6 +54,12 @@ pub struct MapDefinition {
     /// A global data map's initial value: its section's bytes as the file holds them (zeroes
     /// for `.bss*`). `None` for every other map.
     pub initial_value: Option<Vec<u8>>,
+    /// For an array or hash of maps (types 12, 13): the template its inner maps must match,
+    /// from BTF `__array(values, struct { … })` (named `OUTER.inner`, as libbpf names it).
+    pub inner: Option<Box<MapDefinition>>,
+    /// For an array or hash of maps: the slots the object initialises
+    /// (`.values = { [slot] = &map }`), with the map's name.
+    pub initial_maps: Vec<(u32, String)>,
 }
 
 impl std::fmt::Display for MapDefinition {
@@ -204,6 +210,8 @@ fn global_data(section: &Section, bytes: &[u8]) -> Result<Option<MapDefinition>,
         section: section.name.clone(),
         initial_programs: Vec::new(),
         initial_value: Some(initial),
+        inner: None,
+        initial_maps: Vec::new(),
     }))
 }
 
@@ -266,6 +274,8 @@ fn legacy_maps(
                 section: section.name.clone(),
                 initial_programs: Vec::new(),
                 initial_value: None,
+                inner: None,
+                initial_maps: Vec::new(),
             },
         });
     }
@@ -318,93 +328,7 @@ fn btf_maps(
         else {
             return Err(bad_map(at, &name, "its type is not a struct"));
         };
-        let mut d = MapDefinition {
-            name: name.clone(),
-            map_type: 0,
-            key_size: 0,
-            value_size: 0,
-            max_entries: 0,
-            flags: 0,
-            style: MapStyle::Btf,
-            section: section.name.clone(),
-            initial_programs: Vec::new(),
-            initial_value: None,
-        };
-        let mut values_at = None;
-        for member in &def.members {
-            // `__uint(name, n)`: a pointer to an array of n elements.
-            let uint = || -> Result<u32, ElfError> {
-                btf.resolve(member.type_id)
-                    .filter(|t| t.kind == kind::PTR)
-                    .and_then(|p| btf.resolve(p.size_or_type))
-                    .and_then(|a| a.array)
-                    .map(|(_, n)| n)
-                    .ok_or_else(|| {
-                        bad_map(
-                            at,
-                            &name,
-                            format!("`{}` is not __uint(…)", quoted(&member.name)),
-                        )
-                    })
-            };
-            // `__type(name, T)`: a pointer to T; its size.
-            let pointee_size = || -> Result<u32, ElfError> {
-                btf.resolve(member.type_id)
-                    .filter(|t| t.kind == kind::PTR)
-                    .and_then(|p| btf.size_of(p.size_or_type))
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(|| {
-                        bad_map(
-                            at,
-                            &name,
-                            format!(
-                                "`{}` is not __type(…) of a sized type",
-                                quoted(&member.name)
-                            ),
-                        )
-                    })
-            };
-            let set = |slot: &mut u32, value: u32, what: &str| {
-                if *slot != 0 && *slot != value {
-                    return Err(bad_map(
-                        at,
-                        &name,
-                        format!("{what} is given twice ({} and {value})", *slot),
-                    ));
-                }
-                *slot = value;
-                Ok(())
-            };
-            match member.name.as_str() {
-                "type" => d.map_type = uint()?,
-                "max_entries" => d.max_entries = uint()?,
-                "map_flags" => d.flags = uint()?,
-                "key_size" => set(&mut d.key_size, uint()?, "the key size")?,
-                "value_size" => set(&mut d.value_size, uint()?, "the value size")?,
-                "key" => set(&mut d.key_size, pointee_size()?, "the key size")?,
-                "value" => set(&mut d.value_size, pointee_size()?, "the value size")?,
-                "pinning" | "numa_node" | "map_extra" => {
-                    uint()?;
-                }
-                "values" => values_at = Some(u64::from(member.offset / 8)),
-                other => {
-                    return Err(bad_map(
-                        at,
-                        &name,
-                        format!("unknown attribute `{}`", quoted(other)),
-                    ));
-                }
-            }
-        }
-        // libbpf sets the key and value sizes of these types itself.
-        if matches!(d.map_type, 3 | 12 | 13) {
-            d.key_size = 4;
-            d.value_size = 4;
-        }
-        if d.map_type == 4 {
-            d.key_size = 4;
-            d.value_size = 4;
-        }
+        let (mut d, values_at) = btf_definition(&btf, def, &name, at, &section.name, true)?;
         // clang leaves the data section's offsets to the loader (libbpf fixes them up from
         // the symbol table): the variable's symbol says where the map lies.
         let Some(sym) = parsed.symbols.iter().find(|sym| {
@@ -418,7 +342,21 @@ fn btf_maps(
         };
         let (offset, size) = (sym.value, sym.size.max(u64::from(var.size)));
         if let Some(values_at) = values_at {
-            d.initial_programs = initial_slots(parsed, s, offset + values_at, size, &name)?;
+            let (programs, maps) = initial_slots(parsed, s, offset + values_at, size, &name)?;
+            let of_maps = matches!(d.map_type, 12 | 13);
+            if (of_maps && !programs.is_empty()) || (!of_maps && !maps.is_empty()) {
+                return Err(bad_map(
+                    at,
+                    &name,
+                    if of_maps {
+                        "an initial value of a map of maps that is not a map"
+                    } else {
+                        "an initial value that is a map, in a map that is not a map of maps"
+                    },
+                ));
+            }
+            d.initial_programs = programs;
+            d.initial_maps = maps;
         }
         out.push(Placed {
             section: s,
@@ -430,36 +368,175 @@ fn btf_maps(
     Ok(())
 }
 
+/// A BTF map definition's members (`def`, the variable's struct): the definition, and where
+/// its `values` member is (its byte offset and type), if it has one. `outer`: whether it may
+/// itself hold maps (an inner map's template may not).
+fn btf_definition(
+    btf: &Btf,
+    def: &crate::btf::Type,
+    name: &str,
+    at: u64,
+    section: &str,
+    outer: bool,
+) -> Result<(MapDefinition, Option<u64>), ElfError> {
+    let mut d = MapDefinition {
+        name: name.to_string(),
+        map_type: 0,
+        key_size: 0,
+        value_size: 0,
+        max_entries: 0,
+        flags: 0,
+        style: MapStyle::Btf,
+        section: section.to_string(),
+        initial_programs: Vec::new(),
+        initial_value: None,
+        inner: None,
+        initial_maps: Vec::new(),
+    };
+    let mut values_at = None;
+    for member in &def.members {
+        // `__uint(name, n)`: a pointer to an array of n elements.
+        let uint = || -> Result<u32, ElfError> {
+            btf.resolve(member.type_id)
+                .filter(|t| t.kind == kind::PTR)
+                .and_then(|p| btf.resolve(p.size_or_type))
+                .and_then(|a| a.array)
+                .map(|(_, n)| n)
+                .ok_or_else(|| {
+                    bad_map(
+                        at,
+                        name,
+                        format!("`{}` is not __uint(…)", quoted(&member.name)),
+                    )
+                })
+        };
+        // `__type(name, T)`: a pointer to T; its size.
+        let pointee_size = || -> Result<u32, ElfError> {
+            btf.resolve(member.type_id)
+                .filter(|t| t.kind == kind::PTR)
+                .and_then(|p| btf.size_of(p.size_or_type))
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| {
+                    bad_map(
+                        at,
+                        name,
+                        format!(
+                            "`{}` is not __type(…) of a sized type",
+                            quoted(&member.name)
+                        ),
+                    )
+                })
+        };
+        let set = |slot: &mut u32, value: u32, what: &str| {
+            if *slot != 0 && *slot != value {
+                return Err(bad_map(
+                    at,
+                    name,
+                    format!("{what} is given twice ({} and {value})", *slot),
+                ));
+            }
+            *slot = value;
+            Ok(())
+        };
+        match member.name.as_str() {
+            "type" => d.map_type = uint()?,
+            "max_entries" => d.max_entries = uint()?,
+            "map_flags" => d.flags = uint()?,
+            "key_size" => set(&mut d.key_size, uint()?, "the key size")?,
+            "value_size" => set(&mut d.value_size, uint()?, "the value size")?,
+            "key" => set(&mut d.key_size, pointee_size()?, "the key size")?,
+            "value" => set(&mut d.value_size, pointee_size()?, "the value size")?,
+            "pinning" | "numa_node" | "map_extra" => {
+                uint()?;
+            }
+            "values" => values_at = Some((u64::from(member.offset / 8), member.type_id)),
+            other => {
+                return Err(bad_map(
+                    at,
+                    name,
+                    format!("unknown attribute `{}`", quoted(other)),
+                ));
+            }
+        }
+    }
+    // libbpf sets the key and value sizes of these types itself.
+    if matches!(d.map_type, 3 | 12 | 13) {
+        d.key_size = 4;
+        d.value_size = 4;
+    }
+    if d.map_type == 4 {
+        d.key_size = 4;
+        d.value_size = 4;
+    }
+    if let (true, Some((_, values_type))) = (matches!(d.map_type, 12 | 13), values_at) {
+        // `__array(values, struct { … })`: an array of pointers to the inner template.
+        let template = btf
+            .resolve(values_type)
+            .and_then(|a| a.array)
+            .and_then(|(element, _)| btf.resolve(element))
+            .filter(|p| p.kind == kind::PTR)
+            .and_then(|p| btf.resolve(p.size_or_type))
+            .filter(|t| t.kind == kind::STRUCT);
+        let Some(template) = template.filter(|_| outer) else {
+            return Err(bad_map(
+                at,
+                name,
+                "a map of maps whose `values` is not __array(values, struct { … }) of one level",
+            ));
+        };
+        let inner_name = format!("{name}.inner");
+        let (inner, _) = btf_definition(btf, template, &inner_name, at, section, false)?;
+        d.inner = Some(Box::new(inner));
+    }
+    Ok((d, values_at.map(|(offset, _)| offset)))
+}
+
+/// Initial slots: each slot with the program or map it names.
+type Slots = Vec<(u32, String)>;
+
 /// The `values` relocations of a map at `start` (`size` bytes) of section `s`: each is a
-/// pointer to a program, slot `(r_offset - start) / 8`.
+/// pointer to a program (a prog array's slot) or to a map of section `s` (a map of maps'
+/// slot), slot `(r_offset - start) / 8`. Returns the programs' slots and the maps' slots.
 fn initial_slots(
     parsed: &Parsed,
     s: usize,
     start: u64,
     size: u64,
     map: &str,
-) -> Result<Vec<(u32, String)>, ElfError> {
+) -> Result<(Slots, Slots), ElfError> {
     let Some(section) = parsed.sections.get(s) else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
-    let mut out = Vec::new();
+    let (mut programs, mut maps) = (Vec::new(), Vec::new());
     let end = start.saturating_add(size);
     for (&r_offset, reloc) in section.relocs.range(start..end) {
-        let sym = parsed.symbols.get(reloc.sym);
-        let program = sym.filter(|sym| {
-            reloc.r_type == R_BPF_64_ABS64
-                && sym.st_type == STT_FUNC
-                && matches!(sym.place, Place::Section(c) if parsed.sections.get(c).map(|x| x.kind) == Some(SectionKind::Code))
-        });
-        let Some(program) = program else {
-            return Err(bad_map(
-                reloc.entry_offset,
-                map,
-                "an initial value that is not a pointer to a program (map-in-map is not supported)",
-            ));
-        };
+        let sym = parsed
+            .symbols
+            .get(reloc.sym)
+            .filter(|_| reloc.r_type == R_BPF_64_ABS64);
         let slot = u32::try_from((r_offset - start) / 8).unwrap_or(u32::MAX);
-        out.push((slot, program.name.clone()));
+        match sym {
+            Some(sym)
+                if sym.st_type == STT_FUNC
+                    && matches!(sym.place, Place::Section(c) if parsed.sections.get(c).map(|x| x.kind) == Some(SectionKind::Code)) =>
+            {
+                programs.push((slot, sym.name.clone()));
+            }
+            Some(sym)
+                if sym.place == Place::Section(s)
+                    && sym.st_type != STT_SECTION
+                    && !sym.name.is_empty() =>
+            {
+                maps.push((slot, sym.name.clone()));
+            }
+            _ => {
+                return Err(bad_map(
+                    reloc.entry_offset,
+                    map,
+                    "an initial value that is not a pointer to a program or a map",
+                ));
+            }
+        }
     }
-    Ok(out)
+    Ok((programs, maps))
 }

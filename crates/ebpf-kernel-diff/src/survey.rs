@@ -460,6 +460,8 @@ mod tests {
             section: ".maps".to_string(),
             initial_programs: Vec::new(),
             initial_value: None,
+            inner: None,
+            initial_maps: Vec::new(),
         };
         let maps = [
             map("rx_cnt", 2, 0),

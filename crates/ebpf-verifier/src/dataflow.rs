@@ -17,6 +17,7 @@
 //! (`ebpf_abi::semantics`).
 
 use alloc::collections::BTreeSet;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -46,6 +47,11 @@ enum Val {
         offset: i64,
         lookup: u32,
         or_null: bool,
+    },
+    /// A map held in a slot of map of maps `outer` (an index into
+    /// [`MapLookup::outer_maps`]), or NULL: a lookup's result, passed to map helpers only.
+    InnerMap {
+        outer: u16,
     },
 }
 
@@ -521,6 +527,14 @@ fn null_check(
 
 /// Checks an access of `size` bytes at `base + off` when `base` is a lookup's result.
 fn map_access(pc: usize, base: Val, off: i16, size: u32, sink: &mut Sink<'_>) {
+    if let Val::InnerMap { outer } = base {
+        let map = sink
+            .maps
+            .and_then(|m| m.outer_maps.get(usize::from(outer)))
+            .map_or_else(String::new, |(_, name)| name.clone());
+        sink.error(pc, FindingKind::InnerMapAccess { map });
+        return;
+    }
     let Val::MapValue {
         map,
         offset,
@@ -569,6 +583,9 @@ fn lookup_result(pc: usize, insn: &Insn, map: Val, sink: &Sink<'_>) -> Val {
     if imm as u32 != lookup.helper {
         return Val::Unknown;
     }
+    if let Some(outer) = lookup.outer_maps.iter().position(|(h, _)| *h == handle) {
+        return u16::try_from(outer).map_or(Val::Unknown, |outer| Val::InnerMap { outer });
+    }
     let found = lookup.maps.iter().position(|m| m.handle == handle);
     match (found.and_then(|i| u16::try_from(i).ok()), u32::try_from(pc)) {
         (Some(index), Ok(pc)) => Val::MapValue {
@@ -578,6 +595,29 @@ fn lookup_result(pc: usize, insn: &Insn, map: Val, sink: &Sink<'_>) -> Val {
             or_null: lookup.maps[usize::from(index)].may_be_null,
         },
         _ => Val::Unknown,
+    }
+}
+
+/// Refuses a map helper other than the lookup called on a map of maps (`r1` its handle).
+fn outer_map_helper(pc: usize, insn: &Insn, map: Val, sink: &mut Sink<'_>) {
+    let (
+        Some(lookup),
+        Insn::Call {
+            kind: CallKind::Helper,
+            imm,
+        },
+        Val::Const(handle),
+    ) = (sink.maps, *insn, map)
+    else {
+        return;
+    };
+    let helper = imm as u32;
+    if helper == lookup.helper || !lookup.map_helpers.contains(&helper) {
+        return;
+    }
+    if let Some((_, name)) = lookup.outer_maps.iter().find(|(h, _)| *h == handle) {
+        let map = name.clone();
+        sink.error(pc, FindingKind::OuterMapHelper { map, helper });
     }
 }
 
@@ -774,6 +814,7 @@ fn transfer(pc: usize, insn: &Insn, s: &mut State, sink: &mut Sink<'_>) {
                     }
                 }
             }
+            outer_map_helper(pc, insn, s.val(Reg::R1), sink);
             let r0 = lookup_result(pc, insn, s.val(Reg::R1), sink);
             for r in &Reg::ALL[1..=5] {
                 s.clobber(*r);

@@ -164,6 +164,21 @@ pub enum FindingKind {
         /// The map's name.
         map: String,
     },
+    /// The result of a lookup in a map of maps — an inner map, which a program may only
+    /// pass to map helpers — is dereferenced (the kernel lets a privileged program read its
+    /// `struct bpf_map`, kernel memory this VM does not have).
+    InnerMapAccess {
+        /// The map of maps.
+        map: String,
+    },
+    /// A map helper other than the lookup is called on a map of maps: programs may only look
+    /// maps of maps up (the kernel's "cannot pass map_type 12 into func").
+    OuterMapHelper {
+        /// The map of maps.
+        map: String,
+        /// The helper's id.
+        helper: u32,
+    },
     /// Division or modulo by a constant zero (defined: the result is 0, or `dst` for
     /// modulo — but rarely what was meant).
     DivisionByZero,
@@ -258,6 +273,17 @@ impl fmt::Display for FindingKind {
                 f,
                 "invalid mem access 'map_value_or_null': the result of a lookup in map \
                  `{}` is dereferenced before it is checked against NULL",
+                quoted(map)
+            ),
+            FindingKind::InnerMapAccess { map } => write!(
+                f,
+                "invalid mem access 'map_ptr': the result of a lookup in map of maps `{}` is \
+                 a map, which a program passes to map helpers but does not dereference",
+                quoted(map)
+            ),
+            FindingKind::OuterMapHelper { map, helper } => write!(
+                f,
+                "helper {helper} on map of maps `{}`: programs may only look maps of maps up",
                 quoted(map)
             ),
             FindingKind::DivisionByZero => write!(f, "division or modulo by constant zero"),

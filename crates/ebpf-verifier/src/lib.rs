@@ -91,6 +91,13 @@ pub struct MapLookup {
     pub helper: u32,
     /// The maps a lookup can return values of.
     pub maps: Vec<MapValues>,
+    /// Maps of maps, by handle and name: a lookup in one gives a map (the kernel's
+    /// `CONST_PTR_TO_MAP`), which the program may pass to map helpers but never dereference;
+    /// and programs may only look them up.
+    pub outer_maps: Vec<(u64, String)>,
+    /// The helpers whose first argument is a map, other than the lookup: none of them may be
+    /// called on a map of maps (the kernel's "cannot pass map_type 12 into func").
+    pub map_helpers: Vec<u32>,
 }
 
 /// One map, as [`MapLookup`] describes it.

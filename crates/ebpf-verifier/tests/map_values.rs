@@ -12,10 +12,14 @@ const LOOKUP: u32 = 1;
 const FLOWS: &str = "0xffff000000000000";
 const STATS: &str = "0xffff000000000001";
 const UNDESCRIBED: &str = "0xffff000000000002";
+/// The handle of the array of maps `tenants`.
+const TENANTS: &str = "0xffff000000000003";
+const UPDATE: u32 = 2;
+const DELETE: u32 = 3;
 
 fn config() -> VerifierConfig {
     VerifierConfig {
-        helpers: Some(vec![LOOKUP]),
+        helpers: Some(vec![LOOKUP, UPDATE, DELETE]),
         map_lookup: Some(MapLookup {
             helper: LOOKUP,
             maps: vec![
@@ -32,6 +36,8 @@ fn config() -> VerifierConfig {
                     may_be_null: false,
                 },
             ],
+            outer_maps: vec![(0xffff_0000_0000_0003, "tenants".into())],
+            map_helpers: vec![UPDATE, DELETE],
         }),
         ..VerifierConfig::default()
     }
@@ -215,4 +221,52 @@ fn the_null_side_of_a_check_holds_constants_not_values() {
     // On the not-equal edge the value is a value: the access at +64 is checked.
     let body = "jeq %r0, 0, +1\nldxdw %r3, [%r0+64]";
     assert_eq!(errors(STATS, body), [(7, out_of_bounds("stats", 64, 8, 8))]);
+}
+
+/// A lookup in a map of maps gives a map: passed to a map helper it loads (checked or not:
+/// NULL is the helper's runtime error), dereferenced — read or written, checked or not — it
+/// is refused, as is a program's update or delete of the map of maps itself.
+#[test]
+fn an_inner_map_goes_to_map_helpers_only() {
+    // r1 = the inner map; r0 = lookup(r1, key 0).
+    assert_eq!(
+        errors(
+            TENANTS,
+            "jeq %r0, 0, +4\nmov %r1, %r0\nmov %r2, %r10\nadd %r2, -4\ncall 1"
+        ),
+        []
+    );
+    let access = |pc| {
+        (
+            pc,
+            FindingKind::InnerMapAccess {
+                map: "tenants".into(),
+            },
+        )
+    };
+    assert_eq!(
+        errors(TENANTS, "jeq %r0, 0, +1\nldxdw %r1, [%r0+0]"),
+        [access(7)]
+    );
+    assert_eq!(errors(TENANTS, "stw [%r0+8], 1"), [access(6)]);
+    // A copy is the same map.
+    assert_eq!(
+        errors(TENANTS, "mov %r3, %r0\njeq %r3, 0, +1\nldxw %r1, [%r3+16]"),
+        [access(8)]
+    );
+    for helper in [UPDATE, DELETE] {
+        let body = format!(
+            "lddw %r1, {TENANTS}\nmov %r2, %r10\nadd %r2, -4\nmov %r3, %r2\nmov %r4, 0\ncall {helper}"
+        );
+        assert_eq!(
+            errors(STATS, &body),
+            [(
+                12,
+                FindingKind::OuterMapHelper {
+                    map: "tenants".into(),
+                    helper
+                }
+            )]
+        );
+    }
 }

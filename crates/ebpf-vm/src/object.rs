@@ -209,7 +209,11 @@ impl VmBuilder {
                 max_entries,
                 flags: d.flags,
             };
-            let map = maps.create(&d.name, spec).map_err(|error| LoadError::Map {
+            let created = match (&d.inner, map_type.is_of_maps()) {
+                (Some(inner), true) => maps.create_of_maps(&d.name, spec, inner_template(inner)),
+                _ => maps.create(&d.name, spec),
+            };
+            let map = created.map_err(|error| LoadError::Map {
                 name: d.name.clone(),
                 error,
             })?;
@@ -218,6 +222,22 @@ impl VmBuilder {
             }
         }
         for (index, d) in definitions.iter().enumerate() {
+            // `.values = { [slot] = &map }`, as libbpf fills them after creating every map.
+            for (slot, inner) in &d.initial_maps {
+                let fail = |error| LoadError::Map {
+                    name: d.name.clone(),
+                    error,
+                };
+                let (Some(outer), Some(inner)) = (maps.by_index(index), maps.get(inner)) else {
+                    return Err(fail(MapError::InvalidValue {
+                        reason: format!(
+                            "slot {slot} names map `{inner}`, which it does not define"
+                        ),
+                    }));
+                };
+                maps.set_inner(outer, &slot.to_le_bytes(), inner, UpdateFlags::Any)
+                    .map_err(fail)?;
+            }
             for (slot, function) in &d.initial_programs {
                 let Some(id) = programs.iter().position(|p| p == function) else {
                     continue;
@@ -348,6 +368,17 @@ pub(crate) fn fill_global_data(map: &Map, value: &[u8]) -> Result<(), LoadError>
         map.freeze();
     }
     Ok(())
+}
+
+/// The template of an outer map's inner maps, from its BTF `values` definition.
+fn inner_template(inner: &ebpf_elf::MapDefinition) -> MapSpec {
+    MapSpec {
+        map_type: MapType::from_kernel(inner.map_type),
+        key_size: inner.key_size,
+        value_size: inner.value_size,
+        max_entries: inner.max_entries,
+        flags: inner.flags,
+    }
 }
 
 /// `lddw dst, map_fd N` becomes `lddw dst, HANDLE(N)`: a value the map helpers decode and

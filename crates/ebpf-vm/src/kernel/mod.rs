@@ -274,9 +274,28 @@ impl ObjectMaps {
                 })
             })
             .collect();
+        let outer_maps = self
+            .maps
+            .iter()
+            .enumerate()
+            .filter(|(_, map)| map.spec().map_type.is_of_maps())
+            .map(|(index, map)| (MAP_HANDLE_BASE | index as u64, map.name().to_string()))
+            .collect();
         ebpf_verifier::MapLookup {
             helper: MAP_LOOKUP_ELEM,
             maps,
+            outer_maps,
+            map_helpers: vec![
+                MAP_UPDATE_ELEM,
+                MAP_DELETE_ELEM,
+                MAP_PUSH_ELEM,
+                MAP_POP_ELEM,
+                MAP_PEEK_ELEM,
+                REDIRECT_MAP,
+                RINGBUF_OUTPUT,
+                RINGBUF_RESERVE,
+                RINGBUF_QUERY,
+            ],
         }
     }
 
@@ -577,6 +596,15 @@ impl KernelHelper {
         let key_size = spec.key_size as usize;
         let value_size = spec.value_size as usize;
         with_state(memory, |s, memory| match self.id {
+            // An outer map's lookup gives the inner map's handle, which the program may only
+            // pass to map helpers (the verifier refuses a dereference).
+            MAP_LOOKUP_ELEM if spec.map_type.is_of_maps() => {
+                read_into(memory, &mut s.buf, a[1], key_size)?;
+                match map.inner_at(&s.buf) {
+                    Ok(Some(inner)) => Ok(MAP_HANDLE_BASE | inner as u64),
+                    _ => Ok(0),
+                }
+            }
             MAP_LOOKUP_ELEM => {
                 read_into(memory, &mut s.buf, a[1], key_size)?;
                 match map.lookup_offset(&s.buf) {

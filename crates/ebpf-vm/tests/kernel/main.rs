@@ -7,6 +7,7 @@ mod corpus;
 mod differential;
 mod globals;
 mod helpers;
+mod map_in_map;
 mod packets;
 mod sizes;
 mod stress;
