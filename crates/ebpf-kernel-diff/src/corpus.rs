@@ -56,6 +56,10 @@ pub(crate) const XSKMAP: u32 = 17;
 /// lets no host read back (`ENOTSUPP`, errno 524); not compared, as for [`XSKMAP`] (programs
 /// cannot change them).
 pub(crate) const PERF_EVENT_ARRAY: u32 = 4;
+/// `BPF_MAP_TYPE_ARRAY_OF_MAPS`, `_HASH_OF_MAPS`: compared by their filled slots (which map
+/// fills each is the host's doing, the same on every side; programs cannot change it).
+pub(crate) const ARRAY_OF_MAPS: u32 = 12;
+pub(crate) const HASH_OF_MAPS: u32 = 13;
 /// The CPU the set's thread is pinned to, whose copy of per-CPU values the kernel fills.
 pub(crate) const CPU: usize = 0;
 
@@ -284,6 +288,21 @@ impl KernelSide {
                 flags: m.flags,
                 initial_programs: m.initial_programs.clone(),
                 initial_value: m.initial_value.clone(),
+                inner: m.inner.as_ref().map(|inner| {
+                    Box::new(ObjectMap {
+                        name: inner.name.clone(),
+                        map_type: inner.map_type,
+                        key_size: inner.key_size,
+                        value_size: inner.value_size,
+                        max_entries: inner.max_entries,
+                        flags: inner.flags,
+                        initial_programs: Vec::new(),
+                        initial_value: None,
+                        inner: None,
+                        initial_maps: Vec::new(),
+                    })
+                }),
+                initial_maps: m.initial_maps.clone(),
             })
             .collect();
         let options = LoadOptions {
@@ -363,7 +382,7 @@ impl Side for KernelSide {
                         .ok_or_else(|| anyhow!("no ring `{name}`"))?;
                     Contents::Records(ring.drain()?)
                 }
-                PROG_ARRAY => {
+                PROG_ARRAY | ARRAY_OF_MAPS | HASH_OF_MAPS => {
                     let map = self.object.map(name).ok_or_else(|| anyhow!("no map"))?;
                     Contents::Slots(map.entries()?.into_iter().map(|(k, _)| k).collect())
                 }

@@ -159,6 +159,9 @@ impl Side for OurSide {
                 RINGBUF => {
                     Contents::Records(map.ring_records().map_err(|e| anyhow!("`{name}`: {e}"))?)
                 }
+                corpus::ARRAY_OF_MAPS | corpus::HASH_OF_MAPS => {
+                    Contents::Slots(map.entries().into_iter().map(|(k, _)| k).collect())
+                }
                 PROG_ARRAY => Contents::Slots(
                     (0..map.spec().max_entries)
                         .filter(|&i| map.program_at(i).is_some())

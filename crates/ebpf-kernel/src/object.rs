@@ -15,9 +15,9 @@ use std::fmt;
 
 use crate::ring::RingReader;
 use crate::{
-    BPF_F_RDONLY_PROG, Btf, CALLBACK_FUNC_TYPE, FuncInfo, KernelError, LoadOptions, Map, MapSpec,
-    PatchError, Program, ProgramType, UpdateFlags, callback_btf, create_map, load_btf,
-    load_program, patch_map_fd, patch_map_value, subprogram_starts,
+    BPF_F_RDONLY_PROG, Btf, CALLBACK_FUNC_TYPE, Command, FuncInfo, KernelError, LoadOptions, Map,
+    MapSpec, PatchError, Program, ProgramType, UpdateFlags, callback_btf, create_map,
+    create_map_of_maps, load_btf, load_program, patch_map_fd, patch_map_value, subprogram_starts,
 };
 
 /// `BPF_MAP_TYPE_RINGBUF`.
@@ -48,6 +48,12 @@ pub struct ObjectMap {
     /// [`BPF_F_RDONLY_PROG`] is then frozen (`BPF_MAP_FREEZE`), as libbpf freezes `.rodata`,
     /// so that the verifier knows its contents are constant.
     pub initial_value: Option<Vec<u8>>,
+    /// For an array or hash of maps (types 12, 13): the template of its inner maps, created
+    /// only to be the outer map's `inner_map_fd` (and closed after, as libbpf does).
+    pub inner: Option<Box<ObjectMap>>,
+    /// For an array or hash of maps: the slots the object initialises, each with the name of
+    /// a map of the object, filled once every map exists.
+    pub initial_maps: Vec<(u32, String)>,
 }
 
 /// One program of an object, linked, with map references by index.
@@ -260,10 +266,26 @@ impl KernelObject {
                 flags: m.flags,
                 name: &name,
             };
-            let map = create_map(&spec).map_err(|error| ObjectError::Map {
+            let fail = |error| ObjectError::Map {
                 map: m.name.clone(),
                 error,
-            })?;
+            };
+            let map = match &m.inner {
+                Some(inner) => {
+                    let inner_name = kernel_name(&inner.name);
+                    let template = create_map(&MapSpec {
+                        map_type: inner.map_type,
+                        key_size: inner.key_size,
+                        value_size: inner.value_size,
+                        max_entries: inner.max_entries,
+                        flags: inner.flags,
+                        name: &inner_name,
+                    })
+                    .map_err(fail)?;
+                    create_map_of_maps(&spec, &template).map_err(fail)?
+                }
+                None => create_map(&spec).map_err(fail)?,
+            };
             if let Some(value) = &m.initial_value {
                 let fail = |error| ObjectError::Map {
                     map: m.name.clone(),
@@ -285,6 +307,22 @@ impl KernelObject {
             };
             rings.push(ring);
             created.push((m.name.clone(), map));
+        }
+        for m in maps {
+            for (slot, inner) in &m.initial_maps {
+                let fail = |error| ObjectError::Map {
+                    map: m.name.clone(),
+                    error,
+                };
+                let find = |name: &str| created.iter().find(|(n, _)| n == name).map(|(_, m)| m);
+                let (Some(outer), Some(inner)) = (find(&m.name), find(inner)) else {
+                    return Err(fail(KernelError::invalid(
+                        Command::MapUpdateElem,
+                        format!("slot {slot} names map `{inner}`, which the object does not have"),
+                    )));
+                };
+                outer.set_map(&slot.to_le_bytes(), inner).map_err(fail)?;
+            }
         }
         let mut loaded = Vec::with_capacity(programs.len());
         let mut btf: Option<Btf> = None;

@@ -614,6 +614,8 @@ fn an_object_loads_with_its_maps_and_prog_array() {
         flags: 0,
         initial_programs: Vec::new(),
         initial_value: None,
+        inner: None,
+        initial_maps: Vec::new(),
     };
     let maps = vec![
         map("events", MapType::RingBuf, 0, 0, 4096),
@@ -717,6 +719,8 @@ fn global_data_maps_get_their_initial_values_and_rodata_is_frozen() {
         flags,
         initial_programs: Vec::new(),
         initial_value: Some(value.to_vec()),
+        inner: None,
+        initial_maps: Vec::new(),
     };
     let maps = vec![
         global(".data", 0, &100u64.to_le_bytes()),
@@ -786,6 +790,8 @@ fn an_object_names_what_failed() {
         flags: 0,
         initial_programs: Vec::new(),
         initial_value: None,
+        inner: None,
+        initial_maps: Vec::new(),
     };
     let err = KernelObject::load(&[map], &[], &LoadOptions::default()).unwrap_err();
     assert!(

@@ -211,6 +211,11 @@ impl VmBuilder {
             };
             let created = match (&d.inner, map_type.is_of_maps()) {
                 (Some(inner), true) => maps.create_of_maps(&d.name, spec, inner_template(inner)),
+                (None, true) => Err(MapError::BadSpec {
+                    reason: "a map of maps whose definition gives no inner map template (a \
+                             legacy definition; BTF's `__array(values, struct { … })` gives one)"
+                        .into(),
+                }),
                 _ => maps.create(&d.name, spec),
             };
             let map = created.map_err(|error| LoadError::Map {
