@@ -66,6 +66,7 @@ const PROGRAMS: &[(&str, &[(&str, &str)])] = &[
     ("../bpf/xdp_flow_stats", &[("xdp_flow_stats", "xdp")]),
     ("../bpf/xdp_bss_counter", &[("xdp_bss_counter", "xdp")]),
     ("../bpf/xdp_globals", &[("second", "xdp"), ("first", "xdp")]),
+    ("../bpf/xdp_tenants", &[("xdp_tenants", "xdp")]),
 ];
 
 fn parse(name: &str) -> ElfObject {

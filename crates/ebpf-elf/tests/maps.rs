@@ -42,6 +42,16 @@ const DECLARED: &[(&str, &[Declared])] = &[
         &[("dispatch", 3, 4, 4, 3), ("handled", 2, 4, 8, 4)],
     ),
     ("xdp_tcp_options", &[("kinds", 2, 4, 8, 16)]),
+    // ARRAY_OF_MAPS is 12.
+    (
+        "xdp_tenants",
+        &[
+            ("tenant_a", 1, 4, 8, 64),
+            ("tenant_b", 1, 4, 8, 64),
+            ("tenants", 12, 4, 4, 4),
+            ("outcomes", 2, 4, 8, 5),
+        ],
+    ),
 ];
 
 /// The maps each program references, by name.
@@ -54,6 +64,7 @@ const USES: &[(&str, &str, &[&str])] = &[
     ("xdp_tailcall", "xdp_dispatch", &["dispatch", "handled"]),
     ("xdp_tailcall", "handle_udp", &["handled"]),
     ("xdp_tcp_options", "xdp_tcp_options", &["kinds"]),
+    ("xdp_tenants", "xdp_tenants", &["tenants", "outcomes"]),
 ];
 
 #[test]
@@ -169,6 +180,31 @@ fn a_prog_array_lists_its_initial_programs() {
         dispatch.to_string(),
         "dispatch: type 3 key 4 value 4 max_entries 3 flags 0x0 (BTF, .maps)"
     );
+}
+
+/// An array of maps carries its inner maps' template (from `__array(values, struct …)`) and
+/// the slots its `.values` fill, by map name.
+#[test]
+fn an_array_of_maps_lists_its_template_and_initial_maps() {
+    let maps = corpus("xdp_tenants").maps().unwrap();
+    let tenants = maps.iter().find(|m| m.name == "tenants").unwrap();
+    assert_eq!(
+        tenants.initial_maps,
+        vec![(0, "tenant_a".to_string()), (2, "tenant_b".to_string())]
+    );
+    assert!(tenants.initial_programs.is_empty());
+    let inner = tenants.inner.as_deref().unwrap();
+    assert_eq!(
+        (
+            inner.name.as_str(),
+            inner.map_type,
+            inner.key_size,
+            inner.value_size,
+            inner.max_entries
+        ),
+        ("tenants.inner", 1, 4, 8, 64)
+    );
+    assert!(maps.iter().all(|m| m.name == "tenants" || m.inner.is_none()));
 }
 
 /// Each global data section is a one-element array map after the object's own maps, as

@@ -165,3 +165,50 @@ fn runs_during_slot_swaps_see_the_old_map_or_the_new() {
         });
     }
 }
+
+/// The corpus' `xdp_tenants` (tests/bpf/xdp_tenants.c): slots 0 and 2 hold `tenant_a` and
+/// `tenant_b` from the object's `.values`; a source's fourth packet to its tenant is dropped;
+/// tenant 1 has no map until the host puts `tenant_a` in its slot too.
+#[test]
+fn the_corpus_tenants_program_counts_sources_per_tenant() {
+    use crate::corpus::{object, xdp};
+    use crate::packets::{arp, ipv4, udp};
+    use ebpf_vm::XdpAction::{Drop, Pass};
+    let outcome = |o: &ebpf_vm::Object, n: u32| {
+        let v = o.map("outcomes").unwrap().lookup(&n.to_le_bytes()).unwrap();
+        u64::from_le_bytes(v.unwrap().try_into().unwrap())
+    };
+    let count = |o: &ebpf_vm::Object, map: &str, src: [u8; 4]| {
+        let v = o.map(map).unwrap().lookup(&src).unwrap();
+        v.map(|v| u64::from_le_bytes(v.try_into().unwrap()))
+    };
+    let src = [10, 0, 0, 9];
+    for &engine in Engine::ALL {
+        let o = object("xdp_tenants", engine);
+        // Destination low bits 0: tenant_a.
+        let to_a = ipv4(src, [10, 0, 0, 4], 17, &udp(1, 2, &[]));
+        let verdicts: Vec<_> = (0..5).map(|_| xdp(&o, "xdp_tenants", &to_a).0).collect();
+        assert_eq!(verdicts, [Pass, Pass, Pass, Drop, Drop], "{engine}");
+        assert_eq!(count(&o, "tenant_a", src), Some(5), "{engine}");
+        // Low bits 2: tenant_b; low bits 1: no map.
+        let to_b = ipv4(src, [10, 0, 0, 6], 17, &udp(1, 2, &[]));
+        let to_1 = ipv4(src, [10, 0, 0, 5], 17, &udp(1, 2, &[]));
+        assert_eq!(xdp(&o, "xdp_tenants", &to_b).0, Pass, "{engine}");
+        assert_eq!(xdp(&o, "xdp_tenants", &to_1).0, Pass, "{engine}");
+        assert_eq!(count(&o, "tenant_b", src), Some(1), "{engine}");
+        assert_eq!(xdp(&o, "xdp_tenants", &arp()).0, Pass, "{engine}");
+        assert_eq!(
+            (0..5).map(|n| outcome(&o, n)).collect::<Vec<_>>(),
+            [1, 1, 4, 2, 0],
+            "{engine}: not IPv4, no map, counted, dropped, full"
+        );
+        // The host gives tenant 1 tenant_a's map: its packets count there now.
+        let maps = o.maps();
+        let outer = o.map("tenants").unwrap();
+        let a = o.map("tenant_a").unwrap();
+        maps.set_inner(outer, &1u32.to_le_bytes(), a, UpdateFlags::Any)
+            .unwrap();
+        assert_eq!(xdp(&o, "xdp_tenants", &to_1).0, Drop, "{engine}");
+        assert_eq!(count(&o, "tenant_a", src), Some(6), "{engine}");
+    }
+}
