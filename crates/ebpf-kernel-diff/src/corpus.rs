@@ -911,10 +911,15 @@ mod tests {
     fn the_corpus_has_every_program_and_its_seeds_name_real_maps() {
         let programs = programs().unwrap();
         let names: Vec<String> = programs.iter().map(CorpusProgram::name).collect();
-        // Sixteen programs, the ring buffer's logger twice (rings read after each packet, and
+        // Seventeen programs, the ring buffer's logger twice (rings read after each packet, and
         // only at the end).
-        assert_eq!(programs.len(), 17, "{names:?}");
+        assert_eq!(programs.len(), 18, "{names:?}");
         assert!(names.contains(&"tc_classifier.o tc_classifier".into()));
+        // A map of maps: its inner template and initial slots reach the kernel's side.
+        let tenants = programs.iter().find(|p| p.entry == "xdp_tenants").unwrap();
+        let outer = tenants.maps.iter().find(|m| m.name == "tenants").unwrap();
+        assert!(outer.inner.is_some());
+        assert_eq!(outer.initial_maps.len(), 2);
         // Global variables: the kernel gets them as maps, like any other.
         assert!(names.contains(&"xdp_bss_counter.o xdp_bss_counter".into()));
         let globals = programs.iter().find(|p| p.entry == "first").unwrap();
