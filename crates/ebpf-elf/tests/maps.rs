@@ -204,7 +204,10 @@ fn an_array_of_maps_lists_its_template_and_initial_maps() {
         ),
         ("tenants.inner", 1, 4, 8, 64)
     );
-    assert!(maps.iter().all(|m| m.name == "tenants" || m.inner.is_none()));
+    assert!(
+        maps.iter()
+            .all(|m| m.name == "tenants" || m.inner.is_none())
+    );
 }
 
 /// Each global data section is a one-element array map after the object's own maps, as

@@ -566,21 +566,33 @@ fn map_access(pc: usize, base: Val, off: i16, size: u32, sink: &mut Sink<'_>) {
     sink.error(pc, kind);
 }
 
+/// A helper call with a known map constant in `r1` (`map`), given maps to know it by: the
+/// maps, the helper's id and the handle.
+fn map_call<'m>(
+    insn: &Insn,
+    map: Val,
+    maps: Option<&'m MapLookup>,
+) -> Option<(&'m MapLookup, u32, u64)> {
+    match (maps, *insn, map) {
+        (
+            Some(lookup),
+            Insn::Call {
+                kind: CallKind::Helper,
+                imm,
+            },
+            Val::Const(handle),
+        ) => Some((lookup, imm as u32, handle)),
+        _ => None,
+    }
+}
+
 /// What `r0` holds after a call to `map_lookup_elem` whose `r1` is `map`: a pointer to a
 /// value of a known map, NULL or not; unknown for any other call.
 fn lookup_result(pc: usize, insn: &Insn, map: Val, sink: &Sink<'_>) -> Val {
-    let (
-        Some(lookup),
-        Insn::Call {
-            kind: CallKind::Helper,
-            imm,
-        },
-        Val::Const(handle),
-    ) = (sink.maps, *insn, map)
-    else {
+    let Some((lookup, helper, handle)) = map_call(insn, map, sink.maps) else {
         return Val::Unknown;
     };
-    if imm as u32 != lookup.helper {
+    if helper != lookup.helper {
         return Val::Unknown;
     }
     if let Some(outer) = lookup.outer_maps.iter().position(|(h, _)| *h == handle) {
@@ -600,18 +612,9 @@ fn lookup_result(pc: usize, insn: &Insn, map: Val, sink: &Sink<'_>) -> Val {
 
 /// Refuses a map helper other than the lookup called on a map of maps (`r1` its handle).
 fn outer_map_helper(pc: usize, insn: &Insn, map: Val, sink: &mut Sink<'_>) {
-    let (
-        Some(lookup),
-        Insn::Call {
-            kind: CallKind::Helper,
-            imm,
-        },
-        Val::Const(handle),
-    ) = (sink.maps, *insn, map)
-    else {
+    let Some((lookup, helper, handle)) = map_call(insn, map, sink.maps) else {
         return;
     };
-    let helper = imm as u32;
     if helper == lookup.helper || !lookup.map_helpers.contains(&helper) {
         return;
     }
