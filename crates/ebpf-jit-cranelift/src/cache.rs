@@ -73,6 +73,8 @@ impl CodeKey {
             verify,
             function_size,
             spectre_masking,
+            entry,
+            checked_facts,
         } = options;
         let isa = options::isa(target, options)?;
         let mut text = String::new();
@@ -90,8 +92,13 @@ impl CodeKey {
         let _ = writeln!(
             text,
             "options {opt_level:?} {isa_flags:?} {symbol:?} verify={verify} \
-             function_size={function_size} spectre_masking={spectre_masking}"
+             function_size={function_size} spectre_masking={spectre_masking} \
+             checked_facts={checked_facts}"
         );
+        // The entry decides the facts, and so which checks the code drops: code compiled
+        // under one entry must never be handed out for another. (`Debug` of `Entry` names
+        // every argument, region and metadata field.)
+        let _ = writeln!(text, "entry {entry:?}");
         let _ = writeln!(text, "program {} slots", program.slot_count());
         let mut bytes = text.into_bytes();
         bytes.extend_from_slice(&program.to_bytes());
@@ -516,6 +523,31 @@ mod tests {
             ),
             k(&program, target, &verify),
             CodeKey::host(&program, &base).unwrap(),
+            k(
+                &program,
+                target,
+                &base.clone().with_checked_facts(!base.checked_facts),
+            ),
+            k(
+                &program,
+                target,
+                &base
+                    .clone()
+                    .with_entry(Some(ebpf_cfg::facts::Entry::input())),
+            ),
+            k(
+                &program,
+                target,
+                &base
+                    .clone()
+                    .with_entry(Some(ebpf_cfg::facts::Entry::input().with_region(
+                        ebpf_abi::layout::RODATA as u8,
+                        ebpf_cfg::facts::RegionSpec::Fixed {
+                            len: 16,
+                            writable: false,
+                        },
+                    ))),
+            ),
         ];
         for (i, variant) in variants.iter().enumerate() {
             assert_ne!(variant, &reference, "variant {i}");

@@ -100,6 +100,10 @@ pub(crate) mod off {
 /// `trap_pc == u64::MAX`: at the return site whose frame word is in `next`.
 pub(crate) const SUSPENDED: u64 = 10;
 
+/// In-process only, with `JitOptions::checked_facts`: a check that the facts declared
+/// impossible failed at `trap_pc` — a bug in the facts, which the host turns into a panic.
+pub(crate) const FACT_FAILED: u64 = 11;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,6 +102,18 @@ pub struct JitOptions {
     /// programs, above the 3% a default may cost (`docs/jit-cranelift.md`); turn it on for
     /// programs you do not trust.
     pub spectre_masking: bool,
+    /// What holds when the program starts (`ebpf_cfg::facts::Entry`): the in-process JIT
+    /// compiles with the facts proven from it and drops the checks they make impossible
+    /// (accesses proven in bounds, divisor tests). A run the entry does not admit
+    /// (`Entry::admits`: other arguments or regions) runs a second compilation made from
+    /// `Entry::unknown()`, built on first use. `None`: the stack's facts alone, which every
+    /// run admits. Objects ignore it (their caller's memory is not described by an entry) and
+    /// use no facts. Default: `None`.
+    pub entry: Option<ebpf_cfg::facts::Entry>,
+    /// Keep every check a fact makes impossible, and end the run with a panic naming the pc if
+    /// one ever fires — a bug in the facts, made loud. For tests. Default: on in builds with
+    /// debug assertions (as the x86 JIT's).
+    pub checked_facts: bool,
 }
 
 impl Default for JitOptions {
@@ -113,6 +125,8 @@ impl Default for JitOptions {
             verify: cfg!(debug_assertions),
             function_size: JitOptions::FUNCTION_SIZE,
             spectre_masking: false,
+            entry: None,
+            checked_facts: cfg!(debug_assertions),
         }
     }
 }
@@ -142,6 +156,18 @@ impl JitOptions {
     /// These options with Spectre masking on or off (see [`JitOptions::spectre_masking`]).
     pub fn with_spectre_masking(mut self, masking: bool) -> JitOptions {
         self.spectre_masking = masking;
+        self
+    }
+
+    /// These options with the facts of `entry` (see [`JitOptions::entry`]).
+    pub fn with_entry(mut self, entry: Option<ebpf_cfg::facts::Entry>) -> JitOptions {
+        self.entry = entry;
+        self
+    }
+
+    /// These options with checked facts on or off (see [`JitOptions::checked_facts`]).
+    pub fn with_checked_facts(mut self, checked: bool) -> JitOptions {
+        self.checked_facts = checked;
         self
     }
 

@@ -22,7 +22,7 @@ use ebpf_abi::{
 use ebpf_interp::RunState;
 
 use crate::Finish;
-use crate::context::{Context, SUSPENDED, off};
+use crate::context::{Context, FACT_FAILED, SUSPENDED, off};
 
 /// The entry point of compiled code.
 pub(crate) type EntryFn = unsafe extern "C" fn(*mut Context) -> u64;
@@ -297,6 +297,15 @@ unsafe fn finish_run(
     budget: u64,
     host: &mut Host<'_, '_>,
 ) -> Result<Exit, Trap> {
+    if ctx.trap_kind == FACT_FAILED {
+        // Checked facts: a check the facts declared impossible failed. That is a bug in the
+        // facts, not in the program; say so as loudly as possible.
+        let pc = ctx.trap_pc;
+        panic!(
+            "ebpf-jit-cranelift (checked facts): a check the facts declared impossible failed \
+             at pc {pc}"
+        );
+    }
     if ctx.trap_kind == SUSPENDED {
         // SAFETY: the caller's promise.
         let frames = unsafe { core::slice::from_raw_parts(frames.cast::<CallFrame>(), max_depth) };
@@ -436,9 +445,8 @@ impl ebpf_abi::Session for Session<'_> {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        // (Cranelift's code assumes nothing of a run's entry, so every run is admitted; were
-        // it compiled with entry facts, this is where a run would be checked against them, as
-        // the x86 session's `fast_admits` does, before the code runs without a map.)
+        // (Only code that assumes nothing of a run's entry gets this session: code compiled
+        // with an entry's facts gets `GatedSession`, whose runs pass the entry's gate.)
         if self.calls_helpers {
             return self.run_mapped(data, metadata, args, stack);
         }

@@ -35,13 +35,14 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use ebpf_abi::{InvalidReason, layout, trap_code as code};
+use ebpf_cfg::facts::{Access, Division, Facts};
 use ebpf_cfg::pointers;
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Insn, Operand, PacketAddr, Program, Reg,
     SignExtend, Size, SwapWidth, Width,
 };
 
-use crate::context::{SUSPENDED, off};
+use crate::context::{FACT_FAILED, SUSPENDED, off};
 use crate::hints::{self, Hint};
 use crate::live::{self, Regs};
 use crate::plan::{Plan, Target, Term};
@@ -165,6 +166,19 @@ pub(crate) enum Shortfall {
     CheckedCopy,
 }
 
+/// What the facts removed from a program's code (see [`Prepared::removed`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Loads, stores and atomics in the program.
+    pub accesses: usize,
+    /// Of those, compiled with no bounds check (proven in bounds).
+    pub unchecked: usize,
+    /// Zero and `-1` tests register divisors need (one per unsigned, two per signed).
+    pub divisor_tests: usize,
+    /// Of those, left out (the divisor proven nonzero, the signed overflow impossible).
+    pub divisor_tests_gone: usize,
+}
+
 /// A unit's status when it returns to the dispatcher: run the unit of `ctx.next` next.
 /// (0: the program exited, trapped or was suspended; the context says which.)
 const CONTINUE: i64 = 1;
@@ -184,6 +198,11 @@ pub(crate) struct Prepared<'p> {
     masking: bool,
     /// Registers live at each block.
     live: Vec<Regs>,
+    /// What the code may rely on (`ebpf_cfg::facts`; in-process only, objects have none).
+    facts: Option<&'p Facts>,
+    /// Keep the checks the facts remove, failing with [`FACT_FAILED`]
+    /// (`JitOptions::checked_facts`).
+    checked_facts: bool,
 }
 
 impl<'p> Prepared<'p> {
@@ -194,6 +213,8 @@ impl<'p> Prepared<'p> {
         function_size: usize,
         shortfall: Shortfall,
         masking: bool,
+        facts: Option<&'p Facts>,
+        checked_facts: bool,
     ) -> Self {
         let plan = Plan::build(program, function_size, shortfall == Shortfall::Suspend);
         let insns = program.insns();
@@ -209,7 +230,65 @@ impl<'p> Prepared<'p> {
             frame_exact,
             shortfall,
             masking,
+            facts: facts.filter(|f| f.is_for(program)),
+            checked_facts,
         }
+    }
+
+    /// What the facts prove about the access at instruction `i`.
+    fn access(&self, i: usize) -> Access {
+        self.facts
+            .map_or(Access::Checked { region: None }, |f| f.access(i))
+    }
+
+    /// What the facts prove about the division at instruction `i`.
+    fn division(&self, i: usize) -> Division {
+        self.facts.map_or(Division::default(), |f| f.division(i))
+    }
+
+    /// The hint of an access at instruction `i` whose base register's own hint is `hint`: the
+    /// region the facts place every address in (or guess), unless `hint` already proves a
+    /// frame slot; a guess only picks the check tried first.
+    fn access_hint(&self, i: usize, hint: Hint, off: i16, width: u32) -> Hint {
+        if self.frame_exact && hint.frame_access_is_safe(off, width) {
+            return hint;
+        }
+        match self.facts.and_then(|f| f.likely_region(i)) {
+            Some(r) => Hint::Region(r),
+            None => hint,
+        }
+    }
+
+    /// Static counts of what the facts removed from the code: accesses with no bounds check,
+    /// and zero / `-1` tests of register divisors (for documentation and tests).
+    pub(crate) fn removed(&self) -> Removed {
+        let mut removed = Removed::default();
+        if self.checked_facts {
+            return removed;
+        }
+        for (i, insn) in self.insns.iter().enumerate() {
+            match *insn {
+                Insn::Load { .. } | Insn::Store { .. } | Insn::Atomic { .. } => {
+                    removed.accesses += 1;
+                    if matches!(self.access(i), Access::InBounds { .. }) {
+                        removed.unchecked += 1;
+                    }
+                }
+                Insn::Alu {
+                    op: op @ (AluOp::Div | AluOp::Mod | AluOp::Sdiv | AluOp::Smod),
+                    src: Operand::Reg(_),
+                    ..
+                } => {
+                    let d = self.division(i);
+                    let signed = matches!(op, AluOp::Sdiv | AluOp::Smod);
+                    removed.divisor_tests += 1 + usize::from(signed);
+                    removed.divisor_tests_gone +=
+                        usize::from(d.nonzero) + usize::from(signed && d.no_overflow);
+                }
+                _ => {}
+            }
+        }
+        removed
     }
 
     /// Whether the program is one function (else: units and a dispatcher).
@@ -427,6 +506,9 @@ struct Tx<'a, 'f> {
     /// Per hinted region: bounds by (region, width, checked for writing), host address.
     bounds: HashMap<(u8, u32, bool), Value>,
     hosts: HashMap<u8, Value>,
+    /// Per region of an access proven in bounds: its host address minus its first VM address
+    /// (so the host address of a VM address `a` in it is `bias + a`).
+    biases: HashMap<u8, Value>,
     /// The region of `r1` at entry (see [`Tx::input_region`]), once computed.
     input: Option<(Value, Value)>,
     /// Whether the access being emitted is repeated later in the block (see
@@ -609,6 +691,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             checked: HashMap::new(),
             bounds: HashMap::new(),
             hosts: HashMap::new(),
+            biases: HashMap::new(),
             input: None,
             keep_address: false,
             cold: Vec::new(),
@@ -1468,13 +1551,64 @@ impl<'a, 'f> Tx<'a, 'f> {
             };
         }
         // A register divisor: branch around the division when it is 0 (or, signed, -1), so
-        // that the common case has no selects on its dependency chain.
+        // that the common case has no selects on its dependency chain — unless the facts
+        // prove the divisor nonzero (and the signed overflow impossible): then no test.
+        let signed = matches!(op, AluOp::Sdiv | AluOp::Smod);
+        let fact = self.prep.division(self.current);
+        let zero_test = !fact.nonzero;
+        let minus_test = signed && !fact.no_overflow;
+        if !zero_test && !minus_test && !self.prep.checked_facts {
+            // Never 0, never `MIN / -1`: the plain instruction cannot trap.
+            return match op {
+                AluOp::Div => self.b.ins().udiv(d, s),
+                AluOp::Mod => self.b.ins().urem(d, s),
+                AluOp::Sdiv => self.b.ins().sdiv(d, s),
+                _ => self.b.ins().srem(d, s),
+            };
+        }
         let is_zero = self.b.ins().icmp_imm_s(IntCC::Equal, s, 0);
         let minus_one = self.iconst(ty, -1);
         let is_minus_one = self.b.ins().icmp(IntCC::Equal, s, minus_one);
-        let special = match op {
-            AluOp::Div | AluOp::Mod => is_zero,
-            _ => self.b.ins().bor(is_zero, is_minus_one),
+        if self.prep.checked_facts && (!zero_test || (signed && !minus_test)) {
+            // Checked facts: the tests the facts removed, failing loudly if one ever fires.
+            let pc = self.prep.pcs[self.current];
+            let mut fired = None;
+            if !zero_test {
+                fired = Some(is_zero);
+            }
+            if signed && !minus_test {
+                let min = self.iconst(
+                    ty,
+                    if ty == I32 {
+                        i64::from(i32::MIN)
+                    } else {
+                        i64::MIN
+                    },
+                );
+                let is_min = self.b.ins().icmp(IntCC::Equal, d, min);
+                let overflow = self.b.ins().band(is_minus_one, is_min);
+                fired = Some(match fired {
+                    Some(z) => self.b.ins().bor(z, overflow),
+                    None => overflow,
+                });
+            }
+            if let Some(fired) = fired {
+                self.trap_if(fired, pc, FACT_FAILED, None, 0);
+            }
+        }
+        let special = match (zero_test, minus_test) {
+            (false, false) => {
+                // Never 0, never `MIN / -1`: the plain instruction cannot trap.
+                return match op {
+                    AluOp::Div => self.b.ins().udiv(d, s),
+                    AluOp::Mod => self.b.ins().urem(d, s),
+                    AluOp::Sdiv => self.b.ins().sdiv(d, s),
+                    _ => self.b.ins().srem(d, s),
+                };
+            }
+            (true, false) => is_zero,
+            (false, true) => is_minus_one,
+            (true, true) => self.b.ins().bor(is_zero, is_minus_one),
         };
         let normal = self.b.create_block();
         let odd = self.cold_block();
@@ -1621,7 +1755,23 @@ impl<'a, 'f> Tx<'a, 'f> {
             return self.mem_op(op, p, 0, addr, pc);
         }
         let keep = self.keep_address;
-        let hint = match hint {
+        let i = self.current;
+        if let Access::InBounds { region } = self.prep.access(i) {
+            // Proven in bounds (and writable, aligned): no check, the host address is one
+            // add — unless checked facts keep the check, to fail loudly if it ever fires.
+            let p = if self.prep.checked_facts {
+                let atomic = matches!(op, MemOp::Atomic { .. });
+                self.fact_checked_address(addr, width, write, atomic, pc)
+            } else {
+                let bias = self.bias(region);
+                self.b.ins().iadd(bias, addr)
+            };
+            if keep {
+                self.checked.insert((addr, width), (p, write));
+            }
+            return self.mem_op(op, p, 0, addr, pc);
+        }
+        let hint = match self.prep.access_hint(i, hint, off, width) {
             Hint::Frame { .. }
                 if self.prep.frame_exact && hint.frame_access_is_safe(off, width) =>
             {
@@ -1785,6 +1935,22 @@ impl<'a, 'f> Tx<'a, 'f> {
         (bound, host)
     }
 
+    /// The host address of region `region`'s first byte minus its first VM address, for
+    /// accesses proven in bounds of it: computed once in the entry block (see
+    /// [`Tx::precompute_regions`]), as the region table does not change during a run.
+    fn bias(&mut self, region: u8) -> Value {
+        if let Some(&bias) = self.biases.get(&region) {
+            return bias;
+        }
+        let entry = off::REGIONS + i32::from(region) * (off::REGION_SIZE as i32);
+        let table = MemFlagsData::trusted().with_readonly();
+        let host = self.b.ins().load(I64, table, self.ctx, entry);
+        let start = self.iconst(I64, (u64::from(region) << 32) as i64);
+        let bias = self.b.ins().isub(host, start);
+        self.biases.insert(region, bias);
+        bias
+    }
+
     /// `if cond { a } else { b }` as control flow, so that the result is a block parameter:
     /// Cranelift cannot rematerialise it at its uses (a `select` of invariants would be
     /// recomputed inside loops whenever its loop-invariant code motion does not apply).
@@ -1806,6 +1972,7 @@ impl<'a, 'f> Tx<'a, 'f> {
     fn precompute_regions(&mut self) {
         let plan = self.plan;
         let mut wanted = Vec::new();
+        let mut proven_regions = Vec::new();
         let mut frame_slots = false;
         for b in plan.units[self.unit].blocks.clone() {
             let block = &plan.blocks[b];
@@ -1813,7 +1980,11 @@ impl<'a, 'f> Tx<'a, 'f> {
                 continue;
             }
             let mut state = self.prep.entries[b];
-            for insn in &self.insns[block.insns.clone()] {
+            for (i, insn) in self.insns[block.insns.clone()]
+                .iter()
+                .enumerate()
+                .map(|(k, insn)| (block.insns.start + k, insn))
+            {
                 let access = match *insn {
                     Insn::Load { size, src, off, .. } => Some((src, off, size.bytes(), false)),
                     Insn::Store { size, dst, off, .. } => Some((dst, off, size.bytes(), true)),
@@ -1825,8 +1996,17 @@ impl<'a, 'f> Tx<'a, 'f> {
                 if let Some((base, off, width, write)) = access {
                     let hint = state[usize::from(base.index())];
                     let unchecked = self.prep.frame_exact && hint.frame_access_is_safe(off, width);
+                    let proven = match self.prep.access(i) {
+                        Access::InBounds { region } if !self.prep.checked_facts => Some(region),
+                        _ => None,
+                    };
+                    let hint = self.prep.access_hint(i, hint, off, width);
                     if unchecked {
                         frame_slots = true;
+                    } else if let Some(region) = proven {
+                        if !proven_regions.contains(&region) {
+                            proven_regions.push(region);
+                        }
                     } else if let Some(region) = hint.region() {
                         let write = write && u64::from(region) != layout::STACK;
                         if !wanted.contains(&(region, width, write)) {
@@ -1836,6 +2016,9 @@ impl<'a, 'f> Tx<'a, 'f> {
                 }
                 hints::transfer(&mut state, insn);
             }
+        }
+        for region in proven_regions {
+            self.bias(region);
         }
         for (region, width, write) in wanted {
             let (bound, host) = self.region_values(region, width, write);
@@ -1940,6 +2123,30 @@ impl<'a, 'f> Tx<'a, 'f> {
     }
 
     fn checked_address(&mut self, addr: Value, width: u32, write: bool, pc: usize) -> Value {
+        self.full_check(addr, width, write, pc, false)
+    }
+
+    /// Checked facts: the full check of an access the facts prove in bounds (and, for an
+    /// atomic, aligned), failing with [`FACT_FAILED`] at `pc` instead of a trap.
+    fn fact_checked_address(
+        &mut self,
+        addr: Value,
+        width: u32,
+        write: bool,
+        atomic: bool,
+        pc: usize,
+    ) -> Value {
+        if atomic {
+            let misaligned = self.b.ins().band_imm_s(addr, i64::from(width - 1));
+            self.trap_if(misaligned, pc, FACT_FAILED, None, 0);
+        }
+        self.full_check(addr, width, write, pc, true)
+    }
+
+    /// The full check of an access (any address), and its host address; when it fails, the
+    /// run traps out of bounds (or, for an access the facts prove, `fact`, fails with
+    /// [`FACT_FAILED`]).
+    fn full_check(&mut self, addr: Value, width: u32, write: bool, pc: usize, fact: bool) -> Value {
         let hi = self.b.ins().band_imm_s(addr, 0x3f_0000_0000);
         let rel = self.b.ins().isub(addr, hi);
         // (hi >> 32) * 24 as (hi >> 29) * 3: a shift and a lea on x86-64.
@@ -1963,11 +2170,15 @@ impl<'a, 'f> Tx<'a, 'f> {
         };
         let end = self.b.ins().iadd_imm_s(rel, i64::from(width));
         let out = self.b.ins().icmp(IntCC::UnsignedGreaterThan, end, limit);
-        // The trap: the check function fails the same way and stores it.
-        self.cold_if(out, |tx| {
-            tx.call_check(addr, width, write, pc);
-            tx.jump_trapped();
-        });
+        if fact {
+            self.trap_if(out, pc, FACT_FAILED, None, 0);
+        } else {
+            // The trap: the check function fails the same way and stores it.
+            self.cold_if(out, |tx| {
+                tx.call_check(addr, width, write, pc);
+                tx.jump_trapped();
+            });
+        }
         let host = self.b.ins().load(I64, self.flags.table, entry, 0);
         let p = self.b.ins().iadd(host, rel);
         self.guard(out, p)
@@ -2225,6 +2436,109 @@ mod tests {
                     ir(src, crate::IrStage::Machine, true)
                 );
             }
+        }
+    }
+
+    /// The IR of `src` (as translated) under `options`.
+    fn ir_with(src: &str, options: &crate::JitOptions) -> String {
+        let program = ebpf_isa::assemble(src).unwrap();
+        crate::ir_text_with(&program, crate::IrStage::Translated, options).unwrap()
+    }
+
+    /// A guarded parser: `if r1 + 14 > r1 + r2 goto out`, then three loads the guard proves.
+    const GUARDED: &str = "mov %r3, %r1\nadd %r3, 14\nmov %r4, %r1\nadd %r4, %r2\n\
+                           jgt %r3, %r4, out\nldxb %r0, [%r1+0]\nldxh %r5, [%r1+12]\n\
+                           add %r0, %r5\nldxw %r5, [%r1+8]\nadd %r0, %r5\nexit\n\
+                           out:\nmov %r0, 0\nexit";
+
+    /// With the facts of the plain input, the accesses a guard proves compile with no check
+    /// at all (with masking on, every check has its guard: none are left); from the stack's
+    /// facts alone, or with checked facts, each keeps its check.
+    #[test]
+    fn accesses_proven_in_bounds_have_no_check() {
+        if !crate::host_supported() {
+            eprintln!("skipping: cranelift does not support this host");
+            return;
+        }
+        let masked = crate::JitOptions::default().with_spectre_masking(true);
+        let input = Some(ebpf_cfg::facts::Entry::input());
+        let guards = |options: &crate::JitOptions| {
+            ir_with(GUARDED, options)
+                .matches("select_spectre_guard")
+                .count()
+        };
+        let facts = masked.clone().with_entry(input.clone());
+        assert_eq!(guards(&facts.clone().with_checked_facts(false)), 0);
+        assert_eq!(guards(&masked.clone().with_checked_facts(false)), 3);
+        // Checked facts keep the full check of each (masked like any other).
+        assert_eq!(guards(&facts.with_checked_facts(true)), 3);
+        let program = ebpf_isa::assemble(GUARDED).unwrap();
+        let options = crate::JitOptions::default()
+            .with_entry(input)
+            .with_checked_facts(false);
+        let jit = crate::compile(&program, &options).unwrap();
+        assert_eq!(
+            jit.removed(),
+            Removed {
+                accesses: 3,
+                unchecked: 3,
+                divisor_tests: 0,
+                divisor_tests_gone: 0,
+            }
+        );
+    }
+
+    /// A divisor the facts prove nonzero (and, signed, not `-1`) is divided with no test: the
+    /// IR has no compare with 0 or -1 and no branch around the division.
+    #[test]
+    fn divisors_proven_nonzero_are_not_tested() {
+        if !crate::host_supported() {
+            return;
+        }
+        // r2 | 1 is odd: never 0; r3 = (r1 & 7) + 2 is 2..9: never 0, never -1.
+        let src = "mov %r2, %r1\nor %r2, 1\nmov %r0, %r1\ndiv %r0, %r2\n\
+                   mov %r3, %r1\nand %r3, 7\nadd %r3, 2\nsdiv %r0, %r3\nsmod %r0, %r3\nexit";
+        let unchecked = crate::JitOptions::default().with_checked_facts(false);
+        let ir = ir_with(src, &unchecked);
+        assert_eq!(ir.matches("udiv").count(), 1, "{ir}");
+        assert!(!ir.contains("icmp eq"), "a divisor test is left:\n{ir}");
+        // No branch but the entry's budget checkpoint: the same as with additions.
+        let adds = src
+            .replace("sdiv", "add")
+            .replace("smod", "add")
+            .replace("div", "add");
+        let branches = |ir: &str| ir.matches("brif").count();
+        assert_eq!(branches(&ir), branches(&ir_with(&adds, &unchecked)), "{ir}");
+        let program = ebpf_isa::assemble(src).unwrap();
+        let jit = crate::compile(&program, &unchecked).unwrap();
+        assert_eq!(
+            (
+                jit.removed().divisor_tests,
+                jit.removed().divisor_tests_gone
+            ),
+            (5, 5)
+        );
+        // Checked facts keep a test of each, which fails loudly.
+        let checked = ir_with(src, &unchecked.with_checked_facts(true));
+        assert!(checked.contains("brif"), "{checked}");
+        for r1 in [0u64, 5, 7, u64::MAX, 1 << 63, 0xffff_fff9] {
+            let exit = jit
+                .run(
+                    ebpf_abi::MemoryMap::new(),
+                    [r1, 0],
+                    &ebpf_abi::Helpers::new(),
+                    &ebpf_abi::Limits::default(),
+                )
+                .unwrap();
+            let i = ebpf_interp::Interpreter::new(&program)
+                .run(
+                    ebpf_abi::MemoryMap::new(),
+                    [r1, 0],
+                    &ebpf_abi::Helpers::new(),
+                    &ebpf_abi::Limits::default(),
+                )
+                .unwrap();
+            assert_eq!(exit, i, "r1 = {r1}");
         }
     }
 

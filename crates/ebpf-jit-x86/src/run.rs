@@ -46,13 +46,11 @@ pub(crate) struct Compiled {
     calls_helpers: bool,
 }
 
-/// What code compiled with the facts of an entry needs for the runs that entry does not admit.
+/// What code compiled with the facts of an entry needs for the runs that entry does not admit:
+/// the gate both JITs share, and what to compile the plain code from.
 struct Fallback {
-    /// What the entry the code's facts assume asks of a run.
-    admission: ebpf_cfg::facts::Admission,
-    /// For runs the entry does not admit: the program compiled with the stack's facts only
-    /// (made when first needed), and what to make it from.
-    plain: std::sync::OnceLock<Result<Box<Compiled>, JitError>>,
+    /// For runs the entry does not admit: the program compiled with the stack's facts only.
+    gate: ebpf_cfg::facts::Gate<Result<Box<Compiled>, JitError>>,
     program: Program,
     options: JitOptions,
 }
@@ -76,10 +74,9 @@ impl Compiled {
         let emitted = emit(program, options, facts)?;
         let mut pages = Pages::new(emitted.code.len())?;
         pages.bytes_mut().copy_from_slice(&emitted.code);
-        let fallback = (*facts.entry() != FactsEntry::unknown()).then(|| {
+        let fallback = ebpf_cfg::facts::Gate::new(facts.entry()).map(|gate| {
             Box::new(Fallback {
-                admission: facts.entry().admission(),
-                plain: std::sync::OnceLock::new(),
+                gate,
                 program: program.clone(),
                 options: options.clone(),
             })
@@ -116,16 +113,15 @@ impl Compiled {
         let Some(fallback) = &self.fallback else {
             return Ok(self);
         };
-        if fallback.admission.admits(memory, args) {
-            return Ok(self);
-        }
-        let plain = fallback.plain.get_or_init(|| {
+        let Some(plain) = fallback.gate.fallback(memory, args, || {
             let options = JitOptions {
                 entry: None,
                 ..fallback.options.clone()
             };
             Compiled::new(&fallback.program, &options).map(Box::new)
-        });
+        }) else {
+            return Ok(self);
+        };
         match plain {
             Ok(plain) => Ok(plain),
             // Only mapping memory can fail for a program that compiled once.
@@ -282,7 +278,7 @@ impl Compiled {
         };
         match data {
             Some(data) => {
-                fallback.admission.input_only() == Some(layout::INPUT as u8)
+                fallback.gate.admission().input_only() == Some(layout::INPUT as u8)
                     && !metadata
                     && args == [layout::vm_addr(layout::INPUT, 0), data.len() as u64]
                     && data.len() as u64 <= u64::from(u32::MAX)

@@ -129,12 +129,14 @@ impl Hardening {
         }
     }
 
-    /// The Cranelift JIT's options.
+    /// The Cranelift JIT's options for a program whose runs start as `entry` says.
     #[cfg(feature = "jit-cranelift")]
-    fn cranelift(self) -> ebpf_jit_cranelift::JitOptions {
+    fn cranelift(self, entry: Option<&Entry>) -> ebpf_jit_cranelift::JitOptions {
         let default = ebpf_jit_cranelift::JitOptions::default();
         let masking = self.spectre_masking.unwrap_or(default.spectre_masking);
-        default.with_spectre_masking(masking)
+        default
+            .with_spectre_masking(masking)
+            .with_entry(entry.cloned())
     }
 }
 
@@ -173,13 +175,14 @@ pub(crate) fn prepare(
         #[cfg(feature = "jit-cranelift")]
         Engine::Cranelift => compiled(
             engine,
-            cranelift_code(program, &hardening.cranelift(), cache),
+            cranelift_code(program, &hardening.cranelift(Some(entry)), facts, cache),
         ),
         #[cfg(feature = "jit-cranelift")]
         Engine::Tiered => Ok(Arc::new(tiered::Tiered::new(
             program,
             TIER_UP_AFTER_RUNS,
             hardening,
+            entry,
             cache.cloned(),
         ))),
         #[allow(
@@ -209,17 +212,22 @@ where
     }
 }
 
-/// `program` compiled by Cranelift with `options`: from `cache` if it holds that code, else
-/// compiled (and stored there).
+/// `program` compiled by Cranelift with `options` (and `facts`, the verifier's, proven from
+/// `options.entry`, if it ran): from `cache` if it holds that code, else compiled (and stored
+/// there). The key holds the entry, which (with the program) decides the facts.
 #[cfg(feature = "jit-cranelift")]
 fn cranelift_code(
     program: &Program,
     options: &ebpf_jit_cranelift::JitOptions,
+    facts: Option<&Facts>,
     cache: Option<&CodeCache>,
 ) -> Result<Arc<dyn Executable>, ebpf_jit_cranelift::JitError> {
     let compile = || {
-        ebpf_jit_cranelift::compile(program, options)
-            .map(|code| Arc::new(code) as Arc<dyn Executable>)
+        match facts {
+            Some(facts) => ebpf_jit_cranelift::compile_with_facts(program, options, facts),
+            None => ebpf_jit_cranelift::compile(program, options),
+        }
+        .map(|code| Arc::new(code) as Arc<dyn Executable>)
     };
     match cache {
         None => compile(),
@@ -243,6 +251,7 @@ mod tiered {
 
     use super::Hardening;
     use crate::cache::CodeCache;
+    use ebpf_cfg::facts::Entry;
 
     /// A program behind [`super::Engine::Tiered`].
     #[derive(Debug)]
@@ -259,6 +268,8 @@ mod tiered {
     struct Shared {
         /// What the Cranelift compile is configured with.
         hardening: Hardening,
+        /// What every run holds at entry: the Cranelift code's facts assume it.
+        entry: Entry,
         /// Where the Cranelift code is looked for and stored.
         cache: Option<CodeCache>,
         /// The Cranelift code, once compiled: set once, read without a lock by every run.
@@ -279,11 +290,13 @@ mod tiered {
             program: &Program,
             after: u64,
             hardening: Hardening,
+            entry: &Entry,
             cache: Option<CodeCache>,
         ) -> Tiered {
             let second = OnceLock::new();
             let ready = cache.as_ref().and_then(|cache| {
-                let key = ebpf_jit_cranelift::CodeKey::host(program, &hardening.cranelift());
+                let options = hardening.cranelift(Some(entry));
+                let key = ebpf_jit_cranelift::CodeKey::host(program, &options);
                 cache.get(key.ok()?.as_bytes())
             });
             let first = match ready {
@@ -298,6 +311,7 @@ mod tiered {
                 first,
                 shared: Arc::new(Shared {
                     hardening,
+                    entry: entry.clone(),
                     cache,
                     second,
                     program: Mutex::new(pending),
@@ -325,8 +339,9 @@ mod tiered {
             let compile = move || {
                 let program = shared.program.lock().ok().and_then(|mut p| p.take());
                 let Some(program) = program else { return };
-                let options = shared.hardening.cranelift();
-                let compiled = super::cranelift_code(&program, &options, shared.cache.as_ref());
+                let options = shared.hardening.cranelift(Some(&shared.entry));
+                let compiled =
+                    super::cranelift_code(&program, &options, None, shared.cache.as_ref());
                 if let Ok(code) = compiled {
                     let _ = shared.second.set(code);
                 }
@@ -583,6 +598,7 @@ mod tests {
 
         use super::super::Hardening;
         use super::super::tiered::Tiered;
+        use ebpf_cfg::facts::Entry;
 
         /// A loop with local calls and frame traffic: 8 + 50 * 11 instructions.
         const PROGRAM: &str = "
@@ -639,7 +655,7 @@ mod tests {
             let program = ebpf_isa::assemble(PROGRAM).unwrap();
             let want = expected(&program);
             assert!(want[0].is_ok() && want[1].is_err(), "{want:?}");
-            let tiered = Tiered::new(&program, 3, Hardening::default(), None);
+            let tiered = Tiered::new(&program, 3, Hardening::default(), &Entry::unknown(), None);
             let deadline = Instant::now() + Duration::from_secs(120);
             let mut before = 0;
             while !tiered.is_optimised() {
@@ -659,7 +675,7 @@ mod tests {
         /// `program` on its second tier: compiled, the switch made (or a panic after two
         /// minutes).
         fn switched(program: &ebpf_isa::Program) -> Tiered {
-            let tiered = Tiered::new(program, 0, Hardening::default(), None);
+            let tiered = Tiered::new(program, 0, Hardening::default(), &Entry::unknown(), None);
             // The first run starts the compile (its result does not matter here).
             let _ = run(&tiered, Some(0));
             let deadline = Instant::now() + Duration::from_secs(120);
@@ -682,6 +698,7 @@ mod tests {
                     &v.program,
                     u64::MAX,
                     Hardening::default(),
+                    &Entry::unknown(),
                     None,
                 ))
             };
@@ -765,7 +782,7 @@ mod tests {
             }
             let program = ebpf_isa::assemble(PROGRAM).unwrap();
             let want = expected(&program);
-            let tiered = Tiered::new(&program, 0, Hardening::default(), None);
+            let tiered = Tiered::new(&program, 0, Hardening::default(), &Entry::unknown(), None);
             let deadline = Instant::now() + Duration::from_secs(120);
             std::thread::scope(|s| {
                 for t in 0..4 {

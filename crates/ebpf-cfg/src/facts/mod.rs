@@ -24,8 +24,11 @@
 //! guard against it is a proof; with [`Entry::unknown`] only the stack is known. An engine
 //! compiled with facts for an entry must run that code only when [`Entry::admits`] the run
 //! (it checks the arguments and the region table in a few comparisons), and fall back to
-//! checked code otherwise. See `docs/facts.md`.
+//! checked code otherwise — with the `std` feature, `Gate` is that mechanism, which both JITs
+//! use. See `docs/facts.md`.
 
+#[cfg(feature = "std")]
+mod gate;
 mod graph;
 mod loops;
 mod num;
@@ -39,6 +42,8 @@ use core::fmt;
 use ebpf_abi::{MemoryMap, layout};
 use ebpf_isa::Program;
 
+#[cfg(feature = "std")]
+pub use gate::Gate;
 pub use loops::{Condition, LoopFact, Version};
 pub use solve::{Analysis, Registers, Relation, ValueFacts};
 

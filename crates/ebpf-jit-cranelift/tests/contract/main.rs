@@ -6,14 +6,20 @@
 //!   and entry registers the contract prescribes) and the 313 bpf_conformance programs, which
 //!   must also match the interpreter's count and memory;
 //!
-//! Everything runs on two variants of the JIT: the program compiled as one function, and cut
-//! into units of about three instructions (every transfer between them through the context
-//! and the dispatcher, as in large programs).
+//! Everything runs on four variants of the JIT, the configurations the x86 JIT's tests use:
+//! with the facts of the stack alone or of the plain input ([`entry`]), each with the checks the
+//! facts make impossible dropped or kept (checked facts: a kept check that fires ends the run
+//! with a panic naming the pc, so a wrong fact fails the test instead of hiding behind a
+//! passing run); two of them compile the program as one function, two cut it into units of
+//! about three instructions (every transfer between them through the context and the
+//! dispatcher, as in large programs), and those two mask (Spectre), so that both settings run
+//! every case.
 //! - `differential` — the generated families of `ebpf_contract::differential` (matrices, budget
 //!   sweeps, recursion, large programs, every contract case with its final stack) compared with
 //!   the interpreter, and what only this JIT shows (helper panics, threads, the call-depth
 //!   clamp);
-//! - `props` — property tests: generated programs agree with the interpreter.
+//! - `props` — property tests: generated programs agree with the interpreter; guarded parsers
+//!   and counted loops never trap, and their off-by-one mutants trap as the interpreter does.
 //!
 //! Every test skips, saying so, on a host Cranelift does not support.
 
@@ -23,7 +29,8 @@ mod props;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Trap};
+use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Trap, layout};
+use ebpf_cfg::facts::{Entry, RegionSpec};
 use ebpf_contract::differential::Differential;
 use ebpf_interp::Interpreter;
 use ebpf_isa::Program;
@@ -55,15 +62,48 @@ pub(crate) fn split_options() -> JitOptions {
     JitOptions::default().with_function_size(3)
 }
 
-/// Every variant the tests run, with its label: the program in one function, and in many —
-/// the second with Spectre masking on (off by default), so that both settings run every case
-/// without a third variant.
-pub(crate) fn variants() -> [(&'static str, JitOptions); 2] {
+/// Read-only data the property tests map (region 1), for programs that happen to read it.
+pub(crate) const RODATA: &[u8; 16] = b"read-only bytes!";
+
+/// What the differential runs hold at entry: `r1`/`r2` the input's start and length, the input
+/// writable, [`RODATA`] read-only. Runs that break it (no input, no read-only data, other
+/// arguments, the contract's own entry registers) are not admitted, so they exercise the
+/// JIT's fallback compilation.
+pub(crate) fn entry() -> Entry {
+    Entry::input().with_region(
+        layout::RODATA as u8,
+        RegionSpec::Fixed {
+            len: RODATA.len() as u64,
+            writable: false,
+        },
+    )
+}
+
+/// Every variant the tests run, with its label (see the module documentation): facts of the
+/// stack or of [`entry`], checks dropped or kept, one function or units of three (masked).
+pub(crate) fn variants() -> [(&'static str, JitOptions); 4] {
+    let input = || Some(entry());
     [
-        ("cranelift", options()),
         (
-            "cranelift (units of 3, masked)",
-            split_options().with_spectre_masking(true),
+            "cranelift (stack facts)",
+            options().with_checked_facts(false),
+        ),
+        (
+            "cranelift (units of 3, masked, stack facts, checked)",
+            split_options()
+                .with_spectre_masking(true)
+                .with_checked_facts(true),
+        ),
+        (
+            "cranelift (input facts, checked)",
+            options().with_entry(input()).with_checked_facts(true),
+        ),
+        (
+            "cranelift (units of 3, masked, input facts)",
+            split_options()
+                .with_spectre_masking(true)
+                .with_entry(input())
+                .with_checked_facts(false),
         ),
     ]
 }
@@ -117,14 +157,22 @@ fn stride() -> usize {
     }
 }
 
-/// Runs `f` with a differential check of the JIT, in both [`variants`], against the
-/// interpreter.
+/// Runs `f` with a differential check of the JIT, in every one of its [`variants`], against
+/// the interpreter.
 pub(crate) fn with_differential<T>(f: impl FnOnce(&Differential<'_>) -> T) -> T {
-    let [(whole_label, whole), (split_label, split)] = variants();
-    let (interp, whole, split) = (interp(), cranelift_with(whole), cranelift_with(split));
+    let [(l0, o0), (l1, o1), (l2, o2), (l3, o3)] = variants();
+    let interp = interp();
+    let (e0, e1, e2, e3) = (
+        cranelift_with(o0),
+        cranelift_with(o1),
+        cranelift_with(o2),
+        cranelift_with(o3),
+    );
     f(&Differential::new(&interp)
-        .engine(whole_label, &whole)
-        .engine(split_label, &split)
+        .engine(l0, &e0)
+        .engine(l1, &e1)
+        .engine(l2, &e2)
+        .engine(l3, &e3)
         .stride(stride()))
 }
 

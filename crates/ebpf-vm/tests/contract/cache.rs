@@ -104,6 +104,16 @@ fn what_changes_the_code_misses_and_what_does_not_hits() {
     assert_eq!(stats(&cache), (1, 3, 3));
     assert_eq!(seven.run(&mut [1]), Ok(8));
     assert_eq!(kept[0].run(&mut [1]), Ok(2));
+    // A read-only region of another length changes the entry every run holds, so the facts
+    // and the checks they drop: a miss, never the code proven for 8 bytes.
+    let longer = Vm::builder()
+        .engine(Engine::Cranelift)
+        .code_cache(cache.clone())
+        .read_only_region(vec![5, 0, 0, 0, 0, 0, 0, 0, 9])
+        .load_asm(PROGRAM)
+        .unwrap();
+    assert_eq!(stats(&cache), (1, 4, 4));
+    assert_eq!(longer.run(&mut [1]), Ok(6));
     // The x86 JIT and the interpreter do not go through the cache.
     for engine in [Engine::Interpreter, Engine::X86] {
         if engine.is_available() {
@@ -111,7 +121,44 @@ fn what_changes_the_code_misses_and_what_does_not_hits() {
             assert_eq!(vm.run(&mut [1]), Ok(2));
         }
     }
-    assert_eq!(stats(&cache), (1, 3, 3));
+    assert_eq!(stats(&cache), (1, 4, 4));
+}
+
+/// Code the facts proved for one entry is never handed to a load with another: the ninth
+/// byte of a 9-byte read-only region is proven in bounds (no check in the code), and the same
+/// program loaded with an 8-byte region must still trap there.
+#[test]
+fn code_proven_for_one_entry_is_not_reused_for_another() {
+    if !cranelift_available() {
+        return;
+    }
+    let cache = CodeCache::new();
+    let ninth = "lddw %r1, 0x600000000\nldxb %r0, [%r1+8]\nexit";
+    let load = |bytes: Vec<u8>| {
+        Vm::builder()
+            .engine(Engine::Cranelift)
+            .code_cache(cache.clone())
+            .read_only_region(bytes)
+            .load_asm(ninth)
+            .unwrap()
+    };
+    let nine = load(vec![0, 0, 0, 0, 0, 0, 0, 0, 9]);
+    assert_eq!(nine.run(&mut []), Ok(9));
+    let eight = load(vec![0; 8]);
+    assert_eq!(stats(&cache), (0, 2, 2));
+    let trap = eight.run(&mut []).unwrap_err();
+    assert_eq!(trap.pc, 2, "{trap}");
+    assert!(
+        matches!(
+            trap.kind,
+            ebpf_vm::TrapKind::OutOfBounds { write: false, .. }
+        ),
+        "{trap}"
+    );
+    // The same entry again: a hit, with the proof still true.
+    let again = load(vec![1, 2, 3, 4, 5, 6, 7, 8, 7]);
+    assert_eq!(stats(&cache), (1, 2, 2));
+    assert_eq!(again.run(&mut []), Ok(7));
 }
 
 #[test]
