@@ -35,7 +35,7 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use ebpf_abi::{InvalidReason, layout, trap_code as code};
-use ebpf_cfg::facts::{Access, Division, Facts};
+use ebpf_cfg::facts::{Access, Condition, Division, Facts};
 use ebpf_cfg::pointers;
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Insn, Operand, PacketAddr, Program, Reg,
@@ -173,6 +173,10 @@ pub struct Removed {
     pub accesses: usize,
     /// Of those, compiled with no bounds check (proven in bounds).
     pub unchecked: usize,
+    /// Loops with an unchecked copy (entered when their conditions hold at entry).
+    pub versions: usize,
+    /// Accesses unchecked in those copies (and checked in the ordinary loop).
+    pub versioned: usize,
     /// Zero and `-1` tests register divisors need (one per unsigned, two per signed).
     pub divisor_tests: usize,
     /// Of those, left out (the divisor proven nonzero, the signed overflow impossible).
@@ -203,6 +207,80 @@ pub(crate) struct Prepared<'p> {
     /// Keep the checks the facts remove, failing with [`FACT_FAILED`]
     /// (`JitOptions::checked_facts`).
     checked_facts: bool,
+    /// The facts' loop versions this translation builds (see [`Versioned`]).
+    versions: Vec<Versioned>,
+    /// Per plan block: the index in `versions` of the loop it belongs to (`u32::MAX`: none).
+    in_version: Vec<u32>,
+    /// Per plan block: the index in `versions` of the loop it is the entry of (`u32::MAX`).
+    version_entry: Vec<u32>,
+}
+
+/// A loop of the facts (`ebpf_cfg::facts::Version`) with a second, unchecked copy: edges into
+/// its entry from outside go through a dispatcher that tests the conditions once and enters
+/// the copy when they hold; edges inside the copy stay in it, edges out of it leave it; in it,
+/// the version's accesses have no check.
+pub(crate) struct Versioned {
+    /// The loop's entry block.
+    entry: usize,
+    /// The plan blocks of the loop.
+    blocks: Vec<usize>,
+    /// What must hold on entry.
+    conditions: Vec<Condition>,
+    /// The accesses proven in the copy: instruction index and region, sorted.
+    accesses: Vec<(usize, u8)>,
+}
+
+/// The versions of `facts` that `plan` can build: a loop whose blocks are all in one unit, with
+/// no local call and no return site in it (a return goes through `ret` to the ordinary copy,
+/// which is correct but would leave the copy), and conditions the dispatcher computes in 64
+/// bits.
+fn versions(plan: &Plan, facts: Option<&Facts>) -> (Vec<Versioned>, Vec<u32>, Vec<u32>) {
+    let n = plan.blocks.len();
+    let (mut in_version, mut version_entry) = (vec![u32::MAX; n], vec![u32::MAX; n]);
+    let mut built = Vec::new();
+    let Some(facts) = facts else {
+        return (built, in_version, version_entry);
+    };
+    for version in facts.versions() {
+        let inside = |i: usize| version.insns.iter().any(|r| r.contains(&i));
+        let blocks: Vec<usize> = (0..n)
+            .filter(|&b| plan.blocks[b].reachable && inside(plan.blocks[b].insns.start))
+            .collect();
+        let entry = blocks
+            .iter()
+            .copied()
+            .find(|&b| plan.blocks[b].insns.start == version.entry);
+        let computable = version.conditions.iter().all(|c| {
+            usize::from(c.reg) <= 10
+                && u64::from(c.region) < ebpf_abi::REGION_TABLE_LEN as u64
+                && c.shift < 64
+                && c.offset.unsigned_abs() < 1 << 40
+        });
+        let Some(entry) = entry else { continue };
+        let buildable = computable
+            && blocks.iter().all(|&b| {
+                let block = &plan.blocks[b];
+                !block.return_site
+                    && !matches!(block.term, Term::Call { .. })
+                    && !plan.crosses(entry, b)
+                    && in_version[b] == u32::MAX
+            });
+        if !buildable {
+            continue;
+        }
+        let v = built.len() as u32;
+        for &b in &blocks {
+            in_version[b] = v;
+        }
+        version_entry[entry] = v;
+        built.push(Versioned {
+            entry,
+            blocks,
+            conditions: version.conditions.clone(),
+            accesses: version.accesses.clone(),
+        });
+    }
+    (built, in_version, version_entry)
 }
 
 impl<'p> Prepared<'p> {
@@ -221,7 +299,12 @@ impl<'p> Prepared<'p> {
         let frame_exact = !hints::writes_r10(insns);
         let entries = hints::block_entries(&plan, insns, frame_exact);
         let live = live::live_in(&plan, insns);
+        let facts = facts.filter(|f| f.is_for(program));
+        let (versions, in_version, version_entry) = versions(&plan, facts);
         Prepared {
+            versions,
+            in_version,
+            version_entry,
             live,
             plan,
             insns,
@@ -230,7 +313,7 @@ impl<'p> Prepared<'p> {
             frame_exact,
             shortfall,
             masking,
-            facts: facts.filter(|f| f.is_for(program)),
+            facts,
             checked_facts,
         }
     }
@@ -266,6 +349,8 @@ impl<'p> Prepared<'p> {
         if self.checked_facts {
             return removed;
         }
+        removed.versions = self.versions.len();
+        removed.versioned = self.versions.iter().map(|v| v.accesses.len()).sum();
         for (i, insn) in self.insns.iter().enumerate() {
             match *insn {
                 Insn::Load { .. } | Insn::Store { .. } | Insn::Atomic { .. } => {
@@ -458,6 +543,9 @@ enum After {
     Leave(usize),
     /// A new block that traps: fill it.
     Trap { pc: usize, reason: InvalidReason },
+    /// A new block that enters version `version`'s loop at its entry block `entry`: its
+    /// unchecked copy if the conditions hold, else the ordinary one.
+    Dispatch { version: usize, entry: usize },
 }
 
 /// The translator's state for one unit.
@@ -498,6 +586,12 @@ struct Tx<'a, 'f> {
     pending: Vec<u32>,
     /// Checked copies still to emit.
     work_slow: Vec<usize>,
+    /// Unchecked copies of versioned loops' blocks, by (version, plan block), and those still
+    /// to emit.
+    version_blocks: HashMap<(usize, usize), ir::Block>,
+    work_version: Vec<(usize, usize)>,
+    /// The version whose copy is being emitted.
+    in_version: Option<usize>,
     /// Region hints while emitting a block.
     hints: hints::State,
     /// Accesses already checked in the current block: (address, width) to (host address,
@@ -661,6 +755,20 @@ impl<'a, 'f> Tx<'a, 'f> {
                 }
             }
         }
+        // A versioned loop's entry is also reached from its dispatchers, and the blocks its
+        // exits lead to from its unchecked copy: sealed at the end.
+        for v in &prep.versions {
+            for &b in &v.blocks {
+                for s in plan.intra_successors(b).into_iter().flatten() {
+                    if let Some(i) = local(s) {
+                        pending[i] = u32::MAX;
+                    }
+                }
+            }
+            if let Some(i) = local(v.entry) {
+                pending[i] = u32::MAX;
+            }
+        }
 
         Tx {
             b,
@@ -687,6 +795,9 @@ impl<'a, 'f> Tx<'a, 'f> {
             slow: vec![None; n],
             pending,
             work_slow: Vec::new(),
+            version_blocks: HashMap::new(),
+            work_version: Vec::new(),
+            in_version: None,
             hints: [Hint::Nothing; 11],
             checked: HashMap::new(),
             bounds: HashMap::new(),
@@ -716,6 +827,11 @@ impl<'a, 'f> Tx<'a, 'f> {
             if self.plan.blocks[b].reachable {
                 self.emit_block(b, false);
             }
+        }
+        while let Some((v, b)) = self.work_version.pop() {
+            self.in_version = Some(v);
+            self.emit_block(b, false);
+            self.in_version = None;
         }
         while let Some(b) = self.work_slow.pop() {
             self.emit_block(b, true);
@@ -864,6 +980,30 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// always in the fast copy (they test the budget themselves), other units through a
     /// block that leaves this one, traps through a block that traps.
     fn edge(&mut self, from: usize, t: Target, slow: bool) -> Dest {
+        if let Target::Block(s) = t
+            && !slow
+            && !self.plan.crosses(from, s)
+        {
+            let loop_of = |b: usize| self.prep.in_version[b];
+            if let Some(v) = self.in_version
+                && loop_of(s) as usize == v
+            {
+                return Dest {
+                    block: self.version_block(v, s),
+                    after: After::Nothing,
+                };
+            }
+            let v = self.prep.version_entry[s];
+            if v != u32::MAX && loop_of(from) != v {
+                return Dest {
+                    block: self.b.create_block(),
+                    after: After::Dispatch {
+                        version: v as usize,
+                        entry: s,
+                    },
+                };
+            }
+        }
         match t {
             Target::Block(s) if self.plan.crosses(from, s) => Dest {
                 block: self.b.create_block(),
@@ -901,7 +1041,77 @@ impl<'a, 'f> Tx<'a, 'f> {
                 self.enter(dest.block);
                 self.jump_trap(pc, code::INVALID_INSTRUCTION, None, reason.code(), 0);
             }
+            After::Dispatch { version, entry } => {
+                self.enter(dest.block);
+                let holds = self.version_holds(version);
+                let copy = self.version_block(version, entry);
+                let ordinary = self.block_for(entry, false);
+                self.b.ins().brif(holds, copy, &[], ordinary, &[]);
+            }
         }
+    }
+
+    /// The unchecked copy of plan block `b` in version `v`'s loop, created on first use.
+    fn version_block(&mut self, v: usize, b: usize) -> ir::Block {
+        if let Some(&block) = self.version_blocks.get(&(v, b)) {
+            return block;
+        }
+        let block = self.b.create_block();
+        self.version_blocks.insert((v, b), block);
+        self.work_version.push((v, b));
+        block
+    }
+
+    /// Whether every condition of version `v` holds now (at an edge into its loop): for each,
+    /// `r[reg] <= (end(region) + offset) >> shift` as integers, where `end(region)` is
+    /// `(region << 32) + len` (`ebpf_cfg::facts::Condition::holds`). In 64 bits: `len` is
+    /// below 2^38 (regions are smaller than 256 GiB) and `|offset|` below 2^40 (checked when
+    /// the version was chosen), so the sum cannot overflow.
+    fn version_holds(&mut self, v: usize) -> Value {
+        let conditions = self.prep.versions[v].conditions.clone();
+        let mut all: Option<Value> = None;
+        for c in conditions {
+            let entry = off::REGIONS + i32::from(c.region) * (off::REGION_SIZE as i32);
+            let len = self
+                .b
+                .ins()
+                .load(I64, self.flags.table, self.ctx, entry + off::REGION_LEN);
+            let start = (i64::from(c.region) << 32).wrapping_add(c.offset);
+            let bound = self.b.ins().iadd_imm_s(len, start);
+            let nonnegative = self
+                .b
+                .ins()
+                .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, bound, 0);
+            let limit = self.b.ins().ushr_imm_s(bound, i64::from(c.shift));
+            let value = self.b.use_var(self.regs[usize::from(c.reg)]);
+            let below = self
+                .b
+                .ins()
+                .icmp(IntCC::UnsignedLessThanOrEqual, value, limit);
+            let holds = self.b.ins().band(nonnegative, below);
+            all = Some(match all {
+                Some(a) => self.b.ins().band(a, holds),
+                None => holds,
+            });
+        }
+        match all {
+            Some(all) => all,
+            None => self.iconst(I8, 1),
+        }
+    }
+
+    /// What is proven about the access at instruction `i` where it is being emitted: in a
+    /// version's copy, its accesses too.
+    fn access(&self, i: usize) -> Access {
+        if let Some(v) = self.in_version {
+            let accesses = &self.prep.versions[v].accesses;
+            if let Ok(k) = accesses.binary_search_by_key(&i, |&(a, _)| a) {
+                return Access::InBounds {
+                    region: accesses[k].1,
+                };
+            }
+        }
+        self.prep.access(i)
     }
 
     /// Ends the current block with a jump to `t`; `from` is the plan block it belongs to
@@ -1105,7 +1315,10 @@ impl<'a, 'f> Tx<'a, 'f> {
     fn emit_block(&mut self, bi: usize, slow: bool) {
         let plan = self.plan;
         let block = &plan.blocks[bi];
-        let ir_block = self.block_for(bi, slow);
+        let ir_block = match self.in_version {
+            Some(v) => self.version_block(v, bi),
+            None => self.block_for(bi, slow),
+        };
         self.b.switch_to_block(ir_block);
         let cost = block.cost();
         self.block = bi;
@@ -1756,7 +1969,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         }
         let keep = self.keep_address;
         let i = self.current;
-        if let Access::InBounds { region } = self.prep.access(i) {
+        if let Access::InBounds { region } = self.access(i) {
             // Proven in bounds (and writable, aligned): no check, the host address is one
             // add — unless checked facts keep the check, to fail loudly if it ever fires.
             let p = if self.prep.checked_facts {
@@ -2015,6 +2228,18 @@ impl<'a, 'f> Tx<'a, 'f> {
                     }
                 }
                 hints::transfer(&mut state, insn);
+            }
+        }
+        if !self.prep.checked_facts {
+            for v in &self.prep.versions {
+                if self.plan.unit_of[v.entry] as usize != self.unit {
+                    continue;
+                }
+                for &(_, region) in &v.accesses {
+                    if !proven_regions.contains(&region) {
+                        proven_regions.push(region);
+                    }
+                }
             }
         }
         for region in proven_regions {
@@ -2482,6 +2707,8 @@ mod tests {
             Removed {
                 accesses: 3,
                 unchecked: 3,
+                versions: 0,
+                versioned: 0,
                 divisor_tests: 0,
                 divisor_tests_gone: 0,
             }
@@ -2540,6 +2767,57 @@ mod tests {
                 .unwrap();
             assert_eq!(exit, i, "r1 = {r1}");
         }
+    }
+
+    /// The engines bench's loops bounded by lengths read from the input: every version the
+    /// facts find is built (its accesses unchecked in the copy), and each program gives its
+    /// expected result with the copy taken (its own input), with the ordinary loop (the input
+    /// one byte short: the conditions fail, the run traps or ends as the interpreter's), and
+    /// with checked facts.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_bench_loops_are_versioned() {
+        use ebpf_abi::{Helpers, Limits, MemoryMap, Region, layout};
+        if !crate::host_supported() {
+            return;
+        }
+        let entry = ebpf_cfg::facts::Entry::input();
+        let mut versions = 0;
+        for p in ebpf_bench::PROGRAMS {
+            let program = p.assemble();
+            let facts = ebpf_cfg::facts::Facts::analyse(&program, &entry);
+            let wanted: usize = facts.versions().iter().map(|v| v.accesses.len()).sum();
+            let options = crate::JitOptions::default().with_entry(Some(entry.clone()));
+            for checked in [false, true] {
+                let jit =
+                    crate::compile(&program, &options.clone().with_checked_facts(checked)).unwrap();
+                if !checked {
+                    assert_eq!(jit.removed().versions, facts.versions().len(), "{}", p.name);
+                    assert_eq!(jit.removed().versioned, wanted, "{}", p.name);
+                    versions += jit.removed().versions;
+                }
+                let interp = ebpf_interp::Interpreter::new(&program);
+                let full = p.input();
+                for input in [full.clone(), full[..full.len() - 1].to_vec()] {
+                    let run = |engine: &dyn Fn(MemoryMap<'_>, [u64; 2]) -> _| {
+                        let mut data = input.clone();
+                        let len = data.len() as u64;
+                        let mut memory = MemoryMap::new();
+                        memory.insert(layout::INPUT, Region::Writable(&mut data));
+                        let result = engine(memory, [layout::vm_addr(layout::INPUT, 0), len]);
+                        (result, data)
+                    };
+                    let (h, l) = (Helpers::new(), Limits::default());
+                    let got = run(&|m, a| jit.run(m, a, &h, &l));
+                    let want = run(&|m, a| interp.run(m, a, &h, &l));
+                    assert_eq!(got, want, "{} on {} bytes", p.name, input.len());
+                    if input.len() == full.len() {
+                        assert_eq!(got.0.unwrap().r0, p.expected(), "{}", p.name);
+                    }
+                }
+            }
+        }
+        assert!(versions >= 4, "{versions} versions built");
     }
 
     /// What the generated code computes with [`udiv_magic`]'s numbers.
