@@ -2745,27 +2745,28 @@ mod tests {
             ),
             (5, 5)
         );
-        // Checked facts keep a test of each, which fails loudly.
-        let checked = ir_with(src, &unchecked.with_checked_facts(true));
-        assert!(checked.contains("brif"), "{checked}");
+        // Checked facts keep a test of each (a branch to the failure), which fails loudly.
+        let checked_options = unchecked.clone().with_checked_facts(true);
+        let checked = ir_with(src, &checked_options);
+        assert_eq!(branches(&checked), branches(&ir) + 3, "{checked}");
+        let checked = crate::compile(&program, &checked_options).unwrap();
+        let interp = ebpf_interp::Interpreter::new(&program);
+        let (helpers, limits) = (ebpf_abi::Helpers::new(), ebpf_abi::Limits::default());
+        let run = |engine: &dyn Fn(ebpf_abi::MemoryMap<'_>, [u64; 2]) -> _, r1| {
+            engine(ebpf_abi::MemoryMap::new(), [r1, 0])
+        };
         for r1 in [0u64, 5, 7, u64::MAX, 1 << 63, 0xffff_fff9] {
-            let exit = jit
-                .run(
-                    ebpf_abi::MemoryMap::new(),
-                    [r1, 0],
-                    &ebpf_abi::Helpers::new(),
-                    &ebpf_abi::Limits::default(),
-                )
-                .unwrap();
-            let i = ebpf_interp::Interpreter::new(&program)
-                .run(
-                    ebpf_abi::MemoryMap::new(),
-                    [r1, 0],
-                    &ebpf_abi::Helpers::new(),
-                    &ebpf_abi::Limits::default(),
-                )
-                .unwrap();
-            assert_eq!(exit, i, "r1 = {r1}");
+            let want = run(&|m, a| interp.run(m, a, &helpers, &limits), r1);
+            assert_eq!(
+                run(&|m, a| jit.run(m, a, &helpers, &limits), r1),
+                want,
+                "{r1}"
+            );
+            assert_eq!(
+                run(&|m, a| checked.run(m, a, &helpers, &limits), r1),
+                want,
+                "{r1}"
+            );
         }
     }
 
