@@ -735,7 +735,13 @@ mod tests {
                 exit",
             )
             .unwrap();
-            let tiered = std::sync::Arc::new(Tiered::new(&program, 0, Hardening::default(), None));
+            let tiered = std::sync::Arc::new(Tiered::new(
+                &program,
+                0,
+                Hardening::default(),
+                &Entry::unknown(),
+                None,
+            ));
             let watched = std::sync::Arc::clone(&tiered);
             let mut helpers = Helpers::new();
             // Waits (in the first run) until the second tier is ready.
