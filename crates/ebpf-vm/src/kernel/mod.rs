@@ -66,6 +66,7 @@ pub const KERNEL_HELPER_IDS: &[u32] = &[
     RINGBUF_SUBMIT,
     RINGBUF_DISCARD,
     RINGBUF_QUERY,
+    KTIME_GET_COARSE_NS,
 ];
 
 const MAP_LOOKUP_ELEM: u32 = 1;
@@ -98,6 +99,7 @@ const RINGBUF_RESERVE: u32 = 131;
 const RINGBUF_SUBMIT: u32 = 132;
 const RINGBUF_DISCARD: u32 = 133;
 const RINGBUF_QUERY: u32 = 134;
+const KTIME_GET_COARSE_NS: u32 = 160;
 
 /// The kernel's limit on tail calls in one run (`MAX_TAIL_CALL_CNT`).
 pub const MAX_TAIL_CALLS: u32 = 33;
@@ -164,8 +166,8 @@ impl KernelHelpers {
         }
     }
 
-    /// The clock `ktime_get_ns` (and `ktime_get_boot_ns`, `jiffies64` at 250 Hz) read, in
-    /// nanoseconds.
+    /// The clock `ktime_get_ns` (and `ktime_get_boot_ns`, `ktime_get_coarse_ns`, `jiffies64` at
+    /// 250 Hz) read, in nanoseconds.
     pub fn clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> KernelHelpers {
         self.clock = Arc::new(clock);
         self
@@ -420,7 +422,7 @@ impl Helper for KernelHelper {
     fn call(&self, a: [u64; 5], memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
         let env = &*self.env;
         match self.id {
-            KTIME_GET_NS | KTIME_GET_BOOT_NS => Ok((env.clock)()),
+            KTIME_GET_NS | KTIME_GET_BOOT_NS | KTIME_GET_COARSE_NS => Ok((env.clock)()),
             JIFFIES64 => Ok((env.clock)() / 4_000_000),
             GET_PRANDOM_U32 => {
                 let mut rng = ebpf_abi::SplitMix64::new(

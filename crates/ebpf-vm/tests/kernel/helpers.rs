@@ -217,15 +217,16 @@ fn a_helper_we_do_not_provide_is_refused_by_name() {
 
 #[test]
 fn clock_random_and_cpu_helpers() {
-    let text = "call 5\nmov %r6, %r0\ncall 118\nadd %r6, %r0\ncall 8\nadd %r0, %r6\nexit";
+    let text = "call 5\nmov %r6, %r0\ncall 118\nadd %r6, %r0\ncall 125\nadd %r6, %r0\n\
+                call 160\nadd %r6, %r0\ncall 8\nadd %r0, %r6\nexit";
     for &engine in Engine::ALL {
         let vm = Vm::builder()
             .engine(engine)
             .kernel_helpers(KernelHelpers::new().clock(|| 8_000_000_000))
             .load_with_maps(program(text), ProgramKind::Xdp, hash(1))
             .unwrap();
-        // ktime 8e9 ns + jiffies at 250 Hz (2,000) + CPU 0.
-        assert_eq!(r0(&vm), 8_000_002_000, "{engine}");
+        // ktime 8e9 ns + jiffies at 250 Hz (2,000) + boot and coarse ktime (8e9 each) + CPU 0.
+        assert_eq!(r0(&vm), 24_000_002_000, "{engine}");
     }
     let random = "call 7\nexit";
     let draw = |seed| {
