@@ -276,15 +276,7 @@ impl Compiled {
         let Some(fallback) = &self.fallback else {
             return true;
         };
-        match data {
-            Some(data) => {
-                fallback.gate.admission().input_only() == Some(layout::INPUT as u8)
-                    && !metadata
-                    && args == [layout::vm_addr(layout::INPUT, 0), data.len() as u64]
-                    && data.len() as u64 <= u64::from(u32::MAX)
-            }
-            None => false,
-        }
+        fallback.gate.admission().admits_input(data, metadata, args)
     }
 }
 

@@ -401,6 +401,26 @@ impl Admission {
         self.input_only
     }
 
+    /// Whether the run `Vm::run` and a JIT session's fast path build — `input` (if any) mapped
+    /// writable as region `layout::INPUT`, a metadata buffer if `metadata`, the fixed regions
+    /// and the stack — with `args` is admitted, decided in a few compares without a map.
+    /// `false` when it is not admitted or when the entry asks more than `Vm::run`'s run
+    /// ([`Admission::input_only`]): the caller then builds the run's map and checks it with
+    /// [`Admission::admits`]. Shared by both JITs' sessions.
+    #[inline]
+    pub fn admits_input(&self, input: Option<&[u8]>, metadata: bool, args: [u64; 2]) -> bool {
+        match input {
+            Some(input) => {
+                let len = input.len() as u64;
+                self.input_only == Some(layout::INPUT as u8)
+                    && !metadata
+                    && args == [layout::vm_addr(layout::INPUT, 0), len]
+                    && len <= u64::from(u32::MAX)
+            }
+            None => false,
+        }
+    }
+
     /// Whether a run with this memory and these arguments satisfies the entry, so that code
     /// compiled with its facts may run it. A few comparisons per known region and argument.
     #[inline]
