@@ -205,3 +205,73 @@ fn conformance_suite() {
         }
     }
 }
+
+/// A session of code compiled with the input's facts (an 8-byte load proven in bounds by the
+/// program's own length test) runs it without the entry's gate only on a run the entry
+/// admits: a length in `r2` that lies about the input, a metadata buffer, no input, the same
+/// through `run_in` — each gives what the interpreter's session gives (a trap, not a read past
+/// the buffer), and admitted runs around them still give the input's word.
+#[test]
+fn a_session_runs_the_facts_code_only_on_runs_the_entry_admits() {
+    use ebpf_abi::{Executable, Stack};
+    if !supported() {
+        return;
+    }
+    let program = ebpf_isa::assemble(
+        "mov %r0, 7
+        mov %r3, %r1
+        add %r3, %r2
+        mov %r4, %r1
+        add %r4, 8
+        jgt %r4, %r3, +1
+        ldxdw %r0, [%r1]
+        exit",
+    )
+    .unwrap();
+    let options = options()
+        .with_entry(Some(Entry::input()))
+        .with_checked_facts(false);
+    let jit = jit_with(&program, &options);
+    assert_eq!(jit.removed().unchecked, 1, "the load is proven in bounds");
+    let interp = Interpreter::new(&program);
+    let (helpers, limits) = (Helpers::new(), Limits::default());
+    let start = layout::vm_addr(layout::INPUT, 0);
+    type Outcome = (Result<Exit, Trap>, Vec<u8>);
+    let runs = |engine: &dyn Executable| -> Vec<Outcome> {
+        let mut session = engine.session(&helpers, &limits, MemoryMap::new());
+        let mut stack = Stack::new();
+        let mut outcomes = Vec::new();
+        let cases: [(usize, bool, [u64; 2]); 6] = [
+            (8, false, [start, 8]),
+            (4, false, [start, 64]),
+            (8, true, [start, 8]),
+            (0, false, [0, 64]),
+            (16, false, [start + 12, 16]),
+            (8, false, [start, 8]),
+        ];
+        for (len, metadata, args) in cases {
+            let mut data: Vec<u8> = (1..=len as u8).collect();
+            let mut meta = vec![0u8; 16];
+            let data_arg = (len > 0).then_some(&mut data[..]);
+            let meta_arg = metadata.then_some(&mut meta[..]);
+            let result = session.run(data_arg, meta_arg, args, &mut stack);
+            outcomes.push((result, data));
+        }
+        // The same lie through `run_in`, on a map the caller built.
+        let mut data = vec![1, 2, 3, 4];
+        let mut map = MemoryMap::new();
+        map.insert(layout::INPUT, ebpf_abi::Region::Writable(&mut data));
+        let mut stack = Stack::new();
+        let result = session.run_in(&mut map, [start, 64], &mut stack);
+        outcomes.push((result, Vec::new()));
+        outcomes
+    };
+    let want = runs(&interp);
+    let got = runs(&jit);
+    assert_eq!(got, want);
+    assert_eq!(want[0].0.as_ref().map(|e| e.r0), Ok(0x0807_0605_0403_0201));
+    for i in [1, 4, 6] {
+        let trap = want[i].0.as_ref().unwrap_err();
+        assert_eq!(trap.pc, 6, "{i}: {trap}");
+    }
+}
