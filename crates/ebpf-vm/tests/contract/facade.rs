@@ -541,3 +541,90 @@ fn nested_runs_from_a_helper_inside_a_runner_run() {
         assert_eq!(inner.runner().run(&mut [2]), Ok(6));
     }
 }
+
+/// Code compiled with the facts of the VM's entry runs, through a runner, exactly as the
+/// interpreter does on runs the entry does not admit, which the session's fast path must
+/// refuse: a caller's metadata buffer shorter than the layout the facts assumed (the loads of
+/// its fields are proven in bounds for the layout's 16 bytes; in an 8-byte buffer the second
+/// one traps), no input at all, an input with an extra region. The runs the entry admits run
+/// as the interpreter runs them too, before and after the refused ones on the same runner.
+#[test]
+fn a_runner_refuses_the_fast_path_to_runs_the_entry_does_not_admit() {
+    let metadata_program = "
+        ldxdw %r2, [%r1+0]
+        ldxdw %r3, [%r1+8]
+        mov %r4, %r2
+        add %r4, 4
+        jgt %r4, %r3, +2
+        ldxw %r0, [%r2]
+        exit
+        mov %r0, 7
+        exit";
+    let input_program = "
+        mov %r0, 7
+        jlt %r2, 4, +1
+        ldxw %r0, [%r1]
+        exit";
+    type Outcome = (Result<u64, Trap>, Vec<u8>);
+    // Each engine's outcomes of the same runs, in order, on one runner per VM.
+    let outcomes = |engine: Engine| -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        let with_metadata = Vm::builder()
+            .engine(engine)
+            .metadata(layout(16, 0, 8))
+            .load_asm(metadata_program)
+            .unwrap();
+        let mut runner = with_metadata.runner();
+        for short in [false, true, false] {
+            let mut data = vec![1, 2, 3, 4, 5];
+            let mut metadata = vec![0u8; if short { 8 } else { 16 }];
+            let r0 = runner
+                .run_with(Input::new(&mut data).metadata(&mut metadata))
+                .map(|exit| exit.r0);
+            outcomes.push((r0, metadata));
+            outcomes.push((runner.run(&mut data), data));
+        }
+        // No input, and a buffer whose fields claim 64 bytes of it.
+        let mut lying = [INPUT.to_le_bytes(), (INPUT + 64).to_le_bytes()].concat();
+        let r0 = runner
+            .run_with(Input::none().metadata(&mut lying))
+            .map(|exit| exit.r0);
+        outcomes.push((r0, lying));
+        let plain = Vm::builder()
+            .engine(engine)
+            .load_asm(input_program)
+            .unwrap();
+        let mut runner = plain.runner();
+        let mut region = vec![0u8; 4];
+        let mut data = vec![9, 0, 0, 0, 1];
+        outcomes.push((runner.run(&mut data), data.clone()));
+        outcomes.push((runner.run_no_data(), Vec::new()));
+        let r0 = runner
+            .run_with(Input::new(&mut data).region_mut(&mut region))
+            .map(|exit| exit.r0);
+        outcomes.push((r0, region));
+        outcomes.push((runner.run(&mut data[..2]), data.clone()));
+        outcomes.push((runner.run(&mut data), data.clone()));
+        outcomes
+    };
+    let want = outcomes(Engine::Interpreter);
+    // What the interpreter does, spelled out: the VM cannot write the input's end into the
+    // short buffer.
+    let trap = want[2].0.clone().unwrap_err();
+    assert!(
+        matches!(trap.kind, TrapKind::OutOfBounds { write: true, .. }),
+        "{trap}"
+    );
+    assert_eq!(want[0].0, Ok(u64::from_le_bytes([1, 2, 3, 4, 0, 0, 0, 0])));
+    assert_eq!(
+        want[6].0,
+        Ok(7),
+        "the VM writes the empty input's addresses over the claim"
+    );
+    assert_eq!(want[8].0, Ok(7), "no input: r2 is 0");
+    for &engine in Engine::ALL {
+        if engine.is_available() {
+            assert_eq!(outcomes(engine), want, "{engine}");
+        }
+    }
+}
