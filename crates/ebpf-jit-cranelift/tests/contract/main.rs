@@ -251,7 +251,7 @@ fn a_session_runs_the_facts_code_only_on_runs_the_entry_admits() {
         ];
         for (len, metadata, args) in cases {
             let mut data: Vec<u8> = (1..=len as u8).collect();
-            let mut meta = vec![0u8; 16];
+            let mut meta = [0u8; 16];
             let data_arg = (len > 0).then_some(&mut data[..]);
             let meta_arg = metadata.then_some(&mut meta[..]);
             let result = session.run(data_arg, meta_arg, args, &mut stack);
