@@ -1108,6 +1108,8 @@ impl<'a, 'f> Tx<'a, 'f> {
             if let Ok(k) = accesses.binary_search_by_key(&i, |&(a, _)| a) {
                 return Access::InBounds {
                     region: accesses[k].1,
+                    // Proven by the version's entry test, a branch.
+                    speculation_safe: false,
                 };
             }
         }
@@ -1969,7 +1971,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         }
         let keep = self.keep_address;
         let i = self.current;
-        if let Access::InBounds { region } = self.access(i) {
+        if let Access::InBounds { region, .. } = self.access(i) {
             // Proven in bounds (and writable, aligned): no check, the host address is one
             // add — unless checked facts keep the check, to fail loudly if it ever fires.
             let p = if self.prep.checked_facts {
@@ -2210,7 +2212,7 @@ impl<'a, 'f> Tx<'a, 'f> {
                     let hint = state[usize::from(base.index())];
                     let unchecked = self.prep.frame_exact && hint.frame_access_is_safe(off, width);
                     let proven = match self.prep.access(i) {
-                        Access::InBounds { region } if !self.prep.checked_facts => Some(region),
+                        Access::InBounds { region, .. } if !self.prep.checked_facts => Some(region),
                         _ => None,
                     };
                     let hint = self.prep.access_hint(i, hint, off, width);

@@ -206,6 +206,13 @@ pub enum Access {
     InBounds {
         /// The region.
         region: u8,
+        /// The proof holds on every path a CPU may run, mispredicted branches included: it
+        /// uses no refinement from a conditional jump (a frame slot at a constant offset from
+        /// `r10`, an index masked by `x & 31`). `false` when the proof rests on a branch (a
+        /// guard `if (p + 14 > end) return`, a loop bound `i < n`): on the path a
+        /// mispredicted guard leads to, the access may be out of bounds, so a JIT hardening
+        /// against Spectre v1 clamps it without a branch (facts.md, "Speculation").
+        speculation_safe: bool,
     },
 }
 
@@ -227,6 +234,8 @@ pub(crate) struct InsnFact {
     /// `NO_REGION` or the region the base register was derived from (a guess).
     pub(crate) guess: u8,
     pub(crate) in_bounds: bool,
+    /// `in_bounds`, and proven again with no branch refining anything.
+    pub(crate) speculation_safe: bool,
     pub(crate) nonzero: bool,
     pub(crate) no_overflow: bool,
 }
@@ -326,7 +335,10 @@ impl Facts {
             return Access::Checked { region: None };
         };
         match (i.in_bounds, i.region) {
-            (true, r) if r != NO_REGION => Access::InBounds { region: r },
+            (true, r) if r != NO_REGION => Access::InBounds {
+                region: r,
+                speculation_safe: i.speculation_safe,
+            },
             (_, NO_REGION) => Access::Checked { region: None },
             (_, r) => Access::Checked { region: Some(r) },
         }

@@ -67,6 +67,25 @@ impl Analysis {
         let mut facts = vec![InsnFact::default(); insns.len()];
         let mut loops = Loops::default();
         let entries = solver.solve(&init, &mut facts, entry, keep, &mut loops);
+        if facts.iter().any(|f| f.in_bounds) {
+            // The same analysis again with every conditional jump refining nothing (both of
+            // its sides flow): its states hold on every path a CPU may run, mispredicted
+            // branches included. An access it also proves needs no branch (facts.md,
+            // "Speculation").
+            let spec_ctx = Ctx {
+                speculative: true,
+                ..ctx
+            };
+            let mut speculative = Solver {
+                ctx: &spec_ctx,
+                ..solver
+            };
+            let mut spec = vec![InsnFact::default(); insns.len()];
+            speculative.solve(&init, &mut spec, entry, false, &mut Loops::default());
+            for (f, s) in facts.iter_mut().zip(&spec) {
+                f.speculation_safe = f.in_bounds && s.in_bounds && s.region == f.region;
+            }
+        }
         Analysis {
             facts: Facts::new(
                 entry.clone(),
@@ -322,6 +341,7 @@ fn start(entry: &Entry) -> (Ctx, State) {
         space,
         meta,
         stack: 0,
+        speculative: false,
     };
     let mut state = State {
         regs: [Val::constant(0); REGS],
@@ -414,6 +434,12 @@ impl Solver<'_> {
                     ..
                 } = *insn
                 {
+                    if self.ctx.speculative {
+                        // Both sides, unrefined: what a mispredicted branch may run.
+                        flow(taken, Box::new((*state).clone()));
+                        flow(next, state);
+                        return;
+                    }
                     if let Some(s) = state.branch(width, cond, dst, src, true, self.ctx) {
                         flow(taken, Box::new(s));
                     }
@@ -480,7 +506,8 @@ impl Solver<'_> {
             let entries: Vec<usize> = (0..comp.len()).filter(|&k| ext[k].is_some()).collect();
             let invariant = !loops::written(self.graph, self.insns, comp);
             let mut wanted: Vec<(loops::Candidate, loops::Natural)> = Vec::new();
-            let single = entries.len() == 1;
+            // Speculative paths prove no version and count no loop: both rest on a branch.
+            let single = entries.len() == 1 && !ctx.speculative;
             let entry_state = if single {
                 ext[entries[0]].as_deref().cloned()
             } else {
@@ -850,7 +877,7 @@ fn record(insn: &Insn, s: &State, ctx: &Ctx, entry: &Entry) -> InsnFact {
     if let Some((base, off, bytes, write, atomic)) = access {
         f.guess = s.regs[base].hint;
         match prove_access(s, base, off, bytes, write, atomic, ctx, entry) {
-            Access::InBounds { region } => {
+            Access::InBounds { region, .. } => {
                 f.in_bounds = true;
                 f.region = region;
             }
@@ -944,6 +971,8 @@ fn prove_access(
     if in_bounds {
         Access::InBounds {
             region: region as u8,
+            // (Decided by the caller: whether the speculative solve proves it too.)
+            speculation_safe: false,
         }
     } else {
         checked

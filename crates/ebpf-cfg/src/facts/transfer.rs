@@ -16,6 +16,9 @@ pub(crate) struct Ctx {
     pub(crate) meta: Option<(u64, u64, u8)>,
     /// The stack's slot.
     pub(crate) stack: u8,
+    /// Speculative paths: conditional jumps refine nothing and both of their sides flow, as
+    /// on the path a mispredicted branch leads a CPU down (see `Analysis::solve`).
+    pub(crate) speculative: bool,
 }
 
 /// The second operand, as the analysis sees it.

@@ -176,7 +176,8 @@ fn a_pointer_striding_with_its_index_proves_a_word_loop() {
     assert_eq!(
         a.facts().access(5),
         Access::InBounds {
-            region: layout::INPUT as u8
+            region: layout::INPUT as u8,
+            speculation_safe: false,
         },
         "{:?}",
         a.registers_at(5)
@@ -326,7 +327,8 @@ fn metadata_fields_are_the_input_until_overwritten() {
     assert_eq!(
         a.facts().access(5),
         Access::InBounds {
-            region: layout::INPUT as u8
+            region: layout::INPUT as u8,
+            speculation_safe: false,
         }
     );
     let regs = a.registers_at(5).unwrap();
@@ -589,4 +591,81 @@ fn a_capped_counter_reaches_a_fixed_point() {
         assert_eq!(a.facts().loops()[0].trip_count, 1000 / step as u64);
         assert_sound(&text, &bytes(0));
     }
+}
+
+/// The accesses of `text` proven in bounds whose proof needs no branch, by pc.
+fn speculation_safe(text: &str) -> Vec<usize> {
+    let (program, a) = analyse(text);
+    a.facts()
+        .accesses_in_bounds()
+        .filter(|&i| {
+            matches!(
+                a.facts().access(i),
+                Access::InBounds {
+                    speculation_safe: true,
+                    ..
+                }
+            )
+        })
+        .map(|i| program.iter().nth(i).map_or(0, |(pc, _)| pc))
+        .collect()
+}
+
+/// Which proofs rest on a branch (a mispredicted one leads a CPU past it with the value it
+/// excluded) and which hold on every path, mispredicted branches included.
+#[test]
+fn proofs_that_need_a_branch_are_not_speculation_safe() {
+    // A guarded packet parser: the guard is the proof.
+    assert_eq!(proven(ETH), vec![5, 6, 7]);
+    assert_eq!(speculation_safe(ETH), Vec::<usize>::new());
+    // A loop index bounded by `i < len`.
+    assert_eq!(proven(FNV), vec![8]);
+    assert_eq!(speculation_safe(FNV), Vec::<usize>::new());
+    assert_eq!(speculation_safe(SUM), Vec::<usize>::new());
+    // Frame slots at constant offsets from r10, behind a branch that proves nothing of them.
+    let slots = "
+        stdw [%r10-8], 1
+        jeq %r2, 0, out
+        ldxdw %r0, [%r10-8]
+        stxdw [%r10-512], %r0
+    out:
+        exit";
+    assert_eq!(proven(slots), vec![0, 2, 3]);
+    assert_eq!(speculation_safe(slots), vec![0, 2, 3]);
+    // A stack table: the clearing loop's store is bounded by its exit test, the loads of the
+    // input by `len != 0`; the masked and the zero-extended indices need no branch (the store
+    // at pc 15 reaches 8 bytes past the table: checked).
+    let table = "
+        mov %r4, %r10
+        sub %r4, 256
+        mov %r5, 0
+    zero:
+        mov %r6, %r4
+        add %r6, %r5
+        stdw [%r6], 0
+        add %r5, 8
+        jlt %r5, 256, zero
+        jeq %r2, 0, out
+        ldxb %r6, [%r1]
+        and %r6, 0xf8
+        add %r6, %r4
+        ldxdw %r7, [%r6]
+        add %r7, 1
+        stxdw [%r6], %r7
+        stxdw [%r6+8], %r7
+        ldxb %r3, [%r1]
+        add %r3, %r4
+        ldxb %r0, [%r3]
+    out:
+        exit";
+    assert_eq!(proven(table), vec![5, 9, 12, 14, 16, 18]);
+    assert_eq!(speculation_safe(table), vec![12, 14, 18]);
+    // A version's unchecked copy is chosen by its dispatcher's branch: its accesses are never
+    // proven outside the version, so never speculation-safe.
+    let (_, a) = analyse(CLAIMED);
+    assert_eq!(
+        a.facts().versions()[0].accesses,
+        vec![(6, layout::INPUT as u8)]
+    );
+    assert!(matches!(a.facts().access(6), Access::Checked { .. }));
 }

@@ -255,7 +255,10 @@ impl<'a> LoopWatch<'a> {
         {
             let region = versions[v].accesses[at].1;
             let insn = &self.program.insns()[index];
-            let facts_in_version = ebpf_cfg::facts::Access::InBounds { region };
+            let facts_in_version = ebpf_cfg::facts::Access::InBounds {
+                region,
+                speculation_safe: false,
+            };
             check_access_fact(insn, regs, facts_in_version, memory)
                 .map_err(|e| format!("in version {v}: {e}"))?;
         }
@@ -353,7 +356,7 @@ fn check_access_fact(
     };
     let addr = base.wrapping_add(off as i64 as u64);
     match fact {
-        Access::InBounds { region } => {
+        Access::InBounds { region, .. } => {
             let g = memory.get(u64::from(region));
             let len = g.map_or(0, |g| g.bytes().map_or(0, |b| b.len()) as u64);
             let ok = layout::region_of(addr) == u64::from(region)
