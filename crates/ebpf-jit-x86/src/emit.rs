@@ -1396,22 +1396,31 @@ impl Emitter<'_> {
         let b = h(base);
         let mis_code = packed(trap_code::MISALIGNED_ATOMIC, width as u64);
         let i = self.index;
+        // The proven region, and whether the proof holds on speculative paths too.
         let proven = match self.facts.access(i) {
-            Access::InBounds { region } => Some(region),
+            Access::InBounds {
+                region,
+                speculation_safe,
+            } => Some((region, speculation_safe)),
+            // A version's proof rests on its dispatcher's branch.
             Access::Checked { .. } => self.copy.and_then(|c| {
                 let CopyKind::Version(v) = self.loops.get(c)?.kind else {
                     return None;
                 };
                 let accesses = &self.facts.versions().get(v)?.accesses;
                 let at = accesses.binary_search_by_key(&i, |&(k, _)| k).ok()?;
-                Some(accesses[at].1)
+                Some((accesses[at].1, false))
             }),
         };
-        if let Some(region) = proven {
+        if let Some((region, speculation_safe)) = proven {
             if self.checked {
                 let fact = self.fact_stub(pc);
                 let misaligned = atomic.then_some(fact);
                 self.full_check(b, off, w, write, fact, misaligned);
+                return Some(At::Rdx);
+            }
+            if self.masking && !speculation_safe {
+                self.clamp(b, off, w, write, region);
                 return Some(At::Rdx);
             }
             let bias = OFF_BIAS + 8 * i32::from(region);
@@ -1465,6 +1474,31 @@ impl Emitter<'_> {
         let misaligned = atomic.then(|| self.trap_stub(pc, mis_code));
         self.full_check(b, off, w, write, oob, misaligned);
         Some(At::Rdx)
+    }
+
+    /// The host address of an access proven in region `r` by a proof that rests on a branch
+    /// (a guard of the program's, a loop bound, a version's dispatcher), in `rdx`, clamped
+    /// without a branch: `edx` = the address's low 32 bits (its offset in region `r`, which
+    /// the proof says it lies in), compared with `span[r]`, `sbb rax, rax` (all ones below the
+    /// span, else 0) ANDed into `rdx + host[r]`. Architecturally the access is in bounds and
+    /// the mask all ones; on the path a mispredicted guard leads to, an offset past the span
+    /// becomes 0, the never-mapped null page, and an address in another region at most lands
+    /// inside region `r`. The span comes from the region table, which the CPU reads as data
+    /// (it predicts branches, not loaded values).
+    fn clamp(&mut self, b: u8, off: i32, w: usize, write: bool, r: u8) {
+        let host = OFF_HOST + 8 * i32::from(r);
+        let span = span_offset(write, w, u64::from(r));
+        if off == 0 {
+            asm!(self.ops; mov edx, Rd(b));
+        } else {
+            asm!(self.ops; lea edx, [Rq(b) + off]);
+        }
+        asm!(self.ops
+            ; cmp rdx, [rbx + span]
+            ; sbb rax, rax
+            ; add rdx, [rbx + host]
+            ; and rdx, rax
+        );
     }
 
     /// `rax = base + off` (the VM address); if `1 << w` bytes there are out of bounds, jumps to

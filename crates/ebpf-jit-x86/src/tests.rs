@@ -732,9 +732,78 @@ fn checked_accesses_are_masked_against_speculation() {
     }
 }
 
-/// Accesses the facts prove in bounds carry neither a check nor a mask, masking on or off.
-/// (Sound against speculation where the proof needs no conditional branch, as here;
-/// docs/security.md says what is left for proofs through the program's own guards.)
+/// Whether instruction `i` of `all` starts the branch-free clamp of an access proven by a
+/// branch: `mov`/`lea edx` (the offset), `cmp rdx,[span]`, `sbb rax,rax`, `add rdx,[host]`,
+/// `and rdx,rax` — no `jae` anywhere in it.
+fn is_clamp(all: &[String], i: usize) -> bool {
+    let at = |k: usize| all.get(i + k).map_or("", String::as_str);
+    (at(0).starts_with("mov edx,") || at(0).starts_with("lea edx,"))
+        && at(1).starts_with("cmp rdx,[rbx+")
+        && at(2) == "sbb rax,rax"
+        && at(3).starts_with("add rdx,[rbx+")
+        && at(4) == "and rdx,rax"
+}
+
+/// Spectre v1 through the program's own guards: an access proven by a branch (a guard, a
+/// loop bound, a version's dispatcher) has no check, so with masking on it gets the
+/// branch-free clamp, one per access, and is then addressed through `rdx` alone; with masking
+/// off, and for proofs that need no branch, no clamp.
+#[test]
+fn branch_proven_accesses_are_clamped_without_a_branch() {
+    let cases = [
+        // (program, accesses proven by a branch, accesses proven without one)
+        // A guarded header: `if (p + 14 > end) return`.
+        (
+            "mov %r3, %r1\nadd %r3, %r2\nmov %r4, %r1\nadd %r4, 14\njgt %r4, %r3, +4\n\
+             ldxh %r0, [%r1+12]\nldxb %r5, [%r1+13]\nstxb [%r1], %r5\nexit\nmov %r0, 0\nexit",
+            3,
+            0,
+        ),
+        // A loop index below the length.
+        (
+            "mov %r0, 0\njeq %r2, 0, +6\nmov %r3, 0\nmov %r5, %r1\nadd %r5, %r3\n\
+             ldxb %r5, [%r5]\nadd %r3, 1\njlt %r3, %r2, -5\nexit",
+            1,
+            0,
+        ),
+        // A claimed length: the version's copy of the loop.
+        (
+            "ldxdw %r2, [%r1]\nmov %r3, %r1\nadd %r3, %r2\nadd %r1, 8\nmov %r0, 0\n\
+             jge %r1, %r3, +4\nldxb %r4, [%r1]\nadd %r0, %r4\nadd %r1, 1\nja -5\nexit",
+            1,
+            0,
+        ),
+        // Frame slots at constant offsets, behind a branch that proves nothing of them.
+        (
+            "stxdw [%r10-8], %r1\njeq %r2, 0, +1\nldxdw %r0, [%r10-8]\nexit",
+            0,
+            2,
+        ),
+    ];
+    for (src, by_branch, safe) in cases {
+        let all = code_masked(src, true);
+        let clamps = (0..all.len()).filter(|&i| is_clamp(&all, i)).count();
+        assert_eq!(clamps, by_branch, "{src}: {all:#?}");
+        // Safe proofs keep the one-add addressing `[base + rdx + off]` (rdx = the bias).
+        let indexed = all.iter().filter(|s| s.contains("+rdx")).count();
+        assert!(indexed >= safe, "{src}: {all:#?}");
+        let unmasked = code_masked(src, false);
+        assert_eq!(
+            (0..unmasked.len())
+                .filter(|&i| is_clamp(&unmasked, i))
+                .count(),
+            0,
+            "{src}: {unmasked:#?}"
+        );
+        assert!(
+            unmasked.iter().filter(|s| s.contains("+rdx")).count() >= by_branch + safe,
+            "{src}: unmasked, every proven access is one add: {unmasked:#?}"
+        );
+    }
+}
+
+/// Accesses the facts prove in bounds without a branch carry neither a check nor a mask,
+/// masking on or off: they hold on every speculative path too.
 #[test]
 fn proven_accesses_carry_no_mask() {
     // A stack table indexed by a masked value: proven without any branch.
