@@ -189,6 +189,100 @@ pub(crate) fn check(program: &Program, mem: &Memory, budget: Option<u64>) -> Res
     Ok(())
 }
 
+/// `program` with every conditional jump decided in advance: the `k`-th (counting from 0,
+/// modulo 64) always jumps if bit `k` of `taken` is set, never otherwise. Every path of the
+/// result is a path of `program` along which some branches went the way the data did not
+/// say: a path a CPU may run speculatively, mispredicting them.
+pub(crate) fn mispredicted(program: &Program, taken: u64) -> Program {
+    let mut k = 0u32;
+    let insns = program
+        .insns()
+        .iter()
+        .map(|insn| match *insn {
+            Insn::Jump { off, .. } => {
+                let jumps = taken >> (k % 64) & 1 == 1;
+                k += 1;
+                Insn::Ja {
+                    off: if jumps { off } else { 0 },
+                }
+            }
+            other => other,
+        })
+        .collect();
+    Program::from_insns(insns)
+}
+
+/// Runs `program` with its conditional jumps decided by `taken` ([`mispredicted`]) on `mem`,
+/// and checks every access `program`'s facts say is speculation-safe (`Access::InBounds {
+/// speculation_safe: true }`) against its real address, for every entry the run satisfies.
+/// Accesses proven by a branch may go out of bounds here; speculation-safe ones may not.
+pub(crate) fn check_speculative(program: &Program, mem: &Memory, taken: u64) -> Result<(), String> {
+    let helpers = helpers();
+    let limits = Limits {
+        budget: Some(5_000),
+        ..Limits::default()
+    };
+    let run = mispredicted(program, taken);
+    for entry in entries(mem) {
+        let analysis = Analysis::run(program, &entry);
+        let facts = analysis.facts();
+        let input_len = mem.input.as_ref().map_or(0, |i| i.len() as u64);
+        let start = mem
+            .input
+            .as_ref()
+            .map_or(0, |_| layout::vm_addr(layout::INPUT, 0));
+        let end = start + input_len;
+        let mut meta = vec![0u8; 16];
+        meta[..8].copy_from_slice(&start.to_le_bytes());
+        meta[8..].copy_from_slice(&end.to_le_bytes());
+        let args = if mem.metadata {
+            [layout::vm_addr(layout::METADATA, 0), 16]
+        } else {
+            [start, input_len]
+        };
+        let (mut input, mut rodata, mut data) =
+            (mem.input.clone(), mem.rodata.clone(), mem.data.clone());
+        let (mut i1, mut r1, mut d1, mut m1) =
+            (input.clone(), rodata.clone(), data.clone(), meta.clone());
+        if !entry.admits(
+            &map_of(&mut i1, &mut r1, &mut d1, &mut m1, mem.metadata),
+            args,
+        ) {
+            continue;
+        }
+        let mut broken: Option<String> = None;
+        let _ = ebpf_testgen::trace(
+            &run,
+            map_of(&mut input, &mut rodata, &mut data, &mut meta, mem.metadata),
+            args,
+            &helpers,
+            &limits,
+            |step| {
+                if broken.is_some() {
+                    return;
+                }
+                let fact = facts.access(step.index);
+                if let Access::InBounds {
+                    speculation_safe: true,
+                    ..
+                } = fact
+                    && let Err(e) =
+                        check_access_fact(&run.insns()[step.index], step.regs, fact, step.memory)
+                {
+                    broken = Some(format!(
+                        "pc {}, branches decided by {taken:#x}: speculation-safe, but {e}",
+                        step.pc
+                    ));
+                }
+            },
+        );
+        if let Some(b) = broken {
+            return Err(format!("{b}\nentry {entry:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// Watches the loops with facts along a run: inside a version whose conditions held at entry,
 /// every versioned access must be in bounds; a loop with a trip count must run exactly its
 /// instructions per entry.

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::{Memory, check};
+use super::{Memory, check, check_speculative};
 use ebpf_cfg::facts::{Access, Analysis, Entry};
 use ebpf_testgen::{
     StructuredConfig, closed_program, counted_loop, off_by_one, parser, parser_step,
@@ -99,6 +99,27 @@ proptest! {
     fn structured_programs((s, input) in structured_with_input(StructuredConfig::default())) {
         if let Err(e) = check(&s.program, &Memory::input(&input), Some(s.max_steps + 10)) {
             return Err(TestCaseError::fail(format!("{e}\n{}", ebpf_isa::disassemble(&s.program))));
+        }
+    }
+
+    /// Speculation: the same programs with their branches decided in advance (every path a
+    /// mispredicting CPU may take): an access proven speculation-safe is in bounds on every
+    /// such path, whichever way each branch goes.
+    #[test]
+    fn speculation_safe_proofs_hold_on_mispredicted_paths(
+        (s, input) in structured_with_input(StructuredConfig::default()),
+        steps in prop::collection::vec(parser_step(), 1..6),
+        taken in any::<u64>(),
+    ) {
+        if let Err(e) = check_speculative(&s.program, &Memory::input(&input), taken) {
+            return Err(TestCaseError::fail(format!("{e}\n{}", ebpf_isa::disassemble(&s.program))));
+        }
+        let (text, _) = parser(&steps, None);
+        let program = assemble(&text);
+        for len in [0, input.len() / 2, input.len()] {
+            if let Err(e) = check_speculative(&program, &Memory::input(&input[..len]), taken) {
+                return Err(TestCaseError::fail(format!("{e}\n{text}")));
+            }
         }
     }
 
