@@ -1,7 +1,7 @@
 //! The idioms the analysis exists for, each with the accesses it must prove — and its
 //! off-by-one mutants with the one it must not — and each run to check the facts hold.
 
-use super::{Memory, analyse, assert_sound, proven};
+use super::{Memory, analyse, assert_sound, check_speculative, proven};
 use ebpf_abi::layout;
 use ebpf_cfg::facts::{Access, Analysis, Condition, Entry, MetadataFields, Relation};
 
@@ -660,6 +660,15 @@ fn proofs_that_need_a_branch_are_not_speculation_safe() {
         exit";
     assert_eq!(proven(table), vec![5, 9, 12, 14, 16, 18]);
     assert_eq!(speculation_safe(table), vec![12, 14, 18]);
+    // And they hold with the branches going either way.
+    for text in [ETH, FNV, SUM, slots, table] {
+        let program = ebpf_isa::assemble(text).unwrap();
+        for taken in [0, u64::MAX, 0x5555_5555_5555_5555, 0xaaaa_aaaa_aaaa_aaaa] {
+            for len in [0, 1, 9, 20] {
+                check_speculative(&program, &bytes(len), taken).unwrap();
+            }
+        }
+    }
     // A version's unchecked copy is chosen by its dispatcher's branch: its accesses are never
     // proven outside the version, so never speculation-safe.
     let (_, a) = analyse(CLAIMED);
