@@ -174,6 +174,7 @@ impl Engines {
                     entry: None,
                     checked_facts: blinding,
                     spectre_masking: true,
+                    spectre_clamp_proven: !blinding,
                 };
                 match ebpf_jit_x86::compile(program, &jit_options) {
                     Ok(p) => jits.push((name, Compiled::X86(p))),

@@ -263,6 +263,9 @@ struct Emitter<'p> {
     /// Spectre v1 masking (`JitOptions::spectre_masking`): the host address of every access
     /// checked at run time is forced to 0 when its check fails, without a branch.
     masking: bool,
+    /// `JitOptions::spectre_clamp_proven` (with masking): accesses proven through a branch
+    /// get the branch-free clamp (`Emitter::clamp`).
+    clamp_proven: bool,
     /// The instruction being emitted.
     index: usize,
     /// The loops that get a second copy (`LoopCopy`), entered from outside through a
@@ -417,6 +420,7 @@ pub(crate) fn emit(
         facts,
         checked: options.checked_facts,
         masking: options.spectre_masking,
+        clamp_proven: options.spectre_masking && options.spectre_clamp_proven,
         index: 0,
         loops,
         copy: None,
@@ -1419,7 +1423,7 @@ impl Emitter<'_> {
                 self.full_check(b, off, w, write, fact, misaligned);
                 return Some(At::Rdx);
             }
-            if self.masking && !speculation_safe {
+            if self.clamp_proven && !speculation_safe {
                 self.clamp(b, off, w, write, region);
                 return Some(At::Rdx);
             }

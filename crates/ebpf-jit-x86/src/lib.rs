@@ -80,9 +80,17 @@ pub struct JitOptions {
     /// or an `sbb`/`and` mask on the check's own flags — data flow the CPU does not predict —
     /// so a mispredicted check cannot make it load or store out of bounds speculatively and
     /// leak what it read through the cache. Accesses the facts prove in bounds have no check
-    /// and no mask (docs/jit-x86.md says when that is sound, and what the masking costs).
-    /// Default: on.
+    /// and no mask; see `spectre_clamp_proven` for those whose proof rests on a branch
+    /// (docs/jit-x86.md says what the masking costs). Default: on.
     pub spectre_masking: bool,
+    /// With `spectre_masking`, also clamp, without a branch, every access the facts prove in
+    /// bounds through a branch of the program's own (a guard, a loop bound, a version's
+    /// dispatcher: `Access::InBounds { speculation_safe: false }`): on the path a mispredicted
+    /// guard leads to, such an access would otherwise run with the value the guard excluded.
+    /// Five instructions per such access, no branch; it costs about 12% on the bench's
+    /// memory-bound loops (docs/jit-x86.md, "Measured: Spectre masking"), over the 3% a
+    /// default may cost, so it is an option. Default: off.
+    pub spectre_clamp_proven: bool,
 }
 
 impl Default for JitOptions {
@@ -92,6 +100,7 @@ impl Default for JitOptions {
             entry: None,
             checked_facts: cfg!(debug_assertions),
             spectre_masking: true,
+            spectre_clamp_proven: false,
         }
     }
 }

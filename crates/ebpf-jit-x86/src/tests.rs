@@ -19,6 +19,7 @@ fn emitted(program: &ebpf_isa::Program, blinding: bool) -> Vec<u8> {
         entry: None,
         checked_facts: false,
         spectre_masking: true,
+        spectre_clamp_proven: false,
     };
     let facts = Facts::analyse(program, &Entry::unknown());
     emit(program, &options, &facts).unwrap().code
@@ -32,12 +33,18 @@ fn code_with_input(src: &str, checked: bool) -> Vec<u8> {
 
 /// [`code_with_input`] with Spectre masking on or off.
 fn code_with_input_masked(src: &str, checked: bool, masking: bool) -> Vec<u8> {
+    code_with_input_hardened(src, checked, masking, false)
+}
+
+/// [`code_with_input_masked`], clamping accesses proven through a branch or not.
+fn code_with_input_hardened(src: &str, checked: bool, masking: bool, clamp: bool) -> Vec<u8> {
     let program = ebpf_isa::assemble(src).unwrap();
     let options = JitOptions {
         constant_blinding: false,
         entry: Some(Entry::input()),
         checked_facts: checked,
         spectre_masking: masking,
+        spectre_clamp_proven: clamp,
     };
     let facts = Facts::analyse(&program, &Entry::input());
     emit(&program, &options, &facts).unwrap().code
@@ -562,12 +569,12 @@ out:
 
 #[test]
 fn a_versioned_loop_gets_an_unchecked_copy_selected_at_its_entry() {
-    // Spectre masking off: the proven accesses are one add (masked, each is clamped instead:
-    // both proofs rest on a branch, the header's on `len >= 8`, the copy's on its dispatcher).
-    let masked = text(&code_with_input(COUNTED_WORDS, false));
+    // The proven accesses are one add (clamped, each is five instructions: both proofs rest
+    // on a branch, the header's on `len >= 8`, the copy's on its dispatcher).
+    let masked = text(&code_with_input_hardened(COUNTED_WORDS, false, true, true));
     let clamps = (0..masked.len()).filter(|&i| is_clamp(&masked, i)).count();
     assert_eq!(clamps, 2, "{masked:#?}");
-    let all = text(&code_with_input_masked(COUNTED_WORDS, false, false));
+    let all = text(&code_with_input(COUNTED_WORDS, false));
     // Full checks, of any width.
     let checks = |all: &[String]| {
         all.iter()
@@ -656,6 +663,7 @@ fn a_counted_loop_is_charged_once_at_its_entry() {
         entry: None,
         checked_facts: true,
         spectre_masking: true,
+        spectre_clamp_proven: false,
     };
     let checked = text(&emit(&program, &options, &facts).unwrap().code);
     let count = disp(crate::context::OFF_LOOP_COUNT);
@@ -750,9 +758,10 @@ fn is_clamp(all: &[String], i: usize) -> bool {
 }
 
 /// Spectre v1 through the program's own guards: an access proven by a branch (a guard, a
-/// loop bound, a version's dispatcher) has no check, so with masking on it gets the
-/// branch-free clamp, one per access, and is then addressed through `rdx` alone; with masking
-/// off, and for proofs that need no branch, no clamp.
+/// loop bound, a version's dispatcher) has no check, so with masking and
+/// `spectre_clamp_proven` on it gets the branch-free clamp, one per access, and is then
+/// addressed through `rdx` alone; with either off, and for proofs that need no branch, no
+/// clamp.
 #[test]
 fn branch_proven_accesses_are_clamped_without_a_branch() {
     let cases = [
@@ -786,24 +795,27 @@ fn branch_proven_accesses_are_clamped_without_a_branch() {
         ),
     ];
     for (src, by_branch, safe) in cases {
-        let all = code_masked(src, true);
+        let all = text(&code_with_input_hardened(src, false, true, true));
         let clamps = (0..all.len()).filter(|&i| is_clamp(&all, i)).count();
         assert_eq!(clamps, by_branch, "{src}: {all:#?}");
         // Safe proofs keep the one-add addressing `[base + rdx + off]` (rdx = the bias).
         let indexed = all.iter().filter(|s| s.contains("+rdx")).count();
         assert!(indexed >= safe, "{src}: {all:#?}");
-        let unmasked = code_masked(src, false);
-        assert_eq!(
-            (0..unmasked.len())
-                .filter(|&i| is_clamp(&unmasked, i))
-                .count(),
-            0,
-            "{src}: {unmasked:#?}"
-        );
-        assert!(
-            unmasked.iter().filter(|s| s.contains("+rdx")).count() >= by_branch + safe,
-            "{src}: unmasked, every proven access is one add: {unmasked:#?}"
-        );
+        // Masking off (the clamp asked for or not), and masking on without the clamp (the
+        // default): every proven access is one add.
+        for (masking, clamp) in [(false, true), (false, false), (true, false)] {
+            let other = text(&code_with_input_hardened(src, false, masking, clamp));
+            assert_eq!(
+                (0..other.len()).filter(|&i| is_clamp(&other, i)).count(),
+                0,
+                "{src}: masking {masking}, clamp {clamp}: {other:#?}"
+            );
+            assert!(
+                other.iter().filter(|s| s.contains("+rdx")).count() >= by_branch + safe,
+                "{src}: masking {masking}, clamp {clamp}: every proven access is one add: \
+                 {other:#?}"
+            );
+        }
     }
 }
 

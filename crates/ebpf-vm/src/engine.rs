@@ -115,6 +115,9 @@ pub(crate) struct Hardening {
     /// `JitOptions::spectre_masking`; [`crate::VmBuilder::spectre_masking`]). `None`: each
     /// JIT's own default, chosen by what masking costs it (on for x86, off for Cranelift).
     pub(crate) spectre_masking: Option<bool>,
+    /// The x86 JIT's branch-free clamp of accesses its facts prove through a branch
+    /// (`JitOptions::spectre_clamp_proven`; [`crate::VmBuilder::spectre_clamp_proven`]).
+    pub(crate) spectre_clamp_proven: bool,
 }
 
 impl Hardening {
@@ -125,6 +128,7 @@ impl Hardening {
         ebpf_jit_x86::JitOptions {
             entry: entry.cloned(),
             spectre_masking: self.spectre_masking.unwrap_or(default.spectre_masking),
+            spectre_clamp_proven: self.spectre_clamp_proven,
             ..default
         }
     }
@@ -554,6 +558,48 @@ mod tests {
                 let compiles = !matches!(engine, Engine::Interpreter)
                     && (engine != Engine::Tiered || Engine::X86.is_available());
                 assert_eq!(prepared.code_size() > 0, compiles, "{engine}");
+            }
+        }
+    }
+
+    /// The clamp of accesses proven through a branch reaches the x86 JIT's options; a guarded
+    /// header's loads are proven by the guard, so clamped code is larger (in builds without
+    /// debug assertions: with them the JIT keeps every proven check, `checked_facts`, and
+    /// clamps nothing); results are the same on inputs the guard accepts and refuses.
+    #[test]
+    fn spectre_clamp_proven_reaches_the_x86_jit_and_changes_no_result() {
+        let src = "mov %r3, %r1\nadd %r3, %r2\nmov %r4, %r1\nadd %r4, 8\njgt %r4, %r3, +3\n\
+                   ldxdw %r0, [%r1+0]\nldxb %r2, [%r1+7]\nexit\nmov %r0, 1\nexit";
+        for &engine in Engine::ALL {
+            if engine != Engine::X86 {
+                continue;
+            }
+            let vm = |clamp| {
+                crate::Vm::builder()
+                    .engine(engine)
+                    .spectre_clamp_proven(clamp)
+                    .load_asm(src)
+                    .unwrap()
+            };
+            #[cfg(feature = "jit-x86")]
+            for on in [true, false] {
+                let hardening = Hardening {
+                    spectre_clamp_proven: on,
+                    ..Hardening::default()
+                };
+                assert_eq!(hardening.x86(None).spectre_clamp_proven, on);
+            }
+            let (clamped, plain) = (vm(true), vm(false));
+            assert!(
+                cfg!(debug_assertions) || clamped.code_size() > plain.code_size(),
+                "{engine}: {} <= {}",
+                clamped.code_size(),
+                plain.code_size()
+            );
+            for len in [12, 8, 7, 0] {
+                let mut input: Vec<u8> = (1..=len).collect();
+                let (a, b) = (clamped.run(&mut input.clone()), plain.run(&mut input));
+                assert_eq!(a, b, "{engine}, input of {len} bytes");
             }
         }
     }

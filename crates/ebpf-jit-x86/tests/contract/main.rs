@@ -53,13 +53,15 @@ pub(crate) fn entry() -> Entry {
 /// or from [`entry`], each with the checks the facts make impossible kept or dropped, constant
 /// blinding on in half of them. Spectre masking is on (the default) in three and off in the
 /// one with the most checked accesses (stack facts, nothing kept), so both settings run every
-/// case without a fifth configuration.
+/// case without a fifth configuration; the one with the most proven accesses (input facts,
+/// nothing kept) also clamps those proven through a branch (`spectre_clamp_proven`).
 pub(crate) fn configurations() -> [(&'static str, JitOptions); 4] {
     let with = |constant_blinding, entry: Option<Entry>, checked_facts| JitOptions {
         constant_blinding,
         entry,
         checked_facts,
         spectre_masking: true,
+        spectre_clamp_proven: false,
     };
     let unmasked = |options: JitOptions| JitOptions {
         spectre_masking: false,
@@ -75,7 +77,13 @@ pub(crate) fn configurations() -> [(&'static str, JitOptions); 4] {
             "x86 (input facts, blinded, checked)",
             with(true, Some(entry()), true),
         ),
-        ("x86 (input facts)", with(false, Some(entry()), false)),
+        (
+            "x86 (input facts, clamped)",
+            JitOptions {
+                spectre_clamp_proven: true,
+                ..with(false, Some(entry()), false)
+            },
+        ),
     ]
 }
 
