@@ -87,7 +87,7 @@ pub struct JitOptions {
     /// bounds through a branch of the program's own (a guard, a loop bound, a version's
     /// dispatcher: `Access::InBounds { speculation_safe: false }`): on the path a mispredicted
     /// guard leads to, such an access would otherwise run with the value the guard excluded.
-    /// Five instructions per such access, no branch; it costs about 12% on the bench's
+    /// Five instructions per such access, no branch; it costs 12–16% (geomean) on the bench's
     /// memory-bound loops (docs/jit-x86.md, "Measured: Spectre masking"), over the 3% a
     /// default may cost, so it is an option. Default: off.
     pub spectre_clamp_proven: bool,

@@ -19,7 +19,8 @@
 //! configuration after another, so load from other processes that comes and goes shows up as
 //! a difference between them; the bench therefore also times masked and unmasked code in
 //! alternating batches (`interleaved`) and reports the median of the paired ratios, which
-//! such drift cancels.
+//! such drift cancels. The interleaved table also has the x86 JIT with the clamp of accesses
+//! its facts prove through a branch (`VmBuilder::spectre_clamp_proven`) over unmasked code.
 //!
 //! `cargo bench -p ebpf-vm --features jit-cranelift --bench engines` (add `-- sort` to run one
 //! program's groups, `-- 'run/.*/(x86|cranelift|rbpf)'` the JITs' run groups only; without the
@@ -393,10 +394,11 @@ const BATCH: Duration = Duration::from_millis(15);
 fn interleaved(p: &Program) -> MaskingRatios {
     let bytes = p.bytecode();
     let input = p.input();
-    let load = |engine: Engine, masking: bool| {
+    let load = |engine: Engine, masking: bool, clamp: bool| {
         let vm = Vm::builder()
             .engine(engine)
             .spectre_masking(masking)
+            .spectre_clamp_proven(clamp)
             .unverified()
             .load(&bytes)
             .ok()?;
@@ -406,30 +408,36 @@ fn interleaved(p: &Program) -> MaskingRatios {
     let batch = |vm: &Vm, iters: u64| {
         timed(iters, &input, &scratch, |m| vm.run(m).unwrap_or(0)).as_nanos() as f64
     };
-    [Engine::X86, Engine::Cranelift]
-        .into_iter()
-        .map(|engine| {
-            let (Some(masked), Some(plain)) = (load(engine, true), load(engine, false)) else {
-                return (engine.name(), None);
-            };
-            let once = batch(&plain, 20) / 20.0;
-            let iters = ((BATCH.as_nanos() as f64 / once.max(1.0)) as u64).max(1);
-            let mut ratios: Vec<f64> = (0..ROUNDS)
-                .map(|round| {
-                    let (a, b) = if round % 2 == 0 {
-                        let a = batch(&masked, iters);
-                        (a, batch(&plain, iters))
-                    } else {
-                        let b = batch(&plain, iters);
-                        (batch(&masked, iters), b)
-                    };
-                    a / b
-                })
-                .collect();
-            ratios.sort_by(f64::total_cmp);
-            (engine.name(), ratios.get(ROUNDS / 2).copied())
-        })
-        .collect()
+    // The x86 JIT also with the clamp of accesses proven through a branch.
+    [
+        ("x86", Engine::X86, false),
+        ("x86-clamped", Engine::X86, true),
+        ("cranelift", Engine::Cranelift, false),
+    ]
+    .into_iter()
+    .map(|(name, engine, clamp)| {
+        let (Some(masked), Some(plain)) = (load(engine, true, clamp), load(engine, false, false))
+        else {
+            return (name, None);
+        };
+        let once = batch(&plain, 20) / 20.0;
+        let iters = ((BATCH.as_nanos() as f64 / once.max(1.0)) as u64).max(1);
+        let mut ratios: Vec<f64> = (0..ROUNDS)
+            .map(|round| {
+                let (a, b) = if round % 2 == 0 {
+                    let a = batch(&masked, iters);
+                    (a, batch(&plain, iters))
+                } else {
+                    let b = batch(&plain, iters);
+                    (batch(&masked, iters), b)
+                };
+                a / b
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        (name, ratios.get(ROUNDS / 2).copied())
+    })
+    .collect()
 }
 
 /// The interleaved ratios of every program, with their geometric means.
@@ -440,13 +448,18 @@ fn print_interleaved(rows: &[(&'static str, MaskingRatios)]) {
          batches of ~{} ms",
         BATCH.as_millis()
     );
-    println!("| program    |   x86 masked / unmasked | cranelift masked / unmasked |");
-    println!("|------------|------------------------:|----------------------------:|");
-    let mut logs = [(0.0f64, 0usize); 2];
+    println!(
+        "| program    |   x86 masked / unmasked | x86 masked+clamped / unmasked | cranelift masked / unmasked |"
+    );
+    println!(
+        "|------------|------------------------:|------------------------------:|----------------------------:|"
+    );
+    let widths = [23, 29, 27];
+    let mut logs = [(0.0f64, 0usize); 3];
     for (name, ratios) in rows {
         print!("| {name:<10} |");
         for (k, (_, r)) in ratios.iter().enumerate() {
-            let width = if k == 0 { 23 } else { 27 };
+            let width = widths[k];
             match r {
                 Some(r) => {
                     logs[k].0 += r.ln();
@@ -460,7 +473,7 @@ fn print_interleaved(rows: &[(&'static str, MaskingRatios)]) {
     }
     print!("| {:<10} |", "geomean");
     for (k, (sum, n)) in logs.iter().enumerate() {
-        let width = if k == 0 { 23 } else { 27 };
+        let width = widths[k];
         let g = if *n == 0 {
             "-".to_string()
         } else {

@@ -400,7 +400,7 @@ impl VmBuilder {
     /// end) return`, a loop bound `i < n`, a versioned loop's dispatcher), which otherwise run
     /// unchecked: on the path a mispredicted guard leads to, the CPU would run such an access
     /// with the value the guard excluded. Accesses proven without a branch (frame slots,
-    /// masked indices) need nothing. Default: off — it costs about 12% on memory-bound loops
+    /// masked indices) need nothing. Default: off — it costs 12–16% on the engines bench
     /// (docs/security.md). No effect on the other engines, nor on results.
     pub fn spectre_clamp_proven(mut self, on: bool) -> VmBuilder {
         self.hardening.spectre_clamp_proven = on;
