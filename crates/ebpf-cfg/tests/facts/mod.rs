@@ -74,6 +74,29 @@ fn entries(mem: &Memory) -> Vec<Entry> {
     vec![base, Entry::unknown()]
 }
 
+/// A run's `r1`/`r2` and its metadata buffer (the input's start and end addresses at offsets 0
+/// and 8): the input's start and length, or the metadata buffer and its length.
+fn arguments(mem: &Memory) -> ([u64; 2], Vec<u8>) {
+    let input_len = mem.input.as_ref().map_or(0, |i| i.len() as u64);
+    let start = mem
+        .input
+        .as_ref()
+        .map_or(0, |_| layout::vm_addr(layout::INPUT, 0));
+    let end = mem
+        .input
+        .as_ref()
+        .map_or(0, |_| layout::vm_addr(layout::INPUT, input_len));
+    let mut meta = vec![0u8; 16];
+    meta[..8].copy_from_slice(&start.to_le_bytes());
+    meta[8..].copy_from_slice(&end.to_le_bytes());
+    let args = if mem.metadata {
+        [layout::vm_addr(layout::METADATA, 0), 16]
+    } else {
+        [start, input_len]
+    };
+    (args, meta)
+}
+
 /// Runs `program` on `mem` and checks every fact of every entry the run satisfies. Returns a
 /// description of the first broken fact.
 pub(crate) fn check(program: &Program, mem: &Memory, budget: Option<u64>) -> Result<(), String> {
@@ -85,23 +108,7 @@ pub(crate) fn check(program: &Program, mem: &Memory, budget: Option<u64>) -> Res
     for entry in entries(mem) {
         let analysis = Analysis::run(program, &entry);
         let facts = analysis.facts();
-        let input_len = mem.input.as_ref().map_or(0, |i| i.len() as u64);
-        let start = mem
-            .input
-            .as_ref()
-            .map_or(0, |_| layout::vm_addr(layout::INPUT, 0));
-        let end = mem
-            .input
-            .as_ref()
-            .map_or(0, |_| layout::vm_addr(layout::INPUT, input_len));
-        let mut meta = vec![0u8; 16];
-        meta[..8].copy_from_slice(&start.to_le_bytes());
-        meta[8..].copy_from_slice(&end.to_le_bytes());
-        let args = if mem.metadata {
-            [layout::vm_addr(layout::METADATA, 0), 16]
-        } else {
-            [start, input_len]
-        };
+        let (args, mut meta) = arguments(mem);
         let (mut input, mut rodata, mut data) =
             (mem.input.clone(), mem.rodata.clone(), mem.data.clone());
         // One map to check the entry, one for the interpreter, one for the trace: each over a
@@ -226,20 +233,7 @@ pub(crate) fn check_speculative(program: &Program, mem: &Memory, taken: u64) -> 
     for entry in entries(mem) {
         let analysis = Analysis::run(program, &entry);
         let facts = analysis.facts();
-        let input_len = mem.input.as_ref().map_or(0, |i| i.len() as u64);
-        let start = mem
-            .input
-            .as_ref()
-            .map_or(0, |_| layout::vm_addr(layout::INPUT, 0));
-        let end = start + input_len;
-        let mut meta = vec![0u8; 16];
-        meta[..8].copy_from_slice(&start.to_le_bytes());
-        meta[8..].copy_from_slice(&end.to_le_bytes());
-        let args = if mem.metadata {
-            [layout::vm_addr(layout::METADATA, 0), 16]
-        } else {
-            [start, input_len]
-        };
+        let (args, mut meta) = arguments(mem);
         let (mut input, mut rodata, mut data) =
             (mem.input.clone(), mem.rodata.clone(), mem.data.clone());
         let (mut i1, mut r1, mut d1, mut m1) =
