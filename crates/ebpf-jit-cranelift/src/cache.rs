@@ -73,6 +73,7 @@ impl CodeKey {
             verify,
             function_size,
             spectre_masking,
+            spectre_clamp_proven,
             entry,
             checked_facts,
         } = options;
@@ -93,7 +94,7 @@ impl CodeKey {
             text,
             "options {opt_level:?} {isa_flags:?} {symbol:?} verify={verify} \
              function_size={function_size} spectre_masking={spectre_masking} \
-             checked_facts={checked_facts}"
+             spectre_clamp_proven={spectre_clamp_proven} checked_facts={checked_facts}"
         );
         // The entry decides the facts, and so which checks the code drops: code compiled
         // under one entry must never be handed out for another. (`Debug` of `Entry` names
@@ -507,6 +508,11 @@ mod tests {
             k(&other, target, &base),
             k(&program, "aarch64-unknown-linux-gnu", &base),
             k(&program, target, &base.clone().with_spectre_masking(true)),
+            k(
+                &program,
+                target,
+                &base.clone().with_spectre_clamp_proven(true),
+            ),
             k(
                 &program,
                 target,

@@ -436,6 +436,7 @@ fn compile_facts(
         options.function_size,
         Shortfall::Suspend,
         options.spectre_masking,
+        options.spectre_masking && options.spectre_clamp_proven,
         Some(facts),
         options.checked_facts,
     );
@@ -504,6 +505,7 @@ pub fn compile_objects(
             options.function_size,
             Shortfall::CheckedCopy,
             options.spectre_masking,
+            false,
             None,
             false,
         );
@@ -551,6 +553,7 @@ pub fn ir_text_with(
         options.function_size,
         Shortfall::Suspend,
         options.spectre_masking,
+        options.spectre_masking && options.spectre_clamp_proven,
         Some(&facts),
         options.checked_facts,
     );

@@ -102,6 +102,14 @@ pub struct JitOptions {
     /// programs, above the 3% a default may cost (`docs/jit-cranelift.md`); turn it on for
     /// programs you do not trust.
     pub spectre_masking: bool,
+    /// With `spectre_masking`, also clamp, without a branch, every access the facts prove in
+    /// bounds through a branch of the program's own (`Access::InBounds { speculation_safe:
+    /// false }`: a guard, a loop bound; and every access of a version's copy, selected by its
+    /// dispatcher): its host address is a `select_spectre_guard` of a compare against the
+    /// region's length in the region table, so a mispredicted guard cannot make the CPU use
+    /// the address the guard excluded. Proofs that need no branch keep no check. Default: off
+    /// (as the x86 JIT's `spectre_clamp_proven`); no effect on results.
+    pub spectre_clamp_proven: bool,
     /// What holds when the program starts (`ebpf_cfg::facts::Entry`): the in-process JIT
     /// compiles with the facts proven from it and drops the checks they make impossible
     /// (accesses proven in bounds, divisor tests). A run the entry does not admit
@@ -125,6 +133,7 @@ impl Default for JitOptions {
             verify: cfg!(debug_assertions),
             function_size: JitOptions::FUNCTION_SIZE,
             spectre_masking: false,
+            spectre_clamp_proven: false,
             entry: None,
             checked_facts: cfg!(debug_assertions),
         }
@@ -156,6 +165,13 @@ impl JitOptions {
     /// These options with Spectre masking on or off (see [`JitOptions::spectre_masking`]).
     pub fn with_spectre_masking(mut self, masking: bool) -> JitOptions {
         self.spectre_masking = masking;
+        self
+    }
+
+    /// These options with the clamp of accesses proven through a branch on or off (see
+    /// [`JitOptions::spectre_clamp_proven`]).
+    pub fn with_spectre_clamp_proven(mut self, clamp: bool) -> JitOptions {
+        self.spectre_clamp_proven = clamp;
         self
     }
 

@@ -200,6 +200,9 @@ pub(crate) struct Prepared<'p> {
     shortfall: Shortfall,
     /// Spectre v1 masking (`JitOptions::spectre_masking`): see [`Tx::guard`].
     masking: bool,
+    /// Masking and `JitOptions::spectre_clamp_proven`: accesses proven through a branch get
+    /// the clamp of [`Tx::clamp`].
+    clamp_proven: bool,
     /// Registers live at each block.
     live: Vec<Regs>,
     /// What the code may rely on (`ebpf_cfg::facts`; in-process only, objects have none).
@@ -285,12 +288,13 @@ fn versions(plan: &Plan, facts: Option<&Facts>) -> (Vec<Versioned>, Vec<u32>, Ve
 
 impl<'p> Prepared<'p> {
     /// Plans `program` in units of about `function_size` instructions, with or without
-    /// Spectre `masking`.
+    /// Spectre `masking` (and the clamp of accesses proven through a branch, `clamp_proven`).
     pub(crate) fn new(
         program: &'p Program,
         function_size: usize,
         shortfall: Shortfall,
         masking: bool,
+        clamp_proven: bool,
         facts: Option<&'p Facts>,
         checked_facts: bool,
     ) -> Self {
@@ -313,6 +317,7 @@ impl<'p> Prepared<'p> {
             frame_exact,
             shortfall,
             masking,
+            clamp_proven,
             facts,
             checked_facts,
         }
@@ -603,6 +608,9 @@ struct Tx<'a, 'f> {
     /// Per region of an access proven in bounds: its host address minus its first VM address
     /// (so the host address of a VM address `a` in it is `bias + a`).
     biases: HashMap<u8, Value>,
+    /// Per (region, width) of an access proven through a branch, with the clamp on: the
+    /// clamp's bound (see [`Tx::clamp`]).
+    clamp_bounds: HashMap<(u8, u32), Value>,
     /// The region of `r1` at entry (see [`Tx::input_region`]), once computed.
     input: Option<(Value, Value)>,
     /// Whether the access being emitted is repeated later in the block (see
@@ -803,6 +811,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             bounds: HashMap::new(),
             hosts: HashMap::new(),
             biases: HashMap::new(),
+            clamp_bounds: HashMap::new(),
             input: None,
             keep_address: false,
             cold: Vec::new(),
@@ -1971,7 +1980,11 @@ impl<'a, 'f> Tx<'a, 'f> {
         }
         let keep = self.keep_address;
         let i = self.current;
-        if let Access::InBounds { region, .. } = self.access(i) {
+        if let Access::InBounds {
+            region,
+            speculation_safe,
+        } = self.access(i)
+        {
             // Proven in bounds (and writable, aligned): no check, the host address is one
             // add — unless checked facts keep the check, to fail loudly if it ever fires.
             let p = if self.prep.checked_facts {
@@ -1979,7 +1992,12 @@ impl<'a, 'f> Tx<'a, 'f> {
                 self.fact_checked_address(addr, width, write, atomic, pc)
             } else {
                 let bias = self.bias(region);
-                self.b.ins().iadd(bias, addr)
+                let p = self.b.ins().iadd(bias, addr);
+                if self.prep.clamp_proven && !speculation_safe {
+                    self.clamp(addr, region, width, p)
+                } else {
+                    p
+                }
             };
             if keep {
                 self.checked.insert((addr, width), (p, write));
@@ -2067,6 +2085,52 @@ impl<'a, 'f> Tx<'a, 'f> {
         }
         let zero = self.iconst(I64, 0);
         self.b.ins().select_spectre_guard(out, zero, p)
+    }
+
+    /// The clamp of an access proven in bounds through a branch (a guard, a loop bound, a
+    /// version's dispatcher), at host address `p`: on the path a mispredicted branch leads to,
+    /// the access would run with the address the branch excluded, so `p` is 0 (the null page)
+    /// unless `addr - (region << 32)` is below the region's length less `width` (plus one):
+    /// a `select_spectre_guard`, a compare and a conditional move, never a branch. The proof
+    /// holds architecturally, so the clamp never changes a result. Write permission is not
+    /// compared: the proof covers it, and the clamp is about where the address points.
+    fn clamp(&mut self, addr: Value, region: u8, width: u32, p: Value) -> Value {
+        let bound = match self.clamp_bounds.get(&(region, width)) {
+            Some(&bound) => bound,
+            // (Not precomputed — not expected: computed here, for this access only.)
+            None => self.clamp_bound(region, width, false),
+        };
+        let start = self.iconst(I64, (u64::from(region) << 32) as i64);
+        let rel = self.b.ins().isub(addr, start);
+        let out = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThanOrEqual, rel, bound);
+        let zero = self.iconst(I64, 0);
+        self.b.ins().select_spectre_guard(out, zero, p)
+    }
+
+    /// The bound of [`Tx::clamp`] for `width`-byte accesses to `region`: its length from the
+    /// region table less `width - 1`, 0 when shorter than `width`. `opaque`: as a block
+    /// parameter (in the entry block, so that it is not recomputed in loops).
+    fn clamp_bound(&mut self, region: u8, width: u32, opaque: bool) -> Value {
+        let entry = off::REGIONS + i32::from(region) * (off::REGION_SIZE as i32);
+        let table = MemFlagsData::trusted().with_readonly();
+        let len = self
+            .b
+            .ins()
+            .load(I64, table, self.ctx, entry + off::REGION_LEN);
+        let fits =
+            self.b
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, len, i64::from(width));
+        let bound = self.b.ins().iadd_imm_s(len, 1 - i64::from(width));
+        let zero = self.iconst(I64, 0);
+        if opaque {
+            self.opaque_select(fits, bound, zero)
+        } else {
+            self.b.ins().select(fits, bound, zero)
+        }
     }
 
     /// The first VM address of a hinted region. The input hint stands for wherever `r1`
@@ -2188,6 +2252,7 @@ impl<'a, 'f> Tx<'a, 'f> {
         let plan = self.plan;
         let mut wanted = Vec::new();
         let mut proven_regions = Vec::new();
+        let mut clamped = Vec::new();
         let mut frame_slots = false;
         for b in plan.units[self.unit].blocks.clone() {
             let block = &plan.blocks[b];
@@ -2200,19 +2265,22 @@ impl<'a, 'f> Tx<'a, 'f> {
                 .enumerate()
                 .map(|(k, insn)| (block.insns.start + k, insn))
             {
-                let access = match *insn {
-                    Insn::Load { size, src, off, .. } => Some((src, off, size.bytes(), false)),
-                    Insn::Store { size, dst, off, .. } => Some((dst, off, size.bytes(), true)),
-                    Insn::Atomic {
-                        width, dst, off, ..
-                    } => Some((dst, off, if width == Width::W64 { 8 } else { 4 }, true)),
-                    _ => None,
-                };
-                if let Some((base, off, width, write)) = access {
+                if let Some((base, off, width, write)) = memory_access(insn) {
                     let hint = state[usize::from(base.index())];
                     let unchecked = self.prep.frame_exact && hint.frame_access_is_safe(off, width);
                     let proven = match self.prep.access(i) {
-                        Access::InBounds { region, .. } if !self.prep.checked_facts => Some(region),
+                        Access::InBounds {
+                            region,
+                            speculation_safe,
+                        } if !self.prep.checked_facts => {
+                            if self.prep.clamp_proven
+                                && !speculation_safe
+                                && !clamped.contains(&(region, width))
+                            {
+                                clamped.push((region, width));
+                            }
+                            Some(region)
+                        }
                         _ => None,
                     };
                     let hint = self.prep.access_hint(i, hint, off, width);
@@ -2237,15 +2305,26 @@ impl<'a, 'f> Tx<'a, 'f> {
                 if self.plan.unit_of[v.entry] as usize != self.unit {
                     continue;
                 }
-                for &(_, region) in &v.accesses {
+                for &(i, region) in &v.accesses {
                     if !proven_regions.contains(&region) {
                         proven_regions.push(region);
+                    }
+                    // Every access of a version's copy rests on its dispatcher, a branch.
+                    if let Some((_, _, width, _)) = memory_access(&self.insns[i])
+                        && self.prep.clamp_proven
+                        && !clamped.contains(&(region, width))
+                    {
+                        clamped.push((region, width));
                     }
                 }
             }
         }
         for region in proven_regions {
             self.bias(region);
+        }
+        for (region, width) in clamped {
+            let bound = self.clamp_bound(region, width, true);
+            self.clamp_bounds.insert((region, width), bound);
         }
         for (region, width, write) in wanted {
             let (bound, host) = self.region_values(region, width, write);
@@ -2598,6 +2677,18 @@ fn reused_accesses(body: &[Insn]) -> Vec<bool> {
     reused
 }
 
+/// The memory access `insn` makes, if any: `(base register, offset, width, write)`.
+fn memory_access(insn: &Insn) -> Option<(Reg, i16, u32, bool)> {
+    match *insn {
+        Insn::Load { size, src, off, .. } => Some((src, off, size.bytes(), false)),
+        Insn::Store { size, dst, off, .. } => Some((dst, off, size.bytes(), true)),
+        Insn::Atomic {
+            width, dst, off, ..
+        } => Some((dst, off, if width == Width::W64 { 8 } else { 4 }, true)),
+        _ => None,
+    }
+}
+
 /// Whether an instruction that does not end a block can trap or change anything outside the
 /// registers: the checked copy tests the budget before each.
 fn has_effect(insn: &Insn) -> bool {
@@ -2715,6 +2806,100 @@ mod tests {
                 divisor_tests_gone: 0,
             }
         );
+    }
+
+    /// Spectre v1 through the program's own guards: with masking and `spectre_clamp_proven`,
+    /// every access proven by a branch (a guard, a loop bound, a version's copy) takes its
+    /// host address through one more `select_spectre_guard` (a conditional move on x86-64);
+    /// proofs that need no branch get none; with masking or the clamp off, nothing changes;
+    /// and the clamped code returns what the interpreter does.
+    #[test]
+    fn branch_proven_accesses_are_clamped_without_a_branch() {
+        if !crate::host_supported() {
+            eprintln!("skipping: cranelift does not support this host");
+            return;
+        }
+        let cases = [
+            // (program, accesses proven by a branch)
+            // A guarded header: `if (p + 14 > end) return`.
+            (
+                "mov %r3, %r1\nadd %r3, %r2\nmov %r4, %r1\nadd %r4, 14\njgt %r4, %r3, +4\n\
+                 ldxh %r0, [%r1+12]\nldxb %r5, [%r1+13]\nstxb [%r1], %r5\nexit\nmov %r0, 0\nexit",
+                3,
+            ),
+            // A loop index below the length.
+            (
+                "mov %r0, 0\njeq %r2, 0, +6\nmov %r3, 0\nmov %r5, %r1\nadd %r5, %r3\n\
+                 ldxb %r5, [%r5]\nadd %r3, 1\njlt %r3, %r2, -5\nexit",
+                1,
+            ),
+            // A claimed length: the version's copy of the loop (its ordinary copy is
+            // checked, and masked either way).
+            (
+                "ldxdw %r2, [%r1]\nmov %r3, %r1\nadd %r3, %r2\nadd %r1, 8\nmov %r0, 0\n\
+                 jge %r1, %r3, +4\nldxb %r4, [%r1]\nadd %r0, %r4\nadd %r1, 1\nja -5\nexit",
+                1,
+            ),
+            // Frame slots at constant offsets, behind a branch that proves nothing of them.
+            (
+                "stxdw [%r10-8], %r1\njeq %r2, 0, +1\nldxdw %r0, [%r10-8]\nexit",
+                0,
+            ),
+        ];
+        let options = |masking, clamp| {
+            crate::JitOptions::default()
+                .with_entry(Some(ebpf_cfg::facts::Entry::input()))
+                .with_checked_facts(false)
+                .with_spectre_masking(masking)
+                .with_spectre_clamp_proven(clamp)
+        };
+        let guards = |src: &str, stage, masking, clamp| {
+            let program = ebpf_isa::assemble(src).unwrap();
+            let ir = crate::ir_text_with(&program, stage, &options(masking, clamp)).unwrap();
+            match stage {
+                crate::IrStage::Translated => ir.matches("select_spectre_guard").count(),
+                _ => ir
+                    .lines()
+                    .filter(|l| l.trim_start().starts_with("cmov"))
+                    .count(),
+            }
+        };
+        for (src, by_branch) in cases {
+            let translated =
+                |masking, clamp| guards(src, crate::IrStage::Translated, masking, clamp);
+            assert_eq!(
+                translated(true, true),
+                translated(true, false) + by_branch,
+                "{src}"
+            );
+            assert_eq!(translated(false, true), 0, "{src}");
+            assert_eq!(translated(false, false), 0, "{src}");
+            if cfg!(target_arch = "x86_64") {
+                let cmovs = |masking, clamp| guards(src, crate::IrStage::Machine, masking, clamp);
+                assert_eq!(cmovs(true, true), cmovs(true, false) + by_branch, "{src}");
+            }
+            // Behaviour: as the interpreter's, on inputs the guards admit and refuse (the
+            // first 8 bytes claim 16 more, which the shorter input does not have).
+            let program = ebpf_isa::assemble(src).unwrap();
+            let jit = crate::compile(&program, &options(true, true)).unwrap();
+            let interp = ebpf_interp::Interpreter::new(&program);
+            let mut full = 16u64.to_le_bytes().to_vec();
+            full.extend((1..=16u8).map(|b| b * 3));
+            for input in [full.clone(), full[..10].to_vec()] {
+                let run = |engine: &dyn Fn(ebpf_abi::MemoryMap<'_>, [u64; 2]) -> _| {
+                    let mut data = input.clone();
+                    let len = data.len() as u64;
+                    let mut memory = ebpf_abi::MemoryMap::new();
+                    memory.insert(layout::INPUT, ebpf_abi::Region::Writable(&mut data));
+                    let result = engine(memory, [layout::vm_addr(layout::INPUT, 0), len]);
+                    (result, data)
+                };
+                let (h, l) = (ebpf_abi::Helpers::new(), ebpf_abi::Limits::default());
+                let got = run(&|m, a| jit.run(m, a, &h, &l));
+                let want = run(&|m, a| interp.run(m, a, &h, &l));
+                assert_eq!(got, want, "{src} on {} bytes", input.len());
+            }
+        }
     }
 
     /// A divisor the facts prove nonzero (and, signed, not `-1`) is divided with no test: the

@@ -115,8 +115,8 @@ pub(crate) struct Hardening {
     /// `JitOptions::spectre_masking`; [`crate::VmBuilder::spectre_masking`]). `None`: each
     /// JIT's own default, chosen by what masking costs it (on for x86, off for Cranelift).
     pub(crate) spectre_masking: Option<bool>,
-    /// The x86 JIT's branch-free clamp of accesses its facts prove through a branch
-    /// (`JitOptions::spectre_clamp_proven`; [`crate::VmBuilder::spectre_clamp_proven`]).
+    /// Each JIT's branch-free clamp of accesses its facts prove through a branch, with
+    /// masking (`JitOptions::spectre_clamp_proven`; [`crate::VmBuilder::spectre_clamp_proven`]).
     pub(crate) spectre_clamp_proven: bool,
 }
 
@@ -140,6 +140,7 @@ impl Hardening {
         let masking = self.spectre_masking.unwrap_or(default.spectre_masking);
         default
             .with_spectre_masking(masking)
+            .with_spectre_clamp_proven(self.spectre_clamp_proven)
             .with_entry(entry.cloned())
     }
 }
@@ -562,21 +563,22 @@ mod tests {
         }
     }
 
-    /// The clamp of accesses proven through a branch reaches the x86 JIT's options; a guarded
-    /// header's loads are proven by the guard, so clamped code is larger (in builds without
-    /// debug assertions: with them the JIT keeps every proven check, `checked_facts`, and
-    /// clamps nothing); results are the same on inputs the guard accepts and refuses.
+    /// The clamp of accesses proven through a branch reaches both JITs' options; a guarded
+    /// header's loads are proven by the guard, so clamped code (masked) is larger (in builds
+    /// without debug assertions: with them the JITs keep every proven check, `checked_facts`,
+    /// and clamp nothing); results are the same on inputs the guard accepts and refuses.
     #[test]
-    fn spectre_clamp_proven_reaches_the_x86_jit_and_changes_no_result() {
+    fn spectre_clamp_proven_reaches_the_jits_and_changes_no_result() {
         let src = "mov %r3, %r1\nadd %r3, %r2\nmov %r4, %r1\nadd %r4, 8\njgt %r4, %r3, +3\n\
                    ldxdw %r0, [%r1+0]\nldxb %r2, [%r1+7]\nexit\nmov %r0, 1\nexit";
         for &engine in Engine::ALL {
-            if engine != Engine::X86 {
+            if !matches!(engine, Engine::X86 | Engine::Cranelift) || !engine.is_available() {
                 continue;
             }
             let vm = |clamp| {
                 crate::Vm::builder()
                     .engine(engine)
+                    .spectre_masking(true)
                     .spectre_clamp_proven(clamp)
                     .load_asm(src)
                     .unwrap()
@@ -588,6 +590,14 @@ mod tests {
                     ..Hardening::default()
                 };
                 assert_eq!(hardening.x86(None).spectre_clamp_proven, on);
+            }
+            #[cfg(feature = "jit-cranelift")]
+            for on in [true, false] {
+                let hardening = Hardening {
+                    spectre_clamp_proven: on,
+                    ..Hardening::default()
+                };
+                assert_eq!(hardening.cranelift(None).spectre_clamp_proven, on);
             }
             let (clamped, plain) = (vm(true), vm(false));
             assert!(

@@ -395,13 +395,15 @@ impl VmBuilder {
         self
     }
 
-    /// With Spectre masking on in the x86 JIT, also clamp — without a branch — the accesses
-    /// its facts prove in bounds through a branch of the program's own (a guard `if (p + 14 >
+    /// With Spectre masking on, also clamp — without a branch — the accesses the JITs' facts
+    /// prove in bounds through a branch of the program's own (a guard `if (p + 14 >
     /// end) return`, a loop bound `i < n`, a versioned loop's dispatcher), which otherwise run
     /// unchecked: on the path a mispredicted guard leads to, the CPU would run such an access
     /// with the value the guard excluded. Accesses proven without a branch (frame slots,
-    /// masked indices) need nothing. Default: off — it costs 12–16% on the engines bench
-    /// (docs/security.md). No effect on the other engines, nor on results.
+    /// masked indices) need nothing. Both JITs (the Cranelift JIT's masking is off unless
+    /// asked for: [`VmBuilder::spectre_masking`]). Default: off — it costs 12–16% on the
+    /// engines bench with the x86 JIT (docs/security.md). No effect on the interpreter, nor
+    /// on results.
     pub fn spectre_clamp_proven(mut self, on: bool) -> VmBuilder {
         self.hardening.spectre_clamp_proven = on;
         self
