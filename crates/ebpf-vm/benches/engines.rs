@@ -19,7 +19,7 @@
 //! configuration after another, so load from other processes that comes and goes shows up as
 //! a difference between them; the bench therefore also times masked and unmasked code in
 //! alternating batches (`interleaved`) and reports the median of the paired ratios, which
-//! such drift cancels. The interleaved table also has the x86 JIT with the clamp of accesses
+//! such drift cancels. The interleaved table also has each JIT with the clamp of accesses
 //! its facts prove through a branch (`VmBuilder::spectre_clamp_proven`) over unmasked code.
 //!
 //! `cargo bench -p ebpf-vm --features jit-cranelift --bench engines` (add `-- sort` to run one
@@ -408,11 +408,12 @@ fn interleaved(p: &Program) -> MaskingRatios {
     let batch = |vm: &Vm, iters: u64| {
         timed(iters, &input, &scratch, |m| vm.run(m).unwrap_or(0)).as_nanos() as f64
     };
-    // The x86 JIT also with the clamp of accesses proven through a branch.
+    // Each JIT also with the clamp of accesses proven through a branch.
     [
         ("x86", Engine::X86, false),
         ("x86-clamped", Engine::X86, true),
         ("cranelift", Engine::Cranelift, false),
+        ("cranelift-clamped", Engine::Cranelift, true),
     ]
     .into_iter()
     .map(|(name, engine, clamp)| {
@@ -449,13 +450,13 @@ fn print_interleaved(rows: &[(&'static str, MaskingRatios)]) {
         BATCH.as_millis()
     );
     println!(
-        "| program    |   x86 masked / unmasked | x86 masked+clamped / unmasked | cranelift masked / unmasked |"
+        "| program    |   x86 masked / unmasked | x86 masked+clamped / unmasked | cranelift masked / unmasked | cranelift masked+clamped / unmasked |"
     );
     println!(
-        "|------------|------------------------:|------------------------------:|----------------------------:|"
+        "|------------|------------------------:|------------------------------:|----------------------------:|------------------------------------:|"
     );
-    let widths = [23, 29, 27];
-    let mut logs = [(0.0f64, 0usize); 3];
+    let widths = [23, 29, 27, 35];
+    let mut logs = [(0.0f64, 0usize); 4];
     for (name, ratios) in rows {
         print!("| {name:<10} |");
         for (k, (_, r)) in ratios.iter().enumerate() {
