@@ -714,8 +714,10 @@ impl Solver<'_> {
     ) -> Vec<Option<Boxed>> {
         let m = comp.len();
         let mut entries: Vec<Option<Boxed>> = ext.to_vec();
-        // Per block: the latest state each retreating edge brought (by source position).
-        let mut latest: Vec<Vec<(usize, Boxed)>> = vec![Vec::new(); m];
+        // Per block: the latest state each retreating edge brought, by edge (the source's
+        // position and the edge's rank among the source's ways out: a jump whose target is its
+        // own next instruction brings two states, from both sides, over the same pair of blocks).
+        let mut latest: Vec<Vec<((usize, usize), Boxed)>> = vec![Vec::new(); m];
         let mut visits = vec![0u32; m];
         let mut levels = vec![[0u8; REGS]; m];
         let mut head = vec![false; m];
@@ -748,11 +750,11 @@ impl Solver<'_> {
                     outs.push((local[t as usize] as usize, self.graph.retreating(b, t), s));
                 }
             });
-            for (t, retreating, s) in outs {
+            for (rank, (t, retreating, s)) in outs.into_iter().enumerate() {
                 if retreating {
-                    match latest[t].iter_mut().find(|(from, _)| *from == k) {
+                    match latest[t].iter_mut().find(|(edge, _)| *edge == (k, rank)) {
                         Some((_, slot)) => *slot = s.clone(),
-                        None => latest[t].push((k, s.clone())),
+                        None => latest[t].push(((k, rank), s.clone())),
                     }
                 }
                 // A counted loop's cap applies to every state at its head, before the test
