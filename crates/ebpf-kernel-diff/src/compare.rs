@@ -275,13 +275,15 @@ pub(crate) fn compare(subject: &Subject) -> Result<Verdict, KernelError> {
         return Ok(Verdict::Match);
     }
     // The kernel lets root read stack bytes never written and leaves them as they were; ours
-    // are zero (or this run's earlier bytes), so the results need not agree.
+    // are zero (or this run's earlier bytes), so the results need not agree with the kernel's
+    // — but our engines all read the same bytes, so they must still agree with each other.
     let uninit_stack = vms.iter().any(|(_, vm)| {
         vm.warnings()
             .iter()
             .any(|f| matches!(f.kind, ebpf_vm::FindingKind::UninitializedStack { .. }))
     });
-    if uninit_stack {
+    let engines_agree = outcomes.windows(2).all(|pair| pair[0].1 == pair[1].1);
+    if uninit_stack && engines_agree {
         return Ok(Verdict::NotComparable(
             "reads stack bytes never written, which the kernel does not zero".into(),
         ));
