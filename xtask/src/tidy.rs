@@ -110,6 +110,7 @@ const ALLOWED: &[(&str, &[&str], &[&str])] = &[
         &[
             "ebpf-isa",
             "ebpf-abi",
+            "ebpf-cfg",
             "ebpf-verifier",
             "ebpf-interp",
             "ebpf-jit-x86",

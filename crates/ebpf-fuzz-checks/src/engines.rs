@@ -9,18 +9,19 @@
 //! one of the last inputs compiled under the same options runs on that compile.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 
 use ebpf_abi::{
     Exit, HelperError, HelperFn, Helpers, Limits, MemoryMap, Region, Trap, VmMemory, layout,
 };
+use ebpf_cfg::facts::{Entry as FactsEntry, Facts};
 use ebpf_interp::Interpreter;
 use ebpf_isa::Program;
 use ebpf_jit_cranelift::{CraneliftProgram, OptLevel};
 use ebpf_jit_x86::X86Program;
 
 use crate::Finding;
+use crate::recent::Recent;
 
 /// Where a metadata buffer's run writes the input's start and end addresses (rbpf's mbuff,
 /// as the facade's `MetadataLayout` does it).
@@ -165,7 +166,13 @@ impl Engines {
     /// `program` is far below in the fuzz targets).
     pub fn compile(program: &Program, options: &EngineOptions) -> Result<Engines, Finding> {
         let mut jits = Vec::new();
-        if options.x86 {
+        // One facts analysis for every JIT compile, as the facade shares the verifier's: each
+        // JIT would prove the same facts of the same program from the same entry (none given:
+        // the stack alone), three times over (a third of an input's work, most of it under
+        // compare instrumentation).
+        let facts = (options.x86 || options.cranelift)
+            .then(|| Facts::analyse(program, &FactsEntry::unknown()));
+        if let (true, Some(facts)) = (options.x86, &facts) {
             // The blinded build keeps every check the facts drop (a wrong fact panics, which
             // the fuzzer reports); the unblinded one drops them, as users run it.
             for (name, blinding) in [("x86", true), ("x86-unblinded", false)] {
@@ -176,17 +183,21 @@ impl Engines {
                     spectre_masking: true,
                     spectre_clamp_proven: !blinding,
                 };
-                match ebpf_jit_x86::compile(program, &jit_options) {
+                match ebpf_jit_x86::compile_with_facts(program, &jit_options, facts) {
                     Ok(p) => jits.push((name, Compiled::X86(p))),
                     Err(ebpf_jit_x86::JitError::Unsupported) => break,
                     Err(e) => return Err(Finding::new(format!("{name} cannot compile: {e}"))),
                 }
             }
         }
-        if options.cranelift && ebpf_jit_cranelift::host_supported() {
+        if let (true, true, Some(facts)) = (
+            options.cranelift,
+            ebpf_jit_cranelift::host_supported(),
+            &facts,
+        ) {
             let jit_options =
                 ebpf_jit_cranelift::JitOptions::default().with_opt_level(options.cranelift_opt);
-            let p = ebpf_jit_cranelift::compile(program, &jit_options)
+            let p = ebpf_jit_cranelift::compile_with_facts(program, &jit_options, facts)
                 .map_err(|e| Finding::new(format!("cranelift cannot compile: {e}")))?;
             jits.push(("cranelift", Compiled::Cranelift(Box::new(p))));
         }
@@ -264,9 +275,8 @@ impl Engines {
 /// one run to the next (their runs are already independent of each other within one input's
 /// setups); a finding that does not reproduce from its input alone points there.
 pub struct CompileCache {
-    /// Most recently used first: (program, options, engines).
-    entries: VecDeque<(Program, EngineOptions, Rc<Engines>)>,
-    capacity: usize,
+    /// (program, options) and its compile.
+    entries: Recent<(Program, EngineOptions), Rc<Engines>>,
 }
 
 impl CompileCache {
@@ -274,8 +284,7 @@ impl CompileCache {
     /// JIT).
     pub fn new(capacity: usize) -> CompileCache {
         CompileCache {
-            entries: VecDeque::with_capacity(capacity),
-            capacity,
+            entries: Recent::new(capacity),
         }
     }
 
@@ -287,23 +296,14 @@ impl CompileCache {
         options: &EngineOptions,
     ) -> Result<Rc<Engines>, Finding> {
         // Programs compare instruction by instruction (not through `to_bytes`, whose encoder
-        // searches the instruction table: several per cent of an input under coverage
-        // instrumentation).
-        let at = self
-            .entries
-            .iter()
-            .position(|(p, o, _)| p == program && o == options);
-        if let Some(entry) = at.and_then(|at| self.entries.remove(at)) {
-            let engines = Rc::clone(&entry.2);
-            self.entries.push_front(entry);
+        // reads the instruction table for every instruction: several per cent of an input
+        // under coverage instrumentation).
+        if let Some(engines) = self.entries.find(|(p, o)| p == program && o == options) {
             return Ok(engines);
         }
         let engines = Rc::new(Engines::compile(program, options)?);
-        if self.capacity > 0 {
-            self.entries.truncate(self.capacity - 1);
-            self.entries
-                .push_front((program.clone(), *options, Rc::clone(&engines)));
-        }
+        self.entries
+            .insert((program.clone(), *options), Rc::clone(&engines));
         Ok(engines)
     }
 }

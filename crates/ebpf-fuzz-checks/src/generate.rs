@@ -14,6 +14,8 @@
 //! [`Unstructured::int_in_range`]; running out of bytes gives the smallest choice (zeros), so
 //! any byte string is an input.
 
+use std::cell::RefCell;
+
 use arbitrary::{Result, Unstructured};
 use ebpf_abi::{Limits, MAX_CALL_DEPTH, layout};
 use ebpf_isa::table::{Form, SPECS};
@@ -23,6 +25,7 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use crate::engines::{Metadata, Setup};
+use crate::recent::Recent;
 
 /// A little-endian `u16` from the next two bytes (zeros past the end).
 pub fn u16_le(u: &mut Unstructured<'_>) -> Result<u16> {
@@ -293,11 +296,40 @@ fn retarget(insn: Insn, delta: i64) -> Insn {
 ///
 /// (Not proptest's pass-through RNG, which would make the bytes the choices themselves: the
 /// recursive statement strategy, fed zeros once the bytes run out, nests without end.)
+///
+/// The last [`STRUCTURED_CACHE_SIZE`] draws are kept by seed: the draw is a function of the
+/// seed alone, and most of libFuzzer's mutations of a structured input change a setup or the
+/// bytes past the seed, so the same program comes back. Drawing it is proptest building a
+/// whole value tree (a third of a structured input's work before the compile cache, which then
+/// finds the program compiled).
 pub fn structured_program(bytes: &[u8]) -> Option<(Program, Vec<u8>, u64)> {
     let mut seed = [0u8; 32];
     for (s, b) in seed.iter_mut().zip(bytes) {
         *s = *b;
     }
+    STRUCTURED.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        if let Some(drawn) = recent.find(|s| *s == seed) {
+            return drawn;
+        }
+        let drawn = draw_structured(seed);
+        recent.insert(seed, drawn.clone());
+        drawn
+    })
+}
+
+/// How many structured draws [`structured_program`] keeps (as many as the compile cache keeps
+/// compiles, [`crate::engines::COMPILE_CACHE_SIZE`]).
+pub const STRUCTURED_CACHE_SIZE: usize = 16;
+
+thread_local! {
+    /// [`structured_program`]'s last draws, by seed (libFuzzer runs inputs on one thread).
+    static STRUCTURED: RefCell<Recent<[u8; 32], Option<(Program, Vec<u8>, u64)>>> =
+        RefCell::new(Recent::new(STRUCTURED_CACHE_SIZE));
+}
+
+/// [`structured_program`] without the cache: draws from `seed`.
+pub fn draw_structured(seed: [u8; 32]) -> Option<(Program, Vec<u8>, u64)> {
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed);
     let mut runner = TestRunner::new_with_rng(Config::default(), rng);
     let config = ebpf_testgen::StructuredConfig {

@@ -12,6 +12,7 @@
 
 pub mod engines;
 pub mod generate;
+pub mod recent;
 pub mod seeds;
 pub mod targets;
 

@@ -1,6 +1,7 @@
-//! The differential target's compile cache: the same program under the same options is
-//! compiled once, other options or programs compile anew, the least recently used entry makes
-//! room, and a cached compile runs every setup as a fresh compile does.
+//! The differential target's caches. The compile cache: the same program under the same
+//! options is compiled once, other options or programs compile anew, the least recently used
+//! entry makes room, and a cached compile runs every setup as a fresh compile does. The
+//! structured program generator's: a kept draw is the draw its seed gives afresh.
 
 use std::rc::Rc;
 
@@ -101,6 +102,38 @@ fn a_cached_compile_runs_every_setup_as_a_fresh_one() {
                 Ok(u64::from(byte) + k as u64)
             );
             assert_eq!(want.memory[0].1[1], k as u8);
+        }
+    }
+}
+
+#[test]
+fn a_kept_structured_draw_is_the_draw_its_seed_gives_afresh() {
+    use ebpf_fuzz_checks::generate::{STRUCTURED_CACHE_SIZE, draw_structured, structured_program};
+    let seed = |i: usize| {
+        let mut s = [0u8; 32];
+        s[0] = i as u8;
+        s[31] = 0x5a;
+        s
+    };
+    // More seeds than the cache keeps, then each again: the first ones were evicted and are
+    // drawn anew, the last ones come from the cache; all must equal a fresh draw.
+    let seeds = STRUCTURED_CACHE_SIZE + 4;
+    let fresh: Vec<_> = (0..seeds).map(|i| draw_structured(seed(i))).collect();
+    assert!(
+        fresh.iter().flatten().count() > seeds / 2,
+        "few programs drawn"
+    );
+    assert!(
+        fresh.windows(2).any(|w| w[0] != w[1]),
+        "seeds gave one program"
+    );
+    for _ in 0..2 {
+        for (i, want) in fresh.iter().enumerate() {
+            // Bytes past the 32 of the seed do not change the draw.
+            let mut bytes = seed(i).to_vec();
+            bytes.extend_from_slice(&[i as u8; 7]);
+            assert_eq!(&structured_program(&bytes), want, "seed {i}");
+            assert_eq!(&structured_program(&seed(i)), want, "seed {i}");
         }
     }
 }
