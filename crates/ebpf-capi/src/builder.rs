@@ -141,6 +141,25 @@ pub unsafe extern "C" fn ebpf_builder_set_spectre_masking(
     unsafe { configure(builder, |b| b.spectre_masking(on)) }
 }
 
+/// With Spectre masking on, also clamp (`true`) — without a branch — the accesses the JITs
+/// prove in bounds through a branch of the program's own (a guard `if (p + 14 > end)
+/// return`, a loop bound), which otherwise run unchecked: on the path a mispredicted guard
+/// leads to, the CPU would run such an access with the value the guard excluded. Both JITs
+/// (the Cranelift JIT's masking is off unless `ebpf_builder_set_spectre_masking` turns it
+/// on). Default: off (`false`) — it costs 12–16% with the x86 JIT. No effect on the
+/// interpreter, nor on results (docs/security.md).
+///
+/// # Safety
+/// `builder` is NULL or a live builder that no other thread uses during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ebpf_builder_set_spectre_clamp_proven(
+    builder: *mut Builder,
+    on: bool,
+) -> Status {
+    // SAFETY: forwarded from the caller.
+    unsafe { configure(builder, |b| b.spectre_clamp_proven(on)) }
+}
+
 /// Registers `function` as helper `id` (`call id`), replacing any earlier one. `user_data` is
 /// passed to every call; `drop`, unless NULL, is called with it once the builder and every VM
 /// loaded from it are freed (if registering fails, nothing keeps `user_data` and `drop` is not

@@ -29,7 +29,8 @@ pub use builder::{
     Builder, ebpf_builder_allow_unbounded, ebpf_builder_free, ebpf_builder_load,
     ebpf_builder_load_asm, ebpf_builder_load_elf, ebpf_builder_new, ebpf_builder_register_helper,
     ebpf_builder_set_budget, ebpf_builder_set_engine, ebpf_builder_set_max_call_depth,
-    ebpf_builder_set_spectre_masking, ebpf_builder_skip_verification, ebpf_engine_available,
+    ebpf_builder_set_spectre_clamp_proven, ebpf_builder_set_spectre_masking,
+    ebpf_builder_skip_verification, ebpf_engine_available,
 };
 pub use error::{
     Error, Status, ebpf_error_free, ebpf_error_message, ebpf_error_pc, ebpf_error_status,

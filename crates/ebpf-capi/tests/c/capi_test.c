@@ -14,6 +14,11 @@
 
 #include "ebpf.h"
 
+/* 1 when the library was built with debug assertions (tests/capi/c_program.rs says which). */
+#ifndef EBPF_DEBUG_ASSERTIONS
+#define EBPF_DEBUG_ASSERTIONS 0
+#endif
+
 static int passed, failed;
 
 #define CHECK(cond, ...)                                                              \
@@ -209,6 +214,45 @@ static void test_spectre_masking(void)
     }
     CHECK(ebpf_builder_set_spectre_masking(NULL, 1) == EBPF_STATUS_INVALID_ARGUMENT, "NULL builder");
     CHECK(ebpf_vm_code_size(NULL) == 0, "code size of NULL");
+}
+
+/* The clamp of accesses proven through a branch reaches both JITs: with masking on, a guarded
+ * header's loads (proven in bounds by the guard) are clamped, so the code is larger (in builds
+ * without debug assertions: with them the JITs keep every proven check and clamp nothing);
+ * results are the same either way, on inputs the guard accepts and refuses. */
+static void test_spectre_clamp_proven(void)
+{
+    const char *text = "mov %r3, %r1\nadd %r3, %r2\nmov %r4, %r1\nadd %r4, 8\n"
+                       "jgt %r4, %r3, +3\nldxdw %r0, [%r1]\nldxb %r2, [%r1+7]\nexit\n"
+                       "mov %r0, 1\nexit";
+    for (uint32_t engine = EBPF_ENGINE_X86; engine <= EBPF_ENGINE_CRANELIFT; engine++) {
+        if (!ebpf_engine_available(engine))
+            continue;
+        size_t size[2] = {0, 0};
+        for (int on = 0; on <= 1; on++) {
+            ebpf_builder *b = ebpf_builder_new();
+            ebpf_builder_set_engine(b, engine);
+            ebpf_builder_set_spectre_masking(b, 1);
+            CHECK(ebpf_builder_set_spectre_clamp_proven(b, on) == EBPF_STATUS_OK,
+                  "engine %u: set %d", engine, on);
+            ebpf_vm *vm = NULL;
+            CHECK(load_asm(b, text, &vm, NULL) == EBPF_STATUS_OK, "engine %u: load", engine);
+            size[on] = ebpf_vm_code_size(vm);
+            uint8_t mem[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+            uint64_t r0 = 0;
+            CHECK(ebpf_vm_run(vm, mem, sizeof mem, &r0, NULL) == EBPF_STATUS_OK &&
+                      r0 == 0x0807060504030201ull,
+                  "engine %u, clamp %d: r0 %#llx", engine, on, (unsigned long long)r0);
+            CHECK(ebpf_vm_run(vm, mem, 7, &r0, NULL) == EBPF_STATUS_OK && r0 == 1,
+                  "engine %u, clamp %d: 7 bytes, r0 %#llx", engine, on, (unsigned long long)r0);
+            ebpf_vm_free(vm);
+            ebpf_builder_free(b);
+        }
+        CHECK(EBPF_DEBUG_ASSERTIONS || size[1] > size[0],
+              "engine %u: clamped %zu bytes, plain %zu", engine, size[1], size[0]);
+    }
+    CHECK(ebpf_builder_set_spectre_clamp_proven(NULL, 1) == EBPF_STATUS_INVALID_ARGUMENT,
+          "NULL builder");
 }
 
 static void test_traps(void)
@@ -606,6 +650,7 @@ int main(int argc, char **argv)
     test_success_and_bytecode();
     test_traps();
     test_spectre_masking();
+    test_spectre_clamp_proven();
     test_helper_state_and_memory();
     test_bad_input();
     test_trace();
