@@ -3,7 +3,8 @@
 //! What it is for: running eBPF programs from Python — pytest suites for kernel BPF code, say —
 //! through the facade: `Vm.load(bytes)`, `Vm.load_asm(text)`, `Vm.load_elf(path, section=…)`
 //! with `engine=`, `budget=`, `max_call_depth=`, `helpers={id: callable}`,
-//! `spectre_masking=` (the JITs' Spectre v1 masking, on, off or each JIT's default), then
+//! `spectre_masking=` (the JITs' Spectre v1 masking, on, off or each JIT's default),
+//! `spectre_clamp_proven=` (with masking, the clamp of accesses proven through a branch), then
 //! `vm.run(bytearray)`, which returns `r0` or raises `ebpf_vm.Trap` (with `kind` and `pc`), and
 //! with `trace=[]` collects every executed instruction as a dict (`trace.rs`).
 //! `Object.load(path)` loads an object's XDP and socket-filter programs with its maps and the
@@ -49,6 +50,7 @@ struct Options<'py> {
     verify: bool,
     allow_unbounded: bool,
     spectre_masking: Option<bool>,
+    spectre_clamp_proven: bool,
 }
 
 impl Options<'_> {
@@ -71,6 +73,7 @@ impl Options<'_> {
         if let Some(on) = self.spectre_masking {
             builder = builder.spectre_masking(on);
         }
+        builder = builder.spectre_clamp_proven(self.spectre_clamp_proven);
         if !self.verify {
             builder = builder.unverified();
         } else if self.allow_unbounded {
@@ -101,7 +104,7 @@ impl Vm {
     #[staticmethod]
     #[pyo3(signature = (code, *, engine = "interp", budget = None, max_call_depth = 8,
                         helpers = None, verify = true, allow_unbounded = false,
-                        spectre_masking = None))]
+                        spectre_masking = None, spectre_clamp_proven = false))]
     #[expect(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn load<'py>(
         py: Python<'py>,
@@ -113,6 +116,7 @@ impl Vm {
         verify: bool,
         allow_unbounded: bool,
         spectre_masking: Option<bool>,
+        spectre_clamp_proven: bool,
     ) -> PyResult<Vm> {
         let options = Options {
             engine,
@@ -122,6 +126,7 @@ impl Vm {
             verify,
             allow_unbounded,
             spectre_masking,
+            spectre_clamp_proven,
         };
         loaded(py, options.builder()?.load(code))
     }
@@ -130,7 +135,7 @@ impl Vm {
     #[staticmethod]
     #[pyo3(signature = (text, *, engine = "interp", budget = None, max_call_depth = 8,
                         helpers = None, verify = true, allow_unbounded = false,
-                        spectre_masking = None))]
+                        spectre_masking = None, spectre_clamp_proven = false))]
     #[expect(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn load_asm<'py>(
         py: Python<'py>,
@@ -142,6 +147,7 @@ impl Vm {
         verify: bool,
         allow_unbounded: bool,
         spectre_masking: Option<bool>,
+        spectre_clamp_proven: bool,
     ) -> PyResult<Vm> {
         let options = Options {
             engine,
@@ -151,6 +157,7 @@ impl Vm {
             verify,
             allow_unbounded,
             spectre_masking,
+            spectre_clamp_proven,
         };
         loaded(py, options.builder()?.load_asm(text))
     }
@@ -160,7 +167,8 @@ impl Vm {
     #[staticmethod]
     #[pyo3(signature = (path, *, section = None, function = None, engine = "interp",
                         budget = None, max_call_depth = 8, helpers = None, verify = true,
-                        allow_unbounded = false, spectre_masking = None))]
+                        allow_unbounded = false, spectre_masking = None,
+                        spectre_clamp_proven = false))]
     #[expect(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn load_elf<'py>(
         py: Python<'py>,
@@ -174,6 +182,7 @@ impl Vm {
         verify: bool,
         allow_unbounded: bool,
         spectre_masking: Option<bool>,
+        spectre_clamp_proven: bool,
     ) -> PyResult<Vm> {
         let options = Options {
             engine,
@@ -183,6 +192,7 @@ impl Vm {
             verify,
             allow_unbounded,
             spectre_masking,
+            spectre_clamp_proven,
         };
         let builder = options.builder()?;
         let bytes = std::fs::read(&path)?;

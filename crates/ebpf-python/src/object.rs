@@ -115,7 +115,7 @@ impl Object {
     /// object, creating its maps.
     #[staticmethod]
     #[pyo3(signature = (path, *, engine = "interp", budget = None, max_call_depth = 8,
-                        spectre_masking = None))]
+                        spectre_masking = None, spectre_clamp_proven = false))]
     fn load(
         py: Python<'_>,
         path: std::path::PathBuf,
@@ -123,6 +123,7 @@ impl Object {
         budget: Option<u64>,
         max_call_depth: usize,
         spectre_masking: Option<bool>,
+        spectre_clamp_proven: bool,
     ) -> PyResult<Object> {
         let options = Options {
             engine,
@@ -132,6 +133,7 @@ impl Object {
             verify: true,
             allow_unbounded: false,
             spectre_masking,
+            spectre_clamp_proven,
         };
         let builder = options.builder()?;
         let bytes = std::fs::read(&path)?;

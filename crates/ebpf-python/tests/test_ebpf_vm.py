@@ -68,6 +68,30 @@ def test_spectre_masking_switches_the_jits_code_and_changes_no_result():
         Vm.load_asm("exit", spectre_masking="on")
 
 
+def test_spectre_clamp_proven_reaches_the_jits_and_changes_no_result():
+    # With masking on, a guarded header's loads (proven in bounds by the guard) are clamped:
+    # the code is never smaller, and larger in builds without debug assertions (CI builds the
+    # wheel in the dev profile, where the JITs keep every proven check and clamp nothing; the
+    # facade's, CLI's and C API's tests check the size in release builds). The results are the
+    # same either way, on inputs the guard accepts and refuses.
+    text = (
+        "mov %r3, %r1\nadd %r3, %r2\nmov %r4, %r1\nadd %r4, 8\njgt %r4, %r3, +3\n"
+        "ldxdw %r0, [%r1]\nldxb %r2, [%r1+7]\nexit\nmov %r0, 1\nexit"
+    )
+    for engine in ebpf_vm.engines():
+        if engine not in ("x86", "cranelift"):
+            continue
+        sizes = {}
+        for clamp in (True, False):
+            vm = Vm.load_asm(text, engine=engine, spectre_masking=True, spectre_clamp_proven=clamp)
+            sizes[clamp] = vm.code_size
+            assert vm.run(bytes(range(1, 10))) == 0x0807060504030201, (engine, clamp)
+            assert vm.run(bytes(range(1, 8))) == 1, (engine, clamp)
+        assert sizes[True] >= sizes[False] > 0, (engine, sizes)
+    with pytest.raises(TypeError):
+        Vm.load_asm("exit", spectre_clamp_proven="on")
+
+
 def test_every_engine_agrees():
     assert ebpf_vm.engines()[0] == "interp"
     text = "mov %r0, 0\nmov %r2, 10\nl:\nadd %r0, %r2\nsub %r2, 1\njne %r2, 0, l\nexit"
