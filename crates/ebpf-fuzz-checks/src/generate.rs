@@ -302,7 +302,7 @@ fn retarget(insn: Insn, delta: i64) -> Insn {
 /// bytes past the seed, so the same program comes back. Drawing it is proptest building a
 /// whole value tree (a third of a structured input's work before the compile cache, which then
 /// finds the program compiled).
-pub fn structured_program(bytes: &[u8]) -> Option<(Program, Vec<u8>, u64)> {
+pub fn structured_program(bytes: &[u8]) -> Option<Structured> {
     let mut seed = [0u8; 32];
     for (s, b) in seed.iter_mut().zip(bytes) {
         *s = *b;
@@ -318,18 +318,21 @@ pub fn structured_program(bytes: &[u8]) -> Option<(Program, Vec<u8>, u64)> {
     })
 }
 
+/// A structured program, the input it expects, and the most instructions it runs.
+pub type Structured = (Program, Vec<u8>, u64);
+
 /// How many structured draws [`structured_program`] keeps (as many as the compile cache keeps
 /// compiles, [`crate::engines::COMPILE_CACHE_SIZE`]).
 pub const STRUCTURED_CACHE_SIZE: usize = 16;
 
 thread_local! {
     /// [`structured_program`]'s last draws, by seed (libFuzzer runs inputs on one thread).
-    static STRUCTURED: RefCell<Recent<[u8; 32], Option<(Program, Vec<u8>, u64)>>> =
+    static STRUCTURED: RefCell<Recent<[u8; 32], Option<Structured>>> =
         RefCell::new(Recent::new(STRUCTURED_CACHE_SIZE));
 }
 
 /// [`structured_program`] without the cache: draws from `seed`.
-pub fn draw_structured(seed: [u8; 32]) -> Option<(Program, Vec<u8>, u64)> {
+pub fn draw_structured(seed: [u8; 32]) -> Option<Structured> {
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed);
     let mut runner = TestRunner::new_with_rng(Config::default(), rng);
     let config = ebpf_testgen::StructuredConfig {
