@@ -8,6 +8,7 @@
 //! where it picks engines.
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use core::fmt;
 
 use crate::{Exit, Helpers, Limits, MapSpill, MemoryMap, Region, Stack, Trap, layout};
@@ -64,32 +65,68 @@ pub trait Executable: Send + Sync + fmt::Debug {
         0
     }
 
-    /// A [`Session`]: the program prepared for many runs on one thread, with these helpers
-    /// and limits and the regions every run shares (`fixed`: read-only and shared regions
-    /// only, see [`MemoryMap::share_into`]), so that each run pays only for what differs
-    /// between runs — its input.
+    /// A [`Session`]: the program prepared for many runs on one thread, bound to `binding`
+    /// (its helpers, limits and the regions every run shares), so that each run pays only for
+    /// what differs between runs — its input.
+    ///
+    /// The session owns what it uses (the program and the binding, by `Arc`), so a caller may
+    /// keep it anywhere — in a per-thread cache, say — for as long as it likes.
     ///
     /// The default session builds a map per run and calls [`Executable::run_in`]: every
     /// engine has one; an engine overrides this where it can do less per run (keep its
     /// context, write only the input's row of its region table).
-    fn session<'s>(
-        &'s self,
-        helpers: &'s Helpers,
-        limits: &'s Limits,
-        fixed: MemoryMap<'s>,
-    ) -> Box<dyn Session + 's> {
+    fn session(self: Arc<Self>, binding: Arc<dyn Binding>) -> Box<dyn Session>
+    where
+        Self: 'static,
+    {
         Box::new(MappedSession {
             program: self,
-            helpers,
-            limits,
-            fixed,
+            binding,
             spill: MapSpill::default(),
         })
     }
 }
 
+/// What a [`Session`] is bound to besides the program: the helpers and limits of its runs and
+/// the regions every run shares — what a loaded VM configures once (the facade implements it).
+pub trait Binding: Send + Sync {
+    /// The helpers runs call.
+    fn helpers(&self) -> &Helpers;
+
+    /// The limits runs are held to.
+    fn limits(&self) -> &Limits;
+
+    /// Maps the regions every run shares into `map`, a new one: read-only and shared regions
+    /// only (their bytes are never reached through `&mut`), the same ones on every call, so
+    /// that raw rows derived from one call describe the next call's regions too.
+    fn map_fixed<'a>(&'a self, map: &mut MemoryMap<'a>);
+}
+
+/// A [`Binding`] with no fixed regions: helpers and limits alone (what an engine's own tests
+/// and a caller without shared regions bind a session to).
+#[derive(Clone, Debug, Default)]
+pub struct PlainBinding {
+    /// The helpers runs call.
+    pub helpers: Helpers,
+    /// The limits runs are held to.
+    pub limits: Limits,
+}
+
+impl Binding for PlainBinding {
+    fn helpers(&self) -> &Helpers {
+        &self.helpers
+    }
+
+    fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn map_fixed<'a>(&'a self, _: &mut MemoryMap<'a>) {}
+}
+
 /// A program bound to its helpers, limits and fixed regions for runs on one thread
-/// ([`Executable::session`]); what an embedder's per-thread runner holds.
+/// ([`Executable::session`]); what an embedder's per-thread runner holds, and what `Vm::run`
+/// keeps per thread and VM.
 ///
 /// Each run has exactly the contract's semantics, as [`Executable::run_in`] with a map of the
 /// fixed regions and the run's own. The caller lends the stack to each run and keeps its
@@ -118,18 +155,16 @@ pub trait Session {
     ) -> Result<Exit, Trap>;
 }
 
-/// The default [`Session`]: each run maps its buffers on a copy of the fixed regions and
-/// calls [`Executable::run_in`].
-struct MappedSession<'s, E: ?Sized> {
-    program: &'s E,
-    helpers: &'s Helpers,
-    limits: &'s Limits,
-    fixed: MemoryMap<'s>,
+/// The default [`Session`]: each run maps its buffers next to the fixed regions and calls
+/// [`Executable::run_in`].
+struct MappedSession<E: ?Sized> {
+    program: Arc<E>,
+    binding: Arc<dyn Binding>,
     /// The allocation of region ids above the inline ones, kept between runs.
     spill: MapSpill,
 }
 
-impl<E: Executable + ?Sized> Session for MappedSession<'_, E> {
+impl<E: Executable + ?Sized> Session for MappedSession<E> {
     fn run(
         &mut self,
         data: Option<&mut [u8]>,
@@ -137,11 +172,12 @@ impl<E: Executable + ?Sized> Session for MappedSession<'_, E> {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
+        let binding = &*self.binding;
         let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
-        map_run(&mut map, &self.fixed, data, metadata);
-        let result = self
-            .program
-            .run_in(&mut map, args, self.helpers, self.limits, stack);
+        map_run(&mut map, binding, data, metadata);
+        let result =
+            self.program
+                .run_in(&mut map, args, binding.helpers(), binding.limits(), stack);
         self.spill = map.into_spill();
         result
     }
@@ -152,23 +188,24 @@ impl<E: Executable + ?Sized> Session for MappedSession<'_, E> {
         args: [u64; 2],
         stack: &'m mut Stack,
     ) -> Result<Exit, Trap> {
+        let binding = &*self.binding;
         self.program
-            .run_in(memory, args, self.helpers, self.limits, stack)
+            .run_in(memory, args, binding.helpers(), binding.limits(), stack)
     }
 }
 
 /// Fills `map` (a new one, on the session's kept [`MapSpill`]) as [`Session::run`] describes
-/// a run's memory — the fixed regions, `data` at [`layout::INPUT`], `metadata` at
+/// a run's memory — the binding's fixed regions, `data` at [`layout::INPUT`], `metadata` at
 /// [`layout::METADATA`] — in place (a map returned by value is a few hundred bytes copied):
 /// what a session that maps every run (or a cold path of one that does not) builds.
 #[inline(always)]
 pub fn map_run<'a>(
     map: &mut MemoryMap<'a>,
-    fixed: &MemoryMap<'a>,
+    binding: &'a dyn Binding,
     data: Option<&'a mut [u8]>,
     metadata: Option<&'a mut [u8]>,
 ) {
-    fixed.share_into(map);
+    binding.map_fixed(map);
     if let Some(data) = data {
         map.insert(layout::INPUT, Region::Writable(data));
     }

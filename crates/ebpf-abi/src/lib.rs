@@ -56,7 +56,7 @@ pub mod step;
 mod trap;
 mod view;
 
-pub use engine::{Executable, Session, map_run};
+pub use engine::{Binding, Executable, PlainBinding, Session, map_run};
 pub use helper::{Helper, HelperError, HelperFn, Helpers, VmMemory, conformance_helper};
 pub use memory::{MapSpill, MemoryMap, REGION_TABLE_LEN, RawRegion, Region};
 pub use rand::SplitMix64;

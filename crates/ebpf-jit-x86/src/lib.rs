@@ -284,19 +284,17 @@ impl Executable for X86Program {
 
     /// A session that owns its context and, for code that calls no helper, writes only the
     /// run's own rows of the region table per run (`run::Session`).
-    fn session<'s>(
-        &'s self,
-        helpers: &'s Helpers,
-        limits: &'s Limits,
-        fixed: MemoryMap<'s>,
-    ) -> alloc::boxed::Box<dyn ebpf_abi::Session + 's> {
+    fn session(
+        self: alloc::sync::Arc<Self>,
+        binding: alloc::sync::Arc<dyn ebpf_abi::Binding>,
+    ) -> alloc::boxed::Box<dyn ebpf_abi::Session> {
         #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
         {
-            alloc::boxed::Box::new(run::Session::new(&self.inner, helpers, limits, fixed))
+            alloc::boxed::Box::new(run::Session::new(self, binding))
         }
         #[cfg(not(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos"))))]
         {
-            let _ = (helpers, limits, fixed);
+            let _ = binding;
             match self.inner {}
         }
     }

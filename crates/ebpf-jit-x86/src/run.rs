@@ -6,11 +6,13 @@
 //! trampoline's dereferences of the context.
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ebpf_abi::{
-    Exit, Helpers, Limits, MemoryMap, RawRegion, Region, Stack, Trap, TrapKind, layout, trap_code,
+    Binding, Exit, Helpers, Limits, MemoryMap, RawRegion, Region, Stack, Trap, TrapKind, layout,
+    trap_code,
 };
 use ebpf_isa::Program;
 
@@ -326,11 +328,11 @@ fn start_state(ctx: &mut Ctx<'_>, frames: &mut [Frame], args: [u64; 2], limits: 
 /// calls no helper and a run the code's entry admits — writes only the rows of the run's
 /// own buffers (input, metadata, stack) before calling the code, building the run's map
 /// only if a cold path (the budget's slow path, a trap) needs one.
-pub(crate) struct Session<'s> {
-    code: &'s Compiled,
-    helpers: &'s Helpers,
-    limits: &'s Limits,
-    fixed: MemoryMap<'s>,
+pub(crate) struct Session {
+    program: Arc<crate::X86Program>,
+    binding: Arc<dyn Binding>,
+    /// The binding's limits (read on every run; a copy saves the virtual call).
+    limits: Limits,
     spill: ebpf_abi::MapSpill,
     spare: Box<Spare>,
     /// The table holds the fixed regions' rows and, of the rest, at most the rows of the
@@ -340,20 +342,15 @@ pub(crate) struct Session<'s> {
     stack_size: usize,
 }
 
-impl<'s> Session<'s> {
-    pub(crate) fn new(
-        code: &'s Compiled,
-        helpers: &'s Helpers,
-        limits: &'s Limits,
-        fixed: MemoryMap<'s>,
-    ) -> Session<'s> {
+impl Session {
+    pub(crate) fn new(program: Arc<crate::X86Program>, binding: Arc<dyn Binding>) -> Session {
+        let limits = *binding.limits();
         let mut spare = Spare::fresh();
-        spare.prepare_frames(limits);
+        spare.prepare_frames(&limits);
         Session {
-            code,
-            helpers,
+            program,
+            binding,
             limits,
-            fixed,
             spill: ebpf_abi::MapSpill::default(),
             spare,
             fast_table: false,
@@ -371,9 +368,20 @@ impl<'s> Session<'s> {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
+        self.fast_table = false;
+        let binding = &*self.binding;
         let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
-        ebpf_abi::map_run(&mut map, &self.fixed, data, metadata);
-        let result = ebpf_abi::Session::run_in(self, &mut map, args, stack);
+        ebpf_abi::map_run(&mut map, binding, data, metadata);
+        let result = self.program.inner.admitted(&map, args).and_then(|code| {
+            code.run_on(
+                &mut self.spare,
+                &mut map,
+                args,
+                binding.helpers(),
+                &self.limits,
+                stack,
+            )
+        });
         self.spill = map.into_spill();
         result
     }
@@ -391,23 +399,40 @@ impl<'s> Session<'s> {
         budget: u64,
     ) -> Result<Exit, Trap> {
         self.fast_table = false;
+        let binding = &*self.binding;
         let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
-        ebpf_abi::map_run(&mut map, &self.fixed, data, metadata);
+        ebpf_abi::map_run(&mut map, binding, data, metadata);
         map.insert(
             layout::STACK,
             Region::Writable(stack.region(self.stack_size)),
         );
         let ctx = &mut self.spare.ctx;
         ctx.refresh(&mut map);
-        let result = self
-            .code
-            .drive(ctx, &mut map, self.helpers, self.limits, budget, Some(st));
+        let result = self.program.inner.drive(
+            ctx,
+            &mut map,
+            binding.helpers(),
+            &self.limits,
+            budget,
+            Some(st),
+        );
         self.spill = map.into_spill();
         result
     }
+
+    /// Makes the table hold the fixed regions' rows only (every other row unmapped), derived
+    /// from the binding (whose regions are the same on every call and outlive the session).
+    #[cold]
+    #[inline(never)]
+    fn fixed_table(&mut self) {
+        let mut fixed = MemoryMap::new();
+        self.binding.map_fixed(&mut fixed);
+        self.spare.ctx.refresh(&mut fixed);
+        self.fast_table = true;
+    }
 }
 
-impl ebpf_abi::Session for Session<'_> {
+impl ebpf_abi::Session for Session {
     #[inline]
     fn run(
         &mut self,
@@ -416,16 +441,18 @@ impl ebpf_abi::Session for Session<'_> {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        let code = self.code;
-        if !code.fast_admits(data.as_deref(), metadata.is_some(), args) {
+        if !self
+            .program
+            .inner
+            .fast_admits(data.as_deref(), metadata.is_some(), args)
+        {
             return self.run_mapped(data, metadata, args, stack);
         }
-        let ctx = &mut self.spare.ctx;
         if !self.fast_table {
-            // Only the fixed regions' rows (every other row unmapped); the run's rows follow.
-            ctx.refresh(&mut self.fixed);
-            self.fast_table = true;
+            // Only the fixed regions' rows; the run's rows follow.
+            self.fixed_table();
         }
+        let ctx = &mut self.spare.ctx;
         // The rows of this run's own buffers, their pointers derived from this run's borrows
         // (the stack's too: the caller scrubbed it through `&mut` since the last run).
         ctx.set_run_row(
@@ -443,16 +470,17 @@ impl ebpf_abi::Session for Session<'_> {
         // after every run — the code returned, and a trap or panic was taken — so only the
         // run state is fresh.)
         ctx.run = crate::context::RunState::default();
-        let budget = start_state(ctx, &mut self.spare.frames, args, self.limits);
+        let budget = start_state(ctx, &mut self.spare.frames, args, &self.limits);
         let ctx = &mut self.spare.ctx;
-        // SAFETY: `start` is the code's entry, which lives while `self.code` is borrowed. The
+        // SAFETY: `start` is the code's entry, which lives while `self.program` does. The
         // context is initialised for a run from the entry: its table holds the fixed regions'
-        // rows (derived from `self.fixed`, whose borrows outlive the session) and the rows of
+        // rows (derived from the binding's, which the session keeps alive and whose bytes are
+        // never reached through `&mut`) and the rows of
         // `data`, `metadata` and the stack region, derived from their borrows above, which
         // nothing else uses until the code returns; every other row is unmapped. The code
         // calls no helper (`fast_admits`), so `memory` and `helpers` stay null (and the
         // trampoline refuses a null map).
-        let st = unsafe { call(code.code.pages.entry(), ctx) };
+        let st = unsafe { call(self.program.inner.code.pages.entry(), ctx) };
         if st == status::EXIT {
             return Ok(Exit {
                 r0: ctx.run.regs[0],
@@ -469,13 +497,13 @@ impl ebpf_abi::Session for Session<'_> {
         stack: &'m mut Stack,
     ) -> Result<Exit, Trap> {
         self.fast_table = false;
-        let code = self.code.admitted(memory, args)?;
+        let code = self.program.inner.admitted(memory, args)?;
         code.run_on(
             &mut self.spare,
             memory,
             args,
-            self.helpers,
-            self.limits,
+            self.binding.helpers(),
+            &self.limits,
             stack,
         )
     }

@@ -248,7 +248,7 @@ mod tiered {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::{Arc, Mutex, OnceLock};
 
-    use ebpf_abi::{Executable, Exit, Helpers, Limits, MemoryMap, Stack, Trap};
+    use ebpf_abi::{Binding, Executable, Exit, Helpers, Limits, MemoryMap, Stack, Trap};
     use ebpf_interp::Interpreter;
     use ebpf_isa::Program;
 
@@ -399,13 +399,8 @@ mod tiered {
         /// A session on the first tier's session until the second tier is ready; the first
         /// run that starts after that makes a session of the second tier and keeps it (a
         /// run finishes on the session it started on).
-        fn session<'s>(
-            &'s self,
-            helpers: &'s Helpers,
-            limits: &'s Limits,
-            fixed: MemoryMap<'s>,
-        ) -> Box<dyn Session + 's> {
-            Box::new(self.tiered_session(helpers, limits, fixed))
+        fn session(self: Arc<Self>, binding: Arc<dyn Binding>) -> Box<dyn Session> {
+            Box::new(Tiered::tiered_session(self, binding))
         }
     }
 
@@ -421,45 +416,32 @@ mod tiered {
         }
 
         /// [`Executable::session`], as its own type.
-        pub(crate) fn tiered_session<'s>(
-            &'s self,
-            helpers: &'s Helpers,
-            limits: &'s Limits,
-            fixed: MemoryMap<'s>,
-        ) -> TieredSession<'s> {
-            let second = self.shared.second.get();
-            let tier = second.unwrap_or(&self.first);
+        pub(crate) fn tiered_session(
+            tiered: Arc<Tiered>,
+            binding: Arc<dyn Binding>,
+        ) -> TieredSession {
+            let second = tiered.shared.second.get();
+            let tier = second.unwrap_or(&tiered.first);
             TieredSession {
-                current: tier.session(helpers, limits, copy_of(&fixed)),
+                current: Arc::clone(tier).session(Arc::clone(&binding)),
                 on_second: second.is_some(),
-                tiered: self,
-                helpers,
-                limits,
-                fixed,
+                tiered,
+                binding,
             }
         }
     }
 
-    /// A map of the same (shared and read-only) regions as `fixed`, for another session.
-    fn copy_of<'s>(fixed: &MemoryMap<'s>) -> MemoryMap<'s> {
-        let mut copy = MemoryMap::new();
-        fixed.share_into(&mut copy);
-        copy
-    }
-
     /// The session of a [`Tiered`] program (see its `session`).
-    pub(crate) struct TieredSession<'s> {
-        current: Box<dyn Session + 's>,
+    pub(crate) struct TieredSession {
+        current: Box<dyn Session>,
         /// Whether `current` is the second tier's.
         on_second: bool,
-        tiered: &'s Tiered,
-        helpers: &'s Helpers,
-        limits: &'s Limits,
-        /// The fixed regions, for the second tier's session.
-        fixed: MemoryMap<'s>,
+        tiered: Arc<Tiered>,
+        /// For the second tier's session.
+        binding: Arc<dyn Binding>,
     }
 
-    impl TieredSession<'_> {
+    impl TieredSession {
         /// Before a run: switches to the second tier when it is ready (one atomic load while
         /// it is not), else counts the run towards starting its compile.
         #[inline]
@@ -469,7 +451,7 @@ mod tiered {
             }
             match self.tiered.shared.second.get() {
                 Some(second) => {
-                    self.current = second.session(self.helpers, self.limits, copy_of(&self.fixed));
+                    self.current = Arc::clone(second).session(Arc::clone(&self.binding));
                     self.on_second = true;
                 }
                 None => self.tiered.count_run(),
@@ -483,7 +465,7 @@ mod tiered {
         }
     }
 
-    impl Session for TieredSession<'_> {
+    impl Session for TieredSession {
         fn run(
             &mut self,
             data: Option<&mut [u8]>,
@@ -810,7 +792,8 @@ mod tests {
             });
             let limits = limits(None);
             let interp = Interpreter::new(&program);
-            let mut session = tiered.tiered_session(&helpers, &limits, MemoryMap::new());
+            let binding = std::sync::Arc::new(ebpf_abi::PlainBinding { helpers, limits });
+            let mut session = Tiered::tiered_session(std::sync::Arc::clone(&tiered), binding);
             let mut stack = ebpf_abi::Stack::new();
             let run = |session: &mut dyn ebpf_abi::Session, stack: &mut ebpf_abi::Stack| {
                 stack.begin_run();

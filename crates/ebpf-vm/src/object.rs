@@ -353,8 +353,8 @@ pub(crate) fn link<'a>(shared: &ObjectShared, vms: impl Iterator<Item = &'a Vm>)
         .map(|vm| Linked {
             compiled: Arc::clone(&vm.compiled),
             stack_reach: vm.stack_reach,
-            images: vm.images.clone(),
-            read_only_regions: vm.read_only_regions.clone(),
+            images: vm.bound.images.clone(),
+            read_only_regions: vm.bound.read_only_regions.clone(),
         })
         .collect();
     let _ = shared.programs.set(linked);
@@ -490,16 +490,16 @@ impl Vm {
         state.redirect = None;
         state.redirect_map = None;
         state.programs = programs.map_or(0, |p| p.len() as u32);
-        let stack_size = usize::try_from(self.limits.stack_size()).unwrap_or(usize::MAX);
+        let stack_size = usize::try_from(self.bound.limits.stack_size()).unwrap_or(usize::MAX);
         let mut compiled: &dyn Executable = &*self.compiled;
         let mut reach = self.stack_reach;
-        let mut images = &self.images;
-        let mut read_only: &[Arc<[u8]>] = &self.read_only_regions;
+        let mut images = &self.bound.images;
+        let mut read_only: &[Arc<[u8]>] = &self.bound.read_only_regions;
         let ctx_len = ctx.len() as u64;
         // A chain of tail calls is one run for the budget: each program runs with what the
         // ones before it left (`limits`), and the outcome counts them all (`executed`: the
         // instructions of the programs that tail-called, each up to its tail call).
-        let mut limits = self.limits;
+        let mut limits = self.bound.limits;
         let mut executed = 0u64;
         let result: Result<Exit, Trap> = loop {
             let mut map = MemoryMap::with_spill(core::mem::take(spill));
@@ -522,7 +522,7 @@ impl Vm {
             map.insert(layout::METADATA, Region::Writable(ctx));
             map.set_run_state(state);
             let args = [layout::vm_addr(layout::METADATA, 0), ctx_len];
-            let r = compiled.run_in(&mut map, args, &self.helpers, &limits, stack);
+            let r = compiled.run_in(&mut map, args, &self.bound.helpers, &limits, stack);
             let at_tail_call = map.instructions_at_helper_trap();
             *spill = map.into_spill();
             stack.scrub(stack_size, reach);
@@ -535,7 +535,8 @@ impl Vm {
                     match target.and_then(|t| programs?.get(t as usize)) {
                         Some(next) => {
                             executed = executed.saturating_add(at_tail_call.unwrap_or(0));
-                            limits.budget = self.limits.budget.map(|b| b.saturating_sub(executed));
+                            limits.budget =
+                                self.bound.limits.budget.map(|b| b.saturating_sub(executed));
                             compiled = &*next.compiled;
                             reach = next.stack_reach;
                             images = &next.images;
@@ -565,7 +566,7 @@ impl Vm {
             }) => Err(Trap {
                 pc,
                 kind: TrapKind::BudgetExhausted {
-                    budget: self.limits.budget.unwrap_or(u64::MAX),
+                    budget: self.bound.limits.budget.unwrap_or(u64::MAX),
                 },
             }),
             other => other,

@@ -1,19 +1,22 @@
 //! [`Runner`]: a loaded program prepared for many runs on one thread — what an embedder that
 //! calls a short program millions of times a second holds (`Vm::runner`), so that a run costs
-//! about what a function call costs (docs/per-run.md).
+//! about what a function call costs (docs/per-run.md) — and the per-thread cache of the same
+//! preparation that `Vm::run` uses (`Warm`), so that `Vm::run` costs about as much.
 //!
-//! A runner does once what `Vm::run` does for every run: it owns a stack and the buffers of
-//! a run, and asks the engine for a session (`ebpf_abi::Session`) bound to the VM's helpers,
-//! limits and fixed regions, which keeps the engine's context from run to run. A run then
-//! hands the session only its input. The stack stays private exactly as for `Vm::run`: the
-//! runner scrubs what each run can have written, and a run that panicked out (the embedder
-//! caught the panic around it) leaves a mark that makes the next run zero the whole buffer.
+//! A runner does once what a run through a map does every time: it owns a stack and the
+//! buffers of a run, and asks the engine for a session (`ebpf_abi::Session`) bound to the VM's
+//! helpers, limits and fixed regions, which keeps the engine's context from run to run. A run
+//! then hands the session only its input. The stack stays private: the runner scrubs what each
+//! run can have written, and a run that panicked out (the embedder caught the panic around it)
+//! leaves a mark that makes the next run zero the whole buffer.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::sync::{Arc, Weak};
 
-use ebpf_abi::{Exit, MemoryMap, Session, Trap, layout};
+use ebpf_abi::{Binding, Exit, Session, Trap, layout};
 
-use crate::vm::{Input, Scratch, Vm, undecodable_trap};
+use crate::vm::{Input, KEPT_STACK, Scratch, Vm, undecodable_trap};
 
 /// A [`Vm`] prepared for many runs on one thread ([`Vm::runner`]): same results as
 /// [`Vm::run`] and [`Vm::run_with`], run for run, at a fraction of the fixed cost per run.
@@ -33,12 +36,7 @@ use crate::vm::{Input, Scratch, Vm, undecodable_trap};
 /// ```
 pub struct Runner<'vm> {
     vm: &'vm Vm,
-    session: Box<dyn Session + 'vm>,
-    /// The runner's own stack and buffers (not the thread's: `Vm::run` on the same thread
-    /// keeps its own, and neither allocates per run).
-    scratch: Box<Scratch>,
-    /// `vm.limits.stack_size()`, in bytes.
-    stack_size: usize,
+    prepared: Box<Prepared>,
 }
 
 impl fmt::Debug for Runner<'_> {
@@ -52,13 +50,9 @@ impl fmt::Debug for Runner<'_> {
 impl Vm {
     /// This VM prepared for many runs on the calling thread: see [`Runner`].
     pub fn runner(&self) -> Runner<'_> {
-        let mut fixed = MemoryMap::new();
-        self.map_fixed_regions(&mut fixed);
         Runner {
             vm: self,
-            session: self.compiled.session(&self.helpers, &self.limits, fixed),
-            scratch: Box::default(),
-            stack_size: usize::try_from(self.limits.stack_size()).unwrap_or(usize::MAX),
+            prepared: Box::new(Prepared::new(self)),
         }
     }
 }
@@ -73,56 +67,221 @@ impl<'vm> Runner<'vm> {
     /// length, or the metadata buffer if the VM has a layout) and returns `r0`.
     #[inline]
     pub fn run(&mut self, data: &mut [u8]) -> Result<u64, Trap> {
-        if self.vm.metadata.is_some() || data.len() as u64 > layout::MAX_REGION_LEN {
-            return self.run_with(Input::new(data)).map(|exit| exit.r0);
-        }
-        let args = [layout::vm_addr(layout::INPUT, 0), data.len() as u64];
-        self.run_buffers(Some(data), args).map(|exit| exit.r0)
+        self.prepared.run(self.vm, data)
     }
 
     /// [`Vm::run_no_data`]: runs the program without any input and returns `r0`.
     pub fn run_no_data(&mut self) -> Result<u64, Trap> {
-        if self.vm.metadata.is_some() {
-            return self.run_with(Input::none()).map(|exit| exit.r0);
-        }
-        self.run_buffers(None, [0, 0]).map(|exit| exit.r0)
+        self.prepared.run_no_data(self.vm)
     }
 
     /// [`Vm::run_with`]: runs the program on `input` (a metadata buffer, extra regions);
     /// returns `r0` and the instruction count.
     pub fn run_with(&mut self, input: Input<'_>) -> Result<Exit, Trap> {
+        self.prepared.run_with(self.vm, input)
+    }
+}
+
+/// A session of a VM's program and the buffers of its runs — a stack, a metadata buffer, a
+/// spill — used by runs of that VM only: what a [`Runner`] holds, and what `Vm::run` keeps
+/// per thread and VM ([`Warm`]). It owns everything (the session keeps the program and the
+/// VM's [`crate::vm::Bound`] alive); each method takes the VM it was made for.
+pub(crate) struct Prepared {
+    session: Box<dyn Session>,
+    scratch: Scratch,
+    /// `vm.limits().stack_size()`, in bytes.
+    stack_size: usize,
+}
+
+impl Prepared {
+    /// Allocates: the session (the engine's context), the stack on its first run.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn new(vm: &Vm) -> Prepared {
+        let binding: Arc<dyn Binding> = Arc::clone(&vm.bound) as Arc<dyn Binding>;
+        Prepared {
+            session: Arc::clone(&vm.compiled).session(binding),
+            scratch: Scratch::default(),
+            stack_size: usize::try_from(vm.limits().stack_size()).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// [`Runner::run`], for `vm`, the VM this was made for.
+    #[inline]
+    pub(crate) fn run(&mut self, vm: &Vm, data: &mut [u8]) -> Result<u64, Trap> {
+        if vm.metadata.is_some() || data.len() as u64 > layout::MAX_REGION_LEN {
+            return self.run_with(vm, Input::new(data)).map(|exit| exit.r0);
+        }
+        let args = [layout::vm_addr(layout::INPUT, 0), data.len() as u64];
+        self.run_buffers(vm, Some(data), args).map(|exit| exit.r0)
+    }
+
+    /// [`Runner::run_no_data`], for `vm`.
+    pub(crate) fn run_no_data(&mut self, vm: &Vm) -> Result<u64, Trap> {
+        if vm.metadata.is_some() {
+            return self.run_with(vm, Input::none()).map(|exit| exit.r0);
+        }
+        self.run_buffers(vm, None, [0, 0]).map(|exit| exit.r0)
+    }
+
+    /// [`Runner::run_with`], for `vm`.
+    pub(crate) fn run_with(&mut self, vm: &Vm, input: Input<'_>) -> Result<Exit, Trap> {
         // An input alone (no caller's metadata buffer, no extra regions) is what the fast
         // path serves.
-        if self.vm.metadata.is_none() && input.is_data_only() {
+        if vm.metadata.is_none() && input.is_data_only() {
             let data = input.data;
             match data {
                 Some(data) if data.len() as u64 <= layout::MAX_REGION_LEN => {
                     let args = [layout::vm_addr(layout::INPUT, 0), data.len() as u64];
-                    return self.run_buffers(Some(data), args);
+                    return self.run_buffers(vm, Some(data), args);
                 }
-                Some(data) => return self.run_mapped(Input::new(data)),
-                None => return self.run_buffers(None, [0, 0]),
+                Some(data) => return self.run_mapped(vm, Input::new(data)),
+                None => return self.run_buffers(vm, None, [0, 0]),
             }
         }
-        self.run_mapped(input)
+        self.run_mapped(vm, input)
     }
 
     /// A run on a map built as `Vm::run_with` builds it, through the session.
-    fn run_mapped(&mut self, input: Input<'_>) -> Result<Exit, Trap> {
+    fn run_mapped(&mut self, vm: &Vm, input: Input<'_>) -> Result<Exit, Trap> {
         let session = &mut self.session;
-        self.vm
-            .run_mapped(input, &mut self.scratch, |map, args, stack| {
-                session.run_in(map, args, stack)
-            })
+        vm.run_mapped(input, &mut self.scratch, |map, args, stack| {
+            session.run_in(map, args, stack)
+        })
     }
 
-    /// A run of the session's fast path: the input alone, on the runner's stack.
+    /// A run of the session's fast path: the input alone, on this stack.
     #[inline]
-    fn run_buffers(&mut self, data: Option<&mut [u8]>, args: [u64; 2]) -> Result<Exit, Trap> {
+    fn run_buffers(
+        &mut self,
+        vm: &Vm,
+        data: Option<&mut [u8]>,
+        args: [u64; 2],
+    ) -> Result<Exit, Trap> {
         let stack = &mut self.scratch.stack;
         stack.begin_run();
         let result = self.session.run(data, None, args, stack);
-        stack.end_run(self.stack_size, self.vm.stack_reach);
-        result.map_err(|trap| undecodable_trap(trap, &self.vm.undecodable))
+        stack.end_run(self.stack_size, vm.stack_reach);
+        result.map_err(|trap| undecodable_trap(trap, &vm.undecodable))
+    }
+}
+
+/// How many VMs' preparations a thread keeps for `Vm::run` (a VM run from inside a helper of
+/// its own run takes a second one). A thread that runs more VMs than this in turn runs the
+/// others through a map on the thread's shared scratch, as before the cache — still without
+/// allocating.
+const WARM_SLOTS: usize = 8;
+
+/// A VM's [`Prepared`] kept on a thread for its `Vm::run`s, with what identifies the VM.
+pub(crate) struct Warm {
+    /// The VM's `identity`: only the VM holds it strongly, so the allocation (and its
+    /// address, the key) stays the VM's while this weak reference lives, and it is dead once
+    /// the VM is dropped.
+    identity: Weak<()>,
+    pub(crate) prepared: Prepared,
+}
+
+std::thread_local! {
+    /// The thread's warm preparations. A run takes its VM's out of its slot and puts it back
+    /// when it returns: a nested run of the same VM (from a helper) finds none and makes a
+    /// second, and a run that panics out drops its own (its stack may hold the run's data).
+    static WARM: RefCell<[Option<Box<Warm>>; WARM_SLOTS]> =
+        const { RefCell::new([const { None }; WARM_SLOTS]) };
+}
+
+impl Warm {
+    /// This thread's preparation of `vm`, taken out of its slot: the one kept, or a new one
+    /// if a slot is free for it; `None` when every slot holds another live VM's (or during
+    /// the thread's teardown).
+    #[inline]
+    pub(crate) fn take(vm: &Vm) -> Option<Box<Warm>> {
+        let key = Arc::as_ptr(&vm.identity);
+        let kept = WARM
+            .try_with(|slots| {
+                let mut slots = slots.try_borrow_mut().ok()?;
+                slots
+                    .iter_mut()
+                    .find(|slot| slot.as_ref().is_some_and(|w| w.identity.as_ptr() == key))
+                    .and_then(Option::take)
+            })
+            .ok()
+            .flatten();
+        match kept {
+            Some(warm) => Some(warm),
+            None => Warm::fresh(vm),
+        }
+    }
+
+    /// A new preparation of `vm` when a slot is free for it (the preparations of dropped VMs
+    /// are evicted first).
+    #[cold]
+    #[inline(never)]
+    fn fresh(vm: &Vm) -> Option<Box<Warm>> {
+        let stack_size = usize::try_from(vm.limits().stack_size()).unwrap_or(usize::MAX);
+        if stack_size > KEPT_STACK {
+            return None;
+        }
+        let mut dead: [Option<Box<Warm>>; WARM_SLOTS] = [const { None }; WARM_SLOTS];
+        let room = WARM
+            .try_with(|slots| {
+                let Ok(mut slots) = slots.try_borrow_mut() else {
+                    return false;
+                };
+                for (slot, out) in slots.iter_mut().zip(&mut dead) {
+                    if slot
+                        .as_ref()
+                        .is_some_and(|w| w.identity.strong_count() == 0)
+                    {
+                        *out = slot.take();
+                    }
+                }
+                slots.iter().any(Option::is_none)
+            })
+            .unwrap_or(false);
+        // (Dropped here, outside the borrow: a helper's drop may run a VM.)
+        drop(dead);
+        room.then(|| {
+            Box::new(Warm {
+                identity: Arc::downgrade(&vm.identity),
+                prepared: Prepared::new(vm),
+            })
+        })
+    }
+
+    /// Puts a preparation back into a free slot (or drops it when there is none: a nested
+    /// run's came back first and took the last).
+    #[inline]
+    pub(crate) fn put_back(self: Box<Warm>) {
+        let left = WARM.try_with(|slots| {
+            let Ok(mut slots) = slots.try_borrow_mut() else {
+                return Some(self);
+            };
+            match slots.iter_mut().find(|slot| slot.is_none()) {
+                Some(slot) => {
+                    *slot = Some(self);
+                    None
+                }
+                None => Some(self),
+            }
+        });
+        // (Dropped outside the borrow.)
+        drop(left);
+    }
+
+    /// Drops this thread's preparations of the VM known by `identity` (the VM is being
+    /// dropped; other threads' see it dead and evict theirs when they need a slot).
+    pub(crate) fn evict(identity: &Arc<()>) {
+        let key = Arc::as_ptr(identity);
+        let mut evicted: [Option<Box<Warm>>; WARM_SLOTS] = [const { None }; WARM_SLOTS];
+        let _ = WARM.try_with(|slots| {
+            if let Ok(mut slots) = slots.try_borrow_mut() {
+                for (slot, out) in slots.iter_mut().zip(&mut evicted) {
+                    if slot.as_ref().is_some_and(|w| w.identity.as_ptr() == key) {
+                        *out = slot.take();
+                    }
+                }
+            }
+        });
+        drop(evicted);
     }
 }

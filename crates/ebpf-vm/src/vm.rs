@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::engine::{self, Engine};
+use crate::runner::Warm;
 use ebpf_abi::{
     Executable, Exit, Helper, Helpers, Limits, MemoryMap, Region, Stack, Trap, TrapKind, layout,
 };
@@ -700,11 +701,14 @@ impl VmBuilder {
             kernel: None,
             map_regions: self.map_regions,
             stack_reach,
-            helpers: self.helpers,
-            limits: self.limits,
+            bound: Arc::new(Bound {
+                helpers: self.helpers,
+                limits: self.limits,
+                read_only_regions: self.read_only_regions,
+                images: self.images,
+            }),
+            identity: Arc::new(()),
             metadata: self.metadata,
-            read_only_regions: self.read_only_regions,
-            images: self.images,
             engine: self.engine,
             termination,
             warnings,
@@ -728,17 +732,47 @@ pub struct Vm {
     /// The bytes at the top of the stack a run can write, zeroed after each run
     /// (`scrub::stack_reach`).
     pub(crate) stack_reach: usize,
-    pub(crate) helpers: Helpers,
-    pub(crate) limits: Limits,
+    /// Its helpers, limits and shared regions: what its sessions are bound to (and keep alive,
+    /// wherever they are kept: `Vm::run`'s per-thread ones outlive a dropped `Vm` until the
+    /// thread evicts them).
+    pub(crate) bound: Arc<Bound>,
+    /// What `Vm::run`'s per-thread sessions know this VM by (`runner::Warm`): only the `Vm`
+    /// holds it strongly, so a session whose VM is gone sees it dead.
+    pub(crate) identity: Arc<()>,
     pub(crate) metadata: Option<MetadataLayout>,
-    pub(crate) read_only_regions: Vec<Arc<[u8]>>,
-    pub(crate) images: Images,
     engine: Engine,
     termination: Option<Termination>,
     warnings: Vec<Finding>,
     /// Slots whose bytes did not decode, in code the verifier proved never runs; the engines
     /// hold a trapping stand-in there (see `VerifiedProgram::undecodable`).
     pub(crate) undecodable: Vec<usize>,
+}
+
+/// What a [`Vm`]'s sessions are bound to ([`ebpf_abi::Binding`]): its helpers and limits and
+/// the regions every run shares, immutable once loaded (behind an `Arc`, so that a session,
+/// which keeps one, owns what it uses).
+#[derive(Debug)]
+pub(crate) struct Bound {
+    pub(crate) helpers: Helpers,
+    pub(crate) limits: Limits,
+    pub(crate) read_only_regions: Vec<Arc<[u8]>>,
+    pub(crate) images: Images,
+}
+
+impl ebpf_abi::Binding for Bound {
+    fn helpers(&self) -> &Helpers {
+        &self.helpers
+    }
+
+    fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The ELF images and the read-only regions; the same regions on every call (their
+    /// bytes are `Arc`s the VM never changes; `.data`'s are shared map memory).
+    fn map_fixed<'a>(&'a self, map: &mut MemoryMap<'a>) {
+        map_data_regions(map, &self.images, &self.read_only_regions);
+    }
 }
 
 /// How many regions an [`Input`] holds without allocating.
@@ -826,7 +860,7 @@ pub(crate) struct Scratch {
 
 /// The largest stack buffer a thread keeps for its next run (deeper call limits than this
 /// allows allocate their stack per run).
-const KEPT_STACK: usize = 1 << 20;
+pub(crate) const KEPT_STACK: usize = 1 << 20;
 
 std::thread_local! {
     static SCRATCH: std::cell::Cell<Option<Box<Scratch>>> = const { std::cell::Cell::new(None) };
@@ -848,6 +882,14 @@ impl Scratch {
             // During thread teardown there is nowhere to keep it: drop it.
             let _ = SCRATCH.try_with(|s| s.set(Some(self)));
         }
+    }
+}
+
+/// Drops this thread's preparations of the VM for `Vm::run` (other threads find theirs dead
+/// and evict them when they need the slot).
+impl Drop for Vm {
+    fn drop(&mut self) {
+        Warm::evict(&self.identity);
     }
 }
 
@@ -874,7 +916,7 @@ impl Vm {
 
     /// The limits runs are held to.
     pub fn limits(&self) -> Limits {
-        self.limits
+        self.bound.limits
     }
 
     /// How the verifier classified the program (`None` if it was loaded unverified).
@@ -897,7 +939,7 @@ impl Vm {
     /// with kernel helpers have the kernel's maps instead: [`Object::map`](crate::Object::map)
     /// `(".bss")`.)
     pub fn global_data(&self) -> Option<&ebpf_maps::Map> {
-        self.images.data.as_deref()
+        self.bound.images.data.as_deref()
     }
 
     /// The VM address of the `i`-th [read-only region](VmBuilder::read_only_region).
@@ -907,18 +949,38 @@ impl Vm {
 
     /// The VM address of the `i`-th region an [`Input`] adds.
     pub fn run_region_address(&self, i: usize) -> u64 {
-        self.read_only_region_address(self.read_only_regions.len() + self.map_regions as usize + i)
+        self.read_only_region_address(
+            self.bound.read_only_regions.len() + self.map_regions as usize + i,
+        )
     }
 
     /// Runs the program on `data` (writable; `r1` = its address, `r2` = its length, or the
     /// metadata buffer if the VM has a layout) and returns `r0`.
+    ///
+    /// The first run of a VM on a thread prepares it for that thread (as [`Vm::runner`] does,
+    /// kept in a small per-thread cache), so later runs cost about what a runner's do.
+    #[inline]
     pub fn run(&self, data: &mut [u8]) -> Result<u64, Trap> {
-        self.run_with(Input::new(data)).map(|exit| exit.r0)
+        match Warm::take(self) {
+            Some(mut warm) => {
+                let result = warm.prepared.run(self, data);
+                warm.put_back();
+                result
+            }
+            None => self.run_unprepared(Input::new(data)).map(|exit| exit.r0),
+        }
     }
 
     /// Runs the program without any input (rbpf's `EbpfVmNoData`) and returns `r0`.
     pub fn run_no_data(&self) -> Result<u64, Trap> {
-        self.run_with(Input::none()).map(|exit| exit.r0)
+        match Warm::take(self) {
+            Some(mut warm) => {
+                let result = warm.prepared.run_no_data(self);
+                warm.put_back();
+                result
+            }
+            None => self.run_unprepared(Input::none()).map(|exit| exit.r0),
+        }
     }
 
     /// Runs the program on `input`; returns `r0` and the instruction count.
@@ -927,10 +989,26 @@ impl Vm {
     /// buffer or region longer than that is refused with [`TrapKind::RegionTooLarge`] at pc 0
     /// before anything runs.
     pub fn run_with(&self, input: Input<'_>) -> Result<Exit, Trap> {
+        match Warm::take(self) {
+            Some(mut warm) => {
+                let result = warm.prepared.run_with(self, input);
+                warm.put_back();
+                result
+            }
+            None => self.run_unprepared(input),
+        }
+    }
+
+    /// [`Vm::run_with`] without a preparation (the thread keeps as many as it can already,
+    /// or is being torn down): a map of every region on the thread's scratch, and the
+    /// engine's `run_in`.
+    #[cold]
+    #[inline(never)]
+    fn run_unprepared(&self, input: Input<'_>) -> Result<Exit, Trap> {
         let mut scratch = Scratch::take();
         let result = self.run_mapped(input, &mut scratch, |map, args, stack| {
             self.compiled
-                .run_in(map, args, &self.helpers, &self.limits, stack)
+                .run_in(map, args, &self.bound.helpers, &self.bound.limits, stack)
         });
         scratch.put_back();
         result
@@ -967,8 +1045,8 @@ impl Vm {
             interpreter.run_traced(
                 std::mem::take(map),
                 args,
-                &self.helpers,
-                &self.limits,
+                &self.bound.helpers,
+                &self.bound.limits,
                 observer,
             )
         });
@@ -1047,7 +1125,7 @@ impl Vm {
         let result =
             run(&mut map, args, stack).map_err(|trap| undecodable_trap(trap, &self.undecodable));
         *spill = map.into_spill();
-        let stack_size = usize::try_from(self.limits.stack_size()).unwrap_or(usize::MAX);
+        let stack_size = usize::try_from(self.bound.limits.stack_size()).unwrap_or(usize::MAX);
         stack.end_run(stack_size, self.stack_reach);
         result
     }
@@ -1064,7 +1142,7 @@ impl Vm {
         more_regions: Vec<Region<'a>>,
     ) -> Result<(), Trap> {
         let first_run_region =
-            layout::FIRST_EXTRA + self.read_only_regions.len() as u64 + self.map_regions;
+            layout::FIRST_EXTRA + self.bound.read_only_regions.len() as u64 + self.map_regions;
         let ids = first_run_region..;
         for (id, region) in ids
             .clone()
@@ -1083,7 +1161,7 @@ impl Vm {
     /// place, not returned (a move copies a few hundred bytes).
     #[inline]
     pub(crate) fn map_fixed_regions<'a>(&'a self, map: &mut MemoryMap<'a>) {
-        map_data_regions(map, &self.images, &self.read_only_regions);
+        map_data_regions(map, &self.bound.images, &self.bound.read_only_regions);
     }
 }
 

@@ -236,11 +236,11 @@ fn a_session_runs_the_facts_code_only_on_runs_the_entry_admits() {
     let jit = jit_with(&program, &options);
     assert_eq!(jit.removed().unchecked, 1, "the load is proven in bounds");
     let interp = Interpreter::new(&program);
-    let (helpers, limits) = (Helpers::new(), Limits::default());
+    let binding = std::sync::Arc::new(ebpf_abi::PlainBinding::default());
     let start = layout::vm_addr(layout::INPUT, 0);
     type Outcome = (Result<Exit, Trap>, Vec<u8>);
-    let runs = |engine: &dyn Executable| -> Vec<Outcome> {
-        let mut session = engine.session(&helpers, &limits, MemoryMap::new());
+    let runs = |engine: std::sync::Arc<dyn Executable>| -> Vec<Outcome> {
+        let mut session = engine.session(binding.clone());
         let mut stack = Stack::new();
         let mut outcomes = Vec::new();
         let cases: [(usize, bool, [u64; 2]); 6] = [
@@ -268,8 +268,8 @@ fn a_session_runs_the_facts_code_only_on_runs_the_entry_admits() {
         outcomes.push((result, Vec::new()));
         outcomes
     };
-    let want = runs(&interp);
-    let got = runs(&jit);
+    let want = runs(std::sync::Arc::new(interp));
+    let got = runs(std::sync::Arc::new(jit));
     assert_eq!(got, want);
     assert_eq!(want[0].0.as_ref().map(|e| e.r0), Ok(0x0807_0605_0403_0201));
     for i in [1, 4, 6] {
