@@ -286,3 +286,77 @@ impl Warm {
         drop(evicted);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    use super::*;
+    use ebpf_abi::VmMemory;
+
+    /// Set when dropped: a VM's helper holding one is dropped with the VM's bound state,
+    /// which its kept preparations hold too.
+    struct DropFlag(Arc<AtomicBool>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn vm_with_flag() -> (Vm, Arc<AtomicBool>) {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let flag = DropFlag(Arc::clone(&dropped));
+        let vm = Vm::builder()
+            .helper(1, move |_: [u64; 5], _: &mut dyn VmMemory| {
+                let _ = &flag;
+                Ok(0)
+            })
+            .load_asm("mov %r0, 7\nexit")
+            .unwrap();
+        (vm, dropped)
+    }
+
+    #[test]
+    fn dropping_a_vm_drops_its_preparation_on_this_thread() {
+        let (vm, dropped) = vm_with_flag();
+        assert_eq!(vm.run(&mut [0u8; 8]), Ok(7));
+        drop(vm);
+        assert!(dropped.load(Ordering::SeqCst), "the preparation kept the VM's state");
+    }
+
+    #[test]
+    fn another_thread_evicts_a_dropped_vms_preparation_when_it_prepares_another() {
+        let (vm, dropped) = vm_with_flag();
+        let vm = Arc::new(vm);
+        let (ran, wait_ran) = mpsc::channel();
+        let (go, wait_go) = mpsc::channel::<()>();
+        let (prepared, wait_prepared) = mpsc::channel();
+        let (end, wait_end) = mpsc::channel::<()>();
+        let theirs = Arc::clone(&vm);
+        let thread = std::thread::spawn(move || {
+            assert_eq!(theirs.run(&mut [0u8; 8]), Ok(7));
+            drop(theirs);
+            ran.send(()).unwrap();
+            wait_go.recv().unwrap();
+            // A miss: the thread prepares another VM, and evicts the dead one first.
+            let other = Vm::builder().load_asm("mov %r0, 1\nexit").unwrap();
+            assert_eq!(other.run(&mut [0u8; 8]), Ok(1));
+            prepared.send(()).unwrap();
+            // (Alive until checked: a thread's exit drops its preparations anyway.)
+            wait_end.recv().unwrap();
+        });
+        wait_ran.recv().unwrap();
+        drop(vm);
+        assert!(
+            !dropped.load(Ordering::SeqCst),
+            "the other thread's preparation keeps the state until it evicts it"
+        );
+        go.send(()).unwrap();
+        wait_prepared.recv().unwrap();
+        assert!(dropped.load(Ordering::SeqCst), "the dead preparation was not evicted");
+        end.send(()).unwrap();
+        thread.join().unwrap();
+    }
+}

@@ -345,3 +345,48 @@ fn runs_with_many_regions_allocate_nothing_after_the_first() {
         });
     }
 }
+
+/// `Vm::run` keeps a prepared session per thread and VM: several VMs run in turn on one
+/// thread — fewer than the thread keeps, and more (the rest run through the thread's shared
+/// scratch) — and a VM run again from inside its own helper (a nested run, which takes a
+/// second preparation) allocate nothing once each has run once.
+#[test]
+fn several_vms_and_nested_runs_allocate_nothing_after_the_first() {
+    for &engine in Engine::ALL {
+        for count in [3, 20] {
+            let vms: Vec<Vm> = (0..count)
+                .map(|i| {
+                    Vm::builder()
+                        .engine(engine)
+                        .load_asm(&format!("ldxb %r0, [%r1]\nadd %r0, {i}\nexit"))
+                        .unwrap()
+                })
+                .collect();
+            let mut input = [1u8; 8];
+            check_no_allocation(&format!("{count} VMs in turn"), engine, || {
+                vms.iter().map(|vm| vm.run(&mut input).unwrap()).sum()
+            });
+        }
+
+        let cell: std::sync::Arc<std::sync::OnceLock<Vm>> = Default::default();
+        let inner = std::sync::Arc::clone(&cell);
+        let vm = Vm::builder()
+            .engine(engine)
+            .helper(1, move |args: [u64; 5], _: &mut dyn VmMemory| {
+                if args[0] == 0 {
+                    return Ok(1);
+                }
+                let vm = inner.get().expect("loaded");
+                Ok(vm.run(&mut [0u8; 8]).unwrap_or(u64::MAX) + 1)
+            })
+            .load_asm("ldxb %r1, [%r1]\ncall 1\nexit")
+            .unwrap();
+        let _ = cell.set(vm);
+        let vm = cell.get().unwrap();
+        let mut input = [1u8; 8];
+        check_no_allocation("a run nested in a helper", engine, || {
+            vm.run(&mut input).unwrap()
+        });
+        assert_eq!(vm.run(&mut input), Ok(2));
+    }
+}

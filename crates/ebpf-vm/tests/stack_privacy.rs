@@ -365,3 +365,109 @@ fn a_runner_run_sees_its_own_stores() {
         assert_eq!(runner.run(&mut [0u8; 8]), Ok(0), "{engine}");
     }
 }
+
+/// `Vm::run` keeps a prepared session and stack per thread and VM: a VM's runs on a thread
+/// reuse one stack, as a runner's do. The same runs A and B as for a runner, through
+/// `Vm::run` on one VM — a panic caught around A included (the panicking run's stack is
+/// dropped, never lent again).
+#[test]
+fn no_vm_run_reads_what_an_earlier_run_of_that_vm_left_on_the_stack() {
+    let mut checked = 0;
+    for &engine in Engine::ALL {
+        for (name, vm) in runner_writers(engine) {
+            for round in 0..3 {
+                let a = catch_unwind(AssertUnwindSafe(|| vm.run(&mut [1u8; 8])));
+                let b = vm.run(&mut [0u8; 8]);
+                assert_eq!(
+                    b,
+                    Ok(0),
+                    "{engine}, round {round}: run A ({name}: {a:?}) left the secret for run B"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 6 * 3 * Engine::ALL.len());
+}
+
+/// The same through runs nested in a helper: by its first input byte, the program writes the
+/// secret and runs the VM again from its helper, writing again (1); writes without nesting
+/// (2); reads the stack, after a nested run that reads the stack too (3). Run A (1) leaves
+/// the secret on both of the VM's prepared stacks (the nested run takes a second); run B (3)
+/// reads both.
+#[test]
+fn nested_vm_runs_leave_nothing_on_either_stack() {
+    let reader = read_the_stack("again").replace("exit", "or %r0, %r6\nexit");
+    let text = format!(
+        "ldxb %r4, [%r1]
+        jeq %r4, 0, read
+        jeq %r4, 3, nested_read
+        {writer}
+        nested_read:
+        mov %r1, 3
+        call 1
+        mov %r6, %r0
+        ja read
+        read:
+        {reader}",
+        writer = fill_through_pointer("mov %r1, %r4\ncall 1\nmov %r0, 0\nexit"),
+    );
+    for &engine in Engine::ALL {
+        let cell: std::sync::Arc<std::sync::OnceLock<Vm>> = Default::default();
+        let inner = std::sync::Arc::clone(&cell);
+        let loaded = Vm::builder()
+            .engine(engine)
+            .unverified()
+            .budget(100_000)
+            .helper(1, move |args: [u64; 5], _: &mut dyn VmMemory| {
+                let input = match args[0] {
+                    1 => 2,
+                    3 => 0,
+                    _ => return Ok(0),
+                };
+                let vm = inner.get().expect("loaded");
+                vm.run(&mut [input; 8])
+                    .map_err(|trap| HelperError::failed(trap.to_string()))
+            })
+            .load_asm(&text)
+            .unwrap();
+        let _ = cell.set(loaded);
+        let vm = cell.get().unwrap();
+        for round in 0..3 {
+            let a = vm.run(&mut [1u8; 8]);
+            assert_eq!(a, Ok(0), "{engine}, round {round}: run A");
+            assert_eq!(
+                vm.run(&mut [3u8; 8]),
+                Ok(0),
+                "{engine}, round {round}: a nested run A left the secret"
+            );
+        }
+    }
+}
+
+/// A thread that runs more VMs than it keeps prepared runs the others through a map on its
+/// shared stack, which VMs take in turn: the first test's runs A and B, with every slot of
+/// the thread's cache held by other live VMs first.
+#[test]
+fn runs_past_the_thread_cache_leave_nothing_on_the_shared_stack() {
+    let fillers: Vec<Vm> = (0..16)
+        .map(|_| Vm::builder().load_asm("mov %r0, 0\nexit").unwrap())
+        .collect();
+    for filler in &fillers {
+        filler.run(&mut [0u8; 8]).unwrap();
+    }
+    for &a_engine in Engine::ALL {
+        for (name, writer) in writers(a_engine) {
+            for &b_engine in Engine::ALL {
+                let reader = reader(b_engine);
+                let outcome = catch_unwind(AssertUnwindSafe(|| writer.run(&mut [0u8; 8])));
+                let r0 = reader.run(&mut [0u8; 8]).unwrap();
+                assert_eq!(
+                    r0, 0,
+                    "{a_engine} run A ({name}: {outcome:?}) left {r0:#x} for {b_engine}'s run B"
+                );
+            }
+        }
+    }
+    drop(fillers);
+}
