@@ -79,11 +79,7 @@ pub trait Executable: Send + Sync + fmt::Debug {
     where
         Self: 'static,
     {
-        Box::new(MappedSession {
-            program: self,
-            binding,
-            spill: MapSpill::default(),
-        })
+        Box::new(MappedSession::new(self, binding))
     }
 }
 
@@ -160,8 +156,28 @@ pub trait Session {
 struct MappedSession<E: ?Sized> {
     program: Arc<E>,
     binding: Arc<dyn Binding>,
+    /// The binding's limits (a copy saves a virtual call per run).
+    limits: Limits,
+    /// Whether the binding has fixed regions to map (most VMs have none: no call then).
+    has_fixed: bool,
     /// The allocation of region ids above the inline ones, kept between runs.
     spill: MapSpill,
+}
+
+impl<E: ?Sized> MappedSession<E> {
+    fn new(program: Arc<E>, binding: Arc<dyn Binding>) -> MappedSession<E> {
+        let mut fixed = MemoryMap::new();
+        binding.map_fixed(&mut fixed);
+        let has_fixed = fixed.mapped_ids() != 0;
+        drop(fixed);
+        MappedSession {
+            program,
+            limits: *binding.limits(),
+            binding,
+            has_fixed,
+            spill: MapSpill::default(),
+        }
+    }
 }
 
 impl<E: Executable + ?Sized> Session for MappedSession<E> {
@@ -174,10 +190,13 @@ impl<E: Executable + ?Sized> Session for MappedSession<E> {
     ) -> Result<Exit, Trap> {
         let binding = &*self.binding;
         let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
-        map_run(&mut map, binding, data, metadata);
-        let result =
-            self.program
-                .run_in(&mut map, args, binding.helpers(), binding.limits(), stack);
+        if self.has_fixed {
+            binding.map_fixed(&mut map);
+        }
+        map_buffers(&mut map, data, metadata);
+        let result = self
+            .program
+            .run_in(&mut map, args, binding.helpers(), &self.limits, stack);
         self.spill = map.into_spill();
         result
     }
@@ -188,9 +207,8 @@ impl<E: Executable + ?Sized> Session for MappedSession<E> {
         args: [u64; 2],
         stack: &'m mut Stack,
     ) -> Result<Exit, Trap> {
-        let binding = &*self.binding;
         self.program
-            .run_in(memory, args, binding.helpers(), binding.limits(), stack)
+            .run_in(memory, args, self.binding.helpers(), &self.limits, stack)
     }
 }
 
@@ -206,6 +224,16 @@ pub fn map_run<'a>(
     metadata: Option<&'a mut [u8]>,
 ) {
     binding.map_fixed(map);
+    map_buffers(map, data, metadata);
+}
+
+/// Maps a run's own buffers: `data` at [`layout::INPUT`], `metadata` at [`layout::METADATA`].
+#[inline(always)]
+fn map_buffers<'a>(
+    map: &mut MemoryMap<'a>,
+    data: Option<&'a mut [u8]>,
+    metadata: Option<&'a mut [u8]>,
+) {
     if let Some(data) = data {
         map.insert(layout::INPUT, Region::Writable(data));
     }
