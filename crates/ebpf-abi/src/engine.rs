@@ -166,10 +166,11 @@ struct MappedSession<E: ?Sized> {
 
 impl<E: ?Sized> MappedSession<E> {
     fn new(program: Arc<E>, binding: Arc<dyn Binding>) -> MappedSession<E> {
-        let mut fixed = MemoryMap::new();
-        binding.map_fixed(&mut fixed);
-        let has_fixed = fixed.mapped_ids() != 0;
-        drop(fixed);
+        let has_fixed = {
+            let mut fixed = MemoryMap::new();
+            binding.map_fixed(&mut fixed);
+            fixed.mapped_ids() != 0
+        };
         MappedSession {
             program,
             limits: *binding.limits(),

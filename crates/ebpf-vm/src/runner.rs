@@ -323,7 +323,10 @@ mod tests {
         let (vm, dropped) = vm_with_flag();
         assert_eq!(vm.run(&mut [0u8; 8]), Ok(7));
         drop(vm);
-        assert!(dropped.load(Ordering::SeqCst), "the preparation kept the VM's state");
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "the preparation kept the VM's state"
+        );
     }
 
     #[test]
@@ -355,7 +358,10 @@ mod tests {
         );
         go.send(()).unwrap();
         wait_prepared.recv().unwrap();
-        assert!(dropped.load(Ordering::SeqCst), "the dead preparation was not evicted");
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "the dead preparation was not evicted"
+        );
         end.send(()).unwrap();
         thread.join().unwrap();
     }
