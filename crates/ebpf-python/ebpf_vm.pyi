@@ -45,7 +45,7 @@ class Vm:
     """A loaded eBPF program with its configuration.
 
     Every load takes `spectre_masking`: True or False turns Spectre v1 masking in the JITs'
-    code on or off (None: each JIT's default, on for x86, off for cranelift). With it, the
+    code on or off (None: each JIT's default, on for both). With it, the
     address of every access checked at run time is masked on the check's result, so that a
     mispredicted bounds check cannot load out of bounds even speculatively. And
     `spectre_clamp_proven`: True, with masking on, also clamps (without a branch) the accesses

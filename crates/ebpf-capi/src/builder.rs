@@ -124,7 +124,7 @@ pub unsafe extern "C" fn ebpf_builder_skip_verification(builder: *mut Builder) -
 }
 
 /// Spectre v1 masking in the JITs' code, on (`true`) or off (`false`) for both JITs (default:
-/// each JIT's own — on for the x86 JIT, off for the Cranelift JIT). With masking, the address
+/// each JIT's own — on for both). With masking, the address
 /// of every access checked at run time is forced to 0 by a conditional move on the check's
 /// result, so that a mispredicted bounds check cannot load out of bounds even speculatively.
 /// Turn it on for programs you do not trust. No effect on the interpreter, nor on results

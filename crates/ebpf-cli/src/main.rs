@@ -349,8 +349,7 @@ struct VmArgs {
 struct HardeningArgs {
     /// Spectre v1 masking in the JITs' code: `on` masks the address of every access checked
     /// at run time, so that a mispredicted bounds check cannot load out of bounds even
-    /// speculatively; `off` leaves it out [default: each JIT's own, on for x86, off for
-    /// cranelift]. No effect on the interpreter, nor on any result (docs/security.md).
+    /// speculatively; `off` leaves it out [default: on for both JITs]. No effect on the interpreter, nor on any result (docs/security.md).
     #[arg(long, value_name = "on|off", value_enum, hide_possible_values = true)]
     spectre_masking: Option<Switch>,
     /// With Spectre masking on, also clamp (without a branch) the accesses the JITs prove in

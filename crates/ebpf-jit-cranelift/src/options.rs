@@ -98,9 +98,9 @@ pub struct JitOptions {
     /// time (a region guess, the full check, a packet load) is a `select_spectre_guard` of the
     /// check — 0 when it fails — so that a mispredicted check cannot make the CPU load or
     /// store out of bounds speculatively. Frame slots proven inside the current frame have no
-    /// check and no mask. Default: off — it costs about 11% of run time on the benchmark
-    /// programs, above the 3% a default may cost (`docs/jit-cranelift.md`); turn it on for
-    /// programs you do not trust.
+    /// check and no mask. Default: on — since the facts remove the checks of proven accesses,
+    /// it costs about 2% of run time on the benchmark programs (geomean; up to ~10% on a loop
+    /// of checked accesses), within the 3% a default may cost (`docs/jit-cranelift.md`).
     pub spectre_masking: bool,
     /// With `spectre_masking`, also clamp, without a branch, every access the facts prove in
     /// bounds through a branch of the program's own (`Access::InBounds { speculation_safe:
@@ -132,7 +132,7 @@ impl Default for JitOptions {
             symbol: "ebpf_main".to_string(),
             verify: cfg!(debug_assertions),
             function_size: JitOptions::FUNCTION_SIZE,
-            spectre_masking: false,
+            spectre_masking: true,
             spectre_clamp_proven: false,
             entry: None,
             checked_facts: cfg!(debug_assertions),

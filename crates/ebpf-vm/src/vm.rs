@@ -384,8 +384,8 @@ impl VmBuilder {
     }
 
     /// Spectre v1 masking in the JITs' code, on or off for both JITs (default: each JIT's
-    /// own — on for the x86 JIT, where it costs about 1%, off for the Cranelift JIT, where it
-    /// costs about 11%; docs/security.md). A bounds check is a branch, which the CPU may
+    /// own: on for both — about 1% on the x86 JIT, about 2% on the Cranelift JIT;
+    /// docs/security.md). A bounds check is a branch, which the CPU may
     /// mispredict and run the access anyway, speculatively, with an address the check
     /// refused — reading memory outside every region into the cache, where timing can
     /// recover it. With masking, the address of every access checked at run time is forced to
@@ -401,8 +401,8 @@ impl VmBuilder {
     /// end) return`, a loop bound `i < n`, a versioned loop's dispatcher), which otherwise run
     /// unchecked: on the path a mispredicted guard leads to, the CPU would run such an access
     /// with the value the guard excluded. Accesses proven without a branch (frame slots,
-    /// masked indices) need nothing. Both JITs (the Cranelift JIT's masking is off unless
-    /// asked for: [`VmBuilder::spectre_masking`]). Default: off — it costs 12–16% on the
+    /// masked indices) need nothing. Both JITs (with their masking, on by default:
+    /// [`VmBuilder::spectre_masking`]). Default: off — it costs 12–16% on the
     /// engines bench with the x86 JIT (docs/security.md). No effect on the interpreter, nor
     /// on results.
     pub fn spectre_clamp_proven(mut self, on: bool) -> VmBuilder {
