@@ -121,6 +121,7 @@ fn main() -> ExitCode {
     let mut object = None;
     let mut run = false;
     let mut function_size = None;
+    let mut entry = None;
     let mut all = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -128,6 +129,16 @@ fn main() -> ExitCode {
             "--object" => object = args.next(),
             "--run" => run = true,
             "--function-size" => function_size = args.next().and_then(|n| n.parse().ok()),
+            "--entry" => {
+                entry = match args.next().as_deref() {
+                    Some("input") => Some(ebpf_cfg::facts::Entry::input()),
+                    Some("unknown") => None,
+                    other => {
+                        eprintln!("--entry: `input` or `unknown`, not {other:?}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             what => match programs(what) {
                 Ok(p) => all.extend(p),
                 Err(e) => {
@@ -141,6 +152,7 @@ fn main() -> ExitCode {
     if let Some(size) = function_size {
         options = options.with_function_size(size);
     }
+    options = options.with_entry(entry);
     let mut per_insn = Vec::new();
     let mut passes = Duration::ZERO;
     let mut cpu_per_insn = Vec::new();
