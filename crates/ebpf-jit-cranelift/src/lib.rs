@@ -426,7 +426,7 @@ fn compile_facts(
     let target = options::isa(None, options)?;
     let check = CheckFn::Address(check_address(&target)?);
     let isa = target.isa.clone();
-    let prep = Prepared::new(
+    let mut prep = Prepared::new(
         program,
         options.function_size,
         Shortfall::Suspend,
@@ -435,6 +435,7 @@ fn compile_facts(
         Some(facts),
         options.checked_facts,
     );
+    prep.plain_selects = options.opt_level == OptLevel::None;
     let mut code = Code(Some(JITModule::new(JITBuilder::with_isa(
         isa.clone(),
         default_libcall_names(),
@@ -495,7 +496,7 @@ pub fn compile_objects(
     let check = CheckFn::Id(define_check(&mut module, &*isa)?);
     for (symbol, program) in programs {
         // No facts: an object's caller describes its memory to no entry.
-        let prep = Prepared::new(
+        let mut prep = Prepared::new(
             program,
             options.function_size,
             Shortfall::CheckedCopy,
@@ -504,6 +505,7 @@ pub fn compile_objects(
             None,
             false,
         );
+        prep.plain_selects = options.opt_level == OptLevel::None;
         define(&mut module, &prep, symbol, &*isa, check)?;
     }
     module
@@ -543,7 +545,7 @@ pub fn ir_text_with(
     let isa = &target.isa;
     let entry = options.entry.clone().unwrap_or_else(Entry::unknown);
     let facts = Facts::analyse(program, &entry);
-    let prep = Prepared::new(
+    let mut prep = Prepared::new(
         program,
         options.function_size,
         Shortfall::Suspend,
@@ -552,6 +554,7 @@ pub fn ir_text_with(
         Some(&facts),
         options.checked_facts,
     );
+    prep.plain_selects = options.opt_level == OptLevel::None;
     let mut text = String::new();
     let mut fctx = FunctionBuilderContext::new();
     for u in 0..prep.plan.units.len() {

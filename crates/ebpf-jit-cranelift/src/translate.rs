@@ -216,6 +216,11 @@ pub(crate) struct Prepared<'p> {
     in_version: Vec<u32>,
     /// Per plan block: the index in `versions` of the loop it is the entry of (`u32::MAX`).
     version_entry: Vec<u32>,
+    /// Whether the bounds of hinted checks may be plain `select`s ([`Tx::entry_select`]):
+    /// with Cranelift's optimiser off (`opt_level = none`, the default) nothing moves a
+    /// `select` out of the entry block, and it costs the compiler three blocks less than a
+    /// branch and a join. Set by the caller (false: always the branch).
+    pub(crate) plain_selects: bool,
 }
 
 /// A loop of the facts (`ebpf_cfg::facts::Version`) with a second, unchecked copy: edges into
@@ -320,6 +325,7 @@ impl<'p> Prepared<'p> {
             clamp_proven,
             facts,
             checked_facts,
+            plain_selects: false,
         }
     }
 
@@ -2198,7 +2204,7 @@ impl<'a, 'f> Tx<'a, 'f> {
                 .b
                 .ins()
                 .load(I64, table, base, entry + off::REGION_WRITABLE);
-            self.opaque_select(writable, len, zero)
+            self.entry_select(writable, len, zero)
         } else {
             len
         };
@@ -2207,7 +2213,7 @@ impl<'a, 'f> Tx<'a, 'f> {
                 .ins()
                 .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, limit, i64::from(width));
         let bound = self.b.ins().iadd_imm_s(limit, 1 - i64::from(width));
-        let bound = self.opaque_select(fits, bound, zero);
+        let bound = self.entry_select(fits, bound, zero);
         // (Not biased by the region's base: Cranelift rematerialises `x - constant` at every
         // use.)
         let host = self.b.ins().load(I64, table, base, entry);
@@ -2231,8 +2237,9 @@ impl<'a, 'f> Tx<'a, 'f> {
     }
 
     /// `if cond { a } else { b }` as control flow, so that the result is a block parameter:
-    /// Cranelift cannot rematerialise it at its uses (a `select` of invariants would be
-    /// recomputed inside loops whenever its loop-invariant code motion does not apply).
+    /// Cranelift's optimiser cannot rematerialise it at its uses (a `select` of invariants
+    /// would be recomputed inside loops whenever its loop-invariant code motion does not
+    /// apply).
     fn opaque_select(&mut self, cond: Value, a: Value, b: Value) -> Value {
         let yes = self.b.create_block();
         let no = self.b.create_block();
@@ -2245,6 +2252,17 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.b.ins().jump(join, &[BlockArg::Value(b)]);
         self.enter(join);
         v
+    }
+
+    /// [`Tx::opaque_select`] for the bounds of hinted checks, or a plain `select` without
+    /// Cranelift's optimiser ([`Prepared::plain_selects`]): a conditional move in the entry
+    /// block, where nothing moves it from, instead of three blocks.
+    fn entry_select(&mut self, cond: Value, a: Value, b: Value) -> Value {
+        if self.prep.plain_selects {
+            self.b.ins().select(cond, a, b)
+        } else {
+            self.opaque_select(cond, a, b)
+        }
     }
 
     /// In the entry block: the bounds and hosts of every hinted access of the program.
