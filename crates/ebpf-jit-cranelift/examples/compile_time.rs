@@ -2,14 +2,20 @@
 //! instruction, for profilers (`valgrind --tool=callgrind`, `perf`) and quick comparisons.
 //!
 //! `cargo run --release -p ebpf-jit-cranelift --example compile_time [--features timing] --
-//! [--repeat N] [--object TRIPLE] [--function-size N] WHAT…` where WHAT is `bench` (the
-//! engines-bench programs), `elf` (every program of `tests/elf/*.o`), `SHAPE:N` (a generated
-//! program of
-//! `ebpf_bench::shapes`) or a file (`.s` assembly, `.bin` bytecode). Prints one line per
-//! program (the fastest of N compiles, in wall time and in this thread's CPU time, which a
-//! busy machine does not inflate) and the median µs per instruction; built with the
-//! `timing` feature, also the time Cranelift spent in each pass. With `--run`, `bench`
-//! programs are also run on their inputs, and the run time per executed instruction printed.
+//! [--repeat N] [--object TRIPLE] [--function-size N] [--entry input|unknown] WHAT…` where
+//! WHAT is `bench` (the engines-bench programs), `elf` (every program of `tests/elf/*.o`),
+//! `SHAPE:N` (a generated program of `ebpf_bench::shapes`) or a file (`.s` assembly, `.bin`
+//! bytecode). Prints one line per program (the fastest of N compiles, in wall time and in this
+//! thread's CPU time, which a busy machine does not inflate) and the median µs per
+//! instruction; built with the `timing` feature, also the time Cranelift spent in each pass.
+//! With `--run`, `bench` programs are also run on their inputs, and the run time per executed
+//! instruction printed.
+//! `--entry input` compiles with the facts of a plain input buffer, as the facade does by
+//! default (loop versions included); the default, `unknown`, with the stack's facts only.
+//! The thread's CPU time comes from `/proc/thread-self/schedstat`, which the kernel updates at
+//! scheduler events only: a compile shorter than a time slice reads as 0 and is not counted.
+//! For exact, load-independent comparisons run it under `valgrind --tool=callgrind`
+//! (docs/jit-cranelift.md, "Where one compile's time goes").
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -185,7 +191,7 @@ fn main() -> ExitCode {
         let us = best.as_secs_f64() * 1e6;
         per_insn.push(us / insns as f64);
         let cpu_us = best_cpu as f64 / 1e3;
-        if best_cpu != u64::MAX {
+        if best_cpu != u64::MAX && best_cpu != 0 {
             cpu_per_insn.push(cpu_us / insns as f64);
         }
         println!(
