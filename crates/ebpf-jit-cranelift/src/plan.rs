@@ -53,6 +53,9 @@ use ebpf_abi::{Flow, InvalidReason, ProgramView};
 use ebpf_cfg::Cfg;
 use ebpf_isa::Program;
 
+/// The most local calls a unit of a program of several units holds (see `Plan::cut_units`).
+pub(crate) const MAX_CALLS_PER_UNIT: usize = 64;
+
 /// Where control goes when it leaves a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Target {
@@ -523,7 +526,10 @@ impl Plan {
 
     /// Cuts the blocks into units of about `function_size` instructions (at least one
     /// block each), preferring cuts that no loop spans: a cut inside a loop costs a trip
-    /// through the dispatcher per iteration.
+    /// through the dispatcher per iteration. A unit also ends after [`MAX_CALLS_PER_UNIT`]
+    /// local calls (in a program that does not fit in one unit): each call's return site is
+    /// a target of `ret`'s jump table (or of the dispatcher's), and the SSA construction and
+    /// the register allocator pay for those tables quadratically in their size.
     fn cut_units(&mut self, function_size: usize) {
         let n = self.blocks.len();
         let size = function_size.max(1);
@@ -550,11 +556,13 @@ impl Plan {
         let mut units = Vec::new();
         let mut start = 0;
         let mut count = 0;
+        let mut calls = 0;
         let mut b = 0;
         while b < n {
             count += self.blocks[b].insns.len();
+            calls += usize::from(matches!(self.blocks[b].term, Term::Call { .. }));
             b += 1;
-            if count < size || b == n {
+            if (count < size && calls < MAX_CALLS_PER_UNIT) || b == n {
                 continue;
             }
             // Look ahead up to half a unit for a boundary no loop spans; else the least spanned.
@@ -575,6 +583,7 @@ impl Plan {
             });
             start = b;
             count = 0;
+            calls = 0;
         }
         if start < n {
             units.push(Unit {
@@ -646,6 +655,78 @@ mod tests {
         let p = Plan::build(&ebpf_isa::assemble(src).unwrap(), usize::MAX, true);
         assert!(p.blocks[1].checkpoint && !p.blocks[1].tested);
         assert_eq!(p.return_limit, 2);
+    }
+
+    /// Many local calls in a program of several units: every unit holds at most
+    /// `MAX_CALLS_PER_UNIT` of them (their return sites fill the jump tables), a program that
+    /// fits in one unit stays whole, and the code split this way runs as the interpreter does,
+    /// at every budget around the end of the run.
+    #[test]
+    fn many_calls_end_units() {
+        let calls = 3 * MAX_CALLS_PER_UNIT + 10;
+        let mut src = String::from("mov %r0, %r1\n");
+        for i in 0..calls {
+            src += &format!("mov %r1, %r0\ncall local f{i}\n");
+        }
+        src += "exit\n";
+        for i in 0..calls {
+            src += &format!("f{i}:\nmov %r0, %r1\nadd %r0, {i}\nexit\n");
+        }
+        let program = ebpf_isa::assemble(&src).unwrap();
+        let size = 512;
+        assert!(program.len() > size);
+        let p = Plan::build(&program, size, true);
+        assert!(
+            p.units.len() > calls / MAX_CALLS_PER_UNIT,
+            "{}",
+            p.units.len()
+        );
+        for unit in &p.units {
+            let in_unit = unit
+                .blocks
+                .clone()
+                .filter(|&b| matches!(p.blocks[b].term, Term::Call { .. }))
+                .count();
+            assert!(in_unit <= MAX_CALLS_PER_UNIT, "{in_unit}");
+        }
+        assert_eq!(Plan::build(&program, usize::MAX, true).units.len(), 1);
+        if !crate::host_supported() {
+            eprintln!("skipping the run: cranelift does not support this host");
+            return;
+        }
+        let options = crate::JitOptions::default().with_function_size(size);
+        let jit = crate::compile(&program, &options).unwrap();
+        let interp = ebpf_interp::Interpreter::new(&program);
+        let helpers = ebpf_abi::Helpers::new();
+        let full = 1 + 5 * calls as u64 + 1;
+        for budget in [
+            None,
+            Some(0),
+            Some(1),
+            Some(full / 2),
+            Some(full - 1),
+            Some(full),
+        ] {
+            let limits = ebpf_abi::Limits {
+                budget,
+                ..ebpf_abi::Limits::default()
+            };
+            let run =
+                |engine: &dyn Fn(ebpf_abi::MemoryMap<'_>) -> _| engine(ebpf_abi::MemoryMap::new());
+            let expected = run(&|m| interp.run(m, [7, 0], &helpers, &limits));
+            let got = run(&|m| jit.run(m, [7, 0], &helpers, &limits));
+            assert_eq!(got, expected, "budget {budget:?}");
+        }
+        let exit = jit
+            .run(
+                ebpf_abi::MemoryMap::new(),
+                [7, 0],
+                &helpers,
+                &Default::default(),
+            )
+            .unwrap();
+        let sum: u64 = (0..calls as u64).sum();
+        assert_eq!((exit.r0, exit.instructions), (7 + sum, full));
     }
 
     #[test]
