@@ -334,21 +334,34 @@ fn runner_writers(engine: Engine) -> Vec<(&'static str, Vm)> {
 
 #[test]
 fn no_run_of_a_runner_reads_what_its_earlier_run_left_on_the_stack() {
+    a_then_b_on_every_writer(|vm, a_then_b| {
+        let mut runner = vm.runner();
+        a_then_b(&mut |input| runner.run(input));
+    });
+}
+
+/// One way of running a VM: `Runner::run` or `Vm::run`.
+type Run<'a> = &'a mut dyn FnMut(&mut [u8]) -> Result<u64, ebpf_vm::Trap>;
+
+/// For every engine and each of [`runner_writers`], hands the VM to `with`, which hands
+/// the check one way of running it: three rounds of run A (the secret written; a panic
+/// caught around it and the same way used again) then run B, which must read only zeroes.
+fn a_then_b_on_every_writer(with: impl Fn(&Vm, &mut dyn FnMut(Run<'_>))) {
     let mut checked = 0;
     for &engine in Engine::ALL {
         for (name, vm) in runner_writers(engine) {
-            let mut runner = vm.runner();
-            for round in 0..3 {
-                // Run A; a panic is caught around it and the runner used again.
-                let a = catch_unwind(AssertUnwindSafe(|| runner.run(&mut [1u8; 8])));
-                let b = runner.run(&mut [0u8; 8]);
-                assert_eq!(
-                    b,
-                    Ok(0),
-                    "{engine}, round {round}: run A ({name}: {a:?}) left the secret for run B"
-                );
-                checked += 1;
-            }
+            with(&vm, &mut |run| {
+                for round in 0..3 {
+                    let a = catch_unwind(AssertUnwindSafe(|| run(&mut [1u8; 8])));
+                    let b = run(&mut [0u8; 8]);
+                    assert_eq!(
+                        b,
+                        Ok(0),
+                        "{engine}, round {round}: run A ({name}: {a:?}) left the secret for run B"
+                    );
+                    checked += 1;
+                }
+            });
         }
     }
     assert_eq!(checked, 6 * 3 * Engine::ALL.len());
@@ -378,22 +391,7 @@ fn a_runner_run_sees_its_own_stores() {
 /// dropped, never lent again).
 #[test]
 fn no_vm_run_reads_what_an_earlier_run_of_that_vm_left_on_the_stack() {
-    let mut checked = 0;
-    for &engine in Engine::ALL {
-        for (name, vm) in runner_writers(engine) {
-            for round in 0..3 {
-                let a = catch_unwind(AssertUnwindSafe(|| vm.run(&mut [1u8; 8])));
-                let b = vm.run(&mut [0u8; 8]);
-                assert_eq!(
-                    b,
-                    Ok(0),
-                    "{engine}, round {round}: run A ({name}: {a:?}) left the secret for run B"
-                );
-                checked += 1;
-            }
-        }
-    }
-    assert_eq!(checked, 6 * 3 * Engine::ALL.len());
+    a_then_b_on_every_writer(|vm, a_then_b| a_then_b(&mut |input| vm.run(input)));
 }
 
 /// The same through runs nested in a helper: by its first input byte, the program writes the
