@@ -2,7 +2,8 @@
 //! instruction, for profilers (`valgrind --tool=callgrind`, `perf`) and quick comparisons.
 //!
 //! `cargo run --release -p ebpf-jit-cranelift --example compile_time [--features timing] --
-//! [--repeat N] [--object TRIPLE] [--function-size N] [--entry input|unknown] WHAT…` where
+//! [--repeat N] [--object TRIPLE] [--function-size N] [--entry input|unknown]
+//! [--masking on|off] WHAT…` where
 //! WHAT is `bench` (the engines-bench programs), `elf` (every program of `tests/elf/*.o`),
 //! `SHAPE:N` (a generated program of `ebpf_bench::shapes`) or a file (`.s` assembly, `.bin`
 //! bytecode). Prints one line per program (the fastest of N compiles, in wall time and in this
@@ -12,6 +13,7 @@
 //! instruction printed.
 //! `--entry input` compiles with the facts of a plain input buffer, as the facade does by
 //! default (loop versions included); the default, `unknown`, with the stack's facts only.
+//! `--masking` sets Spectre masking (default: `JitOptions`' own, on).
 //! The thread's CPU time comes from `/proc/thread-self/schedstat`, which the kernel updates at
 //! scheduler events only: a compile shorter than a time slice reads as 0 and is not counted.
 //! For exact, load-independent comparisons run it under `valgrind --tool=callgrind`
@@ -128,6 +130,7 @@ fn main() -> ExitCode {
     let mut run = false;
     let mut function_size = None;
     let mut entry = None;
+    let mut masking = None;
     let mut all = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -141,6 +144,16 @@ fn main() -> ExitCode {
                     Some("unknown") => None,
                     other => {
                         eprintln!("--entry: `input` or `unknown`, not {other:?}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            "--masking" => {
+                masking = match args.next().as_deref() {
+                    Some("on") => Some(true),
+                    Some("off") => Some(false),
+                    other => {
+                        eprintln!("--masking: `on` or `off`, not {other:?}");
                         return ExitCode::FAILURE;
                     }
                 }
@@ -159,6 +172,9 @@ fn main() -> ExitCode {
         options = options.with_function_size(size);
     }
     options = options.with_entry(entry);
+    if let Some(masking) = masking {
+        options = options.with_spectre_masking(masking);
+    }
     let mut per_insn = Vec::new();
     let mut passes = Duration::ZERO;
     let mut cpu_per_insn = Vec::new();
