@@ -507,7 +507,11 @@ mod tests {
         let variants = [
             k(&other, target, &base),
             k(&program, "aarch64-unknown-linux-gnu", &base),
-            k(&program, target, &base.clone().with_spectre_masking(true)),
+            k(
+                &program,
+                target,
+                &base.clone().with_spectre_masking(!base.spectre_masking),
+            ),
             k(
                 &program,
                 target,
