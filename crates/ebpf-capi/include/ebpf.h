@@ -368,8 +368,8 @@ ebpf_status ebpf_builder_set_spectre_masking(ebpf_builder *builder, bool on);
  prove in bounds through a branch of the program's own (a guard `if (p + 14 > end)
  return`, a loop bound), which otherwise run unchecked: on the path a mispredicted guard
  leads to, the CPU would run such an access with the value the guard excluded. Both JITs
- (the Cranelift JIT's masking is off unless `ebpf_builder_set_spectre_masking` turns it
- on). Default: off (`false`) — it costs 12–16% with the x86 JIT. No effect on the
+ (with their masking, on by default unless `ebpf_builder_set_spectre_masking` turns it
+ off). Default: off (`false`) — it costs 12–16% with the x86 JIT. No effect on the
  interpreter, nor on results (docs/security.md).
 
  # Safety
