@@ -222,25 +222,14 @@ impl Warm {
         if stack_size > KEPT_STACK {
             return None;
         }
-        let mut dead: [Option<Box<Warm>>; WARM_SLOTS] = [const { None }; WARM_SLOTS];
+        drop(Warm::take_where(|w| w.identity.strong_count() == 0));
         let room = WARM
             .try_with(|slots| {
-                let Ok(mut slots) = slots.try_borrow_mut() else {
-                    return false;
-                };
-                for (slot, out) in slots.iter_mut().zip(&mut dead) {
-                    if slot
-                        .as_ref()
-                        .is_some_and(|w| w.identity.strong_count() == 0)
-                    {
-                        *out = slot.take();
-                    }
-                }
-                slots.iter().any(Option::is_none)
+                slots
+                    .try_borrow()
+                    .is_ok_and(|slots| slots.iter().any(Option::is_none))
             })
             .unwrap_or(false);
-        // (Dropped here, outside the borrow: a helper's drop may run a VM.)
-        drop(dead);
         room.then(|| {
             Box::new(Warm {
                 identity: Arc::downgrade(&vm.identity),
@@ -273,17 +262,24 @@ impl Warm {
     /// dropped; other threads' see it dead and evict theirs when they need a slot).
     pub(crate) fn evict(identity: &Arc<()>) {
         let key = Arc::as_ptr(identity);
-        let mut evicted: [Option<Box<Warm>>; WARM_SLOTS] = [const { None }; WARM_SLOTS];
+        drop(Warm::take_where(|w| w.identity.as_ptr() == key));
+    }
+
+    /// Takes this thread's preparations that `which` picks out of their slots, for the
+    /// caller to drop outside the slots' borrow (a helper's drop may run a VM, which needs
+    /// them); none while the slots are borrowed or the thread is being torn down.
+    fn take_where(which: impl Fn(&Warm) -> bool) -> [Option<Box<Warm>>; WARM_SLOTS] {
+        let mut taken = [const { None }; WARM_SLOTS];
         let _ = WARM.try_with(|slots| {
             if let Ok(mut slots) = slots.try_borrow_mut() {
-                for (slot, out) in slots.iter_mut().zip(&mut evicted) {
-                    if slot.as_ref().is_some_and(|w| w.identity.as_ptr() == key) {
+                for (slot, out) in slots.iter_mut().zip(&mut taken) {
+                    if slot.as_deref().is_some_and(&which) {
                         *out = slot.take();
                     }
                 }
             }
         });
-        drop(evicted);
+        taken
     }
 }
 
