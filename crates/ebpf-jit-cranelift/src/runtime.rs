@@ -506,10 +506,11 @@ impl ebpf_abi::Session for Session {
         // SAFETY: `entry` is generated code for this host, mapped while `self.program` lives
         // (`Session::new`'s promise). The context is initialised for a run from the entry:
         // its table holds the fixed regions' rows (derived from the binding's, which the
-        // session keeps alive and whose bytes are never reached through `&mut`) and the rows of `data`, `metadata` and the stack region, derived from
-        // their borrows above, which nothing else uses until the code returns; every other
-        // row is unmapped; `frames` has room for `max_depth` frames. The code calls no
-        // helper, so `user` (null) is never read.
+        // session keeps alive and whose bytes are never reached through `&mut`) and the rows
+        // of `data`, `metadata` and the stack region, derived from their borrows above,
+        // which nothing else uses until the code returns; every other row is unmapped;
+        // `frames` has room for `max_depth` frames. The code calls no helper, so `user`
+        // (null) is never read.
         let r0 = unsafe { (self.entry)(ctx_ptr) };
         if ctx.trap_kind == trap_code::EXIT {
             return Ok(Exit {
