@@ -35,7 +35,7 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use ebpf_abi::{InvalidReason, layout, trap_code as code};
-use ebpf_cfg::facts::{Access, Condition, Division, Facts};
+use ebpf_cfg::facts::{Access, Condition, Division, Facts, LoopFact};
 use ebpf_cfg::pointers;
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Insn, Operand, PacketAddr, Program, Reg,
@@ -177,6 +177,9 @@ pub struct Removed {
     pub versions: usize,
     /// Accesses unchecked in those copies (and checked in the ordinary loop).
     pub versioned: usize,
+    /// Counted loops with a copy that charges no budget (charged once at their entry when
+    /// the budget has them all).
+    pub counted: usize,
     /// Zero and `-1` tests register divisors need (one per unsigned, two per signed).
     pub divisor_tests: usize,
     /// Of those, left out (the divisor proven nonzero, the signed overflow impossible).
@@ -223,57 +226,95 @@ pub(crate) struct Prepared<'p> {
     pub(crate) plain_selects: bool,
 }
 
-/// A loop of the facts (`ebpf_cfg::facts::Version`) with a second, unchecked copy: edges into
-/// its entry from outside go through a dispatcher that tests the conditions once and enters
-/// the copy when they hold; edges inside the copy stay in it, edges out of it leave it; in it,
-/// the version's accesses have no check.
+/// A loop with a second copy of its blocks: edges into its entry from outside go through a
+/// dispatcher that decides once per entry whether the copy may run; edges inside the copy stay
+/// in it, edges out of it leave it. Either a version of the facts (`ebpf_cfg::facts::Version`),
+/// whose copy has the version's accesses unchecked, or a counted loop (`LoopFact`), whose copy
+/// charges no budget (its dispatcher charged all of it).
 pub(crate) struct Versioned {
     /// The loop's entry block.
     entry: usize,
     /// The plan blocks of the loop.
     blocks: Vec<usize>,
-    /// What must hold on entry.
+    /// What must hold on entry (a version).
     conditions: Vec<Condition>,
-    /// The accesses proven in the copy: instruction index and region, sorted.
+    /// The accesses proven in the copy: instruction index and region, sorted (a version).
     accesses: Vec<(usize, u8)>,
+    /// A counted loop: what its dispatcher charges.
+    counted: Option<Counted>,
 }
+
+/// What the dispatcher of a counted loop's copy charges and needs.
+#[derive(Clone, Copy)]
+struct Counted {
+    /// The instructions one entry of the loop runs until it leaves (`LoopFact::instructions`).
+    instructions: u64,
+    /// The budget the code after the loop needs when it is entered from the copy, up to its
+    /// next checkpoint: the blocks the loop leaves to are not checkpoints when the loop's head
+    /// is the checkpoint that covers them, and the copy skips the head's test.
+    after: u64,
+}
+
+/// The most a counted loop's copy may charge at once: far below where the dispatcher's sum
+/// with the code after it could overflow.
+const MAX_COUNTED: u64 = 1 << 48;
 
 /// The versions of `facts` that `plan` can build: a loop whose blocks are all in one unit, with
 /// no local call and no return site in it (a return goes through `ret` to the ordinary copy,
 /// which is correct but would leave the copy), and conditions the dispatcher computes in 64
-/// bits.
-fn versions(plan: &Plan, facts: Option<&Facts>) -> (Vec<Versioned>, Vec<u32>, Vec<u32>) {
+/// bits; then the counted loops (see [`counted`]).
+fn versions(
+    plan: &Plan,
+    insns: &[Insn],
+    facts: Option<&Facts>,
+) -> (Vec<Versioned>, Vec<u32>, Vec<u32>) {
     let n = plan.blocks.len();
     let (mut in_version, mut version_entry) = (vec![u32::MAX; n], vec![u32::MAX; n]);
     let mut built = Vec::new();
     let Some(facts) = facts else {
         return (built, in_version, version_entry);
     };
-    for version in facts.versions() {
-        let inside = |i: usize| version.insns.iter().any(|r| r.contains(&i));
+    let loops = facts
+        .versions()
+        .iter()
+        .map(|v| (v.entry, &v.insns, Ok(v)))
+        .chain(facts.loops().iter().map(|l| (l.entry, &l.insns, Err(l))));
+    for (entry_insn, loop_insns, source) in loops {
+        let inside = |i: usize| loop_insns.iter().any(|r| r.contains(&i));
         let blocks: Vec<usize> = (0..n)
             .filter(|&b| plan.blocks[b].reachable && inside(plan.blocks[b].insns.start))
             .collect();
         let entry = blocks
             .iter()
             .copied()
-            .find(|&b| plan.blocks[b].insns.start == version.entry);
-        let computable = version.conditions.iter().all(|c| {
-            usize::from(c.reg) <= 10
-                && u64::from(c.region) < ebpf_abi::REGION_TABLE_LEN as u64
-                && c.shift < 64
-                && c.offset.unsigned_abs() < 1 << 40
-        });
+            .find(|&b| plan.blocks[b].insns.start == entry_insn);
         let Some(entry) = entry else { continue };
-        let buildable = computable
-            && blocks.iter().all(|&b| {
-                let block = &plan.blocks[b];
-                !block.return_site
-                    && !matches!(block.term, Term::Call { .. })
-                    && !plan.crosses(entry, b)
-                    && in_version[b] == u32::MAX
-            });
-        if !buildable {
+        let (conditions, accesses, counted) = match source {
+            Ok(version) => {
+                let computable = version.conditions.iter().all(|c| {
+                    usize::from(c.reg) <= 10
+                        && u64::from(c.region) < ebpf_abi::REGION_TABLE_LEN as u64
+                        && c.shift < 64
+                        && c.offset.unsigned_abs() < 1 << 40
+                });
+                if !computable {
+                    continue;
+                }
+                (version.conditions.clone(), version.accesses.clone(), None)
+            }
+            Err(fact) => match counted(plan, insns, facts, fact, &blocks) {
+                Some(c) => (Vec::new(), Vec::new(), Some(c)),
+                None => continue,
+            },
+        };
+        let buildable = blocks.iter().all(|&b| {
+            let block = &plan.blocks[b];
+            !block.return_site
+                && !matches!(block.term, Term::Call { .. })
+                && !plan.crosses(entry, b)
+                && in_version[b] == u32::MAX
+        });
+        if !buildable || version_entry[entry] != u32::MAX {
             continue;
         }
         let v = built.len() as u32;
@@ -284,11 +325,68 @@ fn versions(plan: &Plan, facts: Option<&Facts>) -> (Vec<Versioned>, Vec<u32>, Ve
         built.push(Versioned {
             entry,
             blocks,
-            conditions: version.conditions.clone(),
-            accesses: version.accesses.clone(),
+            conditions,
+            accesses,
+            counted,
         });
     }
     (built, in_version, version_entry)
+}
+
+/// What the dispatcher of counted loop `fact` (whose reachable plan blocks are `blocks`)
+/// charges, if charging it once at its entry is exact: its plan blocks are exactly its
+/// instructions (no block half in it), and nothing in it can end the run early or leave it
+/// but the exit test — every access proven in bounds (no check that could trap or hand the
+/// run to the interpreter), no helper or local call, no `exit`, no jump to a trap.
+fn counted(
+    plan: &Plan,
+    insns: &[Insn],
+    facts: &Facts,
+    fact: &LoopFact,
+    blocks: &[usize],
+) -> Option<Counted> {
+    let inside = |i: usize| fact.insns.iter().any(|r| r.contains(&i));
+    let covered: usize = blocks.iter().map(|&b| plan.blocks[b].insns.len()).sum();
+    let total: usize = fact.insns.iter().map(|r| r.len()).sum();
+    let fits = covered == total
+        && blocks
+            .iter()
+            .all(|&b| plan.blocks[b].insns.clone().all(inside));
+    let mut after = 0u64;
+    for &b in blocks {
+        let block = &plan.blocks[b];
+        let targets = match block.term {
+            Term::Fall(t) | Term::Jump(t) => [Some(t), None],
+            Term::Branch { taken, fall } => [Some(taken), Some(fall)],
+            Term::Exit | Term::Call { .. } | Term::Trap { .. } => return None,
+        };
+        for t in targets.into_iter().flatten() {
+            let Target::Block(s) = t else { return None };
+            if !blocks.contains(&s) {
+                let next = &plan.blocks[s];
+                after = after.max(if next.tested { 0 } else { next.limit });
+            }
+        }
+        for i in block.insns.clone() {
+            let plain = match insns.get(i) {
+                Some(insn) => match insn {
+                    Insn::Load { .. } | Insn::Store { .. } | Insn::Atomic { .. } => {
+                        matches!(facts.access(i), Access::InBounds { .. })
+                    }
+                    Insn::LoadPacket { .. } | Insn::Call { .. } | Insn::CallX { .. } => false,
+                    _ => true,
+                },
+                None => false,
+            };
+            if !plain {
+                return None;
+            }
+        }
+    }
+    (fits && fact.instructions > 0 && fact.instructions <= MAX_COUNTED).then_some(Counted {
+        instructions: fact.instructions,
+        after,
+    })
 }
 
 impl<'p> Prepared<'p> {
@@ -309,7 +407,7 @@ impl<'p> Prepared<'p> {
         let entries = hints::block_entries(&plan, insns, frame_exact);
         let live = live::live_in(&plan, insns);
         let facts = facts.filter(|f| f.is_for(program));
-        let (versions, in_version, version_entry) = versions(&plan, facts);
+        let (versions, in_version, version_entry) = versions(&plan, insns, facts);
         Prepared {
             versions,
             in_version,
@@ -360,8 +458,9 @@ impl<'p> Prepared<'p> {
         if self.checked_facts {
             return removed;
         }
-        removed.versions = self.versions.len();
+        removed.versions = self.versions.iter().filter(|v| v.counted.is_none()).count();
         removed.versioned = self.versions.iter().map(|v| v.accesses.len()).sum();
+        removed.counted = self.versions.len() - removed.versions;
         for (i, insn) in self.insns.iter().enumerate() {
             match *insn {
                 Insn::Load { .. } | Insn::Store { .. } | Insn::Atomic { .. } => {
@@ -555,8 +654,13 @@ enum After {
     /// A new block that traps: fill it.
     Trap { pc: usize, reason: InvalidReason },
     /// A new block that enters version `version`'s loop at its entry block `entry`: its
-    /// unchecked copy if the conditions hold, else the ordinary one.
+    /// unchecked copy if the conditions hold (for a counted loop: if the budget has the whole
+    /// loop, which it charges), else the ordinary one.
     Dispatch { version: usize, entry: usize },
+    /// Checked facts: a new block on a way out of counted loop `version`'s copy, which tests
+    /// that the copy ran exactly the loop's instructions, then continues to
+    /// `Tx::leaving[index]`.
+    LeaveCounted { version: usize, index: usize },
 }
 
 /// The translator's state for one unit.
@@ -603,6 +707,11 @@ struct Tx<'a, 'f> {
     work_version: Vec<(usize, usize)>,
     /// The version whose copy is being emitted.
     in_version: Option<usize>,
+    /// Checked facts: the instructions run so far in a counted loop's copy since its
+    /// dispatcher, and where the ways out of such copies continue (see
+    /// [`After::LeaveCounted`]).
+    loop_count: Variable,
+    leaving: Vec<Dest>,
     /// Region hints while emitting a block.
     hints: hints::State,
     /// Accesses already checked in the current block: (address, width) to (host address,
@@ -721,6 +830,10 @@ impl<'a, 'f> Tx<'a, 'f> {
         }
         let budget = b.ins().load(I64, flags.ctx, ctx, off::REMAINING);
         b.def_var(remaining, budget);
+        let loop_count = b.declare_var(I64);
+        if prep.checked_facts {
+            b.def_var(loop_count, zero);
+        }
 
         let blocks = plan.units[unit].blocks.clone();
         let base = blocks.start;
@@ -812,6 +925,8 @@ impl<'a, 'f> Tx<'a, 'f> {
             version_blocks: HashMap::new(),
             work_version: Vec::new(),
             in_version: None,
+            loop_count,
+            leaving: Vec::new(),
             hints: [Hint::Nothing; 11],
             checked: HashMap::new(),
             bounds: HashMap::new(),
@@ -1008,6 +1123,23 @@ impl<'a, 'f> Tx<'a, 'f> {
                     after: After::Nothing,
                 };
             }
+            // Checked facts: a way out of a counted loop's copy first tests its count.
+            if let Some(v) = self.in_version
+                && self.prep.versions[v].counted.is_some()
+                && self.prep.checked_facts
+            {
+                self.in_version = None;
+                let dest = self.edge(from, t, slow);
+                self.in_version = Some(v);
+                self.leaving.push(dest);
+                return Dest {
+                    block: self.b.create_block(),
+                    after: After::LeaveCounted {
+                        version: v,
+                        index: self.leaving.len() - 1,
+                    },
+                };
+            }
             let v = self.prep.version_entry[s];
             if v != u32::MAX && loop_of(from) != v {
                 return Dest {
@@ -1058,10 +1190,48 @@ impl<'a, 'f> Tx<'a, 'f> {
             }
             After::Dispatch { version, entry } => {
                 self.enter(dest.block);
-                let holds = self.version_holds(version);
                 let copy = self.version_block(version, entry);
                 let ordinary = self.block_for(entry, false);
-                self.b.ins().brif(holds, copy, &[], ordinary, &[]);
+                if let Some(counted) = self.prep.versions[version].counted {
+                    // The whole loop at once, and what the code after it needs up to its next
+                    // checkpoint: with less, the ordinary loop runs (and tests per iteration).
+                    let rem = self.b.use_var(self.remaining);
+                    let need = counted.instructions + counted.after;
+                    let short = self
+                        .b
+                        .ins()
+                        .icmp_imm_s(IntCC::UnsignedLessThan, rem, need as i64);
+                    let charge = self.b.create_block();
+                    self.b.ins().brif(short, ordinary, &[], charge, &[]);
+                    self.enter(charge);
+                    let rem = self.b.ins().iadd_imm_s(rem, -(counted.instructions as i64));
+                    self.b.def_var(self.remaining, rem);
+                    if self.prep.checked_facts {
+                        let zero = self.iconst(I64, 0);
+                        self.b.def_var(self.loop_count, zero);
+                    }
+                    self.b.ins().jump(copy, &[]);
+                } else {
+                    let holds = self.version_holds(version);
+                    self.b.ins().brif(holds, copy, &[], ordinary, &[]);
+                }
+            }
+            After::LeaveCounted { version, index } => {
+                self.enter(dest.block);
+                let instructions = self.prep.versions[version]
+                    .counted
+                    .map_or(0, |c| c.instructions);
+                let count = self.b.use_var(self.loop_count);
+                let wrong = self
+                    .b
+                    .ins()
+                    .icmp_imm_s(IntCC::NotEqual, count, instructions as i64);
+                let last = self.plan.blocks[self.block].insns.end.saturating_sub(1);
+                let pc = self.prep.pcs.get(last).copied().unwrap_or(0);
+                self.trap_if(wrong, pc, FACT_FAILED, None, 0);
+                let next = self.leaving[index];
+                self.b.ins().jump(next.block, &[]);
+                self.after(next);
             }
         }
     }
@@ -1344,7 +1514,22 @@ impl<'a, 'f> Tx<'a, 'f> {
         if self.prep.shortfall == Shortfall::Suspend {
             self.live_here = live::before_each(plan, self.insns, self.live, bi);
         }
-        if !slow && block.tested && block.limit > 0 {
+        // A counted loop's copy: its dispatcher charged the whole loop.
+        let counted = self.in_version.and_then(|v| self.prep.versions[v].counted);
+        if let Some(counted) = counted
+            && self.prep.checked_facts
+        {
+            let count = self.b.use_var(self.loop_count);
+            let count = self.b.ins().iadd_imm_s(count, cost as i64);
+            self.b.def_var(self.loop_count, count);
+            let over = self.b.ins().icmp_imm_s(
+                IntCC::UnsignedGreaterThan,
+                count,
+                counted.instructions as i64,
+            );
+            self.trap_if(over, plan.start_pcs[bi], FACT_FAILED, None, 0);
+        }
+        if !slow && block.tested && block.limit > 0 && counted.is_none() {
             let rem = self.b.use_var(self.remaining);
             let short = self.b.ins().icmp_imm_s(
                 IntCC::UnsignedLessThan,
@@ -1362,7 +1547,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             }
         }
         let rem0 = self.b.use_var(self.remaining);
-        if cost > 0 {
+        if cost > 0 && counted.is_none() {
             let rem = self.b.ins().iadd_imm_s(rem0, -(cost as i64));
             self.b.def_var(self.remaining, rem);
         }
@@ -2820,6 +3005,7 @@ mod tests {
                 unchecked: 3,
                 versions: 0,
                 versioned: 0,
+                counted: 0,
                 divisor_tests: 0,
                 divisor_tests_gone: 0,
             }
@@ -2976,10 +3162,11 @@ mod tests {
     }
 
     /// The engines bench's loops bounded by lengths read from the input: every version the
-    /// facts find is built (its accesses unchecked in the copy), and each program gives its
-    /// expected result with the copy taken (its own input), with the ordinary loop (the input
-    /// one byte short: the conditions fail, the run traps or ends as the interpreter's), and
-    /// with checked facts.
+    /// facts find is built (its accesses unchecked in the copy), so is every counted loop (the
+    /// histogram's clearing of its stack table), and each program gives its expected result
+    /// with the copy taken (its own input), with the ordinary loop (the input one byte short:
+    /// the conditions fail, the run traps or ends as the interpreter's), and with checked
+    /// facts.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_bench_loops_are_versioned() {
@@ -2988,7 +3175,7 @@ mod tests {
             return;
         }
         let entry = ebpf_cfg::facts::Entry::input();
-        let mut versions = 0;
+        let (mut versions, mut counted) = (0, 0);
         for p in ebpf_bench::PROGRAMS {
             let program = p.assemble();
             let facts = ebpf_cfg::facts::Facts::analyse(&program, &entry);
@@ -3000,6 +3187,8 @@ mod tests {
                 if !checked {
                     assert_eq!(jit.removed().versions, facts.versions().len(), "{}", p.name);
                     assert_eq!(jit.removed().versioned, wanted, "{}", p.name);
+                    assert_eq!(jit.removed().counted, facts.loops().len(), "{}", p.name);
+                    counted += jit.removed().counted;
                     versions += jit.removed().versions;
                 }
                 let interp = ebpf_interp::Interpreter::new(&program);
@@ -3024,6 +3213,69 @@ mod tests {
             }
         }
         assert!(versions >= 4, "{versions} versions built");
+        assert!(counted >= 1, "{counted} counted loops built");
+    }
+
+    /// A loop of 3 instructions run 100 times, which the facts count: 300 instructions per
+    /// entry, then the `exit` after it.
+    const COUNTED: &str = "mov %r0, 0\nmov %r1, 0\nloop:\nadd %r0, %r1\nadd %r1, 1\n\
+                           jlt %r1, 100, loop\nexit";
+
+    /// A counted loop gets a copy that charges nothing, entered through a dispatcher that
+    /// charges the whole loop at once when the budget has it and the `exit` after it (which
+    /// the loop's head would have covered); the ordinary loop still charges its 3
+    /// instructions per iteration. Checked facts: the copy counts its instructions and
+    /// compares them with the fact on the way out. Every budget around the loop's end
+    /// agrees with the interpreter.
+    #[test]
+    fn a_counted_loop_is_charged_once_at_its_entry() {
+        use ebpf_abi::{Helpers, Limits, MemoryMap};
+        if !crate::host_supported() {
+            eprintln!("skipping: cranelift does not support this host");
+            return;
+        }
+        let program = ebpf_isa::assemble(COUNTED).unwrap();
+        let facts = Facts::analyse(&program, &ebpf_cfg::facts::Entry::unknown());
+        let counts: Vec<u64> = facts.loops().iter().map(|l| l.instructions).collect();
+        assert_eq!(counts, [300]);
+        let options = crate::JitOptions::default().with_checked_facts(false);
+        let text = ir_with(COUNTED, &options);
+        let constants = |text: &str, k: i64| {
+            text.lines()
+                .filter(|l| l.ends_with(&format!("iconst.i64 {k}")))
+                .count()
+        };
+        // The dispatcher's test (the loop and the exit after it) and its charge; the
+        // per-iteration charge once (the ordinary loop), not in the copy; two loop tests.
+        assert_eq!(constants(&text, 301), 1, "{text}");
+        assert_eq!(constants(&text, -300), 1, "{text}");
+        assert_eq!(constants(&text, -3), 1, "{text}");
+        assert_eq!(constants(&text, 100), 2, "two copies of the body:\n{text}");
+        let jit = crate::compile(&program, &options).unwrap();
+        assert_eq!(jit.removed().counted, 1);
+        // Checked facts: the copy's count, tested in each of its blocks and on the way out.
+        let checked = ir_with(COUNTED, &options.clone().with_checked_facts(true));
+        assert_eq!(constants(&checked, 300), 2, "{checked}");
+        assert!(checked.contains(" ugt "), "{checked}");
+        assert!(checked.contains(" ne "), "{checked}");
+        let interp = ebpf_interp::Interpreter::new(&program);
+        let checked_jit =
+            crate::compile(&program, &options.clone().with_checked_facts(true)).unwrap();
+        let h = Helpers::new();
+        for budget in (290..=310).map(Some).chain([None]) {
+            let limits = Limits {
+                budget,
+                ..Limits::default()
+            };
+            let want = interp.run(MemoryMap::new(), [0, 0], &h, &limits);
+            for jit in [&jit, &checked_jit] {
+                assert_eq!(
+                    jit.run(MemoryMap::new(), [0, 0], &h, &limits),
+                    want,
+                    "{budget:?}"
+                );
+            }
+        }
     }
 
     /// What the generated code computes with [`udiv_magic`]'s numbers.

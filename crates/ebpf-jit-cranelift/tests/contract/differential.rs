@@ -114,3 +114,43 @@ fn many_return_sites_agree_at_every_budget() {
         }
     });
 }
+
+/// Loops the facts count, which the JIT charges once at their entry when the budget has them
+/// all (and what the code after them needs up to its next checkpoint): under every budget
+/// from none to a few past the whole run the JIT traps where the interpreter does, with the
+/// same count, in every configuration (the checked ones compare each copy's count with its
+/// fact; units of three instructions cut the loops, which then keep one copy). One exits at
+/// the bottom, one through the fall-through of a forward jump into code with more after it,
+/// one through the taken side at the top, one with stack accesses proven in bounds, one
+/// followed by stores and loads that the loop's head covers (a budget that has the loop but
+/// not them must not let the copy run).
+#[test]
+fn counted_loops_charge_exactly_under_every_budget() {
+    if !supported() {
+        return;
+    }
+    let programs = [
+        "mov %r0, 0\nmov %r1, 0\nloop:\nadd %r0, %r1\nadd %r1, 1\njlt %r1, 20, loop\nexit",
+        "mov %r0, 0\nmov %r1, 0\nloop:\nadd %r0, %r1\nadd %r1, 1\njne %r1, 9, cont\n\
+         add %r0, 1000\nmul %r0, 3\njeq %r0, 7, out\nadd %r0, 1\nout:\nexit\ncont:\nja loop",
+        "mov %r0, 0\nmov %r1, 12\nloop:\njeq %r1, 0, out\nsub %r1, 1\nadd %r0, 3\nja loop\n\
+         out:\nexit",
+        "mov %r0, 0\nmov %r1, 0\nloop:\nstxdw [%r10-8], %r1\nldxdw %r2, [%r10-8]\n\
+         add %r0, %r2\nadd %r1, 1\njlt %r1, 15, loop\nexit",
+        "mov %r0, 0\nmov %r1, 0\nloop:\nadd %r0, %r1\nadd %r1, 1\njlt %r1, 10, loop\n\
+         stxdw [%r10-8], %r0\nadd %r0, 1\nldxdw %r2, [%r10-8]\nadd %r0, %r2\nexit",
+    ];
+    with_differential(|d| {
+        for text in programs {
+            let program = asm(text);
+            let facts = ebpf_cfg::facts::Facts::analyse(&program, &crate::entry());
+            assert_eq!(facts.loops().len(), 1, "not counted:\n{text}");
+            let setup = Setup::input(vec![0u8; 16]);
+            let total = d.check(&program, &setup).exit().instructions;
+            for budget in (0..=total + 2).map(Some).chain([None]) {
+                d.check(&program, &setup.clone().budget(budget));
+                d.check(&program, &Setup::none().budget(budget));
+            }
+        }
+    });
+}
