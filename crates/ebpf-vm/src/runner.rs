@@ -10,7 +10,7 @@
 //! run can have written, and a run that panicked out (the embedder caught the panic around it)
 //! leaves a mark that makes the next run zero the whole buffer.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::{Arc, Weak};
 
@@ -167,9 +167,9 @@ impl Prepared {
     }
 }
 
-/// How many VMs' preparations a thread keeps for `Vm::run` (a VM run from inside a helper of
-/// its own run takes a second one). A thread that runs more VMs than this in turn runs the
-/// others through a map on the thread's shared scratch, as before the cache — still without
+/// How many VMs' preparations a thread keeps for `Vm::run` besides the last one's (a VM run
+/// from inside a helper of its own run takes a second one). A thread that runs more VMs than
+/// this in turn runs the others through a map on the thread's shared scratch, as before the cache — still without
 /// allocating.
 const WARM_SLOTS: usize = 8;
 
@@ -183,20 +183,59 @@ pub(crate) struct Warm {
 }
 
 std::thread_local! {
-    /// The thread's warm preparations. A run takes its VM's out of its slot and puts it back
-    /// when it returns: a nested run of the same VM (from a helper) finds none and makes a
-    /// second, and a run that panics out drops its own (its stack may hold the run's data).
+    /// The preparation the thread's last `Vm::run` put back: a run of the same VM takes it
+    /// from here — one load and one store — without borrowing or scanning the slots.
+    static LAST: Cell<Option<Box<Warm>>> = const { Cell::new(None) };
+
+    /// The thread's other warm preparations. A run takes its VM's out (of `LAST` or a slot)
+    /// and puts it back into `LAST` when it returns, the one there moving to a slot: a nested
+    /// run of the same VM (from a helper) finds none and makes a second, and a run that
+    /// panics out drops its own (its stack may hold the run's data).
     static WARM: RefCell<[Option<Box<Warm>>; WARM_SLOTS]> =
         const { RefCell::new([const { None }; WARM_SLOTS]) };
 }
 
 impl Warm {
-    /// This thread's preparation of `vm`, taken out of its slot: the one kept, or a new one
-    /// if a slot is free for it; `None` when every slot holds another live VM's (or during
-    /// the thread's teardown).
-    #[inline]
-    pub(crate) fn take(vm: &Vm) -> Option<Box<Warm>> {
+    /// What `Vm::run`, `run_no_data` and `run_with` do: `warm` on this thread's preparation
+    /// of `vm` (put back afterwards), or `cold` when there is none to be had.
+    #[inline(always)]
+    pub(crate) fn run<T, R>(
+        vm: &Vm,
+        arg: T,
+        warm: impl FnOnce(&mut Prepared, T) -> R,
+        cold: impl FnOnce(T) -> R,
+    ) -> R {
+        match Warm::take(vm) {
+            Some(mut kept) => {
+                let result = warm(&mut kept.prepared, arg);
+                kept.put_back();
+                result
+            }
+            None => cold(arg),
+        }
+    }
+
+    /// This thread's preparation of `vm`, taken out of `LAST` or its slot: the one kept, or
+    /// a new one if a slot is free for it; `None` when every slot holds another live VM's
+    /// (or during the thread's teardown).
+    #[inline(always)]
+    fn take(vm: &Vm) -> Option<Box<Warm>> {
         let key = Arc::as_ptr(&vm.identity);
+        let last = LAST.try_with(Cell::take).ok().flatten();
+        match last {
+            Some(last) if last.identity.as_ptr() == key => Some(last),
+            // (It was empty after the take: nothing is dropped by the set.)
+            Some(last) => {
+                let _ = LAST.try_with(|cell| cell.set(Some(last)));
+                Warm::take_slot(vm, key)
+            }
+            None => Warm::take_slot(vm, key),
+        }
+    }
+
+    /// `vm`'s preparation from the slots, or a new one.
+    #[inline(never)]
+    fn take_slot(vm: &Vm, key: *const ()) -> Option<Box<Warm>> {
         let kept = WARM
             .try_with(|slots| {
                 let mut slots = slots.try_borrow_mut().ok()?;
@@ -238,10 +277,19 @@ impl Warm {
         })
     }
 
-    /// Puts a preparation back into a free slot (or drops it when there is none: a nested
-    /// run's came back first and took the last).
-    #[inline]
-    pub(crate) fn put_back(self: Box<Warm>) {
+    /// Puts a preparation back into `LAST`, the one there moving to a free slot (or dropped
+    /// when there is none: a nested run's came back first and took the last).
+    #[inline(always)]
+    fn put_back(self: Box<Warm>) {
+        // (During the thread's teardown the closure, and `self` with it, is dropped.)
+        if let Ok(Some(displaced)) = LAST.try_with(|last| last.replace(Some(self))) {
+            displaced.shelve();
+        }
+    }
+
+    /// Puts a preparation into a free slot, or drops it when there is none.
+    #[inline(never)]
+    fn shelve(self: Box<Warm>) {
         let left = WARM.try_with(|slots| {
             let Ok(mut slots) = slots.try_borrow_mut() else {
                 return Some(self);
@@ -265,11 +313,19 @@ impl Warm {
         drop(Warm::take_where(|w| w.identity.as_ptr() == key));
     }
 
-    /// Takes this thread's preparations that `which` picks out of their slots, for the
-    /// caller to drop outside the slots' borrow (a helper's drop may run a VM, which needs
-    /// them); none while the slots are borrowed or the thread is being torn down.
-    fn take_where(which: impl Fn(&Warm) -> bool) -> [Option<Box<Warm>>; WARM_SLOTS] {
-        let mut taken = [const { None }; WARM_SLOTS];
+    /// Takes this thread's preparations that `which` picks out of `LAST` and the slots, for
+    /// the caller to drop outside the slots' borrow (a helper's drop may run a VM, which
+    /// needs them); none from the slots while they are borrowed, none at all while the
+    /// thread is being torn down.
+    fn take_where(which: impl Fn(&Warm) -> bool) -> [Option<Box<Warm>>; WARM_SLOTS + 1] {
+        let mut taken = [const { None }; WARM_SLOTS + 1];
+        let _ = LAST.try_with(|last| {
+            let kept = last.take();
+            match kept {
+                Some(warm) if which(&warm) => taken[WARM_SLOTS] = Some(warm),
+                kept => last.set(kept),
+            }
+        });
         let _ = WARM.try_with(|slots| {
             if let Ok(mut slots) = slots.try_borrow_mut() {
                 for (slot, out) in slots.iter_mut().zip(&mut taken) {

@@ -961,26 +961,22 @@ impl Vm {
     /// kept in a small per-thread cache), so later runs cost about what a runner's do.
     #[inline]
     pub fn run(&self, data: &mut [u8]) -> Result<u64, Trap> {
-        match Warm::take(self) {
-            Some(mut warm) => {
-                let result = warm.prepared.run(self, data);
-                warm.put_back();
-                result
-            }
-            None => self.run_unprepared(Input::new(data)).map(|exit| exit.r0),
-        }
+        Warm::run(
+            self,
+            data,
+            |prepared, data| prepared.run(self, data),
+            |data| self.run_unprepared(Input::new(data)).map(|exit| exit.r0),
+        )
     }
 
     /// Runs the program without any input (rbpf's `EbpfVmNoData`) and returns `r0`.
     pub fn run_no_data(&self) -> Result<u64, Trap> {
-        match Warm::take(self) {
-            Some(mut warm) => {
-                let result = warm.prepared.run_no_data(self);
-                warm.put_back();
-                result
-            }
-            None => self.run_unprepared(Input::none()).map(|exit| exit.r0),
-        }
+        Warm::run(
+            self,
+            (),
+            |prepared, ()| prepared.run_no_data(self),
+            |()| self.run_unprepared(Input::none()).map(|exit| exit.r0),
+        )
     }
 
     /// Runs the program on `input`; returns `r0` and the instruction count.
@@ -989,14 +985,12 @@ impl Vm {
     /// buffer or region longer than that is refused with [`TrapKind::RegionTooLarge`] at pc 0
     /// before anything runs.
     pub fn run_with(&self, input: Input<'_>) -> Result<Exit, Trap> {
-        match Warm::take(self) {
-            Some(mut warm) => {
-                let result = warm.prepared.run_with(self, input);
-                warm.put_back();
-                result
-            }
-            None => self.run_unprepared(input),
-        }
+        Warm::run(
+            self,
+            input,
+            |prepared, input| prepared.run_with(self, input),
+            |input| self.run_unprepared(input),
+        )
     }
 
     /// [`Vm::run_with`] without a preparation (the thread keeps as many as it can already,
