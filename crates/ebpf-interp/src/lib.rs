@@ -39,6 +39,7 @@
 extern crate alloc;
 
 mod ops;
+mod session;
 mod trace;
 pub use ebpf_abi::semantics;
 pub use trace::{Access, Effect, Observer, Step};
@@ -680,6 +681,13 @@ impl Executable for Interpreter {
         stack: &'m mut Stack,
     ) -> Result<Exit, Trap> {
         Interpreter::run_in(self, memory, args, helpers, limits, stack)
+    }
+
+    fn session(
+        self: alloc::sync::Arc<Self>,
+        binding: alloc::sync::Arc<dyn ebpf_abi::Binding>,
+    ) -> alloc::boxed::Box<dyn ebpf_abi::Session> {
+        session::Session::new(self, binding)
     }
 }
 

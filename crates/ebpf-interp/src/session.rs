@@ -1,0 +1,117 @@
+//! The interpreter's [`ebpf_abi::Session`]: what `Vm::run` and a runner run on.
+//!
+//! The interpreter reads memory through a [`MemoryMap`], so a run still builds one (safe code
+//! cannot keep a map of borrowed buffers from one run to the next); what the session saves
+//! against the default one is everything around it: one call from the facade to the dispatch
+//! loop instead of three, the saved frames kept here instead of in the lent stack, and the
+//! limits' budget and frame pointer computed once.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use ebpf_abi::{
+    Binding, CallFrame, Exit, Limits, MapSpill, MemoryMap, Region, Stack, Trap, layout,
+};
+
+use crate::{Interpreter, Machine};
+
+/// An [`Interpreter`] bound to its helpers, limits and fixed regions for runs on one thread.
+pub(crate) struct Session {
+    program: Arc<Interpreter>,
+    binding: Arc<dyn Binding>,
+    /// The binding's limits (a copy saves a virtual call per run).
+    limits: Limits,
+    /// Whether the binding has fixed regions to map (most VMs have none: no call then).
+    has_fixed: bool,
+    /// The allocation of region ids above the inline ones, kept between runs.
+    spill: MapSpill,
+    /// The saved caller frames of a run's calls: empty between runs, their allocation kept.
+    frames: Vec<CallFrame>,
+    /// `limits.stack_size()`, in bytes.
+    stack_size: usize,
+    /// `r10` at entry.
+    frame_pointer: u64,
+    /// The budget, `u64::MAX` without one.
+    budget: u64,
+}
+
+impl Session {
+    pub(crate) fn new(program: Arc<Interpreter>, binding: Arc<dyn Binding>) -> Box<Session> {
+        let has_fixed = {
+            let mut fixed = MemoryMap::new();
+            binding.map_fixed(&mut fixed);
+            fixed.mapped_ids() != 0
+        };
+        let limits = *binding.limits();
+        Box::new(Session {
+            program,
+            binding,
+            has_fixed,
+            spill: MapSpill::default(),
+            frames: Vec::new(),
+            stack_size: usize::try_from(limits.stack_size()).unwrap_or(usize::MAX),
+            frame_pointer: limits.frame_pointer(0),
+            budget: limits.budget.unwrap_or(u64::MAX),
+            limits,
+        })
+    }
+}
+
+impl ebpf_abi::Session for Session {
+    fn run(
+        &mut self,
+        data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        let binding = &*self.binding;
+        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
+        if self.has_fixed {
+            binding.map_fixed(&mut map);
+        }
+        if let Some(data) = data {
+            map.insert(layout::INPUT, Region::Writable(data));
+        }
+        if let Some(metadata) = metadata {
+            map.insert(layout::METADATA, Region::Writable(metadata));
+        }
+        map.insert(
+            layout::STACK,
+            Region::Writable(stack.region(self.stack_size)),
+        );
+        let mut regs = [0u64; 16];
+        regs[1] = args[0];
+        regs[2] = args[1];
+        regs[10] = self.frame_pointer;
+        let mut machine = Machine {
+            regs,
+            frames: core::mem::take(&mut self.frames),
+            pc: 0,
+            remaining: self.budget,
+        };
+        let result = self.program.dispatch(
+            &mut machine,
+            &mut map,
+            binding.helpers(),
+            &self.limits,
+            self.budget,
+            None,
+        );
+        machine.frames.clear();
+        self.frames = machine.frames;
+        self.spill = map.into_spill();
+        result
+    }
+
+    fn run_in<'m>(
+        &mut self,
+        memory: &mut MemoryMap<'m>,
+        args: [u64; 2],
+        stack: &'m mut Stack,
+    ) -> Result<Exit, Trap> {
+        self.program
+            .run_in(memory, args, self.binding.helpers(), &self.limits, stack)
+    }
+}
