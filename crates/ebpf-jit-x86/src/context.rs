@@ -131,6 +131,25 @@ pub(crate) struct RunState {
     pub(crate) loop_count: u64,
 }
 
+impl RunState {
+    /// Makes the state an earlier run left ready for a run from the entry, writing only what
+    /// generated code can read before writing it; [`crate::run`]'s `start_state` then sets
+    /// `r1`, `r2`, `r10`, the budget, the shadow stack's words and the trampoline. The rest
+    /// is written before it is read on every path (emit.rs): `saved_rsp` by the prologue;
+    /// `helper_id` and `args` before each helper call; `trap_code` and `trap_addr` by every
+    /// trap (`trap_common`, the trampoline), before the status that makes Rust read them;
+    /// `block` by the budget path, before `status::BUDGET`; `resume` by Rust, before the
+    /// resume entry. `trap_pc` is written by every trap, fact stub and helper call too, and
+    /// cleared here all the same (one store), so that a report of an internal error never
+    /// depends on an earlier run; `loop_count` (checked-facts mode) likewise.
+    #[inline(always)]
+    pub(crate) fn clear_for_entry(&mut self) {
+        self.regs = [0; 11];
+        self.trap_pc = 0;
+        self.loop_count = 0;
+    }
+}
+
 /// The context of one run. Generated code addresses it through `rbx`.
 #[repr(C)]
 pub(crate) struct Ctx<'a> {

@@ -468,8 +468,8 @@ impl ebpf_abi::Session for Session {
         ctx.set_run_row(layout::METADATA, raw(&mut metadata));
         // (Not `reset`: `memory` and `helpers` are null and `helper_trap` and `panic` empty
         // after every run — the code returned, and a trap or panic was taken — so only the
-        // run state is fresh.)
-        ctx.run = crate::context::RunState::default();
+        // run state is fresh, and of it only what the code reads before writing it.)
+        ctx.run.clear_for_entry();
         let budget = start_state(ctx, &mut self.spare.frames, args, &self.limits);
         let ctx = &mut self.spare.ctx;
         // SAFETY: `start` is the code's entry, which lives while `self.program` does. The
