@@ -216,7 +216,8 @@ unsafe fn run_on<'m>(
         generation: 0,
     };
     let budget = limits.budget.unwrap_or(u64::MAX);
-    start_state(&mut spare.ctx, args, budget, limits, frames);
+    let frame = (limits.stack_size(), limits.max_depth());
+    start_state(&mut spare.ctx, args, budget, frame, frames);
     host.rows = host
         .memory
         .refresh_raw_table(&mut spare.ctx.regions, spare.rows);
@@ -250,13 +251,19 @@ unsafe fn run_on<'m>(
 }
 
 /// Sets the context's fields for a run from the entry (everything but the region table and
-/// `user`).
+/// `user`): `stack_size` and `max_depth` are the limits'.
 #[inline(always)]
-fn start_state(ctx: &mut Context, args: [u64; 2], budget: u64, limits: &Limits, frames: *mut u64) {
+fn start_state(
+    ctx: &mut Context,
+    args: [u64; 2],
+    budget: u64,
+    (stack_size, max_depth): (u64, usize),
+    frames: *mut u64,
+) {
     ctx.args = args;
     ctx.remaining = budget;
-    ctx.stack_size = limits.stack_size();
-    ctx.max_depth = limits.max_depth() as u64;
+    ctx.stack_size = stack_size;
+    ctx.max_depth = max_depth as u64;
     ctx.frames = frames;
     ctx.helper = trampoline;
     ctx.helper_r0 = 0;
@@ -331,6 +338,11 @@ pub(crate) struct Session {
     fast_table: bool,
     /// Whether the program calls a helper (a kfunc, `callx`): then every run builds its map.
     calls_helpers: bool,
+    /// The limits' stack size (in bytes), call depth and budget (`u64::MAX` without one),
+    /// worked out once.
+    stack_size: usize,
+    max_depth: usize,
+    budget: u64,
 }
 
 impl Session {
@@ -352,11 +364,15 @@ impl Session {
                 } | ebpf_isa::Insn::CallX { .. }
             )
         });
+        let limits = *binding.limits();
         Session {
             gated: program.fallback.is_some(),
             program,
             entry,
-            limits: *binding.limits(),
+            stack_size: usize::try_from(limits.stack_size()).unwrap_or(usize::MAX),
+            max_depth: limits.max_depth(),
+            budget: limits.budget.unwrap_or(u64::MAX),
+            limits,
             binding,
             spill: ebpf_abi::MapSpill::default(),
             spare: Spare::fresh(),
@@ -477,10 +493,8 @@ impl ebpf_abi::Session for Session {
             // Only the fixed regions' rows; the run's rows follow.
             self.fixed_table();
         }
-        let limits = &self.limits;
         let spare = &mut *self.spare;
-        let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
-        let max_depth = limits.max_depth();
+        let (stack_size, max_depth) = (self.stack_size, self.max_depth);
         let (region, kept_frames) = stack.parts(stack_size);
         if kept_frames.len() < max_depth {
             kept_frames.resize(max_depth, CallFrame::default());
@@ -498,9 +512,9 @@ impl ebpf_abi::Session for Session {
         regions[layout::INPUT as usize] = raw(&mut data);
         regions[layout::METADATA as usize] = raw(&mut metadata);
         spare.rows |= 1 << layout::STACK | 1 << layout::INPUT | 1 << layout::METADATA;
-        let budget = limits.budget.unwrap_or(u64::MAX);
+        let budget = self.budget;
         let ctx = &mut spare.ctx;
-        start_state(ctx, args, budget, limits, frames);
+        start_state(ctx, args, budget, (stack_size as u64, max_depth), frames);
         ctx.user = core::ptr::null_mut();
         let ctx_ptr: *mut Context = &raw mut *ctx;
         // SAFETY: `entry` is generated code for this host, mapped while `self.program` lives
