@@ -309,9 +309,22 @@ unsafe fn call(start: *const u8, ctx: &mut Ctx<'static>) -> u32 {
 #[inline(always)]
 fn start_state(ctx: &mut Ctx<'_>, frames: &mut [Frame], args: [u64; 2], limits: &Limits) -> u64 {
     let budget = limits.budget.unwrap_or(u64::MAX);
+    start_state_with(ctx, frames, args, budget, limits.frame_pointer(0));
+    budget
+}
+
+/// [`start_state`] with the limits' budget and entry frame pointer worked out already.
+#[inline(always)]
+fn start_state_with(
+    ctx: &mut Ctx<'_>,
+    frames: &mut [Frame],
+    args: [u64; 2],
+    budget: u64,
+    frame_pointer: u64,
+) {
     ctx.run.regs[1] = args[0];
     ctx.run.regs[2] = args[1];
-    ctx.run.regs[10] = limits.frame_pointer(0);
+    ctx.run.regs[10] = frame_pointer;
     ctx.run.remaining = budget;
     let base = frames.as_mut_ptr();
     ctx.run.frame_base = base as u64;
@@ -319,7 +332,6 @@ fn start_state(ctx: &mut Ctx<'_>, frames: &mut [Frame], args: [u64; 2], limits: 
     ctx.run.frame_end = base.wrapping_add(frames.len()) as u64;
     let trampoline: extern "sysv64" fn(*mut Ctx<'_>) -> u32 = helper_trampoline;
     ctx.run.trampoline = trampoline as usize as u64;
-    budget
 }
 
 /// A program bound to its helpers, limits and fixed regions for runs on one thread
@@ -340,6 +352,9 @@ pub(crate) struct Session {
     /// leave other rows, and clears it.
     fast_table: bool,
     stack_size: usize,
+    /// The limits' budget (`u64::MAX` without one) and `r10` at entry, worked out once.
+    budget: u64,
+    frame_pointer: u64,
 }
 
 impl Session {
@@ -355,6 +370,8 @@ impl Session {
             spare,
             fast_table: false,
             stack_size: usize::try_from(limits.stack_size()).unwrap_or(usize::MAX),
+            budget: limits.budget.unwrap_or(u64::MAX),
+            frame_pointer: limits.frame_pointer(0),
         }
     }
 
@@ -470,7 +487,14 @@ impl ebpf_abi::Session for Session {
         // after every run — the code returned, and a trap or panic was taken — so only the
         // run state is fresh, and of it only what the code reads before writing it.)
         ctx.run.clear_for_entry();
-        let budget = start_state(ctx, &mut self.spare.frames, args, &self.limits);
+        let budget = self.budget;
+        start_state_with(
+            ctx,
+            &mut self.spare.frames,
+            args,
+            budget,
+            self.frame_pointer,
+        );
         let ctx = &mut self.spare.ctx;
         // SAFETY: `start` is the code's entry, which lives while `self.program` does. The
         // context is initialised for a run from the entry: its table holds the fixed regions'
