@@ -179,6 +179,9 @@ pub(crate) struct Warm {
     /// address, the key) stays the VM's while this weak reference lives, and it is dead once
     /// the VM is dropped.
     identity: Weak<()>,
+    /// The identity's address: what a run compares (`Weak::as_ptr` tests for a dangling
+    /// `Weak` first, which this one never is).
+    key: *const (),
     pub(crate) prepared: Prepared,
 }
 
@@ -223,7 +226,7 @@ impl Warm {
         let key = Arc::as_ptr(&vm.identity);
         let last = LAST.try_with(Cell::take).ok().flatten();
         match last {
-            Some(last) if last.identity.as_ptr() == key => Some(last),
+            Some(last) if last.key == key => Some(last),
             // (It was empty after the take: nothing is dropped by the set.)
             Some(last) => {
                 let _ = LAST.try_with(|cell| cell.set(Some(last)));
@@ -241,7 +244,7 @@ impl Warm {
                 let mut slots = slots.try_borrow_mut().ok()?;
                 slots
                     .iter_mut()
-                    .find(|slot| slot.as_ref().is_some_and(|w| w.identity.as_ptr() == key))
+                    .find(|slot| slot.as_ref().is_some_and(|w| w.key == key))
                     .and_then(Option::take)
             })
             .ok()
@@ -272,6 +275,7 @@ impl Warm {
         room.then(|| {
             Box::new(Warm {
                 identity: Arc::downgrade(&vm.identity),
+                key: Arc::as_ptr(&vm.identity),
                 prepared: Prepared::new(vm),
             })
         })
@@ -310,7 +314,7 @@ impl Warm {
     /// dropped; other threads' see it dead and evict theirs when they need a slot).
     pub(crate) fn evict(identity: &Arc<()>) {
         let key = Arc::as_ptr(identity);
-        drop(Warm::take_where(|w| w.identity.as_ptr() == key));
+        drop(Warm::take_where(|w| w.key == key));
     }
 
     /// Takes this thread's preparations that `which` picks out of `LAST` and the slots, for
