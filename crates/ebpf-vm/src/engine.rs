@@ -158,13 +158,24 @@ pub(crate) fn prepare(
     facts: Option<&Facts>,
     hardening: Hardening,
     cache: Option<&CodeCache>,
-) -> Result<Arc<dyn Executable>, LoadError> {
+) -> Result<(Arc<dyn Executable>, Progress), LoadError> {
     if !engine.is_available() {
         return Err(LoadError::EngineUnavailable(engine));
     }
     let _ = (entry, facts, hardening, cache);
-    match engine {
-        Engine::Interpreter => Ok(Arc::new(Interpreter::new(program))),
+    #[cfg(feature = "jit-cranelift")]
+    if engine == Engine::Tiered {
+        let tiered = Arc::new(tiered::Tiered::new(
+            program,
+            TIER_UP_AFTER_RUNS,
+            hardening,
+            entry,
+            cache.cloned(),
+        ));
+        return Ok((tiered.clone(), Progress(Some(tiered))));
+    }
+    let code = match engine {
+        Engine::Interpreter => Ok(Arc::new(Interpreter::new(program)) as Arc<dyn Executable>),
         #[cfg(feature = "jit-x86")]
         Engine::X86 => {
             let options = hardening.x86(Some(entry));
@@ -182,19 +193,28 @@ pub(crate) fn prepare(
             engine,
             cranelift_code(program, &hardening.cranelift(Some(entry)), facts, cache),
         ),
-        #[cfg(feature = "jit-cranelift")]
-        Engine::Tiered => Ok(Arc::new(tiered::Tiered::new(
-            program,
-            TIER_UP_AFTER_RUNS,
-            hardening,
-            entry,
-            cache.cloned(),
-        ))),
         #[allow(
             unreachable_patterns,
             reason = "which arms exist depends on the features"
         )]
         _ => Err(LoadError::EngineUnavailable(engine)),
+    }?;
+    Ok((code, Progress::default()))
+}
+
+/// Whether a VM's runs start on its final code ([`crate::Vm::optimised`]): the tiered engine's
+/// program until its Cranelift code has taken over; nothing for every other engine.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Progress(#[cfg(feature = "jit-cranelift")] Option<Arc<tiered::Tiered>>);
+
+impl Progress {
+    /// Whether runs that start now run the final code.
+    pub(crate) fn optimised(&self) -> bool {
+        #[cfg(feature = "jit-cranelift")]
+        if let Some(tiered) = &self.0 {
+            return tiered.is_optimised();
+        }
+        true
     }
 }
 
@@ -328,7 +348,6 @@ mod tiered {
         }
 
         /// Whether runs now start on the Cranelift code.
-        #[cfg(test)]
         pub(crate) fn is_optimised(&self) -> bool {
             self.shared.second.get().is_some()
         }
@@ -527,7 +546,7 @@ mod tests {
             let entry = Entry::input();
             let facts = Facts::analyse(&program, &entry);
             for facts in [None, Some(&facts)] {
-                let prepared =
+                let (prepared, _) =
                     prepare(engine, &program, &entry, facts, Hardening::default(), None).unwrap();
                 let exit = prepared
                     .run(

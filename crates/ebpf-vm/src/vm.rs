@@ -682,7 +682,7 @@ impl VmBuilder {
         if unbounded && matches!(self.verification, Verification::Verify) {
             return Err(LoadError::NeedsBudget);
         }
-        let compiled = engine::prepare(
+        let (compiled, progress) = engine::prepare(
             self.engine,
             &program,
             &self.entry(),
@@ -697,6 +697,7 @@ impl VmBuilder {
         Ok(Vm {
             program,
             compiled,
+            progress,
             #[cfg(feature = "elf")]
             kernel: None,
             map_regions: self.map_regions,
@@ -724,6 +725,8 @@ pub struct Vm {
     program: Program,
     /// The program as the engine prepared it (shared with an object's tail calls).
     pub(crate) compiled: Arc<dyn Executable>,
+    /// Whether `compiled` has reached its final code (the tiered engine's switch).
+    progress: engine::Progress,
     /// The object it came from, for programs with a kernel context.
     #[cfg(feature = "elf")]
     pub(crate) kernel: Option<crate::object::KernelProgram>,
@@ -907,6 +910,14 @@ impl Vm {
     /// The engine that runs it.
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// Whether runs that start now run the program's final code: always, except on
+    /// [`Engine::Tiered`] until its Cranelift code has taken over from the first tier (never,
+    /// there, if that compile failed: the first tier keeps running, with the same results).
+    /// For monitoring, and for measuring a tiered VM in its steady state.
+    pub fn optimised(&self) -> bool {
+        self.progress.optimised()
     }
 
     /// Bytes of machine code the engine generated for the program (0 for the interpreter).

@@ -8,6 +8,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use ebpf_vm::maps::UpdateFlags;
 use ebpf_vm::{Engine, Input, MetadataLayout, Selector, Vm, VmBuilder, VmMemory};
@@ -76,35 +77,33 @@ fn elf(builder: VmBuilder, file: &str) -> Vm {
 
 /// Runs `run` to warm up, then checks that 100 more runs allocate nothing and all return the
 /// first run's result. The warm-up is one run (the thread's first run may allocate its
-/// buffers), except on the tiered engine, whose 16th run allocates once to start the
-/// background compile (the compile allocates on its own thread, which is not counted), and
-/// whose first run after the compile is done moves to Cranelift's session.
-fn check_no_allocation(what: &str, engine: Engine, mut run: impl FnMut() -> u64) {
+/// buffers), except on the tiered engine: its 16th run allocates once to start the background
+/// compile (which allocates on its own thread, not counted), and the first run of each session
+/// after the compile is done moves it to Cranelift's session (a new one: it allocates). So
+/// there the warm-up goes on until every one of `vms` runs its Cranelift code, and one run
+/// more makes the switch.
+fn check_no_allocation(what: &str, vms: &[&Vm], mut run: impl FnMut() -> u64) {
+    let engine = vms[0].engine();
     let first = run();
-    let warm_up = if engine == Engine::Tiered { 32 } else { 0 };
-    for _ in 0..warm_up {
+    if engine == Engine::Tiered {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !vms.iter().all(|vm| vm.optimised()) {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: Cranelift never took over"
+            );
+            assert_eq!(
+                run(),
+                first,
+                "{what} on {engine}: results differ between runs"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         assert_eq!(
             run(),
             first,
-            "{what} on {engine}: results differ between runs"
+            "{what} on {engine}: results differ between tiers"
         );
-    }
-    if engine == Engine::Tiered {
-        // A prepared VM's session moves to Cranelift's (a new session: it allocates) at its
-        // first run after the background compile is done, which on a loaded machine can be
-        // after the warm-up: wait (a bounded while) for a window of runs that allocates
-        // nothing, then check the next one as on every engine.
-        for _ in 0..200 {
-            if allocations(|| {
-                for _ in 0..10 {
-                    run();
-                }
-            }) == 0
-            {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
     }
     let mut same = true;
     let n = allocations(|| {
@@ -130,30 +129,32 @@ fn runs_allocate_nothing_after_the_first() {
             .load_asm("mov %r0, 0\nexit")
             .unwrap();
         let mut input = [0u8; 64];
-        check_no_allocation("Vm::run, empty program", engine, || {
+        check_no_allocation("Vm::run, empty program", &[&empty], || {
             empty.run(&mut input).unwrap()
         });
-        check_no_allocation("Vm::run_no_data", engine, || empty.run_no_data().unwrap());
+        check_no_allocation("Vm::run_no_data", &[&empty], || {
+            empty.run_no_data().unwrap()
+        });
 
         // clang's code: a local call and a dozen loads.
         let ip_filter = elf(Vm::builder().engine(engine), "ip_filter.o");
         let mut frame = [0u8; 64];
         frame[12] = 0x08;
         frame[14] = 0x45;
-        check_no_allocation("Vm::run, ip_filter.o", engine, || {
+        check_no_allocation("Vm::run, ip_filter.o", &[&ip_filter], || {
             ip_filter.run(&mut frame).unwrap()
         });
 
         // The same through a runner (made before the count: making one allocates).
         let mut runner = empty.runner();
-        check_no_allocation("Runner::run, empty program", engine, || {
+        check_no_allocation("Runner::run, empty program", &[&empty], || {
             runner.run(&mut input).unwrap()
         });
-        check_no_allocation("Runner::run_no_data", engine, || {
+        check_no_allocation("Runner::run_no_data", &[&empty], || {
             runner.run_no_data().unwrap()
         });
         let mut runner = ip_filter.runner();
-        check_no_allocation("Runner::run, ip_filter.o", engine, || {
+        check_no_allocation("Runner::run, ip_filter.o", &[&ip_filter], || {
             runner.run(&mut frame).unwrap()
         });
 
@@ -165,7 +166,7 @@ fn runs_allocate_nothing_after_the_first() {
         let data = globals.global_data().unwrap();
         let key = 0u32.to_le_bytes();
         let initial = data.lookup(&key).unwrap().unwrap();
-        check_no_allocation("Vm::run, globals.o (.data)", engine, || {
+        check_no_allocation("Vm::run, globals.o (.data)", &[&globals], || {
             data.update(&key, &initial, UpdateFlags::Any).unwrap();
             globals.run(&mut input).unwrap()
         });
@@ -199,12 +200,12 @@ fn run_with_metadata_and_regions_allocates_nothing_after_the_first() {
         let mut data = [5u8; 8];
         let lookup = [7u8; 4];
         let mut out = [0u8; 4];
-        check_no_allocation("run_with, VM metadata, two regions", engine, || {
+        check_no_allocation("run_with, VM metadata, two regions", &[&vm], || {
             let input = Input::new(&mut data).region(&lookup).region_mut(&mut out);
             vm.run_with(input).unwrap().r0
         });
         let mut meta = [0u8; 16];
-        check_no_allocation("run_with, caller's metadata, two regions", engine, || {
+        check_no_allocation("run_with, caller's metadata, two regions", &[&vm], || {
             let input = Input::new(&mut data)
                 .metadata(&mut meta)
                 .region(&lookup)
@@ -212,7 +213,7 @@ fn run_with_metadata_and_regions_allocates_nothing_after_the_first() {
             vm.run_with(input).unwrap().r0
         });
         let mut runner = vm.runner();
-        check_no_allocation("Runner::run_with, VM metadata, two regions", engine, || {
+        check_no_allocation("Runner::run_with, VM metadata, two regions", &[&vm], || {
             let input = Input::new(&mut data).region(&lookup).region_mut(&mut out);
             runner.run_with(input).unwrap().r0
         });
@@ -243,11 +244,11 @@ fn helper_calls_allocate_nothing_after_the_first() {
             .load_asm(program)
             .unwrap();
         let mut input = [1u8; 8];
-        check_no_allocation("a helper-calling program", engine, || {
+        check_no_allocation("a helper-calling program", &[&vm], || {
             vm.run(&mut input).unwrap()
         });
         let mut runner = vm.runner();
-        check_no_allocation("a helper-calling program, Runner::run", engine, || {
+        check_no_allocation("a helper-calling program, Runner::run", &[&vm], || {
             runner.run(&mut input).unwrap()
         });
         assert_eq!(vm.run(&mut input).unwrap(), 43);
@@ -294,7 +295,7 @@ fn kernel_context_runs_allocate_nothing_after_the_first() {
         let mut packet = Packet::new(&frame).unwrap();
         for (object, name) in [(&fw, "xdp_firewall"), (&lb, "xdp_lb")] {
             let vm = object.program(name).unwrap();
-            check_no_allocation(name, engine, || {
+            check_no_allocation(name, &[vm], || {
                 packet.set(&frame).unwrap();
                 vm.run_packet(&mut packet, &ctx).unwrap().r0
             });
@@ -333,7 +334,7 @@ fn runs_with_many_regions_allocate_nothing_after_the_first() {
             .unwrap();
         assert_eq!(vm.read_only_region_address(2), 0x8_0000_0000);
         let mut input = [0u8; 8];
-        check_no_allocation("Vm::run, three read-only regions", engine, || {
+        check_no_allocation("Vm::run, three read-only regions", &[&vm], || {
             vm.run(&mut input).unwrap()
         });
         assert_eq!(vm.run(&mut input), Ok(5));
@@ -357,7 +358,7 @@ fn runs_with_many_regions_allocate_nothing_after_the_first() {
         let vm = lb.program("xdp_lb").unwrap();
         let ctx = Context::default_for(ProgramKind::Xdp);
         let mut packet = Packet::new(&frame).unwrap();
-        check_no_allocation("run_packet, map values past region 7", engine, || {
+        check_no_allocation("run_packet, map values past region 7", &[vm], || {
             packet.set(&frame).unwrap();
             vm.run_packet(&mut packet, &ctx).unwrap().r0
         });
@@ -381,9 +382,11 @@ fn several_vms_and_nested_runs_allocate_nothing_after_the_first() {
                 })
                 .collect();
             let mut input = [1u8; 8];
-            check_no_allocation(&format!("{count} VMs in turn"), engine, || {
-                vms.iter().map(|vm| vm.run(&mut input).unwrap()).sum()
-            });
+            check_no_allocation(
+                &format!("{count} VMs in turn"),
+                &vms.iter().collect::<Vec<_>>(),
+                || vms.iter().map(|vm| vm.run(&mut input).unwrap()).sum(),
+            );
         }
 
         let cell: std::sync::Arc<std::sync::OnceLock<Vm>> = Default::default();
@@ -402,7 +405,7 @@ fn several_vms_and_nested_runs_allocate_nothing_after_the_first() {
         let _ = cell.set(vm);
         let vm = cell.get().unwrap();
         let mut input = [1u8; 8];
-        check_no_allocation("a run nested in a helper", engine, || {
+        check_no_allocation("a run nested in a helper", &[vm], || {
             vm.run(&mut input).unwrap()
         });
         assert_eq!(vm.run(&mut input), Ok(2));
