@@ -740,6 +740,23 @@ struct Tx<'a, 'f> {
     block: usize,
     charged: bool,
     live_here: Vec<Regs>,
+    /// The run as it stood at the start of the current stretch of the plan block being
+    /// emitted: its entry, or just after its latest instruction with an effect outside the
+    /// registers (see [`Tx::suspend_at_resume_if`]).
+    resume: Option<ResumePoint>,
+}
+
+/// Where a stretch of a plan block without effects outside the registers starts, and what a
+/// suspension there stores: the pc, the live registers' values, the budget (`remaining` plus
+/// `unrun`, the instructions charged but not yet run), the depth, and the shared cold block
+/// that stores them, once made.
+struct ResumePoint {
+    pc: usize,
+    regs: Vec<(usize, Value)>,
+    remaining: Value,
+    unrun: i64,
+    depth: Option<Value>,
+    block: Option<ir::Block>,
 }
 
 impl<'a, 'f> Tx<'a, 'f> {
@@ -940,6 +957,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             block: 0,
             charged: false,
             live_here: Vec::new(),
+            resume: None,
         }
     }
 
@@ -1388,6 +1406,101 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.b.ins().return_(&[zero]);
     }
 
+    /// `if cond { suspend at the resume point }`, through one cold block per resume point
+    /// that every such test shares (made at the first). Handing the run over at the start of
+    /// its stretch (the plan block's entry, or just after an effect) instead of at the
+    /// instruction is exact: nothing run since has an effect outside the registers, so the
+    /// interpreter runs those instructions again from the same registers and budget and gets
+    /// the same values. One shared block instead of one per access gives the register
+    /// allocator fewer blocks and no copy of the stores per access (issue 14).
+    fn suspend_at_resume_if(&mut self, cond: Value) {
+        let shared = match &self.resume {
+            None => return self.cold_if(cond, Tx::suspend),
+            Some(point) => point.block,
+        };
+        let cont = self.b.create_block();
+        if let Some(shared) = shared {
+            self.b.ins().brif(cond, shared, &[], cont, &[]);
+            self.enter(cont);
+            return;
+        }
+        let shared = self.cold_block();
+        self.b.ins().brif(cond, shared, &[], cont, &[]);
+        // Not sealed until the stretch ends: later tests of it jump here too.
+        self.b.switch_to_block(shared);
+        if let Some(point) = self.resume.as_mut() {
+            point.block = Some(shared);
+            let regs = core::mem::take(&mut point.regs);
+            let (pc, remaining, unrun, depth) =
+                (point.pc, point.remaining, point.unrun, point.depth);
+            let f = self.flags.ctx;
+            for (r, v) in regs {
+                self.b
+                    .ins()
+                    .store(f, v, self.ctx, off::STATE + 8 * r as i32);
+            }
+            if let Some(depth) = depth {
+                self.b.ins().store(f, depth, self.ctx, off::DEPTH);
+            }
+            let remaining = if unrun == 0 {
+                remaining
+            } else {
+                self.b.ins().iadd_imm_s(remaining, unrun)
+            };
+            self.b.ins().store(f, remaining, self.ctx, off::REMAINING);
+            let pc = self.iconst(I64, pc as i64);
+            let kind = self.iconst(I64, SUSPENDED as i64);
+            self.b.ins().store(f, pc, self.ctx, off::TRAP_PC);
+            self.b.ins().store(f, kind, self.ctx, off::TRAP_KIND);
+        }
+        let zero = self.iconst(I64, 0);
+        self.b.ins().return_(&[zero]);
+        self.enter(cont);
+    }
+
+    /// Starts a new stretch of the plan block being emitted before its instruction `j`
+    /// (`None`: no more suspensions share a block), sealing the shared block of the stretch
+    /// that ends, whose predecessors are now all known.
+    fn restart_resume(&mut self, j: Option<usize>) {
+        if let Some(ResumePoint {
+            block: Some(shared),
+            ..
+        }) = self.resume.take()
+        {
+            self.b.seal_block(shared);
+        }
+        let Some(j) = j else {
+            return;
+        };
+        if self.prep.shortfall != Shortfall::Suspend {
+            return;
+        }
+        let block = &self.plan.blocks[self.block];
+        let i = block.insns.start + j;
+        let live = self
+            .live_here
+            .get(j)
+            .copied()
+            .unwrap_or(self.live[self.block]);
+        let unrun = if self.charged {
+            block.cost().saturating_sub(j as u64) as i64
+        } else {
+            0
+        };
+        let pc = self.prep.pcs.get(i).copied();
+        self.resume = Some(ResumePoint {
+            pc: pc.unwrap_or(self.plan.start_pcs[self.block]),
+            regs: (0..11)
+                .filter(|r| live & (1 << r) != 0)
+                .map(|r| (r, self.b.use_var(self.regs[r])))
+                .collect(),
+            remaining: self.b.use_var(self.remaining),
+            unrun,
+            depth: self.plan.has_calls.then(|| self.b.use_var(self.depth)),
+            block: None,
+        });
+    }
+
     /// Ends the current block with a jump to the trap exit; `dynamic_a` overrides `a`.
     fn jump_trap(&mut self, pc: usize, kind: u64, dynamic_a: Option<Value>, a: u64, b: u64) {
         let pc = self.iconst(I64, pc as i64);
@@ -1529,6 +1642,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             );
             self.trap_if(over, plan.start_pcs[bi], FACT_FAILED, None, 0);
         }
+        self.restart_resume((!slow).then_some(0));
         if !slow && block.tested && block.limit > 0 && counted.is_none() {
             let rem = self.b.use_var(self.remaining);
             let short = self.b.ins().icmp_imm_s(
@@ -1537,7 +1651,7 @@ impl<'a, 'f> Tx<'a, 'f> {
                 i64::try_from(block.limit).unwrap_or(i64::MAX),
             );
             match self.prep.shortfall {
-                Shortfall::Suspend => self.cold_if(short, Tx::suspend),
+                Shortfall::Suspend => self.suspend_at_resume_if(short),
                 Shortfall::CheckedCopy => {
                     let checked = self.block_for(bi, true);
                     let body = self.b.create_block();
@@ -1572,7 +1686,11 @@ impl<'a, 'f> Tx<'a, 'f> {
             }
             self.emit_insn(&insn, self.prep.pcs[i]);
             hints::transfer(&mut self.hints, &insn);
+            if leaves_effect(&insn) {
+                self.restart_resume((!slow && i + 1 < body_end).then_some(j + 1));
+            }
         }
+        self.restart_resume(None);
         if slow && cost > 0 && last_checked != Some(cost as usize - 1) {
             self.budget_check(rem0, cost as usize - 1, bi);
         }
@@ -2220,7 +2338,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             Hint::Region(region) if self.prep.shortfall == Shortfall::Suspend => {
                 // A wrong guess (or memory outside any region): the interpreter takes over.
                 let (outside, p_fast) = self.hinted_check(addr, region, width, write);
-                self.cold_if(outside, Tx::suspend);
+                self.suspend_at_resume_if(outside);
                 p_fast
             }
             Hint::Region(region) => {
@@ -2894,6 +3012,20 @@ fn memory_access(insn: &Insn) -> Option<(Reg, i16, u32, bool)> {
 
 /// Whether an instruction that does not end a block can trap or change anything outside the
 /// registers: the checked copy tests the budget before each.
+/// Whether running `insn` may change something besides the registers and the budget (memory,
+/// a helper's state, the end of the run): after it, a plan block's run cannot be handed over
+/// from the block's entry (see [`Tx::suspend_at_resume_if`]).
+fn leaves_effect(insn: &Insn) -> bool {
+    matches!(
+        insn,
+        Insn::Store { .. }
+            | Insn::Atomic { .. }
+            | Insn::LoadPacket { .. }
+            | Insn::Call { .. }
+            | Insn::CallX { .. }
+    )
+}
+
 fn has_effect(insn: &Insn) -> bool {
     matches!(
         insn,

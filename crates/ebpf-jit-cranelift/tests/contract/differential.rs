@@ -154,3 +154,42 @@ fn counted_loops_charge_exactly_under_every_budget() {
         }
     });
 }
+
+#[test]
+fn suspensions_within_a_block_agree_at_every_budget_and_input_length() {
+    if !supported() {
+        return;
+    }
+    // One straight block: register work, a hinted load, an atomic add to the input (an effect),
+    // more register work and hinted loads that miss on a short input. A miss hands the run to
+    // the interpreter from the block's entry or from just after the atomic add: from before
+    // it, the add would run twice (the input and r0 would show it). Every budget and input
+    // length stops the run at another instruction.
+    let program = asm("mov %r6, %r1\n\
+         ldxdw %r2, [%r1+0]\n\
+         add %r2, 5\n\
+         mov %r3, %r2\n\
+         lsh %r3, 1\n\
+         mov %r4, 1\n\
+         lock add [%r1+0], %r4\n\
+         add %r3, %r2\n\
+         ldxdw %r5, [%r1+8]\n\
+         add %r3, %r5\n\
+         stxdw [%r10-8], %r3\n\
+         mov %r2, %r3\n\
+         ldxdw %r5, [%r6+16]\n\
+         add %r3, %r5\n\
+         ldxdw %r0, [%r1+0]\n\
+         add %r0, %r3\n\
+         exit");
+    with_differential(|d| {
+        for len in [0, 4, 8, 12, 16, 20, 24] {
+            let setup = Setup::input(vec![3; len]);
+            d.check(&program, &setup);
+            // (17 instructions: every budget up to one more than a full run.)
+            for budget in 0..=18 {
+                d.check(&program, &setup.clone().budget(Some(budget)));
+            }
+        }
+    });
+}
