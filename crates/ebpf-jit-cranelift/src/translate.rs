@@ -26,6 +26,8 @@
 
 use std::collections::HashMap;
 
+use cranelift_codegen::entity::SecondaryMap;
+use cranelift_codegen::entity::packed_option::PackedOption;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I8, I16, I32, I64};
 use cranelift_codegen::ir::{
@@ -744,6 +746,12 @@ struct Tx<'a, 'f> {
     /// emitted: its entry, or just after its latest instruction with an effect outside the
     /// registers (see [`Tx::suspend_at_resume_if`]).
     resume: Option<ResumePoint>,
+    /// Per value `uextend.i64 x` of a 32-bit `x` the translation made: `x`. A 32-bit
+    /// operation on a register holding one reads `x` instead of a new `ireduce`, and a
+    /// `mov32` of it is the value itself: fewer values, and no zero-extending move that
+    /// Cranelift emits for `uextend(ireduce(..))`. (SSA values never change, and `x`
+    /// dominates every use of the value, so the map holds everywhere in the function.)
+    low32: SecondaryMap<Value, PackedOption<Value>>,
 }
 
 /// Where a stretch of a plan block without effects outside the registers starts, and what a
@@ -958,6 +966,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             charged: false,
             live_here: Vec::new(),
             resume: None,
+            low32: SecondaryMap::new(),
         }
     }
 
@@ -1903,9 +1912,9 @@ impl<'a, 'f> Tx<'a, 'f> {
                 let v = match width {
                     Width::W64 => self.b.ins().ineg(d),
                     Width::W32 => {
-                        let d = self.b.ins().ireduce(I32, d);
+                        let d = self.narrow(d);
                         let n = self.b.ins().ineg(d);
-                        self.b.ins().uextend(I64, n)
+                        self.widen(n)
                     }
                 };
                 self.set(dst, v);
@@ -2029,17 +2038,29 @@ impl<'a, 'f> Tx<'a, 'f> {
                 self.binary(op, I64, d, s, k)
             }
             Width::W32 => {
-                let d = self.reg(dst);
-                let d = self.b.ins().ireduce(I32, d);
+                if let (AluOp::Mov, Operand::Reg(r)) = (op, src) {
+                    let s = self.reg(r);
+                    if self.low32[s].is_some() {
+                        // Already the zero extension of its low half.
+                        return self.set(dst, s);
+                    }
+                }
                 let (s, k) = match src {
                     Operand::Reg(r) => {
                         let s = self.reg(r);
-                        (self.b.ins().ireduce(I32, s), None)
+                        (self.narrow(s), None)
                     }
                     Operand::Imm(imm) => (self.iconst(I32, i64::from(imm)), Some(i64::from(imm))),
                 };
+                // (A move does not read its destination.)
+                let d = if op == AluOp::Mov {
+                    s
+                } else {
+                    let d = self.reg(dst);
+                    self.narrow(d)
+                };
                 let v = self.binary(op, I32, d, s, k);
-                self.b.ins().uextend(I64, v)
+                self.widen(v)
             }
         };
         self.set(dst, v);
@@ -2048,6 +2069,21 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// `d op s` in type `ty`; `k` is `s` when it is a constant (as a signed value of `ty`).
     /// Division and modulo never trap: by zero they give 0 and `d`, `MIN / -1` is `MIN` and
     /// `MIN % -1` is 0.
+    /// The low 32 bits of `v` (see [`Tx::low32`]).
+    fn narrow(&mut self, v: Value) -> Value {
+        match self.low32[v].expand() {
+            Some(x) => x,
+            None => self.b.ins().ireduce(I32, v),
+        }
+    }
+
+    /// The zero extension of the 32-bit `x`, remembered for [`Tx::narrow`].
+    fn widen(&mut self, x: Value) -> Value {
+        let v = self.b.ins().uextend(I64, x);
+        self.low32[v] = x.into();
+        v
+    }
+
     fn binary(&mut self, op: AluOp, ty: ir::Type, d: Value, s: Value, k: Option<i64>) -> Value {
         match op {
             AluOp::Add => self.b.ins().iadd(d, s),
@@ -2215,16 +2251,12 @@ impl<'a, 'f> Tx<'a, 'f> {
         let b = match src {
             Operand::Reg(r) => {
                 let v = self.reg(r);
-                if ty == I32 {
-                    self.b.ins().ireduce(I32, v)
-                } else {
-                    v
-                }
+                if ty == I32 { self.narrow(v) } else { v }
             }
             Operand::Imm(imm) => self.iconst(ty, i64::from(imm)),
         };
         if ty == I32 {
-            a = self.b.ins().ireduce(I32, a);
+            a = self.narrow(a);
         }
         let cc = match cond {
             Cond::Set => {
@@ -3053,6 +3085,18 @@ mod tests {
     /// packet load — takes its host address through one `select_spectre_guard` of its own
     /// check, which becomes a conditional move on x86-64 (never a branch); frame slots proven
     /// inside the frame have no check and no guard; with masking off there is none at all.
+    /// A chain of 32-bit operations reads each result's low half where it was made: one
+    /// `ireduce` (of `r1`, a 64-bit value), and a `mov32` of a 32-bit result adds nothing.
+    #[test]
+    fn chains_of_32_bit_operations_reuse_their_low_halves() {
+        let src = "mov32 %r0, %r1\nadd32 %r0, 3\nlsh32 %r0, 2\nmov32 %r2, %r0\n\
+                   xor32 %r0, %r2\njgt32 %r0, %r2, +1\nneg32 %r0\nexit";
+        let text = ir(src, crate::IrStage::Translated, false);
+        assert_eq!(text.matches("ireduce").count(), 1, "{text}");
+        // mov32 r0, r1; add32; lsh32; xor32; neg32 (mov32 r2, r0 reuses r0's value).
+        assert_eq!(text.matches("uextend").count(), 5, "{text}");
+    }
+
     #[test]
     fn checked_accesses_are_guarded_against_speculation() {
         if !crate::host_supported() {
