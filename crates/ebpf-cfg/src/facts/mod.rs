@@ -270,7 +270,16 @@ impl Facts {
     /// Analyses `program` from `entry`. Linear in the program for loop-free code; loops add a
     /// few passes over their bodies (widening settles them).
     pub fn analyse(program: &Program, entry: &Entry) -> Facts {
-        Analysis::solve(program, entry, false).into_facts()
+        Analysis::solve(program, entry, false, true).into_facts()
+    }
+
+    /// [`Facts::analyse`] without its second, speculative solve: every access proven in
+    /// bounds is reported as not [`speculation_safe`](Access::InBounds) (the cautious
+    /// answer), everything else is the same. For consumers that do not clamp proven accesses
+    /// (a JIT without `spectre_clamp_proven`), to which the flag makes no difference: it
+    /// saves about a quarter of the analysis.
+    pub fn analyse_without_speculation(program: &Program, entry: &Entry) -> Facts {
+        Analysis::solve(program, entry, false, false).into_facts()
     }
 
     pub(crate) fn new(

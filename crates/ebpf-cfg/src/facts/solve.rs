@@ -49,11 +49,18 @@ impl Analysis {
     /// Analyses `program` from `entry`, keeping the state at every block (see
     /// [`Analysis::registers_at`]).
     pub fn run(program: &Program, entry: &Entry) -> Analysis {
-        Analysis::solve(program, entry, true)
+        Analysis::solve(program, entry, true, true)
     }
 
-    /// The analysis; `keep`: keep the states at block entries (only the facts otherwise).
-    pub(crate) fn solve(program: &Program, entry: &Entry, keep: bool) -> Analysis {
+    /// The analysis; `keep`: keep the states at block entries (only the facts otherwise);
+    /// `speculation`: also solve for [`InsnFact::speculation_safe`] (`false` everywhere
+    /// otherwise).
+    pub(crate) fn solve(
+        program: &Program,
+        entry: &Entry,
+        keep: bool,
+        speculation: bool,
+    ) -> Analysis {
         let graph = Graph::of(program);
         let insns = program.insns().to_vec();
         let (ctx, init) = start(entry);
@@ -67,7 +74,7 @@ impl Analysis {
         let mut facts = vec![InsnFact::default(); insns.len()];
         let mut loops = Loops::default();
         let entries = solver.solve(&init, &mut facts, entry, keep, &mut loops);
-        if facts.iter().any(|f| f.in_bounds) {
+        if speculation && facts.iter().any(|f| f.in_bounds) {
             // The same analysis again with every conditional jump refining nothing (both of
             // its sides flow): its states hold on every path a CPU may run, mispredicted
             // branches included. An access it also proves needs no branch (facts.md,

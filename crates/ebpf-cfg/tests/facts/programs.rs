@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use super::{Memory, check, check_speculative};
-use ebpf_cfg::facts::{Access, Analysis, Entry};
+use ebpf_cfg::facts::{Access, Analysis, Entry, Facts};
 use ebpf_testgen::{
     StructuredConfig, closed_program, counted_loop, off_by_one, parser, parser_step,
     structured_with_input,
@@ -119,6 +119,37 @@ proptest! {
         for len in [0, input.len() / 2, input.len()] {
             if let Err(e) = check_speculative(&program, &Memory::input(&input[..len]), taken) {
                 return Err(TestCaseError::fail(format!("{e}\n{text}")));
+            }
+        }
+    }
+
+    /// Without the speculative solve: every fact the same (each access's region, proven or
+    /// not, divisions, reachability, versions, loops), except that no access is
+    /// speculation-safe.
+    #[test]
+    fn facts_without_speculation_differ_only_in_speculation(
+        (s, _input) in structured_with_input(StructuredConfig::default()),
+        steps in prop::collection::vec(parser_step(), 1..6),
+    ) {
+        let (text, _) = parser(&steps, None);
+        for program in [s.program, assemble(&text)] {
+            for entry in [Entry::input(), Entry::unknown()] {
+                let full = Facts::analyse(&program, &entry);
+                let plain = Facts::analyse_without_speculation(&program, &entry);
+                for i in 0..program.len() {
+                    let cautious = match full.access(i) {
+                        Access::InBounds { region, .. } => Access::InBounds {
+                            region,
+                            speculation_safe: false,
+                        },
+                        other => other,
+                    };
+                    prop_assert_eq!(plain.access(i), cautious, "{}", i);
+                    prop_assert_eq!(plain.division(i), full.division(i));
+                    prop_assert_eq!(plain.reached(i), full.reached(i));
+                }
+                prop_assert_eq!(plain.versions(), full.versions());
+                prop_assert_eq!(plain.loops(), full.loops());
             }
         }
     }
