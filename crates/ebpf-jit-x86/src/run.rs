@@ -63,7 +63,7 @@ impl Compiled {
     /// (`pages`), so no page is ever writable and executable.
     pub(crate) fn new(program: &Program, options: &JitOptions) -> Result<Compiled, JitError> {
         let entry = options.entry.clone().unwrap_or_else(FactsEntry::unknown);
-        let facts = Facts::analyse(program, &entry);
+        let facts = crate::analyse(program, &entry, options);
         Compiled::with_facts(program, options, &facts)
     }
 
