@@ -73,7 +73,7 @@ fn reads(insn: &Insn, exit: Regs) -> Regs {
 }
 
 /// The registers `insn` writes whenever it completes (a trap ends the run).
-fn writes(insn: &Insn) -> Regs {
+pub(crate) fn writes(insn: &Insn) -> Regs {
     match *insn {
         Insn::Alu { dst, .. }
         | Insn::Neg { dst, .. }

@@ -754,16 +754,15 @@ struct Tx<'a, 'f> {
     low32: SecondaryMap<Value, PackedOption<Value>>,
 }
 
-/// Where a stretch of a plan block without effects outside the registers starts, and what a
-/// suspension there stores: the pc, the live registers' values, the budget (`remaining` plus
-/// `unrun`, the instructions charged but not yet run), the depth, and the shared cold block
-/// that stores them, once made.
+/// Where a stretch of a plan block without effects outside the registers starts (its
+/// instruction `j` of the block, at `pc`), the registers live there (`live`) and those the
+/// stretch has written so far (`written`), and the shared cold block that stores the run as it
+/// stood there, once made.
 struct ResumePoint {
+    j: usize,
     pc: usize,
-    regs: Vec<(usize, Value)>,
-    remaining: Value,
-    unrun: i64,
-    depth: Option<Value>,
+    live: Regs,
+    written: Regs,
     block: Option<ir::Block>,
 }
 
@@ -1422,46 +1421,71 @@ impl<'a, 'f> Tx<'a, 'f> {
     /// interpreter runs those instructions again from the same registers and budget and gets
     /// the same values. One shared block instead of one per access gives the register
     /// allocator fewer blocks and no copy of the stores per access (issue 14).
+    ///
+    /// The shared block stores the registers' values where it is made, so only while no
+    /// register live at the resume point has been written since: otherwise the access starts
+    /// a new stretch. (Keeping the old values alive for the shared block instead lengthens
+    /// live ranges in hot code.)
     fn suspend_at_resume_if(&mut self, cond: Value) {
-        let shared = match &self.resume {
-            None => return self.cold_if(cond, Tx::suspend),
-            Some(point) => point.block,
+        let Some(point) = &self.resume else {
+            return self.cold_if(cond, Tx::suspend);
+        };
+        if point.written & point.live != 0 {
+            let j = self.current - self.plan.blocks[self.block].insns.start;
+            self.restart_resume(Some(j));
+        }
+        let Some(point) = &self.resume else {
+            return self.cold_if(cond, Tx::suspend);
         };
         let cont = self.b.create_block();
-        if let Some(shared) = shared {
+        if let Some(shared) = point.block {
             self.b.ins().brif(cond, shared, &[], cont, &[]);
             self.enter(cont);
             return;
         }
+        let (j, pc, live) = (point.j, point.pc, point.live);
+        // The values here, where the test is (unchanged since the resume point: nothing live
+        // was written), read before the shared block is entered: read in it, the frontend
+        // would join them over its later predecessors.
+        let regs: Vec<(usize, Value)> = (0..11)
+            .filter(|r| live & (1 << r) != 0)
+            .map(|r| (r, self.b.use_var(self.regs[r])))
+            .collect();
+        let depth = self.plan.has_calls.then(|| self.b.use_var(self.depth));
+        let rem = self.b.use_var(self.remaining);
+        // The block is charged whole on entry; the stretch's instructions have not run.
+        let unrun = if self.charged {
+            let cost = self.plan.blocks[self.block].cost();
+            cost.saturating_sub(j as u64) as i64
+        } else {
+            0
+        };
         let shared = self.cold_block();
         self.b.ins().brif(cond, shared, &[], cont, &[]);
         // Not sealed until the stretch ends: later tests of it jump here too.
         self.b.switch_to_block(shared);
         if let Some(point) = self.resume.as_mut() {
             point.block = Some(shared);
-            let regs = core::mem::take(&mut point.regs);
-            let (pc, remaining, unrun, depth) =
-                (point.pc, point.remaining, point.unrun, point.depth);
-            let f = self.flags.ctx;
-            for (r, v) in regs {
-                self.b
-                    .ins()
-                    .store(f, v, self.ctx, off::STATE + 8 * r as i32);
-            }
-            if let Some(depth) = depth {
-                self.b.ins().store(f, depth, self.ctx, off::DEPTH);
-            }
-            let remaining = if unrun == 0 {
-                remaining
-            } else {
-                self.b.ins().iadd_imm_s(remaining, unrun)
-            };
-            self.b.ins().store(f, remaining, self.ctx, off::REMAINING);
-            let pc = self.iconst(I64, pc as i64);
-            let kind = self.iconst(I64, SUSPENDED as i64);
-            self.b.ins().store(f, pc, self.ctx, off::TRAP_PC);
-            self.b.ins().store(f, kind, self.ctx, off::TRAP_KIND);
         }
+        let f = self.flags.ctx;
+        for (r, v) in regs {
+            self.b
+                .ins()
+                .store(f, v, self.ctx, off::STATE + 8 * r as i32);
+        }
+        if let Some(depth) = depth {
+            self.b.ins().store(f, depth, self.ctx, off::DEPTH);
+        }
+        let rem = if unrun == 0 {
+            rem
+        } else {
+            self.b.ins().iadd_imm_s(rem, unrun)
+        };
+        self.b.ins().store(f, rem, self.ctx, off::REMAINING);
+        let pc = self.iconst(I64, pc as i64);
+        let kind = self.iconst(I64, SUSPENDED as i64);
+        self.b.ins().store(f, pc, self.ctx, off::TRAP_PC);
+        self.b.ins().store(f, kind, self.ctx, off::TRAP_KIND);
         let zero = self.iconst(I64, 0);
         self.b.ins().return_(&[zero]);
         self.enter(cont);
@@ -1484,28 +1508,18 @@ impl<'a, 'f> Tx<'a, 'f> {
         if self.prep.shortfall != Shortfall::Suspend {
             return;
         }
-        let block = &self.plan.blocks[self.block];
-        let i = block.insns.start + j;
+        let i = self.plan.blocks[self.block].insns.start + j;
         let live = self
             .live_here
             .get(j)
             .copied()
             .unwrap_or(self.live[self.block]);
-        let unrun = if self.charged {
-            block.cost().saturating_sub(j as u64) as i64
-        } else {
-            0
-        };
         let pc = self.prep.pcs.get(i).copied();
         self.resume = Some(ResumePoint {
+            j,
             pc: pc.unwrap_or(self.plan.start_pcs[self.block]),
-            regs: (0..11)
-                .filter(|r| live & (1 << r) != 0)
-                .map(|r| (r, self.b.use_var(self.regs[r])))
-                .collect(),
-            remaining: self.b.use_var(self.remaining),
-            unrun,
-            depth: self.plan.has_calls.then(|| self.b.use_var(self.depth)),
+            live,
+            written: 0,
             block: None,
         });
     }
@@ -1697,6 +1711,8 @@ impl<'a, 'f> Tx<'a, 'f> {
             hints::transfer(&mut self.hints, &insn);
             if leaves_effect(&insn) {
                 self.restart_resume((!slow && i + 1 < body_end).then_some(j + 1));
+            } else if let Some(point) = self.resume.as_mut() {
+                point.written |= live::writes(&insn);
             }
         }
         self.restart_resume(None);
