@@ -338,6 +338,7 @@ impl VmBuilder {
             data_offset: hidden,
             data_end_offset: hidden + 8,
         });
+        self.packet_runs = true;
         let mut vm = self.load_program(program)?;
         vm.kernel = Some(KernelProgram {
             kind,

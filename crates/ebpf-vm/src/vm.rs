@@ -300,6 +300,9 @@ pub struct VmBuilder {
     /// `max_entries` the embedder sets for an object's maps, by name
     /// ([`VmBuilder::map_max_entries`]).
     pub(crate) map_sizes: Vec<(String, u32)>,
+    /// The program runs through `Vm::run_packet` (an object's program with a kernel context),
+    /// whose runs the metadata entry never admits (see `VmBuilder::engine_entry`).
+    pub(crate) packet_runs: bool,
 }
 
 impl VmBuilder {
@@ -628,12 +631,26 @@ impl VmBuilder {
     /// `r1`/`r2` as [`VmBuilder::run_with`] sets them, the images' and read-only regions'
     /// lengths. Runs that break it (no input, a caller's metadata buffer without the
     /// addresses) are still correct: engines check `Entry::admits` and fall back.
+    /// What the engines compile for. `entry()`, except for a program that runs through
+    /// `Vm::run_packet`: there `data` sits after the packet's headroom and `data_end` before
+    /// its tailroom, where the metadata entry's facts have them at the input's start and end.
+    /// Compiled for that entry, every run would miss it and run code compiled on the first
+    /// packet without facts (a second compile, on the run path). Until the analysis models a
+    /// packet with headroom, such a program is compiled once, for the runs it gets: the two
+    /// buffers and the fixed regions, nothing said of the arguments.
+    fn engine_entry(&self) -> Entry {
+        if !self.packet_runs {
+            return self.entry();
+        }
+        let buffer = RegionSpec::Dynamic { writable: true };
+        let base = Entry::unknown()
+            .with_region(layout::INPUT as u8, buffer)
+            .with_region(layout::METADATA as u8, buffer);
+        self.with_fixed_regions(base)
+    }
+
     fn entry(&self) -> Entry {
-        let fixed = |len: usize, writable: bool| RegionSpec::Fixed {
-            len: len as u64,
-            writable,
-        };
-        let mut entry = match self.metadata {
+        let entry = match self.metadata {
             None => Entry::input(),
             Some(m) => match (
                 u32::try_from(m.data_offset),
@@ -642,6 +659,16 @@ impl VmBuilder {
                 (Ok(data), Ok(data_end)) => Entry::metadata(MetadataFields { data, data_end }),
                 _ => Entry::unknown(),
             },
+        };
+        self.with_fixed_regions(entry)
+    }
+
+    /// `entry` with what every run holds in the fixed regions: the object's images and the
+    /// read-only regions.
+    fn with_fixed_regions(&self, mut entry: Entry) -> Entry {
+        let fixed = |len: usize, writable: bool| RegionSpec::Fixed {
+            len: len as u64,
+            writable,
         };
         if let Some(rodata) = &self.images.rodata {
             entry = entry.with_region(layout::RODATA as u8, fixed(rodata.len(), false));
@@ -682,11 +709,17 @@ impl VmBuilder {
         if unbounded && matches!(self.verification, Verification::Verify) {
             return Err(LoadError::NeedsBudget);
         }
+        // The verifier's facts are proven from `entry()`: they go to the engine only when it
+        // compiles for that entry.
+        let facts = verified
+            .as_ref()
+            .filter(|_| !self.packet_runs)
+            .map(|v| v.facts());
         let (compiled, progress) = engine::prepare(
             self.engine,
             &program,
-            &self.entry(),
-            verified.as_ref().map(|v| v.facts()),
+            &self.engine_entry(),
+            facts,
             self.hardening,
             self.code_cache.cache().as_ref(),
         )?;
