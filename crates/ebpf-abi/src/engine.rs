@@ -166,11 +166,7 @@ struct MappedSession<E: ?Sized> {
 
 impl<E: ?Sized> MappedSession<E> {
     fn new(program: Arc<E>, binding: Arc<dyn Binding>) -> MappedSession<E> {
-        let has_fixed = {
-            let mut fixed = MemoryMap::new();
-            binding.map_fixed(&mut fixed);
-            fixed.mapped_ids() != 0
-        };
+        let has_fixed = has_fixed_regions(&*binding);
         MappedSession {
             program,
             limits: *binding.limits(),
@@ -228,9 +224,17 @@ pub fn map_run<'a>(
     map_buffers(map, data, metadata);
 }
 
+/// Whether `binding` has fixed regions to map: a session that knows it has none skips
+/// [`Binding::map_fixed`] (a virtual call) on every run.
+pub fn has_fixed_regions(binding: &dyn Binding) -> bool {
+    let mut fixed = MemoryMap::new();
+    binding.map_fixed(&mut fixed);
+    fixed.mapped_ids() != 0
+}
+
 /// Maps a run's own buffers: `data` at [`layout::INPUT`], `metadata` at [`layout::METADATA`].
 #[inline(always)]
-fn map_buffers<'a>(
+pub fn map_buffers<'a>(
     map: &mut MemoryMap<'a>,
     data: Option<&'a mut [u8]>,
     metadata: Option<&'a mut [u8]>,

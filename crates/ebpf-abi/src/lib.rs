@@ -56,7 +56,9 @@ pub mod step;
 mod trap;
 mod view;
 
-pub use engine::{Binding, Executable, PlainBinding, Session, map_run};
+pub use engine::{
+    Binding, Executable, PlainBinding, Session, has_fixed_regions, map_buffers, map_run,
+};
 pub use helper::{Helper, HelperError, HelperFn, Helpers, VmMemory, conformance_helper};
 pub use memory::{MapSpill, MemoryMap, REGION_TABLE_LEN, RawRegion, Region};
 pub use rand::SplitMix64;

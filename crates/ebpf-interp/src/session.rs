@@ -38,11 +38,7 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(program: Arc<Interpreter>, binding: Arc<dyn Binding>) -> Box<Session> {
-        let has_fixed = {
-            let mut fixed = MemoryMap::new();
-            binding.map_fixed(&mut fixed);
-            fixed.mapped_ids() != 0
-        };
+        let has_fixed = ebpf_abi::has_fixed_regions(&*binding);
         let limits = *binding.limits();
         Box::new(Session {
             program,
@@ -71,12 +67,7 @@ impl ebpf_abi::Session for Session {
         if self.has_fixed {
             binding.map_fixed(&mut map);
         }
-        if let Some(data) = data {
-            map.insert(layout::INPUT, Region::Writable(data));
-        }
-        if let Some(metadata) = metadata {
-            map.insert(layout::METADATA, Region::Writable(metadata));
-        }
+        ebpf_abi::map_buffers(&mut map, data, metadata);
         map.insert(
             layout::STACK,
             Region::Writable(stack.region(self.stack_size)),
