@@ -79,15 +79,44 @@ pub enum RegionSpec {
     },
 }
 
-/// Where the metadata buffer holds the input's addresses (rbpf's "mbuff" layout): the VM
-/// address of the input's first byte at byte offset `data` of the metadata region and one
-/// past its last byte at `data_end`, as little-endian `u64`s.
+/// Where the metadata buffer holds the addresses of the data in the input, as little-endian
+/// `u64`s at byte offsets `data` and `data_end` of the metadata region, and what they are:
+/// rbpf's "mbuff" layout (`packet: None`: the input's first byte and one past its last) or
+/// a kernel context's packet (`packet: Some(offset)`: a packet inside the input, after
+/// `offset` bytes of headroom, ending anywhere before the input's end).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MetadataFields {
-    /// Offset of the input's start address.
+    /// Offset of the data's start address.
     pub data: u32,
-    /// Offset of the input's end address.
+    /// Offset of the data's end address.
     pub data_end: u32,
+    /// `None`: `data` is the input's start and `data_end` its end, exactly. `Some(offset)`:
+    /// `data` is the input's start plus `offset` and `data_end` lies between `data` and the
+    /// input's end (`Vm::run_packet`'s layout: headroom before the packet, tailroom after
+    /// it, `data_end` known only at run time) — so a guard `data + n <= data_end` proves `n`
+    /// bytes at `data`, through `data_end <= end(input)`.
+    pub packet: Option<u32>,
+}
+
+impl MetadataFields {
+    /// rbpf's "mbuff" layout: the input's start at `data`, its end at `data_end`.
+    pub const fn input(data: u32, data_end: u32) -> MetadataFields {
+        MetadataFields {
+            data,
+            data_end,
+            packet: None,
+        }
+    }
+
+    /// A packet in the input after `offset` bytes of headroom: its start at `data`, its end
+    /// (anywhere from its start to the input's end) at `data_end`.
+    pub const fn packet(data: u32, data_end: u32, offset: u32) -> MetadataFields {
+        MetadataFields {
+            data,
+            data_end,
+            packet: Some(offset),
+        }
+    }
 }
 
 /// What holds when the program starts: what facts may rely on. The stack is always known (its
@@ -130,7 +159,8 @@ impl Entry {
     }
 
     /// The facade's metadata layout: `r1` is the writable metadata buffer's start, `r2` its
-    /// length, and the buffer holds the writable input's start and end at `fields`.
+    /// length, and the buffer holds the addresses of the data in the writable input at
+    /// `fields` (the input's start and end, or a packet's: see [`MetadataFields`]).
     pub fn metadata(fields: MetadataFields) -> Entry {
         let mut e = Entry::unknown();
         e.args = [
@@ -492,12 +522,25 @@ impl Admission {
         }
         if let Some(fields) = self.metadata {
             let input = layout::INPUT;
-            let at = |off: u32| memory.load::<8>(layout::vm_addr(layout::METADATA, u64::from(off)));
+            let at = |off: u32| {
+                memory
+                    .load::<8>(layout::vm_addr(layout::METADATA, u64::from(off)))
+                    .map(u64::from_le_bytes)
+            };
             let start = layout::vm_addr(input, 0);
             let end = start + memory.extent(input).0;
-            if at(fields.data) != Some(start.to_le_bytes())
-                || at(fields.data_end) != Some(end.to_le_bytes())
-            {
+            let (Some(data), Some(data_end)) = (at(fields.data), at(fields.data_end)) else {
+                return false;
+            };
+            let ok = match fields.packet {
+                None => data == start && data_end == end,
+                // `data_end <= end(input)` is what proves the guards' accesses; `data <=
+                // data_end` what lets the analysis take the packet's start as a lower bound.
+                Some(offset) => {
+                    data == start + u64::from(offset) && data <= data_end && data_end <= end
+                }
+            };
+            if !ok {
                 return false;
             }
         }
@@ -557,5 +600,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A packet entry admits a run exactly when the metadata buffer's `data` is the input's
+    /// start plus the offset and its `data_end` lies between `data` and the input's end.
+    #[test]
+    fn a_packet_entry_admits_the_packets_it_describes() {
+        let entry = Entry::metadata(MetadataFields::packet(0, 8, 4));
+        let start = layout::vm_addr(layout::INPUT, 0);
+        for input_len in [0u64, 3, 4, 5, 16] {
+            for data in [0u64, 3, 4, 5] {
+                for data_end in [0u64, 3, 4, 5, 15, 16, 17] {
+                    let mut input = vec![0u8; input_len as usize];
+                    let mut meta = vec![0u8; 16];
+                    meta[..8].copy_from_slice(&(start + data).to_le_bytes());
+                    meta[8..].copy_from_slice(&(start + data_end).to_le_bytes());
+                    let mut map = MemoryMap::new();
+                    map.insert(layout::INPUT, Region::Writable(&mut input));
+                    map.insert(layout::METADATA, Region::Writable(&mut meta));
+                    let args = [layout::vm_addr(layout::METADATA, 0), 16];
+                    let expected = data == 4 && data <= data_end && data_end <= input_len;
+                    assert_eq!(
+                        entry.admits(&map, args),
+                        expected,
+                        "input {input_len}, data {data}, data_end {data_end}"
+                    );
+                }
+            }
+        }
+        // The fields must be in the buffer.
+        let mut input = vec![0u8; 16];
+        let mut short = vec![0u8; 12];
+        short[..8].copy_from_slice(&(start + 4).to_le_bytes());
+        let mut map = MemoryMap::new();
+        map.insert(layout::INPUT, Region::Writable(&mut input));
+        map.insert(layout::METADATA, Region::Writable(&mut short));
+        assert!(!entry.admits(&map, [layout::vm_addr(layout::METADATA, 0), 12]));
     }
 }

@@ -20,7 +20,7 @@ use super::graph::{Graph, NO_BLOCK, Term};
 use super::loops::{self, Condition, LoopFact, Version};
 use super::num::{Bits, Num, Thresholds};
 use super::state::{NONE, REGS, SLOTS, Space, State, Val};
-use super::transfer::Ctx;
+use super::transfer::{Ctx, MetaFields};
 use super::{Access, Arg, Entry, Facts, InsnFact, NO_REGION, RegionSpec};
 
 /// States move between blocks boxed: a move is a pointer, not a kilobyte.
@@ -338,11 +338,12 @@ fn start(entry: &Entry) -> (Ctx, State) {
     let meta = entry.metadata.and_then(|f| {
         let input = space.slot_of(layout::INPUT)?;
         space.slot_of(layout::METADATA)?;
-        Some((
-            layout::vm_addr(layout::METADATA, u64::from(f.data)),
-            layout::vm_addr(layout::METADATA, u64::from(f.data_end)),
+        Some(MetaFields {
+            data: layout::vm_addr(layout::METADATA, u64::from(f.data)),
+            data_end: layout::vm_addr(layout::METADATA, u64::from(f.data_end)),
             input,
-        ))
+            packet: f.packet,
+        })
     });
     let ctx = Ctx {
         space,
@@ -356,6 +357,17 @@ fn start(entry: &Entry) -> (Ctx, State) {
         meta: meta.is_some(),
     };
     state.len_min[0] = STACK_FRAME_SIZE;
+    if let (Some(f), Some(m)) = (entry.metadata, meta) {
+        // The fields are in the buffer (the admission reads them).
+        if let Some(slot) = ctx.space.slot_of(layout::METADATA) {
+            state.len_min[usize::from(slot)] = u64::from(f.data.max(f.data_end)) + 8;
+        }
+        // A packet starts `offset` bytes into the input, no later than it ends, which is no
+        // later than the input's end (the admission checks both).
+        if let Some(offset) = m.packet {
+            state.len_min[usize::from(m.input)] = u64::from(offset);
+        }
+    }
     for (k, arg) in entry.args.iter().enumerate() {
         state.regs[k + 1] = match *arg {
             // An unknown r1 is most likely the input's start: a guess, never a proof.

@@ -150,6 +150,25 @@ impl Val {
         v
     }
 
+    /// Anywhere from `lo` to `End(slot)`: a packet's end, bounded by the end of the region
+    /// that holds it but not equal to it.
+    pub(crate) fn end_at_most(slot: u8, lo: u64, space: &Space) -> Val {
+        let hi = space.end_max(slot);
+        let num = if i128::from(lo) <= hi && hi <= i128::from(u64::MAX) {
+            Num::range(lo, hi as u64, Bits::B64)
+        } else {
+            Num::top(Bits::B64)
+        };
+        Val {
+            end: slot,
+            end_shift: 0,
+            end_exact: false,
+            end_off: 0,
+            hint: space.regions[usize::from(slot)],
+            ..Val::of(num)
+        }
+    }
+
     fn drop_link(&mut self) {
         self.link = NONE;
         self.link_shift = 0;

@@ -11,14 +11,27 @@ use super::state::{NONE, Space, State, Val};
 pub(crate) struct Ctx {
     /// The run-time-length regions.
     pub(crate) space: Space,
-    /// The metadata buffer's address fields: VM addresses of `data` and `data_end`, and the
-    /// input's slot.
-    pub(crate) meta: Option<(u64, u64, u8)>,
+    /// The metadata buffer's address fields, if the entry has them.
+    pub(crate) meta: Option<MetaFields>,
     /// The stack's slot.
     pub(crate) stack: u8,
     /// Speculative paths: conditional jumps refine nothing and both of their sides flow, as
     /// on the path a mispredicted branch leads a CPU down (see `Analysis::solve`).
     pub(crate) speculative: bool,
+}
+
+/// Where the metadata buffer holds the data's addresses, and what they are at entry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MetaFields {
+    /// VM address of the `data` field.
+    pub(crate) data: u64,
+    /// VM address of the `data_end` field.
+    pub(crate) data_end: u64,
+    /// The input's slot.
+    pub(crate) input: u8,
+    /// `None`: the input's start and end. `Some(offset)`: a packet `offset` bytes into the
+    /// input, ending no later than the input (`MetadataFields::packet`).
+    pub(crate) packet: Option<u32>,
 }
 
 /// The second operand, as the analysis sees it.
@@ -175,18 +188,27 @@ impl State {
     }
 
     /// The value a load produces: a field of the metadata buffer if it is one and intact, else
-    /// whatever the size allows.
+    /// whatever the size allows. Intact means no store and no call since entry (`meta`): a
+    /// helper that moves the packet (`xdp_adjust_head`) rewrites the fields, and what a load
+    /// reads after it is not what the entry's admission checked.
     fn loaded(&self, size: Size, signed: bool, base: usize, off: i16, ctx: &Ctx) -> Val {
-        if let (Some((data, data_end, input)), Size::DW, true) = (ctx.meta, size, self.meta) {
+        if let (Some(m), Size::DW, true) = (ctx.meta, size, self.meta) {
             let addr = self.regs[base]
                 .num
                 .as_constant()
                 .map(|b| b.wrapping_add(i64::from(off) as u64));
-            if addr == Some(data) {
-                return Val::constant(ctx.space.base(input));
+            let start = ctx.space.base(m.input);
+            let len_min = self.len_min[usize::from(m.input)];
+            if addr == Some(m.data) {
+                return Val::constant(start + u64::from(m.packet.unwrap_or(0)));
             }
-            if addr == Some(data_end) {
-                return Val::end_exactly(input, 0, &ctx.space, self.len_min[usize::from(input)]);
+            if addr == Some(m.data_end) {
+                return match m.packet {
+                    None => Val::end_exactly(m.input, 0, &ctx.space, len_min),
+                    Some(offset) => {
+                        Val::end_at_most(m.input, start + u64::from(offset), &ctx.space)
+                    }
+                };
             }
         }
         Val::of(num::loaded(size.bytes(), signed))
@@ -194,7 +216,7 @@ impl State {
 
     /// A store of `bytes` at `R[base] + off`: it may overwrite the metadata fields.
     fn stored(&mut self, base: usize, off: i16, bytes: u32, ctx: &Ctx) {
-        let Some((data, data_end, _)) = ctx.meta else {
+        let Some(MetaFields { data, data_end, .. }) = ctx.meta else {
             return;
         };
         if !self.meta {

@@ -319,10 +319,7 @@ fn metadata_fields_are_the_input_until_overwritten() {
     out:
         exit";
     let program = ebpf_isa::assemble(text).unwrap();
-    let entry = Entry::metadata(MetadataFields {
-        data: 0,
-        data_end: 8,
-    });
+    let entry = Entry::metadata(MetadataFields::input(0, 8));
     let a = Analysis::run(&program, &entry);
     assert_eq!(
         a.facts().access(5),
@@ -677,4 +674,176 @@ fn proofs_that_need_a_branch_are_not_speculation_safe() {
         vec![(6, layout::INPUT as u8)]
     );
     assert!(matches!(a.facts().access(6), Access::Checked { .. }));
+}
+
+/// A run of the packet entry: `headroom` bytes, a packet of `len`, `tailroom` bytes, in one
+/// input region; the metadata buffer holds the packet's start and end at offsets 0 and 8.
+pub(crate) fn packet(headroom: u32, len: u64, tailroom: u64) -> Memory {
+    let total = u64::from(headroom) + len + tailroom;
+    Memory {
+        input: Some((0..total).map(|i| i as u8).collect()),
+        metadata: true,
+        packet: Some((headroom, u64::from(headroom) + len)),
+        ..Memory::default()
+    }
+}
+
+/// An XDP program's Ethernet header check, on the fields its context access conversion
+/// leaves (`data`, `data_end` as 64-bit loads of the metadata buffer).
+const XDP_ETH: &str = "
+    ldxdw %r2, [%r1]
+    ldxdw %r3, [%r1+8]
+    mov %r4, %r2
+    add %r4, 14
+    jgt %r4, %r3, drop
+    ldxh %r0, [%r2+12]
+    ldxb %r5, [%r2+13]
+    ldxb %r5, [%r2]
+    exit
+drop:
+    mov %r0, 0
+    exit";
+
+/// Every packet length from 0 to 20 after `headroom`, with no tailroom (a load past the
+/// packet traps) and with some, and runs whose `data_end` lies past the input's end or
+/// before `data` (which the entry must not admit: `check` skips them).
+fn every_packet(text: &str, headroom: u32) {
+    for len in 0..=20 {
+        for tailroom in [0, 1, 3] {
+            assert_sound(text, &packet(headroom, len, tailroom));
+        }
+        let mut lying = packet(headroom, len, 0);
+        lying.packet = Some((headroom, u64::from(headroom) + len + 1));
+        assert_sound(text, &lying);
+    }
+}
+
+#[test]
+fn a_guard_against_a_packets_end_proves_the_header() {
+    let entry = Entry::metadata(MetadataFields::packet(0, 8, 16));
+    let proven_for = |text: &str| {
+        let program = ebpf_isa::assemble(text).unwrap();
+        let facts = ebpf_cfg::facts::Facts::analyse(&program, &entry);
+        facts.accesses_in_bounds().collect::<Vec<_>>()
+    };
+    assert_eq!(proven_for(XDP_ETH), vec![0, 1, 5, 6, 7]);
+    // The mbuff entry says `data` is the input's start: the same program, other facts, but
+    // the same shape of proof.
+    assert_eq!(
+        proven(XDP_ETH),
+        Vec::<usize>::new(),
+        "no metadata, no proof"
+    );
+    let input_entry = Entry::metadata(MetadataFields::input(0, 8));
+    let program = ebpf_isa::assemble(XDP_ETH).unwrap();
+    let facts = ebpf_cfg::facts::Facts::analyse(&program, &input_entry);
+    assert_eq!(
+        facts.accesses_in_bounds().collect::<Vec<_>>(),
+        vec![0, 1, 5, 6, 7]
+    );
+    for headroom in [0, 16, 256] {
+        every_packet(XDP_ETH, headroom);
+    }
+    // The mutants: 13 bytes guarded, the load of byte 13 stays checked.
+    let short = XDP_ETH.replace("add %r4, 14", "add %r4, 13");
+    assert_eq!(proven_for(&short), vec![0, 1, 7]);
+    every_packet(&short, 16);
+    let ge = XDP_ETH.replace("jgt %r4, %r3", "jge %r4, %r3");
+    assert_eq!(proven_for(&ge), vec![0, 1, 5, 6, 7]);
+    every_packet(&ge, 16);
+    let signed = XDP_ETH.replace("jgt %r4, %r3", "jsgt %r4, %r3");
+    assert_eq!(proven_for(&signed), vec![0, 1, 5, 6, 7]);
+    every_packet(&signed, 16);
+    let wrong = XDP_ETH.replace("jgt %r4, %r3", "jle %r4, %r3");
+    assert_eq!(proven_for(&wrong), vec![0, 1]);
+    every_packet(&wrong, 16);
+    // A 32-bit sum may wrap: nothing proven past it.
+    let wrap = XDP_ETH.replace("add %r4, 14", "add32 %r4, 14");
+    assert_eq!(proven_for(&wrap), vec![0, 1]);
+    every_packet(&wrap, 16);
+    // Without a guard the packet may be empty: only the headroom is known.
+    let unguarded = XDP_ETH.replace("jgt %r4, %r3, drop", "ja +0");
+    assert_eq!(proven_for(&unguarded), vec![0, 1]);
+    every_packet(&unguarded, 16);
+    let headroom = "ldxdw %r2, [%r1]\nldxb %r0, [%r2-16]\nldxb %r0, [%r2-17]\nexit";
+    assert_eq!(
+        proven_for(headroom),
+        vec![0, 1],
+        "16 bytes of headroom, not 17"
+    );
+    every_packet(headroom, 16);
+    // Speculation: the guard's proofs need its branch; the headroom's and the fields' do not.
+    let safe = |text: &str, i: usize| {
+        let program = ebpf_isa::assemble(text).unwrap();
+        match ebpf_cfg::facts::Facts::analyse(&program, &entry).access(i) {
+            Access::InBounds {
+                speculation_safe, ..
+            } => speculation_safe,
+            Access::Checked { .. } => panic!("{i} not proven"),
+        }
+    };
+    assert!(safe(XDP_ETH, 0) && safe(XDP_ETH, 1) && safe(headroom, 1));
+    assert!(!safe(XDP_ETH, 5) && !safe(XDP_ETH, 7));
+    for taken in [0, 1, u64::MAX] {
+        for len in [0, 13, 14] {
+            for text in [XDP_ETH, headroom] {
+                let program = ebpf_isa::assemble(text).unwrap();
+                if let Err(e) = check_speculative(&program, &packet(16, len, 0), taken) {
+                    panic!("{e}\n{text}");
+                }
+            }
+        }
+    }
+}
+
+/// A helper may move the packet (`xdp_adjust_head`): pointers loaded before it stay inside
+/// the input (its end does not move), fields loaded after it are unknown.
+#[test]
+fn a_helper_call_makes_the_fields_unknown() {
+    let entry = Entry::metadata(MetadataFields::packet(0, 8, 16));
+    // Helper 6 writes r2 at r1: here the packet's start moves 4 bytes on (data + 4).
+    let text = "
+        ldxdw %r6, [%r1]
+        ldxdw %r7, [%r1+8]
+        mov %r4, %r6
+        add %r4, 14
+        jgt %r4, %r7, drop
+        mov %r8, %r1
+        mov %r2, %r6
+        add %r2, 4
+        call 6
+        ldxh %r0, [%r6+12]
+        ldxdw %r2, [%r8]
+        ldxdw %r3, [%r8+8]
+        mov %r4, %r2
+        add %r4, 14
+        jgt %r4, %r3, drop
+        ldxh %r0, [%r2+12]
+        exit
+    drop:
+        mov %r0, 0
+        exit";
+    let program = ebpf_isa::assemble(text).unwrap();
+    let facts = ebpf_cfg::facts::Facts::analyse(&program, &entry);
+    assert_eq!(
+        facts.access(9),
+        Access::InBounds {
+            region: layout::INPUT as u8,
+            speculation_safe: false,
+        },
+        "loaded before the call"
+    );
+    // The field is still in the buffer, but what it holds is not known after the call.
+    assert!(matches!(facts.access(10), Access::InBounds { .. }));
+    assert!(
+        matches!(facts.access(15), Access::Checked { .. }),
+        "the guard of a field loaded after the call proves nothing"
+    );
+    every_packet(text, 16);
+    // The same with a store into the field instead of the call.
+    let stored = text.replace("call 6", "stxdw [%r1], %r2");
+    let program = ebpf_isa::assemble(&stored).unwrap();
+    let facts = ebpf_cfg::facts::Facts::analyse(&program, &entry);
+    assert!(matches!(facts.access(15), Access::Checked { .. }));
+    every_packet(&stored, 16);
 }

@@ -8,7 +8,7 @@ mod idioms;
 mod programs;
 
 use ebpf_abi::{Helpers, Limits, MemoryMap, Region, TrapKind, layout};
-use ebpf_cfg::facts::{Access, Analysis, Entry, RegionSpec};
+use ebpf_cfg::facts::{Access, Analysis, Entry, MetadataFields, RegionSpec};
 use ebpf_interp::Interpreter;
 use ebpf_isa::{AluOp, Insn, Operand, Program, Width};
 
@@ -20,6 +20,10 @@ pub(crate) struct Memory {
     pub(crate) data: Vec<u8>,
     /// Prefix of a metadata buffer holding the input's addresses at offsets 0 and 8.
     pub(crate) metadata: bool,
+    /// With `metadata`: the buffer holds a packet's addresses instead, `data` at this many
+    /// bytes into the input and `data_end` at the second (which may lie past the input's end:
+    /// a run the packet entry must not admit).
+    pub(crate) packet: Option<(u32, u64)>,
 }
 
 impl Memory {
@@ -46,9 +50,9 @@ pub(crate) fn helpers() -> Helpers {
 /// `Entry::unknown()`.
 fn entries(mem: &Memory) -> Vec<Entry> {
     let mut base = if mem.metadata {
-        Entry::metadata(ebpf_cfg::facts::MetadataFields {
-            data: 0,
-            data_end: 8,
+        Entry::metadata(match mem.packet {
+            None => MetadataFields::input(0, 8),
+            Some((offset, _)) => MetadataFields::packet(0, 8, offset),
         })
     } else {
         Entry::input()
@@ -86,9 +90,16 @@ fn arguments(mem: &Memory) -> ([u64; 2], Vec<u8>) {
         .input
         .as_ref()
         .map_or(0, |_| layout::vm_addr(layout::INPUT, input_len));
+    let (data, data_end) = match mem.packet {
+        None => (start, end),
+        Some((offset, data_end)) => (
+            layout::vm_addr(layout::INPUT, u64::from(offset)),
+            layout::vm_addr(layout::INPUT, data_end),
+        ),
+    };
     let mut meta = vec![0u8; 16];
-    meta[..8].copy_from_slice(&start.to_le_bytes());
-    meta[8..].copy_from_slice(&end.to_le_bytes());
+    meta[..8].copy_from_slice(&data.to_le_bytes());
+    meta[8..].copy_from_slice(&data_end.to_le_bytes());
     let args = if mem.metadata {
         [layout::vm_addr(layout::METADATA, 0), 16]
     } else {

@@ -5,13 +5,27 @@
 
 use std::path::PathBuf;
 
+use super::idioms::packet;
 use super::{Memory, check, check_speculative};
-use ebpf_cfg::facts::{Access, Analysis, Entry, Facts};
+use ebpf_cfg::facts::{Access, Analysis, Entry, Facts, MetadataFields};
 use ebpf_testgen::{
     StructuredConfig, closed_program, counted_loop, off_by_one, parser, parser_step,
     structured_with_input,
 };
 use proptest::prelude::*;
+
+/// A generated parser (`ebpf_testgen::parser`) reading a kernel context's packet: its
+/// prologue (`r9` the input's start, `r8` its end) replaced by loads of the metadata buffer's
+/// `data` and `data_end`, in as many instructions (the loads' pcs stay).
+fn on_packet(text: &str) -> String {
+    let prologue = "mov %r9, %r1\nmov %r8, %r1\nadd %r8, %r2\nmov %r0, 0\n";
+    assert!(text.starts_with(prologue), "{text}");
+    text.replacen(
+        prologue,
+        "ldxdw %r9, [%r1]\nldxdw %r8, [%r1+8]\nmov %r0, 0\nmov %r0, 0\n",
+        1,
+    )
+}
 
 fn assemble(text: &str) -> ebpf_isa::Program {
     match ebpf_isa::assemble(text) {
@@ -58,6 +72,52 @@ proptest! {
                     return Err(TestCaseError::fail(format!("{e}\n{mutant}")));
                 }
             }
+        }
+    }
+
+    /// The same parsers on a kernel context's packet: `data` and `data_end` loaded from the
+    /// metadata buffer, the packet after some headroom and before some tailroom (none: a
+    /// load past the packet traps). The original's loads are all proven through `data_end
+    /// <= end(input)`; original and mutant are sound on packets of every length, and on runs
+    /// whose `data_end` lies past the input's end (which the entry must not admit).
+    #[test]
+    fn guarded_packet_parsers_and_their_mutants(
+        steps in prop::collection::vec(parser_step(), 1..6),
+        mutate in prop::option::of((0usize..24, 0u8..5)),
+        headroom in prop::sample::select(vec![0u32, 1, 14, 256]),
+        tailroom in prop::sample::select(vec![0u64, 0, 1, 7, 64]),
+        len in 0u64..64,
+    ) {
+        let (text, loads) = parser(&steps, None);
+        let text = on_packet(&text);
+        let program = assemble(&text);
+        let entry = Entry::metadata(MetadataFields::packet(0, 8, headroom));
+        let a = Analysis::run(&program, &entry);
+        for &pc in &loads {
+            let i = program.iter().position(|(p, _)| p == pc).unwrap();
+            prop_assert!(
+                matches!(a.facts().access(i), Access::InBounds { .. }),
+                "load at pc {} not proven:\n{}", pc, text
+            );
+        }
+        let runs = |program: &ebpf_isa::Program, text: &str| -> Result<(), TestCaseError> {
+            for l in [0, 1, len / 2, len] {
+                for (tail, past) in [(tailroom, 0), (0, 1)] {
+                    let mut mem = packet(headroom, l, tail);
+                    mem.packet = mem.packet.map(|(h, end)| (h, end + past));
+                    if let Err(e) = check(program, &mem, None) {
+                        return Err(TestCaseError::fail(format!("{e}\n{text}")));
+                    }
+                }
+            }
+            Ok(())
+        };
+        runs(&program, &text)?;
+        if let Some((m, kind)) = mutate {
+            let mutation = off_by_one(m, kind, steps.len());
+            let (mutant, _) = parser(&steps, Some(mutation));
+            let mutant = on_packet(&mutant);
+            runs(&assemble(&mutant), &mutant)?;
         }
     }
 
@@ -118,6 +178,14 @@ proptest! {
         let program = assemble(&text);
         for len in [0, input.len() / 2, input.len()] {
             if let Err(e) = check_speculative(&program, &Memory::input(&input[..len]), taken) {
+                return Err(TestCaseError::fail(format!("{e}\n{text}")));
+            }
+        }
+        // The same parser on a kernel context's packet (no tailroom: a load past it traps).
+        let text = on_packet(&text);
+        let program = assemble(&text);
+        for len in [0, input.len() as u64 / 2, input.len() as u64] {
+            if let Err(e) = check_speculative(&program, &packet(16, len, 0), taken) {
                 return Err(TestCaseError::fail(format!("{e}\n{text}")));
             }
         }
@@ -212,7 +280,7 @@ fn the_elf_fixtures() {
             input: Some(data),
             rodata: loaded.rodata.clone(),
             data: loaded.data.clone(),
-            metadata: false,
+            ..Memory::default()
         };
         if let Err(e) = check(&loaded.program, &mem, Some(10_000_000)) {
             panic!("{object} {function} {input}: {e}");
