@@ -338,7 +338,14 @@ impl VmBuilder {
             data_offset: hidden,
             data_end_offset: hidden + 8,
         });
-        self.packet_runs = true;
+        // `write_context`'s `data`: after the headroom, and a socket filter's after the
+        // Ethernet header too (a frame shorter than that is not admitted: it runs the code
+        // compiled without the entry's facts).
+        let offset = match kind {
+            ProgramKind::Xdp | ProgramKind::Tc => Packet::HEADROOM,
+            ProgramKind::SocketFilter => Packet::HEADROOM + crate::kernel::context::ETH_HLEN,
+        };
+        self.packet_offset = u32::try_from(offset).ok();
         let mut vm = self.load_program(program)?;
         vm.kernel = Some(KernelProgram {
             kind,

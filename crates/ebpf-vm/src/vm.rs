@@ -301,8 +301,9 @@ pub struct VmBuilder {
     /// ([`VmBuilder::map_max_entries`]).
     pub(crate) map_sizes: Vec<(String, u32)>,
     /// The program runs through `Vm::run_packet` (an object's program with a kernel context),
-    /// whose runs the metadata entry never admits (see `VmBuilder::engine_entry`).
-    pub(crate) packet_runs: bool,
+    /// whose metadata buffer holds a packet's addresses, `data` this many bytes into the input
+    /// (see `VmBuilder::entry`).
+    pub(crate) packet_offset: Option<u32>,
 }
 
 impl VmBuilder {
@@ -627,28 +628,14 @@ impl VmBuilder {
         Ok(())
     }
 
-    /// What every run of this VM holds at entry, for the facts that let engines drop checks:
-    /// `r1`/`r2` as [`VmBuilder::run_with`] sets them, the images' and read-only regions'
-    /// lengths. Runs that break it (no input, a caller's metadata buffer without the
-    /// addresses) are still correct: engines check `Entry::admits` and fall back.
-    /// What the engines compile for. `entry()`, except for a program that runs through
-    /// `Vm::run_packet`: there `data` sits after the packet's headroom and `data_end` before
-    /// its tailroom, where the metadata entry's facts have them at the input's start and end.
-    /// Compiled for that entry, every run would miss it and run code compiled on the first
-    /// packet without facts (a second compile, on the run path). Until the analysis models a
-    /// packet with headroom, such a program is compiled once, for the runs it gets: the two
-    /// buffers and the fixed regions, nothing said of the arguments.
-    fn engine_entry(&self) -> Entry {
-        if !self.packet_runs {
-            return self.entry();
-        }
-        let buffer = RegionSpec::Dynamic { writable: true };
-        let base = Entry::unknown()
-            .with_region(layout::INPUT as u8, buffer)
-            .with_region(layout::METADATA as u8, buffer);
-        self.with_fixed_regions(base)
-    }
-
+    /// What every run of this VM holds at entry, for the facts that let engines drop checks
+    /// (the entry the verifier proves its facts from and the engines compile for): `r1`/`r2`
+    /// as [`VmBuilder::run_with`] sets them, the images' and read-only regions' lengths. A
+    /// program with a kernel context gets the packet `Vm::run_packet` lays out: `data` after
+    /// the headroom, `data_end` anywhere up to the buffer's end, so that its guards prove its
+    /// accesses. Runs that break it (no input, a caller's metadata buffer without the
+    /// addresses, a socket filter's packet shorter than its Ethernet header) are still
+    /// correct: engines check `Entry::admits` and fall back.
     fn entry(&self) -> Entry {
         let entry = match self.metadata {
             None => Entry::input(),
@@ -656,7 +643,11 @@ impl VmBuilder {
                 u32::try_from(m.data_offset),
                 u32::try_from(m.data_end_offset),
             ) {
-                (Ok(data), Ok(data_end)) => Entry::metadata(MetadataFields { data, data_end }),
+                (Ok(data), Ok(data_end)) => Entry::metadata(MetadataFields {
+                    data,
+                    data_end,
+                    packet: self.packet_offset,
+                }),
                 _ => Entry::unknown(),
             },
         };
@@ -709,16 +700,12 @@ impl VmBuilder {
         if unbounded && matches!(self.verification, Verification::Verify) {
             return Err(LoadError::NeedsBudget);
         }
-        // The verifier's facts are proven from `entry()`: they go to the engine only when it
-        // compiles for that entry.
-        let facts = verified
-            .as_ref()
-            .filter(|_| !self.packet_runs)
-            .map(|v| v.facts());
+        // The verifier's facts are proven from `entry()`, which the engine compiles for.
+        let facts = verified.as_ref().map(|v| v.facts());
         let (compiled, progress) = engine::prepare(
             self.engine,
             &program,
-            &self.engine_entry(),
+            &self.entry(),
             facts,
             self.hardening,
             self.code_cache.cache().as_ref(),

@@ -5,6 +5,7 @@
 mod budget;
 mod corpus;
 mod differential;
+mod facts;
 mod globals;
 mod helpers;
 mod map_in_map;

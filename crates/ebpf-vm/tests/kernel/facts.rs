@@ -1,0 +1,301 @@
+//! The facts of programs with a kernel context: they compile for the packet `run_packet` lays
+//! out (`data` after the headroom, `data_end` bounded by the buffer's end), so a guard `data +
+//! n > data_end` proves the accesses it dominates and the engines drop their checks. Every
+//! engine must still agree with the interpreter on every packet — guarded parsers and their
+//! off-by-one mutants, packets of every length, runs the entry does not admit (a socket
+//! filter's packet shorter than its Ethernet header), and helpers that move the packet
+//! between a guard and an access. The tests' builds have debug assertions, so the JITs run
+//! in checked-facts mode: a check a fact removed that fires panics.
+
+use std::sync::Arc;
+
+use ebpf_testgen::{off_by_one, parser, parser_step};
+use ebpf_vm::isa::Program;
+use ebpf_vm::maps::Maps;
+use ebpf_vm::{Context, Engine, KernelHelpers, Packet, ProgramKind, Trap, Vm};
+use proptest::prelude::*;
+
+/// What a run left: `r0` or the trap, and the packet as the program left it.
+type Seen = (Result<u64, Trap>, Vec<u8>);
+
+fn load(engine: Engine, program: &Program, kind: ProgramKind, verify: bool) -> Vm {
+    let mut builder = Vm::builder()
+        .engine(engine)
+        .budget(100_000)
+        .kernel_helpers(KernelHelpers::new());
+    if !verify {
+        builder = builder.unverified();
+    }
+    builder
+        .load_with_maps(program.clone(), kind, Arc::new(Maps::new(1)))
+        .unwrap_or_else(|e| panic!("{engine}: {e}\n{}", ebpf_vm::isa::disassemble(program)))
+}
+
+fn run(vm: &Vm, kind: ProgramKind, frame: &[u8]) -> Seen {
+    let mut packet = Packet::new(frame).unwrap();
+    let r = vm
+        .run_packet(&mut packet, &Context::default_for(kind))
+        .map(|o| o.r0);
+    (r, packet.bytes().to_vec())
+}
+
+/// Runs `program` on every frame on every engine (verified and not: the facts come from the
+/// verifier or from the JIT's own analysis) and checks each against the interpreter; returns
+/// the interpreter's results.
+fn agree(program: &Program, kind: ProgramKind, frames: &[Vec<u8>]) -> Result<Vec<Seen>, String> {
+    let text = || ebpf_vm::isa::disassemble(program);
+    let reference = load(Engine::Interpreter, program, kind, false);
+    let expected: Vec<Seen> = frames.iter().map(|f| run(&reference, kind, f)).collect();
+    for &engine in Engine::ALL {
+        for verify in [true, false] {
+            let vm = load(engine, program, kind, verify);
+            for (frame, want) in frames.iter().zip(&expected) {
+                let got = run(&vm, kind, frame);
+                if got != *want {
+                    return Err(format!(
+                        "{engine} ({kind:?}, verified: {verify}) on a {}-byte frame: {:?}, the \
+                         interpreter {:?}\n{}",
+                        frame.len(),
+                        got.0,
+                        want.0,
+                        text()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(expected)
+}
+
+/// The public offsets of `data` and `data_end` in the context of `kind`.
+fn fields(kind: ProgramKind) -> (u16, u16) {
+    match kind {
+        ProgramKind::Xdp => (0, 4),
+        ProgramKind::SocketFilter | ProgramKind::Tc => (76, 80),
+    }
+}
+
+/// A generated parser (`ebpf_testgen::parser`) on a kernel context: its prologue (`r9` the
+/// input's start, `r8` its end) replaced by the context loads of `data` and `data_end`, as
+/// clang writes them (32-bit loads the load converts), in as many instructions.
+fn on_context(text: &str, kind: ProgramKind) -> Program {
+    let prologue = "mov %r9, %r1\nmov %r8, %r1\nadd %r8, %r2\nmov %r0, 0\n";
+    assert!(text.starts_with(prologue), "{text}");
+    let (data, data_end) = fields(kind);
+    let text = text.replacen(
+        prologue,
+        &format!("ldxw %r9, [%r1+{data}]\nldxw %r8, [%r1+{data_end}]\nmov %r0, 0\nja +0\n"),
+        1,
+    );
+    ebpf_vm::isa::assemble(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn kinds() -> impl Strategy<Value = ProgramKind> {
+    prop::sample::select(vec![
+        ProgramKind::Xdp,
+        ProgramKind::Tc,
+        ProgramKind::SocketFilter,
+    ])
+}
+
+proptest! {
+    // `PROPTEST_CASES` sets the number of cases (256 by default).
+
+    /// Generated parsers with guards written five ways, and their off-by-one mutants (a load
+    /// one byte further, a guard one byte shorter, `>=` for `>`, the guard's sum in 32 bits, a
+    /// signed compare), on every engine against the interpreter. The originals never trap.
+    #[test]
+    fn guarded_packet_parsers_and_their_mutants_agree_on_every_engine(
+        steps in prop::collection::vec(parser_step(), 1..6),
+        mutate in prop::option::of((0usize..24, 0u8..5)),
+        kind in kinds(),
+        bytes in prop::collection::vec(any::<u8>(), 0..96),
+    ) {
+        let frames: Vec<Vec<u8>> = [0, 1, 13, 14, 15, bytes.len() / 2, bytes.len()]
+            .into_iter()
+            .map(|n| bytes[..n.min(bytes.len())].to_vec())
+            .collect();
+        let (text, _) = parser(&steps, None);
+        let original = on_context(&text, kind);
+        let seen = agree(&original, kind, &frames).map_err(TestCaseError::fail)?;
+        for (frame, (r, _)) in frames.iter().zip(&seen) {
+            prop_assert!(r.is_ok(), "the original trapped on {} bytes: {:?}\n{}", frame.len(), r, text);
+        }
+        if let Some((m, k)) = mutate {
+            let (mutant, _) = parser(&steps, Some(off_by_one(m, k, steps.len())));
+            agree(&on_context(&mutant, kind), kind, &frames).map_err(TestCaseError::fail)?;
+        }
+    }
+}
+
+/// An Ethernet, IPv4 and TCP header parser as clang compiles `ipv4_header`/`l4_header`
+/// (tests/bpf/common.h), reading a variable-length IP header and the TCP ports; a wrong
+/// `data_end` or a guard dropped would read past the packet.
+fn headers(kind: ProgramKind) -> Program {
+    let (data, data_end) = fields(kind);
+    let text = format!(
+        "
+        ldxw %r2, [%r1+{data}]
+        ldxw %r3, [%r1+{data_end}]
+        mov %r0, 1
+        mov %r4, %r2
+        add %r4, 14
+        jgt %r4, %r3, out
+        ldxh %r5, [%r2+12]
+        jne %r5, 0x8, out
+        mov %r4, %r2
+        add %r4, 34
+        jgt %r4, %r3, out
+        ldxb %r5, [%r2+14]
+        and %r5, 0xf
+        lsh %r5, 2
+        jlt %r5, 20, out
+        mov %r6, %r2
+        add %r6, 14
+        add %r6, %r5
+        mov %r4, %r6
+        add %r4, 4
+        jgt %r4, %r3, out
+        ldxh %r0, [%r6+2]
+        ldxh %r7, [%r6]
+        add %r0, %r7
+        ldxb %r7, [%r2+23]
+        add %r0, %r7
+    out:
+        exit"
+    );
+    ebpf_vm::isa::assemble(&text).unwrap()
+}
+
+/// Frames of every length from 0 to 300 bytes and the longest one, IPv4 with a header of 5 to
+/// 15 words, filled so that each length cuts a header somewhere.
+fn frames_of_every_length() -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    for len in (0..=300).chain([Packet::MAX_FRAME - 1, Packet::MAX_FRAME]) {
+        let mut f: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+        // The headers at the frame's start, and again 14 bytes on, where a socket filter's
+        // view starts.
+        for at in [0, 14] {
+            if len >= at + 14 {
+                f[at + 12] = 0x08;
+                f[at + 13] = 0x00;
+            }
+            if len >= at + 15 {
+                f[at + 14] = 0x40 | (5 + (len % 11) as u8);
+            }
+        }
+        frames.push(f);
+    }
+    frames
+}
+
+#[test]
+fn packets_of_every_length_agree_on_every_engine() {
+    let frames = frames_of_every_length();
+    for kind in [ProgramKind::Xdp, ProgramKind::Tc, ProgramKind::SocketFilter] {
+        let program = headers(kind);
+        let seen = agree(&program, kind, &frames).unwrap_or_else(|e| panic!("{e}"));
+        // The program reads the ports when the header is there: not always the drop path.
+        let read = seen
+            .iter()
+            .filter(|(r, _)| r.as_ref().is_ok_and(|&r0| r0 != 1));
+        assert!(read.count() > 100, "{kind:?}");
+        assert!(
+            seen.iter().all(|(r, _)| r.is_ok()),
+            "{kind:?}: a guarded read trapped"
+        );
+    }
+}
+
+/// A guard, then `xdp_adjust_head` (which moves `data` and rewrites the context's fields),
+/// then accesses: through the pointer loaded before the call (still inside the buffer), and
+/// through `data` loaded again after it — guarded, unguarded within the buffer, and unguarded
+/// before its start (which traps, on every engine at the same pc).
+#[test]
+fn accesses_after_the_packet_moves_agree_on_every_engine() {
+    let body = |after: &str| {
+        format!(
+            "
+            mov %r6, %r1
+            ldxw %r7, [%r6]
+            ldxw %r8, [%r6+4]
+            mov %r0, 1
+            mov %r4, %r7
+            add %r4, 14
+            jgt %r4, %r8, out
+            mov %r1, %r6
+            mov %r2, DELTA
+            call 44
+            mov %r9, %r0
+            ldxh %r0, [%r7+12]
+            ldxw %r2, [%r6]
+            ldxw %r3, [%r6+4]
+            {after}
+        out:
+            exit"
+        )
+    };
+    let shapes = [
+        // The re-loaded fields, guarded.
+        "mov %r4, %r2\nadd %r4, 14\njgt %r4, %r3, out\nldxh %r5, [%r2+12]\nadd %r0, %r5",
+        // The re-loaded `data`, unguarded: inside the buffer, or before it (traps).
+        "ldxb %r5, [%r2+1]\nadd %r0, %r5",
+        "ldxb %r5, [%r2-200]\nadd %r0, %r5",
+        // The old `data_end` after the packet moved: in the tailroom, not the packet.
+        "ldxb %r5, [%r8]\nadd %r0, %r5\nadd %r0, %r9",
+        // The difference of the new fields as a length.
+        "sub %r3, %r2\nadd %r0, %r3",
+    ];
+    let frames: Vec<Vec<u8>> = [0usize, 13, 14, 20, 64, 300, Packet::MAX_FRAME]
+        .iter()
+        .map(|&n| (0..n).map(|i| i as u8).collect())
+        .collect();
+    let mut trapped = 0;
+    for shape in shapes {
+        for delta in ["-16", "-216", "-217", "8", "0"] {
+            let text = body(shape).replace("DELTA", delta);
+            let program = ebpf_vm::isa::assemble(&text).unwrap();
+            let seen = agree(&program, ProgramKind::Xdp, &frames)
+                .unwrap_or_else(|e| panic!("delta {delta}: {e}"));
+            trapped += seen.iter().filter(|(r, _)| r.is_err()).count();
+        }
+    }
+    assert!(trapped > 0, "no run read before the buffer");
+}
+
+/// A program that rewrites its own context's hidden `data_end` (the region is writable; the
+/// kernel's verifier would refuse it, ours lets the run check it) 400 bytes further, past the
+/// buffer's end for a long frame, then trusts it: the entry's facts must not (a JIT that
+/// dropped the check would read past the buffer, or panic in checked-facts mode).
+#[test]
+fn a_program_moving_its_own_data_end_agrees_on_every_engine() {
+    let text = "
+        mov %r6, %r1
+        ldxdw %r7, [%r6+32]
+        add %r7, 400
+        stxdw [%r6+32], %r7
+        ldxw %r2, [%r6]
+        ldxw %r3, [%r6+4]
+        mov %r0, 1
+        mov %r4, %r2
+        add %r4, 3900
+        jgt %r4, %r3, out
+        ldxb %r0, [%r2+3839]
+        ldxb %r0, [%r2+3840]
+    out:
+        exit";
+    let program = ebpf_vm::isa::assemble(text).unwrap();
+    let frames: Vec<Vec<u8>> = [0usize, 14, 64, 3400, 3499, 3500, Packet::MAX_FRAME]
+        .iter()
+        .map(|&n| vec![0xab; n])
+        .collect();
+    let seen = agree(&program, ProgramKind::Xdp, &frames).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(seen[4].0, Ok(1), "3,499 bytes: the lie is not long enough");
+    for (r, _) in &seen[5..] {
+        // The first load reads the buffer's last byte, the second the one after it.
+        assert!(
+            matches!(r, Err(t) if t.pc == 11),
+            "a read past the buffer: {r:?}"
+        );
+    }
+}
