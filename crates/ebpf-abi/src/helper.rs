@@ -169,12 +169,32 @@ impl Helpers {
         args: [u64; 5],
         memory: &mut dyn VmMemory,
     ) -> Result<u64, TrapKind> {
+        // Every engine's helper call comes through here, so the common case — a registered
+        // id below `DENSE_IDS` that returns `Ok` — is one compare (the dense table is at most
+        // `DENSE_IDS` long, so it also rules out ids above `u32::MAX`), a load, a test and the
+        // call; everything else is out of line.
+        let slot = usize::try_from(id).ok().and_then(|i| self.dense.get(i));
+        let Some(Some(helper)) = slot else {
+            return self.call_sparse(id, args, memory);
+        };
+        match helper.call(args, memory) {
+            Ok(r0) => Ok(r0),
+            Err(error) => Err(helper_trap(id, error)),
+        }
+    }
+
+    /// [`Helpers::call`] of an id the dense table does not hold.
+    #[cold]
+    #[inline(never)]
+    fn call_sparse(
+        &self,
+        id: u64,
+        args: [u64; 5],
+        memory: &mut dyn VmMemory,
+    ) -> Result<u64, TrapKind> {
         let id32 = u32::try_from(id).map_err(|_| TrapKind::UnknownHelper { id })?;
         let helper = self.get(id32).ok_or(TrapKind::UnknownHelper { id })?;
-        helper.call(args, memory).map_err(|e| match e {
-            HelperError::Failed(message) => TrapKind::HelperFailed { id: id32, message },
-            HelperError::Memory(kind) => kind,
-        })
+        helper.call(args, memory).map_err(|e| helper_trap(id, e))
     }
 
     /// The registered ids, ascending.
@@ -186,6 +206,19 @@ impl Helpers {
 impl fmt::Debug for Helpers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_set().entries(self.by_id.keys()).finish()
+    }
+}
+
+/// The trap of helper `id` (a registered one, so below 2^32) that returned `error`.
+#[cold]
+#[inline(never)]
+fn helper_trap(id: u64, error: HelperError) -> TrapKind {
+    match error {
+        HelperError::Failed(message) => TrapKind::HelperFailed {
+            id: u32::try_from(id).unwrap_or(u32::MAX),
+            message,
+        },
+        HelperError::Memory(kind) => kind,
     }
 }
 
