@@ -114,8 +114,6 @@ pub(crate) struct RunState {
     pub(crate) trampoline: u64,
     /// The helper id of the current call (the full register for `callx`).
     pub(crate) helper_id: u64,
-    /// `r1`..`r5` of the current helper call.
-    pub(crate) args: [u64; 5],
     /// What a trap reports.
     pub(crate) trap_pc: u64,
     /// See [`packed`].
@@ -136,7 +134,7 @@ impl RunState {
     /// generated code can read before writing it; [`crate::run`]'s `start_state` then sets
     /// `r1`, `r2`, `r10`, the budget, the shadow stack's words and the trampoline. The rest
     /// is written before it is read on every path (emit.rs): `saved_rsp` by the prologue;
-    /// `helper_id` and `args` before each helper call; `trap_code` and `trap_addr` by every
+    /// `helper_id` before each helper call; `trap_code` and `trap_addr` by every
     /// trap (`trap_common`, the trampoline), before the status that makes Rust read them;
     /// `block` by the budget path, before `status::BUDGET`; `resume` by Rust, before the
     /// resume entry. `trap_pc` is written by every trap, fact stub and helper call too, and
@@ -212,7 +210,6 @@ pub(crate) const OFF_FRAME_END: i32 = offset_of!(Ctx<'static>, run.frame_end) as
 pub(crate) const OFF_SAVED_RSP: i32 = offset_of!(Ctx<'static>, run.saved_rsp) as i32;
 pub(crate) const OFF_TRAMPOLINE: i32 = offset_of!(Ctx<'static>, run.trampoline) as i32;
 pub(crate) const OFF_HELPER_ID: i32 = offset_of!(Ctx<'static>, run.helper_id) as i32;
-pub(crate) const OFF_ARGS: i32 = offset_of!(Ctx<'static>, run.args) as i32;
 pub(crate) const OFF_TRAP_PC: i32 = offset_of!(Ctx<'static>, run.trap_pc) as i32;
 pub(crate) const OFF_TRAP_CODE: i32 = offset_of!(Ctx<'static>, run.trap_code) as i32;
 pub(crate) const OFF_TRAP_ADDR: i32 = offset_of!(Ctx<'static>, run.trap_addr) as i32;

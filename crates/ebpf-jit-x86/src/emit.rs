@@ -41,10 +41,10 @@ use ebpf_isa::{
 
 use crate::blocks::Shape;
 use crate::context::{
-    FRAME_CALLEE_FP, FRAME_RET, FRAME_SIZE, OFF_ARGS, OFF_BIAS, OFF_BLOCK, OFF_FRAME_BASE,
-    OFF_FRAME_END, OFF_FRAME_SP, OFF_HELPER_ID, OFF_HOST, OFF_LOOP_COUNT, OFF_NULL, OFF_REGS,
-    OFF_REMAINING, OFF_RESUME, OFF_SAVED_RSP, OFF_START, OFF_TRAMPOLINE, OFF_TRAP_ADDR,
-    OFF_TRAP_CODE, OFF_TRAP_PC, lim_offset, packed, span_offset, status,
+    FRAME_CALLEE_FP, FRAME_RET, FRAME_SIZE, OFF_BIAS, OFF_BLOCK, OFF_FRAME_BASE, OFF_FRAME_END,
+    OFF_FRAME_SP, OFF_HELPER_ID, OFF_HOST, OFF_LOOP_COUNT, OFF_NULL, OFF_REGS, OFF_REMAINING,
+    OFF_RESUME, OFF_SAVED_RSP, OFF_START, OFF_TRAMPOLINE, OFF_TRAP_ADDR, OFF_TRAP_CODE,
+    OFF_TRAP_PC, lim_offset, packed, span_offset, status,
 };
 use crate::{JitError, JitOptions};
 
@@ -1691,18 +1691,26 @@ impl Emitter<'_> {
     // ---------------------------------------------------------------------------------------
     // Calls and exits.
 
-    /// Calls the trampoline for the helper whose id is in the context: arguments and budget
-    /// go to the context, `r0` comes back, `r1`–`r5` are zeroed.
+    /// Calls the trampoline for the helper whose id is in the context: the budget goes to the
+    /// context, `r1`–`r5` to the trampoline's argument registers (System V: `rsi`, `rdx`,
+    /// `rcx`, `r8`, `r9`, after the context in `rdi`), `r0` comes back, `r1`–`r5` are zeroed.
+    ///
+    /// The arguments travel in registers, not through the context: the trampoline copied
+    /// them from there with 16-byte loads that spanned two of these 8-byte stores, which the
+    /// store buffer cannot forward, so every call waited for the stores to reach the cache.
     fn helper_call(&mut self, pc: usize) {
         let epilogue = self.epilogue;
+        // Each move reads its source before any later move overwrites it: `rsi` (r0) and
+        // `rdx` are free, `rcx` (the budget) is saved first, and `r8`/`r9` (r2/r3) are
+        // copied out before r4/r5 move in.
         asm!(self.ops
-            ; mov [rbx + OFF_ARGS], rdi
-            ; mov [rbx + OFF_ARGS + 8], r8
-            ; mov [rbx + OFF_ARGS + 16], r9
-            ; mov [rbx + OFF_ARGS + 24], r10
-            ; mov [rbx + OFF_ARGS + 32], r11
             ; mov [rbx + OFF_REMAINING], rcx
             ; mov QWORD [rbx + OFF_TRAP_PC], pc as i32
+            ; mov rsi, rdi
+            ; mov rdx, r8
+            ; mov rcx, r9
+            ; mov r8, r10
+            ; mov r9, r11
             ; mov rdi, rbx
             ; call QWORD [rbx + OFF_TRAMPOLINE]
             ; test eax, eax

@@ -330,7 +330,7 @@ fn start_state_with(
     ctx.run.frame_base = base as u64;
     ctx.run.frame_sp = base as u64;
     ctx.run.frame_end = base.wrapping_add(frames.len()) as u64;
-    let trampoline: extern "sysv64" fn(*mut Ctx<'_>) -> u32 = helper_trampoline;
+    let trampoline: Trampoline = helper_trampoline;
     ctx.run.trampoline = trampoline as usize as u64;
 }
 
@@ -617,44 +617,86 @@ fn trap_of(ctx: &mut Ctx<'_>, limits: &Limits) -> Trap {
     }
 }
 
-/// Called by generated code for `call` and `callx` (System V, 16-byte aligned stack): calls
-/// the helper whose id is in the context with `args` and the run's memory, stores `r0` in
-/// `regs[0]` and refreshes the region table. Returns 0, or the status with which the
-/// generated code must end the run (the trap or panic is recorded in the context).
-extern "sysv64" fn helper_trampoline(ctx: *mut Ctx<'_>) -> u32 {
+/// The type of [`helper_trampoline`], whose address generated code finds in the context.
+type Trampoline = extern "sysv64" fn(*mut Ctx<'_>, u64, u64, u64, u64, u64) -> u32;
+
+/// Called by generated code for `call` and `callx` (System V, 16-byte aligned stack) with
+/// `r1`..`r5`: calls the helper whose id is in the context with them and the run's memory,
+/// stores `r0` in `regs[0]` and refreshes the region table. Returns 0, or the status with
+/// which the generated code must end the run (the trap or panic is recorded in the context).
+///
+/// Only a call that returns `Ok` and leaves the map's generation as it was stays on the hot
+/// path; every other outcome is out of line, so the common call saves few registers.
+extern "sysv64" fn helper_trampoline(
+    ctx: *mut Ctx<'_>,
+    r1: u64,
+    r2: u64,
+    r3: u64,
+    r4: u64,
+    r5: u64,
+) -> u32 {
     // SAFETY: generated code passes the context pointer it received from `run`, which is live
     // for the whole run and not referenced elsewhere while generated code runs (it is
     // suspended in this call).
     let ctx = unsafe { &mut *ctx };
     let memory_ptr = ctx.memory;
-    if memory_ptr.is_null() || ctx.helpers.is_null() {
-        // A session's fast path runs only code that calls no helper, without a map; were a
-        // call to come anyway, it traps rather than touching a map that is not there.
-        ctx.run.trap_code = trap_code::HOST;
-        ctx.helper_trap = Some(TrapKind::HelperFailed {
-            id: ctx.run.helper_id as u32,
-            message: "helper called without a map".into(),
-        });
-        return status::TRAP;
+    let helpers_ptr = ctx.helpers;
+    if memory_ptr.is_null() || helpers_ptr.is_null() {
+        return called_without_map(ctx);
     }
     // SAFETY: `helpers` was set by `run` from a `&Helpers` that outlives the run.
-    let helpers = unsafe { &*ctx.helpers };
+    let helpers = unsafe { &*helpers_ptr };
     let id = ctx.run.helper_id;
-    let args = ctx.run.args;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `memory` points to the run's map, live for the run; generated code holds
-        // only raw pointers derived from it (refreshed below), and no reference to it exists
-        // while the helper runs.
+        // only raw pointers derived from it (refreshed below when they may have gone stale),
+        // and no other reference to it exists while the helper runs.
         let memory = unsafe { &mut *memory_ptr };
-        let result = helpers.call(id, args, memory);
-        // The helper reached a region's bytes through `&mut` (or changed the map): re-derive
-        // the table that generated code reads. A helper that only read (or used shared map
-        // memory) leaves the generation, and the table, as they were.
-        if memory.generation() != ctx.generation {
-            ctx.refresh(memory);
-        }
-        result
+        helpers.call(id, [r1, r2, r3, r4, r5], memory)
     }));
+    // SAFETY: as above; the helper's borrow of the map ended with its call.
+    let generation = unsafe { (*memory_ptr).generation() };
+    match outcome {
+        Ok(Ok(r0)) if generation == ctx.generation => {
+            ctx.run.regs[0] = r0;
+            0
+        }
+        outcome => after_helper(ctx, memory_ptr, outcome),
+    }
+}
+
+/// The trampoline's answer to a call a session's fast path made: it runs only code that
+/// calls no helper, without a map; were a call to come anyway, it traps rather than touching
+/// a map that is not there.
+#[cold]
+#[inline(never)]
+fn called_without_map(ctx: &mut Ctx<'_>) -> u32 {
+    ctx.run.trap_code = trap_code::HOST;
+    ctx.helper_trap = Some(TrapKind::HelperFailed {
+        id: ctx.run.helper_id as u32,
+        message: "helper called without a map".into(),
+    });
+    status::TRAP
+}
+
+/// The trampoline's slow path: a helper that reached a region's bytes through `&mut` (or
+/// changed the map), failed or panicked.
+#[cold]
+#[inline(never)]
+fn after_helper(
+    ctx: &mut Ctx<'_>,
+    memory_ptr: *mut MemoryMap<'_>,
+    outcome: std::thread::Result<Result<u64, TrapKind>>,
+) -> u32 {
+    // The helper may have reborrowed region bytes through `&mut`: re-derive the table that
+    // generated code reads. A helper that only read (or used shared map memory) leaves the
+    // generation, and the table, as they were (the hot path above).
+    // SAFETY: `memory_ptr` is the run's live map (the trampoline checked it is not null), and
+    // the helper's borrow of it has ended.
+    let memory = unsafe { &mut *memory_ptr };
+    if memory.generation() != ctx.generation {
+        ctx.refresh(memory);
+    }
     match outcome {
         Ok(Ok(r0)) => {
             ctx.run.regs[0] = r0;
