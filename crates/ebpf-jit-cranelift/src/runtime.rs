@@ -131,6 +131,27 @@ unsafe extern "C" fn trampoline(
     let result = catch_unwind(AssertUnwindSafe(|| {
         helpers.call(id, [r1, r2, r3, r4, r5], memory)
     }));
+    match result {
+        // The common call stays here: only a helper that failed, panicked or moved the
+        // map's generation goes out of line, so this saves few registers.
+        Ok(Ok(r0)) if host.memory.generation() == host.generation => {
+            ctx.helper_r0 = r0;
+            trap_code::EXIT
+        }
+        result => after_helper(ctx, host, id, result),
+    }
+}
+
+/// The trampoline's slow path: a helper that reached a region's bytes through `&mut` (or
+/// changed the map), failed or panicked.
+#[cold]
+#[inline(never)]
+fn after_helper(
+    ctx: &mut Context,
+    host: &mut Host<'_, '_>,
+    id: u64,
+    result: std::thread::Result<Result<u64, TrapKind>>,
+) -> u64 {
     // A helper that reached the regions' bytes through `&mut` (or changed the map): refresh
     // the raw table from the map, as the contract asks, with pointers derived afresh. One that
     // only read, or used shared map memory, leaves the generation and the table as they were.
