@@ -9,12 +9,14 @@
 //!
 //! `ENGINE` is an engine's short name (`interp`, `x86`, `cranelift`, `tiered`); `PROGRAM` one
 //! of `empty` (`mov r0, 0; exit`), `load` (one byte load from the input), `helper1` and
-//! `helper10` (one or ten calls of a helper that adds one to its argument). A fourth argument
-//! `runner` runs through `Vm::runner` instead of `Vm::run`.
+//! `helper10` (one or ten calls of a helper that adds one to its argument), or `direct1` and
+//! `direct10` (no program: one or ten direct Rust calls of that helper through `&dyn Helper`
+//! per "run", each feeding the next, the figure a helper call through an engine is compared
+//! with). A fourth argument `runner` runs through `Vm::runner` instead of `Vm::run`.
 
 use std::hint::black_box;
 
-use ebpf_vm::{Engine, HelperError, Vm, VmMemory};
+use ebpf_vm::{Engine, Helper, HelperError, Vm, VmMemory};
 
 fn helper(args: [u64; 5], _memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
     Ok(args[0].wrapping_add(1))
@@ -30,6 +32,21 @@ fn main() {
         eprintln!("unknown engine {engine}");
         std::process::exit(2);
     };
+    if let Some(calls) = program.strip_prefix("direct") {
+        let calls: u64 = calls.parse().unwrap_or(1);
+        let h: &dyn Helper = &helper;
+        // One map for every call, as a run lends its own: building a map is not part of a call.
+        let mut memory = ebpf_abi::MemoryMap::new();
+        let mut last = 0;
+        for _ in 0..runs {
+            for _ in 0..calls {
+                let args = [last, 2, 3, 4, 5];
+                last = black_box(h).call(args, &mut memory).unwrap_or(u64::MAX);
+            }
+        }
+        println!("{calls} direct calls per run: {last} after {runs} runs");
+        return;
+    }
     let builder = Vm::builder().engine(engine).helper(1, helper);
     let calls = |n: usize| {
         let mut text = String::from("mov %r0, 0\n");
