@@ -243,7 +243,8 @@ mod tests {
         assert_eq!(call(255), Ok(2550));
         assert_eq!(call(256), Ok(2560));
         assert_eq!(call(70_000), Ok(7));
-        for id in [0, 4, 254, 257, 1 << 32] {
+        // An id above `u32::MAX` is never registered, whatever its low 32 bits (3 is).
+        for id in [0, 4, 254, 257, 1 << 32, (1 << 32) | 3, u64::MAX] {
             assert_eq!(call(id), Err(TrapKind::UnknownHelper { id }));
         }
         assert_eq!(
