@@ -256,7 +256,8 @@ fn helper_calls_allocate_nothing_after_the_first() {
 }
 
 /// Runs with a kernel context on an object's maps: a claimed CPU, map regions, map helpers
-/// (hash lookup, atomic adds, checksums), the run state — nothing allocated after the first.
+/// (hash lookup, atomic adds, checksums), the run state, a tail call — nothing allocated after
+/// the first.
 #[test]
 fn kernel_context_runs_allocate_nothing_after_the_first() {
     use ebpf_vm::{Context, KernelHelpers, Packet, ProgramKind};
@@ -291,9 +292,11 @@ fn kernel_context_runs_allocate_nothing_after_the_first() {
                 .update(&i.to_le_bytes(), &b, any)
                 .unwrap();
         }
+        // `first` tail-calls `second` (a taken tail call once allocated its error's message).
+        let globals = load("xdp_globals.o");
         let ctx = Context::default_for(ProgramKind::Xdp);
         let mut packet = Packet::new(&frame).unwrap();
-        for (object, name) in [(&fw, "xdp_firewall"), (&lb, "xdp_lb")] {
+        for (object, name) in [(&fw, "xdp_firewall"), (&lb, "xdp_lb"), (&globals, "first")] {
             let vm = object.program(name).unwrap();
             check_no_allocation(name, &[vm], || {
                 packet.set(&frame).unwrap();

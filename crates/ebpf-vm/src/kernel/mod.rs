@@ -459,7 +459,7 @@ impl Helper for KernelHelper {
                     Some(id) if id < s.programs && s.tail_calls < MAX_TAIL_CALLS => {
                         s.tail_calls += 1;
                         s.tail_call = Some(id);
-                        Err(HelperError::failed(TAIL_CALL_TAKEN))
+                        Err(tail_call_taken())
                     }
                     _ => Ok(errno(ENOENT)),
                 }
@@ -562,9 +562,13 @@ fn for_each_step(env: &Env, a: [u64; 5], memory: &mut dyn VmMemory) -> Result<u6
     Ok(layout::vm_addr(region, *offset as u64))
 }
 
-/// The message of the helper error a taken tail call ends its program with (the facade
-/// recognises it by the pending target in the run state, never by the text).
-pub(crate) const TAIL_CALL_TAKEN: &str = "tail call taken";
+/// The helper error a taken tail call ends its program with. The facade recognises it by the
+/// pending target in the run state, never by the text, and never lets it out of
+/// `Vm::run_packet`: so it has no message, which a `String` holds without allocating (a taken
+/// tail call allocated on every run before).
+fn tail_call_taken() -> HelperError {
+    HelperError::Failed(String::new())
+}
 
 impl KernelHelper {
     /// The helpers whose first argument is a map.
