@@ -120,6 +120,9 @@ pub struct MemoryMap<'a> {
     /// Set by the engine when a run stops at a failed helper call: the instructions it had
     /// executed, that call included (see [`MemoryMap::instructions_at_helper_trap`]).
     helper_trap_instructions: Option<u64>,
+    /// The lowest offset into the stack region that [`VmMemory::write`] wrote (see
+    /// [`MemoryMap::lowest_stack_write`]).
+    lowest_stack_write: Option<u64>,
 }
 
 /// A kept [`RawRegion`], its pointer's provenance exposed (so that the map stays `Send` and
@@ -221,6 +224,16 @@ impl<'a> MemoryMap<'a> {
     #[inline]
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The lowest offset into the stack region ([`layout::STACK`]) that a write through
+    /// [`VmMemory::write`] reached since the map was made, `None` if none did. Helpers reach
+    /// the VM's memory only through [`VmMemory`], so this bounds what the helpers of a run
+    /// wrote on its stack: a lender that scrubs after a run can scrub the larger of this and
+    /// what the program's own stores can reach, rather than the whole stack.
+    #[inline]
+    pub fn lowest_stack_write(&self) -> Option<u64> {
+        self.lowest_stack_write
     }
 
     /// The slot of region `id`, if it exists (is inline, or was mapped at some point).
@@ -621,9 +634,8 @@ impl VmMemory for MemoryMap<'_> {
             len: data.len() as u64,
             write: true,
         };
-        let region = self
-            .slot_mut(layout::region_of(addr))
-            .and_then(Option::as_mut);
+        let id = layout::region_of(addr);
+        let region = self.slot_mut(id).and_then(Option::as_mut);
         let off = layout::offset_of(addr) as usize;
         let done = match region {
             Some(Region::Writable(bytes)) => off
@@ -633,6 +645,10 @@ impl VmMemory for MemoryMap<'_> {
             Some(Region::Shared(s)) => s.write(off, data),
             Some(Region::ReadOnly(_)) | None => None,
         };
+        if id == layout::STACK && done.is_some() && !data.is_empty() {
+            let off = off as u64;
+            self.lowest_stack_write = Some(self.lowest_stack_write.map_or(off, |low| low.min(off)));
+        }
         done.ok_or(oob)
     }
 }
@@ -668,6 +684,28 @@ mod tests {
         );
         map.insert(0, Region::ReadOnly(&rodata));
         assert_eq!(map.load::<1>(0), None, "region 0 is never mapped");
+    }
+
+    #[test]
+    fn the_lowest_stack_offset_written_through_vm_memory_is_kept() {
+        let mut stack = [0u8; 64];
+        let mut input = [0u8; 64];
+        let mut map = MemoryMap::new();
+        map.insert(layout::STACK, Region::Writable(&mut stack));
+        map.insert(layout::INPUT, Region::Writable(&mut input));
+        let stack_at = |off| layout::vm_addr(layout::STACK, off);
+        assert_eq!(map.lowest_stack_write(), None);
+        map.write(layout::vm_addr(layout::INPUT, 0), &[1; 8])
+            .unwrap();
+        assert_eq!(map.lowest_stack_write(), None, "not the stack");
+        map.write(stack_at(40), &[1; 8]).unwrap();
+        map.write(stack_at(48), &[1; 8]).unwrap();
+        assert_eq!(map.lowest_stack_write(), Some(40));
+        assert!(map.write(stack_at(60), &[1; 8]).is_err());
+        map.write(stack_at(8), &[]).unwrap();
+        assert_eq!(map.lowest_stack_write(), Some(40), "nothing written");
+        map.write(stack_at(16), &[1]).unwrap();
+        assert_eq!(map.lowest_stack_write(), Some(16));
     }
 
     /// A slice longer than 4 GiB is mapped as its first 4 GiB only: its later bytes would have

@@ -5,6 +5,7 @@
 use std::sync::{Arc, OnceLock};
 
 use ebpf_abi::{Executable, Exit, MemoryMap, Region, Trap, TrapKind, layout};
+use ebpf_cfg::facts::Admission;
 use ebpf_isa::{CallKind, Imm64Kind, Insn, Program};
 use ebpf_maps::{Map, MapError, MapSpec, MapType, Maps, UpdateFlags};
 
@@ -26,7 +27,10 @@ pub(crate) struct ObjectShared {
 #[derive(Debug)]
 pub(crate) struct Linked {
     pub(crate) compiled: Arc<dyn Executable>,
-    pub(crate) stack_reach: usize,
+    /// What its own stores can reach on the stack (`scrub::own_stack_reach`).
+    pub(crate) own_stack_reach: usize,
+    /// The same in a run its facts admit, and their admission (`Vm::admitted_reach`).
+    pub(crate) admitted_reach: Option<(usize, Admission)>,
     pub(crate) images: Images,
     pub(crate) read_only_regions: Vec<Arc<[u8]>>,
 }
@@ -36,6 +40,8 @@ pub(crate) struct Linked {
 pub(crate) struct KernelProgram {
     pub(crate) kind: ProgramKind,
     pub(crate) shared: Arc<ObjectShared>,
+    /// What the program's own stores can reach on the stack (`scrub::own_stack_reach`).
+    pub(crate) own_stack_reach: usize,
 }
 
 /// The programs of one object, sharing its maps. `Send + Sync`.
@@ -350,6 +356,7 @@ impl VmBuilder {
         vm.kernel = Some(KernelProgram {
             kind,
             shared: Arc::clone(shared),
+            own_stack_reach: crate::scrub::own_stack_reach(vm.program(), &vm.bound.limits),
         });
         Ok(vm)
     }
@@ -360,7 +367,11 @@ pub(crate) fn link<'a>(shared: &ObjectShared, vms: impl Iterator<Item = &'a Vm>)
     let linked = vms
         .map(|vm| Linked {
             compiled: Arc::clone(&vm.compiled),
-            stack_reach: vm.stack_reach,
+            own_stack_reach: vm
+                .kernel
+                .as_ref()
+                .map_or(vm.stack_reach, |k| k.own_stack_reach),
+            admitted_reach: vm.admitted_reach.clone(),
             images: vm.bound.images.clone(),
             read_only_regions: vm.bound.read_only_regions.clone(),
         })
@@ -500,7 +511,13 @@ impl Vm {
         state.programs = programs.map_or(0, |p| p.len() as u32);
         let stack_size = usize::try_from(self.bound.limits.stack_size()).unwrap_or(usize::MAX);
         let mut compiled: &dyn Executable = &*self.compiled;
-        let mut reach = self.stack_reach;
+        // What the program's own stores can reach; what its helpers wrote is read from the
+        // run's map after each program (`MemoryMap::lowest_stack_write`).
+        let mut reach = self
+            .kernel
+            .as_ref()
+            .map_or(self.stack_reach, |k| k.own_stack_reach);
+        let mut admitted_reach = self.admitted_reach.as_ref();
         let mut images = &self.bound.images;
         let mut read_only: &[Arc<[u8]>] = &self.bound.read_only_regions;
         let ctx_len = ctx.len() as u64;
@@ -530,10 +547,24 @@ impl Vm {
             map.insert(layout::METADATA, Region::Writable(ctx));
             map.set_run_state(state);
             let args = [layout::vm_addr(layout::METADATA, 0), ctx_len];
+            // Where the facts hold (checked here, before the run: a program moves the packet's
+            // fields), stores they place in other regions write no stack byte.
+            let own_reach = match admitted_reach {
+                Some(&(fewer, ref admission)) if fewer < reach && admission.admits(&map, args) => {
+                    fewer
+                }
+                _ => reach,
+            };
             let r = compiled.run_in(&mut map, args, &self.bound.helpers, &limits, stack);
             let at_tail_call = map.instructions_at_helper_trap();
+            // The stack's invariant (all zero between runs, docs/per-run.md): every byte this
+            // program wrote is at most `reach` below the top, or at or above the lowest
+            // offset a helper wrote (helpers write only through the map).
+            let helpers_reach = map.lowest_stack_write().map_or(0, |low| {
+                usize::try_from(low).map_or(stack_size, |low| stack_size.saturating_sub(low))
+            });
             *spill = map.into_spill();
-            stack.scrub(stack_size, reach);
+            stack.scrub(stack_size, own_reach.max(helpers_reach));
             match r {
                 Err(Trap {
                     kind: TrapKind::HelperFailed { id: TAIL_CALL, .. },
@@ -546,7 +577,8 @@ impl Vm {
                             limits.budget =
                                 self.bound.limits.budget.map(|b| b.saturating_sub(executed));
                             compiled = &*next.compiled;
-                            reach = next.stack_reach;
+                            reach = next.own_stack_reach;
+                            admitted_reach = next.admitted_reach.as_ref();
                             images = &next.images;
                             read_only = &next.read_only_regions;
                         }

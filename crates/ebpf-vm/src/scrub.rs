@@ -7,7 +7,8 @@
 //! it (short filters store only at constant offsets from `r10`), and falls back to the whole
 //! stack whenever a store could land anywhere.
 
-use ebpf_abi::{Limits, STACK_FRAME_SIZE};
+use ebpf_abi::{Limits, STACK_FRAME_SIZE, layout};
+use ebpf_cfg::facts::{Access, Facts};
 use ebpf_cfg::{Cfg, FuncId};
 use ebpf_isa::{CallKind, Insn, Program, Reg};
 
@@ -29,6 +30,45 @@ use ebpf_isa::{CallKind, Insn, Program, Reg};
 /// function, no function falls into the next one) and no recursion; otherwise, the deepest
 /// the limits allow.
 pub(crate) fn stack_reach(program: &Program, limits: &Limits) -> usize {
+    reach(program, limits, true, |_| false)
+}
+
+/// What the program's own instructions can write at the top of the stack: [`stack_reach`]
+/// with helper and kfunc calls (`callx` too: it calls the helper whose id is in a register)
+/// counted as writing nothing. A helper writes VM memory only through `VmMemory::write`,
+/// which records in the run's map the lowest stack offset it wrote
+/// (`MemoryMap::lowest_stack_write`): a lender that reads that mark after the run scrubs the
+/// larger of the two and still covers every byte the run wrote.
+pub(crate) fn own_stack_reach(program: &Program, limits: &Limits) -> usize {
+    reach(program, limits, false, |_| false)
+}
+
+/// [`own_stack_reach`] for a run that starts from an entry `facts` admit (`Entry::admits`,
+/// checked before the run): a store or atomic through a register other than `r10` writes no
+/// stack byte when the facts place every address it can have in another region, or prove
+/// it never runs. The facts hold on every path of such a run, whichever engine runs it.
+pub(crate) fn admitted_stack_reach(program: &Program, limits: &Limits, facts: &Facts) -> usize {
+    reach(program, limits, false, |index| {
+        !facts.reached(index)
+            || match facts.access(index) {
+                Access::InBounds { region, .. }
+                | Access::Checked {
+                    region: Some(region),
+                } => u64::from(region) != layout::STACK,
+                Access::Checked { region: None } => false,
+            }
+    })
+}
+
+/// The reach of `program`'s runs, helper calls writing the whole stack if `helpers_write`,
+/// and a store through another register than `r10` writing nothing where `elsewhere` holds
+/// of its index.
+fn reach(
+    program: &Program,
+    limits: &Limits,
+    helpers_write: bool,
+    elsewhere: impl Fn(usize) -> bool,
+) -> usize {
     let full = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
     let insns = program.insns();
     if ebpf_cfg::pointers::writes_r10(insns) {
@@ -36,7 +76,7 @@ pub(crate) fn stack_reach(program: &Program, limits: &Limits) -> usize {
     }
     let mut below = 0u64;
     let mut calls = false;
-    for insn in insns {
+    for (index, insn) in insns.iter().enumerate() {
         let (base, off) = match *insn {
             Insn::Store { dst, off, .. } | Insn::Atomic { dst, off, .. } => (dst, off),
             Insn::Call {
@@ -46,10 +86,14 @@ pub(crate) fn stack_reach(program: &Program, limits: &Limits) -> usize {
                 calls = true;
                 continue;
             }
+            Insn::Call { .. } | Insn::CallX { .. } if !helpers_write => continue,
             Insn::Call { .. } | Insn::CallX { .. } => return full,
             _ => continue,
         };
         if base != Reg::R10 {
+            if elsewhere(index) {
+                continue;
+            }
             return full;
         }
         below = below.max(u64::from(off.min(0).unsigned_abs()));
@@ -141,6 +185,33 @@ mod tests {
         );
         let recursive = "call local f\nexit\nf:\nstdw [%r10-8], 1\ncall local f\nexit";
         assert_eq!(reach(recursive), 8 * 512 + 8, "as deep as the limits allow");
+    }
+
+    #[test]
+    fn the_own_reach_leaves_helpers_out_and_the_admitted_one_stores_the_facts_place() {
+        let limits = Limits::default();
+        let full = limits.stack_size() as usize;
+        let own = |text: &str| own_stack_reach(&ebpf_isa::assemble(text).unwrap(), &limits);
+        assert_eq!(own("stdw [%r10-16], 1\ncall 1\nexit"), 16);
+        assert_eq!(own("mov %r1, %r10\nstdw [%r1-8], 1\nexit"), full);
+        assert_eq!(
+            own("stdw [%r10-8], 1\ncall %r1\nexit"),
+            8,
+            "callx calls a helper"
+        );
+        let admitted = |text: &str| {
+            let program = ebpf_isa::assemble(text).unwrap();
+            let facts = Facts::analyse(&program, &ebpf_cfg::facts::Entry::input());
+            admitted_stack_reach(&program, &limits, &facts)
+        };
+        // r1 is the input's start: the store lands in the input (checked, but not the stack).
+        assert_eq!(admitted("stdw [%r1], 1\nstdw [%r10-8], 1\ncall 1\nexit"), 8);
+        assert_eq!(admitted("stdw [%r3], 1\nexit"), full, "r3 is unknown");
+        assert_eq!(
+            admitted("mov %r1, %r10\nstdw [%r1-8], 1\nexit"),
+            full,
+            "the stack through another register"
+        );
     }
 
     #[test]

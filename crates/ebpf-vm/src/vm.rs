@@ -710,6 +710,13 @@ impl VmBuilder {
             self.hardening,
             self.code_cache.cache().as_ref(),
         )?;
+        // A kernel-context run checks the facts' entry itself, to scrub only what its stores
+        // can reach when they hold (`Vm::run_packet`).
+        #[cfg(feature = "elf")]
+        let admitted_reach = facts.filter(|_| self.packet_offset.is_some()).map(|f| {
+            let reach = crate::scrub::admitted_stack_reach(&program, &self.limits, f);
+            (reach, f.entry().admission())
+        });
         let (warnings, undecodable) = verified
             .map(|v| (v.warnings().to_vec(), v.undecodable().to_vec()))
             .unwrap_or_default();
@@ -720,6 +727,8 @@ impl VmBuilder {
             progress,
             #[cfg(feature = "elf")]
             kernel: None,
+            #[cfg(feature = "elf")]
+            admitted_reach,
             map_regions: self.map_regions,
             stack_reach,
             bound: Arc::new(Bound {
@@ -750,6 +759,11 @@ pub struct Vm {
     /// The object it came from, for programs with a kernel context.
     #[cfg(feature = "elf")]
     pub(crate) kernel: Option<crate::object::KernelProgram>,
+    /// For a program with a kernel context and facts: what its own stores can reach on the
+    /// stack in a run its facts' entry admits, and that entry's admission
+    /// (`scrub::admitted_stack_reach`).
+    #[cfg(feature = "elf")]
+    pub(crate) admitted_reach: Option<(usize, ebpf_cfg::facts::Admission)>,
     /// Region ids its object's maps take after the read-only regions.
     map_regions: u64,
     /// The bytes at the top of the stack a run can write, zeroed after each run

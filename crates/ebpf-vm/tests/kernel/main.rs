@@ -10,5 +10,6 @@ mod globals;
 mod helpers;
 mod map_in_map;
 mod packets;
+mod scrub;
 mod sizes;
 mod stress;
