@@ -133,7 +133,11 @@ impl RunState {
     /// Makes the state an earlier run left ready for a run from the entry, writing only what
     /// generated code can read before writing it; [`crate::run`]'s `start_state` then sets
     /// `r1`, `r2`, `r10`, the budget, the shadow stack's words and the trampoline. The rest
-    /// is written before it is read on every path (emit.rs): `saved_rsp` by the prologue;
+    /// is written before it is read on every path (emit.rs): the other registers by the
+    /// entry's prologue, which zeroes those the code may read before writing them (the rest
+    /// it never reads before writing: `live.rs`), and by the budget path before
+    /// `status::BUDGET` (the resume entry loads them; Rust reads only `regs[0]`, which the
+    /// exit stores); `saved_rsp` by the prologue;
     /// `helper_id` before each helper call; `trap_code` and `trap_addr` by every
     /// trap (`trap_common`, the trampoline), before the status that makes Rust read them;
     /// `block` by the budget path, before `status::BUDGET`; `resume` by Rust, before the
@@ -142,7 +146,6 @@ impl RunState {
     /// depends on an earlier run; `loop_count` (checked-facts mode) likewise.
     #[inline(always)]
     pub(crate) fn clear_for_entry(&mut self) {
-        self.regs = [0; 11];
         self.trap_pc = 0;
         self.loop_count = 0;
     }

@@ -46,6 +46,7 @@ use crate::context::{
     OFF_RESUME, OFF_SAVED_RSP, OFF_START, OFF_TRAMPOLINE, OFF_TRAP_ADDR, OFF_TRAP_CODE,
     OFF_TRAP_PC, lim_offset, packed, span_offset, status,
 };
+use crate::live::{self, Regs};
 use crate::{JitError, JitOptions};
 
 /// dynasm with the architecture set.
@@ -103,6 +104,7 @@ macro_rules! store_to {
 const RAX: u8 = 0;
 const RCX: u8 = 1;
 const RDX: u8 = 2;
+const RBX: u8 = 3;
 
 /// Host register of each eBPF register (see the module docs).
 pub(crate) const HOST: [u8; 11] = [6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 5];
@@ -279,6 +281,17 @@ struct Emitter<'p> {
     refund: usize,
     /// Code offset of each block emitted so far.
     block_offsets: Vec<u32>,
+    /// The callee-saved host registers the code uses (`rbx`, the context's, always): what the
+    /// prologues save and the epilogue restores.
+    saved: Vec<u8>,
+    /// The eBPF registers the code uses: what the budget path stores and the resume entry
+    /// loads.
+    used: Regs,
+    /// The eBPF registers the entry loads from the context (`r1`, `r2`, `r10`, when the code
+    /// may read them before writing them) and those it zeroes (any other it may read first,
+    /// and the registers loop dispatchers test).
+    entry_loads: Regs,
+    entry_zeroes: Regs,
 }
 
 /// A loop that gets a second copy of its code, entered only from outside the loop through a
@@ -405,6 +418,28 @@ pub(crate) fn emit(
     let exit_ok = ops.new_dynamic_label();
     let epilogue = ops.new_dynamic_label();
     let loops = loop_copies(&shape, facts, &mut ops);
+    let regs = live::entry_regs(&shape.insns, &shape.view);
+    // A dispatcher compares a version's registers before the loop runs: whatever the loop
+    // does with them, they hold what the contract says, so the choice of copy never depends
+    // on what the host left in a register.
+    let tested = loops
+        .iter()
+        .filter_map(|c| match c.kind {
+            CopyKind::Version(v) => facts.versions().get(v),
+            CopyKind::Counted { .. } => None,
+        })
+        .flat_map(|v| v.conditions.iter())
+        .fold(0, |set: Regs, c| set | 1 << u32::from(c.reg).min(10));
+    let used = regs.used | tested;
+    let args = live::bit(Reg::R1) | live::bit(Reg::R2) | live::bit(Reg::R10);
+    let entry_loads = (regs.live | tested) & args;
+    let entry_zeroes = (regs.live | tested) & !args;
+    let mut saved = vec![RBX];
+    saved.extend(
+        (6..=10)
+            .filter(|r| used & 1 << r != 0)
+            .filter_map(|r| HOST.get(r).copied()),
+    );
     let mut e = Emitter {
         ops,
         program,
@@ -427,12 +462,16 @@ pub(crate) fn emit(
         copy_labels: Vec::new(),
         refund: 0,
         block_offsets: Vec::new(),
+        saved,
+        used,
+        entry_loads,
+        entry_zeroes,
     };
-    e.prologue();
+    e.prologue(true);
     e.body();
     e.copies();
     let resume = e.ops.offset().0 as u32;
-    e.prologue();
+    e.prologue(false);
     asm!(e.ops; jmp QWORD [rbx + OFF_RESUME]);
     e.out_of_line();
     let ops = core::mem::replace(&mut e.ops, VecAssembler::new(0));
@@ -591,23 +630,43 @@ impl Emitter<'_> {
     // ---------------------------------------------------------------------------------------
     // Frame of the whole run.
 
-    fn prologue(&mut self) {
+    /// Whether the prologue pushes an even number of registers, and so must move `rsp` by 8
+    /// more to keep it 16-byte aligned (the return address is the odd one).
+    fn pads(&self) -> bool {
+        self.saved.len().is_multiple_of(2)
+    }
+
+    /// The prologue of the entry (`entry`: the registers the code may read before writing
+    /// them set as the contract says — `r1`, `r2` and `r10` from the context, the others
+    /// zeroed — and nothing else) or of the resume entry (every register the code uses, from
+    /// the context, where the budget path left them). Both save the same callee-saved host
+    /// registers, those the code uses, which the shared epilogue restores.
+    fn prologue(&mut self, entry: bool) {
+        for r in self.saved.clone() {
+            asm!(self.ops; push Rq(r));
+        }
+        if self.pads() {
+            // The return address plus an even number of pushes: rsp moves by 8 more, so that
+            // it is 16-byte aligned from here on and every helper call below sees the
+            // alignment the System V ABI requires.
+            asm!(self.ops; sub rsp, 8);
+        }
         asm!(self.ops
-            ; push rbp
-            ; push rbx
-            ; push r12
-            ; push r13
-            ; push r14
-            ; push r15
-            // 8 (return address) + 6 * 8 + 8: rsp is 16-byte aligned from here on, so every
-            // helper call below sees the alignment the System V ABI requires.
-            ; sub rsp, 8
             ; mov rbx, rdi
             ; mov [rbx + OFF_SAVED_RSP], rsp
         );
+        let (loads, zeroes) = if entry {
+            (self.entry_loads, self.entry_zeroes)
+        } else {
+            (self.used, 0)
+        };
         for (i, &r) in HOST.iter().enumerate() {
-            let off = OFF_REGS + 8 * i as i32;
-            asm!(self.ops; mov Rq(r), [rbx + off]);
+            if loads & 1 << i != 0 {
+                let off = OFF_REGS + 8 * i as i32;
+                asm!(self.ops; mov Rq(r), [rbx + off]);
+            } else if zeroes & 1 << i != 0 {
+                asm!(self.ops; xor Rd(r), Rd(r));
+            }
         }
         asm!(self.ops; mov rcx, [rbx + OFF_REMAINING]);
     }
@@ -681,9 +740,13 @@ impl Emitter<'_> {
             ; jmp =>epilogue
             ; =>budget_common
         );
+        // The registers the code never uses stay as they are: nothing reads them (not the
+        // slow path, which steps the same instructions, nor the resume entry).
         for (i, &r) in HOST.iter().enumerate() {
-            let off = OFF_REGS + 8 * i as i32;
-            asm!(self.ops; mov [rbx + off], Rq(r));
+            if self.used & 1 << i != 0 {
+                let off = OFF_REGS + 8 * i as i32;
+                asm!(self.ops; mov [rbx + off], Rq(r));
+            }
         }
         asm!(self.ops
             ; mov [rbx + OFF_REMAINING], rcx
@@ -696,15 +759,14 @@ impl Emitter<'_> {
             ; xor eax, eax
             ; =>epilogue
             ; mov rsp, [rbx + OFF_SAVED_RSP]
-            ; add rsp, 8
-            ; pop r15
-            ; pop r14
-            ; pop r13
-            ; pop r12
-            ; pop rbx
-            ; pop rbp
-            ; ret
         );
+        if self.pads() {
+            asm!(self.ops; add rsp, 8);
+        }
+        for r in self.saved.clone().into_iter().rev() {
+            asm!(self.ops; pop Rq(r));
+        }
+        asm!(self.ops; ret);
     }
 
     fn body(&mut self) {

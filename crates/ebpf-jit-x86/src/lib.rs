@@ -39,6 +39,7 @@ extern crate alloc;
 mod blocks;
 mod context;
 mod emit;
+mod live;
 mod slow;
 
 #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]

@@ -9,6 +9,7 @@ use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter, Mnemonic};
 use ebpf_cfg::facts::{Entry, Facts};
 
 use crate::JitOptions;
+use crate::context::{OFF_REGS, OFF_SAVED_RSP};
 use crate::emit::emit;
 
 /// The code of `program` with the facts of the stack alone, checks they make impossible
@@ -102,16 +103,18 @@ fn contains_window(haystack: &[String], needle: &[&str]) -> bool {
 
 #[test]
 fn the_prologue_saves_callee_saved_registers_and_aligns_the_stack() {
-    let all = text(&code("exit", false));
+    // A program that uses r6-r10 (a local call uses them all): every callee-saved register
+    // is saved, an even number of pushes is padded to keep rsp 16-byte aligned.
+    let all = text(&code("call local f\nexit\nf:\nmov %r0, 1\nexit", false));
     assert_eq!(
         &all[..8],
         &[
-            "push rbp",
             "push rbx",
             "push r12",
             "push r13",
             "push r14",
             "push r15",
+            "push rbp",
             "sub rsp,8",
             "mov rbx,rdi"
         ]
@@ -122,13 +125,79 @@ fn the_prologue_saves_callee_saved_registers_and_aligns_the_stack() {
         tail,
         [
             "ret",
-            "pop rbp",
             "pop rbx",
             "pop r12",
             "pop r13",
             "pop r14",
             "pop r15",
+            "pop rbp",
             "add rsp,8"
+        ]
+    );
+    // A program that uses none of them saves only the context's register: one push, which
+    // with the return address keeps rsp aligned, so no padding.
+    let all = text(&code("mov %r0, 0\nexit", false));
+    assert_eq!(&all[..2], &["push rbx", "mov rbx,rdi"]);
+    let tail: Vec<&str> = all.iter().rev().take(3).map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            "ret",
+            "pop rbx",
+            &alloc::format!("mov rsp,[rbx+{}]", disp(OFF_SAVED_RSP))
+        ]
+    );
+    // r7 alone: two pushes, padded.
+    let all = text(&code("mov %r7, 1\nmov %r0, %r7\nexit", false));
+    assert_eq!(
+        &all[..4],
+        &["push rbx", "push r13", "sub rsp,8", "mov rbx,rdi"]
+    );
+}
+
+#[test]
+fn the_entry_sets_only_the_registers_the_code_may_read_before_writing_them() {
+    // The entry's prologue, up to the budget: what it does with the eBPF registers.
+    let entry = |src: &str| -> Vec<String> {
+        let all = text(&code(src, false));
+        let from = all.iter().position(|s| s.starts_with("mov [rbx")).unwrap() + 1;
+        let to = all
+            .iter()
+            .position(|s| s.starts_with("mov rcx,[rbx"))
+            .unwrap();
+        all[from..to].to_vec()
+    };
+    let reg = |r: usize| alloc::format!("[rbx+{}]", disp(OFF_REGS + 8 * r as i32));
+    // `mov r0, 0; exit` reads nothing at entry.
+    assert!(entry("mov %r0, 0\nexit").is_empty());
+    // A load from the input reads r1; a store to the stack r10; a plain `exit` returns r0 as
+    // the run found it (0), and an unverified read of r3 must see 0 too.
+    assert_eq!(
+        entry("ldxb %r0, [%r1]\nexit"),
+        [alloc::format!("mov rdi,{}", reg(1))]
+    );
+    assert_eq!(
+        entry("stxdw [%r10-8], %r2\nmov %r0, 0\nexit"),
+        [
+            alloc::format!("mov r8,{}", reg(2)),
+            alloc::format!("mov rbp,{}", reg(10))
+        ]
+    );
+    assert_eq!(entry("exit"), ["xor esi,esi"]);
+    assert_eq!(entry("mov %r0, %r3\nexit"), ["xor r9d,r9d"]);
+    // The resume entry loads every register the code uses, and only those.
+    let all = text(&code("mov %r0, %r3\nexit", false));
+    let resume = all.iter().rposition(|s| s == "mov rbx,rdi").unwrap();
+    let loads: Vec<&str> = all[resume + 2..]
+        .iter()
+        .take_while(|s| !s.starts_with("mov rcx"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        loads,
+        [
+            alloc::format!("mov rsi,{}", reg(0)),
+            alloc::format!("mov r9,{}", reg(3))
         ]
     );
 }
