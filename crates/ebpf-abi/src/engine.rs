@@ -140,6 +140,15 @@ pub trait Session {
         stack: &mut Stack,
     ) -> Result<Exit, Trap>;
 
+    /// [`Session::run`] of `data` alone, with `r1`/`r2` its start and length: the run
+    /// `Vm::run` makes, on which a session may take a path of its own (its checks worked out
+    /// once, for every such run). `data` is at most [`layout::MAX_REGION_LEN`] bytes.
+    #[inline]
+    fn run_input(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
+        let args = [layout::vm_addr(layout::INPUT, 0), data.len() as u64];
+        self.run(Some(data), None, args, stack)
+    }
+
     /// Runs the program on `memory`, which the caller built with every region of the run
     /// but the stack (the fixed ones included): as [`Executable::run_in`] with the
     /// session's helpers and limits.

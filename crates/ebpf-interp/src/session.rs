@@ -62,6 +62,36 @@ impl ebpf_abi::Session for Session {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
+        self.run_buffers(data, metadata, args, stack)
+    }
+
+    fn run_input(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
+        let args = [layout::vm_addr(layout::INPUT, 0), data.len() as u64];
+        self.run_buffers(Some(data), None, args, stack)
+    }
+
+    fn run_in<'m>(
+        &mut self,
+        memory: &mut MemoryMap<'m>,
+        args: [u64; 2],
+        stack: &'m mut Stack,
+    ) -> Result<Exit, Trap> {
+        self.program
+            .run_in(memory, args, self.binding.helpers(), &self.limits, stack)
+    }
+}
+
+impl Session {
+    /// [`ebpf_abi::Session::run`] (inlined into it and into `run_input`, where the metadata
+    /// buffer is known to be absent).
+    #[inline(always)]
+    fn run_buffers(
+        &mut self,
+        data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
         let binding = &*self.binding;
         let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
         if self.has_fixed {
@@ -94,15 +124,5 @@ impl ebpf_abi::Session for Session {
         self.frames = machine.frames;
         self.spill = map.into_spill();
         result
-    }
-
-    fn run_in<'m>(
-        &mut self,
-        memory: &mut MemoryMap<'m>,
-        args: [u64; 2],
-        stack: &'m mut Stack,
-    ) -> Result<Exit, Trap> {
-        self.program
-            .run_in(memory, args, self.binding.helpers(), &self.limits, stack)
     }
 }

@@ -496,6 +496,11 @@ mod tiered {
             self.current.run(data, metadata, args, stack)
         }
 
+        fn run_input(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
+            self.pick();
+            self.current.run_input(data, stack)
+        }
+
         fn run_in<'m>(
             &mut self,
             memory: &mut MemoryMap<'m>,

@@ -113,8 +113,7 @@ impl Prepared {
         if vm.metadata.is_some() || data.len() as u64 > layout::MAX_REGION_LEN {
             return self.run_with(vm, Input::new(data)).map(|exit| exit.r0);
         }
-        let args = [layout::vm_addr(layout::INPUT, 0), data.len() as u64];
-        self.run_buffers(vm, Some(data), args).map(|exit| exit.r0)
+        self.run_input(vm, data).map(|exit| exit.r0)
     }
 
     /// [`Runner::run_no_data`], for `vm`.
@@ -133,8 +132,7 @@ impl Prepared {
             let data = input.data;
             match data {
                 Some(data) if data.len() as u64 <= layout::MAX_REGION_LEN => {
-                    let args = [layout::vm_addr(layout::INPUT, 0), data.len() as u64];
-                    return self.run_buffers(vm, Some(data), args);
+                    return self.run_input(vm, data);
                 }
                 Some(data) => return self.run_mapped(vm, Input::new(data)),
                 None => return self.run_buffers(vm, None, [0, 0]),
@@ -149,6 +147,17 @@ impl Prepared {
         vm.run_mapped(input, &mut self.scratch, |map, args, stack| {
             session.run_in(map, args, stack)
         })
+    }
+
+    /// A run of `data` alone (at most `layout::MAX_REGION_LEN` bytes), `r1`/`r2` its start
+    /// and length, on this stack: the session's path for `Vm::run`'s runs.
+    #[inline(always)]
+    fn run_input(&mut self, vm: &Vm, data: &mut [u8]) -> Result<Exit, Trap> {
+        let stack = &mut self.scratch.stack;
+        stack.begin_run();
+        let result = self.session.run_input(data, stack);
+        stack.end_run(self.stack_size, vm.stack_reach);
+        result.map_err(|trap| undecodable_trap(trap, &vm.undecodable))
     }
 
     /// A run of the session's fast path: the input alone, on this stack.
