@@ -294,15 +294,33 @@ impl<'a> Ctx<'a> {
     /// Makes row `r` (a run's own buffer: the stack, the input, the metadata buffer) describe
     /// `entry`, without a map: a session's fast path, on a table that otherwise holds only
     /// rows it keeps from run to run.
+    ///
+    /// A buffer reused from the last run (same address, length and writability) costs a
+    /// compare: the row already holds its address. That address is the one generated code
+    /// accesses the buffer through, and this run's borrow is the freshest pointer to it:
+    /// exposing it (a no-op for the machine) makes it the pointer the code's accesses are
+    /// derived from, as rewriting the row would (`set_row` exposes what it stores), so no
+    /// access uses a pointer an earlier `&mut` (the caller's, the stack's scrub) invalidated.
     #[inline(always)]
     pub(crate) fn set_run_row(&mut self, r: u64, entry: RawRegion) {
         let r = r as usize;
+        let _ = entry.host.expose_provenance();
         if self.raw.get(r) != Some(&entry) {
             self.set_row(r, entry);
             // (A superset of the rows mapped is harmless: a refresh zeroes those no longer
             // mapped.)
             self.mapped |= 1 << r;
             self.rows = self.rows.max(r + 1);
+        }
+    }
+
+    /// Makes row `r` (a run's own buffer, see [`Ctx::set_run_row`]) unmapped: a test of its
+    /// address when it is already (a row with a null host address describes nothing).
+    #[inline(always)]
+    pub(crate) fn unmap_run_row(&mut self, r: u64) {
+        let r = r as usize;
+        if self.raw.get(r).is_some_and(|raw| !raw.host.is_null()) {
+            self.set_row(r, RawRegion::UNMAPPED);
         }
     }
 

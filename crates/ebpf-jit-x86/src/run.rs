@@ -265,6 +265,17 @@ impl Compiled {
         }
     }
 
+    /// Whether every run of an input alone, `r1`/`r2` its start and length (at most
+    /// `u32::MAX` bytes), may take a session's fast path: the code calls no helper, and its
+    /// entry asks at most what such a run gives (`Admission::input_only`). Worked out once per
+    /// session.
+    fn admits_every_input(&self) -> bool {
+        !self.calls_helpers
+            && self.fallback.as_ref().is_none_or(|fallback| {
+                fallback.gate.admission().input_only() == Some(layout::INPUT as u8)
+            })
+    }
+
     /// Whether a session's run of `data` (and a metadata buffer, if `metadata`) with `args`
     /// may take the session's fast path: the code calls no helper (so nothing needs the run's
     /// map until a cold path builds it) and the run satisfies the entry the code was
@@ -322,16 +333,30 @@ fn start_state_with(
     budget: u64,
     frame_pointer: u64,
 ) {
+    set_fixed_words(ctx, frames);
+    start_registers(ctx, args, budget, frame_pointer);
+}
+
+/// Sets the words of the run state that generated code only reads and that are the same for
+/// every run on `frames`: the shadow stack's bounds and the trampoline.
+#[inline(always)]
+fn set_fixed_words(ctx: &mut Ctx<'_>, frames: &mut [Frame]) {
+    let base = frames.as_mut_ptr();
+    ctx.run.frame_base = base as u64;
+    ctx.run.frame_end = base.wrapping_add(frames.len()) as u64;
+    let trampoline: Trampoline = helper_trampoline;
+    ctx.run.trampoline = trampoline as usize as u64;
+}
+
+/// Sets what a run from the entry starts with besides [`set_fixed_words`]: `r1`, `r2`, `r10`,
+/// the budget and an empty shadow stack.
+#[inline(always)]
+fn start_registers(ctx: &mut Ctx<'_>, args: [u64; 2], budget: u64, frame_pointer: u64) {
     ctx.run.regs[1] = args[0];
     ctx.run.regs[2] = args[1];
     ctx.run.regs[10] = frame_pointer;
     ctx.run.remaining = budget;
-    let base = frames.as_mut_ptr();
-    ctx.run.frame_base = base as u64;
-    ctx.run.frame_sp = base as u64;
-    ctx.run.frame_end = base.wrapping_add(frames.len()) as u64;
-    let trampoline: Trampoline = helper_trampoline;
-    ctx.run.trampoline = trampoline as usize as u64;
+    ctx.run.frame_sp = ctx.run.frame_base;
 }
 
 /// A program bound to its helpers, limits and fixed regions for runs on one thread
@@ -355,6 +380,8 @@ pub(crate) struct Session {
     /// The limits' budget (`u64::MAX` without one) and `r10` at entry, worked out once.
     budget: u64,
     frame_pointer: u64,
+    /// [`Compiled::admits_every_input`] of the code: whether `run_input` takes the fast path.
+    input_fast: bool,
 }
 
 impl Session {
@@ -363,7 +390,6 @@ impl Session {
         let mut spare = Spare::fresh();
         spare.prepare_frames(&limits);
         Session {
-            program,
             binding,
             limits,
             spill: ebpf_abi::MapSpill::default(),
@@ -372,6 +398,8 @@ impl Session {
             stack_size: usize::try_from(limits.stack_size()).unwrap_or(usize::MAX),
             budget: limits.budget.unwrap_or(u64::MAX),
             frame_pointer: limits.frame_pointer(0),
+            input_fast: program.inner.admits_every_input(),
+            program,
         }
     }
 
@@ -444,27 +472,24 @@ impl Session {
     fn fixed_table(&mut self) {
         let mut fixed = MemoryMap::new();
         self.binding.map_fixed(&mut fixed);
-        self.spare.ctx.refresh(&mut fixed);
+        let Spare { ctx, frames } = &mut *self.spare;
+        ctx.refresh(&mut fixed);
+        // (A mapped run may have reset the run state: the fast path writes only what
+        // changes from run to run.)
+        set_fixed_words(ctx, frames);
         self.fast_table = true;
     }
-}
 
-impl ebpf_abi::Session for Session {
-    #[inline]
-    fn run(
+    /// A run the fast path admits (see [`ebpf_abi::Session::run`] below): writes the rows
+    /// of the run's own buffers and the run state the code reads first, and calls the code.
+    #[inline(always)]
+    fn run_fast(
         &mut self,
         mut data: Option<&mut [u8]>,
         mut metadata: Option<&mut [u8]>,
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        if !self
-            .program
-            .inner
-            .fast_admits(data.as_deref(), metadata.is_some(), args)
-        {
-            return self.run_mapped(data, metadata, args, stack);
-        }
         if !self.fast_table {
             // Only the fixed regions' rows; the run's rows follow.
             self.fixed_table();
@@ -476,34 +501,30 @@ impl ebpf_abi::Session for Session {
             layout::STACK,
             RawRegion::writable(stack.region(self.stack_size)),
         );
-        let raw = |buffer: &mut Option<&mut [u8]>| {
-            buffer
-                .as_deref_mut()
-                .map_or(RawRegion::UNMAPPED, RawRegion::writable)
-        };
-        ctx.set_run_row(layout::INPUT, raw(&mut data));
-        ctx.set_run_row(layout::METADATA, raw(&mut metadata));
+        match data.as_deref_mut() {
+            Some(data) => ctx.set_run_row(layout::INPUT, RawRegion::writable(data)),
+            None => ctx.unmap_run_row(layout::INPUT),
+        }
+        match metadata.as_deref_mut() {
+            Some(metadata) => ctx.set_run_row(layout::METADATA, RawRegion::writable(metadata)),
+            None => ctx.unmap_run_row(layout::METADATA),
+        }
         // (Not `reset`: `memory` and `helpers` are null and `helper_trap` and `panic` empty
         // after every run — the code returned, and a trap or panic was taken — so only the
-        // run state is fresh, and of it only what the code reads before writing it.)
+        // run state is fresh, and of it only what the code reads before writing it; the
+        // words that are the same for every run were set by `fixed_table`.)
         ctx.run.clear_for_entry();
         let budget = self.budget;
-        start_state_with(
-            ctx,
-            &mut self.spare.frames,
-            args,
-            budget,
-            self.frame_pointer,
-        );
-        let ctx = &mut self.spare.ctx;
+        start_registers(ctx, args, budget, self.frame_pointer);
         // SAFETY: `start` is the code's entry, which lives while `self.program` does. The
         // context is initialised for a run from the entry: its table holds the fixed regions'
         // rows (derived from the binding's, which the session keeps alive and whose bytes are
         // never reached through `&mut`) and the rows of
         // `data`, `metadata` and the stack region, derived from their borrows above, which
-        // nothing else uses until the code returns; every other row is unmapped. The code
-        // calls no helper (`fast_admits`), so `memory` and `helpers` stay null (and the
-        // trampoline refuses a null map).
+        // nothing else uses until the code returns; every other row is unmapped. The shadow
+        // stack's words are those of `self.spare.frames` (`fixed_table`), which lives as
+        // long as the session. The code calls no helper (`fast_admits`), so `memory` and
+        // `helpers` stay null (and the trampoline refuses a null map).
         let st = unsafe { call(self.program.inner.code.pages.entry(), ctx) };
         if st == status::EXIT {
             return Ok(Exit {
@@ -512,6 +533,36 @@ impl ebpf_abi::Session for Session {
             });
         }
         self.finish_mapped(st, data, metadata, stack, budget)
+    }
+}
+
+impl ebpf_abi::Session for Session {
+    #[inline]
+    fn run(
+        &mut self,
+        data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        if !self
+            .program
+            .inner
+            .fast_admits(data.as_deref(), metadata.is_some(), args)
+        {
+            return self.run_mapped(data, metadata, args, stack);
+        }
+        self.run_fast(data, metadata, args, stack)
+    }
+
+    #[inline]
+    fn run_input(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
+        let args = [layout::vm_addr(layout::INPUT, 0), data.len() as u64];
+        // (What `fast_admits` checks, worked out once: only the length is left.)
+        if !self.input_fast || args[1] > u64::from(u32::MAX) {
+            return self.run_mapped(Some(data), None, args, stack);
+        }
+        self.run_fast(Some(data), None, args, stack)
     }
 
     fn run_in<'m>(
