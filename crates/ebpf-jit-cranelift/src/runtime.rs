@@ -364,6 +364,10 @@ pub(crate) struct Session {
     stack_size: usize,
     max_depth: usize,
     budget: u64,
+    /// Whether every run of an input alone (`run_input`: `r1`/`r2` its start and length, at
+    /// most `u32::MAX` bytes) takes the fast path: the code calls no helper and its entry asks
+    /// at most what such a run gives (`Admission::input_only`). Worked out once.
+    input_fast: bool,
 }
 
 impl Session {
@@ -386,7 +390,12 @@ impl Session {
             )
         });
         let limits = *binding.limits();
+        let input_fast = !calls_helpers
+            && program.fallback.as_ref().is_none_or(|fallback| {
+                fallback.gate.admission().input_only() == Some(layout::INPUT as u8)
+            });
         Session {
+            input_fast,
             gated: program.fallback.is_some(),
             program,
             entry,
@@ -490,26 +499,17 @@ impl Session {
         spare.rows = fixed.refresh_raw_table(&mut spare.ctx.regions, spare.rows);
         self.fast_table = true;
     }
-}
 
-impl ebpf_abi::Session for Session {
-    #[inline]
-    fn run(
+    /// A run the fast path admits (see [`ebpf_abi::Session::run`] below): writes the rows of
+    /// the run's own buffers and the context, and calls the code.
+    #[inline(always)]
+    fn run_fast(
         &mut self,
         mut data: Option<&mut [u8]>,
         mut metadata: Option<&mut [u8]>,
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        // Code compiled with an entry's facts runs here only on a run its entry admits.
-        if self.calls_helpers
-            || (self.gated
-                && !self
-                    .program
-                    .fast_admits(data.as_deref(), metadata.is_some(), args))
-        {
-            return self.run_mapped(data, metadata, args, stack);
-        }
         if !self.fast_table {
             // Only the fixed regions' rows; the run's rows follow.
             self.fixed_table();
@@ -554,6 +554,38 @@ impl ebpf_abi::Session for Session {
             });
         }
         self.finish_mapped(r0, data, metadata, stack, budget)
+    }
+}
+
+impl ebpf_abi::Session for Session {
+    #[inline]
+    fn run(
+        &mut self,
+        data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        // Code compiled with an entry's facts runs here only on a run its entry admits.
+        if self.calls_helpers
+            || (self.gated
+                && !self
+                    .program
+                    .fast_admits(data.as_deref(), metadata.is_some(), args))
+        {
+            return self.run_mapped(data, metadata, args, stack);
+        }
+        self.run_fast(data, metadata, args, stack)
+    }
+
+    #[inline]
+    fn run_input(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
+        let args = [layout::vm_addr(layout::INPUT, 0), data.len() as u64];
+        // (What `run` checks, worked out once: only the length is left.)
+        if !self.input_fast || args[1] > u64::from(u32::MAX) {
+            return self.run_mapped(Some(data), None, args, stack);
+        }
+        self.run_fast(Some(data), None, args, stack)
     }
 
     fn run_in<'m>(
