@@ -523,8 +523,9 @@ impl Session {
         // `data`, `metadata` and the stack region, derived from their borrows above, which
         // nothing else uses until the code returns; every other row is unmapped. The shadow
         // stack's words are those of `self.spare.frames` (`fixed_table`), which lives as
-        // long as the session. The code calls no helper (`fast_admits`), so `memory` and
-        // `helpers` stay null (and the trampoline refuses a null map).
+        // long as the session. The code calls no helper (`fast_admits`; `input_fast` for
+        // `run_input`), so `memory` and `helpers` stay null (and the trampoline refuses a null
+        // map).
         let st = unsafe { call(self.program.inner.code.pages.entry(), ctx) };
         if st == status::EXIT {
             return Ok(Exit {
