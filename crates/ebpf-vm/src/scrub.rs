@@ -7,7 +7,10 @@
 //! it (short filters store only at constant offsets from `r10`), and falls back to the whole
 //! stack whenever a store could land anywhere.
 
-use ebpf_abi::{Limits, STACK_FRAME_SIZE, layout};
+#[cfg(feature = "elf")]
+use ebpf_abi::layout;
+use ebpf_abi::{Limits, STACK_FRAME_SIZE};
+#[cfg(feature = "elf")]
 use ebpf_cfg::facts::{Access, Facts};
 use ebpf_cfg::{Cfg, FuncId};
 use ebpf_isa::{CallKind, Insn, Program, Reg};
@@ -38,7 +41,9 @@ pub(crate) fn stack_reach(program: &Program, limits: &Limits) -> usize {
 /// counted as writing nothing. A helper writes VM memory only through `VmMemory::write`,
 /// which records in the run's map the lowest stack offset it wrote
 /// (`MemoryMap::lowest_stack_write`): a lender that reads that mark after the run scrubs the
-/// larger of the two and still covers every byte the run wrote.
+/// larger of the two and still covers every byte the run wrote. (Only `run_packet` reads the
+/// mark today.)
+#[cfg(feature = "elf")]
 pub(crate) fn own_stack_reach(program: &Program, limits: &Limits) -> usize {
     reach(program, limits, false, |_| false)
 }
@@ -47,6 +52,7 @@ pub(crate) fn own_stack_reach(program: &Program, limits: &Limits) -> usize {
 /// checked before the run): a store or atomic through a register other than `r10` writes no
 /// stack byte when the facts place every address it can have in another region, or prove
 /// it never runs. The facts hold on every path of such a run, whichever engine runs it.
+#[cfg(feature = "elf")]
 pub(crate) fn admitted_stack_reach(program: &Program, limits: &Limits, facts: &Facts) -> usize {
     reach(program, limits, false, |index| {
         !facts.reached(index)
