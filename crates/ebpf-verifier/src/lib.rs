@@ -51,7 +51,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use ebpf_cfg::Cfg;
-use ebpf_cfg::facts::{Entry, Facts};
+use ebpf_cfg::facts::{Entry, Facts, MapRegion};
 use ebpf_isa::Program;
 
 pub use finding::{Finding, FindingKind, Severity};
@@ -115,6 +115,11 @@ pub struct MapValues {
     /// (array maps, with a constant key in range, since Linux 6.14): the verifier then checks
     /// only offsets.
     pub may_be_null: bool,
+    /// Where the embedder maps the map's values, when every lookup returns NULL or the
+    /// address of a whole value in that region (of exactly that length): what the facts
+    /// need to prove accesses through a lookup's result (the embedder adds it to the entry
+    /// with `Entry::with_lookup`; the verifier itself does not use it). `None`: unknown.
+    pub region: Option<MapRegion>,
 }
 
 impl Default for VerifierConfig {

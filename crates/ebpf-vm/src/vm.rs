@@ -9,7 +9,7 @@ use crate::runner::Warm;
 use ebpf_abi::{
     Executable, Exit, Helper, Helpers, Limits, MemoryMap, Region, Stack, Trap, TrapKind, layout,
 };
-use ebpf_cfg::facts::{Entry, MetadataFields, RegionSpec};
+use ebpf_cfg::facts::{Entry, MapLookup, MetadataFields, RegionSpec};
 use ebpf_interp::{Interpreter, Observer};
 use ebpf_isa::{AsmError, DecodeError, Program};
 use ebpf_verifier::{
@@ -651,7 +651,19 @@ impl VmBuilder {
                 _ => Entry::unknown(),
             },
         };
-        self.with_fixed_regions(entry)
+        let entry = self.with_fixed_regions(entry);
+        // An object's lookups return NULL or a whole value in the map's region.
+        let maps: Vec<_> = (self.map_lookup.iter())
+            .flat_map(|l| &l.maps)
+            .filter_map(|m| m.region)
+            .collect();
+        match &self.map_lookup {
+            Some(l) if !maps.is_empty() => entry.with_lookup(MapLookup {
+                helper: l.helper,
+                maps,
+            }),
+            _ => entry,
+        }
     }
 
     /// `entry` with what every run holds in the fixed regions: the object's images and the
@@ -702,10 +714,11 @@ impl VmBuilder {
         }
         // The verifier's facts are proven from `entry()`, which the engine compiles for.
         let facts = verified.as_ref().map(|v| v.facts());
+        let entry = self.entry();
         let (compiled, progress) = engine::prepare(
             self.engine,
             &program,
-            &self.entry(),
+            &entry,
             facts,
             self.hardening,
             self.code_cache.cache().as_ref(),
@@ -723,6 +736,7 @@ impl VmBuilder {
         let stack_reach = crate::scrub::stack_reach(&program, &self.limits);
         Ok(Vm {
             program,
+            entry,
             compiled,
             progress,
             #[cfg(feature = "elf")]
@@ -752,6 +766,8 @@ impl VmBuilder {
 #[derive(Debug)]
 pub struct Vm {
     program: Program,
+    /// What the engine's facts assume at entry.
+    entry: Entry,
     /// The program as the engine prepared it (shared with an object's tail calls).
     pub(crate) compiled: Arc<dyn Executable>,
     /// Whether `compiled` has reached its final code (the tiered engine's switch).
@@ -939,6 +955,13 @@ impl Vm {
     /// The loaded program.
     pub fn program(&self) -> &Program {
         &self.program
+    }
+
+    /// What the facts the engine compiled with assume at entry (what every run is checked
+    /// against before it runs that code): for tools, `Facts::analyse(vm.program(),
+    /// vm.facts_entry())` shows which accesses run unchecked.
+    pub fn facts_entry(&self) -> &Entry {
+        &self.entry
     }
 
     /// The engine that runs it.

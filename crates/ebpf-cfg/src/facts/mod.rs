@@ -119,6 +119,34 @@ impl MetadataFields {
     }
 }
 
+/// A helper that looks a map's value up (`r0 = lookup(r1 = map, r2 = key)`, the kernel's
+/// `map_lookup_elem`) and the maps whose values it returns: after a call with a known map in
+/// `r1`, `r0` is NULL or the address of a whole value inside that map's region.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MapLookup {
+    /// The helper's id.
+    pub helper: u32,
+    /// The maps, by the constant the program passes in `r1`.
+    pub maps: Vec<MapRegion>,
+}
+
+/// Where one map's values live, as [`MapLookup`] describes it: a lookup in it returns NULL or
+/// an address `a` with `region << 32 <= a` and `a + value_size <= (region << 32) + len`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapRegion {
+    /// The constant the program holds for the map (what its `lddw` loads).
+    pub handle: u64,
+    /// The region its values are mapped at.
+    pub region: u8,
+    /// The region's length, exactly (the admission checks it: a lookup's address is only
+    /// bounded by the length the run maps, so the facts need that length to be this one).
+    pub len: u64,
+    /// Bytes of one value.
+    pub value_size: u32,
+    /// Whether programs may store to the values.
+    pub writable: bool,
+}
+
 /// What holds when the program starts: what facts may rely on. The stack is always known (its
 /// size is a run-time length; `r10` is its end).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,6 +157,9 @@ pub struct Entry {
     pub regions: [RegionSpec; layout::MAX_REGION as usize + 1],
     /// Where the metadata buffer holds the input's addresses, if it does.
     pub metadata: Option<MetadataFields>,
+    /// The map-lookup helper and the regions of the maps' values, if lookups are known
+    /// ([`Entry::with_lookup`]).
+    pub lookup: Option<MapLookup>,
 }
 
 impl Default for Entry {
@@ -144,6 +175,7 @@ impl Entry {
             args: [Arg::Unknown; 2],
             regions: [RegionSpec::Unknown; layout::MAX_REGION as usize + 1],
             metadata: None,
+            lookup: None,
         }
     }
 
@@ -181,6 +213,24 @@ impl Entry {
         self
     }
 
+    /// Adds what a map lookup returns: each map's region becomes a [`RegionSpec::Fixed`] of
+    /// its length, and the admission checks that length exactly (a map whose region is the
+    /// stack, region 0 or beyond the last region is left out).
+    pub fn with_lookup(mut self, mut lookup: MapLookup) -> Entry {
+        lookup.maps.retain(|m| {
+            let r = u64::from(m.region);
+            r != layout::STACK && r != layout::NULL_REGION && r <= layout::MAX_REGION
+        });
+        for m in &lookup.maps {
+            self.regions[usize::from(m.region)] = RegionSpec::Fixed {
+                len: m.len,
+                writable: m.writable,
+            };
+        }
+        self.lookup = Some(lookup);
+        self
+    }
+
     /// Whether a run with this memory and these arguments satisfies the entry, so that code
     /// compiled with its facts may run it (see [`Admission::admits`], which checks the same
     /// without looking at the regions the entry says nothing of).
@@ -204,6 +254,12 @@ impl Entry {
                 .collect(),
             args: self.args,
             metadata: self.metadata,
+            exact: self
+                .lookup
+                .iter()
+                .flat_map(|l| &l.maps)
+                .map(|m| (m.region, m.len))
+                .collect(),
             input_only: None,
         }
         .with_input_only()
@@ -420,6 +476,8 @@ pub struct Admission {
     regions: Vec<(u8, RegionSpec)>,
     args: [Arg; 2],
     metadata: Option<MetadataFields>,
+    /// Regions whose length must be exactly this (the maps' values: see [`MapRegion::len`]).
+    exact: Vec<(u8, u64)>,
     /// `Some(r)` when all the entry asks is what `Vm::run` gives every run: `r1`/`r2` the
     /// start and length of region `r`, writable, below 4 GiB. Such a run is admitted in a
     /// few compares, before any of the general check.
@@ -437,6 +495,7 @@ impl Admission {
     fn with_input_only(mut self) -> Admission {
         if let ([(r, RegionSpec::Dynamic { writable: true })], [Arg::Start(s), Arg::Len(l)], None) =
             (self.regions.as_slice(), self.args, self.metadata)
+            && self.exact.is_empty()
             && *r == s
             && s == l
         {
@@ -509,6 +568,13 @@ impl Admission {
             if !ok {
                 return false;
             }
+        }
+        if self
+            .exact
+            .iter()
+            .any(|&(r, len)| memory.extent(u64::from(r)).0 != len)
+        {
+            return false;
         }
         for (arg, &value) in self.args.iter().zip(&args) {
             let ok = match *arg {

@@ -20,7 +20,7 @@ use super::graph::{Graph, NO_BLOCK, Term};
 use super::loops::{self, Condition, LoopFact, Version};
 use super::num::{Bits, Num, Thresholds};
 use super::state::{NONE, REGS, SLOTS, Space, State, Val};
-use super::transfer::{Ctx, MetaFields};
+use super::transfer::{Ctx, MAPS, MetaFields};
 use super::{Access, Arg, Entry, Facts, InsnFact, NO_REGION, RegionSpec};
 
 /// States move between blocks boxed: a move is a pointer, not a kilobyte.
@@ -269,6 +269,14 @@ impl Registers {
             if !v.num.contains(x, Bits::B64) {
                 return Err(format!("r{r} = {x:#x} outside {:?}", v.num));
             }
+            if let Some((lo, hi)) = self.state.nonnull[r]
+                && x != 0
+                && !(lo..=hi).contains(&x)
+            {
+                return Err(format!(
+                    "r{r} = {x:#x} neither NULL nor in {lo:#x}..={hi:#x}"
+                ));
+            }
             for rel in self.relations(r) {
                 let ok = match rel {
                     Relation::Link { reg, shift, offset } => {
@@ -345,16 +353,30 @@ fn start(entry: &Entry) -> (Ctx, State) {
             packet: f.packet,
         })
     });
+    // A lookup returns NULL or `base + k` with `k + value_size <= len`, the region's exact
+    // length (`MapRegion::len`, which the admission checks).
+    let mut maps = [(0, 0, 0); MAPS];
+    let known = entry.lookup.iter().flat_map(|l| &l.maps).filter_map(|m| {
+        let base = u64::from(m.region) << 32;
+        let last = m.len.checked_sub(u64::from(m.value_size))?;
+        (m.value_size > 0 && last <= u64::from(u32::MAX)).then_some((m.handle, base, base + last))
+    });
+    for (slot, m) in maps.iter_mut().zip(known) {
+        *slot = m;
+    }
     let ctx = Ctx {
         space,
         meta,
         stack: 0,
         speculative: false,
+        lookup: entry.lookup.as_ref().map(|l| l.helper),
+        maps,
     };
     let mut state = State {
         regs: [Val::constant(0); REGS],
         len_min: [0; SLOTS],
         meta: meta.is_some(),
+        nonnull: [None; REGS],
     };
     state.len_min[0] = STACK_FRAME_SIZE;
     if let (Some(f), Some(m)) = (entry.metadata, meta) {

@@ -239,6 +239,11 @@ pub(crate) struct State {
     pub(crate) len_min: [u64; SLOTS],
     /// The metadata buffer's `data`/`data_end` fields still hold what the embedder wrote.
     pub(crate) meta: bool,
+    /// Per register, `Some((lo, hi))`: the register is 0 or in `lo..=hi` (a map lookup's
+    /// result: NULL or a whole value in the map's region). Its number includes 0; a 64-bit
+    /// test against 0 narrows it to `lo..=hi` on the side where it is not 0. Cleared by every
+    /// write to the register (`State::transfer`, `State::returned`).
+    pub(crate) nonnull: [Option<(u64, u64)>; REGS],
 }
 
 impl State {
@@ -249,7 +254,36 @@ impl State {
             regs: [Val::top(); REGS],
             len_min: [0; SLOTS],
             meta: false,
+            nonnull: [None; REGS],
         }
+    }
+
+    /// What the register's non-zero values are, as `nonnull` keeps it: `None` when it is
+    /// always 0.
+    fn nonzero(&self, r: usize) -> Option<(u64, u64)> {
+        if let Some(range) = self.nonnull[r] {
+            return Some(range);
+        }
+        let n = &self.regs[r].num;
+        (n.umax != 0).then(|| (n.umin.max(1), n.umax))
+    }
+
+    /// The join of `nonnull`: kept where either side has it, over the non-zero values of
+    /// both (a lookup's result joined with a pointer checked against NULL stays
+    /// NULL-or-a-value).
+    fn join_nonnull(&self, other: &State) -> [Option<(u64, u64)>; REGS] {
+        let mut out = [None; REGS];
+        for (r, slot) in out.iter_mut().enumerate() {
+            if self.nonnull[r].is_none() && other.nonnull[r].is_none() {
+                continue;
+            }
+            *slot = match (self.nonzero(r), other.nonzero(r)) {
+                (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+                (Some(x), None) | (None, Some(x)) => Some(x),
+                (None, None) => None,
+            };
+        }
+        out
     }
 
     /// The numeric view of register `r`.
@@ -787,13 +821,18 @@ impl State {
     /// The join of two states (every path of either). At loop heads (`head`), registers that
     /// are constants on both sides and step together are discovered to be linked.
     pub(crate) fn join(&self, other: &State, space: &Space, head: bool) -> State {
-        if self.regs == other.regs && self.len_min == other.len_min && self.meta == other.meta {
+        if self.regs == other.regs
+            && self.len_min == other.len_min
+            && self.meta == other.meta
+            && self.nonnull == other.nonnull
+        {
             return self.clone();
         }
         let mut out = State {
             regs: [Val::top(); REGS],
             len_min: [0; SLOTS],
             meta: self.meta && other.meta,
+            nonnull: self.join_nonnull(other),
         };
         let mut any_link = false;
         // Registers equal on both sides (relations included) are copied whole.
@@ -982,6 +1021,12 @@ impl State {
                 *m = 0;
             }
         }
+        // A range that grew is dropped, and stays dropped (so a head settles).
+        for (r, n) in out.nonnull.iter_mut().enumerate() {
+            if *n != self.nonnull[r] {
+                *n = None;
+            }
+        }
         out.settle(space);
         out
     }
@@ -1020,6 +1065,11 @@ impl State {
         for (s, m) in out.len_min.iter_mut().enumerate() {
             if *m != self.len_min[s] {
                 *m = 0;
+            }
+        }
+        for (r, n) in out.nonnull.iter_mut().enumerate() {
+            if *n != self.nonnull[r] {
+                *n = None;
             }
         }
         out.meta &= self.meta;

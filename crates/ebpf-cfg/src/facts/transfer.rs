@@ -1,7 +1,7 @@
 //! What each instruction does to an abstract state: ALU operations with their relations,
 //! loads and stores, calls; and what a conditional jump tells on each of its sides.
 
-use ebpf_isa::{AluOp, ByteOrder, Cond, Insn, Operand, Reg, Size, SwapWidth, Width};
+use ebpf_isa::{AluOp, ByteOrder, CallKind, Cond, Insn, Operand, Reg, Size, SwapWidth, Width};
 
 use super::num::{self, Bits, Num};
 use super::state::{NONE, Space, State, Val};
@@ -18,6 +18,27 @@ pub(crate) struct Ctx {
     /// Speculative paths: conditional jumps refine nothing and both of their sides flow, as
     /// on the path a mispredicted branch leads a CPU down (see `Analysis::solve`).
     pub(crate) speculative: bool,
+    /// The map-lookup helper's id, if the entry knows lookups.
+    pub(crate) lookup: Option<u32>,
+    /// What a lookup returns for each known map (the first [`MAPS`]): `(handle, lo, hi)`,
+    /// NULL or an address in `lo..=hi`.
+    pub(crate) maps: [(u64, u64, u64); MAPS],
+}
+
+/// How many maps' lookups the analysis knows (the rest return unknown values).
+pub(crate) const MAPS: usize = 16;
+
+impl Ctx {
+    /// What `r0` is after helper `helper` with `r1 == handle`: NULL or an address in
+    /// `lo..=hi`, for a lookup in a known map.
+    fn looked_up(&self, helper: u32, handle: Option<u64>) -> Option<(u64, u64)> {
+        let handle = handle?;
+        if self.lookup != Some(helper) {
+            return None;
+        }
+        let &(_, lo, hi) = self.maps.iter().find(|m| m.0 == handle && m.1 != 0)?;
+        Some((lo, hi))
+    }
 }
 
 /// Where the metadata buffer holds the data's addresses, and what they are at entry.
@@ -92,6 +113,23 @@ impl State {
     /// zero.
     pub(crate) fn transfer(&mut self, insn: &Insn, ctx: &Ctx) {
         let space = &ctx.space;
+        // What `nonnull` says of a register holds only until it is written.
+        match *insn {
+            Insn::Alu { dst, .. }
+            | Insn::Neg { dst, .. }
+            | Insn::MovSx { dst, .. }
+            | Insn::Endian { dst, .. }
+            | Insn::LoadImm64 { dst, .. }
+            | Insn::Load { dst, .. } => self.nonnull[reg(dst)] = None,
+            Insn::Atomic { op, src, .. } if op.fetches() => {
+                self.nonnull[0] = None;
+                self.nonnull[reg(src)] = None;
+            }
+            Insn::LoadPacket { .. } | Insn::Call { .. } | Insn::CallX { .. } => {
+                self.nonnull[..=5].fill(None);
+            }
+            _ => {}
+        }
         match *insn {
             Insn::Alu {
                 width,
@@ -177,7 +215,20 @@ impl State {
                 self.assign(0, Val::of(num::loaded(size.bytes(), false)), space)
             }
             Insn::Call { .. } | Insn::CallX { .. } => {
+                let looked_up = match *insn {
+                    Insn::Call {
+                        kind: CallKind::Helper,
+                        imm,
+                    } => ctx.looked_up(imm as u32, self.regs[1].num.as_constant()),
+                    _ => None,
+                };
                 self.assign(0, Val::top(), space);
+                if let Some((lo, hi)) = looked_up {
+                    let mut v = Val::of(Num::range(0, hi, Bits::B64));
+                    v.hint = (lo >> 32) as u8;
+                    self.assign(0, v, space);
+                    self.nonnull[0] = Some((lo, hi));
+                }
                 for r in 1..=5 {
                     self.assign(r, Val::constant(0), space);
                 }
@@ -234,7 +285,11 @@ impl State {
     fn alu64(&mut self, op: AluOp, d: usize, src: Src, space: &Space) {
         let k = self.src_const(src);
         match (op, src, k) {
-            (AluOp::Mov, Src::Reg(s), _) => return self.copy(d, s, space),
+            (AluOp::Mov, Src::Reg(s), _) => {
+                self.copy(d, s, space);
+                self.nonnull[d] = self.nonnull[s];
+                return;
+            }
             (AluOp::Mov, Src::Const(c), _) => return self.assign(d, Val::constant(c), space),
             (AluOp::Add, _, Some(k)) => return self.add_const(d, k, space),
             (AluOp::Sub, _, Some(k)) => return self.add_const(d, k.wrapping_neg(), space),
@@ -445,6 +500,14 @@ impl State {
             (Operand::Reg(r), _) => Src::Reg(reg(r)),
         };
         let out = self;
+        // `r != 0` (64-bit) on a lookup's result: the address of a whole value. A 32-bit test
+        // says nothing of the high half, where a non-NULL address differs from NULL.
+        if let (Width::W64, Some(0), Some((lo, hi))) = (width, out.src_const(src), out.nonnull[d])
+            && matches!((cond, taken), (Cond::Eq, false) | (Cond::Ne, true))
+        {
+            let value = Num::range(lo, hi, Bits::B64);
+            out.regs[d].num = out.regs[d].num.meet(&value, Bits::B64)?;
+        }
         let a = out.regs[d].num;
         let b = out.src_num(src);
         let (na, nb) = match width {
@@ -609,6 +672,7 @@ impl State {
         v.end = ctx.stack;
         v.end_off = -(frame as i64);
         out.assign(10, v, space);
+        out.nonnull[10] = None;
         out.reduce(10, space);
         out
     }
@@ -620,6 +684,7 @@ impl State {
         for r in 0..=5 {
             out.assign(r, Val::top(), &ctx.space);
         }
+        out.nonnull[..=5].fill(None);
         out.meta = false;
         out
     }

@@ -5,6 +5,7 @@
 //! facts against its real operands.
 
 mod idioms;
+mod maps;
 mod programs;
 
 use ebpf_abi::{Helpers, Limits, MemoryMap, Region, TrapKind, layout};
@@ -426,7 +427,7 @@ fn map_of<'a>(
 }
 
 /// The length of every region of a run (the stack's from the limits).
-fn region_lengths(map: &MemoryMap<'_>, limits: &Limits) -> [u64; 64] {
+pub(crate) fn region_lengths(map: &MemoryMap<'_>, limits: &Limits) -> [u64; 64] {
     let mut lens = [0u64; 64];
     for (r, l) in lens.iter_mut().enumerate() {
         *l = map
@@ -483,7 +484,7 @@ fn check_access_fact(
 }
 
 /// The facts of one instruction against the concrete registers before it.
-fn check_insn(
+pub(crate) fn check_insn(
     insn: &Insn,
     regs: &[u64; 11],
     facts: &ebpf_cfg::facts::Facts,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ebpf_abi::{Helper, HelperError, Helpers, VmMemory, layout};
+use ebpf_cfg::facts::MapRegion;
 use ebpf_maps::{Map, MapError, MapType, Maps, UpdateFlags};
 
 use context::ProgramKind;
@@ -268,11 +269,31 @@ impl ObjectMaps {
                     MapType::Array | MapType::PerCpuArray => false,
                     _ => return None,
                 };
+                let handle = MAP_HANDLE_BASE | index as u64;
+                // `lookup_offset` is a slot's offset in `values`, whose length never changes:
+                // a whole value lies in the region every run maps (the admission checks the
+                // length). A read-only map is read-only (frozen) or writable: stores unproven.
+                let region = self
+                    .regions
+                    .get(index)
+                    .copied()
+                    .flatten()
+                    .zip(map.values(0));
+                let region = region.and_then(|(region, values)| {
+                    Some(MapRegion {
+                        handle,
+                        region: u8::try_from(region).ok()?,
+                        len: values.len() as u64,
+                        value_size: spec.value_size,
+                        writable: !spec.read_only_for_programs(),
+                    })
+                });
                 Some(ebpf_verifier::MapValues {
-                    handle: MAP_HANDLE_BASE | index as u64,
+                    handle,
                     name: map.name().to_string(),
                     value_size: spec.value_size,
                     may_be_null,
+                    region,
                 })
             })
             .collect();
