@@ -299,3 +299,77 @@ fn a_program_moving_its_own_data_end_agrees_on_every_engine() {
         );
     }
 }
+
+/// A hash map's lookup, tested against NULL, then `*(u64 *)(v + off) += 1`: the facade's
+/// entry names the map's region, so the facts prove the access for `off` up to 8 of a 16-byte
+/// value (and not at 9, which for the last slot reads past the region's end), and every
+/// engine, verified (where the verifier accepts it) or not, agrees with the interpreter on keys present and absent — in
+/// checked-facts mode (debug builds), where a removed check that fires panics.
+#[test]
+fn accesses_through_a_lookups_result_are_proven_and_agree_on_every_engine() {
+    use ebpf_vm::cfg::facts::{Access, Facts};
+    use ebpf_vm::maps::{MapSpec, MapType, UpdateFlags};
+    const RUNS: usize = 24;
+    for off in [0, 8, 9] {
+        let mut results: Vec<(Result<u64, Trap>, Vec<u8>)> = Vec::new();
+        for &engine in Engine::ALL {
+            // (The verifier refuses the access at 9, as the kernel's does.)
+            for verify in [off <= 8, false] {
+                let mut maps = Maps::new(1);
+                maps.create("h", MapSpec::new(MapType::Hash, 4, 16, 4))
+                    .unwrap();
+                let maps = Arc::new(maps);
+                let h = maps.get("h").unwrap();
+                for key in 0u32..4 {
+                    let value = [key as u8; 16];
+                    h.update(&key.to_le_bytes(), &value, UpdateFlags::Any)
+                        .unwrap();
+                }
+                h.delete(&2u32.to_le_bytes()).unwrap();
+                // The key: a pseudo-random number from 0 to 7 (the same sequence on every VM).
+                let text = format!(
+                    "call 7\nand %r0, 7\nstxw [%r10-4], %r0\n\
+                     lddw %r1, 0xfeed000000000000\nmov %r2, %r10\nadd %r2, -4\ncall 1\n\
+                     jeq %r0, 0, miss\nldxdw %r3, [%r0+{off}]\nadd %r3, 1\n\
+                     stxdw [%r0+{off}], %r3\nmov %r0, %r3\nexit\nmiss:\nmov %r0, 99\nexit"
+                );
+                let program = crate::helpers::program(&text);
+                let mut builder = Vm::builder()
+                    .engine(engine)
+                    .budget(100_000)
+                    .kernel_helpers(KernelHelpers::new());
+                if !verify {
+                    builder = builder.unverified();
+                }
+                let vm = builder
+                    .load_with_maps(program, ProgramKind::Xdp, Arc::clone(&maps))
+                    .unwrap_or_else(|e| panic!("{engine}: {e}"));
+                let facts = Facts::analyse(vm.program(), vm.facts_entry());
+                let at = |i: usize| matches!(facts.access(i), Access::InBounds { .. });
+                let (load, store) = (8, 10);
+                assert_eq!(
+                    (at(load), at(store)),
+                    (off <= 8, off <= 8),
+                    "offset {off}: {:?}",
+                    vm.program().insns()[load]
+                );
+                for _ in 0..RUNS {
+                    let mut packet = Packet::new(&[0u8; 64]).unwrap();
+                    let ctx = Context::default_for(ProgramKind::Xdp);
+                    let r = vm.run_packet(&mut packet, &ctx).map(|o| o.r0);
+                    let mut seen = Vec::new();
+                    for key in 0u32..4 {
+                        seen.extend(h.lookup(&key.to_le_bytes()).unwrap().unwrap_or_default());
+                    }
+                    results.push((r, seen));
+                }
+            }
+        }
+        let first = &results[..RUNS];
+        assert!(first.iter().any(|(r, _)| *r == Ok(99)), "no key missed");
+        assert!(first.iter().any(|(r, _)| *r != Ok(99)), "no key found");
+        for (i, chunk) in results.chunks(RUNS).enumerate() {
+            assert_eq!(chunk, first, "offset {off}, engine run {i}");
+        }
+    }
+}
