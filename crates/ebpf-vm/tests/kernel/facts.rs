@@ -302,9 +302,10 @@ fn a_program_moving_its_own_data_end_agrees_on_every_engine() {
 
 /// A hash map's lookup, tested against NULL, then `*(u64 *)(v + off) += 1`: the facade's
 /// entry names the map's region, so the facts prove the access for `off` up to 8 of a 16-byte
-/// value (and not at 9, which for the last slot reads past the region's end), and every
-/// engine, verified (where the verifier accepts it) or not, agrees with the interpreter on keys present and absent — in
-/// checked-facts mode (debug builds), where a removed check that fires panics.
+/// value (and not at 9, which reads into the next slot or, for the last, past the region),
+/// and every engine, verified (where the verifier accepts it) or not, agrees with the
+/// interpreter on keys present and absent — in checked-facts mode (debug builds), where a
+/// removed check that fires panics.
 #[test]
 fn accesses_through_a_lookups_result_are_proven_and_agree_on_every_engine() {
     use ebpf_vm::cfg::facts::{Access, Facts};
