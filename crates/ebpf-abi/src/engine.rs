@@ -158,6 +158,29 @@ pub trait Session {
         args: [u64; 2],
         stack: &'m mut Stack,
     ) -> Result<Exit, Trap>;
+
+    /// The lowest offset into the stack region that a helper wrote
+    /// ([`MemoryMap::lowest_stack_write`]) in the session's [`Session::run`]s and
+    /// [`Session::run_input`]s since the last call (`None` if none did), forgotten as it is
+    /// returned: what a lender that scrubs only what a run can have written adds to the
+    /// program's own reach. (A [`Session::run_in`] run's mark is in the caller's map.)
+    ///
+    /// A session that does not keep it says `Some(0)`: the whole stack.
+    fn take_helper_stack_mark(&mut self) -> Option<u64> {
+        Some(0)
+    }
+}
+
+/// The lower of two stack marks ([`MemoryMap::lowest_stack_write`]), `None` meaning "nothing
+/// written": what a session that builds a map per run keeps across runs until
+/// [`Session::take_helper_stack_mark`] takes it.
+#[inline]
+pub fn lower_stack_mark(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
 }
 
 /// The default [`Session`]: each run maps its buffers next to the fixed regions and calls
@@ -171,6 +194,8 @@ struct MappedSession<E: ?Sized> {
     has_fixed: bool,
     /// The allocation of region ids above the inline ones, kept between runs.
     spill: MapSpill,
+    /// The helpers' stack mark of the runs since it was last taken.
+    helper_stack_mark: Option<u64>,
 }
 
 impl<E: ?Sized> MappedSession<E> {
@@ -182,6 +207,7 @@ impl<E: ?Sized> MappedSession<E> {
             binding,
             has_fixed,
             spill: MapSpill::default(),
+            helper_stack_mark: None,
         }
     }
 }
@@ -203,6 +229,7 @@ impl<E: Executable + ?Sized> Session for MappedSession<E> {
         let result = self
             .program
             .run_in(&mut map, args, binding.helpers(), &self.limits, stack);
+        self.helper_stack_mark = lower_stack_mark(self.helper_stack_mark, map.lowest_stack_write());
         self.spill = map.into_spill();
         result
     }
@@ -215,6 +242,10 @@ impl<E: Executable + ?Sized> Session for MappedSession<E> {
     ) -> Result<Exit, Trap> {
         self.program
             .run_in(memory, args, self.binding.helpers(), &self.limits, stack)
+    }
+
+    fn take_helper_stack_mark(&mut self) -> Option<u64> {
+        self.helper_stack_mark.take()
     }
 }
 

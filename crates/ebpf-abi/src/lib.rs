@@ -57,7 +57,8 @@ mod trap;
 mod view;
 
 pub use engine::{
-    Binding, Executable, PlainBinding, Session, has_fixed_regions, map_buffers, map_run,
+    Binding, Executable, PlainBinding, Session, has_fixed_regions, lower_stack_mark, map_buffers,
+    map_run,
 };
 pub use helper::{Helper, HelperError, HelperFn, Helpers, VmMemory, conformance_helper};
 pub use memory::{MapSpill, MemoryMap, REGION_TABLE_LEN, RawRegion, Region};

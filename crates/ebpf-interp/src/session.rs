@@ -34,13 +34,28 @@ pub(crate) struct Session {
     frame_pointer: u64,
     /// The budget, `u64::MAX` without one.
     budget: u64,
+    /// The helpers' stack mark of the runs since it was last taken.
+    helper_stack_mark: Option<u64>,
+    /// Whether the program calls a helper (a kfunc, `callx`): only then can a run's map hold
+    /// a mark (which saves the helper-free runs the merge).
+    calls_helpers: bool,
 }
 
 impl Session {
     pub(crate) fn new(program: Arc<Interpreter>, binding: Arc<dyn Binding>) -> Box<Session> {
         let has_fixed = ebpf_abi::has_fixed_regions(&*binding);
         let limits = *binding.limits();
+        let calls_helpers = program.insns.iter().any(|insn| {
+            matches!(
+                insn,
+                ebpf_isa::Insn::Call {
+                    kind: ebpf_isa::CallKind::Helper | ebpf_isa::CallKind::Btf,
+                    ..
+                } | ebpf_isa::Insn::CallX { .. }
+            )
+        });
         Box::new(Session {
+            calls_helpers,
             program,
             binding,
             has_fixed,
@@ -49,6 +64,7 @@ impl Session {
             stack_size: usize::try_from(limits.stack_size()).unwrap_or(usize::MAX),
             frame_pointer: limits.frame_pointer(0),
             budget: limits.budget.unwrap_or(u64::MAX),
+            helper_stack_mark: None,
             limits,
         })
     }
@@ -78,6 +94,10 @@ impl ebpf_abi::Session for Session {
     ) -> Result<Exit, Trap> {
         self.program
             .run_in(memory, args, self.binding.helpers(), &self.limits, stack)
+    }
+
+    fn take_helper_stack_mark(&mut self) -> Option<u64> {
+        self.helper_stack_mark.take()
     }
 }
 
@@ -122,6 +142,10 @@ impl Session {
         );
         machine.frames.clear();
         self.frames = machine.frames;
+        if self.calls_helpers {
+            self.helper_stack_mark =
+                ebpf_abi::lower_stack_mark(self.helper_stack_mark, map.lowest_stack_write());
+        }
         self.spill = map.into_spill();
         result
     }

@@ -352,6 +352,9 @@ pub(crate) struct Session {
     /// The binding's limits (read on every run; a copy saves the virtual call).
     limits: Limits,
     spill: ebpf_abi::MapSpill,
+    /// The helpers' stack mark of the mapped runs since it was last taken (a fast run calls
+    /// no helper).
+    helper_stack_mark: Option<u64>,
     spare: Box<Spare>,
     /// The table holds the fixed regions' rows and, of the rest, at most the rows of the
     /// run's own buffers (`spare.rows` says which may be mapped): what the fast path writes
@@ -407,6 +410,7 @@ impl Session {
             spill: ebpf_abi::MapSpill::default(),
             spare: Spare::fresh(),
             fast_table: false,
+            helper_stack_mark: None,
             calls_helpers,
         }
     }
@@ -434,6 +438,8 @@ impl Session {
             binding.helpers(),
             stack,
         );
+        self.helper_stack_mark =
+            ebpf_abi::lower_stack_mark(self.helper_stack_mark, map.lowest_stack_write());
         self.spill = map.into_spill();
         result
     }
@@ -484,6 +490,8 @@ impl Session {
                 &mut host,
             )
         };
+        self.helper_stack_mark =
+            ebpf_abi::lower_stack_mark(self.helper_stack_mark, map.lowest_stack_write());
         self.spill = map.into_spill();
         result
     }
@@ -604,6 +612,10 @@ impl ebpf_abi::Session for Session {
             self.binding.helpers(),
             stack,
         )
+    }
+
+    fn take_helper_stack_mark(&mut self) -> Option<u64> {
+        self.helper_stack_mark.take()
     }
 }
 

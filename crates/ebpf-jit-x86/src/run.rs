@@ -371,6 +371,9 @@ pub(crate) struct Session {
     /// The binding's limits (read on every run; a copy saves the virtual call).
     limits: Limits,
     spill: ebpf_abi::MapSpill,
+    /// The helpers' stack mark of the mapped runs since it was last taken (a fast run calls
+    /// no helper).
+    helper_stack_mark: Option<u64>,
     spare: Box<Spare>,
     /// The table holds the fixed regions' rows and, of the rest, at most the rows of the
     /// run's own buffers: what the fast path writes on. A mapped run (or a cold path) may
@@ -395,6 +398,7 @@ impl Session {
             spill: ebpf_abi::MapSpill::default(),
             spare,
             fast_table: false,
+            helper_stack_mark: None,
             stack_size: usize::try_from(limits.stack_size()).unwrap_or(usize::MAX),
             budget: limits.budget.unwrap_or(u64::MAX),
             frame_pointer: limits.frame_pointer(0),
@@ -427,6 +431,8 @@ impl Session {
                 stack,
             )
         });
+        self.helper_stack_mark =
+            ebpf_abi::lower_stack_mark(self.helper_stack_mark, map.lowest_stack_write());
         self.spill = map.into_spill();
         result
     }
@@ -461,6 +467,8 @@ impl Session {
             budget,
             Some(st),
         );
+        self.helper_stack_mark =
+            ebpf_abi::lower_stack_mark(self.helper_stack_mark, map.lowest_stack_write());
         self.spill = map.into_spill();
         result
     }
@@ -582,6 +590,10 @@ impl ebpf_abi::Session for Session {
             &self.limits,
             stack,
         )
+    }
+
+    fn take_helper_stack_mark(&mut self) -> Option<u64> {
+        self.helper_stack_mark.take()
     }
 }
 

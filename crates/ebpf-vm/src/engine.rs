@@ -446,6 +446,7 @@ mod tiered {
                 on_second: second.is_some(),
                 tiered,
                 binding,
+                carried_mark: None,
             }
         }
     }
@@ -458,6 +459,8 @@ mod tiered {
         tiered: Arc<Tiered>,
         /// For the second tier's session.
         binding: Arc<dyn Binding>,
+        /// The first tier's session's helper stack mark, not yet taken when it was replaced.
+        carried_mark: Option<u64>,
     }
 
     impl TieredSession {
@@ -470,6 +473,10 @@ mod tiered {
             }
             match self.tiered.shared.second.get() {
                 Some(second) => {
+                    self.carried_mark = ebpf_abi::lower_stack_mark(
+                        self.carried_mark,
+                        self.current.take_helper_stack_mark(),
+                    );
                     self.current = Arc::clone(second).session(Arc::clone(&self.binding));
                     self.on_second = true;
                 }
@@ -509,6 +516,13 @@ mod tiered {
         ) -> Result<Exit, Trap> {
             self.pick();
             self.current.run_in(memory, args, stack)
+        }
+
+        fn take_helper_stack_mark(&mut self) -> Option<u64> {
+            ebpf_abi::lower_stack_mark(
+                self.carried_mark.take(),
+                self.current.take_helper_stack_mark(),
+            )
         }
     }
 }
