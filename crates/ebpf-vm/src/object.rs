@@ -560,14 +560,8 @@ impl Vm {
             // The stack's invariant (all zero between runs, docs/per-run.md): every byte this
             // program wrote is at most `reach` below the top, or at or above the lowest
             // offset a helper wrote (helpers write only through the map).
-            let scrub = match map.lowest_stack_write() {
-                Some(low) if own_reach < stack_size => {
-                    let helpers_reach = usize::try_from(low)
-                        .map_or(stack_size, |low| stack_size.saturating_sub(low));
-                    own_reach.max(helpers_reach)
-                }
-                _ => own_reach,
-            };
+            let scrub =
+                crate::scrub::with_helper_mark(own_reach, stack_size, map.lowest_stack_write());
             *spill = map.into_spill();
             stack.scrub(stack_size, scrub);
             match r {

@@ -156,7 +156,9 @@ impl Prepared {
         let stack = &mut self.scratch.stack;
         stack.begin_run();
         let result = self.session.run_input(data, stack);
-        stack.end_run(self.stack_size, vm.stack_reach);
+        let session = &mut self.session;
+        let reach = vm.scrub_reach(self.stack_size, || session.take_helper_stack_mark());
+        stack.end_run(self.stack_size, reach);
         result.map_err(|trap| undecodable_trap(trap, &vm.undecodable))
     }
 
@@ -171,7 +173,9 @@ impl Prepared {
         let stack = &mut self.scratch.stack;
         stack.begin_run();
         let result = self.session.run(data, None, args, stack);
-        stack.end_run(self.stack_size, vm.stack_reach);
+        let session = &mut self.session;
+        let reach = vm.scrub_reach(self.stack_size, || session.take_helper_stack_mark());
+        stack.end_run(self.stack_size, reach);
         result.map_err(|trap| undecodable_trap(trap, &vm.undecodable))
     }
 }

@@ -48,6 +48,20 @@ pub(crate) fn own_stack_reach(program: &Program, limits: &Limits) -> usize {
     reach(program, limits, false, |_| false)
 }
 
+/// What to scrub after a run whose own stores reach `own` bytes at the top of a stack of
+/// `stack_size` bytes and whose helpers wrote no lower than `mark`
+/// (`MemoryMap::lowest_stack_write`, `None` when they wrote nothing): every byte the run
+/// wrote is in the top `own` bytes or at or above the mark, so the larger of the two covers it.
+pub(crate) fn with_helper_mark(own: usize, stack_size: usize, mark: Option<u64>) -> usize {
+    match mark {
+        Some(low) => {
+            let helpers = usize::try_from(low).map_or(0, |low| stack_size.saturating_sub(low));
+            own.max(helpers)
+        }
+        None => own,
+    }
+}
+
 /// [`own_stack_reach`] for a run that starts from an entry `facts` admit (`Entry::admits`,
 /// checked before the run): a store or atomic through a register other than `r10` writes no
 /// stack byte when the facts place every address it can have in another region, or prove

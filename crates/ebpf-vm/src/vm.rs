@@ -734,6 +734,10 @@ impl VmBuilder {
             .map(|v| (v.warnings().to_vec(), v.undecodable().to_vec()))
             .unwrap_or_default();
         let stack_reach = crate::scrub::stack_reach(&program, &self.limits);
+        // A helper-calling program's runs scrub what its own stores reach and what its helpers
+        // wrote (`Vm::scrub_reach`), when that can be less than the whole stack.
+        let own_stack_reach = Some(crate::scrub::own_stack_reach(&program, &self.limits))
+            .filter(|&own| own < stack_reach);
         Ok(Vm {
             program,
             entry,
@@ -745,6 +749,7 @@ impl VmBuilder {
             admitted_reach,
             map_regions: self.map_regions,
             stack_reach,
+            own_stack_reach,
             bound: Arc::new(Bound {
                 helpers: self.helpers,
                 limits: self.limits,
@@ -785,6 +790,10 @@ pub struct Vm {
     /// The bytes at the top of the stack a run can write, zeroed after each run
     /// (`scrub::stack_reach`).
     pub(crate) stack_reach: usize,
+    /// What the program's own stores can reach (`scrub::own_stack_reach`), when it is less
+    /// than `stack_reach` (the program calls helpers): a run then scrubs that and what its
+    /// helpers wrote (`Vm::scrub_reach`).
+    pub(crate) own_stack_reach: Option<usize>,
     /// Its helpers, limits and shared regions: what its sessions are bound to (and keep alive,
     /// wherever they are kept: `Vm::run`'s per-thread ones outlive a dropped `Vm` until the
     /// thread evicts them).
@@ -1186,10 +1195,28 @@ impl Vm {
         stack.begin_run();
         let result =
             run(&mut map, args, stack).map_err(|trap| undecodable_trap(trap, &self.undecodable));
-        *spill = map.into_spill();
         let stack_size = usize::try_from(self.bound.limits.stack_size()).unwrap_or(usize::MAX);
-        stack.end_run(stack_size, self.stack_reach);
+        let reach = self.scrub_reach(stack_size, || map.lowest_stack_write());
+        *spill = map.into_spill();
+        stack.end_run(stack_size, reach);
         result
+    }
+
+    /// The bytes at the top of a stack of `stack_size` bytes (the limits') that a run can have
+    /// written, to be scrubbed after it: `stack_reach`, or for a program that calls helpers,
+    /// what its own stores reach and what its helpers wrote, which `helper_mark` gives
+    /// (`MemoryMap::lowest_stack_write` of the run's map; called only for such a program).
+    /// Helpers reach the VM's memory only through `VmMemory`, whose writes set the mark.
+    #[inline(always)]
+    pub(crate) fn scrub_reach(
+        &self,
+        stack_size: usize,
+        helper_mark: impl FnOnce() -> Option<u64>,
+    ) -> usize {
+        match self.own_stack_reach {
+            None => self.stack_reach,
+            Some(own) => crate::scrub::with_helper_mark(own, stack_size, helper_mark()),
+        }
     }
 }
 

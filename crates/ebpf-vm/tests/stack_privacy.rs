@@ -102,6 +102,25 @@ fn smear(_args: [u64; 5], mem: &mut dyn VmMemory) -> Result<u64, HelperError> {
     Ok(0)
 }
 
+/// Helper 1 of a program whose own stores reach only the top 8 bytes: writes the secret at
+/// a few offsets far below them (the stack's lowest 8 bytes, the middle of the entry's caller
+/// frames, 24 bytes under the top), so a scrub of the program's own reach alone would leave
+/// them; a helper's write is bounded only by the mark it leaves in the run's map.
+fn write_below_own_reach(_args: [u64; 5], mem: &mut dyn VmMemory) -> Result<u64, HelperError> {
+    let size = stack_size();
+    for off in [0, size / 2, size - 24] {
+        mem.write(layout::vm_addr(layout::STACK, off), &SECRET.to_le_bytes())?;
+    }
+    Ok(0)
+}
+
+/// Run A's code for [`write_below_own_reach`]: its own store at `r10 - 8`, then the helper.
+const OWN_STORE_THEN_HELPER: &str = "lddw %r3, 0x5ec2e75ec2e75ec2
+    stxdw [%r10-8], %r3
+    call 1
+    mov %r0, 0
+    exit";
+
 /// The runs A, by name: each leaves the secret on the stack (and may trap or panic).
 fn writers(engine: Engine) -> Vec<(&'static str, Vm)> {
     let base = || Vm::builder().engine(engine).unverified().budget(100_000);
@@ -148,6 +167,13 @@ fn writers(engine: Engine) -> Vec<(&'static str, Vm)> {
                 .load_asm("call 1\nmov %r0, 0\nexit")
                 .unwrap(),
         ),
+        (
+            "a helper writing below the program's own stores",
+            base()
+                .helper(1, write_below_own_reach)
+                .load_asm(OWN_STORE_THEN_HELPER)
+                .unwrap(),
+        ),
     ]
 }
 
@@ -176,7 +202,7 @@ fn check_writers_then_readers() {
             }
         }
     }
-    assert_eq!(checked, 6 * Engine::ALL.len() * Engine::ALL.len());
+    assert_eq!(checked, 7 * Engine::ALL.len() * Engine::ALL.len());
 }
 
 /// The reader and writers are not vacuous: within one run, the reader's loop does see what
@@ -329,12 +355,36 @@ fn runner_writers(engine: Engine) -> Vec<(&'static str, Vm)> {
                 "call 1\nmov %r0, 0\nexit",
             ),
         ),
+        (
+            "a helper writing below the program's own stores",
+            load(
+                Vm::builder().helper(1, write_below_own_reach),
+                OWN_STORE_THEN_HELPER,
+            ),
+        ),
+        (
+            "a helper writing below the program's own stores, then a trap",
+            load(
+                Vm::builder().helper(1, write_below_own_reach),
+                "stdw [%r10-8], 1\ncall 1\nldxdw %r0, [%r0]\nexit",
+            ),
+        ),
+        (
+            "a helper writing below the program's own stores, then panicking",
+            load(
+                Vm::builder().helper(1, |args: [u64; 5], mem: &mut dyn VmMemory| {
+                    write_below_own_reach(args, mem)?;
+                    panic!("helper gives up")
+                }),
+                OWN_STORE_THEN_HELPER,
+            ),
+        ),
     ]
 }
 
 #[test]
 fn no_run_of_a_runner_reads_what_its_earlier_run_left_on_the_stack() {
-    a_then_b_on_every_writer(|vm, a_then_b| {
+    a_then_b_on_every_writer(1, |vm, a_then_b| {
         let mut runner = vm.runner();
         a_then_b(&mut |input| runner.run(input));
     });
@@ -345,8 +395,9 @@ type Run<'a> = &'a mut dyn FnMut(&mut [u8]) -> Result<u64, ebpf_vm::Trap>;
 
 /// For every engine and each of [`runner_writers`], hands the VM to `with`, which hands
 /// the check one way of running it: three rounds of run A (the secret written; a panic
-/// caught around it and the same way used again) then run B, which must read only zeroes.
-fn a_then_b_on_every_writer(with: impl Fn(&Vm, &mut dyn FnMut(Run<'_>))) {
+/// caught around it and the same way used again) then run B, which must read only zeroes;
+/// `with` hands it `ways` ways.
+fn a_then_b_on_every_writer(ways: usize, with: impl Fn(&Vm, &mut dyn FnMut(Run<'_>))) {
     let mut checked = 0;
     for &engine in Engine::ALL {
         for (name, vm) in runner_writers(engine) {
@@ -364,7 +415,7 @@ fn a_then_b_on_every_writer(with: impl Fn(&Vm, &mut dyn FnMut(Run<'_>))) {
             });
         }
     }
-    assert_eq!(checked, 6 * 3 * Engine::ALL.len());
+    assert_eq!(checked, ways * 9 * 3 * Engine::ALL.len());
 }
 
 /// The runner's writers are not vacuous: a run that writes then reads in one run sees the
@@ -385,13 +436,56 @@ fn a_runner_run_sees_its_own_stores() {
     }
 }
 
+/// Through `Runner::run_with` and `Vm::run_with`: an input alone (the path `run` takes), and
+/// an input with an extra region (each run's memory mapped by the facade: the helpers' mark is
+/// the facade's map's, not the session's).
+#[test]
+fn no_run_with_reads_what_an_earlier_run_left_on_the_stack() {
+    a_then_b_on_every_writer(2, |vm, a_then_b| {
+        let mut runner = vm.runner();
+        a_then_b(&mut |input| runner.run_with(ebpf_vm::Input::new(input)).map(|e| e.r0));
+        let mut extra = [0u8; 16];
+        a_then_b(&mut |input| {
+            let input = ebpf_vm::Input::new(input).region_mut(&mut extra);
+            runner.run_with(input).map(|e| e.r0)
+        });
+    });
+    a_then_b_on_every_writer(2, |vm, a_then_b| {
+        a_then_b(&mut |input| vm.run_with(ebpf_vm::Input::new(input)).map(|e| e.r0));
+        let mut extra = [0u8; 16];
+        a_then_b(&mut |input| {
+            let input = ebpf_vm::Input::new(input).region_mut(&mut extra);
+            vm.run_with(input).map(|e| e.r0)
+        });
+    });
+}
+
+/// The helper writing below the program's own stores is not vacuous: in one run, the reader
+/// after it sees the secret at the lowest byte of the stack, which the program's own stores
+/// never reach.
+#[test]
+fn a_helper_below_the_programs_own_stores_leaves_the_secret_for_its_own_run() {
+    for &engine in Engine::ALL {
+        let text = writer_or_reader("stdw [%r10-8], 0\ncall 1\nja read");
+        let vm = Vm::builder()
+            .engine(engine)
+            .unverified()
+            .budget(100_000)
+            .helper(1, write_below_own_reach)
+            .load_asm(&text)
+            .unwrap();
+        assert_eq!(vm.run(&mut [1u8; 8]), Ok(SECRET), "{engine}");
+        assert_eq!(vm.run(&mut [0u8; 8]), Ok(0), "{engine}");
+    }
+}
+
 /// `Vm::run` keeps a prepared session and stack per thread and VM: a VM's runs on a thread
 /// reuse one stack, as a runner's do. The same runs A and B as for a runner, through
 /// `Vm::run` on one VM — a panic caught around A included (the panicking run's stack is
 /// dropped, never lent again).
 #[test]
 fn no_vm_run_reads_what_an_earlier_run_of_that_vm_left_on_the_stack() {
-    a_then_b_on_every_writer(|vm, a_then_b| a_then_b(&mut |input| vm.run(input)));
+    a_then_b_on_every_writer(1, |vm, a_then_b| a_then_b(&mut |input| vm.run(input)));
 }
 
 /// The same through runs nested in a helper: by its first input byte, the program writes the
