@@ -41,9 +41,7 @@ pub(crate) fn stack_reach(program: &Program, limits: &Limits) -> usize {
 /// counted as writing nothing. A helper writes VM memory only through `VmMemory::write`,
 /// which records in the run's map the lowest stack offset it wrote
 /// (`MemoryMap::lowest_stack_write`): a lender that reads that mark after the run scrubs the
-/// larger of the two and still covers every byte the run wrote. (Only `run_packet` reads the
-/// mark today.)
-#[cfg(feature = "elf")]
+/// larger of the two and still covers every byte the run wrote ([`with_helper_mark`]).
 pub(crate) fn own_stack_reach(program: &Program, limits: &Limits) -> usize {
     reach(program, limits, false, |_| false)
 }
@@ -55,7 +53,8 @@ pub(crate) fn own_stack_reach(program: &Program, limits: &Limits) -> usize {
 pub(crate) fn with_helper_mark(own: usize, stack_size: usize, mark: Option<u64>) -> usize {
     match mark {
         Some(low) => {
-            let helpers = usize::try_from(low).map_or(0, |low| stack_size.saturating_sub(low));
+            let helpers =
+                usize::try_from(low).map_or(stack_size, |low| stack_size.saturating_sub(low));
             own.max(helpers)
         }
         None => own,
@@ -231,6 +230,27 @@ mod tests {
             admitted("mov %r1, %r10\nstdw [%r1-8], 1\nexit"),
             full,
             "the stack through another register"
+        );
+    }
+
+    #[test]
+    fn the_helpers_mark_widens_the_own_reach_to_everything_above_it() {
+        assert_eq!(
+            with_helper_mark(16, 4608, None),
+            16,
+            "no helper wrote the stack"
+        );
+        assert_eq!(
+            with_helper_mark(16, 4608, Some(4600)),
+            16,
+            "within the own reach"
+        );
+        assert_eq!(with_helper_mark(16, 4608, Some(4000)), 608);
+        assert_eq!(with_helper_mark(16, 4608, Some(0)), 4608);
+        assert_eq!(
+            with_helper_mark(0, 4608, Some(u64::MAX)),
+            0,
+            "past the region"
         );
     }
 
