@@ -49,6 +49,7 @@ mod engine;
 mod helper;
 mod memory;
 mod rand;
+pub mod registers;
 pub mod semantics;
 mod shared;
 mod stack;

@@ -13,68 +13,10 @@
 
 use alloc::vec;
 
+pub(crate) use ebpf_abi::registers::{ALL, Regs, bit};
+use ebpf_abi::registers::{R0_TO_R5, reads};
 use ebpf_abi::{Flow, ProgramView, Target};
-use ebpf_isa::{AluOp, AtomicOp, CallKind, Insn, Operand, PacketAddr, Reg};
-
-/// A set of registers: bit `i` is `r<i>`.
-pub(crate) type Regs = u16;
-
-/// Every register.
-pub(crate) const ALL: Regs = (1 << 11) - 1;
-
-/// `r0`–`r5`.
-const R0_TO_R5: Regs = 0b11_1111;
-
-/// `r1`–`r5`.
-const ARGS: Regs = 0b11_1110;
-
-pub(crate) fn bit(r: Reg) -> Regs {
-    1 << r.index()
-}
-
-fn operand(src: Operand) -> Regs {
-    match src {
-        Operand::Reg(r) => bit(r),
-        Operand::Imm(_) => 0,
-    }
-}
-
-/// The registers `insn` reads; `exit` reads `exit`.
-fn reads(insn: &Insn, exit: Regs) -> Regs {
-    match *insn {
-        Insn::Alu {
-            op: AluOp::Mov,
-            src,
-            ..
-        } => operand(src),
-        Insn::Alu { dst, src, .. } => bit(dst) | operand(src),
-        Insn::Neg { dst, .. } | Insn::Endian { dst, .. } => bit(dst),
-        Insn::MovSx { src, .. } => bit(src),
-        Insn::LoadImm64 { .. } | Insn::Ja { .. } | Insn::Ja32 { .. } => 0,
-        Insn::Load { src, .. } => bit(src),
-        Insn::Store { dst, src, .. } => bit(dst) | operand(src),
-        Insn::Atomic { dst, src, op, .. } => {
-            let r0 = if op == AtomicOp::Cmpxchg {
-                bit(Reg::R0)
-            } else {
-                0
-            };
-            bit(dst) | bit(src) | r0
-        }
-        Insn::LoadPacket { addr, .. } => match addr {
-            PacketAddr::Abs => 0,
-            PacketAddr::Ind(r) => bit(r),
-        },
-        Insn::Jump { dst, src, .. } => bit(dst) | operand(src),
-        Insn::Call {
-            kind: CallKind::Local,
-            ..
-        } => ALL,
-        Insn::Call { .. } => ARGS,
-        Insn::CallX { reg } => ARGS | bit(reg),
-        Insn::Exit => exit,
-    }
-}
+use ebpf_isa::{AtomicOp, CallKind, Insn, Reg};
 
 /// The registers `insn` writes whenever it completes (a trap ends the run).
 fn writes(insn: &Insn) -> Regs {
