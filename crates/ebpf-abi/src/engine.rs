@@ -145,7 +145,7 @@ pub trait Session {
     /// once, for every such run). `data` is at most [`layout::MAX_REGION_LEN`] bytes.
     #[inline]
     fn run_input(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
-        let args = [layout::vm_addr(layout::INPUT, 0), data.len() as u64];
+        let args = layout::input_args(data.len() as u64);
         self.run(Some(data), None, args, stack)
     }
 

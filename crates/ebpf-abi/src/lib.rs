@@ -131,6 +131,12 @@ pub mod layout {
     pub const fn offset_of(addr: u64) -> u64 {
         addr & OFFSET_MASK
     }
+
+    /// `r1` and `r2` at entry for a run on an input alone (no metadata buffer): the input's
+    /// start and its length in bytes.
+    pub const fn input_args(len: u64) -> [u64; 2] {
+        [vm_addr(INPUT, 0), len]
+    }
 }
 
 /// Limits every engine enforces the same way.

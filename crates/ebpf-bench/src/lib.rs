@@ -200,7 +200,7 @@ pub fn exit_on_input(
     let len = mem.len() as u64;
     let mut map = MemoryMap::new();
     map.insert(layout::INPUT, Region::Writable(mem));
-    match run(map, [layout::vm_addr(layout::INPUT, 0), len]) {
+    match run(map, layout::input_args(len)) {
         Ok(exit) => exit,
         Err(t) => panic!("{t}"),
     }

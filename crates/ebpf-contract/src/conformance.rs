@@ -43,7 +43,7 @@ impl Vector {
     ) -> VectorOutcome {
         let mut mem = self.input.clone().unwrap_or_default();
         let args = match &self.input {
-            Some(m) => [layout::vm_addr(layout::INPUT, 0), m.len() as u64],
+            Some(m) => layout::input_args(m.len() as u64),
             None => [0, 0],
         };
         let mut map = MemoryMap::new();

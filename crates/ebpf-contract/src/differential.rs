@@ -79,7 +79,7 @@ impl Setup {
 
     fn args(&self) -> [u64; 2] {
         self.args.unwrap_or(match &self.input {
-            Some(input) => [layout::vm_addr(layout::INPUT, 0), input.len() as u64],
+            Some(input) => layout::input_args(input.len() as u64),
             None => [0, 0],
         })
     }

@@ -383,7 +383,7 @@ fn run_keeping_data(loaded: &LoadedElf, input: &[u8]) -> Vec<u8> {
     map.insert(layout::RODATA, Region::ReadOnly(&loaded.rodata));
     map.insert(layout::DATA, Region::Writable(&mut data));
     map.insert(layout::INPUT, Region::Writable(&mut mem));
-    let args = [layout::vm_addr(layout::INPUT, 0), input.len() as u64];
+    let args = layout::input_args(input.len() as u64);
     ebpf_interp::Interpreter::new(&loaded.program)
         .run(map, args, &common::helpers(), &Limits::default())
         .unwrap();

@@ -801,7 +801,7 @@ mod tests {
             let mut mem = input.to_vec();
             let mut stack = Stack::new();
             let mut map = MemoryMap::new();
-            let args = [layout::vm_addr(layout::INPUT, 0), mem.len() as u64];
+            let args = layout::input_args(mem.len() as u64);
             map.insert(layout::INPUT, Region::Writable(&mut mem));
             // Any observer makes the whole run precise.
             let mut ignore = |_: &Step| {};

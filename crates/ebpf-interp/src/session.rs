@@ -82,7 +82,7 @@ impl ebpf_abi::Session for Session {
     }
 
     fn run_input(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
-        let args = [layout::vm_addr(layout::INPUT, 0), data.len() as u64];
+        let args = layout::input_args(data.len() as u64);
         self.run_buffers(Some(data), None, args, stack)
     }
 

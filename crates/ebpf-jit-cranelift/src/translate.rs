@@ -3287,7 +3287,7 @@ mod tests {
                     let len = data.len() as u64;
                     let mut memory = ebpf_abi::MemoryMap::new();
                     memory.insert(layout::INPUT, ebpf_abi::Region::Writable(&mut data));
-                    let result = engine(memory, [layout::vm_addr(layout::INPUT, 0), len]);
+                    let result = engine(memory, layout::input_args(len));
                     (result, data)
                 };
                 let (h, l) = (ebpf_abi::Helpers::new(), ebpf_abi::Limits::default());
@@ -3391,7 +3391,7 @@ mod tests {
                         let len = data.len() as u64;
                         let mut memory = MemoryMap::new();
                         memory.insert(layout::INPUT, Region::Writable(&mut data));
-                        let result = engine(memory, [layout::vm_addr(layout::INPUT, 0), len]);
+                        let result = engine(memory, layout::input_args(len));
                         (result, data)
                     };
                     let (h, l) = (Helpers::new(), Limits::default());

@@ -270,7 +270,7 @@ fn objects_linked_with_c_agree_with_the_interpreter() {
         let args = if mem.is_empty() {
             [0, 0]
         } else {
-            [layout::vm_addr(layout::INPUT, 0), mem.len() as u64]
+            layout::input_args(mem.len() as u64)
         };
         let mut map = MemoryMap::new();
         map.insert(layout::INPUT, Region::Writable(&mut mem));

@@ -170,7 +170,7 @@ fn bench_program(c: &mut Criterion, p: &Program) -> Row {
                 m.insert(layout::INPUT, Region::ReadOnly(&input));
                 m
             },
-            [layout::vm_addr(layout::INPUT, 0), input.len() as u64],
+            layout::input_args(input.len() as u64),
             &Helpers::new(),
             &Limits::default(),
         )
@@ -412,7 +412,7 @@ fn print_facts() {
         let traced = ebpf_testgen::trace(
             &program,
             map,
-            [layout::vm_addr(layout::INPUT, 0), len],
+            layout::input_args(len),
             &Helpers::new(),
             &Limits::default(),
             |step| {

@@ -566,7 +566,7 @@ impl ebpf_abi::Session for Session {
 
     #[inline]
     fn run_input(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
-        let args = [layout::vm_addr(layout::INPUT, 0), data.len() as u64];
+        let args = layout::input_args(data.len() as u64);
         // (What `fast_admits` checks, worked out once: only the length is left.)
         if !self.input_fast || args[1] > u64::from(u32::MAX) {
             return self.run_mapped(Some(data), None, args, stack);

@@ -82,7 +82,7 @@ fn walk(cfg: &Cfg) {
 fn run(verified: &VerifiedProgram, input: &mut [u8], budget: u64) -> Result<Exit, Trap> {
     let interp = Interpreter::new(verified.program());
     let mut map = MemoryMap::new();
-    let args = [layout::vm_addr(layout::INPUT, 0), input.len() as u64];
+    let args = layout::input_args(input.len() as u64);
     map.insert(layout::INPUT, Region::Writable(input));
     let limits = Limits {
         budget: Some(budget),

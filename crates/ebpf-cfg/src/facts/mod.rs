@@ -524,7 +524,7 @@ impl Admission {
                 let len = input.len() as u64;
                 self.input_only == Some(layout::INPUT as u8)
                     && !metadata
-                    && args == [layout::vm_addr(layout::INPUT, 0), len]
+                    && args == layout::input_args(len)
                     && len <= u64::from(u32::MAX)
             }
             None => false,

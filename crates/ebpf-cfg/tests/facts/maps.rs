@@ -103,7 +103,7 @@ fn assert_sound(text: &str) {
     let limits = Limits::default();
     for key in 0..6usize {
         let memory = || -> Bytes { (vec![7u8; key], vec![1u8; 64], vec![2u8; 24]) };
-        let args = [layout::vm_addr(layout::INPUT, 0), key as u64];
+        let args = layout::input_args(key as u64);
         let (mut m1, mut m2, mut m3) = (memory(), memory(), memory());
         let admitted = map(&mut m1);
         assert!(entry.admits(&admitted, args), "key {key}");

@@ -106,7 +106,7 @@ pub fn run(loaded: &LoadedElf, input: &[u8], budget: Option<u64>) -> (Result<Exi
         budget,
         ..Limits::default()
     };
-    let args = [layout::vm_addr(layout::INPUT, 0), input.len() as u64];
+    let args = layout::input_args(input.len() as u64);
     let exit = interp.run(map, args, &helpers(), &limits);
     (exit, mem)
 }
