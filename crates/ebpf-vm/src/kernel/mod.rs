@@ -15,7 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ebpf_abi::{Helper, HelperError, Helpers, VmMemory, layout};
+use ebpf_abi::{Helper, HelperError, Helpers, TrapKind, VmMemory, layout};
 use ebpf_cfg::facts::MapRegion;
 use ebpf_maps::{Map, MapError, MapType, Maps, UpdateFlags};
 
@@ -419,17 +419,63 @@ fn with_state<T>(
     result
 }
 
-/// Reads `len` bytes at `addr` into `buf` (reused).
+/// Reads `len` bytes at `addr` into `buf` (reused). The length is the program's, so the range
+/// is checked before a byte is allocated for it: a length of 2^62 is the trap a read of it
+/// would be, not an allocation the host cannot make (which aborts the process).
 fn read_into(
     memory: &mut dyn VmMemory,
     buf: &mut Vec<u8>,
     addr: u64,
-    len: usize,
+    len: u64,
 ) -> Result<(), HelperError> {
+    check_range(memory, addr, len, false)?;
     buf.clear();
-    buf.resize(len, 0);
+    buf.resize(len as usize, 0);
     memory.read(addr, buf)?;
     Ok(())
+}
+
+/// Zeroes `len` bytes at `addr`, as one write of them would: the same trap when the range is
+/// not writable, and then nothing written. In chunks, since the length is the program's.
+fn zero_fill(memory: &mut dyn VmMemory, addr: u64, len: u64) -> Result<(), HelperError> {
+    const ZEROS: [u8; 256] = [0; 256];
+    check_range(memory, addr, len, true)?;
+    let mut done = 0;
+    loop {
+        let n = (len - done).min(ZEROS.len() as u64);
+        // The range is mapped (checked above), so only a read-only region refuses a chunk,
+        // and it refuses the first one.
+        memory
+            .write(addr.wrapping_add(done), &ZEROS[..n as usize])
+            .map_err(|_| out_of_bounds(addr, len, true))?;
+        done += n;
+        if done == len {
+            return Ok(());
+        }
+    }
+}
+
+/// Whether VM memory maps all of `[addr, addr + len)`, found without touching more than its
+/// last byte: no region is longer than its window, so the range must end inside `addr`'s
+/// window, and then the region holds all of it if it holds its last byte (a region's bytes
+/// are its window's first ones). Fails with the trap an access of the whole range gives.
+/// Whether the region is writable is left to the write.
+fn check_range(memory: &dyn VmMemory, addr: u64, len: u64, write: bool) -> Result<(), TrapKind> {
+    let Some(last) = len.checked_sub(1) else {
+        return Ok(()); // An empty access: the access itself decides.
+    };
+    let in_window = layout::offset_of(addr)
+        .checked_add(len)
+        .is_some_and(|end| end <= layout::MAX_REGION_LEN);
+    // `addr + last` stays inside the window (so it cannot wrap) when `in_window` holds.
+    if !in_window || memory.read(addr + last, &mut [0u8]).is_err() {
+        return Err(out_of_bounds(addr, len, write));
+    }
+    Ok(())
+}
+
+fn out_of_bounds(addr: u64, len: u64, write: bool) -> TrapKind {
+    TrapKind::OutOfBounds { addr, len, write }
 }
 
 fn map_result(r: Result<(), MapError>) -> u64 {
@@ -487,21 +533,14 @@ impl Helper for KernelHelper {
             }),
             SKB_LOAD_BYTES => with_state(memory, |s, memory| {
                 let (data, end) = packet_bounds(memory, s, a[0])?;
-                let len = a[3] as usize;
-                let off = a[1];
-                let ok = off <= i32::MAX as u64
-                    && data
-                        .checked_add(off)
-                        .and_then(|p| p.checked_add(len as u64))
-                        .is_some_and(|e| e <= end);
+                let (off, len) = (a[1], a[3]);
+                let ok = off <= i32::MAX as u64 && within(data, off, len, end);
                 if ok {
                     read_into(memory, &mut s.buf, data + off, len)?;
                     memory.write(a[2], &s.buf)?;
                     Ok(0)
                 } else {
-                    s.buf.clear();
-                    s.buf.resize(len, 0);
-                    memory.write(a[2], &s.buf)?;
+                    zero_fill(memory, a[2], len)?;
                     Ok(errno(EFAULT))
                 }
             }),
@@ -514,10 +553,10 @@ impl Helper for KernelHelper {
                 }
                 let (data, end) = packet_bounds(memory, s, a[0])?;
                 let (off, len) = (a[1], a[3]);
-                if off > 0xffff || data + off + len > end {
+                if off > 0xffff || !within(data, off, len, end) {
                     return Ok(errno(EFAULT));
                 }
-                read_into(memory, &mut s.buf, a[2], len as usize)?;
+                read_into(memory, &mut s.buf, a[2], len)?;
                 memory.write(data + off, &s.buf)?;
                 Ok(0)
             }),
@@ -626,14 +665,14 @@ impl KernelHelper {
             // An outer map's lookup gives the inner map's handle, which the program may only
             // pass to map helpers (the verifier refuses a dereference).
             MAP_LOOKUP_ELEM if spec.map_type.is_of_maps() => {
-                read_into(memory, &mut s.buf, a[1], key_size)?;
+                read_into(memory, &mut s.buf, a[1], key_size as u64)?;
                 match map.inner_at(&s.buf) {
                     Ok(Some(inner)) => Ok(MAP_HANDLE_BASE | inner as u64),
                     _ => Ok(0),
                 }
             }
             MAP_LOOKUP_ELEM => {
-                read_into(memory, &mut s.buf, a[1], key_size)?;
+                read_into(memory, &mut s.buf, a[1], key_size as u64)?;
                 match map.lookup_offset(&s.buf) {
                     Ok(Some(off)) => match maps.regions.get(index).copied().flatten() {
                         Some(region) => Ok(layout::vm_addr(region, off as u64)),
@@ -653,11 +692,11 @@ impl KernelHelper {
                 Ok(map_result(r))
             }
             MAP_DELETE_ELEM => {
-                read_into(memory, &mut s.buf, a[1], key_size)?;
+                read_into(memory, &mut s.buf, a[1], key_size as u64)?;
                 Ok(map_result(map.delete(&s.buf)))
             }
             MAP_PUSH_ELEM => {
-                read_into(memory, &mut s.buf, a[1], value_size)?;
+                read_into(memory, &mut s.buf, a[1], value_size as u64)?;
                 let r = UpdateFlags::from_raw(a[2]).and_then(|f| map.push(&s.buf, f));
                 Ok(map_result(r))
             }
@@ -679,7 +718,7 @@ impl KernelHelper {
                 if a[3] & !3 != 0 {
                     return Ok(errno(EINVAL));
                 }
-                read_into(memory, &mut s.buf, a[1], a[2] as usize)?;
+                read_into(memory, &mut s.buf, a[1], a[2])?;
                 match map.ring_output(&s.buf) {
                     Ok(true) => Ok(0),
                     Ok(false) => Ok(errno(EAGAIN)),
@@ -745,7 +784,7 @@ impl KernelHelper {
                 } else {
                     index as usize
                 };
-                read_into(memory, &mut s.buf, a[3], a[4] as usize)?;
+                read_into(memory, &mut s.buf, a[3], a[4])?;
                 Ok(map_result(map.perf_output(index, &s.buf)))
             }
             _ => Err(HelperError::failed("not a kernel helper")),
@@ -763,7 +802,19 @@ fn packet_bounds(
         return Err(no_state());
     };
     let hidden = ctx.wrapping_add(kind.hidden() as u64);
-    Ok((memory.read_u64(hidden)?, memory.read_u64(hidden + 8)?))
+    Ok((
+        memory.read_u64(hidden)?,
+        memory.read_u64(hidden.wrapping_add(8))?,
+    ))
+}
+
+/// Whether `len` bytes at `start + off` end no later than `end`. Every operand is the
+/// program's (a context pointer can point at a fake context on its stack), so nothing may wrap.
+fn within(start: u64, off: u64, len: u64, end: u64) -> bool {
+    start
+        .checked_add(off)
+        .and_then(|p| p.checked_add(len))
+        .is_some_and(|e| e <= end)
 }
 
 /// `xdp_adjust_head(ctx, delta)` / `xdp_adjust_tail(ctx, delta)`: moves the packet's start or
@@ -773,26 +824,33 @@ fn packet_bounds(
 fn adjust(head: bool, a: [u64; 5], memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
     const XDP_FRAME: u64 = 40;
     let hidden = a[0].wrapping_add(context::ProgramKind::Xdp.hidden() as u64);
+    // The context may be a fake one on the program's stack: its words are the program's, and
+    // an address or a bound that would wrap is refused as the kernel refuses a bad delta.
     let data = memory.read_u64(hidden)?;
-    let end = memory.read_u64(hidden + 8)?;
-    let meta = memory.read_u64(hidden + 16)?;
+    let end = memory.read_u64(hidden.wrapping_add(8))?;
+    let meta = memory.read_u64(hidden.wrapping_add(16))?;
     let base = layout::vm_addr(layout::INPUT, 0);
     let delta = a[1] as i32 as i64;
     let eth = context::ETH_HLEN as u64;
     if head {
         let new = data.wrapping_add(delta as u64);
-        let metalen = data - meta;
-        if new < base + XDP_FRAME + metalen || new > end.saturating_sub(eth) {
+        let lowest = data
+            .checked_sub(meta)
+            .and_then(|metalen| (base + XDP_FRAME).checked_add(metalen));
+        if lowest.is_none_or(|lowest| new < lowest) || new > end.saturating_sub(eth) {
             return Ok(errno(EINVAL));
         }
         memory.write_u64(hidden, new)?;
-        memory.write_u64(hidden + 16, meta.wrapping_add(delta as u64))?;
+        memory.write_u64(hidden.wrapping_add(16), meta.wrapping_add(delta as u64))?;
         memory.write(a[0], &(layout::offset_of(new) as u32).to_le_bytes())?;
-        memory.write(a[0] + 8, &(layout::offset_of(new) as u32).to_le_bytes())?;
+        memory.write(
+            a[0].wrapping_add(8),
+            &(layout::offset_of(new) as u32).to_le_bytes(),
+        )?;
     } else {
         let new = end.wrapping_add(delta as u64);
         let hard_end = base + (context::Packet::BUFFER - context::Packet::TAILROOM) as u64;
-        if new > hard_end || new < data + eth {
+        if new > hard_end || data.checked_add(eth).is_none_or(|least| new < least) {
             return Ok(errno(EINVAL));
         }
         if new > end {
@@ -804,8 +862,11 @@ fn adjust(head: bool, a: [u64; 5], memory: &mut dyn VmMemory) -> Result<u64, Hel
                 at += n;
             }
         }
-        memory.write_u64(hidden + 8, new)?;
-        memory.write(a[0] + 4, &(layout::offset_of(new) as u32).to_le_bytes())?;
+        memory.write_u64(hidden.wrapping_add(8), new)?;
+        memory.write(
+            a[0].wrapping_add(4),
+            &(layout::offset_of(new) as u32).to_le_bytes(),
+        )?;
     }
     Ok(0)
 }
@@ -815,15 +876,17 @@ fn adjust(head: bool, a: [u64; 5], memory: &mut dyn VmMemory) -> Result<u64, Hel
 /// together at most 512 bytes), as x86's `csum_partial` folds it.
 fn csum_diff(a: [u64; 5], memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
     let (from_size, to_size) = (a[1], a[3]);
-    if (from_size | to_size) % 4 != 0 || from_size + to_size > 512 {
+    if (from_size | to_size) % 4 != 0 || from_size.checked_add(to_size).is_none_or(|n| n > 512) {
         return Ok(errno(EINVAL));
     }
     let mut sum = a[4] & 0xffff_ffff;
     let mut word = [0u8; 4];
     for (base, size, invert) in [(a[0], from_size, true), (a[2], to_size, false)] {
         for i in 0..size / 4 {
-            memory.read(base + 4 * i, &mut word)?;
-            let w = u32::from_ne_bytes(word);
+            memory.read(base.wrapping_add(4 * i), &mut word)?;
+            // Memory is little-endian on every host, and so is the sum (x86's, which the
+            // kernel tests ran on), whatever the host's own order.
+            let w = u32::from_le_bytes(word);
             sum += u64::from(if invert { !w } else { w });
         }
     }
@@ -873,7 +936,7 @@ fn csum_replace(
     if flags & !allowed != 0 {
         return Ok(errno(EINVAL));
     }
-    if offset > 0xffff || offset & 1 != 0 || data + offset + 2 > end {
+    if offset > 0xffff || offset & 1 != 0 || !within(data, offset, 2, end) {
         return Ok(errno(EFAULT));
     }
     let at = data + offset;

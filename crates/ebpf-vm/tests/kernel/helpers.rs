@@ -553,3 +553,139 @@ fn a_socket_filter_reading_stack_bytes_written_on_one_path_loads_and_reads_zero(
         );
     }
 }
+
+/// A helper's length argument is the program's: one no region can hold is the trap an access
+/// of it gives, at the call, before anything is allocated for it. (`Vec::resize(1 << 62)`
+/// aborted the whole process, which no `catch_unwind` stops; `u64::MAX` panicked.)
+#[test]
+fn lengths_no_region_holds_trap_at_the_call_before_anything_is_allocated() {
+    const HUGE: u64 = 1 << 62;
+    let huge = "mov %r9, 1\nlsh %r9, 62\n";
+    // (program, pc of the call, the access's length, whether it writes)
+    let cases = [
+        // skb_load_bytes(ctx, 12, fp-8, len): the packet has no such bytes, so the kernel
+        // zeroes the destination, which must then hold `len` bytes.
+        (
+            format!("{huge}mov %r2, 12\nmov %r3, %r10\nadd %r3, -8\nmov %r4, %r9\ncall 26\nexit"),
+            6,
+            HUGE,
+            true,
+        ),
+        (
+            "mov %r2, 12\nmov %r3, %r10\nadd %r3, -8\nmov %r4, -1\ncall 26\nexit".to_string(),
+            4,
+            u64::MAX,
+            true,
+        ),
+        // ringbuf_output(map, fp-8, len, 0): the record is copied before the map's type is
+        // looked at, so any map will do.
+        (
+            format!(
+                "{huge}lddw %r1, 0xfeed000000000000\nmov %r2, %r10\nadd %r2, -8\n\
+                 mov %r3, %r9\nmov %r4, 0\ncall 130\nexit"
+            ),
+            8,
+            HUGE,
+            false,
+        ),
+        // perf_event_output(ctx, map, BPF_F_CURRENT_CPU, fp-8, len).
+        (
+            format!(
+                "{huge}lddw %r2, 0xfeed000000000000\nmov32 %r3, -1\nmov %r4, %r10\n\
+                 add %r4, -8\nmov %r5, %r9\ncall 25\nexit"
+            ),
+            8,
+            HUGE,
+            false,
+        ),
+    ];
+    for (text, pc, len, write) in cases {
+        for &engine in Engine::ALL {
+            let vm = load(engine, &text, &hash(1));
+            let trap = run(&vm).expect_err(&format!("{engine}: {text}"));
+            assert_eq!(trap.pc, pc, "{engine}: {text}");
+            match trap.kind {
+                TrapKind::OutOfBounds {
+                    addr,
+                    len: got,
+                    write: w,
+                } => {
+                    assert_eq!(
+                        (ebpf_vm::layout::region_of(addr), got, w),
+                        (ebpf_vm::layout::STACK, len, write),
+                        "{engine}: {text}"
+                    );
+                    assert_eq!(addr % 512, 512 - 8, "fp-8: {engine}: {text}");
+                }
+                other => panic!("{engine}: {text}: {other}"),
+            }
+        }
+    }
+}
+
+/// Sizes and bounds the kernel would refuse with an errno are refused with it, never wrapped
+/// or overflowed (which panicked in builds with overflow checks, and in others read on until
+/// a region ended), including bounds the program fakes by pointing a helper's context
+/// argument at its own stack.
+#[test]
+fn sizes_and_faked_bounds_that_would_overflow_are_errnos() {
+    const EFAULT: i64 = -14;
+    // An XDP context on the stack at fp-64: its hidden `data`, `data_end`, `data_meta` at
+    // +24, +32, +40.
+    let xdp = |data: i64, end: i64, meta: i64| {
+        format!(
+            "stdw [%r10-40], {data}\nstdw [%r10-32], {end}\nstdw [%r10-24], {meta}\n\
+             mov %r1, %r10\nadd %r1, -64\n"
+        )
+    };
+    // A socket filter's context on the stack at fp-256: `data`, `data_end` at +192, +200.
+    let skb = "stdw [%r10-64], -2\nstdw [%r10-56], -1\nstdw [%r10-8], 0\n\
+               mov %r1, %r10\nadd %r1, -256\n";
+    let cases = [
+        // csum_diff(fp-8, 2^64 - 4, fp-8, 4, 0): the two sizes' sum wraps to 0.
+        (
+            ProgramKind::Xdp,
+            "stdw [%r10-8], 0\nmov %r1, %r10\nadd %r1, -8\nmov %r2, -4\nmov %r3, %r1\n\
+             mov %r4, 4\nmov %r5, 0\ncall 28\nexit"
+                .to_string(),
+            EINVAL,
+        ),
+        // xdp_adjust_head with `data_meta` above `data`.
+        (
+            ProgramKind::Xdp,
+            format!("{}mov %r2, 0\ncall 44\nexit", xdp(0, 0, 1)),
+            EINVAL,
+        ),
+        // xdp_adjust_tail with `data` at the top of the address space.
+        (
+            ProgramKind::Xdp,
+            format!("{}mov %r2, 0\ncall 65\nexit", xdp(-1, 0, 0)),
+            EINVAL,
+        ),
+        // skb_store_bytes(ctx, 0, fp-8, 4, 0) with `data + 4` past 2^64.
+        (
+            ProgramKind::SocketFilter,
+            format!(
+                "{skb}mov %r2, 0\nmov %r3, %r10\nadd %r3, -8\nmov %r4, 4\nmov %r5, 0\n\
+                 call 9\nexit"
+            ),
+            EFAULT,
+        ),
+        // l3_csum_replace(ctx, 0, 0, 0, 2): the field's 2 bytes past 2^64.
+        (
+            ProgramKind::SocketFilter,
+            format!("{skb}mov %r2, 0\nmov %r3, 0\nmov %r4, 0\nmov %r5, 2\ncall 10\nexit"),
+            EFAULT,
+        ),
+    ];
+    for (kind, text, errno) in cases {
+        for &engine in Engine::ALL {
+            let vm = load_kind(engine, &text, kind, hash(1));
+            let mut packet = Packet::new(&[0u8; 64]).unwrap();
+            let out = vm
+                .run_packet(&mut packet, &Context::default_for(kind))
+                .unwrap_or_else(|t| panic!("{engine}: {text}: {t}"));
+            assert_eq!(out.r0 as i64, errno, "{engine}: {text}");
+        }
+    }
+}
