@@ -267,6 +267,18 @@ impl Entry {
 
     /// What the entry says of region `r`: the stack is always a writable region whose length
     /// is known at run time.
+    /// The length of region `r` in every run the entry admits, where the admission checks it
+    /// exactly (a map's values, [`Entry::with_lookup`]); `None` where the entry knows only a
+    /// minimum or nothing.
+    pub(crate) fn exact_len(&self, r: u64) -> Option<u64> {
+        let lookup = self.lookup.as_ref()?;
+        lookup
+            .maps
+            .iter()
+            .find(|m| u64::from(m.region) == r)
+            .map(|m| m.len)
+    }
+
     pub(crate) fn spec(&self, r: u64) -> RegionSpec {
         if r == layout::STACK {
             return RegionSpec::Dynamic { writable: true };

@@ -692,9 +692,13 @@ impl Solver<'_> {
             match space.slot_of(u64::from(c.region)) {
                 Some(slot) => state.regs[r].offer_end(slot, c.shift, c.offset),
                 None => {
-                    let len = match entry.spec(u64::from(c.region)) {
-                        RegionSpec::Fixed { len, .. } => len,
-                        _ => continue,
+                    // The dispatcher tests the condition against the run's own end of the
+                    // region, so the solve may take a length as the end only where every
+                    // admitted run has exactly that length (a map's values). A `Fixed`
+                    // region's length is a minimum: a longer region is admitted, and values
+                    // between the two ends would reach the copy unexamined.
+                    let Some(len) = entry.exact_len(u64::from(c.region)) else {
+                        continue;
                     };
                     let bound =
                         ((i128::from(c.region) << 32) + i128::from(len) + i128::from(c.offset))

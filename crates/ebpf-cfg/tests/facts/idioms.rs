@@ -3,7 +3,7 @@
 
 use super::{Memory, analyse, assert_sound, check_speculative, proven};
 use ebpf_abi::layout;
-use ebpf_cfg::facts::{Access, Analysis, Condition, Entry, MetadataFields, Relation};
+use ebpf_cfg::facts::{Access, Analysis, Condition, Entry, MetadataFields, RegionSpec, Relation};
 
 /// The bytes 0, 1, 2, … as input.
 fn bytes(n: usize) -> Memory {
@@ -476,6 +476,67 @@ fn a_claimed_length_versions_the_loop() {
         let mut input = claimed.to_le_bytes().to_vec();
         input.extend([7u8; 8]);
         assert_sound(CLAIMED, &Memory::input(&input));
+    }
+}
+
+/// A loop over read-only data up to an end pointer the input claims, whose body also indexes
+/// the stack by how far that end lies past the data's start.
+const CLAIMED_END_IN_FIXED_REGION: &str = "
+    mov %r0, 0
+    ldxdw %r6, [%r1]
+    lddw %r8, 0x100000000
+    jlt %r6, %r8, out
+    mov %r7, %r8
+loop:
+    jge %r7, %r6, out
+    ldxb %r4, [%r7]
+    add %r0, %r4
+    mov %r3, %r6
+    sub %r3, %r8
+    mov %r5, %r10
+    add %r5, -128
+    add %r5, %r3
+    ldxdw %r4, [%r5+56]
+    add %r7, 1
+    ja loop
+out:
+    exit";
+
+/// A `Fixed` region is admitted at its length *or longer*, and a version's dispatcher tests
+/// the claimed end against the run's own end of the region. So the version may not be solved
+/// as if the region ended at the declared length: with 128 bytes mapped where 64 are declared,
+/// an end 128 bytes in passes the test, and the stack access, "proven" for ends up to 64, is
+/// 56 bytes past the stack's top on the first iteration (found by review: the versioned copy
+/// read and wrote outside the host's stack buffer).
+#[test]
+fn a_version_on_a_fixed_region_takes_its_length_as_a_minimum() {
+    let program = ebpf_isa::assemble(CLAIMED_END_IN_FIXED_REGION).unwrap();
+    let fixed = |len| {
+        Entry::input().with_region(
+            layout::RODATA as u8,
+            RegionSpec::Fixed {
+                len,
+                writable: false,
+            },
+        )
+    };
+    let stack_access = 13;
+    let analysis = Analysis::run(&program, &fixed(64));
+    let facts = analysis.facts();
+    assert!(
+        facts
+            .versions()
+            .iter()
+            .all(|v| !v.accesses.contains(&(stack_access, layout::STACK as u8))),
+        "{:?}",
+        facts.versions()
+    );
+    // Every claimed end, on read-only data of 128 bytes (declared at 128 and at 64 by the
+    // harness): each run's facts hold, and an end past 64 bytes traps at the stack access.
+    for end in [0u64, 1, 63, 64, 65, 72, 127, 128, 129] {
+        let mut mem = Memory::input(&layout::vm_addr(layout::RODATA, end).to_le_bytes());
+        mem.rodata = vec![1; 128];
+        assert_sound(CLAIMED_END_IN_FIXED_REGION, &mem);
     }
 }
 

@@ -48,8 +48,20 @@ pub(crate) fn helpers() -> Helpers {
 
 /// The entries whose facts a run may use: the plain input layout, the metadata layout, and
 /// the ELF images as fixed regions — each only if the run satisfies it — and always
-/// `Entry::unknown()`.
+/// `Entry::unknown()`. A fixed region is declared at its length and, where it has bytes, at
+/// half of it too: `Fixed { len }` means at least `len` bytes, and facts must hold on every
+/// region the entry admits, not only on one of the length it names.
 fn entries(mem: &Memory) -> Vec<Entry> {
+    let mut entries = vec![with_images(mem, 1), Entry::unknown()];
+    if !mem.rodata.is_empty() || !mem.data.is_empty() {
+        entries.push(with_images(mem, 2));
+    }
+    entries
+}
+
+/// The input or metadata entry, with the ELF images as fixed regions of `1 / divisor` of
+/// their lengths.
+fn with_images(mem: &Memory, divisor: u64) -> Entry {
     let mut base = if mem.metadata {
         Entry::metadata(match mem.packet {
             None => MetadataFields::input(0, 8),
@@ -62,7 +74,7 @@ fn entries(mem: &Memory) -> Vec<Entry> {
         base = base.with_region(
             layout::RODATA as u8,
             RegionSpec::Fixed {
-                len: mem.rodata.len() as u64,
+                len: mem.rodata.len() as u64 / divisor,
                 writable: false,
             },
         );
@@ -71,12 +83,12 @@ fn entries(mem: &Memory) -> Vec<Entry> {
         base = base.with_region(
             layout::DATA as u8,
             RegionSpec::Fixed {
-                len: mem.data.len() as u64,
+                len: mem.data.len() as u64 / divisor,
                 writable: true,
             },
         );
     }
-    vec![base, Entry::unknown()]
+    base
 }
 
 /// A run's `r1`/`r2` and its metadata buffer (the input's start and end addresses at offsets 0
