@@ -741,11 +741,14 @@ fn maps_of_maps_hold_maps_of_their_set_like_their_template() {
 }
 
 /// The host swaps a slot between two maps while threads look it up: every lookup sees one of
-/// the two (both alive as long as the set), never anything else.
+/// the two (both alive as long as the set), never anything else. The readers go on until the
+/// writer has swapped `SWAPS` times, so the two overlap however the threads are scheduled (on
+/// a loaded machine the readers once finished before the writer's first swap).
 #[test]
 fn a_slot_swapped_during_lookups_gives_the_old_map_or_the_new() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     const READERS: usize = 3;
+    const SWAPS: u64 = 200;
     let mut maps = Maps::new(1);
     let template = MapSpec::new(MapType::Array, 4, 8, 1);
     let a = maps.create("a", template).unwrap();
@@ -760,14 +763,17 @@ fn a_slot_swapped_during_lookups_gives_the_old_map_or_the_new() {
     maps.set_inner(&outer, &key(0), &a, UpdateFlags::Any)
         .unwrap();
     let done = AtomicUsize::new(0);
+    let swaps = AtomicU64::new(0);
     std::thread::scope(|s| {
         for _ in 0..READERS {
             s.spawn(|| {
-                for _ in 0..50_000 {
+                let mut lookups = 0;
+                while lookups < 50_000 || swaps.load(Ordering::Acquire) < SWAPS {
                     match outer.inner_at(&key(0)).unwrap() {
                         Some(0 | 1) => {}
                         other => panic!("slot held {other:?}"),
                     }
+                    lookups += 1;
                 }
                 done.fetch_add(1, Ordering::Release);
             });
@@ -778,7 +784,8 @@ fn a_slot_swapped_during_lookups_gives_the_old_map_or_the_new() {
             maps.set_inner(&outer, &key(0), next, UpdateFlags::Any)
                 .unwrap();
             round += 1;
+            swaps.store(round, Ordering::Release);
         }
-        assert!(round > 0);
+        assert!(round >= SWAPS);
     });
 }
