@@ -31,6 +31,28 @@ pub trait VmMemory {
         self.write(addr, &value.to_le_bytes())
     }
 
+    /// Whether all of the `len` bytes at `addr` are mapped, found without touching more than
+    /// the last of them: for a helper to refuse a length the program chose before it allocates
+    /// a buffer of that length (an allocation the host cannot make aborts the process). No
+    /// region is longer than its window ([`crate::layout::MAX_REGION_LEN`]), so the range must
+    /// end inside `addr`'s window, and then the region holds all of it if it holds the last
+    /// byte (a region's bytes are its window's first ones). Fails with the `OutOfBounds` an
+    /// access of the whole range gives (`write` says which kind); whether the region is
+    /// writable is left to the write, and an empty range to the access.
+    fn check_range(&self, addr: u64, len: u64, write: bool) -> Result<(), TrapKind> {
+        let Some(last) = len.checked_sub(1) else {
+            return Ok(());
+        };
+        let in_window = crate::layout::offset_of(addr)
+            .checked_add(len)
+            .is_some_and(|end| end <= crate::layout::MAX_REGION_LEN);
+        // Inside the window `addr + last` cannot wrap.
+        if !in_window || self.read(addr + last, &mut [0u8]).is_err() {
+            return Err(TrapKind::OutOfBounds { addr, len, write });
+        }
+        Ok(())
+    }
+
     /// The state the embedder lent this run ([`crate::MemoryMap::set_run_state`]): what a
     /// helper needs beyond its arguments and memory (the run's CPU, its context, a verdict
     /// to record). A helper downcasts it to the type its embedder uses; `None` when the run

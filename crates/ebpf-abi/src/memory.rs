@@ -687,6 +687,46 @@ mod tests {
     }
 
     #[test]
+    fn a_range_is_mapped_when_it_ends_inside_its_region() {
+        let mut input = [0u8; 64];
+        let mut map = MemoryMap::new();
+        map.insert(layout::INPUT, Region::Writable(&mut input));
+        let at = |off| layout::vm_addr(layout::INPUT, off);
+        let oob = |addr, len| TrapKind::OutOfBounds {
+            addr,
+            len,
+            write: false,
+        };
+        assert_eq!(map.check_range(at(0), 64, false), Ok(()));
+        assert_eq!(map.check_range(at(63), 1, false), Ok(()));
+        assert_eq!(map.check_range(at(1), 64, false), Err(oob(at(1), 64)));
+        assert_eq!(
+            map.check_range(at(0), 1 << 62, false),
+            Err(oob(at(0), 1 << 62))
+        );
+        assert_eq!(
+            map.check_range(at(8), u64::MAX, false),
+            Err(oob(at(8), u64::MAX))
+        );
+        // The window's end: the next region's first byte is not this region's.
+        let next = layout::vm_addr(layout::METADATA, 0);
+        assert_eq!(
+            map.check_range(at(0xffff_ffff), 2, true),
+            Err(TrapKind::OutOfBounds {
+                addr: at(0xffff_ffff),
+                len: 2,
+                write: true
+            })
+        );
+        assert_eq!(map.check_range(next, 1, false), Err(oob(next, 1)));
+        assert_eq!(
+            map.check_range(0, 0, false),
+            Ok(()),
+            "an empty range is the access's"
+        );
+    }
+
+    #[test]
     fn the_lowest_stack_offset_written_through_vm_memory_is_kept() {
         let mut stack = [0u8; 64];
         let mut input = [0u8; 64];

@@ -143,8 +143,13 @@ impl Memory {
     /// `length` bytes of VM memory at VM address `addr`; raises `Trap` (kind
     /// `out_of_bounds`) if the program may not read them.
     fn read<'py>(&self, py: Python<'py>, addr: u64, length: u32) -> PyResult<Bound<'py, PyBytes>> {
-        let mut buf = vec![0; length as usize];
-        self.access(py, |m| m.read(addr, &mut buf))?;
+        // The length is usually the program's: refuse one the memory does not hold before
+        // allocating it (a failed allocation aborts the process, Python and all).
+        let buf = self.access(py, |m| {
+            m.check_range(addr, u64::from(length), false)?;
+            let mut buf = vec![0; length as usize];
+            m.read(addr, &mut buf).map(|()| buf)
+        })?;
         Ok(PyBytes::new(py, &buf))
     }
 

@@ -257,6 +257,28 @@ def test_a_helpers_failed_access_is_the_runs_trap():
         kept[0].read(0x4_0000_0000, 1)
 
 
+def test_a_length_no_region_holds_is_a_trap_not_an_allocation():
+    # A helper reads 4 GiB - 1 bytes from a 4-byte input: refused before a byte of it is
+    # allocated. With the address space capped 1 GiB above what the process uses, allocating
+    # first aborted the process (a failed allocation is not an exception), pytest and all.
+    resource = pytest.importorskip("resource")
+    status = open("/proc/self/status").read()
+    used_kib = int(next(l for l in status.splitlines() if l.startswith("VmSize:")).split()[1])
+
+    def read_all(args, mem):
+        return len(mem.read(args[0], args[1]))
+
+    vm = Vm.load_asm("mov32 %r2, -1\ncall 4\nexit", helpers={4: read_all})
+    limits = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, ((used_kib << 10) + (1 << 30), limits[1]))
+    try:
+        with pytest.raises(Trap) as info:
+            vm.run(bytearray(4))
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, limits)
+    assert (info.value.kind, info.value.pc) == ("out_of_bounds", 1)
+
+
 def test_runs_from_several_threads():
     vm = Vm.load_asm("ldxb %r0, [%r1]\nexit", engine=ebpf_vm.engines()[-1])
     results = {}

@@ -428,7 +428,7 @@ fn read_into(
     addr: u64,
     len: u64,
 ) -> Result<(), HelperError> {
-    check_range(memory, addr, len, false)?;
+    memory.check_range(addr, len, false)?;
     buf.clear();
     buf.resize(len as usize, 0);
     memory.read(addr, buf)?;
@@ -439,7 +439,7 @@ fn read_into(
 /// not writable, and then nothing written. In chunks, since the length is the program's.
 fn zero_fill(memory: &mut dyn VmMemory, addr: u64, len: u64) -> Result<(), HelperError> {
     const ZEROS: [u8; 256] = [0; 256];
-    check_range(memory, addr, len, true)?;
+    memory.check_range(addr, len, true)?;
     let mut done = 0;
     loop {
         let n = (len - done).min(ZEROS.len() as u64);
@@ -453,25 +453,6 @@ fn zero_fill(memory: &mut dyn VmMemory, addr: u64, len: u64) -> Result<(), Helpe
             return Ok(());
         }
     }
-}
-
-/// Whether VM memory maps all of `[addr, addr + len)`, found without touching more than its
-/// last byte: no region is longer than its window, so the range must end inside `addr`'s
-/// window, and then the region holds all of it if it holds its last byte (a region's bytes
-/// are its window's first ones). Fails with the trap an access of the whole range gives.
-/// Whether the region is writable is left to the write.
-fn check_range(memory: &dyn VmMemory, addr: u64, len: u64, write: bool) -> Result<(), TrapKind> {
-    let Some(last) = len.checked_sub(1) else {
-        return Ok(()); // An empty access: the access itself decides.
-    };
-    let in_window = layout::offset_of(addr)
-        .checked_add(len)
-        .is_some_and(|end| end <= layout::MAX_REGION_LEN);
-    // `addr + last` stays inside the window (so it cannot wrap) when `in_window` holds.
-    if !in_window || memory.read(addr + last, &mut [0u8]).is_err() {
-        return Err(out_of_bounds(addr, len, write));
-    }
-    Ok(())
 }
 
 fn out_of_bounds(addr: u64, len: u64, write: bool) -> TrapKind {
