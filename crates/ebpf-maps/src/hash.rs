@@ -103,6 +103,13 @@ impl Hash {
         let n = slots as usize;
         let key_words = round_up_8(spec.key_size) / 8;
         let stride = round_up_8(spec.value_size);
+        // The limit is on the memory the map takes, all of it — the spare slots, every CPU's
+        // copy and the bookkeeping — not on the definition's nominal size, which undercounts a
+        // one-entry map of 1 GiB values sixfold and a per-CPU map by the CPU count squared.
+        let bytes = Hash::footprint(slots, buckets, copies, key_words, stride);
+        if bytes > crate::Map::MAX_BYTES {
+            return Err(MapError::TooLarge { bytes });
+        }
         Ok(Hash {
             spec,
             lru,
@@ -123,6 +130,18 @@ impl Hash {
             count: AtomicU32::new(0),
             hand: AtomicU32::new(0),
         })
+    }
+
+    /// Bytes [`Hash::new`] allocates for `slots` slots and `buckets` buckets: per slot every
+    /// CPU's value, the key, and the link, hash, generation and free-list words and two flags;
+    /// per bucket its head and its lock.
+    fn footprint(slots: u32, buckets: u32, copies: usize, key_words: usize, stride: usize) -> u64 {
+        let values = (copies as u64).saturating_mul(stride as u64);
+        let per_slot = values.saturating_add(key_words as u64 * 8 + 4 * 4 + 2);
+        let per_bucket = 4 + std::mem::size_of::<Mutex<()>>() as u64;
+        u64::from(slots)
+            .saturating_mul(per_slot)
+            .saturating_add(u64::from(buckets).saturating_mul(per_bucket))
     }
 
     pub(crate) fn values(&self, cpu: usize) -> SharedMemory<'_> {

@@ -328,6 +328,29 @@ fn perf_event_arrays_and_prog_arrays() {
     assert!(progs.values(0).is_none());
 }
 
+/// The 1 GiB limit counts what a hash map really allocates: the spare slots an update needs,
+/// every CPU's copy, the keys and bookkeeping. Each of these passed the nominal count
+/// (`max_entries` × (value + key) × CPUs) and then allocated and zeroed far more: 6 GiB for one
+/// entry of a 1 GiB value, ~17 GiB for a 64-CPU per-CPU hash of 4 MiB values, ~2.9 GiB for 2^26
+/// small entries.
+#[test]
+fn a_hash_map_is_refused_on_what_it_would_allocate() {
+    for (spec, cpus) in [
+        (MapSpec::new(MapType::Hash, 4, (1 << 30) - 8, 1), 1),
+        (MapSpec::new(MapType::LruHash, 4, (1 << 30) - 8, 1), 1),
+        (MapSpec::new(MapType::PerCpuHash, 4, 4 << 20, 1), 64),
+        (MapSpec::new(MapType::Hash, 4, 4, 1 << 26), 1),
+    ] {
+        match Map::new("x", spec, cpus) {
+            Err(MapError::TooLarge { bytes }) => assert!(bytes > Map::MAX_BYTES, "{spec:?}"),
+            other => panic!("{spec:?} on {cpus} CPUs: {other:?}"),
+        }
+    }
+    // A large map within the limit is still made.
+    let fits = MapSpec::new(MapType::Hash, 4, 4, 1 << 20);
+    assert!(Map::new("x", fits, 1).is_ok());
+}
+
 #[test]
 fn bad_specs_are_errors_not_allocations() {
     let too_big = MapSpec::new(MapType::Hash, 64, 1 << 20, u32::MAX);
