@@ -158,6 +158,10 @@ impl Pages {
                 // this lock, so the count cannot grow back): make its used pages writable
                 // again and start over (its pages are already faulted in).
                 Some(chunk) if Arc::strong_count(&chunk) == 1 => {
+                    // `strong_count` is a relaxed load; the fence pairs it with the release
+                    // decrement of each handle's drop (as `Arc`'s own drop does), so everything
+                    // their threads did with these pages happens before we rewrite them.
+                    std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
                     chunk.protect(0, pool.used, libc::PROT_READ | libc::PROT_WRITE)?;
                     pool.chunk = Some(chunk);
                 }
