@@ -326,15 +326,68 @@ pub(crate) fn build_isa(
                 Ok(()) => {}
                 // Not an ISA setting: maybe a shared one (`opt_level`, …).
                 Err((SetError::BadName(_), _, _)) => {
+                    if target.is_none() && !IN_PROCESS_SHARED.contains(&name.as_str()) {
+                        return Err(JitError::Setting {
+                            name: name.clone(),
+                            value: value.clone(),
+                            reason: format!(
+                                "not a setting the in-process JIT can run with (it takes {})",
+                                IN_PROCESS_SHARED.join(", ")
+                            ),
+                        });
+                    }
                     set(&mut shared, name, value).map_err(setting_error)?;
                 }
                 Err(e) => return Err(setting_error(e)),
             }
         }
     }
-    isa_builder
+    let isa = isa_builder
         .finish(settings::Flags::new(shared))
-        .map_err(JitError::Codegen)
+        .map_err(JitError::Codegen)?;
+    if target.is_none() && matches!(options.isa_flags, IsaFlags::Explicit(_)) {
+        refuse_features_the_host_lacks(&*isa)?;
+    }
+    Ok(isa)
+}
+
+/// The shared settings an in-process compile may take from explicit flags: they change how
+/// the code is made, not what it needs in order to run. The others either break the JIT's
+/// own assumptions (`is_pic`, `use_colocated_libcalls`, `enable_probestack` and its
+/// strategy: cranelift-jit panics on them) or the calling convention of the code it links
+/// (`libcall_call_conv`, `enable_pinned_reg`, `tls_model`, `unwind_info`, …).
+const IN_PROCESS_SHARED: &[&str] = &[
+    "opt_level",
+    "enable_verifier",
+    "regalloc_algorithm",
+    "regalloc_checker",
+    "enable_alias_analysis",
+    "enable_jump_tables",
+    "preserve_frame_pointers",
+];
+
+/// Code that uses a CPU feature the host lacks dies on its first such instruction (`SIGILL`),
+/// which a safe call must never lead to: explicit flags may turn features off for in-process
+/// code, never on beyond what the host has.
+fn refuse_features_the_host_lacks(isa: &dyn isa::TargetIsa) -> Result<(), JitError> {
+    let host = cranelift_native::builder()
+        .map_err(|reason| JitError::UnsupportedHost {
+            reason: reason.to_string(),
+        })?
+        .finish(settings::Flags::new(settings::builder()))
+        .map_err(JitError::Codegen)?;
+    let host_flags = host.isa_flags();
+    for flag in isa.isa_flags() {
+        let has = |f: &settings::Value| f.as_bool() == Some(true);
+        if has(&flag) && !host_flags.iter().any(|h| h.name == flag.name && has(h)) {
+            return Err(JitError::Setting {
+                name: flag.name.to_string(),
+                value: "true".to_string(),
+                reason: "the host CPU lacks it, and in-process code runs on the host".to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -352,6 +405,49 @@ mod tests {
                 ("has_zbb".into(), "true".into())
             ])
         );
+    }
+
+    /// Flags from `JitOptions::isa_flags` or `EBPF_JIT_ISA_FLAGS` reach in-process code: a
+    /// shared setting the JIT cannot run with is a `JitError` (cranelift-jit panicked on
+    /// `is_pic` and an outline probestack), and so is a CPU feature the host lacks (the code
+    /// would die on its first such instruction). Objects keep every setting.
+    #[test]
+    fn in_process_flags_the_host_cannot_run_are_refused() {
+        let program = ebpf_isa::assemble("mov %r0, 1\nlsh %r0, 3\nexit").unwrap();
+        let with = |flags: &str| JitOptions::default().with_isa_flags(IsaFlags::parse(flags));
+        for flags in [
+            "is_pic=true",
+            "enable_probestack=true,probestack_size_log2=0,probestack_strategy=outline",
+            "use_colocated_libcalls=true",
+        ] {
+            assert!(
+                matches!(
+                    crate::compile(&program, &with(flags)),
+                    Err(JitError::Setting { .. })
+                ),
+                "{flags}"
+            );
+            build_isa(Some("x86_64-unknown-linux-gnu"), &with(flags)).unwrap();
+        }
+        // Allowed settings, and a feature turned off, still compile and run.
+        for flags in ["opt_level=speed,enable_verifier=true", "has_avx=false"] {
+            crate::compile(&program, &with(flags)).unwrap();
+        }
+        // Every feature the host lacks is refused; this host may have them all.
+        let host = build_isa(None, &JitOptions::default().with_isa_flags(IsaFlags::Host)).unwrap();
+        let baseline = build_isa(None, &with("has_avx=false")).unwrap();
+        for flag in baseline
+            .isa_flags()
+            .iter()
+            .filter(|f| f.as_bool().is_some())
+        {
+            let on_host = host
+                .isa_flags()
+                .iter()
+                .any(|h| h.name == flag.name && h.as_bool() == Some(true));
+            let got = build_isa(None, &with(&format!("{}=true", flag.name)));
+            assert_eq!(got.is_ok(), on_host, "{}: {:?}", flag.name, got.err());
+        }
     }
 
     #[test]
