@@ -133,8 +133,9 @@ impl Drop for Code {
     fn drop(&mut self) {
         if let Some(module) = self.0.take() {
             // SAFETY: the module's code is only called through `CraneliftProgram::run`, which
-            // borrows the program; dropping the program (or a failed compilation) proves no
-            // call is in progress and none can follow.
+            // borrows the program, and through a `runtime::Session`, which holds an
+            // `Arc<CraneliftProgram>`; so dropping the program (or a failed compilation) proves
+            // no call is in progress and none can follow.
             unsafe { module.free_memory() };
         }
     }

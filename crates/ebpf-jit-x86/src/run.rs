@@ -2,8 +2,9 @@
 //! stack and context, the call into generated code, the helper trampoline, and turning what
 //! the code reports into an `Exit` or a `Trap`.
 //!
-//! All of the crate's `unsafe` is here: creating the function pointer, calling it, and the
-//! trampoline's dereferences of the context.
+//! The crate's `unsafe` for running code is here: creating the function pointer, calling it,
+//! and the trampoline's dereferences of the context (mapping and protecting the code's pages
+//! is `pages.rs`'s).
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
