@@ -429,10 +429,14 @@ mod tests {
             );
             build_isa(Some("x86_64-unknown-linux-gnu"), &with(flags)).unwrap();
         }
-        // Allowed settings, and a feature turned off, still compile and run.
-        for flags in ["opt_level=speed,enable_verifier=true", "has_avx=false"] {
-            crate::compile(&program, &with(flags)).unwrap();
+        // Allowed settings still compile and run.
+        crate::compile(&program, &with("opt_level=speed,enable_verifier=true")).unwrap();
+        // The feature flags are per architecture; x86-64's are checked here, natively (the
+        // other architectures' hosts are emulated in CI, with whatever features QEMU offers).
+        if !cfg!(target_arch = "x86_64") {
+            return;
         }
+        crate::compile(&program, &with("has_avx=false")).unwrap();
         // Every feature the host lacks is refused; this host may have them all.
         let host = build_isa(None, &JitOptions::default().with_isa_flags(IsaFlags::Host)).unwrap();
         let baseline = build_isa(None, &with("has_avx=false")).unwrap();
