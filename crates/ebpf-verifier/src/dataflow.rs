@@ -431,6 +431,12 @@ fn edge_state(cfg: &Cfg, insns: &[Insn], from: BlockId, to: BlockId, out: &State
     if !(via_taken || via_fallthrough) {
         return None;
     }
+    // A jump whose two edges reach this block (`jeq r0, 0, +0`) tells it nothing: both
+    // outcomes arrive, so neither refinement may be applied (the NULL check's once was, and
+    // made a live branch look decided and an unchecked lookup result look checked).
+    if via_taken && via_fallthrough {
+        return Some(out.clone());
+    }
     if let Some(flow) = null_check(out, width, cond, dst, src_val, taken == Some(to)) {
         return Some(flow);
     }

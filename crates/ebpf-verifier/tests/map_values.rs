@@ -131,6 +131,29 @@ fn offsets_follow_pointer_arithmetic_and_negative_offsets_are_refused() {
     );
 }
 
+/// `jeq r0, 0, +0` (or `jne`) reaches the next instruction whether the key was found or not,
+/// so r0 is still "a value or NULL" there. The NULL check's refinement of one edge was
+/// applied to both (found by review): a later NULL test looked decided, the code behind it
+/// dead, and an unknown helper there a warning that then trapped at run time; and `jne`'s
+/// edge let an unchecked result be dereferenced.
+#[test]
+fn a_null_check_whose_two_edges_reach_the_same_instruction_tells_nothing() {
+    let body = "jeq %r0, 0, +0\njne %r0, 0, +1\nja +1\ncall 99";
+    assert_eq!(
+        errors(FLOWS, body),
+        [(9, FindingKind::UnknownHelper { id: 99 })]
+    );
+    assert_eq!(
+        errors(FLOWS, "jne %r0, 0, +0\nldxw %r3, [%r0+0]"),
+        [(
+            7,
+            FindingKind::MapValueOrNull {
+                map: "flows".into()
+            }
+        )]
+    );
+}
+
 #[test]
 fn a_result_not_checked_against_null_is_not_dereferenced() {
     let or_null = FindingKind::MapValueOrNull {
