@@ -676,7 +676,11 @@ impl Linker<'_> {
                     let kind = Imm64Kind::MapValue;
                     return Ok((Insn::LoadImm64 { dst, kind, imm }, None));
                 }
-                let imm = address_of(parsed, self.images, sym, imm, reloc)?;
+                // The addend is the first slot's 32-bit immediate, signed (clang writes
+                // `sym - 4` there as 0xfffffffc and libbpf reads it as an `s32`); read as the
+                // 64-bit immediate it added almost 4 GiB, into the next region.
+                let addend = i64::from(imm as u32 as i32) as u64;
+                let imm = address_of(parsed, self.images, sym, addend, reloc)?;
                 Ok((Insn::LoadImm64 { dst, kind, imm }, None))
             }
             Insn::Call { imm, .. } => {

@@ -714,3 +714,31 @@ fn names_from_the_object_are_escaped_in_messages() {
     let e = load_err(&b, Selector::Section("\0x"));
     assert_eq!(e.to_string(), "no program matches section `\"\\0x\"`");
 }
+
+/// `histogram_counts - 4` as clang writes it: the first slot's immediate 0xfffffffc, the second
+/// slot's 0. libbpf reads the addend as an `s32`, so the address is 4 bytes before the array's;
+/// read as an unsigned 64-bit immediate it was almost 4 GiB after it, in the next region (the
+/// input: a run read its packet where it meant a global). Found by review.
+#[test]
+fn a_negative_addend_is_the_signed_32_bit_immediate() {
+    let address_at_pc_41 = |bytes: &[u8]| {
+        let loaded = load(bytes, Selector::Only).unwrap();
+        match loaded.program.iter().find(|&(pc, _)| pc == 41) {
+            Some((_, ebpf_isa::Insn::LoadImm64 { imm, .. })) => *imm,
+            other => panic!("pc 41: {other:?}"),
+        }
+    };
+    let mut bytes = fixture("globals");
+    let before = address_at_pc_41(&bytes);
+    let xdp = section(&bytes, "xdp");
+    let (_, r_offset, _, _) = relocs(&bytes, "xdp")
+        .into_iter()
+        .find(|&(_, r, _, _)| r == 41 * 8)
+        .expect("pc 41 (r1 = histogram_counts ll) is relocated");
+    put_u32(
+        &mut bytes,
+        xdp.offset + r_offset as usize + 4,
+        (-4i32) as u32,
+    );
+    assert_eq!(address_at_pc_41(&bytes), before.wrapping_sub(4));
+}
