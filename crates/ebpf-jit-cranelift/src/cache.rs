@@ -247,6 +247,19 @@ impl ObjectCache {
     /// The object stored under exactly `key`, if there is a usable one.
     pub fn lookup(&self, key: &CodeKey) -> Lookup {
         let path = self.path_for(key);
+        // Only a regular file is an entry: a FIFO there would block the read for ever, and a
+        // link (which `store` never makes) could point anywhere, `/dev/zero` included.
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_file() => {}
+            Ok(_) => {
+                return Lookup::Unusable(ObjectCacheError {
+                    path,
+                    kind: ObjectCacheErrorKind::NotACacheFile,
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Lookup::Absent,
+            Err(e) => return Lookup::Unusable(io_error(path, &e)),
+        }
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Lookup::Absent,
@@ -263,14 +276,28 @@ impl ObjectCache {
     pub fn store(&self, key: &CodeKey, object: &[u8]) -> Result<PathBuf, ObjectCacheError> {
         let path = self.path_for(key);
         fs::create_dir_all(&self.dir).map_err(|e| io_error(self.dir.clone(), &e))?;
-        let temp = self.dir.join(format!(
-            ".{:016x}.{}.{}.tmp",
-            key.stable_hash(),
-            std::process::id(),
-            WRITES.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = fs::File::create(&temp)
-            .and_then(|mut file| file.write_all(&encode(key, object)))
+        // The temporary file is created, never opened if it exists: its name is predictable,
+        // and a link planted there would otherwise be followed (truncating whatever it points
+        // at) and then renamed into the entry's place. A name that exists is skipped.
+        let (temp, file) = loop {
+            let temp = self.dir.join(format!(
+                ".{:016x}.{}.{}.tmp",
+                key.stable_hash(),
+                std::process::id(),
+                WRITES.fetch_add(1, Ordering::Relaxed)
+            ));
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+            {
+                Ok(file) => break (temp, file),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_error(path, &e)),
+            }
+        };
+        let written = { file }
+            .write_all(&encode(key, object))
             .and_then(|()| fs::rename(&temp, &path));
         match written {
             Ok(()) => Ok(path),
@@ -491,6 +518,52 @@ mod tests {
         let key = CodeKey::object(&program, target, &options).unwrap();
         assert_eq!(files, [cache.path_for(&key)]);
         assert!(matches!(cache.lookup(&key), Lookup::Hit(object) if object == fresh));
+    }
+
+    /// The directory may be shared (`EBPF_OBJECT_CACHE=/tmp/…`): a link planted at the next
+    /// temporary names is neither followed nor moved into the entry's place, and an entry that
+    /// is not a regular file (a FIFO, which blocked the read for ever; a link) is refused
+    /// without being opened. Found by review.
+    #[cfg(unix)]
+    #[test]
+    fn planted_links_and_fifos_are_neither_followed_nor_read() {
+        let dir = TempDir::new("planted");
+        let cache = ObjectCache::new(&dir.0);
+        let program = ebpf_isa::assemble("mov %r0, 9\nexit").unwrap();
+        let (target, options) = ("x86_64-unknown-linux-gnu", JitOptions::default());
+        let key = CodeKey::object(&program, target, &options).unwrap();
+        fs::create_dir_all(&dir.0).unwrap();
+        let victim = dir.0.join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let next = WRITES.load(Ordering::Relaxed);
+        for n in next..next + 256 {
+            let name = format!(".{:016x}.{}.{n}.tmp", key.stable_hash(), std::process::id());
+            std::os::unix::fs::symlink(&victim, dir.0.join(name)).unwrap();
+        }
+        let got = compile_object_cached(&program, target, &options, &cache).unwrap();
+        assert!(got.problems.is_empty(), "{:?}", got.problems);
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        let entry = cache.path_for(&key);
+        assert!(fs::symlink_metadata(&entry).unwrap().file_type().is_file());
+        assert!(matches!(cache.lookup(&key), Lookup::Hit(object) if object == got.object));
+        // An entry that is a link, then one that is a FIFO: refused, not read.
+        fs::remove_file(&entry).unwrap();
+        std::os::unix::fs::symlink(&victim, &entry).unwrap();
+        let refused = |lookup| {
+            matches!(
+                lookup,
+                Lookup::Unusable(ObjectCacheError {
+                    kind: ObjectCacheErrorKind::NotACacheFile,
+                    ..
+                })
+            )
+        };
+        assert!(refused(cache.lookup(&key)));
+        fs::remove_file(&entry).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&entry).status();
+        if made.is_ok_and(|s| s.success()) {
+            assert!(refused(cache.lookup(&key)));
+        }
     }
 
     #[test]
