@@ -491,13 +491,17 @@ impl Vm {
         let programs = shared.and_then(|s| s.programs.get());
         let slot = maps.map(|m| m.maps.cpus().claim());
         let cpu = slot.as_ref().map_or(0, |s| s.index());
-        let mut scratch = Scratch::take();
+        let mut run = RunScratch {
+            maps,
+            scratch: None,
+        };
+        let scratch = run.scratch.insert(Scratch::take());
         let Scratch {
             stack,
             metadata: ctx,
             kernel: state,
             spill,
-        } = &mut *scratch;
+        } = &mut **scratch;
         ctx.clear();
         ctx.resize(kind.context_len(), 0);
         let input = layout::vm_addr(layout::INPUT, 0);
@@ -594,9 +598,6 @@ impl Vm {
             packet.start = start;
             packet.end = end;
         }
-        if let Some(m) = maps {
-            m.release(&mut state.reserved);
-        }
         let result = match result {
             // The budget a trap names is the chain's, not what its last program was left.
             Err(Trap {
@@ -617,8 +618,42 @@ impl Vm {
             redirect_map: state.redirect_map,
             tail_calls: state.tail_calls,
         });
+        run.put_back();
         drop(slot);
-        scratch.put_back();
         outcome
+    }
+}
+
+/// A kernel-context run's scratch, which discards the ring buffer records the run reserved
+/// and left when the run ends, however it ends: a helper's panic unwinds through the run,
+/// and a record left reserved would block its ring for good (a consumer stops at the first
+/// busy record).
+struct RunScratch<'a> {
+    maps: Option<&'a ObjectMaps>,
+    scratch: Option<Box<Scratch>>,
+}
+
+impl RunScratch<'_> {
+    /// Releases the records and keeps the scratch for the thread's next run (only after a run
+    /// that returned: one that unwound may have left its stack unscrubbed).
+    fn put_back(mut self) {
+        if let Some(mut scratch) = self.scratch.take() {
+            self.release(&mut scratch);
+            scratch.put_back();
+        }
+    }
+
+    fn release(&self, scratch: &mut Scratch) {
+        if let Some(m) = self.maps {
+            m.release(&mut scratch.kernel.reserved);
+        }
+    }
+}
+
+impl Drop for RunScratch<'_> {
+    fn drop(&mut self) {
+        if let Some(mut scratch) = self.scratch.take() {
+            self.release(&mut scratch);
+        }
     }
 }

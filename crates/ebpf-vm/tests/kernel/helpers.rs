@@ -7,7 +7,9 @@ use std::sync::Arc;
 use crate::packets::ones_sum;
 use ebpf_vm::isa::{Imm64Kind, Insn, Program};
 use ebpf_vm::maps::{MapSpec, MapType, Maps, UpdateFlags};
-use ebpf_vm::{Context, Engine, KernelHelpers, LoadError, Packet, ProgramKind, TrapKind, Vm};
+use ebpf_vm::{
+    Context, Engine, HelperError, KernelHelpers, LoadError, Packet, ProgramKind, TrapKind, Vm,
+};
 
 /// Assembles `text`; `lddw %rX, 0xfeed00000000000N` becomes a reference to map `N`.
 pub(crate) fn program(text: &str) -> Program {
@@ -689,3 +691,45 @@ fn sizes_and_faked_bounds_that_would_overflow_are_errnos() {
         }
     }
 }
+
+/// An embedder helper with a bug: it panics.
+fn panicking_helper(_: [u64; 5], _: &mut dyn ebpf_vm::VmMemory) -> Result<u64, HelperError> {
+    panic!("an embedder helper's bug")
+}
+
+/// A record reserved before a helper panics is discarded as the panic unwinds through the
+/// run: left busy, it would stop every later read of the ring at it.
+#[test]
+fn a_helper_that_panics_leaves_no_ring_record_reserved() {
+    // Reserves 8 bytes, then calls an embedder helper that panics.
+    let text = "lddw %r1, 0xfeed000000000000\nmov %r2, 8\nmov %r3, 0\ncall 131\n\
+                call 4096\nmov %r0, 2\nexit";
+    for &engine in Engine::ALL {
+        let mut maps = Maps::new(1);
+        let ring = maps
+            .create("ring", MapSpec::new(MapType::RingBuf, 0, 0, 4096))
+            .unwrap();
+        let vm = Vm::builder()
+            .engine(engine)
+            .kernel_helpers(KernelHelpers::new())
+            .helper(4096, panicking_helper)
+            .load_with_maps(program(text), ProgramKind::Xdp, Arc::new(maps))
+            .unwrap();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&vm)));
+        assert!(caught.is_err(), "{engine}");
+        assert!(ring.ring_output(b"after").unwrap(), "{engine}");
+        assert_eq!(
+            ring.ring_records().unwrap(),
+            vec![b"after".to_vec()],
+            "{engine}"
+        );
+        // The thread runs on, its next run included.
+        assert!(
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&vm))).is_err(),
+            "{engine}"
+        );
+        assert!(ring.ring_output(b"again").unwrap(), "{engine}");
+        assert_eq!(ring.ring_records().unwrap(), vec![b"again".to_vec()]);
+    }
+}
+
