@@ -733,3 +733,44 @@ fn a_helper_that_panics_leaves_no_ring_record_reserved() {
     }
 }
 
+/// A helper may run a program of its own run's map set: the nested run gets the CPU its
+/// thread already holds (with one CPU, the default, it waited for ever for it).
+#[test]
+fn a_helper_may_run_a_program_of_the_same_maps() {
+    for &engine in Engine::ALL {
+        let maps = hash(1);
+        // The inner run counts in the same map as the outer one.
+        let inner = Arc::new(load(engine, &update(1, 0), &maps));
+        let outer = Vm::builder()
+            .engine(engine)
+            .kernel_helpers(KernelHelpers::new())
+            .helper(4096, move |_: [u64; 5], _: &mut dyn ebpf_vm::VmMemory| {
+                run(&inner)
+                    .map(|o| o.r0 + 100)
+                    .map_err(|t| HelperError::failed(t.to_string()))
+            })
+            .load_with_maps(
+                program("call 4096\nexit"),
+                ProgramKind::Xdp,
+                Arc::clone(&maps),
+            )
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(run(&outer).map(|o| o.r0));
+        });
+        let r0 = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{engine}: the nested run hangs"));
+        assert_eq!(r0.unwrap(), 100, "{engine}");
+        let value = maps.get("h").unwrap().lookup(&1u32.to_le_bytes()).unwrap();
+        assert_eq!(value, Some(42u64.to_le_bytes().to_vec()), "{engine}");
+        // The slot is free again: a run from this thread gets it.
+        assert_eq!(r0_of_update(engine, &maps), EEXIST, "{engine}");
+    }
+}
+
+fn r0_of_update(engine: Engine, maps: &Arc<Maps>) -> i64 {
+    r0(&load(engine, &update(1, 1), maps))
+}
+
