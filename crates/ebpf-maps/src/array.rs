@@ -155,6 +155,18 @@ impl Array {
             .collect()
     }
 
+    /// The element whose value lies first at or after offset `cursor`: its value's offset,
+    /// its index in `key` (O(1), allocating nothing once `key` holds 4 bytes).
+    pub(crate) fn element_at_or_after(&self, cursor: usize, key: &mut Vec<u8>) -> Option<usize> {
+        let index = u32::try_from(cursor.div_ceil(self.stride.max(1))).ok()?;
+        if index >= self.spec.max_entries {
+            return None;
+        }
+        key.clear();
+        key.extend_from_slice(&index.to_le_bytes());
+        Some(index as usize * self.stride)
+    }
+
     /// The element offsets in index order, with their keys (for `for_each_map_elem`).
     pub(crate) fn offsets(&self) -> Vec<(Vec<u8>, usize)> {
         (0..self.spec.max_entries)

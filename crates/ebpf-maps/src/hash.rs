@@ -180,6 +180,13 @@ impl Hash {
 
     fn key_of(&self, slot: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.key_words * 8);
+        self.key_into(slot, &mut out);
+        out
+    }
+
+    /// Replaces `out` with the key in `slot`.
+    fn key_into(&self, slot: usize, out: &mut Vec<u8>) {
+        out.clear();
         for i in 0..self.key_words {
             let w = self
                 .keys
@@ -188,7 +195,6 @@ impl Hash {
             out.extend_from_slice(&w.to_ne_bytes());
         }
         out.truncate(self.spec.key_size as usize);
-        out
     }
 
     fn link(&self, link: Link) -> Option<&AtomicU32> {
@@ -577,6 +583,56 @@ impl Hash {
     }
 
     /// Every element's key and value offset (for `for_each_map_elem`).
+    /// The element whose value lies first at or after offset `cursor`: its value's offset,
+    /// its key in `key`. It scans slots from the cursor on, so a walk that moves the cursor
+    /// past each element found visits every slot once in all, and it allocates nothing
+    /// (`key` is the caller's). An element found is checked to be linked under its bucket's
+    /// lock, so its key is whole; one inserted or deleted meanwhile may or may not be seen.
+    pub(crate) fn element_at_or_after(&self, cursor: usize, key: &mut Vec<u8>) -> Option<usize> {
+        let first = cursor.div_ceil(self.stride.max(1));
+        for slot in first..self.linked.len() {
+            if !self
+                .linked
+                .get(slot)
+                .is_some_and(|l| l.load(Ordering::Relaxed))
+            {
+                continue;
+            }
+            let hash = self
+                .hashes
+                .get(slot)
+                .map_or(0, |h| h.load(Ordering::Relaxed));
+            let b = self.bucket_of(hash);
+            let _guard = self.locks.get(b).map(lock);
+            if self.chain_holds(b, slot) {
+                self.key_into(slot, key);
+                return Some(slot * self.stride);
+            }
+        }
+        None
+    }
+
+    /// With bucket `b` locked: whether `slot` is in its chain.
+    fn chain_holds(&self, b: usize, slot: usize) -> bool {
+        let mut at = self
+            .buckets
+            .get(b)
+            .map_or(NULLS, |h| h.load(Ordering::Acquire));
+        for _ in 0..=self.next.len() {
+            if at & NULLS != 0 {
+                return false;
+            }
+            if at as usize == slot {
+                return true;
+            }
+            at = self
+                .next
+                .get(at as usize)
+                .map_or(NULLS, |n| n.load(Ordering::Acquire));
+        }
+        false
+    }
+
     pub(crate) fn offsets(&self) -> Vec<(Vec<u8>, usize)> {
         self.slots()
             .into_iter()

@@ -414,6 +414,25 @@ impl Map {
         }
     }
 
+    /// One step of `for_each_map_elem`: the element whose value lies first at or after
+    /// offset `cursor` in [`Map::values`], as its offset, with its key written to `key`;
+    /// `None` past the last: a walk visits the elements in the order of their offsets. A
+    /// step costs O(1) for an
+    /// array; for a hash it scans the slots from the cursor to the element, so a whole walk
+    /// scans each slot once. Nothing is allocated once `key` can hold a key. Only arrays
+    /// and hashes.
+    pub fn element_at_or_after(
+        &self,
+        cursor: usize,
+        key: &mut Vec<u8>,
+    ) -> Result<Option<usize>, MapError> {
+        match &self.kind {
+            Kind::Array(a) => Ok(a.element_at_or_after(cursor, key)),
+            Kind::Hash(h) => Ok(h.element_at_or_after(cursor, key)),
+            _ => Err(self.unsupported("for_each_map_elem")),
+        }
+    }
+
     /// How many elements the map holds (arrays: always `max_entries`).
     pub fn len(&self) -> usize {
         match &self.kind {

@@ -812,3 +812,50 @@ fn a_slot_swapped_during_lookups_gives_the_old_map_or_the_new() {
         assert!(round >= SWAPS);
     });
 }
+
+/// The steps of `for_each_map_elem` visit what `element_offsets` lists, in offset order,
+/// each key whole, and skip nothing when the element just visited is deleted.
+#[test]
+fn element_steps_visit_every_element_in_offset_order() {
+    let walk = |map: &Map, delete: bool| {
+        let mut key = Vec::new();
+        let mut seen = Vec::new();
+        let mut cursor = 0;
+        while let Some(offset) = map.element_at_or_after(cursor, &mut key).unwrap() {
+            seen.push((key.clone(), offset));
+            if delete {
+                map.delete(&key).unwrap();
+            }
+            cursor = offset + 1;
+        }
+        seen
+    };
+    let array = Map::new("a", MapSpec::new(MapType::Array, 4, 12, 5), 1).unwrap();
+    let want: Vec<_> = (0..5u32)
+        .map(|i| (key(i).to_vec(), i as usize * 16))
+        .collect();
+    assert_eq!(walk(&array, false), want);
+    assert_eq!(
+        array
+            .element_at_or_after(usize::MAX, &mut Vec::new())
+            .unwrap(),
+        None
+    );
+    for map_type in [MapType::Hash, MapType::LruPerCpuHash] {
+        let hash = Map::new("h", MapSpec::new(map_type, 4, 8, 64), 2).unwrap();
+        let value = vec![7; if map_type.is_per_cpu() { 16 } else { 8 }];
+        for k in [3u32, 17, 40, 41, 63, 1000] {
+            hash.update(&key(k), &value, UpdateFlags::Any).unwrap();
+        }
+        hash.delete(&key(40)).unwrap();
+        let mut want = hash.element_offsets().unwrap();
+        want.sort_by_key(|&(_, offset)| offset);
+        assert_eq!(want.len(), 5);
+        assert_eq!(walk(&hash, false), want, "{map_type:?}");
+        assert_eq!(walk(&hash, true), want, "{map_type:?}");
+        assert!(hash.is_empty());
+        assert_eq!(walk(&hash, false), vec![]);
+    }
+    let queue = Map::new("q", MapSpec::new(MapType::Queue, 0, 4, 4), 1).unwrap();
+    assert!(queue.element_at_or_after(0, &mut Vec::new()).is_err());
+}

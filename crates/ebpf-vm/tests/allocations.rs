@@ -256,8 +256,8 @@ fn helper_calls_allocate_nothing_after_the_first() {
 }
 
 /// Runs with a kernel context on an object's maps: a claimed CPU, map regions, map helpers
-/// (hash lookup, atomic adds, checksums), the run state, a tail call — nothing allocated after
-/// the first.
+/// (hash lookup, atomic adds, checksums), `for_each_map_elem` walks of an array and a hash,
+/// the run state, a tail call — nothing allocated after the first.
 #[test]
 fn kernel_context_runs_allocate_nothing_after_the_first() {
     use ebpf_vm::{Context, KernelHelpers, Packet, ProgramKind};
@@ -270,14 +270,15 @@ fn kernel_context_runs_allocate_nothing_after_the_first() {
     frame[30..34].copy_from_slice(&[10, 0, 0, 100]);
     frame[46] = 0x50;
     for &engine in Engine::ALL {
-        let load = |name: &str| {
+        let load_with = |name: &str, builder: VmBuilder| {
             let bytes = std::fs::read(corpus.join(name)).unwrap();
-            Vm::builder()
+            builder
                 .engine(engine)
                 .kernel_helpers(KernelHelpers::new())
                 .load_object(&bytes)
                 .unwrap()
         };
+        let load = |name: &str| load_with(name, Vm::builder());
         let fw = load("xdp_firewall.o");
         let blocked = fw.map("blocked").unwrap();
         let any = ebpf_vm::maps::UpdateFlags::Any;
@@ -293,10 +294,17 @@ fn kernel_context_runs_allocate_nothing_after_the_first() {
                 .unwrap();
         }
         // `first` tail-calls `second` (a taken tail call once allocated its error's message).
+        // Each step of a `for_each_map_elem` walk listed the whole map in a fresh vector.
+        let stats = load_with("xdp_flow_stats.o", Vm::builder().budget(1 << 20));
         let globals = load("xdp_globals.o");
         let ctx = Context::default_for(ProgramKind::Xdp);
         let mut packet = Packet::new(&frame).unwrap();
-        for (object, name) in [(&fw, "xdp_firewall"), (&lb, "xdp_lb"), (&globals, "first")] {
+        for (object, name) in [
+            (&fw, "xdp_firewall"),
+            (&lb, "xdp_lb"),
+            (&stats, "xdp_flow_stats"),
+            (&globals, "first"),
+        ] {
             let vm = object.program(name).unwrap();
             check_no_allocation(name, &[vm], || {
                 packet.set(&frame).unwrap();

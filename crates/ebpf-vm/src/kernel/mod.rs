@@ -571,8 +571,10 @@ impl Helper for KernelHelper {
 /// The inlined `for_each_map_elem`'s step (see `inline_loop`): of map `a[0]`, the element
 /// whose value lies first at or after offset `a[1]` in the map's region, its key copied to
 /// `a[2]`, its value's address returned; 0 past the last element. Arrays are visited in index
-/// order, hashes in the order of their slots (the kernel's is its buckets'). Each step lists
-/// the map's elements: a visit of `n` elements costs `n²`.
+/// order, hashes in the order of their slots (the kernel's is its buckets'). A step is O(1)
+/// for an array and scans a hash's slots from the cursor to the element
+/// ([`Map::element_at_or_after`]): a walk costs the map's size once, not per step, and
+/// allocates nothing (the key goes through the run's buffer).
 fn for_each_step(env: &Env, a: [u64; 5], memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
     let Some((index, map)) = env.maps.decode(a[0]) else {
         return Err(HelperError::failed(format!(
@@ -583,24 +585,28 @@ fn for_each_step(env: &Env, a: [u64; 5], memory: &mut dyn VmMemory) -> Result<u6
     let Some(region) = env.maps.regions.get(index).copied().flatten() else {
         return Ok(0);
     };
-    let Ok(elements) = map.element_offsets() else {
-        return Ok(0);
-    };
     let cursor = usize::try_from(a[1]).unwrap_or(usize::MAX);
-    let Some((key, offset)) = elements
-        .iter()
-        .filter(|(_, offset)| *offset >= cursor)
-        .min_by_key(|(_, offset)| *offset)
-    else {
-        return Ok(0);
+    let step = |key: &mut Vec<u8>, memory: &mut dyn VmMemory| {
+        let Ok(Some(offset)) = map.element_at_or_after(cursor, key) else {
+            return Ok(0);
+        };
+        if key.len() > (-i32::from(inline_loop::FOR_EACH_KEY) - 32) as usize {
+            return Err(HelperError::failed(
+                "for_each_map_elem: keys longer than 480 bytes do not fit the frame",
+            ));
+        }
+        memory.write(a[2], key)?;
+        Ok(layout::vm_addr(region, offset as u64))
     };
-    if key.len() > (-i32::from(inline_loop::FOR_EACH_KEY) - 32) as usize {
-        return Err(HelperError::failed(
-            "for_each_map_elem: keys longer than 480 bytes do not fit the frame",
-        ));
+    // `Vm::run` (no kernel context) has no run state, so no buffer to reuse.
+    let has_state = memory
+        .run_state()
+        .is_some_and(|s| s.downcast_mut::<RunState>().is_some());
+    if has_state {
+        with_state(memory, |state, memory| step(&mut state.buf, memory))
+    } else {
+        step(&mut Vec::new(), memory)
     }
-    memory.write(a[2], key)?;
-    Ok(layout::vm_addr(region, *offset as u64))
 }
 
 /// The helper error a taken tail call ends its program with. The facade recognises it by the
