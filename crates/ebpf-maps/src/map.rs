@@ -668,8 +668,8 @@ impl Maps {
     }
 
     /// Puts `inner`, a map of this set, in slot `key` of the map of maps `outer` (the host's
-    /// `bpf_map_update_elem` with the inner map's descriptor). A map of another set, or one
-    /// unlike `outer`'s template ([`Map::new_of_maps`]), is [`MapError::InvalidValue`]. A run
+    /// `bpf_map_update_elem` with the inner map's descriptor). An `outer` or `inner` of another
+    /// set, or an `inner` unlike `outer`'s template ([`Map::new_of_maps`]), is [`MapError::InvalidValue`]. A run
     /// looking the slot up at the same time gets the old map or the new one, both alive as
     /// long as the set.
     pub fn set_inner(
@@ -683,6 +683,13 @@ impl Maps {
             op: "setting an inner map",
             map_type: outer.spec.map_type,
         })?;
+        // The slot holds an index into this set, which a program's lookup decodes against its
+        // own set: an outer map of another set would name whatever map sits there in it.
+        if !self.maps.iter().any(|m| std::ptr::eq(&**m, outer)) {
+            return Err(MapError::InvalidValue {
+                reason: format!("map `{}` is not of this set", outer.name),
+            });
+        }
         let index = self
             .maps
             .iter()

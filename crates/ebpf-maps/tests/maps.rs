@@ -813,6 +813,30 @@ fn a_slot_swapped_during_lookups_gives_the_old_map_or_the_new() {
     });
 }
 
+#[test]
+fn an_outer_map_of_another_set_takes_no_inner_map() {
+    let template = MapSpec::new(MapType::Hash, 4, 8, 16);
+    let mut a = Maps::new(1);
+    a.create("a0", template).unwrap();
+    let a1 = a.create("a1", template).unwrap(); // index 1 in `a`
+    let mut b = Maps::new(1);
+    let outer = b
+        .create_of_maps(
+            "outer",
+            MapSpec::new(MapType::ArrayOfMaps, 4, 4, 4),
+            template,
+        )
+        .unwrap(); // index 0 in `b`
+    // Index 1 in `b`: what a program of `b` would have found in the slot.
+    b.create("progs", MapSpec::new(MapType::ProgArray, 4, 4, 4))
+        .unwrap();
+    assert!(matches!(
+        a.set_inner(&outer, &key(0), &a1, UpdateFlags::Any),
+        Err(MapError::InvalidValue { .. })
+    ));
+    assert!(b.inner(&outer, &key(0)).unwrap().is_none());
+}
+
 /// The steps of `for_each_map_elem` visit what `element_offsets` lists, in offset order,
 /// each key whole, and skip nothing when the element just visited is deleted.
 #[test]
