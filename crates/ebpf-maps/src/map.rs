@@ -59,8 +59,9 @@ pub struct Map {
     spec: MapSpec,
     cpus: usize,
     kind: Kind,
-    /// The values when the map was frozen ([`Map::freeze`]): they never change again.
-    frozen: OnceLock<Box<[u8]>>,
+    /// The values when the map was frozen ([`Map::freeze`]), one copy per CPU (per-CPU maps)
+    /// or one: they never change again.
+    frozen: OnceLock<Box<[Box<[u8]>]>>,
 }
 
 impl Map {
@@ -301,24 +302,45 @@ impl Map {
     /// Makes the map read-only for good (the kernel's `BPF_MAP_FREEZE`, what libbpf does to
     /// an object's `.rodata` after writing its initial value): host updates and deletes fail
     /// with [`MapError::Frozen`] from now on, and so do programs' `map_update_elem`. Returns
-    /// the values as they are now, which is what [`Map::frozen`] gives from then on; freezing
-    /// again changes nothing.
+    /// the values as they are now (CPU 0's, for a per-CPU map), which is what
+    /// [`Map::frozen`] gives from then on; freezing again changes nothing. Every CPU's
+    /// values are kept ([`Map::frozen_on`]).
     pub fn freeze(&self) -> &[u8] {
-        self.frozen.get_or_init(|| {
-            let Some(values) = self.values(0) else {
-                return Box::default();
+        let copies = self.frozen.get_or_init(|| {
+            let cpus = if self.spec.map_type.is_per_cpu() {
+                self.cpus
+            } else {
+                1
             };
-            let mut bytes = vec![0; values.len()];
-            let _ = values.read(0, &mut bytes);
-            bytes.into_boxed_slice()
-        })
+            (0..cpus)
+                .map_while(|cpu| {
+                    let values = self.values(cpu)?;
+                    let mut bytes = vec![0; values.len()];
+                    let _ = values.read(0, &mut bytes);
+                    Some(bytes.into_boxed_slice())
+                })
+                .collect()
+        });
+        copies.first().map_or(&[], |b| &**b)
     }
 
     /// A frozen map's values, which never change again: what a run maps read-only for a
     /// map programs may only read (`BPF_F_RDONLY_PROG`, an object's `.rodata`). `None`
-    /// until [`Map::freeze`].
+    /// until [`Map::freeze`]. For a per-CPU map these are CPU 0's ([`Map::frozen_on`]).
     pub fn frozen(&self) -> Option<&[u8]> {
-        self.frozen.get().map(|b| &**b)
+        self.frozen_on(0)
+    }
+
+    /// A frozen map's values as CPU `cpu` sees them: its own copy for a per-CPU map (`None`
+    /// past the last CPU), the only one otherwise. `None` until [`Map::freeze`].
+    pub fn frozen_on(&self, cpu: usize) -> Option<&[u8]> {
+        let copies = self.frozen.get()?;
+        let cpu = if self.spec.map_type.is_per_cpu() {
+            cpu
+        } else {
+            0
+        };
+        copies.get(cpu).map(|b| &**b)
     }
 
     fn check_not_frozen(&self) -> Result<(), MapError> {

@@ -538,7 +538,7 @@ impl Vm {
                     let Some(region) = *region else { continue };
                     // A frozen map programs only read (`.rodata`) never changes again.
                     if let Some(bytes) = map_
-                        .frozen()
+                        .frozen_on(cpu)
                         .filter(|_| map_.spec().read_only_for_programs())
                     {
                         map.insert(region, Region::ReadOnly(bytes));
