@@ -554,7 +554,8 @@ size_t ebpf_vm_globals_size(const ebpf_vm *vm);
 
 /*
  Copies the VM's globals (`ebpf_vm_globals_size` bytes, which `len` must be) to `buf`. Runs
- on other threads may be changing them: each aligned 8-byte word is read atomically.
+ on other threads may be changing them: each aligned 8-byte word is read atomically. A VM
+ without globals has 0 bytes: `len` 0 (`buf` may be NULL) copies nothing and succeeds.
 
  # Safety
  `vm` is NULL or a live VM; `buf` points to `len` writable bytes; `err` is NULL or writable.
@@ -563,7 +564,8 @@ ebpf_status ebpf_vm_globals_read(const ebpf_vm *vm, uint8_t *buf, size_t len, eb
 
 /*
  Replaces the VM's globals with the `len` bytes at `data` (`len` must be
- `ebpf_vm_globals_size`); the next run starts from them.
+ `ebpf_vm_globals_size`); the next run starts from them. A VM without globals takes `len` 0
+ (`data` may be NULL) and changes nothing.
 
  # Safety
  `vm` is NULL or a live VM; `data` points to `len` readable bytes; `err` is NULL or

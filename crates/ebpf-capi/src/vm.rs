@@ -225,20 +225,22 @@ pub unsafe extern "C" fn ebpf_vm_globals_size(vm: *const Vm) -> usize {
 /// The key of the globals' one element.
 const GLOBALS_KEY: [u8; 4] = 0u32.to_le_bytes();
 
-/// The VM's globals, or an error naming their size when `len` is not it.
-fn globals(vm: &Vm, len: usize) -> Result<&ebpf_vm::maps::Map, Error> {
+/// The VM's globals (`None` for a VM without: 0 bytes), or an error naming their size when
+/// `len` is not it.
+fn globals(vm: &Vm, len: usize) -> Result<Option<&ebpf_vm::maps::Map>, Error> {
     let map = vm.inner.global_data();
     let size = map.map_or(0, |m| m.spec().value_size as usize);
-    match map {
-        Some(map) if len == size => Ok(map),
-        _ => Err(Error::invalid(format!(
+    if len != size {
+        return Err(Error::invalid(format!(
             "the VM's globals are {size} bytes, not {len}"
-        ))),
+        )));
     }
+    Ok(map)
 }
 
 /// Copies the VM's globals (`ebpf_vm_globals_size` bytes, which `len` must be) to `buf`. Runs
-/// on other threads may be changing them: each aligned 8-byte word is read atomically.
+/// on other threads may be changing them: each aligned 8-byte word is read atomically. A VM
+/// without globals has 0 bytes: `len` 0 (`buf` may be NULL) copies nothing and succeeds.
 ///
 /// # Safety
 /// `vm` is NULL or a live VM; `buf` points to `len` writable bytes; `err` is NULL or writable.
@@ -254,8 +256,10 @@ pub unsafe extern "C" fn ebpf_vm_globals_read(
         let vm = unsafe { boundary::object(vm, "vm") }?;
         let map = globals(vm, len)?;
         // SAFETY: the caller guarantees `len` writable bytes at `buf`.
-        let Some(buf) = unsafe { boundary::bytes_mut(buf, len, "buf") }? else {
-            return Err(Error::null("buf"));
+        let buf = unsafe { boundary::bytes_mut(buf, len, "buf") }?;
+        // A VM without globals has 0 bytes of them, all copied.
+        let (Some(map), Some(buf)) = (map, buf) else {
+            return Ok(());
         };
         let value = map
             .lookup(&GLOBALS_KEY)
@@ -268,7 +272,8 @@ pub unsafe extern "C" fn ebpf_vm_globals_read(
 }
 
 /// Replaces the VM's globals with the `len` bytes at `data` (`len` must be
-/// `ebpf_vm_globals_size`); the next run starts from them.
+/// `ebpf_vm_globals_size`); the next run starts from them. A VM without globals takes `len` 0
+/// (`data` may be NULL) and changes nothing.
 ///
 /// # Safety
 /// `vm` is NULL or a live VM; `data` points to `len` readable bytes; `err` is NULL or
@@ -286,6 +291,9 @@ pub unsafe extern "C" fn ebpf_vm_globals_write(
         let map = globals(vm, len)?;
         // SAFETY: the caller guarantees `len` readable bytes at `data`.
         let data = unsafe { boundary::bytes(data, len, "data") }?;
+        let Some(map) = map else {
+            return Ok(());
+        };
         map.update(&GLOBALS_KEY, data, ebpf_vm::maps::UpdateFlags::Any)
             .map_err(|e| Error::invalid(format!("the globals: {e}")))
     })

@@ -538,6 +538,22 @@ static void test_globals(const char *object_path, const char *frame_path)
               err ? ebpf_error_message(err) : "");
         ebpf_error_free(err);
         CHECK(ebpf_vm_globals_size(NULL) == 0, "NULL has no globals");
+        /* A VM without globals has 0 bytes of them: reading or writing all 0 succeeds. */
+        ebpf_vm *bare = NULL;
+        CHECK(load_asm(b, "mov %r0, 0\nexit", &bare, NULL) == EBPF_STATUS_OK, "load bare");
+        CHECK(ebpf_vm_globals_size(bare) == 0, "bare globals");
+        CHECK(ebpf_vm_globals_read(bare, NULL, 0, &err) == EBPF_STATUS_OK, "read 0: %s",
+              err ? ebpf_error_message(err) : "");
+        ebpf_error_free(err);
+        err = NULL;
+        CHECK(ebpf_vm_globals_write(bare, NULL, 0, &err) == EBPF_STATUS_OK, "write 0: %s",
+              err ? ebpf_error_message(err) : "");
+        ebpf_error_free(err);
+        err = NULL;
+        CHECK(ebpf_vm_globals_read(bare, initial, 1, &err) == EBPF_STATUS_INVALID_ARGUMENT,
+              "read 1 of 0");
+        ebpf_error_free(err);
+        ebpf_vm_free(bare);
         free(initial);
         free(after);
         ebpf_vm_free(vm);
