@@ -205,7 +205,8 @@ typedef int32_t (*ebpf_helper_fn)(void *user_data,
                                   ebpf_call *call);
 
 /*
- Releases a helper's `user_data` once no builder or VM uses the helper any more.
+ Releases a helper's `user_data` in the `ebpf_builder_free` or `ebpf_vm_free` that frees the
+ last builder or VM using the helper, on that call's thread.
  */
 typedef void (*ebpf_helper_drop)(void *user_data);
 
@@ -380,9 +381,11 @@ ebpf_status ebpf_builder_set_spectre_clamp_proven(ebpf_builder *builder, bool on
 /*
  Registers `function` as helper `id` (`call id`), replacing any earlier one. `user_data` is
  passed to every call; `drop`, unless NULL, is called with it once the builder and every VM
- loaded from it are freed (if registering fails, nothing keeps `user_data` and `drop` is not
- called). A VM run from several threads at once calls the helper from all of
- them: `function` and `user_data` must allow that.
+ loaded from it are freed: in the `ebpf_builder_free` or `ebpf_vm_free` that frees the last
+ of them, on that call's thread (or, for a registration replaced by a later one for the
+ same id, in that registration if no VM uses it). If registering fails, nothing keeps
+ `user_data` and `drop` is not called. A VM run from several threads at once calls the
+ helper from all of them: `function` and `user_data` must allow that.
 
  # Safety
  `builder` is NULL or a live builder that no other thread uses during the call; `function`
@@ -586,7 +589,8 @@ ebpf_status ebpf_vm_globals_write(const ebpf_vm *vm,
 size_t ebpf_vm_code_size(const ebpf_vm *vm);
 
 /*
- Frees a VM; NULL is ignored. Helpers' `drop` functions run once no VM or builder uses them.
+ Frees a VM; NULL is ignored. Helpers' `drop` functions run here, on this thread, when no
+ other VM or builder uses them (whatever threads ran the VM).
 
  # Safety
  `vm` is NULL or a VM from `ebpf_builder_load*`, not yet freed, not running, not used again.

@@ -1,14 +1,16 @@
 //! `ebpf_builder`: the configuration of a VM (the facade's `VmBuilder`) and loading a program
 //! with it.
 
+use std::collections::BTreeMap;
 use std::ffi::{c_char, c_void};
+use std::sync::Arc;
 
 use ebpf_vm::VmBuilder;
 
 use crate::EngineId;
 use crate::boundary::{self, guard};
 use crate::error::{Error, Status};
-use crate::helper::{CHelper, HelperDrop, HelperFn};
+use crate::helper::{CHelper, HelperDrop, HelperFn, Release};
 use crate::vm::Vm;
 
 /// A VM's configuration: engine, budget, call depth, verification, helpers. Loading does not
@@ -17,6 +19,8 @@ use crate::vm::Vm;
 #[derive(Debug, Default)]
 pub struct Builder {
     inner: VmBuilder,
+    /// The registered helpers' `drop`s, by id; each VM loaded takes a share of them.
+    releases: BTreeMap<u32, Arc<Release>>,
 }
 
 /// Whether this build of the library has the engine and this host can run it.
@@ -162,9 +166,11 @@ pub unsafe extern "C" fn ebpf_builder_set_spectre_clamp_proven(
 
 /// Registers `function` as helper `id` (`call id`), replacing any earlier one. `user_data` is
 /// passed to every call; `drop`, unless NULL, is called with it once the builder and every VM
-/// loaded from it are freed (if registering fails, nothing keeps `user_data` and `drop` is not
-/// called). A VM run from several threads at once calls the helper from all of
-/// them: `function` and `user_data` must allow that.
+/// loaded from it are freed: in the `ebpf_builder_free` or `ebpf_vm_free` that frees the last
+/// of them, on that call's thread (or, for a registration replaced by a later one for the
+/// same id, in that registration if no VM uses it). If registering fails, nothing keeps
+/// `user_data` and `drop` is not called. A VM run from several threads at once calls the
+/// helper from all of them: `function` and `user_data` must allow that.
 ///
 /// # Safety
 /// `builder` is NULL or a live builder that no other thread uses during the call; `function`
@@ -180,12 +186,19 @@ pub unsafe extern "C" fn ebpf_builder_register_helper(
     let Some(function) = function else {
         return Status::InvalidArgument;
     };
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        configure(builder, |b| {
-            b.helper(id, CHelper::new(function, user_data, drop))
-        })
-    }
+    guard(std::ptr::null_mut(), || {
+        // SAFETY: the caller guarantees a live, unshared builder or NULL.
+        let builder = unsafe { boundary::object_mut(builder, "builder") }?;
+        let helper = CHelper::new(function, user_data);
+        builder.inner = std::mem::take(&mut builder.inner).helper(id, helper);
+        match drop {
+            Some(drop) => builder
+                .releases
+                .insert(id, Arc::new(Release::new(user_data, drop))),
+            None => builder.releases.remove(&id),
+        };
+        Ok(())
+    })
 }
 
 /// Loads and runs `load` with a copy of the builder's configuration, storing the VM in `*vm`.
@@ -208,7 +221,8 @@ unsafe fn load_with(
         // SAFETY: the caller guarantees a live builder or NULL.
         let builder = unsafe { boundary::object(builder, "builder") }?;
         let loaded = load(builder.inner.clone())?.map_err(|e| Error::load(&e))?;
-        boundary::write_out(vm, "vm", Box::into_raw(Box::new(Vm::new(loaded))))
+        let releases = builder.releases.values().cloned().collect();
+        boundary::write_out(vm, "vm", Box::into_raw(Box::new(Vm::new(loaded, releases))))
     })
 }
 

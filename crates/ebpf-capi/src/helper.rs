@@ -22,7 +22,8 @@ pub type HelperFn = Option<
     ) -> i32,
 >;
 
-/// Releases a helper's `user_data` once no builder or VM uses the helper any more.
+/// Releases a helper's `user_data` in the `ebpf_builder_free` or `ebpf_vm_free` that frees the
+/// last builder or VM using the helper, on that call's thread.
 pub type HelperDrop = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
 /// One helper call in progress: the VM's memory and what went wrong, if anything. Valid only
@@ -32,24 +33,53 @@ pub struct Call<'a> {
     failure: Option<HelperError>,
 }
 
-/// A C helper with its user data, shared by the builder and every VM loaded from it.
+/// A C helper with its user data, shared by the builder and every VM loaded from it. It does
+/// not release the user data: the facade may keep a copy after the VM is freed (a thread that
+/// ran the VM keeps its last run's preparation until it runs another VM or exits), and the
+/// user's `drop` must run when the C objects are freed ([`Release`]). The copy is never called
+/// again: a kept preparation is found only by a live VM's identity.
 pub(crate) struct CHelper {
     function: unsafe extern "C" fn(*mut c_void, *const u64, *mut u64, *mut Call<'_>) -> i32,
     user_data: *mut c_void,
-    drop: HelperDrop,
 }
 
 impl CHelper {
     pub(crate) fn new(
         function: unsafe extern "C" fn(*mut c_void, *const u64, *mut u64, *mut Call<'_>) -> i32,
         user_data: *mut c_void,
-        drop: HelperDrop,
     ) -> CHelper {
         CHelper {
             function,
             user_data,
-            drop,
         }
+    }
+}
+
+/// The user's `drop` for a helper's `user_data`, run when the last builder or VM holding it
+/// (an `Arc` each) is freed.
+#[derive(Debug)]
+pub(crate) struct Release {
+    user_data: *mut c_void,
+    drop: unsafe extern "C" fn(*mut c_void),
+}
+
+impl Release {
+    pub(crate) fn new(user_data: *mut c_void, drop: unsafe extern "C" fn(*mut c_void)) -> Release {
+        Release { user_data, drop }
+    }
+}
+
+// SAFETY: the pointer is only passed back to the caller's `drop`, once, from whichever thread
+// frees the last builder or VM, which the header documents.
+unsafe impl Send for Release {}
+// SAFETY: `Release` has no method that uses the pointer through `&self`.
+unsafe impl Sync for Release {}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        // SAFETY: the caller registered `drop` for `user_data`; this is the last owner of the
+        // registration, so it runs once.
+        unsafe { (self.drop)(self.user_data) };
     }
 }
 
@@ -78,16 +108,6 @@ impl Helper for CHelper {
         Err(call
             .failure
             .unwrap_or_else(|| HelperError::failed(format!("returned {code}"))))
-    }
-}
-
-impl Drop for CHelper {
-    fn drop(&mut self) {
-        if let Some(drop) = self.drop {
-            // SAFETY: the caller registered `drop` for `user_data`; this is the helper's last
-            // owner, so it runs once.
-            unsafe { drop(self.user_data) };
-        }
     }
 }
 

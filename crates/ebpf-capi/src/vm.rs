@@ -2,22 +2,29 @@
 //! (`ebpf_vm_run_traced`: one `ebpf_step` per executed instruction to a C callback).
 
 use std::ffi::{CString, c_char, c_void};
+use std::sync::Arc;
 
 use ebpf_vm::{Effect, Input, Step};
 
 use crate::boundary::{self, guard};
 use crate::error::{Error, Status};
+use crate::helper::Release;
 
 /// A loaded program with its configuration. Runs may happen from several threads at once, each
 /// on its own memory. Free it with `ebpf_vm_free`.
 #[derive(Debug)]
 pub struct Vm {
     inner: ebpf_vm::Vm,
+    /// Its helpers' `drop`s, run (after `inner` is dropped) if this VM is their last owner.
+    _releases: Vec<Arc<Release>>,
 }
 
 impl Vm {
-    pub(crate) fn new(inner: ebpf_vm::Vm) -> Vm {
-        Vm { inner }
+    pub(crate) fn new(inner: ebpf_vm::Vm, releases: Vec<Arc<Release>>) -> Vm {
+        Vm {
+            inner,
+            _releases: releases,
+        }
     }
 }
 
@@ -312,7 +319,8 @@ pub unsafe extern "C" fn ebpf_vm_code_size(vm: *const Vm) -> usize {
     })
 }
 
-/// Frees a VM; NULL is ignored. Helpers' `drop` functions run once no VM or builder uses them.
+/// Frees a VM; NULL is ignored. Helpers' `drop` functions run here, on this thread, when no
+/// other VM or builder uses them (whatever threads ran the VM).
 ///
 /// # Safety
 /// `vm` is NULL or a VM from `ebpf_builder_load*`, not yet freed, not running, not used again.

@@ -7,6 +7,9 @@
  *   keeps state in .data and .bss)
  * Prints one line per failed check and a summary; exits with 1 if any check failed.
  */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <semaphore.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -331,6 +334,59 @@ static void test_helper_state_and_memory(void)
     CHECK(ebpf_vm_run(vm, NULL, 0, &r0, NULL) == EBPF_STATUS_OK && r0 == 1004, "after builder_free");
     ebpf_vm_free(vm);
     CHECK(counter.drops == 1, "drops %d", counter.drops);
+}
+
+/* A VM and a worker thread that ran it once and now idles (a pool thread). */
+struct shared {
+    ebpf_vm *vm;
+    sem_t ran, go;
+};
+
+static void *run_once_then_idle(void *p)
+{
+    struct shared *s = p;
+    uint64_t r0 = 0;
+    ebpf_vm_run(s->vm, NULL, 0, &r0, NULL); /* the thread keeps a preparation of the VM */
+    sem_post(&s->ran);
+    sem_wait(&s->go);
+    return NULL;
+}
+
+/* `drop` runs in the free of the last owner, on the caller's thread, even when another thread
+ * ran the VM and still keeps what it prepared for its next run (before, it ran on that thread
+ * at its next run of another VM or at its exit). */
+static void test_drop_runs_when_the_last_owner_is_freed(void)
+{
+    struct counter counter = {0, 0};
+    struct shared s;
+    sem_init(&s.ran, 0, 0);
+    sem_init(&s.go, 0, 0);
+    ebpf_builder *b = ebpf_builder_new();
+    CHECK(ebpf_builder_register_helper(b, 1, count_calls, &counter, drop_counter) == EBPF_STATUS_OK,
+          "register");
+    CHECK(load_asm(b, "call 1\nexit", &s.vm, NULL) == EBPF_STATUS_OK, "load");
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, run_once_then_idle, &s) == 0, "thread");
+    sem_wait(&s.ran);
+    CHECK(counter.calls == 1, "calls %llu", (unsigned long long)counter.calls);
+    ebpf_vm_free(s.vm);
+    CHECK(counter.drops == 0, "dropped while the builder has it");
+    ebpf_builder_free(b);
+    CHECK(counter.drops == 1, "drops %d after the VM and the builder are freed", counter.drops);
+    sem_post(&s.go);
+    pthread_join(t, NULL);
+    CHECK(counter.drops == 1, "drops %d after the worker exited", counter.drops);
+
+    /* Replacing a registration no VM uses releases it there. */
+    struct counter first = {0, 0}, second = {0, 0};
+    b = ebpf_builder_new();
+    ebpf_builder_register_helper(b, 1, count_calls, &first, drop_counter);
+    ebpf_builder_register_helper(b, 1, count_calls, &second, drop_counter);
+    CHECK(first.drops == 1 && second.drops == 0, "drops %d %d", first.drops, second.drops);
+    ebpf_builder_free(b);
+    CHECK(second.drops == 1, "drops %d", second.drops);
+    sem_destroy(&s.ran);
+    sem_destroy(&s.go);
 }
 
 static void test_bad_input(void)
@@ -668,6 +724,7 @@ int main(int argc, char **argv)
     test_spectre_masking();
     test_spectre_clamp_proven();
     test_helper_state_and_memory();
+    test_drop_runs_when_the_last_owner_is_freed();
     test_bad_input();
     test_trace();
     test_elf(argv[1], argv[2]);
