@@ -2,12 +2,15 @@
 //! `mem` a [`Memory`] valid during the call; it returns the new `r0` (an int in
 //! `0..2**64`). An exception ends the run with `Trap(kind="helper_failed")` whose
 //! `__cause__` is that exception — or, if it came from a failed `mem` access, with that
-//! access's trap (`out_of_bounds`, …) at the call's pc.
+//! access's trap (`out_of_bounds`, …) at the call's pc. An exception that is not an
+//! `Exception` (`KeyboardInterrupt`, `SystemExit`) ends the run too and `Vm.run` raises it
+//! as it is: a `Trap` would let `except Exception` swallow Ctrl-C.
 
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
 
 use ebpf_vm::{Helper, HelperError, TrapKind, VmMemory};
+use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -27,6 +30,16 @@ pub(crate) fn clear_pending_error() {
 /// The exception the run's failing helper raised, if any.
 pub(crate) fn take_pending_error() -> Option<PyErr> {
     PENDING.with(|p| p.borrow_mut().take())
+}
+
+/// What `Vm.run` raises for a run that ended with `trap`: the exception a helper raised if it
+/// is no `Exception` (`KeyboardInterrupt`, `SystemExit`: they propagate unchanged), else the
+/// `Trap`, caused by that exception if a helper failed.
+pub(crate) fn run_error(py: Python<'_>, trap: &ebpf_vm::Trap) -> PyErr {
+    match take_pending_error() {
+        Some(err) if !err.is_instance_of::<PyException>(py) => err,
+        cause => errors::trap(py, trap, cause),
+    }
 }
 
 /// A Python callable registered as helper `id`.
@@ -59,6 +72,11 @@ impl Helper for PyHelper {
                 })
             });
             result.map_err(|(err, memory_failure)| {
+                if !err.is_instance_of::<PyException>(py) {
+                    let message = err.to_string();
+                    PENDING.with(|p| *p.borrow_mut() = Some(err));
+                    return HelperError::Failed(message);
+                }
                 if let Some(kind) = memory_failure {
                     return HelperError::Memory(kind);
                 }

@@ -258,7 +258,7 @@ impl Vm {
         }
         match result {
             Ok(exit) => Ok(exit.r0),
-            Err(trap) => Err(errors::trap(py, &trap, helper::take_pending_error())),
+            Err(trap) => Err(helper::run_error(py, &trap)),
         }
     }
 

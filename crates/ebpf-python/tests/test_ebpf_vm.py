@@ -221,6 +221,25 @@ def test_a_helper_that_fails_ends_the_run():
     assert isinstance(info.value.__cause__, ValueError)
 
 
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_in_a_helper_propagates_unchanged(interrupt):
+    def stop(args, mem):
+        try:
+            mem.read(0, 8)  # a failed access first: the interrupt still wins
+        except Trap:
+            pass
+        raise interrupt()
+
+    vm = Vm.load_asm("call 1\nexit", helpers={1: stop})
+    with pytest.raises(interrupt):
+        try:
+            vm.run()
+        except Exception:  # what swallowed Ctrl-C when it came as a Trap
+            pytest.fail("the interrupt was raised as an Exception")
+    # The run after it is a normal one.
+    assert Vm.load_asm("mov %r0, 3\nexit").run() == 3
+
+
 def test_a_helper_must_return_a_u64():
     vm = Vm.load_asm("call 1\nexit", helpers={1: lambda args, mem: -1})
     with pytest.raises(Trap) as info:
