@@ -111,7 +111,7 @@ impl Spare {
 /// # Safety
 ///
 /// `ctx` must be the context of a run in progress ([`run`]), whose `user` points to its
-/// [`Host`].
+/// [`Host`] or is null.
 unsafe extern "C" fn trampoline(
     ctx: *mut Context,
     id: u64,
@@ -124,7 +124,14 @@ unsafe extern "C" fn trampoline(
     // SAFETY: generated code passes on the context pointer `run` gave it; `run` keeps the
     // context alive and does not touch it while generated code (and so this call) runs.
     let ctx = unsafe { &mut *ctx };
-    // SAFETY: `run` stored a pointer to its live, otherwise unused `Host` in `user`.
+    // The fast path runs code that calls no helper with no host (`user` null): a call here
+    // would mean that `calls_helpers` missed an instruction that calls this entry. Trap, as
+    // the x86 JIT does, rather than dereference null.
+    if ctx.user.is_null() {
+        return called_without_host(ctx, id);
+    }
+    // SAFETY: `run` stored a pointer to its live, otherwise unused `Host` in `user` (not
+    // null, checked above).
     let host = unsafe { &mut *ctx.user.cast::<Host<'_, '_>>() };
     let helpers = host.helpers;
     let memory = &mut *host.memory;
@@ -140,6 +147,15 @@ unsafe extern "C" fn trampoline(
         }
         result => after_helper(ctx, host, id, result),
     }
+}
+
+/// A helper called from code run without a host: the run traps with helper `id` failed (the
+/// message is `outcome`'s, the x86 JIT's "helper called without a map").
+#[cold]
+#[inline(never)]
+fn called_without_host(ctx: &mut Context, id: u64) -> u64 {
+    ctx.trap_a = id;
+    trap_code::HOST
 }
 
 /// The trampoline's slow path: a helper that reached a region's bytes through `&mut` (or
@@ -712,12 +728,30 @@ fn outcome(
         a: ctx.trap_a,
         b: ctx.trap_b,
     };
+    // A helper's trap is in the host, unless the helper was called without one.
     let kind = raw
         .kind(limits)
         .or_else(|| host.trap.take())
-        .unwrap_or(TrapKind::HelperFailed {
+        .unwrap_or_else(|| TrapKind::HelperFailed {
             id: ctx.trap_a as u32,
-            message: String::new(),
+            message: "helper called without a map".into(),
         });
     Err(Trap { pc, kind })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_helper_called_without_a_host_traps_instead_of_dereferencing_null() {
+        let mut spare = Spare::take();
+        assert!(spare.ctx.user.is_null());
+        // SAFETY: `ctx` is a live context that nothing else uses; its `user` is null, which
+        // the trampoline must refuse without reading through it.
+        let code = unsafe { trampoline(&raw mut spare.ctx, 7, 1, 2, 3, 4, 5) };
+        assert_eq!(code, trap_code::HOST);
+        assert_eq!(spare.ctx.trap_a, 7);
+        spare.put_back();
+    }
 }
