@@ -100,6 +100,25 @@ impl fmt::Display for Trap {
 
 impl core::error::Error for Trap {}
 
+impl Trap {
+    /// The trap of a run whose code for its entry (a JIT's code compiled without an entry's
+    /// facts, made on first use) could not be made: only the host's resources (mapping
+    /// memory) can fail a program that compiled once. Every JIT reports this same trap, at pc
+    /// 0, with no engine's own error in it, so the JITs agree (the interpreter never gets
+    /// here).
+    pub fn entry_code_unavailable() -> Trap {
+        Trap {
+            pc: 0,
+            kind: TrapKind::HelperFailed {
+                id: 0,
+                message: String::from(
+                    "the host could not provide the code for this run's entry (out of memory)",
+                ),
+            },
+        }
+    }
+}
+
 impl fmt::Display for TrapKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -202,13 +202,7 @@ impl CraneliftProgram {
         match plain {
             Ok(plain) => Ok(plain),
             // Only the host's resources can fail a program that compiled once.
-            Err(e) => Err(Trap {
-                pc: 0,
-                kind: ebpf_abi::TrapKind::HelperFailed {
-                    id: 0,
-                    message: format!("cannot compile the code for this run's entry: {e}"),
-                },
-            }),
+            Err(_) => Err(Trap::entry_code_unavailable()),
         }
     }
 

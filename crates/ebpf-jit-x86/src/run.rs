@@ -128,7 +128,7 @@ impl Compiled {
         match plain {
             Ok(plain) => Ok(plain),
             // Only mapping memory can fail for a program that compiled once.
-            Err(_) => Err(unknown(0)),
+            Err(_) => Err(Trap::entry_code_unavailable()),
         }
     }
 
