@@ -538,7 +538,8 @@ impl Map {
         }
     }
 
-    /// `perf_event_output` into buffer `index` (a CPU number).
+    /// `perf_event_output` into buffer `index` (a CPU number); [`MapError::Full`] (`E2BIG`, the
+    /// kernel's errno) past the last buffer.
     pub fn perf_output(&self, index: usize, data: &[u8]) -> Result<(), MapError> {
         self.perf()?.output(index, data)
     }

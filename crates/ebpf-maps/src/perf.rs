@@ -48,9 +48,11 @@ impl PerfEventArray {
         })
     }
 
-    /// Appends `data` to buffer `index`; `Err(NotFound)` when there is no such buffer.
+    /// Appends `data` to buffer `index`; `Err(Full)` (`E2BIG`, as the kernel's
+    /// `__bpf_perf_event_output` says for an index at or past `max_entries`) when there is no
+    /// such buffer.
     pub(crate) fn output(&self, index: usize, data: &[u8]) -> Result<(), MapError> {
-        let buffer = self.buffers.get(index).ok_or(MapError::NotFound)?;
+        let buffer = self.buffers.get(index).ok_or(MapError::Full)?;
         let mut records = buffer.lock().unwrap_or_else(|p| p.into_inner());
         if records.len() >= Self::CAPACITY {
             self.lost.fetch_add(1, Ordering::Relaxed);

@@ -760,18 +760,32 @@ impl KernelHelper {
                 }),
                 Err(_) => Ok(0),
             },
+            // Packet programs' `bpf_xdp_event_output` / `bpf_skb_event_output`: the record is
+            // `meta` then, with `BPF_F_CTXLEN_MASK`, that many of the packet's first bytes.
             PERF_EVENT_OUTPUT => {
                 const CURRENT_CPU: u64 = 0xffff_ffff;
-                let index = a[2] & 0xffff_ffff;
-                if a[2] >> 32 != 0 {
+                const CTXLEN_MASK: u64 = 0xf_ffff << 32;
+                if a[2] & !(CTXLEN_MASK | 0xffff_ffff) != 0 {
                     return Ok(errno(EINVAL));
                 }
+                let packet_len = (a[2] & CTXLEN_MASK) >> 32;
+                let index = a[2] & 0xffff_ffff;
                 let index = if index == CURRENT_CPU {
                     s.cpu
                 } else {
                     index as usize
                 };
                 read_into(memory, &mut s.buf, a[3], a[4])?;
+                if packet_len != 0 {
+                    let (data, data_end) = packet_bounds(memory, s, a[0])?;
+                    if !within(data, 0, packet_len, data_end) {
+                        return Ok(errno(EFAULT));
+                    }
+                    memory.check_range(data, packet_len, false)?;
+                    let meta_len = s.buf.len();
+                    s.buf.resize(meta_len + packet_len as usize, 0);
+                    memory.read(data, s.buf.get_mut(meta_len..).unwrap_or_default())?;
+                }
                 Ok(map_result(map.perf_output(index, &s.buf)))
             }
             _ => Err(HelperError::failed("not a kernel helper")),

@@ -799,3 +799,47 @@ fn a_frozen_per_cpu_map_gives_each_cpu_its_own_values() {
         assert_eq!(m.frozen_on(1), Some(&2u64.to_le_bytes()[..]), "{engine}");
     }
 }
+
+/// `perf_event_output` from a packet program is the kernel's `bpf_xdp_event_output`: the
+/// flags' `BPF_F_CTXLEN_MASK` appends that many packet bytes to the record (`-EFAULT` past the
+/// packet), other upper bits are `-EINVAL`, and an index past the array is `-E2BIG`.
+#[test]
+fn perf_event_output_appends_packet_bytes_and_gives_the_kernels_errnos() {
+    const EFAULT: i64 = -14;
+    let frame: Vec<u8> = (0..60).collect();
+    let meta = 0x1234u64.to_le_bytes();
+    let with_packet = |n: usize| [&meta[..], &frame[..n]].concat();
+    let cases: [(u64, i64, Option<Vec<u8>>); 6] = [
+        (0xffff_ffff, 0, Some(meta.to_vec())),
+        (0x0000_000e_ffff_ffff, 0, Some(with_packet(14))),
+        (0x0000_003c_0000_0000, 0, Some(with_packet(60))),
+        (0x0000_003d_ffff_ffff, EFAULT, None),
+        (1 << 52 | 0xffff_ffff, EINVAL, None),
+        (5, E2BIG, None),
+    ];
+    for &engine in Engine::ALL {
+        for (flags, want, record) in &cases {
+            let mut maps = Maps::new(1);
+            let perf = maps
+                .create("perf", MapSpec::new(MapType::PerfEventArray, 4, 4, 1))
+                .unwrap();
+            let text = format!(
+                "mov %r6, %r1\nstdw [%r10-8], 0x1234\nmov %r1, %r6\n\
+                 lddw %r2, 0xfeed000000000000\nlddw %r3, {flags:#x}\nmov %r4, %r10\n\
+                 add %r4, -8\nmov %r5, 8\ncall 25\nexit"
+            );
+            let vm = load_kind(engine, &text, ProgramKind::Xdp, Arc::new(maps));
+            let mut packet = Packet::new(&frame).unwrap();
+            let out = vm
+                .run_packet(&mut packet, &Context::default_for(ProgramKind::Xdp))
+                .unwrap_or_else(|t| panic!("{engine}: {flags:#x}: {t}"));
+            assert_eq!(out.r0 as i64, *want, "{engine}: {flags:#x}");
+            let records = perf.perf_records(0).unwrap();
+            assert_eq!(
+                records,
+                record.iter().cloned().collect::<Vec<_>>(),
+                "{engine}"
+            );
+        }
+    }
+}
