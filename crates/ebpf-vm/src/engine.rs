@@ -216,6 +216,15 @@ impl Progress {
         }
         true
     }
+
+    /// Why the final code will never run, if its compile failed.
+    pub(crate) fn failure(&self) -> Option<&str> {
+        #[cfg(feature = "jit-cranelift")]
+        if let Some(tiered) = &self.0 {
+            return tiered.tier_up_failure();
+        }
+        None
+    }
 }
 
 /// A compiler's result as the facade holds it: the program behind the engine interface, or
@@ -305,6 +314,8 @@ mod tiered {
         runs: AtomicU64,
         /// Whether the compile has been started.
         started: AtomicBool,
+        /// Why the compile failed, if it did ([`Tiered::tier_up_failure`]).
+        failure: OnceLock<String>,
     }
 
     impl Tiered {
@@ -342,6 +353,7 @@ mod tiered {
                     program: Mutex::new(pending),
                     runs: AtomicU64::new(0),
                     started: AtomicBool::new(false),
+                    failure: OnceLock::new(),
                 }),
                 after,
             }
@@ -352,27 +364,44 @@ mod tiered {
             self.shared.second.get().is_some()
         }
 
+        /// Why the background compile failed, once it has: the program then stays on its
+        /// first tier for good.
+        pub(crate) fn tier_up_failure(&self) -> Option<&str> {
+            self.shared.failure.get().map(String::as_str)
+        }
+
         /// Starts the compile on a background thread, once. A compile that fails (or a
         /// thread that cannot start) leaves the program on its first tier, which computes
-        /// the same results.
+        /// the same results, and says why ([`Tiered::tier_up_failure`]).
         fn tier_up(&self) {
             if self.shared.started.swap(true, Ordering::AcqRel) {
                 return;
             }
             let shared = Arc::clone(&self.shared);
+            let failure = &self.shared.failure;
             let compile = move || {
                 let program = shared.program.lock().ok().and_then(|mut p| p.take());
                 let Some(program) = program else { return };
                 let options = shared.hardening.cranelift(Some(&shared.entry));
                 let compiled =
                     super::cranelift_code(&program, &options, None, shared.cache.as_ref());
-                if let Ok(code) = compiled {
-                    let _ = shared.second.set(code);
+                match compiled {
+                    Ok(code) => {
+                        let _ = shared.second.set(code);
+                    }
+                    Err(e) => {
+                        let _ = shared
+                            .failure
+                            .set(format!("the Cranelift compile failed: {e}"));
+                    }
                 }
             };
-            let _ = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name("ebpf-tier-up".to_string())
                 .spawn(compile);
+            if let Err(e) = spawned {
+                let _ = failure.set(format!("cannot start the compiler thread: {e}"));
+            }
         }
     }
 
@@ -746,6 +775,62 @@ mod tests {
             for (&budget, want) in BUDGETS.iter().zip(&want) {
                 assert_eq!(&run(&tiered, budget), want, "Cranelift, budget {budget:?}");
             }
+        }
+
+        /// A tier-up whose compile fails says so (`Vm::tier_up_failure`) and leaves the VM
+        /// on its first tier with the same results (it was silent). Cranelift is made to
+        /// fail by a setting it does not know in `EBPF_JIT_ISA_FLAGS`, read when the compile
+        /// starts; so that no other test sees it, the test runs itself in a child process
+        /// with it set.
+        #[test]
+        fn a_failed_tier_up_is_reported() {
+            const CHILD: &str = "EBPF_TEST_TIER_UP_CHILD";
+            if !tiered_available() {
+                return;
+            }
+            if std::env::var_os(CHILD).is_none() {
+                let name = "engine::tests::tiered::a_failed_tier_up_is_reported";
+                let exe = std::env::current_exe().unwrap();
+                let out = std::process::Command::new(exe)
+                    .args([name, "--exact", "--nocapture", "--test-threads", "1"])
+                    .env(CHILD, "1")
+                    .env(ebpf_jit_cranelift::ISA_FLAGS_ENV, "no_such_setting=true")
+                    .output()
+                    .unwrap();
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                assert!(
+                    out.status.success(),
+                    "{stdout}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert!(
+                    stdout.contains("1 passed"),
+                    "the child ran no test: {stdout}"
+                );
+                return;
+            }
+            let program = "mov %r0, 1\nmov %r1, 10\nadd %r0, %r1\nsub %r1, 1\njne %r1, 0, -3\nexit";
+            let vm = crate::Vm::builder()
+                .engine(super::super::Engine::Tiered)
+                .budget(10_000)
+                .load_asm(program)
+                .unwrap();
+            let want = crate::Vm::builder()
+                .budget(10_000)
+                .load_asm(program)
+                .unwrap()
+                .run(&mut [])
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while vm.tier_up_failure().is_none() {
+                assert_eq!(vm.run(&mut []).unwrap(), want);
+                assert!(Instant::now() < deadline, "the tier-up never failed");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let failure = vm.tier_up_failure().unwrap();
+            assert!(failure.contains("no_such_setting"), "{failure}");
+            assert!(!vm.optimised());
+            assert_eq!(vm.run(&mut []).unwrap(), want);
         }
 
         /// `program` on its second tier: compiled, the switch made (or a panic after two

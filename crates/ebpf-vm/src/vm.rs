@@ -986,6 +986,14 @@ impl Vm {
         self.progress.optimised()
     }
 
+    /// Why [`Vm::optimised`] will never become true: on [`Engine::Tiered`], the background
+    /// compile's error once it has failed (a bad `EBPF_JIT_ISA_FLAGS`, say), or a compiler
+    /// thread that could not start; `None` otherwise, and on every other engine. The VM
+    /// runs on, on its first tier, with the same results.
+    pub fn tier_up_failure(&self) -> Option<&str> {
+        self.progress.failure()
+    }
+
     /// Bytes of machine code the engine generated for the program (0 for the interpreter).
     pub fn code_size(&self) -> usize {
         self.compiled.code_size()
