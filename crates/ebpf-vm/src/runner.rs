@@ -67,20 +67,29 @@ impl<'vm> Runner<'vm> {
     /// length, or the metadata buffer if the VM has a layout) and returns `r0`.
     #[inline]
     pub fn run(&mut self, data: &mut [u8]) -> Result<u64, Trap> {
-        self.prepared.run(self.vm, data)
+        self.prepared.run::<BRACKETED>(self.vm, data)
     }
 
     /// [`Vm::run_no_data`]: runs the program without any input and returns `r0`.
     pub fn run_no_data(&mut self) -> Result<u64, Trap> {
-        self.prepared.run_no_data(self.vm)
+        self.prepared.run_no_data::<BRACKETED>(self.vm)
     }
 
     /// [`Vm::run_with`]: runs the program on `input` (a metadata buffer, extra regions);
     /// returns `r0` and the instruction count.
     pub fn run_with(&mut self, input: Input<'_>) -> Result<Exit, Trap> {
-        self.prepared.run_with(self.vm, input)
+        self.prepared.run_with::<BRACKETED>(self.vm, input)
     }
 }
+
+/// The `BRACKET` of a [`Runner`]'s runs: its stack is bracketed by `Stack::begin_run` and
+/// `end_run`, because the runner outlives a panic out of a run that its embedder catches,
+/// and the stack may then hold that run's data.
+const BRACKETED: bool = true;
+
+/// The `BRACKET` of a [`Warm`]'s runs: no bracket, because a `Warm` never outlives a panic
+/// out of its run (see [`Warm::run`]), so its stack is never lent again after one.
+pub(crate) const UNBRACKETED: bool = false;
 
 /// A session of a VM's program and the buffers of its runs — a stack, a metadata buffer, a
 /// spill — used by runs of that VM only: what a [`Runner`] holds, and what `Vm::run` keeps
@@ -91,6 +100,14 @@ pub(crate) struct Prepared {
     scratch: Scratch,
     /// `vm.limits().stack_size()`, in bytes.
     stack_size: usize,
+    /// `vm.metadata.is_none()`: a run's input alone is what the session's fast path serves.
+    /// (This and the reaches are the VM's, fixed for its life, kept here so that a run reads
+    /// them next to the session rather than from the VM.)
+    no_metadata: bool,
+    /// `vm.stack_reach`.
+    stack_reach: usize,
+    /// `vm.own_stack_reach`.
+    own_stack_reach: Option<usize>,
 }
 
 impl Prepared {
@@ -103,45 +120,76 @@ impl Prepared {
             session: Arc::clone(&vm.compiled).session(binding),
             scratch: Scratch::default(),
             stack_size: usize::try_from(vm.limits().stack_size()).unwrap_or(usize::MAX),
+            no_metadata: vm.metadata.is_none(),
+            stack_reach: vm.stack_reach,
+            own_stack_reach: vm.own_stack_reach,
         }
     }
 
-    /// [`Runner::run`], for `vm`, the VM this was made for. (Always inlined: a call of its
-    /// own cost a runner's run some 20 instructions.)
+    /// `Vm::scrub_reach`, from the values kept here.
     #[inline(always)]
-    pub(crate) fn run(&mut self, vm: &Vm, data: &mut [u8]) -> Result<u64, Trap> {
-        if vm.metadata.is_some() || data.len() as u64 > layout::MAX_REGION_LEN {
-            return self.run_with(vm, Input::new(data)).map(|exit| exit.r0);
+    fn scrub_reach(&mut self) -> usize {
+        match self.own_stack_reach {
+            None => self.stack_reach,
+            Some(own) => crate::scrub::with_helper_mark(
+                own,
+                self.stack_size,
+                self.session.take_helper_stack_mark(),
+            ),
         }
-        self.run_input(vm, data).map(|exit| exit.r0)
+    }
+
+    /// [`Runner::run`], for `vm`, the VM this was made for; `BRACKET`: whether the stack is
+    /// bracketed ([`BRACKETED`] for a runner, [`UNBRACKETED`] for a [`Warm`]). (Always
+    /// inlined: a call of its own cost a runner's run some 20 instructions.)
+    #[inline(always)]
+    pub(crate) fn run<const BRACKET: bool>(
+        &mut self,
+        vm: &Vm,
+        data: &mut [u8],
+    ) -> Result<u64, Trap> {
+        if !self.no_metadata || data.len() as u64 > layout::MAX_REGION_LEN {
+            return self
+                .run_with::<BRACKET>(vm, Input::new(data))
+                .map(|exit| exit.r0);
+        }
+        self.run_input::<BRACKET>(vm, data).map(|exit| exit.r0)
     }
 
     /// [`Runner::run_no_data`], for `vm`.
-    pub(crate) fn run_no_data(&mut self, vm: &Vm) -> Result<u64, Trap> {
-        if vm.metadata.is_some() {
-            return self.run_with(vm, Input::none()).map(|exit| exit.r0);
+    pub(crate) fn run_no_data<const BRACKET: bool>(&mut self, vm: &Vm) -> Result<u64, Trap> {
+        if !self.no_metadata {
+            return self
+                .run_with::<BRACKET>(vm, Input::none())
+                .map(|exit| exit.r0);
         }
-        self.run_buffers(vm, None, [0, 0]).map(|exit| exit.r0)
+        self.run_buffers::<BRACKET>(vm, None, [0, 0])
+            .map(|exit| exit.r0)
     }
 
     /// [`Runner::run_with`], for `vm`.
-    pub(crate) fn run_with(&mut self, vm: &Vm, input: Input<'_>) -> Result<Exit, Trap> {
+    pub(crate) fn run_with<const BRACKET: bool>(
+        &mut self,
+        vm: &Vm,
+        input: Input<'_>,
+    ) -> Result<Exit, Trap> {
         // An input alone (no caller's metadata buffer, no extra regions) is what the fast
         // path serves.
-        if vm.metadata.is_none() && input.is_data_only() {
+        if self.no_metadata && input.is_data_only() {
             let data = input.data;
             match data {
                 Some(data) if data.len() as u64 <= layout::MAX_REGION_LEN => {
-                    return self.run_input(vm, data);
+                    return self.run_input::<BRACKET>(vm, data);
                 }
                 Some(data) => return self.run_mapped(vm, Input::new(data)),
-                None => return self.run_buffers(vm, None, [0, 0]),
+                None => return self.run_buffers::<BRACKET>(vm, None, [0, 0]),
             }
         }
         self.run_mapped(vm, input)
     }
 
-    /// A run on a map built as `Vm::run_with` builds it, through the session.
+    /// A run on a map built as `Vm::run_with` builds it, through the session (always
+    /// bracketed: a rare path, where the bracket costs nothing worth saving).
     fn run_mapped(&mut self, vm: &Vm, input: Input<'_>) -> Result<Exit, Trap> {
         let session = &mut self.session;
         vm.run_mapped(input, &mut self.scratch, |map, args, stack| {
@@ -152,30 +200,40 @@ impl Prepared {
     /// A run of `data` alone (at most `layout::MAX_REGION_LEN` bytes), `r1`/`r2` its start
     /// and length, on this stack: the session's path for `Vm::run`'s runs.
     #[inline(always)]
-    fn run_input(&mut self, vm: &Vm, data: &mut [u8]) -> Result<Exit, Trap> {
-        let stack = &mut self.scratch.stack;
-        stack.begin_run();
-        let result = self.session.run_input(data, stack);
-        let session = &mut self.session;
-        let reach = vm.scrub_reach(self.stack_size, || session.take_helper_stack_mark());
-        stack.end_run(self.stack_size, reach);
+    fn run_input<const BRACKET: bool>(&mut self, vm: &Vm, data: &mut [u8]) -> Result<Exit, Trap> {
+        if BRACKET {
+            self.scratch.stack.begin_run();
+        }
+        let result = self.session.run_input(data, &mut self.scratch.stack);
+        self.end_run::<BRACKET>();
         result.map_err(|trap| undecodable_trap(trap, &vm.undecodable))
+    }
+
+    /// After a run on the stack: scrubs what the run can have written (and ends the bracket).
+    #[inline(always)]
+    fn end_run<const BRACKET: bool>(&mut self) {
+        let reach = self.scrub_reach();
+        let stack = &mut self.scratch.stack;
+        if BRACKET {
+            stack.end_run(self.stack_size, reach);
+        } else {
+            stack.scrub(self.stack_size, reach);
+        }
     }
 
     /// A run of the session's fast path: the input alone, on this stack.
     #[inline(always)]
-    fn run_buffers(
+    fn run_buffers<const BRACKET: bool>(
         &mut self,
         vm: &Vm,
         data: Option<&mut [u8]>,
         args: [u64; 2],
     ) -> Result<Exit, Trap> {
-        let stack = &mut self.scratch.stack;
-        stack.begin_run();
-        let result = self.session.run(data, None, args, stack);
-        let session = &mut self.session;
-        let reach = vm.scrub_reach(self.stack_size, || session.take_helper_stack_mark());
-        stack.end_run(self.stack_size, reach);
+        if BRACKET {
+            self.scratch.stack.begin_run();
+        }
+        let result = self.session.run(data, None, args, &mut self.scratch.stack);
+        self.end_run::<BRACKET>();
         result.map_err(|trap| undecodable_trap(trap, &vm.undecodable))
     }
 }
@@ -213,39 +271,46 @@ std::thread_local! {
 
 impl Warm {
     /// What `Vm::run`, `run_no_data` and `run_with` do: `warm` on this thread's preparation
-    /// of `vm` (put back afterwards), or `cold` when there is none to be had.
+    /// of `vm`, or `cold` when there is none to be had (every slot holds another live VM's,
+    /// or the thread is being torn down).
+    ///
+    /// The preparation is taken out of `LAST` or its slot, and put back into `LAST` when
+    /// `warm` returns (the one there moving to a slot), all in one access to `LAST`: its
+    /// `Cell` is re-entrant, so a nested run (from a helper) accesses it again inside `warm`,
+    /// finds none of this VM's there, and makes a second.
+    ///
+    /// A run that panics out drops its preparation: it is a local of this function (`kept`)
+    /// for the whole run, so unwinding drops it, stack included, before anything can lend
+    /// that stack again. That is why a `Warm`'s runs need no `Stack::begin_run`/`end_run`
+    /// bracket ([`UNBRACKETED`]): the mark it sets could never be found set.
     #[inline(always)]
-    pub(crate) fn run<T, R>(
+    pub(crate) fn run<T: Default, R>(
         vm: &Vm,
-        arg: T,
+        mut arg: T,
         warm: impl FnOnce(&mut Prepared, T) -> R,
         cold: impl FnOnce(T) -> R,
     ) -> R {
-        match Warm::take(vm) {
-            Some(mut kept) => {
-                let result = warm(&mut kept.prepared, arg);
-                kept.put_back();
-                result
-            }
-            None => cold(arg),
-        }
-    }
-
-    /// This thread's preparation of `vm`, taken out of `LAST` or its slot: the one kept, or
-    /// a new one if a slot is free for it; `None` when every slot holds another live VM's
-    /// (or during the thread's teardown).
-    #[inline(always)]
-    fn take(vm: &Vm) -> Option<Box<Warm>> {
         let key = Arc::as_ptr(&vm.identity);
-        let last = LAST.try_with(Cell::take).ok().flatten();
-        match last {
-            Some(last) if last.key == key => Some(last),
-            // (It was empty after the take: nothing is dropped by the set.)
-            Some(last) => {
-                let _ = LAST.try_with(|cell| cell.set(Some(last)));
-                Warm::take_slot(vm, key)
+        let pending = &mut arg;
+        let done = LAST.try_with(|last| {
+            let mut kept = match last.take() {
+                Some(kept) if kept.key == key => kept,
+                other => {
+                    // (It was empty after the take: nothing is dropped by the set.)
+                    last.set(other);
+                    Warm::take_slot(vm, key)?
+                }
+            };
+            let result = warm(&mut kept.prepared, core::mem::take(pending));
+            if let Some(displaced) = last.replace(Some(kept)) {
+                displaced.shelve();
             }
-            None => Warm::take_slot(vm, key),
+            Some(result)
+        });
+        match done {
+            Ok(Some(result)) => result,
+            // (`arg` is untouched: `warm` did not run.)
+            _ => cold(arg),
         }
     }
 
@@ -292,16 +357,6 @@ impl Warm {
                 prepared: Prepared::new(vm),
             })
         })
-    }
-
-    /// Puts a preparation back into `LAST`, the one there moving to a free slot (or dropped
-    /// when there is none: a nested run's came back first and took the last).
-    #[inline(always)]
-    fn put_back(self: Box<Warm>) {
-        // (During the thread's teardown the closure, and `self` with it, is dropped.)
-        if let Ok(Some(displaced)) = LAST.try_with(|last| last.replace(Some(self))) {
-            displaced.shelve();
-        }
     }
 
     /// Puts a preparation into a free slot, or drops it when there is none.
@@ -385,6 +440,55 @@ mod tests {
             .load_asm("mov %r0, 7\nexit")
             .unwrap();
         (vm, dropped)
+    }
+
+    /// Whether this thread keeps a preparation of `vm` (in `LAST` or a slot).
+    fn kept_on_this_thread(vm: &Vm) -> bool {
+        let key = Arc::as_ptr(&vm.identity);
+        let last = LAST.with(|last| {
+            let kept = last.take();
+            let found = kept.as_ref().is_some_and(|w| w.key == key);
+            last.set(kept);
+            found
+        });
+        let slot = WARM.with(|slots| {
+            slots
+                .borrow()
+                .iter()
+                .any(|slot| slot.as_ref().is_some_and(|w| w.key == key))
+        });
+        last || slot
+    }
+
+    /// What makes a `Warm`'s unbracketed stack sound: a run that panics out (the panic caught
+    /// around `Vm::run`) leaves no preparation of its VM on the thread, so the stack it wrote
+    /// is never lent again; the next run prepares afresh. (tests/stack_privacy.rs checks
+    /// that the next run reads zeroes, on every engine.)
+    #[test]
+    fn a_run_that_panics_out_leaves_no_preparation_behind() {
+        for &engine in crate::Engine::ALL {
+            let vm = Vm::builder()
+                .engine(engine)
+                .helper(1, |args: [u64; 5], _: &mut dyn VmMemory| {
+                    if args[0] == 1 {
+                        panic!("helper gives up");
+                    }
+                    Ok(args[0])
+                })
+                .load_asm("stdw [%r10-8], 7\nldxb %r1, [%r1]\ncall 1\nexit")
+                .unwrap();
+            assert_eq!(vm.run(&mut [2u8; 8]), Ok(2), "{engine}");
+            assert!(kept_on_this_thread(&vm), "{engine}: not kept after a run");
+            let panicked =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vm.run(&mut [1u8; 8])));
+            assert!(panicked.is_err(), "{engine}: the helper's panic was lost");
+            assert!(
+                !kept_on_this_thread(&vm),
+                "{engine}: the panicked run's preparation was kept"
+            );
+            assert_eq!(vm.run(&mut [3u8; 8]), Ok(3), "{engine}");
+            assert!(kept_on_this_thread(&vm), "{engine}: not prepared again");
+        }
     }
 
     #[test]

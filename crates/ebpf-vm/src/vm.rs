@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::engine::{self, Engine};
-use crate::runner::Warm;
+use crate::runner::{UNBRACKETED, Warm};
 use ebpf_abi::{
     Executable, Exit, Helper, Helpers, Limits, MemoryMap, Region, Stack, Trap, TrapKind, layout,
 };
@@ -1049,7 +1049,7 @@ impl Vm {
         Warm::run(
             self,
             data,
-            |prepared, data| prepared.run(self, data),
+            |prepared, data| prepared.run::<UNBRACKETED>(self, data),
             |data| self.run_unprepared(Input::new(data)).map(|exit| exit.r0),
         )
     }
@@ -1059,7 +1059,7 @@ impl Vm {
         Warm::run(
             self,
             (),
-            |prepared, ()| prepared.run_no_data(self),
+            |prepared, ()| prepared.run_no_data::<UNBRACKETED>(self),
             |()| self.run_unprepared(Input::none()).map(|exit| exit.r0),
         )
     }
@@ -1073,7 +1073,7 @@ impl Vm {
         Warm::run(
             self,
             input,
-            |prepared, input| prepared.run_with(self, input),
+            |prepared, input| prepared.run_with::<UNBRACKETED>(self, input),
             |input| self.run_unprepared(input),
         )
     }
