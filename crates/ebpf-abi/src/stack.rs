@@ -12,7 +12,7 @@
 
 use alloc::vec::Vec;
 
-use crate::STACK_FRAME_SIZE;
+use crate::{RawRegion, STACK_FRAME_SIZE};
 
 /// Bytes below the stack region that the buffer keeps (and never lends): the x86 JIT's
 /// unchecked frame accesses stay inside `[r10 - 512, r10)`, and this slack is a second guard.
@@ -48,10 +48,12 @@ pub struct Stack {
     /// (a helper's panic, caught by the embedder around the run) leaves it set, and the
     /// buffer may hold that run's data.
     dirty: bool,
-    /// The region size the last [`Stack::start`] served, and where that region starts
-    /// (`usize::MAX` when none yet): a run of the same size finds its region without
-    /// recomputing the alignment.
-    served: (usize, usize),
+    /// The region size the last [`Stack::parts`] served (`usize::MAX` when none yet), and
+    /// where that region starts and ends in the buffer: a run of the same size finds its
+    /// region without recomputing the alignment or the end.
+    served: (usize, usize, usize),
+    /// The served region's length as a [`RawRegion`] holds it (clamped to a region's most).
+    served_raw_len: u64,
 }
 
 impl Default for Stack {
@@ -67,7 +69,8 @@ impl Stack {
             bytes: Vec::new(),
             frames: Vec::new(),
             dirty: false,
-            served: (usize::MAX, 0),
+            served: (usize::MAX, 0, 0),
+            served_raw_len: 0,
         }
     }
 
@@ -96,19 +99,11 @@ impl Stack {
         self.dirty
     }
 
-    /// Where the region of `size` bytes starts in the buffer, replacing the buffer with a
-    /// larger zeroed one if it is too small.
-    #[inline]
-    fn start(&mut self, size: usize) -> usize {
-        if self.served.0 == size {
-            return self.served.1;
-        }
-        self.start_afresh(size)
-    }
-
-    /// [`Stack::start`] for a size other than the last one served.
+    /// Where the region of `size` bytes starts and ends in the buffer, replacing the buffer
+    /// with a larger zeroed one if it is too small (for a size other than the last one
+    /// served: [`Stack::parts`] finds that one in `served`).
     #[inline(never)]
-    fn start_afresh(&mut self, size: usize) -> usize {
+    fn serve(&mut self, size: usize) -> (usize, usize) {
         let needed = size.saturating_add(SLACK + ALIGN);
         if self.bytes.len() < needed {
             // A fresh zeroed buffer rather than `resize`: the old bytes are all zero (the
@@ -129,9 +124,11 @@ impl Stack {
             } else {
                 0
             };
-        // (The buffer is replaced only here, so the start holds until the size changes.)
-        self.served = (size, start);
-        start
+        let end = start.saturating_add(size);
+        // (The buffer is replaced only here, so the range holds until the size changes.)
+        self.served = (size, start, end);
+        self.served_raw_len = (size as u64).min(crate::layout::MAX_REGION_LEN);
+        (start, end)
     }
 
     /// The stack region of a run, `size` bytes (`Limits::stack_size`), 16-byte aligned, with
@@ -146,12 +143,34 @@ impl Stack {
     /// keeps using the frames while the map holds it.
     #[inline]
     pub fn parts(&mut self, size: usize) -> (&mut [u8], &mut Vec<CallFrame>) {
-        let start = self.start(size);
-        let region = match self.bytes.get_mut(start..start.saturating_add(size)) {
+        let (start, end) = match self.served {
+            (served, start, end) if served == size => (start, end),
+            _ => self.serve(size),
+        };
+        let region = match self.bytes.get_mut(start..end) {
             Some(region) => region,
             None => &mut [],
         };
         (region, &mut self.frames)
+    }
+
+    /// [`RawRegion::writable`] of [`Stack::region`]`(size)`, for an engine that keeps the
+    /// region's row in a raw table (the x86 JIT's fast path): the address is derived from
+    /// this `&mut` borrow of the buffer, as the region's would be. The region served last
+    /// costs no slice: `served` holds its bounds, which `serve` worked out for the buffer
+    /// `bytes` holds now (it is replaced only there), and the test that its end is inside the
+    /// buffer is what `bytes.get_mut(start..end)` would test, minus the fallback.
+    #[inline]
+    pub fn raw_region(&mut self, size: usize) -> RawRegion {
+        match self.served {
+            // (`end` is `start + size` unless that saturated, and then it is past the buffer.)
+            (served, start, end) if served == size && end <= self.bytes.len() => RawRegion {
+                host: self.bytes.as_mut_ptr().wrapping_add(start),
+                len: self.served_raw_len,
+                writable: 1,
+            },
+            _ => RawRegion::writable(self.region(size)),
+        }
     }
 
     /// Zeroes the top `reach` bytes of the region of `size` bytes (all of it when `reach` is
@@ -211,6 +230,38 @@ mod tests {
         assert!(stack.is_clean());
         // A larger region grows the buffer with zeroes.
         assert!(stack.region(8192).iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_raw_region_describes_the_region_across_sizes_and_growth() {
+        let mut stack = Stack::new();
+        // Each size twice (the second finds it served), a smaller one after a larger, and
+        // growth past the buffer (which replaces it: the served bounds must follow).
+        for size in [
+            512,
+            512,
+            1536,
+            1536,
+            64,
+            8192,
+            8192,
+            512,
+            1 << 16,
+            1536,
+            0,
+            0,
+        ] {
+            for _ in 0..2 {
+                let raw = stack.raw_region(size);
+                let region = stack.region(size);
+                assert_eq!(
+                    raw,
+                    RawRegion::writable(region),
+                    "size {size}: the raw row and the region differ"
+                );
+                assert_eq!(raw.host as usize % ALIGN, 0);
+            }
+        }
     }
 
     #[test]

@@ -301,16 +301,37 @@ impl<'a> Ctx<'a> {
     /// exposing it (a no-op for the machine) makes it the pointer the code's accesses are
     /// derived from, as rewriting the row would (`set_row` exposes what it stores), so no
     /// access uses a pointer an earlier `&mut` (the caller's, the stack's scrub) invalidated.
+    /// (`entry` must be derived from this run's borrow of the buffer: `RawRegion::writable`
+    /// of it, or `Stack::raw_region`.)
     #[inline(always)]
     pub(crate) fn set_run_row(&mut self, r: u64, entry: RawRegion) {
         let r = r as usize;
         let _ = entry.host.expose_provenance();
-        if self.raw.get(r) != Some(&entry) {
+        // (Field by field: comparing the structs made the entry a temporary in memory.)
+        let kept = self.raw.get(r).is_some_and(|raw| {
+            raw.host == entry.host && raw.len == entry.len && raw.writable == entry.writable
+        });
+        if !kept {
             self.set_row(r, entry);
             // (A superset of the rows mapped is harmless: a refresh zeroes those no longer
             // mapped.)
             self.mapped |= 1 << r;
             self.rows = self.rows.max(r + 1);
+        }
+    }
+
+    /// [`Ctx::set_run_row`] of `RawRegion::writable(bytes)`, compared with the buffer itself:
+    /// the region's length clamp costs a run more than the compare does. A buffer longer
+    /// than a region can be never compares equal, and takes the path that clamps.
+    #[inline(always)]
+    pub(crate) fn set_buffer_row(&mut self, r: u64, bytes: &mut [u8]) {
+        let kept = self.raw.get(r as usize).is_some_and(|raw| {
+            raw.host == bytes.as_mut_ptr() && raw.len == bytes.len() as u64 && raw.writable == 1
+        });
+        if kept {
+            let _ = bytes.as_mut_ptr().expose_provenance();
+        } else {
+            self.set_run_row(r, RawRegion::writable(bytes));
         }
     }
 

@@ -12,8 +12,7 @@ use alloc::vec::Vec;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ebpf_abi::{
-    Binding, Exit, Helpers, Limits, MemoryMap, RawRegion, Region, Stack, Trap, TrapKind, layout,
-    trap_code,
+    Binding, Exit, Helpers, Limits, MemoryMap, Region, Stack, Trap, TrapKind, layout, trap_code,
 };
 use ebpf_isa::Program;
 
@@ -386,6 +385,9 @@ pub(crate) struct Session {
     frame_pointer: u64,
     /// [`Compiled::admits_every_input`] of the code: whether `run_input` takes the fast path.
     input_fast: bool,
+    /// The code's entry (`code.pages.entry()` of the program), which lives while `program`
+    /// does: a fast run calls it without loading it through three pointers.
+    entry: *const u8,
 }
 
 impl Session {
@@ -404,6 +406,7 @@ impl Session {
             budget: limits.budget.unwrap_or(u64::MAX),
             frame_pointer: limits.frame_pointer(0),
             input_fast: program.inner.admits_every_input(),
+            entry: program.inner.code.pages.entry(),
             program,
         }
     }
@@ -506,16 +509,13 @@ impl Session {
         let ctx = &mut self.spare.ctx;
         // The rows of this run's own buffers, their pointers derived from this run's borrows
         // (the stack's too: the caller scrubbed it through `&mut` since the last run).
-        ctx.set_run_row(
-            layout::STACK,
-            RawRegion::writable(stack.region(self.stack_size)),
-        );
+        ctx.set_run_row(layout::STACK, stack.raw_region(self.stack_size));
         match data.as_deref_mut() {
-            Some(data) => ctx.set_run_row(layout::INPUT, RawRegion::writable(data)),
+            Some(data) => ctx.set_buffer_row(layout::INPUT, data),
             None => ctx.unmap_run_row(layout::INPUT),
         }
         match metadata.as_deref_mut() {
-            Some(metadata) => ctx.set_run_row(layout::METADATA, RawRegion::writable(metadata)),
+            Some(metadata) => ctx.set_buffer_row(layout::METADATA, metadata),
             None => ctx.unmap_run_row(layout::METADATA),
         }
         // (Not `reset`: `memory` and `helpers` are null and `helper_trap` and `panic` empty
@@ -525,7 +525,7 @@ impl Session {
         ctx.run.clear_for_entry();
         let budget = self.budget;
         start_registers(ctx, args, budget, self.frame_pointer);
-        // SAFETY: `start` is the code's entry, which lives while `self.program` does. The
+        // SAFETY: `self.entry` is the code's entry, which lives while `self.program` does. The
         // context is initialised for a run from the entry: its table holds the fixed regions'
         // rows (derived from the binding's, which the session keeps alive and whose bytes are
         // never reached through `&mut`) and the rows of
@@ -535,7 +535,7 @@ impl Session {
         // long as the session. The code calls no helper (`fast_admits`; `input_fast` for
         // `run_input`), so `memory` and `helpers` stay null (and the trampoline refuses a null
         // map).
-        let st = unsafe { call(self.program.inner.code.pages.entry(), ctx) };
+        let st = unsafe { call(self.entry, ctx) };
         if st == status::EXIT {
             return Ok(Exit {
                 r0: ctx.run.regs[0],
