@@ -187,6 +187,51 @@ impl<'a> MemoryMap<'a> {
         }
     }
 
+    /// Maps a run's own buffers: `data` at [`layout::INPUT`] and `metadata` at
+    /// [`layout::METADATA`] (each writable; left as they are when `None`), then `stack` at
+    /// [`layout::STACK`]. The same as those `insert`s in that order (generation and kept rows
+    /// included), without what `insert` checks for an id it does not know: for the
+    /// interpreter's session, which maps them on every run.
+    #[inline(always)]
+    pub fn insert_buffers(
+        &mut self,
+        data: Option<&'a mut [u8]>,
+        metadata: Option<&'a mut [u8]>,
+        stack: &'a mut [u8],
+    ) {
+        let fresh = self.raw_generation == self.generation;
+        let mut inserts = 0;
+        if let Some(data) = data {
+            inserts += self.put_inline(layout::INPUT, data);
+        }
+        if let Some(metadata) = metadata {
+            inserts += self.put_inline(layout::METADATA, metadata);
+        }
+        inserts += self.put_inline(layout::STACK, stack);
+        // (What that many `insert`s do: each moves the generation, and rows current before
+        // stay current, each being derived as its region is mapped.)
+        self.generation = self.generation.wrapping_add(inserts);
+        if fresh {
+            self.raw_generation = self.generation;
+        }
+    }
+
+    /// `insert`'s mapping of a writable buffer at an inline id, without the generation;
+    /// returns 1 (0 for an id that is not inline, which `insert_buffers` never passes: its
+    /// ids are all below `INLINE_REGIONS`, and its test would fail if one were not).
+    #[inline(always)]
+    fn put_inline(&mut self, id: u64, bytes: &'a mut [u8]) -> u64 {
+        let index = id as usize;
+        let (Some(raw), Some(slot)) = (self.raw.get_mut(index), self.inline.get_mut(index)) else {
+            return 0;
+        };
+        let mut region = Region::Writable(bytes).within_window();
+        *raw = Row::of(raw_of(&mut region));
+        *slot = Some(region);
+        self.mapped |= 1 << id;
+        1
+    }
+
     /// Maps into `map` the regions of this one that runs share — the read-only and the
     /// shared ones (a run's own writable regions are left out: they cannot be lent twice) —
     /// borrowing what this map borrows, not the map itself. A [`crate::Session`] keeps a
@@ -656,6 +701,131 @@ impl VmMemory for MemoryMap<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `insert_buffers` builds the map the `insert`s build: the same regions, extents, ids,
+    /// kept rows, generation and accesses at every boundary, and the same stack mark after
+    /// writes; with each buffer present or absent, on a fresh map and on one whose rows are
+    /// stale (a region's bytes reached through `&mut` since they were derived).
+    #[test]
+    fn inserting_the_buffers_at_once_is_inserting_them_in_turn() {
+        use alloc::{format, vec};
+        let sizes = [
+            (Some(0), None),
+            (Some(1), Some(0)),
+            (Some(64), Some(24)),
+            (None, Some(8)),
+        ];
+        let rodata = [7u8; 16];
+        for ((data_len, metadata_len), stale) in sizes
+            .iter()
+            .copied()
+            .chain([(None, None)])
+            .flat_map(|lens| [(lens, false), (lens, true)])
+        {
+            let buffers = || {
+                let mut fill = 0u8;
+                let mut buffer = |len: Option<usize>| {
+                    len.map(|len| {
+                        (0..len)
+                            .map(|_| {
+                                fill = fill.wrapping_add(1);
+                                fill
+                            })
+                            .collect::<Vec<u8>>()
+                    })
+                };
+                (
+                    vec![0u8; 512],
+                    vec![3u8; 8],
+                    buffer(data_len),
+                    buffer(metadata_len),
+                )
+            };
+            let (mut stack_a, mut extra_a, mut data_a, mut metadata_a) = buffers();
+            let (mut stack_b, mut extra_b, mut data_b, mut metadata_b) = buffers();
+            let mut a = MemoryMap::with_spill(MapSpill::default());
+            let mut b = MemoryMap::with_spill(MapSpill::default());
+            for map in [&mut a, &mut b] {
+                map.insert(layout::RODATA, Region::ReadOnly(&rodata));
+            }
+            a.insert(layout::FIRST_EXTRA, Region::Writable(&mut extra_a));
+            b.insert(layout::FIRST_EXTRA, Region::Writable(&mut extra_b));
+            if stale {
+                let at = layout::vm_addr(layout::FIRST_EXTRA, 0);
+                a.write(at, &[1]).unwrap();
+                b.write(at, &[1]).unwrap();
+            }
+            a.insert_buffers(
+                data_a.as_deref_mut(),
+                metadata_a.as_deref_mut(),
+                &mut stack_a,
+            );
+            if let Some(data) = data_b.as_deref_mut() {
+                b.insert(layout::INPUT, Region::Writable(data));
+            }
+            if let Some(metadata) = metadata_b.as_deref_mut() {
+                b.insert(layout::METADATA, Region::Writable(metadata));
+            }
+            b.insert(layout::STACK, Region::Writable(&mut stack_b));
+            let case = format!("input {data_len:?}, metadata {metadata_len:?}, stale {stale}");
+            assert_eq!(a.mapped_ids(), b.mapped_ids(), "{case}");
+            assert_eq!(a.id_bound(), b.id_bound(), "{case}");
+            assert_eq!(a.generation(), b.generation(), "{case}");
+            assert_eq!(a.raw_generation, b.raw_generation, "{case}");
+            for id in 0..=layout::MAX_REGION {
+                assert_eq!(a.extent(id), b.extent(id), "{case}, id {id}");
+                assert_eq!(a.get(id).is_some(), b.get(id).is_some(), "{case}, id {id}");
+                let (row_a, row_b) = (a.raw_entry(id as usize), b.raw_entry(id as usize));
+                assert_eq!(row_a.len, row_b.len, "{case}, id {id}");
+                assert_eq!(row_a.writable, row_b.writable, "{case}, id {id}");
+                assert_eq!(
+                    row_a.host.is_null(),
+                    row_b.host.is_null(),
+                    "{case}, id {id}"
+                );
+            }
+            let mut rows = (Vec::new(), Vec::new());
+            a.raw_rows(a.mapped_ids(), |id, row| {
+                rows.0.push((id, row.len, row.writable))
+            });
+            b.raw_rows(b.mapped_ids(), |id, row| {
+                rows.1.push((id, row.len, row.writable))
+            });
+            assert_eq!(rows.0, rows.1, "{case}");
+            for id in [layout::INPUT, layout::METADATA, layout::STACK] {
+                let len = a.extent(id).0;
+                for off in [0, 1, len.saturating_sub(1), len, len + 1] {
+                    let addr = layout::vm_addr(id, off);
+                    assert_eq!(
+                        a.load::<1>(addr),
+                        b.load::<1>(addr),
+                        "{case}, id {id}+{off}"
+                    );
+                    assert_eq!(
+                        a.load::<8>(addr),
+                        b.load::<8>(addr),
+                        "{case}, id {id}+{off}"
+                    );
+                    assert_eq!(
+                        a.store(addr, [0xa5u8; 2]),
+                        b.store(addr, [0xa5u8; 2]),
+                        "{case}, id {id}+{off}"
+                    );
+                }
+            }
+            for off in [500, 8, 300] {
+                let addr = layout::vm_addr(layout::STACK, off);
+                assert_eq!(a.write(addr, &[1, 2]), b.write(addr, &[1, 2]), "{case}");
+                assert_eq!(a.lowest_stack_write(), b.lowest_stack_write(), "{case}");
+            }
+            drop((a, b));
+            assert_eq!(
+                (stack_a, extra_a, data_a, metadata_a),
+                (stack_b, extra_b, data_b, metadata_b),
+                "{case}"
+            );
+        }
+    }
 
     #[test]
     fn accesses_are_checked_per_region_and_width() {

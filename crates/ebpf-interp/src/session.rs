@@ -10,9 +10,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use ebpf_abi::{
-    Binding, CallFrame, Exit, Limits, MapSpill, MemoryMap, Region, Stack, Trap, layout,
-};
+use ebpf_abi::{Binding, CallFrame, Exit, Limits, MapSpill, MemoryMap, Stack, Trap, layout};
 
 use crate::{Interpreter, Machine};
 
@@ -117,11 +115,7 @@ impl Session {
         if self.has_fixed {
             binding.map_fixed(&mut map);
         }
-        ebpf_abi::map_buffers(&mut map, data, metadata);
-        map.insert(
-            layout::STACK,
-            Region::Writable(stack.region(self.stack_size)),
-        );
+        map.insert_buffers(data, metadata, stack.region(self.stack_size));
         let mut regs = [0u64; 16];
         regs[1] = args[0];
         regs[2] = args[1];
