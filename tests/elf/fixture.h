@@ -13,6 +13,10 @@
  * Usage of the native binary:  ./fixture --list          (one program name per line)
  *                              ./fixture NAME INPUT.bin  (prints the result in hex)
  *
+ * Compiled natively with -DFIXTURE_NO_MAIN, a fixture is only its programs (no main()), to link
+ * into a benchmark that calls them in the same process (crates/ebpf-bench/build.rs does this
+ * for the C files of loops/).
+ *
  * Programs must not depend on pointer values, only on the bytes they read, so that both
  * worlds compute the same result.
  */
@@ -38,6 +42,11 @@ typedef long long s64;
 #ifdef __bpf__
 
 #define SEC(name) __attribute__((section(name), used))
+#define NATIVE_MAIN(...)
+
+#elif defined(FIXTURE_NO_MAIN)
+
+#define SEC(name)
 #define NATIVE_MAIN(...)
 
 #else /* native */

@@ -8,6 +8,10 @@
 //!   input of the file's input set (`// inputs: SET` → `tests/elf/inputs/SET/*.hex`; default:
 //!   the file's name), and records every program's result in `tests/elf/expected.txt`.
 //!
+//! `tests/elf/loops/*.c`, the looping programs the `loops` bench times against the same C built
+//! natively, are fixtures too, the same way: objects `tests/elf/loops/NAME.o`, named
+//! `loops/NAME` in `expected.txt`, their inputs under `tests/elf/inputs/loops/`.
+//!
 //! `tests/elf/unsupported/*.c` (kfuncs: they need a kernel) are compiled for BPF only.
 //!
 //! `tests/bpf/*.c`, the corpus of XDP and socket-filter programs written like real ones
@@ -214,48 +218,11 @@ pub(crate) fn run_fixtures(root: &Path) -> Result<()> {
         bail!("no fixtures in {}", dir.display());
     }
     for source in &fixtures {
-        let stem = stem_of(source);
-        println!("{stem}:");
-        let text =
-            fs::read_to_string(source).with_context(|| format!("reading {}", source.display()))?;
-        let d = directives(&stem, &text);
-        for build in &d.builds {
-            compile_bpf(&clang, &dir, source, build)?;
-        }
-        let native = out.join(&stem);
-        run(Command::new(&gcc)
-            .args(["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror"])
-            .arg("-o")
-            .arg(&native)
-            .arg(source))?;
-        let programs: Vec<String> = run(Command::new(&native).arg("--list"))?
-            .lines()
-            .map(str::to_string)
-            .collect();
-        let inputs = sources_with_ext(&dir.join("inputs").join(&d.inputs), "hex")?;
-        if inputs.is_empty() {
-            bail!("{stem}: no inputs in tests/elf/inputs/{}/", d.inputs);
-        }
-        let bin_dir = out.join("inputs").join(&d.inputs);
-        fs::create_dir_all(&bin_dir)?;
-        let mut results = Vec::new();
-        for program in &programs {
-            for input in &inputs {
-                let case = stem_of(input);
-                let bytes = parse_hex(&fs::read_to_string(input)?)
-                    .with_context(|| format!("{}", input.display()))?;
-                let bin = bin_dir.join(format!("{case}.bin"));
-                fs::write(&bin, &bytes)?;
-                let result = run(Command::new(&native).arg(program).arg(&bin))?;
-                results.push(format!("{program} {}/{case} {}", d.inputs, result.trim()));
-            }
-        }
-        // Every object built from the source must give the native results.
-        for build in &d.builds {
-            for line in &results {
-                writeln!(expected, "{} {line}", build.stem)?;
-            }
-        }
+        build_fixture(&clang, &gcc, &dir, "", source, &out, &mut expected)?;
+    }
+    let loops = dir.join("loops");
+    for source in &sources(&loops)? {
+        build_fixture(&clang, &gcc, &loops, "loops/", source, &out, &mut expected)?;
     }
     let unsupported = dir.join("unsupported");
     for source in sources(&unsupported)? {
@@ -287,6 +254,72 @@ pub(crate) fn run_fixtures(root: &Path) -> Result<()> {
     }
     fs::write(dir.join("expected.txt"), expected).context("writing tests/elf/expected.txt")?;
     println!("fixtures: wrote tests/elf/*.o and tests/elf/expected.txt");
+    Ok(())
+}
+
+/// Builds one fixture of `dir` (its BPF objects, and its native binary under `out`), runs the
+/// native binary on each of its inputs and appends the results to `expected`, each object
+/// named `<prefix><stem>` (its path under `tests/elf/` without `.o`).
+fn build_fixture(
+    clang: &Path,
+    gcc: &Path,
+    dir: &Path,
+    prefix: &str,
+    source: &Path,
+    out: &Path,
+    expected: &mut String,
+) -> Result<()> {
+    let stem = stem_of(source);
+    println!("{prefix}{stem}:");
+    let text =
+        fs::read_to_string(source).with_context(|| format!("reading {}", source.display()))?;
+    let d = directives(&stem, &text);
+    for build in &d.builds {
+        compile_bpf(clang, dir, source, build)?;
+    }
+    let native_dir = out.join(prefix);
+    fs::create_dir_all(&native_dir)?;
+    let native = native_dir.join(&stem);
+    run(Command::new(gcc)
+        .args(["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror"])
+        .arg("-o")
+        .arg(&native)
+        .arg(source))?;
+    let programs: Vec<String> = run(Command::new(&native).arg("--list"))?
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let elf_dir = if prefix.is_empty() {
+        dir.to_path_buf()
+    } else {
+        dir.parent()
+            .context("a fixture subdirectory without a parent")?
+            .to_path_buf()
+    };
+    let inputs = sources_with_ext(&elf_dir.join("inputs").join(&d.inputs), "hex")?;
+    if inputs.is_empty() {
+        bail!("{stem}: no inputs in tests/elf/inputs/{}/", d.inputs);
+    }
+    let bin_dir = out.join("inputs").join(&d.inputs);
+    fs::create_dir_all(&bin_dir)?;
+    let mut results = Vec::new();
+    for program in &programs {
+        for input in &inputs {
+            let case = stem_of(input);
+            let bytes = parse_hex(&fs::read_to_string(input)?)
+                .with_context(|| format!("{}", input.display()))?;
+            let bin = bin_dir.join(format!("{case}.bin"));
+            fs::write(&bin, &bytes)?;
+            let result = run(Command::new(&native).arg(program).arg(&bin))?;
+            results.push(format!("{program} {}/{case} {}", d.inputs, result.trim()));
+        }
+    }
+    // Every object built from the source must give the native results.
+    for build in &d.builds {
+        for line in &results {
+            writeln!(expected, "{prefix}{} {line}", build.stem)?;
+        }
+    }
     Ok(())
 }
 
@@ -346,24 +379,28 @@ mod tests {
 
     #[test]
     fn every_fixture_has_its_object_and_expectations() {
-        let dir = crate::tidy::workspace_root().join("tests/elf");
-        let expected = fs::read_to_string(dir.join("expected.txt")).unwrap();
-        for source in sources(&dir).unwrap() {
-            let stem = stem_of(&source);
-            let text = fs::read_to_string(&source).unwrap();
-            for build in directives(&stem, &text).builds {
-                assert!(
-                    dir.join(format!("{}.o", build.stem)).exists(),
-                    "{}.o missing: run `cargo xtask fixtures`",
-                    build.stem
-                );
-                let prefix = format!("{} ", build.stem);
-                assert!(
-                    expected.lines().any(|l| l.starts_with(&prefix)),
-                    "expected.txt has no line for {}",
-                    build.stem
-                );
+        let root = crate::tidy::workspace_root().join("tests/elf");
+        let expected = fs::read_to_string(root.join("expected.txt")).unwrap();
+        let mut loops = 0;
+        for (dir, prefix) in [(root.clone(), ""), (root.join("loops"), "loops/")] {
+            for source in sources(&dir).unwrap() {
+                let stem = stem_of(&source);
+                let text = fs::read_to_string(&source).unwrap();
+                for build in directives(&stem, &text).builds {
+                    let object = format!("{prefix}{}", build.stem);
+                    assert!(
+                        root.join(format!("{object}.o")).exists(),
+                        "{object}.o missing: run `cargo xtask fixtures`"
+                    );
+                    let line = format!("{object} ");
+                    assert!(
+                        expected.lines().any(|l| l.starts_with(&line)),
+                        "expected.txt has no line for {object}"
+                    );
+                    loops += usize::from(!prefix.is_empty());
+                }
             }
         }
+        assert!(loops >= 8, "only {loops} loop programs");
     }
 }

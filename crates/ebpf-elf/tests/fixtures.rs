@@ -25,6 +25,15 @@ const PROGRAMS: &[(&str, &[(&str, &str)])] = &[
     ("sort", &[("sort_bytes", "tc/sort")]),
     ("strings", &[("str_to_u64", ".text")]),
     ("v4_ops", &[("signed_stats", "xdp")]),
+    // The looping programs of the `loops` bench.
+    ("loops/base64", &[("base64_decode", "socket")]),
+    ("loops/fnv1a", &[("fnv1a_64", "tc")]),
+    ("loops/muldiv", &[("mul_div", "tc")]),
+    ("loops/packet", &[("packet_stats", "xdp")]),
+    ("loops/parse", &[("parse_ints", "socket")]),
+    ("loops/sieve", &[("sieve", "xdp")]),
+    ("loops/sort", &[("insertion_sort", "tc")]),
+    ("loops/sum", &[("array_sum", "tc")]),
     (
         "unsupported/maps",
         &[

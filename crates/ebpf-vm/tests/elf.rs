@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use ebpf_vm::{
-    CONFORMANCE_HELPER_ID, Engine, Selector, Severity, VerifierConfig, Vm, conformance_helper,
-    layout,
+    CONFORMANCE_HELPER_ID, Engine, Input, Selector, Severity, VerifierConfig, Vm,
+    conformance_helper, layout,
 };
 
 fn elf_dir() -> PathBuf {
@@ -73,6 +73,57 @@ fn every_fixture_gives_the_native_result_on_every_engine() {
         checked += 1;
     }
     assert!(checked >= 80, "only {checked} expectations");
+}
+
+/// The looping programs of `tests/elf/loops/` (the `loops` bench) on their benchmark inputs,
+/// thousands of iterations each, where the JITs charge the budget per block or per loop rather
+/// than per instruction: with a budget of exactly the instructions the interpreter executes,
+/// every engine returns the native result, and with a budget that runs out before the end
+/// (one short, about half, a third) every engine stops with the interpreter's trap, at the
+/// same pc.
+#[test]
+fn the_loop_programs_spend_the_budget_exactly_on_every_engine() {
+    let text = std::fs::read_to_string(elf_dir().join("expected.txt")).unwrap();
+    let mut programs = 0;
+    for line in text.lines().filter(|l| l.starts_with("loops/")) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (object, program, input_name) = (f[0], f[1], f[2]);
+        if !input_name.ends_with("/bench") {
+            continue;
+        }
+        let want = u64::from_str_radix(f[3].trim_start_matches("0x"), 16).unwrap();
+        let bytes = std::fs::read(elf_dir().join(format!("{object}.o"))).unwrap();
+        let load = |engine: Engine, budget: u64| {
+            Vm::builder()
+                .engine(engine)
+                .budget(budget)
+                .load_elf(&bytes, Selector::Function(program))
+                .unwrap_or_else(|e| panic!("{object} {program}: {e}"))
+        };
+        let exit = load(Engine::Interpreter, 10_000_000)
+            .run_with(Input::new(&mut input(input_name)))
+            .unwrap_or_else(|t| panic!("{object}: {t}"));
+        assert_eq!(exit.r0, want, "{object} on the interpreter");
+        let n = exit.instructions;
+        assert!(n > 2_000, "{object}: only {n} instructions");
+        for budget in [n - 1, n / 2, n / 3 + 7] {
+            let trap = load(Engine::Interpreter, budget).run(&mut input(input_name));
+            assert!(
+                trap.is_err(),
+                "{object}: budget {budget} of {n} did not run out"
+            );
+            for &engine in Engine::ALL {
+                let got = load(engine, budget).run(&mut input(input_name));
+                assert_eq!(got, trap, "{object}, budget {budget} of {n}, on {engine}");
+            }
+        }
+        for &engine in Engine::ALL {
+            let got = load(engine, n).run(&mut input(input_name));
+            assert_eq!(got, Ok(want), "{object}, budget {n} (exact), on {engine}");
+        }
+        programs += 1;
+    }
+    assert!(programs >= 8, "only {programs} loop programs");
 }
 
 /// Without kernel helpers, an object's `.data`/`.bss` are still one map the VM's runs share

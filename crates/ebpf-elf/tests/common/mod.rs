@@ -22,12 +22,13 @@ pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Every fixture object's name (`tests/elf/*.o`, `tests/elf/unsupported/*.o` and the corpus
-/// `tests/bpf/*.o` as `../bpf/NAME`), sorted.
+/// Every fixture object's name (`tests/elf/*.o`, `tests/elf/loops/*.o`,
+/// `tests/elf/unsupported/*.o` and the corpus `tests/bpf/*.o` as `../bpf/NAME`), sorted.
 pub fn all_fixture_names() -> Vec<String> {
     let mut names = Vec::new();
     for (dir, prefix) in [
         (elf_dir(), ""),
+        (elf_dir().join("loops"), "loops/"),
         (elf_dir().join("unsupported"), "unsupported/"),
         (elf_dir().join("../bpf"), "../bpf/"),
     ] {
