@@ -24,7 +24,9 @@
 //!
 //! What it depends on: `ebpf-isa` and `ebpf-abi` only, so that every engine crate can
 //! benchmark itself on these programs without a dependency cycle; the benchmark that compares
-//! every engine through the facade lives in `ebpf-vm/benches`.
+//! every engine through the facade lives in `ebpf-vm/benches`. Its build script compiles the C
+//! loop programs of `tests/elf/loops/` natively when the host has a C compiler ([`native`]:
+//! the native column of the facade's `loops` bench).
 //!
 //! ```
 //! let program = ebpf_bench::by_name("poly").unwrap();
@@ -36,10 +38,13 @@
 //! assert_eq!(r0, program.expected());
 //! ```
 
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: `native` calls the C programs its build script compiles.
+#![deny(unsafe_code)]
 
 use ebpf_isa::{Cond, Insn, Operand, Width};
 
+#[allow(unsafe_code)]
+pub mod native;
 pub mod shapes;
 pub mod timing;
 
