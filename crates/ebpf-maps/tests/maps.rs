@@ -884,3 +884,49 @@ fn element_steps_visit_every_element_in_offset_order() {
     let queue = Map::new("q", MapSpec::new(MapType::Queue, 0, 4, 4), 1).unwrap();
     assert!(queue.element_at_or_after(0, &mut Vec::new()).is_err());
 }
+
+/// The facade tells the facts that every value a program looks up is 8-aligned in its region
+/// (`MapRegion::align`), which proves atomics on map values aligned: it must hold for every
+/// map type a program looks values up in, whatever the value size.
+#[test]
+fn every_value_a_program_looks_up_starts_at_a_multiple_of_8() {
+    let types = [
+        MapType::Array,
+        MapType::PerCpuArray,
+        MapType::Hash,
+        MapType::LruHash,
+        MapType::PerCpuHash,
+        MapType::LruPerCpuHash,
+    ];
+    for map_type in types {
+        for value_size in [1, 4, 12, 16, 24] {
+            let spec = MapSpec::new(map_type, 4, value_size, 5);
+            let map = Map::new("m", spec, 2).unwrap();
+            // (The host writes a per-CPU value for each CPU, each padded to 8 bytes.)
+            let len = if map_type.is_per_cpu() {
+                ebpf_maps::round_up_8(value_size) * 2
+            } else {
+                value_size as usize
+            };
+            let value = vec![0xa5; len];
+            for k in 0..5 {
+                map.update(&key(k), &value, UpdateFlags::Any).unwrap();
+            }
+            // Replace and delete some, so that hashes reuse and move slots.
+            map.update(&key(1), &value, UpdateFlags::Exist).unwrap();
+            // (An array's elements cannot be deleted.)
+            if map.delete(&key(3)).is_ok() {
+                map.update(&key(3), &value, UpdateFlags::NoExist).unwrap();
+            }
+            for k in 0..5 {
+                let off = map.lookup_offset(&key(k)).unwrap();
+                let off = off.unwrap_or_else(|| panic!("{map_type:?} {value_size}: key {k}"));
+                assert_eq!(
+                    off % 8,
+                    0,
+                    "{map_type:?}, {value_size}-byte values, key {k}"
+                );
+            }
+        }
+    }
+}

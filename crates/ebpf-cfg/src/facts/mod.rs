@@ -145,6 +145,10 @@ pub struct MapRegion {
     pub value_size: u32,
     /// Whether programs may store to the values.
     pub writable: bool,
+    /// Every value's address is a multiple of this: what lets an atomic on a value be proven
+    /// aligned. Only its largest power-of-two factor counts (0 and 1 say nothing). The
+    /// admission does not check it: the embedder vouches for it, as it does for the helper.
+    pub align: u32,
 }
 
 /// What holds when the program starts: what facts may rely on. The stack is always known (its

@@ -355,11 +355,19 @@ fn start(entry: &Entry) -> (Ctx, State) {
     });
     // A lookup returns NULL or `base + k` with `k + value_size <= len`, the region's exact
     // length (`MapRegion::len`, which the admission checks).
-    let mut maps = [(0, 0, 0); MAPS];
+    // Its low `align_log2` bits are zero: the region's base is 4 GiB-aligned, and NULL is
+    // aligned too.
+    let mut maps = [(0, 0, 0, 0); MAPS];
     let known = entry.lookup.iter().flat_map(|l| &l.maps).filter_map(|m| {
         let base = u64::from(m.region) << 32;
         let last = m.len.checked_sub(u64::from(m.value_size))?;
-        (m.value_size > 0 && last <= u64::from(u32::MAX)).then_some((m.handle, base, base + last))
+        let align_log2 = m.align.max(1).trailing_zeros() as u8;
+        (m.value_size > 0 && last <= u64::from(u32::MAX)).then_some((
+            m.handle,
+            base,
+            base + last,
+            align_log2,
+        ))
     });
     for (slot, m) in maps.iter_mut().zip(known) {
         *slot = m;

@@ -20,9 +20,9 @@ pub(crate) struct Ctx {
     pub(crate) speculative: bool,
     /// The map-lookup helper's id, if the entry knows lookups.
     pub(crate) lookup: Option<u32>,
-    /// What a lookup returns for each known map (the first [`MAPS`]): `(handle, lo, hi)`,
-    /// NULL or an address in `lo..=hi`.
-    pub(crate) maps: [(u64, u64, u64); MAPS],
+    /// What a lookup returns for each known map (the first [`MAPS`]): `(handle, lo, hi,
+    /// align_log2)`, NULL or an address in `lo..=hi` whose low `align_log2` bits are zero.
+    pub(crate) maps: [(u64, u64, u64, u8); MAPS],
 }
 
 /// How many maps' lookups the analysis knows (the rest return unknown values).
@@ -30,14 +30,14 @@ pub(crate) const MAPS: usize = 16;
 
 impl Ctx {
     /// What `r0` is after helper `helper` with `r1 == handle`: NULL or an address in
-    /// `lo..=hi`, for a lookup in a known map.
-    fn looked_up(&self, helper: u32, handle: Option<u64>) -> Option<(u64, u64)> {
+    /// `lo..=hi` with its low `align_log2` bits zero, for a lookup in a known map.
+    fn looked_up(&self, helper: u32, handle: Option<u64>) -> Option<(u64, u64, u8)> {
         let handle = handle?;
         if self.lookup != Some(helper) {
             return None;
         }
-        let &(_, lo, hi) = self.maps.iter().find(|m| m.0 == handle && m.1 != 0)?;
-        Some((lo, hi))
+        let &(_, lo, hi, align_log2) = self.maps.iter().find(|m| m.0 == handle && m.1 != 0)?;
+        Some((lo, hi, align_log2))
     }
 }
 
@@ -223,8 +223,12 @@ impl State {
                     _ => None,
                 };
                 self.assign(0, Val::top(), space);
-                if let Some((lo, hi)) = looked_up {
-                    let mut v = Val::of(Num::range(0, hi, Bits::B64));
+                if let Some((lo, hi, align_log2)) = looked_up {
+                    let low = (1u64 << align_log2) - 1;
+                    let mut n = Num::range(0, hi, Bits::B64);
+                    n.bits &= !low;
+                    n.mask &= !low;
+                    let mut v = Val::of(n.reduced(Bits::B64).unwrap_or(Num::top(Bits::B64)));
                     v.hint = (lo >> 32) as u8;
                     self.assign(0, v, space);
                     self.nonnull[0] = Some((lo, hi));

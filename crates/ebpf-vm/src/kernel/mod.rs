@@ -286,6 +286,9 @@ impl ObjectMaps {
                         len: values.len() as u64,
                         value_size: spec.value_size,
                         writable: !spec.read_only_for_programs(),
+                        // Values are `round_up_8(value_size)` apart from the region's start,
+                        // in every map type above (`ebpf_maps`' `lookup_offset`).
+                        align: 8,
                     })
                 });
                 Some(ebpf_verifier::MapValues {

@@ -374,3 +374,85 @@ fn accesses_through_a_lookups_result_are_proven_and_agree_on_every_engine() {
         }
     }
 }
+
+/// An atomic on a lookup's result in an array of several 16-byte values: at offsets 0 and 8 it
+/// is proven (the facade says every value is 8-aligned), at 4 it is not and traps, misaligned,
+/// identically on every engine, verified (where the verifier accepts it) or not — in
+/// checked-facts mode (debug builds), where a removed check that fires panics.
+#[test]
+fn atomics_on_a_lookups_result_in_a_multi_value_map_are_proven_and_agree_on_every_engine() {
+    use ebpf_vm::cfg::facts::{Access, Facts};
+    use ebpf_vm::maps::{MapSpec, MapType};
+    const RUNS: usize = 24;
+    for map_type in [MapType::Array, MapType::PerCpuArray] {
+        for off in [0, 8, 4] {
+            let mut results: Vec<(Result<u64, Trap>, Vec<u8>)> = Vec::new();
+            for &engine in Engine::ALL {
+                for verify in [off % 8 == 0, false] {
+                    let mut maps = Maps::new(1);
+                    maps.create("a", MapSpec::new(map_type, 4, 16, 4)).unwrap();
+                    let maps = Arc::new(maps);
+                    let a = maps.get("a").unwrap();
+                    // The key: a pseudo-random number from 0 to 7 (the same sequence on every
+                    // VM); 4 to 7 miss.
+                    let text = format!(
+                        "call 7\nand %r0, 7\nstxw [%r10-4], %r0\n\
+                         lddw %r1, 0xfeed000000000000\nmov %r2, %r10\nadd %r2, -4\ncall 1\n\
+                         jeq %r0, 0, miss\nmov %r1, 3\nlock fetch add [%r0+{off}], %r1\n\
+                         mov %r0, %r1\nexit\nmiss:\nmov %r0, 99\nexit"
+                    );
+                    let program = crate::helpers::program(&text);
+                    let mut builder = Vm::builder()
+                        .engine(engine)
+                        .budget(100_000)
+                        .kernel_helpers(KernelHelpers::new());
+                    if !verify {
+                        builder = builder.unverified();
+                    }
+                    let vm = builder
+                        .load_with_maps(program, ProgramKind::Xdp, Arc::clone(&maps))
+                        .unwrap_or_else(|e| panic!("{engine}: {e}"));
+                    let facts = Facts::analyse(vm.program(), vm.facts_entry());
+                    let atomic = 9;
+                    assert!(
+                        matches!(
+                            vm.program().insns()[atomic],
+                            ebpf_vm::isa::Insn::Atomic { .. }
+                        ),
+                        "{:?}",
+                        vm.program().insns()[atomic]
+                    );
+                    assert_eq!(
+                        matches!(facts.access(atomic), Access::InBounds { .. }),
+                        off % 8 == 0,
+                        "{map_type:?}, offset {off}"
+                    );
+                    for _ in 0..RUNS {
+                        let mut packet = Packet::new(&[0u8; 64]).unwrap();
+                        let ctx = Context::default_for(ProgramKind::Xdp);
+                        let r = vm.run_packet(&mut packet, &ctx).map(|o| o.r0);
+                        let mut seen = Vec::new();
+                        for key in 0u32..4 {
+                            seen.extend(a.lookup(&key.to_le_bytes()).unwrap().unwrap_or_default());
+                        }
+                        results.push((r, seen));
+                    }
+                }
+            }
+            let first = &results[..RUNS];
+            assert!(first.iter().any(|(r, _)| *r == Ok(99)), "no key missed");
+            if off % 8 == 0 {
+                assert!(
+                    first.iter().any(|(r, _)| r.is_ok() && *r != Ok(99)),
+                    "no key found"
+                );
+            } else {
+                assert!(first.iter().any(|(r, _)| r.is_err()), "no misaligned trap");
+            }
+            for (i, chunk) in results.chunks(RUNS).enumerate() {
+                assert_eq!(chunk, first, "{map_type:?}, offset {off}, engine run {i}");
+            }
+        }
+    }
+}
+
