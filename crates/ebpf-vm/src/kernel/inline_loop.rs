@@ -6,7 +6,7 @@
 //! ([`FOR_EACH_STEP`]) for each element in turn: it copies the key into the function's frame
 //! and returns the value's address.
 
-use ebpf_isa::{AluOp, CallKind, Cond, Imm64Kind, Insn, Operand, Program, Reg, Size, Width};
+use ebpf_isa::{AluOp, CallKind, Cond, Imm64Kind, Insn, Operand, Program, Reg, Width};
 
 /// `bpf_loop`'s kernel id.
 pub(crate) const LOOP: u32 = 181;
@@ -21,7 +21,8 @@ pub(crate) const FOR_EACH_MAP_ELEM: u32 = 164;
 pub(crate) const FOR_EACH_STEP: u32 = 0x4b45_0001;
 
 /// Where the inlined `for_each_map_elem` keeps the key it hands the callback: the bottom of
-/// its own frame (the frame's top 32 bytes hold its state), so keys of up to 480 bytes fit.
+/// its own frame (keys of up to 480 bytes are accepted, as when the frame's top 32 bytes held
+/// the function's state).
 pub(crate) const FOR_EACH_KEY: i16 = -512;
 
 /// The most iterations `bpf_loop` allows (`BPF_MAX_LOOPS`).
@@ -139,6 +140,9 @@ fn loop_function(start: usize, callback: usize) -> Vec<Insn> {
     const R2: Reg = Reg::R2;
     const R3: Reg = Reg::R3;
     const R4: Reg = Reg::R4;
+    const R6: Reg = Reg::R6;
+    const R7: Reg = Reg::R7;
+    const R8: Reg = Reg::R8;
     let mov = |dst, src| mov(Width::W64, dst, src);
     let jump = |cond, dst, src, off| Insn::Jump {
         width: Width::W64,
@@ -148,34 +152,33 @@ fn loop_function(start: usize, callback: usize) -> Vec<Insn> {
         off,
     };
     // Every instruction here takes one slot; the call's offset is from its own pc. The
-    // count, the context and `i` live in this function's frame (slots -8, -16, -24), which
-    // the callback cannot reach.
-    let call_at = start + 9;
+    // context, the count and `i` live in r6-r8, which every engine saves across a local call
+    // and restores at its exit: the callback cannot change them, this function's caller gets
+    // its own back, and the facts follow the context into the callback (a value kept in the
+    // frame would reach it as an unknown load).
+    let call_at = start + 8;
     vec![
-        /* 0 */ jump(Cond::Ne, R4, Operand::Imm(0), 15), // -> 16: EINVAL
-        /* 1 */ jump(Cond::Gt, R1, Operand::Imm(MAX_LOOPS), 16), // -> 18: E2BIG
-        /* 2 */ store(-8, Operand::Reg(R1)),
-        /* 3 */ store(-16, Operand::Reg(R3)),
-        /* 4 */ store(-24, Operand::Imm(0)),
-        /* 5 */ load(R1, -24),
-        /* 6 */ load(R2, -8),
-        /* 7 */ jump(Cond::Ge, R1, Operand::Reg(R2), 6), // -> 14: done
-        /* 8 */ load(R2, -16),
-        /* 9 */
+        /* 0 */ jump(Cond::Ne, R4, Operand::Imm(0), 12), // -> 13: EINVAL
+        /* 1 */ jump(Cond::Gt, R1, Operand::Imm(MAX_LOOPS), 13), // -> 15: E2BIG
+        /* 2 */ mov(R6, Operand::Reg(R3)),
+        /* 3 */ mov(R7, Operand::Reg(R1)),
+        /* 4 */ mov(R8, Operand::Imm(0)),
+        /* 5 */ jump(Cond::Ge, R8, Operand::Reg(R7), 5), // -> 11: done
+        /* 6 */ mov(R1, Operand::Reg(R8)),
+        /* 7 */ mov(R2, Operand::Reg(R6)),
+        /* 8 */
         Insn::Call {
             kind: CallKind::Local,
             imm: (callback as i64 - call_at as i64 - 1) as i32,
         },
-        /* 10 */ load(R1, -24),
-        /* 11 */ add(R1, 1),
-        /* 12 */ store(-24, Operand::Reg(R1)),
-        /* 13 */ jump(Cond::Eq, R0, Operand::Imm(0), -9), // -> 5: next
-        /* 14 */ load(R0, -24),
-        /* 15 */ Insn::Exit,
-        /* 16 */ mov(R0, Operand::Imm(-22)),
-        /* 17 */ Insn::Exit,
-        /* 18 */ mov(R0, Operand::Imm(-7)),
-        /* 19 */ Insn::Exit,
+        /* 9 */ add(R8, 1),
+        /* 10 */ jump(Cond::Eq, R0, Operand::Imm(0), -6), // -> 5: next
+        /* 11 */ mov(R0, Operand::Reg(R8)),
+        /* 12 */ Insn::Exit,
+        /* 13 */ mov(R0, Operand::Imm(-22)),
+        /* 14 */ Insn::Exit,
+        /* 15 */ mov(R0, Operand::Imm(-7)),
+        /* 16 */ Insn::Exit,
     ]
 }
 
@@ -191,6 +194,10 @@ fn for_each_function(start: usize, callback: usize) -> Vec<Insn> {
     const R2: Reg = Reg::R2;
     const R3: Reg = Reg::R3;
     const R4: Reg = Reg::R4;
+    const R6: Reg = Reg::R6;
+    const R7: Reg = Reg::R7;
+    const R8: Reg = Reg::R8;
+    const R9: Reg = Reg::R9;
     const R10: Reg = Reg::R10;
     let jump = |cond, dst, off| Insn::Jump {
         width: Width::W64,
@@ -199,70 +206,47 @@ fn for_each_function(start: usize, callback: usize) -> Vec<Insn> {
         src: Operand::Imm(0),
         off,
     };
-    // One slot each. The map, the context, the count and the cursor live in this function's
-    // frame (slots -8 to -32), the key at its bottom; the callback cannot reach them but
-    // through the key pointer it is given.
-    let call_at = start + 22;
+    let mov64 = |dst, src| mov(Width::W64, dst, src);
+    // One slot each. The map, the context, the count and the cursor live in r6-r9, which the
+    // callback cannot change (as in `loop_function`); the key at the frame's bottom, which the
+    // callback reaches only through the key pointer it is given.
+    let call_at = start + 19;
     let key = i32::from(FOR_EACH_KEY);
     vec![
-        /* 0 */ jump(Cond::Ne, R4, 25), // -> 26: EINVAL
-        /* 1 */ store(-8, Operand::Reg(R1)),
-        /* 2 */ store(-16, Operand::Reg(R3)),
-        /* 3 */ store(-24, Operand::Imm(0)),
-        /* 4 */ store(-32, Operand::Imm(0)),
-        /* 5 */ load(R1, -8),
-        /* 6 */ load(R2, -32),
-        /* 7 */ mov(Width::W64, R3, Operand::Reg(R10)),
+        /* 0 */ jump(Cond::Ne, R4, 22), // -> 23: EINVAL
+        /* 1 */ mov64(R6, Operand::Reg(R1)),
+        /* 2 */ mov64(R7, Operand::Reg(R3)),
+        /* 3 */ mov64(R8, Operand::Imm(0)),
+        /* 4 */ mov64(R9, Operand::Imm(0)),
+        /* 5 */ mov64(R1, Operand::Reg(R6)),
+        /* 6 */ mov64(R2, Operand::Reg(R9)),
+        /* 7 */ mov64(R3, Operand::Reg(R10)),
         /* 8 */ add(R3, key),
         /* 9 */
         Insn::Call {
             kind: CallKind::Helper,
             imm: FOR_EACH_STEP as i32,
         },
-        /* 10 */ jump(Cond::Eq, R0, 13), // -> 24: done
-        /* 11 */ mov(Width::W32, R1, Operand::Reg(R0)), // the value's offset
-        /* 12 */ add(R1, 1),
-        /* 13 */ store(-32, Operand::Reg(R1)),
-        /* 14 */ load(R1, -24),
-        /* 15 */ add(R1, 1),
-        /* 16 */ store(-24, Operand::Reg(R1)),
-        /* 17 */ load(R1, -8),
-        /* 18 */ mov(Width::W64, R2, Operand::Reg(R10)),
-        /* 19 */ add(R2, key),
-        /* 20 */ mov(Width::W64, R3, Operand::Reg(R0)),
-        /* 21 */ load(R4, -16),
-        /* 22 */
+        /* 10 */ jump(Cond::Eq, R0, 10), // -> 21: done
+        /* 11 */ mov(Width::W32, R9, Operand::Reg(R0)), // the value's offset
+        /* 12 */ add(R9, 1),
+        /* 13 */ add(R8, 1),
+        /* 14 */ mov64(R1, Operand::Reg(R6)),
+        /* 15 */ mov64(R2, Operand::Reg(R10)),
+        /* 16 */ add(R2, key),
+        /* 17 */ mov64(R3, Operand::Reg(R0)),
+        /* 18 */ mov64(R4, Operand::Reg(R7)),
+        /* 19 */
         Insn::Call {
             kind: CallKind::Local,
             imm: (callback as i64 - call_at as i64 - 1) as i32,
         },
-        /* 23 */ jump(Cond::Eq, R0, -19), // -> 5: next
-        /* 24 */ load(R0, -24),
-        /* 25 */ Insn::Exit,
-        /* 26 */ mov(Width::W64, R0, Operand::Imm(-22)),
-        /* 27 */ Insn::Exit,
+        /* 20 */ jump(Cond::Eq, R0, -16), // -> 5: next
+        /* 21 */ mov64(R0, Operand::Reg(R8)),
+        /* 22 */ Insn::Exit,
+        /* 23 */ mov64(R0, Operand::Imm(-22)),
+        /* 24 */ Insn::Exit,
     ]
-}
-
-/// `*(u64 *)(r10 + off) = src`: a slot of the inlined function's frame.
-fn store(off: i16, src: Operand) -> Insn {
-    Insn::Store {
-        size: Size::DW,
-        dst: Reg::R10,
-        off,
-        src,
-    }
-}
-
-/// `dst = *(u64 *)(r10 + off)`.
-fn load(dst: Reg, off: i16) -> Insn {
-    Insn::Load {
-        size: Size::DW,
-        signed: false,
-        dst,
-        src: Reg::R10,
-        off,
-    }
 }
 
 /// `dst = src` at `width` (32 bits zero-extends).

@@ -282,3 +282,58 @@ fn the_dispatcher_and_its_handler_share_one_budget() {
         }
     }
 }
+
+/// The corpus' TCP option parser (`tests/bpf/xdp_tcp_options.c`), whose `bpf_loop` runs as an
+/// inlined function calling the callback once per option byte: every budget around the run's
+/// length (and every few in between), each engine as the interpreter — the trap's kind and
+/// pc, or the same count.
+#[test]
+fn the_inlined_bpf_loop_counts_the_same_everywhere() {
+    use crate::packets::tcp;
+    // MSS, NOP, NOP, SACK-permitted, NOP, window scale, END and padding.
+    let options = [2, 4, 5, 0xb4, 1, 1, 4, 2, 1, 3, 3, 7, 0, 0, 0, 0];
+    let frame = ipv4([10, 0, 0, 1], [10, 0, 0, 2], 6, &tcp(1, 2, 0x02, &options));
+    let ctx = Context::default_for(ProgramKind::Xdp);
+    let path = format!(
+        "{}/../../tests/bpf/xdp_tcp_options.o",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    let run = |engine: Engine, budget: u64| {
+        let object = Vm::builder()
+            .engine(engine)
+            .budget(budget)
+            .kernel_helpers(KernelHelpers::new())
+            .load_object(&bytes)
+            .unwrap();
+        let mut packet = Packet::new(&frame).unwrap();
+        seen(
+            object
+                .program("xdp_tcp_options")
+                .unwrap()
+                .run_packet(&mut packet, &ctx),
+        )
+    };
+    let Ok((r0, total, 0)) = run(Engine::Interpreter, 1_000_000) else {
+        panic!("the parser does not run");
+    };
+    assert_eq!(r0, 2, "XDP_PASS");
+    assert_eq!(
+        run(Engine::Interpreter, total),
+        Ok((r0, total, 0)),
+        "the exact budget"
+    );
+    assert!(matches!(
+        run(Engine::Interpreter, total - 1),
+        Err(Trap {
+            kind: TrapKind::BudgetExhausted { .. },
+            ..
+        })
+    ));
+    for budget in (0..=total + 1).filter(|b| b + 24 >= total || b % 5 == 0) {
+        let reference = run(Engine::Interpreter, budget);
+        for &engine in Engine::ALL {
+            assert_eq!(run(engine, budget), reference, "{engine}, budget {budget}");
+        }
+    }
+}

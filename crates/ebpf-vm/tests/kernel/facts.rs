@@ -456,3 +456,168 @@ fn atomics_on_a_lookups_result_in_a_multi_value_map_are_proven_and_agree_on_ever
     }
 }
 
+/// The callbacks' accesses in the corpus (`tests/bpf`): `parse_option` (`bpf_loop`, in
+/// `xdp_tcp_options`) and `sum_bytes`/`scan_sources` (`for_each_map_elem`, in
+/// `xdp_flow_stats`) reach their state through the context pointer the inlined loop hands them,
+/// a pointer into the caller's frame. It is proven because the loop keeps it in a callee-saved
+/// register: every access of `parse_option` is proven, and in the `for_each` callbacks every
+/// one but those through the map value's pointer (from a helper the facts do not know: at most
+/// 3). Kept in the frame, the context was an unknown load: 8 and 10 accesses unproven.
+#[test]
+fn callback_contexts_are_proven() {
+    use ebpf_vm::cfg::facts::{Access, Facts};
+    use ebpf_vm::isa::{AluOp, CallKind, Insn, Operand, Reg};
+    for (object, program, callbacks, at_most_unproven) in [
+        ("xdp_tcp_options", "xdp_tcp_options", 1, 0),
+        ("xdp_flow_stats", "xdp_flow_stats", 2, 3),
+    ] {
+        let object = crate::corpus::object(object, Engine::Interpreter);
+        let vm = object.program(program).unwrap();
+        let insns = vm.program().insns();
+        let pcs: Vec<usize> = vm.program().iter().map(|(pc, _)| pc).collect();
+        let index_of = |pc: usize| pcs.binary_search(&pc).ok();
+        let local_target = |k: usize| match insns[k] {
+            Insn::Call {
+                kind: CallKind::Local,
+                imm,
+            } => index_of((pcs[k] as i64 + 1 + i64::from(imm)) as usize),
+            _ => None,
+        };
+        let copies = |k: usize, dst: Reg, src: Reg| {
+            insns[k]
+                == Insn::Alu {
+                    width: ebpf_vm::isa::Width::W64,
+                    op: AluOp::Mov,
+                    dst,
+                    src: Operand::Reg(src),
+                }
+        };
+        // The inlined loops' calls of their callbacks: `r2 = r6` (the context) before
+        // `bpf_loop`'s, `r4 = r7` before `for_each`'s.
+        let mut starts: Vec<usize> = (0..insns.len()).filter_map(local_target).collect();
+        starts.sort_unstable();
+        let callback_starts: Vec<usize> = (1..insns.len())
+            .filter(|&k| copies(k - 1, Reg::R2, Reg::R6) || copies(k - 1, Reg::R4, Reg::R7))
+            .filter_map(local_target)
+            .collect();
+        assert_eq!(callback_starts.len(), callbacks, "{program}");
+        let facts = Facts::analyse(vm.program(), vm.facts_entry());
+        let mut accesses = 0;
+        let mut unproven = Vec::new();
+        for &start in &callback_starts {
+            let end = starts
+                .iter()
+                .copied()
+                .find(|&s| s > start)
+                .unwrap_or(insns.len());
+            for (k, insn) in insns.iter().enumerate().take(end).skip(start) {
+                if matches!(
+                    insn,
+                    Insn::Load { .. } | Insn::Store { .. } | Insn::Atomic { .. }
+                ) {
+                    accesses += 1;
+                    if !matches!(facts.access(k), Access::InBounds { .. }) {
+                        unproven.push((k, *insn));
+                    }
+                }
+            }
+        }
+        assert!(
+            accesses >= 8,
+            "{program}: {accesses} accesses in its callbacks"
+        );
+        assert!(
+            unproven.len() <= at_most_unproven,
+            "{program}: unproven in its callbacks {unproven:?}"
+        );
+    }
+}
+
+/// `bpf_loop` with a callback reading `ctx[i]` on a 40-byte buffer in the caller's frame for
+/// as many iterations as the packet has bytes, behind a guard `i <= 39`: proven (into the
+/// stack), and no run traps. Its mutant `i <= 40` reads the byte past the buffer, the
+/// stack's end, on packets of 41 bytes or more: not proven, and it traps identically on
+/// every engine (in checked-facts mode in debug builds).
+#[test]
+fn a_callbacks_context_access_is_proven_and_its_off_by_one_traps_on_every_engine() {
+    use ebpf_vm::cfg::facts::{Access, Facts};
+    use ebpf_vm::isa::{CallKind, Imm64Kind, Insn, Reg};
+    for (last, proven) in [(39, true), (40, false)] {
+        let text = format!(
+            "ldxw %r6, [%r1+4]
+             ldxw %r7, [%r1+0]
+             sub %r6, %r7
+             stdw [%r10-40], 1
+             stdw [%r10-32], 2
+             stdw [%r10-24], 3
+             stdw [%r10-16], 4
+             stdw [%r10-8], 5
+             mov %r1, %r6
+             lddw %r2, 0
+             mov %r3, %r10
+             add %r3, -40
+             mov %r4, 0
+             call 181
+             exit
+             jgt %r1, {last}, +4
+             add %r2, %r1
+             ldxb %r0, [%r2+0]
+             mov %r0, 0
+             exit
+             mov %r0, 1
+             exit"
+        );
+        // `lddw r2, code OFF` (index 9, pc 9) for the callback at pc 16, as the ELF loader
+        // writes it; the callback's load is instruction 17.
+        let (lddw, callback_pc, read) = (9, 16, 17);
+        let mut insns = ebpf_vm::isa::assemble(&text).unwrap().into_insns();
+        insns[lddw] = Insn::LoadImm64 {
+            dst: Reg::R2,
+            kind: Imm64Kind::Code,
+            imm: (callback_pc - lddw - 1) as u64,
+        };
+        assert!(matches!(
+            insns[13],
+            Insn::Call {
+                kind: CallKind::Helper,
+                imm: 181
+            }
+        ));
+        assert!(
+            matches!(insns[read], Insn::Load { .. }),
+            "{:?}",
+            insns[read]
+        );
+        let program = Program::from_insns(insns);
+        let vm = load(Engine::Interpreter, &program, ProgramKind::Xdp, false);
+        let facts = Facts::analyse(vm.program(), vm.facts_entry());
+        assert_eq!(
+            facts.access(read),
+            if proven {
+                Access::InBounds {
+                    region: ebpf_vm::layout::STACK as u8,
+                    speculation_safe: false,
+                }
+            } else {
+                Access::Checked {
+                    region: Some(ebpf_vm::layout::STACK as u8),
+                }
+            },
+            "i <= {last}"
+        );
+        let frames: Vec<Vec<u8>> = (14..48).map(|n| vec![n as u8; n]).collect();
+        let seen = agree(&program, ProgramKind::Xdp, &frames).unwrap_or_else(|e| panic!("{e}"));
+        // Up to 40 bytes, every iteration reads; past that, the original stops after the
+        // 41st (its callback returns 1) and the mutant traps in it.
+        for (frame, (r, _)) in frames.iter().zip(&seen) {
+            let n = frame.len();
+            if n <= 40 {
+                assert_eq!(*r, Ok(n as u64), "i <= {last}, {n} bytes");
+            } else if proven {
+                assert_eq!(*r, Ok(41), "i <= {last}, {n} bytes");
+            } else {
+                assert!(r.is_err(), "i <= {last}, {n} bytes: {r:?}");
+            }
+        }
+    }
+}
