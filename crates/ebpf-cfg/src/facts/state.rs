@@ -21,6 +21,7 @@
 //! rather than modulo 2^64; links are modulo 2^64 and exact.
 
 use super::num::{Bits, Num, Thresholds};
+use ebpf_abi::layout;
 
 /// No register / no region.
 pub(crate) const NONE: u8 = u8::MAX;
@@ -240,7 +241,8 @@ pub(crate) struct State {
     /// The metadata buffer's `data`/`data_end` fields still hold what the embedder wrote.
     pub(crate) meta: bool,
     /// Per register, `Some((lo, hi))`: the register is 0 or in `lo..=hi` (a map lookup's
-    /// result: NULL or a whole value in the map's region). Its number includes 0; a 64-bit
+    /// result: NULL or a whole value in the map's region; a join of NULL and a pointer, see
+    /// `State::join_nonnull`). Its number includes 0; a 64-bit
     /// test against 0 narrows it to `lo..=hi` on the side where it is not 0. Cleared by every
     /// write to the register (`State::transfer`, `State::returned`).
     pub(crate) nonnull: [Option<(u64, u64)>; REGS],
@@ -270,11 +272,26 @@ impl State {
 
     /// The join of `nonnull`: kept where either side has it, over the non-zero values of
     /// both (a lookup's result joined with a pointer checked against NULL stays
-    /// NULL-or-a-value).
+    /// NULL-or-a-value); and made where one side is 0 and the other a pointer into one region
+    /// (`p = c ? &buf[k] : NULL`, tested `if (p)` later). Pointers only: a counter that is 0
+    /// on one edge would gain a range that only churns.
     fn join_nonnull(&self, other: &State) -> [Option<(u64, u64)>; REGS] {
+        let null_or_pointer = |zero: &State, pointer: &State, r: usize| {
+            let n = &pointer.regs[r].num;
+            let region = n.umin >> 32;
+            zero.regs[r].num.as_constant() == Some(0)
+                && n.umin >= 1
+                && region == n.umax >> 32
+                && region != layout::NULL_REGION
+                && region <= layout::MAX_REGION
+        };
         let mut out = [None; REGS];
         for (r, slot) in out.iter_mut().enumerate() {
-            if self.nonnull[r].is_none() && other.nonnull[r].is_none() {
+            if self.nonnull[r].is_none()
+                && other.nonnull[r].is_none()
+                && !null_or_pointer(self, other, r)
+                && !null_or_pointer(other, self, r)
+            {
                 continue;
             }
             *slot = match (self.nonzero(r), other.nonzero(r)) {

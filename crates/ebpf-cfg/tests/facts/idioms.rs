@@ -908,3 +908,71 @@ fn a_helper_call_makes_the_fields_unknown() {
     assert!(matches!(facts.access(15), Access::Checked { .. }));
     every_packet(&stored, 16);
 }
+
+/// `p = len < 20 ? … : first == 0 ? NULL : first == 1 ? data + 6 : data + 16`, then
+/// `if (p)` and two bytes read and written at `p` (`xdp_lb`'s `l4_csum`): the join of NULL and
+/// two pointers into the input is "NULL or in the input" (`nonnull`), and the 64-bit test
+/// against 0 brings it back into the buffer.
+const NULL_OR_POINTER: &str = "
+    jlt %r2, 20, out
+    mov %r8, 0
+    ldxb %r5, [%r1+0]
+    jeq %r5, 0, test
+    mov %r8, %r1
+    add %r8, 6
+    jeq %r5, 1, test
+    mov %r8, %r1
+    add %r8, 16
+test:
+    jeq %r8, 0, out
+    ldxh %r0, [%r8+0]
+    stxh [%r8+2], %r0
+out:
+    exit";
+
+/// Inputs of every length up to 24 whose first byte takes each of the program's paths.
+fn null_or_pointer_inputs(text: &str) {
+    for first in 0..3u8 {
+        for len in 0..=24usize {
+            let mut bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            if let Some(b) = bytes.first_mut() {
+                *b = first;
+            }
+            assert_sound(text, &Memory::input(&bytes));
+        }
+    }
+}
+
+#[test]
+fn a_null_or_packet_pointer_tested_for_null_is_proven() {
+    assert_eq!(proven(NULL_OR_POINTER), vec![2, 10, 11]);
+    null_or_pointer_inputs(NULL_OR_POINTER);
+    // `if (p != NULL)`, the other way round.
+    let ne = NULL_OR_POINTER.replace("jeq %r8, 0, out", "jne %r8, 0, +1\nexit");
+    assert_eq!(proven(&ne), vec![2, 11, 12]);
+    null_or_pointer_inputs(&ne);
+    // Mutants. No test: the NULL path reads address 0.
+    let untested = NULL_OR_POINTER.replace("jeq %r8, 0, out", "ja +0");
+    assert_eq!(proven(&untested), vec![2]);
+    null_or_pointer_inputs(&untested);
+    // A 32-bit test: an address in the input has a zero low half at the input's start.
+    let w32 = NULL_OR_POINTER.replace("jeq %r8, 0, out", "jeq32 %r8, 0, out");
+    assert_eq!(proven(&w32), vec![2]);
+    null_or_pointer_inputs(&w32);
+    // Not NULL but 1 on the first path: not a pointer-or-NULL, and it reads address 1.
+    let one = NULL_OR_POINTER.replace("mov %r8, 0", "mov %r8, 1");
+    assert_eq!(proven(&one), vec![2]);
+    null_or_pointer_inputs(&one);
+    // One of the pointers into the stack: two regions, nothing proven.
+    let stack = NULL_OR_POINTER.replace(
+        "mov %r8, %r1\n    add %r8, 16",
+        "mov %r8, %r10\n    add %r8, -16",
+    );
+    assert_eq!(proven(&stack), vec![2]);
+    null_or_pointer_inputs(&stack);
+    // The guard one byte short: the store's last byte (p + 19 on the third path) may be past
+    // the end.
+    let short = NULL_OR_POINTER.replace("jlt %r2, 20, out", "jlt %r2, 19, out");
+    assert_eq!(proven(&short), vec![2, 10]);
+    null_or_pointer_inputs(&short);
+}

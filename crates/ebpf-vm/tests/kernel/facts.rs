@@ -621,3 +621,73 @@ fn a_callbacks_context_access_is_proven_and_its_off_by_one_traps_on_every_engine
         }
     }
 }
+
+/// `xdp_lb`'s `l4_csum` shape on an XDP context: `p` is NULL or one of two pointers into the
+/// packet, behind a guard of 20 bytes, then `if (p)` and two bytes read and written at `p`.
+/// Proven (the join is "NULL or in the packet"); the mutants — no test, a 32-bit test, 1 for
+/// NULL — are not, and trap on the NULL path identically on every engine, verified (where the
+/// verifier accepts them) or not, in checked-facts mode (debug builds).
+#[test]
+fn a_null_or_packet_pointer_tested_for_null_is_proven_and_agrees_on_every_engine() {
+    use ebpf_vm::cfg::facts::{Access, Facts};
+    let text = "
+        ldxw %r9, [%r1+0]
+        ldxw %r3, [%r1+4]
+        mov %r0, 0
+        mov %r4, %r9
+        add %r4, 20
+        jgt %r4, %r3, out
+        mov %r8, 0
+        ldxb %r5, [%r9+0]
+        jeq %r5, 0, test
+        mov %r8, %r9
+        add %r8, 6
+        jeq %r5, 1, test
+        mov %r8, %r9
+        add %r8, 16
+    test:
+        jeq %r8, 0, out
+        ldxh %r0, [%r8+0]
+        stxh [%r8+2], %r0
+    out:
+        exit";
+    let frames: Vec<Vec<u8>> = (0..3u8)
+        .flat_map(|first| {
+            (0..=24usize).map(move |n| {
+                let mut f: Vec<u8> = (0..n).map(|i| i as u8 + 0x40).collect();
+                if let Some(b) = f.first_mut() {
+                    *b = first;
+                }
+                f
+            })
+        })
+        .collect();
+    // (mutant, proven, traps on the NULL path): a 32-bit test of NULL is still taken.
+    for (mutant, proven, traps) in [
+        (None, true, false),
+        (Some(("jeq %r8, 0, out", "ja +0")), false, true),
+        (Some(("jeq %r8, 0, out", "jeq32 %r8, 0, out")), false, false),
+        (Some(("mov %r8, 0", "mov %r8, 1")), false, true),
+    ] {
+        let text = match mutant {
+            Some((from, to)) => text.replace(from, to),
+            None => text.to_string(),
+        };
+        let program = ebpf_vm::isa::assemble(&text).unwrap();
+        let vm = load(Engine::Interpreter, &program, ProgramKind::Xdp, false);
+        let facts = Facts::analyse(vm.program(), vm.facts_entry());
+        let at = |i: usize| matches!(facts.access(i), Access::InBounds { .. });
+        assert_eq!((at(15), at(16)), (proven, proven), "{mutant:?}");
+        let seen = agree(&program, ProgramKind::Xdp, &frames).unwrap_or_else(|e| panic!("{e}"));
+        for (frame, (r, _)) in frames.iter().zip(&seen) {
+            let null_path = frame.len() >= 20 && frame[0] == 0;
+            assert_eq!(
+                r.is_err(),
+                null_path && traps,
+                "{mutant:?} on {} bytes starting {:?}: {r:?}",
+                frame.len(),
+                frame.first()
+            );
+        }
+    }
+}
