@@ -23,6 +23,10 @@ pub enum Guard {
     SignedGt,
     /// `if (len < n) goto drop` on the remaining length, 32-bit
     Len32,
+    /// `q = p > end ? NULL : p; if (p > end) goto drop; if (q + n > end) goto drop; p = q`:
+    /// what clang makes of a helper returning NULL or the header (`l4_header`) tested with
+    /// `if (!q || q + 1 > end)` — the second test re-tests `p`, not `q`.
+    Retest,
 }
 
 /// One step of a generated parser.
@@ -67,6 +71,7 @@ pub fn parser_step() -> impl Strategy<Value = ParserStep> {
         Guard::ReversedLt,
         Guard::SignedGt,
         Guard::Len32,
+        Guard::Retest,
     ]);
     prop_oneof![
         4 => (1u8..40, guard, prop::collection::vec((0u8..40, 0u8..4), 1..4))
@@ -142,8 +147,12 @@ pub fn parser(steps: &[ParserStep], mutation: Option<OffByOne>) -> (String, Vec<
                     Guard::Len32 => {
                         format!("mov %r3, %r8\nsub %r3, %r9\n{lt32} %r3, {n}, drop\n")
                     }
+                    Guard::Retest => format!(
+                        "mov %r5, 0\njgt %r9, %r8, +1\nmov %r5, %r9\njgt %r9, %r8, drop\n\
+                         mov %r3, %r5\n{add} %r3, {n}\n{gt} %r3, %r8, drop\nmov %r9, %r5\n"
+                    ),
                 };
-                pc += 3;
+                pc += lines.lines().count();
                 s.push_str(&lines);
                 header = n;
                 provable = !matches!(guard, Guard::Len32);

@@ -520,38 +520,46 @@ impl Solver<'_> {
     ) -> Vec<Option<Boxed>> {
         let n = self.graph.blocks.len();
         let mut kept: Vec<Option<Boxed>> = if keep { vec![None; n] } else { Vec::new() };
-        // What has flowed into blocks not yet run (the frontier).
-        let mut pending: Vec<Option<Boxed>> = vec![None; n];
         // Per block: its position in the component being solved (u32::MAX: not in it).
         let mut local = vec![u32::MAX; n];
         if n == 0 {
             return kept;
         }
-        pending[0] = Some(Box::new(init.clone()));
         let ctx = self.ctx;
         let components = self.graph.components();
+        // What has flowed into blocks not yet run.
+        let mut pending = Frontier::new(self.graph, &components);
+        pending.joined[0] = Some(Box::new(init.clone()));
         for comp in components.iter() {
             if self.graph.acyclic(comp) {
                 let b = comp[0];
-                let Some(state) = pending[b as usize].take() else {
+                let (Some(state), parts) = pending.take(b, ctx) else {
                     continue;
                 };
                 if keep {
                     kept[b as usize] = Some(state.clone());
                 }
-                self.run_block(
-                    b,
-                    state,
-                    &mut |i, s| facts[i] = record(&self.insns[i], s, ctx, entry),
-                    &mut |t, s| join_into(&mut pending, t, s, ctx),
-                );
+                let mut record = |i, s: &State| facts[i] = record(&self.insns[i], s, ctx, entry);
+                if parts.len() < 2 {
+                    self.run_block(b, state, &mut record, &mut |t, s| pending.add(t, s, ctx));
+                    continue;
+                }
+                // The facts of its instructions hold on the join; what flows out is the join
+                // of what each part gives (each path comes from one predecessor), which keeps
+                // a side that no path of one part takes from being joined into another's.
+                self.run_block(b, state, &mut record, &mut |_, _| {});
+                for part in parts {
+                    self.run_block(b, part, &mut |_, _| {}, &mut |t, s| pending.add(t, s, ctx));
+                }
                 continue;
             }
             for (k, &b) in comp.iter().enumerate() {
                 local[b as usize] = k as u32;
             }
-            let ext: Vec<Option<Boxed>> =
-                comp.iter().map(|&b| pending[b as usize].take()).collect();
+            let ext: Vec<Option<Boxed>> = comp
+                .iter()
+                .map(|&b| pending.joined[b as usize].take())
+                .collect();
             let entries: Vec<usize> = (0..comp.len()).filter(|&k| ext[k].is_some()).collect();
             let invariant = !loops::written(self.graph, self.insns, comp);
             let mut wanted: Vec<(loops::Candidate, loops::Natural)> = Vec::new();
@@ -590,7 +598,7 @@ impl Solver<'_> {
                         kept[b as usize] = Some(Box::new(s.clone()));
                     }
                 },
-                &mut |t, s| join_into(&mut pending, t, s, ctx),
+                &mut |t, s| pending.add(t, s, ctx),
             );
             if let Some(c) = counted {
                 out.loops.push(c.fact);
@@ -888,12 +896,80 @@ fn want(insn: &Insn, s: &State, invariant: u16) -> Option<loops::Candidate> {
     loops::candidate(s, usize::from(base.index()), off, bytes, invariant)
 }
 
-/// Joins `s` into what has flowed into block `t`.
-fn join_into(pending: &mut [Option<Boxed>], t: u32, s: Boxed, ctx: &Ctx) {
-    if t == NO_BLOCK {
-        return;
+/// The most predecessors' states a short branch block keeps apart ([`Frontier`]).
+const PARTS: usize = 4;
+
+/// The most instructions of a branch block whose incoming states are kept apart.
+const SPLIT_LEN: u32 = 4;
+
+/// What has flowed into the blocks not yet run: the join of it, or for a short branch block
+/// outside any cycle, each state as it came (up to [`PARTS`]; past that, the join alone).
+/// Running such a block once per incoming state refines each by the branch on its
+/// own: `p = 0; if (a > b) goto L; p = a; L: if (a > b) goto drop` reaches the fall-through
+/// only with `p = a`, where the join would have `p` 0 or `a`.
+struct Frontier {
+    /// Per block, the join of what flowed in (but the parts).
+    joined: Vec<Option<Boxed>>,
+    /// Per block that splits, the states that flowed in, each apart.
+    parts: Vec<Vec<Boxed>>,
+    /// Whether the block keeps its incoming states apart (cleared when too many come).
+    split: Vec<bool>,
+}
+
+impl Frontier {
+    fn new(graph: &Graph, components: &super::graph::Components) -> Frontier {
+        let n = graph.blocks.len();
+        let mut split = vec![false; n];
+        for comp in components.iter() {
+            let b = comp[0] as usize;
+            let block = &graph.blocks[b];
+            split[b] = graph.acyclic(comp)
+                && matches!(block.term, Term::Branch { .. })
+                && block.len <= SPLIT_LEN;
+        }
+        Frontier {
+            joined: vec![None; n],
+            parts: vec![Vec::new(); n],
+            split,
+        }
     }
-    join_local(pending, t as usize, s, ctx);
+
+    /// Joins `s` into what has flowed into block `t` (keeps it apart, if `t` splits).
+    fn add(&mut self, t: u32, s: Boxed, ctx: &Ctx) {
+        if t == NO_BLOCK {
+            return;
+        }
+        let t = t as usize;
+        if self.split[t] {
+            if self.parts[t].len() < PARTS {
+                self.parts[t].push(s);
+                return;
+            }
+            self.split[t] = false;
+            for part in core::mem::take(&mut self.parts[t]) {
+                join_local(&mut self.joined, t, part, ctx);
+            }
+        }
+        join_local(&mut self.joined, t, s, ctx);
+    }
+
+    /// What has flowed into acyclic block `b`: the join, and the states kept apart when
+    /// there are two or more.
+    fn take(&mut self, b: u32, ctx: &Ctx) -> (Option<Boxed>, Vec<Boxed>) {
+        let b = b as usize;
+        let parts = core::mem::take(&mut self.parts[b]);
+        if parts.len() < 2 {
+            for part in parts {
+                join_local(&mut self.joined, b, part, ctx);
+            }
+            return (self.joined[b].take(), Vec::new());
+        }
+        let mut joined = parts[0].clone();
+        for part in &parts[1..] {
+            *joined = joined.join(part, &ctx.space, false);
+        }
+        (Some(joined), parts)
+    }
 }
 
 fn join_local(states: &mut [Option<Boxed>], t: usize, s: Boxed, ctx: &Ctx) {
@@ -1053,4 +1129,85 @@ fn below_end(s: &State, r: usize, slot: u8, extra: i128, depth: u32) -> bool {
         return true;
     }
     k == 0 && below_end(s, j, slot, c + extra, depth - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebpf_abi::semantics;
+    use ebpf_isa::{Cond, Operand, Reg, Width};
+    use proptest::prelude::*;
+
+    /// A state knowing nothing of `r2` and `r3` but that they lie in the given ranges.
+    fn two_registers(x: (u64, u64), y: (u64, u64)) -> (Ctx, State) {
+        let (ctx, mut s) = start(&Entry::unknown());
+        s.regs[2] = Val::of(Num::range(x.0, x.1, Bits::B64));
+        s.regs[3] = Val::of(Num::range(y.0, y.1, Bits::B64));
+        (ctx, s)
+    }
+
+    /// `r3 > r2` on one side of a branch and `r3 <= r2` on a later one: no path has both,
+    /// though the numbers alone allow each.
+    #[test]
+    fn opposite_relations_are_infeasible() {
+        let (ctx, s) = two_registers((0, u64::MAX), (0, u64::MAX));
+        let (w, gt, r2, r3) = (Width::W64, Cond::Gt, Operand::Reg(Reg::R2), Reg::R3);
+        let taken = s.branch(w, gt, r3, r2, true, &ctx).unwrap();
+        assert!(taken.branch(w, gt, r3, r2, false, &ctx).is_none());
+        assert!(taken.branch(w, gt, r3, r2, true, &ctx).is_some());
+        // `r2 < r3` and then `r2 >= r3`, written the other way round.
+        let lt = s
+            .branch(w, Cond::Lt, Reg::R2, Operand::Reg(Reg::R3), true, &ctx)
+            .unwrap();
+        assert!(
+            lt.branch(w, Cond::Ge, Reg::R2, Operand::Reg(Reg::R3), true, &ctx)
+                .is_none()
+        );
+        // `r3 >= r2` then `r3 <= r2`: `r3 == r2` is left.
+        let ge = s
+            .branch(w, Cond::Ge, r3, Operand::Reg(Reg::R2), true, &ctx)
+            .unwrap();
+        assert!(ge.branch(w, Cond::Le, r3, r2, true, &ctx).is_some());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Two compares of `r2` and `r3` in a row (either order, 64 or 32 bits): the sides a
+        /// pair of concrete values takes are never called infeasible, and the values stay
+        /// in the refined numbers.
+        #[test]
+        fn chained_compares_keep_every_concrete_path(
+            c1 in prop::sample::select(Cond::ALL.to_vec()),
+            c2 in prop::sample::select(Cond::ALL.to_vec()),
+            w1 in any::<bool>(), w2 in any::<bool>(),
+            swap1 in any::<bool>(), swap2 in any::<bool>(),
+            base in any::<u64>(), dx in 0u64..64, dy in 0u64..64,
+            spread in 0u64..64, small in any::<bool>(),
+        ) {
+            let base = if small { base % 200 } else { base };
+            let p = base.wrapping_add(dx);
+            let q = base.wrapping_add(dy);
+            let range = |v: u64| (v.saturating_sub(spread), v.saturating_add(spread));
+            let (ctx, mut s) = two_registers(range(p), range(q));
+            let mut regs = [0u64; 11];
+            regs[2] = p;
+            regs[3] = q;
+            for (cond, wide, swap) in [(c1, w1, swap1), (c2, w2, swap2)] {
+                let (d, o) = if swap { (Reg::R2, Reg::R3) } else { (Reg::R3, Reg::R2) };
+                let (a, b) = (regs[usize::from(d.index())], regs[usize::from(o.index())]);
+                let (width, holds) = if wide {
+                    (Width::W64, semantics::cond64(cond, a, b))
+                } else {
+                    (Width::W32, semantics::cond32(cond, a, b))
+                };
+                prop_assert!(
+                    s.refine(width, cond, d, Operand::Reg(o), holds, &ctx),
+                    "{cond:?} {width:?} {d:?} {o:?} = {holds} called infeasible: {p:#x} {q:#x}"
+                );
+                prop_assert!(s.regs[2].num.contains(p, Bits::B64));
+                prop_assert!(s.regs[3].num.contains(q, Bits::B64));
+            }
+        }
+    }
 }

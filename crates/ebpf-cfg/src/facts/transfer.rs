@@ -526,8 +526,8 @@ impl State {
             out.regs[s].num = out.regs[s].num.meet(&nb, Bits::B64)?;
             if s == d {
                 out.regs[d].num = na.meet(&nb, Bits::B64)?;
-            } else {
-                out.relate(d, s, width, cond, taken);
+            } else if !out.relate(d, s, width, cond, taken) {
+                return None;
             }
         }
         let len_min = out.len_min;
@@ -555,14 +555,15 @@ impl State {
         Some(())
     }
 
-    /// Records what `R[d] cond R[s]` (holding or not) says between the two registers.
-    fn relate(&mut self, d: usize, s: usize, width: Width, cond: Cond, holds: bool) {
+    /// Records what `R[d] cond R[s]` (holding or not) says between the two registers;
+    /// `false` if it contradicts what the state knows of them (no path takes that side).
+    fn relate(&mut self, d: usize, s: usize, width: Width, cond: Cond, holds: bool) -> bool {
         let cond = if holds {
             cond
         } else {
             match num::negate(cond) {
                 Some(c) => c,
-                None => return,
+                None => return true,
             }
         };
         let (vd, vs) = (&self.regs[d].num, &self.regs[s].num);
@@ -576,7 +577,7 @@ impl State {
             Width::W32 => vd.umax <= i32::MAX as u64 && vs.umax <= i32::MAX as u64,
         };
         if !fits {
-            return;
+            return true;
         }
         let (small, big, strict) = match cond {
             Cond::Lt => (d, s, 1),
@@ -590,18 +591,27 @@ impl State {
             Cond::Ne => {
                 self.not_equal(d, s);
                 self.not_equal(s, d);
-                return;
+                return true;
             }
-            _ => return,
+            _ => return true,
         };
-        self.less(small, big, strict);
+        self.less(small, big, strict)
     }
 
     /// `R[x] + strict <= R[y]`; a strict inequality between registers with the same known
     /// low bits (both stepping by a stride from aligned starts) is short by a whole stride.
-    fn less(&mut self, x: usize, y: usize, strict: i64) {
+    /// `false` if the state already bounds `R[y] <= R[x] + c` with `c < strict`: no value
+    /// satisfies both (the re-test of a pointer after a join, `!p || p + n > end`).
+    fn less(&mut self, x: usize, y: usize, strict: i64) -> bool {
         let vy = self.regs[y];
         let vx = self.regs[x];
+        if usize::from(vy.rel) == x
+            && vy.rel_shift == 0
+            && vy.rel_minus == NONE
+            && vy.rel_off < strict
+        {
+            return false;
+        }
         let strict = if strict == 0 {
             0
         } else {
@@ -625,6 +635,7 @@ impl State {
         {
             self.regs[x].offer_end(vy.end, vy.end_shift, off);
         }
+        true
     }
 
     /// `R[x] != R[y]`: when `R[x] <= R[y]` is known, `R[x] < R[y]` — by a whole stride when

@@ -955,10 +955,25 @@ fn a_null_or_packet_pointer_tested_for_null_is_proven() {
     let untested = NULL_OR_POINTER.replace("jeq %r8, 0, out", "ja +0");
     assert_eq!(proven(&untested), vec![2]);
     null_or_pointer_inputs(&untested);
-    // A 32-bit test: an address in the input has a zero low half at the input's start.
+    // A 32-bit test is proven too, but not by the join: the test's block is short, so each
+    // of its three predecessors is refined on its own — NULL always takes the jump, and the
+    // two pointers' low halves (6 and 16 past the input's start) never do.
     let w32 = NULL_OR_POINTER.replace("jeq %r8, 0, out", "jeq32 %r8, 0, out");
-    assert_eq!(proven(&w32), vec![2]);
+    assert_eq!(proven(&w32), vec![2, 10, 11]);
     null_or_pointer_inputs(&w32);
+    // Behind a longer block, the join alone: a 32-bit test of NULL-or-pointer proves nothing
+    // (an address in the input may have a zero low half), a 64-bit one does.
+    let padded = |test: &str| {
+        NULL_OR_POINTER.replace(
+            "test:\n    jeq %r8, 0, out",
+            &format!(
+                "test:\n    mov %r4, 1\n    mov %r4, 2\n    mov %r4, 3\n    mov %r4, 4\n    {test}"
+            ),
+        )
+    };
+    assert_eq!(proven(&padded("jeq %r8, 0, out")), vec![2, 14, 15]);
+    assert_eq!(proven(&padded("jeq32 %r8, 0, out")), vec![2]);
+    null_or_pointer_inputs(&padded("jeq32 %r8, 0, out"));
     // Not NULL but 1 on the first path: not a pointer-or-NULL, and it reads address 1.
     let one = NULL_OR_POINTER.replace("mov %r8, 0", "mov %r8, 1");
     assert_eq!(proven(&one), vec![2]);
@@ -975,4 +990,55 @@ fn a_null_or_packet_pointer_tested_for_null_is_proven() {
     let short = NULL_OR_POINTER.replace("jlt %r2, 20, out", "jlt %r2, 19, out");
     assert_eq!(proven(&short), vec![2, 10]);
     null_or_pointer_inputs(&short);
+}
+
+/// What clang makes of `udp = l4_header(p, end)` (NULL when `p > end`) tested with
+/// `if (!udp || udp + 1 > end)`: `r1 = 0; if p > end goto L; r1 = p; L: if p > end goto drop;
+/// r3 = r1 + 8; if r3 <= end goto ok` — the second test re-tests `p`, not `r1`. Kept apart,
+/// the re-test's two predecessors refine on their own: where `p > end` held, `p <= end`
+/// cannot, so only `r1 = p` reaches the load at `r1 + 2`.
+const RETEST: &str = "
+    mov %r5, %r1
+    add %r5, %r2
+    mov %r3, %r1
+    add %r3, 14
+    mov %r1, 0
+    jgt %r3, %r5, retest
+    mov %r1, %r3
+retest:
+    jgt %r3, %r5, drop
+    mov %r3, %r1
+    add %r3, 8
+    jle %r3, %r5, ok
+drop:
+    mov %r0, 1
+    exit
+ok:
+    ldxh %r0, [%r1+2]
+    exit";
+
+#[test]
+fn the_l4_header_retest_is_proven() {
+    assert_eq!(proven(RETEST), vec![13]);
+    every_length(RETEST, 30);
+    // `>=` for the re-test: still the other side of the first test.
+    let ge = RETEST.replace("jgt %r3, %r5, drop", "jge %r3, %r5, drop");
+    assert_eq!(proven(&ge), vec![13]);
+    every_length(&ge, 30);
+    // Mutants. The re-test of another register (always false): NULL reaches the load.
+    let other = RETEST.replace("jgt %r3, %r5, drop", "jgt %r0, %r5, drop");
+    assert_eq!(proven(&other), Vec::<usize>::new());
+    every_length(&other, 30);
+    // The re-test inverted: NULL reaches the load.
+    let inverted = RETEST.replace("jgt %r3, %r5, drop", "jle %r3, %r5, drop");
+    assert_eq!(proven(&inverted), Vec::<usize>::new());
+    every_length(&inverted, 30);
+    // Three bytes checked for a load of bytes 2 and 3.
+    let short = RETEST.replace("add %r3, 8", "add %r3, 3");
+    assert_eq!(proven(&short), Vec::<usize>::new());
+    every_length(&short, 30);
+    // The first test the other way round: `r1 = p` only where `p > end`.
+    let swapped = RETEST.replace("jgt %r3, %r5, retest", "jle %r3, %r5, retest");
+    assert_eq!(proven(&swapped), Vec::<usize>::new());
+    every_length(&swapped, 30);
 }
