@@ -16,6 +16,9 @@
 //!   interpreter, the verifier and the JITs' differential tests;
 //! - programs that guard their input accesses, and their off-by-one mutants ([`parser`],
 //!   [`counted_loop`]), for static facts and the engines that rely on them;
+//! - programs that once broke an engine or the facts, with the memory they broke on
+//!   ([`CLAIMED_END_IN_FIXED_REGION`], [`run_claimed_end`]), for the tests of every crate
+//!   that must keep them working;
 //! - a step-by-step runner ([`trace`]) that shows the registers before every instruction, for
 //!   checking static facts against executions (tests compare its outcome with the
 //!   interpreter's).
@@ -50,6 +53,7 @@ mod check;
 mod guarded;
 mod insn;
 mod program;
+mod regress;
 mod structured;
 mod trace;
 
@@ -63,6 +67,10 @@ pub use insn::{
     any_insn_where, any_off, any_reg, forms, forms_where, insn_of_form, insn_of_form_using, reg_in,
 };
 pub use program::{any_program, any_program_where, closed_program};
+pub use regress::{
+    CLAIMED_END_DECLARED_LEN, CLAIMED_END_IN_FIXED_REGION, CLAIMED_END_RODATA,
+    CLAIMED_END_STACK_ACCESS, CLAIMED_ENDS, claimed_end_input, run_claimed_end,
+};
 pub use structured::{
     GENERAL_REGS, INPUT_REG, MAX_DEPTH, MAX_FUNCTIONS, MAX_ITERATIONS, StructuredConfig,
     StructuredProgram, input_bytes, structured_program, structured_with_input,

@@ -479,29 +479,6 @@ fn a_claimed_length_versions_the_loop() {
     }
 }
 
-/// A loop over read-only data up to an end pointer the input claims, whose body also indexes
-/// the stack by how far that end lies past the data's start.
-const CLAIMED_END_IN_FIXED_REGION: &str = "
-    mov %r0, 0
-    ldxdw %r6, [%r1]
-    lddw %r8, 0x100000000
-    jlt %r6, %r8, out
-    mov %r7, %r8
-loop:
-    jge %r7, %r6, out
-    ldxb %r4, [%r7]
-    add %r0, %r4
-    mov %r3, %r6
-    sub %r3, %r8
-    mov %r5, %r10
-    add %r5, -128
-    add %r5, %r3
-    ldxdw %r4, [%r5+56]
-    add %r7, 1
-    ja loop
-out:
-    exit";
-
 /// A `Fixed` region is admitted at its length *or longer*, and a version's dispatcher tests
 /// the claimed end against the run's own end of the region. So the version may not be solved
 /// as if the region ended at the declared length: with 128 bytes mapped where 64 are declared,
@@ -510,32 +487,32 @@ out:
 /// read and wrote outside the host's stack buffer).
 #[test]
 fn a_version_on_a_fixed_region_takes_its_length_as_a_minimum() {
-    let program = ebpf_isa::assemble(CLAIMED_END_IN_FIXED_REGION).unwrap();
-    let fixed = |len| {
-        Entry::input().with_region(
-            layout::RODATA as u8,
-            RegionSpec::Fixed {
-                len,
-                writable: false,
-            },
-        )
+    use ebpf_testgen::{
+        CLAIMED_END_DECLARED_LEN, CLAIMED_END_IN_FIXED_REGION, CLAIMED_END_RODATA,
+        CLAIMED_END_STACK_ACCESS, CLAIMED_ENDS, claimed_end_input,
     };
-    let stack_access = 13;
-    let analysis = Analysis::run(&program, &fixed(64));
+    let program = ebpf_isa::assemble(CLAIMED_END_IN_FIXED_REGION).unwrap();
+    let entry = Entry::input().with_region(
+        layout::RODATA as u8,
+        RegionSpec::Fixed {
+            len: CLAIMED_END_DECLARED_LEN,
+            writable: false,
+        },
+    );
+    let analysis = Analysis::run(&program, &entry);
     let facts = analysis.facts();
     assert!(
-        facts
-            .versions()
-            .iter()
-            .all(|v| !v.accesses.contains(&(stack_access, layout::STACK as u8))),
+        facts.versions().iter().all(|v| !v
+            .accesses
+            .contains(&(CLAIMED_END_STACK_ACCESS, layout::STACK as u8))),
         "{:?}",
         facts.versions()
     );
     // Every claimed end, on read-only data of 128 bytes (declared at 128 and at 64 by the
     // harness): each run's facts hold, and an end past 64 bytes traps at the stack access.
-    for end in [0u64, 1, 63, 64, 65, 72, 127, 128, 129] {
-        let mut mem = Memory::input(&layout::vm_addr(layout::RODATA, end).to_le_bytes());
-        mem.rodata = vec![1; 128];
+    for end in CLAIMED_ENDS {
+        let mut mem = Memory::input(&claimed_end_input(end));
+        mem.rodata = CLAIMED_END_RODATA.to_vec();
         assert_sound(CLAIMED_END_IN_FIXED_REGION, &mem);
     }
 }

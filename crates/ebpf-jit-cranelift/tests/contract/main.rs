@@ -29,7 +29,7 @@ mod props;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Region, Trap, layout};
+use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Trap, layout};
 use ebpf_cfg::facts::{Entry, RegionSpec};
 use ebpf_contract::differential::Differential;
 use ebpf_interp::Interpreter;
@@ -282,57 +282,27 @@ fn a_session_runs_the_facts_code_only_on_runs_the_entry_admits() {
 }
 
 /// An entry declares read-only data as `Fixed { len: 64 }` (at least 64 bytes) and a run maps
-/// 128: a loop that walks the data up to an end the input claims, and indexes the stack by how
-/// far that end lies past the data's start, must keep the stack access's check where the end
-/// lies past 64 bytes — the same trap at the same pc as the interpreter, with the checks the
-/// facts drop dropped or kept. (The analysis once versioned the loop as if the data ended at
-/// its declared length, and this access ran unchecked past the host's stack buffer.)
+/// 128: `ebpf_testgen::CLAIMED_END_IN_FIXED_REGION` must keep its stack access's check where
+/// the claimed end lies past 64 bytes — the same trap at the same pc as the interpreter, with
+/// the checks the facts drop dropped or kept. (The analysis once versioned the loop as if the
+/// data ended at its declared length, and this access ran unchecked past the host's stack
+/// buffer.)
 #[test]
 fn a_fixed_region_mapped_longer_than_declared_keeps_the_checks_it_needs() {
     if !supported() {
         return;
     }
-    let program = ebpf_isa::assemble(
-        "mov %r0, 0
-        ldxdw %r6, [%r1]
-        lddw %r8, 0x100000000
-        jlt %r6, %r8, out
-        mov %r7, %r8
-    loop:
-        jge %r7, %r6, out
-        ldxb %r4, [%r7]
-        add %r0, %r4
-        mov %r3, %r6
-        sub %r3, %r8
-        mov %r5, %r10
-        add %r5, -128
-        add %r5, %r3
-        ldxdw %r4, [%r5+56]
-        add %r7, 1
-        ja loop
-    out:
-        exit",
-    )
-    .unwrap();
+    let program = ebpf_isa::assemble(ebpf_testgen::CLAIMED_END_IN_FIXED_REGION).unwrap();
     let entry = Entry::input().with_region(
         layout::RODATA as u8,
         RegionSpec::Fixed {
-            len: 64,
+            len: ebpf_testgen::CLAIMED_END_DECLARED_LEN,
             writable: false,
         },
     );
-    let rodata = [1u8; 128];
     let limits = Limits {
         budget: Some(10_000),
         ..Limits::default()
-    };
-    type Engine<'e> = &'e dyn Fn(MemoryMap<'_>, [u64; 2]) -> Result<Exit, Trap>;
-    let run = |engine: Engine<'_>, end: u64| {
-        let mut input = layout::vm_addr(layout::RODATA, end).to_le_bytes();
-        let mut map = MemoryMap::new();
-        map.insert(layout::INPUT, Region::Writable(&mut input));
-        map.insert(layout::RODATA, Region::ReadOnly(&rodata));
-        engine(map, layout::input_args(8))
     };
     let interp = Interpreter::new(&program);
     for checked_facts in [true, false] {
@@ -342,9 +312,13 @@ fn a_fixed_region_mapped_longer_than_declared_keeps_the_checks_it_needs() {
                 .with_entry(Some(entry.clone()))
                 .with_checked_facts(checked_facts),
         );
-        for end in [0, 64, 65, 128] {
-            let expected = run(&|m, a| interp.run(m, a, &Helpers::new(), &limits), end);
-            let got = run(&|m, a| jit.run(m, a, &Helpers::new(), &limits), end);
+        for end in ebpf_testgen::CLAIMED_ENDS {
+            let expected = ebpf_testgen::run_claimed_end(
+                |m, a| interp.run(m, a, &Helpers::new(), &limits),
+                end,
+            );
+            let got =
+                ebpf_testgen::run_claimed_end(|m, a| jit.run(m, a, &Helpers::new(), &limits), end);
             assert_eq!(
                 got, expected,
                 "cranelift: end {end}, checked facts {checked_facts}"
