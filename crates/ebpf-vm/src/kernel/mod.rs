@@ -450,16 +450,16 @@ fn zero_fill(memory: &mut dyn VmMemory, addr: u64, len: u64) -> Result<(), Helpe
         // and it refuses the first one.
         memory
             .write(addr.wrapping_add(done), &ZEROS[..n as usize])
-            .map_err(|_| out_of_bounds(addr, len, true))?;
+            .map_err(|_| TrapKind::OutOfBounds {
+                addr,
+                len,
+                write: true,
+            })?;
         done += n;
         if done == len {
             return Ok(());
         }
     }
-}
-
-fn out_of_bounds(addr: u64, len: u64, write: bool) -> TrapKind {
-    TrapKind::OutOfBounds { addr, len, write }
 }
 
 fn map_result(r: Result<(), MapError>) -> u64 {
@@ -857,14 +857,12 @@ fn adjust(head: bool, a: [u64; 5], memory: &mut dyn VmMemory) -> Result<u64, Hel
         if new > hard_end || data.checked_add(eth).is_none_or(|least| new < least) {
             return Ok(errno(EINVAL));
         }
+        // Grown: the new tail reads as zeros. In a real context the range is inside the
+        // packet buffer; a forged one's `end` is the program's word, and a range that is not
+        // all writable traps as one write of it would, before any byte is written (the
+        // kernel's verifier refuses such a program; a partial zeroing would be ours alone).
         if new > end {
-            let zeros = [0u8; 64];
-            let mut at = end;
-            while at < new {
-                let n = (new - at).min(64);
-                memory.write(at, &zeros[..n as usize])?;
-                at += n;
-            }
+            zero_fill(memory, end, new - end)?;
         }
         memory.write_u64(hidden.wrapping_add(8), new)?;
         memory.write(

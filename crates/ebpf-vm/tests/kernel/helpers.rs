@@ -843,3 +843,32 @@ fn perf_event_output_appends_packet_bytes_and_gives_the_kernels_errnos() {
         }
     }
 }
+
+/// `xdp_adjust_tail` growing a forged context's packet (an XDP context on the stack whose
+/// `data_end` the program points into its own stack) over a range that runs off the stack's
+/// top traps as one write of the whole range would — at the call, the range's start and
+/// length — and not after zeroing what of it was writable, 64 bytes at a time (which trapped
+/// at the first chunk that crossed the top, with that chunk's address and length).
+#[test]
+fn growing_a_forged_contexts_tail_off_the_stack_traps_as_one_write() {
+    // The context at fp-64: `data` 0 at +24, `data_end` fp-200 at +32, `data_meta` 0 at +40;
+    // the tail grows by 264 bytes, to 64 bytes past the stack's top.
+    let text = "mov %r3, %r10\nadd %r3, -200\nstxdw [%r10-32], %r3\n\
+                stdw [%r10-40], 0\nstdw [%r10-24], 0\n\
+                mov %r1, %r10\nadd %r1, -64\nmov %r2, 264\ncall 65\nexit";
+    for &engine in Engine::ALL {
+        let vm = load_kind(engine, text, ProgramKind::Xdp, hash(1));
+        let trap = run(&vm).expect_err(engine.name());
+        assert_eq!(trap.pc, 8, "{engine}");
+        match trap.kind {
+            TrapKind::OutOfBounds { addr, len, write } => {
+                assert_eq!(
+                    (ebpf_vm::layout::region_of(addr), addr % 512, len, write),
+                    (ebpf_vm::layout::STACK, 512 - 200, 264, true),
+                    "{engine}"
+                );
+            }
+            other => panic!("{engine}: {other}"),
+        }
+    }
+}
