@@ -113,7 +113,7 @@ pub mod kernel;
 #[cfg(feature = "elf")]
 mod object;
 mod runner;
-mod scrub;
+pub mod scrub;
 mod vm;
 
 pub use cache::{CacheStats, CodeCache};

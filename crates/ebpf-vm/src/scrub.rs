@@ -6,11 +6,13 @@
 //! every run of every program, verified or not. It is exact enough for the programs that need
 //! it (short filters store only at constant offsets from `r10`), and falls back to the whole
 //! stack whenever a store could land anywhere.
+//!
+//! Public for whoever lends a [`ebpf_abi::Stack`] to `Executable::run_in` itself and so must
+//! scrub after each run: an embedder driving an engine directly, and the differential fuzz
+//! target, which checks after every run of every engine that scrubbing this much leaves the
+//! whole buffer zero (a store these bounds miss is a finding).
 
-#[cfg(feature = "elf")]
-use ebpf_abi::layout;
-use ebpf_abi::{Limits, STACK_FRAME_SIZE};
-#[cfg(feature = "elf")]
+use ebpf_abi::{Limits, STACK_FRAME_SIZE, layout};
 use ebpf_cfg::facts::{Access, Facts};
 use ebpf_cfg::{Cfg, FuncId};
 use ebpf_isa::{CallKind, Insn, Program, Reg};
@@ -32,7 +34,7 @@ use ebpf_isa::{CallKind, Insn, Program, Reg};
 /// the control-flow graph gives exactly when it has no structural errors (no jump leaves its
 /// function, no function falls into the next one) and no recursion; otherwise, the deepest
 /// the limits allow.
-pub(crate) fn stack_reach(program: &Program, limits: &Limits) -> usize {
+pub fn stack_reach(program: &Program, limits: &Limits) -> usize {
     reach(program, limits, true, |_| false)
 }
 
@@ -42,7 +44,7 @@ pub(crate) fn stack_reach(program: &Program, limits: &Limits) -> usize {
 /// which records in the run's map the lowest stack offset it wrote
 /// (`MemoryMap::lowest_stack_write`): a lender that reads that mark after the run scrubs the
 /// larger of the two and still covers every byte the run wrote ([`with_helper_mark`]).
-pub(crate) fn own_stack_reach(program: &Program, limits: &Limits) -> usize {
+pub fn own_stack_reach(program: &Program, limits: &Limits) -> usize {
     reach(program, limits, false, |_| false)
 }
 
@@ -50,7 +52,7 @@ pub(crate) fn own_stack_reach(program: &Program, limits: &Limits) -> usize {
 /// `stack_size` bytes and whose helpers wrote no lower than `mark`
 /// (`MemoryMap::lowest_stack_write`, `None` when they wrote nothing): every byte the run
 /// wrote is in the top `own` bytes or at or above the mark, so the larger of the two covers it.
-pub(crate) fn with_helper_mark(own: usize, stack_size: usize, mark: Option<u64>) -> usize {
+pub fn with_helper_mark(own: usize, stack_size: usize, mark: Option<u64>) -> usize {
     match mark {
         Some(low) => {
             let helpers =
@@ -65,8 +67,7 @@ pub(crate) fn with_helper_mark(own: usize, stack_size: usize, mark: Option<u64>)
 /// checked before the run): a store or atomic through a register other than `r10` writes no
 /// stack byte when the facts place every address it can have in another region, or prove
 /// it never runs. The facts hold on every path of such a run, whichever engine runs it.
-#[cfg(feature = "elf")]
-pub(crate) fn admitted_stack_reach(program: &Program, limits: &Limits, facts: &Facts) -> usize {
+pub fn admitted_stack_reach(program: &Program, limits: &Limits, facts: &Facts) -> usize {
     reach(program, limits, false, |index| {
         !facts.reached(index)
             || match facts.access(index) {
