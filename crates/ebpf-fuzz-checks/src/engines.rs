@@ -3,6 +3,12 @@
 //! interpreter's — `r0` or the trap (kind and pc), the instruction count, and every writable
 //! region's bytes afterwards.
 //!
+//! Every run is on one lent stack ([`Stack`]), as the facade lends its own: afterwards the
+//! harness scrubs what the facade would (`ebpf_vm::scrub`: the program's own stores' reach,
+//! fewer bytes when the run satisfies the facts' entry, and what helpers wrote) and then
+//! requires the whole buffer to be zero, which is what the next run would read. A run that
+//! wrote a stack byte the facade does not scrub is a finding, on any engine.
+//!
 //! Compiling once and running several setups per compile is what keeps the differential
 //! fuzz target fast: the Cranelift JIT compiles in about a millisecond, a run takes
 //! microseconds. [`CompileCache`] goes one step further across inputs: an input whose program
@@ -12,9 +18,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use ebpf_abi::{
-    Exit, HelperError, HelperFn, Helpers, Limits, MemoryMap, Region, Trap, VmMemory, layout,
+    Executable, Exit, HelperError, HelperFn, Helpers, Limits, MemoryMap, Region, Stack, Trap,
+    VmMemory, layout,
 };
-use ebpf_cfg::facts::{Entry as FactsEntry, Facts};
+use ebpf_cfg::facts::{Admission, Entry as FactsEntry, Facts};
 use ebpf_interp::Interpreter;
 use ebpf_isa::Program;
 use ebpf_jit_cranelift::{CraneliftProgram, OptLevel};
@@ -109,7 +116,7 @@ pub fn helpers() -> Helpers {
 }
 
 /// Which engines to compile for, and how.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineOptions {
     /// The x86 JIT, once with constant blinding and once without (where the host has it).
     pub x86: bool,
@@ -117,6 +124,13 @@ pub struct EngineOptions {
     pub cranelift: bool,
     /// Cranelift's optimisation level.
     pub cranelift_opt: OptLevel,
+    /// What the JITs' facts assume at entry (`None`: the stack alone, which every run
+    /// satisfies). A run the entry does not admit takes each JIT's fallback code.
+    pub entry: Option<FactsEntry>,
+    /// Whether the Cranelift JIT keeps the checks its facts drop and panics when one fires
+    /// (`JitOptions::checked_facts`). The blinded x86 build always does; the unblinded one
+    /// never does.
+    pub cranelift_checked_facts: bool,
 }
 
 impl Default for EngineOptions {
@@ -125,16 +139,22 @@ impl Default for EngineOptions {
             x86: true,
             cranelift: true,
             cranelift_opt: OptLevel::Speed,
+            entry: None,
+            cranelift_checked_facts: false,
         }
     }
 }
 
 /// One program compiled for every engine.
 pub struct Engines {
+    program: Program,
     interp: Compiled,
     /// (name, compiled program) of the other engines.
     jits: Vec<(&'static str, Compiled)>,
     helpers: Helpers,
+    /// The JITs' facts when their entry assumes more than the stack, and what that entry asks
+    /// of a run: a run it admits scrubs only what the facts say its stores can reach.
+    entry_facts: Option<(Facts, Admission)>,
 }
 
 /// A program prepared for one engine.
@@ -145,6 +165,14 @@ enum Compiled {
 }
 
 impl Compiled {
+    fn executable(&self) -> &dyn Executable {
+        match self {
+            Compiled::Interp(p) => p,
+            Compiled::X86(p) => p,
+            Compiled::Cranelift(p) => &**p,
+        }
+    }
+
     fn run(
         &self,
         memory: MemoryMap<'_>,
@@ -152,11 +180,7 @@ impl Compiled {
         helpers: &Helpers,
         limits: &Limits,
     ) -> Result<Exit, Trap> {
-        match self {
-            Compiled::Interp(p) => p.run(memory, args, helpers, limits),
-            Compiled::X86(p) => p.run(memory, args, helpers, limits),
-            Compiled::Cranelift(p) => p.run(memory, args, helpers, limits),
-        }
+        self.executable().run(memory, args, helpers, limits)
     }
 }
 
@@ -166,19 +190,18 @@ impl Engines {
     /// `program` is far below in the fuzz targets).
     pub fn compile(program: &Program, options: &EngineOptions) -> Result<Engines, Finding> {
         let mut jits = Vec::new();
+        let entry = options.entry.clone().unwrap_or_else(FactsEntry::unknown);
         // One facts analysis for every JIT compile, as the facade shares the verifier's: each
-        // JIT would prove the same facts of the same program from the same entry (none given:
-        // the stack alone), three times over (a third of an input's work, most of it under
-        // compare instrumentation).
-        let facts = (options.x86 || options.cranelift)
-            .then(|| Facts::analyse(program, &FactsEntry::unknown()));
+        // JIT would prove the same facts of the same program from the same entry, three times
+        // over (a third of an input's work, most of it under compare instrumentation).
+        let facts = (options.x86 || options.cranelift).then(|| Facts::analyse(program, &entry));
         if let (true, Some(facts)) = (options.x86, &facts) {
             // The blinded build keeps every check the facts drop (a wrong fact panics, which
             // the fuzzer reports); the unblinded one drops them, as users run it.
             for (name, blinding) in [("x86", true), ("x86-unblinded", false)] {
                 let jit_options = ebpf_jit_x86::JitOptions {
                     constant_blinding: blinding,
-                    entry: None,
+                    entry: Some(entry.clone()),
                     checked_facts: blinding,
                     spectre_masking: true,
                     spectre_clamp_proven: !blinding,
@@ -195,16 +218,23 @@ impl Engines {
             ebpf_jit_cranelift::host_supported(),
             &facts,
         ) {
-            let jit_options =
-                ebpf_jit_cranelift::JitOptions::default().with_opt_level(options.cranelift_opt);
+            let jit_options = ebpf_jit_cranelift::JitOptions::default()
+                .with_opt_level(options.cranelift_opt)
+                .with_checked_facts(options.cranelift_checked_facts);
             let p = ebpf_jit_cranelift::compile_with_facts(program, &jit_options, facts)
                 .map_err(|e| Finding::new(format!("cranelift cannot compile: {e}")))?;
             jits.push(("cranelift", Compiled::Cranelift(Box::new(p))));
         }
+        // The interpreter alone proves nothing: it scrubs by the instructions only.
+        let entry_facts = facts
+            .filter(|_| entry != FactsEntry::unknown())
+            .map(|facts| (facts, entry.admission()));
         Ok(Engines {
+            program: program.clone(),
             interp: Compiled::Interp(Interpreter::new(program)),
             jits,
             helpers: helpers(),
+            entry_facts,
         })
     }
 
@@ -233,17 +263,20 @@ impl Engines {
             .collect()
     }
 
-    /// Runs `setup` on the interpreter only.
-    pub fn interpret(&self, setup: &Setup) -> Outcome {
-        self.outcome(&self.interp, setup)
+    /// Runs `setup` on the interpreter only; a finding if the run left stack bytes the
+    /// facade would not scrub.
+    pub fn interpret(&self, setup: &Setup) -> Result<Outcome, Finding> {
+        let scrub = self.scrub(&setup.limits);
+        self.outcome("interp", &self.interp, setup, &scrub)
     }
 
     /// Runs `setup` on every engine and returns the interpreter's outcome, or a finding naming
-    /// the first engine that differs from it.
+    /// the first engine that differs from it or left stack bytes the facade would not scrub.
     pub fn check(&self, setup: &Setup) -> Result<Outcome, Finding> {
-        let want = self.interpret(setup);
+        let scrub = self.scrub(&setup.limits);
+        let want = self.outcome("interp", &self.interp, setup, &scrub)?;
         for (name, p) in &self.jits {
-            let got = self.outcome(p, setup);
+            let got = self.outcome(name, p, setup, &scrub)?;
             if got != want {
                 return Err(Finding::new(format!(
                     "{name} differs from the interpreter\n  interp: {want:?}\n  {name}: {got:?}\n  setup: {setup:?}"
@@ -253,11 +286,89 @@ impl Engines {
         Ok(want)
     }
 
-    fn outcome(&self, p: &Compiled, setup: &Setup) -> Outcome {
-        run_with(setup, |memory, args, limits| {
-            p.run(memory, args, &self.helpers, limits)
+    /// What the facade scrubs after a run under `limits`, before its helpers' mark.
+    fn scrub(&self, limits: &Limits) -> Scrub<'_> {
+        Scrub {
+            own: ebpf_vm::scrub::own_stack_reach(&self.program, limits),
+            admitted: self.entry_facts.as_ref().map(|(facts, admission)| {
+                let reach = ebpf_vm::scrub::admitted_stack_reach(&self.program, limits, facts);
+                (reach, admission)
+            }),
+        }
+    }
+
+    fn outcome(
+        &self,
+        name: &str,
+        p: &Compiled,
+        setup: &Setup,
+        scrub: &Scrub<'_>,
+    ) -> Result<Outcome, Finding> {
+        let run = RunIn {
+            program: p.executable(),
+            helpers: &self.helpers,
+        };
+        let size = usize::try_from(setup.limits.stack_size()).unwrap_or(usize::MAX);
+        if size > LARGEST_CHECKED_STACK {
+            // A stack for a call depth beyond 127 (up to 32 MiB, the deepest the engines
+            // clamp to): scanning it after every run of every engine cost seven times the
+            // target's speed. Such a run gets a fresh stack, unchecked, as before the check.
+            return Ok(run_with(setup, &mut Stack::new(), scrub, |m, a, l, s| {
+                run.run(m, a, l, s)
+            })
+            .0);
+        }
+        STACK.with(|stack| {
+            let stack = &mut *stack.borrow_mut();
+            let (outcome, reach) = run_with(setup, stack, scrub, |m, a, l, s| run.run(m, a, l, s));
+            stack.scrub(size, reach);
+            if stack.is_clean() {
+                return Ok(outcome);
+            }
+            // The next run must find the stack zero, as the facade's would.
+            *stack = Stack::new();
+            Err(Finding::new(format!(
+                "{name} left stack bytes below the {reach} the facade scrubs (of {size})\n  \
+                 outcome: {outcome:?}\n  setup: {setup:?}"
+            )))
         })
     }
+}
+
+/// One engine's program and the helpers it runs with.
+struct RunIn<'a> {
+    program: &'a dyn Executable,
+    helpers: &'a Helpers,
+}
+
+impl RunIn<'_> {
+    fn run<'m>(
+        &self,
+        memory: &mut MemoryMap<'m>,
+        args: [u64; 2],
+        limits: &Limits,
+        stack: &'m mut Stack,
+    ) -> Result<Exit, Trap> {
+        self.program
+            .run_in(memory, args, self.helpers, limits, stack)
+    }
+}
+
+/// What the facade scrubs after a run ([`ebpf_vm::scrub`]), before the helpers' mark.
+struct Scrub<'a> {
+    /// What the program's own stores can reach.
+    own: usize,
+    /// What they can reach in a run the facts' entry admits, and what that entry asks.
+    admitted: Option<(usize, &'a Admission)>,
+}
+
+/// The largest stack (64 KiB: a call-depth limit of 127) whose runs are checked to leave
+/// nothing the facade does not scrub; larger ones run on a fresh stack.
+const LARGEST_CHECKED_STACK: usize = 64 * 1024;
+
+thread_local! {
+    /// The stack every engine's runs are lent, as the facade lends one per thread.
+    static STACK: RefCell<Stack> = const { RefCell::new(Stack::new()) };
 }
 
 /// The programs compiled most recently, each with the options it was compiled under, so that
@@ -303,7 +414,7 @@ impl CompileCache {
         }
         let engines = Rc::new(Engines::compile(program, options)?);
         self.entries
-            .insert((program.clone(), *options), Rc::clone(&engines));
+            .insert((program.clone(), options.clone()), Rc::clone(&engines));
         Ok(engines)
     }
 }
@@ -323,12 +434,40 @@ pub fn compile_cached(program: &Program, options: &EngineOptions) -> Result<Rc<E
     COMPILED.with(|cache| cache.borrow_mut().compile(program, options))
 }
 
+/// Whether the run `setup` makes satisfies `entry` (`Entry::admits` on the map and arguments
+/// the engines get), so that code compiled with the entry's facts runs it rather than the
+/// fallback code.
+pub fn admitted(setup: &Setup, entry: &FactsEntry) -> bool {
+    let mut admitted = false;
+    let scrub = Scrub {
+        own: 0,
+        admitted: None,
+    };
+    run_with(setup, &mut Stack::new(), &scrub, |map, args, _, _| {
+        admitted = entry.admits(map, args);
+        Ok(Exit {
+            r0: 0,
+            instructions: 0,
+        })
+    });
+    admitted
+}
+
 /// Builds the run's memory map from `setup` (fresh copies of its buffers), runs `engine` on
-/// it, and collects the writable regions afterwards.
+/// it with `stack` lent, and collects the writable regions afterwards; with how many bytes at
+/// the top of the stack the facade would scrub after this run (`scrub`, the run's admission
+/// by the facts' entry, and the helpers' mark).
 fn run_with(
     setup: &Setup,
-    engine: impl FnOnce(MemoryMap<'_>, [u64; 2], &Limits) -> Result<Exit, Trap>,
-) -> Outcome {
+    stack: &mut Stack,
+    scrub: &Scrub<'_>,
+    engine: impl for<'m> FnOnce(
+        &mut MemoryMap<'m>,
+        [u64; 2],
+        &Limits,
+        &'m mut Stack,
+    ) -> Result<Exit, Trap>,
+) -> (Outcome, usize) {
     let mut input = setup.input.clone();
     let mut metadata = setup.metadata.as_ref().map(|(bytes, _)| bytes.clone());
     let mut data = setup.data.clone();
@@ -373,8 +512,17 @@ fn run_with(
             };
             map.insert(id, region);
         }
-        engine(map, args, &setup.limits)
+        // Checked before the run, as the engines check it (a run may move what it checks).
+        let own = match scrub.admitted {
+            Some((fewer, admission)) if fewer < scrub.own && admission.admits(&map, args) => fewer,
+            _ => scrub.own,
+        };
+        let result = engine(&mut map, args, &setup.limits, stack);
+        let size = usize::try_from(setup.limits.stack_size()).unwrap_or(usize::MAX);
+        let reach = ebpf_vm::scrub::with_helper_mark(own, size, map.lowest_stack_write());
+        (result, reach)
     };
+    let (result, reach) = result;
     let mut memory = Vec::new();
     memory.extend(data.map(|b| (layout::DATA, b)));
     memory.extend(input.map(|b| (layout::INPUT, b)));
@@ -384,5 +532,5 @@ fn run_with(
             memory.push((id, bytes));
         }
     }
-    Outcome { result, memory }
+    (Outcome { result, memory }, reach)
 }

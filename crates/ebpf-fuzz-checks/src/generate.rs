@@ -9,6 +9,7 @@
 //!   memory), drawn with a generator seeded by the fuzz bytes.
 //! - [`setup`]: the memory and limits of a run: budget, call depth, input, metadata buffer and
 //!   layout, data images, extra regions.
+//! - [`entry`]: what the JITs' facts may assume at entry, made to fit a setup (or not).
 //!
 //! Everything here reads fixed-size fields with [`Unstructured::bytes`] or picks with
 //! [`Unstructured::int_in_range`]; running out of bytes gives the smallest choice (zeros), so
@@ -18,6 +19,7 @@ use std::cell::RefCell;
 
 use arbitrary::{Result, Unstructured};
 use ebpf_abi::{Limits, MAX_CALL_DEPTH, layout};
+use ebpf_cfg::facts::{Arg, Entry, MetadataFields, RegionSpec};
 use ebpf_isa::table::{Form, SPECS};
 use ebpf_isa::{CallKind, Imm64Kind, Insn, Program, Reg};
 use ebpf_testgen::{INTERESTING_I16, INTERESTING_I32, INTERESTING_U64};
@@ -113,6 +115,94 @@ pub fn setup(u: &mut Unstructured<'_>) -> Result<Setup> {
         };
     }
     Ok(setup)
+}
+
+/// What the JITs' facts assume at entry, by how it relates to a run's setup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// The stack alone, which every run satisfies.
+    Stack,
+    /// What the setup passes: the input in `r1`/`r2` ([`Entry::input`]), or the metadata
+    /// buffer, with the input's start and end at its layout's offsets ([`Entry::metadata`]).
+    Own,
+    /// [`EntryKind::Own`] and every data image and extra region as `Fixed` at its mapped
+    /// length.
+    Fixed,
+    /// [`EntryKind::Own`] with the data images as `Fixed` at half their mapped length (an
+    /// admitted run may map more than the entry declares) and the extra regions `Dynamic`.
+    Shorter,
+    /// The metadata layout as a packet with no headroom ([`MetadataFields::packet`]): the
+    /// input's end is only known to lie at or after `data_end`.
+    Packet,
+    /// The entry of the other way to pass the input ([`Entry::metadata`] for a setup without a
+    /// metadata buffer, [`Entry::input`] for one with): runs it does not admit take the
+    /// JITs' fallback code.
+    Foreign,
+}
+
+/// The entry of `kind` for a run of `setup` (`None` for [`EntryKind::Stack`]). The setup's
+/// own run is admitted for every kind but [`EntryKind::Foreign`] — unless a metadata layout
+/// writes both addresses to overlapping words, or the setup has no input where the entry
+/// needs one: those runs take the fallback code, as other setups of the same input may.
+pub fn entry(kind: EntryKind, setup: &Setup) -> Option<Entry> {
+    let layout = setup.metadata.as_ref().and_then(|(_, layout)| *layout);
+    let fields = |m: Metadata| {
+        let (data, data_end) = (m.data_offset as u32, m.data_end_offset as u32);
+        if kind == EntryKind::Packet {
+            MetadataFields::packet(data, data_end, 0)
+        } else {
+            MetadataFields::input(data, data_end)
+        }
+    };
+    let own = match (&setup.metadata, layout) {
+        (Some(_), Some(m)) => Entry::metadata(fields(m)),
+        // A buffer without a layout: `r1`/`r2` are its start and length, nothing more.
+        (Some(_), None) => {
+            let mut e = Entry::unknown().with_region(
+                layout::METADATA as u8,
+                RegionSpec::Dynamic { writable: true },
+            );
+            e.args = [
+                Arg::Start(layout::METADATA as u8),
+                Arg::Len(layout::METADATA as u8),
+            ];
+            e
+        }
+        (None, _) if setup.input.is_some() => Entry::input(),
+        (None, _) => Entry::unknown(),
+    };
+    let fixed = |len: usize, shorten: bool, writable: bool| RegionSpec::Fixed {
+        len: if shorten { len as u64 / 2 } else { len as u64 },
+        writable,
+    };
+    let images = |entry: Entry, shorten: bool| {
+        let mut entry = entry;
+        if let Some(rodata) = &setup.rodata {
+            entry = entry.with_region(layout::RODATA as u8, fixed(rodata.len(), shorten, false));
+        }
+        if let Some(data) = &setup.data {
+            entry = entry.with_region(layout::DATA as u8, fixed(data.len(), shorten, true));
+        }
+        for (id, (writable, bytes)) in (layout::FIRST_EXTRA..).zip(&setup.extra) {
+            let spec = if shorten {
+                RegionSpec::Dynamic {
+                    writable: *writable,
+                }
+            } else {
+                fixed(bytes.len(), false, *writable)
+            };
+            entry = entry.with_region(id as u8, spec);
+        }
+        entry
+    };
+    match kind {
+        EntryKind::Stack => None,
+        EntryKind::Own | EntryKind::Packet => Some(own),
+        EntryKind::Fixed => Some(images(own, false)),
+        EntryKind::Shorter => Some(images(own, true)),
+        EntryKind::Foreign if setup.metadata.is_some() => Some(Entry::input()),
+        EntryKind::Foreign => Some(Entry::metadata(MetadataFields::input(0, 8))),
+    }
 }
 
 /// Registers, `r10` rarely as a destination (writing it is legal bytecode, and the JITs'

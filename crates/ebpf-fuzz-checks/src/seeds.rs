@@ -25,6 +25,18 @@ fn setup_bytes(mem: Option<&[u8]>) -> Vec<u8> {
     out
 }
 
+/// The differential target's flags for one setup, raw slots, and the facts' entry made from
+/// the setup's input, Cranelift checking its dropped checks (a row of
+/// [`crate::targets::DIFFERENTIAL_SHAPES`]).
+const OWN_ENTRY_FLAGS: u8 = {
+    let row = 7;
+    assert!(matches!(
+        crate::targets::DIFFERENTIAL_SHAPES[row],
+        (crate::generate::EntryKind::Own, true)
+    ));
+    2 | ((row * 3) << 3) as u8
+};
+
 /// Adds the seeds of one program (with its input memory) to every target that runs programs.
 fn add_program(seeds: &mut Seeds, name: &str, program: &Program, mem: Option<&[u8]>) {
     let code = program.to_bytes();
@@ -50,6 +62,14 @@ fn add_program(seeds: &mut Seeds, name: &str, program: &Program, mem: Option<&[u
     ]
     .concat();
     put(Target::Facade, facade);
+    // With an input, once more with the JITs' facts proven from it (and Cranelift checking
+    // the checks they drop): the facade's own configuration, the facts' entry admitted.
+    if !mem.is_empty() {
+        seeds.entry(Target::Differential).or_default().insert(
+            format!("{name}-entry"),
+            [&[OWN_ENTRY_FLAGS][..], &setup, &code].concat(),
+        );
+    }
 }
 
 /// Every seed: from each conformance vector (its program; its assembly text when it does not

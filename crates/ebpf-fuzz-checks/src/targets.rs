@@ -12,7 +12,7 @@ use ebpf_vm::{Engine, Input, Vm};
 
 use crate::Finding;
 use crate::engines::{EngineOptions, Engines, HELPER_IDS, HELPERS, Outcome, Setup, compile_cached};
-use crate::generate::{buffer, byte, setup, structured_program, wild_program};
+use crate::generate::{EntryKind, buffer, byte, entry, setup, structured_program, wild_program};
 
 /// Longest program the verifier and differential targets generate or take: small, so that
 /// the Cranelift JIT compiles each input in about a millisecond.
@@ -177,7 +177,7 @@ pub fn elf(data: &[u8]) -> Result<(), Finding> {
                 ..EngineOptions::default()
             },
         )?;
-        let outcome = engines.interpret(&setup);
+        let outcome = engines.interpret(&setup)?;
         if let Err(trap) = &outcome.result {
             printable("trap", &trap.to_string())?;
         }
@@ -265,7 +265,7 @@ pub fn verifier(data: &[u8]) -> Result<(), Finding> {
             ..EngineOptions::default()
         },
     )?;
-    let Outcome { result, .. } = engines.interpret(&setup);
+    let Outcome { result, .. } = engines.interpret(&setup)?;
     let broken = |why: &str| {
         Finding::new(format!(
             "accepted program {why}: {result:?}\n{}",
@@ -299,16 +299,42 @@ pub fn verifier(data: &[u8]) -> Result<(), Finding> {
     Ok(())
 }
 
+/// What the differential target's flags byte picks beyond the program's mode and the number
+/// of setups: `(flags >> 3) / 3` indexes this table — the JITs' entry (made to fit the first
+/// setup) and whether the Cranelift JIT keeps the checks its facts drop. Row 0 is the stack
+/// alone without checked facts (the seeds' flags).
+pub const DIFFERENTIAL_SHAPES: [(EntryKind, bool); 11] = [
+    (EntryKind::Stack, false),
+    (EntryKind::Own, false),
+    (EntryKind::Fixed, false),
+    (EntryKind::Shorter, false),
+    (EntryKind::Packet, false),
+    (EntryKind::Foreign, false),
+    (EntryKind::Stack, true),
+    (EntryKind::Own, true),
+    (EntryKind::Fixed, true),
+    (EntryKind::Shorter, true),
+    (EntryKind::Packet, true),
+];
+
 /// `differential`: one program (generated, raw or structured) compiled once per engine (or
 /// taken from the [`CompileCache`](crate::engines::CompileCache) when one of the last inputs
-/// had the same program and options) and run under one to three fuzzed setups (budget, call depth, input, metadata layout, data
-/// images, extra regions); the x86 JIT with and without constant blinding and the Cranelift
-/// JIT (at the optimisation level the input picks) must each match the interpreter: `r0` or
-/// the trap (kind and pc), the instruction count, and every writable region afterwards.
+/// had the same program and options) and run under one to three fuzzed setups (budget, call
+/// depth, input, metadata layout, data images, extra regions); the x86 JIT with and without
+/// constant blinding and the Cranelift JIT (at the optimisation level the input picks) must
+/// each match the interpreter: `r0` or the trap (kind and pc), the instruction count, and
+/// every writable region afterwards. The flags also pick ([`DIFFERENTIAL_SHAPES`]) what the
+/// JITs' facts assume at entry — the first setup's input, metadata layout or packet, its
+/// images and regions at or below their mapped lengths, or an entry it does not satisfy
+/// (the other setups satisfy it or not) — and whether Cranelift checks its dropped checks.
+/// After every run of every engine, the stack scrubbed as the facade scrubs it must be all
+/// zero ([`Engines::check`]).
 pub fn differential(data: &[u8]) -> Result<(), Finding> {
     let mut u = Unstructured::new(data);
     let flags = byte(&mut u).unwrap_or(0);
-    let runs = 1 + usize::from(flags >> 3) % 3;
+    let variant = usize::from(flags >> 3);
+    let runs = 1 + variant % 3;
+    let (entry_kind, cranelift_checked_facts) = DIFFERENTIAL_SHAPES[variant / 3];
     let mut setups = Vec::with_capacity(runs);
     for _ in 0..runs {
         match setup(&mut u) {
@@ -325,13 +351,16 @@ pub fn differential(data: &[u8]) -> Result<(), Finding> {
         } else {
             OptLevel::Speed
         },
+        entry: setups.first().and_then(|first| entry(entry_kind, first)),
+        cranelift_checked_facts,
         ..EngineOptions::default()
     };
     let engines = compile_cached(&program, &options)?;
     for setup in &setups {
         let outcome = engines.check(setup).map_err(|f| {
             Finding::new(format!(
-                "{f}\nprogram:\n{}",
+                "{f}\nentry: {:?}\nprogram:\n{}",
+                options.entry,
                 ebpf_isa::disassemble(&program)
             ))
         })?;
