@@ -11,6 +11,7 @@ use std::path::Path;
 use ebpf_isa::Program;
 
 use crate::Target;
+use crate::generate::EntryKind;
 
 /// Seed inputs by target, then by file name.
 pub type Seeds = BTreeMap<Target, BTreeMap<String, Vec<u8>>>;
@@ -25,17 +26,19 @@ fn setup_bytes(mem: Option<&[u8]>) -> Vec<u8> {
     out
 }
 
-/// The differential target's flags for one setup, raw slots, and the facts' entry made from
-/// the setup's input, Cranelift checking its dropped checks (a row of
-/// [`crate::targets::DIFFERENTIAL_SHAPES`]).
-const OWN_ENTRY_FLAGS: u8 = {
-    let row = 7;
-    assert!(matches!(
-        crate::targets::DIFFERENTIAL_SHAPES[row],
-        (crate::generate::EntryKind::Own, true)
-    ));
+/// The differential target's flags for one setup, raw slots, and row `row` of
+/// [`crate::targets::DIFFERENTIAL_SHAPES`] (which must be `shape`).
+const fn shape_flags(row: usize, shape: (EntryKind, bool)) -> u8 {
+    let (kind, checked) = crate::targets::DIFFERENTIAL_SHAPES[row];
+    assert!(kind as u8 == shape.0 as u8 && checked == shape.1);
     2 | ((row * 3) << 3) as u8
-};
+}
+
+/// The facts' entry made from the setup's input, Cranelift checking its dropped checks.
+const OWN_ENTRY_FLAGS: u8 = shape_flags(7, (EntryKind::Own, true));
+
+/// An entry the setup does not satisfy: every run takes the JITs' fallback code.
+const FOREIGN_ENTRY_FLAGS: u8 = shape_flags(5, (EntryKind::Foreign, false));
 
 /// Adds the seeds of one program (with its input memory) to every target that runs programs.
 fn add_program(seeds: &mut Seeds, name: &str, program: &Program, mem: Option<&[u8]>) {
@@ -62,13 +65,20 @@ fn add_program(seeds: &mut Seeds, name: &str, program: &Program, mem: Option<&[u
     ]
     .concat();
     put(Target::Facade, facade);
-    // With an input, once more with the JITs' facts proven from it (and Cranelift checking
-    // the checks they drop): the facade's own configuration, the facts' entry admitted.
+    // With an input, twice more: with the JITs' facts proven from it (and Cranelift checking
+    // the checks they drop), the facade's own configuration, and from an entry it does not
+    // satisfy, which runs the JITs' fallback code.
     if !mem.is_empty() {
-        seeds.entry(Target::Differential).or_default().insert(
-            format!("{name}-entry"),
-            [&[OWN_ENTRY_FLAGS][..], &setup, &code].concat(),
-        );
+        let differential = seeds.entry(Target::Differential).or_default();
+        for (suffix, flags) in [
+            ("entry", OWN_ENTRY_FLAGS),
+            ("fallback", FOREIGN_ENTRY_FLAGS),
+        ] {
+            differential.insert(
+                format!("{name}-{suffix}"),
+                [&[flags][..], &setup, &code].concat(),
+            );
+        }
     }
 }
 
