@@ -120,8 +120,41 @@ fn writes_r10(insn: &Insn) -> bool {
     dst == Some(Reg::R10)
 }
 
-/// `undecodable`: the pcs of stand-ins for slots that did not decode (reported by the caller,
-/// not here as calls by BTF id).
+/// The pcs of the stand-ins (increasing), asked about in increasing pc order. Every stand-in
+/// is a call by BTF id, so a search of the whole list per such call was quadratic in the
+/// number of undecodable slots (an accepted program may hold up to `max_slots` of them in
+/// dead code); a cursor makes the walk linear.
+struct StandIns<'a> {
+    pcs: &'a [usize],
+    next: usize,
+}
+
+/// How many stand-in pcs every [`StandIns::contains`] has looked at, for the test that the
+/// walk is linear.
+#[cfg(test)]
+static STAND_IN_STEPS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+impl<'a> StandIns<'a> {
+    fn new(pcs: &'a [usize]) -> StandIns<'a> {
+        StandIns { pcs, next: 0 }
+    }
+
+    /// Whether `pc` is a stand-in; `pc` must not be less than in the previous call.
+    fn contains(&mut self, pc: usize) -> bool {
+        while let Some(&next) = self.pcs.get(self.next) {
+            #[cfg(test)]
+            STAND_IN_STEPS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            if next >= pc {
+                return next == pc;
+            }
+            self.next += 1;
+        }
+        false
+    }
+}
+
+/// `undecodable`: the pcs of stand-ins for slots that did not decode, in increasing order
+/// (reported by the caller, not here as calls by BTF id).
 pub(crate) fn check(
     program: &Program,
     cfg: &Cfg,
@@ -171,6 +204,7 @@ pub(crate) fn check(
     flush(cfg, live, run, config.unreachable, out);
 
     // Per-instruction checks: errors where the instruction can run, warnings where it cannot.
+    let mut stand_ins = StandIns::new(undecodable);
     for (pc, insn) in program.iter() {
         let severity = if live.pc(cfg, pc) {
             Severity::Error
@@ -199,7 +233,7 @@ pub(crate) fn check(
             Insn::Call {
                 kind: CallKind::Btf,
                 ..
-            } if !undecodable.contains(&pc) => report(FindingKind::UnsupportedCall),
+            } if !stand_ins.contains(pc) => report(FindingKind::UnsupportedCall),
             Insn::LoadImm64 { kind, .. } if kind != Imm64Kind::Value => {
                 report(FindingKind::UnsupportedLddw);
             }
@@ -378,4 +412,37 @@ fn call_depths(cfg: &Cfg, live: &Live) -> Vec<Option<usize>> {
         }
     }
     depth
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Verifier;
+    use core::sync::atomic::Ordering;
+
+    /// `mov r0, 0; exit`, then `junk` slots that do not decode (opcode 0xff), in dead code:
+    /// accepted, one stand-in each. Looking them up must cost a bounded number of steps per
+    /// slot (it was a scan of every stand-in per stand-in: `junk²/2` steps).
+    #[test]
+    fn finding_the_stand_ins_is_linear_in_the_slots() {
+        let junk = 20_000;
+        let mut bytes = vec![0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+        for _ in 0..junk {
+            bytes.extend_from_slice(&[0xff, 0, 0, 0, 0, 0, 0, 0]);
+        }
+        let before = STAND_IN_STEPS.load(Ordering::Relaxed);
+        let verified = Verifier::new(VerifierConfig::default())
+            .verify_bytes(&bytes)
+            .unwrap();
+        let steps = STAND_IN_STEPS.load(Ordering::Relaxed) - before;
+        assert_eq!(verified.undecodable().len(), junk);
+        let decode = |f: &&Finding| matches!(f.kind, FindingKind::Decode(_));
+        assert_eq!(verified.warnings().iter().filter(decode).count(), junk);
+        // Each call advances past the previous pc once and looks at the next: 2 per slot,
+        // with room for another test's few stand-ins counted at the same time.
+        assert!(
+            steps <= 2 * junk + 1_000,
+            "{steps} steps for {junk} stand-ins"
+        );
+    }
 }

@@ -63,6 +63,27 @@ fn a_million_slots_are_accepted_and_one_more_is_not() {
     }
 }
 
+/// Junk in dead code is accepted with a warning per slot, however much of it there is (the
+/// lookup of the stand-ins was quadratic: 40,000 slots took 8.7 s).
+#[test]
+fn two_hundred_thousand_undecodable_dead_slots_are_accepted() {
+    let junk = 200_000;
+    let mut bytes = Program::from_insns(vec![mov_r0(0), Insn::Exit]).to_bytes();
+    for _ in 0..junk {
+        bytes.extend_from_slice(&[0xff, 0, 0, 0, 0, 0, 0, 0]);
+    }
+    let verified = Verifier::new(VerifierConfig::default())
+        .verify_bytes(&bytes)
+        .unwrap();
+    assert_eq!(verified.undecodable(), (2..2 + junk).collect::<Vec<_>>());
+    let decode = verified
+        .warnings()
+        .iter()
+        .filter(|f| matches!(f.kind, FindingKind::Decode(_)))
+        .count();
+    assert_eq!(decode, junk);
+}
+
 #[test]
 fn rejected_summarises_the_first_error_and_counts_the_rest() {
     let verifier = Verifier::new(VerifierConfig::default());
