@@ -193,31 +193,34 @@ pub(crate) fn functions_named(parsed: &Parsed, name: &str) -> Vec<(ProgramInfo, 
         .collect()
 }
 
-/// Builds the read-only and writable images and applies the data relocations
-/// (`R_BPF_64_ABS64`: pointers in `.rodata`/`.data`, e.g. tables of string literals).
-pub(crate) fn images(parsed: &Parsed, bytes: &[u8]) -> Result<Images, ElfError> {
+/// Where each data section goes: its offset in its image (by section index; 0 for other
+/// sections) and the size of each image. Arithmetic over the section headers only, so that
+/// the images' limit is checked before anything of that size is allocated (a `SHT_NOBITS`
+/// header costs 64 bytes of file and may claim 64 MiB). The error names the section whose end
+/// passes [`MAX_IMAGE_SIZE`], with its index.
+pub(crate) fn data_layout(parsed: &Parsed) -> Result<DataLayout, (usize, ElfError)> {
     let mut placement = vec![0u64; parsed.sections.len()];
-    let mut rodata = Vec::new();
-    let mut data = Vec::new();
+    let (mut rodata_size, mut data_size) = (0u64, 0u64);
     let order = [
         (SectionKind::Rodata, "the .rodata image"),
         (SectionKind::Data, "the .data/.bss image"),
         (SectionKind::Bss, "the .data/.bss image"),
     ];
     for (kind, what) in order {
-        let image = if kind == SectionKind::Rodata {
-            &mut rodata
+        let size = if kind == SectionKind::Rodata {
+            &mut rodata_size
         } else {
-            &mut data
+            &mut data_size
         };
         for (i, section) in parsed.sections.iter().enumerate() {
             if section.kind != kind {
                 continue;
             }
-            let len = image.len() as u64;
-            let too_large =
-                |size| ElfError::at(section.header_offset, ElfErrorKind::TooLarge { what, size });
-            let start = len
+            let too_large = |size| {
+                let kind = ElfErrorKind::TooLarge { what, size };
+                (i, ElfError::at(section.header_offset, kind))
+            };
+            let start = size
                 .checked_add(section.align - 1)
                 .map(|x| x & !(section.align - 1))
                 .ok_or_else(|| too_large(u64::MAX))?;
@@ -227,17 +230,52 @@ pub(crate) fn images(parsed: &Parsed, bytes: &[u8]) -> Result<Images, ElfError> 
             if end > MAX_IMAGE_SIZE {
                 return Err(too_large(end));
             }
-            image.resize(start as usize, 0);
-            match bytes.get(section.contents.clone()) {
-                Some(contents) if !section.nobits => image.extend_from_slice(contents),
-                _ => image.resize(end as usize, 0),
-            }
-            image.resize(end as usize, 0);
             if let Some(p) = placement.get_mut(i) {
                 *p = start;
             }
+            *size = end;
         }
     }
+    Ok(DataLayout {
+        placement,
+        rodata_size,
+        data_size,
+    })
+}
+
+/// The result of [`data_layout`].
+pub(crate) struct DataLayout {
+    placement: Vec<u64>,
+    rodata_size: u64,
+    data_size: u64,
+}
+
+/// Builds the read-only and writable images and applies the data relocations
+/// (`R_BPF_64_ABS64`: pointers in `.rodata`/`.data`, e.g. tables of string literals).
+pub(crate) fn images(parsed: &Parsed, bytes: &[u8]) -> Result<Images, ElfError> {
+    let layout = data_layout(parsed).map_err(|(_, e)| e)?;
+    // Both sizes are at most `MAX_IMAGE_SIZE`.
+    let mut rodata = vec![0; layout.rodata_size as usize];
+    let mut data = vec![0; layout.data_size as usize];
+    for (i, section) in parsed.sections.iter().enumerate() {
+        let image = match section.kind {
+            SectionKind::Rodata => &mut rodata,
+            SectionKind::Data | SectionKind::Bss => &mut data,
+            _ => continue,
+        };
+        let Some(contents) = bytes
+            .get(section.contents.clone())
+            .filter(|_| !section.nobits)
+        else {
+            continue;
+        };
+        let start = layout.placement.get(i).copied().unwrap_or(0) as usize;
+        let len = contents.len().min(section.size as usize);
+        if let (Some(to), Some(from)) = (image.get_mut(start..start + len), contents.get(..len)) {
+            to.copy_from_slice(from);
+        }
+    }
+    let placement = layout.placement;
     let mut images = Images {
         rodata,
         data,

@@ -13,10 +13,10 @@ use goblin::elf::sym::{STT_FUNC, STT_SECTION};
 
 use ebpf_isa::quoted;
 
-use crate::MAX_IMAGE_SIZE;
 use crate::btf::{Btf, kind};
 use crate::error::{ElfError, ElfErrorKind};
 use crate::parse::{Parsed, Place, R_BPF_64_ABS64, Section, SectionKind};
+use crate::{MAX_IMAGE_SIZE, link};
 
 /// How an object defines a map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -152,6 +152,12 @@ pub(crate) fn definitions(parsed: &Parsed, bytes: &[u8]) -> Definitions {
         }
     }
     out.maps.sort_by_key(|p| (p.section, p.offset));
+    // The global data maps hold what the images would: past the images' limit, nothing of
+    // them is allocated (the headers alone may claim gigabytes; linking would refuse them).
+    if let Err((s, e)) = link::data_layout(parsed) {
+        out.failed.push((s, e));
+        return out;
+    }
     for (s, section) in parsed.sections.iter().enumerate() {
         match global_data(section, bytes) {
             Ok(Some(definition)) => out.globals.push((s, definition)),

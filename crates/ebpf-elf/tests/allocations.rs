@@ -1,0 +1,163 @@
+//! What parsing and loading an object may cost in memory: a bound proportional to the file (or
+//! a documented limit checked before allocating), however its headers, names and tables are
+//! arranged to multiply it.
+//!
+//! Its own test binary because it installs a counting global allocator: it tracks the peak of
+//! the bytes the current thread holds while counting is switched on.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use common::{Section, strtab, symbol, write_elf};
+use ebpf_elf::{ElfErrorKind, ElfObject, MAX_IMAGE_SIZE, Selector};
+
+/// The system allocator, tracking the live and peak bytes of threads that asked for it.
+struct Counting;
+
+std::thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static LIVE: Cell<i64> = const { Cell::new(0) };
+    static PEAK: Cell<i64> = const { Cell::new(0) };
+}
+
+fn note(delta: i64) {
+    // `try_with`: thread-locals may be gone while a thread exits.
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        let _ = LIVE.try_with(|live| {
+            live.set(live.get() + delta);
+            let _ = PEAK.try_with(|peak| peak.set(peak.get().max(live.get())));
+        });
+    }
+}
+
+// SAFETY: every method forwards to the system allocator unchanged; the counting touches only
+// const-initialised thread-locals without destructors, which never allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size() as i64);
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size() as i64);
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size as i64 - layout.size() as i64);
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note(-(layout.size() as i64));
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The peak of the bytes `f` holds at once beyond what was held when it started.
+fn peak_bytes<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    LIVE.with(|l| l.set(0));
+    PEAK.with(|p| p.set(0));
+    COUNTING.with(|c| c.set(true));
+    let out = f();
+    COUNTING.with(|c| c.set(false));
+    (out, PEAK.with(Cell::get).max(0) as u64)
+}
+
+const SHT_NOBITS: u32 = 8;
+const SHF_WRITE: u64 = 1;
+
+/// An XDP program `mov r0, 0; exit` (section `xdp`, function `prog`) and one `SHT_NOBITS`
+/// section per entry of `bss`: its name and its size (64 bytes of file each, whatever the size).
+fn object_with_bss(bss: &[(&str, u64)]) -> Vec<u8> {
+    let mut names = vec![".shstrtab", ".symtab", "xdp", "prog"];
+    names.extend(bss.iter().map(|(name, _)| *name));
+    let (table, off) = strtab(&names);
+    let code = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+    let mut symtab = symbol(0, 0, 0, 0, 0);
+    symtab.extend(symbol(off[3], 0x12, 3, 0, code.len() as u64));
+    let mut sections = vec![
+        Section::names(off[0], table),
+        Section::symbols(off[1], symtab, 1),
+        Section::code(off[2], &code),
+    ];
+    for (i, _) in bss.iter().enumerate() {
+        sections.push(Section {
+            name_offset: off[4 + i],
+            sh_type: SHT_NOBITS,
+            flags: common::SHF_ALLOC | SHF_WRITE,
+            data: Vec::new(),
+            link: 0,
+            info: 0,
+            align: 8,
+            entsize: 0,
+        });
+    }
+    let mut bytes = write_elf(&sections, 1);
+    // `write_elf` gives each section its data's size; a NOBITS section has none in the file.
+    let shoff = common::u64_at(&bytes, 40) as usize;
+    for (i, (_, size)) in bss.iter().enumerate() {
+        let header = shoff + 64 * (4 + i);
+        bytes[header + 32..header + 40].copy_from_slice(&size.to_le_bytes());
+    }
+    bytes
+}
+
+/// Two 48 MiB `.bss.*` headers (a 600-byte file) pass the per-section limit but not the
+/// image's: the object is refused with `TooLarge` before either is materialised (it took
+/// 96 MiB for the global data maps, then twice that in copies, before the image was checked).
+#[test]
+fn nobits_sections_past_the_image_limit_are_refused_before_allocation() {
+    let size = 48 << 20;
+    let bytes = object_with_bss(&[(".bss.a", size), (".bss.b", size)]);
+    let (errors, peak) = peak_bytes(|| {
+        let object = ElfObject::parse(&bytes).unwrap();
+        let maps = object.maps().map(|_| ());
+        let load = object.load(Selector::Only).map(|_| ());
+        let with_maps = object.load_with_data_maps(Selector::Only).map(|_| ());
+        [maps, load, with_maps]
+    });
+    assert!(
+        peak < 64 * bytes.len() as u64 + (64 << 10),
+        "{peak} bytes at once for a {}-byte object",
+        bytes.len()
+    );
+    for e in errors {
+        let e = e.unwrap_err();
+        let what = "the .data/.bss image";
+        assert_eq!(
+            e.kind,
+            ElfErrorKind::TooLarge {
+                what,
+                size: 2 * size
+            },
+            "{e}"
+        );
+    }
+}
+
+/// Within the limit the sections are still global data maps and the image holds them.
+#[test]
+fn nobits_sections_within_the_image_limit_load() {
+    let size = MAX_IMAGE_SIZE / 2 - 8;
+    let bytes = object_with_bss(&[(".bss.a", size), (".bss.b", size)]);
+    let object = ElfObject::parse(&bytes).unwrap();
+    let maps = object.maps().unwrap();
+    let sizes: Vec<_> = maps
+        .iter()
+        .map(|m| (m.name.as_str(), m.value_size))
+        .collect();
+    assert_eq!(sizes, [(".bss.a", size as u32), (".bss.b", size as u32)]);
+    let loaded = object.load(Selector::Only).unwrap();
+    assert_eq!(loaded.data.len() as u64, 2 * size);
+    assert!(loaded.data.iter().all(|&b| b == 0));
+}
