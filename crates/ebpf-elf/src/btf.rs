@@ -5,6 +5,7 @@
 //! [`ElfErrorKind::BadBtf`] with the file offset of the bad record, never a panic.
 
 use crate::error::{ElfError, ElfErrorKind};
+use crate::parse::{NameError, NameReader};
 
 /// `BTF_KIND_*` numbers.
 pub(crate) mod kind {
@@ -112,15 +113,13 @@ impl Btf {
             str_len,
             "the string table lies outside the section",
         )?;
-        let name = |off: u32, at: usize| -> Result<String, ElfError> {
-            let rest = strings
-                .get(off as usize..)
-                .ok_or_else(|| bad(at, "a name lies outside the string table"))?;
-            let end = rest
-                .iter()
-                .position(|&b| b == 0)
-                .ok_or_else(|| bad(at, "a name is not NUL-terminated"))?;
-            Ok(String::from_utf8_lossy(&rest[..end]).into_owned())
+        let mut reader = NameReader::new(bytes.len());
+        let mut name = |off: u32, at: usize| -> Result<String, ElfError> {
+            reader.read(strings, u64::from(off)).map_err(|e| match e {
+                NameError::Outside => bad(at, "a name lies outside the string table"),
+                NameError::Unterminated => bad(at, "a name is not NUL-terminated"),
+                NameError::TooLarge(kind) => ElfError::at(file_offset + at as u64, kind),
+            })
         };
         let mut out = vec![Type {
             kind: 0,

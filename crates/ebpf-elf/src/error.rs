@@ -94,6 +94,17 @@ pub enum ElfErrorKind {
         /// The offset into the string table.
         offset: u64,
     },
+    /// A name is longer than [`crate::MAX_NAME_LEN`] bytes.
+    NameTooLong {
+        /// The offset of the name in its string table.
+        offset: u64,
+    },
+    /// The names read from the object (or from its `.BTF` section) add up to more than the
+    /// limit: twice its size plus 64 KiB (see [`crate::MAX_NAME_LEN`]).
+    NamesTooLarge {
+        /// The limit, in bytes.
+        max: u64,
+    },
     /// A relocation names a symbol the symbol table does not have.
     BadSymbolIndex {
         /// The symbol index found.
@@ -224,6 +235,14 @@ impl fmt::Display for ElfErrorKind {
             }
             ElfErrorKind::BadStringOffset { offset } => {
                 write!(f, "string offset {offset:#x} outside its string table")
+            }
+            ElfErrorKind::NameTooLong { offset } => write!(
+                f,
+                "the name at string offset {offset:#x} is longer than {} bytes",
+                crate::MAX_NAME_LEN
+            ),
+            ElfErrorKind::NamesTooLarge { max } => {
+                write!(f, "the names add up to more than {max} bytes")
             }
             ElfErrorKind::BadSymbolIndex { index, count } => {
                 write!(f, "symbol index {index} out of range ({count} symbols)")

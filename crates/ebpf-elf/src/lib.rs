@@ -120,6 +120,15 @@ pub const DATA_BASE: u64 = 0x3_0000_0000;
 /// larger `.bss` is refused with [`ElfErrorKind::TooLarge`] rather than allocated.
 pub const MAX_IMAGE_SIZE: u64 = 64 << 20;
 
+/// The longest name (of a section, a symbol, a BTF type or member) the loader reads, in bytes:
+/// 1,024, twice the kernel's `KSYM_NAME_LEN` (its limit for BTF and symbol names) and enough
+/// for a uprobe section's path. A longer name is refused ([`ElfErrorKind::NameTooLong`]), and
+/// the names of an object may not add up to more than twice its size plus 64 KiB
+/// ([`ElfErrorKind::NamesTooLarge`]): names are copies, and a record costs 12 to 64 bytes of
+/// file however long the string it names, so without both limits a small object could claim
+/// memory (and time) quadratic in its size.
+pub const MAX_NAME_LEN: usize = 1024;
+
 /// A parsed BPF object: its structure has been checked, its programs listed.
 #[derive(Clone, Debug)]
 pub struct ElfObject {

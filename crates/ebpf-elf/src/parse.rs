@@ -18,6 +18,7 @@ use goblin::elf::section_header::{
 };
 use goblin::elf::sym::{STT_FUNC, STT_SECTION, Sym};
 
+use crate::MAX_NAME_LEN;
 use crate::error::{ElfError, ElfErrorKind};
 
 /// Size of the ELF64 header.
@@ -175,8 +176,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed, ElfError> {
         );
     }
     let headers = section_headers(bytes, &header, ctx)?;
-    let mut sections = name_sections(bytes, &header, &headers)?;
-    let symbols = read_symbols(bytes, &headers, &sections, ctx)?;
+    let mut names = NameReader::new(bytes.len());
+    let mut sections = name_sections(bytes, &header, &headers, &mut names)?;
+    let symbols = read_symbols(bytes, &headers, &sections, ctx, &mut names)?;
     read_relocations(bytes, &headers, &mut sections, symbols.len(), ctx)?;
     Ok(Parsed { sections, symbols })
 }
@@ -257,6 +259,7 @@ fn name_sections(
     bytes: &[u8],
     header: &goblin::elf::Header,
     headers: &[(u64, SectionHeader)],
+    reader: &mut NameReader,
 ) -> Result<Vec<Section>, ElfError> {
     let count = headers.len();
     let mut sections = Vec::with_capacity(count);
@@ -324,7 +327,7 @@ fn name_sections(
     };
     let names = bytes.get(names).unwrap_or_default();
     for (section, (at, h)) in sections.iter_mut().zip(headers) {
-        section.name = string_at(names, h.sh_name as u64, *at)?;
+        section.name = reader.elf_name(names, h.sh_name as u64, *at)?;
     }
     classify(sections, headers)
 }
@@ -367,13 +370,74 @@ fn classify(
 }
 
 /// The NUL-terminated string at `offset` of a string table; `at` is where the offset was read.
-fn string_at(table: &[u8], offset: u64, at: u64) -> Result<String, ElfError> {
-    let bad = || ElfError::at(at, ElfErrorKind::BadStringOffset { offset });
-    let start = usize::try_from(offset).map_err(|_| bad())?;
-    let rest = table.get(start..).ok_or_else(bad)?;
-    let end = rest.iter().position(|&b| b == 0).ok_or_else(bad)?;
-    let name = rest.get(..end).ok_or_else(bad)?;
-    Ok(String::from_utf8_lossy(name).into_owned())
+/// Reads names out of string tables within two limits that keep what a hostile object's names
+/// cost linear in its size: every record may name the same long string (or a suffix of it), and
+/// each is a copy, so unbounded names cost records × length in memory and in time finding
+/// their NULs. No name may be longer than [`MAX_NAME_LEN`], and the names one reader returns
+/// add up to at most [`NAME_BYTES_PER_BYTE`] per byte of its input plus [`NAME_BYTES_FLOOR`].
+pub(crate) struct NameReader {
+    left: u64,
+    max: u64,
+}
+
+/// See [`NameReader`]: names one object (or one `.BTF` section) may hold, per byte of it.
+const NAME_BYTES_PER_BYTE: u64 = 2;
+/// See [`NameReader`]: names any object may hold, whatever its size.
+const NAME_BYTES_FLOOR: u64 = 64 << 10;
+
+/// Why [`NameReader::read`] refused a name.
+pub(crate) enum NameError {
+    /// The offset lies outside the table.
+    Outside,
+    /// The name is not NUL-terminated.
+    Unterminated,
+    /// The name, or the names read so far, exceed the limits: the error for it.
+    TooLarge(ElfErrorKind),
+}
+
+impl NameReader {
+    /// A reader for the names of an input (an object, a `.BTF` section) of `input_len` bytes.
+    pub(crate) fn new(input_len: usize) -> NameReader {
+        let max = (input_len as u64)
+            .saturating_mul(NAME_BYTES_PER_BYTE)
+            .saturating_add(NAME_BYTES_FLOOR);
+        NameReader { left: max, max }
+    }
+
+    /// The name at `offset` in `table`.
+    pub(crate) fn read(&mut self, table: &[u8], offset: u64) -> Result<String, NameError> {
+        let rest = usize::try_from(offset)
+            .ok()
+            .and_then(|start| table.get(start..))
+            .ok_or(NameError::Outside)?;
+        // Never look further than the longest name allowed, so the search is bounded too.
+        let window = rest.get(..=MAX_NAME_LEN).unwrap_or(rest);
+        let Some(len) = window.iter().position(|&b| b == 0) else {
+            return Err(if window.len() > MAX_NAME_LEN {
+                NameError::TooLarge(ElfErrorKind::NameTooLong { offset })
+            } else {
+                NameError::Unterminated
+            });
+        };
+        self.left = self
+            .left
+            .checked_sub(len as u64)
+            .ok_or(NameError::TooLarge(ElfErrorKind::NamesTooLarge {
+                max: self.max,
+            }))?;
+        Ok(String::from_utf8_lossy(&window[..len]).into_owned())
+    }
+
+    /// [`NameReader::read`] for ELF string tables: an unreadable name is `BadStringOffset`, and
+    /// every error is at file offset `at`.
+    fn elf_name(&mut self, table: &[u8], offset: u64, at: u64) -> Result<String, ElfError> {
+        self.read(table, offset).map_err(|e| match e {
+            NameError::Outside | NameError::Unterminated => {
+                ElfError::at(at, ElfErrorKind::BadStringOffset { offset })
+            }
+            NameError::TooLarge(kind) => ElfError::at(at, kind),
+        })
+    }
 }
 
 fn read_symbols(
@@ -381,6 +445,7 @@ fn read_symbols(
     headers: &[(u64, SectionHeader)],
     sections: &[Section],
     ctx: Ctx,
+    reader: &mut NameReader,
 ) -> Result<Vec<Symbol>, ElfError> {
     let mut tables = headers.iter().filter(|(_, h)| h.sh_type == SHT_SYMTAB);
     let Some((at, h)) = tables.next() else {
@@ -462,7 +527,7 @@ fn read_symbols(
             }
             s => Place::Reserved(s),
         };
-        let mut name = string_at(names, sym.st_name as u64, entry)?;
+        let mut name = reader.elf_name(names, sym.st_name as u64, entry)?;
         let st_type = sym.st_type();
         if st_type == STT_SECTION
             && name.is_empty()

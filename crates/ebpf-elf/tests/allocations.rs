@@ -11,7 +11,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use common::{Section, strtab, symbol, write_elf};
-use ebpf_elf::{ElfErrorKind, ElfObject, MAX_IMAGE_SIZE, Selector};
+use ebpf_elf::{ElfErrorKind, ElfObject, MAX_IMAGE_SIZE, MAX_NAME_LEN, Selector};
 
 /// The system allocator, tracking the live and peak bytes of threads that asked for it.
 struct Counting;
@@ -160,4 +160,135 @@ fn nobits_sections_within_the_image_limit_load() {
     let loaded = object.load(Selector::Only).unwrap();
     assert_eq!(loaded.data.len() as u64, 2 * size);
     assert!(loaded.data.iter().all(|&b| b == 0));
+}
+
+/// An object whose string table holds one `len`-byte name and whose `count` local symbols all
+/// name it (`suffixes`: each names the next suffix of it instead, so no two are equal).
+fn object_with_shared_names(len: usize, count: usize, suffixes: bool) -> Vec<u8> {
+    let long = "n".repeat(len);
+    let (mut table, off) = strtab(&[".shstrtab", ".symtab", "xdp", "prog"]);
+    let long_at = table.len() as u32;
+    table.extend_from_slice(long.as_bytes());
+    table.push(0);
+    let code = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+    let mut symtab = symbol(0, 0, 0, 0, 0);
+    for i in 0..count {
+        let name = long_at + if suffixes { (i % len) as u32 } else { 0 };
+        symtab.extend(symbol(name, 0, 3, 0, 0));
+    }
+    symtab.extend(symbol(off[3], 0x12, 3, 0, code.len() as u64));
+    let sections = [
+        Section::names(off[0], table),
+        Section::symbols(off[1], symtab, 1 + count as u32),
+        Section::code(off[2], &code),
+    ];
+    write_elf(&sections, 1)
+}
+
+/// Memory a parse may hold for an object of `len` bytes: a few copies of it, the records as
+/// structures, their names.
+fn parse_bound(len: usize) -> u64 {
+    16 * len as u64 + (256 << 10)
+}
+
+/// 3,000 symbols all named by one 1,000-byte string (a 73 KB object) were 3,000 copies of it
+/// (3 MB); now the names may add up to twice the object plus 64 KiB, and the parse stops there.
+#[test]
+fn symbols_sharing_a_long_name_are_refused_within_a_bound() {
+    for suffixes in [false, true] {
+        let bytes = object_with_shared_names(1_000, 3_000, suffixes);
+        let (parsed, peak) = peak_bytes(|| ElfObject::parse(&bytes).map(|_| ()));
+        assert!(
+            peak < parse_bound(bytes.len()),
+            "{peak} bytes at once for a {}-byte object",
+            bytes.len()
+        );
+        let e = parsed.unwrap_err();
+        let max = 2 * bytes.len() as u64 + (64 << 10);
+        assert_eq!(e.kind, ElfErrorKind::NamesTooLarge { max }, "{e}");
+        assert!(
+            e.to_string().contains("the names add up to more than"),
+            "{e}"
+        );
+    }
+}
+
+/// A name longer than `MAX_NAME_LEN` is refused, found without reading past the limit; one
+/// of exactly that length, named a few times, loads.
+#[test]
+fn names_longer_than_the_limit_are_refused() {
+    let bytes = object_with_shared_names(MAX_NAME_LEN + 1, 4, false);
+    let e = ElfObject::parse(&bytes).unwrap_err();
+    assert!(matches!(e.kind, ElfErrorKind::NameTooLong { .. }), "{e}");
+    assert!(e.to_string().contains("is longer than 1024 bytes"), "{e}");
+    let bytes = object_with_shared_names(MAX_NAME_LEN, 4, false);
+    let object = ElfObject::parse(&bytes).unwrap();
+    assert_eq!(object.programs().len(), 1);
+    object.load(Selector::Only).unwrap();
+}
+
+const SHT_PROGBITS: u32 = 1;
+
+/// An object with a `.maps` section and a `.BTF` whose one struct has `members` members all
+/// named by one 1,000-byte string.
+fn object_with_btf_members(members: u32) -> Vec<u8> {
+    let mut strings = vec![0u8];
+    strings.extend_from_slice(&[b'm'; 1_000]);
+    strings.push(0);
+    let mut types = Vec::new();
+    const STRUCT: u32 = 4;
+    for word in [0, (STRUCT << 24) | members, 8] {
+        types.extend_from_slice(&u32::to_le_bytes(word));
+    }
+    for _ in 0..members {
+        for word in [1u32, 0, 0] {
+            types.extend_from_slice(&word.to_le_bytes());
+        }
+    }
+    let mut btf = Vec::new();
+    btf.extend_from_slice(&0xeb9fu16.to_le_bytes());
+    btf.extend_from_slice(&[1, 0]); // version, flags
+    let (types_len, strings_len) = (types.len() as u32, strings.len() as u32);
+    for word in [24, 0, types_len, types_len, strings_len] {
+        btf.extend_from_slice(&u32::to_le_bytes(word));
+    }
+    btf.extend(types);
+    btf.extend(strings);
+    let (names, off) = strtab(&[".shstrtab", ".symtab", "xdp", "prog", ".maps", ".BTF"]);
+    let code = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+    let mut symtab = symbol(0, 0, 0, 0, 0);
+    symtab.extend(symbol(off[3], 0x12, 3, 0, code.len() as u64));
+    let data = |name_offset, data| Section {
+        name_offset,
+        sh_type: SHT_PROGBITS,
+        flags: 0,
+        data,
+        link: 0,
+        info: 0,
+        align: 8,
+        entsize: 0,
+    };
+    let sections = [
+        Section::names(off[0], names),
+        Section::symbols(off[1], symtab, 1),
+        Section::code(off[2], &code),
+        data(off[4], vec![0; 8]),
+        data(off[5], btf),
+    ];
+    write_elf(&sections, 1)
+}
+
+/// 3,000 struct members all named by one 1,000-byte string (a 38 KB object) were 3,000 copies
+/// of it; the BTF's names are bounded as the object's are.
+#[test]
+fn btf_members_sharing_a_long_name_are_refused_within_a_bound() {
+    let bytes = object_with_btf_members(3_000);
+    let (maps, peak) = peak_bytes(|| ElfObject::parse(&bytes).unwrap().maps().map(|_| ()));
+    assert!(
+        peak < parse_bound(bytes.len()),
+        "{peak} bytes at once for a {}-byte object",
+        bytes.len()
+    );
+    let e = maps.unwrap_err();
+    assert!(matches!(e.kind, ElfErrorKind::NamesTooLarge { .. }), "{e}");
 }
