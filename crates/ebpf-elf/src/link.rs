@@ -147,10 +147,17 @@ pub(crate) fn programs(parsed: &Parsed) -> Vec<(ProgramInfo, Entry)> {
             },
         ));
     }
+    // One pass over the symbols, not one per code section (sections × symbols was quadratic).
+    let mut has_function = vec![false; parsed.sections.len()];
+    for (s, _) in functions(parsed) {
+        if let Some(has) = has_function.get_mut(s) {
+            *has = true;
+        }
+    }
     for (s, section) in parsed.sections.iter().enumerate() {
         if section.kind == SectionKind::Code
             && section.size > 0
-            && !functions(parsed).any(|(fs, _)| fs == s)
+            && !has_function.get(s).copied().unwrap_or(false)
         {
             out.push((
                 ProgramInfo {
@@ -828,9 +835,12 @@ impl Linker<'_> {
         }
         let maps = &self.maps.maps;
         let offset = sym.value.wrapping_add(addend);
-        let index = maps
-            .iter()
-            .position(|m| m.section == s && m.offset == offset);
+        // `maps` is sorted by section, then offset: a search, not a scan per relocation.
+        let first = maps.partition_point(|m| (m.section, m.offset) < (s, offset));
+        let index = Some(first).filter(|&i| {
+            maps.get(i)
+                .is_some_and(|m| m.section == s && m.offset == offset)
+        });
         match index {
             Some(index) => Ok(Some(index as u64)),
             None => {

@@ -9,6 +9,8 @@
 //! relocations initialise a prog array's slots with programs. `pinning`, `numa_node` and
 //! `map_extra` are read and ignored.
 
+use std::collections::HashMap;
+
 use goblin::elf::sym::{STT_FUNC, STT_SECTION};
 
 use ebpf_isa::quoted;
@@ -107,6 +109,7 @@ fn bad_map(at: u64, map: &str, reason: impl Into<String>) -> ElfError {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Definitions {
     pub(crate) maps: Vec<Placed>,
+    /// Sorted by section (one entry at most for each).
     pub(crate) failed: Vec<(usize, ElfError)>,
     /// The global data maps, after `maps` in the object's list (as libbpf appends its
     /// internal maps): each with its section.
@@ -122,13 +125,19 @@ impl Definitions {
 
     /// The index in that list of the global data map of section `s`.
     pub(crate) fn global_index(&self, s: usize) -> Option<usize> {
-        let i = self.globals.iter().position(|(g, _)| *g == s)?;
+        // In section order: a search, not a scan per relocation.
+        let i = self.globals.binary_search_by_key(&s, |(g, _)| *g).ok()?;
         Some(self.maps.len() + i)
     }
 
     /// Why the maps of section `s` cannot be used, if they cannot.
     pub(crate) fn failure(&self, s: usize) -> Option<&ElfError> {
-        self.failed.iter().find(|(f, _)| *f == s).map(|(_, e)| e)
+        // Sorted by section (stably): a search, not a scan per relocation.
+        let first = self.failed.partition_point(|(f, _)| *f < s);
+        self.failed
+            .get(first)
+            .filter(|(f, _)| *f == s)
+            .map(|(_, e)| e)
     }
 }
 
@@ -156,6 +165,7 @@ pub(crate) fn definitions(parsed: &Parsed, bytes: &[u8]) -> Definitions {
     // them is allocated (the headers alone may claim gigabytes; linking would refuse them).
     if let Err((s, e)) = link::data_layout(parsed) {
         out.failed.push((s, e));
+        out.failed.sort_by_key(|(s, _)| *s);
         return out;
     }
     for (s, section) in parsed.sections.iter().enumerate() {
@@ -165,6 +175,7 @@ pub(crate) fn definitions(parsed: &Parsed, bytes: &[u8]) -> Definitions {
             Err(e) => out.failed.push((s, e)),
         }
     }
+    out.failed.sort_by_key(|(s, _)| *s);
     out
 }
 
@@ -317,6 +328,14 @@ fn btf_maps(
             },
         ));
     };
+    // The section's symbols by name (the first of each name), built once: a search of the
+    // symbol table per variable was quadratic.
+    let mut symbols = HashMap::new();
+    for sym in &parsed.symbols {
+        if sym.place == Place::Section(s) && sym.st_type != STT_SECTION {
+            symbols.entry(sym.name.as_str()).or_insert(sym);
+        }
+    }
     for var in &datasec.members {
         let Some(v) = btf.get(var.type_id).filter(|t| t.kind == kind::VAR) else {
             return Err(ElfError::at(
@@ -337,9 +356,7 @@ fn btf_maps(
         let (mut d, values_at) = btf_definition(&btf, def, &name, at, &section.name, true)?;
         // clang leaves the data section's offsets to the loader (libbpf fixes them up from
         // the symbol table): the variable's symbol says where the map lies.
-        let Some(sym) = parsed.symbols.iter().find(|sym| {
-            sym.place == Place::Section(s) && sym.st_type != STT_SECTION && sym.name == name
-        }) else {
+        let Some(sym) = symbols.get(name.as_str()) else {
             return Err(bad_map(
                 at,
                 &name,
