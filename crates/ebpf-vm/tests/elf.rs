@@ -209,3 +209,84 @@ fn programs_of_other_kernel_types_are_refused_naming_the_type() {
         );
     }
 }
+
+/// `bytes` (an ELF64 object) with one `SHT_NOBITS` section header per entry of `bss` (name,
+/// size) appended: the section names go at the end of a copy of `.shstrtab`, and the header
+/// table after it.
+fn with_nobits_sections(mut bytes: Vec<u8>, bss: &[(&str, u64)]) -> Vec<u8> {
+    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes(b[at..at + 2].try_into().unwrap());
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let shoff = u64_at(&bytes, 0x28) as usize;
+    let (count, shstrndx) = (u16_at(&bytes, 0x3c), u16_at(&bytes, 0x3e) as usize);
+    let mut headers = bytes[shoff..shoff + 64 * count as usize].to_vec();
+    let names_header = 64 * shstrndx;
+    let names_at = u64_at(&headers, names_header + 0x18) as usize;
+    let names_len = u64_at(&headers, names_header + 0x20) as usize;
+    let mut names = bytes[names_at..names_at + names_len].to_vec();
+    for (name, size) in bss {
+        let mut h = Vec::with_capacity(64);
+        h.extend_from_slice(&(names.len() as u32).to_le_bytes());
+        h.extend_from_slice(&8u32.to_le_bytes()); // SHT_NOBITS
+        h.extend_from_slice(&3u64.to_le_bytes()); // SHF_WRITE | SHF_ALLOC
+        h.extend_from_slice(&0u64.to_le_bytes()); // sh_addr
+        h.extend_from_slice(&0x40u64.to_le_bytes()); // sh_offset
+        h.extend_from_slice(&size.to_le_bytes());
+        h.extend_from_slice(&[0; 8]); // sh_link, sh_info
+        h.extend_from_slice(&8u64.to_le_bytes()); // sh_addralign
+        h.extend_from_slice(&0u64.to_le_bytes()); // sh_entsize
+        headers.extend(h);
+        names.extend_from_slice(name.as_bytes());
+        names.push(0);
+    }
+    while !bytes.len().is_multiple_of(8) {
+        bytes.push(0);
+    }
+    let new_names_at = bytes.len() as u64;
+    headers[names_header + 0x18..names_header + 0x20].copy_from_slice(&new_names_at.to_le_bytes());
+    let new_names_len = names.len() as u64;
+    headers[names_header + 0x20..names_header + 0x28].copy_from_slice(&new_names_len.to_le_bytes());
+    bytes.extend(names);
+    while !bytes.len().is_multiple_of(8) {
+        bytes.push(0);
+    }
+    let new_shoff = bytes.len() as u64;
+    bytes.extend(headers);
+    bytes[0x28..0x30].copy_from_slice(&new_shoff.to_le_bytes());
+    let new_count = count + bss.len() as u16;
+    bytes[0x3c..0x3e].copy_from_slice(&new_count.to_le_bytes());
+    bytes
+}
+
+/// Two 48 MiB `.bss.*` headers pass the per-section limit but not the image's: every way of
+/// loading the object refuses it with the image's error (it built both maps, 96 MiB, before
+/// the check), and the same headers within the limit load.
+#[test]
+fn nobits_sections_past_the_image_limit_are_refused() {
+    let globals = std::fs::read(elf_dir().join("globals.o")).unwrap();
+    let size = 48 << 20;
+    let bytes = with_nobits_sections(globals.clone(), &[(".bss.a", size), (".bss.b", size)]);
+    let object = Vm::builder().load_object(&bytes).map(|_| ()).unwrap_err();
+    let elf = Vm::builder().load_elf(&bytes, Selector::Only).map(|_| ());
+    let kernel = Vm::builder()
+        .kernel_helpers(ebpf_vm::KernelHelpers::new())
+        .load_elf(&bytes, Selector::Only)
+        .map(|_| ());
+    for e in [object, elf.unwrap_err(), kernel.unwrap_err()] {
+        let ebpf_vm::LoadError::Elf(e) = &e else {
+            panic!("{e}")
+        };
+        assert!(
+            matches!(
+                e.kind,
+                ebpf_vm::elf::ElfErrorKind::TooLarge {
+                    what: "the .data/.bss image",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+    let small = with_nobits_sections(globals, &[(".bss.a", 4096), (".bss.b", 4096)]);
+    let object = Vm::builder().budget(1 << 20).load_object(&small).unwrap();
+    assert!(object.maps().get(".bss.b").is_some());
+}
