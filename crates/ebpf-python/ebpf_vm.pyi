@@ -8,8 +8,9 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 Helper = Callable[[Tuple[int, int, int, int, int], "Memory"], int]
 """A helper: called with (r1, ..., r5) and the run's memory; returns the new r0 (0..2**64).
-Raising ends the run with Trap(kind="helper_failed") whose __cause__ is the exception;
-a BaseException that is not an Exception (KeyboardInterrupt, SystemExit) ends the run and
+Raising ends the run with Trap(kind="helper_failed") whose __cause__ is the exception (if
+the exception is the Trap a failed Memory access raised, the run ends with that access's
+trap instead; one the helper caught does not count); a BaseException that is not an Exception (KeyboardInterrupt, SystemExit) ends the run and
 propagates from Vm.run unchanged."""
 
 def engines() -> list[str]:

@@ -66,9 +66,7 @@ pub(crate) fn load_error(py: Python<'_>, e: &ebpf_vm::LoadError) -> PyErr {
 /// is what ended the run.
 pub(crate) fn trap(py: Python<'_>, t: &ebpf_vm::Trap, cause: Option<PyErr>) -> PyErr {
     let err = with_details::<Trap>(py, t.to_string(), trap_kind(&t.kind), Some(t.pc));
-    if let TrapKind::OutOfBounds { addr, .. } | TrapKind::MisalignedAtomic { addr, .. } = t.kind {
-        let _ = err.value(py).setattr("address", addr);
-    }
+    set_address(py, &err, &t.kind);
     if matches!(t.kind, TrapKind::HelperFailed { .. }) {
         err.set_cause(py, cause);
     }
@@ -92,5 +90,14 @@ pub(crate) fn trap_kind(kind: &TrapKind) -> &'static str {
 
 /// `Trap` for a helper's failed memory access (no pc: the run's trap will have it).
 pub(crate) fn memory_error(py: Python<'_>, kind: &TrapKind) -> PyErr {
-    with_details::<Trap>(py, kind.to_string(), trap_kind(kind), None)
+    let err = with_details::<Trap>(py, kind.to_string(), trap_kind(kind), None);
+    set_address(py, &err, kind);
+    err
+}
+
+/// `address` for the kinds that have one (the stub documents it for those only).
+fn set_address(py: Python<'_>, err: &PyErr, kind: &TrapKind) {
+    if let TrapKind::OutOfBounds { addr, .. } | TrapKind::MisalignedAtomic { addr, .. } = *kind {
+        let _ = err.value(py).setattr("address", addr);
+    }
 }

@@ -1,8 +1,9 @@
 //! Python callables as helpers: `helper(args, mem)` with `args` the tuple `(r1, …, r5)` and
 //! `mem` a [`Memory`] valid during the call; it returns the new `r0` (an int in
 //! `0..2**64`). An exception ends the run with `Trap(kind="helper_failed")` whose
-//! `__cause__` is that exception — or, if it came from a failed `mem` access, with that
-//! access's trap (`out_of_bounds`, …) at the call's pc. An exception that is not an
+//! `__cause__` is that exception — or, if it is the `Trap` a failed `mem` access raised, with
+//! that access's trap (`out_of_bounds`, …) at the call's pc (a `Trap` the helper caught does
+//! not replace the exception it raised after). An exception that is not an
 //! `Exception` (`KeyboardInterrupt`, `SystemExit`) ends the run too and `Vm.run` raises it
 //! as it is: a `Trap` would let `except Exception` swallow Ctrl-C.
 
@@ -95,13 +96,14 @@ impl Helper for PyHelper {
 pub(crate) struct Memory {
     /// The run's memory while the helper runs; `None` before and after.
     target: Cell<Option<NonNull<dyn VmMemory>>>,
-    /// The first access that failed during this call.
-    failure: RefCell<Option<TrapKind>>,
+    /// Every access that failed during this call, with the `Trap` it raised: the one the
+    /// helper lets escape, if any, names the run's trap.
+    failures: RefCell<Vec<(TrapKind, Py<PyAny>)>>,
 }
 
 impl Memory {
     /// Runs `body` with a `Memory` that reaches `memory` until `body` returns; returns its
-    /// result, or its error with the kind of the first failed access.
+    /// result, or its error with the kind of the failed access that raised it, if one did.
     fn lend<T>(
         py: Python<'_>,
         memory: &mut dyn VmMemory,
@@ -116,7 +118,7 @@ impl Memory {
             py,
             Memory {
                 target: Cell::new(Some(target)),
-                failure: RefCell::new(None),
+                failures: RefCell::new(Vec::new()),
             },
         )
         .map_err(|e| (e, None))?;
@@ -130,7 +132,15 @@ impl Memory {
         let revoke = Revoke(&mem);
         let result = body(&mem);
         drop(revoke);
-        result.map_err(|e| (e, mem.borrow().failure.borrow_mut().take()))
+        result.map_err(|e| {
+            let failures = mem.borrow().failures.take();
+            let raised = e.value(py);
+            let kind = failures
+                .into_iter()
+                .find(|(_, trap)| raised.is(trap.bind(py)))
+                .map(|(kind, _)| kind);
+            (e, kind)
+        })
     }
 
     /// Runs one access on the lent memory.
@@ -150,7 +160,8 @@ impl Memory {
         let memory = unsafe { target.as_mut() };
         op(memory).map_err(|kind| {
             let err = errors::memory_error(py, &kind);
-            self.failure.borrow_mut().get_or_insert(kind);
+            let trap = err.value(py).clone().into_any().unbind();
+            self.failures.borrow_mut().push((kind, trap));
             err
         })
     }

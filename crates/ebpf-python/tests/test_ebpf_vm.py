@@ -276,6 +276,54 @@ def test_a_helpers_failed_access_is_the_runs_trap():
         kept[0].read(0x4_0000_0000, 1)
 
 
+def test_a_caught_failed_access_does_not_replace_the_helpers_exception():
+    def probe(args, mem):
+        try:
+            mem.read(0, 8)  # probing an address that is not mapped, and handling it
+        except Trap:
+            pass
+        raise ValueError("the real failure")
+
+    vm = Vm.load_asm("call 1\nexit", helpers={1: probe})
+    with pytest.raises(Trap) as info:
+        vm.run()
+    assert (info.value.kind, info.value.pc) == ("helper_failed", 0)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert str(info.value.__cause__) == "the real failure"
+
+
+def test_a_failed_access_re_raised_later_is_the_runs_trap():
+    def first_of_two(args, mem):
+        caught = []
+        for addr in (8, 0):  # two unmapped addresses; the first one's trap escapes
+            try:
+                mem.read(addr, 1)
+            except Trap as t:
+                caught.append(t)
+        raise caught[0]
+
+    vm = Vm.load_asm("call 1\nexit", helpers={1: first_of_two})
+    with pytest.raises(Trap) as info:
+        vm.run()
+    assert (info.value.kind, info.value.pc) == ("out_of_bounds", 0)
+    assert info.value.address == 8
+
+
+def test_a_failed_access_in_a_helper_says_where():
+    seen = []
+
+    def peek(args, mem):
+        try:
+            mem.write(args[0] + 6, b"\x01\x02\x03")
+        except Trap as t:
+            seen.append((t.kind, t.address))
+        return 0
+
+    vm = Vm.load_asm("call 1\nexit", helpers={1: peek})
+    vm.run(bytearray(8))
+    assert seen == [("out_of_bounds", 0x4_0000_0006)]
+
+
 def test_a_length_no_region_holds_is_a_trap_not_an_allocation():
     # A helper reads 4 GiB - 1 bytes from a 4-byte input: refused before a byte of it is
     # allocated. With the address space capped 1 GiB above what the process uses, allocating
