@@ -386,6 +386,10 @@ pub const FAMILIES: &[Family] = &[
         run: budget_sweeps,
     },
     Family {
+        name: "loops bounded at run time, under every budget",
+        run: run_time_bounded_loops,
+    },
+    Family {
         name: "recursion against the call-depth limit",
         run: recursion_depths,
     },
@@ -873,6 +877,88 @@ fn budget_sweeps(d: &Differential<'_>) {
             }
         }
         assert_eq!(exhausted, full.instructions, "{text}");
+    }
+}
+
+/// Loops whose trip count the registers give at their entry (`r2`, the input's length or a
+/// chosen value, against a counter from a constant or from `r1`), which a JIT may charge once
+/// at the entry: the bottom test `<`, the top test `>=` (zero trips when the bound is 0), `!=`
+/// (poly's), down by 8 to a signed `>=`, up by 4 to `<=` from `r1`, and `hash`'s loop over the
+/// input's bytes (a pointer to an end pointer).
+const RUN_TIME_LOOPS: [&str; 6] = [
+    "mov %r0, 0\nmov %r3, 0\nloop:\nadd %r0, %r3\nadd %r3, 1\njlt %r3, %r2, loop\nexit",
+    "mov %r0, 0\nmov %r3, 0\nloop:\njge %r3, %r2, out\nadd %r0, %r3\nadd %r3, 1\nja loop\n\
+     out:\nexit",
+    "mov %r0, 0\nmov %r3, 0\njeq %r2, 0, out\nloop:\nmul %r0, 3\nadd %r0, %r3\nadd %r3, 1\n\
+     jne %r3, %r2, loop\nout:\nexit",
+    "mov %r0, 0\nmov %r3, %r2\nloop:\nadd %r0, 1\nadd %r3, -8\njsge %r3, -3, loop\nexit",
+    "mov %r0, 0\nmov %r3, %r1\nloop:\nadd %r3, 4\nadd %r0, %r3\njle %r3, %r2, loop\nexit",
+    "mov %r3, %r1\nadd %r3, %r2\nmov %r0, 0\njge %r1, %r3, out\nloop:\nldxb %r4, [%r1]\n\
+     xor %r0, %r4\nmul %r0, 31\nadd %r1, 1\njlt %r1, %r3, loop\nout:\nexit",
+];
+
+/// [`RUN_TIME_LOOPS`] under every budget from 0 to two past the run's count (for a long run:
+/// its first and last hundred and fifty more between), for input lengths 0, 1, 7, 64 and 4096:
+/// a JIT that charges a loop at its entry when the budget has it all, and otherwise lets it
+/// run charged as it goes, traps where the interpreter does with the same count. Then bounds
+/// no closed form covers — the counter behind a `!=` bound (it wraps), more than 2^32 trips,
+/// `<=` the largest value — under small budgets (these runs would not end without one).
+fn run_time_bounded_loops(d: &Differential<'_>) {
+    for text in RUN_TIME_LOOPS {
+        let program = asm(text);
+        for len in [0usize, 1, 7, 64, 4096] {
+            let input: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let full = d.check(&program, &Setup::input(input.clone())).exit();
+            let total = full.instructions;
+            let budgets: Vec<u64> = if total <= 600 {
+                (0..=total + 2).collect()
+            } else {
+                (0..=100)
+                    .chain((100..total - 100).step_by((total / 150) as usize))
+                    .chain(total - 100..=total + 2)
+                    .collect()
+            };
+            for budget in budgets {
+                let setup = Setup::input(input.clone()).budget(Some(budget));
+                match d.check(&program, &setup).result {
+                    Ok(exit) => assert_eq!(exit, full, "{text}: {len}: budget {budget}"),
+                    Err(trap) => {
+                        assert!(budget < total, "{text}: {len}: budget {budget}: {trap}");
+                        assert_eq!(trap.kind, TrapKind::BudgetExhausted { budget }, "{text}");
+                    }
+                }
+            }
+        }
+    }
+    let endless = [
+        (RUN_TIME_LOOPS[0], [0, u32::MAX as u64]),
+        (RUN_TIME_LOOPS[0], [0, u32::MAX as u64 + 1]),
+        (RUN_TIME_LOOPS[0], [0, u64::MAX]),
+        (RUN_TIME_LOOPS[1], [0, 1 << 40]),
+        (RUN_TIME_LOOPS[2], [0, 1 << 63]),
+        (RUN_TIME_LOOPS[3], [0, i64::MAX as u64]),
+        (RUN_TIME_LOOPS[4], [0, u64::MAX]),
+        (RUN_TIME_LOOPS[4], [9, 5]),
+        (RUN_TIME_LOOPS[4], [u64::MAX - 2, u64::MAX - 1]),
+        // Behind the `!=` bound: the counter goes round.
+        (
+            "mov %r0, 0\nmov %r3, %r1\nloop:\nadd %r3, 1\njne %r3, %r2, loop\nexit",
+            [7, 3],
+        ),
+    ];
+    for (text, args) in endless {
+        let program = asm(text);
+        for budget in (0..=40).chain([1000, 100_000]) {
+            let setup = Setup {
+                args: Some(args),
+                ..Setup::none()
+            }
+            .budget(Some(budget));
+            let outcome = d.check(&program, &setup);
+            if let Err(trap) = outcome.result {
+                assert_eq!(trap.kind, TrapKind::BudgetExhausted { budget }, "{text}");
+            }
+        }
     }
 }
 

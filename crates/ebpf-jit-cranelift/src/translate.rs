@@ -37,7 +37,7 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use ebpf_abi::{InvalidReason, layout, trap_code as code};
-use ebpf_cfg::facts::{Access, Condition, Division, Facts, LoopFact};
+use ebpf_cfg::facts::{Access, Bound, Condition, Counter, Division, Facts, LoopFact, TripCount};
 use ebpf_cfg::pointers;
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Insn, Operand, PacketAddr, Program, Reg,
@@ -249,17 +249,35 @@ pub(crate) struct Versioned {
 /// What the dispatcher of a counted loop's copy charges and needs.
 #[derive(Clone, Copy)]
 struct Counted {
-    /// The instructions one entry of the loop runs until it leaves (`LoopFact::instructions`).
-    instructions: u64,
+    /// The instructions one entry of the loop runs until it leaves.
+    charge: Charge,
     /// The budget the code after the loop needs when it is entered from the copy, up to its
     /// next checkpoint: the blocks the loop leaves to are not checkpoints when the loop's head
     /// is the checkpoint that covers them, and the copy skips the head's test.
     after: u64,
 }
 
+/// What a counted loop's dispatcher charges.
+#[derive(Clone, Copy)]
+enum Charge {
+    /// The same instructions on every entry (`TripCount::Known`).
+    Known(u64),
+    /// `Counter::instructions` of the registers at the entry (`TripCount::AtEntry`); when
+    /// its closed form does not apply, the ordinary loop runs.
+    AtEntry {
+        counter: Counter,
+        per_iteration: u64,
+        until_exit: u64,
+    },
+}
+
 /// The most a counted loop's copy may charge at once: far below where the dispatcher's sum
 /// with the code after it could overflow.
 const MAX_COUNTED: u64 = 1 << 48;
+
+/// The largest `per_iteration` of a loop charged at its entry from registers: fewer than
+/// 2^32 trips of it stay below [`MAX_COUNTED`].
+const MAX_AT_ENTRY_PER_ITERATION: u64 = 1 << 16;
 
 /// The versions of `facts` that `plan` can build: a loop whose blocks are all in one unit, with
 /// no local call and no return site in it (a return goes through `ret` to the ordinary copy,
@@ -304,7 +322,19 @@ fn versions(
                 }
                 (version.conditions.clone(), version.accesses.clone(), None)
             }
-            Err(fact) => match counted(plan, insns, facts, fact, &blocks) {
+            // A counted loop that is a version's too: one copy, unchecked and uncharged, taken
+            // when the conditions hold and the budget has the whole loop.
+            Err(fact) if version_entry[entry] != u32::MAX => {
+                let v = version_entry[entry] as usize;
+                if let Some(version) = built.get_mut(v)
+                    && version.blocks == blocks
+                    && version.counted.is_none()
+                {
+                    version.counted = counted(plan, insns, facts, fact, &blocks, &version.accesses);
+                }
+                continue;
+            }
+            Err(fact) => match counted(plan, insns, facts, fact, &blocks, &[]) {
                 Some(c) => (Vec::new(), Vec::new(), Some(c)),
                 None => continue,
             },
@@ -338,14 +368,16 @@ fn versions(
 /// What the dispatcher of counted loop `fact` (whose reachable plan blocks are `blocks`)
 /// charges, if charging it once at its entry is exact: its plan blocks are exactly its
 /// instructions (no block half in it), and nothing in it can end the run early or leave it
-/// but the exit test — every access proven in bounds (no check that could trap or hand the
-/// run to the interpreter), no helper or local call, no `exit`, no jump to a trap.
+/// but the exit test — every access proven in bounds (or among `versioned`, those its
+/// version's conditions prove: no check that could trap or hand the run to the interpreter),
+/// no helper or local call, no `exit`, no jump to a trap.
 fn counted(
     plan: &Plan,
     insns: &[Insn],
     facts: &Facts,
     fact: &LoopFact,
     blocks: &[usize],
+    versioned: &[(usize, u8)],
 ) -> Option<Counted> {
     let inside = |i: usize| fact.insns.iter().any(|r| r.contains(&i));
     let covered: usize = blocks.iter().map(|&b| plan.blocks[b].insns.len()).sum();
@@ -374,6 +406,7 @@ fn counted(
                 Some(insn) => match insn {
                     Insn::Load { .. } | Insn::Store { .. } | Insn::Atomic { .. } => {
                         matches!(facts.access(i), Access::InBounds { .. })
+                            || versioned.binary_search_by_key(&i, |&(k, _)| k).is_ok()
                     }
                     Insn::LoadPacket { .. } | Insn::Call { .. } | Insn::CallX { .. } => false,
                     _ => true,
@@ -385,10 +418,20 @@ fn counted(
             }
         }
     }
-    (fits && fact.instructions > 0 && fact.instructions <= MAX_COUNTED).then_some(Counted {
-        instructions: fact.instructions,
-        after,
-    })
+    let charge = match fact.count {
+        TripCount::Known { instructions, .. } => {
+            (instructions > 0 && instructions <= MAX_COUNTED).then_some(Charge::Known(instructions))
+        }
+        TripCount::AtEntry(counter) => (fact.per_iteration <= MAX_AT_ENTRY_PER_ITERATION
+            && usize::from(counter.reg) <= 10
+            && !matches!(counter.bound, Bound::Reg(b) if b > 10))
+        .then_some(Charge::AtEntry {
+            counter,
+            per_iteration: fact.per_iteration,
+            until_exit: fact.until_exit,
+        }),
+    }?;
+    fits.then_some(Counted { charge, after })
 }
 
 impl<'p> Prepared<'p> {
@@ -460,9 +503,14 @@ impl<'p> Prepared<'p> {
         if self.checked_facts {
             return removed;
         }
-        removed.versions = self.versions.iter().filter(|v| v.counted.is_none()).count();
+        // A version's loop may also be counted: its copy is both unchecked and uncharged.
+        removed.versions = self
+            .versions
+            .iter()
+            .filter(|v| !v.conditions.is_empty() || !v.accesses.is_empty())
+            .count();
         removed.versioned = self.versions.iter().map(|v| v.accesses.len()).sum();
-        removed.counted = self.versions.len() - removed.versions;
+        removed.counted = self.versions.iter().filter(|v| v.counted.is_some()).count();
         for (i, insn) in self.insns.iter().enumerate() {
             match *insn {
                 Insn::Load { .. } | Insn::Store { .. } | Insn::Atomic { .. } => {
@@ -659,10 +707,10 @@ enum After {
     /// unchecked copy if the conditions hold (for a counted loop: if the budget has the whole
     /// loop, which it charges), else the ordinary one.
     Dispatch { version: usize, entry: usize },
-    /// Checked facts: a new block on a way out of counted loop `version`'s copy, which tests
-    /// that the copy ran exactly the loop's instructions, then continues to
+    /// Checked facts: a new block on a way out of a counted loop's copy, which tests that the
+    /// copy ran exactly the instructions its dispatcher charged, then continues to
     /// `Tx::leaving[index]`.
-    LeaveCounted { version: usize, index: usize },
+    LeaveCounted { index: usize },
 }
 
 /// The translator's state for one unit.
@@ -1161,7 +1209,6 @@ impl<'a, 'f> Tx<'a, 'f> {
                 return Dest {
                     block: self.b.create_block(),
                     after: After::LeaveCounted {
-                        version: v,
                         index: self.leaving.len() - 1,
                     },
                 };
@@ -1219,22 +1266,53 @@ impl<'a, 'f> Tx<'a, 'f> {
                 let copy = self.version_block(version, entry);
                 let ordinary = self.block_for(entry, false);
                 if let Some(counted) = self.prep.versions[version].counted {
+                    // A version's conditions first, if it is one.
+                    if !self.prep.versions[version].conditions.is_empty() {
+                        let holds = self.version_holds(version);
+                        let tested = self.b.create_block();
+                        self.b.ins().brif(holds, tested, &[], ordinary, &[]);
+                        self.enter(tested);
+                    }
                     // The whole loop at once, and what the code after it needs up to its next
                     // checkpoint: with less, the ordinary loop runs (and tests per iteration).
                     let rem = self.b.use_var(self.remaining);
-                    let need = counted.instructions + counted.after;
-                    let short = self
-                        .b
-                        .ins()
-                        .icmp_imm_s(IntCC::UnsignedLessThan, rem, need as i64);
-                    let charge = self.b.create_block();
-                    self.b.ins().brif(short, ordinary, &[], charge, &[]);
-                    self.enter(charge);
-                    let rem = self.b.ins().iadd_imm_s(rem, -(counted.instructions as i64));
+                    let charged = self.b.create_block();
+                    // The copy counts up from minus the charge (checked facts): 0 on the way
+                    // out.
+                    let (rem, start) = match counted.charge {
+                        Charge::Known(instructions) => {
+                            let need = instructions + counted.after;
+                            let short =
+                                self.b
+                                    .ins()
+                                    .icmp_imm_s(IntCC::UnsignedLessThan, rem, need as i64);
+                            self.b.ins().brif(short, ordinary, &[], charged, &[]);
+                            self.enter(charged);
+                            let minus = -(instructions as i64);
+                            let rem = self.b.ins().iadd_imm_s(rem, minus);
+                            let start = self.prep.checked_facts.then(|| self.iconst(I64, minus));
+                            (rem, start)
+                        }
+                        Charge::AtEntry {
+                            counter,
+                            per_iteration,
+                            until_exit,
+                        } => {
+                            let (charge, unknown) =
+                                self.charge_at_entry(counter, per_iteration, until_exit);
+                            let need = self.b.ins().iadd_imm_s(charge, counted.after as i64);
+                            let short = self.b.ins().icmp(IntCC::UnsignedLessThan, rem, need);
+                            let short = self.b.ins().bor(short, unknown);
+                            self.b.ins().brif(short, ordinary, &[], charged, &[]);
+                            self.enter(charged);
+                            let rem = self.b.ins().isub(rem, charge);
+                            let start = self.prep.checked_facts.then(|| self.b.ins().ineg(charge));
+                            (rem, start)
+                        }
+                    };
                     self.b.def_var(self.remaining, rem);
-                    if self.prep.checked_facts {
-                        let zero = self.iconst(I64, 0);
-                        self.b.def_var(self.loop_count, zero);
+                    if let Some(start) = start {
+                        self.b.def_var(self.loop_count, start);
                     }
                     self.b.ins().jump(copy, &[]);
                 } else {
@@ -1242,16 +1320,10 @@ impl<'a, 'f> Tx<'a, 'f> {
                     self.b.ins().brif(holds, copy, &[], ordinary, &[]);
                 }
             }
-            After::LeaveCounted { version, index } => {
+            After::LeaveCounted { index } => {
                 self.enter(dest.block);
-                let instructions = self.prep.versions[version]
-                    .counted
-                    .map_or(0, |c| c.instructions);
                 let count = self.b.use_var(self.loop_count);
-                let wrong = self
-                    .b
-                    .ins()
-                    .icmp_imm_s(IntCC::NotEqual, count, instructions as i64);
+                let wrong = self.b.ins().icmp_imm_s(IntCC::NotEqual, count, 0);
                 let last = self.plan.blocks[self.block].insns.end.saturating_sub(1);
                 let pc = self.prep.pcs.get(last).copied().unwrap_or(0);
                 self.trap_if(wrong, pc, FACT_FAILED, None, 0);
@@ -1260,6 +1332,69 @@ impl<'a, 'f> Tx<'a, 'f> {
                 self.after(next);
             }
         }
+    }
+
+    /// The charge of a loop whose trip count its registers give (`Counter::instructions`,
+    /// computed the same way, without branches), and whether its closed form does not apply
+    /// (then the charge is meaningless and the ordinary loop runs).
+    fn charge_at_entry(
+        &mut self,
+        counter: Counter,
+        per_iteration: u64,
+        until_exit: u64,
+    ) -> (Value, Value) {
+        let x = self.b.use_var(self.regs[usize::from(counter.reg)]);
+        let mut x = self.b.ins().iadd_imm_s(x, counter.offset as i64);
+        let mut b = match counter.bound {
+            Bound::Reg(r) => self.b.use_var(self.regs[usize::from(r)]),
+            Bound::Imm(v) => self.iconst(I64, v as i64),
+        };
+        // To "goes on while x < b, x up by 2^k" (see `Counter::trips`).
+        if counter.signed {
+            x = self.b.ins().bxor_imm_s(x, i64::MIN);
+            b = self.b.ins().bxor_imm_s(b, i64::MIN);
+        }
+        if counter.down {
+            x = self.b.ins().bnot(x);
+            b = self.b.ins().bnot(b);
+        }
+        let mut unknown = self.iconst(I8, 0);
+        if counter.inclusive {
+            let top = self.b.ins().icmp_imm_s(IntCC::Equal, b, -1);
+            unknown = self.b.ins().bor(unknown, top);
+            b = self.b.ins().iadd_imm_s(b, 1);
+        }
+        let done = self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, x, b);
+        if counter.until_equal {
+            // Beyond the bound, `!=` goes on until the counter wraps around.
+            let beyond = self.b.ins().icmp(IntCC::UnsignedGreaterThan, x, b);
+            unknown = self.b.ins().bor(unknown, beyond);
+        }
+        let k = i64::from(counter.step_log2.min(6));
+        let mut trips = self.b.ins().isub(b, x);
+        if k > 0 {
+            // The last counter tested, below b + 2^k, must not wrap.
+            let room = -((1i64 << k) - 1);
+            let wraps = self
+                .b
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, b, room);
+            let wraps = self.b.ins().band_not(wraps, done);
+            unknown = self.b.ins().bor(unknown, wraps);
+            trips = self.b.ins().iadd_imm_s(trips, (1 << k) - 1);
+            trips = self.b.ins().ushr_imm_s(trips, k);
+        }
+        let zero = self.iconst(I64, 0);
+        let trips = self.b.ins().select(done, zero, trips);
+        // trips <= MAX_AT_ENTRY_TRIPS (2^32 - 1).
+        let many = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedGreaterThan, trips, i64::from(u32::MAX));
+        unknown = self.b.ins().bor(unknown, many);
+        let charge = self.b.ins().imul_imm_s(trips, per_iteration as i64);
+        let charge = self.b.ins().iadd_imm_s(charge, until_exit as i64);
+        (charge, unknown)
     }
 
     /// The unchecked copy of plan block `b` in version `v`'s loop, created on first use.
@@ -1652,17 +1787,12 @@ impl<'a, 'f> Tx<'a, 'f> {
         }
         // A counted loop's copy: its dispatcher charged the whole loop.
         let counted = self.in_version.and_then(|v| self.prep.versions[v].counted);
-        if let Some(counted) = counted
-            && self.prep.checked_facts
-        {
+        if counted.is_some() && self.prep.checked_facts {
             let count = self.b.use_var(self.loop_count);
             let count = self.b.ins().iadd_imm_s(count, cost as i64);
             self.b.def_var(self.loop_count, count);
-            let over = self.b.ins().icmp_imm_s(
-                IntCC::UnsignedGreaterThan,
-                count,
-                counted.instructions as i64,
-            );
+            // Counted up from minus the charge: past 0 is past the loop's total.
+            let over = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, count, 0);
             self.trap_if(over, plan.start_pcs[bi], FACT_FAILED, None, 0);
         }
         self.restart_resume((!slow).then_some(0));
@@ -3223,11 +3353,12 @@ mod tests {
                  ldxh %r0, [%r1+12]\nldxb %r5, [%r1+13]\nstxb [%r1], %r5\nexit\nmov %r0, 0\nexit",
                 3,
             ),
-            // A loop index below the length.
+            // A loop index below the length (twice: the loop and its copy, charged at its
+            // entry).
             (
                 "mov %r0, 0\njeq %r2, 0, +6\nmov %r3, 0\nmov %r5, %r1\nadd %r5, %r3\n\
                  ldxb %r5, [%r5]\nadd %r3, 1\njlt %r3, %r2, -5\nexit",
-                1,
+                2,
             ),
             // A claimed length: the version's copy of the loop (its ordinary copy is
             // checked, and masked either way).
@@ -3428,8 +3559,12 @@ mod tests {
         }
         let program = ebpf_isa::assemble(COUNTED).unwrap();
         let facts = Facts::analyse(&program, &ebpf_cfg::facts::Entry::unknown());
-        let counts: Vec<u64> = facts.loops().iter().map(|l| l.instructions).collect();
-        assert_eq!(counts, [300]);
+        let counts: Vec<_> = facts
+            .loops()
+            .iter()
+            .map(|l| l.instructions(&[0; 11]))
+            .collect();
+        assert_eq!(counts, [Some(300)]);
         let options = crate::JitOptions::default().with_checked_facts(false);
         let text = ir_with(COUNTED, &options);
         let constants = |text: &str, k: i64| {
@@ -3445,10 +3580,11 @@ mod tests {
         assert_eq!(constants(&text, 100), 2, "two copies of the body:\n{text}");
         let jit = crate::compile(&program, &options).unwrap();
         assert_eq!(jit.removed().counted, 1);
-        // Checked facts: the copy's count, tested in each of its blocks and on the way out.
+        // Checked facts: the copy's count, from minus the charge, tested in each of its blocks
+        // (not past 0) and on the way out (0).
         let checked = ir_with(COUNTED, &options.clone().with_checked_facts(true));
-        assert_eq!(constants(&checked, 300), 2, "{checked}");
-        assert!(checked.contains(" ugt "), "{checked}");
+        assert_eq!(constants(&checked, -300), 2, "{checked}");
+        assert!(checked.contains(" sgt "), "{checked}");
         assert!(checked.contains(" ne "), "{checked}");
         let interp = ebpf_interp::Interpreter::new(&program);
         let checked_jit =
@@ -3466,6 +3602,47 @@ mod tests {
                     want,
                     "{budget:?}"
                 );
+            }
+        }
+    }
+
+    /// A loop bounded by `r2` gets the same copy, its dispatcher computing the charge from the
+    /// registers (`(r2 - (r1 + 1)) * 3 + 3`, a multiply the ordinary loop does not have);
+    /// every budget around each run's end, for bounds from zero trips to ones no closed form
+    /// covers, agrees with the interpreter, checked facts or not.
+    #[test]
+    fn a_loop_bounded_at_run_time_is_charged_at_its_entry_from_registers() {
+        use ebpf_abi::{Helpers, Limits, MemoryMap};
+        if !crate::host_supported() {
+            eprintln!("skipping: cranelift does not support this host");
+            return;
+        }
+        let src = COUNTED.replace("jlt %r1, 100, loop", "jlt %r1, %r2, loop");
+        let program = ebpf_isa::assemble(&src).unwrap();
+        let options = crate::JitOptions::default().with_checked_facts(false);
+        let text = ir_with(&src, &options);
+        assert_eq!(text.matches(" imul").count(), 1, "{text}");
+        let jit = crate::compile(&program, &options).unwrap();
+        assert_eq!(jit.removed().counted, 1);
+        let checked = crate::compile(&program, &options.clone().with_checked_facts(true)).unwrap();
+        let interp = ebpf_interp::Interpreter::new(&program);
+        let h = Helpers::new();
+        for bound in [0u64, 1, 2, 50, 1 << 40, u64::MAX] {
+            let args = [0, bound];
+            let total = 3 * bound.clamp(1, 1000) + 3;
+            for budget in (0..=10)
+                .chain(total.saturating_sub(8)..=total + 2)
+                .map(Some)
+            {
+                let limits = Limits {
+                    budget,
+                    ..Limits::default()
+                };
+                let want = interp.run(MemoryMap::new(), args, &h, &limits);
+                for jit in [&jit, &checked] {
+                    let got = jit.run(MemoryMap::new(), args, &h, &limits);
+                    assert_eq!(got, want, "{bound} {budget:?}");
+                }
             }
         }
     }

@@ -33,7 +33,7 @@ use core::ops::Range;
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
 use ebpf_abi::{Flow, InvalidReason, SplitMix64, Target, layout, trap_code};
-use ebpf_cfg::facts::{Access, Facts};
+use ebpf_cfg::facts::{Access, Bound, Counter, Facts, TripCount};
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg,
     SignExtend, Size, SwapWidth, Width,
@@ -182,10 +182,10 @@ enum Stub {
     /// A check the facts declared impossible failed (checked-facts mode): the run ends with
     /// `status::FACT` and the pc.
     Fact { pc: u32 },
-    /// Leaving a counted loop's copy in checked-facts mode: unless the loop ran exactly
-    /// `instructions`, to `fact`; else on to `target`.
+    /// Leaving a counted loop's copy in checked-facts mode: unless the loop ran exactly the
+    /// instructions its dispatcher charged (the count, which started at minus them, is 0), to
+    /// `fact`; else on to `target`.
     LeaveCounted {
-        instructions: i32,
         fact: DynamicLabel,
         target: DynamicLabel,
     },
@@ -309,16 +309,37 @@ struct LoopCopy {
     copy_entry: DynamicLabel,
 }
 
+/// What a loop's copy drops, one or both.
 #[derive(Clone, Copy)]
-enum CopyKind {
+struct CopyKind {
     /// `Facts::versions()[v]`: the copy drops the checks the version's conditions prove; the
     /// dispatcher tests the conditions.
-    Version(usize),
-    /// A loop whose every entry runs exactly `instructions` instructions (`LoopFact`) and can
-    /// neither trap nor call: the dispatcher charges them all at once when the budget has
-    /// them, and the copy charges nothing.
-    Counted { instructions: u64 },
+    version: Option<usize>,
+    /// A loop whose every entry runs exactly the instructions its [`Charge`] says
+    /// (`LoopFact`) and can neither trap nor call (its accesses proven, or its version's):
+    /// the dispatcher charges them all at once when the budget has them, and the copy charges
+    /// nothing.
+    charge: Option<Charge>,
 }
+
+/// What a counted loop's dispatcher charges.
+#[derive(Clone, Copy)]
+enum Charge {
+    /// The same instructions on every entry (`TripCount::Known`).
+    Known(u64),
+    /// `Counter::instructions` of the registers at the entry (`TripCount::AtEntry`); when
+    /// its closed form does not apply, the ordinary loop runs.
+    AtEntry {
+        counter: Counter,
+        per_iteration: u64,
+        until_exit: u64,
+    },
+}
+
+/// The largest `per_iteration` of a loop charged at its entry from registers: the charge,
+/// fewer than 2^32 trips times this, stays below 2^63 (the checked-facts count is its
+/// negation), and the multiplier fits an immediate.
+const MAX_AT_ENTRY_PER_ITERATION: u64 = 1 << 20;
 
 /// The loops to copy: every version, and every counted loop that shares no instruction with
 /// a version whose charge fits an immediate, and in which nothing can end the run early (every
@@ -336,7 +357,10 @@ fn loop_copies(
         .map(|(v, version)| LoopCopy {
             entry: version.entry,
             insns: version.insns.clone(),
-            kind: CopyKind::Version(v),
+            kind: CopyKind {
+                version: Some(v),
+                charge: None,
+            },
             dispatch: ops.new_dynamic_label(),
             copy_entry: ops.new_dynamic_label(),
         })
@@ -349,6 +373,18 @@ fn loop_copies(
         })
     };
     for fact in facts.loops() {
+        // The loop of a version: its copy may also drop the charges.
+        let version = versions
+            .iter()
+            .position(|v| v.entry == fact.entry && v.insns == fact.insns);
+        let versioned = |i: usize| {
+            version.is_some_and(|v| {
+                versions[v]
+                    .accesses
+                    .binary_search_by_key(&i, |&(k, _)| k)
+                    .is_ok()
+            })
+        };
         let whole = fact.insns.iter().all(|r| {
             r.clone().all(|i| {
                 let (Some(insn), Some(&flow)) = (shape.insns.get(i), shape.view.flows().get(i))
@@ -367,7 +403,9 @@ fn loop_copies(
                         | Insn::Atomic { .. }
                         | Insn::LoadPacket { .. }
                 );
-                let proven = !memory || matches!(facts.access(i), Access::InBounds { .. });
+                let proven = !memory
+                    || matches!(facts.access(i), Access::InBounds { .. })
+                    || (versioned(i) && !matches!(insn, Insn::LoadPacket { .. }));
                 let plain = !matches!(insn, Insn::Call { .. } | Insn::CallX { .. })
                     && !matches!(insn, Insn::LoadImm64 { kind, .. } if *kind != Imm64Kind::Value);
                 stays && proven && plain
@@ -379,18 +417,33 @@ fn loop_copies(
             let mut all = b.first..b.first + b.len;
             all.clone().all(inside) || !all.any(inside)
         });
-        if whole
-            && blocks_fit
-            && fact.instructions > 0
-            && fact.instructions <= i32::MAX as u64
-            && !overlaps(&fact.insns)
-            && !loops.iter().any(|c| c.entry == fact.entry)
-        {
+        let charge = match fact.count {
+            TripCount::Known { instructions, .. } => (instructions > 0
+                && instructions <= i32::MAX as u64)
+                .then_some(Charge::Known(instructions)),
+            // The dispatcher adds the offset as an immediate.
+            TripCount::AtEntry(counter) => (fact.per_iteration <= MAX_AT_ENTRY_PER_ITERATION
+                && i32::try_from(counter.offset as i64).is_ok())
+            .then_some(Charge::AtEntry {
+                counter,
+                per_iteration: fact.per_iteration,
+                until_exit: fact.until_exit,
+            }),
+        };
+        let Some(charge) = charge.filter(|_| whole && blocks_fit) else {
+            continue;
+        };
+        if let Some(v) = version {
+            if let Some(copy) = loops.get_mut(v) {
+                copy.kind.charge = Some(charge);
+            }
+        } else if !overlaps(&fact.insns) && !loops.iter().any(|c| c.entry == fact.entry) {
             loops.push(LoopCopy {
                 entry: fact.entry,
                 insns: fact.insns.clone(),
-                kind: CopyKind::Counted {
-                    instructions: fact.instructions,
+                kind: CopyKind {
+                    version: None,
+                    charge: Some(charge),
                 },
                 dispatch: ops.new_dynamic_label(),
                 copy_entry: ops.new_dynamic_label(),
@@ -424,12 +477,23 @@ pub(crate) fn emit(
     // on what the host left in a register.
     let tested = loops
         .iter()
-        .filter_map(|c| match c.kind {
-            CopyKind::Version(v) => facts.versions().get(v),
-            CopyKind::Counted { .. } => None,
+        .flat_map(|c| {
+            let conditions = c
+                .kind
+                .version
+                .and_then(|v| facts.versions().get(v))
+                .map(|v| v.conditions.iter().map(|c| c.reg).collect())
+                .unwrap_or_default();
+            let counter = match c.kind.charge {
+                Some(Charge::AtEntry { counter, .. }) => match counter.bound {
+                    Bound::Reg(b) => alloc::vec![counter.reg, b],
+                    Bound::Imm(_) => alloc::vec![counter.reg],
+                },
+                _ => Vec::new(),
+            };
+            [conditions, counter].concat()
         })
-        .flat_map(|v| v.conditions.iter())
-        .fold(0, |set: Regs, c| set | 1 << u32::from(c.reg).min(10));
+        .fold(0, |set: Regs, r| set | 1 << u32::from(r).min(10));
     let used = regs.used | tested;
     let args = live::bit(Reg::R1) | live::bit(Reg::R2) | live::bit(Reg::R10);
     let entry_loads = (regs.live | tested) & args;
@@ -528,11 +592,12 @@ impl Emitter<'_> {
                 // Leaving a counted copy in checked-facts mode: first, the loop ran exactly
                 // the instructions its fact says.
                 match self.copy.map(|c| self.loops[c].kind) {
-                    Some(CopyKind::Counted { instructions }) if self.checked => {
+                    Some(CopyKind {
+                        charge: Some(_), ..
+                    }) if self.checked => {
                         let pc = self.shape.view.pcs().get(self.index).copied().unwrap_or(0);
                         let fact = self.fact_stub(pc);
                         self.stub(Stub::LeaveCounted {
-                            instructions: instructions as i32,
                             fact,
                             target: label,
                         })
@@ -687,13 +752,9 @@ impl Emitter<'_> {
                         ; jmp =>epilogue
                     );
                 }
-                Stub::LeaveCounted {
-                    instructions,
-                    fact,
-                    target,
-                } => {
+                Stub::LeaveCounted { fact, target } => {
                     asm!(self.ops
-                        ; cmp QWORD [rbx + OFF_LOOP_COUNT], instructions
+                        ; cmp QWORD [rbx + OFF_LOOP_COUNT], 0
                         ; jne =>fact
                     );
                     self.jmp(target);
@@ -806,19 +867,21 @@ impl Emitter<'_> {
 
     /// The budget charge and the instructions of block `b`. In a counted loop's copy, which
     /// its dispatcher charged in full, nothing is charged (in checked-facts mode the block's
-    /// instructions are counted instead, failing to a `Fact` stub past the loop's total).
+    /// instructions are counted instead, up from minus the charge, failing to a `Fact` stub
+    /// past the loop's total).
     fn block_code(&mut self, b: usize, block: &crate::blocks::Block) {
         let insns = self.program.insns();
         match self.copy.map(|c| self.loops[c].kind) {
-            Some(CopyKind::Counted { instructions }) => {
+            Some(CopyKind {
+                charge: Some(_), ..
+            }) => {
                 self.refund = 0;
                 if self.checked {
                     let pc = self.shape.view.pcs().get(block.first).copied().unwrap_or(0);
                     let fact = self.fact_stub(pc);
                     asm!(self.ops
                         ; add QWORD [rbx + OFF_LOOP_COUNT], block.len as i32
-                        ; cmp QWORD [rbx + OFF_LOOP_COUNT], instructions as i32
-                        ; ja =>fact
+                        ; jg =>fact
                     );
                 }
             }
@@ -867,28 +930,13 @@ impl Emitter<'_> {
         } = self.loops[c].clone();
         asm!(self.ops; =>dispatch);
         let fail = self.ops.new_dynamic_label();
-        let conditions = match kind {
-            // A version: every condition holds (on the registers as they are and the region
-            // table).
-            CopyKind::Version(v) => self
-                .facts
-                .versions()
-                .get(v)
-                .map(|v| v.conditions.clone())
-                .unwrap_or_default(),
-            // A counted loop: the budget covers the whole loop, charged here at once.
-            CopyKind::Counted { instructions } => {
-                asm!(self.ops
-                    ; cmp rcx, instructions as i32
-                    ; jb =>fail
-                    ; sub rcx, instructions as i32
-                );
-                if self.checked {
-                    asm!(self.ops; mov QWORD [rbx + OFF_LOOP_COUNT], 0);
-                }
-                Vec::new()
-            }
-        };
+        // A version: every condition holds (on the registers as they are and the region
+        // table).
+        let conditions = kind
+            .version
+            .and_then(|v| self.facts.versions().get(v))
+            .map(|v| v.conditions.clone())
+            .unwrap_or_default();
         for c in conditions {
             // End of the region: its limit for 1-byte loads, (region << 32) + len (0 if the
             // region is empty or unmapped, which fails every condition that matters).
@@ -908,7 +956,99 @@ impl Emitter<'_> {
                 ; ja =>fail
             );
         }
+        // A counted loop: the budget covers the whole loop, charged here at once.
+        match kind.charge {
+            Some(Charge::Known(instructions)) => {
+                asm!(self.ops
+                    ; cmp rcx, instructions as i32
+                    ; jb =>fail
+                    ; sub rcx, instructions as i32
+                );
+                if self.checked {
+                    asm!(self.ops; mov QWORD [rbx + OFF_LOOP_COUNT], -(instructions as i32));
+                }
+            }
+            Some(Charge::AtEntry {
+                counter,
+                per_iteration,
+                until_exit,
+            }) => self.charge_at_entry(counter, per_iteration, until_exit, fail),
+            None => {}
+        }
         asm!(self.ops; jmp =>copy; =>fail);
+    }
+
+    /// The charge of a loop whose trip count its registers give (`Counter::instructions`, which
+    /// this computes the same way) into `rdx`, taken from the budget; to `fail` when the closed
+    /// form does not apply or the budget is short (the ordinary loop then charges as it goes,
+    /// exactly). Clobbers `rax` and `rdx`.
+    fn charge_at_entry(
+        &mut self,
+        counter: Counter,
+        per_iteration: u64,
+        until_exit: u64,
+        fail: DynamicLabel,
+    ) {
+        let (none, have) = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
+        // x = r[reg] + offset in rax (the offset fits: `loop_copies`), the bound in rdx.
+        self.load_imm(RDX, counter.offset as i64 as i32, true);
+        let x = HOST[usize::from(counter.reg).min(10)];
+        asm!(self.ops; add rdx, Rq(x); mov rax, rdx);
+        match counter.bound {
+            Bound::Reg(b) => {
+                let b = HOST[usize::from(b).min(10)];
+                asm!(self.ops; mov rdx, Rq(b));
+            }
+            Bound::Imm(b) => self.load_imm(RDX, b as i64 as i32, true),
+        }
+        // To "goes on while x < b, x up by 2^k" (see `Counter::trips`).
+        if counter.signed {
+            asm!(self.ops; btc rax, 63; btc rdx, 63);
+        }
+        if counter.down {
+            asm!(self.ops; not rax; not rdx);
+        }
+        if counter.inclusive {
+            asm!(self.ops; add rdx, 1; jc =>fail);
+        }
+        asm!(self.ops; cmp rax, rdx);
+        if counter.until_equal {
+            // Beyond the bound, `!=` goes on until the counter wraps around.
+            asm!(self.ops; ja =>fail);
+        }
+        asm!(self.ops; jae =>none);
+        let k = counter.step_log2.min(6);
+        if k > 0 {
+            // The last counter tested, below b + 2^k, must not wrap.
+            let room = -((1i32 << k) - 1);
+            asm!(self.ops
+                ; cmp rdx, room
+                ; jae =>fail
+                ; sub rdx, rax
+                ; add rdx, (1 << k) - 1
+                ; shr rdx, k as i8
+            );
+        } else {
+            asm!(self.ops; sub rdx, rax);
+        }
+        // trips < 2^32 (MAX_AT_ENTRY_TRIPS), so trips * per_iteration cannot overflow.
+        asm!(self.ops
+            ; mov rax, rdx
+            ; shr rax, 32
+            ; jnz =>fail
+            ; imul rdx, rdx, per_iteration as i32
+            ; add rdx, until_exit as i32
+            ; jmp =>have
+            ; =>none
+            ; mov edx, until_exit as i32
+            ; =>have
+            ; cmp rcx, rdx
+            ; jb =>fail
+            ; sub rcx, rdx
+        );
+        if self.checked {
+            asm!(self.ops; neg rdx; mov [rbx + OFF_LOOP_COUNT], rdx);
+        }
     }
 
     /// The second copy of every copied loop: its blocks again, transfers inside the loop
@@ -922,7 +1062,7 @@ impl Emitter<'_> {
         for c in 0..self.loops.len() {
             self.copy = Some(c);
             self.copy_labels = vec![None; slots + 1];
-            let counted = matches!(self.loops[c].kind, CopyKind::Counted { .. });
+            let counted = self.loops[c].kind.charge.is_some();
             let members: Vec<usize> = (0..blocks.len())
                 .filter(|&b| self.inside(c, blocks[b].first))
                 .collect();
@@ -1470,9 +1610,7 @@ impl Emitter<'_> {
             } => Some((region, speculation_safe)),
             // A version's proof rests on its dispatcher's branch.
             Access::Checked { .. } => self.copy.and_then(|c| {
-                let CopyKind::Version(v) = self.loops.get(c)?.kind else {
-                    return None;
-                };
+                let v = self.loops.get(c)?.kind.version?;
                 let accesses = &self.facts.versions().get(v)?.accesses;
                 let at = accesses.binary_search_by_key(&i, |&(k, _)| k).ok()?;
                 Some((accesses[at].1, false))

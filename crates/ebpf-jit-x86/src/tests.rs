@@ -560,12 +560,15 @@ fn a_forward_branch_chains_its_fall_through_into_one_charge_with_a_refund() {
     assert_eq!(charges, ["sub rcx,6", "sub rcx,2"], "{b:?}");
     assert!(b.iter().any(|s| s == "add rcx,3"), "the refund: {b:?}");
     // A backward branch (a loop's, whose trip count is unknown) does not chain: its taken
-    // side stays free.
+    // side stays free. (Its copy, charged from registers at its entry, charges nothing.)
     let b = body(
         "mov %r0, 0\nadd %r0, 1\njlt %r0, %r2, -2\nadd %r0, 1\nexit",
         false,
     );
-    let charges = b.iter().filter(|s| s.starts_with("sub rcx,")).count();
+    let charges = b
+        .iter()
+        .filter(|s| s.starts_with("sub rcx,") && *s != "sub rcx,rdx")
+        .count();
     assert_eq!(charges, 3, "{b:?}");
 }
 
@@ -677,6 +680,19 @@ fn a_versioned_loop_gets_an_unchecked_copy_selected_at_its_entry() {
         contains_window(&all, &["shr rax,2", "cmp r9,rax"]),
         "{all:#?}"
     );
+    // Then the loop's charge from r4 and r3 (8 instructions a trip, 1 to the exit test on
+    // top), taken at once: the copy charges nothing, the ordinary loop 8 a trip.
+    let conditions = all.iter().position(|s| s == "cmp r9,rax").unwrap();
+    let charge = &all[conditions..];
+    let imul = charge.iter().position(|s| s == "imul rdx,8").unwrap();
+    assert!(
+        charge[imul..]
+            .windows(3)
+            .any(|w| w[0] == "cmp rcx,rdx" && w[2] == "sub rcx,rdx"),
+        "{all:#?}"
+    );
+    let charges = all.iter().filter(|s| *s == "sub rcx,8").count();
+    assert_eq!(charges, 1, "{all:#?}");
     // The header load is proven by `len >= 8`; the word load is checked in the loop and not
     // in its copy.
     let bias = alloc::format!("mov rdx,[rbx+{}]", disp(crate::context::OFF_BIAS + 8 * 4));
@@ -713,9 +729,9 @@ fn a_counted_loop_is_charged_once_at_its_entry() {
         facts
             .loops()
             .iter()
-            .map(|l| l.instructions)
+            .map(|l| l.instructions(&[0; 11]))
             .collect::<Vec<_>>(),
-        [300]
+        [Some(300)]
     );
     let all = text(&emitted(&program, false));
     // The dispatcher: the whole loop's budget at once, then the copy.
@@ -750,11 +766,57 @@ fn a_counted_loop_is_charged_once_at_its_entry() {
     };
     let checked = text(&emit(&program, &options, &facts).unwrap().code);
     let count = disp(crate::context::OFF_LOOP_COUNT);
+    // It starts at minus the charge and must be 0 on the way out.
+    for expected in [
+        alloc::format!("mov qword ptr [rbx+{count}],0FFFFFFFFFFFFFED4h"),
+        alloc::format!("cmp qword ptr [rbx+{count}],0"),
+    ] {
+        assert!(checked.contains(&expected), "{expected}: {checked:#?}");
+    }
+}
+
+#[test]
+fn a_loop_bounded_at_run_time_is_charged_at_its_entry_from_registers() {
+    let src = COUNTED.replace("jlt %r1, 100, loop", "jlt %r1, %r2, loop");
+    let program = ebpf_isa::assemble(&src).unwrap();
+    let all = text(&emitted(&program, false));
+    // The dispatcher: r1 + 1 < r2, (r2 - (r1 + 1)) * 3 + 3 from the budget.
     assert!(
-        checked
+        contains_window(
+            &all,
+            &[
+                "mov edx,1",
+                "add rdx,rdi",
+                "mov rax,rdx",
+                "mov rdx,r8",
+                "cmp rax,rdx"
+            ]
+        ),
+        "{all:#?}"
+    );
+    assert!(
+        contains_window(&all, &["imul rdx,3", "add rdx,3"]),
+        "{all:#?}"
+    );
+    assert!(
+        all.windows(3)
+            .any(|w| w[0] == "cmp rcx,rdx" && w[1].starts_with("jb ") && w[2] == "sub rcx,rdx"),
+        "{all:#?}"
+    );
+    // The ordinary loop charges 3 per iteration, the copy nothing.
+    let bodies: Vec<usize> = all
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| *s == "add rsi,rdi")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(bodies.len(), 2, "{all:#?}");
+    assert!(all[bodies[0] - 2] == "sub rcx,3", "{all:#?}");
+    assert!(
+        !all[bodies[1] - 2..bodies[1]]
             .iter()
-            .any(|s| *s == alloc::format!("cmp qword ptr [rbx+{count}],12Ch")),
-        "{checked:#?}"
+            .any(|s| s.starts_with("sub rcx")),
+        "{all:#?}"
     );
 }
 
@@ -856,11 +918,11 @@ fn branch_proven_accesses_are_clamped_without_a_branch() {
             3,
             0,
         ),
-        // A loop index below the length.
+        // A loop index below the length (twice: the loop and its copy, charged at its entry).
         (
             "mov %r0, 0\njeq %r2, 0, +6\nmov %r3, 0\nmov %r5, %r1\nadd %r5, %r3\n\
              ldxb %r5, [%r5]\nadd %r3, 1\njlt %r3, %r2, -5\nexit",
-            1,
+            2,
             0,
         ),
         // A claimed length: the version's copy of the loop.

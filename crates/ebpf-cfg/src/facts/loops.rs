@@ -58,22 +58,139 @@ pub struct Version {
     pub accesses: Vec<(usize, u8)>,
 }
 
-/// A loop whose work is known when it is entered.
+/// A loop whose work is known when it is entered: a constant, or a closed form of registers
+/// at its entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoopFact {
     /// The loop's only entry: the index of its first instruction.
     pub entry: usize,
     /// The loop's instructions, as ranges of instruction indices in program order.
     pub insns: Vec<Range<usize>>,
-    /// How many times its exit test runs per entry.
-    pub trip_count: u64,
     /// Instructions one full trip around it executes.
     pub per_iteration: u64,
     /// Instructions from its entry up to and including the exit test.
     pub until_exit: u64,
-    /// Instructions one entry executes in all, until it leaves: `(trip_count - 1) *
-    /// per_iteration + until_exit`.
-    pub instructions: u64,
+    /// How many times it goes around.
+    pub count: TripCount,
+}
+
+impl LoopFact {
+    /// The instructions one entry executes in all, until it leaves, with `regs` the registers
+    /// at its entry; `None` when the count is not known for them (an [`Counter`] whose closed
+    /// form does not apply: the loop must be run and counted as it goes).
+    pub fn instructions(&self, regs: &[u64; 11]) -> Option<u64> {
+        match self.count {
+            TripCount::Known { instructions, .. } => Some(instructions),
+            TripCount::AtEntry(c) => {
+                let bound = match c.bound {
+                    Bound::Reg(r) => *regs.get(usize::from(r))?,
+                    Bound::Imm(b) => b,
+                };
+                let x0 = *regs.get(usize::from(c.reg))?;
+                c.instructions(x0, bound, self.per_iteration, self.until_exit)
+            }
+        }
+    }
+}
+
+/// How many times a [`LoopFact`]'s loop goes around.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TripCount {
+    /// The same on every entry.
+    Known {
+        /// How many times its exit test runs per entry.
+        trip_count: u64,
+        /// Instructions one entry executes in all, until it leaves: `(trip_count - 1) *
+        /// per_iteration + until_exit`.
+        instructions: u64,
+    },
+    /// Computed at the entry from registers: see [`Counter::instructions`].
+    AtEntry(Counter),
+}
+
+/// What a loop's exit test compares its counter with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    /// A register the loop never writes, as it is at the entry.
+    Reg(u8),
+    /// A constant.
+    Imm(u64),
+}
+
+/// The counter of a loop whose trip count is known only at run time. The `t`-th exit test
+/// (from 0) sees `x_t = x0 + offset + t * step`, `x0` register `reg` at the entry and `step`
+/// `±2^step_log2`, and the loop goes on while `x_t < bound` (`<=` if `inclusive`; `>`, `>=`
+/// if `down`; signed if `signed`), or while `x_t != bound` if `until_equal` (step ±1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counter {
+    /// The counter's register.
+    pub reg: u8,
+    /// Added to it from the entry up to the first exit test.
+    pub offset: u64,
+    /// `log2 |step|` (at most 6).
+    pub step_log2: u8,
+    /// It steps down (and the loop goes on while it is above the bound).
+    pub down: bool,
+    /// The bound.
+    pub bound: Bound,
+    /// `<=` / `>=` rather than `<` / `>`.
+    pub inclusive: bool,
+    /// A signed comparison.
+    pub signed: bool,
+    /// The loop goes on while the counter differs from the bound (`!=`).
+    pub until_equal: bool,
+}
+
+/// The largest trip count [`Counter::instructions`] answers for (`2^32 - 1`: a JIT tests
+/// the high half): above it, the loop runs counted as it goes.
+pub const MAX_AT_ENTRY_TRIPS: u64 = u32::MAX as u64;
+
+impl Counter {
+    /// The instructions one entry runs, for the counter's register `x0` and the bound `bound`
+    /// at entry: `t * per_iteration + until_exit` for `t` full trips. `None` when the closed
+    /// form does not apply: the counter could wrap around before it leaves, the loop would go
+    /// on past [`MAX_AT_ENTRY_TRIPS`] trips, or the sum overflows.
+    pub fn instructions(
+        &self,
+        x0: u64,
+        bound: u64,
+        per_iteration: u64,
+        until_exit: u64,
+    ) -> Option<u64> {
+        let trips = self.trips(x0, bound)?;
+        trips.checked_mul(per_iteration)?.checked_add(until_exit)
+    }
+
+    /// The full trips (exit tests that continue) for `x0` and `bound`, as [`instructions`]
+    /// says. Every condition is brought to "goes on while `x < b`, `x` up by `2^k`": a signed
+    /// order is the unsigned one with the top bit flipped on both sides, a down-counter is
+    /// an up-counter on the complements (`!(x - s) == !x + s`, `!` reverses the order), and
+    /// `x <= b` is `x < b + 1`.
+    ///
+    /// [`instructions`]: Counter::instructions
+    pub fn trips(&self, x0: u64, bound: u64) -> Option<u64> {
+        let (mut x, mut b) = (x0.wrapping_add(self.offset), bound);
+        if self.signed {
+            (x, b) = (x ^ 1 << 63, b ^ 1 << 63);
+        }
+        if self.down {
+            (x, b) = (!x, !b);
+        }
+        if self.inclusive {
+            b = b.checked_add(1)?;
+        }
+        if x >= b {
+            // Equal at once leaves; beyond the bound, `!=` goes on until the counter wraps.
+            return (!self.until_equal || x == b).then_some(0);
+        }
+        let k = u32::from(self.step_log2.min(63));
+        // The last counter tested is below `b + 2^k`: no wrap while that fits.
+        if b > u64::MAX - ((1u64 << k) - 1) {
+            return None;
+        }
+        let trips = (b - x).div_ceil(1 << k);
+        (trips <= MAX_AT_ENTRY_TRIPS).then_some(trips)
+    }
 }
 
 /// Which registers the instructions of `comp` may write (bit `r`), calls included.
@@ -272,23 +389,43 @@ pub(crate) fn trip(
         }
     }
     let (width, cond, dst, src, at_test) = test?;
-    // The counter steps by a constant per iteration and is a constant at entry.
+    // The counter steps by a constant per iteration.
     let step = sym[dst]?;
     let before_test = at_test[dst]?;
-    let start = state.regs[dst].num.as_constant()?;
-    let bound = match src {
-        Operand::Imm(k) => match width {
-            Width::W64 => i64::from(k) as u64,
-            Width::W32 => u64::from(k as u32),
-        },
+    let bound_reg = match src {
+        Operand::Imm(_) => None,
         Operand::Reg(r) => {
             let r = usize::from(r.index());
-            // Unchanged around the loop and a constant at entry.
+            // Unchanged around the loop.
             if sym[r] != Some(0) || at_test[r] != Some(0) {
                 return None;
             }
-            state.regs[r].num.as_constant()?
+            Some(r)
         }
+    };
+    let entry = graph.blocks[comp[head] as usize].first as usize;
+    let start = state.regs[dst].num.as_constant();
+    let bound = match (src, bound_reg) {
+        (Operand::Imm(k), _) => Some(match width {
+            Width::W64 => i64::from(k) as u64,
+            Width::W32 => u64::from(k as u32),
+        }),
+        (_, Some(r)) => state.regs[r].num.as_constant(),
+        _ => None,
+    };
+    let (Some(start), Some(bound)) = (start, bound) else {
+        // Known only at run time: the counter and the bound are registers at the entry.
+        let counter = at_entry(width, cond, continue_when, dst, before_test, step, src)?;
+        return Some(Counted {
+            fact: LoopFact {
+                entry,
+                insns: ranges(graph, comp),
+                per_iteration,
+                until_exit,
+                count: TripCount::AtEntry(counter),
+            },
+            counter: None,
+        });
     };
     let first = start.wrapping_add(before_test);
     let trip_count = exit_iteration(width, cond, first, step, bound, continue_when)? + 1;
@@ -302,14 +439,84 @@ pub(crate) fn trip(
     let range = (lo >= 0 && hi <= i128::from(u64::MAX)).then_some((lo as u64, hi as u64));
     Some(Counted {
         fact: LoopFact {
-            entry: graph.blocks[comp[head] as usize].first as usize,
+            entry,
             insns: ranges(graph, comp),
-            trip_count,
             per_iteration,
             until_exit,
-            instructions,
+            count: TripCount::Known {
+                trip_count,
+                instructions,
+            },
         },
         counter: range.map(|(lo, hi)| (dst, lo, hi)),
+    })
+}
+
+/// The [`Counter`] of a 64-bit exit test `dst cond src` (the loop goes on when the jump is
+/// `continue_when`), with `dst` stepping by `step` and `offset` past its entry value at the
+/// test; `None` for a test that is not a threshold on a counter moving towards it by a power
+/// of two up to 64 (or `!=` by one).
+fn at_entry(
+    width: Width,
+    cond: Cond,
+    continue_when: bool,
+    dst: usize,
+    offset: u64,
+    step: u64,
+    src: Operand,
+) -> Option<Counter> {
+    if width != Width::W64 {
+        return None;
+    }
+    let goes_on = if continue_when {
+        cond
+    } else {
+        match cond {
+            Cond::Lt => Cond::Ge,
+            Cond::Le => Cond::Gt,
+            Cond::Gt => Cond::Le,
+            Cond::Ge => Cond::Lt,
+            Cond::Slt => Cond::Sge,
+            Cond::Sle => Cond::Sgt,
+            Cond::Sgt => Cond::Sle,
+            Cond::Sge => Cond::Slt,
+            Cond::Eq => Cond::Ne,
+            Cond::Ne | Cond::Set => return None,
+        }
+    };
+    let down = step > 1 << 63;
+    let size = if down { step.wrapping_neg() } else { step };
+    if !size.is_power_of_two() || size > 64 {
+        return None;
+    }
+    let (towards_down, inclusive, signed, until_equal) = match goes_on {
+        Cond::Lt => (false, false, false, false),
+        Cond::Le => (false, true, false, false),
+        Cond::Gt => (true, false, false, false),
+        Cond::Ge => (true, true, false, false),
+        Cond::Slt => (false, false, true, false),
+        Cond::Sle => (false, true, true, false),
+        Cond::Sgt => (true, false, true, false),
+        Cond::Sge => (true, true, true, false),
+        Cond::Ne if size == 1 => (down, false, false, true),
+        _ => return None,
+    };
+    if towards_down != down {
+        return None;
+    }
+    let bound = match src {
+        Operand::Imm(k) => Bound::Imm(i64::from(k) as u64),
+        Operand::Reg(r) => Bound::Reg(r.index()),
+    };
+    Some(Counter {
+        reg: dst as u8,
+        offset,
+        step_log2: size.trailing_zeros() as u8,
+        down,
+        bound,
+        inclusive,
+        signed,
+        until_equal,
     })
 }
 
@@ -501,5 +708,128 @@ mod tests {
             assert!(!semantics::cond64(cond, x(t), bound));
             assert!((0..t).all(|u| semantics::cond64(cond, x(u), bound)));
         }
+    }
+
+    /// The full trips of `c` by stepping the counter, up to `limit`; `None` past it.
+    fn stepped(c: &Counter, x0: u64, b: u64, limit: u64) -> Option<u64> {
+        let step = if c.down {
+            (1u64 << c.step_log2).wrapping_neg()
+        } else {
+            1 << c.step_log2
+        };
+        let cond = match (c.until_equal, c.down, c.inclusive, c.signed) {
+            (true, ..) => Cond::Ne,
+            (_, false, false, false) => Cond::Lt,
+            (_, false, true, false) => Cond::Le,
+            (_, true, false, false) => Cond::Gt,
+            (_, true, true, false) => Cond::Ge,
+            (_, false, false, true) => Cond::Slt,
+            (_, false, true, true) => Cond::Sle,
+            (_, true, false, true) => Cond::Sgt,
+            (_, true, true, true) => Cond::Sge,
+        };
+        let mut x = x0.wrapping_add(c.offset);
+        for t in 0..=limit {
+            if !semantics::cond64(cond, x, b) {
+                return Some(t);
+            }
+            x = x.wrapping_add(step);
+        }
+        None
+    }
+
+    #[test]
+    fn run_time_trip_counts_equal_stepping_the_counter() {
+        // A fixed-seed xorshift: the same cases every run.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let edges = [
+            0,
+            1,
+            63,
+            64,
+            1 << 63,
+            (1 << 63) - 1,
+            u64::MAX,
+            u64::MAX - 64,
+        ];
+        let (mut answered, mut exact) = (0, 0);
+        for case in 0..40_000u32 {
+            let r = next();
+            let c = Counter {
+                reg: 1,
+                offset: [0, 1, u64::MAX, 8, 3u64.wrapping_neg()][(r % 5) as usize],
+                step_log2: [0, 0, 1, 2, 3, 6][(r >> 3) as usize % 6],
+                down: r >> 8 & 1 == 1,
+                bound: Bound::Reg(2),
+                inclusive: r >> 9 & 1 == 1,
+                signed: r >> 10 & 1 == 1,
+                until_equal: r >> 11 & 7 == 0,
+            };
+            if c.until_equal && (c.step_log2 != 0 || c.inclusive || c.signed) {
+                continue;
+            }
+            // Half the cases near the edges of both orders, where wrapping lurks; the rest in
+            // the middle, where the closed form must always answer.
+            let middle = case % 2 == 0;
+            let base = if middle {
+                1 << 40
+            } else {
+                edges[(r >> 14) as usize % edges.len()]
+            };
+            let spread = |v: u64| (v % 2001).wrapping_sub(1000);
+            let x0 = base.wrapping_add(spread(next()));
+            let b = base.wrapping_add(spread(next()));
+            let per = 1 + next() % 20;
+            let until = 1 + next() % per;
+            let truth = stepped(&c, x0, b, 5_000);
+            match c.instructions(x0, b, per, until) {
+                Some(n) => {
+                    answered += 1;
+                    let t = truth.unwrap_or_else(|| panic!("{c:?} {x0:#x} {b:#x}: wraps"));
+                    assert_eq!(n, t * per + until, "{c:?} {x0:#x} {b:#x}");
+                    exact += 1;
+                }
+                None => assert!(!middle || truth.is_none(), "{c:?} {x0:#x} {b:#x}"),
+            }
+        }
+        assert!(answered > 10_000 && exact == answered, "{answered}");
+        // Huge counts: above the cap, or where the product overflows, no answer.
+        let up = Counter {
+            reg: 1,
+            offset: 0,
+            step_log2: 0,
+            down: false,
+            bound: Bound::Reg(2),
+            inclusive: false,
+            signed: false,
+            until_equal: false,
+        };
+        assert_eq!(up.trips(0, MAX_AT_ENTRY_TRIPS), Some(MAX_AT_ENTRY_TRIPS));
+        assert_eq!(up.trips(0, MAX_AT_ENTRY_TRIPS + 1), None);
+        let most = MAX_AT_ENTRY_TRIPS;
+        assert_eq!(up.instructions(0, most, 1 << 32, 0), Some(u64::MAX - most));
+        assert_eq!(up.instructions(0, most, 1 << 32, 1 << 32), None, "2^64");
+        assert_eq!(up.trips(0, u64::MAX), None);
+        // `<=` the largest value never leaves.
+        let le = Counter {
+            inclusive: true,
+            ..up
+        };
+        assert_eq!(le.trips(u64::MAX - 3, u64::MAX), None);
+        // `!=` from beyond the bound goes on until the counter wraps.
+        let ne = Counter {
+            until_equal: true,
+            ..up
+        };
+        assert_eq!(
+            (ne.trips(5, 5), ne.trips(6, 5), ne.trips(4, 9)),
+            (Some(0), None, Some(5))
+        );
     }
 }

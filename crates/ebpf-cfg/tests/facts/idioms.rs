@@ -3,7 +3,10 @@
 
 use super::{Memory, analyse, assert_sound, check_speculative, proven};
 use ebpf_abi::layout;
-use ebpf_cfg::facts::{Access, Analysis, Condition, Entry, MetadataFields, RegionSpec, Relation};
+use ebpf_cfg::facts::{
+    Access, Analysis, Bound, Condition, Counter, Entry, MetadataFields, RegionSpec, Relation,
+    TripCount,
+};
 
 /// The bytes 0, 1, 2, … as input.
 fn bytes(n: usize) -> Memory {
@@ -530,14 +533,8 @@ fn counted_loops_know_their_instructions() {
     let (_, a) = analyse(text);
     let l = &a.facts().loops()[0];
     assert_eq!(
-        (
-            l.entry,
-            l.trip_count,
-            l.per_iteration,
-            l.until_exit,
-            l.instructions
-        ),
-        (2, 10, 3, 3, 30)
+        (l.entry, l.count, l.per_iteration, l.until_exit),
+        (2, known(10, 30), 3, 3)
     );
     assert_sound(text, &bytes(0));
     // The exit test in the middle, a jump back at the bottom (clang's shape).
@@ -556,13 +553,11 @@ fn counted_loops_know_their_instructions() {
     let (_, a) = analyse(middle);
     let l = &a.facts().loops()[0];
     assert_eq!(
-        (l.trip_count, l.per_iteration, l.until_exit, l.instructions),
-        (1999, 6, 5, 1998 * 6 + 5)
+        (l.count, l.per_iteration, l.until_exit),
+        (known(1999, 1998 * 6 + 5), 6, 5)
     );
     assert_sound(middle, &bytes(0));
-    // A bound that is not a constant, or a body with two paths: no count.
-    let unknown = text.replace("jlt %r1, 10, loop", "jlt %r1, %r2, loop");
-    assert!(analyse(&unknown).1.facts().loops().is_empty());
+    // A body with two paths: no count.
     let paths = "
         mov %r1, 0
     loop:
@@ -574,6 +569,147 @@ fn counted_loops_know_their_instructions() {
         exit";
     assert!(analyse(paths).1.facts().loops().is_empty());
     assert_sound(paths, &bytes(0));
+}
+
+fn known(trip_count: u64, instructions: u64) -> TripCount {
+    TripCount::Known {
+        trip_count,
+        instructions,
+    }
+}
+
+/// The run-time counter of the only loop of `text`, if it has one.
+fn at_entry(text: &str) -> Option<Counter> {
+    match analyse(text).1.facts().loops() {
+        [l] => match l.count {
+            TripCount::AtEntry(c) => Some(c),
+            TripCount::Known { .. } => None,
+        },
+        _ => None,
+    }
+}
+
+#[test]
+fn loops_bounded_at_run_time_count_at_their_entry() {
+    // The engines bench's shapes: `poly` (`!=` a count from the input), `hash` (`<` an end
+    // from the input), `histogram` (the exit test on top, `>=`).
+    let poly = "
+        mov %r3, %r2
+        mov %r4, 0
+        mov %r0, 0
+    loop:
+        mul %r0, 3
+        add %r0, %r4
+        add %r4, 1
+        jne %r4, %r3, loop
+        exit";
+    let (_, a) = analyse(poly);
+    let l = &a.facts().loops()[0];
+    assert_eq!((l.entry, l.per_iteration, l.until_exit), (3, 4, 4));
+    let counter = Counter {
+        reg: 4,
+        offset: 1,
+        step_log2: 0,
+        down: false,
+        bound: Bound::Reg(3),
+        inclusive: false,
+        signed: false,
+        until_equal: true,
+    };
+    assert_eq!(l.count, TripCount::AtEntry(counter));
+    // With r3 = 5 at entry: r4 is 1..=5 at the tests, 4 trips go on, then 4 to the exit.
+    let mut regs = [0u64; 11];
+    regs[3] = 5;
+    assert_eq!(l.instructions(&regs), Some(4 * 4 + 4));
+    regs[3] = 0;
+    assert_eq!(
+        l.instructions(&regs),
+        None,
+        "0 is behind the counter: it wraps around"
+    );
+    assert_sound(poly, &bytes(5));
+    let hash = "
+        mov %r3, %r1
+        add %r3, %r2
+        mov %r0, 0
+        jge %r1, %r3, out
+    loop:
+        ldxb %r4, [%r1]
+        xor %r0, %r4
+        mul %r0, 31
+        add %r1, 1
+        jlt %r1, %r3, loop
+    out:
+        exit";
+    let c = at_entry(hash).expect("hash");
+    assert_eq!(
+        (c.reg, c.offset, c.bound, c.down, c.inclusive, c.until_equal),
+        (1, 1, Bound::Reg(3), false, false, false)
+    );
+    for len in [1, 2, 7, 64] {
+        assert_sound(hash, &bytes(len));
+    }
+    let histogram = "
+        mov %r1, 0
+        mov %r0, 0
+    count:
+        jge %r1, %r2, out
+        add %r0, %r1
+        add %r1, 1
+        ja count
+    out:
+        exit";
+    let c = at_entry(histogram).expect("histogram");
+    assert_eq!(
+        (c.reg, c.offset, c.bound, c.down, c.inclusive),
+        (1, 0, Bound::Reg(2), false, false)
+    );
+    for len in [0, 1, 7, 64] {
+        assert_sound(histogram, &bytes(len));
+    }
+    // Down by 8 to a signed `>=` a constant; `<=` a register.
+    let down = "
+        mov %r1, %r2
+        mov %r0, 0
+    loop:
+        add %r0, 1
+        add %r1, -8
+        jsge %r1, -3, loop
+        exit";
+    let c = at_entry(down).expect("down");
+    assert_eq!(
+        (
+            c.step_log2,
+            c.down,
+            c.signed,
+            c.inclusive,
+            c.bound,
+            c.offset
+        ),
+        (
+            3,
+            true,
+            true,
+            true,
+            Bound::Imm((-3i64) as u64),
+            (-8i64) as u64
+        )
+    );
+    for len in [0, 1, 7, 64, 4096] {
+        assert_sound(down, &bytes(len));
+    }
+    // Not counted: a second exit, a bound the loop writes, a step of 3, the counter going
+    // away from the bound, a 32-bit test.
+    let second_exit = hash.replace("xor %r0, %r4", "jeq %r4, 0, out");
+    assert_eq!(at_entry(&second_exit), None);
+    let written = hash.replace("mul %r0, 31", "add %r3, 1");
+    assert_eq!(at_entry(&written), None);
+    let three = histogram.replace("add %r1, 1", "add %r1, 3");
+    assert_eq!(at_entry(&three), None);
+    let away = histogram.replace("add %r1, 1", "add %r1, -1");
+    assert_eq!(at_entry(&away), None);
+    let narrow = histogram.replace("jge %r1, %r2, out", "jge32 %r1, %r2, out");
+    assert_eq!(at_entry(&narrow), None);
 }
 
 #[test]
@@ -608,7 +744,13 @@ fn a_counted_loop_caps_its_counter() {
     };
     assert!(d(8).nonzero, "i >= 1");
     assert!(d(10).nonzero, "i + 3 >= 4");
-    assert_eq!(a.facts().loops()[0].trip_count, 1999);
+    assert!(matches!(
+        a.facts().loops()[0].count,
+        TripCount::Known {
+            trip_count: 1999,
+            ..
+        }
+    ));
     assert_sound(text, &bytes(0));
 }
 
@@ -623,7 +765,11 @@ fn a_capped_counter_reaches_a_fixed_point() {
             "add %r0, 1\n".repeat(step)
         );
         let (_, a) = analyse(&text);
-        assert_eq!(a.facts().loops()[0].trip_count, 1000 / step as u64);
+        let instructions = 1000 / step as u64 * (step as u64 + 1);
+        assert_eq!(
+            a.facts().loops()[0].instructions(&[0; 11]),
+            Some(instructions)
+        );
         assert_sound(&text, &bytes(0));
     }
 }

@@ -303,15 +303,16 @@ pub(crate) fn check_speculative(program: &Program, mem: &Memory, taken: u64) -> 
 
 /// Watches the loops with facts along a run: inside a version whose conditions held at entry,
 /// every versioned access must be in bounds; a loop with a trip count must run exactly its
-/// instructions per entry.
+/// instructions per entry (for a count known at run time, as the registers at the entry give
+/// it).
 struct LoopWatch<'a> {
     program: &'a Program,
     facts: &'a ebpf_cfg::facts::Facts,
     lens: [u64; 64],
     /// The version being run unchecked: index, call depth at entry.
     fast: Option<(usize, usize)>,
-    /// The counted loop being run: index, depth, instructions so far.
-    counted: Option<(usize, usize, u64)>,
+    /// The counted loop being run: index, depth, instructions so far, its instructions.
+    counted: Option<(usize, usize, u64, u64)>,
     previous: Option<usize>,
 }
 
@@ -375,19 +376,19 @@ impl<'a> LoopWatch<'a> {
                 .map_err(|e| format!("in version {v}: {e}"))?;
         }
         // Counted loops: the instructions from entry until the first one outside.
-        if let Some((l, d, count)) = self.counted {
+        if let Some((l, d, count, expected)) = self.counted {
             let fact = &self.facts.loops()[l];
             let inside = Self::inside(&fact.insns, index);
             if depth == d && !inside {
-                if count != fact.instructions {
+                if count != expected {
                     return Err(format!(
-                        "loop at {} ran {count} instructions, not {} ({fact:?})",
-                        fact.entry, fact.instructions
+                        "loop at {} ran {count} instructions, not {expected} ({fact:?})",
+                        fact.entry
                     ));
                 }
                 self.counted = None;
             } else {
-                self.counted = Some((l, d, count + 1));
+                self.counted = Some((l, d, count + 1, expected));
             }
         }
         if self.counted.is_none()
@@ -395,8 +396,8 @@ impl<'a> LoopWatch<'a> {
         {
             let fact = &self.facts.loops()[l];
             let from_outside = previous.is_none_or(|p| !Self::inside(&fact.insns, p));
-            if from_outside {
-                self.counted = Some((l, depth, 1));
+            if from_outside && let Some(expected) = fact.instructions(regs) {
+                self.counted = Some((l, depth, 1, expected));
             }
         }
         Ok(())
@@ -405,7 +406,7 @@ impl<'a> LoopWatch<'a> {
     /// At the end of a run that exited: a counted loop still open is a miscount.
     fn finish(&self) -> Result<(), String> {
         match self.counted {
-            Some((l, _, count)) => Err(format!(
+            Some((l, _, count, _)) => Err(format!(
                 "the run ended inside the counted loop {:?} after {count} instructions",
                 self.facts.loops()[l]
             )),
