@@ -342,9 +342,10 @@ enum Charge {
 const MAX_AT_ENTRY_PER_ITERATION: u64 = 1 << 20;
 
 /// The loops to copy: every version, and every counted loop that shares no instruction with
-/// a version whose charge fits an immediate, and in which nothing can end the run early (every
-/// access proven in bounds, no call, no exit, no jump to a trap, no invalid instruction), so
-/// charging all of it at entry is exact.
+/// a version (or is exactly a version's loop: then one copy drops both) whose charge fits the
+/// dispatcher, and in which nothing can end the run early (every access proven in bounds or
+/// by the version, no call, no exit, no jump to a trap, no invalid instruction), so charging
+/// all of it at entry is exact.
 fn loop_copies(
     shape: &Shape,
     facts: &Facts,
