@@ -902,7 +902,8 @@ const RUN_TIME_LOOPS: [&str; 6] = [
 /// a JIT that charges a loop at its entry when the budget has it all, and otherwise lets it
 /// run charged as it goes, traps where the interpreter does with the same count. Then bounds
 /// no closed form covers — the counter behind a `!=` bound (it wraps), more than 2^32 trips,
-/// `<=` the largest value — under small budgets (these runs would not end without one).
+/// `<=` the largest value — under small budgets (these runs would not end without one), and
+/// every condition and step with the counter and the bound near the edges of both orders.
 fn run_time_bounded_loops(d: &Differential<'_>) {
     for text in RUN_TIME_LOOPS {
         let program = asm(text);
@@ -946,6 +947,54 @@ fn run_time_bounded_loops(d: &Differential<'_>) {
             [7, 3],
         ),
     ];
+    // Every condition and step, counter and bound near the edges of both orders (where the
+    // closed form must decline: wrap, `<=` the largest value): a budget that covers short
+    // loops, then, where the loop ended, one short of its count.
+    let conds = [
+        ("jlt", 1),
+        ("jle", 1),
+        ("jslt", 1),
+        ("jsle", 1),
+        ("jne", 1),
+        ("jgt", -1),
+        ("jge", -1),
+        ("jsgt", -1),
+        ("jsge", -1),
+        ("jne", -1),
+    ];
+    for (cond, sign) in conds {
+        for step in [1i64, 4, 64] {
+            if cond == "jne" && step != 1 {
+                continue;
+            }
+            let text = format!(
+                "mov %r0, 0\nmov %r3, %r1\nloop:\nadd %r0, 1\nadd %r3, {}\n\
+                 {cond} %r3, %r2, loop\nexit",
+                sign * step
+            );
+            let program = asm(&text);
+            for base in [0u64, (1 << 63) - 40, u64::MAX - 130] {
+                for delta in [-70i64, -1, 0, 1, 5, 64, 65, 129] {
+                    let (x, b) = if sign > 0 {
+                        (base, base.wrapping_add(delta as u64))
+                    } else {
+                        (base.wrapping_add(delta as u64), base)
+                    };
+                    let setup = |budget| {
+                        Setup {
+                            args: Some([x, b]),
+                            ..Setup::none()
+                        }
+                        .budget(Some(budget))
+                    };
+                    if let Ok(exit) = d.check(&program, &setup(2_000)).result {
+                        let short = d.check(&program, &setup(exit.instructions - 1));
+                        assert!(short.result.is_err(), "{text}: {x:#x} {b:#x}");
+                    }
+                }
+            }
+        }
+    }
     for (text, args) in endless {
         let program = asm(text);
         for budget in (0..=40).chain([1000, 100_000]) {
