@@ -115,6 +115,188 @@ fn many_return_sites_agree_at_every_budget() {
     });
 }
 
+/// One block with checked loads whose guesses miss one after another as the input shrinks
+/// (the first, one in the middle, the last), stores between them to the data region and to
+/// the input, and register work on what they loaded. A miss hands the run to the interpreter
+/// from the start of its stretch (the block's entry, or just after the latest store), however
+/// the JIT groups the tests of a stretch's checks. The trap is the failing access's own (its
+/// pc and address), no store after it is visible and none before it is lost or doubled, at
+/// every input length and every budget; with `r1` at the read-only data instead, every guess
+/// misses and nothing traps until the store into it.
+#[test]
+fn a_stretch_hands_over_at_its_start_whichever_check_fails() {
+    if !supported() {
+        return;
+    }
+    let program = asm("mov %r6, %r1\n\
+         lddw %r8, 0x300000000\n\
+         ldxb %r2, [%r1+0]\n\
+         add %r2, 1\n\
+         ldxw %r3, [%r1+4]\n\
+         xor %r3, %r2\n\
+         stxb [%r8+0], %r2\n\
+         ldxdw %r4, [%r1+16]\n\
+         add %r3, %r4\n\
+         mov %r1, %r3\n\
+         ldxb %r5, [%r6+24]\n\
+         stxw [%r8+4], %r3\n\
+         mov %r0, %r5\n\
+         add %r0, %r1\n\
+         stxdw [%r6+0], %r0\n\
+         exit");
+    let input_at = |offset: u64| (ebpf_abi::layout::INPUT << 32) + offset;
+    // (pc, address, width) of the load that fails first for an input of `len` bytes.
+    let first_miss = |len: usize| match len {
+        0 => Some((3, input_at(0), 1)),
+        1..8 => Some((5, input_at(4), 4)),
+        8..24 => Some((8, input_at(16), 8)),
+        24 => Some((11, input_at(24), 1)),
+        _ => None,
+    };
+    with_differential(|d| {
+        for len in 0..=32 {
+            let bytes: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37)).collect();
+            let setup = Setup::input(bytes).data(vec![0; 8]);
+            let outcome = d.check(&program, &setup);
+            match first_miss(len) {
+                Some((pc, addr, width)) => {
+                    let trap = outcome.trap();
+                    assert_eq!(trap.pc, pc, "input of {len} bytes");
+                    assert_eq!(
+                        trap.kind,
+                        TrapKind::OutOfBounds {
+                            addr,
+                            len: width,
+                            write: false
+                        }
+                    );
+                    // The store of `input[0] + 1` (1) to data[0], at pc 7, ran before the
+                    // failing load or not at all; the one at pc 12 never.
+                    let stored = u8::from(pc > 7);
+                    assert_eq!(outcome.data, [stored, 0, 0, 0, 0, 0, 0, 0]);
+                }
+                None => {
+                    outcome.exit();
+                }
+            }
+            for budget in 0..=18 {
+                d.check(&program, &setup.clone().budget(Some(budget)));
+            }
+            let mut elsewhere = Setup::none().rodata(vec![9u8; len]).data(vec![0; 8]);
+            elsewhere.args = Some([ebpf_abi::layout::RODATA << 32, len as u64]);
+            d.check(&program, &elsewhere);
+            for budget in 0..=18 {
+                d.check(&program, &elsewhere.clone().budget(Some(budget)));
+            }
+        }
+    });
+}
+
+/// Parser chains (load, compare, branch), with sides that only one branch reaches and sides
+/// that several share, a store mid-chain: the shapes a translation that carries a failed
+/// check's test across a branch (forcing the branch on a miss) must get right. Every input
+/// length and budget; and with `r1` at writable data or read-only data of the same bytes
+/// instead of the input, where every guess misses without a trap and the interpreter may go
+/// the other way at a branch than a forced one would.
+#[test]
+fn forced_branches_agree_at_every_budget_and_input_length() {
+    if !supported() {
+        return;
+    }
+    let program = asm("mov %r6, %r1\n\
+         ldxb %r2, [%r1+0]\n\
+         jeq %r2, 7, drop\n\
+         ldxh %r3, [%r1+2]\n\
+         jgt %r3, 0x500, other\n\
+         ldxw %r4, [%r6+4]\n\
+         jne %r4, 0, cont\n\
+         drop:\n\
+         mov %r0, 0\n\
+         exit\n\
+         cont:\n\
+         ldxb %r5, [%r6+9]\n\
+         stxb [%r6+1], %r5\n\
+         ldxb %r5, [%r6+10]\n\
+         jeq %r5, 3, drop\n\
+         ldxdw %r7, [%r6+12]\n\
+         add %r7, %r3\n\
+         jset %r7, 1, odd\n\
+         mov %r0, %r7\n\
+         exit\n\
+         odd:\n\
+         ldxb %r0, [%r6+20]\n\
+         add %r0, %r4\n\
+         exit\n\
+         other:\n\
+         ldxb %r0, [%r6+22]\n\
+         exit");
+    with_differential(|d| {
+        for len in 0..=24 {
+            for seed in [1u8, 3, 7] {
+                let bytes: Vec<u8> = (0..len as u8)
+                    .map(|b| b.wrapping_mul(seed).wrapping_add(seed))
+                    .collect();
+                let setups = [
+                    Setup::input(bytes.clone()),
+                    Setup {
+                        args: Some([ebpf_abi::layout::DATA << 32, len as u64]),
+                        ..Setup::none().data(bytes.clone())
+                    },
+                    Setup {
+                        args: Some([ebpf_abi::layout::RODATA << 32, len as u64]),
+                        ..Setup::none().rodata(bytes.clone())
+                    },
+                ];
+                for setup in setups {
+                    let full = d.check(&program, &setup);
+                    let most = full
+                        .result
+                        .as_ref()
+                        .map_or(24, |exit| exit.instructions + 1);
+                    for budget in 0..=most {
+                        d.check(&program, &setup.clone().budget(Some(budget)));
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Facts hold of the interpreter's values, which code running on after a guessed load missed
+/// does not have: a load the facts prove (by the guard) and a division whose zero test they
+/// removed, after such a load. The checked-facts variants fail loudly if one ever ran on
+/// values the interpreter would not have.
+#[test]
+fn refused_loads_never_reach_facts() {
+    if !supported() {
+        return;
+    }
+    let programs = [
+        "ldxb %r6, [%r1+12]\nmov %r3, %r1\nadd %r3, 8\nmov %r9, %r1\nadd %r9, %r2\n\
+         jgt %r3, %r9, drop\nldxdw %r0, [%r3-8]\nadd %r0, %r6\nexit\n\
+         drop:\nmov %r0, 0\nexit",
+        "mov %r3, %r1\nadd %r3, 8\nmov %r9, %r1\nadd %r9, %r2\n\
+         jgt %r3, %r9, drop\nldxb %r6, [%r1+12]\nldxdw %r0, [%r3-8]\nadd %r0, %r6\nexit\n\
+         drop:\nmov %r0, 0\nexit",
+        "ldxb %r7, [%r1+0]\njeq %r7, 0, drop\nldxb %r6, [%r1+12]\nmov %r0, 1000\n\
+         add %r0, %r6\ndiv %r0, %r7\nmod %r6, %r7\nadd %r0, %r6\nexit\n\
+         drop:\nmov %r0, 0\nexit",
+    ];
+    with_differential(|d| {
+        for text in programs {
+            let program = asm(text);
+            for len in 0..=16 {
+                let bytes: Vec<u8> = (0..len as u8).map(|b| b + 1).collect();
+                let setup = Setup::input(bytes);
+                d.check(&program, &setup);
+                for budget in 0..=12 {
+                    d.check(&program, &setup.clone().budget(Some(budget)));
+                }
+            }
+        }
+    });
+}
+
 /// Loops the facts count, which the JIT charges once at their entry when the budget has them
 /// all (and what the code after them needs up to its next checkpoint): under every budget
 /// from none to a few past the whole run the JIT traps where the interpreter does, with the
