@@ -104,10 +104,12 @@ pub(crate) struct Prepared {
     /// (This and the reaches are the VM's, fixed for its life, kept here so that a run reads
     /// them next to the session rather than from the VM.)
     no_metadata: bool,
-    /// `vm.stack_reach`.
-    stack_reach: usize,
-    /// `vm.own_stack_reach`.
-    own_stack_reach: Option<usize>,
+    /// What a run's own stores can reach: `vm.own_stack_reach` when the program calls
+    /// helpers (at least 1 then, so that zero means no scrub and no helpers' mark to take:
+    /// one test on a run of a program that writes no stack), else `vm.stack_reach`.
+    own_reach: usize,
+    /// `vm.own_stack_reach.is_some()`: the helpers' mark widens the scrub.
+    takes_helper_mark: bool,
 }
 
 impl Prepared {
@@ -121,21 +123,23 @@ impl Prepared {
             scratch: Scratch::default(),
             stack_size: usize::try_from(vm.limits().stack_size()).unwrap_or(usize::MAX),
             no_metadata: vm.metadata.is_none(),
-            stack_reach: vm.stack_reach,
-            own_stack_reach: vm.own_stack_reach,
+            // (Scrubbing one byte more than the stores reach costs nothing worth saving.)
+            own_reach: vm.own_stack_reach.map_or(vm.stack_reach, |own| own.max(1)),
+            takes_helper_mark: vm.own_stack_reach.is_some(),
         }
     }
 
     /// `Vm::scrub_reach`, from the values kept here.
     #[inline(always)]
     fn scrub_reach(&mut self) -> usize {
-        match self.own_stack_reach {
-            None => self.stack_reach,
-            Some(own) => crate::scrub::with_helper_mark(
-                own,
+        if self.takes_helper_mark {
+            crate::scrub::with_helper_mark(
+                self.own_reach,
                 self.stack_size,
                 self.session.take_helper_stack_mark(),
-            ),
+            )
+        } else {
+            self.own_reach
         }
     }
 
@@ -212,12 +216,13 @@ impl Prepared {
     /// After a run on the stack: scrubs what the run can have written (and ends the bracket).
     #[inline(always)]
     fn end_run<const BRACKET: bool>(&mut self) {
-        let reach = self.scrub_reach();
-        let stack = &mut self.scratch.stack;
         if BRACKET {
-            stack.end_run(self.stack_size, reach);
-        } else {
-            stack.scrub(self.stack_size, reach);
+            let reach = self.scrub_reach();
+            self.scratch.stack.end_run(self.stack_size, reach);
+        } else if self.own_reach != 0 {
+            // (Zero: the program writes no stack byte and calls no helper.)
+            let reach = self.scrub_reach();
+            self.scratch.stack.scrub(self.stack_size, reach);
         }
     }
 
