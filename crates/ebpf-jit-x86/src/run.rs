@@ -385,6 +385,8 @@ pub(crate) struct Session {
     frame_pointer: u64,
     /// [`Compiled::admits_every_input`] of the code: whether `run_input` takes the fast path.
     input_fast: bool,
+    /// `input_fast` and `fast_table` both: what `run_input` tests (one load, not two).
+    input_ready: bool,
     /// The code's entry (`code.pages.entry()` of the program), which lives while `program`
     /// does: a fast run calls it without loading it through three pointers.
     entry: *const u8,
@@ -406,6 +408,7 @@ impl Session {
             budget: limits.budget.unwrap_or(u64::MAX),
             frame_pointer: limits.frame_pointer(0),
             input_fast: program.inner.admits_every_input(),
+            input_ready: false,
             entry: program.inner.code.pages.entry(),
             program,
         }
@@ -422,6 +425,7 @@ impl Session {
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
         self.fast_table = false;
+        self.input_ready = false;
         let binding = &*self.binding;
         let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
         ebpf_abi::map_run(&mut map, binding, data, metadata);
@@ -454,6 +458,7 @@ impl Session {
         budget: u64,
     ) -> Result<Exit, Trap> {
         self.fast_table = false;
+        self.input_ready = false;
         let binding = &*self.binding;
         let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
         ebpf_abi::map_run(&mut map, binding, data, metadata);
@@ -477,6 +482,23 @@ impl Session {
         result
     }
 
+    /// [`ebpf_abi::Session::run_input`] when `input_ready` is not set or the input is too
+    /// long for the fast path: the first run, a run after a mapped one, or code the fast path
+    /// does not serve.
+    #[cold]
+    #[inline(never)]
+    fn run_input_unready(
+        &mut self,
+        data: &mut [u8],
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        if self.input_fast && args[1] <= u64::from(u32::MAX) {
+            return self.run_fast(Some(data), None, args, stack);
+        }
+        self.run_mapped(Some(data), None, args, stack)
+    }
+
     /// Makes the table hold the fixed regions' rows only (every other row unmapped), derived
     /// from the binding (whose regions are the same on every call and outlive the session).
     #[cold]
@@ -490,6 +512,7 @@ impl Session {
         // changes from run to run.)
         set_fixed_words(ctx, frames);
         self.fast_table = true;
+        self.input_ready = self.input_fast;
     }
 
     /// A run the fast path admits (see [`ebpf_abi::Session::run`] below): writes the rows
@@ -497,8 +520,8 @@ impl Session {
     #[inline(always)]
     fn run_fast(
         &mut self,
-        mut data: Option<&mut [u8]>,
-        mut metadata: Option<&mut [u8]>,
+        data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
@@ -506,6 +529,18 @@ impl Session {
             // Only the fixed regions' rows; the run's rows follow.
             self.fixed_table();
         }
+        self.run_ready(data, metadata, args, stack)
+    }
+
+    /// [`Session::run_fast`] on a table that holds the fixed regions' rows (`fast_table`).
+    #[inline(always)]
+    fn run_ready(
+        &mut self,
+        mut data: Option<&mut [u8]>,
+        mut metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
         let ctx = &mut self.spare.ctx;
         // The rows of this run's own buffers, their pointers derived from this run's borrows
         // (the stack's too: the caller scrubbed it through `&mut` since the last run).
@@ -568,11 +603,12 @@ impl ebpf_abi::Session for Session {
     #[inline]
     fn run_input(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
         let args = layout::input_args(data.len() as u64);
-        // (What `fast_admits` checks, worked out once: only the length is left.)
-        if !self.input_fast || args[1] > u64::from(u32::MAX) {
-            return self.run_mapped(Some(data), None, args, stack);
+        // (What `fast_admits` checks, worked out once: only the length is left; and the
+        // fixed regions' rows are in the table.)
+        if !self.input_ready || args[1] > u64::from(u32::MAX) {
+            return self.run_input_unready(data, args, stack);
         }
-        self.run_fast(Some(data), None, args, stack)
+        self.run_ready(Some(data), None, args, stack)
     }
 
     fn run_in<'m>(
@@ -582,6 +618,7 @@ impl ebpf_abi::Session for Session {
         stack: &'m mut Stack,
     ) -> Result<Exit, Trap> {
         self.fast_table = false;
+        self.input_ready = false;
         let code = self.program.inner.admitted(memory, args)?;
         code.run_on(
             &mut self.spare,
