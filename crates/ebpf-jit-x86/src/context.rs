@@ -312,12 +312,27 @@ impl<'a> Ctx<'a> {
             raw.host == entry.host && raw.len == entry.len && raw.writable == entry.writable
         });
         if !kept {
-            self.set_row(r, entry);
-            // (A superset of the rows mapped is harmless: a refresh zeroes those no longer
-            // mapped.)
-            self.mapped |= 1 << r;
-            self.rows = self.rows.max(r + 1);
+            self.replace_run_row(r, entry.host, entry.len, entry.writable);
         }
+    }
+
+    /// [`Ctx::set_run_row`] of a row that changed. (The entry's words as arguments, in
+    /// registers: a `RawRegion` argument made every run store it in memory first.)
+    #[cold]
+    #[inline(never)]
+    fn replace_run_row(&mut self, r: usize, host: *mut u8, len: u64, writable: u64) {
+        self.set_row(
+            r,
+            RawRegion {
+                host,
+                len,
+                writable,
+            },
+        );
+        // (A superset of the rows mapped is harmless: a refresh zeroes those no longer
+        // mapped.)
+        self.mapped |= 1 << r;
+        self.rows = self.rows.max(r + 1);
     }
 
     /// [`Ctx::set_run_row`] of `RawRegion::writable(bytes)`, compared with the buffer itself:

@@ -487,12 +487,9 @@ impl Session {
     /// does not serve.
     #[cold]
     #[inline(never)]
-    fn run_input_unready(
-        &mut self,
-        data: &mut [u8],
-        args: [u64; 2],
-        stack: &mut Stack,
-    ) -> Result<Exit, Trap> {
+    fn run_input_unready(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
+        // (The arguments worked out here: passed in, they were stored in memory on every run.)
+        let args = layout::input_args(data.len() as u64);
         if self.input_fast && args[1] <= u64::from(u32::MAX) {
             return self.run_fast(Some(data), None, args, stack);
         }
@@ -602,12 +599,12 @@ impl ebpf_abi::Session for Session {
 
     #[inline]
     fn run_input(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
-        let args = layout::input_args(data.len() as u64);
         // (What `fast_admits` checks, worked out once: only the length is left; and the
         // fixed regions' rows are in the table.)
-        if !self.input_ready || args[1] > u64::from(u32::MAX) {
-            return self.run_input_unready(data, args, stack);
+        if !self.input_ready || data.len() as u64 > u64::from(u32::MAX) {
+            return self.run_input_unready(data, stack);
         }
+        let args = layout::input_args(data.len() as u64);
         self.run_ready(Some(data), None, args, stack)
     }
 
