@@ -104,13 +104,16 @@ pub(crate) struct Prepared {
     /// (This and the reaches are the VM's, fixed for its life, kept here so that a run reads
     /// them next to the session rather than from the VM.)
     no_metadata: bool,
-    /// What a run's own stores can reach: `vm.own_stack_reach` when the program calls
-    /// helpers (at least 1 then, so that zero means no scrub and no helpers' mark to take:
-    /// one test on a run of a program that writes no stack), else `vm.stack_reach`.
-    own_reach: usize,
-    /// `vm.own_stack_reach.is_some()`: the helpers' mark widens the scrub.
-    takes_helper_mark: bool,
+    /// What a run's own stores can reach — `vm.own_stack_reach` when the program calls
+    /// helpers, else `vm.stack_reach` — with [`TAKES_HELPER_MARK`] set in the first case
+    /// (the helpers' mark widens the scrub). One word: zero means no scrub and no mark to
+    /// take, one test on a run of a program that writes no stack and calls no helper.
+    scrub: usize,
 }
+
+/// The bit of [`Prepared`]'s `scrub` that says the helpers' mark widens the scrub. (No
+/// region is as long as the reach below it, so clamping a reach there scrubs no less.)
+const TAKES_HELPER_MARK: usize = 1 << (usize::BITS - 1);
 
 impl Prepared {
     /// Allocates: the session (the engine's context), the stack on its first run.
@@ -123,24 +126,24 @@ impl Prepared {
             scratch: Scratch::default(),
             stack_size: usize::try_from(vm.limits().stack_size()).unwrap_or(usize::MAX),
             no_metadata: vm.metadata.is_none(),
-            // (Scrubbing one byte more than the stores reach costs nothing worth saving.)
-            own_reach: vm.own_stack_reach.map_or(vm.stack_reach, |own| own.max(1)),
-            takes_helper_mark: vm.own_stack_reach.is_some(),
+            scrub: match vm.own_stack_reach {
+                None => vm.stack_reach.min(!TAKES_HELPER_MARK),
+                Some(own) => own.min(!TAKES_HELPER_MARK) | TAKES_HELPER_MARK,
+            },
         }
     }
 
     /// `Vm::scrub_reach`, from the values kept here.
     #[inline(always)]
     fn scrub_reach(&mut self) -> usize {
-        if self.takes_helper_mark {
-            crate::scrub::with_helper_mark(
-                self.own_reach,
-                self.stack_size,
-                self.session.take_helper_stack_mark(),
-            )
-        } else {
-            self.own_reach
+        if self.scrub & TAKES_HELPER_MARK == 0 {
+            return self.scrub;
         }
+        crate::scrub::with_helper_mark(
+            self.scrub & !TAKES_HELPER_MARK,
+            self.stack_size,
+            self.session.take_helper_stack_mark(),
+        )
     }
 
     /// [`Runner::run`], for `vm`, the VM this was made for; `BRACKET`: whether the stack is
@@ -219,7 +222,7 @@ impl Prepared {
         if BRACKET {
             let reach = self.scrub_reach();
             self.scratch.stack.end_run(self.stack_size, reach);
-        } else if self.own_reach != 0 {
+        } else if self.scrub != 0 {
             // (Zero: the program writes no stack byte and calls no helper.)
             let reach = self.scrub_reach();
             self.scratch.stack.scrub(self.stack_size, reach);
