@@ -482,18 +482,14 @@ impl Session {
         result
     }
 
-    /// [`ebpf_abi::Session::run_input`] when `input_ready` is not set or the input is too
-    /// long for the fast path: the first run, a run after a mapped one, or code the fast path
-    /// does not serve.
+    /// [`ebpf_abi::Session::run_input`] of an input the fast path serves when `input_ready`
+    /// is not set: the session's first run, or a run after a mapped one.
     #[cold]
     #[inline(never)]
     fn run_input_unready(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
         // (The arguments worked out here: passed in, they were stored in memory on every run.)
         let args = layout::input_args(data.len() as u64);
-        if self.input_fast && args[1] <= u64::from(u32::MAX) {
-            return self.run_fast(Some(data), None, args, stack);
-        }
-        self.run_mapped(Some(data), None, args, stack)
+        self.run_fast(Some(data), None, args, stack)
     }
 
     /// Makes the table hold the fixed regions' rows only (every other row unmapped), derived
@@ -602,6 +598,12 @@ impl ebpf_abi::Session for Session {
         // (What `fast_admits` checks, worked out once: only the length is left; and the
         // fixed regions' rows are in the table.)
         if !self.input_ready || data.len() as u64 > u64::from(u32::MAX) {
+            if !self.input_fast || data.len() as u64 > u64::from(u32::MAX) {
+                // (Called from here, not from `run_input_unready`: a call more cost every
+                // run of code that calls helpers some 20 instructions.)
+                let args = layout::input_args(data.len() as u64);
+                return self.run_mapped(Some(data), None, args, stack);
+            }
             return self.run_input_unready(data, stack);
         }
         let args = layout::input_args(data.len() as u64);
