@@ -37,7 +37,7 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use ebpf_abi::{InvalidReason, layout, trap_code as code};
-use ebpf_cfg::facts::{Access, Bound, Condition, Counter, Division, Facts, LoopFact, TripCount};
+use ebpf_cfg::facts::{Access, Bound, Charge, Condition, Counter, Division, Facts, LoopFact};
 use ebpf_cfg::pointers;
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Insn, Operand, PacketAddr, Program, Reg,
@@ -257,20 +257,6 @@ struct Counted {
     after: u64,
 }
 
-/// What a counted loop's dispatcher charges.
-#[derive(Clone, Copy)]
-enum Charge {
-    /// The same instructions on every entry (`TripCount::Known`).
-    Known(u64),
-    /// `Counter::instructions` of the registers at the entry (`TripCount::AtEntry`); when
-    /// its closed form does not apply, the ordinary loop runs.
-    AtEntry {
-        counter: Counter,
-        per_iteration: u64,
-        until_exit: u64,
-    },
-}
-
 /// The most a counted loop's copy may charge at once: far below where the dispatcher's sum
 /// with the code after it could overflow.
 const MAX_COUNTED: u64 = 1 << 48;
@@ -418,19 +404,22 @@ fn counted(
             }
         }
     }
-    let charge = match fact.count {
-        TripCount::Known { instructions, .. } => {
-            (instructions > 0 && instructions <= MAX_COUNTED).then_some(Charge::Known(instructions))
-        }
-        TripCount::AtEntry(counter) => (fact.per_iteration <= MAX_AT_ENTRY_PER_ITERATION
-            && usize::from(counter.reg) <= 10
-            && !matches!(counter.bound, Bound::Reg(b) if b > 10))
-        .then_some(Charge::AtEntry {
+    let charge = fact.charge();
+    let fits_charge = match charge {
+        Charge::Known(instructions) => instructions > 0 && instructions <= MAX_COUNTED,
+        Charge::AtEntry {
             counter,
-            per_iteration: fact.per_iteration,
-            until_exit: fact.until_exit,
-        }),
-    }?;
+            per_iteration,
+            ..
+        } => {
+            per_iteration <= MAX_AT_ENTRY_PER_ITERATION
+                && usize::from(counter.reg) <= 10
+                && !matches!(counter.bound, Bound::Reg(b) if b > 10)
+        }
+    };
+    if !fits_charge {
+        return None;
+    }
     fits.then_some(Counted { charge, after })
 }
 

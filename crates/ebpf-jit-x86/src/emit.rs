@@ -33,7 +33,7 @@ use core::ops::Range;
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
 use ebpf_abi::{Flow, InvalidReason, SplitMix64, Target, layout, trap_code};
-use ebpf_cfg::facts::{Access, Bound, Counter, Facts, TripCount};
+use ebpf_cfg::facts::{Access, Bound, Charge, Counter, Facts};
 use ebpf_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Cond, Imm64Kind, Insn, Operand, PacketAddr, Program, Reg,
     SignExtend, Size, SwapWidth, Width,
@@ -322,20 +322,6 @@ struct CopyKind {
     charge: Option<Charge>,
 }
 
-/// What a counted loop's dispatcher charges.
-#[derive(Clone, Copy)]
-enum Charge {
-    /// The same instructions on every entry (`TripCount::Known`).
-    Known(u64),
-    /// `Counter::instructions` of the registers at the entry (`TripCount::AtEntry`); when
-    /// its closed form does not apply, the ordinary loop runs.
-    AtEntry {
-        counter: Counter,
-        per_iteration: u64,
-        until_exit: u64,
-    },
-}
-
 /// The largest `per_iteration` of a loop charged at its entry from registers: the charge,
 /// fewer than 2^32 trips times this, stays below 2^63 (the checked-facts count is its
 /// negation), and the multiplier fits an immediate.
@@ -418,22 +404,22 @@ fn loop_copies(
             let mut all = b.first..b.first + b.len;
             all.clone().all(inside) || !all.any(inside)
         });
-        let charge = match fact.count {
-            TripCount::Known { instructions, .. } => (instructions > 0
-                && instructions <= i32::MAX as u64)
-                .then_some(Charge::Known(instructions)),
+        let charge = fact.charge();
+        let fits_charge = match charge {
+            Charge::Known(instructions) => instructions > 0 && instructions <= i32::MAX as u64,
             // The dispatcher adds the offset as an immediate.
-            TripCount::AtEntry(counter) => (fact.per_iteration <= MAX_AT_ENTRY_PER_ITERATION
-                && i32::try_from(counter.offset as i64).is_ok())
-            .then_some(Charge::AtEntry {
+            Charge::AtEntry {
                 counter,
-                per_iteration: fact.per_iteration,
-                until_exit: fact.until_exit,
-            }),
+                per_iteration,
+                ..
+            } => {
+                per_iteration <= MAX_AT_ENTRY_PER_ITERATION
+                    && i32::try_from(counter.offset as i64).is_ok()
+            }
         };
-        let Some(charge) = charge.filter(|_| whole && blocks_fit) else {
+        if !(fits_charge && whole && blocks_fit) {
             continue;
-        };
+        }
         if let Some(v) = version {
             if let Some(copy) = loops.get_mut(v) {
                 copy.kind.charge = Some(charge);

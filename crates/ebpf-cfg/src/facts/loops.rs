@@ -91,6 +91,36 @@ impl LoopFact {
             }
         }
     }
+
+    /// What a dispatcher charges for one entry of the loop, with the figures the closed form
+    /// of an [`TripCount::AtEntry`] count needs (see [`Counter::instructions`]).
+    pub fn charge(&self) -> Charge {
+        match self.count {
+            TripCount::Known { instructions, .. } => Charge::Known(instructions),
+            TripCount::AtEntry(counter) => Charge::AtEntry {
+                counter,
+                per_iteration: self.per_iteration,
+                until_exit: self.until_exit,
+            },
+        }
+    }
+}
+
+/// What a counted loop's dispatcher charges at the loop's entry ([`LoopFact::charge`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Charge {
+    /// The same instructions on every entry (`TripCount::Known`).
+    Known(u64),
+    /// `Counter::instructions` of the registers at the entry (`TripCount::AtEntry`); when
+    /// its closed form does not apply, the ordinary loop runs.
+    AtEntry {
+        /// The loop's counter.
+        counter: Counter,
+        /// [`LoopFact::per_iteration`].
+        per_iteration: u64,
+        /// [`LoopFact::until_exit`].
+        until_exit: u64,
+    },
 }
 
 /// How many times a [`LoopFact`]'s loop goes around.

@@ -44,7 +44,9 @@ use ebpf_isa::Program;
 
 #[cfg(feature = "std")]
 pub use gate::Gate;
-pub use loops::{Bound, Condition, Counter, LoopFact, MAX_AT_ENTRY_TRIPS, TripCount, Version};
+pub use loops::{
+    Bound, Charge, Condition, Counter, LoopFact, MAX_AT_ENTRY_TRIPS, TripCount, Version,
+};
 pub use solve::{Analysis, Registers, Relation, ValueFacts};
 
 /// What an argument register holds at entry.
