@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use ebpf_testgen::{off_by_one, parser, parser_step};
 use ebpf_vm::isa::Program;
-use ebpf_vm::maps::Maps;
+use ebpf_vm::maps::{Map, Maps};
 use ebpf_vm::{Context, Engine, KernelHelpers, Packet, ProgramKind, Trap, Vm};
 use proptest::prelude::*;
 
@@ -300,6 +300,39 @@ fn a_program_moving_its_own_data_end_agrees_on_every_engine() {
     }
 }
 
+/// `text` assembled and loaded as an XDP program on `maps` for `engine`, verified or not,
+/// with a budget and the kernel helpers.
+fn load_xdp_on_maps(engine: Engine, text: &str, verify: bool, maps: &Arc<Maps>) -> Vm {
+    let program = crate::helpers::program(text);
+    let mut builder = Vm::builder()
+        .engine(engine)
+        .budget(100_000)
+        .kernel_helpers(KernelHelpers::new());
+    if !verify {
+        builder = builder.unverified();
+    }
+    builder
+        .load_with_maps(program, ProgramKind::Xdp, Arc::clone(maps))
+        .unwrap_or_else(|e| panic!("{engine}: {e}"))
+}
+
+/// `runs` runs of `vm` on a 64-byte packet, each with its result and the values of `map`'s
+/// keys 0 to 3 after it (a missing key: no bytes).
+fn runs_and_values(vm: &Vm, map: &Map, runs: usize) -> Vec<(Result<u64, Trap>, Vec<u8>)> {
+    (0..runs)
+        .map(|_| {
+            let mut packet = Packet::new(&[0u8; 64]).unwrap();
+            let ctx = Context::default_for(ProgramKind::Xdp);
+            let r = vm.run_packet(&mut packet, &ctx).map(|o| o.r0);
+            let mut seen = Vec::new();
+            for key in 0u32..4 {
+                seen.extend(map.lookup(&key.to_le_bytes()).unwrap().unwrap_or_default());
+            }
+            (r, seen)
+        })
+        .collect()
+}
+
 /// A hash map's lookup, tested against NULL, then `*(u64 *)(v + off) += 1`: the facade's
 /// entry names the map's region, so the facts prove the access for `off` up to 8 of a 16-byte
 /// value (and not at 9, which reads into the next slot or, for the last, past the region),
@@ -334,17 +367,7 @@ fn accesses_through_a_lookups_result_are_proven_and_agree_on_every_engine() {
                      jeq %r0, 0, miss\nldxdw %r3, [%r0+{off}]\nadd %r3, 1\n\
                      stxdw [%r0+{off}], %r3\nmov %r0, %r3\nexit\nmiss:\nmov %r0, 99\nexit"
                 );
-                let program = crate::helpers::program(&text);
-                let mut builder = Vm::builder()
-                    .engine(engine)
-                    .budget(100_000)
-                    .kernel_helpers(KernelHelpers::new());
-                if !verify {
-                    builder = builder.unverified();
-                }
-                let vm = builder
-                    .load_with_maps(program, ProgramKind::Xdp, Arc::clone(&maps))
-                    .unwrap_or_else(|e| panic!("{engine}: {e}"));
+                let vm = load_xdp_on_maps(engine, &text, verify, &maps);
                 let facts = Facts::analyse(vm.program(), vm.facts_entry());
                 let at = |i: usize| matches!(facts.access(i), Access::InBounds { .. });
                 let (load, store) = (8, 10);
@@ -354,16 +377,7 @@ fn accesses_through_a_lookups_result_are_proven_and_agree_on_every_engine() {
                     "offset {off}: {:?}",
                     vm.program().insns()[load]
                 );
-                for _ in 0..RUNS {
-                    let mut packet = Packet::new(&[0u8; 64]).unwrap();
-                    let ctx = Context::default_for(ProgramKind::Xdp);
-                    let r = vm.run_packet(&mut packet, &ctx).map(|o| o.r0);
-                    let mut seen = Vec::new();
-                    for key in 0u32..4 {
-                        seen.extend(h.lookup(&key.to_le_bytes()).unwrap().unwrap_or_default());
-                    }
-                    results.push((r, seen));
-                }
+                results.extend(runs_and_values(&vm, h, RUNS));
             }
         }
         let first = &results[..RUNS];
@@ -401,17 +415,7 @@ fn atomics_on_a_lookups_result_in_a_multi_value_map_are_proven_and_agree_on_ever
                          jeq %r0, 0, miss\nmov %r1, 3\nlock fetch add [%r0+{off}], %r1\n\
                          mov %r0, %r1\nexit\nmiss:\nmov %r0, 99\nexit"
                     );
-                    let program = crate::helpers::program(&text);
-                    let mut builder = Vm::builder()
-                        .engine(engine)
-                        .budget(100_000)
-                        .kernel_helpers(KernelHelpers::new());
-                    if !verify {
-                        builder = builder.unverified();
-                    }
-                    let vm = builder
-                        .load_with_maps(program, ProgramKind::Xdp, Arc::clone(&maps))
-                        .unwrap_or_else(|e| panic!("{engine}: {e}"));
+                    let vm = load_xdp_on_maps(engine, &text, verify, &maps);
                     let facts = Facts::analyse(vm.program(), vm.facts_entry());
                     let atomic = 9;
                     assert!(
@@ -427,16 +431,7 @@ fn atomics_on_a_lookups_result_in_a_multi_value_map_are_proven_and_agree_on_ever
                         off % 8 == 0,
                         "{map_type:?}, offset {off}"
                     );
-                    for _ in 0..RUNS {
-                        let mut packet = Packet::new(&[0u8; 64]).unwrap();
-                        let ctx = Context::default_for(ProgramKind::Xdp);
-                        let r = vm.run_packet(&mut packet, &ctx).map(|o| o.r0);
-                        let mut seen = Vec::new();
-                        for key in 0u32..4 {
-                            seen.extend(a.lookup(&key.to_le_bytes()).unwrap().unwrap_or_default());
-                        }
-                        results.push((r, seen));
-                    }
+                    results.extend(runs_and_values(&vm, a, RUNS));
                 }
             }
             let first = &results[..RUNS];
