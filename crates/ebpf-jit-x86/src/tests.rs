@@ -95,6 +95,25 @@ fn disp(v: i32) -> String {
     }
 }
 
+/// `COUNTED`'s body (`add rsi,rdi`) emitted twice: the ordinary loop charging its 3
+/// instructions per iteration, then the counted copy charging nothing.
+fn assert_charged_loop_then_free_copy(all: &[String]) {
+    let bodies: Vec<usize> = all
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| *s == "add rsi,rdi")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(bodies.len(), 2, "{all:#?}");
+    assert!(all[bodies[0] - 2] == "sub rcx,3", "{all:#?}");
+    assert!(
+        !all[bodies[1] - 2..bodies[1]]
+            .iter()
+            .any(|s| s.starts_with("sub rcx")),
+        "{all:#?}"
+    );
+}
+
 fn contains_window(haystack: &[String], needle: &[&str]) -> bool {
     haystack
         .windows(needle.len())
@@ -740,22 +759,7 @@ fn a_counted_loop_is_charged_once_at_its_entry() {
             .any(|w| w[0] == "cmp rcx,12Ch" && w[1].starts_with("jb ") && w[2] == "sub rcx,12Ch"),
         "{all:#?}"
     );
-    // Two copies of the body: the ordinary loop charges its 3 instructions per iteration,
-    // the copy nothing.
-    let bodies: Vec<usize> = all
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| *s == "add rsi,rdi")
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(bodies.len(), 2, "{all:#?}");
-    assert!(all[bodies[0] - 2] == "sub rcx,3", "{all:#?}");
-    assert!(
-        !all[bodies[1] - 2..bodies[1]]
-            .iter()
-            .any(|s| s.starts_with("sub rcx")),
-        "{all:#?}"
-    );
+    assert_charged_loop_then_free_copy(&all);
     // Checked facts: the copy counts its instructions and compares them with the fact.
     let options = JitOptions {
         constant_blinding: false,
@@ -803,21 +807,7 @@ fn a_loop_bounded_at_run_time_is_charged_at_its_entry_from_registers() {
             .any(|w| w[0] == "cmp rcx,rdx" && w[1].starts_with("jb ") && w[2] == "sub rcx,rdx"),
         "{all:#?}"
     );
-    // The ordinary loop charges 3 per iteration, the copy nothing.
-    let bodies: Vec<usize> = all
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| *s == "add rsi,rdi")
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(bodies.len(), 2, "{all:#?}");
-    assert!(all[bodies[0] - 2] == "sub rcx,3", "{all:#?}");
-    assert!(
-        !all[bodies[1] - 2..bodies[1]]
-            .iter()
-            .any(|s| s.starts_with("sub rcx")),
-        "{all:#?}"
-    );
+    assert_charged_loop_then_free_copy(&all);
 }
 
 /// The code of `src` under the facts of the plain input, unblinded, with Spectre masking on or
