@@ -221,17 +221,7 @@ fn the_dispatcher_and_its_handler_share_one_budget() {
     let frame = ipv4([10, 0, 0, 1], [10, 0, 0, 2], 17, &udp(1, 53, &[]));
     let ctx = Context::default_for(ProgramKind::Xdp);
     let run = |engine: Engine, budget: u64, name: &str| {
-        let path = format!(
-            "{}/../../tests/bpf/xdp_tailcall.o",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let bytes = std::fs::read(&path).unwrap();
-        let object = Vm::builder()
-            .engine(engine)
-            .budget(budget)
-            .kernel_helpers(KernelHelpers::new())
-            .load_object(&bytes)
-            .unwrap();
+        let object = crate::corpus::object_with_budget("xdp_tailcall", engine, budget);
         let mut packet = Packet::new(&frame).unwrap();
         seen(object.program(name).unwrap().run_packet(&mut packet, &ctx))
     };
@@ -294,18 +284,8 @@ fn the_inlined_bpf_loop_counts_the_same_everywhere() {
     let options = [2, 4, 5, 0xb4, 1, 1, 4, 2, 1, 3, 3, 7, 0, 0, 0, 0];
     let frame = ipv4([10, 0, 0, 1], [10, 0, 0, 2], 6, &tcp(1, 2, 0x02, &options));
     let ctx = Context::default_for(ProgramKind::Xdp);
-    let path = format!(
-        "{}/../../tests/bpf/xdp_tcp_options.o",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let bytes = std::fs::read(&path).unwrap();
     let run = |engine: Engine, budget: u64| {
-        let object = Vm::builder()
-            .engine(engine)
-            .budget(budget)
-            .kernel_helpers(KernelHelpers::new())
-            .load_object(&bytes)
-            .unwrap();
+        let object = crate::corpus::object_with_budget("xdp_tcp_options", engine, budget);
         let mut packet = Packet::new(&frame).unwrap();
         seen(
             object

@@ -5,11 +5,16 @@ use ebpf_vm::{Context, Engine, KernelHelpers, Object, Packet, Vm, XdpAction};
 use crate::packets::{arp, ipv4, ones_sum, tcp, udp};
 
 pub(crate) fn object(name: &str, engine: Engine) -> Object {
+    object_with_budget(name, engine, 1_000_000)
+}
+
+/// `tests/bpf/{name}.o` loaded for `engine` with the kernel helpers and `budget`.
+pub(crate) fn object_with_budget(name: &str, engine: Engine, budget: u64) -> Object {
     let path = format!("{}/../../tests/bpf/{name}.o", env!("CARGO_MANIFEST_DIR"));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     Vm::builder()
         .engine(engine)
-        .budget(1_000_000)
+        .budget(budget)
         .kernel_helpers(KernelHelpers::new().cpus(2))
         .load_object(&bytes)
         .unwrap_or_else(|e| panic!("{name} on {engine}: {e}"))
