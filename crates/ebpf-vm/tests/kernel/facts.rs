@@ -19,6 +19,17 @@ use proptest::prelude::*;
 type Seen = (Result<u64, Trap>, Vec<u8>);
 
 fn load(engine: Engine, program: &Program, kind: ProgramKind, verify: bool) -> Vm {
+    load_on_maps(engine, program, kind, verify, &Arc::new(Maps::new(1)))
+}
+
+/// [`load`] on a map set of the test's own.
+fn load_on_maps(
+    engine: Engine,
+    program: &Program,
+    kind: ProgramKind,
+    verify: bool,
+    maps: &Arc<Maps>,
+) -> Vm {
     let mut builder = Vm::builder()
         .engine(engine)
         .budget(100_000)
@@ -27,7 +38,7 @@ fn load(engine: Engine, program: &Program, kind: ProgramKind, verify: bool) -> V
         builder = builder.unverified();
     }
     builder
-        .load_with_maps(program.clone(), kind, Arc::new(Maps::new(1)))
+        .load_with_maps(program.clone(), kind, Arc::clone(maps))
         .unwrap_or_else(|e| panic!("{engine}: {e}\n{}", ebpf_vm::isa::disassemble(program)))
 }
 
@@ -300,22 +311,6 @@ fn a_program_moving_its_own_data_end_agrees_on_every_engine() {
     }
 }
 
-/// `text` assembled and loaded as an XDP program on `maps` for `engine`, verified or not,
-/// with a budget and the kernel helpers.
-fn load_xdp_on_maps(engine: Engine, text: &str, verify: bool, maps: &Arc<Maps>) -> Vm {
-    let program = crate::helpers::program(text);
-    let mut builder = Vm::builder()
-        .engine(engine)
-        .budget(100_000)
-        .kernel_helpers(KernelHelpers::new());
-    if !verify {
-        builder = builder.unverified();
-    }
-    builder
-        .load_with_maps(program, ProgramKind::Xdp, Arc::clone(maps))
-        .unwrap_or_else(|e| panic!("{engine}: {e}"))
-}
-
 /// `runs` runs of `vm` on a 64-byte packet, each with its result and the values of `map`'s
 /// keys 0 to 3 after it (a missing key: no bytes).
 fn runs_and_values(vm: &Vm, map: &Map, runs: usize) -> Vec<(Result<u64, Trap>, Vec<u8>)> {
@@ -367,7 +362,13 @@ fn accesses_through_a_lookups_result_are_proven_and_agree_on_every_engine() {
                      jeq %r0, 0, miss\nldxdw %r3, [%r0+{off}]\nadd %r3, 1\n\
                      stxdw [%r0+{off}], %r3\nmov %r0, %r3\nexit\nmiss:\nmov %r0, 99\nexit"
                 );
-                let vm = load_xdp_on_maps(engine, &text, verify, &maps);
+                let vm = load_on_maps(
+                    engine,
+                    &crate::helpers::program(&text),
+                    ProgramKind::Xdp,
+                    verify,
+                    &maps,
+                );
                 let facts = Facts::analyse(vm.program(), vm.facts_entry());
                 let at = |i: usize| matches!(facts.access(i), Access::InBounds { .. });
                 let (load, store) = (8, 10);
@@ -415,7 +416,13 @@ fn atomics_on_a_lookups_result_in_a_multi_value_map_are_proven_and_agree_on_ever
                          jeq %r0, 0, miss\nmov %r1, 3\nlock fetch add [%r0+{off}], %r1\n\
                          mov %r0, %r1\nexit\nmiss:\nmov %r0, 99\nexit"
                     );
-                    let vm = load_xdp_on_maps(engine, &text, verify, &maps);
+                    let vm = load_on_maps(
+                        engine,
+                        &crate::helpers::program(&text),
+                        ProgramKind::Xdp,
+                        verify,
+                        &maps,
+                    );
                     let facts = Facts::analyse(vm.program(), vm.facts_entry());
                     let atomic = 9;
                     assert!(
