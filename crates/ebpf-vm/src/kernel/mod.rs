@@ -628,13 +628,23 @@ impl KernelHelper {
             let Some((index, map, offset)) = maps.by_address(a[0]) else {
                 return Err(HelperError::failed("ringbuf submit/discard of no record"));
             };
-            return match map.ring_commit(offset, self.id == RINGBUF_DISCARD) {
-                Ok(true) => with_state(memory, |s, _| {
-                    s.reserved.retain(|&r| r != (index, offset));
-                    Ok(0)
-                }),
-                _ => Err(HelperError::failed("ringbuf submit/discard of no record")),
-            };
+            // Only a record this run reserved: the kernel's verifier tracks the reference, ours
+            // does not, and a record another run still fills (a header at a guessable offset)
+            // must not be published or dropped under it.
+            return with_state(memory, |s, _| {
+                let Some(at) = s.reserved.iter().position(|&r| r == (index, offset)) else {
+                    return Err(HelperError::failed(
+                        "ringbuf submit/discard of a record this run did not reserve",
+                    ));
+                };
+                match map.ring_commit(offset, self.id == RINGBUF_DISCARD) {
+                    Ok(true) => {
+                        s.reserved.swap_remove(at);
+                        Ok(0)
+                    }
+                    _ => Err(HelperError::failed("ringbuf submit/discard of no record")),
+                }
+            });
         }
         let handle = if self.id == PERF_EVENT_OUTPUT {
             a[1]

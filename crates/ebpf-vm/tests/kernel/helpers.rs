@@ -733,6 +733,58 @@ fn a_helper_that_panics_leaves_no_ring_record_reserved() {
     }
 }
 
+/// A run submits or discards only the records it reserved: a second run given the address of
+/// a record the first still fills (here a run a helper starts, with the address as a constant)
+/// cannot publish it under the first, which then submits it whole.
+#[test]
+fn a_run_cannot_submit_a_record_another_run_reserved() {
+    // Reserves 8 bytes, hands the record to helper 4096, then fills and submits it.
+    let text = "lddw %r1, 0xfeed000000000000\nmov %r2, 8\nmov %r3, 0\ncall 131\n\
+                jeq %r0, 0, +9\nmov %r6, %r0\nmov %r1, %r0\ncall 4096\nmov %r7, %r0\n\
+                stdw [%r6], 0x1122\nmov %r1, %r6\nmov %r2, 0\ncall 132\nmov %r0, %r7\nexit";
+    for &engine in Engine::ALL {
+        for helper in [132, 133] {
+            let mut maps = Maps::new(1);
+            let ring = maps
+                .create("ring", MapSpec::new(MapType::RingBuf, 0, 0, 4096))
+                .unwrap();
+            let maps = Arc::new(maps);
+            let inner_maps = Arc::clone(&maps);
+            let outer = Vm::builder()
+                .engine(engine)
+                .kernel_helpers(KernelHelpers::new())
+                .helper(4096, move |a: [u64; 5], _: &mut dyn ebpf_vm::VmMemory| {
+                    let steal = format!("lddw %r1, {:#x}\nmov %r2, 0\ncall {helper}\nexit", a[0]);
+                    let inner = Vm::builder()
+                        .engine(engine)
+                        .kernel_helpers(KernelHelpers::new())
+                        .unverified()
+                        .load_with_maps(program(&steal), ProgramKind::Xdp, Arc::clone(&inner_maps))
+                        .map_err(|e| HelperError::failed(e.to_string()))?;
+                    match run(&inner) {
+                        Ok(_) => Ok(0),
+                        Err(trap) => {
+                            assert!(trap.to_string().contains("did not reserve"), "{trap}");
+                            Ok(1)
+                        }
+                    }
+                })
+                .load_with_maps(program(text), ProgramKind::Xdp, Arc::clone(&maps))
+                .unwrap();
+            let r0 = run(&outer).unwrap_or_else(|t| panic!("{engine}: {t}")).r0;
+            assert_eq!(
+                r0, 1,
+                "{engine}, helper {helper}: the second run's commit was refused"
+            );
+            assert_eq!(
+                ring.ring_records().unwrap(),
+                vec![0x1122u64.to_le_bytes().to_vec()],
+                "{engine}, helper {helper}"
+            );
+        }
+    }
+}
+
 /// A helper may run a program of its own run's map set: the nested run gets the CPU its
 /// thread already holds (with one CPU, the default, it waited for ever for it).
 #[test]
