@@ -9,6 +9,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
 
 use ebpf_vm::{Helper, HelperError, TrapKind, VmMemory};
 use pyo3::exceptions::PyException;
@@ -43,24 +44,64 @@ pub(crate) fn run_error(py: Python<'_>, trap: &ebpf_vm::Trap) -> PyErr {
     }
 }
 
-/// A Python callable registered as helper `id`.
+/// Where a helper's callable lives: shared by the [`PyHelper`] inside the facade's VM and by
+/// the Python `Vm` that owns it ([`Callables`]).
+type Slot = Arc<Mutex<Option<Py<PyAny>>>>;
+
+/// A Python callable registered as helper `id`. It does not own the callable: the facade may
+/// keep a copy of the helper after the VM is freed (a thread that ran the VM keeps its last
+/// run's preparation until it runs another VM or exits), and the callable, with everything it
+/// refers to, must be released when the Python `Vm` is. The copy is never called again: a kept
+/// preparation is found only by a live VM's identity.
 pub(crate) struct PyHelper {
     id: u32,
-    callable: Py<PyAny>,
+    callable: Slot,
 }
 
 impl PyHelper {
-    pub(crate) fn new(id: u32, callable: Py<PyAny>) -> PyHelper {
-        PyHelper { id, callable }
+    /// The helper, and the slot its owner empties when freed (see [`Callables`]).
+    pub(crate) fn new(id: u32, callable: Py<PyAny>) -> (PyHelper, Slot) {
+        let callable = Arc::new(Mutex::new(Some(callable)));
+        let slot = Arc::clone(&callable);
+        (PyHelper { id, callable }, slot)
+    }
+}
+
+/// The callables of a Python `Vm`'s helpers, released when the `Vm` is (not when the last
+/// thread that ran it drops its kept preparation).
+#[derive(Default)]
+pub(crate) struct Callables(Vec<Slot>);
+
+impl Callables {
+    pub(crate) fn push(&mut self, slot: Slot) {
+        self.0.push(slot);
+    }
+}
+
+impl Drop for Callables {
+    fn drop(&mut self) {
+        for slot in &self.0 {
+            let callable = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            drop(callable);
+        }
     }
 }
 
 impl Helper for PyHelper {
     fn call(&self, args: [u64; 5], memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
         Python::attach(|py| {
+            // A reference of our own, so the lock is not held while Python runs (the helper
+            // may run this VM again, on this thread or another).
+            let callable = self
+                .callable
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|c| c.clone_ref(py))
+                .ok_or_else(|| HelperError::failed("the helper's Vm has been freed"))?;
             let result = Memory::lend(py, memory, |mem| {
                 let [r1, r2, r3, r4, r5] = args;
-                let value = self.callable.call1(py, ((r1, r2, r3, r4, r5), mem))?;
+                let value = callable.call1(py, ((r1, r2, r3, r4, r5), mem))?;
                 value.extract::<u64>(py).map_err(|_| {
                     pyo3::exceptions::PyTypeError::new_err(format!(
                         "helper {} returned {}, not an int in 0..2**64",

@@ -33,12 +33,14 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyByteArrayMethods, PyBytes, PyList, PySlice};
 
 use crate::errors::{Error, LoadError, Trap};
-use crate::helper::{Memory, PyHelper};
+use crate::helper::{Callables, Memory, PyHelper};
 
 /// A loaded eBPF program with its configuration; run it as often as you like.
 #[pyclass(frozen, module = "ebpf_vm")]
 struct Vm {
     inner: ebpf_vm::Vm,
+    /// Its helpers' callables, released with it (after `inner`).
+    _callables: Callables,
 }
 
 /// The configuration every `Vm.load*` takes as keyword arguments.
@@ -54,8 +56,8 @@ struct Options<'py> {
 }
 
 impl Options<'_> {
-    /// The facade's builder for these options.
-    fn builder(self) -> PyResult<VmBuilder> {
+    /// The facade's builder for these options, and the callables of its helpers.
+    fn builder(self) -> PyResult<(VmBuilder, Callables)> {
         let engine = Engine::from_name(self.engine).ok_or_else(|| {
             let names: Vec<&str> = Engine::ALL.iter().map(|e| e.name()).collect();
             pyo3::exceptions::PyValueError::new_err(format!(
@@ -79,22 +81,32 @@ impl Options<'_> {
         } else if self.allow_unbounded {
             builder = builder.allow_unbounded();
         }
+        let mut callables = Callables::default();
         for (id, callable) in self.helpers.unwrap_or_default() {
             if !callable.is_callable() {
                 return Err(pyo3::exceptions::PyTypeError::new_err(format!(
                     "helper {id} is not callable"
                 )));
             }
-            builder = builder.helper(id, PyHelper::new(id, callable.unbind()));
+            let (helper, slot) = PyHelper::new(id, callable.unbind());
+            builder = builder.helper(id, helper);
+            callables.push(slot);
         }
-        Ok(builder)
+        Ok((builder, callables))
     }
 }
 
 /// Finishes a load: the VM, or `LoadError`.
-fn loaded(py: Python<'_>, result: Result<ebpf_vm::Vm, ebpf_vm::LoadError>) -> PyResult<Vm> {
+fn loaded(
+    py: Python<'_>,
+    result: Result<ebpf_vm::Vm, ebpf_vm::LoadError>,
+    callables: Callables,
+) -> PyResult<Vm> {
     result
-        .map(|inner| Vm { inner })
+        .map(|inner| Vm {
+            inner,
+            _callables: callables,
+        })
         .map_err(|e| errors::load_error(py, &e))
 }
 
@@ -128,7 +140,8 @@ impl Vm {
             spectre_masking,
             spectre_clamp_proven,
         };
-        loaded(py, options.builder()?.load(code))
+        let (builder, callables) = options.builder()?;
+        loaded(py, builder.load(code), callables)
     }
 
     /// Assembles and loads text in the bpf_conformance syntax (`mov %r0, 1\nexit`).
@@ -159,7 +172,8 @@ impl Vm {
             spectre_masking,
             spectre_clamp_proven,
         };
-        loaded(py, options.builder()?.load_asm(text))
+        let (builder, callables) = options.builder()?;
+        loaded(py, builder.load_asm(text), callables)
     }
 
     /// Loads a program of a BPF ELF object file (`clang -target bpf -c`): the one starting at
@@ -194,14 +208,14 @@ impl Vm {
             spectre_masking,
             spectre_clamp_proven,
         };
-        let builder = options.builder()?;
+        let (builder, callables) = options.builder()?;
         let bytes = std::fs::read(&path)?;
         let selector = match (function, section) {
             (Some(f), _) => ebpf_vm::Selector::Function(f),
             (None, Some(s)) => ebpf_vm::Selector::Section(s),
             (None, None) => ebpf_vm::Selector::Only,
         };
-        loaded(py, builder.load_elf(&bytes, selector))
+        loaded(py, builder.load_elf(&bytes, selector), callables)
     }
 
     /// Runs the program and returns `r0`. `data` is the input: a `bytearray` (the program's

@@ -135,7 +135,8 @@ impl Object {
             spectre_masking,
             spectre_clamp_proven,
         };
-        let builder = options.builder()?;
+        // No Python helpers here (`helpers: None`), so no callables to keep.
+        let (builder, _) = options.builder()?;
         let bytes = std::fs::read(&path)?;
         builder
             .load_object(&bytes)

@@ -4,9 +4,11 @@ Expected values come from the programs' meaning (and, for the ELF fixture, from 
 source), never from our own output.
 """
 
+import gc
 import pathlib
 import struct
 import threading
+import weakref
 
 import pytest
 
@@ -207,6 +209,37 @@ def test_a_helper_with_state():
     vm = Vm.load_asm("mov %r1, 7\nmov %r5, 9\ncall 1\nexit", helpers={1: count})
     assert [vm.run() for _ in range(3)] == [107, 207, 307]
     assert calls[0] == (7, 0, 0, 0, 9)
+
+
+def test_a_freed_vm_releases_its_helpers_while_a_thread_that_ran_it_lives():
+    # A thread keeps its last run's preparation (a copy of the VM's helpers) until it runs
+    # another VM or exits; the helper, and what it refers to, must go with the Vm all the same.
+    class Helper:
+        def __call__(self, args, mem):
+            return 5
+
+    helper = Helper()
+    gone = weakref.ref(helper)
+    vm = Vm.load_asm("call 1\nexit", helpers={1: helper})
+    ran, finish = threading.Event(), threading.Event()
+    results = []
+
+    def runner():
+        results.append(vm.run())
+        ran.set()
+        finish.wait()
+
+    thread = threading.Thread(target=runner)
+    thread.start()
+    try:
+        assert ran.wait(60)
+        assert results == [5]
+        del helper, vm
+        gc.collect()
+        assert gone() is None, "the helper outlived its Vm"
+    finally:
+        finish.set()
+        thread.join()
 
 
 def test_a_helper_that_fails_ends_the_run():
