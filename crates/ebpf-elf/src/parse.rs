@@ -428,6 +428,19 @@ impl NameReader {
         Ok(String::from_utf8_lossy(&window[..len]).into_owned())
     }
 
+    /// Counts a copy of a name already read (a section's name that a symbol or a program takes
+    /// as its own) against the same limit, at file offset `at`.
+    fn copy(&mut self, name: &str, at: u64) -> Result<(), ElfError> {
+        self.left = self
+            .left
+            .checked_sub(name.len() as u64)
+            .ok_or(ElfError::at(
+                at,
+                ElfErrorKind::NamesTooLarge { max: self.max },
+            ))?;
+        Ok(())
+    }
+
     /// [`NameReader::read`] for ELF string tables: an unreadable name is `BadStringOffset`, and
     /// every error is at file offset `at`.
     fn elf_name(&mut self, table: &[u8], offset: u64, at: u64) -> Result<String, ElfError> {
@@ -534,12 +547,15 @@ fn read_symbols(
             && let Place::Section(s) = place
         {
             name = sections.get(s).map(|s| s.name.clone()).unwrap_or_default();
+            reader.copy(&name, entry)?;
         }
         if st_type == STT_FUNC
             && let Place::Section(s) = place
             && let Some(section) = sections.get(s)
             && section.kind == SectionKind::Code
         {
+            // A program's description carries its section's name (`ProgramInfo::section`).
+            reader.copy(&section.name, entry)?;
             let reason = if sym.st_value % 8 != 0 {
                 Some("not on an instruction boundary")
             } else if sym

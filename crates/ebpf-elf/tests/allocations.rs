@@ -213,6 +213,56 @@ fn symbols_sharing_a_long_name_are_refused_within_a_bound() {
     }
 }
 
+/// An object whose one code section has a `len`-byte name and `count` global functions (each
+/// program's description carries its section's name; `section_symbols`: as many `STT_SECTION`
+/// symbols without a name of their own, which take the section's).
+fn object_with_programs_of_a_long_section(
+    len: usize,
+    count: usize,
+    section_symbols: bool,
+) -> Vec<u8> {
+    let long = "x".repeat(len);
+    let (table, off) = strtab(&[".shstrtab", ".symtab", &long, "p"]);
+    let code = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+    let mut symtab = symbol(0, 0, 0, 0, 0);
+    for _ in 0..count {
+        if section_symbols {
+            symtab.extend(symbol(0, 0x03, 3, 0, 0));
+        } else {
+            symtab.extend(symbol(off[3], 0x12, 3, 0, code.len() as u64));
+        }
+    }
+    let locals = if section_symbols { 1 + count as u32 } else { 1 };
+    let sections = [
+        Section::names(off[0], table),
+        Section::symbols(off[1], symtab, locals),
+        Section::code(off[2], &code),
+    ];
+    write_elf(&sections, 1)
+}
+
+/// 3,000 programs (or section symbols) in one section with a 1,000-byte name (a 73 KB object)
+/// were 3,000 copies of that name; the copies now count against the names' bound.
+#[test]
+fn copies_of_a_long_section_name_are_refused_within_a_bound() {
+    for section_symbols in [false, true] {
+        let bytes = object_with_programs_of_a_long_section(1_000, 3_000, section_symbols);
+        let (parsed, peak) = peak_bytes(|| ElfObject::parse(&bytes).map(|_| ()));
+        assert!(
+            peak < parse_bound(bytes.len()),
+            "{peak} bytes at once for a {}-byte object",
+            bytes.len()
+        );
+        let e = parsed.unwrap_err();
+        assert!(matches!(e.kind, ElfErrorKind::NamesTooLarge { .. }), "{e}");
+    }
+    // A few programs of a long-named section load.
+    let object =
+        ElfObject::parse(&object_with_programs_of_a_long_section(1_000, 3, false)).unwrap();
+    assert_eq!(object.programs().len(), 3);
+    assert!(object.programs().iter().all(|p| p.section.len() == 1_000));
+}
+
 /// A name longer than `MAX_NAME_LEN` is refused, found without reading past the limit; one
 /// of exactly that length, named a few times, loads.
 #[test]
