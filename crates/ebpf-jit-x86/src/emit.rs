@@ -1200,12 +1200,14 @@ impl Emitter<'_> {
         }
     }
 
-    /// Whether the immediate `imm` must be blinded: blinding is on and the value does not fit
-    /// a sign-extended byte. A smaller value puts at most one chosen byte into the code (its
-    /// other bytes are sign or zero extension, whatever the encoding), less than a 16-bit
-    /// memory offset does, which is not blinded either (as in Linux).
+    /// Whether the immediate `imm` must be blinded: blinding is on and the value is outside
+    /// -32768..=65535. Every immediate is encoded in at most 32 bits and sign-extended by the
+    /// instruction (a 64-bit one that fits is emitted as a 32-bit `mov`, zero- or
+    /// sign-extended), so a value in that range puts at most two chosen bytes into the code, the
+    /// other two being `00 00` or `ff ff`: the exposure of a 16-bit memory offset, which is not
+    /// blinded either (as in Linux).
     fn blinds(&self, imm: i64) -> bool {
-        self.blinding && i8::try_from(imm).is_err()
+        self.blinding && !(-32768..=65535).contains(&imm)
     }
 
     /// `reg = imm` (sign-extended when `wide`, else zero-extended from 32 bits), blinded when
@@ -1225,8 +1227,27 @@ impl Emitter<'_> {
         }
     }
 
+    /// `d = v`, an `lddw` value. With blinding on, a VM address `region << 32 | off` (a
+    /// region id, as the loader relocates a map or section symbol, and an offset below 2^16)
+    /// is built from its parts, `mov d, region; shl d, 32; or d, off`: one byte from the
+    /// handful of region ids and two chosen bytes, each run apart from the others, where a
+    /// plain `movabs` would put the offset and the id next to each other. Any other value
+    /// that does not fit [`Emitter::blinds`]'s range is blinded with a 64-bit key.
     fn load_imm64(&mut self, d: u8, v: u64) {
-        if self.blinds(v as i64) {
+        if !self.blinds(v as i64) {
+            if let Ok(v32) = u32::try_from(v) {
+                asm!(self.ops; mov Rd(d), v32 as i32);
+            } else if let Ok(s32) = i32::try_from(v as i64) {
+                asm!(self.ops; mov Rq(d), s32);
+            } else {
+                asm!(self.ops; mov Rq(d), QWORD v as i64);
+            }
+        } else if let Some((region, off)) = region_address(v) {
+            asm!(self.ops; mov Rd(d), region; shl Rq(d), 32);
+            if off != 0 {
+                asm!(self.ops; or Rq(d), off);
+            }
+        } else {
             let k = self.keys.key64();
             let blinded = (v as i64) ^ k;
             asm!(self.ops
@@ -1234,12 +1255,6 @@ impl Emitter<'_> {
                 ; mov rax, QWORD k
                 ; xor Rq(d), rax
             );
-        } else if let Ok(v32) = u32::try_from(v) {
-            asm!(self.ops; mov Rd(d), v32 as i32);
-        } else if let Ok(s32) = i32::try_from(v as i64) {
-            asm!(self.ops; mov Rq(d), s32);
-        } else {
-            asm!(self.ops; mov Rq(d), QWORD v as i64);
         }
     }
 
@@ -1954,6 +1969,19 @@ impl Emitter<'_> {
             ; mov rbp, [rdx + 32]
             ; jmp QWORD [rdx + FRAME_RET]
         );
+    }
+}
+
+/// `(region, offset)` when `v` is the VM address `region << 32 | offset` of a region id
+/// (1..=`MAX_REGION`) and an offset below 2^16: the `lddw` values [`Emitter::load_imm64`]
+/// builds from their parts instead of blinding them.
+fn region_address(v: u64) -> Option<(i32, i32)> {
+    let region = v >> layout::REGION_SHIFT;
+    let off = v & layout::OFFSET_MASK;
+    if (1..=layout::MAX_REGION).contains(&region) && off <= 0xffff {
+        Some((region as i32, off as i32))
+    } else {
+        None
     }
 }
 

@@ -548,14 +548,21 @@ const PLANTED: [u32; 9] = [
 ];
 
 #[test]
-fn blinding_spares_only_immediates_that_fit_a_signed_byte() {
-    // One chosen byte at most: emitted as is, even with blinding on.
-    for (imm, text) in [(127, "add rsi,7Fh"), (-128, "add rsi,0FFFFFFFFFFFFFF80h")] {
+fn blinding_spares_only_immediates_with_two_chosen_bytes() {
+    // Two chosen bytes at most (`xx xx 00 00` or `xx xx ff ff` as an imm32): emitted as is,
+    // even with blinding on.
+    for (imm, text) in [
+        (127, "add rsi,7Fh"),
+        (-128, "add rsi,0FFFFFFFFFFFFFF80h"),
+        (65535, "add rsi,0FFFFh"),
+        (-32768, "add rsi,0FFFFFFFFFFFF8000h"),
+    ] {
         let b = body(&format!("add %r0, {imm}\nexit"), true);
         assert!(b.iter().any(|s| s == text), "{imm}: {b:?}");
+        assert!(!b.iter().any(|s| s.starts_with("xor rax,")), "{imm}: {b:?}");
     }
     // One more and it is blinded: no `add` with an immediate, a key XORed in instead.
-    for imm in [128, -129] {
+    for imm in [65536, -32769] {
         let b = body(&format!("add %r0, {imm}\nexit"), true);
         assert!(
             !b.iter()
@@ -564,6 +571,32 @@ fn blinding_spares_only_immediates_that_fit_a_signed_byte() {
         );
         assert!(b.iter().any(|s| s.starts_with("xor rax,")), "{imm}: {b:?}");
     }
+}
+
+#[test]
+fn a_region_address_is_built_from_its_parts_and_anything_else_wide_is_blinded() {
+    // `lddw` of a VM address (region id, offset below 2^16): the id and the offset in
+    // separate instructions, never a `movabs` of both.
+    let b = body("lddw %r0, 0x30000ffff\nexit", true);
+    assert_eq!(
+        b[2..5],
+        ["mov esi,3", "shl rsi,20h", "or rsi,0FFFFh"],
+        "{b:?}"
+    );
+    let b = body("lddw %r0, 0x300000000\nexit", true);
+    assert_eq!(b[2..4], ["mov esi,3", "shl rsi,20h"], "{b:?}");
+    assert!(!b[4].starts_with("or "), "no `or` of a zero offset: {b:?}");
+    // An offset of three bytes, a region id past the last, a 32-bit value: blinded.
+    let past = (ebpf_abi::layout::MAX_REGION + 1) << 32;
+    for v in [0x3_0001_0000, past, 0x1234_5678] {
+        let b = body(&format!("lddw %r0, {v:#x}\nexit"), true);
+        assert!(b[2].starts_with("mov rsi,"), "{v:#x}: {b:?}");
+        assert!(b[3].starts_with("mov rax,"), "{v:#x}: {b:?}");
+        assert_eq!(b[4], "xor rsi,rax", "{v:#x}: {b:?}");
+    }
+    // Without blinding, the one instruction that loads the value.
+    let b = body("lddw %r0, 0x30000ffff\nexit", false);
+    assert_eq!(b[2], "mov rsi,30000FFFFh", "{b:?}");
 }
 
 #[test]
@@ -603,8 +636,103 @@ fn find(code: &[u8], needle: &[u8]) -> bool {
     code.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Constants of the emitter's own that are wider than two bytes, whatever the program, with
+/// their field's size: they are not the program's choice, so they do not count as chosen.
+const EMITTER_CONSTANTS: [(usize, u64); 2] = [
+    // In checked-facts mode, `sdiv`/`smod` by a register compare the dividend with `MIN` where
+    // a fact says the divisor is never -1 with it.
+    (8, i64::MIN as u64),
+    (4, i32::MIN as u32 as u64),
+];
+
+/// How many low bytes of a little-endian field are not the zero or sign extension of those
+/// below them (`34 12 00 00` and `00 80 ff ff` have two).
+fn significant(field: &[u8]) -> usize {
+    (0..=field.len())
+        .find(|&k| {
+            let rest = &field[k..];
+            rest.iter().all(|&b| b == 0)
+                || (k > 0 && field[k - 1] & 0x80 != 0 && rest.iter().all(|&b| b == 0xff))
+        })
+        .unwrap_or(field.len())
+}
+
+/// Which bytes of `code` a program may have chosen: in every displacement and immediate field
+/// that is the same in `again` (the same program emitted with other blinding keys: a field
+/// that differs is derived from a key), the bytes below its zero or sign extension. The
+/// emitter's own constants, jump displacements and context offsets count too unless listed
+/// in [`EMITTER_CONSTANTS`]: an over-approximation, so that a new wide constant is reviewed.
+fn chosen_bytes(code: &[u8], again: &[u8]) -> Vec<bool> {
+    assert_eq!(
+        code.len(),
+        again.len(),
+        "the keys changed the code's layout"
+    );
+    let mut chosen = alloc::vec![false; code.len()];
+    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+    while decoder.can_decode() {
+        let insn = decoder.decode();
+        assert!(!insn.is_invalid(), "undecodable code at {:#x}", insn.ip());
+        let at = insn.ip() as usize;
+        let offsets = decoder.get_constant_offsets(&insn);
+        let fields = [
+            (offsets.displacement_offset(), offsets.displacement_size()),
+            (offsets.immediate_offset(), offsets.immediate_size()),
+            (offsets.immediate_offset2(), offsets.immediate_size2()),
+        ];
+        for (offset, size) in fields {
+            let range = at + offset..at + offset + size;
+            let field = &code[range.clone()];
+            if size == 0 || field != &again[range.clone()] {
+                continue;
+            }
+            let mut wide = [0u8; 8];
+            wide[..size].copy_from_slice(field);
+            if EMITTER_CONSTANTS.contains(&(size, u64::from_le_bytes(wide))) {
+                continue;
+            }
+            for c in &mut chosen[range.start..range.start + significant(field)] {
+                *c = true;
+            }
+        }
+    }
+    chosen
+}
+
+/// The longest run of chosen bytes in `program`'s code, blinded, and where it starts; with
+/// the facts of the plain input or of the stack alone, the checks they make impossible kept
+/// (`checked`, the one mode that emits [`EMITTER_CONSTANTS`]) or dropped.
+fn longest_chosen_run(program: &ebpf_isa::Program, input: bool, checked: bool) -> (usize, usize) {
+    let entry = if input {
+        Entry::input()
+    } else {
+        Entry::unknown()
+    };
+    let options = JitOptions {
+        constant_blinding: true,
+        entry: input.then(Entry::input),
+        checked_facts: checked,
+        spectre_masking: true,
+        spectre_clamp_proven: false,
+    };
+    let facts = Facts::analyse(program, &entry);
+    let code = emit(program, &options, &facts).unwrap().code;
+    let again = emit(program, &options, &facts).unwrap().code;
+    let chosen = chosen_bytes(&code, &again);
+    let (mut best, mut run) = ((0, 0), 0);
+    for (i, &c) in chosen.iter().enumerate() {
+        run = if c { run + 1 } else { 0 };
+        if run > best.0 {
+            best = (run, i + 1 - run);
+        }
+    }
+    best
+}
+
 #[test]
-fn blinded_code_never_contains_the_programs_immediates() {
+fn blinded_code_has_no_run_of_more_than_two_chosen_bytes() {
+    // Every form that carries an immediate, with four chosen bytes each: all planted without
+    // blinding, none with it.
     let src = planted_program();
     let plain = code(&src, false);
     for imm in PLANTED {
@@ -612,6 +740,11 @@ fn blinded_code_never_contains_the_programs_immediates() {
             find(&plain, &imm.to_le_bytes()),
             "{imm:#x} is planted without blinding"
         );
+    }
+    let program = ebpf_isa::assemble(&src).unwrap();
+    for (input, checked) in [(false, false), (true, true)] {
+        let (run, at) = longest_chosen_run(&program, input, checked);
+        assert!(run <= 2, "{run} chosen bytes at {at:#x}");
     }
     for _ in 0..20 {
         let blinded = code(&src, true);
@@ -621,6 +754,25 @@ fn blinded_code_never_contains_the_programs_immediates() {
                 "{imm:#x} appears in blinded code"
             );
         }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// The invariant docs/jit-x86.md states, over programs of every form with immediates at
+    /// the edges of the rule.
+    #[test]
+    fn no_program_puts_more_than_two_chosen_bytes_in_a_row(
+        program in ebpf_testgen::closed_program(1..40),
+        imms in proptest::collection::vec(ebpf_testgen::blinding_edge_imm(), 1..40),
+        wides in proptest::collection::vec(ebpf_testgen::blinding_edge_imm64(), 1..8),
+        input: bool,
+        checked: bool,
+    ) {
+        let program = ebpf_testgen::with_immediates(&program, &imms, &wides);
+        let (run, at) = longest_chosen_run(&program, input, checked);
+        proptest::prop_assert!(run <= 2, "{} chosen bytes at {:#x}", run, at);
     }
 }
 

@@ -121,6 +121,37 @@ pub fn any_imm64() -> impl Strategy<Value = u64> + Clone {
     ]
 }
 
+/// A 32-bit immediate at the edges of the x86 JIT's constant blinding half of the time (it
+/// leaves -32768..=65535 plain, as it left -128..=127 before), near them or any `i32`
+/// otherwise.
+pub fn blinding_edge_imm() -> impl Strategy<Value = i32> + Clone {
+    prop_oneof![
+        2 => select(&[
+            127, 128, -128, -129, 0x7fff, 0x8000, 0xffff, 0x1_0000, -0x8000, -0x8001, -1,
+            0xff00, 0xff_ffff, i32::MIN, i32::MAX,
+        ][..]),
+        1 => -70_000..70_000i32,
+        1 => any::<i32>(),
+    ]
+}
+
+/// A 64-bit `lddw` value, most often a VM address (`region << 32 | offset`) with a region id
+/// up to two past the last and an offset around 2^16, the values the x86 JIT builds from
+/// their parts rather than blinding; otherwise a [`blinding_edge_imm`] or any `u64`.
+pub fn blinding_edge_imm64() -> impl Strategy<Value = u64> + Clone {
+    let region = 0..=ebpf_abi::layout::MAX_REGION + 2;
+    let offset = prop_oneof![
+        select(&[0u64, 1, 0xff, 0xffff, 0x1_0000, 0xffff_ffff][..]),
+        0..0x2_0000u64,
+        any::<u32>().prop_map(u64::from),
+    ];
+    prop_oneof![
+        3 => (region, offset).prop_map(|(r, o)| r << 32 | o),
+        1 => blinding_edge_imm().prop_map(|i| i64::from(i).cast_unsigned()),
+        1 => any::<u64>(),
+    ]
+}
+
 /// Every form of the instruction table, in table order.
 pub fn forms() -> Vec<Form> {
     forms_where(|_| true)

@@ -9,7 +9,8 @@
 //!   [`insn_of_form`], [`any_insn_where`]): the forms are read from the table, so a new row is
 //!   generated without touching this crate;
 //! - programs without run-time guarantees ([`any_program`], [`closed_program`]) for codecs,
-//!   text round trips and control-flow analyses;
+//!   text round trips and control-flow analyses, and the same with chosen immediates
+//!   ([`with_immediates`], with [`blinding_edge_imm`] for the JIT's constant blinding);
 //! - byte strings for decoders ([`arbitrary_bytes`], [`mutated_bytes`], …), mostly valid so
 //!   that every decode error is reached;
 //! - runnable programs ([`structured_program`]) that stay in bounds and terminate, for the
@@ -64,9 +65,10 @@ pub use bytes::{
 pub use guarded::{Guard, OffByOne, ParserStep, counted_loop, off_by_one, parser, parser_step};
 pub use insn::{
     INTERESTING_I16, INTERESTING_I32, INTERESTING_U64, any_form, any_imm, any_imm64, any_insn,
-    any_insn_where, any_off, any_reg, forms, forms_where, insn_of_form, insn_of_form_using, reg_in,
+    any_insn_where, any_off, any_reg, blinding_edge_imm, blinding_edge_imm64, forms, forms_where,
+    insn_of_form, insn_of_form_using, reg_in,
 };
-pub use program::{any_program, any_program_where, closed_program};
+pub use program::{any_program, any_program_where, closed_program, with_immediates};
 pub use regress::{
     CLAIMED_END_DECLARED_LEN, CLAIMED_END_IN_FIXED_REGION, CLAIMED_END_RODATA,
     CLAIMED_END_STACK_ACCESS, CLAIMED_ENDS, claimed_end_input, run_claimed_end,

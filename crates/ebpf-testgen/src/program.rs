@@ -3,7 +3,7 @@
 //! ([`closed_program`]).
 
 use ebpf_isa::table::Spec;
-use ebpf_isa::{CallKind, Insn, Program};
+use ebpf_isa::{CallKind, Imm64Kind, Insn, Operand, Program};
 use proptest::collection::{SizeRange, vec};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -73,6 +73,82 @@ fn retarget(insn: &mut Insn, offset: i64) {
     }
 }
 
+/// `program` with its immediates — ALU and jump operands, stored constants, helper ids, packet
+/// offsets from `narrow`, `lddw` values from `wide`, each taken in turn and cycling — and
+/// everything else as it was: the same forms and control flow with chosen constants (the
+/// edges of constant blinding, [`crate::blinding_edge_imm`]). An empty list leaves its
+/// immediates as they were.
+pub fn with_immediates(program: &Program, narrow: &[i32], wide: &[u64]) -> Program {
+    let (mut narrow, mut wide) = (narrow.iter().cycle(), wide.iter().cycle());
+    let insns = program
+        .insns()
+        .iter()
+        .map(|&insn| {
+            let mut imm32 = |old: i32| narrow.next().copied().unwrap_or(old);
+            match insn {
+                Insn::Alu {
+                    src: Operand::Imm(imm),
+                    width,
+                    op,
+                    dst,
+                } => Insn::Alu {
+                    src: Operand::Imm(imm32(imm)),
+                    width,
+                    op,
+                    dst,
+                },
+                Insn::Jump {
+                    src: Operand::Imm(imm),
+                    width,
+                    cond,
+                    dst,
+                    off,
+                } => Insn::Jump {
+                    src: Operand::Imm(imm32(imm)),
+                    width,
+                    cond,
+                    dst,
+                    off,
+                },
+                Insn::Store {
+                    src: Operand::Imm(imm),
+                    size,
+                    dst,
+                    off,
+                } => Insn::Store {
+                    src: Operand::Imm(imm32(imm)),
+                    size,
+                    dst,
+                    off,
+                },
+                Insn::Call {
+                    kind: CallKind::Helper,
+                    imm,
+                } => Insn::Call {
+                    kind: CallKind::Helper,
+                    imm: imm32(imm),
+                },
+                Insn::LoadPacket { size, addr, imm } => Insn::LoadPacket {
+                    size,
+                    addr,
+                    imm: imm32(imm),
+                },
+                Insn::LoadImm64 {
+                    dst,
+                    kind: Imm64Kind::Value,
+                    imm,
+                } => Insn::LoadImm64 {
+                    dst,
+                    kind: Imm64Kind::Value,
+                    imm: wide.next().copied().unwrap_or(imm),
+                },
+                other => other,
+            }
+        })
+        .collect();
+    Program::from_insns(insns)
+}
+
 #[cfg(test)]
 mod tests {
     use ebpf_isa::{CpuVersion, Group, decode};
@@ -110,6 +186,37 @@ mod tests {
             let (groups, cpu) = p.requirements();
             prop_assert!(cpu <= CpuVersion::V1);
             prop_assert!(groups.iter().all(|g| *g == Group::Base64));
+        }
+
+        #[test]
+        fn chosen_immediates_replace_the_constants_and_nothing_else(
+            p in closed_program(0..40),
+            narrow in proptest::collection::vec(any::<i32>(), 1..8),
+            wide in proptest::collection::vec(any::<u64>(), 1..4),
+        ) {
+            let q = with_immediates(&p, &narrow, &wide);
+            prop_assert_eq!(q.len(), p.len());
+            let (mut n, mut w) = (narrow.iter().cycle(), wide.iter().cycle());
+            for ((pc, a), (_, b)) in p.iter().zip(q.iter()) {
+                let bytes = |i: &Insn| ebpf_isa::encode(&[*i]);
+                // Same opcode, registers and offset: only the immediate field may differ.
+                prop_assert_eq!(&bytes(a)[..4], &bytes(b)[..4], "pc {}", pc);
+                prop_assert_eq!(a.jump_target(pc), b.jump_target(pc));
+                prop_assert_eq!(a.call_target(pc), b.call_target(pc));
+                match *b {
+                    Insn::Alu { src: Operand::Imm(imm), .. }
+                    | Insn::Jump { src: Operand::Imm(imm), .. }
+                    | Insn::Store { src: Operand::Imm(imm), .. }
+                    | Insn::Call { kind: CallKind::Helper, imm }
+                    | Insn::LoadPacket { imm, .. } => {
+                        prop_assert_eq!(Some(&imm), n.next(), "pc {}", pc);
+                    }
+                    Insn::LoadImm64 { kind: Imm64Kind::Value, imm, .. } => {
+                        prop_assert_eq!(Some(&imm), w.next(), "pc {}", pc);
+                    }
+                    _ => prop_assert_eq!(a, b),
+                }
+            }
         }
     }
 }

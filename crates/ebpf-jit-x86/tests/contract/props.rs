@@ -13,9 +13,12 @@
 use ebpf_abi::Limits;
 use ebpf_contract::differential::{Outcome, Setup, with_stack_dumps};
 use ebpf_isa::Program;
+use ebpf_isa::table::Form;
+use ebpf_isa::{AluOp, Imm64Kind, Insn, Operand, Reg, Size, Width};
 use ebpf_testgen::{
-    Guard, ParserStep, StructuredConfig, any_program, closed_program, counted_loop, off_by_one,
-    parser, parser_step, structured_with_input,
+    Guard, ParserStep, StructuredConfig, any_program, any_program_where, blinding_edge_imm,
+    blinding_edge_imm64, closed_program, counted_loop, off_by_one, parser, parser_step,
+    structured_with_input, with_immediates,
 };
 use proptest::prelude::*;
 
@@ -62,8 +65,103 @@ fn agree(program: &Program, input: Vec<u8>, map_input: bool, limits: Limits) -> 
     with_differential(|d| d.check(program, &setup))
 }
 
+/// `program` (ALU operations with an immediate, `lddw`s, stores of an immediate, conditional
+/// jumps against one) made to run every instruction and show every value: destinations in
+/// `r0`-`r9`, stores at `r10 - 8`, each jump over one `add r0, 1`, and every register stored
+/// on the stack at the end.
+fn straight_line(program: &Program) -> Program {
+    let add = |r: Reg, src: Operand| Insn::Alu {
+        width: Width::W64,
+        op: AluOp::Add,
+        dst: r,
+        src,
+    };
+    let low = |r: Reg| Reg::ALL[usize::from(r.index()) % 10];
+    let mut insns = Vec::new();
+    for &insn in program.insns() {
+        match insn {
+            Insn::Alu {
+                width,
+                op,
+                dst,
+                src,
+            } => insns.push(Insn::Alu {
+                width,
+                op,
+                dst: low(dst),
+                src,
+            }),
+            Insn::LoadImm64 { dst, kind, imm } => insns.push(Insn::LoadImm64 {
+                dst: low(dst),
+                kind,
+                imm,
+            }),
+            Insn::Store { size, src, .. } => insns.push(Insn::Store {
+                size,
+                dst: Reg::R10,
+                off: -8,
+                src,
+            }),
+            Insn::Jump {
+                width,
+                cond,
+                dst,
+                src,
+                ..
+            } => {
+                insns.push(Insn::Jump {
+                    width,
+                    cond,
+                    dst: low(dst),
+                    src,
+                    off: 1,
+                });
+                insns.push(add(Reg::R0, Operand::Imm(1)));
+            }
+            _ => {}
+        }
+    }
+    // The stack dump is what shows them: `r0` is the dump helper's result.
+    for (r, off) in Reg::ALL[..10].iter().zip((-96..=-16).step_by(8)) {
+        insns.push(Insn::Store {
+            size: Size::DW,
+            dst: Reg::R10,
+            off,
+            src: Operand::Reg(*r),
+        });
+    }
+    insns.push(Insn::Exit);
+    Program::from_insns(insns)
+}
+
+/// Programs of the forms that carry a constant the x86 JIT may blind, for [`straight_line`].
+fn constant_forms(len: std::ops::Range<usize>) -> impl Strategy<Value = Program> {
+    any_program_where(len.into(), &|spec| {
+        matches!(
+            spec.form,
+            Form::AluImm(..)
+                | Form::JumpImm(..)
+                | Form::StoreImm(_)
+                | Form::LoadImm64(Imm64Kind::Value)
+        )
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Immediates on both sides of every edge of constant blinding (plain, built from their
+    /// parts, blinded) give the values the interpreter computes.
+    #[test]
+    fn immediates_at_the_edges_of_blinding_agree(
+        program in constant_forms(1..40),
+        imms in proptest::collection::vec(blinding_edge_imm(), 1..40),
+        wides in proptest::collection::vec(blinding_edge_imm64(), 1..8),
+    ) {
+        let program = straight_line(&with_immediates(&program, &imms, &wides));
+        let got = agree(&with_stack_dumps(&program), Vec::new(), true, Limits::default());
+        prop_assert!(got.result.is_ok(), "{:?}", got.result);
+    }
 
     #[test]
     fn structured_programs_agree(
