@@ -61,10 +61,12 @@ use ebpf_isa::Program;
 pub struct JitOptions {
     /// Blind immediates: every 32- and 64-bit immediate of the program (ALU operands,
     /// comparison constants, stored constants, `lddw` values, helper ids, packet offsets)
-    /// that does not fit a sign-extended byte appears in the code only XORed with a fresh
-    /// random key, so a program cannot plant chosen byte sequences in executable memory (a
-    /// value from -128 to 127 puts one chosen byte there, a 16-bit memory offset two). Costs
-    /// one or two instructions per blinded immediate. Default: on.
+    /// outside -32768..=65535 appears in the code only XORed with a fresh random key, so a
+    /// program cannot plant chosen byte sequences longer than two in executable memory (a
+    /// value in that range puts two chosen bytes there, as a 16-bit memory offset does; an
+    /// `lddw` of a region address `region << 32 | offset` with `offset <= 0xffff` is built
+    /// from its parts, `mov`, `shl`, `or`, instead). Costs one or two instructions per blinded
+    /// immediate. Default: on.
     pub constant_blinding: bool,
     /// What holds when the program starts (`ebpf_cfg::facts::Entry`): the facts proven from it
     /// drop the checks they make impossible (accesses in bounds, divisors never zero, loops
