@@ -11,8 +11,14 @@
 //! `ENGINE` is an engine's short name (`interp`, `x86`, `cranelift`, `tiered`) or `native`;
 //! `PROGRAM` an object of `tests/elf/loops/` (`sum`, `fnv1a`, `sort`, `sieve`, `muldiv`,
 //! `packet`, `base64`, `parse`). The engines run with the budget on, as the bench's default
-//! columns do; a fourth argument `nobudget` runs them without one. As in the bench, a program
-//! that writes its input (the sort) gets a fresh copy before every run.
+//! columns do; a fourth argument `nobudget` runs them without one (`budget` keeps it). As in
+//! the bench, a program that writes its input (the sort) gets a fresh copy before every run.
+//!
+//! A fifth argument `BATCHES` times instead: `BATCHES` batches of `RUNS` runs each, printing
+//! the fastest, first-quartile and median batch in ns per run. On a shared machine the
+//! fastest batches are the ones no other process interrupted, so comparing two builds means
+//! alternating their processes and comparing these minima (docs/jit-x86.md, "Measured:
+//! loop-head alignment").
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -28,6 +34,7 @@ fn main() {
     let name = args.next().unwrap_or_else(|| "sum".to_string());
     let runs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(100);
     let budget = args.next().as_deref() != Some("nobudget");
+    let batches: Option<usize> = args.next().and_then(|s| s.parse().ok());
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/elf");
     let expected = std::fs::read_to_string(dir.join("expected.txt")).expect("expected.txt");
     let object = format!("loops/{name}");
@@ -77,6 +84,24 @@ fn main() {
         std::process::exit(1);
     }
     let fresh = buf != input;
+    if let Some(batches) = batches.filter(|&b| b > 0) {
+        let mut per_run: Vec<f64> = (0..batches)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                for _ in 0..runs {
+                    if fresh {
+                        buf.copy_from_slice(&input);
+                    }
+                    black_box(run(black_box(&mut buf)));
+                }
+                start.elapsed().as_nanos() as f64 / runs.max(1) as f64
+            })
+            .collect();
+        per_run.sort_by(f64::total_cmp);
+        let (min, p25, median) = (per_run[0], per_run[batches / 4], per_run[batches / 2]);
+        println!("{object} on {engine}: ns per run: min {min:.1} p25 {p25:.1} median {median:.1}");
+        return;
+    }
     let mut last = first;
     for _ in 1..runs {
         if fresh {
