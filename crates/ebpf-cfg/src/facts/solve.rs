@@ -1060,6 +1060,37 @@ fn prove_access(
     ctx: &Ctx,
     entry: &Entry,
 ) -> Access {
+    let found = prove_by_range(s, base, off, bytes, write, atomic, ctx, entry);
+    if matches!(found, Access::InBounds { .. }) || atomic {
+        return found;
+    }
+    // The base's own range may be unbounded (widened) while a relation to another register
+    // bounds it: prove it from the relations alone, in a run-time-length region.
+    match prove_by_relation(s, base, i128::from(off), bytes, write, ctx, entry) {
+        Some(region) => Access::InBounds {
+            region,
+            // (Decided by the caller: whether the speculative solve proves it too.)
+            speculation_safe: false,
+        },
+        None => found,
+    }
+}
+
+/// [`prove_access`] from the base's own range, then its relations to the region's end.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one access, described field by field"
+)]
+fn prove_by_range(
+    s: &State,
+    base: usize,
+    off: i16,
+    bytes: u32,
+    write: bool,
+    atomic: bool,
+    ctx: &Ctx,
+    entry: &Entry,
+) -> Access {
     let v = &s.regs[base];
     let off = i128::from(off);
     let lo = i128::from(v.num.umin) + off;
@@ -1095,7 +1126,7 @@ fn prove_access(
                 // The last byte, hi, must be below End: End >= base + len_min, or a
                 // relation bounds the register by End.
                 let numeric = hi < s.end_min(&ctx.space, slot);
-                numeric || below_end(s, base, slot, off + i128::from(bytes), 3)
+                numeric || below_end(s, base, 0, slot, off + i128::from(bytes), 3)
             }
         }
     };
@@ -1110,25 +1141,71 @@ fn prove_access(
     }
 }
 
-/// Whether `R[r] + extra <= End(slot)` follows from the relations (chasing register bounds up
-/// to `depth` steps).
-fn below_end(s: &State, r: usize, slot: u8, extra: i128, depth: u32) -> bool {
+/// The region of a run-time length that `bytes` bytes at `R[base] + off` lie in on every path,
+/// if the relations show it: the first byte at or after the region's start, from the base's
+/// smallest value or from the register it is linked to; the byte after the last at or before
+/// the region's end, from a relation of the base or of the register it is linked to.
+fn prove_by_relation(
+    s: &State,
+    base: usize,
+    off: i128,
+    bytes: u32,
+    write: bool,
+    ctx: &Ctx,
+    entry: &Entry,
+) -> Option<u8> {
+    let v = &s.regs[base];
+    let extra = off + i128::from(bytes);
+    // `R[base] ≡ (R[root] << shift) + o`, as integers when the root's range cannot wrap it.
+    let linked = (v.link != NONE)
+        .then(|| {
+            let root = usize::from(v.link);
+            let o = i128::from(v.link_off as i64);
+            let n = &s.regs[root].num;
+            let lo = (i128::from(n.umin) << v.link_shift) + o;
+            let hi = (i128::from(n.umax) << v.link_shift) + o;
+            (lo >= 0 && hi <= i128::from(u64::MAX)).then_some((root, v.link_shift, o, lo))
+        })
+        .flatten();
+    let lowest = i128::from(v.num.umin).max(linked.map_or(0, |(_, _, _, lo)| lo));
+    let start = lowest + off;
+    let region = u64::try_from(start >> 32).ok()?;
+    if region == layout::NULL_REGION || region > layout::MAX_REGION {
+        return None;
+    }
+    let RegionSpec::Dynamic { writable } = entry.spec(region) else {
+        return None;
+    };
+    let slot = ctx.space.slot_of(region)?;
+    if write && !writable {
+        return None;
+    }
+    // Every End of the slot lies within the region's 4 GiB: a first byte in the region and
+    // an end of the access at or below End put the whole access in it.
+    let below = below_end(s, base, 0, slot, extra, 3)
+        || linked.is_some_and(|(root, shift, o, _)| below_end(s, root, shift, slot, o + extra, 3));
+    below.then_some(region as u8)
+}
+
+/// Whether `(R[r] << shift) + extra <= End(slot)` follows from the relations (chasing register
+/// bounds up to `depth` steps).
+fn below_end(s: &State, r: usize, shift: u8, slot: u8, extra: i128, depth: u32) -> bool {
     let v = &s.regs[r];
-    if v.end == slot && v.end_shift == 0 && i128::from(v.end_off) + extra <= 0 {
+    if v.end == slot && v.end_shift == shift && i128::from(v.end_off) + extra <= 0 {
+        // (R[r] << t) <= End + e, as floor((End + e) / 2^t) >= R[r] >= 0.
         return true;
     }
     if depth == 0 || v.rel == NONE {
         return false;
     }
-    // R[r] <= (R[j] << k) + c: enough that (R[j] << k) + c + extra <= End.
+    // R[r] <= (R[j] << k) + c: enough that (R[j] << (k + shift)) + (c << shift) + extra <= End.
     let j = usize::from(v.rel);
-    let (k, c) = (v.rel_shift, s.rel_eff(r));
-    let w = &s.regs[j];
-    if w.end == slot && w.end_shift == k && i128::from(w.end_off) + c + extra <= 0 {
-        // (R[j] << k) <= End + e.
-        return true;
+    let total = u32::from(v.rel_shift) + u32::from(shift);
+    if total >= 64 {
+        return false;
     }
-    k == 0 && below_end(s, j, slot, c + extra, depth - 1)
+    let c = s.rel_eff(r) << shift;
+    below_end(s, j, total as u8, slot, c + extra, depth - 1)
 }
 
 #[cfg(test)]

@@ -933,11 +933,41 @@ impl State {
                 *link = discover(self, other, i);
             }
         }
+        if head {
+            self.link_same_steps(other, &mut links);
+        }
         out.set_links(links);
         for (s, m) in out.len_min.iter_mut().enumerate() {
             *m = self.len_min[s].min(other.len_min[s]);
         }
         out
+    }
+
+    /// Links, for the registers the join left without one, that both sides prove through a
+    /// common representative: `R[i] ≡ (R[j] << s) + o` with the same `s` and `o` in both states,
+    /// though `i` and `j` are each linked to their representative with other offsets on the two
+    /// sides. Two induction variables stepped in proportion (a pointer `p -= 2` and a counter
+    /// `j -= 1`, both copied from the outer loop's index on entry) are linked to that index
+    /// with offsets that change every iteration, so the join drops both links; the relation
+    /// between the two does not change, and this keeps it, re-rooted at `j`. Sound as every
+    /// other link the join keeps: it holds in each state joined. `j` is a register left without
+    /// a link at that point (a link to `i` would make a cycle; chains through a `j` that gains
+    /// a link later are composed by `set_links`).
+    fn link_same_steps(&self, other: &State, links: &mut [(u8, u8, u64); REGS]) {
+        for i in 0..REGS {
+            if links[i].0 != NONE {
+                continue;
+            }
+            for j in (0..REGS).filter(|&j| j != i && links[j].0 == NONE) {
+                let Some((s, o)) = self.express(i, j).or_else(|| other.express(i, j)) else {
+                    continue;
+                };
+                if self.link_holds(i, j, s, o) && other.link_holds(i, j, s, o) {
+                    links[i] = (j as u8, s, o);
+                    break;
+                }
+            }
+        }
     }
 
     /// Installs links, composing chains so that every base is a representative and breaking

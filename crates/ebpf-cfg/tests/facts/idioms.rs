@@ -1165,3 +1165,135 @@ fn the_l4_header_retest_is_proven() {
     assert_eq!(proven(&swapped), Vec::<usize>::new());
     every_length(&swapped, 30);
 }
+
+/// clang -O2's insertion sort of `min(len / 2, 256)` u16 words (tests/elf/loops/sort.c): the
+/// inner loop walks a pointer `r0` down by 2 while its exit test is on a separate counter `r6`
+/// (`j != 0`), both started from the outer index `r2`.
+const SORT: &str = "
+    mov %r3, %r2
+    rsh %r3, 1
+    jlt %r2, 512, small
+    mov %r3, 256
+small:
+    jlt %r3, 2, hash
+    mov %r2, 1
+    mov %r4, %r1
+    add %r4, 2
+    ja outer
+inner:
+    ldxh %r8, [%r0-2]
+    mov %r7, %r6
+    jle32 %r8, %r5, place
+    stxh [%r0], %r8
+    mov %r7, 0
+    add %r0, -2
+    add %r6, -1
+    jne %r6, 0, inner
+place:
+    lsh %r7, 1
+    mov %r0, %r1
+    add %r0, %r7
+    stxh [%r0], %r5
+    add %r4, 2
+    add %r2, 1
+    jlt %r2, %r3, outer
+    ja hash
+outer:
+    mov %r5, %r2
+    lsh %r5, 1
+    mov %r0, %r1
+    add %r0, %r5
+    ldxh %r5, [%r0]
+    mov %r0, %r4
+    mov %r6, %r2
+    ja inner
+hash:
+    lddw %r0, 0xcbf29ce484222325
+    jeq %r3, 0, out
+    lddw %r2, 0xcbf29ce484222325
+    mov %r4, 0
+    lddw %r5, 0x100000001b3
+    mov %r0, %r1
+hashing:
+    ldxh %r6, [%r0]
+    xor %r2, %r6
+    mul %r2, %r5
+    add %r0, 2
+    add %r4, 1
+    jlt %r4, %r3, hashing
+    lsh %r2, 32
+    rsh %r2, 32
+    ldxh %r0, [%r1]
+    lsh %r0, 32
+    or %r0, %r2
+    lsh %r3, 1
+    add %r1, %r3
+    ldxh %r1, [%r1-2]
+    lsh %r1, 48
+    or %r0, %r1
+out:
+    exit";
+
+/// Every input length up to `n` bytes, ascending and descending (the inner loop of `SORT`
+/// runs to the start on the second).
+fn every_length_both_ways(text: &str, n: usize) {
+    for len in 0..=n {
+        let mut m = bytes(len);
+        assert_sound(text, &m);
+        if let Some(i) = m.input.as_mut() {
+            i.reverse();
+        }
+        assert_sound(text, &m);
+    }
+}
+
+#[test]
+fn same_step_pointer_and_counter_prove_a_downward_loop() {
+    let (_, a) = analyse(SORT);
+    // At the inner loop's head the pointer is linked to the counter, not (as on entry) to the
+    // outer index, from which both move away every iteration.
+    let at_head = a.registers_at(9).map(|r| r.relations(0));
+    assert!(
+        at_head
+            .as_ref()
+            .is_some_and(|r| r.contains(&Relation::Link {
+                reg: 6,
+                shift: 1,
+                offset: layout::vm_addr(layout::INPUT, 0),
+            })),
+        "{at_head:?}"
+    );
+    // 9 and 12: `v[j - 1]` and `v[j]` in the inner loop; 20, 29 and 50 were proven before.
+    // (42, the hash loop, needs `n <= len / 2` through the `min`; 55 too.)
+    assert_eq!(proven(SORT), vec![9, 12, 20, 29, 50]);
+    every_length_both_ways(SORT, 64);
+}
+
+#[test]
+fn same_step_mutants_stay_checked() {
+    // Each with the accesses it still proves: never 9, nor 12 where the pointer may reach
+    // the word before the input.
+    let mutants: [(&str, &str, &[usize]); 5] = [
+        // Reads v[j - 2]: one word before the input when j = 1.
+        ("ldxh %r8, [%r0-2]", "ldxh %r8, [%r0-4]", &[12, 20, 29, 50]),
+        // The pointer steps by 3 bytes per counter step: no fixed relation.
+        ("add %r0, -2", "add %r0, -3", &[20, 29, 50]),
+        // Runs on to j = 0 (signed j >= 0): v[-1] is read.
+        ("jne %r6, 0, inner", "jsgt %r6, -1, inner", &[29, 50]),
+        // One path keeps the counter while the pointer moves on (one instruction more: the
+        // accesses after it move up by one).
+        (
+            "add %r6, -1",
+            "jeq %r8, 7, skip\n    add %r6, -1\nskip:",
+            &[21, 30, 51],
+        ),
+        // The counter is tested in 32 bits, where 2^32 - 1 and up are negative.
+        ("jne %r6, 0, inner", "jsgt32 %r6, -1, inner", &[29, 50]),
+    ];
+    for (from, to, still) in mutants {
+        let text = SORT.replacen(from, to, 1);
+        assert_ne!(text, SORT);
+        assert_eq!(proven(&text), still, "{to}");
+        every_length_both_ways(&text, 40);
+    }
+}
