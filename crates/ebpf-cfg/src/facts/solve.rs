@@ -1144,7 +1144,9 @@ fn prove_by_range(
 /// The region of a run-time length that `bytes` bytes at `R[base] + off` lie in on every path,
 /// if the relations show it: the first byte at or after the region's start, from the base's
 /// smallest value or from the register it is linked to; the byte after the last at or before
-/// the region's end, from a relation of the base or of the register it is linked to.
+/// the region's end, from a relation of the base, of the register it is linked to, or of a
+/// register whose bound subtracts the base (`x <= end - 2 - p` after `if (p + 2 + x > end)`,
+/// then `x > 13`: `p + 16 <= end`).
 fn prove_by_relation(
     s: &State,
     base: usize,
@@ -1183,7 +1185,22 @@ fn prove_by_relation(
     // Every End of the slot lies within the region's 4 GiB: a first byte in the region and
     // an end of the access at or below End put the whole access in it.
     let below = below_end(s, base, 0, slot, extra, 3)
-        || linked.is_some_and(|(root, shift, o, _)| below_end(s, root, shift, slot, o + extra, 3));
+        || linked.is_some_and(|(root, shift, o, _)| below_end(s, root, shift, slot, o + extra, 3))
+        || (0..REGS).any(|x| {
+            let w = &s.regs[x];
+            // R[x] <= (R[j] << k) + c - R[base], so R[base] <= (R[j] << k) + c - min(R[x]).
+            x != base
+                && usize::from(w.rel_minus) == base
+                && w.rel != NONE
+                && below_end(
+                    s,
+                    usize::from(w.rel),
+                    w.rel_shift,
+                    slot,
+                    i128::from(w.rel_off) - i128::from(w.num.umin) + extra,
+                    3,
+                )
+        });
     below.then_some(region as u8)
 }
 

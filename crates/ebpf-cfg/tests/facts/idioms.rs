@@ -1297,3 +1297,72 @@ fn same_step_mutants_stay_checked() {
         every_length_both_ways(&text, 40);
     }
 }
+
+/// clang -O2's walk into a length-prefixed frame (tests/elf/loops/packet.c): the guard is on
+/// the sum `p + 2 + size <= end`, and the header's own check, `size > 13`, on the length alone.
+const PREFIXED: &str = "
+    mov %r0, 0
+    mov %r6, %r1
+    add %r6, %r2
+    mov %r8, %r1
+    mov %r3, %r8
+    add %r3, 2
+    jgt %r3, %r6, out
+    ldxb %r1, [%r8]
+    ldxb %r7, [%r8+1]
+    lsh %r7, 8
+    or %r7, %r1
+    mov %r1, %r7
+    add %r1, %r8
+    add %r1, 2
+    jgt %r1, %r6, out
+    jle %r7, 13, out
+    ldxb %r0, [%r8+14]
+    ldxb %r3, [%r8+15]
+    add %r0, %r3
+out:
+    exit";
+
+/// Frames of every length up to `n` whose length prefix says every size up to `n` (the
+/// prefix little-endian, as `PREFIXED` reads it).
+fn every_prefix(text: &str, n: usize) {
+    for len in 0..=n {
+        for size in 0..=n {
+            let mut frame: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            if len >= 2 {
+                frame[0] = size as u8;
+                frame[1] = 0;
+            }
+            assert_sound(text, &Memory::input(&frame));
+        }
+    }
+}
+
+#[test]
+fn a_guard_on_a_sum_bounds_a_later_offset() {
+    // 7 and 8: the prefix behind `p + 2 <= end`; 16 and 17: bytes 14 and 15 behind
+    // `p + 2 + size <= end` and `size >= 14`.
+    assert_eq!(proven(PREFIXED), vec![7, 8, 16, 17]);
+    every_prefix(PREFIXED, 20);
+    let mutants: [(&str, &str, &[usize]); 4] = [
+        // `size >= 13`: byte 15 may be the end.
+        ("jle %r7, 13, out", "jle %r7, 12, out", &[7, 8, 16]),
+        // The guard on `p + 1 + size`: one byte less behind it.
+        ("add %r1, 2\n    jgt", "add %r1, 1\n    jgt", &[7, 8, 16]),
+        // The tested size is loaded again after the guard (the load, 15, is proven): no
+        // longer the guarded one.
+        (
+            "jle %r7, 13, out",
+            "ldxb %r7, [%r8+1]\n    jle %r7, 13, out",
+            &[7, 8, 15],
+        ),
+        // The guard on the wrong side: only frames that run past the end go on.
+        ("jgt %r1, %r6, out", "jge %r6, %r1, out", &[7, 8]),
+    ];
+    for (from, to, still) in mutants {
+        let text = PREFIXED.replacen(from, to, 1);
+        assert_ne!(text, PREFIXED);
+        assert_eq!(proven(&text), still, "{to}");
+        every_prefix(&text, 20);
+    }
+}
