@@ -153,6 +153,77 @@ proptest! {
         }
     }
 
+    /// A pointer and a counter walked down together from the end of `n` elements (`p = v +
+    /// (n << size)`, `j = n`): the original (`p -= 1 << size`, `j -= 1`, on while `j != 0`,
+    /// reading `p[-1]`) has its load proven; its mutants (other steps of either, another exit
+    /// test, another offset, one path that skips the counter's step) are only as proven as
+    /// every run of them allows.
+    #[test]
+    fn pointer_and_counter_stepped_together(
+        size_log in 0u8..4,
+        pointer_step in prop::option::weighted(0.25, -9i32..0),
+        counter_step in prop::option::weighted(0.25, -2i32..0),
+        exit in 0usize..10,
+        off in prop::option::weighted(0.25, -17i32..9),
+        skip in prop::bool::weighted(0.2),
+        len in 0usize..70,
+    ) {
+        let size = 1i32 << size_log;
+        let load = ["ldxb", "ldxh", "ldxw", "ldxdw"][usize::from(size_log)];
+        // The original's test half the time.
+        let test = [
+            "jne %r6, 0, loop",
+            "jsgt %r6, -1, loop",
+            "jgt %r6, 1, loop",
+            "jne32 %r6, 0, loop",
+            "jsgt32 %r6, 0, loop",
+        ][exit.saturating_sub(5)];
+        let skip_step = if skip { "jeq %r5, 7, stepped\n" } else { "" };
+        let text = format!(
+            "mov %r0, 0
+            mov %r6, %r2
+            rsh %r6, {size_log}
+            jeq %r6, 0, out
+            mov %r4, %r6
+            lsh %r4, {size_log}
+            add %r4, %r1
+            loop:
+            {load} %r5, [%r4{off:+}]
+            add %r0, %r5
+            add %r4, {pointer}
+            {skip_step}add %r6, {counter}
+            stepped:
+            {test}
+            out:
+            exit",
+            off = off.unwrap_or(-size),
+            pointer = pointer_step.unwrap_or(-size),
+            counter = counter_step.unwrap_or(-1),
+        );
+        let program = assemble(&text);
+        let original = pointer_step.is_none()
+            && counter_step.is_none()
+            && exit <= 5
+            && off.is_none()
+            && !skip;
+        if original {
+            let a = Analysis::run(&program, &Entry::input());
+            let load = program
+                .insns()
+                .iter()
+                .position(|i| matches!(i, ebpf_isa::Insn::Load { .. }))
+                .unwrap();
+            prop_assert!(
+                matches!(a.facts().access(load), Access::InBounds { .. }),
+                "not proven:\n{}", text
+            );
+        }
+        let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        if let Err(e) = check(&program, &Memory::input(&data), None) {
+            return Err(TestCaseError::fail(format!("{e}\n{text}")));
+        }
+    }
+
     /// Random structured programs (calls, loops, stack and input accesses, every ALU and
     /// atomic operation).
     #[test]
