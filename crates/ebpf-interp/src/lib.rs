@@ -38,6 +38,7 @@
 
 extern crate alloc;
 
+mod lean;
 mod ops;
 mod session;
 mod trace;
@@ -50,9 +51,9 @@ use core::fmt;
 use ebpf_abi::step;
 use ebpf_abi::{
     CallFrame, Executable, Exit, Flow, Helpers, InvalidReason, Limits, MemoryMap, ProgramView,
-    Region, Stack, Target, Trap, TrapKind, layout,
+    Region, Stack, Target, Trap, TrapKind, VmMemory, layout,
 };
-use ebpf_isa::{AluOp, ByteOrder, CallKind, Cond, Insn, Program, SwapWidth};
+use ebpf_isa::{AluOp, AtomicOp, ByteOrder, CallKind, Cond, Insn, Program, SwapWidth};
 
 use ops::{Op, for_each_op};
 use semantics::{alu32, alu64, cond32, cond64, endian};
@@ -95,14 +96,83 @@ pub struct RunState {
 }
 
 /// The state of a run, handed from the fast loop to the precise one.
-struct Machine {
+struct Machine<'f> {
     regs: [u64; 16],
-    /// Saved caller frames (the lent [`Stack`]'s, so that calls do not allocate).
-    frames: Vec<CallFrame>,
+    /// Saved caller frames, lent by whoever keeps their allocation (the lent [`Stack`], a
+    /// session), so that calls do not allocate, nor a run move the vector in and out.
+    frames: &'f mut Vec<CallFrame>,
     /// The next instruction.
     pc: usize,
     /// Instructions the budget still allows (`u64::MAX` minus those executed, without one).
     remaining: u64,
+}
+
+/// The memory the fast loop runs on: a [`MemoryMap`], or a session's [`lean::Lean`] (its own
+/// buffers alone, when the binding has no fixed regions), which gives exactly what the map of
+/// the same buffers gives, access by access.
+trait RunMemory: VmMemory {
+    /// The `N` bytes at `addr`, if they lie inside one region (`MemoryMap::load`).
+    fn load<const N: usize>(&self, addr: u64) -> Option<[u8; N]>;
+    /// Stores `value` at `addr`, if the bytes lie inside one writable region
+    /// (`MemoryMap::store`).
+    fn store<const N: usize>(&mut self, addr: u64, value: [u8; N]) -> Option<()>;
+    /// `MemoryMap::atomic64`.
+    fn atomic64(
+        &mut self,
+        addr: u64,
+        op: AtomicOp,
+        operand: u64,
+        r0: u64,
+    ) -> Result<Option<u64>, TrapKind>;
+    /// `MemoryMap::atomic32`.
+    fn atomic32(
+        &mut self,
+        addr: u64,
+        op: AtomicOp,
+        operand: u64,
+        r0: u64,
+    ) -> Result<Option<u64>, TrapKind>;
+    /// `MemoryMap::set_instructions_at_helper_trap`.
+    fn set_instructions_at_helper_trap(&mut self, instructions: u64);
+}
+
+impl RunMemory for MemoryMap<'_> {
+    #[inline(always)]
+    fn load<const N: usize>(&self, addr: u64) -> Option<[u8; N]> {
+        MemoryMap::load(self, addr)
+    }
+
+    #[inline(always)]
+    fn store<const N: usize>(&mut self, addr: u64, value: [u8; N]) -> Option<()> {
+        MemoryMap::store(self, addr, value)
+    }
+
+    #[inline(always)]
+    fn atomic64(
+        &mut self,
+        addr: u64,
+        op: AtomicOp,
+        operand: u64,
+        r0: u64,
+    ) -> Result<Option<u64>, TrapKind> {
+        MemoryMap::atomic64(self, addr, op, operand, r0)
+    }
+
+    #[inline(always)]
+    fn atomic32(
+        &mut self,
+        addr: u64,
+        op: AtomicOp,
+        operand: u64,
+        r0: u64,
+    ) -> Result<Option<u64>, TrapKind> {
+        MemoryMap::atomic32(self, addr, op, operand, r0)
+    }
+
+    #[inline(always)]
+    fn set_instructions_at_helper_trap(&mut self, instructions: u64) {
+        MemoryMap::set_instructions_at_helper_trap(self, instructions);
+    }
 }
 
 impl Interpreter {
@@ -199,8 +269,7 @@ impl Interpreter {
         observer: Option<&mut dyn Observer>,
     ) -> Result<Exit, Trap> {
         let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
-        let (region, kept_frames) = stack.parts(stack_size);
-        let mut frames = core::mem::take(kept_frames);
+        let (region, frames) = stack.parts(stack_size);
         frames.clear();
         memory.insert(layout::STACK, Region::Writable(region));
         let mut regs = [0u64; 16];
@@ -214,9 +283,7 @@ impl Interpreter {
             pc: 0,
             remaining: budget,
         };
-        let result = self.dispatch(&mut machine, memory, helpers, limits, budget, observer);
-        *kept_frames = machine.frames;
-        result
+        self.dispatch(&mut machine, memory, helpers, limits, budget, observer)
     }
 
     /// Continues a run that another engine started, from `state`, exactly as this
@@ -234,9 +301,10 @@ impl Interpreter {
     ) -> Result<Exit, Trap> {
         let mut regs = [0u64; 16];
         regs[..11].copy_from_slice(&state.regs);
+        let mut frames = state.frames;
         let mut machine = Machine {
             regs,
-            frames: state.frames,
+            frames: &mut frames,
             pc: state.pc,
             remaining: state.remaining,
         };
@@ -248,7 +316,7 @@ impl Interpreter {
     /// precise one.
     fn dispatch(
         &self,
-        machine: &mut Machine,
+        machine: &mut Machine<'_>,
         memory: &mut MemoryMap<'_>,
         helpers: &Helpers,
         limits: &Limits,
@@ -269,6 +337,47 @@ impl Interpreter {
         self.precise(machine, memory, helpers, limits, budget, observer)
     }
 
+    /// A session's run on its own buffers ([`lean::Lean`]: no fixed regions), `machine` at
+    /// its first instruction: [`Interpreter::dispatch`] without the map. Inlined into the
+    /// session's run, so that the run has one frame. Returns the run's result and the
+    /// helpers' stack mark.
+    #[inline(always)]
+    fn run_lean(
+        &self,
+        machine: &mut Machine<'_>,
+        mut mem: lean::Lean<'_>,
+        helpers: &Helpers,
+        limits: &Limits,
+        budget: u64,
+    ) -> (Result<Exit, Trap>, Option<u64>) {
+        let entry = self.costs.get(machine.pc).copied().unwrap_or(1);
+        if entry <= machine.remaining {
+            machine.remaining -= entry;
+            if let Some(result) = self.execute(machine, &mut mem, helpers, limits, budget) {
+                return (result, mem.lowest_stack_write());
+            }
+        }
+        self.precise_lean(machine, mem, helpers, limits, budget)
+    }
+
+    /// The rest of a [`Interpreter::run_lean`] whose budget ran short, in the precise loop on
+    /// the map of the same buffers.
+    #[cold]
+    #[inline(never)]
+    fn precise_lean(
+        &self,
+        machine: &mut Machine<'_>,
+        mem: lean::Lean<'_>,
+        helpers: &Helpers,
+        limits: &Limits,
+        budget: u64,
+    ) -> (Result<Exit, Trap>, Option<u64>) {
+        let (mut map, mark) = mem.into_map();
+        let result = self.precise(machine, &mut map, helpers, limits, budget, None);
+        let mark = ebpf_abi::lower_stack_mark(mark, map.lowest_stack_write());
+        (result, mark)
+    }
+
     /// The fast loop: one `match` per operation and nothing charged per instruction. Every
     /// control transfer (taken or not, calls and returns included) charges the whole
     /// straight-line run it enters, and returns `None` — with `machine` at the run's first
@@ -276,10 +385,10 @@ impl Interpreter {
     /// is exactly the number of instructions executed whenever the program exits, because a
     /// run, once entered, executes to its end unless the program traps.
     #[inline(always)]
-    fn execute(
+    fn execute<M: RunMemory>(
         &self,
-        machine: &mut Machine,
-        mem: &mut MemoryMap<'_>,
+        machine: &mut Machine<'_>,
+        mem: &mut M,
         helpers: &Helpers,
         limits: &Limits,
         budget: u64,
@@ -544,7 +653,7 @@ impl Interpreter {
     #[inline(never)]
     fn precise(
         &self,
-        machine: &mut Machine,
+        machine: &mut Machine<'_>,
         mem: &mut MemoryMap<'_>,
         helpers: &Helpers,
         limits: &Limits,
@@ -711,7 +820,7 @@ fn oob(pc: usize, addr: u64, len: u64, write: bool) -> Result<Exit, Trap> {
 /// `charged` (what the budget was charged) less the rest of the straight-line run the call is
 /// in, which was charged when the run was entered and never ran (helper calls do not end runs).
 #[cold]
-fn helper_trap(mem: &mut MemoryMap<'_>, charged: u64, costs: &[u64], at: usize) {
+fn helper_trap<M: RunMemory>(mem: &mut M, charged: u64, costs: &[u64], at: usize) {
     let unrun = costs.get(at).map_or(0, |c| c - 1);
     mem.set_instructions_at_helper_trap(charged.saturating_sub(unrun));
 }
@@ -724,11 +833,11 @@ fn helper_trap(mem: &mut MemoryMap<'_>, charged: u64, costs: &[u64], at: usize) 
 /// before the call) and its neighbour cannot be forwarded from the store buffer: every such
 /// call waited for the store to reach the cache (~4 ns a call on this machine).
 #[inline(always)]
-fn call_helper(
+fn call_helper<M: RunMemory>(
     helpers: &Helpers,
     id: u64,
     regs: &mut [u64; 16],
-    mem: &mut MemoryMap<'_>,
+    mem: &mut M,
 ) -> Result<(), TrapKind> {
     let [_, r1, r2, r3, r4, r5, ..] = *regs;
     let mut call = HelperCall {
@@ -752,14 +861,14 @@ fn call_helper(
 /// What a helper call from the fast loop needs besides the id and `r1`..`r5`, behind one
 /// pointer, so that the call passes the id and `r1`..`r4` in host registers and only `r5` on
 /// the stack (one 8-byte store and load, which the store buffer forwards).
-struct HelperCall<'h, 'a, 'm> {
+struct HelperCall<'h, 'a, M> {
     helpers: &'h Helpers,
-    mem: &'a mut MemoryMap<'m>,
+    mem: &'a mut M,
     /// Why the call failed, when it did.
     trap: Option<TrapKind>,
 }
 
-impl HelperCall<'_, '_, '_> {
+impl<M: RunMemory> HelperCall<'_, '_, M> {
     /// [`Helpers::call`]: `r0`, or `None` with the trap in `self.trap`. Out of line, so that
     /// its arguments arrive in registers (inlined, the array was copied from `regs` again),
     /// and so that the dispatch loop keeps its values in registers (a helper call inlined
@@ -810,7 +919,61 @@ mod tests {
         };
         let (fast, precise) = (run(true), run(false));
         assert_eq!(fast, precise, "{name} with budget {budget:?}");
+        // Through a session: on the input alone (the lean memory) and with a fixed region
+        // (a map); the same result and the same input bytes afterwards, on two runs of one
+        // session (the second reuses its frames).
+        let mut after_precise = input.to_vec();
+        {
+            let mut stack = Stack::new();
+            let mut map = MemoryMap::new();
+            let args = layout::input_args(after_precise.len() as u64);
+            map.insert(layout::INPUT, Region::Writable(&mut after_precise));
+            let mut ignore = |_: &Step| {};
+            let observer: Option<&mut dyn Observer> = Some(&mut ignore);
+            interp.run_charged(&mut map, args, &helpers, &limits, &mut stack, observer)
+        }
+        .ok();
+        let program = alloc::sync::Arc::new(interp);
+        for fixed in [false, true] {
+            let binding: alloc::sync::Arc<dyn ebpf_abi::Binding> = if fixed {
+                alloc::sync::Arc::new(WithRodata(ebpf_abi::PlainBinding {
+                    helpers: helpers.clone(),
+                    limits,
+                }))
+            } else {
+                alloc::sync::Arc::new(ebpf_abi::PlainBinding {
+                    helpers: helpers.clone(),
+                    limits,
+                })
+            };
+            let mut session = program.clone().session(binding);
+            for round in 0..2 {
+                let mut mem = input.to_vec();
+                let got = session.run_input(&mut mem, &mut Stack::new());
+                let case = format!("{name}, budget {budget:?}, fixed {fixed}, round {round}");
+                assert_eq!(got, fast, "{case}");
+                assert_eq!(mem, after_precise, "{case}");
+            }
+        }
         fast
+    }
+
+    /// A binding with one fixed region (read-only `.rodata`), so that a session's runs take
+    /// the map.
+    struct WithRodata(ebpf_abi::PlainBinding);
+
+    impl ebpf_abi::Binding for WithRodata {
+        fn helpers(&self) -> &Helpers {
+            &self.0.helpers
+        }
+
+        fn limits(&self) -> &Limits {
+            &self.0.limits
+        }
+
+        fn map_fixed<'a>(&'a self, map: &mut MemoryMap<'a>) {
+            map.insert(layout::RODATA, Region::ReadOnly(&[7; 8]));
+        }
     }
 
     /// Every budget around a program's instruction count, and a few far below it.

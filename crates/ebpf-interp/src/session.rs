@@ -1,10 +1,13 @@
 //! The interpreter's [`ebpf_abi::Session`]: what `Vm::run` and a runner run on.
 //!
-//! The interpreter reads memory through a [`MemoryMap`], so a run still builds one (safe code
-//! cannot keep a map of borrowed buffers from one run to the next); what the session saves
-//! against the default one is everything around it: one call from the facade to the dispatch
-//! loop instead of three, the saved frames kept here instead of in the lent stack, and the
-//! limits' budget and frame pointer computed once.
+//! A run of a session whose binding has no fixed regions (most VMs: no data images, no
+//! read-only regions) maps nothing: the fast loop runs on the run's own buffers
+//! ([`crate::lean::Lean`]), and only a run whose budget runs short builds a [`MemoryMap`] of
+//! them, for the precise loop. With fixed regions a run builds a map (safe code cannot keep a
+//! map of borrowed buffers from one run to the next). Either way, what the session saves
+//! against the default one is everything around the loop: one call from the facade to it
+//! instead of three, the saved frames kept here instead of in the lent stack, and the limits'
+//! budget and frame pointer computed once.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -12,6 +15,7 @@ use alloc::vec::Vec;
 
 use ebpf_abi::{Binding, CallFrame, Exit, Limits, MapSpill, MemoryMap, Stack, Trap, layout};
 
+use crate::lean::Lean;
 use crate::{Interpreter, Machine};
 
 /// An [`Interpreter`] bound to its helpers, limits and fixed regions for runs on one thread.
@@ -101,7 +105,9 @@ impl ebpf_abi::Session for Session {
 
 impl Session {
     /// [`ebpf_abi::Session::run`] (inlined into it and into `run_input`, where the metadata
-    /// buffer is known to be absent).
+    /// buffer is known to be absent). Without fixed regions the run's memory is its three
+    /// buffers alone, and the fast loop runs on them directly ([`Lean`], inlined here: one
+    /// frame for the whole run); with fixed regions, on a map of them and the buffers.
     #[inline(always)]
     fn run_buffers(
         &mut self,
@@ -110,37 +116,69 @@ impl Session {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        let binding = &*self.binding;
-        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
-        if self.has_fixed {
-            binding.map_fixed(&mut map);
-        }
-        map.insert_buffers(data, metadata, stack.region(self.stack_size));
         let mut regs = [0u64; 16];
         regs[1] = args[0];
         regs[2] = args[1];
         regs[10] = self.frame_pointer;
         let mut machine = Machine {
             regs,
-            frames: core::mem::take(&mut self.frames),
+            frames: &mut self.frames,
             pc: 0,
             remaining: self.budget,
         };
-        let result = self.program.dispatch(
-            &mut machine,
-            &mut map,
-            binding.helpers(),
-            &self.limits,
-            self.budget,
-            None,
-        );
-        machine.frames.clear();
-        self.frames = machine.frames;
+        let stack = stack.region(self.stack_size);
+        let binding = &*self.binding;
+        let (result, mark) = if self.has_fixed {
+            run_mapped(
+                &self.program,
+                binding,
+                &self.limits,
+                self.budget,
+                &mut self.spill,
+                (&mut machine, data, metadata, stack),
+            )
+        } else {
+            self.program.run_lean(
+                &mut machine,
+                Lean::new(data, metadata, stack),
+                binding.helpers(),
+                &self.limits,
+                self.budget,
+            )
+        };
+        // (A run that trapped inside a call leaves its frames.)
+        self.frames.clear();
         if self.calls_helpers {
-            self.helper_stack_mark =
-                ebpf_abi::lower_stack_mark(self.helper_stack_mark, map.lowest_stack_write());
+            self.helper_stack_mark = ebpf_abi::lower_stack_mark(self.helper_stack_mark, mark);
         }
-        self.spill = map.into_spill();
         result
     }
 }
+
+/// A session's run when its binding has fixed regions: on a map of them and the run's
+/// buffers. Returns the result and the helpers' stack mark.
+#[inline(never)]
+fn run_mapped(
+    program: &Interpreter,
+    binding: &dyn Binding,
+    limits: &Limits,
+    budget: u64,
+    spill: &mut MapSpill,
+    (machine, data, metadata, stack): RunParts<'_, '_>,
+) -> (Result<Exit, Trap>, Option<u64>) {
+    let mut map = MemoryMap::with_spill(core::mem::take(spill));
+    binding.map_fixed(&mut map);
+    map.insert_buffers(data, metadata, stack);
+    let result = program.dispatch(machine, &mut map, binding.helpers(), limits, budget, None);
+    let mark = map.lowest_stack_write();
+    *spill = map.into_spill();
+    (result, mark)
+}
+
+/// A run's machine and its buffers: input, metadata, stack.
+type RunParts<'m, 'b> = (
+    &'m mut Machine<'b>,
+    Option<&'b mut [u8]>,
+    Option<&'b mut [u8]>,
+    &'b mut [u8],
+);
