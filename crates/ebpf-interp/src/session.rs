@@ -13,7 +13,9 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use ebpf_abi::{Binding, CallFrame, Exit, Limits, MapSpill, MemoryMap, Stack, Trap, layout};
+use ebpf_abi::{
+    Binding, CallFrame, Exit, Helpers, Limits, MapSpill, MemoryMap, Stack, Trap, layout,
+};
 
 use crate::lean::Lean;
 use crate::{Interpreter, Machine};
@@ -22,6 +24,9 @@ use crate::{Interpreter, Machine};
 pub(crate) struct Session {
     program: Arc<Interpreter>,
     binding: Arc<dyn Binding>,
+    /// The binding's helpers (a copy saves a virtual call per run; cloning shares each
+    /// helper, and happens once, when the session is made).
+    helpers: Helpers,
     /// The binding's limits (a copy saves a virtual call per run).
     limits: Limits,
     /// Whether the binding has fixed regions to map (most VMs have none: no call then).
@@ -58,6 +63,7 @@ impl Session {
         });
         Box::new(Session {
             calls_helpers,
+            helpers: binding.helpers().clone(),
             program,
             binding,
             has_fixed,
@@ -107,7 +113,8 @@ impl Session {
     /// [`ebpf_abi::Session::run`] (inlined into it and into `run_input`, where the metadata
     /// buffer is known to be absent). Without fixed regions the run's memory is its three
     /// buffers alone, and the fast loop runs on them directly ([`Lean`], inlined here: one
-    /// frame for the whole run); with fixed regions, on a map of them and the buffers.
+    /// frame for the whole run); with fixed regions, on a map of them and the buffers (out of
+    /// line: joining the two paths' results made the fast one copy its result twice).
     #[inline(always)]
     fn run_buffers(
         &mut self,
@@ -116,69 +123,77 @@ impl Session {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        let mut regs = [0u64; 16];
-        regs[1] = args[0];
-        regs[2] = args[1];
-        regs[10] = self.frame_pointer;
+        if self.has_fixed {
+            return self.run_mapped(data, metadata, args, stack);
+        }
         let mut machine = Machine {
-            regs,
+            regs: entry_regs(args, self.frame_pointer),
             frames: &mut self.frames,
             pc: 0,
             remaining: self.budget,
         };
-        let stack = stack.region(self.stack_size);
+        let memory = Lean::new(data, metadata, stack.region(self.stack_size));
+        let (result, mark) = self.program.run_lean(
+            &mut machine,
+            memory,
+            &self.helpers,
+            &self.limits,
+            self.budget,
+        );
+        self.end_run(mark);
+        result
+    }
+
+    /// A run of a session with fixed regions: on a map of them and the run's buffers.
+    #[inline(never)]
+    fn run_mapped(
+        &mut self,
+        data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
         let binding = &*self.binding;
-        let (result, mark) = if self.has_fixed {
-            run_mapped(
-                &self.program,
-                binding,
-                &self.limits,
-                self.budget,
-                &mut self.spill,
-                (&mut machine, data, metadata, stack),
-            )
-        } else {
-            self.program.run_lean(
-                &mut machine,
-                Lean::new(data, metadata, stack),
-                binding.helpers(),
-                &self.limits,
-                self.budget,
-            )
+        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
+        binding.map_fixed(&mut map);
+        map.insert_buffers(data, metadata, stack.region(self.stack_size));
+        let mut machine = Machine {
+            regs: entry_regs(args, self.frame_pointer),
+            frames: &mut self.frames,
+            pc: 0,
+            remaining: self.budget,
         };
-        // (A run that trapped inside a call leaves its frames.)
+        let result = self.program.dispatch(
+            &mut machine,
+            &mut map,
+            binding.helpers(),
+            &self.limits,
+            self.budget,
+            None,
+        );
+        let mark = map.lowest_stack_write();
+        self.spill = map.into_spill();
+        self.end_run(mark);
+        result
+    }
+
+    /// After a run: its frames dropped (a run that trapped inside a call leaves some), the
+    /// helpers' stack mark merged.
+    #[inline(always)]
+    fn end_run(&mut self, mark: Option<u64>) {
         self.frames.clear();
         if self.calls_helpers {
             self.helper_stack_mark = ebpf_abi::lower_stack_mark(self.helper_stack_mark, mark);
         }
-        result
     }
 }
 
-/// A session's run when its binding has fixed regions: on a map of them and the run's
-/// buffers. Returns the result and the helpers' stack mark.
-#[inline(never)]
-fn run_mapped(
-    program: &Interpreter,
-    binding: &dyn Binding,
-    limits: &Limits,
-    budget: u64,
-    spill: &mut MapSpill,
-    (machine, data, metadata, stack): RunParts<'_, '_>,
-) -> (Result<Exit, Trap>, Option<u64>) {
-    let mut map = MemoryMap::with_spill(core::mem::take(spill));
-    binding.map_fixed(&mut map);
-    map.insert_buffers(data, metadata, stack);
-    let result = program.dispatch(machine, &mut map, binding.helpers(), limits, budget, None);
-    let mark = map.lowest_stack_write();
-    *spill = map.into_spill();
-    (result, mark)
+/// The registers at entry: `r1`/`r2` the arguments, `r10` the frame pointer, the rest zero.
+#[inline(always)]
+fn entry_regs(args: [u64; 2], frame_pointer: u64) -> [u64; 16] {
+    let mut regs = [0u64; 16];
+    regs[1] = args[0];
+    regs[2] = args[1];
+    regs[10] = frame_pointer;
+    regs
 }
-
-/// A run's machine and its buffers: input, metadata, stack.
-type RunParts<'m, 'b> = (
-    &'m mut Machine<'b>,
-    Option<&'b mut [u8]>,
-    Option<&'b mut [u8]>,
-    &'b mut [u8],
-);
