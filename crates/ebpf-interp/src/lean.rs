@@ -50,13 +50,24 @@ impl<'a> Lean<'a> {
         }
     }
 
-    /// The same buffers on a map, for the precise loop (a run whose budget runs short), and
-    /// the stack mark so far (the map's starts afresh).
+    /// The same buffers on a map, for the precise loop (a run whose budget runs short),
+    /// taken out of this memory (which keeps only its stack mark: the map's starts afresh,
+    /// and [`Lean::merge_mark`] adds it back).
     #[cold]
-    pub(crate) fn into_map(self) -> (MemoryMap<'a>, Option<u64>) {
+    pub(crate) fn take_map(&mut self) -> MemoryMap<'a> {
         let mut map = MemoryMap::new();
-        map.insert_buffers(self.input, self.metadata, self.stack);
-        (map, self.lowest_stack_write)
+        map.insert_buffers(
+            self.input.take(),
+            self.metadata.take(),
+            core::mem::take(&mut self.stack),
+        );
+        map
+    }
+
+    /// Lowers the stack mark to `mark` (the mark of the map [`Lean::take_map`] made).
+    #[cold]
+    pub(crate) fn merge_mark(&mut self, mark: Option<u64>) {
+        self.lowest_stack_write = ebpf_abi::lower_stack_mark(self.lowest_stack_write, mark);
     }
 
     /// The stack mark (see [`MemoryMap::lowest_stack_write`]).
@@ -298,10 +309,19 @@ mod tests {
                 }
                 assert_eq!(lean.lowest_stack_write(), map.lowest_stack_write(), "{at}");
             }
-            let (handed, mark) = lean.into_map();
-            assert_eq!(mark, map.lowest_stack_write(), "{case}");
+            let mark = lean.lowest_stack_write();
+            let handed = lean.take_map();
             assert_eq!(handed.mapped_ids(), map.mapped_ids(), "{case}");
+            for id in 0..=layout::MAX_REGION {
+                assert_eq!(handed.extent(id), map.extent(id), "{case}, id {id}");
+            }
             drop((handed, map));
+            lean.merge_mark(None);
+            assert_eq!(lean.lowest_stack_write(), mark, "{case}");
+            // (The writes above reached the stack's first byte: the mark is 0.)
+            assert_eq!(mark, Some(0), "{case}");
+            lean.merge_mark(Some(5));
+            assert_eq!(lean.lowest_stack_write(), Some(0), "{case}");
             assert_eq!(stack_a, stack_b, "{case}");
             assert_eq!(input_a, input_b, "{case}");
             assert_eq!(metadata_a, metadata_b, "{case}");

@@ -339,22 +339,22 @@ impl Interpreter {
 
     /// A session's run on its own buffers ([`lean::Lean`]: no fixed regions), `machine` at
     /// its first instruction: [`Interpreter::dispatch`] without the map. Inlined into the
-    /// session's run, so that the run has one frame. Returns the run's result and the
-    /// helpers' stack mark.
+    /// session's run, so that the run has one frame; the helpers' stack mark stays in `mem`
+    /// (returned beside the result, the result was copied twice more).
     #[inline(always)]
     fn run_lean(
         &self,
         machine: &mut Machine<'_>,
-        mut mem: lean::Lean<'_>,
+        mem: &mut lean::Lean<'_>,
         helpers: &Helpers,
         limits: &Limits,
         budget: u64,
-    ) -> (Result<Exit, Trap>, Option<u64>) {
+    ) -> Result<Exit, Trap> {
         let entry = self.costs.get(machine.pc).copied().unwrap_or(1);
         if entry <= machine.remaining {
             machine.remaining -= entry;
-            if let Some(result) = self.execute(machine, &mut mem, helpers, limits, budget) {
-                return (result, mem.lowest_stack_write());
+            if let Some(result) = self.execute(machine, mem, helpers, limits, budget) {
+                return result;
             }
         }
         self.precise_lean(machine, mem, helpers, limits, budget)
@@ -367,15 +367,15 @@ impl Interpreter {
     fn precise_lean(
         &self,
         machine: &mut Machine<'_>,
-        mem: lean::Lean<'_>,
+        mem: &mut lean::Lean<'_>,
         helpers: &Helpers,
         limits: &Limits,
         budget: u64,
-    ) -> (Result<Exit, Trap>, Option<u64>) {
-        let (mut map, mark) = mem.into_map();
+    ) -> Result<Exit, Trap> {
+        let mut map = mem.take_map();
         let result = self.precise(machine, &mut map, helpers, limits, budget, None);
-        let mark = ebpf_abi::lower_stack_mark(mark, map.lowest_stack_write());
-        (result, mark)
+        mem.merge_mark(map.lowest_stack_write());
+        result
     }
 
     /// The fast loop: one `match` per operation and nothing charged per instruction. Every

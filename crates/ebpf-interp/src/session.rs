@@ -132,15 +132,15 @@ impl Session {
             pc: 0,
             remaining: self.budget,
         };
-        let memory = Lean::new(data, metadata, stack.region(self.stack_size));
-        let (result, mark) = self.program.run_lean(
+        let mut memory = Lean::new(data, metadata, stack.region(self.stack_size));
+        let result = self.program.run_lean(
             &mut machine,
-            memory,
+            &mut memory,
             &self.helpers,
             &self.limits,
             self.budget,
         );
-        self.end_run(mark);
+        self.end_run(memory.lowest_stack_write());
         result
     }
 
