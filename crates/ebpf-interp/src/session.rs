@@ -126,6 +126,9 @@ impl Session {
         if self.has_fixed {
             return self.run_mapped(data, metadata, args, stack);
         }
+        // (Empty after every run that returns; a helper's panic caught around the session's
+        // caller can leave a run's frames here.)
+        self.frames.clear();
         let mut machine = Machine {
             regs: entry_regs(args, self.frame_pointer),
             frames: &mut self.frames,
@@ -153,6 +156,7 @@ impl Session {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
+        self.frames.clear();
         let binding = &*self.binding;
         let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
         binding.map_fixed(&mut map);
@@ -177,8 +181,8 @@ impl Session {
         result
     }
 
-    /// After a run: its frames dropped (a run that trapped inside a call leaves some), the
-    /// helpers' stack mark merged.
+    /// After a run: its frames dropped (a run that trapped inside a call leaves some: they
+    /// hold its registers), the helpers' stack mark merged.
     #[inline(always)]
     fn end_run(&mut self, mark: Option<u64>) {
         self.frames.clear();
@@ -196,4 +200,46 @@ fn entry_regs(args: [u64; 2], frame_pointer: u64) -> [u64; 16] {
     regs[2] = args[1];
     regs[10] = frame_pointer;
     regs
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use alloc::sync::Arc;
+
+    use ebpf_abi::{Executable, HelperError, Helpers, Limits, PlainBinding, Stack, VmMemory};
+
+    use crate::Interpreter;
+
+    /// A helper's panic inside a local call, caught around the run (as an embedder that keeps
+    /// its runner may), leaves the call's frame in the session; the next run must not return
+    /// into it: it exits at its own `exit`, with its own `r0` and count.
+    #[test]
+    fn a_run_after_a_caught_panic_in_a_call_starts_with_no_frames() {
+        let program = ebpf_isa::assemble(
+            "ldxb %r6, [%r1]\nmov %r0, 5\njeq %r6, 0, +3\ncall local f\nmov %r0, 99\nexit\n\
+             exit\nf:\nmov %r1, %r6\ncall 1\nexit",
+        )
+        .unwrap();
+        let mut helpers = Helpers::new();
+        helpers.insert(
+            1,
+            |_: [u64; 5], _: &mut dyn VmMemory| -> Result<u64, HelperError> {
+                panic!("the helper panics")
+            },
+        );
+        let binding = Arc::new(PlainBinding {
+            helpers,
+            limits: Limits::default(),
+        });
+        let mut session = Arc::new(Interpreter::new(&program)).session(binding);
+        let mut stack = Stack::new();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            session.run_input(&mut [1u8], &mut stack)
+        }));
+        assert!(caught.is_err());
+        let exit = session.run_input(&mut [0u8], &mut Stack::new());
+        assert_eq!(exit.map(|e| (e.r0, e.instructions)), Ok((5, 4)));
+    }
 }
