@@ -52,6 +52,10 @@ struct Spare {
     ctx: Context,
     /// `ctx.regions` is unmapped outside this bit set of rows.
     rows: u64,
+    /// A session's saved call frames (`max_depth` of them, allocated with the session), which
+    /// its fast path's context points to; empty in a thread's spare, whose runs use the
+    /// stack's.
+    frames: Vec<CallFrame>,
 }
 
 std::thread_local! {
@@ -93,7 +97,77 @@ impl Spare {
                 host: 0,
             },
             rows: 0,
+            frames: Vec::new(),
         })
+    }
+
+    /// Makes row `r` (a run's own buffer) describe `host`, `len`, `writable`: a compare when
+    /// it already does. The address is exposed either way, so that the one generated code uses
+    /// has this run's borrow as its freshest exposed provenance, as a rewritten row's would.
+    #[inline(always)]
+    fn set_run_row(&mut self, r: u64, host: *mut u8, len: u64, writable: u64) {
+        let _ = host.expose_provenance();
+        // (Field by field: comparing the structs would put the new row in memory first.)
+        let kept = self.ctx.regions.get(r as usize).is_some_and(|raw| {
+            raw.host == host && raw.len == len && raw.writable == writable
+        });
+        if !kept {
+            self.replace_run_row(r, host, len, writable);
+        }
+    }
+
+    /// [`Spare::set_run_row`] of a row that changed. (The row's words as arguments, in
+    /// registers: a `RawRegion` argument would be stored in memory on every run.)
+    #[cold]
+    #[inline(never)]
+    fn replace_run_row(&mut self, r: u64, host: *mut u8, len: u64, writable: u64) {
+        if let Some(raw) = self.ctx.regions.get_mut(r as usize) {
+            *raw = RawRegion {
+                host,
+                len,
+                writable,
+            };
+            // (A superset of the rows mapped is harmless: a refresh unmaps the others.)
+            self.rows |= 1 << r;
+        }
+    }
+
+    /// [`Spare::set_run_row`] of `RawRegion::writable(bytes)`, compared with the buffer
+    /// itself: the region's length clamp costs more than the compare.
+    #[inline(always)]
+    fn set_buffer_row(&mut self, r: u64, bytes: &mut [u8]) {
+        let kept = self.ctx.regions.get(r as usize).is_some_and(|raw| {
+            raw.host == bytes.as_mut_ptr() && raw.len == bytes.len() as u64 && raw.writable == 1
+        });
+        if kept {
+            let _ = bytes.as_mut_ptr().expose_provenance();
+        } else {
+            let RawRegion {
+                host,
+                len,
+                writable,
+            } = RawRegion::writable(bytes);
+            self.set_run_row(r, host, len, writable);
+        }
+    }
+
+    /// Makes row `r` (a run's own buffer) unmapped: a test of its address when it already is
+    /// (a row with a null host address describes nothing).
+    #[inline(always)]
+    fn unmap_run_row(&mut self, r: u64) {
+        if self
+            .ctx
+            .regions
+            .get(r as usize)
+            .is_some_and(|raw| !raw.host.is_null())
+        {
+            let RawRegion {
+                host,
+                len,
+                writable,
+            } = RawRegion::UNMAPPED;
+            self.replace_run_row(r, host, len, writable);
+        }
     }
 
     fn put_back(mut self: Box<Spare>) {
@@ -299,6 +373,16 @@ fn start_state(
 ) {
     ctx.args = args;
     ctx.remaining = budget;
+    set_fixed_words(ctx, (stack_size, max_depth), frames);
+}
+
+/// Sets the words of the context that are the same at the entry of every run on one
+/// session: the frame's shape, the helper entry point, and the outputs and scratch words as
+/// a fresh run finds them (no trap, depth 0). A session's fast path writes them once
+/// (`Session::fixed_table`) and then only `args` and `remaining` per run: a run that exits
+/// leaves them so (why: `Session::run_ready`).
+#[inline(always)]
+fn set_fixed_words(ctx: &mut Context, (stack_size, max_depth): (u64, usize), frames: *mut u64) {
     ctx.stack_size = stack_size;
     ctx.max_depth = max_depth as u64;
     ctx.frames = frames;
@@ -373,9 +457,13 @@ pub(crate) struct Session {
     helper_stack_mark: Option<u64>,
     spare: Box<Spare>,
     /// The table holds the fixed regions' rows and, of the rest, at most the rows of the
-    /// run's own buffers (`spare.rows` says which may be mapped): what the fast path writes
-    /// on. A mapped run may leave other rows, and clears it.
+    /// run's own buffers (`spare.rows` says which may be mapped), and the context's words
+    /// that are the same for every run are set (`set_fixed_words`): what the fast path
+    /// writes on. A mapped run, or a fast one that did not exit, may leave other rows or
+    /// words, and clears it.
     fast_table: bool,
+    /// `input_fast && fast_table`, in one flag: `run_input` tests only this on its fast path.
+    input_ready: bool,
     /// Whether the program calls a helper (a kfunc, `callx`): then every run builds its map.
     calls_helpers: bool,
     /// The limits' stack size (in bytes), call depth and budget (`u64::MAX` without one),
@@ -424,8 +512,13 @@ impl Session {
             limits,
             binding,
             spill: ebpf_abi::MapSpill::default(),
-            spare: Spare::fresh(),
+            spare: {
+                let mut spare = Spare::fresh();
+                spare.frames = vec![CallFrame::default(); limits.max_depth()];
+                spare
+            },
             fast_table: false,
+            input_ready: false,
             helper_stack_mark: None,
             calls_helpers,
         }
@@ -442,6 +535,7 @@ impl Session {
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
         self.fast_table = false;
+        self.input_ready = false;
         let binding = &*self.binding;
         let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
         ebpf_abi::map_run(&mut map, binding, data, metadata);
@@ -472,13 +566,16 @@ impl Session {
         stack: &mut Stack,
         budget: u64,
     ) -> Result<Exit, Trap> {
+        // (The run may have left trap words, a depth or other rows: the next fast run starts
+        // from `fixed_table` again.)
         self.fast_table = false;
+        self.input_ready = false;
         let limits = &self.limits;
         let binding = &*self.binding;
-        let stack_size = usize::try_from(limits.stack_size()).unwrap_or(usize::MAX);
-        let max_depth = limits.max_depth();
-        let (region, kept_frames) = stack.parts(stack_size);
-        let frames: *mut u64 = kept_frames.as_mut_ptr().cast();
+        let (stack_size, max_depth) = (self.stack_size, self.max_depth);
+        let (region, _) = stack.parts(stack_size);
+        // The frames the code used: the session's own, through the pointer it was given.
+        let frames = self.spare.ctx.frames;
         let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
         ebpf_abi::map_run(&mut map, binding, data, metadata);
         map.insert(layout::STACK, Region::Writable(region));
@@ -490,9 +587,9 @@ impl Session {
             rows: self.spare.rows,
             generation: 0,
         };
-        // SAFETY: `frames` points to the stack's `max_depth` frames (resized by the run),
-        // which generated code, their only other user, no longer uses; the map borrows only
-        // the stack's bytes.
+        // SAFETY: `frames` points to the session's `max_depth` frames (`fixed_table` set it
+        // from `spare.frames`, untouched since), which generated code, their only other user,
+        // no longer uses.
         let result = unsafe {
             finish_run(
                 &self.spare.ctx,
@@ -521,55 +618,92 @@ impl Session {
         self.binding.map_fixed(&mut fixed);
         let spare = &mut *self.spare;
         spare.rows = fixed.refresh_raw_table(&mut spare.ctx.regions, spare.rows);
+        // (A mapped run may have set other words, or a trap left its own: the fast path
+        // writes only what changes from run to run.)
+        let frames: *mut u64 = spare.frames.as_mut_ptr().cast();
+        set_fixed_words(&mut spare.ctx, (self.stack_size as u64, self.max_depth), frames);
+        spare.ctx.user = core::ptr::null_mut();
         self.fast_table = true;
+        self.input_ready = self.input_fast;
     }
 
-    /// A run the fast path admits (see [`ebpf_abi::Session::run`] below): writes the rows of
-    /// the run's own buffers and the context, and calls the code.
+    /// A run the fast path admits (see [`ebpf_abi::Session::run`] below): makes the table
+    /// ready if it is not, then [`Session::run_ready`].
     #[inline(always)]
     fn run_fast(
+        &mut self,
+        data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        if !self.fast_table {
+            // Only the fixed regions' rows and words; the run's rows follow.
+            self.fixed_table();
+        }
+        self.run_ready(data, metadata, args, stack)
+    }
+
+    /// `run_input`'s fast path when the table is not ready (out of line: the first run, or
+    /// the first after a mapped run or a trap).
+    #[cold]
+    #[inline(never)]
+    fn run_input_unready(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
+        // (The arguments worked out here: passed in, they were stored in memory on every run.)
+        let args = layout::input_args(data.len() as u64);
+        self.run_fast(Some(data), None, args, stack)
+    }
+
+    /// [`Session::run_fast`] on a ready table (`fast_table`): writes the rows of the run's own
+    /// buffers that changed, `r1`/`r2` and the budget, and calls the code.
+    ///
+    /// Nothing else is written per run: the words `set_fixed_words` sets are the same at
+    /// the entry of every run, and a run that exits leaves them so — the frame's shape, the
+    /// helper entry point and `user` are never written by generated code; `trap_kind` is
+    /// `EXIT` again (the exit path stores it); `trap_pc`, `trap_a`, `trap_b`, `depth` and
+    /// `next` are written only on the way to a trap, a suspension or another unit, which
+    /// never exit from here (the dispatcher of a program of several units writes `depth` and
+    /// `next` itself on entry, before any unit reads them); `host` is written by the check
+    /// function before it is read; `helper_r0` only by a helper call, which code run here
+    /// never makes. A run that does not exit clears `fast_table` (`finish_mapped`).
+    #[inline(always)]
+    fn run_ready(
         &mut self,
         mut data: Option<&mut [u8]>,
         mut metadata: Option<&mut [u8]>,
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        if !self.fast_table {
-            // Only the fixed regions' rows; the run's rows follow.
-            self.fixed_table();
-        }
         let spare = &mut *self.spare;
-        let (stack_size, max_depth) = (self.stack_size, self.max_depth);
-        let (region, kept_frames) = stack.parts(stack_size);
-        if kept_frames.len() < max_depth {
-            kept_frames.resize(max_depth, CallFrame::default());
-        }
-        let frames: *mut u64 = kept_frames.as_mut_ptr().cast();
         // The rows of this run's own buffers, their pointers derived from this run's borrows
         // (the stack's too: the caller scrubbed it through `&mut` since the last run).
-        let regions = &mut spare.ctx.regions;
-        let raw = |buffer: &mut Option<&mut [u8]>| {
-            buffer
-                .as_deref_mut()
-                .map_or(RawRegion::UNMAPPED, RawRegion::writable)
-        };
-        regions[layout::STACK as usize] = RawRegion::writable(region);
-        regions[layout::INPUT as usize] = raw(&mut data);
-        regions[layout::METADATA as usize] = raw(&mut metadata);
-        spare.rows |= 1 << layout::STACK | 1 << layout::INPUT | 1 << layout::METADATA;
+        let region = stack.raw_region(self.stack_size);
+        spare.set_run_row(layout::STACK, region.host, region.len, region.writable);
+        match data.as_deref_mut() {
+            Some(data) => spare.set_buffer_row(layout::INPUT, data),
+            None => spare.unmap_run_row(layout::INPUT),
+        }
+        match metadata.as_deref_mut() {
+            Some(metadata) => spare.set_buffer_row(layout::METADATA, metadata),
+            None => spare.unmap_run_row(layout::METADATA),
+        }
         let budget = self.budget;
         let ctx = &mut spare.ctx;
-        start_state(ctx, args, budget, (stack_size as u64, max_depth), frames);
-        ctx.user = core::ptr::null_mut();
+        // (Word by word: an array argument was put in memory by two stores and read back by
+        // one wider load, which cannot be forwarded from them.)
+        ctx.args[0] = args[0];
+        ctx.args[1] = args[1];
+        ctx.remaining = budget;
         let ctx_ptr: *mut Context = &raw mut *ctx;
         // SAFETY: `entry` is generated code for this host, mapped while `self.program` lives
         // (`Session::new`'s promise). The context is initialised for a run from the entry:
         // its table holds the fixed regions' rows (derived from the binding's, which the
         // session keeps alive and whose bytes are never reached through `&mut`) and the rows
         // of `data`, `metadata` and the stack region, derived from their borrows above,
-        // which nothing else uses until the code returns; every other row is unmapped;
-        // `frames` has room for `max_depth` frames. The code calls no helper, so `user`
-        // (null) is never read.
+        // which nothing else uses until the code returns; every other row is unmapped; the
+        // other words are those of a run from the entry (above), `frames` pointing to the
+        // session's `max_depth` frames (`fixed_table`), which live as long as it. The code
+        // calls no helper, so `user` (null) is never read.
         let r0 = unsafe { (self.entry)(ctx_ptr) };
         if ctx.trap_kind == trap_code::EXIT {
             return Ok(Exit {
@@ -604,12 +738,17 @@ impl ebpf_abi::Session for Session {
 
     #[inline]
     fn run_input(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
-        let args = layout::input_args(data.len() as u64);
-        // (What `run` checks, worked out once: only the length is left.)
-        if !self.input_fast || args[1] > u64::from(u32::MAX) {
-            return self.run_mapped(Some(data), None, args, stack);
+        // (What `run` checks, worked out once: only the length is left; and the table is
+        // ready.)
+        if !self.input_ready || data.len() as u64 > u64::from(u32::MAX) {
+            if !self.input_fast || data.len() as u64 > u64::from(u32::MAX) {
+                let args = layout::input_args(data.len() as u64);
+                return self.run_mapped(Some(data), None, args, stack);
+            }
+            return self.run_input_unready(data, stack);
         }
-        self.run_fast(Some(data), None, args, stack)
+        let args = layout::input_args(data.len() as u64);
+        self.run_ready(Some(data), None, args, stack)
     }
 
     fn run_in<'m>(
@@ -619,6 +758,7 @@ impl ebpf_abi::Session for Session {
         stack: &'m mut Stack,
     ) -> Result<Exit, Trap> {
         self.fast_table = false;
+        self.input_ready = false;
         run_on_map(
             &self.program,
             &mut self.spare,
