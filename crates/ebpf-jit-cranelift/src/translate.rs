@@ -861,10 +861,17 @@ impl<'a, 'f> Tx<'a, 'f> {
         };
         b.def_var(depth, d);
         // A unit of several starts at one of its entries, with the registers live there.
-        let live_in = plan.units[unit]
-            .entries
-            .iter()
-            .fold(0, |set, &e| set | prep.live[e]);
+        let live_in = if whole {
+            match plan.entry {
+                Target::Block(e) => prep.live[e],
+                Target::Trap { .. } => 0,
+            }
+        } else {
+            plan.units[unit]
+                .entries
+                .iter()
+                .fold(0, |set, &e| set | prep.live[e])
+        };
         for (i, &r) in regs.iter().enumerate() {
             let v = if !whole {
                 if i == 10 && prep.frame_exact {
@@ -877,9 +884,11 @@ impl<'a, 'f> Tx<'a, 'f> {
                     zero
                 }
             } else {
+                // (`r1` and `r2` only when the code may read them before writing them: the
+                // loads stayed in the code otherwise, unused.)
                 match i {
-                    1 => load(b, off::ARGS),
-                    2 => load(b, off::ARGS + 8),
+                    1 if live_in & (1 << 1) != 0 => load(b, off::ARGS),
+                    2 if live_in & (1 << 2) != 0 => load(b, off::ARGS + 8),
                     10 => {
                         let stack_size = load(b, off::STACK_SIZE);
                         frame_top(b, stack_size)
