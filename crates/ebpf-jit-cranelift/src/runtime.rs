@@ -108,9 +108,11 @@ impl Spare {
     fn set_run_row(&mut self, r: u64, host: *mut u8, len: u64, writable: u64) {
         let _ = host.expose_provenance();
         // (Field by field: comparing the structs would put the new row in memory first.)
-        let kept = self.ctx.regions.get(r as usize).is_some_and(|raw| {
-            raw.host == host && raw.len == len && raw.writable == writable
-        });
+        let kept = self
+            .ctx
+            .regions
+            .get(r as usize)
+            .is_some_and(|raw| raw.host == host && raw.len == len && raw.writable == writable);
         if !kept {
             self.replace_run_row(r, host, len, writable);
         }
@@ -621,7 +623,11 @@ impl Session {
         // (A mapped run may have set other words, or a trap left its own: the fast path
         // writes only what changes from run to run.)
         let frames: *mut u64 = spare.frames.as_mut_ptr().cast();
-        set_fixed_words(&mut spare.ctx, (self.stack_size as u64, self.max_depth), frames);
+        set_fixed_words(
+            &mut spare.ctx,
+            (self.stack_size as u64, self.max_depth),
+            frames,
+        );
         spare.ctx.user = core::ptr::null_mut();
         self.fast_table = true;
         self.input_ready = self.input_fast;
@@ -740,15 +746,18 @@ impl ebpf_abi::Session for Session {
     fn run_input(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
         // (What `run` checks, worked out once: only the length is left; and the table is
         // ready.)
-        if !self.input_ready || data.len() as u64 > u64::from(u32::MAX) {
-            if !self.input_fast || data.len() as u64 > u64::from(u32::MAX) {
-                let args = layout::input_args(data.len() as u64);
-                return self.run_mapped(Some(data), None, args, stack);
-            }
+        let short = data.len() as u64 <= u64::from(u32::MAX);
+        if self.input_ready && short {
+            let args = layout::input_args(data.len() as u64);
+            return self.run_ready(Some(data), None, args, stack);
+        }
+        if self.input_fast && short {
             return self.run_input_unready(data, stack);
         }
+        // (Called from here, not from `run_input_unready`: its frame, the fast path inlined,
+        // cost every run of code that calls helpers some 30 instructions.)
         let args = layout::input_args(data.len() as u64);
-        self.run_ready(Some(data), None, args, stack)
+        self.run_mapped(Some(data), None, args, stack)
     }
 
     fn run_in<'m>(
