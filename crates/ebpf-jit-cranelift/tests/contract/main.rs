@@ -281,6 +281,133 @@ fn a_session_runs_the_facts_code_only_on_runs_the_entry_admits() {
     }
 }
 
+/// A session's fast path writes only `r1`, `r2`, the budget and the rows that changed per run;
+/// everything else it set once, and a run that does not exit makes it set them again. So
+/// every way a run ends — exit, a memory trap, the budget running short inside a local call
+/// (the interpreter finishes the run, from the session's own saved frames: it traps, or
+/// returns to the caller, whose `r6` the frame restores), an exit through two returns, the
+/// call depth exceeded — is followed here by every other, on one session and
+/// one stack, with the input's length and buffer changing; each result and the input after it
+/// as the interpreter's session gives them, whole and cut into units.
+#[test]
+fn a_session_run_starts_afresh_whatever_the_run_before_it_left() {
+    use ebpf_abi::{Executable, Stack, TrapKind};
+    if !supported() {
+        return;
+    }
+    // The input's first byte picks the path; the paths that return write into the input. The
+    // callee's last stretch may run 30 more instructions than it does: a run whose budget
+    // falls short of that suspends there, and the interpreter returns to the caller.
+    let program = ebpf_isa::assemble(&format!(
+        "ldxb %r2, [%r1]
+        jeq %r2, 1, oob
+        jeq %r2, 2, budget
+        jeq %r2, 3, nested
+        jeq %r2, 4, deep
+        mov %r0, 7
+        exit
+    oob:
+        ldxdw %r0, [%r1+4000]
+        exit
+    budget:
+        mov %r6, 11
+        call local spin
+        add %r0, %r6
+        exit
+    nested:
+        call local middle
+        add %r0, 1
+        exit
+    deep:
+        call local deep
+        exit
+    middle:
+        call local inner
+        stxb [%r1+2], %r0
+        exit
+    inner:
+        mov %r0, 5
+        stxb [%r1+1], %r0
+        exit
+    spin:
+        ldxb %r7, [%r1+1]
+        mov %r6, 0
+    again:
+        add %r6, 1
+        stxb [%r1+3], %r6
+        jlt %r6, %r7, again
+        mov %r0, %r6
+        jne %r6, 255, done
+        {}
+    done:
+        exit",
+        "add %r0, 1\n".repeat(30)
+    ))
+    .unwrap();
+    let interp = Interpreter::new(&program);
+    let binding = std::sync::Arc::new(ebpf_abi::PlainBinding {
+        helpers: Helpers::new(),
+        limits: Limits {
+            budget: Some(200),
+            ..Limits::default()
+        },
+    });
+    const PATHS: u8 = 5;
+    type Outcome = (Result<Exit, Trap>, Vec<u8>);
+    let runs = |engine: std::sync::Arc<dyn Executable>| -> Vec<Outcome> {
+        let mut session = engine.session(binding.clone());
+        let mut stack = Stack::new();
+        let mut outcomes = Vec::new();
+        for first in 0..PATHS {
+            for then in 0..PATHS {
+                for (path, len) in [(first, 8), (then, 16), (first, 8)] {
+                    let mut data = vec![0u8; len];
+                    data[0] = path;
+                    // The loop's count: around the budget, so that some runs of path 2
+                    // suspend in the callee and return to the caller from the interpreter.
+                    data[1] = 36 + 4 * (outcomes.len() % 10) as u8;
+                    let result = session.run_input(&mut data, &mut stack);
+                    outcomes.push((result, data));
+                }
+            }
+        }
+        outcomes
+    };
+    let want = runs(std::sync::Arc::new(interp));
+    // Every way of ending happened (the first run of each group is path `first`).
+    let ended = |path: u8| &want[usize::from(path) * usize::from(PATHS) * 3].0;
+    assert_eq!(ended(0).as_ref().map(|e| e.r0), Ok(7));
+    assert!(matches!(
+        ended(1),
+        Err(Trap {
+            pc: 7,
+            kind: TrapKind::OutOfBounds { .. }
+        })
+    ));
+    // Path 2 both ran out of budget in the callee and returned to the caller.
+    let path2 = || want.iter().filter(|(_, d)| d[0] == 2);
+    assert!(path2().any(|(r, _)| matches!(
+        r,
+        Err(Trap {
+            kind: TrapKind::BudgetExhausted { .. },
+            ..
+        })
+    )));
+    assert!(path2().any(|(r, d)| r.as_ref().map(|e| e.r0) == Ok(u64::from(d[1]) + 11)));
+    assert_eq!(ended(3).as_ref().map(|e| e.r0), Ok(6));
+    assert!(matches!(
+        ended(4),
+        Err(Trap {
+            kind: TrapKind::CallDepthExceeded { .. },
+            ..
+        })
+    ));
+    for options in [options(), split_options()] {
+        let got = runs(std::sync::Arc::new(jit_with(&program, &options)));
+        assert_eq!(got, want);
+    }
+}
+
 /// An entry declares read-only data as `Fixed { len: 64 }` (at least 64 bytes) and a run maps
 /// 128: `ebpf_testgen::CLAIMED_END_IN_FIXED_REGION` must keep its stack access's check where
 /// the claimed end lies past 64 bytes — the same trap at the same pc as the interpreter, with
