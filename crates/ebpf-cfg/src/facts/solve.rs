@@ -1207,6 +1207,11 @@ fn prove_by_relation(
 /// Whether `(R[r] << shift) + extra <= End(slot)` follows from the relations (chasing register
 /// bounds up to `depth` steps).
 fn below_end(s: &State, r: usize, shift: u8, slot: u8, extra: i128, depth: u32) -> bool {
+    // (R[r] << shift) >= 0 and End < 2^64: a larger `extra` can never be shown, and bounding
+    // it keeps the sums below inside i128.
+    if extra > i128::from(u64::MAX) {
+        return false;
+    }
     let v = &s.regs[r];
     if v.end == slot && v.end_shift == shift && i128::from(v.end_off) + extra <= 0 {
         // (R[r] << t) <= End + e, as floor((End + e) / 2^t) >= R[r] >= 0.
@@ -1221,8 +1226,14 @@ fn below_end(s: &State, r: usize, shift: u8, slot: u8, extra: i128, depth: u32) 
     if total >= 64 {
         return false;
     }
-    let c = s.rel_eff(r) << shift;
-    below_end(s, j, total as u8, slot, c + extra, depth - 1)
+    let Some(next) = s
+        .rel_eff(r)
+        .checked_mul(1i128 << shift)
+        .and_then(|c| c.checked_add(extra))
+    else {
+        return false;
+    };
+    below_end(s, j, total as u8, slot, next, depth - 1)
 }
 
 #[cfg(test)]

@@ -1366,3 +1366,38 @@ fn a_guard_on_a_sum_bounds_a_later_offset() {
         every_prefix(&text, 20);
     }
 }
+
+/// Bounds chained through registers with a shift of 63 add up to more than `i128` holds: the
+/// sum must give up, not wrap negative and "prove" a load 4 KiB past a 2-byte input (found in
+/// review: debug builds panicked, release builds proved it).
+const SHIFTED_BOUNDS_PAST_I128: &str = "
+    mov %r6, %r2
+    and %r6, 1
+    mov %r9, %r2
+    rsh %r9, 63
+    mov %r8, 0
+    jgt %r8, %r9, out
+    lddw %r5, 0x7fffffffffffffff
+    add %r8, %r5
+    mov %r7, %r2
+    jgt %r7, %r8, out
+    add %r7, %r5
+    mov %r4, %r7
+    add %r4, 3
+    jgt %r6, %r4, out
+    mov %r4, 0
+    mov %r3, %r6
+    lsh %r3, 63
+    mov %r0, %r1
+    add %r0, %r3
+    ldxdw %r0, [%r0+4096]
+out:
+    exit";
+
+#[test]
+fn bounds_that_add_up_past_i128_prove_nothing() {
+    assert_eq!(proven(SHIFTED_BOUNDS_PAST_I128), Vec::<usize>::new());
+    for len in [0, 1, 2, 100, 5000] {
+        assert_sound(SHIFTED_BOUNDS_PAST_I128, &bytes(len));
+    }
+}
