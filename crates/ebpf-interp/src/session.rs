@@ -208,7 +208,9 @@ mod tests {
 
     use alloc::sync::Arc;
 
-    use ebpf_abi::{Executable, HelperError, Helpers, Limits, PlainBinding, Stack, VmMemory};
+    use ebpf_abi::{
+        Executable, HelperError, Helpers, Limits, PlainBinding, Stack, VmMemory, layout,
+    };
 
     use crate::Interpreter;
 
@@ -241,5 +243,49 @@ mod tests {
         assert!(caught.is_err());
         let exit = session.run_input(&mut [0u8], &mut Stack::new());
         assert_eq!(exit.map(|e| (e.r0, e.instructions)), Ok((5, 4)));
+    }
+
+    /// A helper's stack write reaches the session's mark whether its call runs in the fast
+    /// loop (on the lean memory) or, the budget short, in the precise loop (on the map the hand-
+    /// over made): the lowest of both, which the scrub after the run must reach. Either mark
+    /// lost would leave a helper's bytes for the next run to read.
+    #[test]
+    fn the_helpers_mark_survives_the_hand_over_to_the_precise_loop() {
+        // pcs: 0 call 1 | 1 mov | 2 add | 3 jlt | 4 call 2 | 5 mov | 6 exit. 2 + 2 * 10 = 22
+        // instructions before pc 4; with a budget of 24, `call 2; mov; exit` (3) does not fit
+        // the 2 left, so `call 2` runs in the precise loop, which runs out at `exit`.
+        let program = ebpf_isa::assemble(
+            "call 1\nmov %r6, 0\nloop:\nadd %r6, 1\njlt %r6, 10, loop\ncall 2\nmov %r0, 0\nexit",
+        )
+        .unwrap();
+        let program = Arc::new(Interpreter::new(&program));
+        // (fast loop's offset, precise loop's offset): the lower one on either side.
+        for (fast, precise) in [(48u64, 40u64), (40, 48)] {
+            let mut helpers = Helpers::new();
+            for (id, off) in [(1u32, fast), (2, precise)] {
+                helpers.insert(
+                    id,
+                    move |_: [u64; 5], mem: &mut dyn VmMemory| -> Result<u64, HelperError> {
+                        mem.write(layout::vm_addr(layout::STACK, off), &[1])?;
+                        Ok(0)
+                    },
+                );
+            }
+            for (budget, expected) in [(None, Ok(0)), (Some(24), Err(6))] {
+                let limits = Limits {
+                    budget,
+                    ..Limits::default()
+                };
+                let binding = Arc::new(PlainBinding {
+                    helpers: helpers.clone(),
+                    limits,
+                });
+                let mut session = program.clone().session(binding);
+                let got = session.run_input(&mut [0u8; 4], &mut Stack::new());
+                let what = (fast, precise, budget);
+                assert_eq!(got.map(|e| e.r0).map_err(|t| t.pc), expected, "{what:?}");
+                assert_eq!(session.take_helper_stack_mark(), Some(40), "{what:?}");
+            }
+        }
     }
 }
