@@ -86,7 +86,8 @@ pub trait Executable: Send + Sync + fmt::Debug {
 /// What a [`Session`] is bound to besides the program: the helpers and limits of its runs and
 /// the regions every run shares — what a loaded VM configures once (the facade implements it).
 pub trait Binding: Send + Sync {
-    /// The helpers runs call.
+    /// The helpers runs call: the same set on every call (a session may copy it when it is
+    /// made, as the interpreter's does, to save a virtual call per run).
     fn helpers(&self) -> &Helpers;
 
     /// The limits runs are held to.
