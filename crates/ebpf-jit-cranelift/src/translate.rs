@@ -195,6 +195,9 @@ const CONTINUE: i64 = 1;
 /// What translating a program's units needs, computed once for all of them.
 pub(crate) struct Prepared<'p> {
     pub(crate) plan: Plan,
+    /// What any return site reads (see [`live::return_reads`]): what `ret` restores from a
+    /// frame and hands on.
+    ret_live: Regs,
     insns: &'p [Insn],
     /// The pc of each instruction.
     pcs: Vec<usize>,
@@ -446,6 +449,7 @@ impl<'p> Prepared<'p> {
             versions,
             in_version,
             version_entry,
+            ret_live: live::return_reads(&plan, &live),
             live,
             plan,
             insns,
@@ -1781,7 +1785,8 @@ impl<'a, 'f> Tx<'a, 'f> {
         self.current = block.insns.start;
         self.charged = false;
         if self.prep.shortfall == Shortfall::Suspend {
-            self.live_here = live::before_each(plan, self.insns, self.live, bi);
+            let ret_live = self.prep.ret_live;
+            self.live_here = live::before_each(plan, self.insns, self.live, ret_live, bi);
         }
         // A counted loop's copy: its dispatcher charged the whole loop.
         let counted = self.in_version.and_then(|v| self.prep.versions[v].counted);

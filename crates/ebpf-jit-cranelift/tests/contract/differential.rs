@@ -115,6 +115,59 @@ fn many_return_sites_agree_at_every_budget() {
     });
 }
 
+/// What crosses a local call, now that liveness decides what a call saves in its frame and
+/// what a return restores and hands on: a caller sets `r3`, `r6` and `r7`; callee `a` reads
+/// the caller's `r6` and returns; `b` leaves `r3` alone, so its return site reads the caller's
+/// `r3` through it, and calls `a` itself; `c` falls into the next function `d`, which main
+/// also calls; a jump from main lands in the middle of `d`. Every budget stops the run at
+/// another instruction, in units of three instructions and in one function.
+#[test]
+fn registers_passed_through_calls_agree_across_units() {
+    if !supported() {
+        return;
+    }
+    let program = asm("mov %r6, 7\n\
+         mov %r3, 100\n\
+         mov %r7, 11\n\
+         mov %r0, %r1\n\
+         call local a\n\
+         add %r0, %r3\n\
+         call local b\n\
+         add %r0, %r3\n\
+         add %r0, %r7\n\
+         call local c\n\
+         add %r0, %r6\n\
+         call local d\n\
+         jgt %r0, 1000, mid\n\
+         exit\n\
+         a:\n\
+         mov %r0, %r6\n\
+         mul %r0, 3\n\
+         exit\n\
+         b:\n\
+         mov %r6, 9\n\
+         mov %r2, %r0\n\
+         call local a\n\
+         add %r0, %r2\n\
+         add %r0, %r3\n\
+         exit\n\
+         c:\n\
+         add %r0, 1\n\
+         d:\n\
+         add %r0, %r3\n\
+         mid:\n\
+         add %r0, 5\n\
+         exit");
+    let setup = Setup::input(vec![1; 8]);
+    with_differential(|d| {
+        let full = d.check(&program, &setup).exit();
+        assert!(full.instructions > 30, "{full:?}");
+        for budget in 0..=full.instructions + 2 {
+            d.check(&program, &setup.clone().budget(Some(budget)));
+        }
+    });
+}
+
 /// One block with checked loads whose guesses miss one after another as the input shrinks
 /// (the first, one in the middle, the last), stores between them to the data region and to
 /// the input, and register work on what they loaded. A miss hands the run to the interpreter
