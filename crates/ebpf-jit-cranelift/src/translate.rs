@@ -36,6 +36,7 @@ use cranelift_codegen::ir::{
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use ebpf_abi::registers::bit;
 use ebpf_abi::{InvalidReason, layout, trap_code as code};
 use ebpf_cfg::facts::{Access, Bound, Charge, Condition, Counter, Division, Facts, LoopFact};
 use ebpf_cfg::pointers;
@@ -1904,10 +1905,16 @@ impl<'a, 'f> Tx<'a, 'f> {
         let frame = self.b.ins().iadd(frames, offset);
         let word = self.iconst(I64, self.plan.word(return_site) as i64);
         self.b.ins().store(self.flags.frames, word, frame, 0);
+        // Only what the return site reads comes back: the other words may keep stale values,
+        // which nothing reads before writing (the interpreter's pop restores them too).
+        let kept = self.live[return_site] | bit(Reg::R10);
         for (k, r) in [Reg::R6, Reg::R7, Reg::R8, Reg::R9, Reg::R10]
             .into_iter()
             .enumerate()
         {
+            if kept & bit(r) == 0 {
+                continue;
+            }
             let v = self.reg(r);
             self.b
                 .ins()
@@ -1968,10 +1975,15 @@ impl<'a, 'f> Tx<'a, 'f> {
         let frames = self.fixed(off::FRAMES);
         let frame = self.b.ins().iadd(frames, offset);
         let word = self.b.ins().load(I64, self.flags.frames, frame, 0);
+        // What any return site reads; `r10` always, for the frame's host address.
+        let ret_live = self.prep.ret_live;
         for (k, r) in [Reg::R6, Reg::R7, Reg::R8, Reg::R9, Reg::R10]
             .into_iter()
             .enumerate()
         {
+            if (ret_live | bit(Reg::R10)) & bit(r) == 0 {
+                continue;
+            }
             let v = self
                 .b
                 .ins()
@@ -1994,7 +2006,7 @@ impl<'a, 'f> Tx<'a, 'f> {
                 i64::try_from(plan.return_limit).unwrap_or(i64::MAX),
             );
             self.cold_if(short, |tx| {
-                tx.save_state(live::ALL);
+                tx.save_state(ret_live);
                 let f = tx.flags.ctx;
                 tx.b.ins().store(f, word, tx.ctx, off::NEXT);
                 let at_return = tx.iconst(I64, -1);
@@ -2013,7 +2025,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             .collect();
         let Some(default) = sites.iter().flatten().next().copied() else {
             // Every return site is in another unit (or no call returns).
-            self.leave(word, live::ALL);
+            self.leave(word, ret_live);
             return;
         };
         if !self.whole {
@@ -2026,7 +2038,7 @@ impl<'a, 'f> Tx<'a, 'f> {
             let away = self.b.create_block();
             self.b.ins().brif(here, local, &[], away, &[]);
             self.enter(away);
-            self.leave(word, live::ALL);
+            self.leave(word, ret_live);
             self.enter(local);
         }
         let default = self.block_for(default, false);
