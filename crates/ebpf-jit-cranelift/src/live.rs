@@ -11,16 +11,16 @@
 //! not observable at the end of a run, so a register no path reads before writing is dead
 //! even where another engine would still hold it.
 
-pub(crate) use ebpf_abi::registers::{ALL, Regs};
-use ebpf_abi::registers::{R0_TO_R5, bit, reads};
-
-/// `r6`–`r10`: what a local call's frame carries back to its return site.
-pub(crate) const R6_TO_R10: Regs = ALL & !R0_TO_R5;
 use std::ops::Range;
 
+pub(crate) use ebpf_abi::registers::{ALL, Regs};
+use ebpf_abi::registers::{R0_TO_R5, bit, reads};
 use ebpf_isa::{AtomicOp, Insn, Reg};
 
 use crate::plan::{Plan, Target, Term};
+
+/// `r6`–`r10`: what a local call's frame carries back to its return site.
+const R6_TO_R10: Regs = ALL & !R0_TO_R5;
 
 /// The registers `insn` writes whenever it completes (a trap ends the run).
 pub(crate) fn writes(insn: &Insn) -> Regs {
