@@ -7,7 +7,7 @@
 use alloc::vec::Vec;
 use core::any::Any;
 
-use ebpf_isa::{AtomicOp, Width};
+use ebpf_isa::AtomicOp;
 
 use crate::{SharedMemory, TrapKind, VmMemory, layout, semantics};
 
@@ -595,12 +595,10 @@ fn raw_of(region: &mut Region<'_>) -> RawRegion {
     }
 }
 
-/// An atomic read-modify-write of `N` bytes read and written as one little-endian value, as
-/// every engine must do it: bounds (as a write) first, then alignment; the arithmetic is
-/// [`semantics::atomic`]'s. Returns the old value where the operation fetches it
-/// (zero-extended for 32 bits).
+/// An atomic read-modify-write of `N` bytes: a shared region's own atomic, else
+/// [`semantics::atomic_in_place`] on the bytes.
 macro_rules! atomic_fn {
-    ($name:ident, $t:ty, $n:literal, $width:expr, $doc:literal) => {
+    ($name:ident, $n:literal, $doc:literal) => {
         #[doc = $doc]
         pub fn $name(
             &mut self,
@@ -612,18 +610,7 @@ macro_rules! atomic_fn {
             if let Some((Region::Shared(s), off)) = self.locate(addr) {
                 return s.$name(addr, off, op, operand, r0);
             }
-            let bytes = self.bytes_mut::<$n>(addr).ok_or(TrapKind::OutOfBounds {
-                addr,
-                len: $n,
-                write: true,
-            })?;
-            if addr % $n != 0 {
-                return Err(TrapKind::MisalignedAtomic { addr, len: $n });
-            }
-            let old = u64::from(<$t>::from_le_bytes(*bytes));
-            let (new, fetched) = semantics::atomic(op, $width, old, operand, r0);
-            *bytes = (new as $t).to_le_bytes();
-            Ok(fetched)
+            semantics::atomic_in_place(self.bytes_mut::<$n>(addr), addr, op, operand, r0)
         }
     };
 }
@@ -631,17 +618,13 @@ macro_rules! atomic_fn {
 impl MemoryMap<'_> {
     atomic_fn!(
         atomic64,
-        u64,
         8,
-        Width::W64,
         "A 64-bit atomic at `addr`: bounds (as a write) first, then alignment; the old value \
          where `op` fetches it (`cmpxchg` compares with `r0`)."
     );
     atomic_fn!(
         atomic32,
-        u32,
         4,
-        Width::W32,
         "A 32-bit atomic at `addr`, as [`MemoryMap::atomic64`]; operands are the low halves \
          and the fetched value is zero-extended."
     );

@@ -172,6 +172,36 @@ pub fn atomic(op: AtomicOp, width: Width, old: u64, operand: u64, r0: u64) -> (u
     (new, fetch.then_some(old))
 }
 
+/// An atomic read-modify-write of the `N` bytes (4 or 8, one little-endian value) at `addr`
+/// in memory the engine owns, as every engine must do it: `bytes` are those bytes if the
+/// program may write them (`None` if it may not), bounds are checked first (as a write), then
+/// alignment; the arithmetic is [`atomic`]'s. Returns the old value where `op` fetches it
+/// (zero-extended for 32 bits).
+#[inline(always)]
+pub fn atomic_in_place<const N: usize>(
+    bytes: Option<&mut [u8; N]>,
+    addr: u64,
+    op: AtomicOp,
+    operand: u64,
+    r0: u64,
+) -> Result<Option<u64>, crate::TrapKind> {
+    let len = N as u64;
+    let bytes = bytes.ok_or(crate::TrapKind::OutOfBounds {
+        addr,
+        len,
+        write: true,
+    })?;
+    if !addr.is_multiple_of(len) {
+        return Err(crate::TrapKind::MisalignedAtomic { addr, len });
+    }
+    let width = if N == 4 { Width::W32 } else { Width::W64 };
+    let mut word = [0u8; 8];
+    word[..N].copy_from_slice(bytes);
+    let (new, fetched) = atomic(op, width, u64::from_le_bytes(word), operand, r0);
+    bytes.copy_from_slice(&new.to_le_bytes()[..N]);
+    Ok(fetched)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

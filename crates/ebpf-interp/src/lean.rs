@@ -9,7 +9,7 @@
 //! each other access by access, and the session's runs to `Interpreter::run_in`.
 
 use ebpf_abi::{MemoryMap, TrapKind, VmMemory, layout, semantics};
-use ebpf_isa::{AtomicOp, Width};
+use ebpf_isa::AtomicOp;
 
 use crate::RunMemory;
 
@@ -105,34 +105,6 @@ impl<'a> Lean<'a> {
     }
 }
 
-/// An atomic read-modify-write of `N` bytes, as `MemoryMap`'s: bounds (as a write) first,
-/// then alignment.
-macro_rules! atomic_fn {
-    ($name:ident, $t:ty, $n:literal, $width:expr) => {
-        #[inline(always)]
-        fn $name(
-            &mut self,
-            addr: u64,
-            op: AtomicOp,
-            operand: u64,
-            r0: u64,
-        ) -> Result<Option<u64>, TrapKind> {
-            let bytes = self.bytes_mut::<$n>(addr).ok_or(TrapKind::OutOfBounds {
-                addr,
-                len: $n,
-                write: true,
-            })?;
-            if addr % $n != 0 {
-                return Err(TrapKind::MisalignedAtomic { addr, len: $n });
-            }
-            let old = u64::from(<$t>::from_le_bytes(*bytes));
-            let (new, fetched) = semantics::atomic(op, $width, old, operand, r0);
-            *bytes = (new as $t).to_le_bytes();
-            Ok(fetched)
-        }
-    };
-}
-
 impl RunMemory for Lean<'_> {
     #[inline(always)]
     fn load<const N: usize>(&self, addr: u64) -> Option<[u8; N]> {
@@ -147,8 +119,29 @@ impl RunMemory for Lean<'_> {
         Some(())
     }
 
-    atomic_fn!(atomic64, u64, 8, Width::W64);
-    atomic_fn!(atomic32, u32, 4, Width::W32);
+    /// As `MemoryMap`'s (the rule is [`semantics::atomic_in_place`]'s).
+    #[inline(always)]
+    fn atomic64(
+        &mut self,
+        addr: u64,
+        op: AtomicOp,
+        operand: u64,
+        r0: u64,
+    ) -> Result<Option<u64>, TrapKind> {
+        semantics::atomic_in_place(self.bytes_mut::<8>(addr), addr, op, operand, r0)
+    }
+
+    /// As `atomic64`, on 32 bits.
+    #[inline(always)]
+    fn atomic32(
+        &mut self,
+        addr: u64,
+        op: AtomicOp,
+        operand: u64,
+        r0: u64,
+    ) -> Result<Option<u64>, TrapKind> {
+        semantics::atomic_in_place(self.bytes_mut::<4>(addr), addr, op, operand, r0)
+    }
 
     /// Nothing reads it: a session's run has no caller that asks (only `run_in`'s does, to
     /// add up a chain of tail calls, and that one runs on a map).
