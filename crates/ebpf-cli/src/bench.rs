@@ -2,15 +2,19 @@
 //! the numbers as an aligned table or as JSON (written by hand: the crate has no serde).
 //!
 //! Each engine loads the program once (timed: decoding plus the engine's compile step, never
-//! taken from the code cache; also shown per instruction of the program), runs
-//! it once untimed to check that it ends (a trap is an error), then runs it N times, each time
-//! on a fresh copy of the input and with the object's globals (which persist from run to run,
-//! [`Vm::global_data`]) written back to their initial values, untimed, timing every run on its
-//! own. N is `--iterations`, or as many
-//! runs as fit in about a second (at most [`MAX_RUNS`]). While that lasts longer than half a
-//! second, a dot goes to stderr every half second, when stderr is a terminal.
+//! taken from the code cache; also shown per instruction of the program), runs it once untimed
+//! to check that it ends (a trap is an error), then runs it N times in batches, as criterion
+//! does: a batch of runs is timed with one clock read at each end, its size doubled until a
+//! batch lasts [`BATCH`], so the clock's own cost (tens of nanoseconds) is spread over
+//! thousands of short runs. Every run is on a fresh copy of the input, with the object's
+//! globals (which persist from run to run, [`Vm::global_data`]) written back to their initial
+//! values; a batch of those refreshes alone is timed beside each batch of runs and taken off,
+//! so a sample is the time of the runs alone. N is `--iterations`, or as many runs as fit in
+//! about a second. While that lasts longer than half a second, a dot goes to stderr every half
+//! second, when stderr is a terminal.
 
 use std::fmt::Write as _;
+use std::hint::black_box;
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -22,8 +26,9 @@ use ebpf_vm::{Engine, Exit, Input, Trap, Vm, VmBuilder};
 /// How long the timed runs of one engine last without `--iterations`.
 const TARGET: Duration = Duration::from_secs(1);
 
-/// The most timed runs without `--iterations` (each keeps an 8-byte time).
-const MAX_RUNS: u64 = 1_000_000;
+/// How long a batch of runs lasts at least (unless `--iterations` asks for fewer runs): long
+/// enough that two clock reads are a small part of it.
+const BATCH: Duration = Duration::from_millis(1);
 
 /// How often the progress indicator moves.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
@@ -112,29 +117,38 @@ fn measure(
     let globals = globals
         .as_ref()
         .and_then(|(map, initial)| Some((*map, initial.as_deref()?)));
-    let (first, _) = timed_run(&vm, input, memory.as_deref_mut(), globals)
+    let mut run = Refreshed {
+        vm: &vm,
+        input,
+        memory: memory.as_deref_mut(),
+        globals,
+    };
+    let first = run
+        .once()
         .with_context(|| format!("{engine}: the program does not end normally"))?;
-    let capacity = config.iterations.unwrap_or(MAX_RUNS).min(MAX_RUNS);
-    let mut times = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+    let wanted = config.iterations;
+    // Double the batch until it lasts `BATCH` (or holds every run asked for).
+    let mut size: u64 = 1;
+    loop {
+        let time = run.batch(size, &first, engine)?;
+        if time >= BATCH || wanted.is_some_and(|n| size >= n) {
+            break;
+        }
+        size *= 2;
+    }
+    let mut per_run = Vec::new();
+    let mut runs = 0u64;
     let mut progress = Progress::new(engine);
     let started = Instant::now();
     loop {
-        let (exit, time) = timed_run(&vm, input, memory.as_deref_mut(), globals)
-            .with_context(|| format!("{engine}: a later run trapped"))?;
-        if exit != first {
-            bail!(
-                "{engine}: runs disagree: r0 = {:#x} after {} instructions, then {:#x} after {}",
-                first.r0,
-                first.instructions,
-                exit.r0,
-                exit.instructions
-            );
-        }
-        times.push(nanos(time));
-        let runs = times.len() as u64;
-        let done = match config.iterations {
+        let this = wanted.map_or(size, |n| size.min(n - runs));
+        let time = run.batch(this, &first, engine)?;
+        let refresh = run.refreshes(this);
+        per_run.push(nanos(time.saturating_sub(refresh)) / this);
+        runs += this;
+        let done = match wanted {
             Some(n) => runs >= n,
-            None => runs >= MAX_RUNS || started.elapsed() >= TARGET,
+            None => started.elapsed() >= TARGET,
         };
         if done {
             break;
@@ -142,17 +156,17 @@ fn measure(
         progress.tick();
     }
     progress.finish();
-    times.sort_unstable();
-    let n = times.len();
+    per_run.sort_unstable();
+    let n = per_run.len();
     let measurement = Measurement {
         engine,
         load_ns: nanos(load),
         code_bytes: vm.code_size(),
-        runs: n as u64,
+        runs,
         r0: first.r0,
         instructions: first.instructions,
-        median_ns: (times[(n - 1) / 2] + times[n / 2]) / 2,
-        min_ns: times[0],
+        median_ns: (per_run[(n - 1) / 2] + per_run[n / 2]) / 2,
+        min_ns: per_run[0],
     };
     Ok((measurement, vm.program().len()))
 }
@@ -160,28 +174,70 @@ fn measure(
 /// The key of the one element of a global data map.
 const GLOBALS_KEY: [u8; 4] = 0u32.to_le_bytes();
 
-/// Refreshes the input from `input` and the globals to their initial values, and runs the
-/// program once; returns the exit and the time the run took (the refresh is not timed).
-fn timed_run(
-    vm: &Vm,
-    input: Option<&[u8]>,
-    memory: Option<&mut [u8]>,
-    globals: Option<(&Map, &[u8])>,
-) -> Result<(Exit, Duration), Trap> {
-    if let Some((map, initial)) = globals {
-        // The map and the value are the VM's own: the update cannot fail.
-        let _ = map.update(&GLOBALS_KEY, initial, UpdateFlags::Any);
-    }
-    let input = match (memory, input) {
-        (Some(memory), Some(input)) => {
-            memory.copy_from_slice(input);
-            Input::new(memory)
+/// A VM and what each of its runs starts from: a fresh copy of `input` in `memory`, and the
+/// globals at their initial values.
+struct Refreshed<'a> {
+    vm: &'a Vm,
+    input: Option<&'a [u8]>,
+    memory: Option<&'a mut [u8]>,
+    globals: Option<(&'a Map, &'a [u8])>,
+}
+
+impl Refreshed<'_> {
+    /// Puts back the input and the globals; returns the input to run on.
+    #[inline(always)]
+    fn refresh(&mut self) -> Input<'_> {
+        if let Some((map, initial)) = self.globals {
+            // The map and the value are the VM's own: the update cannot fail.
+            let _ = map.update(&GLOBALS_KEY, initial, UpdateFlags::Any);
         }
-        _ => Input::none(),
-    };
-    let started = Instant::now();
-    let exit = vm.run_with(input)?;
-    Ok((exit, started.elapsed()))
+        match (self.memory.as_deref_mut(), self.input) {
+            (Some(memory), Some(input)) => {
+                memory.copy_from_slice(input);
+                Input::new(memory)
+            }
+            _ => Input::none(),
+        }
+    }
+
+    /// One run, untimed.
+    fn once(&mut self) -> Result<Exit, Trap> {
+        let vm = self.vm;
+        let input = self.refresh();
+        vm.run_with(input)
+    }
+
+    /// `size` runs, each refreshed and checked against `first`: how long they took.
+    fn batch(&mut self, size: u64, first: &Exit, engine: Engine) -> Result<Duration> {
+        let vm = self.vm;
+        let started = Instant::now();
+        for _ in 0..size {
+            let input = self.refresh();
+            let exit = vm
+                .run_with(input)
+                .with_context(|| format!("{engine}: a later run trapped"))?;
+            if exit != *first {
+                bail!(
+                    "{engine}: runs disagree: r0 = {:#x} after {} instructions, then {:#x} \
+                     after {}",
+                    first.r0,
+                    first.instructions,
+                    exit.r0,
+                    exit.instructions
+                );
+            }
+        }
+        Ok(started.elapsed())
+    }
+
+    /// How long `size` refreshes take alone (what [`Refreshed::batch`] spends besides the runs).
+    fn refreshes(&mut self, size: u64) -> Duration {
+        let started = Instant::now();
+        for _ in 0..size {
+            black_box(self.refresh());
+        }
+        started.elapsed()
+    }
 }
 
 /// A duration in whole nanoseconds (saturating: 584 years is plenty).

@@ -202,8 +202,10 @@ enum Command {
     /// ends, then run repeatedly, each time on a fresh copy of the input. Prints, per engine,
     /// the load time, the bytes of machine code (0 on the interpreter), the median and
     /// minimum time per run, the instructions a run executes
-    /// and the median time per instruction, all in nanoseconds. Each run is timed on its own,
-    /// so the times include the clock's overhead (tens of nanoseconds).
+    /// and the median time per instruction, all in nanoseconds. Runs are timed in batches (one
+    /// clock read at each end, the batch doubled until it lasts a millisecond), with the time
+    /// the input and globals take to refresh taken off, so a short run's time is the run's
+    /// alone, not the clock's.
     Bench {
         /// The program: FILE.bin, FILE.s, FILE.asm, FILE.data or FILE.o.
         #[arg(value_name = "PROGRAM")]
@@ -215,8 +217,7 @@ enum Command {
         /// The engine to time, or `all`.
         #[arg(long, value_name = "ENGINE", default_value = "interp", value_parser = engines_parser())]
         engine: Engines,
-        /// How many timed runs [default: as many as fit in about one second, at most
-        /// 1000000].
+        /// How many timed runs [default: as many as fit in about one second].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         iterations: Option<u64>,
         /// Stop each run after N executed instructions.

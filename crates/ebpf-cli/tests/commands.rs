@@ -631,6 +631,27 @@ fn bench_prints_a_table_for_every_engine() {
         &ebpf(&dir, &["bench", "v.data", "--iterations", "0"]),
         &["0"],
     );
+    // Runs are timed in batches, each on a fresh copy of the input: a program that changes
+    // its input gives every run the same result (or the bench fails: "runs disagree").
+    dir.write(
+        "inc.s",
+        "ldxb %r0, [%r1]\nadd %r0, 1\nstxb [%r1], %r0\nexit\n",
+    );
+    for engine in Engine::ALL {
+        let args = [
+            "bench",
+            "inc.s",
+            "--mem",
+            "05",
+            "--engine",
+            engine.name(),
+            "--iterations",
+            "1000",
+        ];
+        let text = ok(&ebpf(&dir, &args));
+        let cells: Vec<&str> = text.lines().nth(2).unwrap().split_whitespace().collect();
+        assert_eq!((cells[4], cells[9]), ("1000", "0x6"), "{text}");
+    }
 }
 
 #[test]
