@@ -117,6 +117,18 @@ pub mod layout {
     /// the region's; an access that would reach past it is out of bounds on every engine.
     pub const MAX_REGION_LEN: u64 = 1 << REGION_SHIFT;
 
+    /// `bytes` cut to the [`MAX_REGION_LEN`] its region's window can address (every map of a
+    /// region maps only these).
+    #[inline]
+    pub fn within_window(bytes: &mut [u8]) -> &mut [u8] {
+        let max = usize::try_from(MAX_REGION_LEN).unwrap_or(usize::MAX);
+        if bytes.len() > max {
+            bytes.split_at_mut(max).0
+        } else {
+            bytes
+        }
+    }
+
     /// The VM address of `offset` in region `region`.
     pub const fn vm_addr(region: u64, offset: u64) -> u64 {
         (region << REGION_SHIFT) | (offset & OFFSET_MASK)

@@ -59,13 +59,7 @@ impl Region<'_> {
         let max = usize::try_from(layout::MAX_REGION_LEN).unwrap_or(usize::MAX);
         match self {
             Region::ReadOnly(b) => Region::ReadOnly(b.get(..max).unwrap_or(b)),
-            Region::Writable(b) => {
-                if b.len() > max {
-                    Region::Writable(b.split_at_mut(max).0)
-                } else {
-                    Region::Writable(b)
-                }
-            }
+            Region::Writable(b) => Region::Writable(layout::within_window(b)),
             Region::Shared(s) => Region::Shared(s.prefix(max)),
         }
     }

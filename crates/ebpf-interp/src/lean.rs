@@ -23,17 +23,6 @@ pub(crate) struct Lean<'a> {
     lowest_stack_write: Option<u64>,
 }
 
-/// `bytes` cut to the 4 GiB its region's window addresses, as `MemoryMap::insert` cuts it.
-#[inline(always)]
-fn within_window(bytes: &mut [u8]) -> &mut [u8] {
-    let max = usize::try_from(layout::MAX_REGION_LEN).unwrap_or(usize::MAX);
-    if bytes.len() > max {
-        bytes.split_at_mut(max).0
-    } else {
-        bytes
-    }
-}
-
 impl<'a> Lean<'a> {
     /// The memory `MemoryMap::insert_buffers(input, metadata, stack)` maps on an empty map.
     #[inline(always)]
@@ -43,9 +32,9 @@ impl<'a> Lean<'a> {
         stack: &'a mut [u8],
     ) -> Lean<'a> {
         Lean {
-            stack: within_window(stack),
-            input: input.map(within_window),
-            metadata: metadata.map(within_window),
+            stack: layout::within_window(stack),
+            input: input.map(layout::within_window),
+            metadata: metadata.map(layout::within_window),
             lowest_stack_write: None,
         }
     }
