@@ -12,6 +12,13 @@
 //! clock's own cost is not in the figures. Every engine's result is checked against the
 //! interpreter's before timing.
 //!
+//! Then the runs `Vm::run` of an input alone does not make, on the empty program: `with_none`
+//! (`run_with(Input::none())`, next to rbpf's `EbpfVmNoData`) and `with_meta` (`run_with` of
+//! the input and a caller's 16-byte metadata buffer, next to rbpf's `EbpfVmMbuff`); and
+//! `helper1`, a program that calls a helper once, through `Vm::run` (next to rbpf's raw VM
+//! with the same helper), whose figure less the empty program's is what calling helpers at
+//! all costs a run (the summary prints that difference, the call itself included).
+//!
 //! Then `helper/*`: the cost of one helper call through each engine's trampoline — a program
 //! that calls helper 1 ten times against one that calls it once, per extra call — next to a
 //! direct Rust call of the same closure through `&dyn Helper` (the issue asks ≤ 5 ns more).
@@ -30,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use ebpf_bench::timing::{SAMPLE_SIZE, Samples, record};
-use ebpf_vm::{Engine, Helper, HelperError, Selector, Vm, VmBuilder, VmMemory};
+use ebpf_vm::{Engine, Helper, HelperError, Input, Selector, Trap, Vm, VmBuilder, VmMemory};
 
 /// One program of the bench.
 struct Case {
@@ -116,6 +123,8 @@ fn rbpf_vm<'a>(
 ) -> Option<(rbpf::EbpfVmRaw<'a>, bool, bool)> {
     use std::panic::{AssertUnwindSafe, catch_unwind};
     let mut vm = rbpf::EbpfVmRaw::new(Some(bytes)).ok()?;
+    // (Helper 1 is ours, for the `helper1` program; the others call none.)
+    vm.register_helper(1, rbpf_helper).ok()?;
     let interp = vm.execute_program(&mut input.to_vec()).ok() == Some(expected);
     let jit = catch_unwind(AssertUnwindSafe(|| vm.jit_compile().is_ok())).unwrap_or(false)
         // SAFETY: rbpf's contract for its JIT code; these programs stay inside their input.
@@ -230,6 +239,214 @@ fn bench_case(c: &mut Criterion, case: &Case) -> Row {
 /// The helper the `helper/*` programs call: returns its first argument plus one.
 fn helper(args: [u64; 5], _memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
     Ok(args[0].wrapping_add(1))
+}
+
+/// [`helper`] as rbpf calls a helper.
+#[cfg(target_arch = "x86_64")]
+fn rbpf_helper(a: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    a.wrapping_add(1)
+}
+
+/// The runs of [`bench_shapes`].
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    /// `run_with(Input::none())` of the empty program.
+    WithNone,
+    /// `run_with` of the input and a caller's metadata buffer, the empty program.
+    WithMeta,
+    /// `Vm::run` of a program that calls helper 1 once.
+    Helper1,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::WithNone => "with_none",
+            Shape::WithMeta => "with_meta",
+            Shape::Helper1 => "helper1",
+        }
+    }
+}
+
+/// A run of `shape` through `vm` (`Vm::run` or `Vm::run_with`) or `runner`.
+fn run_shape(
+    shape: Shape,
+    vm: &Vm,
+    runner: Option<&mut ebpf_vm::Runner<'_>>,
+    data: &mut [u8],
+    metadata: &mut [u8],
+) -> Result<u64, Trap> {
+    let input = match shape {
+        Shape::WithNone => Input::none(),
+        Shape::WithMeta => Input::new(data).metadata(metadata),
+        Shape::Helper1 => {
+            return match runner {
+                Some(runner) => runner.run(data),
+                None => vm.run(data),
+            };
+        }
+    };
+    match runner {
+        Some(runner) => runner.run_with(input),
+        None => vm.run_with(input),
+    }
+    .map(|exit| exit.r0)
+}
+
+/// One row of the summary for the runs of `shape`, on every engine (through `Vm::run` or
+/// `run_with`, and a runner), with rbpf's VM of the same kind of run.
+fn bench_shape(c: &mut Criterion, shape: Shape) -> Row {
+    let text = match shape {
+        Shape::Helper1 => calling(1),
+        _ => "mov %r0, 0\nexit".to_string(),
+    };
+    let load = |engine| {
+        Vm::builder()
+            .engine(engine)
+            .helper(1, helper)
+            .load_asm(&text)
+            .expect("shape program")
+    };
+    let (mut data, mut metadata) = (vec![0u8; 64], vec![0u8; 16]);
+    let expected = u64::from(shape == Shape::Helper1);
+    let n = 2 * Engine::ALL.len() + 2;
+    let samples: Vec<RefCell<Samples>> = (0..n).map(|_| RefCell::default()).collect();
+    let mut group = c.benchmark_group(format!("per_call/{}", shape.name()));
+    let mut instructions = 0;
+    for (i, &engine) in Engine::ALL.iter().enumerate() {
+        let vm = load(engine);
+        let exit = vm.run_with(Input::new(&mut data)).expect("shape run");
+        instructions = exit.instructions;
+        assert_eq!(
+            run_shape(shape, &vm, None, &mut data, &mut metadata),
+            Ok(expected),
+            "{engine}"
+        );
+        group.bench_function(engine.name(), |b| {
+            b.iter_custom(|iters| {
+                batch(iters, &samples[2 * i], || {
+                    let got = run_shape(shape, black_box(&vm), None, &mut data, &mut metadata);
+                    got.unwrap_or_else(|t| panic!("{t}"))
+                })
+            });
+        });
+        let mut runner = vm.runner();
+        group.bench_function(format!("{}+runner", engine.name()), |b| {
+            b.iter_custom(|iters| {
+                batch(iters, &samples[2 * i + 1], || {
+                    let got = run_shape(shape, &vm, Some(&mut runner), &mut data, &mut metadata);
+                    got.unwrap_or_else(|t| panic!("{t}"))
+                })
+            });
+        });
+    }
+    #[cfg(target_arch = "x86_64")]
+    rbpf_shape(
+        &mut group,
+        shape,
+        &load(Engine::Interpreter),
+        &samples[n - 2..],
+    );
+    group.finish();
+    Row {
+        name: shape.name(),
+        instructions,
+        ns: samples.iter().map(|s| s.borrow().median_ns()).collect(),
+    }
+}
+
+/// rbpf's interpreter and JIT (into `samples[0]` and `[1]`) on the runs of `shape`: its
+/// `EbpfVmNoData`, `EbpfVmMbuff` or raw VM.
+#[cfg(target_arch = "x86_64")]
+fn rbpf_shape(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    shape: Shape,
+    vm: &Vm,
+    samples: &[RefCell<Samples>],
+) {
+    // SAFETY (each `execute_program_jit` below): rbpf's contract for its JIT code; the empty
+    // program touches no memory, and the helper program none but its helper's arguments.
+    let expected = u64::from(shape == Shape::Helper1);
+    let bytes = vm.program().to_bytes();
+    let mut data = vec![0u8; 64];
+    let mut metadata = vec![0u8; 16];
+    match shape {
+        Shape::WithNone => {
+            let Ok(mut rbpf) = rbpf::EbpfVmNoData::new(Some(&bytes)) else {
+                return;
+            };
+            assert_eq!(rbpf.execute_program().ok(), Some(expected));
+            group.bench_function("rbpf-interp", |b| {
+                b.iter_custom(|iters| {
+                    batch(iters, &samples[0], || {
+                        black_box(&rbpf).execute_program().unwrap_or(0)
+                    })
+                })
+            });
+            if rbpf.jit_compile().is_ok() {
+                group.bench_function("rbpf-x86", |b| {
+                    b.iter_custom(|iters| {
+                        batch(iters, &samples[1], || {
+                            // SAFETY: see above.
+                            unsafe { black_box(&rbpf).execute_program_jit() }.unwrap_or(0)
+                        })
+                    })
+                });
+            }
+        }
+        Shape::WithMeta => {
+            let Ok(mut rbpf) = rbpf::EbpfVmMbuff::new(Some(&bytes)) else {
+                return;
+            };
+            assert_eq!(rbpf.execute_program(&data, &metadata).ok(), Some(expected));
+            group.bench_function("rbpf-interp", |b| {
+                b.iter_custom(|iters| {
+                    batch(iters, &samples[0], || {
+                        let rbpf = black_box(&rbpf);
+                        rbpf.execute_program(black_box(&data), black_box(&metadata))
+                            .unwrap_or(0)
+                    })
+                })
+            });
+            if rbpf.jit_compile().is_ok() {
+                group.bench_function("rbpf-x86", |b| {
+                    b.iter_custom(|iters| {
+                        batch(iters, &samples[1], || {
+                            let rbpf = black_box(&rbpf);
+                            // SAFETY: see above.
+                            unsafe { rbpf.execute_program_jit(&mut data, &mut metadata) }
+                                .unwrap_or(0)
+                        })
+                    })
+                });
+            }
+        }
+        Shape::Helper1 => {
+            let bytes = rbpf_bytes(vm, data.len());
+            let Some((rbpf, interp, jit)) = rbpf_vm(&bytes, &data, expected) else {
+                return;
+            };
+            if interp {
+                group.bench_function("rbpf-interp", |b| {
+                    b.iter_custom(|iters| {
+                        batch(iters, &samples[0], || {
+                            black_box(&rbpf).execute_program(&mut data).unwrap_or(0)
+                        })
+                    })
+                });
+            }
+            if jit {
+                group.bench_function("rbpf-x86", |b| {
+                    b.iter_custom(|iters| {
+                        batch(iters, &samples[1], || {
+                            // SAFETY: see above.
+                            unsafe { black_box(&rbpf).execute_program_jit(&mut data) }.unwrap_or(0)
+                        })
+                    })
+                });
+            }
+        }
+    }
 }
 
 /// A program that calls the helper `calls` times, chaining `r0` into `r1`.
@@ -382,7 +599,24 @@ fn main() {
         .sample_size(SAMPLE_SIZE)
         .configure_from_args();
     let cases = cases();
-    let rows: Vec<Row> = cases.iter().map(|case| bench_case(&mut c, case)).collect();
+    let mut rows: Vec<Row> = cases.iter().map(|case| bench_case(&mut c, case)).collect();
+    for shape in [Shape::WithNone, Shape::WithMeta, Shape::Helper1] {
+        rows.push(bench_shape(&mut c, shape));
+    }
+    // What calling helpers at all costs a run: `helper1` less `empty`, column by column.
+    let fixed = |name| rows.iter().find(|r| r.name == name).map(|r| r.ns.clone());
+    if let (Some(empty), Some(helper1)) = (fixed("empty"), fixed("helper1")) {
+        let ns = empty
+            .iter()
+            .zip(&helper1)
+            .map(|(e, h)| Some(h.as_ref()? - e.as_ref()?))
+            .collect();
+        rows.push(Row {
+            name: "helper1-empty",
+            instructions: 2,
+            ns,
+        });
+    }
     let helpers = bench_helpers(&mut c);
     c.final_summary();
     print_summary(&rows);

@@ -12,11 +12,14 @@
 //! `helper10` (one or ten calls of a helper that adds one to its argument), or `direct1` and
 //! `direct10` (no program: one or ten direct Rust calls of that helper through `&dyn Helper`
 //! per "run", each feeding the next, the figure a helper call through an engine is compared
-//! with). A fourth argument `runner` runs through `Vm::runner` instead of `Vm::run`.
+//! with). A fourth argument names the run: `runner` runs through `Vm::runner` instead of
+//! `Vm::run`; `none` runs `run_with(Input::none())` (no input: `r1` and `r2` are 0), and
+//! `meta` runs `run_with(Input::new(input).metadata(buffer))` (a caller's 16-byte metadata
+//! buffer in `r1`/`r2`); `runner-none` and `runner-meta` make those through a runner.
 
 use std::hint::black_box;
 
-use ebpf_vm::{Engine, Helper, HelperError, Vm, VmMemory};
+use ebpf_vm::{Engine, Helper, HelperError, Input, Trap, Vm, VmMemory};
 
 fn helper(args: [u64; 5], _memory: &mut dyn VmMemory) -> Result<u64, HelperError> {
     Ok(args[0].wrapping_add(1))
@@ -27,7 +30,13 @@ fn main() {
     let engine = args.next().unwrap_or_else(|| "x86".to_string());
     let program = args.next().unwrap_or_else(|| "empty".to_string());
     let runs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1000);
-    let through_runner = args.next().as_deref() == Some("runner");
+    let path = args.next().unwrap_or_default();
+    let through_runner = path.starts_with("runner");
+    let shape = path.trim_start_matches("runner").trim_start_matches('-');
+    if !matches!(shape, "" | "none" | "meta") {
+        eprintln!("unknown run {path}");
+        std::process::exit(2);
+    }
     let Some(&engine) = Engine::ALL.iter().find(|e| e.name() == engine) else {
         eprintln!("unknown engine {engine}");
         std::process::exit(2);
@@ -67,15 +76,29 @@ fn main() {
     };
     let vm = builder.load_asm(&text).unwrap_or_else(|e| panic!("{e}"));
     let mut input = vec![7u8; 64];
+    let mut metadata = vec![7u8; 16];
     let mut last = 0;
+    let r0 = |exit: Result<ebpf_vm::Exit, Trap>| exit.map_or(u64::MAX, |exit| exit.r0);
     if through_runner {
         let mut runner = vm.runner();
         for _ in 0..runs {
-            last = runner.run(black_box(&mut input)).unwrap_or(u64::MAX);
+            last = match shape {
+                "none" => r0(runner.run_with(Input::none())),
+                "meta" => r0(runner.run_with(
+                    Input::new(black_box(&mut input)).metadata(black_box(&mut metadata)),
+                )),
+                _ => runner.run(black_box(&mut input)).unwrap_or(u64::MAX),
+            };
         }
     } else {
         for _ in 0..runs {
-            last = vm.run(black_box(&mut input)).unwrap_or(u64::MAX);
+            last = match shape {
+                "none" => r0(vm.run_with(Input::none())),
+                "meta" => r0(vm.run_with(
+                    Input::new(black_box(&mut input)).metadata(black_box(&mut metadata)),
+                )),
+                _ => vm.run(black_box(&mut input)).unwrap_or(u64::MAX),
+            };
         }
     }
     println!(
