@@ -42,6 +42,8 @@ mod hints;
 mod live;
 mod options;
 mod plan;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod pool;
 mod runtime;
 mod translate;
 
@@ -389,6 +391,20 @@ fn check_address(target: &options::Target) -> Result<u64, JitError> {
     }
 }
 
+/// The builder of a program's JIT module: its code from the pool of `pool.rs` where there is
+/// one (every program's module is freed when the program is dropped, so its pages can be
+/// reused; the check function's module, kept for the process, keeps `cranelift-jit`'s own).
+fn program_builder(isa: std::sync::Arc<dyn TargetIsa>) -> JITBuilder {
+    let builder = JITBuilder::with_isa(isa, default_libcall_names());
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    let builder = {
+        let mut builder = builder;
+        builder.memory_provider(Box::new(pool::PooledCode::new()));
+        builder
+    };
+    builder
+}
+
 /// Compiles `program` for this host, with the facts proven from `options.entry` (or from the
 /// stack alone).
 pub fn compile(program: &Program, options: &JitOptions) -> Result<CraneliftProgram, JitError> {
@@ -442,10 +458,7 @@ fn compile_facts(
         options.checked_facts,
     );
     prep.plain_selects = options.opt_level == OptLevel::None;
-    let mut code = Code(Some(JITModule::new(JITBuilder::with_isa(
-        isa.clone(),
-        default_libcall_names(),
-    ))));
+    let mut code = Code(Some(JITModule::new(program_builder(isa.clone()))));
     let Some(module) = code.0.as_mut() else {
         return Err(JitError::UnsupportedHost {
             reason: "no JIT module".to_string(),

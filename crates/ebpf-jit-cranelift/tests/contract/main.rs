@@ -14,6 +14,8 @@
 //! about three instructions (every transfer between them through the context and the
 //! dispatcher, as in large programs), and those two mask (Spectre), so that both settings run
 //! every case.
+//! - `code_memory` — programs compiled and freed by the hundred, and from several threads at
+//!   once, keep running correctly while the code memory of the others is reused;
 //! - `differential` — the generated families of `ebpf_contract::differential` (matrices, budget
 //!   sweeps, recursion, large programs, every contract case with its final stack) compared with
 //!   the interpreter, and what only this JIT shows (helper panics, threads, the call-depth
@@ -23,6 +25,7 @@
 //!
 //! Every test skips, saying so, on a host Cranelift does not support.
 
+mod code_memory;
 mod differential;
 mod props;
 
