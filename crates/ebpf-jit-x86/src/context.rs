@@ -20,6 +20,7 @@
 
 use alloc::boxed::Box;
 use core::any::Any;
+use core::marker::PhantomData;
 use core::mem::offset_of;
 
 use ebpf_abi::{Helpers, MemoryMap, REGION_TABLE_LEN, RawRegion, RawTrap, TrapKind, trap_code};
@@ -174,8 +175,11 @@ pub(crate) struct Ctx<'a> {
     /// Registers, budget, shadow stack, helper call and trap report: fresh for every run.
     pub(crate) run: RunState,
     // Below: used by Rust only.
-    /// The run's memory, as helpers see it.
-    pub(crate) memory: *mut MemoryMap<'a>,
+    /// The run's memory, as helpers see it: a `MemoryMap`, or a session's `Lean` buffers —
+    /// the type the trampoline whose address is in `run.trampoline` was made for.
+    pub(crate) memory: *mut (),
+    /// The lifetime of the memory `memory` points to.
+    pub(crate) _memory: PhantomData<&'a mut MemoryMap<'a>>,
     /// The run's helpers.
     pub(crate) helpers: *const Helpers,
     /// The raw table of the contract, refreshed after every helper call.
@@ -247,6 +251,7 @@ impl<'a> Ctx<'a> {
             null: 0,
             run: RunState::default(),
             memory: core::ptr::null_mut(),
+            _memory: PhantomData,
             helpers: core::ptr::null(),
             raw: [RawRegion::UNMAPPED; REGION_TABLE_LEN],
             rows: 0,

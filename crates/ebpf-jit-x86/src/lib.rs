@@ -43,6 +43,8 @@ mod live;
 mod slow;
 
 #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
+mod lean;
+#[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
 mod pages;
 #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
 mod run;
@@ -285,8 +287,9 @@ impl Executable for X86Program {
         X86Program::code_size(self)
     }
 
-    /// A session that owns its context and, for code that calls no helper, writes only the
-    /// run's own rows of the region table per run (`run::Session`).
+    /// A session that owns its context and writes only the run's own rows of the region
+    /// table per run (`run::Session`): for code that calls no helper, and for helper-calling
+    /// code whose binding has no fixed regions (its helpers get the run's buffers).
     fn session(
         self: alloc::sync::Arc<Self>,
         binding: alloc::sync::Arc<dyn ebpf_abi::Binding>,

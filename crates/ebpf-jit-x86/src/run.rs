@@ -12,13 +12,15 @@ use alloc::vec::Vec;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ebpf_abi::{
-    Binding, Exit, Helpers, Limits, MemoryMap, Region, Stack, Trap, TrapKind, layout, trap_code,
+    Binding, Exit, Helpers, Limits, MemoryMap, Region, Stack, Trap, TrapKind, VmMemory, layout,
+    trap_code,
 };
 use ebpf_isa::Program;
 
 use crate::blocks::Shape;
 use crate::context::{Ctx, Frame, status, unpacked};
 use crate::emit::emit;
+use crate::lean::Lean;
 use crate::pages::{self, Pages};
 use crate::slow::{Stepped, finish_chain};
 use crate::{JitError, JitOptions};
@@ -266,30 +268,58 @@ impl Compiled {
     }
 
     /// Whether every run of an input alone, `r1`/`r2` its start and length (at most
-    /// `u32::MAX` bytes), may take a session's fast path: the code calls no helper, and its
-    /// entry asks at most what such a run gives (`Admission::input_only`). Worked out once per
-    /// session.
+    /// `u32::MAX` bytes), is admitted: the code's entry asks at most what such a run gives
+    /// (`Admission::input_only`). Worked out once per session.
     fn admits_every_input(&self) -> bool {
-        !self.calls_helpers
-            && self.fallback.as_ref().is_none_or(|fallback| {
-                fallback.gate.admission().input_only() == Some(layout::INPUT as u8)
-            })
+        self.fallback.as_ref().is_none_or(|fallback| {
+            fallback.gate.admission().input_only() == Some(layout::INPUT as u8)
+        })
     }
 
     /// Whether a session's run of `data` (and a metadata buffer, if `metadata`) with `args`
-    /// may take the session's fast path: the code calls no helper (so nothing needs the run's
-    /// map until a cold path builds it) and the run satisfies the entry the code was
+    /// is admitted, found in a few compares: the run satisfies the entry the code was
     /// compiled for — checked here only for the entry of `Vm::run`, the input's start and
-    /// length in `r1`/`r2`; any other entry takes the mapped path, which checks it in full.
+    /// length in `r1`/`r2`. `false` leaves the run to [`Compiled::refuses_input_run`].
     #[inline]
     fn fast_admits(&self, data: Option<&[u8]>, metadata: bool, args: [u64; 2]) -> bool {
-        if self.calls_helpers {
-            return false;
-        }
         let Some(fallback) = &self.fallback else {
             return true;
         };
         fallback.gate.admission().admits_input(data, metadata, args)
+    }
+
+    /// Whether the entry the code was compiled for refuses every run of this shape — `data`
+    /// (or none) at [`layout::INPUT`] with `args`, whatever the other regions and bytes —
+    /// so that the run takes the fallback code, which admits every run, without a map to
+    /// check. Decided only for the entry of `Vm::run` ([`Compiled::admits_every_input`]),
+    /// which asks only that `r1` be the input's start, `r2` its length (0 when unmapped:
+    /// an unmapped region has length 0) and that length below 4 GiB: so the answer depends on
+    /// the arguments and the input's length alone, and is the same for every run with them
+    /// (`entry_refusals_are_the_admissions_refusals` holds it to `Admission::admits`). Any
+    /// other entry: `false`, and the run takes the mapped path, which checks it in full.
+    #[inline]
+    fn refuses_input_run(&self, data: Option<&[u8]>, args: [u64; 2]) -> bool {
+        if self.fallback.is_none() || !self.admits_every_input() {
+            return false;
+        }
+        let len = data.map_or(0, |data| data.len() as u64);
+        args != layout::input_args(len) || len > u64::from(u32::MAX)
+    }
+
+    /// The code that runs what this code's entry does not admit: the program compiled with
+    /// the stack's facts only, made the first time it is needed (`None` when this code was
+    /// compiled with those already, and admits every run).
+    #[cold]
+    #[inline(never)]
+    fn plain(&self) -> Option<Result<&Compiled, Trap>> {
+        // (No run is admitted with `r1` 0 by an entry that says anything of it; an entry that
+        // says nothing of the arguments is not asked here.)
+        let refused = MemoryMap::new();
+        self.fallback.as_ref()?;
+        match self.admitted(&refused, [0, 0]) {
+            Ok(code) if core::ptr::eq(code, self) => None,
+            other => Some(other),
+        }
     }
 }
 
@@ -344,8 +374,7 @@ fn set_fixed_words(ctx: &mut Ctx<'_>, frames: &mut [Frame]) {
     let base = frames.as_mut_ptr();
     ctx.run.frame_base = base as u64;
     ctx.run.frame_end = base.wrapping_add(frames.len()) as u64;
-    let trampoline: Trampoline = helper_trampoline;
-    ctx.run.trampoline = trampoline as usize as u64;
+    ctx.run.trampoline = MAP_TRAMPOLINE as usize as u64;
 }
 
 /// Sets what a run from the entry starts with besides [`set_fixed_words`]: `r1`, `r2`, `r10`,
@@ -361,18 +390,26 @@ fn start_registers(ctx: &mut Ctx<'_>, args: [u64; 2], budget: u64, frame_pointer
 
 /// A program bound to its helpers, limits and fixed regions for runs on one thread
 /// (`Executable::session`): it owns its context and shadow stack (no thread-local per run),
-/// keeps the fixed regions' rows of the region table from run to run, and — for code that
-/// calls no helper and a run the code's entry admits — writes only the rows of the run's
-/// own buffers (input, metadata, stack) before calling the code, building the run's map
-/// only if a cold path (the budget's slow path, a trap) needs one.
+/// keeps the fixed regions' rows of the region table from run to run, and writes only the
+/// rows of the run's own buffers (input, metadata, stack) before calling the code, building
+/// the run's map only if a cold path (the budget's slow path, a trap) needs one.
+///
+/// That fast path takes every run of code that calls no helper, and of helper-calling code
+/// when the binding has no fixed regions (its helpers then get the run's buffers as a
+/// [`Lean`] memory instead of a map): on the code compiled for the program's entry when the
+/// run is admitted, on the fallback code (which admits every run) when the entry of
+/// `Vm::run` refuses it (`Compiled::refuses_input_run`: no input, a metadata buffer in
+/// `r1`/`r2`). Other runs — helper-calling code with fixed regions, entries that ask more —
+/// take the mapped path.
 pub(crate) struct Session {
     program: Arc<crate::X86Program>,
     binding: Arc<dyn Binding>,
     /// The binding's limits (read on every run; a copy saves the virtual call).
     limits: Limits,
+    /// The binding's helpers (a copy saves the virtual call; made with the session).
+    helpers: Helpers,
     spill: ebpf_abi::MapSpill,
-    /// The helpers' stack mark of the mapped runs since it was last taken (a fast run calls
-    /// no helper).
+    /// The helpers' stack mark of the runs since it was last taken.
     helper_stack_mark: Option<u64>,
     spare: Box<Spare>,
     /// The table holds the fixed regions' rows and, of the rest, at most the rows of the
@@ -383,21 +420,47 @@ pub(crate) struct Session {
     /// The limits' budget (`u64::MAX` without one) and `r10` at entry, worked out once.
     budget: u64,
     frame_pointer: u64,
-    /// [`Compiled::admits_every_input`] of the code: whether `run_input` takes the fast path.
-    input_fast: bool,
-    /// `input_fast` and `fast_table` both: what `run_input` tests (one load, not two).
-    input_ready: bool,
+    /// The code calls helpers, and the binding has no fixed regions: its fast runs lend the
+    /// helpers a [`Lean`] memory.
+    lean: bool,
+    /// The code calls helpers, and the binding has fixed regions: every run is mapped.
+    mapped_only: bool,
+    /// What `input_ready` becomes once the table is ready: [`READY_PLAIN`] or
+    /// [`READY_LEAN`] when every run of an input alone takes the fast path
+    /// ([`Compiled::admits_every_input`] and not `mapped_only`), else [`NOT_READY`].
+    input_fast: u8,
+    /// `input_fast` once `fast_table` is set, else [`NOT_READY`]: what `run_input` tests
+    /// (one load, not two).
+    input_ready: u8,
     /// The code's entry (`code.pages.entry()` of the program), which lives while `program`
     /// does: a fast run calls it without loading it through three pointers.
     entry: *const u8,
+    /// The fallback code's entry (`Compiled::plain`), once a run has needed it; null until
+    /// then. It lives while `program` does (the gate keeps the code once made).
+    plain_entry: *const u8,
 }
+
+/// `Session::input_ready`: `run_input` takes the mapped path or makes the table ready.
+const NOT_READY: u8 = 0;
+/// `Session::input_ready`: `run_input` takes the fast path of code that calls no helper.
+const READY_PLAIN: u8 = 1;
+/// `Session::input_ready`: `run_input` takes the fast path with a [`Lean`] memory.
+const READY_LEAN: u8 = 2;
 
 impl Session {
     pub(crate) fn new(program: Arc<crate::X86Program>, binding: Arc<dyn Binding>) -> Session {
         let limits = *binding.limits();
         let mut spare = Spare::fresh();
         spare.prepare_frames(&limits);
+        let calls_helpers = program.inner.calls_helpers;
+        let mapped_only = calls_helpers && ebpf_abi::has_fixed_regions(&*binding);
+        let input_fast = match (program.inner.admits_every_input(), calls_helpers) {
+            (true, false) => READY_PLAIN,
+            (true, true) if !mapped_only => READY_LEAN,
+            _ => NOT_READY,
+        };
         Session {
+            helpers: binding.helpers().clone(),
             binding,
             limits,
             spill: ebpf_abi::MapSpill::default(),
@@ -407,9 +470,12 @@ impl Session {
             stack_size: usize::try_from(limits.stack_size()).unwrap_or(usize::MAX),
             budget: limits.budget.unwrap_or(u64::MAX),
             frame_pointer: limits.frame_pointer(0),
-            input_fast: program.inner.admits_every_input(),
-            input_ready: false,
+            lean: calls_helpers && !mapped_only,
+            mapped_only,
+            input_fast,
+            input_ready: NOT_READY,
             entry: program.inner.code.pages.entry(),
+            plain_entry: core::ptr::null(),
             program,
         }
     }
@@ -425,7 +491,7 @@ impl Session {
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
         self.fast_table = false;
-        self.input_ready = false;
+        self.input_ready = NOT_READY;
         let binding = &*self.binding;
         let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
         ebpf_abi::map_run(&mut map, binding, data, metadata);
@@ -434,7 +500,7 @@ impl Session {
                 &mut self.spare,
                 &mut map,
                 args,
-                binding.helpers(),
+                &self.helpers,
                 &self.limits,
                 stack,
             )
@@ -446,19 +512,30 @@ impl Session {
     }
 
     /// A fast run that returned `st` other than an exit: builds the run's map (its rows are
-    /// the ones the table already has, derived afresh) and finishes the run on it.
+    /// the ones the table already has, derived afresh) and finishes the run on it, on the
+    /// code it started on (the fallback code if `on_plain`).
     #[cold]
     #[inline(never)]
     fn finish_mapped(
         &mut self,
         st: u32,
+        on_plain: bool,
         data: Option<&mut [u8]>,
         metadata: Option<&mut [u8]>,
         stack: &mut Stack,
         budget: u64,
     ) -> Result<Exit, Trap> {
         self.fast_table = false;
-        self.input_ready = false;
+        self.input_ready = NOT_READY;
+        let inner = &self.program.inner;
+        let code = if on_plain {
+            match inner.plain() {
+                Some(Ok(code)) => code,
+                _ => return Err(Trap::entry_code_unavailable()),
+            }
+        } else {
+            inner
+        };
         let binding = &*self.binding;
         let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
         ebpf_abi::map_run(&mut map, binding, data, metadata);
@@ -468,14 +545,10 @@ impl Session {
         );
         let ctx = &mut self.spare.ctx;
         ctx.refresh(&mut map);
-        let result = self.program.inner.drive(
-            ctx,
-            &mut map,
-            binding.helpers(),
-            &self.limits,
-            budget,
-            Some(st),
-        );
+        // (The run may have started with a `Lean` memory: the code resumed from here calls
+        // helpers with the map.)
+        ctx.run.trampoline = MAP_TRAMPOLINE as usize as u64;
+        let result = code.drive(ctx, &mut map, &self.helpers, &self.limits, budget, Some(st));
         self.helper_stack_mark =
             ebpf_abi::lower_stack_mark(self.helper_stack_mark, map.lowest_stack_write());
         self.spill = map.into_spill();
@@ -489,7 +562,29 @@ impl Session {
     fn run_input_unready(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
         // (The arguments worked out here: passed in, they were stored in memory on every run.)
         let args = layout::input_args(data.len() as u64);
-        self.run_fast(Some(data), None, args, stack)
+        self.run_fast(false, Some(data), None, args, stack)
+    }
+
+    /// [`ebpf_abi::Session::run`] of a run the code's entry refuses (see
+    /// `Compiled::refuses_input_run`) before the fallback code's entry is known: makes the
+    /// fallback code (once per program) and runs on it.
+    #[cold]
+    #[inline(never)]
+    fn run_plain_unready(
+        &mut self,
+        data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        match self.program.inner.plain() {
+            Some(Ok(plain)) => {
+                self.plain_entry = plain.code.pages.entry();
+                self.run_fast(true, data, metadata, args, stack)
+            }
+            // (The mapped path gives the same trap, or runs what there is.)
+            _ => self.run_mapped(data, metadata, args, stack),
+        }
     }
 
     /// Makes the table hold the fixed regions' rows only (every other row unmapped), derived
@@ -508,11 +603,13 @@ impl Session {
         self.input_ready = self.input_fast;
     }
 
-    /// A run the fast path admits (see [`ebpf_abi::Session::run`] below): writes the rows
-    /// of the run's own buffers and the run state the code reads first, and calls the code.
+    /// A run the fast path admits (see [`ebpf_abi::Session::run`] below) on the code (the
+    /// fallback code if `on_plain`, whose entry is then known): writes the rows of the run's own
+    /// buffers and the run state the code reads first, and calls the code.
     #[inline(always)]
     fn run_fast(
         &mut self,
+        on_plain: bool,
         data: Option<&mut [u8]>,
         metadata: Option<&mut [u8]>,
         args: [u64; 2],
@@ -522,13 +619,18 @@ impl Session {
             // Only the fixed regions' rows; the run's rows follow.
             self.fixed_table();
         }
-        self.run_ready(data, metadata, args, stack)
+        if self.lean {
+            return self.run_lean(on_plain, data, metadata, args, stack);
+        }
+        self.run_ready(on_plain, data, metadata, args, stack)
     }
 
-    /// [`Session::run_fast`] on a table that holds the fixed regions' rows (`fast_table`).
+    /// [`Session::run_fast`] of code that calls no helper, on a table that holds the fixed
+    /// regions' rows (`fast_table`).
     #[inline(always)]
     fn run_ready(
         &mut self,
+        on_plain: bool,
         mut data: Option<&mut [u8]>,
         mut metadata: Option<&mut [u8]>,
         args: [u64; 2],
@@ -553,24 +655,87 @@ impl Session {
         ctx.run.clear_for_entry();
         let budget = self.budget;
         start_registers(ctx, args, budget, self.frame_pointer);
-        // SAFETY: `self.entry` is the code's entry, which lives while `self.program` does. The
-        // context is initialised for a run from the entry: its table holds the fixed regions'
-        // rows (derived from the binding's, which the session keeps alive and whose bytes are
-        // never reached through `&mut`) and the rows of
+        // (Loaded here, not passed in: passed, it was kept in memory across the rows' writes.)
+        let entry = if on_plain {
+            self.plain_entry
+        } else {
+            self.entry
+        };
+        // SAFETY: `entry` is the entry of the code (or of its fallback code, if `on_plain`:
+        // set before a run takes it), which lives while `self.program` does, and that code
+        // admits this run (the caller checked). The context is initialised for a run from the entry: its table holds the
+        // fixed regions' rows (derived from the binding's, which the session keeps alive and
+        // whose bytes are never reached through `&mut`) and the rows of
         // `data`, `metadata` and the stack region, derived from their borrows above, which
         // nothing else uses until the code returns; every other row is unmapped. The shadow
         // stack's words are those of `self.spare.frames` (`fixed_table`), which lives as
-        // long as the session. The code calls no helper (`fast_admits`; `input_fast` for
-        // `run_input`), so `memory` and `helpers` stay null (and the trampoline refuses a null
-        // map).
-        let st = unsafe { call(self.entry, ctx) };
+        // long as the session. The code calls no helper (`lean` is not set), so `memory`
+        // and `helpers` stay null (and the trampoline refuses a null map).
+        let st = unsafe { call(entry, ctx) };
         if st == status::EXIT {
             return Ok(Exit {
                 r0: ctx.run.regs[0],
                 instructions: budget.wrapping_sub(ctx.run.remaining),
             });
         }
-        self.finish_mapped(st, data, metadata, stack, budget)
+        self.finish_mapped(st, on_plain, data, metadata, stack, budget)
+    }
+
+    /// [`Session::run_fast`] of helper-calling code (`lean`), on a table that holds the
+    /// fixed regions' rows — none: the binding has no fixed regions. The run's buffers are
+    /// lent to a [`Lean`] memory, the table's rows derived from its borrows, and the
+    /// helpers reach the buffers through it, as they would through the run's map. (Out of
+    /// line: inlined, it gave `run_input` of helper-free code a larger frame.)
+    #[inline(never)]
+    fn run_lean(
+        &mut self,
+        on_plain: bool,
+        mut data: Option<&mut [u8]>,
+        mut metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        let budget = self.budget;
+        let entry = if on_plain {
+            self.plain_entry
+        } else {
+            self.entry
+        };
+        let ctx = &mut self.spare.ctx;
+        let st = {
+            let mut lean = Lean::new(
+                data.as_deref_mut(),
+                metadata.as_deref_mut(),
+                stack.region(self.stack_size),
+            );
+            lean.write_rows(ctx);
+            ctx.run.clear_for_entry();
+            start_registers(ctx, args, budget, self.frame_pointer);
+            ctx.run.trampoline = LEAN_TRAMPOLINE as usize as u64;
+            // Until the code returns, `lean` is used only through this pointer (by the
+            // trampoline), as a run's map is in `drive`.
+            ctx.memory = core::ptr::from_mut(&mut lean).cast();
+            ctx.helpers = &self.helpers;
+            // SAFETY: as in `run_ready`, with the rows of the run's buffers derived from
+            // `lean`'s borrows of them (`write_rows`), and `memory` pointing to `lean`, which
+            // lives until the code returns, with the trampoline made for its type
+            // (`LEAN_TRAMPOLINE`); `helpers` points to the session's, which outlive the run.
+            // A helper that reaches a buffer through `&mut` moves `lean`'s generation, and
+            // the trampoline re-derives the rows from `lean` before the code goes on.
+            let st = unsafe { call(entry, ctx) };
+            ctx.memory = core::ptr::null_mut();
+            ctx.helpers = core::ptr::null();
+            self.helper_stack_mark =
+                ebpf_abi::lower_stack_mark(self.helper_stack_mark, lean.lowest_stack_write);
+            st
+        };
+        if st == status::EXIT {
+            return Ok(Exit {
+                r0: ctx.run.regs[0],
+                instructions: budget.wrapping_sub(ctx.run.remaining),
+            });
+        }
+        self.finish_mapped(st, on_plain, data, metadata, stack, budget)
     }
 }
 
@@ -583,22 +748,32 @@ impl ebpf_abi::Session for Session {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        if !self
-            .program
-            .inner
-            .fast_admits(data.as_deref(), metadata.is_some(), args)
-        {
+        let inner = &self.program.inner;
+        if self.mapped_only {
             return self.run_mapped(data, metadata, args, stack);
         }
-        self.run_fast(data, metadata, args, stack)
+        if inner.fast_admits(data.as_deref(), metadata.is_some(), args) {
+            return self.run_fast(false, data, metadata, args, stack);
+        }
+        if !inner.refuses_input_run(data.as_deref(), args) {
+            return self.run_mapped(data, metadata, args, stack);
+        }
+        if self.plain_entry.is_null() {
+            return self.run_plain_unready(data, metadata, args, stack);
+        }
+        self.run_fast(true, data, metadata, args, stack)
     }
 
     #[inline]
     fn run_input(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
         // (What `fast_admits` checks, worked out once: only the length is left; and the
         // fixed regions' rows are in the table.)
-        if !self.input_ready || data.len() as u64 > u64::from(u32::MAX) {
-            if !self.input_fast || data.len() as u64 > u64::from(u32::MAX) {
+        if data.len() as u64 > u64::from(u32::MAX) || self.input_ready != READY_PLAIN {
+            if self.input_ready == READY_LEAN && data.len() as u64 <= u64::from(u32::MAX) {
+                let args = layout::input_args(data.len() as u64);
+                return self.run_lean(false, Some(data), None, args, stack);
+            }
+            if self.input_fast == NOT_READY || data.len() as u64 > u64::from(u32::MAX) {
                 // (Called from here, not from `run_input_unready`: a call more cost every
                 // run of code that calls helpers some 20 instructions.)
                 let args = layout::input_args(data.len() as u64);
@@ -607,7 +782,7 @@ impl ebpf_abi::Session for Session {
             return self.run_input_unready(data, stack);
         }
         let args = layout::input_args(data.len() as u64);
-        self.run_ready(Some(data), None, args, stack)
+        self.run_ready(false, Some(data), None, args, stack)
     }
 
     fn run_in<'m>(
@@ -617,13 +792,13 @@ impl ebpf_abi::Session for Session {
         stack: &'m mut Stack,
     ) -> Result<Exit, Trap> {
         self.fast_table = false;
-        self.input_ready = false;
+        self.input_ready = NOT_READY;
         let code = self.program.inner.admitted(memory, args)?;
         code.run_on(
             &mut self.spare,
             memory,
             args,
-            self.binding.helpers(),
+            &self.helpers,
             &self.limits,
             stack,
         )
@@ -721,6 +896,70 @@ fn trap_of(ctx: &mut Ctx<'_>, limits: &Limits) -> Trap {
 /// The type of [`helper_trampoline`], whose address generated code finds in the context.
 type Trampoline = extern "sysv64" fn(*mut Ctx<'_>, u64, u64, u64, u64, u64) -> u32;
 
+/// The trampoline of runs whose `ctx.memory` is a map.
+const MAP_TRAMPOLINE: Trampoline = map_trampoline;
+
+/// The trampoline of a session's runs whose `ctx.memory` is a [`Lean`].
+const LEAN_TRAMPOLINE: Trampoline = lean_trampoline;
+
+/// [`helper_trampoline`] of a map.
+extern "sysv64" fn map_trampoline(
+    ctx: *mut Ctx<'_>,
+    r1: u64,
+    r2: u64,
+    r3: u64,
+    r4: u64,
+    r5: u64,
+) -> u32 {
+    helper_trampoline::<MemoryMap<'static>>(ctx, r1, r2, r3, r4, r5)
+}
+
+/// [`helper_trampoline`] of a [`Lean`]. (Each its own function, the generic body inlined:
+/// a generic `extern fn` kept a drop test of the helper's result and two more saved
+/// registers on every call's path.)
+extern "sysv64" fn lean_trampoline(
+    ctx: *mut Ctx<'_>,
+    r1: u64,
+    r2: u64,
+    r3: u64,
+    r4: u64,
+    r5: u64,
+) -> u32 {
+    helper_trampoline::<Lean<'static>>(ctx, r1, r2, r3, r4, r5)
+}
+
+/// What a trampoline needs of the memory it lends helpers besides [`VmMemory`].
+trait HelperMemory: VmMemory {
+    /// A number that moves whenever a region's bytes may have been reached through `&mut`
+    /// ([`MemoryMap::generation`]).
+    fn generation(&self) -> u64;
+
+    /// Re-derives the context's rows of this memory's regions (after it moved on).
+    fn refresh(&mut self, ctx: &mut Ctx<'_>);
+}
+
+impl HelperMemory for MemoryMap<'_> {
+    #[inline(always)]
+    fn generation(&self) -> u64 {
+        MemoryMap::generation(self)
+    }
+
+    fn refresh(&mut self, ctx: &mut Ctx<'_>) {
+        ctx.refresh(self);
+    }
+}
+
+impl HelperMemory for Lean<'_> {
+    #[inline(always)]
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn refresh(&mut self, ctx: &mut Ctx<'_>) {
+        self.write_rows(ctx);
+    }
+}
+
 /// Called by generated code for `call` and `callx` (System V, 16-byte aligned stack) with
 /// `r1`..`r5`: calls the helper whose id is in the context with them and the run's memory,
 /// stores `r0` in `regs[0]` and refreshes the region table. Returns 0, or the status with
@@ -728,7 +967,11 @@ type Trampoline = extern "sysv64" fn(*mut Ctx<'_>, u64, u64, u64, u64, u64) -> u
 ///
 /// Only a call that returns `Ok` and leaves the map's generation as it was stays on the hot
 /// path; every other outcome is out of line, so the common call saves few registers.
-extern "sysv64" fn helper_trampoline(
+///
+/// `M` is the type of the memory `ctx.memory` points to: a run sets the trampoline of that
+/// type ([`MAP_TRAMPOLINE`], [`LEAN_TRAMPOLINE`]) with the pointer.
+#[inline(always)]
+fn helper_trampoline<M: HelperMemory + 'static>(
     ctx: *mut Ctx<'_>,
     r1: u64,
     r2: u64,
@@ -740,7 +983,7 @@ extern "sysv64" fn helper_trampoline(
     // for the whole run and not referenced elsewhere while generated code runs (it is
     // suspended in this call).
     let ctx = unsafe { &mut *ctx };
-    let memory_ptr = ctx.memory;
+    let memory_ptr = ctx.memory.cast::<M>();
     let helpers_ptr = ctx.helpers;
     if memory_ptr.is_null() || helpers_ptr.is_null() {
         return called_without_map(ctx);
@@ -749,26 +992,29 @@ extern "sysv64" fn helper_trampoline(
     let helpers = unsafe { &*helpers_ptr };
     let id = ctx.run.helper_id;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `memory` points to the run's map, live for the run; generated code holds
-        // only raw pointers derived from it (refreshed below when they may have gone stale),
-        // and no other reference to it exists while the helper runs.
+        // SAFETY: `memory` points to the run's memory (of type `M`: the run set this
+        // trampoline with it), live for the run; generated code holds only raw pointers
+        // derived from it (refreshed below when they may have gone stale), and no other
+        // reference to it exists while the helper runs.
         let memory = unsafe { &mut *memory_ptr };
         helpers.call(id, [r1, r2, r3, r4, r5], memory)
     }));
-    // SAFETY: as above; the helper's borrow of the map ended with its call.
+    // SAFETY: as above; the helper's borrow of the memory ended with its call.
     let generation = unsafe { (*memory_ptr).generation() };
-    match outcome {
-        Ok(Ok(r0)) if generation == ctx.generation => {
-            ctx.run.regs[0] = r0;
-            0
-        }
-        outcome => after_helper(ctx, memory_ptr, outcome),
+    if let Ok(Ok(r0)) = outcome
+        && generation == ctx.generation
+    {
+        ctx.run.regs[0] = r0;
+        // (Nothing to drop; said so, the call's path tests no drop flag.)
+        core::mem::forget(outcome);
+        return 0;
     }
+    after_helper(ctx, memory_ptr as *mut dyn HelperMemory, outcome)
 }
 
-/// The trampoline's answer to a call a session's fast path made: it runs only code that
-/// calls no helper, without a map; were a call to come anyway, it traps rather than touching
-/// a map that is not there.
+/// The trampoline's answer to a call from a run that lent no memory (a session's fast run of
+/// code that calls no helper): were a call to come anyway, it traps rather than touching
+/// memory that is not there.
 #[cold]
 #[inline(never)]
 fn called_without_map(ctx: &mut Ctx<'_>) -> u32 {
@@ -786,17 +1032,17 @@ fn called_without_map(ctx: &mut Ctx<'_>) -> u32 {
 #[inline(never)]
 fn after_helper(
     ctx: &mut Ctx<'_>,
-    memory_ptr: *mut MemoryMap<'_>,
+    memory_ptr: *mut dyn HelperMemory,
     outcome: std::thread::Result<Result<u64, TrapKind>>,
 ) -> u32 {
     // The helper may have reborrowed region bytes through `&mut`: re-derive the table that
     // generated code reads. A helper that only read (or used shared map memory) leaves the
     // generation, and the table, as they were (the hot path above).
-    // SAFETY: `memory_ptr` is the run's live map (the trampoline checked it is not null), and
-    // the helper's borrow of it has ended.
+    // SAFETY: `memory_ptr` is the run's live memory (the trampoline checked it is not null),
+    // and the helper's borrow of it has ended.
     let memory = unsafe { &mut *memory_ptr };
     if memory.generation() != ctx.generation {
-        ctx.refresh(memory);
+        memory.refresh(ctx);
     }
     match outcome {
         Ok(Ok(r0)) => {

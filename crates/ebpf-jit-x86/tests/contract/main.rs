@@ -13,12 +13,14 @@
 //!   sweeps, recursion, large programs, every contract case with its final stack) compared with
 //!   the interpreter, and what only this JIT's own API shows (helper panics, threads);
 //! - `props` — property tests: generated programs agree with the interpreter; guarded parsers
-//!   and counted loops never trap, and their off-by-one mutants trap as the interpreter does.
+//!   and counted loops never trap, and their off-by-one mutants trap as the interpreter does;
+//! - `session` — sessions run for run against the interpreter's, every shape of run in turn.
 
 #![cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
 
 mod differential;
 mod props;
+mod session;
 
 use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Trap, layout};
 use ebpf_cfg::facts::{Entry, RegionSpec};
