@@ -16,7 +16,7 @@ use std::sync::{Arc, Weak};
 
 use ebpf_abi::{Binding, Exit, Session, Trap, layout};
 
-use crate::vm::{Input, KEPT_STACK, Scratch, Vm, undecodable_trap};
+use crate::vm::{Buffers, Input, KEPT_STACK, Scratch, Vm, undecodable_trap};
 
 /// A [`Vm`] prepared for many runs on one thread ([`Vm::runner`]): same results as
 /// [`Vm::run`] and [`Vm::run_with`], run for run, at a fraction of the fixed cost per run.
@@ -170,7 +170,7 @@ impl Prepared {
                 .run_with::<BRACKET>(vm, Input::none())
                 .map(|exit| exit.r0);
         }
-        self.run_buffers::<BRACKET>(vm, None, [0, 0])
+        self.run_buffers::<BRACKET>(vm, None, None, [0, 0])
             .map(|exit| exit.r0)
     }
 
@@ -180,19 +180,44 @@ impl Prepared {
         vm: &Vm,
         input: Input<'_>,
     ) -> Result<Exit, Trap> {
-        // An input alone (no caller's metadata buffer, no extra regions) is what the fast
-        // path serves.
-        if self.no_metadata && input.is_data_only() {
-            let data = input.data;
-            match data {
-                Some(data) if data.len() as u64 <= layout::MAX_REGION_LEN => {
-                    return self.run_input::<BRACKET>(vm, data);
-                }
-                Some(data) => return self.run_mapped(vm, Input::new(data)),
-                None => return self.run_buffers::<BRACKET>(vm, None, [0, 0]),
-            }
+        match input.into_buffers() {
+            Ok(buffers) => self.run_buffers_with::<BRACKET>(vm, buffers),
+            Err(input) => self.run_mapped(vm, input),
         }
-        self.run_mapped(vm, input)
+    }
+
+    /// [`Runner::run_with`] of an input without extra regions, for `vm`: on a VM without a
+    /// metadata layout, the session's runs — the input alone (what `Vm::run` makes), no input
+    /// at all, or a caller's metadata buffer (and an input, or none), `r1`/`r2` its start and
+    /// length — which the session maps as the map of `Vm::run_mapped` would; the rest (a
+    /// layout, a buffer too long for a region) on that map.
+    #[inline(always)]
+    pub(crate) fn run_buffers_with<const BRACKET: bool>(
+        &mut self,
+        vm: &Vm,
+        buffers: Buffers<'_>,
+    ) -> Result<Exit, Trap> {
+        if !self.no_metadata {
+            return self.run_mapped(vm, Input::of_buffers(buffers));
+        }
+        let fits = |bytes: &Option<&mut [u8]>| {
+            bytes
+                .as_ref()
+                .is_none_or(|b| b.len() as u64 <= layout::MAX_REGION_LEN)
+        };
+        match buffers {
+            (Some(data), None) if data.len() as u64 <= layout::MAX_REGION_LEN => {
+                self.run_input::<BRACKET>(vm, data)
+            }
+            (None, None) => self.run_buffers::<BRACKET>(vm, None, None, [0, 0]),
+            (data, Some(metadata))
+                if fits(&data) && metadata.len() as u64 <= layout::MAX_REGION_LEN =>
+            {
+                let args = [layout::vm_addr(layout::METADATA, 0), metadata.len() as u64];
+                self.run_buffers::<BRACKET>(vm, data, Some(metadata), args)
+            }
+            buffers => self.run_mapped(vm, Input::of_buffers(buffers)),
+        }
     }
 
     /// A run on a map built as `Vm::run_with` builds it, through the session (always
@@ -229,18 +254,22 @@ impl Prepared {
         }
     }
 
-    /// A run of the session's fast path: the input alone, on this stack.
+    /// A run of the session's own buffers — the input and a caller's metadata buffer, each
+    /// at most `layout::MAX_REGION_LEN` bytes, or none — on this stack.
     #[inline(always)]
     fn run_buffers<const BRACKET: bool>(
         &mut self,
         vm: &Vm,
         data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
         args: [u64; 2],
     ) -> Result<Exit, Trap> {
         if BRACKET {
             self.scratch.stack.begin_run();
         }
-        let result = self.session.run(data, None, args, &mut self.scratch.stack);
+        let result = self
+            .session
+            .run(data, metadata, args, &mut self.scratch.stack);
         self.end_run::<BRACKET>();
         result.map_err(|trap| undecodable_trap(trap, &vm.undecodable))
     }

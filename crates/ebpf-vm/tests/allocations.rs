@@ -255,6 +255,65 @@ fn helper_calls_allocate_nothing_after_the_first() {
     }
 }
 
+/// Runs of every shape the sessions serve without the facade's map — no input, a caller's
+/// metadata buffer with an input or without, an input alone — one after the other in each
+/// counted run, so that every decision a session keeps is taken again: for a helper-calling
+/// program (whose helpers get the run's buffers) and a helper-free one (whose runs the entry
+/// of `Vm::run` refuses take the fallback code), through `Vm::run_with` and a runner.
+#[test]
+fn runs_of_every_shape_in_turn_allocate_nothing_after_the_first() {
+    let calling = "
+        stdw [%r10-8], 40
+        mov %r6, %r2
+        mov %r1, %r10
+        add %r1, -8
+        call 1
+        ldxdw %r1, [%r10-8]
+        add %r0, %r1
+        add %r0, %r6
+        exit
+    ";
+    let plain = "mov %r0, %r2\nexit";
+    for &engine in Engine::ALL {
+        for (name, text, want) in [
+            ("a helper-calling program", calling, 83),
+            ("a helper-free program", plain, 0),
+        ] {
+            let vm = Vm::builder()
+                .engine(engine)
+                .helper(1, |args: [u64; 5], mem: &mut dyn VmMemory| {
+                    let v = mem.read_u64(args[0])?;
+                    mem.write_u64(args[0], v + 1)?;
+                    Ok(v + 2)
+                })
+                .load_asm(text)
+                .unwrap();
+            assert_eq!(vm.run_with(Input::none()).unwrap().r0, want, "{engine}");
+            let (mut input, mut meta) = ([1u8; 8], [0u8; 16]);
+            let shapes =
+                |run: &mut dyn FnMut(Input<'_>) -> u64, input: &mut [u8], meta: &mut [u8]| {
+                    run(Input::none())
+                        + 3 * run(Input::new(input).metadata(meta))
+                        + 5 * run(Input::none().metadata(meta))
+                        + 7 * run(Input::new(input))
+                };
+            let what = format!("{name}, Vm::run_with of every shape in turn");
+            check_no_allocation(&what, &[&vm], || {
+                shapes(&mut |i| vm.run_with(i).unwrap().r0, &mut input, &mut meta)
+            });
+            let mut runner = vm.runner();
+            let what = format!("{name}, Runner::run_with of every shape in turn");
+            check_no_allocation(&what, &[&vm], || {
+                shapes(
+                    &mut |i| runner.run_with(i).unwrap().r0,
+                    &mut input,
+                    &mut meta,
+                )
+            });
+        }
+    }
+}
+
 /// Runs with a kernel context on an object's maps: a claimed CPU, map regions, map helpers
 /// (hash lookup, atomic adds, checksums), `for_each_map_elem` walks of an array and a hash,
 /// the run state, a tail call — nothing allocated after the first.

@@ -300,15 +300,34 @@ fn writer_or_reader(writer: &str) -> String {
     )
 }
 
+/// One program for runs A and B of any shape: with a non-zero `r2` (the length of the input
+/// or of the metadata buffer) it runs `writer`, with a zero one (no input, or empty ones) the
+/// reader of [`reader`].
+fn writer_or_reader_by_length(writer: &str) -> String {
+    format!(
+        "jeq %r2, 0, read
+        {writer}
+        read:
+        {reader}",
+        reader = read_the_stack("again")
+    )
+}
+
 /// The runs A of a runner, by name: programs for [`writer_or_reader`]'s writer part, and the
 /// builder to load them with.
 fn runner_writers(engine: Engine) -> Vec<(&'static str, Vm)> {
+    runner_writers_with(engine, writer_or_reader)
+}
+
+/// [`runner_writers`], each writer made a program by `program` ([`writer_or_reader`] or
+/// [`writer_or_reader_by_length`]).
+fn runner_writers_with(engine: Engine, program: fn(&str) -> String) -> Vec<(&'static str, Vm)> {
     let load = |builder: ebpf_vm::VmBuilder, writer: &str| {
         builder
             .engine(engine)
             .unverified()
             .budget(100_000)
-            .load_asm(&writer_or_reader(writer))
+            .load_asm(&program(writer))
             .unwrap()
     };
     // Constant offsets from r10 only, in the entry frame and one call deep.
@@ -458,6 +477,82 @@ fn no_run_with_reads_what_an_earlier_run_left_on_the_stack() {
             vm.run_with(input).map(|e| e.r0)
         });
     });
+}
+
+/// Runs of every shape the sessions serve without the facade's map, A and B of different
+/// shapes in turn, through `Vm::run_with` and a runner: run A with an input and a metadata
+/// buffer, a metadata buffer alone, an input alone; run B with no input, an empty metadata
+/// buffer, an empty input. (With `r2` zero the program reads; the runs of code compiled for
+/// `Vm::run`'s entry that the entry does not admit take the fallback code, and helper-calling
+/// code lends its helpers the run's buffers without a map: the helpers' mark must still
+/// bound the scrub.)
+#[test]
+fn no_run_of_another_shape_reads_what_an_earlier_run_left_on_the_stack() {
+    use ebpf_vm::Input;
+    let mut checked = 0;
+    for &engine in Engine::ALL {
+        for (name, vm) in runner_writers_with(engine, writer_or_reader_by_length) {
+            let mut runner = vm.runner();
+            for round in 0..6 {
+                for through_runner in [false, true] {
+                    let (mut input, mut metadata) = ([1u8; 8], [2u8; 16]);
+                    let mut run = |input: Input<'_>| match through_runner {
+                        true => runner.run_with(input),
+                        false => vm.run_with(input),
+                    };
+                    let a = catch_unwind(AssertUnwindSafe(|| match round % 3 {
+                        0 => run(Input::new(&mut input).metadata(&mut metadata)),
+                        1 => run(Input::none().metadata(&mut metadata)),
+                        _ => run(Input::new(&mut input)),
+                    }));
+                    let b = match round % 3 {
+                        0 => run(Input::none()),
+                        1 => run(Input::none().metadata(&mut [])),
+                        _ => run(Input::new(&mut [])),
+                    };
+                    assert_eq!(
+                        b.map(|exit| exit.r0),
+                        Ok(0),
+                        "{engine}, round {round}, runner {through_runner}: run A ({name}: {a:?}) \
+                         left the secret for run B"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 9 * 6 * 2 * Engine::ALL.len());
+}
+
+/// The writers by length are not vacuous: a run of each shape A takes that writes then reads
+/// in one run sees the secret; one with `r2` zero reads zero.
+#[test]
+fn a_run_of_every_shape_sees_its_own_stores() {
+    use ebpf_vm::Input;
+    for &engine in Engine::ALL {
+        for (label, writer) in [
+            ("a computed pointer", fill_through_pointer("ja read")),
+            ("a helper", "call 1\nja read".to_string()),
+        ] {
+            let vm = Vm::builder()
+                .engine(engine)
+                .unverified()
+                .budget(100_000)
+                .helper(1, smear)
+                .load_asm(&writer_or_reader_by_length(&writer))
+                .unwrap();
+            let (mut input, mut metadata) = ([1u8; 8], [2u8; 16]);
+            let seen = [
+                vm.run_with(Input::new(&mut input).metadata(&mut metadata)),
+                vm.run_with(Input::none().metadata(&mut metadata)),
+                vm.run_with(Input::new(&mut input)),
+            ];
+            for (shape, exit) in seen.into_iter().enumerate() {
+                assert_eq!(exit.map(|e| e.r0), Ok(SECRET), "{engine}, {label}, {shape}");
+            }
+            assert_eq!(vm.run_with(Input::none()).map(|e| e.r0), Ok(0), "{engine}");
+        }
+    }
 }
 
 /// The helper writing below the program's own stores is not vacuous: in one run, the reader
