@@ -1060,3 +1060,72 @@ fn after_helper(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    /// `Compiled::refuses_input_run` refuses a run exactly when the entry of `Vm::run`
+    /// (`Admission::admits`, on the run's whole map) does not admit it — for every input
+    /// length, with a metadata buffer or without, a fixed region or not, and `r1`/`r2` right,
+    /// lying, zero or the metadata buffer's — so a refused run is one the fallback code must
+    /// take, and an admitted one never is; with no entry facts (no fallback), nothing is
+    /// refused.
+    #[test]
+    fn entry_refusals_are_the_admissions_refusals() {
+        let program = ebpf_isa::assemble("mov %r0, 0\nexit").unwrap();
+        let with_entry = JitOptions {
+            entry: Some(FactsEntry::input()),
+            ..JitOptions::default()
+        };
+        let code = Compiled::new(&program, &with_entry).unwrap();
+        let plain = Compiled::new(&program, &JitOptions::default()).unwrap();
+        let admission = FactsEntry::input().admission();
+        let start = layout::vm_addr(layout::INPUT, 0);
+        let meta_start = layout::vm_addr(layout::METADATA, 0);
+        let rodata = [1u8; 8];
+        let mut checked = 0;
+        for len in [None, Some(0), Some(1), Some(8), Some(64)] {
+            for metadata in [false, true] {
+                for fixed in [false, true] {
+                    let n = len.unwrap_or(0) as u64;
+                    for args in [
+                        layout::input_args(n),
+                        [start, n + 1],
+                        [start, n.saturating_sub(1)],
+                        [start + 1, n],
+                        [0, 0],
+                        [start, 0],
+                        [meta_start, 16],
+                        [0, n],
+                    ] {
+                        let mut data = vec![7u8; len.unwrap_or(0)];
+                        let mut meta = [0u8; 16];
+                        let mut map = MemoryMap::new();
+                        if fixed {
+                            map.insert(layout::RODATA, Region::ReadOnly(&rodata));
+                        }
+                        if len.is_some() {
+                            map.insert(layout::INPUT, Region::Writable(&mut data));
+                        }
+                        if metadata {
+                            map.insert(layout::METADATA, Region::Writable(&mut meta));
+                        }
+                        let admitted = admission.admits(&map, args);
+                        let data = len.map(|n| vec![7u8; n]);
+                        let case = format!("input {len:?}, metadata {metadata}, args {args:x?}");
+                        assert_eq!(
+                            code.refuses_input_run(data.as_deref(), args),
+                            !admitted,
+                            "{case}"
+                        );
+                        assert!(!plain.refuses_input_run(data.as_deref(), args), "{case}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 5 * 2 * 2 * 8);
+    }
+}
