@@ -312,10 +312,10 @@ impl Compiled {
     #[cold]
     #[inline(never)]
     fn plain(&self) -> Option<Result<&Compiled, Trap>> {
-        // (No run is admitted with `r1` 0 by an entry that says anything of it; an entry that
-        // says nothing of the arguments is not asked here.)
-        let refused = MemoryMap::new();
         self.fallback.as_ref()?;
+        // (The gate makes the code for a run it refuses, and `Vm::run`'s entry — the only
+        // one asked here — refuses every run with `r1` 0.)
+        let refused = MemoryMap::new();
         match self.admitted(&refused, [0, 0]) {
             Ok(code) if core::ptr::eq(code, self) => None,
             other => Some(other),
