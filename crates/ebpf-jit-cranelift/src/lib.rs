@@ -34,6 +34,7 @@
 //! }
 //! ```
 
+mod buffers;
 mod cache;
 mod context;
 mod error;
@@ -252,6 +253,15 @@ impl Executable for CraneliftProgram {
 }
 
 impl CraneliftProgram {
+    /// The fallback code (compiled without the entry's facts), once a run has needed it.
+    #[inline]
+    fn fallback_code(&self) -> Option<&CraneliftProgram> {
+        match self.fallback.as_ref()?.gate.made()? {
+            Ok(plain) => Some(plain),
+            Err(_) => None,
+        }
+    }
+
     /// Whether a session's run of `data` (and a metadata buffer, if `metadata`) with `args`
     /// may run this code without passing the entry's gate: the code assumes nothing of the
     /// entry, or the run is `Vm::run`'s run of an entry that asks no more

@@ -23,16 +23,78 @@ use ebpf_abi::{
 use ebpf_interp::RunState;
 
 use crate::Finish;
+use crate::buffers::Buffers;
 use crate::context::{Context, FACT_FAILED, SUSPENDED, off};
 
 /// The entry point of compiled code.
 pub(crate) type EntryFn = unsafe extern "C" fn(*mut Context) -> u64;
 
+/// The memory a run lends its helpers: a map of every region, or a session's [`Buffers`]
+/// (the run's own buffers, when the binding has no fixed regions). What the trampoline needs
+/// of it besides `VmMemory`.
+trait HostMemory: ebpf_abi::VmMemory {
+    /// Moves on every `&mut` access to a region's bytes (`MemoryMap::generation`).
+    fn generation(&self) -> u64;
+
+    /// Writes the rows of `table` that can be mapped with pointers derived afresh; `rows` and
+    /// the result as `MemoryMap::refresh_raw_table`'s.
+    fn refresh_rows(
+        &mut self,
+        table: &mut [RawRegion; ebpf_abi::REGION_TABLE_LEN],
+        rows: u64,
+    ) -> u64;
+
+    /// Records the instructions a run had executed when a helper failed, for a caller that
+    /// asks (`MemoryMap::instructions_at_helper_trap`).
+    fn set_instructions_at_helper_trap(&mut self, instructions: u64);
+}
+
+impl HostMemory for MemoryMap<'_> {
+    #[inline(always)]
+    fn generation(&self) -> u64 {
+        MemoryMap::generation(self)
+    }
+
+    fn refresh_rows(
+        &mut self,
+        table: &mut [RawRegion; ebpf_abi::REGION_TABLE_LEN],
+        rows: u64,
+    ) -> u64 {
+        self.refresh_raw_table(table, rows)
+    }
+
+    fn set_instructions_at_helper_trap(&mut self, instructions: u64) {
+        MemoryMap::set_instructions_at_helper_trap(self, instructions);
+    }
+}
+
+impl HostMemory for Buffers<'_> {
+    #[inline(always)]
+    fn generation(&self) -> u64 {
+        Buffers::generation(self)
+    }
+
+    /// (The set of mapped rows is the run's, unchanged by helpers: only the pointers are
+    /// derived afresh.)
+    fn refresh_rows(
+        &mut self,
+        table: &mut [RawRegion; ebpf_abi::REGION_TABLE_LEN],
+        rows: u64,
+    ) -> u64 {
+        Buffers::refresh_rows(self, table);
+        rows
+    }
+
+    /// Nothing reads it: only a `run_in` caller asks (to add up a chain of tail calls), and
+    /// that run is on a map.
+    fn set_instructions_at_helper_trap(&mut self, _: u64) {}
+}
+
 /// What the helper trampoline needs: the helpers, the run's memory, and where to leave what
 /// happened.
-struct Host<'h, 'm> {
+struct Host<'h, M: ?Sized> {
     helpers: &'h Helpers,
-    memory: &'h mut MemoryMap<'m>,
+    memory: &'h mut M,
     /// A trap a helper caused (reported with [`trap_code::HOST`]).
     trap: Option<TrapKind>,
     /// A helper's panic, resumed once generated code has returned.
@@ -182,12 +244,12 @@ impl Spare {
     }
 }
 
-/// The helper entry point of in-process runs.
+/// The helper entry point of in-process runs on a map (`run_on`).
 ///
 /// # Safety
 ///
 /// `ctx` must be the context of a run in progress ([`run`]), whose `user` points to its
-/// [`Host`] or is null.
+/// [`Host`] over a [`MemoryMap`] or is null.
 unsafe extern "C" fn trampoline(
     ctx: *mut Context,
     id: u64,
@@ -206,17 +268,54 @@ unsafe extern "C" fn trampoline(
     if ctx.user.is_null() {
         return called_without_host(ctx, id);
     }
-    // SAFETY: `run` stored a pointer to its live, otherwise unused `Host` in `user` (not
-    // null, checked above).
-    let host = unsafe { &mut *ctx.user.cast::<Host<'_, '_>>() };
+    // SAFETY: `run` stored a pointer to its live, otherwise unused `Host` over a map in
+    // `user` (not null, checked above).
+    let host = unsafe { &mut *ctx.user.cast::<Host<'_, MemoryMap<'_>>>() };
+    call_helper(ctx, host, id, [r1, r2, r3, r4, r5])
+}
+
+/// The helper entry point of a session's runs on its [`Buffers`] (`Session::run_buffers`).
+///
+/// # Safety
+///
+/// `ctx` must be the context of a run in progress, whose `user` points to its [`Host`] over
+/// [`Buffers`] or is null.
+unsafe extern "C" fn buffers_trampoline(
+    ctx: *mut Context,
+    id: u64,
+    r1: u64,
+    r2: u64,
+    r3: u64,
+    r4: u64,
+    r5: u64,
+) -> u64 {
+    // SAFETY: generated code passes on the context pointer `run_buffers` gave it, which keeps
+    // the context alive and does not touch it while generated code (and so this call) runs.
+    let ctx = unsafe { &mut *ctx };
+    // (Null only if `calls_helpers` missed an instruction that calls this entry: as above.)
+    if ctx.user.is_null() {
+        return called_without_host(ctx, id);
+    }
+    // SAFETY: `run_buffers` stored a pointer to its live, otherwise unused `Host` over its
+    // `Buffers` in `user` (not null, checked above), and set this entry only then.
+    let host = unsafe { &mut *ctx.user.cast::<Host<'_, Buffers<'_>>>() };
+    call_helper(ctx, host, id, [r1, r2, r3, r4, r5])
+}
+
+/// A helper call from generated code: the helper's result in `helper_r0`, or a trap code.
+#[inline(always)]
+fn call_helper<M: HostMemory>(
+    ctx: &mut Context,
+    host: &mut Host<'_, M>,
+    id: u64,
+    args: [u64; 5],
+) -> u64 {
     let helpers = host.helpers;
     let memory = &mut *host.memory;
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        helpers.call(id, [r1, r2, r3, r4, r5], memory)
-    }));
+    let result = catch_unwind(AssertUnwindSafe(|| helpers.call(id, args, memory)));
     match result {
         // The common call stays here: only a helper that failed, panicked or moved the
-        // map's generation goes out of line, so this saves few registers.
+        // memory's generation goes out of line, so this saves few registers.
         Ok(Ok(r0)) if host.memory.generation() == host.generation => {
             ctx.helper_r0 = r0;
             trap_code::EXIT
@@ -238,9 +337,9 @@ fn called_without_host(ctx: &mut Context, id: u64) -> u64 {
 /// changed the map), failed or panicked.
 #[cold]
 #[inline(never)]
-fn after_helper(
+fn after_helper<M: HostMemory>(
     ctx: &mut Context,
-    host: &mut Host<'_, '_>,
+    host: &mut Host<'_, M>,
     id: u64,
     result: std::thread::Result<Result<u64, TrapKind>>,
 ) -> u64 {
@@ -248,7 +347,7 @@ fn after_helper(
     // the raw table from the map, as the contract asks, with pointers derived afresh. One that
     // only read, or used shared map memory, leaves the generation and the table as they were.
     if host.memory.generation() != host.generation {
-        host.rows = host.memory.refresh_raw_table(&mut ctx.regions, host.rows);
+        host.rows = host.memory.refresh_rows(&mut ctx.regions, host.rows);
         host.generation = host.memory.generation();
     }
     match result {
@@ -417,7 +516,7 @@ unsafe fn finish_run(
     helpers: &Helpers,
     limits: &Limits,
     budget: u64,
-    host: &mut Host<'_, '_>,
+    host: &mut Host<'_, MemoryMap<'_>>,
 ) -> Result<Exit, Trap> {
     if ctx.trap_kind == FACT_FAILED {
         // Checked facts: a check the facts declared impossible failed. That is a bug in the
@@ -439,35 +538,43 @@ unsafe fn finish_run(
 
 /// A program bound to its helpers, limits and fixed regions for runs on one thread
 /// (`Executable::session`): it owns its context (no thread-local per run), keeps the fixed
-/// regions' rows of the region table, and — for code that calls no helper — writes only the
-/// rows of the run's own buffers (input, metadata, stack) per run, building the run's map
-/// only when the run suspends (the interpreter finishes it on the map).
+/// regions' rows of the region table, and writes only the rows of the run's own buffers
+/// (input, metadata, stack) per run, building the run's map only when the run suspends (the
+/// interpreter finishes it on the map). Code that calls helpers runs so too when the binding
+/// has no fixed regions: its helpers see the run's [`Buffers`] (`Session::run_buffers`);
+/// with fixed regions, every run builds its map.
 pub(crate) struct Session {
     /// The program: its code (mapped while it lives), what finishes a suspended run, and —
     /// when its code was compiled with an entry's facts (`gated`) — the gate: a run its entry
-    /// does not quickly admit (`CraneliftProgram::fast_admits`) goes through its `run_in`,
-    /// which checks the gate and runs the fallback code when the run is not admitted.
+    /// does not quickly admit (`CraneliftProgram::fast_admits`) runs the fallback code when
+    /// it is a run without buffers whose admission the session decided once (`bare`), else
+    /// goes through `run_in`, which checks the gate.
     program: Arc<crate::CraneliftProgram>,
     entry: EntryFn,
     gated: bool,
     binding: Arc<dyn Binding>,
+    /// The binding's helpers (a copy saves a virtual call per run of helper-calling code;
+    /// cloning shares each helper, once, when the session is made).
+    helpers: Helpers,
     /// The binding's limits (read on every run; a copy saves the virtual call).
     limits: Limits,
     spill: ebpf_abi::MapSpill,
-    /// The helpers' stack mark of the mapped runs since it was last taken (a fast run calls
-    /// no helper).
+    /// The helpers' stack mark of the runs since it was last taken.
     helper_stack_mark: Option<u64>,
     spare: Box<Spare>,
     /// The table holds the fixed regions' rows and, of the rest, at most the rows of the
     /// run's own buffers (`spare.rows` says which may be mapped), and the context's words
-    /// that are the same for every run are set (`set_fixed_words`): what the fast path
-    /// writes on. A mapped run, or a fast one that did not exit, may leave other rows or
-    /// words, and clears it.
+    /// that are the same for every run are set (`set_fixed_words`, the helper entry
+    /// `buffers_trampoline`): what the fast path writes on. A mapped run, or a fast one that
+    /// did not exit, may leave other rows or words, and clears it.
     fast_table: bool,
     /// `input_fast && fast_table`, in one flag: `run_input` tests only this on its fast path.
     input_ready: bool,
-    /// Whether the program calls a helper (a kfunc, `callx`): then every run builds its map.
+    /// Whether the program calls a helper (a kfunc, `callx`).
     calls_helpers: bool,
+    /// Whether the binding maps fixed regions: then runs of helper-calling code build their
+    /// map (their helpers must reach those regions too).
+    has_fixed: bool,
     /// The limits' stack size (in bytes), call depth and budget (`u64::MAX` without one),
     /// worked out once.
     stack_size: usize,
@@ -477,6 +584,20 @@ pub(crate) struct Session {
     /// most `u32::MAX` bytes) takes the fast path: the code calls no helper and its entry asks
     /// at most what such a run gives (`Admission::input_only`). Worked out once.
     input_fast: bool,
+    /// The same for code that calls helpers, on the binding's fixed regions alone (none):
+    /// every run of an input alone runs on its `Buffers` (`Session::run_buffers`).
+    input_buffers: bool,
+    /// For a run with neither input nor metadata buffer (`Vm::run_no_data`,
+    /// `run_with(Input::none())`) of gated code: the arguments whose admission was decided,
+    /// the entry of the code such a run takes and whether it is the fallback code's (which
+    /// the program owns: its entry stays mapped while the session lives). The answer cannot
+    /// change while the arguments do not: the entry's admission looks at the regions it
+    /// speaks of — the fixed ones, the same on every run (`Binding::map_fixed`), and the
+    /// input and metadata buffers, unmapped in every such run — at the arguments, and at the
+    /// metadata buffer's contents, which such a run has none of.
+    bare: Option<([u64; 2], EntryFn, bool)>,
+    /// `!gated && !calls_helpers`: every run `run` is given takes the fast path.
+    plain: bool,
 }
 
 impl Session {
@@ -499,12 +620,14 @@ impl Session {
             )
         });
         let limits = *binding.limits();
-        let input_fast = !calls_helpers
-            && program.fallback.as_ref().is_none_or(|fallback| {
-                fallback.gate.admission().input_only() == Some(layout::INPUT as u8)
-            });
+        let has_fixed = ebpf_abi::has_fixed_regions(&*binding);
+        let input_only = program.fallback.as_ref().is_none_or(|fallback| {
+            fallback.gate.admission().input_only() == Some(layout::INPUT as u8)
+        });
         Session {
-            input_fast,
+            input_fast: !calls_helpers && input_only,
+            input_buffers: calls_helpers && !has_fixed && input_only,
+            plain: !calls_helpers && program.fallback.is_none(),
             gated: program.fallback.is_some(),
             program,
             entry,
@@ -512,6 +635,7 @@ impl Session {
             max_depth: limits.max_depth(),
             budget: limits.budget.unwrap_or(u64::MAX),
             limits,
+            helpers: binding.helpers().clone(),
             binding,
             spill: ebpf_abi::MapSpill::default(),
             spare: {
@@ -523,6 +647,8 @@ impl Session {
             input_ready: false,
             helper_stack_mark: None,
             calls_helpers,
+            has_fixed,
+            bare: None,
         }
     }
 
@@ -556,13 +682,34 @@ impl Session {
         result
     }
 
-    /// A fast run that did not exit: it suspended (the interpreter finishes it on a map of
-    /// the run's regions) or trapped.
+    /// Decides, once for `args`, which code a run with neither input nor metadata buffer
+    /// runs (see `bare`): its entry, and true for the fallback code (made here when first
+    /// needed).
     #[cold]
     #[inline(never)]
+    fn decide_bare(&mut self, args: [u64; 2]) -> Result<(EntryFn, bool), Trap> {
+        // (The stack, which the map lacks, is a region the admission never looks at.)
+        let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
+        ebpf_abi::map_run(&mut map, &*self.binding, None, None);
+        let program = &*self.program;
+        let code = program
+            .admitted(&map, args)
+            .map(|code| (code.entry, !core::ptr::eq(code, program)));
+        self.spill = map.into_spill();
+        let (entry, on_fallback) = code?;
+        self.bare = Some((args, entry, on_fallback));
+        Ok((entry, on_fallback))
+    }
+
+    /// A fast run that did not exit: it suspended (the interpreter finishes it on a map of
+    /// the run's regions) or trapped. `on_fallback`: it ran the fallback code.
+    #[cold]
+    #[inline(never)]
+    #[expect(clippy::too_many_arguments, reason = "a run's state, handed on")]
     fn finish_mapped(
         &mut self,
         r0: u64,
+        on_fallback: bool,
         data: Option<&mut [u8]>,
         metadata: Option<&mut [u8]>,
         stack: &mut Stack,
@@ -598,7 +745,7 @@ impl Session {
                 r0,
                 frames,
                 max_depth,
-                &self.program.finish,
+                &code_finish(&self.program, on_fallback).finish,
                 binding.helpers(),
                 limits,
                 budget,
@@ -628,16 +775,21 @@ impl Session {
             (self.stack_size as u64, self.max_depth),
             frames,
         );
+        // A fast run's helpers, when its code calls any, see its `Buffers`.
+        spare.ctx.helper = buffers_trampoline;
         spare.ctx.user = core::ptr::null_mut();
         self.fast_table = true;
         self.input_ready = self.input_fast;
     }
 
-    /// A run the fast path admits (see [`ebpf_abi::Session::run`] below): makes the table
-    /// ready if it is not, then [`Session::run_ready`].
+    /// A run the fast path admits (see [`ebpf_abi::Session::run`] below) of code that calls
+    /// no helper, on `entry` (the fallback code's when `on_fallback`): makes the table ready
+    /// if it is not, then [`Session::run_ready`].
     #[inline(always)]
     fn run_fast(
         &mut self,
+        entry: EntryFn,
+        on_fallback: bool,
         data: Option<&mut [u8]>,
         metadata: Option<&mut [u8]>,
         args: [u64; 2],
@@ -647,7 +799,7 @@ impl Session {
             // Only the fixed regions' rows and words; the run's rows follow.
             self.fixed_table();
         }
-        self.run_ready(data, metadata, args, stack)
+        self.run_ready(entry, on_fallback, data, metadata, args, stack)
     }
 
     /// `run_input`'s fast path when the table is not ready (out of line: the first run, or
@@ -657,11 +809,11 @@ impl Session {
     fn run_input_unready(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
         // (The arguments worked out here: passed in, they were stored in memory on every run.)
         let args = layout::input_args(data.len() as u64);
-        self.run_fast(Some(data), None, args, stack)
+        self.run_fast(self.entry, false, Some(data), None, args, stack)
     }
 
     /// [`Session::run_fast`] on a ready table (`fast_table`): writes the rows of the run's own
-    /// buffers that changed, `r1`/`r2` and the budget, and calls the code.
+    /// buffers that changed, `r1`/`r2` and the budget, and calls the code at `entry`.
     ///
     /// Nothing else is written per run: the words `set_fixed_words` sets are the same at
     /// the entry of every run, and a run that exits leaves them so — the frame's shape, the
@@ -671,10 +823,14 @@ impl Session {
     /// never exit from here (the dispatcher of a program of several units writes `depth` and
     /// `next` itself on entry, before any unit reads them); `host` is written by the check
     /// function before it is read; `helper_r0` only by a helper call, which code run here
-    /// never makes. A run that does not exit clears `fast_table` (`finish_mapped`).
+    /// never makes. A run that does not exit clears `fast_table` (`finish_mapped`). The same
+    /// holds of the program's code and its fallback (one translator, one context layout), so
+    /// runs of the two may alternate on one table.
     #[inline(always)]
     fn run_ready(
         &mut self,
+        entry: EntryFn,
+        on_fallback: bool,
         mut data: Option<&mut [u8]>,
         mut metadata: Option<&mut [u8]>,
         args: [u64; 2],
@@ -702,23 +858,216 @@ impl Session {
         ctx.remaining = budget;
         let ctx_ptr: *mut Context = &raw mut *ctx;
         // SAFETY: `entry` is generated code for this host, mapped while `self.program` lives
-        // (`Session::new`'s promise). The context is initialised for a run from the entry:
-        // its table holds the fixed regions' rows (derived from the binding's, which the
-        // session keeps alive and whose bytes are never reached through `&mut`) and the rows
-        // of `data`, `metadata` and the stack region, derived from their borrows above,
-        // which nothing else uses until the code returns; every other row is unmapped; the
-        // other words are those of a run from the entry (above), `frames` pointing to the
-        // session's `max_depth` frames (`fixed_table`), which live as long as it. The code
-        // calls no helper, so `user` (null) is never read.
-        let r0 = unsafe { (self.entry)(ctx_ptr) };
+        // (`Session::new`'s promise, and `run_other`'s for the fallback code, which the
+        // program owns). The context is initialised for a run from the entry: its table
+        // holds the fixed regions' rows (derived from the binding's, which the session keeps
+        // alive and whose bytes are never reached through `&mut`) and the rows of `data`,
+        // `metadata` and the stack region, derived from their borrows above, which nothing
+        // else uses until the code returns; every other row is unmapped; the other words are
+        // those of a run from the entry (above), `frames` pointing to the session's
+        // `max_depth` frames (`fixed_table`), which live as long as it. The code calls no
+        // helper, so `user` (null) is never read.
+        let r0 = unsafe { entry(ctx_ptr) };
         if ctx.trap_kind == trap_code::EXIT {
             return Ok(Exit {
                 r0,
                 instructions: budget.wrapping_sub(ctx.remaining),
             });
         }
-        self.finish_mapped(r0, data, metadata, stack, budget)
+        self.finish_mapped(r0, on_fallback, data, metadata, stack, budget)
     }
+
+    /// A run of code that calls helpers, on a binding without fixed regions, on `entry` (the
+    /// fallback code's when `on_fallback`): as [`Session::run_fast`], with the run's buffers
+    /// lent to its helpers as [`Buffers`] — the same regions the table maps, their rows
+    /// derived from the `Buffers` before the code runs and afresh after any helper that
+    /// reached their bytes through `&mut` (the trampoline's refresh, as on a map).
+    #[inline(never)]
+    fn run_buffers(
+        &mut self,
+        entry: EntryFn,
+        on_fallback: bool,
+        data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        if !self.fast_table {
+            self.fixed_table();
+        }
+        let mut memory = Buffers::new(data, metadata, stack.region(self.stack_size));
+        let spare = &mut *self.spare;
+        for (r, row) in memory.rows() {
+            match row {
+                Some(RawRegion {
+                    host,
+                    len,
+                    writable,
+                }) => spare.set_run_row(r, host, len, writable),
+                None => spare.unmap_run_row(r),
+            }
+        }
+        let budget = self.budget;
+        let mut host = Host {
+            helpers: &self.helpers,
+            memory: &mut memory,
+            trap: None,
+            panic: None,
+            rows: spare.rows,
+            generation: 0,
+        };
+        let ctx = &mut spare.ctx;
+        ctx.args[0] = args[0];
+        ctx.args[1] = args[1];
+        ctx.remaining = budget;
+        ctx.user = (&raw mut host).cast();
+        let ctx_ptr: *mut Context = &raw mut *ctx;
+        // SAFETY: as `run_ready`'s, but for the rows of `data`, `metadata` and the stack,
+        // derived from `memory`, and the helper entry: `fixed_table` set it to
+        // `buffers_trampoline`, and `user` points to `host`, a `Host` over `memory`, which
+        // live until the code returns; nothing else uses them, the buffers or the context
+        // meanwhile, and the trampoline derives the rows afresh when a helper reached the
+        // buffers' bytes through `&mut`.
+        let r0 = unsafe { entry(ctx_ptr) };
+        ctx.user = core::ptr::null_mut();
+        let mark = host.memory.lowest_stack_write();
+        if mark.is_some() {
+            self.helper_stack_mark = ebpf_abi::lower_stack_mark(self.helper_stack_mark, mark);
+        }
+        if ctx.trap_kind == trap_code::EXIT {
+            return Ok(Exit {
+                r0,
+                instructions: budget.wrapping_sub(ctx.remaining),
+            });
+        }
+        // (The run may have left trap words, a depth or other rows: as `finish_mapped`.)
+        self.fast_table = false;
+        self.input_ready = false;
+        let frames = ctx.frames;
+        // SAFETY: `frames` points to the session's `max_depth` frames (`fixed_table` set it
+        // from `spare.frames`, untouched since), which generated code, their only other user,
+        // no longer uses.
+        unsafe {
+            finish_buffers(
+                ctx,
+                r0,
+                frames,
+                self.max_depth,
+                &code_finish(&self.program, on_fallback).finish,
+                &self.limits,
+                budget,
+                &mut host,
+                &mut self.helper_stack_mark,
+            )
+        }
+    }
+
+    /// A run of `data` (if any) and `metadata` (if any) with `args` that the fast paths in
+    /// `run` do not take: code that calls helpers, or a run the entry does not quickly
+    /// admit. It runs on the session's table, on the program's code or its fallback, unless
+    /// the code calls helpers and the binding has fixed regions, or it has buffers and the
+    /// entry does not quickly admit it: then on a map.
+    #[inline(never)]
+    fn run_other(
+        &mut self,
+        data: Option<&mut [u8]>,
+        metadata: Option<&mut [u8]>,
+        args: [u64; 2],
+        stack: &mut Stack,
+    ) -> Result<Exit, Trap> {
+        if self.calls_helpers && self.has_fixed {
+            return self.run_mapped(data, metadata, args, stack);
+        }
+        let (entry, on_fallback) = if !self.gated
+            || self
+                .program
+                .fast_admits(data.as_deref(), metadata.is_some(), args)
+        {
+            (self.entry, false)
+        } else if data.is_none() && metadata.is_none() {
+            match self.bare {
+                Some((bare, entry, on_fallback)) if bare == args => (entry, on_fallback),
+                _ => match self.decide_bare(args) {
+                    Ok(code) => code,
+                    Err(trap) => return Err(trap),
+                },
+            }
+        } else {
+            return self.run_mapped(data, metadata, args, stack);
+        };
+        if self.calls_helpers {
+            self.run_buffers(entry, on_fallback, data, metadata, args, stack)
+        } else {
+            self.run_fast(entry, on_fallback, data, metadata, args, stack)
+        }
+    }
+}
+
+/// The program's code or (`on_fallback`) its fallback code, for what finishes a run of it.
+/// (The fallback is made before any run of it; were it not, the program's own would do: it
+/// is the same program, only the return sites' words might not be found.)
+#[inline(always)]
+fn code_finish(program: &crate::CraneliftProgram, on_fallback: bool) -> &crate::CraneliftProgram {
+    match on_fallback {
+        true => program.fallback_code().unwrap_or(program),
+        false => program,
+    }
+}
+
+/// A run on a session's [`Buffers`] that did not exit: a helper panicked (the panic goes on),
+/// trapped or failed, or the code suspended (the interpreter finishes the run on a map of the
+/// same buffers) or failed a checked fact. The helpers' stack mark of what runs here is
+/// merged into `mark`.
+///
+/// # Safety
+///
+/// As [`finish_run`]'s.
+#[cold]
+#[inline(never)]
+#[expect(clippy::too_many_arguments, reason = "a run's state, handed on")]
+unsafe fn finish_buffers(
+    ctx: &Context,
+    r0: u64,
+    frames: *mut u64,
+    max_depth: usize,
+    finish: &Finish,
+    limits: &Limits,
+    budget: u64,
+    host: &mut Host<'_, Buffers<'_>>,
+    mark: &mut Option<u64>,
+) -> Result<Exit, Trap> {
+    if let Some(payload) = host.panic.take() {
+        // A helper panicked: let the panic continue, as it does through the interpreter.
+        resume_unwind(payload);
+    }
+    if ctx.trap_kind != SUSPENDED && ctx.trap_kind != FACT_FAILED {
+        return outcome(ctx, r0, budget, limits, host);
+    }
+    let mut map = host.memory.take_map();
+    let mut mapped = Host {
+        helpers: host.helpers,
+        memory: &mut map,
+        trap: None,
+        panic: None,
+        rows: host.rows,
+        generation: 0,
+    };
+    // SAFETY: the caller's promise.
+    let result = unsafe {
+        finish_run(
+            ctx,
+            r0,
+            frames,
+            max_depth,
+            finish,
+            host.helpers,
+            limits,
+            budget,
+            &mut mapped,
+        )
+    };
+    *mark = ebpf_abi::lower_stack_mark(*mark, map.lowest_stack_write());
+    result
 }
 
 impl ebpf_abi::Session for Session {
@@ -730,16 +1079,12 @@ impl ebpf_abi::Session for Session {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        // Code compiled with an entry's facts runs here only on a run its entry admits.
-        if self.calls_helpers
-            || (self.gated
-                && !self
-                    .program
-                    .fast_admits(data.as_deref(), metadata.is_some(), args))
-        {
-            return self.run_mapped(data, metadata, args, stack);
+        // (Code compiled with an entry's facts runs only on a run its entry admits, and code
+        // that calls helpers lends them its memory: `run_other`.)
+        if self.plain {
+            return self.run_fast(self.entry, false, data, metadata, args, stack);
         }
-        self.run_fast(data, metadata, args, stack)
+        self.run_other(data, metadata, args, stack)
     }
 
     #[inline]
@@ -749,7 +1094,11 @@ impl ebpf_abi::Session for Session {
         let short = data.len() as u64 <= u64::from(u32::MAX);
         if self.input_ready && short {
             let args = layout::input_args(data.len() as u64);
-            return self.run_ready(Some(data), None, args, stack);
+            return self.run_ready(self.entry, false, Some(data), None, args, stack);
+        }
+        if self.input_buffers && short {
+            let args = layout::input_args(data.len() as u64);
+            return self.run_buffers(self.entry, false, Some(data), None, args, stack);
         }
         if self.input_fast && short {
             return self.run_input_unready(data, stack);
@@ -823,7 +1172,7 @@ fn hand_over(
     finish: &Finish,
     helpers: &Helpers,
     limits: &Limits,
-    host: &mut Host<'_, '_>,
+    host: &mut Host<'_, MemoryMap<'_>>,
 ) -> Result<Exit, Trap> {
     let pc = usize::try_from(ctx.trap_pc).unwrap_or(usize::MAX);
     // Suspended by `ret` on its way to a return site: the site's word is in `next`.
@@ -853,12 +1202,12 @@ fn hand_over(
 }
 
 /// The run's result from the context generated code left.
-fn outcome(
+fn outcome<M: HostMemory + ?Sized>(
     ctx: &Context,
     r0: u64,
     budget: u64,
     limits: &Limits,
-    host: &mut Host<'_, '_>,
+    host: &mut Host<'_, M>,
 ) -> Result<Exit, Trap> {
     if ctx.trap_kind == trap_code::EXIT {
         return Ok(Exit {
