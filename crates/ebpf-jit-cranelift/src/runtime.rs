@@ -114,9 +114,11 @@ struct Spare {
     ctx: Context,
     /// `ctx.regions` is unmapped outside this bit set of rows.
     rows: u64,
-    /// A session's saved call frames (`max_depth` of them, allocated with the session), which
-    /// its fast path's context points to; empty in a thread's spare, whose runs use the
-    /// stack's.
+    /// A session's saved call frames, which its fast path's context points to (its
+    /// `max_depth` is their number): none for a program without local calls, else as many as
+    /// the default call depth allows (at most the limit), twice as many whenever a run
+    /// suspended at a call that found them all in use (`Session::grow_frames`), up to the
+    /// limit. Empty in a thread's spare, whose runs use the stack's.
     frames: Vec<CallFrame>,
 }
 
@@ -232,6 +234,20 @@ impl Spare {
             } = RawRegion::UNMAPPED;
             self.replace_run_row(r, host, len, writable);
         }
+    }
+
+    /// The number of the session's frames the context points to, and whether a run of code
+    /// that makes local calls (`local_calls`), which suspended, had them all in use (its
+    /// depth, saved with its registers, reached their number) while the limit (`limit`)
+    /// allows more: then the session grows them after the run.
+    #[inline(always)]
+    fn frames_in_use(&self, local_calls: bool, limit: usize) -> (usize, bool) {
+        let len = self.frames.len();
+        let full = local_calls
+            && self.ctx.trap_kind == SUSPENDED
+            && self.ctx.depth >= len as u64
+            && len < limit;
+        (len, full)
     }
 
     fn put_back(mut self: Box<Spare>) {
@@ -572,6 +588,8 @@ pub(crate) struct Session {
     input_ready: bool,
     /// Whether the program calls a helper (a kfunc, `callx`).
     calls_helpers: bool,
+    /// Whether the program makes local calls (else its code never reads `frames`).
+    local_calls: bool,
     /// Whether the binding maps fixed regions: then runs of helper-calling code build their
     /// map (their helpers must reach those regions too).
     has_fixed: bool,
@@ -596,6 +614,14 @@ pub(crate) struct Session {
     /// input and metadata buffers, unmapped in every such run — at the arguments, and at the
     /// metadata buffer's contents, which such a run has none of.
     bare: Option<([u64; 2], EntryFn, bool)>,
+    /// Whether the code is gated by an entry that asks only what `Vm::run` gives
+    /// (`Admission::input_only`): then it refuses every run whose `r1` is not the input's
+    /// start (a run without input, one with a metadata buffer in `r1`), whatever its
+    /// buffers hold, and such a run takes the fallback code without a map.
+    gated_input_only: bool,
+    /// The fallback code's entry, once a run has needed it (the program owns the code: it
+    /// stays mapped while the session lives).
+    fallback_entry: Option<EntryFn>,
     /// `!gated && !calls_helpers`: every run `run` is given takes the fast path.
     plain: bool,
 }
@@ -619,12 +645,23 @@ impl Session {
                 } | ebpf_isa::Insn::CallX { .. }
             )
         });
+        let local_calls = program.finish.program.iter().any(|(_, insn)| {
+            matches!(
+                insn,
+                ebpf_isa::Insn::Call {
+                    kind: ebpf_isa::CallKind::Local,
+                    ..
+                }
+            )
+        });
         let limits = *binding.limits();
         let has_fixed = ebpf_abi::has_fixed_regions(&*binding);
         let input_only = program.fallback.as_ref().is_none_or(|fallback| {
             fallback.gate.admission().input_only() == Some(layout::INPUT as u8)
         });
         Session {
+            gated_input_only: input_only && program.fallback.is_some(),
+            fallback_entry: None,
             input_fast: !calls_helpers && input_only,
             input_buffers: calls_helpers && !has_fixed && input_only,
             plain: !calls_helpers && program.fallback.is_none(),
@@ -640,7 +677,11 @@ impl Session {
             spill: ebpf_abi::MapSpill::default(),
             spare: {
                 let mut spare = Spare::fresh();
-                spare.frames = vec![CallFrame::default(); limits.max_depth()];
+                let frames = match local_calls {
+                    true => limits.max_depth().min(ebpf_abi::DEFAULT_MAX_CALL_DEPTH),
+                    false => 0,
+                };
+                spare.frames = vec![CallFrame::default(); frames];
                 spare
             },
             fast_table: false,
@@ -648,6 +689,7 @@ impl Session {
             helper_stack_mark: None,
             calls_helpers,
             has_fixed,
+            local_calls,
             bare: None,
         }
     }
@@ -721,10 +763,11 @@ impl Session {
         self.input_ready = false;
         let limits = &self.limits;
         let binding = &*self.binding;
-        let (stack_size, max_depth) = (self.stack_size, self.max_depth);
+        let stack_size = self.stack_size;
         let (region, _) = stack.parts(stack_size);
         // The frames the code used: the session's own, through the pointer it was given.
         let frames = self.spare.ctx.frames;
+        let (max_depth, full) = self.spare.frames_in_use(self.local_calls, self.max_depth);
         let mut map = MemoryMap::with_spill(core::mem::take(&mut self.spill));
         ebpf_abi::map_run(&mut map, binding, data, metadata);
         map.insert(layout::STACK, Region::Writable(region));
@@ -755,7 +798,25 @@ impl Session {
         self.helper_stack_mark =
             ebpf_abi::lower_stack_mark(self.helper_stack_mark, map.lowest_stack_write());
         self.spill = map.into_spill();
+        if full {
+            self.grow_frames();
+        }
         result
+    }
+
+    /// More frames for the fast path (see `Spare::frames`): after a run that suspended with
+    /// every frame in use — at a call that found none free, or deeper in a callee — which the
+    /// interpreter finished. The next fast run's `fixed_table` points the context to them.
+    #[cold]
+    #[inline(never)]
+    fn grow_frames(&mut self) {
+        let frames = &mut self.spare.frames;
+        let grown = frames
+            .len()
+            .saturating_mul(2)
+            .max(ebpf_abi::DEFAULT_MAX_CALL_DEPTH)
+            .min(self.max_depth);
+        frames.resize(grown, CallFrame::default());
     }
 
     /// Makes the table hold the fixed regions' rows only (every other row unmapped), derived
@@ -769,10 +830,12 @@ impl Session {
         spare.rows = fixed.refresh_raw_table(&mut spare.ctx.regions, spare.rows);
         // (A mapped run may have set other words, or a trap left its own: the fast path
         // writes only what changes from run to run.)
+        // (The code's depth limit is the frames the session has: a call past them suspends,
+        // and the interpreter, held to the limits' depth, goes on.)
         let frames: *mut u64 = spare.frames.as_mut_ptr().cast();
         set_fixed_words(
             &mut spare.ctx,
-            (self.stack_size as u64, self.max_depth),
+            (self.stack_size as u64, spare.frames.len()),
             frames,
         );
         // A fast run's helpers, when its code calls any, see its `Buffers`.
@@ -944,29 +1007,37 @@ impl Session {
         self.fast_table = false;
         self.input_ready = false;
         let frames = ctx.frames;
+        let (max_depth, full) = spare.frames_in_use(self.local_calls, self.max_depth);
+        let ctx = &spare.ctx;
         // SAFETY: `frames` points to the session's `max_depth` frames (`fixed_table` set it
         // from `spare.frames`, untouched since), which generated code, their only other user,
         // no longer uses.
-        unsafe {
+        let result = unsafe {
             finish_buffers(
                 ctx,
                 r0,
                 frames,
-                self.max_depth,
+                max_depth,
                 &code_finish(&self.program, on_fallback).finish,
                 &self.limits,
                 budget,
                 &mut host,
                 &mut self.helper_stack_mark,
             )
+        };
+        if full {
+            self.grow_frames();
         }
+        result
     }
 
-    /// A run of `data` (if any) and `metadata` (if any) with `args` that the fast paths in
-    /// `run` do not take: code that calls helpers, or a run the entry does not quickly
-    /// admit. It runs on the session's table, on the program's code or its fallback, unless
-    /// the code calls helpers and the binding has fixed regions, or it has buffers and the
-    /// entry does not quickly admit it: then on a map.
+    /// A run of `data` (if any) and `metadata` (if any) with `args` that `run`'s fast path
+    /// does not take: of code that calls helpers, or of gated code. It runs on the session's
+    /// table: on the program's code when the entry quickly admits it; else on the fallback
+    /// code when the entry refuses it without a map (`gated_input_only`) or it has no
+    /// buffers (decided once per arguments, `bare`). Runs of code that calls helpers on a
+    /// binding with fixed regions, and the other runs of gated code, run on a map
+    /// (`run_mapped`, which checks the entry's admission in full).
     #[inline(never)]
     fn run_other(
         &mut self,
@@ -984,6 +1055,18 @@ impl Session {
                 .fast_admits(data.as_deref(), metadata.is_some(), args)
         {
             (self.entry, false)
+        } else if self.gated_input_only && args[0] != layout::vm_addr(layout::INPUT, 0) {
+            match self.fallback_entry {
+                Some(entry) => (entry, true),
+                None => match self.program.fallback_code() {
+                    Some(fallback) => {
+                        self.fallback_entry = Some(fallback.entry);
+                        (fallback.entry, true)
+                    }
+                    // (The first such run makes the fallback code: the next find it.)
+                    None => return self.run_mapped(data, metadata, args, stack),
+                },
+            }
         } else if data.is_none() && metadata.is_none() {
             match self.bare {
                 Some((bare, entry, on_fallback)) if bare == args => (entry, on_fallback),
@@ -1251,5 +1334,91 @@ mod tests {
         assert_eq!(code, trap_code::HOST);
         assert_eq!(spare.ctx.trap_a, 7);
         spare.put_back();
+    }
+
+    /// A session of `source` compiled with the default options, bound to `limits`.
+    fn session_of(source: &str, limits: Limits) -> (Session, ebpf_isa::Program) {
+        let program = ebpf_isa::assemble(source).unwrap();
+        let code = Arc::new(crate::compile(&program, &crate::JitOptions::default()).unwrap());
+        let entry = code.entry;
+        let binding = Arc::new(ebpf_abi::PlainBinding {
+            helpers: Helpers::new(),
+            limits,
+        });
+        // SAFETY: `entry` is `code`'s, generated by `compile` for this host.
+        (unsafe { Session::new(code, entry, binding) }, program)
+    }
+
+    /// A session allocates the frames its runs use, not the limit's: none for a program
+    /// without local calls, the default depth's for one with calls however deep the limit
+    /// allows, and more only after a run that used them all — which the interpreter finished
+    /// exactly, as every deeper run is, the call depth exceeded included.
+    #[test]
+    fn a_session_allocates_the_frames_its_runs_use() {
+        use ebpf_abi::{DEFAULT_MAX_CALL_DEPTH, Executable, PlainBinding, Session as _};
+        if !crate::host_supported() {
+            return;
+        }
+        let deep = Limits {
+            max_call_depth: 200,
+            ..Limits::default()
+        };
+        let flat = Limits {
+            max_call_depth: ebpf_abi::MAX_CALL_DEPTH,
+            ..Limits::default()
+        };
+        let (mut session, _) = session_of("mov %r0, 1\nexit", flat);
+        assert_eq!(session.spare.frames.len(), 0);
+        let mut stack = Stack::new();
+        assert_eq!(
+            session.run_input(&mut [0; 8], &mut stack).map(|e| e.r0),
+            Ok(1)
+        );
+        // `r0` is the depth the input's first byte asks for, reached by recursion.
+        let recursive = "ldxb %r1, [%r1]
+            call local f
+            exit
+        f:
+            jeq %r1, 0, done
+            sub %r1, 1
+            call local f
+            add %r0, 1
+            exit
+        done:
+            mov %r0, 0
+            exit";
+        let (mut session, program) = session_of(recursive, deep);
+        assert_eq!(session.spare.frames.len(), DEFAULT_MAX_CALL_DEPTH);
+        let binding = Arc::new(PlainBinding {
+            helpers: Helpers::new(),
+            limits: deep,
+        });
+        let mut interp = Arc::new(ebpf_interp::Interpreter::new(&program)).session(binding);
+        let mut interp_stack = Stack::new();
+        let mut sizes = Vec::new();
+        for depth in [3u8, 5, 6, 7, 100, 3, 100, 100, 150, 198, 199, 200, 255, 5] {
+            let mut data = [depth; 8];
+            let got = session.run_input(&mut data, &mut stack);
+            let want = interp.run_input(&mut [depth; 8], &mut interp_stack);
+            assert_eq!(got, want, "depth {depth}");
+            sizes.push(session.spare.frames.len());
+            // (The lender's part: the stack all zero again.)
+            stack.region(deep.stack_size() as usize).fill(0);
+            interp_stack.region(deep.stack_size() as usize).fill(0);
+        }
+        // Calls nest 1 + depth deep: 8 frames serve up to depth 7; each run past them
+        // doubles them (once per run), up to the limit; the limit exceeded past 199.
+        assert_eq!(
+            sizes,
+            [8, 8, 8, 8, 16, 16, 32, 64, 128, 200, 200, 200, 200, 200]
+        );
+        let exceeded = session.run_input(&mut [200; 8], &mut stack);
+        assert!(matches!(
+            exceeded,
+            Err(Trap {
+                kind: TrapKind::CallDepthExceeded { .. },
+                ..
+            })
+        ));
     }
 }

@@ -1530,6 +1530,19 @@ impl<'a, 'f> Tx<'a, 'f> {
             .get(j)
             .copied()
             .unwrap_or(self.live[self.block]);
+        self.suspend_with(live);
+    }
+
+    /// [`Tx::suspend`] with every register saved, live or not: for a local call, whose
+    /// frame the interpreter pushes with `r6`–`r10` whatever the liveness says of them.
+    fn suspend_whole(&mut self) {
+        self.suspend_with(crate::live::ALL);
+    }
+
+    /// [`Tx::suspend`] saving the registers of `live`.
+    fn suspend_with(&mut self, live: crate::live::Regs) {
+        let block = &self.plan.blocks[self.block];
+        let j = self.current - block.insns.start;
         if self.charged {
             // The whole block was charged on entry; the instructions from this one on have
             // not run.
@@ -1899,7 +1912,14 @@ impl<'a, 'f> Tx<'a, 'f> {
             .b
             .ins()
             .icmp(IntCC::UnsignedGreaterThanOrEqual, depth, max_depth);
-        self.trap_if(over, pc, code::CALL_DEPTH_EXCEEDED, None, 0);
+        if self.prep.shortfall == Shortfall::Suspend {
+            // In-process, `max_depth` is the frames the context has, which a session grows
+            // on demand (up to the limit): a call that finds them all used is for the
+            // interpreter, which pushes the frame or traps with the depth exceeded, exactly.
+            self.cold_if(over, Tx::suspend_whole);
+        } else {
+            self.trap_if(over, pc, code::CALL_DEPTH_EXCEEDED, None, 0);
+        }
         let offset = self.b.ins().imul_imm_s(depth, off::FRAME_WORDS * 8);
         let frames = self.fixed(off::FRAMES);
         let frame = self.b.ins().iadd(frames, offset);

@@ -456,3 +456,206 @@ fn a_fixed_region_mapped_longer_than_declared_keeps_the_checks_it_needs() {
         }
     }
 }
+
+/// A session's runs of code that calls helpers run on its own buffers (no map) when the binding
+/// has no fixed regions: every way such a run can go — a helper that only computes, one that
+/// writes the stack (the helpers' stack mark) or the input (which the code reads back after
+/// the call: the rows derived afresh), one that fails, one that panics, the budget running
+/// short between helper calls (the interpreter finishes on a map of the same buffers), the
+/// call depth exceeded — followed by every other, through `run_input`, a run with neither
+/// input nor metadata, a run with a metadata buffer and `run_in` with an extra region, on two
+/// stacks used in turn; each result, the input after it and the helpers' stack mark as the
+/// interpreter's session gives them, with and without the input's facts (runs without input
+/// take the fallback code), whole and cut into units.
+#[test]
+fn a_session_run_of_helper_calling_code_is_the_interpreters() {
+    use ebpf_abi::{Executable, HelperError, Region, Stack, TrapKind, VmMemory};
+    if !supported() {
+        return;
+    }
+    let program = ebpf_isa::assemble(
+        "mov %r6, %r1
+        mov %r7, %r2
+        mov %r1, %r2
+        call 1
+        mov %r8, %r0
+        jeq %r7, 0, bare
+        ldxb %r2, [%r6]
+        jeq %r2, 1, stack
+        jeq %r2, 2, input
+        jeq %r2, 3, fail
+        jeq %r2, 4, panic
+        jeq %r2, 5, budget
+        jeq %r2, 6, deep
+        mov %r0, %r8
+        exit
+    bare:
+        mov %r0, %r8
+        add %r0, 100
+        exit
+    stack:
+        mov %r1, %r10
+        add %r1, -64
+        call 2
+        ldxdw %r0, [%r10-64]
+        exit
+    input:
+        mov %r1, %r6
+        add %r1, 8
+        call 2
+        ldxdw %r0, [%r6+8]
+        exit
+    fail:
+        call 3
+        exit
+    panic:
+        call 4
+        exit
+    budget:
+        ldxb %r9, [%r6+1]
+    again:
+        mov %r1, %r9
+        call 1
+        mov %r9, %r0
+        stxb [%r6+3], %r9
+        jlt %r9, 200, again
+        mov %r0, %r9
+        exit
+    deep:
+        call local deep
+        exit",
+    )
+    .unwrap();
+    let mut helpers = Helpers::new();
+    helpers.insert(1, |args: [u64; 5], _: &mut dyn VmMemory| Ok(args[0] + 1));
+    helpers.insert(2, |args: [u64; 5], memory: &mut dyn VmMemory| {
+        memory.write(args[0], &[0xab; 8])?;
+        Ok(0)
+    });
+    helpers.insert(3, |_: [u64; 5], _: &mut dyn VmMemory| {
+        Err(HelperError::failed("no"))
+    });
+    helpers.insert(
+        4,
+        |_: [u64; 5], _: &mut dyn VmMemory| -> Result<u64, HelperError> { panic!("helper 4") },
+    );
+    let binding = std::sync::Arc::new(ebpf_abi::PlainBinding {
+        helpers,
+        limits: Limits {
+            budget: Some(300),
+            ..Limits::default()
+        },
+    });
+    const PATHS: u8 = 7;
+    // (The run's result, or that it panicked; the input after it; the helpers' stack mark.)
+    type Outcome = (Option<Result<Exit, Trap>>, Vec<u8>, Option<u64>);
+    let runs = |engine: std::sync::Arc<dyn Executable>| -> Vec<Outcome> {
+        let mut session = engine.session(binding.clone());
+        let mut stacks = [Stack::new(), Stack::new()];
+        let mut outcomes = Vec::new();
+        let mut extra = [5u8; 32];
+        for first in 0..PATHS {
+            for then in 0..PATHS {
+                for (shape, path) in [(0, first), (1, then), (2, first), (3, then), (0, then)] {
+                    let n = outcomes.len();
+                    let mut data = vec![0u8; 16 + 8 * (n % 3)];
+                    data[0] = path;
+                    // The loop's start: around the budget, so that some runs of path 5
+                    // suspend between helper calls and some finish.
+                    data[1] = 120 + 7 * (n % 11) as u8;
+                    let mut meta = data.clone();
+                    let stack = &mut stacks[n % 2];
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        match shape {
+                            0 => session.run_input(&mut data, stack),
+                            1 => session.run(None, None, [0, 0], stack),
+                            2 => {
+                                let args = [layout::vm_addr(layout::METADATA, 0), 24];
+                                session.run(Some(&mut data), Some(&mut meta), args, stack)
+                            }
+                            _ => {
+                                let mut map = MemoryMap::new();
+                                map.insert(5, Region::Writable(&mut extra));
+                                let len = data.len() as u64;
+                                map.insert(layout::INPUT, Region::Writable(&mut data));
+                                let args = layout::input_args(len);
+                                let result = session.run_in(&mut map, args, stack);
+                                // (A `run_in` run's mark is in the caller's map.)
+                                let mark = map.lowest_stack_write();
+                                assert!(session.take_helper_stack_mark().is_none());
+                                return (result, mark);
+                            }
+                        }
+                        .map_or_else(|trap| (Err(trap), None), |exit| (Ok(exit), None))
+                    }));
+                    let (result, mark) = match result {
+                        Ok((result, None)) if shape != 3 => {
+                            (Some(result), session.take_helper_stack_mark())
+                        }
+                        Ok((result, mark)) => (Some(result), mark),
+                        Err(_) => (None, session.take_helper_stack_mark()),
+                    };
+                    // The lender's part: the stack all zero again before it is lent.
+                    stack.region(limits_stack()).fill(0);
+                    outcomes.push((result, data, mark));
+                }
+            }
+        }
+        outcomes
+    };
+    fn limits_stack() -> usize {
+        Limits::default().stack_size() as usize
+    }
+    let want = runs(std::sync::Arc::new(Interpreter::new(&program)));
+    // Every way of ending happened, on each shape of run.
+    let of = |path: u8| want.iter().filter(move |(_, d, _)| d[0] == path);
+    assert!(of(0).any(|(r, _, _)| matches!(r, Some(Ok(e)) if e.r0 == 17)));
+    assert!(
+        want.iter()
+            .any(|(r, _, _)| matches!(r, Some(Ok(e)) if e.r0 == 101))
+    );
+    assert!(
+        of(1).any(
+            |(r, _, m)| matches!(r, Some(Ok(e)) if e.r0 == 0xabab_abab_abab_abab) && m.is_some()
+        )
+    );
+    assert!(of(2).any(
+        |(r, d, _)| matches!(r, Some(Ok(e)) if e.r0 == 0xabab_abab_abab_abab)
+            && d[8..16] == [0xab; 8]
+    ));
+    assert!(of(3).any(|(r, _, _)| matches!(
+        r,
+        Some(Err(Trap {
+            kind: TrapKind::HelperFailed { .. },
+            ..
+        }))
+    )));
+    assert!(of(4).any(|(r, _, _)| r.is_none()));
+    assert!(of(5).any(|(r, _, _)| matches!(
+        r,
+        Some(Err(Trap {
+            kind: TrapKind::BudgetExhausted { .. },
+            ..
+        }))
+    )));
+    assert!(of(5).any(|(r, _, _)| matches!(r, Some(Ok(e)) if e.r0 == 200)));
+    assert!(of(6).any(|(r, _, _)| matches!(
+        r,
+        Some(Err(Trap {
+            kind: TrapKind::CallDepthExceeded { .. },
+            ..
+        }))
+    )));
+    let input = || options().with_entry(Some(Entry::input()));
+    for options in [
+        options(),
+        split_options(),
+        input(),
+        input().with_checked_facts(true),
+    ] {
+        let got = runs(std::sync::Arc::new(jit_with(&program, &options)));
+        for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(got, want, "run {i}");
+        }
+    }
+}
