@@ -865,6 +865,14 @@ impl Session {
         self.run_ready(entry, on_fallback, data, metadata, args, stack)
     }
 
+    /// `run_input`'s path for code that calls helpers (`input_buffers`): out of line, its
+    /// arguments in registers (passed on, `run_buffers`' were stored on every run).
+    #[inline(never)]
+    fn run_input_buffers(&mut self, data: &mut [u8], stack: &mut Stack) -> Result<Exit, Trap> {
+        let args = layout::input_args(data.len() as u64);
+        self.run_buffers(self.entry, false, Some(data), None, args, stack)
+    }
+
     /// `run_input`'s fast path when the table is not ready (out of line: the first run, or
     /// the first after a mapped run or a trap).
     #[cold]
@@ -945,7 +953,7 @@ impl Session {
     /// lent to its helpers as [`Buffers`] — the same regions the table maps, their rows
     /// derived from the `Buffers` before the code runs and afresh after any helper that
     /// reached their bytes through `&mut` (the trampoline's refresh, as on a map).
-    #[inline(never)]
+    #[inline(always)]
     fn run_buffers(
         &mut self,
         entry: EntryFn,
@@ -1180,8 +1188,7 @@ impl ebpf_abi::Session for Session {
             return self.run_ready(self.entry, false, Some(data), None, args, stack);
         }
         if self.input_buffers && short {
-            let args = layout::input_args(data.len() as u64);
-            return self.run_buffers(self.entry, false, Some(data), None, args, stack);
+            return self.run_input_buffers(data, stack);
         }
         if self.input_fast && short {
             return self.run_input_unready(data, stack);
