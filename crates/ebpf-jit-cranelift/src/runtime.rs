@@ -747,7 +747,6 @@ impl Session {
     /// the run's regions) or trapped. `on_fallback`: it ran the fallback code.
     #[cold]
     #[inline(never)]
-    #[expect(clippy::too_many_arguments, reason = "a run's state, handed on")]
     fn finish_mapped(
         &mut self,
         r0: u64,
@@ -1078,10 +1077,7 @@ impl Session {
         } else if data.is_none() && metadata.is_none() {
             match self.bare {
                 Some((bare, entry, on_fallback)) if bare == args => (entry, on_fallback),
-                _ => match self.decide_bare(args) {
-                    Ok(code) => code,
-                    Err(trap) => return Err(trap),
-                },
+                _ => self.decide_bare(args)?,
             }
         } else {
             return self.run_mapped(data, metadata, args, stack);
