@@ -1,16 +1,22 @@
-//! The memory helpers see in a session's run of helper-calling code when the binding has no
-//! fixed regions: the stack, the input and the metadata buffer, and nothing else — what
-//! `Vm::run` of a VM without data images or read-only regions maps. Such a run writes the
-//! three rows of its region table from these buffers and hands the helpers this, instead of
-//! building a [`MemoryMap`] (a few hundred bytes written and read back) on every run.
+//! The memory helpers see in a session's run of helper-calling code: the stack, the input and
+//! the metadata buffer, and the binding's fixed regions — what `Vm::run` maps. Such a run
+//! writes the three rows of its region table from these buffers (the fixed regions' rows are
+//! the session's, written once) and hands the helpers this, instead of building a
+//! [`MemoryMap`] (a few hundred bytes written and read back) on every run. The fixed regions
+//! are mapped for the helpers only when one of them reaches past the buffers (most helpers
+//! touch only these), into a map kept for the rest of the run.
 //!
-//! Every helper access gives exactly what the same access gives on a [`MemoryMap`] holding
-//! the same three buffers (`MemoryMap::insert_buffers`): the same bytes, the same
-//! [`TrapKind`]s, the same stack mark; and the generation moves on every `&mut` access to
-//! the bytes, as the map's does, which is when the region table's pointers are derived
-//! afresh. The tests hold the two to each other access by access.
+//! Every helper access gives exactly what the same access gives on the run's map
+//! (`ebpf_abi::map_run`: the fixed regions, then the buffers): the same bytes, the same
+//! [`TrapKind`]s, the same stack mark; and the generation moves on every write, as the map's
+//! does, which is when the region table's pointers to the buffers are derived afresh. The
+//! tests hold the two to each other access by access.
 
-use ebpf_abi::{MemoryMap, REGION_TABLE_LEN, RawRegion, TrapKind, VmMemory, layout};
+use core::cell::OnceCell;
+
+use ebpf_abi::{
+    Binding, MapSpill, MemoryMap, REGION_TABLE_LEN, RawRegion, TrapKind, VmMemory, layout,
+};
 
 /// A run's own buffers, each writable; `None` is unmapped (unlike an empty buffer, which is
 /// mapped: a helper's empty write to it succeeds).
@@ -23,15 +29,27 @@ pub(crate) struct Buffers<'a> {
     generation: u64,
     /// As [`MemoryMap::lowest_stack_write`].
     lowest_stack_write: Option<u64>,
+    /// The binding whose fixed regions the run maps besides its buffers (`None`: it has none).
+    binding: Option<&'a dyn Binding>,
+    /// Its fixed regions, mapped when a helper first reaches past the buffers.
+    fixed: OnceCell<MemoryMap<'a>>,
+    /// The session's kept allocation for region ids above the inline ones, which that map
+    /// takes (and gives back, [`Buffers::into_spill`]).
+    spill: core::cell::Cell<MapSpill>,
 }
 
 impl<'a> Buffers<'a> {
-    /// The memory `MemoryMap::insert_buffers(input, metadata, stack)` maps on an empty map.
+    /// The memory `map_run(map, binding, input, metadata)` then
+    /// `map.insert(layout::STACK, stack)` map on an empty map (`binding`: `None` when it has
+    /// no fixed regions), `spill` the allocation such a map would use for ids above the
+    /// inline ones.
     #[inline(always)]
     pub(crate) fn new(
         input: Option<&'a mut [u8]>,
         metadata: Option<&'a mut [u8]>,
         stack: &'a mut [u8],
+        binding: Option<&'a dyn Binding>,
+        spill: MapSpill,
     ) -> Buffers<'a> {
         Buffers {
             stack: layout::within_window(stack),
@@ -39,20 +57,55 @@ impl<'a> Buffers<'a> {
             metadata: metadata.map(layout::within_window),
             generation: 0,
             lowest_stack_write: None,
+            binding,
+            fixed: OnceCell::new(),
+            spill: core::cell::Cell::new(spill),
         }
     }
 
-    /// The same buffers on a map, for the interpreter that finishes a suspended run, taken out
-    /// of this memory (which keeps only its stack mark: the map's starts afresh).
+    /// The same memory as a map, for the interpreter that finishes a suspended run, taken out
+    /// of this one (which keeps only its stack mark: the map's starts afresh).
     #[cold]
     pub(crate) fn take_map(&mut self) -> MemoryMap<'a> {
-        let mut map = MemoryMap::new();
+        let mut map = MemoryMap::with_spill(self.take_spill());
+        if let Some(binding) = self.binding {
+            binding.map_fixed(&mut map);
+        }
         map.insert_buffers(
             self.input.take(),
             self.metadata.take(),
             core::mem::take(&mut self.stack),
         );
         map
+    }
+
+    /// The spill (see `spill`), given back: the fixed regions' map's, when it was made.
+    #[inline(always)]
+    pub(crate) fn into_spill(mut self) -> MapSpill {
+        self.take_spill()
+    }
+
+    /// Gives back the spill a map of [`Buffers::take_map`] used.
+    pub(crate) fn put_spill(&mut self, spill: MapSpill) {
+        self.spill.set(spill);
+    }
+
+    fn take_spill(&mut self) -> MapSpill {
+        match self.fixed.take() {
+            Some(map) => map.into_spill(),
+            None => self.spill.take(),
+        }
+    }
+
+    /// The fixed regions' map, made on first use.
+    #[cold]
+    fn fixed_map(&self) -> Option<&MemoryMap<'a>> {
+        let binding = self.binding?;
+        Some(self.fixed.get_or_init(|| {
+            let mut map = MemoryMap::with_spill(self.spill.take());
+            binding.map_fixed(&mut map);
+            map
+        }))
     }
 
     /// The stack mark (see [`MemoryMap::lowest_stack_write`]).
@@ -89,6 +142,7 @@ impl<'a> Buffers<'a> {
         }
     }
 
+    /// The buffer mapped at `id`, if any (else the fixed regions hold it, or nothing).
     #[inline(always)]
     fn region(&self, id: u64) -> Option<&[u8]> {
         match id {
@@ -106,6 +160,34 @@ impl<'a> Buffers<'a> {
             layout::INPUT => self.input.as_deref_mut(),
             layout::METADATA => self.metadata.as_deref_mut(),
             _ => None,
+        }
+    }
+
+    /// A read past the buffers: the fixed regions', or out of bounds.
+    #[cold]
+    fn read_fixed(&self, addr: u64, buf: &mut [u8]) -> Result<(), TrapKind> {
+        match self.fixed_map() {
+            Some(map) => map.read(addr, buf),
+            None => Err(TrapKind::OutOfBounds {
+                addr,
+                len: buf.len() as u64,
+                write: false,
+            }),
+        }
+    }
+
+    /// A write past the buffers: the fixed regions' (which refuse it but for a shared
+    /// region's bytes, never reached through `&mut`), or out of bounds.
+    #[cold]
+    fn write_fixed(&mut self, addr: u64, data: &[u8]) -> Result<(), TrapKind> {
+        let _ = self.fixed_map();
+        match self.fixed.get_mut() {
+            Some(map) => map.write(addr, data),
+            None => Err(TrapKind::OutOfBounds {
+                addr,
+                len: data.len() as u64,
+                write: true,
+            }),
         }
     }
 }
@@ -126,10 +208,13 @@ fn raw(bytes: &mut [u8]) -> RawRegion {
 impl VmMemory for Buffers<'_> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), TrapKind> {
         let off = layout::offset_of(addr) as usize;
-        let done = self.region(layout::region_of(addr)).and_then(|bytes| {
-            buf.copy_from_slice(bytes.get(off..off.checked_add(buf.len())?)?);
-            Some(())
-        });
+        let Some(bytes) = self.region(layout::region_of(addr)) else {
+            return self.read_fixed(addr, buf);
+        };
+        let done = off
+            .checked_add(buf.len())
+            .and_then(|end| bytes.get(off..end))
+            .map(|src| buf.copy_from_slice(src));
         done.ok_or(TrapKind::OutOfBounds {
             addr,
             len: buf.len() as u64,
@@ -141,6 +226,9 @@ impl VmMemory for Buffers<'_> {
         self.generation = self.generation.wrapping_add(1);
         let id = layout::region_of(addr);
         let off = layout::offset_of(addr) as usize;
+        if self.region(id).is_none() {
+            return self.write_fixed(addr, data);
+        }
         let done = self.region_mut(id).and_then(|bytes| {
             let end = off.checked_add(data.len())?;
             bytes.get_mut(off..end).map(|dst| dst.copy_from_slice(data))
@@ -175,7 +263,11 @@ mod tests {
             (None, Some(0)),
             (Some(1), Some(3)),
         ];
-        for (input_len, metadata_len) in cases {
+        let rodata = Rodata(vec![7; 40], vec![9; 16]);
+        for ((input_len, metadata_len), fixed) in cases
+            .into_iter()
+            .flat_map(|case| [(case, false), (case, true)])
+        {
             let fill = |len: Option<usize>, seed: u8| {
                 len.map(|len| {
                     (0..len)
@@ -187,11 +279,20 @@ mod tests {
             let (mut input_b, mut meta_b) = (input_a.clone(), meta_a.clone());
             let mut stack_a: Vec<u8> = (0..512).map(|i| i as u8).collect();
             let mut stack_b = stack_a.clone();
-            let mut buffers =
-                Buffers::new(input_a.as_deref_mut(), meta_a.as_deref_mut(), &mut stack_a);
+            let binding = fixed.then_some(&rodata as &dyn Binding);
+            let mut buffers = Buffers::new(
+                input_a.as_deref_mut(),
+                meta_a.as_deref_mut(),
+                &mut stack_a,
+                binding,
+                MapSpill::default(),
+            );
             let mut map = MemoryMap::new();
+            if let Some(binding) = binding {
+                binding.map_fixed(&mut map);
+            }
             map.insert_buffers(input_b.as_deref_mut(), meta_b.as_deref_mut(), &mut stack_b);
-            let case = format!("input {input_len:?}, metadata {metadata_len:?}");
+            let case = format!("input {input_len:?}, metadata {metadata_len:?}, fixed {fixed}");
             // The rows describe what the map's rows describe.
             let mut table = [RawRegion::UNMAPPED; REGION_TABLE_LEN];
             map.raw_table(&mut table);
@@ -204,7 +305,16 @@ mod tests {
                     None => assert!(theirs.host.is_null(), "{case}: row {id}"),
                 }
             }
-            for id in [0, layout::STACK, layout::INPUT, layout::METADATA, 4, 63] {
+            for id in [
+                0,
+                1,
+                layout::STACK,
+                3,
+                layout::INPUT,
+                layout::METADATA,
+                9,
+                63,
+            ] {
                 for off in [0u64, 1, 3, 4, 5, 23, 24, 63, 64, 511, 512, 0xffff_ffff] {
                     let addr = layout::vm_addr(id, off);
                     for len in [0usize, 1, 2, 8] {
@@ -247,12 +357,34 @@ mod tests {
                 assert_eq!(taken.read(addr, &mut a), map.read(addr, &mut b), "{case}");
                 assert_eq!(a, b, "{case}: region {id}");
             }
+            for id in [layout::RODATA, 9] {
+                assert_eq!(taken.extent(id), map.extent(id), "{case}: region {id}");
+            }
             assert_eq!(taken.lowest_stack_write(), None);
             assert!(
                 taken
                     .write_u64(layout::vm_addr(layout::STACK, 8), 1)
                     .is_ok()
             );
+        }
+    }
+
+    /// A binding with two read-only fixed regions: at `layout::RODATA`, and at id 9 (past the
+    /// inline ids, in the map's spill).
+    struct Rodata(Vec<u8>, Vec<u8>);
+
+    impl Binding for Rodata {
+        fn helpers(&self) -> &ebpf_abi::Helpers {
+            unreachable!("not called by these tests")
+        }
+
+        fn limits(&self) -> &ebpf_abi::Limits {
+            unreachable!("not called by these tests")
+        }
+
+        fn map_fixed<'a>(&'a self, map: &mut MemoryMap<'a>) {
+            map.insert(layout::RODATA, ebpf_abi::Region::ReadOnly(&self.0));
+            map.insert(9, ebpf_abi::Region::ReadOnly(&self.1));
         }
     }
 }

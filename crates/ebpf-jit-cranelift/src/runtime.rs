@@ -30,8 +30,8 @@ use crate::context::{Context, FACT_FAILED, SUSPENDED, off};
 pub(crate) type EntryFn = unsafe extern "C" fn(*mut Context) -> u64;
 
 /// The memory a run lends its helpers: a map of every region, or a session's [`Buffers`]
-/// (the run's own buffers, when the binding has no fixed regions). What the trampoline needs
-/// of it besides `VmMemory`.
+/// (the run's own buffers, and the binding's fixed regions mapped when first reached). What
+/// the trampoline needs of it besides `VmMemory`.
 trait HostMemory: ebpf_abi::VmMemory {
     /// Moves on every `&mut` access to a region's bytes (`MemoryMap::generation`).
     fn generation(&self) -> u64;
@@ -556,9 +556,8 @@ unsafe fn finish_run(
 /// (`Executable::session`): it owns its context (no thread-local per run), keeps the fixed
 /// regions' rows of the region table, and writes only the rows of the run's own buffers
 /// (input, metadata, stack) per run, building the run's map only when the run suspends (the
-/// interpreter finishes it on the map). Code that calls helpers runs so too when the binding
-/// has no fixed regions: its helpers see the run's [`Buffers`] (`Session::run_buffers`);
-/// with fixed regions, every run builds its map.
+/// interpreter finishes it on the map). Code that calls helpers runs so too: its helpers see
+/// the run's [`Buffers`] (`Session::run_buffers`).
 pub(crate) struct Session {
     /// The program: its code (mapped while it lives), what finishes a suspended run, and —
     /// when its code was compiled with an entry's facts (`gated`) — the gate: a run its entry
@@ -590,8 +589,8 @@ pub(crate) struct Session {
     calls_helpers: bool,
     /// Whether the program makes local calls (else its code never reads `frames`).
     local_calls: bool,
-    /// Whether the binding maps fixed regions: then runs of helper-calling code build their
-    /// map (their helpers must reach those regions too).
+    /// Whether the binding maps fixed regions: then a run's helpers map them when they first
+    /// reach past the run's buffers (`Buffers`).
     has_fixed: bool,
     /// The limits' stack size (in bytes), call depth and budget (`u64::MAX` without one),
     /// worked out once.
@@ -602,8 +601,8 @@ pub(crate) struct Session {
     /// most `u32::MAX` bytes) takes the fast path: the code calls no helper and its entry asks
     /// at most what such a run gives (`Admission::input_only`). Worked out once.
     input_fast: bool,
-    /// The same for code that calls helpers, on the binding's fixed regions alone (none):
-    /// every run of an input alone runs on its `Buffers` (`Session::run_buffers`).
+    /// The same for code that calls helpers: every run of an input alone runs on its
+    /// `Buffers` (`Session::run_buffers`).
     input_buffers: bool,
     /// For a run with neither input nor metadata buffer (`Vm::run_no_data`,
     /// `run_with(Input::none())`) of gated code: the arguments whose admission was decided,
@@ -663,7 +662,7 @@ impl Session {
             gated_input_only: input_only && program.fallback.is_some(),
             fallback_entry: None,
             input_fast: !calls_helpers && input_only,
-            input_buffers: calls_helpers && !has_fixed && input_only,
+            input_buffers: calls_helpers && input_only,
             plain: !calls_helpers && program.fallback.is_none(),
             gated: program.fallback.is_some(),
             program,
@@ -947,11 +946,13 @@ impl Session {
         self.finish_mapped(r0, on_fallback, data, metadata, stack, budget)
     }
 
-    /// A run of code that calls helpers, on a binding without fixed regions, on `entry` (the
-    /// fallback code's when `on_fallback`): as [`Session::run_fast`], with the run's buffers
-    /// lent to its helpers as [`Buffers`] — the same regions the table maps, their rows
-    /// derived from the `Buffers` before the code runs and afresh after any helper that
-    /// reached their bytes through `&mut` (the trampoline's refresh, as on a map).
+    /// A run of code that calls helpers on `entry` (the fallback code's when `on_fallback`):
+    /// as [`Session::run_fast`], with the run's memory lent to its helpers as [`Buffers`] —
+    /// the same regions the table maps (the buffers' rows derived from the `Buffers` before
+    /// the code runs and afresh after any helper that reached their bytes through `&mut`, the
+    /// trampoline's refresh, as on a map; the fixed regions' rows the session's, whose bytes
+    /// nothing reaches through `&mut`: a helper writes a shared region through its atomic
+    /// words, and a read-only one not at all).
     #[inline(always)]
     fn run_buffers(
         &mut self,
@@ -965,7 +966,15 @@ impl Session {
         if !self.fast_table {
             self.fixed_table();
         }
-        let mut memory = Buffers::new(data, metadata, stack.region(self.stack_size));
+        let binding = self.has_fixed.then_some(&*self.binding);
+        let spill = core::mem::take(&mut self.spill);
+        let mut memory = Buffers::new(
+            data,
+            metadata,
+            stack.region(self.stack_size),
+            binding,
+            spill,
+        );
         let spare = &mut *self.spare;
         for (r, row) in memory.rows() {
             match row {
@@ -1005,6 +1014,7 @@ impl Session {
             self.helper_stack_mark = ebpf_abi::lower_stack_mark(self.helper_stack_mark, mark);
         }
         if ctx.trap_kind == trap_code::EXIT {
+            self.spill = memory.into_spill();
             return Ok(Exit {
                 r0,
                 instructions: budget.wrapping_sub(ctx.remaining),
@@ -1032,6 +1042,7 @@ impl Session {
                 &mut self.helper_stack_mark,
             )
         };
+        self.spill = memory.into_spill();
         if full {
             self.grow_frames();
         }
@@ -1042,9 +1053,8 @@ impl Session {
     /// does not take: of code that calls helpers, or of gated code. It runs on the session's
     /// table: on the program's code when the entry quickly admits it; else on the fallback
     /// code when the entry refuses it without a map (`gated_input_only`) or it has no
-    /// buffers (decided once per arguments, `bare`). Runs of code that calls helpers on a
-    /// binding with fixed regions, and the other runs of gated code, run on a map
-    /// (`run_mapped`, which checks the entry's admission in full).
+    /// buffers (decided once per arguments, `bare`). The other runs of gated code run on a
+    /// map (`run_mapped`, which checks the entry's admission in full).
     #[inline(never)]
     fn run_other(
         &mut self,
@@ -1053,9 +1063,6 @@ impl Session {
         args: [u64; 2],
         stack: &mut Stack,
     ) -> Result<Exit, Trap> {
-        if self.calls_helpers && self.has_fixed {
-            return self.run_mapped(data, metadata, args, stack);
-        }
         let (entry, on_fallback) = if !self.gated
             || self
                 .program
@@ -1154,6 +1161,7 @@ unsafe fn finish_buffers(
         )
     };
     *mark = ebpf_abi::lower_stack_mark(*mark, map.lowest_stack_write());
+    host.memory.put_spill(map.into_spill());
     result
 }
 

@@ -469,7 +469,7 @@ fn a_fixed_region_mapped_longer_than_declared_keeps_the_checks_it_needs() {
 /// take the fallback code), whole and cut into units.
 #[test]
 fn a_session_run_of_helper_calling_code_is_the_interpreters() {
-    use ebpf_abi::{Executable, HelperError, Region, Stack, TrapKind, VmMemory};
+    use ebpf_abi::{HelperError, VmMemory};
     if !supported() {
         return;
     }
@@ -487,7 +487,17 @@ fn a_session_run_of_helper_calling_code_is_the_interpreters() {
         jeq %r2, 4, panic
         jeq %r2, 5, budget
         jeq %r2, 6, deep
+        jeq %r2, 7, rodata
+        jeq %r2, 8, rodata_write
         mov %r0, %r8
+        exit
+    rodata:
+        lddw %r1, 0x100000004
+        call 5
+        exit
+    rodata_write:
+        lddw %r1, 0x100000000
+        call 2
         exit
     bare:
         mov %r0, %r8
@@ -539,14 +549,58 @@ fn a_session_run_of_helper_calling_code_is_the_interpreters() {
         4,
         |_: [u64; 5], _: &mut dyn VmMemory| -> Result<u64, HelperError> { panic!("helper 4") },
     );
-    let binding = std::sync::Arc::new(ebpf_abi::PlainBinding {
-        helpers,
-        limits: Limits {
-            budget: Some(300),
-            ..Limits::default()
-        },
+    helpers.insert(5, |args: [u64; 5], memory: &mut dyn VmMemory| {
+        Ok(memory.read_u64(args[0])?)
     });
-    const PATHS: u8 = 7;
+    let limits = Limits {
+        budget: Some(300),
+        ..Limits::default()
+    };
+    // Without fixed regions, and with read-only data at `layout::RODATA` (which path 7's
+    // helper reads and path 8's may not write).
+    let plain = ebpf_abi::PlainBinding {
+        helpers: helpers.clone(),
+        limits,
+    };
+    helper_calling_sessions(&program, std::sync::Arc::new(plain), false);
+    let rodata = WithRodata {
+        helpers,
+        limits,
+        rodata: (1..=32).collect(),
+    };
+    helper_calling_sessions(&program, std::sync::Arc::new(rodata), true);
+}
+
+/// A binding with read-only data at `layout::RODATA`.
+struct WithRodata {
+    helpers: Helpers,
+    limits: Limits,
+    rodata: Vec<u8>,
+}
+
+impl ebpf_abi::Binding for WithRodata {
+    fn helpers(&self) -> &Helpers {
+        &self.helpers
+    }
+
+    fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn map_fixed<'a>(&'a self, map: &mut MemoryMap<'a>) {
+        map.insert(layout::RODATA, ebpf_abi::Region::ReadOnly(&self.rodata));
+    }
+}
+
+/// `a_session_run_of_helper_calling_code_is_the_interpreters` on one binding (`fixed`: with
+/// the read-only data).
+fn helper_calling_sessions(
+    program: &Program,
+    binding: std::sync::Arc<dyn ebpf_abi::Binding>,
+    fixed: bool,
+) {
+    use ebpf_abi::{Executable, Region, Stack, TrapKind};
+    const PATHS: u8 = 9;
     // (The run's result, or that it panicked; the input after it; the helpers' stack mark.)
     type Outcome = (Option<Result<Exit, Trap>>, Vec<u8>, Option<u64>);
     let runs = |engine: std::sync::Arc<dyn Executable>| -> Vec<Outcome> {
@@ -606,7 +660,7 @@ fn a_session_run_of_helper_calling_code_is_the_interpreters() {
     fn limits_stack() -> usize {
         Limits::default().stack_size() as usize
     }
-    let want = runs(std::sync::Arc::new(Interpreter::new(&program)));
+    let want = runs(std::sync::Arc::new(Interpreter::new(program)));
     // Every way of ending happened, on each shape of run.
     let of = |path: u8| want.iter().filter(move |(_, d, _)| d[0] == path);
     assert!(of(0).any(|(r, _, _)| matches!(r, Some(Ok(e)) if e.r0 == 17)));
@@ -646,6 +700,20 @@ fn a_session_run_of_helper_calling_code_is_the_interpreters() {
             ..
         }))
     )));
+    // Path 7 reads the read-only data's bytes 4..12 where there are some; path 8 may not
+    // write them. (Runs without input take neither.)
+    assert!(of(7).any(|(r, _, _)| match r {
+        Some(Ok(e)) => fixed && e.r0 == u64::from_le_bytes([5, 6, 7, 8, 9, 10, 11, 12]),
+        Some(Err(t)) => !fixed && matches!(t.kind, TrapKind::OutOfBounds { .. }),
+        None => false,
+    }));
+    assert!(of(8).any(|(r, _, _)| matches!(
+        r,
+        Some(Err(Trap {
+            kind: TrapKind::OutOfBounds { write: true, .. },
+            ..
+        }))
+    )));
     let input = || options().with_entry(Some(Entry::input()));
     for options in [
         options(),
@@ -653,7 +721,7 @@ fn a_session_run_of_helper_calling_code_is_the_interpreters() {
         input(),
         input().with_checked_facts(true),
     ] {
-        let got = runs(std::sync::Arc::new(jit_with(&program, &options)));
+        let got = runs(std::sync::Arc::new(jit_with(program, &options)));
         for (i, (got, want)) in got.iter().zip(&want).enumerate() {
             assert_eq!(got, want, "run {i}");
         }
