@@ -12,7 +12,7 @@
 //! does, which is when the region table's pointers to the buffers are derived afresh. The
 //! tests hold the two to each other access by access.
 
-use core::cell::OnceCell;
+use core::cell::{Cell, OnceCell};
 
 use ebpf_abi::{
     Binding, MapSpill, MemoryMap, REGION_TABLE_LEN, RawRegion, TrapKind, VmMemory, layout,
@@ -29,27 +29,32 @@ pub(crate) struct Buffers<'a> {
     generation: u64,
     /// As [`MemoryMap::lowest_stack_write`].
     lowest_stack_write: Option<u64>,
-    /// The binding whose fixed regions the run maps besides its buffers (`None`: it has none).
-    binding: Option<&'a dyn Binding>,
+    /// The binding's fixed regions (`None`: it has none; then nothing else is written per
+    /// run, nor dropped).
+    fixed: Option<Fixed<'a>>,
+}
+
+/// The fixed regions of a run's binding, for its helpers.
+struct Fixed<'a> {
+    binding: &'a dyn Binding,
     /// Its fixed regions, mapped when a helper first reaches past the buffers.
-    fixed: OnceCell<MemoryMap<'a>>,
+    map: OnceCell<MemoryMap<'a>>,
     /// The session's kept allocation for region ids above the inline ones, which that map
     /// takes (and gives back, [`Buffers::into_spill`]).
-    spill: core::cell::Cell<MapSpill>,
+    spill: Cell<MapSpill>,
 }
 
 impl<'a> Buffers<'a> {
     /// The memory `map_run(map, binding, input, metadata)` then
-    /// `map.insert(layout::STACK, stack)` map on an empty map (`binding`: `None` when it has
-    /// no fixed regions), `spill` the allocation such a map would use for ids above the
+    /// `map.insert(layout::STACK, stack)` map on an empty map; `fixed`, when the binding has
+    /// fixed regions: the binding and the allocation such a map would use for ids above the
     /// inline ones.
     #[inline(always)]
     pub(crate) fn new(
         input: Option<&'a mut [u8]>,
         metadata: Option<&'a mut [u8]>,
         stack: &'a mut [u8],
-        binding: Option<&'a dyn Binding>,
-        spill: MapSpill,
+        fixed: Option<(&'a dyn Binding, MapSpill)>,
     ) -> Buffers<'a> {
         Buffers {
             stack: layout::within_window(stack),
@@ -57,9 +62,11 @@ impl<'a> Buffers<'a> {
             metadata: metadata.map(layout::within_window),
             generation: 0,
             lowest_stack_write: None,
-            binding,
-            fixed: OnceCell::new(),
-            spill: core::cell::Cell::new(spill),
+            fixed: fixed.map(|(binding, spill)| Fixed {
+                binding,
+                map: OnceCell::new(),
+                spill: Cell::new(spill),
+            }),
         }
     }
 
@@ -68,8 +75,8 @@ impl<'a> Buffers<'a> {
     #[cold]
     pub(crate) fn take_map(&mut self) -> MemoryMap<'a> {
         let mut map = MemoryMap::with_spill(self.take_spill());
-        if let Some(binding) = self.binding {
-            binding.map_fixed(&mut map);
+        if let Some(fixed) = &self.fixed {
+            fixed.binding.map_fixed(&mut map);
         }
         map.insert_buffers(
             self.input.take(),
@@ -87,23 +94,31 @@ impl<'a> Buffers<'a> {
 
     /// Gives back the spill a map of [`Buffers::take_map`] used.
     pub(crate) fn put_spill(&mut self, spill: MapSpill) {
-        self.spill.set(spill);
+        if let Some(fixed) = &self.fixed {
+            fixed.spill.set(spill);
+        }
     }
 
+    #[inline(always)]
     fn take_spill(&mut self) -> MapSpill {
-        match self.fixed.take() {
-            Some(map) => map.into_spill(),
-            None => self.spill.take(),
+        let Some(fixed) = &mut self.fixed else {
+            return MapSpill::default();
+        };
+        // (Tested first: taking the map out of its cell moved the whole cell, a few hundred
+        // bytes, on every run.)
+        if fixed.map.get().is_none() {
+            return fixed.spill.take();
         }
+        fixed.take_map_spill()
     }
 
     /// The fixed regions' map, made on first use.
     #[cold]
     fn fixed_map(&self) -> Option<&MemoryMap<'a>> {
-        let binding = self.binding?;
-        Some(self.fixed.get_or_init(|| {
-            let mut map = MemoryMap::with_spill(self.spill.take());
-            binding.map_fixed(&mut map);
+        let fixed = self.fixed.as_ref()?;
+        Some(fixed.map.get_or_init(|| {
+            let mut map = MemoryMap::with_spill(fixed.spill.take());
+            fixed.binding.map_fixed(&mut map);
             map
         }))
     }
@@ -181,13 +196,24 @@ impl<'a> Buffers<'a> {
     #[cold]
     fn write_fixed(&mut self, addr: u64, data: &[u8]) -> Result<(), TrapKind> {
         let _ = self.fixed_map();
-        match self.fixed.get_mut() {
+        match self.fixed.as_mut().and_then(|fixed| fixed.map.get_mut()) {
             Some(map) => map.write(addr, data),
             None => Err(TrapKind::OutOfBounds {
                 addr,
                 len: data.len() as u64,
                 write: true,
             }),
+        }
+    }
+}
+
+impl Fixed<'_> {
+    /// [`Buffers::take_spill`] when the fixed regions were mapped: the map's.
+    #[cold]
+    fn take_map_spill(&mut self) -> MapSpill {
+        match self.map.take() {
+            Some(map) => map.into_spill(),
+            None => self.spill.take(),
         }
     }
 }
@@ -284,8 +310,7 @@ mod tests {
                 input_a.as_deref_mut(),
                 meta_a.as_deref_mut(),
                 &mut stack_a,
-                binding,
-                MapSpill::default(),
+                binding.map(|binding| (binding, MapSpill::default())),
             );
             let mut map = MemoryMap::new();
             if let Some(binding) = binding {

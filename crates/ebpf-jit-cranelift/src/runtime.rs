@@ -966,15 +966,12 @@ impl Session {
         if !self.fast_table {
             self.fixed_table();
         }
-        let binding = self.has_fixed.then_some(&*self.binding);
-        let spill = core::mem::take(&mut self.spill);
-        let mut memory = Buffers::new(
-            data,
-            metadata,
-            stack.region(self.stack_size),
-            binding,
-            spill,
-        );
+        // (Without fixed regions nothing maps a region past the buffers: the spill stays.)
+        let fixed = match self.has_fixed {
+            true => Some((&*self.binding, core::mem::take(&mut self.spill))),
+            false => None,
+        };
+        let mut memory = Buffers::new(data, metadata, stack.region(self.stack_size), fixed);
         let spare = &mut *self.spare;
         for (r, row) in memory.rows() {
             match row {
@@ -1014,7 +1011,9 @@ impl Session {
             self.helper_stack_mark = ebpf_abi::lower_stack_mark(self.helper_stack_mark, mark);
         }
         if ctx.trap_kind == trap_code::EXIT {
-            self.spill = memory.into_spill();
+            if self.has_fixed {
+                self.spill = memory.into_spill();
+            }
             return Ok(Exit {
                 r0,
                 instructions: budget.wrapping_sub(ctx.remaining),
@@ -1042,7 +1041,9 @@ impl Session {
                 &mut self.helper_stack_mark,
             )
         };
-        self.spill = memory.into_spill();
+        if self.has_fixed {
+            self.spill = memory.into_spill();
+        }
         if full {
             self.grow_frames();
         }
