@@ -109,6 +109,39 @@ const RBX: u8 = 3;
 /// Host register of each eBPF register (see the module docs).
 pub(crate) const HOST: [u8; 11] = [6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 5];
 
+/// Whether the code of `insn` leaves `rdx` as it was, apart from an access's host address
+/// (`Emitter::host_address` says what it leaves in `rdx`): the plain ALU forms, whose scratch
+/// is `rax`, and loads and stores. Shifts by a register park the budget in `rdx`, divisions
+/// use it, and the rest is not worth the bookkeeping.
+fn keeps_rdx(insn: &Insn) -> bool {
+    match *insn {
+        Insn::Alu { op, .. } => {
+            matches!(
+                op,
+                AluOp::Mov
+                    | AluOp::Add
+                    | AluOp::Sub
+                    | AluOp::And
+                    | AluOp::Or
+                    | AluOp::Xor
+                    | AluOp::Mul
+            ) || matches!(
+                (op, insn),
+                (
+                    AluOp::Lsh | AluOp::Rsh | AluOp::Arsh,
+                    Insn::Alu {
+                        src: Operand::Imm(_),
+                        ..
+                    }
+                )
+            )
+        }
+        Insn::Neg { .. } | Insn::Load { .. } | Insn::Store { .. } => true,
+        Insn::LoadImm64 { kind, .. } => kind == Imm64Kind::Value,
+        _ => false,
+    }
+}
+
 /// The host register of `r`.
 fn h(r: Reg) -> u8 {
     HOST.get(usize::from(r.index())).copied().unwrap_or(6)
@@ -279,6 +312,10 @@ struct Emitter<'p> {
     copy_labels: Vec<Option<DynamicLabel>>,
     /// What a taken conditional jump at the end of the current block refunds (`Shape::rest`).
     refund: usize,
+    /// The region whose bias `rdx` holds, loaded by a proven access earlier in the current
+    /// block with nothing since that writes `rdx`: the next proven access to that region
+    /// reuses it instead of loading it again.
+    bias_in_rdx: Option<u8>,
     /// Code offset of each block emitted so far.
     block_offsets: Vec<u32>,
     /// The callee-saved host registers the code uses (`rbx`, the context's, always): what the
@@ -512,6 +549,7 @@ pub(crate) fn emit(
         copy: None,
         copy_labels: Vec::new(),
         refund: 0,
+        bias_in_rdx: None,
         block_offsets: Vec::new(),
         saved,
         used,
@@ -888,7 +926,15 @@ impl Emitter<'_> {
                 continue;
             };
             self.index = i;
+            // Only instructions whose code never writes `rdx` keep its bias for a later
+            // access; a block is entered from elsewhere with anything in it.
+            if i == block.first || !keeps_rdx(insn) {
+                self.bias_in_rdx = None;
+            }
             self.insn(insn, flow, pc);
+            if !keeps_rdx(insn) {
+                self.bias_in_rdx = None;
+            }
         }
     }
 
@@ -1605,6 +1651,7 @@ impl Emitter<'_> {
         let mis_code = packed(trap_code::MISALIGNED_ATOMIC, width as u64);
         let i = self.index;
         // The proven region, and whether the proof holds on speculative paths too.
+        let cached = self.bias_in_rdx.take();
         let proven = match self.facts.access(i) {
             Access::InBounds {
                 region,
@@ -1631,7 +1678,10 @@ impl Emitter<'_> {
             }
             let bias = OFF_BIAS + 8 * i32::from(region);
             if !atomic {
-                asm!(self.ops; mov rdx, [rbx + bias]);
+                if cached != Some(region) {
+                    asm!(self.ops; mov rdx, [rbx + bias]);
+                }
+                self.bias_in_rdx = Some(region);
                 return Some(At::Indexed { base: b, off });
             }
             asm!(self.ops

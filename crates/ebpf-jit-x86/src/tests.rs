@@ -452,6 +452,43 @@ fn stack_tables_indexed_by_bounded_values_skip_the_check() {
 }
 
 #[test]
+fn proven_accesses_to_one_region_in_a_block_load_its_bias_once() {
+    let loads = |b: &[String]| b.iter().filter(|s| *s == "mov rdx,[rbx+10h]").count();
+    // Three stack accesses with ALU work between them that leaves rdx alone: one load.
+    let b = body(
+        "stxdw [%r10-8], %r1\nadd %r1, 1\nldxdw %r0, [%r10-8]\nmov %r2, 7\n\
+         stxdw [%r10-16], %r2\nexit",
+        false,
+    );
+    assert_eq!(loads(&b), 1, "{b:?}");
+    assert!(
+        contains_window(&b, &["mov [rbp+rdx-10h],r8"]),
+        "the third access goes through the bias already in rdx: {b:?}"
+    );
+    // A shift by a register parks the budget in rdx, a division uses rdx: loaded again after
+    // each.
+    for between in ["lsh %r1, %r2", "div %r1, %r2", "mod %r1, 3"] {
+        let b = body(
+            &format!("stxdw [%r10-8], %r1\n{between}\nstxdw [%r10-16], %r1\nexit"),
+            false,
+        );
+        assert_eq!(loads(&b), 2, "{between}: {b:?}");
+    }
+    // A block that is jumped to starts with rdx unknown, whatever the block before it left.
+    let b = body(
+        "stxdw [%r10-8], %r1\njeq %r1, 0, +0\nstxdw [%r10-16], %r1\nexit",
+        false,
+    );
+    assert_eq!(loads(&b), 2, "{b:?}");
+    // Checked-facts mode keeps the full check of every access, so no bias is reused.
+    let c = text(&code_with_input(
+        "stxdw [%r10-8], %r1\nstxdw [%r10-16], %r1\nexit",
+        true,
+    ));
+    assert_eq!(loads(&c), 0, "{c:?}");
+}
+
+#[test]
 fn atomics_are_lock_prefixed() {
     let b = body(
         "lock add [%r1+0], %r2\nlock fetch add32 [%r1+0], %r2\nlock cmpxchg [%r1+0], %r2\nlock fetch or [%r1+8], %r3\nexit",
