@@ -212,6 +212,17 @@ enum Stub {
     /// A side exit taken out of a chain: `add rcx, amount; jmp target` (the refund of the
     /// chain's blocks it skips).
     Refund { amount: i32, target: DynamicLabel },
+    /// A side exit taken out of a chain into the head of chain `block`, past that head's own
+    /// charge (`charge`), settling both at once: `net` is `charge` minus the refund. A
+    /// refund larger than the charge cannot run the budget out (`add rcx, -net`); otherwise
+    /// `sub rcx, net`, and on a borrow the head's budget stub, with `rcx` as the head's own
+    /// `sub` would have left it.
+    Settle {
+        net: i32,
+        block: u32,
+        charge: i32,
+        body: DynamicLabel,
+    },
     /// A check the facts declared impossible failed (checked-facts mode): the run ends with
     /// `status::FACT` and the pc.
     Fact { pc: u32 },
@@ -312,6 +323,10 @@ struct Emitter<'p> {
     copy_labels: Vec<Option<DynamicLabel>>,
     /// What a taken conditional jump at the end of the current block refunds (`Shape::rest`).
     refund: usize,
+    /// Per block that a side exit out of a chain goes to (`Stub::Settle`): the label just
+    /// past its chain charge in the ordinary code (not in a loop's copy), the charge, and the
+    /// block's first pc.
+    bodies: Vec<Option<(DynamicLabel, usize, usize)>>,
     /// The region whose bias `rdx` holds, loaded by a proven access earlier in the current
     /// block with nothing since that writes `rdx`: the next proven access to that region
     /// reuses it instead of loading it again.
@@ -549,6 +564,7 @@ pub(crate) fn emit(
         copy: None,
         copy_labels: Vec::new(),
         refund: 0,
+        bodies: Vec::new(),
         bias_in_rdx: None,
         block_offsets: Vec::new(),
         saved,
@@ -796,6 +812,26 @@ impl Emitter<'_> {
                     asm!(self.ops; add rcx, amount);
                     self.jmp(target);
                 }
+                Stub::Settle {
+                    net,
+                    block,
+                    charge,
+                    body,
+                } => {
+                    if net < 0 {
+                        asm!(self.ops; add rcx, -net);
+                        self.jmp(body);
+                    } else {
+                        let common = self.budget_common;
+                        asm!(self.ops
+                            ; sub rcx, net
+                            ; jae =>body
+                            ; add rcx, charge
+                            ; mov edx, block as i32
+                            ; jmp =>common
+                        );
+                    }
+                }
                 Stub::Unguessed {
                     base,
                     off,
@@ -858,6 +894,23 @@ impl Emitter<'_> {
     fn body(&mut self) {
         let slots = self.shape.view.slot_count();
         let blocks = core::mem::take(&mut self.shape.blocks);
+        // The heads that side exits out of chains go to get a label past their charge.
+        self.bodies = vec![None; blocks.len()];
+        for (b, block) in blocks.iter().enumerate() {
+            let last = block.first + block.len - 1;
+            if self.shape.rest.get(b).is_some_and(|&r| r > 0)
+                && let Some(&Flow::Branch(target)) = self.shape.view.flows().get(last)
+                && let Some(t) = self.shape.block_of(target)
+                && let Some(head) = blocks.get(t)
+                && !self.shape.chained.get(t).copied().unwrap_or(true)
+                && let Some(&pc) = self.shape.view.pcs().get(head.first)
+                && let Some(slot) = self.bodies.get_mut(t)
+                && slot.is_none()
+            {
+                let charge = head.charge + self.shape.rest.get(t).copied().unwrap_or(0);
+                *slot = Some((self.ops.new_dynamic_label(), charge, pc));
+            }
+        }
         for (b, block) in blocks.iter().enumerate() {
             let first_pc = self.shape.view.pcs().get(block.first).copied().unwrap_or(0);
             if let Some(v) = self.loops.iter().position(|c| c.entry == block.first) {
@@ -915,6 +968,11 @@ impl Emitter<'_> {
                 // A chain's head charges the whole chain; its other blocks charge nothing.
                 if !self.shape.chained.get(b).copied().unwrap_or(false) {
                     self.charge_chain(b, block.charge + self.refund);
+                    if self.copy.is_none()
+                        && let Some(&Some((body, _, _))) = self.bodies.get(b)
+                    {
+                        asm!(self.ops; =>body);
+                    }
                 }
             }
         }
@@ -1599,16 +1657,46 @@ impl Emitter<'_> {
         let label = match target {
             // Leaving a chain early: through a refund of what the chain's rest charged.
             Target::Insn(_) if self.refund > 0 => {
-                let target = self.target_label(target);
-                self.stub(Stub::Refund {
-                    amount: self.refund as i32,
-                    target,
-                })
+                let label = self.target_label(target);
+                match self.settled_exit(target, label) {
+                    Some(settled) => settled,
+                    None => self.stub(Stub::Refund {
+                        amount: self.refund as i32,
+                        target: label,
+                    }),
+                }
             }
             // An instruction, or (taken, it traps) a trap stub.
             _ => self.target_label(target),
         };
         self.jcc(cc_of(cond), label);
+    }
+
+    /// A side exit out of a chain (refunding `self.refund`) to `target`, whose code starts at
+    /// `label`, settled in one step with the charge of the chain it enters: straight past that
+    /// charge when the two are equal, else through a `Stub::Settle`. Only in the ordinary
+    /// code, to a block whose code is its charge and then the rest (not a dispatcher or a
+    /// check on the way out of a copy).
+    fn settled_exit(&mut self, target: Target, label: DynamicLabel) -> Option<DynamicLabel> {
+        if self.copy.is_some() {
+            return None;
+        }
+        let t = self.shape.block_of(target)?;
+        let (body, charge, pc) = self.bodies.get(t).copied().flatten()?;
+        if label != self.label(pc) {
+            return None;
+        }
+        let charge = i32::try_from(charge).ok()?;
+        let net = charge.checked_sub(i32::try_from(self.refund).ok()?)?;
+        if net == 0 {
+            return Some(body);
+        }
+        Some(self.stub(Stub::Settle {
+            net,
+            block: t as u32,
+            charge,
+            body,
+        }))
     }
 
     // ---------------------------------------------------------------------------------------

@@ -647,7 +647,37 @@ fn a_forward_branch_chains_its_fall_through_into_one_charge_with_a_refund() {
     );
     let charges: Vec<&String> = b.iter().filter(|s| s.starts_with("sub rcx,")).collect();
     assert_eq!(charges, ["sub rcx,6", "sub rcx,2"], "{b:?}");
-    assert!(b.iter().any(|s| s == "add rcx,3"), "the refund: {b:?}");
+    // The taken jeq enters the chain of pcs 6-7 past its charge of 2, so the refund of 3 and
+    // that charge settle as one refund of 1.
+    assert!(
+        b.iter().any(|s| s == "add rcx,1"),
+        "the settled refund: {b:?}"
+    );
+    assert!(!b.iter().any(|s| s == "add rcx,3"), "{b:?}");
+    // A refund of 1 into a chain that charges 3 settles as a charge of 2, tested.
+    let b = body(
+        "ldxb %r2, [%r1]\nmov %r0, 0\njeq %r2, 0, +1\nadd %r0, 1\nadd %r0, 10\nadd %r0, 1\nexit",
+        false,
+    );
+    let charges: Vec<&String> = b.iter().filter(|s| s.starts_with("sub rcx,")).collect();
+    assert_eq!(charges, ["sub rcx,4", "sub rcx,3", "sub rcx,2"], "{b:?}");
+    let settle = b.iter().position(|s| s == "sub rcx,2").unwrap();
+    assert!(
+        b[settle + 1].starts_with("jae "),
+        "past the charge when it fits: {b:?}"
+    );
+    assert!(!b.iter().any(|s| s == "add rcx,1"), "{b:?}");
+    // A refund equal to the entered chain's charge: the jump goes past that charge with
+    // nothing between (the only `add rcx` left are the two budget stubs').
+    let b = body(
+        "ldxb %r2, [%r1]\nmov %r0, 0\njeq %r2, 0, +2\nadd %r0, 1\nadd %r0, 1\nadd %r0, 10\n\
+         exit",
+        false,
+    );
+    let charges: Vec<&String> = b.iter().filter(|s| s.starts_with("sub rcx,")).collect();
+    assert_eq!(charges, ["sub rcx,5", "sub rcx,2"], "{b:?}");
+    let adds: Vec<&String> = b.iter().filter(|s| s.starts_with("add rcx,")).collect();
+    assert_eq!(adds, ["add rcx,5", "add rcx,2"], "{b:?}");
     // A backward branch (a loop's, whose trip count is unknown) does not chain: its taken
     // side stays free. (Its copy, charged from registers at its entry, charges nothing.)
     let b = body(

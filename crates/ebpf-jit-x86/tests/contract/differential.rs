@@ -83,3 +83,26 @@ fn counted_loops_charge_exactly_under_every_budget() {
         }
     });
 }
+
+/// A side exit out of a chain settles its refund with the charge of the chain it enters in
+/// one step: a net refund, nothing at all, or a net charge whose shortfall goes to the entered
+/// chain's slow path. A loop takes the exit on every other iteration into a chain of one,
+/// two and three instructions (after a refund of two): under every budget from none to a few
+/// past the whole run, the JIT traps where the interpreter does, with the same count.
+#[test]
+fn settled_side_exits_charge_exactly_under_every_budget() {
+    with_differential(|d| {
+        for entered in 1..=3 {
+            let body = "add %r0, 3\n".repeat(entered);
+            let program = asm(&format!(
+                "mov %r0, 0\nmov %r1, 0\nloop:\nadd %r1, 1\nmov %r2, %r1\nand %r2, 1\n\
+                 jeq %r2, 0, even\nadd %r0, 1\nja next\neven:\n{body}next:\njlt %r1, 12, loop\n\
+                 exit"
+            ));
+            let total = d.check(&program, &Setup::none()).exit().instructions;
+            for budget in (0..=total + 2).map(Some).chain([None]) {
+                d.check(&program, &Setup::none().budget(budget));
+            }
+        }
+    });
+}
