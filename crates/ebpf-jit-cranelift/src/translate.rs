@@ -2224,6 +2224,14 @@ impl<'a, 'f> Tx<'a, 'f> {
                 self.binary(op, I64, d, s, k)
             }
             Width::W32 => {
+                if let (AluOp::Mov, Operand::Imm(imm)) = (op, src) {
+                    // The zero extension is known here: one 64-bit constant, which x64 moves
+                    // as an immediate, where `uextend` of an `iconst.i32` is a load from the
+                    // constant pool. Its low half stays at hand for a 32-bit use.
+                    let v = self.iconst(I64, i64::from(imm as u32));
+                    self.low32[v] = self.iconst(I32, i64::from(imm)).into();
+                    return self.set(dst, v);
+                }
                 if let (AluOp::Mov, Operand::Reg(r)) = (op, src) {
                     let s = self.reg(r);
                     if self.low32[s].is_some() {
@@ -3281,6 +3289,36 @@ mod tests {
         assert_eq!(text.matches("ireduce").count(), 1, "{text}");
         // mov32 r0, r1; add32; lsh32; xor32; neg32 (mov32 r2, r0 reuses r0's value).
         assert_eq!(text.matches("uextend").count(), 5, "{text}");
+    }
+
+    /// A `mov32` of an immediate is the zero-extended 64-bit constant, moved as an immediate
+    /// (x64 loaded `uextend` of an `iconst.i32` from the constant pool), and a 32-bit
+    /// operation on it still reads a 32-bit constant, not an `ireduce`.
+    #[test]
+    fn a_32_bit_move_of_an_immediate_is_a_64_bit_constant() {
+        if !crate::host_supported() {
+            eprintln!("skipping: cranelift does not support this host");
+            return;
+        }
+        let src = "mov32 %r0, -3\nmov32 %r2, 45\nadd32 %r2, %r1\nxor %r0, %r2\nexit";
+        let text = ir(src, crate::IrStage::Translated, false);
+        assert!(text.contains("iconst.i64 0xffff_fffd"), "{text}");
+        assert!(text.contains("iconst.i64 45"), "{text}");
+        // add32 r2, r1: r1's low half only, the result widened once.
+        assert_eq!(text.matches("ireduce").count(), 1, "{text}");
+        assert_eq!(text.matches("uextend").count(), 1, "{text}");
+        // The machine code is the host's: x64's is the one that read the constant pool.
+        if cfg!(target_arch = "x86_64") {
+            let machine = ir(src, crate::IrStage::Machine, false);
+            assert!(
+                machine.contains("$0xfffffffd,"),
+                "an immediate move:\n{machine}"
+            );
+            assert!(
+                !machine.contains("const("),
+                "no constant from memory:\n{machine}"
+            );
+        }
     }
 
     #[test]
