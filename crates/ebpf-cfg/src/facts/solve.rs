@@ -706,7 +706,7 @@ impl Solver<'_> {
         for c in &conditions {
             let r = usize::from(c.reg);
             match space.slot_of(u64::from(c.region)) {
-                Some(slot) => state.regs[r].offer_end(slot, c.shift, c.offset),
+                Some(slot) => state.regs[r].offer_end(slot, c.shift, c.offset, space),
                 None => {
                     // The dispatcher tests the condition against the run's own end of the
                     // region, so the solve may take a length as the end only where every

@@ -190,12 +190,18 @@ impl Val {
         self.end_off = 0;
     }
 
-    /// Sets the end relation if there is none or the new one is tighter (same slot and shift,
-    /// smaller offset).
-    pub(crate) fn offer_end(&mut self, slot: u8, shift: u8, off: i64) {
+    /// Sets the end relation if there is none or the new one is tighter: with the same slot
+    /// and shift, a smaller offset; with another shift, a smaller bound at the region's largest
+    /// end. Both bounds hold, so either choice is sound; this one keeps `n <= (End - v) >> 1`
+    /// over the `n <= End - v + c` a rebase through a length derives from it, which a pointer
+    /// stepping by 2 up to `n` needs.
+    pub(crate) fn offer_end(&mut self, slot: u8, shift: u8, off: i64, space: &Space) {
         if self.end == NONE
             || (self.end == slot && self.end_shift == shift && off < self.end_off)
-            || (self.end == slot && shift < self.end_shift)
+            || (self.end == slot
+                && shift != self.end_shift
+                && (space.end_max(slot) + i128::from(off)) >> shift
+                    < (space.end_max(slot) + i128::from(self.end_off)) >> self.end_shift)
         {
             self.end = slot;
             self.end_shift = shift;
@@ -472,7 +478,7 @@ impl State {
             && old.end_shift == s
             && let Some(off) = fit(c_eff + i128::from(old.end_off))
         {
-            self.regs[i].offer_end(old.end, 0, off);
+            self.regs[i].offer_end(old.end, 0, off, space);
         }
         // Through d's own bound when unshifted: R[d] <= (R[k] << t) + e - R[m2].
         if s == 0 && old.rel != NONE && usize::from(old.rel) != i {
@@ -781,7 +787,7 @@ impl State {
                     && let Some(off) =
                         fit(i128::from(from.end_off) + (i128::from(os) << from.end_shift))
                 {
-                    self.regs[i].offer_end(from.end, from.end_shift, off);
+                    self.regs[i].offer_end(from.end, from.end_shift, off, space);
                 }
             }
             if !self.reduce(i, space) {

@@ -526,7 +526,7 @@ impl State {
             out.regs[s].num = out.regs[s].num.meet(&nb, Bits::B64)?;
             if s == d {
                 out.regs[d].num = na.meet(&nb, Bits::B64)?;
-            } else if !out.relate(d, s, width, cond, taken) {
+            } else if !out.relate(d, s, width, cond, taken, space) {
                 return None;
             }
         }
@@ -557,7 +557,15 @@ impl State {
 
     /// Records what `R[d] cond R[s]` (holding or not) says between the two registers;
     /// `false` if it contradicts what the state knows of them (no path takes that side).
-    fn relate(&mut self, d: usize, s: usize, width: Width, cond: Cond, holds: bool) -> bool {
+    fn relate(
+        &mut self,
+        d: usize,
+        s: usize,
+        width: Width,
+        cond: Cond,
+        holds: bool,
+        space: &Space,
+    ) -> bool {
         let cond = if holds {
             cond
         } else {
@@ -595,14 +603,14 @@ impl State {
             }
             _ => return true,
         };
-        self.less(small, big, strict)
+        self.less(small, big, strict, space)
     }
 
     /// `R[x] + strict <= R[y]`; a strict inequality between registers with the same known
     /// low bits (both stepping by a stride from aligned starts) is short by a whole stride.
     /// `false` if the state already bounds `R[y] <= R[x] + c` with `c < strict`: no value
     /// satisfies both (the re-test of a pointer after a join, `!p || p + n > end`).
-    fn less(&mut self, x: usize, y: usize, strict: i64) -> bool {
+    fn less(&mut self, x: usize, y: usize, strict: i64, space: &Space) -> bool {
         let vy = self.regs[y];
         let vx = self.regs[x];
         if usize::from(vy.rel) == x
@@ -633,7 +641,7 @@ impl State {
             && let Some(off) =
                 i64::try_from(i128::from(vy.end_off) - (i128::from(strict) << vy.end_shift)).ok()
         {
-            self.regs[x].offer_end(vy.end, vy.end_shift, off);
+            self.regs[x].offer_end(vy.end, vy.end_shift, off, space);
         }
         true
     }

@@ -1263,38 +1263,79 @@ fn same_step_pointer_and_counter_prove_a_downward_loop() {
             })),
         "{at_head:?}"
     );
-    // 9 and 12: `v[j - 1]` and `v[j]` in the inner loop; 20, 29 and 50 were proven before.
-    // (42, the hash loop, needs `n <= len / 2` through the `min`; 55 too.)
-    assert_eq!(proven(SORT), vec![9, 12, 20, 29, 50]);
+    // 9 and 12: `v[j - 1]` and `v[j]` in the inner loop; 20, 29 and 50 were proven before;
+    // 42 (the hash loop) and 55 (`v[n - 1]`) by `n <= len / 2`, kept through the `min`.
+    assert_eq!(proven(SORT), vec![9, 12, 20, 29, 42, 50, 55]);
     every_length_both_ways(SORT, 64);
 }
 
 #[test]
 fn same_step_mutants_stay_checked() {
     // Each with the accesses it still proves: never 9, nor 12 where the pointer may reach
-    // the word before the input.
+    // the word before the input. The hash loop after the sort (42, 55) is untouched by them.
     let mutants: [(&str, &str, &[usize]); 5] = [
         // Reads v[j - 2]: one word before the input when j = 1.
-        ("ldxh %r8, [%r0-2]", "ldxh %r8, [%r0-4]", &[12, 20, 29, 50]),
+        (
+            "ldxh %r8, [%r0-2]",
+            "ldxh %r8, [%r0-4]",
+            &[12, 20, 29, 42, 50, 55],
+        ),
         // The pointer steps by 3 bytes per counter step: no fixed relation.
-        ("add %r0, -2", "add %r0, -3", &[20, 29, 50]),
+        ("add %r0, -2", "add %r0, -3", &[20, 29, 42, 50, 55]),
         // Runs on to j = 0 (signed j >= 0): v[-1] is read.
-        ("jne %r6, 0, inner", "jsgt %r6, -1, inner", &[29, 50]),
+        (
+            "jne %r6, 0, inner",
+            "jsgt %r6, -1, inner",
+            &[29, 42, 50, 55],
+        ),
         // One path keeps the counter while the pointer moves on (one instruction more: the
         // accesses after it move up by one).
         (
             "add %r6, -1",
             "jeq %r8, 7, skip\n    add %r6, -1\nskip:",
-            &[21, 30, 51],
+            &[21, 30, 43, 51, 56],
         ),
         // The counter is tested in 32 bits, where 2^32 - 1 and up are negative.
-        ("jne %r6, 0, inner", "jsgt32 %r6, -1, inner", &[29, 50]),
+        (
+            "jne %r6, 0, inner",
+            "jsgt32 %r6, -1, inner",
+            &[29, 42, 50, 55],
+        ),
     ];
     for (from, to, still) in mutants {
         let text = SORT.replacen(from, to, 1);
         assert_ne!(text, SORT);
         assert_eq!(proven(&text), still, "{to}");
         every_length_both_ways(&text, 40);
+    }
+}
+
+#[test]
+fn a_halved_length_survives_the_min_and_bounds_the_hash_loop() {
+    // `n = min(len / 2, 256)` is bounded by `(End - v) >> 1` and, once `r2` is overwritten
+    // (the `lddw`), also by the unshifted `End - v + c` a rebase derives through `len`; the
+    // first is the one the pointer stepping by 2 up to `n` needs, whatever their shifts.
+    let mutants: [(&str, &str, &[usize]); 4] = [
+        // n = 257 for a 512-byte input: the hash loop reads v[256], past the end.
+        ("mov %r3, 256", "mov %r3, 257", &[]),
+        // n = len: twice the words the input holds.
+        ("rsh %r3, 1", "rsh %r3, 0", &[]),
+        // The hash loop runs to i <= n: v[n] is read.
+        ("jlt %r4, %r3, hashing", "jle %r4, %r3, hashing", &[55]),
+        // v[n] instead of v[n - 1].
+        ("ldxh %r1, [%r1-2]", "ldxh %r1, [%r1]", &[42]),
+    ];
+    for (from, to, hash_loop) in mutants {
+        let text = SORT.replacen(from, to, 1);
+        assert_ne!(text, SORT);
+        let hash: Vec<usize> = proven(&text)
+            .into_iter()
+            .filter(|&i| i == 42 || i == 55)
+            .collect();
+        assert_eq!(hash, hash_loop, "{to}");
+        for len in [0, 1, 2, 3, 4, 63, 64, 510, 511, 512, 513, 514, 600] {
+            assert_sound(&text, &bytes(len));
+        }
     }
 }
 
