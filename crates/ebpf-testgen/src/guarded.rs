@@ -218,3 +218,60 @@ pub fn counted_loop(stride_log: u8, width_log: u8, at: u8, by_index: bool, le: b
         )
     }
 }
+
+/// How a mutant breaks a [`clamped_walk`] by one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClampMutant {
+    /// The original.
+    None,
+    /// The cap is one element more than the lengths that take it hold (`n = cap + 1`).
+    CapPlusOne,
+    /// The cap is taken from one element below its length (`len < (cap - 1) << s`).
+    ThresholdLow,
+    /// The walk runs to `i <= n`.
+    Inclusive,
+    /// The last element is read one element further (`v[n]` for `v[n - 1]`).
+    PastLast,
+}
+
+/// clang's `n = min(len >> stride_log, cap)` (`cap` at least 1) followed by two walks over
+/// `n` elements of `1 << stride_log` bytes by a pointer stepped beside a counter — the first
+/// from element 1 (skipped when `n < 2`), its counter in the length's register, which an
+/// `lddw` then overwrites — and a read of the last
+/// element after them (`tests/elf/loops/sort.c`'s sort and checksum loops): every element is
+/// read with a load of the whole element. The mutants change the `min` and the second walk. The original reads only inside the input; it exits with
+/// the sum of what it read.
+pub fn clamped_walk(stride_log: u8, cap: u32, mutant: ClampMutant) -> String {
+    let stride = 1u64 << stride_log;
+    let op = ["ldxb", "ldxh", "ldxw", "ldxdw"][usize::from(stride_log.min(3))];
+    let cap = u64::from(cap.max(1));
+    let threshold = match mutant {
+        ClampMutant::ThresholdLow => (cap - 1) << stride_log,
+        _ => cap << stride_log,
+    };
+    let capped = if mutant == ClampMutant::CapPlusOne {
+        cap + 1
+    } else {
+        cap
+    };
+    let cmp = if mutant == ClampMutant::Inclusive {
+        "jle"
+    } else {
+        "jlt"
+    };
+    let last: i64 = if mutant == ClampMutant::PastLast {
+        0
+    } else {
+        -(1i64 << stride_log)
+    };
+    format!(
+        "mov %r3, %r2\nrsh %r3, {stride_log}\njlt %r2, {threshold}, small\nmov %r3, {capped}\n\
+         small:\nmov %r0, 0\njlt %r3, 2, second\nmov %r2, 1\nmov %r4, %r1\n\
+         add %r4, {stride}\nfirst:\n{op} %r6, [%r4]\nxor %r0, %r6\nadd %r4, {stride}\n\
+         add %r2, 1\njlt %r2, %r3, first\nsecond:\njeq %r3, 0, out\n\
+         lddw %r2, 0x100000001b3\nmov %r4, 0\n\
+         mov %r5, %r1\nwalk:\n{op} %r6, [%r5]\nadd %r0, %r6\nadd %r5, {stride}\nadd %r4, 1\n\
+         {cmp} %r4, %r3, walk\nmul %r0, %r2\nlsh %r3, {stride_log}\nadd %r1, %r3\n\
+         {op} %r6, [%r1{last:+}]\nadd %r0, %r6\nout:\nexit"
+    )
+}

@@ -62,7 +62,10 @@ pub use bytes::{
     Mutation, any_mutation, arbitrary_bytes, mutated_bytes, near_valid_slot, near_valid_slots,
     raw_bytes, valid_bytes,
 };
-pub use guarded::{Guard, OffByOne, ParserStep, counted_loop, off_by_one, parser, parser_step};
+pub use guarded::{
+    ClampMutant, Guard, OffByOne, ParserStep, clamped_walk, counted_loop, off_by_one, parser,
+    parser_step,
+};
 pub use insn::{
     INTERESTING_I16, INTERESTING_I32, INTERESTING_U64, any_form, any_imm, any_imm64, any_insn,
     any_insn_where, any_off, any_reg, blinding_edge_imm, blinding_edge_imm64, forms, forms_where,

@@ -6,7 +6,8 @@
 //!
 //! `cargo run --release -p ebpf-vm --example loops_facts [PROGRAM…]` (default: `sort`,
 //! `sieve`, `packet`, `base64`); with `-v` first, also every executed instruction with its
-//! count per run and the fact of each access, on standard error.
+//! count per run and the fact of each access, and the versioned and counted loops, on
+//! standard error.
 
 use std::path::PathBuf;
 
@@ -95,6 +96,16 @@ fn main() {
                     counts[k],
                     fact.unwrap_or_default()
                 );
+            }
+            // The loops a JIT copies: versions (unchecked) and counted loops (uncharged).
+            for v in facts.versions() {
+                eprintln!(
+                    "version at {}: {:?}, accesses {:?}",
+                    v.entry, v.conditions, v.accesses
+                );
+            }
+            for l in facts.loops() {
+                eprintln!("counted loop at {}: {:?}", l.entry, l.count);
             }
         }
     }

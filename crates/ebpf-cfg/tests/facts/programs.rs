@@ -9,8 +9,8 @@ use super::idioms::packet;
 use super::{Memory, check, check_speculative};
 use ebpf_cfg::facts::{Access, Analysis, Entry, Facts, MetadataFields};
 use ebpf_testgen::{
-    StructuredConfig, closed_program, counted_loop, off_by_one, parser, parser_step,
-    structured_with_input,
+    ClampMutant, StructuredConfig, clamped_walk, closed_program, counted_loop, off_by_one, parser,
+    parser_step, structured_with_input,
 };
 use proptest::prelude::*;
 
@@ -150,6 +150,49 @@ proptest! {
         let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
         if let Err(e) = check(&program, &Memory::input(&data), None) {
             return Err(TestCaseError::fail(format!("{e}\n{text}")));
+        }
+    }
+
+    /// `n = min(len >> s, cap)`, the length's register overwritten, then a walk over `n`
+    /// elements and a read of the last: the original's loads are all proven (`n <= (End -
+    /// v) >> s` kept over the unshifted bound the overwrite derives); its mutants (a cap one
+    /// element too large, the cap taken too early, `<=`, `v[n]`) only as far as every run
+    /// allows, on lengths around the cap's.
+    #[test]
+    fn clamped_walks_and_their_mutants(
+        stride_log in 0u8..4,
+        cap in 1u32..48,
+        mutant in prop::sample::select(vec![
+            ClampMutant::None,
+            ClampMutant::None,
+            ClampMutant::CapPlusOne,
+            ClampMutant::ThresholdLow,
+            ClampMutant::Inclusive,
+            ClampMutant::PastLast,
+        ]),
+        around in -3i64..3,
+        extra in 0u64..8,
+    ) {
+        let text = clamped_walk(stride_log, cap, mutant);
+        let program = assemble(&text);
+        let a = Analysis::run(&program, &Entry::input());
+        if mutant == ClampMutant::None {
+            for (i, insn) in program.insns().iter().enumerate() {
+                // (The first walk is unreachable when the cap is 1.)
+                if matches!(insn, ebpf_isa::Insn::Load { .. }) && a.facts().reached(i) {
+                    prop_assert!(
+                        matches!(a.facts().access(i), Access::InBounds { .. }),
+                        "{} not proven:\n{}", i, text
+                    );
+                }
+            }
+        }
+        let elems = (i64::from(cap) + around).max(0) as u64;
+        for len in [0, 1, (elems << stride_log) + (extra & ((1 << stride_log) - 1))] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            if let Err(e) = check(&program, &Memory::input(&data), None) {
+                return Err(TestCaseError::fail(format!("{e}\n{text}")));
+            }
         }
     }
 

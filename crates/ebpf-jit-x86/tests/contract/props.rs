@@ -16,9 +16,9 @@ use ebpf_isa::Program;
 use ebpf_isa::table::Form;
 use ebpf_isa::{AluOp, Imm64Kind, Insn, Operand, Reg, Size, Width};
 use ebpf_testgen::{
-    Guard, ParserStep, StructuredConfig, any_program, any_program_where, blinding_edge_imm,
-    blinding_edge_imm64, closed_program, counted_loop, off_by_one, parser, parser_step,
-    structured_with_input, with_immediates,
+    ClampMutant, Guard, ParserStep, StructuredConfig, any_program, any_program_where,
+    blinding_edge_imm, blinding_edge_imm64, clamped_walk, closed_program, counted_loop, off_by_one,
+    parser, parser_step, structured_with_input, with_immediates,
 };
 use proptest::prelude::*;
 
@@ -227,6 +227,35 @@ proptest! {
         let program = assemble(&mutant);
         for len in 0..=data.len().min(48) {
             agree(&program, data[..len].to_vec(), true, Limits::default());
+        }
+    }
+
+    /// `n = min(len >> s, cap)` and a walk over `n` elements (`tests/elf/loops/sort.c`'s
+    /// checksum loop), whose accesses the facts prove: the original never traps; its
+    /// off-by-one mutants trap alike on every engine, on lengths around the cap's.
+    #[test]
+    fn clamped_walks_never_trap_and_their_mutants_trap_alike(
+        stride_log in 0u8..4,
+        cap in 1u32..48,
+        mutant in prop::sample::select(vec![
+            ClampMutant::None,
+            ClampMutant::None,
+            ClampMutant::CapPlusOne,
+            ClampMutant::ThresholdLow,
+            ClampMutant::Inclusive,
+            ClampMutant::PastLast,
+        ]),
+        around in -3i64..3,
+        extra in 0u64..8,
+    ) {
+        let text = clamped_walk(stride_log, cap, mutant);
+        let program = assemble(&text);
+        let elems = (i64::from(cap) + around).max(0) as u64;
+        let len = (elems << stride_log) + (extra & ((1 << stride_log) - 1));
+        let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let got = agree(&program, data, true, Limits::default());
+        if mutant == ClampMutant::None {
+            prop_assert!(got.result.is_ok(), "{:?} on {} bytes:\n{}", got.result, len, text);
         }
     }
 
