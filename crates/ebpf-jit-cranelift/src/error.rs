@@ -36,6 +36,9 @@ pub enum JitError {
     Module(Box<cranelift_module::ModuleError>),
     /// Writing the object file failed.
     Object(String),
+    /// Cranelift (or this crate's use of it) panicked while compiling: a bug, reported as an
+    /// error rather than unwinding into the caller. The panic's message.
+    Panicked(String),
 }
 
 impl fmt::Display for JitError {
@@ -68,6 +71,7 @@ impl fmt::Display for JitError {
             JitError::Codegen(e) => write!(f, "cranelift code generation failed: {e}"),
             JitError::Module(e) => write!(f, "cranelift module error: {e}"),
             JitError::Object(e) => write!(f, "writing the object file failed: {e}"),
+            JitError::Panicked(e) => write!(f, "cranelift panicked while compiling: {e}"),
         }
     }
 }

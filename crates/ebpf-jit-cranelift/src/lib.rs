@@ -283,13 +283,15 @@ thread_local! {
 /// Defines the functions of `prep` in `module`: one, or the units and a dispatcher. Returns
 /// the id of the function named `symbol` (the entry point) and the bytes of code.
 ///
-/// `check` is the check function: its address, or its id in `module`.
+/// `check` is the check function: its address, or its id in `module`. `units` says how the
+/// dispatcher calls the units.
 fn define<M: Module>(
     module: &mut M,
     prep: &Prepared<'_>,
     symbol: &str,
     isa: &dyn TargetIsa,
     check: CheckFn,
+    units: UnitCalls,
 ) -> Result<(FuncId, usize), JitError> {
     let frontend = isa.frontend_config();
     let sig = translate::entry_signature(isa.default_call_conv());
@@ -314,33 +316,58 @@ fn define<M: Module>(
             CheckFn::Id(id) => Check::Func(module.declare_func_in_func(id, func)),
         };
         ctx.clear();
+        #[cfg(test)]
+        if PANIC_IN_DEFINE.with(|p| p.replace(false)) {
+            // Mid-function, as a Cranelift panic would leave the workspace.
+            ctx.func.signature = sig.clone();
+            let _ = cranelift_frontend::FunctionBuilder::new(&mut ctx.func, fctx).create_block();
+            panic!("an injected panic");
+        }
         if prep.is_whole() {
             ctx.func.signature = sig.clone();
             let check = checker(module, &mut ctx.func);
             translate::translate_unit(prep, 0, check, &mut ctx.func, fctx, frontend);
             emit(module, ctx, entry)?;
         } else {
-            let mut units = Vec::with_capacity(prep.plan.units.len());
+            let mut unit_ids = Vec::with_capacity(prep.plan.units.len());
             for u in 0..prep.plan.units.len() {
                 let name = format!("{symbol}.unit{u}");
-                units.push(module.declare_function(&name, Linkage::Local, &sig)?);
+                unit_ids.push(module.declare_function(&name, Linkage::Local, &sig)?);
             }
-            for (u, &id) in units.iter().enumerate() {
+            for (u, &id) in unit_ids.iter().enumerate() {
                 ctx.func.signature = sig.clone();
                 let check = checker(module, &mut ctx.func);
                 translate::translate_unit(prep, u, check, &mut ctx.func, fctx, frontend);
                 emit(module, ctx, id)?;
             }
             ctx.func.signature = sig.clone();
-            let refs: Vec<_> = units
+            let refs: Vec<_> = unit_ids
                 .iter()
-                .map(|&id| module.declare_func_in_func(id, &mut ctx.func))
+                .map(|&id| {
+                    let f = module.declare_func_in_func(id, &mut ctx.func);
+                    // A local function is colocated by default: a `call rel32` (or the ISA's
+                    // PC-relative call), which `cranelift-jit` cannot relocate (it panics) if
+                    // the unit's memory is more than ±2 GiB from the dispatcher's.
+                    ctx.func.dfg.ext_funcs[f].colocated = units == UnitCalls::Near;
+                    f
+                })
                 .collect();
             translate::translate_dispatcher(prep, &refs, &mut ctx.func, fctx, frontend);
             emit(module, ctx, entry)?;
         }
         Ok((entry, size))
     })
+}
+
+/// How a dispatcher calls its units.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UnitCalls {
+    /// PC-relative: one object's text, which the linker keeps together.
+    Near,
+    /// Through a 64-bit absolute address (in-process): a module's functions are in memory
+    /// allocated separately (`pool.rs`: spans of chunks mapped at different times, or
+    /// mappings of their own), which nothing keeps within a relative call's reach.
+    Absolute,
 }
 
 /// Where the check function of cold paths is (see `translate::translate_check`).
@@ -449,8 +476,50 @@ pub fn compile_with_facts(
     compile_facts(program, &options, facts)
 }
 
+/// Runs one compile, with a panic inside Cranelift (a bug: say, a relocation it cannot
+/// apply) turned into [`JitError::Panicked`] so that it reaches the caller as the typed
+/// error of a failed compile.
+///
+/// Unwinding is safe to stop here: a module being built is dropped on the way out (its
+/// memory freed: none of its code ever ran), the pool's state is consistent between its
+/// statements and its lock ignores poisoning, and the caller's inputs are only read. The
+/// thread's Cranelift workspace may be left in the middle of a function: it is replaced.
+fn guarded<T>(compile: impl FnOnce() -> Result<T, JitError>) -> Result<T, JitError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(compile)).unwrap_or_else(|payload| {
+        WORKSPACE.with(|workspace| {
+            if let Ok(mut workspace) = workspace.try_borrow_mut() {
+                *workspace = (
+                    cranelift_codegen::Context::new(),
+                    FunctionBuilderContext::new(),
+                );
+            }
+        });
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|m| m.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string());
+        Err(JitError::Panicked(message))
+    })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes the next `define` on this thread panic (tests of [`guarded`]).
+    static PANIC_IN_DEFINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// [`compile`] with `facts`, which are `program`'s and `options.entry`'s.
 fn compile_facts(
+    program: &Program,
+    options: &JitOptions,
+    facts: &Facts,
+) -> Result<CraneliftProgram, JitError> {
+    guarded(|| compile_facts_unguarded(program, options, facts))
+}
+
+/// [`compile_facts`] with a panic unwinding into the caller.
+fn compile_facts_unguarded(
     program: &Program,
     options: &JitOptions,
     facts: &Facts,
@@ -474,7 +543,14 @@ fn compile_facts(
             reason: "no JIT module".to_string(),
         });
     };
-    let (id, code_size) = define(module, &prep, &options.symbol, &*isa, check)?;
+    let (id, code_size) = define(
+        module,
+        &prep,
+        &options.symbol,
+        &*isa,
+        check,
+        UnitCalls::Absolute,
+    )?;
     module.finalize_definitions()?;
     let address = module.get_finalized_function(id);
     // SAFETY: `address` is the entry of the function just defined with `entry_signature`
@@ -519,6 +595,15 @@ pub fn compile_objects(
     target: &str,
     options: &JitOptions,
 ) -> Result<Vec<u8>, JitError> {
+    guarded(|| compile_objects_unguarded(programs, target, options))
+}
+
+/// [`compile_objects`] with a panic unwinding into the caller.
+fn compile_objects_unguarded(
+    programs: &[(&str, &Program)],
+    target: &str,
+    options: &JitOptions,
+) -> Result<Vec<u8>, JitError> {
     let isa = options::isa(Some(target), options)?.isa.clone();
     let builder = ObjectBuilder::new(isa.clone(), "ebpf", default_libcall_names())?;
     let mut module = ObjectModule::new(builder);
@@ -535,7 +620,7 @@ pub fn compile_objects(
             false,
         );
         prep.plain_selects = options.opt_level == OptLevel::None;
-        define(&mut module, &prep, symbol, &*isa, check)?;
+        define(&mut module, &prep, symbol, &*isa, check, UnitCalls::Near)?;
     }
     module
         .finish()
@@ -608,4 +693,48 @@ pub fn ir_text_with(
         }
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn program() -> Program {
+        let sum_of_one_to_five =
+            "mov %r0, 0\nmov %r1, 5\nadd %r0, %r1\nsub %r1, 1\njne %r1, 0, -3\nexit";
+        ebpf_isa::assemble(sum_of_one_to_five).unwrap()
+    }
+
+    #[test]
+    fn a_panic_while_compiling_is_a_typed_error_and_the_next_compile_works() {
+        if !host_supported() {
+            return;
+        }
+        let program = program();
+        let options = JitOptions::default();
+        PANIC_IN_DEFINE.with(|p| p.set(true));
+        let failed = compile(&program, &options);
+        assert!(
+            matches!(&failed, Err(JitError::Panicked(m)) if m == "an injected panic"),
+            "{failed:?}"
+        );
+        let exit = compile(&program, &options).unwrap().run(
+            MemoryMap::new(),
+            [0, 0],
+            &Helpers::new(),
+            &Limits::default(),
+        );
+        assert_eq!(exit.map(|e| e.r0), Ok(15));
+    }
+
+    #[test]
+    fn a_panic_while_writing_an_object_is_a_typed_error() {
+        let program = program();
+        let options = JitOptions::default();
+        let target = "x86_64-unknown-linux-gnu";
+        PANIC_IN_DEFINE.with(|p| p.set(true));
+        let failed = compile_object(&program, target, &options);
+        assert!(matches!(failed, Err(JitError::Panicked(_))), "{failed:?}");
+        assert!(compile_object(&program, target, &options).is_ok());
+    }
 }
