@@ -383,18 +383,33 @@ mod tiered {
                 let program = shared.program.lock().ok().and_then(|mut p| p.take());
                 let Some(program) = program else { return };
                 let options = shared.hardening.cranelift(Some(&shared.entry));
-                let compiled =
-                    super::cranelift_code(&program, &options, None, shared.cache.as_ref());
-                match compiled {
-                    Ok(code) => {
+                // A panic would end this thread with the program taken and `started` set:
+                // nothing would ever retry or say why. `ebpf_jit_cranelift` already turns
+                // Cranelift's own panics into errors; this catches any other (the cache, the
+                // facade). Unwinding is safe to stop: the program and options are this
+                // closure's own, and the cache's slot is a `OnceLock`, left empty for the
+                // next load to compile.
+                let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    #[cfg(test)]
+                    super::tests::tiered::panic_if_injected(&program);
+                    super::cranelift_code(&program, &options, None, shared.cache.as_ref())
+                }));
+                let failure = match compiled {
+                    Ok(Ok(code)) => {
                         let _ = shared.second.set(code);
+                        return;
                     }
-                    Err(e) => {
-                        let _ = shared
-                            .failure
-                            .set(format!("the Cranelift compile failed: {e}"));
+                    Ok(Err(e)) => format!("the Cranelift compile failed: {e}"),
+                    Err(payload) => {
+                        let message = payload
+                            .downcast_ref::<&str>()
+                            .map(|m| m.to_string())
+                            .or_else(|| payload.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a panic without a message".to_string());
+                        format!("the Cranelift compile panicked: {message}")
                     }
-                }
+                };
+                let _ = shared.failure.set(failure);
             };
             let spawned = std::thread::Builder::new()
                 .name("ebpf-tier-up".to_string())
@@ -695,7 +710,7 @@ mod tests {
     }
 
     #[cfg(feature = "jit-cranelift")]
-    mod tiered {
+    pub(super) mod tiered {
         use std::time::{Duration, Instant};
 
         use ebpf_abi::{Exit, Helpers, Limits, MemoryMap, Trap};
@@ -775,6 +790,39 @@ mod tests {
             for (&budget, want) in BUDGETS.iter().zip(&want) {
                 assert_eq!(&run(&tiered, budget), want, "Cranelift, budget {budget:?}");
             }
+        }
+
+        /// The program whose tier-up compile panics (`panic_if_injected`): no other test's.
+        const PANICS_ON_TIER_UP: &str = "mov %r0, 0x7e57\nmov %r1, 2\nadd %r0, %r1\nexit";
+
+        /// Panics in the tier-up compile of [`PANICS_ON_TIER_UP`]'s program.
+        pub(crate) fn panic_if_injected(program: &ebpf_isa::Program) {
+            if ebpf_isa::assemble(PANICS_ON_TIER_UP).is_ok_and(|p| p == *program) {
+                panic!("an injected panic");
+            }
+        }
+
+        /// A tier-up whose compile panics says so and leaves the VM on its first tier, as a
+        /// failed one does (the panic used to end the compiler thread silently: the VM
+        /// stayed on its first tier with no failure, for good).
+        #[test]
+        fn a_panicking_tier_up_is_reported() {
+            if !tiered_available() {
+                return;
+            }
+            let vm = crate::Vm::builder()
+                .engine(super::super::Engine::Tiered)
+                .load_asm(PANICS_ON_TIER_UP)
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while vm.tier_up_failure().is_none() {
+                assert_eq!(vm.run(&mut []), Ok(0x7e57 + 2));
+                assert!(Instant::now() < deadline, "the tier-up never failed");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let failure = vm.tier_up_failure().unwrap();
+            assert!(failure.contains("panicked: an injected panic"), "{failure}");
+            assert!(!vm.optimised());
         }
 
         /// A tier-up whose compile fails says so (`Vm::tier_up_failure`) and leaves the VM
