@@ -8,19 +8,25 @@
 //! [`CHUNK_PAGES`] pages, mapped read+write once:
 //!
 //! - a module's provider ([`PooledCode`]) takes a *span* of pages from the current chunk when
-//!   its functions no longer fit in the span it is filling, and packs functions into it; the
-//!   pages are read+write and used by no other module;
-//! - `finalize` turns the module's spans read+execute (one `mprotect` per span, usually one);
-//! - each span keeps its chunk alive (`Arc`); a chunk is unmapped when its last module is
-//!   freed and the pool has moved on to another chunk;
+//!   a function no longer fits in the span it is filling (a span sized for that function),
+//!   and packs functions into it; the pages are read+write and used by no other module;
+//! - `finalize` fills what the module's spans hold besides its code with `int3` and turns the
+//!   spans read+execute, one `mprotect` per span: one for a program of one function, about
+//!   one per unit for a program split into units (the next unit fits only in the slack of the
+//!   previous one's last page);
+//! - each span keeps its chunk alive (`Arc`); a chunk is unmapped when its last span is freed
+//!   and the pool has moved on to another chunk;
 //! - when the current chunk is full and no module's span in it is alive any more, its used
 //!   pages are turned back read+write in one call and the chunk is reused, already faulted in.
 //!
 //! So a page is read+write while free or being written and read+execute from finalisation
 //! until its chunk is recycled, never both. The pool itself keeps one chunk ([`CHUNK_PAGES`]
 //! pages, 64 KiB with 4 KiB pages), the bound on what it holds beyond live programs; a live
-//! program keeps at most its own chunk mapped. Spans larger than [`POOL_LIMIT`] get a mapping
-//! of their own. Writable and read-only data (which this crate's code does not declare) go to
+//! program keeps mapped the chunks its spans are in, at most one per span (the spans of a
+//! program of several units can be in several chunks, mapped at different times, anywhere in
+//! the address space: which is why the dispatcher calls its units through their absolute
+//! addresses, `lib.rs::UnitCalls`). Spans larger than [`POOL_LIMIT`] get a mapping of their
+//! own. Writable and read-only data (which this crate's code does not declare) go to
 //! `cranelift-jit`'s own provider.
 //!
 //! x86-64 keeps instruction fetch coherent with stores, and `mprotect` is a system call, so no
@@ -119,11 +125,9 @@ fn page_size() -> usize {
     })
 }
 
+/// The process's pool, which every module's provider takes its spans from.
 fn pool() -> &'static Mutex<Pool> {
-    static POOL: Mutex<Pool> = Mutex::new(Pool {
-        chunk: None,
-        used: 0,
-    });
+    static POOL: Mutex<Pool> = Mutex::new(Pool::EMPTY);
     &POOL
 }
 
@@ -141,8 +145,14 @@ impl Span {
 }
 
 impl Pool {
-    /// Read+write pages for at least `bytes` bytes, owned by the caller alone.
-    fn take(bytes: usize) -> io::Result<Span> {
+    /// A pool with no chunk yet.
+    const EMPTY: Pool = Pool {
+        chunk: None,
+        used: 0,
+    };
+
+    /// Read+write pages of `pool` for at least `bytes` bytes, owned by the caller alone.
+    fn take(pool: &Mutex<Pool>, bytes: usize) -> io::Result<Span> {
         let page = page_size();
         let len = bytes.max(1).div_ceil(page).saturating_mul(page);
         if len > POOL_LIMIT.max(page) {
@@ -155,7 +165,7 @@ impl Pool {
         let chunk_len = CHUNK_PAGES * page;
         // A poisoned lock only means another thread panicked while holding it; the pool's
         // state is consistent between statements, so carry on.
-        let mut pool = pool().lock().unwrap_or_else(|e| e.into_inner());
+        let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
         let fits = pool.chunk.is_some() && pool.used + len <= chunk_len;
         if !fits {
             match pool.chunk.take() {
@@ -191,6 +201,7 @@ impl Pool {
 /// The memory provider of one in-process module: its code in spans from the pool, its data
 /// (none today) from `cranelift-jit`'s own provider.
 pub(crate) struct PooledCode {
+    pool: &'static Mutex<Pool>,
     data: SystemMemoryProvider,
     /// Every span this module holds; `spans[..sealed]` are read+execute.
     spans: Vec<Span>,
@@ -201,7 +212,13 @@ pub(crate) struct PooledCode {
 
 impl PooledCode {
     pub(crate) fn new() -> PooledCode {
+        PooledCode::with_pool(pool())
+    }
+
+    /// A provider taking its code memory from `pool` (tests use pools of their own).
+    fn with_pool(pool: &'static Mutex<Pool>) -> PooledCode {
         PooledCode {
+            pool,
             data: SystemMemoryProvider::new(),
             spans: Vec::new(),
             sealed: 0,
@@ -220,16 +237,42 @@ impl PooledCode {
         {
             let at = self.used.next_multiple_of(align);
             if at.checked_add(size).is_some_and(|end| end <= span.len) {
+                self.trap_fill(self.used..at);
                 self.used = at + size;
                 return Ok(span.start().wrapping_add(at));
             }
+            // This span is left as it is: nothing more will be written after its code.
+            self.trap_fill(self.used..span.len);
         }
         // Span starts are page-aligned, hence aligned for any `align` accepted above.
-        let span = Pool::take(size)?;
+        let span = Pool::take(self.pool, size)?;
         let start = span.start();
         self.spans.push(span);
         self.used = size;
         Ok(start)
+    }
+}
+
+impl PooledCode {
+    /// Fills `bytes` of the last span, which must be unsealed and not handed out, with `int3`:
+    /// on a recycled page they would hold earlier programs' code, and a stray jump there
+    /// should trap rather than run it.
+    fn trap_fill(&self, bytes: std::ops::Range<usize>) {
+        let Some(span) = self.spans.last() else {
+            return;
+        };
+        if self.spans.len() == self.sealed || bytes.start >= bytes.end || bytes.end > span.len {
+            return;
+        }
+        // SAFETY: the range lies inside the last span, which is this module's alone and still
+        // read+write (not sealed), and no function was handed these bytes.
+        unsafe {
+            std::ptr::write_bytes(
+                span.start().wrapping_add(bytes.start),
+                0xcc,
+                bytes.end - bytes.start,
+            );
+        }
     }
 }
 
@@ -253,6 +296,9 @@ impl JITMemoryProvider for PooledCode {
 
     fn finalize(&mut self, branch_protection: BranchProtection) -> ModuleResult<()> {
         self.data.finalize(branch_protection)?;
+        if let Some(span) = self.spans.last() {
+            self.trap_fill(self.used..span.len);
+        }
         for span in &self.spans[self.sealed..] {
             span.mapping
                 .protect(span.offset, span.len, libc::PROT_READ | libc::PROT_EXEC)
@@ -347,6 +393,98 @@ mod tests {
         assert!(bytes(second).iter().all(|&b| b == 0x90));
         // SAFETY: nothing runs or reads this code any more.
         unsafe { code.free_memory() };
+    }
+
+    /// A pool of the test's own, so that no other test's spans keep its chunks alive.
+    fn private_pool() -> &'static Mutex<Pool> {
+        Box::leak(Box::new(Mutex::new(Pool::EMPTY)))
+    }
+
+    /// A finalised module of `pool` whose one function, `size` bytes (at least 6), returns
+    /// `value`: `mov eax, value; ret`, then `nop`s.
+    fn returning(pool: &'static Mutex<Pool>, value: u32, size: usize) -> (PooledCode, *mut u8) {
+        let mut code = PooledCode::with_pool(pool);
+        let (p, _) = fill(&mut code, size, 16, 0x90);
+        let mut insns = [0xb8, 0, 0, 0, 0, 0xc3];
+        insns[1..5].copy_from_slice(&value.to_le_bytes());
+        // SAFETY: `p` is `size` >= 6 bytes of read+write pages owned by `code`.
+        unsafe { std::ptr::copy_nonoverlapping(insns.as_ptr(), p, insns.len()) };
+        code.finalize(BranchProtection::None).unwrap();
+        (code, p)
+    }
+
+    /// Calls the function at `p`, made by [`returning`] and still alive.
+    fn call(p: *mut u8) -> u32 {
+        // SAFETY: `p` is the start of a finalised (read+execute) function of a live module,
+        // `mov eax, imm32; ret`: a C function of no argument returning a u32.
+        let f = unsafe { std::mem::transmute::<*mut u8, extern "C" fn() -> u32>(p) };
+        f()
+    }
+
+    #[test]
+    fn freed_chunks_are_recycled_writable_while_other_chunks_code_keeps_running() {
+        let pool = private_pool();
+        let page = page_size();
+        let round = |value: u32| -> (std::sync::Weak<Mapping>, *mut u8) {
+            // A chunk's worth of functions fill their pages with `nop`s, so that the next
+            // chunk's worth, 6 bytes each in the same pages once recycled, find stale code
+            // past their own end.
+            let size = if (value / CHUNK_PAGES as u32).is_multiple_of(2) {
+                page
+            } else {
+                6
+            };
+            let (mut code, p) = returning(pool, value, size);
+            assert_eq!(call(p), value);
+            let span = &code.spans[0];
+            let chunk = Arc::downgrade(&span.mapping);
+            let rest = (p as usize - span.start() as usize) + size..span.len;
+            assert!(
+                bytes((span.start().wrapping_add(rest.start), rest.len()))
+                    .iter()
+                    .all(|&b| b == 0xcc),
+                "what follows function {value} is not int3"
+            );
+            // SAFETY: its code does not run any more.
+            unsafe { code.free_memory() };
+            (chunk, p)
+        };
+        // Four chunks' worth of one-page modules, each freed at once: the first chunk is
+        // recycled three times (a page left read+execute would fault on the next write).
+        let (first, _) = round(0);
+        for value in 1..4 * CHUNK_PAGES as u32 {
+            let (chunk, _) = round(value);
+            assert!(
+                chunk.ptr_eq(&first),
+                "module {value} got a chunk of its own"
+            );
+        }
+        assert!(
+            first.upgrade().is_some(),
+            "the pool let go of its recycled chunk"
+        );
+        // One module kept alive pins its chunk: the pool moves on to exactly one new chunk,
+        // recycled as the first was, while the kept module's code keeps running.
+        let (mut kept, kept_at) = returning(pool, 7777, 6);
+        let mut second = None;
+        for value in 100..100 + 4 * CHUNK_PAGES as u32 {
+            let (chunk, _) = round(value);
+            assert_eq!(call(kept_at), 7777);
+            if !chunk.ptr_eq(&first) {
+                let second = second.get_or_insert_with(|| chunk.clone());
+                assert!(chunk.ptr_eq(second), "module {value} got a third chunk");
+            }
+        }
+        assert!(
+            second.is_some(),
+            "the kept module's chunk was recycled under it"
+        );
+        assert!(
+            first.upgrade().is_some(),
+            "the kept module's chunk was unmapped"
+        );
+        // SAFETY: its code does not run any more.
+        unsafe { kept.free_memory() };
     }
 
     #[test]
