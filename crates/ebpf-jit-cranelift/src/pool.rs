@@ -251,9 +251,7 @@ impl PooledCode {
         self.used = size;
         Ok(start)
     }
-}
 
-impl PooledCode {
     /// Fills `bytes` of the last span, which must be unsealed and not handed out, with `int3`:
     /// on a recycled page they would hold earlier programs' code, and a stray jump there
     /// should trap rather than run it.
