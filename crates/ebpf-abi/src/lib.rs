@@ -45,6 +45,7 @@
 
 extern crate alloc;
 
+mod buffers;
 mod engine;
 mod helper;
 mod memory;
@@ -57,6 +58,7 @@ pub mod step;
 mod trap;
 mod view;
 
+pub use buffers::RunBuffers;
 pub use engine::{
     Binding, Executable, PlainBinding, Session, has_fixed_regions, lower_stack_mark, map_buffers,
     map_run,

@@ -38,7 +38,6 @@
 
 extern crate alloc;
 
-mod lean;
 mod ops;
 mod session;
 mod trace;
@@ -51,7 +50,7 @@ use core::fmt;
 use ebpf_abi::step;
 use ebpf_abi::{
     CallFrame, Executable, Exit, Flow, Helpers, InvalidReason, Limits, MemoryMap, ProgramView,
-    Region, Stack, Target, Trap, TrapKind, VmMemory, layout,
+    Region, RunBuffers, Stack, Target, Trap, TrapKind, VmMemory, layout,
 };
 use ebpf_isa::{AluOp, AtomicOp, ByteOrder, CallKind, Cond, Insn, Program, SwapWidth};
 
@@ -107,7 +106,7 @@ struct Machine<'f> {
     remaining: u64,
 }
 
-/// The memory the fast loop runs on: a [`MemoryMap`], or a session's [`lean::Lean`] (its own
+/// The memory the fast loop runs on: a [`MemoryMap`], or a session's [`RunBuffers`] (its own
 /// buffers alone, when the binding has no fixed regions), which gives exactly what the map of
 /// the same buffers gives, access by access.
 trait RunMemory: VmMemory {
@@ -173,6 +172,45 @@ impl RunMemory for MemoryMap<'_> {
     fn set_instructions_at_helper_trap(&mut self, instructions: u64) {
         MemoryMap::set_instructions_at_helper_trap(self, instructions);
     }
+}
+
+impl RunMemory for RunBuffers<'_> {
+    #[inline(always)]
+    fn load<const N: usize>(&self, addr: u64) -> Option<[u8; N]> {
+        RunBuffers::load(self, addr)
+    }
+
+    #[inline(always)]
+    fn store<const N: usize>(&mut self, addr: u64, value: [u8; N]) -> Option<()> {
+        RunBuffers::store(self, addr, value)
+    }
+
+    #[inline(always)]
+    fn atomic64(
+        &mut self,
+        addr: u64,
+        op: AtomicOp,
+        operand: u64,
+        r0: u64,
+    ) -> Result<Option<u64>, TrapKind> {
+        RunBuffers::atomic64(self, addr, op, operand, r0)
+    }
+
+    #[inline(always)]
+    fn atomic32(
+        &mut self,
+        addr: u64,
+        op: AtomicOp,
+        operand: u64,
+        r0: u64,
+    ) -> Result<Option<u64>, TrapKind> {
+        RunBuffers::atomic32(self, addr, op, operand, r0)
+    }
+
+    /// Nothing reads it: a session's run has no caller that asks (only `run_in`'s does, to
+    /// add up a chain of tail calls, and that one runs on a map).
+    #[inline(always)]
+    fn set_instructions_at_helper_trap(&mut self, _: u64) {}
 }
 
 impl Interpreter {
@@ -337,7 +375,7 @@ impl Interpreter {
         self.precise(machine, memory, helpers, limits, budget, observer)
     }
 
-    /// A session's run on its own buffers ([`lean::Lean`]: no fixed regions), `machine` at
+    /// A session's run on its own buffers ([`RunBuffers`]: no fixed regions), `machine` at
     /// its first instruction: [`Interpreter::dispatch`] without the map. Inlined into the
     /// session's run, so that the run has one frame; the helpers' stack mark stays in `mem`
     /// (returned beside the result, the result was copied twice more).
@@ -345,7 +383,7 @@ impl Interpreter {
     fn run_lean(
         &self,
         machine: &mut Machine<'_>,
-        mem: &mut lean::Lean<'_>,
+        mem: &mut RunBuffers<'_>,
         helpers: &Helpers,
         limits: &Limits,
         budget: u64,
@@ -367,7 +405,7 @@ impl Interpreter {
     fn precise_lean(
         &self,
         machine: &mut Machine<'_>,
-        mem: &mut lean::Lean<'_>,
+        mem: &mut RunBuffers<'_>,
         helpers: &Helpers,
         limits: &Limits,
         budget: u64,

@@ -2,7 +2,7 @@
 //!
 //! A run of a session whose binding has no fixed regions (most VMs: no data images, no
 //! read-only regions) maps nothing: the fast loop runs on the run's own buffers
-//! ([`crate::lean::Lean`]), and only a run whose budget runs short builds a [`MemoryMap`] of
+//! ([`RunBuffers`]), and only a run whose budget runs short builds a [`MemoryMap`] of
 //! them, for the precise loop. With fixed regions a run builds a map (safe code cannot keep a
 //! map of borrowed buffers from one run to the next). Either way, what the session saves
 //! against the default one is everything around the loop: one call from the facade to it
@@ -14,10 +14,9 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use ebpf_abi::{
-    Binding, CallFrame, Exit, Helpers, Limits, MapSpill, MemoryMap, Stack, Trap, layout,
+    Binding, CallFrame, Exit, Helpers, Limits, MapSpill, MemoryMap, RunBuffers, Stack, Trap, layout,
 };
 
-use crate::lean::Lean;
 use crate::{Interpreter, Machine};
 
 /// An [`Interpreter`] bound to its helpers, limits and fixed regions for runs on one thread.
@@ -112,7 +111,7 @@ impl ebpf_abi::Session for Session {
 impl Session {
     /// [`ebpf_abi::Session::run`] (inlined into it and into `run_input`, where the metadata
     /// buffer is known to be absent). Without fixed regions the run's memory is its three
-    /// buffers alone, and the fast loop runs on them directly ([`Lean`], inlined here: one
+    /// buffers alone, and the fast loop runs on them directly ([`RunBuffers`], inlined here: one
     /// frame for the whole run); with fixed regions, on a map of them and the buffers (out of
     /// line: joining the two paths' results made the fast one copy its result twice).
     #[inline(always)]
@@ -135,7 +134,7 @@ impl Session {
             pc: 0,
             remaining: self.budget,
         };
-        let mut memory = Lean::new(data, metadata, stack.region(self.stack_size));
+        let mut memory = RunBuffers::new(data, metadata, stack.region(self.stack_size));
         let result = self.program.run_lean(
             &mut machine,
             &mut memory,

@@ -23,14 +23,17 @@ use core::any::Any;
 use core::marker::PhantomData;
 use core::mem::offset_of;
 
-use ebpf_abi::{Helpers, MemoryMap, REGION_TABLE_LEN, RawRegion, RawTrap, TrapKind, trap_code};
+use ebpf_abi::{
+    Helpers, MemoryMap, REGION_TABLE_LEN, RawRegion, RawTrap, RunBuffers, TrapKind, layout,
+    trap_code,
+};
 
 /// Access widths in bytes, indexed by `w` (`1 << w`).
 pub(crate) const WIDTHS: [u64; 4] = [1, 2, 4, 8];
 
 /// Lengths above this are clamped in the limits (see the module docs): a region addresses at
 /// most its 4 GiB window.
-const LEN_CLAMP: u64 = ebpf_abi::layout::MAX_REGION_LEN;
+const LEN_CLAMP: u64 = layout::MAX_REGION_LEN;
 
 /// What generated code returns in `eax`.
 pub(crate) mod status {
@@ -175,7 +178,7 @@ pub(crate) struct Ctx<'a> {
     /// Registers, budget, shadow stack, helper call and trap report: fresh for every run.
     pub(crate) run: RunState,
     // Below: used by Rust only.
-    /// The run's memory, as helpers see it: a `MemoryMap`, or a session's `Lean` buffers —
+    /// The run's memory, as helpers see it: a `MemoryMap`, or a session's `RunBuffers` —
     /// the type the trampoline whose address is in `run.trampoline` was made for.
     pub(crate) memory: *mut (),
     /// The lifetime of the memory `memory` points to.
@@ -296,6 +299,25 @@ impl<'a> Ctx<'a> {
         self.generation = memory.generation();
     }
 
+    /// Writes the rows of a run's own buffers, their pointers derived from `buffers`' borrows
+    /// now (a row that already holds the same buffer costs a compare: see
+    /// [`Ctx::set_run_row`]), and records the generation they are current for.
+    #[inline(always)]
+    pub(crate) fn write_buffer_rows(&mut self, buffers: &mut RunBuffers<'_>) {
+        let generation = buffers.generation();
+        let (stack, input, metadata) = buffers.buffers_mut();
+        self.set_run_row(layout::STACK, RawRegion::writable(stack));
+        match input {
+            Some(input) => self.set_buffer_row(layout::INPUT, input),
+            None => self.unmap_run_row(layout::INPUT),
+        }
+        match metadata {
+            Some(metadata) => self.set_buffer_row(layout::METADATA, metadata),
+            None => self.unmap_run_row(layout::METADATA),
+        }
+        self.generation = generation;
+    }
+
     /// Makes row `r` (a run's own buffer: the stack, the input, the metadata buffer) describe
     /// `entry`, without a map: a session's fast path, on a table that otherwise holds only
     /// rows it keeps from run to run.
@@ -402,7 +424,8 @@ impl<'a> Ctx<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ebpf_abi::{Region, layout};
+    use alloc::vec::Vec;
+    use ebpf_abi::{Region, VmMemory};
 
     #[test]
     fn limits_encode_the_bounds_check() {
@@ -467,5 +490,52 @@ mod tests {
         ctx.reset();
         ctx.refresh(&mut map);
         assert_eq!((ctx.rows, ctx.store_lim[1][4]), (5, layout::vm_addr(4, 2)));
+    }
+
+    /// The rows a session's run writes from its own buffers are those `refresh` derives from
+    /// the map of the same buffers (`RunBuffers::raw_rows`, held to that map in ebpf-abi):
+    /// the same region arrays, on a fresh context and on one that held another run's rows
+    /// (a buffer now absent is unmapped again); and the generation is the buffers'.
+    #[test]
+    fn buffer_rows_are_the_rows_of_their_map() {
+        let cases: [(Option<usize>, Option<usize>); 5] = [
+            (Some(64), None),
+            (Some(0), Some(8)),
+            (None, None),
+            (Some(5), Some(24)),
+            (None, Some(0)),
+        ];
+        let mut reused = Ctx::new();
+        for (input_len, metadata_len) in cases {
+            let mut stack = [0u8; 1024];
+            let mut input = input_len.map(|len| Vec::from_iter(0..len as u8));
+            let mut metadata = metadata_len.map(|len| Vec::from_iter(0..len as u8));
+            let case = alloc::format!("input {input_len:?}, metadata {metadata_len:?}");
+            let arrays = |ctx: &Ctx<'_>| {
+                (
+                    (ctx.bias, ctx.host, ctx.load_lim, ctx.store_lim),
+                    (ctx.start, ctx.load_span, ctx.store_span),
+                )
+            };
+            let mut buffers =
+                RunBuffers::new(input.as_deref_mut(), metadata.as_deref_mut(), &mut stack);
+            let _ = buffers.write(layout::vm_addr(layout::STACK, 8), &[1]);
+            let mut fresh = Ctx::new();
+            fresh.write_buffer_rows(&mut buffers);
+            reused.write_buffer_rows(&mut buffers);
+            assert_eq!(fresh.generation, buffers.generation(), "{case}");
+            let mut rows = [RawRegion::UNMAPPED; REGION_TABLE_LEN];
+            buffers.raw_rows(|id, row| rows[id] = row);
+            assert_eq!(fresh.raw, rows, "{case}");
+            assert_eq!(reused.raw, rows, "{case}");
+            let (fresh_arrays, reused_arrays) = (arrays(&fresh), arrays(&reused));
+            drop(buffers);
+            let mut map = MemoryMap::new();
+            map.insert_buffers(input.as_deref_mut(), metadata.as_deref_mut(), &mut stack);
+            let mut of_map = Ctx::new();
+            of_map.refresh(&mut map);
+            assert_eq!(fresh_arrays, arrays(&of_map), "{case}");
+            assert_eq!(reused_arrays, arrays(&of_map), "{case}");
+        }
     }
 }

@@ -43,7 +43,6 @@ mod live;
 mod slow;
 
 #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
-mod lean;
 #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]
 mod pages;
 #[cfg(all(target_arch = "x86_64", any(target_os = "linux", target_os = "macos")))]

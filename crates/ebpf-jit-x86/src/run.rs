@@ -12,15 +12,14 @@ use alloc::vec::Vec;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ebpf_abi::{
-    Binding, Exit, Helpers, Limits, MemoryMap, Region, Stack, Trap, TrapKind, VmMemory, layout,
-    trap_code,
+    Binding, Exit, Helpers, Limits, MemoryMap, Region, RunBuffers, Stack, Trap, TrapKind, VmMemory,
+    layout, trap_code,
 };
 use ebpf_isa::Program;
 
 use crate::blocks::Shape;
 use crate::context::{Ctx, Frame, status, unpacked};
 use crate::emit::emit;
-use crate::lean::Lean;
 use crate::pages::{self, Pages};
 use crate::slow::{Stepped, finish_chain};
 use crate::{JitError, JitOptions};
@@ -396,7 +395,7 @@ fn start_registers(ctx: &mut Ctx<'_>, args: [u64; 2], budget: u64, frame_pointer
 ///
 /// That fast path takes every run of code that calls no helper, and of helper-calling code
 /// when the binding has no fixed regions (its helpers then get the run's buffers as a
-/// [`Lean`] memory instead of a map): on the code compiled for the program's entry when the
+/// [`RunBuffers`] memory instead of a map): on the code compiled for the program's entry when the
 /// run is admitted, on the fallback code (which admits every run) when the entry of
 /// `Vm::run` refuses it (`Compiled::refuses_input_run`: no input, a metadata buffer in
 /// `r1`/`r2`). Other runs — helper-calling code with fixed regions, entries that ask more —
@@ -421,7 +420,7 @@ pub(crate) struct Session {
     budget: u64,
     frame_pointer: u64,
     /// The code calls helpers, and the binding has no fixed regions: its fast runs lend the
-    /// helpers a [`Lean`] memory.
+    /// helpers a [`RunBuffers`] memory.
     lean: bool,
     /// The code calls helpers, and the binding has fixed regions: every run is mapped.
     mapped_only: bool,
@@ -444,7 +443,7 @@ pub(crate) struct Session {
 const NOT_READY: u8 = 0;
 /// `Session::input_ready`: `run_input` takes the fast path of code that calls no helper.
 const READY_PLAIN: u8 = 1;
-/// `Session::input_ready`: `run_input` takes the fast path with a [`Lean`] memory.
+/// `Session::input_ready`: `run_input` takes the fast path with a [`RunBuffers`] memory.
 const READY_LEAN: u8 = 2;
 
 impl Session {
@@ -545,7 +544,7 @@ impl Session {
         );
         let ctx = &mut self.spare.ctx;
         ctx.refresh(&mut map);
-        // (The run may have started with a `Lean` memory: the code resumed from here calls
+        // (The run may have started with a `RunBuffers` memory: the code resumed from here calls
         // helpers with the map.)
         ctx.run.trampoline = MAP_TRAMPOLINE as usize as u64;
         let result = code.drive(ctx, &mut map, &self.helpers, &self.limits, budget, Some(st));
@@ -683,7 +682,7 @@ impl Session {
 
     /// [`Session::run_fast`] of helper-calling code (`lean`), on a table that holds the
     /// fixed regions' rows — none: the binding has no fixed regions. The run's buffers are
-    /// lent to a [`Lean`] memory, the table's rows derived from its borrows, and the
+    /// lent to a [`RunBuffers`] memory, the table's rows derived from its borrows, and the
     /// helpers reach the buffers through it, as they would through the run's map. (Inlined:
     /// out of line, its call and second frame cost every run of helper-calling code 51 host
     /// instructions; inlined, a helper-free run through `run_input` pays 1 for the larger
@@ -705,12 +704,12 @@ impl Session {
         };
         let ctx = &mut self.spare.ctx;
         let st = {
-            let mut lean = Lean::new(
+            let mut lean = RunBuffers::new(
                 data.as_deref_mut(),
                 metadata.as_deref_mut(),
                 stack.region(self.stack_size),
             );
-            lean.write_rows(ctx);
+            ctx.write_buffer_rows(&mut lean);
             ctx.run.clear_for_entry();
             start_registers(ctx, args, budget, self.frame_pointer);
             ctx.run.trampoline = LEAN_TRAMPOLINE as usize as u64;
@@ -719,7 +718,7 @@ impl Session {
             ctx.memory = core::ptr::from_mut(&mut lean).cast();
             ctx.helpers = &self.helpers;
             // SAFETY: as in `run_ready`, with the rows of the run's buffers derived from
-            // `lean`'s borrows of them (`write_rows`), and `memory` pointing to `lean`, which
+            // `lean`'s borrows of them (`write_buffer_rows`), and `memory` pointing to `lean`, which
             // lives until the code returns, with the trampoline made for its type
             // (`LEAN_TRAMPOLINE`); `helpers` points to the session's, which outlive the run.
             // A helper that reaches a buffer through `&mut` moves `lean`'s generation, and
@@ -728,7 +727,7 @@ impl Session {
             ctx.memory = core::ptr::null_mut();
             ctx.helpers = core::ptr::null();
             self.helper_stack_mark =
-                ebpf_abi::lower_stack_mark(self.helper_stack_mark, lean.lowest_stack_write);
+                ebpf_abi::lower_stack_mark(self.helper_stack_mark, lean.lowest_stack_write());
             st
         };
         if st == status::EXIT {
@@ -901,7 +900,7 @@ type Trampoline = extern "sysv64" fn(*mut Ctx<'_>, u64, u64, u64, u64, u64) -> u
 /// The trampoline of runs whose `ctx.memory` is a map.
 const MAP_TRAMPOLINE: Trampoline = map_trampoline;
 
-/// The trampoline of a session's runs whose `ctx.memory` is a [`Lean`].
+/// The trampoline of a session's runs whose `ctx.memory` is a [`RunBuffers`].
 const LEAN_TRAMPOLINE: Trampoline = lean_trampoline;
 
 /// [`helper_trampoline`] of a map.
@@ -916,7 +915,7 @@ extern "sysv64" fn map_trampoline(
     helper_trampoline::<MemoryMap<'static>>(ctx, r1, r2, r3, r4, r5)
 }
 
-/// [`helper_trampoline`] of a [`Lean`]. (Each its own function, the generic body inlined:
+/// [`helper_trampoline`] of a [`RunBuffers`]. (Each its own function, the generic body inlined:
 /// a generic `extern fn` kept a drop test of the helper's result and two more saved
 /// registers on every call's path.)
 extern "sysv64" fn lean_trampoline(
@@ -927,7 +926,7 @@ extern "sysv64" fn lean_trampoline(
     r4: u64,
     r5: u64,
 ) -> u32 {
-    helper_trampoline::<Lean<'static>>(ctx, r1, r2, r3, r4, r5)
+    helper_trampoline::<RunBuffers<'static>>(ctx, r1, r2, r3, r4, r5)
 }
 
 /// What a trampoline needs of the memory it lends helpers besides [`VmMemory`].
@@ -951,14 +950,14 @@ impl HelperMemory for MemoryMap<'_> {
     }
 }
 
-impl HelperMemory for Lean<'_> {
+impl HelperMemory for RunBuffers<'_> {
     #[inline(always)]
     fn generation(&self) -> u64 {
-        self.generation
+        RunBuffers::generation(self)
     }
 
     fn refresh(&mut self, ctx: &mut Ctx<'_>) {
-        self.write_rows(ctx);
+        ctx.write_buffer_rows(self);
     }
 }
 
