@@ -529,7 +529,6 @@ mod tests {
             assert_eq!(fresh.raw, rows, "{case}");
             assert_eq!(reused.raw, rows, "{case}");
             let (fresh_arrays, reused_arrays) = (arrays(&fresh), arrays(&reused));
-            drop(buffers);
             let mut map = MemoryMap::new();
             map.insert_buffers(input.as_deref_mut(), metadata.as_deref_mut(), &mut stack);
             let mut of_map = Ctx::new();
